@@ -1,0 +1,129 @@
+//! Element types the crate computes on: `f32`, `f64` and `half::f16` (computed in `f32`).
+
+use std::fmt::Debug;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+    impl Sealed for half::f16 {}
+}
+
+/// A floating-point element type accepted by the public functions: `f32`, `f64` or
+/// [`half::f16`]. `f16` data is widened to `f32`, computed there and rounded once on output.
+///
+/// ```
+/// use logitkit::Float;
+/// assert_eq!(<half::f16 as Float>::NAME, "float16");
+/// ```
+pub trait Float: sealed::Sealed + Copy + Send + Sync + Debug + PartialOrd + 'static {
+    /// The type the kernels compute in.
+    type Compute: Real;
+    /// NumPy's name of the type.
+    const NAME: &'static str;
+    /// Widens to the compute type (exact).
+    fn to_compute(self) -> Self::Compute;
+    /// Rounds from the compute type (once, to nearest even).
+    fn from_compute(v: Self::Compute) -> Self;
+    /// Widens to `f64` (exact).
+    fn to_f64(self) -> f64;
+}
+
+/// A type the kernels compute in directly: `f32` or `f64`.
+pub trait Real: Float<Compute = Self> + Default + crate::kernels::HasKernels {
+    /// Rounds an `f64` to this type.
+    fn from_f64(v: f64) -> Self;
+    /// Negative infinity.
+    const NEG_INFINITY: Self;
+    /// Positive infinity.
+    const INFINITY: Self;
+    /// A quiet NaN.
+    const NAN: Self;
+    /// True for NaN.
+    fn is_nan(self) -> bool;
+}
+
+impl Float for f32 {
+    type Compute = f32;
+    const NAME: &'static str = "float32";
+    #[inline(always)]
+    fn to_compute(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_compute(v: f32) -> f32 {
+        v
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Float for f64 {
+    type Compute = f64;
+    const NAME: &'static str = "float64";
+    #[inline(always)]
+    fn to_compute(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn from_compute(v: f64) -> f64 {
+        v
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+impl Float for half::f16 {
+    type Compute = f32;
+    const NAME: &'static str = "float16";
+    #[inline(always)]
+    fn to_compute(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn from_compute(v: f32) -> half::f16 {
+        half::f16::from_f32(v)
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self.to_f64()
+    }
+}
+
+impl Real for f32 {
+    const NEG_INFINITY: f32 = f32::NEG_INFINITY;
+    const INFINITY: f32 = f32::INFINITY;
+    const NAN: f32 = f32::NAN;
+    #[inline(always)]
+    fn from_f64(v: f64) -> f32 {
+        v as f32
+    }
+    #[inline(always)]
+    fn is_nan(self) -> bool {
+        self.is_nan()
+    }
+}
+
+impl Real for f64 {
+    const NEG_INFINITY: f64 = f64::NEG_INFINITY;
+    const INFINITY: f64 = f64::INFINITY;
+    const NAN: f64 = f64::NAN;
+    #[inline(always)]
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
+    #[inline(always)]
+    fn is_nan(self) -> bool {
+        self.is_nan()
+    }
+}
+
+/// True when `T` is its own compute type, so a `*const T` may be read as `*const T::Compute`.
+#[inline(always)]
+pub(crate) fn is_native<T: Float>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<T::Compute>()
+}

@@ -1,0 +1,59 @@
+//! The crate's one error type. The Python bindings map every variant to `ValueError`, keeping the
+//! message, which always names the parameter and the bad value.
+
+/// Everything that can go wrong in a call to this crate.
+///
+/// ```
+/// let err = logitkit::softmax(&[1.0f32, 2.0], &mut [0.0; 2], -1.0).unwrap_err();
+/// assert!(err.to_string().contains("temperature"));
+/// assert!(err.to_string().contains("-1"));
+/// ```
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// A parameter is outside its domain: `name` is the parameter, `value` its bad value, and
+    /// `expected` says what would have been accepted.
+    #[error("{name} must be {expected}, got {value}")]
+    InvalidParameter {
+        /// The parameter's name as the user spelled it.
+        name: &'static str,
+        /// The offending value, formatted.
+        value: String,
+        /// What the parameter accepts.
+        expected: &'static str,
+    },
+    /// A buffer or per-row parameter has the wrong length.
+    #[error("{name} has length {got}, expected {expected}")]
+    LengthMismatch {
+        /// The buffer's or parameter's name.
+        name: &'static str,
+        /// Its length.
+        got: usize,
+        /// The length the call needed.
+        expected: usize,
+    },
+    /// One row of logits cannot be sampled from (NaN, `+inf`, or no finite entry).
+    #[error("logits row {row} {problem}")]
+    InvalidRow {
+        /// Index of the row (counting rows in C order over all leading dimensions).
+        row: usize,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid(
+        name: &'static str,
+        value: impl std::fmt::Display,
+        expected: &'static str,
+    ) -> Self {
+        Error::InvalidParameter {
+            name,
+            value: value.to_string(),
+            expected,
+        }
+    }
+}

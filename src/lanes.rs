@@ -1,0 +1,300 @@
+//! Strided lanes: the vectors a function works along inside an n-dimensional strided array.
+//!
+//! This is the layer the NumPy bindings call: any axis and any strides, without copying the
+//! array. A lane whose elements are adjacent is computed where it lies; any other lane is
+//! gathered into a per-thread buffer, computed there and scattered back, one lane at a time.
+
+use rayon::prelude::*;
+
+use crate::element::{is_native, Float};
+use crate::error::{Error, Result};
+use crate::parallel::{get_num_threads, install, is_parallel};
+use crate::row::{logsumexp_row, map_row, Op};
+use crate::temperature::Temperature;
+
+/// Where the lanes of a strided array lie. Strides count elements, not bytes, and may be
+/// negative or zero.
+///
+/// ```
+/// use logitkit::Lanes;
+/// // A C-contiguous 2 x 3 x 4 array, lanes along axis 1.
+/// let lanes = Lanes::from_strided(&[2, 3, 4], &[12, 4, 1], 1);
+/// assert_eq!((lanes.len, lanes.stride), (3, 4));
+/// assert_eq!(lanes.count(), 8);
+/// assert_eq!(lanes.offset(5), 12 + 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lanes {
+    /// Elements per lane.
+    pub len: usize,
+    /// Distance between consecutive elements of a lane.
+    pub stride: isize,
+    /// The other dimensions, outermost first: (extent, stride). Lanes are numbered in C order
+    /// over these.
+    pub outer: Vec<(usize, isize)>,
+}
+
+impl Lanes {
+    /// `rows` contiguous rows of `row_len` elements each, one after the other.
+    pub fn rows(rows: usize, row_len: usize) -> Lanes {
+        Lanes {
+            len: row_len,
+            stride: 1,
+            outer: vec![(rows, row_len as isize)],
+        }
+    }
+
+    /// The lanes along `axis` of an array of `shape` and element `strides`.
+    ///
+    /// # Panics
+    /// If `axis >= shape.len()` or the lengths of `shape` and `strides` differ.
+    pub fn from_strided(shape: &[usize], strides: &[isize], axis: usize) -> Lanes {
+        assert_eq!(
+            shape.len(),
+            strides.len(),
+            "shape and strides differ in length"
+        );
+        assert!(axis < shape.len(), "axis out of range");
+        let outer = (0..shape.len())
+            .filter(|&d| d != axis)
+            .map(|d| (shape[d], strides[d]))
+            .collect();
+        Lanes {
+            len: shape[axis],
+            stride: strides[axis],
+            outer,
+        }
+    }
+
+    /// Number of lanes.
+    pub fn count(&self) -> usize {
+        self.outer.iter().map(|&(e, _)| e).product()
+    }
+
+    /// Offset, in elements, of the first element of lane `lane` (C order over `outer`).
+    #[inline]
+    pub fn offset(&self, mut lane: usize) -> isize {
+        let mut off = 0isize;
+        for &(extent, stride) in self.outer.iter().rev() {
+            off += (lane % extent) as isize * stride;
+            lane /= extent;
+        }
+        off
+    }
+
+    fn outer_extents(&self) -> impl Iterator<Item = usize> + '_ {
+        self.outer.iter().map(|&(e, _)| e)
+    }
+}
+
+/// Merges outer dimensions that are one in both layouts (same lane numbering), so that lane
+/// offsets cost one multiply in the common case.
+pub fn coalesce(a: &mut Lanes, b: &mut Lanes) {
+    debug_assert!(a.outer_extents().eq(b.outer_extents()));
+    let mut ao: Vec<(usize, isize)> = Vec::with_capacity(a.outer.len());
+    let mut bo: Vec<(usize, isize)> = Vec::with_capacity(b.outer.len());
+    for (&(e, sa), &(_, sb)) in a.outer.iter().zip(&b.outer) {
+        if e == 1 {
+            continue;
+        }
+        match (ao.last_mut(), bo.last_mut()) {
+            (Some(la), Some(lb)) if la.1 == sa * e as isize && lb.1 == sb * e as isize => {
+                la.0 *= e;
+                la.1 = sa;
+                lb.0 *= e;
+                lb.1 = sb;
+            }
+            _ => {
+                ao.push((e, sa));
+                bo.push((e, sb));
+            }
+        }
+    }
+    if ao.is_empty() && a.count() == 1 {
+        ao.push((1, 0));
+        bo.push((1, 0));
+    }
+    if a.count() == 0 {
+        ao = vec![(0, 0)];
+        bo = vec![(0, 0)];
+    }
+    a.outer = ao;
+    b.outer = bo;
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: lanes handed to different threads are disjoint (the callers' contract).
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    // A method, so closures capture the whole (Send) wrapper, not its raw field.
+    #[inline(always)]
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Computes one lane. Adjacent elements in both source and destination: computed in place;
+/// otherwise through `buf`.
+///
+/// # Safety
+/// See [`map_lanes`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn map_lane<T: Float>(
+    op: Op,
+    src: *const T,
+    src_stride: isize,
+    dst: *mut T,
+    dst_stride: isize,
+    n: usize,
+    t: f64,
+    buf: &mut Vec<T::Compute>,
+    parallel_row: bool,
+) {
+    if is_native::<T>() && src_stride == 1 && dst_stride == 1 {
+        map_row::<T::Compute>(op, src.cast(), dst.cast(), n, t, parallel_row);
+        return;
+    }
+    buf.clear();
+    buf.extend((0..n).map(|i| (*src.offset(i as isize * src_stride)).to_compute()));
+    let p = buf.as_mut_ptr();
+    map_row::<T::Compute>(op, p, p, n, t, parallel_row);
+    for (i, &v) in buf.iter().enumerate() {
+        *dst.offset(i as isize * dst_stride) = T::from_compute(v);
+    }
+}
+
+fn check_same_lanes(src: &Lanes, dst: &Lanes) -> Result<()> {
+    if src.len != dst.len || !src.outer_extents().eq(dst.outer_extents()) {
+        return Err(Error::LengthMismatch {
+            name: "out",
+            got: dst.len * dst.count(),
+            expected: src.len * src.count(),
+        });
+    }
+    Ok(())
+}
+
+/// Computes `op` (softmax or log-softmax) along every lane of `src` into the matching lane of
+/// `dst`, lane `i` at temperature `temperature.get(i)`.
+///
+/// # Safety
+/// - every element of every lane of `src` is valid for reads, and of `dst` for writes;
+/// - distinct lanes of `dst` do not overlap, and no lane of `dst` overlaps a lane of `src`
+///   other than the one at the same index; when they overlap, `dst == src` with identical
+///   layouts (in place);
+/// - nothing else reads or writes `dst`, or writes `src`, during the call.
+pub unsafe fn map_lanes<T: Float>(
+    op: Op,
+    src: *const T,
+    src_lanes: &Lanes,
+    dst: *mut T,
+    dst_lanes: &Lanes,
+    temperature: Temperature<'_>,
+) -> Result<()> {
+    check_same_lanes(src_lanes, dst_lanes)?;
+    let count = src_lanes.count();
+    temperature.check_softmax(count)?;
+    let n = src_lanes.len;
+    if n == 0 || count == 0 {
+        return Ok(());
+    }
+    let (s, d) = (SendPtr(src as *mut T), SendPtr(dst));
+    let lane = |i: usize, buf: &mut Vec<T::Compute>, parallel_row: bool| {
+        // SAFETY: the caller's contract; lane i of each layout is in bounds.
+        unsafe {
+            map_lane(
+                op,
+                s.get().offset(src_lanes.offset(i)),
+                src_lanes.stride,
+                d.get().offset(dst_lanes.offset(i)),
+                dst_lanes.stride,
+                n,
+                temperature.get(i),
+                buf,
+                parallel_row,
+            )
+        }
+    };
+    let work = n.saturating_mul(count);
+    if !is_parallel(work) {
+        let mut buf = Vec::new();
+        (0..count).for_each(|i| lane(i, &mut buf, false));
+    } else if count >= get_num_threads() {
+        // Enough lanes to share: each task takes whole lanes, at least ~8k elements' worth.
+        let min_lanes = (8 * 1024 / n).max(1);
+        install(|| {
+            (0..count)
+                .into_par_iter()
+                .with_min_len(min_lanes)
+                .for_each_init(Vec::new, |buf, i| lane(i, buf, false))
+        });
+    } else {
+        // Few long lanes: share each lane's blocks instead.
+        install(|| {
+            let mut buf = Vec::new();
+            (0..count).for_each(|i| lane(i, &mut buf, true));
+        });
+    }
+    Ok(())
+}
+
+/// log-sum-exp along every lane of `src`; lane `i`'s result goes to `out[i]`.
+///
+/// # Safety
+/// Every element of every lane of `src` is valid for reads, and nothing writes it during the
+/// call.
+pub unsafe fn logsumexp_lanes<T: Float>(
+    src: *const T,
+    src_lanes: &Lanes,
+    out: &mut [T],
+) -> Result<()> {
+    let count = src_lanes.count();
+    if out.len() != count {
+        return Err(Error::LengthMismatch {
+            name: "out",
+            got: out.len(),
+            expected: count,
+        });
+    }
+    let n = src_lanes.len;
+    let s = SendPtr(src as *mut T);
+    let one = |i: usize, buf: &mut Vec<T::Compute>, parallel_row: bool| -> T {
+        // SAFETY: the caller's contract; lane i is in bounds.
+        unsafe {
+            let p = s.get().offset(src_lanes.offset(i));
+            if is_native::<T>() && src_lanes.stride == 1 {
+                let x = std::slice::from_raw_parts(p as *const T::Compute, n);
+                return T::from_compute(logsumexp_row(x, parallel_row));
+            }
+            buf.clear();
+            buf.extend((0..n).map(|j| (*p.offset(j as isize * src_lanes.stride)).to_compute()));
+            T::from_compute(logsumexp_row(buf, parallel_row))
+        }
+    };
+    let work = n.saturating_mul(count).max(count);
+    if !is_parallel(work) {
+        let mut buf = Vec::new();
+        out.iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = one(i, &mut buf, false));
+    } else if count >= get_num_threads() {
+        let min_lanes = (8 * 1024 / n.max(1)).max(1);
+        install(|| {
+            out.par_iter_mut()
+                .enumerate()
+                .with_min_len(min_lanes)
+                .for_each_init(Vec::new, |buf, (i, o)| *o = one(i, buf, false))
+        });
+    } else {
+        install(|| {
+            let mut buf = Vec::new();
+            out.iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = one(i, &mut buf, true));
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! # logitkit
+//!
+//! Logits to probabilities and tokens, fast and exact, on the CPU: softmax, log-softmax and
+//! log-sum-exp with a temperature, over slices or batches of rows, in parallel on a pool the
+//! crate owns. `f32`, `f64` and `half::f16` (computed in `f32`).
+//!
+//! ```
+//! let logits = [4.1f32, 1.0, 2.3, -0.5, 0.2];
+//! let mut probs = [0.0f32; 5];
+//! logitkit::softmax(&logits, &mut probs, 1.0).unwrap();
+//! assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+//!
+//! // A batch of rows, one temperature per row.
+//! let batch = [0.0f64, 1.0, 2.0, 0.0, 1.0, 2.0];
+//! let mut out = [0.0f64; 6];
+//! logitkit::softmax_rows(&batch, &mut out, 3, (&[1.0, 0.5][..]).into()).unwrap();
+//! assert!(out[5] > out[2]);
+//! ```
+//!
+//! The behaviour is the contract in the repository's README: overflow safety, non-finite input,
+//! accuracy bounds, and results that are bitwise the same whatever the thread count.
+//! The Python bindings sit behind the `python` feature; without it the crate has no PyO3.
+
+#![warn(missing_docs)]
+
+mod element;
+mod error;
+mod kernels;
+pub mod lanes;
+mod parallel;
+mod row;
+mod simd;
+mod softmax;
+mod temperature;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use element::{Float, Real};
+pub use error::{Error, Result};
+pub use lanes::Lanes;
+pub use parallel::{available_cpus, get_num_threads, set_num_threads, NUM_THREADS_ENV};
+pub use row::Op;
+pub use simd::{simd_level, supported_levels, SimdLevel};
+pub use softmax::{
+    log_softmax, log_softmax_in_place, log_softmax_rows, log_softmax_rows_in_place, logsumexp,
+    logsumexp_rows, softmax, softmax_in_place, softmax_rows, softmax_rows_in_place,
+};
+pub use temperature::Temperature;
