@@ -27,7 +27,7 @@ mod element;
 mod error;
 mod kernels;
 pub mod lanes;
-mod parallel;
+pub(crate) mod parallel;
 mod row;
 mod simd;
 mod softmax;
