@@ -4,6 +4,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __version__: str
+__all__ = [
+    "__version__",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "set_num_threads",
+    "get_num_threads",
+    "simd_level",
+]
 
 _Float = Union[np.float16, np.float32, np.float64]
 
