@@ -363,13 +363,13 @@ impl<'py> Output<'py> {
             )));
         }
         let d = arr.dtype();
-        let out_dtype: String = d.str()?.to_string();
         let same_kind = match dtype {
             Dtype::F16 => d.num() == NPY_TYPES::NPY_HALF as i32,
             Dtype::F32 => d.num() == NPY_TYPES::NPY_FLOAT as i32,
             Dtype::F64 => d.num() == NPY_TYPES::NPY_DOUBLE as i32,
         };
         if !same_kind {
+            let out_dtype = d.str()?.to_string();
             return Err(PyTypeError::new_err(format!(
                 "out has dtype {out_dtype}, expected {}",
                 dtype.name()
