@@ -28,7 +28,8 @@ def as_float_array(x: Any) -> np.ndarray:
                 f"x has dtype {a.dtype}, which logitkit does not compute in; "
                 "convert to float64 first"
             )
-        if not a.dtype.isnative or not a.flags.aligned:
+        odd_strides = any(s % a.itemsize for s, n in zip(a.strides, a.shape) if n > 1)
+        if not a.dtype.isnative or not a.flags.aligned or odd_strides:
             a = a.astype(a.dtype.newbyteorder("="), order="C")
         return a
     if kind in "biu":

@@ -85,10 +85,25 @@ impl<'py> FloatArray<'py> {
             return None;
         }
         let item = dtype.itemsize() as isize;
-        let strides: Vec<isize> = arr.strides().iter().map(|s| s / item).collect();
-        if arr.strides().iter().any(|s| s % item != 0) {
+        // A stride only matters along an axis longer than 1 (NumPy ignores the others, and they
+        // may be any byte count).
+        let used = |(&n, &s): (&usize, &isize)| if n > 1 { s } else { 0 };
+        if arr
+            .shape()
+            .iter()
+            .zip(arr.strides())
+            .map(used)
+            .any(|s| s % item != 0)
+        {
             return None;
         }
+        let strides: Vec<isize> = arr
+            .shape()
+            .iter()
+            .zip(arr.strides())
+            .map(used)
+            .map(|s| s / item)
+            .collect();
         // SAFETY: a live ndarray's data pointer.
         let data = unsafe { (*arr.as_array_ptr()).fields.data } as *mut u8;
         Some(FloatArray {
