@@ -93,7 +93,13 @@ def make_ort(shape: Tuple[int, int], op: str, threads: int):
         b = sess.io_binding()
         b.bind_cpu_input("x", x)
         b.bind_output("y", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
-        return lambda: sess.run_with_iobinding(b)
+
+        def run():
+            # ORT writes through a raw pointer: this closure keeps x and out alive.
+            sess.run_with_iobinding(b)
+            return x, out
+
+        return run
 
     return bind
 
