@@ -3,10 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint rust-test venv develop wheel wheel-test pytest stubtest bench demo clean
+.PHONY: test lint rust-test venv develop wheel wheel-test qemu-smoke pytest stubtest bench demo clean
 
 # CI: the suite runs against the built wheel installed in a fresh venv, not the source tree.
-test: lint rust-test wheel-test
+test: lint rust-test wheel-test qemu-smoke
 
 lint:
 	cargo fmt --check
@@ -19,7 +19,7 @@ rust-test:
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "maturin>=1.7,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8"
+	$(PY) -m pip install --quiet "maturin>=1.7,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" ziglang
 	touch $@
 
 venv: $(VENV)/.installed
@@ -32,7 +32,7 @@ develop: venv
 WHEEL_VENV ?= .venv-wheel
 wheel: venv
 	rm -rf dist
-	$(VENV)/bin/maturin build --release --out dist --quiet
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release --zig --compatibility manylinux2014 --out dist --quiet
 	$(VENV)/bin/maturin sdist --out dist
 
 wheel-test: wheel
@@ -42,6 +42,20 @@ wheel-test: wheel
 	cd tests && ../$(WHEEL_VENV)/bin/python -c "import logitkit, sys; assert 'site-packages' in logitkit.__file__, logitkit.__file__; print('testing', logitkit.__file__)"
 	cd tests && ../$(WHEEL_VENV)/bin/python -m pytest -q -p no:cacheprovider --rootdir=.. $(PYTEST_ARGS) .
 	cd tests && ../$(WHEEL_VENV)/bin/python -m mypy.stubtest logitkit._native
+
+# The wheel on CPU models without AVX (Nehalem) and with AVX2 but no AVX-512 (Haswell), under
+# qemu-user: a stray vector instruction outside the run-time dispatch dies with SIGILL.
+# NumPy 2.x itself needs newer CPUs than Nehalem, so this venv uses NumPy 1.26.
+QEMU_VENV ?= .venv-qemu
+qemu-smoke: wheel
+	@command -v qemu-x86_64 >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null; } || { echo "qemu-smoke: qemu-x86_64 missing (apt-get install qemu-user)"; exit 1; }
+	rm -rf $(QEMU_VENV)
+	python3 -m venv $(QEMU_VENV)
+	$(QEMU_VENV)/bin/python -m pip install --quiet "numpy<2" dist/logitkit-*.whl
+	# OpenBLAS (inside NumPy) misreads the emulated CPU; name its kernel set explicitly.
+	cd tests && OPENBLAS_CORETYPE=Nehalem qemu-x86_64 -cpu Nehalem ../$(QEMU_VENV)/bin/python cpu_smoke.py scalar
+	cd tests && OPENBLAS_CORETYPE=Haswell qemu-x86_64 -cpu Haswell ../$(QEMU_VENV)/bin/python cpu_smoke.py avx2,scalar
+	cd tests && ../$(QEMU_VENV)/bin/python cpu_smoke.py $$(../$(QEMU_VENV)/bin/python -c "import logitkit; print(logitkit.simd_level())")
 
 pytest: develop
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -56,4 +70,4 @@ demo:
 	pip install . && python -m logitkit demo
 
 clean:
-	rm -rf $(VENV) $(WHEEL_VENV) target dist
+	rm -rf $(VENV) $(WHEEL_VENV) $(QEMU_VENV) target dist

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::element::Real;
-use crate::kernels::{kernels, HasKernels, SumAcc, BLOCK};
+use crate::kernels::{kernels, SumAcc, BLOCK};
 use crate::simd::SimdLevel;
 
 /// What a map over lanes computes.

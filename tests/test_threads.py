@@ -535,3 +535,14 @@ def test_s11_thread_count_used_by_calls(restore_threads):
     assert len(workers) <= 3 + 3  # at most this pool plus one older pool being retired
     lk.set_num_threads(1)
     lk.softmax(x)
+
+
+def test_s11_huge_thread_count_is_accepted_and_still_correct(restore_threads):
+    """S11: any int n >= 1 is accepted and reported back; the pool starts at most a bounded
+    number of workers, so a huge n neither crashes nor changes results (S9)."""
+    x = np.random.default_rng(3).standard_normal((64, 70000)).astype(np.float32)
+    lk.set_num_threads(1)
+    want = lk.softmax(x)
+    lk.set_num_threads(10**6)
+    assert lk.get_num_threads() == 10**6
+    np.testing.assert_array_equal(lk.softmax(x), want)
