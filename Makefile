@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint rust-test venv develop wheel wheel-test qemu-smoke pytest stubtest bench demo clean
+.PHONY: test lint rust-test venv develop wheel wheel-test qemu-smoke fuzz pytest stubtest bench demo clean
 
 # CI: the suite runs against the built wheel installed in a fresh venv, not the source tree.
 test: lint rust-test wheel-test qemu-smoke
@@ -56,6 +56,11 @@ qemu-smoke: wheel
 	cd tests && OPENBLAS_CORETYPE=Nehalem qemu-x86_64 -cpu Nehalem ../$(QEMU_VENV)/bin/python cpu_smoke.py scalar
 	cd tests && OPENBLAS_CORETYPE=Haswell qemu-x86_64 -cpu Haswell ../$(QEMU_VENV)/bin/python cpu_smoke.py avx2,scalar
 	cd tests && ../$(QEMU_VENV)/bin/python cpu_smoke.py $$(../$(QEMU_VENV)/bin/python -c "import logitkit; print(logitkit.simd_level())")
+
+# Long fuzz run of the strided-lanes API (not part of `make test`).
+FUZZ_CASES ?= 200000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --test fuzz_lanes -- --nocapture
 
 pytest: develop
 	$(PY) -m pytest -q $(PYTEST_ARGS)
