@@ -3,10 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint rust-test venv develop wheel wheel-test qemu-smoke fuzz pytest stubtest bench demo clean
+.PHONY: test lint rust-test venv develop wheel wheel-test qemu-smoke fuzz valgrind pytest stubtest bench demo clean
 
 # CI: the suite runs against the built wheel installed in a fresh venv, not the source tree.
-test: lint rust-test wheel-test qemu-smoke
+test: lint rust-test valgrind wheel-test qemu-smoke
 
 lint:
 	cargo fmt --check
@@ -15,6 +15,11 @@ lint:
 
 rust-test:
 	cargo test
+
+# The Rust tests again under valgrind memcheck: invalid reads or writes in unsafe code fail it.
+# (Valgrind's CPU has no AVX-512, so this covers the scalar and AVX2 paths.)
+valgrind:
+	PROPTEST_CASES=100 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind -q --error-exitcode=9" cargo test --tests
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
