@@ -3,16 +3,36 @@
 //! A kernel works on one block of a row (at most [`BLOCK`] elements). Rows are cut into blocks
 //! at fixed offsets and block results are combined in block order, so a row's result is the same
 //! bits however many threads share the row (contract S9).
+//!
+//! Levels: `scalar` (the portable twin every vector kernel is tested against), and on x86-64
+//! `avx2` (AVX2 + FMA) and `avx512` (AVX-512F), chosen at run time (contract S12). The vector
+//! kernels are compiled with `#[target_feature]`, so a build for the platform baseline carries
+//! them all; a table is only handed out for a level the running CPU has.
+//!
+//! Every vector kernel computes `exp` the same way: the argument `a = (x - m) / t` (in `f32` when
+//! `t == 1`, else in `f64`; for `f64` data with a double-word correction), clamped below to a value
+//! whose `exp` rounds to 0 (so `-inf` gives exactly 0 while NaN propagates), Cody-Waite reduction
+//! `a = k ln2 + r`, `|r| <= ln2 / 2`, a polynomial for `exp(r)`, and a scaling by `2^k` that rounds
+//! once into the subnormal range. `exp(0)` is exactly 1.
 
 pub(crate) mod scalar;
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
+
 use crate::element::Real;
-use crate::simd::{simd_level, SimdLevel};
+use crate::row::Op;
+use crate::simd::{cpu_has, simd_level, SimdLevel};
 
 /// Elements per block: the unit of within-row parallelism and of deterministic summation.
 pub(crate) const BLOCK: usize = 16 * 1024;
 
 /// The kernels of one level for compute type `C`.
+///
+/// The exp-based kernels take the row's (or block's) maximum `m`: every entry is `<= m` or NaN,
+/// and `m` is finite.
 pub struct Kernels<C: 'static> {
     /// Largest entry ignoring NaN (`-inf` for an empty or all `-inf` block), and whether any
     /// entry is NaN.
@@ -25,6 +45,14 @@ pub struct Kernels<C: 'static> {
     pub scale: unsafe fn(*mut C, usize, f64),
     /// dst = (src - m) / t - log_sum. `src == dst` allowed.
     pub write_log_softmax: unsafe fn(*const C, *mut C, usize, C, f64, f64),
+    /// Whole rows of at most [`BLOCK`] elements, one call for many rows (the short-row path):
+    /// `rows(op, src, src_step, dst, dst_step, n, count, temps, temp_step)` computes `op` of the
+    /// `count` rows of `n` elements at `src + i * src_step` into `dst + i * dst_step`, row `i`
+    /// at temperature `*temps.add(i * temp_step)`, contract S6 included. A row's result is the
+    /// same bits as `max`, then `exp_store_sum` and `scale` by `1 / sum` (softmax) or `sum_exp`
+    /// and `write_log_softmax` with `ln(sum)` (log-softmax) would give.
+    #[allow(clippy::type_complexity)]
+    pub rows: unsafe fn(Op, *const C, usize, *mut C, usize, usize, usize, *const f64, usize),
 }
 
 /// Compensated (Neumaier) sum of block or chunk partial sums.
@@ -54,13 +82,71 @@ impl SumAcc {
 
 /// Vector levels the crate has kernels for on this architecture (the CPU may lack some).
 pub(crate) fn vector_levels() -> &'static [SimdLevel] {
-    &[]
+    #[cfg(target_arch = "x86_64")]
+    {
+        &[SimdLevel::Avx2, SimdLevel::Avx512]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        &[]
+    }
 }
 
 /// A compute type with a kernel table per level (a supertrait of [`Real`], unnameable outside).
 pub trait HasKernels: Sized + 'static {
+    /// The table of `level`; the scalar table when this CPU lacks `level` or the crate has no
+    /// kernels for it.
     fn kernels_for(level: SimdLevel) -> &'static Kernels<Self>;
 }
+
+/// Generates the `rows` kernel of a level from its block kernels, compiled with the level's
+/// target features so that the block kernels inline into it.
+macro_rules! rows_kernel {
+    ($name:ident, $t:ty, $feat:literal, $max:path, $ess:path, $se:path, $scale:path, $wls:path) => {
+        /// # Safety
+        /// As [`Kernels::rows`](super::Kernels): row `i` of `src` is valid for reads and of
+        /// `dst` for writes of `n` elements, each the same as or disjoint from the other; every
+        /// temperature read is positive and finite; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn $name(
+            op: $crate::row::Op,
+            src: *const $t,
+            src_step: usize,
+            dst: *mut $t,
+            dst_step: usize,
+            n: usize,
+            count: usize,
+            temps: *const f64,
+            temp_step: usize,
+        ) {
+            for r in 0..count {
+                let s = src.add(r * src_step);
+                let d = dst.add(r * dst_step);
+                let t = *temps.add(r * temp_step);
+                let (m, nan) = $max(std::slice::from_raw_parts(s, n));
+                if nan || m == <$t>::INFINITY || m == <$t>::NEG_INFINITY {
+                    // Contract S6: NaN or +inf anywhere, or no entry above -inf.
+                    for i in 0..n {
+                        *d.add(i) = <$t>::NAN;
+                    }
+                    continue;
+                }
+                match op {
+                    $crate::row::Op::Softmax => {
+                        let total = $ess(s, d, n, m, t);
+                        $scale(d, n, 1.0 / total);
+                    }
+                    $crate::row::Op::LogSoftmax => {
+                        let total = $se(std::slice::from_raw_parts(s, n), m, t);
+                        $wls(s, d, n, m, t, total.ln());
+                    }
+                }
+            }
+        }
+    };
+}
+pub(crate) use rows_kernel;
 
 macro_rules! scalar_table {
     ($t:ty) => {
@@ -70,6 +156,7 @@ macro_rules! scalar_table {
             exp_store_sum: scalar::exp_store_sum::<$t>,
             scale: scalar::scale::<$t>,
             write_log_softmax: scalar::write_log_softmax::<$t>,
+            rows: scalar::rows::<$t>,
         }
     };
 }
@@ -79,15 +166,25 @@ static SCALAR_F64: Kernels<f64> = scalar_table!(f64);
 
 impl HasKernels for f32 {
     fn kernels_for(level: SimdLevel) -> &'static Kernels<f32> {
-        let _ = level;
-        &SCALAR_F32
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &avx512::F32,
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &avx2::F32,
+            _ => &SCALAR_F32,
+        }
     }
 }
 
 impl HasKernels for f64 {
     fn kernels_for(level: SimdLevel) -> &'static Kernels<f64> {
-        let _ = level;
-        &SCALAR_F64
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &avx512::F64,
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &avx2::F64,
+            _ => &SCALAR_F64,
+        }
     }
 }
 

@@ -84,3 +84,43 @@ pub(crate) unsafe fn write_log_softmax<C: Real>(
         *dst.add(i) = C::from_f64(shifted(*src.add(i), m, t) - log_sum);
     }
 }
+
+/// Whole rows, one after the other (see [`Kernels::rows`](super::Kernels)).
+///
+/// # Safety
+/// As [`Kernels::rows`](super::Kernels).
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn rows<C: Real>(
+    op: crate::row::Op,
+    src: *const C,
+    src_step: usize,
+    dst: *mut C,
+    dst_step: usize,
+    n: usize,
+    count: usize,
+    temps: *const f64,
+    temp_step: usize,
+) {
+    for r in 0..count {
+        let s = src.add(r * src_step);
+        let d = dst.add(r * dst_step);
+        let t = *temps.add(r * temp_step);
+        let (m, nan) = max(std::slice::from_raw_parts(s, n));
+        if nan || m == C::INFINITY || m == C::NEG_INFINITY {
+            for i in 0..n {
+                *d.add(i) = C::NAN;
+            }
+            continue;
+        }
+        match op {
+            crate::row::Op::Softmax => {
+                let total = exp_store_sum(s, d, n, m, t);
+                scale(d, n, 1.0 / total);
+            }
+            crate::row::Op::LogSoftmax => {
+                let total = sum_exp(std::slice::from_raw_parts(s, n), m, t);
+                write_log_softmax(s, d, n, m, t, total.ln());
+            }
+        }
+    }
+}

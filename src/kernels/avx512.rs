@@ -1,0 +1,703 @@
+//! AVX-512F kernels (x86-64), 16 `f32` or 8 `f64` lanes; tails use masked loads and stores.
+//!
+//! Every function here is compiled with `avx512f,avx2,fma` and must only run on a CPU that has
+//! them: the tables at the end are handed out by `kernels_for` only after `cpu_has(Avx512)`.
+
+use std::arch::x86_64::*;
+
+use super::{rows_kernel, scalar, Kernels};
+
+// ---------------------------------------------------------------------------------------------
+// f32
+// ---------------------------------------------------------------------------------------------
+
+/// Below this the `f32` exp is 0 (exp(-104) already rounds to 0); -inf is clamped here.
+pub(crate) const F32_ARG_MIN: f32 = -110.0;
+const F32_LOG2E: f32 = std::f32::consts::LOG2_E;
+/// ln 2 split so that `k * LN2_HI` is exact for |k| < 2^15 (Cody-Waite).
+const F32_LN2_HI: f32 = 0.693_359_4;
+const F32_LN2_LO: f32 = -2.121_944_4e-4;
+/// exp(r) ~ 1 + r + r^2 (P0 r^5 + P1 r^4 + ... + P5) on |r| <= ln2/2 (Cephes `expf`).
+const F32_P: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    5.000_000_1e-1,
+];
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_ps(a: __m512) -> __m512 {
+    // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
+    let a = _mm512_max_ps(_mm512_set1_ps(F32_ARG_MIN), a);
+    let k = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(a, _mm512_set1_ps(F32_LOG2E)),
+    );
+    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_HI), a);
+    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_LO), r);
+    let r2 = _mm512_mul_ps(r, r);
+    let mut p = _mm512_set1_ps(F32_P[0]);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(F32_P[1]));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(F32_P[2]));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(F32_P[3]));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(F32_P[4]));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(F32_P[5]));
+    let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0));
+    // y * 2^k, rounded once (into the subnormals when k is very negative).
+    _mm512_scalef_ps(y, k)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn lo_pd(v: __m512) -> __m512d {
+    _mm512_cvtps_pd(_mm512_castps512_ps256(v))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn hi_pd(v: __m512) -> __m512d {
+    _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+        _mm512_castps_pd(v),
+    )))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn narrow(lo: __m512d, hi: __m512d) -> __m512 {
+    let l = _mm256_castps_pd(_mm512_cvtpd_ps(lo));
+    let h = _mm256_castps_pd(_mm512_cvtpd_ps(hi));
+    _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(l), h))
+}
+
+#[inline]
+fn mask16(r: usize) -> __mmask16 {
+    debug_assert!(r < 16);
+    ((1u32 << r) - 1) as __mmask16
+}
+
+/// The exp argument of an `f32` row: `x - m` in `f32` when `t == 1` (UNIT), else
+/// `(x - m) / t` in `f64`, rounded once to `f32`.
+#[derive(Clone, Copy)]
+struct ArgF32 {
+    m: __m512,
+    m64: __m512d,
+    inv: __m512d,
+}
+
+impl ArgF32 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn new(m: f32, inv: f64) -> ArgF32 {
+        ArgF32 {
+            m: _mm512_set1_ps(m),
+            m64: _mm512_set1_pd(m as f64),
+            inv: _mm512_set1_pd(inv),
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: __m512) -> __m512 {
+    if UNIT {
+        _mm512_sub_ps(x, c.m)
+    } else {
+        let lo = _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), c.m64), c.inv);
+        let hi = _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), c.m64), c.inv);
+        narrow(lo, hi)
+    }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
+    let n = x.len();
+    let p = x.as_ptr();
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+    let mut nan: __mmask16 = 0;
+    let mut i = 0;
+    while i + 64 <= n {
+        let v0 = _mm512_loadu_ps(p.add(i));
+        let v1 = _mm512_loadu_ps(p.add(i + 16));
+        let v2 = _mm512_loadu_ps(p.add(i + 32));
+        let v3 = _mm512_loadu_ps(p.add(i + 48));
+        // An unordered compare is true exactly when either operand is NaN; MAXPS alone would
+        // drop it.
+        nan |=
+            _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v0, v1) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v2, v3);
+        m0 = _mm512_max_ps(v0, m0);
+        m1 = _mm512_max_ps(v1, m1);
+        m2 = _mm512_max_ps(v2, m2);
+        m3 = _mm512_max_ps(v3, m3);
+        i += 64;
+    }
+    while i + 16 <= n {
+        let v = _mm512_loadu_ps(p.add(i));
+        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        m0 = _mm512_max_ps(v, m0);
+        i += 16;
+    }
+    if i < n {
+        let v = _mm512_mask_loadu_ps(ninf, mask16(n - i), p.add(i));
+        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        m0 = _mm512_max_ps(v, m0);
+    }
+    // No NaN is left in m0..m3: MAXPS with the new value first keeps the old one on NaN.
+    let m = _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3));
+    (_mm512_reduce_max_ps(m), nan != 0)
+}
+
+/// Σ exp(arg(x)) over `n` elements, storing the exps when STORE. Four vectors are added in
+/// `f32` (two roundings), then widened and accumulated in `f64` lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+) -> f64 {
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut a0 = _mm512_setzero_pd();
+    let mut a1 = _mm512_setzero_pd();
+    let mut i = 0;
+    while i + 64 <= n {
+        let e0 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i))));
+        let e1 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i + 16))));
+        let e2 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i + 32))));
+        let e3 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i + 48))));
+        if STORE {
+            _mm512_storeu_ps(dst.add(i), e0);
+            _mm512_storeu_ps(dst.add(i + 16), e1);
+            _mm512_storeu_ps(dst.add(i + 32), e2);
+            _mm512_storeu_ps(dst.add(i + 48), e3);
+        }
+        let s = _mm512_add_ps(_mm512_add_ps(e0, e1), _mm512_add_ps(e2, e3));
+        a0 = _mm512_add_pd(a0, lo_pd(s));
+        a1 = _mm512_add_pd(a1, hi_pd(s));
+        i += 64;
+    }
+    while i + 16 <= n {
+        let e = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i))));
+        if STORE {
+            _mm512_storeu_ps(dst.add(i), e);
+        }
+        a0 = _mm512_add_pd(a0, lo_pd(e));
+        a1 = _mm512_add_pd(a1, hi_pd(e));
+        i += 16;
+    }
+    if i < n {
+        let k = mask16(n - i);
+        // Lanes past the end read -inf, whose exp is exactly 0.
+        let e = exp_ps(arg_ps::<UNIT>(c, _mm512_mask_loadu_ps(ninf, k, src.add(i))));
+        if STORE {
+            _mm512_mask_storeu_ps(dst.add(i), k, e);
+        }
+        a0 = _mm512_add_pd(a0, lo_pd(e));
+        a1 = _mm512_add_pd(a1, hi_pd(e));
+    }
+    _mm512_reduce_add_pd(_mm512_add_pd(a0, a1))
+}
+
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint); AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_store_sum_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+) -> f64 {
+    if t == 1.0 {
+        return exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0));
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        // Temperatures beyond 1/f64::MAX or f64::MAX: the portable twin divides instead.
+        return scalar::exp_store_sum(src, dst, n, m, t);
+    }
+    exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv))
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
+    let (p, n) = (x.as_ptr(), x.len());
+    if t == 1.0 {
+        return exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0));
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        return scalar::sum_exp(x, m, t);
+    }
+    exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv))
+}
+
+/// # Safety
+/// `dst` valid for reads and writes of `n`; AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
+    let f = _mm512_set1_ps(factor as f32);
+    let mut i = 0;
+    while i + 64 <= n {
+        let v0 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i)), f);
+        let v1 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 16)), f);
+        let v2 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 32)), f);
+        let v3 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 48)), f);
+        _mm512_storeu_ps(dst.add(i), v0);
+        _mm512_storeu_ps(dst.add(i + 16), v1);
+        _mm512_storeu_ps(dst.add(i + 32), v2);
+        _mm512_storeu_ps(dst.add(i + 48), v3);
+        i += 64;
+    }
+    while i + 16 <= n {
+        _mm512_storeu_ps(dst.add(i), _mm512_mul_ps(_mm512_loadu_ps(dst.add(i)), f));
+        i += 16;
+    }
+    if i < n {
+        let k = mask16(n - i);
+        let v = _mm512_maskz_loadu_ps(k, dst.add(i));
+        _mm512_mask_storeu_ps(dst.add(i), k, _mm512_mul_ps(v, f));
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn log_f32<const UNIT: bool>(c: ArgF32, ls: f32, ls64: __m512d, x: __m512) -> __m512 {
+    if UNIT {
+        _mm512_sub_ps(_mm512_sub_ps(x, c.m), _mm512_set1_ps(ls))
+    } else {
+        let lo = _mm512_fmsub_pd(_mm512_sub_pd(lo_pd(x), c.m64), c.inv, ls64);
+        let hi = _mm512_fmsub_pd(_mm512_sub_pd(hi_pd(x), c.m64), c.inv, ls64);
+        narrow(lo, hi)
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn write_log_f32<const UNIT: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+    log_sum: f64,
+) {
+    let ls = log_sum as f32;
+    let ls64 = _mm512_set1_pd(log_sum);
+    let mut i = 0;
+    while i + 32 <= n {
+        let y0 = log_f32::<UNIT>(c, ls, ls64, _mm512_loadu_ps(src.add(i)));
+        let y1 = log_f32::<UNIT>(c, ls, ls64, _mm512_loadu_ps(src.add(i + 16)));
+        _mm512_storeu_ps(dst.add(i), y0);
+        _mm512_storeu_ps(dst.add(i + 16), y1);
+        i += 32;
+    }
+    while i < n {
+        let k = if n - i >= 16 { 0xFFFF } else { mask16(n - i) };
+        let y = log_f32::<UNIT>(c, ls, ls64, _mm512_maskz_loadu_ps(k, src.add(i)));
+        _mm512_mask_storeu_ps(dst.add(i), k, y);
+        i += 16;
+    }
+}
+
+/// # Safety
+/// As [`exp_store_sum_f32`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn write_log_softmax_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    log_sum: f64,
+) {
+    if t == 1.0 {
+        return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum);
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        return scalar::write_log_softmax(src, dst, n, m, t, log_sum);
+    }
+    write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum)
+}
+
+fn max_f32(x: &[f32]) -> (f32, bool) {
+    // SAFETY: this function is only reachable through `F32`, which `kernels_for` hands out
+    // only when the CPU has AVX-512F, AVX2 and FMA.
+    unsafe { max_f32_impl(x) }
+}
+
+fn sum_exp_f32(x: &[f32], m: f32, t: f64) -> f64 {
+    // SAFETY: as `max_f32`.
+    unsafe { sum_exp_f32_impl(x, m, t) }
+}
+
+rows_kernel!(
+    rows_f32,
+    f32,
+    "avx512f,avx2,fma",
+    max_f32_impl,
+    exp_store_sum_f32,
+    sum_exp_f32_impl,
+    scale_f32,
+    write_log_softmax_f32
+);
+
+/// The AVX-512 table for `f32`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.
+pub(crate) static F32: Kernels<f32> = Kernels {
+    max: max_f32,
+    sum_exp: sum_exp_f32,
+    exp_store_sum: exp_store_sum_f32,
+    scale: scale_f32,
+    write_log_softmax: write_log_softmax_f32,
+    rows: rows_f32,
+};
+
+// ---------------------------------------------------------------------------------------------
+// f64
+// ---------------------------------------------------------------------------------------------
+
+/// Below this the `f64` exp is 0 (exp(-746) already rounds to 0); -inf is clamped here.
+pub(crate) const F64_ARG_MIN: f64 = -760.0;
+const F64_LOG2E: f64 = std::f64::consts::LOG2_E;
+/// ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 significant bits (fdlibm), so `k * LN2_HI` is exact.
+const F64_LN2_HI: f64 = 6.931_471_803_691_238_164_9e-1;
+const F64_LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+/// 1/n! for n = 12 down to 2: the Taylor polynomial of degree 12, whose truncation error on
+/// |r| <= ln2/2 is below 2e-16 relative.
+const F64_P: [f64; 11] = [
+    1.0 / 479_001_600.0,
+    1.0 / 39_916_800.0,
+    1.0 / 3_628_800.0,
+    1.0 / 362_880.0,
+    1.0 / 40_320.0,
+    1.0 / 5_040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+];
+
+/// exp(hi + lo), |lo| tiny against |hi| (a double-word argument). NaN in `hi` propagates;
+/// `hi <= F64_ARG_MIN` (including -inf, whatever `lo`) gives exactly 0.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_pd(hi: __m512d, lo: __m512d) -> __m512d {
+    let amin = _mm512_set1_pd(F64_ARG_MIN);
+    let ok = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(hi, amin);
+    let hi = _mm512_max_pd(amin, hi);
+    let lo = _mm512_maskz_mov_pd(ok, lo);
+    let k = _mm512_roundscale_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_pd(hi, _mm512_set1_pd(F64_LOG2E)),
+    );
+    let r = _mm512_fnmadd_pd(k, _mm512_set1_pd(F64_LN2_HI), hi);
+    let r = _mm512_add_pd(r, _mm512_fnmadd_pd(k, _mm512_set1_pd(F64_LN2_LO), lo));
+    let mut p = _mm512_set1_pd(F64_P[0]);
+    for &c in &F64_P[1..] {
+        p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(c));
+    }
+    let r2 = _mm512_mul_pd(r, r);
+    let y = _mm512_add_pd(_mm512_fmadd_pd(p, r2, r), _mm512_set1_pd(1.0));
+    _mm512_scalef_pd(y, k)
+}
+
+/// The exp argument of an `f64` row as a double word: `x - m` exactly (TwoSum), times `1/t`
+/// carried to about 2^-100 relative when not UNIT.
+#[derive(Clone, Copy)]
+struct ArgF64 {
+    m: __m512d,
+    neg_m: __m512d,
+    inv: __m512d,
+    inv_lo: __m512d,
+}
+
+impl ArgF64 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn new(m: f64, t: f64) -> ArgF64 {
+        let inv = 1.0 / t;
+        // 1/t = inv + inv_lo to about 2^-106 relative.
+        let inv_lo = (-t).mul_add(inv, 1.0) / t;
+        ArgF64 {
+            m: _mm512_set1_pd(m),
+            neg_m: _mm512_set1_pd(-m),
+            inv: _mm512_set1_pd(inv),
+            inv_lo: _mm512_set1_pd(inv_lo),
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: __m512d) -> (__m512d, __m512d) {
+    let d = _mm512_sub_pd(x, c.m);
+    let bb = _mm512_sub_pd(d, x);
+    let lo = _mm512_add_pd(
+        _mm512_sub_pd(x, _mm512_sub_pd(d, bb)),
+        _mm512_sub_pd(c.neg_m, bb),
+    );
+    if UNIT {
+        (d, lo)
+    } else {
+        let h = _mm512_mul_pd(d, c.inv);
+        let l = _mm512_add_pd(
+            _mm512_fmsub_pd(d, c.inv, h),
+            _mm512_fmadd_pd(d, c.inv_lo, _mm512_mul_pd(lo, c.inv)),
+        );
+        (h, l)
+    }
+}
+
+#[inline]
+fn mask8(r: usize) -> __mmask8 {
+    debug_assert!(r < 8);
+    ((1u32 << r) - 1) as __mmask8
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn max_f64_impl(x: &[f64]) -> (f64, bool) {
+    let n = x.len();
+    let p = x.as_ptr();
+    let ninf = _mm512_set1_pd(f64::NEG_INFINITY);
+    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+    let mut nan: __mmask8 = 0;
+    let mut i = 0;
+    while i + 32 <= n {
+        let v0 = _mm512_loadu_pd(p.add(i));
+        let v1 = _mm512_loadu_pd(p.add(i + 8));
+        let v2 = _mm512_loadu_pd(p.add(i + 16));
+        let v3 = _mm512_loadu_pd(p.add(i + 24));
+        nan |=
+            _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v0, v1) | _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v2, v3);
+        m0 = _mm512_max_pd(v0, m0);
+        m1 = _mm512_max_pd(v1, m1);
+        m2 = _mm512_max_pd(v2, m2);
+        m3 = _mm512_max_pd(v3, m3);
+        i += 32;
+    }
+    while i + 8 <= n {
+        let v = _mm512_loadu_pd(p.add(i));
+        nan |= _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v, v);
+        m0 = _mm512_max_pd(v, m0);
+        i += 8;
+    }
+    if i < n {
+        let v = _mm512_mask_loadu_pd(ninf, mask8(n - i), p.add(i));
+        nan |= _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v, v);
+        m0 = _mm512_max_pd(v, m0);
+    }
+    let m = _mm512_max_pd(_mm512_max_pd(m0, m1), _mm512_max_pd(m2, m3));
+    (_mm512_reduce_max_pd(m), nan != 0)
+}
+
+/// Adds `v` to the compensated lane sums (`s`, `c`) (TwoSum).
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn two_sum_add(s: &mut __m512d, c: &mut __m512d, v: __m512d) {
+    let t = _mm512_add_pd(*s, v);
+    let bp = _mm512_sub_pd(t, *s);
+    let err = _mm512_add_pd(
+        _mm512_sub_pd(*s, _mm512_sub_pd(t, bp)),
+        _mm512_sub_pd(v, bp),
+    );
+    *c = _mm512_add_pd(*c, err);
+    *s = t;
+}
+
+/// Σ exp(arg(x)), storing the exps when STORE; sums of four vectors are added with
+/// compensation (TwoSum) in each lane.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_sum_f64<const UNIT: bool, const STORE: bool>(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    c: ArgF64,
+) -> f64 {
+    let ninf = _mm512_set1_pd(f64::NEG_INFINITY);
+    let mut s = _mm512_setzero_pd();
+    let mut comp = _mm512_setzero_pd();
+    let mut i = 0;
+    macro_rules! e {
+        ($x:expr) => {{
+            let (h, l) = arg_pd::<UNIT>(c, $x);
+            exp_pd(h, l)
+        }};
+    }
+    while i + 32 <= n {
+        let e0 = e!(_mm512_loadu_pd(src.add(i)));
+        let e1 = e!(_mm512_loadu_pd(src.add(i + 8)));
+        let e2 = e!(_mm512_loadu_pd(src.add(i + 16)));
+        let e3 = e!(_mm512_loadu_pd(src.add(i + 24)));
+        if STORE {
+            _mm512_storeu_pd(dst.add(i), e0);
+            _mm512_storeu_pd(dst.add(i + 8), e1);
+            _mm512_storeu_pd(dst.add(i + 16), e2);
+            _mm512_storeu_pd(dst.add(i + 24), e3);
+        }
+        let v = _mm512_add_pd(_mm512_add_pd(e0, e1), _mm512_add_pd(e2, e3));
+        two_sum_add(&mut s, &mut comp, v);
+        i += 32;
+    }
+    while i < n {
+        let k = if n - i >= 8 { 0xFF } else { mask8(n - i) };
+        // Lanes past the end read -inf, whose exp is exactly 0.
+        let e = e!(_mm512_mask_loadu_pd(ninf, k, src.add(i)));
+        if STORE {
+            _mm512_mask_storeu_pd(dst.add(i), k, e);
+        }
+        two_sum_add(&mut s, &mut comp, e);
+        i += 8;
+    }
+    _mm512_reduce_add_pd(s) + _mm512_reduce_add_pd(comp)
+}
+
+/// True when `1/t` is a normal number, so the vector path may multiply by it.
+#[inline]
+fn vector_temperature(t: f64) -> bool {
+    (1.0 / t).is_normal() && t.is_normal()
+}
+
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint); AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_store_sum_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+) -> f64 {
+    if t == 1.0 {
+        exp_sum_f64::<true, true>(src, dst, n, ArgF64::new(m, 1.0))
+    } else if vector_temperature(t) {
+        exp_sum_f64::<false, true>(src, dst, n, ArgF64::new(m, t))
+    } else {
+        scalar::exp_store_sum(src, dst, n, m, t)
+    }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn sum_exp_f64_impl(x: &[f64], m: f64, t: f64) -> f64 {
+    let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut());
+    if t == 1.0 {
+        exp_sum_f64::<true, false>(p, q, n, ArgF64::new(m, 1.0))
+    } else if vector_temperature(t) {
+        exp_sum_f64::<false, false>(p, q, n, ArgF64::new(m, t))
+    } else {
+        scalar::sum_exp(x, m, t)
+    }
+}
+
+/// # Safety
+/// `dst` valid for reads and writes of `n`; AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_f64(dst: *mut f64, n: usize, factor: f64) {
+    let f = _mm512_set1_pd(factor);
+    let mut i = 0;
+    while i + 32 <= n {
+        let v0 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i)), f);
+        let v1 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i + 8)), f);
+        let v2 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i + 16)), f);
+        let v3 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i + 24)), f);
+        _mm512_storeu_pd(dst.add(i), v0);
+        _mm512_storeu_pd(dst.add(i + 8), v1);
+        _mm512_storeu_pd(dst.add(i + 16), v2);
+        _mm512_storeu_pd(dst.add(i + 24), v3);
+        i += 32;
+    }
+    while i < n {
+        let k = if n - i >= 8 { 0xFF } else { mask8(n - i) };
+        let v = _mm512_maskz_loadu_pd(k, dst.add(i));
+        _mm512_mask_storeu_pd(dst.add(i), k, _mm512_mul_pd(v, f));
+        i += 8;
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn write_log_f64<const UNIT: bool>(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    c: ArgF64,
+    log_sum: f64,
+) {
+    let ls = _mm512_set1_pd(log_sum);
+    let ninf = _mm512_set1_pd(f64::NEG_INFINITY);
+    let mut i = 0;
+    while i < n {
+        let k = if n - i >= 8 { 0xFF } else { mask8(n - i) };
+        let (h, l) = arg_pd::<UNIT>(c, _mm512_maskz_loadu_pd(k, src.add(i)));
+        // The low word is NaN when the high one is -inf: drop it there.
+        let l = _mm512_maskz_mov_pd(_mm512_cmp_pd_mask::<_CMP_GT_OQ>(h, ninf), l);
+        let y = _mm512_add_pd(_mm512_sub_pd(h, ls), l);
+        _mm512_mask_storeu_pd(dst.add(i), k, y);
+        i += 8;
+    }
+}
+
+/// # Safety
+/// As [`exp_store_sum_f64`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn write_log_softmax_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+    log_sum: f64,
+) {
+    if t == 1.0 {
+        write_log_f64::<true>(src, dst, n, ArgF64::new(m, 1.0), log_sum)
+    } else if vector_temperature(t) {
+        write_log_f64::<false>(src, dst, n, ArgF64::new(m, t), log_sum)
+    } else {
+        scalar::write_log_softmax(src, dst, n, m, t, log_sum)
+    }
+}
+
+fn max_f64(x: &[f64]) -> (f64, bool) {
+    // SAFETY: only reachable through `F64`, handed out only when the CPU has AVX-512F, AVX2
+    // and FMA.
+    unsafe { max_f64_impl(x) }
+}
+
+fn sum_exp_f64(x: &[f64], m: f64, t: f64) -> f64 {
+    // SAFETY: as `max_f64`.
+    unsafe { sum_exp_f64_impl(x, m, t) }
+}
+
+rows_kernel!(
+    rows_f64,
+    f64,
+    "avx512f,avx2,fma",
+    max_f64_impl,
+    exp_store_sum_f64,
+    sum_exp_f64_impl,
+    scale_f64,
+    write_log_softmax_f64
+);
+
+/// The AVX-512 table for `f64`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.
+pub(crate) static F64: Kernels<f64> = Kernels {
+    max: max_f64,
+    sum_exp: sum_exp_f64,
+    exp_store_sum: exp_store_sum_f64,
+    scale: scale_f64,
+    write_log_softmax: write_log_softmax_f64,
+    rows: rows_f64,
+};
