@@ -6,8 +6,9 @@
 
 use rayon::prelude::*;
 
-use crate::element::{is_native, Float};
+use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
+use crate::kernels::{kernels, BLOCK};
 use crate::parallel::{get_num_threads, install, is_parallel};
 use crate::row::{logsumexp_row, map_row, Op};
 use crate::temperature::Temperature;
@@ -177,6 +178,98 @@ fn check_same_lanes(src: &Lanes, dst: &Lanes) -> Result<()> {
     Ok(())
 }
 
+/// Rows one after another at fixed non-negative steps, elements adjacent: the layout the
+/// many-rows kernel takes.
+#[derive(Clone, Copy)]
+struct RowRun {
+    count: usize,
+    src_step: usize,
+    dst_step: usize,
+}
+
+impl RowRun {
+    fn new(src: &Lanes, dst: &Lanes) -> Option<RowRun> {
+        if src.stride != 1 || dst.stride != 1 {
+            return None;
+        }
+        let (count, src_step, dst_step) = match (src.outer.as_slice(), dst.outer.as_slice()) {
+            ([], []) => (1, 0, 0),
+            ([(c, ss)], [(_, ds)]) => (*c, *ss, *ds),
+            _ => return None,
+        };
+        if src_step < 0 || dst_step < 0 {
+            return None;
+        }
+        Some(RowRun {
+            count,
+            src_step: src_step as usize,
+            dst_step: dst_step as usize,
+        })
+    }
+}
+
+/// Rows of at most [`BLOCK`] elements through the level's many-rows kernel: one call per chunk
+/// of rows (about [`ROWS_CHUNK`] elements), chunks spread over the pool. Each row is computed
+/// by the same code whatever the chunking, so the thread count does not change a bit (S9).
+///
+/// # Safety
+/// As [`map_lanes`], with the layout `rows`.
+unsafe fn map_row_runs<C: Real>(
+    op: Op,
+    src: *const C,
+    dst: *mut C,
+    n: usize,
+    rows: RowRun,
+    temperature: Temperature<'_>,
+) {
+    let k = kernels::<C>();
+    let (temps, temp_step) = match temperature {
+        Temperature::Scalar(ref t) => (t as *const f64, 0),
+        Temperature::PerRow(ts) => (ts.as_ptr(), 1),
+    };
+    let (s, d, tp) = (
+        SendPtr(src as *mut C),
+        SendPtr(dst),
+        SendPtr(temps as *mut f64),
+    );
+    let chunk = (ROWS_CHUNK / n).max(1);
+    let run = |first: usize| {
+        let count = chunk.min(rows.count - first);
+        // SAFETY: rows first..first + count are in the caller's layout, and so are their
+        // temperatures; chunks are disjoint.
+        unsafe {
+            (k.rows)(
+                op,
+                s.get().add(first * rows.src_step),
+                rows.src_step,
+                d.get().add(first * rows.dst_step),
+                rows.dst_step,
+                n,
+                count,
+                tp.get().add(first * temp_step),
+                temp_step,
+            )
+        }
+    };
+    let work = n.saturating_mul(rows.count);
+    if !is_parallel(work) || rows.count == 1 {
+        let mut first = 0;
+        while first < rows.count {
+            run(first);
+            first += chunk;
+        }
+    } else {
+        install(|| {
+            (0..rows.count.div_ceil(chunk))
+                .into_par_iter()
+                .for_each(|c| run(c * chunk))
+        });
+    }
+}
+
+/// Elements per task of the many-rows path.
+const ROWS_CHUNK: usize = 8 * 1024;
+
 /// Computes `op` (softmax or log-softmax) along every lane of `src` into the matching lane of
 /// `dst`, lane `i` at temperature `temperature.get(i)`.
 ///
@@ -200,6 +293,13 @@ pub unsafe fn map_lanes<T: Float>(
     let n = src_lanes.len;
     if n == 0 || count == 0 {
         return Ok(());
+    }
+    if is_native::<T>() && n <= BLOCK {
+        if let Some(rows) = RowRun::new(src_lanes, dst_lanes) {
+            // SAFETY: the caller's contract; `RowRun` checked the layout is plain rows.
+            unsafe { map_row_runs::<T::Compute>(op, src.cast(), dst.cast(), n, rows, temperature) };
+            return Ok(());
+        }
     }
     let (s, d) = (SendPtr(src as *mut T), SendPtr(dst));
     let lane = |i: usize, buf: &mut Vec<T::Compute>, parallel_row: bool| {

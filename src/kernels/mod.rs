@@ -193,3 +193,135 @@ impl HasKernels for f64 {
 pub(crate) fn kernels<C: Real>() -> &'static Kernels<C> {
     C::kernels_for(simd_level())
 }
+
+/// Direct access to the kernels of any level, for the integration tests and benches. Not part
+/// of the API: it may change in any release.
+#[doc(hidden)]
+pub mod testing {
+    use crate::element::Real;
+    use crate::row::Op;
+    use crate::simd::SimdLevel;
+
+    /// Elements per block.
+    pub const BLOCK: usize = super::BLOCK;
+
+    /// The `max` kernel of `level`.
+    pub fn max<C: Real>(level: SimdLevel, x: &[C]) -> (C, bool) {
+        (C::kernels_for(level).max)(x)
+    }
+
+    /// The `sum_exp` kernel of `level`; `m` should be the maximum of `x`.
+    pub fn sum_exp<C: Real>(level: SimdLevel, x: &[C], m: C, t: f64) -> f64 {
+        (C::kernels_for(level).sum_exp)(x, m, t)
+    }
+
+    /// The `exp_store_sum` kernel of `level`.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn exp_store_sum<C: Real>(level: SimdLevel, x: &[C], out: &mut [C], m: C, t: f64) -> f64 {
+        assert_eq!(x.len(), out.len());
+        // SAFETY: both slices hold x.len() elements and do not overlap (`out` is unique).
+        unsafe {
+            (C::kernels_for(level).exp_store_sum)(x.as_ptr(), out.as_mut_ptr(), x.len(), m, t)
+        }
+    }
+
+    /// The `scale` kernel of `level`.
+    pub fn scale<C: Real>(level: SimdLevel, x: &mut [C], factor: f64) {
+        // SAFETY: the slice is valid for reads and writes of its length.
+        unsafe { (C::kernels_for(level).scale)(x.as_mut_ptr(), x.len(), factor) }
+    }
+
+    /// The `write_log_softmax` kernel of `level`.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn write_log_softmax<C: Real>(
+        level: SimdLevel,
+        x: &[C],
+        out: &mut [C],
+        m: C,
+        t: f64,
+        log_sum: f64,
+    ) {
+        assert_eq!(x.len(), out.len());
+        // SAFETY: both slices hold x.len() elements and do not overlap.
+        unsafe {
+            (C::kernels_for(level).write_log_softmax)(
+                x.as_ptr(),
+                out.as_mut_ptr(),
+                x.len(),
+                m,
+                t,
+                log_sum,
+            )
+        }
+    }
+
+    /// The many-rows kernel of `level` over the rows of `n` elements of `x`, one temperature
+    /// per row.
+    ///
+    /// # Panics
+    /// If `n` is 0 or above [`BLOCK`], or the lengths do not match.
+    pub fn rows<C: Real>(level: SimdLevel, op: Op, x: &[C], out: &mut [C], n: usize, t: &[f64]) {
+        assert!(n > 0 && n <= BLOCK);
+        assert_eq!(x.len(), out.len());
+        assert_eq!(x.len(), n * t.len());
+        assert!(t.iter().all(|&t| t > 0.0 && t.is_finite()));
+        // SAFETY: t.len() rows of n elements each in both slices, one temperature per row.
+        unsafe {
+            (C::kernels_for(level).rows)(
+                op,
+                x.as_ptr(),
+                n,
+                out.as_mut_ptr(),
+                n,
+                n,
+                t.len(),
+                t.as_ptr(),
+                1,
+            )
+        }
+    }
+
+    /// One whole row (any length) with the kernels of `level`, its blocks spread over the
+    /// crate's pool when `parallel`.
+    ///
+    /// # Panics
+    /// If the lengths differ or `t` is not positive and finite.
+    pub fn map_row<C: Real>(
+        level: SimdLevel,
+        op: Op,
+        x: &[C],
+        out: &mut [C],
+        t: f64,
+        parallel: bool,
+    ) {
+        assert_eq!(x.len(), out.len());
+        assert!(t > 0.0 && t.is_finite());
+        let k = C::kernels_for(level);
+        let (src, dst, n) = (x.as_ptr() as usize, out.as_mut_ptr() as usize, x.len());
+        let f = move || {
+            // SAFETY: the slices outlive the call (`install` waits) and do not overlap.
+            unsafe {
+                crate::row::map_row_with(k, op, src as *const C, dst as *mut C, n, t, parallel)
+            }
+        };
+        if parallel {
+            crate::parallel::install(f)
+        } else {
+            f()
+        }
+    }
+
+    /// log-sum-exp of one row with the kernels of `level`.
+    pub fn logsumexp<C: Real>(level: SimdLevel, x: &[C], parallel: bool) -> C {
+        let k = C::kernels_for(level);
+        if parallel {
+            crate::parallel::install(|| crate::row::logsumexp_row_with(k, x, true))
+        } else {
+            crate::row::logsumexp_row_with(k, x, false)
+        }
+    }
+}
