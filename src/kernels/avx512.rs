@@ -23,8 +23,8 @@ const F32_P: [f32; 6] = [
     1.398_199_9e-3,
     8.333_452e-3,
     4.166_579_6e-2,
-    1.666_666_5e-1,
-    5.000_000_1e-1,
+    1.666_666_6e-1,
+    0.5,
 ];
 
 #[inline]
@@ -368,8 +368,8 @@ pub(crate) static F32: Kernels<f32> = Kernels {
 pub(crate) const F64_ARG_MIN: f64 = -760.0;
 const F64_LOG2E: f64 = std::f64::consts::LOG2_E;
 /// ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 significant bits (fdlibm), so `k * LN2_HI` is exact.
-const F64_LN2_HI: f64 = 6.931_471_803_691_238_164_9e-1;
-const F64_LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+const F64_LN2_HI: f64 = 6.931_471_803_691_238e-1;
+const F64_LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 /// 1/n! for n = 12 down to 2: the Taylor polynomial of degree 12, whose truncation error on
 /// |r| <= ln2/2 is below 2e-16 relative.
 const F64_P: [f64; 11] = [

@@ -17,10 +17,40 @@ pub(crate) fn max<C: Real>(x: &[C]) -> (C, bool) {
     (m, nan)
 }
 
+/// (v - m) / t as a double word `(hi, lo)`. The maximum is subtracted before dividing by the
+/// temperature (contract S5). For `f32` data `v - m` is exact in `f64` and one rounding of the
+/// quotient is far below `f32` precision, so `lo` is 0; for `f64` data `lo` carries the
+/// rounding errors of the difference (TwoSum) and of the quotient, which would otherwise show
+/// at the 1e-13 level for arguments near -700.
 #[inline(always)]
-fn shifted<C: Real>(v: C, m: f64, t: f64) -> f64 {
-    // The maximum is subtracted before dividing by the temperature (contract S5).
-    (v.to_f64() - m) / t
+fn shifted<C: Real>(v: C, m: f64, t: f64) -> (f64, f64) {
+    let v = v.to_f64();
+    let d = v - m;
+    if std::mem::size_of::<C>() < 8 || !d.is_finite() {
+        return (d / t, 0.0);
+    }
+    let bb = d - v;
+    let lo = (v - (d - bb)) + (-m - bb);
+    if t == 1.0 {
+        return (d, lo);
+    }
+    let hi = d / t;
+    if !hi.is_finite() || hi == 0.0 {
+        return (hi, 0.0);
+    }
+    let rem = (-hi).mul_add(t, d);
+    (hi, (rem + lo) / t)
+}
+
+/// exp(hi + lo) for |lo| tiny against 1.
+#[inline(always)]
+fn exp2w((hi, lo): (f64, f64)) -> f64 {
+    let e = hi.exp();
+    if lo == 0.0 {
+        e
+    } else {
+        e + e * lo
+    }
 }
 
 /// Adds exp((x - m) / t) in chunks of 64, chunk sums compensated: the relative error of the
@@ -29,7 +59,7 @@ pub(crate) fn sum_exp<C: Real>(x: &[C], m: C, t: f64) -> f64 {
     let m = m.to_f64();
     let mut acc = SumAcc::default();
     for chunk in x.chunks(64) {
-        acc.add(chunk.iter().map(|&v| shifted(v, m, t).exp()).sum());
+        acc.add(chunk.iter().map(|&v| exp2w(shifted(v, m, t))).sum());
     }
     acc.total()
 }
@@ -50,7 +80,7 @@ pub(crate) unsafe fn exp_store_sum<C: Real>(
         let end = (start + 64).min(n);
         let mut s = 0.0;
         for i in start..end {
-            let e = shifted(*src.add(i), m, t).exp();
+            let e = exp2w(shifted(*src.add(i), m, t));
             *dst.add(i) = C::from_f64(e);
             s += e;
         }
@@ -81,7 +111,8 @@ pub(crate) unsafe fn write_log_softmax<C: Real>(
 ) {
     let m = m.to_f64();
     for i in 0..n {
-        *dst.add(i) = C::from_f64(shifted(*src.add(i), m, t) - log_sum);
+        let (hi, lo) = shifted(*src.add(i), m, t);
+        *dst.add(i) = C::from_f64((hi - log_sum) + lo);
     }
 }
 
