@@ -340,7 +340,14 @@ fn rows_kernel_matches_block_kernels_all_levels() {
                         k::scale(level, &mut by_blocks, 1.0 / s);
                     } else {
                         let s = k::sum_exp(level, xr, m, temps[r]);
-                        k::write_log_softmax(level, xr, &mut by_blocks, m, temps[r], s.ln());
+                        k::write_log_softmax(
+                            level,
+                            xr,
+                            &mut by_blocks,
+                            m,
+                            temps[r],
+                            k::row_ln::<f32>(level, s),
+                        );
                     }
                     let got = &out[r * n..(r + 1) * n];
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -952,5 +959,26 @@ mod props {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn s8_row_ln_accuracy_all_levels() {
+    let mut rng = Rng(11);
+    for level in supported_levels() {
+        for i in 0..100_000 {
+            let x = if i < 1000 {
+                1.0 + i as f64 * 1e-3
+            } else {
+                (rng.uniform(0.0, 40.0)).exp()
+            };
+            let got = k::row_ln::<f32>(level, x);
+            assert!(
+                (got - x.ln()).abs() <= 1e-10 * x.ln().max(1.0),
+                "{level:?} ln({x}) = {got}"
+            );
+            assert_eq!(k::row_ln::<f64>(level, x), x.ln());
+        }
+        assert_eq!(k::row_ln::<f32>(level, 1.0), 0.0);
     }
 }

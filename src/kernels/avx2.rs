@@ -1,5 +1,5 @@
-//! AVX2 + FMA kernels (x86-64), 8 `f32` or 4 `f64` lanes. A tail shorter than a vector goes
-//! through a stack buffer padded with -inf (whose exp is exactly 0).
+//! AVX2 + FMA kernels (x86-64), 8 `f32` or 4 `f64` lanes. A tail shorter than a vector is
+//! loaded and stored with lane masks, padded with -inf (whose exp is exactly 0).
 //!
 //! Every function here is compiled with `avx2,fma` and must only run on a CPU that has them:
 //! the tables at the end are handed out by `kernels_for` only after `cpu_has(Avx2)`.
@@ -108,21 +108,31 @@ unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: __m256) -> __m256 {
     }
 }
 
-/// Loads the `r < 8` elements at `p`, padding with `fill`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn load_tail_ps(p: *const f32, r: usize, fill: f32) -> __m256 {
-    let mut buf = [fill; 8];
-    std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), r);
-    _mm256_loadu_ps(buf.as_ptr())
-}
+/// Lane masks for tails: 8 - r entries further on, the first r lanes are set.
+static TAIL_MASK32: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
+unsafe fn tail_mask_ps(r: usize) -> __m256i {
+    debug_assert!(r <= 8);
+    _mm256_loadu_si256(TAIL_MASK32.as_ptr().add(8 - r).cast())
+}
+
+/// Loads the `r < 8` elements at `p` (masked: nothing past them is touched), padding with
+/// `fill`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load_tail_ps(p: *const f32, r: usize, fill: f32) -> __m256 {
+    let mk = tail_mask_ps(r);
+    let v = _mm256_maskload_ps(p, mk);
+    _mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_castsi256_ps(mk))
+}
+
+/// Stores the first `r < 8` lanes of `v` at `p` (masked).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn store_tail_ps(p: *mut f32, r: usize, v: __m256) {
-    let mut buf = [0.0f32; 8];
-    _mm256_storeu_ps(buf.as_mut_ptr(), v);
-    std::ptr::copy_nonoverlapping(buf.as_ptr(), p, r);
+    _mm256_maskstore_ps(p, tail_mask_ps(r), v)
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -364,7 +374,8 @@ rows_kernel!(
     exp_store_sum_f32,
     sum_exp_f32_impl,
     scale_f32,
-    write_log_softmax_f32
+    write_log_softmax_f32,
+    super::row_ln_f32
 );
 
 /// The AVX2 table for `f32`. Only handed out when the CPU has AVX2 and FMA.
@@ -476,20 +487,29 @@ unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: __m256d) -> (__m256d, __m256d) 
     }
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn load_tail_pd(p: *const f64, r: usize, fill: f64) -> __m256d {
-    let mut buf = [fill; 4];
-    std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), r);
-    _mm256_loadu_pd(buf.as_ptr())
-}
+static TAIL_MASK64: [i64; 8] = [-1, -1, -1, -1, 0, 0, 0, 0];
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
+unsafe fn tail_mask_pd(r: usize) -> __m256i {
+    debug_assert!(r <= 4);
+    _mm256_loadu_si256(TAIL_MASK64.as_ptr().add(4 - r).cast())
+}
+
+/// Loads the `r < 4` elements at `p` (masked), padding with `fill`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load_tail_pd(p: *const f64, r: usize, fill: f64) -> __m256d {
+    let mk = tail_mask_pd(r);
+    let v = _mm256_maskload_pd(p, mk);
+    _mm256_blendv_pd(_mm256_set1_pd(fill), v, _mm256_castsi256_pd(mk))
+}
+
+/// Stores the first `r < 4` lanes of `v` at `p` (masked).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn store_tail_pd(p: *mut f64, r: usize, v: __m256d) {
-    let mut buf = [0.0f64; 4];
-    _mm256_storeu_pd(buf.as_mut_ptr(), v);
-    std::ptr::copy_nonoverlapping(buf.as_ptr(), p, r);
+    _mm256_maskstore_pd(p, tail_mask_pd(r), v)
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -732,7 +752,8 @@ rows_kernel!(
     exp_store_sum_f64,
     sum_exp_f64_impl,
     scale_f64,
-    write_log_softmax_f64
+    write_log_softmax_f64,
+    f64::ln
 );
 
 /// The AVX2 table for `f64`. Only handed out when the CPU has AVX2 and FMA.

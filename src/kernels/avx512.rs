@@ -340,15 +340,82 @@ fn sum_exp_f32(x: &[f32], m: f32, t: f64) -> f64 {
 }
 
 rows_kernel!(
-    rows_f32,
+    rows_f32_general,
     f32,
     "avx512f,avx2,fma",
     max_f32_impl,
     exp_store_sum_f32,
     sum_exp_f32_impl,
     scale_f32,
-    write_log_softmax_f32
+    write_log_softmax_f32,
+    super::row_ln_f32
 );
+
+/// The many-rows kernel: rows of at most 16 elements are one masked vector each, kept in
+/// registers from load to store; longer rows go through the block kernels. Both give the bits
+/// the block kernels give (the same operations in the same order).
+///
+/// # Safety
+/// As [`Kernels::rows`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_f32(
+    op: crate::row::Op,
+    src: *const f32,
+    src_step: usize,
+    dst: *mut f32,
+    dst_step: usize,
+    n: usize,
+    count: usize,
+    temps: *const f64,
+    temp_step: usize,
+) {
+    if n > 16 || n == 0 {
+        return rows_f32_general(op, src, src_step, dst, dst_step, n, count, temps, temp_step);
+    }
+    let k: __mmask16 = if n == 16 { 0xFFFF } else { mask16(n) };
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    for r in 0..count {
+        let s = src.add(r * src_step);
+        let d = dst.add(r * dst_step);
+        let t = *temps.add(r * temp_step);
+        let inv = 1.0 / t;
+        if t != 1.0 && !inv.is_normal() {
+            rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0);
+            continue;
+        }
+        let x = _mm512_mask_loadu_ps(ninf, k, s);
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x) != 0;
+        // As `max_f32_impl`: NaN lanes become -inf, then the same reduction.
+        let m = _mm512_reduce_max_ps(_mm512_max_ps(x, ninf));
+        if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
+            // Contract S6.
+            _mm512_mask_storeu_ps(d, k, _mm512_set1_ps(f32::NAN));
+            continue;
+        }
+        let c = ArgF32::new(m, inv);
+        let a = if t == 1.0 {
+            arg_ps::<true>(c, x)
+        } else {
+            arg_ps::<false>(c, x)
+        };
+        let e = exp_ps(a);
+        // As the tail step of `exp_sum_f32` starting from zero accumulators.
+        let total = _mm512_reduce_add_pd(_mm512_add_pd(lo_pd(e), hi_pd(e)));
+        let y = match op {
+            crate::row::Op::Softmax => _mm512_mul_ps(e, _mm512_set1_ps((1.0 / total) as f32)),
+            crate::row::Op::LogSoftmax => {
+                let ls = super::row_ln_f32(total);
+                if t == 1.0 {
+                    log_f32::<true>(c, ls as f32, _mm512_set1_pd(ls), x)
+                } else {
+                    log_f32::<false>(c, ls as f32, _mm512_set1_pd(ls), x)
+                }
+            }
+        };
+        _mm512_mask_storeu_ps(d, k, y);
+    }
+}
 
 /// The AVX-512 table for `f32`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.
 pub(crate) static F32: Kernels<f32> = Kernels {
@@ -689,7 +756,8 @@ rows_kernel!(
     exp_store_sum_f64,
     sum_exp_f64_impl,
     scale_f64,
-    write_log_softmax_f64
+    write_log_softmax_f64,
+    f64::ln
 );
 
 /// The AVX-512 table for `f64`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.

@@ -50,7 +50,8 @@ pub struct Kernels<C: 'static> {
     /// `count` rows of `n` elements at `src + i * src_step` into `dst + i * dst_step`, row `i`
     /// at temperature `*temps.add(i * temp_step)`, contract S6 included. A row's result is the
     /// same bits as `max`, then `exp_store_sum` and `scale` by `1 / sum` (softmax) or `sum_exp`
-    /// and `write_log_softmax` with `ln(sum)` (log-softmax) would give.
+    /// and `write_log_softmax` with `ln(sum)` (log-softmax) would give, `ln` being `f64::ln`
+    /// except in the `f32` kernels of the vector levels, which use `row_ln_f32`.
     #[allow(clippy::type_complexity)]
     pub rows: unsafe fn(Op, *const C, usize, *mut C, usize, usize, usize, *const f64, usize),
 }
@@ -99,10 +100,34 @@ pub trait HasKernels: Sized + 'static {
     fn kernels_for(level: SimdLevel) -> &'static Kernels<Self>;
 }
 
+/// Natural log of a row's `f32` exp-sum (`x >= 1`, finite), inlined into the many-rows kernels
+/// of the vector levels: reduction to `m * 2^e` with `m` in [sqrt(1/2), sqrt(2)), then
+/// `ln m = 2 atanh(z)`, `z = (m - 1) / (m + 1)`, `|z| <= 0.1716`, by its series to `z^11`
+/// (truncation below 2e-11 absolute): far below the `f32` bounds of S8, and several times
+/// cheaper than a call to libm's `ln`.
+#[inline(always)]
+pub(crate) fn row_ln_f32(x: f64) -> f64 {
+    let bits = x.to_bits();
+    let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    if m > std::f64::consts::SQRT_2 {
+        m *= 0.5;
+        e += 1;
+    }
+    let z = (m - 1.0) / (m + 1.0);
+    let z2 = z * z;
+    let p = 1.0 / 9.0 + z2 * (1.0 / 11.0);
+    let p = 1.0 / 7.0 + z2 * p;
+    let p = 1.0 / 5.0 + z2 * p;
+    let p = 1.0 / 3.0 + z2 * p;
+    let atanh2 = 2.0 * z + 2.0 * z * z2 * p;
+    e as f64 * std::f64::consts::LN_2 + atanh2
+}
+
 /// Generates the `rows` kernel of a level from its block kernels, compiled with the level's
 /// target features so that the block kernels inline into it.
 macro_rules! rows_kernel {
-    ($name:ident, $t:ty, $feat:literal, $max:path, $ess:path, $se:path, $scale:path, $wls:path) => {
+    ($name:ident, $t:ty, $feat:literal, $max:path, $ess:path, $se:path, $scale:path, $wls:path, $ln:path) => {
         /// # Safety
         /// As [`Kernels::rows`](super::Kernels): row `i` of `src` is valid for reads and of
         /// `dst` for writes of `n` elements, each the same as or disjoint from the other; every
@@ -139,7 +164,7 @@ macro_rules! rows_kernel {
                     }
                     $crate::row::Op::LogSoftmax => {
                         let total = $se(std::slice::from_raw_parts(s, n), m, t);
-                        $wls(s, d, n, m, t, total.ln());
+                        $wls(s, d, n, m, t, $ln(total));
                     }
                 }
             }
@@ -204,6 +229,15 @@ pub mod testing {
 
     /// Elements per block.
     pub const BLOCK: usize = super::BLOCK;
+
+    /// The logarithm the many-rows kernel of `level` applies to an exp-sum of type `C`.
+    pub fn row_ln<C: Real>(level: SimdLevel, sum: f64) -> f64 {
+        if std::mem::size_of::<C>() == 4 && level != SimdLevel::Scalar {
+            super::row_ln_f32(sum)
+        } else {
+            sum.ln()
+        }
+    }
 
     /// The `max` kernel of `level`.
     pub fn max<C: Real>(level: SimdLevel, x: &[C]) -> (C, bool) {
