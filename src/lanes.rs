@@ -10,7 +10,7 @@ use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, BLOCK};
 use crate::parallel::{get_num_threads, install, is_parallel};
-use crate::row::{logsumexp_row, map_row, Op};
+use crate::row::{logsumexp_row, map_row, map_row_with, Op};
 use crate::temperature::Temperature;
 
 /// Where the lanes of a strided array lie. Strides count elements, not bytes, and may be
@@ -153,9 +153,11 @@ unsafe fn map_lane<T: Float>(
     t: f64,
     buf: &mut Vec<T::Compute>,
     parallel_row: bool,
+    stream: bool,
 ) {
     if is_native::<T>() && src_stride == 1 && dst_stride == 1 {
-        map_row::<T::Compute>(op, src.cast(), dst.cast(), n, t, parallel_row);
+        let k = kernels::<T::Compute>();
+        map_row_with(k, op, src.cast(), dst.cast(), n, t, parallel_row, stream);
         return;
     }
     buf.clear();
@@ -233,6 +235,7 @@ unsafe fn map_row_runs<C: Real>(
         SendPtr(temps as *mut f64),
     );
     let chunk = (ROWS_CHUNK / n).max(1);
+    let stream = streams::<C>(n, rows.count);
     let run = |first: usize| {
         let count = chunk.min(rows.count - first);
         // SAFETY: rows first..first + count are in the caller's layout, and so are their
@@ -248,6 +251,7 @@ unsafe fn map_row_runs<C: Real>(
                 count,
                 tp.get().add(first * temp_step),
                 temp_step,
+                stream,
             )
         }
     };
@@ -269,6 +273,17 @@ unsafe fn map_row_runs<C: Real>(
 
 /// Elements per task of the many-rows path.
 const ROWS_CHUNK: usize = 8 * 1024;
+
+/// Outputs of at least this many bytes are written with non-temporal stores: they would not
+/// stay in the caches anyway, and a normal store first reads each destination line. The choice
+/// never changes a bit of the result.
+const STREAM_MIN_BYTES: usize = 16 << 20;
+
+fn streams<C>(n: usize, count: usize) -> bool {
+    n.saturating_mul(count)
+        .saturating_mul(std::mem::size_of::<C>())
+        >= STREAM_MIN_BYTES
+}
 
 /// Computes `op` (softmax or log-softmax) along every lane of `src` into the matching lane of
 /// `dst`, lane `i` at temperature `temperature.get(i)`.
@@ -301,6 +316,7 @@ pub unsafe fn map_lanes<T: Float>(
             return Ok(());
         }
     }
+    let stream = streams::<T>(n, count);
     let (s, d) = (SendPtr(src as *mut T), SendPtr(dst));
     let lane = |i: usize, buf: &mut Vec<T::Compute>, parallel_row: bool| {
         // SAFETY: the caller's contract; lane i of each layout is in bounds.
@@ -315,6 +331,7 @@ pub unsafe fn map_lanes<T: Float>(
                 temperature.get(i),
                 buf,
                 parallel_row,
+                stream,
             )
         }
     };

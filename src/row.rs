@@ -167,13 +167,16 @@ pub(crate) unsafe fn map_row<C: Real>(
     t: f64,
     parallel: bool,
 ) {
-    map_row_with(kernels::<C>(), op, src, dst, n, t, parallel)
+    map_row_with(kernels::<C>(), op, src, dst, n, t, parallel, false)
 }
 
-/// [`map_row`] with the kernels of a given table.
+/// [`map_row`] with the kernels of a given table. `stream`: write the output with non-temporal
+/// stores (for outputs larger than the caches; softmax then computes the exps twice instead of
+/// storing and re-reading them). The result is the same bits either way.
 ///
 /// # Safety
 /// As [`map_row`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn map_row_with<C: Real>(
     k: &'static Kernels<C>,
     op: Op,
@@ -182,12 +185,13 @@ pub(crate) unsafe fn map_row_with<C: Real>(
     n: usize,
     t: f64,
     parallel: bool,
+    stream: bool,
 ) {
     if n == 0 {
         return;
     }
     if n <= BLOCK {
-        (k.rows)(op, src, 0, dst, 0, n, 1, &t, 0);
+        (k.rows)(op, src, 0, dst, 0, n, 1, &t, 0, stream);
         return;
     }
     let nb = n_blocks(n);
@@ -217,10 +221,10 @@ pub(crate) unsafe fn map_row_with<C: Real>(
             }
             st.sum = match op {
                 // SAFETY: as above; src and dst blocks are the same or disjoint.
-                Op::Softmax => unsafe {
+                Op::Softmax if !stream => unsafe {
                     (k.exp_store_sum)(s.get().add(start), d.get().add(start), len, m, t)
                 },
-                Op::LogSoftmax => (k.sum_exp)(x, m, t),
+                Op::Softmax | Op::LogSoftmax => (k.sum_exp)(x, m, t),
             };
         });
         match combine(stats, t) {
@@ -237,6 +241,15 @@ pub(crate) unsafe fn map_row_with<C: Real>(
                     // SAFETY: as in pass 1.
                     unsafe {
                         match op {
+                            Op::Softmax if st.sum > 0.0 && stream => (k.exp_scale)(
+                                s.get().add(start),
+                                d.get().add(start),
+                                len,
+                                st.m,
+                                t,
+                                st.w / total,
+                                true,
+                            ),
                             Op::Softmax if st.sum > 0.0 => {
                                 (k.scale)(d.get().add(start), len, st.w / total)
                             }
@@ -248,6 +261,7 @@ pub(crate) unsafe fn map_row_with<C: Real>(
                                 mm,
                                 t,
                                 log_sum,
+                                stream,
                             ),
                         }
                     }

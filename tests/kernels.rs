@@ -224,8 +224,8 @@ fn kernels_match_scalar_twin_f32_all_levels() {
                 let ls = ss.ln();
                 let mut lp = vec![0.0f32; n];
                 let mut lps = vec![0.0f32; n];
-                k::write_log_softmax(level, &x, &mut lp, m, t, ls);
-                k::write_log_softmax(SimdLevel::Scalar, &x, &mut lps, m, t, ls);
+                k::write_log_softmax(level, &x, &mut lp, m, t, ls, false);
+                k::write_log_softmax(SimdLevel::Scalar, &x, &mut lps, m, t, ls, false);
                 for i in 0..n {
                     if lps[i] == f32::NEG_INFINITY {
                         assert_eq!(lp[i], f32::NEG_INFINITY, "log -inf {ctx} i={i}");
@@ -296,7 +296,7 @@ fn kernels_match_scalar_twin_f64_all_levels() {
                 assert_eq!(widen(&sc), widen(&scs), "scale {ctx}");
                 let ls = ss.ln();
                 let mut lp = vec![0.0f64; n];
-                k::write_log_softmax(level, &x, &mut lp, m, t, ls);
+                k::write_log_softmax(level, &x, &mut lp, m, t, ls, false);
                 for i in 0..n {
                     let (h, l) = dd_arg(x[i], m, t);
                     let want = (h - ls) + l;
@@ -326,11 +326,11 @@ fn rows_kernel_matches_block_kernels_all_levels() {
             let temps: Vec<f64> = (0..count).map(|i| [1.0, 0.5, 2.0][i % 3]).collect();
             for op in [Op::Softmax, Op::LogSoftmax] {
                 let mut out = vec![0.0f32; n * count];
-                k::rows(level, op, &x, &mut out, n, &temps);
+                k::rows(level, op, &x, &mut out, n, &temps, false);
                 for r in 0..count {
                     let xr = &x[r * n..(r + 1) * n];
                     let mut want = vec![0.0f32; n];
-                    k::map_row(level, op, xr, &mut want, temps[r], false);
+                    k::map_row(level, op, xr, &mut want, temps[r], false, false);
                     let (m, _) = k::max(level, xr);
                     let mut by_blocks = vec![0.0f32; n];
                     if m == f32::NEG_INFINITY {
@@ -347,6 +347,7 @@ fn rows_kernel_matches_block_kernels_all_levels() {
                             m,
                             temps[r],
                             k::row_ln::<f32>(level, s),
+                            false,
                         );
                     }
                     let got = &out[r * n..(r + 1) * n];
@@ -509,8 +510,8 @@ fn s8_f32_case(level: SimdLevel, name: &str, x64: &[f64], t: f64) {
     let (p_ref, lp_ref, lse_ref) = reference(&xr, t);
     let mut p = vec![0.0f32; x.len()];
     let mut lp = vec![0.0f32; x.len()];
-    k::map_row(level, Op::Softmax, &x, &mut p, t, false);
-    k::map_row(level, Op::LogSoftmax, &x, &mut lp, t, false);
+    k::map_row(level, Op::Softmax, &x, &mut p, t, false, false);
+    k::map_row(level, Op::LogSoftmax, &x, &mut lp, t, false, false);
     let (mut w12, mut w30, mut wl) = (0.0f64, 0.0f64, 0.0f64);
     for i in 0..x.len() {
         assert!(p[i].is_finite(), "{level:?} {name}: p[{i}] = {}", p[i]);
@@ -574,8 +575,8 @@ fn s8_f64_case(level: SimdLevel, name: &str, x: &[f64], t: f64) {
     let (p_ref, lp_ref, lse_ref) = reference(x, t);
     let mut p = vec![0.0f64; x.len()];
     let mut lp = vec![0.0f64; x.len()];
-    k::map_row(level, Op::Softmax, x, &mut p, t, false);
-    k::map_row(level, Op::LogSoftmax, x, &mut lp, t, false);
+    k::map_row(level, Op::Softmax, x, &mut p, t, false, false);
+    k::map_row(level, Op::LogSoftmax, x, &mut lp, t, false, false);
     let (mut wp, mut wl) = (0.0f64, 0.0f64);
     for i in 0..x.len() {
         assert!(
@@ -660,10 +661,11 @@ fn run_all<C: logitkit::Real>(
     let mut lp = vec![C::default(); x.len()];
     let mut pp = vec![C::default(); x.len()];
     let mut lpp = vec![C::default(); x.len()];
-    k::map_row(level, Op::Softmax, x, &mut p, t, false);
-    k::map_row(level, Op::LogSoftmax, x, &mut lp, t, false);
-    k::map_row(level, Op::Softmax, x, &mut pp, t, true);
-    k::map_row(level, Op::LogSoftmax, x, &mut lpp, t, true);
+    k::map_row(level, Op::Softmax, x, &mut p, t, false, false);
+    k::map_row(level, Op::LogSoftmax, x, &mut lp, t, false, false);
+    // The second pair: blocks over the pool, and the streaming schedule.
+    k::map_row(level, Op::Softmax, x, &mut pp, t, true, true);
+    k::map_row(level, Op::LogSoftmax, x, &mut lpp, t, true, true);
     (p, lp, pp, lpp)
 }
 
@@ -892,6 +894,50 @@ fn s9_blocks_parallel_bitwise_all_levels() {
     }
 }
 
+/// The streaming schedule (sum, then exp * factor with non-temporal stores) gives the bits of
+/// the caching one (exp stored with the sum, then scaled), whatever the alignment.
+#[test]
+fn s9_stream_schedule_bitwise_all_levels() {
+    let mut rng = Rng(12);
+    for level in supported_levels() {
+        for n in [1usize, 5, 16, 17, 40, 100, 1000, k::BLOCK, 3 * k::BLOCK + 5] {
+            let x64 = random_row(&mut rng, n + 16, 5.0, 9);
+            let x32 = f32_row(&x64);
+            for off in [0usize, 1, 3, 7, 15] {
+                for t in [1.0, 0.7] {
+                    let xs = &x32[off..off + n];
+                    let mut a = vec![0.0f32; n + 16];
+                    let mut b = vec![0.0f32; n + 16];
+                    for op in [Op::Softmax, Op::LogSoftmax] {
+                        k::map_row(level, op, xs, &mut a[off..off + n], t, false, false);
+                        k::map_row(level, op, xs, &mut b[off..off + n], t, false, true);
+                        assert_eq!(bits32(&a), bits32(&b), "{level:?} {op:?} n={n} off={off}");
+                    }
+                    let m = k::max(level, xs).0;
+                    if m > f32::NEG_INFINITY {
+                        let s = k::exp_store_sum(level, xs, &mut a[off..off + n], m, t);
+                        k::scale(level, &mut a[off..off + n], 1.0 / s);
+                        k::exp_scale(level, xs, &mut b[off..off + n], m, t, 1.0 / s, true);
+                        assert_eq!(
+                            bits32(&a),
+                            bits32(&b),
+                            "{level:?} exp_scale n={n} off={off}"
+                        );
+                    }
+                    let xs = &x64[off..off + n];
+                    let mut a = vec![0.0f64; n + 16];
+                    let mut b = vec![0.0f64; n + 16];
+                    for op in [Op::Softmax, Op::LogSoftmax] {
+                        k::map_row(level, op, xs, &mut a[off..off + n], t, false, false);
+                        k::map_row(level, op, xs, &mut b[off..off + n], t, false, true);
+                        assert_eq!(bits64(&a), bits64(&b), "{level:?} {op:?} n={n} off={off}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn s9_row_independent_of_batch() {
     let mut rng = Rng(10);
@@ -941,7 +987,7 @@ mod props {
             let all_masked = x.iter().all(|&v| v == f32::NEG_INFINITY);
             for level in vector_levels() {
                 let mut p = vec![0.0f32; x.len()];
-                k::map_row(level, Op::Softmax, &x, &mut p, t, false);
+                k::map_row(level, Op::Softmax, &x, &mut p, t, false, false);
                 if all_masked {
                     prop_assert!(p.iter().all(|v| v.is_nan()));
                     continue;

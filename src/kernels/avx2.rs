@@ -76,6 +76,72 @@ unsafe fn narrow(lo: __m256d, hi: __m256d) -> __m256 {
     _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo))
 }
 
+/// `dst[i] = body(src[i])` over `n` elements, 8 (`f32`) lanes at a time. With `stream`, the
+/// 32-byte-aligned middle is written with non-temporal stores (then `sfence`). Elementwise, so
+/// the bits do not depend on the alignment or on `stream`.
+macro_rules! map_ps {
+    ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
+        let (src, dst, n): (*const f32, *mut f32, usize) = ($src, $dst, $n);
+        let mut i = 0usize;
+        if $stream {
+            let head = (((32 - (dst as usize & 31)) & 31) / 4).min(n);
+            if head > 0 {
+                let $x = load_tail_ps(src, head, 0.0);
+                store_tail_ps(dst, head, $body);
+            }
+            i = head;
+            while i + 8 <= n {
+                let $x = _mm256_loadu_ps(src.add(i));
+                _mm256_stream_ps(dst.add(i), $body);
+                i += 8;
+            }
+            _mm_sfence();
+        } else {
+            while i + 8 <= n {
+                let $x = _mm256_loadu_ps(src.add(i));
+                _mm256_storeu_ps(dst.add(i), $body);
+                i += 8;
+            }
+        }
+        if i < n {
+            let $x = load_tail_ps(src.add(i), n - i, 0.0);
+            store_tail_ps(dst.add(i), n - i, $body);
+        }
+    }};
+}
+
+/// As `map_ps`, 4 `f64` lanes.
+macro_rules! map_pd {
+    ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
+        let (src, dst, n): (*const f64, *mut f64, usize) = ($src, $dst, $n);
+        let mut i = 0usize;
+        if $stream {
+            let head = (((32 - (dst as usize & 31)) & 31) / 8).min(n);
+            if head > 0 {
+                let $x = load_tail_pd(src, head, 0.0);
+                store_tail_pd(dst, head, $body);
+            }
+            i = head;
+            while i + 4 <= n {
+                let $x = _mm256_loadu_pd(src.add(i));
+                _mm256_stream_pd(dst.add(i), $body);
+                i += 4;
+            }
+            _mm_sfence();
+        } else {
+            while i + 4 <= n {
+                let $x = _mm256_loadu_pd(src.add(i));
+                _mm256_storeu_pd(dst.add(i), $body);
+                i += 4;
+            }
+        }
+        if i < n {
+            let $x = load_tail_pd(src.add(i), n - i, 0.0);
+            store_tail_pd(dst.add(i), n - i, $body);
+        }
+    }};
+}
+
 #[derive(Clone, Copy)]
 struct ArgF32 {
     m: __m256,
@@ -318,19 +384,54 @@ unsafe fn write_log_f32<const UNIT: bool>(
     n: usize,
     c: ArgF32,
     log_sum: f64,
+    stream: bool,
 ) {
     let ls = log_sum as f32;
     let ls64 = _mm256_set1_pd(log_sum);
-    let mut i = 0;
-    while i + 8 <= n {
-        let y = log_f32::<UNIT>(c, ls, ls64, _mm256_loadu_ps(src.add(i)));
-        _mm256_storeu_ps(dst.add(i), y);
-        i += 8;
+    map_ps!(src, dst, n, stream, |x| log_f32::<UNIT>(c, ls, ls64, x));
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_scale_f32_impl<const UNIT: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm256_set1_ps(factor as f32);
+    map_ps!(src, dst, n, stream, |x| _mm256_mul_ps(
+        exp_ps(arg_ps::<UNIT>(c, x)),
+        f
+    ));
+}
+
+/// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f32` then `scale_f32` give.
+///
+/// # Safety
+/// As [`exp_store_sum_f32`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_scale_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    factor: f64,
+    stream: bool,
+) {
+    if t == 1.0 {
+        return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor, stream);
     }
-    if i < n {
-        let y = log_f32::<UNIT>(c, ls, ls64, load_tail_ps(src.add(i), n - i, 0.0));
-        store_tail_ps(dst.add(i), n - i, y);
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        scalar::exp_store_sum(src, dst, n, m, t);
+        return scale_f32(dst, n, factor);
     }
+    exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor, stream)
 }
 
 /// # Safety
@@ -344,15 +445,16 @@ pub(crate) unsafe fn write_log_softmax_f32(
     m: f32,
     t: f64,
     log_sum: f64,
+    stream: bool,
 ) {
     if t == 1.0 {
-        return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum);
+        return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum, stream);
     }
     let inv = 1.0 / t;
     if !inv.is_normal() {
-        return scalar::write_log_softmax(src, dst, n, m, t, log_sum);
+        return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
     }
-    write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum)
+    write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum, stream)
 }
 
 fn max_f32(x: &[f32]) -> (f32, bool) {
@@ -374,6 +476,7 @@ rows_kernel!(
     exp_store_sum_f32,
     sum_exp_f32_impl,
     scale_f32,
+    exp_scale_f32,
     write_log_softmax_f32,
     super::row_ln_f32
 );
@@ -384,6 +487,7 @@ pub(crate) static F32: Kernels<f32> = Kernels {
     sum_exp: sum_exp_f32,
     exp_store_sum: exp_store_sum_f32,
     scale: scale_f32,
+    exp_scale: exp_scale_f32,
     write_log_softmax: write_log_softmax_f32,
     rows: rows_f32,
 };
@@ -699,17 +803,51 @@ unsafe fn write_log_f64<const UNIT: bool>(
     n: usize,
     c: ArgF64,
     log_sum: f64,
+    stream: bool,
 ) {
     let ls = _mm256_set1_pd(log_sum);
-    let mut i = 0;
-    while i + 4 <= n {
-        let y = log_pd::<UNIT>(c, ls, _mm256_loadu_pd(src.add(i)));
-        _mm256_storeu_pd(dst.add(i), y);
-        i += 4;
-    }
-    if i < n {
-        let y = log_pd::<UNIT>(c, ls, load_tail_pd(src.add(i), n - i, 0.0));
-        store_tail_pd(dst.add(i), n - i, y);
+    map_pd!(src, dst, n, stream, |x| log_pd::<UNIT>(c, ls, x));
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_scale_f64_impl<const UNIT: bool>(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    c: ArgF64,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm256_set1_pd(factor);
+    map_pd!(src, dst, n, stream, |x| {
+        let (h, l) = arg_pd::<UNIT>(c, x);
+        _mm256_mul_pd(exp_pd(h, l), f)
+    });
+}
+
+/// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f64` then `scale_f64` give.
+///
+/// # Safety
+/// As [`exp_store_sum_f64`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_scale_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+    factor: f64,
+    stream: bool,
+) {
+    if t == 1.0 {
+        exp_scale_f64_impl::<true>(src, dst, n, ArgF64::new(m, 1.0), factor, stream)
+    } else if vector_temperature(t) {
+        exp_scale_f64_impl::<false>(src, dst, n, ArgF64::new(m, t), factor, stream)
+    } else {
+        scalar::exp_store_sum(src, dst, n, m, t);
+        scale_f64(dst, n, factor)
     }
 }
 
@@ -724,13 +862,14 @@ pub(crate) unsafe fn write_log_softmax_f64(
     m: f64,
     t: f64,
     log_sum: f64,
+    stream: bool,
 ) {
     if t == 1.0 {
-        write_log_f64::<true>(src, dst, n, ArgF64::new(m, 1.0), log_sum)
+        write_log_f64::<true>(src, dst, n, ArgF64::new(m, 1.0), log_sum, stream)
     } else if vector_temperature(t) {
-        write_log_f64::<false>(src, dst, n, ArgF64::new(m, t), log_sum)
+        write_log_f64::<false>(src, dst, n, ArgF64::new(m, t), log_sum, stream)
     } else {
-        scalar::write_log_softmax(src, dst, n, m, t, log_sum)
+        scalar::write_log_softmax(src, dst, n, m, t, log_sum, false)
     }
 }
 
@@ -752,6 +891,7 @@ rows_kernel!(
     exp_store_sum_f64,
     sum_exp_f64_impl,
     scale_f64,
+    exp_scale_f64,
     write_log_softmax_f64,
     f64::ln
 );
@@ -762,6 +902,7 @@ pub(crate) static F64: Kernels<f64> = Kernels {
     sum_exp: sum_exp_f64,
     exp_store_sum: exp_store_sum_f64,
     scale: scale_f64,
+    exp_scale: exp_scale_f64,
     write_log_softmax: write_log_softmax_f64,
     rows: rows_f64,
 };

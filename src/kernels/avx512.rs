@@ -77,6 +77,121 @@ fn mask16(r: usize) -> __mmask16 {
     ((1u32 << r) - 1) as __mmask16
 }
 
+/// `dst[i] = body(src[i])` over `n` elements, 16 (`f32`) lanes at a time. With `stream`, the
+/// 64-byte-aligned middle is written with non-temporal stores (then `sfence`), so that a large
+/// output does not first read its destination into the cache. Elementwise, so the bits do not
+/// depend on the alignment or on `stream`.
+macro_rules! map_ps {
+    ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
+        let (src, dst, n): (*const f32, *mut f32, usize) = ($src, $dst, $n);
+        let mut i = 0usize;
+        if $stream {
+            let head = (((64 - (dst as usize & 63)) & 63) / 4).min(n);
+            if head > 0 {
+                let k = mask16(head);
+                let $x = _mm512_maskz_loadu_ps(k, src);
+                _mm512_mask_storeu_ps(dst, k, $body);
+            }
+            i = head;
+            while i + 32 <= n {
+                let y0 = {
+                    let $x = _mm512_loadu_ps(src.add(i));
+                    $body
+                };
+                let y1 = {
+                    let $x = _mm512_loadu_ps(src.add(i + 16));
+                    $body
+                };
+                _mm512_stream_ps(dst.add(i), y0);
+                _mm512_stream_ps(dst.add(i + 16), y1);
+                i += 32;
+            }
+        } else {
+            while i + 32 <= n {
+                let y0 = {
+                    let $x = _mm512_loadu_ps(src.add(i));
+                    $body
+                };
+                let y1 = {
+                    let $x = _mm512_loadu_ps(src.add(i + 16));
+                    $body
+                };
+                _mm512_storeu_ps(dst.add(i), y0);
+                _mm512_storeu_ps(dst.add(i + 16), y1);
+                i += 32;
+            }
+        }
+        while i < n {
+            let k = if n - i >= 16 { 0xFFFF } else { mask16(n - i) };
+            let $x = _mm512_maskz_loadu_ps(k, src.add(i));
+            _mm512_mask_storeu_ps(dst.add(i), k, $body);
+            i += 16;
+        }
+        if $stream {
+            _mm_sfence();
+        }
+    }};
+}
+
+/// As `map_ps`, 8 `f64` lanes.
+macro_rules! map_pd {
+    ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
+        let (src, dst, n): (*const f64, *mut f64, usize) = ($src, $dst, $n);
+        let mut i = 0usize;
+        if $stream {
+            let head = (((64 - (dst as usize & 63)) & 63) / 8).min(n);
+            if head > 0 {
+                let k = mask8(head);
+                let $x = _mm512_maskz_loadu_pd(k, src);
+                _mm512_mask_storeu_pd(dst, k, $body);
+            }
+            i = head;
+            while i + 16 <= n {
+                let y0 = {
+                    let $x = _mm512_loadu_pd(src.add(i));
+                    $body
+                };
+                let y1 = {
+                    let $x = _mm512_loadu_pd(src.add(i + 8));
+                    $body
+                };
+                _mm512_stream_pd(dst.add(i), y0);
+                _mm512_stream_pd(dst.add(i + 8), y1);
+                i += 16;
+            }
+        } else {
+            while i + 16 <= n {
+                let y0 = {
+                    let $x = _mm512_loadu_pd(src.add(i));
+                    $body
+                };
+                let y1 = {
+                    let $x = _mm512_loadu_pd(src.add(i + 8));
+                    $body
+                };
+                _mm512_storeu_pd(dst.add(i), y0);
+                _mm512_storeu_pd(dst.add(i + 8), y1);
+                i += 16;
+            }
+        }
+        while i < n {
+            let k = if n - i >= 8 { 0xFF } else { mask8(n - i) };
+            let $x = _mm512_maskz_loadu_pd(k, src.add(i));
+            _mm512_mask_storeu_pd(dst.add(i), k, $body);
+            i += 8;
+        }
+        if $stream {
+            _mm_sfence();
+        }
+    }};
+}
+
+#[inline]
+fn mask8(r: usize) -> __mmask8 {
+    debug_assert!(r < 8);
+    ((1u32 << r) - 1) as __mmask8
+}
+
 /// The exp argument of an `f32` row: `x - m` in `f32` when `t == 1` (UNIT), else
 /// `(x - m) / t` in `f64`, rounded once to `f32`.
 #[derive(Clone, Copy)]
@@ -287,23 +402,54 @@ unsafe fn write_log_f32<const UNIT: bool>(
     n: usize,
     c: ArgF32,
     log_sum: f64,
+    stream: bool,
 ) {
     let ls = log_sum as f32;
     let ls64 = _mm512_set1_pd(log_sum);
-    let mut i = 0;
-    while i + 32 <= n {
-        let y0 = log_f32::<UNIT>(c, ls, ls64, _mm512_loadu_ps(src.add(i)));
-        let y1 = log_f32::<UNIT>(c, ls, ls64, _mm512_loadu_ps(src.add(i + 16)));
-        _mm512_storeu_ps(dst.add(i), y0);
-        _mm512_storeu_ps(dst.add(i + 16), y1);
-        i += 32;
+    map_ps!(src, dst, n, stream, |x| log_f32::<UNIT>(c, ls, ls64, x));
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_scale_f32_impl<const UNIT: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm512_set1_ps(factor as f32);
+    map_ps!(src, dst, n, stream, |x| _mm512_mul_ps(
+        exp_ps(arg_ps::<UNIT>(c, x)),
+        f
+    ));
+}
+
+/// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f32` then `scale_f32` give.
+///
+/// # Safety
+/// As [`exp_store_sum_f32`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_scale_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    factor: f64,
+    stream: bool,
+) {
+    if t == 1.0 {
+        return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor, stream);
     }
-    while i < n {
-        let k = if n - i >= 16 { 0xFFFF } else { mask16(n - i) };
-        let y = log_f32::<UNIT>(c, ls, ls64, _mm512_maskz_loadu_ps(k, src.add(i)));
-        _mm512_mask_storeu_ps(dst.add(i), k, y);
-        i += 16;
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        scalar::exp_store_sum(src, dst, n, m, t);
+        return scale_f32(dst, n, factor);
     }
+    exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor, stream)
 }
 
 /// # Safety
@@ -317,15 +463,16 @@ pub(crate) unsafe fn write_log_softmax_f32(
     m: f32,
     t: f64,
     log_sum: f64,
+    stream: bool,
 ) {
     if t == 1.0 {
-        return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum);
+        return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum, stream);
     }
     let inv = 1.0 / t;
     if !inv.is_normal() {
-        return scalar::write_log_softmax(src, dst, n, m, t, log_sum);
+        return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
     }
-    write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum)
+    write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum, stream)
 }
 
 fn max_f32(x: &[f32]) -> (f32, bool) {
@@ -347,6 +494,7 @@ rows_kernel!(
     exp_store_sum_f32,
     sum_exp_f32_impl,
     scale_f32,
+    exp_scale_f32,
     write_log_softmax_f32,
     super::row_ln_f32
 );
@@ -369,9 +517,12 @@ unsafe fn rows_f32(
     count: usize,
     temps: *const f64,
     temp_step: usize,
+    stream: bool,
 ) {
     if n > 16 || n == 0 {
-        return rows_f32_general(op, src, src_step, dst, dst_step, n, count, temps, temp_step);
+        return rows_f32_general(
+            op, src, src_step, dst, dst_step, n, count, temps, temp_step, stream,
+        );
     }
     let k: __mmask16 = if n == 16 { 0xFFFF } else { mask16(n) };
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
@@ -381,7 +532,7 @@ unsafe fn rows_f32(
         let t = *temps.add(r * temp_step);
         let inv = 1.0 / t;
         if t != 1.0 && !inv.is_normal() {
-            rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0);
+            rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, false);
             continue;
         }
         let x = _mm512_mask_loadu_ps(ninf, k, s);
@@ -423,6 +574,7 @@ pub(crate) static F32: Kernels<f32> = Kernels {
     sum_exp: sum_exp_f32,
     exp_store_sum: exp_store_sum_f32,
     scale: scale_f32,
+    exp_scale: exp_scale_f32,
     write_log_softmax: write_log_softmax_f32,
     rows: rows_f32,
 };
@@ -521,12 +673,6 @@ unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: __m512d) -> (__m512d, __m512d) 
         );
         (h, l)
     }
-}
-
-#[inline]
-fn mask8(r: usize) -> __mmask8 {
-    debug_assert!(r < 8);
-    ((1u32 << r) - 1) as __mmask8
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -695,24 +841,69 @@ pub(crate) unsafe fn scale_f64(dst: *mut f64, n: usize, factor: f64) {
 
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn log_pd<const UNIT: bool>(c: ArgF64, ls: __m512d, x: __m512d) -> __m512d {
+    let (h, l) = arg_pd::<UNIT>(c, x);
+    // The low word is NaN when the high one is -inf: drop it there.
+    let l = _mm512_maskz_mov_pd(
+        _mm512_cmp_pd_mask::<_CMP_GT_OQ>(h, _mm512_set1_pd(f64::NEG_INFINITY)),
+        l,
+    );
+    _mm512_add_pd(_mm512_sub_pd(h, ls), l)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn write_log_f64<const UNIT: bool>(
     src: *const f64,
     dst: *mut f64,
     n: usize,
     c: ArgF64,
     log_sum: f64,
+    stream: bool,
 ) {
     let ls = _mm512_set1_pd(log_sum);
-    let ninf = _mm512_set1_pd(f64::NEG_INFINITY);
-    let mut i = 0;
-    while i < n {
-        let k = if n - i >= 8 { 0xFF } else { mask8(n - i) };
-        let (h, l) = arg_pd::<UNIT>(c, _mm512_maskz_loadu_pd(k, src.add(i)));
-        // The low word is NaN when the high one is -inf: drop it there.
-        let l = _mm512_maskz_mov_pd(_mm512_cmp_pd_mask::<_CMP_GT_OQ>(h, ninf), l);
-        let y = _mm512_add_pd(_mm512_sub_pd(h, ls), l);
-        _mm512_mask_storeu_pd(dst.add(i), k, y);
-        i += 8;
+    map_pd!(src, dst, n, stream, |x| log_pd::<UNIT>(c, ls, x));
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_scale_f64_impl<const UNIT: bool>(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    c: ArgF64,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm512_set1_pd(factor);
+    map_pd!(src, dst, n, stream, |x| {
+        let (h, l) = arg_pd::<UNIT>(c, x);
+        _mm512_mul_pd(exp_pd(h, l), f)
+    });
+}
+
+/// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f64` then `scale_f64` give.
+///
+/// # Safety
+/// As [`exp_store_sum_f64`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_scale_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+    factor: f64,
+    stream: bool,
+) {
+    if t == 1.0 {
+        exp_scale_f64_impl::<true>(src, dst, n, ArgF64::new(m, 1.0), factor, stream)
+    } else if vector_temperature(t) {
+        exp_scale_f64_impl::<false>(src, dst, n, ArgF64::new(m, t), factor, stream)
+    } else {
+        scalar::exp_store_sum(src, dst, n, m, t);
+        scale_f64(dst, n, factor)
     }
 }
 
@@ -727,13 +918,14 @@ pub(crate) unsafe fn write_log_softmax_f64(
     m: f64,
     t: f64,
     log_sum: f64,
+    stream: bool,
 ) {
     if t == 1.0 {
-        write_log_f64::<true>(src, dst, n, ArgF64::new(m, 1.0), log_sum)
+        write_log_f64::<true>(src, dst, n, ArgF64::new(m, 1.0), log_sum, stream)
     } else if vector_temperature(t) {
-        write_log_f64::<false>(src, dst, n, ArgF64::new(m, t), log_sum)
+        write_log_f64::<false>(src, dst, n, ArgF64::new(m, t), log_sum, stream)
     } else {
-        scalar::write_log_softmax(src, dst, n, m, t, log_sum)
+        scalar::write_log_softmax(src, dst, n, m, t, log_sum, false)
     }
 }
 
@@ -756,6 +948,7 @@ rows_kernel!(
     exp_store_sum_f64,
     sum_exp_f64_impl,
     scale_f64,
+    exp_scale_f64,
     write_log_softmax_f64,
     f64::ln
 );
@@ -766,6 +959,7 @@ pub(crate) static F64: Kernels<f64> = Kernels {
     sum_exp: sum_exp_f64,
     exp_store_sum: exp_store_sum_f64,
     scale: scale_f64,
+    exp_scale: exp_scale_f64,
     write_log_softmax: write_log_softmax_f64,
     rows: rows_f64,
 };

@@ -43,17 +43,24 @@ pub struct Kernels<C: 'static> {
     pub exp_store_sum: unsafe fn(*const C, *mut C, usize, C, f64) -> f64,
     /// dst *= factor.
     pub scale: unsafe fn(*mut C, usize, f64),
-    /// dst = (src - m) / t - log_sum. `src == dst` allowed.
-    pub write_log_softmax: unsafe fn(*const C, *mut C, usize, C, f64, f64),
+    /// dst = exp((src - m) / t) * factor, the same bits as `exp_store_sum` then `scale` give
+    /// (so the two softmax schedules agree). `stream`: write with non-temporal stores where
+    /// the level has them. `src == dst` allowed.
+    pub exp_scale: unsafe fn(*const C, *mut C, usize, C, f64, f64, bool),
+    /// dst = (src - m) / t - log_sum; `stream` as for `exp_scale`. `src == dst` allowed.
+    pub write_log_softmax: unsafe fn(*const C, *mut C, usize, C, f64, f64, bool),
     /// Whole rows of at most [`BLOCK`] elements, one call for many rows (the short-row path):
-    /// `rows(op, src, src_step, dst, dst_step, n, count, temps, temp_step)` computes `op` of the
+    /// `rows(op, src, src_step, dst, dst_step, n, count, temps, temp_step, stream)` computes
+    /// `op` of the
     /// `count` rows of `n` elements at `src + i * src_step` into `dst + i * dst_step`, row `i`
     /// at temperature `*temps.add(i * temp_step)`, contract S6 included. A row's result is the
     /// same bits as `max`, then `exp_store_sum` and `scale` by `1 / sum` (softmax) or `sum_exp`
     /// and `write_log_softmax` with `ln(sum)` (log-softmax) would give, `ln` being `f64::ln`
-    /// except in the `f32` kernels of the vector levels, which use `row_ln_f32`.
+    /// except in the `f32` kernels of the vector levels, which use `row_ln_f32`. With
+    /// `stream`, softmax takes the other schedule (`sum_exp`, then `exp_scale` with
+    /// non-temporal stores), which gives the same bits without reading the output into cache.
     #[allow(clippy::type_complexity)]
-    pub rows: unsafe fn(Op, *const C, usize, *mut C, usize, usize, usize, *const f64, usize),
+    pub rows: unsafe fn(Op, *const C, usize, *mut C, usize, usize, usize, *const f64, usize, bool),
 }
 
 /// Compensated (Neumaier) sum of block or chunk partial sums.
@@ -127,7 +134,7 @@ pub(crate) fn row_ln_f32(x: f64) -> f64 {
 /// Generates the `rows` kernel of a level from its block kernels, compiled with the level's
 /// target features so that the block kernels inline into it.
 macro_rules! rows_kernel {
-    ($name:ident, $t:ty, $feat:literal, $max:path, $ess:path, $se:path, $scale:path, $wls:path, $ln:path) => {
+    ($name:ident, $t:ty, $feat:literal, $max:path, $ess:path, $se:path, $scale:path, $es:path, $wls:path, $ln:path) => {
         /// # Safety
         /// As [`Kernels::rows`](super::Kernels): row `i` of `src` is valid for reads and of
         /// `dst` for writes of `n` elements, each the same as or disjoint from the other; every
@@ -144,6 +151,7 @@ macro_rules! rows_kernel {
             count: usize,
             temps: *const f64,
             temp_step: usize,
+            stream: bool,
         ) {
             for r in 0..count {
                 let s = src.add(r * src_step);
@@ -158,13 +166,17 @@ macro_rules! rows_kernel {
                     continue;
                 }
                 match op {
+                    $crate::row::Op::Softmax if stream => {
+                        let total = $se(std::slice::from_raw_parts(s, n), m, t);
+                        $es(s, d, n, m, t, 1.0 / total, true);
+                    }
                     $crate::row::Op::Softmax => {
                         let total = $ess(s, d, n, m, t);
                         $scale(d, n, 1.0 / total);
                     }
                     $crate::row::Op::LogSoftmax => {
                         let total = $se(std::slice::from_raw_parts(s, n), m, t);
-                        $wls(s, d, n, m, t, $ln(total));
+                        $wls(s, d, n, m, t, $ln(total), stream);
                     }
                 }
             }
@@ -180,6 +192,7 @@ macro_rules! scalar_table {
             sum_exp: scalar::sum_exp::<$t>,
             exp_store_sum: scalar::exp_store_sum::<$t>,
             scale: scalar::scale::<$t>,
+            exp_scale: scalar::exp_scale::<$t>,
             write_log_softmax: scalar::write_log_softmax::<$t>,
             rows: scalar::rows::<$t>,
         }
@@ -267,6 +280,34 @@ pub mod testing {
         unsafe { (C::kernels_for(level).scale)(x.as_mut_ptr(), x.len(), factor) }
     }
 
+    /// The `exp_scale` kernel of `level`.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn exp_scale<C: Real>(
+        level: SimdLevel,
+        x: &[C],
+        out: &mut [C],
+        m: C,
+        t: f64,
+        factor: f64,
+        stream: bool,
+    ) {
+        assert_eq!(x.len(), out.len());
+        // SAFETY: both slices hold x.len() elements and do not overlap.
+        unsafe {
+            (C::kernels_for(level).exp_scale)(
+                x.as_ptr(),
+                out.as_mut_ptr(),
+                x.len(),
+                m,
+                t,
+                factor,
+                stream,
+            )
+        }
+    }
+
     /// The `write_log_softmax` kernel of `level`.
     ///
     /// # Panics
@@ -278,6 +319,7 @@ pub mod testing {
         m: C,
         t: f64,
         log_sum: f64,
+        stream: bool,
     ) {
         assert_eq!(x.len(), out.len());
         // SAFETY: both slices hold x.len() elements and do not overlap.
@@ -289,6 +331,7 @@ pub mod testing {
                 m,
                 t,
                 log_sum,
+                stream,
             )
         }
     }
@@ -298,7 +341,15 @@ pub mod testing {
     ///
     /// # Panics
     /// If `n` is 0 or above [`BLOCK`], or the lengths do not match.
-    pub fn rows<C: Real>(level: SimdLevel, op: Op, x: &[C], out: &mut [C], n: usize, t: &[f64]) {
+    pub fn rows<C: Real>(
+        level: SimdLevel,
+        op: Op,
+        x: &[C],
+        out: &mut [C],
+        n: usize,
+        t: &[f64],
+        stream: bool,
+    ) {
         assert!(n > 0 && n <= BLOCK);
         assert_eq!(x.len(), out.len());
         assert_eq!(x.len(), n * t.len());
@@ -315,12 +366,13 @@ pub mod testing {
                 t.len(),
                 t.as_ptr(),
                 1,
+                stream,
             )
         }
     }
 
     /// One whole row (any length) with the kernels of `level`, its blocks spread over the
-    /// crate's pool when `parallel`.
+    /// crate's pool when `parallel`, written with non-temporal stores when `stream`.
     ///
     /// # Panics
     /// If the lengths differ or `t` is not positive and finite.
@@ -331,6 +383,7 @@ pub mod testing {
         out: &mut [C],
         t: f64,
         parallel: bool,
+        stream: bool,
     ) {
         assert_eq!(x.len(), out.len());
         assert!(t > 0.0 && t.is_finite());
@@ -339,7 +392,16 @@ pub mod testing {
         let f = move || {
             // SAFETY: the slices outlive the call (`install` waits) and do not overlap.
             unsafe {
-                crate::row::map_row_with(k, op, src as *const C, dst as *mut C, n, t, parallel)
+                crate::row::map_row_with(
+                    k,
+                    op,
+                    src as *const C,
+                    dst as *mut C,
+                    n,
+                    t,
+                    parallel,
+                    stream,
+                )
             }
         };
         if parallel {

@@ -99,6 +99,26 @@ pub(crate) unsafe fn scale<C: Real>(dst: *mut C, n: usize, factor: f64) {
     }
 }
 
+/// dst = exp((src - m) / t) * factor, rounded as [`exp_store_sum`] then [`scale`] round.
+///
+/// # Safety
+/// As [`exp_store_sum`].
+pub(crate) unsafe fn exp_scale<C: Real>(
+    src: *const C,
+    dst: *mut C,
+    n: usize,
+    m: C,
+    t: f64,
+    factor: f64,
+    _stream: bool,
+) {
+    let m = m.to_f64();
+    for i in 0..n {
+        let e = C::from_f64(exp2w(shifted(*src.add(i), m, t)));
+        *dst.add(i) = C::from_f64(e.to_f64() * factor);
+    }
+}
+
 /// # Safety
 /// As [`exp_store_sum`].
 pub(crate) unsafe fn write_log_softmax<C: Real>(
@@ -108,6 +128,7 @@ pub(crate) unsafe fn write_log_softmax<C: Real>(
     m: C,
     t: f64,
     log_sum: f64,
+    _stream: bool,
 ) {
     let m = m.to_f64();
     for i in 0..n {
@@ -131,6 +152,7 @@ pub(crate) unsafe fn rows<C: Real>(
     count: usize,
     temps: *const f64,
     temp_step: usize,
+    stream: bool,
 ) {
     for r in 0..count {
         let s = src.add(r * src_step);
@@ -150,7 +172,7 @@ pub(crate) unsafe fn rows<C: Real>(
             }
             crate::row::Op::LogSoftmax => {
                 let total = sum_exp(std::slice::from_raw_parts(s, n), m, t);
-                write_log_softmax(s, d, n, m, t, total.ln());
+                write_log_softmax(s, d, n, m, t, total.ln(), stream);
             }
         }
     }
