@@ -50,7 +50,19 @@ fn bench(c: &mut Criterion) {
         for op in [Op::Softmax, Op::LogSoftmax] {
             g.bench_function(
                 BenchmarkId::new(format!("rows_1000x10_{op:?}"), name),
-                |b| b.iter(|| k::rows(level, op, black_box(&short), &mut short_out, 10, &temps)),
+                |b| {
+                    b.iter(|| {
+                        k::rows(
+                            level,
+                            op,
+                            black_box(&short),
+                            &mut short_out,
+                            10,
+                            &temps,
+                            false,
+                        )
+                    })
+                },
             );
         }
     }
