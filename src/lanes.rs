@@ -280,9 +280,16 @@ const ROWS_CHUNK: usize = 8 * 1024;
 const STREAM_MIN_BYTES: usize = 16 << 20;
 
 fn streams<C>(n: usize, count: usize) -> bool {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let min = *MIN.get_or_init(|| {
+        std::env::var("LK_STREAM_MIN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(STREAM_MIN_BYTES)
+    });
     n.saturating_mul(count)
         .saturating_mul(std::mem::size_of::<C>())
-        >= STREAM_MIN_BYTES
+        >= min
 }
 
 /// Computes `op` (softmax or log-softmax) along every lane of `src` into the matching lane of

@@ -526,46 +526,117 @@ unsafe fn rows_f32(
     }
     let k: __mmask16 = if n == 16 { 0xFFFF } else { mask16(n) };
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-    for r in 0..count {
-        let s = src.add(r * src_step);
-        let d = dst.add(r * dst_step);
-        let t = *temps.add(r * temp_step);
-        let inv = 1.0 / t;
-        if t != 1.0 && !inv.is_normal() {
-            rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, false);
-            continue;
-        }
-        let x = _mm512_mask_loadu_ps(ninf, k, s);
-        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x) != 0;
-        // As `max_f32_impl`: NaN lanes become -inf, then the same reduction.
-        let m = _mm512_reduce_max_ps(_mm512_max_ps(x, ninf));
-        if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
-            // Contract S6.
-            _mm512_mask_storeu_ps(d, k, _mm512_set1_ps(f32::NAN));
-            continue;
-        }
-        let c = ArgF32::new(m, inv);
-        let a = if t == 1.0 {
-            arg_ps::<true>(c, x)
-        } else {
-            arg_ps::<false>(c, x)
-        };
-        let e = exp_ps(a);
-        // As the tail step of `exp_sum_f32` starting from zero accumulators.
-        let total = _mm512_reduce_add_pd(_mm512_add_pd(lo_pd(e), hi_pd(e)));
-        let y = match op {
-            crate::row::Op::Softmax => _mm512_mul_ps(e, _mm512_set1_ps((1.0 / total) as f32)),
-            crate::row::Op::LogSoftmax => {
-                let ls = super::row_ln_f32(total);
-                if t == 1.0 {
-                    log_f32::<true>(c, ls as f32, _mm512_set1_pd(ls), x)
-                } else {
-                    log_f32::<false>(c, ls as f32, _mm512_set1_pd(ls), x)
-                }
+    // Rows go in groups of 8: each row's exps and sum first, then the 8 factors (1 / sum) or
+    // logarithms in one vector, then the outputs. The groups only change the order of
+    // independent work: every row gets the bits the block kernels give.
+    const G: usize = 8;
+    let mut r0 = 0;
+    while r0 < count {
+        let g = G.min(count - r0);
+        let mut xs = [_mm512_setzero_ps(); G];
+        let mut es = [_mm512_setzero_ps(); G];
+        let mut ms = [0.0f32; G];
+        let mut totals = [1.0f64; G];
+        let mut live = [false; G];
+        for j in 0..g {
+            let r = r0 + j;
+            let s = src.add(r * src_step);
+            let d = dst.add(r * dst_step);
+            let t = *temps.add(r * temp_step);
+            let inv = 1.0 / t;
+            if t != 1.0 && !inv.is_normal() {
+                rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, false);
+                continue;
             }
-        };
-        _mm512_mask_storeu_ps(d, k, y);
+            let x = _mm512_mask_loadu_ps(ninf, k, s);
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x) != 0;
+            // As `max_f32_impl`: NaN lanes become -inf, then the same reduction.
+            let m = _mm512_reduce_max_ps(_mm512_max_ps(x, ninf));
+            if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
+                // Contract S6.
+                _mm512_mask_storeu_ps(d, k, _mm512_set1_ps(f32::NAN));
+                continue;
+            }
+            let c = ArgF32::new(m, inv);
+            let a = if t == 1.0 {
+                arg_ps::<true>(c, x)
+            } else {
+                arg_ps::<false>(c, x)
+            };
+            let e = exp_ps(a);
+            // As the tail step of `exp_sum_f32` starting from zero accumulators.
+            totals[j] = _mm512_reduce_add_pd(_mm512_add_pd(lo_pd(e), hi_pd(e)));
+            xs[j] = x;
+            es[j] = e;
+            ms[j] = m;
+            live[j] = true;
+        }
+        let tot = _mm512_loadu_pd(totals.as_ptr());
+        let mut v = [0.0f64; G];
+        match op {
+            crate::row::Op::Softmax => {
+                _mm512_storeu_pd(v.as_mut_ptr(), _mm512_div_pd(_mm512_set1_pd(1.0), tot))
+            }
+            crate::row::Op::LogSoftmax => _mm512_storeu_pd(v.as_mut_ptr(), row_ln_pd(tot)),
+        }
+        for j in 0..g {
+            if !live[j] {
+                continue;
+            }
+            let r = r0 + j;
+            let d = dst.add(r * dst_step);
+            let y = match op {
+                crate::row::Op::Softmax => _mm512_mul_ps(es[j], _mm512_set1_ps(v[j] as f32)),
+                crate::row::Op::LogSoftmax => {
+                    let t = *temps.add(r * temp_step);
+                    let c = ArgF32::new(ms[j], 1.0 / t);
+                    let ls64 = _mm512_set1_pd(v[j]);
+                    if t == 1.0 {
+                        log_f32::<true>(c, v[j] as f32, ls64, xs[j])
+                    } else {
+                        log_f32::<false>(c, v[j] as f32, ls64, xs[j])
+                    }
+                }
+            };
+            _mm512_mask_storeu_ps(d, k, y);
+        }
+        r0 += g;
     }
+}
+
+/// [`super::row_ln_f32`] in 8 lanes, the same operations in the same order (so the same bits).
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn row_ln_pd(x: __m512d) -> __m512d {
+    let bits = _mm512_castpd_si512(x);
+    let ebits = _mm512_and_si512(_mm512_srli_epi64::<52>(bits), _mm512_set1_epi64(0x7ff));
+    // (2^52 + e_bits) - (2^52 + 1023) == e_bits - 1023, exactly.
+    let two52 = 4_503_599_627_370_496.0f64;
+    let mut e = _mm512_sub_pd(
+        _mm512_castsi512_pd(_mm512_or_si512(
+            ebits,
+            _mm512_set1_epi64(two52.to_bits() as i64),
+        )),
+        _mm512_set1_pd(two52 + 1023.0),
+    );
+    let mut m = _mm512_castsi512_pd(_mm512_or_si512(
+        _mm512_and_si512(bits, _mm512_set1_epi64(0x000f_ffff_ffff_ffff)),
+        _mm512_set1_epi64(0x3ff0_0000_0000_0000),
+    ));
+    let big = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(m, _mm512_set1_pd(std::f64::consts::SQRT_2));
+    m = _mm512_mask_mul_pd(m, big, m, _mm512_set1_pd(0.5));
+    e = _mm512_mask_add_pd(e, big, e, _mm512_set1_pd(1.0));
+    let one = _mm512_set1_pd(1.0);
+    let z = _mm512_div_pd(_mm512_sub_pd(m, one), _mm512_add_pd(m, one));
+    let z2 = _mm512_mul_pd(z, z);
+    let c = |v: f64| _mm512_set1_pd(v);
+    let p = _mm512_add_pd(c(1.0 / 9.0), _mm512_mul_pd(z2, c(1.0 / 11.0)));
+    let p = _mm512_add_pd(c(1.0 / 7.0), _mm512_mul_pd(z2, p));
+    let p = _mm512_add_pd(c(1.0 / 5.0), _mm512_mul_pd(z2, p));
+    let p = _mm512_add_pd(c(1.0 / 3.0), _mm512_mul_pd(z2, p));
+    let z2x = _mm512_mul_pd(c(2.0), z);
+    let atanh2 = _mm512_add_pd(z2x, _mm512_mul_pd(_mm512_mul_pd(z2x, z2), p));
+    _mm512_add_pd(_mm512_mul_pd(e, c(std::f64::consts::LN_2)), atanh2)
 }
 
 /// The AVX-512 table for `f32`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.
