@@ -274,22 +274,15 @@ unsafe fn map_row_runs<C: Real>(
 /// Elements per task of the many-rows path.
 const ROWS_CHUNK: usize = 8 * 1024;
 
-/// Outputs of at least this many bytes are written with non-temporal stores: they would not
-/// stay in the caches anyway, and a normal store first reads each destination line. The choice
-/// never changes a bit of the result.
-const STREAM_MIN_BYTES: usize = 16 << 20;
+/// Outputs of at least this many bytes (about the size of a server L3) are written with
+/// non-temporal stores: they would not stay in the caches anyway, and a normal store first reads
+/// each destination line from memory. The choice never changes a bit of the result.
+const STREAM_MIN_BYTES: usize = 32 << 20;
 
 fn streams<C>(n: usize, count: usize) -> bool {
-    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let min = *MIN.get_or_init(|| {
-        std::env::var("LK_STREAM_MIN")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(STREAM_MIN_BYTES)
-    });
     n.saturating_mul(count)
         .saturating_mul(std::mem::size_of::<C>())
-        >= min
+        >= STREAM_MIN_BYTES
 }
 
 /// Computes `op` (softmax or log-softmax) along every lane of `src` into the matching lane of
