@@ -16,12 +16,11 @@ use super::{rows_kernel, scalar, Kernels};
 const F32_LOG2E: f32 = std::f32::consts::LOG2_E;
 const F32_LN2_HI: f32 = 0.693_359_4;
 const F32_LN2_LO: f32 = -2.121_944_4e-4;
-const F32_P: [f32; 6] = [
-    1.987_569_1e-4,
-    1.398_199_9e-3,
-    8.333_452e-3,
-    4.166_579_6e-2,
-    1.666_666_6e-1,
+const F32_P: [f32; 5] = [
+    1.392_768_5e-3,
+    8.364_38e-3,
+    4.166_654_5e-2,
+    1.666_657e-1,
     0.5,
 ];
 /// 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
@@ -44,7 +43,6 @@ unsafe fn exp_ps(a: __m256) -> __m256 {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[2]));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[3]));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[4]));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[5]));
     let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
     // 2^(k + 64) from the low bits of `kr` (k in [-159, 63] keeps it normal), then 2^-64:
     // y * 2^(k+64) is exact, the last product rounds once, into the subnormals if need be.
