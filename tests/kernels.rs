@@ -320,7 +320,7 @@ fn kernels_match_scalar_twin_f64_all_levels() {
 fn rows_kernel_matches_block_kernels_all_levels() {
     let mut rng = Rng(3);
     for level in supported_levels() {
-        for n in [1usize, 3, 10, 16, 17, 100, 1000] {
+        for n in [1usize, 3, 7, 8, 9, 10, 15, 16, 17, 100, 1000] {
             let count = 37;
             let x = f32_row(&random_row(&mut rng, n * count, 4.0, 11));
             let temps: Vec<f64> = (0..count).map(|i| [1.0, 0.5, 2.0][i % 3]).collect();

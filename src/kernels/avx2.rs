@@ -233,11 +233,18 @@ pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
         m0 = _mm256_max_ps(v, m0);
         i += 8;
     }
+    (hmax_ps(m0, m1, m2, m3), _mm256_movemask_ps(nan) != 0)
+}
+
+/// The largest lane of four NaN-free vectors, in a fixed order.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hmax_ps(m0: __m256, m1: __m256, m2: __m256, m3: __m256) -> f32 {
     let m = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
     let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
     let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
-    (_mm_cvtss_f32(m), _mm256_movemask_ps(nan) != 0)
+    _mm_cvtss_f32(m)
 }
 
 #[inline]
@@ -467,7 +474,7 @@ fn sum_exp_f32(x: &[f32], m: f32, t: f64) -> f64 {
 }
 
 rows_kernel!(
-    rows_f32,
+    rows_f32_general,
     f32,
     "avx2,fma",
     max_f32_impl,
@@ -478,6 +485,79 @@ rows_kernel!(
     write_log_softmax_f32,
     super::row_ln_f32
 );
+
+/// The many-rows kernel: a row of at most 8 elements is one vector, kept in registers from
+/// load to store, with the operations (so the bits) of the block kernels; longer rows go
+/// through the block kernels.
+///
+/// # Safety
+/// As [`Kernels::rows`].
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_f32(
+    op: crate::row::Op,
+    src: *const f32,
+    src_step: usize,
+    dst: *mut f32,
+    dst_step: usize,
+    n: usize,
+    count: usize,
+    temps: *const f64,
+    temp_step: usize,
+    stream: bool,
+) {
+    if n > 8 || n == 0 {
+        return rows_f32_general(
+            op, src, src_step, dst, dst_step, n, count, temps, temp_step, stream,
+        );
+    }
+    let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+    for r in 0..count {
+        let s = src.add(r * src_step);
+        let d = dst.add(r * dst_step);
+        let t = *temps.add(r * temp_step);
+        let inv = 1.0 / t;
+        if t != 1.0 && !inv.is_normal() {
+            rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, false);
+            continue;
+        }
+        let x = if n == 8 {
+            _mm256_loadu_ps(s)
+        } else {
+            load_tail_ps(s, n, f32::NEG_INFINITY)
+        };
+        let nan = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(x, x)) != 0;
+        let m = hmax_ps(_mm256_max_ps(x, ninf), ninf, ninf, ninf);
+        let y = if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
+            // Contract S6.
+            _mm256_set1_ps(f32::NAN)
+        } else {
+            let c = ArgF32::new(m, inv);
+            let e = exp_ps(if t == 1.0 {
+                arg_ps::<true>(c, x)
+            } else {
+                arg_ps::<false>(c, x)
+            });
+            let total = hsum_pd(_mm256_add_pd(lo_pd(e), hi_pd(e)));
+            match op {
+                crate::row::Op::Softmax => _mm256_mul_ps(e, _mm256_set1_ps((1.0 / total) as f32)),
+                crate::row::Op::LogSoftmax => {
+                    let ls = super::row_ln_f32(total);
+                    if t == 1.0 {
+                        log_f32::<true>(c, ls as f32, _mm256_set1_pd(ls), x)
+                    } else {
+                        log_f32::<false>(c, ls as f32, _mm256_set1_pd(ls), x)
+                    }
+                }
+            }
+        };
+        if n == 8 {
+            _mm256_storeu_ps(d, y);
+        } else {
+            store_tail_ps(d, n, y);
+        }
+    }
+}
 
 /// The AVX2 table for `f32`. Only handed out when the CPU has AVX2 and FMA.
 pub(crate) static F32: Kernels<f32> = Kernels {
