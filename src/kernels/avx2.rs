@@ -1,12 +1,11 @@
 //! AVX2 + FMA kernels (x86-64), 8 `f32` or 4 `f64` lanes. A tail shorter than a vector is
-//! loaded and stored with lane masks, padded with -inf (whose exp is exactly 0).
+//! loaded and stored in pieces of 4, 2 and 1 lanes, padded with -inf (whose exp is exactly 0).
 //!
 //! Every function here is compiled with `avx2,fma` and must only run on a CPU that has them:
 //! the tables at the end are handed out by `kernels_for` only after `cpu_has(Avx2)`.
 
 use std::arch::x86_64::*;
 
-use super::avx512::{F32_ARG_MIN, F64_ARG_MIN};
 use super::{rows_kernel, scalar, Kernels};
 
 // ---------------------------------------------------------------------------------------------
@@ -25,14 +24,21 @@ const F32_P: [f32; 5] = [
 ];
 /// 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
 const F32_ROUND: f32 = 12_582_912.0;
-/// 2^-64.
-const F32_TWO_M64: f32 = 5.421_011e-20;
+/// Arguments below this give 0 (exp(-87) = 1.6e-38; exp(-87.34) is the smallest normal f32).
+pub(crate) const F32_FLUSH: f32 = -87.0;
 
+/// exp(a). Results below `exp(F32_FLUSH)` (about 1.6e-38, just above the smallest normal
+/// `f32`) are flushed to exactly 0, so no product ever underflows: on x86 an underflowing
+/// multiply takes a microcode assist, which made masked (-inf) entries three times slower.
+/// Probabilities that small are outside the bounds of S8. NaN propagates.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_ps(a: __m256) -> __m256 {
+    let lim = _mm256_set1_ps(F32_FLUSH);
+    // True below the limit, -inf included; false for NaN.
+    let flush = _mm256_cmp_ps::<_CMP_LT_OQ>(a, lim);
     // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
-    let a = _mm256_max_ps(_mm256_set1_ps(F32_ARG_MIN), a);
+    let a = _mm256_max_ps(lim, a);
     let kr = _mm256_fmadd_ps(a, _mm256_set1_ps(F32_LOG2E), _mm256_set1_ps(F32_ROUND));
     let k = _mm256_sub_ps(kr, _mm256_set1_ps(F32_ROUND));
     let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(F32_LN2_HI), a);
@@ -44,16 +50,12 @@ unsafe fn exp_ps(a: __m256) -> __m256 {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[3]));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[4]));
     let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
-    // 2^(k + 64) from the low bits of `kr` (k in [-159, 63] keeps it normal), then 2^-64:
-    // y * 2^(k+64) is exact, the last product rounds once, into the subnormals if need be.
+    // 2^k from the low bits of `kr` (k in [-126, 127] after the clamp: a normal number).
     let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
         _mm256_castps_si256(kr),
-        _mm256_set1_epi32(127 + 64),
+        _mm256_set1_epi32(127),
     ));
-    _mm256_mul_ps(
-        _mm256_mul_ps(y, _mm256_castsi256_ps(bits)),
-        _mm256_set1_ps(F32_TWO_M64),
-    )
+    _mm256_andnot_ps(flush, _mm256_mul_ps(y, _mm256_castsi256_ps(bits)))
 }
 
 #[inline]
@@ -172,31 +174,56 @@ unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: __m256) -> __m256 {
     }
 }
 
-/// Lane masks for tails: 8 - r entries further on, the first r lanes are set.
-static TAIL_MASK32: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
-
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tail_mask_ps(r: usize) -> __m256i {
-    debug_assert!(r <= 8);
-    _mm256_loadu_si256(TAIL_MASK32.as_ptr().add(8 - r).cast())
-}
-
-/// Loads the `r < 8` elements at `p` (masked: nothing past them is touched), padding with
-/// `fill`.
+/// Loads the `r < 8` elements at `p` (nothing past them is touched), padding with `fill`.
+/// Built from 4-, 2- and 1-lane loads: a masked load is slow on some CPUs.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn load_tail_ps(p: *const f32, r: usize, fill: f32) -> __m256 {
-    let mk = tail_mask_ps(r);
-    let v = _mm256_maskload_ps(p, mk);
-    _mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_castsi256_ps(mk))
+    let f = _mm_set1_ps(fill);
+    if r >= 4 {
+        _mm256_set_m128(load_part_ps(p.add(4), r - 4, f), _mm_loadu_ps(p))
+    } else {
+        _mm256_set_m128(f, load_part_ps(p, r, f))
+    }
 }
 
-/// Stores the first `r < 8` lanes of `v` at `p` (masked).
+/// The `r < 4` elements at `p` over `f`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load_part_ps(p: *const f32, r: usize, f: __m128) -> __m128 {
+    match r {
+        0 => f,
+        1 => _mm_move_ss(f, _mm_load_ss(p)),
+        2 => _mm_castpd_ps(_mm_loadl_pd(_mm_castps_pd(f), p.cast())),
+        _ => _mm_insert_ps::<0x20>(
+            _mm_castpd_ps(_mm_loadl_pd(_mm_castps_pd(f), p.cast())),
+            _mm_load_ss(p.add(2)),
+        ),
+    }
+}
+
+/// Stores the first `r < 8` lanes of `v` at `p`, in pieces of 4, 2 and 1 lanes (a masked
+/// store is microcoded and slow on some CPUs).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn store_tail_ps(p: *mut f32, r: usize, v: __m256) {
-    _mm256_maskstore_ps(p, tail_mask_ps(r), v)
+    let (mut p, mut r) = (p, r);
+    let mut lo = _mm256_castps256_ps128(v);
+    if r >= 4 {
+        _mm_storeu_ps(p, lo);
+        lo = _mm256_extractf128_ps::<1>(v);
+        p = p.add(4);
+        r -= 4;
+    }
+    if r >= 2 {
+        _mm_storel_pd(p.cast(), _mm_castps_pd(lo));
+        lo = _mm_movehl_ps(lo, lo);
+        p = p.add(2);
+        r -= 2;
+    }
+    if r == 1 {
+        _mm_store_ss(p, lo);
+    }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -486,9 +513,9 @@ rows_kernel!(
     super::row_ln_f32
 );
 
-/// The many-rows kernel: a row of at most 8 elements is one vector, kept in registers from
-/// load to store, with the operations (so the bits) of the block kernels; longer rows go
-/// through the block kernels.
+/// The many-rows kernel: a row of at most 16 elements is one or two vectors, kept in
+/// registers from load to store, with the operations (so the bits) of the block kernels;
+/// longer rows go through the block kernels.
 ///
 /// # Safety
 /// As [`Kernels::rows`].
@@ -506,12 +533,29 @@ unsafe fn rows_f32(
     temp_step: usize,
     stream: bool,
 ) {
-    if n > 8 || n == 0 {
+    if n > 16 || n == 0 {
         return rows_f32_general(
             op, src, src_step, dst, dst_step, n, count, temps, temp_step, stream,
         );
     }
     let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+    // Lanes in the second vector (0 when the row fits in one).
+    let n1 = n.saturating_sub(8);
+    let n0 = n - n1;
+    let load = |p: *const f32, r: usize| {
+        if r == 8 {
+            _mm256_loadu_ps(p)
+        } else {
+            load_tail_ps(p, r, f32::NEG_INFINITY)
+        }
+    };
+    let store = |p: *mut f32, r: usize, v: __m256| {
+        if r == 8 {
+            _mm256_storeu_ps(p, v)
+        } else {
+            store_tail_ps(p, r, v)
+        }
+    };
     for r in 0..count {
         let s = src.add(r * src_step);
         let d = dst.add(r * dst_step);
@@ -521,40 +565,69 @@ unsafe fn rows_f32(
             rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, false);
             continue;
         }
-        let x = if n == 8 {
-            _mm256_loadu_ps(s)
-        } else {
-            load_tail_ps(s, n, f32::NEG_INFINITY)
-        };
-        let nan = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(x, x)) != 0;
-        let m = hmax_ps(_mm256_max_ps(x, ninf), ninf, ninf, ninf);
-        let y = if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
+        // As `max_f32_impl`, `exp_sum_f32` and the write kernels, step by step.
+        let x0 = load(s, n0);
+        let x1 = if n1 > 0 { load(s.add(8), n1) } else { ninf };
+        let nan = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(x0, x0),
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(x1, x1),
+        );
+        let nan = _mm256_movemask_ps(nan) != 0;
+        let m0 = _mm256_max_ps(x0, ninf);
+        let m0 = if n1 > 0 { _mm256_max_ps(x1, m0) } else { m0 };
+        let m = hmax_ps(m0, ninf, ninf, ninf);
+        if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
             // Contract S6.
-            _mm256_set1_ps(f32::NAN)
-        } else {
-            let c = ArgF32::new(m, inv);
-            let e = exp_ps(if t == 1.0 {
+            let y = _mm256_set1_ps(f32::NAN);
+            store(d, n0, y);
+            if n1 > 0 {
+                store(d.add(8), n1, y);
+            }
+            continue;
+        }
+        let c = ArgF32::new(m, inv);
+        let arg = |x: __m256| {
+            if t == 1.0 {
                 arg_ps::<true>(c, x)
             } else {
                 arg_ps::<false>(c, x)
-            });
-            let total = hsum_pd(_mm256_add_pd(lo_pd(e), hi_pd(e)));
-            match op {
-                crate::row::Op::Softmax => _mm256_mul_ps(e, _mm256_set1_ps((1.0 / total) as f32)),
-                crate::row::Op::LogSoftmax => {
-                    let ls = super::row_ln_f32(total);
-                    if t == 1.0 {
-                        log_f32::<true>(c, ls as f32, _mm256_set1_pd(ls), x)
-                    } else {
-                        log_f32::<false>(c, ls as f32, _mm256_set1_pd(ls), x)
-                    }
+            }
+        };
+        let e0 = exp_ps(arg(x0));
+        let (mut a0, mut a1) = (lo_pd(e0), hi_pd(e0));
+        let e1 = if n1 > 0 {
+            let e1 = exp_ps(arg(x1));
+            a0 = _mm256_add_pd(a0, lo_pd(e1));
+            a1 = _mm256_add_pd(a1, hi_pd(e1));
+            e1
+        } else {
+            e0
+        };
+        let total = hsum_pd(_mm256_add_pd(a0, a1));
+        let (y0, y1) = match op {
+            crate::row::Op::Softmax => {
+                let f = _mm256_set1_ps((1.0 / total) as f32);
+                (_mm256_mul_ps(e0, f), _mm256_mul_ps(e1, f))
+            }
+            crate::row::Op::LogSoftmax => {
+                let ls = super::row_ln_f32(total);
+                let ls64 = _mm256_set1_pd(ls);
+                if t == 1.0 {
+                    (
+                        log_f32::<true>(c, ls as f32, ls64, x0),
+                        log_f32::<true>(c, ls as f32, ls64, x1),
+                    )
+                } else {
+                    (
+                        log_f32::<false>(c, ls as f32, ls64, x0),
+                        log_f32::<false>(c, ls as f32, ls64, x1),
+                    )
                 }
             }
         };
-        if n == 8 {
-            _mm256_storeu_ps(d, y);
-        } else {
-            store_tail_ps(d, n, y);
+        store(d, n0, y0);
+        if n1 > 0 {
+            store(d.add(8), n1, y1);
         }
     }
 }
@@ -592,16 +665,19 @@ const F64_P: [f64; 11] = [
 ];
 /// 1.5 * 2^52: adding it rounds to an integer held in the low mantissa bits.
 const F64_ROUND: f64 = 6_755_399_441_055_744.0;
-/// 2^-600.
-const F64_TWO_M600: f64 = f64::from_bits((1023 - 600) << 52);
+/// Arguments below this give 0 (exp(-708) = 3.3e-308; exp(-708.4) is the smallest normal f64).
+pub(crate) const F64_FLUSH: f64 = -708.0;
 
-/// exp(hi + lo) as in the AVX-512 kernel; NaN propagates, `hi <= F64_ARG_MIN` gives 0.
+/// exp(hi + lo) as in the AVX-512 kernel, except that results below `exp(F64_FLUSH)` (about
+/// 3.3e-308, just above the smallest normal `f64`) are flushed to exactly 0 (see [`exp_ps`]).
+/// NaN propagates.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_pd(hi: __m256d, lo: __m256d) -> __m256d {
-    let amin = _mm256_set1_pd(F64_ARG_MIN);
-    let ok = _mm256_cmp_pd::<_CMP_GT_OQ>(hi, amin);
-    let hi = _mm256_max_pd(amin, hi);
+    let lim = _mm256_set1_pd(F64_FLUSH);
+    let ok = _mm256_cmp_pd::<_CMP_GE_OQ>(hi, lim);
+    let flush = _mm256_cmp_pd::<_CMP_LT_OQ>(hi, lim);
+    let hi = _mm256_max_pd(lim, hi);
     let lo = _mm256_and_pd(ok, lo);
     let kr = _mm256_fmadd_pd(hi, _mm256_set1_pd(F64_LOG2E), _mm256_set1_pd(F64_ROUND));
     let k = _mm256_sub_pd(kr, _mm256_set1_pd(F64_ROUND));
@@ -613,15 +689,12 @@ unsafe fn exp_pd(hi: __m256d, lo: __m256d) -> __m256d {
     }
     let r2 = _mm256_mul_pd(r, r);
     let y = _mm256_add_pd(_mm256_fmadd_pd(p, r2, r), _mm256_set1_pd(1.0));
-    // 2^(k + 600) (k in [-1097, 0] keeps it normal), then 2^-600, rounding once.
+    // 2^k (k in [-1022, 1023] after the clamp: a normal number).
     let bits = _mm256_slli_epi64::<52>(_mm256_add_epi64(
         _mm256_castpd_si256(kr),
-        _mm256_set1_epi64x(1023 + 600),
+        _mm256_set1_epi64x(1023),
     ));
-    _mm256_mul_pd(
-        _mm256_mul_pd(y, _mm256_castsi256_pd(bits)),
-        _mm256_set1_pd(F64_TWO_M600),
-    )
+    _mm256_andnot_pd(flush, _mm256_mul_pd(y, _mm256_castsi256_pd(bits)))
 }
 
 #[derive(Clone, Copy)]
@@ -669,29 +742,34 @@ unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: __m256d) -> (__m256d, __m256d) 
     }
 }
 
-static TAIL_MASK64: [i64; 8] = [-1, -1, -1, -1, 0, 0, 0, 0];
-
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tail_mask_pd(r: usize) -> __m256i {
-    debug_assert!(r <= 4);
-    _mm256_loadu_si256(TAIL_MASK64.as_ptr().add(4 - r).cast())
-}
-
-/// Loads the `r < 4` elements at `p` (masked), padding with `fill`.
+/// Loads the `r < 4` elements at `p` (nothing past them is touched), padding with `fill`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn load_tail_pd(p: *const f64, r: usize, fill: f64) -> __m256d {
-    let mk = tail_mask_pd(r);
-    let v = _mm256_maskload_pd(p, mk);
-    _mm256_blendv_pd(_mm256_set1_pd(fill), v, _mm256_castsi256_pd(mk))
+    let f = _mm_set1_pd(fill);
+    let (lo, hi) = match r {
+        0 => (f, f),
+        1 => (_mm_loadl_pd(f, p), f),
+        2 => (_mm_loadu_pd(p), f),
+        _ => (_mm_loadu_pd(p), _mm_loadl_pd(f, p.add(2))),
+    };
+    _mm256_set_m128d(hi, lo)
 }
 
-/// Stores the first `r < 4` lanes of `v` at `p` (masked).
+/// Stores the first `r < 4` lanes of `v` at `p`, in pieces of 2 and 1 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn store_tail_pd(p: *mut f64, r: usize, v: __m256d) {
-    _mm256_maskstore_pd(p, tail_mask_pd(r), v)
+    let mut lo = _mm256_castpd256_pd128(v);
+    let mut p = p;
+    if r >= 2 {
+        _mm_storeu_pd(p, lo);
+        lo = _mm256_extractf128_pd::<1>(v);
+        p = p.add(2);
+    }
+    if r % 2 == 1 {
+        _mm_store_sd(p, lo);
+    }
 }
 
 #[target_feature(enable = "avx2,fma")]
