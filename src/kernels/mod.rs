@@ -12,8 +12,17 @@
 //! Every vector kernel computes `exp` the same way: the argument `a = (x - m) / t` (in `f32` when
 //! `t == 1`, else in `f64`; for `f64` data with a double-word correction), clamped below to a value
 //! whose `exp` rounds to 0 (so `-inf` gives exactly 0 while NaN propagates), Cody-Waite reduction
-//! `a = k ln2 + r`, `|r| <= ln2 / 2`, a polynomial for `exp(r)`, and a scaling by `2^k` that rounds
-//! once into the subnormal range. `exp(0)` is exactly 1.
+//! `a = k ln2 + r`, `|r| <= ln2 / 2`, a polynomial for `exp(r)` (`f32`: degree 6, Chebyshev fit;
+//! `f64`: degree 12 Taylor), and a scaling by `2^k`: AVX-512 `vscalef` rounds once into the
+//! subnormals; AVX2 flushes results below about 1.6e-38 (`f32`) or 3.3e-308 (`f64`) to exactly 0,
+//! because an underflowing multiply takes a slow microcode assist. `exp(0)` is exactly 1.
+//!
+//! Measured `f32` exp error (`tests/kernels.rs`, `s8_f32_exp_max_ulp_exhaustive`, every `f32` in
+//! [-110, 0] against libm's `f64` exp): at most 1.07 ulp at both levels.
+//!
+//! Sums: `f32` exps are added four vectors at a time in `f32`, then widened and accumulated in
+//! `f64` lanes; `f64` exps are accumulated with TwoSum compensation per lane. Block sums are
+//! combined in block order with Neumaier compensation (`SumAcc`).
 
 pub(crate) mod scalar;
 
