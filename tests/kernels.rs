@@ -1039,3 +1039,60 @@ fn s8_row_ln_accuracy_all_levels() {
         assert_eq!(k::row_ln::<f32>(level, 1.0), 0.0);
     }
 }
+
+/// S9: a vector's result depends only on the vector: in place or not, strided or contiguous,
+/// alone or in a batch with per-row temperatures.
+#[test]
+fn s9_layout_and_in_place_bitwise() {
+    let mut rng = Rng(13);
+    for (count, n) in [(3usize, 3 * k::BLOCK + 5), (40, 1000), (700, 10), (33, 16)] {
+        let x: Vec<f32> = (0..count * n)
+            .map(|_| (rng.normal() * 4.0) as f32)
+            .collect();
+        let temps: Vec<f64> = (0..count).map(|i| 0.5 + (i % 5) as f64 * 0.3).collect();
+        let mut rows = vec![0.0f32; x.len()];
+        logitkit::softmax_rows(&x, &mut rows, n, (&temps[..]).into()).unwrap();
+        let mut in_place = x.clone();
+        logitkit::softmax_rows_in_place(&mut in_place, n, (&temps[..]).into()).unwrap();
+        assert_eq!(bits32(&rows), bits32(&in_place), "in place {count}x{n}");
+        for r in [0, count / 2, count - 1] {
+            let mut one = vec![0.0f32; n];
+            logitkit::softmax(&x[r * n..(r + 1) * n], &mut one, temps[r]).unwrap();
+            assert_eq!(
+                bits32(&one),
+                bits32(&rows[r * n..(r + 1) * n]),
+                "alone {count}x{n} row {r}"
+            );
+        }
+        // The same vectors as the columns of the transposed array (strided lanes).
+        let mut xt = vec![0.0f32; x.len()];
+        for r in 0..count {
+            for j in 0..n {
+                xt[j * count + r] = x[r * n + j];
+            }
+        }
+        let mut outt = vec![0.0f32; x.len()];
+        let lanes = logitkit::Lanes::from_strided(&[n, count], &[count as isize, 1], 0);
+        // SAFETY: both buffers hold the n x count array the lanes describe; they are distinct.
+        unsafe {
+            logitkit::lanes::map_lanes(
+                Op::Softmax,
+                xt.as_ptr(),
+                &lanes,
+                outt.as_mut_ptr(),
+                &lanes,
+                (&temps[..]).into(),
+            )
+            .unwrap();
+        }
+        for r in 0..count {
+            for j in 0..n {
+                assert_eq!(
+                    outt[j * count + r].to_bits(),
+                    rows[r * n + j].to_bits(),
+                    "strided {count}x{n} row {r} col {j}"
+                );
+            }
+        }
+    }
+}
