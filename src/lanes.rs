@@ -349,11 +349,9 @@ pub unsafe fn map_lanes<T: Float>(
                 .for_each_init(Vec::new, |buf, i| lane(i, buf, false))
         });
     } else {
-        // Few long lanes: share each lane's blocks instead.
-        install(|| {
-            let mut buf = Vec::new();
-            (0..count).for_each(|i| lane(i, &mut buf, true));
-        });
+        // Few long lanes: share each lane's blocks instead (the calling thread takes part).
+        let mut buf = Vec::new();
+        (0..count).for_each(|i| lane(i, &mut buf, true));
     }
     Ok(())
 }
@@ -406,12 +404,10 @@ pub unsafe fn logsumexp_lanes<T: Float>(
                 .for_each_init(Vec::new, |buf, (i, o)| *o = one(i, buf, false))
         });
     } else {
-        install(|| {
-            let mut buf = Vec::new();
-            out.iter_mut()
-                .enumerate()
-                .for_each(|(i, o)| *o = one(i, &mut buf, true));
-        });
+        let mut buf = Vec::new();
+        out.iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = one(i, &mut buf, true));
     }
     Ok(())
 }

@@ -13,10 +13,11 @@
 //! result is the same bits on one thread or many (contract S9). The data of a block is read
 //! twice in pass 1 while it is in cache, and once more in pass 2.
 
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::element::Real;
 use crate::kernels::{kernels, Kernels, SumAcc, BLOCK};
+use crate::parallel::{get_num_threads, run_shared};
 
 /// What a map over lanes computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,16 +89,34 @@ fn with_stats<C: Real, R>(nb: usize, f: impl FnOnce(&mut [BlockStat<C>]) -> R) -
     }
 }
 
-/// Runs `f(b, &mut stats[b])` for every block, in parallel when `parallel`.
+/// Runs `f(b, &mut stats[b])` for every block. When `parallel`, the calling thread and up to
+/// `threads - 1` pool threads take blocks in order from a shared counter until none is left, so
+/// a helper that starts late takes fewer blocks, or none (and is not waited for).
 fn each_block<T: Send>(stats: &mut [T], parallel: bool, f: impl Fn(usize, &mut T) + Sync) {
-    if parallel {
-        stats
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(b, st)| f(b, st));
+    let threads = if parallel {
+        get_num_threads().min(stats.len())
     } else {
+        1
+    };
+    if threads <= 1 {
         stats.iter_mut().enumerate().for_each(|(b, st)| f(b, st));
+        return;
     }
+    let n = stats.len();
+    let next = AtomicUsize::new(0);
+    // The address as an integer, so the closure is Sync whatever T is.
+    let base = stats.as_mut_ptr() as usize;
+    let work = || loop {
+        let b = next.fetch_add(1, Ordering::Relaxed);
+        if b >= n {
+            break;
+        }
+        // SAFETY: the counter hands out each index below n exactly once, so this is the only
+        // reference to stats[b]; `stats` outlives `run_shared`, which waits for every helper
+        // that runs this closure.
+        f(b, unsafe { &mut *(base as *mut T).add(b) });
+    };
+    run_shared(threads - 1, &work);
 }
 
 /// exp((mb - mm) / t) for `mb <= mm`, with the argument carried as a double word so that its
