@@ -9,7 +9,9 @@ use rayon::prelude::*;
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, BLOCK};
-use crate::parallel::{get_num_threads, install, is_parallel};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::parallel::{get_num_threads, install, is_parallel, run_shared};
 use crate::row::{logsumexp_row, map_row, map_row_with, Op};
 use crate::temperature::Temperature;
 
@@ -263,11 +265,16 @@ unsafe fn map_row_runs<C: Real>(
             first += chunk;
         }
     } else {
-        install(|| {
-            (0..rows.count.div_ceil(chunk))
-                .into_par_iter()
-                .for_each(|c| run(c * chunk))
-        });
+        let chunks = rows.count.div_ceil(chunk);
+        let next = AtomicUsize::new(0);
+        let work = || loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= chunks {
+                break;
+            }
+            run(c * chunk);
+        };
+        run_shared(get_num_threads().min(chunks) - 1, &work);
     }
 }
 
@@ -342,12 +349,21 @@ pub unsafe fn map_lanes<T: Float>(
     } else if count >= get_num_threads() {
         // Enough lanes to share: each task takes whole lanes, at least ~8k elements' worth.
         let min_lanes = (8 * 1024 / n).max(1);
-        install(|| {
-            (0..count)
-                .into_par_iter()
-                .with_min_len(min_lanes)
-                .for_each_init(Vec::new, |buf, i| lane(i, buf, false))
-        });
+        let tasks = count.div_ceil(min_lanes);
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut buf = Vec::new();
+            loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                if c >= tasks {
+                    break;
+                }
+                for i in c * min_lanes..((c + 1) * min_lanes).min(count) {
+                    lane(i, &mut buf, false);
+                }
+            }
+        };
+        run_shared(get_num_threads().min(tasks) - 1, &work);
     } else {
         // Few long lanes: share each lane's blocks instead (the calling thread takes part).
         let mut buf = Vec::new();
