@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::element::Real;
-use crate::kernels::{kernels, Kernels, SumAcc, BLOCK};
+use crate::kernels::{kernels, Kernels, Scratch, SumAcc, BLOCK};
 use crate::parallel::{get_num_threads, run_shared};
 
 /// What a map over lanes computes.
@@ -216,6 +216,19 @@ pub(crate) unsafe fn map_row_with<C: Real>(
     let nb = n_blocks(n);
     let parallel = parallel && nb > 1;
     let (s, d) = (SyncPtr(src as *mut C), SyncPtr(dst));
+    // Streaming softmax keeps the exps in this thread's scratch buffer (every block's helper
+    // writes its own part of it) and streams `exp * factor` out in pass 2; without a buffer
+    // (a very long row) it computes the exps again in pass 2.
+    let mut scratch = if stream && op == Op::Softmax {
+        Scratch::take(n * std::mem::size_of::<C>())
+    } else {
+        None
+    };
+    let e = SyncPtr(
+        scratch
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |sc| sc.ptr::<C>()),
+    );
     with_stats::<C, ()>(nb, |stats| {
         each_block(stats, parallel, |b, st| {
             let (start, len) = block(n, b);
@@ -243,6 +256,10 @@ pub(crate) unsafe fn map_row_with<C: Real>(
                 Op::Softmax if !stream => unsafe {
                     (k.exp_store_sum)(s.get().add(start), d.get().add(start), len, m, t)
                 },
+                // SAFETY: the scratch buffer holds n elements; blocks are disjoint.
+                Op::Softmax if !e.get().is_null() => unsafe {
+                    (k.exp_store_sum)(s.get().add(start), e.get().add(start), len, m, t)
+                },
                 Op::Softmax | Op::LogSoftmax => (k.sum_exp)(x, m, t),
             };
         });
@@ -260,6 +277,14 @@ pub(crate) unsafe fn map_row_with<C: Real>(
                     // SAFETY: as in pass 1.
                     unsafe {
                         match op {
+                            Op::Softmax if st.sum > 0.0 && stream && !e.get().is_null() => (k
+                                .scale_to)(
+                                e.get().add(start),
+                                d.get().add(start),
+                                len,
+                                st.w / total,
+                                true,
+                            ),
                             Op::Softmax if st.sum > 0.0 && stream => (k.exp_scale)(
                                 s.get().add(start),
                                 d.get().add(start),

@@ -949,6 +949,34 @@ fn s9_stream_schedule_bitwise_all_levels() {
     }
 }
 
+/// The streaming schedule through the many-rows kernel, and for a row too long for the scratch
+/// buffer (exps computed twice), gives the bits of the caching one.
+#[test]
+fn s9_stream_schedule_rows_and_long_row_bitwise_all_levels() {
+    let mut rng = Rng(14);
+    for level in supported_levels() {
+        for n in [10usize, 17, 100, 1000, k::BLOCK] {
+            let count = 5;
+            let x = f32_row(&random_row(&mut rng, n * count, 6.0, 13));
+            let temps = [1.0, 0.3, 2.0, 1.0, 0.9];
+            for op in [Op::Softmax, Op::LogSoftmax] {
+                let mut a = vec![0.0f32; x.len()];
+                let mut b = vec![0.0f32; x.len()];
+                k::rows(level, op, &x, &mut a, n, &temps, false);
+                k::rows(level, op, &x, &mut b, n, &temps, true);
+                assert_eq!(bits32(&a), bits32(&b), "{level:?} {op:?} rows n={n}");
+            }
+        }
+        let n = (4 << 20) / 4 + 1001;
+        let x = f32_row(&random_row(&mut rng, n, 6.0, 0));
+        let mut a = vec![0.0f32; n];
+        let mut b = vec![0.0f32; n];
+        k::map_row(level, Op::Softmax, &x, &mut a, 0.8, false, false);
+        k::map_row(level, Op::Softmax, &x, &mut b, 0.8, true, true);
+        assert_eq!(bits32(&a), bits32(&b), "{level:?} long row");
+    }
+}
+
 #[test]
 fn s9_row_independent_of_batch() {
     let mut rng = Rng(10);

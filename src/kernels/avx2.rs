@@ -489,6 +489,23 @@ pub(crate) unsafe fn write_log_softmax_f32(
     write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum, stream)
 }
 
+/// dst = src * factor: the bits `scale_f32` gives.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_to_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm256_set1_ps(factor as f32);
+    map_ps!(src, dst, n, stream, |x| _mm256_mul_ps(x, f));
+}
+
 fn max_f32(x: &[f32]) -> (f32, bool) {
     // SAFETY: only reachable through `F32`, which `kernels_for` hands out only when the CPU
     // has AVX2 and FMA.
@@ -508,6 +525,7 @@ rows_kernel!(
     exp_store_sum_f32,
     sum_exp_f32_impl,
     scale_f32,
+    scale_to_f32,
     exp_scale_f32,
     write_log_softmax_f32,
     super::row_ln_f32
@@ -638,6 +656,7 @@ pub(crate) static F32: Kernels<f32> = Kernels {
     sum_exp: sum_exp_f32,
     exp_store_sum: exp_store_sum_f32,
     scale: scale_f32,
+    scale_to: scale_to_f32,
     exp_scale: exp_scale_f32,
     write_log_softmax: write_log_softmax_f32,
     rows: rows_f32,
@@ -1029,6 +1048,23 @@ pub(crate) unsafe fn write_log_softmax_f64(
     }
 }
 
+/// dst = src * factor: the bits `scale_f64` gives.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_to_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm256_set1_pd(factor);
+    map_pd!(src, dst, n, stream, |x| _mm256_mul_pd(x, f));
+}
+
 fn max_f64(x: &[f64]) -> (f64, bool) {
     // SAFETY: only reachable through `F64`, handed out only when the CPU has AVX2 and FMA.
     unsafe { max_f64_impl(x) }
@@ -1047,6 +1083,7 @@ rows_kernel!(
     exp_store_sum_f64,
     sum_exp_f64_impl,
     scale_f64,
+    scale_to_f64,
     exp_scale_f64,
     write_log_softmax_f64,
     f64::ln
@@ -1058,6 +1095,7 @@ pub(crate) static F64: Kernels<f64> = Kernels {
     sum_exp: sum_exp_f64,
     exp_store_sum: exp_store_sum_f64,
     scale: scale_f64,
+    scale_to: scale_to_f64,
     exp_scale: exp_scale_f64,
     write_log_softmax: write_log_softmax_f64,
     rows: rows_f64,

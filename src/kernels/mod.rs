@@ -56,6 +56,9 @@ pub struct Kernels<C: 'static> {
     /// (so the two softmax schedules agree). `stream`: write with non-temporal stores where
     /// the level has them. `src == dst` allowed.
     pub exp_scale: unsafe fn(*const C, *mut C, usize, C, f64, f64, bool),
+    /// dst = src * factor, rounded as `scale` rounds; `stream` as for `exp_scale`. `src` and
+    /// `dst` are the same or disjoint.
+    pub scale_to: unsafe fn(*const C, *mut C, usize, f64, bool),
     /// dst = (src - m) / t - log_sum; `stream` as for `exp_scale`. `src == dst` allowed.
     pub write_log_softmax: unsafe fn(*const C, *mut C, usize, C, f64, f64, bool),
     /// Whole rows of at most [`BLOCK`] elements, one call for many rows (the short-row path):
@@ -66,8 +69,9 @@ pub struct Kernels<C: 'static> {
     /// same bits as `max`, then `exp_store_sum` and `scale` by `1 / sum` (softmax) or `sum_exp`
     /// and `write_log_softmax` with `ln(sum)` (log-softmax) would give, `ln` being `f64::ln`
     /// except in the `f32` kernels of the vector levels, which use `row_ln_f32`. With
-    /// `stream`, softmax takes the other schedule (`sum_exp`, then `exp_scale` with
-    /// non-temporal stores), which gives the same bits without reading the output into cache.
+    /// `stream`, the output is written with non-temporal stores: softmax stores the exps in a
+    /// per-thread [`Scratch`] buffer and then `scale_to`s them into the output (or, without a
+    /// scratch buffer, takes `sum_exp` then `exp_scale`); the bits are the same.
     #[allow(clippy::type_complexity)]
     pub rows: unsafe fn(Op, *const C, usize, *mut C, usize, usize, usize, *const f64, usize, bool),
 }
@@ -140,10 +144,52 @@ pub(crate) fn row_ln_f32(x: f64) -> f64 {
     e as f64 * std::f64::consts::LN_2 + atanh2
 }
 
+/// Largest per-thread scratch buffer: rows whose exps need more are streamed by computing the
+/// exps twice instead (`sum_exp`, then `exp_scale`).
+pub(crate) const SCRATCH_MAX_BYTES: usize = 4 << 20;
+
+std::thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// This thread's scratch buffer, taken out of its slot while in use (so a nested user gets a
+/// fresh one rather than a conflict) and put back on drop. It only grows, to at most
+/// [`SCRATCH_MAX_BYTES`]: no allocation once it has reached the largest row seen.
+pub(crate) struct Scratch {
+    buf: Vec<u64>,
+}
+
+impl Scratch {
+    /// A buffer of at least `bytes` bytes, 8-byte aligned; `None` above [`SCRATCH_MAX_BYTES`].
+    pub(crate) fn take(bytes: usize) -> Option<Scratch> {
+        if bytes > SCRATCH_MAX_BYTES {
+            return None;
+        }
+        let mut buf = SCRATCH.try_with(|c| c.take()).unwrap_or_default();
+        let words = bytes.div_ceil(8);
+        if buf.len() < words {
+            buf.resize(words, 0);
+        }
+        Some(Scratch { buf })
+    }
+
+    /// The buffer as elements of `C` (`f32` or `f64`).
+    pub(crate) fn ptr<C>(&mut self) -> *mut C {
+        self.buf.as_mut_ptr().cast()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        let _ = SCRATCH.try_with(|c| c.set(buf));
+    }
+}
+
 /// Generates the `rows` kernel of a level from its block kernels, compiled with the level's
 /// target features so that the block kernels inline into it.
 macro_rules! rows_kernel {
-    ($name:ident, $t:ty, $feat:literal, $max:path, $ess:path, $se:path, $scale:path, $es:path, $wls:path, $ln:path) => {
+    ($name:ident, $t:ty, $feat:literal, $max:path, $ess:path, $se:path, $scale:path, $st:path, $es:path, $wls:path, $ln:path) => {
         /// # Safety
         /// As [`Kernels::rows`](super::Kernels): row `i` of `src` is valid for reads and of
         /// `dst` for writes of `n` elements, each the same as or disjoint from the other; every
@@ -162,6 +208,11 @@ macro_rules! rows_kernel {
             temp_step: usize,
             stream: bool,
         ) {
+            let mut scratch = if stream && op == $crate::row::Op::Softmax {
+                $crate::kernels::Scratch::take(n * std::mem::size_of::<$t>())
+            } else {
+                None
+            };
             for r in 0..count {
                 let s = src.add(r * src_step);
                 let d = dst.add(r * dst_step);
@@ -176,8 +227,14 @@ macro_rules! rows_kernel {
                 }
                 match op {
                     $crate::row::Op::Softmax if stream => {
-                        let total = $se(std::slice::from_raw_parts(s, n), m, t);
-                        $es(s, d, n, m, t, 1.0 / total, true);
+                        if let Some(sc) = scratch.as_mut() {
+                            let e = sc.ptr::<$t>();
+                            let total = $ess(s, e, n, m, t);
+                            $st(e, d, n, 1.0 / total, true);
+                        } else {
+                            let total = $se(std::slice::from_raw_parts(s, n), m, t);
+                            $es(s, d, n, m, t, 1.0 / total, true);
+                        }
                     }
                     $crate::row::Op::Softmax => {
                         let total = $ess(s, d, n, m, t);
@@ -201,6 +258,7 @@ macro_rules! scalar_table {
             sum_exp: scalar::sum_exp::<$t>,
             exp_store_sum: scalar::exp_store_sum::<$t>,
             scale: scalar::scale::<$t>,
+            scale_to: scalar::scale_to::<$t>,
             exp_scale: scalar::exp_scale::<$t>,
             write_log_softmax: scalar::write_log_softmax::<$t>,
             rows: scalar::rows::<$t>,

@@ -99,6 +99,22 @@ pub(crate) unsafe fn scale<C: Real>(dst: *mut C, n: usize, factor: f64) {
     }
 }
 
+/// dst = src * factor, rounded as [`scale`] rounds.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+pub(crate) unsafe fn scale_to<C: Real>(
+    src: *const C,
+    dst: *mut C,
+    n: usize,
+    factor: f64,
+    _stream: bool,
+) {
+    for i in 0..n {
+        *dst.add(i) = C::from_f64((*src.add(i)).to_f64() * factor);
+    }
+}
+
 /// dst = exp((src - m) / t) * factor, rounded as [`exp_store_sum`] then [`scale`] round.
 ///
 /// # Safety
