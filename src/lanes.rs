@@ -4,13 +4,13 @@
 //! array. A lane whose elements are adjacent is computed where it lies; any other lane is
 //! gathered into a per-thread buffer, computed there and scattered back, one lane at a time.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use rayon::prelude::*;
 
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, BLOCK};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use crate::parallel::{get_num_threads, install, is_parallel, run_shared};
 use crate::row::{logsumexp_row, map_row, map_row_with, Op};
 use crate::temperature::Temperature;
