@@ -4,12 +4,16 @@
 //! array. A lane whose elements are adjacent is computed where it lies; any other lane is
 //! gathered into a per-thread buffer, computed there and scattered back, one lane at a time.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use rayon::prelude::*;
 
-use crate::element::{is_native, Float};
+use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
-use crate::parallel::{get_num_threads, install, is_parallel};
-use crate::row::{logsumexp_row, map_row, Op};
+use crate::kernels::{kernels, HasKernels, BLOCK};
+use crate::parallel::{get_num_threads, install, is_parallel, run_shared};
+use crate::row::{logsumexp_row, map_row, map_row_with, Op};
+use crate::simd::SimdLevel;
 use crate::temperature::Temperature;
 
 /// Where the lanes of a strided array lie. Strides count elements, not bytes, and may be
@@ -152,9 +156,11 @@ unsafe fn map_lane<T: Float>(
     t: f64,
     buf: &mut Vec<T::Compute>,
     parallel_row: bool,
+    stream: bool,
 ) {
     if is_native::<T>() && src_stride == 1 && dst_stride == 1 {
-        map_row::<T::Compute>(op, src.cast(), dst.cast(), n, t, parallel_row);
+        let k = kernels::<T::Compute>();
+        map_row_with(k, op, src.cast(), dst.cast(), n, t, parallel_row, stream);
         return;
     }
     buf.clear();
@@ -163,6 +169,93 @@ unsafe fn map_lane<T: Float>(
     map_row::<T::Compute>(op, p, p, n, t, parallel_row);
     for (i, &v) in buf.iter().enumerate() {
         *dst.offset(i as isize * dst_stride) = T::from_compute(v);
+    }
+}
+
+/// Lanes where `x - max` may overflow although `(x - max) / t` is moderate: temperature above 1
+/// and a maximum beyond [`Real::SUBTRACTION_SAFE_MAX`]. `None` when there is none (the usual
+/// case; without a temperature above 1 nothing is read).
+///
+/// # Safety
+/// Every element of every lane of `src` is valid for reads.
+unsafe fn overflow_risk_lanes<T: Float>(
+    src: *const T,
+    lanes: &Lanes,
+    temperature: Temperature<'_>,
+) -> Option<Vec<bool>> {
+    let any_hot = match temperature {
+        Temperature::Scalar(t) => t > 1.0,
+        Temperature::PerRow(ts) => ts.iter().any(|&t| t > 1.0),
+    };
+    if !any_hot {
+        return None;
+    }
+    let limit = <T::Compute as Real>::SUBTRACTION_SAFE_MAX;
+    let risky: Vec<bool> = (0..lanes.count())
+        .map(|i| {
+            temperature.get(i) > 1.0 && {
+                let p = src.offset(lanes.offset(i));
+                (0..lanes.len).any(|j| (*p.offset(j as isize * lanes.stride)).to_f64() > limit)
+            }
+        })
+        .collect();
+    risky.iter().any(|&r| r).then_some(risky)
+}
+
+/// [`map_lanes`] one lane at a time, the lanes marked in `exact` through the scalar kernels
+/// (which compute such rows exactly), the others exactly as [`map_lanes`] would (contract S9:
+/// a lane's result does not depend on its neighbours).
+///
+/// # Safety
+/// As [`map_lanes`].
+unsafe fn map_lanes_with_exact<T: Float>(
+    op: Op,
+    src: *const T,
+    src_lanes: &Lanes,
+    dst: *mut T,
+    dst_lanes: &Lanes,
+    temperature: Temperature<'_>,
+    exact: &[bool],
+) {
+    let n = src_lanes.len;
+    let mut buf: Vec<T::Compute> = Vec::new();
+    for (i, &slow) in exact.iter().enumerate() {
+        let (s, d, t) = (
+            src.offset(src_lanes.offset(i)),
+            dst.offset(dst_lanes.offset(i)),
+            temperature.get(i),
+        );
+        if !slow {
+            map_lane(
+                op,
+                s,
+                src_lanes.stride,
+                d,
+                dst_lanes.stride,
+                n,
+                t,
+                &mut buf,
+                false,
+                false,
+            );
+            continue;
+        }
+        buf.clear();
+        buf.extend((0..n).map(|j| (*s.offset(j as isize * src_lanes.stride)).to_compute()));
+        let p = buf.as_mut_ptr();
+        map_row_with(
+            <T::Compute as HasKernels>::kernels_for(SimdLevel::Scalar),
+            op,
+            p,
+            p,
+            n,
+            t,
+            false,
+            false,
+        );
+        for (j, &v) in buf.iter().enumerate() {
+            *d.offset(j as isize * dst_lanes.stride) = T::from_compute(v);
+        }
     }
 }
 
@@ -175,6 +268,116 @@ fn check_same_lanes(src: &Lanes, dst: &Lanes) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Rows one after another at fixed non-negative steps, elements adjacent: the layout the
+/// many-rows kernel takes.
+#[derive(Clone, Copy)]
+struct RowRun {
+    count: usize,
+    src_step: usize,
+    dst_step: usize,
+}
+
+impl RowRun {
+    fn new(src: &Lanes, dst: &Lanes) -> Option<RowRun> {
+        if src.stride != 1 || dst.stride != 1 {
+            return None;
+        }
+        let (count, src_step, dst_step) = match (src.outer.as_slice(), dst.outer.as_slice()) {
+            ([], []) => (1, 0, 0),
+            ([(c, ss)], [(_, ds)]) => (*c, *ss, *ds),
+            _ => return None,
+        };
+        if src_step < 0 || dst_step < 0 {
+            return None;
+        }
+        Some(RowRun {
+            count,
+            src_step: src_step as usize,
+            dst_step: dst_step as usize,
+        })
+    }
+}
+
+/// Rows of at most [`BLOCK`] elements through the level's many-rows kernel: one call per chunk
+/// of rows (about [`ROWS_CHUNK`] elements), chunks spread over the pool. Each row is computed
+/// by the same code whatever the chunking, so the thread count does not change a bit (S9).
+///
+/// # Safety
+/// As [`map_lanes`], with the layout `rows`.
+unsafe fn map_row_runs<C: Real>(
+    op: Op,
+    src: *const C,
+    dst: *mut C,
+    n: usize,
+    rows: RowRun,
+    temperature: Temperature<'_>,
+) {
+    let k = kernels::<C>();
+    let (temps, temp_step) = match temperature {
+        Temperature::Scalar(ref t) => (t as *const f64, 0),
+        Temperature::PerRow(ts) => (ts.as_ptr(), 1),
+    };
+    let (s, d, tp) = (
+        SendPtr(src as *mut C),
+        SendPtr(dst),
+        SendPtr(temps as *mut f64),
+    );
+    let chunk = (ROWS_CHUNK / n).max(1);
+    let stream = streams::<C>(n, rows.count);
+    let run = |first: usize| {
+        let count = chunk.min(rows.count - first);
+        // SAFETY: rows first..first + count are in the caller's layout, and so are their
+        // temperatures; chunks are disjoint.
+        unsafe {
+            (k.rows)(
+                op,
+                s.get().add(first * rows.src_step),
+                rows.src_step,
+                d.get().add(first * rows.dst_step),
+                rows.dst_step,
+                n,
+                count,
+                tp.get().add(first * temp_step),
+                temp_step,
+                stream,
+            )
+        }
+    };
+    let work = n.saturating_mul(rows.count);
+    if !is_parallel(work) || rows.count == 1 {
+        let mut first = 0;
+        while first < rows.count {
+            run(first);
+            first += chunk;
+        }
+    } else {
+        let chunks = rows.count.div_ceil(chunk);
+        let next = AtomicUsize::new(0);
+        let work = || loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= chunks {
+                break;
+            }
+            run(c * chunk);
+        };
+        run_shared(get_num_threads().min(chunks) - 1, &work);
+    }
+}
+
+/// Elements per task of the many-rows path.
+const ROWS_CHUNK: usize = 8 * 1024;
+
+/// Outputs of at least this many bytes (about the size of a server L3) are written with
+/// non-temporal stores: they would not stay in the caches anyway, and a normal store first reads
+/// each destination line from memory. The choice never changes a bit of the result.
+const STREAM_MIN_BYTES: usize = 32 << 20;
+
+fn streams<C>(n: usize, count: usize) -> bool {
+    n.saturating_mul(count)
+        .saturating_mul(std::mem::size_of::<C>())
+        >= STREAM_MIN_BYTES
 }
 
 /// Computes `op` (softmax or log-softmax) along every lane of `src` into the matching lane of
@@ -201,6 +404,19 @@ pub unsafe fn map_lanes<T: Float>(
     if n == 0 || count == 0 {
         return Ok(());
     }
+    if let Some(risky) = overflow_risk_lanes(src, src_lanes, temperature) {
+        // SAFETY: the caller's contract.
+        unsafe { map_lanes_with_exact(op, src, src_lanes, dst, dst_lanes, temperature, &risky) };
+        return Ok(());
+    }
+    if is_native::<T>() && n <= BLOCK {
+        if let Some(rows) = RowRun::new(src_lanes, dst_lanes) {
+            // SAFETY: the caller's contract; `RowRun` checked the layout is plain rows.
+            unsafe { map_row_runs::<T::Compute>(op, src.cast(), dst.cast(), n, rows, temperature) };
+            return Ok(());
+        }
+    }
+    let stream = streams::<T>(n, count);
     let (s, d) = (SendPtr(src as *mut T), SendPtr(dst));
     let lane = |i: usize, buf: &mut Vec<T::Compute>, parallel_row: bool| {
         // SAFETY: the caller's contract; lane i of each layout is in bounds.
@@ -215,6 +431,7 @@ pub unsafe fn map_lanes<T: Float>(
                 temperature.get(i),
                 buf,
                 parallel_row,
+                stream,
             )
         }
     };
@@ -225,18 +442,25 @@ pub unsafe fn map_lanes<T: Float>(
     } else if count >= get_num_threads() {
         // Enough lanes to share: each task takes whole lanes, at least ~8k elements' worth.
         let min_lanes = (8 * 1024 / n).max(1);
-        install(|| {
-            (0..count)
-                .into_par_iter()
-                .with_min_len(min_lanes)
-                .for_each_init(Vec::new, |buf, i| lane(i, buf, false))
-        });
-    } else {
-        // Few long lanes: share each lane's blocks instead.
-        install(|| {
+        let tasks = count.div_ceil(min_lanes);
+        let next = AtomicUsize::new(0);
+        let work = || {
             let mut buf = Vec::new();
-            (0..count).for_each(|i| lane(i, &mut buf, true));
-        });
+            loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                if c >= tasks {
+                    break;
+                }
+                for i in c * min_lanes..((c + 1) * min_lanes).min(count) {
+                    lane(i, &mut buf, false);
+                }
+            }
+        };
+        run_shared(get_num_threads().min(tasks) - 1, &work);
+    } else {
+        // Few long lanes: share each lane's blocks instead (the calling thread takes part).
+        let mut buf = Vec::new();
+        (0..count).for_each(|i| lane(i, &mut buf, true));
     }
     Ok(())
 }
@@ -289,12 +513,10 @@ pub unsafe fn logsumexp_lanes<T: Float>(
                 .for_each_init(Vec::new, |buf, (i, o)| *o = one(i, buf, false))
         });
     } else {
-        install(|| {
-            let mut buf = Vec::new();
-            out.iter_mut()
-                .enumerate()
-                .for_each(|(i, o)| *o = one(i, &mut buf, true));
-        });
+        let mut buf = Vec::new();
+        out.iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = one(i, &mut buf, true));
     }
     Ok(())
 }

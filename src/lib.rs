@@ -38,6 +38,8 @@ mod python;
 
 pub use element::{Float, Real};
 pub use error::{Error, Result};
+#[doc(hidden)]
+pub use kernels::testing as __kernels;
 pub use lanes::Lanes;
 pub use parallel::{available_cpus, get_num_threads, set_num_threads, NUM_THREADS_ENV};
 pub use row::Op;

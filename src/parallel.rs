@@ -133,6 +133,67 @@ pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// The most worker threads a pool starts, whatever [`set_num_threads`] says.
 pub const MAX_WORKERS: usize = 1024;
 
+/// Runs `work` on the calling thread and, at the same time, on up to `helpers` threads of the
+/// crate's pool. `work` must be a loop that takes tasks from a shared source until none is left
+/// (so that running it again after that is harmless and quick).
+///
+/// Returns when the calling thread's `work()` has returned and every helper that started has
+/// finished. A helper the pool has not started by then never calls `work`: the calling thread
+/// does not wait for a busy or sleeping pool, as it would with `install` or a rayon scope.
+pub(crate) fn run_shared(helpers: usize, work: &(dyn Fn() + Sync)) {
+    if helpers == 0 {
+        work();
+        return;
+    }
+    /// Bit 0: closed; the rest: twice the number of helpers inside `work`.
+    struct Gate(AtomicUsize);
+    const CLOSED: usize = 1;
+    #[derive(Clone, Copy)]
+    struct WorkPtr(*const (dyn Fn() + Sync + 'static));
+    // SAFETY: the pointee is `Sync`, and it is only dereferenced by a helper that entered the
+    // gate before it closed, while the caller keeps the pointee alive (see below).
+    unsafe impl Send for WorkPtr {}
+    let gate = Arc::new(Gate(AtomicUsize::new(0)));
+    // SAFETY: only the lifetime is erased. The caller does not return before the gate is closed
+    // and no helper is inside it, and a helper dereferences the pointer only inside.
+    let ptr = WorkPtr(unsafe {
+        std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const (dyn Fn() + Sync + 'static)>(
+            work,
+        )
+    });
+    let pool = pool(get_num_threads());
+    for _ in 0..helpers {
+        let gate = gate.clone();
+        pool.spawn(move || {
+            let ptr = ptr;
+            if gate.0.fetch_add(2, Ordering::Acquire) & CLOSED == 0 {
+                // SAFETY: entered before the gate closed, so the caller is still waiting and
+                // `work` is alive.
+                unsafe { (*ptr.0)() };
+            }
+            gate.0.fetch_sub(2, Ordering::Release);
+        });
+    }
+    /// Closes the gate and waits for the helpers inside it, also if `work` unwinds.
+    struct CloseAndWait<'a>(&'a Gate);
+    impl Drop for CloseAndWait<'_> {
+        fn drop(&mut self) {
+            self.0 .0.fetch_or(CLOSED, Ordering::AcqRel);
+            let mut spins = 0u32;
+            while self.0 .0.load(Ordering::Acquire) != CLOSED {
+                if spins < 1 << 12 {
+                    std::hint::spin_loop();
+                    spins += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+    let _wait = CloseAndWait(&gate);
+    work();
+}
+
 /// Calls touching fewer elements than this run on the calling thread: waking a worker costs more.
 pub(crate) const PARALLEL_MIN_WORK: usize = 32 * 1024;
 

@@ -1,14 +1,23 @@
 //! One row (one contiguous vector) of the softmax family, built from block kernels.
 //!
-//! A row is cut into blocks of [`BLOCK`] elements at fixed offsets; block sums are combined in
-//! block order with compensation. Whether the blocks run on one thread or many, the result is
-//! the same bits (contract S9).
+//! A row of at most [`BLOCK`] elements is one call of the level's `rows` kernel. A longer row is
+//! cut into blocks of [`BLOCK`] elements at fixed offsets and computed in two passes:
+//!
+//! 1. per block (in parallel when asked): the block's maximum `m_b`, NaN / `+inf` flags, and
+//!    `s_b = Σ exp((x - m_b) / t)` (softmax also stores those exps in the output);
+//! 2. in block order, on one thread: `M = max m_b`, `w_b = exp((m_b - M) / t)` (double-word
+//!    argument) and `total = Σ s_b w_b` (compensated); then per block (in parallel when asked):
+//!    softmax scales the block by `w_b / total`, log-softmax writes `(x - M) / t - ln(total)`.
+//!
+//! Every block's work depends only on the block, and blocks are combined in block order, so the
+//! result is the same bits on one thread or many (contract S9). The data of a block is read
+//! twice in pass 1 while it is in cache, and once more in pass 2.
 
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::element::Real;
-use crate::kernels::{kernels, SumAcc, BLOCK};
-use crate::simd::SimdLevel;
+use crate::kernels::{kernels, Kernels, Scratch, SumAcc, BLOCK};
+use crate::parallel::{get_num_threads, run_shared};
 
 /// What a map over lanes computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +32,7 @@ pub enum Op {
 struct SyncPtr<C>(*mut C);
 // SAFETY: the pointer is only used for disjoint blocks of one row while the row's owner waits.
 unsafe impl<C> Send for SyncPtr<C> {}
+// SAFETY: as above.
 unsafe impl<C> Sync for SyncPtr<C> {}
 
 impl<C> SyncPtr<C> {
@@ -42,53 +52,127 @@ fn block(n: usize, b: usize) -> (usize, usize) {
     (start, (start + BLOCK).min(n) - start)
 }
 
-/// Max ignoring NaN, and whether a NaN was seen. Exact, so blocking does not change it.
-fn row_max<C: Real>(x: &[C], parallel: bool) -> (C, bool) {
-    let k = kernels::<C>();
-    if !parallel || x.len() <= BLOCK {
-        return (k.max)(x);
-    }
-    x.par_chunks(BLOCK).map(k.max).reduce(
-        || (C::NEG_INFINITY, false),
-        |a, b| (if b.0 > a.0 { b.0 } else { a.0 }, a.1 | b.1),
-    )
+/// What pass 1 learns about one block.
+#[derive(Clone, Copy)]
+struct BlockStat<C> {
+    /// The block's maximum ignoring NaN.
+    m: C,
+    /// Σ exp((x - m) / t) over the block; 0 when `m` is `-inf`.
+    sum: f64,
+    /// Weight of the block against the row maximum, set in pass 2's serial step.
+    w: f64,
+    nan: bool,
+    pos_inf: bool,
 }
 
-/// Combines per-block sums in block order.
-fn sum_blocks(n: usize, parallel: bool, block_sum: impl Fn(usize, usize) -> f64 + Sync) -> f64 {
-    let nb = n_blocks(n);
+impl<C: Real> Default for BlockStat<C> {
+    fn default() -> Self {
+        BlockStat {
+            m: C::NEG_INFINITY,
+            sum: 0.0,
+            w: 0.0,
+            nan: false,
+            pos_inf: false,
+        }
+    }
+}
+
+/// Runs `f` on `nb` default block stats: on the stack for rows up to 64 blocks (1M elements).
+fn with_stats<C: Real, R>(nb: usize, f: impl FnOnce(&mut [BlockStat<C>]) -> R) -> R {
+    const STACK: usize = 64;
+    if nb <= STACK {
+        let mut a = [BlockStat::<C>::default(); STACK];
+        f(&mut a[..nb])
+    } else {
+        let mut v = vec![BlockStat::<C>::default(); nb];
+        f(&mut v)
+    }
+}
+
+/// Runs `f(b, &mut stats[b])` for every block. When `parallel`, the calling thread and up to
+/// `threads - 1` pool threads take blocks in order from a shared counter until none is left, so
+/// a helper that starts late takes fewer blocks, or none (and is not waited for).
+fn each_block<T: Send>(stats: &mut [T], parallel: bool, f: impl Fn(usize, &mut T) + Sync) {
+    let threads = if parallel {
+        get_num_threads().min(stats.len())
+    } else {
+        1
+    };
+    if threads <= 1 {
+        stats.iter_mut().enumerate().for_each(|(b, st)| f(b, st));
+        return;
+    }
+    let n = stats.len();
+    let next = AtomicUsize::new(0);
+    // The address as an integer, so the closure is Sync whatever T is.
+    let base = stats.as_mut_ptr() as usize;
+    let work = || loop {
+        let b = next.fetch_add(1, Ordering::Relaxed);
+        if b >= n {
+            break;
+        }
+        // SAFETY: the counter hands out each index below n exactly once, so this is the only
+        // reference to stats[b]; `stats` outlives `run_shared`, which waits for every helper
+        // that runs this closure.
+        f(b, unsafe { &mut *(base as *mut T).add(b) });
+    };
+    run_shared(threads - 1, &work);
+}
+
+/// exp((mb - mm) / t) for `mb <= mm`, with the argument carried as a double word so that its
+/// rounding does not show in `f64` results.
+fn exp_shift(mb: f64, mm: f64, t: f64) -> f64 {
+    let d = mb - mm;
+    if d == 0.0 {
+        return 1.0;
+    }
+    if !d.is_finite() {
+        // mb - mm overflowed (f64 data): the shift is still mb/t - mm/t, moderate when t > 1
+        // (contract S4: softmax(x / t)).
+        return (mb / t - mm / t).exp();
+    }
+    // TwoSum: d + lo == mb - mm exactly.
+    let bb = d - mb;
+    let lo = (mb - (d - bb)) + (-mm - bb);
+    // TwoSum's intermediates overflow near the overflow threshold: then use d alone.
+    let lo = if lo.is_finite() { lo } else { 0.0 };
+    let (hi, lo) = if t == 1.0 {
+        (d, lo)
+    } else {
+        let hi = d / t;
+        if !hi.is_finite() {
+            return 0.0;
+        }
+        let rem = (-hi).mul_add(t, d);
+        (hi, (rem + lo) / t)
+    };
+    let e = hi.exp();
+    e + e * lo
+}
+
+/// Pass 2's serial step: the row maximum, and the blocks' weights and total; `None` when the
+/// row holds NaN or `+inf`, or no entry above `-inf` (contract S6).
+fn combine<C: Real>(stats: &mut [BlockStat<C>], t: f64) -> Result<(C, f64), (bool, bool)> {
+    let mut mm = C::NEG_INFINITY;
+    let (mut nan, mut pos_inf) = (false, false);
+    for st in stats.iter() {
+        nan |= st.nan;
+        pos_inf |= st.pos_inf;
+        if st.m > mm {
+            mm = st.m;
+        }
+    }
+    if nan || pos_inf || mm == C::NEG_INFINITY {
+        return Err((nan, pos_inf));
+    }
     let mut acc = SumAcc::default();
-    if parallel && nb > 1 {
-        let sums: Vec<f64> = (0..nb)
-            .into_par_iter()
-            .map(|b| {
-                let (s, len) = block(n, b);
-                block_sum(s, len)
-            })
-            .collect();
-        sums.into_iter().for_each(|s| acc.add(s));
-    } else {
-        for b in 0..nb {
-            let (s, len) = block(n, b);
-            acc.add(block_sum(s, len));
+    for st in stats.iter_mut() {
+        if st.sum > 0.0 {
+            st.w = exp_shift(st.m.to_f64(), mm.to_f64(), t);
+            acc.add(st.sum * st.w);
         }
     }
-    acc.total()
-}
-
-fn for_blocks(n: usize, parallel: bool, f: impl Fn(usize, usize) + Sync) {
-    let nb = n_blocks(n);
-    if parallel && nb > 1 {
-        (0..nb).into_par_iter().for_each(|b| {
-            let (s, len) = block(n, b);
-            f(s, len)
-        });
-    } else {
-        for b in 0..nb {
-            let (s, len) = block(n, b);
-            f(s, len);
-        }
-    }
+    Ok((mm, acc.total()))
 }
 
 /// Computes `op` of the row at `src` into `dst`, temperature `t` (positive, finite).
@@ -106,81 +190,173 @@ pub(crate) unsafe fn map_row<C: Real>(
     t: f64,
     parallel: bool,
 ) {
+    map_row_with(kernels::<C>(), op, src, dst, n, t, parallel, false)
+}
+
+/// [`map_row`] with the kernels of a given table. `stream`: write the output with non-temporal
+/// stores (for outputs larger than the caches; softmax then computes the exps twice instead of
+/// storing and re-reading them). The result is the same bits either way.
+///
+/// # Safety
+/// As [`map_row`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn map_row_with<C: Real>(
+    k: &'static Kernels<C>,
+    op: Op,
+    src: *const C,
+    dst: *mut C,
+    n: usize,
+    t: f64,
+    parallel: bool,
+    stream: bool,
+) {
     if n == 0 {
         return;
     }
-    let k = kernels::<C>();
-    let parallel = parallel && n > BLOCK;
-    let (m, nan) = {
-        // SAFETY: valid for reads of n; this shared view ends before any write below.
-        let x = std::slice::from_raw_parts(src, n);
-        row_max(x, parallel)
-    };
-    if nan || m == C::INFINITY || m == C::NEG_INFINITY {
-        // NaN or +inf anywhere, or no entry above -inf: the whole vector is NaN (contract S6).
-        for i in 0..n {
-            *dst.add(i) = C::NAN;
-        }
+    if n <= BLOCK {
+        (k.rows)(op, src, 0, dst, 0, n, 1, &t, 0, stream);
         return;
     }
-    // x - max may overflow although (x - max) / t is moderate when t > 1 (contract S4: the
-    // result is softmax(x / t)). Such rows are rare; the scalar kernels handle them exactly.
-    let k = if t > 1.0 && m.to_f64() > C::SUBTRACTION_SAFE_MAX {
-        C::kernels_for(SimdLevel::Scalar)
-    } else {
-        k
-    };
+    let nb = n_blocks(n);
+    let parallel = parallel && nb > 1;
     let (s, d) = (SyncPtr(src as *mut C), SyncPtr(dst));
-    match op {
-        Op::Softmax => {
-            let total = sum_blocks(n, parallel, |start, len| {
-                // SAFETY: block [start, start+len) lies in the row; blocks are disjoint.
-                unsafe { (k.exp_store_sum)(s.get().add(start), d.get().add(start), len, m, t) }
-            });
-            // total >= 1: the maximum contributes exp(0) = 1.
-            let factor = 1.0 / total;
-            for_blocks(n, parallel, |start, len| {
-                // SAFETY: as above.
-                unsafe { (k.scale)(d.get().add(start), len, factor) }
-            });
-        }
-        Op::LogSoftmax => {
-            let total = sum_blocks(n, parallel, |start, len| {
-                // SAFETY: as above; read only.
-                let x = unsafe { std::slice::from_raw_parts(s.get().add(start), len) };
-                (k.sum_exp)(x, m, t)
-            });
-            let log_sum = total.ln();
-            for_blocks(n, parallel, |start, len| {
-                // SAFETY: as above.
-                unsafe {
-                    (k.write_log_softmax)(
-                        s.get().add(start),
-                        d.get().add(start),
-                        len,
-                        m,
-                        t,
-                        log_sum,
-                    )
+    // Streaming softmax keeps the exps in this thread's scratch buffer (every block's helper
+    // writes its own part of it) and streams `exp * factor` out in pass 2; without a buffer
+    // (a very long row) it computes the exps again in pass 2.
+    let mut scratch = if stream && op == Op::Softmax {
+        Scratch::take(n * std::mem::size_of::<C>())
+    } else {
+        None
+    };
+    let e = SyncPtr(
+        scratch
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |sc| sc.ptr::<C>()),
+    );
+    with_stats::<C, ()>(nb, |stats| {
+        each_block(stats, parallel, |b, st| {
+            let (start, len) = block(n, b);
+            // SAFETY: block [start, start + len) lies in the row; blocks are disjoint, and this
+            // shared view ends before the block's output is written.
+            let x = unsafe { std::slice::from_raw_parts(s.get().add(start), len) };
+            let (m, nan) = (k.max)(x);
+            st.m = m;
+            st.nan = nan;
+            st.pos_inf = m == C::INFINITY;
+            if nan || st.pos_inf {
+                return;
+            }
+            if m == C::NEG_INFINITY {
+                if op == Op::Softmax {
+                    for i in 0..len {
+                        // SAFETY: in the block, which this task alone writes.
+                        unsafe { *d.get().add(start + i) = C::default() };
+                    }
                 }
-            });
+                return;
+            }
+            st.sum = match op {
+                // SAFETY: as above; src and dst blocks are the same or disjoint.
+                Op::Softmax if !stream => unsafe {
+                    (k.exp_store_sum)(s.get().add(start), d.get().add(start), len, m, t)
+                },
+                // SAFETY: the scratch buffer holds n elements; blocks are disjoint.
+                Op::Softmax if !e.get().is_null() => unsafe {
+                    (k.exp_store_sum)(s.get().add(start), e.get().add(start), len, m, t)
+                },
+                Op::Softmax | Op::LogSoftmax => (k.sum_exp)(x, m, t),
+            };
+        });
+        match combine(stats, t) {
+            Err(_) => {
+                for i in 0..n {
+                    // SAFETY: dst is valid for writes of n.
+                    unsafe { *d.get().add(i) = C::NAN };
+                }
+            }
+            Ok((mm, total)) => {
+                let log_sum = total.ln();
+                each_block(stats, parallel, |b, st| {
+                    let (start, len) = block(n, b);
+                    // SAFETY: as in pass 1.
+                    unsafe {
+                        match op {
+                            Op::Softmax if st.sum > 0.0 && stream && !e.get().is_null() => (k
+                                .scale_to)(
+                                e.get().add(start),
+                                d.get().add(start),
+                                len,
+                                st.w / total,
+                                true,
+                            ),
+                            Op::Softmax if st.sum > 0.0 && stream => (k.exp_scale)(
+                                s.get().add(start),
+                                d.get().add(start),
+                                len,
+                                st.m,
+                                t,
+                                st.w / total,
+                                true,
+                            ),
+                            Op::Softmax if st.sum > 0.0 => {
+                                (k.scale)(d.get().add(start), len, st.w / total)
+                            }
+                            Op::Softmax => {}
+                            Op::LogSoftmax => (k.write_log_softmax)(
+                                s.get().add(start),
+                                d.get().add(start),
+                                len,
+                                mm,
+                                t,
+                                log_sum,
+                                stream,
+                            ),
+                        }
+                    }
+                });
+            }
         }
-    }
+    });
 }
 
 /// log(Σ exp(x)) of one row (contract S6 for non-finite entries; `-inf` for an empty row).
 pub(crate) fn logsumexp_row<C: Real>(x: &[C], parallel: bool) -> C {
-    let k = kernels::<C>();
-    let parallel = parallel && x.len() > BLOCK;
-    let (m, nan) = row_max(x, parallel);
-    if nan {
-        return C::NAN;
+    logsumexp_row_with(kernels::<C>(), x, parallel)
+}
+
+/// [`logsumexp_row`] with the kernels of a given table.
+pub(crate) fn logsumexp_row_with<C: Real>(k: &'static Kernels<C>, x: &[C], parallel: bool) -> C {
+    let n = x.len();
+    if n <= BLOCK {
+        let (m, nan) = (k.max)(x);
+        if nan {
+            return C::NAN;
+        }
+        if m == C::INFINITY || m == C::NEG_INFINITY {
+            return m;
+        }
+        let total = (k.sum_exp)(x, m, 1.0);
+        return C::from_f64(m.to_f64() + total.ln());
     }
-    if m == C::INFINITY || m == C::NEG_INFINITY {
-        return m;
-    }
-    let total = sum_blocks(x.len(), parallel, |start, len| {
-        (k.sum_exp)(&x[start..start + len], m, 1.0)
-    });
-    C::from_f64(m.to_f64() + total.ln())
+    let nb = n_blocks(n);
+    let parallel = parallel && nb > 1;
+    with_stats::<C, C>(nb, |stats| {
+        each_block(stats, parallel, |b, st| {
+            let (start, len) = block(n, b);
+            let xb = &x[start..start + len];
+            let (m, nan) = (k.max)(xb);
+            st.m = m;
+            st.nan = nan;
+            st.pos_inf = m == C::INFINITY;
+            if !nan && m != C::INFINITY && m != C::NEG_INFINITY {
+                st.sum = (k.sum_exp)(xb, m, 1.0);
+            }
+        });
+        match combine(stats, 1.0) {
+            Err((true, _)) => C::NAN,
+            Err((false, true)) => C::INFINITY,
+            Err((false, false)) => C::NEG_INFINITY,
+            Ok((mm, total)) => C::from_f64(mm.to_f64() + total.ln()),
+        }
+    })
 }

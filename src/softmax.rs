@@ -30,7 +30,7 @@ fn rows_of(len: usize, row_len: usize) -> Result<usize> {
             ))
         };
     }
-    if len % row_len != 0 {
+    if !len.is_multiple_of(row_len) {
         return Err(Error::invalid(
             "row_len",
             row_len,

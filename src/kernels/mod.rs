@@ -3,16 +3,45 @@
 //! A kernel works on one block of a row (at most [`BLOCK`] elements). Rows are cut into blocks
 //! at fixed offsets and block results are combined in block order, so a row's result is the same
 //! bits however many threads share the row (contract S9).
+//!
+//! Levels: `scalar` (the portable twin every vector kernel is tested against), and on x86-64
+//! `avx2` (AVX2 + FMA) and `avx512` (AVX-512F), chosen at run time (contract S12). The vector
+//! kernels are compiled with `#[target_feature]`, so a build for the platform baseline carries
+//! them all; a table is only handed out for a level the running CPU has.
+//!
+//! Every vector kernel computes `exp` the same way: the argument `a = (x - m) / t` (in `f32` when
+//! `t == 1`, else in `f64`; for `f64` data with a double-word correction), clamped below to a value
+//! whose `exp` rounds to 0 (so `-inf` gives exactly 0 while NaN propagates), Cody-Waite reduction
+//! `a = k ln2 + r`, `|r| <= ln2 / 2`, a polynomial for `exp(r)` (`f32`: degree 6, Chebyshev fit;
+//! `f64`: degree 12 Taylor), and a scaling by `2^k`: AVX-512 `vscalef` rounds once into the
+//! subnormals; AVX2 flushes results below about 1.6e-38 (`f32`) or 3.3e-308 (`f64`) to exactly 0,
+//! because an underflowing multiply takes a slow microcode assist. `exp(0)` is exactly 1.
+//!
+//! Measured `f32` exp error (`tests/kernels.rs`, `s8_f32_exp_max_ulp_exhaustive`, every `f32` in
+//! [-110, 0] against libm's `f64` exp): at most 1.07 ulp at both levels.
+//!
+//! Sums: `f32` exps are added four vectors at a time in `f32`, then widened and accumulated in
+//! `f64` lanes; `f64` exps are accumulated with TwoSum compensation per lane. Block sums are
+//! combined in block order with Neumaier compensation (`SumAcc`).
 
 pub(crate) mod scalar;
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
+
 use crate::element::Real;
-use crate::simd::{simd_level, SimdLevel};
+use crate::row::Op;
+use crate::simd::{cpu_has, simd_level, SimdLevel};
 
 /// Elements per block: the unit of within-row parallelism and of deterministic summation.
 pub(crate) const BLOCK: usize = 16 * 1024;
 
 /// The kernels of one level for compute type `C`.
+///
+/// The exp-based kernels take the row's (or block's) maximum `m`: every entry is `<= m` or NaN,
+/// and `m` is finite.
 pub struct Kernels<C: 'static> {
     /// Largest entry ignoring NaN (`-inf` for an empty or all `-inf` block), and whether any
     /// entry is NaN.
@@ -23,8 +52,28 @@ pub struct Kernels<C: 'static> {
     pub exp_store_sum: unsafe fn(*const C, *mut C, usize, C, f64) -> f64,
     /// dst *= factor.
     pub scale: unsafe fn(*mut C, usize, f64),
-    /// dst = (src - m) / t - log_sum. `src == dst` allowed.
-    pub write_log_softmax: unsafe fn(*const C, *mut C, usize, C, f64, f64),
+    /// dst = exp((src - m) / t) * factor, the same bits as `exp_store_sum` then `scale` give
+    /// (so the two softmax schedules agree). `stream`: write with non-temporal stores where
+    /// the level has them. `src == dst` allowed.
+    pub exp_scale: unsafe fn(*const C, *mut C, usize, C, f64, f64, bool),
+    /// dst = src * factor, rounded as `scale` rounds; `stream` as for `exp_scale`. `src` and
+    /// `dst` are the same or disjoint.
+    pub scale_to: unsafe fn(*const C, *mut C, usize, f64, bool),
+    /// dst = (src - m) / t - log_sum; `stream` as for `exp_scale`. `src == dst` allowed.
+    pub write_log_softmax: unsafe fn(*const C, *mut C, usize, C, f64, f64, bool),
+    /// Whole rows of at most [`BLOCK`] elements, one call for many rows (the short-row path):
+    /// `rows(op, src, src_step, dst, dst_step, n, count, temps, temp_step, stream)` computes
+    /// `op` of the
+    /// `count` rows of `n` elements at `src + i * src_step` into `dst + i * dst_step`, row `i`
+    /// at temperature `*temps.add(i * temp_step)`, contract S6 included. A row's result is the
+    /// same bits as `max`, then `exp_store_sum` and `scale` by `1 / sum` (softmax) or `sum_exp`
+    /// and `write_log_softmax` with `ln(sum)` (log-softmax) would give, `ln` being `f64::ln`
+    /// except in the `f32` kernels of the vector levels, which use `row_ln_f32`. With
+    /// `stream`, the output is written with non-temporal stores: softmax stores the exps in a
+    /// per-thread [`Scratch`] buffer and then `scale_to`s them into the output (or, without a
+    /// scratch buffer, takes `sum_exp` then `exp_scale`); the bits are the same.
+    #[allow(clippy::type_complexity)]
+    pub rows: unsafe fn(Op, *const C, usize, *mut C, usize, usize, usize, *const f64, usize, bool),
 }
 
 /// Compensated (Neumaier) sum of block or chunk partial sums.
@@ -54,13 +103,153 @@ impl SumAcc {
 
 /// Vector levels the crate has kernels for on this architecture (the CPU may lack some).
 pub(crate) fn vector_levels() -> &'static [SimdLevel] {
-    &[]
+    #[cfg(target_arch = "x86_64")]
+    {
+        &[SimdLevel::Avx2, SimdLevel::Avx512]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        &[]
+    }
 }
 
 /// A compute type with a kernel table per level (a supertrait of [`Real`], unnameable outside).
 pub trait HasKernels: Sized + 'static {
+    /// The table of `level`; the scalar table when this CPU lacks `level` or the crate has no
+    /// kernels for it.
     fn kernels_for(level: SimdLevel) -> &'static Kernels<Self>;
 }
+
+/// Natural log of a row's `f32` exp-sum (`x >= 1`, finite), inlined into the many-rows kernels
+/// of the vector levels: reduction to `m * 2^e` with `m` in [sqrt(1/2), sqrt(2)), then
+/// `ln m = 2 atanh(z)`, `z = (m - 1) / (m + 1)`, `|z| <= 0.1716`, by its series to `z^11`
+/// (truncation below 2e-11 absolute): far below the `f32` bounds of S8, and several times
+/// cheaper than a call to libm's `ln`.
+#[inline(always)]
+pub(crate) fn row_ln_f32(x: f64) -> f64 {
+    let bits = x.to_bits();
+    let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    if m > std::f64::consts::SQRT_2 {
+        m *= 0.5;
+        e += 1;
+    }
+    let z = (m - 1.0) / (m + 1.0);
+    let z2 = z * z;
+    let p = 1.0 / 9.0 + z2 * (1.0 / 11.0);
+    let p = 1.0 / 7.0 + z2 * p;
+    let p = 1.0 / 5.0 + z2 * p;
+    let p = 1.0 / 3.0 + z2 * p;
+    let atanh2 = 2.0 * z + 2.0 * z * z2 * p;
+    e as f64 * std::f64::consts::LN_2 + atanh2
+}
+
+/// Largest per-thread scratch buffer: rows whose exps need more are streamed by computing the
+/// exps twice instead (`sum_exp`, then `exp_scale`).
+pub(crate) const SCRATCH_MAX_BYTES: usize = 4 << 20;
+
+std::thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// This thread's scratch buffer, taken out of its slot while in use (so a nested user gets a
+/// fresh one rather than a conflict) and put back on drop. It only grows, to at most
+/// [`SCRATCH_MAX_BYTES`]: no allocation once it has reached the largest row seen.
+pub(crate) struct Scratch {
+    buf: Vec<u64>,
+}
+
+impl Scratch {
+    /// A buffer of at least `bytes` bytes, 8-byte aligned; `None` above [`SCRATCH_MAX_BYTES`].
+    pub(crate) fn take(bytes: usize) -> Option<Scratch> {
+        if bytes > SCRATCH_MAX_BYTES {
+            return None;
+        }
+        let mut buf = SCRATCH.try_with(|c| c.take()).unwrap_or_default();
+        let words = bytes.div_ceil(8);
+        if buf.len() < words {
+            buf.resize(words, 0);
+        }
+        Some(Scratch { buf })
+    }
+
+    /// The buffer as elements of `C` (`f32` or `f64`).
+    pub(crate) fn ptr<C>(&mut self) -> *mut C {
+        self.buf.as_mut_ptr().cast()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        let _ = SCRATCH.try_with(|c| c.set(buf));
+    }
+}
+
+/// Generates the `rows` kernel of a level from its block kernels, compiled with the level's
+/// target features so that the block kernels inline into it.
+macro_rules! rows_kernel {
+    ($name:ident, $t:ty, $feat:literal, $max:path, $ess:path, $se:path, $scale:path, $st:path, $es:path, $wls:path, $ln:path) => {
+        /// # Safety
+        /// As [`Kernels::rows`](super::Kernels): row `i` of `src` is valid for reads and of
+        /// `dst` for writes of `n` elements, each the same as or disjoint from the other; every
+        /// temperature read is positive and finite; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn $name(
+            op: $crate::row::Op,
+            src: *const $t,
+            src_step: usize,
+            dst: *mut $t,
+            dst_step: usize,
+            n: usize,
+            count: usize,
+            temps: *const f64,
+            temp_step: usize,
+            stream: bool,
+        ) {
+            let mut scratch = if stream && op == $crate::row::Op::Softmax {
+                $crate::kernels::Scratch::take(n * std::mem::size_of::<$t>())
+            } else {
+                None
+            };
+            for r in 0..count {
+                let s = src.add(r * src_step);
+                let d = dst.add(r * dst_step);
+                let t = *temps.add(r * temp_step);
+                let (m, nan) = $max(std::slice::from_raw_parts(s, n));
+                if nan || m == <$t>::INFINITY || m == <$t>::NEG_INFINITY {
+                    // Contract S6: NaN or +inf anywhere, or no entry above -inf.
+                    for i in 0..n {
+                        *d.add(i) = <$t>::NAN;
+                    }
+                    continue;
+                }
+                match op {
+                    $crate::row::Op::Softmax if stream => {
+                        if let Some(sc) = scratch.as_mut() {
+                            let e = sc.ptr::<$t>();
+                            let total = $ess(s, e, n, m, t);
+                            $st(e, d, n, 1.0 / total, true);
+                        } else {
+                            let total = $se(std::slice::from_raw_parts(s, n), m, t);
+                            $es(s, d, n, m, t, 1.0 / total, true);
+                        }
+                    }
+                    $crate::row::Op::Softmax => {
+                        let total = $ess(s, d, n, m, t);
+                        $scale(d, n, 1.0 / total);
+                    }
+                    $crate::row::Op::LogSoftmax => {
+                        let total = $se(std::slice::from_raw_parts(s, n), m, t);
+                        $wls(s, d, n, m, t, $ln(total), stream);
+                    }
+                }
+            }
+        }
+    };
+}
+pub(crate) use rows_kernel;
 
 macro_rules! scalar_table {
     ($t:ty) => {
@@ -69,7 +258,10 @@ macro_rules! scalar_table {
             sum_exp: scalar::sum_exp::<$t>,
             exp_store_sum: scalar::exp_store_sum::<$t>,
             scale: scalar::scale::<$t>,
+            scale_to: scalar::scale_to::<$t>,
+            exp_scale: scalar::exp_scale::<$t>,
             write_log_softmax: scalar::write_log_softmax::<$t>,
+            rows: scalar::rows::<$t>,
         }
     };
 }
@@ -79,15 +271,25 @@ static SCALAR_F64: Kernels<f64> = scalar_table!(f64);
 
 impl HasKernels for f32 {
     fn kernels_for(level: SimdLevel) -> &'static Kernels<f32> {
-        let _ = level;
-        &SCALAR_F32
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &avx512::F32,
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &avx2::F32,
+            _ => &SCALAR_F32,
+        }
     }
 }
 
 impl HasKernels for f64 {
     fn kernels_for(level: SimdLevel) -> &'static Kernels<f64> {
-        let _ = level;
-        &SCALAR_F64
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &avx512::F64,
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &avx2::F64,
+            _ => &SCALAR_F64,
+        }
     }
 }
 
@@ -95,4 +297,194 @@ impl HasKernels for f64 {
 #[inline]
 pub(crate) fn kernels<C: Real>() -> &'static Kernels<C> {
     C::kernels_for(simd_level())
+}
+
+/// Direct access to the kernels of any level, for the integration tests and benches. Not part
+/// of the API: it may change in any release.
+#[doc(hidden)]
+pub mod testing {
+    use crate::element::Real;
+    use crate::row::Op;
+    use crate::simd::SimdLevel;
+
+    /// Elements per block.
+    pub const BLOCK: usize = super::BLOCK;
+
+    /// The logarithm the many-rows kernel of `level` applies to an exp-sum of type `C`.
+    pub fn row_ln<C: Real>(level: SimdLevel, sum: f64) -> f64 {
+        if std::mem::size_of::<C>() == 4 && level != SimdLevel::Scalar {
+            super::row_ln_f32(sum)
+        } else {
+            sum.ln()
+        }
+    }
+
+    /// The `max` kernel of `level`.
+    pub fn max<C: Real>(level: SimdLevel, x: &[C]) -> (C, bool) {
+        (C::kernels_for(level).max)(x)
+    }
+
+    /// The `sum_exp` kernel of `level`; `m` should be the maximum of `x`.
+    pub fn sum_exp<C: Real>(level: SimdLevel, x: &[C], m: C, t: f64) -> f64 {
+        (C::kernels_for(level).sum_exp)(x, m, t)
+    }
+
+    /// The `exp_store_sum` kernel of `level`.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn exp_store_sum<C: Real>(level: SimdLevel, x: &[C], out: &mut [C], m: C, t: f64) -> f64 {
+        assert_eq!(x.len(), out.len());
+        // SAFETY: both slices hold x.len() elements and do not overlap (`out` is unique).
+        unsafe {
+            (C::kernels_for(level).exp_store_sum)(x.as_ptr(), out.as_mut_ptr(), x.len(), m, t)
+        }
+    }
+
+    /// The `scale` kernel of `level`.
+    pub fn scale<C: Real>(level: SimdLevel, x: &mut [C], factor: f64) {
+        // SAFETY: the slice is valid for reads and writes of its length.
+        unsafe { (C::kernels_for(level).scale)(x.as_mut_ptr(), x.len(), factor) }
+    }
+
+    /// The `exp_scale` kernel of `level`.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn exp_scale<C: Real>(
+        level: SimdLevel,
+        x: &[C],
+        out: &mut [C],
+        m: C,
+        t: f64,
+        factor: f64,
+        stream: bool,
+    ) {
+        assert_eq!(x.len(), out.len());
+        // SAFETY: both slices hold x.len() elements and do not overlap.
+        unsafe {
+            (C::kernels_for(level).exp_scale)(
+                x.as_ptr(),
+                out.as_mut_ptr(),
+                x.len(),
+                m,
+                t,
+                factor,
+                stream,
+            )
+        }
+    }
+
+    /// The `write_log_softmax` kernel of `level`.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn write_log_softmax<C: Real>(
+        level: SimdLevel,
+        x: &[C],
+        out: &mut [C],
+        m: C,
+        t: f64,
+        log_sum: f64,
+        stream: bool,
+    ) {
+        assert_eq!(x.len(), out.len());
+        // SAFETY: both slices hold x.len() elements and do not overlap.
+        unsafe {
+            (C::kernels_for(level).write_log_softmax)(
+                x.as_ptr(),
+                out.as_mut_ptr(),
+                x.len(),
+                m,
+                t,
+                log_sum,
+                stream,
+            )
+        }
+    }
+
+    /// The many-rows kernel of `level` over the rows of `n` elements of `x`, one temperature
+    /// per row.
+    ///
+    /// # Panics
+    /// If `n` is 0 or above [`BLOCK`], or the lengths do not match.
+    pub fn rows<C: Real>(
+        level: SimdLevel,
+        op: Op,
+        x: &[C],
+        out: &mut [C],
+        n: usize,
+        t: &[f64],
+        stream: bool,
+    ) {
+        assert!(n > 0 && n <= BLOCK);
+        assert_eq!(x.len(), out.len());
+        assert_eq!(x.len(), n * t.len());
+        assert!(t.iter().all(|&t| t > 0.0 && t.is_finite()));
+        // SAFETY: t.len() rows of n elements each in both slices, one temperature per row.
+        unsafe {
+            (C::kernels_for(level).rows)(
+                op,
+                x.as_ptr(),
+                n,
+                out.as_mut_ptr(),
+                n,
+                n,
+                t.len(),
+                t.as_ptr(),
+                1,
+                stream,
+            )
+        }
+    }
+
+    /// One whole row (any length) with the kernels of `level`, its blocks spread over the
+    /// crate's pool when `parallel`, written with non-temporal stores when `stream`.
+    ///
+    /// # Panics
+    /// If the lengths differ or `t` is not positive and finite.
+    pub fn map_row<C: Real>(
+        level: SimdLevel,
+        op: Op,
+        x: &[C],
+        out: &mut [C],
+        t: f64,
+        parallel: bool,
+        stream: bool,
+    ) {
+        assert_eq!(x.len(), out.len());
+        assert!(t > 0.0 && t.is_finite());
+        let k = C::kernels_for(level);
+        let (src, dst, n) = (x.as_ptr() as usize, out.as_mut_ptr() as usize, x.len());
+        let f = move || {
+            // SAFETY: the slices outlive the call (`install` waits) and do not overlap.
+            unsafe {
+                crate::row::map_row_with(
+                    k,
+                    op,
+                    src as *const C,
+                    dst as *mut C,
+                    n,
+                    t,
+                    parallel,
+                    stream,
+                )
+            }
+        };
+        if parallel {
+            crate::parallel::install(f)
+        } else {
+            f()
+        }
+    }
+
+    /// log-sum-exp of one row with the kernels of `level`.
+    pub fn logsumexp<C: Real>(level: SimdLevel, x: &[C], parallel: bool) -> C {
+        let k = C::kernels_for(level);
+        if parallel {
+            crate::parallel::install(|| crate::row::logsumexp_row_with(k, x, true))
+        } else {
+            crate::row::logsumexp_row_with(k, x, false)
+        }
+    }
 }

@@ -17,15 +17,47 @@ pub(crate) fn max<C: Real>(x: &[C]) -> (C, bool) {
     (m, nan)
 }
 
+/// (v - m) / t as a double word `(hi, lo)`. The maximum is subtracted before dividing by the
+/// temperature (contract S5). For `f32` data `v - m` is exact in `f64` and one rounding of the
+/// quotient is far below `f32` precision, so `lo` is 0; for `f64` data `lo` carries the
+/// rounding errors of the difference (TwoSum) and of the quotient, which would otherwise show
+/// at the 1e-13 level for arguments near -700.
 #[inline(always)]
-fn shifted<C: Real>(v: C, m: f64, t: f64) -> f64 {
-    // The maximum is subtracted before dividing by the temperature (contract S5). Only f64
-    // input can overflow here (f32 and f16 are exact in f64): then x/t - m/t is the value.
-    let d = v.to_f64() - m;
-    if d == f64::NEG_INFINITY && v.to_f64() != f64::NEG_INFINITY {
-        v.to_f64() / t - m / t
+fn shifted<C: Real>(v: C, m: f64, t: f64) -> (f64, f64) {
+    let v = v.to_f64();
+    let d = v - m;
+    if d == f64::NEG_INFINITY && v != f64::NEG_INFINITY {
+        // Only f64 data can overflow here (f32 and f16 are exact in f64); the value is still
+        // x/t - m/t, which is moderate when t > 1 (contract S4: softmax(x / t)).
+        return (v / t - m / t, 0.0);
+    }
+    if std::mem::size_of::<C>() < 8 || !d.is_finite() {
+        return (d / t, 0.0);
+    }
+    let bb = d - v;
+    let lo = (v - (d - bb)) + (-m - bb);
+    // Near the overflow threshold TwoSum's intermediates overflow (lo = NaN); d alone is then
+    // the best there is.
+    let lo = if lo.is_finite() { lo } else { 0.0 };
+    if t == 1.0 {
+        return (d, lo);
+    }
+    let hi = d / t;
+    if !hi.is_finite() || hi == 0.0 {
+        return (hi, 0.0);
+    }
+    let rem = (-hi).mul_add(t, d);
+    (hi, (rem + lo) / t)
+}
+
+/// exp(hi + lo) for |lo| tiny against 1.
+#[inline(always)]
+fn exp2w((hi, lo): (f64, f64)) -> f64 {
+    let e = hi.exp();
+    if lo == 0.0 {
+        e
     } else {
-        d / t
+        e + e * lo
     }
 }
 
@@ -35,7 +67,7 @@ pub(crate) fn sum_exp<C: Real>(x: &[C], m: C, t: f64) -> f64 {
     let m = m.to_f64();
     let mut acc = SumAcc::default();
     for chunk in x.chunks(64) {
-        acc.add(chunk.iter().map(|&v| shifted(v, m, t).exp()).sum());
+        acc.add(chunk.iter().map(|&v| exp2w(shifted(v, m, t))).sum());
     }
     acc.total()
 }
@@ -56,7 +88,7 @@ pub(crate) unsafe fn exp_store_sum<C: Real>(
         let end = (start + 64).min(n);
         let mut s = 0.0;
         for i in start..end {
-            let e = shifted(*src.add(i), m, t).exp();
+            let e = exp2w(shifted(*src.add(i), m, t));
             *dst.add(i) = C::from_f64(e);
             s += e;
         }
@@ -75,6 +107,42 @@ pub(crate) unsafe fn scale<C: Real>(dst: *mut C, n: usize, factor: f64) {
     }
 }
 
+/// dst = src * factor, rounded as [`scale`] rounds.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+pub(crate) unsafe fn scale_to<C: Real>(
+    src: *const C,
+    dst: *mut C,
+    n: usize,
+    factor: f64,
+    _stream: bool,
+) {
+    for i in 0..n {
+        *dst.add(i) = C::from_f64((*src.add(i)).to_f64() * factor);
+    }
+}
+
+/// dst = exp((src - m) / t) * factor, rounded as [`exp_store_sum`] then [`scale`] round.
+///
+/// # Safety
+/// As [`exp_store_sum`].
+pub(crate) unsafe fn exp_scale<C: Real>(
+    src: *const C,
+    dst: *mut C,
+    n: usize,
+    m: C,
+    t: f64,
+    factor: f64,
+    _stream: bool,
+) {
+    let m = m.to_f64();
+    for i in 0..n {
+        let e = C::from_f64(exp2w(shifted(*src.add(i), m, t)));
+        *dst.add(i) = C::from_f64(e.to_f64() * factor);
+    }
+}
+
 /// # Safety
 /// As [`exp_store_sum`].
 pub(crate) unsafe fn write_log_softmax<C: Real>(
@@ -84,9 +152,52 @@ pub(crate) unsafe fn write_log_softmax<C: Real>(
     m: C,
     t: f64,
     log_sum: f64,
+    _stream: bool,
 ) {
     let m = m.to_f64();
     for i in 0..n {
-        *dst.add(i) = C::from_f64(shifted(*src.add(i), m, t) - log_sum);
+        let (hi, lo) = shifted(*src.add(i), m, t);
+        *dst.add(i) = C::from_f64((hi - log_sum) + lo);
+    }
+}
+
+/// Whole rows, one after the other (see [`Kernels::rows`](super::Kernels)).
+///
+/// # Safety
+/// As [`Kernels::rows`](super::Kernels).
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn rows<C: Real>(
+    op: crate::row::Op,
+    src: *const C,
+    src_step: usize,
+    dst: *mut C,
+    dst_step: usize,
+    n: usize,
+    count: usize,
+    temps: *const f64,
+    temp_step: usize,
+    stream: bool,
+) {
+    for r in 0..count {
+        let s = src.add(r * src_step);
+        let d = dst.add(r * dst_step);
+        let t = *temps.add(r * temp_step);
+        let (m, nan) = max(std::slice::from_raw_parts(s, n));
+        if nan || m == C::INFINITY || m == C::NEG_INFINITY {
+            for i in 0..n {
+                *d.add(i) = C::NAN;
+            }
+            continue;
+        }
+        match op {
+            crate::row::Op::Softmax => {
+                let total = exp_store_sum(s, d, n, m, t);
+                scale(d, n, 1.0 / total);
+            }
+            crate::row::Op::LogSoftmax => {
+                let total = sum_exp(std::slice::from_raw_parts(s, n), m, t);
+                write_log_softmax(s, d, n, m, t, total.ln(), stream);
+            }
+        }
     }
 }

@@ -1,0 +1,1114 @@
+//! AVX2 + FMA kernels (x86-64), 8 `f32` or 4 `f64` lanes. A tail shorter than a vector is
+//! loaded and stored in pieces of 4, 2 and 1 lanes, padded with -inf (whose exp is exactly 0).
+//!
+//! Every function here is compiled with `avx2,fma` and must only run on a CPU that has them:
+//! the tables at the end are handed out by `kernels_for` only after `cpu_has(Avx2)`.
+
+use std::arch::x86_64::*;
+
+use super::{rows_kernel, scalar, Kernels};
+
+// ---------------------------------------------------------------------------------------------
+// f32
+// ---------------------------------------------------------------------------------------------
+
+const F32_LOG2E: f32 = std::f32::consts::LOG2_E;
+const F32_LN2_HI: f32 = 0.693_359_4;
+const F32_LN2_LO: f32 = -2.121_944_4e-4;
+const F32_P: [f32; 5] = [
+    1.392_768_5e-3,
+    8.364_38e-3,
+    4.166_654_5e-2,
+    1.666_657e-1,
+    0.5,
+];
+/// 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
+const F32_ROUND: f32 = 12_582_912.0;
+/// Arguments below this give 0 (exp(-87) = 1.6e-38; exp(-87.34) is the smallest normal f32).
+pub(crate) const F32_FLUSH: f32 = -87.0;
+
+/// exp(a). Results below `exp(F32_FLUSH)` (about 1.6e-38, just above the smallest normal
+/// `f32`) are flushed to exactly 0, so no product ever underflows: on x86 an underflowing
+/// multiply takes a microcode assist, which made masked (-inf) entries three times slower.
+/// Probabilities that small are outside the bounds of S8. NaN propagates.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_ps(a: __m256) -> __m256 {
+    let lim = _mm256_set1_ps(F32_FLUSH);
+    // True below the limit, -inf included; false for NaN.
+    let flush = _mm256_cmp_ps::<_CMP_LT_OQ>(a, lim);
+    // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
+    let a = _mm256_max_ps(lim, a);
+    let kr = _mm256_fmadd_ps(a, _mm256_set1_ps(F32_LOG2E), _mm256_set1_ps(F32_ROUND));
+    let k = _mm256_sub_ps(kr, _mm256_set1_ps(F32_ROUND));
+    let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(F32_LN2_HI), a);
+    let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(F32_LN2_LO), r);
+    let r2 = _mm256_mul_ps(r, r);
+    let mut p = _mm256_set1_ps(F32_P[0]);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[1]));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[2]));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[3]));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[4]));
+    let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+    // 2^k from the low bits of `kr` (k in [-126, 127] after the clamp: a normal number).
+    let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_castps_si256(kr),
+        _mm256_set1_epi32(127),
+    ));
+    _mm256_andnot_ps(flush, _mm256_mul_ps(y, _mm256_castsi256_ps(bits)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lo_pd(v: __m256) -> __m256d {
+    _mm256_cvtps_pd(_mm256_castps256_ps128(v))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hi_pd(v: __m256) -> __m256d {
+    _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn narrow(lo: __m256d, hi: __m256d) -> __m256 {
+    _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo))
+}
+
+/// `dst[i] = body(src[i])` over `n` elements, 8 (`f32`) lanes at a time. With `stream`, the
+/// 32-byte-aligned middle is written with non-temporal stores (then `sfence`). Elementwise, so
+/// the bits do not depend on the alignment or on `stream`.
+macro_rules! map_ps {
+    ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
+        let (src, dst, n): (*const f32, *mut f32, usize) = ($src, $dst, $n);
+        let mut i = 0usize;
+        if $stream {
+            let head = (((32 - (dst as usize & 31)) & 31) / 4).min(n);
+            if head > 0 {
+                let $x = load_tail_ps(src, head, 0.0);
+                store_tail_ps(dst, head, $body);
+            }
+            i = head;
+            while i + 8 <= n {
+                let $x = _mm256_loadu_ps(src.add(i));
+                _mm256_stream_ps(dst.add(i), $body);
+                i += 8;
+            }
+            _mm_sfence();
+        } else {
+            while i + 8 <= n {
+                let $x = _mm256_loadu_ps(src.add(i));
+                _mm256_storeu_ps(dst.add(i), $body);
+                i += 8;
+            }
+        }
+        if i < n {
+            let $x = load_tail_ps(src.add(i), n - i, 0.0);
+            store_tail_ps(dst.add(i), n - i, $body);
+        }
+    }};
+}
+
+/// As `map_ps`, 4 `f64` lanes.
+macro_rules! map_pd {
+    ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
+        let (src, dst, n): (*const f64, *mut f64, usize) = ($src, $dst, $n);
+        let mut i = 0usize;
+        if $stream {
+            let head = (((32 - (dst as usize & 31)) & 31) / 8).min(n);
+            if head > 0 {
+                let $x = load_tail_pd(src, head, 0.0);
+                store_tail_pd(dst, head, $body);
+            }
+            i = head;
+            while i + 4 <= n {
+                let $x = _mm256_loadu_pd(src.add(i));
+                _mm256_stream_pd(dst.add(i), $body);
+                i += 4;
+            }
+            _mm_sfence();
+        } else {
+            while i + 4 <= n {
+                let $x = _mm256_loadu_pd(src.add(i));
+                _mm256_storeu_pd(dst.add(i), $body);
+                i += 4;
+            }
+        }
+        if i < n {
+            let $x = load_tail_pd(src.add(i), n - i, 0.0);
+            store_tail_pd(dst.add(i), n - i, $body);
+        }
+    }};
+}
+
+#[derive(Clone, Copy)]
+struct ArgF32 {
+    m: __m256,
+    m64: __m256d,
+    inv: __m256d,
+}
+
+impl ArgF32 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn new(m: f32, inv: f64) -> ArgF32 {
+        ArgF32 {
+            m: _mm256_set1_ps(m),
+            m64: _mm256_set1_pd(m as f64),
+            inv: _mm256_set1_pd(inv),
+        }
+    }
+}
+
+/// `x - m` in `f32` when `t == 1` (UNIT), else `(x - m) / t` in `f64` rounded once to `f32`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: __m256) -> __m256 {
+    if UNIT {
+        _mm256_sub_ps(x, c.m)
+    } else {
+        let lo = _mm256_mul_pd(_mm256_sub_pd(lo_pd(x), c.m64), c.inv);
+        let hi = _mm256_mul_pd(_mm256_sub_pd(hi_pd(x), c.m64), c.inv);
+        narrow(lo, hi)
+    }
+}
+
+/// Loads the `r < 8` elements at `p` (nothing past them is touched), padding with `fill`.
+/// Built from 4-, 2- and 1-lane loads: a masked load is slow on some CPUs.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load_tail_ps(p: *const f32, r: usize, fill: f32) -> __m256 {
+    let f = _mm_set1_ps(fill);
+    if r >= 4 {
+        _mm256_set_m128(load_part_ps(p.add(4), r - 4, f), _mm_loadu_ps(p))
+    } else {
+        _mm256_set_m128(f, load_part_ps(p, r, f))
+    }
+}
+
+/// The `r < 4` elements at `p` over `f`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load_part_ps(p: *const f32, r: usize, f: __m128) -> __m128 {
+    match r {
+        0 => f,
+        1 => _mm_move_ss(f, _mm_load_ss(p)),
+        2 => _mm_castpd_ps(_mm_loadl_pd(_mm_castps_pd(f), p.cast())),
+        _ => _mm_insert_ps::<0x20>(
+            _mm_castpd_ps(_mm_loadl_pd(_mm_castps_pd(f), p.cast())),
+            _mm_load_ss(p.add(2)),
+        ),
+    }
+}
+
+/// Stores the first `r < 8` lanes of `v` at `p`, in pieces of 4, 2 and 1 lanes (a masked
+/// store is microcoded and slow on some CPUs).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn store_tail_ps(p: *mut f32, r: usize, v: __m256) {
+    let (mut p, mut r) = (p, r);
+    let mut lo = _mm256_castps256_ps128(v);
+    if r >= 4 {
+        _mm_storeu_ps(p, lo);
+        lo = _mm256_extractf128_ps::<1>(v);
+        p = p.add(4);
+        r -= 4;
+    }
+    if r >= 2 {
+        _mm_storel_pd(p.cast(), _mm_castps_pd(lo));
+        lo = _mm_movehl_ps(lo, lo);
+        p = p.add(2);
+        r -= 2;
+    }
+    if r == 1 {
+        _mm_store_ss(p, lo);
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
+    let n = x.len();
+    let p = x.as_ptr();
+    let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+    let mut nan = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 32 <= n {
+        let v0 = _mm256_loadu_ps(p.add(i));
+        let v1 = _mm256_loadu_ps(p.add(i + 8));
+        let v2 = _mm256_loadu_ps(p.add(i + 16));
+        let v3 = _mm256_loadu_ps(p.add(i + 24));
+        // An unordered compare is true exactly when either operand is NaN; MAXPS alone would
+        // drop it.
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v0, v1));
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v2, v3));
+        m0 = _mm256_max_ps(v0, m0);
+        m1 = _mm256_max_ps(v1, m1);
+        m2 = _mm256_max_ps(v2, m2);
+        m3 = _mm256_max_ps(v3, m3);
+        i += 32;
+    }
+    while i < n {
+        let v = if n - i >= 8 {
+            _mm256_loadu_ps(p.add(i))
+        } else {
+            load_tail_ps(p.add(i), n - i, f32::NEG_INFINITY)
+        };
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+        m0 = _mm256_max_ps(v, m0);
+        i += 8;
+    }
+    (hmax_ps(m0, m1, m2, m3), _mm256_movemask_ps(nan) != 0)
+}
+
+/// The largest lane of four NaN-free vectors, in a fixed order.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hmax_ps(m0: __m256, m1: __m256, m2: __m256, m3: __m256) -> f32 {
+    let m = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
+    _mm_cvtss_f32(m)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_pd(v: __m256d) -> f64 {
+    let s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd::<1>(v));
+    _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)))
+}
+
+/// Σ exp(arg(x)), storing the exps when STORE. Four vectors are added in `f32` (two
+/// roundings), then widened and accumulated in `f64` lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+) -> f64 {
+    let mut a0 = _mm256_setzero_pd();
+    let mut a1 = _mm256_setzero_pd();
+    let mut i = 0;
+    while i + 32 <= n {
+        let e0 = exp_ps(arg_ps::<UNIT>(c, _mm256_loadu_ps(src.add(i))));
+        let e1 = exp_ps(arg_ps::<UNIT>(c, _mm256_loadu_ps(src.add(i + 8))));
+        let e2 = exp_ps(arg_ps::<UNIT>(c, _mm256_loadu_ps(src.add(i + 16))));
+        let e3 = exp_ps(arg_ps::<UNIT>(c, _mm256_loadu_ps(src.add(i + 24))));
+        if STORE {
+            _mm256_storeu_ps(dst.add(i), e0);
+            _mm256_storeu_ps(dst.add(i + 8), e1);
+            _mm256_storeu_ps(dst.add(i + 16), e2);
+            _mm256_storeu_ps(dst.add(i + 24), e3);
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
+        a0 = _mm256_add_pd(a0, lo_pd(s));
+        a1 = _mm256_add_pd(a1, hi_pd(s));
+        i += 32;
+    }
+    while i + 8 <= n {
+        let e = exp_ps(arg_ps::<UNIT>(c, _mm256_loadu_ps(src.add(i))));
+        if STORE {
+            _mm256_storeu_ps(dst.add(i), e);
+        }
+        a0 = _mm256_add_pd(a0, lo_pd(e));
+        a1 = _mm256_add_pd(a1, hi_pd(e));
+        i += 8;
+    }
+    if i < n {
+        let e = exp_ps(arg_ps::<UNIT>(
+            c,
+            load_tail_ps(src.add(i), n - i, f32::NEG_INFINITY),
+        ));
+        if STORE {
+            store_tail_ps(dst.add(i), n - i, e);
+        }
+        a0 = _mm256_add_pd(a0, lo_pd(e));
+        a1 = _mm256_add_pd(a1, hi_pd(e));
+    }
+    hsum_pd(_mm256_add_pd(a0, a1))
+}
+
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint); AVX2, FMA.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_store_sum_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+) -> f64 {
+    if t == 1.0 {
+        return exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0));
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        return scalar::exp_store_sum(src, dst, n, m, t);
+    }
+    exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv))
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
+    let (p, n) = (x.as_ptr(), x.len());
+    if t == 1.0 {
+        return exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0));
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        return scalar::sum_exp(x, m, t);
+    }
+    exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv))
+}
+
+/// # Safety
+/// `dst` valid for reads and writes of `n`; AVX2, FMA.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
+    let f = _mm256_set1_ps(factor as f32);
+    let mut i = 0;
+    while i + 32 <= n {
+        let v0 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i)), f);
+        let v1 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i + 8)), f);
+        let v2 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i + 16)), f);
+        let v3 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i + 24)), f);
+        _mm256_storeu_ps(dst.add(i), v0);
+        _mm256_storeu_ps(dst.add(i + 8), v1);
+        _mm256_storeu_ps(dst.add(i + 16), v2);
+        _mm256_storeu_ps(dst.add(i + 24), v3);
+        i += 32;
+    }
+    while i + 8 <= n {
+        _mm256_storeu_ps(dst.add(i), _mm256_mul_ps(_mm256_loadu_ps(dst.add(i)), f));
+        i += 8;
+    }
+    if i < n {
+        let v = load_tail_ps(dst.add(i), n - i, 0.0);
+        store_tail_ps(dst.add(i), n - i, _mm256_mul_ps(v, f));
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn log_f32<const UNIT: bool>(c: ArgF32, ls: f32, ls64: __m256d, x: __m256) -> __m256 {
+    if UNIT {
+        _mm256_sub_ps(_mm256_sub_ps(x, c.m), _mm256_set1_ps(ls))
+    } else {
+        let lo = _mm256_fmsub_pd(_mm256_sub_pd(lo_pd(x), c.m64), c.inv, ls64);
+        let hi = _mm256_fmsub_pd(_mm256_sub_pd(hi_pd(x), c.m64), c.inv, ls64);
+        narrow(lo, hi)
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn write_log_f32<const UNIT: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+    log_sum: f64,
+    stream: bool,
+) {
+    let ls = log_sum as f32;
+    let ls64 = _mm256_set1_pd(log_sum);
+    map_ps!(src, dst, n, stream, |x| log_f32::<UNIT>(c, ls, ls64, x));
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_scale_f32_impl<const UNIT: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm256_set1_ps(factor as f32);
+    map_ps!(src, dst, n, stream, |x| _mm256_mul_ps(
+        exp_ps(arg_ps::<UNIT>(c, x)),
+        f
+    ));
+}
+
+/// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f32` then `scale_f32` give.
+///
+/// # Safety
+/// As [`exp_store_sum_f32`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_scale_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    factor: f64,
+    stream: bool,
+) {
+    if t == 1.0 {
+        return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor, stream);
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        scalar::exp_store_sum(src, dst, n, m, t);
+        return scale_f32(dst, n, factor);
+    }
+    exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor, stream)
+}
+
+/// # Safety
+/// As [`exp_store_sum_f32`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn write_log_softmax_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    log_sum: f64,
+    stream: bool,
+) {
+    if t == 1.0 {
+        return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum, stream);
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
+    }
+    write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum, stream)
+}
+
+/// dst = src * factor: the bits `scale_f32` gives.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_to_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm256_set1_ps(factor as f32);
+    map_ps!(src, dst, n, stream, |x| _mm256_mul_ps(x, f));
+}
+
+fn max_f32(x: &[f32]) -> (f32, bool) {
+    // SAFETY: only reachable through `F32`, which `kernels_for` hands out only when the CPU
+    // has AVX2 and FMA.
+    unsafe { max_f32_impl(x) }
+}
+
+fn sum_exp_f32(x: &[f32], m: f32, t: f64) -> f64 {
+    // SAFETY: as `max_f32`.
+    unsafe { sum_exp_f32_impl(x, m, t) }
+}
+
+rows_kernel!(
+    rows_f32_general,
+    f32,
+    "avx2,fma",
+    max_f32_impl,
+    exp_store_sum_f32,
+    sum_exp_f32_impl,
+    scale_f32,
+    scale_to_f32,
+    exp_scale_f32,
+    write_log_softmax_f32,
+    super::row_ln_f32
+);
+
+/// The many-rows kernel: a row of at most 16 elements is one or two vectors, kept in
+/// registers from load to store, with the operations (so the bits) of the block kernels;
+/// longer rows go through the block kernels.
+///
+/// # Safety
+/// As [`Kernels::rows`].
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_f32(
+    op: crate::row::Op,
+    src: *const f32,
+    src_step: usize,
+    dst: *mut f32,
+    dst_step: usize,
+    n: usize,
+    count: usize,
+    temps: *const f64,
+    temp_step: usize,
+    stream: bool,
+) {
+    if n > 16 || n == 0 {
+        return rows_f32_general(
+            op, src, src_step, dst, dst_step, n, count, temps, temp_step, stream,
+        );
+    }
+    let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+    // Lanes in the second vector (0 when the row fits in one).
+    let n1 = n.saturating_sub(8);
+    let n0 = n - n1;
+    let load = |p: *const f32, r: usize| {
+        if r == 8 {
+            _mm256_loadu_ps(p)
+        } else {
+            load_tail_ps(p, r, f32::NEG_INFINITY)
+        }
+    };
+    let store = |p: *mut f32, r: usize, v: __m256| {
+        if r == 8 {
+            _mm256_storeu_ps(p, v)
+        } else {
+            store_tail_ps(p, r, v)
+        }
+    };
+    for r in 0..count {
+        let s = src.add(r * src_step);
+        let d = dst.add(r * dst_step);
+        let t = *temps.add(r * temp_step);
+        let inv = 1.0 / t;
+        if t != 1.0 && !inv.is_normal() {
+            rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, false);
+            continue;
+        }
+        // As `max_f32_impl`, `exp_sum_f32` and the write kernels, step by step.
+        let x0 = load(s, n0);
+        let x1 = if n1 > 0 { load(s.add(8), n1) } else { ninf };
+        let nan = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(x0, x0),
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(x1, x1),
+        );
+        let nan = _mm256_movemask_ps(nan) != 0;
+        let m0 = _mm256_max_ps(x0, ninf);
+        let m0 = if n1 > 0 { _mm256_max_ps(x1, m0) } else { m0 };
+        let m = hmax_ps(m0, ninf, ninf, ninf);
+        if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
+            // Contract S6.
+            let y = _mm256_set1_ps(f32::NAN);
+            store(d, n0, y);
+            if n1 > 0 {
+                store(d.add(8), n1, y);
+            }
+            continue;
+        }
+        let c = ArgF32::new(m, inv);
+        let arg = |x: __m256| {
+            if t == 1.0 {
+                arg_ps::<true>(c, x)
+            } else {
+                arg_ps::<false>(c, x)
+            }
+        };
+        let e0 = exp_ps(arg(x0));
+        let (mut a0, mut a1) = (lo_pd(e0), hi_pd(e0));
+        let e1 = if n1 > 0 {
+            let e1 = exp_ps(arg(x1));
+            a0 = _mm256_add_pd(a0, lo_pd(e1));
+            a1 = _mm256_add_pd(a1, hi_pd(e1));
+            e1
+        } else {
+            e0
+        };
+        let total = hsum_pd(_mm256_add_pd(a0, a1));
+        let (y0, y1) = match op {
+            crate::row::Op::Softmax => {
+                let f = _mm256_set1_ps((1.0 / total) as f32);
+                (_mm256_mul_ps(e0, f), _mm256_mul_ps(e1, f))
+            }
+            crate::row::Op::LogSoftmax => {
+                let ls = super::row_ln_f32(total);
+                let ls64 = _mm256_set1_pd(ls);
+                if t == 1.0 {
+                    (
+                        log_f32::<true>(c, ls as f32, ls64, x0),
+                        log_f32::<true>(c, ls as f32, ls64, x1),
+                    )
+                } else {
+                    (
+                        log_f32::<false>(c, ls as f32, ls64, x0),
+                        log_f32::<false>(c, ls as f32, ls64, x1),
+                    )
+                }
+            }
+        };
+        store(d, n0, y0);
+        if n1 > 0 {
+            store(d.add(8), n1, y1);
+        }
+    }
+}
+
+/// The AVX2 table for `f32`. Only handed out when the CPU has AVX2 and FMA.
+pub(crate) static F32: Kernels<f32> = Kernels {
+    max: max_f32,
+    sum_exp: sum_exp_f32,
+    exp_store_sum: exp_store_sum_f32,
+    scale: scale_f32,
+    scale_to: scale_to_f32,
+    exp_scale: exp_scale_f32,
+    write_log_softmax: write_log_softmax_f32,
+    rows: rows_f32,
+};
+
+// ---------------------------------------------------------------------------------------------
+// f64
+// ---------------------------------------------------------------------------------------------
+
+const F64_LOG2E: f64 = std::f64::consts::LOG2_E;
+const F64_LN2_HI: f64 = 6.931_471_803_691_238e-1;
+const F64_LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+const F64_P: [f64; 11] = [
+    1.0 / 479_001_600.0,
+    1.0 / 39_916_800.0,
+    1.0 / 3_628_800.0,
+    1.0 / 362_880.0,
+    1.0 / 40_320.0,
+    1.0 / 5_040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+];
+/// 1.5 * 2^52: adding it rounds to an integer held in the low mantissa bits.
+const F64_ROUND: f64 = 6_755_399_441_055_744.0;
+/// Arguments below this give 0 (exp(-708) = 3.3e-308; exp(-708.4) is the smallest normal f64).
+pub(crate) const F64_FLUSH: f64 = -708.0;
+
+/// exp(hi + lo) as in the AVX-512 kernel, except that results below `exp(F64_FLUSH)` (about
+/// 3.3e-308, just above the smallest normal `f64`) are flushed to exactly 0 (see [`exp_ps`]).
+/// NaN propagates.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_pd(hi: __m256d, lo: __m256d) -> __m256d {
+    let lim = _mm256_set1_pd(F64_FLUSH);
+    let ok = _mm256_cmp_pd::<_CMP_GE_OQ>(hi, lim);
+    let flush = _mm256_cmp_pd::<_CMP_LT_OQ>(hi, lim);
+    let hi = _mm256_max_pd(lim, hi);
+    let lo = _mm256_and_pd(ok, lo);
+    let kr = _mm256_fmadd_pd(hi, _mm256_set1_pd(F64_LOG2E), _mm256_set1_pd(F64_ROUND));
+    let k = _mm256_sub_pd(kr, _mm256_set1_pd(F64_ROUND));
+    let r = _mm256_fnmadd_pd(k, _mm256_set1_pd(F64_LN2_HI), hi);
+    let r = _mm256_add_pd(r, _mm256_fnmadd_pd(k, _mm256_set1_pd(F64_LN2_LO), lo));
+    let mut p = _mm256_set1_pd(F64_P[0]);
+    for &c in &F64_P[1..] {
+        p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c));
+    }
+    let r2 = _mm256_mul_pd(r, r);
+    let y = _mm256_add_pd(_mm256_fmadd_pd(p, r2, r), _mm256_set1_pd(1.0));
+    // 2^k (k in [-1022, 1023] after the clamp: a normal number).
+    let bits = _mm256_slli_epi64::<52>(_mm256_add_epi64(
+        _mm256_castpd_si256(kr),
+        _mm256_set1_epi64x(1023),
+    ));
+    _mm256_andnot_pd(flush, _mm256_mul_pd(y, _mm256_castsi256_pd(bits)))
+}
+
+#[derive(Clone, Copy)]
+struct ArgF64 {
+    m: __m256d,
+    neg_m: __m256d,
+    inv: __m256d,
+    inv_lo: __m256d,
+}
+
+impl ArgF64 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn new(m: f64, t: f64) -> ArgF64 {
+        let inv = 1.0 / t;
+        let inv_lo = (-t).mul_add(inv, 1.0) / t;
+        ArgF64 {
+            m: _mm256_set1_pd(m),
+            neg_m: _mm256_set1_pd(-m),
+            inv: _mm256_set1_pd(inv),
+            inv_lo: _mm256_set1_pd(inv_lo),
+        }
+    }
+}
+
+/// `(x - m) / t` as a double word: `x - m` exactly (TwoSum), times `1/t` carried further.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: __m256d) -> (__m256d, __m256d) {
+    let d = _mm256_sub_pd(x, c.m);
+    let bb = _mm256_sub_pd(d, x);
+    let lo = _mm256_add_pd(
+        _mm256_sub_pd(x, _mm256_sub_pd(d, bb)),
+        _mm256_sub_pd(c.neg_m, bb),
+    );
+    // Near the overflow threshold (|x - m| close to f64::MAX) TwoSum's intermediates overflow
+    // and lo is NaN; so is l when d / t overflows. d alone is then the argument (no NaN may
+    // reach a result for finite input, contract S5).
+    let lo = finite_or_zero_pd(lo);
+    if UNIT {
+        (d, lo)
+    } else {
+        let h = _mm256_mul_pd(d, c.inv);
+        let l = _mm256_add_pd(
+            _mm256_fmsub_pd(d, c.inv, h),
+            _mm256_fmadd_pd(d, c.inv_lo, _mm256_mul_pd(lo, c.inv)),
+        );
+        (h, finite_or_zero_pd(l))
+    }
+}
+
+/// `v` where finite, 0 where infinite or NaN.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn finite_or_zero_pd(v: __m256d) -> __m256d {
+    let finite = _mm256_cmp_pd::<_CMP_EQ_OQ>(_mm256_sub_pd(v, v), _mm256_setzero_pd());
+    _mm256_and_pd(v, finite)
+}
+
+/// Loads the `r < 4` elements at `p` (nothing past them is touched), padding with `fill`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load_tail_pd(p: *const f64, r: usize, fill: f64) -> __m256d {
+    let f = _mm_set1_pd(fill);
+    let (lo, hi) = match r {
+        0 => (f, f),
+        1 => (_mm_loadl_pd(f, p), f),
+        2 => (_mm_loadu_pd(p), f),
+        _ => (_mm_loadu_pd(p), _mm_loadl_pd(f, p.add(2))),
+    };
+    _mm256_set_m128d(hi, lo)
+}
+
+/// Stores the first `r < 4` lanes of `v` at `p`, in pieces of 2 and 1 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn store_tail_pd(p: *mut f64, r: usize, v: __m256d) {
+    let mut lo = _mm256_castpd256_pd128(v);
+    let mut p = p;
+    if r >= 2 {
+        _mm_storeu_pd(p, lo);
+        lo = _mm256_extractf128_pd::<1>(v);
+        p = p.add(2);
+    }
+    if r % 2 == 1 {
+        _mm_store_sd(p, lo);
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn max_f64_impl(x: &[f64]) -> (f64, bool) {
+    let n = x.len();
+    let p = x.as_ptr();
+    let ninf = _mm256_set1_pd(f64::NEG_INFINITY);
+    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+    let mut nan = _mm256_setzero_pd();
+    let mut i = 0;
+    while i + 16 <= n {
+        let v0 = _mm256_loadu_pd(p.add(i));
+        let v1 = _mm256_loadu_pd(p.add(i + 4));
+        let v2 = _mm256_loadu_pd(p.add(i + 8));
+        let v3 = _mm256_loadu_pd(p.add(i + 12));
+        nan = _mm256_or_pd(nan, _mm256_cmp_pd::<_CMP_UNORD_Q>(v0, v1));
+        nan = _mm256_or_pd(nan, _mm256_cmp_pd::<_CMP_UNORD_Q>(v2, v3));
+        m0 = _mm256_max_pd(v0, m0);
+        m1 = _mm256_max_pd(v1, m1);
+        m2 = _mm256_max_pd(v2, m2);
+        m3 = _mm256_max_pd(v3, m3);
+        i += 16;
+    }
+    while i < n {
+        let v = if n - i >= 4 {
+            _mm256_loadu_pd(p.add(i))
+        } else {
+            load_tail_pd(p.add(i), n - i, f64::NEG_INFINITY)
+        };
+        nan = _mm256_or_pd(nan, _mm256_cmp_pd::<_CMP_UNORD_Q>(v, v));
+        m0 = _mm256_max_pd(v, m0);
+        i += 4;
+    }
+    let m = _mm256_max_pd(_mm256_max_pd(m0, m1), _mm256_max_pd(m2, m3));
+    let m = _mm_max_pd(_mm256_castpd256_pd128(m), _mm256_extractf128_pd::<1>(m));
+    let m = _mm_max_sd(m, _mm_unpackhi_pd(m, m));
+    (_mm_cvtsd_f64(m), _mm256_movemask_pd(nan) != 0)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn two_sum_add(s: &mut __m256d, c: &mut __m256d, v: __m256d) {
+    let t = _mm256_add_pd(*s, v);
+    let bp = _mm256_sub_pd(t, *s);
+    let err = _mm256_add_pd(
+        _mm256_sub_pd(*s, _mm256_sub_pd(t, bp)),
+        _mm256_sub_pd(v, bp),
+    );
+    *c = _mm256_add_pd(*c, err);
+    *s = t;
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_sum_f64<const UNIT: bool, const STORE: bool>(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    c: ArgF64,
+) -> f64 {
+    let mut s = _mm256_setzero_pd();
+    let mut comp = _mm256_setzero_pd();
+    let mut i = 0;
+    macro_rules! e {
+        ($x:expr) => {{
+            let (h, l) = arg_pd::<UNIT>(c, $x);
+            exp_pd(h, l)
+        }};
+    }
+    while i + 16 <= n {
+        let e0 = e!(_mm256_loadu_pd(src.add(i)));
+        let e1 = e!(_mm256_loadu_pd(src.add(i + 4)));
+        let e2 = e!(_mm256_loadu_pd(src.add(i + 8)));
+        let e3 = e!(_mm256_loadu_pd(src.add(i + 12)));
+        if STORE {
+            _mm256_storeu_pd(dst.add(i), e0);
+            _mm256_storeu_pd(dst.add(i + 4), e1);
+            _mm256_storeu_pd(dst.add(i + 8), e2);
+            _mm256_storeu_pd(dst.add(i + 12), e3);
+        }
+        let v = _mm256_add_pd(_mm256_add_pd(e0, e1), _mm256_add_pd(e2, e3));
+        two_sum_add(&mut s, &mut comp, v);
+        i += 16;
+    }
+    while i + 4 <= n {
+        let e = e!(_mm256_loadu_pd(src.add(i)));
+        if STORE {
+            _mm256_storeu_pd(dst.add(i), e);
+        }
+        two_sum_add(&mut s, &mut comp, e);
+        i += 4;
+    }
+    if i < n {
+        let e = e!(load_tail_pd(src.add(i), n - i, f64::NEG_INFINITY));
+        if STORE {
+            store_tail_pd(dst.add(i), n - i, e);
+        }
+        two_sum_add(&mut s, &mut comp, e);
+    }
+    hsum_pd(s) + hsum_pd(comp)
+}
+
+#[inline]
+fn vector_temperature(t: f64) -> bool {
+    (1.0 / t).is_normal() && t.is_normal()
+}
+
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint); AVX2, FMA.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_store_sum_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+) -> f64 {
+    if t == 1.0 {
+        exp_sum_f64::<true, true>(src, dst, n, ArgF64::new(m, 1.0))
+    } else if vector_temperature(t) {
+        exp_sum_f64::<false, true>(src, dst, n, ArgF64::new(m, t))
+    } else {
+        scalar::exp_store_sum(src, dst, n, m, t)
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn sum_exp_f64_impl(x: &[f64], m: f64, t: f64) -> f64 {
+    let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut());
+    if t == 1.0 {
+        exp_sum_f64::<true, false>(p, q, n, ArgF64::new(m, 1.0))
+    } else if vector_temperature(t) {
+        exp_sum_f64::<false, false>(p, q, n, ArgF64::new(m, t))
+    } else {
+        scalar::sum_exp(x, m, t)
+    }
+}
+
+/// # Safety
+/// `dst` valid for reads and writes of `n`; AVX2, FMA.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_f64(dst: *mut f64, n: usize, factor: f64) {
+    let f = _mm256_set1_pd(factor);
+    let mut i = 0;
+    while i + 16 <= n {
+        let v0 = _mm256_mul_pd(_mm256_loadu_pd(dst.add(i)), f);
+        let v1 = _mm256_mul_pd(_mm256_loadu_pd(dst.add(i + 4)), f);
+        let v2 = _mm256_mul_pd(_mm256_loadu_pd(dst.add(i + 8)), f);
+        let v3 = _mm256_mul_pd(_mm256_loadu_pd(dst.add(i + 12)), f);
+        _mm256_storeu_pd(dst.add(i), v0);
+        _mm256_storeu_pd(dst.add(i + 4), v1);
+        _mm256_storeu_pd(dst.add(i + 8), v2);
+        _mm256_storeu_pd(dst.add(i + 12), v3);
+        i += 16;
+    }
+    while i + 4 <= n {
+        _mm256_storeu_pd(dst.add(i), _mm256_mul_pd(_mm256_loadu_pd(dst.add(i)), f));
+        i += 4;
+    }
+    if i < n {
+        let v = load_tail_pd(dst.add(i), n - i, 0.0);
+        store_tail_pd(dst.add(i), n - i, _mm256_mul_pd(v, f));
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn log_pd<const UNIT: bool>(c: ArgF64, ls: __m256d, x: __m256d) -> __m256d {
+    let (h, l) = arg_pd::<UNIT>(c, x);
+    // The low word is NaN when the high one is -inf: drop it there.
+    let l = _mm256_and_pd(
+        _mm256_cmp_pd::<_CMP_GT_OQ>(h, _mm256_set1_pd(f64::NEG_INFINITY)),
+        l,
+    );
+    _mm256_add_pd(_mm256_sub_pd(h, ls), l)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn write_log_f64<const UNIT: bool>(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    c: ArgF64,
+    log_sum: f64,
+    stream: bool,
+) {
+    let ls = _mm256_set1_pd(log_sum);
+    map_pd!(src, dst, n, stream, |x| log_pd::<UNIT>(c, ls, x));
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_scale_f64_impl<const UNIT: bool>(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    c: ArgF64,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm256_set1_pd(factor);
+    map_pd!(src, dst, n, stream, |x| {
+        let (h, l) = arg_pd::<UNIT>(c, x);
+        _mm256_mul_pd(exp_pd(h, l), f)
+    });
+}
+
+/// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f64` then `scale_f64` give.
+///
+/// # Safety
+/// As [`exp_store_sum_f64`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_scale_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+    factor: f64,
+    stream: bool,
+) {
+    if t == 1.0 {
+        exp_scale_f64_impl::<true>(src, dst, n, ArgF64::new(m, 1.0), factor, stream)
+    } else if vector_temperature(t) {
+        exp_scale_f64_impl::<false>(src, dst, n, ArgF64::new(m, t), factor, stream)
+    } else {
+        scalar::exp_store_sum(src, dst, n, m, t);
+        scale_f64(dst, n, factor)
+    }
+}
+
+/// # Safety
+/// As [`exp_store_sum_f64`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn write_log_softmax_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+    log_sum: f64,
+    stream: bool,
+) {
+    if t == 1.0 {
+        write_log_f64::<true>(src, dst, n, ArgF64::new(m, 1.0), log_sum, stream)
+    } else if vector_temperature(t) {
+        write_log_f64::<false>(src, dst, n, ArgF64::new(m, t), log_sum, stream)
+    } else {
+        scalar::write_log_softmax(src, dst, n, m, t, log_sum, false)
+    }
+}
+
+/// dst = src * factor: the bits `scale_f64` gives.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_to_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm256_set1_pd(factor);
+    map_pd!(src, dst, n, stream, |x| _mm256_mul_pd(x, f));
+}
+
+fn max_f64(x: &[f64]) -> (f64, bool) {
+    // SAFETY: only reachable through `F64`, handed out only when the CPU has AVX2 and FMA.
+    unsafe { max_f64_impl(x) }
+}
+
+fn sum_exp_f64(x: &[f64], m: f64, t: f64) -> f64 {
+    // SAFETY: as `max_f64`.
+    unsafe { sum_exp_f64_impl(x, m, t) }
+}
+
+rows_kernel!(
+    rows_f64,
+    f64,
+    "avx2,fma",
+    max_f64_impl,
+    exp_store_sum_f64,
+    sum_exp_f64_impl,
+    scale_f64,
+    scale_to_f64,
+    exp_scale_f64,
+    write_log_softmax_f64,
+    f64::ln
+);
+
+/// The AVX2 table for `f64`. Only handed out when the CPU has AVX2 and FMA.
+pub(crate) static F64: Kernels<f64> = Kernels {
+    max: max_f64,
+    sum_exp: sum_exp_f64,
+    exp_store_sum: exp_store_sum_f64,
+    scale: scale_f64,
+    scale_to: scale_to_f64,
+    exp_scale: exp_scale_f64,
+    write_log_softmax: write_log_softmax_f64,
+    rows: rows_f64,
+};

@@ -1,0 +1,1087 @@
+//! AVX-512F kernels (x86-64), 16 `f32` or 8 `f64` lanes; tails use masked loads and stores.
+//!
+//! Every function here is compiled with `avx512f,avx2,fma` and must only run on a CPU that has
+//! them: the tables at the end are handed out by `kernels_for` only after `cpu_has(Avx512)`.
+
+use std::arch::x86_64::*;
+
+use super::{rows_kernel, scalar, Kernels};
+
+// ---------------------------------------------------------------------------------------------
+// f32
+// ---------------------------------------------------------------------------------------------
+
+/// Below this the `f32` exp is 0 (exp(-104) already rounds to 0); -inf is clamped here.
+pub(crate) const F32_ARG_MIN: f32 = -110.0;
+const F32_LOG2E: f32 = std::f32::consts::LOG2_E;
+/// ln 2 split so that `k * LN2_HI` is exact for |k| < 2^15 (Cody-Waite).
+const F32_LN2_HI: f32 = 0.693_359_4;
+const F32_LN2_LO: f32 = -2.121_944_4e-4;
+/// exp(r) ~ 1 + r + r^2 (P0 r^4 + P1 r^3 + ... + P4) on |r| <= ln2/2: a Chebyshev fit (mpmath
+/// `chebyfit`, degree 4, of (exp(r) - 1 - r) / r^2), coefficients rounded to `f32`. Its own
+/// relative error is below 8e-9 (0.13 ulp); measured with rounding, exhaustively over every
+/// `f32` argument in [-110, 0], the kernels' exp is within 1.07 ulp of the true value.
+const F32_P: [f32; 5] = [
+    1.392_768_5e-3,
+    8.364_38e-3,
+    4.166_654_5e-2,
+    1.666_657e-1,
+    0.5,
+];
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_ps(a: __m512) -> __m512 {
+    // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
+    let a = _mm512_max_ps(_mm512_set1_ps(F32_ARG_MIN), a);
+    let k = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(a, _mm512_set1_ps(F32_LOG2E)),
+    );
+    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_HI), a);
+    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_LO), r);
+    let r2 = _mm512_mul_ps(r, r);
+    let mut p = _mm512_set1_ps(F32_P[0]);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(F32_P[1]));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(F32_P[2]));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(F32_P[3]));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(F32_P[4]));
+    let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0));
+    // y * 2^k, rounded once (into the subnormals when k is very negative).
+    _mm512_scalef_ps(y, k)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn lo_pd(v: __m512) -> __m512d {
+    _mm512_cvtps_pd(_mm512_castps512_ps256(v))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn hi_pd(v: __m512) -> __m512d {
+    _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+        _mm512_castps_pd(v),
+    )))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn narrow(lo: __m512d, hi: __m512d) -> __m512 {
+    let l = _mm256_castps_pd(_mm512_cvtpd_ps(lo));
+    let h = _mm256_castps_pd(_mm512_cvtpd_ps(hi));
+    _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(l), h))
+}
+
+#[inline]
+fn mask16(r: usize) -> __mmask16 {
+    debug_assert!(r < 16);
+    ((1u32 << r) - 1) as __mmask16
+}
+
+/// `dst[i] = body(src[i])` over `n` elements, 16 (`f32`) lanes at a time. With `stream`, the
+/// 64-byte-aligned middle is written with non-temporal stores (then `sfence`), so that a large
+/// output does not first read its destination into the cache. Elementwise, so the bits do not
+/// depend on the alignment or on `stream`.
+macro_rules! map_ps {
+    ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
+        let (src, dst, n): (*const f32, *mut f32, usize) = ($src, $dst, $n);
+        let mut i = 0usize;
+        if $stream {
+            let head = (((64 - (dst as usize & 63)) & 63) / 4).min(n);
+            if head > 0 {
+                let k = mask16(head);
+                let $x = _mm512_maskz_loadu_ps(k, src);
+                _mm512_mask_storeu_ps(dst, k, $body);
+            }
+            i = head;
+            while i + 32 <= n {
+                let y0 = {
+                    let $x = _mm512_loadu_ps(src.add(i));
+                    $body
+                };
+                let y1 = {
+                    let $x = _mm512_loadu_ps(src.add(i + 16));
+                    $body
+                };
+                _mm512_stream_ps(dst.add(i), y0);
+                _mm512_stream_ps(dst.add(i + 16), y1);
+                i += 32;
+            }
+        } else {
+            while i + 32 <= n {
+                let y0 = {
+                    let $x = _mm512_loadu_ps(src.add(i));
+                    $body
+                };
+                let y1 = {
+                    let $x = _mm512_loadu_ps(src.add(i + 16));
+                    $body
+                };
+                _mm512_storeu_ps(dst.add(i), y0);
+                _mm512_storeu_ps(dst.add(i + 16), y1);
+                i += 32;
+            }
+        }
+        while i < n {
+            let k = if n - i >= 16 { 0xFFFF } else { mask16(n - i) };
+            let $x = _mm512_maskz_loadu_ps(k, src.add(i));
+            _mm512_mask_storeu_ps(dst.add(i), k, $body);
+            i += 16;
+        }
+        if $stream {
+            _mm_sfence();
+        }
+    }};
+}
+
+/// As `map_ps`, 8 `f64` lanes.
+macro_rules! map_pd {
+    ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
+        let (src, dst, n): (*const f64, *mut f64, usize) = ($src, $dst, $n);
+        let mut i = 0usize;
+        if $stream {
+            let head = (((64 - (dst as usize & 63)) & 63) / 8).min(n);
+            if head > 0 {
+                let k = mask8(head);
+                let $x = _mm512_maskz_loadu_pd(k, src);
+                _mm512_mask_storeu_pd(dst, k, $body);
+            }
+            i = head;
+            while i + 16 <= n {
+                let y0 = {
+                    let $x = _mm512_loadu_pd(src.add(i));
+                    $body
+                };
+                let y1 = {
+                    let $x = _mm512_loadu_pd(src.add(i + 8));
+                    $body
+                };
+                _mm512_stream_pd(dst.add(i), y0);
+                _mm512_stream_pd(dst.add(i + 8), y1);
+                i += 16;
+            }
+        } else {
+            while i + 16 <= n {
+                let y0 = {
+                    let $x = _mm512_loadu_pd(src.add(i));
+                    $body
+                };
+                let y1 = {
+                    let $x = _mm512_loadu_pd(src.add(i + 8));
+                    $body
+                };
+                _mm512_storeu_pd(dst.add(i), y0);
+                _mm512_storeu_pd(dst.add(i + 8), y1);
+                i += 16;
+            }
+        }
+        while i < n {
+            let k = if n - i >= 8 { 0xFF } else { mask8(n - i) };
+            let $x = _mm512_maskz_loadu_pd(k, src.add(i));
+            _mm512_mask_storeu_pd(dst.add(i), k, $body);
+            i += 8;
+        }
+        if $stream {
+            _mm_sfence();
+        }
+    }};
+}
+
+#[inline]
+fn mask8(r: usize) -> __mmask8 {
+    debug_assert!(r < 8);
+    ((1u32 << r) - 1) as __mmask8
+}
+
+/// The exp argument of an `f32` row: `x - m` in `f32` when `t == 1` (UNIT), else
+/// `(x - m) / t` in `f64`, rounded once to `f32`.
+#[derive(Clone, Copy)]
+struct ArgF32 {
+    m: __m512,
+    m64: __m512d,
+    inv: __m512d,
+}
+
+impl ArgF32 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn new(m: f32, inv: f64) -> ArgF32 {
+        ArgF32 {
+            m: _mm512_set1_ps(m),
+            m64: _mm512_set1_pd(m as f64),
+            inv: _mm512_set1_pd(inv),
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: __m512) -> __m512 {
+    if UNIT {
+        _mm512_sub_ps(x, c.m)
+    } else {
+        let lo = _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), c.m64), c.inv);
+        let hi = _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), c.m64), c.inv);
+        narrow(lo, hi)
+    }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
+    let n = x.len();
+    let p = x.as_ptr();
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+    let mut nan: __mmask16 = 0;
+    let mut i = 0;
+    while i + 64 <= n {
+        let v0 = _mm512_loadu_ps(p.add(i));
+        let v1 = _mm512_loadu_ps(p.add(i + 16));
+        let v2 = _mm512_loadu_ps(p.add(i + 32));
+        let v3 = _mm512_loadu_ps(p.add(i + 48));
+        // An unordered compare is true exactly when either operand is NaN; MAXPS alone would
+        // drop it.
+        nan |=
+            _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v0, v1) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v2, v3);
+        m0 = _mm512_max_ps(v0, m0);
+        m1 = _mm512_max_ps(v1, m1);
+        m2 = _mm512_max_ps(v2, m2);
+        m3 = _mm512_max_ps(v3, m3);
+        i += 64;
+    }
+    while i + 16 <= n {
+        let v = _mm512_loadu_ps(p.add(i));
+        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        m0 = _mm512_max_ps(v, m0);
+        i += 16;
+    }
+    if i < n {
+        let v = _mm512_mask_loadu_ps(ninf, mask16(n - i), p.add(i));
+        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        m0 = _mm512_max_ps(v, m0);
+    }
+    // No NaN is left in m0..m3: MAXPS with the new value first keeps the old one on NaN.
+    let m = _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3));
+    (_mm512_reduce_max_ps(m), nan != 0)
+}
+
+/// Σ exp(arg(x)) over `n` elements, storing the exps when STORE. Four vectors are added in
+/// `f32` (two roundings), then widened and accumulated in `f64` lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+) -> f64 {
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut a0 = _mm512_setzero_pd();
+    let mut a1 = _mm512_setzero_pd();
+    let mut i = 0;
+    while i + 64 <= n {
+        let e0 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i))));
+        let e1 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i + 16))));
+        let e2 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i + 32))));
+        let e3 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i + 48))));
+        if STORE {
+            _mm512_storeu_ps(dst.add(i), e0);
+            _mm512_storeu_ps(dst.add(i + 16), e1);
+            _mm512_storeu_ps(dst.add(i + 32), e2);
+            _mm512_storeu_ps(dst.add(i + 48), e3);
+        }
+        let s = _mm512_add_ps(_mm512_add_ps(e0, e1), _mm512_add_ps(e2, e3));
+        a0 = _mm512_add_pd(a0, lo_pd(s));
+        a1 = _mm512_add_pd(a1, hi_pd(s));
+        i += 64;
+    }
+    while i + 16 <= n {
+        let e = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i))));
+        if STORE {
+            _mm512_storeu_ps(dst.add(i), e);
+        }
+        a0 = _mm512_add_pd(a0, lo_pd(e));
+        a1 = _mm512_add_pd(a1, hi_pd(e));
+        i += 16;
+    }
+    if i < n {
+        let k = mask16(n - i);
+        // Lanes past the end read -inf, whose exp is exactly 0.
+        let e = exp_ps(arg_ps::<UNIT>(c, _mm512_mask_loadu_ps(ninf, k, src.add(i))));
+        if STORE {
+            _mm512_mask_storeu_ps(dst.add(i), k, e);
+        }
+        a0 = _mm512_add_pd(a0, lo_pd(e));
+        a1 = _mm512_add_pd(a1, hi_pd(e));
+    }
+    _mm512_reduce_add_pd(_mm512_add_pd(a0, a1))
+}
+
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint); AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_store_sum_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+) -> f64 {
+    if t == 1.0 {
+        return exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0));
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        // Temperatures beyond 1/f64::MAX or f64::MAX: the portable twin divides instead.
+        return scalar::exp_store_sum(src, dst, n, m, t);
+    }
+    exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv))
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
+    let (p, n) = (x.as_ptr(), x.len());
+    if t == 1.0 {
+        return exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0));
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        return scalar::sum_exp(x, m, t);
+    }
+    exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv))
+}
+
+/// # Safety
+/// `dst` valid for reads and writes of `n`; AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
+    let f = _mm512_set1_ps(factor as f32);
+    let mut i = 0;
+    while i + 64 <= n {
+        let v0 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i)), f);
+        let v1 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 16)), f);
+        let v2 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 32)), f);
+        let v3 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 48)), f);
+        _mm512_storeu_ps(dst.add(i), v0);
+        _mm512_storeu_ps(dst.add(i + 16), v1);
+        _mm512_storeu_ps(dst.add(i + 32), v2);
+        _mm512_storeu_ps(dst.add(i + 48), v3);
+        i += 64;
+    }
+    while i + 16 <= n {
+        _mm512_storeu_ps(dst.add(i), _mm512_mul_ps(_mm512_loadu_ps(dst.add(i)), f));
+        i += 16;
+    }
+    if i < n {
+        let k = mask16(n - i);
+        let v = _mm512_maskz_loadu_ps(k, dst.add(i));
+        _mm512_mask_storeu_ps(dst.add(i), k, _mm512_mul_ps(v, f));
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn log_f32<const UNIT: bool>(c: ArgF32, ls: f32, ls64: __m512d, x: __m512) -> __m512 {
+    if UNIT {
+        _mm512_sub_ps(_mm512_sub_ps(x, c.m), _mm512_set1_ps(ls))
+    } else {
+        let lo = _mm512_fmsub_pd(_mm512_sub_pd(lo_pd(x), c.m64), c.inv, ls64);
+        let hi = _mm512_fmsub_pd(_mm512_sub_pd(hi_pd(x), c.m64), c.inv, ls64);
+        narrow(lo, hi)
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn write_log_f32<const UNIT: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+    log_sum: f64,
+    stream: bool,
+) {
+    let ls = log_sum as f32;
+    let ls64 = _mm512_set1_pd(log_sum);
+    map_ps!(src, dst, n, stream, |x| log_f32::<UNIT>(c, ls, ls64, x));
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_scale_f32_impl<const UNIT: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm512_set1_ps(factor as f32);
+    map_ps!(src, dst, n, stream, |x| _mm512_mul_ps(
+        exp_ps(arg_ps::<UNIT>(c, x)),
+        f
+    ));
+}
+
+/// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f32` then `scale_f32` give.
+///
+/// # Safety
+/// As [`exp_store_sum_f32`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_scale_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    factor: f64,
+    stream: bool,
+) {
+    if t == 1.0 {
+        return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor, stream);
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        scalar::exp_store_sum(src, dst, n, m, t);
+        return scale_f32(dst, n, factor);
+    }
+    exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor, stream)
+}
+
+/// # Safety
+/// As [`exp_store_sum_f32`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn write_log_softmax_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    log_sum: f64,
+    stream: bool,
+) {
+    if t == 1.0 {
+        return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum, stream);
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
+    }
+    write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum, stream)
+}
+
+/// dst = src * factor: the bits `scale_f32` gives.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_to_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm512_set1_ps(factor as f32);
+    map_ps!(src, dst, n, stream, |x| _mm512_mul_ps(x, f));
+}
+
+fn max_f32(x: &[f32]) -> (f32, bool) {
+    // SAFETY: this function is only reachable through `F32`, which `kernels_for` hands out
+    // only when the CPU has AVX-512F, AVX2 and FMA.
+    unsafe { max_f32_impl(x) }
+}
+
+fn sum_exp_f32(x: &[f32], m: f32, t: f64) -> f64 {
+    // SAFETY: as `max_f32`.
+    unsafe { sum_exp_f32_impl(x, m, t) }
+}
+
+rows_kernel!(
+    rows_f32_general,
+    f32,
+    "avx512f,avx2,fma",
+    max_f32_impl,
+    exp_store_sum_f32,
+    sum_exp_f32_impl,
+    scale_f32,
+    scale_to_f32,
+    exp_scale_f32,
+    write_log_softmax_f32,
+    super::row_ln_f32
+);
+
+/// The many-rows kernel: rows of at most 16 elements are one masked vector each, kept in
+/// registers from load to store; longer rows go through the block kernels. Both give the bits
+/// the block kernels give (the same operations in the same order).
+///
+/// # Safety
+/// As [`Kernels::rows`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_f32(
+    op: crate::row::Op,
+    src: *const f32,
+    src_step: usize,
+    dst: *mut f32,
+    dst_step: usize,
+    n: usize,
+    count: usize,
+    temps: *const f64,
+    temp_step: usize,
+    stream: bool,
+) {
+    if n > 16 || n == 0 {
+        return rows_f32_general(
+            op, src, src_step, dst, dst_step, n, count, temps, temp_step, stream,
+        );
+    }
+    let k: __mmask16 = if n == 16 { 0xFFFF } else { mask16(n) };
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    // Rows go in groups of 8: each row's exps and sum first, then the 8 factors (1 / sum) or
+    // logarithms in one vector, then the outputs. The groups only change the order of
+    // independent work: every row gets the bits the block kernels give.
+    const G: usize = 8;
+    let mut r0 = 0;
+    while r0 < count {
+        let g = G.min(count - r0);
+        let mut xs = [_mm512_setzero_ps(); G];
+        let mut es = [_mm512_setzero_ps(); G];
+        let mut ms = [0.0f32; G];
+        let mut totals = [1.0f64; G];
+        let mut live = [false; G];
+        for j in 0..g {
+            let r = r0 + j;
+            let s = src.add(r * src_step);
+            let d = dst.add(r * dst_step);
+            let t = *temps.add(r * temp_step);
+            let inv = 1.0 / t;
+            if t != 1.0 && !inv.is_normal() {
+                rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, false);
+                continue;
+            }
+            let x = _mm512_mask_loadu_ps(ninf, k, s);
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x) != 0;
+            // As `max_f32_impl`: NaN lanes become -inf, then the same reduction.
+            let m = _mm512_reduce_max_ps(_mm512_max_ps(x, ninf));
+            if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
+                // Contract S6.
+                _mm512_mask_storeu_ps(d, k, _mm512_set1_ps(f32::NAN));
+                continue;
+            }
+            let c = ArgF32::new(m, inv);
+            let a = if t == 1.0 {
+                arg_ps::<true>(c, x)
+            } else {
+                arg_ps::<false>(c, x)
+            };
+            let e = exp_ps(a);
+            // As the tail step of `exp_sum_f32` starting from zero accumulators.
+            totals[j] = _mm512_reduce_add_pd(_mm512_add_pd(lo_pd(e), hi_pd(e)));
+            xs[j] = x;
+            es[j] = e;
+            ms[j] = m;
+            live[j] = true;
+        }
+        let tot = _mm512_loadu_pd(totals.as_ptr());
+        let mut v = [0.0f64; G];
+        match op {
+            crate::row::Op::Softmax => {
+                _mm512_storeu_pd(v.as_mut_ptr(), _mm512_div_pd(_mm512_set1_pd(1.0), tot))
+            }
+            crate::row::Op::LogSoftmax => _mm512_storeu_pd(v.as_mut_ptr(), row_ln_pd(tot)),
+        }
+        for j in 0..g {
+            if !live[j] {
+                continue;
+            }
+            let r = r0 + j;
+            let d = dst.add(r * dst_step);
+            let y = match op {
+                crate::row::Op::Softmax => _mm512_mul_ps(es[j], _mm512_set1_ps(v[j] as f32)),
+                crate::row::Op::LogSoftmax => {
+                    let t = *temps.add(r * temp_step);
+                    let c = ArgF32::new(ms[j], 1.0 / t);
+                    let ls64 = _mm512_set1_pd(v[j]);
+                    if t == 1.0 {
+                        log_f32::<true>(c, v[j] as f32, ls64, xs[j])
+                    } else {
+                        log_f32::<false>(c, v[j] as f32, ls64, xs[j])
+                    }
+                }
+            };
+            _mm512_mask_storeu_ps(d, k, y);
+        }
+        r0 += g;
+    }
+}
+
+/// [`super::row_ln_f32`] in 8 lanes, the same operations in the same order (so the same bits).
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn row_ln_pd(x: __m512d) -> __m512d {
+    let bits = _mm512_castpd_si512(x);
+    let ebits = _mm512_and_si512(_mm512_srli_epi64::<52>(bits), _mm512_set1_epi64(0x7ff));
+    // (2^52 + e_bits) - (2^52 + 1023) == e_bits - 1023, exactly.
+    let two52 = 4_503_599_627_370_496.0f64;
+    let mut e = _mm512_sub_pd(
+        _mm512_castsi512_pd(_mm512_or_si512(
+            ebits,
+            _mm512_set1_epi64(two52.to_bits() as i64),
+        )),
+        _mm512_set1_pd(two52 + 1023.0),
+    );
+    let mut m = _mm512_castsi512_pd(_mm512_or_si512(
+        _mm512_and_si512(bits, _mm512_set1_epi64(0x000f_ffff_ffff_ffff)),
+        _mm512_set1_epi64(0x3ff0_0000_0000_0000),
+    ));
+    let big = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(m, _mm512_set1_pd(std::f64::consts::SQRT_2));
+    m = _mm512_mask_mul_pd(m, big, m, _mm512_set1_pd(0.5));
+    e = _mm512_mask_add_pd(e, big, e, _mm512_set1_pd(1.0));
+    let one = _mm512_set1_pd(1.0);
+    let z = _mm512_div_pd(_mm512_sub_pd(m, one), _mm512_add_pd(m, one));
+    let z2 = _mm512_mul_pd(z, z);
+    let c = |v: f64| _mm512_set1_pd(v);
+    let p = _mm512_add_pd(c(1.0 / 9.0), _mm512_mul_pd(z2, c(1.0 / 11.0)));
+    let p = _mm512_add_pd(c(1.0 / 7.0), _mm512_mul_pd(z2, p));
+    let p = _mm512_add_pd(c(1.0 / 5.0), _mm512_mul_pd(z2, p));
+    let p = _mm512_add_pd(c(1.0 / 3.0), _mm512_mul_pd(z2, p));
+    let z2x = _mm512_mul_pd(c(2.0), z);
+    let atanh2 = _mm512_add_pd(z2x, _mm512_mul_pd(_mm512_mul_pd(z2x, z2), p));
+    _mm512_add_pd(_mm512_mul_pd(e, c(std::f64::consts::LN_2)), atanh2)
+}
+
+/// The AVX-512 table for `f32`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.
+pub(crate) static F32: Kernels<f32> = Kernels {
+    max: max_f32,
+    sum_exp: sum_exp_f32,
+    exp_store_sum: exp_store_sum_f32,
+    scale: scale_f32,
+    scale_to: scale_to_f32,
+    exp_scale: exp_scale_f32,
+    write_log_softmax: write_log_softmax_f32,
+    rows: rows_f32,
+};
+
+// ---------------------------------------------------------------------------------------------
+// f64
+// ---------------------------------------------------------------------------------------------
+
+/// Below this the `f64` exp is 0 (exp(-746) already rounds to 0); -inf is clamped here.
+pub(crate) const F64_ARG_MIN: f64 = -760.0;
+const F64_LOG2E: f64 = std::f64::consts::LOG2_E;
+/// ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 significant bits (fdlibm), so `k * LN2_HI` is exact.
+const F64_LN2_HI: f64 = 6.931_471_803_691_238e-1;
+const F64_LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+/// 1/n! for n = 12 down to 2: the Taylor polynomial of degree 12, whose truncation error on
+/// |r| <= ln2/2 is below 2e-16 relative.
+const F64_P: [f64; 11] = [
+    1.0 / 479_001_600.0,
+    1.0 / 39_916_800.0,
+    1.0 / 3_628_800.0,
+    1.0 / 362_880.0,
+    1.0 / 40_320.0,
+    1.0 / 5_040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+];
+
+/// exp(hi + lo), |lo| tiny against |hi| (a double-word argument). NaN in `hi` propagates;
+/// `hi <= F64_ARG_MIN` (including -inf, whatever `lo`) gives exactly 0.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_pd(hi: __m512d, lo: __m512d) -> __m512d {
+    let amin = _mm512_set1_pd(F64_ARG_MIN);
+    let ok = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(hi, amin);
+    let hi = _mm512_max_pd(amin, hi);
+    let lo = _mm512_maskz_mov_pd(ok, lo);
+    let k = _mm512_roundscale_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_pd(hi, _mm512_set1_pd(F64_LOG2E)),
+    );
+    let r = _mm512_fnmadd_pd(k, _mm512_set1_pd(F64_LN2_HI), hi);
+    let r = _mm512_add_pd(r, _mm512_fnmadd_pd(k, _mm512_set1_pd(F64_LN2_LO), lo));
+    let mut p = _mm512_set1_pd(F64_P[0]);
+    for &c in &F64_P[1..] {
+        p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(c));
+    }
+    let r2 = _mm512_mul_pd(r, r);
+    let y = _mm512_add_pd(_mm512_fmadd_pd(p, r2, r), _mm512_set1_pd(1.0));
+    _mm512_scalef_pd(y, k)
+}
+
+/// The exp argument of an `f64` row as a double word: `x - m` exactly (TwoSum), times `1/t`
+/// carried to about 2^-100 relative when not UNIT.
+#[derive(Clone, Copy)]
+struct ArgF64 {
+    m: __m512d,
+    neg_m: __m512d,
+    inv: __m512d,
+    inv_lo: __m512d,
+}
+
+impl ArgF64 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn new(m: f64, t: f64) -> ArgF64 {
+        let inv = 1.0 / t;
+        // 1/t = inv + inv_lo to about 2^-106 relative.
+        let inv_lo = (-t).mul_add(inv, 1.0) / t;
+        ArgF64 {
+            m: _mm512_set1_pd(m),
+            neg_m: _mm512_set1_pd(-m),
+            inv: _mm512_set1_pd(inv),
+            inv_lo: _mm512_set1_pd(inv_lo),
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: __m512d) -> (__m512d, __m512d) {
+    let d = _mm512_sub_pd(x, c.m);
+    let bb = _mm512_sub_pd(d, x);
+    let lo = _mm512_add_pd(
+        _mm512_sub_pd(x, _mm512_sub_pd(d, bb)),
+        _mm512_sub_pd(c.neg_m, bb),
+    );
+    // Near the overflow threshold (|x - m| close to f64::MAX) TwoSum's intermediates overflow
+    // and lo is NaN; so is l when d / t overflows. d alone is then the argument (no NaN may
+    // reach a result for finite input, contract S5).
+    let lo = finite_or_zero_pd(lo);
+    if UNIT {
+        (d, lo)
+    } else {
+        let h = _mm512_mul_pd(d, c.inv);
+        let l = _mm512_add_pd(
+            _mm512_fmsub_pd(d, c.inv, h),
+            _mm512_fmadd_pd(d, c.inv_lo, _mm512_mul_pd(lo, c.inv)),
+        );
+        (h, finite_or_zero_pd(l))
+    }
+}
+
+/// `v` where finite, 0 where infinite or NaN.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn finite_or_zero_pd(v: __m512d) -> __m512d {
+    let finite = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(_mm512_sub_pd(v, v), _mm512_setzero_pd());
+    _mm512_maskz_mov_pd(finite, v)
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn max_f64_impl(x: &[f64]) -> (f64, bool) {
+    let n = x.len();
+    let p = x.as_ptr();
+    let ninf = _mm512_set1_pd(f64::NEG_INFINITY);
+    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+    let mut nan: __mmask8 = 0;
+    let mut i = 0;
+    while i + 32 <= n {
+        let v0 = _mm512_loadu_pd(p.add(i));
+        let v1 = _mm512_loadu_pd(p.add(i + 8));
+        let v2 = _mm512_loadu_pd(p.add(i + 16));
+        let v3 = _mm512_loadu_pd(p.add(i + 24));
+        nan |=
+            _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v0, v1) | _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v2, v3);
+        m0 = _mm512_max_pd(v0, m0);
+        m1 = _mm512_max_pd(v1, m1);
+        m2 = _mm512_max_pd(v2, m2);
+        m3 = _mm512_max_pd(v3, m3);
+        i += 32;
+    }
+    while i + 8 <= n {
+        let v = _mm512_loadu_pd(p.add(i));
+        nan |= _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v, v);
+        m0 = _mm512_max_pd(v, m0);
+        i += 8;
+    }
+    if i < n {
+        let v = _mm512_mask_loadu_pd(ninf, mask8(n - i), p.add(i));
+        nan |= _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v, v);
+        m0 = _mm512_max_pd(v, m0);
+    }
+    let m = _mm512_max_pd(_mm512_max_pd(m0, m1), _mm512_max_pd(m2, m3));
+    (_mm512_reduce_max_pd(m), nan != 0)
+}
+
+/// Adds `v` to the compensated lane sums (`s`, `c`) (TwoSum).
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn two_sum_add(s: &mut __m512d, c: &mut __m512d, v: __m512d) {
+    let t = _mm512_add_pd(*s, v);
+    let bp = _mm512_sub_pd(t, *s);
+    let err = _mm512_add_pd(
+        _mm512_sub_pd(*s, _mm512_sub_pd(t, bp)),
+        _mm512_sub_pd(v, bp),
+    );
+    *c = _mm512_add_pd(*c, err);
+    *s = t;
+}
+
+/// Σ exp(arg(x)), storing the exps when STORE; sums of four vectors are added with
+/// compensation (TwoSum) in each lane.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_sum_f64<const UNIT: bool, const STORE: bool>(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    c: ArgF64,
+) -> f64 {
+    let ninf = _mm512_set1_pd(f64::NEG_INFINITY);
+    let mut s = _mm512_setzero_pd();
+    let mut comp = _mm512_setzero_pd();
+    let mut i = 0;
+    macro_rules! e {
+        ($x:expr) => {{
+            let (h, l) = arg_pd::<UNIT>(c, $x);
+            exp_pd(h, l)
+        }};
+    }
+    while i + 32 <= n {
+        let e0 = e!(_mm512_loadu_pd(src.add(i)));
+        let e1 = e!(_mm512_loadu_pd(src.add(i + 8)));
+        let e2 = e!(_mm512_loadu_pd(src.add(i + 16)));
+        let e3 = e!(_mm512_loadu_pd(src.add(i + 24)));
+        if STORE {
+            _mm512_storeu_pd(dst.add(i), e0);
+            _mm512_storeu_pd(dst.add(i + 8), e1);
+            _mm512_storeu_pd(dst.add(i + 16), e2);
+            _mm512_storeu_pd(dst.add(i + 24), e3);
+        }
+        let v = _mm512_add_pd(_mm512_add_pd(e0, e1), _mm512_add_pd(e2, e3));
+        two_sum_add(&mut s, &mut comp, v);
+        i += 32;
+    }
+    while i < n {
+        let k = if n - i >= 8 { 0xFF } else { mask8(n - i) };
+        // Lanes past the end read -inf, whose exp is exactly 0.
+        let e = e!(_mm512_mask_loadu_pd(ninf, k, src.add(i)));
+        if STORE {
+            _mm512_mask_storeu_pd(dst.add(i), k, e);
+        }
+        two_sum_add(&mut s, &mut comp, e);
+        i += 8;
+    }
+    _mm512_reduce_add_pd(s) + _mm512_reduce_add_pd(comp)
+}
+
+/// True when `1/t` is a normal number, so the vector path may multiply by it.
+#[inline]
+fn vector_temperature(t: f64) -> bool {
+    (1.0 / t).is_normal() && t.is_normal()
+}
+
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint); AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_store_sum_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+) -> f64 {
+    if t == 1.0 {
+        exp_sum_f64::<true, true>(src, dst, n, ArgF64::new(m, 1.0))
+    } else if vector_temperature(t) {
+        exp_sum_f64::<false, true>(src, dst, n, ArgF64::new(m, t))
+    } else {
+        scalar::exp_store_sum(src, dst, n, m, t)
+    }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn sum_exp_f64_impl(x: &[f64], m: f64, t: f64) -> f64 {
+    let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut());
+    if t == 1.0 {
+        exp_sum_f64::<true, false>(p, q, n, ArgF64::new(m, 1.0))
+    } else if vector_temperature(t) {
+        exp_sum_f64::<false, false>(p, q, n, ArgF64::new(m, t))
+    } else {
+        scalar::sum_exp(x, m, t)
+    }
+}
+
+/// # Safety
+/// `dst` valid for reads and writes of `n`; AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_f64(dst: *mut f64, n: usize, factor: f64) {
+    let f = _mm512_set1_pd(factor);
+    let mut i = 0;
+    while i + 32 <= n {
+        let v0 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i)), f);
+        let v1 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i + 8)), f);
+        let v2 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i + 16)), f);
+        let v3 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i + 24)), f);
+        _mm512_storeu_pd(dst.add(i), v0);
+        _mm512_storeu_pd(dst.add(i + 8), v1);
+        _mm512_storeu_pd(dst.add(i + 16), v2);
+        _mm512_storeu_pd(dst.add(i + 24), v3);
+        i += 32;
+    }
+    while i < n {
+        let k = if n - i >= 8 { 0xFF } else { mask8(n - i) };
+        let v = _mm512_maskz_loadu_pd(k, dst.add(i));
+        _mm512_mask_storeu_pd(dst.add(i), k, _mm512_mul_pd(v, f));
+        i += 8;
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn log_pd<const UNIT: bool>(c: ArgF64, ls: __m512d, x: __m512d) -> __m512d {
+    let (h, l) = arg_pd::<UNIT>(c, x);
+    // The low word is NaN when the high one is -inf: drop it there.
+    let l = _mm512_maskz_mov_pd(
+        _mm512_cmp_pd_mask::<_CMP_GT_OQ>(h, _mm512_set1_pd(f64::NEG_INFINITY)),
+        l,
+    );
+    _mm512_add_pd(_mm512_sub_pd(h, ls), l)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn write_log_f64<const UNIT: bool>(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    c: ArgF64,
+    log_sum: f64,
+    stream: bool,
+) {
+    let ls = _mm512_set1_pd(log_sum);
+    map_pd!(src, dst, n, stream, |x| log_pd::<UNIT>(c, ls, x));
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_scale_f64_impl<const UNIT: bool>(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    c: ArgF64,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm512_set1_pd(factor);
+    map_pd!(src, dst, n, stream, |x| {
+        let (h, l) = arg_pd::<UNIT>(c, x);
+        _mm512_mul_pd(exp_pd(h, l), f)
+    });
+}
+
+/// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f64` then `scale_f64` give.
+///
+/// # Safety
+/// As [`exp_store_sum_f64`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn exp_scale_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+    factor: f64,
+    stream: bool,
+) {
+    if t == 1.0 {
+        exp_scale_f64_impl::<true>(src, dst, n, ArgF64::new(m, 1.0), factor, stream)
+    } else if vector_temperature(t) {
+        exp_scale_f64_impl::<false>(src, dst, n, ArgF64::new(m, t), factor, stream)
+    } else {
+        scalar::exp_store_sum(src, dst, n, m, t);
+        scale_f64(dst, n, factor)
+    }
+}
+
+/// # Safety
+/// As [`exp_store_sum_f64`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn write_log_softmax_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+    log_sum: f64,
+    stream: bool,
+) {
+    if t == 1.0 {
+        write_log_f64::<true>(src, dst, n, ArgF64::new(m, 1.0), log_sum, stream)
+    } else if vector_temperature(t) {
+        write_log_f64::<false>(src, dst, n, ArgF64::new(m, t), log_sum, stream)
+    } else {
+        scalar::write_log_softmax(src, dst, n, m, t, log_sum, false)
+    }
+}
+
+/// dst = src * factor: the bits `scale_f64` gives.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_to_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    factor: f64,
+    stream: bool,
+) {
+    let f = _mm512_set1_pd(factor);
+    map_pd!(src, dst, n, stream, |x| _mm512_mul_pd(x, f));
+}
+
+fn max_f64(x: &[f64]) -> (f64, bool) {
+    // SAFETY: only reachable through `F64`, handed out only when the CPU has AVX-512F, AVX2
+    // and FMA.
+    unsafe { max_f64_impl(x) }
+}
+
+fn sum_exp_f64(x: &[f64], m: f64, t: f64) -> f64 {
+    // SAFETY: as `max_f64`.
+    unsafe { sum_exp_f64_impl(x, m, t) }
+}
+
+rows_kernel!(
+    rows_f64,
+    f64,
+    "avx512f,avx2,fma",
+    max_f64_impl,
+    exp_store_sum_f64,
+    sum_exp_f64_impl,
+    scale_f64,
+    scale_to_f64,
+    exp_scale_f64,
+    write_log_softmax_f64,
+    f64::ln
+);
+
+/// The AVX-512 table for `f64`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.
+pub(crate) static F64: Kernels<f64> = Kernels {
+    max: max_f64,
+    sum_exp: sum_exp_f64,
+    exp_store_sum: exp_store_sum_f64,
+    scale: scale_f64,
+    scale_to: scale_to_f64,
+    exp_scale: exp_scale_f64,
+    write_log_softmax: write_log_softmax_f64,
+    rows: rows_f64,
+};

@@ -1,0 +1,1126 @@
+//! The vector kernels of every level this CPU has, against the scalar twin and against an
+//! `f64` (double-word argument) reference: contracts S5, S6, S8, S9, S12.
+
+use logitkit::__kernels as k;
+use logitkit::{supported_levels, Op, SimdLevel};
+
+// ----------------------------------------------------------------------------------------------
+// Helpers
+// ----------------------------------------------------------------------------------------------
+
+/// SplitMix64: a small deterministic generator, so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+    fn normal(&mut self) -> f64 {
+        let u = self.unit().max(1e-300);
+        let v = self.unit();
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+fn vector_levels() -> Vec<SimdLevel> {
+    supported_levels()
+        .into_iter()
+        .filter(|&l| l != SimdLevel::Scalar)
+        .collect()
+}
+
+/// (x - m) / t as a double word (hi, lo).
+fn dd_arg(x: f64, m: f64, t: f64) -> (f64, f64) {
+    let d = x - m;
+    if !d.is_finite() {
+        return (d, 0.0);
+    }
+    let bb = d - x;
+    let lo = (x - (d - bb)) + (-m - bb);
+    if t == 1.0 {
+        return (d, lo);
+    }
+    let hi = d / t;
+    if !hi.is_finite() {
+        return (hi, 0.0);
+    }
+    let rem = (-hi).mul_add(t, d);
+    (hi, (rem + lo) / t)
+}
+
+fn dd_exp(hi: f64, lo: f64) -> f64 {
+    if hi == f64::NEG_INFINITY {
+        return 0.0;
+    }
+    let e = hi.exp();
+    e + e * lo
+}
+
+/// Neumaier sum.
+fn ksum(v: impl IntoIterator<Item = f64>) -> f64 {
+    let (mut s, mut c) = (0.0f64, 0.0f64);
+    for x in v {
+        let t = s + x;
+        if s.abs() >= x.abs() {
+            c += (s - t) + x;
+        } else {
+            c += (x - t) + s;
+        }
+        s = t;
+    }
+    s + c
+}
+
+/// Reference probabilities, log-probabilities and log-sum-exp (of x / t) of a finite row.
+fn reference(x: &[f64], t: f64) -> (Vec<f64>, Vec<f64>, f64) {
+    let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let args: Vec<(f64, f64)> = x.iter().map(|&v| dd_arg(v, m, t)).collect();
+    let e: Vec<f64> = args.iter().map(|&(h, l)| dd_exp(h, l)).collect();
+    let sum = ksum(e.iter().copied());
+    let ls = sum.ln();
+    let p = e.iter().map(|&v| v / sum).collect();
+    let lp = args.iter().map(|&(h, l)| (h - ls) + l).collect();
+    (p, lp, m / t + ls)
+}
+
+fn f32_row(x: &[f64]) -> Vec<f32> {
+    x.iter().map(|&v| v as f32).collect()
+}
+
+fn widen<C: logitkit::Float>(x: &[C]) -> Vec<f64> {
+    x.iter().map(|v| v.to_f64()).collect()
+}
+
+const LENS: &[usize] = &[
+    0,
+    1,
+    2,
+    3,
+    7,
+    8,
+    9,
+    15,
+    16,
+    17,
+    31,
+    32,
+    33,
+    63,
+    64,
+    65,
+    100,
+    1000,
+    k::BLOCK - 1,
+    k::BLOCK,
+    k::BLOCK + 1,
+];
+
+fn random_row(rng: &mut Rng, n: usize, scale: f64, neg_inf_every: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            if neg_inf_every > 0 && i % neg_inf_every == neg_inf_every - 1 {
+                f64::NEG_INFINITY
+            } else {
+                rng.normal() * scale
+            }
+        })
+        .collect()
+}
+
+// ----------------------------------------------------------------------------------------------
+// S12: levels
+// ----------------------------------------------------------------------------------------------
+
+#[test]
+fn s12_vector_levels_listed_for_this_cpu() {
+    let levels = supported_levels();
+    assert_eq!(levels[0], SimdLevel::Scalar);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let avx512 = avx2 && is_x86_feature_detected!("avx512f");
+        assert_eq!(levels.contains(&SimdLevel::Avx2), avx2);
+        assert_eq!(levels.contains(&SimdLevel::Avx512), avx512);
+    }
+    assert!(levels.contains(&logitkit::simd_level()));
+}
+
+// ----------------------------------------------------------------------------------------------
+// Every vector kernel against the scalar twin
+// ----------------------------------------------------------------------------------------------
+
+/// Results below these may be flushed to exactly 0 by a vector exp (AVX2 does, to keep
+/// underflowing multiplies off the fast path); they are far below the bounds of S8.
+const F32_FLUSHABLE: f64 = 1.66e-38;
+const F64_FLUSHABLE: f64 = 3.31e-308;
+
+/// Relative tolerance of a vector f32 exp against the (correctly rounded) scalar one, for an
+/// argument `a <= 0`: the polynomial, plus half an ulp of the f32 argument.
+fn f32_exp_tol(reference: f64, a: f64) -> f64 {
+    let sub = 2.0 * f32::from_bits(1) as f64;
+    if reference == 0.0 {
+        sub
+    } else {
+        reference * (3.0e-7 + 6.0e-8 * a.abs()) + sub
+    }
+}
+
+#[test]
+fn kernels_match_scalar_twin_f32_all_levels() {
+    let mut rng = Rng(1);
+    for level in vector_levels() {
+        for &n in LENS {
+            for (scale, every, t) in [(5.0, 0, 1.0), (20.0, 7, 1.0), (3.0, 5, 0.37), (8.0, 0, 3.0)]
+            {
+                let x = f32_row(&random_row(&mut rng, n, scale, every));
+                let ctx = format!("{level:?} n={n} scale={scale} t={t}");
+                let (m, nan) = k::max(level, &x);
+                let (ms, nans) = k::max(SimdLevel::Scalar, &x);
+                assert_eq!((m.to_bits(), nan), (ms.to_bits(), nans), "max {ctx}");
+                if n == 0 {
+                    assert_eq!(m, f32::NEG_INFINITY);
+                    continue;
+                }
+                let s = k::sum_exp(level, &x, m, t);
+                let ss = k::sum_exp(SimdLevel::Scalar, &x, m, t);
+                assert!((s - ss).abs() <= 1e-6 * ss, "sum_exp {ctx}: {s} vs {ss}");
+                let mut e = vec![0.0f32; n];
+                let mut es = vec![0.0f32; n];
+                let s2 = k::exp_store_sum(level, &x, &mut e, m, t);
+                let ss2 = k::exp_store_sum(SimdLevel::Scalar, &x, &mut es, m, t);
+                assert_eq!(
+                    s2.to_bits(),
+                    s.to_bits(),
+                    "exp_store_sum and sum_exp agree {ctx}"
+                );
+                assert!((s2 - ss2).abs() <= 1e-6 * ss2, "exp_store_sum {ctx}");
+                for i in 0..n {
+                    let a = (x[i] as f64 - m as f64) / t;
+                    let tol = f32_exp_tol(es[i] as f64, a);
+                    let flushed = e[i] == 0.0 && (es[i] as f64) < F32_FLUSHABLE;
+                    assert!(
+                        flushed || ((e[i] - es[i]) as f64).abs() <= tol,
+                        "exp {ctx} i={i} x={} got {} want {}",
+                        x[i],
+                        e[i],
+                        es[i]
+                    );
+                }
+                let f = 1.0 / ss2;
+                let mut sc = e.clone();
+                k::scale(level, &mut sc, f);
+                for i in 0..n {
+                    let want = e[i] as f64 * f;
+                    assert!(
+                        (sc[i] as f64 - want).abs() <= 1.5e-7 * want + 1e-45,
+                        "scale {ctx} i={i}"
+                    );
+                }
+                let ls = ss.ln();
+                let mut lp = vec![0.0f32; n];
+                let mut lps = vec![0.0f32; n];
+                k::write_log_softmax(level, &x, &mut lp, m, t, ls, false);
+                k::write_log_softmax(SimdLevel::Scalar, &x, &mut lps, m, t, ls, false);
+                for i in 0..n {
+                    if lps[i] == f32::NEG_INFINITY {
+                        assert_eq!(lp[i], f32::NEG_INFINITY, "log -inf {ctx} i={i}");
+                    } else {
+                        let tol = 3e-7 * (lps[i].abs() as f64).max(1.0);
+                        assert!(
+                            ((lp[i] - lps[i]) as f64).abs() <= tol,
+                            "log {ctx} i={i}: {} vs {}",
+                            lp[i],
+                            lps[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kernels_match_scalar_twin_f64_all_levels() {
+    let mut rng = Rng(2);
+    for level in vector_levels() {
+        for &n in LENS {
+            for (scale, every, t) in [
+                (5.0, 0, 1.0),
+                (200.0, 7, 1.0),
+                (3.0, 5, 0.37),
+                (50.0, 0, 3.0),
+            ] {
+                let x = random_row(&mut rng, n, scale, every);
+                let ctx = format!("{level:?} n={n} scale={scale} t={t}");
+                let (m, nan) = k::max(level, &x);
+                let (ms, nans) = k::max(SimdLevel::Scalar, &x);
+                assert_eq!((m.to_bits(), nan), (ms.to_bits(), nans), "max {ctx}");
+                if n == 0 {
+                    continue;
+                }
+                let s = k::sum_exp(level, &x, m, t);
+                let ss = k::sum_exp(SimdLevel::Scalar, &x, m, t);
+                assert!((s - ss).abs() <= 1e-14 * ss, "sum_exp {ctx}: {s} vs {ss}");
+                let mut e = vec![0.0f64; n];
+                let mut es = vec![0.0f64; n];
+                let s2 = k::exp_store_sum(level, &x, &mut e, m, t);
+                k::exp_store_sum(SimdLevel::Scalar, &x, &mut es, m, t);
+                assert_eq!(
+                    s2.to_bits(),
+                    s.to_bits(),
+                    "exp_store_sum and sum_exp agree {ctx}"
+                );
+                for i in 0..n {
+                    // The scalar twin rounds (x - m) / t; the vector kernels carry it exactly.
+                    let (h, l) = dd_arg(x[i], m, t);
+                    let want = dd_exp(h, l);
+                    let tol = want * 1e-15 + 1e-322;
+                    let flushed = e[i] == 0.0 && want < F64_FLUSHABLE;
+                    assert!(
+                        flushed || (e[i] - want).abs() <= tol,
+                        "exp {ctx} i={i} x={} got {} want {}",
+                        x[i],
+                        e[i],
+                        want
+                    );
+                }
+                let f = 1.0 / s;
+                let mut sc = e.clone();
+                let mut scs = e.clone();
+                k::scale(level, &mut sc, f);
+                k::scale(SimdLevel::Scalar, &mut scs, f);
+                assert_eq!(widen(&sc), widen(&scs), "scale {ctx}");
+                let ls = ss.ln();
+                let mut lp = vec![0.0f64; n];
+                k::write_log_softmax(level, &x, &mut lp, m, t, ls, false);
+                for i in 0..n {
+                    let (h, l) = dd_arg(x[i], m, t);
+                    let want = (h - ls) + l;
+                    if want == f64::NEG_INFINITY {
+                        assert_eq!(lp[i], want, "log -inf {ctx} i={i}");
+                    } else {
+                        assert!(
+                            (lp[i] - want).abs() <= 4e-16 * want.abs().max(1.0),
+                            "log {ctx} i={i}: {} vs {want}",
+                            lp[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The many-rows kernel gives the same bits as the block kernels it is built from.
+#[test]
+fn rows_kernel_matches_block_kernels_all_levels() {
+    let mut rng = Rng(3);
+    for level in supported_levels() {
+        for n in [1usize, 3, 7, 8, 9, 10, 15, 16, 17, 100, 1000] {
+            let count = 37;
+            let x = f32_row(&random_row(&mut rng, n * count, 4.0, 11));
+            let temps: Vec<f64> = (0..count).map(|i| [1.0, 0.5, 2.0][i % 3]).collect();
+            for op in [Op::Softmax, Op::LogSoftmax] {
+                let mut out = vec![0.0f32; n * count];
+                k::rows(level, op, &x, &mut out, n, &temps, false);
+                for r in 0..count {
+                    let xr = &x[r * n..(r + 1) * n];
+                    let mut want = vec![0.0f32; n];
+                    k::map_row(level, op, xr, &mut want, temps[r], false, false);
+                    let (m, _) = k::max(level, xr);
+                    let mut by_blocks = vec![0.0f32; n];
+                    if m == f32::NEG_INFINITY {
+                        by_blocks.fill(f32::NAN);
+                    } else if op == Op::Softmax {
+                        let s = k::exp_store_sum(level, xr, &mut by_blocks, m, temps[r]);
+                        k::scale(level, &mut by_blocks, 1.0 / s);
+                    } else {
+                        let s = k::sum_exp(level, xr, m, temps[r]);
+                        k::write_log_softmax(
+                            level,
+                            xr,
+                            &mut by_blocks,
+                            m,
+                            temps[r],
+                            k::row_ln::<f32>(level, s),
+                            false,
+                        );
+                    }
+                    let got = &out[r * n..(r + 1) * n];
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(got), bits(&want), "{level:?} {op:?} n={n} row {r}");
+                    assert_eq!(
+                        bits(got),
+                        bits(&by_blocks),
+                        "{level:?} {op:?} n={n} row {r}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// exp: exact points and measured error
+// ----------------------------------------------------------------------------------------------
+
+#[test]
+fn s6_exp_exact_points_all_levels() {
+    for level in supported_levels() {
+        let x = [
+            0.0f32,
+            f32::NEG_INFINITY,
+            -104.0,
+            -200.0,
+            -3e38,
+            f32::NAN,
+            -1e-30,
+        ];
+        let mut e = [9.0f32; 7];
+        k::exp_store_sum(level, &x, &mut e, 0.0, 1.0);
+        assert_eq!(e[0], 1.0, "{level:?} exp(0)");
+        assert_eq!(&e[1..5], &[0.0; 4], "{level:?} exp(very negative)");
+        assert!(e[5].is_nan(), "{level:?} NaN propagates");
+        assert_eq!(e[6], 1.0, "{level:?}");
+        let x = [
+            0.0f64,
+            f64::NEG_INFINITY,
+            -746.0,
+            -1000.0,
+            -1.7e308,
+            f64::NAN,
+            -1e-300,
+        ];
+        let mut e = [9.0f64; 7];
+        k::exp_store_sum(level, &x, &mut e, 0.0, 1.0);
+        assert_eq!(e[0], 1.0, "{level:?} exp(0)");
+        assert_eq!(&e[1..5], &[0.0; 4], "{level:?} exp(very negative)");
+        assert!(e[5].is_nan(), "{level:?} NaN propagates");
+        assert_eq!(e[6], 1.0, "{level:?}");
+    }
+}
+
+/// ulp error of `got` against the f64 value `want` (as an f32 result).
+fn ulp_err_f32(got: f32, want: f64) -> f64 {
+    let w = want as f32;
+    let ulp = if w == 0.0 || !w.is_normal() {
+        f32::from_bits(1) as f64
+    } else {
+        let e = (w.to_bits() >> 23) as i32 - 127;
+        2f64.powi(e - 23)
+    };
+    (got as f64 - want).abs() / ulp
+}
+
+/// Max ulp error of the f32 exp of `level` over every `step`-th f32 in [lo, 0] (by bit
+/// pattern), against libm's f64 exp; results flushed to 0 below `F32_FLUSHABLE` are skipped.
+fn f32_exp_max_ulp(level: SimdLevel, step: u32, lo: f32) -> (f64, f32) {
+    let start = 0x8000_0000u32; // -0.0
+    let end = lo.to_bits();
+    let mut worst = (0.0f64, 0.0f32);
+    let mut buf = Vec::with_capacity(k::BLOCK);
+    let mut out = vec![0.0f32; k::BLOCK];
+    let mut b = start;
+    while b <= end {
+        buf.clear();
+        while buf.len() < k::BLOCK && b <= end {
+            buf.push(f32::from_bits(b));
+            b = match b.checked_add(step) {
+                Some(v) => v,
+                None => break,
+            };
+        }
+        let o = &mut out[..buf.len()];
+        k::exp_store_sum(level, &buf, o, 0.0, 1.0);
+        for (&x, &y) in buf.iter().zip(o.iter()) {
+            let want = (x as f64).exp();
+            if y == 0.0 && want < F32_FLUSHABLE {
+                continue;
+            }
+            let u = ulp_err_f32(y, want);
+            if u > worst.0 {
+                worst = (u, x);
+            }
+        }
+    }
+    worst
+}
+
+#[test]
+fn s8_f32_exp_max_ulp_sampled_all_levels() {
+    for level in vector_levels() {
+        // Every 61st float from -0 down to -110 (about 18 million arguments).
+        let (u, x) = f32_exp_max_ulp(level, 61, -110.0);
+        eprintln!("{level:?}: f32 exp max error {u:.3} ulp at {x:e} (sampled)");
+        assert!(u <= 2.0, "{level:?}: {u} ulp at {x}");
+    }
+}
+
+/// Exhaustive: every f32 in [-110, 0] (about 1.1e9 arguments). Run with
+/// `cargo test --release --test kernels -- --ignored --nocapture s8_f32_exp_max_ulp_exhaustive`.
+#[test]
+#[ignore]
+fn s8_f32_exp_max_ulp_exhaustive() {
+    for level in vector_levels() {
+        let (u, x) = f32_exp_max_ulp(level, 1, -110.0);
+        eprintln!("{level:?}: f32 exp max error {u:.3} ulp at {x:e} (exhaustive)");
+        assert!(u <= 2.0, "{level:?}: {u} ulp at {x}");
+    }
+}
+
+#[test]
+fn s8_f64_exp_max_ulp_sampled_all_levels() {
+    let mut rng = Rng(4);
+    let x: Vec<f64> = (0..200_000)
+        .map(|i| {
+            if i % 2 == 0 {
+                rng.uniform(-745.0, 0.0)
+            } else {
+                rng.uniform(-2.0, 0.0)
+            }
+        })
+        .collect();
+    for level in vector_levels() {
+        let mut e = vec![0.0f64; x.len()];
+        for (xc, ec) in x.chunks(k::BLOCK).zip(e.chunks_mut(k::BLOCK)) {
+            k::exp_store_sum(level, xc, ec, 0.0, 1.0);
+        }
+        let mut worst = 0.0f64;
+        for (&a, &y) in x.iter().zip(&e) {
+            let want = a.exp();
+            if want.is_normal() && !(y == 0.0 && want < F64_FLUSHABLE) {
+                let ulp = f64::EPSILON * 2f64.powi(want.log2().floor() as i32);
+                worst = worst.max((y - want).abs() / ulp);
+            }
+        }
+        eprintln!("{level:?}: f64 exp max error {worst:.3} ulp against libm (sampled)");
+        assert!(worst <= 3.0, "{level:?}: {worst} ulp");
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// S8: accuracy on 262144-entry rows, through the block path of each level
+// ----------------------------------------------------------------------------------------------
+
+const LONG: usize = 262_144;
+
+fn s8_f32_case(level: SimdLevel, name: &str, x64: &[f64], t: f64) {
+    let x = f32_row(x64);
+    let xr = widen(&x);
+    let (p_ref, lp_ref, lse_ref) = reference(&xr, t);
+    let mut p = vec![0.0f32; x.len()];
+    let mut lp = vec![0.0f32; x.len()];
+    k::map_row(level, Op::Softmax, &x, &mut p, t, false, false);
+    k::map_row(level, Op::LogSoftmax, &x, &mut lp, t, false, false);
+    let (mut w12, mut w30, mut wl) = (0.0f64, 0.0f64, 0.0f64);
+    for i in 0..x.len() {
+        assert!(p[i].is_finite(), "{level:?} {name}: p[{i}] = {}", p[i]);
+        let r = p_ref[i];
+        let rel = ((p[i] as f64) - r).abs() / r;
+        if r >= 1e-12 {
+            w12 = w12.max(rel);
+        } else if r >= 1e-30 {
+            w30 = w30.max(rel);
+        }
+        if lp[i] == f32::NEG_INFINITY {
+            assert!(r < 1e-38, "{level:?} {name}: log -inf at p = {r}");
+        } else {
+            assert!(lp[i].is_finite(), "{level:?} {name}: lp[{i}] = {}", lp[i]);
+            let e = ((lp[i] as f64) - lp_ref[i]).abs() / lp_ref[i].abs().max(1.0);
+            wl = wl.max(e);
+        }
+    }
+    let sum = ksum(p.iter().map(|&v| v as f64));
+    eprintln!(
+        "{level:?} f32 {name}: rel err {w12:.2e} (p>=1e-12), {w30:.2e} (p>=1e-30), \
+         sum-1 {:.2e}, log {wl:.2e}",
+        sum - 1.0
+    );
+    assert!(
+        w12 <= 2e-6,
+        "{level:?} {name}: rel err {w12:e} for p >= 1e-12"
+    );
+    assert!(
+        w30 <= 1e-5,
+        "{level:?} {name}: rel err {w30:e} for p >= 1e-30"
+    );
+    assert!((sum - 1.0).abs() <= 1e-6, "{level:?} {name}: sum {sum}");
+    assert!(wl <= 2e-6, "{level:?} {name}: log err {wl:e}");
+    if t == 1.0 {
+        let lse = k::logsumexp(level, &x, false) as f64;
+        let e = (lse - lse_ref).abs() / lse_ref.abs().max(1.0);
+        assert!(e <= 2e-6, "{level:?} {name}: logsumexp {lse} vs {lse_ref}");
+    }
+}
+
+fn s8_f32(level: SimdLevel) {
+    if !supported_levels().contains(&level) {
+        eprintln!("{level:?} not on this CPU: skipped");
+        return;
+    }
+    let mut rng = Rng(5);
+    let spread: Vec<f64> = (0..LONG).map(|_| rng.uniform(-30.0, 10.0)).collect();
+    s8_f32_case(level, "uniform[-30,10]", &spread, 1.0);
+    let normal: Vec<f64> = (0..LONG).map(|_| rng.normal() * 4.0).collect();
+    s8_f32_case(level, "normal*4 t=0.37", &normal, 0.37);
+    let small: Vec<f64> = (0..LONG).map(|_| rng.uniform(-0.3, 0.05)).collect();
+    s8_f32_case(level, "uniform[-0.3,0.05] t=0.01", &small, 0.01);
+    let wide: Vec<f64> = (0..LONG).map(|_| rng.uniform(-80.0, 0.0)).collect();
+    s8_f32_case(level, "uniform[-80,0]", &wide, 1.0);
+    let big: Vec<f64> = (0..LONG).map(|_| 1e4 + rng.uniform(-60.0, 0.0)).collect();
+    s8_f32_case(level, "1e4+uniform[-60,0] t=1.7", &big, 1.7);
+}
+
+fn s8_f64_case(level: SimdLevel, name: &str, x: &[f64], t: f64) {
+    let (p_ref, lp_ref, lse_ref) = reference(x, t);
+    let mut p = vec![0.0f64; x.len()];
+    let mut lp = vec![0.0f64; x.len()];
+    k::map_row(level, Op::Softmax, x, &mut p, t, false, false);
+    k::map_row(level, Op::LogSoftmax, x, &mut lp, t, false, false);
+    let (mut wp, mut wl) = (0.0f64, 0.0f64);
+    for i in 0..x.len() {
+        assert!(
+            p[i].is_finite() && !lp[i].is_nan(),
+            "{level:?} {name}: i={i}"
+        );
+        if p_ref[i] >= 1e-250 {
+            wp = wp.max((p[i] - p_ref[i]).abs() / p_ref[i]);
+        }
+        if lp_ref[i].is_finite() {
+            wl = wl.max((lp[i] - lp_ref[i]).abs() / lp_ref[i].abs().max(1.0));
+        }
+    }
+    eprintln!("{level:?} f64 {name}: rel err {wp:.2e} (p>=1e-250), log {wl:.2e}");
+    assert!(wp <= 1e-13, "{level:?} {name}: rel err {wp:e}");
+    assert!(wl <= 1e-13, "{level:?} {name}: log err {wl:e}");
+    if t == 1.0 {
+        let lse = k::logsumexp(level, x, false);
+        let e = (lse - lse_ref).abs() / lse_ref.abs().max(1.0);
+        assert!(e <= 1e-13, "{level:?} {name}: logsumexp {lse} vs {lse_ref}");
+    }
+}
+
+fn s8_f64(level: SimdLevel) {
+    if !supported_levels().contains(&level) {
+        eprintln!("{level:?} not on this CPU: skipped");
+        return;
+    }
+    let mut rng = Rng(6);
+    let wide: Vec<f64> = (0..LONG).map(|_| rng.uniform(-600.0, 0.0)).collect();
+    s8_f64_case(level, "uniform[-600,0]", &wide, 1.0);
+    let normal: Vec<f64> = (0..LONG).map(|_| rng.normal() * 60.0).collect();
+    s8_f64_case(level, "normal*60 t=0.7", &normal, 0.7);
+    let small: Vec<f64> = (0..LONG).map(|_| rng.uniform(-60.0, 0.0)).collect();
+    s8_f64_case(level, "uniform[-60,0] t=0.1", &small, 0.1);
+    let big: Vec<f64> = (0..LONG).map(|_| -1e6 + rng.uniform(-500.0, 0.0)).collect();
+    s8_f64_case(level, "-1e6+uniform[-500,0]", &big, 1.0);
+}
+
+#[test]
+fn s8_f32_accuracy_262144_scalar() {
+    s8_f32(SimdLevel::Scalar);
+}
+
+#[test]
+fn s8_f32_accuracy_262144_avx2() {
+    s8_f32(SimdLevel::Avx2);
+}
+
+#[test]
+fn s8_f32_accuracy_262144_avx512() {
+    s8_f32(SimdLevel::Avx512);
+}
+
+#[test]
+fn s8_f64_accuracy_262144_scalar() {
+    s8_f64(SimdLevel::Scalar);
+}
+
+#[test]
+fn s8_f64_accuracy_262144_avx2() {
+    s8_f64(SimdLevel::Avx2);
+}
+
+#[test]
+fn s8_f64_accuracy_262144_avx512() {
+    s8_f64(SimdLevel::Avx512);
+}
+
+// ----------------------------------------------------------------------------------------------
+// S5 and S6 at every level, short rows and multi-block rows
+// ----------------------------------------------------------------------------------------------
+
+const S6_LENS: &[usize] = &[1, 5, 16, 17, 100, 3 * k::BLOCK + 5];
+
+fn run_all<C: logitkit::Real>(
+    level: SimdLevel,
+    x: &[C],
+    t: f64,
+) -> (Vec<C>, Vec<C>, Vec<C>, Vec<C>) {
+    let mut p = vec![C::default(); x.len()];
+    let mut lp = vec![C::default(); x.len()];
+    let mut pp = vec![C::default(); x.len()];
+    let mut lpp = vec![C::default(); x.len()];
+    k::map_row(level, Op::Softmax, x, &mut p, t, false, false);
+    k::map_row(level, Op::LogSoftmax, x, &mut lp, t, false, false);
+    // The second pair: blocks over the pool, and the streaming schedule.
+    k::map_row(level, Op::Softmax, x, &mut pp, t, true, true);
+    k::map_row(level, Op::LogSoftmax, x, &mut lpp, t, true, true);
+    (p, lp, pp, lpp)
+}
+
+#[test]
+fn s6_nan_row_all_levels() {
+    for level in supported_levels() {
+        for &n in S6_LENS {
+            for pos in [0, n / 2, n - 1] {
+                let mut x = vec![1.0f32; n];
+                x[pos] = f32::NAN;
+                let (p, lp, pp, lpp) = run_all(level, &x, 1.0);
+                for v in [&p, &lp, &pp, &lpp] {
+                    assert!(v.iter().all(|v| v.is_nan()), "{level:?} n={n} pos={pos}");
+                }
+                assert!(k::logsumexp(level, &x, false).is_nan());
+                let mut x = vec![1.0f64; n];
+                x[pos] = f64::NAN;
+                if n - 1 - pos != pos {
+                    x[n - 1 - pos] = f64::INFINITY;
+                }
+                let (p, lp, pp, lpp) = run_all(level, &x, 0.5);
+                for v in [&p, &lp, &pp, &lpp] {
+                    assert!(v.iter().all(|v| v.is_nan()), "{level:?} n={n} pos={pos}");
+                }
+                assert!(k::logsumexp(level, &x, true).is_nan(), "NaN wins over +inf");
+            }
+        }
+    }
+}
+
+#[test]
+fn s6_pos_inf_row_all_levels() {
+    for level in supported_levels() {
+        for &n in S6_LENS {
+            let mut x = vec![-2.0f32; n];
+            x[n - 1] = f32::INFINITY;
+            let (p, lp, pp, lpp) = run_all(level, &x, 1.0);
+            for v in [&p, &lp, &pp, &lpp] {
+                assert!(v.iter().all(|v| v.is_nan()), "{level:?} n={n}");
+            }
+            assert_eq!(k::logsumexp(level, &x, false), f32::INFINITY);
+            assert_eq!(k::logsumexp(level, &x, true), f32::INFINITY);
+        }
+    }
+}
+
+#[test]
+fn s6_all_neg_inf_row_all_levels() {
+    for level in supported_levels() {
+        for &n in S6_LENS {
+            let x = vec![f64::NEG_INFINITY; n];
+            let (p, lp, pp, lpp) = run_all(level, &x, 1.0);
+            for v in [&p, &lp, &pp, &lpp] {
+                assert!(v.iter().all(|v| v.is_nan()), "{level:?} n={n}");
+            }
+            assert_eq!(k::logsumexp(level, &x, false), f64::NEG_INFINITY);
+            assert_eq!(k::logsumexp::<f32>(level, &[], false), f32::NEG_INFINITY);
+        }
+    }
+}
+
+#[test]
+fn s6_neg_inf_entries_exact_zero_all_levels() {
+    let mut rng = Rng(7);
+    for level in supported_levels() {
+        for &n in S6_LENS {
+            // Masked entries, including whole blocks of -inf in the long row.
+            let x: Vec<f32> = (0..n)
+                .map(|i| {
+                    if i % 3 == 1 || (k::BLOCK..2 * k::BLOCK).contains(&i) {
+                        f32::NEG_INFINITY
+                    } else {
+                        rng.normal() as f32
+                    }
+                })
+                .collect();
+            for t in [1.0, 0.3] {
+                let (p, lp, pp, lpp) = run_all(level, &x, t);
+                for i in 0..n {
+                    if x[i] == f32::NEG_INFINITY {
+                        assert_eq!(p[i].to_bits(), 0, "{level:?} n={n} i={i}");
+                        assert_eq!(pp[i].to_bits(), 0);
+                        assert_eq!(lp[i], f32::NEG_INFINITY);
+                        assert_eq!(lpp[i], f32::NEG_INFINITY);
+                    } else {
+                        assert!(p[i] > 0.0 && lp[i].is_finite(), "{level:?} n={n} i={i}");
+                    }
+                }
+                let s = ksum(p.iter().map(|&v| v as f64));
+                assert!((s - 1.0).abs() <= 1e-6, "{level:?} n={n}: sum {s}");
+            }
+        }
+    }
+}
+
+#[test]
+fn s5_huge_magnitudes_f32_all_levels() {
+    for level in supported_levels() {
+        for &n in S6_LENS {
+            if n < 2 {
+                continue;
+            }
+            let mut x = vec![-3e38f32; n];
+            x[n / 2] = 3e38;
+            x[0] = f32::MAX;
+            x[n - 1] = -f32::MAX;
+            for t in [1.0, 1e-30, 1e30, 7.0] {
+                let (p, lp, pp, lpp) = run_all(level, &x, t);
+                for v in [&p, &pp] {
+                    assert!(v.iter().all(|v| v.is_finite()), "{level:?} n={n} t={t}");
+                    assert_eq!(
+                        ksum(v.iter().map(|&v| v as f64)),
+                        1.0,
+                        "{level:?} n={n} t={t}"
+                    );
+                }
+                for v in [&lp, &lpp] {
+                    assert!(v.iter().all(|v| !v.is_nan() && *v != f32::INFINITY));
+                    assert_eq!(v[0], 0.0, "{level:?} n={n} t={t}");
+                }
+            }
+            // softmax([1e30, 0], temperature=1e-30) is [1, 0].
+            let y = [1e30f32, 0.0];
+            let (p, _, _, _) = run_all(level, &y, 1e-30);
+            assert_eq!(p, vec![1.0, 0.0], "{level:?}");
+            assert_eq!(k::logsumexp(level, &x, false), f32::MAX);
+        }
+    }
+}
+
+#[test]
+fn s5_huge_magnitudes_f64_all_levels() {
+    for level in supported_levels() {
+        for &n in S6_LENS {
+            if n < 2 {
+                continue;
+            }
+            let mut x = vec![-1.7e308f64; n];
+            x[n / 2] = 1.7e308;
+            x[n - 1] = 1e-300;
+            for t in [1.0, 1e-30, 1e-300, 1e-310, 1e300, 7.0] {
+                let (p, lp, pp, lpp) = run_all(level, &x, t);
+                for v in [&p, &pp] {
+                    assert!(v.iter().all(|v| v.is_finite()), "{level:?} n={n} t={t}");
+                    assert_eq!(v[n / 2], 1.0, "{level:?} n={n} t={t}");
+                }
+                for v in [&lp, &lpp] {
+                    assert!(v.iter().all(|v| !v.is_nan() && *v != f64::INFINITY));
+                    assert_eq!(v[n / 2], 0.0, "{level:?} n={n} t={t}");
+                }
+            }
+            // A subnormal temperature that still resolves small differences.
+            let y = [0.0f64, -5e-324];
+            let (p, _, _, _) = run_all(level, &y, 5e-324);
+            let want = [
+                1.0 / (1.0 + (-1f64).exp()),
+                (-1f64).exp() / (1.0 + (-1f64).exp()),
+            ];
+            assert!(
+                (p[0] - want[0]).abs() < 1e-15 && (p[1] - want[1]).abs() < 1e-15,
+                "{p:?}"
+            );
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// S9: bitwise the same whatever the thread count
+// ----------------------------------------------------------------------------------------------
+
+fn bits32(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn bits64(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn s9_thread_count_bitwise() {
+    let mut rng = Rng(8);
+    let n = 300_007;
+    let x: Vec<f32> = (0..n).map(|_| (rng.normal() * 6.0) as f32).collect();
+    let x64: Vec<f64> = (0..n).map(|_| rng.normal() * 30.0).collect();
+    // Many short rows too.
+    let rows: Vec<f32> = (0..65536 * 10).map(|_| rng.normal() as f32).collect();
+    let run = |threads: usize| {
+        logitkit::set_num_threads(threads).unwrap();
+        let mut p = vec![0.0f32; n];
+        let mut lp = vec![0.0f32; n];
+        let mut p64 = vec![0.0f64; n];
+        let mut pr = vec![0.0f32; rows.len()];
+        logitkit::softmax(&x, &mut p, 1.0).unwrap();
+        logitkit::log_softmax(&x, &mut lp, 0.8).unwrap();
+        logitkit::softmax(&x64, &mut p64, 2.5).unwrap();
+        logitkit::softmax_rows(&rows, &mut pr, 10, 0.9.into()).unwrap();
+        let lse = logitkit::logsumexp(&x);
+        (
+            bits32(&p),
+            bits32(&lp),
+            bits64(&p64),
+            bits32(&pr),
+            lse.to_bits(),
+        )
+    };
+    let one = run(1);
+    let two = run(2);
+    let three = run(3);
+    assert!(one == two, "1 vs 2 threads");
+    assert!(one == three, "1 vs 3 threads");
+}
+
+#[test]
+fn s9_blocks_parallel_bitwise_all_levels() {
+    let mut rng = Rng(9);
+    let n = 5 * k::BLOCK + 123;
+    let x: Vec<f32> = (0..n).map(|_| (rng.normal() * 6.0) as f32).collect();
+    for level in supported_levels() {
+        let (p, lp, pp, lpp) = run_all(level, &x, 0.7);
+        assert_eq!(bits32(&p), bits32(&pp), "{level:?}");
+        assert_eq!(bits32(&lp), bits32(&lpp), "{level:?}");
+        assert_eq!(
+            k::logsumexp(level, &x, false).to_bits(),
+            k::logsumexp(level, &x, true).to_bits()
+        );
+    }
+}
+
+/// The streaming schedule (sum, then exp * factor with non-temporal stores) gives the bits of
+/// the caching one (exp stored with the sum, then scaled), whatever the alignment.
+#[test]
+fn s9_stream_schedule_bitwise_all_levels() {
+    let mut rng = Rng(12);
+    for level in supported_levels() {
+        for n in [1usize, 5, 16, 17, 40, 100, 1000, k::BLOCK, 3 * k::BLOCK + 5] {
+            let x64 = random_row(&mut rng, n + 16, 5.0, 9);
+            let x32 = f32_row(&x64);
+            for off in [0usize, 1, 3, 7, 15] {
+                for t in [1.0, 0.7] {
+                    let xs = &x32[off..off + n];
+                    let mut a = vec![0.0f32; n + 16];
+                    let mut b = vec![0.0f32; n + 16];
+                    for op in [Op::Softmax, Op::LogSoftmax] {
+                        k::map_row(level, op, xs, &mut a[off..off + n], t, false, false);
+                        k::map_row(level, op, xs, &mut b[off..off + n], t, false, true);
+                        assert_eq!(bits32(&a), bits32(&b), "{level:?} {op:?} n={n} off={off}");
+                    }
+                    let m = k::max(level, xs).0;
+                    if m > f32::NEG_INFINITY {
+                        let s = k::exp_store_sum(level, xs, &mut a[off..off + n], m, t);
+                        k::scale(level, &mut a[off..off + n], 1.0 / s);
+                        k::exp_scale(level, xs, &mut b[off..off + n], m, t, 1.0 / s, true);
+                        assert_eq!(
+                            bits32(&a),
+                            bits32(&b),
+                            "{level:?} exp_scale n={n} off={off}"
+                        );
+                    }
+                    let xs = &x64[off..off + n];
+                    let mut a = vec![0.0f64; n + 16];
+                    let mut b = vec![0.0f64; n + 16];
+                    for op in [Op::Softmax, Op::LogSoftmax] {
+                        k::map_row(level, op, xs, &mut a[off..off + n], t, false, false);
+                        k::map_row(level, op, xs, &mut b[off..off + n], t, false, true);
+                        assert_eq!(bits64(&a), bits64(&b), "{level:?} {op:?} n={n} off={off}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The streaming schedule through the many-rows kernel, and for a row too long for the scratch
+/// buffer (exps computed twice), gives the bits of the caching one.
+#[test]
+fn s9_stream_schedule_rows_and_long_row_bitwise_all_levels() {
+    let mut rng = Rng(14);
+    for level in supported_levels() {
+        for n in [10usize, 17, 100, 1000, k::BLOCK] {
+            let count = 5;
+            let x = f32_row(&random_row(&mut rng, n * count, 6.0, 13));
+            let temps = [1.0, 0.3, 2.0, 1.0, 0.9];
+            for op in [Op::Softmax, Op::LogSoftmax] {
+                let mut a = vec![0.0f32; x.len()];
+                let mut b = vec![0.0f32; x.len()];
+                k::rows(level, op, &x, &mut a, n, &temps, false);
+                k::rows(level, op, &x, &mut b, n, &temps, true);
+                assert_eq!(bits32(&a), bits32(&b), "{level:?} {op:?} rows n={n}");
+            }
+        }
+        let n = (4 << 20) / 4 + 1001;
+        let x = f32_row(&random_row(&mut rng, n, 6.0, 0));
+        let mut a = vec![0.0f32; n];
+        let mut b = vec![0.0f32; n];
+        k::map_row(level, Op::Softmax, &x, &mut a, 0.8, false, false);
+        k::map_row(level, Op::Softmax, &x, &mut b, 0.8, true, true);
+        assert_eq!(bits32(&a), bits32(&b), "{level:?} long row");
+    }
+}
+
+#[test]
+fn s9_row_independent_of_batch() {
+    let mut rng = Rng(10);
+    for n in [10usize, 1000, 20_000] {
+        let count = 40;
+        let x: Vec<f32> = (0..n * count)
+            .map(|_| (rng.normal() * 3.0) as f32)
+            .collect();
+        let mut all = vec![0.0f32; x.len()];
+        logitkit::log_softmax_rows(&x, &mut all, n, 1.0.into()).unwrap();
+        for r in [0, 17, count - 1] {
+            let mut one = vec![0.0f32; n];
+            logitkit::log_softmax(&x[r * n..(r + 1) * n], &mut one, 1.0).unwrap();
+            assert_eq!(
+                bits32(&one),
+                bits32(&all[r * n..(r + 1) * n]),
+                "n={n} row {r}"
+            );
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Properties
+// ----------------------------------------------------------------------------------------------
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            8 => -50.0f32..50.0,
+            1 => Just(f32::NEG_INFINITY),
+            1 => -3e38f32..3e38,
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// S5/S8: every level meets S8 against the f64 reference on random finite or masked rows.
+        #[test]
+        fn s8_levels_agree_with_scalar(x in proptest::collection::vec(entry(), 1..300),
+                                       t in prop_oneof![Just(1.0f64), 0.01f64..100.0]) {
+            let (want, _, _) = reference(&widen(&x), t);
+            let all_masked = x.iter().all(|&v| v == f32::NEG_INFINITY);
+            for level in vector_levels() {
+                let mut p = vec![0.0f32; x.len()];
+                k::map_row(level, Op::Softmax, &x, &mut p, t, false, false);
+                if all_masked {
+                    prop_assert!(p.iter().all(|v| v.is_nan()));
+                    continue;
+                }
+                for i in 0..x.len() {
+                    prop_assert!(p[i].is_finite());
+                    let (a, b) = (p[i] as f64, want[i]);
+                    if b >= 1e-12 {
+                        prop_assert!((a - b).abs() <= 2e-6 * b, "{:?} i={} {} vs {}", level, i, a, b);
+                    } else if b >= 1e-30 {
+                        prop_assert!((a - b).abs() <= 1e-5 * b, "{:?} i={} {} vs {}", level, i, a, b);
+                    } else {
+                        prop_assert!(a < 1.1e-30);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn s8_row_ln_accuracy_all_levels() {
+    let mut rng = Rng(11);
+    for level in supported_levels() {
+        for i in 0..100_000 {
+            let x = if i < 1000 {
+                1.0 + i as f64 * 1e-3
+            } else {
+                (rng.uniform(0.0, 40.0)).exp()
+            };
+            let got = k::row_ln::<f32>(level, x);
+            assert!(
+                (got - x.ln()).abs() <= 1e-10 * x.ln().max(1.0),
+                "{level:?} ln({x}) = {got}"
+            );
+            assert_eq!(k::row_ln::<f64>(level, x), x.ln());
+        }
+        assert_eq!(k::row_ln::<f32>(level, 1.0), 0.0);
+    }
+}
+
+/// S9: a vector's result depends only on the vector: in place or not, strided or contiguous,
+/// alone or in a batch with per-row temperatures.
+#[test]
+fn s9_layout_and_in_place_bitwise() {
+    let mut rng = Rng(13);
+    for (count, n) in [(3usize, 3 * k::BLOCK + 5), (40, 1000), (700, 10), (33, 16)] {
+        let x: Vec<f32> = (0..count * n)
+            .map(|_| (rng.normal() * 4.0) as f32)
+            .collect();
+        let temps: Vec<f64> = (0..count).map(|i| 0.5 + (i % 5) as f64 * 0.3).collect();
+        let mut rows = vec![0.0f32; x.len()];
+        logitkit::softmax_rows(&x, &mut rows, n, (&temps[..]).into()).unwrap();
+        let mut in_place = x.clone();
+        logitkit::softmax_rows_in_place(&mut in_place, n, (&temps[..]).into()).unwrap();
+        assert_eq!(bits32(&rows), bits32(&in_place), "in place {count}x{n}");
+        for r in [0, count / 2, count - 1] {
+            let mut one = vec![0.0f32; n];
+            logitkit::softmax(&x[r * n..(r + 1) * n], &mut one, temps[r]).unwrap();
+            assert_eq!(
+                bits32(&one),
+                bits32(&rows[r * n..(r + 1) * n]),
+                "alone {count}x{n} row {r}"
+            );
+        }
+        // The same vectors as the columns of the transposed array (strided lanes).
+        let mut xt = vec![0.0f32; x.len()];
+        for r in 0..count {
+            for j in 0..n {
+                xt[j * count + r] = x[r * n + j];
+            }
+        }
+        let mut outt = vec![0.0f32; x.len()];
+        let lanes = logitkit::Lanes::from_strided(&[n, count], &[count as isize, 1], 0);
+        // SAFETY: both buffers hold the n x count array the lanes describe; they are distinct.
+        unsafe {
+            logitkit::lanes::map_lanes(
+                Op::Softmax,
+                xt.as_ptr(),
+                &lanes,
+                outt.as_mut_ptr(),
+                &lanes,
+                (&temps[..]).into(),
+            )
+            .unwrap();
+        }
+        for r in 0..count {
+            for j in 0..n {
+                assert_eq!(
+                    outt[j * count + r].to_bits(),
+                    rows[r * n + j].to_bits(),
+                    "strided {count}x{n} row {r} col {j}"
+                );
+            }
+        }
+    }
+}
