@@ -29,6 +29,7 @@ mod kernels;
 pub mod lanes;
 mod parallel;
 mod row;
+pub mod sampling;
 mod simd;
 mod softmax;
 mod temperature;
@@ -41,6 +42,9 @@ pub use error::{Error, Result};
 pub use lanes::Lanes;
 pub use parallel::{available_cpus, get_num_threads, set_num_threads, NUM_THREADS_ENV};
 pub use row::Op;
+pub use sampling::{
+    filter_logits, filter_logits_rows, sample, sample_rows, RowParam, Sampler, SamplingParams, Seed,
+};
 pub use simd::{simd_level, supported_levels, SimdLevel};
 pub use softmax::{
     log_softmax, log_softmax_in_place, log_softmax_rows, log_softmax_rows_in_place, logsumexp,
