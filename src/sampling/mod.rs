@@ -64,6 +64,8 @@ mod params;
 mod rng;
 mod select;
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
@@ -145,6 +147,21 @@ fn row_max<T: Float>(row: &[T], conv: &mut Vec<T::Compute>) -> Result<T::Compute
     }
 }
 
+/// Runs `f` with this thread's scratch for compute type `C` (kept between calls, so that
+/// sampling a row allocates nothing in the steady state).
+fn with_work<C: Real, R>(f: impl FnOnce(&mut Work<C>) -> R) -> R {
+    thread_local! {
+        static CACHE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+    }
+    let mut w: Box<Work<C>> = CACHE
+        .with(|c| c.borrow_mut().take())
+        .and_then(|b| b.downcast().ok())
+        .unwrap_or_default();
+    let r = f(&mut w);
+    CACHE.with(|c| *c.borrow_mut() = Some(w));
+    r
+}
+
 /// Runs `f(row, work)` for every row, in parallel on the crate's pool when the batch is large.
 fn for_rows<C: Real, R: Send>(
     rows: usize,
@@ -155,12 +172,11 @@ fn for_rows<C: Real, R: Send>(
         install(|| {
             (0..rows)
                 .into_par_iter()
-                .map_init(Work::default, |w, r| f(r, w))
+                .map(|r| with_work(|w| f(r, w)))
                 .collect()
         })
     } else {
-        let mut w = Work::default();
-        (0..rows).map(|r| f(r, &mut w)).collect()
+        with_work(|w| (0..rows).map(|r| f(r, w)).collect())
     }
 }
 

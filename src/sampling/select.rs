@@ -54,18 +54,25 @@ pub(crate) struct Work<C> {
     pub row_ws: Vec<C>,
     band: Vec<usize>,
     band2: Vec<usize>,
+    /// Positions (in the set) of the tokens equal to the last cut's value that it keeps.
+    tie_pos: Vec<usize>,
+    cand: Bufs<C>,
+    cmax: Vec<C>,
+    sel: Vec<C>,
+    ids: Vec<u16>,
     hist: Vec<f64>,
     bhist: Vec<f64>,
     chunks: Vec<f64>,
 }
 
 /// The tokens a row keeps after temperature and filters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Kept {
     /// Exactly one token (temperature 0, top-p 0, top-k 1, or `V = 1`).
     Greedy(usize),
-    /// Every token of the row (weights, if asked for, in `Work::row_ws`).
-    Row,
+    /// The tokens of the row that `cut` keeps, every token for `None` (weights, if asked
+    /// for, in `Work::row_ws`, those of removed tokens set to 0).
+    Row(Option<Cut>),
     /// The tokens of `Work::cur` (weights, if asked for, in `Work::cur.ws`).
     List,
 }
@@ -73,13 +80,10 @@ pub(crate) enum Kept {
 /// Level 0 bucket: `floor((m - x) / T * NB / Z_SPAN)`, capped. Non-increasing in `x`.
 #[inline(always)]
 fn z_bucket(x: f64, m: f64, zc: f64) -> usize {
-    let b = (m - x) * zc;
-    if b >= (NB - 1) as f64 {
-        NB - 1
-    } else {
-        // NaN (0 * inf, for x == m at a subnormal temperature) casts to 0: the top bucket.
-        b as usize
-    }
+    // `max` maps NaN (0 * inf, for x == m at a subnormal temperature) to 0: the top bucket.
+    let b = ((m - x) * zc).max(0.0).min((NB - 1) as f64);
+    // SAFETY: `b` is finite and in [0, NB - 1], so it fits a u32.
+    unsafe { b.to_int_unchecked::<u32>() as usize }
 }
 
 /// The first bucket (from the top) at which the running weight reaches the target, and the
@@ -125,20 +129,35 @@ fn find_cut<C: Real>(
     } else {
         w.hist.clear();
         w.hist.resize(NB, 0.0);
+        w.ids.clear();
+        w.ids.resize(n, 0);
+        for (id, &x) in w.ids.iter_mut().zip(xs) {
+            *id = z_bucket(x.to_f64(), m, zc) as u16;
+        }
         for start in (0..n).step_by(BLOCK) {
+            let end = (start + BLOCK).min(n);
             w.bhist.clear();
-            w.bhist.resize(NB, 0.0);
-            for j in start..(start + BLOCK).min(n) {
-                w.bhist[z_bucket(xs[j].to_f64(), m, zc)] += weight(j);
+            w.bhist.resize(2 * NB, 0.0);
+            // Two interleaved histograms, so that runs of one bucket do not serialise.
+            let (h0, h1) = w.bhist.split_at_mut(NB);
+            let mut j = start;
+            while j + 1 < end {
+                h0[w.ids[j] as usize] += weight(j);
+                h1[w.ids[j + 1] as usize] += weight(j + 1);
+                j += 2;
             }
-            for (t, &b) in w.hist.iter_mut().zip(&w.bhist) {
-                *t += b;
+            if j < end {
+                h0[w.ids[j] as usize] += weight(j);
+            }
+            for ((t, &a), &b) in w.hist.iter_mut().zip(h0.iter()).zip(h1.iter()) {
+                *t += a + b;
             }
         }
         let (b, c) = pick(&w.hist, 0.0, &reached);
         cum = c;
+        let b = b as u16;
         w.band
-            .extend((0..n).filter(|&j| z_bucket(xs[j].to_f64(), m, zc) == b));
+            .extend(w.ids.iter().enumerate().filter(|&(_, &id)| id == b).map(|(j, _)| j));
     }
     loop {
         let band = &mut w.band;
@@ -154,19 +173,17 @@ fn find_cut<C: Real>(
         }
         if hi == f64::NEG_INFINITY || (hi == lo && !neg_inf) {
             // One logit value: ties go by position, which is the band's order.
-            for (r, &j) in band.iter().enumerate() {
+            let mut r = band.len();
+            for (i, &j) in band.iter().enumerate() {
                 cum += weight(j);
                 if reached(cum) {
-                    return Cut {
-                        value: hi,
-                        ties: r + 1,
-                    };
+                    r = i + 1;
+                    break;
                 }
             }
-            return Cut {
-                value: hi,
-                ties: band.len(),
-            };
+            w.tie_pos.clear();
+            w.tie_pos.extend_from_slice(&band[..r]);
+            return Cut { value: hi, ties: r };
         }
         if band.len() <= SORT_MAX {
             band.sort_unstable_by(|&a, &b| {
@@ -180,7 +197,8 @@ fn find_cut<C: Real>(
                 value: f64::NAN,
                 ties: 0,
             };
-            for &j in band.iter() {
+            let mut end = band.len();
+            for (i, &j) in band.iter().enumerate() {
                 let x = xs[j].to_f64();
                 cut = if x == cut.value {
                     Cut {
@@ -192,9 +210,13 @@ fn find_cut<C: Real>(
                 };
                 cum += weight(j);
                 if reached(cum) {
+                    end = i + 1;
                     break;
                 }
             }
+            // The kept ties are the last `ties` of the kept part, in position order.
+            w.tie_pos.clear();
+            w.tie_pos.extend_from_slice(&band[end - cut.ties..end]);
             return cut;
         }
         // Linear buckets over [lo, hi] (halved so that hi - lo cannot overflow); -inf last.
@@ -366,9 +388,156 @@ fn draw<C: Real>(ws: &[C], chunks: &[f64], total: f64, u: f64) -> usize {
         .expect("a chunk with a positive sum has a positive weight")
 }
 
+/// Tokens per chunk of the top-k candidate search.
+const KCH: usize = 64;
+
+/// Top-k of the row into `w.cur`.
+///
+/// With `k` at most a quarter of the number of chunks of [`KCH`] tokens: the `k`-th largest
+/// chunk maximum `t` bounds the `k`-th largest logit from below (`k` chunks each hold a
+/// token `>= t`), so the top `k` are among the tokens `>= t`, all of which lie in the chunks
+/// whose maximum is `>= t`. Only those chunks are scanned, and the exact cut is found among
+/// the candidates. Otherwise (large `k`), [`find_cut`] over the row.
+fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) {
+    let nch = x.len().div_ceil(KCH);
+    let mut cur = std::mem::take(&mut w.cur);
+    if k.saturating_mul(4) > nch {
+        let cut = find_cut(x, None, m, zc, k as f64, 1.0, w);
+        filter_into(x, None, None, cut_keeper(cut), &mut cur);
+        w.cur = cur;
+        return;
+    }
+    let kern = kernels::<C>();
+    w.cmax.clear();
+    w.cmax.extend(x.chunks(KCH).map(|c| (kern.max)(c).0));
+    w.sel.clear();
+    w.sel.extend_from_slice(&w.cmax);
+    let (_, &mut t, _) = w.sel.select_nth_unstable_by(k - 1, |a, b| {
+        b.partial_cmp(a).expect("no NaN in a validated row")
+    });
+    let mut cand = std::mem::take(&mut w.cand);
+    cand.clear();
+    for (c, &cm) in w.cmax.iter().enumerate() {
+        if cm >= t {
+            let start = c * KCH;
+            for (j, &e) in x[start..(start + KCH).min(x.len())].iter().enumerate() {
+                if e >= t {
+                    cand.idx.push(start + j);
+                    cand.xs.push(e);
+                }
+            }
+        }
+    }
+    let cut = find_cut(&cand.xs, None, m, zc, k as f64, 1.0, w);
+    filter_into(&cand.xs, Some(&cand.idx), None, cut_keeper(cut), &mut cur);
+    w.cand = cand;
+    w.cur = cur;
+}
+
+/// The more restrictive of two cuts (both keep prefixes of the same order).
+fn tighter(a: Option<Cut>, b: Cut) -> Cut {
+    match a {
+        None => b,
+        Some(a) if a.value > b.value || (a.value == b.value && a.ties <= b.ties) => a,
+        Some(_) => b,
+    }
+}
+
+/// Σ `w` over the tokens with `x > v` (`x >= v` when `INCL`), eight lanes, branch-free (about
+/// half of the tokens may go either way).
+#[inline]
+fn masked_lane_sum<C: Real, const INCL: bool>(ws: &[C], xs: &[C], v: f64) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let mut wi = ws.chunks_exact(8);
+    let mut xi = xs.chunks_exact(8);
+    let keep = |e: C| -> f64 {
+        let e = e.to_f64();
+        (if INCL { e >= v } else { e > v }) as u8 as f64
+    };
+    for (wv, xv) in (&mut wi).zip(&mut xi) {
+        for l in 0..8 {
+            acc[l] += wv[l].to_f64() * keep(xv[l]);
+        }
+    }
+    for (l, (&we, &xe)) in wi.remainder().iter().zip(xi.remainder()).enumerate() {
+        acc[l] += we.to_f64() * keep(xe);
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// The draw over the tokens of the row a cut keeps, without copying them: chunk sums of the
+/// weights masked by `x > cut.value` (or `>=` for an inclusive cut, `ties == usize::MAX`),
+/// then the kept tokens equal to the cut value (`ties`, positions), in that order.
+/// Returns `(token, total kept weight)`.
+fn draw_row_cut<C: Real>(
+    x: &[C],
+    ws: &[C],
+    cut: Cut,
+    ties: &[usize],
+    chunks: &mut Vec<f64>,
+    u: f64,
+) -> (usize, f64) {
+    let v = cut.value;
+    let incl = cut.ties == usize::MAX;
+    let keep = move |e: f64| if incl { e >= v } else { e > v };
+    chunks.clear();
+    for (wc, xc) in ws.chunks(CHUNK).zip(x.chunks(CHUNK)) {
+        chunks.push(if incl {
+            masked_lane_sum::<C, true>(wc, xc, v)
+        } else {
+            masked_lane_sum::<C, false>(wc, xc, v)
+        });
+    }
+    let mut acc = SumAcc::default();
+    chunks.iter().for_each(|&c| acc.add(c));
+    let tie_sum: f64 = ties.iter().map(|&j| ws[j].to_f64()).sum();
+    acc.add(tie_sum);
+    let total = acc.total();
+    let target = u * total;
+    let mut cum = 0.0;
+    let mut last_chunk = None;
+    let last_in = |c: usize| {
+        let start = c * CHUNK;
+        (start..(start + CHUNK).min(ws.len()))
+            .rev()
+            .find(|&j| ws[j].to_f64() > 0.0 && keep(x[j].to_f64()))
+    };
+    for (c, &cs) in chunks.iter().enumerate() {
+        if cs > 0.0 {
+            if cum + cs > target {
+                let start = c * CHUNK;
+                for j in start..(start + CHUNK).min(ws.len()) {
+                    let wj = ws[j].to_f64();
+                    if wj > 0.0 && keep(x[j].to_f64()) {
+                        cum += wj;
+                        if cum > target {
+                            return (j, total);
+                        }
+                    }
+                }
+                // Rounding between the chunk's lane sum and the running sum.
+                return (last_in(c).expect("a positive chunk has a kept token"), total);
+            }
+            cum += cs;
+            last_chunk = Some(c);
+        }
+    }
+    let mut last = last_chunk.and_then(last_in);
+    for &j in ties {
+        let wj = ws[j].to_f64();
+        if wj > 0.0 {
+            last = Some(j);
+            cum += wj;
+            if cum > target {
+                return (j, total);
+            }
+        }
+    }
+    (last.expect("the row's maximum is kept, with weight 1"), total)
+}
+
 /// The kept set of one validated row `x` with maximum `m` (finite). With `want_weights`, the
-/// weights of the kept set are computed too (in `Work::row_ws` for [`Kept::Row`], in
-/// `Work::cur.ws` for [`Kept::List`]).
+/// weights of the kept set are computed too (see [`Kept`]).
 pub(crate) fn select<C: Real>(
     x: &[C],
     m: C,
@@ -386,43 +555,34 @@ pub(crate) fn select<C: Real>(
     }
     let mf = m.to_f64();
     let zc = (1.0 / cfg.t) * (NB as f64 / Z_SPAN);
+    // The current set: the row restricted by `row_cut`, or the list `w.cur`.
     let mut list = false;
+    let mut row_cut: Option<Cut> = None;
     let mut have_w = false;
     if cfg.k < v {
-        let cut = find_cut(x, None, mf, zc, cfg.k as f64, 1.0, w);
-        let mut cur = std::mem::take(&mut w.cur);
-        filter_into(x, None, None, cut_keeper(cut), &mut cur);
-        w.cur = cur;
+        top_k(x, cfg.k, mf, zc, w);
         list = true;
     }
     if cfg.p < 1.0 {
-        let (xs, mut ws) = if list {
-            (std::mem::take(&mut w.cur.xs), std::mem::take(&mut w.cur.ws))
+        if list {
+            let mut ws = std::mem::take(&mut w.cur.ws);
+            let xs = std::mem::take(&mut w.cur.xs);
+            exp_weights(&xs, m, cfg.t, &mut ws);
+            let total = weight_total(&ws, &mut w.chunks);
+            let cut = find_cut(&xs, Some(&ws), mf, zc, cfg.p, total, w);
+            let idx = std::mem::take(&mut w.cur.idx);
+            let mut alt = std::mem::take(&mut w.alt);
+            filter_into(&xs, Some(&idx), Some(&ws), cut_keeper(cut), &mut alt);
+            w.alt = Bufs { idx, xs, ws };
+            w.cur = alt;
         } else {
-            (Vec::new(), std::mem::take(&mut w.row_ws))
-        };
-        let set: &[C] = if list { &xs } else { x };
-        exp_weights(set, m, cfg.t, &mut ws);
-        let total = weight_total(&ws, &mut w.chunks);
-        let cut = find_cut(set, Some(&ws), mf, zc, cfg.p, total, w);
-        let mut alt = std::mem::take(&mut w.alt);
-        let idx = std::mem::take(&mut w.cur.idx);
-        filter_into(
-            set,
-            list.then_some(&idx[..]),
-            Some(&ws),
-            cut_keeper(cut),
-            &mut alt,
-        );
-        // Recycle the buffers.
-        w.alt = Bufs { idx, xs, ws: Vec::new() };
-        if !list {
+            // The kept set may be most of the row: keep it as a cut of the row.
+            let mut ws = std::mem::take(&mut w.row_ws);
+            exp_weights(x, m, cfg.t, &mut ws);
+            let total = weight_total(&ws, &mut w.chunks);
+            row_cut = Some(find_cut(x, Some(&ws), mf, zc, cfg.p, total, w));
             w.row_ws = ws;
-        } else {
-            w.alt.ws = ws;
         }
-        w.cur = alt;
-        list = true;
         have_w = true;
     }
     if cfg.mp > 0.0 {
@@ -439,69 +599,101 @@ pub(crate) fn select<C: Real>(
             );
             std::mem::swap(&mut w.cur, &mut alt);
             w.alt = alt;
+        } else if have_w {
+            row_cut = Some(tighter(
+                row_cut,
+                Cut {
+                    value: thr,
+                    ties: usize::MAX,
+                },
+            ));
+            w.alt = alt;
         } else {
+            // Only the tokens above the threshold need weights.
             filter_into(x, None, None, |x| x >= thr, &mut alt);
             w.alt = std::mem::replace(&mut w.cur, alt);
+            list = true;
         }
-        list = true;
     }
-    if want_weights && !have_w {
-        if list {
+    if list {
+        if want_weights && !have_w {
             let mut ws = std::mem::take(&mut w.cur.ws);
             exp_weights(&w.cur.xs, m, cfg.t, &mut ws);
             w.cur.ws = ws;
-        } else {
+        }
+        return Kept::List;
+    }
+    if want_weights {
+        if !have_w {
             let mut ws = std::mem::take(&mut w.row_ws);
             exp_weights(x, m, cfg.t, &mut ws);
             w.row_ws = ws;
         }
     }
-    if list {
-        Kept::List
-    } else {
-        Kept::Row
-    }
+    Kept::Row(row_cut)
 }
 
 /// Draws one token of a validated row: `(token id, log-probability under the kept set)`.
-pub(crate) fn sample_row<C: Real>(x: &[C], m: C, cfg: RowCfg, u: f64, w: &mut Work<C>) -> (usize, f64) {
-    match select(x, m, cfg, w, true) {
-        Kept::Greedy(i) => (i, 0.0),
-        kept => {
-            let (ws, idx) = match kept {
-                Kept::Row => (&w.row_ws[..], None),
-                _ => (&w.cur.ws[..], Some(&w.cur.idx[..])),
-            };
-            let total = weight_total(ws, &mut w.chunks);
-            let j = draw(ws, &w.chunks, total, u);
-            let tok = idx.map_or(j, |i| i[j]);
-            let logprob = (x[tok].to_f64() - m.to_f64()) / cfg.t - total.ln();
-            (tok, logprob)
-        }
+pub(crate) fn sample_row<C: Real>(
+    x: &[C],
+    m: C,
+    cfg: RowCfg,
+    u: f64,
+    w: &mut Work<C>,
+) -> (usize, f64) {
+    let kept = select(x, m, cfg, w, true);
+    if let Kept::Greedy(i) = kept {
+        return (i, 0.0);
     }
+    let (tok, total) = match kept {
+        Kept::List => {
+            let total = weight_total(&w.cur.ws, &mut w.chunks);
+            (w.cur.idx[draw(&w.cur.ws, &w.chunks, total, u)], total)
+        }
+        Kept::Row(None) => {
+            let total = weight_total(&w.row_ws, &mut w.chunks);
+            (draw(&w.row_ws, &w.chunks, total, u), total)
+        }
+        Kept::Row(Some(cut)) => {
+            let ties: &[usize] = if cut.ties == usize::MAX {
+                &[]
+            } else {
+                &w.tie_pos
+            };
+            draw_row_cut(x, &w.row_ws, cut, ties, &mut w.chunks, u)
+        }
+        Kept::Greedy(_) => unreachable!(),
+    };
+    let logprob = (x[tok].to_f64() - m.to_f64()) / cfg.t - total.ln();
+    (tok, logprob)
 }
 
-/// Writes the filtered logits of a validated row (contract P7) through `put(token, value)`:
-/// kept tokens `x / T` (the greedy token of `T = 0` keeps `x`), the others `-inf`.
+/// Writes the filtered logits of a validated row (contract P7) to `out`: kept tokens `x / T`
+/// (the greedy token of `T = 0` keeps `x`), the others `-inf`.
 pub(crate) fn filter_row<C: Real>(x: &[C], m: C, cfg: RowCfg, w: &mut Work<C>, out: &mut [C]) {
+    let scaled = |e: C| C::from_f64(e.to_f64() / cfg.t);
     match select(x, m, cfg, w, false) {
         Kept::Greedy(i) => {
             out.fill(C::NEG_INFINITY);
-            out[i] = if cfg.t == 0.0 {
-                x[i]
-            } else {
-                C::from_f64(x[i].to_f64() / cfg.t)
-            };
+            out[i] = if cfg.t == 0.0 { x[i] } else { scaled(x[i]) };
         }
-        Kept::Row => {
+        Kept::Row(cut) => {
+            let mut keep = cut_keeper(cut.unwrap_or(Cut {
+                value: f64::NEG_INFINITY,
+                ties: usize::MAX,
+            }));
             for (o, &e) in out.iter_mut().zip(x) {
-                *o = C::from_f64(e.to_f64() / cfg.t);
+                *o = if keep(e.to_f64()) {
+                    scaled(e)
+                } else {
+                    C::NEG_INFINITY
+                };
             }
         }
         Kept::List => {
             out.fill(C::NEG_INFINITY);
             for (&i, &e) in w.cur.idx.iter().zip(&w.cur.xs) {
-                out[i] = C::from_f64(e.to_f64() / cfg.t);
+                out[i] = scaled(e);
             }
         }
     }
