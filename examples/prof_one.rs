@@ -18,9 +18,18 @@ fn main() {
         })
         .collect();
     let params = match case.as_str() {
-        "k" => SamplingParams { top_k: 50.into(), ..Default::default() },
-        "m" => SamplingParams { min_p: 0.05.into(), ..Default::default() },
-        _ => SamplingParams { top_p: 0.9.into(), ..Default::default() },
+        "k" => SamplingParams {
+            top_k: 50.into(),
+            ..Default::default()
+        },
+        "m" => SamplingParams {
+            min_p: 0.05.into(),
+            ..Default::default()
+        },
+        _ => SamplingParams {
+            top_p: 0.9.into(),
+            ..Default::default()
+        },
     };
     let mut tok = [0i64];
     for i in 0..300 {

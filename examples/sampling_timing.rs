@@ -59,9 +59,21 @@ fn main() {
         ),
         ("plain", SamplingParams::default()),
         ("greedy", SamplingParams::greedy()),
-        ("k=50", SamplingParams { top_k: 50.into(), ..Default::default() }),
+        (
+            "k=50",
+            SamplingParams {
+                top_k: 50.into(),
+                ..Default::default()
+            },
+        ),
     ];
-    for &(rows, v) in &[(1, 32000), (1, 128256), (8, 128256), (32, 128256), (128, 151936)] {
+    for &(rows, v) in &[
+        (1, 32000),
+        (1, 128256),
+        (8, 128256),
+        (32, 128256),
+        (128, 151936),
+    ] {
         let x = logits(rows * v, 1);
         let mut out = vec![0.0f32; x.len()];
         let reps = if rows >= 32 { 5 } else { 20 };

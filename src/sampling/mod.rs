@@ -294,14 +294,7 @@ pub fn sample_rows<T: Float>(
 /// ```
 pub fn sample<T: Float>(logits: &[T], params: &SamplingParams, seed: &Seed) -> Result<(i64, f64)> {
     let (mut tok, mut lp) = ([0i64], [0.0f64]);
-    sample_rows(
-        logits,
-        logits.len(),
-        params,
-        seed,
-        &mut tok,
-        Some(&mut lp),
-    )?;
+    sample_rows(logits, logits.len(), params, seed, &mut tok, Some(&mut lp))?;
     Ok((tok[0], lp[0]))
 }
 

@@ -156,8 +156,13 @@ fn find_cut<C: Real>(
         let (b, c) = pick(&w.hist, 0.0, &reached);
         cum = c;
         let b = b as u16;
-        w.band
-            .extend(w.ids.iter().enumerate().filter(|&(_, &id)| id == b).map(|(j, _)| j));
+        w.band.extend(
+            w.ids
+                .iter()
+                .enumerate()
+                .filter(|&(_, &id)| id == b)
+                .map(|(j, _)| j),
+        );
     }
     loop {
         let band = &mut w.band;
@@ -296,9 +301,8 @@ pub(crate) fn min_p_threshold(m: f64, t: f64, mp: f64) -> f64 {
             b | (1 << 63)
         }
     };
-    let from_key = |k: u64| -> f64 {
-        f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
-    };
+    let from_key =
+        |k: u64| -> f64 { f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k }) };
     let (mut lo, mut hi) = (key(f64::NEG_INFINITY), key(m));
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
@@ -320,7 +324,15 @@ fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>) {
         let len = BLOCK.min(xs.len() - start);
         // SAFETY: `xs` and `ws` both hold `xs.len()` elements, the block lies inside both, and
         // they are distinct allocations (one borrowed shared, the other mutably).
-        unsafe { (k.exp_store_sum)(xs.as_ptr().add(start), ws.as_mut_ptr().add(start), len, m, t) };
+        unsafe {
+            (k.exp_store_sum)(
+                xs.as_ptr().add(start),
+                ws.as_mut_ptr().add(start),
+                len,
+                m,
+                t,
+            )
+        };
     }
 }
 
@@ -516,7 +528,10 @@ fn draw_row_cut<C: Real>(
                     }
                 }
                 // Rounding between the chunk's lane sum and the running sum.
-                return (last_in(c).expect("a positive chunk has a kept token"), total);
+                return (
+                    last_in(c).expect("a positive chunk has a kept token"),
+                    total,
+                );
             }
             cum += cs;
             last_chunk = Some(c);
@@ -533,7 +548,10 @@ fn draw_row_cut<C: Real>(
             }
         }
     }
-    (last.expect("the row's maximum is kept, with weight 1"), total)
+    (
+        last.expect("the row's maximum is kept, with weight 1"),
+        total,
+    )
 }
 
 /// The kept set of one validated row `x` with maximum `m` (finite). With `want_weights`, the
@@ -623,12 +641,10 @@ pub(crate) fn select<C: Real>(
         }
         return Kept::List;
     }
-    if want_weights {
-        if !have_w {
-            let mut ws = std::mem::take(&mut w.row_ws);
-            exp_weights(x, m, cfg.t, &mut ws);
-            w.row_ws = ws;
-        }
+    if want_weights && !have_w {
+        let mut ws = std::mem::take(&mut w.row_ws);
+        exp_weights(x, m, cfg.t, &mut ws);
+        w.row_ws = ws;
     }
     Kept::Row(row_cut)
 }
@@ -705,10 +721,23 @@ mod tests {
 
     #[test]
     fn p3_min_p_threshold_is_exact() {
-        for &(m, t, mp) in &[(0.0, 1.0, 0.05), (3.5, 0.7, 0.5), (1e30, 1e-30, 0.9), (-2.0, 3.0, 1.0)] {
+        for &(m, t, mp) in &[
+            (0.0, 1.0, 0.05),
+            (3.5, 0.7, 0.5),
+            (1e30, 1e-30, 0.9),
+            (-2.0, 3.0, 1.0),
+        ] {
             let y = min_p_threshold(m, t, mp);
             assert!(((y - m) / t).exp() >= mp);
-            let below = if y == 0.0 { -f64::MIN_POSITIVE } else { f64::from_bits(if y > 0.0 { y.to_bits() - 1 } else { y.to_bits() + 1 }) };
+            let below = if y == 0.0 {
+                -f64::MIN_POSITIVE
+            } else {
+                f64::from_bits(if y > 0.0 {
+                    y.to_bits() - 1
+                } else {
+                    y.to_bits() + 1
+                })
+            };
             assert!(((below - m) / t).exp() < mp, "{m} {t} {mp}: {y}");
         }
     }
