@@ -76,7 +76,7 @@ fn main() {
     ] {
         let x = logits(rows * v, 1);
         let mut out = vec![0.0f32; x.len()];
-        let reps = if rows >= 32 { 5 } else { 20 };
+        let reps = if rows >= 32 { 10 } else { 40 };
         let soft = best_of(reps, || softmax_rows(&x, &mut out, v, 1.0.into()).unwrap());
         let mut line = format!("({rows:>3},{v:>6}) softmax {:>9.1} us", soft * 1e6);
         for (name, params) in &cases {

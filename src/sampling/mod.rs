@@ -60,6 +60,7 @@
 //! Parameters, lengths and every row are checked before anything is drawn: a call that
 //! returns an error draws nothing and advances no [`Sampler`].
 
+mod hot;
 mod params;
 mod rng;
 mod select;
@@ -76,7 +77,7 @@ pub use rng::Seed;
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, BLOCK};
-use crate::parallel::{install, is_parallel};
+use crate::parallel::{get_num_threads, install, is_parallel};
 use rng::Streams;
 use select::{filter_row, sample_row, Work};
 
@@ -125,12 +126,20 @@ fn as_compute<'a, T: Float>(row: &'a [T], conv: &'a mut Vec<T::Compute>) -> &'a 
 }
 
 /// The maximum of a row, or what makes it unusable (P8).
-fn row_max<T: Float>(row: &[T], conv: &mut Vec<T::Compute>) -> Result<T::Compute, &'static str> {
+fn row_max<T: Float>(
+    row: &[T],
+    conv: &mut Vec<T::Compute>,
+    par: bool,
+) -> Result<T::Compute, &'static str> {
     let x = as_compute(row, conv);
     let k = kernels::<T::Compute>();
     let (mut m, mut nan) = (<T::Compute as Real>::NEG_INFINITY, false);
-    for b in x.chunks(BLOCK) {
-        let (bm, bn) = (k.max)(b);
+    let blocks: Vec<(T::Compute, bool)> = if par && x.len() > BLOCK {
+        x.par_chunks(BLOCK).map(k.max).collect()
+    } else {
+        x.chunks(BLOCK).map(k.max).collect()
+    };
+    for (bm, bn) in blocks {
         if bm > m {
             m = bm;
         }
@@ -162,21 +171,40 @@ fn with_work<C: Real, R>(f: impl FnOnce(&mut Work<C>) -> R) -> R {
     r
 }
 
-/// Runs `f(row, work)` for every row, in parallel on the crate's pool when the batch is large.
+/// Runs `f(row, work)` for every row on the crate's pool when the batch is large: whole rows
+/// per task when there are at least as many rows as threads, else one row after another with
+/// each row's passes split across the threads (`work.par`). Rows are cut into blocks at fixed
+/// offsets either way, so results do not depend on the thread count.
 fn for_rows<C: Real, R: Send>(
     rows: usize,
     vocab: usize,
     f: impl Fn(usize, &mut Work<C>) -> R + Sync + Send,
 ) -> Vec<R> {
-    if rows > 1 && is_parallel(rows.saturating_mul(vocab)) {
+    if !is_parallel(rows.saturating_mul(vocab)) {
+        return with_work(|w| {
+            w.par = false;
+            (0..rows).map(|r| f(r, w)).collect()
+        });
+    }
+    if rows >= get_num_threads() {
         install(|| {
             (0..rows)
                 .into_par_iter()
-                .map(|r| with_work(|w| f(r, w)))
+                .map(|r| {
+                    with_work(|w| {
+                        w.par = false;
+                        f(r, w)
+                    })
+                })
                 .collect()
         })
     } else {
-        with_work(|w| (0..rows).map(|r| f(r, w)).collect())
+        install(|| {
+            with_work(|w| {
+                w.par = vocab > BLOCK;
+                (0..rows).map(|r| f(r, w)).collect()
+            })
+        })
     }
 }
 
@@ -189,7 +217,7 @@ fn validate<T: Float>(
     let rows = rows_of(logits.len(), vocab)?;
     params.validate(rows)?;
     let maxes = for_rows::<T::Compute, _>(rows, vocab, |r, w| {
-        row_max(&logits[r * vocab..(r + 1) * vocab], &mut w.conv)
+        row_max(&logits[r * vocab..(r + 1) * vocab], &mut w.conv, w.par)
     });
     maxes
         .into_iter()

@@ -1,8 +1,13 @@
 //! One row of sampling: the kept set of contract P3 without sorting the vocabulary (P9), and
 //! the inverse-CDF draw. See the module documentation of [`crate::sampling`] for the scheme.
 
+use super::hot::{
+    count_at_least, first_eq, gather_at_least, lane_sum, masked_lane_sum, positions_eq, z_ids,
+};
 use super::params::RowCfg;
 use crate::element::Real;
+use rayon::prelude::*;
+
 use crate::kernels::{kernels, SumAcc, BLOCK};
 
 /// Buckets of one histogram level.
@@ -61,7 +66,8 @@ pub(crate) struct Work<C> {
     sel: Vec<C>,
     ids: Vec<u16>,
     hist: Vec<f64>,
-    bhist: Vec<f64>,
+    /// Split the passes over a row across the current rayon pool.
+    pub par: bool,
     chunks: Vec<f64>,
 }
 
@@ -75,15 +81,6 @@ pub(crate) enum Kept {
     Row(Option<Cut>),
     /// The tokens of `Work::cur` (weights, if asked for, in `Work::cur.ws`).
     List,
-}
-
-/// Level 0 bucket: `floor((m - x) / T * NB / Z_SPAN)`, capped. Non-increasing in `x`.
-#[inline(always)]
-fn z_bucket(x: f64, m: f64, zc: f64) -> usize {
-    // `max` maps NaN (0 * inf, for x == m at a subnormal temperature) to 0: the top bucket.
-    let b = ((m - x) * zc).max(0.0).min((NB - 1) as f64);
-    // SAFETY: `b` is finite and in [0, NB - 1], so it fits a u32.
-    unsafe { b.to_int_unchecked::<u32>() as usize }
 }
 
 /// The first bucket (from the top) at which the running weight reaches the target, and the
@@ -103,13 +100,14 @@ fn pick(hist: &[f64], mut cum: f64, reached: &impl Fn(f64) -> bool) -> (usize, f
 }
 
 /// Finds the shortest prefix, in the order (logit descending, position ascending), whose
-/// weight reaches `target` (`running weight / denom >= target`, in `f64`). Weights are `ws`,
+/// weight, plus `cum0` (the weight of tokens above the set), reaches `target` (`running weight / denom >= target`, in `f64`). Weights are `ws`,
 /// or 1 per token when `ws` is `None` (then `target` is a count).
 ///
 /// Level 0 is a histogram of `z = (m - x) / T` (fixed buckets, summed per block of [`BLOCK`]
 /// tokens and then in block order, so the sums do not depend on threads). Only the bucket
 /// where the target is crossed is looked at further: histograms linear in the logit over that
 /// band's range, until the band is small (sorted) or a run of equal logits (in position order).
+#[allow(clippy::too_many_arguments)]
 fn find_cut<C: Real>(
     xs: &[C],
     ws: Option<&[C]>,
@@ -117,12 +115,13 @@ fn find_cut<C: Real>(
     zc: f64,
     target: f64,
     denom: f64,
+    cum0: f64,
     w: &mut Work<C>,
 ) -> Cut {
     let weight = |j: usize| -> f64 { ws.map_or(1.0, |ws| ws[j].to_f64()) };
     let reached = |cum: f64| cum / denom >= target;
     let n = xs.len();
-    let mut cum = 0.0;
+    let mut cum = cum0;
     w.band.clear();
     if n <= SORT_MAX {
         w.band.extend(0..n);
@@ -131,38 +130,55 @@ fn find_cut<C: Real>(
         w.hist.resize(NB, 0.0);
         w.ids.clear();
         w.ids.resize(n, 0);
-        for (id, &x) in w.ids.iter_mut().zip(xs) {
-            *id = z_bucket(x.to_f64(), m, zc) as u16;
-        }
-        for start in (0..n).step_by(BLOCK) {
-            let end = (start + BLOCK).min(n);
-            w.bhist.clear();
-            w.bhist.resize(2 * NB, 0.0);
-            // Two interleaved histograms, so that runs of one bucket do not serialise.
-            let (h0, h1) = w.bhist.split_at_mut(NB);
+        let ids_block = |(ids, xb): (&mut [u16], &[C])| z_ids(ids, xb, m, zc, NB);
+        // Per block of BLOCK tokens, two interleaved histograms (so that runs of one bucket
+        // do not serialise), added in block order: the same sums whatever the threads.
+        let hist_block = |(b, ids): (usize, &[u16])| -> Vec<f64> {
+            let start = b * BLOCK;
+            let mut h = vec![0.0f64; 2 * NB];
+            let (h0, h1) = h.split_at_mut(NB);
+            let mut pairs = ids.chunks_exact(2);
             let mut j = start;
-            while j + 1 < end {
-                h0[w.ids[j] as usize] += weight(j);
-                h1[w.ids[j + 1] as usize] += weight(j + 1);
+            for pr in &mut pairs {
+                h0[pr[0] as usize] += weight(j);
+                h1[pr[1] as usize] += weight(j + 1);
                 j += 2;
             }
-            if j < end {
-                h0[w.ids[j] as usize] += weight(j);
+            if let [id] = pairs.remainder() {
+                h0[*id as usize] += weight(j);
             }
-            for ((t, &a), &b) in w.hist.iter_mut().zip(h0.iter()).zip(h1.iter()) {
-                *t += a + b;
+            for (a, &b) in h0.iter_mut().zip(h1.iter()) {
+                *a += b;
+            }
+            h.truncate(NB);
+            h
+        };
+        let blocks: Vec<Vec<f64>> = if w.par && n > BLOCK {
+            w.ids
+                .par_chunks_mut(BLOCK)
+                .zip(xs.par_chunks(BLOCK))
+                .for_each(ids_block);
+            w.ids
+                .par_chunks(BLOCK)
+                .enumerate()
+                .map(hist_block)
+                .collect()
+        } else {
+            w.ids
+                .chunks_mut(BLOCK)
+                .zip(xs.chunks(BLOCK))
+                .for_each(ids_block);
+            w.ids.chunks(BLOCK).enumerate().map(hist_block).collect()
+        };
+        for h in &blocks {
+            for (t, &b) in w.hist.iter_mut().zip(h) {
+                *t += b;
             }
         }
-        let (b, c) = pick(&w.hist, 0.0, &reached);
+        let (b, c) = pick(&w.hist, cum, &reached);
         cum = c;
         let b = b as u16;
-        w.band.extend(
-            w.ids
-                .iter()
-                .enumerate()
-                .filter(|&(_, &id)| id == b)
-                .map(|(j, _)| j),
-        );
+        positions_eq::<C>(&w.ids, b, &mut w.band);
     }
     loop {
         let band = &mut w.band;
@@ -316,47 +332,32 @@ pub(crate) fn min_p_threshold(m: f64, t: f64, mp: f64) -> f64 {
 }
 
 /// `ws = exp((xs - m) / t)` through the kernel table, block by block.
-fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>) {
+fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>, par: bool) {
     let k = kernels::<C>();
     ws.clear();
     ws.resize(xs.len(), C::default());
-    for start in (0..xs.len()).step_by(BLOCK) {
-        let len = BLOCK.min(xs.len() - start);
-        // SAFETY: `xs` and `ws` both hold `xs.len()` elements, the block lies inside both, and
-        // they are distinct allocations (one borrowed shared, the other mutably).
-        unsafe {
-            (k.exp_store_sum)(
-                xs.as_ptr().add(start),
-                ws.as_mut_ptr().add(start),
-                len,
-                m,
-                t,
-            )
-        };
+    let block = |(d, s): (&mut [C], &[C])| {
+        // SAFETY: `d` and `s` are blocks of equal length of two distinct buffers.
+        unsafe { (k.exp_store_sum)(s.as_ptr(), d.as_mut_ptr(), s.len(), m, t) };
+    };
+    if par && xs.len() > BLOCK {
+        ws.par_chunks_mut(BLOCK)
+            .zip(xs.par_chunks(BLOCK))
+            .for_each(block);
+    } else {
+        ws.chunks_mut(BLOCK).zip(xs.chunks(BLOCK)).for_each(block);
     }
-}
-
-/// Sum of a chunk of weights in `f64`, eight lanes, in a fixed order.
-#[inline]
-fn lane_sum<C: Real>(ws: &[C]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let mut it = ws.chunks_exact(8);
-    for c in &mut it {
-        for l in 0..8 {
-            acc[l] += c[l].to_f64();
-        }
-    }
-    for (l, &v) in it.remainder().iter().enumerate() {
-        acc[l] += v.to_f64();
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
 /// Total weight of a set: chunk sums of [`CHUNK`] weights, added with compensation in order.
 /// Leaves the chunk sums in `chunks` for [`draw`].
-fn weight_total<C: Real>(ws: &[C], chunks: &mut Vec<f64>) -> f64 {
-    chunks.clear();
-    chunks.extend(ws.chunks(CHUNK).map(lane_sum));
+fn weight_total<C: Real>(ws: &[C], chunks: &mut Vec<f64>, par: bool) -> f64 {
+    if par && ws.len() > BLOCK {
+        ws.par_chunks(CHUNK).map(lane_sum).collect_into_vec(chunks);
+    } else {
+        chunks.clear();
+        chunks.extend(ws.chunks(CHUNK).map(lane_sum));
+    }
     let mut acc = SumAcc::default();
     chunks.iter().for_each(|&c| acc.add(c));
     acc.total()
@@ -414,36 +415,105 @@ fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) {
     let nch = x.len().div_ceil(KCH);
     let mut cur = std::mem::take(&mut w.cur);
     if k.saturating_mul(4) > nch {
-        let cut = find_cut(x, None, m, zc, k as f64, 1.0, w);
+        let cut = find_cut(x, None, m, zc, k as f64, 1.0, 0.0, w);
         filter_into(x, None, None, cut_keeper(cut), &mut cur);
         w.cur = cur;
         return;
     }
+    chunk_maxima(x, &mut w.cmax, w.par);
+    let t = kth_largest(&w.cmax, k, &mut w.sel);
+    let mut cand = std::mem::take(&mut w.cand);
+    gather_candidates(x, None, &w.cmax, t, &mut cand);
+    let cut = find_cut(&cand.xs, None, m, zc, k as f64, 1.0, 0.0, w);
+    filter_into(&cand.xs, Some(&cand.idx), None, cut_keeper(cut), &mut cur);
+    w.cand = cand;
+    w.cur = cur;
+}
+
+/// Maxima of the row's chunks of [`KCH`] tokens, through the kernel table.
+fn chunk_maxima<C: Real>(x: &[C], cmax: &mut Vec<C>, par: bool) {
     let kern = kernels::<C>();
-    w.cmax.clear();
-    w.cmax.extend(x.chunks(KCH).map(|c| (kern.max)(c).0));
-    w.sel.clear();
-    w.sel.extend_from_slice(&w.cmax);
-    let (_, &mut t, _) = w.sel.select_nth_unstable_by(k - 1, |a, b| {
+    if par && x.len() > BLOCK {
+        x.par_chunks(KCH)
+            .map(|c| (kern.max)(c).0)
+            .collect_into_vec(cmax);
+    } else {
+        cmax.clear();
+        cmax.extend(x.chunks(KCH).map(|c| (kern.max)(c).0));
+    }
+}
+
+/// The `k`-th largest value (`1 <= k <= vals.len()`).
+fn kth_largest<C: Real>(vals: &[C], k: usize, sel: &mut Vec<C>) -> C {
+    sel.clear();
+    sel.extend_from_slice(vals);
+    let (_, &mut t, _) = sel.select_nth_unstable_by(k - 1, |a, b| {
         b.partial_cmp(a).expect("no NaN in a validated row")
     });
-    let mut cand = std::mem::take(&mut w.cand);
+    t
+}
+
+/// The tokens `>= t` (with their weights, if given), scanning only the chunks whose maximum
+/// is `>= t`: all of them, in token order.
+fn gather_candidates<C: Real>(x: &[C], ws: Option<&[C]>, cmax: &[C], t: C, cand: &mut Bufs<C>) {
     cand.clear();
-    for (c, &cm) in w.cmax.iter().enumerate() {
+    for (c, &cm) in cmax.iter().enumerate() {
         if cm >= t {
             let start = c * KCH;
             for (j, &e) in x[start..(start + KCH).min(x.len())].iter().enumerate() {
                 if e >= t {
                     cand.idx.push(start + j);
                     cand.xs.push(e);
+                    if let Some(ws) = ws {
+                        cand.ws.push(ws[start + j]);
+                    }
                 }
             }
         }
     }
-    let cut = find_cut(&cand.xs, None, m, zc, k as f64, 1.0, w);
-    filter_into(&cand.xs, Some(&cand.idx), None, cut_keeper(cut), &mut cur);
+}
+
+/// Chunks whose maxima bound the candidates of top-p on a peaked row.
+const PEAK_CHUNKS: usize = 32;
+
+/// The top-p cut of the whole row (weights `ws`, total `total`); the kept ties' positions in
+/// `w.tie_pos`. On a peaked row, the tokens `>=` the [`PEAK_CHUNKS`]-th largest chunk maximum
+/// often hold weight `p` already: then the cut is among them (they are a prefix of the order)
+/// and is found from them alone. Otherwise, [`find_cut`] over the row.
+fn top_p_row<C: Real>(
+    x: &[C],
+    ws: &[C],
+    total: f64,
+    p: f64,
+    m: f64,
+    zc: f64,
+    w: &mut Work<C>,
+) -> Cut {
+    let v = x.len();
+    let mut cand = std::mem::take(&mut w.cand);
+    let found = 'found: {
+        if v.div_ceil(KCH) >= 4 * PEAK_CHUNKS {
+            chunk_maxima(x, &mut w.cmax, w.par);
+            let t = kth_largest(&w.cmax, PEAK_CHUNKS, &mut w.sel);
+            gather_candidates(x, Some(ws), &w.cmax, t, &mut cand);
+            let mass: f64 = cand.ws.iter().map(|e| e.to_f64()).sum();
+            if mass / total >= p {
+                break 'found Some(find_cut(&cand.xs, Some(&cand.ws), m, zc, p, total, 0.0, w));
+            }
+        }
+        None
+    };
+    let cut = match found {
+        Some(cut) => {
+            for j in w.tie_pos.iter_mut() {
+                *j = cand.idx[*j];
+            }
+            cut
+        }
+        None => find_cut(x, Some(ws), m, zc, p, total, 0.0, w),
+    };
     w.cand = cand;
-    w.cur = cur;
+    cut
 }
 
 /// The more restrictive of two cuts (both keep prefixes of the same order).
@@ -453,28 +523,6 @@ fn tighter(a: Option<Cut>, b: Cut) -> Cut {
         Some(a) if a.value > b.value || (a.value == b.value && a.ties <= b.ties) => a,
         Some(_) => b,
     }
-}
-
-/// Σ `w` over the tokens with `x > v` (`x >= v` when `INCL`), eight lanes, branch-free (about
-/// half of the tokens may go either way).
-#[inline]
-fn masked_lane_sum<C: Real, const INCL: bool>(ws: &[C], xs: &[C], v: f64) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let mut wi = ws.chunks_exact(8);
-    let mut xi = xs.chunks_exact(8);
-    let keep = |e: C| -> f64 {
-        let e = e.to_f64();
-        (if INCL { e >= v } else { e > v }) as u8 as f64
-    };
-    for (wv, xv) in (&mut wi).zip(&mut xi) {
-        for l in 0..8 {
-            acc[l] += wv[l].to_f64() * keep(xv[l]);
-        }
-    }
-    for (l, (&we, &xe)) in wi.remainder().iter().zip(xi.remainder()).enumerate() {
-        acc[l] += we.to_f64() * keep(xe);
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
 /// The draw over the tokens of the row a cut keeps, without copying them: chunk sums of the
@@ -488,17 +536,20 @@ fn draw_row_cut<C: Real>(
     ties: &[usize],
     chunks: &mut Vec<f64>,
     u: f64,
+    par: bool,
 ) -> (usize, f64) {
     let v = cut.value;
     let incl = cut.ties == usize::MAX;
     let keep = move |e: f64| if incl { e >= v } else { e > v };
-    chunks.clear();
-    for (wc, xc) in ws.chunks(CHUNK).zip(x.chunks(CHUNK)) {
-        chunks.push(if incl {
-            masked_lane_sum::<C, true>(wc, xc, v)
-        } else {
-            masked_lane_sum::<C, false>(wc, xc, v)
-        });
+    let sum = |(wc, xc): (&[C], &[C])| masked_lane_sum(wc, xc, v, incl);
+    if par && ws.len() > BLOCK {
+        ws.par_chunks(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .map(sum)
+            .collect_into_vec(chunks);
+    } else {
+        chunks.clear();
+        chunks.extend(ws.chunks(CHUNK).zip(x.chunks(CHUNK)).map(sum));
     }
     let mut acc = SumAcc::default();
     chunks.iter().for_each(|&c| acc.add(c));
@@ -565,11 +616,7 @@ pub(crate) fn select<C: Real>(
 ) -> Kept {
     let v = x.len();
     if cfg.t == 0.0 || cfg.p == 0.0 || cfg.k == 1 || v == 1 {
-        let i = x
-            .iter()
-            .position(|&e| e == m)
-            .expect("the maximum is in the row");
-        return Kept::Greedy(i);
+        return Kept::Greedy(first_eq(x, m));
     }
     let mf = m.to_f64();
     let zc = (1.0 / cfg.t) * (NB as f64 / Z_SPAN);
@@ -585,9 +632,9 @@ pub(crate) fn select<C: Real>(
         if list {
             let mut ws = std::mem::take(&mut w.cur.ws);
             let xs = std::mem::take(&mut w.cur.xs);
-            exp_weights(&xs, m, cfg.t, &mut ws);
-            let total = weight_total(&ws, &mut w.chunks);
-            let cut = find_cut(&xs, Some(&ws), mf, zc, cfg.p, total, w);
+            exp_weights(&xs, m, cfg.t, &mut ws, w.par);
+            let total = weight_total(&ws, &mut w.chunks, w.par);
+            let cut = find_cut(&xs, Some(&ws), mf, zc, cfg.p, total, 0.0, w);
             let idx = std::mem::take(&mut w.cur.idx);
             let mut alt = std::mem::take(&mut w.alt);
             filter_into(&xs, Some(&idx), Some(&ws), cut_keeper(cut), &mut alt);
@@ -596,15 +643,16 @@ pub(crate) fn select<C: Real>(
         } else {
             // The kept set may be most of the row: keep it as a cut of the row.
             let mut ws = std::mem::take(&mut w.row_ws);
-            exp_weights(x, m, cfg.t, &mut ws);
-            let total = weight_total(&ws, &mut w.chunks);
-            row_cut = Some(find_cut(x, Some(&ws), mf, zc, cfg.p, total, w));
+            exp_weights(x, m, cfg.t, &mut ws, w.par);
+            let total = weight_total(&ws, &mut w.chunks, w.par);
+            row_cut = Some(top_p_row(x, &ws, total, cfg.p, mf, zc, w));
             w.row_ws = ws;
         }
         have_w = true;
     }
     if cfg.mp > 0.0 {
         let thr = min_p_threshold(mf, cfg.t, cfg.mp);
+        let mut count = usize::MAX;
         let mut alt = std::mem::take(&mut w.alt);
         if list {
             let cur = &w.cur;
@@ -626,9 +674,27 @@ pub(crate) fn select<C: Real>(
                 },
             ));
             w.alt = alt;
+        } else if want_weights && {
+            count = count_at_least(x, thr);
+            count * 32 > v
+        } {
+            // Many tokens pass: weights over the row and a mask beat copying them.
+            let mut ws = std::mem::take(&mut w.row_ws);
+            exp_weights(x, m, cfg.t, &mut ws, w.par);
+            w.row_ws = ws;
+            have_w = true;
+            row_cut = Some(Cut {
+                value: thr,
+                ties: usize::MAX,
+            });
+            w.alt = alt;
         } else {
-            // Only the tokens above the threshold need weights.
-            filter_into(x, None, None, |x| x >= thr, &mut alt);
+            // Few tokens pass: only they need weights.
+            alt.clear();
+            if count == usize::MAX {
+                count = count_at_least(x, thr);
+            }
+            gather_at_least(x, thr, count, &mut alt.idx, &mut alt.xs);
             w.alt = std::mem::replace(&mut w.cur, alt);
             list = true;
         }
@@ -636,14 +702,14 @@ pub(crate) fn select<C: Real>(
     if list {
         if want_weights && !have_w {
             let mut ws = std::mem::take(&mut w.cur.ws);
-            exp_weights(&w.cur.xs, m, cfg.t, &mut ws);
+            exp_weights(&w.cur.xs, m, cfg.t, &mut ws, w.par);
             w.cur.ws = ws;
         }
         return Kept::List;
     }
     if want_weights && !have_w {
         let mut ws = std::mem::take(&mut w.row_ws);
-        exp_weights(x, m, cfg.t, &mut ws);
+        exp_weights(x, m, cfg.t, &mut ws, w.par);
         w.row_ws = ws;
     }
     Kept::Row(row_cut)
@@ -663,11 +729,11 @@ pub(crate) fn sample_row<C: Real>(
     }
     let (tok, total) = match kept {
         Kept::List => {
-            let total = weight_total(&w.cur.ws, &mut w.chunks);
+            let total = weight_total(&w.cur.ws, &mut w.chunks, w.par);
             (w.cur.idx[draw(&w.cur.ws, &w.chunks, total, u)], total)
         }
         Kept::Row(None) => {
-            let total = weight_total(&w.row_ws, &mut w.chunks);
+            let total = weight_total(&w.row_ws, &mut w.chunks, w.par);
             (draw(&w.row_ws, &w.chunks, total, u), total)
         }
         Kept::Row(Some(cut)) => {
@@ -676,7 +742,7 @@ pub(crate) fn sample_row<C: Real>(
             } else {
                 &w.tie_pos
             };
-            draw_row_cut(x, &w.row_ws, cut, ties, &mut w.chunks, u)
+            draw_row_cut(x, &w.row_ws, cut, ties, &mut w.chunks, u, w.par)
         }
         Kept::Greedy(_) => unreachable!(),
     };
