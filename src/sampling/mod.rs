@@ -29,25 +29,44 @@
 //! # Selection without sorting (P9)
 //!
 //! Every filter keeps a *prefix* of the row in the order (logit descending, id ascending), so
-//! each is a cut in that order, found without sorting the vocabulary:
+//! each is a cut in that order, found without sorting the vocabulary. The row's maximum comes
+//! from the validation pass (the kernel table's `max`).
 //!
-//! - **top-k** and **top-p** search for the position where a running count (top-k) or running
-//!   weight (top-p) reaches its target. One pass buckets the tokens by `z = (max - x) / T`
-//!   into 2048 fixed buckets of width 1/32 (the last open-ended), accumulating counts or
-//!   weights; walking the buckets from the top finds the one bucket where the target is
-//!   crossed. Only that bucket's tokens (the *band*) are examined further: the band is
-//!   re-bucketed linearly over its own logit range until it has at most 64 tokens (then it is
-//!   sorted) or holds a single logit value (then ties go by id). Each re-bucketing leaves the
-//!   largest and the smallest logit in different buckets, so the band always shrinks, and a
-//!   flat distribution (many tokens in one bucket) costs a few passes over the band instead of
-//!   a sort. The cut is exactly the prefix a full sort would give; only the weights above
-//!   the band are summed per bucket rather than token by token.
+//! - **top-k** (`k` up to a quarter of the row's chunks of 64 tokens): the `k`-th largest
+//!   chunk maximum `t` is a lower bound of the `k`-th largest logit (`k` chunks each hold a
+//!   token `>= t`), and every token `>= t` lies in a chunk whose maximum is `>= t`. So one
+//!   pass of chunk maxima, a selection among them, and a scan of about `k` chunks give the
+//!   candidates; the exact cut is found among them. No `exp` is computed for the row. Larger
+//!   `k`: the bucket search below over the row.
+//! - **top-p**: the weights are computed with the kernel table (the same `exp` kernels as
+//!   softmax, vectorised). On a peaked row, the tokens above the 32nd largest chunk maximum
+//!   usually hold weight `p` already, and the cut is found among them. Otherwise a **bucket
+//!   search** finds the position where the running weight crosses `p`: one pass buckets the
+//!   tokens by `z = (max - x) / T` into 2048 buckets of width 1/32 (the last open-ended) and
+//!   sums their weights per bucket (per block of 16384 tokens, then in block order, so the
+//!   sums do not depend on threads); walking the buckets from the top finds the one bucket
+//!   where `p` is crossed. Only that bucket's tokens (the *band*) are examined further: the
+//!   band is re-bucketed linearly over its own logit range until it has at most 64 tokens
+//!   (then it is sorted) or holds a single logit value (then ties go by id). Each
+//!   re-bucketing leaves the largest and the smallest logit in different buckets, so the band
+//!   always shrinks, and a flat distribution costs a few passes over the band instead of a
+//!   sort. The cut is exactly the prefix a full sort would give; the weight above the band is
+//!   summed per bucket rather than token by token, which can only matter when the running sum
+//!   lands within rounding of `p`.
 //! - **min-p** is a logit threshold: a binary search over the `f64` values finds the smallest
-//!   logit `y` with `exp((y - max) / T) >= min_p`, and the tokens kept are those `>= y`.
-//! - Top-k runs on logits alone, with no `exp`; top-p computes the weights of the tokens
-//!   still kept with the kernel table (the same kernels as softmax, so vector kernels speed
-//!   it up too); the draw reuses them. A row thus costs one max pass, at most one `exp` pass,
-//!   and one or two cheap bucketing passes: about one softmax.
+//!   logit `y` with `exp((y - max) / T) >= min_p`; the tokens kept are those `>= y`. When few
+//!   pass they are gathered (and only they get an `exp`), else the row's weights are masked.
+//! - The **draw** walks per-chunk sums (1024 tokens) of the kept weights, then one chunk.
+//!
+//! The passes of this module's own (bucket ids, masked sums, counts, gathers) are written to
+//! vectorise and compiled for AVX2 as well as the baseline, chosen with the crate's SIMD level.
+//! With fewer rows than threads, each row's long passes are split across the threads, at
+//! fixed block boundaries, so that results never depend on the thread count.
+//!
+//! Cost, with `T=0.8, top_k=50, top_p=0.9` (the usual LLM setting), `min_p` alone, or no
+//! filter: about one softmax of the batch or less. `top_p` alone on a *flat* row (where most
+//! of the vocabulary is in the nucleus) costs more, up to a few softmaxes: the bucket pass
+//! is a scatter that does not vectorise.
 //!
 //! # Randomness (P5, P6)
 //!

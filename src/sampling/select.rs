@@ -332,21 +332,28 @@ pub(crate) fn min_p_threshold(m: f64, t: f64, mp: f64) -> f64 {
 }
 
 /// `ws = exp((xs - m) / t)` through the kernel table, block by block.
-fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>, par: bool) {
+fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>, par: bool) -> f64 {
     let k = kernels::<C>();
-    ws.clear();
+    // Every element is overwritten: no need to clear.
     ws.resize(xs.len(), C::default());
-    let block = |(d, s): (&mut [C], &[C])| {
+    let block = |(d, s): (&mut [C], &[C])| -> f64 {
         // SAFETY: `d` and `s` are blocks of equal length of two distinct buffers.
-        unsafe { (k.exp_store_sum)(s.as_ptr(), d.as_mut_ptr(), s.len(), m, t) };
+        unsafe { (k.exp_store_sum)(s.as_ptr(), d.as_mut_ptr(), s.len(), m, t) }
     };
-    if par && xs.len() > BLOCK {
+    let sums: Vec<f64> = if par && xs.len() > BLOCK {
         ws.par_chunks_mut(BLOCK)
             .zip(xs.par_chunks(BLOCK))
-            .for_each(block);
+            .map(block)
+            .collect()
     } else {
-        ws.chunks_mut(BLOCK).zip(xs.chunks(BLOCK)).for_each(block);
-    }
+        ws.chunks_mut(BLOCK)
+            .zip(xs.chunks(BLOCK))
+            .map(block)
+            .collect()
+    };
+    let mut acc = SumAcc::default();
+    sums.iter().for_each(|&s| acc.add(s));
+    acc.total()
 }
 
 /// Total weight of a set: chunk sums of [`CHUNK`] weights, added with compensation in order.
@@ -643,8 +650,7 @@ pub(crate) fn select<C: Real>(
         } else {
             // The kept set may be most of the row: keep it as a cut of the row.
             let mut ws = std::mem::take(&mut w.row_ws);
-            exp_weights(x, m, cfg.t, &mut ws, w.par);
-            let total = weight_total(&ws, &mut w.chunks, w.par);
+            let total = exp_weights(x, m, cfg.t, &mut ws, w.par);
             row_cut = Some(top_p_row(x, &ws, total, cfg.p, mf, zc, w));
             w.row_ws = ws;
         }
@@ -666,13 +672,14 @@ pub(crate) fn select<C: Real>(
             std::mem::swap(&mut w.cur, &mut alt);
             w.alt = alt;
         } else if have_w {
-            row_cut = Some(tighter(
+            let t = tighter(
                 row_cut,
                 Cut {
                     value: thr,
                     ties: usize::MAX,
                 },
-            ));
+            );
+            row_cut = Some(t);
             w.alt = alt;
         } else if want_weights && {
             count = count_at_least(x, thr);
