@@ -41,6 +41,8 @@ pub trait Real: Float<Compute = Self> + Default + crate::kernels::HasKernels {
     const NAN: Self;
     /// True for NaN.
     fn is_nan(self) -> bool;
+    /// Below this maximum, `x - max` cannot overflow for any finite `x` of the type.
+    const SUBTRACTION_SAFE_MAX: f64;
 }
 
 impl Float for f32 {
@@ -98,6 +100,8 @@ impl Real for f32 {
     const NEG_INFINITY: f32 = f32::NEG_INFINITY;
     const INFINITY: f32 = f32::INFINITY;
     const NAN: f32 = f32::NAN;
+    // x - m rounds to -inf only if m exceeds half an ulp of f32::MAX (2^103).
+    const SUBTRACTION_SAFE_MAX: f64 = 1e30;
     #[inline(always)]
     fn from_f64(v: f64) -> f32 {
         v as f32
@@ -112,6 +116,8 @@ impl Real for f64 {
     const NEG_INFINITY: f64 = f64::NEG_INFINITY;
     const INFINITY: f64 = f64::INFINITY;
     const NAN: f64 = f64::NAN;
+    // x - m rounds to -inf only if m exceeds half an ulp of f64::MAX (2^970).
+    const SUBTRACTION_SAFE_MAX: f64 = 1e291;
     #[inline(always)]
     fn from_f64(v: f64) -> f64 {
         v

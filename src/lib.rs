@@ -27,7 +27,7 @@ mod element;
 mod error;
 mod kernels;
 pub mod lanes;
-mod parallel;
+pub(crate) mod parallel;
 mod row;
 pub mod sampling;
 mod simd;
@@ -51,3 +51,8 @@ pub use softmax::{
     logsumexp_rows, softmax, softmax_in_place, softmax_rows, softmax_rows_in_place,
 };
 pub use temperature::Temperature;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

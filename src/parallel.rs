@@ -53,7 +53,9 @@ fn default_num_threads() -> usize {
     }
 }
 
-/// Sets the number of threads the crate's calls use (contract S11).
+/// Sets the number of threads the crate's calls use (contract S11). Any `n >= 1` is accepted
+/// and reported back by [`get_num_threads`]; pools start at most [`MAX_WORKERS`] threads, and
+/// fewer if the system refuses them.
 ///
 /// ```
 /// logitkit::set_num_threads(2).unwrap();
@@ -102,11 +104,18 @@ fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
             }
         }
     }
-    let built = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("logitkit-{i}"))
-        .build()
-        .expect("failed to start logitkit worker threads");
+    let build = |n: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("logitkit-{i}"))
+            .build()
+    };
+    // More workers than MAX_WORKERS only cost memory; if the system refuses the threads, fall
+    // back to one per CPU rather than fail the call.
+    let built = build(threads.min(MAX_WORKERS))
+        .or_else(|_| build(available_cpus().min(threads)))
+        .or_else(|_| build(1))
+        .expect("cannot start even one logitkit worker thread");
     let built = Arc::new(built);
     *slot = Some(Pool {
         pool: built.clone(),
@@ -120,6 +129,9 @@ fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
 pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     pool(get_num_threads()).install(f)
 }
+
+/// The most worker threads a pool starts, whatever [`set_num_threads`] says.
+pub const MAX_WORKERS: usize = 1024;
 
 /// Calls touching fewer elements than this run on the calling thread: waking a worker costs more.
 pub(crate) const PARALLEL_MIN_WORK: usize = 32 * 1024;

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::element::Real;
 use crate::kernels::{kernels, SumAcc, BLOCK};
+use crate::simd::SimdLevel;
 
 /// What a map over lanes computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +123,13 @@ pub(crate) unsafe fn map_row<C: Real>(
         }
         return;
     }
+    // x - max may overflow although (x - max) / t is moderate when t > 1 (contract S4: the
+    // result is softmax(x / t)). Such rows are rare; the scalar kernels handle them exactly.
+    let k = if t > 1.0 && m.to_f64() > C::SUBTRACTION_SAFE_MAX {
+        C::kernels_for(SimdLevel::Scalar)
+    } else {
+        k
+    };
     let (s, d) = (SyncPtr(src as *mut C), SyncPtr(dst));
     match op {
         Op::Softmax => {

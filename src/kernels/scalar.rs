@@ -19,8 +19,14 @@ pub(crate) fn max<C: Real>(x: &[C]) -> (C, bool) {
 
 #[inline(always)]
 fn shifted<C: Real>(v: C, m: f64, t: f64) -> f64 {
-    // The maximum is subtracted before dividing by the temperature (contract S5).
-    (v.to_f64() - m) / t
+    // The maximum is subtracted before dividing by the temperature (contract S5). Only f64
+    // input can overflow here (f32 and f16 are exact in f64): then x/t - m/t is the value.
+    let d = v.to_f64() - m;
+    if d == f64::NEG_INFINITY && v.to_f64() != f64::NEG_INFINITY {
+        v.to_f64() / t - m / t
+    } else {
+        d / t
+    }
 }
 
 /// Adds exp((x - m) / t) in chunks of 64, chunk sums compensated: the relative error of the

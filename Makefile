@@ -1,0 +1,83 @@
+# One entry point for every check; `.ci/run` calls `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: test lint rust-test venv develop wheel wheel-test qemu-smoke fuzz valgrind pytest stubtest bench demo clean
+
+# CI: the suite runs against the built wheel installed in a fresh venv, not the source tree.
+test: lint rust-test valgrind wheel-test qemu-smoke
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features python -- -D warnings
+
+rust-test:
+	cargo test
+
+# The Rust tests again under valgrind memcheck: invalid reads or writes in unsafe code fail it.
+# (Valgrind's CPU has no AVX-512, so this covers the scalar and AVX2 paths.)
+valgrind:
+	PROPTEST_CASES=100 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind -q --error-exitcode=9" cargo test --tests
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "maturin>=1.7,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" ziglang
+	touch $@
+
+venv: $(VENV)/.installed
+
+develop: venv
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release --quiet
+
+# The release wheel (abi3, manylinux), installed into its own venv with nothing of the source
+# tree importable; pytest runs from tests/ against it.
+WHEEL_VENV ?= .venv-wheel
+wheel: venv
+	rm -rf dist
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release --zig --compatibility manylinux2014 --out dist --quiet
+	$(VENV)/bin/maturin sdist --out dist
+
+wheel-test: wheel
+	rm -rf $(WHEEL_VENV)
+	python3 -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet dist/logitkit-*.whl "pytest>=7" "hypothesis>=6.80" "mypy>=1.8"
+	cd tests && ../$(WHEEL_VENV)/bin/python -c "import logitkit, sys; assert 'site-packages' in logitkit.__file__, logitkit.__file__; print('testing', logitkit.__file__)"
+	cd tests && ../$(WHEEL_VENV)/bin/python -m pytest -q -p no:cacheprovider --rootdir=.. $(PYTEST_ARGS) .
+	cd tests && ../$(WHEEL_VENV)/bin/python -m mypy.stubtest logitkit._native
+
+# The wheel on CPU models without AVX (Nehalem) and with AVX2 but no AVX-512 (Haswell), under
+# qemu-user: a stray vector instruction outside the run-time dispatch dies with SIGILL.
+# NumPy 2.x itself needs newer CPUs than Nehalem, so this venv uses NumPy 1.26.
+QEMU_VENV ?= .venv-qemu
+qemu-smoke: wheel
+	@command -v qemu-x86_64 >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null; } || { echo "qemu-smoke: qemu-x86_64 missing (apt-get install qemu-user)"; exit 1; }
+	rm -rf $(QEMU_VENV)
+	python3 -m venv $(QEMU_VENV)
+	$(QEMU_VENV)/bin/python -m pip install --quiet "numpy<2" dist/logitkit-*.whl
+	# OpenBLAS (inside NumPy) misreads the emulated CPU; name its kernel set explicitly.
+	cd tests && OPENBLAS_CORETYPE=Nehalem qemu-x86_64 -cpu Nehalem ../$(QEMU_VENV)/bin/python cpu_smoke.py scalar
+	cd tests && OPENBLAS_CORETYPE=Haswell qemu-x86_64 -cpu Haswell ../$(QEMU_VENV)/bin/python cpu_smoke.py avx2,scalar
+	cd tests && ../$(QEMU_VENV)/bin/python cpu_smoke.py $$(../$(QEMU_VENV)/bin/python -c "import logitkit; print(logitkit.simd_level())")
+
+# Long fuzz run of the strided-lanes API (not part of `make test`).
+FUZZ_CASES ?= 200000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --test fuzz_lanes -- --nocapture
+
+pytest: develop
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+stubtest: develop
+	$(PY) -m mypy.stubtest logitkit._native
+
+bench: develop
+	$(PY) benches/compare.py
+
+demo:
+	pip install . && python -m logitkit demo
+
+clean:
+	rm -rf $(VENV) $(WHEEL_VENV) $(QEMU_VENV) target dist

@@ -1,0 +1,24 @@
+"""logitkit: logits to probabilities and tokens, fast and exact, on the CPU.
+
+The numerical work happens in Rust (``logitkit._native``); this module only re-exports it.
+"""
+
+from ._native import (
+    __version__,
+    get_num_threads,
+    log_softmax,
+    logsumexp,
+    set_num_threads,
+    simd_level,
+    softmax,
+)
+
+__all__ = [
+    "__version__",
+    "get_num_threads",
+    "log_softmax",
+    "logsumexp",
+    "set_num_threads",
+    "simd_level",
+    "softmax",
+]

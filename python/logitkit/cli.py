@@ -1,0 +1,131 @@
+"""Command line: ``python -m logitkit demo`` and ``python -m logitkit softmax``.
+
+Also installed as the ``logitkit`` script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+
+from . import __version__, get_num_threads, log_softmax, logsumexp, simd_level, softmax
+
+#: The embedded default: an image classifier's logits for one holiday photo.
+DEMO_LABELS = ("beach", "mountains", "city", "forest", "indoors")
+DEMO_LOGITS = (4.1, 1.0, 2.3, -0.5, 0.2)
+DEMO_TEMPERATURES = (0.5, 1.0, 2.0)
+BAR_WIDTH = 30
+
+
+def _bar(p: float, width: int = BAR_WIDTH) -> str:
+    """A horizontal bar of ``p * width`` cells, in eighths of a cell."""
+    eighths = int(round(max(0.0, min(1.0, p)) * width * 8))
+    full, part = divmod(eighths, 8)
+    return "█" * full + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[part]
+
+
+def probability_table(labels: Sequence[str], logits: Sequence[float], temperature: float) -> str:
+    """The softmax of ``logits`` at ``temperature`` as a text table with bars."""
+    x = np.asarray(logits, dtype=np.float64)
+    p = softmax(x, temperature=temperature)
+    lp = log_softmax(x, temperature=temperature)
+    width = max(len(s) for s in labels)
+    lines = [f"temperature {temperature:g}"]
+    for label, pi, lpi in sorted(zip(labels, p, lp), key=lambda r: -r[1]):
+        lines.append(f"  {label:<{width}}  {pi:7.2%}  log p {lpi:8.4f}  {_bar(float(pi))}")
+    return "\n".join(lines)
+
+
+def run_demo(out=None) -> int:
+    """Shows what the package does on the embedded photo-album logits."""
+    out = out or sys.stdout
+    x = np.asarray(DEMO_LOGITS)
+    print(f"logitkit {__version__}  (SIMD: {simd_level()}, threads: {get_num_threads()})", file=out)
+    print("", file=out)
+    print("A photo classifier's logits for one holiday picture:", file=out)
+    width = max(len(s) for s in DEMO_LABELS)
+    for label, v in zip(DEMO_LABELS, DEMO_LOGITS):
+        print(f"  {label:<{width}}  {v:5.1f}", file=out)
+    print("", file=out)
+    print("softmax turns them into probabilities; the temperature sharpens (< 1) or flattens (> 1):", file=out)
+    for t in DEMO_TEMPERATURES:
+        print("", file=out)
+        print(probability_table(DEMO_LABELS, DEMO_LOGITS, t), file=out)
+    print("", file=out)
+    print(f"logsumexp(logits) = {float(logsumexp(x)):.6f}  (the log of softmax's normaliser)", file=out)
+    big = np.float32([3e38, -3e38])
+    print(f"overflow-safe: softmax(float32 [3e38, -3e38]) = {softmax(big)}", file=out)
+    return 0
+
+
+def _read_logits(args: argparse.Namespace) -> np.ndarray:
+    if args.input is not None:
+        if args.values:
+            raise ValueError("give logits either as values or with --input, not both")
+        try:
+            return np.load(args.input, allow_pickle=False)
+        except FileNotFoundError:
+            raise ValueError(f"cannot read {args.input}: no such file") from None
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read {args.input} as a .npy array: {e}") from None
+    if not args.values:
+        raise ValueError("no logits: give values (logitkit softmax 1 2 3) or --input FILE.npy")
+    return np.asarray(args.values, dtype=np.float64)
+
+
+def run_softmax(args: argparse.Namespace, out=None) -> int:
+    out = out or sys.stdout
+    x = _read_logits(args)
+    axis = None if args.axis == "none" else int(args.axis)
+    fn = log_softmax if args.log else softmax
+    result = fn(x, axis=axis, temperature=args.temperature)
+    if args.output is not None:
+        try:
+            np.save(args.output, result)
+        except OSError as e:
+            raise ValueError(f"cannot write {args.output}: {e}") from None
+        print(f"wrote {result.dtype} array of shape {result.shape} to {args.output}", file=out)
+    else:
+        with np.printoptions(precision=6, suppress=False, threshold=200):
+            print(result, file=out)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="logitkit", description="Fast, exact softmax and friends for NumPy.")
+    p.add_argument("--version", action="version", version=f"logitkit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="show softmax at a few temperatures on an embedded example")
+    s = sub.add_parser("softmax", help="softmax (or --log: log-softmax) of logits given as values or a .npy file")
+    s.add_argument("values", nargs="*", type=float, help="logits, e.g. 4.1 1.0 2.3")
+    s.add_argument("-i", "--input", help="read logits from this .npy file")
+    s.add_argument("-o", "--output", help="save the result to this .npy file instead of printing it")
+    s.add_argument("-t", "--temperature", type=float, default=1.0, help="temperature (default 1.0)")
+    s.add_argument("-a", "--axis", default="-1", help="axis to normalise along, or 'none' (default -1)")
+    s.add_argument("--log", action="store_true", help="log-softmax instead of softmax")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``python -m logitkit`` and the ``logitkit`` script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return run_demo()
+        if args.command == "softmax":
+            if args.axis != "none":
+                try:
+                    int(args.axis)
+                except ValueError:
+                    raise ValueError(f"--axis must be an integer or 'none', got {args.axis!r}") from None
+            return run_softmax(args)
+    except (ValueError, TypeError) as e:
+        print(f"logitkit: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # AxisError and anything numpy raises on odd files
+        print(f"logitkit: error: {e}", file=sys.stderr)
+        return 2
+    return 2

@@ -1,1 +1,0 @@
-//! PyO3 bindings (placeholder until written).

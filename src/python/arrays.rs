@@ -1,0 +1,443 @@
+//! Argument handling shared by the bindings: input coercion (S1), axes (S2), `out=` (S3),
+//! temperatures (S4), and memory layouts turned into [`Lanes`].
+
+use numpy::npyffi::NPY_TYPES;
+use numpy::{PyArray, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{IntoPyDict, PyFloat, PyInt, PyList, PyTuple};
+
+use crate::{Error, Lanes};
+
+/// The element types the kernels take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dtype {
+    F16,
+    F32,
+    F64,
+}
+
+impl Dtype {
+    fn of(arr: &Bound<'_, PyUntypedArray>) -> Option<Dtype> {
+        let d = arr.dtype();
+        if d.is_native_byteorder() == Some(false) {
+            return None;
+        }
+        let num = d.num();
+        if num == NPY_TYPES::NPY_FLOAT as i32 {
+            Some(Dtype::F32)
+        } else if num == NPY_TYPES::NPY_DOUBLE as i32 {
+            Some(Dtype::F64)
+        } else if num == NPY_TYPES::NPY_HALF as i32 {
+            Some(Dtype::F16)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn itemsize(self) -> usize {
+        match self {
+            Dtype::F16 => 2,
+            Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Dtype::F16 => "float16",
+            Dtype::F32 => "float32",
+            Dtype::F64 => "float64",
+        }
+    }
+
+    /// A new uninitialised C-contiguous array of this dtype.
+    pub(crate) fn empty<'py>(self, py: Python<'py>, shape: &[usize]) -> Bound<'py, PyUntypedArray> {
+        // SAFETY: every caller writes every element before the array is visible to Python.
+        unsafe {
+            match self {
+                Dtype::F16 => PyArray::<half::f16, _>::new(py, shape.to_vec(), false).into_any(),
+                Dtype::F32 => PyArray::<f32, _>::new(py, shape.to_vec(), false).into_any(),
+                Dtype::F64 => PyArray::<f64, _>::new(py, shape.to_vec(), false).into_any(),
+            }
+            .cast_into::<PyUntypedArray>()
+            .expect("a new array is an ndarray")
+        }
+    }
+}
+
+/// A float array the kernels can read: native byte order, aligned, dtype float16/32/64.
+pub(crate) struct FloatArray<'py> {
+    pub arr: Bound<'py, PyUntypedArray>,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    /// Strides in elements.
+    pub strides: Vec<isize>,
+    pub data: *mut u8,
+}
+
+impl<'py> FloatArray<'py> {
+    /// Wraps `arr` when the kernels can read it in place.
+    pub(crate) fn view(arr: &Bound<'py, PyUntypedArray>) -> Option<FloatArray<'py>> {
+        let dtype = Dtype::of(arr)?;
+        if !arr.is_aligned() {
+            return None;
+        }
+        let item = dtype.itemsize() as isize;
+        // A stride only matters along an axis longer than 1 (NumPy ignores the others, and they
+        // may be any byte count).
+        let used = |(&n, &s): (&usize, &isize)| if n > 1 { s } else { 0 };
+        if arr
+            .shape()
+            .iter()
+            .zip(arr.strides())
+            .map(used)
+            .any(|s| s % item != 0)
+        {
+            return None;
+        }
+        let strides: Vec<isize> = arr
+            .shape()
+            .iter()
+            .zip(arr.strides())
+            .map(used)
+            .map(|s| s / item)
+            .collect();
+        // SAFETY: a live ndarray's data pointer.
+        let data = unsafe { (*arr.as_array_ptr()).fields.data } as *mut u8;
+        Some(FloatArray {
+            arr: arr.clone(),
+            dtype,
+            shape: arr.shape().to_vec(),
+            strides,
+            data,
+        })
+    }
+
+    /// `x` as a float array (contract S1): float16/32/64 read in place when aligned and native;
+    /// integers and bool converted to float64; anything else is a `TypeError`.
+    pub(crate) fn coerce(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<FloatArray<'py>> {
+        if let Ok(arr) = x.cast::<PyUntypedArray>() {
+            if let Some(v) = FloatArray::view(arr) {
+                return Ok(v);
+            }
+        }
+        static COERCE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let f = COERCE.import(py, "logitkit._coerce", "as_float_array")?;
+        let arr = f.call1((x,))?.cast_into::<PyUntypedArray>()?;
+        FloatArray::view(&arr)
+            .ok_or_else(|| PyTypeError::new_err("internal: coercion gave an unusable array"))
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Bytes spanned: [lo, hi), or None when empty.
+    fn byte_range(&self) -> Option<(usize, usize)> {
+        if self.size() == 0 {
+            return None;
+        }
+        let item = self.dtype.itemsize() as isize;
+        let (mut lo, mut hi) = (0isize, 0isize);
+        for (&n, &s) in self.shape.iter().zip(&self.strides) {
+            let span = (n as isize - 1) * s * item;
+            if span < 0 {
+                lo += span;
+            } else {
+                hi += span;
+            }
+        }
+        let base = self.data as isize;
+        Some(((base + lo) as usize, (base + hi + item) as usize))
+    }
+
+    /// True when both views are the same elements in the same layout.
+    pub(crate) fn same_view(&self, other: &FloatArray<'_>) -> bool {
+        self.data == other.data
+            && self.shape == other.shape
+            && self.strides == other.strides
+            && self.dtype == other.dtype
+    }
+
+    /// True when the two arrays may share memory.
+    pub(crate) fn may_overlap(&self, other: &FloatArray<'_>) -> bool {
+        match (self.byte_range(), other.byte_range()) {
+            (Some((a0, a1)), Some((b0, b1))) => a0 < b1 && b0 < a1,
+            _ => false,
+        }
+    }
+
+    /// A C-contiguous copy.
+    pub(crate) fn copy(&self, py: Python<'py>) -> PyResult<FloatArray<'py>> {
+        let _ = py;
+        let c = self.arr.call_method1("copy", ("C",))?;
+        Ok(FloatArray::view(&c.cast_into::<PyUntypedArray>()?).expect("a fresh copy is readable"))
+    }
+
+    /// The lanes along `axis`; for `None`, the whole array as one lane when its elements are
+    /// evenly spaced in C order.
+    pub(crate) fn lanes(&self, axis: Option<usize>) -> Option<Lanes> {
+        match axis {
+            Some(k) => Some(Lanes::from_strided(&self.shape, &self.strides, k)),
+            None => single_lane(&self.shape, &self.strides).map(|(len, stride)| Lanes {
+                len,
+                stride,
+                outer: vec![(1, 0)],
+            }),
+        }
+    }
+}
+
+/// The whole array as one evenly spaced run in C order, if it is one.
+fn single_lane(shape: &[usize], strides: &[isize]) -> Option<(usize, isize)> {
+    let size: usize = shape.iter().product();
+    if size <= 1 {
+        return Some((size, 1));
+    }
+    let dims: Vec<(usize, isize)> = shape
+        .iter()
+        .zip(strides)
+        .filter(|(&n, _)| n != 1)
+        .map(|(&n, &s)| (n, s))
+        .collect();
+    let stride = dims.last().expect("size > 1 has a dimension > 1").1;
+    let mut inner = 1isize;
+    for &(n, s) in dims.iter().rev() {
+        if s != stride * inner {
+            return None;
+        }
+        inner *= n as isize;
+    }
+    Some((size, stride))
+}
+
+fn numpy_fn<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import("numpy")?.getattr(name)
+}
+
+/// Normalises `axis` against `ndim` (contract S2), raising NumPy's `AxisError`.
+pub(crate) fn normalize_axis(
+    py: Python<'_>,
+    axis: Option<isize>,
+    ndim: usize,
+) -> PyResult<Option<usize>> {
+    let Some(a) = axis else { return Ok(None) };
+    let n = ndim as isize;
+    if a >= n || a < -n {
+        static AXIS_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let cls = match AXIS_ERROR.import(py, "numpy.exceptions", "AxisError") {
+            Ok(c) => c.clone(),
+            Err(_) => py.import("numpy")?.getattr("AxisError")?,
+        };
+        return Err(PyErr::from_value(cls.call1((a, ndim))?));
+    }
+    Ok(Some(if a < 0 { (a + n) as usize } else { a as usize }))
+}
+
+/// Temperatures of a call, one or one per lane (C order over the dimensions other than axis).
+pub(crate) enum Temps {
+    Scalar(f64),
+    PerLane(Vec<f64>),
+}
+
+impl Temps {
+    pub(crate) fn as_core(&self) -> crate::Temperature<'_> {
+        match self {
+            Temps::Scalar(t) => crate::Temperature::Scalar(*t),
+            Temps::PerLane(v) => crate::Temperature::PerRow(v),
+        }
+    }
+}
+
+fn shape_str(shape: &[usize]) -> String {
+    match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Reads a per-vector parameter: a float, or an array broadcastable to `outer_shape`.
+pub(crate) fn parse_per_lane_f64(
+    py: Python<'_>,
+    name: &'static str,
+    value: Option<&Bound<'_, PyAny>>,
+    default: f64,
+    outer_shape: &[usize],
+) -> PyResult<Temps> {
+    let Some(v) = value else {
+        return Ok(Temps::Scalar(default));
+    };
+    let is_sequence = v.cast::<PyUntypedArray>().is_ok()
+        || v.cast::<PyList>().is_ok()
+        || v.cast::<PyTuple>().is_ok();
+    if !is_sequence {
+        if v.cast::<PyFloat>().is_ok() || v.cast::<PyInt>().is_ok() || v.hasattr("__float__")? {
+            return v.extract::<f64>().map(Temps::Scalar).map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "{name} must be a float or an array of floats, got {}",
+                    repr(v)
+                ))
+            });
+        }
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a float or an array of floats, got {}",
+            repr(v)
+        )));
+    }
+    let np = py.import("numpy")?;
+    let arr = np
+        .call_method(
+            "asarray",
+            (v,),
+            Some(&[("dtype", "float64")].into_py_dict(py)?),
+        )
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{name} must be a float or an array of floats, got {}",
+                repr(v)
+            ))
+        })?;
+    let arr = arr.cast_into::<PyUntypedArray>()?;
+    if arr.ndim() == 0 {
+        return Ok(Temps::Scalar(arr.call_method0("item")?.extract::<f64>()?));
+    }
+    let b = np
+        .call_method1("broadcast_to", (&arr, PyTuple::new(py, outer_shape)?))
+        .map_err(|_| {
+            PyValueError::new_err(format!(
+                "{name} of shape {} does not broadcast to {} (one value per vector)",
+                shape_str(arr.shape()),
+                shape_str(outer_shape)
+            ))
+        })?;
+    let flat = np
+        .call_method1("ascontiguousarray", (b,))?
+        .call_method0("ravel")?;
+    Ok(Temps::PerLane(
+        flat.call_method0("tolist")?.extract::<Vec<f64>>()?,
+    ))
+}
+
+pub(crate) fn repr(v: &Bound<'_, PyAny>) -> String {
+    v.repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| "<unprintable>".into())
+}
+
+/// Maps the core's error to Python: every variant is a bad value, so `ValueError`.
+pub(crate) fn to_py_err(e: Error) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Where a function's result goes.
+pub(crate) struct Output<'py> {
+    /// The array the kernels write.
+    pub target: FloatArray<'py>,
+    /// The user's `out`, when the kernels could not write it directly.
+    pub copy_to: Option<Bound<'py, PyUntypedArray>>,
+}
+
+impl<'py> Output<'py> {
+    /// A new array of `shape`, or the user's `out` after the checks of contract S3.
+    pub(crate) fn prepare(
+        py: Python<'py>,
+        out: Option<&Bound<'py, PyAny>>,
+        shape: &[usize],
+        dtype: Dtype,
+    ) -> PyResult<Output<'py>> {
+        let Some(out) = out else {
+            let arr = dtype.empty(py, shape);
+            return Ok(Output {
+                target: FloatArray::view(&arr).expect("fresh array"),
+                copy_to: None,
+            });
+        };
+        let arr = out.cast::<PyUntypedArray>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "out must be a numpy.ndarray, got {}",
+                out.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        if arr.shape() != shape {
+            return Err(PyValueError::new_err(format!(
+                "out has shape {}, expected {}",
+                shape_str(arr.shape()),
+                shape_str(shape)
+            )));
+        }
+        let d = arr.dtype();
+        let same_kind = match dtype {
+            Dtype::F16 => d.num() == NPY_TYPES::NPY_HALF as i32,
+            Dtype::F32 => d.num() == NPY_TYPES::NPY_FLOAT as i32,
+            Dtype::F64 => d.num() == NPY_TYPES::NPY_DOUBLE as i32,
+        };
+        if !same_kind {
+            let out_dtype = d.str()?.to_string();
+            return Err(PyTypeError::new_err(format!(
+                "out has dtype {out_dtype}, expected {}",
+                dtype.name()
+            )));
+        }
+        if !arr.is_writeable() {
+            return Err(PyValueError::new_err(
+                "out is read-only; pass a writeable array",
+            ));
+        }
+        if let Some(v) = FloatArray::view(arr) {
+            if !has_zero_stride(&v) {
+                return Ok(Output {
+                    target: v,
+                    copy_to: None,
+                });
+            }
+        }
+        // Byte-swapped, unaligned or self-overlapping `out`: compute aside, then copy in.
+        let tmp = dtype.empty(py, shape);
+        Ok(Output {
+            target: FloatArray::view(&tmp).expect("fresh array"),
+            copy_to: Some(arr.clone()),
+        })
+    }
+
+    /// Copies into the user's `out` if needed and returns the result object.
+    pub(crate) fn finish(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.copy_to {
+            None => Ok(self.target.arr.into_any()),
+            Some(out) => {
+                numpy_fn(py, "copyto")?.call1((&out, &self.target.arr))?;
+                Ok(out.into_any())
+            }
+        }
+    }
+}
+
+fn has_zero_stride(v: &FloatArray<'_>) -> bool {
+    v.shape
+        .iter()
+        .zip(&v.strides)
+        .any(|(&n, &s)| n > 1 && s == 0)
+}
+
+trait HasWriteable {
+    fn is_writeable(&self) -> bool;
+}
+
+impl HasWriteable for Bound<'_, PyUntypedArray> {
+    fn is_writeable(&self) -> bool {
+        // SAFETY: reading the flags of a live ndarray.
+        let flags = unsafe { (*self.as_array_ptr()).fields.flags };
+        flags & numpy::npyffi::NPY_ARRAY_WRITEABLE != 0
+    }
+}

@@ -1,0 +1,103 @@
+//! PyO3 bindings: argument checking and dtype/stride dispatch, then one call into the core with
+//! the GIL released. Compiled only with the `python` feature.
+
+mod arrays;
+mod softmax;
+
+use std::ffi::CString;
+
+use pyo3::exceptions::{PyRuntimeWarning, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBool;
+
+/// Sets the number of threads logitkit uses.
+///
+/// Parameters
+/// ----------
+/// n : int
+///     The thread count, at least 1.
+///
+/// Raises
+/// ------
+/// ValueError
+///     If ``n`` is not an integer >= 1.
+///
+/// Examples
+/// --------
+/// >>> import logitkit
+/// >>> logitkit.set_num_threads(1)
+/// >>> logitkit.get_num_threads()
+/// 1
+#[pyfunction]
+#[pyo3(text_signature = "(n)")]
+fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
+    let bad = || {
+        PyValueError::new_err(format!(
+            "n must be an integer >= 1, got {}",
+            arrays::repr(n)
+        ))
+    };
+    if n.cast::<PyBool>().is_ok() {
+        return Err(bad());
+    }
+    let v = n
+        .call_method0("__index__")
+        .and_then(|i| i.extract::<i64>())
+        .map_err(|_| bad())?;
+    if v < 1 {
+        return Err(bad());
+    }
+    crate::set_num_threads(v as usize).map_err(arrays::to_py_err)
+}
+
+/// The number of threads logitkit uses.
+///
+/// Returns
+/// -------
+/// int
+///     The last :func:`set_num_threads` value, else ``LOGITKIT_NUM_THREADS`` as read at import,
+///     else the number of CPUs this process may use.
+#[pyfunction]
+#[pyo3(text_signature = "()")]
+fn get_num_threads() -> usize {
+    crate::get_num_threads()
+}
+
+/// The instruction set the kernels use on this CPU.
+///
+/// Returns
+/// -------
+/// str
+///     ``"scalar"``, ``"avx2"``, ``"avx512"`` or ``"neon"``; ``LOGITKIT_SIMD`` set at import may
+///     lower it.
+#[pyfunction]
+#[pyo3(text_signature = "()")]
+fn simd_level() -> &'static str {
+    crate::simd_level().name()
+}
+
+/// Reads the environment once at import (contract S11, S12), warning about a bad value.
+fn read_environment(py: Python<'_>) -> PyResult<()> {
+    if let Ok(v) = std::env::var(crate::NUM_THREADS_ENV) {
+        if let Err(e) = crate::parallel::parse_num_threads(&v) {
+            let msg = CString::new(format!("{e}; using the default thread count")).expect("no NUL");
+            PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &msg, 1)?;
+        }
+    }
+    let _ = crate::get_num_threads();
+    let _ = crate::simd_level();
+    Ok(())
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(softmax::softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(softmax::log_softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(softmax::logsumexp, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    read_environment(m.py())?;
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Fuzzing the strided-lanes API (the layer the NumPy bindings call) against a plain reference.
+//!
+//! `cargo test` runs a few hundred cases; `make fuzz` runs many more in release mode
+//! (`PROPTEST_CASES=...`). Layouts: 1-3 dimensions, any axis, reversed and stepped strides,
+//! in place or into a separate buffer; values include -inf, +inf, NaN and huge magnitudes.
+
+use logitkit::lanes::{logsumexp_lanes, map_lanes};
+use logitkit::{Lanes, Op};
+use proptest::prelude::*;
+
+/// A strided view into a buffer: shape, element strides and the offset of element 0.
+#[derive(Debug, Clone)]
+struct View {
+    shape: Vec<usize>,
+    strides: Vec<isize>,
+    origin: usize,
+    buf_len: usize,
+}
+
+impl View {
+    fn index(&self, idx: &[usize]) -> usize {
+        (self.origin as isize
+            + idx
+                .iter()
+                .zip(&self.strides)
+                .map(|(&i, &s)| i as isize * s)
+                .sum::<isize>()) as usize
+    }
+}
+
+/// A C-order layout of `shape` padded by `step` per dimension, with some dimensions reversed
+/// and the dimension order permuted.
+fn view_strategy() -> impl Strategy<Value = View> {
+    (
+        prop::collection::vec(0usize..6, 1..=3),
+        prop::collection::vec(1usize..3, 3),
+        prop::collection::vec(any::<bool>(), 3),
+        any::<bool>(),
+    )
+        .prop_map(|(shape, steps, rev, transpose)| {
+            let nd = shape.len();
+            let mut order: Vec<usize> = (0..nd).collect();
+            if transpose {
+                order.reverse();
+            }
+            // Lay out dimensions in `order` (last is innermost), each with its step.
+            let mut strides = vec![0isize; nd];
+            let mut span = 1isize;
+            for &d in order.iter().rev() {
+                strides[d] = span * steps[d] as isize;
+                span = strides[d] * shape[d].max(1) as isize;
+            }
+            let buf_len = span.max(1) as usize;
+            let mut origin = 0isize;
+            for d in 0..nd {
+                if rev[d] && shape[d] > 0 {
+                    origin += (shape[d] as isize - 1) * strides[d];
+                    strides[d] = -strides[d];
+                }
+            }
+            View {
+                shape,
+                strides,
+                origin: origin as usize,
+                buf_len,
+            }
+        })
+}
+
+fn value_strategy() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        20 => -30.0f64..30.0,
+        2 => Just(f64::NEG_INFINITY),
+        1 => Just(f64::INFINITY),
+        1 => Just(f64::NAN),
+        1 => prop::sample::select(vec![1e300, -1e300, 1.7e308, -1.7e308, 0.0, -0.0]),
+    ]
+}
+
+fn reference(lane: &[f64], t: f64, log: bool) -> Vec<f64> {
+    let m = lane.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if lane.iter().any(|v| v.is_nan()) || m == f64::INFINITY || m == f64::NEG_INFINITY {
+        return vec![f64::NAN; lane.len()];
+    }
+    let z: Vec<f64> = lane
+        .iter()
+        .map(|&v| {
+            let d = v - m;
+            if d == f64::NEG_INFINITY && v != f64::NEG_INFINITY {
+                v / t - m / t
+            } else {
+                d / t
+            }
+        })
+        .collect();
+    let s: f64 = z.iter().map(|v| v.exp()).sum();
+    z.iter()
+        .map(|v| if log { v - s.ln() } else { v.exp() / s })
+        .collect()
+}
+
+fn close(got: f64, want: f64, log: bool) -> bool {
+    if want.is_nan() {
+        return got.is_nan();
+    }
+    if log {
+        return (got == want) || (got - want).abs() <= 1e-12 * want.abs().max(1.0);
+    }
+    (got - want).abs() <= 1e-12 * want.max(1e-300) || (want < 1e-290 && got < 1e-280)
+}
+
+fn all_indices(shape: &[usize]) -> Vec<Vec<usize>> {
+    let mut out = vec![vec![]];
+    for &n in shape {
+        out = out
+            .into_iter()
+            .flat_map(|p| (0..n).map(move |i| [p.clone(), vec![i]].concat()))
+            .collect();
+    }
+    out
+}
+
+/// 300 cases under `cargo test`; `PROPTEST_CASES` for long runs (`make fuzz`).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    #[test]
+    fn fuzz_map_lanes_any_layout(
+        view in view_strategy(),
+        axis_pick in 0usize..3,
+        values in prop::collection::vec(value_strategy(), 600),
+        in_place in any::<bool>(),
+        log in any::<bool>(),
+        t in prop::sample::select(vec![1.0, 0.25, 3.0, 1e-3]),
+    ) {
+        let axis = axis_pick % view.shape.len();
+        let mut buf: Vec<f64> = (0..view.buf_len).map(|i| values[i % values.len()]).collect();
+        let original = buf.clone();
+        let lanes = Lanes::from_strided(&view.shape, &view.strides, axis);
+        let op = if log { Op::LogSoftmax } else { Op::Softmax };
+        let mut dst = vec![0.0f64; view.buf_len];
+        // SAFETY: every index the view addresses lies inside both buffers (built that way);
+        // distinct elements of the view are distinct buffer slots; in place uses one buffer.
+        unsafe {
+            let src = buf.as_mut_ptr().add(view.origin);
+            if in_place {
+                map_lanes(op, src, &lanes, src, &lanes, t.into()).unwrap();
+            } else {
+                map_lanes(op, src, &lanes, dst.as_mut_ptr().add(view.origin), &lanes, t.into()).unwrap();
+            }
+        }
+        let result = if in_place { &buf } else { &dst };
+        // Every lane against the reference, element by element.
+        let mut outer_shape = view.shape.clone();
+        outer_shape[axis] = 1;
+        for idx in all_indices(&outer_shape) {
+            let lane_idx: Vec<Vec<usize>> = (0..view.shape[axis]).map(|j| { let mut i = idx.clone(); i[axis] = j; i }).collect();
+            let lane: Vec<f64> = lane_idx.iter().map(|i| original[view.index(i)]).collect();
+            let want = reference(&lane, t, log);
+            for (i, w) in lane_idx.iter().zip(&want) {
+                let got = result[view.index(i)];
+                prop_assert!(close(got, *w, log), "lane {:?}: got {} want {} (view {:?}, axis {})", lane, got, w, view, axis);
+            }
+        }
+        if !in_place {
+            prop_assert!(buf.iter().zip(&original).all(|(a, b)| a.to_bits() == b.to_bits()), "input modified");
+        }
+    }
+
+    #[test]
+    fn fuzz_logsumexp_lanes_any_layout(
+        view in view_strategy(),
+        axis_pick in 0usize..3,
+        values in prop::collection::vec(value_strategy(), 600),
+    ) {
+        let axis = axis_pick % view.shape.len();
+        let buf: Vec<f32> = (0..view.buf_len).map(|i| values[i % values.len()] as f32).collect();
+        let lanes = Lanes::from_strided(&view.shape, &view.strides, axis);
+        let mut out = vec![0f32; lanes.count()];
+        // SAFETY: every index the view addresses lies inside `buf`.
+        unsafe { logsumexp_lanes(buf.as_ptr().add(view.origin), &lanes, &mut out).unwrap() };
+        let mut outer_shape = view.shape.clone();
+        outer_shape[axis] = 1;
+        for (k, idx) in all_indices(&outer_shape).into_iter().enumerate() {
+            let lane: Vec<f64> = (0..view.shape[axis]).map(|j| { let mut i = idx.clone(); i[axis] = j; buf[view.index(&i)] as f64 }).collect();
+            let m = lane.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let want = if lane.iter().any(|v| v.is_nan()) { f64::NAN }
+                else if m.is_infinite() { m }
+                else { m + lane.iter().map(|v| (v - m).exp()).sum::<f64>().ln() };
+            let got = out[k] as f64;
+            if want.is_nan() { prop_assert!(got.is_nan()); }
+            else if want.is_infinite() { prop_assert_eq!(got, want); }
+            else { prop_assert!((got - want).abs() <= 2e-6 * want.abs().max(1.0), "{} vs {}", got, want); }
+        }
+    }
+}

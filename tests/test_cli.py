@@ -1,0 +1,80 @@
+"""The command line: ``python -m logitkit demo`` and ``softmax``."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import logitkit
+from logitkit.cli import DEMO_LABELS, DEMO_LOGITS, main
+
+
+def run(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "logitkit", *args], capture_output=True, text=True, cwd=cwd, timeout=60
+    )
+
+
+def test_demo_runs_without_arguments_and_shows_probabilities():
+    r = run("demo")
+    assert r.returncode == 0, r.stderr
+    for label in DEMO_LABELS:
+        assert label in r.stdout
+    expected = logitkit.softmax(np.asarray(DEMO_LOGITS), temperature=1.0)
+    # The top class's probability, as printed at temperature 1.
+    assert f"{expected.max():7.2%}".strip() in r.stdout
+    assert "temperature 0.5" in r.stdout and "temperature 2" in r.stdout
+    assert "█" in r.stdout
+
+
+def test_softmax_from_values_matches_api(capsys):
+    assert main(["softmax", "1", "2", "-0.5", "--temperature", "2"]) == 0
+    printed = capsys.readouterr().out
+    values = np.array([float(v) for v in printed.strip().strip("[]").split()])
+    np.testing.assert_allclose(values, logitkit.softmax([1.0, 2.0, -0.5], temperature=2.0), rtol=1e-5)
+
+
+def test_softmax_npy_round_trip(tmp_path):
+    x = np.random.default_rng(0).normal(size=(3, 7)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = run("softmax", "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "p.npy"), "--log")
+    assert r.returncode == 0, r.stderr
+    got = np.load(tmp_path / "p.npy")
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, logitkit.log_softmax(x))
+
+
+def test_softmax_axis_none(capsys):
+    assert main(["softmax", "0", "0", "0", "0", "--axis", "none"]) == 0
+    assert "0.25" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["softmax", "--input", "missing.npy"], "no such file"),
+        (["softmax"], "no logits"),
+        (["softmax", "1", "2", "--temperature", "0"], "temperature"),
+        (["softmax", "1", "2", "--axis", "x"], "--axis"),
+        (["softmax", "1", "2", "--axis", "3"], "axis 3 is out of bounds"),
+    ],
+)
+def test_errors_are_clear_and_exit_nonzero(tmp_path, args, message):
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode != 0
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_npy_file(tmp_path):
+    (tmp_path / "bad.npy").write_bytes(b"not an npy file")
+    r = run("softmax", "--input", str(tmp_path / "bad.npy"))
+    assert r.returncode == 2
+    assert "cannot read" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_non_numeric_value_is_a_usage_error():
+    r = run("softmax", "1", "abc")
+    assert r.returncode == 2
+    assert "invalid float value" in r.stderr
