@@ -1,4 +1,4 @@
-from typing import Literal, Optional, Tuple, Union, overload
+from typing import Literal, Optional, Tuple, Union, final, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -76,16 +76,17 @@ def filter_logits(
     min_p: _FloatParam = 0.0,
 ) -> NDArray[_Float]: ...
 
+@final
 class Sampler:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         temperature: _FloatParam = 1.0,
         top_k: _IntParam = 0,
         top_p: _FloatParam = 1.0,
         min_p: _FloatParam = 0.0,
         seed: Optional[int] = None,
-    ) -> None: ...
+    ) -> Sampler: ...
     @overload
     def __call__(
         self, logits: ArrayLike, *, return_logprobs: Literal[False] = False
