@@ -128,7 +128,7 @@ fn find_cut<C: Real>(
     } else {
         w.hist.clear();
         w.hist.resize(NB, 0.0);
-        w.ids.clear();
+        // Every id is overwritten: no need to clear.
         w.ids.resize(n, 0);
         let ids_block = |(ids, xb): (&mut [u16], &[C])| z_ids(ids, xb, m, zc, NB);
         // Per block of BLOCK tokens, two interleaved histograms (so that runs of one bucket
@@ -499,7 +499,9 @@ fn top_p_row<C: Real>(
     let v = x.len();
     let mut cand = std::mem::take(&mut w.cand);
     let found = 'found: {
-        if v.div_ceil(KCH) >= 4 * PEAK_CHUNKS {
+        // The candidates are at most PEAK_CHUNKS * KCH tokens of weight <= 1: they cannot
+        // hold `p * total` when that is larger.
+        if v.div_ceil(KCH) >= 4 * PEAK_CHUNKS && p * total <= (PEAK_CHUNKS * KCH) as f64 {
             chunk_maxima(x, &mut w.cmax, w.par);
             let t = kth_largest(&w.cmax, PEAK_CHUNKS, &mut w.sel);
             gather_candidates(x, Some(ws), &w.cmax, t, &mut cand);
