@@ -186,7 +186,10 @@ fn with_work<C: Real, R>(f: impl FnOnce(&mut Work<C>) -> R) -> R {
         .and_then(|b| b.downcast().ok())
         .unwrap_or_default();
     let r = f(&mut w);
-    CACHE.with(|c| *c.borrow_mut() = Some(w));
+    // Keep the scratch for the next call, unless a huge row made it huge.
+    if w.footprint() <= 1 << 24 {
+        CACHE.with(|c| *c.borrow_mut() = Some(w));
+    }
     r
 }
 
@@ -325,10 +328,22 @@ pub fn sample_rows<T: Float>(
     let rows = rows_of(logits.len(), vocab)?;
     check_outputs(rows, tokens, logprobs.as_deref())?;
     check_seed(seed, rows)?;
-    let maxes = validate(logits, vocab, params)?;
-    let streams = Streams::for_sample(seed);
-    sample_checked(logits, vocab, params, &maxes, &streams, tokens, logprobs);
-    Ok(())
+    pooled(logits.len(), || {
+        let maxes = validate(logits, vocab, params)?;
+        let streams = Streams::for_sample(seed);
+        sample_checked(logits, vocab, params, &maxes, &streams, tokens, logprobs);
+        Ok(())
+    })
+}
+
+/// Runs `f` inside the crate's pool when the call is large enough to use it: one entry into
+/// the pool for the whole call (validation, then drawing), not one per phase.
+fn pooled<R: Send>(work: usize, f: impl FnOnce() -> R + Send) -> R {
+    if is_parallel(work) {
+        install(f)
+    } else {
+        f()
+    }
 }
 
 /// Samples one token from one vector of logits: `(token id, log-probability)`.
@@ -369,7 +384,7 @@ pub fn filter_logits_rows<T: Float>(
 ) -> Result<()> {
     let rows = rows_of(logits.len(), vocab)?;
     check_len("out", out.len(), logits.len())?;
-    let maxes = validate(logits, vocab, params)?;
+    let maxes = pooled(logits.len(), || validate(logits, vocab, params))?;
     let filtered = for_rows::<T::Compute, _>(rows, vocab, |r, w| {
         let mut conv = std::mem::take(&mut w.conv);
         let x = as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv);
@@ -498,18 +513,20 @@ impl Sampler {
     ) -> Result<()> {
         let rows = rows_of(logits.len(), vocab)?;
         check_outputs(rows, tokens, logprobs.as_deref())?;
-        let maxes = validate(logits, vocab, &self.params)?;
-        let n = self.calls.fetch_add(1, Ordering::SeqCst);
-        let streams = Streams::for_sampler(self.seed, n);
-        sample_checked(
-            logits,
-            vocab,
-            &self.params,
-            &maxes,
-            &streams,
-            tokens,
-            logprobs,
-        );
-        Ok(())
+        pooled(logits.len(), || {
+            let maxes = validate(logits, vocab, &self.params)?;
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            let streams = Streams::for_sampler(self.seed, n);
+            sample_checked(
+                logits,
+                vocab,
+                &self.params,
+                &maxes,
+                &streams,
+                tokens,
+                logprobs,
+            );
+            Ok(())
+        })
     }
 }

@@ -71,6 +71,18 @@ pub(crate) struct Work<C> {
     chunks: Vec<f64>,
 }
 
+impl<C> Work<C> {
+    /// Elements held by the largest buffers (a bound on what caching this scratch keeps).
+    pub fn footprint(&self) -> usize {
+        self.conv.capacity()
+            + self.row_ws.capacity()
+            + self.ids.capacity() / 2
+            + self.cur.idx.capacity()
+            + self.alt.idx.capacity()
+            + self.cand.idx.capacity()
+    }
+}
+
 /// The tokens a row keeps after temperature and filters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Kept {
