@@ -63,10 +63,13 @@
 //! With fewer rows than threads, each row's long passes are split across the threads, at
 //! fixed block boundaries, so that results never depend on the thread count.
 //!
-//! Cost, with `T=0.8, top_k=50, top_p=0.9` (the usual LLM setting), `min_p` alone, or no
-//! filter: about one softmax of the batch or less. `top_p` alone on a *flat* row (where most
-//! of the vocabulary is in the nucleus) costs more, up to a few softmaxes: the bucket pass
-//! is a scatter that does not vectorise.
+//! Cost, measured against `softmax_rows` of the same batch with the AVX-512 kernels at 2
+//! threads: `T=0.8, top_k=50, top_p=0.9` (the usual LLM setting) and `top_k` alone cost about
+//! one softmax or less, greedy about a third. `min_p` alone costs one to two softmaxes (an
+//! `exp` pass over the row when many tokens pass). `top_p` alone on a *flat* row (most of the
+//! vocabulary in the nucleus, e.g. normally distributed logits) costs four to six softmaxes:
+//! the bucket pass is a scatter that does not vectorise, and the band and the draw each take
+//! another pass. On a peaked row (real LLM logits) it takes the chunk-maxima path instead.
 //!
 //! # Randomness (P5, P6)
 //!
