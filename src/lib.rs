@@ -29,6 +29,7 @@ mod kernels;
 pub mod lanes;
 pub(crate) mod parallel;
 mod row;
+pub mod sampling;
 mod simd;
 mod softmax;
 mod temperature;
@@ -43,6 +44,9 @@ pub use kernels::testing as __kernels;
 pub use lanes::Lanes;
 pub use parallel::{available_cpus, get_num_threads, set_num_threads, NUM_THREADS_ENV};
 pub use row::Op;
+pub use sampling::{
+    filter_logits, filter_logits_rows, sample, sample_rows, RowParam, Sampler, SamplingParams, Seed,
+};
 pub use simd::{simd_level, supported_levels, SimdLevel};
 pub use softmax::{
     log_softmax, log_softmax_in_place, log_softmax_rows, log_softmax_rows_in_place, logsumexp,

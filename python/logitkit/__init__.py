@@ -4,20 +4,26 @@ The numerical work happens in Rust (``logitkit._native``); this module only re-e
 """
 
 from ._native import (
+    Sampler,
     __version__,
+    filter_logits,
     get_num_threads,
     log_softmax,
     logsumexp,
+    sample,
     set_num_threads,
     simd_level,
     softmax,
 )
 
 __all__ = [
+    "Sampler",
     "__version__",
+    "filter_logits",
     "get_num_threads",
     "log_softmax",
     "logsumexp",
+    "sample",
     "set_num_threads",
     "simd_level",
     "softmax",

@@ -1,4 +1,4 @@
-from typing import Optional, Union
+from typing import Literal, Optional, Tuple, Union, final, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -12,6 +12,9 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "simd_level",
+    "sample",
+    "Sampler",
+    "filter_logits",
 ]
 
 _Float = Union[np.float16, np.float32, np.float64]
@@ -36,3 +39,63 @@ def logsumexp(
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_level() -> str: ...
+
+_FloatParam = Union[float, ArrayLike]
+_IntParam = Union[int, ArrayLike]
+_Tokens = Union[np.int64, NDArray[np.int64]]
+_Logprobs = Union[np.float64, NDArray[np.float64]]
+
+@overload
+def sample(
+    logits: ArrayLike,
+    *,
+    temperature: _FloatParam = 1.0,
+    top_k: _IntParam = 0,
+    top_p: _FloatParam = 1.0,
+    min_p: _FloatParam = 0.0,
+    seed: Union[None, int, ArrayLike] = None,
+    return_logprobs: Literal[False] = False,
+) -> _Tokens: ...
+@overload
+def sample(
+    logits: ArrayLike,
+    *,
+    temperature: _FloatParam = 1.0,
+    top_k: _IntParam = 0,
+    top_p: _FloatParam = 1.0,
+    min_p: _FloatParam = 0.0,
+    seed: Union[None, int, ArrayLike] = None,
+    return_logprobs: Literal[True],
+) -> Tuple[_Tokens, _Logprobs]: ...
+def filter_logits(
+    logits: ArrayLike,
+    *,
+    temperature: _FloatParam = 1.0,
+    top_k: _IntParam = 0,
+    top_p: _FloatParam = 1.0,
+    min_p: _FloatParam = 0.0,
+) -> NDArray[_Float]: ...
+
+@final
+class Sampler:
+    def __new__(
+        cls,
+        *,
+        temperature: _FloatParam = 1.0,
+        top_k: _IntParam = 0,
+        top_p: _FloatParam = 1.0,
+        min_p: _FloatParam = 0.0,
+        seed: Optional[int] = None,
+    ) -> Sampler: ...
+    @overload
+    def __call__(
+        self, logits: ArrayLike, *, return_logprobs: Literal[False] = False
+    ) -> _Tokens: ...
+    @overload
+    def __call__(
+        self, logits: ArrayLike, *, return_logprobs: Literal[True]
+    ) -> Tuple[_Tokens, _Logprobs]: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def calls(self) -> int: ...

@@ -2,6 +2,7 @@
 //! the GIL released. Compiled only with the `python` feature.
 
 mod arrays;
+mod sampling;
 mod softmax;
 
 use std::ffi::CString;
@@ -95,6 +96,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(softmax::softmax, m)?)?;
     m.add_function(wrap_pyfunction!(softmax::log_softmax, m)?)?;
     m.add_function(wrap_pyfunction!(softmax::logsumexp, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::filter_logits, m)?)?;
+    m.add_class::<sampling::Sampler>()?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;

@@ -1,0 +1,159 @@
+//! Random streams for sampling (contracts P5, P6).
+//!
+//! Every row draws one `f64` uniform from its own ChaCha20 stream (`rand_chacha`): a 256-bit
+//! key and a 64-bit stream number select the stream, and the row takes the first 64-bit word
+//! of it. The key and stream number depend only on the seed, the row index and (for
+//! [`Sampler`](super::Sampler)) the call index, never on threads or on how rows are batched:
+//!
+//! | call                               | key                              | stream |
+//! |------------------------------------|----------------------------------|--------|
+//! | `Seed::Fixed(s)`, row `i`          | `key(s, 0, "sample")`            | `i`    |
+//! | `Seed::PerRow(ss)`, row `i`        | `key(ss[i], 0, "sample")`        | `0`    |
+//! | `Sampler` with seed `s`, call `n`  | `key(s, n, "sampler")`           | `i`    |
+//! | `Seed::Entropy`                    | 32 bytes from the OS             | `i`    |
+//!
+//! `key(s, n, tag)` is the little-endian bytes of `s`, then of `n`, then a 16-byte tag. So a
+//! one-row call with `Seed::PerRow(vec![s])` draws what row 0 of `Seed::Fixed(s)` draws.
+
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+/// Where a sampling call's randomness comes from (contract P5).
+///
+/// ```
+/// use logitkit::Seed;
+/// let s: Seed = 42.into();
+/// assert_eq!(s, Seed::Fixed(42));
+/// let per_row: Seed = vec![1, 2, 3].into();
+/// assert!(matches!(per_row, Seed::PerRow(_)));
+/// assert_eq!(Seed::default(), Seed::Entropy);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Seed {
+    /// Fresh entropy from the operating system for every call (Python's `seed=None`).
+    #[default]
+    Entropy,
+    /// Reproducible: row `i` draws from a stream determined by `(seed, i)`.
+    Fixed(u64),
+    /// Reproducible per row: row `i` draws from a stream determined by `seeds[i]` alone, so its
+    /// token does not depend on the batch it is in.
+    PerRow(Vec<u64>),
+}
+
+impl From<u64> for Seed {
+    fn from(s: u64) -> Self {
+        Seed::Fixed(s)
+    }
+}
+
+impl From<Option<u64>> for Seed {
+    fn from(s: Option<u64>) -> Self {
+        s.map_or(Seed::Entropy, Seed::Fixed)
+    }
+}
+
+impl From<Vec<u64>> for Seed {
+    fn from(s: Vec<u64>) -> Self {
+        Seed::PerRow(s)
+    }
+}
+
+impl From<&[u64]> for Seed {
+    fn from(s: &[u64]) -> Self {
+        Seed::PerRow(s.to_vec())
+    }
+}
+
+const TAG_SAMPLE: &[u8; 16] = b"logitkit/sample\0";
+const TAG_SAMPLER: &[u8; 16] = b"logitkit/sampler";
+
+fn key(seed: u64, n: u64, tag: &[u8; 16]) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&seed.to_le_bytes());
+    k[8..16].copy_from_slice(&n.to_le_bytes());
+    k[16..].copy_from_slice(tag);
+    k
+}
+
+/// 32 bytes from the operating system.
+///
+/// # Panics
+/// If the operating system's random source fails (it does not on supported platforms).
+pub(crate) fn os_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the operating system's random source failed");
+    b
+}
+
+/// The per-row streams of one call, resolved from its seed.
+#[derive(Debug, Clone)]
+pub(crate) enum Streams<'a> {
+    /// One key, stream = row index.
+    Keyed([u8; 32]),
+    /// One key per row (from its seed), stream 0.
+    PerRow(&'a [u64]),
+}
+
+impl Streams<'_> {
+    /// The streams of a `sample` call with `seed` (draws OS entropy for [`Seed::Entropy`]).
+    pub(crate) fn for_sample(seed: &Seed) -> Streams<'_> {
+        match seed {
+            Seed::Entropy => Streams::Keyed(os_bytes()),
+            Seed::Fixed(s) => Streams::Keyed(key(*s, 0, TAG_SAMPLE)),
+            Seed::PerRow(ss) => Streams::PerRow(ss),
+        }
+    }
+
+    /// The streams of call `n` of a [`Sampler`](super::Sampler) with seed `s`.
+    pub(crate) fn for_sampler(s: u64, n: u64) -> Streams<'static> {
+        Streams::Keyed(key(s, n, TAG_SAMPLER))
+    }
+
+    /// Row `row`'s uniform in `[0, 1)`: the top 53 bits of its stream's first 64-bit word.
+    pub(crate) fn uniform(&self, row: usize) -> f64 {
+        let mut rng = match self {
+            Streams::Keyed(k) => {
+                let mut r = ChaCha20Rng::from_seed(*k);
+                r.set_stream(row as u64);
+                r
+            }
+            Streams::PerRow(ss) => ChaCha20Rng::from_seed(key(ss[row], 0, TAG_SAMPLE)),
+        };
+        (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p5_per_row_seed_matches_scalar_seed_row_zero() {
+        let a = Streams::for_sample(&Seed::Fixed(7)).uniform(0);
+        let seeds = [7u64];
+        let b = Streams::PerRow(&seeds).uniform(0);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn p5_rows_get_distinct_streams() {
+        let s = Streams::for_sample(&Seed::Fixed(1));
+        let u: Vec<f64> = (0..64).map(|i| s.uniform(i)).collect();
+        for i in 0..u.len() {
+            assert!((0.0..1.0).contains(&u[i]));
+            for j in 0..i {
+                assert_ne!(u[i], u[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn p6_sampler_calls_get_distinct_streams() {
+        let a = Streams::for_sampler(3, 0).uniform(0);
+        let b = Streams::for_sampler(3, 1).uniform(0);
+        let c = Streams::for_sample(&Seed::Fixed(3)).uniform(0);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a, Streams::for_sampler(3, 0).uniform(0));
+    }
+}

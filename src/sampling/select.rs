@@ -1,0 +1,831 @@
+//! One row of sampling: the kept set of contract P3 without sorting the vocabulary (P9), and
+//! the inverse-CDF draw. See the module documentation of [`crate::sampling`] for the scheme.
+
+use super::hot::{
+    count_at_least, first_eq, gather_at_least, lane_sum, masked_lane_sum, positions_eq, z_ids,
+};
+use super::params::RowCfg;
+use crate::element::Real;
+use rayon::prelude::*;
+
+use crate::kernels::{kernels, SumAcc, BLOCK};
+
+/// Buckets of one histogram level.
+const NB: usize = 2048;
+/// Level 0 buckets `z = (m - x) / T` over `[0, Z_SPAN)` (width `Z_SPAN / NB` = 1/32), the last
+/// bucket also holding everything beyond.
+const Z_SPAN: f64 = 64.0;
+/// Bands of at most this many tokens are sorted instead of bucketed.
+const SORT_MAX: usize = 64;
+/// Tokens per partial sum of the draw.
+const CHUNK: usize = 1024;
+
+/// A cut of a set in the order (logit descending, position ascending): keeps the tokens with
+/// logit `> value`, and the first `ties` (by position) of those with logit `== value`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Cut {
+    pub value: f64,
+    pub ties: usize,
+}
+
+/// A set of tokens of one row, in increasing token order.
+#[derive(Default)]
+pub(crate) struct Bufs<C> {
+    /// Token ids.
+    pub idx: Vec<usize>,
+    /// Their logits.
+    pub xs: Vec<C>,
+    /// Their weights `exp((x - m) / T)`, when computed.
+    pub ws: Vec<C>,
+}
+
+impl<C> Bufs<C> {
+    fn clear(&mut self) {
+        self.idx.clear();
+        self.xs.clear();
+        self.ws.clear();
+    }
+}
+
+/// Per-thread scratch, reused across rows.
+#[derive(Default)]
+pub(crate) struct Work<C> {
+    /// The row converted to the compute type (for `f16` input).
+    pub conv: Vec<C>,
+    /// The current set when it is a list.
+    pub cur: Bufs<C>,
+    alt: Bufs<C>,
+    /// Weights over the whole row, when the current set is the row.
+    pub row_ws: Vec<C>,
+    band: Vec<usize>,
+    band2: Vec<usize>,
+    /// Positions (in the set) of the tokens equal to the last cut's value that it keeps.
+    tie_pos: Vec<usize>,
+    cand: Bufs<C>,
+    cmax: Vec<C>,
+    sel: Vec<C>,
+    ids: Vec<u16>,
+    hist: Vec<f64>,
+    /// Split the passes over a row across the current rayon pool.
+    pub par: bool,
+    chunks: Vec<f64>,
+}
+
+impl<C> Work<C> {
+    /// Elements held by the largest buffers (a bound on what caching this scratch keeps).
+    pub fn footprint(&self) -> usize {
+        self.conv.capacity()
+            + self.row_ws.capacity()
+            + self.ids.capacity() / 2
+            + self.cur.idx.capacity()
+            + self.alt.idx.capacity()
+            + self.cand.idx.capacity()
+    }
+}
+
+/// The tokens a row keeps after temperature and filters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Kept {
+    /// Exactly one token (temperature 0, top-p 0, top-k 1, or `V = 1`).
+    Greedy(usize),
+    /// The tokens of the row that `cut` keeps, every token for `None` (weights, if asked
+    /// for, in `Work::row_ws`, those of removed tokens set to 0).
+    Row(Option<Cut>),
+    /// The tokens of `Work::cur` (weights, if asked for, in `Work::cur.ws`).
+    List,
+}
+
+/// The first bucket (from the top) at which the running weight reaches the target, and the
+/// weight above it. Falls back to the last non-empty bucket (rounding at the very end).
+fn pick(hist: &[f64], mut cum: f64, reached: &impl Fn(f64) -> bool) -> (usize, f64) {
+    let mut last = (NB - 1, cum);
+    for (b, &h) in hist.iter().enumerate() {
+        if h > 0.0 {
+            if reached(cum + h) {
+                return (b, cum);
+            }
+            last = (b, cum);
+            cum += h;
+        }
+    }
+    last
+}
+
+/// Finds the shortest prefix, in the order (logit descending, position ascending), whose
+/// weight, plus `cum0` (the weight of tokens above the set), reaches `target` (`running weight / denom >= target`, in `f64`). Weights are `ws`,
+/// or 1 per token when `ws` is `None` (then `target` is a count).
+///
+/// Level 0 is a histogram of `z = (m - x) / T` (fixed buckets, summed per block of [`BLOCK`]
+/// tokens and then in block order, so the sums do not depend on threads). Only the bucket
+/// where the target is crossed is looked at further: histograms linear in the logit over that
+/// band's range, until the band is small (sorted) or a run of equal logits (in position order).
+#[allow(clippy::too_many_arguments)]
+fn find_cut<C: Real>(
+    xs: &[C],
+    ws: Option<&[C]>,
+    m: f64,
+    zc: f64,
+    target: f64,
+    denom: f64,
+    cum0: f64,
+    w: &mut Work<C>,
+) -> Cut {
+    let weight = |j: usize| -> f64 { ws.map_or(1.0, |ws| ws[j].to_f64()) };
+    let reached = |cum: f64| cum / denom >= target;
+    let n = xs.len();
+    let mut cum = cum0;
+    w.band.clear();
+    if n <= SORT_MAX {
+        w.band.extend(0..n);
+    } else {
+        w.hist.clear();
+        w.hist.resize(NB, 0.0);
+        // Every id is overwritten: no need to clear.
+        w.ids.resize(n, 0);
+        let ids_block = |(ids, xb): (&mut [u16], &[C])| z_ids(ids, xb, m, zc, NB);
+        // Per block of BLOCK tokens, two interleaved histograms (so that runs of one bucket
+        // do not serialise), added in block order: the same sums whatever the threads.
+        let hist_block = |(b, ids): (usize, &[u16])| -> Vec<f64> {
+            let start = b * BLOCK;
+            let mut h = vec![0.0f64; 2 * NB];
+            let (h0, h1) = h.split_at_mut(NB);
+            let mut pairs = ids.chunks_exact(2);
+            let mut j = start;
+            for pr in &mut pairs {
+                h0[pr[0] as usize] += weight(j);
+                h1[pr[1] as usize] += weight(j + 1);
+                j += 2;
+            }
+            if let [id] = pairs.remainder() {
+                h0[*id as usize] += weight(j);
+            }
+            for (a, &b) in h0.iter_mut().zip(h1.iter()) {
+                *a += b;
+            }
+            h.truncate(NB);
+            h
+        };
+        let blocks: Vec<Vec<f64>> = if w.par && n > BLOCK {
+            w.ids
+                .par_chunks_mut(BLOCK)
+                .zip(xs.par_chunks(BLOCK))
+                .for_each(ids_block);
+            w.ids
+                .par_chunks(BLOCK)
+                .enumerate()
+                .map(hist_block)
+                .collect()
+        } else {
+            w.ids
+                .chunks_mut(BLOCK)
+                .zip(xs.chunks(BLOCK))
+                .for_each(ids_block);
+            w.ids.chunks(BLOCK).enumerate().map(hist_block).collect()
+        };
+        for h in &blocks {
+            for (t, &b) in w.hist.iter_mut().zip(h) {
+                *t += b;
+            }
+        }
+        let (b, c) = pick(&w.hist, cum, &reached);
+        cum = c;
+        let b = b as u16;
+        positions_eq::<C>(&w.ids, b, &mut w.band);
+    }
+    loop {
+        let band = &mut w.band;
+        let (mut hi, mut lo, mut neg_inf) = (f64::NEG_INFINITY, f64::INFINITY, false);
+        for &j in band.iter() {
+            let x = xs[j].to_f64();
+            hi = hi.max(x);
+            if x == f64::NEG_INFINITY {
+                neg_inf = true;
+            } else {
+                lo = lo.min(x);
+            }
+        }
+        if hi == f64::NEG_INFINITY || (hi == lo && !neg_inf) {
+            // One logit value: ties go by position, which is the band's order.
+            let mut r = band.len();
+            for (i, &j) in band.iter().enumerate() {
+                cum += weight(j);
+                if reached(cum) {
+                    r = i + 1;
+                    break;
+                }
+            }
+            w.tie_pos.clear();
+            w.tie_pos.extend_from_slice(&band[..r]);
+            return Cut { value: hi, ties: r };
+        }
+        if band.len() <= SORT_MAX {
+            band.sort_unstable_by(|&a, &b| {
+                xs[b]
+                    .to_f64()
+                    .partial_cmp(&xs[a].to_f64())
+                    .expect("no NaN in a validated row")
+                    .then(a.cmp(&b))
+            });
+            let mut cut = Cut {
+                value: f64::NAN,
+                ties: 0,
+            };
+            let mut end = band.len();
+            for (i, &j) in band.iter().enumerate() {
+                let x = xs[j].to_f64();
+                cut = if x == cut.value {
+                    Cut {
+                        value: x,
+                        ties: cut.ties + 1,
+                    }
+                } else {
+                    Cut { value: x, ties: 1 }
+                };
+                cum += weight(j);
+                if reached(cum) {
+                    end = i + 1;
+                    break;
+                }
+            }
+            // The kept ties are the last `ties` of the kept part, in position order.
+            w.tie_pos.clear();
+            w.tie_pos.extend_from_slice(&band[end - cut.ties..end]);
+            return cut;
+        }
+        // Linear buckets over [lo, hi] (halved so that hi - lo cannot overflow); -inf last.
+        // The largest token lands in bucket 0 and the smallest in a later one, so every level
+        // shrinks the band.
+        let hh = hi * 0.5;
+        let scale = NB as f64 / (hh - lo * 0.5);
+        let lin = |x: f64| -> usize {
+            if x == f64::NEG_INFINITY {
+                return NB - 1;
+            }
+            let b = (hh - x * 0.5) * scale;
+            if b >= (NB - 1) as f64 {
+                NB - 1
+            } else {
+                b as usize
+            }
+        };
+        w.hist.clear();
+        w.hist.resize(NB, 0.0);
+        for &j in band.iter() {
+            w.hist[lin(xs[j].to_f64())] += weight(j);
+        }
+        let (b, c) = pick(&w.hist, cum, &reached);
+        cum = c;
+        w.band2.clear();
+        w.band2
+            .extend(band.iter().copied().filter(|&j| lin(xs[j].to_f64()) == b));
+        std::mem::swap(&mut w.band, &mut w.band2);
+    }
+}
+
+/// Copies the tokens of a set that `keep` accepts (called in position order) into `dst`.
+fn filter_into<C: Real>(
+    xs: &[C],
+    idx: Option<&[usize]>,
+    ws: Option<&[C]>,
+    mut keep: impl FnMut(f64) -> bool,
+    dst: &mut Bufs<C>,
+) {
+    dst.clear();
+    for (j, &x) in xs.iter().enumerate() {
+        if keep(x.to_f64()) {
+            dst.idx.push(idx.map_or(j, |i| i[j]));
+            dst.xs.push(x);
+            if let Some(ws) = ws {
+                dst.ws.push(ws[j]);
+            }
+        }
+    }
+}
+
+fn cut_keeper(cut: Cut) -> impl FnMut(f64) -> bool {
+    let mut ties = cut.ties;
+    move |x| {
+        if x > cut.value {
+            true
+        } else if x == cut.value && ties > 0 {
+            ties -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The smallest logit `y` with `exp((y - m) / T) >= mp` (computed in `f64`): min-p keeps
+/// exactly the tokens with logit `>= y`. A binary search over the ordered `f64` bit patterns
+/// between `-inf` (fails, as `mp > 0`) and `m` (passes, as `mp <= 1`).
+pub(crate) fn min_p_threshold(m: f64, t: f64, mp: f64) -> f64 {
+    let pass = |y: f64| ((y - m) / t).exp() >= mp;
+    let key = |y: f64| -> u64 {
+        let b = y.to_bits();
+        if b >> 63 == 1 {
+            !b
+        } else {
+            b | (1 << 63)
+        }
+    };
+    let from_key =
+        |k: u64| -> f64 { f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k }) };
+    let (mut lo, mut hi) = (key(f64::NEG_INFINITY), key(m));
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if pass(from_key(mid)) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    from_key(hi)
+}
+
+/// `ws = exp((xs - m) / t)` through the kernel table, block by block.
+fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>, par: bool) -> f64 {
+    let k = kernels::<C>();
+    // Every element is overwritten: no need to clear.
+    ws.resize(xs.len(), C::default());
+    let block = |(d, s): (&mut [C], &[C])| -> f64 {
+        // SAFETY: `d` and `s` are blocks of equal length of two distinct buffers.
+        unsafe { (k.exp_store_sum)(s.as_ptr(), d.as_mut_ptr(), s.len(), m, t) }
+    };
+    let sums: Vec<f64> = if par && xs.len() > BLOCK {
+        ws.par_chunks_mut(BLOCK)
+            .zip(xs.par_chunks(BLOCK))
+            .map(block)
+            .collect()
+    } else {
+        ws.chunks_mut(BLOCK)
+            .zip(xs.chunks(BLOCK))
+            .map(block)
+            .collect()
+    };
+    let mut acc = SumAcc::default();
+    sums.iter().for_each(|&s| acc.add(s));
+    acc.total()
+}
+
+/// Total weight of a set: chunk sums of [`CHUNK`] weights, added with compensation in order.
+/// Leaves the chunk sums in `chunks` for [`draw`].
+fn weight_total<C: Real>(ws: &[C], chunks: &mut Vec<f64>, par: bool) -> f64 {
+    if par && ws.len() > BLOCK {
+        ws.par_chunks(CHUNK).map(lane_sum).collect_into_vec(chunks);
+    } else {
+        chunks.clear();
+        chunks.extend(ws.chunks(CHUNK).map(lane_sum));
+    }
+    let mut acc = SumAcc::default();
+    chunks.iter().for_each(|&c| acc.add(c));
+    acc.total()
+}
+
+/// Inverse CDF over the set in position order: the first position whose running weight
+/// exceeds `u * total`. Never returns a zero-weight position.
+fn draw<C: Real>(ws: &[C], chunks: &[f64], total: f64, u: f64) -> usize {
+    let target = u * total;
+    let mut cum = 0.0;
+    let mut last_chunk = None;
+    for (c, &cs) in chunks.iter().enumerate() {
+        if cs > 0.0 {
+            if cum + cs > target {
+                let start = c * CHUNK;
+                let mut last = None;
+                for (i, &wi) in ws[start..(start + CHUNK).min(ws.len())].iter().enumerate() {
+                    let wi = wi.to_f64();
+                    if wi > 0.0 {
+                        last = Some(start + i);
+                        cum += wi;
+                        if cum > target {
+                            return start + i;
+                        }
+                    }
+                }
+                // Rounding between the chunk's lane sum and the running sum.
+                return last.expect("a chunk with a positive sum has a positive weight");
+            }
+            cum += cs;
+            last_chunk = Some(c);
+        }
+    }
+    // Rounding at u close to 1: the last token with a positive weight.
+    let c = last_chunk.expect("the row's maximum has weight 1");
+    let start = c * CHUNK;
+    let end = (start + CHUNK).min(ws.len());
+    (start..end)
+        .rev()
+        .find(|&i| ws[i].to_f64() > 0.0)
+        .expect("a chunk with a positive sum has a positive weight")
+}
+
+/// Tokens per chunk of the top-k candidate search.
+const KCH: usize = 64;
+
+/// Top-k of the row into `w.cur`.
+///
+/// With `k` at most a quarter of the number of chunks of [`KCH`] tokens: the `k`-th largest
+/// chunk maximum `t` bounds the `k`-th largest logit from below (`k` chunks each hold a
+/// token `>= t`), so the top `k` are among the tokens `>= t`, all of which lie in the chunks
+/// whose maximum is `>= t`. Only those chunks are scanned, and the exact cut is found among
+/// the candidates. Otherwise (large `k`), [`find_cut`] over the row.
+fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) {
+    let nch = x.len().div_ceil(KCH);
+    let mut cur = std::mem::take(&mut w.cur);
+    if k.saturating_mul(4) > nch {
+        let cut = find_cut(x, None, m, zc, k as f64, 1.0, 0.0, w);
+        filter_into(x, None, None, cut_keeper(cut), &mut cur);
+        w.cur = cur;
+        return;
+    }
+    chunk_maxima(x, &mut w.cmax, w.par);
+    let t = kth_largest(&w.cmax, k, &mut w.sel);
+    let mut cand = std::mem::take(&mut w.cand);
+    gather_candidates(x, None, &w.cmax, t, &mut cand);
+    let cut = find_cut(&cand.xs, None, m, zc, k as f64, 1.0, 0.0, w);
+    filter_into(&cand.xs, Some(&cand.idx), None, cut_keeper(cut), &mut cur);
+    w.cand = cand;
+    w.cur = cur;
+}
+
+/// Maxima of the row's chunks of [`KCH`] tokens, through the kernel table.
+fn chunk_maxima<C: Real>(x: &[C], cmax: &mut Vec<C>, par: bool) {
+    let kern = kernels::<C>();
+    if par && x.len() > BLOCK {
+        x.par_chunks(KCH)
+            .map(|c| (kern.max)(c).0)
+            .collect_into_vec(cmax);
+    } else {
+        cmax.clear();
+        cmax.extend(x.chunks(KCH).map(|c| (kern.max)(c).0));
+    }
+}
+
+/// The `k`-th largest value (`1 <= k <= vals.len()`).
+fn kth_largest<C: Real>(vals: &[C], k: usize, sel: &mut Vec<C>) -> C {
+    sel.clear();
+    sel.extend_from_slice(vals);
+    let (_, &mut t, _) = sel.select_nth_unstable_by(k - 1, |a, b| {
+        b.partial_cmp(a).expect("no NaN in a validated row")
+    });
+    t
+}
+
+/// The tokens `>= t` (with their weights, if given), scanning only the chunks whose maximum
+/// is `>= t`: all of them, in token order.
+fn gather_candidates<C: Real>(x: &[C], ws: Option<&[C]>, cmax: &[C], t: C, cand: &mut Bufs<C>) {
+    cand.clear();
+    for (c, &cm) in cmax.iter().enumerate() {
+        if cm >= t {
+            let start = c * KCH;
+            for (j, &e) in x[start..(start + KCH).min(x.len())].iter().enumerate() {
+                if e >= t {
+                    cand.idx.push(start + j);
+                    cand.xs.push(e);
+                    if let Some(ws) = ws {
+                        cand.ws.push(ws[start + j]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Chunks whose maxima bound the candidates of top-p on a peaked row.
+const PEAK_CHUNKS: usize = 32;
+
+/// The top-p cut of the whole row (weights `ws`, total `total`); the kept ties' positions in
+/// `w.tie_pos`. On a peaked row, the tokens `>=` the [`PEAK_CHUNKS`]-th largest chunk maximum
+/// often hold weight `p` already: then the cut is among them (they are a prefix of the order)
+/// and is found from them alone. Otherwise, [`find_cut`] over the row.
+fn top_p_row<C: Real>(
+    x: &[C],
+    ws: &[C],
+    total: f64,
+    p: f64,
+    m: f64,
+    zc: f64,
+    w: &mut Work<C>,
+) -> Cut {
+    let v = x.len();
+    let mut cand = std::mem::take(&mut w.cand);
+    let found = 'found: {
+        // The candidates are at most PEAK_CHUNKS * KCH tokens of weight <= 1: they cannot
+        // hold `p * total` when that is larger.
+        if v.div_ceil(KCH) >= 4 * PEAK_CHUNKS && p * total <= (PEAK_CHUNKS * KCH) as f64 {
+            chunk_maxima(x, &mut w.cmax, w.par);
+            let t = kth_largest(&w.cmax, PEAK_CHUNKS, &mut w.sel);
+            gather_candidates(x, Some(ws), &w.cmax, t, &mut cand);
+            let mass: f64 = cand.ws.iter().map(|e| e.to_f64()).sum();
+            if mass / total >= p {
+                break 'found Some(find_cut(&cand.xs, Some(&cand.ws), m, zc, p, total, 0.0, w));
+            }
+        }
+        None
+    };
+    let cut = match found {
+        Some(cut) => {
+            for j in w.tie_pos.iter_mut() {
+                *j = cand.idx[*j];
+            }
+            cut
+        }
+        None => find_cut(x, Some(ws), m, zc, p, total, 0.0, w),
+    };
+    w.cand = cand;
+    cut
+}
+
+/// The more restrictive of two cuts (both keep prefixes of the same order).
+fn tighter(a: Option<Cut>, b: Cut) -> Cut {
+    match a {
+        None => b,
+        Some(a) if a.value > b.value || (a.value == b.value && a.ties <= b.ties) => a,
+        Some(_) => b,
+    }
+}
+
+/// The draw over the tokens of the row a cut keeps, without copying them: chunk sums of the
+/// weights masked by `x > cut.value` (or `>=` for an inclusive cut, `ties == usize::MAX`),
+/// then the kept tokens equal to the cut value (`ties`, positions), in that order.
+/// Returns `(token, total kept weight)`.
+fn draw_row_cut<C: Real>(
+    x: &[C],
+    ws: &[C],
+    cut: Cut,
+    ties: &[usize],
+    chunks: &mut Vec<f64>,
+    u: f64,
+    par: bool,
+) -> (usize, f64) {
+    let v = cut.value;
+    let incl = cut.ties == usize::MAX;
+    let keep = move |e: f64| if incl { e >= v } else { e > v };
+    let sum = |(wc, xc): (&[C], &[C])| masked_lane_sum(wc, xc, v, incl);
+    if par && ws.len() > BLOCK {
+        ws.par_chunks(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .map(sum)
+            .collect_into_vec(chunks);
+    } else {
+        chunks.clear();
+        chunks.extend(ws.chunks(CHUNK).zip(x.chunks(CHUNK)).map(sum));
+    }
+    let mut acc = SumAcc::default();
+    chunks.iter().for_each(|&c| acc.add(c));
+    let tie_sum: f64 = ties.iter().map(|&j| ws[j].to_f64()).sum();
+    acc.add(tie_sum);
+    let total = acc.total();
+    let target = u * total;
+    let mut cum = 0.0;
+    let mut last_chunk = None;
+    let last_in = |c: usize| {
+        let start = c * CHUNK;
+        (start..(start + CHUNK).min(ws.len()))
+            .rev()
+            .find(|&j| ws[j].to_f64() > 0.0 && keep(x[j].to_f64()))
+    };
+    for (c, &cs) in chunks.iter().enumerate() {
+        if cs > 0.0 {
+            if cum + cs > target {
+                let start = c * CHUNK;
+                for j in start..(start + CHUNK).min(ws.len()) {
+                    let wj = ws[j].to_f64();
+                    if wj > 0.0 && keep(x[j].to_f64()) {
+                        cum += wj;
+                        if cum > target {
+                            return (j, total);
+                        }
+                    }
+                }
+                // Rounding between the chunk's lane sum and the running sum.
+                return (
+                    last_in(c).expect("a positive chunk has a kept token"),
+                    total,
+                );
+            }
+            cum += cs;
+            last_chunk = Some(c);
+        }
+    }
+    let mut last = last_chunk.and_then(last_in);
+    for &j in ties {
+        let wj = ws[j].to_f64();
+        if wj > 0.0 {
+            last = Some(j);
+            cum += wj;
+            if cum > target {
+                return (j, total);
+            }
+        }
+    }
+    (
+        last.expect("the row's maximum is kept, with weight 1"),
+        total,
+    )
+}
+
+/// The kept set of one validated row `x` with maximum `m` (finite). With `want_weights`, the
+/// weights of the kept set are computed too (see [`Kept`]).
+pub(crate) fn select<C: Real>(
+    x: &[C],
+    m: C,
+    cfg: RowCfg,
+    w: &mut Work<C>,
+    want_weights: bool,
+) -> Kept {
+    let v = x.len();
+    if cfg.t == 0.0 || cfg.p == 0.0 || cfg.k == 1 || v == 1 {
+        return Kept::Greedy(first_eq(x, m));
+    }
+    let mf = m.to_f64();
+    let zc = (1.0 / cfg.t) * (NB as f64 / Z_SPAN);
+    // The current set: the row restricted by `row_cut`, or the list `w.cur`.
+    let mut list = false;
+    let mut row_cut: Option<Cut> = None;
+    let mut have_w = false;
+    if cfg.k < v {
+        top_k(x, cfg.k, mf, zc, w);
+        list = true;
+    }
+    if cfg.p < 1.0 {
+        if list {
+            let mut ws = std::mem::take(&mut w.cur.ws);
+            let xs = std::mem::take(&mut w.cur.xs);
+            exp_weights(&xs, m, cfg.t, &mut ws, w.par);
+            let total = weight_total(&ws, &mut w.chunks, w.par);
+            let cut = find_cut(&xs, Some(&ws), mf, zc, cfg.p, total, 0.0, w);
+            let idx = std::mem::take(&mut w.cur.idx);
+            let mut alt = std::mem::take(&mut w.alt);
+            filter_into(&xs, Some(&idx), Some(&ws), cut_keeper(cut), &mut alt);
+            w.alt = Bufs { idx, xs, ws };
+            w.cur = alt;
+        } else {
+            // The kept set may be most of the row: keep it as a cut of the row.
+            let mut ws = std::mem::take(&mut w.row_ws);
+            let total = exp_weights(x, m, cfg.t, &mut ws, w.par);
+            row_cut = Some(top_p_row(x, &ws, total, cfg.p, mf, zc, w));
+            w.row_ws = ws;
+        }
+        have_w = true;
+    }
+    if cfg.mp > 0.0 {
+        let thr = min_p_threshold(mf, cfg.t, cfg.mp);
+        let mut count = usize::MAX;
+        let mut alt = std::mem::take(&mut w.alt);
+        if list {
+            let cur = &w.cur;
+            filter_into(
+                &cur.xs,
+                Some(&cur.idx),
+                have_w.then_some(&cur.ws[..]),
+                |x| x >= thr,
+                &mut alt,
+            );
+            std::mem::swap(&mut w.cur, &mut alt);
+            w.alt = alt;
+        } else if have_w {
+            let t = tighter(
+                row_cut,
+                Cut {
+                    value: thr,
+                    ties: usize::MAX,
+                },
+            );
+            row_cut = Some(t);
+            w.alt = alt;
+        } else if want_weights && {
+            count = count_at_least(x, thr);
+            count * 32 > v
+        } {
+            // Many tokens pass: weights over the row and a mask beat copying them.
+            let mut ws = std::mem::take(&mut w.row_ws);
+            exp_weights(x, m, cfg.t, &mut ws, w.par);
+            w.row_ws = ws;
+            have_w = true;
+            row_cut = Some(Cut {
+                value: thr,
+                ties: usize::MAX,
+            });
+            w.alt = alt;
+        } else {
+            // Few tokens pass: only they need weights.
+            alt.clear();
+            if count == usize::MAX {
+                count = count_at_least(x, thr);
+            }
+            gather_at_least(x, thr, count, &mut alt.idx, &mut alt.xs);
+            w.alt = std::mem::replace(&mut w.cur, alt);
+            list = true;
+        }
+    }
+    if list {
+        if want_weights && !have_w {
+            let mut ws = std::mem::take(&mut w.cur.ws);
+            exp_weights(&w.cur.xs, m, cfg.t, &mut ws, w.par);
+            w.cur.ws = ws;
+        }
+        return Kept::List;
+    }
+    if want_weights && !have_w {
+        let mut ws = std::mem::take(&mut w.row_ws);
+        exp_weights(x, m, cfg.t, &mut ws, w.par);
+        w.row_ws = ws;
+    }
+    Kept::Row(row_cut)
+}
+
+/// Draws one token of a validated row: `(token id, log-probability under the kept set)`.
+pub(crate) fn sample_row<C: Real>(
+    x: &[C],
+    m: C,
+    cfg: RowCfg,
+    u: f64,
+    w: &mut Work<C>,
+) -> (usize, f64) {
+    let kept = select(x, m, cfg, w, true);
+    if let Kept::Greedy(i) = kept {
+        return (i, 0.0);
+    }
+    let (tok, total) = match kept {
+        Kept::List => {
+            let total = weight_total(&w.cur.ws, &mut w.chunks, w.par);
+            (w.cur.idx[draw(&w.cur.ws, &w.chunks, total, u)], total)
+        }
+        Kept::Row(None) => {
+            let total = weight_total(&w.row_ws, &mut w.chunks, w.par);
+            (draw(&w.row_ws, &w.chunks, total, u), total)
+        }
+        Kept::Row(Some(cut)) => {
+            let ties: &[usize] = if cut.ties == usize::MAX {
+                &[]
+            } else {
+                &w.tie_pos
+            };
+            draw_row_cut(x, &w.row_ws, cut, ties, &mut w.chunks, u, w.par)
+        }
+        Kept::Greedy(_) => unreachable!(),
+    };
+    let logprob = (x[tok].to_f64() - m.to_f64()) / cfg.t - total.ln();
+    (tok, logprob)
+}
+
+/// Writes the filtered logits of a validated row (contract P7) to `out`: kept tokens `x / T`
+/// (the greedy token of `T = 0` keeps `x`), the others `-inf`.
+pub(crate) fn filter_row<C: Real>(x: &[C], m: C, cfg: RowCfg, w: &mut Work<C>, out: &mut [C]) {
+    let scaled = |e: C| C::from_f64(e.to_f64() / cfg.t);
+    match select(x, m, cfg, w, false) {
+        Kept::Greedy(i) => {
+            out.fill(C::NEG_INFINITY);
+            out[i] = if cfg.t == 0.0 { x[i] } else { scaled(x[i]) };
+        }
+        Kept::Row(cut) => {
+            let mut keep = cut_keeper(cut.unwrap_or(Cut {
+                value: f64::NEG_INFINITY,
+                ties: usize::MAX,
+            }));
+            for (o, &e) in out.iter_mut().zip(x) {
+                *o = if keep(e.to_f64()) {
+                    scaled(e)
+                } else {
+                    C::NEG_INFINITY
+                };
+            }
+        }
+        Kept::List => {
+            out.fill(C::NEG_INFINITY);
+            for (&i, &e) in w.cur.idx.iter().zip(&w.cur.xs) {
+                out[i] = scaled(e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p3_min_p_threshold_is_exact() {
+        for &(m, t, mp) in &[
+            (0.0, 1.0, 0.05),
+            (3.5, 0.7, 0.5),
+            (1e30, 1e-30, 0.9),
+            (-2.0, 3.0, 1.0),
+        ] {
+            let y = min_p_threshold(m, t, mp);
+            assert!(((y - m) / t).exp() >= mp);
+            let below = if y == 0.0 {
+                -f64::MIN_POSITIVE
+            } else {
+                f64::from_bits(if y > 0.0 {
+                    y.to_bits() - 1
+                } else {
+                    y.to_bits() + 1
+                })
+            };
+            assert!(((below - m) / t).exp() < mp, "{m} {t} {mp}: {y}");
+        }
+    }
+}
