@@ -112,7 +112,7 @@ fn rows_of(len: usize, vocab: usize) -> Result<usize> {
             "at least 1 (the logits' last axis may not be empty)",
         ));
     }
-    if len % vocab != 0 {
+    if !len.is_multiple_of(vocab) {
         return Err(Error::invalid(
             "vocab",
             vocab,
