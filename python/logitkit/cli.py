@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import __version__, get_num_threads, log_softmax, logsumexp, simd_level, softmax
+from . import Sampler, __version__, get_num_threads, log_softmax, logsumexp, sample, simd_level, softmax
 
 #: The embedded default: an image classifier's logits for one holiday photo.
 DEMO_LABELS = ("beach", "mountains", "city", "forest", "indoors")
@@ -58,7 +58,44 @@ def run_demo(out=None) -> int:
     print(f"logsumexp(logits) = {float(logsumexp(x)):.6f}  (the log of softmax's normaliser)", file=out)
     big = np.float32([3e38, -3e38])
     print(f"overflow-safe: softmax(float32 [3e38, -3e38]) = {softmax(big)}", file=out)
+    print("", file=out)
+    run_sampling_demo(out)
     return 0
+
+
+#: Sampling settings the demo compares: (label, keyword arguments of logitkit.sample).
+DEMO_SAMPLING = (
+    ("greedy (temperature 0)", dict(temperature=0.0)),
+    ("temperature 1.0", dict(temperature=1.0)),
+    ("temperature 0.7, top_k 3", dict(temperature=0.7, top_k=3)),
+    ("top_p 0.5", dict(top_p=0.5)),
+    ("min_p 0.3", dict(min_p=0.3)),
+)
+
+
+def run_sampling_demo(out=None, seed: int = 7) -> None:
+    """Generates a few lines with each sampling setting from a word-bigram model of the Zen of
+    Python, built at run time."""
+    from ._zen_lm import BigramModel, zen_text
+
+    out = out or sys.stdout
+    lm = BigramModel(zen_text())
+    print(
+        f"Sampling next words from a bigram model of the Zen of Python ({len(lm.vocab)} words, "
+        f"seed {seed}); mean log p of the chosen words in brackets:",
+        file=out,
+    )
+    for label, params in DEMO_SAMPLING:
+        sampler = Sampler(seed=seed, **params)
+
+        def draw(logits, sampler=sampler):
+            return sampler(logits, return_logprobs=True)
+
+        text, mean_logp = lm.generate("beautiful", lines=2, max_words=30, sampler=draw)
+        print("", file=out)
+        print(f"  {label}  [{mean_logp:.2f}]", file=out)
+        for line in text.splitlines():
+            print(f"    {line}", file=out)
 
 
 def _read_logits(args: argparse.Namespace) -> np.ndarray:
@@ -94,6 +131,37 @@ def run_softmax(args: argparse.Namespace, out=None) -> int:
     return 0
 
 
+def run_sample(args: argparse.Namespace, out=None) -> int:
+    out = out or sys.stdout
+    x = _read_logits(args)
+    if x.ndim == 0:
+        raise ValueError("logits must have at least one dimension (the vocabulary)")
+    result = sample(
+        x,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        seed=args.seed,
+        return_logprobs=args.logprobs,
+    )
+    tokens, logprobs = result if args.logprobs else (result, None)
+    tokens = np.atleast_1d(np.asarray(tokens))
+    if args.output is not None:
+        try:
+            np.save(args.output, tokens)
+        except OSError as e:
+            raise ValueError(f"cannot write {args.output}: {e}") from None
+        print(f"wrote {tokens.size} token ids to {args.output}", file=out)
+        return 0
+    if logprobs is None:
+        print(" ".join(str(int(t)) for t in tokens.ravel()), file=out)
+    else:
+        for t, lp in zip(tokens.ravel(), np.atleast_1d(np.asarray(logprobs)).ravel()):
+            print(f"{int(t)}\t{float(lp):.6f}", file=out)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="logitkit", description="Fast, exact softmax and friends for NumPy.")
     p.add_argument("--version", action="version", version=f"logitkit {__version__}")
@@ -106,6 +174,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-t", "--temperature", type=float, default=1.0, help="temperature (default 1.0)")
     s.add_argument("-a", "--axis", default="-1", help="axis to normalise along, or 'none' (default -1)")
     s.add_argument("--log", action="store_true", help="log-softmax instead of softmax")
+    m = sub.add_parser("sample", help="sample token ids from logits (last axis = vocabulary)")
+    m.add_argument("values", nargs="*", type=float, help="logits of one row, e.g. 4.1 1.0 2.3")
+    m.add_argument("-i", "--input", help="read logits from this .npy file, shape (..., V)")
+    m.add_argument("-o", "--output", help="save the token ids to this .npy file")
+    m.add_argument("-t", "--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
+    m.add_argument("-k", "--top-k", type=int, default=0, help="keep the k largest (0 = off)")
+    m.add_argument("-p", "--top-p", type=float, default=1.0, help="nucleus mass (1 = off)")
+    m.add_argument("--min-p", type=float, default=0.0, help="min-p ratio (0 = off)")
+    m.add_argument("-s", "--seed", type=int, default=None, help="seed for reproducible draws")
+    m.add_argument("--logprobs", action="store_true", help="also print each token's log-probability")
     return p
 
 
@@ -122,6 +200,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 except ValueError:
                     raise ValueError(f"--axis must be an integer or 'none', got {args.axis!r}") from None
             return run_softmax(args)
+        if args.command == "sample":
+            return run_sample(args)
     except (ValueError, TypeError) as e:
         print(f"logitkit: error: {e}", file=sys.stderr)
         return 2
