@@ -143,6 +143,107 @@ def contenders(shape, op: str, x: np.ndarray, threads: int) -> Dict[str, Callabl
     return fns
 
 
+SAMPLE_SHAPES = [(1, 32000), (1, 128256), (8, 128256), (32, 128256), (128, 151936)]
+QUICK_SAMPLE_SHAPES = [(1, 32000), (1, 128256), (8, 128256)]
+SAMPLE_CONFIGS = [
+    ("T0.8 k50 p0.9", dict(temperature=0.8, top_k=50, top_p=0.9)),
+    ("top_p 0.9", dict(top_p=0.9)),
+    ("min_p 0.05", dict(min_p=0.05)),
+]
+
+
+def torch_hf_sampler(params):
+    """The Hugging Face warper pipeline (temperature, top-k, top-p, min-p) and multinomial."""
+    import torch
+
+    t, k, p, mp = (params.get("temperature", 1.0), params.get("top_k", 0), params.get("top_p", 1.0), params.get("min_p", 0.0))
+
+    def run(scores):
+        if t != 1.0:
+            scores = scores / t
+        if k:
+            kth = torch.topk(scores, k)[0][..., -1, None]
+            scores = scores.masked_fill(scores < kth, -float("inf"))
+        if p < 1.0:  # TopPLogitsWarper
+            sorted_logits, sorted_idx = torch.sort(scores, descending=False)
+            cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+            remove = cum <= (1 - p)
+            remove[..., -1:] = 0
+            scores = scores.masked_fill(remove.scatter(1, sorted_idx, remove), -float("inf"))
+        if mp > 0.0:  # MinPLogitsWarper
+            probs = torch.softmax(scores, dim=-1)
+            top = probs.amax(dim=-1, keepdim=True)
+            scores = scores.masked_fill(probs < mp * top, -float("inf"))
+        return torch.multinomial(torch.softmax(scores, dim=-1), 1)
+
+    return run
+
+
+def numpy_sampler(params, rng):
+    """A careful NumPy pipeline: argpartition for top-k, argsort of the kept tokens for top-p."""
+    t, k, p, mp = (params.get("temperature", 1.0), params.get("top_k", 0), params.get("top_p", 1.0), params.get("min_p", 0.0))
+
+    def one(row):
+        z = row / t
+        idx = np.argpartition(-z, k - 1)[:k] if k else np.arange(z.size)
+        zz = z[idx]
+        e = np.exp(zz - zz.max())
+        pr = e / e.sum()
+        if p < 1.0:
+            order = np.argsort(-pr, kind="stable")
+            cut = int(np.searchsorted(np.cumsum(pr[order]), p)) + 1
+            keep = order[:cut]
+            idx, pr = idx[keep], pr[keep] / pr[keep].sum()
+        if mp > 0.0:
+            keep = pr >= mp * pr.max()
+            idx, pr = idx[keep], pr[keep] / pr[keep].sum()
+        return idx[rng.choice(pr.size, p=pr)]
+
+    return lambda x: [one(r) for r in x]
+
+
+def bench_sampling(shapes, threads, budget, rng):
+    rows = []
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        torch = None
+    for shape in shapes:
+        x = (rng.standard_normal(shape, dtype=np.float32) * 3).astype(np.float32)
+        out = np.empty_like(x)
+        for label, params in SAMPLE_CONFIGS:
+            fns = {
+                "softmax": lambda: logitkit.softmax(x, out=out),
+                "logitkit": lambda params=params: logitkit.sample(x, seed=1, **params),
+            }
+            if torch is not None:
+                tx = torch.from_numpy(x)
+                hf = torch_hf_sampler(params)
+                fns["torch (HF)"] = lambda hf=hf, tx=tx: hf(tx)
+            if shape[0] <= 8:
+                fns["numpy"] = lambda f=numpy_sampler(params, np.random.default_rng(0)): f(x)
+            med = time_interleaved(fns, budget, max_reps=300)
+            rows.append((shape, label, med))
+            print(
+                f"  sample {label:14s} {str(shape):14s} logitkit {med['logitkit'] * 1e6:9.1f} µs = "
+                f"{med['logitkit'] / med['softmax']:.2f}x softmax",
+                flush=True,
+            )
+    names = ["logitkit", "softmax", "torch (HF)", "numpy"]
+    lines = ["| sampling | shape | " + " | ".join(names) + " | logitkit / softmax | HF / logitkit |"]
+    lines.append("|" + "---|" * (len(names) + 4))
+    for shape, label, med in rows:
+        cells = [f"{med[n] * 1e6:.1f}" if n in med else "" for n in names]
+        hf = f"{med['torch (HF)'] / med['logitkit']:.0f}x" if "torch (HF)" in med else "n/a"
+        lines.append(
+            f"| {label} | {shape[0]}x{shape[1]} | " + " | ".join(cells)
+            + f" | {med['logitkit'] / med['softmax']:.2f} | {hf} |"
+        )
+    return "\n".join(lines)
+
+
 def check_outputs(shape, op, x):
     """Sanity: every contender computes the same thing (to float32 tolerance)."""
     ref = logitkit.softmax(x.astype(np.float64)) if op == "softmax" else logitkit.log_softmax(x.astype(np.float64))
@@ -154,7 +255,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="fewer shapes, shorter budget")
     ap.add_argument("--budget", type=float, default=None, help="seconds per shape and op")
-    ap.add_argument("--ops", default="softmax,log_softmax")
+    ap.add_argument("--ops", default="softmax,log_softmax,sample", help="any of softmax,log_softmax,sample")
     ap.add_argument("--out", default="bench-results", help="folder for the table and plot")
     args = ap.parse_args(argv)
     logitkit.set_num_threads(args.threads)
@@ -168,7 +269,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     print(header)
     peers_seen: List[str] = []
-    for op in args.ops.split(","):
+    ops = args.ops.split(",")
+    sampling_table = None
+    if "sample" in ops:
+        ops.remove("sample")
+        sampling_table = bench_sampling(QUICK_SAMPLE_SHAPES if args.quick else SAMPLE_SHAPES, args.threads, budget, rng)
+        print()
+        print(sampling_table)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "sampling.md").write_text(header + "\n\n" + sampling_table + "\n")
+    if not ops:
+        return 0
+    args.ops = ",".join(ops)
+    for op in ops:
         for shape in shapes:
             x = (rng.standard_normal(shape, dtype=np.float32) * 3).astype(np.float32)
             fns = contenders(shape, op, x, args.threads)
