@@ -290,8 +290,11 @@ proptest! {
         if x.iter().all(|v| *v == f32::NEG_INFINITY) {
             prop_assert!(p.iter().all(|v| v.is_nan()));
         } else {
+            let m = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             for (a, b) in x.iter().zip(&p) {
-                if *a == f32::NEG_INFINITY { prop_assert_eq!(*b, 0.0); } else { prop_assert!(*b > 0.0 || *a < -40.0); }
+                // Finite entries get a positive probability unless it is below float32's
+                // normal range (exp(-87) ~ 1.6e-38), where kernels may flush it to 0.
+                if *a == f32::NEG_INFINITY { prop_assert_eq!(*b, 0.0); } else { prop_assert!(*b > 0.0 || *a - m < -80.0); }
             }
             prop_assert!((p.iter().map(|&v| v as f64).sum::<f64>() - 1.0).abs() <= 1e-6);
         }
