@@ -15,6 +15,8 @@ lint:
 
 rust-test:
 	cargo test
+	# The contract tests and the lanes fuzz again at every lower SIMD level (S12).
+	for level in scalar avx2; do LOGITKIT_SIMD=$$level cargo test -q --test softmax --test fuzz_lanes || exit 1; done
 
 # The Rust tests again under valgrind memcheck: invalid reads or writes in unsafe code fail it.
 # (Valgrind's CPU has no AVX-512, so this covers the scalar and AVX2 paths.)
