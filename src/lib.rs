@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod element;
+pub mod extras;
 mod error;
 mod kernels;
 pub mod lanes;
