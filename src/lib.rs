@@ -24,8 +24,8 @@
 #![warn(missing_docs)]
 
 mod element;
-pub mod extras;
 mod error;
+pub mod extras;
 mod kernels;
 pub mod lanes;
 pub(crate) mod parallel;

@@ -137,9 +137,9 @@ pub unsafe fn fit_temperature_lanes<T: Float>(
             // g is zero throughout: every temperature is as good; keep T = 1.
             (0.0, false)
         } else if g_lo >= 0.0 {
-            (lo, true)
+            (-T_MAX.ln(), true)
         } else if g_hi <= 0.0 {
-            (hi, true)
+            (-T_MIN.ln(), true)
         } else {
             let (mut u, mut g, mut d) = (0.0, g1, d1);
             for _ in 0..200 {
@@ -170,8 +170,13 @@ pub unsafe fn fit_temperature_lanes<T: Float>(
         }
     };
     let (nll_after, _, _) = eval(u);
+    let temperature = match (at_bound, u > 0.0) {
+        (true, true) => T_MIN,
+        (true, false) => T_MAX,
+        _ => (-u).exp().clamp(T_MIN, T_MAX),
+    };
     Ok(TemperatureFit {
-        temperature: (-u).exp().clamp(T_MIN, T_MAX),
+        temperature,
         nll_before,
         nll_after,
         evaluations,

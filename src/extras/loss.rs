@@ -73,11 +73,7 @@ impl CrossEntropyOptions<'_> {
         self.temperature.check_softmax(rows)?;
         let e = self.label_smoothing;
         if !(0.0..=1.0).contains(&e) {
-            return Err(Error::invalid(
-                "label_smoothing",
-                e,
-                "a float in [0, 1]",
-            ));
+            return Err(Error::invalid("label_smoothing", e, "a float in [0, 1]"));
         }
         Ok(())
     }
@@ -256,10 +252,5 @@ pub fn cross_entropy<T: Float>(
 ) -> Result<f64> {
     let mut losses = vec![0.0; labels.len()];
     cross_entropy_rows(logits, row_len, labels, opts, &mut losses)?;
-    Ok(reduce_losses(
-        &losses,
-        labels,
-        opts.ignore_index,
-        reduction,
-    ))
+    Ok(reduce_losses(&losses, labels, opts.ignore_index, reduction))
 }

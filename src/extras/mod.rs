@@ -28,6 +28,5 @@ pub use loss::{
     Reduction,
 };
 pub use ops::{
-    sigmoid, sigmoid_lanes, sparsemax, sparsemax_lanes, sparsemax_rows, topk, topk_lanes,
-    topk_rows,
+    sigmoid, sigmoid_lanes, sparsemax, sparsemax_lanes, sparsemax_rows, topk, topk_lanes, topk_rows,
 };

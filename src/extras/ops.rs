@@ -195,11 +195,7 @@ fn sparsemax_row<C: Real>(x: &[C], out: &mut [C], cand: &mut Vec<f64>) {
     let m = m.to_f64();
     // tau >= max - 1, so only entries within 1 of the maximum can be in the support.
     cand.clear();
-    cand.extend(
-        x.iter()
-            .map(|&v| v.to_f64() - m)
-            .filter(|&d| d > -1.0),
-    );
+    cand.extend(x.iter().map(|&v| v.to_f64() - m).filter(|&d| d > -1.0));
     cand.sort_unstable_by(|a, b| b.total_cmp(a));
     let (mut sum, mut k, mut support_sum) = (0.0f64, 0usize, 0.0f64);
     for (j, &z) in cand.iter().enumerate() {
