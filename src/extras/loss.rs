@@ -40,7 +40,7 @@ impl Reduction {
             "mean" => Ok(Reduction::Mean),
             other => Err(Error::invalid(
                 "reduction",
-                format!("{other:?}"),
+                format!("'{other}'"),
                 "'none', 'mean' or 'sum'",
             )),
         }

@@ -5,7 +5,7 @@
 use numpy::{PyArray, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyRuntimeWarning, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{IntoPyDict, PyBool, PyString, PyTuple};
+use pyo3::types::{IntoPyDict, PyBool, PyTuple};
 
 use super::arrays::{normalize_axis, parse_per_lane_f64, repr, to_py_err, Dtype, FloatArray};
 use crate::extras::{self, CrossEntropyOptions, Reduction};
@@ -164,21 +164,37 @@ fn parse_count(v: &Bound<'_, PyAny>, name: &str, what: &str) -> PyResult<usize> 
     usize::try_from(i).map_err(|_| bad())
 }
 
-/// A NumPy array of `dtype` and `shape` holding `values` (rounded once from f64).
+/// A NumPy array of `dtype` and `shape` holding `values`, each rounded once from f64 (no
+/// NumPy cast, so no overflow warning).
 fn f64_to_array<'py>(
     py: Python<'py>,
     values: Vec<f64>,
     shape: &[usize],
     dtype: Dtype,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let a = PyArray::from_vec(py, values)
-        .reshape(shape.to_vec())?
-        .call_method1("astype", (dtype.name(),))?;
-    Ok(a)
+    let arr = dtype.empty(py, shape);
+    let dst = FloatArray::view(&arr).expect("fresh array").data;
+    // SAFETY: a fresh C-contiguous array of values.len() elements of `dtype`, not yet shared.
+    unsafe {
+        match dtype {
+            Dtype::F64 => std::ptr::copy_nonoverlapping(values.as_ptr(), dst.cast(), values.len()),
+            Dtype::F32 => {
+                let d = std::slice::from_raw_parts_mut(dst.cast::<f32>(), values.len());
+                d.iter_mut().zip(&values).for_each(|(o, &v)| *o = v as f32);
+            }
+            Dtype::F16 => {
+                let d = std::slice::from_raw_parts_mut(dst.cast::<half::f16>(), values.len());
+                d.iter_mut()
+                    .zip(&values)
+                    .for_each(|(o, &v)| *o = half::f16::from_f64(v));
+            }
+        }
+    }
+    Ok(arr.into_any())
 }
 
 fn f64_to_scalar<'py>(py: Python<'py>, v: f64, dtype: Dtype) -> PyResult<Bound<'py, PyAny>> {
-    py.import("numpy")?.getattr(dtype.name())?.call1((v,))
+    f64_to_array(py, vec![v], &[], dtype)?.get_item(())
 }
 
 /// Fused softmax cross-entropy between logits and integer class labels.
@@ -213,7 +229,7 @@ fn f64_to_scalar<'py>(py: Python<'py>, v: f64, dtype: Dtype) -> PyResult<Bound<'
 /// >>> float(n.cross_entropy([[2.0, 0.5, -1.0]], [0])).__round__(4)
 /// 0.2413
 #[pyfunction]
-#[pyo3(signature = (logits, labels, axis=Some(-1), *, temperature=None, reduction=None, label_smoothing=0.0, ignore_index=None),
+#[pyo3(signature = (logits, labels, axis=Some(-1), *, temperature=None, reduction=String::from("mean"), label_smoothing=0.0, ignore_index=None),
        text_signature = "(logits, labels, axis=-1, *, temperature=1.0, reduction='mean', label_smoothing=0.0, ignore_index=None)")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn cross_entropy<'py>(
@@ -222,20 +238,11 @@ pub(crate) fn cross_entropy<'py>(
     labels: &Bound<'py, PyAny>,
     axis: Option<isize>,
     temperature: Option<&Bound<'py, PyAny>>,
-    reduction: Option<&Bound<'py, PyAny>>,
+    reduction: String,
     label_smoothing: f64,
     ignore_index: Option<i64>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let reduction = match reduction.map(|r| (r, r.cast::<PyString>())) {
-        None => Reduction::Mean,
-        Some((_, Ok(s))) => Reduction::parse(&s.to_cow()?).map_err(to_py_err)?,
-        Some((reduction, Err(_))) => {
-            return Err(PyValueError::new_err(format!(
-                "reduction must be 'none', 'mean' or 'sum', got {}",
-                repr(reduction)
-            )))
-        }
-    };
+    let reduction = Reduction::parse(&reduction).map_err(to_py_err)?;
     let (logits, back) = adapt_input(py, logits)?;
     let mut xa = FloatArray::coerce(py, &logits)?;
     let k = int_axis(py, "cross_entropy", axis, xa.shape.len())?;
@@ -600,8 +607,8 @@ pub(crate) fn sparsemax<'py>(
 /// Returns
 /// -------
 /// ndarray
-///     A new array of ``x``'s shape, computed in float64 and rounded once (so at most half an
-///     ulp from the exact value in float32 and float16). ``exp`` only sees non-positive
+///     A new array of ``x``'s shape, computed in float64 (within 2 ulp of the exact value) and
+///     rounded once, so float32 and float16 results are correctly rounded but for rare ties. ``exp`` only sees non-positive
 ///     arguments: no overflow and no warning for any input.
 ///
 /// Examples
