@@ -155,19 +155,48 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
     }
 }
 
-/// The maximum of `x` ignoring NaN, and whether any entry is NaN.
+/// The maximum of `x` ignoring NaN, and whether any entry is NaN. Eight independent
+/// accumulators, so that the compiler vectorises it; exact, so the grouping does not matter.
 #[inline]
 pub(crate) fn max_nan<C: crate::Real>(x: &[C]) -> (C, bool) {
+    let mut acc = [C::NEG_INFINITY; 8];
+    let mut nan = [false; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for j in 0..8 {
+            let v = c[j];
+            nan[j] |= v.is_nan();
+            acc[j] = if v > acc[j] { v } else { acc[j] };
+        }
+    }
     let mut m = C::NEG_INFINITY;
-    let mut nan = false;
-    for &v in x {
-        if v.is_nan() {
-            nan = true;
-        } else if v > m {
+    let mut any_nan = nan.iter().any(|&b| b);
+    for &v in acc.iter().chain(rest) {
+        any_nan |= v.is_nan();
+        if v > m {
             m = v;
         }
     }
-    (m, nan)
+    (m, any_nan)
+}
+
+/// Σ x as f64 with eight accumulators (vectorisable; a fixed order, so deterministic).
+#[inline]
+pub(crate) fn sum_f64<C: crate::Real>(x: &[C]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for j in 0..8 {
+            acc[j] += c[j].to_f64();
+        }
+    }
+    let mut s = acc.iter().sum::<f64>();
+    for &v in rest {
+        s += v.to_f64();
+    }
+    s
 }
 
 /// Checks a row-major batch: `len` elements in rows of `row_len`; returns the row count.

@@ -9,7 +9,7 @@
 
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
-use crate::extras::exec::{collect_lanes, max_nan, neumaier_sum, rows_of};
+use crate::extras::exec::{collect_lanes, max_nan, neumaier_sum, rows_of, sum_f64};
 use crate::lanes::Lanes;
 use crate::temperature::Temperature;
 
@@ -110,14 +110,21 @@ fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64, buf: &mut Vec<C>) 
     }
     let m = m.to_f64();
     // z_i - max(z) = (x_i - m) / t <= 0: no overflow, and logsumexp of it lies in [0, ln C].
+    // x_i - m is exact in f64 for f32/f16 input; one rounding to the compute type follows.
     buf.clear();
-    buf.extend(x.iter().map(|&v| C::from_f64((v.to_f64() - m) / t)));
+    let inv_t = 1.0 / t;
+    if inv_t.is_finite() {
+        buf.extend(x.iter().map(|&v| C::from_f64((v.to_f64() - m) * inv_t)));
+    } else {
+        buf.extend(x.iter().map(|&v| C::from_f64((v.to_f64() - m) / t)));
+    }
     let lse = crate::logsumexp::<C>(buf).to_f64();
+    // The label's term exactly, not through the rounded buffer.
     let nll = lse - (x[label].to_f64() - m) / t;
     if eps == 0.0 {
         return nll;
     }
-    let mean = neumaier_sum(x.iter().map(|&v| (v.to_f64() - m) / t)) / x.len() as f64;
+    let mean = sum_f64(buf) / x.len() as f64;
     (1.0 - eps) * nll + eps * (lse - mean)
 }
 

@@ -32,8 +32,26 @@ fn rank<C: Real>(x: &[C], a: usize, b: usize) -> std::cmp::Ordering {
 /// linear-time selection (introselect) over an index buffer then sorts the first `k`.
 const SMALL_K: usize = 64;
 
+/// An integer whose ascending order is the ranking: value descending (NaN above every number,
+/// -0.0 equal to +0.0), then index ascending. Exact for every f32 and f64 value.
+#[inline(always)]
+fn rank_key<C: Real>(v: C, i: usize) -> u128 {
+    let f = v.to_f64();
+    let ordered: u64 = if f.is_nan() {
+        u64::MAX
+    } else {
+        let bits = (if f == 0.0 { 0.0f64 } else { f }).to_bits();
+        if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | (1 << 63)
+        }
+    };
+    ((!ordered as u128) << 64) | i as u128
+}
+
 /// The positions of the `k` largest entries of `x`, best first (ties: lower index first).
-fn top_indices<C: Real>(x: &[C], k: usize, idx: &mut Vec<usize>) {
+fn top_indices<C: Real>(x: &[C], k: usize, idx: &mut Vec<usize>, keys: &mut Vec<u128>) {
     idx.clear();
     let n = x.len();
     if k == 0 {
@@ -54,12 +72,15 @@ fn top_indices<C: Real>(x: &[C], k: usize, idx: &mut Vec<usize>) {
         }
         return;
     }
-    idx.extend(0..n);
+    // Larger k: linear-time selection on packed integer keys, then sort only the k winners.
+    keys.clear();
+    keys.extend(x.iter().enumerate().map(|(i, &v)| rank_key(v, i)));
     if k < n {
-        idx.select_nth_unstable_by(k - 1, |&a, &b| rank(x, a, b));
-        idx.truncate(k);
+        keys.select_nth_unstable(k - 1);
+        keys.truncate(k);
     }
-    idx.sort_unstable_by(|&a, &b| rank(x, a, b));
+    keys.sort_unstable();
+    idx.extend(keys.iter().map(|&key| (key & u64::MAX as u128) as usize));
 }
 
 fn bad_k(k: usize, len: usize) -> Error {
@@ -104,11 +125,12 @@ pub unsafe fn topk_lanes<T: Float>(
     let (v, ix) = (SendPtr(values), SendPtr(indices));
     collect_lanes(src, lanes, |i, x| {
         thread_local! {
-            static IDX: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+            static IDX: std::cell::RefCell<(Vec<usize>, Vec<u128>)> =
+                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
         }
         IDX.with(|cell| {
-            let mut idx = cell.borrow_mut();
-            top_indices(x, k, &mut idx);
+            let (idx, keys) = &mut *cell.borrow_mut();
+            top_indices(x, k, idx, keys);
             let off = out_lanes.offset(i);
             for (j, &p) in idx.iter().enumerate() {
                 let at = off + j as isize * out_lanes.stride;
@@ -274,15 +296,14 @@ pub fn sparsemax<T: Float>(x: &[T], out: &mut [T]) -> Result<()> {
     sparsemax_rows(x, x.len().max(1), out)
 }
 
-/// `1 / (1 + exp(-v))` without overflow: `exp` only ever sees a non-positive argument.
+/// `1 / (1 + exp(-v))` without overflow: `exp` only ever sees a non-positive argument. No
+/// branch on the sign (random signs would mispredict): `e = exp(-|v|)`, then `1 / (1 + e)` or
+/// `e / (1 + e)`.
 #[inline]
 fn sigmoid_f64(v: f64) -> f64 {
-    if v >= 0.0 {
-        1.0 / (1.0 + (-v).exp())
-    } else {
-        let e = v.exp();
-        e / (1.0 + e)
-    }
+    let e = (-v.abs()).exp();
+    let num = if v >= 0.0 { 1.0 } else { e };
+    num / (1.0 + e)
 }
 
 /// Elementwise logistic sigmoid along strided lanes, computed in `f64` and rounded once.
