@@ -167,7 +167,7 @@ fn cross_entropy_errors_name_parameter_and_value() {
 #[test]
 fn s9_extras_bitwise_same_for_any_thread_count() {
     let mut rng = Lcg(9);
-    let (rows, cols) = (3000, 257);
+    let (rows, cols) = (200, 257);
     let (x, y) = batch(&mut rng, rows, cols, 3.0);
     let x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
     let run = |threads: usize| {
@@ -451,4 +451,37 @@ fn sigmoid_is_accurate_and_overflow_safe() {
         let want = 1.0 / (1.0 + (-(x as f64)).exp());
         assert_eq!(v, want as f32);
     }
+}
+
+#[test]
+fn s9_long_rows_share_threads_and_stay_bitwise() {
+    // Rows longer than the parallel threshold: the per-row logsumexp itself runs in parallel
+    // inside the parallel loop over rows.
+    let mut rng = Lcg(21);
+    let (rows, cols) = (3, 40_000);
+    let (x, y) = batch(&mut rng, rows, cols, 2.0);
+    let x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let run = |threads: usize| {
+        logitkit::set_num_threads(threads).unwrap();
+        let opts = CrossEntropyOptions {
+            label_smoothing: 0.2,
+            ..Default::default()
+        };
+        let mut l = vec![0.0; rows];
+        cross_entropy_rows(&x, cols, &y, &opts, &mut l).unwrap();
+        l
+    };
+    let one = run(1);
+    for t in [2, 4, 16] {
+        assert_eq!(run(t), one, "threads = {t}");
+    }
+    for r in 0..rows {
+        let xr: Vec<f64> = x[r * cols..(r + 1) * cols]
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let want = ref_loss(&xr, y[r] as usize, 1.0, 0.2);
+        assert!((one[r] - want).abs() <= 2e-6 * want.abs().max(1.0));
+    }
+    logitkit::set_num_threads(logitkit::available_cpus()).unwrap();
 }

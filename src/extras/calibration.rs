@@ -113,13 +113,13 @@ pub unsafe fn fit_temperature_lanes<T: Float>(
         ));
     }
     check_labels(labels, lanes.len)?;
-    let checks = collect_lanes(src, lanes, |i, x| check_rows(x, labels[i] as usize, i));
+    let checks = collect_lanes(src, lanes, |i, x, _| check_rows(x, labels[i] as usize, i));
     checks.into_iter().collect::<Result<Vec<()>>>()?;
     let mut evaluations = 0;
     let mut eval = |u: f64| {
         evaluations += 1;
         let beta = u.exp();
-        let terms = collect_lanes(src, lanes, |i, x| row_terms(x, labels[i] as usize, beta));
+        let terms = collect_lanes(src, lanes, |i, x, _| row_terms(x, labels[i] as usize, beta));
         let n = count as f64;
         (
             neumaier_sum(terms.iter().map(|t| t.0)) / n,
@@ -264,7 +264,7 @@ pub unsafe fn calibration_bins_lanes<T: Float>(
         return Err(Error::invalid("n_bins", 0, "an integer >= 1"));
     }
     check_labels(labels, lanes.len)?;
-    let per_row = collect_lanes(src, lanes, |i, x| {
+    let per_row = collect_lanes(src, lanes, |i, x, _| {
         let mut best = 0usize;
         for (j, &v) in x.iter().enumerate() {
             if v.is_nan() {

@@ -68,33 +68,36 @@ fn min_lanes(len: usize) -> usize {
     (8 * 1024 / len.max(1)).max(1)
 }
 
-/// `f(i, lane_i)` for every lane, results in lane order. Parallel over lanes when large.
+/// `f(i, lane_i, scratch)` for every lane, results in lane order. Parallel over lanes when
+/// large. `scratch` is a buffer owned by the running task (never a thread-local: a task waiting
+/// on nested parallel work may run another lane on the same thread).
 ///
 /// # Safety
 /// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
 pub(crate) unsafe fn collect_lanes<T: Float, R: Send>(
     src: *const T,
     lanes: &Lanes,
-    f: impl Fn(usize, &[T::Compute]) -> R + Sync,
+    f: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> R + Sync,
 ) -> Vec<R> {
     let count = lanes.count();
     let s = SendPtr(src as *mut T);
-    let one = |i: usize, buf: &mut Vec<T::Compute>| {
+    let one = |i: usize, bufs: &mut (Vec<T::Compute>, Vec<T::Compute>)| {
+        let (gather, scratch) = bufs;
         // SAFETY: the caller's contract; lane i is in bounds.
-        let x = unsafe { read_lane(s.get() as *const T, lanes, i, buf) };
-        f(i, x)
+        let x = unsafe { read_lane(s.get() as *const T, lanes, i, gather) };
+        f(i, x, scratch)
     };
     let work = lanes.len.saturating_mul(count).max(count);
     if !is_parallel(work) {
-        let mut buf = Vec::new();
-        (0..count).map(|i| one(i, &mut buf)).collect()
+        let mut bufs = (Vec::new(), Vec::new());
+        (0..count).map(|i| one(i, &mut bufs)).collect()
     } else {
         let min = min_lanes(lanes.len);
         install(|| {
             (0..count)
                 .into_par_iter()
                 .with_min_len(min)
-                .map_init(Vec::new, |buf, i| one(i, buf))
+                .map_init(|| (Vec::new(), Vec::new()), |bufs, i| one(i, bufs))
                 .collect()
         })
     }

@@ -153,38 +153,15 @@ pub unsafe fn cross_entropy_lanes<T: Float>(
     opts.check(count)?;
     check_labels(labels, lanes.len, opts.ignore_index)?;
     let eps = opts.label_smoothing;
-    let per_lane = collect_lanes(src, lanes, |i, x| {
+    let per_lane = collect_lanes(src, lanes, |i, x, scratch| {
         let y = labels[i];
         if Some(y) == opts.ignore_index {
             return 0.0;
         }
-        thread_local_buf::<T::Compute, _>(|b| {
-            row_loss(x, y as usize, opts.temperature.get(i), eps, b)
-        })
+        row_loss(x, y as usize, opts.temperature.get(i), eps, scratch)
     });
     losses.copy_from_slice(&per_lane);
     Ok(())
-}
-
-/// Runs `f` with a per-thread scratch vector of `C`.
-fn thread_local_buf<C: Real, R>(f: impl FnOnce(&mut Vec<C>) -> R) -> R {
-    use std::any::Any;
-    use std::cell::RefCell;
-    thread_local! {
-        static BUF: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
-    }
-    BUF.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let fits = slot.as_ref().is_some_and(|b| b.is::<Vec<C>>());
-        if !fits {
-            *slot = Some(Box::new(Vec::<C>::new()));
-        }
-        let v = slot
-            .as_mut()
-            .and_then(|b| b.downcast_mut::<Vec<C>>())
-            .expect("just stored");
-        f(v)
-    })
 }
 
 /// Per-row cross-entropy of a row-major batch (`logits.len() / row_len` rows, one label each)

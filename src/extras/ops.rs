@@ -123,7 +123,9 @@ pub unsafe fn topk_lanes<T: Float>(
         return Ok(());
     }
     let (v, ix) = (SendPtr(values), SendPtr(indices));
-    collect_lanes(src, lanes, |i, x| {
+    collect_lanes(src, lanes, |i, x, _| {
+        // A thread-local is safe here: nothing in this closure waits on parallel work, so the
+        // thread cannot start another lane while the buffers are borrowed.
         thread_local! {
             static IDX: std::cell::RefCell<(Vec<usize>, Vec<u128>)> =
                 const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
@@ -255,6 +257,7 @@ pub unsafe fn sparsemax_lanes<T: Float>(
         });
     }
     map_lanes_with(src, src_lanes, dst, dst_lanes, |x, out| {
+        // As in topk_lanes: no parallel work inside, so no re-entrant borrow.
         thread_local! {
             static CAND: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
         }
