@@ -684,3 +684,111 @@ def test_cli_calibrate_plot_without_matplotlib(tmp_path, monkeypatch, capsys):
     assert main(["calibrate", str(tmp_path / "l.npy"), str(tmp_path / "y.npy"), "--plot", str(tmp_path / "o.png")]) == 2
     assert "pip install 'logitkit[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# GIL released (S10 for the extras), properties over layouts
+# --------------------------------------------------------------------------------------------
+
+_BIG = np.random.default_rng(9).normal(size=(40, 250000))
+_BIG_Y = np.random.default_rng(10).integers(0, 250000, 40)
+EXTRA_CALLS = {
+    "cross_entropy": lambda: cross_entropy(_BIG, _BIG_Y),
+    "fit_temperature": lambda: fit_temperature(_BIG[:4], _BIG_Y[:4]),
+    "topk": lambda: topk(_BIG, 100),
+    "sparsemax": lambda: sparsemax(_BIG),
+    "sigmoid": lambda: sigmoid(_BIG),
+}
+
+
+@pytest.mark.filterwarnings("ignore:fit_temperature")
+@pytest.mark.parametrize("name", list(EXTRA_CALLS))
+def test_gil_released_during_work(restore_threads, name):
+    """As test_threads.test_s10_gil_released_during_work: with a huge switch interval a waiting
+    thread can only run while the main thread releases the GIL itself."""
+    call = EXTRA_CALLS[name]
+    logitkit.set_num_threads(1)
+    go, ran, done = threading.Event(), threading.Event(), threading.Event()
+    state = {"ran": False}
+
+    def bg():
+        while True:
+            go.wait()
+            go.clear()
+            if done.is_set():
+                return
+            state["ran"] = True
+            ran.set()
+
+    old = sys.getswitchinterval()
+    t = threading.Thread(target=bg, daemon=True)
+    t.start()
+    try:
+        sys.setswitchinterval(1000.0)
+        state["ran"] = False
+        go.set()
+        sum(range(3_000_000))
+        control_ran = state["ran"]
+        ran.wait(60)
+        ran.clear()
+        state["ran"] = False
+        go.set()
+        for _ in range(3):
+            call()
+        during = state["ran"]
+        ran.wait(60)
+    finally:
+        sys.setswitchinterval(old)
+        done.set()
+        go.set()
+        t.join(10)
+    if control_ran:
+        pytest.skip("control: background thread ran during a GIL-holding builtin")
+    assert during, f"background thread made no progress during {name}: GIL held"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+
+@st.composite
+def strided_arrays(draw):
+    dtype = draw(st.sampled_from([np.float16, np.float32, np.float64]))
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=9))
+    elems = st.floats(-1e4, 1e4, width=16 if dtype == np.float16 else 32)
+    base = draw(hnp.arrays(dtype, shape, elements=elems))
+    # Reverse, step or transpose to get odd strides.
+    if draw(st.booleans()):
+        base = base[::-1]
+    if base.ndim > 1 and draw(st.booleans()):
+        base = base.T
+    axis = draw(st.integers(-base.ndim, base.ndim - 1))
+    return base, axis
+
+
+@settings(max_examples=150, deadline=None)
+@given(strided_arrays(), st.data())
+def test_property_layouts_match_contiguous_references(xa, data):
+    x, axis = xa
+    n = x.shape[axis]
+    k = data.draw(st.integers(0, n))
+    v, i = topk(x, k, axis=axis)
+    rv, ri = ref_topk(x, k, axis=axis)
+    np.testing.assert_array_equal(i, ri)
+    np.testing.assert_array_equal(v, rv.astype(x.dtype))
+    sp = sparsemax(x, axis=axis)
+    assert sp.dtype == x.dtype
+    want = ref_sparsemax(x, axis=axis)
+    tol = {np.float16: 2e-3, np.float32: 1e-6, np.float64: 1e-12}[x.dtype.type]
+    np.testing.assert_allclose(sp.astype(np.float64), want, atol=tol)
+    y = data.draw(hnp.arrays(np.int64, tuple(s for d, s in enumerate(x.shape) if d != axis % x.ndim),
+                             elements=st.integers(0, n - 1)))
+    got = cross_entropy(x, y, axis=axis, reduction="none", label_smoothing=0.1)
+    want = ref_ce(x, y, axis=axis, reduction="none", label_smoothing=0.1)
+    if x.dtype == np.float16:
+        assert_f16_within_one_rounding(got, want.astype(np.float64))
+    else:
+        rel = 2e-6 if x.dtype == np.float32 else 1e-13
+        assert np.all(np.abs(got.astype(LD) - want) <= rel * np.maximum(1, np.abs(want)))
+    np.testing.assert_array_equal(sigmoid(x), sigmoid(np.ascontiguousarray(x)))
