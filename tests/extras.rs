@@ -485,3 +485,44 @@ fn s9_long_rows_share_threads_and_stay_bitwise() {
     }
     logitkit::set_num_threads(logitkit::available_cpus()).unwrap();
 }
+
+#[test]
+fn sigmoid_f32_is_correctly_rounded_on_a_dense_grid() {
+    // Every f32 result equals the f64 libm formula rounded to f32 (the fast exp of the f32 path
+    // is accurate far beyond f32 rounding), across the whole range where results are not 0 or 1.
+    let xs: Vec<f32> = (0..400_000).map(|i| -110.0 + i as f32 * 0.000_55).collect();
+    let mut got = vec![0f32; xs.len()];
+    sigmoid(&xs, &mut got).unwrap();
+    let mut mismatches = 0;
+    for (&x, &g) in xs.iter().zip(&got) {
+        let x = x as f64;
+        let want = if x >= 0.0 {
+            1.0 / (1.0 + (-x).exp())
+        } else {
+            x.exp() / (1.0 + x.exp())
+        };
+        if g != want as f32 {
+            mismatches += 1;
+            // Only where the f64 value sits on an f32 rounding boundary: within 1 ulp.
+            assert!(
+                (g as f64 - want).abs() <= (want as f32).abs() as f64 * 1.2e-7,
+                "{x}"
+            );
+        }
+    }
+    assert!(
+        mismatches <= 2,
+        "{mismatches} results differ from the correctly rounded one"
+    );
+    let mut h = [half::f16::ZERO; 3];
+    let hx = [
+        half::f16::from_f32(-3.0),
+        half::f16::ZERO,
+        half::f16::from_f32(8.0),
+    ];
+    sigmoid(&hx, &mut h).unwrap();
+    assert_eq!(
+        h.map(|v| v.to_f32()),
+        [0.04742, 0.5, 0.9995].map(|v: f32| half::f16::from_f32(v).to_f32())
+    );
+}

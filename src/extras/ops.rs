@@ -309,6 +309,53 @@ fn sigmoid_f64(v: f64) -> f64 {
     num / (1.0 + e)
 }
 
+/// `exp(x)` for `x <= 0` without a libm call, so that loops over it vectorise: clamped at -110
+/// (below it every result rounds to 0 in `f32`), `x = n ln 2 + r` with `|r| <= ln 2 / 2`, a
+/// degree-11 Taylor polynomial for `exp(r)` (relative error < 1e-14) and `2^n` built from bits.
+/// Only for results rounded to `f32` or narrower.
+#[inline(always)]
+fn exp_nonpositive_for_f32(x: f64) -> f64 {
+    const MAGIC: f64 = 6755399441055744.0; // 1.5 * 2^52: adding it rounds to an integer
+    const LN2_HI: f64 = 0.693_147_180_369_123_8;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    let x = x.max(-110.0);
+    let t = x * std::f64::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 39_916_800.0;
+    for c in [
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + c;
+    }
+    // The low bits of t hold n (two's complement); n + 1023 is in [863, 1023].
+    let scale = f64::from_bits((t.to_bits().wrapping_add(1023)) << 52);
+    p * scale
+}
+
+/// Sigmoid with [`exp_nonpositive_for_f32`]: for results rounded to `f32` or narrower.
+#[inline(always)]
+fn sigmoid_for_f32(v: f64) -> f64 {
+    let e = exp_nonpositive_for_f32(-v.abs());
+    let num = if v >= 0.0 { 1.0 } else { e };
+    let s = num / (1.0 + e);
+    if v.is_nan() {
+        v
+    } else {
+        s
+    }
+}
+
 /// Elementwise logistic sigmoid along strided lanes, computed in `f64` and rounded once.
 /// `sigmoid(+inf) = 1`, `sigmoid(-inf) = 0`, NaN stays NaN.
 ///
@@ -327,9 +374,17 @@ pub unsafe fn sigmoid_lanes<T: Float>(
             expected: src_lanes.len * src_lanes.count(),
         });
     }
+    let narrow = std::any::TypeId::of::<T::Compute>() == std::any::TypeId::of::<f32>();
     map_lanes_with(src, src_lanes, dst, dst_lanes, |x, out| {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = <T::Compute as Real>::from_f64(sigmoid_f64(v.to_f64()));
+        if narrow {
+            // f32 and f16 results: a vectorisable exp, accurate far beyond f32 rounding.
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = <T::Compute as Real>::from_f64(sigmoid_for_f32(v.to_f64()));
+            }
+        } else {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = <T::Compute as Real>::from_f64(sigmoid_f64(v.to_f64()));
+            }
         }
     });
     Ok(())
