@@ -532,7 +532,6 @@ def test_dlpack_producer_is_read_without_copy():
     np.testing.assert_array_equal(topk(x, 2)[1], topk(a, 2)[1])
 
 
-ml_dtypes = pytest.importorskip.__self__ if False else None  # placeholder for linters
 try:
     import ml_dtypes  # type: ignore[no-redef]
 except ImportError:
@@ -592,6 +591,16 @@ def test_torch_bfloat16():
     assert str(got.dtype) in ("bfloat16", "torch.bfloat16")
     ce = cross_entropy(tb, torch.from_numpy(y))
     assert str(ce.dtype) in ("bfloat16", "torch.bfloat16")
+
+
+@needs_torch
+def test_torch_bfloat16_without_ml_dtypes_gives_a_torch_tensor(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # import ml_dtypes -> ImportError
+    x = torch.randn(4, 6).to(torch.bfloat16)
+    got = logitkit.softmax(x)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.bfloat16
+    want = torch.from_numpy(logitkit.softmax(x.float().numpy())).to(torch.bfloat16)
+    assert torch.equal(got, want)
 
 
 def test_jax_arrays():
