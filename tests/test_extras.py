@@ -385,7 +385,7 @@ def test_ece_ties_and_errors():
     assert expected_calibration_error([[0.5, 0.5]], [0]) == 0.5
     assert expected_calibration_error([[0.5, 0.5]], [1]) == 0.5
     assert expected_calibration_error(np.zeros((0, 3)), np.zeros(0, int)) == 0.0
-    for bad in [0, -1, 2.5, True]:
+    for bad in [0, -1, 2.5, True, 2**20 + 1, 10**12]:
         with pytest.raises(ValueError, match="n_bins"):
             expected_calibration_error([[0.5, 0.5]], [0], bad)
     with pytest.raises(ValueError, match="probs row 0"):

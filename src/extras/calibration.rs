@@ -18,6 +18,8 @@ use crate::lanes::Lanes;
 pub const T_MIN: f64 = 1e-6;
 /// Largest temperature [`fit_temperature`] returns.
 pub const T_MAX: f64 = 1e6;
+/// The most bins [`calibration_bins`] accepts (2^20).
+pub const MAX_BINS: usize = 1 << 20;
 /// Tolerance on `ln T` at which the search stops.
 pub const FIT_TOLERANCE: f64 = 1e-10;
 
@@ -260,8 +262,12 @@ pub unsafe fn calibration_bins_lanes<T: Float>(
             expected: count,
         });
     }
-    if n_bins == 0 {
-        return Err(Error::invalid("n_bins", 0, "an integer >= 1"));
+    if n_bins == 0 || n_bins > MAX_BINS {
+        return Err(Error::invalid(
+            "n_bins",
+            n_bins,
+            "an integer in [1, 1048576]",
+        ));
     }
     check_labels(labels, lanes.len)?;
     let per_row = collect_lanes(src, lanes, |i, x, _| {

@@ -21,7 +21,7 @@ pub mod ops;
 
 pub use calibration::{
     calibration_bins, calibration_bins_lanes, expected_calibration_error, fit_temperature,
-    fit_temperature_lanes, CalibrationBins, TemperatureFit, FIT_TOLERANCE, T_MAX, T_MIN,
+    fit_temperature_lanes, CalibrationBins, TemperatureFit, FIT_TOLERANCE, MAX_BINS, T_MAX, T_MIN,
 };
 pub use loss::{
     cross_entropy, cross_entropy_lanes, cross_entropy_rows, reduce_losses, CrossEntropyOptions,

@@ -339,11 +339,11 @@ fn bins_impl<'py>(
     axis: Option<isize>,
     func: &str,
 ) -> PyResult<extras::CalibrationBins> {
-    let n_bins = parse_count(n_bins, "n_bins", "an integer >= 1")?;
-    if n_bins == 0 {
-        return Err(PyValueError::new_err(
-            "n_bins must be an integer >= 1, got 0",
-        ));
+    let n_bins = parse_count(n_bins, "n_bins", "an integer in [1, 1048576]")?;
+    if n_bins == 0 || n_bins > extras::MAX_BINS {
+        return Err(PyValueError::new_err(format!(
+            "n_bins must be an integer in [1, 1048576], got {n_bins}"
+        )));
     }
     let (probs, _) = adapt_input(py, probs)?;
     let mut xa = FloatArray::coerce(py, &probs)?;
