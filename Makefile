@@ -26,7 +26,7 @@ valgrind:
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "maturin>=1.7,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" ziglang
+	$(PY) -m pip install --quiet "maturin>=1.7,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" ziglang scipy ml_dtypes "dask[array]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -45,7 +45,7 @@ wheel: venv
 wheel-test: wheel
 	rm -rf $(WHEEL_VENV)
 	python3 -m venv $(WHEEL_VENV)
-	$(WHEEL_VENV)/bin/python -m pip install --quiet dist/logitkit-*.whl "pytest>=7" "hypothesis>=6.80" "mypy>=1.8"
+	$(WHEEL_VENV)/bin/python -m pip install --quiet dist/logitkit-*.whl "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" scipy ml_dtypes "dask[array]"
 	cd tests && ../$(WHEEL_VENV)/bin/python -c "import logitkit, sys; assert 'site-packages' in logitkit.__file__, logitkit.__file__; print('testing', logitkit.__file__)"
 	cd tests && ../$(WHEEL_VENV)/bin/python -m pytest -q -p no:cacheprovider --rootdir=.. $(PYTEST_ARGS) .
 	cd tests && ../$(WHEEL_VENV)/bin/python -m mypy.stubtest logitkit._native

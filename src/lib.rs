@@ -25,6 +25,7 @@
 
 mod element;
 mod error;
+pub mod extras;
 mod kernels;
 pub mod lanes;
 pub(crate) mod parallel;

@@ -15,6 +15,13 @@ __all__ = [
     "sample",
     "Sampler",
     "filter_logits",
+    "cross_entropy",
+    "fit_temperature",
+    "expected_calibration_error",
+    "calibration_bins",
+    "topk",
+    "sparsemax",
+    "sigmoid",
 ]
 
 _Float = Union[np.float16, np.float32, np.float64]
@@ -99,3 +106,25 @@ class Sampler:
     def seed(self) -> int: ...
     @property
     def calls(self) -> int: ...
+def cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    axis: Optional[int] = -1,
+    *,
+    temperature: Union[float, ArrayLike] = 1.0,
+    reduction: Literal["mean", "sum", "none"] = "mean",
+    label_smoothing: float = 0.0,
+    ignore_index: Optional[int] = None,
+) -> Union[NDArray[_Float], _Float]: ...
+def fit_temperature(logits: ArrayLike, labels: ArrayLike, axis: Optional[int] = -1) -> float: ...
+def expected_calibration_error(
+    probs: ArrayLike, labels: ArrayLike, n_bins: int = 15, axis: Optional[int] = -1
+) -> float: ...
+def calibration_bins(
+    probs: ArrayLike, labels: ArrayLike, n_bins: int = 15, axis: Optional[int] = -1
+) -> Tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]: ...
+def topk(
+    x: ArrayLike, k: int, axis: Optional[int] = -1
+) -> Tuple[NDArray[_Float], NDArray[np.int64]]: ...
+def sparsemax(x: ArrayLike, axis: Optional[int] = -1) -> NDArray[_Float]: ...
+def sigmoid(x: ArrayLike) -> NDArray[_Float]: ...

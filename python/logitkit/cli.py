@@ -1,4 +1,4 @@
-"""Command line: ``python -m logitkit demo`` and ``python -m logitkit softmax``.
+"""Command line: ``python -m logitkit demo``, ``softmax`` and ``calibrate``.
 
 Also installed as the ``logitkit`` script.
 """
@@ -162,6 +162,81 @@ def run_sample(args: argparse.Namespace, out=None) -> int:
     return 0
 
 
+def _load_npy(path: str, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"cannot read {what} {path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {what} {path} as a .npy array: {e}") from None
+
+
+def run_calibrate(args: argparse.Namespace, out=None) -> int:
+    """``logitkit calibrate logits.npy labels.npy [--bins N] [--plot out.png]``: fits the
+    temperature and prints it with the NLL and ECE before and after."""
+    import warnings
+
+    from .calibration import expected_calibration_error, fit_temperature, reliability_diagram
+    from .loss import cross_entropy
+
+    out = out or sys.stdout
+    logits = _load_npy(args.logits, "logits")
+    labels = _load_npy(args.labels, "labels")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                "--plot needs matplotlib: pip install 'logitkit[plot]' (or matplotlib)"
+            ) from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = fit_temperature(logits, labels, axis=args.axis)
+    p0 = softmax(logits, axis=args.axis)
+    p1 = softmax(logits, axis=args.axis, temperature=t)
+    nll0 = float(cross_entropy(logits, labels, args.axis))
+    nll1 = float(cross_entropy(logits, labels, args.axis, temperature=t))
+    ece0 = expected_calibration_error(p0, labels, args.bins, axis=args.axis)
+    ece1 = expected_calibration_error(p1, labels, args.bins, axis=args.axis)
+    n = int(np.asarray(labels).size)
+    print(f"{n} examples, {np.shape(logits)[args.axis]} classes", file=out)
+    print(f"temperature  {t:.6g}", file=out)
+    for w in caught:
+        print(f"warning: {w.message}", file=out)
+    print(f"{'':12} {'before':>10} {'after':>10}", file=out)
+    print(f"{'NLL':12} {nll0:10.6f} {nll1:10.6f}", file=out)
+    print(f"{'ECE (' + str(args.bins) + ' bins)':12} {ece0:10.6f} {ece1:10.6f}", file=out)
+    if args.plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharey=True)
+        # The diagram's helper wants the class axis last.
+        q0, q1 = np.moveaxis(p0, args.axis, -1), np.moveaxis(p1, args.axis, -1)
+        reliability_diagram(q0, labels, args.bins, ax=axes[0], label="T = 1")
+        reliability_diagram(q1, labels, args.bins, ax=axes[1], label=f"T = {t:.4g}")
+        axes[0].set_title("before")
+        axes[1].set_title("after temperature scaling")
+        try:
+            fig.savefig(args.plot, dpi=120, bbox_inches="tight")
+        except OSError as e:
+            raise ValueError(f"cannot write {args.plot}: {e}") from None
+        plt.close(fig)
+        print(f"wrote reliability diagram to {args.plot}", file=out)
+    return 0
+
+
+def _add_calibrate_parser(sub) -> None:
+    c = sub.add_parser("calibrate", help="fit a softmax temperature; print NLL and ECE before/after")
+    c.add_argument("logits", help=".npy file of logits, shape (..., C)")
+    c.add_argument("labels", help=".npy file of integer class labels, shape (...)")
+    c.add_argument("--bins", type=int, default=15, help="confidence bins of the ECE (default 15)")
+    c.add_argument("-a", "--axis", type=int, default=-1, help="class axis of the logits (default -1)")
+    c.add_argument("--plot", metavar="OUT.png", help="write a reliability diagram (needs matplotlib)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="logitkit", description="Fast, exact softmax and friends for NumPy.")
     p.add_argument("--version", action="version", version=f"logitkit {__version__}")
@@ -184,6 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--min-p", type=float, default=0.0, help="min-p ratio (0 = off)")
     m.add_argument("-s", "--seed", type=int, default=None, help="seed for reproducible draws")
     m.add_argument("--logprobs", action="store_true", help="also print each token's log-probability")
+    _add_calibrate_parser(sub)
     return p
 
 
@@ -202,6 +278,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return run_softmax(args)
         if args.command == "sample":
             return run_sample(args)
+        if args.command == "calibrate":
+            return run_calibrate(args)
     except (ValueError, TypeError) as e:
         print(f"logitkit: error: {e}", file=sys.stderr)
         return 2

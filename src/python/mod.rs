@@ -2,6 +2,7 @@
 //! the GIL released. Compiled only with the `python` feature.
 
 mod arrays;
+mod extras;
 mod sampling;
 mod softmax;
 
@@ -102,6 +103,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(extras::cross_entropy, m)?)?;
+    m.add_function(wrap_pyfunction!(extras::fit_temperature, m)?)?;
+    m.add_function(wrap_pyfunction!(extras::expected_calibration_error, m)?)?;
+    m.add_function(wrap_pyfunction!(extras::calibration_bins, m)?)?;
+    m.add_function(wrap_pyfunction!(extras::topk, m)?)?;
+    m.add_function(wrap_pyfunction!(extras::sparsemax, m)?)?;
+    m.add_function(wrap_pyfunction!(extras::sigmoid, m)?)?;
     read_environment(m.py())?;
     Ok(())
 }

@@ -136,7 +136,9 @@ pub(crate) fn softmax<'py>(
     temperature: Option<&Bound<'py, PyAny>>,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    map_impl(py, Op::Softmax, x, axis, temperature, out)
+    super::extras::run_adapted(py, x, out, |x, out| {
+        map_impl(py, Op::Softmax, x, axis, temperature, out)
+    })
 }
 
 /// Log-softmax along an axis: ``log(softmax(x))`` computed without rounding through
@@ -172,7 +174,9 @@ pub(crate) fn log_softmax<'py>(
     temperature: Option<&Bound<'py, PyAny>>,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    map_impl(py, Op::LogSoftmax, x, axis, temperature, out)
+    super::extras::run_adapted(py, x, out, |x, out| {
+        map_impl(py, Op::LogSoftmax, x, axis, temperature, out)
+    })
 }
 
 /// Log of the sum of exponentials along an axis, overflow-safe.
@@ -206,7 +210,12 @@ pub(crate) fn logsumexp<'py>(
     axis: Option<isize>,
     keepdims: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut xa = FloatArray::coerce(py, x)?;
+    let (x, back) = super::extras::adapt_input(py, x)?;
+    if let Some(back) = back {
+        // bfloat16: computed in float32, rounded back once.
+        return back.call1((logsumexp(py, &x, axis, keepdims)?,));
+    }
+    let mut xa = FloatArray::coerce(py, &x)?;
     let ndim = xa.shape.len();
     let axis = normalize_axis(py, axis, ndim)?;
     let lanes = match xa.lanes(axis) {

@@ -1,0 +1,73 @@
+"""Calibration: temperature scaling and the expected calibration error.
+
+- :func:`fit_temperature` (native): the ``T`` minimising the mean NLL of ``softmax(logits / T)``.
+- :func:`expected_calibration_error` (native): ECE over equal-width confidence bins.
+- :func:`calibration_bins` (native): per-bin counts, mean confidence and accuracy.
+- :func:`reliability_diagram`: draws those bins with matplotlib (the ``plot`` extra).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ._native import calibration_bins, expected_calibration_error, fit_temperature
+
+__all__ = [
+    "calibration_bins",
+    "expected_calibration_error",
+    "fit_temperature",
+    "reliability_diagram",
+]
+
+
+def reliability_diagram(
+    probs: Any,
+    labels: Any,
+    n_bins: int = 15,
+    *,
+    path: Optional[str] = None,
+    ax: Any = None,
+    label: Optional[str] = None,
+) -> Any:
+    """Draws a reliability diagram (accuracy per confidence bin against the diagonal).
+
+    Needs matplotlib (``pip install 'logitkit[plot]'``); raises ``ImportError`` saying so
+    otherwise. Draws on ``ax`` (a new figure when ``None``), saves to ``path`` when given, and
+    returns the axes.
+    """
+    try:
+        import matplotlib
+
+        if ax is None and path is not None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            "reliability diagrams need matplotlib: pip install 'logitkit[plot]' (or matplotlib)"
+        ) from None
+    count, conf, acc = calibration_bins(probs, labels, n_bins)
+    ece = expected_calibration_error(probs, labels, n_bins)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4.5))
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    filled = count > 0
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1)
+    ax.bar(
+        centers[filled],
+        acc[filled],
+        width=1.0 / n_bins,
+        alpha=0.6,
+        edgecolor="black",
+        label=f"{label + ': ' if label else ''}ECE {ece:.4f}",
+    )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left")
+    if path is not None:
+        ax.figure.savefig(path, dpi=120, bbox_inches="tight")
+    return ax

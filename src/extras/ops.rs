@@ -1,0 +1,429 @@
+//! Top-k selection, sparsemax and an overflow-safe sigmoid.
+
+use crate::element::{Float, Real};
+use crate::error::{Error, Result};
+use crate::extras::exec::{collect_lanes, map_lanes_with, max_nan, rows_of, SendPtr};
+use crate::lanes::Lanes;
+
+/// `a` ranks before `b` (value descending, NaN above everything; equal values keep index order,
+/// which the callers handle).
+#[inline(always)]
+fn greater<C: Real>(a: C, b: C) -> bool {
+    if a.is_nan() {
+        !b.is_nan()
+    } else {
+        a > b
+    }
+}
+
+#[inline(always)]
+fn rank<C: Real>(x: &[C], a: usize, b: usize) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    if greater(x[a], x[b]) {
+        Ordering::Less
+    } else if greater(x[b], x[a]) {
+        Ordering::Greater
+    } else {
+        a.cmp(&b)
+    }
+}
+
+/// Below this `k`, a single pass keeps a sorted buffer of the best `k` so far; above it, a
+/// linear-time selection (introselect) over an index buffer then sorts the first `k`.
+const SMALL_K: usize = 64;
+
+/// An integer whose ascending order is the ranking: value descending (NaN above every number,
+/// -0.0 equal to +0.0), then index ascending. Exact for every f32 and f64 value.
+#[inline(always)]
+fn rank_key<C: Real>(v: C, i: usize) -> u128 {
+    let f = v.to_f64();
+    let ordered: u64 = if f.is_nan() {
+        u64::MAX
+    } else {
+        let bits = (if f == 0.0 { 0.0f64 } else { f }).to_bits();
+        if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | (1 << 63)
+        }
+    };
+    ((!ordered as u128) << 64) | i as u128
+}
+
+/// The positions of the `k` largest entries of `x`, best first (ties: lower index first).
+fn top_indices<C: Real>(x: &[C], k: usize, idx: &mut Vec<usize>, keys: &mut Vec<u128>) {
+    idx.clear();
+    let n = x.len();
+    if k == 0 {
+        return;
+    }
+    if k <= SMALL_K && k < n {
+        idx.extend(0..k);
+        idx.sort_unstable_by(|&a, &b| rank(x, a, b));
+        let mut worst = x[idx[k - 1]];
+        for (i, &v) in x.iter().enumerate().skip(k) {
+            // A later index never beats an equal value: only strictly better entries enter.
+            if greater(v, worst) {
+                let pos = idx.partition_point(|&j| !greater(v, x[j]));
+                idx.pop();
+                idx.insert(pos, i);
+                worst = x[idx[k - 1]];
+            }
+        }
+        return;
+    }
+    // Larger k: linear-time selection on packed integer keys, then sort only the k winners.
+    keys.clear();
+    keys.extend(x.iter().enumerate().map(|(i, &v)| rank_key(v, i)));
+    if k < n {
+        keys.select_nth_unstable(k - 1);
+        keys.truncate(k);
+    }
+    keys.sort_unstable();
+    idx.extend(keys.iter().map(|&key| (key & u64::MAX as u128) as usize));
+}
+
+fn bad_k(k: usize, len: usize) -> Error {
+    Error::InvalidParameter {
+        name: "k",
+        value: format!("{k} (axis length {len})"),
+        expected: "an integer in [0, axis length]",
+    }
+}
+
+/// Top-k along strided lanes: lane `i`'s `k` largest values and their positions go to lane `i`
+/// of `values` and of `indices` (each laid out as `out_lanes`, lanes of length `k`).
+///
+/// Values are sorted descending; equal values are ordered by lower index first; NaN ranks above
+/// every number (as in PyTorch).
+///
+/// # Safety
+/// Every element of every lane of `src` is valid for reads; every element of every lane of
+/// `out_lanes` is valid for writes in both `values` and `indices`, lanes pairwise disjoint and
+/// disjoint from `src`; nobody else touches them during the call.
+pub unsafe fn topk_lanes<T: Float>(
+    src: *const T,
+    lanes: &Lanes,
+    k: usize,
+    values: *mut T,
+    indices: *mut i64,
+    out_lanes: &Lanes,
+) -> Result<()> {
+    if k > lanes.len {
+        return Err(bad_k(k, lanes.len));
+    }
+    if out_lanes.len != k || out_lanes.count() != lanes.count() {
+        return Err(Error::LengthMismatch {
+            name: "values",
+            got: out_lanes.len * out_lanes.count(),
+            expected: k * lanes.count(),
+        });
+    }
+    if k == 0 {
+        return Ok(());
+    }
+    let (v, ix) = (SendPtr(values), SendPtr(indices));
+    collect_lanes(src, lanes, |i, x, _| {
+        // A thread-local is safe here: nothing in this closure waits on parallel work, so the
+        // thread cannot start another lane while the buffers are borrowed.
+        thread_local! {
+            static IDX: std::cell::RefCell<(Vec<usize>, Vec<u128>)> =
+                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        }
+        IDX.with(|cell| {
+            let (idx, keys) = &mut *cell.borrow_mut();
+            top_indices(x, k, idx, keys);
+            let off = out_lanes.offset(i);
+            for (j, &p) in idx.iter().enumerate() {
+                let at = off + j as isize * out_lanes.stride;
+                // SAFETY: lane i of the outputs is in bounds and written by this task only.
+                unsafe {
+                    *v.get().offset(at) = T::from_compute(x[p]);
+                    *ix.get().offset(at) = p as i64;
+                }
+            }
+        })
+    });
+    Ok(())
+}
+
+/// The `k` largest entries of each row of a row-major batch, best first, with their positions:
+/// `values` and `indices` hold `k` per row.
+///
+/// ```
+/// let x = [1.0f32, 5.0, 3.0, 5.0, 0.0, -1.0, 2.0, 2.0];
+/// let (mut v, mut i) = ([0.0f32; 4], [0i64; 4]);
+/// logitkit::extras::topk_rows(&x, 4, 2, &mut v, &mut i).unwrap();
+/// assert_eq!(v, [5.0, 5.0, 2.0, 2.0]);
+/// assert_eq!(i, [1, 3, 2, 3]); // ties: lower index first
+/// ```
+pub fn topk_rows<T: Float>(
+    x: &[T],
+    row_len: usize,
+    k: usize,
+    values: &mut [T],
+    indices: &mut [i64],
+) -> Result<()> {
+    let rows = rows_of(x.len(), row_len)?;
+    for (name, got) in [("values", values.len()), ("indices", indices.len())] {
+        if got != rows * k {
+            return Err(Error::LengthMismatch {
+                name,
+                got,
+                expected: rows * k,
+            });
+        }
+    }
+    let lanes = Lanes::rows(rows, row_len);
+    let out = Lanes::rows(rows, k);
+    // SAFETY: x holds rows * row_len elements; the outputs rows * k each, borrowed mutably.
+    unsafe {
+        topk_lanes(
+            x.as_ptr(),
+            &lanes,
+            k,
+            values.as_mut_ptr(),
+            indices.as_mut_ptr(),
+            &out,
+        )
+    }
+}
+
+/// The `k` largest entries of one vector, best first, and their positions.
+///
+/// ```
+/// let (v, i) = logitkit::extras::topk(&[0.5f64, f64::NAN, 2.0, -1.0], 2).unwrap();
+/// assert!(v[0].is_nan() && v[1] == 2.0);
+/// assert_eq!(i, [1, 2]);
+/// ```
+pub fn topk<T: Float>(x: &[T], k: usize) -> Result<(Vec<T>, Vec<i64>)> {
+    if k > x.len() {
+        return Err(bad_k(k, x.len()));
+    }
+    if k == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut v = vec![x[0]; k];
+    let mut i = vec![0i64; k];
+    topk_rows(x, x.len(), k, &mut v, &mut i)?;
+    Ok((v, i))
+}
+
+/// Sparsemax of one vector in the compute type: the Euclidean projection onto the simplex.
+fn sparsemax_row<C: Real>(x: &[C], out: &mut [C], cand: &mut Vec<f64>) {
+    let (m, nan) = max_nan(x);
+    if nan || m == C::INFINITY || m == C::NEG_INFINITY {
+        out.iter_mut().for_each(|o| *o = C::NAN);
+        return;
+    }
+    let m = m.to_f64();
+    // tau >= max - 1, so only entries within 1 of the maximum can be in the support.
+    cand.clear();
+    cand.extend(x.iter().map(|&v| v.to_f64() - m).filter(|&d| d > -1.0));
+    cand.sort_unstable_by(|a, b| b.total_cmp(a));
+    let (mut sum, mut k, mut support_sum) = (0.0f64, 0usize, 0.0f64);
+    for (j, &z) in cand.iter().enumerate() {
+        sum += z;
+        if 1.0 + (j + 1) as f64 * z > sum {
+            k = j + 1;
+            support_sum = sum;
+        }
+    }
+    let tau = (support_sum - 1.0) / k as f64;
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = C::from_f64((v.to_f64() - m - tau).max(0.0));
+    }
+}
+
+/// Sparsemax (Martins & Astudillo 2016) along strided lanes: `dst`'s lane `i` is the Euclidean
+/// projection of `src`'s lane `i` onto the probability simplex. Computed in `f64` relative to the
+/// lane's maximum (overflow-safe); `-inf` entries get 0; a lane holding NaN or `+inf`, or only
+/// `-inf`, becomes all NaN.
+///
+/// # Safety
+/// As for [`crate::lanes::map_lanes`] without the in-place case: `dst`'s lanes are valid for
+/// writes, pairwise disjoint and disjoint from `src`.
+pub unsafe fn sparsemax_lanes<T: Float>(
+    src: *const T,
+    src_lanes: &Lanes,
+    dst: *mut T,
+    dst_lanes: &Lanes,
+) -> Result<()> {
+    if src_lanes.len != dst_lanes.len || src_lanes.count() != dst_lanes.count() {
+        return Err(Error::LengthMismatch {
+            name: "out",
+            got: dst_lanes.len * dst_lanes.count(),
+            expected: src_lanes.len * src_lanes.count(),
+        });
+    }
+    map_lanes_with(src, src_lanes, dst, dst_lanes, |x, out| {
+        // As in topk_lanes: no parallel work inside, so no re-entrant borrow.
+        thread_local! {
+            static CAND: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        CAND.with(|c| sparsemax_row(x, out, &mut c.borrow_mut()))
+    });
+    Ok(())
+}
+
+/// Sparsemax of each row of a row-major batch.
+///
+/// ```
+/// let mut p = [0.0f64; 6];
+/// logitkit::extras::sparsemax_rows(&[0.0, 0.5, 3.0, 1.0, 1.2, 0.1], 3, &mut p).unwrap();
+/// assert_eq!(&p[..3], &[0.0, 0.0, 1.0]); // far ahead: all the mass
+/// assert!((p[3] - 0.4).abs() < 1e-15 && (p[4] - 0.6).abs() < 1e-15 && p[5] == 0.0);
+/// ```
+pub fn sparsemax_rows<T: Float>(x: &[T], row_len: usize, out: &mut [T]) -> Result<()> {
+    if out.len() != x.len() {
+        return Err(Error::LengthMismatch {
+            name: "out",
+            got: out.len(),
+            expected: x.len(),
+        });
+    }
+    let rows = rows_of(x.len(), row_len)?;
+    let lanes = Lanes::rows(rows, row_len);
+    // SAFETY: both slices hold rows * row_len elements; `out` is borrowed mutably.
+    unsafe { sparsemax_lanes(x.as_ptr(), &lanes, out.as_mut_ptr(), &lanes) }
+}
+
+/// Sparsemax of one vector.
+///
+/// ```
+/// let mut p = [0.0f32; 3];
+/// logitkit::extras::sparsemax(&[1.0, 1.0, -5.0], &mut p).unwrap();
+/// assert_eq!(p, [0.5, 0.5, 0.0]);
+/// ```
+pub fn sparsemax<T: Float>(x: &[T], out: &mut [T]) -> Result<()> {
+    sparsemax_rows(x, x.len().max(1), out)
+}
+
+/// `1 / (1 + exp(-v))` without overflow: `exp` only ever sees a non-positive argument. No
+/// branch on the sign (random signs would mispredict): `e = exp(-|v|)`, then `1 / (1 + e)` or
+/// `e / (1 + e)`.
+#[inline]
+fn sigmoid_f64(v: f64) -> f64 {
+    let e = (-v.abs()).exp();
+    let num = if v >= 0.0 { 1.0 } else { e };
+    num / (1.0 + e)
+}
+
+/// `exp(x)` for `x <= 0` without a libm call, so that loops over it vectorise: clamped at -110
+/// (below it every result rounds to 0 in `f32`), `x = n ln 2 + r` with `|r| <= ln 2 / 2`, a
+/// degree-11 Taylor polynomial for `exp(r)` (relative error < 1e-14) and `2^n` built from bits.
+/// Only for results rounded to `f32` or narrower.
+#[inline(always)]
+fn exp_nonpositive_for_f32(x: f64) -> f64 {
+    const MAGIC: f64 = 6755399441055744.0; // 1.5 * 2^52: adding it rounds to an integer
+    const LN2_HI: f64 = 0.693_147_180_369_123_8;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    let x = x.max(-110.0);
+    let t = x * std::f64::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 39_916_800.0;
+    for c in [
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + c;
+    }
+    // The low bits of t hold n (two's complement); n + 1023 is in [863, 1023].
+    let scale = f64::from_bits((t.to_bits().wrapping_add(1023)) << 52);
+    p * scale
+}
+
+/// Sigmoid with [`exp_nonpositive_for_f32`]: for results rounded to `f32` or narrower.
+#[inline(always)]
+fn sigmoid_for_f32(v: f64) -> f64 {
+    let e = exp_nonpositive_for_f32(-v.abs());
+    let num = if v >= 0.0 { 1.0 } else { e };
+    let s = num / (1.0 + e);
+    if v.is_nan() {
+        v
+    } else {
+        s
+    }
+}
+
+/// Elementwise logistic sigmoid along strided lanes, computed in `f64` and rounded once.
+/// `sigmoid(+inf) = 1`, `sigmoid(-inf) = 0`, NaN stays NaN.
+///
+/// # Safety
+/// As for [`sparsemax_lanes`].
+pub unsafe fn sigmoid_lanes<T: Float>(
+    src: *const T,
+    src_lanes: &Lanes,
+    dst: *mut T,
+    dst_lanes: &Lanes,
+) -> Result<()> {
+    if src_lanes.len != dst_lanes.len || src_lanes.count() != dst_lanes.count() {
+        return Err(Error::LengthMismatch {
+            name: "out",
+            got: dst_lanes.len * dst_lanes.count(),
+            expected: src_lanes.len * src_lanes.count(),
+        });
+    }
+    let narrow = std::any::TypeId::of::<T::Compute>() == std::any::TypeId::of::<f32>();
+    map_lanes_with(src, src_lanes, dst, dst_lanes, |x, out| {
+        if narrow {
+            // f32 and f16 results: a vectorisable exp, accurate far beyond f32 rounding.
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = <T::Compute as Real>::from_f64(sigmoid_for_f32(v.to_f64()));
+            }
+        } else {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = <T::Compute as Real>::from_f64(sigmoid_f64(v.to_f64()));
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Elementwise logistic sigmoid of a slice, overflow-safe, in parallel for large inputs.
+///
+/// ```
+/// let mut s = [0.0f32; 4];
+/// logitkit::extras::sigmoid(&[0.0, 1e30, -1e30, -100.0], &mut s).unwrap();
+/// assert_eq!(&s[..3], &[0.5, 1.0, 0.0]);
+/// assert!(s[3] > 0.0 && (s[3] / (-100f32).exp() - 1.0).abs() < 1e-6);
+/// ```
+pub fn sigmoid<T: Float>(x: &[T], out: &mut [T]) -> Result<()> {
+    if out.len() != x.len() {
+        return Err(Error::LengthMismatch {
+            name: "out",
+            got: out.len(),
+            expected: x.len(),
+        });
+    }
+    // Rows of 4096 so that large inputs share out over threads.
+    let n = x.len();
+    let row = 4096.min(n.max(1));
+    let (full, rest) = (n / row * row, n % row);
+    let lanes = Lanes::rows(full / row, row);
+    // SAFETY: the first `full` elements form full / row rows; `out` is borrowed mutably.
+    unsafe { sigmoid_lanes(x.as_ptr(), &lanes, out.as_mut_ptr(), &lanes)? };
+    if rest > 0 {
+        let tail = Lanes::rows(1, rest);
+        // SAFETY: the last `rest` elements of both slices.
+        unsafe {
+            sigmoid_lanes(
+                x.as_ptr().add(full),
+                &tail,
+                out.as_mut_ptr().add(full),
+                &tail,
+            )?
+        };
+    }
+    Ok(())
+}

@@ -1,0 +1,717 @@
+//! Bindings of [`crate::extras`]: `cross_entropy`, `fit_temperature`,
+//! `expected_calibration_error`, `calibration_bins`, `topk`, `sparsemax`, `sigmoid`.
+//! Same pattern as the softmax family: coerce and check, then one core call without the GIL.
+
+use numpy::{PyArray, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyRuntimeWarning, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{IntoPyDict, PyBool, PyTuple};
+
+use super::arrays::{normalize_axis, parse_per_lane_f64, repr, to_py_err, Dtype, FloatArray};
+use crate::extras::{self, CrossEntropyOptions, Reduction};
+use crate::lanes::{coalesce, Lanes};
+
+/// A data pointer handed to the core while the GIL is released.
+#[derive(Clone, Copy)]
+struct Raw(*mut u8);
+// SAFETY: the arrays behind the pointers are kept alive by the calling frame, which waits for
+// the core; the core's own contract keeps threads on disjoint elements.
+unsafe impl Send for Raw {}
+// SAFETY: as above.
+unsafe impl Sync for Raw {}
+
+impl Raw {
+    fn get<T>(self) -> *mut T {
+        self.0.cast()
+    }
+}
+
+/// Runs `$body` with `$t` bound to the element type of `$dtype`.
+macro_rules! dispatch {
+    ($dtype:expr, $t:ident => $body:expr) => {
+        match $dtype {
+            Dtype::F32 => {
+                type $t = f32;
+                $body
+            }
+            Dtype::F64 => {
+                type $t = f64;
+                $body
+            }
+            Dtype::F16 => {
+                type $t = half::f16;
+                $body
+            }
+        }
+    };
+}
+
+fn without(shape: &[usize], axis: usize) -> Vec<usize> {
+    shape
+        .iter()
+        .enumerate()
+        .filter(|&(d, _)| d != axis)
+        .map(|(_, &n)| n)
+        .collect()
+}
+
+fn shape_str(shape: &[usize]) -> String {
+    match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Element strides of a C-contiguous array of `shape`.
+fn c_strides(shape: &[usize]) -> Vec<isize> {
+    let mut s = vec![0isize; shape.len()];
+    let mut acc = 1isize;
+    for d in (0..shape.len()).rev() {
+        s[d] = acc;
+        acc *= shape[d].max(1) as isize;
+    }
+    s
+}
+
+/// The lanes of `xa` along `axis` (copying `xa` when `axis=None` and its elements are not
+/// evenly spaced).
+fn input_lanes<'py>(
+    py: Python<'py>,
+    xa: &mut FloatArray<'py>,
+    axis: Option<usize>,
+) -> PyResult<Lanes> {
+    match xa.lanes(axis) {
+        Some(l) => Ok(l),
+        None => {
+            *xa = xa.copy(py)?;
+            Ok(xa.lanes(axis).expect("a C-contiguous array is one lane"))
+        }
+    }
+}
+
+/// Requires an integer axis (these functions reduce along one).
+fn int_axis(py: Python<'_>, func: &str, axis: Option<isize>, ndim: usize) -> PyResult<usize> {
+    let Some(a) = axis else {
+        return Err(PyValueError::new_err(format!(
+            "axis must be an integer for {func} (the class axis), got None"
+        )));
+    };
+    Ok(normalize_axis(py, Some(a), ndim)?.expect("an int axis"))
+}
+
+/// Labels (contract-style: integers only) as an int64 vector of shape `expected`.
+fn parse_labels(
+    py: Python<'_>,
+    labels: &Bound<'_, PyAny>,
+    expected: &[usize],
+) -> PyResult<Vec<i64>> {
+    let np = py.import("numpy")?;
+    let arr = np
+        .call_method1("asarray", (labels,))
+        .map_err(|e| PyTypeError::new_err(format!("labels must be an integer array: {e}")))?
+        .cast_into::<PyUntypedArray>()?;
+    let kind = arr.dtype().kind();
+    if kind != b'i' && kind != b'u' {
+        return Err(PyTypeError::new_err(format!(
+            "labels must be an integer array (class indices), got dtype {}",
+            arr.dtype().str()?
+        )));
+    }
+    if arr.shape() != expected {
+        return Err(PyValueError::new_err(format!(
+            "labels has shape {}, expected {} (the logits' shape without the class axis)",
+            shape_str(arr.shape()),
+            shape_str(expected)
+        )));
+    }
+    if kind == b'u' && arr.dtype().itemsize() == 8 {
+        let too_big = np
+            .call_method1("any", (arr.call_method1("__gt__", (i64::MAX as u64,))?,))?
+            .is_truthy()?;
+        if too_big {
+            return Err(PyValueError::new_err(
+                "labels must be class indices in [0, n_classes), got a value above 2**63 - 1",
+            ));
+        }
+    }
+    let c = np.call_method(
+        "ascontiguousarray",
+        (arr,),
+        Some(&[("dtype", "int64")].into_py_dict(py)?),
+    )?;
+    let c = c.cast_into::<PyArray<i64, numpy::IxDyn>>()?;
+    let ro = c.readonly();
+    Ok(ro.as_slice()?.to_vec())
+}
+
+/// A Python int >= 0 (not bool), named `name` in errors.
+fn parse_count(v: &Bound<'_, PyAny>, name: &str, what: &str) -> PyResult<usize> {
+    let bad = || PyValueError::new_err(format!("{name} must be {what}, got {}", repr(v)));
+    if v.cast::<PyBool>().is_ok() {
+        return Err(bad());
+    }
+    let i = v
+        .call_method0("__index__")
+        .and_then(|i| i.extract::<i64>())
+        .map_err(|_| bad())?;
+    usize::try_from(i).map_err(|_| bad())
+}
+
+/// A NumPy array of `dtype` and `shape` holding `values`, each rounded once from f64 (no
+/// NumPy cast, so no overflow warning).
+fn f64_to_array<'py>(
+    py: Python<'py>,
+    values: Vec<f64>,
+    shape: &[usize],
+    dtype: Dtype,
+) -> PyResult<Bound<'py, PyAny>> {
+    let arr = dtype.empty(py, shape);
+    let dst = FloatArray::view(&arr).expect("fresh array").data;
+    // SAFETY: a fresh C-contiguous array of values.len() elements of `dtype`, not yet shared.
+    unsafe {
+        match dtype {
+            Dtype::F64 => std::ptr::copy_nonoverlapping(values.as_ptr(), dst.cast(), values.len()),
+            Dtype::F32 => {
+                let d = std::slice::from_raw_parts_mut(dst.cast::<f32>(), values.len());
+                d.iter_mut().zip(&values).for_each(|(o, &v)| *o = v as f32);
+            }
+            Dtype::F16 => {
+                let d = std::slice::from_raw_parts_mut(dst.cast::<half::f16>(), values.len());
+                d.iter_mut()
+                    .zip(&values)
+                    .for_each(|(o, &v)| *o = half::f16::from_f64(v));
+            }
+        }
+    }
+    Ok(arr.into_any())
+}
+
+fn f64_to_scalar<'py>(py: Python<'py>, v: f64, dtype: Dtype) -> PyResult<Bound<'py, PyAny>> {
+    f64_to_array(py, vec![v], &[], dtype)?.get_item(())
+}
+
+/// Fused softmax cross-entropy between logits and integer class labels.
+///
+/// Parameters
+/// ----------
+/// logits : array_like
+///     Unnormalised scores; dtypes as for :func:`logitkit.softmax` (float16/32/64 kept,
+///     integers and bool give float64).
+/// labels : array_like of int
+///     Class indices, shape ``logits.shape`` without ``axis``.
+/// axis : int, default -1
+///     The class axis (PyTorch's is 1: pass ``axis=1`` for ``(N, C, d1, ...)`` logits).
+/// temperature : float or array_like, default 1.0
+///     Logits are divided by it first; one value or one per vector (positive, finite).
+/// reduction : {"mean", "sum", "none"}, default "mean"
+///     ``"mean"`` averages over labels that are not ``ignore_index`` (NaN if there are none).
+/// label_smoothing : float, default 0.0
+///     ``ε`` in [0, 1]; the target puts ``1 - ε + ε/C`` on the label and ``ε/C`` elsewhere.
+/// ignore_index : int or None, default None
+///     Labels equal to it contribute 0 and do not count for the mean.
+///
+/// Returns
+/// -------
+/// scalar or ndarray
+///     A NumPy scalar of the logits' result dtype for ``"mean"``/``"sum"``, else an array of
+///     ``labels``' shape. Computed in float64 relative to each vector's maximum and rounded once.
+///
+/// Examples
+/// --------
+/// >>> import logitkit._native as n
+/// >>> float(n.cross_entropy([[2.0, 0.5, -1.0]], [0])).__round__(4)
+/// 0.2413
+#[pyfunction]
+#[pyo3(signature = (logits, labels, axis=Some(-1), *, temperature=None, reduction=String::from("mean"), label_smoothing=0.0, ignore_index=None),
+       text_signature = "(logits, labels, axis=-1, *, temperature=1.0, reduction='mean', label_smoothing=0.0, ignore_index=None)")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cross_entropy<'py>(
+    py: Python<'py>,
+    logits: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+    temperature: Option<&Bound<'py, PyAny>>,
+    reduction: String,
+    label_smoothing: f64,
+    ignore_index: Option<i64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let reduction = Reduction::parse(&reduction).map_err(to_py_err)?;
+    let (logits, back) = adapt_input(py, logits)?;
+    let mut xa = FloatArray::coerce(py, &logits)?;
+    let k = int_axis(py, "cross_entropy", axis, xa.shape.len())?;
+    let outer = without(&xa.shape, k);
+    let labels = parse_labels(py, labels, &outer)?;
+    let temps = parse_per_lane_f64(py, "temperature", temperature, 1.0, &outer)?;
+    let lanes = input_lanes(py, &mut xa, Some(k))?;
+    let (src, dtype) = (Raw(xa.data), xa.dtype);
+    let mut losses = vec![0.0f64; labels.len()];
+    let opts = CrossEntropyOptions {
+        temperature: temps.as_core(),
+        label_smoothing,
+        ignore_index,
+    };
+    py.detach(|| {
+        // SAFETY: src is a live array laid out as `lanes`, only read.
+        dispatch!(dtype, T => unsafe {
+            extras::cross_entropy_lanes::<T>(src.get(), &lanes, &labels, &opts, &mut losses)
+        })
+    })
+    .map_err(to_py_err)?;
+    let result = match reduction {
+        Reduction::None => f64_to_array(py, losses, &outer, dtype)?,
+        r => {
+            let v = extras::reduce_losses(&losses, &labels, ignore_index, r);
+            f64_to_scalar(py, v, dtype)?
+        }
+    };
+    match back {
+        Some(back) => back.call1((result,)),
+        None => Ok(result),
+    }
+}
+
+/// The temperature that minimises the mean negative log-likelihood of ``labels``
+/// (temperature scaling, Guo et al. 2017).
+///
+/// Parameters
+/// ----------
+/// logits : array_like
+///     Unnormalised scores, dtypes as for :func:`logitkit.softmax`.
+/// labels : array_like of int
+///     Class indices, shape ``logits.shape`` without ``axis``.
+/// axis : int, default -1
+///     The class axis.
+///
+/// Returns
+/// -------
+/// float
+///     ``T`` in [1e-6, 1e6], to a relative tolerance of about 1e-10. The NLL is convex in
+///     ``1/T``; the search is safeguarded Newton on ``ln(1/T)`` inside a bracket, falling back
+///     to bisection. A ``RuntimeWarning`` says when the optimum lies at a bound (for example
+///     when every prediction is right, where the NLL keeps falling as ``T -> 0``).
+#[pyfunction]
+#[pyo3(signature = (logits, labels, axis=Some(-1)), text_signature = "(logits, labels, axis=-1)")]
+pub(crate) fn fit_temperature<'py>(
+    py: Python<'py>,
+    logits: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+) -> PyResult<f64> {
+    let (logits, _) = adapt_input(py, logits)?;
+    let mut xa = FloatArray::coerce(py, &logits)?;
+    let k = int_axis(py, "fit_temperature", axis, xa.shape.len())?;
+    let outer = without(&xa.shape, k);
+    let labels = parse_labels(py, labels, &outer)?;
+    let lanes = input_lanes(py, &mut xa, Some(k))?;
+    let (src, dtype) = (Raw(xa.data), xa.dtype);
+    let fit = py
+        .detach(|| {
+            // SAFETY: src is a live array laid out as `lanes`, only read.
+            dispatch!(dtype, T => unsafe {
+                extras::fit_temperature_lanes::<T>(src.get(), &lanes, &labels)
+            })
+        })
+        .map_err(to_py_err)?;
+    if fit.at_bound {
+        let msg = std::ffi::CString::new(format!(
+            "fit_temperature: the NLL's minimum lies at or beyond the search bound; returning \
+             T = {:e}",
+            fit.temperature
+        ))
+        .expect("no NUL");
+        PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &msg, 1)?;
+    }
+    Ok(fit.temperature)
+}
+
+fn bins_impl<'py>(
+    py: Python<'py>,
+    probs: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    n_bins: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+    func: &str,
+) -> PyResult<extras::CalibrationBins> {
+    let n_bins = parse_count(n_bins, "n_bins", "an integer in [1, 1048576]")?;
+    if n_bins == 0 || n_bins > extras::MAX_BINS {
+        return Err(PyValueError::new_err(format!(
+            "n_bins must be an integer in [1, 1048576], got {n_bins}"
+        )));
+    }
+    let (probs, _) = adapt_input(py, probs)?;
+    let mut xa = FloatArray::coerce(py, &probs)?;
+    let k = int_axis(py, func, axis, xa.shape.len())?;
+    let outer = without(&xa.shape, k);
+    let labels = parse_labels(py, labels, &outer)?;
+    let lanes = input_lanes(py, &mut xa, Some(k))?;
+    let (src, dtype) = (Raw(xa.data), xa.dtype);
+    py.detach(|| {
+        // SAFETY: src is a live array laid out as `lanes`, only read.
+        dispatch!(dtype, T => unsafe {
+            extras::calibration_bins_lanes::<T>(src.get(), &lanes, &labels, n_bins)
+        })
+    })
+    .map_err(|e| match e {
+        crate::Error::InvalidRow { row, problem } => {
+            PyValueError::new_err(format!("probs row {row} {problem}"))
+        }
+        e => to_py_err(e),
+    })
+}
+
+/// Expected calibration error over equal-width confidence bins.
+///
+/// Parameters
+/// ----------
+/// probs : array_like
+///     Predicted probabilities (e.g. ``softmax(logits)``); the confidence of a vector is its
+///     largest entry and the prediction its position (lowest index on ties).
+/// labels : array_like of int
+///     Class indices, shape ``probs.shape`` without ``axis``.
+/// n_bins : int, default 15
+///     Bin ``b`` holds confidences in ``(b/n_bins, (b+1)/n_bins]``.
+/// axis : int, default -1
+///     The class axis.
+///
+/// Returns
+/// -------
+/// float
+///     ``sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|`` (0.0 for no rows).
+#[pyfunction]
+#[pyo3(signature = (probs, labels, n_bins=None, axis=Some(-1)), text_signature = "(probs, labels, n_bins=15, axis=-1)")]
+pub(crate) fn expected_calibration_error<'py>(
+    py: Python<'py>,
+    probs: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    n_bins: Option<&Bound<'py, PyAny>>,
+    axis: Option<isize>,
+) -> PyResult<f64> {
+    let fifteen = 15i64.into_pyobject(py)?.into_any();
+    let n_bins = n_bins.unwrap_or(&fifteen);
+    let bins = bins_impl(
+        py,
+        probs,
+        labels,
+        n_bins,
+        axis,
+        "expected_calibration_error",
+    )?;
+    Ok(bins.expected_calibration_error())
+}
+
+/// Per-bin reliability statistics (the data of a reliability diagram).
+///
+/// Returns
+/// -------
+/// (count, confidence, accuracy) : tuple of ndarray
+///     Rows per bin (int64), their mean confidence and their accuracy (float64, NaN for an
+///     empty bin). Bins as in :func:`expected_calibration_error`.
+#[pyfunction]
+#[pyo3(signature = (probs, labels, n_bins=None, axis=Some(-1)), text_signature = "(probs, labels, n_bins=15, axis=-1)")]
+pub(crate) fn calibration_bins<'py>(
+    py: Python<'py>,
+    probs: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    n_bins: Option<&Bound<'py, PyAny>>,
+    axis: Option<isize>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let fifteen = 15i64.into_pyobject(py)?.into_any();
+    let n_bins = n_bins.unwrap_or(&fifteen);
+    let b = bins_impl(py, probs, labels, n_bins, axis, "calibration_bins")?;
+    let conf: Vec<f64> = b
+        .confidence_sum
+        .iter()
+        .zip(&b.count)
+        .map(|(&s, &c)| if c == 0 { f64::NAN } else { s / c as f64 })
+        .collect();
+    let acc: Vec<f64> = b
+        .correct
+        .iter()
+        .zip(&b.count)
+        .map(|(&k, &c)| {
+            if c == 0 {
+                f64::NAN
+            } else {
+                k as f64 / c as f64
+            }
+        })
+        .collect();
+    let count: Vec<i64> = b.count.iter().map(|&c| c as i64).collect();
+    PyTuple::new(
+        py,
+        [
+            PyArray::from_vec(py, count).into_any(),
+            PyArray::from_vec(py, conf).into_any(),
+            PyArray::from_vec(py, acc).into_any(),
+        ],
+    )
+}
+
+/// The ``k`` largest entries along an axis, sorted descending, and their positions.
+///
+/// Parameters
+/// ----------
+/// x : array_like
+///     Values; dtypes as for :func:`logitkit.softmax` (integers give float64 values).
+/// k : int
+///     How many, in ``[0, x.shape[axis]]``.
+/// axis : int or None, default -1
+///     The axis to select along; ``None`` selects over the flattened array.
+///
+/// Returns
+/// -------
+/// (values, indices) : tuple of ndarray
+///     ``x``'s shape with ``axis`` of length ``k`` (``(k,)`` for ``None``); values in the
+///     result dtype, indices int64. Equal values: lower index first. NaN ranks above every
+///     number (as in ``torch.topk``). No full sort: a single pass for ``k <= 64``, else a
+///     linear-time selection, then the ``k`` winners are sorted.
+///
+/// Examples
+/// --------
+/// >>> import logitkit._native as n
+/// >>> n.topk([3.0, 1.0, 3.0, 7.0], 2)
+/// (array([7., 3.]), array([3, 0]))
+#[pyfunction]
+#[pyo3(signature = (x, k, axis=Some(-1)), text_signature = "(x, k, axis=-1)")]
+pub(crate) fn topk<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let (x, back) = adapt_input(py, x)?;
+    let mut xa = FloatArray::coerce(py, &x)?;
+    let axis = normalize_axis(py, axis, xa.shape.len())?;
+    let len = match axis {
+        Some(a) => xa.shape[a],
+        None => xa.size(),
+    };
+    let k = parse_count(k, "k", "an integer in [0, axis length]")?;
+    if k > len {
+        return Err(PyValueError::new_err(format!(
+            "k must be an integer in [0, axis length], got {k} (axis length {len})"
+        )));
+    }
+    let lanes = input_lanes(py, &mut xa, axis)?;
+    let out_shape: Vec<usize> = match axis {
+        Some(a) => {
+            let mut s = xa.shape.clone();
+            s[a] = k;
+            s
+        }
+        None => vec![k],
+    };
+    let out_lanes = match axis {
+        Some(a) => Lanes::from_strided(&out_shape, &c_strides(&out_shape), a),
+        None => Lanes::rows(1, k),
+    };
+    let values = xa.dtype.empty(py, &out_shape);
+    // SAFETY: every element is written below before Python sees the array.
+    let indices = unsafe { PyArray::<i64, _>::new(py, out_shape.clone(), false) };
+    let vptr = Raw(FloatArray::view(&values).expect("fresh array").data);
+    let iptr = Raw(indices.data().cast());
+    let (src, dtype) = (Raw(xa.data), xa.dtype);
+    py.detach(|| {
+        // SAFETY: src is a live array laid out as `lanes`; values and indices are fresh
+        // C-contiguous arrays laid out as `out_lanes` that nothing else sees yet.
+        dispatch!(dtype, T => unsafe {
+            extras::topk_lanes::<T>(src.get(), &lanes, k, vptr.get(), iptr.get(), &out_lanes)
+        })
+    })
+    .map_err(to_py_err)?;
+    let values = match back {
+        Some(back) => back.call1((values,))?,
+        None => values.into_any(),
+    };
+    PyTuple::new(py, [values, indices.into_any()])
+}
+
+/// Runs an elementwise-or-lanewise map into a fresh array of `xa`'s shape.
+fn map_fresh<'py>(
+    py: Python<'py>,
+    mut xa: FloatArray<'py>,
+    axis: Option<usize>,
+    f: impl Fn(Dtype, Raw, &Lanes, Raw, &Lanes) -> crate::Result<()> + Send + Sync,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = xa.shape.clone();
+    let out = xa.dtype.empty(py, &shape);
+    let target = FloatArray::view(&out).expect("fresh array");
+    let mut src_lanes = input_lanes(py, &mut xa, axis)?;
+    let mut dst_lanes = target
+        .lanes(axis)
+        .expect("a C-contiguous array is one lane");
+    if axis.is_some() {
+        coalesce(&mut src_lanes, &mut dst_lanes);
+    }
+    let (src, dst, dtype) = (Raw(xa.data), Raw(target.data), xa.dtype);
+    py.detach(|| f(dtype, src, &src_lanes, dst, &dst_lanes))
+        .map_err(to_py_err)?;
+    Ok(out.into_any())
+}
+
+/// Sparsemax along an axis (Martins & Astudillo 2016): the Euclidean projection onto the
+/// probability simplex, a sparse alternative to softmax.
+///
+/// Parameters
+/// ----------
+/// x : array_like
+///     Scores; dtypes as for :func:`logitkit.softmax`.
+/// axis : int or None, default -1
+///     The axis along which the result sums to 1; ``None``: the whole array.
+///
+/// Returns
+/// -------
+/// ndarray
+///     Probabilities, many exactly 0. Computed in float64 relative to each vector's maximum
+///     (overflow-safe) and rounded once; ``-inf`` gives 0; a vector holding NaN or ``+inf``,
+///     or only ``-inf``, becomes all NaN.
+///
+/// Examples
+/// --------
+/// >>> import logitkit._native as n
+/// >>> n.sparsemax([1.0, 1.2, 0.1])
+/// array([0.4, 0.6, 0. ])
+#[pyfunction]
+#[pyo3(signature = (x, axis=Some(-1)), text_signature = "(x, axis=-1)")]
+pub(crate) fn sparsemax<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (x, back) = adapt_input(py, x)?;
+    let xa = FloatArray::coerce(py, &x)?;
+    let axis = normalize_axis(py, axis, xa.shape.len())?;
+    let r = map_fresh(py, xa, axis, |dtype, src, sl, dst, dl| {
+        // SAFETY: src is a live array laid out as `sl`; dst a fresh array laid out as `dl`.
+        dispatch!(dtype, T => unsafe {
+            extras::sparsemax_lanes::<T>(src.get(), sl, dst.get(), dl)
+        })
+    })?;
+    apply_back(r, back)
+}
+
+/// The logistic sigmoid ``1 / (1 + exp(-x))``, elementwise and overflow-safe.
+///
+/// Parameters
+/// ----------
+/// x : array_like
+///     Values; dtypes as for :func:`logitkit.softmax`.
+///
+/// Returns
+/// -------
+/// ndarray
+///     A new array of ``x``'s shape, computed in float64 (within 2 ulp of the exact value) and
+///     rounded once, so float32 and float16 results are correctly rounded but for rare ties. ``exp`` only sees non-positive
+///     arguments: no overflow and no warning for any input.
+///
+/// Examples
+/// --------
+/// >>> import logitkit._native as n
+/// >>> n.sigmoid([0.0, 1000.0, -1000.0])
+/// array([0.5, 1. , 0. ])
+#[pyfunction]
+#[pyo3(text_signature = "(x)")]
+pub(crate) fn sigmoid<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let (x, back) = adapt_input(py, x)?;
+    let xa = FloatArray::coerce(py, &x)?;
+    let ndim = xa.shape.len();
+    // Elementwise: the last axis as lanes, or the whole array when that is one even run.
+    let axis = if ndim == 0 || xa.lanes(None).is_some() {
+        None
+    } else {
+        Some(ndim - 1)
+    };
+    let r = map_fresh(py, xa, axis, |dtype, src, sl, dst, dl| {
+        if axis.is_none() && sl.count() == 1 && sl.len > 4096 {
+            // One long run: cut it into rows so that threads can share it.
+            let rows = sl.len / 4096;
+            let full = rows * 4096;
+            let (a, b) = (
+                Lanes {
+                    len: 4096,
+                    stride: sl.stride,
+                    outer: vec![(rows, 4096 * sl.stride)],
+                },
+                Lanes::rows(rows, 4096),
+            );
+            let rest = sl.len - full;
+            // SAFETY: the first `full` elements of each run, laid out as `a` and `b`.
+            dispatch!(dtype, T => unsafe {
+                extras::sigmoid_lanes::<T>(src.get(), &a, dst.get(), &b)?;
+                if rest > 0 {
+                    let ta = Lanes { len: rest, stride: sl.stride, outer: vec![(1, 0)] };
+                    extras::sigmoid_lanes::<T>(
+                        src.get::<T>().offset(full as isize * sl.stride),
+                        &ta,
+                        dst.get::<T>().add(full),
+                        &Lanes::rows(1, rest),
+                    )?;
+                }
+                Ok(())
+            })
+        } else {
+            // SAFETY: src is a live array laid out as `sl`; dst a fresh array laid out as `dl`.
+            dispatch!(dtype, T => unsafe {
+                extras::sigmoid_lanes::<T>(src.get(), sl, dst.get(), dl)
+            })
+        }
+    })?;
+    apply_back(r, back)
+}
+
+/// Input adapters (issue 6): torch tensors, JAX arrays, DLPack producers and bfloat16 go
+/// through `logitkit._coerce.adapt`; float16/32/64 ndarrays, lists and scalars never do.
+/// Returns the input to compute on and, for bfloat16, the function that rounds results back.
+pub(crate) fn adapt_input<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
+    if let Ok(a) = x.cast::<PyUntypedArray>() {
+        if FloatArray::view(a).is_some() {
+            return Ok((x.clone(), None));
+        }
+    }
+    static ADAPT: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let f = ADAPT.import(py, "logitkit._coerce", "adapt")?;
+    let r = f.call1((x,))?.cast_into::<PyTuple>()?;
+    let back = r.get_item(1)?;
+    Ok((r.get_item(0)?, (!back.is_none()).then_some(back)))
+}
+
+/// `f(x, out)` on the adapted input; a bfloat16 result is rounded back and copied into `out`.
+pub(crate) fn run_adapted<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    out: Option<&Bound<'py, PyAny>>,
+    f: impl FnOnce(&Bound<'py, PyAny>, Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (x, back) = adapt_input(py, x)?;
+    let Some(back) = back else {
+        return f(&x, out);
+    };
+    let r = back.call1((f(&x, None)?,))?;
+    match out {
+        None => Ok(r),
+        Some(o) => py
+            .import("logitkit._coerce")?
+            .getattr("copy_to_out")?
+            .call1((o, r)),
+    }
+}
+
+fn apply_back<'py>(
+    r: Bound<'py, PyAny>,
+    back: Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    match back {
+        Some(back) => back.call1((r,)),
+        None => Ok(r),
+    }
+}
