@@ -2,7 +2,9 @@
 //!
 //! A kernel works on one block of a row (at most [`BLOCK`] elements). Rows are cut into blocks
 //! at fixed offsets and block results are combined in block order, so a row's result is the same
-//! bits however many threads share the row (contract S9).
+//! bits however many threads share the row (contract S9); see `row.rs`. Rows of at most
+//! [`BLOCK`] elements go whole through the `rows` kernel, many rows per call (rows of up to 16
+//! elements stay in registers), with the bits the block kernels would give.
 //!
 //! Levels: `scalar` (the portable twin every vector kernel is tested against), and on x86-64
 //! `avx2` (AVX2 + FMA) and `avx512` (AVX-512F), chosen at run time (contract S12). The vector
@@ -63,9 +65,9 @@ pub struct Kernels<C: 'static> {
     pub write_log_softmax: unsafe fn(*const C, *mut C, usize, C, f64, f64, bool),
     /// Whole rows of at most [`BLOCK`] elements, one call for many rows (the short-row path):
     /// `rows(op, src, src_step, dst, dst_step, n, count, temps, temp_step, stream)` computes
-    /// `op` of the
-    /// `count` rows of `n` elements at `src + i * src_step` into `dst + i * dst_step`, row `i`
-    /// at temperature `*temps.add(i * temp_step)`, contract S6 included. A row's result is the
+    /// `op` of the `count` rows of `n` elements at `src + i * src_step` into
+    /// `dst + i * dst_step`, row `i` at temperature `*temps.add(i * temp_step)`, contract S6
+    /// included. A row's result is the
     /// same bits as `max`, then `exp_store_sum` and `scale` by `1 / sum` (softmax) or `sum_exp`
     /// and `write_log_softmax` with `ln(sum)` (log-softmax) would give, `ln` being `f64::ln`
     /// except in the `f32` kernels of the vector levels, which use `row_ln_f32`. With
