@@ -2,7 +2,9 @@
 //!
 //! A kernel works on one block of a row (at most [`BLOCK`] elements). Rows are cut into blocks
 //! at fixed offsets and block results are combined in block order, so a row's result is the same
-//! bits however many threads share the row (contract S9).
+//! bits however many threads share the row (contract S9); see `row.rs`. Rows of at most
+//! [`BLOCK`] elements go whole through the `rows` kernel, many rows per call (rows of up to 16
+//! elements stay in registers), with the bits the block kernels would give.
 //!
 //! Levels: `scalar` (the portable twin every vector kernel is tested against), and on x86-64
 //! `avx2` (AVX2 + FMA) and `avx512` (AVX-512F), chosen at run time (contract S12). The vector
@@ -63,15 +65,16 @@ pub struct Kernels<C: 'static> {
     pub write_log_softmax: unsafe fn(*const C, *mut C, usize, C, f64, f64, bool),
     /// Whole rows of at most [`BLOCK`] elements, one call for many rows (the short-row path):
     /// `rows(op, src, src_step, dst, dst_step, n, count, temps, temp_step, stream)` computes
-    /// `op` of the
-    /// `count` rows of `n` elements at `src + i * src_step` into `dst + i * dst_step`, row `i`
-    /// at temperature `*temps.add(i * temp_step)`, contract S6 included. A row's result is the
+    /// `op` of the `count` rows of `n` elements at `src + i * src_step` into
+    /// `dst + i * dst_step`, row `i` at temperature `*temps.add(i * temp_step)`, contract S6
+    /// included. A row's result is the
     /// same bits as `max`, then `exp_store_sum` and `scale` by `1 / sum` (softmax) or `sum_exp`
     /// and `write_log_softmax` with `ln(sum)` (log-softmax) would give, `ln` being `f64::ln`
-    /// except in the `f32` kernels of the vector levels, which use `row_ln_f32`. With
-    /// `stream`, the output is written with non-temporal stores: softmax stores the exps in a
-    /// per-thread [`Scratch`] buffer and then `scale_to`s them into the output (or, without a
-    /// scratch buffer, takes `sum_exp` then `exp_scale`); the bits are the same.
+    /// except in the `f32` kernels of the vector levels, which use `row_ln_f32`. Softmax
+    /// stores the exps in a per-thread [`Scratch`] buffer (hot in L1) and then `scale_to`s them
+    /// into the output, so the output is written once. With `stream`, the output is written
+    /// with non-temporal stores (without a scratch buffer: `sum_exp`, then `exp_scale`). The
+    /// bits are the same on every path.
     #[allow(clippy::type_complexity)]
     pub rows: unsafe fn(Op, *const C, usize, *mut C, usize, usize, usize, *const f64, usize, bool),
 }
@@ -208,7 +211,7 @@ macro_rules! rows_kernel {
             temp_step: usize,
             stream: bool,
         ) {
-            let mut scratch = if stream && op == $crate::row::Op::Softmax {
+            let mut scratch = if op == $crate::row::Op::Softmax {
                 $crate::kernels::Scratch::take(n * std::mem::size_of::<$t>())
             } else {
                 None
@@ -226,11 +229,11 @@ macro_rules! rows_kernel {
                     continue;
                 }
                 match op {
-                    $crate::row::Op::Softmax if stream => {
+                    $crate::row::Op::Softmax if stream || scratch.is_some() => {
                         if let Some(sc) = scratch.as_mut() {
                             let e = sc.ptr::<$t>();
                             let total = $ess(s, e, n, m, t);
-                            $st(e, d, n, 1.0 / total, true);
+                            $st(e, d, n, 1.0 / total, stream);
                         } else {
                             let total = $se(std::slice::from_raw_parts(s, n), m, t);
                             $es(s, d, n, m, t, 1.0 / total, true);
