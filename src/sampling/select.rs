@@ -68,6 +68,8 @@ pub(crate) struct Work<C> {
     hist: Vec<f64>,
     /// Split the passes over a row across the current rayon pool.
     pub par: bool,
+    /// The total weight of the row when `chunks` holds its chunk sums (no filter).
+    row_total: f64,
     chunks: Vec<f64>,
 }
 
@@ -729,11 +731,42 @@ pub(crate) fn select<C: Real>(
         return Kept::List;
     }
     if want_weights && !have_w {
+        // No filter: the kernel's sums per chunk are the draw's chunk sums.
         let mut ws = std::mem::take(&mut w.row_ws);
-        exp_weights(x, m, cfg.t, &mut ws, w.par);
+        w.row_total = exp_weights_chunked(x, m, cfg.t, &mut ws, &mut w.chunks, w.par);
         w.row_ws = ws;
     }
     Kept::Row(row_cut)
+}
+
+/// [`exp_weights`] one chunk of [`CHUNK`] tokens at a time, keeping the kernel's sum of each
+/// chunk in `chunks`; returns their total.
+fn exp_weights_chunked<C: Real>(
+    xs: &[C],
+    m: C,
+    t: f64,
+    ws: &mut Vec<C>,
+    chunks: &mut Vec<f64>,
+    par: bool,
+) -> f64 {
+    let k = kernels::<C>();
+    ws.resize(xs.len(), C::default());
+    let chunk = |(d, s): (&mut [C], &[C])| -> f64 {
+        // SAFETY: `d` and `s` are chunks of equal length of two distinct buffers.
+        unsafe { (k.exp_store_sum)(s.as_ptr(), d.as_mut_ptr(), s.len(), m, t) }
+    };
+    if par && xs.len() > BLOCK {
+        ws.par_chunks_mut(CHUNK)
+            .zip(xs.par_chunks(CHUNK))
+            .map(chunk)
+            .collect_into_vec(chunks);
+    } else {
+        chunks.clear();
+        chunks.extend(ws.chunks_mut(CHUNK).zip(xs.chunks(CHUNK)).map(chunk));
+    }
+    let mut acc = SumAcc::default();
+    chunks.iter().for_each(|&c| acc.add(c));
+    acc.total()
 }
 
 /// Draws one token of a validated row: `(token id, log-probability under the kept set)`.
@@ -753,10 +786,7 @@ pub(crate) fn sample_row<C: Real>(
             let total = weight_total(&w.cur.ws, &mut w.chunks, w.par);
             (w.cur.idx[draw(&w.cur.ws, &w.chunks, total, u)], total)
         }
-        Kept::Row(None) => {
-            let total = weight_total(&w.row_ws, &mut w.chunks, w.par);
-            (draw(&w.row_ws, &w.chunks, total, u), total)
-        }
+        Kept::Row(None) => (draw(&w.row_ws, &w.chunks, w.row_total, u), w.row_total),
         Kept::Row(Some(cut)) => {
             let ties: &[usize] = if cut.ties == usize::MAX {
                 &[]
