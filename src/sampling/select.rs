@@ -2,7 +2,8 @@
 //! the inverse-CDF draw. See the module documentation of [`crate::sampling`] for the scheme.
 
 use super::hot::{
-    count_at_least, first_eq, gather_at_least, lane_sum, masked_lane_sum, positions_eq, z_ids,
+    count_at_least, first_eq, gather_at_least, lane_sum, mask_below, masked_lane_sum, positions_eq,
+    z_ids,
 };
 use super::params::RowCfg;
 use crate::element::Real;
@@ -701,16 +702,16 @@ pub(crate) fn select<C: Real>(
             count = count_at_least(x, thr);
             count * 32 > v
         } {
-            // Many tokens pass: weights over the row and a mask beat copying them.
+            // Many tokens pass: weights over the row, those below the threshold exactly 0
+            // (the exp of -inf), beat copying the tokens. The kernel's chunk sums are then the
+            // draw's, and `Kept::Row(None)` draws from them.
             let mut ws = std::mem::take(&mut w.row_ws);
-            exp_weights(x, m, cfg.t, &mut ws, w.par);
+            ws.resize(v, C::default());
+            mask_below(x, thr, &mut ws);
+            w.row_total = exp_in_place_chunked(&mut ws, m, cfg.t, &mut w.chunks, w.par);
             w.row_ws = ws;
-            have_w = true;
-            row_cut = Some(Cut {
-                value: thr,
-                ties: usize::MAX,
-            });
             w.alt = alt;
+            return Kept::Row(None);
         } else {
             // Few tokens pass: only they need weights.
             alt.clear();
@@ -737,6 +738,32 @@ pub(crate) fn select<C: Real>(
         w.row_ws = ws;
     }
     Kept::Row(row_cut)
+}
+
+/// `ws = exp((ws - m) / t)` in place, one chunk of [`CHUNK`] at a time, keeping the kernel's
+/// sum of each chunk in `chunks`; returns their total.
+fn exp_in_place_chunked<C: Real>(
+    ws: &mut [C],
+    m: C,
+    t: f64,
+    chunks: &mut Vec<f64>,
+    par: bool,
+) -> f64 {
+    let k = kernels::<C>();
+    let chunk = |d: &mut [C]| -> f64 {
+        let p = d.as_mut_ptr();
+        // SAFETY: in place (the kernels allow `src == dst`) over one chunk borrowed mutably.
+        unsafe { (k.exp_store_sum)(p, p, d.len(), m, t) }
+    };
+    if par && ws.len() > BLOCK {
+        ws.par_chunks_mut(CHUNK).map(chunk).collect_into_vec(chunks);
+    } else {
+        chunks.clear();
+        chunks.extend(ws.chunks_mut(CHUNK).map(chunk));
+    }
+    let mut acc = SumAcc::default();
+    chunks.iter().for_each(|&c| acc.add(c));
+    acc.total()
 }
 
 /// [`exp_weights`] one chunk of [`CHUNK`] tokens at a time, keeping the kernel's sum of each
