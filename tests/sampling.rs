@@ -819,6 +819,50 @@ fn p5_seed_independent_of_batch_and_threads() {
 }
 
 #[test]
+fn p5_one_long_row_same_draw_whatever_the_threads() {
+    // Fewer rows than threads: each row's passes are split across the threads.
+    let mut rng = Rng(12);
+    let v = 100_000;
+    let x: Vec<f32> = (0..2 * v).map(|_| (rng.normal() * 2.0) as f32).collect();
+    for prm in [
+        params(1.0, 0, 1.0, 0.0),
+        params(0.8, 50, 0.9, 0.0),
+        params(1.0, 0, 0.9, 0.0),
+        params(1.0, 0, 1.0, 0.05),
+        params(1.0, 20_000, 0.999, 0.01),
+        params(0.0, 0, 1.0, 0.0),
+    ] {
+        let mut want: Option<(Vec<i64>, Vec<f64>)> = None;
+        for threads in [1, 2, 3] {
+            set_num_threads(threads).unwrap();
+            for rows in [1, 2] {
+                let mut t = vec![0i64; rows];
+                let mut lp = vec![0.0; rows];
+                let seeds: Vec<u64> = (0..rows as u64).map(|r| 40 + r).collect();
+                sample_rows(
+                    &x[..rows * v],
+                    v,
+                    &prm,
+                    &Seed::PerRow(seeds),
+                    &mut t,
+                    Some(&mut lp),
+                )
+                .unwrap();
+                let mut outf = vec![0.0f32; rows * v];
+                filter_logits_rows(&x[..rows * v], v, &prm, &mut outf).unwrap();
+                let kept = outf.iter().filter(|e| e.is_finite()).count();
+                let got = (t[..1].to_vec(), lp[..1].to_vec());
+                match &want {
+                    None => want = Some(got),
+                    Some(w) => assert_eq!(*w, got, "{threads} threads, {rows} rows, {prm:?}"),
+                }
+                assert!(kept >= rows);
+            }
+        }
+    }
+}
+
+#[test]
 fn p5_entropy_seed_draws_fresh_randomness() {
     let x = vec![0.0f64; 1 << 16];
     let prm = SamplingParams::default();
