@@ -623,10 +623,11 @@ fn p4_chi_square_large_row_top_p_and_f32_f16() {
     let probs = reference(&xr, 0.9, 0, 0.9, 0.0);
     let mut order: Vec<usize> = (0..v).collect();
     order.sort_by(|&a, &b| probs[b].partial_cmp(&probs[a]).unwrap());
-    let n = 4000;
-    let batch: Vec<f32> = (0..n).flat_map(|_| x32.iter().copied()).collect();
-    let mut tokens = vec![0i64; n];
-    sample_rows(&batch, v, &prm, &Seed::Fixed(77), &mut tokens, None).unwrap();
+    // One row per call, each with its own seed: no batch of n copies in memory.
+    let n = scaled(4000).max(1000);
+    let tokens: Vec<i64> = (0..n as u64)
+        .map(|i| sample(&x32, &prm, &Seed::PerRow(vec![7700 + i])).unwrap().0)
+        .collect();
     let mut cat = [0usize; 9];
     let top: Vec<usize> = order[..8].to_vec();
     for &t in &tokens {
