@@ -91,8 +91,10 @@ impl<C> Work<C> {
 pub(crate) enum Kept {
     /// Exactly one token (temperature 0, top-p 0, top-k 1, or `V = 1`).
     Greedy(usize),
-    /// The tokens of the row that `cut` keeps, every token for `None` (weights, if asked
-    /// for, in `Work::row_ws`, those of removed tokens set to 0).
+    /// The tokens of the row that `cut` keeps; for `None`, every token. Weights, if asked
+    /// for, in `Work::row_ws`. With `None` and weights, `Work::chunks` and `Work::row_total`
+    /// hold their chunk sums and total, and a removed token has weight exactly 0 (min-p
+    /// applied by masking).
     Row(Option<Cut>),
     /// The tokens of `Work::cur` (weights, if asked for, in `Work::cur.ws`).
     List,
