@@ -623,10 +623,11 @@ fn p4_chi_square_large_row_top_p_and_f32_f16() {
     let probs = reference(&xr, 0.9, 0, 0.9, 0.0);
     let mut order: Vec<usize> = (0..v).collect();
     order.sort_by(|&a, &b| probs[b].partial_cmp(&probs[a]).unwrap());
-    let n = 4000;
-    let batch: Vec<f32> = (0..n).flat_map(|_| x32.iter().copied()).collect();
-    let mut tokens = vec![0i64; n];
-    sample_rows(&batch, v, &prm, &Seed::Fixed(77), &mut tokens, None).unwrap();
+    // One row per call, each with its own seed: no batch of n copies in memory.
+    let n = scaled(4000).max(1000);
+    let tokens: Vec<i64> = (0..n as u64)
+        .map(|i| sample(&x32, &prm, &Seed::PerRow(vec![7700 + i])).unwrap().0)
+        .collect();
     let mut cat = [0usize; 9];
     let top: Vec<usize> = order[..8].to_vec();
     for &t in &tokens {
@@ -814,6 +815,50 @@ fn p5_seed_independent_of_batch_and_threads() {
             .unwrap()
             .0;
             assert_eq!(one, all[start]);
+        }
+    }
+}
+
+#[test]
+fn p5_one_long_row_same_draw_whatever_the_threads() {
+    // Fewer rows than threads: each row's passes are split across the threads.
+    let mut rng = Rng(12);
+    let v = 100_000;
+    let x: Vec<f32> = (0..2 * v).map(|_| (rng.normal() * 2.0) as f32).collect();
+    for prm in [
+        params(1.0, 0, 1.0, 0.0),
+        params(0.8, 50, 0.9, 0.0),
+        params(1.0, 0, 0.9, 0.0),
+        params(1.0, 0, 1.0, 0.05),
+        params(1.0, 20_000, 0.999, 0.01),
+        params(0.0, 0, 1.0, 0.0),
+    ] {
+        let mut want: Option<(Vec<i64>, Vec<f64>)> = None;
+        for threads in [1, 2, 3] {
+            set_num_threads(threads).unwrap();
+            for rows in [1, 2] {
+                let mut t = vec![0i64; rows];
+                let mut lp = vec![0.0; rows];
+                let seeds: Vec<u64> = (0..rows as u64).map(|r| 40 + r).collect();
+                sample_rows(
+                    &x[..rows * v],
+                    v,
+                    &prm,
+                    &Seed::PerRow(seeds),
+                    &mut t,
+                    Some(&mut lp),
+                )
+                .unwrap();
+                let mut outf = vec![0.0f32; rows * v];
+                filter_logits_rows(&x[..rows * v], v, &prm, &mut outf).unwrap();
+                let kept = outf.iter().filter(|e| e.is_finite()).count();
+                let got = (t[..1].to_vec(), lp[..1].to_vec());
+                match &want {
+                    None => want = Some(got),
+                    Some(w) => assert_eq!(*w, got, "{threads} threads, {rows} rows, {prm:?}"),
+                }
+                assert!(kept >= rows);
+            }
         }
     }
 }

@@ -228,3 +228,23 @@ multiversion! {
         unreachable!("the maximum is in the row")
     }
 }
+
+multiversion! {
+    /// `out[i] = x[i]` where `x[i] >= thr`, else `-inf` (so that its weight is exactly 0).
+    fn mask_below(x: &[C], thr: f64, out: &mut [C]) {
+        let ninf = C::NEG_INFINITY;
+        if let Some(x32) = as_f32(x) {
+            let c = f32_at_least(thr);
+            // SAFETY: `C` is f32 (as_f32 said so), and `out` is borrowed mutably here.
+            let o32 =
+                unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()) };
+            for (o, &e) in o32.iter_mut().zip(x32) {
+                *o = if e >= c { e } else { f32::NEG_INFINITY };
+            }
+            return;
+        }
+        for (o, &e) in out.iter_mut().zip(x) {
+            *o = if e.to_f64() >= thr { e } else { ninf };
+        }
+    }
+}

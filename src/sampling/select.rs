@@ -2,7 +2,8 @@
 //! the inverse-CDF draw. See the module documentation of [`crate::sampling`] for the scheme.
 
 use super::hot::{
-    count_at_least, first_eq, gather_at_least, lane_sum, masked_lane_sum, positions_eq, z_ids,
+    count_at_least, first_eq, gather_at_least, lane_sum, mask_below, masked_lane_sum, positions_eq,
+    z_ids,
 };
 use super::params::RowCfg;
 use crate::element::Real;
@@ -68,6 +69,8 @@ pub(crate) struct Work<C> {
     hist: Vec<f64>,
     /// Split the passes over a row across the current rayon pool.
     pub par: bool,
+    /// The total weight of the row when `chunks` holds its chunk sums (no filter).
+    row_total: f64,
     chunks: Vec<f64>,
 }
 
@@ -88,8 +91,10 @@ impl<C> Work<C> {
 pub(crate) enum Kept {
     /// Exactly one token (temperature 0, top-p 0, top-k 1, or `V = 1`).
     Greedy(usize),
-    /// The tokens of the row that `cut` keeps, every token for `None` (weights, if asked
-    /// for, in `Work::row_ws`, those of removed tokens set to 0).
+    /// The tokens of the row that `cut` keeps; for `None`, every token. Weights, if asked
+    /// for, in `Work::row_ws`. With `None` and weights, `Work::chunks` and `Work::row_total`
+    /// hold their chunk sums and total, and a removed token has weight exactly 0 (min-p
+    /// applied by masking).
     Row(Option<Cut>),
     /// The tokens of `Work::cur` (weights, if asked for, in `Work::cur.ws`).
     List,
@@ -699,16 +704,16 @@ pub(crate) fn select<C: Real>(
             count = count_at_least(x, thr);
             count * 32 > v
         } {
-            // Many tokens pass: weights over the row and a mask beat copying them.
+            // Many tokens pass: weights over the row, those below the threshold exactly 0
+            // (the exp of -inf), beat copying the tokens. The kernel's chunk sums are then the
+            // draw's, and `Kept::Row(None)` draws from them.
             let mut ws = std::mem::take(&mut w.row_ws);
-            exp_weights(x, m, cfg.t, &mut ws, w.par);
+            ws.resize(v, C::default());
+            mask_below(x, thr, &mut ws);
+            w.row_total = exp_in_place_chunked(&mut ws, m, cfg.t, &mut w.chunks, w.par);
             w.row_ws = ws;
-            have_w = true;
-            row_cut = Some(Cut {
-                value: thr,
-                ties: usize::MAX,
-            });
             w.alt = alt;
+            return Kept::Row(None);
         } else {
             // Few tokens pass: only they need weights.
             alt.clear();
@@ -729,11 +734,68 @@ pub(crate) fn select<C: Real>(
         return Kept::List;
     }
     if want_weights && !have_w {
+        // No filter: the kernel's sums per chunk are the draw's chunk sums.
         let mut ws = std::mem::take(&mut w.row_ws);
-        exp_weights(x, m, cfg.t, &mut ws, w.par);
+        w.row_total = exp_weights_chunked(x, m, cfg.t, &mut ws, &mut w.chunks, w.par);
         w.row_ws = ws;
     }
     Kept::Row(row_cut)
+}
+
+/// `ws = exp((ws - m) / t)` in place, one chunk of [`CHUNK`] at a time, keeping the kernel's
+/// sum of each chunk in `chunks`; returns their total.
+fn exp_in_place_chunked<C: Real>(
+    ws: &mut [C],
+    m: C,
+    t: f64,
+    chunks: &mut Vec<f64>,
+    par: bool,
+) -> f64 {
+    let k = kernels::<C>();
+    let chunk = |d: &mut [C]| -> f64 {
+        let p = d.as_mut_ptr();
+        // SAFETY: in place (the kernels allow `src == dst`) over one chunk borrowed mutably.
+        unsafe { (k.exp_store_sum)(p, p, d.len(), m, t) }
+    };
+    if par && ws.len() > BLOCK {
+        ws.par_chunks_mut(CHUNK).map(chunk).collect_into_vec(chunks);
+    } else {
+        chunks.clear();
+        chunks.extend(ws.chunks_mut(CHUNK).map(chunk));
+    }
+    let mut acc = SumAcc::default();
+    chunks.iter().for_each(|&c| acc.add(c));
+    acc.total()
+}
+
+/// [`exp_weights`] one chunk of [`CHUNK`] tokens at a time, keeping the kernel's sum of each
+/// chunk in `chunks`; returns their total.
+fn exp_weights_chunked<C: Real>(
+    xs: &[C],
+    m: C,
+    t: f64,
+    ws: &mut Vec<C>,
+    chunks: &mut Vec<f64>,
+    par: bool,
+) -> f64 {
+    let k = kernels::<C>();
+    ws.resize(xs.len(), C::default());
+    let chunk = |(d, s): (&mut [C], &[C])| -> f64 {
+        // SAFETY: `d` and `s` are chunks of equal length of two distinct buffers.
+        unsafe { (k.exp_store_sum)(s.as_ptr(), d.as_mut_ptr(), s.len(), m, t) }
+    };
+    if par && xs.len() > BLOCK {
+        ws.par_chunks_mut(CHUNK)
+            .zip(xs.par_chunks(CHUNK))
+            .map(chunk)
+            .collect_into_vec(chunks);
+    } else {
+        chunks.clear();
+        chunks.extend(ws.chunks_mut(CHUNK).zip(xs.chunks(CHUNK)).map(chunk));
+    }
+    let mut acc = SumAcc::default();
+    chunks.iter().for_each(|&c| acc.add(c));
+    acc.total()
 }
 
 /// Draws one token of a validated row: `(token id, log-probability under the kept set)`.
@@ -753,10 +815,7 @@ pub(crate) fn sample_row<C: Real>(
             let total = weight_total(&w.cur.ws, &mut w.chunks, w.par);
             (w.cur.idx[draw(&w.cur.ws, &w.chunks, total, u)], total)
         }
-        Kept::Row(None) => {
-            let total = weight_total(&w.row_ws, &mut w.chunks, w.par);
-            (draw(&w.row_ws, &w.chunks, total, u), total)
-        }
+        Kept::Row(None) => (draw(&w.row_ws, &w.chunks, w.row_total, u), w.row_total),
         Kept::Row(Some(cut)) => {
             let ties: &[usize] = if cut.ties == usize::MAX {
                 &[]
