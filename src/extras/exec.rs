@@ -215,7 +215,7 @@ pub(crate) fn rows_of(len: usize, row_len: usize) -> crate::Result<usize> {
             ))
         };
     }
-    if len % row_len != 0 {
+    if !len.is_multiple_of(row_len) {
         return Err(crate::Error::invalid(
             "row_len",
             row_len,
