@@ -60,8 +60,9 @@
 //!
 //! The passes of this module's own (bucket ids, masked sums, counts, gathers) are written to
 //! vectorise and compiled for AVX2 as well as the baseline, chosen with the crate's SIMD level.
-//! With fewer rows than threads, each row's long passes are split across the threads, at
-//! fixed block boundaries, so that results never depend on the thread count.
+//! Batches are shared out by rows; a single row of at least 2^20 tokens has its passes split
+//! across the threads instead, at fixed block boundaries, so that results never depend on the
+//! thread count.
 //!
 //! Cost, measured against `softmax_rows` of the same batch with the AVX-512 kernels at 2
 //! threads: `T=0.8, top_k=50, top_p=0.9` (the usual LLM setting) and `top_k` alone cost about
@@ -196,23 +197,47 @@ fn with_work<C: Real, R>(f: impl FnOnce(&mut Work<C>) -> R) -> R {
     r
 }
 
-/// Runs `f(row, work)` for every row on the crate's pool when the batch is large: whole rows
-/// per task when there are at least as many rows as threads, else one row after another with
-/// each row's passes split across the threads (`work.par`). Rows are cut into blocks at fixed
-/// offsets either way, so results do not depend on the thread count.
+/// A single row at least this long has its passes split across threads. Shorter rows are
+/// cheap enough (a max pass, a few passes over at most 1M tokens) that waking workers for each
+/// pass costs more than it saves; batches of rows are shared out by rows instead.
+const ROW_SPLIT_MIN: usize = 1 << 20;
+
+/// How a call uses the pool.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// On the calling thread.
+    Serial,
+    /// Whole rows per task.
+    Rows,
+    /// One row after another, each row's passes split across the threads.
+    Split,
+}
+
+fn plan(rows: usize, vocab: usize) -> Plan {
+    if !is_parallel(rows.saturating_mul(vocab)) {
+        Plan::Serial
+    } else if rows >= 2 && (rows >= get_num_threads() || vocab < ROW_SPLIT_MIN) {
+        Plan::Rows
+    } else if vocab >= ROW_SPLIT_MIN {
+        Plan::Split
+    } else {
+        Plan::Serial
+    }
+}
+
+/// Runs `f(row, work)` for every row, on the crate's pool as [`plan`] says. Rows are cut into
+/// blocks at fixed offsets whichever way, so results do not depend on the thread count.
 fn for_rows<C: Real, R: Send>(
     rows: usize,
     vocab: usize,
     f: impl Fn(usize, &mut Work<C>) -> R + Sync + Send,
 ) -> Vec<R> {
-    if !is_parallel(rows.saturating_mul(vocab)) {
-        return with_work(|w| {
+    match plan(rows, vocab) {
+        Plan::Serial => with_work(|w| {
             w.par = false;
             (0..rows).map(|r| f(r, w)).collect()
-        });
-    }
-    if rows >= get_num_threads() {
-        install(|| {
+        }),
+        Plan::Rows => install(|| {
             (0..rows)
                 .into_par_iter()
                 .map(|r| {
@@ -222,14 +247,13 @@ fn for_rows<C: Real, R: Send>(
                     })
                 })
                 .collect()
-        })
-    } else {
-        install(|| {
+        }),
+        Plan::Split => install(|| {
             with_work(|w| {
-                w.par = vocab > BLOCK;
+                w.par = true;
                 (0..rows).map(|r| f(r, w)).collect()
             })
-        })
+        }),
     }
 }
 
@@ -331,7 +355,7 @@ pub fn sample_rows<T: Float>(
     let rows = rows_of(logits.len(), vocab)?;
     check_outputs(rows, tokens, logprobs.as_deref())?;
     check_seed(seed, rows)?;
-    pooled(logits.len(), || {
+    pooled(rows, vocab, || {
         let maxes = validate(logits, vocab, params)?;
         let streams = Streams::for_sample(seed);
         sample_checked(logits, vocab, params, &maxes, &streams, tokens, logprobs);
@@ -339,13 +363,13 @@ pub fn sample_rows<T: Float>(
     })
 }
 
-/// Runs `f` inside the crate's pool when the call is large enough to use it: one entry into
-/// the pool for the whole call (validation, then drawing), not one per phase.
-fn pooled<R: Send>(work: usize, f: impl FnOnce() -> R + Send) -> R {
-    if is_parallel(work) {
-        install(f)
-    } else {
+/// Runs `f` inside the crate's pool when [`plan`] uses it: one entry into the pool for the
+/// whole call (validation, then drawing), not one per phase.
+fn pooled<R: Send>(rows: usize, vocab: usize, f: impl FnOnce() -> R + Send) -> R {
+    if plan(rows, vocab) == Plan::Serial {
         f()
+    } else {
+        install(f)
     }
 }
 
@@ -387,7 +411,7 @@ pub fn filter_logits_rows<T: Float>(
 ) -> Result<()> {
     let rows = rows_of(logits.len(), vocab)?;
     check_len("out", out.len(), logits.len())?;
-    let maxes = pooled(logits.len(), || validate(logits, vocab, params))?;
+    let maxes = pooled(rows, vocab, || validate(logits, vocab, params))?;
     let filtered = for_rows::<T::Compute, _>(rows, vocab, |r, w| {
         let mut conv = std::mem::take(&mut w.conv);
         let x = as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv);
@@ -516,7 +540,7 @@ impl Sampler {
     ) -> Result<()> {
         let rows = rows_of(logits.len(), vocab)?;
         check_outputs(rows, tokens, logprobs.as_deref())?;
-        pooled(logits.len(), || {
+        pooled(rows, vocab, || {
             let maxes = validate(logits, vocab, &self.params)?;
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             let streams = Streams::for_sampler(self.seed, n);
