@@ -167,8 +167,16 @@ multiversion! {
     /// The number of tokens `>= thr`.
     fn count_at_least(x: &[C], thr: f64) -> usize {
         let mut n = 0usize;
-        for c in x.chunks(256) {
-            n += c.iter().map(|e| (e.to_f64() >= thr) as u32).sum::<u32>() as usize;
+        if let Some(x32) = as_f32(x) {
+            // In f32 for f32 logits: the same outcome, twice the lanes.
+            let c = f32_at_least(thr);
+            for ch in x32.chunks(256) {
+                n += ch.iter().map(|&e| (e >= c) as u32).sum::<u32>() as usize;
+            }
+            return n;
+        }
+        for ch in x.chunks(256) {
+            n += ch.iter().map(|e| (e.to_f64() >= thr) as u32).sum::<u32>() as usize;
         }
         n
     }

@@ -677,7 +677,6 @@ pub(crate) fn select<C: Real>(
     }
     if cfg.mp > 0.0 {
         let thr = min_p_threshold(mf, cfg.t, cfg.mp);
-        let mut count = usize::MAX;
         let mut alt = std::mem::take(&mut w.alt);
         if list {
             let cur = &w.cur;
@@ -701,8 +700,9 @@ pub(crate) fn select<C: Real>(
             row_cut = Some(t);
             w.alt = alt;
         } else if want_weights && {
-            count = count_at_least(x, thr);
-            count * 32 > v
+            // Estimated from every 16th token: only the choice of method depends on it.
+            let sampled = x.iter().step_by(16).filter(|e| e.to_f64() >= thr).count();
+            sampled * 16 * 32 > v
         } {
             // Many tokens pass: weights over the row, those below the threshold exactly 0
             // (the exp of -inf), beat copying the tokens. The kernel's chunk sums are then the
@@ -717,9 +717,7 @@ pub(crate) fn select<C: Real>(
         } else {
             // Few tokens pass: only they need weights.
             alt.clear();
-            if count == usize::MAX {
-                count = count_at_least(x, thr);
-            }
+            let count = count_at_least(x, thr);
             gather_at_least(x, thr, count, &mut alt.idx, &mut alt.xs);
             w.alt = std::mem::replace(&mut w.cur, alt);
             list = true;
