@@ -333,7 +333,7 @@ fn rows_kernel_matches_block_kernels_all_levels() {
             let temps: Vec<f64> = (0..count).map(|i| [1.0, 0.5, 2.0][i % 3]).collect();
             for op in [Op::Softmax, Op::LogSoftmax] {
                 let mut out = vec![0.0f32; n * count];
-                k::rows(level, op, &x, &mut out, n, &temps, false);
+                k::rows(level, op, &x, &mut out, n, &temps, k::Store::Cached);
                 for r in 0..count {
                     let xr = &x[r * n..(r + 1) * n];
                     let mut want = vec![0.0f32; n];
@@ -961,10 +961,16 @@ fn s9_stream_schedule_rows_and_long_row_bitwise_all_levels() {
             let temps = [1.0, 0.3, 2.0, 1.0, 0.9];
             for op in [Op::Softmax, Op::LogSoftmax] {
                 let mut a = vec![0.0f32; x.len()];
-                let mut b = vec![0.0f32; x.len()];
-                k::rows(level, op, &x, &mut a, n, &temps, false);
-                k::rows(level, op, &x, &mut b, n, &temps, true);
-                assert_eq!(bits32(&a), bits32(&b), "{level:?} {op:?} rows n={n}");
+                k::rows(level, op, &x, &mut a, n, &temps, k::Store::Cached);
+                for store in [k::Store::Scratch, k::Store::Stream] {
+                    let mut b = vec![0.0f32; x.len()];
+                    k::rows(level, op, &x, &mut b, n, &temps, store);
+                    assert_eq!(
+                        bits32(&a),
+                        bits32(&b),
+                        "{level:?} {op:?} {store:?} rows n={n}"
+                    );
+                }
             }
         }
         let n = (4 << 20) / 4 + 1001;
