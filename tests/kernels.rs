@@ -1130,3 +1130,30 @@ fn s9_layout_and_in_place_bitwise() {
         }
     }
 }
+
+/// S9/S10: calls from several threads at once share the pool (callers and helpers) and still
+/// give the bits of a lone call.
+#[test]
+fn s10_concurrent_callers_bitwise() {
+    let mut rng = Rng(15);
+    let long: Vec<f32> = (0..300_001).map(|_| (rng.normal() * 5.0) as f32).collect();
+    let short: Vec<f32> = (0..20_000 * 10).map(|_| rng.normal() as f32).collect();
+    let mut want_long = vec![0.0f32; long.len()];
+    let mut want_short = vec![0.0f32; short.len()];
+    logitkit::softmax(&long, &mut want_long, 0.9).unwrap();
+    logitkit::log_softmax_rows(&short, &mut want_short, 10, 1.0.into()).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    let mut a = vec![0.0f32; long.len()];
+                    let mut b = vec![0.0f32; short.len()];
+                    logitkit::softmax(&long, &mut a, 0.9).unwrap();
+                    logitkit::log_softmax_rows(&short, &mut b, 10, 1.0.into()).unwrap();
+                    assert_eq!(bits32(&a), bits32(&want_long));
+                    assert_eq!(bits32(&b), bits32(&want_short));
+                }
+            });
+        }
+    });
+}
