@@ -1157,3 +1157,22 @@ fn s10_concurrent_callers_bitwise() {
         }
     });
 }
+
+/// S8 (float16): computed in f32 and rounded once, so exactly the f32 result rounded.
+#[test]
+fn s8_f16_is_f32_result_rounded_once() {
+    let mut rng = Rng(16);
+    for n in [7usize, 1000, 2 * k::BLOCK + 3] {
+        let x16: Vec<half::f16> = (0..n)
+            .map(|_| half::f16::from_f64(rng.normal() * 4.0))
+            .collect();
+        let x32: Vec<f32> = x16.iter().map(|v| v.to_f32()).collect();
+        let mut p16 = vec![half::f16::ZERO; n];
+        let mut p32 = vec![0.0f32; n];
+        logitkit::softmax(&x16, &mut p16, 0.8).unwrap();
+        logitkit::softmax(&x32, &mut p32, 0.8).unwrap();
+        for i in 0..n {
+            assert_eq!(p16[i], half::f16::from_f32(p32[i]), "n={n} i={i}");
+        }
+    }
+}
