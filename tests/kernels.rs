@@ -971,6 +971,18 @@ fn s9_stream_schedule_rows_and_long_row_bitwise_all_levels() {
                         "{level:?} {op:?} {store:?} rows n={n}"
                     );
                 }
+                let x64 = widen(&x);
+                let mut a = vec![0.0f64; x.len()];
+                k::rows(level, op, &x64, &mut a, n, &temps, k::Store::Cached);
+                for store in [k::Store::Scratch, k::Store::Stream] {
+                    let mut b = vec![0.0f64; x.len()];
+                    k::rows(level, op, &x64, &mut b, n, &temps, store);
+                    assert_eq!(
+                        bits64(&a),
+                        bits64(&b),
+                        "{level:?} {op:?} {store:?} f64 n={n}"
+                    );
+                }
             }
         }
         let n = (4 << 20) / 4 + 1001;
