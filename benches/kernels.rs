@@ -59,7 +59,7 @@ fn bench(c: &mut Criterion) {
                             &mut short_out,
                             10,
                             &temps,
-                            false,
+                            k::Store::Cached,
                         )
                     })
                 },

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
-use crate::kernels::{kernels, HasKernels, BLOCK};
+use crate::kernels::{kernels, HasKernels, Store, BLOCK};
 use crate::parallel::{get_num_threads, install, is_parallel, run_shared};
 use crate::row::{logsumexp_row, map_row, map_row_with, Op};
 use crate::simd::SimdLevel;
@@ -325,7 +325,16 @@ unsafe fn map_row_runs<C: Real>(
         SendPtr(temps as *mut f64),
     );
     let chunk = (ROWS_CHUNK / n).max(1);
-    let stream = streams::<C>(n, rows.count);
+    let bytes = n
+        .saturating_mul(rows.count)
+        .saturating_mul(std::mem::size_of::<C>());
+    let store = if bytes >= STREAM_MIN_BYTES {
+        Store::Stream
+    } else if bytes >= SCRATCH_MIN_BYTES {
+        Store::Scratch
+    } else {
+        Store::Cached
+    };
     let run = |first: usize| {
         let count = chunk.min(rows.count - first);
         // SAFETY: rows first..first + count are in the caller's layout, and so are their
@@ -341,7 +350,7 @@ unsafe fn map_row_runs<C: Real>(
                 count,
                 tp.get().add(first * temp_step),
                 temp_step,
-                stream,
+                store,
             )
         }
     };
@@ -373,6 +382,11 @@ const ROWS_CHUNK: usize = 8 * 1024;
 /// non-temporal stores: they would not stay in the caches anyway, and a normal store first reads
 /// each destination line from memory. The choice never changes a bit of the result.
 const STREAM_MIN_BYTES: usize = 32 << 20;
+
+/// Outputs of at least this many bytes (and less than [`STREAM_MIN_BYTES`]) are unlikely to be
+/// in cache: the many-rows softmax then keeps its exps in a scratch buffer and writes the output
+/// once. Never changes a bit.
+const SCRATCH_MIN_BYTES: usize = 8 << 20;
 
 fn streams<C>(n: usize, count: usize) -> bool {
     n.saturating_mul(count)

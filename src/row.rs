@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::element::Real;
-use crate::kernels::{kernels, Kernels, Scratch, SumAcc, BLOCK};
+use crate::kernels::{kernels, Kernels, Scratch, Store, SumAcc, BLOCK};
 use crate::parallel::{get_num_threads, run_shared};
 
 /// What a map over lanes computes.
@@ -214,7 +214,8 @@ pub(crate) unsafe fn map_row_with<C: Real>(
         return;
     }
     if n <= BLOCK {
-        (k.rows)(op, src, 0, dst, 0, n, 1, &t, 0, stream);
+        let store = if stream { Store::Stream } else { Store::Cached };
+        (k.rows)(op, src, 0, dst, 0, n, 1, &t, 0, store);
         return;
     }
     let nb = n_blocks(n);

@@ -333,7 +333,7 @@ fn rows_kernel_matches_block_kernels_all_levels() {
             let temps: Vec<f64> = (0..count).map(|i| [1.0, 0.5, 2.0][i % 3]).collect();
             for op in [Op::Softmax, Op::LogSoftmax] {
                 let mut out = vec![0.0f32; n * count];
-                k::rows(level, op, &x, &mut out, n, &temps, false);
+                k::rows(level, op, &x, &mut out, n, &temps, k::Store::Cached);
                 for r in 0..count {
                     let xr = &x[r * n..(r + 1) * n];
                     let mut want = vec![0.0f32; n];
@@ -961,10 +961,28 @@ fn s9_stream_schedule_rows_and_long_row_bitwise_all_levels() {
             let temps = [1.0, 0.3, 2.0, 1.0, 0.9];
             for op in [Op::Softmax, Op::LogSoftmax] {
                 let mut a = vec![0.0f32; x.len()];
-                let mut b = vec![0.0f32; x.len()];
-                k::rows(level, op, &x, &mut a, n, &temps, false);
-                k::rows(level, op, &x, &mut b, n, &temps, true);
-                assert_eq!(bits32(&a), bits32(&b), "{level:?} {op:?} rows n={n}");
+                k::rows(level, op, &x, &mut a, n, &temps, k::Store::Cached);
+                for store in [k::Store::Scratch, k::Store::Stream] {
+                    let mut b = vec![0.0f32; x.len()];
+                    k::rows(level, op, &x, &mut b, n, &temps, store);
+                    assert_eq!(
+                        bits32(&a),
+                        bits32(&b),
+                        "{level:?} {op:?} {store:?} rows n={n}"
+                    );
+                }
+                let x64 = widen(&x);
+                let mut a = vec![0.0f64; x.len()];
+                k::rows(level, op, &x64, &mut a, n, &temps, k::Store::Cached);
+                for store in [k::Store::Scratch, k::Store::Stream] {
+                    let mut b = vec![0.0f64; x.len()];
+                    k::rows(level, op, &x64, &mut b, n, &temps, store);
+                    assert_eq!(
+                        bits64(&a),
+                        bits64(&b),
+                        "{level:?} {op:?} {store:?} f64 n={n}"
+                    );
+                }
             }
         }
         let n = (4 << 20) / 4 + 1001;
@@ -1121,6 +1139,52 @@ fn s9_layout_and_in_place_bitwise() {
                     "strided {count}x{n} row {r} col {j}"
                 );
             }
+        }
+    }
+}
+
+/// S9/S10: calls from several threads at once share the pool (callers and helpers) and still
+/// give the bits of a lone call.
+#[test]
+fn s10_concurrent_callers_bitwise() {
+    let mut rng = Rng(15);
+    let long: Vec<f32> = (0..300_001).map(|_| (rng.normal() * 5.0) as f32).collect();
+    let short: Vec<f32> = (0..20_000 * 10).map(|_| rng.normal() as f32).collect();
+    let mut want_long = vec![0.0f32; long.len()];
+    let mut want_short = vec![0.0f32; short.len()];
+    logitkit::softmax(&long, &mut want_long, 0.9).unwrap();
+    logitkit::log_softmax_rows(&short, &mut want_short, 10, 1.0.into()).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    let mut a = vec![0.0f32; long.len()];
+                    let mut b = vec![0.0f32; short.len()];
+                    logitkit::softmax(&long, &mut a, 0.9).unwrap();
+                    logitkit::log_softmax_rows(&short, &mut b, 10, 1.0.into()).unwrap();
+                    assert_eq!(bits32(&a), bits32(&want_long));
+                    assert_eq!(bits32(&b), bits32(&want_short));
+                }
+            });
+        }
+    });
+}
+
+/// S8 (float16): computed in f32 and rounded once, so exactly the f32 result rounded.
+#[test]
+fn s8_f16_is_f32_result_rounded_once() {
+    let mut rng = Rng(16);
+    for n in [7usize, 1000, 2 * k::BLOCK + 3] {
+        let x16: Vec<half::f16> = (0..n)
+            .map(|_| half::f16::from_f64(rng.normal() * 4.0))
+            .collect();
+        let x32: Vec<f32> = x16.iter().map(|v| v.to_f32()).collect();
+        let mut p16 = vec![half::f16::ZERO; n];
+        let mut p32 = vec![0.0f32; n];
+        logitkit::softmax(&x16, &mut p16, 0.8).unwrap();
+        logitkit::softmax(&x32, &mut p32, 0.8).unwrap();
+        for i in 0..n {
+            assert_eq!(p16[i], half::f16::from_f32(p32[i]), "n={n} i={i}");
         }
     }
 }

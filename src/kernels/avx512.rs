@@ -536,11 +536,11 @@ unsafe fn rows_f32(
     count: usize,
     temps: *const f64,
     temp_step: usize,
-    stream: bool,
+    store: super::Store,
 ) {
     if n > 16 || n == 0 {
         return rows_f32_general(
-            op, src, src_step, dst, dst_step, n, count, temps, temp_step, stream,
+            op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
         );
     }
     let k: __mmask16 = if n == 16 { 0xFFFF } else { mask16(n) };
@@ -564,7 +564,7 @@ unsafe fn rows_f32(
             let t = *temps.add(r * temp_step);
             let inv = 1.0 / t;
             if t != 1.0 && !inv.is_normal() {
-                rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, false);
+                rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, super::Store::Cached);
                 continue;
             }
             let x = _mm512_mask_loadu_ps(ninf, k, s);

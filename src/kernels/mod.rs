@@ -64,19 +64,31 @@ pub struct Kernels<C: 'static> {
     /// dst = (src - m) / t - log_sum; `stream` as for `exp_scale`. `src == dst` allowed.
     pub write_log_softmax: unsafe fn(*const C, *mut C, usize, C, f64, f64, bool),
     /// Whole rows of at most [`BLOCK`] elements, one call for many rows (the short-row path):
-    /// `rows(op, src, src_step, dst, dst_step, n, count, temps, temp_step, stream)` computes
+    /// `rows(op, src, src_step, dst, dst_step, n, count, temps, temp_step, store)` computes
     /// `op` of the `count` rows of `n` elements at `src + i * src_step` into
     /// `dst + i * dst_step`, row `i` at temperature `*temps.add(i * temp_step)`, contract S6
     /// included. A row's result is the
     /// same bits as `max`, then `exp_store_sum` and `scale` by `1 / sum` (softmax) or `sum_exp`
     /// and `write_log_softmax` with `ln(sum)` (log-softmax) would give, `ln` being `f64::ln`
-    /// except in the `f32` kernels of the vector levels, which use `row_ln_f32`. Softmax
-    /// stores the exps in a per-thread [`Scratch`] buffer (hot in L1) and then `scale_to`s them
-    /// into the output, so the output is written once. With `stream`, the output is written
-    /// with non-temporal stores (without a scratch buffer: `sum_exp`, then `exp_scale`). The
-    /// bits are the same on every path.
+    /// except in the `f32` kernels of the vector levels, which use `row_ln_f32`. See [`Store`]
+    /// for the ways the output may be written (without a scratch buffer, `Stream` takes
+    /// `sum_exp`, then `exp_scale`). The bits are the same on every path.
     #[allow(clippy::type_complexity)]
-    pub rows: unsafe fn(Op, *const C, usize, *mut C, usize, usize, usize, *const f64, usize, bool),
+    pub rows: unsafe fn(Op, *const C, usize, *mut C, usize, usize, usize, *const f64, usize, Store),
+}
+
+/// How the many-rows kernel writes a softmax (log-softmax only streams or not). Every mode gives
+/// the same bits; they differ in memory traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// The exps go to the output, which is then scaled in place: best when the output is in
+    /// cache.
+    Cached,
+    /// The exps go to a per-thread scratch buffer (hot in L1), then one scaled write of the
+    /// output: best when the output is not in cache.
+    Scratch,
+    /// As `Scratch`, with non-temporal stores: for outputs larger than the caches.
+    Stream,
 }
 
 /// Compensated (Neumaier) sum of block or chunk partial sums.
@@ -209,13 +221,15 @@ macro_rules! rows_kernel {
             count: usize,
             temps: *const f64,
             temp_step: usize,
-            stream: bool,
+            store: $crate::kernels::Store,
         ) {
-            let mut scratch = if op == $crate::row::Op::Softmax {
-                $crate::kernels::Scratch::take(n * std::mem::size_of::<$t>())
-            } else {
-                None
-            };
+            let stream = store == $crate::kernels::Store::Stream;
+            let mut scratch =
+                if op == $crate::row::Op::Softmax && store != $crate::kernels::Store::Cached {
+                    $crate::kernels::Scratch::take(n * std::mem::size_of::<$t>())
+                } else {
+                    None
+                };
             for r in 0..count {
                 let s = src.add(r * src_step);
                 let d = dst.add(r * dst_step);
@@ -229,7 +243,7 @@ macro_rules! rows_kernel {
                     continue;
                 }
                 match op {
-                    $crate::row::Op::Softmax if stream || scratch.is_some() => {
+                    $crate::row::Op::Softmax if store != $crate::kernels::Store::Cached => {
                         if let Some(sc) = scratch.as_mut() {
                             let e = sc.ptr::<$t>();
                             let total = $ess(s, e, n, m, t);
@@ -309,6 +323,8 @@ pub mod testing {
     use crate::element::Real;
     use crate::row::Op;
     use crate::simd::SimdLevel;
+
+    pub use super::Store;
 
     /// Elements per block.
     pub const BLOCK: usize = super::BLOCK;
@@ -418,7 +434,7 @@ pub mod testing {
         out: &mut [C],
         n: usize,
         t: &[f64],
-        stream: bool,
+        store: super::Store,
     ) {
         assert!(n > 0 && n <= BLOCK);
         assert_eq!(x.len(), out.len());
@@ -436,7 +452,7 @@ pub mod testing {
                 t.len(),
                 t.as_ptr(),
                 1,
-                stream,
+                store,
             )
         }
     }

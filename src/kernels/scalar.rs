@@ -176,7 +176,7 @@ pub(crate) unsafe fn rows<C: Real>(
     count: usize,
     temps: *const f64,
     temp_step: usize,
-    stream: bool,
+    store: super::Store,
 ) {
     for r in 0..count {
         let s = src.add(r * src_step);
@@ -196,7 +196,7 @@ pub(crate) unsafe fn rows<C: Real>(
             }
             crate::row::Op::LogSoftmax => {
                 let total = sum_exp(std::slice::from_raw_parts(s, n), m, t);
-                write_log_softmax(s, d, n, m, t, total.ln(), stream);
+                write_log_softmax(s, d, n, m, t, total.ln(), store == super::Store::Stream);
             }
         }
     }
