@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
+
+# Peers' worker threads must not spin on the cores between their calls: interleaved with other
+# contenders, a spinning OpenMP team (torch) or ORT pool steals the second core from whoever
+# runs next. Every contender then waits passively, as logitkit's pool does.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import platform
 import statistics
 import time
@@ -87,6 +92,7 @@ def make_ort(shape: Tuple[int, int], op: str, threads: int):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
     def bind(x: np.ndarray, out: np.ndarray):
