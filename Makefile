@@ -21,6 +21,7 @@ rust-test:
 # The Rust tests again under valgrind memcheck: invalid reads or writes in unsafe code fail it.
 # (Valgrind's CPU has no AVX-512, so this covers the scalar and AVX2 paths.)
 valgrind:
+	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; } || { echo "valgrind missing (apt-get install valgrind)"; exit 1; }
 	PROPTEST_CASES=100 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind -q --error-exitcode=9" cargo test --tests
 
 $(VENV)/.installed: pyproject.toml
@@ -55,7 +56,7 @@ wheel-test: wheel
 # NumPy 2.x itself needs newer CPUs than Nehalem, so this venv uses NumPy 1.26.
 QEMU_VENV ?= .venv-qemu
 qemu-smoke: wheel
-	@command -v qemu-x86_64 >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null; } || { echo "qemu-smoke: qemu-x86_64 missing (apt-get install qemu-user)"; exit 1; }
+	@command -v qemu-x86_64 >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null; } || { echo "qemu-smoke: qemu-x86_64 missing (apt-get install qemu-user)"; exit 1; }
 	rm -rf $(QEMU_VENV)
 	python3 -m venv $(QEMU_VENV)
 	$(QEMU_VENV)/bin/python -m pip install --quiet "numpy<2" dist/logitkit-*.whl
