@@ -6,7 +6,8 @@ use crate::lanes::{logsumexp_lanes, map_lanes, Lanes};
 use crate::row::Op;
 use crate::temperature::Temperature;
 
-fn check_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
+/// `got == expected`, else a length error naming `name`.
+pub(crate) fn check_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
     if got == expected {
         Ok(())
     } else {
@@ -18,7 +19,8 @@ fn check_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
     }
 }
 
-fn rows_of(len: usize, row_len: usize) -> Result<usize> {
+/// Checks a row-major batch: `len` elements in rows of `row_len`; returns the row count.
+pub(crate) fn rows_of(len: usize, row_len: usize) -> Result<usize> {
     if row_len == 0 {
         return if len == 0 {
             Ok(0)

@@ -202,28 +202,7 @@ pub(crate) fn sum_f64<C: crate::Real>(x: &[C]) -> f64 {
     s
 }
 
-/// Checks a row-major batch: `len` elements in rows of `row_len`; returns the row count.
-pub(crate) fn rows_of(len: usize, row_len: usize) -> crate::Result<usize> {
-    if row_len == 0 {
-        return if len == 0 {
-            Ok(0)
-        } else {
-            Err(crate::Error::invalid(
-                "row_len",
-                0,
-                "positive for a non-empty input",
-            ))
-        };
-    }
-    if !len.is_multiple_of(row_len) {
-        return Err(crate::Error::invalid(
-            "row_len",
-            row_len,
-            "a divisor of the input's length",
-        ));
-    }
-    Ok(len / row_len)
-}
+pub(crate) use crate::softmax::rows_of;
 
 /// Sequential compensated (Neumaier) sum, in order: the same bits whatever produced the terms.
 pub(crate) fn neumaier_sum(values: impl IntoIterator<Item = f64>) -> f64 {

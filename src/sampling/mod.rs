@@ -101,6 +101,7 @@ use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, BLOCK};
 use crate::parallel::{get_num_threads, install, is_parallel};
+use crate::softmax::check_len;
 use rng::Streams;
 use select::{filter_row, sample_row, Work};
 
@@ -121,18 +122,6 @@ fn rows_of(len: usize, vocab: usize) -> Result<usize> {
         ));
     }
     Ok(len / vocab)
-}
-
-fn check_len(name: &'static str, got: usize, expected: usize) -> Result<()> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(Error::LengthMismatch {
-            name,
-            got,
-            expected,
-        })
-    }
 }
 
 /// The row as the compute type: borrowed when `T` is its own compute type, else converted
