@@ -259,7 +259,8 @@ unsafe fn map_lanes_with_exact<T: Float>(
     }
 }
 
-fn check_same_lanes(src: &Lanes, dst: &Lanes) -> Result<()> {
+/// Source and destination lay out the same lanes (else a length error naming `out`).
+pub(crate) fn check_same_lanes(src: &Lanes, dst: &Lanes) -> Result<()> {
     if src.len != dst.len || !src.outer_extents().eq(dst.outer_extents()) {
         return Err(Error::LengthMismatch {
             name: "out",

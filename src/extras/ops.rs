@@ -249,13 +249,7 @@ pub unsafe fn sparsemax_lanes<T: Float>(
     dst: *mut T,
     dst_lanes: &Lanes,
 ) -> Result<()> {
-    if src_lanes.len != dst_lanes.len || src_lanes.count() != dst_lanes.count() {
-        return Err(Error::LengthMismatch {
-            name: "out",
-            got: dst_lanes.len * dst_lanes.count(),
-            expected: src_lanes.len * src_lanes.count(),
-        });
-    }
+    crate::lanes::check_same_lanes(src_lanes, dst_lanes)?;
     map_lanes_with(src, src_lanes, dst, dst_lanes, |x, out| {
         // As in topk_lanes: no parallel work inside, so no re-entrant borrow.
         thread_local! {
@@ -367,13 +361,7 @@ pub unsafe fn sigmoid_lanes<T: Float>(
     dst: *mut T,
     dst_lanes: &Lanes,
 ) -> Result<()> {
-    if src_lanes.len != dst_lanes.len || src_lanes.count() != dst_lanes.count() {
-        return Err(Error::LengthMismatch {
-            name: "out",
-            got: dst_lanes.len * dst_lanes.count(),
-            expected: src_lanes.len * src_lanes.count(),
-        });
-    }
+    crate::lanes::check_same_lanes(src_lanes, dst_lanes)?;
     let narrow = std::any::TypeId::of::<T::Compute>() == std::any::TypeId::of::<f32>();
     map_lanes_with(src, src_lanes, dst, dst_lanes, |x, out| {
         if narrow {

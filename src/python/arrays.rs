@@ -251,7 +251,18 @@ impl Temps {
     }
 }
 
-fn shape_str(shape: &[usize]) -> String {
+/// `shape` without dimension `axis`.
+pub(crate) fn without(shape: &[usize], axis: usize) -> Vec<usize> {
+    shape
+        .iter()
+        .enumerate()
+        .filter(|&(d, _)| d != axis)
+        .map(|(_, &n)| n)
+        .collect()
+}
+
+/// A shape as NumPy prints it: `(3,)`, `(2, 4)`, `()`.
+pub(crate) fn shape_str(shape: &[usize]) -> String {
     match shape.len() {
         1 => format!("({},)", shape[0]),
         _ => format!(

@@ -7,7 +7,9 @@ use pyo3::exceptions::{PyRuntimeWarning, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBool, PyTuple};
 
-use super::arrays::{normalize_axis, parse_per_lane_f64, repr, to_py_err, Dtype, FloatArray};
+use super::arrays::{
+    normalize_axis, parse_per_lane_f64, repr, shape_str, to_py_err, without, Dtype, FloatArray,
+};
 use crate::extras::{self, CrossEntropyOptions, Reduction};
 use crate::lanes::{coalesce, Lanes};
 
@@ -44,29 +46,6 @@ macro_rules! dispatch {
             }
         }
     };
-}
-
-fn without(shape: &[usize], axis: usize) -> Vec<usize> {
-    shape
-        .iter()
-        .enumerate()
-        .filter(|&(d, _)| d != axis)
-        .map(|(_, &n)| n)
-        .collect()
-}
-
-fn shape_str(shape: &[usize]) -> String {
-    match shape.len() {
-        1 => format!("({},)", shape[0]),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
 }
 
 /// Element strides of a C-contiguous array of `shape`.

@@ -5,7 +5,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyTuple};
 
-use super::arrays::{repr, to_py_err, Dtype, FloatArray};
+use super::arrays::{repr, shape_str, to_py_err, Dtype, FloatArray};
 use crate::sampling::{RowParam, Sampler as CoreSampler, SamplingParams, Seed};
 
 /// A data pointer handed to the core while the GIL is released.
@@ -18,20 +18,6 @@ impl Raw {
     // A method, so closures capture the whole (Send) wrapper, not its raw field.
     fn get<T>(&self) -> *mut T {
         self.0.cast()
-    }
-}
-
-fn shape_str(shape: &[usize]) -> String {
-    match shape.len() {
-        1 => format!("({},)", shape[0]),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
     }
 }
 

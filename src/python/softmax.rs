@@ -2,7 +2,9 @@
 
 use pyo3::prelude::*;
 
-use super::arrays::{normalize_axis, parse_per_lane_f64, to_py_err, Dtype, FloatArray, Output};
+use super::arrays::{
+    normalize_axis, parse_per_lane_f64, to_py_err, without, Dtype, FloatArray, Output,
+};
 use crate::lanes::{coalesce, logsumexp_lanes, map_lanes};
 use crate::row::Op;
 
@@ -17,15 +19,6 @@ impl Raw {
     fn get<T>(&self) -> *mut T {
         self.0.cast()
     }
-}
-
-fn without(shape: &[usize], axis: usize) -> Vec<usize> {
-    shape
-        .iter()
-        .enumerate()
-        .filter(|&(d, _)| d != axis)
-        .map(|(_, &n)| n)
-        .collect()
 }
 
 fn map_impl<'py>(
