@@ -43,6 +43,9 @@ pub trait Real: Float<Compute = Self> + Default + crate::kernels::HasKernels {
     fn is_nan(self) -> bool;
     /// Below this maximum, `x - max` cannot overflow for any finite `x` of the type.
     const SUBTRACTION_SAFE_MAX: f64;
+    /// `self` if `keep`, else `+0.0`, by masking the bits (branch-free, so that loops using it
+    /// vectorise as a mask and an `and`).
+    fn keep_if(self, keep: bool) -> Self;
 }
 
 impl Float for f32 {
@@ -107,6 +110,10 @@ impl Real for f32 {
         v as f32
     }
     #[inline(always)]
+    fn keep_if(self, keep: bool) -> f32 {
+        f32::from_bits(self.to_bits() & (keep as u32).wrapping_neg())
+    }
+    #[inline(always)]
     fn is_nan(self) -> bool {
         self.is_nan()
     }
@@ -121,6 +128,10 @@ impl Real for f64 {
     #[inline(always)]
     fn from_f64(v: f64) -> f64 {
         v
+    }
+    #[inline(always)]
+    fn keep_if(self, keep: bool) -> f64 {
+        f64::from_bits(self.to_bits() & (keep as u64).wrapping_neg())
     }
     #[inline(always)]
     fn is_nan(self) -> bool {

@@ -5,6 +5,7 @@
 //! fresh pool instead of waiting forever on the dead one. Small work runs on the calling thread
 //! and never touches the pool.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -192,6 +193,96 @@ pub(crate) fn run_shared(helpers: usize, work: &(dyn Fn() + Sync)) {
     }
     let _wait = CloseAndWait(&gate);
     work();
+}
+
+/// Runs `f(i, &mut items[i])` for every item. When `parallel`, the calling thread and up to
+/// `threads - 1` pool threads take items in order from a shared counter until none is left
+/// (through [`run_shared`]), so a helper that starts late takes fewer items, or none, and is
+/// not waited for. Where each result goes does not depend on who computed it.
+pub(crate) fn each_shared<T: Send>(
+    items: &mut [T],
+    parallel: bool,
+    f: impl Fn(usize, &mut T) + Sync,
+) {
+    let threads = if parallel {
+        get_num_threads().min(items.len())
+    } else {
+        1
+    };
+    if threads <= 1 {
+        items.iter_mut().enumerate().for_each(|(i, it)| f(i, it));
+        return;
+    }
+    let n = items.len();
+    let next = AtomicUsize::new(0);
+    // The address as an integer, so the closure is Sync whatever T is.
+    let base = items.as_mut_ptr() as usize;
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= n {
+            break;
+        }
+        // SAFETY: the counter hands out each index below n exactly once, so this is the only
+        // reference to items[i]; `items` outlives `run_shared`, which waits for every helper
+        // that runs this closure.
+        f(i, unsafe { &mut *(base as *mut T).add(i) });
+    };
+    run_shared(threads - 1, &work);
+}
+
+/// `out[c] = f(c, c * chunk..(c * chunk + chunk).min(n))` for the chunks of `0..n`, shared as
+/// [`each_shared`] shares items.
+pub(crate) fn map_ranges<R: Send + Default>(
+    n: usize,
+    chunk: usize,
+    out: &mut Vec<R>,
+    parallel: bool,
+    f: impl Fn(usize, Range<usize>) -> R + Sync,
+) {
+    out.clear();
+    out.resize_with(n.div_ceil(chunk), R::default);
+    each_shared(out, parallel, |c, r| {
+        let start = c * chunk;
+        *r = f(c, start..(start + chunk).min(n));
+    });
+}
+
+/// `out[c] = f(c, &mut dst[range c])` for the chunks of `dst`, as [`map_ranges`].
+pub(crate) fn map_chunks_mut<D: Send, R: Send + Default>(
+    dst: &mut [D],
+    chunk: usize,
+    out: &mut Vec<R>,
+    parallel: bool,
+    f: impl Fn(usize, &mut [D]) -> R + Sync,
+) {
+    let base = dst.as_mut_ptr() as usize;
+    map_ranges(dst.len(), chunk, out, parallel, |c, r| {
+        // SAFETY: each chunk index is handed out once, and the ranges of distinct indices are
+        // disjoint parts of `dst`, which outlives the call.
+        let d = unsafe { std::slice::from_raw_parts_mut((base as *mut D).add(r.start), r.len()) };
+        f(c, d)
+    });
+}
+
+/// `f(c, &mut a[chunk c of a_chunk], &mut b[chunk c of b_chunk])` for the chunks of `a`
+/// (`b` holding at least as many chunks), shared as [`each_shared`] shares items.
+pub(crate) fn zip_chunks_mut<A: Send, B: Send>(
+    a: &mut [A],
+    a_chunk: usize,
+    b: &mut [B],
+    b_chunk: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
+) {
+    let (nb, bbase) = (b.len(), b.as_mut_ptr() as usize);
+    map_chunks_mut(a, a_chunk, &mut Vec::<()>::new(), parallel, |c, ac| {
+        let start = (c * b_chunk).min(nb);
+        let len = b_chunk.min(nb - start);
+        // SAFETY: as in `map_chunks_mut`: chunk `c` of `b` is touched by this call alone, and
+        // `b` outlives the call.
+        let bc = unsafe { std::slice::from_raw_parts_mut((bbase as *mut B).add(start), len) };
+        f(c, ac, bc);
+    });
 }
 
 /// Calls touching fewer elements than this run on the calling thread: waking a worker costs more.

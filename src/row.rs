@@ -13,11 +13,9 @@
 //! result is the same bits on one thread or many (contract S9). The data of a block is read
 //! twice in pass 1 while it is in cache, and once more in pass 2.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use crate::element::Real;
 use crate::kernels::{kernels, Kernels, Scratch, Store, SumAcc, BLOCK};
-use crate::parallel::{get_num_threads, run_shared};
+use crate::parallel::each_shared;
 
 /// What a map over lanes computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,36 +85,6 @@ fn with_stats<C: Real, R>(nb: usize, f: impl FnOnce(&mut [BlockStat<C>]) -> R) -
         let mut v = vec![BlockStat::<C>::default(); nb];
         f(&mut v)
     }
-}
-
-/// Runs `f(b, &mut stats[b])` for every block. When `parallel`, the calling thread and up to
-/// `threads - 1` pool threads take blocks in order from a shared counter until none is left, so
-/// a helper that starts late takes fewer blocks, or none (and is not waited for).
-fn each_block<T: Send>(stats: &mut [T], parallel: bool, f: impl Fn(usize, &mut T) + Sync) {
-    let threads = if parallel {
-        get_num_threads().min(stats.len())
-    } else {
-        1
-    };
-    if threads <= 1 {
-        stats.iter_mut().enumerate().for_each(|(b, st)| f(b, st));
-        return;
-    }
-    let n = stats.len();
-    let next = AtomicUsize::new(0);
-    // The address as an integer, so the closure is Sync whatever T is.
-    let base = stats.as_mut_ptr() as usize;
-    let work = || loop {
-        let b = next.fetch_add(1, Ordering::Relaxed);
-        if b >= n {
-            break;
-        }
-        // SAFETY: the counter hands out each index below n exactly once, so this is the only
-        // reference to stats[b]; `stats` outlives `run_shared`, which waits for every helper
-        // that runs this closure.
-        f(b, unsafe { &mut *(base as *mut T).add(b) });
-    };
-    run_shared(threads - 1, &work);
 }
 
 /// exp((mb - mm) / t) for `mb <= mm`, with the argument carried as a double word so that its
@@ -235,7 +203,7 @@ pub(crate) unsafe fn map_row_with<C: Real>(
             .map_or(std::ptr::null_mut(), |sc| sc.ptr::<C>()),
     );
     with_stats::<C, ()>(nb, |stats| {
-        each_block(stats, parallel, |b, st| {
+        each_shared(stats, parallel, |b, st| {
             let (start, len) = block(n, b);
             // SAFETY: block [start, start + len) lies in the row; blocks are disjoint, and this
             // shared view ends before the block's output is written.
@@ -277,7 +245,7 @@ pub(crate) unsafe fn map_row_with<C: Real>(
             }
             Ok((mm, total)) => {
                 let log_sum = total.ln();
-                each_block(stats, parallel, |b, st| {
+                each_shared(stats, parallel, |b, st| {
                     let (start, len) = block(n, b);
                     // SAFETY: as in pass 1.
                     unsafe {
@@ -342,7 +310,7 @@ pub(crate) fn logsumexp_row_with<C: Real>(k: &'static Kernels<C>, x: &[C], paral
     let nb = n_blocks(n);
     let parallel = parallel && nb > 1;
     with_stats::<C, C>(nb, |stats| {
-        each_block(stats, parallel, |b, st| {
+        each_shared(stats, parallel, |b, st| {
             let (start, len) = block(n, b);
             let xb = &x[start..start + len];
             let (m, nan) = (k.max)(xb);

@@ -611,6 +611,63 @@ fn p4_chi_square_combined_filters() {
 }
 
 #[test]
+fn p4_chi_square_top_p_by_rejection() {
+    // Top-p without top-k draws by rejection from a shrinking prefix of the order. Small `p`
+    // rejects often (and after a few rounds falls back to the exact cut); with min-p the first
+    // round draws from min-p's tokens; the cut may fall among equal logits.
+    let x = test_row();
+    for (t, p, mp, seed) in [
+        (1.0, 0.05, 0.0, 61),
+        (3.0, 0.02, 0.0, 62),
+        (1.3, 0.3, 0.0, 63),
+        (1.0, 0.9, 0.1, 64),
+        (0.7, 0.5, 0.3, 65),
+        (2.0, 0.97, 0.02, 66),
+    ] {
+        let probs = reference(&x, t, 0, p, mp);
+        let pv = chi_square(&x, &params(t, 0, p, mp), &probs, seed);
+        assert!(pv > 1e-4, "T {t} p {p} min_p {mp}: p-value {pv}");
+    }
+    // Equal logits at the boundary: the kept ties are the lower ids.
+    let ties = [0.5, 1.0, 1.0, 0.2, 1.0, 1.0, 1.0, -1.0, 1.0];
+    for (p, seed) in [(0.5, 67), (0.31, 68), (0.75, 69)] {
+        let probs = reference(&ties, 1.0, 0, p, 0.0);
+        let pv = chi_square(&ties, &params(1.0, 0, p, 0.0), &probs, seed);
+        assert!(pv > 1e-4, "ties, p {p}: p-value {pv}");
+    }
+}
+
+#[test]
+fn p1_tokens_do_not_depend_on_asking_for_logprobs() {
+    // Top-p alone draws by rejection and finds the cut only for the log-probabilities: the
+    // tokens must be the same either way, and so for every other filter.
+    let mut rng = Rng(17);
+    for case in 0..scaled(40) {
+        let v = 2 + rng.below(5000);
+        let rows = 1 + rng.below(8);
+        let x: Vec<f32> = (0..rows)
+            .flat_map(|_| random_row(&mut rng, v, case % 6))
+            .map(|e| e as f32)
+            .collect();
+        let (t, k, p, mp) = match case % 4 {
+            0 => (1.0, 0, 0.9, 0.0),
+            1 => (0.8, 0, 0.1, 0.0),
+            2 => (1.2, 0, 0.6, 0.05),
+            _ => random_params(&mut rng, v),
+        };
+        let prm = params(t, k, p, mp);
+        let mut plain = vec![0i64; rows];
+        let mut with_lp = vec![0i64; rows];
+        let mut lp = vec![0.0f64; rows];
+        let seed = Seed::Fixed(case as u64);
+        sample_rows(&x, v, &prm, &seed, &mut plain, None).unwrap();
+        sample_rows(&x, v, &prm, &seed, &mut with_lp, Some(&mut lp)).unwrap();
+        assert_eq!(plain, with_lp, "case {case}: T {t} k {k} p {p} min_p {mp}");
+        assert!(lp.iter().all(|l| l.is_finite() && *l <= 1e-12), "{lp:?}");
+    }
+}
+
+#[test]
 fn p4_chi_square_large_row_top_p_and_f32_f16() {
     // A row long enough for the bucket search and the chunked draw; coarse categories: the
     // 8 most likely tokens one by one, the rest of the kept tokens pooled.
@@ -821,8 +878,9 @@ fn p5_seed_independent_of_batch_and_threads() {
 
 #[test]
 fn p5_one_long_row_same_draw_whatever_the_threads() {
-    // Fewer rows than threads: a row of at least 2^20 tokens has its passes split across the
-    // threads; shorter ones are shared out by rows.
+    // Fewer rows than threads: a row of at least 2^16 tokens has its passes split across the
+    // threads; shorter ones are shared out by rows. Top-p alone draws by rejection (small p:
+    // many rejections, then the exact cut), with or without min-p.
     let mut rng = Rng(12);
     let v = if scaled(256) < 256 {
         100_000
@@ -834,6 +892,8 @@ fn p5_one_long_row_same_draw_whatever_the_threads() {
         params(1.0, 0, 1.0, 0.0),
         params(0.8, 50, 0.9, 0.0),
         params(1.0, 0, 0.9, 0.0),
+        params(3.0, 0, 0.02, 0.0),
+        params(1.2, 0, 0.6, 0.05),
         params(1.0, 0, 1.0, 0.05),
         params(1.0, 20_000, 0.999, 0.01),
         params(0.0, 0, 1.0, 0.0),

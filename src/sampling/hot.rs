@@ -1,18 +1,14 @@
 //! The sampler's own passes over a row, written so that the compiler vectorises them, and
-//! compiled twice on x86-64: for the build's baseline and for AVX2 + FMA, the latter used when
-//! the crate's SIMD level (contract S12, `LOGITKIT_SIMD` included) is AVX2 or better.
+//! compiled three times on x86-64: for the build's baseline, for AVX2 + FMA and for AVX-512F,
+//! chosen by the crate's SIMD level (contract S12, `LOGITKIT_SIMD` included).
 
 use crate::element::Real;
 
 #[cfg(target_arch = "x86_64")]
-#[inline]
-fn use_avx2() -> bool {
-    use crate::simd::{simd_level, SimdLevel};
-    matches!(simd_level(), SimdLevel::Avx2 | SimdLevel::Avx512)
-}
+use crate::simd::{simd_level, SimdLevel};
 
-/// Defines `pub(crate) fn $name` over `C: Real` that runs `$body` compiled for AVX2 + FMA when
-/// the SIMD level allows, else for the baseline.
+/// Defines `pub(crate) fn $name` over `C: Real` that runs `$body` compiled for the crate's SIMD
+/// level: AVX-512F, AVX2 + FMA, or the baseline.
 macro_rules! multiversion {
     ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
@@ -28,9 +24,18 @@ macro_rules! multiversion {
                 imp::<C>($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
-            if use_avx2() {
-                // SAFETY: the SIMD level is AVX2 or better only on CPUs with AVX2 and FMA.
-                return unsafe { avx2::<C>($($arg),*) };
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            #[allow(clippy::extra_unused_type_parameters)]
+            unsafe fn avx512<C: Real>($($arg: $ty),*) $(-> $ret)? {
+                imp::<C>($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            match simd_level() {
+                // SAFETY: the SIMD level is AVX-512 only on CPUs with AVX-512F, AVX2 and FMA.
+                SimdLevel::Avx512 => return unsafe { avx512::<C>($($arg),*) },
+                // SAFETY: the SIMD level is AVX2 only on CPUs with AVX2 and FMA.
+                SimdLevel::Avx2 => return unsafe { avx2::<C>($($arg),*) },
+                _ => {}
             }
             imp::<C>($($arg),*)
         }
@@ -83,10 +88,22 @@ fn f32_next_up(c: f32) -> f32 {
     f32::from_bits(if c > 0.0 { b + 1 } else { b - 1 })
 }
 
-/// Reduces eight lanes in a fixed order.
-#[inline(always)]
-fn reduce8(a: [f64; 8]) -> f64 {
-    ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+/// Lanes of the `f64` sums: enough independent additions in flight to hide the adder's
+/// latency (four AVX-512 or eight AVX2 registers).
+const LANES: usize = 32;
+
+/// Reduces the lanes in a fixed order (pairwise). Not inlined: inlined, it led the compiler to
+/// vectorise the summing loops two lanes at a time.
+#[inline(never)]
+fn reduce_lanes(mut a: [f64; LANES]) -> f64 {
+    let mut n = LANES;
+    while n > 1 {
+        n /= 2;
+        for l in 0..n {
+            a[l] += a[l + n];
+        }
+    }
+    a[0]
 }
 
 multiversion! {
@@ -112,40 +129,44 @@ multiversion! {
 }
 
 multiversion! {
-    /// Σ w in `f64`, eight lanes.
+    /// Σ w in `f64`, [`LANES`] lanes.
     fn lane_sum(ws: &[C]) -> f64 {
-        let mut acc = [0.0f64; 8];
-        let mut it = ws.chunks_exact(8);
+        let mut acc = [0.0f64; LANES];
+        let mut it = ws.chunks_exact(LANES);
         for c in &mut it {
-            for l in 0..8 {
+            for l in 0..LANES {
                 acc[l] += c[l].to_f64();
             }
         }
         for (l, &v) in it.remainder().iter().enumerate() {
             acc[l] += v.to_f64();
         }
-        reduce8(acc)
+        reduce_lanes(acc)
     }
 }
 
 multiversion! {
-    /// Σ w over the tokens with `x > v` (`x >= v` when `incl`), eight lanes, branch-free.
+    /// Σ w over the tokens with `x > v` (`x >= v` when `incl`), [`LANES`] lanes, branch-free.
     fn masked_lane_sum(ws: &[C], xs: &[C], v: f64, incl: bool) -> f64 {
         #[inline(always)]
         fn run<C: Real, X: Copy>(ws: &[C], xs: &[X], keep: impl Fn(X) -> bool) -> f64 {
-            let mut acc = [0.0f64; 8];
-            let mut wi = ws.chunks_exact(8);
-            let mut xi = xs.chunks_exact(8);
+            let mut acc = [0.0f64; LANES];
+            let mut wi = ws.chunks_exact(LANES);
+            let mut xi = xs.chunks_exact(LANES);
             for (wv, xv) in (&mut wi).zip(&mut xi) {
-                for l in 0..8 {
-                    let w = wv[l].to_f64();
-                    acc[l] += if keep(xv[l]) { w } else { 0.0 };
+                // Masked in `C` (exact, by bits), then widened.
+                let mut wm = [C::default(); LANES];
+                for l in 0..LANES {
+                    wm[l] = wv[l].keep_if(keep(xv[l]));
+                }
+                for l in 0..LANES {
+                    acc[l] += wm[l].to_f64();
                 }
             }
             for (l, (&we, &xe)) in wi.remainder().iter().zip(xi.remainder()).enumerate() {
                 acc[l] += if keep(xe) { we.to_f64() } else { 0.0 };
             }
-            reduce8(acc)
+            reduce_lanes(acc)
         }
         // Compare in f32 when the logits are f32 (the same outcome, twice the lanes).
         match (as_f32(xs), incl) {

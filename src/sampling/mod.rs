@@ -17,8 +17,10 @@
 //!    the token crossing `p` is kept, and reaching `p` exactly stops there.
 //! 4. **Min-p** (`0` disables): keeps the tokens with `w >= min_p` (`w` in `f64`; the largest
 //!    weight is exactly 1, so this is "probability >= min_p times the largest probability").
-//! 5. **Draw**: one `f64` uniform `u` in `[0, 1)` per row; the token is the first kept token
-//!    (in id order) whose running weight exceeds `u` times the kept weight. The returned
+//! 5. **Draw**: from the renormalised distribution over the kept tokens, with the uniforms
+//!    (`f64`, in `[0, 1)`) of the row's stream: an inverse CDF in id order (the first kept
+//!    token whose running weight exceeds `u` times the kept weight), one uniform, or, for
+//!    top-p without top-k, rejection rounds of one uniform each (below). The returned
 //!    log-probability is the chosen token's, renormalised over the kept tokens.
 //!
 //! Ordering ties by the logit (not by the rounded scaled logit or probability) is the
@@ -38,7 +40,19 @@
 //!   pass of chunk maxima, a selection among them, and a scan of about `k` chunks give the
 //!   candidates; the exact cut is found among them. No `exp` is computed for the row. Larger
 //!   `k`: the bucket search below over the row.
-//! - **top-p**: the weights are computed with the kernel table (the same `exp` kernels as
+//! - **top-p, drawing**: without top-k, [`sample_rows`] does not look for the cut at all. It
+//!   draws by rejection from a shrinking prefix of the order (the pivot scheme of FlashInfer's
+//!   sorting-free top-p sampling): a token `j` is in the nucleus exactly when the weight of the
+//!   tokens before it in the order is below `p` times the total, which one vectorised masked
+//!   sum tells; if it is not, the nucleus lies within the tokens before `j`, from which the
+//!   next round draws, and that masked sum's chunk sums are the next round's draw table. The
+//!   first round draws from the whole row (with min-p, from min-p's tokens) and is accepted
+//!   with probability `>= p`, so one weight pass and one or two masked passes do it; after six
+//!   rejections (small `p` on a flat row) the cut is found as below. The token's law is exactly
+//!   the nucleus distribution either way, and it does not depend on `return_logprobs` (the
+//!   log-probability's normaliser, the nucleus weight, is found from the cut when asked for).
+//! - **top-p, the cut** (for [`filter_logits_rows`], the log-probabilities, and after top-k):
+//!   the weights are computed with the kernel table (the same `exp` kernels as
 //!   softmax, vectorised). On a peaked row, the tokens above the 32nd largest chunk maximum
 //!   usually hold weight `p` already, and the cut is found among them. Otherwise a **bucket
 //!   search** finds the position where the running weight crosses `p`: one pass buckets the
@@ -59,18 +73,19 @@
 //! - The **draw** walks per-chunk sums (1024 tokens) of the kept weights, then one chunk.
 //!
 //! The passes of this module's own (bucket ids, masked sums, counts, gathers) are written to
-//! vectorise and compiled for AVX2 as well as the baseline, chosen with the crate's SIMD level.
-//! Batches are shared out by rows; a single row of at least 2^20 tokens has its passes split
-//! across the threads instead, at fixed block boundaries, so that results never depend on the
-//! thread count.
+//! vectorise and compiled for AVX-512F and AVX2 as well as the baseline, chosen with the
+//! crate's SIMD level; their `f64` sums keep 32 lanes, enough to hide the adder's latency.
+//! Batches of at least as many rows as threads are shared out by rows. A row of at least 2^16
+//! tokens in a smaller batch has its passes split across the threads instead: the calling
+//! thread and the pool's take blocks of 16384 tokens from a shared counter, results go to
+//! fixed places, so nothing depends on the thread count.
 //!
-//! Cost, measured against `softmax_rows` of the same batch with the AVX-512 kernels at 2
-//! threads: `T=0.8, top_k=50, top_p=0.9` (the usual LLM setting) and `top_k` alone cost about
-//! one softmax or less, greedy about a third. `min_p` alone costs one to two softmaxes (an
-//! `exp` pass over the row when many tokens pass). `top_p` alone on a *flat* row (most of the
-//! vocabulary in the nucleus, e.g. normally distributed logits) costs four to six softmaxes:
-//! the bucket pass is a scatter that does not vectorise, and the band and the draw each take
-//! another pass. On a peaked row (real LLM logits) it takes the chunk-maxima path instead.
+//! Cost, against `softmax_rows` of the same batch with the AVX-512 kernels at 2 threads
+//! (README, "Speed"): `T=0.8, top_k=50, top_p=0.9` (the usual LLM setting) and `top_k` alone
+//! cost about one softmax or less, greedy about a third. `top_p` alone costs a `max` pass, an
+//! `exp` pass that stores the weights, and one or two masked sums over weights and logits:
+//! 0.9 to 1.5 softmaxes. `min_p` alone costs one to two softmaxes (an `exp` pass over the row
+//! when many tokens pass).
 //!
 //! # Randomness (P5, P6)
 //!
@@ -100,7 +115,7 @@ pub use rng::Seed;
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, BLOCK};
-use crate::parallel::{get_num_threads, install, is_parallel};
+use crate::parallel::{get_num_threads, install, is_parallel, map_ranges};
 use crate::softmax::check_len;
 use rng::Streams;
 use select::{filter_row, sample_row, Work};
@@ -146,11 +161,14 @@ fn row_max<T: Float>(
     let x = as_compute(row, conv);
     let k = kernels::<T::Compute>();
     let (mut m, mut nan) = (<T::Compute as Real>::NEG_INFINITY, false);
-    let blocks: Vec<(T::Compute, bool)> = if par && x.len() > BLOCK {
-        x.par_chunks(BLOCK).map(k.max).collect()
-    } else {
-        x.chunks(BLOCK).map(k.max).collect()
-    };
+    let mut blocks: Vec<(T::Compute, bool)> = Vec::new();
+    map_ranges(
+        x.len(),
+        BLOCK,
+        &mut blocks,
+        par && x.len() > BLOCK,
+        |_, r| (k.max)(&x[r]),
+    );
     for (bm, bn) in blocks {
         if bm > m {
             m = bm;
@@ -186,10 +204,10 @@ fn with_work<C: Real, R>(f: impl FnOnce(&mut Work<C>) -> R) -> R {
     r
 }
 
-/// A single row at least this long has its passes split across threads. Shorter rows are
-/// cheap enough (a max pass, a few passes over at most 1M tokens) that waking workers for each
-/// pass costs more than it saves; batches of rows are shared out by rows instead.
-const ROW_SPLIT_MIN: usize = 1 << 20;
+/// A row at least this long, in a batch of fewer rows than threads, has its passes split
+/// across the threads (the calling thread and the pool's share each pass, block by block).
+/// Shorter rows run whole on one thread: splitting their passes costs more than it saves.
+const ROW_SPLIT_MIN: usize = 1 << 16;
 
 /// How a call uses the pool.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -237,11 +255,11 @@ fn for_rows<C: Real, R: Send>(
                 })
                 .collect()
         }),
-        Plan::Split => install(|| {
-            with_work(|w| {
-                w.par = true;
-                (0..rows).map(|r| f(r, w)).collect()
-            })
+        // On the calling thread, which shares each pass with the pool's threads (not inside
+        // the pool: entering it would wait for a worker to wake).
+        Plan::Split => with_work(|w| {
+            w.par = true;
+            (0..rows).map(|r| f(r, w)).collect()
         }),
     }
 }
@@ -274,10 +292,12 @@ fn sample_checked<T: Float>(
     logprobs: Option<&mut [f64]>,
 ) {
     let rows = maxes.len();
+    let with_logprob = logprobs.is_some();
     let drawn = for_rows::<T::Compute, _>(rows, vocab, |r, w| {
         let mut conv = std::mem::take(&mut w.conv);
         let x = as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv);
-        let (tok, lp) = sample_row(x, maxes[r], params.row(r, vocab), streams.uniform(r), w);
+        let mut rng = streams.row(r);
+        let (tok, lp) = sample_row(x, maxes[r], params.row(r, vocab), &mut rng, with_logprob, w);
         w.conv = conv;
         (tok as i64, lp)
     });
@@ -352,13 +372,14 @@ pub fn sample_rows<T: Float>(
     })
 }
 
-/// Runs `f` inside the crate's pool when [`plan`] uses it: one entry into the pool for the
-/// whole call (validation, then drawing), not one per phase.
+/// Runs `f` inside the crate's pool when [`plan`] shares rows out: one entry into the pool for
+/// the whole call (validation, then drawing), not one per phase. A split row stays on the
+/// calling thread, which shares its passes with the pool.
 fn pooled<R: Send>(rows: usize, vocab: usize, f: impl FnOnce() -> R + Send) -> R {
-    if plan(rows, vocab) == Plan::Serial {
-        f()
-    } else {
+    if plan(rows, vocab) == Plan::Rows {
         install(f)
+    } else {
+        f()
     }
 }
 

@@ -109,17 +109,32 @@ impl Streams<'_> {
         Streams::Keyed(key(s, n, TAG_SAMPLER))
     }
 
-    /// Row `row`'s uniform in `[0, 1)`: the top 53 bits of its stream's first 64-bit word.
-    pub(crate) fn uniform(&self, row: usize) -> f64 {
-        let mut rng = match self {
+    /// Row `row`'s stream.
+    pub(crate) fn row(&self, row: usize) -> RowRng {
+        RowRng(match self {
             Streams::Keyed(k) => {
                 let mut r = ChaCha20Rng::from_seed(*k);
                 r.set_stream(row as u64);
                 r
             }
             Streams::PerRow(ss) => ChaCha20Rng::from_seed(key(ss[row], 0, TAG_SAMPLE)),
-        };
-        (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        })
+    }
+
+    /// Row `row`'s first uniform (see [`RowRng::uniform`]).
+    #[cfg(test)]
+    pub(crate) fn uniform(&self, row: usize) -> f64 {
+        self.row(row).uniform()
+    }
+}
+
+/// The uniforms of one row, in stream order.
+pub(crate) struct RowRng(ChaCha20Rng);
+
+impl RowRng {
+    /// The next uniform in `[0, 1)`: the top 53 bits of the stream's next 64-bit word.
+    pub(crate) fn uniform(&mut self) -> f64 {
+        (self.0.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
 

@@ -7,9 +7,13 @@ use super::hot::{
 };
 use super::params::RowCfg;
 use crate::element::Real;
-use rayon::prelude::*;
+use std::ops::Range;
 
+use super::rng::RowRng;
 use crate::kernels::{kernels, SumAcc, BLOCK};
+use crate::parallel::{map_chunks_mut, map_ranges, zip_chunks_mut};
+
+mod nucleus;
 
 /// Buckets of one histogram level.
 const NB: usize = 2048;
@@ -147,7 +151,6 @@ fn find_cut<C: Real>(
         w.hist.resize(NB, 0.0);
         // Every id is overwritten: no need to clear.
         w.ids.resize(n, 0);
-        let ids_block = |(ids, xb): (&mut [u16], &[C])| z_ids(ids, xb, m, zc, NB);
         // Per block of BLOCK tokens, two interleaved histograms (so that runs of one bucket
         // do not serialise), added in block order: the same sums whatever the threads.
         let hist_block = |(b, ids): (usize, &[u16])| -> Vec<f64> {
@@ -170,23 +173,13 @@ fn find_cut<C: Real>(
             h.truncate(NB);
             h
         };
-        let blocks: Vec<Vec<f64>> = if w.par && n > BLOCK {
-            w.ids
-                .par_chunks_mut(BLOCK)
-                .zip(xs.par_chunks(BLOCK))
-                .for_each(ids_block);
-            w.ids
-                .par_chunks(BLOCK)
-                .enumerate()
-                .map(hist_block)
-                .collect()
-        } else {
-            w.ids
-                .chunks_mut(BLOCK)
-                .zip(xs.chunks(BLOCK))
-                .for_each(ids_block);
-            w.ids.chunks(BLOCK).enumerate().map(hist_block).collect()
-        };
+        let par = w.par && n > BLOCK;
+        zip_chunks_mut(&mut w.ids, BLOCK, &mut [(); 0], 0, par, |b, ids, _| {
+            z_ids(ids, &xs[b * BLOCK..][..ids.len()], m, zc, NB)
+        });
+        let mut blocks: Vec<Vec<f64>> = Vec::new();
+        let ids = &w.ids;
+        map_ranges(n, BLOCK, &mut blocks, par, |b, r| hist_block((b, &ids[r])));
         for h in &blocks {
             for (t, &b) in w.hist.iter_mut().zip(h) {
                 *t += b;
@@ -353,21 +346,12 @@ fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>, par: bool) -> f
     let k = kernels::<C>();
     // Every element is overwritten: no need to clear.
     ws.resize(xs.len(), C::default());
-    let block = |(d, s): (&mut [C], &[C])| -> f64 {
+    let mut sums = Vec::new();
+    map_chunks_mut(ws, BLOCK, &mut sums, par && xs.len() > BLOCK, |b, d| {
+        let s = &xs[b * BLOCK..][..d.len()];
         // SAFETY: `d` and `s` are blocks of equal length of two distinct buffers.
         unsafe { (k.exp_store_sum)(s.as_ptr(), d.as_mut_ptr(), s.len(), m, t) }
-    };
-    let sums: Vec<f64> = if par && xs.len() > BLOCK {
-        ws.par_chunks_mut(BLOCK)
-            .zip(xs.par_chunks(BLOCK))
-            .map(block)
-            .collect()
-    } else {
-        ws.chunks_mut(BLOCK)
-            .zip(xs.chunks(BLOCK))
-            .map(block)
-            .collect()
-    };
+    });
     let mut acc = SumAcc::default();
     sums.iter().for_each(|&s| acc.add(s));
     acc.total()
@@ -376,12 +360,54 @@ fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>, par: bool) -> f
 /// Total weight of a set: chunk sums of [`CHUNK`] weights, added with compensation in order.
 /// Leaves the chunk sums in `chunks` for [`draw`].
 fn weight_total<C: Real>(ws: &[C], chunks: &mut Vec<f64>, par: bool) -> f64 {
-    if par && ws.len() > BLOCK {
-        ws.par_chunks(CHUNK).map(lane_sum).collect_into_vec(chunks);
-    } else {
-        chunks.clear();
-        chunks.extend(ws.chunks(CHUNK).map(lane_sum));
-    }
+    per_chunk(ws.len(), chunks, par, |r| lane_sum(&ws[r]))
+}
+
+/// `chunks[c] = sum(range of chunk c)` over the chunks of [`CHUNK`] tokens of `0..n`, the
+/// threads (with `par`) taking [`BLOCK`] tokens at a time; returns the chunk sums' total,
+/// added with compensation in order.
+fn per_chunk(
+    n: usize,
+    chunks: &mut Vec<f64>,
+    par: bool,
+    sum: impl Fn(Range<usize>) -> f64 + Sync,
+) -> f64 {
+    const PER: usize = BLOCK / CHUNK;
+    chunks.clear();
+    chunks.resize(n.div_ceil(CHUNK), 0.0);
+    map_chunks_mut(
+        chunks,
+        PER,
+        &mut Vec::<()>::new(),
+        par && n > BLOCK,
+        |g, sums| {
+            for (i, s) in sums.iter_mut().enumerate() {
+                let start = (g * PER + i) * CHUNK;
+                *s = sum(start..(start + CHUNK).min(n));
+            }
+        },
+    );
+    let mut acc = SumAcc::default();
+    chunks.iter().for_each(|&c| acc.add(c));
+    acc.total()
+}
+
+/// As [`per_chunk`] over the chunks of `dst`, which `f(start, chunk)` may write.
+fn per_chunk_mut<C: Real>(
+    dst: &mut [C],
+    chunks: &mut Vec<f64>,
+    par: bool,
+    f: impl Fn(usize, &mut [C]) -> f64 + Sync,
+) -> f64 {
+    const PER: usize = BLOCK / CHUNK;
+    let n = dst.len();
+    chunks.clear();
+    chunks.resize(n.div_ceil(CHUNK), 0.0);
+    zip_chunks_mut(dst, BLOCK, chunks, PER, par && n > BLOCK, |g, d, sums| {
+        for (i, (dc, s)) in d.chunks_mut(CHUNK).zip(sums).enumerate() {
+            *s = f((g * PER + i) * CHUNK, dc);
+        }
+    });
     let mut acc = SumAcc::default();
     chunks.iter().for_each(|&c| acc.add(c));
     acc.total()
@@ -390,39 +416,60 @@ fn weight_total<C: Real>(ws: &[C], chunks: &mut Vec<f64>, par: bool) -> f64 {
 /// Inverse CDF over the set in position order: the first position whose running weight
 /// exceeds `u * total`. Never returns a zero-weight position.
 fn draw<C: Real>(ws: &[C], chunks: &[f64], total: f64, u: f64) -> usize {
+    walk(ws, chunks, total, u, |_| true)
+}
+
+/// Inverse CDF over the positions `keep` accepts, from their weights' sums per chunk of
+/// [`CHUNK`] (`chunks`) and their total: the first kept position whose running weight exceeds
+/// `u * total`. Never returns a zero-weight position.
+fn walk<C: Real>(
+    ws: &[C],
+    chunks: &[f64],
+    total: f64,
+    u: f64,
+    keep: impl Fn(usize) -> bool,
+) -> usize {
+    let kept = |i: usize| ws[i].to_f64() > 0.0 && keep(i);
     let target = u * total;
     let mut cum = 0.0;
     let mut last_chunk = None;
     for (c, &cs) in chunks.iter().enumerate() {
         if cs > 0.0 {
+            let range = c * CHUNK..((c + 1) * CHUNK).min(ws.len());
             if cum + cs > target {
-                let start = c * CHUNK;
                 let mut last = None;
-                for (i, &wi) in ws[start..(start + CHUNK).min(ws.len())].iter().enumerate() {
-                    let wi = wi.to_f64();
-                    if wi > 0.0 {
-                        last = Some(start + i);
-                        cum += wi;
-                        if cum > target {
-                            return start + i;
-                        }
+                for i in range.filter(|&i| kept(i)) {
+                    last = Some(i);
+                    cum += ws[i].to_f64();
+                    if cum > target {
+                        return i;
                     }
                 }
                 // Rounding between the chunk's lane sum and the running sum.
-                return last.expect("a chunk with a positive sum has a positive weight");
+                return last.expect("a chunk with a positive sum has a kept token");
             }
             cum += cs;
-            last_chunk = Some(c);
+            last_chunk = Some(range);
         }
     }
-    // Rounding at u close to 1: the last token with a positive weight.
-    let c = last_chunk.expect("the row's maximum has weight 1");
-    let start = c * CHUNK;
-    let end = (start + CHUNK).min(ws.len());
-    (start..end)
-        .rev()
-        .find(|&i| ws[i].to_f64() > 0.0)
-        .expect("a chunk with a positive sum has a positive weight")
+    // Rounding at u close to 1: the last kept token.
+    last_chunk
+        .and_then(|mut r| r.rfind(|&i| kept(i)))
+        .expect("a set with a positive total has a kept token")
+}
+
+/// `chunks[c] = sum(c, ws_c, x_c)` over the chunks of [`CHUNK`] tokens of `ws` and `x`;
+/// returns their total, added with compensation in order.
+fn chunk_sums<C: Real>(
+    x: &[C],
+    ws: &[C],
+    chunks: &mut Vec<f64>,
+    par: bool,
+    sum: impl Fn(usize, &[C], &[C]) -> f64 + Sync + Send,
+) -> f64 {
+    per_chunk(x.len(), chunks, par, |r| {
+        sum(r.start / CHUNK, &ws[r.clone()], &x[r])
+    })
 }
 
 /// Tokens per chunk of the top-k candidate search.
@@ -457,14 +504,20 @@ fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) {
 /// Maxima of the row's chunks of [`KCH`] tokens, through the kernel table.
 fn chunk_maxima<C: Real>(x: &[C], cmax: &mut Vec<C>, par: bool) {
     let kern = kernels::<C>();
-    if par && x.len() > BLOCK {
-        x.par_chunks(KCH)
-            .map(|c| (kern.max)(c).0)
-            .collect_into_vec(cmax);
-    } else {
-        cmax.clear();
-        cmax.extend(x.chunks(KCH).map(|c| (kern.max)(c).0));
-    }
+    const PER: usize = BLOCK / KCH;
+    cmax.clear();
+    cmax.resize(x.len().div_ceil(KCH), C::default());
+    map_chunks_mut(
+        cmax,
+        PER,
+        &mut Vec::<()>::new(),
+        par && x.len() > BLOCK,
+        |g, out| {
+            for (o, c) in out.iter_mut().zip(x[g * BLOCK..].chunks(KCH)) {
+                *o = (kern.max)(c).0;
+            }
+        },
+    );
 }
 
 /// The `k`-th largest value (`1 <= k <= vals.len()`).
@@ -553,8 +606,8 @@ fn tighter(a: Option<Cut>, b: Cut) -> Cut {
 
 /// The draw over the tokens of the row a cut keeps, without copying them: chunk sums of the
 /// weights masked by `x > cut.value` (or `>=` for an inclusive cut, `ties == usize::MAX`),
-/// then the kept tokens equal to the cut value (`ties`, positions), in that order.
-/// Returns `(token, total kept weight)`.
+/// plus the kept tokens equal to the cut value (`ties`, in increasing position), then the
+/// inverse CDF in position order. Returns `(token, total kept weight)`.
 fn draw_row_cut<C: Real>(
     x: &[C],
     ws: &[C],
@@ -566,69 +619,22 @@ fn draw_row_cut<C: Real>(
 ) -> (usize, f64) {
     let v = cut.value;
     let incl = cut.ties == usize::MAX;
-    let keep = move |e: f64| if incl { e >= v } else { e > v };
-    let sum = |(wc, xc): (&[C], &[C])| masked_lane_sum(wc, xc, v, incl);
-    if par && ws.len() > BLOCK {
-        ws.par_chunks(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .map(sum)
-            .collect_into_vec(chunks);
-    } else {
-        chunks.clear();
-        chunks.extend(ws.chunks(CHUNK).zip(x.chunks(CHUNK)).map(sum));
-    }
     let mut acc = SumAcc::default();
-    chunks.iter().for_each(|&c| acc.add(c));
-    let tie_sum: f64 = ties.iter().map(|&j| ws[j].to_f64()).sum();
-    acc.add(tie_sum);
-    let total = acc.total();
-    let target = u * total;
-    let mut cum = 0.0;
-    let mut last_chunk = None;
-    let last_in = |c: usize| {
-        let start = c * CHUNK;
-        (start..(start + CHUNK).min(ws.len()))
-            .rev()
-            .find(|&j| ws[j].to_f64() > 0.0 && keep(x[j].to_f64()))
-    };
-    for (c, &cs) in chunks.iter().enumerate() {
-        if cs > 0.0 {
-            if cum + cs > target {
-                let start = c * CHUNK;
-                for j in start..(start + CHUNK).min(ws.len()) {
-                    let wj = ws[j].to_f64();
-                    if wj > 0.0 && keep(x[j].to_f64()) {
-                        cum += wj;
-                        if cum > target {
-                            return (j, total);
-                        }
-                    }
-                }
-                // Rounding between the chunk's lane sum and the running sum.
-                return (
-                    last_in(c).expect("a positive chunk has a kept token"),
-                    total,
-                );
-            }
-            cum += cs;
-            last_chunk = Some(c);
-        }
-    }
-    let mut last = last_chunk.and_then(last_in);
+    acc.add(chunk_sums(x, ws, chunks, par, |_, wc, xc| {
+        masked_lane_sum(wc, xc, v, incl)
+    }));
     for &j in ties {
-        let wj = ws[j].to_f64();
-        if wj > 0.0 {
-            last = Some(j);
-            cum += wj;
-            if cum > target {
-                return (j, total);
-            }
-        }
+        chunks[j / CHUNK] += ws[j].to_f64();
+        acc.add(ws[j].to_f64());
     }
-    (
-        last.expect("the row's maximum is kept, with weight 1"),
-        total,
-    )
+    let total = acc.total();
+    // The kept ties are the first ones by position.
+    let last_tie = ties.last().copied();
+    let keep = |i: usize| {
+        let e = x[i].to_f64();
+        e > v || (e == v && (incl || last_tie.is_some_and(|t| i <= t)))
+    };
+    (walk(ws, chunks, total, u, keep), total)
 }
 
 /// The kept set of one validated row `x` with maximum `m` (finite). With `want_weights`, the
@@ -750,20 +756,11 @@ fn exp_in_place_chunked<C: Real>(
     par: bool,
 ) -> f64 {
     let k = kernels::<C>();
-    let chunk = |d: &mut [C]| -> f64 {
+    per_chunk_mut(ws, chunks, par, |_, d| {
         let p = d.as_mut_ptr();
         // SAFETY: in place (the kernels allow `src == dst`) over one chunk borrowed mutably.
         unsafe { (k.exp_store_sum)(p, p, d.len(), m, t) }
-    };
-    if par && ws.len() > BLOCK {
-        ws.par_chunks_mut(CHUNK).map(chunk).collect_into_vec(chunks);
-    } else {
-        chunks.clear();
-        chunks.extend(ws.chunks_mut(CHUNK).map(chunk));
-    }
-    let mut acc = SumAcc::default();
-    chunks.iter().for_each(|&c| acc.add(c));
-    acc.total()
+    })
 }
 
 /// [`exp_weights`] one chunk of [`CHUNK`] tokens at a time, keeping the kernel's sum of each
@@ -778,37 +775,41 @@ fn exp_weights_chunked<C: Real>(
 ) -> f64 {
     let k = kernels::<C>();
     ws.resize(xs.len(), C::default());
-    let chunk = |(d, s): (&mut [C], &[C])| -> f64 {
+    per_chunk_mut(ws, chunks, par, |start, d| {
+        let s = &xs[start..][..d.len()];
         // SAFETY: `d` and `s` are chunks of equal length of two distinct buffers.
         unsafe { (k.exp_store_sum)(s.as_ptr(), d.as_mut_ptr(), s.len(), m, t) }
-    };
-    if par && xs.len() > BLOCK {
-        ws.par_chunks_mut(CHUNK)
-            .zip(xs.par_chunks(CHUNK))
-            .map(chunk)
-            .collect_into_vec(chunks);
-    } else {
-        chunks.clear();
-        chunks.extend(ws.chunks_mut(CHUNK).zip(xs.chunks(CHUNK)).map(chunk));
-    }
-    let mut acc = SumAcc::default();
-    chunks.iter().for_each(|&c| acc.add(c));
-    acc.total()
+    })
 }
 
-/// Draws one token of a validated row: `(token id, log-probability under the kept set)`.
+/// Draws one token of a validated row with the uniforms of `rng`: `(token id,
+/// log-probability under the kept set)`, the latter only `with_logprob` (else NaN). The token
+/// does not depend on `with_logprob`.
+///
+/// Top-p without top-k draws by rejection ([`nucleus`]), which needs no cut; the cut (for the
+/// log-probability's normaliser, or after too many rejections) is found as for every filter.
 pub(crate) fn sample_row<C: Real>(
     x: &[C],
     m: C,
     cfg: RowCfg,
-    u: f64,
+    rng: &mut RowRng,
+    with_logprob: bool,
     w: &mut Work<C>,
 ) -> (usize, f64) {
+    let v = x.len();
+    let mut tok = None;
+    if cfg.t > 0.0 && cfg.p > 0.0 && cfg.p < 1.0 && cfg.k >= v && v > 1 {
+        tok = nucleus::draw_nucleus(x, m, cfg, rng, w);
+        if tok.is_some() && !with_logprob {
+            return (tok.unwrap_or_default(), f64::NAN);
+        }
+    }
     let kept = select(x, m, cfg, w, true);
     if let Kept::Greedy(i) = kept {
         return (i, 0.0);
     }
-    let (tok, total) = match kept {
+    let u = if tok.is_some() { 0.0 } else { rng.uniform() };
+    let (drawn, total) = match kept {
         Kept::List => {
             let total = weight_total(&w.cur.ws, &mut w.chunks, w.par);
             (w.cur.idx[draw(&w.cur.ws, &w.chunks, total, u)], total)
@@ -824,7 +825,12 @@ pub(crate) fn sample_row<C: Real>(
         }
         Kept::Greedy(_) => unreachable!(),
     };
-    let logprob = (x[tok].to_f64() - m.to_f64()) / cfg.t - total.ln();
+    let tok = tok.unwrap_or(drawn);
+    let logprob = if with_logprob {
+        (x[tok].to_f64() - m.to_f64()) / cfg.t - total.ln()
+    } else {
+        f64::NAN
+    };
     (tok, logprob)
 }
 
