@@ -705,25 +705,33 @@ pub(crate) fn select<C: Real>(
             );
             row_cut = Some(t);
             w.alt = alt;
-        } else if want_weights && {
-            // Estimated from every 16th token: only the choice of method depends on it.
-            let sampled = x.iter().step_by(16).filter(|e| e.to_f64() >= thr).count();
-            sampled * 16 * 32 > v
-        } {
-            // Many tokens pass: weights over the row, those below the threshold exactly 0
-            // (the exp of -inf), beat copying the tokens. The kernel's chunk sums are then the
-            // draw's, and `Kept::Row(None)` draws from them.
-            let mut ws = std::mem::take(&mut w.row_ws);
-            ws.resize(v, C::default());
-            mask_below(x, thr, &mut ws);
-            w.row_total = exp_in_place_chunked(&mut ws, m, cfg.t, &mut w.chunks, w.par);
-            w.row_ws = ws;
-            w.alt = alt;
-            return Kept::Row(None);
         } else {
+            let mut counts = Vec::new();
+            map_ranges(v, BLOCK, &mut counts, w.par && v > BLOCK, |_, r| {
+                count_at_least(&x[r], thr)
+            });
+            let count: usize = counts.iter().sum();
+            if want_weights && count * 32 > v {
+                // Many tokens pass: weights over the row, those below the threshold exactly 0
+                // (the exp of -inf), beat copying the tokens. The kernel's chunk sums are then
+                // the draw's, and `Kept::Row(None)` draws from them.
+                let mut ws = std::mem::take(&mut w.row_ws);
+                ws.resize(v, C::default());
+                let k = kernels::<C>();
+                // Masked and exponentiated one chunk at a time, while the chunk is in cache.
+                w.row_total = per_chunk_mut(&mut ws, &mut w.chunks, w.par, |start, d| {
+                    mask_below(&x[start..][..d.len()], thr, d);
+                    let p = d.as_mut_ptr();
+                    // SAFETY: in place (the kernels allow `src == dst`) over one chunk
+                    // borrowed mutably.
+                    unsafe { (k.exp_store_sum)(p, p, d.len(), m, cfg.t) }
+                });
+                w.row_ws = ws;
+                w.alt = alt;
+                return Kept::Row(None);
+            }
             // Few tokens pass: only they need weights.
             alt.clear();
-            let count = count_at_least(x, thr);
             gather_at_least(x, thr, count, &mut alt.idx, &mut alt.xs);
             w.alt = std::mem::replace(&mut w.cur, alt);
             list = true;
@@ -744,23 +752,6 @@ pub(crate) fn select<C: Real>(
         w.row_ws = ws;
     }
     Kept::Row(row_cut)
-}
-
-/// `ws = exp((ws - m) / t)` in place, one chunk of [`CHUNK`] at a time, keeping the kernel's
-/// sum of each chunk in `chunks`; returns their total.
-fn exp_in_place_chunked<C: Real>(
-    ws: &mut [C],
-    m: C,
-    t: f64,
-    chunks: &mut Vec<f64>,
-    par: bool,
-) -> f64 {
-    let k = kernels::<C>();
-    per_chunk_mut(ws, chunks, par, |_, d| {
-        let p = d.as_mut_ptr();
-        // SAFETY: in place (the kernels allow `src == dst`) over one chunk borrowed mutably.
-        unsafe { (k.exp_store_sum)(p, p, d.len(), m, t) }
-    })
 }
 
 /// [`exp_weights`] one chunk of [`CHUNK`] tokens at a time, keeping the kernel's sum of each
