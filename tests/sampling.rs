@@ -965,6 +965,45 @@ fn p6_sampler_same_seed_same_sequence_calls_differ() {
 }
 
 #[test]
+fn p6_sampler_calls_from_several_threads_are_its_calls_0_to_n() {
+    // Concurrent calls each take their own call index: together they draw exactly what one
+    // thread's calls 0..n draw, each sequence once.
+    let mut rng = Rng(23);
+    let x: Vec<f32> = (0..4 * 3000).map(|_| (rng.normal() * 2.0) as f32).collect();
+    let prm = params(1.0, 0, 0.9, 0.0);
+    let calls = 40;
+    let one = Sampler::new(prm.clone(), Some(77)).unwrap();
+    let mut want: Vec<Vec<i64>> = (0..calls)
+        .map(|_| {
+            let mut t = vec![0i64; 4];
+            one.sample_rows(&x, 3000, &mut t, None).unwrap();
+            t
+        })
+        .collect();
+    let shared = Sampler::new(prm, Some(77)).unwrap();
+    let mut got: Vec<Vec<i64>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..calls / 2)
+                        .map(|_| {
+                            let mut t = vec![0i64; 4];
+                            shared.sample_rows(&x, 3000, &mut t, None).unwrap();
+                            t
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(shared.calls(), calls as u64);
+    want.sort();
+    got.sort();
+    assert_eq!(want, got);
+}
+
+#[test]
 fn p6_sampler_failed_call_draws_nothing_and_does_not_count() {
     let s = Sampler::new(SamplingParams::default(), Some(1)).unwrap();
     let t = Sampler::new(SamplingParams::default(), Some(1)).unwrap();

@@ -153,15 +153,10 @@ fn as_compute<'a, T: Float>(row: &'a [T], conv: &'a mut Vec<T::Compute>) -> &'a 
 }
 
 /// The maximum of a row, or what makes it unusable (P8).
-fn row_max<T: Float>(
-    row: &[T],
-    conv: &mut Vec<T::Compute>,
-    par: bool,
-) -> Result<T::Compute, &'static str> {
-    let x = as_compute(row, conv);
-    let k = kernels::<T::Compute>();
-    let (mut m, mut nan) = (<T::Compute as Real>::NEG_INFINITY, false);
-    let mut blocks: Vec<(T::Compute, bool)> = Vec::new();
+fn row_max<C: Real>(x: &[C], par: bool) -> Result<C, &'static str> {
+    let k = kernels::<C>();
+    let (mut m, mut nan) = (C::NEG_INFINITY, false);
+    let mut blocks: Vec<(C, bool)> = Vec::new();
     map_ranges(
         x.len(),
         BLOCK,
@@ -177,9 +172,9 @@ fn row_max<T: Float>(
     }
     if nan {
         Err("contains NaN")
-    } else if m == <T::Compute as Real>::INFINITY {
+    } else if m == C::INFINITY {
         Err("contains +inf")
-    } else if m == <T::Compute as Real>::NEG_INFINITY {
+    } else if m == C::NEG_INFINITY {
         Err("has no finite logit")
     } else {
         Ok(m)
@@ -273,7 +268,13 @@ fn validate<T: Float>(
     let rows = rows_of(logits.len(), vocab)?;
     params.validate(rows)?;
     let maxes = for_rows::<T::Compute, _>(rows, vocab, |r, w| {
-        row_max(&logits[r * vocab..(r + 1) * vocab], &mut w.conv, w.par)
+        let mut conv = std::mem::take(&mut w.conv);
+        let m = row_max(
+            as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv),
+            w.par,
+        );
+        w.conv = conv;
+        m
     });
     maxes
         .into_iter()
@@ -282,30 +283,42 @@ fn validate<T: Float>(
         .collect()
 }
 
-fn sample_checked<T: Float>(
+/// Checks and draws every row in one pass over the rows (a row's maximum, then its draw,
+/// while the row is in cache): the draws, or the first invalid row's error (P8), in which case
+/// nothing was written anywhere.
+fn draw_rows<T: Float>(
     logits: &[T],
     vocab: usize,
     params: &SamplingParams,
-    maxes: &[T::Compute],
     streams: &Streams<'_>,
-    tokens: &mut [i64],
-    logprobs: Option<&mut [f64]>,
-) {
-    let rows = maxes.len();
-    let with_logprob = logprobs.is_some();
+    with_logprob: bool,
+) -> Result<Vec<(i64, f64)>> {
+    let rows = rows_of(logits.len(), vocab)?;
     let drawn = for_rows::<T::Compute, _>(rows, vocab, |r, w| {
         let mut conv = std::mem::take(&mut w.conv);
         let x = as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv);
-        let mut rng = streams.row(r);
-        let (tok, lp) = sample_row(x, maxes[r], params.row(r, vocab), &mut rng, with_logprob, w);
+        let drawn = row_max(x, w.par).map(|m| {
+            let mut rng = streams.row(r);
+            let (tok, lp) = sample_row(x, m, params.row(r, vocab), &mut rng, with_logprob, w);
+            (tok as i64, lp)
+        });
         w.conv = conv;
-        (tok as i64, lp)
+        drawn
     });
-    for (t, &(tok, _)) in tokens.iter_mut().zip(&drawn) {
+    drawn
+        .into_iter()
+        .enumerate()
+        .map(|(row, d)| d.map_err(|problem| Error::InvalidRow { row, problem }))
+        .collect()
+}
+
+/// Writes the draws of [`draw_rows`] to the outputs.
+fn write_draws(drawn: &[(i64, f64)], tokens: &mut [i64], logprobs: Option<&mut [f64]>) {
+    for (t, &(tok, _)) in tokens.iter_mut().zip(drawn) {
         *t = tok;
     }
     if let Some(lps) = logprobs {
-        for (l, &(_, lp)) in lps.iter_mut().zip(&drawn) {
+        for (l, &(_, lp)) in lps.iter_mut().zip(drawn) {
             *l = lp;
         }
     }
@@ -364,12 +377,13 @@ pub fn sample_rows<T: Float>(
     let rows = rows_of(logits.len(), vocab)?;
     check_outputs(rows, tokens, logprobs.as_deref())?;
     check_seed(seed, rows)?;
-    pooled(rows, vocab, || {
-        let maxes = validate(logits, vocab, params)?;
-        let streams = Streams::for_sample(seed);
-        sample_checked(logits, vocab, params, &maxes, &streams, tokens, logprobs);
-        Ok(())
-    })
+    params.validate(rows)?;
+    let streams = Streams::for_sample(seed);
+    let drawn = pooled(rows, vocab, || {
+        draw_rows(logits, vocab, params, &streams, logprobs.is_some())
+    })?;
+    write_draws(&drawn, tokens, logprobs);
+    Ok(())
 }
 
 /// Runs `f` inside the crate's pool when [`plan`] shares rows out: one entry into the pool for
@@ -550,20 +564,24 @@ impl Sampler {
     ) -> Result<()> {
         let rows = rows_of(logits.len(), vocab)?;
         check_outputs(rows, tokens, logprobs.as_deref())?;
-        pooled(rows, vocab, || {
-            let maxes = validate(logits, vocab, &self.params)?;
-            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        self.params.validate(rows)?;
+        let with_logprob = logprobs.is_some();
+        loop {
+            // Call `n` draws with the streams of `(seed, n)`, and counts only if it succeeds
+            // and no other call took `n` meanwhile (then it draws again as call `n + 1`).
+            let n = self.calls.load(Ordering::SeqCst);
             let streams = Streams::for_sampler(self.seed, n);
-            sample_checked(
-                logits,
-                vocab,
-                &self.params,
-                &maxes,
-                &streams,
-                tokens,
-                logprobs,
-            );
-            Ok(())
-        })
+            let drawn = pooled(rows, vocab, || {
+                draw_rows(logits, vocab, &self.params, &streams, with_logprob)
+            })?;
+            if self
+                .calls
+                .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                write_draws(&drawn, tokens, logprobs);
+                return Ok(());
+            }
+        }
     }
 }
