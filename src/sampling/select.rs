@@ -352,15 +352,20 @@ fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>, par: bool) -> f
         // SAFETY: `d` and `s` are blocks of equal length of two distinct buffers.
         unsafe { (k.exp_store_sum)(s.as_ptr(), d.as_mut_ptr(), s.len(), m, t) }
     });
-    let mut acc = SumAcc::default();
-    sums.iter().for_each(|&s| acc.add(s));
-    acc.total()
+    compensated_total(&sums)
 }
 
 /// Total weight of a set: chunk sums of [`CHUNK`] weights, added with compensation in order.
 /// Leaves the chunk sums in `chunks` for [`draw`].
 fn weight_total<C: Real>(ws: &[C], chunks: &mut Vec<f64>, par: bool) -> f64 {
     per_chunk(ws.len(), chunks, par, |r| lane_sum(&ws[r]))
+}
+
+/// The sum of partial sums, added in order with compensation.
+fn compensated_total(sums: &[f64]) -> f64 {
+    let mut acc = SumAcc::default();
+    sums.iter().for_each(|&s| acc.add(s));
+    acc.total()
 }
 
 /// `chunks[c] = sum(range of chunk c)` over the chunks of [`CHUNK`] tokens of `0..n`, the
@@ -387,9 +392,7 @@ fn per_chunk(
             }
         },
     );
-    let mut acc = SumAcc::default();
-    chunks.iter().for_each(|&c| acc.add(c));
-    acc.total()
+    compensated_total(chunks)
 }
 
 /// As [`per_chunk`] over the chunks of `dst`, which `f(start, chunk)` may write.
@@ -408,9 +411,7 @@ fn per_chunk_mut<C: Real>(
             *s = f((g * PER + i) * CHUNK, dc);
         }
     });
-    let mut acc = SumAcc::default();
-    chunks.iter().for_each(|&c| acc.add(c));
-    acc.total()
+    compensated_total(chunks)
 }
 
 /// Inverse CDF over the set in position order: the first position whose running weight
