@@ -6,12 +6,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rayon::prelude::*;
-
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, HasKernels, Store, BLOCK};
-use crate::parallel::{get_num_threads, install, is_parallel, run_shared};
+use crate::parallel::{get_num_threads, is_parallel, map_init, run_shared};
 use crate::row::{logsumexp_row, map_row, map_row_with, Op};
 use crate::simd::SimdLevel;
 use crate::temperature::Temperature;
@@ -456,22 +454,9 @@ pub unsafe fn map_lanes<T: Float>(
         (0..count).for_each(|i| lane(i, &mut buf, false));
     } else if count >= get_num_threads() {
         // Enough lanes to share: each task takes whole lanes, at least ~8k elements' worth.
-        let min_lanes = (8 * 1024 / n).max(1);
-        let tasks = count.div_ceil(min_lanes);
-        let next = AtomicUsize::new(0);
-        let work = || {
-            let mut buf = Vec::new();
-            loop {
-                let c = next.fetch_add(1, Ordering::Relaxed);
-                if c >= tasks {
-                    break;
-                }
-                for i in c * min_lanes..((c + 1) * min_lanes).min(count) {
-                    lane(i, &mut buf, false);
-                }
-            }
-        };
-        run_shared(get_num_threads().min(tasks) - 1, &work);
+        map_init(count, 8 * 1024 / n, true, Vec::new, |buf, i| {
+            lane(i, buf, false)
+        });
     } else {
         // Few long lanes: share each lane's blocks instead (the calling thread takes part).
         let mut buf = Vec::new();
@@ -520,13 +505,10 @@ pub unsafe fn logsumexp_lanes<T: Float>(
             .enumerate()
             .for_each(|(i, o)| *o = one(i, &mut buf, false));
     } else if count >= get_num_threads() {
-        let min_lanes = (8 * 1024 / n.max(1)).max(1);
-        install(|| {
-            out.par_iter_mut()
-                .enumerate()
-                .with_min_len(min_lanes)
-                .for_each_init(Vec::new, |buf, (i, o)| *o = one(i, buf, false))
+        let vals = map_init(count, 8 * 1024 / n.max(1), true, Vec::new, |buf, i| {
+            one(i, buf, false)
         });
+        out.copy_from_slice(&vals);
     } else {
         let mut buf = Vec::new();
         out.iter_mut()

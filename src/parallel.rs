@@ -1,32 +1,23 @@
-//! The crate's own thread pool (contracts S10, S11).
+//! The crate's threads (contracts S10, S11).
 //!
-//! A private rayon pool, not rayon's global one: the pool records the process id that built it,
-//! and a call made in a child after `fork()` (where the pool's threads do not exist) builds a
-//! fresh pool instead of waiting forever on the dead one. Small work runs on the calling thread
-//! and never touches the pool.
+//! A parallel call runs on the calling thread together with helper threads of the crate's own
+//! crew (see `crew`), which take tasks from a shared counter; the caller never waits for a
+//! helper that has not started. The crew records the process id that built it, and a call made
+//! in a child after `fork()` (where the parent's helpers do not exist) builds a fresh crew
+//! instead of waiting on dead threads. Small work runs on the calling thread alone.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
+
+mod crew;
 
 /// Environment variable that overrides the default thread count when the crate first needs it.
 pub const NUM_THREADS_ENV: &str = "LOGITKIT_NUM_THREADS";
 
 /// 0 until first read; then the thread count in force.
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
-
-struct Pool {
-    pool: Arc<rayon::ThreadPool>,
-    threads: usize,
-    pid: u32,
-}
-
-fn pool_slot() -> &'static Mutex<Option<Pool>> {
-    static SLOT: OnceLock<Mutex<Option<Pool>>> = OnceLock::new();
-    SLOT.get_or_init(|| Mutex::new(None))
-}
 
 /// The number of CPUs this process may use (affinity and cgroup quotas included).
 pub fn available_cpus() -> usize {
@@ -55,7 +46,7 @@ fn default_num_threads() -> usize {
 }
 
 /// Sets the number of threads the crate's calls use (contract S11). Any `n >= 1` is accepted
-/// and reported back by [`get_num_threads`]; pools start at most [`MAX_WORKERS`] threads, and
+/// and reported back by [`get_num_threads`]; a call uses at most [`MAX_WORKERS`] threads, and
 /// fewer if the system refuses them.
 ///
 /// ```
@@ -89,114 +80,27 @@ pub fn get_num_threads() -> usize {
     }
 }
 
-/// A pool with exactly `threads` workers, valid in this process.
-fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
-    let pid = std::process::id();
-    let mut slot = pool_slot().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = slot.as_ref() {
-        if p.pid == pid && p.threads == threads {
-            return p.pool.clone();
-        }
-        if p.pid != pid {
-            // Inherited through fork(): its threads are gone, and dropping it would try to
-            // talk to them. Leak it.
-            if let Some(old) = slot.take() {
-                std::mem::forget(old.pool);
-            }
-        }
-    }
-    let build = |n: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .thread_name(|i| format!("logitkit-{i}"))
-            .build()
-    };
-    // More workers than MAX_WORKERS only cost memory; if the system refuses the threads, fall
-    // back to one per CPU rather than fail the call.
-    let built = build(threads.min(MAX_WORKERS))
-        .or_else(|_| build(available_cpus().min(threads)))
-        .or_else(|_| build(1))
-        .expect("cannot start even one logitkit worker thread");
-    let built = Arc::new(built);
-    *slot = Some(Pool {
-        pool: built.clone(),
-        threads,
-        pid,
-    });
-    built
-}
-
-/// Runs `f` inside the crate's pool, so that rayon parallel iterators in it use that pool.
-pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    pool(get_num_threads()).install(f)
-}
-
-/// The most worker threads a pool starts, whatever [`set_num_threads`] says.
+/// The most threads a call uses (the calling thread and its helpers), whatever
+/// [`set_num_threads`] says.
 pub const MAX_WORKERS: usize = 1024;
 
 /// Runs `work` on the calling thread and, at the same time, on up to `helpers` threads of the
-/// crate's pool. `work` must be a loop that takes tasks from a shared source until none is left
+/// crate's crew. `work` must be a loop that takes tasks from a shared source until none is left
 /// (so that running it again after that is harmless and quick).
 ///
 /// Returns when the calling thread's `work()` has returned and every helper that started has
-/// finished. A helper the pool has not started by then never calls `work`: the calling thread
-/// does not wait for a busy or sleeping pool, as it would with `install` or a rayon scope.
+/// finished. A helper that has not started by then never calls `work`: the calling thread does
+/// not wait for a busy or sleeping helper, as it would with a rayon `install` or scope.
 pub(crate) fn run_shared(helpers: usize, work: &(dyn Fn() + Sync)) {
     if helpers == 0 {
         work();
-        return;
+    } else {
+        crew::run(helpers, work);
     }
-    /// Bit 0: closed; the rest: twice the number of helpers inside `work`.
-    struct Gate(AtomicUsize);
-    const CLOSED: usize = 1;
-    #[derive(Clone, Copy)]
-    struct WorkPtr(*const (dyn Fn() + Sync + 'static));
-    // SAFETY: the pointee is `Sync`, and it is only dereferenced by a helper that entered the
-    // gate before it closed, while the caller keeps the pointee alive (see below).
-    unsafe impl Send for WorkPtr {}
-    let gate = Arc::new(Gate(AtomicUsize::new(0)));
-    // SAFETY: only the lifetime is erased. The caller does not return before the gate is closed
-    // and no helper is inside it, and a helper dereferences the pointer only inside.
-    let ptr = WorkPtr(unsafe {
-        std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const (dyn Fn() + Sync + 'static)>(
-            work,
-        )
-    });
-    let pool = pool(get_num_threads());
-    for _ in 0..helpers {
-        let gate = gate.clone();
-        pool.spawn(move || {
-            let ptr = ptr;
-            if gate.0.fetch_add(2, Ordering::Acquire) & CLOSED == 0 {
-                // SAFETY: entered before the gate closed, so the caller is still waiting and
-                // `work` is alive.
-                unsafe { (*ptr.0)() };
-            }
-            gate.0.fetch_sub(2, Ordering::Release);
-        });
-    }
-    /// Closes the gate and waits for the helpers inside it, also if `work` unwinds.
-    struct CloseAndWait<'a>(&'a Gate);
-    impl Drop for CloseAndWait<'_> {
-        fn drop(&mut self) {
-            self.0 .0.fetch_or(CLOSED, Ordering::AcqRel);
-            let mut spins = 0u32;
-            while self.0 .0.load(Ordering::Acquire) != CLOSED {
-                if spins < 1 << 12 {
-                    std::hint::spin_loop();
-                    spins += 1;
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-        }
-    }
-    let _wait = CloseAndWait(&gate);
-    work();
 }
 
 /// Runs `f(i, &mut items[i])` for every item. When `parallel`, the calling thread and up to
-/// `threads - 1` pool threads take items in order from a shared counter until none is left
+/// `threads - 1` helper threads take items in order from a shared counter until none is left
 /// (through [`run_shared`]), so a helper that starts late takes fewer items, or none, and is
 /// not waited for. Where each result goes does not depend on who computed it.
 pub(crate) fn each_shared<T: Send>(
@@ -228,6 +132,52 @@ pub(crate) fn each_shared<T: Send>(
         f(i, unsafe { &mut *(base as *mut T).add(i) });
     };
     run_shared(threads - 1, &work);
+}
+
+/// `f(&mut state, i)` for every `i` in `0..count`, results in index order. When `parallel`,
+/// the calling thread and the helpers take tasks of `min_len` consecutive indices from a shared
+/// counter (as [`each_shared`] takes items); each thread makes one `init()` state for all the
+/// tasks it takes.
+pub(crate) fn map_init<S, R: Send>(
+    count: usize,
+    min_len: usize,
+    parallel: bool,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize) -> R + Sync,
+) -> Vec<R> {
+    let min_len = min_len.max(1);
+    let tasks = count.div_ceil(min_len);
+    let threads = if parallel {
+        get_num_threads().min(tasks)
+    } else {
+        1
+    };
+    if threads <= 1 {
+        let mut st = init();
+        return (0..count).map(|i| f(&mut st, i)).collect();
+    }
+    let mut out: Vec<Option<R>> = (0..count).map(|_| None).collect();
+    let base = out.as_mut_ptr() as usize;
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut st = init();
+        loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= tasks {
+                break;
+            }
+            for i in c * min_len..((c + 1) * min_len).min(count) {
+                let r = f(&mut st, i);
+                // SAFETY: task c alone covers index i; `out` outlives `run_shared`, which waits
+                // for every helper that runs this closure.
+                unsafe { *(base as *mut Option<R>).add(i) = Some(r) };
+            }
+        }
+    };
+    run_shared(threads - 1, &work);
+    out.into_iter()
+        .map(|r| r.expect("every index is visited"))
+        .collect()
 }
 
 /// `out[c] = f(c, c * chunk..(c * chunk + chunk).min(n))` for the chunks of `0..n`, shared as
@@ -288,9 +238,11 @@ pub(crate) fn zip_chunks_mut<A: Send, B: Send>(
 /// Calls touching fewer elements than this run on the calling thread: waking a worker costs more.
 pub(crate) const PARALLEL_MIN_WORK: usize = 32 * 1024;
 
-/// True when a call touching `work` elements should use the pool.
+/// True when a call touching `work` elements should use other threads: it is big enough, and
+/// (unless it is very big) the helpers are awake or calls come often; see the crew module.
 pub(crate) fn is_parallel(work: usize) -> bool {
-    work >= PARALLEL_MIN_WORK && get_num_threads() > 1
+    let threads = get_num_threads();
+    work >= PARALLEL_MIN_WORK && threads > 1 && crew::worth_sharing(threads - 1, work)
 }
 
 #[cfg(test)]

@@ -145,7 +145,7 @@ fn combine<C: Real>(stats: &mut [BlockStat<C>], t: f64) -> Result<(C, f64), (boo
 
 /// Computes `op` of the row at `src` into `dst`, temperature `t` (positive, finite).
 ///
-/// `parallel`: split the row's blocks over the current rayon pool.
+/// `parallel`: share the row's blocks with the crate's helper threads.
 ///
 /// # Safety
 /// `src` is valid for reads and `dst` for writes of `n` elements; they are the same pointer or

@@ -1,12 +1,10 @@
 //! Lane executors for the extras: hand each lane to a closure as a contiguous slice of the
 //! compute type (read in place when possible, else gathered into a per-thread buffer), rows in
-//! parallel on the crate's pool when the call is large.
-
-use rayon::prelude::*;
+//! parallel on the crate's threads when the call is large.
 
 use crate::element::{is_native, Float};
 use crate::lanes::Lanes;
-use crate::parallel::{install, is_parallel};
+use crate::parallel::{is_parallel, map_init};
 
 /// A raw pointer that may cross threads; users keep threads on disjoint elements.
 #[derive(Clone, Copy)]
@@ -88,19 +86,13 @@ pub(crate) unsafe fn collect_lanes<T: Float, R: Send>(
         f(i, x, scratch)
     };
     let work = lanes.len.saturating_mul(count).max(count);
-    if !is_parallel(work) {
-        let mut bufs = (Vec::new(), Vec::new());
-        (0..count).map(|i| one(i, &mut bufs)).collect()
-    } else {
-        let min = min_lanes(lanes.len);
-        install(|| {
-            (0..count)
-                .into_par_iter()
-                .with_min_len(min)
-                .map_init(|| (Vec::new(), Vec::new()), |bufs, i| one(i, bufs))
-                .collect()
-        })
-    }
+    map_init(
+        count,
+        min_lanes(lanes.len),
+        is_parallel(work),
+        || (Vec::new(), Vec::new()),
+        |bufs, i| one(i, bufs),
+    )
 }
 
 /// `f(x_lane, out_lane)` for every lane of `src` into the matching lane of `dst` (same lane
@@ -144,18 +136,13 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
             }
         }
     };
-    if !is_parallel(n.saturating_mul(count)) {
-        let mut bufs = (Vec::new(), Vec::new());
-        (0..count).for_each(|i| one(i, &mut bufs));
-    } else {
-        let min = min_lanes(n);
-        install(|| {
-            (0..count)
-                .into_par_iter()
-                .with_min_len(min)
-                .for_each_init(|| (Vec::new(), Vec::new()), |bufs, i| one(i, bufs))
-        });
-    }
+    map_init(
+        count,
+        min_lanes(n),
+        is_parallel(n.saturating_mul(count)),
+        || (Vec::new(), Vec::new()),
+        |bufs, i| one(i, bufs),
+    );
 }
 
 /// The maximum of `x` ignoring NaN, and whether any entry is NaN. Eight independent

@@ -474,36 +474,25 @@ pub mod testing {
         assert_eq!(x.len(), out.len());
         assert!(t > 0.0 && t.is_finite());
         let k = C::kernels_for(level);
-        let (src, dst, n) = (x.as_ptr() as usize, out.as_mut_ptr() as usize, x.len());
-        let f = move || {
-            // SAFETY: the slices outlive the call (`install` waits) and do not overlap.
-            unsafe {
-                crate::row::map_row_with(
-                    k,
-                    op,
-                    src as *const C,
-                    dst as *mut C,
-                    n,
-                    t,
-                    parallel,
-                    stream,
-                )
-            }
-        };
-        if parallel {
-            crate::parallel::install(f)
-        } else {
-            f()
+        // SAFETY: the slices are valid for the call and do not overlap (`out` is borrowed
+        // mutably).
+        unsafe {
+            crate::row::map_row_with(
+                k,
+                op,
+                x.as_ptr(),
+                out.as_mut_ptr(),
+                x.len(),
+                t,
+                parallel,
+                stream,
+            )
         }
     }
 
     /// log-sum-exp of one row with the kernels of `level`.
     pub fn logsumexp<C: Real>(level: SimdLevel, x: &[C], parallel: bool) -> C {
         let k = C::kernels_for(level);
-        if parallel {
-            crate::parallel::install(|| crate::row::logsumexp_row_with(k, x, true))
-        } else {
-            crate::row::logsumexp_row_with(k, x, false)
-        }
+        crate::row::logsumexp_row_with(k, x, parallel)
     }
 }

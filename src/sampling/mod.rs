@@ -107,15 +107,13 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rayon::prelude::*;
-
 pub use params::{RowParam, SamplingParams};
 pub use rng::Seed;
 
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, BLOCK};
-use crate::parallel::{get_num_threads, install, is_parallel, map_ranges};
+use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges};
 use crate::softmax::check_len;
 use rng::Streams;
 use select::{filter_row, sample_row, Work};
@@ -227,31 +225,34 @@ fn plan(rows: usize, vocab: usize) -> Plan {
     }
 }
 
-/// Runs `f(row, work)` for every row, on the crate's pool as [`plan`] says. Rows are cut into
-/// blocks at fixed offsets whichever way, so results do not depend on the thread count.
+/// Runs `f(row, work)` for every row as `plan` (from [`plan`], decided once per call) says.
+/// Rows are cut into blocks at fixed offsets whichever way, so results do not depend on the
+/// thread count.
 fn for_rows<C: Real, R: Send>(
+    plan: Plan,
     rows: usize,
-    vocab: usize,
     f: impl Fn(usize, &mut Work<C>) -> R + Sync + Send,
 ) -> Vec<R> {
-    match plan(rows, vocab) {
+    match plan {
         Plan::Serial => with_work(|w| {
             w.par = false;
             (0..rows).map(|r| f(r, w)).collect()
         }),
-        Plan::Rows => install(|| {
-            (0..rows)
-                .into_par_iter()
-                .map(|r| {
-                    with_work(|w| {
-                        w.par = false;
-                        f(r, w)
-                    })
+        // Whole rows taken in order by the calling thread and the helpers (each with its own
+        // scratch); a helper that is late takes fewer rows.
+        Plan::Rows => map_init(
+            rows,
+            1,
+            true,
+            || (),
+            |_, r| {
+                with_work(|w| {
+                    w.par = false;
+                    f(r, w)
                 })
-                .collect()
-        }),
-        // On the calling thread, which shares each pass with the pool's threads (not inside
-        // the pool: entering it would wait for a worker to wake).
+            },
+        ),
+        // On the calling thread, which shares each pass with the helpers.
         Plan::Split => with_work(|w| {
             w.par = true;
             (0..rows).map(|r| f(r, w)).collect()
@@ -261,13 +262,14 @@ fn for_rows<C: Real, R: Send>(
 
 /// Checks everything of a call before anything is drawn; returns each row's maximum.
 fn validate<T: Float>(
+    plan: Plan,
     logits: &[T],
     vocab: usize,
     params: &SamplingParams,
 ) -> Result<Vec<T::Compute>> {
     let rows = rows_of(logits.len(), vocab)?;
     params.validate(rows)?;
-    let maxes = for_rows::<T::Compute, _>(rows, vocab, |r, w| {
+    let maxes = for_rows::<T::Compute, _>(plan, rows, |r, w| {
         let mut conv = std::mem::take(&mut w.conv);
         let m = row_max(
             as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv),
@@ -294,7 +296,7 @@ fn draw_rows<T: Float>(
     with_logprob: bool,
 ) -> Result<Vec<(i64, f64)>> {
     let rows = rows_of(logits.len(), vocab)?;
-    let drawn = for_rows::<T::Compute, _>(rows, vocab, |r, w| {
+    let drawn = for_rows::<T::Compute, _>(plan(rows, vocab), rows, |r, w| {
         let mut conv = std::mem::take(&mut w.conv);
         let x = as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv);
         let drawn = row_max(x, w.par).map(|m| {
@@ -379,22 +381,9 @@ pub fn sample_rows<T: Float>(
     check_seed(seed, rows)?;
     params.validate(rows)?;
     let streams = Streams::for_sample(seed);
-    let drawn = pooled(rows, vocab, || {
-        draw_rows(logits, vocab, params, &streams, logprobs.is_some())
-    })?;
+    let drawn = draw_rows(logits, vocab, params, &streams, logprobs.is_some())?;
     write_draws(&drawn, tokens, logprobs);
     Ok(())
-}
-
-/// Runs `f` inside the crate's pool when [`plan`] shares rows out: one entry into the pool for
-/// the whole call (validation, then drawing), not one per phase. A split row stays on the
-/// calling thread, which shares its passes with the pool.
-fn pooled<R: Send>(rows: usize, vocab: usize, f: impl FnOnce() -> R + Send) -> R {
-    if plan(rows, vocab) == Plan::Rows {
-        install(f)
-    } else {
-        f()
-    }
 }
 
 /// Samples one token from one vector of logits: `(token id, log-probability)`.
@@ -435,8 +424,9 @@ pub fn filter_logits_rows<T: Float>(
 ) -> Result<()> {
     let rows = rows_of(logits.len(), vocab)?;
     check_len("out", out.len(), logits.len())?;
-    let maxes = pooled(rows, vocab, || validate(logits, vocab, params))?;
-    let filtered = for_rows::<T::Compute, _>(rows, vocab, |r, w| {
+    let plan = plan(rows, vocab);
+    let maxes = validate(plan, logits, vocab, params)?;
+    let filtered = for_rows::<T::Compute, _>(plan, rows, |r, w| {
         let mut conv = std::mem::take(&mut w.conv);
         let x = as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv);
         let mut row_out = vec![<T::Compute as Real>::NEG_INFINITY; vocab];
@@ -571,9 +561,7 @@ impl Sampler {
             // and no other call took `n` meanwhile (then it draws again as call `n + 1`).
             let n = self.calls.load(Ordering::SeqCst);
             let streams = Streams::for_sampler(self.seed, n);
-            let drawn = pooled(rows, vocab, || {
-                draw_rows(logits, vocab, &self.params, &streams, with_logprob)
-            })?;
+            let drawn = draw_rows(logits, vocab, &self.params, &streams, with_logprob)?;
             if self
                 .calls
                 .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)

@@ -71,7 +71,7 @@ pub(crate) struct Work<C> {
     sel: Vec<C>,
     ids: Vec<u16>,
     hist: Vec<f64>,
-    /// Split the passes over a row across the current rayon pool.
+    /// Split the passes over a row across the crate's threads.
     pub par: bool,
     /// The total weight of the row when `chunks` holds its chunk sums (no filter).
     row_total: f64,

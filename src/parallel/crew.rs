@@ -1,0 +1,379 @@
+//! The helper threads that share a call's work with the calling thread ([`super::run_shared`]).
+//!
+//! Why not the rayon pool: a rayon worker that finds no work goes to sleep within microseconds,
+//! and waking it again costs the caller a futex system call and the helper tens of microseconds
+//! on a virtual machine (measured: one 128256-entry softmax took 41 µs on 2 threads after a
+//! 300 µs pause, 30 µs on one thread). A crew helper instead keeps polling for [`spin_window`]
+//! after its last job before it parks, as OpenMP runtimes and ONNX Runtime's pool spin, so a
+//! call that follows soon after another finds it awake. It polls with `sched_yield`, not a busy
+//! loop, so it does not take the CPU from other runnable threads. A parked helper is woken with
+//! `unpark` only when that can pay off ([`worth_sharing`]).
+//!
+//! One caller at a time holds the crew. A call that finds it held (another thread's call, or a
+//! nested call from a helper) runs its work alone, which `run_shared`'s contract allows.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+/// Environment variable: microseconds a helper keeps spinning after its last job (default
+/// [`DEFAULT_SPIN_US`]); 0 parks at once.
+pub const SPIN_ENV: &str = "LOGITKIT_SPIN_US";
+
+/// Default of [`SPIN_ENV`].
+pub const DEFAULT_SPIN_US: u64 = 500;
+
+fn spin_window() -> Duration {
+    static SPIN: OnceLock<Duration> = OnceLock::new();
+    *SPIN.get_or_init(|| {
+        let us = std::env::var(SPIN_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(DEFAULT_SPIN_US);
+        Duration::from_micros(us)
+    })
+}
+
+/// A call touching at least this many elements wakes parked helpers. Waking one costs the
+/// caller a system call and the helper its wake-up latency (on this project's 2-vCPU VM, while
+/// the other vCPU was busy: 12-14 µs for `unpark` and 40-50 µs until the helper ran), more
+/// than a smaller call can gain from a second thread.
+const WAKE_MIN_WORK: usize = 1 << 20;
+
+/// When [`worth_sharing`] was last asked: nanoseconds since the first ask, 0 for never.
+static LAST_ASK: AtomicU64 = AtomicU64::new(0);
+
+fn now_ns() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    (BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64).max(1)
+}
+
+/// Whether a call touching `work` elements should share it with `helpers` helpers: when it is
+/// big, when those helpers are awake (spinning after a recent job), or when calls come often
+/// enough (within the spin window of each other) that helpers woken now will stay awake for
+/// the next ones. Otherwise it runs alone and leaves the helpers parked.
+pub(super) fn worth_sharing(helpers: usize, work: usize) -> bool {
+    let now = now_ns();
+    let prev = LAST_ASK.swap(now, Relaxed);
+    if work >= WAKE_MIN_WORK {
+        return true;
+    }
+    let sh = crew();
+    let awake = {
+        let hs = sh.helpers.lock().unwrap_or_else(|e| e.into_inner());
+        hs.len() >= helpers && hs[..helpers].iter().all(|h| !h.parked.load(Relaxed))
+    };
+    awake || (prev != 0 && u128::from(now - prev) < spin_window().as_nanos())
+}
+
+/// One call's work, on the calling thread's stack while the call lasts.
+struct Job {
+    work: *const (dyn Fn() + Sync + 'static),
+    /// Helpers `0..wanted` take part.
+    wanted: usize,
+}
+
+struct Helper {
+    thread: Thread,
+    /// Set by the helper before it parks; cleared by whoever unparks it.
+    parked: AtomicBool,
+    /// Set when the crew no longer wants this helper: it exits instead of waiting again.
+    retired: AtomicBool,
+}
+
+struct Shared {
+    /// A caller holds the crew.
+    held: AtomicBool,
+    /// Bumped for every job.
+    epoch: AtomicU64,
+    /// The current job; null between jobs.
+    job: AtomicPtr<Job>,
+    /// Helpers that may be reading `job` or running its work.
+    inside: AtomicUsize,
+    /// A panic from a helper's work, for the caller to resume.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+    helpers: Mutex<Vec<Arc<Helper>>>,
+}
+
+struct Crew {
+    shared: Arc<Shared>,
+    pid: u32,
+}
+
+fn crew() -> Arc<Shared> {
+    static SLOT: OnceLock<Mutex<Option<Crew>>> = OnceLock::new();
+    let slot = SLOT.get_or_init(|| Mutex::new(None));
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    match slot.as_ref() {
+        Some(c) if c.pid == pid => c.shared.clone(),
+        _ => {
+            // None yet, or inherited through fork(): the parent's helpers do not exist here.
+            // Leak the old state rather than drop what they might have been using.
+            if let Some(old) = slot.take() {
+                std::mem::forget(old);
+            }
+            let shared = Arc::new(Shared {
+                held: AtomicBool::new(false),
+                epoch: AtomicU64::new(0),
+                job: AtomicPtr::new(std::ptr::null_mut()),
+                inside: AtomicUsize::new(0),
+                panic: Mutex::new(None),
+                helpers: Mutex::new(Vec::new()),
+            });
+            *slot = Some(Crew {
+                shared: shared.clone(),
+                pid,
+            });
+            shared
+        }
+    }
+}
+
+/// Starts helpers until there are `n` (or the system refuses more), and retires those beyond
+/// what the current thread count can use (so `set_num_threads` bounds the threads alive);
+/// returns the helpers.
+fn ensure_helpers(sh: &Arc<Shared>, n: usize) -> Vec<Arc<Helper>> {
+    let mut hs = sh.helpers.lock().unwrap_or_else(|e| e.into_inner());
+    let keep = super::get_num_threads().min(super::MAX_WORKERS) - 1;
+    while hs.len() > keep.max(n) {
+        if let Some(h) = hs.pop() {
+            h.retired.store(true, SeqCst);
+            h.thread.unpark();
+        }
+    }
+    while hs.len() < n {
+        let me = hs.len();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = sh.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("logitkit-helper-{me}"))
+            .spawn(move || {
+                let helper = Arc::new(Helper {
+                    thread: std::thread::current(),
+                    parked: AtomicBool::new(false),
+                    retired: AtomicBool::new(false),
+                });
+                // The receiver waits for this; it cannot be gone.
+                let _ = tx.send(helper.clone());
+                helper_loop(me, &shared, &helper);
+            });
+        match spawned.ok().and_then(|_| rx.recv().ok()) {
+            Some(h) => hs.push(h),
+            None => break,
+        }
+    }
+    hs.clone()
+}
+
+fn helper_loop(me: usize, sh: &Shared, helper: &Helper) {
+    let mut seen = sh.epoch.load(Acquire);
+    let mut last_job = Instant::now();
+    loop {
+        let mut spins = 0u32;
+        loop {
+            let e = sh.epoch.load(Acquire);
+            if e != seen {
+                seen = e;
+                break;
+            }
+            if helper.retired.load(Relaxed) {
+                return;
+            }
+            spins += 1;
+            if spins.is_multiple_of(16) && last_job.elapsed() >= spin_window() {
+                helper.parked.store(true, SeqCst);
+                if sh.epoch.load(SeqCst) == seen && !helper.retired.load(SeqCst) {
+                    std::thread::park();
+                }
+                helper.parked.store(false, SeqCst);
+                // Woken (or spuriously): spin again for a window before parking again.
+                last_job = Instant::now();
+                continue;
+            }
+            // Polite polling: any other runnable thread on this CPU (another library's worker,
+            // the next job of the process) runs first, so the waiting helper takes no time
+            // from it; an otherwise idle CPU comes back here within a microsecond.
+            std::thread::yield_now();
+        }
+        sh.inside.fetch_add(1, SeqCst);
+        let job = sh.job.load(SeqCst);
+        if !job.is_null() {
+            // SAFETY: `job` was published by a caller that does not return (and so keeps the
+            // Job and its work alive) until `inside` is back to 0, which includes this helper.
+            let job = unsafe { &*job };
+            if me < job.wanted {
+                // SAFETY: as above.
+                let work = unsafe { &*job.work };
+                if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(work)) {
+                    *sh.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+                }
+                last_job = Instant::now();
+            }
+        }
+        sh.inside.fetch_sub(1, Release);
+    }
+}
+
+/// Runs `work` on the calling thread and on up to `helpers` crew helpers at once; see
+/// [`super::run_shared`].
+pub(super) fn run(helpers: usize, work: &(dyn Fn() + Sync)) {
+    let sh = crew();
+    if sh
+        .held
+        .compare_exchange(false, true, Acquire, Relaxed)
+        .is_err()
+    {
+        work();
+        return;
+    }
+    let helpers = helpers.min(super::MAX_WORKERS - 1);
+    let crew = ensure_helpers(&sh, helpers);
+    let job = Job {
+        // SAFETY: only the lifetime is erased; helpers dereference the pointer only while this
+        // call waits for them (see `Withdraw`).
+        work: unsafe {
+            std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const (dyn Fn() + Sync + 'static)>(
+                work,
+            )
+        },
+        wanted: helpers,
+    };
+    sh.job.store(&job as *const Job as *mut Job, SeqCst);
+    sh.epoch.fetch_add(1, SeqCst);
+    for h in crew.iter().take(helpers) {
+        if h.parked.swap(false, SeqCst) {
+            h.thread.unpark();
+        }
+    }
+    /// Withdraws the job, waits for the helpers inside it and frees the crew, also if `work`
+    /// unwinds; a helper's panic is kept for the caller.
+    struct Withdraw<'a>(&'a Shared, &'a Cell<Option<Box<dyn Any + Send>>>);
+    impl Drop for Withdraw<'_> {
+        fn drop(&mut self) {
+            let sh = self.0;
+            sh.job.store(std::ptr::null_mut(), SeqCst);
+            let mut spins = 0u32;
+            while sh.inside.load(SeqCst) != 0 {
+                if spins < 1 << 12 {
+                    std::hint::spin_loop();
+                    spins += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            self.1
+                .set(sh.panic.lock().unwrap_or_else(|e| e.into_inner()).take());
+            sh.held.store(false, Release);
+        }
+    }
+    let helper_panic = Cell::new(None);
+    {
+        let _withdraw = Withdraw(&sh, &helper_panic);
+        work();
+    }
+    if let Some(p) = helper_panic.take() {
+        std::panic::resume_unwind(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    fn on_helper() -> bool {
+        std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("logitkit-helper"))
+    }
+
+    /// Crew tests that need the helper to join take turns (other tests may still hold the crew
+    /// for a moment, hence the retries below).
+    static TURN: Mutex<()> = Mutex::new(());
+
+    /// Runs `helper_part` on a helper: runs work with one helper, the caller's part waiting
+    /// (up to 1 s) until a helper has entered; tries again while the crew was held elsewhere.
+    fn run_with_helper(helper_part: impl Fn() + Sync) {
+        for _ in 0..50 {
+            let entered = AtomicBool::new(false);
+            let work = || {
+                if on_helper() {
+                    entered.store(true, SeqCst);
+                    helper_part();
+                } else {
+                    let t = Instant::now();
+                    while !entered.load(SeqCst) && t.elapsed() < Duration::from_secs(1) {
+                        std::hint::spin_loop();
+                    }
+                }
+            };
+            run(1, &work);
+            if entered.load(SeqCst) {
+                return;
+            }
+        }
+        panic!("no helper joined in 50 tries");
+    }
+
+    #[test]
+    fn helpers_run_the_work_and_the_crew_is_free_afterwards() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let helper_ran = AtomicUsize::new(0);
+        run_with_helper(|| {
+            helper_ran.fetch_add(1, SeqCst);
+        });
+        assert_eq!(helper_ran.load(SeqCst), 1);
+        assert_eq!(crew().inside.load(SeqCst), 0);
+    }
+
+    #[test]
+    fn a_helper_panic_reaches_the_caller_and_the_crew_still_works() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            run_with_helper(|| panic!("helper boom"));
+        }));
+        let payload = caught.expect_err("the helper's panic is resumed on the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"helper boom"));
+        let again = AtomicUsize::new(0);
+        run_with_helper(|| {
+            again.fetch_add(1, SeqCst);
+        });
+        assert_eq!(again.load(SeqCst), 1);
+    }
+
+    #[test]
+    fn concurrent_callers_each_finish_their_own_work() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        // Several threads share one crew: whoever does not hold it runs alone. Every task of
+        // every caller is done exactly once.
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        let next = AtomicUsize::new(0);
+                        let done: Vec<AtomicUsize> = (0..64).map(|_| AtomicUsize::new(0)).collect();
+                        let work = || loop {
+                            let i = next.fetch_add(1, Relaxed);
+                            if i >= done.len() {
+                                break;
+                            }
+                            done[i].fetch_add(1, Relaxed);
+                        };
+                        run(1, &work);
+                        assert!(done.iter().all(|d| d.load(SeqCst) == 1));
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn big_calls_are_always_worth_sharing() {
+        assert!(worth_sharing(1, WAKE_MIN_WORK));
+    }
+}
