@@ -236,7 +236,7 @@ pub(crate) fn zip_chunks_mut<A: Send, B: Send>(
 }
 
 /// Calls touching fewer elements than this run on the calling thread: waking a worker costs more.
-pub(crate) const PARALLEL_MIN_WORK: usize = 32 * 1024;
+pub(crate) const PARALLEL_MIN_WORK: usize = 24 * 1024;
 
 /// True when a call touching `work` elements should use other threads: it is big enough, and
 /// (unless it is very big) the helpers are awake or calls come often; see the crew module.
