@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 
-# Peers' worker threads must not spin on the cores between their calls: interleaved with other
-# contenders, a spinning OpenMP team (torch) or ORT pool steals the second core from whoever
-# runs next. Every contender then waits passively, as logitkit's pool does.
+# Peers' worker threads must not busy-spin on the cores between their calls: interleaved with
+# other contenders, a spinning OpenMP team (torch) or ORT pool steals the second core from
+# whoever runs next. They wait passively. logitkit's helpers poll with sched_yield for 2 ms
+# after a call (LOGITKIT_SPIN_US), which gives the core to any runnable thread at once; set
+# LOGITKIT_SPIN_US=0 to make them sleep at once too.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import platform
 import statistics

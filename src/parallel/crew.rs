@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 pub const SPIN_ENV: &str = "LOGITKIT_SPIN_US";
 
 /// Default of [`SPIN_ENV`].
-pub const DEFAULT_SPIN_US: u64 = 500;
+pub const DEFAULT_SPIN_US: u64 = 2000;
 
 fn spin_window() -> Duration {
     static SPIN: OnceLock<Duration> = OnceLock::new();
@@ -42,7 +42,7 @@ fn spin_window() -> Duration {
 /// caller a system call and the helper its wake-up latency (on this project's 2-vCPU VM, while
 /// the other vCPU was busy: 12-14 µs for `unpark` and 40-50 µs until the helper ran), more
 /// than a smaller call can gain from a second thread.
-const WAKE_MIN_WORK: usize = 1 << 20;
+const WAKE_MIN_WORK: usize = 1 << 18;
 
 /// When [`worth_sharing`] was last asked: nanoseconds since the first ask, 0 for never.
 static LAST_ASK: AtomicU64 = AtomicU64::new(0);
