@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 /// [`DEFAULT_SPIN_US`]); 0 parks at once.
 pub const SPIN_ENV: &str = "LOGITKIT_SPIN_US";
 
+/// For this long after a job a helper busy-waits (reacting in nanoseconds to the next pass of
+/// the same call) before it turns to polite polling.
+const HOT_SPIN: Duration = Duration::from_micros(50);
+
 /// Default of [`SPIN_ENV`].
 pub const DEFAULT_SPIN_US: u64 = 2000;
 
@@ -101,16 +105,50 @@ struct Shared {
 
 struct Crew {
     shared: Arc<Shared>,
-    pid: u32,
+    /// [`forks`] when this crew was built.
+    forks: u64,
+}
+
+/// How many times this process is a `fork()` child of a process that had loaded this crate: a
+/// child's helpers do not exist (only the forking thread is copied), so a changed count means
+/// a fresh crew. Counted by a `pthread_atfork` child handler, because asking for the process
+/// id (`getpid`, a system call of ~120 ns here) on every parallel pass would cost more.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+#[cfg(unix)]
+extern "C" fn count_fork_in_child() {
+    // Async-signal-safe: one atomic add.
+    FORKS.fetch_add(1, SeqCst);
+}
+
+fn forks() -> u64 {
+    #[cfg(unix)]
+    {
+        static REGISTERED: std::sync::Once = std::sync::Once::new();
+        REGISTERED.call_once(|| {
+            extern "C" {
+                fn pthread_atfork(
+                    prepare: Option<extern "C" fn()>,
+                    parent: Option<extern "C" fn()>,
+                    child: Option<extern "C" fn()>,
+                ) -> i32;
+            }
+            // SAFETY: POSIX `pthread_atfork` with a child handler that only does an atomic
+            // add, and no prepare or parent handlers.
+            let rc = unsafe { pthread_atfork(None, None, Some(count_fork_in_child)) };
+            assert_eq!(rc, 0, "pthread_atfork failed");
+        });
+    }
+    FORKS.load(SeqCst)
 }
 
 fn crew() -> Arc<Shared> {
     static SLOT: OnceLock<Mutex<Option<Crew>>> = OnceLock::new();
     let slot = SLOT.get_or_init(|| Mutex::new(None));
     let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = std::process::id();
+    let forks = forks();
     match slot.as_ref() {
-        Some(c) if c.pid == pid => c.shared.clone(),
+        Some(c) if c.forks == forks => c.shared.clone(),
         _ => {
             // None yet, or inherited through fork(): the parent's helpers do not exist here.
             // Leak the old state rather than drop what they might have been using.
@@ -127,17 +165,17 @@ fn crew() -> Arc<Shared> {
             });
             *slot = Some(Crew {
                 shared: shared.clone(),
-                pid,
+                forks,
             });
             shared
         }
     }
 }
 
-/// Starts helpers until there are `n` (or the system refuses more), and retires those beyond
-/// what the current thread count can use (so `set_num_threads` bounds the threads alive);
-/// returns the helpers.
-fn ensure_helpers(sh: &Arc<Shared>, n: usize) -> Vec<Arc<Helper>> {
+/// Starts helpers until there are `n` (or the system refuses more), retires those beyond what
+/// the current thread count can use (so `set_num_threads` bounds the threads alive), and wakes
+/// the first `n` if they are parked.
+fn call_helpers(sh: &Arc<Shared>, n: usize) {
     let mut hs = sh.helpers.lock().unwrap_or_else(|e| e.into_inner());
     let keep = super::get_num_threads().min(super::MAX_WORKERS) - 1;
     while hs.len() > keep.max(n) {
@@ -167,7 +205,11 @@ fn ensure_helpers(sh: &Arc<Shared>, n: usize) -> Vec<Arc<Helper>> {
             None => break,
         }
     }
-    hs.clone()
+    for h in hs.iter().take(n) {
+        if h.parked.swap(false, SeqCst) {
+            h.thread.unpark();
+        }
+    }
 }
 
 fn helper_loop(me: usize, sh: &Shared, helper: &Helper) {
@@ -175,6 +217,7 @@ fn helper_loop(me: usize, sh: &Shared, helper: &Helper) {
     let mut last_job = Instant::now();
     loop {
         let mut spins = 0u32;
+        let mut hot = true;
         loop {
             let e = sh.epoch.load(Acquire);
             if e != seen {
@@ -185,7 +228,9 @@ fn helper_loop(me: usize, sh: &Shared, helper: &Helper) {
                 return;
             }
             spins += 1;
-            if spins.is_multiple_of(16) && last_job.elapsed() >= spin_window() {
+            // Right after a job, the next pass of the same call usually follows within
+            // microseconds: spin on the flag (tens of nanoseconds to react). Later, poll.
+            if spins.is_multiple_of(16) && !hot && last_job.elapsed() >= spin_window() {
                 helper.parked.store(true, SeqCst);
                 if sh.epoch.load(SeqCst) == seen && !helper.retired.load(SeqCst) {
                     std::thread::park();
@@ -195,10 +240,17 @@ fn helper_loop(me: usize, sh: &Shared, helper: &Helper) {
                 last_job = Instant::now();
                 continue;
             }
-            // Polite polling: any other runnable thread on this CPU (another library's worker,
-            // the next job of the process) runs first, so the waiting helper takes no time
-            // from it; an otherwise idle CPU comes back here within a microsecond.
-            std::thread::yield_now();
+            if hot {
+                if spins.is_multiple_of(64) && last_job.elapsed() >= HOT_SPIN {
+                    hot = false;
+                }
+                std::hint::spin_loop();
+            } else {
+                // Polite polling: any other runnable thread on this CPU (another library's
+                // worker, the next job of the process) runs first, so the waiting helper takes
+                // no time from it; an otherwise idle CPU comes back here within a microsecond.
+                std::thread::yield_now();
+            }
         }
         sh.inside.fetch_add(1, SeqCst);
         let job = sh.job.load(SeqCst);
@@ -232,7 +284,6 @@ pub(super) fn run(helpers: usize, work: &(dyn Fn() + Sync)) {
         return;
     }
     let helpers = helpers.min(super::MAX_WORKERS - 1);
-    let crew = ensure_helpers(&sh, helpers);
     let job = Job {
         // SAFETY: only the lifetime is erased; helpers dereference the pointer only while this
         // call waits for them (see `Withdraw`).
@@ -245,11 +296,7 @@ pub(super) fn run(helpers: usize, work: &(dyn Fn() + Sync)) {
     };
     sh.job.store(&job as *const Job as *mut Job, SeqCst);
     sh.epoch.fetch_add(1, SeqCst);
-    for h in crew.iter().take(helpers) {
-        if h.parked.swap(false, SeqCst) {
-            h.thread.unpark();
-        }
-    }
+    call_helpers(&sh, helpers);
     /// Withdraws the job, waits for the helpers inside it and frees the crew, also if `work`
     /// unwinds; a helper's panic is kept for the caller.
     struct Withdraw<'a>(&'a Shared, &'a Cell<Option<Box<dyn Any + Send>>>);

@@ -127,6 +127,12 @@ fn int_scalar(v: &Bound<'_, PyAny>) -> Result<i128, ()> {
     if v.cast::<PyBool>().is_ok() || v.cast::<PyFloat>().is_ok() {
         return Err(());
     }
+    // The common case, a Python int that fits: no `__index__` call.
+    if let Ok(i) = v.cast::<PyInt>() {
+        if let Ok(x) = i.extract::<i64>() {
+            return Ok(x.into());
+        }
+    }
     let i = v.call_method0("__index__").map_err(|_| ())?;
     i.extract::<i128>().or_else(|_| {
         // Beyond i128: only the sign matters here.
@@ -255,6 +261,21 @@ enum Draw<'a> {
     Sampler(&'a CoreSampler),
 }
 
+/// `values` as an array of shape `rows_shape` (which holds as many), or a NumPy scalar for an
+/// empty shape (1-D logits). A 1-D shape needs no reshape.
+fn shaped<'py, T: numpy::Element>(
+    py: Python<'py>,
+    values: Vec<T>,
+    rows_shape: &[usize],
+) -> PyResult<Bound<'py, PyAny>> {
+    let flat = PyArray::from_vec(py, values);
+    match rows_shape.len() {
+        0 => flat.reshape(rows_shape.to_vec())?.get_item(()),
+        1 => Ok(flat.into_any()),
+        _ => Ok(flat.reshape(rows_shape.to_vec())?.into_any()),
+    }
+}
+
 /// Tokens (int64) and log-probabilities (float64) of shape `rows_shape`; NumPy scalars for 1-D
 /// logits.
 fn sample_impl<'py>(
@@ -285,21 +306,11 @@ fn sample_impl<'py>(
         }
     })
     .map_err(to_py_err)?;
-    let tok = PyArray::from_vec(py, tokens).reshape(rows_shape.clone())?;
-    let tok = if rows_shape.is_empty() {
-        tok.get_item(())?
-    } else {
-        tok.into_any()
-    };
+    let tok = shaped(py, tokens, &rows_shape)?;
     if !return_logprobs {
         return Ok(tok);
     }
-    let lp = PyArray::from_vec(py, logprobs).reshape(rows_shape.clone())?;
-    let lp = if rows_shape.is_empty() {
-        lp.get_item(())?
-    } else {
-        lp.into_any()
-    };
+    let lp = shaped(py, logprobs, &rows_shape)?;
     Ok(PyTuple::new(py, [tok, lp])?.into_any())
 }
 
