@@ -335,8 +335,6 @@ unsafe fn map_row_runs<C: Real>(
         .saturating_mul(std::mem::size_of::<C>());
     let store = if bytes >= STREAM_MIN_BYTES {
         Store::Stream
-    } else if bytes >= SCRATCH_MIN_BYTES {
-        Store::Scratch
     } else {
         Store::Cached
     };
@@ -392,11 +390,6 @@ const ROWS_CHUNK_MAX: usize = 256 * 1024;
 /// non-temporal stores: they would not stay in the caches anyway, and a normal store first reads
 /// each destination line from memory. The choice never changes a bit of the result.
 const STREAM_MIN_BYTES: usize = 32 << 20;
-
-/// Outputs of at least this many bytes (and less than [`STREAM_MIN_BYTES`]) are unlikely to be
-/// in cache: the many-rows softmax then keeps its exps in a scratch buffer and writes the output
-/// once. Never changes a bit.
-const SCRATCH_MIN_BYTES: usize = 8 << 20;
 
 fn streams<C>(n: usize, count: usize) -> bool {
     n.saturating_mul(count)
