@@ -252,6 +252,48 @@ def bench_sampling(shapes, threads, budget, rng):
     return "\n".join(lines)
 
 
+def bench_latency_scaling(threads: int, budget: float, rng) -> str:
+    """The smallest call's latency, and one long row on `threads` threads against one thread.
+    Each thread count is timed over blocks of 20 calls (blocks interleaved), so that each is
+    measured in its own steady state: right after a switch, the other thread count's calls have
+    left the row in the other cores' caches."""
+    tiny = rng.standard_normal((1, 10), dtype=np.float32)
+    tiny_out = np.empty_like(tiny)
+    row = (rng.standard_normal((1, 128256), dtype=np.float32) * 3).astype(np.float32)
+    row_out = np.empty_like(row)
+
+    block = 20
+
+    def on(n: int, f):
+        def g():
+            logitkit.set_num_threads(n)
+            for _ in range(block):
+                f()
+
+        return g
+
+    fns = {
+        "softmax (1, 10)": lambda: logitkit.softmax(tiny, out=tiny_out),
+        "log_softmax (1, 10)": lambda: logitkit.log_softmax(tiny, out=tiny_out),
+        "softmax (1, 128256), 1 thread": on(1, lambda: logitkit.softmax(row, out=row_out)),
+        f"softmax (1, 128256), {threads} threads": on(threads, lambda: logitkit.softmax(row, out=row_out)),
+        "log_softmax (1, 128256), 1 thread": on(1, lambda: logitkit.log_softmax(row, out=row_out)),
+        f"log_softmax (1, 128256), {threads} threads": on(
+            threads, lambda: logitkit.log_softmax(row, out=row_out)
+        ),
+    }
+    med = time_interleaved(fns, budget)
+    med = {k: v / block if "128256" in k else v for k, v in med.items()}
+    logitkit.set_num_threads(threads)
+    lines = ["| call | median µs |", "|---|---|"]
+    lines += [f"| {k} | {v * 1e6:.2f} |" for k, v in med.items()]
+    for op in ("softmax", "log_softmax"):
+        one = med[f"{op} (1, 128256), 1 thread"]
+        many = med[f"{op} (1, 128256), {threads} threads"]
+        lines.append(f"| {op} (1, 128256): {threads} threads over 1 | {one / many:.2f}x |")
+    return "\n".join(lines)
+
+
 def check_outputs(shape, op, x):
     """Sanity: every contender computes the same thing (to float32 tolerance)."""
     ref = logitkit.softmax(x.astype(np.float64)) if op == "softmax" else logitkit.log_softmax(x.astype(np.float64))
@@ -310,7 +352,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         ratio = f"{best_peer / med['logitkit']:.2f}x" if best_peer else "n/a"
         mem = f"{med['logitkit'] / med['memcpy']:.2f}"
         lines.append(f"| {op} | {shape[0]}x{shape[1]} | " + " | ".join(cells) + f" | {ratio} | {mem} |")
-    table = "\n".join(lines)
+    latency = bench_latency_scaling(args.threads, budget, rng)
+    table = "\n".join(lines) + "\n\n" + latency
     print()
     print(table)
     outdir = Path(args.out)
