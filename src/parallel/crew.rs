@@ -3,11 +3,19 @@
 //! Why not the rayon pool: a rayon worker that finds no work goes to sleep within microseconds,
 //! and waking it again costs the caller a futex system call and the helper tens of microseconds
 //! on a virtual machine (measured: one 128256-entry softmax took 41 µs on 2 threads after a
-//! 300 µs pause, 30 µs on one thread). A crew helper instead keeps polling for [`spin_window`]
-//! after its last job before it parks, as OpenMP runtimes and ONNX Runtime's pool spin, so a
-//! call that follows soon after another finds it awake. It polls with `sched_yield`, not a busy
-//! loop, so it does not take the CPU from other runnable threads. A parked helper is woken with
-//! `unpark` only when that can pay off ([`worth_sharing`]).
+//! 300 µs pause, 30 µs on one thread). A crew helper instead, after its last job:
+//!
+//! 1. spins on the job flag for 50 µs (the next pass of the same call comes within
+//!    microseconds);
+//! 2. polls with `sched_yield` until [`spin_window`] (2 ms) has passed, as OpenMP runtimes and
+//!    ONNX Runtime's pool spin, so that a call soon after finds it awake; `sched_yield` gives
+//!    the CPU to any other runnable thread, so the polling takes no time from them;
+//! 3. naps on its own timer, 1 ms at a time, and polls again if calls were made meanwhile: no
+//!    caller pays for waking it, and small calls that come often find it polling again;
+//! 4. parks after 1 s without calls.
+//!
+//! A small call uses only polling helpers (it never waits for a napping one); a big call wakes
+//! them whatever they do ([`worth_sharing`]).
 //!
 //! One caller at a time holds the crew. A call that finds it held (another thread's call, or a
 //! nested call from a helper) runs its work alone, which `run_shared`'s contract allows.
@@ -15,7 +23,7 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -42,11 +50,19 @@ fn spin_window() -> Duration {
     })
 }
 
-/// A call touching at least this many elements wakes parked helpers. Waking one costs the
-/// caller a system call and the helper its wake-up latency (on this project's 2-vCPU VM, while
-/// the other vCPU was busy: 12-14 µs for `unpark` and 40-50 µs until the helper ran), more
-/// than a smaller call can gain from a second thread.
+/// A call touching at least this many elements wakes helpers that are not polling. Waking one
+/// costs the caller a system call and the helper its wake-up latency (on this project's 2-vCPU
+/// VM, while the other vCPU was busy: 12-14 µs for `unpark` and 40-50 µs until the helper ran),
+/// more than a smaller call can gain from a second thread.
 const WAKE_MIN_WORK: usize = 1 << 18;
+
+/// After its polling window a helper naps for this long at a time (woken by its own timer, so
+/// no caller pays for waking it) and goes back to polling if calls were made meanwhile: after a
+/// pause, a run of small calls finds the helpers polling again within about this long.
+const NAP: Duration = Duration::from_millis(1);
+
+/// After this long without a call a helper parks until a caller wakes it.
+const NAP_FOR: Duration = Duration::from_secs(1);
 
 /// When [`worth_sharing`] was last asked: nanoseconds since the first ask, 0 for never.
 static LAST_ASK: AtomicU64 = AtomicU64::new(0);
@@ -57,21 +73,34 @@ fn now_ns() -> u64 {
 }
 
 /// Whether a call touching `work` elements should share it with `helpers` helpers: when it is
-/// big, when those helpers are awake (spinning after a recent job), or when calls come often
-/// enough (within the spin window of each other) that helpers woken now will stay awake for
-/// the next ones. Otherwise it runs alone and leaves the helpers parked.
+/// big (then the helpers are woken whatever they do), or when those helpers are polling (they
+/// join within a microsecond). A small call never waits for a napping helper, and pays for
+/// waking one only when it has parked after a long idle spell (so that the next calls find it
+/// polling); it then runs alone.
 pub(super) fn worth_sharing(helpers: usize, work: usize) -> bool {
-    let now = now_ns();
-    let prev = LAST_ASK.swap(now, Relaxed);
+    LAST_ASK.store(now_ns(), Relaxed);
     if work >= WAKE_MIN_WORK {
         return true;
     }
     let sh = crew();
-    let awake = {
-        let hs = sh.helpers.lock().unwrap_or_else(|e| e.into_inner());
-        hs.len() >= helpers && hs[..helpers].iter().all(|h| !h.parked.load(Relaxed))
-    };
-    awake || (prev != 0 && u128::from(now - prev) < spin_window().as_nanos())
+    let mut hs = sh.helpers.lock().unwrap_or_else(|e| e.into_inner());
+    if hs.len() < helpers {
+        // Start them (they start polling) for the next calls; this one runs alone.
+        staff(&sh, &mut hs, helpers);
+        return false;
+    }
+    let mut polling = true;
+    for h in &hs[..helpers] {
+        match h.state.load(SeqCst) {
+            POLLING => {}
+            PARKED => {
+                polling = false;
+                h.thread.unpark();
+            }
+            _ => polling = false,
+        }
+    }
+    polling
 }
 
 /// One call's work, on the calling thread's stack while the call lasts.
@@ -81,10 +110,17 @@ struct Job {
     wanted: usize,
 }
 
+/// [`Helper::state`]: spinning or polling for a job, or inside one.
+const POLLING: u8 = 0;
+/// [`Helper::state`]: asleep on a timer ([`NAP`]).
+const NAPPING: u8 = 1;
+/// [`Helper::state`]: asleep until unparked.
+const PARKED: u8 = 2;
+
 struct Helper {
     thread: Thread,
-    /// Set by the helper before it parks; cleared by whoever unparks it.
-    parked: AtomicBool,
+    /// [`POLLING`], [`NAPPING`] or [`PARKED`], set by the helper.
+    state: AtomicU8,
     /// Set when the crew no longer wants this helper: it exits instead of waiting again.
     retired: AtomicBool,
 }
@@ -172,11 +208,20 @@ fn crew() -> Arc<Shared> {
     }
 }
 
-/// Starts helpers until there are `n` (or the system refuses more), retires those beyond what
-/// the current thread count can use (so `set_num_threads` bounds the threads alive), and wakes
-/// the first `n` if they are parked.
+/// [`staff`]s the crew with `n` helpers and wakes those of them that are not polling.
 fn call_helpers(sh: &Arc<Shared>, n: usize) {
     let mut hs = sh.helpers.lock().unwrap_or_else(|e| e.into_inner());
+    staff(sh, &mut hs, n);
+    for h in hs.iter().take(n) {
+        if h.state.load(SeqCst) != POLLING {
+            h.thread.unpark();
+        }
+    }
+}
+
+/// Starts helpers until there are `n` (or the system refuses more), and retires those beyond
+/// what the current thread count can use (so `set_num_threads` bounds the threads alive).
+fn staff(sh: &Arc<Shared>, hs: &mut Vec<Arc<Helper>>, n: usize) {
     let keep = super::get_num_threads().min(super::MAX_WORKERS) - 1;
     while hs.len() > keep.max(n) {
         if let Some(h) = hs.pop() {
@@ -193,7 +238,7 @@ fn call_helpers(sh: &Arc<Shared>, n: usize) {
             .spawn(move || {
                 let helper = Arc::new(Helper {
                     thread: std::thread::current(),
-                    parked: AtomicBool::new(false),
+                    state: AtomicU8::new(POLLING),
                     retired: AtomicBool::new(false),
                 });
                 // The receiver waits for this; it cannot be gone.
@@ -203,11 +248,6 @@ fn call_helpers(sh: &Arc<Shared>, n: usize) {
         match spawned.ok().and_then(|_| rx.recv().ok()) {
             Some(h) => hs.push(h),
             None => break,
-        }
-    }
-    for h in hs.iter().take(n) {
-        if h.parked.swap(false, SeqCst) {
-            h.thread.unpark();
         }
     }
 }
@@ -231,13 +271,24 @@ fn helper_loop(me: usize, sh: &Shared, helper: &Helper) {
             // Right after a job, the next pass of the same call usually follows within
             // microseconds: spin on the flag (tens of nanoseconds to react). Later, poll.
             if spins.is_multiple_of(16) && !hot && last_job.elapsed() >= spin_window() {
-                helper.parked.store(true, SeqCst);
+                let idle = last_job.elapsed() >= NAP_FOR;
+                let state = if idle { PARKED } else { NAPPING };
+                let nap_start = now_ns();
+                helper.state.store(state, SeqCst);
                 if sh.epoch.load(SeqCst) == seen && !helper.retired.load(SeqCst) {
-                    std::thread::park();
+                    if idle {
+                        std::thread::park();
+                    } else {
+                        std::thread::park_timeout(NAP);
+                    }
                 }
-                helper.parked.store(false, SeqCst);
-                // Woken (or spuriously): spin again for a window before parking again.
-                last_job = Instant::now();
+                helper.state.store(POLLING, SeqCst);
+                // Poll again if woken by a caller, or if calls were made during the nap.
+                if idle || sh.epoch.load(SeqCst) != seen || LAST_ASK.load(Relaxed) >= nap_start {
+                    last_job = Instant::now();
+                    hot = true;
+                    spins = 0;
+                }
                 continue;
             }
             if hot {
@@ -417,6 +468,36 @@ mod tests {
                 });
             }
         });
+    }
+
+    #[test]
+    fn idle_helpers_nap_and_a_run_of_small_calls_brings_them_back() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let small = 1000;
+        // Staff the crew: the first ask starts the helper (that call runs alone).
+        let t = Instant::now();
+        while !worth_sharing(1, small) {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "the helper never polled"
+            );
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        // Idle beyond the polling window: the helper naps, and a small call does not use it.
+        std::thread::sleep(spin_window() + 5 * NAP);
+        assert!(
+            !worth_sharing(1, small),
+            "a napping helper is not waited for"
+        );
+        // Calls keep coming: within a nap or two it polls again.
+        let t = Instant::now();
+        while !worth_sharing(1, small) {
+            assert!(
+                t.elapsed() < 20 * NAP,
+                "the helper did not come back to polling"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
 
     #[test]
