@@ -1200,3 +1200,42 @@ fn p8_output_lengths() {
     let err = sample_rows(&x, 3, &Default::default(), &Seed::Fixed(0), &mut tok, None);
     assert!(err.unwrap_err().to_string().contains("vocab"));
 }
+
+/// Top-k with a small k takes the row's maximum from its chunk maxima (one pass instead of
+/// two): every row problem is still reported as with the plain maximum, and a valid row's
+/// token is always among its top k.
+#[test]
+fn p8_top_k_rows_checked_through_chunk_maxima() {
+    let v = 4096; // 64 chunks of 64: k = 5 takes the chunk path (4 k <= chunks).
+    let prm = params(1.0, 5, 1.0, 0.0);
+    let base: Vec<f64> = (0..v).map(|i| ((i * 7919) % 4093) as f64 * 1e-3).collect();
+    for (pos, bad, problem) in [
+        (0, f64::NAN, "contains NaN"),
+        (v - 1, f64::NAN, "contains NaN"),
+        (1000, f64::INFINITY, "contains +inf"),
+    ] {
+        let mut x = base.clone();
+        x.extend_from_slice(&base);
+        x[v + pos] = bad;
+        assert_eq!(sample_err(&x, v, &prm), format!("logits row 1 {problem}"));
+    }
+    let mut x = base.clone();
+    x.extend(std::iter::repeat_n(f64::NEG_INFINITY, v));
+    assert_eq!(sample_err(&x, v, &prm), "logits row 1 has no finite logit");
+    // A NaN next to a row maximum in the same chunk: still NaN (not hidden by the maximum).
+    let mut x = base.clone();
+    let top = (0..v).max_by(|&a, &b| base[a].total_cmp(&base[b])).unwrap();
+    x[top ^ 1] = f64::NAN;
+    assert_eq!(sample_err(&x, v, &prm), "logits row 0 contains NaN");
+    // Valid rows: the token is always one of the 5 largest.
+    let mut order: Vec<usize> = (0..v).collect();
+    order.sort_by(|&a, &b| base[b].total_cmp(&base[a]).then(a.cmp(&b)));
+    let top5 = &order[..5];
+    for seed in 0..200u64 {
+        let (tok, _) = sample::<f64>(&base, &prm, &Seed::Fixed(seed)).unwrap();
+        assert!(
+            top5.contains(&(tok as usize)),
+            "token {tok} outside the top 5"
+        );
+    }
+}

@@ -116,7 +116,7 @@ use crate::kernels::{kernels, BLOCK};
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges};
 use crate::softmax::check_len;
 use rng::Streams;
-use select::{filter_row, sample_row, Work};
+use select::{filter_row, row_chunk_maxima, sample_row, wants_chunk_maxima, Work};
 
 /// Rows in the batch: `len / vocab`.
 fn rows_of(len: usize, vocab: usize) -> Result<usize> {
@@ -168,6 +168,11 @@ fn row_max<C: Real>(x: &[C], par: bool) -> Result<C, &'static str> {
         }
         nan |= bn;
     }
+    classify_row(m, nan)
+}
+
+/// A row's maximum `m` (ignoring NaN), or what is wrong with the row (contract P8).
+fn classify_row<C: Real>(m: C, nan: bool) -> Result<C, &'static str> {
     if nan {
         Err("contains NaN")
     } else if m == C::INFINITY {
@@ -300,11 +305,20 @@ fn draw_rows<T: Float>(
     let drawn = for_rows::<T::Compute, _>(plan(rows, vocab), rows, |r, w| {
         let mut conv = std::mem::take(&mut w.conv);
         let x = as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv);
-        let drawn = row_max(x, w.par).map(|m| {
+        let cfg = params.row(r, vocab);
+        // Top-k with a small k wants the row's chunk maxima: its maximum then comes from them.
+        let max = if wants_chunk_maxima(&cfg, vocab) {
+            let (m, nan) = row_chunk_maxima(x, w);
+            classify_row(m, nan)
+        } else {
+            row_max(x, w.par)
+        };
+        let drawn = max.map(|m| {
             let mut rng = streams.row(r);
-            let (tok, lp) = sample_row(x, m, params.row(r, vocab), &mut rng, with_logprob, w);
+            let (tok, lp) = sample_row(x, m, cfg, &mut rng, with_logprob, w);
             (tok as i64, lp)
         });
+        w.forget_chunk_maxima();
         w.conv = conv;
         drawn
     });

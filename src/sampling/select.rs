@@ -68,6 +68,9 @@ pub(crate) struct Work<C> {
     tie_pos: Vec<usize>,
     cand: Bufs<C>,
     cmax: Vec<C>,
+    /// `cmax` holds the current row's chunk maxima (set by [`row_chunk_maxima`] for the row
+    /// being drawn, cleared after it).
+    cmax_of_row: bool,
     sel: Vec<C>,
     ids: Vec<u16>,
     hist: Vec<f64>,
@@ -79,6 +82,11 @@ pub(crate) struct Work<C> {
 }
 
 impl<C> Work<C> {
+    /// The chunk maxima in this scratch are no longer the current row's.
+    pub fn forget_chunk_maxima(&mut self) {
+        self.cmax_of_row = false;
+    }
+
     /// Elements held by the largest buffers (a bound on what caching this scratch keeps).
     pub fn footprint(&self) -> usize {
         self.conv.capacity()
@@ -492,7 +500,9 @@ fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) {
         w.cur = cur;
         return;
     }
-    chunk_maxima(x, &mut w.cmax, w.par);
+    if !w.cmax_of_row {
+        chunk_maxima(x, &mut w.cmax, w.par);
+    }
     let t = kth_largest(&w.cmax, k, &mut w.sel);
     let mut cand = std::mem::take(&mut w.cand);
     gather_candidates(x, None, &w.cmax, t, &mut cand);
@@ -502,23 +512,44 @@ fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) {
     w.cur = cur;
 }
 
-/// Maxima of the row's chunks of [`KCH`] tokens, through the kernel table.
-fn chunk_maxima<C: Real>(x: &[C], cmax: &mut Vec<C>, par: bool) {
-    let kern = kernels::<C>();
+/// Maxima of the row's chunks of [`KCH`] tokens (ignoring NaN), through the kernel table;
+/// returns whether the row holds NaN.
+fn chunk_maxima<C: Real>(x: &[C], cmax: &mut Vec<C>, par: bool) -> bool {
     const PER: usize = BLOCK / KCH;
     cmax.clear();
     cmax.resize(x.len().div_ceil(KCH), C::default());
-    map_chunks_mut(
-        cmax,
-        PER,
-        &mut Vec::<()>::new(),
-        par && x.len() > BLOCK,
-        |g, out| {
-            for (o, c) in out.iter_mut().zip(x[g * BLOCK..].chunks(KCH)) {
-                *o = (kern.max)(c).0;
-            }
-        },
-    );
+    let kern = kernels::<C>();
+    let mut nans = Vec::new();
+    map_chunks_mut(cmax, PER, &mut nans, par && x.len() > BLOCK, |g, out| {
+        let mut nan = false;
+        for (o, c) in out.iter_mut().zip(x[g * BLOCK..].chunks(KCH)) {
+            let (m, n) = (kern.max)(c);
+            *o = m;
+            nan |= n;
+        }
+        nan
+    });
+    nans.iter().any(|&n| n)
+}
+
+/// Whether [`select`] will look at the chunk maxima of a row of `v` tokens under `cfg` (top-k
+/// with a small `k`): then the row's maximum is best taken from them, one pass instead of two.
+pub(crate) fn wants_chunk_maxima(cfg: &RowCfg, v: usize) -> bool {
+    let greedy = cfg.t == 0.0 || cfg.p == 0.0 || cfg.k == 1 || v == 1;
+    !greedy && cfg.k < v && cfg.k.saturating_mul(4) <= v.div_ceil(KCH)
+}
+
+/// The row's chunk maxima into `w` (as the current row's, until
+/// [`Work::forget_chunk_maxima`]), and from them the row's maximum (ignoring NaN) and whether
+/// it holds NaN.
+pub(crate) fn row_chunk_maxima<C: Real>(x: &[C], w: &mut Work<C>) -> (C, bool) {
+    let nan = chunk_maxima(x, &mut w.cmax, w.par);
+    w.cmax_of_row = true;
+    let m = w
+        .cmax
+        .iter()
+        .fold(C::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    (m, nan)
 }
 
 /// The `k`-th largest value (`1 <= k <= vals.len()`).
