@@ -218,6 +218,69 @@ multiversion! {
     }
 }
 
+/// Bit `j` set when `x[j] >= t`, for a chunk of at most 64 tokens: one vector compare per 16
+/// (AVX-512) or 8 (AVX2) tokens instead of a test and branch per token.
+pub(crate) fn hits_at_least<C: Real>(x: &[C], t: C) -> u64 {
+    debug_assert!(x.len() <= 64);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x32) = as_f32(x) {
+        let t32 = t.to_f64() as f32;
+        match simd_level() {
+            // SAFETY: the SIMD level is AVX-512 only on CPUs with AVX-512F.
+            SimdLevel::Avx512 => return unsafe { hits_avx512(x32, t32) },
+            // SAFETY: the SIMD level is AVX2 only on CPUs with AVX2.
+            SimdLevel::Avx2 => return unsafe { hits_avx2(x32, t32) },
+            _ => {}
+        }
+    }
+    let mut bits = 0u64;
+    for (j, &e) in x.iter().enumerate() {
+        bits |= ((e >= t) as u64) << j;
+    }
+    bits
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn hits_avx512(x: &[f32], t: f32) -> u64 {
+    use std::arch::x86_64::*;
+    let tv = _mm512_set1_ps(t);
+    let mut bits = 0u64;
+    for (q, c) in x.chunks(16).enumerate() {
+        let k: __mmask16 = if c.len() == 16 {
+            0xFFFF
+        } else {
+            (1u16 << c.len()) - 1
+        };
+        // SAFETY: the masked load reads only the `c.len()` lanes of `c`.
+        let v = unsafe { _mm512_maskz_loadu_ps(k, c.as_ptr()) };
+        let m = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(k, v, tv);
+        bits |= (m as u64) << (16 * q);
+    }
+    bits
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn hits_avx2(x: &[f32], t: f32) -> u64 {
+    use std::arch::x86_64::*;
+    let tv = _mm256_set1_ps(t);
+    let mut bits = 0u64;
+    let mut it = x.chunks_exact(8);
+    let mut q = 0;
+    for c in &mut it {
+        // SAFETY: `c` holds 8 floats.
+        let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+        let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(v, tv)) as u64;
+        bits |= m << (8 * q);
+        q += 1;
+    }
+    for (j, &e) in it.remainder().iter().enumerate() {
+        bits |= ((e >= t) as u64) << (8 * q + j);
+    }
+    bits
+}
+
 multiversion! {
     /// The number of tokens `>= thr`.
     fn count_at_least(x: &[C], thr: f64) -> usize {
@@ -345,6 +408,30 @@ mod tests {
                 (s >> 11) as f64 / (1u64 << 53) as f64
             })
             .collect()
+    }
+
+    /// The hit mask against a per-token test, for every chunk length up to 64, with ties,
+    /// NaN and infinities.
+    #[test]
+    fn hits_at_least_matches_a_per_token_test() {
+        for n in 0..=64 {
+            let u = uniforms(n, 7 + n as u64);
+            let mut x: Vec<f32> = u.iter().map(|&v| (v * 8.0).floor() as f32 - 4.0).collect();
+            if n > 3 {
+                x[1] = f32::NAN;
+                x[2] = f32::INFINITY;
+                x[3] = f32::NEG_INFINITY;
+            }
+            for t in [-4.0f32, -0.0, 0.0, 1.0, 3.0, 4.0, f32::NEG_INFINITY] {
+                let want = x
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |b, (j, &e)| b | (((e >= t) as u64) << j));
+                assert_eq!(hits_at_least(&x, t), want, "n={n} t={t}");
+                let x64: Vec<f64> = x.iter().map(|&e| e as f64).collect();
+                assert_eq!(hits_at_least(&x64, t as f64), want, "f64 n={n} t={t}");
+            }
+        }
     }
 
     /// The masked sum against its obviously correct twin (an f64 sum of the kept weights),

@@ -2,8 +2,8 @@
 //! the inverse-CDF draw. See the module documentation of [`crate::sampling`] for the scheme.
 
 use super::hot::{
-    count_at_least, first_eq, gather_at_least, lane_sum, mask_below, masked_lane_sum, positions_eq,
-    z_ids,
+    count_at_least, first_eq, gather_at_least, hits_at_least, lane_sum, mask_below,
+    masked_lane_sum, positions_eq, z_ids,
 };
 use super::params::RowCfg;
 use crate::element::Real;
@@ -569,13 +569,16 @@ fn gather_candidates<C: Real>(x: &[C], ws: Option<&[C]>, cmax: &[C], t: C, cand:
     for (c, &cm) in cmax.iter().enumerate() {
         if cm >= t {
             let start = c * KCH;
-            for (j, &e) in x[start..(start + KCH).min(x.len())].iter().enumerate() {
-                if e >= t {
-                    cand.idx.push(start + j);
-                    cand.xs.push(e);
-                    if let Some(ws) = ws {
-                        cand.ws.push(ws[start + j]);
-                    }
+            let xc = &x[start..(start + KCH).min(x.len())];
+            // The chunk's few passing tokens from a bit mask, not a branch per token.
+            let mut bits = hits_at_least(xc, t);
+            while bits != 0 {
+                let j = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                cand.idx.push(start + j);
+                cand.xs.push(xc[j]);
+                if let Some(ws) = ws {
+                    cand.ws.push(ws[start + j]);
                 }
             }
         }
