@@ -470,22 +470,24 @@ mod tests {
         });
     }
 
+    /// Checks `cond` every 100 µs until it holds; fails with `what` after 5 s (generous:
+    /// valgrind runs this suite too, many times slower).
+    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !cond() {
+            assert!(t.elapsed() < Duration::from_secs(5), "{what}");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
     #[test]
     fn idle_helpers_nap_and_a_run_of_small_calls_brings_them_back() {
         let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         let small = 1000;
         // Staff the crew: the first ask starts the helper (that call runs alone).
-        let t = Instant::now();
-        while !worth_sharing(1, small) {
-            assert!(
-                t.elapsed() < Duration::from_secs(5),
-                "the helper never polled"
-            );
-            std::thread::sleep(Duration::from_micros(100));
-        }
+        wait_until("the helper never polled", || worth_sharing(1, small));
         // Idle beyond the polling window: the helper naps, and a small call does not use it.
-        // (Between naps it polls for a moment, when a call may use it: try again then. The
-        // waits are generous because valgrind runs this suite too, many times slower.)
+        // (Between naps it polls for a moment, when a call may use it: try again then.)
         std::thread::sleep(spin_window() + 5 * NAP);
         let napping = || {
             crew().helpers.lock().unwrap_or_else(|e| e.into_inner())[0]
@@ -493,23 +495,13 @@ mod tests {
                 .load(SeqCst)
                 == NAPPING
         };
-        let t = Instant::now();
-        while !napping() || worth_sharing(1, small) {
-            assert!(
-                t.elapsed() < Duration::from_secs(5),
-                "a napping helper was used by a small call"
-            );
-            std::thread::sleep(Duration::from_micros(100));
-        }
+        wait_until("a napping helper was used by a small call", || {
+            napping() && !worth_sharing(1, small)
+        });
         // Calls keep coming: within a nap or two it polls again.
-        let t = Instant::now();
-        while !worth_sharing(1, small) {
-            assert!(
-                t.elapsed() < Duration::from_secs(5),
-                "the helper did not come back to polling"
-            );
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        wait_until("the helper did not come back to polling", || {
+            worth_sharing(1, small)
+        });
     }
 
     #[test]
