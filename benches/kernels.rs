@@ -7,16 +7,10 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use logitkit::__kernels as k;
 use logitkit::{supported_levels, Op};
 
+mod common;
+
 fn logits(len: usize) -> Vec<f32> {
-    let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 10.0
-        })
-        .collect()
+    common::logits(len, 0x9E37_79B9_7F4A_7C15)
 }
 
 fn bench(c: &mut Criterion) {

@@ -6,15 +6,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-const SHAPES: &[(usize, usize)] = &[
-    (1, 32_000),
-    (1, 128_256),
-    (32, 128_256),
-    (256, 152_064),
-    (4096, 1000),
-    (65_536, 10),
-    (32_768, 1024),
-];
+mod common;
+use common::SHAPES;
 
 fn min_us(reps: usize, mut f: impl FnMut()) -> f64 {
     let mut best = f64::MAX;

@@ -6,28 +6,12 @@ use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-const SHAPES: &[(usize, usize)] = &[
-    (1, 32_000),
-    (1, 128_256),
-    (32, 128_256),
-    (256, 152_064),
-    (4096, 1000),
-    (65_536, 10),
-    (32_768, 1024),
-];
+mod common;
+use common::SHAPES;
 
-/// Deterministic logits, roughly N(0, 3).
+/// Deterministic logits, uniform in [-5, 5).
 fn logits(len: usize) -> Vec<f32> {
-    let mut s = 0x2545_F491_4F6C_DD1Du64;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let u = (s >> 40) as f32 / (1u64 << 24) as f32;
-            (u - 0.5) * 10.0
-        })
-        .collect()
+    common::logits(len, 0x2545_F491_4F6C_DD1D)
 }
 
 fn bench(c: &mut Criterion) {
