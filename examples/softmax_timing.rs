@@ -1,6 +1,7 @@
 //! Quick timing of one softmax call, back to back and after a gap in which the calling thread
 //! does other work (as in a decoding loop, or the interleaved comparison), release mode:
-//! `cargo run --release --example softmax_timing [threads] [gap_us]`.
+//! `cargo run --release --example softmax_timing [threads] [gap_us] [ROWSxLEN]` (the last
+//! times that one shape only).
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,19 @@ fn main() {
     );
     println!("| op | shape | back to back | after a gap |");
     println!("|---|---|---|---|");
-    for &(rows, n) in &[(1, 10), (1, 32000), (1, 128256), (4096, 1000), (32, 128256)] {
+    let only: Option<(usize, usize)> = std::env::args().nth(3).map(|a| {
+        let (r, n) = a.split_once('x').expect("shape as ROWSxLEN");
+        (r.parse().unwrap(), n.parse().unwrap())
+    });
+    let shapes = [
+        (1, 10),
+        (1, 32000),
+        (1, 128256),
+        (4096, 1000),
+        (32, 128256),
+        (65536, 10),
+    ];
+    for (rows, n) in only.map_or(shapes.to_vec(), |s| vec![s]) {
         let x: Vec<f32> = (0..rows * n)
             .map(|i| ((i * 7919) % 1000) as f32 * 0.01)
             .collect();
@@ -42,7 +55,13 @@ fn main() {
                     softmax_rows(&x, &mut out, n, 1.0.into()).unwrap()
                 }
             };
-            let reps = if rows * n > 1 << 20 { 30 } else { 300 };
+            let reps = if only.is_some() {
+                3000
+            } else if rows * n > 1 << 20 {
+                30
+            } else {
+                300
+            };
             let mut b2b = Vec::new();
             let mut gapped = Vec::new();
             for _ in 0..reps {

@@ -323,6 +323,40 @@ fn kernels_match_scalar_twin_f64_all_levels() {
 }
 
 /// The many-rows kernel gives the same bits as the block kernels it is built from.
+/// Row `xr` at temperature `t` through the block kernels (`max`, then `exp_store_sum` and
+/// `scale`, or `sum_exp` and `write_log_softmax`), after checking that `map_row` agrees.
+fn by_block_kernels(level: SimdLevel, op: Op, xr: &[f32], t: f64) -> Vec<u32> {
+    let n = xr.len();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let mut want = vec![0.0f32; n];
+    k::map_row(level, op, xr, &mut want, t, false, false);
+    let (m, nan) = k::max(level, xr);
+    let mut by_blocks = vec![0.0f32; n];
+    if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
+        by_blocks.fill(f32::NAN);
+    } else if op == Op::Softmax {
+        let s = k::exp_store_sum(level, xr, &mut by_blocks, m, t);
+        k::scale(level, &mut by_blocks, 1.0 / s);
+    } else {
+        let s = k::sum_exp(level, xr, m, t);
+        k::write_log_softmax(
+            level,
+            xr,
+            &mut by_blocks,
+            m,
+            t,
+            k::row_ln::<f32>(level, s),
+            false,
+        );
+    }
+    assert_eq!(
+        bits(&want),
+        bits(&by_blocks),
+        "{level:?} {op:?} n={n} map_row"
+    );
+    bits(&by_blocks)
+}
+
 #[test]
 fn rows_kernel_matches_block_kernels_all_levels() {
     let mut rng = Rng(3);
@@ -335,36 +369,79 @@ fn rows_kernel_matches_block_kernels_all_levels() {
                 let mut out = vec![0.0f32; n * count];
                 k::rows(level, op, &x, &mut out, n, &temps, k::Store::Cached);
                 for r in 0..count {
-                    let xr = &x[r * n..(r + 1) * n];
-                    let mut want = vec![0.0f32; n];
-                    k::map_row(level, op, xr, &mut want, temps[r], false, false);
-                    let (m, _) = k::max(level, xr);
-                    let mut by_blocks = vec![0.0f32; n];
-                    if m == f32::NEG_INFINITY {
-                        by_blocks.fill(f32::NAN);
-                    } else if op == Op::Softmax {
-                        let s = k::exp_store_sum(level, xr, &mut by_blocks, m, temps[r]);
-                        k::scale(level, &mut by_blocks, 1.0 / s);
-                    } else {
-                        let s = k::sum_exp(level, xr, m, temps[r]);
-                        k::write_log_softmax(
-                            level,
-                            xr,
-                            &mut by_blocks,
-                            m,
-                            temps[r],
-                            k::row_ln::<f32>(level, s),
-                            false,
-                        );
+                    let got: Vec<u32> = out[r * n..(r + 1) * n]
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect();
+                    let want = by_block_kernels(level, op, &x[r * n..(r + 1) * n], temps[r]);
+                    assert_eq!(got, want, "{level:?} {op:?} n={n} row {r}");
+                }
+            }
+        }
+    }
+}
+
+/// The short-row kernels at one temperature for the whole call (the packed path of 16 rows
+/// stored one after the other, and the groups of up to 16 rows it leaves over): every row the
+/// bits of the block kernels, whatever its place in a group (contract S9), in place or not.
+/// Scale 40 spreads the exps over 2^-100..1 so that row sums round and a change in their order
+/// would change bits; the contract S6 rows (NaN, +inf, all -inf, signed zeros) sit at several
+/// places in the groups.
+#[test]
+fn s9_short_rows_one_temperature_match_block_kernels_all_levels() {
+    let mut rng = Rng(17);
+    for level in supported_levels() {
+        for n in (1usize..=18).chain([33]) {
+            for count in [1usize, 15, 16, 17, 48, 53] {
+                for scale in [4.0, 40.0] {
+                    let mut x = f32_row(&random_row(&mut rng, n * count, scale, 7));
+                    for (r, special) in [
+                        (2usize, f32::NAN),
+                        (5, f32::INFINITY),
+                        (16, f32::NAN),
+                        (30, 0.0),
+                    ] {
+                        if r < count {
+                            x[r * n + (r % n)] = special;
+                        }
                     }
-                    let got = &out[r * n..(r + 1) * n];
-                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(got), bits(&want), "{level:?} {op:?} n={n} row {r}");
-                    assert_eq!(
-                        bits(got),
-                        bits(&by_blocks),
-                        "{level:?} {op:?} n={n} row {r}"
-                    );
+                    if count > 9 {
+                        x[9 * n..10 * n].fill(f32::NEG_INFINITY);
+                    }
+                    if count > 20 && n >= 2 {
+                        x[20 * n..21 * n].fill(-0.0);
+                        x[20 * n + 1] = 0.0;
+                    }
+                    for t in [1.0, 0.5, 3.0] {
+                        for op in [Op::Softmax, Op::LogSoftmax] {
+                            for in_place in [false, true] {
+                                let mut out = vec![0.0f32; n * count];
+                                k::rows_at(
+                                    level,
+                                    op,
+                                    &x,
+                                    &mut out,
+                                    n,
+                                    t,
+                                    in_place,
+                                    k::Store::Cached,
+                                );
+                                for r in 0..count {
+                                    let xr = &x[r * n..(r + 1) * n];
+                                    let got: Vec<u32> = out[r * n..(r + 1) * n]
+                                        .iter()
+                                        .map(|v| v.to_bits())
+                                        .collect();
+                                    assert_eq!(
+                                        got,
+                                        by_block_kernels(level, op, xr, t),
+                                        "{level:?} {op:?} n={n} count={count} scale={scale} t={t} \
+                                         in_place={in_place} row {r}"
+                                    );
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }

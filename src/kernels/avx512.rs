@@ -94,6 +94,20 @@ unsafe fn narrow(lo: __m512d, hi: __m512d) -> __m512 {
     _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(l), h))
 }
 
+/// Sum of the 8 lanes in a fixed order: lanes `i + (i + 4)`, then `i + (i + 2)`, then `0 + 1`.
+/// Written out (rather than `_mm512_reduce_add_pd`, whose order is the library's to choose) so
+/// that the column kernel (`columns.rs`) can repeat it lane-wise with the same bits.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn hsum_pd(v: __m512d) -> f64 {
+    let four = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd::<1>(v));
+    let two = _mm_add_pd(
+        _mm256_castpd256_pd128(four),
+        _mm256_extractf128_pd::<1>(four),
+    );
+    _mm_cvtsd_f64(two) + _mm_cvtsd_f64(_mm_unpackhi_pd(two, two))
+}
+
 #[inline]
 fn mask16(r: usize) -> __mmask16 {
     debug_assert!(r < 16);
@@ -337,7 +351,7 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
         a0 = _mm512_add_pd(a0, lo_pd(e));
         a1 = _mm512_add_pd(a1, hi_pd(e));
     }
-    _mm512_reduce_add_pd(_mm512_add_pd(a0, a1))
+    hsum_pd(_mm512_add_pd(a0, a1))
 }
 
 /// # Safety
@@ -541,8 +555,9 @@ rows_kernel!(
 );
 
 /// The many-rows kernel: rows of at most 16 elements are one masked vector each, kept in
-/// registers from load to store; longer rows go through the block kernels. Both give the bits
-/// the block kernels give (the same operations in the same order).
+/// registers from load to store, 16 rows at a time (see [`rows_f32_short`]); longer rows go
+/// through the block kernels. Both give the bits the block kernels give (the same operations
+/// in the same order), so a row's result does not depend on its neighbours (contract S9).
 ///
 /// # Safety
 /// As [`Kernels::rows`].
@@ -565,84 +580,353 @@ unsafe fn rows_f32(
             op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
         );
     }
+    let mut first = 0;
+    if n >= 2 && src_step == n && dst_step == n && temp_step == 0 && count >= SHORT_GROUP {
+        let t = *temps;
+        let inv = 1.0 / t;
+        if t == 1.0 || inv.is_normal() {
+            let packed = PackedRows::new(n);
+            while first + SHORT_GROUP <= count {
+                let (s, d) = (src.add(first * n), dst.add(first * n));
+                if t == 1.0 {
+                    rows_f32_packed::<true>(op, s, d, 1.0, &packed);
+                } else {
+                    rows_f32_packed::<false>(op, s, d, inv, &packed);
+                }
+                first += SHORT_GROUP;
+            }
+        }
+    }
+    while first < count {
+        let g = SHORT_GROUP.min(count - first);
+        rows_f32_short(
+            op,
+            src.add(first * src_step),
+            src_step,
+            dst.add(first * dst_step),
+            dst_step,
+            n,
+            g,
+            temps.add(first * temp_step),
+            temp_step,
+        );
+        first += g;
+    }
+}
+
+/// Rows per group of the short-row kernel: one per `f32` lane of the batched reductions.
+const SHORT_GROUP: usize = 16;
+
+/// Up to 16 rows of 1 to 16 elements, each one masked vector. A row's maximum and sum are
+/// horizontal reductions, which done one row at a time are long dependency chains of shuffles
+/// (the kernel was latency-bound at about 27 cycles per 10-element row). Here the 16 rows'
+/// reductions are done together ([`max_of_each`], [`hsum_of_each`]), each a tree of shuffles
+/// across rows with full vectors at every step, giving every row the same bits as the block
+/// kernels' reductions.
+///
+/// # Safety
+/// As [`Kernels::rows`], with `1 <= n <= 16` and `count <= 16`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_f32_short(
+    op: crate::row::Op,
+    src: *const f32,
+    src_step: usize,
+    dst: *mut f32,
+    dst_step: usize,
+    n: usize,
+    count: usize,
+    temps: *const f64,
+    temp_step: usize,
+) {
+    debug_assert!((1..=16).contains(&n) && count <= SHORT_GROUP);
     let k: __mmask16 = if n == 16 { 0xFFFF } else { mask16(n) };
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-    // Rows go in groups of 8: each row's exps and sum first, then the 8 factors (1 / sum) or
-    // logarithms in one vector, then the outputs. The groups only change the order of
-    // independent work: every row gets the bits the block kernels give.
-    const G: usize = 8;
-    let mut r0 = 0;
-    while r0 < count {
-        let g = G.min(count - r0);
-        let mut xs = [_mm512_setzero_ps(); G];
-        let mut es = [_mm512_setzero_ps(); G];
-        let mut ms = [0.0f32; G];
-        let mut totals = [1.0f64; G];
-        let mut live = [false; G];
-        for j in 0..g {
-            let r = r0 + j;
-            let s = src.add(r * src_step);
-            let d = dst.add(r * dst_step);
-            let t = *temps.add(r * temp_step);
-            let inv = 1.0 / t;
-            if t != 1.0 && !inv.is_normal() {
-                rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, super::Store::Cached);
+    let mut xs = [ninf; SHORT_GROUP];
+    let mut inv = [1.0f64; SHORT_GROUP];
+    // Rows whose temperature has no normal reciprocal go alone through the block kernels, as
+    // their portable fallback requires.
+    let mut alone: u32 = 0;
+    for j in 0..count {
+        let t = *temps.add(j * temp_step);
+        if t != 1.0 {
+            inv[j] = 1.0 / t;
+            if !inv[j].is_normal() {
+                alone |= 1 << j;
                 continue;
             }
-            let x = _mm512_mask_loadu_ps(ninf, k, s);
-            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x) != 0;
-            // As `max_f32_impl`: NaN lanes become -inf, then the same reduction.
-            let m = _mm512_reduce_max_ps(_mm512_max_ps(x, ninf));
-            if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
-                // Contract S6.
-                _mm512_mask_storeu_ps(d, k, _mm512_set1_ps(f32::NAN));
-                continue;
-            }
-            let c = ArgF32::new(m, inv);
-            let a = if t == 1.0 {
-                arg_ps::<true>(c, x)
-            } else {
-                arg_ps::<false>(c, x)
-            };
-            let e = exp_ps(a);
-            // As the tail step of `exp_sum_f32` starting from zero accumulators.
-            totals[j] = _mm512_reduce_add_pd(_mm512_add_pd(lo_pd(e), hi_pd(e)));
-            xs[j] = x;
-            es[j] = e;
-            ms[j] = m;
-            live[j] = true;
         }
-        let tot = _mm512_loadu_pd(totals.as_ptr());
-        let mut v = [0.0f64; G];
-        match op {
-            crate::row::Op::Softmax => {
-                _mm512_storeu_pd(v.as_mut_ptr(), _mm512_div_pd(_mm512_set1_pd(1.0), tot))
-            }
-            crate::row::Op::LogSoftmax => _mm512_storeu_pd(v.as_mut_ptr(), row_ln_pd(tot)),
-        }
-        for j in 0..g {
-            if !live[j] {
-                continue;
-            }
-            let r = r0 + j;
-            let d = dst.add(r * dst_step);
-            let y = match op {
-                crate::row::Op::Softmax => _mm512_mul_ps(es[j], _mm512_set1_ps(v[j] as f32)),
-                crate::row::Op::LogSoftmax => {
-                    let t = *temps.add(r * temp_step);
-                    let c = ArgF32::new(ms[j], 1.0 / t);
-                    let ls64 = _mm512_set1_pd(v[j]);
-                    if t == 1.0 {
-                        log_f32::<true>(c, v[j] as f32, ls64, xs[j])
-                    } else {
-                        log_f32::<false>(c, v[j] as f32, ls64, xs[j])
-                    }
-                }
-            };
-            _mm512_mask_storeu_ps(d, k, y);
-        }
-        r0 += g;
+        xs[j] = _mm512_mask_loadu_ps(ninf, k, src.add(j * src_step));
     }
+    // Exact for rows without NaN whatever the order (a row with NaN is caught below through its
+    // sum).
+    let mut ms = [0.0f32; SHORT_GROUP];
+    _mm512_storeu_ps(ms.as_mut_ptr(), max_of_each(&xs));
+    let mut es = [_mm512_setzero_ps(); SHORT_GROUP];
+    let mut halves = [_mm512_setzero_pd(); SHORT_GROUP];
+    for j in 0..count {
+        let c = ArgF32::new(ms[j], inv[j]);
+        let a = if *temps.add(j * temp_step) == 1.0 {
+            arg_ps::<true>(c, xs[j])
+        } else {
+            arg_ps::<false>(c, xs[j])
+        };
+        let e = exp_ps(a);
+        es[j] = e;
+        // As the tail step of `exp_sum_f32` starting from zero accumulators.
+        halves[j] = _mm512_add_pd(lo_pd(e), hi_pd(e));
+    }
+    let (tot_lo, tot_hi) = hsum_of_each(&halves);
+    let mut totals = [0.0f64; SHORT_GROUP];
+    _mm512_storeu_pd(totals.as_mut_ptr(), tot_lo);
+    _mm512_storeu_pd(totals.as_mut_ptr().add(8), tot_hi);
+    // 1 / sum (softmax) or row_ln(sum) (log-softmax) of the 16 rows, in f64 and rounded to f32.
+    let (v_lo, v_hi) = match op {
+        crate::row::Op::Softmax => {
+            let one = _mm512_set1_pd(1.0);
+            (_mm512_div_pd(one, tot_lo), _mm512_div_pd(one, tot_hi))
+        }
+        crate::row::Op::LogSoftmax => (row_ln_pd(tot_lo), row_ln_pd(tot_hi)),
+    };
+    let mut v = [0.0f64; SHORT_GROUP];
+    _mm512_storeu_pd(v.as_mut_ptr(), v_lo);
+    _mm512_storeu_pd(v.as_mut_ptr().add(8), v_hi);
+    let mut v32 = [0.0f32; SHORT_GROUP];
+    _mm512_storeu_ps(v32.as_mut_ptr(), narrow(v_lo, v_hi));
+    for j in 0..count {
+        let s = src.add(j * src_step);
+        let d = dst.add(j * dst_step);
+        let t = *temps.add(j * temp_step);
+        if alone & (1 << j) != 0 {
+            rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, super::Store::Cached);
+            continue;
+        }
+        if totals[j].is_nan() {
+            // Contract S6. A NaN anywhere in the row gives a NaN exp; a +inf gives m = +inf
+            // and inf - inf; no entry above -inf gives m = -inf and -inf - -inf. Every other row
+            // has exps in [0, 1] and a finite sum.
+            _mm512_mask_storeu_ps(d, k, _mm512_set1_ps(f32::NAN));
+            continue;
+        }
+        let y = match op {
+            crate::row::Op::Softmax => _mm512_mul_ps(es[j], _mm512_set1_ps(v32[j])),
+            crate::row::Op::LogSoftmax => {
+                let c = ArgF32::new(ms[j], inv[j]);
+                let ls64 = _mm512_set1_pd(v[j]);
+                if t == 1.0 {
+                    log_f32::<true>(c, v32[j], ls64, xs[j])
+                } else {
+                    log_f32::<false>(c, v32[j], ls64, xs[j])
+                }
+            }
+        };
+        _mm512_mask_storeu_ps(d, k, y);
+    }
+}
+
+/// For 16 rows of `n` elements stored one after the other: lane `l` of vector `v` (element
+/// `16 v + l` of the group) belongs to row `(16 v + l) / n`.
+struct PackedRows {
+    n: usize,
+    row_of: [[i32; 16]; 16],
+}
+
+impl PackedRows {
+    fn new(n: usize) -> PackedRows {
+        debug_assert!((1..=16).contains(&n));
+        let mut row_of = [[0i32; 16]; 16];
+        for (v, lanes) in row_of.iter_mut().enumerate().take(n) {
+            for (l, row) in lanes.iter_mut().enumerate() {
+                *row = ((16 * v + l) / n) as i32;
+            }
+        }
+        PackedRows { n, row_of }
+    }
+}
+
+/// 16 rows of `rows.n` elements stored one after the other (`16 n` elements, `n` full
+/// vectors), all at one temperature (`inv` its reciprocal; UNIT: temperature 1). As
+/// [`rows_f32_short`], but the elementwise work (exps, scaling, log-softmax outputs) runs on
+/// the `n` packed vectors rather than on 16 partly filled ones, each lane getting its row's
+/// maximum and factor through one permutation; a row's exps are then read back from a scratch
+/// copy with a masked load (zeros past the row's end, as `exp(-inf)` gives) for its sum. The
+/// same operations on the same values as the per-row kernel, so the same bits.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `16 * rows.n` elements, the same or disjoint;
+/// `2 <= rows.n <= 16`; `inv` normal; AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn rows_f32_packed<const UNIT: bool>(
+    op: crate::row::Op,
+    src: *const f32,
+    dst: *mut f32,
+    inv: f64,
+    rows: &PackedRows,
+) {
+    let n = rows.n;
+    let k: __mmask16 = if n == 16 { 0xFFFF } else { mask16(n) };
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut xs = [ninf; SHORT_GROUP];
+    for (r, x) in xs.iter_mut().enumerate() {
+        *x = _mm512_mask_loadu_ps(ninf, k, src.add(r * n));
+    }
+    let m = max_of_each(&xs);
+    let inv_v = _mm512_set1_pd(inv);
+    let mut exps = [0.0f32; 16 * SHORT_GROUP];
+    for v in 0..n {
+        let row = _mm512_loadu_si512(rows.row_of[v].as_ptr().cast());
+        let x = _mm512_loadu_ps(src.add(16 * v));
+        let mv = _mm512_permutexvar_ps(row, m);
+        let a = if UNIT {
+            _mm512_sub_ps(x, mv)
+        } else {
+            // As `arg_ps::<false>`, with `m as f64` per lane.
+            narrow(
+                _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
+                _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
+            )
+        };
+        _mm512_storeu_ps(exps.as_mut_ptr().add(16 * v), exp_ps(a));
+    }
+    let mut halves = [_mm512_setzero_pd(); SHORT_GROUP];
+    for (r, h) in halves.iter_mut().enumerate() {
+        let e = _mm512_maskz_loadu_ps(k, exps.as_ptr().add(r * n));
+        // As the tail step of `exp_sum_f32` starting from zero accumulators.
+        *h = _mm512_add_pd(lo_pd(e), hi_pd(e));
+    }
+    let (tot_lo, tot_hi) = hsum_of_each(&halves);
+    // Contract S6 rows have a NaN sum (see `rows_f32_short`).
+    let bad = (_mm512_cmp_pd_mask::<_CMP_UNORD_Q>(tot_lo, tot_lo) as u32)
+        | ((_mm512_cmp_pd_mask::<_CMP_UNORD_Q>(tot_hi, tot_hi) as u32) << 8);
+    match op {
+        crate::row::Op::Softmax => {
+            let one = _mm512_set1_pd(1.0);
+            let f = narrow(_mm512_div_pd(one, tot_lo), _mm512_div_pd(one, tot_hi));
+            for v in 0..n {
+                let row = _mm512_loadu_si512(rows.row_of[v].as_ptr().cast());
+                let e = _mm512_loadu_ps(exps.as_ptr().add(16 * v));
+                let y = _mm512_mul_ps(e, _mm512_permutexvar_ps(row, f));
+                _mm512_storeu_ps(dst.add(16 * v), y);
+            }
+        }
+        crate::row::Op::LogSoftmax => {
+            let (ls_lo, ls_hi) = (row_ln_pd(tot_lo), row_ln_pd(tot_hi));
+            let ls32 = narrow(ls_lo, ls_hi);
+            for v in 0..n {
+                let row = _mm512_loadu_si512(rows.row_of[v].as_ptr().cast());
+                // Read before the same vector of `dst` is written (`src == dst` allowed).
+                let x = _mm512_loadu_ps(src.add(16 * v));
+                let mv = _mm512_permutexvar_ps(row, m);
+                let y = if UNIT {
+                    _mm512_sub_ps(_mm512_sub_ps(x, mv), _mm512_permutexvar_ps(row, ls32))
+                } else {
+                    // As `log_f32::<false>`, with the row's f64 logarithm per lane.
+                    let row_lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(row));
+                    let row_hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(row));
+                    narrow(
+                        _mm512_fmsub_pd(
+                            _mm512_sub_pd(lo_pd(x), lo_pd(mv)),
+                            inv_v,
+                            _mm512_permutex2var_pd(ls_lo, row_lo, ls_hi),
+                        ),
+                        _mm512_fmsub_pd(
+                            _mm512_sub_pd(hi_pd(x), hi_pd(mv)),
+                            inv_v,
+                            _mm512_permutex2var_pd(ls_lo, row_hi, ls_hi),
+                        ),
+                    )
+                };
+                _mm512_storeu_ps(dst.add(16 * v), y);
+            }
+        }
+    }
+    let mut rest = bad;
+    while rest != 0 {
+        let r = rest.trailing_zeros() as usize;
+        _mm512_mask_storeu_ps(dst.add(r * n), k, _mm512_set1_ps(f32::NAN));
+        rest &= rest - 1;
+    }
+}
+
+/// Lane `r`: the largest lane of `xs[r]`, for vectors without NaN (with NaN, any value). A
+/// tree of 15 maxima on full vectors: each level halves every vector's candidates and packs
+/// two vectors into one (128-bit blocks, then pairs within blocks), then one permutation puts
+/// the rows in order.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn max_of_each(xs: &[__m512; 16]) -> __m512 {
+    // Level 1: w[k] lanes 0-7 hold 8 candidates of row 2k, lanes 8-15 of row 2k + 1.
+    let mut w = [_mm512_setzero_ps(); 8];
+    for (k, slot) in w.iter_mut().enumerate() {
+        let (a, b) = (xs[2 * k], xs[2 * k + 1]);
+        *slot = _mm512_max_ps(
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+        );
+    }
+    // Level 2: u[k] block q (4 lanes) holds 4 candidates of row 4k + q.
+    let mut u = [_mm512_setzero_ps(); 4];
+    for (k, slot) in u.iter_mut().enumerate() {
+        let (a, b) = (w[2 * k], w[2 * k + 1]);
+        *slot = _mm512_max_ps(
+            _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+            _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+        );
+    }
+    // Level 3: t[k] block q, lanes 0-1 hold 2 candidates of row 8k + q, lanes 2-3 of 8k + 4 + q.
+    let mut t = [_mm512_setzero_ps(); 2];
+    for (k, slot) in t.iter_mut().enumerate() {
+        let (a, b) = (u[2 * k], u[2 * k + 1]);
+        *slot = _mm512_max_ps(
+            _mm512_shuffle_ps::<0b01_00_01_00>(a, b),
+            _mm512_shuffle_ps::<0b11_10_11_10>(a, b),
+        );
+    }
+    // Level 4: block q, lane i holds the maximum of row 4i + q.
+    let r = _mm512_max_ps(
+        _mm512_shuffle_ps::<0b10_00_10_00>(t[0], t[1]),
+        _mm512_shuffle_ps::<0b11_01_11_01>(t[0], t[1]),
+    );
+    // Row 4i + q is in lane 4q + i.
+    _mm512_permutexvar_ps(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
+        r,
+    )
+}
+
+/// [`hsum_pd`] of each of 16 vectors, the same additions in the same order (so the same bits):
+/// rows 0-7 in the lanes of the first result, rows 8-15 in the second. Each level adds the
+/// terms `hsum_pd` adds at that level, for two (then four, then eight) rows per vector.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn hsum_of_each(s: &[__m512d; 16]) -> (__m512d, __m512d) {
+    // Level 1 (i + (i + 4)): w[k] lanes 0-3 for row 2k, 4-7 for row 2k + 1.
+    let mut w = [_mm512_setzero_pd(); 8];
+    for (k, slot) in w.iter_mut().enumerate() {
+        let (a, b) = (s[2 * k], s[2 * k + 1]);
+        *slot = _mm512_add_pd(
+            _mm512_shuffle_f64x2::<0b01_00_01_00>(a, b),
+            _mm512_shuffle_f64x2::<0b11_10_11_10>(a, b),
+        );
+    }
+    // Level 2 (i + (i + 2)): y[k] lanes 2q, 2q + 1 for row 4k + q.
+    let mut y = [_mm512_setzero_pd(); 4];
+    for (k, slot) in y.iter_mut().enumerate() {
+        let (a, b) = (w[2 * k], w[2 * k + 1]);
+        *slot = _mm512_add_pd(
+            _mm512_shuffle_f64x2::<0b10_00_10_00>(a, b),
+            _mm512_shuffle_f64x2::<0b11_01_11_01>(a, b),
+        );
+    }
+    // Level 3 (0 + 1): lane 2q for row 8k + q, lane 2q + 1 for row 8k + 4 + q.
+    let order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    let mut z = [_mm512_setzero_pd(); 2];
+    for (k, slot) in z.iter_mut().enumerate() {
+        let (a, b) = (y[2 * k], y[2 * k + 1]);
+        let sum = _mm512_add_pd(_mm512_unpacklo_pd(a, b), _mm512_unpackhi_pd(a, b));
+        *slot = _mm512_permutexvar_pd(order, sum);
+    }
+    (z[0], z[1])
 }
 
 /// [`super::row_ln_f32`] in 8 lanes, the same operations in the same order (so the same bits).

@@ -490,6 +490,51 @@ pub mod testing {
         }
     }
 
+    /// As [`rows`] with every row at temperature `t` (read once, as the many-rows path passes
+    /// one temperature for a whole call); with `in_place`, `out` is first set to `x` and is
+    /// both source and destination.
+    ///
+    /// # Panics
+    /// If the lengths do not match or `t` is not positive and finite.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rows_at<C: Real>(
+        level: SimdLevel,
+        op: Op,
+        x: &[C],
+        out: &mut [C],
+        n: usize,
+        t: f64,
+        in_place: bool,
+        store: super::Store,
+    ) {
+        assert!(n > 0 && n <= BLOCK);
+        assert_eq!(x.len(), out.len());
+        assert_eq!(x.len() % n, 0);
+        assert!(t > 0.0 && t.is_finite());
+        let src = if in_place {
+            out.copy_from_slice(x);
+            out.as_ptr()
+        } else {
+            x.as_ptr()
+        };
+        // SAFETY: x.len() / n rows of n elements each in both buffers (the same buffer when
+        // in place), one temperature read with step 0.
+        unsafe {
+            (C::kernels_for(level).rows)(
+                op,
+                src,
+                n,
+                out.as_mut_ptr(),
+                n,
+                n,
+                x.len() / n,
+                &t,
+                0,
+                store,
+            )
+        }
+    }
+
     /// One whole row (any length) with the kernels of `level`, its blocks spread over the
     /// crate's pool when `parallel`, written with non-temporal stores when `stream`.
     ///
