@@ -1,0 +1,89 @@
+//! Memory-bound shapes against what the memory system gives two threads: softmax and
+//! log-softmax of a batch (2 threads) beside a 2-thread copy of the same bytes with
+//! non-temporal stores (read once, write once, no read-for-ownership: the traffic of our
+//! streaming path), medians of 15 interleaved runs, release mode:
+//! `cargo run --release --example bw_probe [rows] [len]` (default 256 x 152064).
+
+use std::time::Instant;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// `dst = src` with non-temporal stores where the CPU has AVX-512F, else a plain copy.
+fn stream_copy(src: &[f32], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F; the slices have the same length (checked by the
+        // caller's split).
+        unsafe { stream_copy_avx512(src, dst) };
+        return;
+    }
+    dst.copy_from_slice(src);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn stream_copy_avx512(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert_eq!(src.len(), dst.len());
+    let mut i = 0;
+    // Non-temporal stores need 64-byte aligned addresses: copy up to the first one.
+    while i < src.len() && !(dst.as_ptr().add(i) as usize).is_multiple_of(64) {
+        dst[i] = src[i];
+        i += 1;
+    }
+    while i + 16 <= src.len() {
+        _mm512_stream_ps(
+            dst.as_mut_ptr().add(i),
+            _mm512_loadu_ps(src.as_ptr().add(i)),
+        );
+        i += 16;
+    }
+    dst[i..].copy_from_slice(&src[i..]);
+    _mm_sfence();
+}
+
+fn main() {
+    let rows: usize = std::env::args().nth(1).map_or(256, |a| a.parse().unwrap());
+    let n: usize = std::env::args()
+        .nth(2)
+        .map_or(152064, |a| a.parse().unwrap());
+    let x: Vec<f32> = (0..rows * n)
+        .map(|i| ((i * 7919) % 1000) as f32 * 0.01)
+        .collect();
+    let mut out = vec![0.0f32; x.len()];
+    let mut copy = vec![0.0f32; x.len()];
+    logitkit::set_num_threads(2).unwrap();
+    let (mut soft, mut log, mut nt) = (vec![], vec![], vec![]);
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        t.elapsed().as_secs_f64() * 1e6
+    };
+    for _ in 0..15 {
+        soft.push(time(&mut || {
+            logitkit::softmax_rows(&x, &mut out, n, 1.0.into()).unwrap()
+        }));
+        log.push(time(&mut || {
+            logitkit::log_softmax_rows(&x, &mut out, n, 1.0.into()).unwrap()
+        }));
+        nt.push(time(&mut || {
+            let half = x.len() / 2;
+            let (x1, x2) = x.split_at(half);
+            let (c1, c2) = copy.split_at_mut(half);
+            std::thread::scope(|s| {
+                s.spawn(move || stream_copy(x1, c1));
+                stream_copy(x2, c2);
+            });
+        }));
+    }
+    let (s, l, c) = (median(soft), median(log), median(nt));
+    println!(
+        "{rows}x{n} (median µs): softmax {s:.0} ({:.2}x the copy), log_softmax {l:.0} ({:.2}x), \
+         2-thread non-temporal copy {c:.0}",
+        s / c,
+        l / c
+    );
+}
