@@ -533,7 +533,8 @@ rows_kernel!(
 
 /// The many-rows kernel: a row of at most 16 elements is one or two vectors, kept in
 /// registers from load to store, with the operations (so the bits) of the block kernels;
-/// longer rows go through the block kernels.
+/// longer rows go through the block kernels. Rows stored back to back at one temperature go
+/// 8 at a time through [`rows_f32_packed`], with the same bits.
 ///
 /// # Safety
 /// As [`Kernels::rows`].
@@ -556,6 +557,29 @@ unsafe fn rows_f32(
             op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
         );
     }
+    let mut first = 0;
+    if n >= 2 && src_step == n && dst_step == n && temp_step == 0 && count >= PACKED_GROUP {
+        let t = *temps;
+        let inv = 1.0 / t;
+        if t == 1.0 || inv.is_normal() {
+            let packed = PackedRows::new(n);
+            while first + PACKED_GROUP <= count {
+                let (s, d) = (src.add(first * n), dst.add(first * n));
+                if t == 1.0 {
+                    rows_f32_packed::<true>(op, s, d, 1.0, &packed);
+                } else {
+                    rows_f32_packed::<false>(op, s, d, inv, &packed);
+                }
+                first += PACKED_GROUP;
+            }
+        }
+    }
+    let (src, dst, temps) = (
+        src.add(first * src_step),
+        dst.add(first * dst_step),
+        temps.add(first * temp_step),
+    );
+    let count = count - first;
     let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
     // Lanes in the second vector (0 when the row fits in one).
     let n1 = n.saturating_sub(8);
@@ -648,6 +672,238 @@ unsafe fn rows_f32(
             store(d.add(8), n1, y1);
         }
     }
+}
+
+/// Rows per group of the packed short-row kernel: one per `f32` lane.
+const PACKED_GROUP: usize = 8;
+
+/// For 8 rows of `n` elements stored one after the other: lane `l` of vector `v` (element
+/// `8 v + l` of the group) belongs to row `(8 v + l) / n`.
+struct PackedRows {
+    n: usize,
+    row_of: [[i32; 8]; 16],
+}
+
+impl PackedRows {
+    fn new(n: usize) -> PackedRows {
+        debug_assert!((1..=16).contains(&n));
+        let mut row_of = [[0i32; 8]; 16];
+        for (v, lanes) in row_of.iter_mut().enumerate().take(n) {
+            for (l, row) in lanes.iter_mut().enumerate() {
+                *row = ((8 * v + l) / n) as i32;
+            }
+        }
+        PackedRows { n, row_of }
+    }
+}
+
+/// Lanes `0..r` all ones, the others zero (`r <= 8`).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lanes_below(r: usize) -> __m256 {
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(r as i32), lane))
+}
+
+/// 8 rows of `rows.n` elements stored one after the other (`8 n` elements, `n` full vectors),
+/// all at one temperature (`inv` its reciprocal; UNIT: temperature 1). The per-row kernel
+/// spends most of a short row on horizontal reductions and on partly filled vectors; here the
+/// 8 row maxima and the 8 row sums are reduced together by shuffle trees ([`max_of_each`],
+/// [`hsum_of_each`]), and the exps, the scaling and the log-softmax outputs run on the `n`
+/// packed vectors, each lane getting its row's maximum and factor through one permutation. A
+/// row's exps are read back from a scratch copy, zero past the row's end (as `exp(-inf)`
+/// gives), and summed as the per-row kernel sums them; so every row gets the same bits.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `8 * rows.n` elements, the same or disjoint;
+/// `2 <= rows.n <= 16`; `inv` normal; AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_f32_packed<const UNIT: bool>(
+    op: crate::row::Op,
+    src: *const f32,
+    dst: *mut f32,
+    inv: f64,
+    rows: &PackedRows,
+) {
+    let n = rows.n;
+    let n1 = n.saturating_sub(8);
+    let n0 = n - n1;
+    let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+    let load = |p: *const f32, r: usize| {
+        if r == 8 {
+            _mm256_loadu_ps(p)
+        } else {
+            load_tail_ps(p, r, f32::NEG_INFINITY)
+        }
+    };
+    let mut maxima = [ninf; PACKED_GROUP];
+    for (r, slot) in maxima.iter_mut().enumerate() {
+        let s = src.add(r * n);
+        let m = _mm256_max_ps(load(s, n0), ninf);
+        *slot = if n1 > 0 {
+            _mm256_max_ps(load(s.add(8), n1), m)
+        } else {
+            m
+        };
+    }
+    // Exact for rows without NaN whatever the order; a row with NaN, +inf or nothing above
+    // -inf has a NaN sum (NaN - m, inf - inf or -inf - -inf), caught below.
+    let m = max_of_each(&maxima);
+    let inv_v = _mm256_set1_pd(inv);
+    // 8 spare lanes: the read-back of a row's last vector may run past the group's end.
+    let mut exps = [0.0f32; 8 * 16 + 8];
+    for v in 0..n {
+        let row = _mm256_loadu_si256(rows.row_of[v].as_ptr().cast());
+        let x = _mm256_loadu_ps(src.add(8 * v));
+        let mv = _mm256_permutevar8x32_ps(m, row);
+        let a = if UNIT {
+            _mm256_sub_ps(x, mv)
+        } else {
+            // As `arg_ps::<false>`, with `m as f64` per lane.
+            narrow(
+                _mm256_mul_pd(_mm256_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
+                _mm256_mul_pd(_mm256_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
+            )
+        };
+        _mm256_storeu_ps(exps.as_mut_ptr().add(8 * v), exp_ps(a));
+    }
+    let (keep0, keep1) = (lanes_below(n0), lanes_below(n1));
+    let mut sums = [_mm256_setzero_pd(); PACKED_GROUP];
+    for (r, slot) in sums.iter_mut().enumerate() {
+        let p = exps.as_ptr().add(r * n);
+        // As the per-row kernel: a0 = lo(e0) (+ lo(e1)), a1 = hi(e0) (+ hi(e1)), a0 + a1.
+        let e0 = _mm256_and_ps(_mm256_loadu_ps(p), keep0);
+        let (mut a0, mut a1) = (lo_pd(e0), hi_pd(e0));
+        if n1 > 0 {
+            let e1 = _mm256_and_ps(_mm256_loadu_ps(p.add(8)), keep1);
+            a0 = _mm256_add_pd(a0, lo_pd(e1));
+            a1 = _mm256_add_pd(a1, hi_pd(e1));
+        }
+        *slot = _mm256_add_pd(a0, a1);
+    }
+    let (tot_lo, tot_hi) = hsum_of_each(&sums);
+    let mut totals = [0.0f64; PACKED_GROUP];
+    _mm256_storeu_pd(totals.as_mut_ptr(), tot_lo);
+    _mm256_storeu_pd(totals.as_mut_ptr().add(4), tot_hi);
+    match op {
+        crate::row::Op::Softmax => {
+            let mut f = [0.0f32; PACKED_GROUP];
+            for (slot, &total) in f.iter_mut().zip(&totals) {
+                *slot = (1.0 / total) as f32;
+            }
+            let f = _mm256_loadu_ps(f.as_ptr());
+            for v in 0..n {
+                let row = _mm256_loadu_si256(rows.row_of[v].as_ptr().cast());
+                let e = _mm256_loadu_ps(exps.as_ptr().add(8 * v));
+                let y = _mm256_mul_ps(e, _mm256_permutevar8x32_ps(f, row));
+                _mm256_storeu_ps(dst.add(8 * v), y);
+            }
+        }
+        crate::row::Op::LogSoftmax => {
+            let mut ls = [0.0f64; PACKED_GROUP];
+            let mut ls32 = [0.0f32; PACKED_GROUP];
+            for r in 0..PACKED_GROUP {
+                ls[r] = super::row_ln_f32(totals[r]);
+                ls32[r] = ls[r] as f32;
+            }
+            let ls32 = _mm256_loadu_ps(ls32.as_ptr());
+            for v in 0..n {
+                let row = _mm256_loadu_si256(rows.row_of[v].as_ptr().cast());
+                // Read before the same vector of `dst` is written (`src == dst` allowed).
+                let x = _mm256_loadu_ps(src.add(8 * v));
+                let mv = _mm256_permutevar8x32_ps(m, row);
+                let y = if UNIT {
+                    _mm256_sub_ps(_mm256_sub_ps(x, mv), _mm256_permutevar8x32_ps(ls32, row))
+                } else {
+                    // As `log_f32::<false>`, with the row's f64 logarithm per lane.
+                    let rs = &rows.row_of[v];
+                    let ls_of = |l: usize| ls[rs[l] as usize];
+                    let ls_lo = _mm256_setr_pd(ls_of(0), ls_of(1), ls_of(2), ls_of(3));
+                    let ls_hi = _mm256_setr_pd(ls_of(4), ls_of(5), ls_of(6), ls_of(7));
+                    narrow(
+                        _mm256_fmsub_pd(_mm256_sub_pd(lo_pd(x), lo_pd(mv)), inv_v, ls_lo),
+                        _mm256_fmsub_pd(_mm256_sub_pd(hi_pd(x), hi_pd(mv)), inv_v, ls_hi),
+                    )
+                };
+                _mm256_storeu_ps(dst.add(8 * v), y);
+            }
+        }
+    }
+    for (r, total) in totals.iter().enumerate() {
+        if total.is_nan() {
+            // Contract S6.
+            let d = dst.add(r * n);
+            let nan = _mm256_set1_ps(f32::NAN);
+            if n0 == 8 {
+                _mm256_storeu_ps(d, nan);
+            } else {
+                store_tail_ps(d, n0, nan);
+            }
+            if n1 == 8 {
+                _mm256_storeu_ps(d.add(8), nan);
+            } else if n1 > 0 {
+                store_tail_ps(d.add(8), n1, nan);
+            }
+        }
+    }
+}
+
+/// Lane `r`: the largest lane of `xs[r]`, for vectors without NaN (with NaN, any value). A
+/// tree of 7 maxima on full vectors: each level halves every vector's candidates and packs
+/// two vectors into one (128-bit halves, then pairs within halves), then one permutation puts
+/// the rows in order.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn max_of_each(xs: &[__m256; 8]) -> __m256 {
+    // Level 1: w[k] lanes 0-3 hold 4 candidates of row 2k, lanes 4-7 of row 2k + 1.
+    let mut w = [_mm256_setzero_ps(); 4];
+    for (k, slot) in w.iter_mut().enumerate() {
+        let (a, b) = (xs[2 * k], xs[2 * k + 1]);
+        *slot = _mm256_max_ps(
+            _mm256_permute2f128_ps::<0x20>(a, b),
+            _mm256_permute2f128_ps::<0x31>(a, b),
+        );
+    }
+    // Level 2: u[k] half h, lanes 0-1 hold 2 candidates of row 4k + h, lanes 2-3 of 4k + 2 + h.
+    let mut u = [_mm256_setzero_ps(); 2];
+    for (k, slot) in u.iter_mut().enumerate() {
+        let (a, b) = (w[2 * k], w[2 * k + 1]);
+        *slot = _mm256_max_ps(
+            _mm256_shuffle_ps::<0b01_00_01_00>(a, b),
+            _mm256_shuffle_ps::<0b11_10_11_10>(a, b),
+        );
+    }
+    // Level 3: half h, lane i holds the maximum of row 2i + h.
+    let r = _mm256_max_ps(
+        _mm256_shuffle_ps::<0b10_00_10_00>(u[0], u[1]),
+        _mm256_shuffle_ps::<0b11_01_11_01>(u[0], u[1]),
+    );
+    // Row 2i + h is in lane 4h + i.
+    _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+/// [`hsum_pd`] of each of 8 vectors, the same additions in the same order (so the same bits):
+/// rows 0-3 in the lanes of the first result, rows 4-7 in the second.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_of_each(s: &[__m256d; 8]) -> (__m256d, __m256d) {
+    // Level 1 (low half + high half): w[k] lanes 0-1 for row 2k, 2-3 for row 2k + 1.
+    let mut w = [_mm256_setzero_pd(); 4];
+    for (k, slot) in w.iter_mut().enumerate() {
+        let (a, b) = (s[2 * k], s[2 * k + 1]);
+        *slot = _mm256_add_pd(
+            _mm256_permute2f128_pd::<0x20>(a, b),
+            _mm256_permute2f128_pd::<0x31>(a, b),
+        );
+    }
+    // Level 2 (0 + 1): lanes for rows 4k, 4k + 2, 4k + 1, 4k + 3, then put in order.
+    let mut z = [_mm256_setzero_pd(); 2];
+    for (k, slot) in z.iter_mut().enumerate() {
+        let (a, b) = (w[2 * k], w[2 * k + 1]);
+        let sum = _mm256_add_pd(_mm256_unpacklo_pd(a, b), _mm256_unpackhi_pd(a, b));
+        *slot = _mm256_permute4x64_pd::<0b11_01_10_00>(sum);
+    }
+    (z[0], z[1])
 }
 
 /// The AVX2 table for `f32`. Only handed out when the CPU has AVX2 and FMA.
