@@ -381,19 +381,24 @@ fn rows_kernel_matches_block_kernels_all_levels() {
     }
 }
 
-/// The short-row kernels at one temperature for the whole call (the packed path of 16 rows
-/// stored one after the other, and the groups of up to 16 rows it leaves over): every row the
-/// bits of the block kernels, whatever its place in a group (contract S9), in place or not.
-/// Scale 40 spreads the exps over 2^-100..1 so that row sums round and a change in their order
-/// would change bits; the contract S6 rows (NaN, +inf, all -inf, signed zeros) sit at several
-/// places in the groups.
+/// The many-rows kernels at one temperature for the whole call: the packed short-row paths
+/// (16 or 8 rows stored one after the other) and the groups they leave over, and rows longer
+/// than 16 with cached or streamed output (streaming writes each row during the next row's exp
+/// pass). Every row gets the bits of the block kernels, whatever its place in the call
+/// (contract S9), in place or not, at any alignment of the output. Scale 40 spreads the exps
+/// over 2^-100..1 so that row sums round and a change in their order would change bits; the
+/// contract S6 rows (NaN, +inf, all -inf, signed zeros) sit at several places among the rows.
 #[test]
-fn s9_short_rows_one_temperature_match_block_kernels_all_levels() {
+fn s9_rows_one_temperature_match_block_kernels_all_levels() {
     let mut rng = Rng(17);
+    let cases = (1usize..=18)
+        .chain([33])
+        .map(|n| (n, &[1usize, 15, 16, 17, 48, 53][..]))
+        .chain([100usize, 1029].map(|n| (n, &[1usize, 7, 33][..])));
     for level in supported_levels() {
-        for n in (1usize..=18).chain([33]) {
-            for count in [1usize, 15, 16, 17, 48, 53] {
-                for scale in [4.0, 40.0] {
+        for (n, counts) in cases.clone() {
+            for &count in counts {
+                for (scale, offset) in [(4.0, 0usize), (40.0, 3)] {
                     let mut x = f32_row(&random_row(&mut rng, n * count, scale, 7));
                     for (r, special) in [
                         (2usize, f32::NAN),
@@ -412,34 +417,35 @@ fn s9_short_rows_one_temperature_match_block_kernels_all_levels() {
                         x[20 * n..21 * n].fill(-0.0);
                         x[20 * n + 1] = 0.0;
                     }
-                    for t in [1.0, 0.5, 3.0] {
-                        for op in [Op::Softmax, Op::LogSoftmax] {
-                            for in_place in [false, true] {
-                                let mut out = vec![0.0f32; n * count];
-                                k::rows_at(
-                                    level,
-                                    op,
-                                    &x,
-                                    &mut out,
-                                    n,
-                                    t,
-                                    in_place,
-                                    k::Store::Cached,
-                                );
-                                for r in 0..count {
-                                    let xr = &x[r * n..(r + 1) * n];
-                                    let got: Vec<u32> = out[r * n..(r + 1) * n]
-                                        .iter()
-                                        .map(|v| v.to_bits())
-                                        .collect();
-                                    assert_eq!(
-                                        got,
-                                        by_block_kernels(level, op, xr, t),
-                                        "{level:?} {op:?} n={n} count={count} scale={scale} t={t} \
-                                         in_place={in_place} row {r}"
-                                    );
-                                }
-                            }
+                    // `offset` elements before the rows move the output off 64-byte alignment.
+                    let mut padded = vec![0.5f32; offset];
+                    padded.extend_from_slice(&x);
+                    let x = &padded[offset..];
+                    for (t, op, in_place, store) in [1.0, 0.5, 3.0].into_iter().flat_map(|t| {
+                        [Op::Softmax, Op::LogSoftmax]
+                            .into_iter()
+                            .flat_map(move |op| {
+                                [false, true].into_iter().flat_map(move |p| {
+                                    [k::Store::Cached, k::Store::Stream]
+                                        .map(move |st| (t, op, p, st))
+                                })
+                            })
+                    }) {
+                        let mut out_buf = vec![0.0f32; offset + n * count];
+                        let out = &mut out_buf[offset..];
+                        k::rows_at(level, op, x, out, n, t, in_place, store);
+                        for r in 0..count {
+                            let xr = &x[r * n..(r + 1) * n];
+                            let got: Vec<u32> = out[r * n..(r + 1) * n]
+                                .iter()
+                                .map(|v| v.to_bits())
+                                .collect();
+                            assert_eq!(
+                                got,
+                                by_block_kernels(level, op, xr, t),
+                                "{level:?} {op:?} {store:?} n={n} count={count} scale={scale} \
+                                 t={t} in_place={in_place} row {r}"
+                            );
                         }
                     }
                 }

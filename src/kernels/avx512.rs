@@ -312,6 +312,98 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
     n: usize,
     c: ArgF32,
 ) -> f64 {
+    exp_sum_pending_f32::<UNIT, STORE, false>(src, dst, n, c, None)
+}
+
+/// The previous row's output, written with non-temporal stores 64 elements at a time alongside
+/// the next row's exps (so that writing to memory overlaps arithmetic instead of coming in one
+/// burst per row). Elementwise, with the operations `scale_to_f32` / `write_log_f32` use.
+struct Pending {
+    log: bool,
+    unit: bool,
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    done: usize,
+    f: __m512,
+    c: ArgF32,
+    ls: f32,
+    ls64: __m512d,
+}
+
+impl Pending {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn value(&self, x: __m512) -> __m512 {
+        if !self.log {
+            _mm512_mul_ps(x, self.f)
+        } else if self.unit {
+            log_f32::<true>(self.c, self.ls, self.ls64, x)
+        } else {
+            log_f32::<false>(self.c, self.ls, self.ls64, x)
+        }
+    }
+
+    /// Up to the first 64-byte boundary of `dst`, with normal stores.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn begin(&mut self) {
+        let head = (((64 - (self.dst as usize & 63)) & 63) / 4).min(self.n);
+        if head > 0 {
+            let k = mask16(head);
+            let x = _mm512_maskz_loadu_ps(k, self.src);
+            _mm512_mask_storeu_ps(self.dst, k, self.value(x));
+        }
+        self.done = head;
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn step(&mut self) {
+        let i = self.done;
+        if i + 64 <= self.n {
+            for q in 0..4 {
+                let x = _mm512_loadu_ps(self.src.add(i + 16 * q));
+                _mm512_stream_ps(self.dst.add(i + 16 * q), self.value(x));
+            }
+            self.done = i + 64;
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn finish(&mut self) {
+        while self.done + 64 <= self.n {
+            self.step();
+        }
+        let mut i = self.done;
+        while i + 16 <= self.n {
+            _mm512_stream_ps(
+                self.dst.add(i),
+                self.value(_mm512_loadu_ps(self.src.add(i))),
+            );
+            i += 16;
+        }
+        if i < self.n {
+            let k = mask16(self.n - i);
+            let x = _mm512_maskz_loadu_ps(k, self.src.add(i));
+            _mm512_mask_storeu_ps(self.dst.add(i), k, self.value(x));
+        }
+        self.done = self.n;
+    }
+}
+
+/// [`exp_sum_f32`] (the same operations, so the same exps and sum) that with PEND also writes
+/// 64 elements of `pend`'s row per 64 exps, and leaves the rest of that row to its `finish`.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_sum_pending_f32<const UNIT: bool, const STORE: bool, const PEND: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+    mut pend: Option<&mut Pending>,
+) -> f64 {
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
     let mut a0 = _mm512_setzero_pd();
     let mut a1 = _mm512_setzero_pd();
@@ -330,6 +422,11 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
         let s = _mm512_add_ps(_mm512_add_ps(e0, e1), _mm512_add_ps(e2, e3));
         a0 = _mm512_add_pd(a0, lo_pd(s));
         a1 = _mm512_add_pd(a1, hi_pd(s));
+        if PEND {
+            if let Some(p) = pend.as_mut() {
+                p.step();
+            }
+        }
         i += 64;
     }
     while i + 16 <= n {
@@ -575,10 +672,13 @@ unsafe fn rows_f32(
     temp_step: usize,
     store: super::Store,
 ) {
-    if n > 16 || n == 0 {
-        return rows_f32_general(
+    if n > 16 {
+        return rows_f32_long(
             op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
         );
+    }
+    if n == 0 {
+        return;
     }
     let mut first = 0;
     if n >= 2 && src_step == n && dst_step == n && temp_step == 0 && count >= SHORT_GROUP {
@@ -612,6 +712,107 @@ unsafe fn rows_f32(
         );
         first += g;
     }
+}
+
+/// Rows of 17 to [`BLOCK`](super::BLOCK) elements: the block kernels row by row (the bits of
+/// `rows_f32_general`), except that with non-temporal output each row's output is written
+/// during the next row's exp pass ([`Pending`]) rather than in one burst after its own.
+///
+/// # Safety
+/// As [`Kernels::rows`], with `n > 16`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_f32_long(
+    op: crate::row::Op,
+    src: *const f32,
+    src_step: usize,
+    dst: *mut f32,
+    dst_step: usize,
+    n: usize,
+    count: usize,
+    temps: *const f64,
+    temp_step: usize,
+    store: super::Store,
+) {
+    let temp = |r: usize| *temps.add(r * temp_step);
+    let vector_temps = (0..if temp_step == 0 { count.min(1) } else { count })
+        .all(|r| temp(r) == 1.0 || (1.0 / temp(r)).is_normal());
+    let softmax = op == crate::row::Op::Softmax;
+    let mut scratch = if softmax {
+        super::Scratch::take(2 * n * std::mem::size_of::<f32>())
+    } else {
+        None
+    };
+    if store != super::Store::Stream || !vector_temps || (softmax && scratch.is_none()) {
+        return rows_f32_general(
+            op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
+        );
+    }
+    let bufs = scratch.as_mut().map_or([std::ptr::null_mut(); 2], |sc| {
+        let p = sc.ptr::<f32>();
+        [p, p.add(n)]
+    });
+    let mut pending: Option<Pending> = None;
+    for r in 0..count {
+        let s = src.add(r * src_step);
+        let d = dst.add(r * dst_step);
+        let t = temp(r);
+        if r + super::ROWS_PREFETCH_AHEAD < count {
+            super::prefetch(
+                src.add((r + super::ROWS_PREFETCH_AHEAD) * src_step) as *const u8,
+                n * std::mem::size_of::<f32>(),
+            );
+        }
+        let (m, nan) = max_f32_impl(std::slice::from_raw_parts(s, n));
+        if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
+            if let Some(p) = pending.as_mut() {
+                p.finish();
+            }
+            pending = None;
+            // Contract S6.
+            for i in 0..n {
+                *d.add(i) = f32::NAN;
+            }
+            continue;
+        }
+        let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
+        let c = ArgF32::new(m, inv);
+        let e = bufs[r % 2];
+        // As `exp_store_sum_f32` (softmax, exps kept) or `sum_exp_f32_impl` (log-softmax).
+        let pend = pending.as_mut();
+        let total = match (t == 1.0, softmax) {
+            (true, true) => exp_sum_pending_f32::<true, true, true>(s, e, n, c, pend),
+            (false, true) => exp_sum_pending_f32::<false, true, true>(s, e, n, c, pend),
+            (true, false) => exp_sum_pending_f32::<true, false, true>(s, e, n, c, pend),
+            (false, false) => exp_sum_pending_f32::<false, false, true>(s, e, n, c, pend),
+        };
+        if let Some(p) = pending.as_mut() {
+            p.finish();
+        }
+        let ls = if softmax {
+            0.0
+        } else {
+            super::row_ln_f32(total)
+        };
+        let mut next = Pending {
+            log: !softmax,
+            unit: t == 1.0,
+            src: if softmax { e } else { s },
+            dst: d,
+            n,
+            done: 0,
+            f: _mm512_set1_ps((1.0 / total) as f32),
+            c,
+            ls: ls as f32,
+            ls64: _mm512_set1_pd(ls),
+        };
+        next.begin();
+        pending = Some(next);
+    }
+    if let Some(p) = pending.as_mut() {
+        p.finish();
+    }
+    _mm_sfence();
 }
 
 /// Rows per group of the short-row kernel: one per `f32` lane of the batched reductions.

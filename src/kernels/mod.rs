@@ -89,7 +89,10 @@ pub enum Store {
     /// no such mode.)
     Cached,
     /// The exps go to a per-thread scratch buffer (hot in L1), then one scaled write of the
-    /// output with non-temporal stores: for outputs larger than the caches.
+    /// output with non-temporal stores: for outputs larger than the caches. (The AVX-512 `f32`
+    /// kernel writes each row during the next row's exp pass, so that writing to memory
+    /// overlaps arithmetic: 32768x1024 softmax measured about 10% faster than writing each
+    /// row in one burst.)
     Stream,
 }
 
