@@ -46,7 +46,7 @@ fn default_num_threads() -> usize {
 }
 
 /// Sets the number of threads the crate's calls use (contract S11). Any `n >= 1` is accepted
-/// and reported back by [`get_num_threads`]; a call uses at most [`MAX_WORKERS`] threads, and
+/// and reported back by [`get_num_threads`]; a call uses at most 1024 threads, and
 /// fewer if the system refuses them.
 ///
 /// ```

@@ -562,7 +562,7 @@ unsafe fn rows_f32(
         let t = *temps;
         let inv = 1.0 / t;
         if t == 1.0 || inv.is_normal() {
-            let packed = PackedRows::new(n);
+            let packed = super::PackedRows::<8>::new(n);
             while first + PACKED_GROUP <= count {
                 let (s, d) = (src.add(first * n), dst.add(first * n));
                 if t == 1.0 {
@@ -677,26 +677,6 @@ unsafe fn rows_f32(
 /// Rows per group of the packed short-row kernel: one per `f32` lane.
 const PACKED_GROUP: usize = 8;
 
-/// For 8 rows of `n` elements stored one after the other: lane `l` of vector `v` (element
-/// `8 v + l` of the group) belongs to row `(8 v + l) / n`.
-struct PackedRows {
-    n: usize,
-    row_of: [[i32; 8]; 16],
-}
-
-impl PackedRows {
-    fn new(n: usize) -> PackedRows {
-        debug_assert!((1..=16).contains(&n));
-        let mut row_of = [[0i32; 8]; 16];
-        for (v, lanes) in row_of.iter_mut().enumerate().take(n) {
-            for (l, row) in lanes.iter_mut().enumerate() {
-                *row = ((8 * v + l) / n) as i32;
-            }
-        }
-        PackedRows { n, row_of }
-    }
-}
-
 /// Lanes `0..r` all ones, the others zero (`r <= 8`).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -723,7 +703,7 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
     src: *const f32,
     dst: *mut f32,
     inv: f64,
-    rows: &PackedRows,
+    rows: &super::PackedRows<8>,
 ) {
     let n = rows.n;
     let n1 = n.saturating_sub(8);

@@ -685,7 +685,7 @@ unsafe fn rows_f32(
         let t = *temps;
         let inv = 1.0 / t;
         if t == 1.0 || inv.is_normal() {
-            let packed = PackedRows::new(n);
+            let packed = super::PackedRows::<16>::new(n);
             while first + SHORT_GROUP <= count {
                 let (s, d) = (src.add(first * n), dst.add(first * n));
                 if t == 1.0 {
@@ -925,26 +925,6 @@ unsafe fn rows_f32_short(
     }
 }
 
-/// For 16 rows of `n` elements stored one after the other: lane `l` of vector `v` (element
-/// `16 v + l` of the group) belongs to row `(16 v + l) / n`.
-struct PackedRows {
-    n: usize,
-    row_of: [[i32; 16]; 16],
-}
-
-impl PackedRows {
-    fn new(n: usize) -> PackedRows {
-        debug_assert!((1..=16).contains(&n));
-        let mut row_of = [[0i32; 16]; 16];
-        for (v, lanes) in row_of.iter_mut().enumerate().take(n) {
-            for (l, row) in lanes.iter_mut().enumerate() {
-                *row = ((16 * v + l) / n) as i32;
-            }
-        }
-        PackedRows { n, row_of }
-    }
-}
-
 /// 16 rows of `rows.n` elements stored one after the other (`16 n` elements, `n` full
 /// vectors), all at one temperature (`inv` its reciprocal; UNIT: temperature 1). As
 /// [`rows_f32_short`], but the elementwise work (exps, scaling, log-softmax outputs) runs on
@@ -962,7 +942,7 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
     src: *const f32,
     dst: *mut f32,
     inv: f64,
-    rows: &PackedRows,
+    rows: &super::PackedRows<16>,
 ) {
     let n = rows.n;
     let k: __mmask16 = if n == 16 { 0xFFFF } else { mask16(n) };

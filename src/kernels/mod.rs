@@ -96,6 +96,29 @@ pub enum Store {
     Stream,
 }
 
+/// For `LANES` rows of `n` elements (1 to 16) stored one after the other, as the packed
+/// short-row kernels see them (`n` full vectors of `LANES` lanes): lane `l` of vector `v`
+/// (element `LANES * v + l` of the group) belongs to row `(LANES * v + l) / n`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct PackedRows<const LANES: usize> {
+    pub n: usize,
+    pub row_of: [[i32; LANES]; 16],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<const LANES: usize> PackedRows<LANES> {
+    pub fn new(n: usize) -> PackedRows<LANES> {
+        debug_assert!((1..=16).contains(&n));
+        let mut row_of = [[0i32; LANES]; 16];
+        for (v, lanes) in row_of.iter_mut().enumerate().take(n) {
+            for (l, row) in lanes.iter_mut().enumerate() {
+                *row = ((LANES * v + l) / n) as i32;
+            }
+        }
+        PackedRows { n, row_of }
+    }
+}
+
 /// Compensated (Neumaier) sum of block or chunk partial sums.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct SumAcc {
