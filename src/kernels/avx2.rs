@@ -557,23 +557,19 @@ unsafe fn rows_f32(
             op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
         );
     }
-    let mut first = 0;
-    if n >= 2 && src_step == n && dst_step == n && temp_step == 0 && count >= PACKED_GROUP {
-        let t = *temps;
-        let inv = 1.0 / t;
-        if t == 1.0 || inv.is_normal() {
-            let packed = super::PackedRows::<8>::new(n);
-            while first + PACKED_GROUP <= count {
-                let (s, d) = (src.add(first * n), dst.add(first * n));
-                if t == 1.0 {
-                    rows_f32_packed::<true>(op, s, d, 1.0, &packed);
-                } else {
-                    rows_f32_packed::<false>(op, s, d, inv, &packed);
-                }
-                first += PACKED_GROUP;
-            }
-        }
-    }
+    let first = super::packed_groups::<8>(
+        op,
+        src,
+        src_step,
+        dst,
+        dst_step,
+        n,
+        count,
+        temps,
+        temp_step,
+        rows_f32_packed::<true>,
+        rows_f32_packed::<false>,
+    );
     let (src, dst, temps) = (
         src.add(first * src_step),
         dst.add(first * dst_step),

@@ -680,23 +680,19 @@ unsafe fn rows_f32(
     if n == 0 {
         return;
     }
-    let mut first = 0;
-    if n >= 2 && src_step == n && dst_step == n && temp_step == 0 && count >= SHORT_GROUP {
-        let t = *temps;
-        let inv = 1.0 / t;
-        if t == 1.0 || inv.is_normal() {
-            let packed = super::PackedRows::<16>::new(n);
-            while first + SHORT_GROUP <= count {
-                let (s, d) = (src.add(first * n), dst.add(first * n));
-                if t == 1.0 {
-                    rows_f32_packed::<true>(op, s, d, 1.0, &packed);
-                } else {
-                    rows_f32_packed::<false>(op, s, d, inv, &packed);
-                }
-                first += SHORT_GROUP;
-            }
-        }
-    }
+    let mut first = super::packed_groups::<16>(
+        op,
+        src,
+        src_step,
+        dst,
+        dst_step,
+        n,
+        count,
+        temps,
+        temp_step,
+        rows_f32_packed::<true>,
+        rows_f32_packed::<false>,
+    );
     while first < count {
         let g = SHORT_GROUP.min(count - first);
         rows_f32_short(

@@ -119,6 +119,53 @@ impl<const LANES: usize> PackedRows<LANES> {
     }
 }
 
+/// A packed short-row kernel: `LANES` rows of `rows.n` elements stored one after the other
+/// from `src` into `dst`, at one temperature whose reciprocal is the `f64` argument.
+#[cfg(target_arch = "x86_64")]
+pub(crate) type PackedKernel<const LANES: usize> =
+    unsafe fn(Op, *const f32, *mut f32, f64, &PackedRows<LANES>);
+
+/// The packed short-row path's share of a many-rows call (the arguments of
+/// [`Kernels::rows`]): when the rows are stored one after the other at one temperature with a
+/// normal reciprocal, the leading whole groups of `LANES` rows go through `unit` (at
+/// temperature one) or `scaled`. Returns how many rows it computed (0 when the call does not
+/// qualify); the rest are the caller's.
+///
+/// # Safety
+/// As [`Kernels::rows`] with `n <= 16`; `unit` and `scaled` are safe to call on this CPU.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn packed_groups<const LANES: usize>(
+    op: Op,
+    src: *const f32,
+    src_step: usize,
+    dst: *mut f32,
+    dst_step: usize,
+    n: usize,
+    count: usize,
+    temps: *const f64,
+    temp_step: usize,
+    unit: PackedKernel<LANES>,
+    scaled: PackedKernel<LANES>,
+) -> usize {
+    if n < 2 || src_step != n || dst_step != n || temp_step != 0 || count < LANES {
+        return 0;
+    }
+    let t = *temps;
+    let inv = 1.0 / t;
+    if t != 1.0 && !inv.is_normal() {
+        return 0;
+    }
+    let (kernel, inv) = if t == 1.0 { (unit, 1.0) } else { (scaled, inv) };
+    let rows = PackedRows::<LANES>::new(n);
+    let mut first = 0;
+    while first + LANES <= count {
+        kernel(op, src.add(first * n), dst.add(first * n), inv, &rows);
+        first += LANES;
+    }
+    first
+}
+
 /// Compensated (Neumaier) sum of block or chunk partial sums.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct SumAcc {
