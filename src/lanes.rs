@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, HasKernels, Store, BLOCK};
-use crate::parallel::{get_num_threads, is_parallel, map_init, run_shared};
-use crate::row::{logsumexp_row, map_row, map_row_with, Op};
+use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges, run_shared};
+use crate::row::{logsumexp_row, map_row, map_row_with, map_rows_streamed, Op};
 use crate::simd::SimdLevel;
 use crate::temperature::Temperature;
 
@@ -391,6 +391,10 @@ const ROWS_CHUNK_MAX: usize = 256 * 1024;
 /// each destination line from memory. The choice never changes a bit of the result.
 const STREAM_MIN_BYTES: usize = 32 << 20;
 
+/// Most consecutive long lanes per task of the streamed path: enough that few rows end a run
+/// (whose output is then written alone), few enough to balance the threads.
+const STREAMED_RUN_MAX: usize = 16;
+
 fn streams<C>(n: usize, count: usize) -> bool {
     n.saturating_mul(count)
         .saturating_mul(std::mem::size_of::<C>())
@@ -435,6 +439,40 @@ pub unsafe fn map_lanes<T: Float>(
     }
     let stream = streams::<T>(n, count);
     let (s, d) = (SendPtr(src as *mut T), SendPtr(dst));
+    let work = n.saturating_mul(count);
+    let parallel = is_parallel(work);
+    if stream
+        && n > BLOCK
+        && is_native::<T>()
+        && src_lanes.stride == 1
+        && dst_lanes.stride == 1
+        && (!parallel || count >= get_num_threads())
+    {
+        // Long rows streamed in runs of consecutive lanes, each row's output written during
+        // the next row's first pass.
+        let k = kernels::<T::Compute>();
+        let lanes = |first: usize, len: usize| {
+            let row = |i: usize| {
+                let lane = first + i;
+                (
+                    s.get().offset(src_lanes.offset(lane)) as *const T::Compute,
+                    d.get().offset(dst_lanes.offset(lane)) as *mut T::Compute,
+                    temperature.get(lane),
+                )
+            };
+            // SAFETY: the caller's contract; the lanes are distinct.
+            unsafe { map_rows_streamed(k, op, n, len, row) };
+        };
+        if parallel {
+            let run = (count / (8 * get_num_threads())).clamp(1, STREAMED_RUN_MAX);
+            map_ranges(count, run, &mut Vec::<()>::new(), true, |_, r| {
+                lanes(r.start, r.len())
+            });
+        } else {
+            lanes(0, count);
+        }
+        return Ok(());
+    }
     let lane = |i: usize, buf: &mut Vec<T::Compute>, parallel_row: bool| {
         // SAFETY: the caller's contract; lane i of each layout is in bounds.
         unsafe {
@@ -452,8 +490,7 @@ pub unsafe fn map_lanes<T: Float>(
             )
         }
     };
-    let work = n.saturating_mul(count);
-    if !is_parallel(work) {
+    if !parallel {
         let mut buf = Vec::new();
         (0..count).for_each(|i| lane(i, &mut buf, false));
     } else if count >= get_num_threads() {

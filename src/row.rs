@@ -12,9 +12,15 @@
 //! Every block's work depends only on the block, and blocks are combined in block order, so the
 //! result is the same bits on one thread or many (contract S9). The data of a block is read
 //! twice in pass 1 while it is in cache, and once more in pass 2.
+//!
+//! Batches of long rows whose output is streamed (larger than the caches) go through
+//! [`map_rows_streamed`], which computes each row with the same kernels, in the same order of
+//! operations, but writes a row's output (its pass 2) during the next row's pass 1.
 
 use crate::element::Real;
-use crate::kernels::{kernels, Kernels, Scratch, Store, SumAcc, BLOCK};
+use crate::kernels::{
+    exp_sum_overlapped, kernels, BlockWrite, Kernels, Scratch, Store, SumAcc, BLOCK,
+};
 use crate::parallel::each_shared;
 
 /// What a map over lanes computes.
@@ -286,6 +292,184 @@ pub(crate) unsafe fn map_row_with<C: Real>(
             }
         }
     });
+}
+
+/// Most blocks of a row [`map_rows_streamed`] pipelines (1M elements); longer rows go through
+/// [`map_row_with`] one at a time.
+const PIPELINED_BLOCKS: usize = 64;
+
+/// A streamed row whose maximum and sum are known and whose output is not written yet.
+struct Deferred<C> {
+    src: *const C,
+    dst: *mut C,
+    exps: *mut C,
+    mm: C,
+    t: f64,
+    total: f64,
+    log_sum: f64,
+}
+
+impl<C: Real> Deferred<C> {
+    /// Pass 2's write of block `b` (of a row of `n`); `None` when there is nothing to write
+    /// (a softmax block of zeros, already written in pass 1).
+    ///
+    /// # Safety
+    /// `b` is a block of the row.
+    unsafe fn block_write(
+        &self,
+        op: Op,
+        n: usize,
+        st: &BlockStat<C>,
+        b: usize,
+    ) -> Option<BlockWrite<C>> {
+        let (start, len) = block(n, b);
+        match op {
+            Op::Softmax if st.sum > 0.0 => Some(BlockWrite::Scale {
+                src: self.exps.add(start),
+                dst: self.dst.add(start),
+                n: len,
+                factor: st.w / self.total,
+            }),
+            Op::Softmax => None,
+            Op::LogSoftmax => Some(BlockWrite::Log {
+                src: self.src.add(start),
+                dst: self.dst.add(start),
+                n: len,
+                m: self.mm,
+                t: self.t,
+                log_sum: self.log_sum,
+            }),
+        }
+    }
+}
+
+/// [`map_row_with`] with `stream` on `count` rows of `n` elements (`n` > [`BLOCK`]) on this
+/// thread, row `i` from `row(i) = (src, dst, t)`: the same bits for every row, but pass 2 of
+/// each row (its output, written with non-temporal stores) is done during pass 1 of the next,
+/// block `b` during block `b`'s exp pass, which also prefetches the block after it. Reading,
+/// writing and arithmetic then overlap instead of taking turns.
+///
+/// # Safety
+/// Every row is as [`map_row`] requires, and no row's `dst` overlaps another row's `src` or
+/// `dst`.
+pub(crate) unsafe fn map_rows_streamed<C: Real>(
+    k: &'static Kernels<C>,
+    op: Op,
+    n: usize,
+    count: usize,
+    row: impl Fn(usize) -> (*const C, *mut C, f64),
+) {
+    let nb = n_blocks(n);
+    let softmax = op == Op::Softmax;
+    let mut scratch = if softmax {
+        Scratch::take(2 * n * std::mem::size_of::<C>())
+    } else {
+        None
+    };
+    if n <= BLOCK || nb > PIPELINED_BLOCKS || (softmax && scratch.is_none()) {
+        for i in 0..count {
+            let (s, d, t) = row(i);
+            map_row_with(k, op, s, d, n, t, false, true);
+        }
+        return;
+    }
+    let bufs = scratch.as_mut().map_or([std::ptr::null_mut(); 2], |sc| {
+        let p = sc.ptr::<C>();
+        [p, p.add(n)]
+    });
+    let mut stats = [[BlockStat::<C>::default(); PIPELINED_BLOCKS]; 2];
+    let mut deferred: Option<Deferred<C>> = None;
+    for i in 0..count {
+        let (s, d, t) = row(i);
+        let exps = bufs[i % 2];
+        let (cur, prev) = {
+            let (a, b) = stats.split_at_mut(1);
+            if i % 2 == 0 {
+                (&mut a[0], &b[0])
+            } else {
+                (&mut b[0], &a[0])
+            }
+        };
+        let next_row = if i + 1 < count {
+            row(i + 1).0
+        } else {
+            std::ptr::null()
+        };
+        for b in 0..nb {
+            let (start, len) = block(n, b);
+            let write = deferred
+                .as_ref()
+                .and_then(|p| p.block_write(op, n, &prev[b], b));
+            let (ahead, ahead_n) = if b + 1 < nb {
+                (s.add(start + len), block(n, b + 1).1)
+            } else if next_row.is_null() {
+                (std::ptr::null(), 0)
+            } else {
+                (next_row, block(n, 0).1)
+            };
+            let x = std::slice::from_raw_parts(s.add(start), len);
+            let (m, nan) = (k.max)(x);
+            let st = &mut cur[b];
+            *st = BlockStat {
+                m,
+                nan,
+                pos_inf: m == C::INFINITY,
+                ..BlockStat::default()
+            };
+            if nan || st.pos_inf || m == C::NEG_INFINITY {
+                if softmax && m == C::NEG_INFINITY && !nan {
+                    for j in 0..len {
+                        *d.add(start + j) = C::default();
+                    }
+                }
+                if let Some(w) = write {
+                    w.run(k);
+                }
+                continue;
+            }
+            let e = if softmax {
+                exps.add(start)
+            } else {
+                std::ptr::null_mut()
+            };
+            st.sum = exp_sum_overlapped(
+                k,
+                s.add(start),
+                e,
+                len,
+                m,
+                t,
+                write.as_ref(),
+                ahead,
+                ahead_n,
+            );
+        }
+        deferred = match combine(&mut cur[..nb], t) {
+            Err(_) => {
+                for j in 0..n {
+                    *d.add(j) = C::NAN;
+                }
+                None
+            }
+            Ok((mm, total)) => Some(Deferred {
+                src: s,
+                dst: d,
+                exps,
+                mm,
+                t,
+                total,
+                log_sum: total.ln(),
+            }),
+        };
+    }
+    if let Some(p) = deferred {
+        let last = &stats[(count - 1) % 2];
+        for (b, st) in last[..nb].iter().enumerate() {
+            if let Some(w) = p.block_write(op, n, st, b) {
+                w.run(k);
+            }
+        }
+    }
 }
 
 /// log(Σ exp(x)) of one row (contract S6 for non-finite entries; `-inf` for an empty row).

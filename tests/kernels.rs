@@ -454,6 +454,105 @@ fn s9_rows_one_temperature_match_block_kernels_all_levels() {
     }
 }
 
+/// What a row of [`s9_streamed_long_rows_match_map_row_all_levels`] holds.
+#[derive(Clone, Copy, Debug)]
+enum LongRow {
+    Normal,
+    Nan,
+    PosInf,
+    AllNegInf,
+    /// Block 0 all -inf, the rest normal (softmax writes that block's zeros in pass 1).
+    NegInfBlock,
+}
+
+fn long_row(rng: &mut Rng, kind: LongRow, n: usize) -> Vec<f64> {
+    let mut x = random_row(rng, n, 40.0, 11);
+    match kind {
+        LongRow::Normal => {}
+        LongRow::Nan => x[n - 2] = f64::NAN,
+        LongRow::PosInf => x[n - 1] = f64::INFINITY,
+        LongRow::AllNegInf => x.fill(f64::NEG_INFINITY),
+        LongRow::NegInfBlock => x[..k::BLOCK].fill(f64::NEG_INFINITY),
+    }
+    x
+}
+
+/// The first index where `a` and `b` differ, with both values.
+fn first_diff<T: PartialEq + Copy>(a: &[T], b: &[T]) -> Option<(usize, T, T)> {
+    assert_eq!(a.len(), b.len());
+    (0..a.len())
+        .find(|&i| a[i] != b[i])
+        .map(|i| (i, a[i], b[i]))
+}
+
+/// The streamed many-long-rows path (each row's output written during the next row's first
+/// pass, the AVX-512 `f32` kernels fusing the two) gives every row the bits `map_row` gives
+/// it alone (contract S9), whatever its neighbours: S6 rows, temperatures of 1, other normal
+/// ones, and 1e308 (whose reciprocal is subnormal, so the row and the write it carries go
+/// through the plain kernels), in place or not, at any alignment of the output.
+#[test]
+fn s9_streamed_long_rows_match_map_row_all_levels() {
+    use LongRow::*;
+    let sequences: [&[(LongRow, f64)]; 4] = [
+        &[
+            (Normal, 1.0),
+            (Nan, 0.5),
+            (NegInfBlock, 3.0),
+            (Normal, 1e308),
+            (Normal, 0.5),
+        ],
+        &[
+            (Normal, 0.5),
+            (AllNegInf, 1.0),
+            (PosInf, 1.0),
+            (NegInfBlock, 1.0),
+        ],
+        &[(Normal, 1.0)],
+        &[(Normal, 3.0), (Normal, 1.0)],
+    ];
+    let mut rng = Rng(23);
+    for level in supported_levels() {
+        for n in [k::BLOCK + 1, 2 * k::BLOCK + 100] {
+            for seq in sequences {
+                let temps: Vec<f64> = seq.iter().map(|&(_, t)| t).collect();
+                let x64: Vec<f64> = seq
+                    .iter()
+                    .flat_map(|&(kind, _)| long_row(&mut rng, kind, n))
+                    .collect();
+                let x32 = f32_row(&x64);
+                for op in [Op::Softmax, Op::LogSoftmax] {
+                    for (in_place, offset) in [
+                        (false, 0usize),
+                        (false, 3),
+                        (true, 0),
+                        (true, 3),
+                        (false, 5),
+                    ] {
+                        let what = format!("{level:?} {op:?} n={n} {seq:?} in_place={in_place}");
+                        let mut out = vec![0.0f32; offset + x32.len()];
+                        let got = &mut out[offset..];
+                        k::map_rows_streamed(level, op, &x32, got, n, &temps, in_place);
+                        let mut out64 = vec![0.0f64; offset + x64.len()];
+                        let got64 = &mut out64[offset..];
+                        k::map_rows_streamed(level, op, &x64, got64, n, &temps, in_place);
+                        for (r, &t) in temps.iter().enumerate() {
+                            let rows = r * n..(r + 1) * n;
+                            let mut want = vec![0.0f32; n];
+                            k::map_row(level, op, &x32[rows.clone()], &mut want, t, false, false);
+                            let diff = first_diff(&bits32(&got[rows.clone()]), &bits32(&want));
+                            assert_eq!(diff, None, "{what} row {r}: (index, got, want)");
+                            let mut want = vec![0.0f64; n];
+                            k::map_row(level, op, &x64[rows.clone()], &mut want, t, false, false);
+                            let diff = first_diff(&bits64(&got64[rows]), &bits64(&want));
+                            assert_eq!(diff, None, "{what} f64 row {r}: (index, got, want)");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 // ----------------------------------------------------------------------------------------------
 // exp: exact points and measured error
 // ----------------------------------------------------------------------------------------------

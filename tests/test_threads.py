@@ -149,6 +149,34 @@ def test_s9_vector_with_non_finite_neighbours(restore_threads, func):
     _bits_equal(func(batch)[2], alone)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("func", MAP_FUNCS)
+def test_s9_streamed_long_rows_alone_equal_in_batch(restore_threads, func, dtype):
+    """S9 for batches of long rows whose output (32 MB and more) is written with non-temporal
+    stores, each row's during the next row's first pass: every row has the bits it has alone,
+    with 1 or 2 threads, in place or not, beside NaN, +inf, all -inf rows and rows with a block
+    of -inf, at per-row temperatures (1e308's reciprocal is subnormal: the plain kernels)."""
+    r = np.random.default_rng(11)
+    n = 40000
+    rows = (33 << 20) // (n * np.dtype(dtype).itemsize) + 1
+    x = r.normal(scale=30, size=(rows, n)).astype(dtype)
+    x[3, 17] = np.nan
+    x[4, -1] = np.inf
+    x[7] = -np.inf
+    x[8, :16384] = -np.inf
+    temps = r.choice([1.0, 0.5, 3.0], size=rows)
+    temps[9] = 1e308
+    # (+inf at a temperature above 1 would send the whole call down the exact one-row path.)
+    temps[4] = 0.5
+    alone = np.stack([func(x[i], temperature=temps[i]) for i in range(rows)])
+    for threads in (1, 2):
+        lk.set_num_threads(threads)
+        _bits_equal(func(x, temperature=temps), alone, f"{threads} threads")
+        y = x.copy()
+        func(y, temperature=temps, out=y)
+        _bits_equal(y, alone, f"{threads} threads, in place")
+
+
 # ============================================================================================
 # S10 Concurrency
 # ============================================================================================

@@ -892,6 +892,7 @@ pub(crate) static F32: Kernels<f32> = Kernels {
     exp_scale: exp_scale_f32,
     write_log_softmax: write_log_softmax_f32,
     rows: rows_f32,
+    exp_sum_overlapped: None,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1343,4 +1344,5 @@ pub(crate) static F64: Kernels<f64> = Kernels {
     exp_scale: exp_scale_f64,
     write_log_softmax: write_log_softmax_f64,
     rows: rows_f64,
+    exp_sum_overlapped: None,
 };

@@ -312,7 +312,7 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
     n: usize,
     c: ArgF32,
 ) -> f64 {
-    exp_sum_pending_f32::<UNIT, STORE, false>(src, dst, n, c, None)
+    exp_sum_pending_f32::<UNIT, STORE, false>(src, dst, n, c, None, std::ptr::null(), 0)
 }
 
 /// The previous row's output, written with non-temporal stores 64 elements at a time alongside
@@ -403,12 +403,20 @@ unsafe fn exp_sum_pending_f32<const UNIT: bool, const STORE: bool, const PEND: b
     n: usize,
     c: ArgF32,
     mut pend: Option<&mut Pending>,
+    ahead: *const f32,
+    ahead_n: usize,
 ) -> f64 {
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
     let mut a0 = _mm512_setzero_pd();
     let mut a1 = _mm512_setzero_pd();
     let mut i = 0;
     while i + 64 <= n {
+        if i < ahead_n {
+            for q in 0..4 {
+                // A hint: does not fault on any address.
+                _mm_prefetch::<AHEAD_HINT>(ahead.wrapping_add(i + 16 * q) as *const i8);
+            }
+        }
         let e0 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i))));
         let e1 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i + 16))));
         let e2 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i + 32))));
@@ -449,6 +457,131 @@ unsafe fn exp_sum_pending_f32<const UNIT: bool, const STORE: bool, const PEND: b
         a1 = _mm512_add_pd(a1, hi_pd(e));
     }
     hsum_pd(_mm512_add_pd(a0, a1))
+}
+
+/// The cache level [`exp_sum_overlapped_f32`] asks for: L2 (the block it fetches is as large as
+/// L1).
+const AHEAD_HINT: i32 = _MM_HINT_T1;
+
+impl Pending {
+    /// `w` as a [`Pending`], after its first elements up to a 64-byte boundary of the
+    /// destination; `None` for a temperature whose reciprocal is not normal (which only the
+    /// plain kernel handles).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn of_block(w: &super::BlockWrite<f32>) -> Option<Pending> {
+        let mut p = match *w {
+            super::BlockWrite::Scale {
+                src,
+                dst,
+                n,
+                factor,
+            } => Pending {
+                log: false,
+                unit: true,
+                src,
+                dst,
+                n,
+                done: 0,
+                f: _mm512_set1_ps(factor as f32),
+                c: ArgF32::new(0.0, 1.0),
+                ls: 0.0,
+                ls64: _mm512_setzero_pd(),
+            },
+            super::BlockWrite::Log {
+                src,
+                dst,
+                n,
+                m,
+                t,
+                log_sum,
+            } => {
+                let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
+                if !inv.is_normal() {
+                    return None;
+                }
+                Pending {
+                    log: true,
+                    unit: t == 1.0,
+                    src,
+                    dst,
+                    n,
+                    done: 0,
+                    f: _mm512_setzero_ps(),
+                    c: ArgF32::new(m, inv),
+                    ls: log_sum as f32,
+                    ls64: _mm512_set1_pd(log_sum),
+                }
+            }
+        };
+        p.begin();
+        Some(p)
+    }
+}
+
+/// [`Kernels::exp_sum_overlapped`](super::Kernels) for `f32`: the loop of `exp_sum_f32`, which
+/// also writes 64 elements of `write` ([`Pending`]) and prefetches 64 elements of `ahead` per
+/// 64 exps.
+///
+/// # Safety
+/// As [`super::exp_sum_overlapped`]; AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn exp_sum_overlapped_impl(
+    src: *const f32,
+    exps: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    write: Option<&super::BlockWrite<f32>>,
+    ahead: *const f32,
+    ahead_n: usize,
+) -> f64 {
+    let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
+    // Decided before `of_block` starts writing (a write in place must happen once).
+    let mut pend = None;
+    if inv.is_normal() {
+        pend = write.and_then(|w| Pending::of_block(w));
+    }
+    if !inv.is_normal() || (write.is_some() && pend.is_none()) {
+        return super::exp_sum_unfused(&F32, src, exps, n, m, t, write, ahead, ahead_n);
+    }
+    let c = ArgF32::new(m, inv);
+    let p = pend.as_mut();
+    let store = !exps.is_null();
+    let sum = match (t == 1.0, store) {
+        (true, true) => exp_sum_pending_f32::<true, true, true>(src, exps, n, c, p, ahead, ahead_n),
+        (false, true) => {
+            exp_sum_pending_f32::<false, true, true>(src, exps, n, c, p, ahead, ahead_n)
+        }
+        (true, false) => {
+            exp_sum_pending_f32::<true, false, true>(src, exps, n, c, p, ahead, ahead_n)
+        }
+        (false, false) => {
+            exp_sum_pending_f32::<false, false, true>(src, exps, n, c, p, ahead, ahead_n)
+        }
+    };
+    if let Some(p) = pend.as_mut() {
+        p.finish();
+        _mm_sfence();
+    }
+    sum
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn exp_sum_overlapped_f32(
+    src: *const f32,
+    exps: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    write: Option<&super::BlockWrite<f32>>,
+    ahead: *const f32,
+    ahead_n: usize,
+) -> f64 {
+    // SAFETY: this function is only reachable through `F32`, which `kernels_for` hands out
+    // only on a CPU with AVX-512F; the rest is the caller's contract.
+    exp_sum_overlapped_impl(src, exps, n, m, t, write, ahead, ahead_n)
 }
 
 /// # Safety
@@ -776,11 +909,12 @@ unsafe fn rows_f32_long(
         let e = bufs[r % 2];
         // As `exp_store_sum_f32` (softmax, exps kept) or `sum_exp_f32_impl` (log-softmax).
         let pend = pending.as_mut();
+        let none = std::ptr::null();
         let total = match (t == 1.0, softmax) {
-            (true, true) => exp_sum_pending_f32::<true, true, true>(s, e, n, c, pend),
-            (false, true) => exp_sum_pending_f32::<false, true, true>(s, e, n, c, pend),
-            (true, false) => exp_sum_pending_f32::<true, false, true>(s, e, n, c, pend),
-            (false, false) => exp_sum_pending_f32::<false, false, true>(s, e, n, c, pend),
+            (true, true) => exp_sum_pending_f32::<true, true, true>(s, e, n, c, pend, none, 0),
+            (false, true) => exp_sum_pending_f32::<false, true, true>(s, e, n, c, pend, none, 0),
+            (true, false) => exp_sum_pending_f32::<true, false, true>(s, e, n, c, pend, none, 0),
+            (false, false) => exp_sum_pending_f32::<false, false, true>(s, e, n, c, pend, none, 0),
         };
         if let Some(p) = pending.as_mut() {
             p.finish();
@@ -1151,6 +1285,7 @@ pub(crate) static F32: Kernels<f32> = Kernels {
     exp_scale: exp_scale_f32,
     write_log_softmax: write_log_softmax_f32,
     rows: rows_f32,
+    exp_sum_overlapped: Some(exp_sum_overlapped_f32),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1567,4 +1702,5 @@ pub(crate) static F64: Kernels<f64> = Kernels {
     exp_scale: exp_scale_f64,
     write_log_softmax: write_log_softmax_f64,
     rows: rows_f64,
+    exp_sum_overlapped: None,
 };

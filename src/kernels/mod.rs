@@ -77,6 +77,117 @@ pub struct Kernels<C: 'static> {
     /// `sum_exp`, then `exp_scale`). The bits are the same on every path.
     #[allow(clippy::type_complexity)]
     pub rows: unsafe fn(Op, *const C, usize, *mut C, usize, usize, usize, *const f64, usize, Store),
+    /// Where the level has one: pass 1's exp pass over a block of a streamed row fused with
+    /// another row's block write and a prefetch (see [`exp_sum_overlapped`]).
+    pub exp_sum_overlapped: Option<ExpSumOverlapped<C>>,
+}
+
+/// `f(src, exps, n, m, t, write, ahead, ahead_n)`: the sum `sum_exp` gives over the `n`
+/// elements at `src`, storing the exps at `exps` as `exp_store_sum` would unless `exps` is
+/// null; meanwhile does `write` (the same bits as [`BlockWrite::run`]) and asks for the
+/// `ahead_n` elements at `ahead` to be brought into the caches.
+pub type ExpSumOverlapped<C> =
+    unsafe fn(*const C, *mut C, usize, C, f64, Option<&BlockWrite<C>>, *const C, usize) -> f64;
+
+/// One block of a streamed row's output: what pass 2 of `row.rs` writes, with non-temporal
+/// stores, once the row's maximum and sum are known.
+#[derive(Debug, Clone, Copy)]
+pub enum BlockWrite<C> {
+    /// `dst = src * factor`, as `scale_to` (softmax, from the kept exps).
+    Scale {
+        src: *const C,
+        dst: *mut C,
+        n: usize,
+        factor: f64,
+    },
+    /// `dst = (src - m) / t - log_sum`, as `write_log_softmax`.
+    Log {
+        src: *const C,
+        dst: *mut C,
+        n: usize,
+        m: C,
+        t: f64,
+        log_sum: f64,
+    },
+}
+
+impl<C: Real> BlockWrite<C> {
+    /// Writes the block with the plain kernels of `k`.
+    ///
+    /// # Safety
+    /// `src` is valid for reads and `dst` for writes of `n` elements, the same or disjoint.
+    pub(crate) unsafe fn run(&self, k: &Kernels<C>) {
+        match *self {
+            BlockWrite::Scale {
+                src,
+                dst,
+                n,
+                factor,
+            } => (k.scale_to)(src, dst, n, factor, true),
+            BlockWrite::Log {
+                src,
+                dst,
+                n,
+                m,
+                t,
+                log_sum,
+            } => (k.write_log_softmax)(src, dst, n, m, t, log_sum, true),
+        }
+    }
+}
+
+/// Pass 1's exp pass over one block of a streamed row (the sum, and the exps at `exps` unless
+/// null), with `write` and a prefetch of the `ahead_n` elements at `ahead`: fused into one loop
+/// where the level has [`Kernels::exp_sum_overlapped`] (so that reading and writing memory
+/// overlap the arithmetic), else one after the other. The same bits either way.
+///
+/// # Safety
+/// `src` is valid for reads of `n` elements and `exps`, unless null, for writes of `n`
+/// (disjoint from `src`); every element is `<= m` or NaN, `m` finite; `write` as for
+/// [`BlockWrite::run`], disjoint from both.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn exp_sum_overlapped<C: Real>(
+    k: &Kernels<C>,
+    src: *const C,
+    exps: *mut C,
+    n: usize,
+    m: C,
+    t: f64,
+    write: Option<&BlockWrite<C>>,
+    ahead: *const C,
+    ahead_n: usize,
+) -> f64 {
+    match k.exp_sum_overlapped {
+        Some(f) => f(src, exps, n, m, t, write, ahead, ahead_n),
+        None => exp_sum_unfused(k, src, exps, n, m, t, write, ahead, ahead_n),
+    }
+}
+
+/// [`exp_sum_overlapped`] one step after the other, with the plain kernels of `k`.
+///
+/// # Safety
+/// As [`exp_sum_overlapped`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn exp_sum_unfused<C: Real>(
+    k: &Kernels<C>,
+    src: *const C,
+    exps: *mut C,
+    n: usize,
+    m: C,
+    t: f64,
+    write: Option<&BlockWrite<C>>,
+    ahead: *const C,
+    ahead_n: usize,
+) -> f64 {
+    if let Some(w) = write {
+        w.run(k);
+    }
+    prefetch(ahead as *const u8, ahead_n * std::mem::size_of::<C>());
+    if exps.is_null() {
+        (k.sum_exp)(std::slice::from_raw_parts(src, n), m, t)
+    } else {
+        (k.exp_store_sum)(src, exps, n, m, t)
+    }
 }
 
 /// How the many-rows kernel writes a softmax (log-softmax only streams or not). Every mode gives
@@ -385,6 +496,7 @@ macro_rules! scalar_table {
             exp_scale: scalar::exp_scale::<$t>,
             write_log_softmax: scalar::write_log_softmax::<$t>,
             rows: scalar::rows::<$t>,
+            exp_sum_overlapped: None,
         }
     };
 }
@@ -639,6 +751,41 @@ pub mod testing {
                 stream,
             )
         }
+    }
+
+    /// `rows` rows of `n` elements one after the other through the streamed many-long-rows
+    /// path (each row's output written during the next row's first pass) on this thread with
+    /// the kernels of `level`, row `i` at temperature `temps[i]`; in place (on `out`, after
+    /// copying `x` there) when `in_place`.
+    ///
+    /// # Panics
+    /// If the lengths do not match or a temperature is not positive and finite.
+    pub fn map_rows_streamed<C: Real>(
+        level: SimdLevel,
+        op: Op,
+        x: &[C],
+        out: &mut [C],
+        n: usize,
+        temps: &[f64],
+        in_place: bool,
+    ) {
+        assert_eq!(x.len(), out.len());
+        assert_eq!(x.len(), n * temps.len());
+        assert!(temps.iter().all(|&t| t > 0.0 && t.is_finite()));
+        let k = C::kernels_for(level);
+        let src = if in_place {
+            out.copy_from_slice(x);
+            out.as_ptr()
+        } else {
+            x.as_ptr()
+        };
+        let dst = out.as_mut_ptr();
+        let row = |i: usize| {
+            // SAFETY: row i lies in both buffers (checked lengths).
+            unsafe { (src.add(i * n), dst.add(i * n), temps[i]) }
+        };
+        // SAFETY: rows are disjoint; source and destination are the same or disjoint buffers.
+        unsafe { crate::row::map_rows_streamed(k, op, n, temps.len(), row) }
     }
 
     /// log-sum-exp of one row with the kernels of `level`.
