@@ -230,16 +230,36 @@ pub(crate) unsafe fn map_row_with<C: Real>(
                 }
                 return;
             }
-            st.sum = match op {
-                // SAFETY: as above; src and dst blocks are the same or disjoint.
-                Op::Softmax if !stream => unsafe {
-                    (k.exp_store_sum)(s.get().add(start), d.get().add(start), len, m, t)
-                },
-                // SAFETY: the scratch buffer holds n elements; blocks are disjoint.
-                Op::Softmax if !e.get().is_null() => unsafe {
-                    (k.exp_store_sum)(s.get().add(start), e.get().add(start), len, m, t)
-                },
-                Op::Softmax | Op::LogSoftmax => (k.sum_exp)(x, m, t),
+            // The exps go to the output, to the scratch buffer (streamed softmax), or nowhere.
+            let exps = match op {
+                Op::Softmax if !stream => d.get(),
+                Op::Softmax => e.get(),
+                Op::LogSoftmax => std::ptr::null_mut(),
+            };
+            // On one thread, the next block is this thread's next: ask for it meanwhile.
+            let (ahead, ahead_n) = if !parallel && b + 1 < nb {
+                (s.get().add(start + len) as *const C, block(n, b + 1).1)
+            } else {
+                (std::ptr::null(), 0)
+            };
+            // SAFETY: as above; `exps` (the output or the scratch buffer of n elements) is
+            // null, the same block as the source, or disjoint from it.
+            st.sum = unsafe {
+                exp_sum_overlapped(
+                    k,
+                    s.get().add(start),
+                    if exps.is_null() {
+                        exps
+                    } else {
+                        exps.add(start)
+                    },
+                    len,
+                    m,
+                    t,
+                    None,
+                    ahead,
+                    ahead_n,
+                )
             };
         });
         match combine(stats, t) {
