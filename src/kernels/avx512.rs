@@ -320,6 +320,8 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
 /// burst per row). Elementwise, with the operations `scale_to_f32` / `write_log_f32` use.
 struct Pending {
     log: bool,
+    /// `exp(arg(x)) * f` (softmax without kept exps) instead of `x * f`.
+    exp: bool,
     unit: bool,
     src: *const f32,
     dst: *mut f32,
@@ -335,7 +337,13 @@ impl Pending {
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn value(&self, x: __m512) -> __m512 {
-        if !self.log {
+        if self.exp {
+            if self.unit {
+                _mm512_mul_ps(exp_ps(arg_ps::<true>(self.c, x)), self.f)
+            } else {
+                _mm512_mul_ps(exp_ps(arg_ps::<false>(self.c, x)), self.f)
+            }
+        } else if !self.log {
             _mm512_mul_ps(x, self.f)
         } else if self.unit {
             log_f32::<true>(self.c, self.ls, self.ls64, x)
@@ -478,6 +486,7 @@ impl Pending {
                 factor,
             } => Pending {
                 log: false,
+                exp: false,
                 unit: true,
                 src,
                 dst,
@@ -488,6 +497,32 @@ impl Pending {
                 ls: 0.0,
                 ls64: _mm512_setzero_pd(),
             },
+            super::BlockWrite::ExpScale {
+                src,
+                dst,
+                n,
+                m,
+                t,
+                factor,
+            } => {
+                let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
+                if !inv.is_normal() {
+                    return None;
+                }
+                Pending {
+                    log: false,
+                    exp: true,
+                    unit: t == 1.0,
+                    src,
+                    dst,
+                    n,
+                    done: 0,
+                    f: _mm512_set1_ps(factor as f32),
+                    c: ArgF32::new(m, inv),
+                    ls: 0.0,
+                    ls64: _mm512_setzero_pd(),
+                }
+            }
             super::BlockWrite::Log {
                 src,
                 dst,
@@ -502,6 +537,7 @@ impl Pending {
                 }
                 Pending {
                     log: true,
+                    exp: false,
                     unit: t == 1.0,
                     src,
                     dst,
@@ -926,6 +962,7 @@ unsafe fn rows_f32_long(
         };
         let mut next = Pending {
             log: !softmax,
+            exp: false,
             unit: t == 1.0,
             src: if softmax { e } else { s },
             dst: d,

@@ -100,6 +100,15 @@ pub enum BlockWrite<C> {
         n: usize,
         factor: f64,
     },
+    /// `dst = exp((src - m) / t) * factor`, as `exp_scale` (softmax, exps not kept).
+    ExpScale {
+        src: *const C,
+        dst: *mut C,
+        n: usize,
+        m: C,
+        t: f64,
+        factor: f64,
+    },
     /// `dst = (src - m) / t - log_sum`, as `write_log_softmax`.
     Log {
         src: *const C,
@@ -124,6 +133,14 @@ impl<C: Real> BlockWrite<C> {
                 n,
                 factor,
             } => (k.scale_to)(src, dst, n, factor, true),
+            BlockWrite::ExpScale {
+                src,
+                dst,
+                n,
+                m,
+                t,
+                factor,
+            } => (k.exp_scale)(src, dst, n, m, t, factor, true),
             BlockWrite::Log {
                 src,
                 dst,
