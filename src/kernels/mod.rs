@@ -160,7 +160,7 @@ impl<C: Real> BlockWrite<C> {
 ///
 /// # Safety
 /// `src` is valid for reads of `n` elements and `exps`, unless null, for writes of `n`
-/// (disjoint from `src`); every element is `<= m` or NaN, `m` finite; `write` as for
+/// (the same as `src` or disjoint); every element is `<= m` or NaN, `m` finite; `write` as for
 /// [`BlockWrite::run`], disjoint from both.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn exp_sum_overlapped<C: Real>(
