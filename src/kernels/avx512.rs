@@ -472,86 +472,86 @@ unsafe fn exp_sum_pending_f32<const UNIT: bool, const STORE: bool, const PEND: b
 const AHEAD_HINT: i32 = _MM_HINT_T1;
 
 impl Pending {
-    /// `w` as a [`Pending`], after its first elements up to a 64-byte boundary of the
-    /// destination; `None` for a temperature whose reciprocal is not normal (which only the
-    /// plain kernel handles).
+    /// A write of `n` elements from `src` to `dst`: `x * factor`, or with `exp`
+    /// `exp(arg(x)) * factor`, or with `log` `arg(x) - log_sum`, `arg` as `c` (`unit`: at
+    /// temperature one). Writes the elements up to the first 64-byte boundary of `dst` at once.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn start(
+        log: bool,
+        exp: bool,
+        unit: bool,
+        src: *const f32,
+        dst: *mut f32,
+        n: usize,
+        factor: f64,
+        c: ArgF32,
+        log_sum: f64,
+    ) -> Pending {
+        let mut p = Pending {
+            log,
+            exp,
+            unit,
+            src,
+            dst,
+            n,
+            done: 0,
+            f: _mm512_set1_ps(factor as f32),
+            c,
+            ls: log_sum as f32,
+            ls64: _mm512_set1_pd(log_sum),
+        };
+        p.begin();
+        p
+    }
+
+    /// `w` as a [`Pending`] (started); `None` for a temperature whose reciprocal is not normal
+    /// (which only the plain kernel handles).
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn of_block(w: &super::BlockWrite<f32>) -> Option<Pending> {
-        let mut p = match *w {
-            super::BlockWrite::Scale {
+        use super::BlockWrite::*;
+        let (log, exp, src, dst, n, m, t, factor, log_sum) = match *w {
+            Scale {
                 src,
                 dst,
                 n,
                 factor,
-            } => Pending {
-                log: false,
-                exp: false,
-                unit: true,
-                src,
-                dst,
-                n,
-                done: 0,
-                f: _mm512_set1_ps(factor as f32),
-                c: ArgF32::new(0.0, 1.0),
-                ls: 0.0,
-                ls64: _mm512_setzero_pd(),
-            },
-            super::BlockWrite::ExpScale {
+            } => (false, false, src, dst, n, 0.0, 1.0, factor, 0.0),
+            ExpScale {
                 src,
                 dst,
                 n,
                 m,
                 t,
                 factor,
-            } => {
-                let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
-                if !inv.is_normal() {
-                    return None;
-                }
-                Pending {
-                    log: false,
-                    exp: true,
-                    unit: t == 1.0,
-                    src,
-                    dst,
-                    n,
-                    done: 0,
-                    f: _mm512_set1_ps(factor as f32),
-                    c: ArgF32::new(m, inv),
-                    ls: 0.0,
-                    ls64: _mm512_setzero_pd(),
-                }
-            }
-            super::BlockWrite::Log {
+            } => (false, true, src, dst, n, m, t, factor, 0.0),
+            Log {
                 src,
                 dst,
                 n,
                 m,
                 t,
                 log_sum,
-            } => {
-                let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
-                if !inv.is_normal() {
-                    return None;
-                }
-                Pending {
-                    log: true,
-                    exp: false,
-                    unit: t == 1.0,
-                    src,
-                    dst,
-                    n,
-                    done: 0,
-                    f: _mm512_setzero_ps(),
-                    c: ArgF32::new(m, inv),
-                    ls: log_sum as f32,
-                    ls64: _mm512_set1_pd(log_sum),
-                }
-            }
+            } => (true, false, src, dst, n, m, t, 0.0, log_sum),
         };
-        p.begin();
-        Some(p)
+        let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
+        if !inv.is_normal() {
+            return None;
+        }
+        let c = ArgF32::new(m, inv);
+        Some(Pending::start(
+            log,
+            exp,
+            t == 1.0,
+            src,
+            dst,
+            n,
+            factor,
+            c,
+            log_sum,
+        ))
     }
 }
 
@@ -960,21 +960,18 @@ unsafe fn rows_f32_long(
         } else {
             super::row_ln_f32(total)
         };
-        let mut next = Pending {
-            log: !softmax,
-            exp: false,
-            unit: t == 1.0,
-            src: if softmax { e } else { s },
-            dst: d,
+        let src = if softmax { e } else { s };
+        pending = Some(Pending::start(
+            !softmax,
+            false,
+            t == 1.0,
+            src,
+            d,
             n,
-            done: 0,
-            f: _mm512_set1_ps((1.0 / total) as f32),
+            1.0 / total,
             c,
-            ls: ls as f32,
-            ls64: _mm512_set1_pd(ls),
-        };
-        next.begin();
-        pending = Some(next);
+            ls,
+        ));
     }
     if let Some(p) = pending.as_mut() {
         p.finish();
