@@ -38,38 +38,49 @@ const F32_EXP2_SIXTEENTHS: [f32; 16] = [
     1.915_206_6,
 ];
 
+/// 1.5 * 2^23: added to a float of magnitude below 2^22, it leaves that float rounded to an
+/// integer in the low mantissa bits (the exponent field is fixed, so the bits are `SHIFTER`'s
+/// plus the integer, two's complement).
+const F32_SHIFTER: f32 = 12_582_912.0;
+
 /// exp of every lane. `k = round(16 a / ln 2)`, `r = a - k ln2/16` (Cody-Waite, |r| <= ln2/32),
 /// `exp(a) = 2^floor(k/16) * 2^((k mod 16)/16) * exp(r)`: the middle factor comes from a
 /// 16-entry table in one register (VPERMPS), so `exp(r)` needs only a degree-3 polynomial,
 /// whose truncation error (r^4/24 < 9.2e-9) is under 0.08 ulp. Fewer multiply-adds than the
 /// degree-6 polynomial over |r| <= ln2/2 that AVX2 uses, same accuracy class (the ulp test in
 /// tests/kernels.rs bounds both).
+///
+/// 12 vector operations: `k` is rounded by the shifter's addition (fused with the multiply, so
+/// no separate round and no float-to-integer conversion for the table index), and VSCALEFPS
+/// floors its exponent operand itself.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn exp_ps(a: __m512) -> __m512 {
     // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
     let a = _mm512_max_ps(_mm512_set1_ps(F32_ARG_MIN), a);
-    let k = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-        _mm512_mul_ps(a, _mm512_set1_ps(16.0 * F32_LOG2E)),
+    // |16 a / ln 2| < 2^12 after the clamp, far inside the shifter's 2^22.
+    let shifted = _mm512_fmadd_ps(
+        a,
+        _mm512_set1_ps(16.0 * F32_LOG2E),
+        _mm512_set1_ps(F32_SHIFTER),
     );
+    let k = _mm512_sub_ps(shifted, _mm512_set1_ps(F32_SHIFTER));
     // k * LN2_HI / 16 is exact: LN2_HI has 9 significant bits and |k| < 2^12.
     let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_HI / 16.0), a);
     let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_LO / 16.0), r);
-    // VPERMPS reads the low 4 bits of each index: k mod 16 (two's complement), also for k < 0.
+    // VPERMPS reads the low 4 bits of each index: the shifted float's low bits are k mod 16
+    // (SHIFTER's bits are a multiple of 16), also for k < 0.
     let t = _mm512_permutexvar_ps(
-        _mm512_cvtps_epi32(k),
+        _mm512_castps_si512(shifted),
         _mm512_loadu_ps(F32_EXP2_SIXTEENTHS.as_ptr()),
     );
-    let q = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
-        k,
-        _mm512_set1_ps(0.0625),
-    ));
     // exp(r) - 1 ~ r + r^2 (1/2 + r/6); then t * exp(r) = t + t (exp(r) - 1), rounded once.
     let p = _mm512_fmadd_ps(_mm512_set1_ps(1.0 / 6.0), r, _mm512_set1_ps(0.5));
     let em1 = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
     let y = _mm512_fmadd_ps(t, em1, t);
-    // y * 2^q, rounded once (into the subnormals when q is very negative).
-    _mm512_scalef_ps(y, q)
+    // y * 2^floor(k / 16) (VSCALEFPS floors; k / 16 is exact), rounded once (into the
+    // subnormals when k is very negative).
+    _mm512_scalef_ps(y, _mm512_mul_ps(k, _mm512_set1_ps(0.0625)))
 }
 
 #[inline]
