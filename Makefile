@@ -3,10 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint rust-test venv develop wheel wheel-test qemu-smoke fuzz valgrind pytest stubtest bench demo clean
+.PHONY: test lint rust-test neon venv develop wheel wheel-test qemu-smoke fuzz valgrind pytest stubtest bench demo clean
 
 # CI: the suite runs against the built wheel installed in a fresh venv, not the source tree.
-test: lint rust-test valgrind wheel-test qemu-smoke
+test: lint rust-test neon valgrind wheel-test qemu-smoke
 
 lint:
 	cargo fmt --check
@@ -17,6 +17,29 @@ rust-test:
 	cargo test
 	# The contract tests and the lanes fuzz again at every lower SIMD level (S12).
 	for level in scalar avx2; do LOGITKIT_SIMD=$$level cargo test -q --test softmax --test fuzz_lanes || exit 1; done
+
+# The crate for aarch64: clippy, then the Rust tests (release) under qemu-user, where the NEON
+# kernels are the best level and every `cfg(target_arch = "x86_64")` path is compiled out; the
+# contract tests again at the scalar level. Needs rustup's aarch64 standard library and Debian's
+# cross linker, installed here when missing; when they cannot be installed (no network to
+# rustup's server, not root), this prints SKIPPED and the reason instead of failing.
+AARCH64 := aarch64-unknown-linux-gnu
+AARCH64_ENV := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+neon:
+	@set -e; \
+	skip() { echo "neon: SKIPPED ($$1)"; exit 0; }; \
+	rustup target list --installed 2>/dev/null | grep -qx $(AARCH64) || rustup target add $(AARCH64) >/dev/null 2>&1 \
+	  || skip "rustup could not install the $(AARCH64) standard library"; \
+	{ command -v aarch64-linux-gnu-gcc && command -v qemu-aarch64; } >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null; } \
+	  || skip "no cross linker or qemu-aarch64: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"; \
+	set -x; \
+	cargo clippy --target $(AARCH64) --all-targets -- -D warnings; \
+	cargo clippy --target $(AARCH64) --all-targets --features python -- -D warnings; \
+	$(AARCH64_ENV) cargo test --release --target $(AARCH64) --tests; \
+	LOGITKIT_SIMD=scalar $(AARCH64_ENV) cargo test -q --release --target $(AARCH64) --test softmax --test fuzz_lanes
 
 # The Rust tests again under valgrind memcheck: invalid reads or writes in unsafe code fail it.
 # (Valgrind's CPU has no AVX-512, so this covers the scalar and AVX2 paths.)

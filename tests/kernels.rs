@@ -152,6 +152,16 @@ fn s12_vector_levels_listed_for_this_cpu() {
         let avx512 = avx2 && is_x86_feature_detected!("avx512f");
         assert_eq!(levels.contains(&SimdLevel::Avx2), avx2);
         assert_eq!(levels.contains(&SimdLevel::Avx512), avx512);
+        assert!(!levels.contains(&SimdLevel::Neon));
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        assert_eq!(
+            levels,
+            vec![SimdLevel::Scalar, SimdLevel::Neon],
+            "NEON is in the aarch64 baseline"
+        );
+        assert_eq!(logitkit::simd_level(), SimdLevel::Neon);
     }
     assert!(levels.contains(&logitkit::simd_level()));
 }
@@ -825,6 +835,11 @@ fn s8_f32_accuracy_262144_avx512() {
 }
 
 #[test]
+fn s8_f32_accuracy_262144_neon() {
+    s8_f32(SimdLevel::Neon);
+}
+
+#[test]
 fn s8_f64_accuracy_262144_scalar() {
     s8_f64(SimdLevel::Scalar);
 }
@@ -837,6 +852,11 @@ fn s8_f64_accuracy_262144_avx2() {
 #[test]
 fn s8_f64_accuracy_262144_avx512() {
     s8_f64(SimdLevel::Avx512);
+}
+
+#[test]
+fn s8_f64_accuracy_262144_neon() {
+    s8_f64(SimdLevel::Neon);
 }
 
 // ----------------------------------------------------------------------------------------------

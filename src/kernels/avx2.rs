@@ -6,26 +6,13 @@
 
 use std::arch::x86_64::*;
 
+use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND};
+use super::exp_f64_poly::{F64_FLUSH, F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P, F64_ROUND};
 use super::{rows_kernel, scalar, Kernels};
 
 // ---------------------------------------------------------------------------------------------
 // f32
 // ---------------------------------------------------------------------------------------------
-
-const F32_LOG2E: f32 = std::f32::consts::LOG2_E;
-const F32_LN2_HI: f32 = 0.693_359_4;
-const F32_LN2_LO: f32 = -2.121_944_4e-4;
-const F32_P: [f32; 5] = [
-    1.392_768_5e-3,
-    8.364_38e-3,
-    4.166_654_5e-2,
-    1.666_657e-1,
-    0.5,
-];
-/// 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
-const F32_ROUND: f32 = 12_582_912.0;
-/// Arguments below this give 0 (exp(-87) = 1.6e-38; exp(-87.34) is the smallest normal f32).
-pub(crate) const F32_FLUSH: f32 = -87.0;
 
 /// exp(a). Results below `exp(F32_FLUSH)` (about 1.6e-38, just above the smallest normal
 /// `f32`) are flushed to exactly 0, so no product ever underflows: on x86 an underflowing
@@ -898,27 +885,6 @@ pub(crate) static F32: Kernels<f32> = Kernels {
 // ---------------------------------------------------------------------------------------------
 // f64
 // ---------------------------------------------------------------------------------------------
-
-const F64_LOG2E: f64 = std::f64::consts::LOG2_E;
-const F64_LN2_HI: f64 = 6.931_471_803_691_238e-1;
-const F64_LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-const F64_P: [f64; 11] = [
-    1.0 / 479_001_600.0,
-    1.0 / 39_916_800.0,
-    1.0 / 3_628_800.0,
-    1.0 / 362_880.0,
-    1.0 / 40_320.0,
-    1.0 / 5_040.0,
-    1.0 / 720.0,
-    1.0 / 120.0,
-    1.0 / 24.0,
-    1.0 / 6.0,
-    0.5,
-];
-/// 1.5 * 2^52: adding it rounds to an integer held in the low mantissa bits.
-const F64_ROUND: f64 = 6_755_399_441_055_744.0;
-/// Arguments below this give 0 (exp(-708) = 3.3e-308; exp(-708.4) is the smallest normal f64).
-pub(crate) const F64_FLUSH: f64 = -708.0;
 
 /// exp(hi + lo) as in the AVX-512 kernel, except that results below `exp(F64_FLUSH)` (about
 /// 3.3e-308, just above the smallest normal `f64`) are flushed to exactly 0 (see [`exp_ps`]).

@@ -5,6 +5,8 @@
 
 use std::arch::x86_64::*;
 
+use super::exp_f32_poly::{F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_ROUND};
+use super::exp_f64_poly::{F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P};
 use super::{rows_kernel, scalar, Kernels};
 
 // ---------------------------------------------------------------------------------------------
@@ -13,10 +15,6 @@ use super::{rows_kernel, scalar, Kernels};
 
 /// Below this the `f32` exp is 0 (exp(-104) already rounds to 0); -inf is clamped here.
 pub(crate) const F32_ARG_MIN: f32 = -110.0;
-const F32_LOG2E: f32 = std::f32::consts::LOG2_E;
-/// ln 2 split so that `k * LN2_HI` is exact for |k| < 2^15 (Cody-Waite).
-const F32_LN2_HI: f32 = 0.693_359_4;
-const F32_LN2_LO: f32 = -2.121_944_4e-4;
 
 /// 2^(j/16) for j in 0..16, each correctly rounded to `f32` (computed with 60-digit decimals).
 const F32_EXP2_SIXTEENTHS: [f32; 16] = [
@@ -38,11 +36,6 @@ const F32_EXP2_SIXTEENTHS: [f32; 16] = [
     1.915_206_6,
 ];
 
-/// 1.5 * 2^23: added to a float of magnitude below 2^22, it leaves that float rounded to an
-/// integer in the low mantissa bits (the exponent field is fixed, so the bits are `SHIFTER`'s
-/// plus the integer, two's complement).
-const F32_SHIFTER: f32 = 12_582_912.0;
-
 /// exp of every lane. `k = round(16 a / ln 2)`, `r = a - k ln2/16` (Cody-Waite, |r| <= ln2/32),
 /// `exp(a) = 2^floor(k/16) * 2^((k mod 16)/16) * exp(r)`: the middle factor comes from a
 /// 16-entry table in one register (VPERMPS), so `exp(r)` needs only a degree-3 polynomial,
@@ -58,18 +51,19 @@ const F32_SHIFTER: f32 = 12_582_912.0;
 unsafe fn exp_ps(a: __m512) -> __m512 {
     // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
     let a = _mm512_max_ps(_mm512_set1_ps(F32_ARG_MIN), a);
-    // |16 a / ln 2| < 2^12 after the clamp, far inside the shifter's 2^22.
+    // |16 a / ln 2| < 2^12 after the clamp, far inside the 2^22 within which adding
+    // F32_ROUND leaves the rounded integer in the low mantissa bits.
     let shifted = _mm512_fmadd_ps(
         a,
         _mm512_set1_ps(16.0 * F32_LOG2E),
-        _mm512_set1_ps(F32_SHIFTER),
+        _mm512_set1_ps(F32_ROUND),
     );
-    let k = _mm512_sub_ps(shifted, _mm512_set1_ps(F32_SHIFTER));
+    let k = _mm512_sub_ps(shifted, _mm512_set1_ps(F32_ROUND));
     // k * LN2_HI / 16 is exact: LN2_HI has 9 significant bits and |k| < 2^12.
     let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_HI / 16.0), a);
     let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_LO / 16.0), r);
     // VPERMPS reads the low 4 bits of each index: the shifted float's low bits are k mod 16
-    // (SHIFTER's bits are a multiple of 16), also for k < 0.
+    // (F32_ROUND's bits are a multiple of 16), also for k < 0.
     let t = _mm512_permutexvar_ps(
         _mm512_castps_si512(shifted),
         _mm512_loadu_ps(F32_EXP2_SIXTEENTHS.as_ptr()),
@@ -1339,26 +1333,6 @@ pub(crate) static F32: Kernels<f32> = Kernels {
 
 /// Below this the `f64` exp is 0 (exp(-746) already rounds to 0); -inf is clamped here.
 pub(crate) const F64_ARG_MIN: f64 = -760.0;
-const F64_LOG2E: f64 = std::f64::consts::LOG2_E;
-/// ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 significant bits (fdlibm), so `k * LN2_HI` is exact.
-const F64_LN2_HI: f64 = 6.931_471_803_691_238e-1;
-const F64_LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-/// 1/n! for n = 12 down to 2: the Taylor polynomial of degree 12, whose truncation error on
-/// |r| <= ln2/2 is below 2e-16 relative.
-const F64_P: [f64; 11] = [
-    1.0 / 479_001_600.0,
-    1.0 / 39_916_800.0,
-    1.0 / 3_628_800.0,
-    1.0 / 362_880.0,
-    1.0 / 40_320.0,
-    1.0 / 5_040.0,
-    1.0 / 720.0,
-    1.0 / 120.0,
-    1.0 / 24.0,
-    1.0 / 6.0,
-    0.5,
-];
-
 /// exp(hi + lo), |lo| tiny against |hi| (a double-word argument). NaN in `hi` propagates;
 /// `hi <= F64_ARG_MIN` (including -inf, whatever `lo`) gives exactly 0.
 #[inline]

@@ -30,10 +30,75 @@
 
 pub(crate) mod scalar;
 
+/// The constants of the vector levels' `f32` exp. The AVX2 and NEON kernels share all of them
+/// (the same operations, so the same bits on both): `k = round(a / ln 2)` by the addition of
+/// `F32_ROUND`, Cody-Waite reduction, a degree-6 polynomial over |r| <= ln2/2, results below
+/// `exp(F32_FLUSH)` flushed to 0. AVX-512 reduces to |r| <= ln2/32 with a table instead.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+pub(crate) mod exp_f32_poly {
+    pub(crate) const F32_LOG2E: f32 = std::f32::consts::LOG2_E;
+    /// ln 2 split so that `k * LN2_HI` is exact for |k| < 2^15 (Cody-Waite).
+    pub(crate) const F32_LN2_HI: f32 = 0.693_359_4;
+    pub(crate) const F32_LN2_LO: f32 = -2.121_944_4e-4;
+    pub(crate) const F32_P: [f32; 5] = [
+        1.392_768_5e-3,
+        8.364_38e-3,
+        4.166_654_5e-2,
+        1.666_657e-1,
+        0.5,
+    ];
+    /// 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
+    pub(crate) const F32_ROUND: f32 = 12_582_912.0;
+    /// Arguments below this give 0 (exp(-87) = 1.6e-38; exp(-87.34) is the smallest normal f32).
+    pub(crate) const F32_FLUSH: f32 = -87.0;
+}
+
+/// The constants of the vector levels' `f64` exp of a double-word argument `hi + lo`:
+/// `k = round(hi / ln 2)`, Cody-Waite reduction with a 32-bit `LN2_HI`, and the Taylor
+/// polynomial of degree 12. AVX-512 rounds `k` with VRNDSCALEPD and scales with VSCALEFPD;
+/// AVX2 and NEON (the same operations, so the same bits) round by adding `F64_ROUND` and flush
+/// results below `exp(F64_FLUSH)` to 0.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+pub(crate) mod exp_f64_poly {
+    pub(crate) const F64_LOG2E: f64 = std::f64::consts::LOG2_E;
+    /// ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 significant bits (fdlibm), so `k * LN2_HI` is
+    /// exact.
+    pub(crate) const F64_LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    pub(crate) const F64_LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    /// 1/n! for n = 12 down to 2: the Taylor polynomial of degree 12, whose truncation error
+    /// on |r| <= ln2/2 is below 2e-16 relative.
+    pub(crate) const F64_P: [f64; 11] = [
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+    ];
+    /// 1.5 * 2^52: adding it rounds to an integer held in the low mantissa bits.
+    pub(crate) const F64_ROUND: f64 = 6_755_399_441_055_744.0;
+    /// Arguments below this give 0 (exp(-708) = 3.3e-308; exp(-708.4) is the smallest normal
+    /// f64).
+    pub(crate) const F64_FLUSH: f64 = -708.0;
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
 
 use crate::element::Real;
 use crate::row::Op;
@@ -325,7 +390,11 @@ pub(crate) fn vector_levels() -> &'static [SimdLevel] {
     {
         &[SimdLevel::Avx2, SimdLevel::Avx512]
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        &[SimdLevel::Neon]
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         &[]
     }
@@ -528,6 +597,8 @@ impl HasKernels for f32 {
             SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &avx512::F32,
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &avx2::F32,
+            #[cfg(target_arch = "aarch64")]
+            SimdLevel::Neon if cpu_has(SimdLevel::Neon) => &neon::F32,
             _ => &SCALAR_F32,
         }
     }
@@ -540,6 +611,8 @@ impl HasKernels for f64 {
             SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &avx512::F64,
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &avx2::F64,
+            #[cfg(target_arch = "aarch64")]
+            SimdLevel::Neon if cpu_has(SimdLevel::Neon) => &neon::F64,
             _ => &SCALAR_F64,
         }
     }

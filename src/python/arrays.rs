@@ -105,7 +105,7 @@ impl<'py> FloatArray<'py> {
             .map(|s| s / item)
             .collect();
         // SAFETY: a live ndarray's data pointer.
-        let data = unsafe { (*arr.as_array_ptr()).fields.data } as *mut u8;
+        let data = unsafe { (*arr.as_array_ptr()).fields.data }.cast::<u8>();
         Some(FloatArray {
             arr: arr.clone(),
             dtype,

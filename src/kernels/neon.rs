@@ -1,0 +1,770 @@
+//! NEON kernels (aarch64), 4 `f32` or 2 `f64` lanes. NEON is part of the aarch64 baseline, so
+//! these run on every aarch64 CPU; `kernels_for` still hands them out only after
+//! `cpu_has(Neon)`.
+//!
+//! The exps are the AVX2 kernels', operation for operation (see [`super::exp_f32_poly`] and
+//! [`super::exp_f64_poly`]), on narrower vectors. A tail shorter than a vector goes through a
+//! stack buffer padded with -inf (for exps) or 0 (for elementwise maps). NEON has no
+//! non-temporal vector store, so `stream` writes with plain stores.
+
+use std::arch::aarch64::*;
+
+use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND};
+use super::exp_f64_poly::{F64_FLUSH, F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P, F64_ROUND};
+use super::{rows_kernel, scalar, Kernels};
+
+/// exp(a), with the operations of the AVX2 `exp_ps`: results below `exp(F32_FLUSH)` are
+/// flushed to exactly 0; NaN propagates.
+#[inline(always)]
+unsafe fn exp_ps(a: float32x4_t) -> float32x4_t {
+    let lim = vdupq_n_f32(F32_FLUSH);
+    // True below the limit, -inf included; false for NaN.
+    let flush = vcltq_f32(a, lim);
+    // FMAX returns NaN when either operand is NaN, so NaN in `a` propagates.
+    let a = vmaxq_f32(lim, a);
+    let kr = vfmaq_f32(vdupq_n_f32(F32_ROUND), a, vdupq_n_f32(F32_LOG2E));
+    let k = vsubq_f32(kr, vdupq_n_f32(F32_ROUND));
+    let r = vfmsq_f32(a, k, vdupq_n_f32(F32_LN2_HI));
+    let r = vfmsq_f32(r, k, vdupq_n_f32(F32_LN2_LO));
+    let r2 = vmulq_f32(r, r);
+    let mut p = vdupq_n_f32(F32_P[0]);
+    p = vfmaq_f32(vdupq_n_f32(F32_P[1]), p, r);
+    p = vfmaq_f32(vdupq_n_f32(F32_P[2]), p, r);
+    p = vfmaq_f32(vdupq_n_f32(F32_P[3]), p, r);
+    p = vfmaq_f32(vdupq_n_f32(F32_P[4]), p, r);
+    let y = vaddq_f32(vfmaq_f32(r, p, r2), vdupq_n_f32(1.0));
+    // 2^k from the low bits of `kr` (k in [-126, 127] after the clamp: a normal number).
+    let bits = vshlq_n_s32::<23>(vaddq_s32(vreinterpretq_s32_f32(kr), vdupq_n_s32(127)));
+    let e = vmulq_f32(y, vreinterpretq_f32_s32(bits));
+    vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(e), flush))
+}
+
+#[inline(always)]
+unsafe fn lo_pd(v: float32x4_t) -> float64x2_t {
+    vcvt_f64_f32(vget_low_f32(v))
+}
+
+#[inline(always)]
+unsafe fn hi_pd(v: float32x4_t) -> float64x2_t {
+    vcvt_high_f64_f32(v)
+}
+
+#[inline(always)]
+unsafe fn narrow(lo: float64x2_t, hi: float64x2_t) -> float32x4_t {
+    vcvt_high_f32_f64(vcvt_f32_f64(lo), hi)
+}
+
+/// Loads the `r < 4` elements at `p` (nothing past them is touched), padding with `fill`.
+#[inline(always)]
+unsafe fn load_tail(p: *const f32, r: usize, fill: f32) -> float32x4_t {
+    let mut buf = [fill; 4];
+    std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), r);
+    vld1q_f32(buf.as_ptr())
+}
+
+/// Stores the first `r < 4` lanes of `v` at `p`.
+#[inline(always)]
+unsafe fn store_tail(p: *mut f32, r: usize, v: float32x4_t) {
+    let mut buf = [0.0f32; 4];
+    vst1q_f32(buf.as_mut_ptr(), v);
+    std::ptr::copy_nonoverlapping(buf.as_ptr(), p, r);
+}
+
+/// The one element at `p` in lane 0, `fill` in lane 1.
+#[inline(always)]
+unsafe fn load_tail_pd(p: *const f64, fill: f64) -> float64x2_t {
+    vsetq_lane_f64::<0>(*p, vdupq_n_f64(fill))
+}
+
+/// `dst[i] = body(src[i])` over `n` elements, `$lanes` lanes at a time (four vectors per loop
+/// turn), the tail (`< $lanes` elements) through `$tail_load` / `$tail_store`. Elementwise,
+/// so `src == dst` is fine.
+macro_rules! map_lanes {
+    ($t:ty, $lanes:expr, $load:ident, $store:ident, $tail_load:expr, $tail_store:expr,
+     $src:expr, $dst:expr, $n:expr, |$x:ident| $body:expr) => {{
+        let (src, dst, n): (*const $t, *mut $t, usize) = ($src, $dst, $n);
+        let mut i = 0usize;
+        while i + 4 * $lanes <= n {
+            let vs = [
+                $load(src.add(i)),
+                $load(src.add(i + $lanes)),
+                $load(src.add(i + 2 * $lanes)),
+                $load(src.add(i + 3 * $lanes)),
+            ];
+            for (q, &$x) in vs.iter().enumerate() {
+                $store(dst.add(i + $lanes * q), $body);
+            }
+            i += 4 * $lanes;
+        }
+        while i + $lanes <= n {
+            let $x = $load(src.add(i));
+            $store(dst.add(i), $body);
+            i += $lanes;
+        }
+        if i < n {
+            let $x = $tail_load(src.add(i), n - i);
+            $tail_store(dst.add(i), n - i, $body);
+        }
+    }};
+}
+
+/// `map_lanes` over `f32`, 4 lanes.
+macro_rules! map_ps {
+    ($src:expr, $dst:expr, $n:expr, |$x:ident| $body:expr) => {
+        map_lanes!(
+            f32,
+            4,
+            vld1q_f32,
+            vst1q_f32,
+            |p, r| load_tail(p, r, 0.0),
+            store_tail,
+            $src,
+            $dst,
+            $n,
+            |$x| $body
+        )
+    };
+}
+
+/// `map_lanes` over `f64`, 2 lanes (a tail is one element).
+macro_rules! map_pd {
+    ($src:expr, $dst:expr, $n:expr, |$x:ident| $body:expr) => {
+        map_lanes!(
+            f64,
+            2,
+            vld1q_f64,
+            vst1q_f64,
+            |p, _| load_tail_pd(p, 0.0),
+            |p: *mut f64, _, v| *p = vgetq_lane_f64::<0>(v),
+            $src,
+            $dst,
+            $n,
+            |$x| $body
+        )
+    };
+}
+
+/// The exp argument of an `f32` row: `x - m` in `f32` when `t == 1` (UNIT), else
+/// `(x - m) / t` in `f64`, rounded once to `f32`.
+#[derive(Clone, Copy)]
+struct ArgF32 {
+    m: float32x4_t,
+    m64: float64x2_t,
+    inv: float64x2_t,
+}
+
+impl ArgF32 {
+    #[inline(always)]
+    unsafe fn new(m: f32, inv: f64) -> ArgF32 {
+        ArgF32 {
+            m: vdupq_n_f32(m),
+            m64: vdupq_n_f64(m as f64),
+            inv: vdupq_n_f64(inv),
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: float32x4_t) -> float32x4_t {
+    if UNIT {
+        vsubq_f32(x, c.m)
+    } else {
+        let lo = vmulq_f64(vsubq_f64(lo_pd(x), c.m64), c.inv);
+        let hi = vmulq_f64(vsubq_f64(hi_pd(x), c.m64), c.inv);
+        narrow(lo, hi)
+    }
+}
+
+/// # Safety
+/// NEON (the aarch64 baseline).
+pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
+    let n = x.len();
+    let p = x.as_ptr();
+    let ninf = vdupq_n_f32(f32::NEG_INFINITY);
+    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+    let mut i = 0;
+    // FMAX keeps NaN, so a NaN anywhere makes the result NaN; such a row (rare, and all NaN
+    // in the output) is then scanned again by the portable kernel for its exact answer.
+    while i + 16 <= n {
+        m0 = vmaxq_f32(m0, vld1q_f32(p.add(i)));
+        m1 = vmaxq_f32(m1, vld1q_f32(p.add(i + 4)));
+        m2 = vmaxq_f32(m2, vld1q_f32(p.add(i + 8)));
+        m3 = vmaxq_f32(m3, vld1q_f32(p.add(i + 12)));
+        i += 16;
+    }
+    while i + 4 <= n {
+        m0 = vmaxq_f32(m0, vld1q_f32(p.add(i)));
+        i += 4;
+    }
+    if i < n {
+        m0 = vmaxq_f32(m0, load_tail(p.add(i), n - i, f32::NEG_INFINITY));
+    }
+    let m = vmaxvq_f32(vmaxq_f32(vmaxq_f32(m0, m1), vmaxq_f32(m2, m3)));
+    if m.is_nan() {
+        return scalar::max(x);
+    }
+    (m, false)
+}
+
+/// Σ exp(arg(x)) over `n` elements, storing the exps when STORE. Four vectors are added in
+/// `f32` (two roundings), then widened and accumulated in `f64` lanes, as on AVX2.
+#[inline(always)]
+unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+) -> f64 {
+    let mut a0 = vdupq_n_f64(0.0);
+    let mut a1 = vdupq_n_f64(0.0);
+    let mut i = 0;
+    while i + 16 <= n {
+        let e0 = exp_ps(arg_ps::<UNIT>(c, vld1q_f32(src.add(i))));
+        let e1 = exp_ps(arg_ps::<UNIT>(c, vld1q_f32(src.add(i + 4))));
+        let e2 = exp_ps(arg_ps::<UNIT>(c, vld1q_f32(src.add(i + 8))));
+        let e3 = exp_ps(arg_ps::<UNIT>(c, vld1q_f32(src.add(i + 12))));
+        if STORE {
+            vst1q_f32(dst.add(i), e0);
+            vst1q_f32(dst.add(i + 4), e1);
+            vst1q_f32(dst.add(i + 8), e2);
+            vst1q_f32(dst.add(i + 12), e3);
+        }
+        let s = vaddq_f32(vaddq_f32(e0, e1), vaddq_f32(e2, e3));
+        a0 = vaddq_f64(a0, lo_pd(s));
+        a1 = vaddq_f64(a1, hi_pd(s));
+        i += 16;
+    }
+    while i + 4 <= n {
+        let e = exp_ps(arg_ps::<UNIT>(c, vld1q_f32(src.add(i))));
+        if STORE {
+            vst1q_f32(dst.add(i), e);
+        }
+        a0 = vaddq_f64(a0, lo_pd(e));
+        a1 = vaddq_f64(a1, hi_pd(e));
+        i += 4;
+    }
+    if i < n {
+        // Lanes past the end read -inf, whose exp is exactly 0.
+        let x = load_tail(src.add(i), n - i, f32::NEG_INFINITY);
+        let e = exp_ps(arg_ps::<UNIT>(c, x));
+        if STORE {
+            store_tail(dst.add(i), n - i, e);
+        }
+        a0 = vaddq_f64(a0, lo_pd(e));
+        a1 = vaddq_f64(a1, hi_pd(e));
+    }
+    vaddvq_f64(vaddq_f64(a0, a1))
+}
+
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint); NEON.
+pub(crate) unsafe fn exp_store_sum_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+) -> f64 {
+    if t == 1.0 {
+        return exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0));
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        return scalar::exp_store_sum(src, dst, n, m, t);
+    }
+    exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv))
+}
+
+/// # Safety
+/// NEON.
+pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
+    let (p, n) = (x.as_ptr(), x.len());
+    if t == 1.0 {
+        return exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0));
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        return scalar::sum_exp(x, m, t);
+    }
+    exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv))
+}
+
+/// # Safety
+/// `dst` valid for reads and writes of `n`; NEON.
+pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
+    scale_to_f32(dst, dst, n, factor, false);
+}
+
+/// dst = src * factor, rounded as [`scale_f32`] rounds (it is the same loop).
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+pub(crate) unsafe fn scale_to_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    factor: f64,
+    _stream: bool,
+) {
+    let f = vdupq_n_f32(factor as f32);
+    map_ps!(src, dst, n, |x| vmulq_f32(x, f));
+}
+
+#[inline(always)]
+unsafe fn log_f32<const UNIT: bool>(
+    c: ArgF32,
+    ls: f32,
+    ls64: float64x2_t,
+    x: float32x4_t,
+) -> float32x4_t {
+    if UNIT {
+        vsubq_f32(vsubq_f32(x, c.m), vdupq_n_f32(ls))
+    } else {
+        // (x - m) * inv - ls rounded once, as AVX2's FMSUB: the negation of FMLS's
+        // ls - (x - m) * inv.
+        let lo = vnegq_f64(vfmsq_f64(ls64, vsubq_f64(lo_pd(x), c.m64), c.inv));
+        let hi = vnegq_f64(vfmsq_f64(ls64, vsubq_f64(hi_pd(x), c.m64), c.inv));
+        narrow(lo, hi)
+    }
+}
+
+#[inline(always)]
+unsafe fn write_log_f32<const UNIT: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+    log_sum: f64,
+) {
+    let ls = log_sum as f32;
+    let ls64 = vdupq_n_f64(log_sum);
+    map_ps!(src, dst, n, |x| log_f32::<UNIT>(c, ls, ls64, x));
+}
+
+#[inline(always)]
+unsafe fn exp_scale_f32_impl<const UNIT: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32,
+    factor: f64,
+) {
+    let f = vdupq_n_f32(factor as f32);
+    map_ps!(src, dst, n, |x| vmulq_f32(exp_ps(arg_ps::<UNIT>(c, x)), f));
+}
+
+/// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f32` then `scale_f32` give.
+///
+/// # Safety
+/// As [`exp_store_sum_f32`].
+pub(crate) unsafe fn exp_scale_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    factor: f64,
+    _stream: bool,
+) {
+    if t == 1.0 {
+        return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor);
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        scalar::exp_store_sum(src, dst, n, m, t);
+        return scale_f32(dst, n, factor);
+    }
+    exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor)
+}
+
+/// # Safety
+/// As [`exp_store_sum_f32`].
+pub(crate) unsafe fn write_log_softmax_f32(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    log_sum: f64,
+    _stream: bool,
+) {
+    if t == 1.0 {
+        return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum);
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
+    }
+    write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum)
+}
+
+fn max_f32(x: &[f32]) -> (f32, bool) {
+    // SAFETY: only reachable through `F32`, which `kernels_for` hands out only when the CPU
+    // has NEON.
+    unsafe { max_f32_impl(x) }
+}
+
+fn sum_exp_f32(x: &[f32], m: f32, t: f64) -> f64 {
+    // SAFETY: as `max_f32`.
+    unsafe { sum_exp_f32_impl(x, m, t) }
+}
+
+rows_kernel!(
+    rows_f32,
+    f32,
+    "neon",
+    max_f32_impl,
+    exp_store_sum_f32,
+    sum_exp_f32_impl,
+    scale_f32,
+    scale_to_f32,
+    exp_scale_f32,
+    write_log_softmax_f32,
+    super::row_ln_f32
+);
+
+pub(crate) static F32: Kernels<f32> = Kernels {
+    max: max_f32,
+    sum_exp: sum_exp_f32,
+    exp_store_sum: exp_store_sum_f32,
+    scale: scale_f32,
+    scale_to: scale_to_f32,
+    exp_scale: exp_scale_f32,
+    write_log_softmax: write_log_softmax_f32,
+    rows: rows_f32,
+    exp_sum_overlapped: None,
+};
+
+// ---------------------------------------------------------------------------------------------
+// f64
+// ---------------------------------------------------------------------------------------------
+
+/// exp(hi + lo), with the operations of the AVX2 `exp_pd`: results below `exp(F64_FLUSH)` are
+/// flushed to exactly 0; NaN in `hi` propagates.
+#[inline(always)]
+unsafe fn exp_pd(hi: float64x2_t, lo: float64x2_t) -> float64x2_t {
+    let lim = vdupq_n_f64(F64_FLUSH);
+    let ok = vcgeq_f64(hi, lim);
+    let flush = vcltq_f64(hi, lim);
+    let hi = vmaxq_f64(lim, hi);
+    let lo = vreinterpretq_f64_u64(vandq_u64(ok, vreinterpretq_u64_f64(lo)));
+    let kr = vfmaq_f64(vdupq_n_f64(F64_ROUND), hi, vdupq_n_f64(F64_LOG2E));
+    let k = vsubq_f64(kr, vdupq_n_f64(F64_ROUND));
+    let r = vfmsq_f64(hi, k, vdupq_n_f64(F64_LN2_HI));
+    let r = vaddq_f64(r, vfmsq_f64(lo, k, vdupq_n_f64(F64_LN2_LO)));
+    let mut p = vdupq_n_f64(F64_P[0]);
+    for &c in &F64_P[1..] {
+        p = vfmaq_f64(vdupq_n_f64(c), p, r);
+    }
+    let r2 = vmulq_f64(r, r);
+    let y = vaddq_f64(vfmaq_f64(r, p, r2), vdupq_n_f64(1.0));
+    // 2^k (k in [-1022, 1023] after the clamp: a normal number).
+    let bits = vshlq_n_s64::<52>(vaddq_s64(vreinterpretq_s64_f64(kr), vdupq_n_s64(1023)));
+    let e = vmulq_f64(y, vreinterpretq_f64_s64(bits));
+    vreinterpretq_f64_u64(vbicq_u64(vreinterpretq_u64_f64(e), flush))
+}
+
+#[derive(Clone, Copy)]
+struct ArgF64 {
+    m: float64x2_t,
+    neg_m: float64x2_t,
+    inv: float64x2_t,
+    inv_lo: float64x2_t,
+}
+
+impl ArgF64 {
+    #[inline(always)]
+    unsafe fn new(m: f64, t: f64) -> ArgF64 {
+        let inv = 1.0 / t;
+        let inv_lo = (-t).mul_add(inv, 1.0) / t;
+        ArgF64 {
+            m: vdupq_n_f64(m),
+            neg_m: vdupq_n_f64(-m),
+            inv: vdupq_n_f64(inv),
+            inv_lo: vdupq_n_f64(inv_lo),
+        }
+    }
+}
+
+/// `v` where finite, 0 where infinite or NaN.
+#[inline(always)]
+unsafe fn finite_or_zero_pd(v: float64x2_t) -> float64x2_t {
+    let finite = vceqq_f64(vsubq_f64(v, v), vdupq_n_f64(0.0));
+    vreinterpretq_f64_u64(vandq_u64(finite, vreinterpretq_u64_f64(v)))
+}
+
+/// `(x - m) / t` as a double word: `x - m` exactly (TwoSum), times `1/t` carried further; the
+/// operations of the AVX2 `arg_pd`.
+#[inline(always)]
+unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: float64x2_t) -> (float64x2_t, float64x2_t) {
+    let d = vsubq_f64(x, c.m);
+    let bb = vsubq_f64(d, x);
+    let lo = vaddq_f64(vsubq_f64(x, vsubq_f64(d, bb)), vsubq_f64(c.neg_m, bb));
+    // Near the overflow threshold TwoSum's intermediates overflow and lo is NaN; so is l when
+    // d / t overflows. d alone is then the argument (contract S5).
+    let lo = finite_or_zero_pd(lo);
+    if UNIT {
+        (d, lo)
+    } else {
+        let h = vmulq_f64(d, c.inv);
+        // d * inv - h rounded once: the negation of FMLS's h - d * inv.
+        let l = vaddq_f64(
+            vnegq_f64(vfmsq_f64(h, d, c.inv)),
+            vfmaq_f64(vmulq_f64(lo, c.inv), d, c.inv_lo),
+        );
+        (h, finite_or_zero_pd(l))
+    }
+}
+
+/// # Safety
+/// NEON (the aarch64 baseline).
+pub(crate) unsafe fn max_f64_impl(x: &[f64]) -> (f64, bool) {
+    let n = x.len();
+    let p = x.as_ptr();
+    let ninf = vdupq_n_f64(f64::NEG_INFINITY);
+    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+    let mut i = 0;
+    // As in `max_f32_impl`: FMAX keeps NaN, and a row with NaN is scanned again.
+    while i + 8 <= n {
+        m0 = vmaxq_f64(m0, vld1q_f64(p.add(i)));
+        m1 = vmaxq_f64(m1, vld1q_f64(p.add(i + 2)));
+        m2 = vmaxq_f64(m2, vld1q_f64(p.add(i + 4)));
+        m3 = vmaxq_f64(m3, vld1q_f64(p.add(i + 6)));
+        i += 8;
+    }
+    while i + 2 <= n {
+        m0 = vmaxq_f64(m0, vld1q_f64(p.add(i)));
+        i += 2;
+    }
+    if i < n {
+        m0 = vmaxq_f64(m0, load_tail_pd(p.add(i), f64::NEG_INFINITY));
+    }
+    let m = vmaxvq_f64(vmaxq_f64(vmaxq_f64(m0, m1), vmaxq_f64(m2, m3)));
+    if m.is_nan() {
+        return scalar::max(x);
+    }
+    (m, false)
+}
+
+#[inline(always)]
+unsafe fn two_sum_add(s: &mut float64x2_t, c: &mut float64x2_t, v: float64x2_t) {
+    let t = vaddq_f64(*s, v);
+    let bp = vsubq_f64(t, *s);
+    let err = vaddq_f64(vsubq_f64(*s, vsubq_f64(t, bp)), vsubq_f64(v, bp));
+    *c = vaddq_f64(*c, err);
+    *s = t;
+}
+
+/// Σ exp(arg(x)), storing the exps when STORE: four vectors added, then into compensated
+/// (TwoSum) lanes, as on AVX2.
+#[inline(always)]
+unsafe fn exp_sum_f64<const UNIT: bool, const STORE: bool>(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    c: ArgF64,
+) -> f64 {
+    let mut s = vdupq_n_f64(0.0);
+    let mut comp = vdupq_n_f64(0.0);
+    let e = |x: float64x2_t| {
+        let (h, l) = arg_pd::<UNIT>(c, x);
+        exp_pd(h, l)
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        let e0 = e(vld1q_f64(src.add(i)));
+        let e1 = e(vld1q_f64(src.add(i + 2)));
+        let e2 = e(vld1q_f64(src.add(i + 4)));
+        let e3 = e(vld1q_f64(src.add(i + 6)));
+        if STORE {
+            vst1q_f64(dst.add(i), e0);
+            vst1q_f64(dst.add(i + 2), e1);
+            vst1q_f64(dst.add(i + 4), e2);
+            vst1q_f64(dst.add(i + 6), e3);
+        }
+        two_sum_add(
+            &mut s,
+            &mut comp,
+            vaddq_f64(vaddq_f64(e0, e1), vaddq_f64(e2, e3)),
+        );
+        i += 8;
+    }
+    while i + 2 <= n {
+        let v = e(vld1q_f64(src.add(i)));
+        if STORE {
+            vst1q_f64(dst.add(i), v);
+        }
+        two_sum_add(&mut s, &mut comp, v);
+        i += 2;
+    }
+    if i < n {
+        // The lane past the end reads -inf, whose exp is exactly 0.
+        let v = e(load_tail_pd(src.add(i), f64::NEG_INFINITY));
+        if STORE {
+            *dst.add(i) = vgetq_lane_f64::<0>(v);
+        }
+        two_sum_add(&mut s, &mut comp, v);
+    }
+    vaddvq_f64(s) + vaddvq_f64(comp)
+}
+
+/// Temperatures the vector `f64` argument handles: `t` and `1 / t` both normal.
+#[inline]
+fn vector_temperature(t: f64) -> bool {
+    (1.0 / t).is_normal() && t.is_normal()
+}
+
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint); NEON.
+pub(crate) unsafe fn exp_store_sum_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+) -> f64 {
+    if t == 1.0 {
+        exp_sum_f64::<true, true>(src, dst, n, ArgF64::new(m, 1.0))
+    } else if vector_temperature(t) {
+        exp_sum_f64::<false, true>(src, dst, n, ArgF64::new(m, t))
+    } else {
+        scalar::exp_store_sum(src, dst, n, m, t)
+    }
+}
+
+/// # Safety
+/// NEON.
+pub(crate) unsafe fn sum_exp_f64_impl(x: &[f64], m: f64, t: f64) -> f64 {
+    let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut());
+    if t == 1.0 {
+        exp_sum_f64::<true, false>(p, q, n, ArgF64::new(m, 1.0))
+    } else if vector_temperature(t) {
+        exp_sum_f64::<false, false>(p, q, n, ArgF64::new(m, t))
+    } else {
+        scalar::sum_exp(x, m, t)
+    }
+}
+
+/// # Safety
+/// `dst` valid for reads and writes of `n`; NEON.
+pub(crate) unsafe fn scale_f64(dst: *mut f64, n: usize, factor: f64) {
+    scale_to_f64(dst, dst, n, factor, false);
+}
+
+/// dst = src * factor, rounded as [`scale_f64`] rounds (it is the same loop).
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+pub(crate) unsafe fn scale_to_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    factor: f64,
+    _stream: bool,
+) {
+    let f = vdupq_n_f64(factor);
+    map_pd!(src, dst, n, |x| vmulq_f64(x, f));
+}
+
+#[inline(always)]
+unsafe fn log_pd<const UNIT: bool>(c: ArgF64, ls: float64x2_t, x: float64x2_t) -> float64x2_t {
+    let (h, l) = arg_pd::<UNIT>(c, x);
+    // The low word is NaN when the high one is -inf: drop it there.
+    let above = vcgtq_f64(h, vdupq_n_f64(f64::NEG_INFINITY));
+    let l = vreinterpretq_f64_u64(vandq_u64(above, vreinterpretq_u64_f64(l)));
+    vaddq_f64(vsubq_f64(h, ls), l)
+}
+
+/// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f64` then `scale_f64` give.
+///
+/// # Safety
+/// As [`exp_store_sum_f64`].
+pub(crate) unsafe fn exp_scale_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+    factor: f64,
+    _stream: bool,
+) {
+    let f = vdupq_n_f64(factor);
+    let c = if t == 1.0 {
+        ArgF64::new(m, 1.0)
+    } else if vector_temperature(t) {
+        ArgF64::new(m, t)
+    } else {
+        scalar::exp_store_sum(src, dst, n, m, t);
+        return scale_f64(dst, n, factor);
+    };
+    if t == 1.0 {
+        map_pd!(src, dst, n, |x| {
+            let (h, l) = arg_pd::<true>(c, x);
+            vmulq_f64(exp_pd(h, l), f)
+        });
+    } else {
+        map_pd!(src, dst, n, |x| {
+            let (h, l) = arg_pd::<false>(c, x);
+            vmulq_f64(exp_pd(h, l), f)
+        });
+    }
+}
+
+/// # Safety
+/// As [`exp_store_sum_f64`].
+pub(crate) unsafe fn write_log_softmax_f64(
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+    log_sum: f64,
+    _stream: bool,
+) {
+    let ls = vdupq_n_f64(log_sum);
+    if t == 1.0 {
+        let c = ArgF64::new(m, 1.0);
+        map_pd!(src, dst, n, |x| log_pd::<true>(c, ls, x));
+    } else if vector_temperature(t) {
+        let c = ArgF64::new(m, t);
+        map_pd!(src, dst, n, |x| log_pd::<false>(c, ls, x));
+    } else {
+        scalar::write_log_softmax(src, dst, n, m, t, log_sum, false)
+    }
+}
+
+fn max_f64(x: &[f64]) -> (f64, bool) {
+    // SAFETY: only reachable through `F64`, handed out only when the CPU has NEON.
+    unsafe { max_f64_impl(x) }
+}
+
+fn sum_exp_f64(x: &[f64], m: f64, t: f64) -> f64 {
+    // SAFETY: as `max_f64`.
+    unsafe { sum_exp_f64_impl(x, m, t) }
+}
+
+rows_kernel!(
+    rows_f64,
+    f64,
+    "neon",
+    max_f64_impl,
+    exp_store_sum_f64,
+    sum_exp_f64_impl,
+    scale_f64,
+    scale_to_f64,
+    exp_scale_f64,
+    write_log_softmax_f64,
+    f64::ln
+);
+
+pub(crate) static F64: Kernels<f64> = Kernels {
+    max: max_f64,
+    sum_exp: sum_exp_f64,
+    exp_store_sum: exp_store_sum_f64,
+    scale: scale_f64,
+    scale_to: scale_to_f64,
+    exp_scale: exp_scale_f64,
+    write_log_softmax: write_log_softmax_f64,
+    rows: rows_f64,
+    exp_sum_overlapped: None,
+};
