@@ -908,6 +908,9 @@ unsafe fn rows_f32_long(
     let vector_temps = (0..if temp_step == 0 { count.min(1) } else { count })
         .all(|r| temp(r) == 1.0 || (1.0 / temp(r)).is_normal());
     let softmax = op == crate::row::Op::Softmax;
+    if store == super::Store::Cached && vector_temps {
+        return rows_f32_cached(op, src, src_step, dst, dst_step, n, count, temps, temp_step);
+    }
     let mut scratch = if softmax {
         super::Scratch::take(2 * n * std::mem::size_of::<f32>())
     } else {
@@ -927,12 +930,13 @@ unsafe fn rows_f32_long(
         let s = src.add(r * src_step);
         let d = dst.add(r * dst_step);
         let t = temp(r);
-        if r + super::ROWS_PREFETCH_AHEAD < count {
-            super::prefetch(
-                src.add((r + super::ROWS_PREFETCH_AHEAD) * src_step) as *const u8,
-                n * std::mem::size_of::<f32>(),
-            );
-        }
+        // The row ROWS_PREFETCH_AHEAD rows on is asked for during this row's exp pass, a few
+        // lines per loop turn.
+        let (ahead, ahead_n) = if r + super::ROWS_PREFETCH_AHEAD < count {
+            (src.add((r + super::ROWS_PREFETCH_AHEAD) * src_step), n)
+        } else {
+            (std::ptr::null(), 0)
+        };
         let (m, nan) = max_f32_impl(std::slice::from_raw_parts(s, n));
         if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
             if let Some(p) = pending.as_mut() {
@@ -950,12 +954,12 @@ unsafe fn rows_f32_long(
         let e = bufs[r % 2];
         // As `exp_store_sum_f32` (softmax, exps kept) or `sum_exp_f32_impl` (log-softmax).
         let pend = pending.as_mut();
-        let none = std::ptr::null();
+        let (a, an) = (ahead, ahead_n);
         let total = match (t == 1.0, softmax) {
-            (true, true) => exp_sum_pending_f32::<true, true, true>(s, e, n, c, pend, none, 0),
-            (false, true) => exp_sum_pending_f32::<false, true, true>(s, e, n, c, pend, none, 0),
-            (true, false) => exp_sum_pending_f32::<true, false, true>(s, e, n, c, pend, none, 0),
-            (false, false) => exp_sum_pending_f32::<false, false, true>(s, e, n, c, pend, none, 0),
+            (true, true) => exp_sum_pending_f32::<true, true, true>(s, e, n, c, pend, a, an),
+            (false, true) => exp_sum_pending_f32::<false, true, true>(s, e, n, c, pend, a, an),
+            (true, false) => exp_sum_pending_f32::<true, false, true>(s, e, n, c, pend, a, an),
+            (false, false) => exp_sum_pending_f32::<false, false, true>(s, e, n, c, pend, a, an),
         };
         if let Some(p) = pending.as_mut() {
             p.finish();
@@ -982,6 +986,74 @@ unsafe fn rows_f32_long(
         p.finish();
     }
     _mm_sfence();
+}
+
+/// Rows of 17 to [`BLOCK`](super::BLOCK) elements with cached output, every temperature's
+/// reciprocal normal: `rows_f32_general`'s operations (softmax: the exps into the output, then
+/// scaled in place; log-softmax: the sum, then one write), so its bits, except that the row
+/// [`ROWS_PREFETCH_AHEAD`](super::ROWS_PREFETCH_AHEAD) rows on is asked for a few lines per
+/// exp loop turn instead of all at once before the row.
+///
+/// # Safety
+/// As [`Kernels::rows`], with `n > 16` and `1 / t` normal for every temperature `t != 1`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_f32_cached(
+    op: crate::row::Op,
+    src: *const f32,
+    src_step: usize,
+    dst: *mut f32,
+    dst_step: usize,
+    n: usize,
+    count: usize,
+    temps: *const f64,
+    temp_step: usize,
+) {
+    let softmax = op == crate::row::Op::Softmax;
+    for r in 0..count {
+        let s = src.add(r * src_step);
+        let d = dst.add(r * dst_step);
+        let t = *temps.add(r * temp_step);
+        let (a, an) = if r + super::ROWS_PREFETCH_AHEAD < count {
+            (src.add((r + super::ROWS_PREFETCH_AHEAD) * src_step), n)
+        } else {
+            (std::ptr::null(), 0)
+        };
+        let (m, nan) = max_f32_impl(std::slice::from_raw_parts(s, n));
+        if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
+            // Contract S6.
+            for i in 0..n {
+                *d.add(i) = f32::NAN;
+            }
+            continue;
+        }
+        let unit = t == 1.0;
+        let c = ArgF32::new(m, if unit { 1.0 } else { 1.0 / t });
+        let none = None;
+        if softmax {
+            // As `exp_store_sum_f32` then `scale_f32`.
+            let total = if unit {
+                exp_sum_pending_f32::<true, true, false>(s, d, n, c, none, a, an)
+            } else {
+                exp_sum_pending_f32::<false, true, false>(s, d, n, c, none, a, an)
+            };
+            scale_f32(d, n, 1.0 / total);
+        } else {
+            // As `sum_exp_f32_impl` then `write_log_softmax_f32`.
+            let e = std::ptr::null_mut();
+            let total = if unit {
+                exp_sum_pending_f32::<true, false, false>(s, e, n, c, none, a, an)
+            } else {
+                exp_sum_pending_f32::<false, false, false>(s, e, n, c, none, a, an)
+            };
+            let ls = super::row_ln_f32(total);
+            if unit {
+                write_log_f32::<true>(s, d, n, c, ls, false);
+            } else {
+                write_log_f32::<false>(s, d, n, c, ls, false);
+            }
+        }
+    }
 }
 
 /// Rows per group of the short-row kernel: one per `f32` lane of the batched reductions.
