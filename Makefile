@@ -3,10 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint rust-test neon venv develop wheel wheel-test qemu-smoke fuzz valgrind pytest stubtest bench demo clean
+.PHONY: test lint rust-test neon aarch64-wheel-test venv develop wheel wheel-test qemu-smoke fuzz valgrind pytest stubtest bench demo clean
 
 # CI: the suite runs against the built wheel installed in a fresh venv, not the source tree.
-test: lint rust-test neon valgrind wheel-test qemu-smoke
+test: lint rust-test neon valgrind wheel-test qemu-smoke aarch64-wheel-test
 
 lint:
 	cargo fmt --check
@@ -88,6 +88,11 @@ qemu-smoke: wheel
 	cd tests && OPENBLAS_CORETYPE=Haswell qemu-x86_64 -cpu Haswell ../$(QEMU_VENV)/bin/python cpu_smoke.py avx2,scalar
 	cd tests && ../$(QEMU_VENV)/bin/python cpu_smoke.py $$(../$(QEMU_VENV)/bin/python -c "import logitkit; print(logitkit.simd_level())")
 
+# The aarch64 wheel (cross-built), tested under qemu-aarch64 with Debian's arm64 CPython: the
+# CPU smoke test at the neon and scalar levels and the softmax contract suites. See the script.
+aarch64-wheel-test: venv
+	bash .ci/aarch64-wheel.sh
+
 # Long fuzz run of the strided-lanes API (not part of `make test`).
 FUZZ_CASES ?= 200000
 fuzz:
@@ -106,4 +111,4 @@ demo:
 	pip install . && python -m logitkit demo
 
 clean:
-	rm -rf $(VENV) $(WHEEL_VENV) $(QEMU_VENV) target dist
+	rm -rf $(VENV) $(WHEEL_VENV) $(QEMU_VENV) target dist dist-aarch64 .aarch64
