@@ -175,36 +175,54 @@ unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: float32x4_t) -> float32x4_t {
     }
 }
 
-/// # Safety
-/// NEON (the aarch64 baseline).
-pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
-    let n = x.len();
-    let p = x.as_ptr();
-    let ninf = vdupq_n_f32(f32::NEG_INFINITY);
-    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
-    let mut i = 0;
-    // FMAX keeps NaN, so a NaN anywhere makes the result NaN; such a row (rare, and all NaN
-    // in the output) is then scanned again by the portable kernel for its exact answer.
-    while i + 16 <= n {
-        m0 = vmaxq_f32(m0, vld1q_f32(p.add(i)));
-        m1 = vmaxq_f32(m1, vld1q_f32(p.add(i + 4)));
-        m2 = vmaxq_f32(m2, vld1q_f32(p.add(i + 8)));
-        m3 = vmaxq_f32(m3, vld1q_f32(p.add(i + 12)));
-        i += 16;
-    }
-    while i + 4 <= n {
-        m0 = vmaxq_f32(m0, vld1q_f32(p.add(i)));
-        i += 4;
-    }
-    if i < n {
-        m0 = vmaxq_f32(m0, load_tail(p.add(i), n - i, f32::NEG_INFINITY));
-    }
-    let m = vmaxvq_f32(vmaxq_f32(vmaxq_f32(m0, m1), vmaxq_f32(m2, m3)));
-    if m.is_nan() {
-        return scalar::max(x);
-    }
-    (m, false)
+/// `$name(x) -> (max, nan)` over `$t` in vectors of `$lanes` lanes (four per loop turn), the
+/// tail loaded with `$tail(ptr, remaining)` padded with -inf. FMAX keeps NaN, so a NaN
+/// anywhere makes the vector result NaN; such a row (rare, and all NaN in the output) is then
+/// scanned again by the portable kernel for its exact answer.
+macro_rules! max_impl {
+    ($name:ident, $t:ty, $lanes:expr, $dup:ident, $load:ident, $max:ident, $maxv:ident,
+     $tail:expr) => {
+        /// # Safety
+        /// NEON (the aarch64 baseline).
+        pub(crate) unsafe fn $name(x: &[$t]) -> ($t, bool) {
+            let n = x.len();
+            let p = x.as_ptr();
+            let ninf = $dup(<$t>::NEG_INFINITY);
+            let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+            let mut i = 0;
+            while i + 4 * $lanes <= n {
+                m0 = $max(m0, $load(p.add(i)));
+                m1 = $max(m1, $load(p.add(i + $lanes)));
+                m2 = $max(m2, $load(p.add(i + 2 * $lanes)));
+                m3 = $max(m3, $load(p.add(i + 3 * $lanes)));
+                i += 4 * $lanes;
+            }
+            while i + $lanes <= n {
+                m0 = $max(m0, $load(p.add(i)));
+                i += $lanes;
+            }
+            if i < n {
+                m0 = $max(m0, $tail(p.add(i), n - i));
+            }
+            let m = $maxv($max($max(m0, m1), $max(m2, m3)));
+            if m.is_nan() {
+                return scalar::max(x);
+            }
+            (m, false)
+        }
+    };
 }
+
+max_impl!(
+    max_f32_impl,
+    f32,
+    4,
+    vdupq_n_f32,
+    vld1q_f32,
+    vmaxq_f32,
+    vmaxvq_f32,
+    |p, r| load_tail(p, r, f32::NEG_INFINITY)
+);
 
 /// Σ exp(arg(x)) over `n` elements, storing the exps when STORE. Four vectors are added in
 /// `f32` (two roundings), then widened and accumulated in `f64` lanes, as on AVX2.
@@ -516,35 +534,16 @@ unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: float64x2_t) -> (float64x2_t, f
     }
 }
 
-/// # Safety
-/// NEON (the aarch64 baseline).
-pub(crate) unsafe fn max_f64_impl(x: &[f64]) -> (f64, bool) {
-    let n = x.len();
-    let p = x.as_ptr();
-    let ninf = vdupq_n_f64(f64::NEG_INFINITY);
-    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
-    let mut i = 0;
-    // As in `max_f32_impl`: FMAX keeps NaN, and a row with NaN is scanned again.
-    while i + 8 <= n {
-        m0 = vmaxq_f64(m0, vld1q_f64(p.add(i)));
-        m1 = vmaxq_f64(m1, vld1q_f64(p.add(i + 2)));
-        m2 = vmaxq_f64(m2, vld1q_f64(p.add(i + 4)));
-        m3 = vmaxq_f64(m3, vld1q_f64(p.add(i + 6)));
-        i += 8;
-    }
-    while i + 2 <= n {
-        m0 = vmaxq_f64(m0, vld1q_f64(p.add(i)));
-        i += 2;
-    }
-    if i < n {
-        m0 = vmaxq_f64(m0, load_tail_pd(p.add(i), f64::NEG_INFINITY));
-    }
-    let m = vmaxvq_f64(vmaxq_f64(vmaxq_f64(m0, m1), vmaxq_f64(m2, m3)));
-    if m.is_nan() {
-        return scalar::max(x);
-    }
-    (m, false)
-}
+max_impl!(
+    max_f64_impl,
+    f64,
+    2,
+    vdupq_n_f64,
+    vld1q_f64,
+    vmaxq_f64,
+    vmaxvq_f64,
+    |p, _| load_tail_pd(p, f64::NEG_INFINITY)
+);
 
 #[inline(always)]
 unsafe fn two_sum_add(s: &mut float64x2_t, c: &mut float64x2_t, v: float64x2_t) {
