@@ -49,7 +49,11 @@ def arrays(draw, max_dims=4, max_side=6, nonfinite=True, dtypes=DTYPES):
         vals = r.integers(-2, 3, size=size) / 2.0
     else:
         vals = r.uniform(-1, 1, size=size) * 10.0 ** r.integers(-6, 1, size=size)
-    base = np.clip(vals * scale, -float(np.finfo(dtype).max), float(np.finfo(dtype).max))
+    # A scale near float64's maximum may overflow the product to +-inf; the clip brings it back
+    # to the dtype's largest finite magnitude, as intended.
+    with np.errstate(over="ignore"):
+        scaled = vals * scale
+    base = np.clip(scaled, -float(np.finfo(dtype).max), float(np.finfo(dtype).max))
     base = base.astype(dtype).reshape(base_shape)
     if nonfinite and size and draw(st.booleans()):
         k = draw(st.integers(1, max(1, size // 2)))
