@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND};
 use super::exp_f64_poly::{F64_FLUSH, F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P, F64_ROUND};
-use super::{rows_kernel, scalar, Kernels};
+use super::{level_table, rows_kernel, scalar};
 
 // ---------------------------------------------------------------------------------------------
 // f32
@@ -493,17 +493,6 @@ pub(crate) unsafe fn scale_to_f32(
     map_ps!(src, dst, n, stream, |x| _mm256_mul_ps(x, f));
 }
 
-fn max_f32(x: &[f32]) -> (f32, bool) {
-    // SAFETY: only reachable through `F32`, which `kernels_for` hands out only when the CPU
-    // has AVX2 and FMA.
-    unsafe { max_f32_impl(x) }
-}
-
-fn sum_exp_f32(x: &[f32], m: f32, t: f64) -> f64 {
-    // SAFETY: as `max_f32`.
-    unsafe { sum_exp_f32_impl(x, m, t) }
-}
-
 rows_kernel!(
     rows_f32_general,
     f32,
@@ -869,18 +858,20 @@ unsafe fn hsum_of_each(s: &[__m256d; 8]) -> (__m256d, __m256d) {
     (z[0], z[1])
 }
 
-/// The AVX2 table for `f32`. Only handed out when the CPU has AVX2 and FMA.
-pub(crate) static F32: Kernels<f32> = Kernels {
-    max: max_f32,
-    sum_exp: sum_exp_f32,
-    exp_store_sum: exp_store_sum_f32,
-    scale: scale_f32,
-    scale_to: scale_to_f32,
-    exp_scale: exp_scale_f32,
-    write_log_softmax: write_log_softmax_f32,
-    rows: rows_f32,
-    exp_sum_overlapped: None,
-};
+level_table!(
+    /// The AVX2 table for `f32`. Only handed out when the CPU has AVX2 and FMA.
+    F32: f32 {
+        max: max_f32_impl,
+        sum_exp: sum_exp_f32_impl,
+        exp_store_sum: exp_store_sum_f32,
+        scale: scale_f32,
+        scale_to: scale_to_f32,
+        exp_scale: exp_scale_f32,
+        write_log_softmax: write_log_softmax_f32,
+        rows: rows_f32,
+        exp_sum_overlapped: None,
+    }
+);
 
 // ---------------------------------------------------------------------------------------------
 // f64
@@ -1276,16 +1267,6 @@ pub(crate) unsafe fn scale_to_f64(
     map_pd!(src, dst, n, stream, |x| _mm256_mul_pd(x, f));
 }
 
-fn max_f64(x: &[f64]) -> (f64, bool) {
-    // SAFETY: only reachable through `F64`, handed out only when the CPU has AVX2 and FMA.
-    unsafe { max_f64_impl(x) }
-}
-
-fn sum_exp_f64(x: &[f64], m: f64, t: f64) -> f64 {
-    // SAFETY: as `max_f64`.
-    unsafe { sum_exp_f64_impl(x, m, t) }
-}
-
 rows_kernel!(
     rows_f64,
     f64,
@@ -1300,15 +1281,17 @@ rows_kernel!(
     f64::ln
 );
 
-/// The AVX2 table for `f64`. Only handed out when the CPU has AVX2 and FMA.
-pub(crate) static F64: Kernels<f64> = Kernels {
-    max: max_f64,
-    sum_exp: sum_exp_f64,
-    exp_store_sum: exp_store_sum_f64,
-    scale: scale_f64,
-    scale_to: scale_to_f64,
-    exp_scale: exp_scale_f64,
-    write_log_softmax: write_log_softmax_f64,
-    rows: rows_f64,
-    exp_sum_overlapped: None,
-};
+level_table!(
+    /// The AVX2 table for `f64`. Only handed out when the CPU has AVX2 and FMA.
+    F64: f64 {
+        max: max_f64_impl,
+        sum_exp: sum_exp_f64_impl,
+        exp_store_sum: exp_store_sum_f64,
+        scale: scale_f64,
+        scale_to: scale_to_f64,
+        exp_scale: exp_scale_f64,
+        write_log_softmax: write_log_softmax_f64,
+        rows: rows_f64,
+        exp_sum_overlapped: None,
+    }
+);

@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 
 use super::exp_f32_poly::{F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_ROUND};
 use super::exp_f64_poly::{F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P};
-use super::{rows_kernel, scalar, Kernels};
+use super::{level_table, rows_kernel, scalar};
 
 // ---------------------------------------------------------------------------------------------
 // f32
@@ -800,17 +800,6 @@ pub(crate) unsafe fn scale_to_f32(
     map_ps!(src, dst, n, stream, |x| _mm512_mul_ps(x, f));
 }
 
-fn max_f32(x: &[f32]) -> (f32, bool) {
-    // SAFETY: this function is only reachable through `F32`, which `kernels_for` hands out
-    // only when the CPU has AVX-512F, AVX2 and FMA.
-    unsafe { max_f32_impl(x) }
-}
-
-fn sum_exp_f32(x: &[f32], m: f32, t: f64) -> f64 {
-    // SAFETY: as `max_f32`.
-    unsafe { sum_exp_f32_impl(x, m, t) }
-}
-
 rows_kernel!(
     rows_f32_general,
     f32,
@@ -1386,18 +1375,20 @@ unsafe fn row_ln_pd(x: __m512d) -> __m512d {
     _mm512_add_pd(_mm512_mul_pd(e, c(std::f64::consts::LN_2)), atanh2)
 }
 
-/// The AVX-512 table for `f32`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.
-pub(crate) static F32: Kernels<f32> = Kernels {
-    max: max_f32,
-    sum_exp: sum_exp_f32,
-    exp_store_sum: exp_store_sum_f32,
-    scale: scale_f32,
-    scale_to: scale_to_f32,
-    exp_scale: exp_scale_f32,
-    write_log_softmax: write_log_softmax_f32,
-    rows: rows_f32,
-    exp_sum_overlapped: Some(exp_sum_overlapped_f32),
-};
+level_table!(
+    /// The AVX-512 table for `f32`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.
+    F32: f32 {
+        max: max_f32_impl,
+        sum_exp: sum_exp_f32_impl,
+        exp_store_sum: exp_store_sum_f32,
+        scale: scale_f32,
+        scale_to: scale_to_f32,
+        exp_scale: exp_scale_f32,
+        write_log_softmax: write_log_softmax_f32,
+        rows: rows_f32,
+        exp_sum_overlapped: Some(exp_sum_overlapped_f32),
+    }
+);
 
 // ---------------------------------------------------------------------------------------------
 // f64
@@ -1758,17 +1749,6 @@ pub(crate) unsafe fn scale_to_f64(
     map_pd!(src, dst, n, stream, |x| _mm512_mul_pd(x, f));
 }
 
-fn max_f64(x: &[f64]) -> (f64, bool) {
-    // SAFETY: only reachable through `F64`, handed out only when the CPU has AVX-512F, AVX2
-    // and FMA.
-    unsafe { max_f64_impl(x) }
-}
-
-fn sum_exp_f64(x: &[f64], m: f64, t: f64) -> f64 {
-    // SAFETY: as `max_f64`.
-    unsafe { sum_exp_f64_impl(x, m, t) }
-}
-
 rows_kernel!(
     rows_f64,
     f64,
@@ -1783,15 +1763,17 @@ rows_kernel!(
     f64::ln
 );
 
-/// The AVX-512 table for `f64`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.
-pub(crate) static F64: Kernels<f64> = Kernels {
-    max: max_f64,
-    sum_exp: sum_exp_f64,
-    exp_store_sum: exp_store_sum_f64,
-    scale: scale_f64,
-    scale_to: scale_to_f64,
-    exp_scale: exp_scale_f64,
-    write_log_softmax: write_log_softmax_f64,
-    rows: rows_f64,
-    exp_sum_overlapped: None,
-};
+level_table!(
+    /// The AVX-512 table for `f64`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.
+    F64: f64 {
+        max: max_f64_impl,
+        sum_exp: sum_exp_f64_impl,
+        exp_store_sum: exp_store_sum_f64,
+        scale: scale_f64,
+        scale_to: scale_to_f64,
+        exp_scale: exp_scale_f64,
+        write_log_softmax: write_log_softmax_f64,
+        rows: rows_f64,
+        exp_sum_overlapped: None,
+    }
+);

@@ -571,6 +571,48 @@ macro_rules! rows_kernel {
 }
 pub(crate) use rows_kernel;
 
+/// A vector level's kernel table for one compute type, `$table: $t { kernel paths }`: the
+/// level's `max_impl` and `sum_exp_impl` (unsafe: they need the level's CPU features) behind
+/// the safe `max` and `sum_exp` entries, the other kernels as they are.
+macro_rules! level_table {
+    ($(#[$doc:meta])* $table:ident: $t:ty {
+        max: $max:path,
+        sum_exp: $se:path,
+        exp_store_sum: $ess:path,
+        scale: $scale:path,
+        scale_to: $st:path,
+        exp_scale: $es:path,
+        write_log_softmax: $wls:path,
+        rows: $rows:path,
+        exp_sum_overlapped: $ov:expr $(,)?
+    }) => {
+        $(#[$doc])*
+        pub(crate) static $table: $crate::kernels::Kernels<$t> = {
+            fn max(x: &[$t]) -> ($t, bool) {
+                // SAFETY: only reachable through this table, which `kernels_for` hands out only
+                // when the CPU has the level's features.
+                unsafe { $max(x) }
+            }
+            fn sum_exp(x: &[$t], m: $t, t: f64) -> f64 {
+                // SAFETY: as `max`.
+                unsafe { $se(x, m, t) }
+            }
+            $crate::kernels::Kernels {
+                max,
+                sum_exp,
+                exp_store_sum: $ess,
+                scale: $scale,
+                scale_to: $st,
+                exp_scale: $es,
+                write_log_softmax: $wls,
+                rows: $rows,
+                exp_sum_overlapped: $ov,
+            }
+        };
+    };
+}
+pub(crate) use level_table;
+
 macro_rules! scalar_table {
     ($t:ty) => {
         Kernels::<$t> {

@@ -11,7 +11,7 @@ use std::arch::aarch64::*;
 
 use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND};
 use super::exp_f64_poly::{F64_FLUSH, F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P, F64_ROUND};
-use super::{rows_kernel, scalar, Kernels};
+use super::{level_table, rows_kernel, scalar};
 
 /// exp(a), with the operations of the AVX2 `exp_ps`: results below `exp(F32_FLUSH)` are
 /// flushed to exactly 0; NaN propagates.
@@ -416,17 +416,6 @@ pub(crate) unsafe fn write_log_softmax_f32(
     write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum)
 }
 
-fn max_f32(x: &[f32]) -> (f32, bool) {
-    // SAFETY: only reachable through `F32`, which `kernels_for` hands out only when the CPU
-    // has NEON.
-    unsafe { max_f32_impl(x) }
-}
-
-fn sum_exp_f32(x: &[f32], m: f32, t: f64) -> f64 {
-    // SAFETY: as `max_f32`.
-    unsafe { sum_exp_f32_impl(x, m, t) }
-}
-
 rows_kernel!(
     rows_f32,
     f32,
@@ -441,17 +430,20 @@ rows_kernel!(
     super::row_ln_f32
 );
 
-pub(crate) static F32: Kernels<f32> = Kernels {
-    max: max_f32,
-    sum_exp: sum_exp_f32,
-    exp_store_sum: exp_store_sum_f32,
-    scale: scale_f32,
-    scale_to: scale_to_f32,
-    exp_scale: exp_scale_f32,
-    write_log_softmax: write_log_softmax_f32,
-    rows: rows_f32,
-    exp_sum_overlapped: None,
-};
+level_table!(
+    /// The NEON table for `f32`. Only handed out when the CPU has NEON (every aarch64 CPU).
+    F32: f32 {
+        max: max_f32_impl,
+        sum_exp: sum_exp_f32_impl,
+        exp_store_sum: exp_store_sum_f32,
+        scale: scale_f32,
+        scale_to: scale_to_f32,
+        exp_scale: exp_scale_f32,
+        write_log_softmax: write_log_softmax_f32,
+        rows: rows_f32,
+        exp_sum_overlapped: None,
+    }
+);
 
 // ---------------------------------------------------------------------------------------------
 // f64
@@ -732,16 +724,6 @@ pub(crate) unsafe fn write_log_softmax_f64(
     }
 }
 
-fn max_f64(x: &[f64]) -> (f64, bool) {
-    // SAFETY: only reachable through `F64`, handed out only when the CPU has NEON.
-    unsafe { max_f64_impl(x) }
-}
-
-fn sum_exp_f64(x: &[f64], m: f64, t: f64) -> f64 {
-    // SAFETY: as `max_f64`.
-    unsafe { sum_exp_f64_impl(x, m, t) }
-}
-
 rows_kernel!(
     rows_f64,
     f64,
@@ -756,14 +738,17 @@ rows_kernel!(
     f64::ln
 );
 
-pub(crate) static F64: Kernels<f64> = Kernels {
-    max: max_f64,
-    sum_exp: sum_exp_f64,
-    exp_store_sum: exp_store_sum_f64,
-    scale: scale_f64,
-    scale_to: scale_to_f64,
-    exp_scale: exp_scale_f64,
-    write_log_softmax: write_log_softmax_f64,
-    rows: rows_f64,
-    exp_sum_overlapped: None,
-};
+level_table!(
+    /// The NEON table for `f64`. Only handed out when the CPU has NEON (every aarch64 CPU).
+    F64: f64 {
+        max: max_f64_impl,
+        sum_exp: sum_exp_f64_impl,
+        exp_store_sum: exp_store_sum_f64,
+        scale: scale_f64,
+        scale_to: scale_to_f64,
+        exp_scale: exp_scale_f64,
+        write_log_softmax: write_log_softmax_f64,
+        rows: rows_f64,
+        exp_sum_overlapped: None,
+    }
+);
