@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::cache;
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, HasKernels, Store, BLOCK};
@@ -330,10 +331,7 @@ unsafe fn map_row_runs<C: Real>(
     // between threads.
     let chunk_elems = (total / (8 * get_num_threads())).clamp(ROWS_CHUNK, ROWS_CHUNK_MAX);
     let chunk = (chunk_elems / n).max(1);
-    let bytes = n
-        .saturating_mul(rows.count)
-        .saturating_mul(std::mem::size_of::<C>());
-    let store = if bytes >= STREAM_MIN_BYTES {
+    let store = if streams::<C>(n, rows.count, std::ptr::eq(src, dst)) {
         Store::Stream
     } else {
         Store::Cached
@@ -386,19 +384,17 @@ const ROWS_CHUNK: usize = 8 * 1024;
 /// 0.94-1.04x with 512k; 4096x1000: 1.52x, 1.40x, 1.27-1.39x.
 const ROWS_CHUNK_MAX: usize = 256 * 1024;
 
-/// Outputs of at least this many bytes (about the size of a server L3) are written with
-/// non-temporal stores: they would not stay in the caches anyway, and a normal store first reads
-/// each destination line from memory. The choice never changes a bit of the result.
-const STREAM_MIN_BYTES: usize = 32 << 20;
-
 /// Most consecutive long lanes per task of the streamed path: enough that few rows end a run
 /// (whose output is then written alone), few enough to balance the threads.
 const STREAMED_RUN_MAX: usize = 16;
 
-fn streams<C>(n: usize, count: usize) -> bool {
-    n.saturating_mul(count)
-        .saturating_mul(std::mem::size_of::<C>())
-        >= STREAM_MIN_BYTES
+/// Whether `count` lanes of `n` elements are written with non-temporal stores
+/// ([`cache::streams`]). The choice never changes a bit of the result.
+fn streams<C>(n: usize, count: usize, in_place: bool) -> bool {
+    let out = n
+        .saturating_mul(count)
+        .saturating_mul(std::mem::size_of::<C>());
+    cache::streams(if in_place { out } else { out.saturating_mul(2) })
 }
 
 /// Computes `op` (softmax or log-softmax) along every lane of `src` into the matching lane of
@@ -437,7 +433,7 @@ pub unsafe fn map_lanes<T: Float>(
             return Ok(());
         }
     }
-    let stream = streams::<T>(n, count);
+    let stream = streams::<T>(n, count, std::ptr::eq(src, dst));
     let (s, d) = (SendPtr(src as *mut T), SendPtr(dst));
     let work = n.saturating_mul(count);
     let parallel = is_parallel(work);
@@ -557,4 +553,23 @@ pub unsafe fn logsumexp_lanes<T: Float>(
             .for_each(|(i, o)| *o = one(i, &mut buf, true));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_counts_input_and_output_once_each() {
+        // Rows whose output alone is half the threshold: their input and output together reach
+        // it, so a call into another buffer streams; in place, the same bytes are both, so not.
+        let threshold = cache::last_level_bytes() / 4 * 3;
+        let n = 1000;
+        let rows = (threshold / 2).div_ceil(n * 4);
+        assert!(streams::<f32>(n, rows, false));
+        assert!(!streams::<f32>(n, rows, true));
+        assert!(streams::<f32>(n, 2 * rows, true));
+        assert!(!streams::<f32>(n, rows / 2, false));
+        assert!(streams::<f64>(n, rows / 2 + 1, false));
+    }
 }

@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+mod cache;
 mod element;
 mod error;
 pub mod extras;

@@ -152,10 +152,11 @@ def test_s9_vector_with_non_finite_neighbours(restore_threads, func):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("func", MAP_FUNCS)
 def test_s9_streamed_long_rows_alone_equal_in_batch(restore_threads, func, dtype):
-    """S9 for batches of long rows whose output (32 MB and more) is written with non-temporal
-    stores, each row's during the next row's first pass: every row has the bits it has alone,
-    with 1 or 2 threads, in place or not, beside NaN, +inf, all -inf rows and rows with a block
-    of -inf, at per-row temperatures (1e308's reciprocal is subnormal: the plain kernels)."""
+    """S9 for batches of long rows whose output (33 MB: more than three quarters of this machine's
+    L3) is written with non-temporal stores, each row's during the next row's first pass: every
+    row has the bits it has alone, with 1 or 2 threads, in place or not, beside NaN, +inf, all
+    -inf rows and rows with a block of -inf, at per-row temperatures (1e308's reciprocal is
+    subnormal: the plain kernels)."""
     r = np.random.default_rng(11)
     n = 40000
     rows = (33 << 20) // (n * np.dtype(dtype).itemsize) + 1
