@@ -252,7 +252,18 @@ fn staff(sh: &Arc<Shared>, hs: &mut Vec<Arc<Helper>>, n: usize) {
     }
 }
 
+thread_local! {
+    /// Set on the crew's helper threads.
+    static ON_HELPER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the current thread is one of the crew's helpers.
+pub(super) fn on_helper() -> bool {
+    ON_HELPER.with(Cell::get)
+}
+
 fn helper_loop(me: usize, sh: &Shared, helper: &Helper) {
+    ON_HELPER.with(|h| h.set(true));
     let mut seen = sh.epoch.load(Acquire);
     let mut last_job = Instant::now();
     loop {

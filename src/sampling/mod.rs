@@ -77,7 +77,7 @@
 //! crate's SIMD level; their `f64` sums keep 32 lanes, enough to hide the adder's latency.
 //! Batches of at least as many rows as threads are shared out by rows. A row of at least 2^16
 //! tokens in a smaller batch has its passes split across the threads instead: the calling
-//! thread and the pool's take blocks of 16384 tokens from a shared counter, results go to
+//! thread and the pool's take blocks of 16384 tokens, each its own stretch first, results go to
 //! fixed places, so nothing depends on the thread count.
 //!
 //! Cost, against `softmax_rows` of the same batch with the AVX-512 kernels at 2 threads
