@@ -43,6 +43,10 @@ pub trait Real: Float<Compute = Self> + Default + crate::kernels::HasKernels {
     fn is_nan(self) -> bool;
     /// Below this maximum, `x - max` cannot overflow for any finite `x` of the type.
     const SUBTRACTION_SAFE_MAX: f64;
+    /// Up to this temperature, an `x - max` that overflows to `-inf` stands for a probability
+    /// that underflows to 0 anyway (`(x - max) / t` is below the type's smallest subnormal's
+    /// log), so the kernels' 0 (log-softmax: `-inf`, which S5 allows there) is the exact result.
+    const OVERFLOW_SAFE_TEMPERATURE: f64;
     /// `self` if `keep`, else `+0.0`, by masking the bits (branch-free, so that loops using it
     /// vectorise as a mask and an `and`).
     fn keep_if(self, keep: bool) -> Self;
@@ -105,6 +109,9 @@ impl Real for f32 {
     const NAN: f32 = f32::NAN;
     // x - m rounds to -inf only if m exceeds half an ulp of f32::MAX (2^103).
     const SUBTRACTION_SAFE_MAX: f64 = 1e30;
+    // An overflowed x - m is at most -f32::MAX; over t <= f32::MAX / 128 it is below -128, and
+    // exp is below half the smallest subnormal (2^-150) from -104 on.
+    const OVERFLOW_SAFE_TEMPERATURE: f64 = f32::MAX as f64 / 128.0;
     #[inline(always)]
     fn from_f64(v: f64) -> f32 {
         v as f32
@@ -125,6 +132,8 @@ impl Real for f64 {
     const NAN: f64 = f64::NAN;
     // x - m rounds to -inf only if m exceeds half an ulp of f64::MAX (2^970).
     const SUBTRACTION_SAFE_MAX: f64 = 1e291;
+    // As for f32: below -1024, and exp is below half the smallest subnormal (2^-1075) from -746.
+    const OVERFLOW_SAFE_TEMPERATURE: f64 = f64::MAX / 1024.0;
     #[inline(always)]
     fn from_f64(v: f64) -> f64 {
         v

@@ -171,9 +171,11 @@ unsafe fn map_lane<T: Float>(
     }
 }
 
-/// Lanes where `x - max` may overflow although `(x - max) / t` is moderate: temperature above 1
-/// and a maximum beyond [`Real::SUBTRACTION_SAFE_MAX`]. `None` when there is none (the usual
-/// case; without a temperature above 1 nothing is read).
+/// Lanes where `x - max` may overflow although `(x - max) / t` is moderate: a temperature above
+/// [`Real::OVERFLOW_SAFE_TEMPERATURE`] (below it, an overflowed difference means a probability
+/// that underflows to 0, which the kernels give) and a maximum beyond
+/// [`Real::SUBTRACTION_SAFE_MAX`]. `None` when there is none (the usual case; nothing is read
+/// unless some temperature is that high).
 ///
 /// # Safety
 /// Every element of every lane of `src` is valid for reads.
@@ -182,9 +184,10 @@ unsafe fn overflow_risk_lanes<T: Float>(
     lanes: &Lanes,
     temperature: Temperature<'_>,
 ) -> Option<Vec<bool>> {
+    let hot = <T::Compute as Real>::OVERFLOW_SAFE_TEMPERATURE;
     let any_hot = match temperature {
-        Temperature::Scalar(t) => t > 1.0,
-        Temperature::PerRow(ts) => ts.iter().any(|&t| t > 1.0),
+        Temperature::Scalar(t) => t > hot,
+        Temperature::PerRow(ts) => ts.iter().any(|&t| t > hot),
     };
     if !any_hot {
         return None;
@@ -192,7 +195,7 @@ unsafe fn overflow_risk_lanes<T: Float>(
     let limit = <T::Compute as Real>::SUBTRACTION_SAFE_MAX;
     let risky: Vec<bool> = (0..lanes.count())
         .map(|i| {
-            temperature.get(i) > 1.0 && {
+            temperature.get(i) > hot && {
                 let p = src.offset(lanes.offset(i));
                 (0..lanes.len).any(|j| (*p.offset(j as isize * lanes.stride)).to_f64() > limit)
             }

@@ -167,7 +167,8 @@ def test_s9_streamed_long_rows_alone_equal_in_batch(restore_threads, func, dtype
     x[8, :16384] = -np.inf
     temps = r.choice([1.0, 0.5, 3.0], size=rows)
     temps[9] = 1e308
-    # (+inf at a temperature above 1 would send the whole call down the exact one-row path.)
+    # (+inf at a temperature above float64's max / 1024 would send the whole call down the
+    # lane-by-lane exact path.)
     temps[4] = 0.5
     alone = np.stack([func(x[i], temperature=temps[i]) for i in range(rows)])
     for threads in (1, 2):
