@@ -819,6 +819,45 @@ fn s8_f64(level: SimdLevel) {
     s8_f64_case(level, "-1e6+uniform[-500,0]", &big, 1.0);
 }
 
+/// S8 at temperatures where rounding `x - max` to f32 before dividing would be the argument's
+/// largest error (its relative error is largest just above a power of two, the argument's
+/// need not be). Half of each row's entries sit at such differences (random low bits, so the
+/// rounding error takes every value up to half an ulp) with `d / t` between -14 and -27.6,
+/// the other half far below (exp under 1e-17), so that the sum stays near 1 and those entries'
+/// probabilities reach 1e-12, where the 2e-6 bound applies; the maximum is 0.3 so that `d` is
+/// inexact. (The vector kernels compute the argument in f64: folding the temperature into an
+/// f32 reduction measured up to 1.8e-6 on rows like these.)
+fn s8_f32_worst_rounding(level: SimdLevel) {
+    if !supported_levels().contains(&level) {
+        eprintln!("{level:?} not on this CPU: skipped");
+        return;
+    }
+    let mut rng = Rng(29);
+    for t in [0.2899, 0.37, 0.58, 0.7301, 1.3, 1.7, 2.9, 5.79] {
+        let m = 0.3;
+        let mut x = vec![m; LONG];
+        for (i, v) in x.iter_mut().enumerate().skip(1) {
+            *v = if i % 2 == 0 {
+                m - t * rng.uniform(40.0, 60.0)
+            } else {
+                // The powers of two 2^e with 14 t <= 2^e <= 27.6 t, just above.
+                let lo = (14.0 * t).log2().ceil() as i32;
+                let hi = (27.6 * t).log2().floor() as i32;
+                let e = lo + (rng.uniform(0.0, (hi - lo + 1) as f64) as i32).min(hi - lo);
+                m - 2f64.powi(e) * (1.0 + rng.uniform(0.0, 1e-4))
+            };
+        }
+        s8_f32_case(level, &format!("d above 2^e, t={t}"), &x, t);
+    }
+}
+
+#[test]
+fn s8_f32_worst_rounding_temperatures_all_levels() {
+    for level in supported_levels() {
+        s8_f32_worst_rounding(level);
+    }
+}
+
 #[test]
 fn s8_f32_accuracy_262144_scalar() {
     s8_f32(SimdLevel::Scalar);

@@ -241,9 +241,11 @@ struct ArgF32 {
     m: __m512,
     m64: __m512d,
     inv: __m512d,
+    s: InvF32,
 }
 
 impl ArgF32 {
+    /// `inv`: 1, or a reciprocal temperature for which [`vector_inv`] holds.
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn new(m: f32, inv: f64) -> ArgF32 {
@@ -251,19 +253,56 @@ impl ArgF32 {
             m: _mm512_set1_ps(m),
             m64: _mm512_set1_pd(m as f64),
             inv: _mm512_set1_pd(inv),
+            s: InvF32::new(inv),
         }
     }
 }
 
+/// A reciprocal temperature `inv` as [`log_scaled`] uses it: `hi + lo` (each `f32`, together
+/// within 2^-48 of `inv`), and the difference below which `d * hi` overflows (or `f32::MIN`).
+#[derive(Clone, Copy)]
+struct InvF32 {
+    hi: __m512,
+    lo: __m512,
+    d_floor: __m512,
+}
+
+impl InvF32 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn new(inv: f64) -> InvF32 {
+        let hi = inv as f32;
+        InvF32 {
+            hi: _mm512_set1_ps(hi),
+            lo: _mm512_set1_ps((inv - hi as f64) as f32),
+            d_floor: _mm512_set1_ps((f32::MIN as f64 / hi as f64).max(f32::MIN as f64) as f32),
+        }
+    }
+}
+
+/// Whether the `f32` vector kernels take temperature `t` ([`super::moderate_temperature`]: its
+/// reciprocal lies in [2^-100, 2^100], so [`InvF32`]'s parts are normal). Other temperatures
+/// (below 7.9e-31 or above 1.27e30) go through the portable kernels.
+#[inline]
+fn vector_inv(t: f64) -> bool {
+    super::moderate_temperature(t)
+}
+
+/// `exp((x - m) * inv)` of every lane (UNIT: `inv` is 1). With a temperature the argument is
+/// computed in `f64` and rounded once, so its error is half an ulp of the argument, as at
+/// temperature 1. (Folding `inv` into the exp's reduction in `f32` instead, with `x - m`
+/// rounded first, saves 6 of 21 operations but rounds `x - m`, whose relative error is
+/// largest where the argument's is not: measured up to 1.8e-6 relative on 262144-entry rows
+/// against 1.1e-6, too close to contract S8's 2e-6 to keep.)
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: __m512) -> __m512 {
+unsafe fn exp_arg<const UNIT: bool>(c: ArgF32, x: __m512) -> __m512 {
     if UNIT {
-        _mm512_sub_ps(x, c.m)
+        exp_ps(_mm512_sub_ps(x, c.m))
     } else {
         let lo = _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), c.m64), c.inv);
         let hi = _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), c.m64), c.inv);
-        narrow(lo, hi)
+        exp_ps(narrow(lo, hi))
     }
 }
 
@@ -334,8 +373,7 @@ struct Pending {
     done: usize,
     f: __m512,
     c: ArgF32,
-    ls: f32,
-    ls64: __m512d,
+    ls: __m512,
 }
 
 impl Pending {
@@ -344,16 +382,16 @@ impl Pending {
     unsafe fn value(&self, x: __m512) -> __m512 {
         if self.exp {
             if self.unit {
-                _mm512_mul_ps(exp_ps(arg_ps::<true>(self.c, x)), self.f)
+                _mm512_mul_ps(exp_arg::<true>(self.c, x), self.f)
             } else {
-                _mm512_mul_ps(exp_ps(arg_ps::<false>(self.c, x)), self.f)
+                _mm512_mul_ps(exp_arg::<false>(self.c, x), self.f)
             }
         } else if !self.log {
             _mm512_mul_ps(x, self.f)
         } else if self.unit {
-            log_f32::<true>(self.c, self.ls, self.ls64, x)
+            log_f32::<true>(self.c, self.ls, x)
         } else {
-            log_f32::<false>(self.c, self.ls, self.ls64, x)
+            log_f32::<false>(self.c, self.ls, x)
         }
     }
 
@@ -430,10 +468,10 @@ unsafe fn exp_sum_pending_f32<const UNIT: bool, const STORE: bool, const PEND: b
                 _mm_prefetch::<AHEAD_HINT>(ahead.wrapping_add(i + 16 * q) as *const i8);
             }
         }
-        let e0 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i))));
-        let e1 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i + 16))));
-        let e2 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i + 32))));
-        let e3 = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i + 48))));
+        let e0 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i)));
+        let e1 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i + 16)));
+        let e2 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i + 32)));
+        let e3 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i + 48)));
         if STORE {
             _mm512_storeu_ps(dst.add(i), e0);
             _mm512_storeu_ps(dst.add(i + 16), e1);
@@ -451,7 +489,7 @@ unsafe fn exp_sum_pending_f32<const UNIT: bool, const STORE: bool, const PEND: b
         i += 64;
     }
     while i + 16 <= n {
-        let e = exp_ps(arg_ps::<UNIT>(c, _mm512_loadu_ps(src.add(i))));
+        let e = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i)));
         if STORE {
             _mm512_storeu_ps(dst.add(i), e);
         }
@@ -462,7 +500,7 @@ unsafe fn exp_sum_pending_f32<const UNIT: bool, const STORE: bool, const PEND: b
     if i < n {
         let k = mask16(n - i);
         // Lanes past the end read -inf, whose exp is exactly 0.
-        let e = exp_ps(arg_ps::<UNIT>(c, _mm512_mask_loadu_ps(ninf, k, src.add(i))));
+        let e = exp_arg::<UNIT>(c, _mm512_mask_loadu_ps(ninf, k, src.add(i)));
         if STORE {
             _mm512_mask_storeu_ps(dst.add(i), k, e);
         }
@@ -504,8 +542,7 @@ impl Pending {
             done: 0,
             f: _mm512_set1_ps(factor as f32),
             c,
-            ls: log_sum as f32,
-            ls64: _mm512_set1_pd(log_sum),
+            ls: _mm512_set1_ps(log_sum as f32),
         };
         p.begin();
         p
@@ -541,11 +578,10 @@ impl Pending {
                 log_sum,
             } => (true, false, src, dst, n, m, t, 0.0, log_sum),
         };
-        let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
-        if !inv.is_normal() {
+        if !vector_inv(t) {
             return None;
         }
-        let c = ArgF32::new(m, inv);
+        let c = ArgF32::new(m, if t == 1.0 { 1.0 } else { 1.0 / t });
         Some(Pending::start(
             log,
             exp,
@@ -581,10 +617,10 @@ unsafe fn exp_sum_overlapped_impl(
     let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
     // Decided before `of_block` starts writing (a write in place must happen once).
     let mut pend = None;
-    if inv.is_normal() {
+    if vector_inv(t) {
         pend = write.and_then(|w| Pending::of_block(w));
     }
-    if !inv.is_normal() || (write.is_some() && pend.is_none()) {
+    if !vector_inv(t) || (write.is_some() && pend.is_none()) {
         return super::exp_sum_unfused(&F32, src, exps, n, m, t, write, ahead, ahead_n);
     }
     let c = ArgF32::new(m, inv);
@@ -640,8 +676,8 @@ pub(crate) unsafe fn exp_store_sum_f32(
         return exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0));
     }
     let inv = 1.0 / t;
-    if !inv.is_normal() {
-        // Temperatures beyond 1/f64::MAX or f64::MAX: the portable twin divides instead.
+    if !vector_inv(t) {
+        // Extreme temperatures (see `vector_inv`): the portable twin divides instead.
         return scalar::exp_store_sum(src, dst, n, m, t);
     }
     exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv))
@@ -655,7 +691,7 @@ pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
         return exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0));
     }
     let inv = 1.0 / t;
-    if !inv.is_normal() {
+    if !vector_inv(t) {
         return scalar::sum_exp(x, m, t);
     }
     exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv))
@@ -690,16 +726,30 @@ pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
     }
 }
 
+/// `(x - m) * inv - ls` of every lane (UNIT: `inv` is 1). With a temperature, `d = x - m`
+/// then `d hi + (d lo - ls)`: three roundings, each within half an ulp of a value no larger
+/// than the result (`ls >= 0` and `d <= 0`), so the error stays under 2e-7 of the result,
+/// well inside contract S8's 2e-6.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn log_f32<const UNIT: bool>(c: ArgF32, ls: f32, ls64: __m512d, x: __m512) -> __m512 {
+unsafe fn log_f32<const UNIT: bool>(c: ArgF32, ls: __m512, x: __m512) -> __m512 {
+    let d = _mm512_sub_ps(x, c.m);
     if UNIT {
-        _mm512_sub_ps(_mm512_sub_ps(x, c.m), _mm512_set1_ps(ls))
+        _mm512_sub_ps(d, ls)
     } else {
-        let lo = _mm512_fmsub_pd(_mm512_sub_pd(lo_pd(x), c.m64), c.inv, ls64);
-        let hi = _mm512_fmsub_pd(_mm512_sub_pd(hi_pd(x), c.m64), c.inv, ls64);
-        narrow(lo, hi)
+        log_scaled(d, c.s, ls)
     }
+}
+
+/// `d * inv - ls` for `d = x - m` (at most 0, or -inf: a -inf entry, or an overflowed
+/// difference) as [`log_f32`] describes. The small term takes `d` clamped where `d hi` would
+/// overflow (the result is then -inf whatever it adds), so that it stays finite and cannot
+/// meet `d hi`'s infinity with the other sign, or `-inf * 0`.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn log_scaled(d: __m512, s: InvF32, ls: __m512) -> __m512 {
+    let clamped = _mm512_max_ps(d, s.d_floor);
+    _mm512_fmadd_ps(d, s.hi, _mm512_fmsub_ps(clamped, s.lo, ls))
 }
 
 #[inline]
@@ -712,9 +762,8 @@ unsafe fn write_log_f32<const UNIT: bool>(
     log_sum: f64,
     stream: bool,
 ) {
-    let ls = log_sum as f32;
-    let ls64 = _mm512_set1_pd(log_sum);
-    map_ps!(src, dst, n, stream, |x| log_f32::<UNIT>(c, ls, ls64, x));
+    let ls = _mm512_set1_ps(log_sum as f32);
+    map_ps!(src, dst, n, stream, |x| log_f32::<UNIT>(c, ls, x));
 }
 
 #[inline]
@@ -729,7 +778,7 @@ unsafe fn exp_scale_f32_impl<const UNIT: bool>(
 ) {
     let f = _mm512_set1_ps(factor as f32);
     map_ps!(src, dst, n, stream, |x| _mm512_mul_ps(
-        exp_ps(arg_ps::<UNIT>(c, x)),
+        exp_arg::<UNIT>(c, x),
         f
     ));
 }
@@ -753,7 +802,7 @@ pub(crate) unsafe fn exp_scale_f32(
         return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor, stream);
     }
     let inv = 1.0 / t;
-    if !inv.is_normal() {
+    if !vector_inv(t) {
         scalar::exp_store_sum(src, dst, n, m, t);
         return scale_f32(dst, n, factor);
     }
@@ -777,7 +826,7 @@ pub(crate) unsafe fn write_log_softmax_f32(
         return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum, stream);
     }
     let inv = 1.0 / t;
-    if !inv.is_normal() {
+    if !vector_inv(t) {
         return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
     }
     write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum, stream)
@@ -894,8 +943,8 @@ unsafe fn rows_f32_long(
     store: super::Store,
 ) {
     let temp = |r: usize| *temps.add(r * temp_step);
-    let vector_temps = (0..if temp_step == 0 { count.min(1) } else { count })
-        .all(|r| temp(r) == 1.0 || (1.0 / temp(r)).is_normal());
+    let vector_temps =
+        (0..if temp_step == 0 { count.min(1) } else { count }).all(|r| vector_inv(temp(r)));
     let softmax = op == crate::row::Op::Softmax;
     if store == super::Store::Cached && vector_temps {
         return rows_f32_cached(op, src, src_step, dst, dst_step, n, count, temps, temp_step);
@@ -1082,7 +1131,7 @@ unsafe fn rows_f32_short(
         let t = *temps.add(j * temp_step);
         if t != 1.0 {
             inv[j] = 1.0 / t;
-            if !inv[j].is_normal() {
+            if !vector_inv(t) {
                 alone |= 1 << j;
                 continue;
             }
@@ -1097,12 +1146,11 @@ unsafe fn rows_f32_short(
     let mut halves = [_mm512_setzero_pd(); SHORT_GROUP];
     for j in 0..count {
         let c = ArgF32::new(ms[j], inv[j]);
-        let a = if *temps.add(j * temp_step) == 1.0 {
-            arg_ps::<true>(c, xs[j])
+        let e = if *temps.add(j * temp_step) == 1.0 {
+            exp_arg::<true>(c, xs[j])
         } else {
-            arg_ps::<false>(c, xs[j])
+            exp_arg::<false>(c, xs[j])
         };
-        let e = exp_ps(a);
         es[j] = e;
         // As the tail step of `exp_sum_f32` starting from zero accumulators.
         halves[j] = _mm512_add_pd(lo_pd(e), hi_pd(e));
@@ -1143,11 +1191,11 @@ unsafe fn rows_f32_short(
             crate::row::Op::Softmax => _mm512_mul_ps(es[j], _mm512_set1_ps(v32[j])),
             crate::row::Op::LogSoftmax => {
                 let c = ArgF32::new(ms[j], inv[j]);
-                let ls64 = _mm512_set1_pd(v[j]);
+                let ls = _mm512_set1_ps(v32[j]);
                 if t == 1.0 {
-                    log_f32::<true>(c, v32[j], ls64, xs[j])
+                    log_f32::<true>(c, ls, xs[j])
                 } else {
-                    log_f32::<false>(c, v32[j], ls64, xs[j])
+                    log_f32::<false>(c, ls, xs[j])
                 }
             }
         };
@@ -1182,22 +1230,23 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
         *x = _mm512_mask_loadu_ps(ninf, k, src.add(r * n));
     }
     let m = max_of_each(&xs);
+    let s = InvF32::new(inv);
     let inv_v = _mm512_set1_pd(inv);
     let mut exps = [0.0f32; 16 * SHORT_GROUP];
     for v in 0..n {
         let row = _mm512_loadu_si512(rows.row_of[v].as_ptr().cast());
         let x = _mm512_loadu_ps(src.add(16 * v));
         let mv = _mm512_permutexvar_ps(row, m);
-        let a = if UNIT {
-            _mm512_sub_ps(x, mv)
+        // As `exp_arg`, with each lane's row maximum.
+        let e = if UNIT {
+            exp_ps(_mm512_sub_ps(x, mv))
         } else {
-            // As `arg_ps::<false>`, with `m as f64` per lane.
-            narrow(
+            exp_ps(narrow(
                 _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
                 _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
-            )
+            ))
         };
-        _mm512_storeu_ps(exps.as_mut_ptr().add(16 * v), exp_ps(a));
+        _mm512_storeu_ps(exps.as_mut_ptr().add(16 * v), e);
     }
     let mut halves = [_mm512_setzero_pd(); SHORT_GROUP];
     for (r, h) in halves.iter_mut().enumerate() {
@@ -1228,24 +1277,13 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
                 // Read before the same vector of `dst` is written (`src == dst` allowed).
                 let x = _mm512_loadu_ps(src.add(16 * v));
                 let mv = _mm512_permutexvar_ps(row, m);
+                // As `log_f32`, with each lane's row maximum and logarithm.
+                let d = _mm512_sub_ps(x, mv);
+                let ls = _mm512_permutexvar_ps(row, ls32);
                 let y = if UNIT {
-                    _mm512_sub_ps(_mm512_sub_ps(x, mv), _mm512_permutexvar_ps(row, ls32))
+                    _mm512_sub_ps(d, ls)
                 } else {
-                    // As `log_f32::<false>`, with the row's f64 logarithm per lane.
-                    let row_lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(row));
-                    let row_hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(row));
-                    narrow(
-                        _mm512_fmsub_pd(
-                            _mm512_sub_pd(lo_pd(x), lo_pd(mv)),
-                            inv_v,
-                            _mm512_permutex2var_pd(ls_lo, row_lo, ls_hi),
-                        ),
-                        _mm512_fmsub_pd(
-                            _mm512_sub_pd(hi_pd(x), hi_pd(mv)),
-                            inv_v,
-                            _mm512_permutex2var_pd(ls_lo, row_hi, ls_hi),
-                        ),
-                    )
+                    log_scaled(d, s, ls)
                 };
                 _mm512_storeu_ps(dst.add(16 * v), y);
             }

@@ -289,6 +289,16 @@ pub enum Store {
     Stream,
 }
 
+/// 1, or a temperature whose reciprocal lies in [2^-100, 2^100] (about 7.9e-31 to 1.27e30): the
+/// temperatures the packed short-row kernels, and AVX-512's `f32` kernels, take (the latter
+/// split the reciprocal into `f32` parts, which must be normal). Others take the plain
+/// kernels, which are exact for any temperature.
+#[inline]
+pub(crate) fn moderate_temperature(t: f64) -> bool {
+    const LIMIT: f64 = 1.267_650_600_228_229_4e30; // 2^100
+    t == 1.0 || (1.0 / LIMIT..=LIMIT).contains(&(1.0 / t))
+}
+
 /// For `LANES` rows of `n` elements (1 to 16) stored one after the other, as the packed
 /// short-row kernels see them (`n` full vectors of `LANES` lanes): lane `l` of vector `v`
 /// (element `LANES * v + l` of the group) belongs to row `(LANES * v + l) / n`.
@@ -346,7 +356,7 @@ pub(crate) unsafe fn packed_groups<const LANES: usize>(
     }
     let t = *temps;
     let inv = 1.0 / t;
-    if t != 1.0 && !inv.is_normal() {
+    if !moderate_temperature(t) {
         return 0;
     }
     let (kernel, inv) = if t == 1.0 { (unit, 1.0) } else { (scaled, inv) };
