@@ -293,6 +293,7 @@ pub enum Store {
 /// temperatures the packed short-row kernels, and AVX-512's `f32` kernels, take (the latter
 /// split the reciprocal into `f32` parts, which must be normal). Others take the plain
 /// kernels, which are exact for any temperature.
+#[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn moderate_temperature(t: f64) -> bool {
     const LIMIT: f64 = 1.267_650_600_228_229_4e30; // 2^100
