@@ -28,7 +28,10 @@ rustup target list --installed 2>/dev/null | grep -qx "$TARGET" \
 command -v qemu-aarch64 >/dev/null || skip "no qemu-aarch64 (apt-get install qemu-user)"
 
 rm -rf dist-aarch64
-PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/maturin" build --release --zig \
+# zig links against glibc 2.17's symbols only when it is the linker: a linker set for the
+# target in the environment (as `make neon` uses) would link the system's newer glibc.
+PATH="$PWD/$VENV/bin:$PATH" env -u CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER \
+  "$VENV/bin/maturin" build --release --zig \
   --compatibility manylinux2014 --target "$TARGET" --out dist-aarch64 --quiet
 
 if [ ! -x "$DIR/root/usr/bin/python3.11" ]; then
