@@ -1,7 +1,7 @@
 //! Quick timing of one softmax call, back to back and after a gap in which the calling thread
 //! does other work (as in a decoding loop, or the interleaved comparison), release mode:
-//! `cargo run --release --example softmax_timing [threads] [gap_us] [ROWSxLEN]` (the last
-//! times that one shape only).
+//! `cargo run --release --example softmax_timing [threads] [gap_us] [ROWSxLEN] [temperature]`
+//! (ROWSxLEN times that one shape only; the temperature is 1 unless given).
 
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,10 @@ fn busy(us: u64) {
 fn main() {
     let threads: usize = std::env::args().nth(1).map_or(2, |a| a.parse().unwrap());
     let gap: u64 = std::env::args().nth(2).map_or(300, |a| a.parse().unwrap());
+    let temperature: f64 = std::env::args().nth(4).map_or(1.0, |a| a.parse().unwrap());
     logitkit::set_num_threads(threads).unwrap();
     println!(
-        "threads={threads} simd={} gap={gap}us (median µs)",
+        "threads={threads} simd={} gap={gap}us temperature={temperature} (median µs)",
         logitkit::simd_level().name()
     );
     println!("| op | shape | back to back | after a gap |");
@@ -50,9 +51,9 @@ fn main() {
         for (name, log) in [("softmax", false), ("log_softmax", true)] {
             let mut call = || {
                 if log {
-                    log_softmax_rows(&x, &mut out, n, 1.0.into()).unwrap()
+                    log_softmax_rows(&x, &mut out, n, temperature.into()).unwrap()
                 } else {
-                    softmax_rows(&x, &mut out, n, 1.0.into()).unwrap()
+                    softmax_rows(&x, &mut out, n, temperature.into()).unwrap()
                 }
             };
             let reps = if only.is_some() {

@@ -427,6 +427,14 @@ fn s9_rows_one_temperature_match_block_kernels_all_levels() {
                         x[20 * n..21 * n].fill(-0.0);
                         x[20 * n + 1] = 0.0;
                     }
+                    // Rows whose |max / t| is above (row 12) and near (row 13) the AVX-512
+                    // kernels' limit for folding the temperature into f32 arithmetic, among
+                    // rows within it.
+                    for (r, shift) in [(12usize, 2e4f32), (13, -1200.0)] {
+                        if r < count {
+                            x[r * n..(r + 1) * n].iter_mut().for_each(|v| *v += shift);
+                        }
+                    }
                     // `offset` elements before the rows move the output off 64-byte alignment.
                     let mut padded = vec![0.5f32; offset];
                     padded.extend_from_slice(&x);
@@ -772,6 +780,10 @@ fn s8_f32(level: SimdLevel) {
     s8_f32_case(level, "uniform[-80,0]", &wide, 1.0);
     let big: Vec<f64> = (0..LONG).map(|_| 1e4 + rng.uniform(-60.0, 0.0)).collect();
     s8_f32_case(level, "1e4+uniform[-60,0] t=1.7", &big, 1.7);
+    // |max / t| = 4000, just inside the AVX-512 kernels' folded temperature form (the largest
+    // low parts); 5882 above is outside it.
+    let edge: Vec<f64> = (0..LONG).map(|_| 3e3 + rng.uniform(-30.0, 0.0)).collect();
+    s8_f32_case(level, "3e3+uniform[-30,0] t=0.75", &edge, 0.75);
 }
 
 fn s8_f64_case(level: SimdLevel, name: &str, x: &[f64], t: f64) {
@@ -825,8 +837,9 @@ fn s8_f64(level: SimdLevel) {
 /// rounding error takes every value up to half an ulp) with `d / t` between -14 and -27.6,
 /// the other half far below (exp under 1e-17), so that the sum stays near 1 and those entries'
 /// probabilities reach 1e-12, where the 2e-6 bound applies; the maximum is 0.3 so that `d` is
-/// inexact. (The vector kernels compute the argument in f64: folding the temperature into an
-/// f32 reduction measured up to 1.8e-6 on rows like these.)
+/// inexact. (The vector kernels fold the temperature into f32 arithmetic with `m / t` and
+/// `1 / t` each split into two f32s, so `x - m` is never rounded; rounding it first measured
+/// up to 1.8e-6 on rows like these.)
 fn s8_f32_worst_rounding(level: SimdLevel) {
     if !supported_levels().contains(&level) {
         eprintln!("{level:?} not on this CPU: skipped");

@@ -21,15 +21,26 @@ use super::{level_table, rows_kernel, scalar};
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_ps(a: __m256) -> __m256 {
+    exp_parts::<false>(a, _mm256_setzero_ps())
+}
+
+/// `exp(a + lo)` (LO; else `exp(a)`) for `|lo| <= 2^-10`, flushed to 0 where `a` is below
+/// `F32_FLUSH`: `k` is rounded from `a + lo`, and `lo` joins the reduced argument after the
+/// Cody-Waite steps, so `r` stays within the polynomial's |r| <= ln2/2 and carries `lo`'s bits.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_parts<const LO: bool>(a: __m256, lo: __m256) -> __m256 {
     let lim = _mm256_set1_ps(F32_FLUSH);
     // True below the limit, -inf included; false for NaN.
     let flush = _mm256_cmp_ps::<_CMP_LT_OQ>(a, lim);
     // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
     let a = _mm256_max_ps(lim, a);
-    let kr = _mm256_fmadd_ps(a, _mm256_set1_ps(F32_LOG2E), _mm256_set1_ps(F32_ROUND));
+    let whole = if LO { _mm256_add_ps(a, lo) } else { a };
+    let kr = _mm256_fmadd_ps(whole, _mm256_set1_ps(F32_LOG2E), _mm256_set1_ps(F32_ROUND));
     let k = _mm256_sub_ps(kr, _mm256_set1_ps(F32_ROUND));
     let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(F32_LN2_HI), a);
     let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(F32_LN2_LO), r);
+    let r = if LO { _mm256_add_ps(r, lo) } else { r };
     let r2 = _mm256_mul_ps(r, r);
     let mut p = _mm256_set1_ps(F32_P[0]);
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[1]));
@@ -134,16 +145,57 @@ struct ArgF32 {
     m: __m256,
     m64: __m256d,
     inv: __m256d,
+    /// [`super::FoldedArg`] holds: [`exp_arg`] folds the temperature into `f32` arithmetic.
+    fold: bool,
+    folded: Folded,
+}
+
+/// [`super::FoldedArg`]'s terms, one per lane (a lane's row's).
+#[derive(Clone, Copy)]
+struct Folded {
+    inv_hi: __m256,
+    inv_lo: __m256,
+    neg_mi_hi: __m256,
+    neg_mi_lo: __m256,
+    x_floor: __m256,
+}
+
+impl Folded {
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn splat(f: super::FoldedArg) -> Folded {
+        Folded {
+            inv_hi: _mm256_set1_ps(f.inv_hi),
+            inv_lo: _mm256_set1_ps(f.inv_lo),
+            neg_mi_hi: _mm256_set1_ps(f.neg_mi_hi),
+            neg_mi_lo: _mm256_set1_ps(f.neg_mi_lo),
+            x_floor: _mm256_set1_ps(f.x_floor),
+        }
+    }
+
+    /// The folded `exp((x - m) / t)` of every lane.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exp(&self, x: __m256) -> __m256 {
+        // NaN propagates: MAXPS returns its second operand when either is NaN.
+        let x = _mm256_max_ps(self.x_floor, x);
+        let a = _mm256_fmadd_ps(x, self.inv_hi, self.neg_mi_hi);
+        let lo = _mm256_fmadd_ps(x, self.inv_lo, self.neg_mi_lo);
+        exp_parts::<true>(a, lo)
+    }
 }
 
 impl ArgF32 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn new(m: f32, inv: f64) -> ArgF32 {
+        let f = super::FoldedArg::new(m, inv);
         ArgF32 {
             m: _mm256_set1_ps(m),
             m64: _mm256_set1_pd(m as f64),
             inv: _mm256_set1_pd(inv),
+            fold: f.is_some(),
+            folded: Folded::splat(f.unwrap_or_default()),
         }
     }
 }
@@ -158,6 +210,19 @@ unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: __m256) -> __m256 {
         let lo = _mm256_mul_pd(_mm256_sub_pd(lo_pd(x), c.m64), c.inv);
         let hi = _mm256_mul_pd(_mm256_sub_pd(hi_pd(x), c.m64), c.inv);
         narrow(lo, hi)
+    }
+}
+
+/// `exp((x - m) / t)` of every lane (UNIT: `t` is 1). With a temperature the argument is
+/// within half an ulp (plus 2^-30) of `(x - m) / t`, as `x - m` is at temperature 1: folded
+/// into `f32` arithmetic ([`super::FoldedArg`]) where that holds, else [`arg_ps`] in `f64`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_arg<const UNIT: bool>(c: ArgF32, x: __m256) -> __m256 {
+    if !UNIT && c.fold {
+        c.folded.exp(x)
+    } else {
+        exp_ps(arg_ps::<UNIT>(c, x))
     }
 }
 
@@ -282,10 +347,10 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
     let mut a1 = _mm256_setzero_pd();
     let mut i = 0;
     while i + 32 <= n {
-        let e0 = exp_ps(arg_ps::<UNIT>(c, _mm256_loadu_ps(src.add(i))));
-        let e1 = exp_ps(arg_ps::<UNIT>(c, _mm256_loadu_ps(src.add(i + 8))));
-        let e2 = exp_ps(arg_ps::<UNIT>(c, _mm256_loadu_ps(src.add(i + 16))));
-        let e3 = exp_ps(arg_ps::<UNIT>(c, _mm256_loadu_ps(src.add(i + 24))));
+        let e0 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i)));
+        let e1 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i + 8)));
+        let e2 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i + 16)));
+        let e3 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i + 24)));
         if STORE {
             _mm256_storeu_ps(dst.add(i), e0);
             _mm256_storeu_ps(dst.add(i + 8), e1);
@@ -298,7 +363,7 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
         i += 32;
     }
     while i + 8 <= n {
-        let e = exp_ps(arg_ps::<UNIT>(c, _mm256_loadu_ps(src.add(i))));
+        let e = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i)));
         if STORE {
             _mm256_storeu_ps(dst.add(i), e);
         }
@@ -307,10 +372,7 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
         i += 8;
     }
     if i < n {
-        let e = exp_ps(arg_ps::<UNIT>(
-            c,
-            load_tail_ps(src.add(i), n - i, f32::NEG_INFINITY),
-        ));
+        let e = exp_arg::<UNIT>(c, load_tail_ps(src.add(i), n - i, f32::NEG_INFINITY));
         if STORE {
             store_tail_ps(dst.add(i), n - i, e);
         }
@@ -422,7 +484,7 @@ unsafe fn exp_scale_f32_impl<const UNIT: bool>(
 ) {
     let f = _mm256_set1_ps(factor as f32);
     map_ps!(src, dst, n, stream, |x| _mm256_mul_ps(
-        exp_ps(arg_ps::<UNIT>(c, x)),
+        exp_arg::<UNIT>(c, x),
         f
     ));
 }
@@ -600,17 +662,17 @@ unsafe fn rows_f32(
             continue;
         }
         let c = ArgF32::new(m, inv);
-        let arg = |x: __m256| {
+        let exp = |x: __m256| {
             if t == 1.0 {
-                arg_ps::<true>(c, x)
+                exp_arg::<true>(c, x)
             } else {
-                arg_ps::<false>(c, x)
+                exp_arg::<false>(c, x)
             }
         };
-        let e0 = exp_ps(arg(x0));
+        let e0 = exp(x0);
         let (mut a0, mut a1) = (lo_pd(e0), hi_pd(e0));
         let e1 = if n1 > 0 {
-            let e1 = exp_ps(arg(x1));
+            let e1 = exp(x1);
             a0 = _mm256_add_pd(a0, lo_pd(e1));
             a1 = _mm256_add_pd(a1, hi_pd(e1));
             e1
@@ -644,6 +706,93 @@ unsafe fn rows_f32(
             store(d.add(8), n1, y1);
         }
     }
+}
+
+/// [`super::FoldedArg`]'s terms for 8 rows at once (lane `r`: row `r`), for the packed kernel:
+/// the same operations on the same values, so the same bits and the same choice of form.
+struct PackedFolds {
+    /// Bit `r`: row `r` takes the folded form.
+    rows: i32,
+    /// Lane `r`: all ones when row `r` takes the folded form.
+    flags: __m256,
+    terms: Folded,
+}
+
+impl PackedFolds {
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn none() -> PackedFolds {
+        PackedFolds {
+            rows: 0,
+            flags: _mm256_setzero_ps(),
+            terms: Folded::splat(super::FoldedArg::default()),
+        }
+    }
+
+    /// `m`: the rows' maxima; `inv`: their reciprocal temperature, not 1, in [2^-100, 2^100]
+    /// (as the packed kernels require).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn of_rows(m: __m256, inv: f64) -> PackedFolds {
+        if inv == 1.0 {
+            // As `FoldedArg::new` (a temperature just off 1 whose reciprocal rounds to 1).
+            return PackedFolds::none();
+        }
+        let inv_v = _mm256_set1_pd(inv);
+        let (mi_lo, mi_hi) = (
+            _mm256_mul_pd(lo_pd(m), inv_v),
+            _mm256_mul_pd(hi_pd(m), inv_v),
+        );
+        let hi = narrow(mi_lo, mi_hi);
+        let lo = narrow(
+            _mm256_sub_pd(mi_lo, lo_pd(hi)),
+            _mm256_sub_pd(mi_hi, hi_pd(hi)),
+        );
+        let t120 = _mm256_set1_pd(120.0 / inv);
+        let x_floor = narrow(_mm256_sub_pd(lo_pd(m), t120), _mm256_sub_pd(hi_pd(m), t120));
+        // |mi| <= FOLD_LIMIT, false for NaN, as in `FoldedArg::new`.
+        let abs = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+        let limit = _mm256_set1_pd(super::FOLD_LIMIT);
+        let in_lo = _mm256_cmp_pd::<_CMP_LE_OQ>(_mm256_and_pd(mi_lo, abs), limit);
+        let in_hi = _mm256_cmp_pd::<_CMP_LE_OQ>(_mm256_and_pd(mi_hi, abs), limit);
+        let flags = narrow_mask(in_lo, in_hi);
+        let sign = _mm256_set1_ps(-0.0);
+        let inv_hi = inv as f32;
+        PackedFolds {
+            rows: _mm256_movemask_ps(flags),
+            flags,
+            terms: Folded {
+                inv_hi: _mm256_set1_ps(inv_hi),
+                inv_lo: _mm256_set1_ps((inv - inv_hi as f64) as f32),
+                neg_mi_hi: _mm256_xor_ps(hi, sign),
+                neg_mi_lo: _mm256_xor_ps(lo, sign),
+                x_floor,
+            },
+        }
+    }
+
+    /// The terms of each lane's row, lane `l` in row `row[l]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn lanes(&self, row: __m256i) -> Folded {
+        Folded {
+            neg_mi_hi: _mm256_permutevar8x32_ps(self.terms.neg_mi_hi, row),
+            neg_mi_lo: _mm256_permutevar8x32_ps(self.terms.neg_mi_lo, row),
+            x_floor: _mm256_permutevar8x32_ps(self.terms.x_floor, row),
+            ..self.terms
+        }
+    }
+}
+
+/// Two masks of 4 `f64` lanes (all ones or zero) as one of 8 `f32` lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn narrow_mask(lo: __m256d, hi: __m256d) -> __m256 {
+    // Each 64-bit lane's low half, in order: 32-bit lanes 0, 2, 4, 6 of each.
+    let pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    let l = _mm256_permutevar8x32_ps(_mm256_castpd_ps(lo), pick);
+    let h = _mm256_permutevar8x32_ps(_mm256_castpd_ps(hi), pick);
+    _mm256_blend_ps::<0xF0>(l, h)
 }
 
 /// Rows per group of the packed short-row kernel: one per `f32` lane.
@@ -702,22 +851,38 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
     // -inf has a NaN sum (NaN - m, inf - inf or -inf - -inf), caught below.
     let m = max_of_each(&maxima);
     let inv_v = _mm256_set1_pd(inv);
+    // Each row's choice of form and its folded terms, as `ArgF32::new` makes them.
+    let fold = if UNIT {
+        PackedFolds::none()
+    } else {
+        PackedFolds::of_rows(m, inv)
+    };
     // 8 spare lanes: the read-back of a row's last vector may run past the group's end.
     let mut exps = [0.0f32; 8 * 16 + 8];
     for v in 0..n {
         let row = _mm256_loadu_si256(rows.row_of[v].as_ptr().cast());
         let x = _mm256_loadu_ps(src.add(8 * v));
         let mv = _mm256_permutevar8x32_ps(m, row);
-        let a = if UNIT {
-            _mm256_sub_ps(x, mv)
-        } else {
-            // As `arg_ps::<false>`, with `m as f64` per lane.
-            narrow(
+        // As `exp_arg`, with each lane's row maximum and its row's choice of form.
+        let folded = || fold.lanes(row).exp(x);
+        // As `arg_ps::<false>`, with `m as f64` per lane.
+        let widened = || {
+            exp_ps(narrow(
                 _mm256_mul_pd(_mm256_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
                 _mm256_mul_pd(_mm256_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
-            )
+            ))
         };
-        _mm256_storeu_ps(exps.as_mut_ptr().add(8 * v), exp_ps(a));
+        let e = if UNIT {
+            exp_ps(_mm256_sub_ps(x, mv))
+        } else if fold.rows == 0xFF {
+            folded()
+        } else if fold.rows == 0 {
+            widened()
+        } else {
+            let lanes = _mm256_permutevar8x32_ps(fold.flags, row);
+            _mm256_blendv_ps(widened(), folded(), lanes)
+        };
+        _mm256_storeu_ps(exps.as_mut_ptr().add(8 * v), e);
     }
     let (keep0, keep1) = (lanes_below(n0), lanes_below(n1));
     let mut sums = [_mm256_setzero_pd(); PACKED_GROUP];

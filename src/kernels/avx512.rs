@@ -50,9 +50,20 @@ const F32_EXP2_SIXTEENTHS: [f32; 16] = [
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn exp_ps(a: __m512) -> __m512 {
     // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
-    let a = _mm512_max_ps(_mm512_set1_ps(F32_ARG_MIN), a);
-    // |16 a / ln 2| < 2^12 after the clamp, far inside the 2^22 within which adding
-    // F32_ROUND leaves the rounded integer in the low mantissa bits.
+    exp_reduced::<false>(
+        _mm512_max_ps(_mm512_set1_ps(F32_ARG_MIN), a),
+        _mm512_setzero_ps(),
+    )
+}
+
+/// `exp(a + lo)` (LO; else `exp(a)`) for `a` at least [`F32_ARG_MIN`] - 64 (or NaN) and `|lo|`
+/// at most 2^-10: `k` is taken from `a` alone and `lo` joins the reduced argument `r`, so
+/// `|r| <= ln2/32 + 2^-10` and the polynomial's truncation error stays under 0.1 ulp.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_reduced<const LO: bool>(a: __m512, lo: __m512) -> __m512 {
+    // |16 a / ln 2| < 2^12, far inside the 2^22 within which adding F32_ROUND leaves the
+    // rounded integer in the low mantissa bits.
     let shifted = _mm512_fmadd_ps(
         a,
         _mm512_set1_ps(16.0 * F32_LOG2E),
@@ -62,6 +73,7 @@ unsafe fn exp_ps(a: __m512) -> __m512 {
     // k * LN2_HI / 16 is exact: LN2_HI has 9 significant bits and |k| < 2^12.
     let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_HI / 16.0), a);
     let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_LO / 16.0), r);
+    let r = if LO { _mm512_add_ps(r, lo) } else { r };
     // VPERMPS reads the low 4 bits of each index: the shifted float's low bits are k mod 16
     // (F32_ROUND's bits are a multiple of 16), also for k < 0.
     let t = _mm512_permutexvar_ps(
@@ -234,14 +246,19 @@ fn mask8(r: usize) -> __mmask8 {
     ((1u32 << r) - 1) as __mmask8
 }
 
-/// The exp argument of an `f32` row: `x - m` in `f32` when `t == 1` (UNIT), else
-/// `(x - m) / t` in `f64`, rounded once to `f32`.
+/// The exp argument of an `f32` row: `x - m` in `f32` when `t == 1` (UNIT), else `(x - m) / t`
+/// to within half an ulp, in one of two ways (see [`exp_arg`]).
 #[derive(Clone, Copy)]
 struct ArgF32 {
     m: __m512,
     m64: __m512d,
     inv: __m512d,
     s: InvF32,
+    /// [`super::FoldedArg`] holds: [`exp_arg`] folds the temperature into `f32` arithmetic.
+    fold: bool,
+    neg_mi_hi: __m512,
+    neg_mi_lo: __m512,
+    x_floor: __m512,
 }
 
 impl ArgF32 {
@@ -249,11 +266,17 @@ impl ArgF32 {
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn new(m: f32, inv: f64) -> ArgF32 {
+        let f = super::FoldedArg::new(m, inv);
+        let g = f.unwrap_or_default();
         ArgF32 {
             m: _mm512_set1_ps(m),
             m64: _mm512_set1_pd(m as f64),
             inv: _mm512_set1_pd(inv),
             s: InvF32::new(inv),
+            fold: f.is_some(),
+            neg_mi_hi: _mm512_set1_ps(g.neg_mi_hi),
+            neg_mi_lo: _mm512_set1_ps(g.neg_mi_lo),
+            x_floor: _mm512_set1_ps(g.x_floor),
         }
     }
 }
@@ -289,21 +312,38 @@ fn vector_inv(t: f64) -> bool {
 }
 
 /// `exp((x - m) * inv)` of every lane (UNIT: `inv` is 1). With a temperature the argument is
-/// computed in `f64` and rounded once, so its error is half an ulp of the argument, as at
-/// temperature 1. (Folding `inv` into the exp's reduction in `f32` instead, with `x - m`
-/// rounded first, saves 6 of 21 operations but rounds `x - m`, whose relative error is
-/// largest where the argument's is not: measured up to 1.8e-6 relative on 262144-entry rows
-/// against 1.1e-6, too close to contract S8's 2e-6 to keep.)
+/// within half an ulp (plus 2^-30) of `(x - m) / t`, as `x - m` is at temperature 1: folded
+/// into `f32` arithmetic ([`super::FoldedArg`]) where that holds, else `(x - m) * inv` in `f64`,
+/// rounded once to `f32` (10 more operations).
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn exp_arg<const UNIT: bool>(c: ArgF32, x: __m512) -> __m512 {
     if UNIT {
         exp_ps(_mm512_sub_ps(x, c.m))
+    } else if c.fold {
+        exp_folded(x, c.x_floor, c.s, c.neg_mi_hi, c.neg_mi_lo)
     } else {
         let lo = _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), c.m64), c.inv);
         let hi = _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), c.m64), c.inv);
         exp_ps(narrow(lo, hi))
     }
+}
+
+/// The folded `exp((x - m) * inv)` of [`exp_arg`], with `m`'s terms given lane by lane.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn exp_folded(
+    x: __m512,
+    x_floor: __m512,
+    s: InvF32,
+    neg_mi_hi: __m512,
+    neg_mi_lo: __m512,
+) -> __m512 {
+    // NaN propagates: MAXPS returns its second operand when either is NaN.
+    let x = _mm512_max_ps(x_floor, x);
+    let a = _mm512_fmadd_ps(x, s.hi, neg_mi_hi);
+    let lo = _mm512_fmadd_ps(x, s.lo, neg_mi_lo);
+    exp_reduced::<true>(a, lo)
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -1232,19 +1272,36 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
     let m = max_of_each(&xs);
     let s = InvF32::new(inv);
     let inv_v = _mm512_set1_pd(inv);
+    let fold = if UNIT {
+        Folds::none()
+    } else {
+        Folds::of_rows(m, inv)
+    };
     let mut exps = [0.0f32; 16 * SHORT_GROUP];
     for v in 0..n {
         let row = _mm512_loadu_si512(rows.row_of[v].as_ptr().cast());
         let x = _mm512_loadu_ps(src.add(16 * v));
         let mv = _mm512_permutexvar_ps(row, m);
-        // As `exp_arg`, with each lane's row maximum.
+        // As `exp_arg`, with each lane's row maximum and its row's choice of form.
         let e = if UNIT {
             exp_ps(_mm512_sub_ps(x, mv))
         } else {
-            exp_ps(narrow(
-                _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
-                _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
-            ))
+            if fold.rows == 0xFFFF {
+                fold.exp(row, x, s)
+            } else if fold.rows == 0 {
+                exp_ps(narrow(
+                    _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
+                    _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
+                ))
+            } else {
+                let widened = exp_ps(narrow(
+                    _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
+                    _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
+                ));
+                let lanes = _mm512_permutexvar_ps(row, fold.flags);
+                let lanes = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(lanes, _mm512_setzero_ps());
+                _mm512_mask_blend_ps(lanes, widened, fold.exp(row, x, s))
+            }
         };
         _mm512_storeu_ps(exps.as_mut_ptr().add(16 * v), e);
     }
@@ -1295,6 +1352,89 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
         _mm512_mask_storeu_ps(dst.add(r * n), k, _mm512_set1_ps(f32::NAN));
         rest &= rest - 1;
     }
+}
+
+/// [`super::FoldedArg`]'s terms for 16 rows at once (lane `r`: row `r`), for the packed kernel:
+/// the same operations on the same values, so the same bits and the same choice of form.
+struct Folds {
+    /// Bit `r`: row `r` takes the folded form.
+    rows: u16,
+    /// Lane `r`: nonzero when row `r` takes the folded form.
+    flags: __m512,
+    neg_mi_hi: __m512,
+    neg_mi_lo: __m512,
+    x_floor: __m512,
+}
+
+impl Folds {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn none() -> Folds {
+        let z = _mm512_setzero_ps();
+        Folds {
+            rows: 0,
+            flags: z,
+            neg_mi_hi: z,
+            neg_mi_lo: z,
+            x_floor: z,
+        }
+    }
+
+    /// `m`: the rows' maxima; `inv`: their reciprocal temperature, not 1.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn of_rows(m: __m512, inv: f64) -> Folds {
+        if inv == 1.0 {
+            // As `FoldedArg::new` (a temperature just off 1 whose reciprocal rounds to 1).
+            return Folds::none();
+        }
+        let inv_v = _mm512_set1_pd(inv);
+        let (mi_lo, mi_hi) = (
+            _mm512_mul_pd(lo_pd(m), inv_v),
+            _mm512_mul_pd(hi_pd(m), inv_v),
+        );
+        let hi = narrow(mi_lo, mi_hi);
+        let lo = narrow(
+            _mm512_sub_pd(mi_lo, lo_pd(hi)),
+            _mm512_sub_pd(mi_hi, hi_pd(hi)),
+        );
+        let t120 = _mm512_set1_pd(120.0 / inv);
+        let x_floor = narrow(_mm512_sub_pd(lo_pd(m), t120), _mm512_sub_pd(hi_pd(m), t120));
+        // False for NaN, as in `FoldedArg::new`.
+        let limit = _mm512_set1_pd(super::FOLD_LIMIT);
+        let rows = (_mm512_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_abs_pd(mi_lo), limit) as u16)
+            | ((_mm512_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_abs_pd(mi_hi), limit) as u16) << 8);
+        Folds {
+            rows,
+            flags: _mm512_maskz_mov_ps(rows, _mm512_set1_ps(1.0)),
+            neg_mi_hi: negate(hi),
+            neg_mi_lo: negate(lo),
+            x_floor,
+        }
+    }
+
+    /// [`exp_folded`] of the lanes of `x`, lane `l` in row `row[l]`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn exp(&self, row: __m512i, x: __m512, s: InvF32) -> __m512 {
+        exp_folded(
+            x,
+            _mm512_permutexvar_ps(row, self.x_floor),
+            s,
+            _mm512_permutexvar_ps(row, self.neg_mi_hi),
+            _mm512_permutexvar_ps(row, self.neg_mi_lo),
+        )
+    }
+}
+
+/// `-v` (the sign bit flipped, as scalar negation does, zeros included).
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn negate(v: __m512) -> __m512 {
+    _mm512_castsi512_ps(_mm512_xor_si512(
+        _mm512_castps_si512(v),
+        _mm512_set1_epi32(i32::MIN),
+    ))
 }
 
 /// Lane `r`: the largest lane of `xs[r]`, for vectors without NaN (with NaN, any value). A

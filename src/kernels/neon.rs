@@ -17,15 +17,24 @@ use super::{level_table, rows_kernel, scalar};
 /// flushed to exactly 0; NaN propagates.
 #[inline(always)]
 unsafe fn exp_ps(a: float32x4_t) -> float32x4_t {
+    exp_parts::<false>(a, vdupq_n_f32(0.0))
+}
+
+/// `exp(a + lo)` (LO; else `exp(a)`) for `|lo| <= 2^-10`, with the operations of the AVX2
+/// `exp_parts`.
+#[inline(always)]
+unsafe fn exp_parts<const LO: bool>(a: float32x4_t, lo: float32x4_t) -> float32x4_t {
     let lim = vdupq_n_f32(F32_FLUSH);
     // True below the limit, -inf included; false for NaN.
     let flush = vcltq_f32(a, lim);
     // FMAX returns NaN when either operand is NaN, so NaN in `a` propagates.
     let a = vmaxq_f32(lim, a);
-    let kr = vfmaq_f32(vdupq_n_f32(F32_ROUND), a, vdupq_n_f32(F32_LOG2E));
+    let whole = if LO { vaddq_f32(a, lo) } else { a };
+    let kr = vfmaq_f32(vdupq_n_f32(F32_ROUND), whole, vdupq_n_f32(F32_LOG2E));
     let k = vsubq_f32(kr, vdupq_n_f32(F32_ROUND));
     let r = vfmsq_f32(a, k, vdupq_n_f32(F32_LN2_HI));
     let r = vfmsq_f32(r, k, vdupq_n_f32(F32_LN2_LO));
+    let r = if LO { vaddq_f32(r, lo) } else { r };
     let r2 = vmulq_f32(r, r);
     let mut p = vdupq_n_f32(F32_P[0]);
     p = vfmaq_f32(vdupq_n_f32(F32_P[1]), p, r);
@@ -151,15 +160,30 @@ struct ArgF32 {
     m: float32x4_t,
     m64: float64x2_t,
     inv: float64x2_t,
+    /// [`super::FoldedArg`] holds: [`exp_arg`] folds the temperature into `f32` arithmetic.
+    fold: bool,
+    inv_hi: float32x4_t,
+    inv_lo: float32x4_t,
+    neg_mi_hi: float32x4_t,
+    neg_mi_lo: float32x4_t,
+    x_floor: float32x4_t,
 }
 
 impl ArgF32 {
     #[inline(always)]
     unsafe fn new(m: f32, inv: f64) -> ArgF32 {
+        let f = super::FoldedArg::new(m, inv);
+        let g = f.unwrap_or_default();
         ArgF32 {
             m: vdupq_n_f32(m),
             m64: vdupq_n_f64(m as f64),
             inv: vdupq_n_f64(inv),
+            fold: f.is_some(),
+            inv_hi: vdupq_n_f32(g.inv_hi),
+            inv_lo: vdupq_n_f32(g.inv_lo),
+            neg_mi_hi: vdupq_n_f32(g.neg_mi_hi),
+            neg_mi_lo: vdupq_n_f32(g.neg_mi_lo),
+            x_floor: vdupq_n_f32(g.x_floor),
         }
     }
 }
@@ -172,6 +196,21 @@ unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: float32x4_t) -> float32x4_t {
         let lo = vmulq_f64(vsubq_f64(lo_pd(x), c.m64), c.inv);
         let hi = vmulq_f64(vsubq_f64(hi_pd(x), c.m64), c.inv);
         narrow(lo, hi)
+    }
+}
+
+/// `exp((x - m) / t)` of every lane (UNIT: `t` is 1), as the AVX2 `exp_arg`: folded into `f32`
+/// arithmetic ([`super::FoldedArg`]) where that holds, else [`arg_ps`] in `f64`.
+#[inline(always)]
+unsafe fn exp_arg<const UNIT: bool>(c: ArgF32, x: float32x4_t) -> float32x4_t {
+    if !UNIT && c.fold {
+        // FMAX returns NaN when either operand is NaN, so NaN in `x` propagates.
+        let x = vmaxq_f32(c.x_floor, x);
+        let a = vfmaq_f32(c.neg_mi_hi, x, c.inv_hi);
+        let lo = vfmaq_f32(c.neg_mi_lo, x, c.inv_lo);
+        exp_parts::<true>(a, lo)
+    } else {
+        exp_ps(arg_ps::<UNIT>(c, x))
     }
 }
 
@@ -237,10 +276,10 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
     let mut a1 = vdupq_n_f64(0.0);
     let mut i = 0;
     while i + 16 <= n {
-        let e0 = exp_ps(arg_ps::<UNIT>(c, vld1q_f32(src.add(i))));
-        let e1 = exp_ps(arg_ps::<UNIT>(c, vld1q_f32(src.add(i + 4))));
-        let e2 = exp_ps(arg_ps::<UNIT>(c, vld1q_f32(src.add(i + 8))));
-        let e3 = exp_ps(arg_ps::<UNIT>(c, vld1q_f32(src.add(i + 12))));
+        let e0 = exp_arg::<UNIT>(c, vld1q_f32(src.add(i)));
+        let e1 = exp_arg::<UNIT>(c, vld1q_f32(src.add(i + 4)));
+        let e2 = exp_arg::<UNIT>(c, vld1q_f32(src.add(i + 8)));
+        let e3 = exp_arg::<UNIT>(c, vld1q_f32(src.add(i + 12)));
         if STORE {
             vst1q_f32(dst.add(i), e0);
             vst1q_f32(dst.add(i + 4), e1);
@@ -253,7 +292,7 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
         i += 16;
     }
     while i + 4 <= n {
-        let e = exp_ps(arg_ps::<UNIT>(c, vld1q_f32(src.add(i))));
+        let e = exp_arg::<UNIT>(c, vld1q_f32(src.add(i)));
         if STORE {
             vst1q_f32(dst.add(i), e);
         }
@@ -264,7 +303,7 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
     if i < n {
         // Lanes past the end read -inf, whose exp is exactly 0.
         let x = load_tail(src.add(i), n - i, f32::NEG_INFINITY);
-        let e = exp_ps(arg_ps::<UNIT>(c, x));
+        let e = exp_arg::<UNIT>(c, x);
         if STORE {
             store_tail(dst.add(i), n - i, e);
         }
@@ -368,7 +407,7 @@ unsafe fn exp_scale_f32_impl<const UNIT: bool>(
     factor: f64,
 ) {
     let f = vdupq_n_f32(factor as f32);
-    map_ps!(src, dst, n, |x| vmulq_f32(exp_ps(arg_ps::<UNIT>(c, x)), f));
+    map_ps!(src, dst, n, |x| vmulq_f32(exp_arg::<UNIT>(c, x), f));
 }
 
 /// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f32` then `scale_f32` give.
