@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND};
+use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND_BIASED};
 use super::exp_f64_poly::{F64_FLUSH, F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P, F64_ROUND};
 use super::{level_table, rows_kernel, scalar};
 
@@ -36,8 +36,12 @@ unsafe fn exp_parts<const LO: bool>(a: __m256, lo: __m256) -> __m256 {
     // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
     let a = _mm256_max_ps(lim, a);
     let whole = if LO { _mm256_add_ps(a, lo) } else { a };
-    let kr = _mm256_fmadd_ps(whole, _mm256_set1_ps(F32_LOG2E), _mm256_set1_ps(F32_ROUND));
-    let k = _mm256_sub_ps(kr, _mm256_set1_ps(F32_ROUND));
+    let kr = _mm256_fmadd_ps(
+        whole,
+        _mm256_set1_ps(F32_LOG2E),
+        _mm256_set1_ps(F32_ROUND_BIASED),
+    );
+    let k = _mm256_sub_ps(kr, _mm256_set1_ps(F32_ROUND_BIASED));
     let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(F32_LN2_HI), a);
     let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(F32_LN2_LO), r);
     let r = if LO { _mm256_add_ps(r, lo) } else { r };
@@ -48,11 +52,9 @@ unsafe fn exp_parts<const LO: bool>(a: __m256, lo: __m256) -> __m256 {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[3]));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[4]));
     let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
-    // 2^k from the low bits of `kr` (k in [-126, 127] after the clamp: a normal number).
-    let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-        _mm256_castps_si256(kr),
-        _mm256_set1_epi32(127),
-    ));
+    // 2^k from the low bits of `kr`, which hold k + 127 (k in [-126, 127] after the clamp: a
+    // normal number).
+    let bits = _mm256_slli_epi32::<23>(_mm256_castps_si256(kr));
     _mm256_andnot_ps(flush, _mm256_mul_ps(y, _mm256_castsi256_ps(bits)))
 }
 

@@ -34,7 +34,7 @@ pub(crate) mod scalar;
 
 /// The constants of the vector levels' `f32` exp. The AVX2 and NEON kernels share all of them
 /// (the same operations, so the same bits on both): `k = round(a / ln 2)` by the addition of
-/// `F32_ROUND`, Cody-Waite reduction, a degree-6 polynomial over |r| <= ln2/2, results below
+/// `F32_ROUND_BIASED`, Cody-Waite reduction, a degree-6 polynomial over |r| <= ln2/2, results below
 /// `exp(F32_FLUSH)` flushed to 0. AVX-512 reduces to |r| <= ln2/32 with a table instead.
 #[cfg_attr(
     not(any(target_arch = "x86_64", target_arch = "aarch64")),
@@ -54,6 +54,14 @@ pub(crate) mod exp_f32_poly {
     ];
     /// 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
     pub(crate) const F32_ROUND: f32 = 12_582_912.0;
+    /// `F32_ROUND + 127`: adding it leaves `k + 127` (the biased exponent of 2^k) in the low
+    /// mantissa bits, so shifting the bits left by 23 makes 2^k with no integer addition. The
+    /// same `k` as `F32_ROUND` gives: rounding `x + 127 + F32_ROUND` differs from `127` plus
+    /// rounding `x + F32_ROUND` only at ties, and `a * F32_LOG2E` is never a half-integer for an
+    /// `f32` `a` of magnitude below 2^22 (the product is an odd multiple of 2^(e - 23), with
+    /// `e <= -1` the exponent of `a`'s last bit). An exhaustive comparison over every `f32` in
+    /// [-110, 1] found no difference when this constant replaced the integer addition.
+    pub(crate) const F32_ROUND_BIASED: f32 = 12_583_039.0;
     /// Arguments below this give 0 (exp(-87) = 1.6e-38; exp(-87.34) is the smallest normal f32).
     pub(crate) const F32_FLUSH: f32 = -87.0;
 }

@@ -9,7 +9,7 @@
 
 use std::arch::aarch64::*;
 
-use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND};
+use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND_BIASED};
 use super::exp_f64_poly::{F64_FLUSH, F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P, F64_ROUND};
 use super::{level_table, rows_kernel, scalar};
 
@@ -30,8 +30,8 @@ unsafe fn exp_parts<const LO: bool>(a: float32x4_t, lo: float32x4_t) -> float32x
     // FMAX returns NaN when either operand is NaN, so NaN in `a` propagates.
     let a = vmaxq_f32(lim, a);
     let whole = if LO { vaddq_f32(a, lo) } else { a };
-    let kr = vfmaq_f32(vdupq_n_f32(F32_ROUND), whole, vdupq_n_f32(F32_LOG2E));
-    let k = vsubq_f32(kr, vdupq_n_f32(F32_ROUND));
+    let kr = vfmaq_f32(vdupq_n_f32(F32_ROUND_BIASED), whole, vdupq_n_f32(F32_LOG2E));
+    let k = vsubq_f32(kr, vdupq_n_f32(F32_ROUND_BIASED));
     let r = vfmsq_f32(a, k, vdupq_n_f32(F32_LN2_HI));
     let r = vfmsq_f32(r, k, vdupq_n_f32(F32_LN2_LO));
     let r = if LO { vaddq_f32(r, lo) } else { r };
@@ -42,8 +42,9 @@ unsafe fn exp_parts<const LO: bool>(a: float32x4_t, lo: float32x4_t) -> float32x
     p = vfmaq_f32(vdupq_n_f32(F32_P[3]), p, r);
     p = vfmaq_f32(vdupq_n_f32(F32_P[4]), p, r);
     let y = vaddq_f32(vfmaq_f32(r, p, r2), vdupq_n_f32(1.0));
-    // 2^k from the low bits of `kr` (k in [-126, 127] after the clamp: a normal number).
-    let bits = vshlq_n_s32::<23>(vaddq_s32(vreinterpretq_s32_f32(kr), vdupq_n_s32(127)));
+    // 2^k from the low bits of `kr`, which hold k + 127 (k in [-126, 127] after the clamp: a
+    // normal number).
+    let bits = vshlq_n_s32::<23>(vreinterpretq_s32_f32(kr));
     let e = vmulq_f32(y, vreinterpretq_f32_s32(bits));
     vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(e), flush))
 }
