@@ -61,7 +61,7 @@ pub(crate) mod exp_f32_poly {
     /// `f32` `a` of magnitude below 2^22 (the product is an odd multiple of 2^(e - 23), with
     /// `e <= -1` the exponent of `a`'s last bit). An exhaustive comparison over every `f32` in
     /// [-110, 1] found no difference when this constant replaced the integer addition.
-    pub(crate) const F32_ROUND_BIASED: f32 = 12_583_039.0;
+    pub(crate) const F32_ROUND_BIASED: f32 = F32_ROUND + 127.0;
     /// Arguments below this give 0 (exp(-87) = 1.6e-38; exp(-87.34) is the smallest normal f32).
     pub(crate) const F32_FLUSH: f32 = -87.0;
 }
