@@ -750,8 +750,8 @@ impl PackedFolds {
             _mm256_sub_pd(mi_lo, lo_pd(hi)),
             _mm256_sub_pd(mi_hi, hi_pd(hi)),
         );
-        let t120 = _mm256_set1_pd(120.0 / inv);
-        let x_floor = narrow(_mm256_sub_pd(lo_pd(m), t120), _mm256_sub_pd(hi_pd(m), t120));
+        let gap = _mm256_set1_pd(super::FOLD_FLOOR / inv);
+        let x_floor = narrow(_mm256_sub_pd(lo_pd(m), gap), _mm256_sub_pd(hi_pd(m), gap));
         // |mi| <= FOLD_LIMIT, false for NaN, as in `FoldedArg::new`.
         let abs = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
         let limit = _mm256_set1_pd(super::FOLD_LIMIT);

@@ -1398,8 +1398,8 @@ impl Folds {
             _mm512_sub_pd(mi_lo, lo_pd(hi)),
             _mm512_sub_pd(mi_hi, hi_pd(hi)),
         );
-        let t120 = _mm512_set1_pd(120.0 / inv);
-        let x_floor = narrow(_mm512_sub_pd(lo_pd(m), t120), _mm512_sub_pd(hi_pd(m), t120));
+        let gap = _mm512_set1_pd(super::FOLD_FLOOR / inv);
+        let x_floor = narrow(_mm512_sub_pd(lo_pd(m), gap), _mm512_sub_pd(hi_pd(m), gap));
         // False for NaN, as in `FoldedArg::new`.
         let limit = _mm512_set1_pd(super::FOLD_LIMIT);
         let rows = (_mm512_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_abs_pd(mi_lo), limit) as u16)

@@ -318,6 +318,11 @@ const RECIPROCAL_LIMIT: f64 = 1.267_650_600_228_229_4e30;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) const FOLD_LIMIT: f64 = 4096.0;
 
+/// How far below a row's maximum, in units of `t`, the folded form raises entries
+/// ([`FoldedArg::x_floor`]): their exp, below e^-120, is 0 in `f32` either way.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) const FOLD_FLOOR: f64 = 120.0;
+
 /// A row's exp argument `(x - m) / t` in `f32` arithmetic, as the vector `f32` kernels compute
 /// it at a temperature other than 1: `a = x * inv_hi - mi_hi`, rounded once by a multiply-add
 /// (the product is exact inside it), and the small rest `lo = x * inv_lo - mi_lo`, which the
@@ -362,7 +367,7 @@ impl FoldedArg {
             inv_lo: (inv - inv_hi as f64) as f32,
             neg_mi_hi: -mi_hi,
             neg_mi_lo: -((mi - mi_hi as f64) as f32),
-            x_floor: (m as f64 - 120.0 / inv) as f32,
+            x_floor: (m as f64 - FOLD_FLOOR / inv) as f32,
         })
     }
 }
@@ -1007,7 +1012,7 @@ pub mod testing {
 
 #[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod folded_arg_tests {
-    use super::{FoldedArg, FOLD_LIMIT};
+    use super::{FoldedArg, FOLD_FLOOR, FOLD_LIMIT};
 
     #[test]
     fn folded_arg_only_where_its_bounds_hold() {
@@ -1047,7 +1052,7 @@ mod folded_arg_tests {
             let mi = -(f.neg_mi_hi as f64 + f.neg_mi_lo as f64);
             assert!(close(mi, m as f64 * inv), "m={m} t={t}");
             let below = (m as f64 - f.x_floor as f64) * inv;
-            assert!((119.99..=120.01).contains(&below), "m={m} t={t}: {below}");
+            assert!((FOLD_FLOOR - 0.01..=FOLD_FLOOR + 0.01).contains(&below), "m={m} t={t}: {below}");
             for x in [f.x_floor, m] {
                 let lo = x as f64 * f.inv_lo as f64 + f.neg_mi_lo as f64;
                 assert!(lo.abs() < 2f64.powi(-10), "m={m} t={t} x={x}: {lo}");
