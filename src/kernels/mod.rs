@@ -1052,7 +1052,10 @@ mod folded_arg_tests {
             let mi = -(f.neg_mi_hi as f64 + f.neg_mi_lo as f64);
             assert!(close(mi, m as f64 * inv), "m={m} t={t}");
             let below = (m as f64 - f.x_floor as f64) * inv;
-            assert!((FOLD_FLOOR - 0.01..=FOLD_FLOOR + 0.01).contains(&below), "m={m} t={t}: {below}");
+            assert!(
+                (FOLD_FLOOR - 0.01..=FOLD_FLOOR + 0.01).contains(&below),
+                "m={m} t={t}: {below}"
+            );
             for x in [f.x_floor, m] {
                 let lo = x as f64 * f.inv_lo as f64 + f.neg_mi_lo as f64;
                 assert!(lo.abs() < 2f64.powi(-10), "m={m} t={t} x={x}: {lo}");
