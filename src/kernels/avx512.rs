@@ -1286,21 +1286,20 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
         let e = if UNIT {
             exp_ps(_mm512_sub_ps(x, mv))
         } else {
-            if fold.rows == 0xFFFF {
-                fold.exp(row, x, s)
-            } else if fold.rows == 0 {
+            let widened = || {
                 exp_ps(narrow(
                     _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
                     _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
                 ))
+            };
+            if fold.rows == 0xFFFF {
+                fold.exp(row, x, s)
+            } else if fold.rows == 0 {
+                widened()
             } else {
-                let widened = exp_ps(narrow(
-                    _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
-                    _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
-                ));
                 let lanes = _mm512_permutexvar_ps(row, fold.flags);
                 let lanes = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(lanes, _mm512_setzero_ps());
-                _mm512_mask_blend_ps(lanes, widened, fold.exp(row, x, s))
+                _mm512_mask_blend_ps(lanes, widened(), fold.exp(row, x, s))
             }
         };
         _mm512_storeu_ps(exps.as_mut_ptr().add(16 * v), e);
