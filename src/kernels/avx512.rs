@@ -986,6 +986,24 @@ unsafe fn rows_f32_long(
     let vector_temps =
         (0..if temp_step == 0 { count.min(1) } else { count }).all(|r| vector_inv(temp(r)));
     let softmax = op == crate::row::Op::Softmax;
+    if n <= MEDIUM_MAX && store == super::Store::Cached && !softmax {
+        let mut first = 0;
+        while first < count {
+            let g = SHORT_GROUP.min(count - first);
+            log_softmax_f32_medium(
+                src.add(first * src_step),
+                src_step,
+                dst.add(first * dst_step),
+                dst_step,
+                n,
+                g,
+                temps.add(first * temp_step),
+                temp_step,
+            );
+            first += g;
+        }
+        return;
+    }
     if store == super::Store::Cached && vector_temps {
         return rows_f32_cached(op, src, src_step, dst, dst_step, n, count, temps, temp_step);
     }
@@ -1136,6 +1154,149 @@ unsafe fn rows_f32_cached(
 
 /// Rows per group of the short-row kernel: one per `f32` lane of the batched reductions.
 const SHORT_GROUP: usize = 16;
+
+/// The longest rows [`log_softmax_f32_medium`] takes: four vectors.
+const MEDIUM_MAX: usize = 64;
+
+/// Log-softmax of up to 16 rows of 17 to [`MEDIUM_MAX`] elements. Row by row, the block kernels
+/// spend most of the time of such a row in a chain of dependent steps: the sum's horizontal
+/// reduction, then `row_ln_f32` (a scalar division and polynomial), then the write. Here the
+/// 16 rows' reductions and logarithms are batched as in [`rows_f32_short`] (32768 rows of 32
+/// took 520-530 µs on one thread against 845-860). Every row keeps the block kernels' bits:
+/// the same exps, accumulated in the order `exp_sum_pending_f32` adds them (a 64-element row
+/// first adds its four vectors in `f32`), `hsum_pd`'s additions through [`hsum_of_each`], and
+/// `row_ln_f32`'s operations through [`row_ln_pd`]; the maximum is exact whatever the order.
+/// (Softmax gains little this way: its chain is shorter, and the exps must be stored and read
+/// back or computed twice.)
+///
+/// # Safety
+/// As [`Kernels::rows`](super::Kernels), with `17 <= n <= MEDIUM_MAX` and `count <= 16`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn log_softmax_f32_medium(
+    src: *const f32,
+    src_step: usize,
+    dst: *mut f32,
+    dst_step: usize,
+    n: usize,
+    count: usize,
+    temps: *const f64,
+    temp_step: usize,
+) {
+    debug_assert!((17..=MEDIUM_MAX).contains(&n) && count <= SHORT_GROUP);
+    let full = n / 16;
+    let tail = mask16(n % 16);
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let temp = |j: usize| *temps.add(j * temp_step);
+    let mut inv = [1.0f64; SHORT_GROUP];
+    // Rows whose temperature has no normal reciprocal go alone through the block kernels, as
+    // their portable fallback requires.
+    let mut alone: u32 = 0;
+    // Each row's lanewise maximum over its vectors.
+    let mut lanes = [ninf; SHORT_GROUP];
+    for (j, l) in lanes.iter_mut().enumerate().take(count) {
+        let t = temp(j);
+        if t != 1.0 {
+            inv[j] = 1.0 / t;
+            if !vector_inv(t) {
+                alone |= 1 << j;
+                continue;
+            }
+        }
+        let s = src.add(j * src_step);
+        let mut m = ninf;
+        for v in 0..full {
+            m = _mm512_max_ps(_mm512_loadu_ps(s.add(16 * v)), m);
+        }
+        if tail != 0 {
+            m = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, tail, s.add(16 * full)), m);
+        }
+        *l = m;
+    }
+    // Exact for rows without NaN whatever the order (a row with NaN is caught below through its
+    // sum, as in `rows_f32_short`).
+    let mut ms = [0.0f32; SHORT_GROUP];
+    _mm512_storeu_ps(ms.as_mut_ptr(), max_of_each(&lanes));
+    let mut halves = [_mm512_setzero_pd(); SHORT_GROUP];
+    for (j, half) in halves.iter_mut().enumerate().take(count) {
+        if alone & (1 << j) != 0 {
+            continue;
+        }
+        let c = ArgF32::new(ms[j], inv[j]);
+        let unit = temp(j) == 1.0;
+        let exp = |x: __m512| {
+            if unit {
+                exp_arg::<true>(c, x)
+            } else {
+                exp_arg::<false>(c, x)
+            }
+        };
+        let s = src.add(j * src_step);
+        // As `exp_sum_pending_f32`.
+        let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+        let mut i = 0;
+        if n == 64 {
+            let e: [__m512; 4] = std::array::from_fn(|q| exp(_mm512_loadu_ps(s.add(16 * q))));
+            let sum = _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3]));
+            a0 = _mm512_add_pd(a0, lo_pd(sum));
+            a1 = _mm512_add_pd(a1, hi_pd(sum));
+            i = 64;
+        }
+        while i + 16 <= n {
+            let e = exp(_mm512_loadu_ps(s.add(i)));
+            a0 = _mm512_add_pd(a0, lo_pd(e));
+            a1 = _mm512_add_pd(a1, hi_pd(e));
+            i += 16;
+        }
+        if i < n {
+            // Lanes past the end read -inf, whose exp is exactly 0.
+            let e = exp(_mm512_mask_loadu_ps(ninf, tail, s.add(i)));
+            a0 = _mm512_add_pd(a0, lo_pd(e));
+            a1 = _mm512_add_pd(a1, hi_pd(e));
+        }
+        *half = _mm512_add_pd(a0, a1);
+    }
+    let (tot_lo, tot_hi) = hsum_of_each(&halves);
+    let mut totals = [0.0f64; SHORT_GROUP];
+    _mm512_storeu_pd(totals.as_mut_ptr(), tot_lo);
+    _mm512_storeu_pd(totals.as_mut_ptr().add(8), tot_hi);
+    // row_ln(sum) of the 16 rows, rounded to f32 as `write_log_f32` rounds it.
+    let mut ls = [0.0f32; SHORT_GROUP];
+    _mm512_storeu_ps(
+        ls.as_mut_ptr(),
+        narrow(row_ln_pd(tot_lo), row_ln_pd(tot_hi)),
+    );
+    for j in 0..count {
+        let s = src.add(j * src_step);
+        let d = dst.add(j * dst_step);
+        let t = temp(j);
+        if alone & (1 << j) != 0 {
+            let op = crate::row::Op::LogSoftmax;
+            rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, super::Store::Cached);
+            continue;
+        }
+        let nan = totals[j].is_nan();
+        let c = ArgF32::new(ms[j], inv[j]);
+        let v = _mm512_set1_ps(ls[j]);
+        // Contract S6 for a NaN sum (see `rows_f32_short`), else `write_log_f32`.
+        let y = |x: __m512| {
+            if nan {
+                _mm512_set1_ps(f32::NAN)
+            } else if t == 1.0 {
+                log_f32::<true>(c, v, x)
+            } else {
+                log_f32::<false>(c, v, x)
+            }
+        };
+        for i in 0..full {
+            _mm512_storeu_ps(d.add(16 * i), y(_mm512_loadu_ps(s.add(16 * i))));
+        }
+        if tail != 0 {
+            let x = _mm512_mask_loadu_ps(ninf, tail, s.add(16 * full));
+            _mm512_mask_storeu_ps(d.add(16 * full), tail, y(x));
+        }
+    }
+}
 
 /// Up to 16 rows of 1 to 16 elements, each one masked vector. A row's maximum and sum are
 /// horizontal reductions, which done one row at a time are long dependency chains of shuffles
