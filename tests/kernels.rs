@@ -410,7 +410,7 @@ fn s9_rows_one_temperature_match_block_kernels_all_levels() {
     let cases = (1usize..=18)
         .chain([31, 32, 33, 47, 48, 63, 64, 65])
         .map(|n| (n, &[1usize, 15, 16, 17, 48, 53][..]))
-        .chain([100usize, 1029].map(|n| (n, &[1usize, 7, 33][..])));
+        .chain([100usize, 128, 200, 256, 257, 1029].map(|n| (n, &[1usize, 7, 33][..])));
     for level in supported_levels() {
         for (n, counts) in cases.clone() {
             for &count in counts {

@@ -1155,16 +1155,18 @@ unsafe fn rows_f32_cached(
 /// Rows per group of the short-row kernel: one per `f32` lane of the batched reductions.
 const SHORT_GROUP: usize = 16;
 
-/// The longest rows [`log_softmax_f32_medium`] takes: four vectors.
-const MEDIUM_MAX: usize = 64;
+/// The longest rows [`log_softmax_f32_medium`] takes (16 such rows fill 16 KiB of L1; at 512 and
+/// 1000 elements it measured no faster than the block kernels' path).
+const MEDIUM_MAX: usize = 256;
 
 /// Log-softmax of up to 16 rows of 17 to [`MEDIUM_MAX`] elements. Row by row, the block kernels
 /// spend most of the time of such a row in a chain of dependent steps: the sum's horizontal
 /// reduction, then `row_ln_f32` (a scalar division and polynomial), then the write. Here the
-/// 16 rows' reductions and logarithms are batched as in [`rows_f32_short`] (32768 rows of 32
-/// took 520-530 µs on one thread against 845-860). Every row keeps the block kernels' bits:
-/// the same exps, accumulated in the order `exp_sum_pending_f32` adds them (a 64-element row
-/// first adds its four vectors in `f32`), `hsum_pd`'s additions through [`hsum_of_each`], and
+/// 16 rows' reductions and logarithms are batched as in [`rows_f32_short`] (on one thread,
+/// 32768 rows of 32 took 477-483 µs against 835-851, 4096 rows of 256 229-231 against 269-270).
+/// Every row keeps the block kernels' bits: the same exps, accumulated in the order
+/// `exp_sum_pending_f32` adds them (each 64 elements first add their four vectors in `f32`),
+/// `hsum_pd`'s additions through [`hsum_of_each`], and
 /// `row_ln_f32`'s operations through [`row_ln_pd`]; the maximum is exact whatever the order.
 /// (Softmax gains little this way: its chain is shorter, and the exps must be stored and read
 /// back or computed twice.)
@@ -1235,12 +1237,12 @@ unsafe fn log_softmax_f32_medium(
         // As `exp_sum_pending_f32`.
         let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
         let mut i = 0;
-        if n == 64 {
-            let e: [__m512; 4] = std::array::from_fn(|q| exp(_mm512_loadu_ps(s.add(16 * q))));
+        while i + 64 <= n {
+            let e: [__m512; 4] = std::array::from_fn(|q| exp(_mm512_loadu_ps(s.add(i + 16 * q))));
             let sum = _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3]));
             a0 = _mm512_add_pd(a0, lo_pd(sum));
             a1 = _mm512_add_pd(a1, hi_pd(sum));
-            i = 64;
+            i += 64;
         }
         while i + 16 <= n {
             let e = exp(_mm512_loadu_ps(s.add(i)));
