@@ -903,9 +903,12 @@ rows_kernel!(
     super::row_ln_f32
 );
 
-/// The many-rows kernel: rows of at most 16 elements are one masked vector each, kept in
-/// registers from load to store, 16 rows at a time (see [`rows_f32_short`]); longer rows go
-/// through the block kernels. Both give the bits the block kernels give (the same operations
+/// The many-rows kernel. Rows stored one after the other at one temperature, up to
+/// [`PACKED_MAX`](super::PACKED_MAX) elements, go 16 at a time through [`rows_f32_packed`];
+/// other rows of at most 16 elements are one masked vector each, kept in registers from load
+/// to store, 16 rows at a time (see [`rows_f32_short`]); longer rows go through the block
+/// kernels (log-softmax of rows up to 256 elements 16 at a time, see
+/// [`log_softmax_f32_medium`]). All give the bits the block kernels give (the same operations
 /// in the same order), so a row's result does not depend on its neighbours (contract S9).
 ///
 /// # Safety
@@ -924,7 +927,7 @@ unsafe fn rows_f32(
     temp_step: usize,
     store: super::Store,
 ) {
-    if n > 16 {
+    if n > super::PACKED_MAX {
         return rows_f32_long(
             op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
         );
@@ -942,9 +945,36 @@ unsafe fn rows_f32(
         count,
         temps,
         temp_step,
-        rows_f32_packed::<true>,
-        rows_f32_packed::<false>,
+        if n > 16 {
+            rows_f32_packed::<true, true>
+        } else {
+            rows_f32_packed::<true, false>
+        },
+        if n > 16 {
+            rows_f32_packed::<false, true>
+        } else {
+            rows_f32_packed::<false, false>
+        },
     );
+    if n > 16 {
+        let (s, d, t) = (
+            src.add(first * src_step),
+            dst.add(first * dst_step),
+            temps.add(first * temp_step),
+        );
+        return rows_f32_long(
+            op,
+            s,
+            src_step,
+            d,
+            dst_step,
+            n,
+            count - first,
+            t,
+            temp_step,
+            store,
+        );
+    }
     while first < count {
         let g = SHORT_GROUP.min(count - first);
         rows_f32_short(
@@ -1409,16 +1439,21 @@ unsafe fn rows_f32_short(
 /// 16 rows of `rows.n` elements stored one after the other (`16 n` elements, `n` full
 /// vectors), all at one temperature (`inv` its reciprocal; UNIT: temperature 1). As
 /// [`rows_f32_short`], but the elementwise work (exps, scaling, log-softmax outputs) runs on
-/// the `n` packed vectors rather than on 16 partly filled ones, each lane getting its row's
-/// maximum and factor through one permutation; a row's exps are then read back from a scratch
-/// copy with a masked load (zeros past the row's end, as `exp(-inf)` gives) for its sum. The
-/// same operations on the same values as the per-row kernel, so the same bits.
+/// the `n` packed vectors rather than on 16 partly filled ones (or, for rows of 17 to
+/// [`PACKED_MAX`](super::PACKED_MAX), on 2 to 4 vectors per row of which the last is partly
+/// filled), each lane getting its row's maximum and factor through one permutation; a row's
+/// exps are then read back from a scratch copy (its last vector with a masked load: zeros past
+/// the row's end, as `exp(-inf)` gives) and summed in the block kernels' order. The same
+/// operations on the same values as the per-row kernels, so the same bits. On one thread,
+/// alternating with the per-row kernels: softmax of 61680 rows of 17 took 389-393 µs against
+/// 1193-1211, 32768 rows of 32 305-314 against 573-598, 16384 rows of 64 267-274 against
+/// 347-353.
 ///
 /// # Safety
 /// `src` valid for reads and `dst` for writes of `16 * rows.n` elements, the same or disjoint;
-/// `2 <= rows.n <= 16`; `inv` normal; AVX-512F.
+/// `2 <= rows.n <= PACKED_MAX`; `inv` normal; AVX-512F.
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn rows_f32_packed<const UNIT: bool>(
+unsafe fn rows_f32_packed<const UNIT: bool, const LONG: bool>(
     op: crate::row::Op,
     src: *const f32,
     dst: *mut f32,
@@ -1426,11 +1461,25 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
     rows: &super::PackedRows<16>,
 ) {
     let n = rows.n;
-    let k: __mmask16 = if n == 16 { 0xFFFF } else { mask16(n) };
+    debug_assert_eq!(LONG, n > 16);
+    // A row is `full` whole vectors and a `tail` of the rest (0 lanes when n % 16 == 0); a
+    // short row (not LONG) is one vector of `k` lanes.
+    let (full, tail) = (n / 16, mask16(n % 16));
+    let k: __mmask16 = if n >= 16 { 0xFFFF } else { mask16(n) };
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    // Each row's lanewise maximum over its vectors.
     let mut xs = [ninf; SHORT_GROUP];
     for (r, x) in xs.iter_mut().enumerate() {
-        *x = _mm512_mask_loadu_ps(ninf, k, src.add(r * n));
+        let p = src.add(r * n);
+        *x = if LONG {
+            let mut m = _mm512_mask_loadu_ps(ninf, tail, p.add(16 * full));
+            for v in 0..full {
+                m = _mm512_max_ps(_mm512_loadu_ps(p.add(16 * v)), m);
+            }
+            m
+        } else {
+            _mm512_mask_loadu_ps(ninf, k, p)
+        };
     }
     let m = max_of_each(&xs);
     let s = InvF32::new(inv);
@@ -1440,7 +1489,10 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
     } else {
         Folds::of_rows(m, inv)
     };
-    let mut exps = [0.0f32; 16 * SHORT_GROUP];
+    // Only the first 16 n floats are written, then read (not zeroed first: for short rows
+    // that would cost as much as the exps themselves).
+    let mut exps_buf = std::mem::MaybeUninit::<[f32; super::PACKED_MAX * SHORT_GROUP]>::uninit();
+    let exps = exps_buf.as_mut_ptr().cast::<f32>();
     for v in 0..n {
         let row = _mm512_loadu_si512(rows.row_of[v].as_ptr().cast());
         let x = _mm512_loadu_ps(src.add(16 * v));
@@ -1465,13 +1517,39 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
                 _mm512_mask_blend_ps(lanes, widened(), fold.exp(row, x, s))
             }
         };
-        _mm512_storeu_ps(exps.as_mut_ptr().add(16 * v), e);
+        _mm512_storeu_ps(exps.add(16 * v), e);
     }
     let mut halves = [_mm512_setzero_pd(); SHORT_GROUP];
     for (r, h) in halves.iter_mut().enumerate() {
-        let e = _mm512_maskz_loadu_ps(k, exps.as_ptr().add(r * n));
-        // As the tail step of `exp_sum_f32` starting from zero accumulators.
-        *h = _mm512_add_pd(lo_pd(e), hi_pd(e));
+        // As `exp_sum_pending_f32` over the row's exps (zeros past its end, as `exp(-inf)`).
+        let p = exps.add(r * n).cast_const();
+        if !LONG {
+            // Its tail step, from zero accumulators.
+            let e = _mm512_maskz_loadu_ps(k, p);
+            *h = _mm512_add_pd(lo_pd(e), hi_pd(e));
+            continue;
+        }
+        let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+        let mut i = 0;
+        while i + 64 <= n {
+            let e: [__m512; 4] = std::array::from_fn(|q| _mm512_loadu_ps(p.add(i + 16 * q)));
+            let s = _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3]));
+            a0 = _mm512_add_pd(a0, lo_pd(s));
+            a1 = _mm512_add_pd(a1, hi_pd(s));
+            i += 64;
+        }
+        while i + 16 <= n {
+            let e = _mm512_loadu_ps(p.add(i));
+            a0 = _mm512_add_pd(a0, lo_pd(e));
+            a1 = _mm512_add_pd(a1, hi_pd(e));
+            i += 16;
+        }
+        if i < n {
+            let e = _mm512_maskz_loadu_ps(tail, p.add(i));
+            a0 = _mm512_add_pd(a0, lo_pd(e));
+            a1 = _mm512_add_pd(a1, hi_pd(e));
+        }
+        *h = _mm512_add_pd(a0, a1);
     }
     let (tot_lo, tot_hi) = hsum_of_each(&halves);
     // Contract S6 rows have a NaN sum (see `rows_f32_short`).
@@ -1483,7 +1561,7 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
             let f = narrow(_mm512_div_pd(one, tot_lo), _mm512_div_pd(one, tot_hi));
             for v in 0..n {
                 let row = _mm512_loadu_si512(rows.row_of[v].as_ptr().cast());
-                let e = _mm512_loadu_ps(exps.as_ptr().add(16 * v));
+                let e = _mm512_loadu_ps(exps.add(16 * v));
                 let y = _mm512_mul_ps(e, _mm512_permutexvar_ps(row, f));
                 _mm512_storeu_ps(dst.add(16 * v), y);
             }
@@ -1511,7 +1589,13 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
     let mut rest = bad;
     while rest != 0 {
         let r = rest.trailing_zeros() as usize;
-        _mm512_mask_storeu_ps(dst.add(r * n), k, _mm512_set1_ps(f32::NAN));
+        if LONG {
+            for i in 0..n {
+                *dst.add(r * n + i) = f32::NAN;
+            }
+        } else {
+            _mm512_mask_storeu_ps(dst.add(r * n), k, _mm512_set1_ps(f32::NAN));
+        }
         rest &= rest - 1;
     }
 }

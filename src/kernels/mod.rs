@@ -372,20 +372,24 @@ impl FoldedArg {
     }
 }
 
-/// For `LANES` rows of `n` elements (1 to 16) stored one after the other, as the packed
-/// short-row kernels see them (`n` full vectors of `LANES` lanes): lane `l` of vector `v`
-/// (element `LANES * v + l` of the group) belongs to row `(LANES * v + l) / n`.
+/// The longest rows a packed kernel takes (the AVX-512 one; the AVX2 one takes up to 16).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const PACKED_MAX: usize = 64;
+
+/// For `LANES` rows of `n` elements (1 to [`PACKED_MAX`]) stored one after the other, as the
+/// packed short-row kernels see them (`n` full vectors of `LANES` lanes): lane `l` of vector
+/// `v` (element `LANES * v + l` of the group) belongs to row `(LANES * v + l) / n`.
 #[cfg(target_arch = "x86_64")]
 pub(crate) struct PackedRows<const LANES: usize> {
     pub n: usize,
-    pub row_of: [[i32; LANES]; 16],
+    pub row_of: [[i32; LANES]; PACKED_MAX],
 }
 
 #[cfg(target_arch = "x86_64")]
 impl<const LANES: usize> PackedRows<LANES> {
     pub fn new(n: usize) -> PackedRows<LANES> {
-        debug_assert!((1..=16).contains(&n));
-        let mut row_of = [[0i32; LANES]; 16];
+        debug_assert!((1..=PACKED_MAX).contains(&n));
+        let mut row_of = [[0i32; LANES]; PACKED_MAX];
         for (v, lanes) in row_of.iter_mut().enumerate().take(n) {
             for (l, row) in lanes.iter_mut().enumerate() {
                 *row = ((LANES * v + l) / n) as i32;
@@ -408,7 +412,8 @@ pub(crate) type PackedKernel<const LANES: usize> =
 /// qualify); the rest are the caller's.
 ///
 /// # Safety
-/// As [`Kernels::rows`] with `n <= 16`; `unit` and `scaled` are safe to call on this CPU.
+/// As [`Kernels::rows`] with `n` within what `unit` and `scaled` take; they are safe to call
+/// on this CPU.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn packed_groups<const LANES: usize>(
