@@ -935,7 +935,7 @@ unsafe fn rows_f32(
     if n == 0 {
         return;
     }
-    let mut first = super::packed_groups::<16>(
+    let first = super::packed_groups::<16>(
         op,
         src,
         src_step,
@@ -956,37 +956,55 @@ unsafe fn rows_f32(
             rows_f32_packed::<false, false>
         },
     );
+    // The rows the packed kernel left.
+    let rest = count - first;
+    let (src, dst, temps) = (
+        src.add(first * src_step),
+        dst.add(first * dst_step),
+        temps.add(first * temp_step),
+    );
     if n > 16 {
-        let (s, d, t) = (
-            src.add(first * src_step),
-            dst.add(first * dst_step),
-            temps.add(first * temp_step),
-        );
         return rows_f32_long(
-            op,
-            s,
-            src_step,
-            d,
-            dst_step,
-            n,
-            count - first,
-            t,
-            temp_step,
-            store,
+            op, src, src_step, dst, dst_step, n, rest, temps, temp_step, store,
         );
     }
+    in_groups(
+        src,
+        src_step,
+        dst,
+        dst_step,
+        temps,
+        temp_step,
+        rest,
+        |s, d, t, g| rows_f32_short(op, s, src_step, d, dst_step, n, g, t, temp_step),
+    );
+}
+
+/// Calls `f(src, dst, temps, len)` on `count` rows in groups of up to [`SHORT_GROUP`]
+/// consecutive rows (the pointers at each group's first row).
+///
+/// # Safety
+/// The rows and their temperatures are as [`Kernels::rows`](super::Kernels) requires.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn in_groups(
+    src: *const f32,
+    src_step: usize,
+    dst: *mut f32,
+    dst_step: usize,
+    temps: *const f64,
+    temp_step: usize,
+    count: usize,
+    mut f: impl FnMut(*const f32, *mut f32, *const f64, usize),
+) {
+    let mut first = 0;
     while first < count {
         let g = SHORT_GROUP.min(count - first);
-        rows_f32_short(
-            op,
+        f(
             src.add(first * src_step),
-            src_step,
             dst.add(first * dst_step),
-            dst_step,
-            n,
-            g,
             temps.add(first * temp_step),
-            temp_step,
+            g,
         );
         first += g;
     }
@@ -1017,21 +1035,16 @@ unsafe fn rows_f32_long(
         (0..if temp_step == 0 { count.min(1) } else { count }).all(|r| vector_inv(temp(r)));
     let softmax = op == crate::row::Op::Softmax;
     if n <= MEDIUM_MAX && store == super::Store::Cached && !softmax {
-        let mut first = 0;
-        while first < count {
-            let g = SHORT_GROUP.min(count - first);
-            log_softmax_f32_medium(
-                src.add(first * src_step),
-                src_step,
-                dst.add(first * dst_step),
-                dst_step,
-                n,
-                g,
-                temps.add(first * temp_step),
-                temp_step,
-            );
-            first += g;
-        }
+        in_groups(
+            src,
+            src_step,
+            dst,
+            dst_step,
+            temps,
+            temp_step,
+            count,
+            |s, d, t, g| log_softmax_f32_medium(s, src_step, d, dst_step, n, g, t, temp_step),
+        );
         return;
     }
     if store == super::Store::Cached && vector_temps {
