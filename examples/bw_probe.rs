@@ -51,15 +51,28 @@ unsafe fn stream_copy_avx512(src: &[f32], dst: &mut [f32]) {
     _mm_sfence();
 }
 
-/// The skeleton (see the module comment) over rows of `n` at `src`, into `dst`.
+/// Elements per block of the skeleton, as in the crate's streaming path.
+const SKELETON_BLOCK: usize = 16384;
+
+/// The skeleton (see the module comment) over rows of `n` at `src`, into `dst`: with AVX-512
+/// non-temporal stores and prefetching, elsewhere in plain code.
 fn skeleton(src: &[f32], dst: &mut [f32], n: usize) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F; the slices have the same length (checked inside).
         return unsafe { skeleton_avx512(src, dst, n) };
     }
-    dst.copy_from_slice(src);
-    0.0
+    let mut acc = 0.0;
+    for (x, y) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
+        for (xb, yb) in x.chunks(SKELETON_BLOCK).zip(y.chunks_mut(SKELETON_BLOCK)) {
+            let m = xb.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for (a, b) in xb.iter().zip(yb) {
+                *b = a - m;
+            }
+            acc += m;
+        }
+    }
+    acc
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -67,10 +80,9 @@ fn skeleton(src: &[f32], dst: &mut [f32], n: usize) -> f32 {
 unsafe fn skeleton_avx512(src: &[f32], dst: &mut [f32], n: usize) -> f32 {
     use std::arch::x86_64::*;
     assert_eq!(src.len(), dst.len());
-    const BLOCK: usize = 16384;
     let mut acc = 0.0;
     for (x, y) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
-        for (xb, yb) in x.chunks(BLOCK).zip(y.chunks_mut(BLOCK)) {
+        for (xb, yb) in x.chunks(SKELETON_BLOCK).zip(y.chunks_mut(SKELETON_BLOCK)) {
             let len = xb.len();
             let p = xb.as_ptr();
             let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
