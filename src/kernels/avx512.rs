@@ -1205,8 +1205,11 @@ const MEDIUM_MAX: usize = 256;
 /// Log-softmax of up to 16 rows of 17 to [`MEDIUM_MAX`] elements. Row by row, the block kernels
 /// spend most of the time of such a row in a chain of dependent steps: the sum's horizontal
 /// reduction, then `row_ln_f32` (a scalar division and polynomial), then the write. Here the
-/// 16 rows' reductions and logarithms are batched as in [`rows_f32_short`] (on one thread,
+/// 16 rows' reductions and logarithms are batched as in [`rows_f32_short`] (on one thread, with
+/// rows stored back to back, before those of up to 64 elements went to [`rows_f32_packed`]:
 /// 32768 rows of 32 took 477-483 µs against 835-851, 4096 rows of 256 229-231 against 269-270).
+/// It takes the rows the packed kernel does not: strided rows, per-row temperatures, a call's
+/// last rows, and rows of 65 to [`MEDIUM_MAX`] elements.
 /// Every row keeps the block kernels' bits: the same exps, accumulated in the order
 /// `exp_sum_pending_f32` adds them (each 64 elements first add their four vectors in `f32`),
 /// `hsum_pd`'s additions through [`hsum_of_each`], and
