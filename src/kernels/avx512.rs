@@ -1198,6 +1198,55 @@ unsafe fn rows_f32_cached(
 /// Rows per group of the short-row kernel: one per `f32` lane of the batched reductions.
 const SHORT_GROUP: usize = 16;
 
+/// The lanewise maximum of a row of `16 full` elements and a `tail` (lanes past the row's end
+/// read -inf), as the multi-vector kernels batch it.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn row_lane_max(p: *const f32, full: usize, tail: __mmask16) -> __m512 {
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut m = _mm512_mask_loadu_ps(ninf, tail, p.add(16 * full));
+    for v in 0..full {
+        m = _mm512_max_ps(_mm512_loadu_ps(p.add(16 * v)), m);
+    }
+    m
+}
+
+/// `a0 + a1` of `exp_sum_pending_f32` for a row of `n` elements at `p`, over `value` of its
+/// vectors: each 64 elements add their four values in `f32` first, then whole vectors, then the
+/// `tail` vector, whose lanes past the row's end read `fill` (so that `value` makes them 0).
+/// `hsum_pd` (or [`hsum_of_each`]) of it is the row's sum, with the block kernels' bits.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn row_sum_halves(
+    p: *const f32,
+    n: usize,
+    tail: __mmask16,
+    fill: __m512,
+    value: impl Fn(__m512) -> __m512,
+) -> __m512d {
+    let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+    let mut i = 0;
+    while i + 64 <= n {
+        let e: [__m512; 4] = std::array::from_fn(|q| value(_mm512_loadu_ps(p.add(i + 16 * q))));
+        let s = _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3]));
+        a0 = _mm512_add_pd(a0, lo_pd(s));
+        a1 = _mm512_add_pd(a1, hi_pd(s));
+        i += 64;
+    }
+    while i + 16 <= n {
+        let e = value(_mm512_loadu_ps(p.add(i)));
+        a0 = _mm512_add_pd(a0, lo_pd(e));
+        a1 = _mm512_add_pd(a1, hi_pd(e));
+        i += 16;
+    }
+    if i < n {
+        let e = value(_mm512_mask_loadu_ps(fill, tail, p.add(i)));
+        a0 = _mm512_add_pd(a0, lo_pd(e));
+        a1 = _mm512_add_pd(a1, hi_pd(e));
+    }
+    _mm512_add_pd(a0, a1)
+}
+
 /// The longest rows [`log_softmax_f32_medium`] takes (16 such rows fill 16 KiB of L1; at 512 and
 /// 1000 elements it measured no faster than the block kernels' path).
 const MEDIUM_MAX: usize = 256;
@@ -1251,15 +1300,7 @@ unsafe fn log_softmax_f32_medium(
                 continue;
             }
         }
-        let s = src.add(j * src_step);
-        let mut m = ninf;
-        for v in 0..full {
-            m = _mm512_max_ps(_mm512_loadu_ps(s.add(16 * v)), m);
-        }
-        if tail != 0 {
-            m = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, tail, s.add(16 * full)), m);
-        }
-        *l = m;
+        *l = row_lane_max(src.add(j * src_step), full, tail);
     }
     // Exact for rows without NaN whatever the order (a row with NaN is caught below through its
     // sum, as in `rows_f32_short`).
@@ -1279,30 +1320,8 @@ unsafe fn log_softmax_f32_medium(
                 exp_arg::<false>(c, x)
             }
         };
-        let s = src.add(j * src_step);
-        // As `exp_sum_pending_f32`.
-        let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-        let mut i = 0;
-        while i + 64 <= n {
-            let e: [__m512; 4] = std::array::from_fn(|q| exp(_mm512_loadu_ps(s.add(i + 16 * q))));
-            let sum = _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3]));
-            a0 = _mm512_add_pd(a0, lo_pd(sum));
-            a1 = _mm512_add_pd(a1, hi_pd(sum));
-            i += 64;
-        }
-        while i + 16 <= n {
-            let e = exp(_mm512_loadu_ps(s.add(i)));
-            a0 = _mm512_add_pd(a0, lo_pd(e));
-            a1 = _mm512_add_pd(a1, hi_pd(e));
-            i += 16;
-        }
-        if i < n {
-            // Lanes past the end read -inf, whose exp is exactly 0.
-            let e = exp(_mm512_mask_loadu_ps(ninf, tail, s.add(i)));
-            a0 = _mm512_add_pd(a0, lo_pd(e));
-            a1 = _mm512_add_pd(a1, hi_pd(e));
-        }
-        *half = _mm512_add_pd(a0, a1);
+        // Lanes past the end read -inf, whose exp is exactly 0.
+        *half = row_sum_halves(src.add(j * src_step), n, tail, ninf, exp);
     }
     let (tot_lo, tot_hi) = hsum_of_each(&halves);
     let mut totals = [0.0f64; SHORT_GROUP];
@@ -1488,11 +1507,7 @@ unsafe fn rows_f32_packed<const UNIT: bool, const LONG: bool>(
     for (r, x) in xs.iter_mut().enumerate() {
         let p = src.add(r * n);
         *x = if LONG {
-            let mut m = _mm512_mask_loadu_ps(ninf, tail, p.add(16 * full));
-            for v in 0..full {
-                m = _mm512_max_ps(_mm512_loadu_ps(p.add(16 * v)), m);
-            }
-            m
+            row_lane_max(p, full, tail)
         } else {
             _mm512_mask_loadu_ps(ninf, k, p)
         };
@@ -1545,27 +1560,7 @@ unsafe fn rows_f32_packed<const UNIT: bool, const LONG: bool>(
             *h = _mm512_add_pd(lo_pd(e), hi_pd(e));
             continue;
         }
-        let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-        let mut i = 0;
-        while i + 64 <= n {
-            let e: [__m512; 4] = std::array::from_fn(|q| _mm512_loadu_ps(p.add(i + 16 * q)));
-            let s = _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3]));
-            a0 = _mm512_add_pd(a0, lo_pd(s));
-            a1 = _mm512_add_pd(a1, hi_pd(s));
-            i += 64;
-        }
-        while i + 16 <= n {
-            let e = _mm512_loadu_ps(p.add(i));
-            a0 = _mm512_add_pd(a0, lo_pd(e));
-            a1 = _mm512_add_pd(a1, hi_pd(e));
-            i += 16;
-        }
-        if i < n {
-            let e = _mm512_maskz_loadu_ps(tail, p.add(i));
-            a0 = _mm512_add_pd(a0, lo_pd(e));
-            a1 = _mm512_add_pd(a1, hi_pd(e));
-        }
-        *h = _mm512_add_pd(a0, a1);
+        *h = row_sum_halves(p, n, tail, _mm512_setzero_ps(), |e| e);
     }
     let (tot_lo, tot_hi) = hsum_of_each(&halves);
     // Contract S6 rows have a NaN sum (see `rows_f32_short`).
