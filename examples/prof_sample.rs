@@ -18,12 +18,10 @@ fn main() {
             ((s - 2.0) * 3.0 * 1.7) as f32
         })
         .collect();
-    let p = SamplingParams {
-        temperature: 0.8.into(),
-        top_k: 50.into(),
-        top_p: 0.9.into(),
-        ..Default::default()
-    };
+    let p = SamplingParams::default()
+        .temperature(0.8)
+        .top_k(50)
+        .top_p(0.9);
     let mut tok = [0i64; 1];
     for i in 0..400_000u64 {
         sample_rows(&x, v, &p, &Seed::Fixed(i), &mut tok, None).unwrap();

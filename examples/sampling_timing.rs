@@ -36,36 +36,16 @@ fn main() {
     let cases: [(&str, SamplingParams); 6] = [
         (
             "T=.8,k=50,p=.9",
-            SamplingParams {
-                temperature: 0.8.into(),
-                top_k: 50.into(),
-                top_p: 0.9.into(),
-                ..Default::default()
-            },
+            SamplingParams::default()
+                .temperature(0.8)
+                .top_k(50)
+                .top_p(0.9),
         ),
-        (
-            "p=.9",
-            SamplingParams {
-                top_p: 0.9.into(),
-                ..Default::default()
-            },
-        ),
-        (
-            "min_p=.05",
-            SamplingParams {
-                min_p: 0.05.into(),
-                ..Default::default()
-            },
-        ),
+        ("p=.9", SamplingParams::default().top_p(0.9)),
+        ("min_p=.05", SamplingParams::default().min_p(0.05)),
         ("plain", SamplingParams::default()),
         ("greedy", SamplingParams::greedy()),
-        (
-            "k=50",
-            SamplingParams {
-                top_k: 50.into(),
-                ..Default::default()
-            },
-        ),
+        ("k=50", SamplingParams::default().top_k(50)),
     ];
     for &(rows, v) in &[
         (1, 32000),

@@ -47,7 +47,9 @@ pub use lanes::Lanes;
 pub use parallel::{available_cpus, get_num_threads, set_num_threads, NUM_THREADS_ENV};
 pub use row::Op;
 pub use sampling::{
-    filter_logits, filter_logits_rows, sample, sample_rows, RowParam, Sampler, SamplingParams, Seed,
+    filter_logits, filter_logits_batch, filter_logits_rows, sample, sample_batch, sample_rows,
+    token_logprobs, token_logprobs_rows, Draws, Histories, LogprobsMode, PerRow, RowParam, Sampler,
+    SamplingParams, Seed, TokenBitmask,
 };
 pub use simd::{simd_level, supported_levels, SimdLevel};
 pub use softmax::{

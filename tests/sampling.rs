@@ -45,12 +45,11 @@ fn scaled(n: usize) -> usize {
 }
 
 fn params(t: f64, k: i64, p: f64, mp: f64) -> SamplingParams {
-    SamplingParams {
-        temperature: t.into(),
-        top_k: k.into(),
-        top_p: p.into(),
-        min_p: mp.into(),
-    }
+    SamplingParams::default()
+        .temperature(t)
+        .top_k(k)
+        .top_p(p)
+        .min_p(mp)
 }
 
 /// P3 by the book: full sort, cumulative sums in sorted order. Returns each token's probability
@@ -781,12 +780,11 @@ fn p1_f16_f32_f64_inputs_draw_alike() {
 fn p2_per_row_parameters() {
     let row = [0.0f64, 1.0, 2.0, 3.0];
     let x: Vec<f64> = (0..3).flat_map(|_| row).collect();
-    let prm = SamplingParams {
-        temperature: vec![0.0, 1.0, 1.0].into(),
-        top_k: vec![0, 2, 0].into(),
-        top_p: RowParam::All(1.0),
-        min_p: vec![0.0, 0.0, 1.0].into(),
-    };
+    let prm = SamplingParams::default()
+        .temperature(vec![0.0, 1.0, 1.0])
+        .top_k(vec![0, 2, 0])
+        .top_p(RowParam::All(1.0))
+        .min_p(vec![0.0, 0.0, 1.0]);
     let mut out = vec![0.0; 12];
     filter_logits_rows(&x, 4, &prm, &mut out).unwrap();
     let ninf = f64::NEG_INFINITY;
@@ -943,8 +941,8 @@ fn p6_sampler_same_seed_same_sequence_calls_differ() {
     let v = 5000;
     let x = vec![0.0f32; v * 4];
     let prm = params(1.0, 0, 0.9, 0.0);
-    let a = Sampler::new(prm.clone(), Some(42)).unwrap();
-    let b = Sampler::new(prm.clone(), Some(42)).unwrap();
+    let mut a = Sampler::new(prm.clone(), Some(42)).unwrap();
+    let mut b = Sampler::new(prm.clone(), Some(42)).unwrap();
     let mut seq_a = Vec::new();
     for _ in 0..5 {
         let (mut ta, mut tb) = (vec![0i64; 4], vec![0i64; 4]);
@@ -958,7 +956,7 @@ fn p6_sampler_same_seed_same_sequence_calls_differ() {
         assert_ne!(seq_a[i], seq_a[i - 1]);
     }
     // Another seed, another sequence.
-    let c = Sampler::new(prm, Some(43)).unwrap();
+    let mut c = Sampler::new(prm, Some(43)).unwrap();
     let mut tc = vec![0i64; 4];
     c.sample_rows(&x, v, &mut tc, None).unwrap();
     assert_ne!(tc, seq_a[0]);
@@ -972,7 +970,7 @@ fn p6_sampler_calls_from_several_threads_are_its_calls_0_to_n() {
     let x: Vec<f32> = (0..4 * 3000).map(|_| (rng.normal() * 2.0) as f32).collect();
     let prm = params(1.0, 0, 0.9, 0.0);
     let calls = 40;
-    let one = Sampler::new(prm.clone(), Some(77)).unwrap();
+    let mut one = Sampler::new(prm.clone(), Some(77)).unwrap();
     let mut want: Vec<Vec<i64>> = (0..calls)
         .map(|_| {
             let mut t = vec![0i64; 4];
@@ -980,7 +978,8 @@ fn p6_sampler_calls_from_several_threads_are_its_calls_0_to_n() {
             t
         })
         .collect();
-    let shared = Sampler::new(prm, Some(77)).unwrap();
+    // The sampler keeps histories, so callers on several threads share it behind a lock.
+    let shared = std::sync::Mutex::new(Sampler::new(prm, Some(77)).unwrap());
     let mut got: Vec<Vec<i64>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..2)
             .map(|_| {
@@ -988,7 +987,11 @@ fn p6_sampler_calls_from_several_threads_are_its_calls_0_to_n() {
                     (0..calls / 2)
                         .map(|_| {
                             let mut t = vec![0i64; 4];
-                            shared.sample_rows(&x, 3000, &mut t, None).unwrap();
+                            shared
+                                .lock()
+                                .unwrap()
+                                .sample_rows(&x, 3000, &mut t, None)
+                                .unwrap();
                             t
                         })
                         .collect::<Vec<_>>()
@@ -997,7 +1000,7 @@ fn p6_sampler_calls_from_several_threads_are_its_calls_0_to_n() {
             .collect();
         hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(shared.calls(), calls as u64);
+    assert_eq!(shared.lock().unwrap().calls(), calls as u64);
     want.sort();
     got.sort();
     assert_eq!(want, got);
@@ -1005,8 +1008,8 @@ fn p6_sampler_calls_from_several_threads_are_its_calls_0_to_n() {
 
 #[test]
 fn p6_sampler_failed_call_draws_nothing_and_does_not_count() {
-    let s = Sampler::new(SamplingParams::default(), Some(1)).unwrap();
-    let t = Sampler::new(SamplingParams::default(), Some(1)).unwrap();
+    let mut s = Sampler::new(SamplingParams::default(), Some(1)).unwrap();
+    let mut t = Sampler::new(SamplingParams::default(), Some(1)).unwrap();
     let x = vec![0.0f64; 3000];
     let mut tok = [-7i64; 1];
     let mut bad = x.clone();
@@ -1104,10 +1107,7 @@ fn p8_bad_parameters_name_parameter_and_value() {
 #[test]
 fn p8_per_row_parameter_of_wrong_length() {
     let x = [0.0f64; 6];
-    let prm = SamplingParams {
-        top_p: vec![0.5, 0.5, 0.5].into(),
-        ..Default::default()
-    };
+    let prm = SamplingParams::default().top_p(vec![0.5, 0.5, 0.5]);
     let msg = sample_err(&x, 3, &prm);
     assert!(
         msg.contains("top_p") && msg.contains('3') && msg.contains('2'),

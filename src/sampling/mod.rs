@@ -98,25 +98,33 @@
 //! Parameters, lengths and every row are checked before anything is drawn: a call that
 //! returns an error draws nothing and advances no [`Sampler`].
 
+mod history;
 mod hot;
+mod logprobs;
 mod params;
+mod process;
 mod rng;
 mod select;
+mod stateful;
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use params::{RowParam, SamplingParams};
+pub use history::Histories;
+pub use logprobs::{token_logprobs, token_logprobs_rows};
+pub use params::{LogprobsMode, PerRow, RowParam, SamplingParams, TokenBitmask};
 pub use rng::Seed;
+pub use stateful::Sampler;
 
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, BLOCK};
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges};
 use crate::softmax::check_len;
+use history::Source;
+use process::Chain;
 use rng::Streams;
-use select::{filter_row, row_chunk_maxima, sample_row, wants_chunk_maxima, Work};
+use select::{filter_row, row_chunk_maxima, sample_row, top_in_order, wants_chunk_maxima, Work};
 
 /// Rows in the batch: `len / vocab`.
 fn rows_of(len: usize, vocab: usize) -> Result<usize> {
@@ -266,77 +274,214 @@ fn for_rows<C: Real, R: Send>(
     }
 }
 
-/// Checks everything of a call before anything is drawn; returns each row's maximum.
-fn validate<T: Float>(
-    plan: Plan,
-    logits: &[T],
-    vocab: usize,
-    params: &SamplingParams,
-) -> Result<Vec<T::Compute>> {
-    let rows = rows_of(logits.len(), vocab)?;
-    params.validate(rows)?;
-    let maxes = for_rows::<T::Compute, _>(plan, rows, |r, w| {
-        let mut conv = std::mem::take(&mut w.conv);
-        let m = row_max(
-            as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv),
-            w.par,
-        );
-        w.conv = conv;
-        m
-    });
-    maxes
-        .into_iter()
-        .enumerate()
-        .map(|(row, m)| m.map_err(|problem| Error::InvalidRow { row, problem }))
-        .collect()
+/// Copies `src` into `dst` (as the compute type); returns whether `src` holds NaN or `+inf`.
+fn copy_checked<T: Float>(src: &[T], dst: &mut Vec<T::Compute>) -> bool {
+    dst.clear();
+    dst.extend(src.iter().map(|e| e.to_compute()));
+    let inf = <T::Compute as Real>::INFINITY;
+    // `!(v < inf)`: NaN or +inf. Branch-free over chunks, so that it vectorises.
+    dst.chunks(256)
+        .any(|c| c.iter().fold(false, |bad, &v| bad | !(v < inf)))
 }
 
-/// Checks and draws every row in one pass over the rows (a row's maximum, then its draw,
-/// while the row is in cache): the draws, or the first invalid row's error (P8), in which case
-/// nothing was written anywhere.
-fn draw_rows<T: Float>(
-    logits: &[T],
-    vocab: usize,
-    params: &SamplingParams,
-    streams: &Streams<'_>,
-    with_logprob: bool,
-) -> Result<Vec<(i64, f64)>> {
-    let rows = rows_of(logits.len(), vocab)?;
-    let drawn = for_rows::<T::Compute, _>(plan(rows, vocab), rows, |r, w| {
-        let mut conv = std::mem::take(&mut w.conv);
-        let x = as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv);
-        let cfg = params.row(r, vocab);
+/// One row as the filters see it.
+struct RowView<'a, C> {
+    /// The logits after the processing of P11-P13 (the row itself when no stage is on).
+    x: &'a [C],
+    /// Their maximum (finite).
+    max: C,
+    /// The row as passed in, as the compute type, when asked for.
+    raw: Option<&'a [C]>,
+}
+
+/// Reads row `r` of a call (converted when needed, processed when the chain has a stage),
+/// finds its maximum and runs `f` on it; or what makes the row unusable (P8, P11). The row is
+/// checked for NaN and `+inf` as passed in, before any stage.
+#[allow(clippy::too_many_arguments)]
+fn with_row<T: Float, R>(
+    row: &[T],
+    r: usize,
+    chain: &Chain<'_, T::Compute>,
+    source: &Source<'_>,
+    wants_chunks: bool,
+    need_raw: bool,
+    w: &mut Work<T::Compute>,
+    f: impl FnOnce(RowView<'_, T::Compute>, &mut Work<T::Compute>) -> R,
+) -> Result<R, &'static str> {
+    let mut conv = std::mem::take(&mut w.conv);
+    let mut proc = std::mem::take(&mut w.proc);
+    let out = (|| {
+        let (x, raw) = if chain.is_empty() {
+            let x = as_compute(row, &mut conv);
+            (&*x, Some(x))
+        } else {
+            if copy_checked(row, &mut proc) {
+                return Err(row_max(as_compute(row, &mut conv), w.par)
+                    .err()
+                    .unwrap_or("contains NaN"));
+            }
+            let mut scratch = std::mem::take(&mut w.seen);
+            let ctx = source.ctx(r, chain.reads_seen(), &mut scratch);
+            chain.apply(r, &ctx, &mut proc);
+            w.seen = scratch;
+            (&proc[..], need_raw.then(|| as_compute(row, &mut conv)))
+        };
         // Top-k with a small k wants the row's chunk maxima: its maximum then comes from them.
-        let max = if wants_chunk_maxima(&cfg, vocab) {
+        let max = if wants_chunks {
             let (m, nan) = row_chunk_maxima(x, w);
             classify_row(m, nan)
         } else {
             row_max(x, w.par)
         };
-        let drawn = max.map(|m| {
-            let mut rng = streams.row(r);
-            let (tok, lp) = sample_row(x, m, cfg, &mut rng, with_logprob, w);
-            (tok as i64, lp)
-        });
+        let max = match max {
+            Err("has no finite logit") if !chain.is_empty() => {
+                Err("has no finite logit left after the masks and logit_bias")
+            }
+            m => m,
+        }?;
+        let res = f(RowView { x, max, raw }, w);
         w.forget_chunk_maxima();
-        w.conv = conv;
-        drawn
-    });
-    drawn
-        .into_iter()
-        .enumerate()
-        .map(|(row, d)| d.map_err(|problem| Error::InvalidRow { row, problem }))
-        .collect()
+        Ok(res)
+    })();
+    w.conv = conv;
+    w.proc = proc;
+    out
 }
 
-/// Writes the draws of [`draw_rows`] to the outputs.
-fn write_draws(drawn: &[(i64, f64)], tokens: &mut [i64], logprobs: Option<&mut [f64]>) {
-    for (t, &(tok, _)) in tokens.iter_mut().zip(drawn) {
-        *t = tok;
+/// Checks a call's parameters and histories against its shape before anything is drawn.
+fn check_call(
+    params: &SamplingParams,
+    rows: usize,
+    vocab: usize,
+    source: &Source<'_>,
+) -> Result<()> {
+    params.validate(rows)?;
+    params.check_ids(vocab)?;
+    match source {
+        Source::Call(h) => h.check(rows, vocab),
+        Source::Kept(states) => {
+            if states.len() == rows {
+                Ok(())
+            } else {
+                Err(Error::LengthMismatch {
+                    name: "logits rows",
+                    got: rows,
+                    expected: states.len(),
+                })
+            }
+        }
     }
-    if let Some(lps) = logprobs {
-        for (l, &(_, lp)) in lps.iter_mut().zip(drawn) {
-            *l = lp;
+}
+
+/// What one row's draw reports.
+#[derive(Debug, Clone, Default)]
+struct RowResult {
+    tok: i64,
+    logprob: f64,
+    rank: i64,
+    top: Vec<(i64, f64)>,
+}
+
+/// Draws every row of a checked call: the draws, or the first unusable row's error (P8), in
+/// which case nothing was written anywhere.
+fn draw_rows<T: Float>(
+    logits: &[T],
+    vocab: usize,
+    params: &SamplingParams,
+    source: Source<'_>,
+    streams: &Streams<'_>,
+    with_logprob: bool,
+) -> Result<Draws> {
+    let rows = rows_of(logits.len(), vocab)?;
+    let chain = Chain::<T::Compute>::build(params, vocab);
+    let n_top = params.top_logprobs;
+    let mode = params.logprobs_mode;
+    let want = logprobs::Want {
+        logprob: with_logprob || n_top > 0,
+        n_top,
+        mode,
+    };
+    let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, |r, w| {
+        let cfg = params.row(r, vocab);
+        let row = &logits[r * vocab..(r + 1) * vocab];
+        let wants_chunks = wants_chunk_maxima(&cfg, vocab);
+        with_row(
+            row,
+            r,
+            &chain,
+            &source,
+            wants_chunks,
+            want.needs_raw(),
+            w,
+            |view, w| {
+                let mut rng = streams.row(r);
+                let d = sample_row(view.x, view.max, cfg, &mut rng, want.logprob, w);
+                logprobs::report(&view, cfg, d, &want, w)
+            },
+        )
+    });
+    let mut draws = Draws::with_capacity(rows, with_logprob || n_top > 0, n_top);
+    for (row, res) in results.into_iter().enumerate() {
+        let res = res.map_err(|problem| Error::InvalidRow { row, problem })?;
+        draws.push(res, n_top);
+    }
+    Ok(draws)
+}
+
+/// What a sampling call returns (contract P1, P15): per row, the token, and when asked for,
+/// its log-probability, its rank and the most probable alternatives.
+///
+/// ```
+/// use logitkit::{sample_batch, Histories, SamplingParams, Seed};
+/// let logits = [0.0f32, 2.0, 1.0];
+/// let params = SamplingParams::greedy().top_logprobs(2);
+/// let d = sample_batch(&logits, 3, &params, &Histories::new(), &Seed::Fixed(0), true).unwrap();
+/// assert_eq!(d.tokens, [1]);
+/// assert_eq!(d.ranks, [1]);
+/// assert_eq!(d.top_ids, [1, 0]); // the greedy token, then the removed ones by id
+/// assert_eq!(d.top_logprobs, [0.0, f64::NEG_INFINITY]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Draws {
+    /// One token id per row.
+    pub tokens: Vec<i64>,
+    /// Each chosen token's natural-log probability under the distribution of
+    /// [`SamplingParams::logprobs_mode`] (empty unless asked for or `top_logprobs > 0`).
+    pub logprobs: Vec<f64>,
+    /// Each chosen token's rank: the number of tokens whose log-probability is at least its
+    /// own (1 is the most probable); empty unless `top_logprobs > 0`.
+    pub ranks: Vec<i64>,
+    /// The `top_logprobs` most probable token ids of each row, row after row, by
+    /// log-probability descending then id ascending.
+    pub top_ids: Vec<i64>,
+    /// Their log-probabilities.
+    pub top_logprobs: Vec<f64>,
+}
+
+impl Draws {
+    fn with_capacity(rows: usize, logprobs: bool, n_top: usize) -> Self {
+        let ranked = if n_top > 0 { rows } else { 0 };
+        Draws {
+            tokens: Vec::with_capacity(rows),
+            logprobs: Vec::with_capacity(if logprobs { rows } else { 0 }),
+            ranks: Vec::with_capacity(ranked),
+            top_ids: Vec::with_capacity(rows * n_top),
+            top_logprobs: Vec::with_capacity(rows * n_top),
+        }
+    }
+
+    fn push(&mut self, r: RowResult, n_top: usize) {
+        self.tokens.push(r.tok);
+        if self.logprobs.capacity() > 0 {
+            self.logprobs.push(r.logprob);
+        }
+        if n_top > 0 {
+            self.ranks.push(r.rank);
+            for (id, lp) in r.top {
+                self.top_ids.push(id);
+                self.top_logprobs.push(lp);
+            }
         }
     }
 }
@@ -357,7 +502,46 @@ fn check_seed(seed: &Seed, rows: usize) -> Result<()> {
 }
 
 /// Samples one token per row of a row-major batch of logits (`logits.len() / vocab` rows of
-/// `vocab` tokens), rows in parallel on the crate's pool.
+/// `vocab` tokens) with the whole pipeline of contract P14: masks, logit bias and penalties
+/// (reading `histories`), then temperature, top-k, top-p and min-p, then one draw; rows in
+/// parallel on the crate's pool. With `with_logprobs` (or `params.top_logprobs > 0`) the
+/// [`Draws`] hold log-probabilities too.
+///
+/// # Errors
+/// As [`sample_rows`]; also [`Error::InvalidParameter`] for a token id outside `[0, vocab)`
+/// in the parameters or the histories (naming the parameter, the row and the id), and
+/// [`Error::InvalidRow`] for a row the masks leave without a finite logit. Nothing is drawn
+/// when an error is returned.
+///
+/// ```
+/// use logitkit::{sample_batch, Histories, SamplingParams, Seed};
+/// let logits = [3.0f32, 2.9, 0.0, 0.0];
+/// // Token 0 was generated before: a strong repetition penalty moves greedy decoding off it.
+/// let outputs = vec![vec![0u32]];
+/// let params = SamplingParams::greedy().repetition_penalty(2.0);
+/// let h = Histories::new().output_tokens(&outputs);
+/// let d = sample_batch(&logits, 4, &params, &h, &Seed::Entropy, false).unwrap();
+/// assert_eq!(d.tokens, [1]);
+/// ```
+pub fn sample_batch<T: Float>(
+    logits: &[T],
+    vocab: usize,
+    params: &SamplingParams,
+    histories: &Histories<'_>,
+    seed: &Seed,
+    with_logprobs: bool,
+) -> Result<Draws> {
+    let rows = rows_of(logits.len(), vocab)?;
+    check_seed(seed, rows)?;
+    let source = Source::Call(*histories);
+    check_call(params, rows, vocab, &source)?;
+    let streams = Streams::for_sample(seed);
+    draw_rows(logits, vocab, params, source, &streams, with_logprobs)
+}
+
+/// Samples one token per row of a row-major batch of logits (`logits.len() / vocab` rows of
+/// `vocab` tokens), rows in parallel on the crate's pool: [`sample_batch`] without histories,
+/// writing into `tokens` (and `logprobs`).
 ///
 /// `tokens[i]` receives row `i`'s token id; `logprobs[i]`, if given, the natural log of its
 /// probability under the distribution it was drawn from (after temperature and filters; 0 for
@@ -372,7 +556,7 @@ fn check_seed(seed: &Seed, rows: usize) -> Result<()> {
 /// ```
 /// use logitkit::{sample_rows, SamplingParams, Seed};
 /// let logits = [2.0f32, 1.0, 0.5, -1.0, /* row 1 */ 0.0, 0.0, 9.0, 0.0];
-/// let params = SamplingParams { temperature: 0.8.into(), top_k: 2.into(), ..Default::default() };
+/// let params = SamplingParams::default().temperature(0.8).top_k(2);
 /// let mut tokens = [0i64; 2];
 /// let mut logprobs = [0.0f64; 2];
 /// sample_rows(&logits, 4, &params, &Seed::Fixed(7), &mut tokens, Some(&mut logprobs)).unwrap();
@@ -393,12 +577,24 @@ pub fn sample_rows<T: Float>(
 ) -> Result<()> {
     let rows = rows_of(logits.len(), vocab)?;
     check_outputs(rows, tokens, logprobs.as_deref())?;
-    check_seed(seed, rows)?;
-    params.validate(rows)?;
-    let streams = Streams::for_sample(seed);
-    let drawn = draw_rows(logits, vocab, params, &streams, logprobs.is_some())?;
-    write_draws(&drawn, tokens, logprobs);
+    let d = sample_batch(
+        logits,
+        vocab,
+        params,
+        &Histories::new(),
+        seed,
+        logprobs.is_some(),
+    )?;
+    write_draws(&d, tokens, logprobs);
     Ok(())
+}
+
+/// Writes the tokens and log-probabilities of `d` to the outputs.
+fn write_draws(d: &Draws, tokens: &mut [i64], logprobs: Option<&mut [f64]>) {
+    tokens.copy_from_slice(&d.tokens);
+    if let Some(lps) = logprobs {
+        lps.copy_from_slice(&d.logprobs);
+    }
 }
 
 /// Samples one token from one vector of logits: `(token id, log-probability)`.
@@ -415,19 +611,63 @@ pub fn sample<T: Float>(logits: &[T], params: &SamplingParams, seed: &Seed) -> R
     Ok((tok[0], lp[0]))
 }
 
-/// The logits [`sample_rows`] draws from (contract P7): each kept token's logit divided by
-/// the temperature, every removed token `-inf`; for temperature 0 the greedy token keeps its
-/// logit unscaled. `softmax` of the result is the distribution of P3. A kept logit whose
-/// quotient exceeds the type's range becomes `±inf`, as `x / T` would.
+/// The logits [`sample_batch`] draws from (contract P7): the processed logits (masks, bias,
+/// penalties), each kept token's divided by the temperature, every removed token `-inf`; for
+/// temperature 0 the greedy token keeps its processed logit unscaled. `softmax` of the result
+/// is the distribution of P14. A kept logit whose quotient exceeds the type's range becomes
+/// `±inf`, as `x / T` would.
 ///
 /// # Errors
-/// As [`sample_rows`], with `out` in place of `tokens`.
+/// As [`sample_batch`], with `out` in place of the tokens.
+///
+/// ```
+/// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+/// let logits = [1.0f32, 3.0, 2.0, 3.0];
+/// let mut out = [0.0f32; 4];
+/// let params = SamplingParams::default().temperature(0.5).logit_bias(vec![(3, -1.0)]);
+/// filter_logits_batch(&logits, 4, &params, &Histories::new(), &mut out).unwrap();
+/// assert_eq!(out, [2.0, 6.0, 4.0, 4.0]);
+/// ```
+pub fn filter_logits_batch<T: Float>(
+    logits: &[T],
+    vocab: usize,
+    params: &SamplingParams,
+    histories: &Histories<'_>,
+    out: &mut [T],
+) -> Result<()> {
+    let rows = rows_of(logits.len(), vocab)?;
+    check_len("out", out.len(), logits.len())?;
+    let source = Source::Call(*histories);
+    check_call(params, rows, vocab, &source)?;
+    let chain = Chain::<T::Compute>::build(params, vocab);
+    let filtered = for_rows::<T::Compute, _>(plan(rows, vocab), rows, |r, w| {
+        let row = &logits[r * vocab..(r + 1) * vocab];
+        with_row(row, r, &chain, &source, false, false, w, |view, w| {
+            let mut row_out = vec![<T::Compute as Real>::NEG_INFINITY; vocab];
+            filter_row(view.x, view.max, params.row(r, vocab), w, &mut row_out);
+            row_out
+        })
+    });
+    let filtered = filtered
+        .into_iter()
+        .enumerate()
+        .map(|(row, f)| f.map_err(|problem| Error::InvalidRow { row, problem }))
+        .collect::<Result<Vec<_>>>()?;
+    for (o, row) in out.chunks_mut(vocab).zip(filtered) {
+        for (d, s) in o.iter_mut().zip(row) {
+            *d = T::from_compute(s);
+        }
+    }
+    Ok(())
+}
+
+/// [`filter_logits_batch`] without histories.
 ///
 /// ```
 /// use logitkit::{filter_logits_rows, SamplingParams};
 /// let logits = [1.0f32, 3.0, 2.0, 3.0];
 /// let mut out = [0.0f32; 4];
-/// let params = SamplingParams { temperature: 0.5.into(), top_k: 2.into(), ..Default::default() };
+/// let params = SamplingParams::default().temperature(0.5).top_k(2);
 /// filter_logits_rows(&logits, 4, &params, &mut out).unwrap();
 /// assert_eq!(out, [f32::NEG_INFINITY, 6.0, f32::NEG_INFINITY, 6.0]);
 /// ```
@@ -437,24 +677,7 @@ pub fn filter_logits_rows<T: Float>(
     params: &SamplingParams,
     out: &mut [T],
 ) -> Result<()> {
-    let rows = rows_of(logits.len(), vocab)?;
-    check_len("out", out.len(), logits.len())?;
-    let plan = plan(rows, vocab);
-    let maxes = validate(plan, logits, vocab, params)?;
-    let filtered = for_rows::<T::Compute, _>(plan, rows, |r, w| {
-        let mut conv = std::mem::take(&mut w.conv);
-        let x = as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv);
-        let mut row_out = vec![<T::Compute as Real>::NEG_INFINITY; vocab];
-        filter_row(x, maxes[r], params.row(r, vocab), w, &mut row_out);
-        w.conv = conv;
-        row_out
-    });
-    for (o, row) in out.chunks_mut(vocab).zip(filtered) {
-        for (d, s) in o.iter_mut().zip(row) {
-            *d = T::from_compute(s);
-        }
-    }
-    Ok(())
+    filter_logits_batch(logits, vocab, params, &Histories::new(), out)
 }
 
 /// [`filter_logits_rows`] of one vector.
@@ -467,124 +690,4 @@ pub fn filter_logits_rows<T: Float>(
 /// ```
 pub fn filter_logits<T: Float>(logits: &[T], params: &SamplingParams, out: &mut [T]) -> Result<()> {
     filter_logits_rows(logits, logits.len(), params, out)
-}
-
-/// Sampling parameters and a seed; its `n`-th call (from 0) draws as [`sample_rows`] would,
-/// from streams determined by `(seed, n)` and the row (contract P6). Two samplers with the
-/// same seed and parameters give the same sequence of tokens for the same logits; consecutive
-/// calls use different streams. A call that returns an error does not count.
-///
-/// ```
-/// use logitkit::{Sampler, SamplingParams};
-/// let params = SamplingParams { top_p: 0.9.into(), ..Default::default() };
-/// let a = Sampler::new(params.clone(), Some(5)).unwrap();
-/// let b = Sampler::new(params, Some(5)).unwrap();
-/// let logits = vec![0.0f32; 1000];
-/// let (mut ta, mut tb) = ([0i64; 1], [0i64; 1]);
-/// for _ in 0..3 {
-///     a.sample_rows(&logits, 1000, &mut ta, None).unwrap();
-///     b.sample_rows(&logits, 1000, &mut tb, None).unwrap();
-///     assert_eq!(ta, tb);
-/// }
-/// assert_eq!(a.calls(), 3);
-/// ```
-#[derive(Debug)]
-pub struct Sampler {
-    params: SamplingParams,
-    seed: u64,
-    calls: AtomicU64,
-}
-
-impl Sampler {
-    /// A sampler with `params` and `seed`; `None` takes a seed from the operating system's
-    /// entropy. Parameter values are checked here; per-row lengths at each call.
-    ///
-    /// ```
-    /// use logitkit::{Sampler, SamplingParams};
-    /// assert!(Sampler::new(SamplingParams::default(), None).is_ok());
-    /// let bad = SamplingParams { min_p: f64::NAN.into(), ..Default::default() };
-    /// assert!(Sampler::new(bad, Some(1)).unwrap_err().to_string().contains("min_p"));
-    /// ```
-    pub fn new(params: SamplingParams, seed: Option<u64>) -> Result<Sampler> {
-        // Values only: per-row lengths depend on the batch of each call.
-        params.check(None)?;
-        let seed = seed.unwrap_or_else(|| u64::from_le_bytes(rng::os_bytes()));
-        Ok(Sampler {
-            params,
-            seed,
-            calls: AtomicU64::new(0),
-        })
-    }
-
-    /// The parameters.
-    ///
-    /// ```
-    /// let s = logitkit::Sampler::new(Default::default(), Some(1)).unwrap();
-    /// assert_eq!(s.params().top_k.get(0), 0);
-    /// ```
-    pub fn params(&self) -> &SamplingParams {
-        &self.params
-    }
-
-    /// The seed (the one drawn from the OS when constructed without one).
-    ///
-    /// ```
-    /// let s = logitkit::Sampler::new(Default::default(), Some(9)).unwrap();
-    /// assert_eq!(s.seed(), 9);
-    /// ```
-    pub fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    /// The number of successful calls so far: the index of the next call.
-    ///
-    /// ```
-    /// let s = logitkit::Sampler::new(Default::default(), Some(9)).unwrap();
-    /// assert_eq!(s.calls(), 0);
-    /// ```
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    /// Samples one token per row, as [`sample_rows`] with this sampler's parameters and the
-    /// streams of its next call.
-    ///
-    /// # Errors
-    /// As [`sample_rows`]; a failed call draws nothing and is not counted.
-    ///
-    /// ```
-    /// let s = logitkit::Sampler::new(logitkit::SamplingParams::greedy(), Some(1)).unwrap();
-    /// let mut tok = [0i64; 2];
-    /// s.sample_rows(&[0.0f32, 1.0, 3.0, 2.0], 2, &mut tok, None).unwrap();
-    /// assert_eq!(tok, [1, 0]);
-    /// assert!(s.sample_rows(&[f32::NAN, 1.0], 2, &mut tok[..1], None).is_err());
-    /// assert_eq!(s.calls(), 1);
-    /// ```
-    pub fn sample_rows<T: Float>(
-        &self,
-        logits: &[T],
-        vocab: usize,
-        tokens: &mut [i64],
-        logprobs: Option<&mut [f64]>,
-    ) -> Result<()> {
-        let rows = rows_of(logits.len(), vocab)?;
-        check_outputs(rows, tokens, logprobs.as_deref())?;
-        self.params.validate(rows)?;
-        let with_logprob = logprobs.is_some();
-        loop {
-            // Call `n` draws with the streams of `(seed, n)`, and counts only if it succeeds
-            // and no other call took `n` meanwhile (then it draws again as call `n + 1`).
-            let n = self.calls.load(Ordering::SeqCst);
-            let streams = Streams::for_sampler(self.seed, n);
-            let drawn = draw_rows(logits, vocab, &self.params, &streams, with_logprob)?;
-            if self
-                .calls
-                .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
-                write_draws(&drawn, tokens, logprobs);
-                return Ok(());
-            }
-        }
-    }
 }

@@ -104,28 +104,185 @@ macro_rules! row_param_from {
 row_param_from!(f64);
 row_param_from!(i64);
 
-/// The parameters of a sampling call (contract P3), each one value or one per row.
+/// Where the log-probabilities of [`Draws`](super::Draws) come from (contract P15).
 ///
-/// - `temperature`: `T >= 0`, finite. `0` is greedy (the largest logit, lowest id among equal
-///   ones; the filters are then irrelevant). Default `1`.
-/// - `top_k`: `k >= 0`; `0` or `k >= V` disables it. Default `0`.
-/// - `top_p`: in `[0, 1]`; `1` disables it, `0` is greedy. Default `1`.
-/// - `min_p`: in `[0, 1]`; `0` disables it. Default `0`.
+/// ```
+/// use logitkit::LogprobsMode;
+/// assert_eq!("processed".parse::<LogprobsMode>().unwrap(), LogprobsMode::Processed);
+/// assert!("other".parse::<LogprobsMode>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogprobsMode {
+    /// The distribution the token was drawn from: after every stage, renormalised over the
+    /// kept tokens (removed tokens have `-inf`).
+    #[default]
+    Sampled,
+    /// `log_softmax` after masks, bias, penalties and temperature, before top-k, top-p and
+    /// min-p (at temperature 0: without temperature).
+    Processed,
+    /// `log_softmax` of the logits as passed in.
+    Raw,
+}
+
+impl std::str::FromStr for LogprobsMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sampled" => Ok(LogprobsMode::Sampled),
+            "processed" => Ok(LogprobsMode::Processed),
+            "raw" => Ok(LogprobsMode::Raw),
+            _ => Err(Error::invalid(
+                "logprobs_mode",
+                format!("{s:?}"),
+                "one of \"sampled\", \"processed\", \"raw\"",
+            )),
+        }
+    }
+}
+
+/// A value given once for every row, or once per row with `None` for a row it does not
+/// apply to (allowed token ids, logit bias).
+///
+/// ```
+/// use logitkit::PerRow;
+/// let every: PerRow<Vec<u32>> = PerRow::All(vec![1, 2]);
+/// assert_eq!(every.get(5), Some(&vec![1, 2]));
+/// let rows = PerRow::Rows(vec![None, Some(vec![3])]);
+/// assert_eq!(rows.get(0), None);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum PerRow<T> {
+    /// The same value for every row.
+    All(T),
+    /// One entry per row; `None` leaves that row alone.
+    Rows(Vec<Option<T>>),
+}
+
+impl<T> PerRow<T> {
+    /// The value for row `row` (`None` when the row has none, or past the rows given).
+    pub fn get(&self, row: usize) -> Option<&T> {
+        match self {
+            PerRow::All(v) => Some(v),
+            PerRow::Rows(v) => v.get(row).and_then(Option::as_ref),
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = (Option<usize>, &T)> {
+        let (all, rows) = match self {
+            PerRow::All(v) => (Some(v), &[][..]),
+            PerRow::Rows(v) => (None, &v[..]),
+        };
+        all.map(|v| (None, v)).into_iter().chain(
+            rows.iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.as_ref().map(|v| (Some(i), v))),
+        )
+    }
+
+    fn check_rows(&self, name: &'static str, rows: Option<usize>) -> Result<()> {
+        match (self, rows) {
+            (PerRow::Rows(v), Some(r)) if v.len() != r => Err(Error::LengthMismatch {
+                name,
+                got: v.len(),
+                expected: r,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A token bitmask in the layout of xgrammar, llguidance and outlines (contract P11): token
+/// `j` is allowed iff bit `j % 32` of word `j / 32` is set. Tokens at `j >= 32 * width` are
+/// banned; bits at `j >= V` are ignored.
+///
+/// ```
+/// use logitkit::TokenBitmask;
+/// let m = TokenBitmask::all_rows(vec![0b101]);
+/// assert!(m.allows(0, 0) && !m.allows(0, 1) && m.allows(0, 2) && !m.allows(0, 40));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenBitmask {
+    words: Vec<u32>,
+    width: usize,
+    per_row: bool,
+}
+
+impl TokenBitmask {
+    /// One mask of `words.len()` words for every row.
+    pub fn all_rows(words: Vec<u32>) -> Self {
+        let width = words.len();
+        TokenBitmask {
+            words,
+            width,
+            per_row: false,
+        }
+    }
+
+    /// One mask per row: `words` holds the rows' masks of `width` words one after the other.
+    ///
+    /// # Errors
+    /// When `words.len()` is not a multiple of `width` (or `width` is 0 with words given).
+    pub fn per_row(words: Vec<u32>, width: usize) -> Result<Self> {
+        if (width == 0 && !words.is_empty()) || (width > 0 && words.len() % width != 0) {
+            return Err(Error::invalid(
+                "token_bitmask",
+                format!("{} words in rows of {width}", words.len()),
+                "rows of equal width",
+            ));
+        }
+        Ok(TokenBitmask {
+            words,
+            width,
+            per_row: true,
+        })
+    }
+
+    /// The words of row `row`.
+    pub fn row(&self, row: usize) -> &[u32] {
+        if self.per_row {
+            &self.words[row * self.width..][..self.width]
+        } else {
+            &self.words
+        }
+    }
+
+    /// Whether row `row` allows token `j`.
+    pub fn allows(&self, row: usize, j: usize) -> bool {
+        self.row(row)
+            .get(j / 32)
+            .is_some_and(|w| (w >> (j % 32)) & 1 == 1)
+    }
+
+    fn rows(&self) -> Option<usize> {
+        match (self.per_row, self.width) {
+            (false, _) => None,
+            (true, 0) => Some(0),
+            (true, w) => Some(self.words.len() / w),
+        }
+    }
+}
+
+/// The parameters of a sampling call, each one value for every row or one per row (contract
+/// P2): the processing of P11-P13 (masks, bias, penalties), then temperature, top-k, top-p and
+/// min-p (P3), and what to report (P15). Build with the setters; every parameter's default
+/// disables it, and a disabled stage costs nothing.
 ///
 /// ```
 /// use logitkit::SamplingParams;
-/// let params = SamplingParams {
-///     temperature: 0.8.into(),
-///     top_k: 50.into(),
-///     top_p: 0.9.into(),
-///     ..Default::default()
-/// };
+/// let params = SamplingParams::default()
+///     .temperature(0.8)
+///     .top_k(50)
+///     .top_p(0.9)
+///     .repetition_penalty(1.1)
+///     .logit_bias(vec![(42, -5.0)]);
 /// assert!(params.validate(1).is_ok());
-/// let bad = SamplingParams { top_p: 1.5.into(), ..Default::default() };
+/// let bad = SamplingParams::default().top_p(1.5);
 /// let msg = bad.validate(1).unwrap_err().to_string();
 /// assert!(msg.contains("top_p") && msg.contains("1.5"));
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SamplingParams {
     /// Temperature, `>= 0` and finite; `0` is greedy.
     pub temperature: RowParam<f64>,
@@ -135,6 +292,29 @@ pub struct SamplingParams {
     pub top_p: RowParam<f64>,
     /// Min-p, in `[0, 1]`; `0` disables it.
     pub min_p: RowParam<f64>,
+    /// The only token ids a row may draw (P11).
+    pub allowed_token_ids: Option<PerRow<Vec<u32>>>,
+    /// A grammar's token bitmask (P11).
+    pub token_bitmask: Option<TokenBitmask>,
+    /// Banned token sequences, for every row (P11).
+    pub bad_words: Vec<Vec<u32>>,
+    /// While a row has fewer output tokens than this, its stop tokens are banned (P11).
+    pub min_tokens: RowParam<i64>,
+    /// The stop tokens that `min_tokens` holds back.
+    pub stop_token_ids: Vec<u32>,
+    /// `(token, bias)` pairs added to the logits after the masks (P12); a bias is finite or
+    /// `-inf`.
+    pub logit_bias: Option<PerRow<Vec<(u32, f64)>>>,
+    /// Repetition penalty `r > 0` over prompt and output tokens; `1` disables it (P13).
+    pub repetition_penalty: RowParam<f64>,
+    /// Frequency penalty, finite; `0` disables it (P13).
+    pub frequency_penalty: RowParam<f64>,
+    /// Presence penalty, finite; `0` disables it (P13).
+    pub presence_penalty: RowParam<f64>,
+    /// How many most probable alternatives to report per row (P15).
+    pub top_logprobs: usize,
+    /// The distribution log-probabilities come from (P15).
+    pub logprobs_mode: LogprobsMode,
 }
 
 impl Default for SamplingParams {
@@ -144,8 +324,30 @@ impl Default for SamplingParams {
             top_k: RowParam::All(0),
             top_p: RowParam::All(1.0),
             min_p: RowParam::All(0.0),
+            allowed_token_ids: None,
+            token_bitmask: None,
+            bad_words: Vec::new(),
+            min_tokens: RowParam::All(0),
+            stop_token_ids: Vec::new(),
+            logit_bias: None,
+            repetition_penalty: RowParam::All(1.0),
+            frequency_penalty: RowParam::All(0.0),
+            presence_penalty: RowParam::All(0.0),
+            top_logprobs: 0,
+            logprobs_mode: LogprobsMode::Sampled,
         }
     }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $t:ty;)*) => {$(
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, v: impl Into<$t>) -> Self {
+            self.$name = v.into();
+            self
+        }
+    )*};
 }
 
 impl SamplingParams {
@@ -156,18 +358,78 @@ impl SamplingParams {
     /// assert_eq!(p.temperature.get(0), 0.0);
     /// ```
     pub fn greedy() -> Self {
-        SamplingParams {
-            temperature: RowParam::All(0.0),
-            ..Default::default()
-        }
+        SamplingParams::default().temperature(0.0)
     }
 
-    /// Checks every value (contract P8) and that per-row parameters have `rows` values.
-    /// Errors name the parameter and the bad value.
+    setters! {
+        /// Sets `temperature` (one value, or a `Vec` of one per row).
+        temperature: RowParam<f64>;
+        /// Sets `top_k`.
+        top_k: RowParam<i64>;
+        /// Sets `top_p`.
+        top_p: RowParam<f64>;
+        /// Sets `min_p`.
+        min_p: RowParam<f64>;
+        /// Sets `min_tokens`.
+        min_tokens: RowParam<i64>;
+        /// Sets `repetition_penalty`.
+        repetition_penalty: RowParam<f64>;
+        /// Sets `frequency_penalty`.
+        frequency_penalty: RowParam<f64>;
+        /// Sets `presence_penalty`.
+        presence_penalty: RowParam<f64>;
+        /// Sets `bad_words`.
+        bad_words: Vec<Vec<u32>>;
+        /// Sets `stop_token_ids`.
+        stop_token_ids: Vec<u32>;
+        /// Sets `top_logprobs`.
+        top_logprobs: usize;
+        /// Sets `logprobs_mode`.
+        logprobs_mode: LogprobsMode;
+    }
+
+    /// Sets `allowed_token_ids` for every row.
+    #[must_use]
+    pub fn allowed_token_ids(mut self, ids: Vec<u32>) -> Self {
+        self.allowed_token_ids = Some(PerRow::All(ids));
+        self
+    }
+
+    /// Sets `allowed_token_ids` per row (`None`: no restriction).
+    #[must_use]
+    pub fn allowed_token_ids_per_row(mut self, ids: Vec<Option<Vec<u32>>>) -> Self {
+        self.allowed_token_ids = Some(PerRow::Rows(ids));
+        self
+    }
+
+    /// Sets the token bitmask.
+    #[must_use]
+    pub fn token_bitmask(mut self, mask: TokenBitmask) -> Self {
+        self.token_bitmask = Some(mask);
+        self
+    }
+
+    /// Sets `logit_bias` for every row.
+    #[must_use]
+    pub fn logit_bias(mut self, bias: Vec<(u32, f64)>) -> Self {
+        self.logit_bias = Some(PerRow::All(bias));
+        self
+    }
+
+    /// Sets `logit_bias` per row (`None`: no bias).
+    #[must_use]
+    pub fn logit_bias_per_row(mut self, bias: Vec<Option<Vec<(u32, f64)>>>) -> Self {
+        self.logit_bias = Some(PerRow::Rows(bias));
+        self
+    }
+
+    /// Checks every value (contract P8, P11-P13) and that per-row parameters have `rows`
+    /// values. Errors name the parameter and the bad value. Token ids are checked against the
+    /// vocabulary at each call.
     ///
     /// ```
     /// use logitkit::SamplingParams;
-    /// let p = SamplingParams { temperature: vec![1.0, -2.0].into(), ..Default::default() };
+    /// let p = SamplingParams::default().temperature(vec![1.0, -2.0]);
     /// assert!(p.validate(2).unwrap_err().to_string().contains("-2"));
     /// assert!(SamplingParams::default().validate(0).is_ok());
     /// ```
@@ -196,7 +458,107 @@ impl SamplingParams {
             rows,
             |m| (0.0..=1.0).contains(&m),
             "a float in [0, 1]",
-        )
+        )?;
+        self.min_tokens
+            .check("min_tokens", rows, |n| n >= 0, "an integer >= 0")?;
+        if self.stop_token_ids.is_empty() {
+            self.min_tokens.check(
+                "min_tokens",
+                rows,
+                |n| n == 0,
+                "0 when no stop_token_ids are given",
+            )?;
+        }
+        self.repetition_penalty.check(
+            "repetition_penalty",
+            rows,
+            |r| r > 0.0 && r.is_finite(),
+            "a finite float > 0",
+        )?;
+        self.frequency_penalty.check(
+            "frequency_penalty",
+            rows,
+            f64::is_finite,
+            "a finite float",
+        )?;
+        self.presence_penalty
+            .check("presence_penalty", rows, f64::is_finite, "a finite float")?;
+        if let Some(a) = &self.allowed_token_ids {
+            a.check_rows("allowed_token_ids", rows)?;
+        }
+        if let Some(b) = &self.logit_bias {
+            b.check_rows("logit_bias", rows)?;
+            for (_, pairs) in b.values() {
+                if let Some(&(id, bias)) = pairs
+                    .iter()
+                    .find(|&&(_, b)| !(b.is_finite() || b == f64::NEG_INFINITY))
+                {
+                    return Err(Error::invalid(
+                        "logit_bias",
+                        format!("{{{id}: {bias}}}"),
+                        "a mapping of token ids to finite floats or -inf",
+                    ));
+                }
+            }
+        }
+        if let Some(m) = &self.token_bitmask {
+            if let (Some(r), Some(got)) = (rows, m.rows()) {
+                if r != got {
+                    return Err(Error::LengthMismatch {
+                        name: "token_bitmask",
+                        got,
+                        expected: r,
+                    });
+                }
+            }
+        }
+        if let Some(i) = self.bad_words.iter().position(Vec::is_empty) {
+            return Err(Error::invalid(
+                "bad_words",
+                format!("an empty sequence at index {i}"),
+                "a sequence of non-empty token id sequences",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that every token id the parameters name lies in `[0, vocab)`.
+    pub(crate) fn check_ids(&self, vocab: usize) -> Result<()> {
+        let bad = |name: &'static str, id: u32, row: Option<usize>| {
+            let at = row.map_or(String::new(), |r| format!(" (row {r})"));
+            Error::invalid(name, format!("token id {id}{at}"), "token ids in [0, V)")
+        };
+        let out = |id: u32| id as usize >= vocab;
+        if let Some(a) = &self.allowed_token_ids {
+            for (row, ids) in a.values() {
+                if let Some(&id) = ids.iter().find(|&&id| out(id)) {
+                    return Err(bad("allowed_token_ids", id, row));
+                }
+            }
+        }
+        if let Some(b) = &self.logit_bias {
+            for (row, pairs) in b.values() {
+                if let Some(&(id, _)) = pairs.iter().find(|&&(id, _)| out(id)) {
+                    return Err(bad("logit_bias", id, row));
+                }
+            }
+        }
+        for (name, ids) in [
+            ("bad_words", self.bad_words.concat()),
+            ("stop_token_ids", self.stop_token_ids.clone()),
+        ] {
+            if let Some(&id) = ids.iter().find(|&&id| out(id)) {
+                return Err(bad(name, id, None));
+            }
+        }
+        if self.top_logprobs > vocab {
+            return Err(Error::invalid(
+                "top_logprobs",
+                self.top_logprobs,
+                "an integer in [0, V]",
+            ));
+        }
+        Ok(())
     }
 
     /// The parameters of row `row`, normalised for a vocabulary of `vocab` tokens

@@ -57,6 +57,10 @@ impl<C> Bufs<C> {
 pub(crate) struct Work<C> {
     /// The row converted to the compute type (for `f16` input).
     pub conv: Vec<C>,
+    /// The row after the processing stages (masks, bias, penalties).
+    pub proc: Vec<C>,
+    /// For building a row's seen list from its history.
+    pub seen: super::history::SeenScratch,
     /// The current set when it is a list.
     pub cur: Bufs<C>,
     alt: Bufs<C>,
@@ -90,6 +94,8 @@ impl<C> Work<C> {
     /// Elements held by the largest buffers (a bound on what caching this scratch keeps).
     pub fn footprint(&self) -> usize {
         self.conv.capacity()
+            + self.proc.capacity()
+            + self.seen.footprint()
             + self.row_ws.capacity()
             + self.ids.capacity() / 2
             + self.cur.idx.capacity()
@@ -808,8 +814,17 @@ fn exp_weights_chunked<C: Real>(
     })
 }
 
-/// Draws one token of a validated row with the uniforms of `rng`: `(token id,
-/// log-probability under the kept set)`, the latter only `with_logprob` (else NaN). The token
+/// One row's draw: the token, its log-probability under the kept set (NaN unless asked
+/// for), and the number of tokens kept (0 unless asked for).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowDraw {
+    pub tok: usize,
+    pub logprob: f64,
+    pub kept: usize,
+}
+
+/// Draws one token of a validated row with the uniforms of `rng`. With `with_logprob`, the
+/// log-probability under the kept set and the kept set's size are computed too. The token
 /// does not depend on `with_logprob`.
 ///
 /// Top-p without top-k draws by rejection ([`nucleus`]), which needs no cut; the cut (for the
@@ -821,18 +836,26 @@ pub(crate) fn sample_row<C: Real>(
     rng: &mut RowRng,
     with_logprob: bool,
     w: &mut Work<C>,
-) -> (usize, f64) {
+) -> RowDraw {
     let v = x.len();
     let mut tok = None;
     if cfg.t > 0.0 && cfg.p > 0.0 && cfg.p < 1.0 && cfg.k >= v && v > 1 {
         tok = nucleus::draw_nucleus(x, m, cfg, rng, w);
         if tok.is_some() && !with_logprob {
-            return (tok.unwrap_or_default(), f64::NAN);
+            return RowDraw {
+                tok: tok.unwrap_or_default(),
+                logprob: f64::NAN,
+                kept: 0,
+            };
         }
     }
     let kept = select(x, m, cfg, w, true);
     if let Kept::Greedy(i) = kept {
-        return (i, 0.0);
+        return RowDraw {
+            tok: i,
+            logprob: 0.0,
+            kept: 1,
+        };
     }
     let u = if tok.is_some() { 0.0 } else { rng.uniform() };
     let (drawn, total) = match kept {
@@ -852,12 +875,84 @@ pub(crate) fn sample_row<C: Real>(
         Kept::Greedy(_) => unreachable!(),
     };
     let tok = tok.unwrap_or(drawn);
-    let logprob = if with_logprob {
-        (x[tok].to_f64() - m.to_f64()) / cfg.t - total.ln()
-    } else {
-        f64::NAN
+    if !with_logprob {
+        return RowDraw {
+            tok,
+            logprob: f64::NAN,
+            kept: 0,
+        };
+    }
+    let kept = match kept {
+        Kept::List => w.cur.idx.len(),
+        // Every token, or (min-p applied by masking) those with a non-zero weight.
+        Kept::Row(None) => {
+            if cfg.mp > 0.0 {
+                count_at_least(x, min_p_threshold(m.to_f64(), cfg.t, cfg.mp))
+            } else {
+                v
+            }
+        }
+        Kept::Row(Some(cut)) => {
+            if cut.ties == usize::MAX {
+                count_at_least(x, cut.value)
+            } else {
+                count_above(x, cut.value) + cut.ties
+            }
+        }
+        Kept::Greedy(_) => unreachable!(),
     };
-    (tok, logprob)
+    RowDraw {
+        tok,
+        logprob: (x[tok].to_f64() - m.to_f64()) / cfg.t - total.ln(),
+        kept,
+    }
+}
+
+/// The number of tokens `> v`.
+pub(crate) fn count_above<C: Real>(x: &[C], v: f64) -> usize {
+    let up = if v == f64::INFINITY {
+        return 0;
+    } else {
+        next_up(v)
+    };
+    count_at_least(x, up)
+}
+
+fn next_up(v: f64) -> f64 {
+    if v.is_nan() || v == f64::INFINITY {
+        v
+    } else if v == 0.0 {
+        f64::from_bits(1)
+    } else if v > 0.0 {
+        f64::from_bits(v.to_bits() + 1)
+    } else {
+        f64::from_bits(v.to_bits() - 1)
+    }
+}
+
+/// The first `n` tokens of a validated row (maximum `m`) in the order (logit descending, id
+/// ascending). Uses the top-k selection, so no sort of the row.
+pub(crate) fn top_in_order<C: Real>(x: &[C], m: C, n: usize, w: &mut Work<C>) -> Vec<usize> {
+    let v = x.len();
+    let n = n.min(v);
+    let mut ids: Vec<usize> = if n == 0 {
+        Vec::new()
+    } else if n == v {
+        (0..v).collect()
+    } else if n == 1 {
+        vec![first_eq(x, m)]
+    } else {
+        let zc = NB as f64 / Z_SPAN;
+        top_k(x, n, m.to_f64(), zc, w);
+        std::mem::take(&mut w.cur.idx)
+    };
+    ids.sort_by(|&a, &b| {
+        x[b].to_f64()
+            .partial_cmp(&x[a].to_f64())
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(&b))
+    });
+    ids
 }
 
 /// Writes the filtered logits of a validated row (contract P7) to `out`: kept tokens `x / T`

@@ -1,0 +1,242 @@
+//! Token histories (contract P10): what the penalties, bad words and `min_tokens` read.
+//!
+//! A stage sees one row's history as its output tokens (in order) and its *seen* list: each
+//! distinct token of the prompt or the output once, with its count in the output. A call of
+//! [`sample_batch`](super::sample_batch) builds the seen list of each row from the histories it
+//! is given, in time linear in their length; a [`Sampler`](super::Sampler) keeps it up to date
+//! token by token, so a step costs the same after 10 or 100,000 tokens of history.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+
+/// The token histories of a call's rows: each row's prompt and the tokens generated so far
+/// (contract P10). Either may be absent (an empty history).
+///
+/// ```
+/// use logitkit::Histories;
+/// let prompts = vec![vec![1, 2, 3], vec![4]];
+/// let outputs = vec![vec![5], vec![]];
+/// let h = Histories::new().prompt_tokens(&prompts).output_tokens(&outputs);
+/// assert_eq!(h.output(0), &[5]);
+/// assert!(h.output(1).is_empty());
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Histories<'a> {
+    prompt: Option<&'a [Vec<u32>]>,
+    output: Option<&'a [Vec<u32>]>,
+}
+
+impl<'a> Histories<'a> {
+    /// No history.
+    pub fn new() -> Self {
+        Histories::default()
+    }
+
+    /// Each row's prompt tokens.
+    #[must_use]
+    pub fn prompt_tokens(mut self, rows: &'a [Vec<u32>]) -> Self {
+        self.prompt = Some(rows);
+        self
+    }
+
+    /// Each row's output (generated) tokens, oldest first.
+    #[must_use]
+    pub fn output_tokens(mut self, rows: &'a [Vec<u32>]) -> Self {
+        self.output = Some(rows);
+        self
+    }
+
+    /// Row `row`'s output tokens (empty when none were given).
+    pub fn output(&self, row: usize) -> &'a [u32] {
+        self.output
+            .and_then(|o| o.get(row))
+            .map_or(&[][..], Vec::as_slice)
+    }
+
+    fn prompt(&self, row: usize) -> &'a [u32] {
+        self.prompt
+            .and_then(|o| o.get(row))
+            .map_or(&[][..], Vec::as_slice)
+    }
+
+    /// One history per row, every id in `[0, vocab)`.
+    pub(crate) fn check(&self, rows: usize, vocab: usize) -> Result<()> {
+        for (name, h) in [
+            ("prompt_tokens", self.prompt),
+            ("output_tokens", self.output),
+        ] {
+            if let Some(h) = h {
+                check_rows(name, h, rows, vocab)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks `rows` histories of ids in `[0, vocab)`; errors name the parameter, the row and
+/// the id.
+pub(crate) fn check_rows(
+    name: &'static str,
+    h: &[Vec<u32>],
+    rows: usize,
+    vocab: usize,
+) -> Result<()> {
+    if h.len() != rows {
+        return Err(Error::LengthMismatch {
+            name,
+            got: h.len(),
+            expected: rows,
+        });
+    }
+    for (r, ids) in h.iter().enumerate() {
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(bad_id(name, r, id as i128, vocab));
+        }
+    }
+    Ok(())
+}
+
+/// The error for token id `id` of row `row` of history `name`.
+pub(crate) fn bad_id(name: &'static str, row: usize, id: i128, vocab: usize) -> Error {
+    Error::InvalidParameter {
+        name,
+        value: format!("token id {id} in row {row}"),
+        expected: if vocab == usize::MAX {
+            "token ids >= 0 (or -1 as padding)"
+        } else {
+            "token ids in [0, V) for the logits' vocabulary V"
+        },
+    }
+}
+
+/// One row's history as the stages read it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowCtx<'a> {
+    /// The output tokens, oldest first.
+    pub output: &'a [u32],
+    /// Each distinct token of the prompt or the output once: `(id, count in the output)`.
+    pub seen: &'a [(u32, u32)],
+}
+
+/// A row's history kept by a [`Sampler`](super::Sampler), updated token by token.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RowState {
+    prompt: Vec<u32>,
+    /// One more than the largest id in the history (0 when empty), checked against the
+    /// vocabulary at each call in constant time.
+    pub id_bound: usize,
+    pub output: Vec<u32>,
+    pub seen: Vec<(u32, u32)>,
+    slot: HashMap<u32, usize>,
+}
+
+impl RowState {
+    pub fn new(prompt: Vec<u32>) -> Self {
+        let mut s = RowState {
+            prompt,
+            ..Default::default()
+        };
+        s.restart();
+        s
+    }
+
+    /// Back to the prompt alone.
+    pub fn restart(&mut self) {
+        self.output.clear();
+        self.seen.clear();
+        self.slot.clear();
+        self.id_bound = self.prompt.iter().max().map_or(0, |&m| m as usize + 1);
+        for &id in &self.prompt {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.slot.entry(id) {
+                e.insert(self.seen.len());
+                self.seen.push((id, 0));
+            }
+        }
+    }
+
+    pub fn push(&mut self, id: u32) {
+        self.output.push(id);
+        self.id_bound = self.id_bound.max(id as usize + 1);
+        let n = self.seen.len();
+        let i = *self.slot.entry(id).or_insert(n);
+        if i == n {
+            self.seen.push((id, 0));
+        }
+        self.seen[i].1 += 1;
+    }
+
+    pub fn ctx(&self) -> RowCtx<'_> {
+        RowCtx {
+            output: &self.output,
+            seen: &self.seen,
+        }
+    }
+}
+
+/// Where a call's rows' histories come from.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// Given with the call.
+    Call(Histories<'a>),
+    /// Kept by a sampler.
+    Kept(&'a [RowState]),
+}
+
+/// Per-thread scratch for building a seen list: a slot per vocabulary id (0 = absent, else
+/// the position in `seen` plus 1), all 0 between rows.
+#[derive(Default)]
+pub(crate) struct SeenScratch {
+    slot: Vec<u32>,
+    seen: Vec<(u32, u32)>,
+}
+
+impl SeenScratch {
+    /// Elements held (a bound on what caching this scratch keeps).
+    pub fn footprint(&self) -> usize {
+        self.slot.capacity() + self.seen.capacity() * 2
+    }
+}
+
+impl<'a> Source<'a> {
+    /// Row `row`'s history; the seen list only `with_seen` (else empty).
+    pub fn ctx<'s>(&'s self, row: usize, with_seen: bool, s: &'s mut SeenScratch) -> RowCtx<'s> {
+        match self {
+            Source::Kept(rows) => rows[row].ctx(),
+            Source::Call(h) => {
+                let output = h.output(row);
+                s.seen.clear();
+                if with_seen {
+                    let prompt = h.prompt(row);
+                    let need = prompt
+                        .iter()
+                        .chain(output)
+                        .max()
+                        .map_or(0, |&m| m as usize + 1);
+                    if s.slot.len() < need {
+                        s.slot.resize(need, 0);
+                    }
+                    for (&id, out) in prompt
+                        .iter()
+                        .map(|id| (id, 0))
+                        .chain(output.iter().map(|id| (id, 1)))
+                    {
+                        let slot = &mut s.slot[id as usize];
+                        if *slot == 0 {
+                            s.seen.push((id, 0));
+                            *slot = s.seen.len() as u32;
+                        }
+                        s.seen[*slot as usize - 1].1 += out;
+                    }
+                    for &(id, _) in &s.seen {
+                        s.slot[id as usize] = 0;
+                    }
+                }
+                RowCtx {
+                    output,
+                    seen: &s.seen,
+                }
+            }
+        }
+    }
+}

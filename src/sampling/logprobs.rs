@@ -1,0 +1,268 @@
+//! Log-probabilities (contract P15, P16): of the chosen token under the distribution
+//! `logprobs_mode` names, its rank, the most probable alternatives, and [`token_logprobs`]
+//! for scoring given tokens.
+//!
+//! Every filter of P3 keeps a prefix of the order (logit descending, id ascending), so the
+//! most probable alternatives of every mode are a prefix of that order of the row the mode
+//! reads, found by the top-k selection (no sort of the row), and a rank is a count of the
+//! tokens whose logit is at least the chosen one's. Log-probabilities are computed in `f64`
+//! from the row's maximum and its sum of weights.
+
+use super::params::{LogprobsMode, RowCfg, RowParam};
+use super::select::{RowDraw, Work};
+use super::{for_rows, plan, row_max, rows_of, top_in_order, RowResult, RowView};
+use crate::element::{Float, Real};
+use crate::error::{Error, Result};
+use crate::kernels::{kernels, BLOCK};
+use crate::parallel::map_ranges;
+use crate::softmax::check_len;
+
+use super::hot::count_at_least;
+
+/// What a call reports beyond the token.
+pub(super) struct Want {
+    /// The chosen token's log-probability.
+    pub logprob: bool,
+    /// How many alternatives (their ranks come with them).
+    pub n_top: usize,
+    pub mode: LogprobsMode,
+}
+
+impl Want {
+    /// Whether the row as passed in is read (for `"raw"`).
+    pub fn needs_raw(&self) -> bool {
+        self.logprob && self.mode == LogprobsMode::Raw
+    }
+}
+
+/// `ln Σ exp((x - m) / t)` over a row, block by block in order (the same bits whatever the
+/// threads), split across the pool when `par`.
+fn ln_sum_exp<C: Real>(x: &[C], m: C, t: f64, par: bool) -> f64 {
+    let k = kernels::<C>();
+    let mut sums: Vec<f64> = Vec::new();
+    map_ranges(x.len(), BLOCK, &mut sums, par && x.len() > BLOCK, |_, r| {
+        (k.sum_exp)(&x[r], m, t)
+    });
+    sums.iter().sum::<f64>().ln()
+}
+
+/// A distribution over a row: `lp(j) = (x_j - m) / t - ln_total`, for the first `kept`
+/// tokens of the order (the others have `-inf`).
+struct Dist<'a, C> {
+    x: &'a [C],
+    m: C,
+    t: f64,
+    ln_total: f64,
+    kept: usize,
+}
+
+impl<C: Real> Dist<'_, C> {
+    fn logprob(&self, j: usize) -> f64 {
+        (self.x[j].to_f64() - self.m.to_f64()) / self.t - self.ln_total
+    }
+
+    /// The number of tokens at least as probable as `j` (`j` kept).
+    fn rank(&self, j: usize) -> i64 {
+        (count_at_least(self.x, self.x[j].to_f64()).min(self.kept)) as i64
+    }
+
+    /// The `n` most probable tokens, by log-probability descending then id ascending.
+    fn top(&self, n: usize, w: &mut Work<C>) -> Vec<(i64, f64)> {
+        let v = self.x.len();
+        let n = n.min(v);
+        let order = top_in_order(self.x, self.m, n.min(self.kept), w);
+        let mut top: Vec<(i64, f64)> = order.iter().map(|&j| (j as i64, self.logprob(j))).collect();
+        if n > top.len() {
+            // Removed tokens (probability 0) by id.
+            let mut kept = order;
+            kept.sort_unstable();
+            let mut it = kept.iter().peekable();
+            for j in 0..v {
+                if top.len() == n {
+                    break;
+                }
+                if it.peek() == Some(&&j) {
+                    it.next();
+                } else {
+                    top.push((j as i64, f64::NEG_INFINITY));
+                }
+            }
+        }
+        top
+    }
+}
+
+/// The report of one drawn row.
+pub(super) fn report<C: Real>(
+    view: &RowView<'_, C>,
+    cfg: RowCfg,
+    d: RowDraw,
+    want: &Want,
+    w: &mut Work<C>,
+) -> RowResult {
+    let mut res = RowResult {
+        tok: d.tok as i64,
+        logprob: d.logprob,
+        ..Default::default()
+    };
+    if !want.logprob {
+        return res;
+    }
+    let v = view.x.len();
+    let filtered = cfg.k < v || cfg.p < 1.0 || cfg.mp > 0.0;
+    let dist = match want.mode {
+        LogprobsMode::Sampled => {
+            let t = if cfg.t == 0.0 { 1.0 } else { cfg.t };
+            Dist {
+                x: view.x,
+                m: view.max,
+                t,
+                // The draw's log-probability is the token's scaled logit less ln(total).
+                ln_total: (view.x[d.tok].to_f64() - view.max.to_f64()) / t - d.logprob,
+                kept: d.kept,
+            }
+        }
+        LogprobsMode::Processed => {
+            let t = if cfg.t == 0.0 { 1.0 } else { cfg.t };
+            let ln_total = if cfg.t > 0.0 && !filtered {
+                (view.x[d.tok].to_f64() - view.max.to_f64()) / t - d.logprob
+            } else {
+                ln_sum_exp(view.x, view.max, t, w.par)
+            };
+            Dist {
+                x: view.x,
+                m: view.max,
+                t,
+                ln_total,
+                kept: v,
+            }
+        }
+        LogprobsMode::Raw => {
+            let raw = view.raw.expect("read for raw logprobs");
+            w.forget_chunk_maxima();
+            // Checked finite by the caller (no NaN or +inf; some finite logit).
+            let m = row_max(raw, w.par).unwrap_or(view.max);
+            Dist {
+                x: raw,
+                m,
+                t: 1.0,
+                ln_total: ln_sum_exp(raw, m, 1.0, w.par),
+                kept: v,
+            }
+        }
+    };
+    if want.mode != LogprobsMode::Sampled {
+        res.logprob = dist.logprob(d.tok);
+    }
+    if want.n_top > 0 {
+        res.rank = dist.rank(d.tok);
+        res.top = dist.top(want.n_top, w);
+    }
+    res
+}
+
+/// The log-probability of given tokens: `log_softmax(logits / T)` at `token_ids`, one per row
+/// of a row-major batch (contract P16), without materialising the log-softmax: a maximum and a
+/// sum of exponentials per row. `out` receives the result as the logits' type, rounded once
+/// from `f64`; `ranks`, if given, each token's rank (the number of tokens whose logit is at
+/// least its own; 1 = most probable). Rows that hold NaN or `+inf`, or no finite logit, give
+/// NaN, as `log_softmax` does (S6).
+///
+/// # Errors
+/// A `temperature` that is not finite and `> 0` (or a per-row one of the wrong length), a
+/// token id outside `[0, vocab)` (naming its row), `vocab == 0`, or outputs of the wrong
+/// length.
+///
+/// ```
+/// use logitkit::token_logprobs_rows;
+/// let logits = [0.0f32, 0.0, 0.0, 0.0, /* row 1 */ 1.0, 2.0, 3.0, 4.0];
+/// let mut lp = [0.0f32; 2];
+/// let mut ranks = [0i64; 2];
+/// token_logprobs_rows(&logits, 4, &[2, 3], 1.0.into(), &mut lp, Some(&mut ranks)).unwrap();
+/// assert!((lp[0] - 0.25f32.ln()).abs() < 1e-6);
+/// assert_eq!(ranks, [4, 1]);
+/// ```
+pub fn token_logprobs_rows<T: Float>(
+    logits: &[T],
+    vocab: usize,
+    token_ids: &[i64],
+    temperature: RowParam<f64>,
+    out: &mut [T],
+    ranks: Option<&mut [i64]>,
+) -> Result<()> {
+    let rows = rows_of(logits.len(), vocab)?;
+    check_len("token_ids", token_ids.len(), rows)?;
+    check_len("out", out.len(), rows)?;
+    if let Some(r) = &ranks {
+        check_len("ranks", r.len(), rows)?;
+    }
+    if let RowParam::PerRow(t) = &temperature {
+        check_len("temperature", t.len(), rows)?;
+    }
+    if let Some(&t) = temperature
+        .values()
+        .iter()
+        .find(|t| !(t.is_finite() && **t > 0.0))
+    {
+        return Err(Error::invalid("temperature", t, "a finite float > 0"));
+    }
+    if let Some((row, &id)) = token_ids
+        .iter()
+        .enumerate()
+        .find(|(_, &id)| id < 0 || id as u64 >= vocab as u64)
+    {
+        return Err(super::history::bad_id("token_ids", row, id as i128, vocab));
+    }
+    let with_rank = ranks.is_some();
+    let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, |r, w| {
+        let mut conv = std::mem::take(&mut w.conv);
+        let x = super::as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv);
+        let j = token_ids[r] as usize;
+        let res = score(x, j, temperature.get(r), with_rank, w.par);
+        w.conv = conv;
+        res
+    });
+    for (o, &(lp, _)) in out.iter_mut().zip(&results) {
+        *o = T::from_compute(<T::Compute as Real>::from_f64(lp));
+    }
+    if let Some(ranks) = ranks {
+        for (o, &(_, rank)) in ranks.iter_mut().zip(&results) {
+            *o = rank;
+        }
+    }
+    Ok(())
+}
+
+/// `(log_softmax(x / t)[j], rank of j)`; the rank counts every token whose logit is at
+/// least `x[j]` (equal logits are equally probable).
+fn score<C: Real>(x: &[C], j: usize, t: f64, with_rank: bool, par: bool) -> (f64, i64) {
+    let rank = if with_rank {
+        count_at_least(x, x[j].to_f64()) as i64
+    } else {
+        0
+    };
+    let lp = match row_max(x, par) {
+        Ok(m) => (x[j].to_f64() - m.to_f64()) / t - ln_sum_exp(x, m, t, par),
+        Err(_) => f64::NAN,
+    };
+    (lp, rank)
+}
+
+/// [`token_logprobs_rows`] of one vector: `log_softmax(logits / temperature)[token]`.
+///
+/// ```
+/// let lp = logitkit::token_logprobs(&[1.0f64, 1.0], 0, 1.0).unwrap();
+/// assert!((lp - 0.5f64.ln()).abs() < 1e-15);
+/// ```
+pub fn token_logprobs<T: Float>(logits: &[T], token: i64, temperature: f64) -> Result<T> {
+    let mut out = [T::from_compute(<T::Compute as Real>::NAN)];
+    token_logprobs_rows(
+        logits,
+        logits.len(),
+        &[token],
+        temperature.into(),
+        &mut out,
+        None,
+    )?;
+    Ok(out[0])
+}

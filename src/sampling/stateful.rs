@@ -1,0 +1,228 @@
+//! [`Sampler`]: parameters, a seed and each row's token history, for a decoding loop
+//! (contract P6, P17).
+
+use super::history::{bad_id, RowState, Source};
+use super::params::SamplingParams;
+use super::rng::{os_bytes, Streams};
+use super::{check_call, check_outputs, draw_rows, rows_of, write_draws, Draws};
+use crate::element::Float;
+use crate::error::{Error, Result};
+
+/// A decoding loop's sampler: parameters, a seed, and each row's prompt and generated tokens.
+///
+/// Its `n`-th draw (counting from 0) samples as [`sample_batch`](super::sample_batch) would
+/// with streams determined by `(seed, n)` and the row (contract P6), reading its own histories
+/// as the output tokens; then each row's token is appended to its history (P17). Two samplers
+/// with the same seed, parameters and logits give the same tokens. [`Sampler::accept`] appends
+/// tokens chosen elsewhere (a forced token, accepted draft tokens) without drawing. The
+/// penalties' counts are kept up to date token by token, so a step costs the same after 10 or
+/// 100,000 tokens. A call that returns an error changes nothing.
+///
+/// ```
+/// use logitkit::{Sampler, SamplingParams};
+/// // A tiny "model": always the same logits; the repetition penalty steers greedy decoding.
+/// let logits = [2.0f32, 1.9, 1.8, 0.0];
+/// let params = SamplingParams::greedy().repetition_penalty(1.5);
+/// let mut s = Sampler::new(params, Some(5)).unwrap().with_prompts(vec![vec![3]]).unwrap();
+/// let mut tok = [0i64];
+/// for _ in 0..3 {
+///     s.sample_rows(&logits, 4, &mut tok, None).unwrap();
+/// }
+/// assert_eq!(s.output_tokens(0), &[0, 1, 2]);
+/// s.accept(&[vec![3]]).unwrap();
+/// assert_eq!(s.output_tokens(0).len(), 4);
+/// s.reset();
+/// assert!(s.output_tokens(0).is_empty());
+/// assert_eq!(s.calls(), 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    params: SamplingParams,
+    seed: u64,
+    calls: u64,
+    /// Each row's history; `None` until the row count is known.
+    rows: Option<Vec<RowState>>,
+}
+
+impl Sampler {
+    /// A sampler with `params` and `seed`; `None` takes a seed from the operating system's
+    /// entropy. Parameter values are checked here; per-row lengths and token ids at each call.
+    ///
+    /// ```
+    /// use logitkit::{Sampler, SamplingParams};
+    /// assert!(Sampler::new(SamplingParams::default(), None).is_ok());
+    /// let bad = SamplingParams::default().min_p(f64::NAN);
+    /// assert!(Sampler::new(bad, Some(1)).unwrap_err().to_string().contains("min_p"));
+    /// ```
+    pub fn new(params: SamplingParams, seed: Option<u64>) -> Result<Sampler> {
+        // Values only: per-row lengths depend on the batch of each call.
+        params.check(None)?;
+        let seed = seed.unwrap_or_else(|| u64::from_le_bytes(os_bytes()));
+        Ok(Sampler {
+            params,
+            seed,
+            calls: 0,
+            rows: None,
+        })
+    }
+
+    /// Sets each row's prompt tokens, which fixes the row count.
+    ///
+    /// # Errors
+    /// When the row count is already fixed by an earlier call and differs.
+    pub fn with_prompts(mut self, prompts: Vec<Vec<u32>>) -> Result<Sampler> {
+        self.check_rows(prompts.len())?;
+        self.rows = Some(prompts.into_iter().map(RowState::new).collect());
+        Ok(self)
+    }
+
+    /// The parameters.
+    ///
+    /// ```
+    /// let s = logitkit::Sampler::new(Default::default(), Some(1)).unwrap();
+    /// assert_eq!(s.params().top_k.get(0), 0);
+    /// ```
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// The seed (the one drawn from the OS when constructed without one).
+    ///
+    /// ```
+    /// let s = logitkit::Sampler::new(Default::default(), Some(9)).unwrap();
+    /// assert_eq!(s.seed(), 9);
+    /// ```
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The number of successful draws since construction or [`Sampler::reset`]: the index of
+    /// the next one.
+    ///
+    /// ```
+    /// let s = logitkit::Sampler::new(Default::default(), Some(9)).unwrap();
+    /// assert_eq!(s.calls(), 0);
+    /// ```
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// The row count, once fixed by the prompts, a draw or [`Sampler::accept`].
+    pub fn rows(&self) -> Option<usize> {
+        self.rows.as_ref().map(Vec::len)
+    }
+
+    /// Row `row`'s output tokens, oldest first (empty for a row not yet known).
+    pub fn output_tokens(&self, row: usize) -> &[u32] {
+        self.rows
+            .as_ref()
+            .and_then(|r| r.get(row))
+            .map_or(&[][..], |s| &s.output[..])
+    }
+
+    /// Empties the output histories and restarts the seed stream (the next draw is draw 0
+    /// again), keeping the prompts and the row count.
+    pub fn reset(&mut self) {
+        self.calls = 0;
+        for r in self.rows.iter_mut().flatten() {
+            r.restart();
+        }
+    }
+
+    fn check_rows(&self, rows: usize) -> Result<()> {
+        match self.rows() {
+            Some(have) if have != rows => Err(Error::LengthMismatch {
+                name: "logits rows (the sampler's row count)",
+                got: rows,
+                expected: have,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends tokens chosen elsewhere to the histories, without drawing (the seed stream does
+    /// not advance): one sequence per row (empty for none).
+    ///
+    /// # Errors
+    /// A row count other than the sampler's. Ids are checked against the vocabulary at the
+    /// next draw.
+    pub fn accept(&mut self, tokens: &[Vec<u32>]) -> Result<()> {
+        self.check_rows(tokens.len())?;
+        let rows = self
+            .rows
+            .get_or_insert_with(|| vec![RowState::default(); tokens.len()]);
+        for (r, toks) in rows.iter_mut().zip(tokens) {
+            for &t in toks {
+                r.push(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Draws one token per row and appends it to the row's history: [`Draws`] as
+    /// [`sample_batch`](super::sample_batch) gives them.
+    ///
+    /// # Errors
+    /// As [`sample_batch`](super::sample_batch), and a row count other than the sampler's, or
+    /// a history id outside `[0, vocab)`. A failed call draws nothing, appends nothing and is
+    /// not counted.
+    pub fn sample_batch<T: Float>(
+        &mut self,
+        logits: &[T],
+        vocab: usize,
+        with_logprobs: bool,
+    ) -> Result<Draws> {
+        let rows = rows_of(logits.len(), vocab)?;
+        self.check_rows(rows)?;
+        let states = self
+            .rows
+            .take()
+            .unwrap_or_else(|| vec![RowState::default(); rows]);
+        let drawn = (|| {
+            if let Some((r, s)) = states.iter().enumerate().find(|(_, s)| s.id_bound > vocab) {
+                let bad = s.id_bound - 1;
+                return Err(bad_id("output_tokens", r, bad as i128, vocab));
+            }
+            let source = Source::Kept(&states);
+            check_call(&self.params, rows, vocab, &source)?;
+            let streams = Streams::for_sampler(self.seed, self.calls);
+            draw_rows(logits, vocab, &self.params, source, &streams, with_logprobs)
+        })();
+        let mut states = states;
+        if let Ok(d) = &drawn {
+            for (s, &t) in states.iter_mut().zip(&d.tokens) {
+                s.push(t as u32);
+            }
+            self.calls += 1;
+        }
+        self.rows = Some(states);
+        drawn
+    }
+
+    /// [`Sampler::sample_batch`] writing into `tokens` (and `logprobs`).
+    ///
+    /// ```
+    /// let mut s = logitkit::Sampler::new(logitkit::SamplingParams::greedy(), Some(1)).unwrap();
+    /// let mut tok = [0i64; 2];
+    /// s.sample_rows(&[0.0f32, 1.0, 3.0, 2.0], 2, &mut tok, None).unwrap();
+    /// assert_eq!(tok, [1, 0]);
+    /// assert!(s.sample_rows(&[f32::NAN, 1.0, 0.0, 0.0], 2, &mut tok, None).is_err());
+    /// assert_eq!(s.calls(), 1);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sampler::sample_batch`], and outputs of the wrong length.
+    pub fn sample_rows<T: Float>(
+        &mut self,
+        logits: &[T],
+        vocab: usize,
+        tokens: &mut [i64],
+        logprobs: Option<&mut [f64]>,
+    ) -> Result<()> {
+        let rows = rows_of(logits.len(), vocab)?;
+        check_outputs(rows, tokens, logprobs.as_deref())?;
+        let d = self.sample_batch(logits, vocab, logprobs.is_some())?;
+        write_draws(&d, tokens, logprobs);
+        Ok(())
+    }
+}
