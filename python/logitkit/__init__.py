@@ -14,9 +14,12 @@ from ._native import (
     set_num_threads,
     simd_level,
     softmax,
+    token_logprobs,
 )
+from ._output import SampleOutput
 
 __all__ = [
+    "SampleOutput",
     "Sampler",
     "__version__",
     "filter_logits",
@@ -27,4 +30,5 @@ __all__ = [
     "set_num_threads",
     "simd_level",
     "softmax",
+    "token_logprobs",
 ]

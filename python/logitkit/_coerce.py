@@ -136,3 +136,18 @@ def copy_to_out(out: Any, result: np.ndarray):
         raise ValueError("out is read-only; pass a writeable array")
     np.copyto(out, result)
     return out
+
+
+def like_input(result: Any, back: Any):
+    """``result`` (a NumPy token, rank or float64 logprob array) in the array type ``back``
+    returns, keeping its dtype: torch for torch input, JAX for JAX input, NumPy otherwise."""
+    kind = getattr(back, "array_type", None)
+    if kind == "torch":
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(result))
+    if kind == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(result)
+    return result

@@ -1,12 +1,19 @@
-//! `sample`, `Sampler` and `filter_logits` for NumPy arrays (contract P1-P8).
+//! `sample`, `Sampler`, `filter_logits` and `token_logprobs` (contract P1-P19): arguments
+//! read into the core's parameter types, then one call into the core with the GIL released.
+
+use std::sync::Mutex;
 
 use numpy::{PyArray, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use super::arrays::{repr, shape_str, to_py_err, Dtype, FloatArray};
-use crate::sampling::{RowParam, Sampler as CoreSampler, SamplingParams, Seed};
+use super::extras::adapt_input;
+use crate::sampling::{
+    Draws, Histories, LogprobsMode, PerRow, RowParam, Sampler as CoreSampler, SamplingParams, Seed,
+    TokenBitmask,
+};
 
 /// A data pointer handed to the core while the GIL is released.
 struct Raw(*mut u8);
@@ -161,9 +168,11 @@ fn int_array(
         .map_err(|_| PyValueError::new_err(format!("{name} must be {what}, got {}", repr(v))))
 }
 
-/// `top_k`: an integer `>= 0`, or an integer array of shape `rows_shape` (P2, P8).
-fn top_k_param(
+/// An integer count (`top_k`, `min_tokens`): an integer `>= 0`, or an integer array of shape
+/// `rows_shape` (P2, P8).
+fn count_param(
     py: Python<'_>,
+    name: &'static str,
     v: Option<&Bound<'_, PyAny>>,
     rows_shape: Option<&[usize]>,
 ) -> PyResult<RowParam<i64>> {
@@ -171,7 +180,7 @@ fn top_k_param(
     let Some(v) = v else {
         return Ok(RowParam::All(0));
     };
-    let bad = |shown: String| PyValueError::new_err(format!("top_k must be {WHAT}, got {shown}"));
+    let bad = |shown: String| PyValueError::new_err(format!("{name} must be {WHAT}, got {shown}"));
     let clamp = |k: i128| -> i64 {
         // Any k >= V disables top-k; negative values are kept (and refused by validation).
         k.clamp(i64::MIN as i128, i64::MAX as i128) as i64
@@ -188,9 +197,9 @@ fn top_k_param(
             .map(|k| RowParam::All(clamp(k)))
             .map_err(|_| bad(repr(v)));
     }
-    let values = int_array("top_k", &arr, WHAT, v)?;
+    let values = int_array(name, &arr, WHAT, v)?;
     if let Some(s) = rows_shape {
-        check_shape("top_k", &arr, s)?;
+        check_shape(name, &arr, s)?;
     }
     Ok(RowParam::PerRow(values.into_iter().map(clamp).collect()))
 }
@@ -238,27 +247,404 @@ fn seed_param(
         .map(Seed::PerRow)
 }
 
-/// The four filter parameters; per-row arrays checked against `rows_shape` when given.
-fn params(
+/// A sequence of token ids (a list, tuple or 1-D integer array); negative ids are refused
+/// naming `name` and `row` (when given), padding `-1` ends the sequence when `padded`.
+fn id_list(
     py: Python<'_>,
-    temperature: Option<&Bound<'_, PyAny>>,
-    top_k: Option<&Bound<'_, PyAny>>,
-    top_p: Option<&Bound<'_, PyAny>>,
-    min_p: Option<&Bound<'_, PyAny>>,
-    rows_shape: Option<&[usize]>,
-) -> PyResult<SamplingParams> {
-    Ok(SamplingParams {
-        temperature: float_param(py, "temperature", temperature, 1.0, rows_shape)?,
-        top_k: top_k_param(py, top_k, rows_shape)?,
-        top_p: float_param(py, "top_p", top_p, 1.0, rows_shape)?,
-        min_p: float_param(py, "min_p", min_p, 0.0, rows_shape)?,
+    name: &'static str,
+    v: &Bound<'_, PyAny>,
+    row: Option<usize>,
+    padded: bool,
+) -> PyResult<Vec<u32>> {
+    let at = || row.map_or(String::new(), |r| format!(" in row {r}"));
+    let values: Vec<i128> = if v.cast::<PyUntypedArray>().is_ok() || !is_array_like(v) {
+        let arr = as_ndarray(py, v)?;
+        let kind: char = arr.dtype().kind().into();
+        if !"iu".contains(kind) || arr.ndim() != 1 {
+            return Err(PyValueError::new_err(format!(
+                "{name} must hold 1-D sequences of integer token ids{}, got {}",
+                at(),
+                repr(v)
+            )));
+        }
+        arr.call_method0("tolist")?.extract()?
+    } else {
+        let mut out = Vec::new();
+        for item in v.try_iter()? {
+            let item = item?;
+            out.push(int_scalar(&item).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "{name} must hold integer token ids{}, got {}",
+                    at(),
+                    repr(&item)
+                ))
+            })?);
+        }
+        out
+    };
+    let mut ids = Vec::with_capacity(values.len());
+    let mut ended = false;
+    for id in values {
+        if padded && id == -1 {
+            ended = true;
+            continue;
+        }
+        if id < 0 || id > u32::MAX as i128 || ended {
+            let what = if ended {
+                format!("token id {id} after -1 padding")
+            } else {
+                format!("token id {}", abbreviate(id))
+            };
+            return Err(PyValueError::new_err(format!(
+                "{name} must hold token ids in [0, V){}, got {what}{}",
+                if padded {
+                    " (padded on the right with -1)"
+                } else {
+                    ""
+                },
+                at()
+            )));
+        }
+        ids.push(id as u32);
+    }
+    Ok(ids)
+}
+
+/// A huge integer shortened for a message.
+fn abbreviate(v: i128) -> String {
+    let s = v.to_string();
+    if s.len() > 24 {
+        format!("{}...({} digits)", &s[..20], s.len())
+    } else {
+        s
+    }
+}
+
+/// Whether `v` is a sequence whose items are themselves sequences (or None): per-row data.
+fn is_nested(v: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if let Ok(a) = v.cast::<PyUntypedArray>() {
+        return Ok(a.ndim() >= 2);
+    }
+    if !is_array_like(v) || v.len()? == 0 {
+        return Ok(false);
+    }
+    let first = v.get_item(0)?;
+    Ok(first.is_none() || is_array_like(&first) || first.cast::<PyDict>().is_ok())
+}
+
+/// The items of a per-row sequence (rows of a 2-D array, or a list's items).
+fn row_items<'py>(py: Python<'py>, v: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    if v.cast::<PyUntypedArray>().is_ok() && !is_array_like_list(v) {
+        let arr = as_ndarray(py, v)?;
+        let kind: char = arr.dtype().kind().into();
+        if !"iu".contains(kind) {
+            return Ok(vec![v.clone()]);
+        }
+    }
+    v.try_iter()?.collect()
+}
+
+fn is_array_like_list(v: &Bound<'_, PyAny>) -> bool {
+    v.cast::<PyList>().is_ok() || v.cast::<PyTuple>().is_ok()
+}
+
+/// Token histories (P10): `rows` sequences (a sequence of sequences, or an integer array
+/// `(R, L)` padded with -1), or for 1-D logits (`rows_shape` empty) one sequence.
+fn histories_param(
+    py: Python<'_>,
+    name: &'static str,
+    v: Option<&Bound<'_, PyAny>>,
+    rows_shape: &[usize],
+) -> PyResult<Option<Vec<Vec<u32>>>> {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let rows: usize = rows_shape.iter().product();
+    if let Ok(a) = v.cast::<PyUntypedArray>() {
+        let kind: char = a.dtype().kind().into();
+        if !"iu".contains(kind) {
+            return Err(PyValueError::new_err(format!(
+                "{name} must be integer token ids, got an array of dtype {}",
+                a.dtype()
+            )));
+        }
+    }
+    if rows_shape.is_empty() && !is_nested(v)? {
+        return Ok(Some(vec![id_list(py, name, v, None, true)?]));
+    }
+    let items = row_items(py, v)?;
+    if items.len() != rows {
+        return Err(PyValueError::new_err(format!(
+            "{name} must hold one sequence per row of logits ({rows}), got {}",
+            items.len()
+        )));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(r, item)| id_list(py, name, item, Some(r), true))
+        .collect::<PyResult<_>>()
+        .map(Some)
+}
+
+/// `allowed_token_ids` (P11): one sequence for every row, or one per row (`None` for a row
+/// without restriction).
+fn allowed_param(
+    py: Python<'_>,
+    v: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<PerRow<Vec<u32>>>> {
+    const NAME: &str = "allowed_token_ids";
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if !is_nested(v)? {
+        return Ok(Some(PerRow::All(id_list(py, NAME, v, None, false)?)));
+    }
+    let rows = row_items(py, v)?
+        .iter()
+        .enumerate()
+        .map(|(r, item)| {
+            if item.is_none() {
+                Ok(None)
+            } else {
+                id_list(py, NAME, item, Some(r), false).map(Some)
+            }
+        })
+        .collect::<PyResult<_>>()?;
+    Ok(Some(PerRow::Rows(rows)))
+}
+
+/// `token_bitmask` (P11): an int32 or uint32 array `(R, W)`, or `(W,)` for every row.
+fn bitmask_param(
+    py: Python<'_>,
+    v: Option<&Bound<'_, PyAny>>,
+    rows: Option<usize>,
+) -> PyResult<Option<TokenBitmask>> {
+    const NAME: &str = "token_bitmask";
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let arr = as_ndarray(py, v)?;
+    let dtype = arr.dtype().to_string();
+    if dtype != "int32" && dtype != "uint32" {
+        return Err(PyTypeError::new_err(format!(
+            "{NAME} must be an int32 or uint32 array, got dtype {dtype}"
+        )));
+    }
+    let np = py.import("numpy")?;
+    let words: Vec<u32> = np
+        .call_method1("ascontiguousarray", (&arr,))?
+        .call_method1("view", ("uint32",))?
+        .call_method0("ravel")?
+        .call_method0("tolist")?
+        .extract()?;
+    match arr.ndim() {
+        1 => Ok(Some(TokenBitmask::all_rows(words))),
+        2 => {
+            let (r, w) = (arr.shape()[0], arr.shape()[1]);
+            if let Some(rows) = rows.filter(|&rows| rows != r) {
+                return Err(PyValueError::new_err(format!(
+                    "{NAME} has {r} rows, expected one per row of logits ({rows})"
+                )));
+            }
+            TokenBitmask::per_row(words, w).map(Some).map_err(to_py_err)
+        }
+        n => Err(PyValueError::new_err(format!(
+            "{NAME} must have shape (W,) or (R, W), got {n} dimensions"
+        ))),
+    }
+}
+
+/// `bad_words` (P11): a sequence of non-empty token id sequences.
+fn bad_words_param(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u32>>> {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(Vec::new());
+    };
+    if !is_array_like(v) {
+        return Err(PyTypeError::new_err(format!(
+            "bad_words must be a sequence of token id sequences, got {}",
+            repr(v)
+        )));
+    }
+    let mut out = Vec::new();
+    for (i, item) in v.try_iter()?.enumerate() {
+        let item = item?;
+        if !is_array_like(&item) {
+            return Err(PyTypeError::new_err(format!(
+                "bad_words must be a sequence of token id sequences, got {} at index {i}",
+                repr(&item)
+            )));
+        }
+        out.push(id_list(py, "bad_words", &item, None, false)?);
+    }
+    Ok(out)
+}
+
+/// One `{token_id: bias}` mapping.
+fn bias_map(v: &Bound<'_, PyAny>) -> PyResult<Vec<(u32, f64)>> {
+    let d = v.cast::<PyDict>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "logit_bias must be a mapping {{token_id: bias}} or a sequence of them, got {}",
+            repr(v)
+        ))
+    })?;
+    let mut out = Vec::with_capacity(d.len());
+    for (k, b) in d.iter() {
+        let id = int_scalar(&k)
+            .ok()
+            .filter(|&i| (0..=u32::MAX as i128).contains(&i))
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "logit_bias must map token ids in [0, V) to biases, got key {}",
+                    repr(&k)
+                ))
+            })?;
+        let bias: f64 = b.extract().map_err(|_| {
+            PyValueError::new_err(format!(
+                "logit_bias must map token ids to finite floats or -inf, got {{{id}: {}}}",
+                repr(&b)
+            ))
+        })?;
+        out.push((id as u32, bias));
+    }
+    Ok(out)
+}
+
+/// `logit_bias` (P12): a mapping for every row, or a sequence of R mappings (or `None`).
+fn bias_param(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<PerRow<Vec<(u32, f64)>>>> {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if v.cast::<PyDict>().is_ok() {
+        return Ok(Some(PerRow::All(bias_map(v)?)));
+    }
+    if !is_array_like(v) {
+        return Err(PyTypeError::new_err(format!(
+            "logit_bias must be a mapping {{token_id: bias}} or a sequence of them, got {}",
+            repr(v)
+        )));
+    }
+    let rows = v
+        .try_iter()?
+        .map(|item| {
+            let item = item?;
+            if item.is_none() {
+                Ok(None)
+            } else {
+                bias_map(&item).map(Some)
+            }
+        })
+        .collect::<PyResult<_>>()?;
+    Ok(Some(PerRow::Rows(rows)))
+}
+
+/// `top_logprobs` (P15): an integer `>= 0` (checked against `V` by the core).
+fn top_logprobs_param(v: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+    let Some(v) = v else { return Ok(0) };
+    let n = int_scalar(v).map_err(|_| {
+        PyTypeError::new_err(format!("top_logprobs must be an integer, got {}", repr(v)))
+    })?;
+    usize::try_from(n).map_err(|_| {
+        PyValueError::new_err(format!(
+            "top_logprobs must be an integer in [0, V], got {}",
+            abbreviate(n)
+        ))
     })
 }
 
-/// How a call draws: with a seed, or as the `n`-th call of a sampler.
+fn mode_param(v: Option<&Bound<'_, PyAny>>) -> PyResult<LogprobsMode> {
+    let Some(v) = v else {
+        return Ok(LogprobsMode::Sampled);
+    };
+    let s = v.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "logprobs_mode must be \"sampled\", \"processed\" or \"raw\", got {}",
+            repr(v)
+        ))
+    })?;
+    s.extract::<String>()?.parse().map_err(to_py_err)
+}
+
+/// Every parameter of `sample` but the logits, the seed, the histories and
+/// `return_logprobs`, as given (`None`: not given).
+#[derive(Default)]
+struct Args<'py> {
+    temperature: Option<Bound<'py, PyAny>>,
+    top_k: Option<Bound<'py, PyAny>>,
+    top_p: Option<Bound<'py, PyAny>>,
+    min_p: Option<Bound<'py, PyAny>>,
+    top_logprobs: Option<Bound<'py, PyAny>>,
+    logprobs_mode: Option<Bound<'py, PyAny>>,
+    allowed_token_ids: Option<Bound<'py, PyAny>>,
+    token_bitmask: Option<Bound<'py, PyAny>>,
+    bad_words: Option<Bound<'py, PyAny>>,
+    min_tokens: Option<Bound<'py, PyAny>>,
+    stop_token_ids: Option<Bound<'py, PyAny>>,
+    logit_bias: Option<Bound<'py, PyAny>>,
+    repetition_penalty: Option<Bound<'py, PyAny>>,
+    frequency_penalty: Option<Bound<'py, PyAny>>,
+    presence_penalty: Option<Bound<'py, PyAny>>,
+}
+
+impl<'py> Args<'py> {
+    /// The per-row numeric parameters, for the shapes a `Sampler` checks at each call.
+    fn per_row(&self) -> [(&'static str, Option<&Bound<'py, PyAny>>); 8] {
+        [
+            ("temperature", self.temperature.as_ref()),
+            ("top_k", self.top_k.as_ref()),
+            ("top_p", self.top_p.as_ref()),
+            ("min_p", self.min_p.as_ref()),
+            ("min_tokens", self.min_tokens.as_ref()),
+            ("repetition_penalty", self.repetition_penalty.as_ref()),
+            ("frequency_penalty", self.frequency_penalty.as_ref()),
+            ("presence_penalty", self.presence_penalty.as_ref()),
+        ]
+    }
+
+    /// The core's parameters; per-row arrays checked against `rows_shape` when given.
+    fn params(&self, py: Python<'py>, rows_shape: Option<&[usize]>) -> PyResult<SamplingParams> {
+        let f = |name, v: &Option<Bound<'py, PyAny>>, default| {
+            float_param(py, name, v.as_ref(), default, rows_shape)
+        };
+        let rows = rows_shape.map(|s| s.iter().product::<usize>());
+        let stop = match self.stop_token_ids.as_ref().filter(|v| !v.is_none()) {
+            Some(v) => id_list(py, "stop_token_ids", v, None, false)?,
+            None => Vec::new(),
+        };
+        let mut p = SamplingParams::default()
+            .temperature(f("temperature", &self.temperature, 1.0)?)
+            .top_k(count_param(py, "top_k", self.top_k.as_ref(), rows_shape)?)
+            .top_p(f("top_p", &self.top_p, 1.0)?)
+            .min_p(f("min_p", &self.min_p, 0.0)?)
+            .min_tokens(count_param(
+                py,
+                "min_tokens",
+                self.min_tokens.as_ref(),
+                rows_shape,
+            )?)
+            .stop_token_ids(stop)
+            .bad_words(bad_words_param(py, self.bad_words.as_ref())?)
+            .repetition_penalty(f("repetition_penalty", &self.repetition_penalty, 1.0)?)
+            .frequency_penalty(f("frequency_penalty", &self.frequency_penalty, 0.0)?)
+            .presence_penalty(f("presence_penalty", &self.presence_penalty, 0.0)?)
+            .top_logprobs(top_logprobs_param(self.top_logprobs.as_ref())?)
+            .logprobs_mode(mode_param(self.logprobs_mode.as_ref())?);
+        p.allowed_token_ids = allowed_param(py, self.allowed_token_ids.as_ref())?;
+        p.token_bitmask = bitmask_param(py, self.token_bitmask.as_ref(), rows)?;
+        p.logit_bias = bias_param(self.logit_bias.as_ref())?;
+        if let Some(rows) = rows {
+            p.validate(rows).map_err(to_py_err)?;
+        } else {
+            p.check(None).map_err(to_py_err)?;
+        }
+        Ok(p)
+    }
+}
+
+/// How a call draws: with a seed and the call's histories, or as a sampler's next draw.
 enum Draw<'a> {
-    Seed(&'a Seed),
-    Sampler(&'a CoreSampler),
+    Seed(&'a Seed, Histories<'a>),
+    Sampler(&'a Mutex<CoreSampler>),
 }
 
 /// `values` as an array of shape `rows_shape` (which holds as many), or a NumPy scalar for an
@@ -276,156 +662,298 @@ fn shaped<'py, T: numpy::Element>(
     }
 }
 
-/// Tokens (int64) and log-probabilities (float64) of shape `rows_shape`; NumPy scalars for 1-D
-/// logits.
-fn sample_impl<'py>(
-    py: Python<'py>,
-    logits: (FloatArray<'py>, Vec<usize>, usize),
+/// The logits read for sampling: the array, `logits.shape[:-1]`, `V`, and the function that
+/// turns array results back into the input's array type (P18).
+struct Logits<'py> {
+    arr: FloatArray<'py>,
+    rows_shape: Vec<usize>,
+    vocab: usize,
+    back: Option<Bound<'py, PyAny>>,
+}
+
+fn read_logits<'py>(py: Python<'py>, logits: &Bound<'py, PyAny>) -> PyResult<Logits<'py>> {
+    let (x, back) = adapt_input(py, logits)?;
+    let (arr, rows_shape, vocab) = logits_array(py, &x)?;
+    Ok(Logits {
+        arr,
+        rows_shape,
+        vocab,
+        back,
+    })
+}
+
+/// Runs the draw with the GIL released.
+fn draw_core(
+    py: Python<'_>,
+    l: &Logits<'_>,
     params: &SamplingParams,
-    draw: Draw<'_>,
-    return_logprobs: bool,
-) -> PyResult<Bound<'py, PyAny>> {
-    let (xa, rows_shape, vocab) = logits;
-    let rows: usize = rows_shape.iter().product();
-    let n = xa.size();
-    let (data, dtype) = (Raw(xa.data), xa.dtype);
-    let mut tokens = vec![0i64; rows];
-    let mut logprobs = vec![0.0f64; if return_logprobs { rows } else { 0 }];
+    draw: &Draw<'_>,
+    with_logprobs: bool,
+) -> PyResult<Draws> {
+    let n = l.arr.size();
+    let (data, dtype, vocab) = (Raw(l.arr.data), l.arr.dtype, l.vocab);
     py.detach(|| {
-        let lp = return_logprobs.then_some(&mut logprobs[..]);
-        // SAFETY: `data` is a live C-contiguous array of `n` elements of `dtype`, which nothing
-        // writes while the call runs (the caller holds a reference to it).
+        // SAFETY: `data` is a live C-contiguous array of `n` elements of `dtype`, which the
+        // caller keeps alive during the call.
         unsafe {
             match dtype {
-                Dtype::F32 => run::<f32>(data.get(), n, vocab, params, &draw, &mut tokens, lp),
-                Dtype::F64 => run::<f64>(data.get(), n, vocab, params, &draw, &mut tokens, lp),
-                Dtype::F16 => {
-                    run::<half::f16>(data.get(), n, vocab, params, &draw, &mut tokens, lp)
-                }
+                Dtype::F32 => run::<f32>(data.get(), n, vocab, params, draw, with_logprobs),
+                Dtype::F64 => run::<f64>(data.get(), n, vocab, params, draw, with_logprobs),
+                Dtype::F16 => run::<half::f16>(data.get(), n, vocab, params, draw, with_logprobs),
             }
         }
     })
-    .map_err(to_py_err)?;
-    let tok = shaped(py, tokens, &rows_shape)?;
-    if !return_logprobs {
-        return Ok(tok);
-    }
-    let lp = shaped(py, logprobs, &rows_shape)?;
-    Ok(PyTuple::new(py, [tok, lp])?.into_any())
+    .map_err(to_py_err)
 }
 
 /// # Safety
-/// `data` points to `n` readable elements of `T` that nothing writes during the call.
+/// `data` points to `n` readable elements of `T` that stay alive during the call.
 unsafe fn run<T: crate::Float>(
     data: *const T,
     n: usize,
     vocab: usize,
     params: &SamplingParams,
     draw: &Draw<'_>,
-    tokens: &mut [i64],
-    logprobs: Option<&mut [f64]>,
-) -> crate::Result<()> {
+    with_logprobs: bool,
+) -> crate::Result<Draws> {
     let x = if n == 0 {
         &[][..]
     } else {
-        std::slice::from_raw_parts(data, n)
+        // SAFETY: as the function's contract says.
+        unsafe { std::slice::from_raw_parts(data, n) }
     };
     match draw {
-        Draw::Seed(seed) => crate::sample_rows(x, vocab, params, seed, tokens, logprobs),
-        Draw::Sampler(s) => s.sample_rows(x, vocab, tokens, logprobs),
+        Draw::Seed(seed, h) => crate::sample_batch(x, vocab, params, h, seed, with_logprobs),
+        Draw::Sampler(s) => {
+            s.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sample_batch(x, vocab, with_logprobs)
+        }
     }
 }
 
-/// Draws one token per row of logits: temperature, then top-k, top-p and min-p, then one draw.
+/// An array result in the input's array type (P18): `back` converts NumPy results for
+/// torch, JAX and bfloat16 inputs; `keep_dtype` results (filtered logits) are rounded back to
+/// bfloat16, the others (tokens, float64 logprobs) keep their dtype.
+fn deliver<'py>(
+    py: Python<'py>,
+    r: Bound<'py, PyAny>,
+    back: Option<&Bound<'py, PyAny>>,
+    keep_dtype: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let Some(back) = back else { return Ok(r) };
+    if keep_dtype {
+        return back.call1((r,));
+    }
+    static AS_TYPE: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let f = AS_TYPE.import(py, "logitkit._coerce", "like_input")?;
+    f.call1((r, back))
+}
+
+/// The result of `sample` (P1, P15).
+fn sample_result<'py>(
+    py: Python<'py>,
+    l: &Logits<'py>,
+    d: Draws,
+    return_logprobs: bool,
+    n_top: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let back = l.back.as_ref();
+    let rs = &l.rows_shape;
+    let tok = deliver(py, shaped(py, d.tokens, rs)?, back, false)?;
+    if n_top == 0 && !return_logprobs {
+        return Ok(tok);
+    }
+    let lp = deliver(py, shaped(py, d.logprobs, rs)?, back, false)?;
+    if n_top == 0 {
+        return Ok(PyTuple::new(py, [tok, lp])?.into_any());
+    }
+    let ranks = deliver(py, shaped(py, d.ranks, rs)?, back, false)?;
+    let mut top_shape = rs.clone();
+    top_shape.push(n_top);
+    let top_ids = PyArray::from_vec(py, d.top_ids).reshape(top_shape.clone())?;
+    let top_lp = PyArray::from_vec(py, d.top_logprobs).reshape(top_shape)?;
+    let top_ids = deliver(py, top_ids.into_any(), back, false)?;
+    let top_lp = deliver(py, top_lp.into_any(), back, false)?;
+    static OUTPUT: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let cls = OUTPUT.import(py, "logitkit._output", "SampleOutput")?;
+    cls.call1((tok, lp, ranks, top_ids, top_lp))
+}
+
+/// Draws one token per row of logits through the decoding pipeline: masks, logit bias,
+/// penalties, then temperature, top-k, top-p and min-p, then one draw (contract P1-P18).
 ///
 /// Parameters
 /// ----------
 /// logits : array_like, shape (..., V)
-///     Logits with the vocabulary on the last axis, ``V >= 1``. float16, float32 and float64
-///     are read as they are (float16 computed in float32); integers and bool become float64.
+///     Logits with the vocabulary on the last axis, ``V >= 1``: NumPy arrays of any float
+///     dtype, lists, CPU torch tensors (bfloat16 included), JAX arrays, DLPack producers.
+///     float16 and bfloat16 are processed in float32; integers and bool become float64.
 /// temperature : float or array_like, default 1.0
-///     ``T >= 0``, finite. ``0`` is greedy: the largest logit, the lowest id among equal ones.
+///     ``T >= 0``, finite. ``0`` is greedy: the largest processed logit, the lowest id among
+///     equal ones.
 /// top_k : int or array_like of int, default 0
 ///     Keep the ``k`` largest logits (lower ids first among equal ones); ``0`` or ``k >= V``
 ///     disables it.
 /// top_p : float or array_like, default 1.0
-///     In [0, 1]. Keep the shortest prefix of the remaining tokens, by probability
-///     (renormalised; lower ids first among equal ones), whose cumulative probability is
-///     ``>= top_p``; ``1`` disables it, ``0`` is greedy.
+///     In [0, 1]. Keep the shortest prefix of the remaining tokens, by probability, whose
+///     cumulative probability is ``>= top_p``; ``1`` disables it, ``0`` is greedy.
 /// min_p : float or array_like, default 0.0
-///     In [0, 1]. Keep the tokens whose probability is ``>= min_p`` times the largest; ``0``
-///     disables it.
+///     In [0, 1]. Keep the tokens whose probability is ``>= min_p`` times the largest.
 /// seed : None, int or array_like of int, default None
 ///     ``None`` draws fresh entropy from the OS. An int ``s >= 0``: row ``i`` draws from a
 ///     stream determined by ``(s, i)``. An array of one seed per row: a row's token depends
-///     only on its logits, its parameters and its seed.
+///     only on its logits, its parameters, its histories and its seed.
 /// return_logprobs : bool, default False
-///     Also return each chosen token's natural-log probability under the distribution it was
-///     drawn from (after temperature and filters), as float64.
+///     Also return each chosen token's natural-log probability (float64).
+/// top_logprobs : int, default 0
+///     ``0 <= n <= V``. With ``n > 0`` the result is a :class:`SampleOutput` with the chosen
+///     token's logprob and rank and the ``n`` most probable tokens and their logprobs.
+/// logprobs_mode : {"sampled", "processed", "raw"}, default "sampled"
+///     The distribution logprobs come from: the one drawn from (after every stage); the
+///     log-softmax after masks, bias, penalties and temperature (before top-k/top-p/min-p);
+///     or the log-softmax of the logits as passed in.
+/// allowed_token_ids : sequence of int, or sequence of (sequence of int or None), optional
+///     The only tokens a row may draw: one list for every row, or one per row.
+/// token_bitmask : array of int32 or uint32, shape (R, W) or (W,), optional
+///     Token ``j`` is allowed iff bit ``j % 32`` of word ``j // 32`` is set (the layout of
+///     xgrammar, llguidance and outlines); tokens at ``j >= 32 * W`` are banned.
+/// bad_words : sequence of sequences of int, optional
+///     A one-token sequence bans its token; a longer one bans its last token when the row's
+///     output tokens end with the others.
+/// min_tokens : int or array_like of int, default 0
+///     While a row has fewer output tokens, its ``stop_token_ids`` are banned.
+/// stop_token_ids : sequence of int, optional
+///     The stop tokens ``min_tokens`` holds back (required when ``min_tokens > 0``).
+/// logit_bias : dict of {int: float}, or sequence of (dict or None), optional
+///     Added to the logits after the masks; a bias is finite or ``-inf`` (a ban).
+/// repetition_penalty : float or array_like, default 1.0
+///     ``r > 0``: a token seen in the prompt or output has its logit divided by ``r`` if
+///     positive, else multiplied by ``r``.
+/// frequency_penalty, presence_penalty : float or array_like, default 0.0
+///     A token with count ``c`` in the output gets ``z - f * c - p * (c > 0)``.
+/// prompt_tokens, output_tokens : sequence of sequences of int, or int array (R, L), optional
+///     Each row's prompt and generated tokens (padded on the right with -1 in an array);
+///     for 1-D logits, one sequence.
 ///
-/// Each of ``temperature``, ``top_k``, ``top_p``, ``min_p`` is a scalar or an array of shape
-/// ``logits.shape[:-1]`` (one value per row).
+/// Each of ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``min_tokens`` and the penalties
+/// is a scalar or an array of shape ``logits.shape[:-1]`` (one value per row).
 ///
 /// Returns
 /// -------
 /// tokens : numpy.int64 or ndarray of int64, shape ``logits.shape[:-1]``
-///     A NumPy scalar for 1-D logits.
-/// logprobs : numpy.float64 or ndarray of float64
-///     Only with ``return_logprobs=True``: ``(tokens, logprobs)``.
+///     A NumPy scalar for 1-D logits; a torch tensor for torch input, a JAX array for JAX.
+/// (tokens, logprobs)
+///     With ``return_logprobs=True`` and ``top_logprobs=0``.
+/// SampleOutput
+///     With ``top_logprobs > 0``: ``(tokens, logprobs, ranks, top_ids, top_logprobs)``.
 ///
 /// Raises
 /// ------
 /// ValueError
 ///     For a bad parameter value (the message names it and the value), a per-row array of the
-///     wrong shape, 0-d logits or ``V = 0``, and a row holding NaN or ``+inf`` or no finite
-///     logit (the message gives the row index). Nothing is drawn for a call that raises.
+///     wrong shape, a token id outside ``[0, V)`` (naming the parameter, the row and the id),
+///     0-d logits or ``V = 0``, and a row holding NaN or ``+inf`` or no finite logit, or left
+///     without one by the masks (the message gives the row). Nothing is drawn for a call that
+///     raises.
+/// TypeError
+///     For a parameter of the wrong type.
 ///
 /// Examples
 /// --------
 /// >>> import logitkit
 /// >>> int(logitkit.sample([0.0, 3.0, 1.0], temperature=0.0))
 /// 1
-/// >>> tokens = logitkit.sample([[0.0, 9.0], [9.0, 0.0]], top_k=1, seed=0)
-/// >>> tokens.tolist()
-/// [1, 0]
+/// >>> int(logitkit.sample([0.0, 3.0, 1.0], temperature=0.0, logit_bias={1: -5.0}))
+/// 2
+/// >>> out = logitkit.sample([0.0, 3.0, 1.0], temperature=0.0, top_logprobs=2)
+/// >>> out.top_ids.tolist(), int(out.ranks)
+/// ([1, 0], 1)
 #[pyfunction]
 #[pyo3(
-    signature = (logits, *, temperature=None, top_k=None, top_p=None, min_p=None, seed=None, return_logprobs=false),
-    text_signature = "(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, return_logprobs=False)"
+    signature = (logits, *, temperature=None, top_k=None, top_p=None, min_p=None, seed=None,
+                 return_logprobs=false, top_logprobs=None, logprobs_mode=None,
+                 allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=None,
+                 stop_token_ids=None, logit_bias=None, repetition_penalty=None,
+                 frequency_penalty=None, presence_penalty=None, prompt_tokens=None,
+                 output_tokens=None),
+    text_signature = "(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, return_logprobs=False, top_logprobs=0, logprobs_mode='sampled', allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, prompt_tokens=None, output_tokens=None)"
 )]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sample<'py>(
     py: Python<'py>,
     logits: &Bound<'py, PyAny>,
-    temperature: Option<&Bound<'py, PyAny>>,
-    top_k: Option<&Bound<'py, PyAny>>,
-    top_p: Option<&Bound<'py, PyAny>>,
-    min_p: Option<&Bound<'py, PyAny>>,
+    temperature: Option<Bound<'py, PyAny>>,
+    top_k: Option<Bound<'py, PyAny>>,
+    top_p: Option<Bound<'py, PyAny>>,
+    min_p: Option<Bound<'py, PyAny>>,
     seed: Option<&Bound<'py, PyAny>>,
     return_logprobs: bool,
+    top_logprobs: Option<Bound<'py, PyAny>>,
+    logprobs_mode: Option<Bound<'py, PyAny>>,
+    allowed_token_ids: Option<Bound<'py, PyAny>>,
+    token_bitmask: Option<Bound<'py, PyAny>>,
+    bad_words: Option<Bound<'py, PyAny>>,
+    min_tokens: Option<Bound<'py, PyAny>>,
+    stop_token_ids: Option<Bound<'py, PyAny>>,
+    logit_bias: Option<Bound<'py, PyAny>>,
+    repetition_penalty: Option<Bound<'py, PyAny>>,
+    frequency_penalty: Option<Bound<'py, PyAny>>,
+    presence_penalty: Option<Bound<'py, PyAny>>,
+    prompt_tokens: Option<&Bound<'py, PyAny>>,
+    output_tokens: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let prepared = logits_array(py, logits)?;
-    let params = params(py, temperature, top_k, top_p, min_p, Some(&prepared.1))?;
-    let seed = seed_param(py, seed, Some(&prepared.1))?;
-    sample_impl(py, prepared, &params, Draw::Seed(&seed), return_logprobs)
+    let l = read_logits(py, logits)?;
+    let args = Args {
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        top_logprobs,
+        logprobs_mode,
+        allowed_token_ids,
+        token_bitmask,
+        bad_words,
+        min_tokens,
+        stop_token_ids,
+        logit_bias,
+        repetition_penalty,
+        frequency_penalty,
+        presence_penalty,
+    };
+    let params = args.params(py, Some(&l.rows_shape))?;
+    let seed = seed_param(py, seed, Some(&l.rows_shape))?;
+    let prompt = histories_param(py, "prompt_tokens", prompt_tokens, &l.rows_shape)?;
+    let output = histories_param(py, "output_tokens", output_tokens, &l.rows_shape)?;
+    let mut h = Histories::new();
+    if let Some(p) = &prompt {
+        h = h.prompt_tokens(p);
+    }
+    if let Some(o) = &output {
+        h = h.output_tokens(o);
+    }
+    let n_top = params.top_logprobs;
+    let d = draw_core(py, &l, &params, &Draw::Seed(&seed, h), return_logprobs)?;
+    sample_result(py, &l, d, return_logprobs, n_top)
 }
 
-/// The logits that :func:`sample` draws from.
+/// The logits that :func:`sample` draws from (contract P7): the processed logits (masks, bias,
+/// penalties), each kept token's divided by the temperature, every removed token ``-inf``.
 ///
 /// Parameters
 /// ----------
 /// logits : array_like, shape (..., V)
 ///     As for :func:`sample`.
-/// temperature, top_k, top_p, min_p
+/// temperature, top_k, top_p, min_p, allowed_token_ids, token_bitmask, bad_words, min_tokens, stop_token_ids, logit_bias, repetition_penalty, frequency_penalty, presence_penalty, prompt_tokens, output_tokens
 ///     As for :func:`sample`.
 ///
 /// Returns
 /// -------
 /// ndarray
-///     Same shape and float dtype as the logits (integers and bool give float64): each kept
-///     token's logit divided by the temperature, every removed token ``-inf``. For
-///     ``temperature=0`` the greedy token keeps its logit unscaled. ``softmax`` of the result
-///     is the distribution ``sample`` draws from.
+///     Same shape and float dtype as the logits (integers and bool give float64; torch in,
+///     torch out): each kept token's processed logit divided by the temperature, every
+///     removed token ``-inf``. For ``temperature=0`` the greedy token keeps its processed
+///     logit unscaled. ``softmax`` of the result is the distribution ``sample`` draws from.
 ///
 /// Raises
 /// ------
@@ -437,83 +965,326 @@ pub(crate) fn sample<'py>(
 /// >>> import logitkit
 /// >>> logitkit.filter_logits([1.0, 3.0, 2.0], temperature=0.5, top_k=2).tolist()
 /// [-inf, 6.0, 4.0]
+/// >>> logitkit.filter_logits([1.0, 3.0, 2.0], allowed_token_ids=[0, 2]).tolist()
+/// [1.0, -inf, 2.0]
 #[pyfunction]
 #[pyo3(
-    signature = (logits, *, temperature=None, top_k=None, top_p=None, min_p=None),
-    text_signature = "(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)"
+    signature = (logits, *, temperature=None, top_k=None, top_p=None, min_p=None,
+                 allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=None,
+                 stop_token_ids=None, logit_bias=None, repetition_penalty=None,
+                 frequency_penalty=None, presence_penalty=None, prompt_tokens=None,
+                 output_tokens=None),
+    text_signature = "(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, prompt_tokens=None, output_tokens=None)"
 )]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn filter_logits<'py>(
     py: Python<'py>,
     logits: &Bound<'py, PyAny>,
-    temperature: Option<&Bound<'py, PyAny>>,
-    top_k: Option<&Bound<'py, PyAny>>,
-    top_p: Option<&Bound<'py, PyAny>>,
-    min_p: Option<&Bound<'py, PyAny>>,
+    temperature: Option<Bound<'py, PyAny>>,
+    top_k: Option<Bound<'py, PyAny>>,
+    top_p: Option<Bound<'py, PyAny>>,
+    min_p: Option<Bound<'py, PyAny>>,
+    allowed_token_ids: Option<Bound<'py, PyAny>>,
+    token_bitmask: Option<Bound<'py, PyAny>>,
+    bad_words: Option<Bound<'py, PyAny>>,
+    min_tokens: Option<Bound<'py, PyAny>>,
+    stop_token_ids: Option<Bound<'py, PyAny>>,
+    logit_bias: Option<Bound<'py, PyAny>>,
+    repetition_penalty: Option<Bound<'py, PyAny>>,
+    frequency_penalty: Option<Bound<'py, PyAny>>,
+    presence_penalty: Option<Bound<'py, PyAny>>,
+    prompt_tokens: Option<&Bound<'py, PyAny>>,
+    output_tokens: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (xa, rows_shape, vocab) = logits_array(py, logits)?;
-    let params = params(py, temperature, top_k, top_p, min_p, Some(&rows_shape))?;
-    let n = xa.size();
-    let out = xa.dtype.empty(py, &xa.shape);
+    let l = read_logits(py, logits)?;
+    let args = Args {
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        allowed_token_ids,
+        token_bitmask,
+        bad_words,
+        min_tokens,
+        stop_token_ids,
+        logit_bias,
+        repetition_penalty,
+        frequency_penalty,
+        presence_penalty,
+        ..Default::default()
+    };
+    let params = args.params(py, Some(&l.rows_shape))?;
+    let prompt = histories_param(py, "prompt_tokens", prompt_tokens, &l.rows_shape)?;
+    let output = histories_param(py, "output_tokens", output_tokens, &l.rows_shape)?;
+    let mut h = Histories::new();
+    if let Some(p) = &prompt {
+        h = h.prompt_tokens(p);
+    }
+    if let Some(o) = &output {
+        h = h.output_tokens(o);
+    }
+    let n = l.arr.size();
+    let vocab = l.vocab;
+    let out = l.arr.dtype.empty(py, &l.arr.shape);
     let dst = Raw(FloatArray::view(&out).expect("fresh array").data);
-    let (src, dtype) = (Raw(xa.data), xa.dtype);
+    let (src, dtype) = (Raw(l.arr.data), l.arr.dtype);
     py.detach(|| {
-        // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` that nothing
-        // writes during the call; `dst` is a fresh C-contiguous array of the same shape and
-        // dtype that nothing else sees yet.
+        // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` that the
+        // caller keeps alive; `dst` is a fresh C-contiguous array of the same shape and dtype
+        // that nothing else sees yet.
         unsafe {
             match dtype {
-                Dtype::F32 => filter::<f32>(src.get(), dst.get(), n, vocab, &params),
-                Dtype::F64 => filter::<f64>(src.get(), dst.get(), n, vocab, &params),
-                Dtype::F16 => filter::<half::f16>(src.get(), dst.get(), n, vocab, &params),
+                Dtype::F32 => filter::<f32>(src.get(), dst.get(), n, vocab, &params, &h),
+                Dtype::F64 => filter::<f64>(src.get(), dst.get(), n, vocab, &params, &h),
+                Dtype::F16 => filter::<half::f16>(src.get(), dst.get(), n, vocab, &params, &h),
             }
         }
     })
     .map_err(to_py_err)?;
-    Ok(out.into_any())
+    deliver(py, out.into_any(), l.back.as_ref(), true)
 }
 
 /// # Safety
 /// `src` points to `n` readable and `dst` to `n` writable elements of `T`, not overlapping,
-/// which nothing else accesses during the call.
+/// which nothing else writes during the call.
 unsafe fn filter<T: crate::Float>(
     src: *const T,
     dst: *mut T,
     n: usize,
     vocab: usize,
     params: &SamplingParams,
+    h: &Histories<'_>,
 ) -> crate::Result<()> {
     if n == 0 {
-        return crate::filter_logits_rows::<T>(&[], vocab, params, &mut []);
+        return crate::filter_logits_batch::<T>(&[], vocab, params, h, &mut []);
     }
-    let x = std::slice::from_raw_parts(src, n);
-    let out = std::slice::from_raw_parts_mut(dst, n);
-    crate::filter_logits_rows(x, vocab, params, out)
+    // SAFETY: as the function's contract says.
+    let (x, out) = unsafe {
+        (
+            std::slice::from_raw_parts(src, n),
+            std::slice::from_raw_parts_mut(dst, n),
+        )
+    };
+    crate::filter_logits_batch(x, vocab, params, h, out)
 }
 
-/// Sampling parameters and a seed: ``sampler(logits)`` draws as :func:`sample` would.
+/// The log-probability of given tokens: ``log_softmax(logits / temperature)`` at
+/// ``token_ids`` (contract P16), without materialising the log-softmax.
 ///
 /// Parameters
 /// ----------
-/// temperature, top_k, top_p, min_p
+/// logits : array_like, shape (..., V)
+///     As for :func:`sample`.
+/// token_ids : array_like of int, shape ``logits.shape[:-1]``
+///     One token id in ``[0, V)`` per row.
+/// temperature : float or array_like, default 1.0
+///     ``T > 0``, finite; a scalar or one per row.
+/// return_ranks : bool, default False
+///     Also return each token's rank: the number of tokens whose logit is at least its own
+///     (1 = most probable).
+///
+/// Returns
+/// -------
+/// logprobs : ndarray, shape ``logits.shape[:-1]``
+///     In the dtype ``log_softmax`` gives (float32 for float32, ...); a 0-d array... for 1-D
+///     logits a NumPy scalar. Rows holding NaN or ``+inf`` give NaN, as ``log_softmax``.
+/// (logprobs, ranks)
+///     With ``return_ranks=True``; ranks are int64.
+///
+/// Raises
+/// ------
+/// ValueError
+///     For a temperature that is not finite and positive, ``token_ids`` of the wrong shape or
+///     an id outside ``[0, V)`` (naming the row), 0-d logits or ``V = 0``.
+///
+/// Examples
+/// --------
+/// >>> import logitkit, numpy as np
+/// >>> lp, rank = logitkit.token_logprobs(np.log([[0.5, 0.25, 0.25]]), [0], return_ranks=True)
+/// >>> round(float(lp[0]), 6), int(rank[0])
+/// (-0.693147, 1)
+#[pyfunction]
+#[pyo3(
+    signature = (logits, token_ids, *, temperature=None, return_ranks=false),
+    text_signature = "(logits, token_ids, *, temperature=1.0, return_ranks=False)"
+)]
+pub(crate) fn token_logprobs<'py>(
+    py: Python<'py>,
+    logits: &Bound<'py, PyAny>,
+    token_ids: &Bound<'py, PyAny>,
+    temperature: Option<&Bound<'py, PyAny>>,
+    return_ranks: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let l = read_logits(py, logits)?;
+    let rows: usize = l.rows_shape.iter().product();
+    let temperature = float_param(py, "temperature", temperature, 1.0, Some(&l.rows_shape))?;
+    let ids_arr = as_ndarray(py, token_ids)?;
+    let kind: char = ids_arr.dtype().kind().into();
+    if !"iu".contains(kind) {
+        return Err(PyValueError::new_err(format!(
+            "token_ids must be integer token ids, got {}",
+            repr(token_ids)
+        )));
+    }
+    if ids_arr.shape() != l.rows_shape.as_slice() {
+        return Err(PyValueError::new_err(format!(
+            "token_ids has shape {}, expected shape {} (one id per row of logits)",
+            shape_str(ids_arr.shape()),
+            shape_str(&l.rows_shape)
+        )));
+    }
+    let ids: Vec<i128> = ids_arr
+        .call_method0("ravel")?
+        .call_method0("tolist")?
+        .extract()?;
+    let ids: Vec<i64> = ids
+        .into_iter()
+        .map(|i| i.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+        .collect();
+    let dtype = l.arr.dtype;
+    let out = dtype.empty(py, &l.rows_shape);
+    let dst = Raw(FloatArray::view(&out).expect("fresh array").data);
+    let mut ranks = vec![0i64; if return_ranks { rows } else { 0 }];
+    let (src, n, vocab) = (Raw(l.arr.data), l.arr.size(), l.vocab);
+    py.detach(|| {
+        let r = return_ranks.then_some(&mut ranks[..]);
+        // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` kept alive by
+        // the caller; `dst` a fresh array of `rows` elements of `dtype` nothing else sees.
+        unsafe {
+            match dtype {
+                Dtype::F32 => {
+                    score::<f32>(src.get(), dst.get(), n, vocab, rows, &ids, &temperature, r)
+                }
+                Dtype::F64 => {
+                    score::<f64>(src.get(), dst.get(), n, vocab, rows, &ids, &temperature, r)
+                }
+                Dtype::F16 => {
+                    score::<half::f16>(src.get(), dst.get(), n, vocab, rows, &ids, &temperature, r)
+                }
+            }
+        }
+    })
+    .map_err(to_py_err)?;
+    let lp = if l.rows_shape.is_empty() {
+        out.into_any().get_item(())?
+    } else {
+        out.into_any()
+    };
+    let lp = deliver(py, lp, l.back.as_ref(), true)?;
+    if !return_ranks {
+        return Ok(lp);
+    }
+    let ranks = deliver(
+        py,
+        shaped(py, ranks, &l.rows_shape)?,
+        l.back.as_ref(),
+        false,
+    )?;
+    Ok(PyTuple::new(py, [lp, ranks])?.into_any())
+}
+
+/// # Safety
+/// `src` points to `n` readable and `dst` to `rows` writable elements of `T`, not
+/// overlapping, which nothing else writes during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn score<T: crate::Float>(
+    src: *const T,
+    dst: *mut T,
+    n: usize,
+    vocab: usize,
+    rows: usize,
+    ids: &[i64],
+    temperature: &RowParam<f64>,
+    ranks: Option<&mut [i64]>,
+) -> crate::Result<()> {
+    let (x, out) = if n == 0 {
+        (&[][..], &mut [][..])
+    } else {
+        // SAFETY: as the function's contract says.
+        unsafe {
+            (
+                std::slice::from_raw_parts(src, n),
+                std::slice::from_raw_parts_mut(dst, rows),
+            )
+        }
+    };
+    crate::token_logprobs_rows(x, vocab, ids, temperature.clone(), out, ranks)
+}
+
+/// Rows of token ids for `accept`: one token per row (an int, or a 1-D sequence of R ints),
+/// or a sequence of R per-row sequences.
+fn accepted_rows(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
+    if !is_array_like(v) && v.cast::<PyUntypedArray>().is_err() {
+        return Ok(vec![id_list(
+            py,
+            "tokens",
+            &PyList::new(py, [v])?.into_any(),
+            None,
+            false,
+        )?]);
+    }
+    if is_nested(v)? {
+        return row_items(py, v)?
+            .iter()
+            .enumerate()
+            .map(|(r, item)| id_list(py, "tokens", item, Some(r), false))
+            .collect();
+    }
+    let arr = as_ndarray(py, v)?;
+    if arr.ndim() == 0 {
+        let item = arr.call_method0("item")?;
+        return Ok(vec![id_list(
+            py,
+            "tokens",
+            &PyList::new(py, [item])?.into_any(),
+            None,
+            false,
+        )?]);
+    }
+    Ok(id_list(py, "tokens", v, None, false)?
+        .into_iter()
+        .map(|t| vec![t])
+        .collect())
+}
+
+/// A stateful sampler for a decoding loop (contract P6, P17): parameters, a seed, and each
+/// row's prompt and generated tokens.
+///
+/// ``sampler(logits)`` draws as :func:`sample` would, with the sampler's histories as
+/// ``output_tokens`` and the seed stream of its ``n``-th draw, then appends each row's token
+/// to its history. Penalty counts are kept incrementally: a step costs the same after 10 or
+/// 100,000 generated tokens. A call that raises changes nothing.
+///
+/// Parameters
+/// ----------
+/// temperature, top_k, top_p, min_p, top_logprobs, logprobs_mode, allowed_token_ids, token_bitmask, bad_words, min_tokens, stop_token_ids, logit_bias, repetition_penalty, frequency_penalty, presence_penalty
 ///     As for :func:`sample`; per-row arrays must match ``logits.shape[:-1]`` at each call.
+/// prompt_tokens : sequence of int, or sequence of sequences of int, optional
+///     Each row's prompt; a flat sequence is one row. Fixes the row count.
 /// seed : None or int, default None
-///     The ``n``-th call (counting from 0) draws from streams determined by ``(seed, n)``, so
-///     two samplers with the same seed give the same sequence of tokens, and consecutive calls
-///     are not copies of one another. ``None`` takes a seed from the OS. A call that raises
-///     does not count.
+///     The ``n``-th draw (counting from 0) uses streams determined by ``(seed, n)``, so two
+///     samplers with the same seed give the same tokens. ``None`` takes a seed from the OS.
 ///
 /// Examples
 /// --------
 /// >>> import logitkit
-/// >>> a = logitkit.Sampler(top_p=0.9, seed=7)
-/// >>> b = logitkit.Sampler(top_p=0.9, seed=7)
-/// >>> [int(a([0.0] * 100)) for _ in range(3)] == [int(b([0.0] * 100)) for _ in range(3)]
-/// True
+/// >>> s = logitkit.Sampler(temperature=0.0, repetition_penalty=2.0, seed=0)
+/// >>> [int(s([2.0, 1.9, 0.0])) for _ in range(2)]
+/// [0, 1]
+/// >>> s.output_tokens[0].tolist()
+/// [0, 1]
+/// >>> s.accept(2); s.output_tokens[0].tolist()
+/// [0, 1, 2]
+/// >>> s.reset(); s.output_tokens[0].tolist()
+/// []
 #[pyclass(module = "logitkit._native", frozen)]
 pub(crate) struct Sampler {
-    inner: CoreSampler,
+    inner: Mutex<CoreSampler>,
     /// Per-row parameters' shapes, checked against `logits.shape[:-1]` at each call.
     shapes: Vec<(&'static str, Vec<usize>)>,
+    /// The parameters as given, re-read for each call's row count (allowed ids, bitmask and
+    /// bias rows are checked then).
+    n_top: usize,
 }
 
 fn row_shape_of(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<usize>>> {
@@ -525,29 +1296,64 @@ fn row_shape_of(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option
     Ok((arr.ndim() > 0).then(|| arr.shape().to_vec()))
 }
 
+impl Sampler {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CoreSampler> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 #[pymethods]
 impl Sampler {
     #[new]
     #[pyo3(
-        signature = (*, temperature=None, top_k=None, top_p=None, min_p=None, seed=None),
-        text_signature = "(*, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None)"
+        signature = (*, temperature=None, top_k=None, top_p=None, min_p=None, seed=None,
+                     top_logprobs=None, logprobs_mode=None, allowed_token_ids=None,
+                     token_bitmask=None, bad_words=None, min_tokens=None, stop_token_ids=None,
+                     logit_bias=None, repetition_penalty=None, frequency_penalty=None,
+                     presence_penalty=None, prompt_tokens=None),
+        text_signature = "(*, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, top_logprobs=0, logprobs_mode='sampled', allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, prompt_tokens=None)"
     )]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        temperature: Option<&Bound<'_, PyAny>>,
-        top_k: Option<&Bound<'_, PyAny>>,
-        top_p: Option<&Bound<'_, PyAny>>,
-        min_p: Option<&Bound<'_, PyAny>>,
+        temperature: Option<Bound<'_, PyAny>>,
+        top_k: Option<Bound<'_, PyAny>>,
+        top_p: Option<Bound<'_, PyAny>>,
+        min_p: Option<Bound<'_, PyAny>>,
         seed: Option<&Bound<'_, PyAny>>,
+        top_logprobs: Option<Bound<'_, PyAny>>,
+        logprobs_mode: Option<Bound<'_, PyAny>>,
+        allowed_token_ids: Option<Bound<'_, PyAny>>,
+        token_bitmask: Option<Bound<'_, PyAny>>,
+        bad_words: Option<Bound<'_, PyAny>>,
+        min_tokens: Option<Bound<'_, PyAny>>,
+        stop_token_ids: Option<Bound<'_, PyAny>>,
+        logit_bias: Option<Bound<'_, PyAny>>,
+        repetition_penalty: Option<Bound<'_, PyAny>>,
+        frequency_penalty: Option<Bound<'_, PyAny>>,
+        presence_penalty: Option<Bound<'_, PyAny>>,
+        prompt_tokens: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Sampler> {
-        let params = params(py, temperature, top_k, top_p, min_p, None)?;
+        let args = Args {
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            top_logprobs,
+            logprobs_mode,
+            allowed_token_ids,
+            token_bitmask,
+            bad_words,
+            min_tokens,
+            stop_token_ids,
+            logit_bias,
+            repetition_penalty,
+            frequency_penalty,
+            presence_penalty,
+        };
+        let params = args.params(py, None)?;
         let mut shapes = Vec::new();
-        for (name, v) in [
-            ("temperature", temperature),
-            ("top_k", top_k),
-            ("top_p", top_p),
-            ("min_p", min_p),
-        ] {
+        for (name, v) in args.per_row() {
             if let Some(s) = row_shape_of(py, v)? {
                 shapes.push((name, s));
             }
@@ -556,12 +1362,42 @@ impl Sampler {
             Seed::Fixed(s) => Some(s),
             _ => None,
         };
-        let inner = CoreSampler::new(params, seed).map_err(to_py_err)?;
-        Ok(Sampler { inner, shapes })
+        let n_top = params.top_logprobs;
+        let mut inner = CoreSampler::new(params, seed).map_err(to_py_err)?;
+        if let Some(p) = prompt_tokens.filter(|p| !p.is_none()) {
+            let prompts = if is_nested(p)? {
+                row_items(py, p)?
+                    .iter()
+                    .enumerate()
+                    .map(|(r, item)| id_list(py, "prompt_tokens", item, Some(r), true))
+                    .collect::<PyResult<Vec<_>>>()?
+            } else {
+                vec![id_list(py, "prompt_tokens", p, None, true)?]
+            };
+            inner = inner.with_prompts(prompts).map_err(to_py_err)?;
+        }
+        Ok(Sampler {
+            inner: Mutex::new(inner),
+            shapes,
+            n_top,
+        })
     }
 
-    /// Draws one token per row, as :func:`sample` with this sampler's parameters and the
-    /// streams of its next call.
+    /// Draws one token per row, as :func:`sample` with this sampler's parameters, its
+    /// histories as ``output_tokens`` and the streams of its next draw; appends the tokens to
+    /// the histories.
+    ///
+    /// Parameters
+    /// ----------
+    /// logits : array_like, shape (..., V)
+    ///     As for :func:`sample`; the row count must stay the same from call to call.
+    /// return_logprobs : bool, default False
+    ///     Also return the chosen tokens' logprobs.
+    ///
+    /// Returns
+    /// -------
+    /// tokens, (tokens, logprobs) or SampleOutput
+    ///     As :func:`sample` returns them.
     #[pyo3(signature = (logits, *, return_logprobs=false))]
     fn __call__<'py>(
         &self,
@@ -569,40 +1405,79 @@ impl Sampler {
         logits: &Bound<'py, PyAny>,
         return_logprobs: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let prepared = logits_array(py, logits)?;
-        let rows_shape = &prepared.1;
+        let l = read_logits(py, logits)?;
         for (name, s) in &self.shapes {
-            if s != rows_shape {
+            if *s != l.rows_shape {
                 return Err(PyValueError::new_err(format!(
                     "{name} has shape {}, expected a scalar or shape {} (one value per row of logits)",
                     shape_str(s),
-                    shape_str(rows_shape)
+                    shape_str(&l.rows_shape)
                 )));
             }
         }
-        sample_impl(
+        let params = self.lock().params().clone();
+        let d = draw_core(
             py,
-            prepared,
-            self.inner.params(),
-            Draw::Sampler(&self.inner),
+            &l,
+            &params,
+            &Draw::Sampler(&self.inner),
             return_logprobs,
-        )
+        )?;
+        sample_result(py, &l, d, return_logprobs, self.n_top)
+    }
+
+    /// Appends tokens chosen elsewhere (a forced token, accepted draft tokens) to the
+    /// histories without drawing: one token per row (an int for one row, or R ints), or a
+    /// sequence of R per-row sequences. The seed stream does not advance.
+    ///
+    /// Parameters
+    /// ----------
+    /// tokens : int, sequence of int, or sequence of sequences of int
+    ///     The tokens.
+    ///
+    /// Raises
+    /// ------
+    /// ValueError
+    ///     For a negative id or a row count other than the sampler's.
+    fn accept(&self, py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<()> {
+        let rows = accepted_rows(py, tokens)?;
+        self.lock().accept(&rows).map_err(to_py_err)
+    }
+
+    /// Empties the output histories and restarts the seed stream, keeping the prompts and the
+    /// row count.
+    fn reset(&self) {
+        self.lock().reset();
+    }
+
+    /// Each row's generated tokens: a list of R int64 arrays (empty before the row count is
+    /// known).
+    #[getter]
+    fn output_tokens<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let s = self.lock();
+        (0..s.rows().unwrap_or(0))
+            .map(|r| {
+                let v: Vec<i64> = s.output_tokens(r).iter().map(|&t| t as i64).collect();
+                Ok(PyArray::from_vec(py, v).into_any())
+            })
+            .collect()
     }
 
     /// The seed (the one taken from the OS when constructed without one).
     #[getter]
     fn seed(&self) -> u64 {
-        self.inner.seed()
+        self.lock().seed()
     }
 
-    /// The number of successful calls so far: the index of the next call.
+    /// The number of draws since construction or :meth:`reset`: the index of the next one.
     #[getter]
     fn calls(&self) -> u64 {
-        self.inner.calls()
+        self.lock().calls()
     }
 
     fn __repr__(&self) -> String {
-        let p = self.inner.params();
+        let s = self.lock();
+        let p = s.params();
         let show = |v: &[f64]| match v {
             [one] => format!("{one}"),
             _ => format!("<{} values>", v.len()),
@@ -616,7 +1491,7 @@ impl Sampler {
             show(p.temperature.values()),
             show(p.top_p.values()),
             show(p.min_p.values()),
-            self.inner.seed()
+            s.seed()
         )
     }
 }
