@@ -1,4 +1,4 @@
-from typing import Literal, Optional, Tuple, Union, final, overload
+from typing import Any, List, Literal, Mapping, Optional, Sequence, Tuple, Union, final, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -15,6 +15,7 @@ __all__ = [
     "sample",
     "Sampler",
     "filter_logits",
+    "token_logprobs",
     "cross_entropy",
     "fit_temperature",
     "expected_calibration_error",
@@ -52,6 +53,10 @@ _IntParam = Union[int, ArrayLike]
 _Tokens = Union[np.int64, NDArray[np.int64]]
 _Logprobs = Union[np.float64, NDArray[np.float64]]
 
+_Ids = Sequence[int]
+_Histories = Union[Sequence[Sequence[int]], ArrayLike]
+_Mode = Literal["sampled", "processed", "raw"]
+
 @overload
 def sample(
     logits: ArrayLike,
@@ -62,6 +67,19 @@ def sample(
     min_p: _FloatParam = 0.0,
     seed: Union[None, int, ArrayLike] = None,
     return_logprobs: Literal[False] = False,
+    top_logprobs: Literal[0] = 0,
+    logprobs_mode: _Mode = "sampled",
+    allowed_token_ids: Optional[Union[_Ids, Sequence[Optional[_Ids]]]] = None,
+    token_bitmask: Optional[ArrayLike] = None,
+    bad_words: Optional[Sequence[_Ids]] = None,
+    min_tokens: _IntParam = 0,
+    stop_token_ids: Optional[_Ids] = None,
+    logit_bias: Optional[Union[Mapping[int, float], Sequence[Optional[Mapping[int, float]]]]] = None,
+    repetition_penalty: _FloatParam = 1.0,
+    frequency_penalty: _FloatParam = 0.0,
+    presence_penalty: _FloatParam = 0.0,
+    prompt_tokens: Optional[_Histories] = None,
+    output_tokens: Optional[_Histories] = None,
 ) -> _Tokens: ...
 @overload
 def sample(
@@ -72,8 +90,21 @@ def sample(
     top_p: _FloatParam = 1.0,
     min_p: _FloatParam = 0.0,
     seed: Union[None, int, ArrayLike] = None,
-    return_logprobs: Literal[True],
-) -> Tuple[_Tokens, _Logprobs]: ...
+    return_logprobs: bool = False,
+    top_logprobs: int = 0,
+    logprobs_mode: _Mode = "sampled",
+    allowed_token_ids: Optional[Union[_Ids, Sequence[Optional[_Ids]]]] = None,
+    token_bitmask: Optional[ArrayLike] = None,
+    bad_words: Optional[Sequence[_Ids]] = None,
+    min_tokens: _IntParam = 0,
+    stop_token_ids: Optional[_Ids] = None,
+    logit_bias: Optional[Union[Mapping[int, float], Sequence[Optional[Mapping[int, float]]]]] = None,
+    repetition_penalty: _FloatParam = 1.0,
+    frequency_penalty: _FloatParam = 0.0,
+    presence_penalty: _FloatParam = 0.0,
+    prompt_tokens: Optional[_Histories] = None,
+    output_tokens: Optional[_Histories] = None,
+) -> Any: ...
 def filter_logits(
     logits: ArrayLike,
     *,
@@ -81,8 +112,34 @@ def filter_logits(
     top_k: _IntParam = 0,
     top_p: _FloatParam = 1.0,
     min_p: _FloatParam = 0.0,
-) -> NDArray[_Float]: ...
-
+    allowed_token_ids: Optional[Union[_Ids, Sequence[Optional[_Ids]]]] = None,
+    token_bitmask: Optional[ArrayLike] = None,
+    bad_words: Optional[Sequence[_Ids]] = None,
+    min_tokens: _IntParam = 0,
+    stop_token_ids: Optional[_Ids] = None,
+    logit_bias: Optional[Union[Mapping[int, float], Sequence[Optional[Mapping[int, float]]]]] = None,
+    repetition_penalty: _FloatParam = 1.0,
+    frequency_penalty: _FloatParam = 0.0,
+    presence_penalty: _FloatParam = 0.0,
+    prompt_tokens: Optional[_Histories] = None,
+    output_tokens: Optional[_Histories] = None,
+) -> Any: ...
+@overload
+def token_logprobs(
+    logits: ArrayLike,
+    token_ids: ArrayLike,
+    *,
+    temperature: _FloatParam = 1.0,
+    return_ranks: Literal[False] = False,
+) -> Any: ...
+@overload
+def token_logprobs(
+    logits: ArrayLike,
+    token_ids: ArrayLike,
+    *,
+    temperature: _FloatParam = 1.0,
+    return_ranks: Literal[True],
+) -> Tuple[Any, Any]: ...
 @final
 class Sampler:
     def __new__(
@@ -93,19 +150,31 @@ class Sampler:
         top_p: _FloatParam = 1.0,
         min_p: _FloatParam = 0.0,
         seed: Optional[int] = None,
+        top_logprobs: int = 0,
+        logprobs_mode: _Mode = "sampled",
+        allowed_token_ids: Optional[Union[_Ids, Sequence[Optional[_Ids]]]] = None,
+        token_bitmask: Optional[ArrayLike] = None,
+        bad_words: Optional[Sequence[_Ids]] = None,
+        min_tokens: _IntParam = 0,
+        stop_token_ids: Optional[_Ids] = None,
+        logit_bias: Optional[
+            Union[Mapping[int, float], Sequence[Optional[Mapping[int, float]]]]
+        ] = None,
+        repetition_penalty: _FloatParam = 1.0,
+        frequency_penalty: _FloatParam = 0.0,
+        presence_penalty: _FloatParam = 0.0,
+        prompt_tokens: Optional[_Histories] = None,
     ) -> Sampler: ...
-    @overload
-    def __call__(
-        self, logits: ArrayLike, *, return_logprobs: Literal[False] = False
-    ) -> _Tokens: ...
-    @overload
-    def __call__(
-        self, logits: ArrayLike, *, return_logprobs: Literal[True]
-    ) -> Tuple[_Tokens, _Logprobs]: ...
+    def __call__(self, logits: ArrayLike, *, return_logprobs: bool = False) -> Any: ...
+    def accept(self, tokens: Union[int, Sequence[int], Sequence[Sequence[int]], ArrayLike]) -> None: ...
+    def reset(self) -> None: ...
+    @property
+    def output_tokens(self) -> List[NDArray[np.int64]]: ...
     @property
     def seed(self) -> int: ...
     @property
     def calls(self) -> int: ...
+
 def cross_entropy(
     logits: ArrayLike,
     labels: ArrayLike,

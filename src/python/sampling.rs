@@ -480,6 +480,9 @@ fn bad_words_param(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec
     Ok(out)
 }
 
+/// One row's `(token id, bias)` pairs.
+type Bias = Vec<(u32, f64)>;
+
 /// One `{token_id: bias}` mapping.
 fn bias_map(v: &Bound<'_, PyAny>) -> PyResult<Vec<(u32, f64)>> {
     let d = v.cast::<PyDict>().map_err(|_| {
@@ -511,7 +514,7 @@ fn bias_map(v: &Bound<'_, PyAny>) -> PyResult<Vec<(u32, f64)>> {
 }
 
 /// `logit_bias` (P12): a mapping for every row, or a sequence of R mappings (or `None`).
-fn bias_param(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<PerRow<Vec<(u32, f64)>>>> {
+fn bias_param(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<PerRow<Bias>>> {
     let Some(v) = v.filter(|v| !v.is_none()) else {
         return Ok(None);
     };

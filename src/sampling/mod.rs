@@ -279,9 +279,9 @@ fn copy_checked<T: Float>(src: &[T], dst: &mut Vec<T::Compute>) -> bool {
     dst.clear();
     dst.extend(src.iter().map(|e| e.to_compute()));
     let inf = <T::Compute as Real>::INFINITY;
-    // `!(v < inf)`: NaN or +inf. Branch-free over chunks, so that it vectorises.
+    // `v < inf` fails for NaN and +inf. Branch-free over chunks, so that it vectorises.
     dst.chunks(256)
-        .any(|c| c.iter().fold(false, |bad, &v| bad | !(v < inf)))
+        .any(|c| !c.iter().fold(true, |ok, &v| ok & (v < inf)))
 }
 
 /// One row as the filters see it.
@@ -313,7 +313,7 @@ fn with_row<T: Float, R>(
     let out = (|| {
         let (x, raw) = if chain.is_empty() {
             let x = as_compute(row, &mut conv);
-            (&*x, Some(x))
+            (x, Some(x))
         } else {
             if copy_checked(row, &mut proc) {
                 return Err(row_max(as_compute(row, &mut conv), w.par)

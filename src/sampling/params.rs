@@ -224,7 +224,7 @@ impl TokenBitmask {
     /// # Errors
     /// When `words.len()` is not a multiple of `width` (or `width` is 0 with words given).
     pub fn per_row(words: Vec<u32>, width: usize) -> Result<Self> {
-        if (width == 0 && !words.is_empty()) || (width > 0 && words.len() % width != 0) {
+        if (width == 0 && !words.is_empty()) || (width > 0 && !words.len().is_multiple_of(width)) {
             return Err(Error::invalid(
                 "token_bitmask",
                 format!("{} words in rows of {width}", words.len()),
@@ -382,10 +382,15 @@ impl SamplingParams {
         bad_words: Vec<Vec<u32>>;
         /// Sets `stop_token_ids`.
         stop_token_ids: Vec<u32>;
-        /// Sets `top_logprobs`.
-        top_logprobs: usize;
         /// Sets `logprobs_mode`.
         logprobs_mode: LogprobsMode;
+    }
+
+    /// Sets `top_logprobs`.
+    #[must_use]
+    pub fn top_logprobs(mut self, n: usize) -> Self {
+        self.top_logprobs = n;
+        self
     }
 
     /// Sets `allowed_token_ids` for every row.
