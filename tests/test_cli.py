@@ -123,3 +123,38 @@ def test_sample_errors(tmp_path, args, message):
     r = run(*args, cwd=tmp_path)
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_p12_p15_sample_flags_logit_bias_and_top_logprobs(capsys):
+    """`sample --logit-bias ID:BIAS --top-logprobs N`: the API's result, one line per row."""
+    from logitkit.cli import main
+
+    assert main(["sample", "4.1", "1.0", "2.3", "0.5", "-t", "0", "--logit-bias", "0:-5",
+                 "--top-logprobs", "2", "--logprobs-mode", "processed"]) == 0
+    line = capsys.readouterr().out.strip()
+    want = logitkit.sample([4.1, 1.0, 2.3, 0.5], temperature=0.0, logit_bias={0: -5.0},
+                           top_logprobs=2, logprobs_mode="processed")
+    tok, lp, rank, alts = line.split("\t")
+    assert int(tok) == int(want.tokens) == 2
+    assert float(lp) == pytest.approx(float(want.logprobs), abs=1e-6)
+    assert rank == "rank 1"
+    assert [int(a.split(":")[0]) for a in alts.split()] == want.top_ids.tolist()
+
+
+def test_p13_sample_flag_repetition_penalty_reads_prompt_tokens(capsys):
+    from logitkit.cli import main
+
+    assert main(["sample", "4.1", "4.0", "2.3", "-t", "0"]) == 0
+    assert capsys.readouterr().out.strip() == "0"
+    assert main(["sample", "4.1", "4.0", "2.3", "-t", "0", "--repetition-penalty", "2",
+                 "--prompt-tokens", "0"]) == 0
+    assert capsys.readouterr().out.strip() == "1"
+
+
+@pytest.mark.parametrize("flag", [["--logit-bias", "x"], ["--logit-bias", "1:y"],
+                                  ["--prompt-tokens", "a,b"]])
+def test_sample_flag_errors_are_clear(flag, capsys):
+    from logitkit.cli import main
+
+    assert main(["sample", "1", "2", *flag]) == 2
+    assert flag[0] in capsys.readouterr().err

@@ -144,7 +144,14 @@ def run_sample(args: argparse.Namespace, out=None) -> int:
         min_p=args.min_p,
         seed=args.seed,
         return_logprobs=args.logprobs,
+        top_logprobs=args.top_logprobs,
+        logprobs_mode=args.logprobs_mode,
+        logit_bias=_parse_logit_bias(args.logit_bias),
+        repetition_penalty=args.repetition_penalty,
+        prompt_tokens=_parse_prompt(args.prompt_tokens, x.shape[:-1]),
     )
+    if args.top_logprobs > 0:
+        return _print_top(result, args, out)
     tokens, logprobs = result if args.logprobs else (result, None)
     tokens = np.atleast_1d(np.asarray(tokens))
     if args.output is not None:
@@ -159,6 +166,54 @@ def run_sample(args: argparse.Namespace, out=None) -> int:
     else:
         for t, lp in zip(tokens.ravel(), np.atleast_1d(np.asarray(logprobs)).ravel()):
             print(f"{int(t)}\t{float(lp):.6f}", file=out)
+    return 0
+
+
+def _parse_logit_bias(items: Optional[Sequence[str]]) -> Optional[dict]:
+    """``["ID:BIAS", ...]`` as ``{id: bias}`` (``-inf`` bans a token)."""
+    if not items:
+        return None
+    bias = {}
+    for item in items:
+        tok, sep, value = item.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            bias[int(tok)] = float(value)
+        except ValueError:
+            raise ValueError(f"--logit-bias takes ID:BIAS, e.g. 50256:-100, got {item!r}") from None
+    return bias
+
+
+def _parse_prompt(text: Optional[str], rows_shape) -> Optional[list]:
+    """``"1,2,3"`` as the prompt of every row."""
+    if not text:
+        return None
+    try:
+        ids = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--prompt-tokens takes comma-separated token ids, got {text!r}") from None
+    rows = int(np.prod(rows_shape))
+    return ids if len(rows_shape) == 0 else [ids] * rows
+
+
+def _print_top(result, args: argparse.Namespace, out) -> int:
+    """One line per row: token, logprob, rank, then the alternatives as ``id:logprob``."""
+    tokens = np.atleast_1d(np.asarray(result.tokens)).ravel()
+    logprobs = np.atleast_1d(np.asarray(result.logprobs)).ravel()
+    ranks = np.atleast_1d(np.asarray(result.ranks)).ravel()
+    n = args.top_logprobs
+    top_ids = np.asarray(result.top_ids).reshape(-1, n)
+    top_lp = np.asarray(result.top_logprobs).reshape(-1, n)
+    if args.output is not None:
+        np.savez(args.output, tokens=tokens, logprobs=logprobs, ranks=ranks, top_ids=top_ids,
+                 top_logprobs=top_lp)
+        print(f"wrote {tokens.size} token ids with their top {n} alternatives to {args.output}",
+              file=out)
+        return 0
+    for t, lp, r, ids, lps in zip(tokens, logprobs, ranks, top_ids, top_lp):
+        alts = " ".join(f"{int(i)}:{float(v):.4f}" for i, v in zip(ids, lps))
+        print(f"{int(t)}\t{float(lp):.6f}\trank {int(r)}\t{alts}", file=out)
     return 0
 
 
@@ -259,6 +314,17 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--min-p", type=float, default=0.0, help="min-p ratio (0 = off)")
     m.add_argument("-s", "--seed", type=int, default=None, help="seed for reproducible draws")
     m.add_argument("--logprobs", action="store_true", help="also print each token's log-probability")
+    m.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
+                   help="penalise the tokens of --prompt-tokens (1 = off)")
+    m.add_argument("--prompt-tokens", metavar="ID,ID,...",
+                   help="token ids already in each row's context, for --repetition-penalty")
+    m.add_argument("--logit-bias", action="append", metavar="ID:BIAS",
+                   help="add BIAS to token ID's logit (repeatable; -inf bans the token)")
+    m.add_argument("--top-logprobs", type=int, default=0, metavar="N",
+                   help="also print the N most probable tokens of each row with their log-probabilities")
+    m.add_argument("--logprobs-mode", choices=("sampled", "processed", "raw"), default="sampled",
+                   help="distribution of the printed log-probabilities: the one drawn from "
+                        "(default), before top-k/top-p/min-p, or of the logits as given")
     _add_calibrate_parser(sub)
     return p
 

@@ -247,6 +247,16 @@ fn seed_param(
         .map(Seed::PerRow)
 }
 
+/// The values of an integer ndarray, C order, as int64 (one copy, no Python objects).
+fn int64_values(py: Python<'_>, arr: &Bound<'_, PyUntypedArray>) -> PyResult<Vec<i64>> {
+    let a = py
+        .import("numpy")?
+        .call_method1("ascontiguousarray", (arr, "int64"))?
+        .cast_into::<numpy::PyArrayDyn<i64>>()?;
+    let ro = a.readonly();
+    Ok(ro.as_slice()?.to_vec())
+}
+
 /// A sequence of token ids (a list, tuple or 1-D integer array); negative ids are refused
 /// naming `name` and `row` (when given), padding `-1` ends the sequence when `padded`.
 fn id_list(
@@ -267,7 +277,7 @@ fn id_list(
                 repr(v)
             )));
         }
-        arr.call_method0("tolist")?.extract()?
+        int64_values(py, &arr)?.into_iter().map(i128::from).collect()
     } else {
         let mut out = Vec::new();
         for item in v.try_iter()? {
@@ -282,7 +292,18 @@ fn id_list(
         }
         out
     };
-    let mut ids = Vec::with_capacity(values.len());
+    ids_from(name, values, row, padded)
+}
+
+/// Token ids from integers: negative ids refused (but `-1` padding at the end when `padded`).
+fn ids_from(
+    name: &'static str,
+    values: impl IntoIterator<Item = i128>,
+    row: Option<usize>,
+    padded: bool,
+) -> PyResult<Vec<u32>> {
+    let at = || row.map_or(String::new(), |r| format!(" in row {r}"));
+    let mut ids = Vec::new();
     let mut ended = false;
     for id in values {
         if padded && id == -1 {
@@ -297,11 +318,7 @@ fn id_list(
             };
             return Err(PyValueError::new_err(format!(
                 "{name} must hold token ids in [0, V){}, got {what}{}",
-                if padded {
-                    " (padded on the right with -1)"
-                } else {
-                    ""
-                },
+                if padded { " (padded on the right with -1)" } else { "" },
                 at()
             )));
         }
@@ -372,6 +389,24 @@ fn histories_param(
     if rows_shape.is_empty() && !is_nested(v)? {
         return Ok(Some(vec![id_list(py, name, v, None, true)?]));
     }
+    if let Ok(a) = v.cast::<PyUntypedArray>() {
+        if a.ndim() == 2 {
+            let (r, width) = (a.shape()[0], a.shape()[1]);
+            if r != rows {
+                return Err(PyValueError::new_err(format!(
+                    "{name} must hold one sequence per row of logits ({rows}), got {r}"
+                )));
+            }
+            let values = int64_values(py, a)?;
+            return (0..r)
+                .map(|i| {
+                    let row = values[i * width..(i + 1) * width].iter().map(|&v| v as i128);
+                    ids_from(name, row, Some(i), true)
+                })
+                .collect::<PyResult<_>>()
+                .map(Some);
+        }
+    }
     let items = row_items(py, v)?;
     if items.len() != rows {
         return Err(PyValueError::new_err(format!(
@@ -431,13 +466,15 @@ fn bitmask_param(
             "{NAME} must be an int32 or uint32 array, got dtype {dtype}"
         )));
     }
-    let np = py.import("numpy")?;
-    let words: Vec<u32> = np
-        .call_method1("ascontiguousarray", (&arr,))?
-        .call_method1("view", ("uint32",))?
-        .call_method0("ravel")?
-        .call_method0("tolist")?
-        .extract()?;
+    let words: Vec<u32> = {
+        let a = py
+            .import("numpy")?
+            .call_method1("ascontiguousarray", (&arr,))?
+            .call_method1("view", ("uint32",))?
+            .cast_into::<numpy::PyArrayDyn<u32>>()?;
+        let ro = a.readonly();
+        ro.as_slice()?.to_vec()
+    };
     match arr.ndim() {
         1 => Ok(Some(TokenBitmask::all_rows(words))),
         2 => {
