@@ -1,0 +1,151 @@
+"""P19: logitkit.transformers.LogitsProcessor against Hugging Face's own processors, and in
+``generate`` with a tiny randomly initialised GPT-2 built from a config (no download)."""
+
+import numpy as np
+import pytest
+
+import logitkit
+from logitkit.transformers import LogitsProcessor
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+from transformers import (  # noqa: E402
+    GPT2Config,
+    GPT2LMHeadModel,
+    LogitsProcessorList,
+    MinNewTokensLengthLogitsProcessor,
+    NoBadWordsLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    SequenceBiasLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
+
+V = 97
+
+
+def hf_chain(prompt_len, rep, bad, bias, min_new, eos, temperature=None, top_p=None):
+    procs = [
+        NoBadWordsLogitsProcessor(bad, eos_token_id=eos),
+        MinNewTokensLengthLogitsProcessor(prompt_len, min_new, eos),
+        SequenceBiasLogitsProcessor({(t,): b for t, b in bias.items()}),
+        RepetitionPenaltyLogitsProcessor(rep),
+    ]
+    if temperature is not None:
+        procs.append(TemperatureLogitsWarper(temperature))
+    if top_p is not None:
+        procs.append(TopPLogitsWarper(top_p))
+    return LogitsProcessorList(procs)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_p13_repetition_penalty_matches_hf(seed):
+    rng = np.random.default_rng(seed)
+    scores = torch.tensor(rng.normal(size=(3, V)) * 3, dtype=torch.float32)
+    ids = torch.tensor(rng.integers(0, V, size=(3, 12)))
+    want = RepetitionPenaltyLogitsProcessor(1.3)(ids, scores.clone())
+    got = LogitsProcessor(repetition_penalty=1.3)(ids, scores.clone())
+    torch.testing.assert_close(torch.as_tensor(got), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_p11_bad_words_match_hf(seed):
+    rng = np.random.default_rng(seed)
+    scores = torch.tensor(rng.normal(size=(2, V)), dtype=torch.float32)
+    prompt = rng.integers(50, V, size=(2, 5))  # no bad word starts in the prompt
+    gen = rng.integers(0, 10, size=(2, 6))
+    ids = torch.tensor(np.concatenate([prompt, gen], axis=1))
+    bad = [[int(gen[0, -1]), 3], [7], [int(gen[1, -2]), int(gen[1, -1]), 9], [11, 12]]
+    proc = LogitsProcessor(bad_words=bad)
+    proc(torch.tensor(prompt), scores.clone())  # the first call fixes the prompt
+    # Continue as generate would, one token at a time.
+    for step in range(1, gen.shape[1] + 1):
+        cur = torch.tensor(np.concatenate([prompt, gen[:, :step]], axis=1))
+        got = proc(cur, scores.clone())
+    want = NoBadWordsLogitsProcessor(bad, eos_token_id=0)(ids, scores.clone())
+    assert torch.equal(torch.isinf(torch.as_tensor(got)), torch.isinf(want))
+
+
+def test_p11_min_tokens_matches_hf_min_new_tokens():
+    rng = np.random.default_rng(1)
+    scores = torch.tensor(rng.normal(size=(1, V)), dtype=torch.float32)
+    prompt = torch.tensor(rng.integers(0, V, size=(1, 4)))
+    proc = LogitsProcessor(min_tokens=2, stop_token_ids=[5])
+    hf = MinNewTokensLengthLogitsProcessor(4, 2, 5)
+    ids = prompt
+    for _ in range(4):
+        got = proc(ids, scores.clone())
+        want = hf(ids, scores.clone())
+        torch.testing.assert_close(torch.as_tensor(got), want)
+        ids = torch.cat([ids, torch.tensor([[1]])], dim=1)
+
+
+def test_p12_logit_bias_matches_hf_sequence_bias():
+    rng = np.random.default_rng(2)
+    scores = torch.tensor(rng.normal(size=(2, V)), dtype=torch.float32)
+    ids = torch.tensor(rng.integers(0, V, size=(2, 3)))
+    bias = {3: 2.5, 10: -1.25, 50: float("-inf")}
+    want = SequenceBiasLogitsProcessor({(t,): b for t, b in bias.items()})(ids, scores.clone())
+    got = LogitsProcessor(logit_bias=bias)(ids, scores.clone())
+    torch.testing.assert_close(torch.as_tensor(got), want)
+
+
+def tiny_gpt2():
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=V, n_positions=64,
+                        bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    return GPT2LMHeadModel(config).eval()
+
+
+def test_p19_generate_greedy_same_tokens_and_scores_as_hf_chain():
+    model = tiny_gpt2()
+    prompt = torch.tensor([[5, 17, 23, 42, 8], [9, 9, 30, 31, 60]])
+    rep, bias, bad, min_new, eos = 1.5, {4: 1.0, 20: -2.0}, [[2], [13, 14]], 3, 1
+    kw = dict(max_new_tokens=12, do_sample=False, output_scores=True,
+              return_dict_in_generate=True, pad_token_id=1)
+    ours = model.generate(
+        prompt,
+        logits_processor=[LogitsProcessor(repetition_penalty=rep, logit_bias=bias, bad_words=bad,
+                                          min_tokens=min_new, stop_token_ids=[eos])],
+        **kw,
+    )
+    theirs = model.generate(
+        prompt, logits_processor=hf_chain(prompt.shape[1], rep, bad, bias, min_new, eos), **kw
+    )
+    assert torch.equal(ours.sequences, theirs.sequences)
+    assert len(ours.scores) == len(theirs.scores) == 12
+    for a, b in zip(ours.scores, theirs.scores):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_p19_scores_with_temperature_and_top_p_match_hf():
+    model = tiny_gpt2()
+    prompt = torch.tensor([[5, 17, 23, 42, 8]])
+    kw = dict(max_new_tokens=6, do_sample=False, output_scores=True,
+              return_dict_in_generate=True, pad_token_id=1)
+    ours = model.generate(prompt, logits_processor=[LogitsProcessor(repetition_penalty=1.2,
+                                                                    temperature=0.7, top_p=0.8)], **kw)
+    theirs = model.generate(prompt, logits_processor=LogitsProcessorList(
+        [RepetitionPenaltyLogitsProcessor(1.2), TemperatureLogitsWarper(0.7),
+         TopPLogitsWarper(0.8)]), **kw)
+    assert torch.equal(ours.sequences, theirs.sequences)
+    for a, b in zip(ours.scores, theirs.scores):
+        assert torch.equal(torch.isinf(a), torch.isinf(b))
+        torch.testing.assert_close(a[~torch.isinf(a)], b[~torch.isinf(b)], rtol=1e-5, atol=1e-5)
+
+
+def test_p19_sampling_with_the_processor_draws_from_logitkits_distribution():
+    """softmax of the processed scores is what logitkit.sample draws from."""
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(1, V)).astype(np.float32)
+    ids = torch.tensor(rng.integers(0, V, size=(1, 6)))
+    proc = LogitsProcessor(temperature=0.8, top_k=20, repetition_penalty=1.1)
+    got = torch.as_tensor(proc(ids, torch.tensor(scores))).numpy()
+    want = logitkit.filter_logits(scores, temperature=0.8, top_k=20, repetition_penalty=1.1,
+                                  prompt_tokens=ids.numpy())
+    np.testing.assert_array_equal(got, want)
+
+
+def test_p19_unknown_parameter_is_a_type_error():
+    with pytest.raises(TypeError, match="seed"):
+        LogitsProcessor(seed=3)
