@@ -30,7 +30,15 @@ pub trait Float: sealed::Sealed + Copy + Send + Sync + Debug + PartialOrd + 'sta
 }
 
 /// A type the kernels compute in directly: `f32` or `f64`.
-pub trait Real: Float<Compute = Self> + Default + crate::kernels::HasKernels {
+pub trait Real:
+    Float<Compute = Self>
+    + Default
+    + crate::kernels::HasKernels
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+{
     /// Rounds an `f64` to this type.
     fn from_f64(v: f64) -> Self;
     /// Negative infinity.

@@ -277,7 +277,10 @@ fn id_list(
                 repr(v)
             )));
         }
-        int64_values(py, &arr)?.into_iter().map(i128::from).collect()
+        int64_values(py, &arr)?
+            .into_iter()
+            .map(i128::from)
+            .collect()
     } else {
         let mut out = Vec::new();
         for item in v.try_iter()? {
@@ -318,7 +321,11 @@ fn ids_from(
             };
             return Err(PyValueError::new_err(format!(
                 "{name} must hold token ids in [0, V){}, got {what}{}",
-                if padded { " (padded on the right with -1)" } else { "" },
+                if padded {
+                    " (padded on the right with -1)"
+                } else {
+                    ""
+                },
                 at()
             )));
         }
@@ -400,7 +407,9 @@ fn histories_param(
             let values = int64_values(py, a)?;
             return (0..r)
                 .map(|i| {
-                    let row = values[i * width..(i + 1) * width].iter().map(|&v| v as i128);
+                    let row = values[i * width..(i + 1) * width]
+                        .iter()
+                        .map(|&v| v as i128);
                     ids_from(name, row, Some(i), true)
                 })
                 .collect::<PyResult<_>>()

@@ -117,6 +117,18 @@ pub(crate) struct RowCtx<'a> {
     pub output: &'a [u32],
     /// Each distinct token of the prompt or the output once: `(id, count in the output)`.
     pub seen: &'a [(u32, u32)],
+    /// The seen list as one mark per vocabulary id (0: unseen, else 1 + the count in the
+    /// output), when it is long enough that a pass over the row beats updating its tokens one
+    /// by one (see [`use_marks`]).
+    pub marks: Option<&'a [u32]>,
+    /// Passes over the row may be shared across the pool.
+    pub par: bool,
+}
+
+/// Whether a seen list of `n` tokens is better applied as marks over a vocabulary of `vocab`:
+/// one token's update at a random place costs about as much as a pass over 64 tokens.
+pub(crate) fn use_marks(n: usize, vocab: usize) -> bool {
+    n.saturating_mul(64) >= vocab
 }
 
 /// A row's history kept by a [`Sampler`](super::Sampler), updated token by token.
@@ -129,6 +141,8 @@ pub(crate) struct RowState {
     pub output: Vec<u32>,
     pub seen: Vec<(u32, u32)>,
     slot: HashMap<u32, usize>,
+    /// The seen list as marks (see [`RowCtx::marks`]), once it is long; kept up to date.
+    marks: Vec<u32>,
 }
 
 impl RowState {
@@ -146,6 +160,7 @@ impl RowState {
         self.output.clear();
         self.seen.clear();
         self.slot.clear();
+        self.marks = Vec::new();
         self.id_bound = self.prompt.iter().max().map_or(0, |&m| m as usize + 1);
         for &id in &self.prompt {
             if let std::collections::hash_map::Entry::Vacant(e) = self.slot.entry(id) {
@@ -164,12 +179,31 @@ impl RowState {
             self.seen.push((id, 0));
         }
         self.seen[i].1 += 1;
+        if let Some(m) = self.marks.get_mut(id as usize) {
+            *m = (*m).max(1) + 1;
+        }
     }
 
-    pub fn ctx(&self) -> RowCtx<'_> {
+    /// Keeps marks over a vocabulary of `vocab` once the seen list is long (the first call
+    /// that finds it so builds them; every token accepted after updates them).
+    pub fn prepare(&mut self, vocab: usize) {
+        if self.marks.len() != vocab {
+            self.marks = Vec::new();
+            if use_marks(self.seen.len(), vocab) && self.id_bound <= vocab {
+                self.marks = vec![0; vocab];
+                for &(id, c) in &self.seen {
+                    self.marks[id as usize] = 1 + c;
+                }
+            }
+        }
+    }
+
+    pub fn ctx(&self, par: bool) -> RowCtx<'_> {
         RowCtx {
             output: &self.output,
             seen: &self.seen,
+            marks: (!self.marks.is_empty()).then_some(&self.marks[..]),
+            par,
         }
     }
 }
@@ -189,20 +223,30 @@ pub(crate) enum Source<'a> {
 pub(crate) struct SeenScratch {
     slot: Vec<u32>,
     seen: Vec<(u32, u32)>,
+    /// Marks for a long seen list, all 0 between rows.
+    marks: Vec<u32>,
 }
 
 impl SeenScratch {
     /// Elements held (a bound on what caching this scratch keeps).
     pub fn footprint(&self) -> usize {
-        self.slot.capacity() + self.seen.capacity() * 2
+        self.slot.capacity() + self.seen.capacity() * 2 + self.marks.capacity()
     }
 }
 
 impl<'a> Source<'a> {
-    /// Row `row`'s history; the seen list only `with_seen` (else empty).
-    pub fn ctx<'s>(&'s self, row: usize, with_seen: bool, s: &'s mut SeenScratch) -> RowCtx<'s> {
+    /// Row `row`'s history over a vocabulary of `vocab`; the seen list only `with_seen`
+    /// (else empty).
+    pub fn ctx<'s>(
+        &'s self,
+        row: usize,
+        vocab: usize,
+        with_seen: bool,
+        par: bool,
+        s: &'s mut SeenScratch,
+    ) -> RowCtx<'s> {
         match self {
-            Source::Kept(rows) => rows[row].ctx(),
+            Source::Kept(rows) => rows[row].ctx(par),
             Source::Call(h) => {
                 let output = h.output(row);
                 s.seen.clear();
@@ -232,9 +276,24 @@ impl<'a> Source<'a> {
                         s.slot[id as usize] = 0;
                     }
                 }
+                // The marks of the previous row back to 0, then this row's if it wants them.
+                if !s.marks.is_empty() {
+                    s.marks.fill(0);
+                }
+                let marks = if with_seen && use_marks(s.seen.len(), vocab) {
+                    s.marks.resize(vocab, 0);
+                    for &(id, c) in &s.seen {
+                        s.marks[id as usize] = 1 + c;
+                    }
+                    Some(&s.marks[..])
+                } else {
+                    None
+                };
                 RowCtx {
                     output,
                     seen: &s.seen,
+                    marks,
+                    par,
                 }
             }
         }

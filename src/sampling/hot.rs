@@ -282,6 +282,60 @@ unsafe fn hits_avx2(x: &[f32], t: f32) -> u64 {
 }
 
 multiversion! {
+    /// `dst = src`, with the tokens whose bit in `mask` (word `first_word` onwards, the layout
+    /// of [`TokenBitmask`](crate::TokenBitmask); missing words ban) is 0 set to `-inf`.
+    /// Returns whether `src` holds NaN or `+inf`.
+    fn copy_masked(src: &[C], dst: &mut [C], mask: Option<&[u32]>, first_word: usize) -> bool {
+        // `v < inf` fails for NaN and +inf; folded branch-free so that it vectorises.
+        let mut ok = true;
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v;
+            ok &= v < C::INFINITY;
+        }
+        if let Some(m) = mask {
+            for (i, d) in dst.chunks_mut(32).enumerate() {
+                match m.get(first_word + i).copied().unwrap_or(0) {
+                    u32::MAX => {}
+                    0 => d.fill(C::NEG_INFINITY),
+                    w => {
+                        for (b, d) in d.iter_mut().enumerate() {
+                            if (w >> b) & 1 == 0 {
+                                *d = C::NEG_INFINITY;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        !ok
+    }
+}
+
+multiversion! {
+    /// The repetition penalty over a row's marked tokens (`marks[j] != 0`): `z / r` if
+    /// `z > 0`, else `z * r`. Branch-free, so that it vectorises.
+    fn repetition_marked(z: &mut [C], marks: &[u32], r: C) {
+        for (e, &m) in z.iter_mut().zip(marks) {
+            let v = *e;
+            let p = if v > C::default() { v / r } else { v * r };
+            *e = if m != 0 { p } else { v };
+        }
+    }
+}
+
+multiversion! {
+    /// Frequency and presence penalties over a row's marks (`1 + count` for a seen token):
+    /// `z - f * c - p` where `c > 0`.
+    fn frequency_marked(z: &mut [C], marks: &[u32], f: C, p: C) {
+        for (e, &m) in z.iter_mut().zip(marks) {
+            let v = *e;
+            let n = v - f * C::from_f64(m.saturating_sub(1) as f64) - p;
+            *e = if m > 1 { n } else { v };
+        }
+    }
+}
+
+multiversion! {
     /// The number of tokens `>= thr`.
     fn count_at_least(x: &[C], thr: f64) -> usize {
         let mut n = 0usize;

@@ -99,7 +99,7 @@
 //! returns an error draws nothing and advances no [`Sampler`].
 
 mod history;
-mod hot;
+pub(crate) mod hot;
 mod logprobs;
 mod params;
 mod process;
@@ -274,16 +274,6 @@ fn for_rows<C: Real, R: Send>(
     }
 }
 
-/// Copies `src` into `dst` (as the compute type); returns whether `src` holds NaN or `+inf`.
-fn copy_checked<T: Float>(src: &[T], dst: &mut Vec<T::Compute>) -> bool {
-    dst.clear();
-    dst.extend(src.iter().map(|e| e.to_compute()));
-    let inf = <T::Compute as Real>::INFINITY;
-    // `v < inf` fails for NaN and +inf. Branch-free over chunks, so that it vectorises.
-    dst.chunks(256)
-        .any(|c| !c.iter().fold(true, |ok, &v| ok & (v < inf)))
-}
-
 /// One row as the filters see it.
 struct RowView<'a, C> {
     /// The logits after the processing of P11-P13 (the row itself when no stage is on).
@@ -315,16 +305,17 @@ fn with_row<T: Float, R>(
             let x = as_compute(row, &mut conv);
             (x, Some(x))
         } else {
-            if copy_checked(row, &mut proc) {
-                return Err(row_max(as_compute(row, &mut conv), w.par)
-                    .err()
-                    .unwrap_or("contains NaN"));
-            }
             let mut scratch = std::mem::take(&mut w.seen);
-            let ctx = source.ctx(r, chain.reads_seen(), &mut scratch);
-            chain.apply(r, &ctx, &mut proc);
+            let mut words = std::mem::take(&mut w.words);
+            let ctx = source.ctx(r, row.len(), chain.reads_seen(), w.par, &mut scratch);
+            let raw = as_compute(row, &mut conv);
+            let bad = chain.process(r, &ctx, raw, &mut proc, &mut words, w.par);
             w.seen = scratch;
-            (&proc[..], need_raw.then(|| as_compute(row, &mut conv)))
+            w.words = words;
+            if bad {
+                return Err(row_max(raw, w.par).err().unwrap_or("contains NaN"));
+            }
+            (&proc[..], need_raw.then_some(raw))
         };
         // Top-k with a small k wants the row's chunk maxima: its maximum then comes from them.
         let max = if wants_chunks {

@@ -61,6 +61,8 @@ pub(crate) struct Work<C> {
     pub proc: Vec<C>,
     /// For building a row's seen list from its history.
     pub seen: super::history::SeenScratch,
+    /// For combining several token masks.
+    pub words: Vec<u32>,
     /// The current set when it is a list.
     pub cur: Bufs<C>,
     alt: Bufs<C>,

@@ -174,10 +174,13 @@ impl Sampler {
     ) -> Result<Draws> {
         let rows = rows_of(logits.len(), vocab)?;
         self.check_rows(rows)?;
-        let states = self
+        let mut states = self
             .rows
             .take()
             .unwrap_or_else(|| vec![RowState::default(); rows]);
+        for s in &mut states {
+            s.prepare(vocab);
+        }
         let drawn = (|| {
             if let Some((r, s)) = states.iter().enumerate().find(|(_, s)| s.id_bound > vocab) {
                 let bad = s.id_bound - 1;
@@ -188,7 +191,6 @@ impl Sampler {
             let streams = Streams::for_sampler(self.seed, self.calls);
             draw_rows(logits, vocab, &self.params, source, &streams, with_logprobs)
         })();
-        let mut states = states;
         if let Ok(d) = &drawn {
             for (s, &t) in states.iter_mut().zip(&d.tokens) {
                 s.push(t as u32);

@@ -1,6 +1,6 @@
 //! `allowed_token_ids` (contract P11): every other token is banned.
 
-use super::{ban_unset, BoxedStage, RowCtx, Stage};
+use super::{BoxedStage, Stage};
 use crate::element::Real;
 use crate::sampling::params::{PerRow, SamplingParams};
 
@@ -35,9 +35,7 @@ pub(super) fn stage<C: Real>(p: &SamplingParams, vocab: usize) -> Option<BoxedSt
 }
 
 impl<C: Real> Stage<C> for AllowedIds {
-    fn apply(&self, row: usize, _: &RowCtx<'_>, z: &mut [C]) {
-        if let Some(words) = self.masks.get(row) {
-            ban_unset(words, z);
-        }
+    fn mask(&self, row: usize) -> Option<&[u32]> {
+        self.masks.get(row).map(Vec::as_slice)
     }
 }

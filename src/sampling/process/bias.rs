@@ -1,7 +1,7 @@
 //! `logit_bias` (contract P12): `{token: bias}` added to the logits after the masks; a bias of
 //! `-inf` bans the token.
 
-use super::{update, BoxedStage, RowCtx, Stage};
+use super::{BoxedStage, RowCtx, Stage};
 use crate::element::Real;
 use crate::sampling::params::{PerRow, SamplingParams};
 
@@ -19,7 +19,8 @@ pub(super) fn stage<C: Real>(p: &SamplingParams, _vocab: usize) -> Option<BoxedS
 impl<C: Real> Stage<C> for LogitBias<'_> {
     fn apply(&self, row: usize, _: &RowCtx<'_>, z: &mut [C]) {
         for &(id, b) in self.0.get(row).map_or(&[][..], Vec::as_slice) {
-            update(&mut z[id as usize], |v| v + b);
+            let e = &mut z[id as usize];
+            *e = *e + C::from_f64(b);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `token_bitmask` (contract P11): a grammar's allowed tokens, one bit per token.
 
-use super::{ban_unset, BoxedStage, RowCtx, Stage};
+use super::{BoxedStage, Stage};
 use crate::element::Real;
 use crate::sampling::params::{SamplingParams, TokenBitmask};
 
@@ -11,7 +11,7 @@ pub(super) fn stage<C: Real>(p: &SamplingParams, _vocab: usize) -> Option<BoxedS
 }
 
 impl<C: Real> Stage<C> for Bitmask<'_> {
-    fn apply(&self, row: usize, _: &RowCtx<'_>, z: &mut [C]) {
-        ban_unset(self.0.row(row), z);
+    fn mask(&self, row: usize) -> Option<&[u32]> {
+        Some(self.0.row(row))
     }
 }

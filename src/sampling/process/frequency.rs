@@ -1,8 +1,9 @@
 //! `frequency_penalty` and `presence_penalty` (contract P13): with `c` a token's count in the
 //! output, `z - f * c - p * [c > 0]` (the OpenAI API, vLLM).
 
-use super::{update, BoxedStage, RowCtx, Stage};
+use super::{on_blocks, BoxedStage, RowCtx, Stage};
 use crate::element::Real;
+use crate::sampling::hot::frequency_marked;
 use crate::sampling::params::{RowParam, SamplingParams};
 
 struct FrequencyPresence<'p> {
@@ -26,8 +27,17 @@ impl<C: Real> Stage<C> for FrequencyPresence<'_> {
         if f == 0.0 && p == 0.0 {
             return;
         }
-        for &(id, c) in ctx.seen.iter().filter(|&&(_, c)| c > 0) {
-            update(&mut z[id as usize], |v| v - f * c as f64 - p);
+        let (f, p) = (C::from_f64(f), C::from_f64(p));
+        match ctx.marks {
+            Some(marks) => on_blocks(z, marks, ctx.par, |z, marks| {
+                frequency_marked(z, marks, f, p)
+            }),
+            None => {
+                for &(id, c) in ctx.seen.iter().filter(|&&(_, c)| c > 0) {
+                    let e = &mut z[id as usize];
+                    *e = *e - f * C::from_f64(c as f64) - p;
+                }
+            }
         }
     }
 

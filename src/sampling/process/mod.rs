@@ -1,6 +1,10 @@
 //! The logits processing of contract P11-P13, applied to a copy of each row before
 //! temperature and the filters of P3: masks, then the bias, then the penalties (P14).
 //!
+//! Arithmetic is done in the processing type (`f32` for `f16`, `bf16` and `f32` logits, `f64`
+//! for `f64`) with the parameters rounded to it, one operation at a time, as PyTorch does it in
+//! Hugging Face's and vLLM's processors, so that the results are theirs bit for bit.
+//!
 //! Each stage is one small type behind [`Stage`], in a file of its own. [`Chain::build`]
 //! makes the chain of a call from its parameters, once per call: a stage whose parameters are
 //! at their defaults is absent, so it costs nothing. Adding a stage is a new file and one line
@@ -15,13 +19,26 @@ mod min_tokens;
 mod repetition;
 
 use super::history::RowCtx;
+use super::hot::copy_masked;
 use super::params::SamplingParams;
 use crate::element::Real;
+use crate::kernels::BLOCK;
+use crate::parallel::map_chunks_mut;
 
 /// One processing stage: changes a row's logits in place.
+///
+/// A mask over the whole vocabulary says which tokens it allows as bits ([`Stage::mask`]):
+/// every such mask is applied while the row is copied, in one pass. Other stages change the
+/// few logits they name ([`Stage::apply`]).
 pub(crate) trait Stage<C: Real>: Sync {
     /// Applies the stage to row `row`'s logits `z`, whose history is `ctx`.
-    fn apply(&self, row: usize, ctx: &RowCtx<'_>, z: &mut [C]);
+    fn apply(&self, _row: usize, _ctx: &RowCtx<'_>, _z: &mut [C]) {}
+
+    /// The tokens row `row` allows, as the bits of [`TokenBitmask`](crate::TokenBitmask)
+    /// (`None`: the stage is not a whole-vocabulary mask, or allows every token of the row).
+    fn mask(&self, _row: usize) -> Option<&[u32]> {
+        None
+    }
 
     /// Whether the stage reads [`RowCtx::seen`] (building it costs a pass over the history).
     fn reads_seen(&self) -> bool {
@@ -72,34 +89,64 @@ impl<'p, C: Real> Chain<'p, C> {
         self.reads_seen
     }
 
-    /// Applies every stage, in order, to row `row`'s logits.
-    pub fn apply(&self, row: usize, ctx: &RowCtx<'_>, z: &mut [C]) {
+    /// Row `row` processed into `z`: copied from `x` with every mask applied on the way (the
+    /// blocks shared across the pool when `par`), then every other stage in order. Returns
+    /// whether `x` holds NaN or `+inf` (then `z` is not processed further).
+    pub fn process(
+        &self,
+        row: usize,
+        ctx: &RowCtx<'_>,
+        x: &[C],
+        z: &mut Vec<C>,
+        words: &mut Vec<u32>,
+        par: bool,
+    ) -> bool {
+        let masks: Vec<&[u32]> = self.stages.iter().filter_map(|s| s.mask(row)).collect();
+        let mask: Option<&[u32]> = match masks[..] {
+            [] => None,
+            [one] => Some(one),
+            [first, ..] => {
+                // Several masks allow the tokens all of them allow.
+                words.clear();
+                words.extend_from_slice(first);
+                for m in &masks[1..] {
+                    words.truncate(m.len());
+                    for (w, &b) in words.iter_mut().zip(*m) {
+                        *w &= b;
+                    }
+                }
+                Some(words)
+            }
+        };
+        if z.len() != x.len() {
+            z.resize(x.len(), C::default());
+        }
+        let mut bad = Vec::new();
+        map_chunks_mut(z, BLOCK, &mut bad, par && x.len() > BLOCK, |b, d| {
+            copy_masked(&x[b * BLOCK..][..d.len()], d, mask, b * BLOCK / 32)
+        });
+        if bad.iter().any(|&b| b) {
+            return true;
+        }
         for s in &self.stages {
             s.apply(row, ctx, z);
         }
+        false
     }
 }
 
-/// `z = f(z)`, computed in `f64` and rounded once to the processing type.
-#[inline]
-pub(super) fn update<C: Real>(z: &mut C, f: impl FnOnce(f64) -> f64) {
-    *z = C::from_f64(f(z.to_f64()));
-}
-
-/// Bans (sets to `-inf`) every token whose bit in `words` is 0 (the layout of
-/// [`TokenBitmask`](crate::TokenBitmask)); tokens past the words are banned.
-pub(super) fn ban_unset<C: Real>(words: &[u32], z: &mut [C]) {
-    for (i, chunk) in z.chunks_mut(32).enumerate() {
-        match words.get(i).copied().unwrap_or(0) {
-            u32::MAX => {}
-            0 => chunk.fill(C::NEG_INFINITY),
-            w => {
-                for (b, e) in chunk.iter_mut().enumerate() {
-                    if (w >> b) & 1 == 0 {
-                        *e = C::NEG_INFINITY;
-                    }
-                }
-            }
-        }
-    }
+/// `f(z block, marks block)` over the row's blocks, shared across the pool when `par`.
+pub(super) fn on_blocks<C: Real>(
+    z: &mut [C],
+    marks: &[u32],
+    par: bool,
+    f: impl Fn(&mut [C], &[u32]) + Sync,
+) {
+    map_chunks_mut(
+        z,
+        BLOCK,
+        &mut Vec::<()>::new(),
+        par && z.len() > BLOCK,
+        |b, d| f(d, &marks[b * BLOCK..][..d.len()]),
+    );
 }

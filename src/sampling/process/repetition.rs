@@ -2,8 +2,9 @@
 //! `z` divided by `r` when `z > 0`, else multiplied by `r` (Keskar et al. 2019; Hugging Face's
 //! RepetitionPenaltyLogitsProcessor, vLLM). Each distinct token is penalised once.
 
-use super::{update, BoxedStage, RowCtx, Stage};
+use super::{on_blocks, BoxedStage, RowCtx, Stage};
 use crate::element::Real;
+use crate::sampling::hot::repetition_marked;
 use crate::sampling::params::{RowParam, SamplingParams};
 
 struct Repetition<'p>(&'p RowParam<f64>);
@@ -22,8 +23,15 @@ impl<C: Real> Stage<C> for Repetition<'_> {
         if r == 1.0 {
             return;
         }
-        for &(id, _) in ctx.seen {
-            update(&mut z[id as usize], |v| if v > 0.0 { v / r } else { v * r });
+        let r = C::from_f64(r);
+        match ctx.marks {
+            Some(marks) => on_blocks(z, marks, ctx.par, |z, marks| repetition_marked(z, marks, r)),
+            None => {
+                for &(id, _) in ctx.seen {
+                    let e = &mut z[id as usize];
+                    *e = if *e > C::default() { *e / r } else { *e * r };
+                }
+            }
         }
     }
 
