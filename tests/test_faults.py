@@ -1,0 +1,212 @@
+"""Faults, resources and bad input (contract R4, R5, R7, P8; issue 20).
+
+Each test names the clause it guards. Thread counts and environment variables are tried in
+fresh interpreters (``run_python``) so that the settings read at import are the ones under test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import logitkit as lk
+from conftest import run_python
+
+MAX_THREADS = 1024
+
+
+# --------------------------------------------------------------------------------------------
+# R5: thread counts and environment variables
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [MAX_THREADS + 1, 2**61, 2**63 - 1, 2**64, 2**70])
+def test_r5_set_num_threads_above_the_maximum_is_a_value_error(n, restore_threads):
+    """R5: above the documented maximum (1024) set_num_threads raises ValueError naming ``n``,
+    leaves the setting alone, and the next call works (it used to panic dividing by zero)."""
+    before = lk.get_num_threads()
+    with pytest.raises(ValueError) as info:
+        lk.set_num_threads(n)
+    msg = str(info.value)
+    assert "n must be" in msg and "1024" in msg, msg
+    assert len(msg) < 150, msg
+    assert lk.get_num_threads() == before
+    x = np.zeros((1000, 1000))
+    np.testing.assert_allclose(lk.softmax(x), 1e-3)
+
+
+def test_r5_set_num_threads_at_the_maximum_works(restore_threads):
+    """R5: the maximum itself is accepted, and calls of every size work with it."""
+    lk.set_num_threads(MAX_THREADS)
+    assert lk.get_num_threads() == MAX_THREADS
+    for shape in [(3,), (1000, 1000), (3, 300_000), (70_000, 8)]:
+        x = np.random.default_rng(0).normal(size=shape)
+        np.testing.assert_allclose(lk.softmax(x).sum(axis=-1), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(lk.logsumexp(x), np.log(np.exp(x).sum(axis=-1)), rtol=1e-12)
+
+
+def test_r5_set_num_threads_docstring_states_the_maximum():
+    assert "1024" in lk.set_num_threads.__doc__
+
+
+@pytest.mark.parametrize("value", ["1025", str(2**61), "9" * 600])
+def test_r5_huge_env_thread_count_warns_and_uses_the_default(value):
+    """R5: LOGITKIT_NUM_THREADS above the maximum gives a RuntimeWarning at import naming the
+    variable (the value abbreviated), then the default; a big call then works."""
+    res = run_python(
+        """
+        import os, warnings
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            import logitkit, numpy as np
+        msgs = [str(x.message) for x in w if x.category is RuntimeWarning]
+        try:
+            n = len(os.sched_getaffinity(0))
+        except AttributeError:
+            n = os.cpu_count()
+        assert logitkit.get_num_threads() == min(n, 1024), logitkit.get_num_threads()
+        assert len(msgs) == 1 and "LOGITKIT_NUM_THREADS" in msgs[0], msgs
+        assert len(msgs[0]) < 200, msgs[0]
+        p = logitkit.softmax(np.zeros((1000, 1000)))
+        assert abs(float(p.sum()) - 1000.0) < 1e-9
+        print("ok")
+        """,
+        env={"LOGITKIT_NUM_THREADS": value},
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["ok"]
+
+
+@pytest.mark.parametrize("value", ["garbage", "avx3", "sse4", "x" * 500])
+def test_r5_unknown_simd_level_warns_naming_the_valid_levels(value):
+    """R5: a LOGITKIT_SIMD that is not a level name gives a RuntimeWarning at import that names
+    the valid levels; the best level is then used."""
+    res = run_python(
+        """
+        import warnings
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            import logitkit
+        msgs = [str(x.message) for x in w if x.category is RuntimeWarning]
+        assert len(msgs) == 1, msgs
+        for name in ("LOGITKIT_SIMD", "scalar", "avx2", "avx512", "neon"):
+            assert name in msgs[0], (name, msgs[0])
+        assert len(msgs[0]) < 250, msgs[0]
+        print(logitkit.simd_level())
+        """,
+        env={"LOGITKIT_SIMD": value},
+    )
+    assert res.returncode == 0, res.stderr
+    best = run_python("import logitkit; print(logitkit.simd_level())", env={"LOGITKIT_SIMD": ""})
+    assert res.stdout.split() == best.stdout.split()
+
+
+@pytest.mark.parametrize("value", ["scalar", "AVX2", " avx512 ", "neon", ""])
+def test_r5_valid_simd_levels_do_not_warn(value):
+    """R5/S12: a level name (any case; empty means unset) imports without a warning."""
+    res = run_python(
+        """
+        import warnings
+        warnings.simplefilter("error")
+        import logitkit
+        print(logitkit.simd_level())
+        """,
+        env={"LOGITKIT_SIMD": value},
+    )
+    assert res.returncode == 0, res.stderr
+
+
+def test_r5_demo_closes_its_files():
+    """R5 (resources): ``python -m logitkit demo`` leaks no file handle: no ResourceWarning
+    under ``-X dev`` with ResourceWarning as an error."""
+    r = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-X", "dev", "-m", "logitkit", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "ResourceWarning" not in r.stderr, r.stderr
+    assert "Exception ignored" not in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# CLI -o (issue 20 #11)
+# --------------------------------------------------------------------------------------------
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "logitkit", *args], capture_output=True, text=True, cwd=cwd, timeout=60
+    )
+
+
+@pytest.mark.parametrize("command", ["softmax", "sample"])
+@pytest.mark.parametrize("name", ["out", "out.bin", "out.npy", "dir.npy/x"])
+def test_cli_output_writes_exactly_the_path_given(tmp_path, command, name):
+    """-o writes the .npy data to exactly the path given (np.save with a name would append
+    .npy) and reports that path."""
+    path = tmp_path / name
+    path.parent.mkdir(exist_ok=True)
+    r = run_cli(command, "1", "2", "3", "-o", str(path), "-t", "0" if command == "sample" else "1")
+    assert r.returncode == 0, r.stderr
+    assert path.is_file()
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert f"to {path}\n" in r.stdout, r.stdout
+    got = np.load(path)
+    if command == "softmax":
+        np.testing.assert_array_equal(got, lk.softmax(np.array([1.0, 2.0, 3.0])))
+    else:
+        assert got.tolist() == [2]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("command", ["softmax", "sample"])
+def test_cli_output_write_failure_is_a_clean_error(command):
+    """A write that fails (here at flush time: /dev/full) exits non-zero with a one-line error
+    naming the path, and never claims to have written it."""
+    r = run_cli(command, "1", "2", "3", "-o", "/dev/full")
+    assert r.returncode != 0
+    assert "cannot write /dev/full" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "wrote" not in r.stdout, r.stdout
+
+
+def test_cli_output_to_a_missing_directory_is_a_clean_error(tmp_path):
+    r = run_cli("softmax", "1", "2", "-o", str(tmp_path / "missing" / "p.npy"))
+    assert r.returncode != 0
+    assert "cannot write" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "wrote" not in r.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# R7: calibration functions refuse probabilities outside [0, 1]
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [1.5, np.inf, -np.inf, -0.25, 1 + 1e-9])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_r7_calibration_refuses_probabilities_outside_0_1(bad, dtype):
+    """R7: ECE and calibration_bins raise ValueError naming ``probs`` for a probability above
+    1, below 0 or infinite (they returned an ECE above 1, or inf)."""
+    from logitkit.calibration import calibration_bins, expected_calibration_error
+
+    p = np.array([[0.3, 0.7], [bad, 0.1]], dtype=dtype)
+    if 0.0 <= float(p[1, 0]) <= 1.0:
+        pytest.skip("rounds into [0, 1] in this dtype")
+    for f in (expected_calibration_error, calibration_bins):
+        with pytest.raises(ValueError, match="probs") as info:
+            f(p, [1, 0])
+        assert "[0, 1]" in str(info.value)
+        with pytest.raises(ValueError, match="probs"):
+            f(p.T, [1, 0], axis=0)
+
+
+def test_r7_calibration_accepts_the_ends_of_0_1():
+    from logitkit.calibration import expected_calibration_error
+
+    assert expected_calibration_error(np.array([[0.0, 1.0], [1.0, 0.0]]), [1, 0]) == 0.0
