@@ -210,3 +210,181 @@ def test_r7_calibration_accepts_the_ends_of_0_1():
     from logitkit.calibration import expected_calibration_error
 
     assert expected_calibration_error(np.array([[0.0, 1.0], [1.0, 0.0]]), [1, 0]) == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# R7: parameters of the wrong type, out-of-range integers of any size (issue 20 #9, #10)
+# --------------------------------------------------------------------------------------------
+
+X2 = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 5.0]])
+
+
+def _funcs_with_axis():
+    from logitkit import ops
+    from logitkit.calibration import calibration_bins, expected_calibration_error, fit_temperature
+    from logitkit.loss import cross_entropy
+
+    p = lk.softmax(X2)
+    labels = [0, 2]
+    return [
+        ("softmax", lambda axis: lk.softmax(X2, axis=axis)),
+        ("log_softmax", lambda axis: lk.log_softmax(X2, axis=axis)),
+        ("logsumexp", lambda axis: lk.logsumexp(X2, axis=axis)),
+        ("topk", lambda axis: ops.topk(X2, 1, axis=axis)),
+        ("sparsemax", lambda axis: ops.sparsemax(X2, axis=axis)),
+        ("cross_entropy", lambda axis: cross_entropy(X2, labels, axis=axis)),
+        ("fit_temperature", lambda axis: fit_temperature(X2, labels, axis=axis)),
+        ("expected_calibration_error", lambda axis: expected_calibration_error(p, labels, axis=axis)),
+        ("calibration_bins", lambda axis: calibration_bins(p, labels, axis=axis)),
+    ]
+
+
+@pytest.mark.parametrize("axis", [2**70, -(2**70), 2**63, 10**600, 5, -3])
+def test_r7_out_of_range_axis_of_any_size_is_an_axis_error_naming_axis(axis):
+    """S2/R7: an out-of-range axis of any size is numpy's AxisError (a ValueError) whose message
+    names ``axis`` and abbreviates a huge value (2**70 used to raise a bare OverflowError)."""
+    from numpy.exceptions import AxisError
+
+    for name, f in _funcs_with_axis():
+        with pytest.raises(AxisError) as info:
+            f(axis)
+        msg = str(info.value)
+        assert isinstance(info.value, ValueError)
+        assert "axis" in msg, (name, msg)
+        assert len(msg) < 120, (name, msg)
+        if abs(axis) < 10**40:
+            assert str(axis) in msg, (name, msg)
+
+
+@pytest.mark.parametrize("axis", [True, False, np.bool_(True), 1.0, 1.5, "1", [1], np.float64(1.0), 1j])
+def test_r7_axis_of_the_wrong_type_is_a_type_error_naming_axis(axis):
+    """R7: ``axis=True`` (it was taken as 1), floats, strings and lists are a TypeError whose
+    message itself names ``axis``."""
+    for name, f in _funcs_with_axis():
+        with pytest.raises(TypeError) as info:
+            f(axis)
+        assert "axis" in str(info.value), (name, str(info.value))
+
+
+def test_r7_integer_like_axes_still_work():
+    for axis in [np.int64(1), np.int8(-1), 1]:
+        np.testing.assert_array_equal(lk.softmax(X2, axis=axis), lk.softmax(X2, axis=1))
+    np.testing.assert_array_equal(lk.softmax(X2, axis=None), lk.softmax(X2.ravel()).reshape(2, 3))
+
+
+@pytest.mark.parametrize(
+    "temperature",
+    [
+        np.array([1 + 0j]),
+        np.array([1 + 0j, 2 + 0j]),
+        np.complex128(1.0),
+        1 + 0j,
+        np.array(["1.5"]),
+        np.array(["1.5", "2"]),
+        np.array([b"1.5"]),
+        np.str_("2"),
+        "2",
+        ["1.5", "2"],
+        np.array([True, True]),
+        True,
+        np.bool_(True),
+        np.array([None, 1.0], dtype=object),
+        np.array(["2", 1.0], dtype=object),
+        {"t": 1},
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize("func", ["softmax", "log_softmax", "cross_entropy"])
+def test_r7_complex_string_or_bool_temperature_is_a_type_error(temperature, func):
+    """R7: complex, string, bool and other non-numeric temperatures (scalars or arrays) are a
+    TypeError naming ``temperature`` (complex arrays were silently cast to their real part,
+    strings parsed as numbers)."""
+    import warnings
+
+    from logitkit.loss import cross_entropy
+
+    f = {
+        "softmax": lambda t: lk.softmax(X2, temperature=t),
+        "log_softmax": lambda t: lk.log_softmax(X2, temperature=t),
+        "cross_entropy": lambda t: cross_entropy(X2, [0, 2], temperature=t),
+    }[func]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning on the way either
+        with pytest.raises(TypeError) as info:
+            f(temperature)
+    assert "temperature" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("temperature", [10**600, -(10**600), [10**600, 1.0], np.array([10**400], dtype=object)])
+def test_r7_huge_integer_temperature_is_a_short_value_error(temperature):
+    """R7: an integer temperature too large for a float is a ValueError naming ``temperature``
+    with the value abbreviated (a 600-digit value used to be echoed whole, as a TypeError)."""
+    with pytest.raises(ValueError) as info:
+        lk.softmax(X2, temperature=temperature)
+    msg = str(info.value)
+    assert "temperature" in msg and "..." in msg and "digits" in msg, msg
+    assert len(msg) < 120, msg
+
+
+@pytest.mark.parametrize(
+    "temperature",
+    [2, 2.0, np.float32(2), np.int64(2), np.float16(2), [2.0, 2.0], (2, 2), np.array([2, 2], np.uint8),
+     np.array([2.0, 2.0], dtype=object), np.array([2, 2], dtype=object), np.longdouble(2)],
+    ids=repr,
+)
+def test_r7_real_temperatures_of_every_numeric_type_still_work(temperature):
+    want = lk.softmax(X2 / 2.0)
+    np.testing.assert_allclose(lk.softmax(X2, temperature=temperature), want, rtol=1e-15)
+
+
+def test_r7_fractions_and_decimals_still_work():
+    from decimal import Decimal
+    from fractions import Fraction
+
+    for t in (Fraction(1, 2), Decimal("0.5")):
+        np.testing.assert_allclose(lk.softmax(X2, temperature=t), lk.softmax(X2 / 0.5), rtol=1e-15)
+
+
+# --------------------------------------------------------------------------------------------
+# P8: the parameter's name is in the message itself, not only in an exception note (#14)
+# --------------------------------------------------------------------------------------------
+
+
+def _note_cases():
+    from logitkit.loss import cross_entropy
+
+    return [
+        ("axis", TypeError, lambda: lk.softmax(X2, axis="last")),
+        ("axis", TypeError, lambda: lk.logsumexp(X2, axis=1.0)),
+        ("keepdims", TypeError, lambda: lk.logsumexp(X2, keepdims="yes")),
+        ("keepdims", TypeError, lambda: lk.logsumexp(X2, keepdims=1)),
+        ("reduction", TypeError, lambda: cross_entropy(X2, [0, 2], reduction=3)),
+        ("label_smoothing", TypeError, lambda: cross_entropy(X2, [0, 2], label_smoothing="a")),
+        ("label_smoothing", TypeError, lambda: cross_entropy(X2, [0, 2], label_smoothing=1j)),
+        ("ignore_index", TypeError, lambda: cross_entropy(X2, [0, 2], ignore_index=1.5)),
+        ("ignore_index", ValueError, lambda: cross_entropy(X2, [0, 2], ignore_index=2**70)),
+        ("return_logprobs", TypeError, lambda: lk.sample(X2, seed=0, return_logprobs="yes")),
+        ("return_logprobs", TypeError, lambda: lk.Sampler(seed=0)(X2, return_logprobs=2)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(11))
+def test_p8_errors_name_the_parameter_in_the_message_not_only_in_a_note(case):
+    """P8/R7: PyO3 names a badly typed argument only in an exception note (``__notes__``,
+    "while processing 'x'"), which many handlers and loggers drop; the message itself must name
+    it."""
+    name, exc, call = _note_cases()[case]
+    with pytest.raises(exc) as info:
+        call()
+    assert name in str(info.value), (name, str(info.value), getattr(info.value, "__notes__", None))
+
+
+def test_p8_keepdims_and_cross_entropy_options_still_accept_good_values():
+    from logitkit.loss import cross_entropy
+
+    assert lk.logsumexp(X2, keepdims=np.bool_(True)).shape == (2, 1)
+    assert lk.logsumexp(X2, keepdims=False).shape == (2,)
+    a = cross_entropy(X2, [0, 2], reduction="sum", label_smoothing=0, ignore_index=np.int64(0))
+    b = cross_entropy(X2, [0, 2], reduction="sum", label_smoothing=0.0, ignore_index=0)
+    assert float(a) == float(b)
+    assert float(cross_entropy(X2, [0, 2], ignore_index=None)) > 0

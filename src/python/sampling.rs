@@ -402,7 +402,7 @@ pub(crate) fn sample<'py>(
     top_p: Option<&Bound<'py, PyAny>>,
     min_p: Option<&Bound<'py, PyAny>>,
     seed: Option<&Bound<'py, PyAny>>,
-    return_logprobs: bool,
+    #[pyo3(from_py_with = super::arrays::return_logprobs_arg)] return_logprobs: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let prepared = logits_array(py, logits)?;
     let params = params(py, temperature, top_k, top_p, min_p, Some(&prepared.1))?;
@@ -567,7 +567,7 @@ impl Sampler {
         &self,
         py: Python<'py>,
         logits: &Bound<'py, PyAny>,
-        return_logprobs: bool,
+        #[pyo3(from_py_with = super::arrays::return_logprobs_arg)] return_logprobs: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let prepared = logits_array(py, logits)?;
         let rows_shape = &prepared.1;
