@@ -388,3 +388,70 @@ def test_p8_keepdims_and_cross_entropy_options_still_accept_good_values():
     b = cross_entropy(X2, [0, 2], reduction="sum", label_smoothing=0.0, ignore_index=0)
     assert float(a) == float(b)
     assert float(cross_entropy(X2, [0, 2], ignore_index=None)) > 0
+
+
+# --------------------------------------------------------------------------------------------
+# R4: os.fork() while another thread is inside logitkit (issue 20 #3)
+# --------------------------------------------------------------------------------------------
+
+FORK_STRESS = """
+import os, signal, sys, threading, time, warnings
+import numpy as np
+import logitkit as lk
+
+warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork() with threads running
+lk.set_num_threads(2)
+small = np.random.default_rng(0).normal(size=(64, 512))   # shared with the crew when polling
+big = np.random.default_rng(1).normal(size=(64, 4096))    # always shared (wakes the helpers)
+want_small, want_big = lk.softmax(small), lk.softmax(big)
+stop = threading.Event()
+
+def busy():
+    while not stop.is_set():
+        lk.softmax(small)
+        lk.log_softmax(big)
+        lk.logsumexp(small)
+
+threads = [threading.Thread(target=busy, daemon=True) for _ in range(2)]
+for t in threads:
+    t.start()
+hangs = failures = 0
+forks = int(sys.argv[1])
+deadline = time.monotonic() + float(sys.argv[2])
+done = 0
+while done < forks and time.monotonic() < deadline:
+    pid = os.fork()
+    if pid == 0:
+        ok = np.array_equal(lk.softmax(small), want_small) and np.array_equal(lk.softmax(big), want_big)
+        os._exit(0 if ok else 3)
+    t0 = time.monotonic()
+    while True:
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got:
+            if os.waitstatus_to_exitcode(status) != 0:
+                failures += 1
+            break
+        if time.monotonic() - t0 > 5.0:
+            hangs += 1
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            break
+        time.sleep(0.0005)
+    done += 1
+stop.set()
+for t in threads:
+    t.join()
+print(done, hangs, failures)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_r4_fork_while_other_threads_are_inside_logitkit_never_hangs_the_child():
+    """R4/S10: several hundred fork()s while two threads keep calling into logitkit (with the
+    crew's helpers at work); every child computes correct results and exits, none hangs (a
+    child is killed after 5 s and counted as a hang). Bounded at about 25 s."""
+    res = run_python(FORK_STRESS.replace("sys.argv[1]", "400").replace("sys.argv[2]", "20"), timeout=120)
+    assert res.returncode == 0, res.stderr
+    done, hangs, failures = map(int, res.stdout.split())
+    assert hangs == 0 and failures == 0, (done, hangs, failures)
+    assert done >= 100, done
