@@ -44,7 +44,9 @@ pub use error::{Error, Result};
 #[doc(hidden)]
 pub use kernels::testing as __kernels;
 pub use lanes::Lanes;
-pub use parallel::{available_cpus, get_num_threads, set_num_threads, NUM_THREADS_ENV};
+pub use parallel::{
+    available_cpus, get_num_threads, set_num_threads, MAX_THREADS, NUM_THREADS_ENV,
+};
 pub use row::Op;
 pub use sampling::{
     filter_logits, filter_logits_batch, filter_logits_rows, sample, sample_batch, sample_rows,

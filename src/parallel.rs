@@ -26,44 +26,65 @@ pub fn available_cpus() -> usize {
         .unwrap_or(1)
 }
 
-/// Parses the value of `LOGITKIT_NUM_THREADS`: a positive integer.
+/// The largest thread count [`set_num_threads`] and `LOGITKIT_NUM_THREADS` accept (contract R5).
+/// Larger counts are refused when given, never a failure of a later call.
+pub const MAX_THREADS: usize = 1024;
+
+/// Parses the value of `LOGITKIT_NUM_THREADS`: an integer in `1..=`[`MAX_THREADS`].
 pub fn parse_num_threads(value: &str) -> Result<usize> {
     match value.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
         _ => Err(Error::invalid(
             NUM_THREADS_ENV,
-            format!("{value:?}"),
-            "a positive integer",
+            format!("{:?}", abbreviate(value.trim())),
+            "an integer from 1 to 1024",
         )),
     }
 }
 
-fn default_num_threads() -> usize {
-    match std::env::var(NUM_THREADS_ENV) {
-        Ok(v) => parse_num_threads(&v).unwrap_or_else(|_| available_cpus()),
-        Err(_) => available_cpus(),
+/// `text` itself when short, else its first 20 characters, `...` and its length: a huge value
+/// is not echoed whole in an error message (contract R7).
+pub(crate) fn abbreviate(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= 40 {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(20).collect();
+        format!("{head}... ({n} characters)")
     }
 }
 
-/// Sets the number of threads the crate's calls use (contract S11). Any `n >= 1` is accepted
-/// and reported back by [`get_num_threads`]; a call uses at most 1024 threads, and
-/// fewer if the system refuses them.
+fn default_num_threads() -> usize {
+    let cpus = available_cpus().clamp(1, MAX_THREADS);
+    match std::env::var(NUM_THREADS_ENV) {
+        Ok(v) => parse_num_threads(&v).unwrap_or(cpus),
+        Err(_) => cpus,
+    }
+}
+
+/// Sets the number of threads the crate's calls use (contracts S11, R5): an `n` from 1 to
+/// [`MAX_THREADS`] (1024), reported back by [`get_num_threads`]; any other `n` is an
+/// [`Error::InvalidParameter`] and leaves the setting unchanged. A call uses fewer threads if
+/// the system refuses them.
 ///
 /// ```
 /// logitkit::set_num_threads(2).unwrap();
 /// assert_eq!(logitkit::get_num_threads(), 2);
 /// assert!(logitkit::set_num_threads(0).is_err());
+/// assert!(logitkit::set_num_threads(logitkit::MAX_THREADS + 1).is_err());
+/// assert_eq!(logitkit::get_num_threads(), 2);
 /// ```
 pub fn set_num_threads(n: usize) -> Result<()> {
-    if n == 0 {
-        return Err(Error::invalid("n", n, "an integer >= 1"));
+    if !(1..=MAX_THREADS).contains(&n) {
+        return Err(Error::invalid("n", n, "an integer from 1 to 1024"));
     }
     NUM_THREADS.store(n, Ordering::SeqCst);
     Ok(())
 }
 
 /// The number of threads the crate's calls use: the last [`set_num_threads`], else
-/// `LOGITKIT_NUM_THREADS`, else the number of CPUs this process may use.
+/// `LOGITKIT_NUM_THREADS` (when it is an integer from 1 to [`MAX_THREADS`]), else the number of
+/// CPUs this process may use (at most [`MAX_THREADS`]).
 ///
 /// ```
 /// assert!(logitkit::get_num_threads() >= 1);
@@ -82,7 +103,7 @@ pub fn get_num_threads() -> usize {
 
 /// The most threads a call uses (the calling thread and its helpers), whatever
 /// [`set_num_threads`] says.
-pub const MAX_WORKERS: usize = 1024;
+pub const MAX_WORKERS: usize = MAX_THREADS;
 
 /// Runs `work` on the calling thread and, at the same time, on up to `helpers` threads of the
 /// crate's crew. `work` must be a loop that takes tasks from a shared source until none is left
@@ -388,5 +409,16 @@ mod tests {
         assert!(parse_num_threads("0").is_err());
         assert!(parse_num_threads("-2").is_err());
         assert!(parse_num_threads("two").is_err());
+    }
+
+    #[test]
+    fn r5_env_value_above_the_maximum_is_refused() {
+        assert_eq!(parse_num_threads("1024"), Ok(MAX_THREADS));
+        assert!(parse_num_threads("1025").is_err());
+        assert!(parse_num_threads("2305843009213693952").is_err());
+        let huge = "9".repeat(600);
+        let msg = parse_num_threads(&huge).unwrap_err().to_string();
+        assert!(msg.contains("LOGITKIT_NUM_THREADS"), "{msg}");
+        assert!(msg.len() < 200, "the value is abbreviated: {msg}");
     }
 }

@@ -102,11 +102,16 @@ fn resolve(requested: Option<&str>) -> SimdLevel {
         .unwrap_or(best)
 }
 
+/// Environment variable that lowers the level at first use: `"scalar"`, `"avx2"`, `"avx512"` or
+/// `"neon"` (case-insensitive). Any other value is ignored (the Python module warns about it at
+/// import, contract R5).
+pub const SIMD_ENV: &str = "LOGITKIT_SIMD";
+
 static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
 
 /// The instruction-set level the kernels use in this process (contract S12).
 pub fn simd_level() -> SimdLevel {
-    *LEVEL.get_or_init(|| resolve(std::env::var("LOGITKIT_SIMD").ok().as_deref()))
+    *LEVEL.get_or_init(|| resolve(std::env::var(SIMD_ENV).ok().as_deref()))
 }
 
 #[cfg(test)]

@@ -297,6 +297,57 @@ fn ece_matches_reference() {
         .contains("n_bins"));
 }
 
+/// R7: probabilities above 1, below 0 or infinite are refused naming `probs` (they used to give
+/// an ECE above 1 or infinite).
+#[test]
+fn r7_calibration_refuses_probabilities_outside_0_1() {
+    for bad in [1.5f64, f64::INFINITY, -0.25, f64::NEG_INFINITY, 1.0 + 1e-12] {
+        let p = [0.2f64, bad, 0.1, 0.9];
+        let e = expected_calibration_error(&p, 2, &[0, 1], 15)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("probs") && e.contains("[0, 1]"), "{e}");
+        assert!(calibration_bins(&p, 2, &[0, 1], 15).is_err());
+        let p32 = [0.2f32, bad as f32, 0.1, 0.9];
+        // (1 + 1e-12 rounds to 1 in f32, a probability.)
+        let bad32 = !(0.0..=1.0).contains(&(bad as f32));
+        assert_eq!(
+            expected_calibration_error(&p32, 2, &[0, 1], 15).is_err(),
+            bad32
+        );
+    }
+    // The ends of [0, 1] themselves are probabilities.
+    assert!(expected_calibration_error(&[0.0f64, 1.0, 1.0, 0.0], 2, &[1, 0], 15).is_ok());
+}
+
+/// R2/#17: top-k with a huge k on rows is an error value, in debug builds too (forming
+/// `rows * k` overflowed: a panic with overflow checks, a wrapped length in release).
+#[test]
+fn r2_topk_rows_with_a_huge_k_is_an_error_not_an_overflow() {
+    let x = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let (mut v, mut i) = ([0.0f32; 2], [0i64; 2]);
+    for k in [usize::MAX, usize::MAX / 2 + 1, 1 << 62, 4] {
+        let e = topk_rows(&x, 3, k, &mut v, &mut i).unwrap_err().to_string();
+        assert!(e.contains("k must be"), "{e}");
+    }
+    // The same on broadcast lanes (stride 0, far more elements than memory): the length check
+    // does not overflow either.
+    let lanes = Lanes::from_strided(&[1 << 40, 1 << 40], &[0, 0], 1);
+    let out = Lanes::rows(1, 1 << 30);
+    // SAFETY: the call fails its length check before touching any element.
+    let e = unsafe {
+        topk_lanes(
+            x.as_ptr(),
+            &lanes,
+            1 << 30,
+            v.as_mut_ptr(),
+            i.as_mut_ptr(),
+            &out,
+        )
+    };
+    assert!(e.is_err());
+}
+
 /// Top-k by a stable full sort: value descending (NaN first), index ascending.
 fn ref_topk(x: &[f64], k: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..x.len()).collect();

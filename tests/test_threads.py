@@ -577,11 +577,15 @@ def test_s11_thread_count_used_by_calls(restore_threads):
 
 
 def test_s11_huge_thread_count_is_accepted_and_still_correct(restore_threads):
-    """S11: any int n >= 1 is accepted and reported back; the pool starts at most a bounded
-    number of workers, so a huge n neither crashes nor changes results (S9)."""
+    """S11/R5: any int n from 1 to the documented maximum (1024) is accepted and reported back;
+    the pool starts at most a bounded number of workers, so the maximum neither crashes nor
+    changes results (S9). Above it (R5): ValueError, see test_faults.py."""
     x = np.random.default_rng(3).standard_normal((64, 70000)).astype(np.float32)
     lk.set_num_threads(1)
     want = lk.softmax(x)
-    lk.set_num_threads(10**6)
-    assert lk.get_num_threads() == 10**6
+    lk.set_num_threads(1024)
+    assert lk.get_num_threads() == 1024
     np.testing.assert_array_equal(lk.softmax(x), want)
+    with pytest.raises(ValueError, match="1024"):
+        lk.set_num_threads(10**6)
+    assert lk.get_num_threads() == 1024

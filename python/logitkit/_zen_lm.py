@@ -21,7 +21,8 @@ def zen_text() -> str:
     spec = importlib.util.find_spec("this")
     if spec is None or spec.origin is None:
         raise RuntimeError("the standard library module 'this' is missing")
-    src = open(spec.origin, encoding="utf-8").read()
+    with open(spec.origin, encoding="utf-8") as f:
+        src = f.read()
     encoded = re.search(r's = """(.*?)"""', src, re.S)
     if encoded is None:
         raise RuntimeError("cannot read the Zen of Python from 'this'")

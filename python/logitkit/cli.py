@@ -113,6 +113,18 @@ def _read_logits(args: argparse.Namespace) -> np.ndarray:
     return np.asarray(args.values, dtype=np.float64)
 
 
+def _save_npy(path: str, array: np.ndarray) -> None:
+    """Writes ``array`` in .npy format to exactly ``path`` (``np.save`` given a name would append
+    ``.npy`` to it); a failed write, including one that fails only when the file is flushed and
+    closed (a full disk, ``/dev/full``), is a ``ValueError`` naming the path."""
+    try:
+        with open(path, "wb") as f:
+            np.save(f, array)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise ValueError(f"cannot write {path}: {reason}") from None
+
+
 def run_softmax(args: argparse.Namespace, out=None) -> int:
     out = out or sys.stdout
     x = _read_logits(args)
@@ -120,10 +132,7 @@ def run_softmax(args: argparse.Namespace, out=None) -> int:
     fn = log_softmax if args.log else softmax
     result = fn(x, axis=axis, temperature=args.temperature)
     if args.output is not None:
-        try:
-            np.save(args.output, result)
-        except OSError as e:
-            raise ValueError(f"cannot write {args.output}: {e}") from None
+        _save_npy(args.output, result)
         print(f"wrote {result.dtype} array of shape {result.shape} to {args.output}", file=out)
     else:
         with np.printoptions(precision=6, suppress=False, threshold=200):
@@ -155,10 +164,7 @@ def run_sample(args: argparse.Namespace, out=None) -> int:
     tokens, logprobs = result if args.logprobs else (result, None)
     tokens = np.atleast_1d(np.asarray(tokens))
     if args.output is not None:
-        try:
-            np.save(args.output, tokens)
-        except OSError as e:
-            raise ValueError(f"cannot write {args.output}: {e}") from None
+        _save_npy(args.output, tokens)
         print(f"wrote {tokens.size} token ids to {args.output}", file=out)
         return 0
     if logprobs is None:
@@ -300,14 +306,14 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("softmax", help="softmax (or --log: log-softmax) of logits given as values or a .npy file")
     s.add_argument("values", nargs="*", type=float, help="logits, e.g. 4.1 1.0 2.3")
     s.add_argument("-i", "--input", help="read logits from this .npy file")
-    s.add_argument("-o", "--output", help="save the result to this .npy file instead of printing it")
+    s.add_argument("-o", "--output", help="save the result in .npy format to exactly this path instead of printing it")
     s.add_argument("-t", "--temperature", type=float, default=1.0, help="temperature (default 1.0)")
     s.add_argument("-a", "--axis", default="-1", help="axis to normalise along, or 'none' (default -1)")
     s.add_argument("--log", action="store_true", help="log-softmax instead of softmax")
     m = sub.add_parser("sample", help="sample token ids from logits (last axis = vocabulary)")
     m.add_argument("values", nargs="*", type=float, help="logits of one row, e.g. 4.1 1.0 2.3")
     m.add_argument("-i", "--input", help="read logits from this .npy file, shape (..., V)")
-    m.add_argument("-o", "--output", help="save the token ids to this .npy file")
+    m.add_argument("-o", "--output", help="save the token ids in .npy format to exactly this path")
     m.add_argument("-t", "--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
     m.add_argument("-k", "--top-k", type=int, default=0, help="keep the k largest (0 = off)")
     m.add_argument("-p", "--top-p", type=float, default=1.0, help="nucleus mass (1 = off)")

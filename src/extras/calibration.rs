@@ -279,6 +279,14 @@ pub unsafe fn calibration_bins_lanes<T: Float>(
                     problem: "holds NaN",
                 });
             }
+            // Contract R7: probabilities outside [0, 1] (infinities included) are refused.
+            if !(0.0..=1.0).contains(&v.to_f64()) {
+                return Err(Error::InvalidParameter {
+                    name: "probs",
+                    value: format!("{v:?} (row {i}, position {j})"),
+                    expected: "probabilities in [0, 1]",
+                });
+            }
             if v > x[best] {
                 best = j;
             }

@@ -113,10 +113,11 @@ pub unsafe fn topk_lanes<T: Float>(
         return Err(bad_k(k, lanes.len));
     }
     if out_lanes.len != k || out_lanes.count() != lanes.count() {
+        // Saturating: the lanes may be broadcast views far larger than memory.
         return Err(Error::LengthMismatch {
             name: "values",
-            got: out_lanes.len * out_lanes.count(),
-            expected: k * lanes.count(),
+            got: out_lanes.len.saturating_mul(out_lanes.count()),
+            expected: k.saturating_mul(lanes.count()),
         });
     }
     if k == 0 {
@@ -165,12 +166,19 @@ pub fn topk_rows<T: Float>(
     indices: &mut [i64],
 ) -> Result<()> {
     let rows = rows_of(x.len(), row_len)?;
+    // k beyond the row length is refused before `rows * k` is formed: that product could
+    // overflow (a debug build panicked, a release build wrapped, issue 20 #17). With
+    // k <= row_len it is at most x.len().
+    if k > row_len {
+        return Err(bad_k(k, row_len));
+    }
+    let expected = rows * k;
     for (name, got) in [("values", values.len()), ("indices", indices.len())] {
-        if got != rows * k {
+        if got != expected {
             return Err(Error::LengthMismatch {
                 name,
                 got,
-                expected: rows * k,
+                expected,
             });
         }
     }

@@ -178,32 +178,43 @@ fn forks() -> u64 {
     FORKS.load(SeqCst)
 }
 
+/// The crew in use: a leaked `Crew` published once per process (and once more in each `fork()`
+/// child). Lock-free on purpose (contract R4): a mutex here was held by another thread of the
+/// parent at a `fork()` now and then, and a child that then asked for its crew waited forever
+/// for a thread that does not exist in it. Crews are never freed, so a pointer read from here
+/// stays valid.
+static SLOT: AtomicPtr<Crew> = AtomicPtr::new(std::ptr::null_mut());
+
 fn crew() -> Arc<Shared> {
-    static SLOT: OnceLock<Mutex<Option<Crew>>> = OnceLock::new();
-    let slot = SLOT.get_or_init(|| Mutex::new(None));
-    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
     let forks = forks();
-    match slot.as_ref() {
-        Some(c) if c.forks == forks => c.shared.clone(),
-        _ => {
-            // None yet, or inherited through fork(): the parent's helpers do not exist here.
-            // Leak the old state rather than drop what they might have been using.
-            if let Some(old) = slot.take() {
-                std::mem::forget(old);
+    loop {
+        let cur = SLOT.load(Acquire);
+        // SAFETY: a non-null pointer here came from `Box::into_raw` below and is never freed.
+        if let Some(c) = unsafe { cur.as_ref() } {
+            if c.forks == forks {
+                return c.shared.clone();
             }
-            let shared = Arc::new(Shared {
+        }
+        // None yet, or inherited through fork(): the parent's helpers do not exist here. The
+        // old crew is leaked rather than dropped (its helpers may be using it, or, in a child,
+        // its locks may be held by threads that are gone).
+        let fresh = Box::into_raw(Box::new(Crew {
+            shared: Arc::new(Shared {
                 held: AtomicBool::new(false),
                 epoch: AtomicU64::new(0),
                 job: AtomicPtr::new(std::ptr::null_mut()),
                 inside: AtomicUsize::new(0),
                 panic: Mutex::new(None),
                 helpers: Mutex::new(Vec::new()),
-            });
-            *slot = Some(Crew {
-                shared: shared.clone(),
-                forks,
-            });
-            shared
+            }),
+            forks,
+        }));
+        match SLOT.compare_exchange(cur, fresh, AcqRel, Acquire) {
+            // SAFETY: just published, never freed.
+            Ok(_) => return unsafe { &*fresh }.shared.clone(),
+            // Another thread published one first: drop ours (nobody else saw it) and use that.
+            // SAFETY: `fresh` came from `Box::into_raw` and was not published.
+            Err(_) => drop(unsafe { Box::from_raw(fresh) }),
         }
     }
 }
@@ -513,6 +524,66 @@ mod tests {
         wait_until("the helper did not come back to polling", || {
             worth_sharing(1, small)
         });
+    }
+
+    /// R4: a `fork()` while another thread is inside the crew's bookkeeping: the child gets a
+    /// crew of its own, every time, without waiting on anything the parent's threads held (a
+    /// mutex around the crew's slot hung such a child in most of these forks).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn r4_fork_while_another_thread_asks_for_the_crew_never_hangs_the_child() {
+        extern "C" {
+            fn fork() -> i32;
+            fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
+            fn kill(pid: i32, sig: i32) -> i32;
+            fn _exit(code: i32) -> !;
+        }
+        const WNOHANG: i32 = 1;
+        const SIGKILL: i32 = 9;
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let stop = AtomicBool::new(false);
+        let mut hangs = 0;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Relaxed) {
+                    let _ = crew();
+                    let _ = worth_sharing(1, 1000);
+                }
+            });
+            for _ in 0..100 {
+                // SAFETY: the child only asks for its crew (atomics, an allocation) and exits
+                // with `_exit`, running no destructors of the parent's state.
+                let pid = unsafe { fork() };
+                assert!(pid >= 0, "fork failed");
+                if pid == 0 {
+                    let sh = crew();
+                    let ok = sh.inside.load(SeqCst) == 0 && !sh.held.load(SeqCst);
+                    // SAFETY: ends the child at once.
+                    unsafe { _exit(if ok { 0 } else { 3 }) };
+                }
+                let t = Instant::now();
+                let mut status = 0;
+                loop {
+                    // SAFETY: our own child.
+                    if unsafe { waitpid(pid, &mut status, WNOHANG) } == pid {
+                        assert_eq!(status, 0, "the child's crew was not fresh");
+                        break;
+                    }
+                    if t.elapsed() > Duration::from_secs(10) {
+                        hangs += 1;
+                        // SAFETY: our own child, then reaped.
+                        unsafe {
+                            kill(pid, SIGKILL);
+                            waitpid(pid, &mut status, 0);
+                        }
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            stop.store(true, Relaxed);
+        });
+        assert_eq!(hangs, 0, "children hung after fork()");
     }
 
     #[test]

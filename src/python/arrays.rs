@@ -6,7 +6,7 @@ use numpy::{PyArray, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods}
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{IntoPyDict, PyFloat, PyInt, PyList, PyTuple};
+use pyo3::types::{IntoPyDict, PyBool, PyFloat, PyInt, PyList, PyTuple};
 
 use crate::{Error, Lanes};
 
@@ -217,23 +217,78 @@ fn numpy_fn<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     py.import("numpy")?.getattr(name)
 }
 
-/// Normalises `axis` against `ndim` (contract S2), raising NumPy's `AxisError`.
+/// An `axis` argument as the caller gave it (contracts S2, R7): an integer, possibly one too
+/// large for `isize` (kept abbreviated for the error message). Extracting it refuses bools and
+/// non-integers with a `TypeError` whose message names `axis`.
+#[derive(Debug, Clone)]
+pub(crate) enum Axis {
+    Index(isize),
+    /// An integer beyond `isize`, as text, abbreviated.
+    Huge(String),
+}
+
+impl Axis {
+    /// The default: the last axis.
+    pub(crate) const LAST: Axis = Axis::Index(-1);
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Axis {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let obj: &Bound<'py, PyAny> = &obj;
+        let wrong_type = || {
+            PyTypeError::new_err(format!(
+                "axis must be an integer or None, got {}",
+                repr(obj)
+            ))
+        };
+        if is_bool(obj) {
+            return Err(wrong_type());
+        }
+        let i = obj.call_method0("__index__").map_err(|_| wrong_type())?;
+        match i.extract::<isize>() {
+            Ok(a) => Ok(Axis::Index(a)),
+            Err(_) => Ok(Axis::Huge(repr(&i))),
+        }
+    }
+}
+
+/// True for a Python bool or a NumPy bool scalar (a wrong type for integer and float
+/// parameters, contract R7).
+pub(crate) fn is_bool(v: &Bound<'_, PyAny>) -> bool {
+    if v.cast::<PyBool>().is_ok() {
+        return true;
+    }
+    let t = v.get_type();
+    let module = t.module().map(|m| m.to_string()).unwrap_or_default();
+    let name = t.name().map(|n| n.to_string()).unwrap_or_default();
+    module == "numpy" && (name == "bool" || name == "bool_")
+}
+
+/// Normalises `axis` against `ndim` (contract S2), raising NumPy's `AxisError`, whose message
+/// names `axis` (a huge value abbreviated).
 pub(crate) fn normalize_axis(
     py: Python<'_>,
-    axis: Option<isize>,
+    axis: Option<Axis>,
     ndim: usize,
 ) -> PyResult<Option<usize>> {
-    let Some(a) = axis else { return Ok(None) };
+    let Some(axis) = axis else { return Ok(None) };
     let n = ndim as isize;
-    if a >= n || a < -n {
-        static AXIS_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let cls = match AXIS_ERROR.import(py, "numpy.exceptions", "AxisError") {
-            Ok(c) => c.clone(),
-            Err(_) => py.import("numpy")?.getattr("AxisError")?,
-        };
-        return Err(PyErr::from_value(cls.call1((a, ndim))?));
-    }
-    Ok(Some(if a < 0 { (a + n) as usize } else { a as usize }))
+    let out_of_range = match axis {
+        Axis::Index(a) if a < n && a >= -n => {
+            return Ok(Some(if a < 0 { (a + n) as usize } else { a as usize }))
+        }
+        Axis::Index(a) => a.to_string(),
+        Axis::Huge(text) => text,
+    };
+    static AXIS_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let cls = match AXIS_ERROR.import(py, "numpy.exceptions", "AxisError") {
+        Ok(c) => c.clone(),
+        Err(_) => py.import("numpy")?.getattr("AxisError")?,
+    };
+    let msg = format!("axis {out_of_range} is out of bounds for array of dimension {ndim}");
+    Err(PyErr::from_value(cls.call1((msg,))?))
 }
 
 /// Temperatures of a call, one or one per lane (C order over the dimensions other than axis).
@@ -276,7 +331,10 @@ pub(crate) fn shape_str(shape: &[usize]) -> String {
     }
 }
 
-/// Reads a per-vector parameter: a float, or an array broadcastable to `outer_shape`.
+/// Reads a per-vector parameter: a real number, or an array of real numbers broadcastable to
+/// `outer_shape` (contracts S4, R7). Complex, string, bool and other non-numeric values (scalars
+/// or arrays) are a `TypeError` naming `name`; an integer too large for a float is a
+/// `ValueError` with the value abbreviated. Range checks (positive, finite) are the core's.
 pub(crate) fn parse_per_lane_f64(
     py: Python<'_>,
     name: &'static str,
@@ -287,37 +345,79 @@ pub(crate) fn parse_per_lane_f64(
     let Some(v) = value else {
         return Ok(Temps::Scalar(default));
     };
-    let is_sequence = v.cast::<PyUntypedArray>().is_ok()
-        || v.cast::<PyList>().is_ok()
-        || v.cast::<PyTuple>().is_ok();
-    if !is_sequence {
-        if v.cast::<PyFloat>().is_ok() || v.cast::<PyInt>().is_ok() || v.hasattr("__float__")? {
-            return v.extract::<f64>().map(Temps::Scalar).map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "{name} must be a float or an array of floats, got {}",
-                    repr(v)
-                ))
-            });
-        }
-        return Err(PyTypeError::new_err(format!(
-            "{name} must be a float or an array of floats, got {}",
-            repr(v)
-        )));
+    let wrong_type = |what: String| {
+        PyTypeError::new_err(format!(
+            "{name} must be a real number or an array of real numbers, got {what}"
+        ))
+    };
+    let too_big = |item: &Bound<'_, PyAny>| {
+        PyValueError::new_err(format!(
+            "{name} must be a positive finite float, got {}",
+            repr(item)
+        ))
+    };
+    if is_bool(v) {
+        return Err(wrong_type(repr(v)));
+    }
+    if let Ok(f) = v.cast::<PyFloat>() {
+        return Ok(Temps::Scalar(f.value()));
+    }
+    if v.cast::<PyInt>().is_ok() {
+        return v
+            .extract::<f64>()
+            .map(Temps::Scalar)
+            .map_err(|_| too_big(v));
     }
     let np = py.import("numpy")?;
+    let array_like = v.cast::<PyUntypedArray>().is_ok()
+        || v.cast::<PyList>().is_ok()
+        || v.cast::<PyTuple>().is_ok()
+        || v.is_instance(&np.getattr("generic")?)?;
+    if !array_like {
+        // Other scalars (Decimal, Fraction, 0-d tensors): through `__float__`.
+        if v.hasattr("__float__")? {
+            return v
+                .extract::<f64>()
+                .map(Temps::Scalar)
+                .map_err(|_| wrong_type(repr(v)));
+        }
+        return Err(wrong_type(repr(v)));
+    }
     let arr = np
-        .call_method(
-            "asarray",
-            (v,),
-            Some(&[("dtype", "float64")].into_py_dict(py)?),
-        )
-        .map_err(|_| {
-            PyTypeError::new_err(format!(
-                "{name} must be a float or an array of floats, got {}",
-                repr(v)
-            ))
-        })?;
-    let arr = arr.cast_into::<PyUntypedArray>()?;
+        .call_method1("asarray", (v,))
+        .map_err(|_| wrong_type(repr(v)))?
+        .cast_into::<PyUntypedArray>()?;
+    let arr = match arr.dtype().kind() {
+        b'f' | b'i' | b'u' => np
+            .call_method(
+                "asarray",
+                (&arr,),
+                Some(&[("dtype", "float64")].into_py_dict(py)?),
+            )?
+            .cast_into::<PyUntypedArray>()?,
+        b'O' => {
+            // Python ints and floats in an object array (e.g. an int too large for int64):
+            // each must be a real number that fits a float.
+            let items = arr.call_method0("ravel")?.call_method0("tolist")?;
+            let mut vals = Vec::new();
+            for item in items.cast::<PyList>()?.iter() {
+                let real = item.cast::<PyFloat>().is_ok() || item.cast::<PyInt>().is_ok();
+                if is_bool(&item) || !real {
+                    return Err(wrong_type(format!("an array holding {}", repr(&item))));
+                }
+                vals.push(item.extract::<f64>().map_err(|_| too_big(&item))?);
+            }
+            PyArray::from_vec(py, vals)
+                .call_method1("reshape", (PyTuple::new(py, arr.shape())?,))?
+                .cast_into::<PyUntypedArray>()?
+        }
+        _ => {
+            return Err(wrong_type(format!(
+                "an array of dtype {}",
+                arr.dtype().str()?
+            )))
+        }
+    };
     if arr.ndim() == 0 {
         return Ok(Temps::Scalar(arr.call_method0("item")?.extract::<f64>()?));
     }
@@ -338,10 +438,30 @@ pub(crate) fn parse_per_lane_f64(
     ))
 }
 
+/// `repr(v)`, abbreviated when long (contract R7: a huge value is not echoed whole).
 pub(crate) fn repr(v: &Bound<'_, PyAny>) -> String {
-    v.repr()
+    let r = v
+        .repr()
         .map(|r| r.to_string())
-        .unwrap_or_else(|_| "<unprintable>".into())
+        .unwrap_or_else(|_| "<unprintable>".into());
+    abbreviate(&r)
+}
+
+/// An integer of more than 40 digits as its first 20 and its digit count; anything else longer
+/// than 200 characters as its first 100 and its length; shorter text as it is.
+pub(crate) fn abbreviate(r: &str) -> String {
+    let digits = r.strip_prefix('-').unwrap_or(r);
+    let is_int = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    if is_int && digits.len() > 40 {
+        let head = &r[..20 + (r.len() - digits.len())];
+        return format!("{head}... ({} digits)", digits.len());
+    }
+    let n = r.chars().count();
+    if n > 200 {
+        let head: String = r.chars().take(100).collect();
+        return format!("{head}... ({n} characters)");
+    }
+    r.to_string()
 }
 
 /// Maps the core's error to Python: every variant is a bad value, so `ValueError`.
@@ -451,4 +571,41 @@ impl HasWriteable for Bound<'_, PyUntypedArray> {
         let flags = unsafe { (*self.as_array_ptr()).fields.flags };
         flags & numpy::npyffi::NPY_ARRAY_WRITEABLE != 0
     }
+}
+
+/// `keepdims`: a bool (contract P8: a wrong type is named in the message, not only in the
+/// exception note PyO3 adds).
+pub(crate) fn keepdims_arg(v: &Bound<'_, PyAny>) -> PyResult<bool> {
+    v.extract::<bool>()
+        .map_err(|_| PyTypeError::new_err(format!("keepdims must be a bool, got {}", repr(v))))
+}
+
+/// `return_logprobs` of the sampling functions: a bool, named in the message (P8).
+pub(crate) fn return_logprobs_arg(v: &Bound<'_, PyAny>) -> PyResult<bool> {
+    v.extract::<bool>().map_err(|_| {
+        PyTypeError::new_err(format!("return_logprobs must be a bool, got {}", repr(v)))
+    })
+}
+
+/// A real-number parameter `name` (contract R7): bool, complex and non-numbers are a
+/// `TypeError` naming `name`; an integer too large for a float is a `ValueError`.
+pub(crate) fn float_arg(v: &Bound<'_, PyAny>, name: &str) -> PyResult<f64> {
+    let wrong_type =
+        || PyTypeError::new_err(format!("{name} must be a real number, got {}", repr(v)));
+    if is_bool(v) {
+        return Err(wrong_type());
+    }
+    if v.cast::<PyInt>().is_ok() {
+        return v.extract::<f64>().map_err(|_| {
+            PyValueError::new_err(format!("{name} must be a finite float, got {}", repr(v)))
+        });
+    }
+    if v.cast::<PyFloat>().is_ok() {
+        return v.extract::<f64>().map_err(|_| wrong_type());
+    }
+    let complex = v.is_instance(&v.py().import("numpy")?.getattr("complexfloating")?)?;
+    if !complex && v.hasattr("__float__")? {
+        return v.extract::<f64>().map_err(|_| wrong_type());
+    }
+    Err(wrong_type())
 }

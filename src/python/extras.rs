@@ -8,7 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBool, PyTuple};
 
 use super::arrays::{
-    normalize_axis, parse_per_lane_f64, repr, shape_str, to_py_err, without, Dtype, FloatArray,
+    float_arg, normalize_axis, parse_per_lane_f64, repr, shape_str, to_py_err, without, Axis,
+    Dtype, FloatArray,
 };
 use crate::extras::{self, CrossEntropyOptions, Reduction};
 use crate::lanes::{coalesce, Lanes};
@@ -75,8 +76,47 @@ fn input_lanes<'py>(
     }
 }
 
+/// `reduction`: a string (contract P8: a wrong type is named in the message itself, not only in
+/// PyO3's exception note).
+fn reduction_arg(v: &Bound<'_, PyAny>) -> PyResult<String> {
+    v.extract::<String>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "reduction must be 'mean', 'sum' or 'none', got {}",
+            repr(v)
+        ))
+    })
+}
+
+/// `label_smoothing`: a real number.
+fn label_smoothing_arg(v: &Bound<'_, PyAny>) -> PyResult<f64> {
+    float_arg(v, "label_smoothing")
+}
+
+/// `ignore_index`: None or an integer; beyond int64 it matches no label, so it is refused.
+fn ignore_index_arg(v: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    if v.is_none() {
+        return Ok(None);
+    }
+    let wrong_type = || {
+        PyTypeError::new_err(format!(
+            "ignore_index must be an integer or None, got {}",
+            repr(v)
+        ))
+    };
+    if v.cast::<PyBool>().is_ok() {
+        return Err(wrong_type());
+    }
+    let i = v.call_method0("__index__").map_err(|_| wrong_type())?;
+    i.extract::<i64>().map(Some).map_err(|_| {
+        PyValueError::new_err(format!(
+            "ignore_index must be an integer in int64's range, got {}",
+            repr(v)
+        ))
+    })
+}
+
 /// Requires an integer axis (these functions reduce along one).
-fn int_axis(py: Python<'_>, func: &str, axis: Option<isize>, ndim: usize) -> PyResult<usize> {
+fn int_axis(py: Python<'_>, func: &str, axis: Option<Axis>, ndim: usize) -> PyResult<usize> {
     let Some(a) = axis else {
         return Err(PyValueError::new_err(format!(
             "axis must be an integer for {func} (the class axis), got None"
@@ -208,18 +248,18 @@ fn f64_to_scalar<'py>(py: Python<'py>, v: f64, dtype: Dtype) -> PyResult<Bound<'
 /// >>> float(n.cross_entropy([[2.0, 0.5, -1.0]], [0])).__round__(4)
 /// 0.2413
 #[pyfunction]
-#[pyo3(signature = (logits, labels, axis=Some(-1), *, temperature=None, reduction=String::from("mean"), label_smoothing=0.0, ignore_index=None),
+#[pyo3(signature = (logits, labels, axis=Some(Axis::LAST), *, temperature=None, reduction=String::from("mean"), label_smoothing=0.0, ignore_index=None),
        text_signature = "(logits, labels, axis=-1, *, temperature=1.0, reduction='mean', label_smoothing=0.0, ignore_index=None)")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn cross_entropy<'py>(
     py: Python<'py>,
     logits: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<Axis>,
     temperature: Option<&Bound<'py, PyAny>>,
-    reduction: String,
-    label_smoothing: f64,
-    ignore_index: Option<i64>,
+    #[pyo3(from_py_with = reduction_arg)] reduction: String,
+    #[pyo3(from_py_with = label_smoothing_arg)] label_smoothing: f64,
+    #[pyo3(from_py_with = ignore_index_arg)] ignore_index: Option<i64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let reduction = Reduction::parse(&reduction).map_err(to_py_err)?;
     let (logits, back) = adapt_input(py, logits)?;
@@ -276,12 +316,12 @@ pub(crate) fn cross_entropy<'py>(
 ///     to bisection. A ``RuntimeWarning`` says when the optimum lies at a bound (for example
 ///     when every prediction is right, where the NLL keeps falling as ``T -> 0``).
 #[pyfunction]
-#[pyo3(signature = (logits, labels, axis=Some(-1)), text_signature = "(logits, labels, axis=-1)")]
+#[pyo3(signature = (logits, labels, axis=Some(Axis::LAST)), text_signature = "(logits, labels, axis=-1)")]
 pub(crate) fn fit_temperature<'py>(
     py: Python<'py>,
     logits: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<Axis>,
 ) -> PyResult<f64> {
     let (logits, _) = adapt_input(py, logits)?;
     let mut xa = FloatArray::coerce(py, &logits)?;
@@ -315,7 +355,7 @@ fn bins_impl<'py>(
     probs: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
     n_bins: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<Axis>,
     func: &str,
 ) -> PyResult<extras::CalibrationBins> {
     let n_bins = parse_count(n_bins, "n_bins", "an integer in [1, 1048576]")?;
@@ -364,13 +404,13 @@ fn bins_impl<'py>(
 /// float
 ///     ``sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|`` (0.0 for no rows).
 #[pyfunction]
-#[pyo3(signature = (probs, labels, n_bins=None, axis=Some(-1)), text_signature = "(probs, labels, n_bins=15, axis=-1)")]
+#[pyo3(signature = (probs, labels, n_bins=None, axis=Some(Axis::LAST)), text_signature = "(probs, labels, n_bins=15, axis=-1)")]
 pub(crate) fn expected_calibration_error<'py>(
     py: Python<'py>,
     probs: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
     n_bins: Option<&Bound<'py, PyAny>>,
-    axis: Option<isize>,
+    axis: Option<Axis>,
 ) -> PyResult<f64> {
     let fifteen = 15i64.into_pyobject(py)?.into_any();
     let n_bins = n_bins.unwrap_or(&fifteen);
@@ -393,13 +433,13 @@ pub(crate) fn expected_calibration_error<'py>(
 ///     Rows per bin (int64), their mean confidence and their accuracy (float64, NaN for an
 ///     empty bin). Bins as in :func:`expected_calibration_error`.
 #[pyfunction]
-#[pyo3(signature = (probs, labels, n_bins=None, axis=Some(-1)), text_signature = "(probs, labels, n_bins=15, axis=-1)")]
+#[pyo3(signature = (probs, labels, n_bins=None, axis=Some(Axis::LAST)), text_signature = "(probs, labels, n_bins=15, axis=-1)")]
 pub(crate) fn calibration_bins<'py>(
     py: Python<'py>,
     probs: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
     n_bins: Option<&Bound<'py, PyAny>>,
-    axis: Option<isize>,
+    axis: Option<Axis>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let fifteen = 15i64.into_pyobject(py)?.into_any();
     let n_bins = n_bins.unwrap_or(&fifteen);
@@ -458,12 +498,12 @@ pub(crate) fn calibration_bins<'py>(
 /// >>> n.topk([3.0, 1.0, 3.0, 7.0], 2)
 /// (array([7., 3.]), array([3, 0]))
 #[pyfunction]
-#[pyo3(signature = (x, k, axis=Some(-1)), text_signature = "(x, k, axis=-1)")]
+#[pyo3(signature = (x, k, axis=Some(Axis::LAST)), text_signature = "(x, k, axis=-1)")]
 pub(crate) fn topk<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     k: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<Axis>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let (x, back) = adapt_input(py, x)?;
     let mut xa = FloatArray::coerce(py, &x)?;
@@ -558,11 +598,11 @@ fn map_fresh<'py>(
 /// >>> n.sparsemax([1.0, 1.2, 0.1])
 /// array([0.4, 0.6, 0. ])
 #[pyfunction]
-#[pyo3(signature = (x, axis=Some(-1)), text_signature = "(x, axis=-1)")]
+#[pyo3(signature = (x, axis=Some(Axis::LAST)), text_signature = "(x, axis=-1)")]
 pub(crate) fn sparsemax<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<Axis>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (x, back) = adapt_input(py, x)?;
     let xa = FloatArray::coerce(py, &x)?;

@@ -17,12 +17,12 @@ use pyo3::types::PyBool;
 /// Parameters
 /// ----------
 /// n : int
-///     The thread count, at least 1.
+///     The thread count, from 1 to 1024 (the most logitkit uses, contract R5).
 ///
 /// Raises
 /// ------
 /// ValueError
-///     If ``n`` is not an integer >= 1.
+///     If ``n`` is not an integer from 1 to 1024; the setting is then unchanged.
 ///
 /// Examples
 /// --------
@@ -35,7 +35,8 @@ use pyo3::types::PyBool;
 fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
     let bad = || {
         PyValueError::new_err(format!(
-            "n must be an integer >= 1, got {}",
+            "n must be an integer from 1 to {}, got {}",
+            crate::MAX_THREADS,
             arrays::repr(n)
         ))
     };
@@ -46,7 +47,7 @@ fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
         .call_method0("__index__")
         .and_then(|i| i.extract::<i64>())
         .map_err(|_| bad())?;
-    if v < 1 {
+    if v < 1 || v > crate::MAX_THREADS as i64 {
         return Err(bad());
     }
     crate::set_num_threads(v as usize).map_err(arrays::to_py_err)
@@ -82,7 +83,20 @@ fn simd_level() -> &'static str {
 fn read_environment(py: Python<'_>) -> PyResult<()> {
     if let Ok(v) = std::env::var(crate::NUM_THREADS_ENV) {
         if let Err(e) = crate::parallel::parse_num_threads(&v) {
-            let msg = CString::new(format!("{e}; using the default thread count")).expect("no NUL");
+            let msg = CString::new(format!("{e}; using the default thread count"))
+                .map_err(|_| PyValueError::new_err("LOGITKIT_NUM_THREADS holds a NUL byte"))?;
+            PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &msg, 1)?;
+        }
+    }
+    if let Ok(v) = std::env::var(crate::simd::SIMD_ENV) {
+        if !v.trim().is_empty() && crate::SimdLevel::from_name(&v).is_none() {
+            let msg = CString::new(format!(
+                "{} must be one of \"scalar\", \"avx2\", \"avx512\", \"neon\", got {:?}; \
+                 using the best level this CPU has",
+                crate::simd::SIMD_ENV,
+                crate::parallel::abbreviate(v.trim())
+            ))
+            .map_err(|_| PyValueError::new_err("LOGITKIT_SIMD holds a NUL byte"))?;
             PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &msg, 1)?;
         }
     }

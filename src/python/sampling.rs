@@ -937,7 +937,7 @@ pub(crate) fn sample<'py>(
     top_p: Option<Bound<'py, PyAny>>,
     min_p: Option<Bound<'py, PyAny>>,
     seed: Option<&Bound<'py, PyAny>>,
-    return_logprobs: bool,
+    #[pyo3(from_py_with = super::arrays::return_logprobs_arg)] return_logprobs: bool,
     top_logprobs: Option<Bound<'py, PyAny>>,
     logprobs_mode: Option<Bound<'py, PyAny>>,
     allowed_token_ids: Option<Bound<'py, PyAny>>,
@@ -1452,7 +1452,7 @@ impl Sampler {
         &self,
         py: Python<'py>,
         logits: &Bound<'py, PyAny>,
-        return_logprobs: bool,
+        #[pyo3(from_py_with = super::arrays::return_logprobs_arg)] return_logprobs: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let l = read_logits(py, logits)?;
         for (name, s) in &self.shapes {

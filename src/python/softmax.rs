@@ -3,7 +3,8 @@
 use pyo3::prelude::*;
 
 use super::arrays::{
-    normalize_axis, parse_per_lane_f64, to_py_err, without, Dtype, FloatArray, Output,
+    keepdims_arg, normalize_axis, parse_per_lane_f64, to_py_err, without, Axis, Dtype, FloatArray,
+    Output,
 };
 use crate::lanes::{coalesce, logsumexp_lanes, map_lanes};
 use crate::row::Op;
@@ -25,7 +26,7 @@ fn map_impl<'py>(
     py: Python<'py>,
     op: Op,
     x: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<Axis>,
     temperature: Option<&Bound<'py, PyAny>>,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -121,11 +122,11 @@ fn map_impl<'py>(
 /// >>> logitkit.softmax([1.0, 2.0, 3.0]).round(4)
 /// array([0.09  , 0.2447, 0.6652])
 #[pyfunction]
-#[pyo3(signature = (x, axis=Some(-1), *, temperature=None, out=None), text_signature = "(x, axis=-1, *, temperature=1.0, out=None)")]
+#[pyo3(signature = (x, axis=Some(Axis::LAST), *, temperature=None, out=None), text_signature = "(x, axis=-1, *, temperature=1.0, out=None)")]
 pub(crate) fn softmax<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<Axis>,
     temperature: Option<&Bound<'py, PyAny>>,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -159,11 +160,11 @@ pub(crate) fn softmax<'py>(
 /// >>> logitkit.log_softmax([0.0, 0.0]).round(4)
 /// array([-0.6931, -0.6931])
 #[pyfunction]
-#[pyo3(signature = (x, axis=Some(-1), *, temperature=None, out=None), text_signature = "(x, axis=-1, *, temperature=1.0, out=None)")]
+#[pyo3(signature = (x, axis=Some(Axis::LAST), *, temperature=None, out=None), text_signature = "(x, axis=-1, *, temperature=1.0, out=None)")]
 pub(crate) fn log_softmax<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<Axis>,
     temperature: Option<&Bound<'py, PyAny>>,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -196,12 +197,12 @@ pub(crate) fn log_softmax<'py>(
 /// >>> float(logitkit.logsumexp([1000.0, 1000.0]))
 /// 1000.6931471805599
 #[pyfunction]
-#[pyo3(signature = (x, axis=Some(-1), *, keepdims=false), text_signature = "(x, axis=-1, *, keepdims=False)")]
+#[pyo3(signature = (x, axis=Some(Axis::LAST), *, keepdims=false), text_signature = "(x, axis=-1, *, keepdims=False)")]
 pub(crate) fn logsumexp<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    axis: Option<isize>,
-    keepdims: bool,
+    axis: Option<Axis>,
+    #[pyo3(from_py_with = keepdims_arg)] keepdims: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (x, back) = super::extras::adapt_input(py, x)?;
     if let Some(back) = back {
