@@ -47,10 +47,20 @@ valgrind:
 	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; } || { echo "valgrind missing (apt-get install valgrind)"; exit 1; }
 	PROPTEST_CASES=100 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind -q --error-exitcode=9" cargo test --tests
 
-$(VENV)/.installed: pyproject.toml
+# The array libraries of the interop tests (contract S13/P18: tests/test_interop.py; transformers
+# for the Hugging Face adapter, P19), installed in the dev and the wheel-test venvs.
+# PyPI's Linux x86_64 torch is a CUDA build: its wheel is ~540 MB and, with the nvidia-*/cuda-*
+# wheels it requires, ~2.8 GB to download and ~5.3 GB installed (measured: ~65 s to install
+# here, all of these together well under 5 minutes; jax+jaxlib (CPU) and transformers ~12 s
+# each). `pip install --no-deps torch` plus its pure-Python deps does not work: `import torch`
+# fails, libtorch links libcudart, libcublas, ... from those wheels; and PyPI has no CPU-only
+# torch. So torch is installed with its dependencies; it runs on the CPU without a GPU.
+INTEROP_PKGS := "torch>=1.10" "jax[cpu]>=0.4.1" ml_dtypes transformers
+
+$(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "maturin>=1.7,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" ziglang scipy ml_dtypes "dask[array]"
+	$(PY) -m pip install --quiet "maturin>=1.7,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" ziglang scipy "dask[array]" $(INTEROP_PKGS)
 	touch $@
 
 venv: $(VENV)/.installed
@@ -69,7 +79,7 @@ wheel: venv
 wheel-test: wheel
 	rm -rf $(WHEEL_VENV)
 	python3 -m venv $(WHEEL_VENV)
-	$(WHEEL_VENV)/bin/python -m pip install --quiet dist/logitkit-*.whl "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" scipy ml_dtypes "dask[array]"
+	$(WHEEL_VENV)/bin/python -m pip install --quiet dist/logitkit-*.whl "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" scipy "dask[array]" $(INTEROP_PKGS)
 	cd tests && ../$(WHEEL_VENV)/bin/python -c "import logitkit, sys; assert 'site-packages' in logitkit.__file__, logitkit.__file__; print('testing', logitkit.__file__)"
 	cd tests && ../$(WHEEL_VENV)/bin/python -m pytest -q -p no:cacheprovider --rootdir=.. $(PYTEST_ARGS) .
 	cd tests && ../$(WHEEL_VENV)/bin/python -m mypy.stubtest logitkit._native

@@ -6,7 +6,8 @@ ndarray. No numerical work happens here.
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -38,76 +39,149 @@ def as_float_array(x: Any) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Adapters for PyTorch tensors, JAX arrays, DLPack producers and bfloat16 (issue 6).
+# Adapters for PyTorch tensors, JAX arrays, DLPack producers and bfloat16 (issue 6, S13, P18).
 #
 # Called from Rust only for inputs that are not already a float16/32/64 ndarray (so the NumPy
-# fast path never comes here). Returns ``(x, back)``: ``x`` is what the native function reads,
-# and ``back`` is None or a function converting a float32 result back to bfloat16.
+# fast path never comes here). ``adapt(x)`` returns ``(array, back)``: ``array`` is what the
+# native function reads, and ``back`` is None or a callable taking any NumPy result back to the
+# input's array type (contract S13).
 # --------------------------------------------------------------------------------------------
 
 
+def _torch_tensor_type() -> Any:
+    """``torch.Tensor`` when torch has been imported (a tensor cannot exist before), else None."""
+    torch = sys.modules.get("torch")
+    return getattr(torch, "Tensor", None) if torch is not None else None
+
+
+def _jax_array_type() -> Any:
+    """``jax.Array`` when jax has been imported, else None."""
+    jax = sys.modules.get("jax")
+    return getattr(jax, "Array", None) if jax is not None else None
+
+
 def _is_torch_tensor(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach") and hasattr(x, "dtype")
+    tensor = _torch_tensor_type()
+    return tensor is not None and isinstance(x, tensor)
 
 
-def _bfloat16_back_numpy(dtype: np.dtype):
-    def back(result):
-        a = np.asarray(result).astype(dtype)
+def _is_jax_array(x: Any) -> bool:
+    array = _jax_array_type()
+    return array is not None and isinstance(x, array)
+
+
+def _is_bfloat16(dtype: Any) -> bool:
+    return getattr(dtype, "name", None) == "bfloat16"
+
+
+def _torch_from_numpy(a: np.ndarray) -> Any:
+    """A CPU tensor holding ``a``: its memory when torch can share it, else a copy."""
+    import torch
+
+    if a.flags.writeable and a.flags.aligned and a.dtype.isnative:
+        try:
+            return torch.from_numpy(a)
+        except (TypeError, ValueError, RuntimeError):  # negative strides, odd dtypes
+            pass
+    return torch.as_tensor(np.array(a, order="C"))
+
+
+class Back:
+    """Takes NumPy results back to the array type of an adapted input (contract S13).
+
+    ``back(result)`` accepts any NumPy result: a float or integer ndarray, a NumPy scalar or
+    0-d array (kept 0-d), a Python number, or a tuple of these (converted element by element).
+
+    - ``kind == "torch"``: a CPU ``torch.Tensor`` of the result's dtype (``torch.from_numpy``,
+      sharing the result's memory when it can), so int64 stays int64 and 0-d stays 0-d.
+    - ``kind == "jax"``: a JAX array (``jax.numpy.asarray``); JAX's own dtype rules apply, so
+      without ``jax_enable_x64`` float64/int64 results become float32/int32.
+    - ``kind == "numpy"`` (only for bfloat16 ndarrays): the NumPy result, with a NumPy scalar
+      kept a scalar.
+
+    When ``bfloat16`` is true the input was bfloat16 and was computed in float32: every float
+    result is rounded once to bfloat16 (``torch.bfloat16``, ``jnp.bfloat16`` or
+    ``ml_dtypes.bfloat16``); integer and bool results are converted unchanged.
+    """
+
+    __slots__ = ("kind", "bfloat16", "_np_bf16")
+
+    def __init__(self, kind: str, bfloat16: bool = False, np_bf16: Optional[np.dtype] = None):
+        self.kind = kind
+        self.bfloat16 = bfloat16
+        self._np_bf16 = np_bf16
+
+    def __repr__(self) -> str:
+        return f"Back(kind={self.kind!r}, bfloat16={self.bfloat16})"
+
+    def __call__(self, result: Any) -> Any:
+        if isinstance(result, tuple):
+            return tuple(self(r) for r in result)
+        a = np.asarray(result)
+        rounds = self.bfloat16 and a.dtype.kind == "f"
+        if self.kind == "torch":
+            t = _torch_from_numpy(a)
+            if rounds:
+                import torch
+
+                t = t.to(torch.bfloat16)
+            return t
+        if rounds:
+            assert self._np_bf16 is not None
+            a = a.astype(self._np_bf16)
+        if self.kind == "jax":
+            import jax.numpy as jnp
+
+            return jnp.asarray(a)
+        if not rounds:
+            return result
         return a if isinstance(result, np.ndarray) else a[()]
 
-    return back
 
+def _read_torch(x: Any) -> tuple:
+    t = x.detach()
+    if t.device.type != "cpu":
+        raise TypeError(
+            f"x is a torch tensor on {t.device}; logitkit computes on the CPU: pass x.cpu()"
+        )
+    import torch
 
-def _bfloat16_back_torch():
+    if t.dtype == torch.bfloat16:
+        return t.float().numpy(), Back("torch", bfloat16=True)
+    if t.is_conj():
+        t = t.resolve_conj()
+    if t.is_neg():
+        t = t.resolve_neg()
     try:
-        import ml_dtypes  # noqa: F401  (NumPy's bfloat16)
-
-        return _bfloat16_back_numpy(np.dtype(ml_dtypes.bfloat16))
-    except ImportError:
-        import torch
-
-        def back(result):
-            return torch.from_numpy(np.ascontiguousarray(result)).to(torch.bfloat16)
-
-        return back
+        return t.numpy(), Back("torch")
+    except (TypeError, RuntimeError) as e:
+        raise TypeError(f"x must be a real numeric tensor, got {t.dtype}: {e}") from None
 
 
-def adapt(x: Any):
-    """``(array, back)`` for torch tensors, JAX arrays, DLPack producers and bfloat16 arrays.
+def adapt(x: Any) -> Tuple[Any, Optional[Back]]:
+    """``(array, back)``: what the native functions read, and how results go back (S13, P18).
 
+    - NumPy arrays other than bfloat16, lists, tuples and Python scalars: ``(x, None)``
+      unchanged (the native code coerces them; results are NumPy).
     - torch CPU tensors: ``x.detach().numpy()``, which shares the tensor's memory (no copy), so
-      tensors that require grad work too. Tensors on another device raise ``TypeError``.
-    - objects with ``__array__`` (JAX arrays, ...): ``numpy.asarray(x)`` (no copy on CPU when
-      the producer allows it); objects with only ``__dlpack__``: ``numpy.from_dlpack(x)``.
-    - bfloat16 (``ml_dtypes.bfloat16`` arrays, torch bfloat16 tensors, JAX bfloat16 arrays):
-      converted to float32 (exact), computed there, and the float result rounded once back to
-      bfloat16 by ``back``: a ``ml_dtypes.bfloat16`` ndarray, or, for a torch tensor when
-      ml_dtypes is not installed, a ``torch.bfloat16`` tensor.
+      tensors that require grad work too; ``back`` makes CPU tensors (``Back("torch")``).
+      Tensors on another device raise ``TypeError``.
+    - JAX arrays: ``numpy.asarray(x)`` (no copy on CPU); ``back`` makes JAX arrays.
+    - other objects with ``__array__``/``__array_interface__``: ``numpy.asarray(x)``; objects
+      with only ``__dlpack__``: ``numpy.from_dlpack(x)``; results stay NumPy (``back`` None).
+    - bfloat16 (``ml_dtypes.bfloat16`` ndarrays, torch or JAX bfloat16): read as float32
+      (exact), computed there, and ``back`` rounds float results once to bfloat16 in the
+      input's array type, whatever optional packages are installed.
     Anything else is returned unchanged with ``back = None``.
     """
     if isinstance(x, (list, tuple, float, int, bool)):
         return x, None
     if _is_torch_tensor(x):
-        t = x.detach()
-        if t.device.type != "cpu":
-            raise TypeError(
-                f"x is a torch tensor on {t.device}; logitkit computes on the CPU: pass x.cpu()"
-            )
-        import torch
-
-        if t.dtype == torch.bfloat16:
-            return t.float().numpy(), _bfloat16_back_torch()
-        if t.is_conj():
-            t = t.resolve_conj()
-        if t.is_neg():
-            t = t.resolve_neg()
-        try:
-            return t.numpy(), None
-        except (TypeError, RuntimeError) as e:
-            raise TypeError(f"x must be a real numeric tensor, got {t.dtype}: {e}") from None
+        return _read_torch(x)
+    jax = _is_jax_array(x)
     if isinstance(x, np.ndarray):
         a = x
-    elif hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
+    elif jax or hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
         try:
             a = np.asarray(x)
         except (TypeError, ValueError) as e:
@@ -119,22 +193,67 @@ def adapt(x: Any):
             raise TypeError(f"cannot read {type(x).__name__} through DLPack: {e}") from None
     else:
         return x, None
-    if a.dtype.name == "bfloat16":
-        return a.astype(np.float32), _bfloat16_back_numpy(a.dtype)
+    bf16 = a.dtype if _is_bfloat16(a.dtype) else None
+    if bf16 is not None:
+        a = a.astype(np.float32)
+    if jax:
+        return a, Back("jax", bfloat16=bf16 is not None, np_bf16=bf16)
+    if bf16 is not None:
+        return a, Back("numpy", bfloat16=True, np_bf16=bf16)
     return a, None
 
 
-def copy_to_out(out: Any, result: np.ndarray):
-    """Writes an adapted (bfloat16) result into the user's ``out`` with the S3 checks."""
+def out_target(out: Any, back: Back) -> Any:
+    """For an adapted input with ``out=``: the ndarray the native function writes into directly,
+    or None when the result is bfloat16 (computed in float32, then ``copy_to_out``).
+
+    ``out`` may be an ndarray or, for torch input, a CPU torch tensor (written through its
+    NumPy view, so ``out=x`` computes in place); anything else is refused by the native checks.
+    """
+    if back.bfloat16:
+        return None
+    if _is_torch_tensor(out):
+        return _torch_out_view(out)
+    return out
+
+
+def _torch_out_view(out: Any) -> np.ndarray:
+    if out.device.type != "cpu":
+        raise ValueError(f"out is a torch tensor on {out.device}; pass a CPU tensor")
+    if out.requires_grad:
+        raise ValueError("out is a torch tensor that requires grad; out= does not support autograd")
+    try:
+        return out.numpy()
+    except (TypeError, RuntimeError):
+        raise TypeError(f"out has dtype {out.dtype}, which logitkit cannot write into") from None
+
+
+def copy_to_out(out: Any, result: np.ndarray) -> Any:
+    """Writes an adapted bfloat16 ``result`` (float32) into the user's ``out`` with the S3 checks,
+    rounding once to bfloat16; ``out`` is a bfloat16 ndarray or torch tensor."""
+    shape = np.shape(result)
+    if _is_torch_tensor(out):
+        import torch
+
+        if tuple(out.shape) != shape:
+            raise ValueError(f"out has shape {tuple(out.shape)}, expected {shape}")
+        if out.dtype != torch.bfloat16:
+            raise TypeError(f"out has dtype {out.dtype}, expected torch.bfloat16")
+        if out.device.type != "cpu":
+            raise ValueError(f"out is a torch tensor on {out.device}; pass a CPU tensor")
+        if out.requires_grad:
+            raise ValueError("out is a torch tensor that requires grad; out= does not support autograd")
+        out.copy_(torch.from_numpy(np.ascontiguousarray(result)).to(torch.bfloat16))
+        return out
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.shape != np.shape(result):
-        raise ValueError(f"out has shape {out.shape}, expected {np.shape(result)}")
-    if out.dtype != np.asarray(result).dtype:
-        raise TypeError(f"out has dtype {out.dtype}, expected {np.asarray(result).dtype}")
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, expected {shape}")
+    if not _is_bfloat16(out.dtype):
+        raise TypeError(f"out has dtype {out.dtype}, expected bfloat16")
     if not out.flags.writeable:
         raise ValueError("out is read-only; pass a writeable array")
-    np.copyto(out, result)
+    np.copyto(out, np.asarray(result).astype(out.dtype))
     return out
 
 

@@ -241,6 +241,7 @@ fn f64_to_scalar<'py>(py: Python<'py>, v: f64, dtype: Dtype) -> PyResult<Bound<'
 /// scalar or ndarray
 ///     A NumPy scalar of the logits' result dtype for ``"mean"``/``"sum"``, else an array of
 ///     ``labels``' shape. Computed in float64 relative to each vector's maximum and rounded once.
+///     In the logits' array type (a 0-d tensor for torch logits, a JAX array for JAX logits).
 ///
 /// Examples
 /// --------
@@ -490,7 +491,8 @@ pub(crate) fn calibration_bins<'py>(
 ///     ``x``'s shape with ``axis`` of length ``k`` (``(k,)`` for ``None``); values in the
 ///     result dtype, indices int64. Equal values: lower index first. NaN ranks above every
 ///     number (as in ``torch.topk``). No full sort: a single pass for ``k <= 64``, else a
-///     linear-time selection, then the ``k`` winners are sorted.
+///     linear-time selection, then the ``k`` winners are sorted. Both in ``x``'s array type
+///     (torch tensors for a torch tensor, the indices int64; JAX arrays for a JAX array).
 ///
 /// Examples
 /// --------
@@ -545,11 +547,12 @@ pub(crate) fn topk<'py>(
         })
     })
     .map_err(to_py_err)?;
-    let values = match back {
-        Some(back) => back.call1((values,))?,
-        None => values.into_any(),
-    };
-    PyTuple::new(py, [values, indices.into_any()])
+    let (values, indices) = (values.into_any(), indices.into_any());
+    match back {
+        // Indices too: int64 tensors for torch input (S13).
+        Some(back) => PyTuple::new(py, [back.call1((values,))?, back.call1((indices,))?]),
+        None => PyTuple::new(py, [values, indices]),
+    }
 }
 
 /// Runs an elementwise-or-lanewise map into a fresh array of `xa`'s shape.
@@ -590,7 +593,7 @@ fn map_fresh<'py>(
 /// ndarray
 ///     Probabilities, many exactly 0. Computed in float64 relative to each vector's maximum
 ///     (overflow-safe) and rounded once; ``-inf`` gives 0; a vector holding NaN or ``+inf``,
-///     or only ``-inf``, becomes all NaN.
+///     or only ``-inf``, becomes all NaN. In ``x``'s array type (torch, JAX or NumPy).
 ///
 /// Examples
 /// --------
@@ -628,7 +631,7 @@ pub(crate) fn sparsemax<'py>(
 /// ndarray
 ///     A new array of ``x``'s shape, computed in float64 (within 2 ulp of the exact value) and
 ///     rounded once, so float32 and float16 results are correctly rounded but for rare ties. ``exp`` only sees non-positive
-///     arguments: no overflow and no warning for any input.
+///     arguments: no overflow and no warning for any input. In ``x``'s array type.
 ///
 /// Examples
 /// --------
@@ -685,9 +688,10 @@ pub(crate) fn sigmoid<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<B
     apply_back(r, back)
 }
 
-/// Input adapters (issue 6): torch tensors, JAX arrays, DLPack producers and bfloat16 go
-/// through `logitkit._coerce.adapt`; float16/32/64 ndarrays, lists and scalars never do.
-/// Returns the input to compute on and, for bfloat16, the function that rounds results back.
+/// Input adapters (issue 6, contract S13): torch tensors, JAX arrays, DLPack producers and
+/// bfloat16 go through `logitkit._coerce.adapt`; float16/32/64 ndarrays, lists and scalars never
+/// do. Returns the input to compute on and, unless results stay NumPy, the `_coerce.Back` that
+/// takes them to the input's array type (rounding to bfloat16 when the input was bfloat16).
 pub(crate) fn adapt_input<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -704,7 +708,10 @@ pub(crate) fn adapt_input<'py>(
     Ok((r.get_item(0)?, (!back.is_none()).then_some(back)))
 }
 
-/// `f(x, out)` on the adapted input; a bfloat16 result is rounded back and copied into `out`.
+/// `f(x, out)` on the adapted input, the result taken back to the input's array type. With
+/// `out=` (an ndarray, or a CPU torch tensor for torch input) the native function writes into
+/// it directly and `out` is returned; a bfloat16 result is computed in float32 first and
+/// rounded once into `out`.
 pub(crate) fn run_adapted<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -715,14 +722,17 @@ pub(crate) fn run_adapted<'py>(
     let Some(back) = back else {
         return f(&x, out);
     };
-    let r = back.call1((f(&x, None)?,))?;
-    match out {
-        None => Ok(r),
-        Some(o) => py
-            .import("logitkit._coerce")?
-            .getattr("copy_to_out")?
-            .call1((o, r)),
+    let Some(o) = out else {
+        return back.call1((f(&x, None)?,));
+    };
+    let coerce = py.import("logitkit._coerce")?;
+    let target = coerce.getattr("out_target")?.call1((o, &back))?;
+    if !target.is_none() {
+        f(&x, Some(&target))?;
+        return Ok(o.clone());
     }
+    let r = f(&x, None)?;
+    coerce.getattr("copy_to_out")?.call1((o, r))
 }
 
 fn apply_back<'py>(

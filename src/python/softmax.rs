@@ -101,14 +101,17 @@ fn map_impl<'py>(
 /// temperature : float or array_like, default 1.0
 ///     ``softmax(x, temperature=T) == softmax(x / T)``. A positive finite float, or an array
 ///     broadcastable to ``x``'s shape without ``axis`` (one temperature per vector).
-/// out : ndarray, optional
+/// out : ndarray or torch.Tensor, optional
 ///     Where to write the result: exactly ``x``'s shape and the result dtype, writeable. May be
-///     ``x`` itself (in place).
+///     ``x`` itself (in place). A CPU torch tensor (not requiring grad) is accepted only when
+///     ``x`` is a torch tensor; otherwise ``out`` must be an ndarray (also for torch input).
 ///
 /// Returns
 /// -------
 /// ndarray
-///     The probabilities, a new C-contiguous array (or ``out``).
+///     The probabilities, a new C-contiguous array (or ``out``), in ``x``'s array type: a CPU
+///     torch tensor for a torch tensor, a JAX array for a JAX array, else NumPy. bfloat16 input
+///     gives bfloat16, computed in float32 and rounded once.
 ///
 /// Notes
 /// -----
@@ -146,13 +149,14 @@ pub(crate) fn softmax<'py>(
 ///     The axis to normalise along; ``None`` treats the whole array as one vector.
 /// temperature : float or array_like, default 1.0
 ///     ``log_softmax(x, temperature=T) == log_softmax(x / T)``; one value, or one per vector.
-/// out : ndarray, optional
-///     Where to write the result (may be ``x`` itself).
+/// out : ndarray or torch.Tensor, optional
+///     Where to write the result (may be ``x`` itself); as for :func:`softmax`.
 ///
 /// Returns
 /// -------
 /// ndarray
-///     Log-probabilities; ``-inf`` only where the probability underflows to 0.
+///     Log-probabilities; ``-inf`` only where the probability underflows to 0. In ``x``'s array
+///     type, as for :func:`softmax`.
 ///
 /// Examples
 /// --------
@@ -187,7 +191,9 @@ pub(crate) fn log_softmax<'py>(
 /// Returns
 /// -------
 /// ndarray or scalar
-///     ``x``'s shape without ``axis``; a NumPy scalar when that shape is ``()``. A zero-length
+///     ``x``'s shape without ``axis``; a NumPy scalar when that shape is ``()`` (a 0-d tensor
+///     or array for torch or JAX input: results are in ``x``'s array type, as for
+///     :func:`softmax`). A zero-length
 ///     axis gives ``-inf``; all ``-inf`` gives ``-inf``; any NaN gives NaN; otherwise any
 ///     ``+inf`` gives ``+inf``.
 ///
@@ -206,7 +212,8 @@ pub(crate) fn logsumexp<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let (x, back) = super::extras::adapt_input(py, x)?;
     if let Some(back) = back {
-        // bfloat16: computed in float32, rounded back once.
+        // torch/JAX input or bfloat16: computed on the NumPy view (bfloat16 in float32), the
+        // result (0-d included) taken back to the input's array type, rounded once for bfloat16.
         return back.call1((logsumexp(py, &x, axis, keepdims)?,));
     }
     let mut xa = FloatArray::coerce(py, &x)?;
