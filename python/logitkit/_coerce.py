@@ -257,16 +257,10 @@ def copy_to_out(out: Any, result: np.ndarray) -> Any:
     return out
 
 
-def like_input(result: Any, back: Any):
-    """``result`` (a NumPy token, rank or float64 logprob array) in the array type ``back``
-    returns, keeping its dtype: torch for torch input, JAX for JAX input, NumPy otherwise."""
-    kind = getattr(back, "array_type", None)
-    if kind == "torch":
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(result))
-    if kind == "jax":
-        import jax.numpy as jnp
-
-        return jnp.asarray(result)
-    return result
+def like_input(result: Any, back: Back) -> Any:
+    """``result`` (tokens, ranks or float64 logprobs) in the array type of the input ``back``
+    was made for, keeping its dtype (never rounded to bfloat16): torch for torch input, JAX for
+    JAX input, NumPy otherwise (contract P18)."""
+    if back.kind == "numpy":
+        return result
+    return Back(back.kind)(result)
