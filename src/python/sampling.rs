@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use numpy::{PyArray, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
 use super::arrays::{repr, shape_str, to_py_err, Dtype, FloatArray};
 use super::extras::adapt_input;
@@ -247,14 +247,22 @@ fn seed_param(
         .map(Seed::PerRow)
 }
 
-/// The values of an integer ndarray, C order, as int64 (one copy, no Python objects).
-fn int64_values(py: Python<'_>, arr: &Bound<'_, PyUntypedArray>) -> PyResult<Vec<i64>> {
-    let a = py
-        .import("numpy")?
+/// The values of an integer ndarray, C order (one copy, no Python objects; uint64 values
+/// beyond int64 kept exact).
+fn int_values(py: Python<'_>, arr: &Bound<'_, PyUntypedArray>) -> PyResult<Vec<i128>> {
+    let np = py.import("numpy")?;
+    if arr.dtype().to_string() == "uint64" {
+        let a = np
+            .call_method1("ascontiguousarray", (arr, "uint64"))?
+            .cast_into::<numpy::PyArrayDyn<u64>>()?;
+        let ro = a.readonly();
+        return Ok(ro.as_slice()?.iter().map(|&v| v as i128).collect());
+    }
+    let a = np
         .call_method1("ascontiguousarray", (arr, "int64"))?
         .cast_into::<numpy::PyArrayDyn<i64>>()?;
     let ro = a.readonly();
-    Ok(ro.as_slice()?.to_vec())
+    Ok(ro.as_slice()?.iter().map(|&v| v as i128).collect())
 }
 
 /// A sequence of token ids (a list, tuple or 1-D integer array); negative ids are refused
@@ -277,10 +285,7 @@ fn id_list(
                 repr(v)
             )));
         }
-        int64_values(py, &arr)?
-            .into_iter()
-            .map(i128::from)
-            .collect()
+        int_values(py, &arr)?
     } else {
         let mut out = Vec::new();
         for item in v.try_iter()? {
@@ -404,12 +409,10 @@ fn histories_param(
                     "{name} must hold one sequence per row of logits ({rows}), got {r}"
                 )));
             }
-            let values = int64_values(py, a)?;
+            let values = int_values(py, a)?;
             return (0..r)
                 .map(|i| {
-                    let row = values[i * width..(i + 1) * width]
-                        .iter()
-                        .map(|&v| v as i128);
+                    let row = values[i * width..(i + 1) * width].iter().copied();
                     ids_from(name, row, Some(i), true)
                 })
                 .collect::<PyResult<_>>()
@@ -493,7 +496,9 @@ fn bitmask_param(
                     "{NAME} has {r} rows, expected one per row of logits ({rows})"
                 )));
             }
-            TokenBitmask::per_row(words, w).map(Some).map_err(to_py_err)
+            TokenBitmask::per_row(words, r, w)
+                .map(Some)
+                .map_err(to_py_err)
         }
         n => Err(PyValueError::new_err(format!(
             "{NAME} must have shape (W,) or (R, W), got {n} dimensions"
@@ -531,14 +536,15 @@ type Bias = Vec<(u32, f64)>;
 
 /// One `{token_id: bias}` mapping.
 fn bias_map(v: &Bound<'_, PyAny>) -> PyResult<Vec<(u32, f64)>> {
-    let d = v.cast::<PyDict>().map_err(|_| {
+    let d = v.cast::<PyMapping>().map_err(|_| {
         PyTypeError::new_err(format!(
             "logit_bias must be a mapping {{token_id: bias}} or a sequence of them, got {}",
             repr(v)
         ))
     })?;
-    let mut out = Vec::with_capacity(d.len());
-    for (k, b) in d.iter() {
+    let mut out = Vec::with_capacity(d.len()?);
+    for item in d.items()?.iter() {
+        let (k, b): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
         let id = int_scalar(&k)
             .ok()
             .filter(|&i| (0..=u32::MAX as i128).contains(&i))
@@ -564,7 +570,7 @@ fn bias_param(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<PerRow<Bias>>> {
     let Some(v) = v.filter(|v| !v.is_none()) else {
         return Ok(None);
     };
-    if v.cast::<PyDict>().is_ok() {
+    if v.cast::<PyMapping>().is_ok() {
         return Ok(Some(PerRow::All(bias_map(v)?)));
     }
     if !is_array_like(v) {
@@ -1182,10 +1188,18 @@ pub(crate) fn token_logprobs<'py>(
             shape_str(&l.rows_shape)
         )));
     }
-    let ids: Vec<i128> = ids_arr
-        .call_method0("ravel")?
-        .call_method0("tolist")?
-        .extract()?;
+    let ids: Vec<i128> = int_values(py, &ids_arr)?;
+    if let Some((row, id)) = ids
+        .iter()
+        .enumerate()
+        .find(|(_, &id)| id < 0 || id >= l.vocab as i128)
+    {
+        return Err(PyValueError::new_err(format!(
+            "token_ids must be token ids in [0, V) for the logits' vocabulary V = {}, got token id {} in row {row}",
+            l.vocab,
+            abbreviate(*id)
+        )));
+    }
     let ids: Vec<i64> = ids
         .into_iter()
         .map(|i| i.clamp(i64::MIN as i128, i64::MAX as i128) as i64)

@@ -135,6 +135,8 @@ pub(crate) fn use_marks(n: usize, vocab: usize) -> bool {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RowState {
     prompt: Vec<u32>,
+    /// One more than the largest id of the prompt (0 when empty).
+    prompt_bound: usize,
     /// One more than the largest id in the history (0 when empty), checked against the
     /// vocabulary at each call in constant time.
     pub id_bound: usize,
@@ -161,7 +163,8 @@ impl RowState {
         self.seen.clear();
         self.slot.clear();
         self.marks = Vec::new();
-        self.id_bound = self.prompt.iter().max().map_or(0, |&m| m as usize + 1);
+        self.prompt_bound = self.prompt.iter().max().map_or(0, |&m| m as usize + 1);
+        self.id_bound = self.prompt_bound;
         for &id in &self.prompt {
             if let std::collections::hash_map::Entry::Vacant(e) = self.slot.entry(id) {
                 e.insert(self.seen.len());
@@ -181,6 +184,18 @@ impl RowState {
         self.seen[i].1 += 1;
         if let Some(m) = self.marks.get_mut(id as usize) {
             *m = (*m).max(1) + 1;
+        }
+    }
+
+    /// The parameter and the id of a history id outside `[0, vocab)`, if any.
+    pub fn id_beyond(&self, vocab: usize) -> Option<(&'static str, u32)> {
+        if self.id_bound <= vocab {
+            None
+        } else if self.prompt_bound > vocab {
+            Some(("prompt_tokens", (self.prompt_bound - 1) as u32))
+        } else {
+            let id = self.output.iter().copied().find(|&t| t as usize >= vocab)?;
+            Some(("output_tokens", id))
         }
     }
 

@@ -324,10 +324,14 @@ fn with_row<T: Float, R>(
         } else {
             row_max(x, w.par)
         };
+        // The row as passed in was checked: a problem now comes from the processing.
         let max = match max {
             Err("has no finite logit") if !chain.is_empty() => {
-                Err("has no finite logit left after the masks and logit_bias")
+                Err("has no finite logit left after the masks, logit_bias and penalties")
             }
+            Err(_) if !chain.is_empty() => Err(
+                "overflows the processing dtype after logit_bias or the penalties (a logit became +inf or NaN)",
+            ),
             m => m,
         }?;
         let res = f(RowView { x, max, raw }, w);

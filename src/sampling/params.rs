@@ -205,7 +205,8 @@ impl<T> PerRow<T> {
 pub struct TokenBitmask {
     words: Vec<u32>,
     width: usize,
-    per_row: bool,
+    /// The row count of a per-row mask (`None`: one mask for every row).
+    rows: Option<usize>,
 }
 
 impl TokenBitmask {
@@ -215,32 +216,32 @@ impl TokenBitmask {
         TokenBitmask {
             words,
             width,
-            per_row: false,
+            rows: None,
         }
     }
 
-    /// One mask per row: `words` holds the rows' masks of `width` words one after the other.
+    /// One mask per row: `words` holds the `rows` masks of `width` words one after the other.
     ///
     /// # Errors
-    /// When `words.len()` is not a multiple of `width` (or `width` is 0 with words given).
-    pub fn per_row(words: Vec<u32>, width: usize) -> Result<Self> {
-        if (width == 0 && !words.is_empty()) || (width > 0 && !words.len().is_multiple_of(width)) {
+    /// When `words.len()` is not `rows * width`.
+    pub fn per_row(words: Vec<u32>, rows: usize, width: usize) -> Result<Self> {
+        if Some(words.len()) != rows.checked_mul(width) {
             return Err(Error::invalid(
                 "token_bitmask",
-                format!("{} words in rows of {width}", words.len()),
+                format!("{} words for {rows} rows of {width}", words.len()),
                 "rows of equal width",
             ));
         }
         Ok(TokenBitmask {
             words,
             width,
-            per_row: true,
+            rows: Some(rows),
         })
     }
 
     /// The words of row `row`.
     pub fn row(&self, row: usize) -> &[u32] {
-        if self.per_row {
+        if self.rows.is_some() {
             &self.words[row * self.width..][..self.width]
         } else {
             &self.words
@@ -255,11 +256,7 @@ impl TokenBitmask {
     }
 
     fn rows(&self) -> Option<usize> {
-        match (self.per_row, self.width) {
-            (false, _) => None,
-            (true, 0) => Some(0),
-            (true, w) => Some(self.words.len() / w),
-        }
+        self.rows
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Sampler {
     calls: u64,
     /// Each row's history; `None` until the row count is known.
     rows: Option<Vec<RowState>>,
+    /// The vocabulary of the last draw, against which accepted ids are checked.
+    vocab: Option<usize>,
 }
 
 impl Sampler {
@@ -63,6 +65,7 @@ impl Sampler {
             seed,
             calls: 0,
             rows: None,
+            vocab: None,
         })
     }
 
@@ -144,10 +147,18 @@ impl Sampler {
     /// not advance): one sequence per row (empty for none).
     ///
     /// # Errors
-    /// A row count other than the sampler's. Ids are checked against the vocabulary at the
-    /// next draw.
+    /// A row count other than the sampler's, or an id outside the vocabulary of the last
+    /// draw (before the first draw, ids are checked at the next one). Nothing is appended
+    /// when an error is returned.
     pub fn accept(&mut self, tokens: &[Vec<u32>]) -> Result<()> {
         self.check_rows(tokens.len())?;
+        if let Some(vocab) = self.vocab {
+            for (r, toks) in tokens.iter().enumerate() {
+                if let Some(&id) = toks.iter().find(|&&t| t as usize >= vocab) {
+                    return Err(bad_id("tokens", r, id as i128, vocab));
+                }
+            }
+        }
         let rows = self
             .rows
             .get_or_insert_with(|| vec![RowState::default(); tokens.len()]);
@@ -174,6 +185,7 @@ impl Sampler {
     ) -> Result<Draws> {
         let rows = rows_of(logits.len(), vocab)?;
         self.check_rows(rows)?;
+        let known = self.rows.is_some();
         let mut states = self
             .rows
             .take()
@@ -182,9 +194,10 @@ impl Sampler {
             s.prepare(vocab);
         }
         let drawn = (|| {
-            if let Some((r, s)) = states.iter().enumerate().find(|(_, s)| s.id_bound > vocab) {
-                let bad = s.id_bound - 1;
-                return Err(bad_id("output_tokens", r, bad as i128, vocab));
+            for (r, s) in states.iter().enumerate() {
+                if let Some((name, id)) = s.id_beyond(vocab) {
+                    return Err(bad_id(name, r, id as i128, vocab));
+                }
             }
             let source = Source::Kept(&states);
             check_call(&self.params, rows, vocab, &source)?;
@@ -196,8 +209,12 @@ impl Sampler {
                 s.push(t as u32);
             }
             self.calls += 1;
+            self.vocab = Some(vocab);
         }
-        self.rows = Some(states);
+        // A failed first draw leaves the row count unknown, as it was.
+        if drawn.is_ok() || known {
+            self.rows = Some(states);
+        }
         drawn
     }
 
