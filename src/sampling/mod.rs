@@ -1,7 +1,43 @@
-//! Token sampling over rows of logits: temperature, top-k, top-p, min-p and one draw per row
-//! (contract P1-P9).
+//! Token sampling over rows of logits: the decoding-time pipeline of an LLM loop (contract
+//! P1-P17): masks, logit bias and penalties over each row's history, then temperature, top-k,
+//! top-p and min-p, then one draw per row; log-probabilities, ranks and alternatives; scoring of
+//! given tokens; a stateful [`Sampler`] for decoding loops.
 //!
-//! # Semantics
+//! A small decoding loop over a toy "model" whose logits favour repeating the last token:
+//!
+//! ```
+//! use logitkit::{Sampler, SamplingParams};
+//! let vocab = 8;
+//! let model = |last: u32| -> Vec<f32> {
+//!     (0..vocab).map(|j| if j == last { 3.0 } else { (j as f32) * 0.1 }).collect()
+//! };
+//! let params = SamplingParams::default()
+//!     .temperature(0.7)
+//!     .top_p(0.95)
+//!     .repetition_penalty(1.3) // steer away from what was said
+//!     .logit_bias(vec![(0, f64::NEG_INFINITY)]) // never token 0
+//!     .top_logprobs(3);
+//! let mut sampler = Sampler::new(params, Some(42)).unwrap().with_prompts(vec![vec![5]]).unwrap();
+//! let mut last = 5;
+//! for _ in 0..10 {
+//!     let d = sampler.sample_batch(&model(last), vocab as usize, true).unwrap();
+//!     assert_ne!(d.tokens[0], 0);
+//!     assert_eq!(d.top_ids.len(), 3); // the three most probable tokens and their logprobs
+//!     last = d.tokens[0] as u32;
+//! }
+//! assert_eq!(sampler.output_tokens(0).len(), 10);
+//! ```
+//!
+//! # Processing (P10-P14)
+//!
+//! Before P3, each row is copied and processed by the stages of `process`: the masks
+//! (`allowed_token_ids`, `token_bitmask` applied while the row is copied; `bad_words`,
+//! `min_tokens`), then `logit_bias`, then the repetition, frequency and presence penalties,
+//! reading the row's history ([`Histories`], or the [`Sampler`]'s own). A stage whose
+//! parameters are at their defaults is not in the chain, and a call without stages reads the
+//! row in place.
+//!
+//! # Semantics of P3
 //!
 //! Per row, in this order (P3):
 //!
