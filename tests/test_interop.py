@@ -352,3 +352,65 @@ def test_s13_ml_dtypes_bfloat16_numpy_out(name, f):
             continue
         assert g.dtype == bf16
         np.testing.assert_array_equal(g, np.asarray(w).astype(bf16))
+
+
+# P18: the sampling functions take every input the softmax family takes and give results back
+# in the input's array type (tokens int64, logprobs float64, filtered logits in the input's
+# dtype, bfloat16 included).
+
+
+def test_p18_torch_sampling_results_are_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 40)).astype(np.float32)
+    t = torch.from_numpy(x)
+    kw = dict(temperature=0.7, top_k=10, repetition_penalty=1.2, prompt_tokens=[[1, 2]] * 3,
+              seed=np.arange(3))
+    tok = logitkit.sample(t, **kw)
+    assert isinstance(tok, torch.Tensor) and tok.dtype == torch.int64
+    assert tok.tolist() == logitkit.sample(x, **kw).tolist()
+    out = logitkit.sample(t, top_logprobs=4, **kw)
+    assert all(isinstance(a, torch.Tensor) for a in out)
+    assert out.logprobs.dtype == torch.float64 and out.top_ids.shape == (3, 4)
+    f = logitkit.filter_logits(t, top_k=5)
+    assert isinstance(f, torch.Tensor) and f.dtype == torch.float32
+    np.testing.assert_array_equal(f.numpy(), logitkit.filter_logits(x, top_k=5))
+    lp, rank = logitkit.token_logprobs(t, torch.tensor([0, 1, 2]), return_ranks=True)
+    assert isinstance(lp, torch.Tensor) and lp.dtype == torch.float32 and rank.dtype == torch.int64
+
+
+def test_p18_torch_bfloat16_sampling_is_float32_processing_of_the_same_values():
+    torch = pytest.importorskip("torch")
+    t = torch.randn(2, 64, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    x32 = t.float().numpy()
+    kw = dict(temperature=0.9, top_p=0.9, logit_bias={3: 1.5}, seed=[5, 6])
+    assert logitkit.sample(t, **kw).tolist() == logitkit.sample(x32, **kw).tolist()
+    f = logitkit.filter_logits(t, temperature=0.5, top_k=8)
+    assert f.dtype == torch.bfloat16
+    want = torch.from_numpy(logitkit.filter_logits(x32, temperature=0.5, top_k=8)).to(torch.bfloat16)
+    assert torch.equal(f, want)
+    # 1-D logits: a 0-d token tensor.
+    tok = logitkit.sample(t[0], temperature=0.0)
+    assert isinstance(tok, torch.Tensor) and tok.shape == () and int(tok) == int(x32[0].argmax())
+
+
+def test_p18_sampler_with_torch_logits():
+    torch = pytest.importorskip("torch")
+    s = logitkit.Sampler(temperature=0.0, repetition_penalty=3.0, seed=0)
+    x = torch.tensor([[2.0, 1.9, 0.0]])
+    toks = [int(s(x)[0]) for _ in range(2)]
+    assert toks == [0, 1]
+    assert [o.tolist() for o in s.output_tokens] == [[0, 1]]
+
+
+def test_p18_jax_sampling_results_are_jax():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    x = np.random.default_rng(1).normal(size=(2, 30)).astype(np.float32)
+    tok = logitkit.sample(jnp.asarray(x), temperature=0.0)
+    assert isinstance(tok, jax.Array)
+    assert tok.tolist() == x.argmax(axis=-1).tolist()
+    f = logitkit.filter_logits(jnp.asarray(x), top_k=3)
+    assert isinstance(f, jax.Array)
+    np.testing.assert_array_equal(np.asarray(f), logitkit.filter_logits(x, top_k=3))
