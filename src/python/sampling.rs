@@ -666,30 +666,26 @@ impl<'py> Args<'py> {
             Some(v) => id_list(py, "stop_token_ids", v, None, false)?,
             None => Vec::new(),
         };
-        let mut p = SamplingParams::default()
-            .temperature(f("temperature", &self.temperature, 1.0)?)
-            .top_k(count_param(py, "top_k", self.top_k.as_ref(), rows_shape)?)
-            .top_p(f("top_p", &self.top_p, 1.0)?)
-            .min_p(f("min_p", &self.min_p, 0.0)?)
-            .min_tokens(count_param(
-                py,
-                "min_tokens",
-                self.min_tokens.as_ref(),
-                rows_shape,
-            )?)
-            .stop_token_ids(stop)
-            .bad_words(bad_words_param(py, self.bad_words.as_ref())?)
-            .repetition_penalty(f("repetition_penalty", &self.repetition_penalty, 1.0)?)
-            .frequency_penalty(f("frequency_penalty", &self.frequency_penalty, 0.0)?)
-            .presence_penalty(f("presence_penalty", &self.presence_penalty, 0.0)?)
-            .top_logprobs(top_logprobs_param(self.top_logprobs.as_ref())?)
-            .logprobs_mode(mode_param(self.logprobs_mode.as_ref())?);
-        p.allowed_token_ids = allowed_param(py, self.allowed_token_ids.as_ref())?;
-        p.token_bitmask = bitmask_param(py, self.token_bitmask.as_ref(), rows)?;
-        p.logit_bias = bias_param(self.logit_bias.as_ref())?;
-        if let Some(rows) = rows {
-            p.validate(rows).map_err(to_py_err)?;
-        } else {
+        // Built in place: the struct is large, and a chain of setters would move it each time.
+        let p = SamplingParams {
+            temperature: f("temperature", &self.temperature, 1.0)?,
+            top_k: count_param(py, "top_k", self.top_k.as_ref(), rows_shape)?,
+            top_p: f("top_p", &self.top_p, 1.0)?,
+            min_p: f("min_p", &self.min_p, 0.0)?,
+            allowed_token_ids: allowed_param(py, self.allowed_token_ids.as_ref())?,
+            token_bitmask: bitmask_param(py, self.token_bitmask.as_ref(), rows)?,
+            bad_words: bad_words_param(py, self.bad_words.as_ref())?,
+            min_tokens: count_param(py, "min_tokens", self.min_tokens.as_ref(), rows_shape)?,
+            stop_token_ids: stop,
+            logit_bias: bias_param(self.logit_bias.as_ref())?,
+            repetition_penalty: f("repetition_penalty", &self.repetition_penalty, 1.0)?,
+            frequency_penalty: f("frequency_penalty", &self.frequency_penalty, 0.0)?,
+            presence_penalty: f("presence_penalty", &self.presence_penalty, 0.0)?,
+            top_logprobs: top_logprobs_param(self.top_logprobs.as_ref())?,
+            logprobs_mode: mode_param(self.logprobs_mode.as_ref())?,
+        };
+        // Per-call values and lengths are checked by the core; a Sampler's values here.
+        if rows.is_none() {
             p.check(None).map_err(to_py_err)?;
         }
         Ok(p)
@@ -698,7 +694,7 @@ impl<'py> Args<'py> {
 
 /// How a call draws: with a seed and the call's histories, or as a sampler's next draw.
 enum Draw<'a> {
-    Seed(&'a Seed, Histories<'a>),
+    Seed(&'a SamplingParams, &'a Seed, Histories<'a>),
     Sampler(&'a Mutex<CoreSampler>),
 }
 
@@ -741,7 +737,6 @@ fn read_logits<'py>(py: Python<'py>, logits: &Bound<'py, PyAny>) -> PyResult<Log
 fn draw_core(
     py: Python<'_>,
     l: &Logits<'_>,
-    params: &SamplingParams,
     draw: &Draw<'_>,
     with_logprobs: bool,
 ) -> PyResult<Draws> {
@@ -752,9 +747,9 @@ fn draw_core(
         // caller keeps alive during the call.
         unsafe {
             match dtype {
-                Dtype::F32 => run::<f32>(data.get(), n, vocab, params, draw, with_logprobs),
-                Dtype::F64 => run::<f64>(data.get(), n, vocab, params, draw, with_logprobs),
-                Dtype::F16 => run::<half::f16>(data.get(), n, vocab, params, draw, with_logprobs),
+                Dtype::F32 => run::<f32>(data.get(), n, vocab, draw, with_logprobs),
+                Dtype::F64 => run::<f64>(data.get(), n, vocab, draw, with_logprobs),
+                Dtype::F16 => run::<half::f16>(data.get(), n, vocab, draw, with_logprobs),
             }
         }
     })
@@ -767,7 +762,6 @@ unsafe fn run<T: crate::Float>(
     data: *const T,
     n: usize,
     vocab: usize,
-    params: &SamplingParams,
     draw: &Draw<'_>,
     with_logprobs: bool,
 ) -> crate::Result<Draws> {
@@ -778,7 +772,9 @@ unsafe fn run<T: crate::Float>(
         unsafe { std::slice::from_raw_parts(data, n) }
     };
     match draw {
-        Draw::Seed(seed, h) => crate::sample_batch(x, vocab, params, h, seed, with_logprobs),
+        Draw::Seed(params, seed, h) => {
+            crate::sample_batch(x, vocab, params, h, seed, with_logprobs)
+        }
         Draw::Sampler(s) => {
             s.lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -988,7 +984,7 @@ pub(crate) fn sample<'py>(
         h = h.output_tokens(o);
     }
     let n_top = params.top_logprobs;
-    let d = draw_core(py, &l, &params, &Draw::Seed(&seed, h), return_logprobs)?;
+    let d = draw_core(py, &l, &Draw::Seed(&params, &seed, h), return_logprobs)?;
     sample_result(py, &l, d, return_logprobs, n_top)
 }
 
@@ -1478,14 +1474,7 @@ impl Sampler {
                 )));
             }
         }
-        let params = self.lock().params().clone();
-        let d = draw_core(
-            py,
-            &l,
-            &params,
-            &Draw::Sampler(&self.inner),
-            return_logprobs,
-        )?;
+        let d = draw_core(py, &l, &Draw::Sampler(&self.inner), return_logprobs)?;
         sample_result(py, &l, d, return_logprobs, self.n_top)
     }
 

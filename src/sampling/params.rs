@@ -545,13 +545,11 @@ impl SamplingParams {
                 }
             }
         }
-        for (name, ids) in [
-            ("bad_words", self.bad_words.concat()),
-            ("stop_token_ids", self.stop_token_ids.clone()),
-        ] {
-            if let Some(&id) = ids.iter().find(|&&id| out(id)) {
-                return Err(bad(name, id, None));
-            }
+        if let Some(&id) = self.bad_words.iter().flatten().find(|&&id| out(id)) {
+            return Err(bad("bad_words", id, None));
+        }
+        if let Some(&id) = self.stop_token_ids.iter().find(|&&id| out(id)) {
+            return Err(bad("stop_token_ids", id, None));
         }
         if self.top_logprobs > vocab {
             return Err(Error::invalid(
