@@ -16,6 +16,10 @@ use super::{level_table, rows_kernel, scalar};
 /// Below this the `f32` exp is 0 (exp(-104) already rounds to 0); -inf is clamped here.
 pub(crate) const F32_ARG_MIN: f32 = -110.0;
 
+/// Below this the `f32` exp rounds to exactly 0 (exp(-104) < 2^-150, half the smallest
+/// subnormal), so [`exp_reduced`] gives 0 there without computing.
+const F32_ZERO_BELOW: f32 = -104.0;
+
 /// 2^(j/16) for j in 0..16, each correctly rounded to `f32` (computed with 60-digit decimals).
 const F32_EXP2_SIXTEENTHS: [f32; 16] = [
     1.0,
@@ -62,6 +66,12 @@ unsafe fn exp_ps(a: __m512) -> __m512 {
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn exp_reduced<const LO: bool>(a: __m512, lo: __m512) -> __m512 {
+    // Lanes whose exp rounds to 0 anyway (a < -104: exp(a) < 2^-150) are computed at a = 0
+    // and zeroed at the end: VSCALEFPS underflowing to 0 takes a slow microcode path on some
+    // CPUs (3x slower softmax on rows with 10% masked tokens), and masked rows are common.
+    // NaN compares false, so it still propagates.
+    let under = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_set1_ps(F32_ZERO_BELOW));
+    let a = _mm512_mask_mov_ps(a, under, _mm512_setzero_ps());
     // |16 a / ln 2| < 2^12, far inside the 2^22 within which adding F32_ROUND leaves the
     // rounded integer in the low mantissa bits.
     let shifted = _mm512_fmadd_ps(
@@ -86,7 +96,7 @@ unsafe fn exp_reduced<const LO: bool>(a: __m512, lo: __m512) -> __m512 {
     let y = _mm512_fmadd_ps(t, em1, t);
     // y * 2^floor(k / 16) (VSCALEFPS floors; k / 16 is exact), rounded once (into the
     // subnormals when k is very negative).
-    _mm512_scalef_ps(y, _mm512_mul_ps(k, _mm512_set1_ps(0.0625)))
+    _mm512_maskz_mov_ps(!under, _mm512_scalef_ps(y, _mm512_mul_ps(k, _mm512_set1_ps(0.0625))))
 }
 
 #[inline]
