@@ -96,7 +96,10 @@ unsafe fn exp_reduced<const LO: bool>(a: __m512, lo: __m512) -> __m512 {
     let y = _mm512_fmadd_ps(t, em1, t);
     // y * 2^floor(k / 16) (VSCALEFPS floors; k / 16 is exact), rounded once (into the
     // subnormals when k is very negative).
-    _mm512_maskz_mov_ps(!under, _mm512_scalef_ps(y, _mm512_mul_ps(k, _mm512_set1_ps(0.0625))))
+    _mm512_maskz_mov_ps(
+        !under,
+        _mm512_scalef_ps(y, _mm512_mul_ps(k, _mm512_set1_ps(0.0625))),
+    )
 }
 
 #[inline]

@@ -409,6 +409,26 @@ fn histories_param(
                     "{name} must hold one sequence per row of logits ({rows}), got {r}"
                 )));
             }
+            if a.dtype().to_string() != "uint64" {
+                // The common case, read without converting each id twice.
+                let a64 = py
+                    .import("numpy")?
+                    .call_method1("ascontiguousarray", (a, "int64"))?
+                    .cast_into::<numpy::PyArrayDyn<i64>>()?;
+                let ro = a64.readonly();
+                let values = ro.as_slice()?;
+                return (0..r)
+                    .map(|i| {
+                        let row = &values[i * width..(i + 1) * width];
+                        if row.iter().all(|&v| (0..=u32::MAX as i64).contains(&v)) {
+                            Ok(row.iter().map(|&v| v as u32).collect())
+                        } else {
+                            ids_from(name, row.iter().map(|&v| v as i128), Some(i), true)
+                        }
+                    })
+                    .collect::<PyResult<_>>()
+                    .map(Some);
+            }
             let values = int_values(py, a)?;
             return (0..r)
                 .map(|i| {
@@ -516,6 +536,19 @@ fn bad_words_param(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec
             "bad_words must be a sequence of token id sequences, got {}",
             repr(v)
         )));
+    }
+    // The common case, lists of Python ints, read in one go.
+    if let Ok(lists) = v.extract::<Vec<Vec<i64>>>() {
+        if lists
+            .iter()
+            .flatten()
+            .all(|&t| (0..=u32::MAX as i64).contains(&t))
+        {
+            return Ok(lists
+                .into_iter()
+                .map(|l| l.into_iter().map(|t| t as u32).collect())
+                .collect());
+        }
     }
     let mut out = Vec::new();
     for (i, item) in v.try_iter()?.enumerate() {

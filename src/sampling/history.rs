@@ -119,16 +119,23 @@ pub(crate) struct RowCtx<'a> {
     pub seen: &'a [(u32, u32)],
     /// The seen list as one mark per vocabulary id (0: unseen, else 1 + the count in the
     /// output), when it is long enough that a pass over the row beats updating its tokens one
-    /// by one (see [`use_marks`]).
+    /// by one (see [`use_marks`] and [`use_marks_once`]).
     pub marks: Option<&'a [u32]>,
     /// Passes over the row may be shared across the pool.
     pub par: bool,
 }
 
-/// Whether a seen list of `n` tokens is better applied as marks over a vocabulary of `vocab`:
-/// one token's update at a random place costs about as much as a pass over 64 tokens.
+/// Whether a seen list of `n` tokens kept by a sampler is better applied as marks over a
+/// vocabulary of `vocab`: one token's update at a random place costs about as much as a pass
+/// over 64 tokens.
 pub(crate) fn use_marks(n: usize, vocab: usize) -> bool {
     n.saturating_mul(64) >= vocab
+}
+
+/// [`use_marks`] for a seen list built for one call, whose marks cost a pass to build and one
+/// to clear as well.
+fn use_marks_once(n: usize, vocab: usize) -> bool {
+    n.saturating_mul(8) >= vocab
 }
 
 /// A row's history kept by a [`Sampler`](super::Sampler), updated token by token.
@@ -295,7 +302,7 @@ impl<'a> Source<'a> {
                 if !s.marks.is_empty() {
                     s.marks.fill(0);
                 }
-                let marks = if with_seen && use_marks(s.seen.len(), vocab) {
+                let marks = if with_seen && use_marks_once(s.seen.len(), vocab) {
                     s.marks.resize(vocab, 0);
                     for &(id, c) in &s.seen {
                         s.marks[id as usize] = 1 + c;
