@@ -28,6 +28,18 @@ impl Rng {
     }
 }
 
+/// Case counts scale down when `PROPTEST_CASES` asks for fewer than proptest's default of 256
+/// (as `make valgrind` does, where every case is ~50 times slower).
+fn scaled(n: usize) -> usize {
+    match std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(c) if c < 256 => (n * c / 256).max(1),
+        _ => n,
+    }
+}
+
 fn logits(rng: &mut Rng, n: usize, scale: f64) -> Vec<f64> {
     (0..n).map(|_| rng.normal() * scale).collect()
 }
@@ -97,7 +109,7 @@ fn process_ref(
 #[test]
 fn p11_p12_p13_p14_filter_logits_is_the_processed_row_exactly() {
     let mut rng = Rng(11);
-    for case in 0..90 {
+    for case in 0..scaled(90) {
         // Large vocabularies with short histories take the penalties' sparse path, the others
         // their pass over marks (both checked against the same reference).
         let v = if case % 3 == 0 {
@@ -191,7 +203,7 @@ fn p14_f32_processing_is_pytorchs_arithmetic_bit_for_bit() {
     // as `scores + bias`, `torch.where(z > 0, z / r, z * r)` and `z - f * c - p` do in Hugging
     // Face's and vLLM's processors.
     let mut rng = Rng(14);
-    for _ in 0..200 {
+    for _ in 0..scaled(200) {
         let v = 40;
         let x: Vec<f32> = (0..v).map(|_| (rng.normal() * 5.0) as f32).collect();
         let (b, r, f, p) = (
@@ -308,7 +320,7 @@ fn close(a: f64, b: f64) -> bool {
 #[test]
 fn p15_logprobs_modes_ranks_and_top_alternatives() {
     let mut rng = Rng(15);
-    for case in 0..40 {
+    for case in 0..scaled(40) {
         let v = 2 + rng.below(500);
         let mut x = logits(&mut rng, v, 2.0);
         // Some ties, to exercise the order by id.
@@ -385,7 +397,7 @@ fn p15_logprobs_modes_ranks_and_top_alternatives() {
 #[test]
 fn p16_token_logprobs_is_log_softmax_at_the_ids() {
     let mut rng = Rng(16);
-    for _ in 0..30 {
+    for _ in 0..scaled(30) {
         let v = 1 + rng.below(70_000);
         let rows = 1 + rng.below(3);
         let x: Vec<f32> = (0..rows * v).map(|_| (rng.normal() * 4.0) as f32).collect();
@@ -433,7 +445,7 @@ fn p17_sampler_matches_stateless_calls_with_its_histories() {
         .with_prompts(prompts.clone())
         .unwrap();
     let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); rows];
-    for step in 0..200 {
+    for step in 0..scaled(200) {
         let x: Vec<f32> = (0..rows * v).map(|_| (rng.normal() * 0.5) as f32).collect();
         if step % 7 == 3 {
             let forced: Vec<Vec<u32>> = (0..rows).map(|_| vec![rng.below(v) as u32]).collect();
