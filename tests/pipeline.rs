@@ -140,7 +140,10 @@ fn p11_p12_p13_p14_filter_logits_is_the_processed_row_exactly() {
             })
             .collect();
         let stop = ids(&mut rng, 2);
-        let bias: Vec<(u32, f64)> = ids(&mut rng, 5)
+        // Without a bias the penalties over marks are applied during the copy; with one,
+        // in passes of their own.
+        let n_bias = if case % 4 == 1 { 0 } else { 5 };
+        let bias: Vec<(u32, f64)> = ids(&mut rng, n_bias)
             .into_iter()
             .map(|i| (i, rng.normal() * 2.0))
             .collect();
@@ -214,8 +217,15 @@ fn p14_f32_processing_is_pytorchs_arithmetic_bit_for_bit() {
         );
         let outputs = vec![vec![3u32, 3, 3, 7, 9]];
         let prompts = vec![vec![7u32, 11]];
+        // Every other case without the bias: the penalties then ride along with the copy.
+        let with_bias = rng.below(2) == 0;
+        let b = if with_bias { b } else { 0.0 };
         let params = SamplingParams::default()
-            .logit_bias(vec![(3, b), (11, b)])
+            .logit_bias(if with_bias {
+                vec![(3, b), (11, b)]
+            } else {
+                vec![]
+            })
             .repetition_penalty(r)
             .frequency_penalty(f)
             .presence_penalty(p);

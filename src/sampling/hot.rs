@@ -282,32 +282,68 @@ unsafe fn hits_avx2(x: &[f32], t: f32) -> u64 {
 }
 
 multiversion! {
-    /// `dst = src`, with the tokens whose bit in `mask` (word `first_word` onwards, the layout
-    /// of [`TokenBitmask`](crate::TokenBitmask); missing words ban) is 0 set to `-inf`.
-    /// Returns whether `src` holds NaN or `+inf`.
-    fn copy_masked(src: &[C], dst: &mut [C], mask: Option<&[u32]>, first_word: usize) -> bool {
+    /// `dst = src`; returns whether `src` holds NaN or `+inf`.
+    fn copy_checked(src: &[C], dst: &mut [C]) -> bool {
         // `v < inf` fails for NaN and +inf; folded branch-free so that it vectorises.
         let mut ok = true;
         for (d, &v) in dst.iter_mut().zip(src) {
             *d = v;
             ok &= v < C::INFINITY;
         }
-        if let Some(m) = mask {
-            for (i, d) in dst.chunks_mut(32).enumerate() {
-                match m.get(first_word + i).copied().unwrap_or(0) {
-                    u32::MAX => {}
-                    0 => d.fill(C::NEG_INFINITY),
-                    w => {
-                        for (b, d) in d.iter_mut().enumerate() {
-                            if (w >> b) & 1 == 0 {
-                                *d = C::NEG_INFINITY;
-                            }
+        !ok
+    }
+}
+
+multiversion! {
+    /// `dst = src` with the penalties of each token's mark (`marks[j]`: 0 unseen, else 1 + its
+    /// count in the output) applied on the way: the repetition penalty `r` to seen tokens, then
+    /// the frequency and presence penalties `(f, p)` to tokens in the output, each exactly as
+    /// its stage computes it. Returns whether `src` holds NaN or `+inf`.
+    fn copy_marked(
+        src: &[C],
+        dst: &mut [C],
+        marks: &[u32],
+        rep: Option<C>,
+        freq: Option<(C, C)>,
+    ) -> bool {
+        let mut ok = true;
+        let r = rep.unwrap_or(C::from_f64(1.0));
+        let (f, p) = freq.unwrap_or_default();
+        let (with_r, with_f) = (rep.is_some(), freq.is_some());
+        for ((d, &x), &m) in dst.iter_mut().zip(src).zip(marks) {
+            ok &= x < C::INFINITY;
+            let mut v = x;
+            if with_r {
+                let pen = if v > C::default() { v / r } else { v * r };
+                v = if m != 0 { pen } else { v };
+            }
+            if with_f {
+                let pen = v - f * C::from_f64(m.saturating_sub(1) as f64) - p;
+                v = if m > 1 { pen } else { v };
+            }
+            *d = v;
+        }
+        !ok
+    }
+}
+
+multiversion! {
+    /// Sets to `-inf` the tokens of `dst` whose bit in `mask` (word `first_word` onwards, the
+    /// layout of [`TokenBitmask`](crate::TokenBitmask); missing words ban) is 0.
+    fn ban_unset(dst: &mut [C], mask: &[u32], first_word: usize) {
+        for (i, d) in dst.chunks_mut(32).enumerate() {
+            match mask.get(first_word + i).copied().unwrap_or(0) {
+                u32::MAX => {}
+                0 => d.fill(C::NEG_INFINITY),
+                w => {
+                    for (b, d) in d.iter_mut().enumerate() {
+                        if (w >> b) & 1 == 0 {
+                            *d = C::NEG_INFINITY;
                         }
                     }
                 }
             }
         }
-        !ok
     }
 }
 

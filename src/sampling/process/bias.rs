@@ -17,6 +17,10 @@ pub(super) fn stage<C: Real>(p: &SamplingParams, _vocab: usize) -> Option<BoxedS
 }
 
 impl<C: Real> Stage<C> for LogitBias<'_> {
+    fn changes_values(&self, row: usize) -> bool {
+        self.0.get(row).is_some_and(|pairs| !pairs.is_empty())
+    }
+
     fn apply(&self, row: usize, _: &RowCtx<'_>, z: &mut [C]) {
         for &(id, b) in self.0.get(row).map_or(&[][..], Vec::as_slice) {
             let e = &mut z[id as usize];

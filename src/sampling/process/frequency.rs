@@ -1,7 +1,7 @@
 //! `frequency_penalty` and `presence_penalty` (contract P13): with `c` a token's count in the
 //! output, `z - f * c - p * [c > 0]` (the OpenAI API, vLLM).
 
-use super::{on_blocks, BoxedStage, RowCtx, Stage};
+use super::{on_blocks, BoxedStage, MarkOp, RowCtx, Stage};
 use crate::element::Real;
 use crate::sampling::hot::frequency_marked;
 use crate::sampling::params::{RowParam, SamplingParams};
@@ -43,5 +43,10 @@ impl<C: Real> Stage<C> for FrequencyPresence<'_> {
 
     fn reads_seen(&self) -> bool {
         true
+    }
+
+    fn mark_op(&self, row: usize) -> Option<MarkOp<C>> {
+        let (f, p) = (self.frequency.get(row), self.presence.get(row));
+        (f != 0.0 || p != 0.0).then(|| MarkOp::FrequencyPresence(C::from_f64(f), C::from_f64(p)))
     }
 }

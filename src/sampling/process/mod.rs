@@ -19,7 +19,7 @@ mod min_tokens;
 mod repetition;
 
 use super::history::RowCtx;
-use super::hot::copy_masked;
+use super::hot::{ban_unset, copy_checked, copy_marked};
 use super::params::SamplingParams;
 use crate::element::Real;
 use crate::kernels::BLOCK;
@@ -44,6 +44,28 @@ pub(crate) trait Stage<C: Real>: Sync {
     fn reads_seen(&self) -> bool {
         false
     }
+
+    /// The stage as a function of each token's history mark, when it is one for row `row`
+    /// (the penalties): then, with marks, it is applied while the row is copied instead of in
+    /// a pass of its own, and its [`Stage::apply`] is not called.
+    fn mark_op(&self, _row: usize) -> Option<MarkOp<C>> {
+        None
+    }
+
+    /// Whether the stage changes finite logits of row `row` other than by banning them (the
+    /// bias): the penalties after it cannot then be applied during the copy.
+    fn changes_values(&self, _row: usize) -> bool {
+        false
+    }
+}
+
+/// A stage that is a function of each token's mark (see [`RowCtx::marks`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum MarkOp<C> {
+    /// Seen tokens (`mark != 0`): `z / r` if `z > 0`, else `z * r`.
+    Repetition(C),
+    /// Tokens in the output (`mark = 1 + c`, `c > 0`): `z - f * c - p`.
+    FrequencyPresence(C, C),
 }
 
 /// A boxed stage borrowing the call's parameters.
@@ -118,18 +140,42 @@ impl<'p, C: Real> Chain<'p, C> {
                 Some(words)
             }
         };
+        // The penalties ride along with the copy when the history is given as marks and no
+        // stage before them changes values (bans commute with them: a penalty keeps -inf).
+        let mut ops = (None, None);
+        let fused = ctx
+            .marks
+            .filter(|_| !self.stages.iter().any(|s| s.changes_values(row)));
+        if fused.is_some() {
+            for op in self.stages.iter().filter_map(|s| s.mark_op(row)) {
+                match op {
+                    MarkOp::Repetition(r) => ops.0 = Some(r),
+                    MarkOp::FrequencyPresence(f, p) => ops.1 = Some((f, p)),
+                }
+            }
+        }
         if z.len() != x.len() {
             z.resize(x.len(), C::default());
         }
         let mut bad = Vec::new();
         map_chunks_mut(z, BLOCK, &mut bad, par && x.len() > BLOCK, |b, d| {
-            copy_masked(&x[b * BLOCK..][..d.len()], d, mask, b * BLOCK / 32)
+            let (src, start) = (&x[b * BLOCK..][..d.len()], b * BLOCK);
+            let bad = match fused {
+                Some(marks) => copy_marked(src, d, &marks[start..][..d.len()], ops.0, ops.1),
+                None => copy_checked(src, d),
+            };
+            if let Some(m) = mask {
+                ban_unset(d, m, start / 32);
+            }
+            bad
         });
         if bad.iter().any(|&b| b) {
             return true;
         }
         for s in &self.stages {
-            s.apply(row, ctx, z);
+            if fused.is_none() || s.mark_op(row).is_none() {
+                s.apply(row, ctx, z);
+            }
         }
         false
     }

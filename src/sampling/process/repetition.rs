@@ -2,7 +2,7 @@
 //! `z` divided by `r` when `z > 0`, else multiplied by `r` (Keskar et al. 2019; Hugging Face's
 //! RepetitionPenaltyLogitsProcessor, vLLM). Each distinct token is penalised once.
 
-use super::{on_blocks, BoxedStage, RowCtx, Stage};
+use super::{on_blocks, BoxedStage, MarkOp, RowCtx, Stage};
 use crate::element::Real;
 use crate::sampling::hot::repetition_marked;
 use crate::sampling::params::{RowParam, SamplingParams};
@@ -37,5 +37,10 @@ impl<C: Real> Stage<C> for Repetition<'_> {
 
     fn reads_seen(&self) -> bool {
         true
+    }
+
+    fn mark_op(&self, row: usize) -> Option<MarkOp<C>> {
+        let r = self.0.get(row);
+        (r != 1.0).then(|| MarkOp::Repetition(C::from_f64(r)))
     }
 }
