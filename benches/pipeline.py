@@ -17,6 +17,8 @@ Contenders per shape (float32 logits, 32000 to 128256 tokens):
 - ``token_logprobs`` against ``logsumexp`` of the same logits;
 - ``sampler_10`` / ``sampler_100k``: a ``Sampler`` step with the three penalties after 10 or
   100,000 accepted tokens (Zipf-distributed ids, as text is);
+- ``copy``: ``numpy.copyto`` of the logits, the floor of any processing (the caller's array
+  is never changed, so processed logits need one copy); ``bitmask``: a token bitmask alone;
 - ``hf``: Hugging Face's processor chain on torch (RepetitionPenalty, NoBadWords, SequenceBias,
   Temperature, TopP, then ``torch.multinomial``) against ``hf_work``, logitkit doing the same
   work in one ``sample`` call.
@@ -104,6 +106,13 @@ def contender(name: str, rows: int, vocab: int, threads: int):
                   stop_token_ids=[2], repetition_penalty=1.1, frequency_penalty=0.2,
                   presence_penalty=0.1, prompt_tokens=prompt, output_tokens=output)
         return lambda: logitkit.sample(x, **base, **kw)
+    if name == "copy":
+        # The floor of any processing: one copy of the logits (processing cannot change the
+        # caller's array).
+        buf = np.empty_like(x)
+        return lambda: np.copyto(buf, x)
+    if name == "bitmask":
+        return lambda: logitkit.sample(x, **base, token_bitmask=mask)
     if name == "hf_work":
         kw = dict(logit_bias=bias, bad_words=bad, repetition_penalty=1.1,
                   prompt_tokens=prompt, output_tokens=output)
@@ -217,12 +226,16 @@ def main() -> None:
 
     for rows, vocab in shapes:
         shape = f"{rows}x{vocab}"
-        names = ["plain", "features", "defaults", "logprobs", "top20", "token_logprobs",
-                 "logsumexp", "sampler_10", "sampler_100k", "hf_work"]
+        names = ["plain", "features", "bitmask", "copy", "defaults", "logprobs", "top20",
+                 "token_logprobs", "logsumexp", "sampler_10", "sampler_100k", "hf_work"]
         if have_hf:
             names.append("hf")
         t = measure(names, rows, vocab, a.threads, rounds, a.calls)
         row(shape, "every P11-P13 feature / plain", "features", "plain", t, 1.3)
+        row(shape, "a token bitmask alone / plain", "bitmask", "plain", t, 1.3)
+        t["plain+copy"] = t["plain"] + t["copy"]
+        row(shape, "every feature / (plain + one copy of the logits)", "features", "plain+copy",
+            t, 1.3)
         row(shape, "new parameters at their defaults / plain", "defaults", "plain", t, 1.03)
         row(shape, "top_logprobs=20 / plain", "top20", "plain", t, 1.10)
         row(shape, "top_logprobs=20 / return_logprobs", "top20", "logprobs", t, 1.10)

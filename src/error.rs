@@ -9,6 +9,7 @@
 /// assert!(err.to_string().contains("-1"));
 /// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A parameter is outside its domain: `name` is the parameter, `value` its bad value, and
     /// `expected` says what would have been accepted.
