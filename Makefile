@@ -45,7 +45,7 @@ neon:
 # (Valgrind's CPU has no AVX-512, so this covers the scalar and AVX2 paths.)
 valgrind:
 	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; } || { echo "valgrind missing (apt-get install valgrind)"; exit 1; }
-	PROPTEST_CASES=100 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind -q --error-exitcode=9" cargo test --tests
+	PROPTEST_CASES=100 LOGITKIT_UNDER_VALGRIND=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind -q --error-exitcode=9" cargo test --tests
 
 # The array libraries of the interop tests (contract S13/P18: tests/test_interop.py; transformers
 # for the Hugging Face adapter, P19), installed in the dev and the wheel-test venvs.
