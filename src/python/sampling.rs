@@ -454,6 +454,37 @@ fn histories_param(
         .map(Some)
 }
 
+/// A call's `prompt_tokens` and `output_tokens`, read (P10).
+struct CallHistories {
+    prompt: Option<Vec<Vec<u32>>>,
+    output: Option<Vec<Vec<u32>>>,
+}
+
+impl CallHistories {
+    fn read(
+        py: Python<'_>,
+        prompt: Option<&Bound<'_, PyAny>>,
+        output: Option<&Bound<'_, PyAny>>,
+        rows_shape: &[usize],
+    ) -> PyResult<Self> {
+        Ok(CallHistories {
+            prompt: histories_param(py, "prompt_tokens", prompt, rows_shape)?,
+            output: histories_param(py, "output_tokens", output, rows_shape)?,
+        })
+    }
+
+    fn view(&self) -> Histories<'_> {
+        let mut h = Histories::new();
+        if let Some(p) = &self.prompt {
+            h = h.prompt_tokens(p);
+        }
+        if let Some(o) = &self.output {
+            h = h.output_tokens(o);
+        }
+        h
+    }
+}
+
 /// `allowed_token_ids` (P11): one sequence for every row, or one per row (`None` for a row
 /// without restriction).
 fn allowed_param(
@@ -1007,15 +1038,8 @@ pub(crate) fn sample<'py>(
     };
     let params = args.params(py, Some(&l.rows_shape))?;
     let seed = seed_param(py, seed, Some(&l.rows_shape))?;
-    let prompt = histories_param(py, "prompt_tokens", prompt_tokens, &l.rows_shape)?;
-    let output = histories_param(py, "output_tokens", output_tokens, &l.rows_shape)?;
-    let mut h = Histories::new();
-    if let Some(p) = &prompt {
-        h = h.prompt_tokens(p);
-    }
-    if let Some(o) = &output {
-        h = h.output_tokens(o);
-    }
+    let owned = CallHistories::read(py, prompt_tokens, output_tokens, &l.rows_shape)?;
+    let h = owned.view();
     let n_top = params.top_logprobs;
     let d = draw_core(py, &l, &Draw::Seed(&params, &seed, h), return_logprobs)?;
     sample_result(py, &l, d, return_logprobs, n_top)
@@ -1098,15 +1122,8 @@ pub(crate) fn filter_logits<'py>(
         ..Default::default()
     };
     let params = args.params(py, Some(&l.rows_shape))?;
-    let prompt = histories_param(py, "prompt_tokens", prompt_tokens, &l.rows_shape)?;
-    let output = histories_param(py, "output_tokens", output_tokens, &l.rows_shape)?;
-    let mut h = Histories::new();
-    if let Some(p) = &prompt {
-        h = h.prompt_tokens(p);
-    }
-    if let Some(o) = &output {
-        h = h.output_tokens(o);
-    }
+    let owned = CallHistories::read(py, prompt_tokens, output_tokens, &l.rows_shape)?;
+    let h = owned.view();
     let n = l.arr.size();
     let vocab = l.vocab;
     let out = l.arr.dtype.empty(py, &l.arr.shape);
