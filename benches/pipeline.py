@@ -165,8 +165,9 @@ def worker(name: str, rows: int, vocab: int, threads: int, calls: int) -> None:
 
 def measure(names, rows, vocab, threads, rounds, calls):
     """Median over rounds of each contender's median, rounds alternating the order."""
+    # NumPy's OpenBLAS pool spins on the cores after a BLAS call: one thread, as for torch.
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", LOGITKIT_NUM_THREADS=str(threads),
-               OMP_NUM_THREADS=str(threads))
+               OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1")
     got = {n: [] for n in names}
     for r in range(rounds):
         order = names if r % 2 == 0 else names[::-1]
