@@ -235,17 +235,48 @@ pub fn token_logprobs_rows<T: Float>(
 
 /// `(log_softmax(x / t)[j], rank of j)`; the rank counts every token whose logit is at
 /// least `x[j]` (equal logits are equally probable).
+///
+/// One pass over the row: each block's maximum, its sum of `exp((x - block max) / t)` while the
+/// block is in cache (and its count for the rank), then the blocks combined in order, in `f64`,
+/// relative to the row's maximum; the same result whatever the threads.
 fn score<C: Real>(x: &[C], j: usize, t: f64, with_rank: bool, par: bool) -> (f64, i64) {
-    let rank = if with_rank {
-        count_at_least(x, x[j].to_f64()) as i64
-    } else {
-        0
-    };
-    let lp = match row_max(x, par) {
-        Ok(m) => (x[j].to_f64() - m.to_f64()) / t - ln_sum_exp(x, m, t, par),
-        Err(_) => f64::NAN,
-    };
-    (lp, rank)
+    let k = kernels::<C>();
+    let xj = x[j].to_f64();
+    let mut blocks: Vec<(C, bool, f64, usize)> = Vec::new();
+    map_ranges(
+        x.len(),
+        BLOCK,
+        &mut blocks,
+        par && x.len() > BLOCK,
+        |_, r| {
+            let b = &x[r];
+            let (m, nan) = (k.max)(b);
+            let s = if nan || m == C::NEG_INFINITY || m == C::INFINITY {
+                0.0
+            } else {
+                (k.sum_exp)(b, m, t)
+            };
+            (m, nan, s, if with_rank { count_at_least(b, xj) } else { 0 })
+        },
+    );
+    let rank = blocks.iter().map(|b| b.3).sum::<usize>() as i64;
+    let (mut m, mut nan) = (C::NEG_INFINITY, false);
+    for &(bm, bn, _, _) in &blocks {
+        if bm > m {
+            m = bm;
+        }
+        nan |= bn;
+    }
+    if nan || m == C::INFINITY || m == C::NEG_INFINITY {
+        return (f64::NAN, rank);
+    }
+    let mf = m.to_f64();
+    let total: f64 = blocks
+        .iter()
+        .filter(|b| b.0 != C::NEG_INFINITY)
+        .map(|b| b.2 * ((b.0.to_f64() - mf) / t).exp())
+        .sum();
+    ((xj - mf) / t - total.ln(), rank)
 }
 
 /// [`token_logprobs_rows`] of one vector: `log_softmax(logits / temperature)[token]`.
