@@ -258,3 +258,16 @@ def assert_logs_close(got, ref, what="log_softmax"):
     assert np.all((err <= lim) | big), (
         f"{what}: abs error {float(np.max(err / lim)):.3g} x the S8 bound"
     )
+
+
+class DLPackOnly:
+    """An array producer exposing only the DLPack protocol (read through ``numpy.from_dlpack``)."""
+
+    def __init__(self, a):
+        self._a = a
+
+    def __dlpack__(self, *args, **kwargs):
+        return self._a.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()

@@ -17,6 +17,7 @@ import pytest
 from numpy.exceptions import AxisError
 
 import logitkit
+from conftest import DLPackOnly
 from logitkit.calibration import (
     calibration_bins,
     expected_calibration_error,
@@ -507,19 +508,6 @@ def test_sigmoid_accuracy_and_overflow():
 # --------------------------------------------------------------------------------------------
 # Inputs: torch, JAX, DLPack, bfloat16
 # --------------------------------------------------------------------------------------------
-
-
-class DLPackOnly:
-    """A producer exposing only the DLPack protocol."""
-
-    def __init__(self, a):
-        self._a = a
-
-    def __dlpack__(self, *args, **kwargs):
-        return self._a.__dlpack__(*args, **kwargs)
-
-    def __dlpack_device__(self):
-        return self._a.__dlpack_device__()
 
 
 def test_dlpack_producer_is_read_without_copy():

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import logitkit
+from conftest import DLPackOnly
 from logitkit._coerce import Back, adapt
 from logitkit.calibration import calibration_bins, expected_calibration_error, fit_temperature
 from logitkit.loss import cross_entropy
@@ -67,19 +68,6 @@ class ArrayOnly:
 
     def __array__(self, dtype=None, copy=None):
         return self._a if dtype is None else self._a.astype(dtype)
-
-
-class DLPackOnly:
-    """An object read through DLPack only."""
-
-    def __init__(self, a):
-        self._a = a
-
-    def __dlpack__(self, *args, **kwargs):
-        return self._a.__dlpack__(*args, **kwargs)
-
-    def __dlpack_device__(self):
-        return self._a.__dlpack_device__()
 
 
 @pytest.mark.parametrize("name,f", FUNCS, ids=FUNC_IDS)
