@@ -40,6 +40,15 @@ pub enum Error {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// The system refused memory the call needs (contract R1). The call has no effect beyond
+    /// its outputs, whose contents are then unspecified; the process goes on.
+    #[error("out of memory: {what} needs {bytes} bytes")]
+    OutOfMemory {
+        /// What the memory was for.
+        what: &'static str,
+        /// The size of the refused allocation.
+        bytes: usize,
+    },
 }
 
 /// Shorthand for results of this crate.

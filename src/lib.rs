@@ -32,6 +32,7 @@ pub mod lanes;
 pub(crate) mod parallel;
 mod row;
 pub mod sampling;
+mod scratch;
 mod simd;
 mod softmax;
 mod temperature;

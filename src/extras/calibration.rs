@@ -115,26 +115,27 @@ pub unsafe fn fit_temperature_lanes<T: Float>(
         ));
     }
     check_labels(labels, lanes.len)?;
-    let checks = collect_lanes(src, lanes, |i, x, _| check_rows(x, labels[i] as usize, i));
-    checks.into_iter().collect::<Result<Vec<()>>>()?;
+    collect_lanes(src, lanes, |i, x, _| check_rows(x, labels[i] as usize, i))?;
     let mut evaluations = 0;
     let mut eval = |u: f64| {
         evaluations += 1;
         let beta = u.exp();
-        let terms = collect_lanes(src, lanes, |i, x, _| row_terms(x, labels[i] as usize, beta));
+        let terms = collect_lanes(src, lanes, |i, x, _| {
+            Ok(row_terms(x, labels[i] as usize, beta))
+        })?;
         let n = count as f64;
-        (
+        Ok::<_, Error>((
             neumaier_sum(terms.iter().map(|t| t.0)) / n,
             neumaier_sum(terms.iter().map(|t| t.1)) / n,
             beta * neumaier_sum(terms.iter().map(|t| t.2)) / n,
-        )
+        ))
     };
     // u = ln(beta) = -ln(T).
     let (mut lo, mut hi) = (-T_MAX.ln(), -T_MIN.ln());
-    let (nll_before, g1, d1) = eval(0.0);
+    let (nll_before, g1, d1) = eval(0.0)?;
     let (u, at_bound) = {
-        let (_, g_lo, _) = eval(lo);
-        let (_, g_hi, _) = eval(hi);
+        let (_, g_lo, _) = eval(lo)?;
+        let (_, g_hi, _) = eval(hi)?;
         if g_lo >= 0.0 && g_hi <= 0.0 {
             // g is zero throughout: every temperature is as good; keep T = 1.
             (0.0, false)
@@ -164,14 +165,14 @@ pub unsafe fn fit_temperature_lanes<T: Float>(
                 if step <= FIT_TOLERANCE || hi - lo <= FIT_TOLERANCE {
                     break;
                 }
-                let (_, gn, dn) = eval(u);
+                let (_, gn, dn) = eval(u)?;
                 g = gn;
                 d = dn;
             }
             (u, false)
         }
     };
-    let (nll_after, _, _) = eval(u);
+    let (nll_after, _, _) = eval(u)?;
     let temperature = match (at_bound, u > 0.0) {
         (true, true) => T_MIN,
         (true, false) => T_MAX,
@@ -292,15 +293,14 @@ pub unsafe fn calibration_bins_lanes<T: Float>(
             }
         }
         Ok((x[best].to_f64(), best as i64 == labels[i]))
-    });
+    })?;
     let mut bins = CalibrationBins {
-        count: vec![0; n_bins],
-        confidence_sum: vec![0.0; n_bins],
-        correct: vec![0; n_bins],
+        count: crate::scratch::filled(n_bins, 0, "calibration bins")?,
+        confidence_sum: crate::scratch::filled(n_bins, 0.0, "calibration bins")?,
+        correct: crate::scratch::filled(n_bins, 0, "calibration bins")?,
     };
-    let mut sums: Vec<Vec<f64>> = vec![Vec::new(); n_bins];
-    for r in per_row {
-        let (conf, ok) = r?;
+    let mut sums: Vec<Vec<f64>> = crate::scratch::filled(n_bins, Vec::new(), "calibration bins")?;
+    for (conf, ok) in per_row {
         let b = ((conf * n_bins as f64).ceil() - 1.0).clamp(0.0, (n_bins - 1) as f64) as usize;
         bins.count[b] += 1;
         bins.correct[b] += ok as u64;

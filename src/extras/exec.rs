@@ -3,6 +3,7 @@
 //! parallel on the crate's threads when the call is large.
 
 use crate::element::{is_native, Float};
+use crate::error::Result;
 use crate::lanes::Lanes;
 use crate::parallel::{is_parallel, map_init};
 
@@ -22,7 +23,8 @@ impl<T> SendPtr<T> {
     }
 }
 
-/// Reads lane `i` of `src` as a contiguous compute-type slice, gathering into `buf` if needed.
+/// Reads lane `i` of `src` as a contiguous compute-type slice, gathering into `buf` if needed
+/// (an error when `buf` cannot grow to the lane, contract R1).
 ///
 /// # Safety
 /// Every element of lane `i` is valid for reads and not written during the borrow.
@@ -32,16 +34,16 @@ pub(crate) unsafe fn read_lane<'a, T: Float>(
     lanes: &Lanes,
     i: usize,
     buf: &'a mut Vec<T::Compute>,
-) -> &'a [T::Compute] {
+) -> Result<&'a [T::Compute]> {
     let n = lanes.len;
     let p = src.offset(lanes.offset(i));
     if is_native::<T>() && (lanes.stride == 1 || n <= 1) {
         // SAFETY: T is its own compute type and the lane's n elements are adjacent.
-        return std::slice::from_raw_parts(p as *const T::Compute, n);
+        return Ok(std::slice::from_raw_parts(p as *const T::Compute, n));
     }
-    buf.clear();
-    buf.extend((0..n).map(|j| (*p.offset(j as isize * lanes.stride)).to_compute()));
-    buf
+    let items = (0..n).map(|j| (*p.offset(j as isize * lanes.stride)).to_compute());
+    crate::scratch::refill(buf, n, items, "a lane's copy")?;
+    Ok(buf)
 }
 
 /// Writes `vals` to lane `i` of `dst`.
@@ -66,8 +68,8 @@ fn min_lanes(len: usize) -> usize {
     (8 * 1024 / len.max(1)).max(1)
 }
 
-/// `f(i, lane_i, scratch)` for every lane, results in lane order. Parallel over lanes when
-/// large. `scratch` is a buffer owned by the running task (never a thread-local: a task waiting
+/// `f(i, lane_i, scratch)` for every lane, results in lane order, or the first lane's error
+/// (in lane order). Parallel over lanes when large. `scratch` is a buffer owned by the running task (never a thread-local: a task waiting
 /// on nested parallel work may run another lane on the same thread).
 ///
 /// # Safety
@@ -75,14 +77,14 @@ fn min_lanes(len: usize) -> usize {
 pub(crate) unsafe fn collect_lanes<T: Float, R: Send>(
     src: *const T,
     lanes: &Lanes,
-    f: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> R + Sync,
-) -> Vec<R> {
+    f: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let count = lanes.count();
     let s = SendPtr(src as *mut T);
     let one = |i: usize, bufs: &mut (Vec<T::Compute>, Vec<T::Compute>)| {
         let (gather, scratch) = bufs;
         // SAFETY: the caller's contract; lane i is in bounds.
-        let x = unsafe { read_lane(s.get() as *const T, lanes, i, gather) };
+        let x = unsafe { read_lane(s.get() as *const T, lanes, i, gather) }?;
         f(i, x, scratch)
     };
     let work = lanes.len.saturating_mul(count).max(count);
@@ -93,10 +95,12 @@ pub(crate) unsafe fn collect_lanes<T: Float, R: Send>(
         || (Vec::new(), Vec::new()),
         |bufs, i| one(i, bufs),
     )
+    .into_iter()
+    .collect()
 }
 
 /// `f(x_lane, out_lane)` for every lane of `src` into the matching lane of `dst` (same lane
-/// length). Parallel over lanes when large.
+/// length), or the first lane's error. Parallel over lanes when large.
 ///
 /// # Safety
 /// Every element of every lane of `src` is valid for reads, and of `dst` for writes; `dst`'s
@@ -106,14 +110,14 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
     src_lanes: &Lanes,
     dst: *mut T,
     dst_lanes: &Lanes,
-    f: impl Fn(&[T::Compute], &mut [T::Compute]) + Sync,
-) {
+    f: impl Fn(&[T::Compute], &mut [T::Compute]) -> Result<()> + Sync,
+) -> Result<()> {
     debug_assert_eq!(src_lanes.len, dst_lanes.len);
     debug_assert_eq!(src_lanes.count(), dst_lanes.count());
     let count = src_lanes.count();
     let n = src_lanes.len;
     if n == 0 || count == 0 {
-        return;
+        return Ok(());
     }
     let (s, d) = (SendPtr(src as *mut T), SendPtr(dst));
     let one = |i: usize, bufs: &mut (Vec<T::Compute>, Vec<T::Compute>)| {
@@ -121,18 +125,19 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
         // SAFETY: the caller's contract: lane i of src is readable, lane i of dst writable and
         // touched by this task only.
         unsafe {
-            let x = read_lane(s.get() as *const T, src_lanes, i, inb);
+            let x = read_lane(s.get() as *const T, src_lanes, i, inb)?;
             if is_native::<T>() && dst_lanes.stride == 1 {
                 let o = std::slice::from_raw_parts_mut(
                     d.get().offset(dst_lanes.offset(i)) as *mut T::Compute,
                     n,
                 );
-                f(x, o);
+                f(x, o)
             } else {
                 outb.clear();
-                outb.resize(n, x[0]);
-                f(x, outb);
+                crate::scratch::resize(outb, n, x[0], "a lane's result")?;
+                f(x, outb)?;
                 write_lane(d.get(), dst_lanes, i, outb);
+                Ok(())
             }
         }
     };
@@ -142,7 +147,9 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
         is_parallel(n.saturating_mul(count)),
         || (Vec::new(), Vec::new()),
         |bufs, i| one(i, bufs),
-    );
+    )
+    .into_iter()
+    .collect()
 }
 
 /// The maximum of `x` ignoring NaN, and whether any entry is NaN. Eight independent

@@ -103,15 +103,16 @@ fn check_labels(labels: &[i64], classes: usize, ignore: Option<i64>) -> Result<u
 }
 
 /// The loss of one row (`x` in the compute type), label already checked.
-fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64, buf: &mut Vec<C>) -> f64 {
+fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64, buf: &mut Vec<C>) -> Result<f64> {
     let (m, nan) = max_nan(x);
     if nan || m == C::INFINITY || m == C::NEG_INFINITY {
-        return f64::NAN;
+        return Ok(f64::NAN);
     }
     let m = m.to_f64();
     // z_i - max(z) = (x_i - m) / t <= 0: no overflow, and logsumexp of it lies in [0, ln C].
     // x_i - m is exact in f64 for f32/f16 input; one rounding to the compute type follows.
     buf.clear();
+    crate::scratch::reserve(buf, x.len(), "the scaled row")?;
     let inv_t = 1.0 / t;
     if inv_t.is_finite() {
         buf.extend(x.iter().map(|&v| C::from_f64((v.to_f64() - m) * inv_t)));
@@ -122,10 +123,10 @@ fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64, buf: &mut Vec<C>) 
     // The label's term exactly, not through the rounded buffer.
     let nll = lse - (x[label].to_f64() - m) / t;
     if eps == 0.0 {
-        return nll;
+        return Ok(nll);
     }
     let mean = sum_f64(buf) / x.len() as f64;
-    (1.0 - eps) * nll + eps * (lse - mean)
+    Ok((1.0 - eps) * nll + eps * (lse - mean))
 }
 
 /// Per-lane cross-entropy over strided lanes: `losses[i]` is lane `i`'s loss (0 where
@@ -156,10 +157,10 @@ pub unsafe fn cross_entropy_lanes<T: Float>(
     let per_lane = collect_lanes(src, lanes, |i, x, scratch| {
         let y = labels[i];
         if Some(y) == opts.ignore_index {
-            return 0.0;
+            return Ok(0.0);
         }
         row_loss(x, y as usize, opts.temperature.get(i), eps, scratch)
-    });
+    })?;
     losses.copy_from_slice(&per_lane);
     Ok(())
 }
@@ -234,7 +235,7 @@ pub fn cross_entropy<T: Float>(
     opts: &CrossEntropyOptions<'_>,
     reduction: Reduction,
 ) -> Result<f64> {
-    let mut losses = vec![0.0; labels.len()];
+    let mut losses = crate::scratch::filled(labels.len(), 0.0, "per-row losses")?;
     cross_entropy_rows(logits, row_len, labels, opts, &mut losses)?;
     Ok(reduce_losses(&losses, labels, opts.ignore_index, reduction))
 }

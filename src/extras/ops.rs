@@ -51,11 +51,20 @@ fn rank_key<C: Real>(v: C, i: usize) -> u128 {
 }
 
 /// The positions of the `k` largest entries of `x`, best first (ties: lower index first).
-fn top_indices<C: Real>(x: &[C], k: usize, idx: &mut Vec<usize>, keys: &mut Vec<u128>) {
+///
+/// Scratch is O(k) (contract R1): for large `k`, the candidates' keys stream through a buffer
+/// of `2k`; each time it fills, a linear-time selection keeps the best `k` and their worst key
+/// becomes the bar that later entries must beat.
+fn top_indices<C: Real>(
+    x: &[C],
+    k: usize,
+    idx: &mut Vec<usize>,
+    keys: &mut Vec<u128>,
+) -> Result<()> {
     idx.clear();
     let n = x.len();
     if k == 0 {
-        return;
+        return Ok(());
     }
     if k <= SMALL_K && k < n {
         idx.extend(0..k);
@@ -70,17 +79,36 @@ fn top_indices<C: Real>(x: &[C], k: usize, idx: &mut Vec<usize>, keys: &mut Vec<
                 worst = x[idx[k - 1]];
             }
         }
-        return;
+        return Ok(());
     }
-    // Larger k: linear-time selection on packed integer keys, then sort only the k winners.
+    // Larger k: packed integer keys (their ascending order is the ranking, index included, so
+    // every key is distinct), selected in rounds, then only the k winners sorted.
+    let cap = k.saturating_mul(2).min(n);
     keys.clear();
-    keys.extend(x.iter().enumerate().map(|(i, &v)| rank_key(v, i)));
-    if k < n {
+    crate::scratch::reserve(keys, cap, "top-k candidates")?;
+    crate::scratch::reserve(idx, k, "top-k positions")?;
+    let mut bar = u128::MAX;
+    for (i, &v) in x.iter().enumerate() {
+        let key = rank_key(v, i);
+        if key < bar {
+            if keys.len() == cap {
+                keys.select_nth_unstable(k - 1);
+                keys.truncate(k);
+                bar = keys[k - 1];
+                if key >= bar {
+                    continue;
+                }
+            }
+            keys.push(key);
+        }
+    }
+    if keys.len() > k {
         keys.select_nth_unstable(k - 1);
         keys.truncate(k);
     }
     keys.sort_unstable();
     idx.extend(keys.iter().map(|&key| (key & u64::MAX as u128) as usize));
+    Ok(())
 }
 
 fn bad_k(k: usize, len: usize) -> Error {
@@ -133,7 +161,7 @@ pub unsafe fn topk_lanes<T: Float>(
         }
         IDX.with(|cell| {
             let (idx, keys) = &mut *cell.borrow_mut();
-            top_indices(x, k, idx, keys);
+            top_indices(x, k, idx, keys)?;
             let off = out_lanes.offset(i);
             for (j, &p) in idx.iter().enumerate() {
                 let at = off + j as isize * out_lanes.stride;
@@ -143,8 +171,16 @@ pub unsafe fn topk_lanes<T: Float>(
                     *ix.get().offset(at) = p as i64;
                 }
             }
+            // Keep no more than a small row's worth between calls.
+            if keys.capacity() > 1 << 16 {
+                *keys = Vec::new();
+            }
+            if idx.capacity() > 1 << 16 {
+                *idx = Vec::new();
+            }
+            Ok(())
         })
-    });
+    })?;
     Ok(())
 }
 
@@ -211,23 +247,23 @@ pub fn topk<T: Float>(x: &[T], k: usize) -> Result<(Vec<T>, Vec<i64>)> {
     if k == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
-    let mut v = vec![x[0]; k];
-    let mut i = vec![0i64; k];
+    let mut v = crate::scratch::filled(k, x[0], "top-k values")?;
+    let mut i = crate::scratch::filled(k, 0i64, "top-k indices")?;
     topk_rows(x, x.len(), k, &mut v, &mut i)?;
     Ok((v, i))
 }
 
 /// Sparsemax of one vector in the compute type: the Euclidean projection onto the simplex.
-fn sparsemax_row<C: Real>(x: &[C], out: &mut [C], cand: &mut Vec<f64>) {
+fn sparsemax_row<C: Real>(x: &[C], out: &mut [C], cand: &mut Vec<f64>) -> Result<()> {
     let (m, nan) = max_nan(x);
     if nan || m == C::INFINITY || m == C::NEG_INFINITY {
         out.iter_mut().for_each(|o| *o = C::NAN);
-        return;
+        return Ok(());
     }
     let m = m.to_f64();
     // tau >= max - 1, so only entries within 1 of the maximum can be in the support.
-    cand.clear();
-    cand.extend(x.iter().map(|&v| v.to_f64() - m).filter(|&d| d > -1.0));
+    let near = || x.iter().map(|&v| v.to_f64() - m).filter(|&d| d > -1.0);
+    crate::scratch::refill(cand, near().count(), near(), "sparsemax candidates")?;
     cand.sort_unstable_by(|a, b| b.total_cmp(a));
     let (mut sum, mut k, mut support_sum) = (0.0f64, 0usize, 0.0f64);
     for (j, &z) in cand.iter().enumerate() {
@@ -241,6 +277,7 @@ fn sparsemax_row<C: Real>(x: &[C], out: &mut [C], cand: &mut Vec<f64>) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = C::from_f64((v.to_f64() - m - tau).max(0.0));
     }
+    Ok(())
 }
 
 /// Sparsemax (Martins & Astudillo 2016) along strided lanes: `dst`'s lane `i` is the Euclidean
@@ -264,8 +301,7 @@ pub unsafe fn sparsemax_lanes<T: Float>(
             static CAND: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         CAND.with(|c| sparsemax_row(x, out, &mut c.borrow_mut()))
-    });
-    Ok(())
+    })
 }
 
 /// Sparsemax of each row of a row-major batch.
@@ -382,8 +418,8 @@ pub unsafe fn sigmoid_lanes<T: Float>(
                 *o = <T::Compute as Real>::from_f64(sigmoid_f64(v.to_f64()));
             }
         }
-    });
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Elementwise logistic sigmoid of a slice, overflow-safe, in parallel for large inputs.

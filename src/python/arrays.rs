@@ -3,7 +3,7 @@
 
 use numpy::npyffi::NPY_TYPES;
 use numpy::{PyArray, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{IntoPyDict, PyBool, PyFloat, PyInt, PyList, PyTuple};
@@ -52,18 +52,47 @@ impl Dtype {
         }
     }
 
-    /// A new uninitialised C-contiguous array of this dtype.
-    pub(crate) fn empty<'py>(self, py: Python<'py>, shape: &[usize]) -> Bound<'py, PyUntypedArray> {
-        // SAFETY: every caller writes every element before the array is visible to Python.
-        unsafe {
-            match self {
-                Dtype::F16 => PyArray::<half::f16, _>::new(py, shape.to_vec(), false).into_any(),
-                Dtype::F32 => PyArray::<f32, _>::new(py, shape.to_vec(), false).into_any(),
-                Dtype::F64 => PyArray::<f64, _>::new(py, shape.to_vec(), false).into_any(),
-            }
-            .cast_into::<PyUntypedArray>()
-            .expect("a new array is an ndarray")
+    /// A new uninitialised C-contiguous array of this dtype; `MemoryError` when NumPy cannot
+    /// allocate it (contract R1).
+    pub(crate) fn empty<'py>(
+        self,
+        py: Python<'py>,
+        shape: &[usize],
+    ) -> PyResult<Bound<'py, PyUntypedArray>> {
+        match self {
+            Dtype::F16 => new_empty::<half::f16>(py, shape),
+            Dtype::F32 => new_empty::<f32>(py, shape),
+            Dtype::F64 => new_empty::<f64>(py, shape),
         }
+    }
+}
+
+/// A new uninitialised C-contiguous array of `T`. Unlike `PyArray::new`, which panics on a
+/// null pointer, a failed allocation is NumPy's own `MemoryError` (contracts R1, R2). Every
+/// caller writes every element before the array is visible to Python.
+pub(crate) fn new_empty<'py, T: numpy::Element>(
+    py: Python<'py>,
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    use numpy::npyffi::{self, npy_intp, PY_ARRAY_API};
+    let mut dims: Vec<npy_intp> = shape.iter().map(|&d| d as npy_intp).collect();
+    // SAFETY: the descriptor reference is handed to (and stolen by) PyArray_NewFromDescr; the
+    // dims pointer is valid for `dims.len()` entries for the call; null strides and data ask
+    // NumPy for a fresh C-contiguous buffer. The result is a new reference or null with a
+    // Python error set, which `from_owned_ptr_or_err` turns into that error.
+    unsafe {
+        let ptr = PY_ARRAY_API.PyArray_NewFromDescr(
+            py,
+            npyffi::get_type_object(py, npyffi::NpyTypes::PyArray_Type),
+            T::get_dtype(py).into_dtype_ptr(),
+            dims.len() as std::ffi::c_int,
+            dims.as_mut_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        );
+        Ok(Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked::<PyUntypedArray>())
     }
 }
 
@@ -464,9 +493,13 @@ pub(crate) fn abbreviate(r: &str) -> String {
     r.to_string()
 }
 
-/// Maps the core's error to Python: every variant is a bad value, so `ValueError`.
+/// Maps the core's error to Python: refused memory is `MemoryError` (contract R1); every other
+/// variant is a bad value, so `ValueError`.
 pub(crate) fn to_py_err(e: Error) -> PyErr {
-    PyValueError::new_err(e.to_string())
+    match e {
+        Error::OutOfMemory { .. } => PyMemoryError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
 }
 
 /// Where a function's result goes.
@@ -486,7 +519,7 @@ impl<'py> Output<'py> {
         dtype: Dtype,
     ) -> PyResult<Output<'py>> {
         let Some(out) = out else {
-            let arr = dtype.empty(py, shape);
+            let arr = dtype.empty(py, shape)?;
             return Ok(Output {
                 target: FloatArray::view(&arr).expect("fresh array"),
                 copy_to: None,
@@ -535,7 +568,7 @@ impl<'py> Output<'py> {
             }
         }
         // Byte-swapped, unaligned or self-overlapping `out`: compute aside, then copy in.
-        let tmp = dtype.empty(py, shape);
+        let tmp = dtype.empty(py, shape)?;
         Ok(Output {
             target: FloatArray::view(&tmp).expect("fresh array"),
             copy_to: Some(arr.clone()),

@@ -8,9 +8,10 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBool, PyTuple};
 
 use super::arrays::{
-    float_arg, normalize_axis, parse_per_lane_f64, repr, shape_str, to_py_err, without, Axis,
-    Dtype, FloatArray,
+    float_arg, new_empty, normalize_axis, parse_per_lane_f64, repr, shape_str, to_py_err, without,
+    Axis, Dtype, FloatArray,
 };
+use super::detached;
 use crate::extras::{self, CrossEntropyOptions, Reduction};
 use crate::lanes::{coalesce, Lanes};
 
@@ -191,7 +192,7 @@ fn f64_to_array<'py>(
     shape: &[usize],
     dtype: Dtype,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let arr = dtype.empty(py, shape);
+    let arr = dtype.empty(py, shape)?;
     let dst = FloatArray::view(&arr).expect("fresh array").data;
     // SAFETY: a fresh C-contiguous array of values.len() elements of `dtype`, not yet shared.
     unsafe {
@@ -277,12 +278,12 @@ pub(crate) fn cross_entropy<'py>(
         label_smoothing,
         ignore_index,
     };
-    py.detach(|| {
+    detached(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         dispatch!(dtype, T => unsafe {
             extras::cross_entropy_lanes::<T>(src.get(), &lanes, &labels, &opts, &mut losses)
         })
-    })
+    })?
     .map_err(to_py_err)?;
     let result = match reduction {
         Reduction::None => f64_to_array(py, losses, &outer, dtype)?,
@@ -331,14 +332,13 @@ pub(crate) fn fit_temperature<'py>(
     let labels = parse_labels(py, labels, &outer)?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
     let (src, dtype) = (Raw(xa.data), xa.dtype);
-    let fit = py
-        .detach(|| {
-            // SAFETY: src is a live array laid out as `lanes`, only read.
-            dispatch!(dtype, T => unsafe {
-                extras::fit_temperature_lanes::<T>(src.get(), &lanes, &labels)
-            })
+    let fit = detached(py, || {
+        // SAFETY: src is a live array laid out as `lanes`, only read.
+        dispatch!(dtype, T => unsafe {
+            extras::fit_temperature_lanes::<T>(src.get(), &lanes, &labels)
         })
-        .map_err(to_py_err)?;
+    })?
+    .map_err(to_py_err)?;
     if fit.at_bound {
         let msg = std::ffi::CString::new(format!(
             "fit_temperature: the NLL's minimum lies at or beyond the search bound; returning \
@@ -372,12 +372,12 @@ fn bins_impl<'py>(
     let labels = parse_labels(py, labels, &outer)?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
     let (src, dtype) = (Raw(xa.data), xa.dtype);
-    py.detach(|| {
+    detached(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         dispatch!(dtype, T => unsafe {
             extras::calibration_bins_lanes::<T>(src.get(), &lanes, &labels, n_bins)
         })
-    })
+    })?
     .map_err(|e| match e {
         crate::Error::InvalidRow { row, problem } => {
             PyValueError::new_err(format!("probs row {row} {problem}"))
@@ -533,19 +533,19 @@ pub(crate) fn topk<'py>(
         Some(a) => Lanes::from_strided(&out_shape, &c_strides(&out_shape), a),
         None => Lanes::rows(1, k),
     };
-    let values = xa.dtype.empty(py, &out_shape);
-    // SAFETY: every element is written below before Python sees the array.
-    let indices = unsafe { PyArray::<i64, _>::new(py, out_shape.clone(), false) };
+    let values = xa.dtype.empty(py, &out_shape)?;
+    // Every element is written below before Python sees the array.
+    let indices = new_empty::<i64>(py, &out_shape)?.cast_into::<PyArray<i64, numpy::IxDyn>>()?;
     let vptr = Raw(FloatArray::view(&values).expect("fresh array").data);
     let iptr = Raw(indices.data().cast());
     let (src, dtype) = (Raw(xa.data), xa.dtype);
-    py.detach(|| {
+    detached(py, || {
         // SAFETY: src is a live array laid out as `lanes`; values and indices are fresh
         // C-contiguous arrays laid out as `out_lanes` that nothing else sees yet.
         dispatch!(dtype, T => unsafe {
             extras::topk_lanes::<T>(src.get(), &lanes, k, vptr.get(), iptr.get(), &out_lanes)
         })
-    })
+    })?
     .map_err(to_py_err)?;
     let (values, indices) = (values.into_any(), indices.into_any());
     match back {
@@ -563,7 +563,7 @@ fn map_fresh<'py>(
     f: impl Fn(Dtype, Raw, &Lanes, Raw, &Lanes) -> crate::Result<()> + Send + Sync,
 ) -> PyResult<Bound<'py, PyAny>> {
     let shape = xa.shape.clone();
-    let out = xa.dtype.empty(py, &shape);
+    let out = xa.dtype.empty(py, &shape)?;
     let target = FloatArray::view(&out).expect("fresh array");
     let mut src_lanes = input_lanes(py, &mut xa, axis)?;
     let mut dst_lanes = target
@@ -573,8 +573,7 @@ fn map_fresh<'py>(
         coalesce(&mut src_lanes, &mut dst_lanes);
     }
     let (src, dst, dtype) = (Raw(xa.data), Raw(target.data), xa.dtype);
-    py.detach(|| f(dtype, src, &src_lanes, dst, &dst_lanes))
-        .map_err(to_py_err)?;
+    detached(py, || f(dtype, src, &src_lanes, dst, &dst_lanes))?.map_err(to_py_err)?;
     Ok(out.into_any())
 }
 

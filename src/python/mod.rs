@@ -8,7 +8,7 @@ mod softmax;
 
 use std::ffi::CString;
 
-use pyo3::exceptions::{PyRuntimeWarning, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyRuntimeWarning, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
@@ -79,6 +79,60 @@ fn simd_level() -> &'static str {
     crate::simd_level().name()
 }
 
+/// Runs `f`, a call into the core, with the GIL released. A panic in it (on this thread or on
+/// a helper thread of the call, whose panic the crew hands back here) is an internal invariant
+/// that broke: it becomes a `RuntimeError` that says so, never pyo3's `PanicException`
+/// (contract R2). The core's own errors come back as they are, for the caller to map.
+pub(crate) fn detached<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> crate::Result<T> + Send,
+) -> PyResult<crate::Result<T>> {
+    py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
+        .map_err(|payload| {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            PyRuntimeError::new_err(format!(
+                "logitkit internal error (a bug; please report it): {what}"
+            ))
+        })
+}
+
+/// Breaks an internal invariant on purpose, for the tests of contract R2: `where_` is
+/// `"caller"` (a panic on the calling thread) or `"helpers"` (a panic in every task of a
+/// parallel section, so on the crew's threads too).
+#[pyfunction]
+#[pyo3(signature = (where_))]
+fn _internal_error_for_tests(py: Python<'_>, where_: &str) -> PyResult<()> {
+    let on_helpers = match where_ {
+        "caller" => false,
+        "helpers" => true,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "where_ must be \"caller\" or \"helpers\", got {}",
+                arrays::abbreviate(&format!("{where_:?}"))
+            )))
+        }
+    };
+    detached(py, || {
+        if on_helpers {
+            crate::parallel::map_init(
+                64,
+                1,
+                true,
+                || (),
+                |_, i| -> () { panic!("deliberate panic in task {i}") },
+            );
+        } else {
+            panic!("deliberate panic on the calling thread");
+        }
+        Ok(())
+    })?
+    .map_err(arrays::to_py_err)
+}
+
 /// Reads the environment once at import (contract S11, S12), warning about a bad value.
 fn read_environment(py: Python<'_>) -> PyResult<()> {
     if let Ok(v) = std::env::var(crate::NUM_THREADS_ENV) {
@@ -125,6 +179,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(extras::topk, m)?)?;
     m.add_function(wrap_pyfunction!(extras::sparsemax, m)?)?;
     m.add_function(wrap_pyfunction!(extras::sigmoid, m)?)?;
+    m.add_function(wrap_pyfunction!(_internal_error_for_tests, m)?)?;
     read_environment(m.py())?;
     Ok(())
 }

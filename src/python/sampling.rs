@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
 use super::arrays::{repr, shape_str, to_py_err, Dtype, FloatArray};
+use super::detached;
 use super::extras::adapt_input;
 use crate::sampling::{
     Draws, Histories, LogprobsMode, PerRow, RowParam, Sampler as CoreSampler, SamplingParams, Seed,
@@ -256,13 +257,16 @@ fn int_values(py: Python<'_>, arr: &Bound<'_, PyUntypedArray>) -> PyResult<Vec<i
             .call_method1("ascontiguousarray", (arr, "uint64"))?
             .cast_into::<numpy::PyArrayDyn<u64>>()?;
         let ro = a.readonly();
-        return Ok(ro.as_slice()?.iter().map(|&v| v as i128).collect());
+        let s = ro.as_slice()?;
+        return crate::scratch::collected(s.len(), s.iter().map(|&v| v as i128), "token ids")
+            .map_err(to_py_err);
     }
     let a = np
         .call_method1("ascontiguousarray", (arr, "int64"))?
         .cast_into::<numpy::PyArrayDyn<i64>>()?;
     let ro = a.readonly();
-    Ok(ro.as_slice()?.iter().map(|&v| v as i128).collect())
+    let s = ro.as_slice()?;
+    crate::scratch::collected(s.len(), s.iter().map(|&v| v as i128), "token ids").map_err(to_py_err)
 }
 
 /// A sequence of token ids (a list, tuple or 1-D integer array); negative ids are refused
@@ -290,13 +294,14 @@ fn id_list(
         let mut out = Vec::new();
         for item in v.try_iter()? {
             let item = item?;
-            out.push(int_scalar(&item).map_err(|_| {
+            let id = int_scalar(&item).map_err(|_| {
                 PyValueError::new_err(format!(
                     "{name} must hold integer token ids{}, got {}",
                     at(),
                     repr(&item)
                 ))
-            })?);
+            })?;
+            crate::scratch::push(&mut out, id, "token ids").map_err(to_py_err)?;
         }
         out
     };
@@ -334,7 +339,7 @@ fn ids_from(
                 at()
             )));
         }
-        ids.push(id as u32);
+        crate::scratch::push(&mut ids, id as u32, "token ids").map_err(to_py_err)?;
     }
     Ok(ids)
 }
@@ -806,7 +811,7 @@ fn draw_core(
 ) -> PyResult<Draws> {
     let n = l.arr.size();
     let (data, dtype, vocab) = (Raw(l.arr.data), l.arr.dtype, l.vocab);
-    py.detach(|| {
+    detached(py, || {
         // SAFETY: `data` is a live C-contiguous array of `n` elements of `dtype`, which the
         // caller keeps alive during the call.
         unsafe {
@@ -816,7 +821,7 @@ fn draw_core(
                 Dtype::F16 => run::<half::f16>(data.get(), n, vocab, draw, with_logprobs),
             }
         }
-    })
+    })?
     .map_err(to_py_err)
 }
 
@@ -1126,10 +1131,10 @@ pub(crate) fn filter_logits<'py>(
     let h = owned.view();
     let n = l.arr.size();
     let vocab = l.vocab;
-    let out = l.arr.dtype.empty(py, &l.arr.shape);
+    let out = l.arr.dtype.empty(py, &l.arr.shape)?;
     let dst = Raw(FloatArray::view(&out).expect("fresh array").data);
     let (src, dtype) = (Raw(l.arr.data), l.arr.dtype);
-    py.detach(|| {
+    detached(py, || {
         // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` that the
         // caller keeps alive; `dst` is a fresh C-contiguous array of the same shape and dtype
         // that nothing else sees yet.
@@ -1140,7 +1145,7 @@ pub(crate) fn filter_logits<'py>(
                 Dtype::F16 => filter::<half::f16>(src.get(), dst.get(), n, vocab, &params, &h),
             }
         }
-    })
+    })?
     .map_err(to_py_err)?;
     deliver(py, out.into_any(), l.back.as_ref(), true)
 }
@@ -1251,11 +1256,11 @@ pub(crate) fn token_logprobs<'py>(
         .map(|i| i.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
         .collect();
     let dtype = l.arr.dtype;
-    let out = dtype.empty(py, &l.rows_shape);
+    let out = dtype.empty(py, &l.rows_shape)?;
     let dst = Raw(FloatArray::view(&out).expect("fresh array").data);
     let mut ranks = vec![0i64; if return_ranks { rows } else { 0 }];
     let (src, n, vocab) = (Raw(l.arr.data), l.arr.size(), l.vocab);
-    py.detach(|| {
+    detached(py, || {
         let r = return_ranks.then_some(&mut ranks[..]);
         // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` kept alive by
         // the caller; `dst` a fresh array of `rows` elements of `dtype` nothing else sees.
@@ -1272,7 +1277,7 @@ pub(crate) fn token_logprobs<'py>(
                 }
             }
         }
-    })
+    })?
     .map_err(to_py_err)?;
     let lp = if l.rows_shape.is_empty() {
         out.into_any().get_item(())?

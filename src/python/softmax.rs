@@ -6,6 +6,7 @@ use super::arrays::{
     keepdims_arg, normalize_axis, parse_per_lane_f64, to_py_err, without, Axis, Dtype, FloatArray,
     Output,
 };
+use super::detached;
 use crate::lanes::{coalesce, logsumexp_lanes, map_lanes};
 use crate::row::Op;
 
@@ -54,7 +55,7 @@ fn map_impl<'py>(
                 .copy_to
                 .take()
                 .unwrap_or_else(|| output.target.arr.clone());
-            let tmp = xa.dtype.empty(py, &shape);
+            let tmp = xa.dtype.empty(py, &shape)?;
             output = Output {
                 target: FloatArray::view(&tmp).expect("fresh array"),
                 copy_to: Some(user),
@@ -70,7 +71,7 @@ fn map_impl<'py>(
     }
     let (src, dst, dtype) = (Raw(xa.data), Raw(output.target.data), xa.dtype);
     let t = temps.as_core();
-    py.detach(|| {
+    detached(py, || {
         // SAFETY: src and dst are live arrays whose lanes are described by src_lanes and
         // dst_lanes; dst is a fresh array, a non-self-overlapping `out` disjoint from x, or x
         // itself with the same layout (in place).
@@ -83,7 +84,7 @@ fn map_impl<'py>(
                 }
             }
         }
-    })
+    })?
     .map_err(to_py_err)?;
     output.finish(py)
 }
@@ -237,14 +238,14 @@ pub(crate) fn logsumexp<'py>(
         (None, false) => vec![],
         (None, true) => vec![1; ndim],
     };
-    let result = xa.dtype.empty(py, &shape);
+    let result = xa.dtype.empty(py, &shape)?;
     let count = lanes.count();
     let (src, dst, dtype) = (
         Raw(xa.data),
         Raw(FloatArray::view(&result).expect("fresh array").data),
         xa.dtype,
     );
-    py.detach(|| {
+    detached(py, || {
         // SAFETY: src is a live array laid out as `lanes`; dst is a fresh C-contiguous array of
         // `count` elements that nothing else sees yet.
         unsafe {
@@ -266,7 +267,7 @@ pub(crate) fn logsumexp<'py>(
                 ),
             }
         }
-    })
+    })?
     .map_err(to_py_err)?;
     if shape.is_empty() {
         return result.get_item(());

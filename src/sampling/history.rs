@@ -208,16 +208,17 @@ impl RowState {
 
     /// Keeps marks over a vocabulary of `vocab` once the seen list is long (the first call
     /// that finds it so builds them; every token accepted after updates them).
-    pub fn prepare(&mut self, vocab: usize) {
+    pub fn prepare(&mut self, vocab: usize) -> Result<()> {
         if self.marks.len() != vocab {
             self.marks = Vec::new();
             if use_marks(self.seen.len(), vocab) && self.id_bound <= vocab {
-                self.marks = vec![0; vocab];
+                self.marks = crate::scratch::filled(vocab, 0, "a history's marks")?;
                 for &(id, c) in &self.seen {
                     self.marks[id as usize] = 1 + c;
                 }
             }
         }
+        Ok(())
     }
 
     pub fn ctx(&self, par: bool) -> RowCtx<'_> {
@@ -266,9 +267,9 @@ impl<'a> Source<'a> {
         with_seen: bool,
         par: bool,
         s: &'s mut SeenScratch,
-    ) -> RowCtx<'s> {
+    ) -> Result<RowCtx<'s>> {
         match self {
-            Source::Kept(rows) => rows[row].ctx(par),
+            Source::Kept(rows) => Ok(rows[row].ctx(par)),
             Source::Call(h) => {
                 let output = h.output(row);
                 s.seen.clear();
@@ -280,8 +281,10 @@ impl<'a> Source<'a> {
                         .max()
                         .map_or(0, |&m| m as usize + 1);
                     if s.slot.len() < need {
-                        s.slot.resize(need, 0);
+                        crate::scratch::resize(&mut s.slot, need, 0, "a history's slots")?;
                     }
+                    let len = prompt.len().saturating_add(output.len());
+                    crate::scratch::reserve(&mut s.seen, len.min(need), "a seen list")?;
                     for (&id, out) in prompt
                         .iter()
                         .map(|id| (id, 0))
@@ -303,7 +306,7 @@ impl<'a> Source<'a> {
                     s.marks.fill(0);
                 }
                 let marks = if with_seen && use_marks_once(s.seen.len(), vocab) {
-                    s.marks.resize(vocab, 0);
+                    crate::scratch::resize(&mut s.marks, vocab, 0, "a history's marks")?;
                     for &(id, c) in &s.seen {
                         s.marks[id as usize] = 1 + c;
                     }
@@ -311,12 +314,12 @@ impl<'a> Source<'a> {
                 } else {
                     None
                 };
-                RowCtx {
+                Ok(RowCtx {
                     output,
                     seen: &s.seen,
                     marks,
                     par,
-                }
+                })
             }
         }
     }

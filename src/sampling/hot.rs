@@ -433,8 +433,9 @@ multiversion! {
 }
 
 multiversion! {
-    /// Appends the positions `j` with `ids[j] == b`, skipping chunks of 64 without any.
-    fn positions_eq(ids: &[u16], b: u16, out: &mut Vec<usize>) {
+    /// Appends the positions `j` with `ids[j] == b`, skipping chunks of 64 without any; false
+    /// (and `out` incomplete) when the memory for them is refused (contract R1).
+    fn positions_eq(ids: &[u16], b: u16, out: &mut Vec<usize>) -> bool {
         let mut buf = [0usize; 65];
         for (c, chunk) in ids.chunks(64).enumerate() {
             let hits = chunk.iter().map(|&id| (id == b) as u32).sum::<u32>();
@@ -445,9 +446,13 @@ multiversion! {
                     buf[n.min(64)] = c * 64 + j;
                     n += (id == b) as usize;
                 }
+                if out.try_reserve(n).is_err() {
+                    return false;
+                }
                 out.extend_from_slice(&buf[..n]);
             }
         }
+        true
     }
 }
 

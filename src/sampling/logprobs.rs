@@ -67,11 +67,12 @@ impl<C: Real> Dist<'_, C> {
     }
 
     /// The `n` most probable tokens, by log-probability descending then id ascending.
-    fn top(&self, n: usize, w: &mut Work<C>) -> Vec<(i64, f64)> {
+    fn top(&self, n: usize, w: &mut Work<C>) -> Result<Vec<(i64, f64)>> {
         let v = self.x.len();
         let n = n.min(v);
-        let order = top_in_order(self.x, self.m, n.min(self.kept), w);
-        let mut top: Vec<(i64, f64)> = order.iter().map(|&j| (j as i64, self.logprob(j))).collect();
+        let order = top_in_order(self.x, self.m, n.min(self.kept), w)?;
+        let items = order.iter().map(|&j| (j as i64, self.logprob(j)));
+        let mut top = crate::scratch::collected(n, items, "top_logprobs")?;
         if n > top.len() {
             // Removed tokens (probability 0) by id.
             let mut kept = order;
@@ -88,7 +89,7 @@ impl<C: Real> Dist<'_, C> {
                 }
             }
         }
-        top
+        Ok(top)
     }
 }
 
@@ -99,14 +100,14 @@ pub(super) fn report<C: Real>(
     d: RowDraw,
     want: &Want,
     w: &mut Work<C>,
-) -> RowResult {
+) -> Result<RowResult> {
     let mut res = RowResult {
         tok: d.tok as i64,
         logprob: d.logprob,
         ..Default::default()
     };
     if !want.logprob {
-        return res;
+        return Ok(res);
     }
     let v = view.x.len();
     let filtered = cfg.k < v || cfg.p < 1.0 || cfg.mp > 0.0;
@@ -156,9 +157,9 @@ pub(super) fn report<C: Real>(
     }
     if want.n_top > 0 {
         res.rank = dist.rank(d.tok);
-        res.top = dist.top(want.n_top, w);
+        res.top = dist.top(want.n_top, w)?;
     }
-    res
+    Ok(res)
 }
 
 /// The log-probability of given tokens: `log_softmax(logits / T)` at `token_ids`, one per row
@@ -216,12 +217,19 @@ pub fn token_logprobs_rows<T: Float>(
     let with_rank = ranks.is_some();
     let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, |r, w| {
         let mut conv = std::mem::take(&mut w.conv);
-        let x = super::as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv);
-        let j = token_ids[r] as usize;
-        let res = score(x, j, temperature.get(r), with_rank, w.par);
+        let res = super::as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv).map(|x| {
+            score(
+                x,
+                token_ids[r] as usize,
+                temperature.get(r),
+                with_rank,
+                w.par,
+            )
+        });
         w.conv = conv;
         res
     });
+    let results = results.into_iter().collect::<Result<Vec<_>>>()?;
     for (o, &(lp, _)) in out.iter_mut().zip(&results) {
         *o = T::from_compute(<T::Compute as Real>::from_f64(lp));
     }

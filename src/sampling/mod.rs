@@ -154,6 +154,7 @@ pub use stateful::Sampler;
 
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
+use crate::extras::exec::SendPtr;
 use crate::kernels::{kernels, BLOCK};
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges};
 use crate::softmax::check_len;
@@ -183,14 +184,17 @@ fn rows_of(len: usize, vocab: usize) -> Result<usize> {
 
 /// The row as the compute type: borrowed when `T` is its own compute type, else converted
 /// into `conv`.
-fn as_compute<'a, T: Float>(row: &'a [T], conv: &'a mut Vec<T::Compute>) -> &'a [T::Compute] {
+fn as_compute<'a, T: Float>(
+    row: &'a [T],
+    conv: &'a mut Vec<T::Compute>,
+) -> Result<&'a [T::Compute]> {
     if is_native::<T>() {
         // SAFETY: `is_native` says `T` and `T::Compute` are the same type.
-        unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<T::Compute>(), row.len()) }
+        Ok(unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<T::Compute>(), row.len()) })
     } else {
-        conv.clear();
-        conv.extend(row.iter().map(|e| e.to_compute()));
-        conv
+        let items = row.iter().map(|e| e.to_compute());
+        crate::scratch::refill(conv, row.len(), items, "the row in the compute type")?;
+        Ok(conv)
     }
 }
 
@@ -321,8 +325,8 @@ struct RowView<'a, C> {
 }
 
 /// Reads row `r` of a call (converted when needed, processed when the chain has a stage),
-/// finds its maximum and runs `f` on it; or what makes the row unusable (P8, P11). The row is
-/// checked for NaN and `+inf` as passed in, before any stage.
+/// finds its maximum and runs `f` on it; or what makes the row unusable (P8, P11), or refused
+/// memory (R1). The row is checked for NaN and `+inf` as passed in, before any stage.
 #[allow(clippy::too_many_arguments)]
 fn with_row<T: Float, R>(
     row: &[T],
@@ -332,30 +336,37 @@ fn with_row<T: Float, R>(
     wants_chunks: bool,
     need_raw: bool,
     w: &mut Work<T::Compute>,
-    f: impl FnOnce(RowView<'_, T::Compute>, &mut Work<T::Compute>) -> R,
-) -> Result<R, &'static str> {
+    f: impl FnOnce(RowView<'_, T::Compute>, &mut Work<T::Compute>) -> Result<R>,
+) -> Result<R> {
+    let bad_row = |problem| Error::InvalidRow { row: r, problem };
     let mut conv = std::mem::take(&mut w.conv);
     let mut proc = std::mem::take(&mut w.proc);
     let out = (|| {
         let (x, raw) = if chain.is_empty() {
-            let x = as_compute(row, &mut conv);
+            let x = as_compute(row, &mut conv)?;
             (x, Some(x))
         } else {
             let mut scratch = std::mem::take(&mut w.seen);
             let mut words = std::mem::take(&mut w.words);
-            let ctx = source.ctx(r, row.len(), chain.reads_seen(), w.par, &mut scratch);
-            let raw = as_compute(row, &mut conv);
-            let bad = chain.process(r, &ctx, raw, &mut proc, &mut words, w.par);
+            let processed = match source.ctx(r, row.len(), chain.reads_seen(), w.par, &mut scratch)
+            {
+                Ok(ctx) => as_compute(row, &mut conv).and_then(|raw| {
+                    let bad = chain.process(r, &ctx, raw, &mut proc, &mut words, w.par)?;
+                    Ok((raw, bad))
+                }),
+                Err(e) => Err(e),
+            };
             w.seen = scratch;
             w.words = words;
+            let (raw, bad) = processed?;
             if bad {
-                return Err(row_max(raw, w.par).err().unwrap_or("contains NaN"));
+                return Err(bad_row(row_max(raw, w.par).err().unwrap_or("contains NaN")));
             }
             (&proc[..], need_raw.then_some(raw))
         };
         // Top-k with a small k wants the row's chunk maxima: its maximum then comes from them.
         let max = if wants_chunks {
-            let (m, nan) = row_chunk_maxima(x, w);
+            let (m, nan) = row_chunk_maxima(x, w)?;
             classify_row(m, nan)
         } else {
             row_max(x, w.par)
@@ -369,10 +380,11 @@ fn with_row<T: Float, R>(
                 "overflows the processing dtype after logit_bias or the penalties (a logit became +inf or NaN)",
             ),
             m => m,
-        }?;
+        }
+        .map_err(bad_row)?;
         let res = f(RowView { x, max, raw }, w);
         w.forget_chunk_maxima();
-        Ok(res)
+        res
     })();
     w.conv = conv;
     w.proc = proc;
@@ -424,7 +436,7 @@ fn draw_rows<T: Float>(
     with_logprob: bool,
 ) -> Result<Draws> {
     let rows = rows_of(logits.len(), vocab)?;
-    let chain = Chain::<T::Compute>::build(params, vocab);
+    let chain = Chain::<T::Compute>::build(params, vocab)?;
     let n_top = params.top_logprobs;
     let mode = params.logprobs_mode;
     let want = logprobs::Want {
@@ -446,15 +458,14 @@ fn draw_rows<T: Float>(
             w,
             |view, w| {
                 let mut rng = streams.row(r);
-                let d = sample_row(view.x, view.max, cfg, &mut rng, want.logprob, w);
+                let d = sample_row(view.x, view.max, cfg, &mut rng, want.logprob, w)?;
                 logprobs::report(&view, cfg, d, &want, w)
             },
         )
     });
-    let mut draws = Draws::with_capacity(rows, with_logprob || n_top > 0, n_top);
-    for (row, res) in results.into_iter().enumerate() {
-        let res = res.map_err(|problem| Error::InvalidRow { row, problem })?;
-        draws.push(res, n_top);
+    let mut draws = Draws::with_capacity(rows, with_logprob || n_top > 0, n_top)?;
+    for res in results {
+        draws.push(res?, n_top);
     }
     Ok(draws)
 }
@@ -491,15 +502,16 @@ pub struct Draws {
 }
 
 impl Draws {
-    fn with_capacity(rows: usize, logprobs: bool, n_top: usize) -> Self {
+    fn with_capacity(rows: usize, logprobs: bool, n_top: usize) -> Result<Self> {
         let ranked = if n_top > 0 { rows } else { 0 };
-        Draws {
-            tokens: Vec::with_capacity(rows),
-            logprobs: Vec::with_capacity(if logprobs { rows } else { 0 }),
-            ranks: Vec::with_capacity(ranked),
-            top_ids: Vec::with_capacity(rows * n_top),
-            top_logprobs: Vec::with_capacity(rows * n_top),
-        }
+        let tops = rows.saturating_mul(n_top);
+        let mut d = Draws::default();
+        crate::scratch::reserve(&mut d.tokens, rows, "the drawn tokens")?;
+        crate::scratch::reserve(&mut d.logprobs, if logprobs { rows } else { 0 }, "logprobs")?;
+        crate::scratch::reserve(&mut d.ranks, ranked, "ranks")?;
+        crate::scratch::reserve(&mut d.top_ids, tops, "top_logprobs ids")?;
+        crate::scratch::reserve(&mut d.top_logprobs, tops, "top_logprobs")?;
+        Ok(d)
     }
 
     fn push(&mut self, r: RowResult, n_top: usize) {
@@ -649,7 +661,8 @@ pub fn sample<T: Float>(logits: &[T], params: &SamplingParams, seed: &Seed) -> R
 /// `±inf`, as `x / T` would.
 ///
 /// # Errors
-/// As [`sample_batch`], with `out` in place of the tokens.
+/// As [`sample_batch`], with `out` in place of the tokens; after an error, `out`'s contents
+/// are unspecified (rows are written as they are done).
 ///
 /// ```
 /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
@@ -670,26 +683,32 @@ pub fn filter_logits_batch<T: Float>(
     check_len("out", out.len(), logits.len())?;
     let source = Source::Call(*histories);
     check_call(params, rows, vocab, &source)?;
-    let chain = Chain::<T::Compute>::build(params, vocab);
+    let chain = Chain::<T::Compute>::build(params, vocab)?;
+    let dst = SendPtr(out.as_mut_ptr());
     let filtered = for_rows::<T::Compute, _>(plan(rows, vocab), rows, |r, w| {
         let row = &logits[r * vocab..(r + 1) * vocab];
+        // SAFETY: row r of `out` (which holds rows * vocab elements, borrowed mutably for the
+        // call) is written by this task only.
+        let out_row = unsafe { std::slice::from_raw_parts_mut(dst.get().add(r * vocab), vocab) };
         with_row(row, r, &chain, &source, false, false, w, |view, w| {
-            let mut row_out = vec![<T::Compute as Real>::NEG_INFINITY; vocab];
-            filter_row(view.x, view.max, params.row(r, vocab), w, &mut row_out);
-            row_out
+            let cfg = params.row(r, vocab);
+            if is_native::<T>() {
+                // SAFETY: `is_native` says `T` and `T::Compute` are the same type.
+                let o = unsafe { &mut *(out_row as *mut [T] as *mut [T::Compute]) };
+                filter_row(view.x, view.max, cfg, w, o)
+            } else {
+                // One row in the compute type, converted on the way out: no more scratch than
+                // a row per thread (contract R1).
+                let mut o = crate::scratch::filled(vocab, T::Compute::NEG_INFINITY, "a row")?;
+                filter_row(view.x, view.max, cfg, w, &mut o)?;
+                for (d, &s) in out_row.iter_mut().zip(&o) {
+                    *d = T::from_compute(s);
+                }
+                Ok(())
+            }
         })
     });
-    let filtered = filtered
-        .into_iter()
-        .enumerate()
-        .map(|(row, f)| f.map_err(|problem| Error::InvalidRow { row, problem }))
-        .collect::<Result<Vec<_>>>()?;
-    for (o, row) in out.chunks_mut(vocab).zip(filtered) {
-        for (d, s) in o.iter_mut().zip(row) {
-            *d = T::from_compute(s);
-        }
-    }
-    Ok(())
+    filtered.into_iter().collect()
 }
 
 /// [`filter_logits_batch`] without histories.

@@ -7,6 +7,7 @@ use super::hot::{
 };
 use super::params::RowCfg;
 use crate::element::Real;
+use crate::error::Result;
 use std::ops::Range;
 
 use super::rng::RowRng;
@@ -49,6 +50,27 @@ impl<C> Bufs<C> {
         self.idx.clear();
         self.xs.clear();
         self.ws.clear();
+    }
+
+    /// Room for `n` tokens in all (their weights too `with_ws`).
+    fn reserve(&mut self, n: usize, with_ws: bool) -> Result<()> {
+        crate::scratch::reserve(&mut self.idx, n, "a token set")?;
+        crate::scratch::reserve(&mut self.xs, n, "a token set")?;
+        if with_ws {
+            crate::scratch::reserve(&mut self.ws, n, "a token set")?;
+        }
+        Ok(())
+    }
+
+    /// Adds token `id` (logit `x`, weight `w` when the set has weights).
+    #[inline]
+    fn push(&mut self, id: usize, x: C, w: Option<C>) -> Result<()> {
+        crate::scratch::push(&mut self.idx, id, "a token set")?;
+        crate::scratch::push(&mut self.xs, x, "a token set")?;
+        if let Some(w) = w {
+            crate::scratch::push(&mut self.ws, w, "a token set")?;
+        }
+        Ok(())
     }
 }
 
@@ -154,24 +176,25 @@ fn find_cut<C: Real>(
     denom: f64,
     cum0: f64,
     w: &mut Work<C>,
-) -> Cut {
+) -> Result<Cut> {
     let weight = |j: usize| -> f64 { ws.map_or(1.0, |ws| ws[j].to_f64()) };
     let reached = |cum: f64| cum / denom >= target;
     let n = xs.len();
     let mut cum = cum0;
     w.band.clear();
     if n <= SORT_MAX {
+        crate::scratch::reserve(&mut w.band, n, "the cut's band")?;
         w.band.extend(0..n);
     } else {
         w.hist.clear();
         w.hist.resize(NB, 0.0);
         // Every id is overwritten: no need to clear.
-        w.ids.resize(n, 0);
+        crate::scratch::resize(&mut w.ids, n, 0, "the cut's bucket ids")?;
         // Per block of BLOCK tokens, two interleaved histograms (so that runs of one bucket
         // do not serialise), added in block order: the same sums whatever the threads.
-        let hist_block = |(b, ids): (usize, &[u16])| -> Vec<f64> {
+        let hist_block = |(b, ids): (usize, &[u16])| -> Option<Vec<f64>> {
             let start = b * BLOCK;
-            let mut h = vec![0.0f64; 2 * NB];
+            let mut h = crate::scratch::filled(2 * NB, 0.0f64, "histograms").ok()?;
             let (h0, h1) = h.split_at_mut(NB);
             let mut pairs = ids.chunks_exact(2);
             let mut j = start;
@@ -187,16 +210,22 @@ fn find_cut<C: Real>(
                 *a += b;
             }
             h.truncate(NB);
-            h
+            Some(h)
         };
         let par = w.par && n > BLOCK;
         zip_chunks_mut(&mut w.ids, BLOCK, &mut [(); 0], 0, par, |b, ids, _| {
             z_ids(ids, &xs[b * BLOCK..][..ids.len()], m, zc, NB)
         });
-        let mut blocks: Vec<Vec<f64>> = Vec::new();
+        let mut blocks: Vec<Option<Vec<f64>>> = Vec::new();
         let ids = &w.ids;
         map_ranges(n, BLOCK, &mut blocks, par, |b, r| hist_block((b, &ids[r])));
         for h in &blocks {
+            let Some(h) = h else {
+                return Err(crate::Error::OutOfMemory {
+                    what: "histograms",
+                    bytes: 2 * NB * std::mem::size_of::<f64>(),
+                });
+            };
             for (t, &b) in w.hist.iter_mut().zip(h) {
                 *t += b;
             }
@@ -204,7 +233,12 @@ fn find_cut<C: Real>(
         let (b, c) = pick(&w.hist, cum, &reached);
         cum = c;
         let b = b as u16;
-        positions_eq::<C>(&w.ids, b, &mut w.band);
+        if !positions_eq::<C>(&w.ids, b, &mut w.band) {
+            return Err(crate::Error::OutOfMemory {
+                what: "the cut's band",
+                bytes: n.saturating_mul(std::mem::size_of::<usize>()),
+            });
+        }
     }
     loop {
         let band = &mut w.band;
@@ -229,8 +263,9 @@ fn find_cut<C: Real>(
                 }
             }
             w.tie_pos.clear();
+            crate::scratch::reserve(&mut w.tie_pos, r, "the kept ties")?;
             w.tie_pos.extend_from_slice(&band[..r]);
-            return Cut { value: hi, ties: r };
+            return Ok(Cut { value: hi, ties: r });
         }
         if band.len() <= SORT_MAX {
             band.sort_unstable_by(|&a, &b| {
@@ -263,8 +298,9 @@ fn find_cut<C: Real>(
             }
             // The kept ties are the last `ties` of the kept part, in position order.
             w.tie_pos.clear();
+            crate::scratch::reserve(&mut w.tie_pos, cut.ties, "the kept ties")?;
             w.tie_pos.extend_from_slice(&band[end - cut.ties..end]);
-            return cut;
+            return Ok(cut);
         }
         // Linear buckets over [lo, hi] (halved so that hi - lo cannot overflow); -inf last.
         // The largest token lands in bucket 0 and the smallest in a later one, so every level
@@ -290,6 +326,7 @@ fn find_cut<C: Real>(
         let (b, c) = pick(&w.hist, cum, &reached);
         cum = c;
         w.band2.clear();
+        crate::scratch::reserve(&mut w.band2, band.len(), "the cut's band")?;
         w.band2
             .extend(band.iter().copied().filter(|&j| lin(xs[j].to_f64()) == b));
         std::mem::swap(&mut w.band, &mut w.band2);
@@ -303,17 +340,14 @@ fn filter_into<C: Real>(
     ws: Option<&[C]>,
     mut keep: impl FnMut(f64) -> bool,
     dst: &mut Bufs<C>,
-) {
+) -> Result<()> {
     dst.clear();
     for (j, &x) in xs.iter().enumerate() {
         if keep(x.to_f64()) {
-            dst.idx.push(idx.map_or(j, |i| i[j]));
-            dst.xs.push(x);
-            if let Some(ws) = ws {
-                dst.ws.push(ws[j]);
-            }
+            dst.push(idx.map_or(j, |i| i[j]), x, ws.map(|ws| ws[j]))?;
         }
     }
+    Ok(())
 }
 
 fn cut_keeper(cut: Cut) -> impl FnMut(f64) -> bool {
@@ -358,22 +392,22 @@ pub(crate) fn min_p_threshold(m: f64, t: f64, mp: f64) -> f64 {
 }
 
 /// `ws = exp((xs - m) / t)` through the kernel table, block by block.
-fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>, par: bool) -> f64 {
+fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>, par: bool) -> Result<f64> {
     let k = kernels::<C>();
     // Every element is overwritten: no need to clear.
-    ws.resize(xs.len(), C::default());
+    crate::scratch::resize(ws, xs.len(), C::default(), "the weights")?;
     let mut sums = Vec::new();
     map_chunks_mut(ws, BLOCK, &mut sums, par && xs.len() > BLOCK, |b, d| {
         let s = &xs[b * BLOCK..][..d.len()];
         // SAFETY: `d` and `s` are blocks of equal length of two distinct buffers.
         unsafe { (k.exp_store_sum)(s.as_ptr(), d.as_mut_ptr(), s.len(), m, t) }
     });
-    compensated_total(&sums)
+    Ok(compensated_total(&sums))
 }
 
 /// Total weight of a set: chunk sums of [`CHUNK`] weights, added with compensation in order.
 /// Leaves the chunk sums in `chunks` for [`draw`].
-fn weight_total<C: Real>(ws: &[C], chunks: &mut Vec<f64>, par: bool) -> f64 {
+fn weight_total<C: Real>(ws: &[C], chunks: &mut Vec<f64>, par: bool) -> Result<f64> {
     per_chunk(ws.len(), chunks, par, |r| lane_sum(&ws[r]))
 }
 
@@ -392,10 +426,10 @@ fn per_chunk(
     chunks: &mut Vec<f64>,
     par: bool,
     sum: impl Fn(Range<usize>) -> f64 + Sync,
-) -> f64 {
+) -> Result<f64> {
     const PER: usize = BLOCK / CHUNK;
     chunks.clear();
-    chunks.resize(n.div_ceil(CHUNK), 0.0);
+    crate::scratch::resize(chunks, n.div_ceil(CHUNK), 0.0, "chunk sums")?;
     map_chunks_mut(
         chunks,
         PER,
@@ -408,7 +442,7 @@ fn per_chunk(
             }
         },
     );
-    compensated_total(chunks)
+    Ok(compensated_total(chunks))
 }
 
 /// As [`per_chunk`] over the chunks of `dst`, which `f(start, chunk)` may write.
@@ -417,17 +451,17 @@ fn per_chunk_mut<C: Real>(
     chunks: &mut Vec<f64>,
     par: bool,
     f: impl Fn(usize, &mut [C]) -> f64 + Sync,
-) -> f64 {
+) -> Result<f64> {
     const PER: usize = BLOCK / CHUNK;
     let n = dst.len();
     chunks.clear();
-    chunks.resize(n.div_ceil(CHUNK), 0.0);
+    crate::scratch::resize(chunks, n.div_ceil(CHUNK), 0.0, "chunk sums")?;
     zip_chunks_mut(dst, BLOCK, chunks, PER, par && n > BLOCK, |g, d, sums| {
         for (i, (dc, s)) in d.chunks_mut(CHUNK).zip(sums).enumerate() {
             *s = f((g * PER + i) * CHUNK, dc);
         }
     });
-    compensated_total(chunks)
+    Ok(compensated_total(chunks))
 }
 
 /// Inverse CDF over the set in position order: the first position whose running weight
@@ -483,7 +517,7 @@ fn chunk_sums<C: Real>(
     chunks: &mut Vec<f64>,
     par: bool,
     sum: impl Fn(usize, &[C], &[C]) -> f64 + Sync + Send,
-) -> f64 {
+) -> Result<f64> {
     per_chunk(x.len(), chunks, par, |r| {
         sum(r.start / CHUNK, &ws[r.clone()], &x[r])
     })
@@ -499,33 +533,36 @@ const KCH: usize = 64;
 /// token `>= t`), so the top `k` are among the tokens `>= t`, all of which lie in the chunks
 /// whose maximum is `>= t`. Only those chunks are scanned, and the exact cut is found among
 /// the candidates. Otherwise (large `k`), [`find_cut`] over the row.
-fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) {
+fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) -> Result<()> {
     let nch = x.len().div_ceil(KCH);
     let mut cur = std::mem::take(&mut w.cur);
     if k.saturating_mul(4) > nch {
-        let cut = find_cut(x, None, m, zc, k as f64, 1.0, 0.0, w);
-        filter_into(x, None, None, cut_keeper(cut), &mut cur);
+        let done = find_cut(x, None, m, zc, k as f64, 1.0, 0.0, w)
+            .and_then(|cut| filter_into(x, None, None, cut_keeper(cut), &mut cur));
         w.cur = cur;
-        return;
+        return done;
     }
     if !w.cmax_of_row {
-        chunk_maxima(x, &mut w.cmax, w.par);
+        chunk_maxima(x, &mut w.cmax, w.par)?;
     }
-    let t = kth_largest(&w.cmax, k, &mut w.sel);
+    let t = kth_largest(&w.cmax, k, &mut w.sel)?;
     let mut cand = std::mem::take(&mut w.cand);
-    gather_candidates(x, None, &w.cmax, t, &mut cand);
-    let cut = find_cut(&cand.xs, None, m, zc, k as f64, 1.0, 0.0, w);
-    filter_into(&cand.xs, Some(&cand.idx), None, cut_keeper(cut), &mut cur);
+    let done = (|| {
+        gather_candidates(x, None, &w.cmax, t, &mut cand)?;
+        let cut = find_cut(&cand.xs, None, m, zc, k as f64, 1.0, 0.0, w)?;
+        filter_into(&cand.xs, Some(&cand.idx), None, cut_keeper(cut), &mut cur)
+    })();
     w.cand = cand;
     w.cur = cur;
+    done
 }
 
 /// Maxima of the row's chunks of [`KCH`] tokens (ignoring NaN), through the kernel table;
 /// returns whether the row holds NaN.
-fn chunk_maxima<C: Real>(x: &[C], cmax: &mut Vec<C>, par: bool) -> bool {
+fn chunk_maxima<C: Real>(x: &[C], cmax: &mut Vec<C>, par: bool) -> Result<bool> {
     const PER: usize = BLOCK / KCH;
     cmax.clear();
-    cmax.resize(x.len().div_ceil(KCH), C::default());
+    crate::scratch::resize(cmax, x.len().div_ceil(KCH), C::default(), "chunk maxima")?;
     let kern = kernels::<C>();
     let mut nans = Vec::new();
     map_chunks_mut(cmax, PER, &mut nans, par && x.len() > BLOCK, |g, out| {
@@ -537,7 +574,7 @@ fn chunk_maxima<C: Real>(x: &[C], cmax: &mut Vec<C>, par: bool) -> bool {
         }
         nan
     });
-    nans.iter().any(|&n| n)
+    Ok(nans.iter().any(|&n| n))
 }
 
 /// Whether [`select`] will look at the chunk maxima of a row of `v` tokens under `cfg` (top-k
@@ -550,29 +587,36 @@ pub(crate) fn wants_chunk_maxima(cfg: &RowCfg, v: usize) -> bool {
 /// The row's chunk maxima into `w` (as the current row's, until
 /// [`Work::forget_chunk_maxima`]), and from them the row's maximum (ignoring NaN) and whether
 /// it holds NaN.
-pub(crate) fn row_chunk_maxima<C: Real>(x: &[C], w: &mut Work<C>) -> (C, bool) {
-    let nan = chunk_maxima(x, &mut w.cmax, w.par);
+pub(crate) fn row_chunk_maxima<C: Real>(x: &[C], w: &mut Work<C>) -> Result<(C, bool)> {
+    let nan = chunk_maxima(x, &mut w.cmax, w.par)?;
     w.cmax_of_row = true;
     let m = w
         .cmax
         .iter()
         .fold(C::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-    (m, nan)
+    Ok((m, nan))
 }
 
 /// The `k`-th largest value (`1 <= k <= vals.len()`).
-fn kth_largest<C: Real>(vals: &[C], k: usize, sel: &mut Vec<C>) -> C {
+fn kth_largest<C: Real>(vals: &[C], k: usize, sel: &mut Vec<C>) -> Result<C> {
     sel.clear();
+    crate::scratch::reserve(sel, vals.len(), "chunk maxima")?;
     sel.extend_from_slice(vals);
     let (_, &mut t, _) = sel.select_nth_unstable_by(k - 1, |a, b| {
         b.partial_cmp(a).expect("no NaN in a validated row")
     });
-    t
+    Ok(t)
 }
 
 /// The tokens `>= t` (with their weights, if given), scanning only the chunks whose maximum
 /// is `>= t`: all of them, in token order.
-fn gather_candidates<C: Real>(x: &[C], ws: Option<&[C]>, cmax: &[C], t: C, cand: &mut Bufs<C>) {
+fn gather_candidates<C: Real>(
+    x: &[C],
+    ws: Option<&[C]>,
+    cmax: &[C],
+    t: C,
+    cand: &mut Bufs<C>,
+) -> Result<()> {
     cand.clear();
     for (c, &cm) in cmax.iter().enumerate() {
         if cm >= t {
@@ -583,14 +627,11 @@ fn gather_candidates<C: Real>(x: &[C], ws: Option<&[C]>, cmax: &[C], t: C, cand:
             while bits != 0 {
                 let j = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                cand.idx.push(start + j);
-                cand.xs.push(xc[j]);
-                if let Some(ws) = ws {
-                    cand.ws.push(ws[start + j]);
-                }
+                cand.push(start + j, xc[j], ws.map(|ws| ws[start + j]))?;
             }
         }
     }
+    Ok(())
 }
 
 /// Chunks whose maxima bound the candidates of top-p on a peaked row.
@@ -608,32 +649,44 @@ fn top_p_row<C: Real>(
     m: f64,
     zc: f64,
     w: &mut Work<C>,
-) -> Cut {
+) -> Result<Cut> {
     let v = x.len();
     let mut cand = std::mem::take(&mut w.cand);
-    let found = 'found: {
-        // The candidates are at most PEAK_CHUNKS * KCH tokens of weight <= 1: they cannot
-        // hold `p * total` when that is larger.
-        if v.div_ceil(KCH) >= 4 * PEAK_CHUNKS && p * total <= (PEAK_CHUNKS * KCH) as f64 {
-            chunk_maxima(x, &mut w.cmax, w.par);
-            let t = kth_largest(&w.cmax, PEAK_CHUNKS, &mut w.sel);
-            gather_candidates(x, Some(ws), &w.cmax, t, &mut cand);
-            let mass: f64 = cand.ws.iter().map(|e| e.to_f64()).sum();
-            if mass / total >= p {
-                break 'found Some(find_cut(&cand.xs, Some(&cand.ws), m, zc, p, total, 0.0, w));
+    let cut = (|| {
+        let found = 'found: {
+            // The candidates are at most PEAK_CHUNKS * KCH tokens of weight <= 1: they cannot
+            // hold `p * total` when that is larger.
+            if v.div_ceil(KCH) >= 4 * PEAK_CHUNKS && p * total <= (PEAK_CHUNKS * KCH) as f64 {
+                chunk_maxima(x, &mut w.cmax, w.par)?;
+                let t = kth_largest(&w.cmax, PEAK_CHUNKS, &mut w.sel)?;
+                gather_candidates(x, Some(ws), &w.cmax, t, &mut cand)?;
+                let mass: f64 = cand.ws.iter().map(|e| e.to_f64()).sum();
+                if mass / total >= p {
+                    break 'found Some(find_cut(
+                        &cand.xs,
+                        Some(&cand.ws),
+                        m,
+                        zc,
+                        p,
+                        total,
+                        0.0,
+                        w,
+                    )?);
+                }
             }
-        }
-        None
-    };
-    let cut = match found {
-        Some(cut) => {
-            for j in w.tie_pos.iter_mut() {
-                *j = cand.idx[*j];
+            None
+        };
+        let cut = match found {
+            Some(cut) => {
+                for j in w.tie_pos.iter_mut() {
+                    *j = cand.idx[*j];
+                }
+                cut
             }
-            cut
-        }
-        None => find_cut(x, Some(ws), m, zc, p, total, 0.0, w),
-    };
+            None => find_cut(x, Some(ws), m, zc, p, total, 0.0, w)?,
+        };
+        Ok(cut)
+    })();
     w.cand = cand;
     cut
 }
@@ -659,13 +712,13 @@ fn draw_row_cut<C: Real>(
     chunks: &mut Vec<f64>,
     u: f64,
     par: bool,
-) -> (usize, f64) {
+) -> Result<(usize, f64)> {
     let v = cut.value;
     let incl = cut.ties == usize::MAX;
     let mut acc = SumAcc::default();
     acc.add(chunk_sums(x, ws, chunks, par, |_, wc, xc| {
         masked_lane_sum(wc, xc, v, incl)
-    }));
+    })?);
     for &j in ties {
         chunks[j / CHUNK] += ws[j].to_f64();
         acc.add(ws[j].to_f64());
@@ -677,7 +730,7 @@ fn draw_row_cut<C: Real>(
         let e = x[i].to_f64();
         e > v || (e == v && (incl || last_tie.is_some_and(|t| i <= t)))
     };
-    (walk(ws, chunks, total, u, keep), total)
+    Ok((walk(ws, chunks, total, u, keep), total))
 }
 
 /// The kept set of one validated row `x` with maximum `m` (finite). With `want_weights`, the
@@ -688,10 +741,10 @@ pub(crate) fn select<C: Real>(
     cfg: RowCfg,
     w: &mut Work<C>,
     want_weights: bool,
-) -> Kept {
+) -> Result<Kept> {
     let v = x.len();
     if cfg.t == 0.0 || cfg.p == 0.0 || cfg.k == 1 || v == 1 {
-        return Kept::Greedy(first_eq(x, m));
+        return Ok(Kept::Greedy(first_eq(x, m)));
     }
     let mf = m.to_f64();
     let zc = (1.0 / cfg.t) * (NB as f64 / Z_SPAN);
@@ -700,27 +753,31 @@ pub(crate) fn select<C: Real>(
     let mut row_cut: Option<Cut> = None;
     let mut have_w = false;
     if cfg.k < v {
-        top_k(x, cfg.k, mf, zc, w);
+        top_k(x, cfg.k, mf, zc, w)?;
         list = true;
     }
     if cfg.p < 1.0 {
         if list {
             let mut ws = std::mem::take(&mut w.cur.ws);
             let xs = std::mem::take(&mut w.cur.xs);
-            exp_weights(&xs, m, cfg.t, &mut ws, w.par);
-            let total = weight_total(&ws, &mut w.chunks, w.par);
-            let cut = find_cut(&xs, Some(&ws), mf, zc, cfg.p, total, 0.0, w);
             let idx = std::mem::take(&mut w.cur.idx);
             let mut alt = std::mem::take(&mut w.alt);
-            filter_into(&xs, Some(&idx), Some(&ws), cut_keeper(cut), &mut alt);
+            let done = (|| {
+                exp_weights(&xs, m, cfg.t, &mut ws, w.par)?;
+                let total = weight_total(&ws, &mut w.chunks, w.par)?;
+                let cut = find_cut(&xs, Some(&ws), mf, zc, cfg.p, total, 0.0, w)?;
+                filter_into(&xs, Some(&idx), Some(&ws), cut_keeper(cut), &mut alt)
+            })();
             w.alt = Bufs { idx, xs, ws };
             w.cur = alt;
+            done?;
         } else {
             // The kept set may be most of the row: keep it as a cut of the row.
             let mut ws = std::mem::take(&mut w.row_ws);
-            let total = exp_weights(x, m, cfg.t, &mut ws, w.par);
-            row_cut = Some(top_p_row(x, &ws, total, cfg.p, mf, zc, w));
+            let cut = exp_weights(x, m, cfg.t, &mut ws, w.par)
+                .and_then(|total| top_p_row(x, &ws, total, cfg.p, mf, zc, w));
             w.row_ws = ws;
+            row_cut = Some(cut?);
         }
         have_w = true;
     }
@@ -729,15 +786,18 @@ pub(crate) fn select<C: Real>(
         let mut alt = std::mem::take(&mut w.alt);
         if list {
             let cur = &w.cur;
-            filter_into(
+            let done = filter_into(
                 &cur.xs,
                 Some(&cur.idx),
                 have_w.then_some(&cur.ws[..]),
                 |x| x >= thr,
                 &mut alt,
             );
-            std::mem::swap(&mut w.cur, &mut alt);
+            if done.is_ok() {
+                std::mem::swap(&mut w.cur, &mut alt);
+            }
             w.alt = alt;
+            done?;
         } else if have_w {
             let t = tighter(
                 row_cut,
@@ -759,22 +819,29 @@ pub(crate) fn select<C: Real>(
                 // (the exp of -inf), beat copying the tokens. The kernel's chunk sums are then
                 // the draw's, and `Kept::Row(None)` draws from them.
                 let mut ws = std::mem::take(&mut w.row_ws);
-                ws.resize(v, C::default());
                 let k = kernels::<C>();
-                // Masked and exponentiated one chunk at a time, while the chunk is in cache.
-                w.row_total = per_chunk_mut(&mut ws, &mut w.chunks, w.par, |start, d| {
-                    mask_below(&x[start..][..d.len()], thr, d);
-                    let p = d.as_mut_ptr();
-                    // SAFETY: in place (the kernels allow `src == dst`) over one chunk
-                    // borrowed mutably.
-                    unsafe { (k.exp_store_sum)(p, p, d.len(), m, cfg.t) }
-                });
+                let total = crate::scratch::resize(&mut ws, v, C::default(), "the weights")
+                    .and_then(|()| {
+                        // Masked and exponentiated one chunk at a time, while the chunk is in cache.
+                        per_chunk_mut(&mut ws, &mut w.chunks, w.par, |start, d| {
+                            mask_below(&x[start..][..d.len()], thr, d);
+                            let p = d.as_mut_ptr();
+                            // SAFETY: in place (the kernels allow `src == dst`) over one chunk
+                            // borrowed mutably.
+                            unsafe { (k.exp_store_sum)(p, p, d.len(), m, cfg.t) }
+                        })
+                    });
                 w.row_ws = ws;
                 w.alt = alt;
-                return Kept::Row(None);
+                w.row_total = total?;
+                return Ok(Kept::Row(None));
             }
             // Few tokens pass: only they need weights.
             alt.clear();
+            if let Err(e) = alt.reserve(count + 1, false) {
+                w.alt = alt;
+                return Err(e);
+            }
             gather_at_least(x, thr, count, &mut alt.idx, &mut alt.xs);
             w.alt = std::mem::replace(&mut w.cur, alt);
             list = true;
@@ -783,18 +850,20 @@ pub(crate) fn select<C: Real>(
     if list {
         if want_weights && !have_w {
             let mut ws = std::mem::take(&mut w.cur.ws);
-            exp_weights(&w.cur.xs, m, cfg.t, &mut ws, w.par);
+            let done = exp_weights(&w.cur.xs, m, cfg.t, &mut ws, w.par);
             w.cur.ws = ws;
+            done?;
         }
-        return Kept::List;
+        return Ok(Kept::List);
     }
     if want_weights && !have_w {
         // No filter: the kernel's sums per chunk are the draw's chunk sums.
         let mut ws = std::mem::take(&mut w.row_ws);
-        w.row_total = exp_weights_chunked(x, m, cfg.t, &mut ws, &mut w.chunks, w.par);
+        let total = exp_weights_chunked(x, m, cfg.t, &mut ws, &mut w.chunks, w.par);
         w.row_ws = ws;
+        w.row_total = total?;
     }
-    Kept::Row(row_cut)
+    Ok(Kept::Row(row_cut))
 }
 
 /// [`exp_weights`] one chunk of [`CHUNK`] tokens at a time, keeping the kernel's sum of each
@@ -806,9 +875,9 @@ fn exp_weights_chunked<C: Real>(
     ws: &mut Vec<C>,
     chunks: &mut Vec<f64>,
     par: bool,
-) -> f64 {
+) -> Result<f64> {
     let k = kernels::<C>();
-    ws.resize(xs.len(), C::default());
+    crate::scratch::resize(ws, xs.len(), C::default(), "the weights")?;
     per_chunk_mut(ws, chunks, par, |start, d| {
         let s = &xs[start..][..d.len()];
         // SAFETY: `d` and `s` are chunks of equal length of two distinct buffers.
@@ -838,31 +907,31 @@ pub(crate) fn sample_row<C: Real>(
     rng: &mut RowRng,
     with_logprob: bool,
     w: &mut Work<C>,
-) -> RowDraw {
+) -> Result<RowDraw> {
     let v = x.len();
     let mut tok = None;
     if cfg.t > 0.0 && cfg.p > 0.0 && cfg.p < 1.0 && cfg.k >= v && v > 1 {
-        tok = nucleus::draw_nucleus(x, m, cfg, rng, w);
+        tok = nucleus::draw_nucleus(x, m, cfg, rng, w)?;
         if tok.is_some() && !with_logprob {
-            return RowDraw {
+            return Ok(RowDraw {
                 tok: tok.unwrap_or_default(),
                 logprob: f64::NAN,
                 kept: 0,
-            };
+            });
         }
     }
-    let kept = select(x, m, cfg, w, true);
+    let kept = select(x, m, cfg, w, true)?;
     if let Kept::Greedy(i) = kept {
-        return RowDraw {
+        return Ok(RowDraw {
             tok: i,
             logprob: 0.0,
             kept: 1,
-        };
+        });
     }
     let u = if tok.is_some() { 0.0 } else { rng.uniform() };
     let (drawn, total) = match kept {
         Kept::List => {
-            let total = weight_total(&w.cur.ws, &mut w.chunks, w.par);
+            let total = weight_total(&w.cur.ws, &mut w.chunks, w.par)?;
             (w.cur.idx[draw(&w.cur.ws, &w.chunks, total, u)], total)
         }
         Kept::Row(None) => (draw(&w.row_ws, &w.chunks, w.row_total, u), w.row_total),
@@ -872,17 +941,17 @@ pub(crate) fn sample_row<C: Real>(
             } else {
                 &w.tie_pos
             };
-            draw_row_cut(x, &w.row_ws, cut, ties, &mut w.chunks, u, w.par)
+            draw_row_cut(x, &w.row_ws, cut, ties, &mut w.chunks, u, w.par)?
         }
         Kept::Greedy(_) => unreachable!(),
     };
     let tok = tok.unwrap_or(drawn);
     if !with_logprob {
-        return RowDraw {
+        return Ok(RowDraw {
             tok,
             logprob: f64::NAN,
             kept: 0,
-        };
+        });
     }
     let kept = match kept {
         Kept::List => w.cur.idx.len(),
@@ -903,11 +972,11 @@ pub(crate) fn sample_row<C: Real>(
         }
         Kept::Greedy(_) => unreachable!(),
     };
-    RowDraw {
+    Ok(RowDraw {
         tok,
         logprob: (x[tok].to_f64() - m.to_f64()) / cfg.t - total.ln(),
         kept,
-    }
+    })
 }
 
 /// The number of tokens `> v`.
@@ -934,18 +1003,23 @@ fn next_up(v: f64) -> f64 {
 
 /// The first `n` tokens of a validated row (maximum `m`) in the order (logit descending, id
 /// ascending). Uses the top-k selection, so no sort of the row.
-pub(crate) fn top_in_order<C: Real>(x: &[C], m: C, n: usize, w: &mut Work<C>) -> Vec<usize> {
+pub(crate) fn top_in_order<C: Real>(
+    x: &[C],
+    m: C,
+    n: usize,
+    w: &mut Work<C>,
+) -> Result<Vec<usize>> {
     let v = x.len();
     let n = n.min(v);
     let mut ids: Vec<usize> = if n == 0 {
         Vec::new()
     } else if n == v {
-        (0..v).collect()
+        crate::scratch::collected(v, 0..v, "top_logprobs order")?
     } else if n == 1 {
         vec![first_eq(x, m)]
     } else {
         let zc = NB as f64 / Z_SPAN;
-        top_k(x, n, m.to_f64(), zc, w);
+        top_k(x, n, m.to_f64(), zc, w)?;
         std::mem::take(&mut w.cur.idx)
     };
     ids.sort_by(|&a, &b| {
@@ -954,14 +1028,20 @@ pub(crate) fn top_in_order<C: Real>(x: &[C], m: C, n: usize, w: &mut Work<C>) ->
             .unwrap_or(std::cmp::Ordering::Equal)
             .then(a.cmp(&b))
     });
-    ids
+    Ok(ids)
 }
 
 /// Writes the filtered logits of a validated row (contract P7) to `out`: kept tokens `x / T`
 /// (the greedy token of `T = 0` keeps `x`), the others `-inf`.
-pub(crate) fn filter_row<C: Real>(x: &[C], m: C, cfg: RowCfg, w: &mut Work<C>, out: &mut [C]) {
+pub(crate) fn filter_row<C: Real>(
+    x: &[C],
+    m: C,
+    cfg: RowCfg,
+    w: &mut Work<C>,
+    out: &mut [C],
+) -> Result<()> {
     let scaled = |e: C| C::from_f64(e.to_f64() / cfg.t);
-    match select(x, m, cfg, w, false) {
+    match select(x, m, cfg, w, false)? {
         Kept::Greedy(i) => {
             out.fill(C::NEG_INFINITY);
             out[i] = if cfg.t == 0.0 { x[i] } else { scaled(x[i]) };
@@ -986,6 +1066,7 @@ pub(crate) fn filter_row<C: Real>(x: &[C], m: C, cfg: RowCfg, w: &mut Work<C>, o
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -190,10 +190,10 @@ impl Sampler {
             .rows
             .take()
             .unwrap_or_else(|| vec![RowState::default(); rows]);
-        for s in &mut states {
-            s.prepare(vocab);
-        }
         let drawn = (|| {
+            for s in &mut states {
+                s.prepare(vocab)?;
+            }
             for (r, s) in states.iter().enumerate() {
                 if let Some((name, id)) = s.id_beyond(vocab) {
                     return Err(bad_id(name, r, id as i128, vocab));

@@ -22,6 +22,7 @@ use super::history::RowCtx;
 use super::hot::{ban_unset, copy_checked, copy_marked};
 use super::params::SamplingParams;
 use crate::element::Real;
+use crate::error::Result;
 use crate::kernels::BLOCK;
 use crate::parallel::map_chunks_mut;
 
@@ -73,7 +74,9 @@ pub(crate) type BoxedStage<'p, C> = Box<dyn Stage<C> + 'p>;
 
 /// Makes a stage from a call's parameters for a vocabulary of `vocab` tokens, or `None`
 /// when the parameters disable it for every row.
-type Builder<C> = for<'q> fn(&'q SamplingParams, usize) -> Option<BoxedStage<'q, C>>;
+/// A stage's builder: `None` when its parameters are at their defaults; an error when the
+/// memory it needs is refused (contract R1).
+type Builder<C> = for<'q> fn(&'q SamplingParams, usize) -> Result<Option<BoxedStage<'q, C>>>;
 
 /// The processing stages of one call, in the order of contract P14.
 pub(crate) struct Chain<'p, C> {
@@ -83,22 +86,25 @@ pub(crate) struct Chain<'p, C> {
 
 impl<'p, C: Real> Chain<'p, C> {
     /// The chain for `params` (validated, ids checked against `vocab`).
-    pub fn build(params: &'p SamplingParams, vocab: usize) -> Self {
+    pub fn build(params: &'p SamplingParams, vocab: usize) -> Result<Self> {
         let builders: [Builder<C>; 7] = [
             // Masks (P11).
             allowed::stage::<C>,
-            bitmask::stage::<C>,
-            bad_words::stage::<C>,
-            min_tokens::stage::<C>,
+            |p, v| Ok(bitmask::stage::<C>(p, v)),
+            |p, v| Ok(bad_words::stage::<C>(p, v)),
+            |p, v| Ok(min_tokens::stage::<C>(p, v)),
             // Bias (P12).
-            bias::stage::<C>,
+            |p, v| Ok(bias::stage::<C>(p, v)),
             // Penalties (P13): repetition first.
-            repetition::stage::<C>,
-            frequency::stage::<C>,
+            |p, v| Ok(repetition::stage::<C>(p, v)),
+            |p, v| Ok(frequency::stage::<C>(p, v)),
         ];
-        let stages: Vec<_> = builders.iter().filter_map(|b| b(params, vocab)).collect();
+        let mut stages = Vec::new();
+        for b in builders {
+            stages.extend(b(params, vocab)?);
+        }
         let reads_seen = stages.iter().any(|s| s.reads_seen());
-        Chain { stages, reads_seen }
+        Ok(Chain { stages, reads_seen })
     }
 
     /// No stage is on: rows are read as they are.
@@ -113,7 +119,8 @@ impl<'p, C: Real> Chain<'p, C> {
 
     /// Row `row` processed into `z`: copied from `x` with every mask applied on the way (the
     /// blocks shared across the pool when `par`), then every other stage in order. Returns
-    /// whether `x` holds NaN or `+inf` (then `z` is not processed further).
+    /// whether `x` holds NaN or `+inf` (then `z` is not processed further), or that memory for
+    /// `z` was refused.
     pub fn process(
         &self,
         row: usize,
@@ -122,7 +129,7 @@ impl<'p, C: Real> Chain<'p, C> {
         z: &mut Vec<C>,
         words: &mut Vec<u32>,
         par: bool,
-    ) -> bool {
+    ) -> Result<bool> {
         let masks: Vec<&[u32]> = self.stages.iter().filter_map(|s| s.mask(row)).collect();
         let mask: Option<&[u32]> = match masks[..] {
             [] => None,
@@ -130,6 +137,7 @@ impl<'p, C: Real> Chain<'p, C> {
             [first, ..] => {
                 // Several masks allow the tokens all of them allow.
                 words.clear();
+                crate::scratch::reserve(words, first.len(), "the combined token masks")?;
                 words.extend_from_slice(first);
                 for m in &masks[1..] {
                     words.truncate(m.len());
@@ -155,7 +163,7 @@ impl<'p, C: Real> Chain<'p, C> {
             }
         }
         if z.len() != x.len() {
-            z.resize(x.len(), C::default());
+            crate::scratch::resize(z, x.len(), C::default(), "the processed row")?;
         }
         let mut bad = Vec::new();
         map_chunks_mut(z, BLOCK, &mut bad, par && x.len() > BLOCK, |b, d| {
@@ -170,14 +178,14 @@ impl<'p, C: Real> Chain<'p, C> {
             bad
         });
         if bad.iter().any(|&b| b) {
-            return true;
+            return Ok(true);
         }
         for s in &self.stages {
             if fused.is_none() || s.mark_op(row).is_none() {
                 s.apply(row, ctx, z);
             }
         }
-        false
+        Ok(false)
     }
 }
 

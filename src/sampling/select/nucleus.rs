@@ -24,6 +24,7 @@ use super::super::params::RowCfg;
 use super::super::rng::RowRng;
 use super::{chunk_sums, exp_weights_chunked, masked_lane_sum, min_p_threshold, walk, Work, CHUNK};
 use crate::element::Real;
+use crate::error::Result;
 
 /// Rejections before the caller falls back to the exact cut (reached only for small `p`
 /// on flat rows, where the weight outside the nucleus is many times its own).
@@ -38,7 +39,13 @@ fn before<C: Real>(x: &[C], i: usize, j: usize, xj: f64) -> bool {
 }
 
 /// Chunk sums of the weights of the tokens before `j` in the order; returns their total.
-fn sums_before<C: Real>(x: &[C], ws: &[C], j: usize, chunks: &mut Vec<f64>, par: bool) -> f64 {
+fn sums_before<C: Real>(
+    x: &[C],
+    ws: &[C],
+    j: usize,
+    chunks: &mut Vec<f64>,
+    par: bool,
+) -> Result<f64> {
     let v = x[j].to_f64();
     chunk_sums(x, ws, chunks, par, |c, wc, xc| {
         let start = c * CHUNK;
@@ -64,29 +71,45 @@ pub(in crate::sampling) fn draw_nucleus<C: Real>(
     cfg: RowCfg,
     rng: &mut RowRng,
     w: &mut Work<C>,
-) -> Option<usize> {
+) -> Result<Option<usize>> {
     let mut ws = std::mem::take(&mut w.row_ws);
     let mut chunks = std::mem::take(&mut w.chunks);
-    let total = exp_weights_chunked(x, m, cfg.t, &mut ws, &mut chunks, w.par);
+    let found = draw(x, m, cfg, rng, &mut ws, &mut chunks, w.par);
+    w.row_ws = ws;
+    w.chunks = chunks;
+    found
+}
+
+/// [`draw_nucleus`] with the weights and chunk sums in `ws` and `chunks`.
+fn draw<C: Real>(
+    x: &[C],
+    m: C,
+    cfg: RowCfg,
+    rng: &mut RowRng,
+    ws: &mut Vec<C>,
+    chunks: &mut Vec<f64>,
+    par: bool,
+) -> Result<Option<usize>> {
+    let total = exp_weights_chunked(x, m, cfg.t, ws, chunks, par)?;
     let thr = (cfg.mp > 0.0).then(|| min_p_threshold(m.to_f64(), cfg.t, cfg.mp));
     // The current prefix `R`: the row or min-p's tokens, then the tokens before `pivot`.
     let mut set_total = match thr {
         None => total,
-        Some(thr) => chunk_sums(x, &ws, &mut chunks, w.par, |_, wc, xc| {
+        Some(thr) => chunk_sums(x, ws, chunks, par, |_, wc, xc| {
             masked_lane_sum(wc, xc, thr, true)
-        }),
+        })?,
     };
     let mut pivot: Option<(usize, f64)> = None;
     let mut found = None;
     for _ in 0..ROUNDS {
         let u = rng.uniform();
         let j = match pivot {
-            None => walk(&ws, &chunks, set_total, u, |i| {
+            None => walk(ws, chunks, set_total, u, |i| {
                 thr.is_none_or(|t| x[i].to_f64() >= t)
             }),
-            Some((p, xp)) => walk(&ws, &chunks, set_total, u, |i| before(x, i, p, xp)),
+            Some((p, xp)) => walk(ws, chunks, set_total, u, |i| before(x, i, p, xp)),
         };
-        let above = sums_before(x, &ws, j, &mut chunks, w.par);
+        let above = sums_before(x, ws, j, chunks, par)?;
         if above / total < cfg.p {
             found = Some(j);
             break;
@@ -94,7 +117,5 @@ pub(in crate::sampling) fn draw_nucleus<C: Real>(
         pivot = Some((j, x[j].to_f64()));
         set_total = above;
     }
-    w.row_ws = ws;
-    w.chunks = chunks;
-    found
+    Ok(found)
 }
