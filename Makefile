@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint rust-test neon aarch64-wheel-test venv develop wheel wheel-test qemu-smoke fuzz valgrind pytest stubtest bench demo clean
+.PHONY: test lint rust-test neon aarch64-wheel-test venv develop wheel wheels windows-check wheel-test qemu-smoke fuzz valgrind pytest stubtest bench demo clean
 
 # CI: the suite runs against the built wheel installed in a fresh venv, not the source tree.
 test: lint rust-test neon valgrind wheel-test qemu-smoke aarch64-wheel-test
@@ -75,6 +75,7 @@ wheel: venv
 	rm -rf dist
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release --zig --compatibility manylinux2014 --out dist --quiet
 	$(VENV)/bin/maturin sdist --out dist
+	$(PY) .ci/check_wheels.py dist --expect manylinux_2_17_x86_64
 
 wheel-test: wheel
 	rm -rf $(WHEEL_VENV)
@@ -83,6 +84,33 @@ wheel-test: wheel
 	cd tests && ../$(WHEEL_VENV)/bin/python -c "import logitkit, sys; assert 'site-packages' in logitkit.__file__, logitkit.__file__; print('testing', logitkit.__file__)"
 	cd tests && ../$(WHEEL_VENV)/bin/python -m pytest -q -p no:cacheprovider --rootdir=.. $(PYTEST_ARGS) .
 	cd tests && ../$(WHEEL_VENV)/bin/python -m mypy.stubtest logitkit._native
+
+# Every wheel this machine can cross-build (maturin --zig; rustup adds the targets), into
+# dist-wheels/, then .ci/check_wheels.py checks each one's tags, abi3, architecture and platform
+# baseline (glibc 2.17 / no glibc / the tagged macOS). Windows wheels need the MSVC toolchain:
+# the release workflow builds them on a Windows runner; here `windows-check` type-checks the
+# crate for that target.
+WHEELS_DIR ?= dist-wheels
+WHEEL_TARGETS := x86_64-unknown-linux-gnu:manylinux2014 aarch64-unknown-linux-gnu:manylinux2014 \
+	x86_64-unknown-linux-musl:musllinux_1_2 aarch64-unknown-linux-musl:musllinux_1_2 \
+	x86_64-apple-darwin: aarch64-apple-darwin:
+wheels: venv
+	rm -rf $(WHEELS_DIR)
+	@set -e; for spec in $(WHEEL_TARGETS); do \
+	  target=$${spec%%:*}; compat=$${spec#*:}; \
+	  rustup target list --installed | grep -qx $$target || rustup target add $$target; \
+	  echo "== $$target $${compat:-(default tag)}"; \
+	  PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release --zig --quiet \
+	    --target $$target $${compat:+--compatibility $$compat} --out $(WHEELS_DIR); \
+	done
+	$(VENV)/bin/maturin sdist --out $(WHEELS_DIR)
+	$(PY) .ci/check_wheels.py $(WHEELS_DIR) --expect manylinux_2_17_x86_64 manylinux_2_17_aarch64 \
+	  musllinux_1_2_x86_64 musllinux_1_2_aarch64 macosx_10_12_x86_64 macosx_11_0_arm64
+
+windows-check:
+	@rustup target list --installed | grep -qx x86_64-pc-windows-msvc || rustup target add x86_64-pc-windows-msvc \
+	  || { echo "windows-check: SKIPPED (rustup could not add x86_64-pc-windows-msvc)"; exit 0; }
+	PYO3_CROSS_PYTHON_VERSION=3.9 cargo check --release --target x86_64-pc-windows-msvc --features python
 
 # The wheel on CPU models without AVX (Nehalem) and with AVX2 but no AVX-512 (Haswell), under
 # qemu-user: a stray vector instruction outside the run-time dispatch dies with SIGILL.
@@ -121,4 +149,4 @@ demo:
 	pip install . && python -m logitkit demo
 
 clean:
-	rm -rf $(VENV) $(WHEEL_VENV) $(QEMU_VENV) target dist dist-aarch64 .aarch64
+	rm -rf $(VENV) $(WHEEL_VENV) $(QEMU_VENV) target dist dist-aarch64 .aarch64 $(WHEELS_DIR)
