@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 .PHONY: test lint rust-test neon aarch64-wheel-test venv develop wheel wheels windows-check wheel-test qemu-smoke fuzz valgrind pytest stubtest bench demo clean
 
 # CI: the suite runs against the built wheel installed in a fresh venv, not the source tree.
-test: lint rust-test neon valgrind wheel-test qemu-smoke aarch64-wheel-test
+test: lint rust-test neon windows-check valgrind wheel-test qemu-smoke aarch64-wheel-test
 
 lint:
 	cargo fmt --check
