@@ -30,7 +30,25 @@ def zen_text() -> str:
 
 
 class BigramModel:
-    """Word bigram model: ``logits(word)`` gives next-word logits over the vocabulary."""
+    """Word bigram model: ``logits(word)`` gives next-word logits over the vocabulary.
+
+    Parameters
+    ----------
+    text : str
+        The training text (its first line, a title, is skipped); words and ``.,!`` are tokens,
+        and so is each line end (``"\\n"``).
+    smoothing : float, default 0.02
+        Added to every bigram count before the logarithm.
+
+    Examples
+    --------
+    >>> from logitkit.toy import BigramModel
+    >>> lm = BigramModel("title\\na rose is a rose\\n")
+    >>> lm.vocab
+    ['\\n', 'a', 'is', 'rose']
+    >>> lm.vocab[int(lm.logits("a").argmax())]
+    'rose'
+    """
 
     def __init__(self, text: str, smoothing: float = 0.02) -> None:
         words: List[str] = []

@@ -34,8 +34,32 @@ def reliability_diagram(
     """Draws a reliability diagram (accuracy per confidence bin against the diagonal).
 
     Needs matplotlib (``pip install 'logitkit[plot]'``); raises ``ImportError`` saying so
-    otherwise. Draws on ``ax`` (a new figure when ``None``), saves to ``path`` when given, and
-    returns the axes.
+    otherwise.
+
+    Parameters
+    ----------
+    probs, labels, n_bins
+        As for :func:`calibration_bins`.
+    path : str, optional
+        Where to save the figure (any format matplotlib writes).
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure when ``None``.
+    label : str, optional
+        The legend entry of the bars.
+
+    Returns
+    -------
+    matplotlib Axes
+        The axes drawn on.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from logitkit.calibration import reliability_diagram
+    >>> path = os.path.join(tempfile.mkdtemp(), "reliability.png")
+    >>> ax = reliability_diagram([[0.9, 0.1], [0.3, 0.7]], [0, 0], n_bins=5, path=path)
+    >>> os.path.getsize(path) > 0
+    True
     """
     try:
         import matplotlib

@@ -317,6 +317,15 @@ pub(crate) fn cross_entropy<'py>(
 ///     ``1/T``; the search is safeguarded Newton on ``ln(1/T)`` inside a bracket, falling back
 ///     to bisection. A ``RuntimeWarning`` says when the optimum lies at a bound (for example
 ///     when every prediction is right, where the NLL keeps falling as ``T -> 0``).
+///
+/// Examples
+/// --------
+/// >>> import numpy as np, logitkit
+/// >>> from logitkit.calibration import fit_temperature
+/// >>> logits = np.random.default_rng(0).normal(size=(2000, 10)) * 3
+/// >>> labels = logitkit.sample(logits, temperature=2.0, seed=1)  # drawn at T = 2
+/// >>> 1.8 < fit_temperature(logits, labels) < 2.2
+/// True
 #[pyfunction]
 #[pyo3(signature = (logits, labels, axis=Some(Axis::LAST)), text_signature = "(logits, labels, axis=-1)")]
 pub(crate) fn fit_temperature<'py>(
@@ -404,6 +413,13 @@ fn bins_impl<'py>(
 /// -------
 /// float
 ///     ``sum_b |B_b|/N * |accuracy(B_b) - confidence(B_b)|`` (0.0 for no rows).
+///
+/// Examples
+/// --------
+/// >>> from logitkit.calibration import expected_calibration_error
+/// >>> probs = [[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]]
+/// >>> round(expected_calibration_error(probs, [0, 1, 1], n_bins=2), 4)  # |2/3 - 2.3/3|
+/// 0.1
 #[pyfunction]
 #[pyo3(signature = (probs, labels, n_bins=None, axis=Some(Axis::LAST)), text_signature = "(probs, labels, n_bins=15, axis=-1)")]
 pub(crate) fn expected_calibration_error<'py>(
@@ -432,7 +448,14 @@ pub(crate) fn expected_calibration_error<'py>(
 /// -------
 /// (count, confidence, accuracy) : tuple of ndarray
 ///     Rows per bin (int64), their mean confidence and their accuracy (float64, NaN for an
-///     empty bin). Bins as in :func:`expected_calibration_error`.
+///     empty bin). Bins as in :func:`expected_calibration_error`, whose parameters these are.
+///
+/// Examples
+/// --------
+/// >>> from logitkit.calibration import calibration_bins
+/// >>> count, confidence, accuracy = calibration_bins([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]], [0, 1, 1], n_bins=2)
+/// >>> count.tolist(), confidence.round(2).tolist(), accuracy.tolist()
+/// ([0, 3], [nan, 0.77], [nan, 0.6666666666666666])
 #[pyfunction]
 #[pyo3(signature = (probs, labels, n_bins=None, axis=Some(Axis::LAST)), text_signature = "(probs, labels, n_bins=15, axis=-1)")]
 pub(crate) fn calibration_bins<'py>(

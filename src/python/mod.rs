@@ -60,6 +60,12 @@ fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
 /// int
 ///     The last :func:`set_num_threads` value, else ``LOGITKIT_NUM_THREADS`` as read at import,
 ///     else the number of CPUs this process may use.
+///
+/// Examples
+/// --------
+/// >>> import logitkit
+/// >>> 1 <= logitkit.get_num_threads() <= 1024
+/// True
 #[pyfunction]
 #[pyo3(text_signature = "()")]
 fn get_num_threads() -> usize {
@@ -73,6 +79,12 @@ fn get_num_threads() -> usize {
 /// str
 ///     ``"scalar"``, ``"avx2"``, ``"avx512"`` or ``"neon"``; ``LOGITKIT_SIMD`` set at import may
 ///     lower it.
+///
+/// Examples
+/// --------
+/// >>> import logitkit
+/// >>> logitkit.simd_level() in ("scalar", "avx2", "avx512", "neon")
+/// True
 #[pyfunction]
 #[pyo3(text_signature = "()")]
 fn simd_level() -> &'static str {
