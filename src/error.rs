@@ -1,5 +1,6 @@
-//! The crate's one error type. The Python bindings map every variant to `ValueError`, keeping the
-//! message, which always names the parameter and the bad value.
+//! The crate's one error type. The Python bindings map every variant but `Interrupted` to
+//! `ValueError`, keeping the message, which always names the parameter and the bad value;
+//! `Interrupted` becomes the exception the signal handler raised (`KeyboardInterrupt`).
 
 /// Everything that can go wrong in a call to this crate.
 ///
@@ -49,6 +50,10 @@ pub enum Error {
         /// The size of the refused allocation.
         bytes: usize,
     },
+    /// The interruption check installed with [`crate::with_interrupt_check`] said to stop; the
+    /// call skipped the rest of its work, and its outputs are unspecified.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// Shorthand for results of this crate.

@@ -27,6 +27,7 @@ mod cache;
 mod element;
 mod error;
 pub mod extras;
+mod interrupt;
 mod kernels;
 pub mod lanes;
 pub(crate) mod parallel;
@@ -42,6 +43,7 @@ mod python;
 
 pub use element::{Float, Real};
 pub use error::{Error, Result};
+pub use interrupt::with_interrupt_check;
 #[doc(hidden)]
 pub use kernels::testing as __kernels;
 pub use lanes::Lanes;

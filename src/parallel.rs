@@ -115,8 +115,20 @@ pub const MAX_WORKERS: usize = MAX_THREADS;
 pub(crate) fn run_shared(helpers: usize, work: &(dyn Fn() + Sync)) {
     if helpers == 0 {
         work();
-    } else {
+        return;
+    }
+    let flag = crate::interrupt::flag() as usize;
+    if flag == 0 {
         crew::run(helpers, work);
+    } else {
+        // Helpers see the call's stop flag, so that their polls skip the remaining chunks
+        // once the calling thread's check said to stop (the address as an integer, so that the
+        // closure is Sync).
+        // SAFETY: the flag lives in the frame of the `with_interrupt_check` running this call,
+        // which stays suspended in here until `crew::run` returns, and `crew::run` returns only
+        // after every helper that started `watched` has finished it.
+        let watched = || unsafe { crate::interrupt::helping(flag as *const _, work) };
+        crew::run(helpers, &watched);
     }
 }
 

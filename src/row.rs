@@ -18,6 +18,7 @@
 //! operations, but writes a row's output (its pass 2) during the next row's pass 1.
 
 use crate::element::Real;
+use crate::interrupt;
 use crate::kernels::{
     exp_sum_overlapped, kernels, BlockWrite, Kernels, Scratch, Store, SumAcc, BLOCK,
 };
@@ -210,6 +211,10 @@ pub(crate) unsafe fn map_row_with<C: Real>(
     );
     with_stats::<C, ()>(nb, |stats| {
         each_shared(stats, parallel, |b, st| {
+            // A row can be long enough to take seconds: polled per block (contract R8).
+            if interrupt::poll() {
+                return;
+            }
             let (start, len) = block(n, b);
             // SAFETY: block [start, start + len) lies in the row; blocks are disjoint, and this
             // shared view ends before the block's output is written.
@@ -262,6 +267,10 @@ pub(crate) unsafe fn map_row_with<C: Real>(
                 )
             };
         });
+        if interrupt::stopped() {
+            // Skipped blocks left their stats unset: the output is not worth writing.
+            return;
+        }
         match combine(stats, t) {
             Err(_) => {
                 for i in 0..n {
@@ -402,6 +411,9 @@ pub(crate) unsafe fn map_rows_streamed<C: Real>(
     };
     if n <= BLOCK || nb > PIPELINED_BLOCKS {
         for i in 0..count {
+            if interrupt::poll() {
+                return;
+            }
             let (s, d, t) = row(i);
             map_row_with(k, op, s, d, n, t, false, true);
         }
@@ -414,6 +426,10 @@ pub(crate) unsafe fn map_rows_streamed<C: Real>(
     let mut stats = [[BlockStat::<C>::default(); PIPELINED_BLOCKS]; 2];
     let mut deferred: Option<Deferred<C>> = None;
     for i in 0..count {
+        if interrupt::poll() {
+            // The deferred row's output is left unwritten: the call's output is unspecified.
+            return;
+        }
         let (s, d, t) = row(i);
         let exps = bufs[i % 2];
         let (cur, prev) = {
@@ -529,6 +545,9 @@ pub(crate) fn logsumexp_row_with<C: Real>(k: &'static Kernels<C>, x: &[C], paral
     let parallel = parallel && nb > 1;
     with_stats::<C, C>(nb, |stats| {
         each_shared(stats, parallel, |b, st| {
+            if interrupt::poll() {
+                return;
+            }
             let (start, len) = block(n, b);
             let xb = &x[start..start + len];
             let (m, nan) = (k.max)(xb);
@@ -539,6 +558,9 @@ pub(crate) fn logsumexp_row_with<C: Real>(k: &'static Kernels<C>, x: &[C], paral
                 st.sum = (k.sum_exp)(xb, m, 1.0);
             }
         });
+        if interrupt::stopped() {
+            return C::NAN;
+        }
         match combine(stats, 1.0) {
             Err((true, _)) => C::NAN,
             Err((false, true)) => C::INFINITY,

@@ -75,6 +75,37 @@ pub(crate) fn collected<T>(
     Ok(v)
 }
 
+/// The first error of tasks that run in parallel and cannot return one (later ones are
+/// dropped): a task that fails sets it, the others may stop early once it is set, and the
+/// caller returns it.
+#[derive(Default)]
+pub(crate) struct FirstError {
+    set: std::sync::atomic::AtomicBool,
+    error: std::sync::Mutex<Option<Error>>,
+}
+
+impl FirstError {
+    pub(crate) fn set(&self, e: Error) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+            self.set.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `Ok(())` when no task failed, else the first failure.
+    pub(crate) fn into_result(self) -> Result<()> {
+        match self.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -134,7 +134,8 @@ pub fn log_softmax_in_place<T: Float>(x: &mut [T], temperature: f64) -> Result<(
 }
 
 /// `log(sum(exp(x)))` of one vector, overflow-safe. Empty or all `-inf`: `-inf`; any NaN: NaN;
-/// otherwise any `+inf`: `+inf`.
+/// otherwise any `+inf`: `+inf`. NaN when an interruption check ([`crate::with_interrupt_check`])
+/// stopped it.
 ///
 /// ```
 /// let v = logitkit::logsumexp(&[1000.0f64, 1000.0]);
@@ -145,8 +146,13 @@ pub fn logsumexp<T: Float>(x: &[T]) -> T {
     let mut out = [T::from_compute(<T::Compute as crate::element::Real>::NAN)];
     let lanes = Lanes::rows(1, x.len());
     // SAFETY: the lane is the slice itself.
-    unsafe { logsumexp_lanes(x.as_ptr(), &lanes, &mut out) }.expect("one lane, one output");
-    out[0]
+    match unsafe { logsumexp_lanes(x.as_ptr(), &lanes, &mut out) } {
+        Ok(()) => out[0],
+        Err(e) => {
+            debug_assert_eq!(e, crate::Error::Interrupted, "one lane, one output");
+            T::from_compute(<T::Compute as crate::element::Real>::NAN)
+        }
+    }
 }
 
 /// Softmax of each row of a row-major batch (`x.len() / row_len` rows), rows in parallel.

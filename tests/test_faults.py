@@ -7,8 +7,10 @@ fresh interpreters (``run_python``) so that the settings read at import are the 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -455,3 +457,78 @@ def test_r4_fork_while_other_threads_are_inside_logitkit_never_hangs_the_child()
     done, hangs, failures = map(int, res.stdout.split())
     assert hangs == 0 and failures == 0, (done, hangs, failures)
     assert done >= 100, done
+
+
+# --------------------------------------------------------------------------------------------
+# R8: a long call answers Ctrl-C within a second
+# --------------------------------------------------------------------------------------------
+
+# The child builds its input, says "ready" and makes one long call (seconds uninterrupted on a
+# 2-core machine; the call is timed when it is not interrupted, so a too-short call shows up as
+# "finished"). On KeyboardInterrupt it prints the CLOCK_MONOTONIC time it caught it (the same
+# clock as the parent's time.monotonic()), then checks that logitkit still gives right answers.
+R8_CHILD = r"""
+import sys, time
+import numpy as np
+import logitkit as lk
+
+kind, threads = sys.argv[1], int(sys.argv[2])
+lk.set_num_threads(threads)
+row = np.random.default_rng(0).standard_normal(4096).astype(np.float32)
+if kind == "logsumexp":
+    # 2**34 elements read through a broadcast view (no memory): several seconds at least.
+    x = np.broadcast_to(row[:, None], (4096, 1 << 22))
+    call = lambda: lk.logsumexp(x, axis=0)
+else:
+    # 1 GiB of float16 along axis 0 (strided lanes, converted to float32 and back): seconds.
+    x = np.tile(row.astype(np.float16), (16384, 8))
+    call = lambda: lk.softmax(x, axis=0)
+print("ready", flush=True)
+t0 = time.monotonic()
+try:
+    call()
+    print("finished", time.monotonic() - t0, flush=True)
+except KeyboardInterrupt:
+    print("interrupted", time.monotonic(), flush=True)
+small = np.float32([[1.0, 2.0], [3.0, 5.0]])
+np.testing.assert_allclose(lk.softmax(small, axis=0), [[0.11920292, 0.04742587], [0.880797, 0.95257413]], rtol=1e-6)
+assert lk.sample(np.float32([0.0, 9.0, 1.0]), temperature=0.0) == 1
+assert lk.logsumexp(np.zeros((3, 2)), axis=0).tolist() == [np.log(3)] * 2
+print("ok", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kind", ["softmax", "logsumexp"])
+def test_r8_ctrl_c_interrupts_a_long_call_within_a_second(kind, threads):
+    """R8: SIGINT sent to a process inside a long logitkit call (seconds uninterrupted) raises
+    KeyboardInterrupt within 1 s of the signal, and the process keeps working afterwards. The
+    child runs under a timeout, so a call that ignores the signal fails the test."""
+    import select
+
+    env = dict(os.environ)
+    env.pop("LOGITKIT_NUM_THREADS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", R8_CHILD, kind, str(threads)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "the child never got ready"
+        assert proc.stdout.readline().strip() == "ready"
+        # Well inside the call (it takes seconds), then the signal.
+        time.sleep(0.5)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    lines = out.split("\n")
+    assert lines[0].startswith("interrupted"), f"the call was not interrupted: {out!r}"
+    latency = float(lines[0].split()[1]) - sent
+    assert latency < 1.0, f"KeyboardInterrupt {latency:.3f} s after SIGINT"
+    assert lines[1] == "ok", out

@@ -113,6 +113,11 @@ CALLS = {
     "sigmoid_strided": "lambda: ops.sigmoid(X[:, ::2])",
     "cross_entropy": "lambda: loss.cross_entropy(X16, LABELS, reduction='none')",
     "calibration_bins": "lambda: calibration.calibration_bins(PROBS, LABELS, n_bins=100000)",
+    "softmax_axis0": "lambda: lk.softmax(X16, axis=0)",
+    "log_softmax_strided": "lambda: lk.log_softmax(X[:, ::3], temperature=0.5)",
+    "log_softmax_strided_per_row_t": "lambda: lk.log_softmax(X[:, ::3], temperature=np.array([0.5, 1, 2, 3]))",
+    "logsumexp_axis0": "lambda: lk.logsumexp(X16, axis=0)",
+    "logsumexp_strided": "lambda: lk.logsumexp(X[:, ::2], axis=-1)",
 }
 
 

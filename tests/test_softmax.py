@@ -1428,3 +1428,77 @@ def test_s8_mpmath_free_exact_small_cases():
     np.testing.assert_allclose(
         lk.logsumexp(np.float32([-1000.0, -1000.0])), np.float32(-1000 + np.log(2)), rtol=2e-7
     )
+
+
+# --------------------------------------------------------------------------------------------
+# R8: every layout is computed by the contiguous code (tiles of lanes), bit for bit
+# --------------------------------------------------------------------------------------------
+
+
+def _r8_layouts(rng, dtype):
+    """(array, axis) pairs: C and F orders along both axes at power-of-two shapes (where the
+    strided gathers used to thrash the caches), odd shapes, a 3-D middle axis, stepped and
+    reversed views, and lanes longer than one block (16k)."""
+    def base(shape, order="C"):
+        x = (rng.standard_normal(shape) * 4).astype(dtype)
+        return np.asarray(x, order=order)
+
+    yield base((256, 512)), 0
+    yield base((512, 256), "F"), -1
+    yield base((512, 256), "F"), 0
+    yield base((1024, 64)), 0
+    yield base((100, 300)), 0
+    yield base((8, 64, 32)), 1
+    yield base((8, 64, 32), "F"), 1
+    yield base((8, 64, 32), "F"), 0
+    yield base((384, 512))[::3, ::2], 0
+    yield base((384, 512))[::3, ::2], -1
+    yield base((256, 512))[:, ::-1], 0
+    yield base((256, 512))[::-1, 1::2], 0
+    yield base((2, 32768)).T, 0
+    yield base((20000, 3))[:, 1], 0
+    yield base((3, 40000), "F"), -1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("func", ["softmax", "log_softmax", "logsumexp"])
+def test_r8_strided_layouts_equal_the_contiguous_result_bit_for_bit(func, dtype, threads,
+                                                                  restore_threads):
+    """R8/S9: along any axis of C-, F-, stepped or reversed input, each vector's result is
+    bitwise the one the same vector gives as a contiguous row (the tiled path computes lanes
+    with the contiguous kernels), at one thread and at two."""
+    lk.set_num_threads(threads)
+    f = getattr(lk, func)
+    rng = np.random.default_rng(8)
+    for x, axis in _r8_layouts(rng, dtype):
+        rows = np.ascontiguousarray(np.moveaxis(x, axis, -1))
+        want = f(rows, axis=-1)
+        got = f(x, axis=axis)
+        if func != "logsumexp":
+            got = np.moveaxis(got, axis, -1)
+        assert got.dtype == want.dtype
+        got, want = np.ascontiguousarray(got), np.ascontiguousarray(want)
+        assert got.shape == want.shape and got.tobytes() == want.tobytes(), (
+            x.shape, x.strides, axis)
+
+
+@pytest.mark.parametrize("func", ["softmax", "log_softmax"])
+def test_r8_strided_layouts_with_per_vector_temperature_and_out(func, restore_threads):
+    """R8/S4: per-vector temperatures follow their vectors through the tiles, and in-place and
+    strided ``out=`` give the same bits as the contiguous rows."""
+    f = getattr(lk, func)
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((512, 1024)) * 3).astype(np.float32)
+    t = rng.uniform(0.5, 2.0, 1024)
+    for threads in [1, 2]:
+        lk.set_num_threads(threads)
+        want = f(np.ascontiguousarray(x.T), axis=-1, temperature=t).T
+        got = f(x, axis=0, temperature=t)
+        assert np.array_equal(got, want)
+        out = np.empty((1024, 512), np.float32).T
+        assert f(x, axis=0, temperature=t, out=out) is out
+        assert np.array_equal(out, want)
+        y = x.copy()
+        f(y, axis=0, temperature=t, out=y)
+        assert np.array_equal(y, want)

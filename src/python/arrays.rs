@@ -3,7 +3,7 @@
 
 use numpy::npyffi::NPY_TYPES;
 use numpy::{PyArray, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{IntoPyDict, PyBool, PyFloat, PyInt, PyList, PyTuple};
@@ -493,13 +493,48 @@ pub(crate) fn abbreviate(r: &str) -> String {
     r.to_string()
 }
 
-/// Maps the core's error to Python: refused memory is `MemoryError` (contract R1); every other
-/// variant is a bad value, so `ValueError`.
+/// Maps the core's error to Python: refused memory is `MemoryError` (contract R1), an
+/// interruption a `KeyboardInterrupt` (when no pending exception was kept, see
+/// [`detach_interruptible`]); every other variant is a bad value, so `ValueError`.
 pub(crate) fn to_py_err(e: Error) -> PyErr {
     match e {
         Error::OutOfMemory { .. } => PyMemoryError::new_err(e.to_string()),
-        _ => PyValueError::new_err(e.to_string()),
+        Error::Interrupted => PyKeyboardInterrupt::new_err(()),
+        e => PyValueError::new_err(e.to_string()),
     }
+}
+
+/// Runs `f` with the GIL released, as [`super::detached`] (a panic becomes `RuntimeError`), and
+/// with an interruption check installed (contract R8): between chunks of its work the core
+/// reacquires the GIL briefly (at most every 50 ms) to run Python's signal handlers. When a
+/// handler raises (Ctrl-C's `KeyboardInterrupt`, or whatever a user's handler raises), the core
+/// skips the rest of the work and that exception is what the call raises. Errors of `f` become
+/// Python exceptions as [`to_py_err`].
+pub(crate) fn detach_interruptible<T, F>(py: Python<'_>, f: F) -> PyResult<T>
+where
+    F: Send + FnOnce() -> crate::Result<T>,
+    T: Send,
+{
+    let pending: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
+    let r = super::detached(py, || {
+        let check = || {
+            Python::attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(e) => {
+                    *pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    true
+                }
+            })
+        };
+        crate::with_interrupt_check(&check, f)
+    })?;
+    r.map_err(|e| {
+        let raised = pending.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match (e, raised) {
+            (Error::Interrupted, Some(raised)) => raised,
+            (e, _) => to_py_err(e),
+        }
+    })
 }
 
 /// Where a function's result goes.

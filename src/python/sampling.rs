@@ -8,8 +8,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
-use super::arrays::{repr, shape_str, to_py_err, Dtype, FloatArray};
-use super::detached;
+use super::arrays::{detach_interruptible, repr, shape_str, to_py_err, Dtype, FloatArray};
 use super::extras::adapt_input;
 use crate::sampling::{
     Draws, Histories, LogprobsMode, PerRow, RowParam, Sampler as CoreSampler, SamplingParams, Seed,
@@ -811,7 +810,7 @@ fn draw_core(
 ) -> PyResult<Draws> {
     let n = l.arr.size();
     let (data, dtype, vocab) = (Raw(l.arr.data), l.arr.dtype, l.vocab);
-    detached(py, || {
+    detach_interruptible(py, || {
         // SAFETY: `data` is a live C-contiguous array of `n` elements of `dtype`, which the
         // caller keeps alive during the call.
         unsafe {
@@ -821,8 +820,7 @@ fn draw_core(
                 Dtype::F16 => run::<half::f16>(data.get(), n, vocab, draw, with_logprobs),
             }
         }
-    })?
-    .map_err(to_py_err)
+    })
 }
 
 /// # Safety
@@ -1134,7 +1132,7 @@ pub(crate) fn filter_logits<'py>(
     let out = l.arr.dtype.empty(py, &l.arr.shape)?;
     let dst = Raw(FloatArray::view(&out).expect("fresh array").data);
     let (src, dtype) = (Raw(l.arr.data), l.arr.dtype);
-    detached(py, || {
+    detach_interruptible(py, || {
         // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` that the
         // caller keeps alive; `dst` is a fresh C-contiguous array of the same shape and dtype
         // that nothing else sees yet.
@@ -1145,8 +1143,7 @@ pub(crate) fn filter_logits<'py>(
                 Dtype::F16 => filter::<half::f16>(src.get(), dst.get(), n, vocab, &params, &h),
             }
         }
-    })?
-    .map_err(to_py_err)?;
+    })?;
     deliver(py, out.into_any(), l.back.as_ref(), true)
 }
 
@@ -1260,7 +1257,7 @@ pub(crate) fn token_logprobs<'py>(
     let dst = Raw(FloatArray::view(&out).expect("fresh array").data);
     let mut ranks = vec![0i64; if return_ranks { rows } else { 0 }];
     let (src, n, vocab) = (Raw(l.arr.data), l.arr.size(), l.vocab);
-    detached(py, || {
+    detach_interruptible(py, || {
         let r = return_ranks.then_some(&mut ranks[..]);
         // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` kept alive by
         // the caller; `dst` a fresh array of `rows` elements of `dtype` nothing else sees.
@@ -1277,8 +1274,7 @@ pub(crate) fn token_logprobs<'py>(
                 }
             }
         }
-    })?
-    .map_err(to_py_err)?;
+    })?;
     let lp = if l.rows_shape.is_empty() {
         out.into_any().get_item(())?
     } else {

@@ -3,10 +3,9 @@
 use pyo3::prelude::*;
 
 use super::arrays::{
-    keepdims_arg, normalize_axis, parse_per_lane_f64, to_py_err, without, Axis, Dtype, FloatArray,
-    Output,
+    detach_interruptible, keepdims_arg, normalize_axis, parse_per_lane_f64, without, Axis, Dtype,
+    FloatArray, Output,
 };
-use super::detached;
 use crate::lanes::{coalesce, logsumexp_lanes, map_lanes};
 use crate::row::Op;
 
@@ -71,7 +70,7 @@ fn map_impl<'py>(
     }
     let (src, dst, dtype) = (Raw(xa.data), Raw(output.target.data), xa.dtype);
     let t = temps.as_core();
-    detached(py, || {
+    detach_interruptible(py, || {
         // SAFETY: src and dst are live arrays whose lanes are described by src_lanes and
         // dst_lanes; dst is a fresh array, a non-self-overlapping `out` disjoint from x, or x
         // itself with the same layout (in place).
@@ -84,8 +83,7 @@ fn map_impl<'py>(
                 }
             }
         }
-    })?
-    .map_err(to_py_err)?;
+    })?;
     output.finish(py)
 }
 
@@ -245,7 +243,7 @@ pub(crate) fn logsumexp<'py>(
         Raw(FloatArray::view(&result).expect("fresh array").data),
         xa.dtype,
     );
-    detached(py, || {
+    detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`; dst is a fresh C-contiguous array of
         // `count` elements that nothing else sees yet.
         unsafe {
@@ -267,8 +265,7 @@ pub(crate) fn logsumexp<'py>(
                 ),
             }
         }
-    })?
-    .map_err(to_py_err)?;
+    })?;
     if shape.is_empty() {
         return result.get_item(());
     }

@@ -215,7 +215,7 @@ pub fn token_logprobs_rows<T: Float>(
         return Err(super::history::bad_id("token_ids", row, id as i128, vocab));
     }
     let with_rank = ranks.is_some();
-    let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, |r, w| {
+    let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let mut conv = std::mem::take(&mut w.conv);
         let res = super::as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv).map(|x| {
             score(
@@ -228,7 +228,7 @@ pub fn token_logprobs_rows<T: Float>(
         });
         w.conv = conv;
         res
-    });
+    })?;
     let results = results.into_iter().collect::<Result<Vec<_>>>()?;
     for (o, &(lp, _)) in out.iter_mut().zip(&results) {
         *o = T::from_compute(<T::Compute as Real>::from_f64(lp));

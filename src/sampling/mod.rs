@@ -155,6 +155,7 @@ pub use stateful::Sampler;
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::extras::exec::SendPtr;
+use crate::interrupt;
 use crate::kernels::{kernels, BLOCK};
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges};
 use crate::softmax::check_len;
@@ -279,18 +280,24 @@ fn plan(rows: usize, vocab: usize) -> Plan {
     }
 }
 
-/// Runs `f(row, work)` for every row as `plan` (from [`plan`], decided once per call) says.
-/// Rows are cut into blocks at fixed offsets whichever way, so results do not depend on the
-/// thread count.
+/// Runs `f(row, work)` for every row of `vocab` logits as `plan` (from [`plan`], decided once
+/// per call) says. Rows are cut into blocks at fixed offsets whichever way, so results do not
+/// depend on the thread count.
+///
+/// Polls for an interruption between rows (contract R8; a row's passes are not cut short, so
+/// a single huge row is seen through): once told to stop, the remaining rows are skipped and
+/// the call is [`Error::Interrupted`].
 fn for_rows<C: Real, R: Send>(
     plan: Plan,
     rows: usize,
+    vocab: usize,
     f: impl Fn(usize, &mut Work<C>) -> R + Sync + Send,
-) -> Vec<R> {
-    match plan {
+) -> Result<Vec<R>> {
+    let g = |r: usize, w: &mut Work<C>| (!interrupt::poll_at(r, vocab)).then(|| f(r, w));
+    let done: Vec<Option<R>> = match plan {
         Plan::Serial => with_work(|w| {
             w.par = false;
-            (0..rows).map(|r| f(r, w)).collect()
+            (0..rows).map(|r| g(r, w)).collect()
         }),
         // Whole rows taken in order by the calling thread and the helpers (each with its own
         // scratch); a helper that is late takes fewer rows.
@@ -302,16 +309,21 @@ fn for_rows<C: Real, R: Send>(
             |_, r| {
                 with_work(|w| {
                     w.par = false;
-                    f(r, w)
+                    g(r, w)
                 })
             },
         ),
         // On the calling thread, which shares each pass with the helpers.
         Plan::Split => with_work(|w| {
             w.par = true;
-            (0..rows).map(|r| f(r, w)).collect()
+            (0..rows).map(|r| g(r, w)).collect()
         }),
-    }
+    };
+    interrupt::status()?;
+    Ok(done
+        .into_iter()
+        .map(|r| r.expect("rows are skipped only when interrupted"))
+        .collect())
 }
 
 /// One row as the filters see it.
@@ -444,7 +456,7 @@ fn draw_rows<T: Float>(
         n_top,
         mode,
     };
-    let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, |r, w| {
+    let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let cfg = params.row(r, vocab);
         let row = &logits[r * vocab..(r + 1) * vocab];
         let wants_chunks = wants_chunk_maxima(&cfg, vocab);
@@ -462,7 +474,7 @@ fn draw_rows<T: Float>(
                 logprobs::report(&view, cfg, d, &want, w)
             },
         )
-    });
+    })?;
     let mut draws = Draws::with_capacity(rows, with_logprob || n_top > 0, n_top)?;
     for res in results {
         draws.push(res?, n_top);
@@ -685,7 +697,7 @@ pub fn filter_logits_batch<T: Float>(
     check_call(params, rows, vocab, &source)?;
     let chain = Chain::<T::Compute>::build(params, vocab)?;
     let dst = SendPtr(out.as_mut_ptr());
-    let filtered = for_rows::<T::Compute, _>(plan(rows, vocab), rows, |r, w| {
+    let filtered = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let row = &logits[r * vocab..(r + 1) * vocab];
         // SAFETY: row r of `out` (which holds rows * vocab elements, borrowed mutably for the
         // call) is written by this task only.
@@ -707,7 +719,7 @@ pub fn filter_logits_batch<T: Float>(
                 Ok(())
             }
         })
-    });
+    })?;
     filtered.into_iter().collect()
 }
 
