@@ -479,6 +479,11 @@ if kind == "logsumexp":
     # 2**34 elements read through a broadcast view (no memory): several seconds at least.
     x = np.broadcast_to(row[:, None], (4096, 1 << 22))
     call = lambda: lk.logsumexp(x, axis=0)
+elif kind == "cross_entropy":
+    # The extras' lane executor: 2**34 elements of a broadcast view, each lane gathered.
+    from logitkit.loss import cross_entropy
+    x = np.broadcast_to(row[:, None], (4096, 1 << 22))
+    call = lambda: cross_entropy(x, np.zeros(1 << 22, dtype=np.int64), axis=0)
 else:
     # 1 GiB of float16 along axis 0 (strided lanes, converted to float32 and back): seconds.
     x = np.tile(row.astype(np.float16), (16384, 8))
@@ -500,7 +505,7 @@ print("ok", flush=True)
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("kind", ["softmax", "logsumexp"])
+@pytest.mark.parametrize("kind", ["softmax", "logsumexp", "cross_entropy"])
 def test_r8_ctrl_c_interrupts_a_long_call_within_a_second(kind, threads):
     """R8: SIGINT sent to a process inside a long logitkit call (seconds uninterrupted) raises
     KeyboardInterrupt within 1 s of the signal, and the process keeps working afterwards. The

@@ -82,6 +82,9 @@ pub(crate) unsafe fn collect_lanes<T: Float, R: Send>(
     let count = lanes.count();
     let s = SendPtr(src as *mut T);
     let one = |i: usize, bufs: &mut (Vec<T::Compute>, Vec<T::Compute>)| {
+        if crate::interrupt::poll_at(i, lanes.len) {
+            return Err(crate::Error::Interrupted);
+        }
         let (gather, scratch) = bufs;
         // SAFETY: the caller's contract; lane i is in bounds.
         let x = unsafe { read_lane(s.get() as *const T, lanes, i, gather) }?;
@@ -121,6 +124,9 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
     }
     let (s, d) = (SendPtr(src as *mut T), SendPtr(dst));
     let one = |i: usize, bufs: &mut (Vec<T::Compute>, Vec<T::Compute>)| {
+        if crate::interrupt::poll_at(i, n) {
+            return Err(crate::Error::Interrupted);
+        }
         let (inb, outb) = bufs;
         // SAFETY: the caller's contract: lane i of src is readable, lane i of dst writable and
         // touched by this task only.

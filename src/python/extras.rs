@@ -8,8 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBool, PyTuple};
 
 use super::arrays::{
-    float_arg, new_empty, normalize_axis, parse_per_lane_f64, repr, shape_str, to_py_err, without,
-    Axis, Dtype, FloatArray,
+    detach_interruptible, float_arg, new_empty, normalize_axis, parse_per_lane_f64, repr,
+    shape_str, to_py_err, without, Axis, Dtype, FloatArray,
 };
 use super::detached;
 use crate::extras::{self, CrossEntropyOptions, Reduction};
@@ -278,13 +278,12 @@ pub(crate) fn cross_entropy<'py>(
         label_smoothing,
         ignore_index,
     };
-    detached(py, || {
+    detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         dispatch!(dtype, T => unsafe {
             extras::cross_entropy_lanes::<T>(src.get(), &lanes, &labels, &opts, &mut losses)
         })
-    })?
-    .map_err(to_py_err)?;
+    })?;
     let result = match reduction {
         Reduction::None => f64_to_array(py, losses, &outer, dtype)?,
         r => {
@@ -341,13 +340,12 @@ pub(crate) fn fit_temperature<'py>(
     let labels = parse_labels(py, labels, &outer)?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
     let (src, dtype) = (Raw(xa.data), xa.dtype);
-    let fit = detached(py, || {
+    let fit = detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         dispatch!(dtype, T => unsafe {
             extras::fit_temperature_lanes::<T>(src.get(), &lanes, &labels)
         })
-    })?
-    .map_err(to_py_err)?;
+    })?;
     if fit.at_bound {
         let msg = std::ffi::CString::new(format!(
             "fit_temperature: the NLL's minimum lies at or beyond the search bound; returning \
@@ -562,14 +560,13 @@ pub(crate) fn topk<'py>(
     let vptr = Raw(FloatArray::view(&values).expect("fresh array").data);
     let iptr = Raw(indices.data().cast());
     let (src, dtype) = (Raw(xa.data), xa.dtype);
-    detached(py, || {
+    detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`; values and indices are fresh
         // C-contiguous arrays laid out as `out_lanes` that nothing else sees yet.
         dispatch!(dtype, T => unsafe {
             extras::topk_lanes::<T>(src.get(), &lanes, k, vptr.get(), iptr.get(), &out_lanes)
         })
-    })?
-    .map_err(to_py_err)?;
+    })?;
     let (values, indices) = (values.into_any(), indices.into_any());
     match back {
         // Indices too: int64 tensors for torch input (S13).
@@ -596,7 +593,7 @@ fn map_fresh<'py>(
         coalesce(&mut src_lanes, &mut dst_lanes);
     }
     let (src, dst, dtype) = (Raw(xa.data), Raw(target.data), xa.dtype);
-    detached(py, || f(dtype, src, &src_lanes, dst, &dst_lanes))?.map_err(to_py_err)?;
+    detach_interruptible(py, || f(dtype, src, &src_lanes, dst, &dst_lanes))?;
     Ok(out.into_any())
 }
 
