@@ -60,7 +60,7 @@ INTEROP_PKGS := "torch>=1.10" "jax[cpu]>=0.4.1" ml_dtypes transformers
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "maturin>=1.7,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" ziglang scipy "dask[array]" $(INTEROP_PKGS)
+	$(PY) -m pip install --quiet "maturin>=1.9.3,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" ziglang scipy "dask[array]" $(INTEROP_PKGS)
 	touch $@
 
 venv: $(VENV)/.installed
