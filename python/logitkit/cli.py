@@ -26,11 +26,11 @@ BAR_BLOCKS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉", "█")
 BAR_ASCII = "#"
 
 
-def _bar(p: float, width: int = BAR_WIDTH, ascii: bool = False) -> str:
+def _bar(p: float, width: int = BAR_WIDTH, ascii_only: bool = False) -> str:
     """A horizontal bar of ``p * width`` cells: in eighths of a cell with block characters, or
-    in whole cells of ``#`` when ``ascii`` is true."""
+    in whole cells of ``#`` when ``ascii_only`` is true."""
     p = max(0.0, min(1.0, p))
-    if ascii:
+    if ascii_only:
         return BAR_ASCII * int(round(p * width))
     full, part = divmod(int(round(p * width * 8)), 8)
     return BAR_BLOCKS[8] * full + BAR_BLOCKS[part]
@@ -51,7 +51,7 @@ def _can_encode(out, text: str) -> bool:
 
 
 def probability_table(
-    labels: Sequence[str], logits: Sequence[float], temperature: float, ascii: bool = False
+    labels: Sequence[str], logits: Sequence[float], temperature: float, ascii_only: bool = False
 ) -> str:
     """The softmax of ``logits`` at ``temperature`` as a text table with bars.
 
@@ -63,7 +63,7 @@ def probability_table(
         The logits.
     temperature : float
         The softmax temperature.
-    ascii : bool, default False
+    ascii_only : bool, default False
         Draw the bars with ``#`` instead of block characters (for streams that cannot encode
         them).
 
@@ -78,7 +78,8 @@ def probability_table(
     width = max(len(s) for s in labels)
     lines = [f"temperature {temperature:g}"]
     for label, pi, lpi in sorted(zip(labels, p, lp), key=lambda r: -r[1]):
-        lines.append(f"  {label:<{width}}  {pi:7.2%}  log p {lpi:8.4f}  {_bar(float(pi), ascii=ascii)}")
+        bar = _bar(float(pi), ascii_only=ascii_only)
+        lines.append(f"  {label:<{width}}  {pi:7.2%}  log p {lpi:8.4f}  {bar}")
     return "\n".join(lines)
 
 
@@ -94,10 +95,10 @@ def run_demo(out=None) -> int:
         print(f"  {label:<{width}}  {v:5.1f}", file=out)
     print("", file=out)
     print("softmax turns them into probabilities; the temperature sharpens (< 1) or flattens (> 1):", file=out)
-    ascii = not _can_encode(out, "".join(BAR_BLOCKS))
+    ascii_only = not _can_encode(out, "".join(BAR_BLOCKS))
     for t in DEMO_TEMPERATURES:
         print("", file=out)
-        print(probability_table(DEMO_LABELS, DEMO_LOGITS, t, ascii=ascii), file=out)
+        print(probability_table(DEMO_LABELS, DEMO_LOGITS, t, ascii_only=ascii_only), file=out)
     print("", file=out)
     print(f"logsumexp(logits) = {float(logsumexp(x)):.6f}  (the log of softmax's normaliser)", file=out)
     big = np.float32([3e38, -3e38])
@@ -167,20 +168,20 @@ def _load_npy(path: str, what: str = "") -> np.ndarray:
     name = f"{what} {path}" if what else path
     try:
         with open(path, "rb") as f:
-            if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
-                raise ValueError(f"cannot read {name}: not a .npy file (save arrays with numpy.save)")
+            is_npy = f.read(len(NPY_MAGIC)) == NPY_MAGIC
             f.seek(0)
-            return np.load(f, allow_pickle=False)
+            array = np.load(f, allow_pickle=False) if is_npy else None
     except FileNotFoundError:
         raise ValueError(f"cannot read {name}: no such file") from None
     except IsADirectoryError:
         raise ValueError(f"cannot read {name}: is a directory") from None
     except OSError as e:
         raise ValueError(f"cannot read {name}: {e.strerror or e}") from None
-    except ValueError as e:
-        if str(e).startswith("cannot read"):
-            raise
+    except ValueError as e:  # a .npy header or data NumPy cannot read
         raise ValueError(f"cannot read {name} as a .npy array: {e}") from None
+    if array is None:
+        raise ValueError(f"cannot read {name}: not a .npy file (save arrays with numpy.save)")
+    return array
 
 
 def _save_npz(path: str, **arrays: np.ndarray) -> None:
