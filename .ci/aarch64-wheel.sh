@@ -28,7 +28,7 @@ rustup target list --installed 2>/dev/null | grep -qx "$TARGET" \
 command -v qemu-aarch64 >/dev/null || skip "no qemu-aarch64: sudo apt-get install qemu-user"
 # Checked before the (long) cross build: without the unpacked CPython there is nothing to test on.
 if [ ! -x "$DIR/root/usr/bin/python3.11" ] && [ "$(id -u)" != 0 ]; then
-  skip "not root: Debian's arm64 CPython is fetched with apt-get download; run it once as root: sudo make aarch64-wheel-test"
+  skip "not root: Debian's arm64 CPython comes from dpkg --add-architecture arm64 and apt-get download, which need root: sudo make aarch64-wheel-test"
 fi
 
 rm -rf dist-aarch64
