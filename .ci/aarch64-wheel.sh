@@ -24,8 +24,12 @@ DEBS=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 libgcc
 
 rustup target list --installed 2>/dev/null | grep -qx "$TARGET" \
   || rustup target add "$TARGET" >/dev/null 2>&1 \
-  || skip "rustup could not install the $TARGET standard library"
-command -v qemu-aarch64 >/dev/null || skip "no qemu-aarch64 (apt-get install qemu-user)"
+  || skip "rustup could not install the $TARGET standard library: rustup target add $TARGET"
+command -v qemu-aarch64 >/dev/null || skip "no qemu-aarch64: sudo apt-get install qemu-user"
+# Checked before the (long) cross build: without the unpacked CPython there is nothing to test on.
+if [ ! -x "$DIR/root/usr/bin/python3.11" ] && [ "$(id -u)" != 0 ]; then
+  skip "not root: Debian's arm64 CPython comes from dpkg --add-architecture arm64 and apt-get download, which need root: sudo make aarch64-wheel-test"
+fi
 
 rm -rf dist-aarch64
 # zig links against glibc 2.17's symbols only when it is the linker: a linker set for the
@@ -35,7 +39,6 @@ PATH="$PWD/$VENV/bin:$PATH" env -u CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER
   --compatibility manylinux2014 --target "$TARGET" --out dist-aarch64 --quiet
 
 if [ ! -x "$DIR/root/usr/bin/python3.11" ]; then
-  [ "$(id -u)" = 0 ] || skip "not root: cannot fetch Debian's arm64 packages"
   if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     dpkg --add-architecture arm64
     apt-get update -qq >/dev/null

@@ -571,3 +571,17 @@ def test_p8_nothing_drawn_when_a_call_raises():
     with pytest.raises(ValueError):
         s(x)
     assert s.calls == 0
+
+
+def test_sampler_call_is_documented():
+    """``help(Sampler)`` documents calling it: CPython keeps its own docstring on the
+    ``__call__`` slot wrapper, so the call is described in the class docstring (issue 21 #6)."""
+    doc = lk.Sampler.__doc__
+    assert "__call__(logits, *, return_logprobs=False)" in doc
+    call = doc[doc.index("``sampler(logits, *, return_logprobs=False)`` takes:"):]
+    for part in ("logits : array_like, shape (..., V)", "return_logprobs : bool, default False",
+                 "SampleOutput", "ValueError", "row count"):
+        assert part in call, part
+    for section in ("Parameters\n----------", "Methods\n-------", "Attributes\n----------",
+                    "Notes\n-----", "Examples\n--------"):
+        assert section in doc, section

@@ -23,6 +23,8 @@ __all__ = [
     "topk",
     "sparsemax",
     "sigmoid",
+    # PyO3 lists every function the module adds in __all__, this test hook included.
+    "_internal_error_for_tests",
 ]
 
 _Float = Union[np.float16, np.float32, np.float64]
@@ -165,7 +167,9 @@ class Sampler:
         presence_penalty: _FloatParam = 0.0,
         prompt_tokens: Optional[_Histories] = None,
     ) -> Sampler: ...
-    def __call__(self, logits: ArrayLike, *, return_logprobs: bool = False) -> Any: ...
+    def __call__(self, logits: ArrayLike, *, return_logprobs: bool = False) -> Any:
+        """Draws one token per row as ``sample`` would with this sampler's parameters, histories
+        and next seed stream, and appends the tokens to the histories (see ``help(Sampler)``)."""
     def accept(self, tokens: Union[int, Sequence[int], Sequence[Sequence[int]], ArrayLike]) -> None: ...
     def reset(self) -> None: ...
     @property

@@ -1,11 +1,12 @@
-"""Command line: ``python -m logitkit demo``, ``softmax`` and ``calibrate``.
+"""Command line: ``python -m logitkit demo``, ``softmax``, ``sample`` and ``calibrate``.
 
-Also installed as the ``logitkit`` script.
+Also installed as the ``logitkit`` script; without a command it prints the help.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -20,22 +21,65 @@ DEMO_TEMPERATURES = (0.5, 1.0, 2.0)
 BAR_WIDTH = 30
 
 
-def _bar(p: float, width: int = BAR_WIDTH) -> str:
-    """A horizontal bar of ``p * width`` cells, in eighths of a cell."""
-    eighths = int(round(max(0.0, min(1.0, p)) * width * 8))
-    full, part = divmod(eighths, 8)
-    return "█" * full + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[part]
+#: Block characters for a bar in eighths of a cell, and the ASCII stand-in for a full cell.
+BAR_BLOCKS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉", "█")
+BAR_ASCII = "#"
 
 
-def probability_table(labels: Sequence[str], logits: Sequence[float], temperature: float) -> str:
-    """The softmax of ``logits`` at ``temperature`` as a text table with bars."""
+def _bar(p: float, width: int = BAR_WIDTH, ascii_only: bool = False) -> str:
+    """A horizontal bar of ``p * width`` cells: in eighths of a cell with block characters, or
+    in whole cells of ``#`` when ``ascii_only`` is true."""
+    p = max(0.0, min(1.0, p))
+    if ascii_only:
+        return BAR_ASCII * int(round(p * width))
+    full, part = divmod(int(round(p * width * 8)), 8)
+    return BAR_BLOCKS[8] * full + BAR_BLOCKS[part]
+
+
+def _can_encode(out, text: str) -> bool:
+    """Whether ``text`` can be written to the text stream ``out`` (false for an ASCII or
+    Latin-1 stream, as under ``PYTHONIOENCODING=ascii``); a stream that names no encoding is
+    taken to accept anything."""
+    encoding = getattr(out, "encoding", None)
+    if not encoding:
+        return True
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def probability_table(
+    labels: Sequence[str], logits: Sequence[float], temperature: float, ascii_only: bool = False
+) -> str:
+    """The softmax of ``logits`` at ``temperature`` as a text table with bars.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        One label per logit.
+    logits : sequence of float
+        The logits.
+    temperature : float
+        The softmax temperature.
+    ascii_only : bool, default False
+        Draw the bars with ``#`` instead of block characters (for streams that cannot encode
+        them).
+
+    Returns
+    -------
+    str
+        A heading line, then one line per label, most probable first.
+    """
     x = np.asarray(logits, dtype=np.float64)
     p = softmax(x, temperature=temperature)
     lp = log_softmax(x, temperature=temperature)
     width = max(len(s) for s in labels)
     lines = [f"temperature {temperature:g}"]
     for label, pi, lpi in sorted(zip(labels, p, lp), key=lambda r: -r[1]):
-        lines.append(f"  {label:<{width}}  {pi:7.2%}  log p {lpi:8.4f}  {_bar(float(pi))}")
+        bar = _bar(float(pi), ascii_only=ascii_only)
+        lines.append(f"  {label:<{width}}  {pi:7.2%}  log p {lpi:8.4f}  {bar}")
     return "\n".join(lines)
 
 
@@ -51,9 +95,10 @@ def run_demo(out=None) -> int:
         print(f"  {label:<{width}}  {v:5.1f}", file=out)
     print("", file=out)
     print("softmax turns them into probabilities; the temperature sharpens (< 1) or flattens (> 1):", file=out)
+    ascii_only = not _can_encode(out, "".join(BAR_BLOCKS))
     for t in DEMO_TEMPERATURES:
         print("", file=out)
-        print(probability_table(DEMO_LABELS, DEMO_LOGITS, t), file=out)
+        print(probability_table(DEMO_LABELS, DEMO_LOGITS, t, ascii_only=ascii_only), file=out)
     print("", file=out)
     print(f"logsumexp(logits) = {float(logsumexp(x)):.6f}  (the log of softmax's normaliser)", file=out)
     big = np.float32([3e38, -3e38])
@@ -102,15 +147,52 @@ def _read_logits(args: argparse.Namespace) -> np.ndarray:
     if args.input is not None:
         if args.values:
             raise ValueError("give logits either as values or with --input, not both")
-        try:
-            return np.load(args.input, allow_pickle=False)
-        except FileNotFoundError:
-            raise ValueError(f"cannot read {args.input}: no such file") from None
-        except (OSError, ValueError) as e:
-            raise ValueError(f"cannot read {args.input} as a .npy array: {e}") from None
+        return _load_npy(args.input)
     if not args.values:
         raise ValueError("no logits: give values (logitkit softmax 1 2 3) or --input FILE.npy")
     return np.asarray(args.values, dtype=np.float64)
+
+
+#: The first bytes of every .npy file (NumPy's format specification).
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _load_npy(path: str, what: str = "") -> np.ndarray:
+    """The array in the .npy file ``path``; a missing file, a file that is not in .npy format
+    (text, an .npz archive, a pickle) or a damaged one is a one-line ``ValueError`` naming
+    ``what`` and ``path``.
+
+    The magic bytes are checked first: given a text file, ``np.load`` guesses it is a pickle and
+    suggests ``allow_pickle=True``, which would be the wrong advice (and unsafe).
+    """
+    name = f"{what} {path}" if what else path
+    try:
+        with open(path, "rb") as f:
+            is_npy = f.read(len(NPY_MAGIC)) == NPY_MAGIC
+            f.seek(0)
+            array = np.load(f, allow_pickle=False) if is_npy else None
+    except FileNotFoundError:
+        raise ValueError(f"cannot read {name}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"cannot read {name}: is a directory") from None
+    except OSError as e:
+        raise ValueError(f"cannot read {name}: {e.strerror or e}") from None
+    except ValueError as e:  # a .npy header or data NumPy cannot read
+        raise ValueError(f"cannot read {name} as a .npy array: {e}") from None
+    if array is None:
+        raise ValueError(f"cannot read {name}: not a .npy file (save arrays with numpy.save)")
+    return array
+
+
+def _save_npz(path: str, **arrays: np.ndarray) -> None:
+    """Writes ``arrays`` as an .npz archive to exactly ``path`` (``np.savez`` given a name would
+    append ``.npz``); a failed write is a ``ValueError`` naming the path, as in ``_save_npy``."""
+    try:
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise ValueError(f"cannot write {path}: {reason}") from None
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
@@ -164,8 +246,14 @@ def run_sample(args: argparse.Namespace, out=None) -> int:
     tokens, logprobs = result if args.logprobs else (result, None)
     tokens = np.atleast_1d(np.asarray(tokens))
     if args.output is not None:
-        _save_npy(args.output, tokens)
-        print(f"wrote {tokens.size} token ids to {args.output}", file=out)
+        if logprobs is None:
+            _save_npy(args.output, tokens)
+            print(f"wrote {tokens.size} token ids to {args.output}", file=out)
+        else:
+            logprobs = np.atleast_1d(np.asarray(logprobs))
+            _save_npz(args.output, tokens=tokens, logprobs=logprobs)
+            print(f"wrote {tokens.size} token ids and their log-probabilities to {args.output} "
+                  "(.npz: tokens, logprobs)", file=out)
         return 0
     if logprobs is None:
         print(" ".join(str(int(t)) for t in tokens.ravel()), file=out)
@@ -212,24 +300,15 @@ def _print_top(result, args: argparse.Namespace, out) -> int:
     top_ids = np.asarray(result.top_ids).reshape(-1, n)
     top_lp = np.asarray(result.top_logprobs).reshape(-1, n)
     if args.output is not None:
-        np.savez(args.output, tokens=tokens, logprobs=logprobs, ranks=ranks, top_ids=top_ids,
-                 top_logprobs=top_lp)
-        print(f"wrote {tokens.size} token ids with their top {n} alternatives to {args.output}",
-              file=out)
+        _save_npz(args.output, tokens=tokens, logprobs=logprobs, ranks=ranks, top_ids=top_ids,
+                  top_logprobs=top_lp)
+        print(f"wrote {tokens.size} token ids with their top {n} alternatives to {args.output} "
+              "(.npz: tokens, logprobs, ranks, top_ids, top_logprobs)", file=out)
         return 0
     for t, lp, r, ids, lps in zip(tokens, logprobs, ranks, top_ids, top_lp):
         alts = " ".join(f"{int(i)}:{float(v):.4f}" for i, v in zip(ids, lps))
         print(f"{int(t)}\t{float(lp):.6f}\trank {int(r)}\t{alts}", file=out)
     return 0
-
-
-def _load_npy(path: str, what: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ValueError(f"cannot read {what} {path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read {what} {path} as a .npy array: {e}") from None
 
 
 def run_calibrate(args: argparse.Namespace, out=None) -> int:
@@ -313,13 +392,17 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("sample", help="sample token ids from logits (last axis = vocabulary)")
     m.add_argument("values", nargs="*", type=float, help="logits of one row, e.g. 4.1 1.0 2.3")
     m.add_argument("-i", "--input", help="read logits from this .npy file, shape (..., V)")
-    m.add_argument("-o", "--output", help="save the token ids in .npy format to exactly this path")
+    m.add_argument("-o", "--output", metavar="FILE",
+                   help="save the token ids in .npy format to exactly this path; with --logprobs "
+                        "or --top-logprobs, an .npz archive (numpy.load) holding the arrays tokens "
+                        "and logprobs (and ranks, top_ids, top_logprobs) instead")
     m.add_argument("-t", "--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
     m.add_argument("-k", "--top-k", type=int, default=0, help="keep the k largest (0 = off)")
     m.add_argument("-p", "--top-p", type=float, default=1.0, help="nucleus mass (1 = off)")
     m.add_argument("--min-p", type=float, default=0.0, help="min-p ratio (0 = off)")
     m.add_argument("-s", "--seed", type=int, default=None, help="seed for reproducible draws")
-    m.add_argument("--logprobs", action="store_true", help="also print each token's log-probability")
+    m.add_argument("--logprobs", action="store_true",
+                   help="also print (or with -o save) each token's log-probability")
     m.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
                    help="penalise the tokens of --prompt-tokens (1 = off)")
     m.add_argument("--prompt-tokens", metavar="ID,ID,...",
@@ -335,9 +418,56 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tolerate_unencodable_output() -> None:
+    """Lets stdout print what its encoding cannot encode as ``?`` instead of raising
+    ``UnicodeEncodeError`` (under ``PYTHONIOENCODING=ascii``, or an ASCII locale where Python's
+    UTF-8 mode is off): a label, a path or a message with a non-ASCII character must not turn
+    into a traceback. stderr already uses ``backslashreplace``."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None and not _can_encode(sys.stdout, "\u2588\u00b5"):
+        try:
+            reconfigure(errors="replace")
+        except (ValueError, OSError):  # a stream already written to in another mode, or closed
+            pass
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``python -m logitkit`` and the ``logitkit`` script; returns the exit code."""
-    args = _parser().parse_args(argv)
+    """Entry point of ``python -m logitkit`` and the ``logitkit`` script; returns the exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name (default: ``sys.argv[1:]``). None at all prints
+        the help.
+
+    Returns
+    -------
+    int
+        0 on success, 2 for a usage or input error (a one-line message on stderr), 1 when
+        stdout was closed before everything was written (``| head``).
+    """
+    _tolerate_unencodable_output()
+    try:
+        code = _run(sys.argv[1:] if argv is None else list(argv))
+        # Output that fit in the buffer is written only now: a reader that went away (`| head`)
+        # shows up here.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # As Python's documentation recommends (signal module, "Note on SIGPIPE"): send the rest
+        # of stdout to devnull, so that the interpreter's own flush at exit does not raise again
+        # and print a traceback, and exit quietly with an error status.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _run(argv: Sequence[str]) -> int:
+    parser = _parser()
+    if not argv:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             return run_demo()
@@ -352,6 +482,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return run_sample(args)
         if args.command == "calibrate":
             return run_calibrate(args)
+    except BrokenPipeError:
+        raise
     except (ValueError, TypeError) as e:
         print(f"logitkit: error: {e}", file=sys.stderr)
         return 2

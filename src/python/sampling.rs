@@ -1375,6 +1375,44 @@ fn accepted_rows(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>
 ///     The ``n``-th draw (counting from 0) uses streams determined by ``(seed, n)``, so two
 ///     samplers with the same seed give the same tokens. ``None`` takes a seed from the OS.
 ///
+/// Methods
+/// -------
+/// __call__(logits, *, return_logprobs=False)
+///     Draws one token per row and appends it to the row's history (see below).
+/// accept(tokens)
+///     Appends tokens chosen elsewhere to the histories without drawing.
+/// reset()
+///     Empties the output histories and restarts the seed stream.
+///
+/// Attributes
+/// ----------
+/// output_tokens : list of ndarray of int64
+///     Each row's generated tokens.
+/// seed : int
+///     The seed (the one taken from the OS when constructed without one).
+/// calls : int
+///     The number of draws since construction or :meth:`reset`.
+///
+/// Notes
+/// -----
+/// ``sampler(logits, *, return_logprobs=False)`` takes:
+///
+/// logits : array_like, shape (..., V)
+///     As for :func:`sample`. The first call (or ``prompt_tokens``) fixes the row count
+///     ``R = prod(logits.shape[:-1])``; later calls must have as many rows, and per-row
+///     parameters must have shape ``logits.shape[:-1]``.
+/// return_logprobs : bool, default False
+///     Also return each chosen token's log-probability (float64, from the distribution of
+///     ``logprobs_mode``).
+///
+/// and returns what :func:`sample` returns for these parameters: the tokens (a NumPy scalar
+/// for 1-D logits, else int64 of shape ``logits.shape[:-1]``, in the input's array type), a
+/// ``(tokens, logprobs)`` tuple with ``return_logprobs=True``, or a :class:`SampleOutput`
+/// when the sampler has ``top_logprobs > 0``. It raises ``ValueError`` as :func:`sample`
+/// does, and for a row count other than the sampler's, and ``TypeError`` for a bad type; a
+/// call that raises draws nothing, leaves the histories as they were and does not advance the
+/// seed stream.
+///
 /// Examples
 /// --------
 /// >>> import logitkit
@@ -1493,21 +1531,9 @@ impl Sampler {
         })
     }
 
-    /// Draws one token per row, as :func:`sample` with this sampler's parameters, its
-    /// histories as ``output_tokens`` and the streams of its next draw; appends the tokens to
-    /// the histories.
-    ///
-    /// Parameters
-    /// ----------
-    /// logits : array_like, shape (..., V)
-    ///     As for :func:`sample`; the row count must stay the same from call to call.
-    /// return_logprobs : bool, default False
-    ///     Also return the chosen tokens' logprobs.
-    ///
-    /// Returns
-    /// -------
-    /// tokens, (tokens, logprobs) or SampleOutput
-    ///     As :func:`sample` returns them.
+    // `sampler(logits)`. Documented in the class docstring: CPython gives a slot method such as
+    // `__call__` its own fixed docstring ("Call self as a function."), so a doc comment here
+    // would never reach `help()`.
     #[pyo3(signature = (logits, *, return_logprobs=false))]
     fn __call__<'py>(
         &self,
