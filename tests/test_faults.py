@@ -455,3 +455,142 @@ def test_r4_fork_while_other_threads_are_inside_logitkit_never_hangs_the_child()
     done, hangs, failures = map(int, res.stdout.split())
     assert hangs == 0 and failures == 0, (done, hangs, failures)
     assert done >= 100, done
+
+
+# --------------------------------------------------------------------------------------------
+# R3: another thread writing to the input while a call runs
+# --------------------------------------------------------------------------------------------
+
+# One scenario per fresh interpreter: a thread keeps writing into the logits (a +inf or NaN
+# there only briefly, extreme but valid values, random values, now and then a +inf or NaN
+# left a while, and a reset to the clean values) while the main thread calls logitkit on them
+# for SECONDS. Prints "ok errors [failures]"; exits 1 on anything but a result or ValueError,
+# or a token id outside [0, V).
+R3_WRITER = r"""
+import sys, threading, time
+import numpy as np
+import logitkit as lk
+
+scenario, dtype, secs = SCENARIO, np.dtype(DTYPE), SECONDS
+# One long row (its passes split across the threads) for the top-p paths, else a few rows.
+shape = (1, 70_000) if scenario in ("nucleus", "cut") else (3, 30_000)
+rows, vocab = shape
+x = (np.random.default_rng(0).standard_normal(shape) * 3).astype(dtype)
+clean = x.copy()
+flat, clean_flat = x.reshape(-1), clean.reshape(-1)
+sampler = lk.Sampler(temperature=0.8, top_k=40, top_p=0.9, seed=3)
+calls = {
+    "nucleus": [
+        lambda: lk.sample(x, temperature=0.8, top_p=0.9, seed=1),
+        lambda: lk.sample(x, top_p=0.5, min_p=0.01, seed=1, top_logprobs=3),
+    ],
+    "cut": [
+        lambda: lk.sample(x, temperature=0.8, top_k=50, top_p=0.9, seed=1, return_logprobs=True),
+        lambda: lk.sample(x, top_k=5000, top_p=0.9, seed=1, return_logprobs=True),
+        lambda: lk.filter_logits(x, temperature=0.8, top_k=50, top_p=0.9, min_p=0.01),
+    ],
+    "min_p": [
+        lambda: lk.sample(x, min_p=0.05, seed=1, return_logprobs=True),
+        lambda: lk.sample(x, min_p=0.9, seed=1, return_logprobs=True),
+        lambda: lk.filter_logits(x, min_p=0.3),
+    ],
+    "greedy": [
+        lambda: lk.sample(x, temperature=0.0, top_logprobs=5),
+        lambda: lk.filter_logits(x, temperature=0.0),
+        lambda: lk.token_logprobs(x, np.zeros(rows, np.int64), return_ranks=True),
+    ],
+    "sampler": [lambda: sampler(x, return_logprobs=True)],
+    "softmax": [lambda: lk.softmax(x), lambda: lk.log_softmax(x), lambda: lk.logsumexp(x)],
+}[scenario]
+stop = threading.Event()
+
+def writer():
+    r = np.random.default_rng(1)
+    big = float(np.finfo(dtype).max)
+    extreme = np.array([-np.inf, big, -big, 0.0, 60.0], dtype)
+    k = 0
+    while not stop.is_set():
+        i = r.integers(0, flat.size, size=16)
+        kind = k % 4
+        if kind == 0:
+            flat[i] = np.inf
+            flat[i] = clean_flat[i]
+        elif kind == 1:
+            flat[i] = np.nan
+            flat[i] = clean_flat[i]
+        elif kind == 2:
+            flat[i] = r.choice(extreme, size=16)
+        else:
+            flat[i] = r.standard_normal(16) * 10
+        if k % 64 == 32:
+            flat[i[0]] = np.inf if k % 128 == 32 else np.nan
+        if k % 64 == 63:
+            flat[:] = clean_flat
+        k += 1
+
+def tokens_in_range(res):
+    tok = res[0] if isinstance(res, tuple) else res
+    if isinstance(tok, (np.ndarray, np.integer)) and np.asarray(tok).dtype == np.int64:
+        return bool(((np.asarray(tok) >= 0) & (np.asarray(tok) < vocab)).all())
+    return True
+
+with np.errstate(all="ignore"):
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    ok = errors = 0
+    bad = []
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        for f in calls:
+            try:
+                res = f()
+            except ValueError:
+                errors += 1
+                continue
+            except BaseException as e:  # PanicException derives from BaseException
+                bad.append(f"{type(e).__name__}: {e}")
+                continue
+            ok += 1
+            if not tokens_in_range(res):
+                bad.append(f"token out of range: {res}")
+    stop.set()
+    t.join()
+print(ok, errors, bad[:3])
+sys.exit(1 if bad else 0)
+"""
+
+
+@pytest.mark.parametrize(
+    "scenario, dtype",
+    [
+        ("nucleus", "float32"),
+        ("cut", "float32"),
+        ("cut", "float16"),
+        ("min_p", "float32"),
+        ("min_p", "float64"),
+        ("greedy", "float32"),
+        ("sampler", "float32"),
+        ("sampler", "float64"),
+        ("softmax", "float32"),
+    ],
+)
+def test_r3_concurrent_writer_gives_a_result_or_value_error(scenario, dtype):
+    """R3: while another thread writes +inf, NaN, extreme and random values into the logits,
+    sample (top-p by rejection, top-k/top-p cuts, min-p, greedy, logprobs), filter_logits,
+    token_logprobs, Sampler and the softmax family return a result (token ids in [0, V)) or
+    raise ValueError, for a second of calls. Before the fix this hung in the top-k/top-p cut
+    (a +inf in the band left every token in one bucket, forever) and raised PanicException
+    ("a set with a positive total has a kept token", "no NaN in a validated row", an index out
+    of bounds in the min-p gather, "the maximum is in the row"). A hang fails by the timeout."""
+    code = (
+        R3_WRITER.replace("SCENARIO", repr(scenario))
+        .replace("DTYPE", repr(dtype))
+        .replace("SECONDS", "1.0")
+    )
+    try:
+        res = run_python(code, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{scenario} ({dtype}) hung with another thread writing to the logits")
+    assert res.returncode == 0, (res.stdout, res.stderr[-2000:])
+    ok, errors = map(int, res.stdout.split()[:2])
+    assert ok > 0, res.stdout  # some calls ran on clean rows, where the race matters

@@ -67,10 +67,10 @@ impl<C: Real> Dist<'_, C> {
     }
 
     /// The `n` most probable tokens, by log-probability descending then id ascending.
-    fn top(&self, n: usize, w: &mut Work<C>) -> Vec<(i64, f64)> {
+    fn top(&self, n: usize, w: &mut Work<C>) -> Result<Vec<(i64, f64)>, &'static str> {
         let v = self.x.len();
         let n = n.min(v);
-        let order = top_in_order(self.x, self.m, n.min(self.kept), w);
+        let order = top_in_order(self.x, self.m, n.min(self.kept), w)?;
         let mut top: Vec<(i64, f64)> = order.iter().map(|&j| (j as i64, self.logprob(j))).collect();
         if n > top.len() {
             // Removed tokens (probability 0) by id.
@@ -88,7 +88,7 @@ impl<C: Real> Dist<'_, C> {
                 }
             }
         }
-        top
+        Ok(top)
     }
 }
 
@@ -99,14 +99,14 @@ pub(super) fn report<C: Real>(
     d: RowDraw,
     want: &Want,
     w: &mut Work<C>,
-) -> RowResult {
+) -> Result<RowResult, &'static str> {
     let mut res = RowResult {
         tok: d.tok as i64,
         logprob: d.logprob,
         ..Default::default()
     };
     if !want.logprob {
-        return res;
+        return Ok(res);
     }
     let v = view.x.len();
     let filtered = cfg.k < v || cfg.p < 1.0 || cfg.mp > 0.0;
@@ -156,9 +156,9 @@ pub(super) fn report<C: Real>(
     }
     if want.n_top > 0 {
         res.rank = dist.rank(d.tok);
-        res.top = dist.top(want.n_top, w);
+        res.top = dist.top(want.n_top, w)?;
     }
-    res
+    Ok(res)
 }
 
 /// The log-probability of given tokens: `log_softmax(logits / T)` at `token_ids`, one per row

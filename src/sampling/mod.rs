@@ -321,8 +321,9 @@ struct RowView<'a, C> {
 }
 
 /// Reads row `r` of a call (converted when needed, processed when the chain has a stage),
-/// finds its maximum and runs `f` on it; or what makes the row unusable (P8, P11). The row is
-/// checked for NaN and `+inf` as passed in, before any stage.
+/// finds its maximum and runs `f` on it; or what makes the row unusable (P8, P11), or what `f`
+/// found wrong with it (R3). The row is checked for NaN and `+inf` as passed in, before any
+/// stage.
 #[allow(clippy::too_many_arguments)]
 fn with_row<T: Float, R>(
     row: &[T],
@@ -332,7 +333,7 @@ fn with_row<T: Float, R>(
     wants_chunks: bool,
     need_raw: bool,
     w: &mut Work<T::Compute>,
-    f: impl FnOnce(RowView<'_, T::Compute>, &mut Work<T::Compute>) -> R,
+    f: impl FnOnce(RowView<'_, T::Compute>, &mut Work<T::Compute>) -> Result<R, &'static str>,
 ) -> Result<R, &'static str> {
     let mut conv = std::mem::take(&mut w.conv);
     let mut proc = std::mem::take(&mut w.proc);
@@ -372,7 +373,7 @@ fn with_row<T: Float, R>(
         }?;
         let res = f(RowView { x, max, raw }, w);
         w.forget_chunk_maxima();
-        Ok(res)
+        res
     })();
     w.conv = conv;
     w.proc = proc;
@@ -446,7 +447,7 @@ fn draw_rows<T: Float>(
             w,
             |view, w| {
                 let mut rng = streams.row(r);
-                let d = sample_row(view.x, view.max, cfg, &mut rng, want.logprob, w);
+                let d = sample_row(view.x, view.max, cfg, &mut rng, want.logprob, w)?;
                 logprobs::report(&view, cfg, d, &want, w)
             },
         )
@@ -675,8 +676,8 @@ pub fn filter_logits_batch<T: Float>(
         let row = &logits[r * vocab..(r + 1) * vocab];
         with_row(row, r, &chain, &source, false, false, w, |view, w| {
             let mut row_out = vec![<T::Compute as Real>::NEG_INFINITY; vocab];
-            filter_row(view.x, view.max, params.row(r, vocab), w, &mut row_out);
-            row_out
+            filter_row(view.x, view.max, params.row(r, vocab), w, &mut row_out)?;
+            Ok(row_out)
         })
     });
     let filtered = filtered

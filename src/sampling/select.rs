@@ -25,6 +25,12 @@ const SORT_MAX: usize = 64;
 /// Tokens per partial sum of the draw.
 const CHUNK: usize = 1024;
 
+/// Why a row gives no token: its logits changed between two reads of them. Rows without a
+/// processing stage are read in place, several times, and another thread may write to them
+/// during a call (contract R3: then some result or this error, never a hang or a panic).
+pub(crate) const CHANGED: &str =
+    "changed while it was being read (another thread wrote to the logits during the call)";
+
 /// A cut of a set in the order (logit descending, position ascending): keeps the tokens with
 /// logit `> value`, and the first `ties` (by position) of those with logit `== value`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -70,6 +76,8 @@ pub(crate) struct Work<C> {
     pub row_ws: Vec<C>,
     band: Vec<usize>,
     band2: Vec<usize>,
+    /// A band's logits (read once) and positions, sorted.
+    sorted: Vec<(f64, usize)>,
     /// Positions (in the set) of the tokens equal to the last cut's value that it keeps.
     tie_pos: Vec<usize>,
     cand: Bufs<C>,
@@ -103,6 +111,7 @@ impl<C> Work<C> {
             + self.cur.idx.capacity()
             + self.alt.idx.capacity()
             + self.cand.idx.capacity()
+            + 2 * self.sorted.capacity()
     }
 }
 
@@ -206,6 +215,7 @@ fn find_cut<C: Real>(
         let b = b as u16;
         positions_eq::<C>(&w.ids, b, &mut w.band);
     }
+    let mut stuck = false;
     loop {
         let band = &mut w.band;
         let (mut hi, mut lo, mut neg_inf) = (f64::NEG_INFINITY, f64::INFINITY, false);
@@ -232,21 +242,20 @@ fn find_cut<C: Real>(
             w.tie_pos.extend_from_slice(&band[..r]);
             return Cut { value: hi, ties: r };
         }
-        if band.len() <= SORT_MAX {
-            band.sort_unstable_by(|&a, &b| {
-                xs[b]
-                    .to_f64()
-                    .partial_cmp(&xs[a].to_f64())
-                    .expect("no NaN in a validated row")
-                    .then(a.cmp(&b))
-            });
+        if band.len() <= SORT_MAX || stuck {
+            // Each logit is read once: the comparisons then see one consistent set of values
+            // even if another thread writes to the row meanwhile (contract R3), and `-0.0` is
+            // taken as `0.0` so that the total order ties them, as `==` does.
+            let sorted = &mut w.sorted;
+            sorted.clear();
+            sorted.extend(band.iter().map(|&j| (xs[j].to_f64() + 0.0, j)));
+            sorted.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             let mut cut = Cut {
                 value: f64::NAN,
                 ties: 0,
             };
-            let mut end = band.len();
-            for (i, &j) in band.iter().enumerate() {
-                let x = xs[j].to_f64();
+            let mut end = sorted.len();
+            for (i, &(x, j)) in sorted.iter().enumerate() {
                 cut = if x == cut.value {
                     Cut {
                         value: x,
@@ -263,7 +272,8 @@ fn find_cut<C: Real>(
             }
             // The kept ties are the last `ties` of the kept part, in position order.
             w.tie_pos.clear();
-            w.tie_pos.extend_from_slice(&band[end - cut.ties..end]);
+            w.tie_pos
+                .extend(sorted[end - cut.ties..end].iter().map(|&(_, j)| j));
             return cut;
         }
         // Linear buckets over [lo, hi] (halved so that hi - lo cannot overflow); -inf last.
@@ -292,6 +302,10 @@ fn find_cut<C: Real>(
         w.band2.clear();
         w.band2
             .extend(band.iter().copied().filter(|&j| lin(xs[j].to_f64()) == b));
+        // A band that did not shrink would loop forever: its range is too narrow for the
+        // halved arithmetic (adjacent subnormals), or the row changed under another thread's
+        // writes (a `+inf` makes `scale` 0). Sorting it ends the search either way.
+        stuck = w.band2.len() >= band.len();
         std::mem::swap(&mut w.band, &mut w.band2);
     }
 }
@@ -431,21 +445,24 @@ fn per_chunk_mut<C: Real>(
 }
 
 /// Inverse CDF over the set in position order: the first position whose running weight
-/// exceeds `u * total`. Never returns a zero-weight position.
-fn draw<C: Real>(ws: &[C], chunks: &[f64], total: f64, u: f64) -> usize {
+/// exceeds `u * total`. Never returns a zero-weight position (`None`: no position has a
+/// weight, see [`walk`]).
+fn draw<C: Real>(ws: &[C], chunks: &[f64], total: f64, u: f64) -> Option<usize> {
     walk(ws, chunks, total, u, |_| true)
 }
 
 /// Inverse CDF over the positions `keep` accepts, from their weights' sums per chunk of
 /// [`CHUNK`] (`chunks`) and their total: the first kept position whose running weight exceeds
-/// `u * total`. Never returns a zero-weight position.
+/// `u * total`. Never returns a zero-weight position. `None` when no position is kept after
+/// all, which happens only when `keep` reads logits that another thread changed since the
+/// sums were taken (contract R3).
 fn walk<C: Real>(
     ws: &[C],
     chunks: &[f64],
     total: f64,
     u: f64,
     keep: impl Fn(usize) -> bool,
-) -> usize {
+) -> Option<usize> {
     let kept = |i: usize| ws[i].to_f64() > 0.0 && keep(i);
     let target = u * total;
     let mut cum = 0.0;
@@ -459,20 +476,18 @@ fn walk<C: Real>(
                     last = Some(i);
                     cum += ws[i].to_f64();
                     if cum > target {
-                        return i;
+                        return Some(i);
                     }
                 }
                 // Rounding between the chunk's lane sum and the running sum.
-                return last.expect("a chunk with a positive sum has a kept token");
+                return last;
             }
             cum += cs;
             last_chunk = Some(range);
         }
     }
     // Rounding at u close to 1: the last kept token.
-    last_chunk
-        .and_then(|mut r| r.rfind(|&i| kept(i)))
-        .expect("a set with a positive total has a kept token")
+    last_chunk.and_then(|mut r| r.rfind(|&i| kept(i)))
 }
 
 /// `chunks[c] = sum(c, ws_c, x_c)` over the chunks of [`CHUNK`] tokens of `ws` and `x`;
@@ -564,8 +579,9 @@ pub(crate) fn row_chunk_maxima<C: Real>(x: &[C], w: &mut Work<C>) -> (C, bool) {
 fn kth_largest<C: Real>(vals: &[C], k: usize, sel: &mut Vec<C>) -> C {
     sel.clear();
     sel.extend_from_slice(vals);
+    // Chunk maxima ignore NaN, so the order is total.
     let (_, &mut t, _) = sel.select_nth_unstable_by(k - 1, |a, b| {
-        b.partial_cmp(a).expect("no NaN in a validated row")
+        b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal)
     });
     t
 }
@@ -650,7 +666,8 @@ fn tighter(a: Option<Cut>, b: Cut) -> Cut {
 /// The draw over the tokens of the row a cut keeps, without copying them: chunk sums of the
 /// weights masked by `x > cut.value` (or `>=` for an inclusive cut, `ties == usize::MAX`),
 /// plus the kept tokens equal to the cut value (`ties`, in increasing position), then the
-/// inverse CDF in position order. Returns `(token, total kept weight)`.
+/// inverse CDF in position order. Returns `(token, total kept weight)` (no token: see
+/// [`walk`]).
 fn draw_row_cut<C: Real>(
     x: &[C],
     ws: &[C],
@@ -659,7 +676,7 @@ fn draw_row_cut<C: Real>(
     chunks: &mut Vec<f64>,
     u: f64,
     par: bool,
-) -> (usize, f64) {
+) -> (Option<usize>, f64) {
     let v = cut.value;
     let incl = cut.ties == usize::MAX;
     let mut acc = SumAcc::default();
@@ -681,17 +698,18 @@ fn draw_row_cut<C: Real>(
 }
 
 /// The kept set of one validated row `x` with maximum `m` (finite). With `want_weights`, the
-/// weights of the kept set are computed too (see [`Kept`]).
+/// weights of the kept set are computed too (see [`Kept`]). [`CHANGED`] when the row no longer
+/// holds `m`.
 pub(crate) fn select<C: Real>(
     x: &[C],
     m: C,
     cfg: RowCfg,
     w: &mut Work<C>,
     want_weights: bool,
-) -> Kept {
+) -> Result<Kept, &'static str> {
     let v = x.len();
     if cfg.t == 0.0 || cfg.p == 0.0 || cfg.k == 1 || v == 1 {
-        return Kept::Greedy(first_eq(x, m));
+        return first_eq(x, m).map(Kept::Greedy).ok_or(CHANGED);
     }
     let mf = m.to_f64();
     let zc = (1.0 / cfg.t) * (NB as f64 / Z_SPAN);
@@ -771,7 +789,7 @@ pub(crate) fn select<C: Real>(
                 });
                 w.row_ws = ws;
                 w.alt = alt;
-                return Kept::Row(None);
+                return Ok(Kept::Row(None));
             }
             // Few tokens pass: only they need weights.
             alt.clear();
@@ -786,7 +804,7 @@ pub(crate) fn select<C: Real>(
             exp_weights(&w.cur.xs, m, cfg.t, &mut ws, w.par);
             w.cur.ws = ws;
         }
-        return Kept::List;
+        return Ok(Kept::List);
     }
     if want_weights && !have_w {
         // No filter: the kernel's sums per chunk are the draw's chunk sums.
@@ -794,7 +812,7 @@ pub(crate) fn select<C: Real>(
         w.row_total = exp_weights_chunked(x, m, cfg.t, &mut ws, &mut w.chunks, w.par);
         w.row_ws = ws;
     }
-    Kept::Row(row_cut)
+    Ok(Kept::Row(row_cut))
 }
 
 /// [`exp_weights`] one chunk of [`CHUNK`] tokens at a time, keeping the kernel's sum of each
@@ -831,6 +849,7 @@ pub(crate) struct RowDraw {
 ///
 /// Top-p without top-k draws by rejection ([`nucleus`]), which needs no cut; the cut (for the
 /// log-probability's normaliser, or after too many rejections) is found as for every filter.
+/// [`CHANGED`] when the row changed under another thread's writes so that nothing is kept.
 pub(crate) fn sample_row<C: Real>(
     x: &[C],
     m: C,
@@ -838,32 +857,33 @@ pub(crate) fn sample_row<C: Real>(
     rng: &mut RowRng,
     with_logprob: bool,
     w: &mut Work<C>,
-) -> RowDraw {
+) -> Result<RowDraw, &'static str> {
     let v = x.len();
     let mut tok = None;
     if cfg.t > 0.0 && cfg.p > 0.0 && cfg.p < 1.0 && cfg.k >= v && v > 1 {
         tok = nucleus::draw_nucleus(x, m, cfg, rng, w);
         if tok.is_some() && !with_logprob {
-            return RowDraw {
+            return Ok(RowDraw {
                 tok: tok.unwrap_or_default(),
                 logprob: f64::NAN,
                 kept: 0,
-            };
+            });
         }
     }
-    let kept = select(x, m, cfg, w, true);
+    let kept = select(x, m, cfg, w, true)?;
     if let Kept::Greedy(i) = kept {
-        return RowDraw {
+        return Ok(RowDraw {
             tok: i,
             logprob: 0.0,
             kept: 1,
-        };
+        });
     }
     let u = if tok.is_some() { 0.0 } else { rng.uniform() };
     let (drawn, total) = match kept {
         Kept::List => {
             let total = weight_total(&w.cur.ws, &mut w.chunks, w.par);
-            (w.cur.idx[draw(&w.cur.ws, &w.chunks, total, u)], total)
+            let i = draw(&w.cur.ws, &w.chunks, total, u);
+            (i.map(|i| w.cur.idx[i]), total)
         }
         Kept::Row(None) => (draw(&w.row_ws, &w.chunks, w.row_total, u), w.row_total),
         Kept::Row(Some(cut)) => {
@@ -876,13 +896,13 @@ pub(crate) fn sample_row<C: Real>(
         }
         Kept::Greedy(_) => unreachable!(),
     };
-    let tok = tok.unwrap_or(drawn);
+    let tok = tok.or(drawn).ok_or(CHANGED)?;
     if !with_logprob {
-        return RowDraw {
+        return Ok(RowDraw {
             tok,
             logprob: f64::NAN,
             kept: 0,
-        };
+        });
     }
     let kept = match kept {
         Kept::List => w.cur.idx.len(),
@@ -903,11 +923,11 @@ pub(crate) fn sample_row<C: Real>(
         }
         Kept::Greedy(_) => unreachable!(),
     };
-    RowDraw {
+    Ok(RowDraw {
         tok,
         logprob: (x[tok].to_f64() - m.to_f64()) / cfg.t - total.ln(),
         kept,
-    }
+    })
 }
 
 /// The number of tokens `> v`.
@@ -933,59 +953,78 @@ fn next_up(v: f64) -> f64 {
 }
 
 /// The first `n` tokens of a validated row (maximum `m`) in the order (logit descending, id
-/// ascending). Uses the top-k selection, so no sort of the row.
-pub(crate) fn top_in_order<C: Real>(x: &[C], m: C, n: usize, w: &mut Work<C>) -> Vec<usize> {
+/// ascending). Uses the top-k selection, so no sort of the row. [`CHANGED`] when the row no
+/// longer holds `m`.
+pub(crate) fn top_in_order<C: Real>(
+    x: &[C],
+    m: C,
+    n: usize,
+    w: &mut Work<C>,
+) -> Result<Vec<usize>, &'static str> {
     let v = x.len();
     let n = n.min(v);
-    let mut ids: Vec<usize> = if n == 0 {
+    let ids: Vec<usize> = if n == 0 {
         Vec::new()
     } else if n == v {
         (0..v).collect()
     } else if n == 1 {
-        vec![first_eq(x, m)]
+        vec![first_eq(x, m).ok_or(CHANGED)?]
     } else {
         let zc = NB as f64 / Z_SPAN;
         top_k(x, n, m.to_f64(), zc, w);
         std::mem::take(&mut w.cur.idx)
     };
-    ids.sort_by(|&a, &b| {
-        x[b].to_f64()
-            .partial_cmp(&x[a].to_f64())
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.cmp(&b))
-    });
-    ids
+    // Sorted by logits read once: a comparison that read the row again could see another
+    // thread's writes and contradict an earlier one, which the sort may answer with a panic
+    // (contract R3). `-0.0` is taken as `0.0`, as `==` takes it.
+    let mut keyed: Vec<(f64, usize)> = ids.iter().map(|&j| (x[j].to_f64() + 0.0, j)).collect();
+    keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    Ok(keyed.into_iter().map(|(_, j)| j).collect())
 }
 
 /// Writes the filtered logits of a validated row (contract P7) to `out`: kept tokens `x / T`
-/// (the greedy token of `T = 0` keeps `x`), the others `-inf`.
-pub(crate) fn filter_row<C: Real>(x: &[C], m: C, cfg: RowCfg, w: &mut Work<C>, out: &mut [C]) {
+/// (the greedy token of `T = 0` keeps `x`), the others `-inf`. [`CHANGED`] when the row
+/// changed under another thread's writes so that nothing is kept.
+pub(crate) fn filter_row<C: Real>(
+    x: &[C],
+    m: C,
+    cfg: RowCfg,
+    w: &mut Work<C>,
+    out: &mut [C],
+) -> Result<(), &'static str> {
     let scaled = |e: C| C::from_f64(e.to_f64() / cfg.t);
-    match select(x, m, cfg, w, false) {
+    match select(x, m, cfg, w, false)? {
         Kept::Greedy(i) => {
+            // `x[i]` is `m` (found by its value): `m` is not read again.
             out.fill(C::NEG_INFINITY);
-            out[i] = if cfg.t == 0.0 { x[i] } else { scaled(x[i]) };
+            out[i] = if cfg.t == 0.0 { m } else { scaled(m) };
         }
         Kept::Row(cut) => {
             let mut keep = cut_keeper(cut.unwrap_or(Cut {
                 value: f64::NEG_INFINITY,
                 ties: usize::MAX,
             }));
+            let mut kept = false;
             for (o, &e) in out.iter_mut().zip(x) {
-                *o = if keep(e.to_f64()) {
-                    scaled(e)
-                } else {
-                    C::NEG_INFINITY
-                };
+                let k = keep(e.to_f64());
+                kept |= k;
+                *o = if k { scaled(e) } else { C::NEG_INFINITY };
+            }
+            if !kept {
+                return Err(CHANGED);
             }
         }
         Kept::List => {
+            if w.cur.idx.is_empty() {
+                return Err(CHANGED);
+            }
             out.fill(C::NEG_INFINITY);
             for (&i, &e) in w.cur.idx.iter().zip(&w.cur.xs) {
                 out[i] = scaled(e);
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
