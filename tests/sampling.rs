@@ -1214,7 +1214,9 @@ fn p8_top_k_rows_checked_through_chunk_maxima() {
 #[test]
 fn p3_cut_among_adjacent_subnormal_logits_terminates() {
     let tiny = f64::from_bits(1);
-    let x: Vec<f64> = (0..400).map(|j| if j % 2 == 0 { tiny } else { 0.0 }).collect();
+    let x: Vec<f64> = (0..400)
+        .map(|j| if j % 2 == 0 { tiny } else { 0.0 })
+        .collect();
     let mut out = vec![0.0f64; x.len()];
     filter_logits(&x, &params(1.0, 70, 1.0, 0.0), &mut out).unwrap();
     for (j, &o) in out.iter().enumerate() {
@@ -1224,7 +1226,9 @@ fn p3_cut_among_adjacent_subnormal_logits_terminates() {
     // Top-p 0.3 of 400 equally probable tokens: the first 120 in the order (the subnormal
     // ones by id first).
     filter_logits(&x, &params(1.0, 0, 0.3, 0.0), &mut out).unwrap();
-    let kept: Vec<usize> = (0..x.len()).filter(|&j| out[j] > f64::NEG_INFINITY).collect();
+    let kept: Vec<usize> = (0..x.len())
+        .filter(|&j| out[j] > f64::NEG_INFINITY)
+        .collect();
     let want: Vec<usize> = (0..240).step_by(2).collect();
     assert_eq!(kept, want);
     let (tok, _) = sample(&x, &params(1.0, 70, 0.5, 0.0), &Seed::Fixed(1)).unwrap();

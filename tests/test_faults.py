@@ -594,3 +594,153 @@ def test_r3_concurrent_writer_gives_a_result_or_value_error(scenario, dtype):
     assert res.returncode == 0, (res.stdout, res.stderr[-2000:])
     ok, errors = map(int, res.stdout.split()[:2])
     assert ok > 0, res.stdout  # some calls ran on clean rows, where the race matters
+
+
+# --------------------------------------------------------------------------------------------
+# R6: an out= whose own elements overlap
+# --------------------------------------------------------------------------------------------
+
+from numpy.lib.stride_tricks import as_strided  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+R6_FUNCS = [lk.softmax, lk.log_softmax]
+
+
+def _r6_layouts(item):
+    """(name, shape, byte strides) of out layouts whose elements overlap."""
+    return [
+        ("a zero stride (a broadcast row)", (4, 6), (0, item)),
+        ("a zero inner stride", (4, 6), (6 * item, 0)),
+        ("rows sharing all but two elements", (4, 6), (2 * item, item)),
+        ("rows sharing elements, reversed", (4, 6), (-2 * item, item)),
+        ("a transposed overlap", (6, 4), (item, 2 * item)),
+        ("elements a byte apart", (4, 6), (6 * item, item - 1)),
+    ]
+
+
+def _view(buf, shape, strides):
+    """``as_strided`` over ``buf`` (1-D, writeable) starting far enough in for negative strides."""
+    lo = sum((n - 1) * s for n, s in zip(shape, strides) if s < 0 and n > 0)
+    start = buf[-(lo // buf.itemsize) :] if lo else buf
+    if 0 not in shape:  # every element inside buf
+        hi = sum((n - 1) * s for n, s in zip(shape, strides) if s > 0)
+        first = start.__array_interface__["data"][0] - buf.__array_interface__["data"][0]
+        assert 0 <= first + lo and first + hi + buf.itemsize <= buf.nbytes
+    return as_strided(start, shape=shape, strides=strides)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("func", R6_FUNCS)
+def test_r6_out_whose_elements_overlap_is_a_value_error_naming_out(func, dtype):
+    """R6: out= views with zero or overlapping strides raise ValueError naming ``out``, before
+    anything is written (out's memory is left as it was). Before, a zero stride was computed
+    aside and copied in (the last write winning) and overlapping rows were written directly by
+    the threads at once: wrong, nondeterministic values."""
+    item = np.dtype(dtype).itemsize
+    x = np.random.default_rng(30).normal(size=(4, 6)).astype(dtype)
+    for name, shape, strides in _r6_layouts(item):
+        xs = x.reshape(shape) if shape == x.shape else x.T.copy()
+        buf = np.full(128, 7.0, dtype)
+        out = _view(buf, shape, strides)
+        assert out.flags.writeable
+        with pytest.raises(ValueError, match="out has elements that overlap") as info:
+            func(xs, out=out)
+        assert "out" in str(info.value)
+        assert np.all(buf == 7.0), name
+
+
+@pytest.mark.parametrize("func", R6_FUNCS)
+def test_r6_distinct_strided_out_views_are_still_accepted(func):
+    """R6: out= views whose elements are distinct stay accepted, with the out-of-place result:
+    every other element, reversed rows, a transpose, and an interleaved as_strided layout the
+    quick stride test cannot settle (lengths (3, 2), strides (2, 3) items: elements 0 2 4 and
+    3 5 7)."""
+    x = np.random.default_rng(31).normal(size=(3, 2))
+    buf = np.zeros(64)
+    item = buf.itemsize
+    for shape, strides in [
+        ((3, 2), (2 * item, 3 * item)),
+        ((3, 2), (4 * item, 2 * item)),
+        ((3, 2), (-2 * item, item)),
+        ((3, 2), (item, 3 * item)),
+        ((3, 1), (item, 0)),
+    ]:
+        xs = x[:, : shape[1]]
+        out = _view(buf, shape, strides)
+        for axis in (0, -1, None):
+            r = func(xs, axis=axis, out=out)
+            assert r is out
+            np.testing.assert_array_equal(out, func(xs, axis=axis), err_msg=str((shape, strides)))
+
+
+def test_r6_bfloat16_out_whose_elements_overlap_is_a_value_error():
+    """R6: a bfloat16 out (ml_dtypes), filled from a float32 result, is checked too."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    x = np.random.default_rng(32).normal(size=(4, 6)).astype(bf16)
+    buf = np.zeros(64, bf16)
+    with pytest.raises(ValueError, match="out has elements that overlap"):
+        lk.softmax(x, out=as_strided(buf, shape=(4, 6), strides=(4, 2)))
+    out = as_strided(buf, shape=(4, 6), strides=(14, 2))
+    lk.softmax(x, out=out)
+    np.testing.assert_array_equal(out, lk.softmax(x))
+
+
+def test_r6_torch_out_whose_elements_overlap_is_a_value_error():
+    """R6: a torch out with a zero stride (``expand``) is refused, as float32 and bfloat16."""
+    torch = pytest.importorskip("torch")
+    for dt in (torch.float32, torch.bfloat16):
+        x = torch.randn(4, 6).to(dt)
+        out = torch.zeros(1, 6, dtype=dt).expand(4, 6)
+        with pytest.raises(ValueError, match="out"):
+            lk.softmax(x, out=out)
+
+
+def _r6_brute_overlap(shape, strides, item):
+    """Whether two elements share a byte: the bytes of every element, counted."""
+    seen = set()
+    for idx in np.ndindex(*shape):
+        a = sum(i * s for i, s in zip(idx, strides))
+        for b in range(a, a + item):
+            if b in seen:
+                return True
+            seen.add(b)
+    return False
+
+
+@st.composite
+def _r6_layout(draw):
+    dtype = draw(st.sampled_from([np.float16, np.float32, np.float64]))
+    item = np.dtype(dtype).itemsize
+    ndim = draw(st.integers(0, 3))
+    shape = tuple(draw(st.lists(st.integers(0, 4), min_size=ndim, max_size=ndim)))
+    # Strides in whole items mostly, some in bytes; small, so that overlaps are common.
+    stride = st.one_of(
+        st.integers(-6, 6).map(lambda k: k * item), st.integers(-3 * item, 3 * item)
+    )
+    strides = tuple(draw(st.lists(stride, min_size=ndim, max_size=ndim)))
+    return dtype, shape, strides
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_r6_layout(), st.sampled_from(R6_FUNCS))
+def test_r6_overlap_check_agrees_with_a_brute_force_address_set(layout, func):
+    """R6: for random shapes and strides (negative, zero, in items or in bytes), out= is refused
+    with ValueError exactly when two of its elements share a byte (a brute force over the
+    elements' bytes), and otherwise receives the out-of-place result."""
+    dtype, shape, strides = layout
+    item = np.dtype(dtype).itemsize
+    x = np.random.default_rng(33).normal(size=shape).astype(dtype)
+    span = sum((n - 1) * abs(s) for n, s in zip(shape, strides) if n > 0) + item
+    buf = np.zeros(span // item + 2, dtype)
+    out = _view(buf, shape, strides)
+    axis = -1 if shape else None
+    overlaps = 0 not in shape and _r6_brute_overlap(shape, strides, item)
+    if overlaps:
+        with pytest.raises(ValueError, match="out has elements that overlap"):
+            func(x, axis=axis, out=out)
+    else:
+        r = func(x, axis=axis, out=out)
+        assert r is out
+        np.testing.assert_array_equal(out, func(x, axis=axis))
