@@ -1234,3 +1234,94 @@ fn p3_cut_among_adjacent_subnormal_logits_terminates() {
     let (tok, _) = sample(&x, &params(1.0, 70, 0.5, 0.0), &Seed::Fixed(1)).unwrap();
     assert!(tok % 2 == 0 && tok < 140, "{tok}");
 }
+
+/// P7: kept values stay finite when `x / T` would overflow the logits' type (f16 ends at
+/// 65504), and softmax of the result is still P3's distribution. Such a row is shifted by its
+/// largest kept logit; a row of the same batch without overflow keeps `x / T` exactly. Before,
+/// the kept values became `±inf` and softmax gave NaN.
+#[test]
+fn p7_kept_values_stay_finite_when_x_over_t_overflows() {
+    fn check<T: logitkit::Float>(
+        x: &[f64],
+        vocab: usize,
+        prm: &SamplingParams,
+        conv: impl Fn(f64) -> T,
+        limit: f64,
+    ) {
+        let xt: Vec<T> = x.iter().map(|&e| conv(e)).collect();
+        let mut out = vec![conv(0.0); x.len()];
+        filter_logits_rows(&xt, vocab, prm, &mut out).unwrap();
+        let t = prm.temperature.get(0);
+        for (r, row) in out.chunks(vocab).enumerate() {
+            let xr: Vec<f64> = xt[r * vocab..][..vocab]
+                .iter()
+                .map(|e| e.to_f64())
+                .collect();
+            let o: Vec<f64> = row.iter().map(|e| e.to_f64()).collect();
+            let want = reference(&xr, t, prm.top_k.get(0), prm.top_p.get(0), 0.0);
+            // Kept tokens are those not -inf (checked finite below).
+            let kept = |j: usize| o[j] != f64::NEG_INFINITY;
+            let overflow = (0..vocab).any(|j| kept(j) && (xr[j] / t).abs() > limit);
+            let m = xr.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            for j in 0..vocab {
+                if want[j] == 0.0 && !kept(j) {
+                    continue;
+                }
+                assert!(
+                    o[j].is_finite() && o[j].abs() <= limit,
+                    "row {r} token {j}: {}",
+                    o[j]
+                );
+                let exact = if overflow {
+                    ((xr[j] - m) / t).max(-limit)
+                } else {
+                    xr[j] / t
+                };
+                assert!(
+                    (o[j] - exact).abs() <= 1e-3 * exact.abs().max(1.0),
+                    "row {r} token {j}: {} vs {exact}",
+                    o[j]
+                );
+            }
+            let mut probs = vec![0.0f64; vocab];
+            softmax(&o, &mut probs, 1.0).unwrap();
+            for j in 0..vocab {
+                assert!(
+                    (probs[j] - want[j]).abs() < 1e-9,
+                    "row {r} token {j}: {probs:?} vs {want:?}"
+                );
+            }
+        }
+    }
+    // Three tied maxima (a third each) and a token 1e4 below; negative logits that both
+    // overflow to -inf; a row of the same batch that does not overflow.
+    let x16 = [
+        12.0, 12.0, 11.0, 12.0, -1000.0, -1000.5, -3000.0, -65000.0, 1.0, 2.0, 3.0, 0.5,
+    ];
+    let p16 = SamplingParams::default().temperature(1e-4);
+    check(&x16[..4], 4, &p16, f16::from_f64, 65504.0);
+    let p16b = SamplingParams::default().temperature(0.001).top_k(3);
+    check(&x16[4..], 4, &p16b, f16::from_f64, 65504.0);
+    let p16c = SamplingParams::default().temperature(0.5).top_p(0.9);
+    check(&x16, 4, &p16c, f16::from_f64, 65504.0);
+    // f32 and f64: huge logits, small temperatures.
+    let big = [3e38, 3e38, 2.9e38, -3e38, 1.0, 2.0, 0.0, -1.0];
+    check(
+        &big,
+        4,
+        &SamplingParams::default().temperature(0.5),
+        |e| e as f32,
+        f32::MAX as f64,
+    );
+    let huge = [1e300, 1e300, -1e300, 5e299, 1.0, 2.0, 0.0, -1.0];
+    let p64 = SamplingParams::default().temperature(1e-10).top_k(3);
+    check(&huge, 4, &p64, |e| e, f64::MAX);
+    // Greedy by top_k = 1: the one kept token.
+    let mut out = [f16::ZERO; 4];
+    let xg: Vec<f16> = x16[..4].iter().map(|&e| f16::from_f64(e)).collect();
+    filter_logits_rows(&xg, 4, &p16.clone().top_k(1), &mut out).unwrap();
+    assert_eq!(
+        out.map(|e| e.to_f64()),
+        [0.0, f64::NEG_INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY]
+    );
+}

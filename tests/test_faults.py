@@ -744,3 +744,92 @@ def test_r6_overlap_check_agrees_with_a_brute_force_address_set(layout, func):
         r = func(x, axis=axis, out=out)
         assert r is out
         np.testing.assert_array_equal(out, func(x, axis=axis))
+
+
+# --------------------------------------------------------------------------------------------
+# P7: filter_logits where logit / temperature overflows the dtype (issue 20, item 8)
+# --------------------------------------------------------------------------------------------
+
+
+def _p7_dtypes():
+    out = [np.float16, np.float32, np.float64]
+    try:
+        import ml_dtypes
+
+        out.append(np.dtype(ml_dtypes.bfloat16))
+    except ImportError:
+        pass
+    return out
+
+
+def _p7_reference(x, t, top_k=0):
+    """P3's distribution of the rows of ``x`` (float64) at temperature ``t`` and top_k."""
+    x = np.asarray(x, np.float64)
+    probs = np.zeros_like(x)
+    for r, row in enumerate(x):
+        order = sorted(range(len(row)), key=lambda j: (-row[j], j))
+        kept = order[:top_k] if 0 < top_k < len(row) else order
+        w = np.exp((row[kept] - row.max()) / t)
+        probs[r, kept] = w / w.sum()
+    return probs
+
+
+P7_CASES = {
+    # Three tied maxima (a third each) and one 1e4 below them, at T = 1e-4: 12 / T = 1.2e5.
+    "tied maxima": ([[12.0, 12.0, 11.0, 12.0]], 1e-4, 0),
+    # Kept logits that all overflow float16 to -inf (softmax of the row: all NaN before).
+    "negative": ([[-1000.0, -1000.5, -3000.0, -60000.0]], 1e-3, 3),
+    # Logits ~10 at T = 1e-4, and a row that does not overflow.
+    "two rows": ([[10.5, 9.6, 11.9, 13.9], [1.0, 2.0, 3.0, 0.5]], 1e-4, 0),
+    # Huge logits (3e38 / 0.5 is above float32's and bfloat16's range).
+    "huge": ([[3e38, 3e38, 2.9e38, -3e38], [1.0, 2.0, 0.0, -1.0]], 0.5, 0),
+    "huger": ([[1e300, 1e300, -1e300, 5e299]], 1e-10, 3),
+}
+
+
+def _p7_params():
+    """(case, dtype) for every dtype that holds the case's logits."""
+    out = []
+    for case, (rows, _, _) in sorted(P7_CASES.items()):
+        for dt in _p7_dtypes():
+            with np.errstate(over="ignore"):
+                fits = np.isfinite(np.asarray(rows).astype(dt).astype(np.float64)).all()
+            if fits:
+                out.append(pytest.param(case, dt, id=f"{case}-{np.dtype(dt).name}"))
+    return out
+
+
+@pytest.mark.parametrize("case, dtype", _p7_params())
+def test_p7_filter_logits_kept_values_stay_finite_when_logit_over_t_overflows(case, dtype):
+    """P7: filter_logits keeps its dtype, kept values are finite even where logit / T is not
+    (they are then shifted by the row's largest kept logit), removed ones -inf, and softmax of
+    the result is P3's distribution. Rows that do not overflow keep logit / T. Before, float16
+    at T=1e-4 with logits ~10 (and float32 with logits ~3e38 at T=0.5) gave inf for kept
+    tokens, and softmax of the result NaN."""
+    rows, t, top_k = P7_CASES[case]
+    dt = np.dtype(dtype)
+    x = np.asarray(rows, np.float64).astype(dt)
+    f = lk.filter_logits(x, temperature=t, top_k=top_k)
+    assert f.dtype == dt and f.shape == x.shape
+    f64 = f.astype(np.float64)
+    xs = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        want = _p7_reference(xs, t, top_k)
+        q = xs / t
+        fits = np.isfinite(q.astype(dt).astype(np.float64))
+    kept = f64 != -np.inf
+    assert np.isfinite(f64[kept]).all(), f
+    assert (want[~kept] == 0).all(), (f, want)
+    np.testing.assert_allclose(lk.softmax(f64), want, atol=1e-6)
+    np.testing.assert_allclose(lk.softmax(f).astype(np.float64), want, atol=1e-2)
+    for r in range(len(x)):
+        if fits[r][kept[r]].all():  # no overflow: logit / T itself (rounded to the dtype)
+            np.testing.assert_allclose(f64[r][kept[r]], q[r][kept[r]], rtol=1e-2)
+        else:  # shifted: the largest kept logit becomes 0
+            assert f64[r][kept[r]].max() == 0.0, f
+
+
+def test_p7_filter_logits_float16_docstring_states_the_choice():
+    """P7: the docstring says what happens when logit / temperature overflows the dtype."""
+    doc = lk.filter_logits.__doc__
+    assert "(logit - max) / temperature" in doc and "65504" in doc

@@ -646,8 +646,15 @@ pub fn sample<T: Float>(logits: &[T], params: &SamplingParams, seed: &Seed) -> R
 /// The logits [`sample_batch`] draws from (contract P7): the processed logits (masks, bias,
 /// penalties), each kept token's divided by the temperature, every removed token `-inf`; for
 /// temperature 0 the greedy token keeps its processed logit unscaled. `softmax` of the result
-/// is the distribution of P14. A kept logit whose quotient exceeds the type's range becomes
-/// `±inf`, as `x / T` would.
+/// is the distribution of P14.
+///
+/// Kept values are always finite. Should some kept `x / T` not be finite in `T` (a small
+/// temperature, large logits, or `f16`'s range of ±65504), that row's kept tokens get
+/// `(x - max) / T` instead, the row's largest kept logit `max` subtracted first: the
+/// largest becomes 0, and one below `-limit` (the type's largest finite value) becomes
+/// `-limit`. Softmax does not see the shift, and the clamped tokens have probability 0
+/// either way, so `softmax` of the row is still the distribution of P14. Other rows are
+/// unaffected.
 ///
 /// # Errors
 /// As [`sample_batch`], with `out` in place of the tokens.
@@ -667,16 +674,37 @@ pub fn filter_logits_batch<T: Float>(
     histories: &Histories<'_>,
     out: &mut [T],
 ) -> Result<()> {
+    filter_logits_within(logits, vocab, params, histories, out, f64::INFINITY)
+}
+
+/// [`filter_logits_batch`] for results that go on to a narrower type than `T` (the bindings'
+/// bfloat16, computed as `f32`): kept values stay within `limit` as well as within `T`.
+pub(crate) fn filter_logits_within<T: Float>(
+    logits: &[T],
+    vocab: usize,
+    params: &SamplingParams,
+    histories: &Histories<'_>,
+    out: &mut [T],
+    limit: f64,
+) -> Result<()> {
     let rows = rows_of(logits.len(), vocab)?;
     check_len("out", out.len(), logits.len())?;
     let source = Source::Call(*histories);
     check_call(params, rows, vocab, &source)?;
     let chain = Chain::<T::Compute>::build(params, vocab);
+    let limit = limit.min(largest_finite::<T>());
     let filtered = for_rows::<T::Compute, _>(plan(rows, vocab), rows, |r, w| {
         let row = &logits[r * vocab..(r + 1) * vocab];
         with_row(row, r, &chain, &source, false, false, w, |view, w| {
             let mut row_out = vec![<T::Compute as Real>::NEG_INFINITY; vocab];
-            filter_row(view.x, view.max, params.row(r, vocab), w, &mut row_out)?;
+            filter_row(
+                view.x,
+                view.max,
+                params.row(r, vocab),
+                w,
+                &mut row_out,
+                limit,
+            )?;
             Ok(row_out)
         })
     });
@@ -691,6 +719,18 @@ pub fn filter_logits_batch<T: Float>(
         }
     }
     Ok(())
+}
+
+/// The largest finite value of `T`.
+fn largest_finite<T: Float>() -> f64 {
+    use std::any::TypeId;
+    if TypeId::of::<T>() == TypeId::of::<half::f16>() {
+        half::f16::MAX.to_f64()
+    } else if TypeId::of::<T>() == TypeId::of::<f32>() {
+        f32::MAX as f64
+    } else {
+        f64::MAX
+    }
 }
 
 /// [`filter_logits_batch`] without histories.

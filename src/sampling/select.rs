@@ -983,35 +983,57 @@ pub(crate) fn top_in_order<C: Real>(
 }
 
 /// Writes the filtered logits of a validated row (contract P7) to `out`: kept tokens `x / T`
-/// (the greedy token of `T = 0` keeps `x`), the others `-inf`. [`CHANGED`] when the row
-/// changed under another thread's writes so that nothing is kept.
+/// (the greedy token of `T = 0` keeps `x`), the others `-inf`. When a kept `x / T` would not
+/// be finite in the output type (its largest finite value is `limit`), every kept token of
+/// the row gets `(x - m) / T` instead (at least `-limit`): finite, and softmax, which is blind
+/// to a shift, gives the same distribution (a value clamped at `-limit` has probability 0
+/// either way). [`CHANGED`] when the row changed under another thread's writes so that
+/// nothing is kept.
 pub(crate) fn filter_row<C: Real>(
     x: &[C],
     m: C,
     cfg: RowCfg,
     w: &mut Work<C>,
     out: &mut [C],
+    limit: f64,
 ) -> Result<(), &'static str> {
-    let scaled = |e: C| C::from_f64(e.to_f64() / cfg.t);
+    let (t, mf) = (cfg.t, m.to_f64());
+    let fits = |q: f64| q.abs() <= limit;
+    let shifted = |e: C| C::from_f64(((e.to_f64() - mf) / t).max(-limit));
     match select(x, m, cfg, w, false)? {
         Kept::Greedy(i) => {
             // `x[i]` is `m` (found by its value): `m` is not read again.
             out.fill(C::NEG_INFINITY);
-            out[i] = if cfg.t == 0.0 { m } else { scaled(m) };
+            out[i] = match t {
+                0.0 => m,
+                _ if fits(mf / t) => C::from_f64(mf / t),
+                _ => C::from_f64(0.0),
+            };
         }
         Kept::Row(cut) => {
-            let mut keep = cut_keeper(cut.unwrap_or(Cut {
+            let cut = cut.unwrap_or(Cut {
                 value: f64::NEG_INFINITY,
                 ties: usize::MAX,
-            }));
-            let mut kept = false;
+            });
+            let mut keep = cut_keeper(cut);
+            let (mut kept, mut all_fit) = (false, true);
             for (o, &e) in out.iter_mut().zip(x) {
                 let k = keep(e.to_f64());
+                let q = e.to_f64() / t;
                 kept |= k;
-                *o = if k { scaled(e) } else { C::NEG_INFINITY };
+                all_fit &= !k || fits(q);
+                *o = if k { C::from_f64(q) } else { C::NEG_INFINITY };
             }
             if !kept {
                 return Err(CHANGED);
+            }
+            if !all_fit {
+                let mut keep = cut_keeper(cut);
+                for (o, &e) in out.iter_mut().zip(x) {
+                    if keep(e.to_f64()) {
+                        *o = shifted(e);
+                    }
+                }
             }
         }
         Kept::List => {
@@ -1019,8 +1041,13 @@ pub(crate) fn filter_row<C: Real>(
                 return Err(CHANGED);
             }
             out.fill(C::NEG_INFINITY);
+            let all_fit = w.cur.xs.iter().all(|&e| fits(e.to_f64() / t));
             for (&i, &e) in w.cur.idx.iter().zip(&w.cur.xs) {
-                out[i] = scaled(e);
+                out[i] = if all_fit {
+                    C::from_f64(e.to_f64() / t)
+                } else {
+                    shifted(e)
+                };
             }
         }
     }
