@@ -983,11 +983,11 @@ pub(crate) fn top_in_order<C: Real>(
 }
 
 /// Writes the filtered logits of a validated row (contract P7) to `out`: kept tokens `x / T`
-/// (the greedy token of `T = 0` keeps `x`), the others `-inf`. When a kept `x / T` would not
-/// be finite in the output type (its largest finite value is `limit`), every kept token of
-/// the row gets `(x - m) / T` instead (at least `-limit`): finite, and softmax, which is blind
-/// to a shift, gives the same distribution (a value clamped at `-limit` has probability 0
-/// either way). [`CHANGED`] when the row changed under another thread's writes so that
+/// (the greedy token of `T = 0` keeps `x`), the others `-inf`. When a kept `x / T` (or the
+/// greedy `x`) would not be finite in the output type (its largest finite value is `limit`),
+/// every kept token of the row gets `(x - m) / T` instead (at least `-limit`; 0 for the
+/// greedy token): finite, and softmax, which is blind to a shift, gives the same distribution
+/// (a value clamped at `-limit` has probability 0 either way). [`CHANGED`] when the row changed under another thread's writes so that
 /// nothing is kept.
 pub(crate) fn filter_row<C: Real>(
     x: &[C],
@@ -1004,10 +1004,11 @@ pub(crate) fn filter_row<C: Real>(
         Kept::Greedy(i) => {
             // `x[i]` is `m` (found by its value): `m` is not read again.
             out.fill(C::NEG_INFINITY);
+            let q = if t == 0.0 { mf } else { mf / t };
             out[i] = match t {
+                _ if !fits(q) => C::from_f64(0.0),
                 0.0 => m,
-                _ if fits(mf / t) => C::from_f64(mf / t),
-                _ => C::from_f64(0.0),
+                _ => C::from_f64(q),
             };
         }
         Kept::Row(cut) => {
