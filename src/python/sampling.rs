@@ -1070,7 +1070,9 @@ pub(crate) fn sample<'py>(
 ///     largest kept logit: the largest becomes 0, and a value below the dtype's lowest finite
 ///     number is clamped to it. ``softmax`` is blind to the shift and those clamped tokens
 ///     have probability 0 either way, so ``softmax`` of the result is still the distribution
-///     ``sample`` draws from. Other rows keep ``logit / temperature``.
+///     ``sample`` draws from. Likewise, for ``temperature=0``, a greedy token whose processed
+///     logit is beyond the dtype's range (after ``logit_bias``) gets 0. Other rows keep
+///     ``logit / temperature``.
 ///
 /// Raises
 /// ------

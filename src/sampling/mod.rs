@@ -653,8 +653,9 @@ pub fn sample<T: Float>(logits: &[T], params: &SamplingParams, seed: &Seed) -> R
 /// `(x - max) / T` instead, the row's largest kept logit `max` subtracted first: the
 /// largest becomes 0, and one below `-limit` (the type's largest finite value) becomes
 /// `-limit`. Softmax does not see the shift, and the clamped tokens have probability 0
-/// either way, so `softmax` of the row is still the distribution of P14. Other rows are
-/// unaffected.
+/// either way, so `softmax` of the row is still the distribution of P14. Likewise a greedy
+/// row (`T = 0`) whose processed logit is beyond the type's range (after `logit_bias`) gets 0
+/// for its token. Other rows are unaffected.
 ///
 /// # Errors
 /// As [`sample_batch`], with `out` in place of the tokens.
