@@ -2,8 +2,8 @@
 
 use half::f16;
 use logitkit::{
-    filter_logits, filter_logits_rows, sample, sample_rows, set_num_threads, softmax, Error,
-    RowParam, Sampler, SamplingParams, Seed,
+    filter_logits, filter_logits_rows, sample, sample_batch, sample_rows, set_num_threads, softmax,
+    Error, Histories, LogprobsMode, RowParam, Sampler, SamplingParams, Seed,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1324,4 +1324,37 @@ fn p7_kept_values_stay_finite_when_x_over_t_overflows() {
         out.map(|e| e.to_f64()),
         [0.0, f64::NEG_INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY]
     );
+}
+
+/// P3/P15/P16 with float64 logits of opposite signs near the type's end at a huge temperature:
+/// `x - max` overflows although `(x - max) / T` is about -2. The log-probabilities, min-p's
+/// threshold and token_logprobs used `(x - max) / T` as written and gave NaN or `-inf` (and
+/// min-p dropped the token); they now divide first when the difference overflows.
+#[test]
+fn p15_logprobs_of_f64_logits_whose_gap_overflows() {
+    let x = [1.796e308f64, -1.797e308];
+    let t = f64::MAX;
+    let (a, b) = (x[0] / t, x[1] / t);
+    let lse = a.max(b) + ((a - a.max(b)).exp() + (b - a.max(b)).exp()).ln();
+    let want = [a - lse, b - lse];
+    for mode in [LogprobsMode::Sampled, LogprobsMode::Processed] {
+        let prm = SamplingParams::default()
+            .temperature(t)
+            .top_logprobs(2)
+            .logprobs_mode(mode);
+        for seed in 0..20 {
+            let d = sample_batch(&x, 2, &prm, &Histories::new(), &Seed::Fixed(seed), true).unwrap();
+            let tok = d.tokens[0] as usize;
+            assert!((d.logprobs[0] - want[tok]).abs() < 1e-12, "{mode:?}: {d:?}");
+            for (&id, &lp) in d.top_ids.iter().zip(&d.top_logprobs) {
+                assert!((lp - want[id as usize]).abs() < 1e-12, "{mode:?}: {d:?}");
+            }
+        }
+    }
+    // min-p 0.1 keeps the second token (its weight is e^-2 of the first's).
+    let mut out = [0.0f64; 2];
+    filter_logits(&x, &params(t, 0, 1.0, 0.1), &mut out).unwrap();
+    assert!(out.iter().all(|o| o.is_finite()), "{out:?}");
+    let lp = logitkit::token_logprobs(&x, 1, t).unwrap();
+    assert!((lp - want[1]).abs() < 1e-12, "{lp}");
 }

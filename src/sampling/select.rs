@@ -344,11 +344,24 @@ fn cut_keeper(cut: Cut) -> impl FnMut(f64) -> bool {
     }
 }
 
+/// `(x - m) / t` in `f64`, also where `x - m` overflows (`f64` logits of opposite signs near
+/// the type's end, at a temperature large enough to bring their gap back into range): then
+/// `x / t - m / t`. The kernels' weights are overflow-safe likewise (contract S5).
+#[inline]
+pub(crate) fn scaled_gap(x: f64, m: f64, t: f64) -> f64 {
+    let d = x - m;
+    if d.is_finite() {
+        d / t
+    } else {
+        x / t - m / t
+    }
+}
+
 /// The smallest logit `y` with `exp((y - m) / T) >= mp` (computed in `f64`): min-p keeps
 /// exactly the tokens with logit `>= y`. A binary search over the ordered `f64` bit patterns
 /// between `-inf` (fails, as `mp > 0`) and `m` (passes, as `mp <= 1`).
 pub(crate) fn min_p_threshold(m: f64, t: f64, mp: f64) -> f64 {
-    let pass = |y: f64| ((y - m) / t).exp() >= mp;
+    let pass = |y: f64| scaled_gap(y, m, t).exp() >= mp;
     let key = |y: f64| -> u64 {
         let b = y.to_bits();
         if b >> 63 == 1 {
@@ -925,7 +938,7 @@ pub(crate) fn sample_row<C: Real>(
     };
     Ok(RowDraw {
         tok,
-        logprob: (x[tok].to_f64() - m.to_f64()) / cfg.t - total.ln(),
+        logprob: scaled_gap(x[tok].to_f64(), m.to_f64(), cfg.t) - total.ln(),
         kept,
     })
 }
@@ -999,7 +1012,7 @@ pub(crate) fn filter_row<C: Real>(
 ) -> Result<(), &'static str> {
     let (t, mf) = (cfg.t, m.to_f64());
     let fits = |q: f64| q.abs() <= limit;
-    let shifted = |e: C| C::from_f64(((e.to_f64() - mf) / t).max(-limit));
+    let shifted = |e: C| C::from_f64(scaled_gap(e.to_f64(), mf, t).max(-limit));
     match select(x, m, cfg, w, false)? {
         Kept::Greedy(i) => {
             // `x[i]` is `m` (found by its value): `m` is not read again.
