@@ -370,6 +370,14 @@ fn run<T: Float>(c: &Case, conv: impl Fn(f64) -> T) {
     // is a distribution.
     let mut out = vec![conv(0.0); x.len()];
     if filter_logits_batch(&x, c.vocab, p, &h, &mut out).is_ok() {
+        // No processing stage makes a -inf logit finite.
+        for (j, (&o, &e)) in out.iter().zip(&x).enumerate() {
+            let (o, e) = (o.to_f64(), e.to_f64());
+            assert!(
+                e != f64::NEG_INFINITY || o == e,
+                "token {j}: -inf became {o}"
+            );
+        }
         for row in out.chunks(c.vocab.max(1)) {
             let f: Vec<f64> = row.iter().map(|e| e.to_f64()).collect();
             let bad = f

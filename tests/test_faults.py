@@ -784,6 +784,8 @@ P7_CASES = {
     # Huge logits (3e38 / 0.5 is above float32's and bfloat16's range).
     "huge": ([[3e38, 3e38, 2.9e38, -3e38], [1.0, 2.0, 0.0, -1.0]], 0.5, 0),
     "huger": ([[1e300, 1e300, -1e300, 5e299]], 1e-10, 3),
+    # Masked tokens (-inf) stay -inf in a shifted row.
+    "masked": ([[-np.inf, 12.0, 11.0, -np.inf]], 1e-4, 0),
 }
 
 
@@ -792,8 +794,9 @@ def _p7_params():
     out = []
     for case, (rows, _, _) in sorted(P7_CASES.items()):
         for dt in _p7_dtypes():
+            a = np.asarray(rows)
             with np.errstate(over="ignore"):
-                fits = np.isfinite(np.asarray(rows).astype(dt).astype(np.float64)).all()
+                fits = (np.isfinite(a.astype(dt).astype(np.float64)) | ~np.isfinite(a)).all()
             if fits:
                 out.append(pytest.param(case, dt, id=f"{case}-{np.dtype(dt).name}"))
     return out
@@ -819,6 +822,7 @@ def test_p7_filter_logits_kept_values_stay_finite_when_logit_over_t_overflows(ca
         fits = np.isfinite(q.astype(dt).astype(np.float64))
     kept = f64 != -np.inf
     assert np.isfinite(f64[kept]).all(), f
+    assert (f64[xs == -np.inf] == -np.inf).all(), f
     assert (want[~kept] == 0).all(), (f, want)
     np.testing.assert_allclose(lk.softmax(f64), want, atol=1e-6)
     np.testing.assert_allclose(lk.softmax(f).astype(np.float64), want, atol=1e-2)

@@ -1011,32 +1011,41 @@ pub(crate) fn filter_row<C: Real>(
     limit: f64,
 ) -> Result<(), &'static str> {
     let (t, mf) = (cfg.t, m.to_f64());
-    let fits = |q: f64| q.abs() <= limit;
-    let shifted = |e: C| C::from_f64(scaled_gap(e.to_f64(), mf, t).max(-limit));
+    let ninf = f64::NEG_INFINITY;
+    // A kept token whose logit is `-inf` (masked, within a top-k beyond the finite tokens)
+    // stays `-inf`: its probability is 0 either way.
+    let fits = |e: f64| e == ninf || (e / t).abs() <= limit;
+    let scaled = |e: C| C::from_f64(e.to_f64() / t);
+    let shifted = |e: C| match e.to_f64() {
+        e if e == ninf => C::NEG_INFINITY,
+        e => C::from_f64(scaled_gap(e, mf, t).max(-limit)),
+    };
     match select(x, m, cfg, w, false)? {
         Kept::Greedy(i) => {
             // `x[i]` is `m` (found by its value): `m` is not read again.
             out.fill(C::NEG_INFINITY);
-            let q = if t == 0.0 { mf } else { mf / t };
-            out[i] = match t {
-                _ if !fits(q) => C::from_f64(0.0),
-                0.0 => m,
-                _ => C::from_f64(q),
+            let unscaled = t == 0.0;
+            out[i] = if unscaled && mf.abs() <= limit {
+                m
+            } else if !unscaled && fits(mf) {
+                scaled(m)
+            } else {
+                C::from_f64(0.0)
             };
         }
         Kept::Row(cut) => {
             let cut = cut.unwrap_or(Cut {
-                value: f64::NEG_INFINITY,
+                value: ninf,
                 ties: usize::MAX,
             });
             let mut keep = cut_keeper(cut);
             let (mut kept, mut all_fit) = (false, true);
             for (o, &e) in out.iter_mut().zip(x) {
-                let k = keep(e.to_f64());
-                let q = e.to_f64() / t;
-                kept |= k;
-                all_fit &= !k || fits(q);
-                *o = if k { C::from_f64(q) } else { C::NEG_INFINITY };
+                let ef = e.to_f64();
+                let k = keep(ef);
+                kept |= k && ef > ninf;
+                all_fit &= !k || fits(ef);
+                *o = if k { scaled(e) } else { C::NEG_INFINITY };
             }
             if !kept {
                 return Err(CHANGED);
@@ -1051,17 +1060,14 @@ pub(crate) fn filter_row<C: Real>(
             }
         }
         Kept::List => {
-            if w.cur.idx.is_empty() {
+            let cur = &w.cur;
+            if !cur.xs.iter().any(|e| e.to_f64() > ninf) {
                 return Err(CHANGED);
             }
             out.fill(C::NEG_INFINITY);
-            let all_fit = w.cur.xs.iter().all(|&e| fits(e.to_f64() / t));
-            for (&i, &e) in w.cur.idx.iter().zip(&w.cur.xs) {
-                out[i] = if all_fit {
-                    C::from_f64(e.to_f64() / t)
-                } else {
-                    shifted(e)
-                };
+            let all_fit = cur.xs.iter().all(|&e| fits(e.to_f64()));
+            for (&i, &e) in cur.idx.iter().zip(&cur.xs) {
+                out[i] = if all_fit { scaled(e) } else { shifted(e) };
             }
         }
     }
