@@ -91,6 +91,9 @@ enum Ty {
     F64,
 }
 
+/// Token ids per row.
+type Rows = Vec<Vec<u32>>;
+
 /// One call's input: the logits (as `f64`, converted per `ty`), their shape, parameters and
 /// histories.
 #[derive(Debug, Clone)]
@@ -103,7 +106,8 @@ struct Case {
     style: Style,
     seed: u64,
     params: SamplingParams,
-    histories: Option<(Vec<Vec<u32>>, Vec<Vec<u32>>)>,
+    /// Prompt and output tokens per row.
+    histories: Option<(Rows, Rows)>,
     per_row_seed: Option<usize>,
     with_logprobs: bool,
     token_ids: Vec<i64>,
@@ -258,7 +262,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
                         .min_tokens(3i64)
                         .stop_token_ids(vec![0u32]);
                 }
-                let ids = |rng: &mut Rng| -> Vec<Vec<u32>> {
+                let ids = |rng: &mut Rng| -> Rows {
                     (0..rows)
                         .map(|_| {
                             (0..rng.below(6))
