@@ -133,6 +133,16 @@
 //!
 //! Parameters, lengths and every row are checked before anything is drawn: a call that
 //! returns an error draws nothing and advances no [`Sampler`].
+//!
+//! # Another thread writing to the logits (R3)
+//!
+//! A row without a processing stage is read in place, pass after pass (maximum, weights,
+//! cuts, draw), and the Python bindings cannot stop another thread from writing to it during
+//! a call. No pass relies on what an earlier one read for termination or memory safety: every
+//! loop is bounded whatever it reads, sorts compare values read once, a count from an earlier
+//! pass is a cap rather than a promise, and the band of the cut search is sorted when it stops
+//! shrinking. A row whose values changed so that the earlier passes no longer hold gives
+//! either a token of the row or [`Error::InvalidRow`] ("changed while it was being read").
 
 mod history;
 pub(crate) mod hot;
