@@ -167,10 +167,14 @@ qemu-smoke: wheel
 aarch64-wheel-test: venv
 	bash .ci/aarch64-wheel.sh
 
-# Long fuzz run of the strided-lanes API (not part of `make test`).
+# Long fuzz runs (not part of `make test`, which runs short ones): the strided-lanes API and
+# the sampling API over slices (proptest, release; FUZZ_CASES cases each), then the Python
+# sampling API (hypothesis; FUZZ_EXAMPLES examples per test) against the built extension.
 FUZZ_CASES ?= 200000
-fuzz:
-	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --test fuzz_lanes -- --nocapture
+FUZZ_EXAMPLES ?= 20000
+fuzz: develop
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --test fuzz_lanes --test fuzz_sampling -- --nocapture
+	LOGITKIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_sampling.py
 
 pytest: develop
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -30,6 +30,9 @@ pub mod extras;
 mod interrupt;
 mod kernels;
 pub mod lanes;
+// Used by the bindings' `out=` checks; built (and tested) without them too.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod overlap;
 pub(crate) mod parallel;
 mod row;
 pub mod sampling;

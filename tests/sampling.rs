@@ -2,8 +2,8 @@
 
 use half::f16;
 use logitkit::{
-    filter_logits, filter_logits_rows, sample, sample_rows, set_num_threads, softmax, Error,
-    RowParam, Sampler, SamplingParams, Seed,
+    filter_logits, filter_logits_rows, sample, sample_batch, sample_rows, set_num_threads, softmax,
+    Error, Histories, LogprobsMode, RowParam, Sampler, SamplingParams, Seed,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1206,4 +1206,155 @@ fn p8_top_k_rows_checked_through_chunk_maxima() {
             "token {tok} outside the top 5"
         );
     }
+}
+
+/// P3/P9: top-k and top-p among logits a subnormal apart. The band of the bucket search was
+/// re-bucketed over a range that halving rounds to 0, every token landed in one bucket, and
+/// the search never ended (a hang, Ctrl-C included). Now such a band is sorted.
+#[test]
+fn p3_cut_among_adjacent_subnormal_logits_terminates() {
+    let tiny = f64::from_bits(1);
+    let x: Vec<f64> = (0..400)
+        .map(|j| if j % 2 == 0 { tiny } else { 0.0 })
+        .collect();
+    let mut out = vec![0.0f64; x.len()];
+    filter_logits(&x, &params(1.0, 70, 1.0, 0.0), &mut out).unwrap();
+    for (j, &o) in out.iter().enumerate() {
+        let kept = j % 2 == 0 && j < 140;
+        assert_eq!(o, if kept { tiny } else { f64::NEG_INFINITY }, "token {j}");
+    }
+    // Top-p 0.3 of 400 equally probable tokens: the first 120 in the order (the subnormal
+    // ones by id first).
+    filter_logits(&x, &params(1.0, 0, 0.3, 0.0), &mut out).unwrap();
+    let kept: Vec<usize> = (0..x.len())
+        .filter(|&j| out[j] > f64::NEG_INFINITY)
+        .collect();
+    let want: Vec<usize> = (0..240).step_by(2).collect();
+    assert_eq!(kept, want);
+    let (tok, _) = sample(&x, &params(1.0, 70, 0.5, 0.0), &Seed::Fixed(1)).unwrap();
+    assert!(tok % 2 == 0 && tok < 140, "{tok}");
+}
+
+/// P7: kept values stay finite when `x / T` would overflow the logits' type (f16 ends at
+/// 65504), and softmax of the result is still P3's distribution. Such a row is shifted by its
+/// largest kept logit; a row of the same batch without overflow keeps `x / T` exactly. Before,
+/// the kept values became `±inf` and softmax gave NaN.
+#[test]
+fn p7_kept_values_stay_finite_when_x_over_t_overflows() {
+    fn check<T: logitkit::Float>(
+        x: &[f64],
+        vocab: usize,
+        prm: &SamplingParams,
+        conv: impl Fn(f64) -> T,
+        limit: f64,
+    ) {
+        let xt: Vec<T> = x.iter().map(|&e| conv(e)).collect();
+        let mut out = vec![conv(0.0); x.len()];
+        filter_logits_rows(&xt, vocab, prm, &mut out).unwrap();
+        let t = prm.temperature.get(0);
+        for (r, row) in out.chunks(vocab).enumerate() {
+            let xr: Vec<f64> = xt[r * vocab..][..vocab]
+                .iter()
+                .map(|e| e.to_f64())
+                .collect();
+            let o: Vec<f64> = row.iter().map(|e| e.to_f64()).collect();
+            let want = reference(&xr, t, prm.top_k.get(0), prm.top_p.get(0), 0.0);
+            // Kept tokens are those not -inf (checked finite below).
+            let kept = |j: usize| o[j] != f64::NEG_INFINITY;
+            let overflow = (0..vocab).any(|j| kept(j) && (xr[j] / t).abs() > limit);
+            let m = xr.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            for j in 0..vocab {
+                if want[j] == 0.0 && !kept(j) {
+                    continue;
+                }
+                assert!(
+                    o[j].is_finite() && o[j].abs() <= limit,
+                    "row {r} token {j}: {}",
+                    o[j]
+                );
+                let exact = if overflow {
+                    ((xr[j] - m) / t).max(-limit)
+                } else {
+                    xr[j] / t
+                };
+                assert!(
+                    (o[j] - exact).abs() <= 1e-3 * exact.abs().max(1.0),
+                    "row {r} token {j}: {} vs {exact}",
+                    o[j]
+                );
+            }
+            let mut probs = vec![0.0f64; vocab];
+            softmax(&o, &mut probs, 1.0).unwrap();
+            for j in 0..vocab {
+                assert!(
+                    (probs[j] - want[j]).abs() < 1e-9,
+                    "row {r} token {j}: {probs:?} vs {want:?}"
+                );
+            }
+        }
+    }
+    // Three tied maxima (a third each) and a token 1e4 below; negative logits that both
+    // overflow to -inf; a row of the same batch that does not overflow.
+    let x16 = [
+        12.0, 12.0, 11.0, 12.0, -1000.0, -1000.5, -3000.0, -65000.0, 1.0, 2.0, 3.0, 0.5,
+    ];
+    let p16 = SamplingParams::default().temperature(1e-4);
+    check(&x16[..4], 4, &p16, f16::from_f64, 65504.0);
+    let p16b = SamplingParams::default().temperature(0.001).top_k(3);
+    check(&x16[4..], 4, &p16b, f16::from_f64, 65504.0);
+    let p16c = SamplingParams::default().temperature(0.5).top_p(0.9);
+    check(&x16, 4, &p16c, f16::from_f64, 65504.0);
+    // f32 and f64: huge logits, small temperatures.
+    let big = [3e38, 3e38, 2.9e38, -3e38, 1.0, 2.0, 0.0, -1.0];
+    check(
+        &big,
+        4,
+        &SamplingParams::default().temperature(0.5),
+        |e| e as f32,
+        f32::MAX as f64,
+    );
+    let huge = [1e300, 1e300, -1e300, 5e299, 1.0, 2.0, 0.0, -1.0];
+    let p64 = SamplingParams::default().temperature(1e-10).top_k(3);
+    check(&huge, 4, &p64, |e| e, f64::MAX);
+    // Greedy by top_k = 1: the one kept token.
+    let mut out = [f16::ZERO; 4];
+    let xg: Vec<f16> = x16[..4].iter().map(|&e| f16::from_f64(e)).collect();
+    filter_logits_rows(&xg, 4, &p16.clone().top_k(1), &mut out).unwrap();
+    assert_eq!(
+        out.map(|e| e.to_f64()),
+        [0.0, f64::NEG_INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY]
+    );
+}
+
+/// P3/P15/P16 with float64 logits of opposite signs near the type's end at a huge temperature:
+/// `x - max` overflows although `(x - max) / T` is about -2. The log-probabilities, min-p's
+/// threshold and token_logprobs used `(x - max) / T` as written and gave NaN or `-inf` (and
+/// min-p dropped the token); they now divide first when the difference overflows.
+#[test]
+fn p15_logprobs_of_f64_logits_whose_gap_overflows() {
+    let x = [1.796e308f64, -1.797e308];
+    let t = f64::MAX;
+    let (a, b) = (x[0] / t, x[1] / t);
+    let lse = a.max(b) + ((a - a.max(b)).exp() + (b - a.max(b)).exp()).ln();
+    let want = [a - lse, b - lse];
+    for mode in [LogprobsMode::Sampled, LogprobsMode::Processed] {
+        let prm = SamplingParams::default()
+            .temperature(t)
+            .top_logprobs(2)
+            .logprobs_mode(mode);
+        for seed in 0..20 {
+            let d = sample_batch(&x, 2, &prm, &Histories::new(), &Seed::Fixed(seed), true).unwrap();
+            let tok = d.tokens[0] as usize;
+            assert!((d.logprobs[0] - want[tok]).abs() < 1e-12, "{mode:?}: {d:?}");
+            for (&id, &lp) in d.top_ids.iter().zip(&d.top_logprobs) {
+                assert!((lp - want[id as usize]).abs() < 1e-12, "{mode:?}: {d:?}");
+            }
+        }
+    }
+    // min-p 0.1 keeps the second token (its weight is e^-2 of the first's).
+    let mut out = [0.0f64; 2];
+    filter_logits(&x, &params(t, 0, 1.0, 0.1), &mut out).unwrap();
+    assert!(out.iter().all(|o| o.is_finite()), "{out:?}");
+    let lp = logitkit::token_logprobs(&x, 1, t).unwrap();
+    assert!((lp - want[1]).abs() < 1e-12, "{lp}");
 }

@@ -537,3 +537,385 @@ def test_r8_ctrl_c_interrupts_a_long_call_within_a_second(kind, threads):
     latency = float(lines[0].split()[1]) - sent
     assert latency < 1.0, f"KeyboardInterrupt {latency:.3f} s after SIGINT"
     assert lines[1] == "ok", out
+
+
+# --------------------------------------------------------------------------------------------
+# R3: another thread writing to the input while a call runs
+# --------------------------------------------------------------------------------------------
+
+# One scenario per fresh interpreter: a thread keeps writing into the logits (a +inf or NaN
+# there only briefly, extreme but valid values, random values, now and then a +inf or NaN
+# left a while, and a reset to the clean values) while the main thread calls logitkit on them
+# for SECONDS. Prints "ok errors [failures]"; exits 1 on anything but a result or ValueError,
+# or a token id outside [0, V).
+R3_WRITER = r"""
+import sys, threading, time
+import numpy as np
+import logitkit as lk
+
+scenario, dtype, secs = SCENARIO, np.dtype(DTYPE), SECONDS
+# One long row (its passes split across the threads) for the top-p paths, else a few rows.
+shape = (1, 70_000) if scenario in ("nucleus", "cut") else (3, 30_000)
+rows, vocab = shape
+x = (np.random.default_rng(0).standard_normal(shape) * 3).astype(dtype)
+clean = x.copy()
+flat, clean_flat = x.reshape(-1), clean.reshape(-1)
+sampler = lk.Sampler(temperature=0.8, top_k=40, top_p=0.9, seed=3)
+calls = {
+    "nucleus": [
+        lambda: lk.sample(x, temperature=0.8, top_p=0.9, seed=1),
+        lambda: lk.sample(x, top_p=0.5, min_p=0.01, seed=1, top_logprobs=3),
+    ],
+    "cut": [
+        lambda: lk.sample(x, temperature=0.8, top_k=50, top_p=0.9, seed=1, return_logprobs=True),
+        lambda: lk.sample(x, top_k=5000, top_p=0.9, seed=1, return_logprobs=True),
+        lambda: lk.filter_logits(x, temperature=0.8, top_k=50, top_p=0.9, min_p=0.01),
+    ],
+    "min_p": [
+        lambda: lk.sample(x, min_p=0.05, seed=1, return_logprobs=True),
+        lambda: lk.sample(x, min_p=0.9, seed=1, return_logprobs=True),
+        lambda: lk.filter_logits(x, min_p=0.3),
+    ],
+    "greedy": [
+        lambda: lk.sample(x, temperature=0.0, top_logprobs=5),
+        lambda: lk.filter_logits(x, temperature=0.0),
+        lambda: lk.token_logprobs(x, np.zeros(rows, np.int64), return_ranks=True),
+    ],
+    "sampler": [lambda: sampler(x, return_logprobs=True)],
+    "softmax": [lambda: lk.softmax(x), lambda: lk.log_softmax(x), lambda: lk.logsumexp(x)],
+}[scenario]
+stop = threading.Event()
+
+def writer():
+    r = np.random.default_rng(1)
+    big = float(np.finfo(dtype).max)
+    extreme = np.array([-np.inf, big, -big, 0.0, 60.0], dtype)
+    k = 0
+    while not stop.is_set():
+        i = r.integers(0, flat.size, size=16)
+        kind = k % 4
+        if kind == 0:
+            flat[i] = np.inf
+            flat[i] = clean_flat[i]
+        elif kind == 1:
+            flat[i] = np.nan
+            flat[i] = clean_flat[i]
+        elif kind == 2:
+            flat[i] = r.choice(extreme, size=16)
+        else:
+            flat[i] = r.standard_normal(16) * 10
+        if k % 64 == 32:
+            flat[i[0]] = np.inf if k % 128 == 32 else np.nan
+        if k % 64 == 63:
+            flat[:] = clean_flat
+        k += 1
+
+def tokens_in_range(res):
+    tok = res[0] if isinstance(res, tuple) else res
+    if isinstance(tok, (np.ndarray, np.integer)) and np.asarray(tok).dtype == np.int64:
+        return bool(((np.asarray(tok) >= 0) & (np.asarray(tok) < vocab)).all())
+    return True
+
+with np.errstate(all="ignore"):
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    ok = errors = 0
+    bad = []
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        for f in calls:
+            try:
+                res = f()
+            except ValueError:
+                errors += 1
+                continue
+            except BaseException as e:  # PanicException derives from BaseException
+                bad.append(f"{type(e).__name__}: {e}")
+                continue
+            ok += 1
+            if not tokens_in_range(res):
+                bad.append(f"token out of range: {res}")
+    stop.set()
+    t.join()
+print(ok, errors, bad[:3])
+sys.exit(1 if bad else 0)
+"""
+
+
+@pytest.mark.parametrize(
+    "scenario, dtype",
+    [
+        ("nucleus", "float32"),
+        ("cut", "float32"),
+        ("cut", "float16"),
+        ("min_p", "float32"),
+        ("min_p", "float64"),
+        ("greedy", "float32"),
+        ("sampler", "float32"),
+        ("sampler", "float64"),
+        ("softmax", "float32"),
+    ],
+)
+def test_r3_concurrent_writer_gives_a_result_or_value_error(scenario, dtype):
+    """R3: while another thread writes +inf, NaN, extreme and random values into the logits,
+    sample (top-p by rejection, top-k/top-p cuts, min-p, greedy, logprobs), filter_logits,
+    token_logprobs, Sampler and the softmax family return a result (token ids in [0, V)) or
+    raise ValueError, for a second of calls. Before the fix this hung in the top-k/top-p cut
+    (a +inf in the band left every token in one bucket, forever) and raised PanicException
+    ("a set with a positive total has a kept token", "no NaN in a validated row", an index out
+    of bounds in the min-p gather, "the maximum is in the row"). A hang fails by the timeout."""
+    code = (
+        R3_WRITER.replace("SCENARIO", repr(scenario))
+        .replace("DTYPE", repr(dtype))
+        .replace("SECONDS", "1.0")
+    )
+    try:
+        res = run_python(code, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{scenario} ({dtype}) hung with another thread writing to the logits")
+    assert res.returncode == 0, (res.stdout, res.stderr[-2000:])
+    ok, errors = map(int, res.stdout.split()[:2])
+    assert ok > 0, res.stdout  # some calls ran on clean rows, where the race matters
+
+
+# --------------------------------------------------------------------------------------------
+# R6: an out= whose own elements overlap
+# --------------------------------------------------------------------------------------------
+
+from numpy.lib.stride_tricks import as_strided  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+R6_FUNCS = [lk.softmax, lk.log_softmax]
+
+
+def _r6_layouts(item):
+    """(name, shape, byte strides) of out layouts whose elements overlap."""
+    return [
+        ("a zero stride (a broadcast row)", (4, 6), (0, item)),
+        ("a zero inner stride", (4, 6), (6 * item, 0)),
+        ("rows sharing all but two elements", (4, 6), (2 * item, item)),
+        ("rows sharing elements, reversed", (4, 6), (-2 * item, item)),
+        ("a transposed overlap", (6, 4), (item, 2 * item)),
+        ("elements a byte apart", (4, 6), (6 * item, item - 1)),
+    ]
+
+
+def _view(buf, shape, strides):
+    """``as_strided`` over ``buf`` (1-D, writeable) starting far enough in for negative strides."""
+    lo = sum((n - 1) * s for n, s in zip(shape, strides) if s < 0 and n > 0)
+    start = buf[-(lo // buf.itemsize) :] if lo else buf
+    if 0 not in shape:  # every element inside buf
+        hi = sum((n - 1) * s for n, s in zip(shape, strides) if s > 0)
+        first = start.__array_interface__["data"][0] - buf.__array_interface__["data"][0]
+        assert 0 <= first + lo and first + hi + buf.itemsize <= buf.nbytes
+    return as_strided(start, shape=shape, strides=strides)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("func", R6_FUNCS)
+def test_r6_out_whose_elements_overlap_is_a_value_error_naming_out(func, dtype):
+    """R6: out= views with zero or overlapping strides raise ValueError naming ``out``, before
+    anything is written (out's memory is left as it was). Before, a zero stride was computed
+    aside and copied in (the last write winning) and overlapping rows were written directly by
+    the threads at once: wrong, nondeterministic values."""
+    item = np.dtype(dtype).itemsize
+    x = np.random.default_rng(30).normal(size=(4, 6)).astype(dtype)
+    for name, shape, strides in _r6_layouts(item):
+        xs = x.reshape(shape) if shape == x.shape else x.T.copy()
+        buf = np.full(128, 7.0, dtype)
+        out = _view(buf, shape, strides)
+        assert out.flags.writeable
+        with pytest.raises(ValueError, match="out has elements that overlap") as info:
+            func(xs, out=out)
+        assert "out" in str(info.value)
+        assert np.all(buf == 7.0), name
+
+
+@pytest.mark.parametrize("func", R6_FUNCS)
+def test_r6_distinct_strided_out_views_are_still_accepted(func):
+    """R6: out= views whose elements are distinct stay accepted, with the out-of-place result:
+    every other element, reversed rows, a transpose, and an interleaved as_strided layout the
+    quick stride test cannot settle (lengths (3, 2), strides (2, 3) items: elements 0 2 4 and
+    3 5 7)."""
+    x = np.random.default_rng(31).normal(size=(3, 2))
+    buf = np.zeros(64)
+    item = buf.itemsize
+    for shape, strides in [
+        ((3, 2), (2 * item, 3 * item)),
+        ((3, 2), (4 * item, 2 * item)),
+        ((3, 2), (-2 * item, item)),
+        ((3, 2), (item, 3 * item)),
+        ((3, 1), (item, 0)),
+    ]:
+        xs = x[:, : shape[1]]
+        out = _view(buf, shape, strides)
+        for axis in (0, -1, None):
+            r = func(xs, axis=axis, out=out)
+            assert r is out
+            np.testing.assert_array_equal(out, func(xs, axis=axis), err_msg=str((shape, strides)))
+
+
+def test_r6_bfloat16_out_whose_elements_overlap_is_a_value_error():
+    """R6: a bfloat16 out (ml_dtypes), filled from a float32 result, is checked too."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    x = np.random.default_rng(32).normal(size=(4, 6)).astype(bf16)
+    buf = np.zeros(64, bf16)
+    with pytest.raises(ValueError, match="out has elements that overlap"):
+        lk.softmax(x, out=as_strided(buf, shape=(4, 6), strides=(4, 2)))
+    out = as_strided(buf, shape=(4, 6), strides=(14, 2))
+    lk.softmax(x, out=out)
+    np.testing.assert_array_equal(out, lk.softmax(x))
+
+
+def test_r6_torch_out_whose_elements_overlap_is_a_value_error():
+    """R6: a torch out with a zero stride (``expand``) is refused, as float32 and bfloat16."""
+    torch = pytest.importorskip("torch")
+    for dt in (torch.float32, torch.bfloat16):
+        x = torch.randn(4, 6).to(dt)
+        out = torch.zeros(1, 6, dtype=dt).expand(4, 6)
+        with pytest.raises(ValueError, match="out"):
+            lk.softmax(x, out=out)
+
+
+def _r6_brute_overlap(shape, strides, item):
+    """Whether two elements share a byte: the bytes of every element, counted."""
+    seen = set()
+    for idx in np.ndindex(*shape):
+        a = sum(i * s for i, s in zip(idx, strides))
+        for b in range(a, a + item):
+            if b in seen:
+                return True
+            seen.add(b)
+    return False
+
+
+@st.composite
+def _r6_layout(draw):
+    dtype = draw(st.sampled_from([np.float16, np.float32, np.float64]))
+    item = np.dtype(dtype).itemsize
+    ndim = draw(st.integers(0, 3))
+    shape = tuple(draw(st.lists(st.integers(0, 4), min_size=ndim, max_size=ndim)))
+    # Strides in whole items mostly, some in bytes; small, so that overlaps are common.
+    stride = st.one_of(
+        st.integers(-6, 6).map(lambda k: k * item), st.integers(-3 * item, 3 * item)
+    )
+    strides = tuple(draw(st.lists(stride, min_size=ndim, max_size=ndim)))
+    return dtype, shape, strides
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_r6_layout(), st.sampled_from(R6_FUNCS))
+def test_r6_overlap_check_agrees_with_a_brute_force_address_set(layout, func):
+    """R6: for random shapes and strides (negative, zero, in items or in bytes), out= is refused
+    with ValueError exactly when two of its elements share a byte (a brute force over the
+    elements' bytes), and otherwise receives the out-of-place result."""
+    dtype, shape, strides = layout
+    item = np.dtype(dtype).itemsize
+    x = np.random.default_rng(33).normal(size=shape).astype(dtype)
+    span = sum((n - 1) * abs(s) for n, s in zip(shape, strides) if n > 0) + item
+    buf = np.zeros(span // item + 2, dtype)
+    out = _view(buf, shape, strides)
+    axis = -1 if shape else None
+    overlaps = 0 not in shape and _r6_brute_overlap(shape, strides, item)
+    if overlaps:
+        with pytest.raises(ValueError, match="out has elements that overlap"):
+            func(x, axis=axis, out=out)
+    else:
+        r = func(x, axis=axis, out=out)
+        assert r is out
+        np.testing.assert_array_equal(out, func(x, axis=axis))
+
+
+# --------------------------------------------------------------------------------------------
+# P7: filter_logits where logit / temperature overflows the dtype (issue 20, item 8)
+# --------------------------------------------------------------------------------------------
+
+
+def _p7_dtypes():
+    out = [np.float16, np.float32, np.float64]
+    try:
+        import ml_dtypes
+
+        out.append(np.dtype(ml_dtypes.bfloat16))
+    except ImportError:
+        pass
+    return out
+
+
+def _p7_reference(x, t, top_k=0):
+    """P3's distribution of the rows of ``x`` (float64) at temperature ``t`` and top_k."""
+    x = np.asarray(x, np.float64)
+    probs = np.zeros_like(x)
+    for r, row in enumerate(x):
+        order = sorted(range(len(row)), key=lambda j: (-row[j], j))
+        kept = order[:top_k] if 0 < top_k < len(row) else order
+        w = np.exp((row[kept] - row.max()) / t)
+        probs[r, kept] = w / w.sum()
+    return probs
+
+
+P7_CASES = {
+    # Three tied maxima (a third each) and one 1e4 below them, at T = 1e-4: 12 / T = 1.2e5.
+    "tied maxima": ([[12.0, 12.0, 11.0, 12.0]], 1e-4, 0),
+    # Kept logits that all overflow float16 to -inf (softmax of the row: all NaN before).
+    "negative": ([[-1000.0, -1000.5, -3000.0, -60000.0]], 1e-3, 3),
+    # Logits ~10 at T = 1e-4, and a row that does not overflow.
+    "two rows": ([[10.5, 9.6, 11.9, 13.9], [1.0, 2.0, 3.0, 0.5]], 1e-4, 0),
+    # Huge logits (3e38 / 0.5 is above float32's and bfloat16's range).
+    "huge": ([[3e38, 3e38, 2.9e38, -3e38], [1.0, 2.0, 0.0, -1.0]], 0.5, 0),
+    "huger": ([[1e300, 1e300, -1e300, 5e299]], 1e-10, 3),
+    # Masked tokens (-inf) stay -inf in a shifted row.
+    "masked": ([[-np.inf, 12.0, 11.0, -np.inf]], 1e-4, 0),
+}
+
+
+def _p7_params():
+    """(case, dtype) for every dtype that holds the case's logits."""
+    out = []
+    for case, (rows, _, _) in sorted(P7_CASES.items()):
+        for dt in _p7_dtypes():
+            a = np.asarray(rows)
+            with np.errstate(over="ignore"):
+                fits = (np.isfinite(a.astype(dt).astype(np.float64)) | ~np.isfinite(a)).all()
+            if fits:
+                out.append(pytest.param(case, dt, id=f"{case}-{np.dtype(dt).name}"))
+    return out
+
+
+@pytest.mark.parametrize("case, dtype", _p7_params())
+def test_p7_filter_logits_kept_values_stay_finite_when_logit_over_t_overflows(case, dtype):
+    """P7: filter_logits keeps its dtype, kept values are finite even where logit / T is not
+    (they are then shifted by the row's largest kept logit), removed ones -inf, and softmax of
+    the result is P3's distribution. Rows that do not overflow keep logit / T. Before, float16
+    at T=1e-4 with logits ~10 (and float32 with logits ~3e38 at T=0.5) gave inf for kept
+    tokens, and softmax of the result NaN."""
+    rows, t, top_k = P7_CASES[case]
+    dt = np.dtype(dtype)
+    x = np.asarray(rows, np.float64).astype(dt)
+    f = lk.filter_logits(x, temperature=t, top_k=top_k)
+    assert f.dtype == dt and f.shape == x.shape
+    f64 = f.astype(np.float64)
+    xs = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        want = _p7_reference(xs, t, top_k)
+        q = xs / t
+        fits = np.isfinite(q.astype(dt).astype(np.float64))
+    kept = f64 != -np.inf
+    assert np.isfinite(f64[kept]).all(), f
+    assert (f64[xs == -np.inf] == -np.inf).all(), f
+    assert (want[~kept] == 0).all(), (f, want)
+    np.testing.assert_allclose(lk.softmax(f64), want, atol=1e-6)
+    np.testing.assert_allclose(lk.softmax(f).astype(np.float64), want, atol=1e-2)
+    for r in range(len(x)):
+        if fits[r][kept[r]].all():  # no overflow: logit / T itself (rounded to the dtype)
+            np.testing.assert_allclose(f64[r][kept[r]], q[r][kept[r]], rtol=1e-2)
+        else:  # shifted: the largest kept logit becomes 0
+            assert f64[r][kept[r]].max() == 0.0, f
+
+
+def test_p7_filter_logits_float16_docstring_states_the_choice():
+    """P7: the docstring says what happens when logit / temperature overflows the dtype."""
+    doc = lk.filter_logits.__doc__
+    assert "(logit - max) / temperature" in doc and "65504" in doc

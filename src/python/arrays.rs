@@ -594,15 +594,14 @@ impl<'py> Output<'py> {
                 "out is read-only; pass a writeable array",
             ));
         }
+        refuse_self_overlap(arr.shape(), arr.strides(), dtype.itemsize())?;
         if let Some(v) = FloatArray::view(arr) {
-            if !has_zero_stride(&v) {
-                return Ok(Output {
-                    target: v,
-                    copy_to: None,
-                });
-            }
+            return Ok(Output {
+                target: v,
+                copy_to: None,
+            });
         }
-        // Byte-swapped, unaligned or self-overlapping `out`: compute aside, then copy in.
+        // Byte-swapped or unaligned `out`: compute aside, then copy in.
         let tmp = dtype.empty(py, shape)?;
         Ok(Output {
             target: FloatArray::view(&tmp).expect("fresh array"),
@@ -622,11 +621,28 @@ impl<'py> Output<'py> {
     }
 }
 
-fn has_zero_stride(v: &FloatArray<'_>) -> bool {
-    v.shape
-        .iter()
-        .zip(&v.strides)
-        .any(|(&n, &s)| n > 1 && s == 0)
+/// Contract R6: an `out` of `shape` and byte `strides` whose elements (`item` bytes each)
+/// overlap one another is a `ValueError` naming `out`. What it would hold depends on the order
+/// of the threads' writes; computing aside and copying in would only pick one of those orders.
+pub(crate) fn refuse_self_overlap(shape: &[usize], strides: &[isize], item: usize) -> PyResult<()> {
+    match crate::overlap::self_overlaps(shape, strides, item) {
+        Ok(false) => Ok(()),
+        Ok(true) => {
+            let strides: Vec<String> = strides.iter().map(|s| s.to_string()).collect();
+            let strides = match strides.len() {
+                1 => format!("({},)", strides[0]),
+                _ => format!("({})", strides.join(", ")),
+            };
+            Err(PyValueError::new_err(format!(
+                "out has elements that overlap one another (shape {}, strides {strides} bytes); \
+                 pass an array whose elements are distinct, such as numpy.empty_like(x)",
+                shape_str(shape)
+            )))
+        }
+        Err(_) => Err(PyMemoryError::new_err(
+            "out: no memory to check its elements for overlap",
+        )),
+    }
 }
 
 trait HasWriteable {

@@ -8,8 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBool, PyTuple};
 
 use super::arrays::{
-    detach_interruptible, float_arg, new_empty, normalize_axis, parse_per_lane_f64, repr,
-    shape_str, to_py_err, without, Axis, Dtype, FloatArray,
+    detach_interruptible, float_arg, new_empty, normalize_axis, parse_per_lane_f64,
+    refuse_self_overlap, repr, shape_str, to_py_err, without, Axis, Dtype, FloatArray,
 };
 use super::detached;
 use crate::extras::{self, CrossEntropyOptions, Reduction};
@@ -750,8 +750,32 @@ pub(crate) fn run_adapted<'py>(
         f(&x, Some(&target))?;
         return Ok(o.clone());
     }
+    refuse_self_overlapping_out(o)?;
     let r = f(&x, None)?;
     coerce.getattr("copy_to_out")?.call1((o, r))
+}
+
+/// Contract R6 for an `out` that `copy_to_out` fills (bfloat16, as an ndarray or a torch
+/// tensor): elements that overlap one another are refused here too. Anything else is left to
+/// `copy_to_out`'s own checks.
+fn refuse_self_overlapping_out(o: &Bound<'_, PyAny>) -> PyResult<()> {
+    if let Ok(arr) = o.cast::<PyUntypedArray>() {
+        return refuse_self_overlap(arr.shape(), arr.strides(), arr.dtype().itemsize());
+    }
+    let layout = || -> PyResult<(Vec<usize>, Vec<isize>, usize)> {
+        let shape: Vec<usize> = o.getattr("shape")?.extract()?;
+        let item: usize = o.call_method0("element_size")?.extract()?;
+        let strides: Vec<isize> = o.call_method0("stride")?.extract()?;
+        Ok((shape, strides, item))
+    };
+    if let Ok((shape, strides, item)) = layout() {
+        let bytes: Vec<isize> = strides
+            .iter()
+            .map(|&s| s.saturating_mul(item as isize))
+            .collect();
+        refuse_self_overlap(&shape, &bytes, item)?;
+    }
+    Ok(())
 }
 
 fn apply_back<'py>(

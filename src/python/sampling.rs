@@ -1066,6 +1066,17 @@ pub(crate) fn sample<'py>(
 ///     removed token ``-inf``. For ``temperature=0`` the greedy token keeps its processed
 ///     logit unscaled. ``softmax`` of the result is the distribution ``sample`` draws from.
 ///
+///     Kept values are always finite, in the logits' own dtype. When some kept
+///     ``logit / temperature`` would not be finite in that dtype (a small temperature with
+///     large logits; float16 ends at 65504, bfloat16 and float32 near 3.4e38), every kept
+///     token of that row gets ``(logit - max) / temperature`` instead, ``max`` being the row's
+///     largest kept logit: the largest becomes 0, and a value below the dtype's lowest finite
+///     number is clamped to it. ``softmax`` is blind to the shift and those clamped tokens
+///     have probability 0 either way, so ``softmax`` of the result is still the distribution
+///     ``sample`` draws from. Likewise, for ``temperature=0``, a greedy token whose processed
+///     logit is beyond the dtype's range (after ``logit_bias``) gets 0. Other rows keep
+///     ``logit / temperature``.
+///
 /// Raises
 /// ------
 /// ValueError
@@ -1132,15 +1143,23 @@ pub(crate) fn filter_logits<'py>(
     let out = l.arr.dtype.empty(py, &l.arr.shape)?;
     let dst = Raw(FloatArray::view(&out).expect("fresh array").data);
     let (src, dtype) = (Raw(l.arr.data), l.arr.dtype);
+    // bfloat16 logits are filtered as float32 and rounded to bfloat16 on the way back: kept
+    // values must be finite there too (P7).
+    let limit = match &l.back {
+        Some(b) if b.getattr("bfloat16")?.is_truthy()? => BF16_MAX,
+        _ => f64::INFINITY,
+    };
     detach_interruptible(py, || {
         // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` that the
         // caller keeps alive; `dst` is a fresh C-contiguous array of the same shape and dtype
         // that nothing else sees yet.
         unsafe {
             match dtype {
-                Dtype::F32 => filter::<f32>(src.get(), dst.get(), n, vocab, &params, &h),
-                Dtype::F64 => filter::<f64>(src.get(), dst.get(), n, vocab, &params, &h),
-                Dtype::F16 => filter::<half::f16>(src.get(), dst.get(), n, vocab, &params, &h),
+                Dtype::F32 => filter::<f32>(src.get(), dst.get(), n, vocab, &params, &h, limit),
+                Dtype::F64 => filter::<f64>(src.get(), dst.get(), n, vocab, &params, &h, limit),
+                Dtype::F16 => {
+                    filter::<half::f16>(src.get(), dst.get(), n, vocab, &params, &h, limit)
+                }
             }
         }
     })?;
@@ -1157,9 +1176,10 @@ unsafe fn filter<T: crate::Float>(
     vocab: usize,
     params: &SamplingParams,
     h: &Histories<'_>,
+    limit: f64,
 ) -> crate::Result<()> {
     if n == 0 {
-        return crate::filter_logits_batch::<T>(&[], vocab, params, h, &mut []);
+        return crate::sampling::filter_logits_within::<T>(&[], vocab, params, h, &mut [], limit);
     }
     // SAFETY: as the function's contract says.
     let (x, out) = unsafe {
@@ -1168,8 +1188,11 @@ unsafe fn filter<T: crate::Float>(
             std::slice::from_raw_parts_mut(dst, n),
         )
     };
-    crate::filter_logits_batch(x, vocab, params, h, out)
+    crate::sampling::filter_logits_within(x, vocab, params, h, out, limit)
 }
+
+/// The largest finite bfloat16 (`0x7F7F`): float32 values above it round to `inf` there.
+const BF16_MAX: f64 = 3.3895313892515355e38;
 
 /// The log-probability of given tokens: ``log_softmax(logits / temperature)`` at
 /// ``token_ids`` (contract P16), without materialising the log-softmax.

@@ -102,8 +102,13 @@ fn map_impl<'py>(
 ///     broadcastable to ``x``'s shape without ``axis`` (one temperature per vector).
 /// out : ndarray or torch.Tensor, optional
 ///     Where to write the result: exactly ``x``'s shape and the result dtype, writeable. May be
-///     ``x`` itself (in place). A CPU torch tensor (not requiring grad) is accepted only when
-///     ``x`` is a torch tensor; otherwise ``out`` must be an ndarray (also for torch input).
+///     ``x`` itself (in place), or any view of other memory, strided or not. An ``out`` that
+///     shares some memory with ``x`` without being ``x`` is written as if ``x`` had been
+///     copied first. An ``out`` whose own elements overlap one another (a zero stride, or an
+///     ``as_strided`` view whose rows share elements) raises ValueError: what it would hold
+///     depends on the order of the writes. A CPU torch tensor (not requiring grad) is
+///     accepted only when ``x`` is a torch tensor; otherwise ``out`` must be an ndarray (also
+///     for torch input).
 ///
 /// Returns
 /// -------

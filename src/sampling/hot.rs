@@ -406,14 +406,17 @@ multiversion! {
             idx: &mut [usize],
             xs: &mut [C],
         ) -> usize {
+            // `count` came from an earlier pass over `x`, which another thread may have
+            // written to since (contract R3): more tokens may pass now, so `n` is capped
+            // rather than trusted (the slot at `last` is spare).
+            let last = idx.len() - 1;
             for (c, (chunk, ck)) in x.chunks(64).zip(xk.chunks(64)).enumerate() {
                 let hits = ck.iter().map(|&e| keep(e) as u32).sum::<u32>();
                 if hits > 0 {
                     for (j, (&e, &k)) in chunk.iter().zip(ck).enumerate() {
-                        // n <= base + count: at most `count` tokens pass.
                         idx[n] = c * 64 + j;
                         xs[n] = e;
-                        n += keep(k) as usize;
+                        n = (n + keep(k) as usize).min(last);
                     }
                 }
             }
@@ -457,14 +460,18 @@ multiversion! {
 }
 
 multiversion! {
-    /// The first position holding `m` (which the slice holds), scanning chunks of 64 at once.
-    fn first_eq(x: &[C], m: C) -> usize {
+    /// The first position holding `m`, scanning chunks of 64 at once. `None` only when the
+    /// slice no longer holds the maximum found in it before: another thread wrote to it
+    /// (contract R3).
+    fn first_eq(x: &[C], m: C) -> Option<usize> {
         for (c, chunk) in x.chunks(64).enumerate() {
             if chunk.iter().fold(false, |a, &e| a | (e == m)) {
-                return c * 64 + chunk.iter().position(|&e| e == m).unwrap_or(0);
+                if let Some(j) = chunk.iter().position(|&e| e == m) {
+                    return Some(c * 64 + j);
+                }
             }
         }
-        unreachable!("the maximum is in the row")
+        None
     }
 }
 

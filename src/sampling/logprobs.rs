@@ -9,7 +9,7 @@
 //! from the row's maximum and its sum of weights.
 
 use super::params::{LogprobsMode, RowCfg, RowParam};
-use super::select::{RowDraw, Work};
+use super::select::{scaled_gap, RowDraw, Work};
 use super::{for_rows, plan, row_max, rows_of, top_in_order, RowResult, RowView};
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
@@ -58,7 +58,7 @@ struct Dist<'a, C> {
 
 impl<C: Real> Dist<'_, C> {
     fn logprob(&self, j: usize) -> f64 {
-        (self.x[j].to_f64() - self.m.to_f64()) / self.t - self.ln_total
+        scaled_gap(self.x[j].to_f64(), self.m.to_f64(), self.t) - self.ln_total
     }
 
     /// The number of tokens at least as probable as `j` (`j` kept).
@@ -119,14 +119,14 @@ pub(super) fn report<C: Real>(
                 m: view.max,
                 t,
                 // The draw's log-probability is the token's scaled logit less ln(total).
-                ln_total: (view.x[d.tok].to_f64() - view.max.to_f64()) / t - d.logprob,
+                ln_total: scaled_gap(view.x[d.tok].to_f64(), view.max.to_f64(), t) - d.logprob,
                 kept: d.kept,
             }
         }
         LogprobsMode::Processed => {
             let t = if cfg.t == 0.0 { 1.0 } else { cfg.t };
             let ln_total = if cfg.t > 0.0 && !filtered {
-                (view.x[d.tok].to_f64() - view.max.to_f64()) / t - d.logprob
+                scaled_gap(view.x[d.tok].to_f64(), view.max.to_f64(), t) - d.logprob
             } else {
                 ln_sum_exp(view.x, view.max, t, w.par)
             };
@@ -282,9 +282,9 @@ fn score<C: Real>(x: &[C], j: usize, t: f64, with_rank: bool, par: bool) -> (f64
     let total: f64 = blocks
         .iter()
         .filter(|b| b.0 != C::NEG_INFINITY)
-        .map(|b| b.2 * ((b.0.to_f64() - mf) / t).exp())
+        .map(|b| b.2 * scaled_gap(b.0.to_f64(), mf, t).exp())
         .sum();
-    ((xj - mf) / t - total.ln(), rank)
+    (scaled_gap(xj, mf, t) - total.ln(), rank)
 }
 
 /// [`token_logprobs_rows`] of one vector: `log_softmax(logits / temperature)[token]`.

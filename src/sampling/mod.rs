@@ -133,6 +133,16 @@
 //!
 //! Parameters, lengths and every row are checked before anything is drawn: a call that
 //! returns an error draws nothing and advances no [`Sampler`].
+//!
+//! # Another thread writing to the logits (R3)
+//!
+//! A row without a processing stage is read in place, pass after pass (maximum, weights,
+//! cuts, draw), and the Python bindings cannot stop another thread from writing to it during
+//! a call. No pass relies on what an earlier one read for termination or memory safety: every
+//! loop is bounded whatever it reads, sorts compare values read once, a count from an earlier
+//! pass is a cap rather than a promise, and the band of the cut search is sorted when it stops
+//! shrinking. A row whose values changed so that the earlier passes no longer hold gives
+//! either a token of the row or [`Error::InvalidRow`] ("changed while it was being read").
 
 mod history;
 pub(crate) mod hot;
@@ -337,8 +347,9 @@ struct RowView<'a, C> {
 }
 
 /// Reads row `r` of a call (converted when needed, processed when the chain has a stage),
-/// finds its maximum and runs `f` on it; or what makes the row unusable (P8, P11), or refused
-/// memory (R1). The row is checked for NaN and `+inf` as passed in, before any stage.
+/// finds its maximum and runs `f` on it; or what makes the row unusable (P8, P11), what `f`
+/// found wrong with it (R3), or refused memory (R1). The row is checked for NaN and `+inf` as
+/// passed in, before any stage.
 #[allow(clippy::too_many_arguments)]
 fn with_row<T: Float, R>(
     row: &[T],
@@ -396,7 +407,14 @@ fn with_row<T: Float, R>(
         .map_err(bad_row)?;
         let res = f(RowView { x, max, raw }, w);
         w.forget_chunk_maxima();
-        res
+        // What `f` found wrong with the row (R3) gets the row's index.
+        res.map_err(|e| match e {
+            Error::InvalidRow {
+                row: select::UNKNOWN_ROW,
+                problem,
+            } => bad_row(problem),
+            e => e,
+        })
     })();
     w.conv = conv;
     w.proc = proc;
@@ -669,8 +687,16 @@ pub fn sample<T: Float>(logits: &[T], params: &SamplingParams, seed: &Seed) -> R
 /// The logits [`sample_batch`] draws from (contract P7): the processed logits (masks, bias,
 /// penalties), each kept token's divided by the temperature, every removed token `-inf`; for
 /// temperature 0 the greedy token keeps its processed logit unscaled. `softmax` of the result
-/// is the distribution of P14. A kept logit whose quotient exceeds the type's range becomes
-/// `±inf`, as `x / T` would.
+/// is the distribution of P14.
+///
+/// Kept values are always finite. Should some kept `x / T` not be finite in `T` (a small
+/// temperature, large logits, or `f16`'s range of ±65504), that row's kept tokens get
+/// `(x - max) / T` instead, the row's largest kept logit `max` subtracted first: the
+/// largest becomes 0, and one below `-limit` (the type's largest finite value) becomes
+/// `-limit`. Softmax does not see the shift, and the clamped tokens have probability 0
+/// either way, so `softmax` of the row is still the distribution of P14. Likewise a greedy
+/// row (`T = 0`) whose processed logit is beyond the type's range (after `logit_bias`) gets 0
+/// for its token. Other rows are unaffected.
 ///
 /// # Errors
 /// As [`sample_batch`], with `out` in place of the tokens; after an error, `out`'s contents
@@ -691,11 +717,25 @@ pub fn filter_logits_batch<T: Float>(
     histories: &Histories<'_>,
     out: &mut [T],
 ) -> Result<()> {
+    filter_logits_within(logits, vocab, params, histories, out, f64::INFINITY)
+}
+
+/// [`filter_logits_batch`] for results that go on to a narrower type than `T` (the bindings'
+/// bfloat16, computed as `f32`): kept values stay within `limit` as well as within `T`.
+pub(crate) fn filter_logits_within<T: Float>(
+    logits: &[T],
+    vocab: usize,
+    params: &SamplingParams,
+    histories: &Histories<'_>,
+    out: &mut [T],
+    limit: f64,
+) -> Result<()> {
     let rows = rows_of(logits.len(), vocab)?;
     check_len("out", out.len(), logits.len())?;
     let source = Source::Call(*histories);
     check_call(params, rows, vocab, &source)?;
     let chain = Chain::<T::Compute>::build(params, vocab)?;
+    let limit = limit.min(largest_finite::<T>());
     let dst = SendPtr(out.as_mut_ptr());
     let filtered = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let row = &logits[r * vocab..(r + 1) * vocab];
@@ -707,12 +747,12 @@ pub fn filter_logits_batch<T: Float>(
             if is_native::<T>() {
                 // SAFETY: `is_native` says `T` and `T::Compute` are the same type.
                 let o = unsafe { &mut *(out_row as *mut [T] as *mut [T::Compute]) };
-                filter_row(view.x, view.max, cfg, w, o)
+                filter_row(view.x, view.max, cfg, w, o, limit)
             } else {
                 // One row in the compute type, converted on the way out: no more scratch than
                 // a row per thread (contract R1).
                 let mut o = crate::scratch::filled(vocab, T::Compute::NEG_INFINITY, "a row")?;
-                filter_row(view.x, view.max, cfg, w, &mut o)?;
+                filter_row(view.x, view.max, cfg, w, &mut o, limit)?;
                 for (d, &s) in out_row.iter_mut().zip(&o) {
                     *d = T::from_compute(s);
                 }
@@ -721,6 +761,18 @@ pub fn filter_logits_batch<T: Float>(
         })
     })?;
     filtered.into_iter().collect()
+}
+
+/// The largest finite value of `T`.
+fn largest_finite<T: Float>() -> f64 {
+    use std::any::TypeId;
+    if TypeId::of::<T>() == TypeId::of::<half::f16>() {
+        half::f16::MAX.to_f64()
+    } else if TypeId::of::<T>() == TypeId::of::<f32>() {
+        f32::MAX as f64
+    } else {
+        f64::MAX
+    }
 }
 
 /// [`filter_logits_batch`] without histories.

@@ -26,6 +26,24 @@ const SORT_MAX: usize = 64;
 /// Tokens per partial sum of the draw.
 const CHUNK: usize = 1024;
 
+/// Why a row gives no token: its logits changed between two reads of them. Rows without a
+/// processing stage are read in place, several times, and another thread may write to them
+/// during a call (contract R3: then some result or this error, never a hang or a panic).
+pub(crate) const CHANGED: &str =
+    "changed while it was being read (another thread wrote to the logits during the call)";
+
+/// [`CHANGED`] as an error, its row still unknown ([`UNKNOWN_ROW`]): the caller that knows the
+/// row names it.
+pub(crate) fn changed() -> crate::Error {
+    crate::Error::InvalidRow {
+        row: UNKNOWN_ROW,
+        problem: CHANGED,
+    }
+}
+
+/// The row of an error made where the row is not known.
+pub(crate) const UNKNOWN_ROW: usize = usize::MAX;
+
 /// A cut of a set in the order (logit descending, position ascending): keeps the tokens with
 /// logit `> value`, and the first `ties` (by position) of those with logit `== value`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,6 +110,8 @@ pub(crate) struct Work<C> {
     pub row_ws: Vec<C>,
     band: Vec<usize>,
     band2: Vec<usize>,
+    /// A band's logits (read once) and positions, sorted.
+    sorted: Vec<(f64, usize)>,
     /// Positions (in the set) of the tokens equal to the last cut's value that it keeps.
     tie_pos: Vec<usize>,
     cand: Bufs<C>,
@@ -125,6 +145,7 @@ impl<C> Work<C> {
             + self.cur.idx.capacity()
             + self.alt.idx.capacity()
             + self.cand.idx.capacity()
+            + 2 * self.sorted.capacity()
     }
 }
 
@@ -240,6 +261,7 @@ fn find_cut<C: Real>(
             });
         }
     }
+    let mut stuck = false;
     loop {
         let band = &mut w.band;
         let (mut hi, mut lo, mut neg_inf) = (f64::NEG_INFINITY, f64::INFINITY, false);
@@ -267,21 +289,20 @@ fn find_cut<C: Real>(
             w.tie_pos.extend_from_slice(&band[..r]);
             return Ok(Cut { value: hi, ties: r });
         }
-        if band.len() <= SORT_MAX {
-            band.sort_unstable_by(|&a, &b| {
-                xs[b]
-                    .to_f64()
-                    .partial_cmp(&xs[a].to_f64())
-                    .expect("no NaN in a validated row")
-                    .then(a.cmp(&b))
-            });
+        if band.len() <= SORT_MAX || stuck {
+            // Each logit is read once: the comparisons then see one consistent set of values
+            // even if another thread writes to the row meanwhile (contract R3), and `-0.0` is
+            // taken as `0.0` so that the total order ties them, as `==` does.
+            let sorted = &mut w.sorted;
+            sorted.clear();
+            sorted.extend(band.iter().map(|&j| (xs[j].to_f64() + 0.0, j)));
+            sorted.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             let mut cut = Cut {
                 value: f64::NAN,
                 ties: 0,
             };
-            let mut end = band.len();
-            for (i, &j) in band.iter().enumerate() {
-                let x = xs[j].to_f64();
+            let mut end = sorted.len();
+            for (i, &(x, j)) in sorted.iter().enumerate() {
                 cut = if x == cut.value {
                     Cut {
                         value: x,
@@ -299,7 +320,8 @@ fn find_cut<C: Real>(
             // The kept ties are the last `ties` of the kept part, in position order.
             w.tie_pos.clear();
             crate::scratch::reserve(&mut w.tie_pos, cut.ties, "the kept ties")?;
-            w.tie_pos.extend_from_slice(&band[end - cut.ties..end]);
+            w.tie_pos
+                .extend(sorted[end - cut.ties..end].iter().map(|&(_, j)| j));
             return Ok(cut);
         }
         // Linear buckets over [lo, hi] (halved so that hi - lo cannot overflow); -inf last.
@@ -329,6 +351,10 @@ fn find_cut<C: Real>(
         crate::scratch::reserve(&mut w.band2, band.len(), "the cut's band")?;
         w.band2
             .extend(band.iter().copied().filter(|&j| lin(xs[j].to_f64()) == b));
+        // A band that did not shrink would loop forever: its range is too narrow for the
+        // halved arithmetic (adjacent subnormals), or the row changed under another thread's
+        // writes (a `+inf` makes `scale` 0). Sorting it ends the search either way.
+        stuck = w.band2.len() >= band.len();
         std::mem::swap(&mut w.band, &mut w.band2);
     }
 }
@@ -364,11 +390,24 @@ fn cut_keeper(cut: Cut) -> impl FnMut(f64) -> bool {
     }
 }
 
+/// `(x - m) / t` in `f64`, also where `x - m` overflows (`f64` logits of opposite signs near
+/// the type's end, at a temperature large enough to bring their gap back into range): then
+/// `x / t - m / t`. The kernels' weights are overflow-safe likewise (contract S5).
+#[inline]
+pub(crate) fn scaled_gap(x: f64, m: f64, t: f64) -> f64 {
+    let d = x - m;
+    if d.is_finite() {
+        d / t
+    } else {
+        x / t - m / t
+    }
+}
+
 /// The smallest logit `y` with `exp((y - m) / T) >= mp` (computed in `f64`): min-p keeps
 /// exactly the tokens with logit `>= y`. A binary search over the ordered `f64` bit patterns
 /// between `-inf` (fails, as `mp > 0`) and `m` (passes, as `mp <= 1`).
 pub(crate) fn min_p_threshold(m: f64, t: f64, mp: f64) -> f64 {
-    let pass = |y: f64| ((y - m) / t).exp() >= mp;
+    let pass = |y: f64| scaled_gap(y, m, t).exp() >= mp;
     let key = |y: f64| -> u64 {
         let b = y.to_bits();
         if b >> 63 == 1 {
@@ -465,21 +504,24 @@ fn per_chunk_mut<C: Real>(
 }
 
 /// Inverse CDF over the set in position order: the first position whose running weight
-/// exceeds `u * total`. Never returns a zero-weight position.
-fn draw<C: Real>(ws: &[C], chunks: &[f64], total: f64, u: f64) -> usize {
+/// exceeds `u * total`. Never returns a zero-weight position (`None`: no position has a
+/// weight, see [`walk`]).
+fn draw<C: Real>(ws: &[C], chunks: &[f64], total: f64, u: f64) -> Option<usize> {
     walk(ws, chunks, total, u, |_| true)
 }
 
 /// Inverse CDF over the positions `keep` accepts, from their weights' sums per chunk of
 /// [`CHUNK`] (`chunks`) and their total: the first kept position whose running weight exceeds
-/// `u * total`. Never returns a zero-weight position.
+/// `u * total`. Never returns a zero-weight position. `None` when no position is kept after
+/// all, which happens only when `keep` reads logits that another thread changed since the
+/// sums were taken (contract R3).
 fn walk<C: Real>(
     ws: &[C],
     chunks: &[f64],
     total: f64,
     u: f64,
     keep: impl Fn(usize) -> bool,
-) -> usize {
+) -> Option<usize> {
     let kept = |i: usize| ws[i].to_f64() > 0.0 && keep(i);
     let target = u * total;
     let mut cum = 0.0;
@@ -493,20 +535,18 @@ fn walk<C: Real>(
                     last = Some(i);
                     cum += ws[i].to_f64();
                     if cum > target {
-                        return i;
+                        return Some(i);
                     }
                 }
                 // Rounding between the chunk's lane sum and the running sum.
-                return last.expect("a chunk with a positive sum has a kept token");
+                return last;
             }
             cum += cs;
             last_chunk = Some(range);
         }
     }
     // Rounding at u close to 1: the last kept token.
-    last_chunk
-        .and_then(|mut r| r.rfind(|&i| kept(i)))
-        .expect("a set with a positive total has a kept token")
+    last_chunk.and_then(|mut r| r.rfind(|&i| kept(i)))
 }
 
 /// `chunks[c] = sum(c, ws_c, x_c)` over the chunks of [`CHUNK`] tokens of `ws` and `x`;
@@ -602,8 +642,9 @@ fn kth_largest<C: Real>(vals: &[C], k: usize, sel: &mut Vec<C>) -> Result<C> {
     sel.clear();
     crate::scratch::reserve(sel, vals.len(), "chunk maxima")?;
     sel.extend_from_slice(vals);
+    // Chunk maxima ignore NaN, so the order is total.
     let (_, &mut t, _) = sel.select_nth_unstable_by(k - 1, |a, b| {
-        b.partial_cmp(a).expect("no NaN in a validated row")
+        b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal)
     });
     Ok(t)
 }
@@ -703,7 +744,8 @@ fn tighter(a: Option<Cut>, b: Cut) -> Cut {
 /// The draw over the tokens of the row a cut keeps, without copying them: chunk sums of the
 /// weights masked by `x > cut.value` (or `>=` for an inclusive cut, `ties == usize::MAX`),
 /// plus the kept tokens equal to the cut value (`ties`, in increasing position), then the
-/// inverse CDF in position order. Returns `(token, total kept weight)`.
+/// inverse CDF in position order. Returns `(token, total kept weight)` (no token: see
+/// [`walk`]).
 fn draw_row_cut<C: Real>(
     x: &[C],
     ws: &[C],
@@ -712,7 +754,7 @@ fn draw_row_cut<C: Real>(
     chunks: &mut Vec<f64>,
     u: f64,
     par: bool,
-) -> Result<(usize, f64)> {
+) -> Result<(Option<usize>, f64)> {
     let v = cut.value;
     let incl = cut.ties == usize::MAX;
     let mut acc = SumAcc::default();
@@ -734,7 +776,8 @@ fn draw_row_cut<C: Real>(
 }
 
 /// The kept set of one validated row `x` with maximum `m` (finite). With `want_weights`, the
-/// weights of the kept set are computed too (see [`Kept`]).
+/// weights of the kept set are computed too (see [`Kept`]). [`CHANGED`] when the row no longer
+/// holds `m`.
 pub(crate) fn select<C: Real>(
     x: &[C],
     m: C,
@@ -744,7 +787,7 @@ pub(crate) fn select<C: Real>(
 ) -> Result<Kept> {
     let v = x.len();
     if cfg.t == 0.0 || cfg.p == 0.0 || cfg.k == 1 || v == 1 {
-        return Ok(Kept::Greedy(first_eq(x, m)));
+        return first_eq(x, m).map(Kept::Greedy).ok_or_else(changed);
     }
     let mf = m.to_f64();
     let zc = (1.0 / cfg.t) * (NB as f64 / Z_SPAN);
@@ -900,6 +943,7 @@ pub(crate) struct RowDraw {
 ///
 /// Top-p without top-k draws by rejection ([`nucleus`]), which needs no cut; the cut (for the
 /// log-probability's normaliser, or after too many rejections) is found as for every filter.
+/// [`CHANGED`] when the row changed under another thread's writes so that nothing is kept.
 pub(crate) fn sample_row<C: Real>(
     x: &[C],
     m: C,
@@ -932,7 +976,8 @@ pub(crate) fn sample_row<C: Real>(
     let (drawn, total) = match kept {
         Kept::List => {
             let total = weight_total(&w.cur.ws, &mut w.chunks, w.par)?;
-            (w.cur.idx[draw(&w.cur.ws, &w.chunks, total, u)], total)
+            let i = draw(&w.cur.ws, &w.chunks, total, u);
+            (i.map(|i| w.cur.idx[i]), total)
         }
         Kept::Row(None) => (draw(&w.row_ws, &w.chunks, w.row_total, u), w.row_total),
         Kept::Row(Some(cut)) => {
@@ -945,7 +990,7 @@ pub(crate) fn sample_row<C: Real>(
         }
         Kept::Greedy(_) => unreachable!(),
     };
-    let tok = tok.unwrap_or(drawn);
+    let tok = tok.or(drawn).ok_or_else(changed)?;
     if !with_logprob {
         return Ok(RowDraw {
             tok,
@@ -974,7 +1019,7 @@ pub(crate) fn sample_row<C: Real>(
     };
     Ok(RowDraw {
         tok,
-        logprob: (x[tok].to_f64() - m.to_f64()) / cfg.t - total.ln(),
+        logprob: scaled_gap(x[tok].to_f64(), m.to_f64(), cfg.t) - total.ln(),
         kept,
     })
 }
@@ -1002,7 +1047,8 @@ fn next_up(v: f64) -> f64 {
 }
 
 /// The first `n` tokens of a validated row (maximum `m`) in the order (logit descending, id
-/// ascending). Uses the top-k selection, so no sort of the row.
+/// ascending). Uses the top-k selection, so no sort of the row. [`CHANGED`] when the row no
+/// longer holds `m`.
 pub(crate) fn top_in_order<C: Real>(
     x: &[C],
     m: C,
@@ -1011,58 +1057,100 @@ pub(crate) fn top_in_order<C: Real>(
 ) -> Result<Vec<usize>> {
     let v = x.len();
     let n = n.min(v);
-    let mut ids: Vec<usize> = if n == 0 {
+    let ids: Vec<usize> = if n == 0 {
         Vec::new()
     } else if n == v {
         crate::scratch::collected(v, 0..v, "top_logprobs order")?
     } else if n == 1 {
-        vec![first_eq(x, m)]
+        vec![first_eq(x, m).ok_or_else(changed)?]
     } else {
         let zc = NB as f64 / Z_SPAN;
         top_k(x, n, m.to_f64(), zc, w)?;
         std::mem::take(&mut w.cur.idx)
     };
-    ids.sort_by(|&a, &b| {
-        x[b].to_f64()
-            .partial_cmp(&x[a].to_f64())
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.cmp(&b))
-    });
-    Ok(ids)
+    // Sorted by logits read once: a comparison that read the row again could see another
+    // thread's writes and contradict an earlier one, which the sort may answer with a panic
+    // (contract R3). `-0.0` is taken as `0.0`, as `==` takes it.
+    let keys = ids.iter().map(|&j| (x[j].to_f64() + 0.0, j));
+    let mut keyed = crate::scratch::collected(ids.len(), keys, "top_logprobs order")?;
+    keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let order = keyed.iter().map(|&(_, j)| j);
+    crate::scratch::collected(keyed.len(), order, "top_logprobs order")
 }
 
 /// Writes the filtered logits of a validated row (contract P7) to `out`: kept tokens `x / T`
-/// (the greedy token of `T = 0` keeps `x`), the others `-inf`.
+/// (the greedy token of `T = 0` keeps `x`), the others `-inf`. When a kept `x / T` (or the
+/// greedy `x`) would not be finite in the output type (its largest finite value is `limit`),
+/// every kept token of the row gets `(x - m) / T` instead (at least `-limit`; 0 for the
+/// greedy token): finite, and softmax, which is blind to a shift, gives the same distribution
+/// (a value clamped at `-limit` has probability 0 either way). [`CHANGED`] when the row changed under another thread's writes so that
+/// nothing is kept.
 pub(crate) fn filter_row<C: Real>(
     x: &[C],
     m: C,
     cfg: RowCfg,
     w: &mut Work<C>,
     out: &mut [C],
+    limit: f64,
 ) -> Result<()> {
-    let scaled = |e: C| C::from_f64(e.to_f64() / cfg.t);
+    let (t, mf) = (cfg.t, m.to_f64());
+    let ninf = f64::NEG_INFINITY;
+    // A kept token whose logit is `-inf` (masked, within a top-k beyond the finite tokens)
+    // stays `-inf`: its probability is 0 either way.
+    let fits = |e: f64| e == ninf || (e / t).abs() <= limit;
+    let scaled = |e: C| C::from_f64(e.to_f64() / t);
+    let shifted = |e: C| match e.to_f64() {
+        e if e == ninf => C::NEG_INFINITY,
+        e => C::from_f64(scaled_gap(e, mf, t).max(-limit)),
+    };
     match select(x, m, cfg, w, false)? {
         Kept::Greedy(i) => {
+            // `x[i]` is `m` (found by its value): `m` is not read again.
             out.fill(C::NEG_INFINITY);
-            out[i] = if cfg.t == 0.0 { x[i] } else { scaled(x[i]) };
+            let unscaled = t == 0.0;
+            out[i] = if unscaled && mf.abs() <= limit {
+                m
+            } else if !unscaled && fits(mf) {
+                scaled(m)
+            } else {
+                C::from_f64(0.0)
+            };
         }
         Kept::Row(cut) => {
-            let mut keep = cut_keeper(cut.unwrap_or(Cut {
-                value: f64::NEG_INFINITY,
+            let cut = cut.unwrap_or(Cut {
+                value: ninf,
                 ties: usize::MAX,
-            }));
+            });
+            let mut keep = cut_keeper(cut);
+            let (mut kept, mut all_fit) = (false, true);
             for (o, &e) in out.iter_mut().zip(x) {
-                *o = if keep(e.to_f64()) {
-                    scaled(e)
-                } else {
-                    C::NEG_INFINITY
-                };
+                let ef = e.to_f64();
+                let k = keep(ef);
+                kept |= k && ef > ninf;
+                all_fit &= !k || fits(ef);
+                *o = if k { scaled(e) } else { C::NEG_INFINITY };
+            }
+            if !kept {
+                return Err(changed());
+            }
+            if !all_fit {
+                let mut keep = cut_keeper(cut);
+                for (o, &e) in out.iter_mut().zip(x) {
+                    if keep(e.to_f64()) {
+                        *o = shifted(e);
+                    }
+                }
             }
         }
         Kept::List => {
+            let cur = &w.cur;
+            if !cur.xs.iter().any(|e| e.to_f64() > ninf) {
+                return Err(changed());
+            }
             out.fill(C::NEG_INFINITY);
-            for (&i, &e) in w.cur.idx.iter().zip(&w.cur.xs) {
-                out[i] = scaled(e);
+            let all_fit = cur.xs.iter().all(|&e| fits(e.to_f64()));
+            for (&i, &e) in cur.idx.iter().zip(&cur.xs) {
+                out[i] = if all_fit { scaled(e) } else { shifted(e) };
             }
         }
     }

@@ -64,7 +64,8 @@ fn sums_before<C: Real>(
 
 /// Draws a token of a validated row `x` (maximum `m`) under `cfg`'s top-p, and its min-p
 /// when set (`cfg` has no top-k and `0 < p < 1`, `T > 0`), with the uniforms of `rng`.
-/// Leaves the row's weights in `w.row_ws`. `None` after [`ROUNDS`] rejections.
+/// Leaves the row's weights in `w.row_ws`. `None` after [`ROUNDS`] rejections (or when the row
+/// changed meanwhile).
 pub(in crate::sampling) fn draw_nucleus<C: Real>(
     x: &[C],
     m: C,
@@ -109,6 +110,9 @@ fn draw<C: Real>(
             }),
             Some((p, xp)) => walk(ws, chunks, set_total, u, |i| before(x, i, p, xp)),
         };
+        // No token: the row changed under another thread's writes (contract R3); the caller's
+        // exact path then gives a token or says so.
+        let Some(j) = j else { break };
         let above = sums_before(x, ws, j, chunks, par)?;
         if above / total < cfg.p {
             found = Some(j);
