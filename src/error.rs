@@ -33,7 +33,8 @@ pub enum Error {
         /// The length the call needed.
         expected: usize,
     },
-    /// One row of logits cannot be sampled from (NaN, `+inf`, or no finite entry).
+    /// One row of logits cannot be sampled from (NaN, `+inf`, no finite entry left), or changed
+    /// while it was being read (another thread wrote to it during the call, contract R3).
     #[error("logits row {row} {problem}")]
     InvalidRow {
         /// Index of the row (counting rows in C order over all leading dimensions).
