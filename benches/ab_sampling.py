@@ -20,6 +20,9 @@ CASES = {
     "T0.8 p0.9 logprobs": "dict(temperature=0.8, top_p=0.9, return_logprobs=True)",
 }
 SHAPES = [(1, 32000), (1, 128256), (8, 128256), (64, 32000)]
+import os
+if os.environ.get("AB_SHAPES"):
+    SHAPES = [tuple(map(int, s.split("x"))) for s in os.environ["AB_SHAPES"].split(",")]
 
 WORKER = r"""
 import json, statistics, sys, time

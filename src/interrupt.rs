@@ -76,11 +76,23 @@ fn set<T>(key: &'static std::thread::LocalKey<Cell<*const T>>, p: *const T) -> R
 /// assert_eq!(r, Ok(()));
 /// ```
 pub fn with_interrupt_check<R>(check: &dyn Fn() -> bool, f: impl FnOnce() -> R) -> R {
+    // The first poll runs the check: a stop asked for before the call is seen at once.
+    with_interrupt_check_from(Instant::now(), check, f)
+}
+
+/// [`with_interrupt_check`] whose first check is due at `first`. The Python bindings start it
+/// one period after the call does: their check takes the GIL (about a microsecond), which a
+/// short call should not pay, and a signal that came before the call is raised by Python
+/// right after it anyway.
+pub(crate) fn with_interrupt_check_from<R>(
+    first: Instant,
+    check: &dyn Fn() -> bool,
+    f: impl FnOnce() -> R,
+) -> R {
     let watch = Watch {
         check,
         stop: AtomicBool::new(false),
-        // The first poll runs the check: a signal that came before the call is seen at once.
-        next: Cell::new(Instant::now()),
+        next: Cell::new(first),
     };
     // SAFETY: only the lifetime is erased. The pointer is published in this thread's WATCH for
     // exactly as long as `watch` lives (the guard below restores the previous value before

@@ -526,7 +526,8 @@ where
                 }
             })
         };
-        crate::with_interrupt_check(&check, f)
+        let first = std::time::Instant::now() + crate::interrupt::POLL_EVERY;
+        crate::interrupt::with_interrupt_check_from(first, &check, f)
     })?;
     r.map_err(|e| {
         let raised = pending.lock().unwrap_or_else(|p| p.into_inner()).take();
