@@ -89,7 +89,7 @@ INTEROP_PKGS := "torch>=1.10" "jax[cpu]>=0.4.1" ml_dtypes transformers
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "maturin>=1.9.3,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" ziglang scipy "dask[array]" $(INTEROP_PKGS)
+	$(PY) -m pip install --quiet "maturin>=1.9.3,<2" numpy "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" ziglang scipy "dask[array]" matplotlib $(INTEROP_PKGS)
 	touch $@
 
 venv: $(VENV)/.installed
@@ -109,7 +109,7 @@ wheel: venv
 wheel-test: wheel
 	rm -rf $(WHEEL_VENV)
 	python3 -m venv $(WHEEL_VENV)
-	$(WHEEL_VENV)/bin/python -m pip install --quiet dist/logitkit-*.whl "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" scipy "dask[array]" $(INTEROP_PKGS)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet dist/logitkit-*.whl "pytest>=7" "hypothesis>=6.80" "mypy>=1.8" scipy "dask[array]" matplotlib $(INTEROP_PKGS)
 	cd tests && ../$(WHEEL_VENV)/bin/python -c "import logitkit, sys; assert 'site-packages' in logitkit.__file__, logitkit.__file__; print('testing', logitkit.__file__)"
 	cd tests && ../$(WHEEL_VENV)/bin/python -m pytest -q -p no:cacheprovider --rootdir=.. $(PYTEST_ARGS) .
 	cd tests && ../$(WHEEL_VENV)/bin/python -m mypy.stubtest logitkit._native
