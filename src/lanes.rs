@@ -302,31 +302,77 @@ const TILE_BYTES: usize = 1 << 20;
 /// wider tiles gain nothing and only take more buffer.
 const TILE_MAX_BYTES_PER_ROW: usize = 1024;
 
-/// The lanes of a call in tiles: up to `width` lanes next to each other along one outer
-/// dimension (the tile dimension), the rest of their coordinates equal. Along the tile
-/// dimension the lanes of a tile are one element apart (in the usual layouts), so every cache
-/// line a tile's gather or scatter touches at one position along the lanes is used whole.
+/// The lanes of a call in tiles: blocks of lanes lying next to each other along one or two
+/// outer dimensions (the tile dimensions), the rest of their coordinates equal. Along `along`,
+/// the dimension where the strided side is densest, the lanes of a tile are one element apart
+/// (in the usual layouts), so every cache line a tile's gather or scatter touches at one
+/// position along the lanes is used whole. When both sides are strided and the destination is
+/// densest along another dimension (an F-order input along its middle axis into a C-order
+/// output), tiles span that dimension too (`across`): the gather then uses whole lines of the
+/// source and the scatter whole lines of the destination.
 #[derive(Debug)]
 struct Tiles {
     /// The outer dimensions: (extent, source stride, destination stride, lanes between
     /// neighbours along it in the C-order lane numbering).
     dims: Vec<(usize, isize, isize, usize)>,
-    /// The tile dimension (an index into `dims`).
-    along: usize,
-    /// Lanes per tile (the last tile along the tile dimension may hold fewer).
-    width: usize,
-    /// Tiles along the tile dimension.
-    blocks: usize,
+    /// The first tile dimension (an index into `dims`), with lanes per tile along it (the
+    /// last tile may hold fewer) and tiles along it.
+    along: Block,
+    /// The second tile dimension, if any.
+    across: Option<Block>,
     /// Tiles in all.
     count: usize,
 }
 
-/// One tile: its first lane's number and offsets, and how many lanes it holds.
+/// A tile dimension: which one, lanes per tile along it, tiles along it.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    dim: usize,
+    width: usize,
+    blocks: usize,
+}
+
+impl Block {
+    fn new(dim: usize, width: usize, extent: usize) -> Block {
+        let width = width.clamp(1, extent.max(1));
+        Block {
+            dim,
+            width,
+            blocks: extent.div_ceil(width),
+        }
+    }
+}
+
+/// One tile: its first lane's number and offsets, and how many lanes it holds along each
+/// tile dimension.
 struct Tile {
     lane: usize,
     src: isize,
     dst: isize,
-    lanes: usize,
+    shape: TileShape,
+}
+
+/// A tile's lanes: `along` lanes by `across` lanes, steps between neighbours given apart.
+/// The lane at `(a, b)` is the buffer's row `a * across + b`.
+#[derive(Clone, Copy)]
+struct TileShape {
+    along: usize,
+    across: usize,
+}
+
+impl TileShape {
+    fn lanes(self) -> usize {
+        self.along * self.across
+    }
+}
+
+/// Between neighbouring lanes along a tile dimension: lane numbers, source offsets,
+/// destination offsets.
+#[derive(Clone, Copy, Default)]
+struct Steps {
+    lane: usize,
+    src: isize,
+    dst: isize,
 }
 
 impl Tiles {
@@ -334,8 +380,8 @@ impl Tiles {
     /// `dst_strides[k]` the destination stride of outer dimension `k`). The tile dimension is
     /// the one along which the strided side is densest: the source when its lanes are not
     /// contiguous (reading a strided lane costs a cache line per element), else the
-    /// destination. `elem_size`: bytes per stored element; `compute_size`: bytes per element
-    /// of the buffer.
+    /// destination; and the destination's densest too when both are strided and it differs.
+    /// `elem_size`: bytes per stored element; `compute_size`: bytes per element of the buffer.
     fn new(
         src: &Lanes,
         dst_strides: &[isize],
@@ -352,64 +398,109 @@ impl Tiles {
             after = after.saturating_mul(e);
         }
         dims.reverse();
+        let densest = |by_src: bool| {
+            (0..dims.len())
+                .rev()
+                .filter(|&k| dims[k].0 > 1)
+                .min_by_key(|&k| {
+                    let (_, ss, ds, _) = dims[k];
+                    if by_src {
+                        ss.unsigned_abs()
+                    } else {
+                        ds.unsigned_abs()
+                    }
+                })
+        };
         let by_src = src.stride != 1 || dst_lane_stride == 1;
-        let along = (0..dims.len())
-            .rev()
-            .filter(|&k| dims[k].0 > 1)
-            .min_by_key(|&k| {
-                let (_, ss, ds, _) = dims[k];
-                if by_src {
-                    ss.unsigned_abs()
-                } else {
-                    ds.unsigned_abs()
-                }
-            })
-            .unwrap_or(0);
-        let extent = dims.get(along).map_or(1, |d| d.0).max(1);
-        let lane_bytes = n.saturating_mul(compute_size);
-        let width = if lane_bytes.saturating_mul(line) > TILE_BUF_BYTES {
-            (TILE_BUF_BYTES / lane_bytes).max(1)
+        let along = densest(by_src).unwrap_or(0);
+        let across = if src.stride != 1 && dst_lane_stride != 1 {
+            densest(false)
+                .filter(|&k| k != along && dims[k].2.unsigned_abs() < dims[along].2.unsigned_abs())
         } else {
-            let most = (TILE_MAX_BYTES_PER_ROW / elem_size).max(line);
-            (TILE_BYTES / lane_bytes / line * line).clamp(line, most)
-        }
-        .min(extent);
-        let blocks = extent.div_ceil(width);
+            None
+        };
+        let extent = |k: usize| dims.get(k).map_or(1, |d| d.0).max(1);
+        let lane_bytes = n.saturating_mul(compute_size);
+        let most = (TILE_MAX_BYTES_PER_ROW / elem_size).max(line);
+        let (width, width_across) = match across {
+            None => {
+                let width = if lane_bytes.saturating_mul(line) > TILE_BUF_BYTES {
+                    (TILE_BUF_BYTES / lane_bytes).max(1)
+                } else {
+                    (TILE_BYTES / lane_bytes / line * line).clamp(line, most)
+                };
+                (width, 1)
+            }
+            Some(k) => {
+                // A line's worth along each side where the buffer allows, then whatever more
+                // the tile's bytes allow along the destination's side, then the source's.
+                let budget = if lane_bytes.saturating_mul(line * line) > TILE_BUF_BYTES {
+                    (TILE_BUF_BYTES / lane_bytes).max(1)
+                } else {
+                    (TILE_BYTES / lane_bytes).max(line * line)
+                };
+                let a = line.min(extent(along)).min(budget);
+                let b = (budget / a).clamp(1, most).min(extent(k));
+                let a = (budget / b).clamp(a, most.max(a)).min(extent(along));
+                (a, b)
+            }
+        };
+        let along = Block::new(along, width, extent(along));
+        let across = across.map(|k| Block::new(k, width_across, extent(k)));
         let count = if dims.is_empty() {
             1
         } else {
             dims.iter()
                 .enumerate()
-                .map(|(k, d)| if k == along { blocks } else { d.0 })
+                .map(|(k, d)| match across {
+                    _ if k == along.dim => along.blocks,
+                    Some(b) if k == b.dim => b.blocks,
+                    _ => d.0,
+                })
                 .product()
         };
         Tiles {
             dims,
             along,
-            width,
-            blocks,
+            across,
             count,
         }
     }
 
-    /// Tile `t` (tiles numbered in C order, the tile dimension counted in blocks of `width`).
+    /// Lanes per tile at most.
+    fn most_lanes(&self) -> usize {
+        self.along.width * self.across.map_or(1, |b| b.width)
+    }
+
+    /// Tile `t` (tiles numbered in C order, each tile dimension counted in its blocks).
     fn tile(&self, mut t: usize) -> Tile {
         let mut tile = Tile {
             lane: 0,
             src: 0,
             dst: 0,
-            lanes: 1,
+            shape: TileShape {
+                along: 1,
+                across: 1,
+            },
         };
         for (k, &(e, ss, ds, after)) in self.dims.iter().enumerate().rev() {
-            let i = if k == self.along {
-                let b = t % self.blocks;
-                t /= self.blocks;
-                tile.lanes = self.width.min(e - b * self.width);
-                b * self.width
-            } else {
-                let i = t % e;
-                t /= e;
-                i
+            let block = match self.across {
+                _ if k == self.along.dim => Some((self.along, &mut tile.shape.along)),
+                Some(b) if k == b.dim => Some((b, &mut tile.shape.across)),
+                _ => None,
+            };
+            let i = match block {
+                Some((b, lanes)) => {
+                    let first = t % b.blocks * b.width;
+                    t /= b.blocks;
+                    *lanes = b.width.min(e - first);
+                    first
+                }
+                None => {
+                    let i = t % e;
+                    t /= e;
+                    i
+                }
             };
             tile.lane += i * after;
             tile.src += i as isize * ss;
@@ -418,12 +509,28 @@ impl Tiles {
         tile
     }
 
-    /// Between neighbouring lanes of a tile: (lane numbers, source offsets, destination offsets).
-    fn steps(&self) -> (usize, isize, isize) {
-        self.dims
-            .get(self.along)
-            .map_or((0, 0, 0), |&(_, ss, ds, after)| (after, ss, ds))
+    /// Between neighbouring lanes of a tile, along each tile dimension.
+    fn steps(&self) -> (Steps, Steps) {
+        let steps = |k: usize| {
+            self.dims
+                .get(k)
+                .map_or(Steps::default(), |&(_, ss, ds, after)| Steps {
+                    lane: after,
+                    src: ss,
+                    dst: ds,
+                })
+        };
+        (
+            steps(self.along.dim),
+            self.across.map_or(Steps::default(), |b| steps(b.dim)),
+        )
     }
+}
+
+/// The lane number of row `r` of a tile's buffer.
+fn tile_lane(tile: &Tile, (along, across): (Steps, Steps), r: usize) -> usize {
+    let (a, b) = (r / tile.shape.across, r % tile.shape.across);
+    tile.lane + a * along.lane + b * across.lane
 }
 
 /// Row pitch of a tile's buffer: the lane length rounded up to an odd number of 64-byte lines.
@@ -436,26 +543,29 @@ fn pitch<C>(n: usize) -> usize {
     (lines | 1) * line
 }
 
-/// Copies `lanes` lanes of `n` elements (elements `stride` apart, lanes `step` apart) from
-/// `src` into the rows of `buf` (`pitch` apart), converted to the compute type. Polls for an
-/// interruption as it goes, and stops early (the rest unset) when told to.
+/// Copies a tile's lanes of `n` elements (elements `stride` apart; `shape` lanes, `steps`
+/// apart along each tile dimension) from `src` into the rows of `buf` (`pitch` apart),
+/// converted to the compute type. Polls for an interruption as it goes, and stops early (the
+/// rest unset) when told to.
 ///
 /// # Safety
-/// Every element of the lanes is valid for reads; `buf` holds `lanes` rows of `pitch`.
+/// Every element of the lanes is valid for reads; `buf` holds `shape.lanes()` rows of `pitch`.
 unsafe fn gather<T: Float>(
     src: *const T,
     stride: isize,
-    step: isize,
+    (step_a, step_b): (isize, isize),
     n: usize,
-    lanes: usize,
+    shape: TileShape,
     buf: &mut [T::Compute],
     pitch: usize,
 ) {
+    let lanes = shape.lanes();
     debug_assert!(buf.len() >= (lanes - 1) * pitch + n);
     if stride == 1 || lanes == 1 {
-        for l in 0..lanes {
-            let p = src.offset(l as isize * step);
-            let row = &mut buf[l * pitch..l * pitch + n];
+        for r in 0..lanes {
+            let (a, b) = (r / shape.across, r % shape.across);
+            let p = src.offset(a as isize * step_a + b as isize * step_b);
+            let row = &mut buf[r * pitch..r * pitch + n];
             for (c, part) in row.chunks_mut(POLL_POSITIONS * 256).enumerate() {
                 if interrupt::poll() {
                     return;
@@ -467,49 +577,58 @@ unsafe fn gather<T: Float>(
             }
         }
     } else {
-        // Position by position: the lanes' elements at one position share cache lines.
-        let b = buf.as_mut_ptr();
-        let span = lanes * std::mem::size_of::<T>();
+        // Position by position: the lanes' elements at one position share cache lines, first
+        // along `step_a` (the source's densest dimension).
+        let buf = buf.as_mut_ptr();
+        let span = shape.along * std::mem::size_of::<T>();
         for j in 0..n {
             if j.is_multiple_of(POLL_POSITIONS) && interrupt::poll() {
                 return;
             }
-            let p = src.offset(j as isize * stride);
-            if step == 1 {
-                // The positions are far apart (a row of the array each, usually): the hardware
-                // prefetchers do not follow, so ask for the ones a few positions ahead.
-                prefetch(p.wrapping_offset(GATHER_AHEAD * stride) as *const u8, span);
-                for l in 0..lanes {
-                    *b.add(l * pitch + j) = (*p.add(l)).to_compute();
-                }
-            } else {
-                for l in 0..lanes {
-                    *b.add(l * pitch + j) = (*p.offset(l as isize * step)).to_compute();
+            for b in 0..shape.across {
+                let p = src.offset(j as isize * stride + b as isize * step_b);
+                let rows = buf.add(b * pitch + j);
+                let row_step = shape.across * pitch;
+                if step_a == 1 {
+                    // The positions are far apart (a row of the array each, usually): the
+                    // hardware prefetchers do not follow, so ask for the ones a few positions
+                    // ahead.
+                    prefetch(p.wrapping_offset(GATHER_AHEAD * stride) as *const u8, span);
+                    for a in 0..shape.along {
+                        *rows.add(a * row_step) = (*p.add(a)).to_compute();
+                    }
+                } else {
+                    for a in 0..shape.along {
+                        *rows.add(a * row_step) = (*p.offset(a as isize * step_a)).to_compute();
+                    }
                 }
             }
         }
     }
 }
 
-/// The inverse of [`gather`]: the rows of `buf` into the lanes at `dst`; polls and stops early
-/// as [`gather`] does.
+/// The inverse of [`gather`]: the rows of `buf` into the lanes at `dst`, at each position
+/// first along `step_b` (the destination's densest dimension, when the tile spans two); polls
+/// and stops early as [`gather`] does.
 ///
 /// # Safety
-/// Every element of the lanes is valid for writes; `buf` holds `lanes` rows of `pitch`.
+/// Every element of the lanes is valid for writes; `buf` holds `shape.lanes()` rows of `pitch`.
 unsafe fn scatter<T: Float>(
     buf: &[T::Compute],
     pitch: usize,
     dst: *mut T,
     stride: isize,
-    step: isize,
+    (step_a, step_b): (isize, isize),
     n: usize,
-    lanes: usize,
+    shape: TileShape,
 ) {
+    let lanes = shape.lanes();
     debug_assert!(buf.len() >= (lanes - 1) * pitch + n);
     if stride == 1 || lanes == 1 {
-        for l in 0..lanes {
-            let p = dst.offset(l as isize * step);
-            let row = &buf[l * pitch..l * pitch + n];
+        for r in 0..lanes {
+            let (a, b) = (r / shape.across, r % shape.across);
+            let p = dst.offset(a as isize * step_a + b as isize * step_b);
+            let row = &buf[r * pitch..r * pitch + n];
             for (c, part) in row.chunks(POLL_POSITIONS * 256).enumerate() {
                 if interrupt::poll() {
                     return;
@@ -521,21 +640,31 @@ unsafe fn scatter<T: Float>(
             }
         }
     } else {
-        let b = buf.as_ptr();
-        let span = lanes * std::mem::size_of::<T>();
+        let buf = buf.as_ptr();
+        // Without a second tile dimension, the lanes along the first are the dense ones.
+        let (outer, inner, step_outer, step_inner, row_outer, row_inner) = if shape.across > 1 {
+            (shape.along, shape.across, step_a, step_b, shape.across, 1)
+        } else {
+            (1, shape.along, 0, step_a, 0, 1)
+        };
+        let span = inner * std::mem::size_of::<T>();
         for j in 0..n {
             if j.is_multiple_of(POLL_POSITIONS) && interrupt::poll() {
                 return;
             }
-            let p = dst.offset(j as isize * stride);
-            if step == 1 {
-                prefetch(p.wrapping_offset(GATHER_AHEAD * stride) as *const u8, span);
-                for l in 0..lanes {
-                    *p.add(l) = T::from_compute(*b.add(l * pitch + j));
-                }
-            } else {
-                for l in 0..lanes {
-                    *p.offset(l as isize * step) = T::from_compute(*b.add(l * pitch + j));
+            for o in 0..outer {
+                let p = dst.offset(j as isize * stride + o as isize * step_outer);
+                let rows = buf.add(o * row_outer * pitch + j);
+                if step_inner == 1 {
+                    prefetch(p.wrapping_offset(GATHER_AHEAD * stride) as *const u8, span);
+                    for i in 0..inner {
+                        *p.add(i) = T::from_compute(*rows.add(i * row_inner * pitch));
+                    }
+                } else {
+                    for i in 0..inner {
+                        *p.offset(i as isize * step_inner) =
+                            T::from_compute(*rows.add(i * row_inner * pitch));
+                    }
                 }
             }
         }
@@ -580,7 +709,8 @@ unsafe fn map_tiles<T: Float>(
         std::mem::size_of::<T>(),
         std::mem::size_of::<T::Compute>(),
     );
-    let (lane_step, src_step, dst_step) = tiles.steps();
+    let steps = tiles.steps();
+    let (along, across) = steps;
     let p = pitch::<T::Compute>(n);
     let k = kernels::<T::Compute>();
     let parallel = is_parallel(n.saturating_mul(count));
@@ -593,8 +723,8 @@ unsafe fn map_tiles<T: Float>(
             return;
         }
         let tile = tiles.tile(t);
-        let w = tile.lanes;
-        let len = tiles.width.max(w) * p;
+        let w = tile.shape.lanes();
+        let len = tiles.most_lanes().max(w) * p;
         if let Err(e) = crate::scratch::resize(buf, len, Default::default(), "a tile of lanes") {
             failed.set(e);
             return;
@@ -605,9 +735,9 @@ unsafe fn map_tiles<T: Float>(
             gather(
                 s.get().offset(tile.src),
                 src_lanes.stride,
-                src_step,
+                (along.src, across.src),
                 n,
-                w,
+                tile.shape,
                 buf,
                 p,
             );
@@ -619,7 +749,7 @@ unsafe fn map_tiles<T: Float>(
                 let (tp, tstep) = match temperature {
                     Temperature::Scalar(ref t) => (t as *const f64, 0),
                     Temperature::PerRow(_) => {
-                        let ts = (0..w).map(|l| temperature.get(tile.lane + l * lane_step));
+                        let ts = (0..w).map(|r| temperature.get(tile_lane(&tile, steps, r)));
                         if let Err(e) =
                             crate::scratch::refill(temps, w, ts, "a tile's temperatures")
                         {
@@ -631,9 +761,9 @@ unsafe fn map_tiles<T: Float>(
                 };
                 (k.rows)(op, b, p, b, p, n, w, tp, tstep, Store::Cached);
             } else {
-                for l in 0..w {
-                    let t = temperature.get(tile.lane + l * lane_step);
-                    map_row_with(k, op, b.add(l * p), b.add(l * p), n, t, parallel_row, false);
+                for r in 0..w {
+                    let t = temperature.get(tile_lane(&tile, steps, r));
+                    map_row_with(k, op, b.add(r * p), b.add(r * p), n, t, parallel_row, false);
                 }
             }
             scatter(
@@ -641,9 +771,9 @@ unsafe fn map_tiles<T: Float>(
                 p,
                 d.get().offset(tile.dst),
                 dst_lanes.stride,
-                dst_step,
+                (along.dst, across.dst),
                 n,
-                w,
+                tile.shape,
             );
         }
     };
@@ -1000,7 +1130,8 @@ unsafe fn logsumexp_tiles<T: Float>(src: *const T, src_lanes: &Lanes, out: &mut 
         std::mem::size_of::<T>(),
         std::mem::size_of::<T::Compute>(),
     );
-    let (lane_step, src_step, _) = tiles.steps();
+    let steps = tiles.steps();
+    let (along, across) = steps;
     let p = pitch::<T::Compute>(n);
     let parallel = is_parallel(n.saturating_mul(count));
     let parallel_row = parallel && tiles.count < get_num_threads() && n > BLOCK;
@@ -1011,9 +1142,8 @@ unsafe fn logsumexp_tiles<T: Float>(src: *const T, src_lanes: &Lanes, out: &mut 
             return;
         }
         let tile = tiles.tile(t);
-        if let Err(e) =
-            crate::scratch::resize(buf, tiles.width * p, Default::default(), "a tile of lanes")
-        {
+        let len = tiles.most_lanes() * p;
+        if let Err(e) = crate::scratch::resize(buf, len, Default::default(), "a tile of lanes") {
             failed.set(e);
             return;
         }
@@ -1023,18 +1153,18 @@ unsafe fn logsumexp_tiles<T: Float>(src: *const T, src_lanes: &Lanes, out: &mut 
             gather(
                 s.get().offset(tile.src),
                 src_lanes.stride,
-                src_step,
+                (along.src, across.src),
                 n,
-                tile.lanes,
+                tile.shape,
                 buf,
                 p,
             );
             if interrupt::stopped() {
                 return;
             }
-            for l in 0..tile.lanes {
-                let v = logsumexp_row(&buf[l * p..l * p + n], parallel_row);
-                *o.get().add(tile.lane + l * lane_step) = T::from_compute(v);
+            for r in 0..tile.shape.lanes() {
+                let v = logsumexp_row(&buf[r * p..r * p + n], parallel_row);
+                *o.get().add(tile_lane(&tile, steps, r)) = T::from_compute(v);
             }
         }
     };

@@ -67,6 +67,123 @@ fn view_strategy() -> impl Strategy<Value = View> {
         })
 }
 
+/// Another layout of `shape`: C order over the dimensions permuted by `perm` (a permutation
+/// index), each padded by its step, some reversed.
+fn other_layout(shape: &[usize], perm: usize, steps: &[usize], rev: &[bool]) -> View {
+    let nd = shape.len();
+    let mut dims: Vec<usize> = (0..nd).collect();
+    let mut order = Vec::with_capacity(nd);
+    let mut k = perm;
+    while !dims.is_empty() {
+        order.push(dims.remove(k % dims.len()));
+        k /= nd;
+    }
+    let mut strides = vec![0isize; nd];
+    let mut span = 1isize;
+    for &d in order.iter().rev() {
+        strides[d] = span * steps[d] as isize;
+        span = strides[d] * shape[d].max(1) as isize;
+    }
+    let mut origin = 0isize;
+    for d in 0..nd {
+        if rev[d] && shape[d] > 0 {
+            origin += (shape[d] as isize - 1) * strides[d];
+            strides[d] = -strides[d];
+        }
+    }
+    View {
+        shape: shape.to_vec(),
+        strides,
+        origin: origin as usize,
+        buf_len: span.max(1) as usize,
+    }
+}
+
+/// Each lane of `view` (along `axis`) computed alone as a contiguous row: the bits every
+/// layout must give (S9).
+fn contiguous_lanes(buf: &[f32], view: &View, axis: usize, op: Op, temps: &[f64]) -> Vec<Vec<f32>> {
+    let mut outer_shape = view.shape.clone();
+    outer_shape[axis] = 1;
+    all_indices(&outer_shape)
+        .into_iter()
+        .enumerate()
+        .map(|(k, idx)| {
+            let lane: Vec<f32> = (0..view.shape[axis])
+                .map(|j| {
+                    let mut i = idx.clone();
+                    i[axis] = j;
+                    buf[view.index(&i)]
+                })
+                .collect();
+            let mut out = vec![0f32; lane.len()];
+            let rows = Lanes::rows(1, lane.len());
+            // SAFETY: one contiguous row in each of two buffers of its length.
+            unsafe {
+                map_lanes(
+                    op,
+                    lane.as_ptr(),
+                    &rows,
+                    out.as_mut_ptr(),
+                    &rows,
+                    temps[k].into(),
+                )
+                .unwrap()
+            };
+            out
+        })
+        .collect()
+}
+
+/// Softmax along `axis` of `src` (a view into `buf`) into a buffer laid out as `dst`, per-lane
+/// temperatures `temps`, checked bit for bit against [`contiguous_lanes`].
+fn check_other_out_layout(
+    buf: &[f32],
+    src: &View,
+    dst: &View,
+    axis: usize,
+    op: Op,
+    temps: &[f64],
+) -> Result<(), TestCaseError> {
+    let src_lanes = Lanes::from_strided(&src.shape, &src.strides, axis);
+    let dst_lanes = Lanes::from_strided(&dst.shape, &dst.strides, axis);
+    let mut out = vec![f32::NAN; dst.buf_len];
+    // SAFETY: every index either view addresses lies inside its buffer; distinct elements of
+    // `dst` are distinct slots; the buffers are distinct.
+    unsafe {
+        map_lanes(
+            op,
+            buf.as_ptr().add(src.origin),
+            &src_lanes,
+            out.as_mut_ptr().add(dst.origin),
+            &dst_lanes,
+            logitkit::Temperature::PerRow(temps),
+        )
+        .unwrap()
+    };
+    let want = contiguous_lanes(buf, src, axis, op, temps);
+    let mut outer_shape = src.shape.clone();
+    outer_shape[axis] = 1;
+    for (idx, lane) in all_indices(&outer_shape).into_iter().zip(&want) {
+        for (j, w) in lane.iter().enumerate() {
+            let mut i = idx.clone();
+            i[axis] = j;
+            let got = out[dst.index(&i)];
+            prop_assert!(
+                got.to_bits() == w.to_bits(),
+                "lane {:?} element {}: {} against {} (src {:?}, dst {:?}, axis {})",
+                idx,
+                j,
+                got,
+                w,
+                src,
+                dst,
+                axis
+            );
+        }
+    }
+    Ok(())
+}
+
 fn value_strategy() -> impl Strategy<Value = f64> {
     prop_oneof![
         20 => -30.0f64..30.0,
@@ -104,7 +221,12 @@ fn close(got: f64, want: f64, log: bool) -> bool {
         return got.is_nan();
     }
     if log {
-        return (got == want) || (got - want).abs() <= 1e-12 * want.abs().max(1.0);
+        // S5: `-inf` where the probability underflows to 0 (there `x - max` may overflow while
+        // `(x - max) / t` would not, e.g. [-1.7e308, 1.7e308] at t = 3).
+        let underflows = want.exp() == 0.0;
+        return (got == want)
+            || (got - want).abs() <= 1e-12 * want.abs().max(1.0)
+            || (underflows && got == f64::NEG_INFINITY);
     }
     (got - want).abs() <= 1e-12 * want.max(1e-300) || (want < 1e-290 && got < 1e-280)
 }
@@ -174,6 +296,29 @@ proptest! {
         }
     }
 
+    /// The output in another layout than the input (an F-order input into a C-order output
+    /// along the middle axis: tiles spanning two dimensions, R8): the same bits as each lane
+    /// computed contiguously (S9).
+    #[test]
+    fn fuzz_map_lanes_other_out_layout(
+        view in view_strategy(),
+        perm in 0usize..6,
+        steps in prop::collection::vec(1usize..3, 3),
+        rev in prop::collection::vec(any::<bool>(), 3),
+        axis_pick in 0usize..3,
+        values in prop::collection::vec(value_strategy(), 600),
+        log in any::<bool>(),
+        temps in prop::collection::vec(prop::sample::select(vec![1.0, 0.25, 3.0, 1e-3]), 32),
+    ) {
+        let axis = axis_pick % view.shape.len();
+        let buf: Vec<f32> = (0..view.buf_len).map(|i| values[i % values.len()] as f32).collect();
+        let dst = other_layout(&view.shape, perm, &steps, &rev);
+        let count = Lanes::from_strided(&view.shape, &view.strides, axis).count();
+        let temps: Vec<f64> = (0..count).map(|k| temps[k % temps.len()]).collect();
+        let op = if log { Op::LogSoftmax } else { Op::Softmax };
+        check_other_out_layout(&buf, &view, &dst, axis, op, &temps)?;
+    }
+
     #[test]
     fn fuzz_logsumexp_lanes_any_layout(
         view in view_strategy(),
@@ -199,5 +344,24 @@ proptest! {
             else if want.is_infinite() { prop_assert_eq!(got, want); }
             else { prop_assert!((got - want).abs() <= 2e-6 * want.abs().max(1.0), "{} vs {}", got, want); }
         }
+    }
+}
+
+/// Larger arrays than the fuzz cases, so that tiles are many and partial along both of their
+/// dimensions: an F-order input along its middle axis into a C-order output, and the reverse.
+#[test]
+fn two_dimensional_tiles_give_contiguous_bits() {
+    let shape = [300usize, 20, 300];
+    let f_order = other_layout(&shape, 5, &[1, 1, 1], &[false; 3]);
+    let c_order = other_layout(&shape, 0, &[1, 1, 1], &[false; 3]);
+    assert_eq!(f_order.strides, vec![1, 300, 6000]);
+    assert_eq!(c_order.strides, vec![6000, 300, 1]);
+    let buf: Vec<f32> = (0..f_order.buf_len)
+        .map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 13.0)
+        .collect();
+    let temps: Vec<f64> = (0..300 * 300).map(|k| 0.5 + (k % 5) as f64).collect();
+    for op in [Op::Softmax, Op::LogSoftmax] {
+        check_other_out_layout(&buf, &f_order, &c_order, 1, op, &temps).unwrap();
+        check_other_out_layout(&buf, &c_order, &f_order, 1, op, &temps).unwrap();
     }
 }
