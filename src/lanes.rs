@@ -780,7 +780,7 @@ unsafe fn map_tiles<T: Float>(
     if parallel && !parallel_row && tiles.count > 1 {
         map_init(tiles.count, 1, true, TileScratch::default, |sc, t| {
             one(t, sc)
-        });
+        })?;
     } else {
         let mut sc = TileScratch::default();
         (0..tiles.count).for_each(|t| one(t, &mut sc));
@@ -1033,7 +1033,7 @@ pub unsafe fn map_lanes<T: Float>(
         // Enough lanes to share: each task takes whole lanes, at least ~8k elements' worth.
         map_init(count, 8 * 1024 / n, true, Vec::new, |buf, i| {
             lane(i, buf, false)
-        });
+        })?;
     } else {
         // Few long lanes: share each lane's blocks instead (the calling thread takes part).
         let mut buf = Vec::new();
@@ -1095,10 +1095,11 @@ pub unsafe fn logsumexp_lanes<T: Float>(
             .enumerate()
             .for_each(|(i, o)| *o = one(i, &mut buf, false));
     } else if count >= get_num_threads() {
-        let vals = map_init(count, 8 * 1024 / n.max(1), true, Vec::new, |buf, i| {
-            one(i, buf, false)
-        });
-        out.copy_from_slice(&vals);
+        let o = SendPtr(out.as_mut_ptr());
+        map_init(count, 8 * 1024 / n.max(1), true, Vec::new, |buf, i| {
+            // SAFETY: `i < count == out.len()`, and each index is handed to one task only.
+            unsafe { *o.get().add(i) = one(i, buf, false) }
+        })?;
     } else {
         let mut buf = Vec::new();
         out.iter_mut()
@@ -1169,7 +1170,7 @@ unsafe fn logsumexp_tiles<T: Float>(src: *const T, src_lanes: &Lanes, out: &mut 
         }
     };
     if parallel && !parallel_row && tiles.count > 1 {
-        map_init(tiles.count, 1, true, Vec::new, |buf, t| one(t, buf));
+        map_init(tiles.count, 1, true, Vec::new, |buf, t| one(t, buf))?;
     } else {
         let mut buf = Vec::new();
         (0..tiles.count).for_each(|t| one(t, &mut buf));

@@ -249,14 +249,16 @@ impl Claims {
 /// `f(&mut state, i)` for every `i` in `0..count`, results in index order. When `parallel`,
 /// the calling thread and the helpers take tasks of `min_len` consecutive indices from a shared
 /// counter (as [`each_shared`] takes items); each thread makes one `init()` state for all the
-/// tasks it takes.
+/// tasks it takes. The results' vector is the only allocation (none for `R = ()`), and one
+/// that fails is an error (contract R1).
 pub(crate) fn map_init<S, R: Send>(
     count: usize,
     min_len: usize,
     parallel: bool,
     init: impl Fn() -> S + Sync,
     f: impl Fn(&mut S, usize) -> R + Sync,
-) -> Vec<R> {
+) -> crate::Result<Vec<R>> {
+    const WHAT: &str = "the results of a call's tasks";
     let min_len = min_len.max(1);
     let tasks = count.div_ceil(min_len);
     let threads = if parallel {
@@ -266,9 +268,9 @@ pub(crate) fn map_init<S, R: Send>(
     };
     if threads <= 1 {
         let mut st = init();
-        return (0..count).map(|i| f(&mut st, i)).collect();
+        return crate::scratch::collected(count, (0..count).map(|i| f(&mut st, i)), WHAT);
     }
-    let mut out: Vec<Option<R>> = (0..count).map(|_| None).collect();
+    let mut out: Vec<Option<R>> = crate::scratch::collected(count, (0..count).map(|_| None), WHAT)?;
     let base = out.as_mut_ptr() as usize;
     let next = AtomicUsize::new(0);
     let work = || {
@@ -287,9 +289,8 @@ pub(crate) fn map_init<S, R: Send>(
         }
     };
     run_shared(threads - 1, &work);
-    out.into_iter()
-        .map(|r| r.expect("every index is visited"))
-        .collect()
+    let results = out.into_iter().map(|r| r.expect("every index is visited"));
+    crate::scratch::collected(count, results, WHAT)
 }
 
 /// `out[c] = f(c, c * chunk..(c * chunk + chunk).min(n))` for the chunks of `0..n`, shared as

@@ -97,7 +97,7 @@ pub(crate) unsafe fn collect_lanes<T: Float, R: Send>(
         is_parallel(work),
         || (Vec::new(), Vec::new()),
         |bufs, i| one(i, bufs),
-    )
+    )?
     .into_iter()
     .collect()
 }
@@ -153,7 +153,7 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
         is_parallel(n.saturating_mul(count)),
         || (Vec::new(), Vec::new()),
         |bufs, i| one(i, bufs),
-    )
+    )?
     .into_iter()
     .collect()
 }

@@ -136,7 +136,7 @@ fn _internal_error_for_tests(py: Python<'_>, where_: &str) -> PyResult<()> {
                 true,
                 || (),
                 |_, i| -> () { panic!("deliberate panic in task {i}") },
-            );
+            )?;
         } else {
             panic!("deliberate panic on the calling thread");
         }

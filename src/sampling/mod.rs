@@ -307,8 +307,8 @@ fn for_rows<C: Real, R: Send>(
     let done: Vec<Option<R>> = match plan {
         Plan::Serial => with_work(|w| {
             w.par = false;
-            (0..rows).map(|r| g(r, w)).collect()
-        }),
+            crate::scratch::collected(rows, (0..rows).map(|r| g(r, w)), ROW_RESULTS)
+        })?,
         // Whole rows taken in order by the calling thread and the helpers (each with its own
         // scratch); a helper that is late takes fewer rows.
         Plan::Rows => map_init(
@@ -322,19 +322,21 @@ fn for_rows<C: Real, R: Send>(
                     g(r, w)
                 })
             },
-        ),
+        )?,
         // On the calling thread, which shares each pass with the helpers.
         Plan::Split => with_work(|w| {
             w.par = true;
-            (0..rows).map(|r| g(r, w)).collect()
-        }),
+            crate::scratch::collected(rows, (0..rows).map(|r| g(r, w)), ROW_RESULTS)
+        })?,
     };
     interrupt::status()?;
-    Ok(done
+    let results = done
         .into_iter()
-        .map(|r| r.expect("rows are skipped only when interrupted"))
-        .collect())
+        .map(|r| r.expect("rows are skipped only when interrupted"));
+    crate::scratch::collected(rows, results, ROW_RESULTS)
 }
+
+const ROW_RESULTS: &str = "the results of a call's rows";
 
 /// One row as the filters see it.
 struct RowView<'a, C> {
