@@ -2,7 +2,7 @@
 //!
 //! This is the layer the NumPy bindings call: any axis and any strides, without copying the
 //! array. A lane whose elements are adjacent is computed where it lies. Other lanes are computed
-//! a tile at a time ([`Tiles`]): a few lanes lying next to each other are gathered together
+//! a tile at a time (`Tiles`): a few lanes lying next to each other are gathered together
 //! into a per-thread buffer, computed there by the same row code as contiguous lanes (so the
 //! same bits, contract S9), and scattered back together. Gathering one strided lane at a time
 //! instead used one element of every cache line it fetched, and with a power-of-two row length
