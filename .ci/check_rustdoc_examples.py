@@ -3,6 +3,7 @@
 
 Lists the public items whose `///` doc block has no ``` code block (an example that
 `cargo test --doc` compiles and runs) and exits 1 when there is any; exits 0 otherwise.
+Whether an example asserts something is left to review.
 
 A heuristic, line-based parser, not a Rust compiler. Its rule:
 
@@ -20,9 +21,12 @@ A heuristic, line-based parser, not a Rust compiler. Its rule:
 * Macro-generated methods: a `macro_rules!` whose body contains `pub fn $` is a method
   generator; at each of its invocations inside such an `impl` block, every `name: Type;` entry
   is a method, documented by the `///` lines before the entry.
+* Items under `#[cfg(test)]` or `#[cfg(doctest)]` are skipped. A re-export through a private
+  module's `pub use` counts when a public module re-exports that name in turn.
 * An item's doc block is the run of `///` lines and attribute lines directly above it (no blank
-  line between). It has an example when one of its `///` lines starts with ``` (after `///`
-  and spaces).
+  line between). It has an example when one of its `///` lines is a code fence that
+  `cargo test --doc` runs: ``` or ```rust (```ignore, ```no_run, ```text, ```compile_fail
+  and the like do not count).
 
 Brace depth ignores comments, strings (also raw strings) and char literals.
 
@@ -177,10 +181,19 @@ def attributes_above(lines: list[str], k: int) -> list[str]:
     return out
 
 
+RUNNABLE_FENCE = re.compile(r"^```\s*(rust)?\s*(,\s*edition\d+\s*)?$")
+
+
 def has_example(lines: list[str], k: int) -> bool:
-    for s in attributes_above(lines, k):
-        if s.startswith("///") and s[3:].lstrip().startswith("```"):
+    """Whether the doc block above line k opens a runnable code block."""
+    docs = [s[3:].strip() for s in reversed(attributes_above(lines, k)) if s.startswith("///")]
+    inside = False
+    for d in docs:
+        if not d.startswith("```"):
+            continue
+        if not inside and RUNNABLE_FENCE.match(d):
             return True
+        inside = not inside
     return False
 
 
