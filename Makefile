@@ -19,7 +19,9 @@ need = for c in $(2); do command -v $$c >/dev/null 2>&1 && continue; \
 	  || { echo "$(1): SKIPPED (no $$c: sudo apt-get install $(3))"; exit 0; }; \
 	  break; done
 
+# check_rustdoc_examples.py: every public Rust item's rustdoc has a runnable example (issue 21).
 lint: lint-workflows
+	python3 .ci/check_rustdoc_examples.py
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features python -- -D warnings

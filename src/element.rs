@@ -30,6 +30,23 @@ pub trait Float: sealed::Sealed + Copy + Send + Sync + Debug + PartialOrd + 'sta
 }
 
 /// A type the kernels compute in directly: `f32` or `f64`.
+///
+/// ```
+/// use logitkit::{Float, Real};
+/// // Generic code over the compute types: the largest probability, NaN for an empty row.
+/// fn top_prob<R: Real>(x: &[R]) -> R {
+///     let mut p = vec![R::default(); x.len()];
+///     logitkit::softmax(x, &mut p, 1.0).unwrap();
+///     p.into_iter().fold(R::NAN, |a, b| if a.is_nan() || b > a { b } else { a })
+/// }
+/// assert_eq!(top_prob(&[0.0f64, 0.0]), 0.5);
+/// assert_eq!(top_prob(&[0.0f32, 0.0, 0.0, 0.0]), 0.25);
+/// assert!(top_prob::<f32>(&[]).is_nan());
+/// // Every `Float` names its compute type, which is a `Real`: `f16` computes in `f32`.
+/// let wide: f32 = half::f16::from_f32(0.5).to_compute();
+/// assert_eq!(wide, 0.5);
+/// assert_eq!(<f32 as Real>::from_f64(0.1), 0.1f32);
+/// ```
 pub trait Real:
     Float<Compute = Self>
     + Default

@@ -58,6 +58,22 @@ pub enum Error {
 }
 
 /// Shorthand for results of this crate.
+///
+/// ```
+/// fn top_token(logits: &[f32], temperature: f64) -> logitkit::Result<(usize, f32)> {
+///     let mut p = vec![0.0; logits.len()];
+///     logitkit::softmax(logits, &mut p, temperature)?;
+///     let best = p.iter().copied().fold(0.0, f32::max);
+///     Ok((p.iter().position(|&v| v == best).unwrap_or(0), best))
+/// }
+/// let (i, p) = top_token(&[0.0, 3.0, 1.0], 1.0).unwrap();
+/// assert_eq!(i, 1);
+/// assert!(p > 0.8);
+/// assert!(matches!(
+///     top_token(&[0.0, 1.0], 0.0),
+///     Err(logitkit::Error::InvalidParameter { name: "temperature", .. })
+/// ));
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

@@ -2,7 +2,7 @@
 //!
 //! This is the layer the NumPy bindings call: any axis and any strides, without copying the
 //! array. A lane whose elements are adjacent is computed where it lies. Other lanes are computed
-//! a tile at a time ([`Tiles`]): a few lanes lying next to each other are gathered together
+//! a tile at a time (`Tiles`): a few lanes lying next to each other are gathered together
 //! into a per-thread buffer, computed there by the same row code as contiguous lanes (so the
 //! same bits, contract S9), and scattered back together. Gathering one strided lane at a time
 //! instead used one element of every cache line it fetched, and with a power-of-two row length
@@ -46,6 +46,15 @@ pub struct Lanes {
 
 impl Lanes {
     /// `rows` contiguous rows of `row_len` elements each, one after the other.
+    ///
+    /// ```
+    /// use logitkit::Lanes;
+    /// let rows = Lanes::rows(3, 4);
+    /// assert_eq!((rows.len, rows.stride, rows.count()), (4, 1, 3));
+    /// assert_eq!(rows.offset(2), 8); // row 2 starts at element 2 * 4
+    /// // The same lanes as the rows of a C-contiguous 3 x 4 array.
+    /// assert_eq!(rows, Lanes::from_strided(&[3, 4], &[4, 1], 1));
+    /// ```
     pub fn rows(rows: usize, row_len: usize) -> Lanes {
         Lanes {
             len: row_len,
@@ -58,6 +67,22 @@ impl Lanes {
     ///
     /// # Panics
     /// If `axis >= shape.len()` or the lengths of `shape` and `strides` differ.
+    ///
+    /// ```
+    /// use logitkit::lanes::map_lanes;
+    /// use logitkit::{Lanes, Op};
+    /// // Columns of a C-contiguous 2 x 3 array: 3 lanes of 2 elements, 3 apart.
+    /// let x = [0.0f64, 1.0, 2.0, 0.0, 1.0, 2.0];
+    /// let cols = Lanes::from_strided(&[2, 3], &[3, 1], 0);
+    /// assert_eq!((cols.len, cols.stride, cols.count()), (2, 3, 3));
+    /// assert_eq!((cols.offset(0), cols.offset(2)), (0, 2));
+    /// // Softmax down each column: every column holds two equal values.
+    /// let mut p = [0.0f64; 6];
+    /// // SAFETY: the lanes lie within `x` and `p`, distinct buffers.
+    /// unsafe { map_lanes(Op::Softmax, x.as_ptr(), &cols, p.as_mut_ptr(), &cols, 1.0.into()) }
+    ///     .unwrap();
+    /// assert_eq!(p, [0.5; 6]);
+    /// ```
     pub fn from_strided(shape: &[usize], strides: &[isize], axis: usize) -> Lanes {
         assert_eq!(
             shape.len(),
@@ -77,11 +102,32 @@ impl Lanes {
     }
 
     /// Number of lanes.
+    ///
+    /// ```
+    /// use logitkit::Lanes;
+    /// // A 2 x 3 x 4 array has 2 * 4 lanes along axis 1 and 2 * 3 along axis 2.
+    /// assert_eq!(Lanes::from_strided(&[2, 3, 4], &[12, 4, 1], 1).count(), 8);
+    /// assert_eq!(Lanes::from_strided(&[2, 3, 4], &[12, 4, 1], 2).count(), 6);
+    /// // A one-dimensional array is one lane; an empty dimension means no lanes.
+    /// assert_eq!(Lanes::from_strided(&[5], &[1], 0).count(), 1);
+    /// assert_eq!(Lanes::from_strided(&[0, 5], &[5, 1], 1).count(), 0);
+    /// ```
     pub fn count(&self) -> usize {
         self.outer.iter().map(|&(e, _)| e).product()
     }
 
     /// Offset, in elements, of the first element of lane `lane` (C order over `outer`).
+    ///
+    /// ```
+    /// use logitkit::Lanes;
+    /// // Lanes along axis 1 of a C-contiguous 2 x 3 x 4 array; lane 5 is (i, j) = (1, 1) over
+    /// // the other axes, which starts at element 1 * 12 + 1 * 1.
+    /// let lanes = Lanes::from_strided(&[2, 3, 4], &[12, 4, 1], 1);
+    /// assert_eq!(lanes.offset(5), 13);
+    /// // Negative strides (a reversed view) give negative offsets from the view's start.
+    /// let reversed = Lanes::from_strided(&[3, 2], &[-2, 1], 1);
+    /// assert_eq!(reversed.offset(2), -4);
+    /// ```
     #[inline]
     pub fn offset(&self, mut lane: usize) -> isize {
         let mut off = 0isize;
@@ -99,6 +145,20 @@ impl Lanes {
 
 /// Merges outer dimensions that are one in both layouts (same lane numbering), so that lane
 /// offsets cost one multiply in the common case.
+///
+/// ```
+/// use logitkit::lanes::coalesce;
+/// use logitkit::Lanes;
+/// // Rows of a C-contiguous 2 x 3 x 4 array, read and written in the same layout: the two
+/// // outer dimensions merge into one of 6 lanes, 4 apart.
+/// let mut src = Lanes::from_strided(&[2, 3, 4], &[12, 4, 1], 2);
+/// let mut dst = src.clone();
+/// let before: Vec<isize> = (0..6).map(|i| src.offset(i)).collect();
+/// coalesce(&mut src, &mut dst);
+/// assert_eq!(src.outer, vec![(6, 4)]);
+/// assert_eq!(dst.outer, vec![(6, 4)]);
+/// assert_eq!((0..6).map(|i| src.offset(i)).collect::<Vec<_>>(), before);
+/// ```
 pub fn coalesce(a: &mut Lanes, b: &mut Lanes) {
     debug_assert!(a.outer_extents().eq(b.outer_extents()));
     let mut ao: Vec<(usize, isize)> = Vec::with_capacity(a.outer.len());
@@ -938,6 +998,24 @@ fn streams<C>(n: usize, count: usize, in_place: bool) -> bool {
 ///   other than the one at the same index; when they overlap, `dst == src` with identical
 ///   layouts (in place);
 /// - nothing else reads or writes `dst`, or writes `src`, during the call.
+///
+/// ```
+/// use logitkit::lanes::map_lanes;
+/// use logitkit::{Lanes, Op};
+/// // Log-softmax along axis 0 of a C-contiguous 2 x 2 array, in place, one temperature per
+/// // lane (column).
+/// let mut x = [0.0f32, 0.0, 0.0, 2.0];
+/// let cols = Lanes::from_strided(&[2, 2], &[2, 1], 0);
+/// let temps = [1.0, 2.0];
+/// let p = x.as_mut_ptr();
+/// // SAFETY: the lanes lie within `x`; in place with identical layouts.
+/// unsafe { map_lanes(Op::LogSoftmax, p, &cols, p, &cols, (&temps[..]).into()) }.unwrap();
+/// let ln2 = std::f32::consts::LN_2;
+/// assert!((x[0] + ln2).abs() < 1e-6 && (x[2] + ln2).abs() < 1e-6); // column (0, 0)
+/// // Column (0, 2) at T = 2 is (0, 1): log-softmax is (-ln(1 + e), 1 - ln(1 + e)).
+/// let l = 1f32.exp().ln_1p();
+/// assert!((x[1] + l).abs() < 1e-6 && (x[3] - (1.0 - l)).abs() < 1e-6);
+/// ```
 pub unsafe fn map_lanes<T: Float>(
     op: Op,
     src: *const T,
@@ -1048,6 +1126,21 @@ pub unsafe fn map_lanes<T: Float>(
 /// # Safety
 /// Every element of every lane of `src` is valid for reads, and nothing writes it during the
 /// call.
+///
+/// ```
+/// use logitkit::lanes::logsumexp_lanes;
+/// use logitkit::Lanes;
+/// // log-sum-exp down each column of a C-contiguous 2 x 3 array.
+/// let x = [0.0f64, 1000.0, f64::NEG_INFINITY, 0.0, 1000.0, 5.0];
+/// let cols = Lanes::from_strided(&[2, 3], &[3, 1], 0);
+/// let mut out = [0.0f64; 3];
+/// // SAFETY: the lanes lie within `x`, which nothing writes during the call.
+/// unsafe { logsumexp_lanes(x.as_ptr(), &cols, &mut out) }.unwrap();
+/// let ln2 = std::f64::consts::LN_2;
+/// assert!((out[0] - ln2).abs() < 1e-15);
+/// assert!((out[1] - (1000.0 + ln2)).abs() < 1e-12); // no overflow
+/// assert_eq!(out[2], 5.0); // exp(-inf) adds nothing
+/// ```
 pub unsafe fn logsumexp_lanes<T: Float>(
     src: *const T,
     src_lanes: &Lanes,

@@ -14,12 +14,31 @@ use crate::error::{Error, Result};
 mod crew;
 
 /// Environment variable that overrides the default thread count when the crate first needs it.
+///
+/// ```
+/// use std::process::Command;
+/// assert_eq!(logitkit::NUM_THREADS_ENV, "LOGITKIT_NUM_THREADS");
+/// // Run a program that uses logitkit on 4 threads (unless it calls `set_num_threads`).
+/// let mut child = Command::new("my-inference-server");
+/// child.env(logitkit::NUM_THREADS_ENV, "4");
+/// let set: Vec<_> = child.get_envs().collect();
+/// assert_eq!(set, [("LOGITKIT_NUM_THREADS".as_ref(), Some("4".as_ref()))]);
+/// ```
 pub const NUM_THREADS_ENV: &str = "LOGITKIT_NUM_THREADS";
 
 /// 0 until first read; then the thread count in force.
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// The number of CPUs this process may use (affinity and cgroup quotas included).
+///
+/// ```
+/// use logitkit::{available_cpus, get_num_threads, set_num_threads, MAX_THREADS};
+/// let cpus = available_cpus();
+/// assert!(cpus >= 1);
+/// // For example, leave one CPU to the rest of the program.
+/// set_num_threads((cpus - 1).clamp(1, MAX_THREADS)).unwrap();
+/// assert_eq!(get_num_threads(), (cpus - 1).clamp(1, MAX_THREADS));
+/// ```
 pub fn available_cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -28,6 +47,14 @@ pub fn available_cpus() -> usize {
 
 /// The largest thread count [`set_num_threads`] and `LOGITKIT_NUM_THREADS` accept (contract R5).
 /// Larger counts are refused when given, never a failure of a later call.
+///
+/// ```
+/// use logitkit::{get_num_threads, set_num_threads, MAX_THREADS};
+/// assert_eq!(MAX_THREADS, 1024);
+/// let err = set_num_threads(MAX_THREADS + 1).unwrap_err();
+/// assert!(err.to_string().contains("1025"));
+/// assert!(get_num_threads() <= MAX_THREADS);
+/// ```
 pub const MAX_THREADS: usize = 1024;
 
 /// Parses the value of `LOGITKIT_NUM_THREADS`: an integer in `1..=`[`MAX_THREADS`].

@@ -25,6 +25,23 @@ use crate::kernels::{
 use crate::parallel::each_shared;
 
 /// What a map over lanes computes.
+///
+/// ```
+/// use logitkit::lanes::map_lanes;
+/// use logitkit::{Lanes, Op};
+/// let x = [1.0f64, 2.0, 3.0];
+/// let lane = Lanes::rows(1, 3);
+/// let (mut p, mut lp) = ([0.0f64; 3], [0.0f64; 3]);
+/// // SAFETY: the lane is exactly `x`, `p` and `lp` (distinct buffers).
+/// unsafe {
+///     map_lanes(Op::Softmax, x.as_ptr(), &lane, p.as_mut_ptr(), &lane, 1.0.into()).unwrap();
+///     map_lanes(Op::LogSoftmax, x.as_ptr(), &lane, lp.as_mut_ptr(), &lane, 1.0.into()).unwrap();
+/// }
+/// // The same distribution: probabilities and their logs.
+/// for (p, lp) in p.iter().zip(&lp) {
+///     assert!((p.ln() - lp).abs() < 1e-15);
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// Probabilities.

@@ -26,6 +26,15 @@ pub enum SimdLevel {
 
 impl SimdLevel {
     /// The name `simd_level()` reports: `"scalar"`, `"avx2"`, `"avx512"` or `"neon"`.
+    ///
+    /// ```
+    /// use logitkit::SimdLevel;
+    /// assert_eq!(SimdLevel::Avx512.name(), "avx512");
+    /// // Names round-trip through `from_name`.
+    /// for level in logitkit::supported_levels() {
+    ///     assert_eq!(SimdLevel::from_name(level.name()), Some(level));
+    /// }
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             SimdLevel::Scalar => "scalar",
@@ -36,6 +45,13 @@ impl SimdLevel {
     }
 
     /// Parses a name as `simd_level()` reports it (case-insensitive).
+    ///
+    /// ```
+    /// use logitkit::SimdLevel;
+    /// assert_eq!(SimdLevel::from_name("AVX2"), Some(SimdLevel::Avx2));
+    /// assert_eq!(SimdLevel::from_name(" neon "), Some(SimdLevel::Neon));
+    /// assert_eq!(SimdLevel::from_name("sse4"), None);
+    /// ```
     pub fn from_name(name: &str) -> Option<SimdLevel> {
         match name.trim().to_ascii_lowercase().as_str() {
             "scalar" => Some(SimdLevel::Scalar),
@@ -48,6 +64,15 @@ impl SimdLevel {
 }
 
 /// Every level this CPU supports that the crate has kernels for, best last.
+///
+/// ```
+/// use logitkit::{supported_levels, SimdLevel};
+/// let levels = supported_levels();
+/// assert_eq!(levels[0], SimdLevel::Scalar); // always available
+/// assert!(levels.windows(2).all(|w| w[0] < w[1]));
+/// // The level in use is one of them.
+/// assert!(levels.contains(&logitkit::simd_level()));
+/// ```
 pub fn supported_levels() -> Vec<SimdLevel> {
     let mut levels = vec![SimdLevel::Scalar];
     levels.extend(
@@ -110,6 +135,15 @@ pub const SIMD_ENV: &str = "LOGITKIT_SIMD";
 static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
 
 /// The instruction-set level the kernels use in this process (contract S12).
+///
+/// ```
+/// use logitkit::{simd_level, supported_levels};
+/// let level = simd_level();
+/// println!("logitkit kernels: {}", level.name());
+/// // The best supported level, unless `LOGITKIT_SIMD` asked for a lower one.
+/// assert!(level <= *supported_levels().last().unwrap());
+/// assert_eq!(simd_level(), level); // chosen once per process
+/// ```
 pub fn simd_level() -> SimdLevel {
     *LEVEL.get_or_init(|| resolve(std::env::var(SIMD_ENV).ok().as_deref()))
 }

@@ -54,6 +54,18 @@ pub(crate) fn check_softmax_temperature(t: f64) -> Result<()> {
 
 impl Temperature<'_> {
     /// The temperature of row `row`.
+    ///
+    /// # Panics
+    /// For a per-row temperature with fewer than `row + 1` values.
+    ///
+    /// ```
+    /// use logitkit::Temperature;
+    /// let temps = [0.7, 1.3];
+    /// let t = Temperature::PerRow(&temps);
+    /// assert_eq!((t.get(0), t.get(1)), (0.7, 1.3));
+    /// assert_eq!(Temperature::Scalar(0.7).get(1_000), 0.7); // any row
+    /// assert_eq!(Temperature::default().get(0), 1.0);
+    /// ```
     #[inline]
     pub fn get(&self, row: usize) -> f64 {
         match self {

@@ -15,15 +15,61 @@ use crate::extras::exec::{collect_lanes, max_nan, neumaier_sum, rows_of};
 use crate::lanes::Lanes;
 
 /// Smallest temperature [`fit_temperature`] returns.
+///
+/// ```
+/// use logitkit::extras::{fit_temperature, T_MIN};
+/// // Always right, with a margin: the NLL keeps falling as T -> 0, so the fit stops at T_MIN.
+/// let fit = fit_temperature(&[3.0f64, 0.0, 0.0, 3.0], 2, &[0, 1]).unwrap();
+/// assert_eq!(fit.temperature, T_MIN);
+/// assert!(fit.at_bound);
+/// ```
 pub const T_MIN: f64 = 1e-6;
 /// Largest temperature [`fit_temperature`] returns.
+///
+/// ```
+/// use logitkit::extras::{fit_temperature, T_MAX};
+/// // Confidently wrong on every row: the NLL keeps falling as T grows, so the fit stops at
+/// // T_MAX (probabilities all but uniform).
+/// let fit = fit_temperature(&[3.0f64, 0.0, 0.0, 3.0], 2, &[1, 0]).unwrap();
+/// assert_eq!(fit.temperature, T_MAX);
+/// assert!(fit.at_bound);
+/// ```
 pub const T_MAX: f64 = 1e6;
 /// The most bins [`calibration_bins`] accepts (2^20).
+///
+/// ```
+/// use logitkit::extras::{calibration_bins, MAX_BINS};
+/// assert_eq!(MAX_BINS, 1 << 20);
+/// let probs = [0.8f32, 0.2];
+/// assert_eq!(calibration_bins(&probs, 2, &[0], MAX_BINS).unwrap().count.len(), MAX_BINS);
+/// assert!(calibration_bins(&probs, 2, &[0], MAX_BINS + 1).is_err());
+/// ```
 pub const MAX_BINS: usize = 1 << 20;
 /// Tolerance on `ln T` at which the search stops.
+///
+/// ```
+/// use logitkit::extras::{fit_temperature, FIT_TOLERANCE};
+/// // Right 3 times in 4 with logit gap 10: the optimum is 10 / T = ln 3.
+/// let logits = [10.0f64, 0.0, 10.0, 0.0, 10.0, 0.0, 10.0, 0.0];
+/// let fit = fit_temperature(&logits, 2, &[0, 0, 0, 1]).unwrap();
+/// let exact = 10.0 / 3f64.ln();
+/// // Within the tolerance in ln T (with room for the rounding of the NLL's derivative).
+/// assert!((fit.temperature.ln() - exact.ln()).abs() < 100.0 * FIT_TOLERANCE);
+/// ```
 pub const FIT_TOLERANCE: f64 = 1e-10;
 
 /// The result of [`fit_temperature`].
+///
+/// ```
+/// use logitkit::extras::{fit_temperature, TemperatureFit};
+/// // Right once, wrong once, each time with logit gap 2: the best temperature makes both
+/// // classes equally likely, so it is the upper bound.
+/// let fit: TemperatureFit = fit_temperature(&[2.0f32, 0.0, 2.0, 0.0], 2, &[0, 1]).unwrap();
+/// assert!(fit.at_bound && fit.temperature > 1e5);
+/// assert!(fit.nll_after < fit.nll_before);
+/// assert!((fit.nll_after - 2f64.ln()).abs() < 1e-6); // -ln(1/2) per row
+/// assert!(fit.evaluations >= 2);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TemperatureFit {
     /// The temperature minimising the mean NLL (clamped to [[`T_MIN`], [`T_MAX`]]).
@@ -94,6 +140,18 @@ fn check_rows<C: Real>(x: &[C], label: usize, row: usize) -> Result<()> {
 ///
 /// # Safety
 /// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+///
+/// ```
+/// use logitkit::extras::{fit_temperature, fit_temperature_lanes};
+/// use logitkit::Lanes;
+/// // 4 rows of 2 classes stored column-major (classes x rows): row i is (x[i], x[4 + i]).
+/// let x = [10.0f64, 10.0, 10.0, 10.0, 0.0, 0.0, 0.0, 0.0];
+/// let lanes = Lanes::from_strided(&[2, 4], &[4, 1], 0);
+/// // SAFETY: every lane element lies in `x`, which nobody writes during the call.
+/// let fit = unsafe { fit_temperature_lanes(x.as_ptr(), &lanes, &[0, 0, 0, 1]) }.unwrap();
+/// let rows = [10.0f64, 0.0, 10.0, 0.0, 10.0, 0.0, 10.0, 0.0];
+/// assert_eq!(fit, fit_temperature(&rows, 2, &[0, 0, 0, 1]).unwrap());
+/// ```
 pub unsafe fn fit_temperature_lanes<T: Float>(
     src: *const T,
     lanes: &Lanes,
@@ -213,6 +271,16 @@ pub fn fit_temperature<T: Float>(
 /// Reliability statistics in equal-width confidence bins: bin `b` of `n` holds the rows whose
 /// confidence (largest probability) lies in `(b / n, (b + 1) / n]` (a confidence of 0 goes to
 /// the first bin, above 1 to the last).
+///
+/// ```
+/// use logitkit::extras::{calibration_bins, CalibrationBins};
+/// // Confidences 0.6, 0.6 and 0.9 in 2 bins: (0, 0.5] and (0.5, 1].
+/// let probs = [0.6f64, 0.4, 0.4, 0.6, 0.9, 0.1];
+/// let bins: CalibrationBins = calibration_bins(&probs, 2, &[0, 0, 0], 2).unwrap();
+/// assert_eq!(bins.count, vec![0, 3]);
+/// assert_eq!(bins.correct, vec![0, 2]); // row 1 predicts class 1
+/// assert!((bins.confidence_sum[1] - 2.1).abs() < 1e-12);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct CalibrationBins {
     /// Rows per bin.
@@ -226,11 +294,28 @@ pub struct CalibrationBins {
 
 impl CalibrationBins {
     /// Total number of rows.
+    ///
+    /// ```
+    /// use logitkit::extras::calibration_bins;
+    /// let bins = calibration_bins(&[0.7f32, 0.3, 0.2, 0.8, 0.5, 0.5], 2, &[0, 1, 1], 10).unwrap();
+    /// assert_eq!(bins.rows(), 3);
+    /// ```
     pub fn rows(&self) -> u64 {
         self.count.iter().sum()
     }
 
     /// `Σ_b |B_b| / N · |accuracy(B_b) - confidence(B_b)|` (0 for no rows).
+    ///
+    /// ```
+    /// use logitkit::extras::{calibration_bins, expected_calibration_error};
+    /// let probs = [0.9f64, 0.1, 0.8, 0.2, 0.4, 0.6];
+    /// let bins = calibration_bins(&probs, 2, &[0, 1, 1], 10).unwrap();
+    /// // Bins (0.8, 0.9]: 1 row, right, confidence 0.9; (0.7, 0.8]: 1 row, wrong, 0.8;
+    /// // (0.5, 0.6]: 1 row, right, 0.6. ECE = (0.1 + 0.8 + 0.4) / 3.
+    /// let ece = bins.expected_calibration_error();
+    /// assert!((ece - 1.3 / 3.0).abs() < 1e-12);
+    /// assert_eq!(ece, expected_calibration_error(&probs, 2, &[0, 1, 1], 10).unwrap());
+    /// ```
     pub fn expected_calibration_error(&self) -> f64 {
         let n = self.rows();
         if n == 0 {
@@ -249,6 +334,18 @@ impl CalibrationBins {
 ///
 /// # Safety
 /// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+///
+/// ```
+/// use logitkit::extras::{calibration_bins, calibration_bins_lanes};
+/// use logitkit::Lanes;
+/// // Two probability vectors stored as columns of a 2 x 2 array: (0.9, 0.1) and (0.3, 0.7).
+/// let probs = [0.9f64, 0.3, 0.1, 0.7];
+/// let lanes = Lanes::from_strided(&[2, 2], &[2, 1], 0);
+/// // SAFETY: every lane element lies in `probs`, which nobody writes during the call.
+/// let bins = unsafe { calibration_bins_lanes(probs.as_ptr(), &lanes, &[0, 1], 10) }.unwrap();
+/// assert_eq!(bins, calibration_bins(&[0.9f64, 0.1, 0.3, 0.7], 2, &[0, 1], 10).unwrap());
+/// assert_eq!(bins.correct.iter().sum::<u64>(), 2);
+/// ```
 pub unsafe fn calibration_bins_lanes<T: Float>(
     src: *const T,
     lanes: &Lanes,

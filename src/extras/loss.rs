@@ -14,6 +14,22 @@ use crate::lanes::Lanes;
 use crate::temperature::Temperature;
 
 /// How per-row losses are combined (PyTorch's `reduction`).
+///
+/// ```
+/// use logitkit::extras::{cross_entropy, cross_entropy_rows, Reduction};
+/// use std::f64::consts::LN_2;
+/// // Two rows of equal logits: each loses ln 2.
+/// let logits = [0.0f64, 0.0, 5.0, 5.0];
+/// let opts = Default::default();
+/// let sum = cross_entropy(&logits, 2, &[0, 1], &opts, Reduction::Sum).unwrap();
+/// let mean = cross_entropy(&logits, 2, &[0, 1], &opts, Reduction::Mean).unwrap();
+/// assert!((sum - 2.0 * LN_2).abs() < 1e-15 && (mean - LN_2).abs() < 1e-15);
+/// assert_eq!(Reduction::default(), Reduction::Mean);
+/// // `Reduction::None` is the per-row losses of `cross_entropy_rows`.
+/// let mut losses = [0.0; 2];
+/// cross_entropy_rows(&logits, 2, &[0, 1], &opts, &mut losses).unwrap();
+/// assert!(losses.iter().all(|l| (l - LN_2).abs() < 1e-15));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Reduction {
     /// One loss per row (ignored rows: 0).
@@ -48,6 +64,24 @@ impl Reduction {
 }
 
 /// Options of [`cross_entropy`] and friends.
+///
+/// ```
+/// use logitkit::extras::{cross_entropy_rows, CrossEntropyOptions};
+/// let temps = [2.0, 1.0];
+/// let opts = CrossEntropyOptions {
+///     temperature: (&temps[..]).into(), // row 0 at T = 2, row 1 at T = 1
+///     ignore_index: Some(-100),
+///     ..Default::default()
+/// };
+/// let mut losses = [f64::NAN; 2];
+/// cross_entropy_rows(&[2.0f64, 0.0, 2.0, 0.0], 2, &[0, -100], &opts, &mut losses).unwrap();
+/// // Row 0: logits / 2 = (1, 0), loss = ln(1 + e^-1). Row 1 is ignored: 0.
+/// assert!((losses[0] - (-1f64).exp().ln_1p()).abs() < 1e-15);
+/// assert_eq!(losses[1], 0.0);
+/// // Label smoothing outside [0, 1] is refused.
+/// let bad = CrossEntropyOptions { label_smoothing: 1.5, ..Default::default() };
+/// assert!(cross_entropy_rows(&[0.0f64, 0.0], 2, &[0], &bad, &mut [0.0]).is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CrossEntropyOptions<'a> {
     /// Logits are divided by this (one value, or one per row); positive and finite.
@@ -134,6 +168,21 @@ fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64, buf: &mut Vec<C>) 
 ///
 /// # Safety
 /// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+///
+/// ```
+/// use logitkit::extras::{cross_entropy_lanes, CrossEntropyOptions};
+/// use logitkit::Lanes;
+/// // 3 rows of 2 classes stored column-major (classes x rows): row i is (x[i], x[3 + i]).
+/// let x = [0.0f64, 3.0, 1e30, 0.0, 3.0, -1e30];
+/// let lanes = Lanes::from_strided(&[2, 3], &[3, 1], 0);
+/// let mut losses = [f64::NAN; 3];
+/// let opts = CrossEntropyOptions::default();
+/// // SAFETY: every lane element lies in `x`, which nobody writes during the call.
+/// unsafe { cross_entropy_lanes(x.as_ptr(), &lanes, &[1, 0, 0], &opts, &mut losses) }.unwrap();
+/// assert!((losses[0] - std::f64::consts::LN_2).abs() < 1e-15); // (0, 0)
+/// assert!((losses[1] - std::f64::consts::LN_2).abs() < 1e-15); // (3, 3)
+/// assert_eq!(losses[2], 0.0); // (1e30, -1e30), label 0: certain and right
+/// ```
 pub unsafe fn cross_entropy_lanes<T: Float>(
     src: *const T,
     lanes: &Lanes,

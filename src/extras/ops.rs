@@ -129,6 +129,24 @@ fn bad_k(k: usize, len: usize) -> Error {
 /// Every element of every lane of `src` is valid for reads; every element of every lane of
 /// `out_lanes` is valid for writes in both `values` and `indices`, lanes pairwise disjoint and
 /// disjoint from `src`; nobody else touches them during the call.
+///
+/// ```
+/// use logitkit::extras::topk_lanes;
+/// use logitkit::Lanes;
+/// // The top 2 of each column of a C-contiguous 3 x 2 array (lanes along axis 0).
+/// let x = [1.0f32, 4.0, 5.0, 2.0, 3.0, 6.0];
+/// let lanes = Lanes::from_strided(&[3, 2], &[2, 1], 0);
+/// // The outputs are 2 x 2 arrays, their lanes along axis 0 too.
+/// let out = Lanes::from_strided(&[2, 2], &[2, 1], 0);
+/// let (mut values, mut indices) = ([0.0f32; 4], [0i64; 4]);
+/// // SAFETY: the lanes lie within `x`, `values` and `indices`; the output lanes are disjoint.
+/// unsafe {
+///     topk_lanes(x.as_ptr(), &lanes, 2, values.as_mut_ptr(), indices.as_mut_ptr(), &out)
+/// }
+/// .unwrap();
+/// assert_eq!(values, [5.0, 6.0, 3.0, 4.0]); // column 0: 5, 3; column 1: 6, 4
+/// assert_eq!(indices, [1, 2, 2, 0]);
+/// ```
 pub unsafe fn topk_lanes<T: Float>(
     src: *const T,
     lanes: &Lanes,
@@ -288,6 +306,18 @@ fn sparsemax_row<C: Real>(x: &[C], out: &mut [C], cand: &mut Vec<f64>) -> Result
 /// # Safety
 /// As for [`crate::lanes::map_lanes`] without the in-place case: `dst`'s lanes are valid for
 /// writes, pairwise disjoint and disjoint from `src`.
+///
+/// ```
+/// use logitkit::extras::sparsemax_lanes;
+/// use logitkit::Lanes;
+/// // Sparsemax down each column of a C-contiguous 2 x 2 array: (1, 1) and (0, 3).
+/// let x = [1.0f64, 0.0, 1.0, 3.0];
+/// let lanes = Lanes::from_strided(&[2, 2], &[2, 1], 0);
+/// let mut p = [f64::NAN; 4];
+/// // SAFETY: the lanes lie within `x` and `p`, distinct buffers.
+/// unsafe { sparsemax_lanes(x.as_ptr(), &lanes, p.as_mut_ptr(), &lanes) }.unwrap();
+/// assert_eq!(p, [0.5, 0.0, 0.5, 1.0]);
+/// ```
 pub unsafe fn sparsemax_lanes<T: Float>(
     src: *const T,
     src_lanes: &Lanes,
@@ -399,6 +429,18 @@ fn sigmoid_for_f32(v: f64) -> f64 {
 ///
 /// # Safety
 /// As for [`sparsemax_lanes`].
+///
+/// ```
+/// use logitkit::extras::sigmoid_lanes;
+/// use logitkit::Lanes;
+/// // Every other element of `x` (stride 2), into a contiguous output.
+/// let x = [0.0f32, 7.0, f32::INFINITY, 7.0, f32::NEG_INFINITY, 7.0];
+/// let src = Lanes { len: 3, stride: 2, outer: vec![(1, 0)] };
+/// let mut s = [f32::NAN; 3];
+/// // SAFETY: the lane lies within `x`, the output lane within `s`.
+/// unsafe { sigmoid_lanes(x.as_ptr(), &src, s.as_mut_ptr(), &Lanes::rows(1, 3)) }.unwrap();
+/// assert_eq!(s, [0.5, 1.0, 0.0]);
+/// ```
 pub unsafe fn sigmoid_lanes<T: Float>(
     src: *const T,
     src_lanes: &Lanes,

@@ -29,11 +29,35 @@ pub struct Histories<'a> {
 
 impl<'a> Histories<'a> {
     /// No history.
+    ///
+    /// ```
+    /// use logitkit::{filter_logits, filter_logits_batch, Histories, SamplingParams};
+    /// let h = Histories::new();
+    /// assert!(h.output(0).is_empty());
+    /// // With no history, the penalties have nothing to penalise.
+    /// let params = SamplingParams::default().repetition_penalty(2.0);
+    /// let (mut a, mut b) = ([0.0f32; 3], [0.0f32; 3]);
+    /// filter_logits_batch(&[1.0, 2.0, 3.0], 3, &params, &h, &mut a).unwrap();
+    /// filter_logits(&[1.0, 2.0, 3.0], &SamplingParams::default(), &mut b).unwrap();
+    /// assert_eq!(a, b);
+    /// ```
     pub fn new() -> Self {
         Histories::default()
     }
 
     /// Each row's prompt tokens.
+    ///
+    /// ```
+    /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+    /// // Row 0's prompt holds tokens 0 and 1: the repetition penalty divides a positive logit
+    /// // by 2 and multiplies a negative one by 2. Row 1's prompt is empty.
+    /// let prompts = vec![vec![0, 1], vec![]];
+    /// let h = Histories::new().prompt_tokens(&prompts);
+    /// let params = SamplingParams::default().repetition_penalty(2.0);
+    /// let mut out = [0.0f32; 6];
+    /// filter_logits_batch(&[2.0, -1.0, 2.0, 2.0, -1.0, 2.0], 3, &params, &h, &mut out).unwrap();
+    /// assert_eq!(out, [1.0, -2.0, 2.0, 2.0, -1.0, 2.0]);
+    /// ```
     #[must_use]
     pub fn prompt_tokens(mut self, rows: &'a [Vec<u32>]) -> Self {
         self.prompt = Some(rows);
@@ -41,6 +65,17 @@ impl<'a> Histories<'a> {
     }
 
     /// Each row's output (generated) tokens, oldest first.
+    ///
+    /// ```
+    /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+    /// // Token 1 was generated twice: the frequency penalty takes 0.5 per occurrence.
+    /// let outputs = vec![vec![1, 2, 1]];
+    /// let h = Histories::new().output_tokens(&outputs);
+    /// let params = SamplingParams::default().frequency_penalty(0.5);
+    /// let mut out = [0.0f32; 3];
+    /// filter_logits_batch(&[1.0, 1.0, 1.0], 3, &params, &h, &mut out).unwrap();
+    /// assert_eq!(out, [1.0, 0.0, 0.5]);
+    /// ```
     #[must_use]
     pub fn output_tokens(mut self, rows: &'a [Vec<u32>]) -> Self {
         self.output = Some(rows);
@@ -48,6 +83,15 @@ impl<'a> Histories<'a> {
     }
 
     /// Row `row`'s output tokens (empty when none were given).
+    ///
+    /// ```
+    /// use logitkit::Histories;
+    /// let outputs = vec![vec![7, 8]];
+    /// let h = Histories::new().output_tokens(&outputs);
+    /// assert_eq!(h.output(0), &[7, 8]);
+    /// assert!(h.output(1).is_empty()); // past the rows given
+    /// assert!(Histories::new().output(0).is_empty());
+    /// ```
     pub fn output(&self, row: usize) -> &'a [u32] {
         self.output
             .and_then(|o| o.get(row))

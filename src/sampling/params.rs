@@ -161,6 +161,15 @@ pub enum PerRow<T> {
 
 impl<T> PerRow<T> {
     /// The value for row `row` (`None` when the row has none, or past the rows given).
+    ///
+    /// ```
+    /// use logitkit::PerRow;
+    /// let bias = PerRow::Rows(vec![Some(vec![(3u32, -1.0)]), None]);
+    /// assert_eq!(bias.get(0), Some(&vec![(3, -1.0)]));
+    /// assert_eq!(bias.get(1), None); // no bias for row 1
+    /// assert_eq!(bias.get(2), None); // past the rows given
+    /// assert_eq!(PerRow::All(5).get(100), Some(&5));
+    /// ```
     pub fn get(&self, row: usize) -> Option<&T> {
         match self {
             PerRow::All(v) => Some(v),
@@ -211,6 +220,18 @@ pub struct TokenBitmask {
 
 impl TokenBitmask {
     /// One mask of `words.len()` words for every row.
+    ///
+    /// ```
+    /// use logitkit::{filter_logits_rows, SamplingParams, TokenBitmask};
+    /// // Tokens 1 and 2 allowed (bits 1 and 2 of word 0), for both rows.
+    /// let mask = TokenBitmask::all_rows(vec![0b0110]);
+    /// let params = SamplingParams::default().token_bitmask(mask);
+    /// let mut out = [0.0f32; 8];
+    /// let logits = [1.0, 2.0, 3.0, 4.0, /* row 1 */ 4.0, 3.0, 2.0, 1.0];
+    /// filter_logits_rows(&logits, 4, &params, &mut out).unwrap();
+    /// let ninf = f32::NEG_INFINITY;
+    /// assert_eq!(out, [ninf, 2.0, 3.0, ninf, ninf, 3.0, 2.0, ninf]);
+    /// ```
     pub fn all_rows(words: Vec<u32>) -> Self {
         let width = words.len();
         TokenBitmask {
@@ -224,6 +245,15 @@ impl TokenBitmask {
     ///
     /// # Errors
     /// When `words.len()` is not `rows * width`.
+    ///
+    /// ```
+    /// use logitkit::TokenBitmask;
+    /// // Two rows of 2 words (64 tokens): row 0 allows token 0, row 1 token 33.
+    /// let mask = TokenBitmask::per_row(vec![0b1, 0, 0, 0b10], 2, 2).unwrap();
+    /// assert!(mask.allows(0, 0) && !mask.allows(0, 33));
+    /// assert!(mask.allows(1, 33) && !mask.allows(1, 0));
+    /// assert!(TokenBitmask::per_row(vec![0; 3], 2, 2).is_err()); // 3 words, not 2 * 2
+    /// ```
     pub fn per_row(words: Vec<u32>, rows: usize, width: usize) -> Result<Self> {
         if Some(words.len()) != rows.checked_mul(width) {
             return Err(Error::invalid(
@@ -240,6 +270,14 @@ impl TokenBitmask {
     }
 
     /// The words of row `row`.
+    ///
+    /// ```
+    /// use logitkit::TokenBitmask;
+    /// let per_row = TokenBitmask::per_row(vec![1, 2, 3, 4], 2, 2).unwrap();
+    /// assert_eq!(per_row.row(1), &[3, 4]);
+    /// let shared = TokenBitmask::all_rows(vec![9]);
+    /// assert_eq!(shared.row(0), shared.row(5)); // the same words for every row
+    /// ```
     pub fn row(&self, row: usize) -> &[u32] {
         if self.rows.is_some() {
             &self.words[row * self.width..][..self.width]
@@ -249,6 +287,15 @@ impl TokenBitmask {
     }
 
     /// Whether row `row` allows token `j`.
+    ///
+    /// ```
+    /// use logitkit::TokenBitmask;
+    /// // Token j is bit j % 32 of word j / 32.
+    /// let mask = TokenBitmask::all_rows(vec![0, 1 << 5]);
+    /// assert!(mask.allows(0, 37));
+    /// assert!(!mask.allows(0, 5));
+    /// assert!(!mask.allows(0, 64)); // beyond the mask: banned
+    /// ```
     pub fn allows(&self, row: usize, j: usize) -> bool {
         self.row(row)
             .get(j / 32)
@@ -360,30 +407,160 @@ impl SamplingParams {
 
     setters! {
         /// Sets `temperature` (one value, or a `Vec` of one per row).
+        ///
+        /// ```
+        /// use logitkit::{filter_logits_rows, SamplingParams};
+        /// // Row 0 at T = 0.5, row 1 at T = 2: kept logits are divided by them.
+        /// let params = SamplingParams::default().temperature(vec![0.5, 2.0]);
+        /// let mut out = [0.0f32; 4];
+        /// filter_logits_rows(&[1.0, 2.0, 1.0, 2.0], 2, &params, &mut out).unwrap();
+        /// assert_eq!(out, [2.0, 4.0, 0.5, 1.0]);
+        /// ```
         temperature: RowParam<f64>;
         /// Sets `top_k`.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits, SamplingParams};
+        /// let mut out = [0.0f32; 4];
+        /// filter_logits(&[1.0, 3.0, 2.0, 0.0], &SamplingParams::default().top_k(2), &mut out)
+        ///     .unwrap();
+        /// assert_eq!(out, [f32::NEG_INFINITY, 3.0, 2.0, f32::NEG_INFINITY]);
+        /// ```
         top_k: RowParam<i64>;
         /// Sets `top_p`.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits, SamplingParams};
+        /// // Probabilities 0.6, 0.3 and 0.1: the smallest set holding 0.8 of the mass is the
+        /// // first two tokens.
+        /// let logits = [0.6f64.ln(), 0.3f64.ln(), 0.1f64.ln()];
+        /// let mut out = [0.0f64; 3];
+        /// filter_logits(&logits, &SamplingParams::default().top_p(0.8), &mut out).unwrap();
+        /// assert_eq!(out, [logits[0], logits[1], f64::NEG_INFINITY]);
+        /// ```
         top_p: RowParam<f64>;
         /// Sets `min_p`.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits, SamplingParams};
+        /// // Probabilities 0.6, 0.3 and 0.1: min_p 0.25 removes those below 0.25 * 0.6 = 0.15.
+        /// let logits = [0.6f64.ln(), 0.3f64.ln(), 0.1f64.ln()];
+        /// let mut out = [0.0f64; 3];
+        /// filter_logits(&logits, &SamplingParams::default().min_p(0.25), &mut out).unwrap();
+        /// assert_eq!(out, [logits[0], logits[1], f64::NEG_INFINITY]);
+        /// ```
         min_p: RowParam<f64>;
         /// Sets `min_tokens`.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+        /// // Stop token 0 is banned while a row has fewer than 2 output tokens.
+        /// let params = SamplingParams::default().min_tokens(2).stop_token_ids(vec![0]);
+        /// let outputs = vec![vec![3], vec![3, 1]];
+        /// let h = Histories::new().output_tokens(&outputs);
+        /// let mut out = [0.0f32; 8];
+        /// filter_logits_batch(&[1.0; 8], 4, &params, &h, &mut out).unwrap();
+        /// assert_eq!(out[..4], [f32::NEG_INFINITY, 1.0, 1.0, 1.0]); // 1 token so far
+        /// assert_eq!(out[4..], [1.0; 4]); // 2 tokens: it may stop
+        /// ```
         min_tokens: RowParam<i64>;
         /// Sets `repetition_penalty`.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+        /// // Tokens 0 and 1 were seen: a positive logit is divided by 2, a negative one doubled.
+        /// let outputs = vec![vec![0, 1]];
+        /// let h = Histories::new().output_tokens(&outputs);
+        /// let params = SamplingParams::default().repetition_penalty(2.0);
+        /// let mut out = [0.0f32; 3];
+        /// filter_logits_batch(&[3.0, -1.0, 2.0], 3, &params, &h, &mut out).unwrap();
+        /// assert_eq!(out, [1.5, -2.0, 2.0]);
+        /// ```
         repetition_penalty: RowParam<f64>;
         /// Sets `frequency_penalty`.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+        /// // Subtracts 0.25 per earlier occurrence in the output: token 2 came 3 times.
+        /// let outputs = vec![vec![2, 2, 0, 2]];
+        /// let h = Histories::new().output_tokens(&outputs);
+        /// let params = SamplingParams::default().frequency_penalty(0.25);
+        /// let mut out = [0.0f32; 3];
+        /// filter_logits_batch(&[1.0, 1.0, 1.0], 3, &params, &h, &mut out).unwrap();
+        /// assert_eq!(out, [0.75, 1.0, 0.25]);
+        /// ```
         frequency_penalty: RowParam<f64>;
         /// Sets `presence_penalty`.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+        /// // Subtracts 0.5 once from every token in the output, however often it came.
+        /// let outputs = vec![vec![2, 2, 0, 2]];
+        /// let h = Histories::new().output_tokens(&outputs);
+        /// let params = SamplingParams::default().presence_penalty(0.5);
+        /// let mut out = [0.0f32; 3];
+        /// filter_logits_batch(&[1.0, 1.0, 1.0], 3, &params, &h, &mut out).unwrap();
+        /// assert_eq!(out, [0.5, 1.0, 0.5]);
+        /// ```
         presence_penalty: RowParam<f64>;
         /// Sets `bad_words`.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+        /// // Token 3 is always banned; token 1 only right after token 0.
+        /// let params = SamplingParams::default().bad_words(vec![vec![3], vec![0, 1]]);
+        /// let outputs = vec![vec![2, 0], vec![0, 2]];
+        /// let h = Histories::new().output_tokens(&outputs);
+        /// let mut out = [0.0f32; 8];
+        /// filter_logits_batch(&[1.0; 8], 4, &params, &h, &mut out).unwrap();
+        /// let ninf = f32::NEG_INFINITY;
+        /// assert_eq!(out, [1.0, ninf, 1.0, ninf, 1.0, 1.0, 1.0, ninf]);
+        /// ```
         bad_words: Vec<Vec<u32>>;
         /// Sets `stop_token_ids`.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits, SamplingParams};
+        /// // The stop tokens only matter with `min_tokens`: with no output yet, they are banned.
+        /// let params = SamplingParams::default().stop_token_ids(vec![2, 3]).min_tokens(1);
+        /// let mut out = [0.0f32; 4];
+        /// filter_logits(&[1.0; 4], &params, &mut out).unwrap();
+        /// assert_eq!(out, [1.0, 1.0, f32::NEG_INFINITY, f32::NEG_INFINITY]);
+        /// ```
         stop_token_ids: Vec<u32>;
         /// Sets `logprobs_mode`.
+        ///
+        /// ```
+        /// use logitkit::{sample_batch, Histories, LogprobsMode, SamplingParams, Seed};
+        /// // Probabilities 1/4 and 3/4; greedy decoding picks token 1.
+        /// let logits = [0.0f64, 3f64.ln()];
+        /// let draw = |mode| {
+        ///     let params = SamplingParams::greedy().logprobs_mode(mode);
+        ///     sample_batch(&logits, 2, &params, &Histories::new(), &Seed::Fixed(0), true).unwrap()
+        /// };
+        /// // Drawn from: certainty (greedy). Raw logits: log(3/4).
+        /// assert_eq!(draw(LogprobsMode::Sampled).logprobs, [0.0]);
+        /// assert!((draw(LogprobsMode::Raw).logprobs[0] - 0.75f64.ln()).abs() < 1e-15);
+        /// ```
         logprobs_mode: LogprobsMode;
     }
 
     /// Sets `top_logprobs`.
+    ///
+    /// ```
+    /// use logitkit::{sample_batch, Histories, LogprobsMode, SamplingParams, Seed};
+    /// let logits = [0.0f32, 2.0, 1.0];
+    /// let params = SamplingParams::greedy().top_logprobs(2).logprobs_mode(LogprobsMode::Raw);
+    /// let d = sample_batch(&logits, 3, &params, &Histories::new(), &Seed::Fixed(0), false)
+    ///     .unwrap();
+    /// assert_eq!(d.tokens, [1]);
+    /// assert_eq!(d.ranks, [1]);
+    /// assert_eq!(d.top_ids, [1, 2]); // the 2 most probable tokens, best first
+    /// let mut lp = [0.0f32; 3];
+    /// logitkit::log_softmax(&logits, &mut lp, 1.0).unwrap();
+    /// assert!((d.top_logprobs[0] - lp[1] as f64).abs() < 1e-6);
+    /// assert!((d.top_logprobs[1] - lp[2] as f64).abs() < 1e-6);
+    /// ```
     #[must_use]
     pub fn top_logprobs(mut self, n: usize) -> Self {
         self.top_logprobs = n;
@@ -391,6 +568,14 @@ impl SamplingParams {
     }
 
     /// Sets `allowed_token_ids` for every row.
+    ///
+    /// ```
+    /// use logitkit::{filter_logits, SamplingParams};
+    /// let params = SamplingParams::default().allowed_token_ids(vec![0, 2]);
+    /// let mut out = [0.0f32; 4];
+    /// filter_logits(&[1.0, 5.0, 2.0, 5.0], &params, &mut out).unwrap();
+    /// assert_eq!(out, [1.0, f32::NEG_INFINITY, 2.0, f32::NEG_INFINITY]);
+    /// ```
     #[must_use]
     pub fn allowed_token_ids(mut self, ids: Vec<u32>) -> Self {
         self.allowed_token_ids = Some(PerRow::All(ids));
@@ -398,6 +583,14 @@ impl SamplingParams {
     }
 
     /// Sets `allowed_token_ids` per row (`None`: no restriction).
+    ///
+    /// ```
+    /// use logitkit::{filter_logits_rows, SamplingParams};
+    /// let params = SamplingParams::default().allowed_token_ids_per_row(vec![Some(vec![1]), None]);
+    /// let mut out = [0.0f32; 4];
+    /// filter_logits_rows(&[3.0, 2.0, 3.0, 2.0], 2, &params, &mut out).unwrap();
+    /// assert_eq!(out, [f32::NEG_INFINITY, 2.0, 3.0, 2.0]);
+    /// ```
     #[must_use]
     pub fn allowed_token_ids_per_row(mut self, ids: Vec<Option<Vec<u32>>>) -> Self {
         self.allowed_token_ids = Some(PerRow::Rows(ids));
@@ -405,6 +598,16 @@ impl SamplingParams {
     }
 
     /// Sets the token bitmask.
+    ///
+    /// ```
+    /// use logitkit::{sample, SamplingParams, Seed, TokenBitmask};
+    /// // A grammar allows only tokens 2 and 3: sampling never draws another.
+    /// let params = SamplingParams::default().token_bitmask(TokenBitmask::all_rows(vec![0b1100]));
+    /// for seed in 0..20 {
+    ///     let (tok, _) = sample(&[5.0f32, 5.0, 0.0, 0.0], &params, &Seed::Fixed(seed)).unwrap();
+    ///     assert!(tok == 2 || tok == 3);
+    /// }
+    /// ```
     #[must_use]
     pub fn token_bitmask(mut self, mask: TokenBitmask) -> Self {
         self.token_bitmask = Some(mask);
@@ -412,6 +615,15 @@ impl SamplingParams {
     }
 
     /// Sets `logit_bias` for every row.
+    ///
+    /// ```
+    /// use logitkit::{filter_logits, SamplingParams};
+    /// // `(token, bias)` pairs; a bias of -inf bans the token.
+    /// let params = SamplingParams::default().logit_bias(vec![(0, 1.5), (2, f64::NEG_INFINITY)]);
+    /// let mut out = [0.0f32; 3];
+    /// filter_logits(&[1.0, 1.0, 9.0], &params, &mut out).unwrap();
+    /// assert_eq!(out, [2.5, 1.0, f32::NEG_INFINITY]);
+    /// ```
     #[must_use]
     pub fn logit_bias(mut self, bias: Vec<(u32, f64)>) -> Self {
         self.logit_bias = Some(PerRow::All(bias));
@@ -419,6 +631,14 @@ impl SamplingParams {
     }
 
     /// Sets `logit_bias` per row (`None`: no bias).
+    ///
+    /// ```
+    /// use logitkit::{filter_logits_rows, SamplingParams};
+    /// let params = SamplingParams::default().logit_bias_per_row(vec![None, Some(vec![(1, 2.0)])]);
+    /// let mut out = [0.0f32; 4];
+    /// filter_logits_rows(&[1.0, 1.0, 1.0, 1.0], 2, &params, &mut out).unwrap();
+    /// assert_eq!(out, [1.0, 1.0, 1.0, 3.0]);
+    /// ```
     #[must_use]
     pub fn logit_bias_per_row(mut self, bias: Vec<Option<Vec<(u32, f64)>>>) -> Self {
         self.logit_bias = Some(PerRow::Rows(bias));

@@ -73,6 +73,18 @@ impl Sampler {
     ///
     /// # Errors
     /// When the row count is already fixed by an earlier call and differs.
+    ///
+    /// ```
+    /// use logitkit::{Sampler, SamplingParams};
+    /// // The prompt holds token 0: a strong repetition penalty steers greedy decoding off it.
+    /// let params = SamplingParams::greedy().repetition_penalty(4.0);
+    /// let mut s = Sampler::new(params, Some(0)).unwrap().with_prompts(vec![vec![0]]).unwrap();
+    /// assert_eq!(s.rows(), Some(1));
+    /// let d = s.sample_batch(&[2.0f32, 1.0, 0.0], 3, false).unwrap();
+    /// assert_eq!(d.tokens, [1]); // 2 / 4 < 1
+    /// // The row count is fixed now: prompts for 2 rows are refused.
+    /// assert!(s.with_prompts(vec![vec![], vec![]]).is_err());
+    /// ```
     pub fn with_prompts(mut self, prompts: Vec<Vec<u32>>) -> Result<Sampler> {
         self.check_rows(prompts.len())?;
         self.rows = Some(prompts.into_iter().map(RowState::new).collect());
@@ -111,11 +123,32 @@ impl Sampler {
     }
 
     /// The row count, once fixed by the prompts, a draw or [`Sampler::accept`].
+    ///
+    /// ```
+    /// use logitkit::{Sampler, SamplingParams};
+    /// let mut s = Sampler::new(SamplingParams::greedy(), Some(0)).unwrap();
+    /// assert_eq!(s.rows(), None);
+    /// s.sample_batch(&[0.0f32, 1.0, 1.0, 0.0, 0.5, 0.5], 2, false).unwrap(); // 3 rows of 2
+    /// assert_eq!(s.rows(), Some(3));
+    /// // A batch of another size is refused.
+    /// assert!(s.sample_batch(&[0.0f32, 1.0], 2, false).is_err());
+    /// ```
     pub fn rows(&self) -> Option<usize> {
         self.rows.as_ref().map(Vec::len)
     }
 
     /// Row `row`'s output tokens, oldest first (empty for a row not yet known).
+    ///
+    /// ```
+    /// use logitkit::{Sampler, SamplingParams};
+    /// let mut s = Sampler::new(SamplingParams::greedy(), Some(0)).unwrap();
+    /// assert!(s.output_tokens(0).is_empty());
+    /// s.sample_batch(&[0.0f32, 1.0, 1.0, 0.0], 2, false).unwrap();
+    /// s.sample_batch(&[1.0f32, 0.0, 1.0, 0.0], 2, false).unwrap();
+    /// assert_eq!(s.output_tokens(0), &[1, 0]);
+    /// assert_eq!(s.output_tokens(1), &[0, 0]);
+    /// assert!(s.output_tokens(2).is_empty()); // no such row
+    /// ```
     pub fn output_tokens(&self, row: usize) -> &[u32] {
         self.rows
             .as_ref()
@@ -125,6 +158,19 @@ impl Sampler {
 
     /// Empties the output histories and restarts the seed stream (the next draw is draw 0
     /// again), keeping the prompts and the row count.
+    ///
+    /// ```
+    /// use logitkit::{Sampler, SamplingParams};
+    /// let logits = [1.0f32, 1.1, 0.9, 1.0];
+    /// let mut s = Sampler::new(SamplingParams::default(), Some(42)).unwrap();
+    /// let draw = |s: &mut Sampler| s.sample_batch(&logits, 4, false).unwrap().tokens[0];
+    /// let first: Vec<i64> = (0..5).map(|_| draw(&mut s)).collect();
+    /// s.reset();
+    /// assert_eq!((s.calls(), s.output_tokens(0).len(), s.rows()), (0, 0, Some(1)));
+    /// // The same seed stream again: the same tokens.
+    /// let again: Vec<i64> = (0..5).map(|_| draw(&mut s)).collect();
+    /// assert_eq!(first, again);
+    /// ```
     pub fn reset(&mut self) {
         self.calls = 0;
         for r in self.rows.iter_mut().flatten() {
@@ -150,6 +196,19 @@ impl Sampler {
     /// A row count other than the sampler's, or an id outside the vocabulary of the last
     /// draw (before the first draw, ids are checked at the next one). Nothing is appended
     /// when an error is returned.
+    ///
+    /// ```
+    /// use logitkit::{Sampler, SamplingParams};
+    /// let mut s = Sampler::new(SamplingParams::greedy(), Some(0)).unwrap();
+    /// s.sample_batch(&[0.0f32, 2.0, 1.0], 3, false).unwrap();
+    /// // Token 2 forced, e.g. by a grammar with a single choice: no draw, no new call.
+    /// s.accept(&[vec![2]]).unwrap();
+    /// assert_eq!(s.output_tokens(0), &[1, 2]);
+    /// assert_eq!(s.calls(), 1);
+    /// // Id 3 is outside the vocabulary of the last draw (3 tokens): refused, nothing appended.
+    /// assert!(s.accept(&[vec![0, 3]]).is_err());
+    /// assert_eq!(s.output_tokens(0), &[1, 2]);
+    /// ```
     pub fn accept(&mut self, tokens: &[Vec<u32>]) -> Result<()> {
         self.check_rows(tokens.len())?;
         if let Some(vocab) = self.vocab {
@@ -177,6 +236,22 @@ impl Sampler {
     /// As [`sample_batch`](super::sample_batch), and a row count other than the sampler's, or
     /// a history id outside `[0, vocab)`. A failed call draws nothing, appends nothing and is
     /// not counted.
+    ///
+    /// ```
+    /// use logitkit::{Sampler, SamplingParams};
+    /// // Two rows, greedy, with the chosen tokens' log-probabilities and the top 2 of each row.
+    /// let params = SamplingParams::greedy().top_logprobs(2);
+    /// let mut s = Sampler::new(params, Some(7)).unwrap();
+    /// let d = s.sample_batch(&[0.0f32, 3.0, 1.0, 2.0, 0.0, 1.0], 3, true).unwrap();
+    /// assert_eq!(d.tokens, [1, 0]);
+    /// assert_eq!(d.logprobs, [0.0, 0.0]); // greedy: certain
+    /// assert_eq!(d.top_ids[..1], [1]);
+    /// assert_eq!(d.top_ids[2..3], [0]);
+    /// assert_eq!((s.calls(), s.output_tokens(1)), (1, &[0][..]));
+    /// // A failed call (a NaN logit) draws nothing and appends nothing.
+    /// assert!(s.sample_batch(&[f32::NAN, 0.0, 0.0, 0.0, 0.0, 0.0], 3, true).is_err());
+    /// assert_eq!((s.calls(), s.output_tokens(1)), (1, &[0][..]));
+    /// ```
     pub fn sample_batch<T: Float>(
         &mut self,
         logits: &[T],
