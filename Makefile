@@ -19,9 +19,11 @@ need = for c in $(2); do command -v $$c >/dev/null 2>&1 && continue; \
 	  || { echo "$(1): SKIPPED (no $$c: sudo apt-get install $(3))"; exit 0; }; \
 	  break; done
 
-# check_rustdoc_examples.py: every public Rust item's rustdoc has a runnable example (issue 21).
+# check_rustdoc_examples.py: every public Rust item's rustdoc has a runnable example (issue 21);
+# rustdoc itself fails on broken links.
 lint: lint-workflows
 	python3 .ci/check_rustdoc_examples.py
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features python -- -D warnings
@@ -184,7 +186,12 @@ pytest: develop
 stubtest: develop
 	$(PY) -m mypy.stubtest logitkit._native
 
+# The README's speed table and plot (benches/speed.py: each contender in its own process, rounds
+# alternated, medians), then the wider comparison against the peers. Run it on a quiet machine.
+# The peers (ONNX Runtime; torch is already in the venv) come from the `bench` extra.
 bench: develop
+	$(PY) -m pip install --quiet onnxruntime onnx matplotlib
+	$(PY) benches/speed.py --out benches/results
 	$(PY) benches/compare.py
 
 demo:
