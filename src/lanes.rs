@@ -19,6 +19,7 @@ use crate::interrupt;
 use crate::kernels::{kernels, prefetch, HasKernels, Store, BLOCK};
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges, run_shared};
 use crate::row::{logsumexp_row, map_row, map_row_with, map_rows_streamed, Op};
+use crate::shared::SharedPtr;
 use crate::simd::SimdLevel;
 use crate::temperature::Temperature;
 
@@ -190,20 +191,6 @@ pub fn coalesce(a: &mut Lanes, b: &mut Lanes) {
     }
     a.outer = ao;
     b.outer = bo;
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-// SAFETY: lanes handed to different threads are disjoint (the callers' contract).
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    // A method, so closures capture the whole (Send) wrapper, not its raw field.
-    #[inline(always)]
-    fn get(self) -> *mut T {
-        self.0
-    }
 }
 
 /// Computes one lane. Adjacent elements in both source and destination: computed in place;
@@ -776,7 +763,7 @@ unsafe fn map_tiles<T: Float>(
     let parallel = is_parallel(n.saturating_mul(count));
     // Fewer tiles than threads: share each long lane's blocks instead.
     let parallel_row = parallel && tiles.count < get_num_threads() && n > BLOCK;
-    let (s, d) = (SendPtr(src as *mut T), SendPtr(dst));
+    let (s, d) = (SharedPtr(src as *mut T), SharedPtr(dst));
     let failed = crate::scratch::FirstError::default();
     let one = |t: usize, (buf, temps): &mut TileScratch<T::Compute>| {
         if interrupt::poll() || failed.is_set() {
@@ -898,9 +885,9 @@ unsafe fn map_row_runs<C: Real>(
         Temperature::PerRow(ts) => (ts.as_ptr(), 1),
     };
     let (s, d, tp) = (
-        SendPtr(src as *mut C),
-        SendPtr(dst),
-        SendPtr(temps as *mut f64),
+        SharedPtr(src as *mut C),
+        SharedPtr(dst),
+        SharedPtr(temps as *mut f64),
     );
     let total = n.saturating_mul(rows.count);
     // Long runs of consecutive rows per task (up to ROWS_CHUNK_MAX elements, while leaving at
@@ -1049,7 +1036,7 @@ pub unsafe fn map_lanes<T: Float>(
         }
     }
     let stream = streams::<T>(n, count, std::ptr::eq(src, dst));
-    let (s, d) = (SendPtr(src as *mut T), SendPtr(dst));
+    let (s, d) = (SharedPtr(src as *mut T), SharedPtr(dst));
     let work = n.saturating_mul(count);
     let parallel = is_parallel(work);
     if stream && n > BLOCK && (!parallel || count >= get_num_threads()) {
@@ -1160,7 +1147,7 @@ pub unsafe fn logsumexp_lanes<T: Float>(
         unsafe { logsumexp_tiles(src, src_lanes, out) }?;
         return interrupt::status();
     }
-    let s = SendPtr(src as *mut T);
+    let s = SharedPtr(src as *mut T);
     let failed = crate::scratch::FirstError::default();
     let one = |i: usize, buf: &mut Vec<T::Compute>, parallel_row: bool| -> T {
         if interrupt::poll_at(i, n) || failed.is_set() {
@@ -1188,7 +1175,7 @@ pub unsafe fn logsumexp_lanes<T: Float>(
             .enumerate()
             .for_each(|(i, o)| *o = one(i, &mut buf, false));
     } else if count >= get_num_threads() {
-        let o = SendPtr(out.as_mut_ptr());
+        let o = SharedPtr(out.as_mut_ptr());
         map_init(count, 8 * 1024 / n.max(1), true, Vec::new, |buf, i| {
             // SAFETY: `i < count == out.len()`, and each index is handed to one task only.
             unsafe { *o.get().add(i) = one(i, buf, false) }
@@ -1229,7 +1216,7 @@ unsafe fn logsumexp_tiles<T: Float>(src: *const T, src_lanes: &Lanes, out: &mut 
     let p = pitch::<T::Compute>(n);
     let parallel = is_parallel(n.saturating_mul(count));
     let parallel_row = parallel && tiles.count < get_num_threads() && n > BLOCK;
-    let (s, o) = (SendPtr(src as *mut T), SendPtr(out.as_mut_ptr()));
+    let (s, o) = (SharedPtr(src as *mut T), SharedPtr(out.as_mut_ptr()));
     let failed = crate::scratch::FirstError::default();
     let one = |t: usize, buf: &mut Vec<T::Compute>| {
         if interrupt::poll() || failed.is_set() {

@@ -37,6 +37,7 @@ pub(crate) mod parallel;
 mod row;
 pub mod sampling;
 mod scratch;
+mod shared;
 mod simd;
 mod softmax;
 mod temperature;

@@ -23,6 +23,7 @@ use crate::kernels::{
     exp_sum_overlapped, kernels, BlockWrite, Kernels, Scratch, Store, SumAcc, BLOCK,
 };
 use crate::parallel::each_shared;
+use crate::shared::SharedPtr;
 
 /// What a map over lanes computes.
 ///
@@ -48,21 +49,6 @@ pub enum Op {
     Softmax,
     /// Log-probabilities.
     LogSoftmax,
-}
-
-#[derive(Clone, Copy)]
-struct SyncPtr<C>(*mut C);
-// SAFETY: the pointer is only used for disjoint blocks of one row while the row's owner waits.
-unsafe impl<C> Send for SyncPtr<C> {}
-// SAFETY: as above.
-unsafe impl<C> Sync for SyncPtr<C> {}
-
-impl<C> SyncPtr<C> {
-    // A method, so closures capture the whole (Send) wrapper, not its raw field.
-    #[inline(always)]
-    fn get(self) -> *mut C {
-        self.0
-    }
 }
 
 fn n_blocks(n: usize) -> usize {
@@ -212,7 +198,7 @@ pub(crate) unsafe fn map_row_with<C: Real>(
     }
     let nb = n_blocks(n);
     let parallel = parallel && nb > 1;
-    let (s, d) = (SyncPtr(src as *mut C), SyncPtr(dst));
+    let (s, d) = (SharedPtr(src as *mut C), SharedPtr(dst));
     // Streaming softmax keeps the exps in this thread's scratch buffer (every block's helper
     // writes its own part of it) and streams `exp * factor` out in pass 2; without a buffer
     // (a very long row) it computes the exps again in pass 2.
@@ -221,7 +207,7 @@ pub(crate) unsafe fn map_row_with<C: Real>(
     } else {
         None
     };
-    let e = SyncPtr(
+    let e = SharedPtr(
         scratch
             .as_mut()
             .map_or(std::ptr::null_mut(), |sc| sc.ptr::<C>()),

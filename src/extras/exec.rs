@@ -6,22 +6,7 @@ use crate::element::{is_native, Float};
 use crate::error::Result;
 use crate::lanes::Lanes;
 use crate::parallel::{is_parallel, map_init};
-
-/// A raw pointer that may cross threads; users keep threads on disjoint elements.
-#[derive(Clone, Copy)]
-pub(crate) struct SendPtr<T>(pub *mut T);
-// SAFETY: every user hands distinct threads disjoint elements (lanes) of the pointee, and the
-// pointee outlives the parallel section (the call waits for it).
-unsafe impl<T> Send for SendPtr<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    #[inline(always)]
-    pub(crate) fn get(self) -> *mut T {
-        self.0
-    }
-}
+use crate::shared::SharedPtr;
 
 /// Reads lane `i` of `src` as a contiguous compute-type slice, gathering into `buf` if needed
 /// (an error when `buf` cannot grow to the lane, contract R1).
@@ -80,7 +65,7 @@ pub(crate) unsafe fn collect_lanes<T: Float, R: Send>(
     f: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
     let count = lanes.count();
-    let s = SendPtr(src as *mut T);
+    let s = SharedPtr(src as *mut T);
     let one = |i: usize, bufs: &mut (Vec<T::Compute>, Vec<T::Compute>)| {
         if crate::interrupt::poll_at(i, lanes.len) {
             return Err(crate::Error::Interrupted);
@@ -122,7 +107,7 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
     if n == 0 || count == 0 {
         return Ok(());
     }
-    let (s, d) = (SendPtr(src as *mut T), SendPtr(dst));
+    let (s, d) = (SharedPtr(src as *mut T), SharedPtr(dst));
     let one = |i: usize, bufs: &mut (Vec<T::Compute>, Vec<T::Compute>)| {
         if crate::interrupt::poll_at(i, n) {
             return Err(crate::Error::Interrupted);

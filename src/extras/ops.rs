@@ -2,8 +2,9 @@
 
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
-use crate::extras::exec::{collect_lanes, map_lanes_with, max_nan, rows_of, SendPtr};
+use crate::extras::exec::{collect_lanes, map_lanes_with, max_nan, rows_of};
 use crate::lanes::Lanes;
+use crate::shared::SharedPtr;
 
 /// `a` ranks before `b` (value descending, NaN above everything; equal values keep index order,
 /// which the callers handle).
@@ -169,7 +170,7 @@ pub unsafe fn topk_lanes<T: Float>(
     if k == 0 {
         return Ok(());
     }
-    let (v, ix) = (SendPtr(values), SendPtr(indices));
+    let (v, ix) = (SharedPtr(values), SharedPtr(indices));
     collect_lanes(src, lanes, |i, x, _| {
         // A thread-local is safe here: nothing in this closure waits on parallel work, so the
         // thread cannot start another lane while the buffers are borrowed.

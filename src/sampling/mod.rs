@@ -164,10 +164,10 @@ pub use stateful::Sampler;
 
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
-use crate::extras::exec::SendPtr;
 use crate::interrupt;
 use crate::kernels::{kernels, BLOCK};
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges};
+use crate::shared::SharedPtr;
 use crate::softmax::check_len;
 use history::Source;
 use process::Chain;
@@ -738,7 +738,7 @@ pub(crate) fn filter_logits_within<T: Float>(
     check_call(params, rows, vocab, &source)?;
     let chain = Chain::<T::Compute>::build(params, vocab)?;
     let limit = limit.min(largest_finite::<T>());
-    let dst = SendPtr(out.as_mut_ptr());
+    let dst = SharedPtr(out.as_mut_ptr());
     let filtered = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let row = &logits[r * vocab..(r + 1) * vocab];
         // SAFETY: row r of `out` (which holds rows * vocab elements, borrowed mutably for the
