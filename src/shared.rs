@@ -20,3 +20,12 @@ impl<T> SharedPtr<T> {
         self.0
     }
 }
+
+impl SharedPtr<u8> {
+    /// The pointer as one to `T`: the bindings hold array data untyped until they dispatch on
+    /// its dtype.
+    #[inline(always)]
+    pub(crate) fn typed<T>(self) -> *mut T {
+        self.0.cast()
+    }
+}

@@ -14,21 +14,7 @@ use super::arrays::{
 use super::detached;
 use crate::extras::{self, CrossEntropyOptions, Reduction};
 use crate::lanes::{coalesce, Lanes};
-
-/// A data pointer handed to the core while the GIL is released.
-#[derive(Clone, Copy)]
-struct Raw(*mut u8);
-// SAFETY: the arrays behind the pointers are kept alive by the calling frame, which waits for
-// the core; the core's own contract keeps threads on disjoint elements.
-unsafe impl Send for Raw {}
-// SAFETY: as above.
-unsafe impl Sync for Raw {}
-
-impl Raw {
-    fn get<T>(self) -> *mut T {
-        self.0.cast()
-    }
-}
+use crate::shared::SharedPtr;
 
 /// Runs `$body` with `$t` bound to the element type of `$dtype`.
 macro_rules! dispatch {
@@ -271,7 +257,7 @@ pub(crate) fn cross_entropy<'py>(
     let labels = parse_labels(py, labels, &outer)?;
     let temps = parse_per_lane_f64(py, "temperature", temperature, 1.0, &outer)?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
-    let (src, dtype) = (Raw(xa.data), xa.dtype);
+    let (src, dtype) = (SharedPtr(xa.data), xa.dtype);
     let mut losses = vec![0.0f64; labels.len()];
     let opts = CrossEntropyOptions {
         temperature: temps.as_core(),
@@ -281,7 +267,7 @@ pub(crate) fn cross_entropy<'py>(
     detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         dispatch!(dtype, T => unsafe {
-            extras::cross_entropy_lanes::<T>(src.get(), &lanes, &labels, &opts, &mut losses)
+            extras::cross_entropy_lanes::<T>(src.typed(), &lanes, &labels, &opts, &mut losses)
         })
     })?;
     let result = match reduction {
@@ -339,11 +325,11 @@ pub(crate) fn fit_temperature<'py>(
     let outer = without(&xa.shape, k);
     let labels = parse_labels(py, labels, &outer)?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
-    let (src, dtype) = (Raw(xa.data), xa.dtype);
+    let (src, dtype) = (SharedPtr(xa.data), xa.dtype);
     let fit = detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         dispatch!(dtype, T => unsafe {
-            extras::fit_temperature_lanes::<T>(src.get(), &lanes, &labels)
+            extras::fit_temperature_lanes::<T>(src.typed(), &lanes, &labels)
         })
     })?;
     if fit.at_bound {
@@ -378,11 +364,11 @@ fn bins_impl<'py>(
     let outer = without(&xa.shape, k);
     let labels = parse_labels(py, labels, &outer)?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
-    let (src, dtype) = (Raw(xa.data), xa.dtype);
+    let (src, dtype) = (SharedPtr(xa.data), xa.dtype);
     detached(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         dispatch!(dtype, T => unsafe {
-            extras::calibration_bins_lanes::<T>(src.get(), &lanes, &labels, n_bins)
+            extras::calibration_bins_lanes::<T>(src.typed(), &lanes, &labels, n_bins)
         })
     })?
     .map_err(|e| match e {
@@ -557,14 +543,14 @@ pub(crate) fn topk<'py>(
     let values = xa.dtype.empty(py, &out_shape)?;
     // Every element is written below before Python sees the array.
     let indices = new_empty::<i64>(py, &out_shape)?.cast_into::<PyArray<i64, numpy::IxDyn>>()?;
-    let vptr = Raw(FloatArray::view(&values).expect("fresh array").data);
-    let iptr = Raw(indices.data().cast());
-    let (src, dtype) = (Raw(xa.data), xa.dtype);
+    let vptr = SharedPtr(FloatArray::view(&values).expect("fresh array").data);
+    let iptr = SharedPtr(indices.data().cast());
+    let (src, dtype) = (SharedPtr(xa.data), xa.dtype);
     detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`; values and indices are fresh
         // C-contiguous arrays laid out as `out_lanes` that nothing else sees yet.
         dispatch!(dtype, T => unsafe {
-            extras::topk_lanes::<T>(src.get(), &lanes, k, vptr.get(), iptr.get(), &out_lanes)
+            extras::topk_lanes::<T>(src.typed(), &lanes, k, vptr.typed(), iptr.typed(), &out_lanes)
         })
     })?;
     let (values, indices) = (values.into_any(), indices.into_any());
@@ -580,7 +566,7 @@ fn map_fresh<'py>(
     py: Python<'py>,
     mut xa: FloatArray<'py>,
     axis: Option<usize>,
-    f: impl Fn(Dtype, Raw, &Lanes, Raw, &Lanes) -> crate::Result<()> + Send + Sync,
+    f: impl Fn(Dtype, SharedPtr<u8>, &Lanes, SharedPtr<u8>, &Lanes) -> crate::Result<()> + Send + Sync,
 ) -> PyResult<Bound<'py, PyAny>> {
     let shape = xa.shape.clone();
     let out = xa.dtype.empty(py, &shape)?;
@@ -592,7 +578,7 @@ fn map_fresh<'py>(
     if axis.is_some() {
         coalesce(&mut src_lanes, &mut dst_lanes);
     }
-    let (src, dst, dtype) = (Raw(xa.data), Raw(target.data), xa.dtype);
+    let (src, dst, dtype) = (SharedPtr(xa.data), SharedPtr(target.data), xa.dtype);
     detach_interruptible(py, || f(dtype, src, &src_lanes, dst, &dst_lanes))?;
     Ok(out.into_any())
 }
@@ -632,7 +618,7 @@ pub(crate) fn sparsemax<'py>(
     let r = map_fresh(py, xa, axis, |dtype, src, sl, dst, dl| {
         // SAFETY: src is a live array laid out as `sl`; dst a fresh array laid out as `dl`.
         dispatch!(dtype, T => unsafe {
-            extras::sparsemax_lanes::<T>(src.get(), sl, dst.get(), dl)
+            extras::sparsemax_lanes::<T>(src.typed(), sl, dst.typed(), dl)
         })
     })?;
     apply_back(r, back)
@@ -685,13 +671,13 @@ pub(crate) fn sigmoid<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<B
             let rest = sl.len - full;
             // SAFETY: the first `full` elements of each run, laid out as `a` and `b`.
             dispatch!(dtype, T => unsafe {
-                extras::sigmoid_lanes::<T>(src.get(), &a, dst.get(), &b)?;
+                extras::sigmoid_lanes::<T>(src.typed(), &a, dst.typed(), &b)?;
                 if rest > 0 {
                     let ta = Lanes { len: rest, stride: sl.stride, outer: vec![(1, 0)] };
                     extras::sigmoid_lanes::<T>(
-                        src.get::<T>().offset(full as isize * sl.stride),
+                        src.typed::<T>().offset(full as isize * sl.stride),
                         &ta,
-                        dst.get::<T>().add(full),
+                        dst.typed::<T>().add(full),
                         &Lanes::rows(1, rest),
                     )?;
                 }
@@ -700,7 +686,7 @@ pub(crate) fn sigmoid<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<B
         } else {
             // SAFETY: src is a live array laid out as `sl`; dst a fresh array laid out as `dl`.
             dispatch!(dtype, T => unsafe {
-                extras::sigmoid_lanes::<T>(src.get(), sl, dst.get(), dl)
+                extras::sigmoid_lanes::<T>(src.typed(), sl, dst.typed(), dl)
             })
         }
     })?;

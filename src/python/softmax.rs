@@ -8,19 +8,7 @@ use super::arrays::{
 };
 use crate::lanes::{coalesce, logsumexp_lanes, map_lanes};
 use crate::row::Op;
-
-/// A data pointer handed to the kernels while the GIL is released.
-struct Raw(*mut u8);
-// SAFETY: the arrays behind the pointers are kept alive by the caller, which waits for the
-// kernels; the kernels' own contract keeps threads on disjoint elements.
-unsafe impl Send for Raw {}
-unsafe impl Sync for Raw {}
-
-impl Raw {
-    fn get<T>(&self) -> *mut T {
-        self.0.cast()
-    }
-}
+use crate::shared::SharedPtr;
 
 fn map_impl<'py>(
     py: Python<'py>,
@@ -68,7 +56,7 @@ fn map_impl<'py>(
     if axis.is_some() {
         coalesce(&mut src_lanes, &mut dst_lanes);
     }
-    let (src, dst, dtype) = (Raw(xa.data), Raw(output.target.data), xa.dtype);
+    let (src, dst, dtype) = (SharedPtr(xa.data), SharedPtr(output.target.data), xa.dtype);
     let t = temps.as_core();
     detach_interruptible(py, || {
         // SAFETY: src and dst are live arrays whose lanes are described by src_lanes and
@@ -76,10 +64,14 @@ fn map_impl<'py>(
         // itself with the same layout (in place).
         unsafe {
             match dtype {
-                Dtype::F32 => map_lanes::<f32>(op, src.get(), &src_lanes, dst.get(), &dst_lanes, t),
-                Dtype::F64 => map_lanes::<f64>(op, src.get(), &src_lanes, dst.get(), &dst_lanes, t),
+                Dtype::F32 => {
+                    map_lanes::<f32>(op, src.typed(), &src_lanes, dst.typed(), &dst_lanes, t)
+                }
+                Dtype::F64 => {
+                    map_lanes::<f64>(op, src.typed(), &src_lanes, dst.typed(), &dst_lanes, t)
+                }
                 Dtype::F16 => {
-                    map_lanes::<half::f16>(op, src.get(), &src_lanes, dst.get(), &dst_lanes, t)
+                    map_lanes::<half::f16>(op, src.typed(), &src_lanes, dst.typed(), &dst_lanes, t)
                 }
             }
         }
@@ -244,8 +236,8 @@ pub(crate) fn logsumexp<'py>(
     let result = xa.dtype.empty(py, &shape)?;
     let count = lanes.count();
     let (src, dst, dtype) = (
-        Raw(xa.data),
-        Raw(FloatArray::view(&result).expect("fresh array").data),
+        SharedPtr(xa.data),
+        SharedPtr(FloatArray::view(&result).expect("fresh array").data),
         xa.dtype,
     );
     detach_interruptible(py, || {
@@ -254,19 +246,19 @@ pub(crate) fn logsumexp<'py>(
         unsafe {
             match dtype {
                 Dtype::F32 => logsumexp_lanes::<f32>(
-                    src.get(),
+                    src.typed(),
                     &lanes,
-                    std::slice::from_raw_parts_mut(dst.get(), count),
+                    std::slice::from_raw_parts_mut(dst.typed(), count),
                 ),
                 Dtype::F64 => logsumexp_lanes::<f64>(
-                    src.get(),
+                    src.typed(),
                     &lanes,
-                    std::slice::from_raw_parts_mut(dst.get(), count),
+                    std::slice::from_raw_parts_mut(dst.typed(), count),
                 ),
                 Dtype::F16 => logsumexp_lanes::<half::f16>(
-                    src.get(),
+                    src.typed(),
                     &lanes,
-                    std::slice::from_raw_parts_mut(dst.get(), count),
+                    std::slice::from_raw_parts_mut(dst.typed(), count),
                 ),
             }
         }
