@@ -158,20 +158,51 @@ pub fn verify_draft<T: Float, Q: Float>(
     let streams = Streams::for_verify(seed);
     let source = Source::Call(Histories::new());
     let per_seq = k1 * vocab;
-    let run = verify_plan(batch, k1, vocab);
-    let results = for_rows::<T::Compute, _>(run, batch, per_seq, |b, w| {
-        let seq = Seq {
-            b,
-            k,
-            vocab,
-            logits: &target_logits[b * per_seq..(b + 1) * per_seq],
-            drafts: &draft_tokens[b * k..(b + 1) * k],
-            probs: draft_probs.map(|q| &q[b * k * vocab..(b + 1) * k * vocab]),
-        };
+    let ctx = Ctx {
+        k,
+        vocab,
+        params,
+        chain: &chain,
+        source: &source,
+    };
+    let seq = |b: usize| Seq {
+        b,
+        logits: &target_logits[b * per_seq..(b + 1) * per_seq],
+        drafts: &draft_tokens[b * k..(b + 1) * k],
+        probs: draft_probs.map(|q| &q[b * k * vocab..(b + 1) * k * vocab]),
+    };
+    let uniforms = |b: usize| {
         let mut rng = streams.row(b);
-        let u = crate::scratch::collected(k1, (0..k1).map(|_| rng.uniform()), "uniforms")?;
-        seq.run(params, &chain, &source, &u, w)
-    })?;
+        crate::scratch::collected(k1, (0..k1).map(|_| rng.uniform()), "uniforms")
+    };
+    let results: Vec<Result<(Vec<i64>, i64)>> = if by_positions(batch, k1, vocab) {
+        // Fewer sequences than threads: every position's p_i(x_i) first, all positions in
+        // parallel; then each sequence's decisions, then its one draw.
+        let ps = for_rows::<T::Compute, _>(Plan::Rows, batch * k1, vocab, |r, w| {
+            seq(r / k1).accept_prob(&ctx, r % k1, w)
+        })?;
+        let ps = ps.into_iter().collect::<Result<Vec<f64>>>()?;
+        let stops = (0..batch)
+            .map(|b| {
+                let u = uniforms(b)?;
+                let seq = seq(b);
+                let stop = (0..k)
+                    .find(|&i| !seq.accepts(&ctx, i, ps[b * k1 + i], &u))
+                    .unwrap_or(k);
+                Ok((stop, u))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for_rows::<T::Compute, _>(plan(batch, vocab), batch, vocab, |b, w| {
+            let (stop, u) = &stops[b];
+            let seq = seq(b);
+            let t = seq.emit(&ctx, *stop, u[k], w)?;
+            seq.tokens(&ctx, *stop, t)
+        })?
+    } else {
+        for_rows::<T::Compute, _>(verify_plan(batch, k1, vocab), batch, per_seq, |b, w| {
+            seq(b).run(&ctx, &uniforms(b)?, w)
+        })?
+    };
     let mut out = Verified::default();
     crate::scratch::reserve(&mut out.tokens, batch * k1, "the emitted tokens")?;
     crate::scratch::reserve(&mut out.num_tokens, batch, "the token counts")?;
@@ -226,8 +257,17 @@ pub fn verify_draft_uniforms(seed: &Seed, batch: usize, k: usize) -> Result<Vec<
     Ok(u)
 }
 
-/// How a call uses the threads: as `sample` over the sequences, and by sequences when the
-/// whole call is large enough though one position of each is not.
+/// Whether a call computes every position first (in parallel over all positions), rather
+/// than sequence by sequence: when there are fewer sequences than threads, so that the
+/// threads would otherwise split each position's passes (which costs a synchronisation per
+/// pass), and there is enough work to share.
+fn by_positions(batch: usize, k1: usize, vocab: usize) -> bool {
+    let threads = crate::parallel::get_num_threads();
+    batch < threads && batch * k1 >= 2 && is_parallel(batch * k1 * vocab)
+}
+
+/// How a call shares sequences among the threads: as `sample` shares rows, and by sequences
+/// when the whole call is large enough though one position of each is not.
 fn verify_plan(batch: usize, k1: usize, vocab: usize) -> Plan {
     match plan(batch, vocab) {
         Plan::Serial if batch >= 2 && is_parallel(batch * k1 * vocab) => Plan::Rows,
@@ -235,11 +275,18 @@ fn verify_plan(batch: usize, k1: usize, vocab: usize) -> Plan {
     }
 }
 
+/// What every sequence of a call shares.
+struct Ctx<'a, C> {
+    k: usize,
+    vocab: usize,
+    params: &'a SamplingParams,
+    chain: &'a Chain<'a, C>,
+    source: &'a Source<'a>,
+}
+
 /// One sequence of a call.
 struct Seq<'a, T, Q> {
     b: usize,
-    k: usize,
-    vocab: usize,
     /// Its `K + 1` rows of target logits.
     logits: &'a [T],
     /// Its `K` draft tokens (checked to lie in `[0, vocab)`).
@@ -248,90 +295,179 @@ struct Seq<'a, T, Q> {
     probs: Option<&'a [Q]>,
 }
 
-/// What a position does.
-enum Step {
-    Accept,
-    Emit(usize),
-}
-
 impl<T: Float, Q: Float> Seq<'_, T, Q> {
-    /// The sequence's emitted tokens (`K + 1`, padded with -1) and their count, with the
-    /// uniforms `u` (`K + 1`).
+    /// Position `i`'s draft probabilities.
+    fn q(&self, ctx: &Ctx<'_, T::Compute>, i: usize) -> Option<&[Q]> {
+        let v = ctx.vocab;
+        self.probs
+            .filter(|_| i < ctx.k)
+            .map(|q| &q[i * v..(i + 1) * v])
+    }
+
+    /// Runs `f` on position `i`'s distribution `p_i` (after checking the position's draft
+    /// probabilities and target row); without `f`, only checks them.
+    fn at<R>(
+        &self,
+        ctx: &Ctx<'_, T::Compute>,
+        i: usize,
+        w: &mut Work<T::Compute>,
+        f: Option<&dyn Fn(KeptDist, &mut Work<T::Compute>) -> Result<R>>,
+    ) -> Result<Option<R>> {
+        let (k, v, b) = (ctx.k, ctx.vocab, self.b);
+        if let Some(q) = self.q(ctx, i) {
+            self.check_probs(q, i, w.par)?;
+        }
+        let row = &self.logits[i * v..(i + 1) * v];
+        let flat = b * (k + 1) + i;
+        let at = |e: Error| match e {
+            Error::InvalidRow { problem, .. } => Error::InvalidSequence {
+                name: "target_logits",
+                row: b,
+                problem: format!("at position {i} {problem}"),
+            },
+            e => e,
+        };
+        let Some(f) = f else {
+            with_row(row, flat, ctx.chain, ctx.source, false, false, w, |_, _| {
+                Ok(())
+            })
+            .map_err(at)?;
+            return Ok(None);
+        };
+        let cfg = ctx.params.row(b, v);
+        let wants_chunks = wants_chunk_maxima(&cfg, v);
+        with_row(
+            row,
+            flat,
+            ctx.chain,
+            ctx.source,
+            wants_chunks,
+            false,
+            w,
+            |view, w| {
+                let dist = KeptDist::of(view.x, view.max, cfg, w)?;
+                f(dist, w)
+            },
+        )
+        .map(Some)
+        .map_err(at)
+    }
+
+    /// What position `i < K`'s decision reads from `p_i`: `p_i(x_i)`, or at temperature 0, 1
+    /// when the draft is the argmax and else 0.
+    fn decision_prob(
+        &self,
+        ctx: &Ctx<'_, T::Compute>,
+        i: usize,
+        dist: KeptDist,
+        w: &Work<T::Compute>,
+    ) -> f64 {
+        let x = self.drafts[i] as usize;
+        if ctx.params.row(self.b, ctx.vocab).t == 0.0 {
+            f64::from(u8::from(dist == KeptDist::Point(x)))
+        } else {
+            dist.prob(x, w)
+        }
+    }
+
+    /// [`Seq::decision_prob`] of position `i` (for the bonus position, only the checks: NaN).
+    fn accept_prob(
+        &self,
+        ctx: &Ctx<'_, T::Compute>,
+        i: usize,
+        w: &mut Work<T::Compute>,
+    ) -> Result<f64> {
+        if i == ctx.k {
+            self.at::<()>(ctx, i, w, None)?;
+            return Ok(f64::NAN);
+        }
+        let f = |dist: KeptDist, w: &mut Work<T::Compute>| Ok(self.decision_prob(ctx, i, dist, w));
+        Ok(self.at(ctx, i, w, Some(&f))?.unwrap_or(f64::NAN))
+    }
+
+    /// Whether the draft at position `i < K` is accepted, `p` being its
+    /// [`Seq::decision_prob`] and `u` the sequence's uniforms: `u_i * q_i(x_i) < p_i(x_i)`
+    /// (greedy: the draft is the argmax).
+    fn accepts(&self, ctx: &Ctx<'_, T::Compute>, i: usize, p: f64, u: &[f64]) -> bool {
+        if ctx.params.row(self.b, ctx.vocab).t == 0.0 {
+            return p == 1.0;
+        }
+        let x = self.drafts[i] as usize;
+        let qx = self.q(ctx, i).map_or(1.0, |q| q[x].to_f64());
+        u[i] * qx < p
+    }
+
+    /// The token emitted at position `stop` from its distribution `dist` with the uniform
+    /// `u`: the bonus token (from `p_K`) when `stop == K`, else one from the residual of
+    /// `p_stop` and the draft.
+    fn draw_at(
+        &self,
+        ctx: &Ctx<'_, T::Compute>,
+        stop: usize,
+        dist: KeptDist,
+        u: f64,
+        w: &mut Work<T::Compute>,
+    ) -> Result<usize> {
+        if stop == ctx.k {
+            return dist.draw(u, w);
+        }
+        let draft = match self.q(ctx, stop) {
+            Some(q) => Draft::Probs(q),
+            None => Draft::Point(self.drafts[stop] as usize),
+        };
+        dist.residual(draft, u, w)
+    }
+
+    /// [`Seq::draw_at`] position `stop`, its distribution computed again.
+    fn emit(
+        &self,
+        ctx: &Ctx<'_, T::Compute>,
+        stop: usize,
+        u: f64,
+        w: &mut Work<T::Compute>,
+    ) -> Result<usize> {
+        let f = |dist: KeptDist, w: &mut Work<T::Compute>| self.draw_at(ctx, stop, dist, u, w);
+        Ok(self.at(ctx, stop, w, Some(&f))?.unwrap_or_default())
+    }
+
+    /// The sequence's result when it stops at `stop` emitting `t`: the accepted drafts, `t`,
+    /// then -1 (`K + 1` ids), and the count.
+    fn tokens(&self, ctx: &Ctx<'_, T::Compute>, stop: usize, t: usize) -> Result<(Vec<i64>, i64)> {
+        let mut out = crate::scratch::filled(ctx.k + 1, -1i64, "the emitted tokens")?;
+        out[..stop].copy_from_slice(&self.drafts[..stop]);
+        out[stop] = t as i64;
+        Ok((out, stop as i64 + 1))
+    }
+
+    /// The whole sequence on one thread (the threads may split each position's passes):
+    /// positions in order, each decided as soon as its distribution is known, the token at
+    /// the stop drawn from the same distribution; positions after the stop are only checked.
     fn run(
         &self,
-        params: &SamplingParams,
-        chain: &Chain<'_, T::Compute>,
-        source: &Source<'_>,
+        ctx: &Ctx<'_, T::Compute>,
         u: &[f64],
         w: &mut Work<T::Compute>,
     ) -> Result<(Vec<i64>, i64)> {
-        let (k, v, b) = (self.k, self.vocab, self.b);
-        let cfg = params.row(b, v);
-        let mut out = crate::scratch::filled(k + 1, -1i64, "the emitted tokens")?;
-        let mut n = 0;
-        let mut stopped = false;
+        let k = ctx.k;
+        let mut emitted = None;
         for i in 0..=k {
-            let row = &self.logits[i * v..(i + 1) * v];
-            let q = self.probs.filter(|_| i < k).map(|q| &q[i * v..(i + 1) * v]);
-            if let Some(q) = q {
-                self.check_probs(q, i, w.par)?;
-            }
-            let flat = b * (k + 1) + i;
-            let at = |e: Error| match e {
-                Error::InvalidRow { problem, .. } => Error::InvalidSequence {
-                    name: "target_logits",
-                    row: b,
-                    problem: format!("at position {i} {problem}"),
-                },
-                e => e,
-            };
-            if stopped {
-                // Checked all the same: whether a call fails does not depend on the draws.
-                with_row(row, flat, chain, source, false, false, w, |_, _| Ok(())).map_err(at)?;
-                continue;
-            }
-            let wants_chunks = wants_chunk_maxima(&cfg, v);
-            let step = with_row(
-                row,
-                flat,
-                chain,
-                source,
-                wants_chunks,
-                false,
-                w,
-                |view, w| {
-                    let dist = KeptDist::of(view.x, view.max, cfg, w)?;
-                    if i == k {
-                        return dist.draw(u[k], w).map(Step::Emit);
-                    }
-                    let x = self.drafts[i] as usize;
-                    let accept = if cfg.t == 0.0 {
-                        dist == KeptDist::Point(x)
-                    } else {
-                        let qx = q.map_or(1.0, |q| q[x].to_f64());
-                        u[i] * qx < dist.prob(x, w)
-                    };
-                    if accept {
-                        return Ok(Step::Accept);
-                    }
-                    let draft = match q {
-                        Some(q) => Draft::Probs(q),
-                        None => Draft::Point(x),
-                    };
-                    dist.residual(draft, u[k], w).map(Step::Emit)
-                },
-            )
-            .map_err(at)?;
-            match step {
-                Step::Accept => out[n] = self.drafts[i],
-                Step::Emit(t) => {
-                    out[n] = t as i64;
-                    stopped = true;
+            let f = |dist: KeptDist, w: &mut Work<T::Compute>| -> Result<Option<usize>> {
+                if i < k && self.accepts(ctx, i, self.decision_prob(ctx, i, dist, w), u) {
+                    return Ok(None);
                 }
+                self.draw_at(ctx, i, dist, u[k], w).map(Some)
+            };
+            if let Some(t) = self.at(ctx, i, w, Some(&f))?.flatten() {
+                emitted = Some((i, t));
+                break;
             }
-            n += 1;
         }
-        Ok((out, n as i64))
+        let (stop, t) = emitted.unwrap_or_default();
+        for i in stop + 1..=k {
+            // Checked all the same: whether a call fails does not depend on the draws.
+            self.at::<()>(ctx, i, w, None)?;
+        }
+        self.tokens(ctx, stop, t)
     }
 
     /// Checks one position's draft probabilities (V4): finite and `>= 0`, and not 0 at the
