@@ -239,7 +239,7 @@ fn v3_chi_square_point_mass_drafts() {
 fn v3_q_equal_to_p_always_accepts() {
     let v = 8;
     let x: Vec<f32> = TARGET.iter().map(|&e| e as f32).collect();
-    let mut q = vec![0.0f32; 16];
+    let mut q = [0.0f32; 16];
     softmax(&x[..8], &mut q[..8], 1.0).unwrap();
     softmax(&x[8..16], &mut q[8..], 1.0).unwrap();
     let q: Vec<f32> = q.iter().map(|&e| e * (1.0 - 1e-6)).collect();
@@ -272,9 +272,12 @@ fn vllm_logits(out: &[&[usize]], v: usize) -> Vec<f32> {
     x
 }
 
+/// (draft tokens, the target's argmax per position, the expected tokens), per sequence.
+type GreedyCase<'a> = (&'a [&'a [i64]], &'a [&'a [usize]], &'a [&'a [i64]]);
+
 #[test]
 fn v3_greedy_vllm_cases() {
-    let cases: [(&[&[i64]], &[&[usize]], &[&[i64]]); 6] = [
+    let cases: [GreedyCase; 6] = [
         (&[&[1, 2, 3]], &[&[1, 2, 3, 4]], &[&[1, 2, 3, 4]]),
         (&[&[1, 2, 3]], &[&[1, 5, 3, 4]], &[&[1, 5, -1, -1]]),
         (

@@ -275,6 +275,9 @@ fn verify_plan(batch: usize, k1: usize, vocab: usize) -> Plan {
     }
 }
 
+/// What a position computes from its distribution.
+type PositionFn<'f, C, R> = dyn Fn(KeptDist, &mut Work<C>) -> Result<R> + 'f;
+
 /// What every sequence of a call shares.
 struct Ctx<'a, C> {
     k: usize,
@@ -311,7 +314,7 @@ impl<T: Float, Q: Float> Seq<'_, T, Q> {
         ctx: &Ctx<'_, T::Compute>,
         i: usize,
         w: &mut Work<T::Compute>,
-        f: Option<&dyn Fn(KeptDist, &mut Work<T::Compute>) -> Result<R>>,
+        f: Option<&PositionFn<'_, T::Compute, R>>,
     ) -> Result<Option<R>> {
         let (k, v, b) = (ctx.k, ctx.vocab, self.b);
         if let Some(q) = self.q(ctx, i) {

@@ -53,7 +53,9 @@ impl KeptDist {
             },
         };
         match d {
-            KeptDist::List { total } | KeptDist::Dense { total } if !(total > 0.0) => {
+            KeptDist::List { total } | KeptDist::Dense { total }
+                if total.is_nan() || total <= 0.0 =>
+            {
                 Err(changed())
             }
             d => Ok(d),
@@ -117,7 +119,7 @@ impl KeptDist {
                 let c = pos / CHUNK;
                 w.chunks[c] = lane_sum(&ws[c * CHUNK..((c + 1) * CHUNK).min(ws.len())]);
                 let rest = compensated_total(&w.chunks);
-                if !(rest > 0.0) {
+                if rest.is_nan() || rest <= 0.0 {
                     return Ok(x); // p is the point mass on x.
                 }
                 let drawn = walk(ws, &w.chunks, rest, u, |_| true);
@@ -143,16 +145,16 @@ impl KeptDist {
                     let (idx, ws) = (&w.cur.idx, &w.cur.ws);
                     let res = |i: usize| r(ws[i].to_f64(), q[idx[i]].to_f64());
                     let sum: f64 = (0..idx.len()).map(res).sum();
-                    if !(sum > 0.0) {
+                    if sum.is_nan() || sum <= 0.0 {
                         return self.draw(u, w);
                     }
                     let target = u * sum;
                     let (mut cum, mut last) = (0.0, None);
-                    for i in 0..idx.len() {
+                    for (i, &id) in idx.iter().enumerate() {
                         let ri = res(i);
                         if ri > 0.0 {
                             cum += ri;
-                            last = Some(idx[i]);
+                            last = Some(id);
                             if cum > target {
                                 break;
                             }
@@ -172,7 +174,7 @@ impl KeptDist {
                 }
                 let sum = compensated_total(&sums);
                 w.chunks = sums;
-                if !(sum > 0.0) {
+                if sum.is_nan() || sum <= 0.0 {
                     // Rebuild p's chunk sums for the draw from p.
                     let mut sums = std::mem::take(&mut w.chunks);
                     for (c, s) in sums.iter_mut().enumerate() {
