@@ -28,11 +28,12 @@
 //! threads when there are fewer sequences than threads); nothing depends on the thread count.
 
 use super::history::Source;
+use super::logprobs::score;
 use super::params::SamplingParams;
 use super::process::Chain;
 use super::rng::Streams;
 use super::select::{first_bad_prob, wants_chunk_maxima, Draft, KeptDist, Work};
-use super::{check_seed, for_rows, plan, rows_of, with_row, Histories, Plan, Seed};
+use super::{as_compute, check_seed, for_rows, plan, rows_of, with_row, Histories, Plan, Seed};
 use crate::element::Float;
 use crate::error::{Error, Result};
 use crate::parallel::{is_parallel, map_ranges};
@@ -314,10 +315,11 @@ impl<T: Float, Q: Float> Seq<'_, T, Q> {
         ctx: &Ctx<'_, T::Compute>,
         i: usize,
         w: &mut Work<T::Compute>,
+        check_q: bool,
         f: Option<&PositionFn<'_, T::Compute, R>>,
     ) -> Result<Option<R>> {
         let (k, v, b) = (ctx.k, ctx.vocab, self.b);
-        if let Some(q) = self.q(ctx, i) {
+        if let Some(q) = self.q(ctx, i).filter(|_| check_q) {
             self.check_probs(q, i, w.par)?;
         }
         let row = &self.logits[i * v..(i + 1) * v];
@@ -381,11 +383,53 @@ impl<T: Float, Q: Float> Seq<'_, T, Q> {
         w: &mut Work<T::Compute>,
     ) -> Result<f64> {
         if i == ctx.k {
-            self.at::<()>(ctx, i, w, None)?;
+            self.at::<()>(ctx, i, w, true, None)?;
             return Ok(f64::NAN);
         }
+        if let Some(p) = self.softmax_prob(ctx, i, w) {
+            return p;
+        }
         let f = |dist: KeptDist, w: &mut Work<T::Compute>| Ok(self.decision_prob(ctx, i, dist, w));
-        Ok(self.at(ctx, i, w, Some(&f))?.unwrap_or(f64::NAN))
+        Ok(self.at(ctx, i, w, true, Some(&f))?.unwrap_or(f64::NAN))
+    }
+
+    /// Without filters (`T > 0`, no top-k, top-p or min-p), `p_i(x_i)` is the softmax at
+    /// `x_i`: then it is computed in one pass over the row (each block's maximum and sum of
+    /// exponentials while it is in cache, as `token_logprobs` does) instead of `select`'s
+    /// maximum pass and weights. `None` with filters. The position's draft probabilities are
+    /// checked; a bad row gives the error the other path gives.
+    fn softmax_prob(
+        &self,
+        ctx: &Ctx<'_, T::Compute>,
+        i: usize,
+        w: &mut Work<T::Compute>,
+    ) -> Option<Result<f64>> {
+        let v = ctx.vocab;
+        let cfg = ctx.params.row(self.b, v);
+        if !(cfg.t > 0.0 && cfg.k >= v && cfg.p >= 1.0 && cfg.mp == 0.0 && v > 1) {
+            return None;
+        }
+        Some((|| {
+            if let Some(q) = self.q(ctx, i) {
+                self.check_probs(q, i, w.par)?;
+            }
+            let row = &self.logits[i * v..(i + 1) * v];
+            let mut conv = std::mem::take(&mut w.conv);
+            let lp = as_compute(row, &mut conv)
+                .map(|x| score(x, self.drafts[i] as usize, cfg.t, false, w.par).0);
+            w.conv = conv;
+            let lp = lp?;
+            if lp.is_nan() {
+                // NaN, +inf or no finite logit: the error as the other path words it.
+                self.at::<()>(ctx, i, w, false, None)?;
+                return Err(Error::InvalidSequence {
+                    name: "target_logits",
+                    row: self.b,
+                    problem: format!("at position {i} {}", super::select::CHANGED),
+                });
+            }
+            Ok(lp.exp())
+        })())
     }
 
     /// Whether the draft at position `i < K` is accepted, `p` being its
@@ -430,7 +474,11 @@ impl<T: Float, Q: Float> Seq<'_, T, Q> {
         w: &mut Work<T::Compute>,
     ) -> Result<usize> {
         let f = |dist: KeptDist, w: &mut Work<T::Compute>| self.draw_at(ctx, stop, dist, u, w);
-        Ok(self.at(ctx, stop, w, Some(&f))?.unwrap_or_default())
+        // The position's draft probabilities were checked when it was decided.
+        let checked = stop < ctx.k;
+        Ok(self
+            .at(ctx, stop, w, !checked, Some(&f))?
+            .unwrap_or_default())
     }
 
     /// The sequence's result when it stops at `stop` emitting `t`: the accepted drafts, `t`,
@@ -454,13 +502,22 @@ impl<T: Float, Q: Float> Seq<'_, T, Q> {
         let k = ctx.k;
         let mut emitted = None;
         for i in 0..=k {
+            if i < k {
+                if let Some(p) = self.softmax_prob(ctx, i, w) {
+                    if self.accepts(ctx, i, p?, u) {
+                        continue;
+                    }
+                    emitted = Some((i, self.emit(ctx, i, u[k], w)?));
+                    break;
+                }
+            }
             let f = |dist: KeptDist, w: &mut Work<T::Compute>| -> Result<Option<usize>> {
                 if i < k && self.accepts(ctx, i, self.decision_prob(ctx, i, dist, w), u) {
                     return Ok(None);
                 }
                 self.draw_at(ctx, i, dist, u[k], w).map(Some)
             };
-            if let Some(t) = self.at(ctx, i, w, Some(&f))?.flatten() {
+            if let Some(t) = self.at(ctx, i, w, true, Some(&f))?.flatten() {
                 emitted = Some((i, t));
                 break;
             }
@@ -468,7 +525,7 @@ impl<T: Float, Q: Float> Seq<'_, T, Q> {
         let (stop, t) = emitted.unwrap_or_default();
         for i in stop + 1..=k {
             // Checked all the same: whether a call fails does not depend on the draws.
-            self.at::<()>(ctx, i, w, None)?;
+            self.at::<()>(ctx, i, w, true, None)?;
         }
         self.tokens(ctx, stop, t)
     }
