@@ -6,8 +6,8 @@
 use super::super::hot::multiversion;
 use super::super::params::RowCfg;
 use super::{
-    changed, compensated_total, draw, lane_sum, per_chunk_mut, select, walk, weight_total, Cut,
-    Kept, Work, CHUNK,
+    changed, compensated_total, draw, lane_sum, per_chunk, per_chunk_mut, select, walk,
+    weight_total, Cut, Kept, Work, CHUNK,
 };
 use crate::element::{Float, Real};
 use crate::error::Result;
@@ -166,14 +166,11 @@ impl KeptDist {
                 let ws = &w.row_ws;
                 let n = ws.len();
                 let mut sums = std::mem::take(&mut w.chunks);
-                sums.clear();
-                crate::scratch::resize(&mut sums, n.div_ceil(CHUNK), 0.0, "chunk sums")?;
-                for (c, s) in sums.iter_mut().enumerate() {
-                    let range = c * CHUNK..((c + 1) * CHUNK).min(n);
-                    *s = residual_chunk(&ws[range.clone()], &q[range], inv);
-                }
-                let sum = compensated_total(&sums);
+                let sum = per_chunk(n, &mut sums, w.par, |r| {
+                    residual_chunk(&ws[r.clone()], &q[r], inv)
+                });
                 w.chunks = sums;
+                let sum = sum?;
                 if sum.is_nan() || sum <= 0.0 {
                     // Rebuild p's chunk sums for the draw from p.
                     let mut sums = std::mem::take(&mut w.chunks);
