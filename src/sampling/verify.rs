@@ -23,7 +23,10 @@
 //!
 //! **Work.** Every position of every sequence is read and checked (P8; draft probabilities
 //! V4) so that whether a call fails does not depend on the draws. Positions after a
-//! sequence's stop get only that check; the others the selection of `sample` with weights.
+//! sequence's stop get only that check. A position's decision needs `p_i(x_i)`: without
+//! filters, the softmax at `x_i` from one pass over the row (as `token_logprobs`); with
+//! filters, from `select`'s kept set and weights. The position where a token is drawn gets
+//! `select`'s kept set with weights (the bonus from `p_K`, the residual from `p_i` and `q_i`).
 //! Sequences run in parallel as `sample`'s rows do (a long row's passes split across the
 //! threads when there are fewer sequences than threads); nothing depends on the thread count.
 
