@@ -68,8 +68,10 @@ pub struct Verified {
 ///   one value for every sequence or one per sequence (`B` values). The target's distribution
 ///   at each position is what `sample` would draw from (P3).
 /// - `seed`: as for `sample` with one row per sequence (per-sequence seeds make a sequence's
-///   result independent of its batch). The uniforms are described in the
-///   [module documentation](self); [`verify_draft_uniforms`] returns them.
+///   result independent of its batch). Sequence `b` takes `K + 1` uniforms from its own
+///   stream (keyed like `sample`'s, with the tag `"logitkit/verify"`): `u_i` decides the
+///   draft at position `i` (accepted when `u_i * q_i(x) < p_i(x)`), `u_K` draws the emitted
+///   token by the inverse CDF in token order; [`verify_draft_uniforms`] returns them.
 ///
 /// # Errors
 /// [`Error::InvalidParameter`] for `vocab == 0`, a row count that is not a multiple of
@@ -221,7 +223,7 @@ pub fn verify_draft<T: Float, Q: Float>(
 /// The uniforms a [`verify_draft`] call with `seed` (not [`Seed::Entropy`]) over `batch`
 /// sequences of `k` drafts uses: `batch * (k + 1)` values in `[0, 1)`, sequence after
 /// sequence; `u[b * (k + 1) + i]` decides the draft at position `i < k`, and
-/// `u[b * (k + 1) + k]` draws the emitted token (see the [module documentation](self)).
+/// `u[b * (k + 1) + k]` draws the emitted token (see [`verify_draft`]).
 /// For reproducing a call with another implementation.
 ///
 /// # Errors
