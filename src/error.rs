@@ -42,6 +42,18 @@ pub enum Error {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// One sequence of a speculative-decoding call ([`crate::verify_draft`], contract V4) has
+    /// bad input: `name` is the argument, `row` the sequence, `problem` what is wrong (with the
+    /// draft position and the value).
+    #[error("{name} row {row} {problem}")]
+    InvalidSequence {
+        /// The argument's name (`target_logits`, `draft_tokens` or `draft_probs`).
+        name: &'static str,
+        /// Index of the sequence (the first axis).
+        row: usize,
+        /// What is wrong, with the position and the bad value.
+        problem: String,
+    },
     /// The system refused memory the call needs (contract R1). The call has no effect beyond
     /// its outputs, whose contents are then unspecified; the process goes on.
     #[error("out of memory: {what} needs {bytes} bytes")]

@@ -60,6 +60,7 @@ pub use sampling::{
     token_logprobs, token_logprobs_rows, Draws, Histories, LogprobsMode, PerRow, RowParam, Sampler,
     SamplingParams, Seed, TokenBitmask,
 };
+pub use sampling::{verify_draft, verify_draft_uniforms, Verified};
 pub use simd::{simd_level, supported_levels, SimdLevel};
 pub use softmax::{
     log_softmax, log_softmax_in_place, log_softmax_rows, log_softmax_rows_in_place, logsumexp,

@@ -15,6 +15,7 @@ from ._native import (
     simd_level,
     softmax,
     token_logprobs,
+    verify_draft,
 )
 from ._output import SampleOutput
 
@@ -31,4 +32,5 @@ __all__ = [
     "simd_level",
     "softmax",
     "token_logprobs",
+    "verify_draft",
 ]

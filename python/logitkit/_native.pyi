@@ -16,6 +16,8 @@ __all__ = [
     "Sampler",
     "filter_logits",
     "token_logprobs",
+    "verify_draft",
+    "_verify_draft_uniforms",
     "cross_entropy",
     "fit_temperature",
     "expected_calibration_error",
@@ -142,6 +144,18 @@ def token_logprobs(
     temperature: _FloatParam = 1.0,
     return_ranks: Literal[True],
 ) -> Tuple[Any, Any]: ...
+def verify_draft(
+    target_logits: ArrayLike,
+    draft_tokens: ArrayLike,
+    *,
+    draft_probs: Optional[ArrayLike] = None,
+    temperature: _FloatParam = 1.0,
+    top_k: _IntParam = 0,
+    top_p: _FloatParam = 1.0,
+    min_p: _FloatParam = 0.0,
+    seed: Union[None, int, ArrayLike] = None,
+) -> Tuple[Any, Any]: ...
+def _verify_draft_uniforms(seed: Union[int, ArrayLike], batch: int, k: int) -> NDArray[np.float64]: ...
 @final
 class Sampler:
     def __new__(

@@ -180,6 +180,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::filter_logits, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::token_logprobs, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::verify::verify_draft, m)?)?;
+    m.add_function(wrap_pyfunction!(
+        sampling::verify::_verify_draft_uniforms,
+        m
+    )?)?;
     m.add_class::<sampling::Sampler>()?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;

@@ -10,6 +10,10 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, P
 
 use super::arrays::{detach_interruptible, repr, shape_str, to_py_err, Dtype, FloatArray};
 use super::extras::adapt_input;
+// `verify_draft` reads its arguments with this module's helpers.
+#[path = "verify.rs"]
+pub(super) mod verify;
+
 use crate::sampling::{
     Draws, Histories, LogprobsMode, PerRow, RowParam, Sampler as CoreSampler, SamplingParams, Seed,
     TokenBitmask,

@@ -41,6 +41,8 @@ macro_rules! multiversion {
         }
     };
 }
+// For the kernels of other modules (`select/kept.rs`).
+pub(crate) use multiversion;
 
 /// The slice as `f32` when `C` is `f32`.
 #[inline(always)]

@@ -247,7 +247,7 @@ pub fn token_logprobs_rows<T: Float>(
 /// One pass over the row: each block's maximum, its sum of `exp((x - block max) / t)` while the
 /// block is in cache (and its count for the rank), then the blocks combined in order, in `f64`,
 /// relative to the row's maximum; the same result whatever the threads.
-fn score<C: Real>(x: &[C], j: usize, t: f64, with_rank: bool, par: bool) -> (f64, i64) {
+pub(super) fn score<C: Real>(x: &[C], j: usize, t: f64, with_rank: bool, par: bool) -> (f64, i64) {
     let k = kernels::<C>();
     let xj = x[j].to_f64();
     let mut blocks: Vec<(C, bool, f64, usize)> = Vec::new();

@@ -152,6 +152,7 @@ mod process;
 mod rng;
 mod select;
 mod stateful;
+mod verify;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -161,6 +162,7 @@ pub use logprobs::{token_logprobs, token_logprobs_rows};
 pub use params::{LogprobsMode, PerRow, RowParam, SamplingParams, TokenBitmask};
 pub use rng::Seed;
 pub use stateful::Sampler;
+pub use verify::{verify_draft, verify_draft_uniforms, Verified};
 
 use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};

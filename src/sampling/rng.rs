@@ -11,6 +11,8 @@
 //! | `Seed::PerRow(ss)`, row `i`        | `key(ss[i], 0, "sample")`        | `0`    |
 //! | `Sampler` with seed `s`, call `n`  | `key(s, n, "sampler")`           | `i`    |
 //! | `Seed::Entropy`                    | 32 bytes from the OS             | `i`    |
+//! | `verify_draft`, `Seed::Fixed(s)`   | `key(s, 0, "verify")`            | `i`    |
+//! | `verify_draft`, `Seed::PerRow(ss)` | `key(ss[i], 0, "verify")`        | `0`    |
 //!
 //! `key(s, n, tag)` is the little-endian bytes of `s`, then of `n`, then a 16-byte tag. So a
 //! one-row call with `Seed::PerRow(vec![s])` draws what row 0 of `Seed::Fixed(s)` draws.
@@ -66,6 +68,7 @@ impl From<&[u64]> for Seed {
 
 const TAG_SAMPLE: &[u8; 16] = b"logitkit/sample\0";
 const TAG_SAMPLER: &[u8; 16] = b"logitkit/sampler";
+const TAG_VERIFY: &[u8; 16] = b"logitkit/verify\0";
 
 fn key(seed: u64, n: u64, tag: &[u8; 16]) -> [u8; 32] {
     let mut k = [0u8; 32];
@@ -92,6 +95,8 @@ pub(crate) enum Streams<'a> {
     Keyed([u8; 32]),
     /// One key per row (from its seed), stream 0.
     PerRow(&'a [u64]),
+    /// One key per row (from its seed and a tag other than `sample`'s), stream 0.
+    PerRowTagged(&'a [u64], &'static [u8; 16]),
 }
 
 impl Streams<'_> {
@@ -101,6 +106,17 @@ impl Streams<'_> {
             Seed::Entropy => Streams::Keyed(os_bytes()),
             Seed::Fixed(s) => Streams::Keyed(key(*s, 0, TAG_SAMPLE)),
             Seed::PerRow(ss) => Streams::PerRow(ss),
+        }
+    }
+
+    /// The streams of a `verify_draft` call with `seed` (contract V4): as
+    /// [`Streams::for_sample`] with the tag `"logitkit/verify"`, so that a draft drawn by
+    /// `sample` with the same seed is not verified with the uniforms that drew it.
+    pub(crate) fn for_verify(seed: &Seed) -> Streams<'_> {
+        match seed {
+            Seed::Entropy => Streams::Keyed(os_bytes()),
+            Seed::Fixed(s) => Streams::Keyed(key(*s, 0, TAG_VERIFY)),
+            Seed::PerRow(ss) => Streams::PerRowTagged(ss, TAG_VERIFY),
         }
     }
 
@@ -118,6 +134,7 @@ impl Streams<'_> {
                 r
             }
             Streams::PerRow(ss) => ChaCha20Rng::from_seed(key(ss[row], 0, TAG_SAMPLE)),
+            Streams::PerRowTagged(ss, tag) => ChaCha20Rng::from_seed(key(ss[row], 0, tag)),
         })
     }
 

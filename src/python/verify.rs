@@ -1,0 +1,310 @@
+//! `verify_draft` (contract V1-V4): arguments read as `sample` reads them (the same helpers:
+//! logits adapted from torch/JAX/bfloat16, parameters scalar or per sequence, seeds), then one
+//! call into the core with the GIL released. A child of the `sampling` bindings, whose
+//! private helpers it uses.
+
+use numpy::{PyArray, PyArrayDescrMethods, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use super::{
+    as_ndarray, count_param, deliver, float_param, int_values, logits_array, repr, seed_param,
+    shape_str, Raw,
+};
+use crate::python::arrays::{detach_interruptible, to_py_err, Dtype, FloatArray};
+use crate::python::extras::adapt_input;
+use crate::sampling::{SamplingParams, Seed};
+use crate::Verified;
+
+/// A float array argument (`target_logits`, `draft_probs`) read as the sampling functions read
+/// logits (P18), C-contiguous, of exactly `ndim` dimensions; with the function that takes
+/// results back to its array type.
+fn float_arg<'py>(
+    py: Python<'py>,
+    name: &str,
+    v: &Bound<'py, PyAny>,
+    ndim: usize,
+    what: &str,
+) -> PyResult<(FloatArray<'py>, Option<Bound<'py, PyAny>>)> {
+    let (x, back) = adapt_input(py, v)?;
+    let arr = FloatArray::coerce(py, &x)?;
+    if arr.shape.len() != ndim {
+        return Err(PyValueError::new_err(format!(
+            "{name} must have shape {what}, got shape {}",
+            shape_str(&arr.shape)
+        )));
+    }
+    if ndim > 0 && arr.shape[ndim - 1] == 0 {
+        return Err(PyValueError::new_err(format!(
+            "{name} must have a non-empty last axis (V >= 1), got shape {}",
+            shape_str(&arr.shape)
+        )));
+    }
+    let (arr, _, _) = logits_array(py, arr.arr.as_any())?;
+    Ok((arr, back))
+}
+
+/// `draft_tokens`: an integer array of shape `(B, K)` (an empty one of any numeric dtype).
+fn draft_tokens_arg(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<(Vec<usize>, Vec<i64>)> {
+    let arr = as_ndarray(py, v)?;
+    let kind: char = arr.dtype().kind().into();
+    let size: usize = arr.shape().iter().product();
+    if !("iu".contains(kind) || (size == 0 && "fb".contains(kind))) {
+        return Err(PyValueError::new_err(format!(
+            "draft_tokens must be integer token ids of shape (B, K), got {} (dtype {})",
+            repr(v),
+            arr.dtype()
+        )));
+    }
+    if arr.ndim() != 2 {
+        return Err(PyValueError::new_err(format!(
+            "draft_tokens must have shape (B, K), got shape {}",
+            shape_str(arr.shape())
+        )));
+    }
+    let shape = arr.shape().to_vec();
+    let ids = if size == 0 {
+        Vec::new()
+    } else {
+        int_values(py, &arr)?
+            .into_iter()
+            .map(|i| i.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+            .collect()
+    };
+    Ok((shape, ids))
+}
+
+/// Verifies draft tokens against the target model's logits: chain rejection sampling for
+/// speculative decoding (contract V1-V4).
+///
+/// Per sequence, with ``p_i`` the target's distribution at position ``i`` after temperature,
+/// top-k, top-p and min-p (what :func:`sample` draws from) and ``q_i`` the draft's: the draft
+/// token ``x`` at position ``i`` is accepted with probability ``min(1, p_i(x) / q_i(x))``; at
+/// the first rejection a token drawn from ``max(p_i - q_i, 0)`` (renormalised) is emitted and
+/// the sequence stops; when all ``K`` drafts are accepted a bonus token is drawn from ``p_K``.
+/// Every emitted token is distributed exactly as the target would sample it (Leviathan et al.
+/// 2023, Chen et al. 2023; the scheme of vLLM's and FlashInfer's rejection samplers). At
+/// ``temperature=0`` the rule is greedy: drafts are accepted while they equal the target's
+/// argmax, and the argmax is emitted at the first mismatch (and as the bonus).
+///
+/// Parameters
+/// ----------
+/// target_logits : array_like, shape (B, K + 1, V)
+///     The target model's logits at the ``K`` draft positions and one past them. Any float
+///     dtype (float16 and bfloat16 processed in float32), CPU torch tensors, JAX arrays.
+/// draft_tokens : array_like of int, shape (B, K)
+///     The draft tokens, ids in ``[0, V)``. ``K = 0`` is allowed (only the bonus token).
+/// draft_probs : array_like, shape (B, K, V), optional
+///     The distributions the drafts were drawn from, used as given (not renormalised): finite,
+///     ``>= 0``, and not 0 at the drafted token. ``None`` (n-gram or greedy drafting): each
+///     draft is a point mass, accepted with probability ``p_i(x)``; the residual is then
+///     ``p_i`` without ``x``.
+/// temperature : float or array_like, default 1.0
+///     As for :func:`sample`; one value per sequence (shape ``(B,)``) or for all.
+/// top_k : int or array_like of int, default 0
+///     As for :func:`sample`, scalar or shape ``(B,)``.
+/// top_p : float or array_like, default 1.0
+///     As for :func:`sample`, scalar or shape ``(B,)``.
+/// min_p : float or array_like, default 0.0
+///     As for :func:`sample`, scalar or shape ``(B,)``.
+/// seed : None, int or array_like of int, default None
+///     ``None`` draws fresh entropy. An int ``s``: sequence ``b`` draws from a stream
+///     determined by ``(s, b)``; one seed per sequence (shape ``(B,)``): a sequence's result
+///     depends only on its own inputs and seed, not on its batch. Sequence ``b`` takes ``K + 1``
+///     uniforms from its stream: ``u_i`` decides the draft at position ``i`` (accepted when
+///     ``u_i * q_i(x) < p_i(x)``) and ``u_K`` draws the emitted token by the inverse CDF in
+///     token order. The streams differ from :func:`sample`'s for the same seed. Results never
+///     depend on the thread count.
+///
+/// Returns
+/// -------
+/// tokens : ndarray of int64, shape (B, K + 1)
+///     Each sequence's emitted tokens (its accepted drafts, then the residual's or the bonus
+///     token), followed by -1.
+/// num_tokens : ndarray of int64, shape (B,)
+///     How many tokens each sequence emitted, from 1 to ``K + 1``.
+///
+/// For torch or JAX ``target_logits`` both come back as torch tensors or JAX arrays.
+///
+/// Raises
+/// ------
+/// ValueError
+///     For shapes that do not fit together, a draft token outside ``[0, V)``, a draft
+///     probability that is negative or not finite or 0 at its drafted token, a target row with
+///     NaN, ``+inf`` or no finite logit, and bad parameter values; the message names the
+///     argument and the sequence (row). Every position is checked, whatever is accepted, and
+///     nothing is drawn for a call that raises.
+/// TypeError
+///     For a parameter of the wrong type.
+///
+/// Examples
+/// --------
+/// >>> import numpy as np, logitkit
+/// >>> target = np.log(np.array([[[0.1, 0.8, 0.1],    # position 0: token 1 likely
+/// ...                            [0.1, 0.1, 0.8],    # position 1: token 2
+/// ...                            [0.8, 0.1, 0.1]]])) # one past: token 0
+/// >>> tokens, n = logitkit.verify_draft(target, [[1, 0]], temperature=0.0)
+/// >>> tokens.tolist(), n.tolist()   # 1 accepted, 0 rejected: the target's 2 emitted
+/// ([[1, 2, -1]], [2])
+/// >>> tokens, n = logitkit.verify_draft(target, [[1, 2]], draft_probs=np.exp(target[:, :2]),
+/// ...                                   seed=0)
+/// >>> tokens.tolist()[0][:2], n.tolist()   # q equal to p: always accepted, plus a bonus
+/// ([1, 2], [3])
+#[pyfunction]
+#[pyo3(
+    signature = (target_logits, draft_tokens, *, draft_probs=None, temperature=None, top_k=None,
+                 top_p=None, min_p=None, seed=None),
+    text_signature = "(target_logits, draft_tokens, *, draft_probs=None, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None)"
+)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn verify_draft<'py>(
+    py: Python<'py>,
+    target_logits: &Bound<'py, PyAny>,
+    draft_tokens: &Bound<'py, PyAny>,
+    draft_probs: Option<&Bound<'py, PyAny>>,
+    temperature: Option<Bound<'py, PyAny>>,
+    top_k: Option<Bound<'py, PyAny>>,
+    top_p: Option<Bound<'py, PyAny>>,
+    min_p: Option<Bound<'py, PyAny>>,
+    seed: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let (x, back) = float_arg(py, "target_logits", target_logits, 3, "(B, K + 1, V)")?;
+    let (b, k1, vocab) = (x.shape[0], x.shape[1], x.shape[2]);
+    if k1 == 0 {
+        return Err(PyValueError::new_err(format!(
+            "target_logits must have shape (B, K + 1, V) with K + 1 >= 1 positions, got shape {}",
+            shape_str(&x.shape)
+        )));
+    }
+    let k = k1 - 1;
+    let (tshape, ids) = draft_tokens_arg(py, draft_tokens)?;
+    if tshape != [b, k] {
+        return Err(PyValueError::new_err(format!(
+            "draft_tokens has shape {}, expected {} to go with target_logits of shape {}",
+            shape_str(&tshape),
+            shape_str(&[b, k]),
+            shape_str(&x.shape)
+        )));
+    }
+    let q = match draft_probs.filter(|v| !v.is_none()) {
+        None => None,
+        Some(v) => {
+            let (q, _) = float_arg(py, "draft_probs", v, 3, "(B, K, V)")?;
+            if q.shape != [b, k, vocab] {
+                return Err(PyValueError::new_err(format!(
+                    "draft_probs has shape {}, expected {} to go with target_logits of shape {}",
+                    shape_str(&q.shape),
+                    shape_str(&[b, k, vocab]),
+                    shape_str(&x.shape)
+                )));
+            }
+            Some(q)
+        }
+    };
+    let rows = [b];
+    let rs = Some(&rows[..]);
+    let params = SamplingParams {
+        temperature: float_param(py, "temperature", temperature.as_ref(), 1.0, rs)?,
+        top_k: count_param(py, "top_k", top_k.as_ref(), rs)?,
+        top_p: float_param(py, "top_p", top_p.as_ref(), 1.0, rs)?,
+        min_p: float_param(py, "min_p", min_p.as_ref(), 0.0, rs)?,
+        ..SamplingParams::default()
+    };
+    let seed = seed_param(py, seed, rs)?;
+    let xs = (Raw(x.data), x.dtype, x.size());
+    let qs = q.as_ref().map(|q| (Raw(q.data), q.dtype, q.size()));
+    let r = detach_interruptible(py, || {
+        // SAFETY: both arrays are live C-contiguous arrays of their dtype and size, kept alive
+        // by this function during the call.
+        unsafe { run(&xs, qs.as_ref(), &ids, vocab, k, &params, &seed) }
+    })?;
+    let tokens = PyArray::from_vec(py, r.tokens).reshape(vec![b, k1])?;
+    let num = PyArray::from_vec(py, r.num_tokens);
+    let tokens = deliver(py, tokens.into_any(), back.as_ref(), false)?;
+    let num = deliver(py, num.into_any(), back.as_ref(), false)?;
+    PyTuple::new(py, [tokens, num])
+}
+
+/// A slice of `n` elements of `T` at `data`.
+///
+/// # Safety
+/// `data` points to `n` readable elements of `T` alive during the call.
+unsafe fn slice<'a, T>(data: &Raw, n: usize) -> &'a [T] {
+    if n == 0 {
+        &[]
+    } else {
+        // SAFETY: as the function's contract says.
+        unsafe { std::slice::from_raw_parts(data.get::<T>(), n) }
+    }
+}
+
+/// Dispatches on the two dtypes.
+///
+/// # Safety
+/// Each `(data, dtype, n)` is a live C-contiguous array of `n` elements of `dtype`.
+unsafe fn run(
+    x: &(Raw, Dtype, usize),
+    q: Option<&(Raw, Dtype, usize)>,
+    ids: &[i64],
+    vocab: usize,
+    k: usize,
+    params: &SamplingParams,
+    seed: &Seed,
+) -> crate::Result<Verified> {
+    macro_rules! with_q {
+        ($t:ty) => {{
+            // SAFETY: as the function's contract says.
+            let xs = unsafe { slice::<$t>(&x.0, x.2) };
+            match q {
+                None => crate::verify_draft::<$t, f32>(xs, ids, None, vocab, k, params, seed),
+                // SAFETY: as the function's contract says.
+                Some((d, dt, n)) => unsafe {
+                    match dt {
+                        Dtype::F32 => {
+                            let qs = slice::<f32>(d, *n);
+                            crate::verify_draft(xs, ids, Some(qs), vocab, k, params, seed)
+                        }
+                        Dtype::F64 => {
+                            let qs = slice::<f64>(d, *n);
+                            crate::verify_draft(xs, ids, Some(qs), vocab, k, params, seed)
+                        }
+                        Dtype::F16 => {
+                            let qs = slice::<half::f16>(d, *n);
+                            crate::verify_draft(xs, ids, Some(qs), vocab, k, params, seed)
+                        }
+                    }
+                },
+            }
+        }};
+    }
+    match x.1 {
+        Dtype::F32 => with_q!(f32),
+        Dtype::F64 => with_q!(f64),
+        Dtype::F16 => with_q!(half::f16),
+    }
+}
+
+/// The uniforms ``verify_draft`` uses with ``seed`` for ``batch`` sequences of ``k`` drafts:
+/// a float64 array ``(batch, k + 1)`` (for reproducing a call in a reference implementation).
+///
+/// Examples
+/// --------
+/// >>> import logitkit._native as n
+/// >>> n._verify_draft_uniforms(0, 2, 3).shape
+/// (2, 4)
+#[pyfunction]
+#[pyo3(signature = (seed, batch, k))]
+pub(crate) fn _verify_draft_uniforms<'py>(
+    py: Python<'py>,
+    seed: &Bound<'py, PyAny>,
+    batch: usize,
+    k: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let rows = [batch];
+    let seed = seed_param(py, Some(seed), Some(&rows[..]))?;
+    let u = crate::verify_draft_uniforms(&seed, batch, k).map_err(to_py_err)?;
+    Ok(PyArray::from_vec(py, u)
+        .reshape(vec![batch, k + 1])?
+        .into_any())
+}
