@@ -14,10 +14,10 @@ use super::rng::RowRng;
 use crate::kernels::{kernels, SumAcc, BLOCK};
 use crate::parallel::{map_chunks_mut, map_ranges, zip_chunks_mut};
 
-mod kept;
+mod dist;
 mod nucleus;
 
-pub(crate) use kept::{first_bad_prob, Draft, KeptDist};
+pub(crate) use dist::{first_bad_prob, Draft, KeptDist};
 
 /// Buckets of one histogram level.
 const NB: usize = 2048;
