@@ -488,6 +488,7 @@ fn draw_rows<T: Float>(
             w,
             |view, w| {
                 let mut rng = streams.row(r);
+                let cfg = select::dynatemp::resolve(view.x, view.max, cfg, w)?;
                 let d = sample_row(view.x, view.max, cfg, &mut rng, want.logprob, w)?;
                 logprobs::report(&view, cfg, d, &want, w)
             },
@@ -744,6 +745,7 @@ pub(crate) fn filter_logits_within<T: Float>(
         let out_row = unsafe { std::slice::from_raw_parts_mut(dst.get().add(r * vocab), vocab) };
         with_row(row, r, &chain, &source, false, false, w, |view, w| {
             let cfg = params.row(r, vocab);
+            let cfg = select::dynatemp::resolve(view.x, view.max, cfg, w)?;
             if is_native::<T>() {
                 // SAFETY: `is_native` says `T` and `T::Compute` are the same type.
                 let o = unsafe { &mut *(out_row as *mut [T] as *mut [T::Compute]) };

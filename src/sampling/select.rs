@@ -14,7 +14,13 @@ use super::rng::RowRng;
 use crate::kernels::{kernels, SumAcc, BLOCK};
 use crate::parallel::{map_chunks_mut, map_ranges, zip_chunks_mut};
 
+pub(crate) mod cutoff;
+pub(crate) mod dynatemp;
+pub(crate) mod kept;
 mod nucleus;
+pub(crate) mod sigma;
+pub(crate) mod typical;
+pub(crate) mod xtc;
 
 /// Buckets of one histogram level.
 const NB: usize = 2048;
@@ -127,6 +133,9 @@ pub(crate) struct Work<C> {
     /// The total weight of the row when `chunks` holds its chunk sums (no filter).
     row_total: f64,
     chunks: Vec<f64>,
+    /// What XTC would remove under `filter_logits` with `xtc_probability < 1`: the shift of
+    /// their scaled logits and their ids (see [`xtc`]).
+    pub soft: (f64, Vec<usize>),
 }
 
 impl<C> Work<C> {
@@ -935,6 +944,9 @@ pub(crate) struct RowDraw {
     pub tok: usize,
     pub logprob: f64,
     pub kept: usize,
+    /// The kept set is the list in `Work::cur`, after a stage of P20-P23 (it need not be a
+    /// prefix of the order (logit descending, id ascending)).
+    pub listed: bool,
 }
 
 /// Draws one token of a validated row with the uniforms of `rng`. With `with_logprob`, the
@@ -954,22 +966,29 @@ pub(crate) fn sample_row<C: Real>(
 ) -> Result<RowDraw> {
     let v = x.len();
     let mut tok = None;
-    if cfg.t > 0.0 && cfg.p > 0.0 && cfg.p < 1.0 && cfg.k >= v && v > 1 {
+    let staged = cfg.has_kept_stages();
+    if !staged && cfg.t > 0.0 && cfg.p > 0.0 && cfg.p < 1.0 && cfg.k >= v && v > 1 {
         tok = nucleus::draw_nucleus(x, m, cfg, rng, w)?;
         if tok.is_some() && !with_logprob {
             return Ok(RowDraw {
                 tok: tok.unwrap_or_default(),
                 logprob: f64::NAN,
                 kept: 0,
+                listed: false,
             });
         }
     }
-    let kept = select(x, m, cfg, w, true)?;
+    let mut kept = select(x, m, cfg, w, true)?;
+    if staged {
+        // XTC's coin, when on, is the stream's first uniform: before the draw's.
+        kept = kept::apply(x, m, cfg, kept, kept::Coin::Draw(rng), w)?;
+    }
     if let Kept::Greedy(i) = kept {
         return Ok(RowDraw {
             tok: i,
             logprob: 0.0,
             kept: 1,
+            listed: false,
         });
     }
     let u = if tok.is_some() { 0.0 } else { rng.uniform() };
@@ -991,11 +1010,13 @@ pub(crate) fn sample_row<C: Real>(
         Kept::Greedy(_) => unreachable!(),
     };
     let tok = tok.or(drawn).ok_or_else(changed)?;
+    let listed = staged && kept == Kept::List;
     if !with_logprob {
         return Ok(RowDraw {
             tok,
             logprob: f64::NAN,
             kept: 0,
+            listed,
         });
     }
     let kept = match kept {
@@ -1021,6 +1042,7 @@ pub(crate) fn sample_row<C: Real>(
         tok,
         logprob: scaled_gap(x[tok].to_f64(), m.to_f64(), cfg.t) - total.ln(),
         kept,
+        listed,
     })
 }
 
@@ -1103,7 +1125,12 @@ pub(crate) fn filter_row<C: Real>(
         e if e == ninf => C::NEG_INFINITY,
         e => C::from_f64(scaled_gap(e, mf, t).max(-limit)),
     };
-    match select(x, m, cfg, w, false)? {
+    let staged = cfg.has_kept_stages();
+    let mut kept = select(x, m, cfg, w, staged)?;
+    if staged {
+        kept = kept::apply(x, m, cfg, kept, kept::Coin::Filter, w)?;
+    }
+    match kept {
         Kept::Greedy(i) => {
             // `x[i]` is `m` (found by its value): `m` is not read again.
             out.fill(C::NEG_INFINITY);
@@ -1151,6 +1178,13 @@ pub(crate) fn filter_row<C: Real>(
             let all_fit = cur.xs.iter().all(|&e| fits(e.to_f64()));
             for (&i, &e) in cur.idx.iter().zip(&cur.xs) {
                 out[i] = if all_fit { scaled(e) } else { shifted(e) };
+            }
+            // XTC's tokens under q < 1 (see `xtc`): shifted down, at least -limit.
+            if staged {
+                let (shift, ids) = &w.soft;
+                for &i in ids {
+                    out[i] = C::from_f64((out[i].to_f64() + shift).max(-limit));
+                }
             }
         }
     }

@@ -1,0 +1,95 @@
+//! Dynamic temperature (contract P26; llama.cpp's entropy-scaled `temp_ext`): with
+//! `dynatemp_range` `r > 0` and temperature `T > 0`, a row's temperature is
+//!
+//! `lo + (hi - lo) * (H / ln n) ^ dynatemp_exponent`, `lo = max(0, T - r)`, `hi = T + r`,
+//!
+//! `H` the entropy (nats) of the row's distribution at temperature 1 (after the processing of
+//! P11-P13) and `n` the number of its finite logits. It takes the place of `T` for the row's
+//! filters, draw and log-probabilities. A row with one finite logit keeps `T`; `T = 0` stays
+//! greedy, and a dynamic temperature of 0 is greedy too. `H / ln n` is clamped to `[0, 1]`
+//! against rounding.
+//!
+//! Where llama.cpp applies it last, after the filters, over the tokens they kept (and counts
+//! banned tokens among its `n`), here it replaces the fixed temperature, which comes first in
+//! the order of P3, over the whole row.
+
+use super::{exp_weights, Work};
+use crate::element::Real;
+use crate::error::Result;
+use crate::kernels::BLOCK;
+use crate::parallel::map_ranges;
+use crate::sampling::params::RowCfg;
+
+/// `cfg` with its temperature made dynamic (unchanged when the range is 0 or `T` is 0).
+pub(crate) fn resolve<C: Real>(x: &[C], m: C, cfg: RowCfg, w: &mut Work<C>) -> Result<RowCfg> {
+    if cfg.dyn_range <= 0.0 || cfg.t == 0.0 {
+        return Ok(cfg);
+    }
+    // Weights at T = 1 in the draw's scratch (overwritten by the selection after).
+    let mut ws = std::mem::take(&mut w.row_ws);
+    let total = exp_weights(x, m, 1.0, &mut ws, w.par);
+    let mut parts = Vec::new();
+    if total.is_ok() {
+        let mf = m.to_f64();
+        map_ranges(
+            x.len(),
+            BLOCK,
+            &mut parts,
+            w.par && x.len() > BLOCK,
+            |_, r| weighted_gaps(&x[r.clone()], &ws[r], mf),
+        );
+    }
+    w.row_ws = ws;
+    let total = total?;
+    let (dot, n) = parts
+        .iter()
+        .fold((0.0, 0usize), |(d, n), &(pd, pn)| (d + pd, n + pn));
+    let mut cfg = cfg;
+    cfg.t = temperature(cfg.t, cfg.dyn_range, cfg.dyn_exp, total, dot, n);
+    Ok(cfg)
+}
+
+/// The dynamic temperature from the weights' sum `total`, `dot = sum(w (x - m))` and the
+/// count `n` of finite logits.
+pub(crate) fn temperature(
+    t: f64,
+    range: f64,
+    exponent: f64,
+    total: f64,
+    dot: f64,
+    n: usize,
+) -> f64 {
+    if n <= 1 {
+        return t;
+    }
+    let h = total.ln() - dot / total;
+    let norm = (h / (n as f64).ln()).clamp(0.0, 1.0);
+    let lo = (t - range).max(0.0);
+    let hi = t + range;
+    lo + (hi - lo) * norm.powf(exponent)
+}
+
+/// `(sum(w (x - m)), count of finite x)` over a block, in lanes (vectorises).
+fn weighted_gaps<C: Real>(x: &[C], ws: &[C], m: f64) -> (f64, usize) {
+    const L: usize = 8;
+    let (mut acc, mut cnt) = ([0.0f64; L], [0usize; L]);
+    let mut xc = x.chunks_exact(L);
+    let mut wc = ws.chunks_exact(L);
+    for (xs, ws) in (&mut xc).zip(&mut wc) {
+        for l in 0..L {
+            let (e, w) = (xs[l].to_f64(), ws[l].to_f64());
+            let finite = e > f64::NEG_INFINITY;
+            // w is 0 where x is -inf: the product is masked, not 0 * -inf.
+            acc[l] += if finite { w * (e - m) } else { 0.0 };
+            cnt[l] += finite as usize;
+        }
+    }
+    for (&e, &w) in xc.remainder().iter().zip(wc.remainder()) {
+        let (e, w) = (e.to_f64(), w.to_f64());
+        if e > f64::NEG_INFINITY {
+            acc[0] += w * (e - m);
+            cnt[0] += 1;
+        }
+    }
+    (acc.iter().sum(), cnt.iter().sum())
+}
