@@ -2,7 +2,8 @@
 //! probability `xtc_probability`, every token of probability `>= xtc_threshold` is removed
 //! except the least probable of them, when at least two reach the threshold. "Least probable"
 //! is the last of them in the order (probability descending, lower id first): among equal
-//! probabilities, the highest id stays.
+//! probabilities, the highest id stays. A token whose weight underflows to 0 does not count
+//! as reaching the threshold (with threshold 0 it would otherwise be the one left).
 //!
 //! The coin: when `xtc_probability > 0` for a row that is not greedy and keeps two tokens or
 //! more, one uniform `u` of the row's stream is drawn before the draw's own uniforms, and XTC
@@ -30,7 +31,9 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     }
     let total = ctx.total();
     let t = ctx.cfg.xtc_t;
-    let reaches = |w: f64| w / total >= t;
+    // A token whose weight underflowed to 0 never reaches the threshold (for `t = 0` it
+    // would be the one kept, and nothing could be drawn).
+    let reaches = |w: f64| w > 0.0 && w / total >= t;
     // The least probable of those reaching t: the smallest weight, the last position among
     // equal ones.
     let (mut count, mut least, mut least_w) = (0usize, 0usize, f64::INFINITY);
