@@ -146,6 +146,99 @@ multiversion! {
 }
 
 multiversion! {
+    /// Appends the positions, logits and weights of the tokens with `x >= thr` (a sparse set:
+    /// a bit mask per 16 tokens, then its set bits), at most `cap` of them (a count from an
+    /// earlier pass, which another thread's writes may have made wrong: contract R3). Room
+    /// for `cap` more must be reserved in each vector.
+    fn gather_sparse(
+        x: &[C],
+        ws: &[C],
+        thr: f64,
+        cap: usize,
+        idx: &mut Vec<usize>,
+        xs: &mut Vec<C>,
+        out_ws: &mut Vec<C>,
+    ) {
+        #[inline(always)]
+        fn run<C: Copy, X: Copy>(
+            x: &[X],
+            src: &[C],
+            ws: &[C],
+            keep: impl Fn(X) -> bool,
+            cap: usize,
+            idx: &mut Vec<usize>,
+            xs: &mut Vec<C>,
+            out_ws: &mut Vec<C>,
+        ) {
+            let mut left = cap;
+            let n = x.len();
+            let mut c = 0;
+            while c * 16 < n {
+                let start = c * 16;
+                let mut bits = 0u32;
+                if start + 16 <= n {
+                    let ch: &[X; 16] = x[start..start + 16].try_into().expect("16 tokens");
+                    for l in 0..16 {
+                        bits |= (keep(ch[l]) as u32) << l;
+                    }
+                } else {
+                    for (l, &e) in x[start..].iter().enumerate() {
+                        bits |= (keep(e) as u32) << l;
+                    }
+                }
+                while bits != 0 {
+                    if left == 0 {
+                        return;
+                    }
+                    left -= 1;
+                    let j = c * 16 + bits.trailing_zeros() as usize;
+                    idx.push(j);
+                    xs.push(src[j]);
+                    out_ws.push(ws[j]);
+                    bits &= bits - 1;
+                }
+                c += 1;
+            }
+        }
+        if let Some(x32) = as_f32(x) {
+            let c = f32_at_least(thr);
+            run(x32, x, ws, |e: f32| e >= c, cap, idx, xs, out_ws);
+        } else {
+            run(x, x, ws, |e: C| e.to_f64() >= thr, cap, idx, xs, out_ws);
+        }
+    }
+}
+
+multiversion! {
+    /// `(Σ w (x - m), count)` over the tokens with a finite `x` (the dynamic temperature's
+    /// entropy, contract P26), [`LANES`] lanes, the product masked where `x` is `-inf`.
+    fn weighted_gaps(x: &[C], ws: &[C], m: f64) -> (f64, usize) {
+        let mut acc = [0.0f64; LANES];
+        let mut cnt = [0u32; LANES];
+        let mut xi = x.chunks_exact(LANES);
+        let mut wi = ws.chunks_exact(LANES);
+        for (xv, wv) in (&mut xi).zip(&mut wi) {
+            for l in 0..LANES {
+                let e = xv[l].to_f64();
+                let finite = e > f64::NEG_INFINITY;
+                let g = if finite { e - m } else { 0.0 };
+                acc[l] += wv[l].to_f64() * g;
+                cnt[l] += finite as u32;
+            }
+        }
+        let mut n: usize = cnt.iter().map(|&c| c as usize).sum();
+        for (&e, &w) in xi.remainder().iter().zip(wi.remainder()) {
+            let e = e.to_f64();
+            if e > f64::NEG_INFINITY {
+                acc[0] += w.to_f64() * (e - m);
+                n += 1;
+            }
+        }
+        (reduce_lanes(acc), n)
+    }
+}
+
+multiversion! {
     /// Σ w over the tokens with `x > v` (`x >= v` when `incl`), [`LANES`] lanes, branch-free.
     fn masked_lane_sum(ws: &[C], xs: &[C], v: f64, incl: bool) -> f64 {
         #[inline(always)]

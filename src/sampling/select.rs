@@ -2,7 +2,7 @@
 //! the inverse-CDF draw. See the module documentation of [`crate::sampling`] for the scheme.
 
 use super::hot::{
-    count_at_least, first_eq, gather_at_least, hits_at_least, lane_sum, mask_below,
+    count_at_least, first_eq, gather_at_least, gather_sparse, hits_at_least, lane_sum, mask_below,
     masked_lane_sum, positions_eq, z_ids,
 };
 use super::params::RowCfg;
@@ -823,6 +823,13 @@ pub(crate) fn select<C: Real>(
             w.alt = Bufs { idx, xs, ws };
             w.cur = alt;
             done?;
+        } else if cfg.has_kept_stages() {
+            // The stages of P20-P23 want the nucleus as a list.
+            let mut ws = std::mem::take(&mut w.row_ws);
+            let done = nucleus_list(x, m, cfg, zc, &mut ws, w);
+            w.row_ws = ws;
+            done?;
+            list = true;
         } else {
             // The kept set may be most of the row: keep it as a cut of the row.
             let mut ws = std::mem::take(&mut w.row_ws);
@@ -916,6 +923,78 @@ pub(crate) fn select<C: Real>(
         w.row_total = total?;
     }
     Ok(Kept::Row(row_cut))
+}
+
+/// Top-p's kept set of the row as the list `w.cur` with its weights (for the stages of
+/// P20-P23), the row's weights in `ws`.
+///
+/// Every token of the nucleus has weight `>= tau = (1 - p) * total / (2 V)`: the tokens below
+/// `tau` weigh less than `(1 - p) * total / 2` together, so the tokens at or above it, a prefix
+/// of the order, already hold more than `p` of the total. Those candidates (usually a small
+/// part of the row) are gathered, and the cut is found among them with the row's total as the
+/// denominator: the same prefix as the cut over the row.
+fn nucleus_list<C: Real>(
+    x: &[C],
+    m: C,
+    cfg: RowCfg,
+    zc: f64,
+    ws: &mut Vec<C>,
+    w: &mut Work<C>,
+) -> Result<()> {
+    let (v, mf) = (x.len(), m.to_f64());
+    let total = exp_weights(x, m, cfg.t, ws, w.par)?;
+    let tau = 0.5 * (1.0 - cfg.p) * total / v as f64;
+    // x >= mf + T ln(tau) is w >= tau (up to rounding, which the factor 1/2 absorbs).
+    let mut thr = mf + cfg.t * tau.ln();
+    // A tighter threshold, when masked sums find one sooner: the weight at or above it holds
+    // p + (1 - p) / 20 of the total (the margin is for rounding, which is far smaller).
+    // Levels of the scaled logit below the maximum: -1, -2, -4, ..., then three bisection
+    // steps.
+    let enough = (cfg.p + 0.05 * (1.0 - cfg.p)) * total;
+    let mass = |z: f64| masked_lane_sum(ws, x, mf + cfg.t * z, true);
+    let (mut hi, mut z) = (0.0f64, -1.0f64);
+    while z * cfg.t + mf > thr {
+        if mass(z) >= enough {
+            // Bisection: the weight at or above `lo` is enough, above `hi` not.
+            let mut lo = z;
+            for _ in 0..3 {
+                let mid = 0.5 * (hi + lo);
+                if mass(mid) >= enough {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            thr = mf + cfg.t * lo;
+            break;
+        }
+        hi = z;
+        z *= 2.0;
+    }
+    let count = count_at_least(x, thr);
+    let mut cand = std::mem::take(&mut w.cand);
+    let mut alt = std::mem::take(&mut w.alt);
+    let done = (|| {
+        cand.clear();
+        cand.reserve(count, true)?;
+        let (idx, xs, cws) = (&mut cand.idx, &mut cand.xs, &mut cand.ws);
+        gather_sparse(x, ws, thr, count, idx, xs, cws);
+        let cut = find_cut(&cand.xs, Some(&cand.ws), mf, zc, cfg.p, total, 0.0, w)?;
+        filter_into(
+            &cand.xs,
+            Some(&cand.idx),
+            Some(&cand.ws),
+            cut_keeper(cut),
+            &mut alt,
+        )
+    })();
+    w.cand = cand;
+    if done.is_ok() {
+        w.alt = std::mem::replace(&mut w.cur, alt);
+    } else {
+        w.alt = alt;
+    }
+    done
 }
 
 /// [`exp_weights`] one chunk of [`CHUNK`] tokens at a time, keeping the kernel's sum of each

@@ -18,6 +18,7 @@ use crate::element::Real;
 use crate::error::Result;
 use crate::kernels::BLOCK;
 use crate::parallel::map_ranges;
+use crate::sampling::hot::weighted_gaps;
 use crate::sampling::params::RowCfg;
 
 /// `cfg` with its temperature made dynamic (unchanged when the range is 0 or `T` is 0).
@@ -67,29 +68,4 @@ pub(crate) fn temperature(
     let lo = (t - range).max(0.0);
     let hi = t + range;
     lo + (hi - lo) * norm.powf(exponent)
-}
-
-/// `(sum(w (x - m)), count of finite x)` over a block, in lanes (vectorises).
-fn weighted_gaps<C: Real>(x: &[C], ws: &[C], m: f64) -> (f64, usize) {
-    const L: usize = 8;
-    let (mut acc, mut cnt) = ([0.0f64; L], [0usize; L]);
-    let mut xc = x.chunks_exact(L);
-    let mut wc = ws.chunks_exact(L);
-    for (xs, ws) in (&mut xc).zip(&mut wc) {
-        for l in 0..L {
-            let (e, w) = (xs[l].to_f64(), ws[l].to_f64());
-            let finite = e > f64::NEG_INFINITY;
-            // w is 0 where x is -inf: the product is masked, not 0 * -inf.
-            acc[l] += if finite { w * (e - m) } else { 0.0 };
-            cnt[l] += finite as usize;
-        }
-    }
-    for (&e, &w) in xc.remainder().iter().zip(wc.remainder()) {
-        let (e, w) = (e.to_f64(), w.to_f64());
-        if e > f64::NEG_INFINITY {
-            acc[0] += w * (e - m);
-            cnt[0] += 1;
-        }
-    }
-    (acc.iter().sum(), cnt.iter().sum())
 }

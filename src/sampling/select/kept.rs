@@ -8,7 +8,7 @@
 //! the weights over their `f64` sum, and `ln w` is `(x - m) / T` in `f64`. Each stage is one
 //! file and one line of [`STAGES`]; none leaves the list empty.
 
-use super::{cut_keeper, min_p_threshold, Bufs, Kept, Work};
+use super::{count_at_least, cut_keeper, gather_at_least, min_p_threshold, Bufs, Kept, Work};
 use crate::element::Real;
 use crate::error::Result;
 use crate::sampling::params::RowCfg;
@@ -163,6 +163,22 @@ fn gather<C: Real>(
     set: &mut Bufs<C>,
 ) -> Result<()> {
     set.clear();
+    if cut.is_none() {
+        // Every finite token, or min-p's: a threshold, gathered in vectorised passes.
+        let lowest = if cfg.mp > 0.0 {
+            min_p_threshold(m.to_f64(), cfg.t, cfg.mp)
+        } else if std::mem::size_of::<C>() == 4 {
+            // The lowest finite f32 (f64::MIN would round to -inf).
+            f64::from(f32::MIN)
+        } else {
+            f64::MIN
+        };
+        let count = count_at_least(x, lowest);
+        set.reserve(count + 1, true)?;
+        gather_at_least(x, lowest, count, &mut set.idx, &mut set.xs);
+        set.ws.extend(set.idx.iter().map(|&j| ws[j]));
+        return Ok(());
+    }
     let lowest = match cut {
         Some(_) => f64::NEG_INFINITY,
         None if cfg.mp > 0.0 => min_p_threshold(m.to_f64(), cfg.t, cfg.mp),
