@@ -1117,9 +1117,15 @@ pub(crate) fn sample_row<C: Real>(
         }
         Kept::Greedy(_) => unreachable!(),
     };
+    let mut logprob = scaled_gap(x[tok].to_f64(), m.to_f64(), cfg.t) - total.ln();
+    if listed {
+        // A kept set without the row's maximum: the weights' rounding (f32 for f32 logits)
+        // could put a lone token's log-probability a hair above 0.
+        logprob = if kept == 1 { 0.0 } else { logprob.min(0.0) };
+    }
     Ok(RowDraw {
         tok,
-        logprob: scaled_gap(x[tok].to_f64(), m.to_f64(), cfg.t) - total.ln(),
+        logprob,
         kept,
         listed,
     })
@@ -1273,6 +1279,50 @@ pub(crate) fn filter_row<C: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The nucleus gathered from candidates (for the stages of P20-P23) is the cut over the
+    /// whole row (its slow twin: every token in the order, no candidates).
+    #[test]
+    fn p20_nucleus_list_is_the_row_cut() {
+        let mut s = 0x2545F4914F6CDD1Du64;
+        let mut u = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for case in 0..60 {
+            let v = [10, 500, 5000, 70000][case % 4];
+            let scale = [0.1, 1.0, 3.0, 8.0, 30.0][case % 5];
+            let x: Vec<f32> = (0..v)
+                .map(|_| ((u() + u() + u() - 1.5) * 2.0 * scale) as f32)
+                .collect();
+            let m = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            for &(t, p) in &[(0.8, 0.95), (1.0, 0.5), (0.5, 0.999), (2.0, 0.1)] {
+                let plain = crate::SamplingParams::default()
+                    .temperature(t)
+                    .top_p(p)
+                    .row(0, v);
+                let mut staged = plain;
+                staged.xtc_q = 1e-12;
+                let mut w = Work::<f32>::default();
+                let kept: Vec<usize> = match select(&x, m, plain, &mut w, false).unwrap() {
+                    Kept::Row(Some(cut)) => {
+                        let mut keep = cut_keeper(cut);
+                        (0..v).filter(|&j| keep(x[j] as f64)).collect()
+                    }
+                    Kept::Greedy(i) => vec![i],
+                    k => panic!("{k:?}"),
+                };
+                let mut w2 = Work::<f32>::default();
+                match select(&x, m, staged, &mut w2, true).unwrap() {
+                    Kept::List => assert_eq!(w2.cur.idx, kept, "case {case} t {t} p {p}"),
+                    Kept::Greedy(i) => assert_eq!(vec![i], kept),
+                    k => panic!("{k:?}"),
+                }
+            }
+        }
+    }
 
     #[test]
     fn p3_min_p_threshold_is_exact() {
