@@ -174,9 +174,7 @@ fn p20_to_p23_draws_stay_in_the_kept_set_and_no_row_is_empty() {
     let mut rng = Rng(2);
     let (rows, v) = (16, 200);
     let mut x: Vec<f32> = (0..rows * v).map(|_| (rng.normal() * 4.0) as f32).collect();
-    for j in 0..v / 2 {
-        x[j] = f32::NEG_INFINITY; // row 0 half banned
-    }
+    x[..v / 2].fill(f32::NEG_INFINITY); // row 0 half banned
     let extreme = [
         SamplingParams::default().typical_p(1e-9),
         SamplingParams::default().top_n_sigma(1e-9),

@@ -160,6 +160,7 @@ multiversion! {
         out_ws: &mut Vec<C>,
     ) {
         #[inline(always)]
+        #[allow(clippy::too_many_arguments)]
         fn run<C: Copy, X: Copy>(
             x: &[X],
             src: &[C],
@@ -178,8 +179,8 @@ multiversion! {
                 let mut bits = 0u32;
                 if start + 16 <= n {
                     let ch: &[X; 16] = x[start..start + 16].try_into().expect("16 tokens");
-                    for l in 0..16 {
-                        bits |= (keep(ch[l]) as u32) << l;
+                    for (l, &e) in ch.iter().enumerate() {
+                        bits |= (keep(e) as u32) << l;
                     }
                 } else {
                     for (l, &e) in x[start..].iter().enumerate() {

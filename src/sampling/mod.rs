@@ -59,6 +59,16 @@
 //!    top-p without top-k, rejection rounds of one uniform each (below). The returned
 //!    log-probability is the chosen token's, renormalised over the kept tokens.
 //!
+//! 6. **More samplers** (P20-P23, after min-p, each off at its default): typical-p,
+//!    top-n-sigma, the epsilon and eta cutoffs, XTC, over the kept set with its probabilities
+//!    renormalised (`select/kept.rs`, one file per stage). When one is on, the kept set is
+//!    gathered as a list (after top-p: from the candidates above a weight threshold that
+//!    masked sums show to hold the nucleus, so the cut is found among them, not over the row;
+//!    top-p's rejection draw is not used), each stage narrows it, and the draw walks it. XTC's
+//!    coin is the row stream's first uniform, before the draw's. The dynamic temperature
+//!    (P26, `select/dynatemp.rs`) replaces `T` before all of this, from one weight pass and one
+//!    weighted sum over the row.
+//!
 //! Ordering ties by the logit (not by the rounded scaled logit or probability) is the
 //! exact-arithmetic meaning of "largest logits / largest probabilities": dividing by `T > 0`
 //! and `exp` are increasing. Weights are computed by the crate's kernels in the input's compute
