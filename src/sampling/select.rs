@@ -2,7 +2,7 @@
 //! the inverse-CDF draw. See the module documentation of [`crate::sampling`] for the scheme.
 
 use super::hot::{
-    count_at_least, first_eq, gather_at_least, gather_sparse, hits_at_least, lane_sum, mask_below,
+    count_at_least, first_eq, gather_at_least, hits_at_least, lane_sum, mask_below,
     masked_lane_sum, positions_eq, z_ids,
 };
 use super::params::RowCfg;
@@ -944,41 +944,58 @@ fn nucleus_list<C: Real>(
     let (v, mf) = (x.len(), m.to_f64());
     let total = exp_weights(x, m, cfg.t, ws, w.par)?;
     let tau = 0.5 * (1.0 - cfg.p) * total / v as f64;
-    // x >= mf + T ln(tau) is w >= tau (up to rounding, which the factor 1/2 absorbs).
-    let mut thr = mf + cfg.t * tau.ln();
-    // A tighter threshold, when masked sums find one sooner: the weight at or above it holds
+    // A tighter threshold, when masked sums find one: the weight at or above it holds
     // p + (1 - p) / 20 of the total (the margin is for rounding, which is far smaller).
-    // Levels of the scaled logit below the maximum: -1, -2, -4, ..., then three bisection
-    // steps.
+    // Levels of the scaled logit below the maximum: -1, -2, -4, ... down to ln(tau), which is
+    // enough (`x >= mf + T ln(tau)` is `w >= tau` up to rounding, which the factor 1/2
+    // absorbs); then four bisection steps between the last level that was not enough and the
+    // first that was.
     let enough = (cfg.p + 0.05 * (1.0 - cfg.p)) * total;
     let mass = |z: f64| masked_lane_sum(ws, x, mf + cfg.t * z, true);
-    let (mut hi, mut z) = (0.0f64, -1.0f64);
-    while z * cfg.t + mf > thr {
+    let (mut hi, mut lo, mut z) = (0.0f64, tau.ln(), -1.0f64);
+    while z > lo {
         if mass(z) >= enough {
-            // Bisection: the weight at or above `lo` is enough, above `hi` not.
-            let mut lo = z;
-            for _ in 0..3 {
-                let mid = 0.5 * (hi + lo);
-                if mass(mid) >= enough {
-                    lo = mid;
-                } else {
-                    hi = mid;
-                }
-            }
-            thr = mf + cfg.t * lo;
+            lo = z;
             break;
         }
         hi = z;
         z *= 2.0;
     }
-    let count = count_at_least(x, thr);
+    for _ in 0..4 {
+        let mid = 0.5 * (hi + lo);
+        if mass(mid) >= enough {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let thr = mf + cfg.t * lo;
+    // Lowered a little, so that it stays at or below `thr` in `C`: more candidates are
+    // harmless, fewer would not be.
+    let thr = C::from_f64(thr - thr.abs() * 1e-6);
+    let count = count_at_least(x, thr.to_f64());
     let mut cand = std::mem::take(&mut w.cand);
     let mut alt = std::mem::take(&mut w.alt);
     let done = (|| {
         cand.clear();
         cand.reserve(count, true)?;
-        let (idx, xs, cws) = (&mut cand.idx, &mut cand.xs, &mut cand.ws);
-        gather_sparse(x, ws, thr, count, idx, xs, cws);
+        // A sparse set: one vector compare per 16 tokens, then the set bits. At most `count`
+        // (another thread may write to the row meanwhile: contract R3).
+        let mut left = count;
+        'chunks: for (c, chunk) in x.chunks(64).enumerate() {
+            let mut bits = hits_at_least(chunk, thr);
+            while bits != 0 {
+                if left == 0 {
+                    break 'chunks;
+                }
+                left -= 1;
+                let j = c * 64 + bits.trailing_zeros() as usize;
+                cand.idx.push(j);
+                cand.xs.push(x[j]);
+                cand.ws.push(ws[j]);
+                bits &= bits - 1;
+            }
+        }
         let cut = find_cut(&cand.xs, Some(&cand.ws), mf, zc, cfg.p, total, 0.0, w)?;
         filter_into(
             &cand.xs,
