@@ -197,14 +197,6 @@ class Sampler:
         xtc_probability: _FloatParam = 0.0,
         dynatemp_range: _FloatParam = 0.0,
         dynatemp_exponent: _FloatParam = 1.0,
-    typical_p: _FloatParam = 1.0,
-    top_n_sigma: _FloatParam = 0.0,
-    epsilon_cutoff: _FloatParam = 0.0,
-    eta_cutoff: _FloatParam = 0.0,
-    xtc_threshold: _FloatParam = 0.1,
-    xtc_probability: _FloatParam = 0.0,
-    dynatemp_range: _FloatParam = 0.0,
-    dynatemp_exponent: _FloatParam = 1.0,
         prompt_tokens: Optional[_Histories] = None,
     ) -> Sampler: ...
     def __call__(self, logits: ArrayLike, *, return_logprobs: bool = False) -> Any:
