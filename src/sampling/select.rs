@@ -946,13 +946,13 @@ fn nucleus_list<C: Real>(
     let tau = 0.5 * (1.0 - cfg.p) * total / v as f64;
     // A tighter threshold, when masked sums find one: the weight at or above it holds
     // p + (1 - p) / 20 of the total (the margin is for rounding, which is far smaller).
-    // Levels of the scaled logit below the maximum: -1, -2, -4, ... down to ln(tau), which is
+    // Levels of the scaled logit below the maximum: -4, -8, -16, ... down to ln(tau), which is
     // enough (`x >= mf + T ln(tau)` is `w >= tau` up to rounding, which the factor 1/2
     // absorbs); then four bisection steps between the last level that was not enough and the
     // first that was.
     let enough = (cfg.p + 0.05 * (1.0 - cfg.p)) * total;
     let mass = |z: f64| masked_lane_sum(ws, x, mf + cfg.t * z, true);
-    let (mut hi, mut lo, mut z) = (0.0f64, tau.ln(), -1.0f64);
+    let (mut hi, mut lo, mut z) = (0.0f64, tau.ln(), -4.0f64);
     while z > lo {
         if mass(z) >= enough {
             lo = z;
