@@ -47,6 +47,10 @@ pub(crate) fn resolve<C: Real>(x: &[C], m: C, cfg: RowCfg, w: &mut Work<C>) -> R
         .fold((0.0, 0usize), |(d, n), &(pd, pn)| (d + pd, n + pn));
     let mut cfg = cfg;
     cfg.t = temperature(cfg.t, cfg.dyn_range, cfg.dyn_exp, total, dot, n);
+    if !cfg.t.is_finite() {
+        // Only when another thread wrote NaN or +inf into the row between the passes (R3).
+        return Err(super::changed());
+    }
     Ok(cfg)
 }
 
