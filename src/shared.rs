@@ -21,6 +21,7 @@ impl<T> SharedPtr<T> {
     }
 }
 
+#[cfg(feature = "python")]
 impl SharedPtr<u8> {
     /// The pointer as one to `T`: the bindings hold array data untyped until they dispatch on
     /// its dtype.

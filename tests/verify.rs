@@ -447,6 +447,18 @@ fn v4_bad_input_names_the_argument_and_the_row() {
     let penalised = SamplingParams::default().repetition_penalty(1.2);
     let e = verify_draft(&x, &[0, 1, 2, 3], None::<&[f32]>, v, 2, &penalised, &s).unwrap_err();
     assert!(msg(e).contains("temperature, top_k, top_p and min_p only"));
+    // V2 is P3's distribution: the samplers of P20-P26 are refused, not silently ignored.
+    for later in [
+        SamplingParams::default().typical_p(0.9),
+        SamplingParams::default().top_n_sigma(1.0),
+        SamplingParams::default().epsilon_cutoff(0.01),
+        SamplingParams::default().eta_cutoff(0.01),
+        SamplingParams::default().xtc_probability(0.5),
+        SamplingParams::default().dynatemp_range(0.5),
+    ] {
+        let e = verify_draft(&x, &[0, 1, 2, 3], None::<&[f32]>, v, 2, &later, &s).unwrap_err();
+        assert!(msg(e).contains("typical_p, top_n_sigma"), "{later:?}");
+    }
     let e = verify_draft(
         &x,
         &[0, 1, 2, 3],

@@ -29,6 +29,14 @@ PARAMETERS = (
     "repetition_penalty",
     "frequency_penalty",
     "presence_penalty",
+    "typical_p",
+    "top_n_sigma",
+    "epsilon_cutoff",
+    "eta_cutoff",
+    "xtc_threshold",
+    "xtc_probability",
+    "dynatemp_range",
+    "dynatemp_exponent",
 )
 
 
@@ -47,8 +55,12 @@ class LogitsProcessor:
     **params
         Any of ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``allowed_token_ids``,
         ``token_bitmask``, ``bad_words``, ``min_tokens``, ``stop_token_ids``, ``logit_bias``,
-        ``repetition_penalty``, ``frequency_penalty``, ``presence_penalty``, with the meaning
-        they have in :func:`logitkit.sample`.
+        ``repetition_penalty``, ``frequency_penalty``, ``presence_penalty``, and the samplers
+        after min-p (``typical_p``, ``top_n_sigma``, ``epsilon_cutoff``, ``eta_cutoff``,
+        ``xtc_threshold``, ``xtc_probability``, ``dynatemp_range``, ``dynatemp_exponent``),
+        with the meaning they have in :func:`logitkit.sample`. XTC's coin is not tossed here:
+        the scores are the law of XTC's outcome (see :func:`logitkit.filter_logits`), so
+        ``generate``'s draw from them samples as XTC does.
 
     Notes
     -----

@@ -18,19 +18,7 @@ use crate::sampling::{
     Draws, Histories, LogprobsMode, PerRow, RowParam, Sampler as CoreSampler, SamplingParams, Seed,
     TokenBitmask,
 };
-
-/// A data pointer handed to the core while the GIL is released.
-struct Raw(*mut u8);
-// SAFETY: the array behind the pointer is kept alive by the caller, which waits for the core.
-unsafe impl Send for Raw {}
-unsafe impl Sync for Raw {}
-
-impl Raw {
-    // A method, so closures capture the whole (Send) wrapper, not its raw field.
-    fn get<T>(&self) -> *mut T {
-        self.0.cast()
-    }
-}
+use crate::shared::SharedPtr;
 
 /// The logits as a C-contiguous float array of at least one dimension and `V >= 1` (P1, P8).
 /// Returns the array, the rows' shape (`logits.shape[:-1]`) and `V`.
@@ -711,11 +699,19 @@ struct Args<'py> {
     repetition_penalty: Option<Bound<'py, PyAny>>,
     frequency_penalty: Option<Bound<'py, PyAny>>,
     presence_penalty: Option<Bound<'py, PyAny>>,
+    typical_p: Option<Bound<'py, PyAny>>,
+    top_n_sigma: Option<Bound<'py, PyAny>>,
+    epsilon_cutoff: Option<Bound<'py, PyAny>>,
+    eta_cutoff: Option<Bound<'py, PyAny>>,
+    xtc_threshold: Option<Bound<'py, PyAny>>,
+    xtc_probability: Option<Bound<'py, PyAny>>,
+    dynatemp_range: Option<Bound<'py, PyAny>>,
+    dynatemp_exponent: Option<Bound<'py, PyAny>>,
 }
 
 impl<'py> Args<'py> {
     /// The per-row numeric parameters, for the shapes a `Sampler` checks at each call.
-    fn per_row(&self) -> [(&'static str, Option<&Bound<'py, PyAny>>); 8] {
+    fn per_row(&self) -> [(&'static str, Option<&Bound<'py, PyAny>>); 16] {
         [
             ("temperature", self.temperature.as_ref()),
             ("top_k", self.top_k.as_ref()),
@@ -725,6 +721,14 @@ impl<'py> Args<'py> {
             ("repetition_penalty", self.repetition_penalty.as_ref()),
             ("frequency_penalty", self.frequency_penalty.as_ref()),
             ("presence_penalty", self.presence_penalty.as_ref()),
+            ("typical_p", self.typical_p.as_ref()),
+            ("top_n_sigma", self.top_n_sigma.as_ref()),
+            ("epsilon_cutoff", self.epsilon_cutoff.as_ref()),
+            ("eta_cutoff", self.eta_cutoff.as_ref()),
+            ("xtc_threshold", self.xtc_threshold.as_ref()),
+            ("xtc_probability", self.xtc_probability.as_ref()),
+            ("dynatemp_range", self.dynatemp_range.as_ref()),
+            ("dynatemp_exponent", self.dynatemp_exponent.as_ref()),
         ]
     }
 
@@ -755,6 +759,14 @@ impl<'py> Args<'py> {
             presence_penalty: f("presence_penalty", &self.presence_penalty, 0.0)?,
             top_logprobs: top_logprobs_param(self.top_logprobs.as_ref())?,
             logprobs_mode: mode_param(self.logprobs_mode.as_ref())?,
+            typical_p: f("typical_p", &self.typical_p, 1.0)?,
+            top_n_sigma: f("top_n_sigma", &self.top_n_sigma, 0.0)?,
+            epsilon_cutoff: f("epsilon_cutoff", &self.epsilon_cutoff, 0.0)?,
+            eta_cutoff: f("eta_cutoff", &self.eta_cutoff, 0.0)?,
+            xtc_threshold: f("xtc_threshold", &self.xtc_threshold, 0.1)?,
+            xtc_probability: f("xtc_probability", &self.xtc_probability, 0.0)?,
+            dynatemp_range: f("dynatemp_range", &self.dynatemp_range, 0.0)?,
+            dynatemp_exponent: f("dynatemp_exponent", &self.dynatemp_exponent, 1.0)?,
         };
         // Per-call values and lengths are checked by the core; a Sampler's values here.
         if rows.is_none() {
@@ -813,15 +825,15 @@ fn draw_core(
     with_logprobs: bool,
 ) -> PyResult<Draws> {
     let n = l.arr.size();
-    let (data, dtype, vocab) = (Raw(l.arr.data), l.arr.dtype, l.vocab);
+    let (data, dtype, vocab) = (SharedPtr(l.arr.data), l.arr.dtype, l.vocab);
     detach_interruptible(py, || {
         // SAFETY: `data` is a live C-contiguous array of `n` elements of `dtype`, which the
         // caller keeps alive during the call.
         unsafe {
             match dtype {
-                Dtype::F32 => run::<f32>(data.get(), n, vocab, draw, with_logprobs),
-                Dtype::F64 => run::<f64>(data.get(), n, vocab, draw, with_logprobs),
-                Dtype::F16 => run::<half::f16>(data.get(), n, vocab, draw, with_logprobs),
+                Dtype::F32 => run::<f32>(data.typed(), n, vocab, draw, with_logprobs),
+                Dtype::F64 => run::<f64>(data.typed(), n, vocab, draw, with_logprobs),
+                Dtype::F16 => run::<half::f16>(data.typed(), n, vocab, draw, with_logprobs),
             }
         }
     })
@@ -954,12 +966,41 @@ fn sample_result<'py>(
 ///     positive, else multiplied by ``r``.
 /// frequency_penalty, presence_penalty : float or array_like, default 0.0
 ///     A token with count ``c`` in the output gets ``z - f * c - p * (c > 0)``.
+/// typical_p : float or array_like, default 1.0
+///     In (0, 1]. Locally typical sampling: keep the fewest tokens, by ``|-ln p - H|``
+///     ascending (``H`` the entropy of the kept distribution), whose probability reaches
+///     ``typical_p``; ``1`` disables it. It may remove the most probable token.
+/// top_n_sigma : float or array_like, default 0.0
+///     ``n >= 0``: keep the tokens whose scaled logit is ``>= max - n * sigma`` over the kept
+///     tokens (``sigma`` their population standard deviation); ``0`` disables it.
+/// epsilon_cutoff : float or array_like, default 0.0
+///     In [0, 1). Keep the tokens of probability ``>= epsilon_cutoff`` (the most probable
+///     always); ``0`` disables it.
+/// eta_cutoff : float or array_like, default 0.0
+///     In [0, 1). Keep the tokens of probability ``>= min(eta, sqrt(eta) * exp(-H))`` (the
+///     most probable always); ``0`` disables it.
+/// xtc_threshold : float or array_like, default 0.1
+///     In [0, 1]. XTC's threshold.
+/// xtc_probability : float or array_like, default 0.0
+///     In [0, 1]. With this probability (a uniform of the row's seed stream, drawn before the
+///     draw's), XTC removes every token of probability ``>= xtc_threshold`` but the least
+///     probable of them, when at least two reach it; ``0`` disables it.
+/// dynatemp_range : float or array_like, default 0.0
+///     ``r >= 0``. With ``r > 0`` and ``temperature > 0``, each row's temperature is
+///     ``lo + (hi - lo) * (H / ln n) ** dynatemp_exponent`` with ``lo = max(0, T - r)``,
+///     ``hi = T + r``, ``H`` the entropy of the row at temperature 1 and ``n`` its number of
+///     finite logits (llama.cpp's dynamic temperature).
+/// dynatemp_exponent : float or array_like, default 1.0
+///     ``>= 0``. The exponent of the dynamic temperature.
 /// prompt_tokens, output_tokens : sequence of sequences of int, or int array (R, L), optional
 ///     Each row's prompt and generated tokens (padded on the right with -1 in an array);
 ///     for 1-D logits, one sequence.
 ///
-/// Each of ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``min_tokens`` and the penalties
-/// is a scalar or an array of shape ``logits.shape[:-1]`` (one value per row).
+/// Each of ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``min_tokens``, the penalties
+/// and the parameters of the samplers after min-p (``typical_p`` to ``dynatemp_exponent``)
+/// is a scalar or an array of shape ``logits.shape[:-1]`` (one value per row). The samplers
+/// after min-p apply in the order typical-p, top-n-sigma, epsilon, eta, XTC, each over the
+/// tokens still kept with their probabilities renormalised; none leaves a row empty.
 ///
 /// Returns
 /// -------
@@ -991,15 +1032,20 @@ fn sample_result<'py>(
 /// >>> out = logitkit.sample([0.0, 3.0, 1.0], temperature=0.0, top_logprobs=2)
 /// >>> out.top_ids.tolist(), int(out.ranks)
 /// ([1, 0], 1)
+/// >>> x = [2.0, 1.0, -3.0]
+/// >>> sorted({int(logitkit.sample(x, epsilon_cutoff=0.1, seed=s)) for s in range(50)})
+/// [0, 1]
 #[pyfunction]
 #[pyo3(
     signature = (logits, *, temperature=None, top_k=None, top_p=None, min_p=None, seed=None,
                  return_logprobs=false, top_logprobs=None, logprobs_mode=None,
                  allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=None,
                  stop_token_ids=None, logit_bias=None, repetition_penalty=None,
-                 frequency_penalty=None, presence_penalty=None, prompt_tokens=None,
+                 frequency_penalty=None, presence_penalty=None,
+                 typical_p=None, top_n_sigma=None, epsilon_cutoff=None, eta_cutoff=None, xtc_threshold=None, xtc_probability=None, dynatemp_range=None, dynatemp_exponent=None,
+                 prompt_tokens=None,
                  output_tokens=None),
-    text_signature = "(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, return_logprobs=False, top_logprobs=0, logprobs_mode='sampled', allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, prompt_tokens=None, output_tokens=None)"
+    text_signature = "(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, return_logprobs=False, top_logprobs=0, logprobs_mode='sampled', allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, typical_p=1.0, top_n_sigma=0.0, epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0, dynatemp_range=0.0, dynatemp_exponent=1.0, prompt_tokens=None, output_tokens=None)"
 )]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sample<'py>(
@@ -1022,6 +1068,14 @@ pub(crate) fn sample<'py>(
     repetition_penalty: Option<Bound<'py, PyAny>>,
     frequency_penalty: Option<Bound<'py, PyAny>>,
     presence_penalty: Option<Bound<'py, PyAny>>,
+    typical_p: Option<Bound<'py, PyAny>>,
+    top_n_sigma: Option<Bound<'py, PyAny>>,
+    epsilon_cutoff: Option<Bound<'py, PyAny>>,
+    eta_cutoff: Option<Bound<'py, PyAny>>,
+    xtc_threshold: Option<Bound<'py, PyAny>>,
+    xtc_probability: Option<Bound<'py, PyAny>>,
+    dynatemp_range: Option<Bound<'py, PyAny>>,
+    dynatemp_exponent: Option<Bound<'py, PyAny>>,
     prompt_tokens: Option<&Bound<'py, PyAny>>,
     output_tokens: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -1042,6 +1096,14 @@ pub(crate) fn sample<'py>(
         repetition_penalty,
         frequency_penalty,
         presence_penalty,
+        typical_p,
+        top_n_sigma,
+        epsilon_cutoff,
+        eta_cutoff,
+        xtc_threshold,
+        xtc_probability,
+        dynatemp_range,
+        dynatemp_exponent,
     };
     let params = args.params(py, Some(&l.rows_shape))?;
     let seed = seed_param(py, seed, Some(&l.rows_shape))?;
@@ -1059,7 +1121,7 @@ pub(crate) fn sample<'py>(
 /// ----------
 /// logits : array_like, shape (..., V)
 ///     As for :func:`sample`.
-/// temperature, top_k, top_p, min_p, allowed_token_ids, token_bitmask, bad_words, min_tokens, stop_token_ids, logit_bias, repetition_penalty, frequency_penalty, presence_penalty, prompt_tokens, output_tokens
+/// temperature, top_k, top_p, min_p, allowed_token_ids, token_bitmask, bad_words, min_tokens, stop_token_ids, logit_bias, repetition_penalty, frequency_penalty, presence_penalty, typical_p, top_n_sigma, epsilon_cutoff, eta_cutoff, xtc_threshold, xtc_probability, dynatemp_range, dynatemp_exponent, prompt_tokens, output_tokens
 ///     As for :func:`sample`.
 ///
 /// Returns
@@ -1081,6 +1143,12 @@ pub(crate) fn sample<'py>(
 ///     logit is beyond the dtype's range (after ``logit_bias``) gets 0. Other rows keep
 ///     ``logit / temperature``.
 ///
+///     With ``dynatemp_range > 0`` the temperature is each row's dynamic one. XTC is random
+///     in ``sample``; here the result is the law of the drawn token: with ``0 <
+///     xtc_probability < 1`` the tokens XTC would remove keep their scaled logit shifted by
+///     ``ln((1 - q) Z') - ln(q Z + (1 - q) Z')`` (``Z`` the kept probability mass before XTC,
+///     ``Z'`` what XTC keeps of it), and are ``-inf`` for ``xtc_probability=1``.
+///
 /// Raises
 /// ------
 /// ValueError
@@ -1093,14 +1161,18 @@ pub(crate) fn sample<'py>(
 /// [-inf, 6.0, 4.0]
 /// >>> logitkit.filter_logits([1.0, 3.0, 2.0], allowed_token_ids=[0, 2]).tolist()
 /// [1.0, -inf, 2.0]
+/// >>> logitkit.filter_logits([2.0, 2.0, 0.0, 0.0], top_n_sigma=1.0).tolist()
+/// [2.0, 2.0, -inf, -inf]
 #[pyfunction]
 #[pyo3(
     signature = (logits, *, temperature=None, top_k=None, top_p=None, min_p=None,
                  allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=None,
                  stop_token_ids=None, logit_bias=None, repetition_penalty=None,
-                 frequency_penalty=None, presence_penalty=None, prompt_tokens=None,
+                 frequency_penalty=None, presence_penalty=None,
+                 typical_p=None, top_n_sigma=None, epsilon_cutoff=None, eta_cutoff=None, xtc_threshold=None, xtc_probability=None, dynatemp_range=None, dynatemp_exponent=None,
+                 prompt_tokens=None,
                  output_tokens=None),
-    text_signature = "(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, prompt_tokens=None, output_tokens=None)"
+    text_signature = "(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, typical_p=1.0, top_n_sigma=0.0, epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0, dynatemp_range=0.0, dynatemp_exponent=1.0, prompt_tokens=None, output_tokens=None)"
 )]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn filter_logits<'py>(
@@ -1119,6 +1191,14 @@ pub(crate) fn filter_logits<'py>(
     repetition_penalty: Option<Bound<'py, PyAny>>,
     frequency_penalty: Option<Bound<'py, PyAny>>,
     presence_penalty: Option<Bound<'py, PyAny>>,
+    typical_p: Option<Bound<'py, PyAny>>,
+    top_n_sigma: Option<Bound<'py, PyAny>>,
+    epsilon_cutoff: Option<Bound<'py, PyAny>>,
+    eta_cutoff: Option<Bound<'py, PyAny>>,
+    xtc_threshold: Option<Bound<'py, PyAny>>,
+    xtc_probability: Option<Bound<'py, PyAny>>,
+    dynatemp_range: Option<Bound<'py, PyAny>>,
+    dynatemp_exponent: Option<Bound<'py, PyAny>>,
     prompt_tokens: Option<&Bound<'py, PyAny>>,
     output_tokens: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -1137,6 +1217,14 @@ pub(crate) fn filter_logits<'py>(
         repetition_penalty,
         frequency_penalty,
         presence_penalty,
+        typical_p,
+        top_n_sigma,
+        epsilon_cutoff,
+        eta_cutoff,
+        xtc_threshold,
+        xtc_probability,
+        dynatemp_range,
+        dynatemp_exponent,
         ..Default::default()
     };
     let params = args.params(py, Some(&l.rows_shape))?;
@@ -1145,8 +1233,8 @@ pub(crate) fn filter_logits<'py>(
     let n = l.arr.size();
     let vocab = l.vocab;
     let out = l.arr.dtype.empty(py, &l.arr.shape)?;
-    let dst = Raw(FloatArray::view(&out).expect("fresh array").data);
-    let (src, dtype) = (Raw(l.arr.data), l.arr.dtype);
+    let dst = SharedPtr(FloatArray::view(&out).expect("fresh array").data);
+    let (src, dtype) = (SharedPtr(l.arr.data), l.arr.dtype);
     // bfloat16 logits are filtered as float32 and rounded to bfloat16 on the way back: kept
     // values must be finite there too (P7).
     let limit = match &l.back {
@@ -1159,10 +1247,10 @@ pub(crate) fn filter_logits<'py>(
         // that nothing else sees yet.
         unsafe {
             match dtype {
-                Dtype::F32 => filter::<f32>(src.get(), dst.get(), n, vocab, &params, &h, limit),
-                Dtype::F64 => filter::<f64>(src.get(), dst.get(), n, vocab, &params, &h, limit),
+                Dtype::F32 => filter::<f32>(src.typed(), dst.typed(), n, vocab, &params, &h, limit),
+                Dtype::F64 => filter::<f64>(src.typed(), dst.typed(), n, vocab, &params, &h, limit),
                 Dtype::F16 => {
-                    filter::<half::f16>(src.get(), dst.get(), n, vocab, &params, &h, limit)
+                    filter::<half::f16>(src.typed(), dst.typed(), n, vocab, &params, &h, limit)
                 }
             }
         }
@@ -1281,24 +1369,45 @@ pub(crate) fn token_logprobs<'py>(
         .collect();
     let dtype = l.arr.dtype;
     let out = dtype.empty(py, &l.rows_shape)?;
-    let dst = Raw(FloatArray::view(&out).expect("fresh array").data);
+    let dst = SharedPtr(FloatArray::view(&out).expect("fresh array").data);
     let mut ranks = vec![0i64; if return_ranks { rows } else { 0 }];
-    let (src, n, vocab) = (Raw(l.arr.data), l.arr.size(), l.vocab);
+    let (src, n, vocab) = (SharedPtr(l.arr.data), l.arr.size(), l.vocab);
     detach_interruptible(py, || {
         let r = return_ranks.then_some(&mut ranks[..]);
         // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` kept alive by
         // the caller; `dst` a fresh array of `rows` elements of `dtype` nothing else sees.
         unsafe {
             match dtype {
-                Dtype::F32 => {
-                    score::<f32>(src.get(), dst.get(), n, vocab, rows, &ids, &temperature, r)
-                }
-                Dtype::F64 => {
-                    score::<f64>(src.get(), dst.get(), n, vocab, rows, &ids, &temperature, r)
-                }
-                Dtype::F16 => {
-                    score::<half::f16>(src.get(), dst.get(), n, vocab, rows, &ids, &temperature, r)
-                }
+                Dtype::F32 => score::<f32>(
+                    src.typed(),
+                    dst.typed(),
+                    n,
+                    vocab,
+                    rows,
+                    &ids,
+                    &temperature,
+                    r,
+                ),
+                Dtype::F64 => score::<f64>(
+                    src.typed(),
+                    dst.typed(),
+                    n,
+                    vocab,
+                    rows,
+                    &ids,
+                    &temperature,
+                    r,
+                ),
+                Dtype::F16 => score::<half::f16>(
+                    src.typed(),
+                    dst.typed(),
+                    n,
+                    vocab,
+                    rows,
+                    &ids,
+                    &temperature,
+                    r,
+                ),
             }
         }
     })?;
@@ -1394,7 +1503,7 @@ fn accepted_rows(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>
 ///
 /// Parameters
 /// ----------
-/// temperature, top_k, top_p, min_p, top_logprobs, logprobs_mode, allowed_token_ids, token_bitmask, bad_words, min_tokens, stop_token_ids, logit_bias, repetition_penalty, frequency_penalty, presence_penalty
+/// temperature, top_k, top_p, min_p, top_logprobs, logprobs_mode, allowed_token_ids, token_bitmask, bad_words, min_tokens, stop_token_ids, logit_bias, repetition_penalty, frequency_penalty, presence_penalty, typical_p, top_n_sigma, epsilon_cutoff, eta_cutoff, xtc_threshold, xtc_probability, dynatemp_range, dynatemp_exponent
 ///     As for :func:`sample`; per-row arrays must match ``logits.shape[:-1]`` at each call.
 /// prompt_tokens : sequence of int, or sequence of sequences of int, optional
 ///     Each row's prompt; a flat sequence is one row. Fixes the row count.
@@ -1485,8 +1594,9 @@ impl Sampler {
                      top_logprobs=None, logprobs_mode=None, allowed_token_ids=None,
                      token_bitmask=None, bad_words=None, min_tokens=None, stop_token_ids=None,
                      logit_bias=None, repetition_penalty=None, frequency_penalty=None,
-                     presence_penalty=None, prompt_tokens=None),
-        text_signature = "(*, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, top_logprobs=0, logprobs_mode='sampled', allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, prompt_tokens=None)"
+                     presence_penalty=None, typical_p=None, top_n_sigma=None, epsilon_cutoff=None, eta_cutoff=None, xtc_threshold=None, xtc_probability=None, dynatemp_range=None, dynatemp_exponent=None,
+                     prompt_tokens=None),
+        text_signature = "(*, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, top_logprobs=0, logprobs_mode='sampled', allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, typical_p=1.0, top_n_sigma=0.0, epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0, dynatemp_range=0.0, dynatemp_exponent=1.0, prompt_tokens=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -1507,6 +1617,14 @@ impl Sampler {
         repetition_penalty: Option<Bound<'_, PyAny>>,
         frequency_penalty: Option<Bound<'_, PyAny>>,
         presence_penalty: Option<Bound<'_, PyAny>>,
+        typical_p: Option<Bound<'_, PyAny>>,
+        top_n_sigma: Option<Bound<'_, PyAny>>,
+        epsilon_cutoff: Option<Bound<'_, PyAny>>,
+        eta_cutoff: Option<Bound<'_, PyAny>>,
+        xtc_threshold: Option<Bound<'_, PyAny>>,
+        xtc_probability: Option<Bound<'_, PyAny>>,
+        dynatemp_range: Option<Bound<'_, PyAny>>,
+        dynatemp_exponent: Option<Bound<'_, PyAny>>,
         prompt_tokens: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Sampler> {
         let args = Args {
@@ -1525,6 +1643,14 @@ impl Sampler {
             repetition_penalty,
             frequency_penalty,
             presence_penalty,
+            typical_p,
+            top_n_sigma,
+            epsilon_cutoff,
+            eta_cutoff,
+            xtc_threshold,
+            xtc_probability,
+            dynatemp_range,
+            dynatemp_exponent,
         };
         let params = args.params(py, None)?;
         let mut shapes = Vec::new();

@@ -10,11 +10,12 @@ use pyo3::types::PyTuple;
 
 use super::{
     as_ndarray, count_param, deliver, float_param, int_values, logits_array, repr, seed_param,
-    shape_str, Raw,
+    shape_str,
 };
 use crate::python::arrays::{detach_interruptible, to_py_err, Dtype, FloatArray};
 use crate::python::extras::adapt_input;
 use crate::sampling::{SamplingParams, Seed};
+use crate::shared::SharedPtr;
 use crate::Verified;
 
 /// A float array argument (`target_logits`, `draft_probs`) read as the sampling functions read
@@ -212,8 +213,8 @@ pub(crate) fn verify_draft<'py>(
         ..SamplingParams::default()
     };
     let seed = seed_param(py, seed, rs)?;
-    let xs = (Raw(x.data), x.dtype, x.size());
-    let qs = q.as_ref().map(|q| (Raw(q.data), q.dtype, q.size()));
+    let xs = (SharedPtr(x.data), x.dtype, x.size());
+    let qs = q.as_ref().map(|q| (SharedPtr(q.data), q.dtype, q.size()));
     let r = detach_interruptible(py, || {
         // SAFETY: both arrays are live C-contiguous arrays of their dtype and size, kept alive
         // by this function during the call.
@@ -230,12 +231,12 @@ pub(crate) fn verify_draft<'py>(
 ///
 /// # Safety
 /// `data` points to `n` readable elements of `T` alive during the call.
-unsafe fn slice<'a, T>(data: &Raw, n: usize) -> &'a [T] {
+unsafe fn slice<'a, T>(data: &SharedPtr<u8>, n: usize) -> &'a [T] {
     if n == 0 {
         &[]
     } else {
         // SAFETY: as the function's contract says.
-        unsafe { std::slice::from_raw_parts(data.get::<T>(), n) }
+        unsafe { std::slice::from_raw_parts(data.typed::<T>(), n) }
     }
 }
 
@@ -244,8 +245,8 @@ unsafe fn slice<'a, T>(data: &Raw, n: usize) -> &'a [T] {
 /// # Safety
 /// Each `(data, dtype, n)` is a live C-contiguous array of `n` elements of `dtype`.
 unsafe fn run(
-    x: &(Raw, Dtype, usize),
-    q: Option<&(Raw, Dtype, usize)>,
+    x: &(SharedPtr<u8>, Dtype, usize),
+    q: Option<&(SharedPtr<u8>, Dtype, usize)>,
     ids: &[i64],
     vocab: usize,
     k: usize,

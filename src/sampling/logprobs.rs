@@ -93,6 +93,42 @@ impl<C: Real> Dist<'_, C> {
     }
 }
 
+/// Rank and most probable tokens of a draw from the kept list `kept` (token ids in increasing
+/// order) of row `x`, `tok` having log-probability `lp` at temperature `t`.
+fn listed_top<C: Real>(
+    x: &[C],
+    kept: &[usize],
+    tok: usize,
+    lp: f64,
+    t: f64,
+    n: usize,
+) -> Result<(i64, Vec<(i64, f64)>)> {
+    let xt = x[tok].to_f64();
+    let rank = kept.iter().filter(|&&j| x[j].to_f64() >= xt).count() as i64;
+    let keys = kept.iter().map(|&j| (x[j].to_f64() + 0.0, j));
+    let mut keyed = crate::scratch::collected(kept.len(), keys, "top_logprobs order")?;
+    keyed.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let n = n.min(x.len());
+    // lp(j) = lp + (x_j - x_tok) / t.
+    let items = keyed
+        .iter()
+        .take(n)
+        .map(|&(e, j)| (j as i64, lp + scaled_gap(e, xt, t)));
+    let mut top = crate::scratch::collected(n, items, "top_logprobs")?;
+    let mut it = kept.iter().peekable();
+    for j in 0..x.len() {
+        if top.len() == n {
+            break;
+        }
+        if it.peek() == Some(&&j) {
+            it.next();
+        } else {
+            top.push((j as i64, f64::NEG_INFINITY));
+        }
+    }
+    Ok((rank, top))
+}
+
 /// The report of one drawn row.
 pub(super) fn report<C: Real>(
     view: &RowView<'_, C>,
@@ -110,7 +146,14 @@ pub(super) fn report<C: Real>(
         return Ok(res);
     }
     let v = view.x.len();
-    let filtered = cfg.k < v || cfg.p < 1.0 || cfg.mp > 0.0;
+    let filtered = cfg.k < v || cfg.p < 1.0 || cfg.mp > 0.0 || cfg.has_kept_stages();
+    if d.listed && want.mode == LogprobsMode::Sampled && want.n_top > 0 {
+        // The kept set of P20-P23 (the list in `w.cur`) need not be a prefix of the order.
+        let (rank, top) = listed_top(view.x, &w.cur.idx, d.tok, d.logprob, cfg.t, want.n_top)?;
+        res.rank = rank;
+        res.top = top;
+        return Ok(res);
+    }
     let dist = match want.mode {
         LogprobsMode::Sampled => {
             let t = if cfg.t == 0.0 { 1.0 } else { cfg.t };

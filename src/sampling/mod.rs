@@ -59,6 +59,16 @@
 //!    top-p without top-k, rejection rounds of one uniform each (below). The returned
 //!    log-probability is the chosen token's, renormalised over the kept tokens.
 //!
+//! 6. **More samplers** (P20-P23, after min-p, each off at its default): typical-p,
+//!    top-n-sigma, the epsilon and eta cutoffs, XTC, over the kept set with its probabilities
+//!    renormalised (`select/kept.rs`, one file per stage). When one is on, the kept set is
+//!    gathered as a list (after top-p: from the candidates above a weight threshold that
+//!    masked sums show to hold the nucleus, so the cut is found among them, not over the row;
+//!    top-p's rejection draw is not used), each stage narrows it, and the draw walks it. XTC's
+//!    coin is the row stream's first uniform, before the draw's. The dynamic temperature
+//!    (P26, `select/dynatemp.rs`) replaces `T` before all of this, from one weight pass and one
+//!    weighted sum over the row.
+//!
 //! Ordering ties by the logit (not by the rounded scaled logit or probability) is the
 //! exact-arithmetic meaning of "largest logits / largest probabilities": dividing by `T > 0`
 //! and `exp` are increasing. Weights are computed by the crate's kernels in the input's compute
@@ -492,6 +502,7 @@ fn draw_rows<T: Float>(
             w,
             |view, w| {
                 let mut rng = streams.row(r);
+                let cfg = select::dynatemp::resolve(view.x, view.max, cfg, w)?;
                 let d = sample_row(view.x, view.max, cfg, &mut rng, want.logprob, w)?;
                 logprobs::report(&view, cfg, d, &want, w)
             },
@@ -748,6 +759,7 @@ pub(crate) fn filter_logits_within<T: Float>(
         let out_row = unsafe { std::slice::from_raw_parts_mut(dst.get().add(r * vocab), vocab) };
         with_row(row, r, &chain, &source, false, false, w, |view, w| {
             let cfg = params.row(r, vocab);
+            let cfg = select::dynatemp::resolve(view.x, view.max, cfg, w)?;
             if is_native::<T>() {
                 // SAFETY: `is_native` says `T` and `T::Compute` are the same type.
                 let o = unsafe { &mut *(out_row as *mut [T] as *mut [T::Compute]) };

@@ -359,6 +359,22 @@ pub struct SamplingParams {
     pub top_logprobs: usize,
     /// The distribution log-probabilities come from (P15).
     pub logprobs_mode: LogprobsMode,
+    /// Locally typical sampling, in `(0, 1]`; `1` disables it (P20).
+    pub typical_p: RowParam<f64>,
+    /// Top-n-sigma, `n >= 0` and finite; `0` disables it (P21).
+    pub top_n_sigma: RowParam<f64>,
+    /// Epsilon cutoff, in `[0, 1)`; `0` disables it (P22).
+    pub epsilon_cutoff: RowParam<f64>,
+    /// Eta cutoff, in `[0, 1)`; `0` disables it (P22).
+    pub eta_cutoff: RowParam<f64>,
+    /// XTC's threshold, in `[0, 1]` (default 0.1) (P23).
+    pub xtc_threshold: RowParam<f64>,
+    /// XTC's probability, in `[0, 1]`; `0` disables XTC (P23).
+    pub xtc_probability: RowParam<f64>,
+    /// Dynamic temperature's range, `>= 0` and finite; `0` disables it (P26).
+    pub dynatemp_range: RowParam<f64>,
+    /// Dynamic temperature's exponent, `>= 0` and finite (default 1) (P26).
+    pub dynatemp_exponent: RowParam<f64>,
 }
 
 impl Default for SamplingParams {
@@ -379,6 +395,14 @@ impl Default for SamplingParams {
             presence_penalty: RowParam::All(0.0),
             top_logprobs: 0,
             logprobs_mode: LogprobsMode::Sampled,
+            typical_p: RowParam::All(1.0),
+            top_n_sigma: RowParam::All(0.0),
+            epsilon_cutoff: RowParam::All(0.0),
+            eta_cutoff: RowParam::All(0.0),
+            xtc_threshold: RowParam::All(0.1),
+            xtc_probability: RowParam::All(0.0),
+            dynatemp_range: RowParam::All(0.0),
+            dynatemp_exponent: RowParam::All(1.0),
         }
     }
 }
@@ -543,6 +567,83 @@ impl SamplingParams {
         /// assert!((draw(LogprobsMode::Raw).logprobs[0] - 0.75f64.ln()).abs() < 1e-15);
         /// ```
         logprobs_mode: LogprobsMode;
+        /// Sets `typical_p` (P20): keep the fewest tokens, by `|-ln p - H|` ascending (`H` the
+        /// entropy of the kept distribution), whose probability reaches `typical_p`.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits, SamplingParams};
+        /// let mut out = [0.0f64; 3];
+        /// // Probabilities 0.5, 0.4, 0.1: the two closest to the entropy hold 0.9 >= 0.8.
+        /// let x = [0.5f64.ln(), 0.4f64.ln(), 0.1f64.ln()];
+        /// filter_logits(&x, &SamplingParams::default().typical_p(0.8), &mut out).unwrap();
+        /// assert!(out[0].is_finite() && out[1].is_finite() && out[2] == f64::NEG_INFINITY);
+        /// ```
+        typical_p: RowParam<f64>;
+        /// Sets `top_n_sigma` (P21): keep the tokens whose scaled logit is at least the
+        /// largest minus `n` standard deviations of the kept scaled logits.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits, SamplingParams};
+        /// let mut out = [0.0f64; 4];
+        /// // Mean 1, population sigma 1: keep x >= 2 - 1.
+        /// let p = SamplingParams::default().top_n_sigma(1.0);
+        /// filter_logits(&[2.0, 2.0, 0.0, 0.0], &p, &mut out).unwrap();
+        /// assert_eq!(out, [2.0, 2.0, f64::NEG_INFINITY, f64::NEG_INFINITY]);
+        /// ```
+        top_n_sigma: RowParam<f64>;
+        /// Sets `epsilon_cutoff` (P22): keep the tokens with probability `>= e` (the most
+        /// probable always).
+        ///
+        /// ```
+        /// use logitkit::{filter_logits, SamplingParams};
+        /// let mut out = [0.0f64; 3];
+        /// let x = [0.7f64.ln(), 0.25f64.ln(), 0.05f64.ln()];
+        /// filter_logits(&x, &SamplingParams::default().epsilon_cutoff(0.1), &mut out).unwrap();
+        /// assert_eq!(out[2], f64::NEG_INFINITY);
+        /// ```
+        epsilon_cutoff: RowParam<f64>;
+        /// Sets `eta_cutoff` (P22): keep the tokens with probability
+        /// `>= min(eta, sqrt(eta) * exp(-H))` (the most probable always).
+        ///
+        /// ```
+        /// use logitkit::{filter_logits, SamplingParams};
+        /// let mut out = [0.0f64; 3];
+        /// let x = [0.9f64.ln(), 0.09f64.ln(), 0.01f64.ln()];
+        /// filter_logits(&x, &SamplingParams::default().eta_cutoff(0.05), &mut out).unwrap();
+        /// assert_eq!(out[2], f64::NEG_INFINITY); // the bound is min(0.05, 0.22 * exp(-0.36))
+        /// ```
+        eta_cutoff: RowParam<f64>;
+        /// Sets `xtc_threshold` (P23, default 0.1).
+        xtc_threshold: RowParam<f64>;
+        /// Sets `xtc_probability` (P23): with this probability, drawn from the row's stream,
+        /// remove every token of probability `>= xtc_threshold` but the least probable of
+        /// them, when at least two reach it.
+        ///
+        /// ```
+        /// use logitkit::{sample, SamplingParams, Seed};
+        /// let x = [0.45f64.ln(), 0.35f64.ln(), 0.2f64.ln()];
+        /// let p = SamplingParams::default().xtc_threshold(0.3).xtc_probability(1.0);
+        /// // Tokens 0 and 1 reach 0.3: token 0 goes, token 1 (the least of them) stays.
+        /// for s in 0..20 {
+        ///     assert_ne!(sample(&x, &p, &Seed::Fixed(s)).unwrap().0, 0);
+        /// }
+        /// ```
+        xtc_probability: RowParam<f64>;
+        /// Sets `dynatemp_range` (P26): with a range `r > 0`, the temperature of a row is
+        /// `max(0, T - r) + (T + r - max(0, T - r)) * (H / ln n)^exponent`, `H` the entropy of
+        /// the row at temperature 1 and `n` its number of finite logits (llama.cpp).
+        ///
+        /// ```
+        /// use logitkit::{filter_logits, SamplingParams};
+        /// let mut out = [0.0f64; 2];
+        /// // A uniform row has H = ln n: the temperature is T + r = 2.
+        /// let p = SamplingParams::default().dynatemp_range(1.0);
+        /// filter_logits(&[1.0, 1.0], &p, &mut out).unwrap();
+        /// assert_eq!(out, [0.5, 0.5]);
+        /// ```
+        dynatemp_range: RowParam<f64>;
+        /// Sets `dynatemp_exponent` (P26, default 1).
+        dynatemp_exponent: RowParam<f64>;
     }
 
     /// Sets `top_logprobs`.
@@ -705,6 +806,7 @@ impl SamplingParams {
         )?;
         self.presence_penalty
             .check("presence_penalty", rows, f64::is_finite, "a finite float")?;
+        self.check_samplers(rows)?;
         if let Some(a) = &self.allowed_token_ids {
             a.check_rows("allowed_token_ids", rows)?;
         }
@@ -742,6 +844,37 @@ impl SamplingParams {
             ));
         }
         Ok(())
+    }
+
+    /// Checks the parameters of P20-P26.
+    fn check_samplers(&self, rows: Option<usize>) -> Result<()> {
+        let unit = |v: f64| (0.0..=1.0).contains(&v);
+        let half_open = |v: f64| (0.0..1.0).contains(&v);
+        let non_negative = |v: f64| v >= 0.0 && v.is_finite();
+        self.typical_p.check(
+            "typical_p",
+            rows,
+            |p| p > 0.0 && p <= 1.0,
+            "a float in (0, 1]",
+        )?;
+        self.top_n_sigma
+            .check("top_n_sigma", rows, non_negative, "a finite float >= 0")?;
+        self.epsilon_cutoff
+            .check("epsilon_cutoff", rows, half_open, "a float in [0, 1)")?;
+        self.eta_cutoff
+            .check("eta_cutoff", rows, half_open, "a float in [0, 1)")?;
+        self.xtc_threshold
+            .check("xtc_threshold", rows, unit, "a float in [0, 1]")?;
+        self.xtc_probability
+            .check("xtc_probability", rows, unit, "a float in [0, 1]")?;
+        self.dynatemp_range
+            .check("dynatemp_range", rows, non_negative, "a finite float >= 0")?;
+        self.dynatemp_exponent.check(
+            "dynatemp_exponent",
+            rows,
+            non_negative,
+            "a finite float >= 0",
+        )
     }
 
     /// Checks that every token id the parameters name lies in `[0, vocab)`.
@@ -795,6 +928,14 @@ impl SamplingParams {
             k,
             p: self.top_p.get(row),
             mp: self.min_p.get(row),
+            typical: self.typical_p.get(row),
+            n_sigma: self.top_n_sigma.get(row),
+            epsilon: self.epsilon_cutoff.get(row),
+            eta: self.eta_cutoff.get(row),
+            xtc_t: self.xtc_threshold.get(row),
+            xtc_q: self.xtc_probability.get(row),
+            dyn_range: self.dynatemp_range.get(row),
+            dyn_exp: self.dynatemp_exponent.get(row),
         }
     }
 }
@@ -810,4 +951,32 @@ pub(crate) struct RowCfg {
     pub p: f64,
     /// Min-p, `0` disables.
     pub mp: f64,
+    /// Typical-p, `1` disables (P20).
+    pub typical: f64,
+    /// Top-n-sigma, `0` disables (P21).
+    pub n_sigma: f64,
+    /// Epsilon cutoff, `0` disables (P22).
+    pub epsilon: f64,
+    /// Eta cutoff, `0` disables (P22).
+    pub eta: f64,
+    /// XTC's threshold (P23).
+    pub xtc_t: f64,
+    /// XTC's probability, `0` disables (P23).
+    pub xtc_q: f64,
+    /// Dynamic temperature's range, `0` disables (P26).
+    pub dyn_range: f64,
+    /// Dynamic temperature's exponent (P26).
+    pub dyn_exp: f64,
+}
+
+impl RowCfg {
+    /// Whether a stage of P20-P23 runs on the kept set of this row.
+    #[inline]
+    pub fn has_kept_stages(&self) -> bool {
+        self.typical < 1.0
+            || self.n_sigma > 0.0
+            || self.epsilon > 0.0
+            || self.eta > 0.0
+            || self.xtc_q > 0.0
+    }
 }

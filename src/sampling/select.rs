@@ -14,8 +14,14 @@ use super::rng::RowRng;
 use crate::kernels::{kernels, SumAcc, BLOCK};
 use crate::parallel::{map_chunks_mut, map_ranges, zip_chunks_mut};
 
+pub(crate) mod cutoff;
 mod dist;
+pub(crate) mod dynatemp;
+pub(crate) mod kept;
 mod nucleus;
+pub(crate) mod sigma;
+pub(crate) mod typical;
+pub(crate) mod xtc;
 
 pub(crate) use dist::{first_bad_prob, Draft, KeptDist};
 
@@ -130,6 +136,9 @@ pub(crate) struct Work<C> {
     /// The total weight of the row when `chunks` holds its chunk sums (no filter).
     row_total: f64,
     chunks: Vec<f64>,
+    /// What XTC would remove under `filter_logits` with `xtc_probability < 1`: the shift of
+    /// their scaled logits and their ids (see [`xtc`]).
+    pub soft: (f64, Vec<usize>),
 }
 
 impl<C> Work<C> {
@@ -817,6 +826,13 @@ pub(crate) fn select<C: Real>(
             w.alt = Bufs { idx, xs, ws };
             w.cur = alt;
             done?;
+        } else if cfg.has_kept_stages() {
+            // The stages of P20-P23 want the nucleus as a list.
+            let mut ws = std::mem::take(&mut w.row_ws);
+            let done = nucleus_list(x, m, cfg, zc, &mut ws, w);
+            w.row_ws = ws;
+            done?;
+            list = true;
         } else {
             // The kept set may be most of the row: keep it as a cut of the row.
             let mut ws = std::mem::take(&mut w.row_ws);
@@ -912,6 +928,95 @@ pub(crate) fn select<C: Real>(
     Ok(Kept::Row(row_cut))
 }
 
+/// Top-p's kept set of the row as the list `w.cur` with its weights (for the stages of
+/// P20-P23), the row's weights in `ws`.
+///
+/// Every token of the nucleus has weight `>= tau = (1 - p) * total / (2 V)`: the tokens below
+/// `tau` weigh less than `(1 - p) * total / 2` together, so the tokens at or above it, a prefix
+/// of the order, already hold more than `p` of the total. Those candidates (usually a small
+/// part of the row) are gathered, and the cut is found among them with the row's total as the
+/// denominator: the same prefix as the cut over the row.
+fn nucleus_list<C: Real>(
+    x: &[C],
+    m: C,
+    cfg: RowCfg,
+    zc: f64,
+    ws: &mut Vec<C>,
+    w: &mut Work<C>,
+) -> Result<()> {
+    let (v, mf) = (x.len(), m.to_f64());
+    let total = exp_weights(x, m, cfg.t, ws, w.par)?;
+    let tau = 0.5 * (1.0 - cfg.p) * total / v as f64;
+    // A tighter threshold, when masked sums find one: the weight at or above it holds
+    // p + (1 - p) / 20 of the total (the margin is for rounding, which is far smaller).
+    // Levels of the scaled logit below the maximum: -4, -8, -16, ... down to ln(tau), which is
+    // enough (`x >= mf + T ln(tau)` is `w >= tau` up to rounding, which the factor 1/2
+    // absorbs); then four bisection steps between the last level that was not enough and the
+    // first that was.
+    let enough = (cfg.p + 0.05 * (1.0 - cfg.p)) * total;
+    let mass = |z: f64| masked_lane_sum(ws, x, mf + cfg.t * z, true);
+    let (mut hi, mut lo, mut z) = (0.0f64, tau.ln(), -4.0f64);
+    while z > lo {
+        if mass(z) >= enough {
+            lo = z;
+            break;
+        }
+        hi = z;
+        z *= 2.0;
+    }
+    for _ in 0..4 {
+        let mid = 0.5 * (hi + lo);
+        if mass(mid) >= enough {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let thr = mf + cfg.t * lo;
+    // Lowered a little, so that it stays at or below `thr` in `C`: more candidates are
+    // harmless, fewer would not be.
+    let thr = C::from_f64(thr - thr.abs() * 1e-6);
+    let count = count_at_least(x, thr.to_f64());
+    let mut cand = std::mem::take(&mut w.cand);
+    let mut alt = std::mem::take(&mut w.alt);
+    let done = (|| {
+        cand.clear();
+        cand.reserve(count, true)?;
+        // A sparse set: one vector compare per 16 tokens, then the set bits. At most `count`
+        // (another thread may write to the row meanwhile: contract R3).
+        let mut left = count;
+        'chunks: for (c, chunk) in x.chunks(64).enumerate() {
+            let mut bits = hits_at_least(chunk, thr);
+            while bits != 0 {
+                if left == 0 {
+                    break 'chunks;
+                }
+                left -= 1;
+                let j = c * 64 + bits.trailing_zeros() as usize;
+                cand.idx.push(j);
+                cand.xs.push(x[j]);
+                cand.ws.push(ws[j]);
+                bits &= bits - 1;
+            }
+        }
+        let cut = find_cut(&cand.xs, Some(&cand.ws), mf, zc, cfg.p, total, 0.0, w)?;
+        filter_into(
+            &cand.xs,
+            Some(&cand.idx),
+            Some(&cand.ws),
+            cut_keeper(cut),
+            &mut alt,
+        )
+    })();
+    w.cand = cand;
+    if done.is_ok() {
+        w.alt = std::mem::replace(&mut w.cur, alt);
+    } else {
+        w.alt = alt;
+    }
+    done
+}
+
 /// [`exp_weights`] one chunk of [`CHUNK`] tokens at a time, keeping the kernel's sum of each
 /// chunk in `chunks`; returns their total.
 fn exp_weights_chunked<C: Real>(
@@ -938,6 +1043,9 @@ pub(crate) struct RowDraw {
     pub tok: usize,
     pub logprob: f64,
     pub kept: usize,
+    /// The kept set is the list in `Work::cur`, after a stage of P20-P23 (it need not be a
+    /// prefix of the order (logit descending, id ascending)).
+    pub listed: bool,
 }
 
 /// Draws one token of a validated row with the uniforms of `rng`. With `with_logprob`, the
@@ -957,22 +1065,29 @@ pub(crate) fn sample_row<C: Real>(
 ) -> Result<RowDraw> {
     let v = x.len();
     let mut tok = None;
-    if cfg.t > 0.0 && cfg.p > 0.0 && cfg.p < 1.0 && cfg.k >= v && v > 1 {
+    let staged = cfg.has_kept_stages();
+    if !staged && cfg.t > 0.0 && cfg.p > 0.0 && cfg.p < 1.0 && cfg.k >= v && v > 1 {
         tok = nucleus::draw_nucleus(x, m, cfg, rng, w)?;
         if tok.is_some() && !with_logprob {
             return Ok(RowDraw {
                 tok: tok.unwrap_or_default(),
                 logprob: f64::NAN,
                 kept: 0,
+                listed: false,
             });
         }
     }
-    let kept = select(x, m, cfg, w, true)?;
+    let mut kept = select(x, m, cfg, w, true)?;
+    if staged {
+        // XTC's coin, when on, is the stream's first uniform: before the draw's.
+        kept = kept::apply(x, m, cfg, kept, kept::Coin::Draw(rng), w)?;
+    }
     if let Kept::Greedy(i) = kept {
         return Ok(RowDraw {
             tok: i,
             logprob: 0.0,
             kept: 1,
+            listed: false,
         });
     }
     let u = if tok.is_some() { 0.0 } else { rng.uniform() };
@@ -994,11 +1109,13 @@ pub(crate) fn sample_row<C: Real>(
         Kept::Greedy(_) => unreachable!(),
     };
     let tok = tok.or(drawn).ok_or_else(changed)?;
+    let listed = staged && kept == Kept::List;
     if !with_logprob {
         return Ok(RowDraw {
             tok,
             logprob: f64::NAN,
             kept: 0,
+            listed,
         });
     }
     let kept = match kept {
@@ -1020,10 +1137,17 @@ pub(crate) fn sample_row<C: Real>(
         }
         Kept::Greedy(_) => unreachable!(),
     };
+    let mut logprob = scaled_gap(x[tok].to_f64(), m.to_f64(), cfg.t) - total.ln();
+    if listed {
+        // A kept set without the row's maximum: the weights' rounding (f32 for f32 logits)
+        // could put a lone token's log-probability a hair above 0.
+        logprob = if kept == 1 { 0.0 } else { logprob.min(0.0) };
+    }
     Ok(RowDraw {
         tok,
-        logprob: scaled_gap(x[tok].to_f64(), m.to_f64(), cfg.t) - total.ln(),
+        logprob,
         kept,
+        listed,
     })
 }
 
@@ -1106,7 +1230,12 @@ pub(crate) fn filter_row<C: Real>(
         e if e == ninf => C::NEG_INFINITY,
         e => C::from_f64(scaled_gap(e, mf, t).max(-limit)),
     };
-    match select(x, m, cfg, w, false)? {
+    let staged = cfg.has_kept_stages();
+    let mut kept = select(x, m, cfg, w, staged)?;
+    if staged {
+        kept = kept::apply(x, m, cfg, kept, kept::Coin::Filter, w)?;
+    }
+    match kept {
         Kept::Greedy(i) => {
             // `x[i]` is `m` (found by its value): `m` is not read again.
             out.fill(C::NEG_INFINITY);
@@ -1155,6 +1284,13 @@ pub(crate) fn filter_row<C: Real>(
             for (&i, &e) in cur.idx.iter().zip(&cur.xs) {
                 out[i] = if all_fit { scaled(e) } else { shifted(e) };
             }
+            // XTC's tokens under q < 1 (see `xtc`): shifted down, at least -limit.
+            if staged {
+                let (shift, ids) = &w.soft;
+                for &i in ids {
+                    out[i] = C::from_f64((out[i].to_f64() + shift).max(-limit));
+                }
+            }
         }
     }
     Ok(())
@@ -1163,6 +1299,50 @@ pub(crate) fn filter_row<C: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The nucleus gathered from candidates (for the stages of P20-P23) is the cut over the
+    /// whole row (its slow twin: every token in the order, no candidates).
+    #[test]
+    fn p20_nucleus_list_is_the_row_cut() {
+        let mut s = 0x2545F4914F6CDD1Du64;
+        let mut u = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for case in 0..60 {
+            let v = [10, 500, 5000, 70000][case % 4];
+            let scale = [0.1, 1.0, 3.0, 8.0, 30.0][case % 5];
+            let x: Vec<f32> = (0..v)
+                .map(|_| ((u() + u() + u() - 1.5) * 2.0 * scale) as f32)
+                .collect();
+            let m = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            for &(t, p) in &[(0.8, 0.95), (1.0, 0.5), (0.5, 0.999), (2.0, 0.1)] {
+                let plain = crate::SamplingParams::default()
+                    .temperature(t)
+                    .top_p(p)
+                    .row(0, v);
+                let mut staged = plain;
+                staged.xtc_q = 1e-12;
+                let mut w = Work::<f32>::default();
+                let kept: Vec<usize> = match select(&x, m, plain, &mut w, false).unwrap() {
+                    Kept::Row(Some(cut)) => {
+                        let mut keep = cut_keeper(cut);
+                        (0..v).filter(|&j| keep(x[j] as f64)).collect()
+                    }
+                    Kept::Greedy(i) => vec![i],
+                    k => panic!("{k:?}"),
+                };
+                let mut w2 = Work::<f32>::default();
+                match select(&x, m, staged, &mut w2, true).unwrap() {
+                    Kept::List => assert_eq!(w2.cur.idx, kept, "case {case} t {t} p {p}"),
+                    Kept::Greedy(i) => assert_eq!(vec![i], kept),
+                    k => panic!("{k:?}"),
+                }
+            }
+        }
+    }
 
     #[test]
     fn p3_min_p_threshold_is_exact() {

@@ -76,7 +76,7 @@ pub struct Verified {
 /// # Errors
 /// [`Error::InvalidParameter`] for `vocab == 0`, a row count that is not a multiple of
 /// `k + 1`, a bad parameter, or parameters that ask for processing other than temperature,
-/// top-k, top-p and min-p (masks, bias, penalties); [`Error::LengthMismatch`] for
+/// top-k, top-p and min-p (masks, bias, penalties, the samplers of P20-P26); [`Error::LengthMismatch`] for
 /// `draft_tokens`, `draft_probs`, a per-sequence parameter or seeds of the wrong length;
 /// [`Error::InvalidSequence`] naming the argument and the sequence for a draft token outside
 /// `[0, vocab)`, a draft probability that is negative or not finite, a draft token whose
@@ -143,6 +143,17 @@ pub fn verify_draft<T: Float, Q: Float>(
         return Err(Error::invalid(
             "params",
             "masks, logit_bias or penalties",
+            "temperature, top_k, top_p and min_p only (verify_draft applies no other processing)",
+        ));
+    }
+    // V2 is P3's distribution: the later samplers (P20-P26) are refused, not ignored.
+    if (0..batch).any(|b| {
+        let cfg = params.row(b, vocab);
+        cfg.has_kept_stages() || cfg.dyn_range > 0.0
+    }) {
+        return Err(Error::invalid(
+            "params",
+            "typical_p, top_n_sigma, epsilon/eta cutoffs, XTC or dynamic temperature",
             "temperature, top_k, top_p and min_p only (verify_draft applies no other processing)",
         ));
     }

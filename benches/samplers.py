@@ -1,0 +1,83 @@
+"""P20-P26 speed: each new stage on top of ``sample(temperature=0.8, top_p=0.95)`` against
+that call alone, at 8x128256 float32 (logits N(0, 9), as the other sampling benches).
+
+Each contender runs in a process of its own (threads pinned: 2 logitkit threads, CPU affinity
+set), the contenders alternate round by round, and a contender's time is the median of its
+per-process medians. Prints a Markdown table with the machine load (``uptime``).
+
+    python benches/samplers.py [--rounds 5] [--shape 8x128256]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+BASE = "dict(temperature=0.8, top_p=0.95)"
+CONTENDERS = {
+    "baseline T0.8 p0.95": BASE,
+    "defaults given": "dict(temperature=0.8, top_p=0.95, typical_p=1.0, top_n_sigma=0.0, "
+    "epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0, "
+    "dynatemp_range=0.0, dynatemp_exponent=1.0)",
+    "+ typical_p 0.9 (P20)": "dict(temperature=0.8, top_p=0.95, typical_p=0.9)",
+    "+ top_n_sigma 1.0 (P21)": "dict(temperature=0.8, top_p=0.95, top_n_sigma=1.0)",
+    "+ epsilon_cutoff 3e-4 (P22)": "dict(temperature=0.8, top_p=0.95, epsilon_cutoff=3e-4)",
+    "+ eta_cutoff 3e-4 (P22)": "dict(temperature=0.8, top_p=0.95, eta_cutoff=3e-4)",
+    "+ xtc 0.1, 0.5 (P23)": "dict(temperature=0.8, top_p=0.95, xtc_threshold=0.1, "
+    "xtc_probability=0.5)",
+    "+ dynatemp 0.5 (P26)": "dict(temperature=0.8, top_p=0.95, dynatemp_range=0.5)",
+}
+
+WORKER = r"""
+import json, os, statistics, sys, time
+os.sched_setaffinity(0, {cpus})
+import numpy as np, logitkit
+logitkit.set_num_threads(2)
+rows, vocab = {rows}, {vocab}
+x = (np.random.default_rng(0).standard_normal((rows, vocab)) * 3).astype(np.float32)
+kw = {kw}
+f = lambda: logitkit.sample(x, seed=1, **kw)
+for _ in range(5):
+    f()
+ts = []
+t_end = time.perf_counter() + 1.5
+while time.perf_counter() < t_end or len(ts) < 30:
+    t0 = time.perf_counter(); f(); ts.append(time.perf_counter() - t0)
+print(json.dumps(statistics.median(ts)))
+"""
+
+
+def main() -> None:
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 5
+    shape = sys.argv[sys.argv.index("--shape") + 1] if "--shape" in sys.argv else "8x128256"
+    rows, vocab = map(int, shape.split("x"))
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    got: dict[str, list[float]] = {k: [] for k in CONTENDERS}
+    names = list(CONTENDERS)
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            code = WORKER.format(cpus=set(cpus), rows=rows, vocab=vocab, kw=CONTENDERS[name])
+            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True)
+            got[name].append(json.loads(res.stdout))
+    load_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    base = statistics.median(got[names[0]])
+    print(f"shape {rows}x{vocab} float32, 2 threads, {rounds} rounds; median of per-process "
+          "medians")
+    print(f"load before: `{load_before}`  ")
+    print(f"load after: `{load_after}`\n")
+    print("| call | µs | / baseline | per-round µs |")
+    print("|---|---|---|---|")
+    for name in names:
+        m = statistics.median(got[name])
+        rs = ", ".join(f"{t * 1e6:.0f}" for t in got[name])
+        print(f"| {name} | {m * 1e6:.0f} | {m / base:.2f} | {rs} |")
+
+
+if __name__ == "__main__":
+    main()

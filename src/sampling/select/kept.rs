@@ -1,0 +1,198 @@
+//! The stages of contract P20-P23, after min-p, on the kept set: typical-p, top-n-sigma, the
+//! epsilon and eta cutoffs, XTC, in this order.
+//!
+//! After [`select`](super::select) (with weights) the kept set is gathered into a list of
+//! tokens in id order with their logits and weights `w = exp((x - m) / T)` (`m` the row's
+//! maximum), and each stage on for the row narrows the list. The kept set after top-p is
+//! usually small, so the stages cost little next to the weights of the row. Probabilities are
+//! the weights over their `f64` sum, and `ln w` is `(x - m) / T` in `f64`. Each stage is one
+//! file and one line of [`STAGES`]; none leaves the list empty.
+
+use super::{count_at_least, cut_keeper, gather_at_least, min_p_threshold, Bufs, Kept, Work};
+use crate::element::Real;
+use crate::error::Result;
+use crate::sampling::params::RowCfg;
+use crate::sampling::rng::RowRng;
+
+/// Where XTC's coin comes from: a draw's stream, or none (`filter_logits`: both outcomes, as
+/// the law of the drawn token).
+pub(crate) enum Coin<'a> {
+    Draw(&'a mut RowRng),
+    Filter,
+}
+
+/// What a stage sees: the kept list and the row's scale.
+pub(crate) struct Ctx<'a, C> {
+    pub set: &'a mut Bufs<C>,
+    /// The row's maximum (of the processed logits).
+    pub m: f64,
+    pub cfg: RowCfg,
+    pub coin: Coin<'a>,
+    /// Tokens (ids) that XTC removes with probability `xtc_probability < 1` under
+    /// `filter_logits`, and the shift of their scaled logits (see [`super::xtc`]).
+    pub soft: &'a mut (f64, Vec<usize>),
+}
+
+/// A stage: narrows `ctx.set` when its parameters are on for the row.
+type StageFn<C> = fn(&mut Ctx<'_, C>) -> Result<()>;
+
+/// The stages in the order of the contract.
+fn stages<C: Real>() -> [StageFn<C>; 4] {
+    [
+        super::typical::apply::<C>,
+        super::sigma::apply::<C>,
+        super::cutoff::apply::<C>,
+        super::xtc::apply::<C>,
+    ]
+}
+
+impl<C: Real> Ctx<'_, C> {
+    /// `ln w` of position `i`: `(x - m) / T`.
+    #[inline]
+    pub fn ln_w(&self, i: usize) -> f64 {
+        super::scaled_gap(self.set.xs[i].to_f64(), self.m, self.cfg.t)
+    }
+
+    /// The weights' `f64` sum, in position order.
+    pub fn total(&self) -> f64 {
+        self.set.ws.iter().map(|w| w.to_f64()).sum()
+    }
+
+    /// The entropy (nats) of the kept distribution whose weight sum is `total`:
+    /// `ln S - sum(w ln w) / S`.
+    pub fn entropy(&self, total: f64) -> f64 {
+        let mut s = 0.0;
+        for i in 0..self.set.ws.len() {
+            let w = self.set.ws[i].to_f64();
+            if w > 0.0 {
+                s += w * self.ln_w(i);
+            }
+        }
+        total.ln() - s / total
+    }
+
+    /// Keeps the positions `keep(position, weight)` accepts (called once per position, in
+    /// order).
+    pub fn retain(&mut self, mut keep: impl FnMut(usize, f64) -> bool) {
+        let set = &mut *self.set;
+        let mut n = 0;
+        for i in 0..set.idx.len() {
+            if keep(i, set.ws[i].to_f64()) {
+                set.idx[n] = set.idx[i];
+                set.xs[n] = set.xs[i];
+                set.ws[n] = set.ws[i];
+                n += 1;
+            }
+        }
+        set.idx.truncate(n);
+        set.xs.truncate(n);
+        set.ws.truncate(n);
+    }
+
+    /// Keeps the tokens whose probability `w / total` is `>= thr`; when none is, the tokens
+    /// of the largest weight (the most probable token is always kept; equal ones with it, as
+    /// Hugging Face's warpers keep them).
+    pub fn keep_probability_at_least(&mut self, thr: f64, total: f64) {
+        let top = self
+            .set
+            .ws
+            .iter()
+            .map(|w| w.to_f64())
+            .fold(0.0f64, f64::max);
+        if top / total >= thr {
+            self.retain(|_, w| w / total >= thr);
+        } else {
+            self.retain(|_, w| w == top);
+        }
+    }
+}
+
+/// Runs the stages of P20-P23 on the kept set `kept` of row `x` (maximum `m`), whose weights
+/// [`select`](super::select) computed: the result is a list in `w.cur` (or the greedy token).
+pub(crate) fn apply<C: Real>(
+    x: &[C],
+    m: C,
+    cfg: RowCfg,
+    kept: Kept,
+    coin: Coin<'_>,
+    w: &mut Work<C>,
+) -> Result<Kept> {
+    w.soft.1.clear();
+    match kept {
+        Kept::Greedy(_) => return Ok(kept),
+        Kept::List => {}
+        Kept::Row(cut) => {
+            let mut set = std::mem::take(&mut w.cur);
+            let done = gather(x, m, cfg, cut, &w.row_ws, &mut set);
+            w.cur = set;
+            done?;
+        }
+    }
+    let mut set = std::mem::take(&mut w.cur);
+    let mut soft = std::mem::take(&mut w.soft);
+    let mut ctx = Ctx {
+        set: &mut set,
+        m: m.to_f64(),
+        cfg,
+        coin,
+        soft: &mut soft,
+    };
+    let mut done = Ok(());
+    for stage in stages::<C>() {
+        if ctx.set.idx.len() <= 1 {
+            break;
+        }
+        done = stage(&mut ctx);
+        if done.is_err() {
+            break;
+        }
+    }
+    w.cur = set;
+    w.soft = soft;
+    done.map(|()| Kept::List)
+}
+
+/// The tokens of the row that `cut` keeps (every finite token for `None`; min-p's when on),
+/// with their weights from `ws`, into `set`.
+fn gather<C: Real>(
+    x: &[C],
+    m: C,
+    cfg: RowCfg,
+    cut: Option<super::Cut>,
+    ws: &[C],
+    set: &mut Bufs<C>,
+) -> Result<()> {
+    set.clear();
+    if cut.is_none() {
+        // Every finite token, or min-p's: a threshold, gathered in vectorised passes.
+        let lowest = if cfg.mp > 0.0 {
+            min_p_threshold(m.to_f64(), cfg.t, cfg.mp)
+        } else if std::mem::size_of::<C>() == 4 {
+            // The lowest finite f32 (f64::MIN would round to -inf).
+            f64::from(f32::MIN)
+        } else {
+            f64::MIN
+        };
+        let count = count_at_least(x, lowest);
+        set.reserve(count + 1, true)?;
+        gather_at_least(x, lowest, count, &mut set.idx, &mut set.xs);
+        set.ws.extend(set.idx.iter().map(|&j| ws[j]));
+        return Ok(());
+    }
+    let lowest = match cut {
+        Some(_) => f64::NEG_INFINITY,
+        None if cfg.mp > 0.0 => min_p_threshold(m.to_f64(), cfg.t, cfg.mp),
+        None => f64::NEG_INFINITY,
+    };
+    let mut keep = cut_keeper(cut.unwrap_or(super::Cut {
+        value: lowest,
+        ties: usize::MAX,
+    }));
+    for (j, &e) in x.iter().enumerate() {
+        let ef = e.to_f64();
+        if keep(ef) && ef > f64::NEG_INFINITY {
+            set.push(j, e, Some(ws[j]))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! `typical_p` (contract P20; Meier et al. 2023, Hugging Face's TypicalLogitsWarper,
+//! llama.cpp's typical sampler): keeps the fewest tokens, in the order of `|-ln p - H|`
+//! ascending (lower id first among equal ones), whose probability reaches `typical_p`. `H` is
+//! the entropy (nats) of the kept distribution; probabilities are renormalised over the kept
+//! set. It may remove the most probable token.
+//!
+//! "Reaches" is `>=` (the token that crosses `typical_p` is kept, as top-p's), where llama.cpp
+//! stops at the first running sum `> p`.
+//!
+//! The cut is found without sorting the set ([`prefix_by_key`]): histograms of the keys over
+//! a shrinking band, as top-p's cut; [`prefix_by_key_sorted`] is its slow twin, which sorts.
+
+use super::kept::Ctx;
+use super::{pick, NB, SORT_MAX};
+use crate::element::Real;
+use crate::error::Result;
+
+pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
+    let p = ctx.cfg.typical;
+    if p >= 1.0 {
+        return Ok(());
+    }
+    let n = ctx.set.idx.len();
+    let total = ctx.total();
+    let h = ctx.entropy(total);
+    let ln_s = total.ln();
+    // -ln p = ln S - ln w.
+    let keys = (0..n).map(|i| (ln_s - ctx.ln_w(i) - h).abs());
+    let keys = crate::scratch::collected(n, keys, "typical_p's keys")?;
+    let ws = ctx.set.ws.iter().map(|w| w.to_f64());
+    let ws = crate::scratch::collected(n, ws, "typical_p's weights")?;
+    let cut = prefix_by_key(&keys, &ws, p, total)?;
+    let mut ties = cut.ties;
+    ctx.retain(|i, _| {
+        let k = keys[i];
+        if k < cut.value {
+            true
+        } else if k == cut.value && ties > 0 {
+            ties -= 1;
+            true
+        } else {
+            false
+        }
+    });
+    Ok(())
+}
+
+/// A prefix of a set in the order (key ascending, position ascending): the positions with
+/// key `< value`, and the first `ties` (by position) of those with key `== value`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct KeyCut {
+    pub value: f64,
+    pub ties: usize,
+}
+
+/// The shortest prefix of `0..keys.len()` in the order (key ascending, position ascending)
+/// whose weight `ws` reaches `target` (`running weight / total >= target`); the whole set
+/// when rounding keeps the running weight below it. Keys are finite.
+///
+/// Histograms of the weights over 2048 linear buckets of the band's key range find the bucket
+/// where `target` is crossed, which becomes the band, until the band holds at most
+/// [`SORT_MAX`] tokens (sorted) or a single key (ties by position).
+pub(crate) fn prefix_by_key(keys: &[f64], ws: &[f64], target: f64, total: f64) -> Result<KeyCut> {
+    let reached = |cum: f64| cum / total >= target;
+    let n = keys.len();
+    let mut band = crate::scratch::collected(n, 0..n, "typical_p's band")?;
+    let mut next: Vec<usize> = Vec::new();
+    let mut hist = crate::scratch::filled(NB, 0.0f64, "typical_p's histogram")?;
+    let mut cum = 0.0;
+    let mut stuck = false;
+    loop {
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for &j in &band {
+            lo = lo.min(keys[j]);
+            hi = hi.max(keys[j]);
+        }
+        if lo == hi {
+            // One key: ties go by position, the band's order.
+            let mut r = band.len();
+            for (i, &j) in band.iter().enumerate() {
+                cum += ws[j];
+                if reached(cum) {
+                    r = i + 1;
+                    break;
+                }
+            }
+            return Ok(KeyCut { value: lo, ties: r });
+        }
+        if band.len() <= SORT_MAX || stuck {
+            return walk_sorted(keys, ws, &band, cum, &reached);
+        }
+        let scale = NB as f64 / (hi - lo);
+        let bucket = |k: f64| (((k - lo) * scale) as usize).min(NB - 1);
+        hist.iter_mut().for_each(|h| *h = 0.0);
+        for &j in &band {
+            hist[bucket(keys[j])] += ws[j];
+        }
+        let (b, c) = pick(&hist, cum, &reached);
+        cum = c;
+        next.clear();
+        crate::scratch::reserve(&mut next, band.len(), "typical_p's band")?;
+        next.extend(band.iter().copied().filter(|&j| bucket(keys[j]) == b));
+        stuck = next.len() >= band.len();
+        std::mem::swap(&mut band, &mut next);
+    }
+}
+
+/// Sorts `band` by (key, position) and walks it from `cum` until `reached`.
+fn walk_sorted(
+    keys: &[f64],
+    ws: &[f64],
+    band: &[usize],
+    mut cum: f64,
+    reached: &impl Fn(f64) -> bool,
+) -> Result<KeyCut> {
+    let pairs = band.iter().map(|&j| (keys[j], j));
+    let mut sorted = crate::scratch::collected(band.len(), pairs, "typical_p's order")?;
+    sorted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut cut = KeyCut {
+        value: f64::NAN,
+        ties: 0,
+    };
+    for &(k, j) in &sorted {
+        cut = if k == cut.value {
+            KeyCut {
+                value: k,
+                ties: cut.ties + 1,
+            }
+        } else {
+            KeyCut { value: k, ties: 1 }
+        };
+        cum += ws[j];
+        if reached(cum) {
+            break;
+        }
+    }
+    Ok(cut)
+}
+
+/// [`prefix_by_key`]'s slow twin: a sort of the whole set.
+#[cfg(test)]
+pub(crate) fn prefix_by_key_sorted(keys: &[f64], ws: &[f64], target: f64, total: f64) -> KeyCut {
+    let all: Vec<usize> = (0..keys.len()).collect();
+    walk_sorted(keys, ws, &all, 0.0, &|c: f64| c / total >= target).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift) for the test's data.
+    fn gen(seed: u64) -> impl FnMut() -> f64 {
+        let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    #[test]
+    fn p20_prefix_by_key_matches_its_sorting_twin() {
+        for seed in 0..200u64 {
+            let mut u = gen(seed);
+            let n = [1, 3, 60, 65, 500, 5000][seed as usize % 6];
+            // Coarse keys make ties; some weights are 0.
+            let coarse = seed % 3 == 0;
+            let keys: Vec<f64> = (0..n)
+                .map(|_| {
+                    if coarse {
+                        (u() * 8.0).floor()
+                    } else {
+                        u() * 30.0
+                    }
+                })
+                .collect();
+            let ws: Vec<f64> = (0..n).map(|_| if u() < 0.05 { 0.0 } else { u() }).collect();
+            let total: f64 = ws.iter().sum();
+            for &target in &[1e-9, 0.1, 0.5, 0.9, 0.999] {
+                let fast = prefix_by_key(&keys, &ws, target, total).unwrap();
+                let slow = prefix_by_key_sorted(&keys, &ws, target, total);
+                // The kept sets are equal (the band's running sum is added per bucket, which
+                // can differ from the sorted running sum only within rounding of the target).
+                let kept = |c: KeyCut| -> Vec<usize> {
+                    let mut t = c.ties;
+                    (0..n)
+                        .filter(|&j| {
+                            keys[j] < c.value
+                                || (keys[j] == c.value && t > 0 && {
+                                    t -= 1;
+                                    true
+                                })
+                        })
+                        .collect()
+                };
+                assert_eq!(kept(fast), kept(slow), "seed {seed} n {n} target {target}");
+            }
+        }
+    }
+}

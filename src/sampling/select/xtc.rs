@@ -1,0 +1,71 @@
+//! XTC, "exclude top choices" (contract P23; llama.cpp, text-generation-webui): with
+//! probability `xtc_probability`, every token of probability `>= xtc_threshold` is removed
+//! except the least probable of them, when at least two reach the threshold. "Least probable"
+//! is the last of them in the order (probability descending, lower id first): among equal
+//! probabilities, the highest id stays. A token whose weight underflows to 0 does not count
+//! as reaching the threshold (with threshold 0 it would otherwise be the one left).
+//!
+//! The coin: when `xtc_probability > 0` for a row that is not greedy and keeps two tokens or
+//! more, one uniform `u` of the row's stream is drawn before the draw's own uniforms, and XTC
+//! applies when `u < xtc_probability` (so `1` always applies it). `filter_logits` has no
+//! stream: it returns the law of the drawn token, the mixture of both outcomes. The tokens XTC
+//! would remove keep their scaled logit shifted by
+//! `ln((1 - q) Z') - ln(q Z + (1 - q) Z')` (`Z` the kept weight, `Z'` the weight XTC keeps),
+//! the others their scaled logit; for `q = 1` they are removed.
+
+use super::kept::{Coin, Ctx};
+use crate::element::Real;
+use crate::error::Result;
+
+pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
+    let q = ctx.cfg.xtc_q;
+    if q <= 0.0 {
+        return Ok(());
+    }
+    let on = match &mut ctx.coin {
+        Coin::Draw(rng) => rng.uniform() < q,
+        Coin::Filter => true,
+    };
+    if !on {
+        return Ok(());
+    }
+    let total = ctx.total();
+    let t = ctx.cfg.xtc_t;
+    // A token whose weight underflowed to 0 never reaches the threshold (for `t = 0` it
+    // would be the one kept, and nothing could be drawn).
+    let reaches = |w: f64| w > 0.0 && w / total >= t;
+    // The least probable of those reaching t: the smallest weight, the last position among
+    // equal ones.
+    let (mut count, mut least, mut least_w) = (0usize, 0usize, f64::INFINITY);
+    for (i, w) in ctx.set.ws.iter().enumerate() {
+        let w = w.to_f64();
+        if reaches(w) {
+            count += 1;
+            if w <= least_w {
+                least_w = w;
+                least = i;
+            }
+        }
+    }
+    if count < 2 {
+        return Ok(());
+    }
+    let removed = |i: usize, w: f64| reaches(w) && i != least;
+    if q >= 1.0 || matches!(ctx.coin, Coin::Draw(_)) {
+        ctx.retain(|i, w| !removed(i, w));
+        return Ok(());
+    }
+    // filter_logits with q < 1: both outcomes.
+    let mut gone = 0.0;
+    ctx.soft.1.clear();
+    for (i, (&id, w)) in ctx.set.idx.iter().zip(&ctx.set.ws).enumerate() {
+        let w = w.to_f64();
+        if removed(i, w) {
+            gone += w;
+            crate::scratch::push(&mut ctx.soft.1, id, "XTC's tokens")?;
+        }
+    }
+    let kept = total - gone;
+    ctx.soft.0 = ((1.0 - q) * kept).ln() - (q * total + (1.0 - q) * kept).ln();
+    Ok(())
+}
