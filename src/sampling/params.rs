@@ -614,6 +614,14 @@ impl SamplingParams {
         /// ```
         eta_cutoff: RowParam<f64>;
         /// Sets `xtc_threshold` (P23, default 0.1).
+        ///
+        /// ```
+        /// use logitkit::{sample, SamplingParams, Seed};
+        /// let x = [0.45f64.ln(), 0.35f64.ln(), 0.2f64.ln()];
+        /// // Only token 0 reaches 0.4: XTC needs two, so it removes nothing.
+        /// let p = SamplingParams::default().xtc_threshold(0.4).xtc_probability(1.0);
+        /// assert!((0..20).any(|s| sample(&x, &p, &Seed::Fixed(s)).unwrap().0 == 0));
+        /// ```
         xtc_threshold: RowParam<f64>;
         /// Sets `xtc_probability` (P23): with this probability, drawn from the row's stream,
         /// remove every token of probability `>= xtc_threshold` but the least probable of
@@ -643,6 +651,20 @@ impl SamplingParams {
         /// ```
         dynatemp_range: RowParam<f64>;
         /// Sets `dynatemp_exponent` (P26, default 1).
+        ///
+        /// ```
+        /// use logitkit::{filter_logits, SamplingParams};
+        /// let x = [0.5f64.ln(), 0.25f64.ln(), 0.25f64.ln()];
+        /// let h = -(0.5 * 0.5f64.ln() + 0.5 * 0.25f64.ln()); // the entropy at T = 1
+        /// let mut out = [0.0f64; 3];
+        /// for e in [1.0, 2.0] {
+        ///     // T = 1, range 1: from max(0, 1 - 1) = 0 to 2, by (H / ln 3)^e.
+        ///     let t = 2.0 * (h / 3f64.ln()).powf(e);
+        ///     let p = SamplingParams::default().dynatemp_range(1.0).dynatemp_exponent(e);
+        ///     filter_logits(&x, &p, &mut out).unwrap();
+        ///     assert!((out[1] - x[1] / t).abs() < 1e-9);
+        /// }
+        /// ```
         dynatemp_exponent: RowParam<f64>;
     }
 

@@ -43,6 +43,18 @@ use crate::parallel::{is_parallel, map_ranges};
 use crate::softmax::check_len;
 
 /// What [`verify_draft`] returns (contract V1).
+///
+/// ```
+/// use logitkit::{verify_draft, SamplingParams, Seed, Verified};
+/// // One sequence, K = 1, V = 2: the target prefers token 1 at both positions, and the
+/// // (greedy) draft guessed 1.
+/// let target = [0.0f32, 5.0, 0.0, 5.0];
+/// let greedy = SamplingParams::greedy();
+/// let v: Verified =
+///     verify_draft(&target, &[1], None::<&[f32]>, 2, 1, &greedy, &Seed::Fixed(0)).unwrap();
+/// assert_eq!(v.tokens, [1, 1]); // the accepted draft, then the bonus token
+/// assert_eq!(v.num_tokens, [2]);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Verified {
