@@ -455,7 +455,6 @@ const ROW_SHAPES_F64: &[(usize, usize)] = &[
 const ROW_SHAPES_F16: &[(usize, usize)] = &[(16384, 10), (100, 65), (2, 128256), (33, 4096)];
 
 fn rows_cases<T: El>(run: &mut Run, shapes: &[(usize, usize)]) {
-    use logitkit::__kernels as k;
     for &(rows, n) in shapes {
         let clock = std::time::Instant::now();
         for fill in [Fill::Gauss, Fill::RowMix] {
@@ -496,7 +495,6 @@ fn rows_cases<T: El>(run: &mut Run, shapes: &[(usize, usize)]) {
             let mut lse = vec![T::of(0.0); rows];
             logitkit::logsumexp_rows(&x, n, &mut lse).unwrap();
             run.put_els(format!("{key}/logsumexp"), &lse);
-            let _ = k::BLOCK;
         }
         if std::env::var(RECORD_ENV).as_deref() == Ok("time") {
             eprintln!(
@@ -525,7 +523,7 @@ fn kern_same<T: El>(
     let temps: Vec<f64> = (0..rows).map(|i| t.get(i)).collect();
     macro_rules! native {
         ($c:ty) => {{
-            // SAFETY-free: `T` is `$c` (checked by the caller through the size).
+            // SAFETY: `T` is `$c` (f32 and f64 are the only `El`s of these sizes).
             let x: &[$c] = unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) };
             let mut out = vec![0.0 as $c; x.len()];
             if n <= k::BLOCK {
@@ -664,6 +662,7 @@ fn lanes_cases<T: El>(run: &mut Run) {
                 run.put_els(format!("{name}/out"), &dst);
                 // In place.
                 let mut inp = buf.clone();
+                // SAFETY: `base < inp.len()`.
                 let p = unsafe { inp.as_mut_ptr().add(base) };
                 // SAFETY: in place with identical layouts inside `inp`.
                 unsafe { map_lanes(op, p, &lanes, p, &lanes, t) }.unwrap();
@@ -816,7 +815,9 @@ fn extras_cases<T: El>(run: &mut Run) {
         let lanes = layout.lanes();
         let (count, n) = (lanes.count(), lanes.len);
         let labels = labels_for(&mut g, count, n);
+        // SAFETY: `base` is within both buffers (of length `len`).
         let src = unsafe { buf.as_ptr().add(base) };
+        // SAFETY: as above.
         let fsrc = unsafe { finite.as_ptr().add(base) };
         let sentinel = T::of(-12345.0);
 
@@ -867,6 +868,7 @@ fn extras_cases<T: El>(run: &mut Run) {
         run.put(format!("{key}/fit_temperature"), h.0);
 
         let mut probs = vec![T::of(0.0); len];
+        // SAFETY: `base < probs.len()`.
         let pp = unsafe { probs.as_mut_ptr().add(base) };
         unsafe { map_lanes(Op::Softmax, fsrc, &lanes, pp, &lanes, 1.0.into()) }.unwrap();
         let bins = unsafe { extras::calibration_bins_lanes(pp.cast_const(), &lanes, &labels, 10) }
@@ -1079,6 +1081,38 @@ fn parse(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Notes on the levels this run does not check: a requested level the CPU lacks, and the
+/// recordings of this architecture for levels other than the active one.
+fn level_notes(level: &str) {
+    if let Ok(req) = std::env::var("LOGITKIT_SIMD") {
+        if !req.eq_ignore_ascii_case(level) {
+            eprintln!("golden: LOGITKIT_SIMD={req} is not available here; checking level {level}");
+        }
+    }
+    let supported: Vec<&str> = logitkit::supported_levels()
+        .iter()
+        .map(|l| l.name())
+        .collect();
+    let dir = golden_path().parent().unwrap().to_path_buf();
+    let prefix = format!("{}-", std::env::consts::ARCH);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut others: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| Some(f.strip_prefix(&prefix)?.strip_suffix(".txt")?.to_string()))
+        .filter(|l| l != level)
+        .collect();
+    others.sort();
+    for other in others {
+        if supported.contains(&other.as_str()) {
+            eprintln!("golden: level {other} is checked by a run with LOGITKIT_SIMD={other}");
+        } else {
+            eprintln!("golden: level {other} not checked: this CPU lacks it");
+        }
+    }
+}
+
 /// S9 and S12: every case gives the same bits at 1 and 2 threads, and the bits recorded for
 /// this architecture and SIMD level (the golden outputs issue 22's kernel rewrite must keep).
 #[test]
@@ -1089,6 +1123,7 @@ fn s9_s12_golden_outputs_match_recording_at_1_and_2_threads() {
     }
     let path = golden_path();
     let level = logitkit::simd_level().name();
+    level_notes(level);
     let started = std::time::Instant::now();
     logitkit::set_num_threads(1).unwrap();
     let one = run_matrix();
