@@ -47,12 +47,15 @@ lint-workflows:
 
 rust-test:
 	cargo test
-	# The contract tests and the lanes fuzz again at every lower SIMD level (S12).
-	for level in scalar avx2; do LOGITKIT_SIMD=$$level cargo test -q --test softmax --test fuzz_lanes || exit 1; done
+	# The contract tests, the lanes fuzz and the golden outputs (tests/golden.rs, one recording
+	# per level in tests/golden/) again at every lower SIMD level (S12).
+	for level in scalar avx2; do LOGITKIT_SIMD=$$level cargo test -q --test softmax --test fuzz_lanes --test golden || exit 1; done
 
 # The crate for aarch64: clippy, then the Rust tests (release) under qemu-user, where the NEON
-# kernels are the best level and every `cfg(target_arch = "x86_64")` path is compiled out; the
-# contract tests again at the scalar level. Needs rustup's aarch64 standard library and Debian's
+# kernels are the best level and every `cfg(target_arch = "x86_64")` path is compiled out
+# (the golden outputs, tests/golden.rs, checked against tests/golden/aarch64-neon.txt); the
+# contract tests and the golden outputs again at the scalar level (the golden outputs at one
+# thread only: under qemu each pass of the matrix takes minutes). Needs rustup's aarch64 standard library and Debian's
 # cross linker, installed here when missing; when they cannot be installed (no network to
 # rustup's server, not root), this prints SKIPPED and the reason instead of failing.
 AARCH64 := aarch64-unknown-linux-gnu
@@ -71,7 +74,7 @@ neon:
 	cargo clippy --target $(AARCH64) --all-targets -- -D warnings; \
 	cargo clippy --target $(AARCH64) --all-targets --features python -- -D warnings; \
 	$(AARCH64_ENV) cargo test --release --target $(AARCH64) --tests; \
-	LOGITKIT_SIMD=scalar $(AARCH64_ENV) cargo test -q --release --target $(AARCH64) --test softmax --test fuzz_lanes
+	LOGITKIT_SIMD=scalar LOGITKIT_GOLDEN_THREADS=1 $(AARCH64_ENV) cargo test -q --release --target $(AARCH64) --test softmax --test fuzz_lanes --test golden
 
 # The Rust tests again under valgrind memcheck: invalid reads or writes in unsafe code fail it.
 # (Valgrind's CPU has no AVX-512, so this covers the scalar and AVX2 paths.)
