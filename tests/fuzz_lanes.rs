@@ -38,46 +38,18 @@ fn view_strategy() -> impl Strategy<Value = View> {
         any::<bool>(),
     )
         .prop_map(|(shape, steps, rev, transpose)| {
-            let nd = shape.len();
-            let mut order: Vec<usize> = (0..nd).collect();
+            let mut order: Vec<usize> = (0..shape.len()).collect();
             if transpose {
                 order.reverse();
             }
-            // Lay out dimensions in `order` (last is innermost), each with its step.
-            let mut strides = vec![0isize; nd];
-            let mut span = 1isize;
-            for &d in order.iter().rev() {
-                strides[d] = span * steps[d] as isize;
-                span = strides[d] * shape[d].max(1) as isize;
-            }
-            let buf_len = span.max(1) as usize;
-            let mut origin = 0isize;
-            for d in 0..nd {
-                if rev[d] && shape[d] > 0 {
-                    origin += (shape[d] as isize - 1) * strides[d];
-                    strides[d] = -strides[d];
-                }
-            }
-            View {
-                shape,
-                strides,
-                origin: origin as usize,
-                buf_len,
-            }
+            layout(&shape, &order, &steps, &rev)
         })
 }
 
-/// Another layout of `shape`: C order over the dimensions permuted by `perm` (a permutation
-/// index), each padded by its step, some reversed.
-fn other_layout(shape: &[usize], perm: usize, steps: &[usize], rev: &[bool]) -> View {
+/// C order over the dimensions of `shape` taken in `order` (the last innermost), each padded
+/// by its step, those marked in `rev` reversed.
+fn layout(shape: &[usize], order: &[usize], steps: &[usize], rev: &[bool]) -> View {
     let nd = shape.len();
-    let mut dims: Vec<usize> = (0..nd).collect();
-    let mut order = Vec::with_capacity(nd);
-    let mut k = perm;
-    while !dims.is_empty() {
-        order.push(dims.remove(k % dims.len()));
-        k /= nd;
-    }
     let mut strides = vec![0isize; nd];
     let mut span = 1isize;
     for &d in order.iter().rev() {
@@ -97,6 +69,20 @@ fn other_layout(shape: &[usize], perm: usize, steps: &[usize], rev: &[bool]) -> 
         origin: origin as usize,
         buf_len: span.max(1) as usize,
     }
+}
+
+/// Another layout of `shape`: [`layout`] with the dimensions permuted by `perm` (a
+/// permutation index).
+fn other_layout(shape: &[usize], perm: usize, steps: &[usize], rev: &[bool]) -> View {
+    let nd = shape.len();
+    let mut dims: Vec<usize> = (0..nd).collect();
+    let mut order = Vec::with_capacity(nd);
+    let mut k = perm;
+    while !dims.is_empty() {
+        order.push(dims.remove(k % dims.len()));
+        k /= nd;
+    }
+    layout(shape, &order, steps, rev)
 }
 
 /// Each lane of `view` (along `axis`) computed alone as a contiguous row: the bits every

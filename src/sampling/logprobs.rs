@@ -74,22 +74,27 @@ impl<C: Real> Dist<'_, C> {
         let items = order.iter().map(|&j| (j as i64, self.logprob(j)));
         let mut top = crate::scratch::collected(n, items, "top_logprobs")?;
         if n > top.len() {
-            // Removed tokens (probability 0) by id.
             let mut kept = order;
             kept.sort_unstable();
-            let mut it = kept.iter().peekable();
-            for j in 0..v {
-                if top.len() == n {
-                    break;
-                }
-                if it.peek() == Some(&&j) {
-                    it.next();
-                } else {
-                    top.push((j as i64, f64::NEG_INFINITY));
-                }
-            }
+            pad_with_removed(&mut top, &kept, v, n);
         }
         Ok(top)
+    }
+}
+
+/// Fills `top` up to `n` entries with the removed tokens (probability 0) of a row of `v`
+/// tokens, by id: those not in `kept` (ids in increasing order).
+fn pad_with_removed(top: &mut Vec<(i64, f64)>, kept: &[usize], v: usize, n: usize) {
+    let mut it = kept.iter().peekable();
+    for j in 0..v {
+        if top.len() >= n {
+            break;
+        }
+        if it.peek() == Some(&&j) {
+            it.next();
+        } else {
+            top.push((j as i64, f64::NEG_INFINITY));
+        }
     }
 }
 
@@ -115,17 +120,7 @@ fn listed_top<C: Real>(
         .take(n)
         .map(|&(e, j)| (j as i64, lp + scaled_gap(e, xt, t)));
     let mut top = crate::scratch::collected(n, items, "top_logprobs")?;
-    let mut it = kept.iter().peekable();
-    for j in 0..x.len() {
-        if top.len() == n {
-            break;
-        }
-        if it.peek() == Some(&&j) {
-            it.next();
-        } else {
-            top.push((j as i64, f64::NEG_INFINITY));
-        }
-    }
+    pad_with_removed(&mut top, kept, x.len(), n);
     Ok((rank, top))
 }
 
