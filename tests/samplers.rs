@@ -345,3 +345,100 @@ fn p20_p26_do_not_depend_on_the_thread_count() {
     }
     set_num_threads(before).unwrap();
 }
+
+/// P25's reference: the kept mask and renormalised probabilities of llama.cpp's `mirostat_v2`
+/// truncation at `mu` of logits `x` at temperature `t` (`f64`).
+fn mirostat_reference(x: &[f64], t: f64, mu: f64) -> (Vec<bool>, Vec<f64>) {
+    let z: Vec<f64> = x.iter().map(|&e| e / t).collect();
+    let m = z.iter().cloned().fold(NEG, f64::max);
+    let s: f64 = z.iter().map(|&e| (e - m).exp()).sum();
+    let p: Vec<f64> = z.iter().map(|&e| (e - m).exp() / s).collect();
+    let mut kept: Vec<bool> = p.iter().map(|&q| -q.log2() <= mu).collect();
+    if !kept.contains(&true) {
+        let top = p.iter().cloned().fold(0.0, f64::max);
+        kept = p.iter().map(|&q| q == top).collect();
+    }
+    let probs = probs_of(&z, &kept);
+    (kept, probs)
+}
+
+#[test]
+fn p25_mirostat_loop_matches_the_reference() {
+    let mut rng = Rng(25);
+    let (rows, v, t) = (3usize, 120usize, 0.7);
+    let tau = [2.0, 3.5, 5.0];
+    let eta = [0.1, 0.3, 0.05];
+    // Top-k, top-p and min-p are replaced by Mirostat while it is on.
+    let params = SamplingParams::default()
+        .temperature(t)
+        .top_k(3)
+        .top_p(0.4)
+        .min_p(0.3)
+        .top_logprobs(v);
+    let mut s = logitkit::Sampler::new(params, Some(8))
+        .unwrap()
+        .with_mirostat(tau.to_vec(), eta.to_vec())
+        .unwrap();
+    let mut mu: Vec<f64> = tau.iter().map(|t| 2.0 * t).collect();
+    for _ in 0..15 {
+        let x: Vec<f64> = (0..rows).flat_map(|_| row(&mut rng, v, 3.0)).collect();
+        let d = s.sample_batch(&x, v, true).unwrap();
+        for r in 0..rows {
+            let (kept, q) = mirostat_reference(&x[r * v..(r + 1) * v], t, mu[r]);
+            let tok = d.tokens[r] as usize;
+            assert!(kept[tok]);
+            let mut lp = vec![NEG; v];
+            for i in 0..v {
+                lp[d.top_ids[r * v + i] as usize] = d.top_logprobs[r * v + i];
+            }
+            for j in 0..v {
+                assert_eq!(lp[j].is_finite(), kept[j], "row {r} token {j}");
+                if kept[j] {
+                    assert!((lp[j] - q[j].ln()).abs() < 1e-9);
+                }
+            }
+            assert!((d.logprobs[r] - q[tok].ln()).abs() < 1e-9);
+            mu[r] -= eta[r] * (-q[tok].log2() - tau[r]);
+        }
+        for (got, want) in s.mirostat_mu().iter().zip(&mu) {
+            assert!((got - want).abs() < 1e-9);
+        }
+    }
+    s.reset();
+    assert!(s.mirostat_mu().is_empty());
+}
+
+#[test]
+fn p25_mirostat_bad_values_and_threads() {
+    let new = || logitkit::Sampler::new(SamplingParams::default(), Some(1)).unwrap();
+    for (tau, eta, name) in [
+        (-1.0, 0.1, "mirostat_tau"),
+        (f64::NAN, 0.1, "mirostat_tau"),
+        (1.0, -0.1, "mirostat_eta"),
+        (1.0, f64::INFINITY, "mirostat_eta"),
+    ] {
+        let e = new().with_mirostat(tau, eta).unwrap_err().to_string();
+        assert!(e.contains(name), "{e}");
+    }
+    // A per-row length other than the batch's is refused at the call, which changes nothing.
+    let mut s = new().with_mirostat(vec![1.0, 2.0], 0.1).unwrap();
+    assert!(s.sample_batch(&[0.0f32; 9], 3, false).is_err());
+    assert_eq!(s.calls(), 0);
+    // 1 and 2 threads: the same tokens and mu.
+    let mut rng = Rng(9);
+    let x: Vec<f32> = (0..64 * 2000)
+        .map(|_| (rng.normal() * 2.0) as f32)
+        .collect();
+    let before = logitkit::get_num_threads();
+    let mut runs = Vec::new();
+    for n in [1, 2] {
+        set_num_threads(n).unwrap();
+        let mut s = new().with_mirostat(4.0, 0.2).unwrap();
+        let toks: Vec<Vec<i64>> = (0..3)
+            .map(|_| s.sample_batch(&x, 2000, false).unwrap().tokens)
+            .collect();
+        runs.push((toks, s.mirostat_mu().to_vec()));
+    }
+    set_num_threads(before).unwrap();
+    assert_eq!(runs[0], runs[1]);
+}

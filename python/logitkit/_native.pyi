@@ -211,6 +211,8 @@ class Sampler:
         xtc_probability: _FloatParam = 0.0,
         dynatemp_range: _FloatParam = 0.0,
         dynatemp_exponent: _FloatParam = 1.0,
+        mirostat_tau: Optional[_FloatParam] = None,
+        mirostat_eta: _FloatParam = 0.1,
         prompt_tokens: Optional[_Histories] = None,
     ) -> Sampler: ...
     def __call__(self, logits: ArrayLike, *, return_logprobs: bool = False) -> Any:
@@ -224,6 +226,8 @@ class Sampler:
     def seed(self) -> int: ...
     @property
     def calls(self) -> int: ...
+    @property
+    def mirostat_mu(self) -> NDArray[np.float64]: ...
 
 def cross_entropy(
     logits: ArrayLike,

@@ -1505,6 +1505,18 @@ fn accepted_rows(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>
 /// ----------
 /// temperature, top_k, top_p, min_p, top_logprobs, logprobs_mode, allowed_token_ids, token_bitmask, bad_words, min_tokens, stop_token_ids, logit_bias, repetition_penalty, frequency_penalty, presence_penalty, typical_p, top_n_sigma, epsilon_cutoff, eta_cutoff, xtc_threshold, xtc_probability, dynatemp_range, dynatemp_exponent
 ///     As for :func:`sample`; per-row arrays must match ``logits.shape[:-1]`` at each call.
+/// mirostat_tau : None, float or array_like, default None
+///     Mirostat 2.0's target surprise in bits (contract P25; llama.cpp's ``mirostat_v2``), a
+///     finite float >= 0; ``None`` disables it. Each row keeps ``mu``, starting at
+///     ``2 * tau``: after temperature (and the masks, bias, penalties and the samplers of
+///     P20-P23), the tokens of surprise ``-log2 p > mu`` are removed (the most probable always
+///     stays), a token is drawn from the rest renormalised, and
+///     ``mu -= eta * (s - tau)``, ``s`` the drawn token's surprise under that truncated set.
+///     It replaces ``top_k``, ``top_p`` and ``min_p``, which are ignored while it is on.
+///     :meth:`reset` restarts ``mu``. Only a ``Sampler`` has it: :func:`sample` and
+///     :func:`filter_logits` keep no state and do not accept it (``TypeError``).
+/// mirostat_eta : float or array_like, default 0.1
+///     Mirostat 2.0's learning rate, a finite float >= 0.
 /// prompt_tokens : sequence of int, or sequence of sequences of int, optional
 ///     Each row's prompt; a flat sequence is one row. Fixes the row count.
 /// seed : None or int, default None
@@ -1528,6 +1540,9 @@ fn accepted_rows(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>
 ///     The seed (the one taken from the OS when constructed without one).
 /// calls : int
 ///     The number of draws since construction or :meth:`reset`.
+/// mirostat_mu : ndarray of float64
+///     Each row's Mirostat 2.0 ``mu`` (empty when off, or before the first draw after
+///     construction or :meth:`reset`).
 ///
 /// Notes
 /// -----
@@ -1561,6 +1576,20 @@ fn accepted_rows(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>
 /// [0, 1, 2]
 /// >>> s.reset(); s.output_tokens[0].tolist()
 /// []
+///
+/// Mirostat 2.0: probabilities 0.5, 0.25, 0.125, 0.125 have surprises 1, 2, 3, 3 bits; with
+/// ``tau = 1``, ``mu`` starts at 2 and keeps tokens 0 and 1 only.
+///
+/// >>> import numpy as np
+/// >>> m = logitkit.Sampler(mirostat_tau=1.0, mirostat_eta=0.1, seed=0)
+/// >>> x = np.log([0.5, 0.25, 0.125, 0.125])
+/// >>> tok = int(m(x)); tok in (0, 1)
+/// True
+/// >>> s = np.log2(1.5) if tok == 0 else np.log2(3.0)  # under the kept set {2/3, 1/3}
+/// >>> bool(abs(m.mirostat_mu[0] - (2.0 - 0.1 * (s - 1.0))) < 1e-12)
+/// True
+/// >>> m.reset(); m.mirostat_mu.size
+/// 0
 #[pyclass(module = "logitkit._native", frozen)]
 pub(crate) struct Sampler {
     inner: Mutex<CoreSampler>,
@@ -1595,8 +1624,8 @@ impl Sampler {
                      token_bitmask=None, bad_words=None, min_tokens=None, stop_token_ids=None,
                      logit_bias=None, repetition_penalty=None, frequency_penalty=None,
                      presence_penalty=None, typical_p=None, top_n_sigma=None, epsilon_cutoff=None, eta_cutoff=None, xtc_threshold=None, xtc_probability=None, dynatemp_range=None, dynatemp_exponent=None,
-                     prompt_tokens=None),
-        text_signature = "(*, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, top_logprobs=0, logprobs_mode='sampled', allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, typical_p=1.0, top_n_sigma=0.0, epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0, dynatemp_range=0.0, dynatemp_exponent=1.0, prompt_tokens=None)"
+                     mirostat_tau=None, mirostat_eta=None, prompt_tokens=None),
+        text_signature = "(*, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, top_logprobs=0, logprobs_mode='sampled', allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, typical_p=1.0, top_n_sigma=0.0, epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0, dynatemp_range=0.0, dynatemp_exponent=1.0, mirostat_tau=None, mirostat_eta=0.1, prompt_tokens=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -1625,6 +1654,8 @@ impl Sampler {
         xtc_probability: Option<Bound<'_, PyAny>>,
         dynatemp_range: Option<Bound<'_, PyAny>>,
         dynatemp_exponent: Option<Bound<'_, PyAny>>,
+        mirostat_tau: Option<Bound<'_, PyAny>>,
+        mirostat_eta: Option<Bound<'_, PyAny>>,
         prompt_tokens: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Sampler> {
         let args = Args {
@@ -1665,6 +1696,27 @@ impl Sampler {
         };
         let n_top = params.top_logprobs;
         let mut inner = CoreSampler::new(params, seed).map_err(to_py_err)?;
+        let tau = mirostat_tau.filter(|v| !v.is_none());
+        let eta = float_param(py, "mirostat_eta", mirostat_eta.as_ref(), 0.1, None)?;
+        for (name, v) in [
+            ("mirostat_tau", tau.as_ref()),
+            ("mirostat_eta", mirostat_eta.as_ref()),
+        ] {
+            if let Some(s) = row_shape_of(py, v)? {
+                shapes.push((name, s));
+            }
+        }
+        match &tau {
+            Some(t) => {
+                let tau = float_param(py, "mirostat_tau", Some(t), 0.0, None)?;
+                inner = inner.with_mirostat(tau, eta).map_err(to_py_err)?;
+            }
+            // Off: `mirostat_eta` is still checked, so that a bad value is not silently kept.
+            None => {
+                crate::sampling::check_mirostat(&RowParam::All(0.0), &eta, None)
+                    .map_err(to_py_err)?;
+            }
+        }
         if let Some(p) = prompt_tokens.filter(|p| !p.is_none()) {
             let prompts = if is_nested(p)? {
                 row_items(py, p)?
@@ -1755,6 +1807,13 @@ impl Sampler {
     #[getter]
     fn calls(&self) -> u64 {
         self.lock().calls()
+    }
+
+    /// Each row's Mirostat 2.0 ``mu`` (float64, R values): empty when ``mirostat_tau`` is
+    /// ``None`` or before the first draw after construction or :meth:`reset`.
+    #[getter]
+    fn mirostat_mu<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        PyArray::from_vec(py, self.lock().mirostat_mu().to_vec()).into_any()
     }
 
     fn __repr__(&self) -> String {

@@ -169,6 +169,8 @@ use std::cell::RefCell;
 
 pub use history::Histories;
 pub use logprobs::{token_logprobs, token_logprobs_rows};
+#[cfg(feature = "python")]
+pub(crate) use params::check_mirostat;
 pub use params::{LogprobsMode, PerRow, RowParam, SamplingParams, TokenBitmask};
 pub use rng::Seed;
 pub use stateful::Sampler;
@@ -467,10 +469,15 @@ struct RowResult {
     logprob: f64,
     rank: i64,
     top: Vec<(i64, f64)>,
+    /// The drawn token's log-probability under the kept set, for Mirostat's update (P25; NaN
+    /// when Mirostat is off).
+    kept_lp: f64,
 }
 
 /// Draws every row of a checked call: the draws, or the first unusable row's error (P8), in
-/// which case nothing was written anywhere.
+/// which case nothing was written anywhere. With `mus` (the [`Sampler`]'s Mirostat 2.0, P25),
+/// each row's `mu` replaces top-k, top-p and min-p, and the drawn tokens' log-probabilities
+/// under their kept sets are returned too (otherwise an empty vector).
 fn draw_rows<T: Float>(
     logits: &[T],
     vocab: usize,
@@ -478,7 +485,8 @@ fn draw_rows<T: Float>(
     source: Source<'_>,
     streams: &Streams<'_>,
     with_logprob: bool,
-) -> Result<Draws> {
+    mus: Option<&[f64]>,
+) -> Result<(Draws, Vec<f64>)> {
     let rows = rows_of(logits.len(), vocab)?;
     let chain = Chain::<T::Compute>::build(params, vocab)?;
     let n_top = params.top_logprobs;
@@ -489,7 +497,13 @@ fn draw_rows<T: Float>(
         mode,
     };
     let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
-        let cfg = params.row(r, vocab);
+        let mut cfg = params.row(r, vocab);
+        if let Some(mus) = mus {
+            cfg.k = vocab;
+            cfg.p = 1.0;
+            cfg.mp = 0.0;
+            cfg.mu = Some(mus[r]);
+        }
         let row = &logits[r * vocab..(r + 1) * vocab];
         let wants_chunks = wants_chunk_maxima(&cfg, vocab);
         with_row(
@@ -503,16 +517,28 @@ fn draw_rows<T: Float>(
             |view, w| {
                 let mut rng = streams.row(r);
                 let cfg = select::dynatemp::resolve(view.x, view.max, cfg, w)?;
-                let d = sample_row(view.x, view.max, cfg, &mut rng, want.logprob, w)?;
-                logprobs::report(&view, cfg, d, &want, w)
+                let lp = want.logprob || mus.is_some();
+                let d = sample_row(view.x, view.max, cfg, &mut rng, lp, w)?;
+                let kept_lp = if mus.is_some() { d.logprob } else { f64::NAN };
+                let mut res = logprobs::report(&view, cfg, d, &want, w)?;
+                res.kept_lp = kept_lp;
+                Ok(res)
             },
         )
     })?;
     let mut draws = Draws::with_capacity(rows, with_logprob || n_top > 0, n_top)?;
-    for res in results {
-        draws.push(res?, n_top);
+    let mut kept_lps = Vec::new();
+    if mus.is_some() {
+        crate::scratch::reserve(&mut kept_lps, rows, "Mirostat's surprises")?;
     }
-    Ok(draws)
+    for res in results {
+        let res = res?;
+        if mus.is_some() {
+            kept_lps.push(res.kept_lp);
+        }
+        draws.push(res, n_top);
+    }
+    Ok((draws, kept_lps))
 }
 
 /// What a sampling call returns (contract P1, P15): per row, the token, and when asked for,
@@ -624,7 +650,7 @@ pub fn sample_batch<T: Float>(
     let source = Source::Call(*histories);
     check_call(params, rows, vocab, &source)?;
     let streams = Streams::for_sample(seed);
-    draw_rows(logits, vocab, params, source, &streams, with_logprobs)
+    draw_rows(logits, vocab, params, source, &streams, with_logprobs, None).map(|(d, _)| d)
 }
 
 /// Samples one token per row of a row-major batch of logits (`logits.len() / vocab` rows of

@@ -958,8 +958,21 @@ impl SamplingParams {
             xtc_q: self.xtc_probability.get(row),
             dyn_range: self.dynatemp_range.get(row),
             dyn_exp: self.dynatemp_exponent.get(row),
+            mu: None,
         }
     }
+}
+
+/// Checks Mirostat 2.0's parameters (P25): `tau` a finite float `>= 0`, `eta` a finite float
+/// `>= 0`, per-row lengths against `rows` when given.
+pub(crate) fn check_mirostat(
+    tau: &RowParam<f64>,
+    eta: &RowParam<f64>,
+    rows: Option<usize>,
+) -> Result<()> {
+    let non_negative = |v: f64| v >= 0.0 && v.is_finite();
+    tau.check("mirostat_tau", rows, non_negative, "a finite float >= 0")?;
+    eta.check("mirostat_eta", rows, non_negative, "a finite float >= 0")
 }
 
 /// The validated parameters of one row.
@@ -989,10 +1002,13 @@ pub(crate) struct RowCfg {
     pub dyn_range: f64,
     /// Dynamic temperature's exponent (P26).
     pub dyn_exp: f64,
+    /// Mirostat 2.0's current `mu` for the row, `None` when off (P25; set by the
+    /// [`Sampler`](crate::Sampler) only).
+    pub mu: Option<f64>,
 }
 
 impl RowCfg {
-    /// Whether a stage of P20-P23 runs on the kept set of this row.
+    /// Whether a stage of P20-P23 (or P25) runs on the kept set of this row.
     #[inline]
     pub fn has_kept_stages(&self) -> bool {
         self.typical < 1.0
@@ -1000,5 +1016,6 @@ impl RowCfg {
             || self.epsilon > 0.0
             || self.eta > 0.0
             || self.xtc_q > 0.0
+            || self.mu.is_some()
     }
 }

@@ -18,6 +18,7 @@ pub(crate) mod cutoff;
 mod dist;
 pub(crate) mod dynatemp;
 pub(crate) mod kept;
+pub(crate) mod mirostat;
 mod nucleus;
 pub(crate) mod sigma;
 pub(crate) mod typical;

@@ -2,7 +2,7 @@
 //! (contract P6, P17).
 
 use super::history::{bad_id, RowState, Source};
-use super::params::SamplingParams;
+use super::params::{check_mirostat, RowParam, SamplingParams};
 use super::rng::{os_bytes, Streams};
 use super::{check_call, check_outputs, draw_rows, rows_of, write_draws, Draws};
 use crate::element::Float;
@@ -44,6 +44,17 @@ pub struct Sampler {
     rows: Option<Vec<RowState>>,
     /// The vocabulary of the last draw, against which accepted ids are checked.
     vocab: Option<usize>,
+    /// Mirostat 2.0 (P25), when on.
+    mirostat: Option<Mirostat>,
+}
+
+/// Mirostat 2.0's parameters and each row's `mu` (empty until the first draw after
+/// construction or [`Sampler::reset`], then `2 * tau` per row).
+#[derive(Debug, Clone)]
+struct Mirostat {
+    tau: RowParam<f64>,
+    eta: RowParam<f64>,
+    mu: Vec<f64>,
 }
 
 impl Sampler {
@@ -66,7 +77,68 @@ impl Sampler {
             calls: 0,
             rows: None,
             vocab: None,
+            mirostat: None,
         })
+    }
+
+    /// Turns on Mirostat 2.0 (contract P25; llama.cpp's `mirostat_v2`) with target surprise
+    /// `tau` (bits) and learning rate `eta` (llama.cpp's default is 0.1), each a finite
+    /// float `>= 0`, for every row or per row. Each row keeps `mu`, starting at `2 * tau`:
+    /// after temperature (and the masks, bias, penalties and the stages of P20-P23), the
+    /// tokens of surprise `-log2 p > mu` are removed (the most probable always stays), a
+    /// token is drawn from the rest renormalised, and `mu -= eta * (s - tau)`, `s` the drawn
+    /// token's surprise under that truncated set. It replaces top-k, top-p and min-p, which
+    /// are ignored while it is on. [`Sampler::reset`] restarts `mu`. `sample_batch` and
+    /// `filter_logits_batch` have no Mirostat: they keep no state.
+    ///
+    /// # Errors
+    /// A value that is not a finite float `>= 0` (the error names `mirostat_tau` or
+    /// `mirostat_eta`); per-row lengths are checked at each draw.
+    ///
+    /// ```
+    /// use logitkit::{Sampler, SamplingParams};
+    /// // Probabilities 0.5, 0.25, 0.125, 0.125: surprises 1, 2, 3, 3 bits.
+    /// let x = [0.5f64.ln(), 0.25f64.ln(), 0.125f64.ln(), 0.125f64.ln()];
+    /// // tau = 1: mu starts at 2, which keeps tokens 0 and 1 only.
+    /// let mut s = Sampler::new(SamplingParams::default(), Some(3)).unwrap()
+    ///     .with_mirostat(1.0, 0.1).unwrap();
+    /// let tok = s.sample_batch(&x, 4, false).unwrap().tokens[0];
+    /// assert!(tok == 0 || tok == 1);
+    /// // Under the truncated set {2/3, 1/3}, the surprise is log2(3/2) or log2(3).
+    /// let surprise = if tok == 0 { 1.5f64.log2() } else { 3f64.log2() };
+    /// assert!((s.mirostat_mu()[0] - (2.0 - 0.1 * (surprise - 1.0))).abs() < 1e-12);
+    /// s.reset();
+    /// assert!(s.mirostat_mu().is_empty());
+    /// assert!(Sampler::new(SamplingParams::default(), Some(3)).unwrap()
+    ///     .with_mirostat(-1.0, 0.1).unwrap_err().to_string().contains("mirostat_tau"));
+    /// ```
+    pub fn with_mirostat(
+        mut self,
+        tau: impl Into<RowParam<f64>>,
+        eta: impl Into<RowParam<f64>>,
+    ) -> Result<Sampler> {
+        let (tau, eta) = (tau.into(), eta.into());
+        check_mirostat(&tau, &eta, self.rows())?;
+        self.mirostat = Some(Mirostat {
+            tau,
+            eta,
+            mu: Vec::new(),
+        });
+        Ok(self)
+    }
+
+    /// Each row's Mirostat 2.0 `mu` (P25): empty when Mirostat is off or before the first
+    /// draw after construction or [`Sampler::reset`].
+    ///
+    /// ```
+    /// use logitkit::{Sampler, SamplingParams};
+    /// let mut s = Sampler::new(SamplingParams::default(), Some(0)).unwrap()
+    ///     .with_mirostat(vec![3.0, 5.0], 0.0).unwrap();
+    /// s.sample_batch(&[0.0f32; 8], 4, false).unwrap();
+    /// assert_eq!(s.mirostat_mu(), &[6.0, 10.0]); // 2 * tau; eta = 0 keeps it
+    /// ```
+    pub fn mirostat_mu(&self) -> &[f64] {
+        self.mirostat.as_ref().map_or(&[][..], |m| &m.mu[..])
     }
 
     /// Sets each row's prompt tokens, which fixes the row count.
@@ -176,6 +248,9 @@ impl Sampler {
         for r in self.rows.iter_mut().flatten() {
             r.restart();
         }
+        if let Some(m) = &mut self.mirostat {
+            m.mu.clear();
+        }
     }
 
     fn check_rows(&self, rows: usize) -> Result<()> {
@@ -276,8 +351,35 @@ impl Sampler {
             }
             let source = Source::Kept(&states);
             check_call(&self.params, rows, vocab, &source)?;
+            let mus = match &self.mirostat {
+                Some(m) => {
+                    check_mirostat(&m.tau, &m.eta, Some(rows))?;
+                    Some(if m.mu.len() == rows {
+                        m.mu.clone()
+                    } else {
+                        (0..rows).map(|r| 2.0 * m.tau.get(r)).collect()
+                    })
+                }
+                None => None,
+            };
             let streams = Streams::for_sampler(self.seed, self.calls);
-            draw_rows(logits, vocab, &self.params, source, &streams, with_logprobs)
+            let (d, lps) = draw_rows(
+                logits,
+                vocab,
+                &self.params,
+                source,
+                &streams,
+                with_logprobs,
+                mus.as_deref(),
+            )?;
+            if let (Some(m), Some(mut mus)) = (&mut self.mirostat, mus) {
+                for (r, (mu, lp)) in mus.iter_mut().zip(&lps).enumerate() {
+                    let surprise = -lp / std::f64::consts::LN_2;
+                    *mu -= m.eta.get(r) * (surprise - m.tau.get(r));
+                }
+                m.mu = mus;
+            }
+            Ok(d)
         })();
         if let Ok(d) = &drawn {
             for (s, &t) in states.iter_mut().zip(&d.tokens) {

@@ -1,5 +1,5 @@
-//! The stages of contract P20-P23, after min-p, on the kept set: typical-p, top-n-sigma, the
-//! epsilon and eta cutoffs, XTC, in this order.
+//! The stages of contract P20-P23 and P25, after min-p, on the kept set: typical-p,
+//! top-n-sigma, the epsilon and eta cutoffs, XTC, Mirostat 2.0's truncation, in this order.
 //!
 //! After [`select`](super::select) (with weights) the kept set is gathered into a list of
 //! tokens in id order with their logits and weights `w = exp((x - m) / T)` (`m` the row's
@@ -37,12 +37,13 @@ pub(crate) struct Ctx<'a, C> {
 type StageFn<C> = fn(&mut Ctx<'_, C>) -> Result<()>;
 
 /// The stages in the order of the contract.
-fn stages<C: Real>() -> [StageFn<C>; 4] {
+fn stages<C: Real>() -> [StageFn<C>; 5] {
     [
         super::typical::apply::<C>,
         super::sigma::apply::<C>,
         super::cutoff::apply::<C>,
         super::xtc::apply::<C>,
+        super::mirostat::apply::<C>,
     ]
 }
 
