@@ -206,6 +206,8 @@ tf = pytest.importorskip("transformers")
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_p20_p22_match_hugging_face_warpers(seed, dtype):
+    """P20, P22: the kept sets of Hugging Face's TypicalLogitsWarper, EpsilonLogitsWarper and
+    EtaLogitsWarper."""
     from transformers import EpsilonLogitsWarper, EtaLogitsWarper, TypicalLogitsWarper
 
     x = rows(400 + seed, r=4, v=500).astype(dtype)
@@ -265,6 +267,7 @@ def test_p20_llama_cpp_typical_cases():
 
 
 def test_p21_llama_cpp_top_n_sigma_cases():
+    """P21: llama.cpp's top_n_sigma cases (tests/test-sampling.cpp), literally."""
     probs = [0.1, 0.2, 0.3, 0.4]
     np.testing.assert_allclose(kept_probs(probs, top_n_sigma=1.0), [0, 0, 0.428571, 0.571429],
                                atol=1e-5)
@@ -374,6 +377,8 @@ def test_p20_p26_no_stage_leaves_a_row_empty(seed):
 
 
 def test_p21_p22_always_keep_the_most_probable_token():
+    """P21, P22: top_n_sigma and the epsilon/eta cutoffs keep the most probable token, however
+    strict."""
     x = rows(12, r=8, v=100)
     for kw in [dict(top_n_sigma=1e-6), dict(epsilon_cutoff=0.9), dict(eta_cutoff=0.9)]:
         out = logitkit.filter_logits(x, **kw)
