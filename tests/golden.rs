@@ -72,6 +72,9 @@ use logitkit::{Float, Histories, Lanes, LogprobsMode, Op, SamplingParams, Seed, 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+mod common;
+use common::Rng;
+
 // ---------------------------------------------------------------------------------------------
 // Digests and inputs.
 
@@ -152,32 +155,15 @@ impl El for f16 {
     }
 }
 
-/// splitmix64; floating-point values from exact operations only.
-struct Gen(u64);
+/// A generator (the suites' splitmix64) for the input named `key`, independent of every other
+/// case. Its values come from exact floating-point operations only.
+fn for_key(key: &str) -> Rng {
+    Rng(fnv_str(key))
+}
 
-impl Gen {
-    /// A generator for the input named `key` (independent of every other case).
-    fn for_key(key: &str) -> Gen {
-        Gen(fnv_str(key))
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1), 53 bits.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-    /// Roughly standard normal: a centred sum of four uniforms, scaled (Irwin-Hall).
-    fn gauss(&mut self) -> f64 {
-        (self.unit() + self.unit() + self.unit() + self.unit() - 2.0) * 1.732_050_807_568_877_2
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
+/// Roughly standard normal: a centred sum of four uniforms, scaled (Irwin-Hall).
+fn gauss(g: &mut Rng) -> f64 {
+    (g.uniform() + g.uniform() + g.uniform() + g.uniform() - 2.0) * 1.732_050_807_568_877_2
 }
 
 /// The kinds of input values.
@@ -216,22 +202,22 @@ impl Fill {
     }
 }
 
-fn value(kind: Fill, g: &mut Gen) -> f64 {
+fn value(kind: Fill, g: &mut Rng) -> f64 {
     match kind {
-        Fill::Gauss => 4.0 * g.gauss(),
+        Fill::Gauss => 4.0 * gauss(g),
         Fill::Mixed => match g.below(100) {
             0..=7 => f64::NEG_INFINITY,
-            8 => 1e-40 * (1.0 + g.unit()),   // f32 subnormal
-            9 => -3e-320 * (1.0 + g.unit()), // f64 subnormal
-            10 => 3e-6 * (1.0 + g.unit()),   // f16 subnormal
+            8 => 1e-40 * (1.0 + g.uniform()),   // f32 subnormal
+            9 => -3e-320 * (1.0 + g.uniform()), // f64 subnormal
+            10 => 3e-6 * (1.0 + g.uniform()),   // f16 subnormal
             11 => 0.0,
             12 | 13 => -3e38,
-            _ => 4.0 * g.gauss(),
+            _ => 4.0 * gauss(g),
         },
         Fill::Huge => match g.below(4) {
             0 => 3e38,
             1 => -3e38,
-            _ => (2.0 * g.unit() - 1.0) * 3e38,
+            _ => (2.0 * g.uniform() - 1.0) * 3e38,
         },
         Fill::Equal => 7.25,
         Fill::NegInf => f64::NEG_INFINITY,
@@ -240,7 +226,7 @@ fn value(kind: Fill, g: &mut Gen) -> f64 {
 }
 
 /// One row of `n` values of `kind`.
-fn row_values(kind: Fill, n: usize, g: &mut Gen) -> Vec<f64> {
+fn row_values(kind: Fill, n: usize, g: &mut Rng) -> Vec<f64> {
     match kind {
         Fill::Nan | Fill::PosInf => {
             let mut v: Vec<f64> = (0..n).map(|_| value(Fill::Gauss, g)).collect();
@@ -276,7 +262,7 @@ fn row_kind(i: usize) -> Fill {
 
 /// `rows` rows of `n` values: every row of `kind`, or for [`Fill::RowMix`] row `i` of
 /// [`row_kind`]`(i)`.
-fn batch_values(kind: Fill, rows: usize, n: usize, g: &mut Gen) -> Vec<f64> {
+fn batch_values(kind: Fill, rows: usize, n: usize, g: &mut Rng) -> Vec<f64> {
     let mut v = Vec::with_capacity(rows * n);
     for i in 0..rows {
         let k = if kind == Fill::RowMix {
@@ -390,7 +376,7 @@ fn vec_cases<T: El>(run: &mut Run) {
         };
         for &fill in fills {
             let key = format!("vec/{}/n={n}/{}", T::TAG, fill.name());
-            let x: Vec<T> = to_el(&row_values(fill, n, &mut Gen::for_key(&key)));
+            let x: Vec<T> = to_el(&row_values(fill, n, &mut for_key(&key)));
             let mut out = vec![T::of(0.0); n];
             for (op, op_name) in [(Op::Softmax, "softmax"), (Op::LogSoftmax, "log_softmax")] {
                 for t in TEMPS {
@@ -468,7 +454,7 @@ fn rows_cases<T: El>(run: &mut Run, shapes: &[(usize, usize)]) {
         let clock = std::time::Instant::now();
         for fill in [Fill::Gauss, Fill::RowMix] {
             let key = format!("rows/{}/{rows}x{n}/{}", T::TAG, fill.name());
-            let x: Vec<T> = to_el(&batch_values(fill, rows, n, &mut Gen::for_key(&key)));
+            let x: Vec<T> = to_el(&batch_values(fill, rows, n, &mut for_key(&key)));
             let temps = row_temps(rows);
             let mut out = vec![T::of(0.0); rows * n];
             let scalar: [(&str, Temperature); 3] = [
@@ -634,7 +620,7 @@ fn lanes_cases<T: El>(run: &mut Run) {
     for layout in layouts() {
         let key = format!("lanes/{}/{}", T::TAG, layout.tag());
         let (len, base) = layout.buffer();
-        let mut g = Gen::for_key(&key);
+        let mut g = for_key(&key);
         let buf: Vec<T> = to_el(
             &(0..len)
                 .map(|_| value(Fill::Mixed, &mut g))
@@ -700,7 +686,7 @@ fn lanes_cases<T: El>(run: &mut Run) {
     }
 }
 
-fn labels_for(g: &mut Gen, rows: usize, classes: usize) -> Vec<i64> {
+fn labels_for(g: &mut Rng, rows: usize, classes: usize) -> Vec<i64> {
     (0..rows).map(|_| g.below(classes) as i64).collect()
 }
 
@@ -708,7 +694,7 @@ fn extras_cases<T: El>(run: &mut Run) {
     // Cross-entropy, slice form.
     for &(rows, n) in &[(64usize, 1000usize), (16, 32000), (100, 10), (1, 128256)] {
         let key = format!("extras/{}/{rows}x{n}", T::TAG);
-        let mut g = Gen::for_key(&key);
+        let mut g = for_key(&key);
         let x: Vec<T> = to_el(&batch_values(Fill::Mixed, rows, n, &mut g));
         let mut labels = labels_for(&mut g, rows, n);
         let temps = row_temps(rows);
@@ -778,7 +764,7 @@ fn extras_cases<T: El>(run: &mut Run) {
     // Sigmoid over all kinds of values.
     for n in [1usize, 17, 4096, 100_003] {
         let key = format!("extras/{}/n={n}", T::TAG);
-        let mut g = Gen::for_key(&key);
+        let mut g = for_key(&key);
         let mut v = row_values(Fill::Mixed, n, &mut g);
         for (i, s) in [
             f64::INFINITY,
@@ -810,7 +796,7 @@ fn extras_cases<T: El>(run: &mut Run) {
     ] {
         let key = format!("extras/{}/lanes/{}", T::TAG, layout.tag());
         let (len, base) = layout.buffer();
-        let mut g = Gen::for_key(&key);
+        let mut g = for_key(&key);
         let buf: Vec<T> = to_el(
             &(0..len)
                 .map(|_| value(Fill::Mixed, &mut g))
@@ -947,7 +933,7 @@ fn sampling_params(rows: usize) -> Vec<(&'static str, SamplingParams)> {
 fn sampling_cases<T: El>(run: &mut Run, shapes: &[(usize, usize)]) {
     for &(rows, vocab) in shapes {
         let key = format!("{}/{rows}x{vocab}", T::TAG);
-        let mut g = Gen::for_key(&key);
+        let mut g = for_key(&key);
         // Rows with -inf entries, subnormals and -3e38, but no NaN or +inf (refused).
         let x: Vec<T> = to_el(&batch_values(Fill::Mixed, rows, vocab, &mut g));
         let mut hist = |len: usize| -> Vec<Vec<u32>> {
