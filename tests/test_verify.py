@@ -396,6 +396,13 @@ def test_v3_greedy_and_sampled_sequences_mixed():
         assert num[b] == m + 1 and tokens[b, m] == am[m]
 
 
+def draws_from(rng, q):
+    """One draft token per (sequence, position), drawn from the rows of `q` (B, K, V)."""
+    bsz, k, v = q.shape
+    return np.array([[rng.choice(v, p=q[b, i] / q[b, i].sum()) for i in range(k)]
+                     for b in range(bsz)])
+
+
 @pytest.mark.parametrize("top_k", [1, 5, 99])
 def test_v3_vllm_top_k_emits_only_kept_tokens(top_k):
     """V3 (vLLM test_top_k): with random draft distributions, every emitted token is in the
@@ -409,8 +416,7 @@ def test_v3_vllm_top_k_emits_only_kept_tokens(top_k):
         for i in range(k + 1):
             x[b, i, kept[b, i]] += 0.1
     q = rng.dirichlet(np.ones(v), size=(bsz, k)).astype(np.float32)
-    drafts = np.array([[rng.choice(v, p=q[b, i] / q[b, i].sum()) for i in range(k)]
-                       for b in range(bsz)])
+    drafts = draws_from(rng, q)
     tokens, num = lk.verify_draft(x, drafts, draft_probs=q, top_k=top_k, seed=0)
     for b in range(bsz):
         for i in range(num[b]):
@@ -424,8 +430,7 @@ def test_v3_vllm_top_p_emits_only_kept_tokens(top_p):
     bsz, k, v = 100, 3, 100
     x = rng.standard_normal((bsz, k + 1, v)).astype(np.float32)
     q = rng.dirichlet(np.ones(v), size=(bsz, k)).astype(np.float32)
-    drafts = np.array([[rng.choice(v, p=q[b, i] / q[b, i].sum()) for i in range(k)]
-                       for b in range(bsz)])
+    drafts = draws_from(rng, q)
     tokens, num = lk.verify_draft(x, drafts, draft_probs=q, top_p=top_p, seed=0)
     for b in range(bsz):
         for i in range(num[b]):
