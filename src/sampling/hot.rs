@@ -249,6 +249,260 @@ multiversion! {
     }
 }
 
+/// The number of levels [`level_masses`] takes.
+pub(crate) const LEVELS: usize = 8;
+
+/// For each level `v[k]`, Σ w over the tokens with `x >= v[k]`: [`masked_lane_sum`] at every
+/// level in one pass over the row (the sums may differ from it by rounding).
+pub(crate) fn level_masses<C: Real>(ws: &[C], xs: &[C], v: &[f64; LEVELS]) -> [f64; LEVELS] {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(x32), Some(w32)) = (as_f32(xs), as_f32(ws)) {
+        let c = v.map(f32_at_least);
+        match simd_level() {
+            // SAFETY: the SIMD level is AVX-512 only on CPUs with AVX-512F.
+            SimdLevel::Avx512 => return unsafe { level_masses_avx512(w32, x32, &c) },
+            // SAFETY: the SIMD level is AVX2 only on CPUs with AVX2.
+            SimdLevel::Avx2 => return unsafe { level_masses_avx2(w32, x32, &c) },
+            _ => {}
+        }
+    }
+    v.map(|t| masked_lane_sum::<C>(ws, xs, t, true))
+}
+
+/// [`level_masses`] of f32 weights and logits, `c` the levels in f32: 16 tokens a step, the
+/// masked weights added in f32 over four steps, then widened into f64 sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn level_masses_avx512(ws: &[f32], xs: &[f32], c: &[f32; LEVELS]) -> [f64; LEVELS] {
+    use std::arch::x86_64::*;
+    // 16 steps of 16 tokens added in f32 per level, then widened: the additions in f32 are
+    // few enough for the use (a threshold, checked exactly afterwards), and the widening is
+    // rarer.
+    const STEP: usize = 256;
+    let n = ws.len().min(xs.len());
+    let cv = c.map(|t| _mm512_set1_ps(t));
+    let mut lo = [_mm512_setzero_pd(); LEVELS];
+    let mut hi = [_mm512_setzero_pd(); LEVELS];
+    let mut i = 0;
+    while i + STEP <= n {
+        let mut q = [_mm512_setzero_ps(); LEVELS];
+        for s in 0..STEP / 16 {
+            // SAFETY: `i + STEP <= n`: the 16 floats at `i + 16 s` are in both slices.
+            let (w, x) = unsafe {
+                (
+                    _mm512_loadu_ps(ws.as_ptr().add(i + 16 * s)),
+                    _mm512_loadu_ps(xs.as_ptr().add(i + 16 * s)),
+                )
+            };
+            for k in 0..LEVELS {
+                let m = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, cv[k]);
+                q[k] = _mm512_mask_add_ps(q[k], m, q[k], w);
+            }
+        }
+        for k in 0..LEVELS {
+            lo[k] = _mm512_add_pd(lo[k], _mm512_cvtps_pd(_mm512_castps512_ps256(q[k])));
+            let h = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(q[k])));
+            hi[k] = _mm512_add_pd(hi[k], _mm512_cvtps_pd(h));
+        }
+        i += STEP;
+    }
+    let mut out = [0.0f64; LEVELS];
+    for k in 0..LEVELS {
+        out[k] = _mm512_reduce_add_pd(_mm512_add_pd(lo[k], hi[k]));
+        for j in i..n {
+            if xs[j] >= c[k] {
+                out[k] += ws[j] as f64;
+            }
+        }
+    }
+    out
+}
+
+/// The positions `j` with `x[j] >= t`, in order, into `ids` (of length `x.len() + 64` at
+/// least), when there is a vector path for them (f32 logits at AVX-512, rows of fewer than
+/// 2^32 tokens): then returns how many.
+pub(crate) fn gather_ids_at_least<C: Real>(x: &[C], t: C, ids: &mut [u32]) -> Option<usize> {
+    assert!(ids.len() >= x.len() + 64);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x32) = as_f32(x) {
+        if simd_level() == SimdLevel::Avx512
+            && std::is_x86_feature_detected!("popcnt")
+            && u32::try_from(x.len()).is_ok()
+        {
+            // SAFETY: the SIMD level is AVX-512 only on CPUs with AVX-512F, POPCNT was
+            // detected, every position fits in u32, and `ids` holds `x.len() + 64`.
+            return Some(unsafe { gather_ids_avx512(x32, t.to_f64() as f32, x.len(), ids) });
+        }
+    }
+    None
+}
+
+/// The positions `j` with `x[j] >= t`, in order, into `ids` (of length `count + 64` at least),
+/// at most `count` of them; returns how many. Branch-free: each group of 16 tokens has its hits'
+/// positions compressed into a register stored whole at its write position (hence the spare
+/// slots), which then moves by the number of hits; the write position is carried from one
+/// step of 64 tokens to the next.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,popcnt")]
+unsafe fn gather_ids_avx512(x: &[f32], t: f32, count: usize, ids: &mut [u32]) -> usize {
+    use std::arch::x86_64::*;
+    let tv = _mm512_set1_ps(t);
+    let sixteen = _mm512_set1_epi32(16);
+    let mut pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let mut n = 0;
+    let mut it = x.chunks_exact(64);
+    for c in &mut it {
+        let mut off = n;
+        for g in 0..4 {
+            // SAFETY: `c` holds 64 floats; `n <= count`, a step writes at most 64 slots from
+            // `n`, and `ids` holds `count + 64`.
+            unsafe {
+                let v = _mm512_loadu_ps(c.as_ptr().add(16 * g));
+                let m = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, tv);
+                let p = ids.as_mut_ptr().add(off).cast::<__m512i>();
+                _mm512_storeu_si512(p, _mm512_maskz_compress_epi32(m, pos));
+                off += m.count_ones() as usize;
+            }
+            pos = _mm512_add_epi32(pos, sixteen);
+        }
+        n = off.min(count);
+    }
+    let base = x.len() - it.remainder().len();
+    for (j, &e) in it.remainder().iter().enumerate() {
+        if e >= t && n < count {
+            ids[n] = (base + j) as u32;
+            n += 1;
+        }
+    }
+    n
+}
+
+/// [`level_masses_avx512`] with AVX2: 8 tokens a step, the masks ANDed with the weights.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn level_masses_avx2(ws: &[f32], xs: &[f32], c: &[f32; LEVELS]) -> [f64; LEVELS] {
+    use std::arch::x86_64::*;
+    const STEP: usize = 128;
+    let n = ws.len().min(xs.len());
+    let cv = c.map(|t| _mm256_set1_ps(t));
+    let mut lo = [_mm256_setzero_pd(); LEVELS];
+    let mut hi = [_mm256_setzero_pd(); LEVELS];
+    let mut i = 0;
+    while i + STEP <= n {
+        let mut q = [_mm256_setzero_ps(); LEVELS];
+        for s in 0..STEP / 8 {
+            // SAFETY: `i + STEP <= n`: the 8 floats at `i + 8 s` are in both slices.
+            let (w, x) = unsafe {
+                (
+                    _mm256_loadu_ps(ws.as_ptr().add(i + 8 * s)),
+                    _mm256_loadu_ps(xs.as_ptr().add(i + 8 * s)),
+                )
+            };
+            for k in 0..LEVELS {
+                let m = _mm256_cmp_ps::<_CMP_GE_OQ>(x, cv[k]);
+                q[k] = _mm256_add_ps(q[k], _mm256_and_ps(m, w));
+            }
+        }
+        for k in 0..LEVELS {
+            lo[k] = _mm256_add_pd(lo[k], _mm256_cvtps_pd(_mm256_castps256_ps128(q[k])));
+            hi[k] = _mm256_add_pd(hi[k], _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(q[k])));
+        }
+        i += STEP;
+    }
+    let mut out = [0.0f64; LEVELS];
+    for k in 0..LEVELS {
+        let mut l = [0.0f64; 4];
+        // SAFETY: `l` holds 4 doubles.
+        unsafe { _mm256_storeu_pd(l.as_mut_ptr(), _mm256_add_pd(lo[k], hi[k])) };
+        out[k] = (l[0] + l[1]) + (l[2] + l[3]);
+        for j in i..n {
+            if xs[j] >= c[k] {
+                out[k] += ws[j] as f64;
+            }
+        }
+    }
+    out
+}
+
+/// Calls `f(j)` for each position `j` with `x[j] >= t`, in order, until it returns false: one
+/// vector compare per 16 (AVX-512) or 8 (AVX2) tokens, then the set bits.
+pub(crate) fn for_each_at_least<C: Real>(x: &[C], t: C, mut f: impl FnMut(usize) -> bool) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x32) = as_f32(x) {
+        let t32 = t.to_f64() as f32;
+        match simd_level() {
+            // SAFETY: the SIMD level is AVX-512 only on CPUs with AVX-512F.
+            SimdLevel::Avx512 => return unsafe { for_each_avx512(x32, t32, f) },
+            // SAFETY: the SIMD level is AVX2 only on CPUs with AVX2.
+            SimdLevel::Avx2 => return unsafe { for_each_avx2(x32, t32, f) },
+            _ => {}
+        }
+    }
+    for (j, &e) in x.iter().enumerate() {
+        if e >= t && !f(j) {
+            return;
+        }
+    }
+}
+
+/// Calls `f` for the set bits of `bits` (positions from `base`); false when `f` stopped.
+#[inline(always)]
+fn each_bit(mut bits: u64, base: usize, f: &mut impl FnMut(usize) -> bool) -> bool {
+    while bits != 0 {
+        if !f(base + bits.trailing_zeros() as usize) {
+            return false;
+        }
+        bits &= bits - 1;
+    }
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn for_each_avx512(x: &[f32], t: f32, mut f: impl FnMut(usize) -> bool) {
+    use std::arch::x86_64::*;
+    let tv = _mm512_set1_ps(t);
+    let mut it = x.chunks_exact(16);
+    let mut base = 0;
+    for c in &mut it {
+        // SAFETY: `c` holds 16 floats.
+        let v = unsafe { _mm512_loadu_ps(c.as_ptr()) };
+        let m = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, tv);
+        if m != 0 && !each_bit(u64::from(m), base, &mut f) {
+            return;
+        }
+        base += 16;
+    }
+    for (j, &e) in it.remainder().iter().enumerate() {
+        if e >= t && !f(base + j) {
+            return;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn for_each_avx2(x: &[f32], t: f32, mut f: impl FnMut(usize) -> bool) {
+    use std::arch::x86_64::*;
+    let tv = _mm256_set1_ps(t);
+    let mut it = x.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut it {
+        // SAFETY: `c` holds 8 floats.
+        let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+        let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(v, tv)) as u32;
+        if m != 0 && !each_bit(u64::from(m), base, &mut f) {
+            return;
+        }
+        base += 8;
+    }
+    for (j, &e) in it.remainder().iter().enumerate() {
+        if e >= t && !f(base + j) {
+            return;
+        }
+    }
+}
+
 /// Bit `j` set when `x[j] >= t`, for a chunk of at most 64 tokens: one vector compare per 16
 /// (AVX-512) or 8 (AVX2) tokens instead of a test and branch per token.
 pub(crate) fn hits_at_least<C: Real>(x: &[C], t: C) -> u64 {
@@ -563,6 +817,110 @@ mod tests {
                 assert_eq!(hits_at_least(&x, t), want, "n={n} t={t}");
                 let x64: Vec<f64> = x.iter().map(|&e| e as f64).collect();
                 assert_eq!(hits_at_least(&x64, t as f64), want, "f64 n={n} t={t}");
+            }
+        }
+    }
+
+    /// The masses of every level in one pass against their twin (one f64 sum of the kept
+    /// weights per level), on every vector path this CPU has, for lengths around the steps of
+    /// 128 and 256 tokens, levels taken from the data (ties) and `-inf` logits of weight 0.
+    #[test]
+    fn level_masses_match_a_plain_f64_sum_per_level() {
+        for n in [0, 1, 15, 127, 128, 129, 255, 256, 257, 1000, 4099] {
+            let u = uniforms(2 * n + LEVELS + 1, 11 + n as u64);
+            let mut x: Vec<f32> = u[..n]
+                .iter()
+                .map(|&v| ((v * 40.0).floor() - 20.0) as f32)
+                .collect();
+            let mut w: Vec<f32> = u[n..2 * n].iter().map(|&v| (v * v) as f32).collect();
+            for j in (3..n).step_by(17) {
+                x[j] = f32::NEG_INFINITY;
+                w[j] = 0.0;
+            }
+            let levels: [f64; LEVELS] = std::array::from_fn(|k| {
+                let pick = u[2 * n + k];
+                if n == 0 {
+                    0.0
+                } else {
+                    f64::from(x[(pick * n as f64) as usize]).max(-30.0) + 0.25 * (k % 2) as f64
+                }
+            });
+            let want = levels.map(|t| {
+                x.iter()
+                    .zip(&w)
+                    .filter(|&(&e, _)| f64::from(e) >= t)
+                    .map(|(_, &v)| f64::from(v))
+                    .sum::<f64>()
+            });
+            let close = |got: [f64; LEVELS], how: &str| {
+                for k in 0..LEVELS {
+                    let tol = 1e-6 * want[k].max(1e-30);
+                    assert!(
+                        (got[k] - want[k]).abs() <= tol,
+                        "{how} n={n} k={k}: {got:?} {want:?}"
+                    );
+                }
+            };
+            close(level_masses(&w, &x, &levels), "dispatched");
+            let w64: Vec<f64> = w.iter().map(|&v| f64::from(v)).collect();
+            let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            close(level_masses(&w64, &x64, &levels), "f64");
+            #[cfg(target_arch = "x86_64")]
+            {
+                let c = levels.map(f32_at_least);
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: AVX-512F was detected.
+                    close(unsafe { level_masses_avx512(&w, &x, &c) }, "avx512");
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 was detected.
+                    close(unsafe { level_masses_avx2(&w, &x, &c) }, "avx2");
+                }
+            }
+        }
+    }
+
+    /// The positions at or above a threshold, gathered branch-free, against a filter, for
+    /// lengths around the step of 64 tokens, densities from none to all, ties, `-inf`.
+    #[test]
+    fn gather_ids_match_a_filter() {
+        for n in [0, 1, 63, 64, 65, 200, 1000, 4097] {
+            let u = uniforms(n, 5 + n as u64);
+            let mut x: Vec<f32> = u
+                .iter()
+                .map(|&v| ((v * 16.0).floor() - 8.0) as f32)
+                .collect();
+            for j in (2..n).step_by(13) {
+                x[j] = f32::NEG_INFINITY;
+            }
+            for t in [-9.0f32, -8.0, -1.0, 0.0, 6.0, 7.0, 8.0, f32::NEG_INFINITY] {
+                let want: Vec<u32> = (0..n as u32).filter(|&j| x[j as usize] >= t).collect();
+                let mut ids = vec![u32::MAX; n + 64];
+                if let Some(k) = gather_ids_at_least(&x, t, &mut ids) {
+                    assert_eq!(ids[..k], want[..], "dispatched n={n} t={t}");
+                }
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("popcnt")
+                {
+                    let mut ids = vec![u32::MAX; n + 64];
+                    // SAFETY: AVX-512F and POPCNT were detected; `ids` holds `n + 64`.
+                    let k = unsafe { gather_ids_avx512(&x, t, n, &mut ids) };
+                    assert_eq!(ids[..k], want[..], "avx512 n={n} t={t}");
+                    // Capped at `count`, as when the row changed since it was counted.
+                    let cap = want.len() / 2;
+                    let mut ids = vec![u32::MAX; n + 64];
+                    // SAFETY: as above; `ids` holds `cap + 64` at least.
+                    let k = unsafe { gather_ids_avx512(&x, t, cap, &mut ids) };
+                    assert_eq!(k, cap, "avx512 capped n={n} t={t}");
+                    assert_eq!(ids[..k], want[..cap], "avx512 capped n={n} t={t}");
+                }
+                let mut got = Vec::new();
+                for_each_at_least(&x, t, |j| {
+                    got.push(j as u32);
+                    true
+                });
+                assert_eq!(got, want, "for_each n={n} t={t}");
             }
         }
     }

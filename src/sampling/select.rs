@@ -2,8 +2,9 @@
 //! the inverse-CDF draw. See the module documentation of [`crate::sampling`] for the scheme.
 
 use super::hot::{
-    count_at_least, first_eq, gather_at_least, hits_at_least, lane_sum, mask_below,
-    masked_lane_sum, positions_eq, z_ids,
+    count_at_least, first_eq, for_each_at_least, gather_at_least, gather_ids_at_least,
+    hits_at_least, lane_sum, level_masses, mask_below, masked_lane_sum, positions_eq, z_ids,
+    LEVELS,
 };
 use super::params::RowCfg;
 use crate::element::Real;
@@ -131,6 +132,8 @@ pub(crate) struct Work<C> {
     cmax_of_row: bool,
     sel: Vec<C>,
     ids: Vec<u16>,
+    /// Candidates' positions ([`nucleus_list`]).
+    ids32: Vec<u32>,
     hist: Vec<f64>,
     /// Split the passes over a row across the crate's threads.
     pub par: bool,
@@ -155,6 +158,7 @@ impl<C> Work<C> {
             + self.seen.footprint()
             + self.row_ws.capacity()
             + self.ids.capacity() / 2
+            + self.ids32.capacity()
             + self.cur.idx.capacity()
             + self.alt.idx.capacity()
             + self.cand.idx.capacity()
@@ -381,9 +385,15 @@ fn filter_into<C: Real>(
     dst: &mut Bufs<C>,
 ) -> Result<()> {
     dst.clear();
+    // Room for every token first: the pushes below then never allocate.
+    dst.reserve(xs.len(), ws.is_some())?;
     for (j, &x) in xs.iter().enumerate() {
         if keep(x.to_f64()) {
-            dst.push(idx.map_or(j, |i| i[j]), x, ws.map(|ws| ws[j]))?;
+            dst.idx.push(idx.map_or(j, |i| i[j]));
+            dst.xs.push(x);
+            if let Some(ws) = ws {
+                dst.ws.push(ws[j]);
+            }
         }
     }
     Ok(())
@@ -948,56 +958,33 @@ fn nucleus_list<C: Real>(
     let (v, mf) = (x.len(), m.to_f64());
     let total = exp_weights(x, m, cfg.t, ws, w.par)?;
     let tau = 0.5 * (1.0 - cfg.p) * total / v as f64;
-    // A tighter threshold, when masked sums find one: the weight at or above it holds
-    // p + (1 - p) / 20 of the total (the margin is for rounding, which is far smaller).
-    // Levels of the scaled logit below the maximum: -4, -8, -16, ... down to ln(tau), which is
-    // enough (`x >= mf + T ln(tau)` is `w >= tau` up to rounding, which the factor 1/2
-    // absorbs); then four bisection steps between the last level that was not enough and the
-    // first that was.
+    // A tighter threshold: the highest of eight levels of the scaled logit, evenly spaced from
+    // the maximum down to ln(tau), whose tokens hold p + (1 - p) / 20 of the total (the margin
+    // is for the order of additions). The levels' masses come from one pass, added partly in
+    // f32: the candidates' own mass is checked in f64 and, if short, the candidates are
+    // those of ln(tau), which always hold enough (`x >= mf + T ln(tau)` is `w >= tau` up to
+    // rounding, which the factor 1/2 absorbs).
     let enough = (cfg.p + 0.05 * (1.0 - cfg.p)) * total;
-    let mass = |z: f64| masked_lane_sum(ws, x, mf + cfg.t * z, true);
-    let (mut hi, mut lo, mut z) = (0.0f64, tau.ln(), -4.0f64);
-    while z > lo {
-        if mass(z) >= enough {
-            lo = z;
-            break;
-        }
-        hi = z;
-        z *= 2.0;
-    }
-    for _ in 0..4 {
-        let mid = 0.5 * (hi + lo);
-        if mass(mid) >= enough {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    let thr = mf + cfg.t * lo;
-    // Lowered a little, so that it stays at or below `thr` in `C`: more candidates are
-    // harmless, fewer would not be.
-    let thr = C::from_f64(thr - thr.abs() * 1e-6);
-    let count = count_at_least(x, thr.to_f64());
+    let floor = tau.ln();
+    let gaps: [f64; LEVELS] = std::array::from_fn(|k| floor * (k + 1) as f64 / LEVELS as f64);
+    let masses = level_masses(ws, x, &gaps.map(|z| mf + cfg.t * z));
+    let lo = gaps
+        .iter()
+        .zip(masses)
+        .find(|&(_, s)| s >= enough)
+        .map_or(floor, |(&z, _)| z);
     let mut cand = std::mem::take(&mut w.cand);
     let mut alt = std::mem::take(&mut w.alt);
+    let mut ids = std::mem::take(&mut w.ids32);
     let done = (|| {
-        cand.clear();
-        cand.reserve(count, true)?;
-        // A sparse set: one vector compare per 16 tokens, then the set bits. At most `count`
-        // (another thread may write to the row meanwhile: contract R3).
-        let mut left = count;
-        'chunks: for (c, chunk) in x.chunks(64).enumerate() {
-            let mut bits = hits_at_least(chunk, thr);
-            while bits != 0 {
-                if left == 0 {
-                    break 'chunks;
-                }
-                left -= 1;
-                let j = c * 64 + bits.trailing_zeros() as usize;
-                cand.idx.push(j);
-                cand.xs.push(x[j]);
-                cand.ws.push(ws[j]);
-                bits &= bits - 1;
+        for z in [lo, floor] {
+            let thr = mf + cfg.t * z;
+            // Lowered a little, so that it stays at or below `thr` in `C`: more candidates
+            // are harmless, fewer would not be.
+            let thr = C::from_f64(thr - thr.abs() * 1e-6);
+            gather_candidates_at_least(x, ws, thr, &mut ids, &mut cand)?;
+            if z == floor || cand.ws.iter().map(|w| w.to_f64()).sum::<f64>() >= enough {
+                break;
             }
         }
         let cut = find_cut(&cand.xs, Some(&cand.ws), mf, zc, cfg.p, total, 0.0, w)?;
@@ -1010,12 +997,49 @@ fn nucleus_list<C: Real>(
         )
     })();
     w.cand = cand;
+    w.ids32 = ids;
     if done.is_ok() {
         w.alt = std::mem::replace(&mut w.cur, alt);
     } else {
         w.alt = alt;
     }
     done
+}
+
+/// The tokens of row `x` at or above `thr`, with their weights from `ws`, into `cand` (`ids`:
+/// scratch for their positions).
+fn gather_candidates_at_least<C: Real>(
+    x: &[C],
+    ws: &[C],
+    thr: C,
+    ids: &mut Vec<u32>,
+    cand: &mut Bufs<C>,
+) -> Result<()> {
+    cand.clear();
+    crate::scratch::resize(ids, x.len() + 64, 0, "the candidates' ids")?;
+    if let Some(n) = gather_ids_at_least(x, thr, ids) {
+        cand.reserve(n, true)?;
+        for &j in &ids[..n] {
+            let j = j as usize;
+            cand.idx.push(j);
+            cand.xs.push(x[j]);
+            cand.ws.push(ws[j]);
+        }
+        return Ok(());
+    }
+    let count = count_at_least(x, thr.to_f64());
+    cand.reserve(count, true)?;
+    // At most `count` (another thread may write to the row meanwhile: contract R3).
+    for_each_at_least(x, thr, |j| {
+        if cand.idx.len() == count {
+            return false;
+        }
+        cand.idx.push(j);
+        cand.xs.push(x[j]);
+        cand.ws.push(ws[j]);
+        true
+    });
+    Ok(())
 }
 
 /// [`exp_weights`] one chunk of [`CHUNK`] tokens at a time, keeping the kernel's sum of each
@@ -1319,7 +1343,13 @@ mod tests {
                 .map(|_| ((u() + u() + u() - 1.5) * 2.0 * scale) as f32)
                 .collect();
             let m = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            for &(t, p) in &[(0.8, 0.95), (1.0, 0.5), (0.5, 0.999), (2.0, 0.1)] {
+            for &(t, p) in &[
+                (0.8, 0.95),
+                (1.0, 0.5),
+                (0.5, 0.999),
+                (2.0, 0.1),
+                (1.0, 0.999_999),
+            ] {
                 let plain = crate::SamplingParams::default()
                     .temperature(t)
                     .top_p(p)
