@@ -30,6 +30,13 @@ CONTENDERS = {
     "xtc_probability=0.5)",
     "+ dynatemp 0.5 (P26)": "dict(temperature=0.8, top_p=0.95, dynatemp_range=0.5)",
 }
+# The floors: a call that is not sampling, timed the same way. P26 needs the entropy at
+# temperature 1 before the draw at its own temperature, one more exponential per token: its
+# floor is the baseline plus one exp pass over the row (logsumexp less its max pass, about).
+FLOORS = {
+    "floor: logsumexp (max + one exp pass)": "lambda: logitkit.logsumexp(x, axis=-1)",
+    "floor: copy of the logits": "lambda: np.copyto(out, x)",
+}
 
 WORKER = r"""
 import json, os, statistics, sys, time
@@ -38,8 +45,9 @@ import numpy as np, logitkit
 logitkit.set_num_threads(2)
 rows, vocab = {rows}, {vocab}
 x = (np.random.default_rng(0).standard_normal((rows, vocab)) * 3).astype(np.float32)
+out = np.empty_like(x)
 kw = {kw}
-f = lambda: logitkit.sample(x, seed=1, **kw)
+f = {call}
 for _ in range(5):
     f()
 ts = []
@@ -56,12 +64,16 @@ def main() -> None:
     rows, vocab = map(int, shape.split("x"))
     cpus = sorted(os.sched_getaffinity(0))[:2]
     load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    got: dict[str, list[float]] = {k: [] for k in CONTENDERS}
-    names = list(CONTENDERS)
+    # Each contender: the timed call and its keyword arguments.
+    calls = {k: ("lambda: logitkit.sample(x, seed=1, **kw)", v) for k, v in CONTENDERS.items()}
+    calls.update({k: (v, "{}") for k, v in FLOORS.items()})
+    got: dict[str, list[float]] = {k: [] for k in calls}
+    names = list(calls)
     for r in range(rounds):
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
-            code = WORKER.format(cpus=set(cpus), rows=rows, vocab=vocab, kw=CONTENDERS[name])
+            call, kw = calls[name]
+            code = WORKER.format(cpus=set(cpus), rows=rows, vocab=vocab, kw=kw, call=call)
             res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  check=True)
             got[name].append(json.loads(res.stdout))
