@@ -1592,7 +1592,9 @@ fn accepted_rows(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>
 /// ``sampler(logits)`` draws as :func:`sample` would, with the sampler's histories as
 /// ``output_tokens`` and the seed stream of its ``n``-th draw, then appends each row's token
 /// to its history. Penalty counts are kept incrementally: a step costs the same after 10 or
-/// 100,000 generated tokens. A call that raises changes nothing.
+/// 100,000 generated tokens. DRY (``dry_multiplier``) reads the history at each step, in time
+/// linear in its last ``dry_penalty_last_n`` tokens (llama.cpp's Z-algorithm; about 3 ns a
+/// token). A call that raises changes nothing.
 ///
 /// Parameters
 /// ----------
