@@ -454,4 +454,13 @@ fn p24_verify_draft_refuses_dry() {
         .dry_base(2.0)
         .dry_allowed_length(0);
     assert!(verify_draft(&x, &[0, 1], None::<&[f32]>, v, 2, &p, &Seed::Fixed(1)).is_ok());
+    // No row with both a multiplier and a window: off for every row, so accepted.
+    let p = SamplingParams::default()
+        .dry_multiplier(vec![0.0, 0.8])
+        .dry_penalty_last_n(vec![5, 0]);
+    let x2 = vec![0.0f32; 6 * v];
+    let d = [0, 1, 2, 3];
+    assert!(verify_draft(&x2, &d, None::<&[f32]>, v, 2, &p, &Seed::Fixed(1)).is_ok());
+    let p = p.dry_penalty_last_n(vec![5, -1]);
+    assert!(verify_draft(&x2, &d, None::<&[f32]>, v, 2, &p, &Seed::Fixed(1)).is_err());
 }

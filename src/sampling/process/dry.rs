@@ -48,9 +48,11 @@ pub(super) fn stage<C: Real>(
     p: &SamplingParams,
     _vocab: usize,
 ) -> Result<Option<BoxedStage<'_, C>>> {
-    // Present when some row may have it on (each row is checked again when applied).
-    let on_some = p.dry_multiplier.values().iter().any(|&m| m != 0.0)
-        && p.dry_penalty_last_n.values().iter().any(|&n| n != 0);
+    // Present when some row has it on (each row is checked again when applied). The lengths
+    // were validated; `min` keeps a bad one from panicking all the same.
+    let (m, n) = (p.dry_multiplier.values(), p.dry_penalty_last_n.values());
+    let on_some =
+        (0..m.len().max(n.len())).any(|r| on(m[r.min(m.len() - 1)], n[r.min(n.len() - 1)]));
     if !on_some {
         return Ok(None);
     }
