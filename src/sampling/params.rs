@@ -308,9 +308,9 @@ impl TokenBitmask {
 }
 
 /// The parameters of a sampling call, each one value for every row or one per row (contract
-/// P2): the processing of P11-P13 (masks, bias, penalties), then temperature, top-k, top-p and
-/// min-p (P3), and what to report (P15). Build with the setters; every parameter's default
-/// disables it, and a disabled stage costs nothing.
+/// P2): the processing of P11-P13 and P24 (masks, bias, penalties, DRY), then temperature,
+/// top-k, top-p and min-p (P3), the samplers of P20-P26, and what to report (P15). Build with
+/// the setters; every parameter's default disables it, and a disabled stage costs nothing.
 ///
 /// ```
 /// use logitkit::SamplingParams;
