@@ -184,43 +184,65 @@ impl<C: Real> Stage<C> for Dry<'_> {
         };
         // Validated >= 0; a length beyond the history's disables the row.
         let allowed = usize::try_from(self.allowed.get(row)).unwrap_or(usize::MAX);
-        SCRATCH.with(|s| {
-            let s = &mut *s.borrow_mut();
-            repeats(
+        SCRATCH.with(|cell| {
+            let s = &mut *cell.borrow_mut();
+            let found = repeats(
                 history,
                 allowed,
                 &self.breakers,
                 &mut s.counts,
                 &mut s.pairs,
-            )?;
-            if s.pairs.is_empty() {
-                return Ok(());
+            );
+            let r = found.map(|()| self.penalise(row, allowed, multiplier, &s.pairs, z));
+            // Kept between rows and calls only while small (contract R1: a long history's
+            // counts are not held on to).
+            if s.counts.capacity() > KEEP {
+                *s = Scratch::default();
             }
-            let m = C::from_f64(multiplier).to_f64();
-            let base = C::from_f64(self.base.get(row));
-            let max_exp = max_exponent(base);
-            let lowest = C::from_f64(if std::mem::size_of::<C>() == 4 {
-                f64::from(f32::MIN)
-            } else {
-                f64::MIN
-            });
-            for &(token, len) in &s.pairs {
-                let mut exp = len - allowed;
-                if max_exp > 0 && exp > max_exp {
-                    exp = max_exp;
-                }
-                let penalty = C::from_f64(m * base.to_f64().powf(exp as f64));
-                let e = &mut z[token as usize];
-                let v = *e - penalty;
-                // A finite logit stays finite (llama.cpp's float would overflow to -inf).
-                *e = if v == C::NEG_INFINITY && *e != C::NEG_INFINITY {
-                    lowest
-                } else {
-                    v
-                };
-            }
-            Ok(())
+            r
         })
+    }
+}
+
+/// The most scratch elements kept by a thread between rows.
+const KEEP: usize = 1 << 16;
+
+impl Dry<'_> {
+    /// Step 4 of llama.cpp: each token of `pairs` loses its penalty.
+    fn penalise<C: Real>(
+        &self,
+        row: usize,
+        allowed: usize,
+        multiplier: f64,
+        pairs: &[(u32, usize)],
+        z: &mut [C],
+    ) {
+        if pairs.is_empty() {
+            return;
+        }
+        let m = C::from_f64(multiplier).to_f64();
+        let base = C::from_f64(self.base.get(row));
+        let max_exp = max_exponent(base);
+        let lowest = C::from_f64(if std::mem::size_of::<C>() == 4 {
+            f64::from(f32::MIN)
+        } else {
+            f64::MIN
+        });
+        for &(token, len) in pairs {
+            let mut exp = len - allowed;
+            if max_exp > 0 && exp > max_exp {
+                exp = max_exp;
+            }
+            let penalty = C::from_f64(m * base.to_f64().powf(exp as f64));
+            let e = &mut z[token as usize];
+            let v = *e - penalty;
+            // A finite logit stays finite (llama.cpp's float would overflow to -inf).
+            *e = if v == C::NEG_INFINITY && *e != C::NEG_INFINITY {
+                lowest
+            } else {
+                v
+            };
+        }
     }
 }
 
