@@ -37,6 +37,11 @@ PARAMETERS = (
     "xtc_probability",
     "dynatemp_range",
     "dynatemp_exponent",
+    "dry_multiplier",
+    "dry_base",
+    "dry_allowed_length",
+    "dry_penalty_last_n",
+    "dry_sequence_breakers",
 )
 
 
@@ -58,7 +63,8 @@ class LogitsProcessor:
         ``repetition_penalty``, ``frequency_penalty``, ``presence_penalty``, and the samplers
         after min-p (``typical_p``, ``top_n_sigma``, ``epsilon_cutoff``, ``eta_cutoff``,
         ``xtc_threshold``, ``xtc_probability``, ``dynatemp_range``, ``dynatemp_exponent``),
-        with the meaning they have in :func:`logitkit.sample`. XTC's coin is not tossed here:
+        and DRY's (``dry_multiplier``, ``dry_base``, ``dry_allowed_length``,
+        ``dry_penalty_last_n``, ``dry_sequence_breakers``), with the meaning they have in :func:`logitkit.sample`. XTC's coin is not tossed here:
         the scores are the law of XTC's outcome (see :func:`logitkit.filter_logits`), so
         ``generate``'s draw from them samples as XTC does.
 

@@ -168,11 +168,27 @@ fn count_param(
     v: Option<&Bound<'_, PyAny>>,
     rows_shape: Option<&[usize]>,
 ) -> PyResult<RowParam<i64>> {
-    const WHAT: &str = "an integer >= 0";
-    let Some(v) = v else {
-        return Ok(RowParam::All(0));
+    int_param(py, name, v, 0, rows_shape)
+}
+
+/// An integer parameter (`default` when not given): an integer, or an integer array of shape
+/// `rows_shape` (P2, P8); its range is checked by the core.
+fn int_param(
+    py: Python<'_>,
+    name: &'static str,
+    v: Option<&Bound<'_, PyAny>>,
+    default: i64,
+    rows_shape: Option<&[usize]>,
+) -> PyResult<RowParam<i64>> {
+    let what = if default < 0 {
+        "an integer"
+    } else {
+        "an integer >= 0"
     };
-    let bad = |shown: String| PyValueError::new_err(format!("{name} must be {WHAT}, got {shown}"));
+    let Some(v) = v else {
+        return Ok(RowParam::All(default));
+    };
+    let bad = |shown: String| PyValueError::new_err(format!("{name} must be {what}, got {shown}"));
     let clamp = |k: i128| -> i64 {
         // Any k >= V disables top-k; negative values are kept (and refused by validation).
         k.clamp(i64::MIN as i128, i64::MAX as i128) as i64
@@ -189,7 +205,7 @@ fn count_param(
             .map(|k| RowParam::All(clamp(k)))
             .map_err(|_| bad(repr(v)));
     }
-    let values = int_array(name, &arr, WHAT, v)?;
+    let values = int_array(name, &arr, what, v)?;
     if let Some(s) = rows_shape {
         check_shape(name, &arr, s)?;
     }
@@ -707,11 +723,16 @@ struct Args<'py> {
     xtc_probability: Option<Bound<'py, PyAny>>,
     dynatemp_range: Option<Bound<'py, PyAny>>,
     dynatemp_exponent: Option<Bound<'py, PyAny>>,
+    dry_multiplier: Option<Bound<'py, PyAny>>,
+    dry_base: Option<Bound<'py, PyAny>>,
+    dry_allowed_length: Option<Bound<'py, PyAny>>,
+    dry_penalty_last_n: Option<Bound<'py, PyAny>>,
+    dry_sequence_breakers: Option<Bound<'py, PyAny>>,
 }
 
 impl<'py> Args<'py> {
     /// The per-row numeric parameters, for the shapes a `Sampler` checks at each call.
-    fn per_row(&self) -> [(&'static str, Option<&Bound<'py, PyAny>>); 16] {
+    fn per_row(&self) -> [(&'static str, Option<&Bound<'py, PyAny>>); 20] {
         [
             ("temperature", self.temperature.as_ref()),
             ("top_k", self.top_k.as_ref()),
@@ -729,6 +750,10 @@ impl<'py> Args<'py> {
             ("xtc_probability", self.xtc_probability.as_ref()),
             ("dynatemp_range", self.dynatemp_range.as_ref()),
             ("dynatemp_exponent", self.dynatemp_exponent.as_ref()),
+            ("dry_multiplier", self.dry_multiplier.as_ref()),
+            ("dry_base", self.dry_base.as_ref()),
+            ("dry_allowed_length", self.dry_allowed_length.as_ref()),
+            ("dry_penalty_last_n", self.dry_penalty_last_n.as_ref()),
         ]
     }
 
@@ -740,6 +765,10 @@ impl<'py> Args<'py> {
         let rows = rows_shape.map(|s| s.iter().product::<usize>());
         let stop = match self.stop_token_ids.as_ref().filter(|v| !v.is_none()) {
             Some(v) => id_list(py, "stop_token_ids", v, None, false)?,
+            None => Vec::new(),
+        };
+        let breakers = match self.dry_sequence_breakers.as_ref().filter(|v| !v.is_none()) {
+            Some(v) => id_list(py, "dry_sequence_breakers", v, None, false)?,
             None => Vec::new(),
         };
         // Built in place: the struct is large, and a chain of setters would move it each time.
@@ -767,6 +796,23 @@ impl<'py> Args<'py> {
             xtc_probability: f("xtc_probability", &self.xtc_probability, 0.0)?,
             dynatemp_range: f("dynatemp_range", &self.dynatemp_range, 0.0)?,
             dynatemp_exponent: f("dynatemp_exponent", &self.dynatemp_exponent, 1.0)?,
+            dry_multiplier: f("dry_multiplier", &self.dry_multiplier, 0.0)?,
+            dry_base: f("dry_base", &self.dry_base, 1.75)?,
+            dry_allowed_length: int_param(
+                py,
+                "dry_allowed_length",
+                self.dry_allowed_length.as_ref(),
+                2,
+                rows_shape,
+            )?,
+            dry_penalty_last_n: int_param(
+                py,
+                "dry_penalty_last_n",
+                self.dry_penalty_last_n.as_ref(),
+                -1,
+                rows_shape,
+            )?,
+            dry_sequence_breakers: breakers,
         };
         // Per-call values and lengths are checked by the core; a Sampler's values here.
         if rows.is_none() {
@@ -992,13 +1038,31 @@ fn sample_result<'py>(
 ///     finite logits (llama.cpp's dynamic temperature).
 /// dynatemp_exponent : float or array_like, default 1.0
 ///     ``>= 0``. The exponent of the dynamic temperature.
+/// dry_multiplier : float or array_like, default 0.0
+///     ``>= 0``. DRY ("Don't Repeat Yourself", llama.cpp's DRY), applied after the
+///     penalties: a token that would extend a repeat of ``n >= dry_allowed_length`` tokens of
+///     the row's output (its last tokens also came earlier, followed by that token) loses
+///     ``dry_multiplier * dry_base ** (n - dry_allowed_length)`` from its logit, ``n`` the
+///     longest such repeat; ``0`` disables it.
+/// dry_base : float or array_like, default 1.75
+///     ``>= 1``, finite. The growth of the DRY penalty per repeated token (the exponent is
+///     clamped to ``88.7228391 / ln(dry_base)``).
+/// dry_allowed_length : int or array_like of int, default 2
+///     ``>= 0``. Repeats shorter than this are not penalised.
+/// dry_penalty_last_n : int or array_like of int, default -1
+///     ``>= -1``. DRY reads the row's last ``n`` output tokens; ``-1`` all of them, ``0``
+///     disables it.
+/// dry_sequence_breakers : sequence of int, optional
+///     Token ids, for every row: a repeat never reaches back across one, and they are never
+///     penalised (each id a one-token breaker; llama.cpp's breakers are strings).
 /// prompt_tokens, output_tokens : sequence of sequences of int, or int array (R, L), optional
 ///     Each row's prompt and generated tokens (padded on the right with -1 in an array);
 ///     for 1-D logits, one sequence.
 ///
-/// Each of ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``min_tokens``, the penalties
-/// and the parameters of the samplers after min-p (``typical_p`` to ``dynatemp_exponent``)
-/// is a scalar or an array of shape ``logits.shape[:-1]`` (one value per row). The samplers
+/// Each of ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``min_tokens``, the penalties,
+/// the parameters of the samplers after min-p (``typical_p`` to ``dynatemp_exponent``) and
+/// DRY's (but ``dry_sequence_breakers``) is a scalar or an array of shape
+/// ``logits.shape[:-1]`` (one value per row). The samplers
 /// after min-p apply in the order typical-p, top-n-sigma, epsilon, eta, XTC, each over the
 /// tokens still kept with their probabilities renormalised; none leaves a row empty.
 ///
@@ -1035,6 +1099,13 @@ fn sample_result<'py>(
 /// >>> x = [2.0, 1.0, -3.0]
 /// >>> sorted({int(logitkit.sample(x, epsilon_cutoff=0.1, seed=s)) for s in range(50)})
 /// [0, 1]
+///
+/// DRY: the output ends with ``1 2``, which came before followed by ``3``; with
+/// ``dry_multiplier=5`` token 3 loses 5 and greedy decoding takes token 0 instead.
+///
+/// >>> int(logitkit.sample([1.0, 0.0, 0.0, 2.0], temperature=0.0,
+/// ...                     output_tokens=[1, 2, 3, 0, 1, 2], dry_multiplier=5.0))
+/// 0
 #[pyfunction]
 #[pyo3(
     signature = (logits, *, temperature=None, top_k=None, top_p=None, min_p=None, seed=None,
@@ -1043,9 +1114,10 @@ fn sample_result<'py>(
                  stop_token_ids=None, logit_bias=None, repetition_penalty=None,
                  frequency_penalty=None, presence_penalty=None,
                  typical_p=None, top_n_sigma=None, epsilon_cutoff=None, eta_cutoff=None, xtc_threshold=None, xtc_probability=None, dynatemp_range=None, dynatemp_exponent=None,
+                 dry_multiplier=None, dry_base=None, dry_allowed_length=None, dry_penalty_last_n=None, dry_sequence_breakers=None,
                  prompt_tokens=None,
                  output_tokens=None),
-    text_signature = "(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, return_logprobs=False, top_logprobs=0, logprobs_mode='sampled', allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, typical_p=1.0, top_n_sigma=0.0, epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0, dynatemp_range=0.0, dynatemp_exponent=1.0, prompt_tokens=None, output_tokens=None)"
+    text_signature = "(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, return_logprobs=False, top_logprobs=0, logprobs_mode='sampled', allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, typical_p=1.0, top_n_sigma=0.0, epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0, dynatemp_range=0.0, dynatemp_exponent=1.0, dry_multiplier=0.0, dry_base=1.75, dry_allowed_length=2, dry_penalty_last_n=-1, dry_sequence_breakers=None, prompt_tokens=None, output_tokens=None)"
 )]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sample<'py>(
@@ -1076,6 +1148,11 @@ pub(crate) fn sample<'py>(
     xtc_probability: Option<Bound<'py, PyAny>>,
     dynatemp_range: Option<Bound<'py, PyAny>>,
     dynatemp_exponent: Option<Bound<'py, PyAny>>,
+    dry_multiplier: Option<Bound<'py, PyAny>>,
+    dry_base: Option<Bound<'py, PyAny>>,
+    dry_allowed_length: Option<Bound<'py, PyAny>>,
+    dry_penalty_last_n: Option<Bound<'py, PyAny>>,
+    dry_sequence_breakers: Option<Bound<'py, PyAny>>,
     prompt_tokens: Option<&Bound<'py, PyAny>>,
     output_tokens: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -1104,6 +1181,11 @@ pub(crate) fn sample<'py>(
         xtc_probability,
         dynatemp_range,
         dynatemp_exponent,
+        dry_multiplier,
+        dry_base,
+        dry_allowed_length,
+        dry_penalty_last_n,
+        dry_sequence_breakers,
     };
     let params = args.params(py, Some(&l.rows_shape))?;
     let seed = seed_param(py, seed, Some(&l.rows_shape))?;
@@ -1121,7 +1203,7 @@ pub(crate) fn sample<'py>(
 /// ----------
 /// logits : array_like, shape (..., V)
 ///     As for :func:`sample`.
-/// temperature, top_k, top_p, min_p, allowed_token_ids, token_bitmask, bad_words, min_tokens, stop_token_ids, logit_bias, repetition_penalty, frequency_penalty, presence_penalty, typical_p, top_n_sigma, epsilon_cutoff, eta_cutoff, xtc_threshold, xtc_probability, dynatemp_range, dynatemp_exponent, prompt_tokens, output_tokens
+/// temperature, top_k, top_p, min_p, allowed_token_ids, token_bitmask, bad_words, min_tokens, stop_token_ids, logit_bias, repetition_penalty, frequency_penalty, presence_penalty, typical_p, top_n_sigma, epsilon_cutoff, eta_cutoff, xtc_threshold, xtc_probability, dynatemp_range, dynatemp_exponent, dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n, dry_sequence_breakers, prompt_tokens, output_tokens
 ///     As for :func:`sample`.
 ///
 /// Returns
@@ -1170,9 +1252,10 @@ pub(crate) fn sample<'py>(
                  stop_token_ids=None, logit_bias=None, repetition_penalty=None,
                  frequency_penalty=None, presence_penalty=None,
                  typical_p=None, top_n_sigma=None, epsilon_cutoff=None, eta_cutoff=None, xtc_threshold=None, xtc_probability=None, dynatemp_range=None, dynatemp_exponent=None,
+                 dry_multiplier=None, dry_base=None, dry_allowed_length=None, dry_penalty_last_n=None, dry_sequence_breakers=None,
                  prompt_tokens=None,
                  output_tokens=None),
-    text_signature = "(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, typical_p=1.0, top_n_sigma=0.0, epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0, dynatemp_range=0.0, dynatemp_exponent=1.0, prompt_tokens=None, output_tokens=None)"
+    text_signature = "(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, typical_p=1.0, top_n_sigma=0.0, epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0, dynatemp_range=0.0, dynatemp_exponent=1.0, dry_multiplier=0.0, dry_base=1.75, dry_allowed_length=2, dry_penalty_last_n=-1, dry_sequence_breakers=None, prompt_tokens=None, output_tokens=None)"
 )]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn filter_logits<'py>(
@@ -1199,6 +1282,11 @@ pub(crate) fn filter_logits<'py>(
     xtc_probability: Option<Bound<'py, PyAny>>,
     dynatemp_range: Option<Bound<'py, PyAny>>,
     dynatemp_exponent: Option<Bound<'py, PyAny>>,
+    dry_multiplier: Option<Bound<'py, PyAny>>,
+    dry_base: Option<Bound<'py, PyAny>>,
+    dry_allowed_length: Option<Bound<'py, PyAny>>,
+    dry_penalty_last_n: Option<Bound<'py, PyAny>>,
+    dry_sequence_breakers: Option<Bound<'py, PyAny>>,
     prompt_tokens: Option<&Bound<'py, PyAny>>,
     output_tokens: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -1225,6 +1313,11 @@ pub(crate) fn filter_logits<'py>(
         xtc_probability,
         dynatemp_range,
         dynatemp_exponent,
+        dry_multiplier,
+        dry_base,
+        dry_allowed_length,
+        dry_penalty_last_n,
+        dry_sequence_breakers,
         ..Default::default()
     };
     let params = args.params(py, Some(&l.rows_shape))?;
@@ -1499,11 +1592,13 @@ fn accepted_rows(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>
 /// ``sampler(logits)`` draws as :func:`sample` would, with the sampler's histories as
 /// ``output_tokens`` and the seed stream of its ``n``-th draw, then appends each row's token
 /// to its history. Penalty counts are kept incrementally: a step costs the same after 10 or
-/// 100,000 generated tokens. A call that raises changes nothing.
+/// 100,000 generated tokens. DRY (``dry_multiplier``) reads the history at each step, in time
+/// linear in its last ``dry_penalty_last_n`` tokens (llama.cpp's Z-algorithm; about 3 ns a
+/// token). A call that raises changes nothing.
 ///
 /// Parameters
 /// ----------
-/// temperature, top_k, top_p, min_p, top_logprobs, logprobs_mode, allowed_token_ids, token_bitmask, bad_words, min_tokens, stop_token_ids, logit_bias, repetition_penalty, frequency_penalty, presence_penalty, typical_p, top_n_sigma, epsilon_cutoff, eta_cutoff, xtc_threshold, xtc_probability, dynatemp_range, dynatemp_exponent
+/// temperature, top_k, top_p, min_p, top_logprobs, logprobs_mode, allowed_token_ids, token_bitmask, bad_words, min_tokens, stop_token_ids, logit_bias, repetition_penalty, frequency_penalty, presence_penalty, typical_p, top_n_sigma, epsilon_cutoff, eta_cutoff, xtc_threshold, xtc_probability, dynatemp_range, dynatemp_exponent, dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n, dry_sequence_breakers
 ///     As for :func:`sample`; per-row arrays must match ``logits.shape[:-1]`` at each call.
 /// mirostat_tau : None, float or array_like, default None
 ///     Mirostat 2.0's target surprise in bits (contract P25; llama.cpp's ``mirostat_v2``), a
@@ -1624,8 +1719,9 @@ impl Sampler {
                      token_bitmask=None, bad_words=None, min_tokens=None, stop_token_ids=None,
                      logit_bias=None, repetition_penalty=None, frequency_penalty=None,
                      presence_penalty=None, typical_p=None, top_n_sigma=None, epsilon_cutoff=None, eta_cutoff=None, xtc_threshold=None, xtc_probability=None, dynatemp_range=None, dynatemp_exponent=None,
+                 dry_multiplier=None, dry_base=None, dry_allowed_length=None, dry_penalty_last_n=None, dry_sequence_breakers=None,
                      mirostat_tau=None, mirostat_eta=None, prompt_tokens=None),
-        text_signature = "(*, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, top_logprobs=0, logprobs_mode='sampled', allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, typical_p=1.0, top_n_sigma=0.0, epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0, dynatemp_range=0.0, dynatemp_exponent=1.0, mirostat_tau=None, mirostat_eta=0.1, prompt_tokens=None)"
+        text_signature = "(*, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, top_logprobs=0, logprobs_mode='sampled', allowed_token_ids=None, token_bitmask=None, bad_words=None, min_tokens=0, stop_token_ids=None, logit_bias=None, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, typical_p=1.0, top_n_sigma=0.0, epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0, dynatemp_range=0.0, dynatemp_exponent=1.0, dry_multiplier=0.0, dry_base=1.75, dry_allowed_length=2, dry_penalty_last_n=-1, dry_sequence_breakers=None, mirostat_tau=None, mirostat_eta=0.1, prompt_tokens=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -1654,6 +1750,11 @@ impl Sampler {
         xtc_probability: Option<Bound<'_, PyAny>>,
         dynatemp_range: Option<Bound<'_, PyAny>>,
         dynatemp_exponent: Option<Bound<'_, PyAny>>,
+        dry_multiplier: Option<Bound<'_, PyAny>>,
+        dry_base: Option<Bound<'_, PyAny>>,
+        dry_allowed_length: Option<Bound<'_, PyAny>>,
+        dry_penalty_last_n: Option<Bound<'_, PyAny>>,
+        dry_sequence_breakers: Option<Bound<'_, PyAny>>,
         mirostat_tau: Option<Bound<'_, PyAny>>,
         mirostat_eta: Option<Bound<'_, PyAny>>,
         prompt_tokens: Option<&Bound<'_, PyAny>>,
@@ -1682,6 +1783,11 @@ impl Sampler {
             xtc_probability,
             dynatemp_range,
             dynatemp_exponent,
+            dry_multiplier,
+            dry_base,
+            dry_allowed_length,
+            dry_penalty_last_n,
+            dry_sequence_breakers,
         };
         let params = args.params(py, None)?;
         let mut shapes = Vec::new();

@@ -33,9 +33,11 @@
 //! Before P3, each row is copied and processed by the stages of `process`: the masks
 //! (`allowed_token_ids`, `token_bitmask` applied while the row is copied; `bad_words`,
 //! `min_tokens`), then `logit_bias`, then the repetition, frequency and presence penalties,
-//! reading the row's history ([`Histories`], or the [`Sampler`]'s own). A stage whose
-//! parameters are at their defaults is not in the chain, and a call without stages reads the
-//! row in place.
+//! then DRY (P24, `process/dry.rs`: llama.cpp's penalty on the tokens that would extend a
+//! repeat of the row's output tokens, the repeats found by the Z-algorithm in time linear in
+//! the history), reading the row's history ([`Histories`], or the [`Sampler`]'s own). A stage
+//! whose parameters are at their defaults is not in the chain, and a call without stages reads
+//! the row in place.
 //!
 //! # Semantics of P3
 //!

@@ -308,9 +308,9 @@ impl TokenBitmask {
 }
 
 /// The parameters of a sampling call, each one value for every row or one per row (contract
-/// P2): the processing of P11-P13 (masks, bias, penalties), then temperature, top-k, top-p and
-/// min-p (P3), and what to report (P15). Build with the setters; every parameter's default
-/// disables it, and a disabled stage costs nothing.
+/// P2): the processing of P11-P13 and P24 (masks, bias, penalties, DRY), then temperature,
+/// top-k, top-p and min-p (P3), the samplers of P20-P26, and what to report (P15). Build with
+/// the setters; every parameter's default disables it, and a disabled stage costs nothing.
 ///
 /// ```
 /// use logitkit::SamplingParams;
@@ -375,6 +375,17 @@ pub struct SamplingParams {
     pub dynatemp_range: RowParam<f64>,
     /// Dynamic temperature's exponent, `>= 0` and finite (default 1) (P26).
     pub dynatemp_exponent: RowParam<f64>,
+    /// DRY's multiplier, `>= 0` and finite; `0` disables DRY (P24).
+    pub dry_multiplier: RowParam<f64>,
+    /// DRY's base, `>= 1` and finite (default 1.75) (P24).
+    pub dry_base: RowParam<f64>,
+    /// DRY's allowed length, an integer `>= 0` (default 2) (P24).
+    pub dry_allowed_length: RowParam<i64>,
+    /// How many of the last output tokens DRY reads, an integer `>= -1`: `-1` (the default)
+    /// all of them, `0` disables DRY (P24).
+    pub dry_penalty_last_n: RowParam<i64>,
+    /// DRY's sequence breakers, single token ids, for every row (P24).
+    pub dry_sequence_breakers: Vec<u32>,
 }
 
 impl Default for SamplingParams {
@@ -403,6 +414,11 @@ impl Default for SamplingParams {
             xtc_probability: RowParam::All(0.0),
             dynatemp_range: RowParam::All(0.0),
             dynatemp_exponent: RowParam::All(1.0),
+            dry_multiplier: RowParam::All(0.0),
+            dry_base: RowParam::All(1.75),
+            dry_allowed_length: RowParam::All(2),
+            dry_penalty_last_n: RowParam::All(-1),
+            dry_sequence_breakers: Vec::new(),
         }
     }
 }
@@ -666,6 +682,87 @@ impl SamplingParams {
         /// }
         /// ```
         dynatemp_exponent: RowParam<f64>;
+        /// Sets `dry_multiplier` (P24, llama.cpp's DRY; `0` disables it): a token that would
+        /// extend a repeat of `n >= dry_allowed_length` tokens of the row's output loses
+        /// `dry_multiplier * dry_base^(n - dry_allowed_length)` from its logit.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+        /// // The output ends with 1 2, which came before followed by 3: emitting 3 would
+        /// // repeat 1 2 3 (a repeat of 2 = dry_allowed_length tokens): 3 loses 0.5 * 1.75^0.
+        /// let outputs = vec![vec![1, 2, 3, 0, 1, 2]];
+        /// let h = Histories::new().output_tokens(&outputs);
+        /// let p = SamplingParams::default().dry_multiplier(0.5);
+        /// let mut out = [0.0f32; 4];
+        /// filter_logits_batch(&[1.0; 4], 4, &p, &h, &mut out).unwrap();
+        /// assert_eq!(out, [1.0, 1.0, 1.0, 0.5]);
+        /// ```
+        dry_multiplier: RowParam<f64>;
+        /// Sets `dry_base` (P24, default 1.75): each token of repeat beyond
+        /// `dry_allowed_length` multiplies the penalty by it.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+        /// // 0 1 2 repeats (3 tokens, one more than allowed): token 3 loses 1 * 2^1.
+        /// let outputs = vec![vec![0, 1, 2, 3, 0, 1, 2]];
+        /// let h = Histories::new().output_tokens(&outputs);
+        /// let p = SamplingParams::default().dry_multiplier(1.0).dry_base(2.0);
+        /// let mut out = [0.0f32; 4];
+        /// filter_logits_batch(&[5.0; 4], 4, &p, &h, &mut out).unwrap();
+        /// assert_eq!(out, [5.0, 5.0, 5.0, 3.0]);
+        /// ```
+        dry_base: RowParam<f64>;
+        /// Sets `dry_allowed_length` (P24, default 2): repeats shorter than this are not
+        /// penalised.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+        /// // The output ends with 2, which came before followed by 3: a repeat of one token,
+        /// // penalised only when one token is allowed.
+        /// let outputs = vec![vec![2, 3, 0, 2]];
+        /// let h = Histories::new().output_tokens(&outputs);
+        /// let mut out = [0.0f32; 4];
+        /// for (allowed, want) in [(2, 1.0), (1, 0.0)] {
+        ///     let p = SamplingParams::default().dry_multiplier(1.0).dry_allowed_length(allowed);
+        ///     filter_logits_batch(&[1.0; 4], 4, &p, &h, &mut out).unwrap();
+        ///     assert_eq!(out[3], want);
+        /// }
+        /// ```
+        dry_allowed_length: RowParam<i64>;
+        /// Sets `dry_penalty_last_n` (P24, default `-1`: every output token; `0` disables
+        /// DRY): DRY reads only the row's last `n` output tokens.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+        /// // 5 6 7 ... 5 6: the earlier 5 6 is out of reach of the last 4 tokens.
+        /// let outputs = vec![vec![5, 6, 7, 0, 1, 5, 6]];
+        /// let h = Histories::new().output_tokens(&outputs);
+        /// let mut out = [0.0f32; 8];
+        /// for (last_n, want) in [(-1, 0.0), (4, 1.0)] {
+        ///     let p = SamplingParams::default().dry_multiplier(1.0).dry_penalty_last_n(last_n);
+        ///     filter_logits_batch(&[1.0; 8], 8, &p, &h, &mut out).unwrap();
+        ///     assert_eq!(out[7], want);
+        /// }
+        /// ```
+        dry_penalty_last_n: RowParam<i64>;
+        /// Sets `dry_sequence_breakers` (P24): token ids that end every repeat (a repeat never
+        /// reaches back across one) and are never penalised themselves.
+        ///
+        /// ```
+        /// use logitkit::{filter_logits_batch, Histories, SamplingParams};
+        /// // The output ends with 9 3, which came before followed by 4: a repeat of 2 tokens.
+        /// // With 9 a breaker, the repeat stops before it: 1 token, below the allowed 2.
+        /// let outputs = vec![vec![9, 3, 4, 0, 9, 3]];
+        /// let h = Histories::new().output_tokens(&outputs);
+        /// let mut out = [0.0f32; 10];
+        /// let p = SamplingParams::default().dry_multiplier(1.0);
+        /// filter_logits_batch(&[1.0; 10], 10, &p, &h, &mut out).unwrap();
+        /// assert_eq!(out[4], 0.0);
+        /// let p = p.dry_sequence_breakers(vec![9]);
+        /// filter_logits_batch(&[1.0; 10], 10, &p, &h, &mut out).unwrap();
+        /// assert_eq!(out[4], 1.0);
+        /// ```
+        dry_sequence_breakers: Vec<u32>;
     }
 
     /// Sets `top_logprobs`.
@@ -896,6 +993,23 @@ impl SamplingParams {
             rows,
             non_negative,
             "a finite float >= 0",
+        )?;
+        self.dry_multiplier
+            .check("dry_multiplier", rows, non_negative, "a finite float >= 0")?;
+        // llama.cpp skips DRY for a base below 1; here it is a bad value, refused.
+        self.dry_base.check(
+            "dry_base",
+            rows,
+            |b| b >= 1.0 && b.is_finite(),
+            "a finite float >= 1",
+        )?;
+        self.dry_allowed_length
+            .check("dry_allowed_length", rows, |n| n >= 0, "an integer >= 0")?;
+        self.dry_penalty_last_n.check(
+            "dry_penalty_last_n",
+            rows,
+            |n| n >= -1,
+            "an integer >= -1 (-1: the whole output, 0 disables DRY)",
         )
     }
 
@@ -925,6 +1039,9 @@ impl SamplingParams {
         }
         if let Some(&id) = self.stop_token_ids.iter().find(|&&id| out(id)) {
             return Err(bad("stop_token_ids", id, None));
+        }
+        if let Some(&id) = self.dry_sequence_breakers.iter().find(|&&id| out(id)) {
+            return Err(bad("dry_sequence_breakers", id, None));
         }
         if self.top_logprobs > vocab {
             return Err(Error::invalid(

@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 /// with the same seed, parameters and logits give the same tokens. [`Sampler::accept`] appends
 /// tokens chosen elsewhere (a forced token, accepted draft tokens) without drawing. The
 /// penalties' counts are kept up to date token by token, so a step costs the same after 10 or
-/// 100,000 tokens. A call that returns an error changes nothing.
+/// 100,000 tokens; DRY (P24) reads the history at each step, in time linear in its last
+/// `dry_penalty_last_n` tokens (llama.cpp's Z-algorithm). A call that returns an error changes
+/// nothing.
 ///
 /// ```
 /// use logitkit::{Sampler, SamplingParams};

@@ -88,7 +88,7 @@ pub struct Verified {
 /// # Errors
 /// [`Error::InvalidParameter`] for `vocab == 0`, a row count that is not a multiple of
 /// `k + 1`, a bad parameter, or parameters that ask for processing other than temperature,
-/// top-k, top-p and min-p (masks, bias, penalties, the samplers of P20-P26); [`Error::LengthMismatch`] for
+/// top-k, top-p and min-p (masks, bias, penalties, DRY, the samplers of P20-P26); [`Error::LengthMismatch`] for
 /// `draft_tokens`, `draft_probs`, a per-sequence parameter or seeds of the wrong length;
 /// [`Error::InvalidSequence`] naming the argument and the sequence for a draft token outside
 /// `[0, vocab)`, a draft probability that is negative or not finite, a draft token whose
@@ -154,7 +154,7 @@ pub fn verify_draft<T: Float, Q: Float>(
     if !chain.is_empty() {
         return Err(Error::invalid(
             "params",
-            "masks, logit_bias or penalties",
+            "masks, logit_bias, penalties or DRY",
             "temperature, top_k, top_p and min_p only (verify_draft applies no other processing)",
         ));
     }

@@ -1,5 +1,6 @@
-//! The logits processing of contract P11-P13, applied to a copy of each row before
-//! temperature and the filters of P3: masks, then the bias, then the penalties (P14).
+//! The logits processing of contract P11-P13 and P24, applied to a copy of each row before
+//! temperature and the filters of P3: masks, then the bias, then the penalties (P14), then
+//! DRY (P24, with the penalties, after them).
 //!
 //! Arithmetic is done in the processing type (`f32` for `f16`, `bf16` and `f32` logits, `f64`
 //! for `f64`) with the parameters rounded to it, one operation at a time, as PyTorch does it in
@@ -14,6 +15,7 @@ mod allowed;
 mod bad_words;
 mod bias;
 mod bitmask;
+mod dry;
 mod frequency;
 mod min_tokens;
 mod repetition;
@@ -34,6 +36,13 @@ use crate::parallel::map_chunks_mut;
 pub(crate) trait Stage<C: Real>: Sync {
     /// Applies the stage to row `row`'s logits `z`, whose history is `ctx`.
     fn apply(&self, _row: usize, _ctx: &RowCtx<'_>, _z: &mut [C]) {}
+
+    /// [`Stage::apply`] for a stage that needs scratch memory, which may be refused
+    /// (contract R1). The chain calls this one.
+    fn try_apply(&self, row: usize, ctx: &RowCtx<'_>, z: &mut [C]) -> Result<()> {
+        self.apply(row, ctx, z);
+        Ok(())
+    }
 
     /// The tokens row `row` allows, as the bits of [`TokenBitmask`](crate::TokenBitmask)
     /// (`None`: the stage is not a whole-vocabulary mask, or allows every token of the row).
@@ -87,7 +96,7 @@ pub(crate) struct Chain<'p, C> {
 impl<'p, C: Real> Chain<'p, C> {
     /// The chain for `params` (validated, ids checked against `vocab`).
     pub fn build(params: &'p SamplingParams, vocab: usize) -> Result<Self> {
-        let builders: [Builder<C>; 7] = [
+        let builders: [Builder<C>; 8] = [
             // Masks (P11).
             allowed::stage::<C>,
             |p, v| Ok(bitmask::stage::<C>(p, v)),
@@ -98,6 +107,10 @@ impl<'p, C: Real> Chain<'p, C> {
             // Penalties (P13): repetition first.
             |p, v| Ok(repetition::stage::<C>(p, v)),
             |p, v| Ok(frequency::stage::<C>(p, v)),
+            // DRY (P24), with the penalties, after them. It changes values but comes last, so
+            // it does not report `changes_values`: the penalties before it may still be
+            // applied during the copy.
+            dry::stage::<C>,
         ];
         let mut stages = Vec::new();
         for b in builders {
@@ -182,7 +195,7 @@ impl<'p, C: Real> Chain<'p, C> {
         }
         for s in &self.stages {
             if fused.is_none() || s.mark_op(row).is_none() {
-                s.apply(row, ctx, z);
+                s.try_apply(row, ctx, z)?;
             }
         }
         Ok(false)
