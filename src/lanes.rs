@@ -22,6 +22,7 @@ use crate::row::{logsumexp_row, map_row, map_row_with, map_rows_streamed, Op};
 use crate::shared::SharedPtr;
 use crate::simd::SimdLevel;
 use crate::temperature::Temperature;
+use crate::view::{check_matching, StridedView, StridedViewMut};
 
 /// Where the lanes of a strided array lie. Strides count elements, not bytes, and may be
 /// negative or zero.
@@ -79,9 +80,9 @@ impl Lanes {
     /// assert_eq!((cols.offset(0), cols.offset(2)), (0, 2));
     /// // Softmax down each column: every column holds two equal values.
     /// let mut p = [0.0f64; 6];
-    /// // SAFETY: the lanes lie within `x` and `p`, distinct buffers.
-    /// unsafe { map_lanes(Op::Softmax, x.as_ptr(), &cols, p.as_mut_ptr(), &cols, 1.0.into()) }
-    ///     .unwrap();
+    /// let src = logitkit::StridedView::new(&x, 0, cols.clone()).unwrap();
+    /// let mut dst = logitkit::StridedViewMut::new(&mut p, 0, cols).unwrap();
+    /// map_lanes(Op::Softmax, &src, &mut dst, 1.0.into()).unwrap();
     /// assert_eq!(p, [0.5; 6]);
     /// ```
     pub fn from_strided(shape: &[usize], strides: &[isize], axis: usize) -> Lanes {
@@ -197,7 +198,7 @@ pub fn coalesce(a: &mut Lanes, b: &mut Lanes) {
 /// otherwise through `buf`.
 ///
 /// # Safety
-/// See [`map_lanes`].
+/// See [`map_lanes_raw`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn map_lane<T: Float>(
     op: Op,
@@ -264,7 +265,7 @@ unsafe fn overflow_risk_lanes<T: Float>(
 /// a lane's result does not depend on its neighbours).
 ///
 /// # Safety
-/// As [`map_lanes`].
+/// As [`map_lanes_raw`].
 unsafe fn map_lanes_with_exact<T: Float>(
     op: Op,
     src: *const T,
@@ -737,7 +738,7 @@ type TileScratch<C> = (Vec<C>, Vec<f64>);
 /// result is the same bits whatever its layout and whatever the tiling (contract S9).
 ///
 /// # Safety
-/// As [`map_lanes`].
+/// As [`map_lanes_raw`].
 unsafe fn map_tiles<T: Float>(
     op: Op,
     src: *const T,
@@ -870,7 +871,7 @@ impl RowRun {
 /// by the same code whatever the chunking, so the thread count does not change a bit (S9).
 ///
 /// # Safety
-/// As [`map_lanes`], with the layout `rows`.
+/// As [`map_lanes_raw`], with the layout `rows`.
 unsafe fn map_row_runs<C: Real>(
     op: Op,
     src: *const C,
@@ -977,7 +978,77 @@ fn streams<C>(n: usize, count: usize, in_place: bool) -> bool {
 }
 
 /// Computes `op` (softmax or log-softmax) along every lane of `src` into the matching lane of
-/// `dst`, lane `i` at temperature `temperature.get(i)`.
+/// `dst`, lane `i` at temperature `temperature.get(i)`. The two views must lay out the same
+/// lanes (the same lane length and outer extents; their strides may differ). In place:
+/// [`map_lanes_in_place`].
+///
+/// # Errors
+/// [`Error::InvalidParameter`] naming `dst` when the layouts do not match, or `temperature`
+/// when a temperature is not positive and finite; a length error when a per-lane temperature
+/// does not have one value per lane; [`Error::OutOfMemory`] and [`Error::Interrupted`] as for
+/// every call.
+///
+/// ```
+/// use logitkit::lanes::map_lanes;
+/// use logitkit::{Lanes, Op, StridedView, StridedViewMut};
+/// // Log-softmax along axis 0 of a C-contiguous 2 x 2 array, one temperature per lane
+/// // (column), into the transposed layout (its rows).
+/// let x = [0.0f32, 0.0, 0.0, 2.0];
+/// let src = StridedView::new(&x, 0, Lanes::from_strided(&[2, 2], &[2, 1], 0)).unwrap();
+/// let mut out = [0.0f32; 4];
+/// let mut dst = StridedViewMut::rows(&mut out, 2).unwrap();
+/// let temps = [1.0, 2.0];
+/// map_lanes(Op::LogSoftmax, &src, &mut dst, (&temps[..]).into()).unwrap();
+/// let ln2 = std::f32::consts::LN_2;
+/// assert!((out[0] + ln2).abs() < 1e-6 && (out[1] + ln2).abs() < 1e-6); // column 0: (0, 0)
+/// // Column 1 at T = 2 is (0, 1): log-softmax is (-ln(1 + e), 1 - ln(1 + e)).
+/// let l = 1f32.exp().ln_1p();
+/// assert!((out[2] + l).abs() < 1e-6 && (out[3] - (1.0 - l)).abs() < 1e-6);
+/// ```
+pub fn map_lanes<T: Float>(
+    op: Op,
+    src: &StridedView<'_, T>,
+    dst: &mut StridedViewMut<'_, T>,
+    temperature: Temperature<'_>,
+) -> Result<()> {
+    check_matching(src.lanes(), dst.lanes())?;
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    // SAFETY: both views were checked at construction: every element of every lane lies in its
+    // slice, and `dst`'s elements are pairwise distinct. `src` borrows its slice shared and
+    // `dst` its own mutably, so they are disjoint and nothing else writes either during the
+    // call.
+    unsafe { map_lanes_raw(op, s, src.lanes(), d, dst.lanes(), temperature) }
+}
+
+/// [`map_lanes`] in place: every lane of `x` replaced by `op` of itself.
+///
+/// # Errors
+/// As [`map_lanes`].
+///
+/// ```
+/// use logitkit::lanes::map_lanes_in_place;
+/// use logitkit::{Lanes, Op, StridedViewMut};
+/// // Softmax along axis 0 of a C-contiguous 2 x 2 array, in place.
+/// let mut x = [0.0f64, 1.0, 0.0, 1.0];
+/// let mut v = StridedViewMut::new(&mut x, 0, Lanes::from_strided(&[2, 2], &[2, 1], 0)).unwrap();
+/// map_lanes_in_place(Op::Softmax, &mut v, 1.0.into()).unwrap();
+/// assert_eq!(x, [0.5; 4]);
+/// ```
+pub fn map_lanes_in_place<T: Float>(
+    op: Op,
+    x: &mut StridedViewMut<'_, T>,
+    temperature: Temperature<'_>,
+) -> Result<()> {
+    let p = x.as_mut_ptr();
+    // SAFETY: the view was checked at construction: every element of every lane lies in its
+    // slice, elements pairwise distinct; in place with identical layouts, which `map_lanes_raw`
+    // allows; the slice is borrowed mutably, so nothing else touches it during the call.
+    unsafe { map_lanes_raw(op, p, x.lanes(), p, x.lanes(), temperature) }
+}
+
+/// The raw form of [`map_lanes`] (the NumPy bindings hold raw pointers): computes `op`
+/// (softmax or log-softmax) along every lane of `src` into the matching lane of `dst`, lane `i`
+/// at temperature `temperature.get(i)`.
 ///
 /// # Safety
 /// - every element of every lane of `src` is valid for reads, and of `dst` for writes;
@@ -985,25 +1056,7 @@ fn streams<C>(n: usize, count: usize, in_place: bool) -> bool {
 ///   other than the one at the same index; when they overlap, `dst == src` with identical
 ///   layouts (in place);
 /// - nothing else reads or writes `dst`, or writes `src`, during the call.
-///
-/// ```
-/// use logitkit::lanes::map_lanes;
-/// use logitkit::{Lanes, Op};
-/// // Log-softmax along axis 0 of a C-contiguous 2 x 2 array, in place, one temperature per
-/// // lane (column).
-/// let mut x = [0.0f32, 0.0, 0.0, 2.0];
-/// let cols = Lanes::from_strided(&[2, 2], &[2, 1], 0);
-/// let temps = [1.0, 2.0];
-/// let p = x.as_mut_ptr();
-/// // SAFETY: the lanes lie within `x`; in place with identical layouts.
-/// unsafe { map_lanes(Op::LogSoftmax, p, &cols, p, &cols, (&temps[..]).into()) }.unwrap();
-/// let ln2 = std::f32::consts::LN_2;
-/// assert!((x[0] + ln2).abs() < 1e-6 && (x[2] + ln2).abs() < 1e-6); // column (0, 0)
-/// // Column (0, 2) at T = 2 is (0, 1): log-softmax is (-ln(1 + e), 1 - ln(1 + e)).
-/// let l = 1f32.exp().ln_1p();
-/// assert!((x[1] + l).abs() < 1e-6 && (x[3] - (1.0 - l)).abs() < 1e-6);
-/// ```
-pub unsafe fn map_lanes<T: Float>(
+pub(crate) unsafe fn map_lanes_raw<T: Float>(
     op: Op,
     src: *const T,
     src_lanes: &Lanes,
@@ -1110,25 +1163,35 @@ pub unsafe fn map_lanes<T: Float>(
 
 /// log-sum-exp along every lane of `src`; lane `i`'s result goes to `out[i]`.
 ///
-/// # Safety
-/// Every element of every lane of `src` is valid for reads, and nothing writes it during the
-/// call.
+/// # Errors
+/// A length error naming `out` unless it has one element per lane; [`Error::OutOfMemory`] and
+/// [`Error::Interrupted`] as for every call.
 ///
 /// ```
 /// use logitkit::lanes::logsumexp_lanes;
-/// use logitkit::Lanes;
+/// use logitkit::{Lanes, StridedView};
 /// // log-sum-exp down each column of a C-contiguous 2 x 3 array.
 /// let x = [0.0f64, 1000.0, f64::NEG_INFINITY, 0.0, 1000.0, 5.0];
-/// let cols = Lanes::from_strided(&[2, 3], &[3, 1], 0);
+/// let cols = StridedView::new(&x, 0, Lanes::from_strided(&[2, 3], &[3, 1], 0)).unwrap();
 /// let mut out = [0.0f64; 3];
-/// // SAFETY: the lanes lie within `x`, which nothing writes during the call.
-/// unsafe { logsumexp_lanes(x.as_ptr(), &cols, &mut out) }.unwrap();
+/// logsumexp_lanes(&cols, &mut out).unwrap();
 /// let ln2 = std::f64::consts::LN_2;
 /// assert!((out[0] - ln2).abs() < 1e-15);
 /// assert!((out[1] - (1000.0 + ln2)).abs() < 1e-12); // no overflow
 /// assert_eq!(out[2], 5.0); // exp(-inf) adds nothing
 /// ```
-pub unsafe fn logsumexp_lanes<T: Float>(
+pub fn logsumexp_lanes<T: Float>(src: &StridedView<'_, T>, out: &mut [T]) -> Result<()> {
+    // SAFETY: the view was checked at construction: every element of every lane lies in its
+    // slice, which is borrowed shared, so nothing writes it during the call.
+    unsafe { logsumexp_lanes_raw(src.as_ptr(), src.lanes(), out) }
+}
+
+/// The raw form of [`logsumexp_lanes`] (the NumPy bindings hold raw pointers).
+///
+/// # Safety
+/// Every element of every lane of `src` is valid for reads, and nothing writes it during the
+/// call.
+pub(crate) unsafe fn logsumexp_lanes_raw<T: Float>(
     src: *const T,
     src_lanes: &Lanes,
     out: &mut [T],
@@ -1190,11 +1253,11 @@ pub unsafe fn logsumexp_lanes<T: Float>(
     interrupt::status()
 }
 
-/// [`logsumexp_lanes`] a tile at a time ([`Tiles`]; `out` is laid out as the lane numbering).
+/// [`logsumexp_lanes_raw`] a tile at a time ([`Tiles`]; `out` is laid out as the lane numbering).
 /// Each lane goes through [`logsumexp_row`] as a contiguous lane does: the same bits.
 ///
 /// # Safety
-/// As [`logsumexp_lanes`], with `out.len() == src_lanes.count()`.
+/// As [`logsumexp_lanes_raw`], with `out.len() == src_lanes.count()`.
 unsafe fn logsumexp_tiles<T: Float>(src: *const T, src_lanes: &Lanes, out: &mut [T]) -> Result<()> {
     let n = src_lanes.len;
     let count = src_lanes.count();

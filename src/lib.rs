@@ -30,8 +30,7 @@ pub mod extras;
 mod interrupt;
 mod kernels;
 pub mod lanes;
-// Used by the bindings' `out=` checks; built (and tested) without them too.
-#[cfg_attr(not(feature = "python"), allow(dead_code))]
+// The bindings' `out=` checks and `StridedViewMut`'s.
 mod overlap;
 pub(crate) mod parallel;
 mod row;
@@ -41,6 +40,7 @@ mod shared;
 mod simd;
 mod softmax;
 mod temperature;
+pub mod view;
 
 #[cfg(feature = "python")]
 mod python;
@@ -67,6 +67,7 @@ pub use softmax::{
     logsumexp_rows, softmax, softmax_in_place, softmax_rows, softmax_rows_in_place,
 };
 pub use temperature::Temperature;
+pub use view::{StridedView, StridedViewMut};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

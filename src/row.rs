@@ -29,15 +29,13 @@ use crate::shared::SharedPtr;
 ///
 /// ```
 /// use logitkit::lanes::map_lanes;
-/// use logitkit::{Lanes, Op};
+/// use logitkit::{Op, StridedView, StridedViewMut};
 /// let x = [1.0f64, 2.0, 3.0];
-/// let lane = Lanes::rows(1, 3);
+/// let src = StridedView::rows(&x, 3).unwrap();
 /// let (mut p, mut lp) = ([0.0f64; 3], [0.0f64; 3]);
-/// // SAFETY: the lane is exactly `x`, `p` and `lp` (distinct buffers).
-/// unsafe {
-///     map_lanes(Op::Softmax, x.as_ptr(), &lane, p.as_mut_ptr(), &lane, 1.0.into()).unwrap();
-///     map_lanes(Op::LogSoftmax, x.as_ptr(), &lane, lp.as_mut_ptr(), &lane, 1.0.into()).unwrap();
-/// }
+/// map_lanes(Op::Softmax, &src, &mut StridedViewMut::rows(&mut p, 3).unwrap(), 1.0.into()).unwrap();
+/// let mut dst = StridedViewMut::rows(&mut lp, 3).unwrap();
+/// map_lanes(Op::LogSoftmax, &src, &mut dst, 1.0.into()).unwrap();
 /// // The same distribution: probabilities and their logs.
 /// for (p, lp) in p.iter().zip(&lp) {
 ///     assert!((p.ln() - lp).abs() < 1e-15);

@@ -2,7 +2,7 @@
 
 use crate::element::Float;
 use crate::error::{Error, Result};
-use crate::lanes::{logsumexp_lanes, map_lanes, Lanes};
+use crate::lanes::{logsumexp_lanes_raw, map_lanes_raw, Lanes};
 use crate::row::Op;
 use crate::temperature::Temperature;
 
@@ -54,7 +54,7 @@ fn map_rows<T: Float>(
     let lanes = Lanes::rows(rows, row_len);
     // SAFETY: both slices hold rows * row_len elements; `out` is borrowed mutably, so it
     // overlaps nothing.
-    unsafe { map_lanes(op, x.as_ptr(), &lanes, out.as_mut_ptr(), &lanes, t) }
+    unsafe { map_lanes_raw(op, x.as_ptr(), &lanes, out.as_mut_ptr(), &lanes, t) }
 }
 
 fn map_rows_in_place<T: Float>(
@@ -67,7 +67,7 @@ fn map_rows_in_place<T: Float>(
     let lanes = Lanes::rows(rows, row_len);
     let p = x.as_mut_ptr();
     // SAFETY: source and destination are the same buffer with the same layout (in place).
-    unsafe { map_lanes(op, p, &lanes, p, &lanes, t) }
+    unsafe { map_lanes_raw(op, p, &lanes, p, &lanes, t) }
 }
 
 /// Probabilities of one vector: `out = softmax(x / temperature)`.
@@ -146,7 +146,7 @@ pub fn logsumexp<T: Float>(x: &[T]) -> T {
     let mut out = [T::from_compute(<T::Compute as crate::element::Real>::NAN)];
     let lanes = Lanes::rows(1, x.len());
     // SAFETY: the lane is the slice itself.
-    match unsafe { logsumexp_lanes(x.as_ptr(), &lanes, &mut out) } {
+    match unsafe { logsumexp_lanes_raw(x.as_ptr(), &lanes, &mut out) } {
         Ok(()) => out[0],
         Err(e) => {
             debug_assert_eq!(e, crate::Error::Interrupted, "one lane, one output");
@@ -241,5 +241,5 @@ pub fn logsumexp_rows<T: Float>(x: &[T], row_len: usize, out: &mut [T]) -> Resul
     check_len("out", out.len(), rows)?;
     let lanes = Lanes::rows(rows, row_len);
     // SAFETY: x holds rows * row_len elements.
-    unsafe { logsumexp_lanes(x.as_ptr(), &lanes, out) }
+    unsafe { logsumexp_lanes_raw(x.as_ptr(), &lanes, out) }
 }

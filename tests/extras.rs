@@ -6,7 +6,7 @@ use logitkit::extras::{
     fit_temperature, reduce_losses, sigmoid, sparsemax, sparsemax_rows, topk, topk_lanes,
     topk_rows, CrossEntropyOptions, Reduction, T_MAX, T_MIN,
 };
-use logitkit::{Error, Lanes, Temperature};
+use logitkit::{Error, Lanes, StridedView, StridedViewMut, Temperature};
 
 /// Deterministic pseudo-random numbers (LCG), no rand dependency.
 struct Lcg(u64);
@@ -332,20 +332,24 @@ fn r2_topk_rows_with_a_huge_k_is_an_error_not_an_overflow() {
     }
     // The same on broadcast lanes (stride 0, far more elements than memory): the length check
     // does not overflow either.
+    // The source view is valid (every element is x[0]); outputs that small cannot hold
+    // 2^30 x 2^40 results, and the expected length saturates instead of overflowing.
     let lanes = Lanes::from_strided(&[1 << 40, 1 << 40], &[0, 0], 1);
-    let out = Lanes::rows(1, 1 << 30);
-    // SAFETY: the call fails its length check before touching any element.
-    let e = unsafe {
-        topk_lanes(
-            x.as_ptr(),
-            &lanes,
-            1 << 30,
-            v.as_mut_ptr(),
-            i.as_mut_ptr(),
-            &out,
-        )
-    };
-    assert!(e.is_err());
+    let src = StridedView::new(&x, 0, lanes).unwrap();
+    let mut values = StridedViewMut::rows(&mut v, 1).unwrap();
+    let mut indices = StridedViewMut::rows(&mut i, 1).unwrap();
+    let e = topk_lanes(&src, 1 << 30, &mut values, &mut indices).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::LengthMismatch {
+                name: "values",
+                got: 2,
+                expected: usize::MAX
+            }
+        ),
+        "{e}"
+    );
 }
 
 /// Top-k by a stable full sort: value descending (NaN first), index ascending.
@@ -401,8 +405,10 @@ fn topk_lanes_along_a_strided_axis() {
     let lanes = Lanes::from_strided(&[4, 3], &[3, 1], 0);
     let out = Lanes::from_strided(&[2, 3], &[3, 1], 0);
     let (mut v, mut i) = ([0.0f64; 6], [0i64; 6]);
-    // SAFETY: lanes and out describe the arrays above.
-    unsafe { topk_lanes(x.as_ptr(), &lanes, 2, v.as_mut_ptr(), i.as_mut_ptr(), &out).unwrap() };
+    let src = StridedView::new(&x, 0, lanes).unwrap();
+    let mut values = StridedViewMut::new(&mut v, 0, out.clone()).unwrap();
+    let mut indices = StridedViewMut::new(&mut i, 0, out).unwrap();
+    topk_lanes(&src, 2, &mut values, &mut indices).unwrap();
     assert_eq!(v, [4.0, 9.0, 6.0, 3.0, 8.0, 5.0]);
     assert_eq!(i, [1, 0, 2, 2, 1, 0]);
 }

@@ -4,8 +4,8 @@
 //! (`PROPTEST_CASES=...`). Layouts: 1-3 dimensions, any axis, reversed and stepped strides,
 //! in place or into a separate buffer; values include -inf, +inf, NaN and huge magnitudes.
 
-use logitkit::lanes::{logsumexp_lanes, map_lanes};
-use logitkit::{Lanes, Op};
+use logitkit::lanes::{logsumexp_lanes, map_lanes, map_lanes_in_place};
+use logitkit::{Lanes, Op, StridedView, StridedViewMut};
 use proptest::prelude::*;
 
 /// A strided view into a buffer: shape, element strides and the offset of element 0.
@@ -103,18 +103,9 @@ fn contiguous_lanes(buf: &[f32], view: &View, axis: usize, op: Op, temps: &[f64]
                 .collect();
             let mut out = vec![0f32; lane.len()];
             let rows = Lanes::rows(1, lane.len());
-            // SAFETY: one contiguous row in each of two buffers of its length.
-            unsafe {
-                map_lanes(
-                    op,
-                    lane.as_ptr(),
-                    &rows,
-                    out.as_mut_ptr(),
-                    &rows,
-                    temps[k].into(),
-                )
-                .unwrap()
-            };
+            let src = StridedView::new(&lane, 0, rows.clone()).unwrap();
+            let mut dst = StridedViewMut::new(&mut out, 0, rows).unwrap();
+            map_lanes(op, &src, &mut dst, temps[k].into()).unwrap();
             out
         })
         .collect()
@@ -133,19 +124,9 @@ fn check_other_out_layout(
     let src_lanes = Lanes::from_strided(&src.shape, &src.strides, axis);
     let dst_lanes = Lanes::from_strided(&dst.shape, &dst.strides, axis);
     let mut out = vec![f32::NAN; dst.buf_len];
-    // SAFETY: every index either view addresses lies inside its buffer; distinct elements of
-    // `dst` are distinct slots; the buffers are distinct.
-    unsafe {
-        map_lanes(
-            op,
-            buf.as_ptr().add(src.origin),
-            &src_lanes,
-            out.as_mut_ptr().add(dst.origin),
-            &dst_lanes,
-            logitkit::Temperature::PerRow(temps),
-        )
-        .unwrap()
-    };
+    let sv = StridedView::new(buf, src.origin, src_lanes).unwrap();
+    let mut dv = StridedViewMut::new(&mut out, dst.origin, dst_lanes).unwrap();
+    map_lanes(op, &sv, &mut dv, logitkit::Temperature::PerRow(temps)).unwrap();
     let want = contiguous_lanes(buf, src, axis, op, temps);
     let mut outer_shape = src.shape.clone();
     outer_shape[axis] = 1;
@@ -254,15 +235,13 @@ proptest! {
         let lanes = Lanes::from_strided(&view.shape, &view.strides, axis);
         let op = if log { Op::LogSoftmax } else { Op::Softmax };
         let mut dst = vec![0.0f64; view.buf_len];
-        // SAFETY: every index the view addresses lies inside both buffers (built that way);
-        // distinct elements of the view are distinct buffer slots; in place uses one buffer.
-        unsafe {
-            let src = buf.as_mut_ptr().add(view.origin);
-            if in_place {
-                map_lanes(op, src, &lanes, src, &lanes, t.into()).unwrap();
-            } else {
-                map_lanes(op, src, &lanes, dst.as_mut_ptr().add(view.origin), &lanes, t.into()).unwrap();
-            }
+        if in_place {
+            let mut v = StridedViewMut::new(&mut buf, view.origin, lanes).unwrap();
+            map_lanes_in_place(op, &mut v, t.into()).unwrap();
+        } else {
+            let src = StridedView::new(&buf, view.origin, lanes.clone()).unwrap();
+            let mut d = StridedViewMut::new(&mut dst, view.origin, lanes).unwrap();
+            map_lanes(op, &src, &mut d, t.into()).unwrap();
         }
         let result = if in_place { &buf } else { &dst };
         // Every lane against the reference, element by element.
@@ -315,8 +294,8 @@ proptest! {
         let buf: Vec<f32> = (0..view.buf_len).map(|i| values[i % values.len()] as f32).collect();
         let lanes = Lanes::from_strided(&view.shape, &view.strides, axis);
         let mut out = vec![0f32; lanes.count()];
-        // SAFETY: every index the view addresses lies inside `buf`.
-        unsafe { logsumexp_lanes(buf.as_ptr().add(view.origin), &lanes, &mut out).unwrap() };
+        let src = StridedView::new(&buf, view.origin, lanes).unwrap();
+        logsumexp_lanes(&src, &mut out).unwrap();
         let mut outer_shape = view.shape.clone();
         outer_shape[axis] = 1;
         for (k, idx) in all_indices(&outer_shape).into_iter().enumerate() {

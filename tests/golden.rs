@@ -67,8 +67,9 @@
 
 use half::f16;
 use logitkit::extras::{self, CrossEntropyOptions, Reduction};
-use logitkit::lanes::{logsumexp_lanes, map_lanes};
+use logitkit::lanes::{logsumexp_lanes, map_lanes, map_lanes_in_place};
 use logitkit::{Float, Histories, Lanes, LogprobsMode, Op, SamplingParams, Seed, Temperature};
+use logitkit::{StridedView, StridedViewMut};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -641,47 +642,26 @@ fn lanes_cases<T: El>(run: &mut Run) {
             ] {
                 let name = format!("{key}/{op_name}/{t_name}");
                 // Out of place, same layout.
+                let src = StridedView::new(&buf, base, lanes.clone()).unwrap();
                 let mut dst = vec![sentinel; len];
-                // SAFETY: both buffers hold every element of the layout from `base`; distinct.
-                unsafe {
-                    map_lanes(
-                        op,
-                        buf.as_ptr().add(base),
-                        &lanes,
-                        dst.as_mut_ptr().add(base),
-                        &lanes,
-                        t,
-                    )
-                }
-                .unwrap();
+                let mut dv = StridedViewMut::new(&mut dst, base, lanes.clone()).unwrap();
+                map_lanes(op, &src, &mut dv, t).unwrap();
                 run.put_els(format!("{name}/out"), &dst);
                 // In place.
                 let mut inp = buf.clone();
-                // SAFETY: `base < inp.len()`.
-                let p = unsafe { inp.as_mut_ptr().add(base) };
-                // SAFETY: in place with identical layouts inside `inp`.
-                unsafe { map_lanes(op, p, &lanes, p, &lanes, t) }.unwrap();
+                let mut iv = StridedViewMut::new(&mut inp, base, lanes.clone()).unwrap();
+                map_lanes_in_place(op, &mut iv, t).unwrap();
                 run.put_els(format!("{name}/in_place"), &inp);
                 // Out of place into C order.
                 let mut cdst = vec![sentinel; count * lanes.len];
-                // SAFETY: `cdst` holds the C-order array; distinct from `buf`.
-                unsafe {
-                    map_lanes(
-                        op,
-                        buf.as_ptr().add(base),
-                        &lanes,
-                        cdst.as_mut_ptr(),
-                        &c_layout,
-                        t,
-                    )
-                }
-                .unwrap();
+                let mut cv = StridedViewMut::new(&mut cdst, 0, c_layout.clone()).unwrap();
+                map_lanes(op, &src, &mut cv, t).unwrap();
                 run.put_els(format!("{name}/to_c"), &cdst);
             }
         }
         let mut lse = vec![sentinel; count];
-        // SAFETY: the layout lies within `buf` from `base`.
-        unsafe { logsumexp_lanes(buf.as_ptr().add(base), &lanes, &mut lse) }.unwrap();
+        let src = StridedView::new(&buf, base, lanes.clone()).unwrap();
+        logsumexp_lanes(&src, &mut lse).unwrap();
         run.put_els(format!("{key}/logsumexp"), &lse);
     }
 }
@@ -810,10 +790,8 @@ fn extras_cases<T: El>(run: &mut Run) {
         let lanes = layout.lanes();
         let (count, n) = (lanes.count(), lanes.len);
         let labels = labels_for(&mut g, count, n);
-        // SAFETY: `base` is within both buffers (of length `len`).
-        let src = unsafe { buf.as_ptr().add(base) };
-        // SAFETY: as above.
-        let fsrc = unsafe { finite.as_ptr().add(base) };
+        let src = StridedView::new(&buf, base, lanes.clone()).unwrap();
+        let fsrc = StridedView::new(&finite, base, lanes.clone()).unwrap();
         let sentinel = T::of(-12345.0);
 
         let mut losses = vec![0.0f64; count];
@@ -821,9 +799,8 @@ fn extras_cases<T: El>(run: &mut Run) {
             label_smoothing: 0.05,
             ..Default::default()
         };
-        // SAFETY (all calls below): the layout lies within the buffers from `base`; outputs
-        // are separate buffers of the C-order layout `c`.
-        unsafe { extras::cross_entropy_lanes(src, &lanes, &labels, &opts, &mut losses) }.unwrap();
+        // Outputs are separate buffers of the C-order layout `c`.
+        extras::cross_entropy_lanes(&src, &labels, &opts, &mut losses).unwrap();
         let mut h = Fnv::new();
         h.f64s(&losses);
         run.put(format!("{key}/cross_entropy"), h.0);
@@ -832,16 +809,12 @@ fn extras_cases<T: El>(run: &mut Run) {
         let out_lanes = Lanes::from_strided(&[count, k], &[k as isize, 1], 1);
         let mut vals = vec![sentinel; count * k];
         let mut idx = vec![-1i64; count * k];
-        unsafe {
-            extras::topk_lanes(
-                src,
-                &lanes,
-                k,
-                vals.as_mut_ptr(),
-                idx.as_mut_ptr(),
-                &out_lanes,
-            )
-        }
+        extras::topk_lanes(
+            &src,
+            k,
+            &mut StridedViewMut::new(&mut vals, 0, out_lanes.clone()).unwrap(),
+            &mut StridedViewMut::new(&mut idx, 0, out_lanes).unwrap(),
+        )
         .unwrap();
         let mut h = Fnv::new();
         h.els(&vals);
@@ -850,24 +823,25 @@ fn extras_cases<T: El>(run: &mut Run) {
 
         let c = Lanes::from_strided(&[count, n], &[n as isize, 1], 1);
         let mut out = vec![sentinel; count * n];
-        unsafe { extras::sparsemax_lanes(src, &lanes, out.as_mut_ptr(), &c) }.unwrap();
+        let mut ov = StridedViewMut::new(&mut out, 0, c.clone()).unwrap();
+        extras::sparsemax_lanes(&src, &mut ov).unwrap();
         run.put_els(format!("{key}/sparsemax"), &out);
         let mut out = vec![sentinel; count * n];
-        unsafe { extras::sigmoid_lanes(src, &lanes, out.as_mut_ptr(), &c) }.unwrap();
+        let mut ov = StridedViewMut::new(&mut out, 0, c).unwrap();
+        extras::sigmoid_lanes(&src, &mut ov).unwrap();
         run.put_els(format!("{key}/sigmoid"), &out);
 
-        let fit = unsafe { extras::fit_temperature_lanes(fsrc, &lanes, &labels) }.unwrap();
+        let fit = extras::fit_temperature_lanes(&fsrc, &labels).unwrap();
         let mut h = Fnv::new();
         h.f64s(&[fit.temperature, fit.nll_before, fit.nll_after]);
         h.u64(fit.evaluations as u64);
         run.put(format!("{key}/fit_temperature"), h.0);
 
         let mut probs = vec![T::of(0.0); len];
-        // SAFETY: `base < probs.len()`.
-        let pp = unsafe { probs.as_mut_ptr().add(base) };
-        unsafe { map_lanes(Op::Softmax, fsrc, &lanes, pp, &lanes, 1.0.into()) }.unwrap();
-        let bins = unsafe { extras::calibration_bins_lanes(pp.cast_const(), &lanes, &labels, 10) }
-            .unwrap();
+        let mut pv = StridedViewMut::new(&mut probs, base, lanes.clone()).unwrap();
+        map_lanes(Op::Softmax, &fsrc, &mut pv, 1.0.into()).unwrap();
+        let pv = StridedView::new(&probs, base, lanes.clone()).unwrap();
+        let bins = extras::calibration_bins_lanes(&pv, &labels, 10).unwrap();
         let mut h = Fnv::new();
         bins.count.iter().for_each(|&c| h.u64(c));
         h.f64s(&bins.confidence_sum);

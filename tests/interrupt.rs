@@ -8,7 +8,7 @@ use std::cell::Cell;
 use logitkit::lanes::{logsumexp_lanes, map_lanes};
 use logitkit::{
     set_num_threads, softmax_rows, with_interrupt_check, Error, Histories, Lanes, Op, RowParam,
-    SamplingParams, Seed, Temperature,
+    SamplingParams, Seed, StridedView, StridedViewMut, Temperature,
 };
 
 const ONE: Temperature<'static> = Temperature::Scalar(1.0);
@@ -41,17 +41,9 @@ fn stopped_at_once<R>(f: impl FnOnce() -> R) -> (R, usize) {
 /// Softmax along axis 0 of a C-contiguous `rows x cols` array (strided lanes: the tiled path).
 fn softmax_axis0(x: &[f32], out: &mut [f32], rows: usize, cols: usize) -> logitkit::Result<()> {
     let lanes = Lanes::from_strided(&[rows, cols], &[cols as isize, 1], 0);
-    // SAFETY: both buffers hold rows * cols elements laid out as `lanes`, and do not overlap.
-    unsafe {
-        map_lanes(
-            Op::Softmax,
-            x.as_ptr(),
-            &lanes,
-            out.as_mut_ptr(),
-            &lanes,
-            Temperature::Scalar(1.0),
-        )
-    }
+    let src = StridedView::new(x, 0, lanes.clone())?;
+    let mut dst = StridedViewMut::new(out, 0, lanes)?;
+    map_lanes(Op::Softmax, &src, &mut dst, Temperature::Scalar(1.0))
 }
 
 #[test]
@@ -79,8 +71,8 @@ fn r8_interrupted_calls_skip_their_work_and_return_interrupted() {
 
         let lanes = Lanes::from_strided(&[2048, 2048], &[2048, 1], 0);
         let mut lse = vec![SENTINEL; 2048];
-        // SAFETY: `x` holds the 2048 x 2048 elements of `lanes`.
-        let (r, _) = stopped_at_once(|| unsafe { logsumexp_lanes(x.as_ptr(), &lanes, &mut lse) });
+        let src = StridedView::new(&x, 0, lanes.clone()).unwrap();
+        let (r, _) = stopped_at_once(|| logsumexp_lanes(&src, &mut lse));
         assert_eq!(r, Err(Error::Interrupted));
         assert!(untouched(&lse) > 0.9, "logsumexp: {}", untouched(&lse));
     }

@@ -1381,18 +1381,9 @@ fn s9_layout_and_in_place_bitwise() {
         }
         let mut outt = vec![0.0f32; x.len()];
         let lanes = logitkit::Lanes::from_strided(&[n, count], &[count as isize, 1], 0);
-        // SAFETY: both buffers hold the n x count array the lanes describe; they are distinct.
-        unsafe {
-            logitkit::lanes::map_lanes(
-                Op::Softmax,
-                xt.as_ptr(),
-                &lanes,
-                outt.as_mut_ptr(),
-                &lanes,
-                (&temps[..]).into(),
-            )
-            .unwrap();
-        }
+        let src = logitkit::StridedView::new(&xt, 0, lanes.clone()).unwrap();
+        let mut dst = logitkit::StridedViewMut::new(&mut outt, 0, lanes).unwrap();
+        logitkit::lanes::map_lanes(Op::Softmax, &src, &mut dst, (&temps[..]).into()).unwrap();
         for r in 0..count {
             for j in 0..n {
                 assert_eq!(

@@ -240,18 +240,9 @@ fn s2_strided_lanes_match_rows() {
     let x: Vec<f64> = normal_row(60, 1.5, 9);
     let src = Lanes::from_strided(&[3, 4, 5], &[20, 5, 1], 1);
     let mut out = vec![0f64; 60];
-    // SAFETY: both buffers hold the 60 elements the layouts address; out is distinct.
-    unsafe {
-        logitkit::lanes::map_lanes(
-            Op::Softmax,
-            x.as_ptr(),
-            &src,
-            out.as_mut_ptr(),
-            &src,
-            1.0.into(),
-        )
-    }
-    .unwrap();
+    let sv = logitkit::StridedView::new(&x, 0, src.clone()).unwrap();
+    let mut dv = logitkit::StridedViewMut::new(&mut out, 0, src).unwrap();
+    logitkit::lanes::map_lanes(Op::Softmax, &sv, &mut dv, 1.0.into()).unwrap();
     for i in 0..3 {
         for k in 0..5 {
             let lane: Vec<f64> = (0..4).map(|j| x[i * 20 + j * 5 + k]).collect();

@@ -13,6 +13,7 @@ use crate::element::{Float, Real};
 use crate::error::{Error, Result};
 use crate::extras::exec::{collect_lanes, max_nan, neumaier_sum, rows_of};
 use crate::lanes::Lanes;
+use crate::view::StridedView;
 
 /// Smallest temperature [`fit_temperature`] returns.
 ///
@@ -138,21 +139,35 @@ fn check_rows<C: Real>(x: &[C], label: usize, row: usize) -> Result<()> {
 
 /// [`fit_temperature`] over strided lanes (one row per lane, `labels[i]` for lane `i`).
 ///
-/// # Safety
-/// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+/// # Errors
+/// As [`fit_temperature`]: a length error naming `labels` unless it has one label per lane, an
+/// error naming `logits` for no lanes, `labels` for a label outside the lane, and
+/// [`Error::InvalidRow`] for a row that cannot be fitted.
 ///
 /// ```
 /// use logitkit::extras::{fit_temperature, fit_temperature_lanes};
-/// use logitkit::Lanes;
+/// use logitkit::{Lanes, StridedView};
 /// // 4 rows of 2 classes stored column-major (classes x rows): row i is (x[i], x[4 + i]).
 /// let x = [10.0f64, 10.0, 10.0, 10.0, 0.0, 0.0, 0.0, 0.0];
-/// let lanes = Lanes::from_strided(&[2, 4], &[4, 1], 0);
-/// // SAFETY: every lane element lies in `x`, which nobody writes during the call.
-/// let fit = unsafe { fit_temperature_lanes(x.as_ptr(), &lanes, &[0, 0, 0, 1]) }.unwrap();
+/// let src = StridedView::new(&x, 0, Lanes::from_strided(&[2, 4], &[4, 1], 0)).unwrap();
+/// let fit = fit_temperature_lanes(&src, &[0, 0, 0, 1]).unwrap();
 /// let rows = [10.0f64, 0.0, 10.0, 0.0, 10.0, 0.0, 10.0, 0.0];
 /// assert_eq!(fit, fit_temperature(&rows, 2, &[0, 0, 0, 1]).unwrap());
 /// ```
-pub unsafe fn fit_temperature_lanes<T: Float>(
+pub fn fit_temperature_lanes<T: Float>(
+    src: &StridedView<'_, T>,
+    labels: &[i64],
+) -> Result<TemperatureFit> {
+    // SAFETY: the view was checked at construction: every element of every lane lies in its
+    // slice, which is borrowed shared, so nobody writes it during the call.
+    unsafe { fit_temperature_lanes_raw(src.as_ptr(), src.lanes(), labels) }
+}
+
+/// The raw form of [`fit_temperature_lanes`] (the NumPy bindings hold raw pointers).
+///
+/// # Safety
+/// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+pub(crate) unsafe fn fit_temperature_lanes_raw<T: Float>(
     src: *const T,
     lanes: &Lanes,
     labels: &[i64],
@@ -265,7 +280,7 @@ pub fn fit_temperature<T: Float>(
     let rows = rows_of(logits.len(), row_len)?;
     let lanes = Lanes::rows(rows, row_len);
     // SAFETY: the slice holds rows * row_len elements laid out as `lanes`.
-    unsafe { fit_temperature_lanes(logits.as_ptr(), &lanes, labels) }
+    unsafe { fit_temperature_lanes_raw(logits.as_ptr(), &lanes, labels) }
 }
 
 /// Reliability statistics in equal-width confidence bins: bin `b` of `n` holds the rows whose
@@ -332,21 +347,36 @@ impl CalibrationBins {
 
 /// [`calibration_bins`] over strided lanes (one probability vector per lane).
 ///
-/// # Safety
-/// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+/// # Errors
+/// As [`calibration_bins`]: a length error naming `labels` unless it has one label per lane,
+/// errors naming `n_bins`, `labels` or `probs` for values out of range, and
+/// [`Error::InvalidRow`] for a row holding NaN.
 ///
 /// ```
 /// use logitkit::extras::{calibration_bins, calibration_bins_lanes};
-/// use logitkit::Lanes;
+/// use logitkit::{Lanes, StridedView};
 /// // Two probability vectors stored as columns of a 2 x 2 array: (0.9, 0.1) and (0.3, 0.7).
 /// let probs = [0.9f64, 0.3, 0.1, 0.7];
-/// let lanes = Lanes::from_strided(&[2, 2], &[2, 1], 0);
-/// // SAFETY: every lane element lies in `probs`, which nobody writes during the call.
-/// let bins = unsafe { calibration_bins_lanes(probs.as_ptr(), &lanes, &[0, 1], 10) }.unwrap();
+/// let src = StridedView::new(&probs, 0, Lanes::from_strided(&[2, 2], &[2, 1], 0)).unwrap();
+/// let bins = calibration_bins_lanes(&src, &[0, 1], 10).unwrap();
 /// assert_eq!(bins, calibration_bins(&[0.9f64, 0.1, 0.3, 0.7], 2, &[0, 1], 10).unwrap());
 /// assert_eq!(bins.correct.iter().sum::<u64>(), 2);
 /// ```
-pub unsafe fn calibration_bins_lanes<T: Float>(
+pub fn calibration_bins_lanes<T: Float>(
+    src: &StridedView<'_, T>,
+    labels: &[i64],
+    n_bins: usize,
+) -> Result<CalibrationBins> {
+    // SAFETY: the view was checked at construction: every element of every lane lies in its
+    // slice, which is borrowed shared, so nobody writes it during the call.
+    unsafe { calibration_bins_lanes_raw(src.as_ptr(), src.lanes(), labels, n_bins) }
+}
+
+/// The raw form of [`calibration_bins_lanes`] (the NumPy bindings hold raw pointers).
+///
+/// # Safety
+/// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+pub(crate) unsafe fn calibration_bins_lanes_raw<T: Float>(
     src: *const T,
     lanes: &Lanes,
     labels: &[i64],
@@ -428,7 +458,7 @@ pub fn calibration_bins<T: Float>(
     let rows = rows_of(probs.len(), row_len)?;
     let lanes = Lanes::rows(rows, row_len);
     // SAFETY: the slice holds rows * row_len elements laid out as `lanes`.
-    unsafe { calibration_bins_lanes(probs.as_ptr(), &lanes, labels, n_bins) }
+    unsafe { calibration_bins_lanes_raw(probs.as_ptr(), &lanes, labels, n_bins) }
 }
 
 /// The expected calibration error over `n_bins` equal-width confidence bins (Guo et al. 2017):

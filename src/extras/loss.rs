@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::extras::exec::{collect_lanes, max_nan, neumaier_sum, rows_of, sum_f64};
 use crate::lanes::Lanes;
 use crate::temperature::Temperature;
+use crate::view::StridedView;
 
 /// How per-row losses are combined (PyTorch's `reduction`).
 ///
@@ -166,24 +167,40 @@ fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64, buf: &mut Vec<C>) 
 /// Per-lane cross-entropy over strided lanes: `losses[i]` is lane `i`'s loss (0 where
 /// `labels[i]` is the ignore index).
 ///
-/// # Safety
-/// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+/// # Errors
+/// As [`cross_entropy_rows`]: length errors naming `labels` or `losses` unless each has one
+/// entry per lane, and errors naming `labels`, `temperature` or `label_smoothing` for values
+/// out of range.
 ///
 /// ```
 /// use logitkit::extras::{cross_entropy_lanes, CrossEntropyOptions};
-/// use logitkit::Lanes;
+/// use logitkit::{Lanes, StridedView};
 /// // 3 rows of 2 classes stored column-major (classes x rows): row i is (x[i], x[3 + i]).
 /// let x = [0.0f64, 3.0, 1e30, 0.0, 3.0, -1e30];
-/// let lanes = Lanes::from_strided(&[2, 3], &[3, 1], 0);
+/// let src = StridedView::new(&x, 0, Lanes::from_strided(&[2, 3], &[3, 1], 0)).unwrap();
 /// let mut losses = [f64::NAN; 3];
 /// let opts = CrossEntropyOptions::default();
-/// // SAFETY: every lane element lies in `x`, which nobody writes during the call.
-/// unsafe { cross_entropy_lanes(x.as_ptr(), &lanes, &[1, 0, 0], &opts, &mut losses) }.unwrap();
+/// cross_entropy_lanes(&src, &[1, 0, 0], &opts, &mut losses).unwrap();
 /// assert!((losses[0] - std::f64::consts::LN_2).abs() < 1e-15); // (0, 0)
 /// assert!((losses[1] - std::f64::consts::LN_2).abs() < 1e-15); // (3, 3)
 /// assert_eq!(losses[2], 0.0); // (1e30, -1e30), label 0: certain and right
 /// ```
-pub unsafe fn cross_entropy_lanes<T: Float>(
+pub fn cross_entropy_lanes<T: Float>(
+    src: &StridedView<'_, T>,
+    labels: &[i64],
+    opts: &CrossEntropyOptions<'_>,
+    losses: &mut [f64],
+) -> Result<()> {
+    // SAFETY: the view was checked at construction: every element of every lane lies in its
+    // slice, which is borrowed shared, so nobody writes it during the call.
+    unsafe { cross_entropy_lanes_raw(src.as_ptr(), src.lanes(), labels, opts, losses) }
+}
+
+/// The raw form of [`cross_entropy_lanes`] (the NumPy bindings hold raw pointers).
+///
+/// # Safety
+/// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+pub(crate) unsafe fn cross_entropy_lanes_raw<T: Float>(
     src: *const T,
     lanes: &Lanes,
     labels: &[i64],
@@ -239,7 +256,7 @@ pub fn cross_entropy_rows<T: Float>(
     };
     let lanes = Lanes::rows(rows, row_len);
     // SAFETY: the slice holds rows * row_len elements laid out as `lanes`.
-    unsafe { cross_entropy_lanes(logits.as_ptr(), &lanes, labels, opts, losses) }
+    unsafe { cross_entropy_lanes_raw(logits.as_ptr(), &lanes, labels, opts, losses) }
 }
 
 /// Combines per-row losses as PyTorch does: `Sum` adds them, `Mean` divides the sum by the

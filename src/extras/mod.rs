@@ -30,3 +30,10 @@ pub use loss::{
 pub use ops::{
     sigmoid, sigmoid_lanes, sparsemax, sparsemax_lanes, sparsemax_rows, topk, topk_lanes, topk_rows,
 };
+// The raw-pointer forms, for the NumPy bindings.
+#[cfg(feature = "python")]
+pub(crate) use calibration::{calibration_bins_lanes_raw, fit_temperature_lanes_raw};
+#[cfg(feature = "python")]
+pub(crate) use loss::cross_entropy_lanes_raw;
+#[cfg(feature = "python")]
+pub(crate) use ops::{sigmoid_lanes_raw, sparsemax_lanes_raw, topk_lanes_raw};

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::extras::exec::{collect_lanes, map_lanes_with, max_nan, rows_of};
 use crate::lanes::Lanes;
 use crate::shared::SharedPtr;
+use crate::view::{StridedView, StridedViewMut};
 
 /// `a` ranks before `b` (value descending, NaN above everything; equal values keep index order,
 /// which the callers handle).
@@ -121,52 +122,94 @@ fn bad_k(k: usize, len: usize) -> Error {
 }
 
 /// Top-k along strided lanes: lane `i`'s `k` largest values and their positions go to lane `i`
-/// of `values` and of `indices` (each laid out as `out_lanes`, lanes of length `k`).
+/// of `values` and of `indices` (lanes of length `k`, one per lane of `src`; the two may be laid
+/// out differently).
 ///
 /// Values are sorted descending; equal values are ordered by lower index first; NaN ranks above
 /// every number (as in PyTorch).
 ///
-/// # Safety
-/// Every element of every lane of `src` is valid for reads; every element of every lane of
-/// `out_lanes` is valid for writes in both `values` and `indices`, lanes pairwise disjoint and
-/// disjoint from `src`; nobody else touches them during the call.
+/// # Errors
+/// [`Error::InvalidParameter`] naming `k` when `k` exceeds the lane length; a length error
+/// naming `values` or `indices` when its lanes are not `k` long or not one per lane of `src`.
 ///
 /// ```
 /// use logitkit::extras::topk_lanes;
-/// use logitkit::Lanes;
+/// use logitkit::{Lanes, StridedView, StridedViewMut};
 /// // The top 2 of each column of a C-contiguous 3 x 2 array (lanes along axis 0).
 /// let x = [1.0f32, 4.0, 5.0, 2.0, 3.0, 6.0];
-/// let lanes = Lanes::from_strided(&[3, 2], &[2, 1], 0);
+/// let src = StridedView::new(&x, 0, Lanes::from_strided(&[3, 2], &[2, 1], 0)).unwrap();
 /// // The outputs are 2 x 2 arrays, their lanes along axis 0 too.
 /// let out = Lanes::from_strided(&[2, 2], &[2, 1], 0);
 /// let (mut values, mut indices) = ([0.0f32; 4], [0i64; 4]);
-/// // SAFETY: the lanes lie within `x`, `values` and `indices`; the output lanes are disjoint.
-/// unsafe {
-///     topk_lanes(x.as_ptr(), &lanes, 2, values.as_mut_ptr(), indices.as_mut_ptr(), &out)
-/// }
+/// topk_lanes(
+///     &src,
+///     2,
+///     &mut StridedViewMut::new(&mut values, 0, out.clone()).unwrap(),
+///     &mut StridedViewMut::new(&mut indices, 0, out).unwrap(),
+/// )
 /// .unwrap();
 /// assert_eq!(values, [5.0, 6.0, 3.0, 4.0]); // column 0: 5, 3; column 1: 6, 4
 /// assert_eq!(indices, [1, 2, 2, 0]);
 /// ```
-pub unsafe fn topk_lanes<T: Float>(
+pub fn topk_lanes<T: Float>(
+    src: &StridedView<'_, T>,
+    k: usize,
+    values: &mut StridedViewMut<'_, T>,
+    indices: &mut StridedViewMut<'_, i64>,
+) -> Result<()> {
+    let (v, ix) = (values.as_mut_ptr(), indices.as_mut_ptr());
+    // SAFETY: the views were checked at construction: every element of every lane lies in its
+    // slice, and each output's elements are pairwise distinct. `src` is borrowed shared,
+    // `values` and `indices` mutably: the three are disjoint and untouched by anyone else.
+    unsafe {
+        topk_lanes_raw(
+            src.as_ptr(),
+            src.lanes(),
+            k,
+            v,
+            values.lanes(),
+            ix,
+            indices.lanes(),
+        )
+    }
+}
+
+/// Output lanes hold `k` per lane of `lanes` (checked after `k <= lanes.len`), else a length
+/// error naming `name`.
+fn check_out_lanes(name: &'static str, out: &Lanes, lanes: &Lanes, k: usize) -> Result<()> {
+    if k > lanes.len {
+        return Err(bad_k(k, lanes.len));
+    }
+    if out.len != k || out.count() != lanes.count() {
+        // Saturating: the lanes may be broadcast views far larger than memory.
+        return Err(Error::LengthMismatch {
+            name,
+            got: out.len.saturating_mul(out.count()),
+            expected: k.saturating_mul(lanes.count()),
+        });
+    }
+    Ok(())
+}
+
+/// The raw form of [`topk_lanes`] (the NumPy bindings hold raw pointers); `values` is laid out
+/// as `value_lanes`, `indices` as `index_lanes`.
+///
+/// # Safety
+/// Every element of every lane of `src` is valid for reads; every element of every lane of
+/// `value_lanes` in `values`, and of `index_lanes` in `indices`, is valid for writes, lanes
+/// pairwise disjoint and disjoint from `src`; nobody else touches them during the call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn topk_lanes_raw<T: Float>(
     src: *const T,
     lanes: &Lanes,
     k: usize,
     values: *mut T,
+    value_lanes: &Lanes,
     indices: *mut i64,
-    out_lanes: &Lanes,
+    index_lanes: &Lanes,
 ) -> Result<()> {
-    if k > lanes.len {
-        return Err(bad_k(k, lanes.len));
-    }
-    if out_lanes.len != k || out_lanes.count() != lanes.count() {
-        // Saturating: the lanes may be broadcast views far larger than memory.
-        return Err(Error::LengthMismatch {
-            name: "values",
-            got: out_lanes.len.saturating_mul(out_lanes.count()),
-            expected: k.saturating_mul(lanes.count()),
-        });
-    }
+    check_out_lanes("values", value_lanes, lanes, k)?;
+    check_out_lanes("indices", index_lanes, lanes, k)?;
     if k == 0 {
         return Ok(());
     }
@@ -181,13 +224,13 @@ pub unsafe fn topk_lanes<T: Float>(
         IDX.with(|cell| {
             let (idx, keys) = &mut *cell.borrow_mut();
             top_indices(x, k, idx, keys)?;
-            let off = out_lanes.offset(i);
+            let (voff, ioff) = (value_lanes.offset(i), index_lanes.offset(i));
             for (j, &p) in idx.iter().enumerate() {
-                let at = off + j as isize * out_lanes.stride;
+                let j = j as isize;
                 // SAFETY: lane i of the outputs is in bounds and written by this task only.
                 unsafe {
-                    *v.get().offset(at) = T::from_compute(x[p]);
-                    *ix.get().offset(at) = p as i64;
+                    *v.get().offset(voff + j * value_lanes.stride) = T::from_compute(x[p]);
+                    *ix.get().offset(ioff + j * index_lanes.stride) = p as i64;
                 }
             }
             // Keep no more than a small row's worth between calls.
@@ -241,11 +284,12 @@ pub fn topk_rows<T: Float>(
     let out = Lanes::rows(rows, k);
     // SAFETY: x holds rows * row_len elements; the outputs rows * k each, borrowed mutably.
     unsafe {
-        topk_lanes(
+        topk_lanes_raw(
             x.as_ptr(),
             &lanes,
             k,
             values.as_mut_ptr(),
+            &out,
             indices.as_mut_ptr(),
             &out,
         )
@@ -302,24 +346,41 @@ fn sparsemax_row<C: Real>(x: &[C], out: &mut [C], cand: &mut Vec<f64>) -> Result
 /// Sparsemax (Martins & Astudillo 2016) along strided lanes: `dst`'s lane `i` is the Euclidean
 /// projection of `src`'s lane `i` onto the probability simplex. Computed in `f64` relative to the
 /// lane's maximum (overflow-safe); `-inf` entries get 0; a lane holding NaN or `+inf`, or only
-/// `-inf`, becomes all NaN.
+/// `-inf`, becomes all NaN. Not in place: `dst` is a buffer of its own.
 ///
-/// # Safety
-/// As for [`crate::lanes::map_lanes`] without the in-place case: `dst`'s lanes are valid for
-/// writes, pairwise disjoint and disjoint from `src`.
+/// # Errors
+/// [`Error::InvalidParameter`] naming `dst` unless the views lay out the same lanes (lane
+/// length and outer extents).
 ///
 /// ```
 /// use logitkit::extras::sparsemax_lanes;
-/// use logitkit::Lanes;
+/// use logitkit::{Lanes, StridedView, StridedViewMut};
 /// // Sparsemax down each column of a C-contiguous 2 x 2 array: (1, 1) and (0, 3).
 /// let x = [1.0f64, 0.0, 1.0, 3.0];
 /// let lanes = Lanes::from_strided(&[2, 2], &[2, 1], 0);
 /// let mut p = [f64::NAN; 4];
-/// // SAFETY: the lanes lie within `x` and `p`, distinct buffers.
-/// unsafe { sparsemax_lanes(x.as_ptr(), &lanes, p.as_mut_ptr(), &lanes) }.unwrap();
+/// let src = StridedView::new(&x, 0, lanes.clone()).unwrap();
+/// sparsemax_lanes(&src, &mut StridedViewMut::new(&mut p, 0, lanes).unwrap()).unwrap();
 /// assert_eq!(p, [0.5, 0.0, 0.5, 1.0]);
 /// ```
-pub unsafe fn sparsemax_lanes<T: Float>(
+pub fn sparsemax_lanes<T: Float>(
+    src: &StridedView<'_, T>,
+    dst: &mut StridedViewMut<'_, T>,
+) -> Result<()> {
+    crate::view::check_matching(src.lanes(), dst.lanes())?;
+    let d = dst.as_mut_ptr();
+    // SAFETY: the views were checked at construction: every element of every lane lies in its
+    // slice and `dst`'s elements are pairwise distinct; `src` is borrowed shared and `dst`
+    // mutably, so they are disjoint and nobody else touches them.
+    unsafe { sparsemax_lanes_raw(src.as_ptr(), src.lanes(), d, dst.lanes()) }
+}
+
+/// The raw form of [`sparsemax_lanes`] (the NumPy bindings hold raw pointers).
+///
+/// # Safety
+/// As for `map_lanes_raw` without the in-place case: `dst`'s lanes are valid for writes,
+/// pairwise disjoint and disjoint from `src`.
+pub(crate) unsafe fn sparsemax_lanes_raw<T: Float>(
     src: *const T,
     src_lanes: &Lanes,
     dst: *mut T,
@@ -354,7 +415,7 @@ pub fn sparsemax_rows<T: Float>(x: &[T], row_len: usize, out: &mut [T]) -> Resul
     let rows = rows_of(x.len(), row_len)?;
     let lanes = Lanes::rows(rows, row_len);
     // SAFETY: both slices hold rows * row_len elements; `out` is borrowed mutably.
-    unsafe { sparsemax_lanes(x.as_ptr(), &lanes, out.as_mut_ptr(), &lanes) }
+    unsafe { sparsemax_lanes_raw(x.as_ptr(), &lanes, out.as_mut_ptr(), &lanes) }
 }
 
 /// Sparsemax of one vector.
@@ -426,23 +487,38 @@ fn sigmoid_for_f32(v: f64) -> f64 {
 }
 
 /// Elementwise logistic sigmoid along strided lanes, computed in `f64` and rounded once.
-/// `sigmoid(+inf) = 1`, `sigmoid(-inf) = 0`, NaN stays NaN.
+/// `sigmoid(+inf) = 1`, `sigmoid(-inf) = 0`, NaN stays NaN. Not in place: `dst` is a buffer of
+/// its own.
 ///
-/// # Safety
-/// As for [`sparsemax_lanes`].
+/// # Errors
+/// [`Error::InvalidParameter`] naming `dst` unless the views lay out the same lanes (lane
+/// length and outer extents).
 ///
 /// ```
 /// use logitkit::extras::sigmoid_lanes;
-/// use logitkit::Lanes;
+/// use logitkit::{Lanes, StridedView, StridedViewMut};
 /// // Every other element of `x` (stride 2), into a contiguous output.
 /// let x = [0.0f32, 7.0, f32::INFINITY, 7.0, f32::NEG_INFINITY, 7.0];
-/// let src = Lanes { len: 3, stride: 2, outer: vec![(1, 0)] };
+/// let src = StridedView::new(&x, 0, Lanes { len: 3, stride: 2, outer: vec![(1, 0)] }).unwrap();
 /// let mut s = [f32::NAN; 3];
-/// // SAFETY: the lane lies within `x`, the output lane within `s`.
-/// unsafe { sigmoid_lanes(x.as_ptr(), &src, s.as_mut_ptr(), &Lanes::rows(1, 3)) }.unwrap();
+/// sigmoid_lanes(&src, &mut StridedViewMut::rows(&mut s, 3).unwrap()).unwrap();
 /// assert_eq!(s, [0.5, 1.0, 0.0]);
 /// ```
-pub unsafe fn sigmoid_lanes<T: Float>(
+pub fn sigmoid_lanes<T: Float>(
+    src: &StridedView<'_, T>,
+    dst: &mut StridedViewMut<'_, T>,
+) -> Result<()> {
+    crate::view::check_matching(src.lanes(), dst.lanes())?;
+    let d = dst.as_mut_ptr();
+    // SAFETY: as in `sparsemax_lanes`: both views checked at construction, disjoint borrows.
+    unsafe { sigmoid_lanes_raw(src.as_ptr(), src.lanes(), d, dst.lanes()) }
+}
+
+/// The raw form of [`sigmoid_lanes`] (the NumPy bindings hold raw pointers).
+///
+/// # Safety
+/// As for [`sparsemax_lanes_raw`].
+pub(crate) unsafe fn sigmoid_lanes_raw<T: Float>(
     src: *const T,
     src_lanes: &Lanes,
     dst: *mut T,
@@ -487,12 +563,12 @@ pub fn sigmoid<T: Float>(x: &[T], out: &mut [T]) -> Result<()> {
     let (full, rest) = (n / row * row, n % row);
     let lanes = Lanes::rows(full / row, row);
     // SAFETY: the first `full` elements form full / row rows; `out` is borrowed mutably.
-    unsafe { sigmoid_lanes(x.as_ptr(), &lanes, out.as_mut_ptr(), &lanes)? };
+    unsafe { sigmoid_lanes_raw(x.as_ptr(), &lanes, out.as_mut_ptr(), &lanes)? };
     if rest > 0 {
         let tail = Lanes::rows(1, rest);
         // SAFETY: the last `rest` elements of both slices.
         unsafe {
-            sigmoid_lanes(
+            sigmoid_lanes_raw(
                 x.as_ptr().add(full),
                 &tail,
                 out.as_mut_ptr().add(full),

@@ -267,7 +267,7 @@ pub(crate) fn cross_entropy<'py>(
     detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         dispatch!(dtype, T => unsafe {
-            extras::cross_entropy_lanes::<T>(src.typed(), &lanes, &labels, &opts, &mut losses)
+            extras::cross_entropy_lanes_raw::<T>(src.typed(), &lanes, &labels, &opts, &mut losses)
         })
     })?;
     let result = match reduction {
@@ -329,7 +329,7 @@ pub(crate) fn fit_temperature<'py>(
     let fit = detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         dispatch!(dtype, T => unsafe {
-            extras::fit_temperature_lanes::<T>(src.typed(), &lanes, &labels)
+            extras::fit_temperature_lanes_raw::<T>(src.typed(), &lanes, &labels)
         })
     })?;
     if fit.at_bound {
@@ -368,7 +368,7 @@ fn bins_impl<'py>(
     detached(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         dispatch!(dtype, T => unsafe {
-            extras::calibration_bins_lanes::<T>(src.typed(), &lanes, &labels, n_bins)
+            extras::calibration_bins_lanes_raw::<T>(src.typed(), &lanes, &labels, n_bins)
         })
     })?
     .map_err(|e| match e {
@@ -550,7 +550,15 @@ pub(crate) fn topk<'py>(
         // SAFETY: src is a live array laid out as `lanes`; values and indices are fresh
         // C-contiguous arrays laid out as `out_lanes` that nothing else sees yet.
         dispatch!(dtype, T => unsafe {
-            extras::topk_lanes::<T>(src.typed(), &lanes, k, vptr.typed(), iptr.typed(), &out_lanes)
+            extras::topk_lanes_raw::<T>(
+                src.typed(),
+                &lanes,
+                k,
+                vptr.typed(),
+                &out_lanes,
+                iptr.typed(),
+                &out_lanes,
+            )
         })
     })?;
     let (values, indices) = (values.into_any(), indices.into_any());
@@ -618,7 +626,7 @@ pub(crate) fn sparsemax<'py>(
     let r = map_fresh(py, xa, axis, |dtype, src, sl, dst, dl| {
         // SAFETY: src is a live array laid out as `sl`; dst a fresh array laid out as `dl`.
         dispatch!(dtype, T => unsafe {
-            extras::sparsemax_lanes::<T>(src.typed(), sl, dst.typed(), dl)
+            extras::sparsemax_lanes_raw::<T>(src.typed(), sl, dst.typed(), dl)
         })
     })?;
     apply_back(r, back)
@@ -671,10 +679,10 @@ pub(crate) fn sigmoid<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<B
             let rest = sl.len - full;
             // SAFETY: the first `full` elements of each run, laid out as `a` and `b`.
             dispatch!(dtype, T => unsafe {
-                extras::sigmoid_lanes::<T>(src.typed(), &a, dst.typed(), &b)?;
+                extras::sigmoid_lanes_raw::<T>(src.typed(), &a, dst.typed(), &b)?;
                 if rest > 0 {
                     let ta = Lanes { len: rest, stride: sl.stride, outer: vec![(1, 0)] };
-                    extras::sigmoid_lanes::<T>(
+                    extras::sigmoid_lanes_raw::<T>(
                         src.typed::<T>().offset(full as isize * sl.stride),
                         &ta,
                         dst.typed::<T>().add(full),
@@ -686,7 +694,7 @@ pub(crate) fn sigmoid<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<B
         } else {
             // SAFETY: src is a live array laid out as `sl`; dst a fresh array laid out as `dl`.
             dispatch!(dtype, T => unsafe {
-                extras::sigmoid_lanes::<T>(src.typed(), sl, dst.typed(), dl)
+                extras::sigmoid_lanes_raw::<T>(src.typed(), sl, dst.typed(), dl)
             })
         }
     })?;

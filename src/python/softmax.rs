@@ -6,7 +6,7 @@ use super::arrays::{
     detach_interruptible, keepdims_arg, normalize_axis, parse_per_lane_f64, without, Axis, Dtype,
     FloatArray, Output,
 };
-use crate::lanes::{coalesce, logsumexp_lanes, map_lanes};
+use crate::lanes::{coalesce, logsumexp_lanes_raw, map_lanes_raw};
 use crate::row::Op;
 use crate::shared::SharedPtr;
 
@@ -65,14 +65,19 @@ fn map_impl<'py>(
         unsafe {
             match dtype {
                 Dtype::F32 => {
-                    map_lanes::<f32>(op, src.typed(), &src_lanes, dst.typed(), &dst_lanes, t)
+                    map_lanes_raw::<f32>(op, src.typed(), &src_lanes, dst.typed(), &dst_lanes, t)
                 }
                 Dtype::F64 => {
-                    map_lanes::<f64>(op, src.typed(), &src_lanes, dst.typed(), &dst_lanes, t)
+                    map_lanes_raw::<f64>(op, src.typed(), &src_lanes, dst.typed(), &dst_lanes, t)
                 }
-                Dtype::F16 => {
-                    map_lanes::<half::f16>(op, src.typed(), &src_lanes, dst.typed(), &dst_lanes, t)
-                }
+                Dtype::F16 => map_lanes_raw::<half::f16>(
+                    op,
+                    src.typed(),
+                    &src_lanes,
+                    dst.typed(),
+                    &dst_lanes,
+                    t,
+                ),
             }
         }
     })?;
@@ -245,17 +250,17 @@ pub(crate) fn logsumexp<'py>(
         // `count` elements that nothing else sees yet.
         unsafe {
             match dtype {
-                Dtype::F32 => logsumexp_lanes::<f32>(
+                Dtype::F32 => logsumexp_lanes_raw::<f32>(
                     src.typed(),
                     &lanes,
                     std::slice::from_raw_parts_mut(dst.typed(), count),
                 ),
-                Dtype::F64 => logsumexp_lanes::<f64>(
+                Dtype::F64 => logsumexp_lanes_raw::<f64>(
                     src.typed(),
                     &lanes,
                     std::slice::from_raw_parts_mut(dst.typed(), count),
                 ),
-                Dtype::F16 => logsumexp_lanes::<half::f16>(
+                Dtype::F16 => logsumexp_lanes_raw::<half::f16>(
                     src.typed(),
                     &lanes,
                     std::slice::from_raw_parts_mut(dst.typed(), count),
