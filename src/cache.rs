@@ -46,12 +46,8 @@ fn parse_size(text: &str) -> Option<usize> {
 /// should write its output with non-temporal stores: when that is at least three quarters of
 /// the last-level cache (glibc's `memcpy` switches at the same share). Then the output would
 /// not stay in the cache for its reader anyway, and a normal store first reads each line from
-/// memory.
-///
-/// Measured with 2 threads on a Zen 4 VM (32 MiB L3), writing then summing the output, caches
-/// flushed before each call or not: 16 MB outputs (32x128256, 4096x1000; 32 MB footprint) were
-/// 1-15% faster streamed; 8 MB (16x128256) and 4 MB (1024x1000) outputs took 1.24-1.37x as
-/// long streamed when the caches were warm.
+/// memory. Below that share, streaming loses when the caches are warm (the measurements:
+/// `benches/results/tuning.md`, "cache::streams").
 pub(crate) fn streams(footprint: usize) -> bool {
     footprint >= last_level_bytes() / 4 * 3
 }

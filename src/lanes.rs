@@ -341,9 +341,8 @@ const TILE_BUF_BYTES: usize = 16 << 20;
 /// Bytes of a tile's buffer, when lanes are short enough that more than a cache line's worth
 /// of them fit: wide tiles read long stretches of each source row (runs of lines within a
 /// page, instead of one line per page per tile), while the buffer stays in the core's L2
-/// cache for the compute and the scatter. Measured on 2048x32768 float32 along axis 0 (one
-/// thread, alternating): 64 KiB tiles 1345 ms, 256 KiB 681 ms, 1 MiB 301 ms, 2 MiB 246 ms
-/// (then NumPy 275 ms); 1 MiB also fits the smaller L2 caches of other CPUs.
+/// cache for the compute and the scatter. 1 MiB is near the best measured and fits the
+/// smaller L2 caches of other CPUs (`benches/results/tuning.md`, "TILE_BYTES").
 const TILE_BYTES: usize = 1 << 20;
 
 /// Most bytes of each source row a tile reads at a time (so most lanes per tile): past this,
@@ -948,9 +947,8 @@ unsafe fn map_row_runs<C: Real>(
 /// Fewest elements per task of the many-rows path.
 const ROWS_CHUNK: usize = 8 * 1024;
 
-/// Most elements per task of the many-rows path. Measured against a same-size memcpy on
-/// 32768x1024 float32 (cold caches, 2 threads): 1.16x with 8k-element tasks, 0.98x with 64k,
-/// 0.94-1.04x with 512k; 4096x1000: 1.52x, 1.40x, 1.27-1.39x.
+/// Most elements per task of the many-rows path: larger tasks measured closer to a memcpy,
+/// with diminishing returns past this (`benches/results/tuning.md`, "ROWS_CHUNK_MAX").
 const ROWS_CHUNK_MAX: usize = 256 * 1024;
 
 /// Most consecutive long lanes per task of the streamed path: enough that few rows end a run
@@ -959,10 +957,8 @@ const STREAMED_RUN_MAX: usize = 16;
 
 /// Shortest lane, in bytes, whose output is streamed. Each lane's first and last cache lines
 /// are shared with its neighbours and written with normal stores; on short lanes those lines
-/// are a large share, and streaming was far slower than normal stores. Measured with 2 threads
-/// (`bw_probe`, caches larger than 32 MiB, alternating): 1048576x100 softmax took 61-65 ms
-/// streamed against 31 ms, 262144x512 37 ms against 24; at 1000 elements (4000 bytes)
-/// streaming was ahead (4096x1000: 602-741 µs against 723-1370).
+/// are a large share, and streaming measured far slower than normal stores below about this
+/// length (`benches/results/tuning.md`, "STREAM_MIN_LANE_BYTES").
 const STREAM_MIN_LANE_BYTES: usize = 3 << 10;
 
 /// Whether `count` lanes of `n` elements are written with non-temporal stores

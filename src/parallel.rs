@@ -167,9 +167,8 @@ pub(crate) fn run_shared(helpers: usize, work: &(dyn Fn() + Sync)) {
 ///
 /// The stretches keep a thread on the same items from one call to the next, and from a row's
 /// first pass to its second, so the blocks a thread wrote are still in its own core's cache
-/// when it reads them back. One 128256-entry softmax on 2 threads (`benches/compare.py`'s
-/// timing, three runs alternating with the previous build) took 12.9-13.1 µs, against
-/// 14.0-15.7 µs with the items handed out in turns from one counter.
+/// when it reads them back, which measured faster than handing the items out in turns from
+/// one counter (`benches/results/tuning.md`, "parallel::each_shared").
 pub(crate) fn each_shared<T: Send>(
     items: &mut [T],
     parallel: bool,

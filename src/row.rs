@@ -402,8 +402,8 @@ pub(crate) unsafe fn map_rows_streamed<C: Real>(
     // Softmax keeps the exps of two rows (the one being read, the one being written) in a
     // scratch buffer, except where the level fuses the write into the exp loop: there the write
     // computes the exps again, hidden under the memory traffic, and the caches hold one row
-    // fewer (256x152064 f32 measured 6.8-6.9 ms against 7.4; without the fused kernel keeping
-    // them is far faster, 11.5-11.8 ms against 14.0-14.2 for 256x76032 f64).
+    // fewer; without the fused kernel keeping them is far faster (`benches/results/tuning.md`,
+    // "row: keeping the exps").
     let keep_exps = softmax && k.exp_sum_overlapped.is_none();
     let mut scratch = if keep_exps {
         Scratch::take(2 * n * std::mem::size_of::<C>())

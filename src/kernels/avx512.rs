@@ -1268,8 +1268,9 @@ const MEDIUM_MAX: usize = 256;
 /// spend most of the time of such a row in a chain of dependent steps: the sum's horizontal
 /// reduction, then `row_ln_f32` (a scalar division and polynomial), then the write. Here the
 /// 16 rows' reductions and logarithms are batched as in [`rows_f32_short`] (on one thread, with
-/// rows stored back to back, before those of up to 64 elements went to [`rows_f32_packed`]:
-/// 32768 rows of 32 took 477-483 µs against 835-851, 4096 rows of 256 229-231 against 269-270).
+/// rows stored back to back, before those of up to 64 elements went to [`rows_f32_packed`],
+/// it measured faster than the block kernels at 32 and 256 elements; `benches/results/tuning.md`,
+/// "avx512 medium rows").
 /// It takes the rows the packed kernel does not: strided rows, per-row temperatures, a call's
 /// last rows, and rows of 65 to [`MEDIUM_MAX`] elements.
 /// Every row keeps the block kernels' bits: the same exps, accumulated in the order
@@ -1492,10 +1493,8 @@ unsafe fn rows_f32_short(
 /// filled), each lane getting its row's maximum and factor through one permutation; a row's
 /// exps are then read back from a scratch copy (its last vector with a masked load: zeros past
 /// the row's end, as `exp(-inf)` gives) and summed in the block kernels' order. The same
-/// operations on the same values as the per-row kernels, so the same bits. On one thread,
-/// alternating with the per-row kernels: softmax of 61680 rows of 17 took 389-393 µs against
-/// 1193-1211, 32768 rows of 32 305-314 against 573-598, 16384 rows of 64 267-274 against
-/// 347-353.
+/// operations on the same values as the per-row kernels, so the same bits, in far fewer
+/// steps (`benches/results/tuning.md`, "avx512 packed rows").
 ///
 /// # Safety
 /// `src` valid for reads and `dst` for writes of `16 * rows.n` elements, the same or disjoint;

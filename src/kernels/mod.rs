@@ -286,16 +286,14 @@ pub(crate) unsafe fn exp_sum_unfused<C: Real>(
 /// the same bits; they differ in memory traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
-    /// The exps go to the output, which is then scaled in place. (Keeping the exps in a
-    /// per-thread scratch buffer and writing the output once with normal stores measured
-    /// slower, 1.22-1.35x a memcpy against 1.00-1.14x on 4096x1000 and 8192x1000, so there is
-    /// no such mode.)
+    /// The exps go to the output, which is then scaled in place. (There is no mode keeping
+    /// the exps in a scratch buffer and writing the output once with normal stores: it
+    /// measured slower; `benches/results/tuning.md`, "kernels::Store".)
     Cached,
     /// The exps go to a per-thread scratch buffer (hot in L1), then one scaled write of the
     /// output with non-temporal stores: for outputs larger than the caches. (The AVX-512 `f32`
     /// kernel writes each row during the next row's exp pass, so that writing to memory
-    /// overlaps arithmetic: 32768x1024 softmax measured about 10% faster than writing each
-    /// row in one burst.)
+    /// overlaps arithmetic, which measured faster than writing each row in one burst.)
     Stream,
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Why not the rayon pool: a rayon worker that finds no work goes to sleep within microseconds,
 //! and waking it again costs the caller a futex system call and the helper tens of microseconds
-//! on a virtual machine (measured: one 128256-entry softmax took 41 µs on 2 threads after a
-//! 300 µs pause, 30 µs on one thread). A crew helper instead, after its last job:
+//! on a virtual machine, more than a call of a few tens of microseconds gains from it
+//! (`benches/results/tuning.md`, "parallel::crew"). A crew helper instead, after its last job:
 //!
 //! 1. spins on the job flag for 50 µs (the next pass of the same call comes within
 //!    microseconds);
@@ -51,9 +51,8 @@ fn spin_window() -> Duration {
 }
 
 /// A call touching at least this many elements wakes helpers that are not polling. Waking one
-/// costs the caller a system call and the helper its wake-up latency (on this project's 2-vCPU
-/// VM, while the other vCPU was busy: 12-14 µs for `unpark` and 40-50 µs until the helper ran),
-/// more than a smaller call can gain from a second thread.
+/// costs the caller a system call and the helper its wake-up latency, more than a smaller
+/// call can gain from a second thread (`benches/results/tuning.md`, "WAKE_MIN_WORK").
 const WAKE_MIN_WORK: usize = 1 << 18;
 
 /// After its polling window a helper naps for this long at a time (woken by its own timer, so

@@ -280,7 +280,7 @@ fn with_work<C: Real, R>(f: impl FnOnce(&mut Work<C>) -> R) -> R {
 /// A row at least this long (two blocks), in a batch of fewer rows than threads, has its
 /// passes split across the threads (the calling thread and the helpers share each pass, block
 /// by block). Shorter rows run whole on one thread: splitting their passes costs more than it
-/// saves. (Measured on (1, 32000) with top-k 50 and top-p 0.9: 9.2 µs whole, 6.9 µs split.)
+/// saves (`benches/results/tuning.md`, "ROW_SPLIT_MIN").
 const ROW_SPLIT_MIN: usize = 24 * 1024;
 
 /// How a call uses the pool.
