@@ -106,6 +106,8 @@ fn r1_filter_logits_takes_a_few_rows_of_scratch_per_thread() {
         SamplingParams::default()
             .top_k(40)
             .logit_bias(vec![(3, 2.0)]),
+        // The P20-P23 stages' nucleus list (candidate ids, levels).
+        SamplingParams::default().top_p(0.95).epsilon_cutoff(3e-4),
     ] {
         let peak = scratch_peak(|| {
             logitkit::filter_logits_batch(&x, vocab, &params, &Histories::new(), &mut out).unwrap()
@@ -130,6 +132,11 @@ fn r1_sampling_takes_a_few_rows_of_scratch_per_thread() {
             .top_logprobs(20),
         SamplingParams::default().min_p(0.01),
         SamplingParams::default().repetition_penalty(1.3),
+        // The P20-P23 stages' nucleus list (candidate ids, levels).
+        SamplingParams::default()
+            .temperature(0.8)
+            .top_p(0.95)
+            .typical_p(0.9),
     ] {
         let prompts: Vec<Vec<u32>> = (0..rows as u32).map(|r| vec![r, r + 7, 99]).collect();
         let h = Histories::new().prompt_tokens(&prompts);

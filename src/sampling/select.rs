@@ -91,6 +91,30 @@ impl<C> Bufs<C> {
         Ok(())
     }
 
+    /// Keeps the tokens whose logit `keep` accepts (called in position order), in place.
+    fn retain(&mut self, mut keep: impl FnMut(f64) -> bool)
+    where
+        C: Real,
+    {
+        let with_ws = self.ws.len() == self.idx.len();
+        let mut n = 0;
+        for i in 0..self.idx.len() {
+            if keep(self.xs[i].to_f64()) {
+                self.idx[n] = self.idx[i];
+                self.xs[n] = self.xs[i];
+                if with_ws {
+                    self.ws[n] = self.ws[i];
+                }
+                n += 1;
+            }
+        }
+        self.idx.truncate(n);
+        self.xs.truncate(n);
+        if with_ws {
+            self.ws.truncate(n);
+        }
+    }
+
     /// Adds token `id` (logit `x`, weight `w` when the set has weights).
     #[inline]
     fn push(&mut self, id: usize, x: C, w: Option<C>) -> Result<()> {
@@ -385,15 +409,11 @@ fn filter_into<C: Real>(
     dst: &mut Bufs<C>,
 ) -> Result<()> {
     dst.clear();
-    // Room for every token first: the pushes below then never allocate.
-    dst.reserve(xs.len(), ws.is_some())?;
+    // Pushed one by one: room for every token of `xs` up front would hold up to a whole row
+    // when few are kept (contract R1).
     for (j, &x) in xs.iter().enumerate() {
         if keep(x.to_f64()) {
-            dst.idx.push(idx.map_or(j, |i| i[j]));
-            dst.xs.push(x);
-            if let Some(ws) = ws {
-                dst.ws.push(ws[j]);
-            }
+            dst.push(idx.map_or(j, |i| i[j]), x, ws.map(|ws| ws[j]))?;
         }
     }
     Ok(())
@@ -974,7 +994,6 @@ fn nucleus_list<C: Real>(
         .find(|&(_, s)| s >= enough)
         .map_or(floor, |(&z, _)| z);
     let mut cand = std::mem::take(&mut w.cand);
-    let mut alt = std::mem::take(&mut w.alt);
     let mut ids = std::mem::take(&mut w.ids32);
     let done = (|| {
         for z in [lo, floor] {
@@ -988,20 +1007,16 @@ fn nucleus_list<C: Real>(
             }
         }
         let cut = find_cut(&cand.xs, Some(&cand.ws), mf, zc, cfg.p, total, 0.0, w)?;
-        filter_into(
-            &cand.xs,
-            Some(&cand.idx),
-            Some(&cand.ws),
-            cut_keeper(cut),
-            &mut alt,
-        )
+        // In place: a copy would hold the kept list and the candidates at once (R1).
+        cand.retain(cut_keeper(cut));
+        Ok(())
     })();
-    w.cand = cand;
     w.ids32 = ids;
     if done.is_ok() {
-        w.alt = std::mem::replace(&mut w.cur, alt);
+        // The candidates, cut, are the current set.
+        w.cand = std::mem::replace(&mut w.cur, cand);
     } else {
-        w.alt = alt;
+        w.cand = cand;
     }
     done
 }
@@ -1016,15 +1031,26 @@ fn gather_candidates_at_least<C: Real>(
     cand: &mut Bufs<C>,
 ) -> Result<()> {
     cand.clear();
-    crate::scratch::resize(ids, x.len() + 64, 0, "the candidates' ids")?;
-    if let Some(n) = gather_ids_at_least(x, thr, ids) {
-        cand.reserve(n, true)?;
+    // A block of ids at a time: the scratch stays small (contract R1), the candidates grow as
+    // `Vec`s do.
+    const IDS_BLOCK: usize = 4096;
+    crate::scratch::resize(ids, IDS_BLOCK + 64, 0, "the candidates' ids")?;
+    let mut vector = true;
+    for (b, xb) in x.chunks(IDS_BLOCK).enumerate() {
+        let Some(n) = gather_ids_at_least(xb, thr, ids) else {
+            vector = false;
+            break;
+        };
+        let base = b * IDS_BLOCK;
+        cand.reserve(cand.idx.len() + n, true)?;
         for &j in &ids[..n] {
-            let j = j as usize;
+            let j = base + j as usize;
             cand.idx.push(j);
             cand.xs.push(x[j]);
             cand.ws.push(ws[j]);
         }
+    }
+    if vector {
         return Ok(());
     }
     let count = count_at_least(x, thr.to_f64());
