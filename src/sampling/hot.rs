@@ -334,6 +334,8 @@ pub(crate) fn gather_ids_at_least<C: Real>(x: &[C], t: C, ids: &mut [u32]) -> Op
             return Some(unsafe { gather_ids_avx512(x32, t.to_f64() as f32, x.len(), ids) });
         }
     }
+    // No vector path here (`t` is read only by the x86-64 one).
+    let _ = t;
     None
 }
 
@@ -446,6 +448,7 @@ pub(crate) fn for_each_at_least<C: Real>(x: &[C], t: C, mut f: impl FnMut(usize)
 }
 
 /// Calls `f` for the set bits of `bits` (positions from `base`); false when `f` stopped.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn each_bit(mut bits: u64, base: usize, f: &mut impl FnMut(usize) -> bool) -> bool {
     while bits != 0 {
