@@ -452,3 +452,37 @@ proptest! {
         }
     }
 }
+
+/// R3: a row refused after its chunk maxima were taken (top-k with a small `k` on a long row
+/// whose masks leave no finite logit) must not leave them behind as the next row's. The next
+/// call, on a shorter row, looks for its top logprobs among chunk maxima: stale ones, from the
+/// longer row, sent it past the end of its row (found by this fuzz under qemu at 7786c6f).
+#[test]
+fn r3_refused_row_leaves_no_chunk_maxima_behind() {
+    let long: Vec<f32> = (0..64 * 400).map(|i| (i % 97) as f32 * 0.01).collect();
+    let masked = SamplingParams::default()
+        .top_k(5)
+        .logit_bias(vec![(0, f64::NEG_INFINITY)])
+        .allowed_token_ids(vec![0]);
+    let refused = sample_batch(
+        &long,
+        long.len(),
+        &masked,
+        &Histories::new(),
+        &Seed::Fixed(1),
+        false,
+    );
+    assert!(refused.is_err(), "the masks leave no finite logit");
+    let short: Vec<f32> = (0..941).map(|i| (i % 31) as f32 * 0.1).collect();
+    let p = SamplingParams::default().top_k(5).top_logprobs(3);
+    let d = sample_batch(
+        &short,
+        short.len(),
+        &p,
+        &Histories::new(),
+        &Seed::Fixed(1),
+        true,
+    )
+    .expect("a valid row");
+    check_draws(&d, 1, short.len(), &p, true);
+}

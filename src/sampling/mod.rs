@@ -424,7 +424,6 @@ fn with_row<T: Float, R>(
         }
         .map_err(bad_row)?;
         let res = f(RowView { x, max, raw }, w);
-        w.forget_chunk_maxima();
         // What `f` found wrong with the row (R3) gets the row's index.
         res.map_err(|e| match e {
             Error::InvalidRow {
@@ -434,6 +433,9 @@ fn with_row<T: Float, R>(
             e => e,
         })
     })();
+    // However the row ended (refused after its chunk maxima were taken, too), they are not
+    // the next row's.
+    w.forget_chunk_maxima();
     w.conv = conv;
     w.proc = proc;
     out

@@ -628,6 +628,7 @@ fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) -> Result
     if !w.cmax_of_row {
         chunk_maxima(x, &mut w.cmax, w.par)?;
     }
+    debug_assert_eq!(w.cmax.len(), nch, "chunk maxima of another row");
     let t = kth_largest(&w.cmax, k, &mut w.sel)?;
     let mut cand = std::mem::take(&mut w.cand);
     let done = (|| {
