@@ -1,4 +1,5 @@
-//! Element types the crate computes on: `f32`, `f64` and `half::f16` (computed in `f32`).
+//! Element types the crate computes on: `f32`, `f64`, and `half::f16` and `half::bf16`
+//! (computed in `f32`), with the conversions between a storage type and its compute type.
 
 use std::fmt::Debug;
 
@@ -7,14 +8,26 @@ mod sealed {
     impl Sealed for f32 {}
     impl Sealed for f64 {}
     impl Sealed for half::f16 {}
+    impl Sealed for half::bf16 {}
 }
 
-/// A floating-point element type accepted by the public functions: `f32`, `f64` or
-/// [`half::f16`]. `f16` data is widened to `f32`, computed there and rounded once on output.
+/// A floating-point element type accepted by the public functions: `f32`, `f64`,
+/// [`half::f16`] or [`half::bf16`]. The 16-bit types are widened to `f32` as they are read,
+/// computed there and rounded once (to nearest even) on output.
 ///
 /// ```
+/// use half::bf16;
 /// use logitkit::Float;
 /// assert_eq!(<half::f16 as Float>::NAME, "float16");
+/// assert_eq!(<bf16 as Float>::NAME, "bfloat16");
+/// // Slices convert in one call (vectorised for the 16-bit types).
+/// let x = [bf16::from_f32(1.5), bf16::NEG_INFINITY];
+/// let mut wide = [0.0f32; 2];
+/// bf16::widen(&x, &mut wide);
+/// assert_eq!(wide, [1.5, f32::NEG_INFINITY]);
+/// let mut back = [bf16::ZERO; 2];
+/// bf16::narrow(&[1.0 + 1.0 / 256.0, 3.0e38], &mut back);
+/// assert_eq!(back, [bf16::ONE, bf16::INFINITY]); // a tie rounds to even; past MAX is inf
 /// ```
 pub trait Float: sealed::Sealed + Copy + Send + Sync + Debug + PartialOrd + 'static {
     /// The type the kernels compute in.
@@ -27,6 +40,24 @@ pub trait Float: sealed::Sealed + Copy + Send + Sync + Debug + PartialOrd + 'sta
     fn from_compute(v: Self::Compute) -> Self;
     /// Widens to `f64` (exact).
     fn to_f64(self) -> f64;
+    /// The largest finite value of the type.
+    const MAX_FINITE: f64;
+    /// Widens `src` into `dst` element by element, as [`Float::to_compute`]. Only the common
+    /// length is converted.
+    #[inline]
+    fn widen(src: &[Self], dst: &mut [Self::Compute]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s.to_compute();
+        }
+    }
+    /// Rounds `src` into `dst` element by element, as [`Float::from_compute`]. Only the
+    /// common length is converted.
+    #[inline]
+    fn narrow(src: &[Self::Compute], dst: &mut [Self]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = Self::from_compute(s);
+        }
+    }
 }
 
 /// A type the kernels compute in directly: `f32` or `f64`.
@@ -80,6 +111,7 @@ pub trait Real:
 impl Float for f32 {
     type Compute = f32;
     const NAME: &'static str = "float32";
+    const MAX_FINITE: f64 = f32::MAX as f64;
     #[inline(always)]
     fn to_compute(self) -> f32 {
         self
@@ -97,6 +129,7 @@ impl Float for f32 {
 impl Float for f64 {
     type Compute = f64;
     const NAME: &'static str = "float64";
+    const MAX_FINITE: f64 = f64::MAX;
     #[inline(always)]
     fn to_compute(self) -> f64 {
         self
@@ -114,6 +147,7 @@ impl Float for f64 {
 impl Float for half::f16 {
     type Compute = f32;
     const NAME: &'static str = "float16";
+    const MAX_FINITE: f64 = 65504.0;
     #[inline(always)]
     fn to_compute(self) -> f32 {
         self.to_f32()
@@ -126,6 +160,68 @@ impl Float for half::f16 {
     fn to_f64(self) -> f64 {
         self.to_f64()
     }
+    #[inline]
+    fn widen(src: &[half::f16], dst: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        let n = src.len().min(dst.len());
+        // F16C when the CPU has it (checked at run time by `half`), else a loop.
+        src[..n].convert_to_f32_slice(&mut dst[..n]);
+    }
+    #[inline]
+    fn narrow(src: &[f32], dst: &mut [half::f16]) {
+        use half::slice::HalfFloatSliceExt;
+        let n = src.len().min(dst.len());
+        dst[..n].convert_from_f32_slice(&src[..n]);
+    }
+}
+
+impl Float for half::bf16 {
+    type Compute = f32;
+    const NAME: &'static str = "bfloat16";
+    const MAX_FINITE: f64 = 3.3895313892515355e38;
+    #[inline(always)]
+    fn to_compute(self) -> f32 {
+        bf16_to_f32(self.to_bits())
+    }
+    #[inline(always)]
+    fn from_compute(v: f32) -> half::bf16 {
+        half::bf16::from_bits(f32_to_bf16(v))
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        bf16_to_f32(self.to_bits()) as f64
+    }
+    #[inline]
+    fn widen(src: &[half::bf16], dst: &mut [f32]) {
+        // Plain integer work on whole slices: the compiler vectorises it at every level.
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = bf16_to_f32(s.to_bits());
+        }
+    }
+    #[inline]
+    fn narrow(src: &[f32], dst: &mut [half::bf16]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = half::bf16::from_bits(f32_to_bf16(s));
+        }
+    }
+}
+
+/// A bfloat16's bits widened to `f32` (exact: the upper half of the `f32`).
+#[inline(always)]
+fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits((b as u32) << 16)
+}
+
+/// `v` rounded to bfloat16 bits, to nearest even (`half::bf16::from_f32`'s results), without
+/// a branch so that loops over slices vectorise: a NaN stays NaN (quietened, sign and upper
+/// payload kept); beyond the largest finite bfloat16 the result is infinite.
+#[inline(always)]
+fn f32_to_bf16(v: f32) -> u16 {
+    let b = v.to_bits();
+    let rounded = b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16;
+    let quiet_nan = (b >> 16) | 0x0040;
+    let is_nan = (b & 0x7FFF_FFFF) > 0x7F80_0000;
+    (if is_nan { quiet_nan } else { rounded }) as u16
 }
 
 impl Real for f32 {
@@ -177,4 +273,59 @@ impl Real for f64 {
 #[inline(always)]
 pub(crate) fn is_native<T: Float>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<T::Compute>()
+}
+
+/// Widens the `dst.len()` elements of `T` at `p`, `stride` apart, into `dst` (in one call to
+/// [`Float::widen`] when they are adjacent).
+///
+/// # Safety
+/// Those elements are valid for reads and not written during the call.
+#[inline]
+pub(crate) unsafe fn widen_strided<T: Float>(p: *const T, stride: isize, dst: &mut [T::Compute]) {
+    if stride == 1 {
+        // SAFETY: the caller's contract, for adjacent elements.
+        T::widen(unsafe { std::slice::from_raw_parts(p, dst.len()) }, dst);
+    } else {
+        for (j, d) in dst.iter_mut().enumerate() {
+            // SAFETY: the caller's contract.
+            *d = unsafe { *p.offset(j as isize * stride) }.to_compute();
+        }
+    }
+}
+
+/// Rounds `src` into the `src.len()` elements of `T` at `p`, `stride` apart (in one call to
+/// [`Float::narrow`] when they are adjacent).
+///
+/// # Safety
+/// Those elements are valid for writes and accessed by nobody else during the call.
+#[inline]
+pub(crate) unsafe fn narrow_strided<T: Float>(src: &[T::Compute], p: *mut T, stride: isize) {
+    if stride == 1 {
+        // SAFETY: the caller's contract, for adjacent elements.
+        T::narrow(src, unsafe { std::slice::from_raw_parts_mut(p, src.len()) });
+    } else {
+        for (j, &v) in src.iter().enumerate() {
+            // SAFETY: the caller's contract.
+            unsafe { *p.offset(j as isize * stride) = T::from_compute(v) };
+        }
+    }
+}
+
+/// `buf` refilled with the `n` elements of `T` at `p`, `stride` apart, widened; a refused
+/// allocation is an error naming `what` (contract R1).
+///
+/// # Safety
+/// As [`widen_strided`].
+pub(crate) unsafe fn widen_into_scratch<T: Float>(
+    p: *const T,
+    stride: isize,
+    n: usize,
+    buf: &mut Vec<T::Compute>,
+    what: &'static str,
+) -> crate::Result<()> {
+    buf.clear();
+    crate::scratch::resize(buf, n, T::Compute::default(), what)?;
+    // SAFETY: the caller's contract.
+    unsafe { widen_strided(p, stride, buf) };
+    Ok(())
 }

@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cache;
-use crate::element::{is_native, Float, Real};
+use crate::element::{is_native, narrow_strided, widen_into_scratch, widen_strided, Float, Real};
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::kernels::{kernels, prefetch, HasKernels, Store, BLOCK};
@@ -217,13 +217,10 @@ unsafe fn map_lane<T: Float>(
         map_row_with(k, op, src.cast(), dst.cast(), n, t, parallel_row, stream);
         return Ok(());
     }
-    let lane = (0..n).map(|i| (*src.offset(i as isize * src_stride)).to_compute());
-    crate::scratch::refill(buf, n, lane, "a lane's copy")?;
+    widen_into_scratch(src, src_stride, n, buf, "a lane's copy")?;
     let p = buf.as_mut_ptr();
     map_row::<T::Compute>(op, p, p, n, t, parallel_row);
-    for (i, &v) in buf.iter().enumerate() {
-        *dst.offset(i as isize * dst_stride) = T::from_compute(v);
-    }
+    narrow_strided(buf, dst, dst_stride);
     Ok(())
 }
 
@@ -301,8 +298,7 @@ unsafe fn map_lanes_with_exact<T: Float>(
             )?;
             continue;
         }
-        let lane = (0..n).map(|j| (*s.offset(j as isize * src_lanes.stride)).to_compute());
-        crate::scratch::refill(&mut buf, n, lane, "a lane's copy")?;
+        widen_into_scratch(s, src_lanes.stride, n, &mut buf, "a lane's copy")?;
         let p = buf.as_mut_ptr();
         map_row_with(
             <T::Compute as HasKernels>::kernels_for(SimdLevel::Scalar),
@@ -314,9 +310,7 @@ unsafe fn map_lanes_with_exact<T: Float>(
             false,
             false,
         );
-        for (j, &v) in buf.iter().enumerate() {
-            *d.offset(j as isize * dst_lanes.stride) = T::from_compute(v);
-        }
+        narrow_strided(&buf, d, dst_lanes.stride);
     }
     Ok(())
 }
@@ -617,10 +611,11 @@ unsafe fn gather<T: Float>(
                 if interrupt::poll() {
                     return;
                 }
-                let p = p.offset((c * POLL_POSITIONS * 256) as isize * stride);
-                for (j, b) in part.iter_mut().enumerate() {
-                    *b = (*p.offset(j as isize * stride)).to_compute();
-                }
+                widen_strided(
+                    p.offset((c * POLL_POSITIONS * 256) as isize * stride),
+                    stride,
+                    part,
+                );
             }
         }
     } else {
@@ -680,10 +675,11 @@ unsafe fn scatter<T: Float>(
                 if interrupt::poll() {
                     return;
                 }
-                let p = p.offset((c * POLL_POSITIONS * 256) as isize * stride);
-                for (j, &v) in part.iter().enumerate() {
-                    *p.offset(j as isize * stride) = T::from_compute(v);
-                }
+                narrow_strided(
+                    part,
+                    p.offset((c * POLL_POSITIONS * 256) as isize * stride),
+                    stride,
+                );
             }
         }
     } else {
@@ -1219,8 +1215,7 @@ pub(crate) unsafe fn logsumexp_lanes_raw<T: Float>(
                 let x = std::slice::from_raw_parts(p as *const T::Compute, n);
                 return T::from_compute(logsumexp_row(x, parallel_row));
             }
-            let lane = (0..n).map(|j| (*p.offset(j as isize * src_lanes.stride)).to_compute());
-            if let Err(e) = crate::scratch::refill(buf, n, lane, "a lane's copy") {
+            if let Err(e) = widen_into_scratch(p, src_lanes.stride, n, buf, "a lane's copy") {
                 failed.set(e);
                 return T::from_compute(<T::Compute as Real>::NAN);
             }

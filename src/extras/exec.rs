@@ -2,7 +2,7 @@
 //! compute type (read in place when possible, else gathered into a per-thread buffer), rows in
 //! parallel on the crate's threads when the call is large.
 
-use crate::element::{is_native, Float};
+use crate::element::{is_native, narrow_strided, widen_into_scratch, Float};
 use crate::error::Result;
 use crate::lanes::Lanes;
 use crate::parallel::{is_parallel, map_init};
@@ -26,8 +26,7 @@ pub(crate) unsafe fn read_lane<'a, T: Float>(
         // SAFETY: T is its own compute type and the lane's n elements are adjacent.
         return Ok(std::slice::from_raw_parts(p as *const T::Compute, n));
     }
-    let items = (0..n).map(|j| (*p.offset(j as isize * lanes.stride)).to_compute());
-    crate::scratch::refill(buf, n, items, "a lane's copy")?;
+    widen_into_scratch(p, lanes.stride, n, buf, "a lane's copy")?;
     Ok(buf)
 }
 
@@ -42,10 +41,7 @@ pub(crate) unsafe fn write_lane<T: Float>(
     i: usize,
     vals: &[T::Compute],
 ) {
-    let p = dst.offset(lanes.offset(i));
-    for (j, &v) in vals.iter().enumerate() {
-        *p.offset(j as isize * lanes.stride) = T::from_compute(v);
-    }
+    narrow_strided(vals, dst.offset(lanes.offset(i)), lanes.stride);
 }
 
 /// Lanes per parallel task: whole lanes, at least ~8k elements' worth.

@@ -219,8 +219,14 @@ fn as_compute<'a, T: Float>(
         // SAFETY: `is_native` says `T` and `T::Compute` are the same type.
         Ok(unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<T::Compute>(), row.len()) })
     } else {
-        let items = row.iter().map(|e| e.to_compute());
-        crate::scratch::refill(conv, row.len(), items, "the row in the compute type")?;
+        conv.clear();
+        crate::scratch::resize(
+            conv,
+            row.len(),
+            Default::default(),
+            "the row in the compute type",
+        )?;
+        T::widen(row, conv);
         Ok(conv)
     }
 }
@@ -780,7 +786,7 @@ pub(crate) fn filter_logits_within<T: Float>(
     let source = Source::Call(*histories);
     check_call(params, rows, vocab, &source)?;
     let chain = Chain::<T::Compute>::build(params, vocab)?;
-    let limit = limit.min(largest_finite::<T>());
+    let limit = limit.min(T::MAX_FINITE);
     let dst = SharedPtr(out.as_mut_ptr());
     let filtered = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let row = &logits[r * vocab..(r + 1) * vocab];
@@ -799,26 +805,12 @@ pub(crate) fn filter_logits_within<T: Float>(
                 // a row per thread (contract R1).
                 let mut o = crate::scratch::filled(vocab, T::Compute::NEG_INFINITY, "a row")?;
                 filter_row(view.x, view.max, cfg, w, &mut o, limit)?;
-                for (d, &s) in out_row.iter_mut().zip(&o) {
-                    *d = T::from_compute(s);
-                }
+                T::narrow(&o, out_row);
                 Ok(())
             }
         })
     })?;
     filtered.into_iter().collect()
-}
-
-/// The largest finite value of `T`.
-fn largest_finite<T: Float>() -> f64 {
-    use std::any::TypeId;
-    if TypeId::of::<T>() == TypeId::of::<half::f16>() {
-        half::f16::MAX.to_f64()
-    } else if TypeId::of::<T>() == TypeId::of::<f32>() {
-        f32::MAX as f64
-    } else {
-        f64::MAX
-    }
 }
 
 /// [`filter_logits_batch`] without histories.

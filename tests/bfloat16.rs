@@ -1,0 +1,211 @@
+//! bfloat16 read natively (issue 22 item 5): every function over `half::bf16` gives the bits of
+//! the same function over the values widened to `f32`, rounded once to bfloat16 (contract S1
+//! and S13's "computed in float32, rounded once"), for every layout, temperature, thread count
+//! and SIMD level; and the conversions themselves are `half`'s.
+
+use half::bf16;
+use logitkit::lanes::{logsumexp_lanes, map_lanes};
+use logitkit::{
+    filter_logits_batch, log_softmax_rows, logsumexp_rows, sample_batch, set_num_threads,
+    softmax_rows, Float, Histories, Lanes, Op, SamplingParams, Seed, StridedView, StridedViewMut,
+    Temperature,
+};
+
+mod common;
+use common::{scaled, Rng};
+
+fn widened(x: &[bf16]) -> Vec<f32> {
+    x.iter().map(|v| v.to_f32()).collect()
+}
+
+fn rounded(x: &[f32]) -> Vec<u16> {
+    x.iter().map(|&v| bf16::from_f32(v).to_bits()).collect()
+}
+
+fn bits(x: &[bf16]) -> Vec<u16> {
+    x.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Logits as a model gives them, with some `-inf` (masked) and, for `hostile`, NaN and `+inf`.
+fn logits(rng: &mut Rng, n: usize, scale: f64, hostile: bool) -> Vec<bf16> {
+    (0..n)
+        .map(|_| {
+            let u = rng.uniform();
+            if u < 0.01 {
+                bf16::NEG_INFINITY
+            } else if hostile && u < 0.012 {
+                bf16::NAN
+            } else if hostile && u < 0.013 {
+                bf16::INFINITY
+            } else {
+                bf16::from_f64(rng.normal() * scale)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn s1_bf16_rounding_is_halfs_on_every_pattern_class() {
+    let mut rng = Rng(7);
+    let mut patterns: Vec<u32> = (0..scaled(2_000_000)).map(|_| rng.next() as u32).collect();
+    // Ties, values next to the largest finite bfloat16, infinities, NaNs, zeros, subnormals.
+    for hi in [
+        0x0000u32, 0x0001, 0x007F, 0x0080, 0x3F80, 0x7F7F, 0x7F80, 0x7FC0, 0x8000, 0xFF7F,
+    ] {
+        for lo in [0x0000u32, 0x0001, 0x7FFF, 0x8000, 0x8001, 0xFFFF] {
+            patterns.push(hi << 16 | lo);
+            patterns.push((hi | 0x8000) << 16 | lo);
+        }
+    }
+    let vals: Vec<f32> = patterns.iter().map(|&b| f32::from_bits(b)).collect();
+    let mut ours = vec![bf16::ZERO; vals.len()];
+    bf16::narrow(&vals, &mut ours);
+    for (i, (&v, o)) in vals.iter().zip(&ours).enumerate() {
+        let want = bf16::from_f32(v);
+        assert_eq!(o.to_bits(), want.to_bits(), "pattern {:#010x}", patterns[i]);
+        assert_eq!(bf16::from_compute(v).to_bits(), want.to_bits());
+    }
+    let mut wide = vec![0.0f32; ours.len()];
+    bf16::widen(&ours, &mut wide);
+    for (w, o) in wide.iter().zip(&ours) {
+        assert_eq!(w.to_bits(), o.to_f32().to_bits(), "widening is exact");
+    }
+    assert_eq!(<bf16 as Float>::MAX_FINITE, bf16::MAX.to_f64());
+}
+
+#[test]
+fn s1_bf16_softmax_family_is_one_rounding_of_f32() {
+    let mut rng = Rng(11);
+    // Short rows (the many-rows kernels), one block, several blocks, an LLM vocabulary.
+    for &(rows, n) in &[
+        (1, 1),
+        (5, 7),
+        (33, 100),
+        (4, 1000),
+        (3, 16_385),
+        (2, 50_000),
+        (2, 128_256),
+    ] {
+        for &t in &[1.0, 0.7, 3.0] {
+            for hostile in [false, true] {
+                let x = logits(&mut rng, rows * n, 4.0, hostile);
+                let x32 = widened(&x);
+                for op in [Op::Softmax, Op::LogSoftmax] {
+                    let mut got = vec![bf16::ZERO; x.len()];
+                    let mut want = vec![0.0f32; x.len()];
+                    let temp = Temperature::Scalar(t);
+                    match op {
+                        Op::Softmax => {
+                            softmax_rows(&x, &mut got, n, temp).unwrap();
+                            softmax_rows(&x32, &mut want, n, temp).unwrap();
+                        }
+                        Op::LogSoftmax => {
+                            log_softmax_rows(&x, &mut got, n, temp).unwrap();
+                            log_softmax_rows(&x32, &mut want, n, temp).unwrap();
+                        }
+                    }
+                    assert_eq!(bits(&got), rounded(&want), "{op:?} {rows}x{n} t={t}");
+                }
+                let mut got = vec![bf16::ZERO; rows];
+                let mut want = vec![0.0f32; rows];
+                logsumexp_rows(&x, n, &mut got).unwrap();
+                logsumexp_rows(&x32, n, &mut want).unwrap();
+                assert_eq!(bits(&got), rounded(&want), "logsumexp {rows}x{n}");
+            }
+        }
+    }
+}
+
+#[test]
+fn s1_bf16_strided_lanes_and_per_row_temperatures() {
+    let mut rng = Rng(13);
+    // Columns of a (n, count) array, and every other element of rows.
+    for &(n, count) in &[(9, 5), (300, 17), (20_000, 3)] {
+        let x = logits(&mut rng, n * count, 2.0, false);
+        let x32 = widened(&x);
+        let temps: Vec<f64> = (0..count).map(|i| 0.5 + i as f64 * 0.25).collect();
+        let cols = Lanes::from_strided(&[n, count], &[count as isize, 1], 0);
+        for op in [Op::Softmax, Op::LogSoftmax] {
+            let mut got = vec![bf16::ZERO; x.len()];
+            let mut want = vec![0.0f32; x.len()];
+            map_lanes(
+                op,
+                &StridedView::new(&x, 0, cols.clone()).unwrap(),
+                &mut StridedViewMut::new(&mut got, 0, cols.clone()).unwrap(),
+                Temperature::PerRow(&temps),
+            )
+            .unwrap();
+            map_lanes(
+                op,
+                &StridedView::new(&x32, 0, cols.clone()).unwrap(),
+                &mut StridedViewMut::new(&mut want, 0, cols.clone()).unwrap(),
+                Temperature::PerRow(&temps),
+            )
+            .unwrap();
+            assert_eq!(bits(&got), rounded(&want), "{op:?} columns {n}x{count}");
+        }
+        let mut got = vec![bf16::ZERO; count];
+        let mut want = vec![0.0f32; count];
+        logsumexp_lanes(&StridedView::new(&x, 0, cols.clone()).unwrap(), &mut got).unwrap();
+        logsumexp_lanes(&StridedView::new(&x32, 0, cols.clone()).unwrap(), &mut want).unwrap();
+        assert_eq!(bits(&got), rounded(&want), "logsumexp columns {n}x{count}");
+    }
+}
+
+#[test]
+fn s9_bf16_same_bits_on_one_thread_or_two() {
+    let mut rng = Rng(17);
+    let x = logits(&mut rng, 8 * 128_256, 3.0, false);
+    let mut one = vec![bf16::ZERO; x.len()];
+    let mut two = vec![bf16::ZERO; x.len()];
+    set_num_threads(1).unwrap();
+    softmax_rows(&x, &mut one, 128_256, Temperature::Scalar(1.0)).unwrap();
+    set_num_threads(2).unwrap();
+    softmax_rows(&x, &mut two, 128_256, Temperature::Scalar(1.0)).unwrap();
+    assert_eq!(bits(&one), bits(&two));
+}
+
+#[test]
+fn p1_bf16_sampling_and_filtering_match_f32_on_the_same_values() {
+    let mut rng = Rng(19);
+    let (rows, vocab) = (6, 32_000);
+    let x = logits(&mut rng, rows * vocab, 3.0, false);
+    let x32 = widened(&x);
+    let params = SamplingParams::default()
+        .temperature(0.8)
+        .top_k(50)
+        .top_p(0.9)
+        .min_p(0.02)
+        .repetition_penalty(1.1)
+        .top_logprobs(3);
+    let prompt: Vec<Vec<u32>> = (0..rows).map(|r| vec![r as u32, 7, 99]).collect();
+    let h = Histories::new().prompt_tokens(&prompt);
+    let seed = Seed::Fixed(5);
+    let a = sample_batch(&x, vocab, &params, &h, &seed, true).unwrap();
+    let b = sample_batch(&x32, vocab, &params, &h, &seed, true).unwrap();
+    assert_eq!(a.tokens, b.tokens);
+    assert_eq!(a.logprobs, b.logprobs);
+    assert_eq!(a.top_ids, b.top_ids);
+    assert_eq!(a.top_logprobs, b.top_logprobs);
+    let mut got = vec![bf16::ZERO; x.len()];
+    let mut want = vec![0.0f32; x.len()];
+    filter_logits_batch(&x, vocab, &params, &h, &mut got).unwrap();
+    filter_logits_batch(&x32, vocab, &params, &h, &mut want).unwrap();
+    assert_eq!(bits(&got), rounded(&want));
+}
+
+#[test]
+fn p7_bf16_filtered_values_stay_finite_in_bfloat16() {
+    // A bias pushes a kept logit past bfloat16's largest finite value (but not f32's, where
+    // it is computed): the filtered row must still hold only finite kept values (P7), so the
+    // row is given as gaps from its maximum instead (the same distribution).
+    let x = [bf16::from_f32(3.3e38), bf16::ZERO, bf16::ONE];
+    let biased = x[0].to_f64() + 1.0e37;
+    assert!(biased > bf16::MAX.to_f64() && biased < f32::MAX as f64);
+    let params = SamplingParams::default().logit_bias(vec![(0, 1.0e37)]);
+    let mut out = [bf16::ZERO; 3];
+    filter_logits_batch(&x, 3, &params, &Histories::new(), &mut out).unwrap();
+    assert!(out.iter().all(|v| v.is_finite()), "{out:?}");
+    assert_eq!(out[0], bf16::ZERO, "the maximum's gap");
+    assert!(out[1] < bf16::from_f32(-1e38) && out[2] < bf16::from_f32(-1e38));
+}
