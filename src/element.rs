@@ -3,6 +3,8 @@
 
 use std::fmt::Debug;
 
+use crate::convert::{bf16_to_f32, f32_to_bf16};
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}
@@ -193,35 +195,12 @@ impl Float for half::bf16 {
     }
     #[inline]
     fn widen(src: &[half::bf16], dst: &mut [f32]) {
-        // Plain integer work on whole slices: the compiler vectorises it at every level.
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = bf16_to_f32(s.to_bits());
-        }
+        crate::convert::widen_bf16(src, dst)
     }
     #[inline]
     fn narrow(src: &[f32], dst: &mut [half::bf16]) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = half::bf16::from_bits(f32_to_bf16(s));
-        }
+        crate::convert::narrow_bf16(src, dst)
     }
-}
-
-/// A bfloat16's bits widened to `f32` (exact: the upper half of the `f32`).
-#[inline(always)]
-fn bf16_to_f32(b: u16) -> f32 {
-    f32::from_bits((b as u32) << 16)
-}
-
-/// `v` rounded to bfloat16 bits, to nearest even (`half::bf16::from_f32`'s results), without
-/// a branch so that loops over slices vectorise: a NaN stays NaN (quietened, sign and upper
-/// payload kept); beyond the largest finite bfloat16 the result is infinite.
-#[inline(always)]
-fn f32_to_bf16(v: f32) -> u16 {
-    let b = v.to_bits();
-    let rounded = b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16;
-    let quiet_nan = (b >> 16) | 0x0040;
-    let is_nan = (b & 0x7FFF_FFFF) > 0x7F80_0000;
-    (if is_nan { quiet_nan } else { rounded }) as u16
 }
 
 impl Real for f32 {

@@ -464,6 +464,12 @@ impl Tiles {
         let lane_bytes = n.saturating_mul(compute_size);
         let most = (TILE_MAX_BYTES_PER_ROW / elem_size).max(line);
         let (width, width_across) = match across {
+            // Adjacent elements on both sides: neighbouring lanes share no cache lines, so a
+            // tile holds only as many lanes as fit its bytes (one long lane each, converted and
+            // computed in the thread's cache, and spread over the threads).
+            None if src.stride == 1 && dst_lane_stride == 1 => {
+                ((TILE_BYTES / lane_bytes.max(1)).clamp(1, most), 1)
+            }
             None => {
                 let width = if lane_bytes.saturating_mul(line) > TILE_BUF_BYTES {
                     (TILE_BUF_BYTES / lane_bytes).max(1)

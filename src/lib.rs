@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod cache;
+mod convert;
 mod element;
 mod error;
 pub mod extras;
