@@ -12,12 +12,30 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 
+class BFloat16Bits(np.ndarray):
+    """bfloat16 values held as their bits: a uint16 view (no copy) of a bfloat16 array.
+
+    ``adapt`` makes one of ml_dtypes/torch/JAX bfloat16 input and the native functions read it
+    as bfloat16 (widened to float32 in registers) and write results of the same kind, which
+    ``Back`` views as bfloat16 in the input's array type again. It never reaches users.
+    """
+
+
+def _bits_of_bf16(a: np.ndarray) -> BFloat16Bits:
+    """A ``BFloat16Bits`` view of the bfloat16 ndarray ``a`` (same memory and strides)."""
+    return a.view(np.uint16).view(BFloat16Bits)
+
+
+
 def as_float_array(x: Any) -> np.ndarray:
     """Return ``x`` as an aligned native-byte-order float16, float32 or float64 ndarray.
 
     Integers and bool become float64. Complex, object, string, datetime and structured data,
     and float types other than float16/32/64, raise ``TypeError``.
     """
+    if isinstance(x, BFloat16Bits):
+        # Unaligned or byte-swapped bits: an aligned native copy, still bits.
+        return np.ascontiguousarray(x.view(np.ndarray), dtype=np.uint16).view(BFloat16Bits)
     try:
         a = np.asarray(x)
     except (TypeError, ValueError) as e:
@@ -99,9 +117,10 @@ class Back:
     - ``kind == "numpy"`` (only for bfloat16 ndarrays): the NumPy result, with a NumPy scalar
       kept a scalar.
 
-    When ``bfloat16`` is true the input was bfloat16 and was computed in float32: every float
-    result is rounded once to bfloat16 (``torch.bfloat16``, ``jnp.bfloat16`` or
-    ``ml_dtypes.bfloat16``); integer and bool results are converted unchanged.
+    When ``bfloat16`` is true the input was bfloat16: results of the native bfloat16 kernels
+    (``BFloat16Bits``, already rounded once) are viewed as bfloat16 (``torch.bfloat16``,
+    ``jnp.bfloat16`` or ``ml_dtypes.bfloat16``), other float results (float64 losses and
+    such) are rounded once to bfloat16, and integer and bool results are converted unchanged.
     """
 
     __slots__ = ("kind", "bfloat16", "_np_bf16")
@@ -117,6 +136,8 @@ class Back:
     def __call__(self, result: Any) -> Any:
         if isinstance(result, tuple):
             return tuple(self(r) for r in result)
+        if isinstance(result, BFloat16Bits):
+            return self._from_bits(result)
         a = np.asarray(result)
         rounds = self.bfloat16 and a.dtype.kind == "f"
         if self.kind == "torch":
@@ -137,6 +158,34 @@ class Back:
             return result
         return a if isinstance(result, np.ndarray) else a[()]
 
+    def _from_bits(self, bits: "BFloat16Bits") -> Any:
+        """A native result of bfloat16 bits as bfloat16 in the input's array type (no rounding:
+        the native code rounded once); a 0-d result stays 0-d for torch and JAX and becomes a
+        scalar for NumPy, as the other results."""
+        raw = bits.view(np.ndarray)
+        if self.kind == "torch":
+            import torch
+
+            # (not ascontiguousarray, which makes a 0-d result 1-d)
+            raw = raw if raw.flags.c_contiguous else raw.copy()
+            return torch.from_numpy(raw.view(np.int16)).view(torch.bfloat16)
+        dtype = self._np_bf16 if self._np_bf16 is not None else _bf16_dtype()
+        a = raw.view(dtype)
+        if self.kind == "jax":
+            import jax.numpy as jnp
+
+            return jnp.asarray(a)
+        return a if a.ndim else a[()]
+
+
+def _bf16_dtype() -> Any:
+    """NumPy's bfloat16 (``ml_dtypes``), or None when it is not installed."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
 
 def _read_torch(x: Any) -> tuple:
     t = x.detach()
@@ -147,7 +196,9 @@ def _read_torch(x: Any) -> tuple:
     import torch
 
     if t.dtype == torch.bfloat16:
-        return t.float().numpy(), Back("torch", bfloat16=True)
+        # Its bits, viewed in place (any strides): the native code reads bfloat16 itself.
+        bits = t.view(torch.int16).numpy().view(np.uint16).view(BFloat16Bits)
+        return bits, Back("torch", bfloat16=True)
     if t.is_conj():
         t = t.resolve_conj()
     if t.is_neg():
@@ -169,9 +220,10 @@ def adapt(x: Any) -> Tuple[Any, Optional[Back]]:
     - JAX arrays: ``numpy.asarray(x)`` (no copy on CPU); ``back`` makes JAX arrays.
     - other objects with ``__array__``/``__array_interface__``: ``numpy.asarray(x)``; objects
       with only ``__dlpack__``: ``numpy.from_dlpack(x)``; results stay NumPy (``back`` None).
-    - bfloat16 (``ml_dtypes.bfloat16`` ndarrays, torch or JAX bfloat16): read as float32
-      (exact), computed there, and ``back`` rounds float results once to bfloat16 in the
-      input's array type, whatever optional packages are installed.
+    - bfloat16 (``ml_dtypes.bfloat16`` ndarrays, torch or JAX bfloat16): a ``BFloat16Bits``
+      view of its memory (no copy), which the native code reads as bfloat16 (computing in
+      float32, rounding results once); ``back`` gives bfloat16 results in the input's array
+      type, whatever optional packages are installed.
     Anything else is returned unchanged with ``back = None``.
     """
     if isinstance(x, (list, tuple, float, int, bool)):
@@ -195,7 +247,7 @@ def adapt(x: Any) -> Tuple[Any, Optional[Back]]:
         return x, None
     bf16 = a.dtype if _is_bfloat16(a.dtype) else None
     if bf16 is not None:
-        a = a.astype(np.float32)
+        a = _bits_of_bf16(a)
     if jax:
         return a, Back("jax", bfloat16=bf16 is not None, np_bf16=bf16)
     if bf16 is not None:
@@ -204,17 +256,31 @@ def adapt(x: Any) -> Tuple[Any, Optional[Back]]:
 
 
 def out_target(out: Any, back: Back) -> Any:
-    """For an adapted input with ``out=``: the ndarray the native function writes into directly,
-    or None when the result is bfloat16 (computed in float32, then ``copy_to_out``).
+    """For an adapted input with ``out=``: the ndarray the native function writes into directly
+    (for bfloat16, the bits of ``out``), or None when ``out`` cannot be written so (then
+    ``copy_to_out`` checks it and raises).
 
     ``out`` may be an ndarray or, for torch input, a CPU torch tensor (written through its
     NumPy view, so ``out=x`` computes in place); anything else is refused by the native checks.
     """
     if back.bfloat16:
-        return None
+        return _bf16_out_bits(out)
     if _is_torch_tensor(out):
         return _torch_out_view(out)
     return out
+
+
+def _bf16_out_bits(out: Any) -> Any:
+    """The bits of a bfloat16 ``out`` (ndarray or CPU torch tensor) for the native code to
+    write in place, or None for anything else (``copy_to_out`` then says what is wrong)."""
+    if isinstance(out, np.ndarray) and _is_bfloat16(out.dtype):
+        return _bits_of_bf16(out)
+    if _is_torch_tensor(out):
+        import torch
+
+        if out.dtype == torch.bfloat16 and out.device.type == "cpu" and not out.requires_grad:
+            return out.view(torch.int16).numpy().view(np.uint16).view(BFloat16Bits)
+    return None
 
 
 def _torch_out_view(out: Any) -> np.ndarray:
@@ -229,8 +295,9 @@ def _torch_out_view(out: Any) -> np.ndarray:
 
 
 def copy_to_out(out: Any, result: np.ndarray) -> Any:
-    """Writes an adapted bfloat16 ``result`` (float32) into the user's ``out`` with the S3 checks,
-    rounding once to bfloat16; ``out`` is a bfloat16 ndarray or torch tensor."""
+    """Writes an adapted bfloat16 ``result`` into the user's ``out`` with the S3 checks;
+    ``out`` is a bfloat16 ndarray or torch tensor. ``result`` is bfloat16 bits
+    (``BFloat16Bits``, copied as they are) or float32 (rounded once)."""
     shape = np.shape(result)
     if _is_torch_tensor(out):
         import torch
@@ -243,7 +310,10 @@ def copy_to_out(out: Any, result: np.ndarray) -> Any:
             raise ValueError(f"out is a torch tensor on {out.device}; pass a CPU tensor")
         if out.requires_grad:
             raise ValueError("out is a torch tensor that requires grad; out= does not support autograd")
-        out.copy_(torch.from_numpy(np.ascontiguousarray(result)).to(torch.bfloat16))
+        if isinstance(result, BFloat16Bits):
+            out.copy_(Back("torch", bfloat16=True)._from_bits(result))
+        else:
+            out.copy_(torch.from_numpy(np.ascontiguousarray(result)).to(torch.bfloat16))
         return out
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
@@ -253,7 +323,10 @@ def copy_to_out(out: Any, result: np.ndarray) -> Any:
         raise TypeError(f"out has dtype {out.dtype}, expected bfloat16")
     if not out.flags.writeable:
         raise ValueError("out is read-only; pass a writeable array")
-    np.copyto(out, np.asarray(result).astype(out.dtype))
+    if isinstance(result, BFloat16Bits):
+        np.copyto(out, result.view(np.ndarray).view(out.dtype))
+    else:
+        np.copyto(out, np.asarray(result).astype(out.dtype))
     return out
 
 

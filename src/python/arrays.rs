@@ -16,6 +16,10 @@ pub(crate) enum Dtype {
     F16,
     F32,
     F64,
+    /// bfloat16, passed as its bits: a uint16 `logitkit._coerce.BFloat16Bits` view that
+    /// `logitkit._coerce.adapt` makes of ml_dtypes/torch/JAX bfloat16 (no copy), and the
+    /// bindings make for results, which `Back` views as bfloat16 again.
+    BF16,
 }
 
 impl Dtype {
@@ -31,6 +35,8 @@ impl Dtype {
             Some(Dtype::F64)
         } else if num == NPY_TYPES::NPY_HALF as i32 {
             Some(Dtype::F16)
+        } else if num == NPY_TYPES::NPY_USHORT as i32 && is_bf16_bits(arr) {
+            Some(Dtype::BF16)
         } else {
             None
         }
@@ -38,7 +44,7 @@ impl Dtype {
 
     pub(crate) fn itemsize(self) -> usize {
         match self {
-            Dtype::F16 => 2,
+            Dtype::F16 | Dtype::BF16 => 2,
             Dtype::F32 => 4,
             Dtype::F64 => 8,
         }
@@ -47,6 +53,7 @@ impl Dtype {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Dtype::F16 => "float16",
+            Dtype::BF16 => "bfloat16",
             Dtype::F32 => "float32",
             Dtype::F64 => "float64",
         }
@@ -63,8 +70,22 @@ impl Dtype {
             Dtype::F16 => new_empty::<half::f16>(py, shape),
             Dtype::F32 => new_empty::<f32>(py, shape),
             Dtype::F64 => new_empty::<f64>(py, shape),
+            Dtype::BF16 => Ok(new_empty::<u16>(py, shape)?
+                .call_method1("view", (bf16_bits_class(py)?,))?
+                .cast_into::<PyUntypedArray>()?),
         }
     }
+}
+
+/// `logitkit._coerce.BFloat16Bits`, the marker type of bfloat16 bits.
+fn bf16_bits_class(py: Python<'_>) -> PyResult<&Bound<'_, pyo3::types::PyType>> {
+    static CLASS: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
+    CLASS.import(py, "logitkit._coerce", "BFloat16Bits")
+}
+
+/// Whether the uint16 array `arr` is bfloat16 bits (a `BFloat16Bits`).
+fn is_bf16_bits(arr: &Bound<'_, PyUntypedArray>) -> bool {
+    bf16_bits_class(arr.py()).is_ok_and(|cls| arr.get_type().is(cls))
 }
 
 /// A new uninitialised C-contiguous array of `T`. Unlike `PyArray::new`, which panics on a
@@ -582,6 +603,7 @@ impl<'py> Output<'py> {
             Dtype::F16 => d.num() == NPY_TYPES::NPY_HALF as i32,
             Dtype::F32 => d.num() == NPY_TYPES::NPY_FLOAT as i32,
             Dtype::F64 => d.num() == NPY_TYPES::NPY_DOUBLE as i32,
+            Dtype::BF16 => Dtype::of(arr) == Some(Dtype::BF16),
         };
         if !same_kind {
             let out_dtype = d.str()?.to_string();

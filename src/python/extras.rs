@@ -32,6 +32,10 @@ macro_rules! dispatch {
                 type $t = half::f16;
                 $body
             }
+            Dtype::BF16 => {
+                type $t = half::bf16;
+                $body
+            }
         }
     };
 }
@@ -194,13 +198,26 @@ fn f64_to_array<'py>(
                     .zip(&values)
                     .for_each(|(o, &v)| *o = half::f16::from_f64(v));
             }
+            Dtype::BF16 => {
+                // To float32, then once to bfloat16: what the float32 computation then
+                // `Back`'s rounding gave before bfloat16 was read natively (the tests hold it).
+                let d = std::slice::from_raw_parts_mut(dst.cast::<half::bf16>(), values.len());
+                d.iter_mut()
+                    .zip(&values)
+                    .for_each(|(o, &v)| *o = <half::bf16 as crate::Float>::from_compute(v as f32));
+            }
         }
     }
     Ok(arr.into_any())
 }
 
 fn f64_to_scalar<'py>(py: Python<'py>, v: f64, dtype: Dtype) -> PyResult<Bound<'py, PyAny>> {
-    f64_to_array(py, vec![v], &[], dtype)?.get_item(())
+    let arr = f64_to_array(py, vec![v], &[], dtype)?;
+    // bfloat16 bits stay a 0-d array, for `Back` to view as bfloat16.
+    if dtype == Dtype::BF16 {
+        return Ok(arr);
+    }
+    arr.get_item(())
 }
 
 /// Fused softmax cross-entropy between logits and integer class labels.

@@ -880,6 +880,7 @@ fn draw_core(
                 Dtype::F32 => run::<f32>(data.typed(), n, vocab, draw, with_logprobs),
                 Dtype::F64 => run::<f64>(data.typed(), n, vocab, draw, with_logprobs),
                 Dtype::F16 => run::<half::f16>(data.typed(), n, vocab, draw, with_logprobs),
+                Dtype::BF16 => run::<half::bf16>(data.typed(), n, vocab, draw, with_logprobs),
             }
         }
     })
@@ -1328,22 +1329,17 @@ pub(crate) fn filter_logits<'py>(
     let out = l.arr.dtype.empty(py, &l.arr.shape)?;
     let dst = SharedPtr(FloatArray::view(&out).expect("fresh array").data);
     let (src, dtype) = (SharedPtr(l.arr.data), l.arr.dtype);
-    // bfloat16 logits are filtered as float32 and rounded to bfloat16 on the way back: kept
-    // values must be finite there too (P7).
-    let limit = match &l.back {
-        Some(b) if b.getattr("bfloat16")?.is_truthy()? => BF16_MAX,
-        _ => f64::INFINITY,
-    };
     detach_interruptible(py, || {
         // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` that the
         // caller keeps alive; `dst` is a fresh C-contiguous array of the same shape and dtype
         // that nothing else sees yet.
         unsafe {
             match dtype {
-                Dtype::F32 => filter::<f32>(src.typed(), dst.typed(), n, vocab, &params, &h, limit),
-                Dtype::F64 => filter::<f64>(src.typed(), dst.typed(), n, vocab, &params, &h, limit),
-                Dtype::F16 => {
-                    filter::<half::f16>(src.typed(), dst.typed(), n, vocab, &params, &h, limit)
+                Dtype::F32 => filter::<f32>(src.typed(), dst.typed(), n, vocab, &params, &h),
+                Dtype::F64 => filter::<f64>(src.typed(), dst.typed(), n, vocab, &params, &h),
+                Dtype::F16 => filter::<half::f16>(src.typed(), dst.typed(), n, vocab, &params, &h),
+                Dtype::BF16 => {
+                    filter::<half::bf16>(src.typed(), dst.typed(), n, vocab, &params, &h)
                 }
             }
         }
@@ -1361,10 +1357,9 @@ unsafe fn filter<T: crate::Float>(
     vocab: usize,
     params: &SamplingParams,
     h: &Histories<'_>,
-    limit: f64,
 ) -> crate::Result<()> {
     if n == 0 {
-        return crate::sampling::filter_logits_within::<T>(&[], vocab, params, h, &mut [], limit);
+        return crate::filter_logits_batch::<T>(&[], vocab, params, h, &mut []);
     }
     // SAFETY: as the function's contract says.
     let (x, out) = unsafe {
@@ -1373,11 +1368,9 @@ unsafe fn filter<T: crate::Float>(
             std::slice::from_raw_parts_mut(dst, n),
         )
     };
-    crate::sampling::filter_logits_within(x, vocab, params, h, out, limit)
+    // Kept values stay finite in the logits' own dtype, bfloat16 included (P7).
+    crate::filter_logits_batch(x, vocab, params, h, out)
 }
-
-/// The largest finite bfloat16 (`0x7F7F`): float32 values above it round to `inf` there.
-const BF16_MAX: f64 = 3.3895313892515355e38;
 
 /// The log-probability of given tokens: ``log_softmax(logits / temperature)`` at
 /// ``token_ids`` (contract P16), without materialising the log-softmax.
@@ -1501,10 +1494,21 @@ pub(crate) fn token_logprobs<'py>(
                     &temperature,
                     r,
                 ),
+                Dtype::BF16 => score::<half::bf16>(
+                    src.typed(),
+                    dst.typed(),
+                    n,
+                    vocab,
+                    rows,
+                    &ids,
+                    &temperature,
+                    r,
+                ),
             }
         }
     })?;
-    let lp = if l.rows_shape.is_empty() {
+    // A 0-d result is a scalar, except bfloat16 bits (a 0-d array for `Back` to view).
+    let lp = if l.rows_shape.is_empty() && dtype != Dtype::BF16 {
         out.into_any().get_item(())?
     } else {
         out.into_any()

@@ -78,6 +78,14 @@ fn map_impl<'py>(
                     &dst_lanes,
                     t,
                 ),
+                Dtype::BF16 => map_lanes_raw::<half::bf16>(
+                    op,
+                    src.typed(),
+                    &src_lanes,
+                    dst.typed(),
+                    &dst_lanes,
+                    t,
+                ),
             }
         }
     })?;
@@ -265,10 +273,17 @@ pub(crate) fn logsumexp<'py>(
                     &lanes,
                     std::slice::from_raw_parts_mut(dst.typed(), count),
                 ),
+                Dtype::BF16 => logsumexp_lanes_raw::<half::bf16>(
+                    src.typed(),
+                    &lanes,
+                    std::slice::from_raw_parts_mut(dst.typed(), count),
+                ),
             }
         }
     })?;
-    if shape.is_empty() {
+    // A 0-d result is a NumPy scalar, except bfloat16 bits, which stay a 0-d array for `Back`
+    // to view as bfloat16 (a scalar would lose that they are bits).
+    if shape.is_empty() && dtype != Dtype::BF16 {
         return result.get_item(());
     }
     Ok(result.into_any())

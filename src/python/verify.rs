@@ -274,6 +274,10 @@ unsafe fn run(
                             let qs = slice::<half::f16>(d, *n);
                             crate::verify_draft(xs, ids, Some(qs), vocab, k, params, seed)
                         }
+                        Dtype::BF16 => {
+                            let qs = slice::<half::bf16>(d, *n);
+                            crate::verify_draft(xs, ids, Some(qs), vocab, k, params, seed)
+                        }
                     }
                 },
             }
@@ -283,6 +287,7 @@ unsafe fn run(
         Dtype::F32 => with_q!(f32),
         Dtype::F64 => with_q!(f64),
         Dtype::F16 => with_q!(half::f16),
+        Dtype::BF16 => with_q!(half::bf16),
     }
 }
 

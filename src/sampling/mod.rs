@@ -768,25 +768,13 @@ pub fn filter_logits_batch<T: Float>(
     histories: &Histories<'_>,
     out: &mut [T],
 ) -> Result<()> {
-    filter_logits_within(logits, vocab, params, histories, out, f64::INFINITY)
-}
-
-/// [`filter_logits_batch`] for results that go on to a narrower type than `T` (the bindings'
-/// bfloat16, computed as `f32`): kept values stay within `limit` as well as within `T`.
-pub(crate) fn filter_logits_within<T: Float>(
-    logits: &[T],
-    vocab: usize,
-    params: &SamplingParams,
-    histories: &Histories<'_>,
-    out: &mut [T],
-    limit: f64,
-) -> Result<()> {
     let rows = rows_of(logits.len(), vocab)?;
     check_len("out", out.len(), logits.len())?;
     let source = Source::Call(*histories);
     check_call(params, rows, vocab, &source)?;
     let chain = Chain::<T::Compute>::build(params, vocab)?;
-    let limit = limit.min(T::MAX_FINITE);
+    // Kept values stay finite in `T` (P7), whose range may be narrower than the compute type's.
+    let limit = T::MAX_FINITE;
     let dst = SharedPtr(out.as_mut_ptr());
     let filtered = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let row = &logits[r * vocab..(r + 1) * vocab];

@@ -1,0 +1,120 @@
+"""bfloat16 read natively (issue 22 item 5, contracts S1/S3/S13/P7/P18).
+
+bfloat16 input (ml_dtypes ndarrays, torch tensors, JAX arrays) reaches the native code as a
+view of its own memory, never as a float32 copy; results are bfloat16 in the input's array
+type, and equal to the float32 computation on the same (exactly widened) values rounded once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import logitkit
+from logitkit import _coerce
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def _logits(shape, seed=0, scale=3.0):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=shape) * scale).astype(np.float32)
+    x.flat[:: max(1, x.size // 7)] = -np.inf  # masked tokens
+    return x.astype(BF16)
+
+
+def _bits(a):
+    return np.asarray(a).view(np.uint16)
+
+
+def _same_bits(got, want):
+    assert got.dtype == BF16, got.dtype
+    np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+def test_s1_bfloat16_input_is_read_in_place_not_copied():
+    x = _logits((3, 50))
+    a, back = _coerce.adapt(x)
+    assert isinstance(a, _coerce.BFloat16Bits) and back is not None and back.bfloat16
+    assert np.shares_memory(a, x) and a.dtype == np.uint16
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16)[:, ::2]
+    a, back = _coerce.adapt(t)
+    assert isinstance(a, _coerce.BFloat16Bits)
+    assert a.__array_interface__["data"][0] == t.data_ptr()
+    assert a.strides == tuple(s * 2 for s in t.stride())
+
+
+@pytest.mark.parametrize("shape", [(7,), (4, 1000), (2, 3, 129), (2, 40_000)])
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_s1_bfloat16_results_are_float32_rounded_once(shape, temperature):
+    x = _logits(shape, seed=len(shape))
+    x32 = x.astype(np.float32)
+    for f in (logitkit.softmax, logitkit.log_softmax):
+        got = f(x, temperature=temperature)
+        _same_bits(got, f(x32, temperature=temperature).astype(BF16))
+    _same_bits(logitkit.logsumexp(x), logitkit.logsumexp(x32).astype(BF16))
+
+
+@pytest.mark.parametrize("axis", [0, 1, None])
+def test_s2_bfloat16_strided_views_and_axes(axis):
+    base = _logits((30, 64), seed=3)
+    for x in (base[:, ::3], base.T, base[::-2]):
+        x32 = x.astype(np.float32)
+        got = logitkit.softmax(x, axis=axis)
+        _same_bits(got, logitkit.softmax(x32, axis=axis).astype(BF16))
+        got = logitkit.logsumexp(x, axis=axis)
+        want = np.asarray(logitkit.logsumexp(x32, axis=axis)).astype(BF16)
+        _same_bits(np.asarray(got), want)
+
+
+def test_s3_bfloat16_out_is_written_in_place():
+    x = _logits((5, 300), seed=4)
+    want = logitkit.softmax(x.astype(np.float32)).astype(BF16)
+    out = np.empty_like(x)
+    assert logitkit.softmax(x, out=out) is out
+    _same_bits(out, want)
+    y = x.copy()
+    assert logitkit.softmax(y, out=y) is y  # in place
+    _same_bits(y, want)
+    with pytest.raises(TypeError, match="out has dtype float32, expected bfloat16"):
+        logitkit.softmax(x, out=np.empty(x.shape, np.float32))
+
+
+def test_s13_torch_bfloat16_in_place_and_results():
+    torch = pytest.importorskip("torch")
+    x = _logits((4, 2000), seed=5)
+    t = torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16)
+    want = torch.log_softmax(t.float(), dim=-1).to(torch.bfloat16)
+    got = logitkit.log_softmax(t)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.bfloat16
+    assert torch.equal(got, want)
+    u = t.clone()
+    assert logitkit.log_softmax(u, out=u) is u
+    assert torch.equal(u, want)
+    lse = logitkit.logsumexp(t[0], axis=None)
+    assert lse.dtype == torch.bfloat16 and lse.dim() == 0
+    assert lse == torch.logsumexp(t[0].float(), 0).to(torch.bfloat16)
+
+
+def test_p18_bfloat16_sampling_equals_float32_on_the_same_values():
+    x = _logits((6, 5000), seed=6)
+    x32 = x.astype(np.float32)
+    kw = dict(temperature=0.8, top_k=40, top_p=0.9, seed=11, top_logprobs=3)
+    a, b = logitkit.sample(x, **kw), logitkit.sample(x32, **kw)
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    np.testing.assert_array_equal(a.logprobs, b.logprobs)
+    np.testing.assert_array_equal(a.top_logprobs, b.top_logprobs)
+    f = logitkit.filter_logits(x, top_k=40, temperature=0.8)
+    _same_bits(f, logitkit.filter_logits(x32, top_k=40, temperature=0.8).astype(BF16))
+
+
+def test_p7_bfloat16_filtered_logits_stay_finite():
+    # A bias carries a kept logit past bfloat16's largest finite value: the row is given as
+    # gaps from its maximum, so every kept value stays finite in bfloat16.
+    x = np.array([[3.3e38, 0.0, 1.0]], dtype=np.float32).astype(BF16)
+    f = logitkit.filter_logits(x, logit_bias={0: 1e37})
+    assert f.dtype == BF16
+    assert np.isfinite(f.astype(np.float32)).all()
+    assert float(f[0, 0]) == 0.0
