@@ -1,0 +1,111 @@
+"""bfloat16 against float32 (issue 22 item 5): softmax and log_softmax of the same values held
+as bfloat16 (``ml_dtypes``) and as float32, at LLM vocabulary shapes.
+
+Contenders, each on the same values:
+
+- ``float32``: logitkit on the float32 array.
+- ``bfloat16``: logitkit on the bfloat16 array (read in place, results bfloat16).
+- ``bfloat16 via float32 copies``: what logitkit did before bfloat16 was read natively, and
+  what a user without it does: ``f(x.astype(float32)).astype(bfloat16)``.
+- ``torch bfloat16`` / ``torch float32``: ``torch.softmax``/``torch.log_softmax`` on the same
+  values (when torch is installed), ``torch.set_num_threads(2)``.
+- floors: ``copy float32`` and ``copy bfloat16`` (``np.copyto`` of the array: one read and
+  one write of its bytes).
+
+Each contender runs in a process of its own (2 threads, CPU affinity set), the contenders
+alternate round by round, and a contender's time is the median of its per-process medians.
+Prints a Markdown table per shape, ratios against ``float32``.
+
+    python benches/bf16.py [--rounds 5] [--shapes 8x128256,32x128256,256x152064] [--op softmax]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+CONTENDERS = {
+    "float32": "lambda: f(x32, out=o32)",
+    "bfloat16": "lambda: f(x16, out=o16)",
+    "bfloat16 via float32 copies": "lambda: f(x16.astype(np.float32)).astype(x16.dtype)",
+    "torch float32": "lambda: tf(t32, -1)",
+    "torch bfloat16": "lambda: tf(t16, -1)",
+    "floor: copy float32": "lambda: np.copyto(o32, x32)",
+    "floor: copy bfloat16": "lambda: np.copyto(o16, x16)",
+}
+
+WORKER = r"""
+import json, os, statistics, sys, time
+os.sched_setaffinity(0, {cpus})
+import numpy as np, ml_dtypes, logitkit
+logitkit.set_num_threads(2)
+rows, vocab = {rows}, {vocab}
+x32 = (np.random.default_rng(0).standard_normal((rows, vocab)) * 3).astype(np.float32)
+x16 = x32.astype(ml_dtypes.bfloat16)
+x32 = x16.astype(np.float32)  # the same values in both
+o32, o16 = np.empty_like(x32), np.empty_like(x16)
+f = getattr(logitkit, "{op}")
+call = "{call}"
+if "tf(" in call:
+    try:
+        import torch
+    except ImportError:
+        print("null"); sys.exit(0)
+    torch.set_num_threads(2)
+    t32 = torch.from_numpy(x32)
+    t16 = t32.to(torch.bfloat16)
+    tf = getattr(torch, "{op}")
+g = eval(call)
+for _ in range(3):
+    g()
+ts = []
+t_end = time.perf_counter() + 1.5
+while time.perf_counter() < t_end or len(ts) < 15:
+    t0 = time.perf_counter(); g(); ts.append(time.perf_counter() - t0)
+print(json.dumps(statistics.median(ts)))
+"""
+
+
+def arg(name: str, default: str) -> str:
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+
+def main() -> None:
+    rounds = int(arg("--rounds", "5"))
+    shapes = [tuple(map(int, s.split("x"))) for s in arg("--shapes", "8x128256,32x128256,256x152064").split(",")]
+    op = arg("--op", "softmax")
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    print(f"`{op}`, 2 threads, {rounds} rounds, each contender in its own process; median of "
+          "per-process medians, ratios against logitkit float32")
+    print(f"load before: `{subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}`\n")
+    for rows, vocab in shapes:
+        got: dict[str, list[float]] = {k: [] for k in CONTENDERS}
+        names = list(CONTENDERS)
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                code = WORKER.format(cpus=set(cpus), rows=rows, vocab=vocab, op=op,
+                                     call=CONTENDERS[name])
+                res = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                     text=True, check=True)
+                t = json.loads(res.stdout)
+                if t is not None:
+                    got[name].append(t)
+        base = statistics.median(got["float32"])
+        print(f"\n{rows}x{vocab}\n")
+        print("| contender | ms | / float32 | per-round ms |")
+        print("|---|---|---|---|")
+        for name in names:
+            if not got[name]:
+                print(f"| {name} | n/a | | |")
+                continue
+            m = statistics.median(got[name])
+            rs = ", ".join(f"{t * 1e3:.2f}" for t in got[name])
+            print(f"| {name} | {m * 1e3:.2f} | {m / base:.2f} | {rs} |")
+    print(f"\nload after: `{subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}`")
+
+
+if __name__ == "__main__":
+    main()
