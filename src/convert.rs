@@ -2,6 +2,7 @@
 //! integer work, so each level's instantiation is the compiler's vectorisation of the same
 //! code, and gives the same bits).
 
+#[cfg(target_arch = "x86_64")]
 use crate::simd::{simd_level, SimdLevel};
 
 /// A bfloat16's bits widened to `f32` (exact: the upper half of the `f32`).

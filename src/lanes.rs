@@ -214,13 +214,19 @@ unsafe fn map_lane<T: Float>(
 ) -> Result<()> {
     if is_native::<T>() && src_stride == 1 && dst_stride == 1 {
         let k = kernels::<T::Compute>();
-        map_row_with(k, op, src.cast(), dst.cast(), n, t, parallel_row, stream);
+        // SAFETY: `T` is its own compute type, and the lane's `n` adjacent elements are
+        // readable at `src` and writable at `dst`, the same or disjoint (`map_lanes_raw`).
+        unsafe { map_row_with(k, op, src.cast(), dst.cast(), n, t, parallel_row, stream) };
         return Ok(());
     }
-    widen_into_scratch(src, src_stride, n, buf, "a lane's copy")?;
+    // SAFETY: the lane's `n` elements, `src_stride` apart, are readable (`map_lanes_raw`).
+    unsafe { widen_into_scratch(src, src_stride, n, buf, "a lane's copy")? };
     let p = buf.as_mut_ptr();
-    map_row::<T::Compute>(op, p, p, n, t, parallel_row);
-    narrow_strided(buf, dst, dst_stride);
+    // SAFETY: `buf` holds the `n` elements, computed in place.
+    unsafe { map_row::<T::Compute>(op, p, p, n, t, parallel_row) };
+    // SAFETY: the lane's `n` elements, `dst_stride` apart, are writable by this call only
+    // (`map_lanes_raw`).
+    unsafe { narrow_strided(buf, dst, dst_stride) };
     Ok(())
 }
 
@@ -249,8 +255,11 @@ unsafe fn overflow_risk_lanes<T: Float>(
     let risky: Vec<bool> = (0..lanes.count())
         .map(|i| {
             temperature.get(i) > hot && {
-                let p = src.offset(lanes.offset(i));
-                (0..lanes.len).any(|j| (*p.offset(j as isize * lanes.stride)).to_f64() > limit)
+                // SAFETY: every element of lane `i` is readable (this function's contract).
+                unsafe {
+                    let p = src.offset(lanes.offset(i));
+                    (0..lanes.len).any(|j| (*p.offset(j as isize * lanes.stride)).to_f64() > limit)
+                }
             }
         })
         .collect();
@@ -278,39 +287,52 @@ unsafe fn map_lanes_with_exact<T: Float>(
         if interrupt::poll_at(i, n) {
             return Ok(());
         }
-        let (s, d, t) = (
-            src.offset(src_lanes.offset(i)),
-            dst.offset(dst_lanes.offset(i)),
-            temperature.get(i),
-        );
+        // SAFETY: lane `i` of both layouts is in bounds (`map_lanes_raw`'s contract).
+        let (s, d, t) = unsafe {
+            (
+                src.offset(src_lanes.offset(i)),
+                dst.offset(dst_lanes.offset(i)),
+                temperature.get(i),
+            )
+        };
         if !slow {
-            map_lane(
-                op,
-                s,
-                src_lanes.stride,
-                d,
-                dst_lanes.stride,
-                n,
-                t,
-                &mut buf,
-                false,
-                false,
-            )?;
+            // SAFETY: lane `i`'s elements are readable at `s` and writable at `d`, the same
+            // lane or disjoint (`map_lanes_raw`), which is what `map_lane` asks.
+            unsafe {
+                map_lane(
+                    op,
+                    s,
+                    src_lanes.stride,
+                    d,
+                    dst_lanes.stride,
+                    n,
+                    t,
+                    &mut buf,
+                    false,
+                    false,
+                )
+            }?;
             continue;
         }
-        widen_into_scratch(s, src_lanes.stride, n, &mut buf, "a lane's copy")?;
+        // SAFETY: lane `i`'s `n` elements are readable at `s`, `src_lanes.stride` apart.
+        unsafe { widen_into_scratch(s, src_lanes.stride, n, &mut buf, "a lane's copy")? };
         let p = buf.as_mut_ptr();
-        map_row_with(
-            <T::Compute as HasKernels>::kernels_for(SimdLevel::Scalar),
-            op,
-            p,
-            p,
-            n,
-            t,
-            false,
-            false,
-        );
-        narrow_strided(&buf, d, dst_lanes.stride);
+        // SAFETY: `buf` holds the lane's `n` elements, computed in place.
+        unsafe {
+            map_row_with(
+                <T::Compute as HasKernels>::kernels_for(SimdLevel::Scalar),
+                op,
+                p,
+                p,
+                n,
+                t,
+                false,
+                false,
+            )
+        };
+        // SAFETY: lane `i`'s `n` elements are writable at `d`, `dst_lanes.stride` apart, by
+        // this call only (`map_lanes_raw`).
+        unsafe { narrow_strided(&buf, d, dst_lanes.stride) };
     }
     Ok(())
 }
@@ -611,17 +633,21 @@ unsafe fn gather<T: Float>(
     if stride == 1 || lanes == 1 {
         for r in 0..lanes {
             let (a, b) = (r / shape.across, r % shape.across);
-            let p = src.offset(a as isize * step_a + b as isize * step_b);
+            let p = src.wrapping_offset(a as isize * step_a + b as isize * step_b);
             let row = &mut buf[r * pitch..r * pitch + n];
             for (c, part) in row.chunks_mut(POLL_POSITIONS * 256).enumerate() {
                 if interrupt::poll() {
                     return;
                 }
-                widen_strided(
-                    p.offset((c * POLL_POSITIONS * 256) as isize * stride),
-                    stride,
-                    part,
-                );
+                // SAFETY: `part` is the piece of lane `r` from position `c * POLL_POSITIONS *
+                // 256`, whose elements are readable (this function's contract).
+                unsafe {
+                    widen_strided(
+                        p.offset((c * POLL_POSITIONS * 256) as isize * stride),
+                        stride,
+                        part,
+                    )
+                };
             }
         }
     } else {
@@ -634,20 +660,24 @@ unsafe fn gather<T: Float>(
                 return;
             }
             for b in 0..shape.across {
-                let p = src.offset(j as isize * stride + b as isize * step_b);
-                let rows = buf.add(b * pitch + j);
+                let p = src.wrapping_offset(j as isize * stride + b as isize * step_b);
+                let rows = buf.wrapping_add(b * pitch + j);
                 let row_step = shape.across * pitch;
-                if step_a == 1 {
-                    // The positions are far apart (a row of the array each, usually): the
-                    // hardware prefetchers do not follow, so ask for the ones a few positions
-                    // ahead.
-                    prefetch(p.wrapping_offset(GATHER_AHEAD * stride) as *const u8, span);
-                    for a in 0..shape.along {
-                        *rows.add(a * row_step) = (*p.add(a)).to_compute();
-                    }
-                } else {
-                    for a in 0..shape.along {
-                        *rows.add(a * row_step) = (*p.offset(a as isize * step_a)).to_compute();
+                // SAFETY: position `j < n` of the tile's lanes `(a, b)` is readable (this
+                // function's contract); `buf` row `a * across + b` has `pitch > j` elements.
+                unsafe {
+                    if step_a == 1 {
+                        // The positions are far apart (a row of the array each, usually): the
+                        // hardware prefetchers do not follow, so ask for the ones a few
+                        // positions ahead.
+                        prefetch(p.wrapping_offset(GATHER_AHEAD * stride) as *const u8, span);
+                        for a in 0..shape.along {
+                            *rows.add(a * row_step) = (*p.add(a)).to_compute();
+                        }
+                    } else {
+                        for a in 0..shape.along {
+                            *rows.add(a * row_step) = (*p.offset(a as isize * step_a)).to_compute();
+                        }
                     }
                 }
             }
@@ -675,17 +705,21 @@ unsafe fn scatter<T: Float>(
     if stride == 1 || lanes == 1 {
         for r in 0..lanes {
             let (a, b) = (r / shape.across, r % shape.across);
-            let p = dst.offset(a as isize * step_a + b as isize * step_b);
+            let p = dst.wrapping_offset(a as isize * step_a + b as isize * step_b);
             let row = &buf[r * pitch..r * pitch + n];
             for (c, part) in row.chunks(POLL_POSITIONS * 256).enumerate() {
                 if interrupt::poll() {
                     return;
                 }
-                narrow_strided(
-                    part,
-                    p.offset((c * POLL_POSITIONS * 256) as isize * stride),
-                    stride,
-                );
+                // SAFETY: `part` is the piece of lane `r` from position `c * POLL_POSITIONS *
+                // 256`, whose elements are writable (this function's contract).
+                unsafe {
+                    narrow_strided(
+                        part,
+                        p.offset((c * POLL_POSITIONS * 256) as isize * stride),
+                        stride,
+                    )
+                };
             }
         }
     } else {
@@ -702,17 +736,21 @@ unsafe fn scatter<T: Float>(
                 return;
             }
             for o in 0..outer {
-                let p = dst.offset(j as isize * stride + o as isize * step_outer);
-                let rows = buf.add(o * row_outer * pitch + j);
-                if step_inner == 1 {
-                    prefetch(p.wrapping_offset(GATHER_AHEAD * stride) as *const u8, span);
-                    for i in 0..inner {
-                        *p.add(i) = T::from_compute(*rows.add(i * row_inner * pitch));
-                    }
-                } else {
-                    for i in 0..inner {
-                        *p.offset(i as isize * step_inner) =
-                            T::from_compute(*rows.add(i * row_inner * pitch));
+                let p = dst.wrapping_offset(j as isize * stride + o as isize * step_outer);
+                let rows = buf.wrapping_add(o * row_outer * pitch + j);
+                // SAFETY: position `j < n` of the tile's lanes is writable (this function's
+                // contract); each `buf` row read has `pitch > j` elements.
+                unsafe {
+                    if step_inner == 1 {
+                        prefetch(p.wrapping_offset(GATHER_AHEAD * stride) as *const u8, span);
+                        for i in 0..inner {
+                            *p.add(i) = T::from_compute(*rows.add(i * row_inner * pitch));
+                        }
+                    } else {
+                        for i in 0..inner {
+                            *p.offset(i as isize * step_inner) =
+                                T::from_compute(*rows.add(i * row_inner * pitch));
+                        }
                     }
                 }
             }
@@ -1069,7 +1107,8 @@ pub(crate) unsafe fn map_lanes_raw<T: Float>(
     if n == 0 || count == 0 {
         return Ok(());
     }
-    if let Some(risky) = overflow_risk_lanes(src, src_lanes, temperature) {
+    // SAFETY: every lane of `src` is readable (the caller's contract).
+    if let Some(risky) = unsafe { overflow_risk_lanes(src, src_lanes, temperature) } {
         // SAFETY: the caller's contract.
         unsafe { map_lanes_with_exact(op, src, src_lanes, dst, dst_lanes, temperature, &risky) }?;
         return interrupt::status();
@@ -1097,11 +1136,15 @@ pub(crate) unsafe fn map_lanes_raw<T: Float>(
         let lanes = |first: usize, len: usize| {
             let row = |i: usize| {
                 let lane = first + i;
-                (
-                    s.get().offset(src_lanes.offset(lane)) as *const T::Compute,
-                    d.get().offset(dst_lanes.offset(lane)) as *mut T::Compute,
-                    temperature.get(lane),
-                )
+                // SAFETY: `lane < count`, so its offsets are within both layouts (the
+                // caller's contract).
+                unsafe {
+                    (
+                        s.get().offset(src_lanes.offset(lane)) as *const T::Compute,
+                        d.get().offset(dst_lanes.offset(lane)) as *mut T::Compute,
+                        temperature.get(lane),
+                    )
+                }
             };
             // SAFETY: the caller's contract; the lanes are distinct.
             unsafe { map_rows_streamed(k, op, n, len, row) };

@@ -1,3 +1,5 @@
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 //! # logitkit
 //!
 //! Logits to probabilities and tokens, fast and exact, on the CPU: softmax, log-softmax and

@@ -166,7 +166,8 @@ pub(crate) unsafe fn map_row<C: Real>(
     t: f64,
     parallel: bool,
 ) {
-    map_row_with(kernels::<C>(), op, src, dst, n, t, parallel, false)
+    // SAFETY: this function's contract is `map_row_with`'s.
+    unsafe { map_row_with(kernels::<C>(), op, src, dst, n, t, parallel, false) }
 }
 
 /// [`map_row`] with the kernels of a given table. `stream`: write the output with non-temporal
@@ -191,7 +192,9 @@ pub(crate) unsafe fn map_row_with<C: Real>(
     }
     if n <= BLOCK {
         let store = if stream { Store::Stream } else { Store::Cached };
-        (k.rows)(op, src, 0, dst, 0, n, 1, &t, 0, store);
+        // SAFETY: one row of `n` elements, readable at `src` and writable at `dst`, the same
+        // or disjoint (this function's contract); one temperature at `&t`.
+        unsafe { (k.rows)(op, src, 0, dst, 0, n, 1, &t, 0, store) };
         return;
     }
     let nb = n_blocks(n);
@@ -244,7 +247,11 @@ pub(crate) unsafe fn map_row_with<C: Real>(
             };
             // On one thread, the next block is this thread's next: ask for it meanwhile.
             let (ahead, ahead_n) = if !parallel && b + 1 < nb {
-                (s.get().add(start + len) as *const C, block(n, b + 1).1)
+                // SAFETY: block `b + 1` starts at `start + len < n`, within the row.
+                (
+                    unsafe { s.get().add(start + len) } as *const C,
+                    block(n, b + 1).1,
+                )
             } else {
                 (std::ptr::null(), 0)
             };
@@ -353,16 +360,29 @@ impl<C: Real> Deferred<C> {
         b: usize,
     ) -> Option<BlockWrite<C>> {
         let (start, len) = block(n, b);
+        // SAFETY: block `b` of the row starts at `start < n`, within the row's source, output
+        // and (when not null) exps buffer, each of `n` elements.
+        let (src, dst, exps) = unsafe {
+            (
+                self.src.add(start),
+                self.dst.add(start),
+                if self.exps.is_null() {
+                    self.exps
+                } else {
+                    self.exps.add(start)
+                },
+            )
+        };
         match op {
             Op::Softmax if st.sum > 0.0 && !self.exps.is_null() => Some(BlockWrite::Scale {
-                src: self.exps.add(start),
-                dst: self.dst.add(start),
+                src: exps,
+                dst,
                 n: len,
                 factor: st.w / self.total,
             }),
             Op::Softmax if st.sum > 0.0 => Some(BlockWrite::ExpScale {
-                src: self.src.add(start),
-                dst: self.dst.add(start),
+                src,
+                dst,
                 n: len,
                 m: st.m,
                 t: self.t,
@@ -370,8 +390,8 @@ impl<C: Real> Deferred<C> {
             }),
             Op::Softmax => None,
             Op::LogSoftmax => Some(BlockWrite::Log {
-                src: self.src.add(start),
-                dst: self.dst.add(start),
+                src,
+                dst,
                 n: len,
                 m: self.mm,
                 t: self.t,
@@ -416,13 +436,15 @@ pub(crate) unsafe fn map_rows_streamed<C: Real>(
                 return;
             }
             let (s, d, t) = row(i);
-            map_row_with(k, op, s, d, n, t, false, true);
+            // SAFETY: row `i` is as `map_row` requires (this function's contract).
+            unsafe { map_row_with(k, op, s, d, n, t, false, true) };
         }
         return;
     }
     let bufs = scratch.as_mut().map_or([std::ptr::null_mut(); 2], |sc| {
         let p = sc.ptr::<C>();
-        [p, p.add(n)]
+        // SAFETY: the scratch buffer holds `2 * n` elements: two rows' exps.
+        [p, unsafe { p.add(n) }]
     });
     let mut stats = [[BlockStat::<C>::default(); PIPELINED_BLOCKS]; 2];
     let mut deferred: Option<Deferred<C>> = None;
@@ -446,59 +468,66 @@ pub(crate) unsafe fn map_rows_streamed<C: Real>(
         } else {
             std::ptr::null()
         };
-        for b in 0..nb {
-            let (start, len) = block(n, b);
-            let write = deferred
-                .as_ref()
-                .and_then(|p| p.block_write(op, n, &prev[b], b));
-            let (ahead, ahead_n) = if b + 1 < nb {
-                (s.add(start + len), block(n, b + 1).1)
-            } else if next_row.is_null() {
-                (std::ptr::null(), 0)
-            } else {
-                (next_row, block(n, 0).1)
-            };
-            let x = std::slice::from_raw_parts(s.add(start), len);
-            let (m, nan) = (k.max)(x);
-            let st = &mut cur[b];
-            *st = BlockStat {
-                m,
-                nan,
-                pos_inf: m == C::INFINITY,
-                ..BlockStat::default()
-            };
-            if nan || st.pos_inf || m == C::NEG_INFINITY {
-                if softmax && m == C::NEG_INFINITY && !nan {
-                    for j in 0..len {
-                        *d.add(start + j) = C::default();
+        // SAFETY: the blocks' pointer work below: every row is valid as `map_row` requires and
+        // no row's output overlaps another row (this function's contract); block `b` lies in
+        // its row (`start + len <= n`), and `exps`, when not null, is one of the two `n`-element
+        // halves of the scratch buffer, the other row's half being the deferred write's.
+        unsafe {
+            for b in 0..nb {
+                let (start, len) = block(n, b);
+                let write = deferred
+                    .as_ref()
+                    .and_then(|p| p.block_write(op, n, &prev[b], b));
+                let (ahead, ahead_n) = if b + 1 < nb {
+                    (s.add(start + len), block(n, b + 1).1)
+                } else if next_row.is_null() {
+                    (std::ptr::null(), 0)
+                } else {
+                    (next_row, block(n, 0).1)
+                };
+                let x = std::slice::from_raw_parts(s.add(start), len);
+                let (m, nan) = (k.max)(x);
+                let st = &mut cur[b];
+                *st = BlockStat {
+                    m,
+                    nan,
+                    pos_inf: m == C::INFINITY,
+                    ..BlockStat::default()
+                };
+                if nan || st.pos_inf || m == C::NEG_INFINITY {
+                    if softmax && m == C::NEG_INFINITY && !nan {
+                        for j in 0..len {
+                            *d.add(start + j) = C::default();
+                        }
                     }
+                    if let Some(w) = write {
+                        w.run(k);
+                    }
+                    continue;
                 }
-                if let Some(w) = write {
-                    w.run(k);
-                }
-                continue;
+                let e = if exps.is_null() {
+                    exps
+                } else {
+                    exps.add(start)
+                };
+                st.sum = exp_sum_overlapped(
+                    k,
+                    s.add(start),
+                    e,
+                    len,
+                    m,
+                    t,
+                    write.as_ref(),
+                    ahead,
+                    ahead_n,
+                );
             }
-            let e = if exps.is_null() {
-                exps
-            } else {
-                exps.add(start)
-            };
-            st.sum = exp_sum_overlapped(
-                k,
-                s.add(start),
-                e,
-                len,
-                m,
-                t,
-                write.as_ref(),
-                ahead,
-                ahead_n,
-            );
         }
         deferred = match combine(&mut cur[..nb], t) {
             Err(_) => {
                 for j in 0..n {
-                    *d.add(j) = C::NAN;
+                    // SAFETY: `j < n`: row `i`'s output, which this call alone writes.
+                    unsafe { *d.add(j) = C::NAN };
                 }
                 None
             }
@@ -516,8 +545,11 @@ pub(crate) unsafe fn map_rows_streamed<C: Real>(
     if let Some(p) = deferred {
         let last = &stats[(count - 1) % 2];
         for (b, st) in last[..nb].iter().enumerate() {
-            if let Some(w) = p.block_write(op, n, st, b) {
-                w.run(k);
+            // SAFETY: `b < nb` is a block of the last row, whose source, output and exps are
+            // valid as above.
+            if let Some(w) = unsafe { p.block_write(op, n, st, b) } {
+                // SAFETY: as above.
+                unsafe { w.run(k) };
             }
         }
     }

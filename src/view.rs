@@ -693,23 +693,26 @@ mod tests {
             }
             prop_assert_eq!(bits(&safe), bits(&raw));
 
-            // SAFETY (every raw call below): the layout lies in `x` from `base`; outputs are
+            // SAFETY: (this and every raw call below) the layout lies in `x` from `base`; outputs are
             // separate buffers of the layout `l` from `base` (distinct elements) or slices.
             let sp = unsafe { x.as_ptr().add(base) };
             let (mut a, mut b) = (vec![0.0f32; count], vec![0.0f32; count]);
             logsumexp_lanes(&src, &mut a).unwrap();
+            // SAFETY: as above (the layout and outputs described there).
             unsafe { logsumexp_lanes_raw(sp, &l, &mut b) }.unwrap();
             prop_assert_eq!(bits(&a), bits(&b));
 
             let (mut safe, mut raw) = (vec![f32::NAN; n], vec![f32::NAN; n]);
             sparsemax_lanes(&src, &mut StridedViewMut::new(&mut safe, base, l.clone()).unwrap())
                 .unwrap();
+            // SAFETY: as above (the layout and outputs described there).
             unsafe { sparsemax_lanes_raw(sp, &l, raw.as_mut_ptr().add(base), &l) }.unwrap();
             prop_assert_eq!(bits(&safe), bits(&raw));
 
             let (mut safe, mut raw) = (vec![f32::NAN; n], vec![f32::NAN; n]);
             sigmoid_lanes(&src, &mut StridedViewMut::new(&mut safe, base, l.clone()).unwrap())
                 .unwrap();
+            // SAFETY: as above (the layout and outputs described there).
             unsafe { sigmoid_lanes_raw(sp, &l, raw.as_mut_ptr().add(base), &l) }.unwrap();
             prop_assert_eq!(bits(&safe), bits(&raw));
 
@@ -731,6 +734,7 @@ mod tests {
                 &mut StridedViewMut::new(&mut i1, 0, out_t.clone()).unwrap(),
             )
             .unwrap();
+            // SAFETY: as above (the layout and outputs described there).
             unsafe {
                 topk_lanes_raw(sp, &l, k, v2.as_mut_ptr(), &out, i2.as_mut_ptr(), &out_t)
             }
@@ -743,9 +747,11 @@ mod tests {
                 let opts = CrossEntropyOptions::default();
                 let (mut a, mut b) = (vec![0.0f64; count], vec![0.0f64; count]);
                 cross_entropy_lanes(&src, &labels, &opts, &mut a).unwrap();
+                // SAFETY: as above (the layout and outputs described there).
                 unsafe { cross_entropy_lanes_raw(sp, &l, &labels, &opts, &mut b) }.unwrap();
                 prop_assert_eq!(bits(&a), bits(&b));
                 let fa = fit_temperature_lanes(&src, &labels).unwrap();
+                // SAFETY: as above (the layout and outputs described there).
                 let fb = unsafe { fit_temperature_lanes_raw(sp, &l, &labels) }.unwrap();
                 prop_assert_eq!(fa, fb);
                 // Probabilities: the softmax computed above, in the same layout.
@@ -759,6 +765,7 @@ mod tests {
                 .unwrap();
                 let pv = StridedView::new(&p, base, l.clone()).unwrap();
                 let ba = calibration_bins_lanes(&pv, &labels, 7).unwrap();
+                // SAFETY: as above (the layout and outputs described there).
                 let bb = unsafe { calibration_bins_lanes_raw(p.as_ptr().add(base), &l, &labels, 7) }
                     .unwrap();
                 prop_assert_eq!(ba, bb);

@@ -188,14 +188,18 @@ pub(crate) unsafe fn fit_temperature_lanes_raw<T: Float>(
         ));
     }
     check_labels(labels, lanes.len)?;
-    collect_lanes(src, lanes, |i, x, _| check_rows(x, labels[i] as usize, i))?;
+    // SAFETY: every lane of `src` is readable and not written during the call (this function's contract), as `collect_lanes` asks.
+    unsafe { collect_lanes(src, lanes, |i, x, _| check_rows(x, labels[i] as usize, i)) }?;
     let mut evaluations = 0;
     let mut eval = |u: f64| {
         evaluations += 1;
         let beta = u.exp();
-        let terms = collect_lanes(src, lanes, |i, x, _| {
-            Ok(row_terms(x, labels[i] as usize, beta))
-        })?;
+        // SAFETY: every lane of `src` is readable and not written during the call (this function's contract), as `collect_lanes` asks.
+        let terms = unsafe {
+            collect_lanes(src, lanes, |i, x, _| {
+                Ok(row_terms(x, labels[i] as usize, beta))
+            })
+        }?;
         let n = count as f64;
         Ok::<_, Error>((
             neumaier_sum(terms.iter().map(|t| t.0)) / n,
@@ -398,29 +402,32 @@ pub(crate) unsafe fn calibration_bins_lanes_raw<T: Float>(
         ));
     }
     check_labels(labels, lanes.len)?;
-    let per_row = collect_lanes(src, lanes, |i, x, _| {
-        let mut best = 0usize;
-        for (j, &v) in x.iter().enumerate() {
-            if v.is_nan() {
-                return Err(Error::InvalidRow {
-                    row: i,
-                    problem: "holds NaN",
-                });
+    // SAFETY: every lane of `src` is readable and not written during the call (this function's contract), as `collect_lanes` asks.
+    let per_row = unsafe {
+        collect_lanes(src, lanes, |i, x, _| {
+            let mut best = 0usize;
+            for (j, &v) in x.iter().enumerate() {
+                if v.is_nan() {
+                    return Err(Error::InvalidRow {
+                        row: i,
+                        problem: "holds NaN",
+                    });
+                }
+                // Contract R7: probabilities outside [0, 1] (infinities included) are refused.
+                if !(0.0..=1.0).contains(&v.to_f64()) {
+                    return Err(Error::InvalidParameter {
+                        name: "probs",
+                        value: format!("{v:?} (row {i}, position {j})"),
+                        expected: "probabilities in [0, 1]",
+                    });
+                }
+                if v > x[best] {
+                    best = j;
+                }
             }
-            // Contract R7: probabilities outside [0, 1] (infinities included) are refused.
-            if !(0.0..=1.0).contains(&v.to_f64()) {
-                return Err(Error::InvalidParameter {
-                    name: "probs",
-                    value: format!("{v:?} (row {i}, position {j})"),
-                    expected: "probabilities in [0, 1]",
-                });
-            }
-            if v > x[best] {
-                best = j;
-            }
-        }
-        Ok((x[best].to_f64(), best as i64 == labels[i]))
-    })?;
+            Ok((x[best].to_f64(), best as i64 == labels[i]))
+        })
+    }?;
     let mut bins = CalibrationBins {
         count: crate::scratch::filled(n_bins, 0, "calibration bins")?,
         confidence_sum: crate::scratch::filled(n_bins, 0.0, "calibration bins")?,

@@ -21,12 +21,16 @@ pub(crate) unsafe fn read_lane<'a, T: Float>(
     buf: &'a mut Vec<T::Compute>,
 ) -> Result<&'a [T::Compute]> {
     let n = lanes.len;
-    let p = src.offset(lanes.offset(i));
+    // SAFETY: lane `i`'s first element is readable (the caller's contract), so its offset is
+    // within the allocation.
+    let p = unsafe { src.offset(lanes.offset(i)) };
     if is_native::<T>() && (lanes.stride == 1 || n <= 1) {
-        // SAFETY: T is its own compute type and the lane's n elements are adjacent.
-        return Ok(std::slice::from_raw_parts(p as *const T::Compute, n));
+        // SAFETY: T is its own compute type and the lane's n elements are adjacent, readable
+        // and not written during the borrow (the caller's contract).
+        return Ok(unsafe { std::slice::from_raw_parts(p as *const T::Compute, n) });
     }
-    widen_into_scratch(p, lanes.stride, n, buf, "a lane's copy")?;
+    // SAFETY: the lane's `n` elements, `stride` apart from `p`, are readable (the contract).
+    unsafe { widen_into_scratch(p, lanes.stride, n, buf, "a lane's copy")? };
     Ok(buf)
 }
 
@@ -41,7 +45,9 @@ pub(crate) unsafe fn write_lane<T: Float>(
     i: usize,
     vals: &[T::Compute],
 ) {
-    narrow_strided(vals, dst.offset(lanes.offset(i)), lanes.stride);
+    // SAFETY: the elements of lane `i` of `dst` are valid for writes and accessed by nobody
+    // else (the caller's contract).
+    unsafe { narrow_strided(vals, dst.offset(lanes.offset(i)), lanes.stride) };
 }
 
 /// Lanes per parallel task: whole lanes, at least ~8k elements' worth.

@@ -220,13 +220,16 @@ pub(crate) unsafe fn cross_entropy_lanes_raw<T: Float>(
     opts.check(count)?;
     check_labels(labels, lanes.len, opts.ignore_index)?;
     let eps = opts.label_smoothing;
-    let per_lane = collect_lanes(src, lanes, |i, x, scratch| {
-        let y = labels[i];
-        if Some(y) == opts.ignore_index {
-            return Ok(0.0);
-        }
-        row_loss(x, y as usize, opts.temperature.get(i), eps, scratch)
-    })?;
+    // SAFETY: every lane of `src` is readable and not written during the call (this function's contract), as `collect_lanes` asks.
+    let per_lane = unsafe {
+        collect_lanes(src, lanes, |i, x, scratch| {
+            let y = labels[i];
+            if Some(y) == opts.ignore_index {
+                return Ok(0.0);
+            }
+            row_loss(x, y as usize, opts.temperature.get(i), eps, scratch)
+        })
+    }?;
     losses.copy_from_slice(&per_lane);
     Ok(())
 }

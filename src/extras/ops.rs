@@ -214,7 +214,7 @@ pub(crate) unsafe fn topk_lanes_raw<T: Float>(
         return Ok(());
     }
     let (v, ix) = (SharedPtr(values), SharedPtr(indices));
-    collect_lanes(src, lanes, |i, x, _| {
+    let per_lane = |i: usize, x: &[T::Compute], _: &mut Vec<T::Compute>| {
         // A thread-local is safe here: nothing in this closure waits on parallel work, so the
         // thread cannot start another lane while the buffers are borrowed.
         thread_local! {
@@ -242,7 +242,10 @@ pub(crate) unsafe fn topk_lanes_raw<T: Float>(
             }
             Ok(())
         })
-    })?;
+    };
+    // SAFETY: every lane of `src` is readable and not written during the call (this
+    // function's contract), as `collect_lanes` asks.
+    unsafe { collect_lanes(src, lanes, per_lane) }?;
     Ok(())
 }
 
@@ -387,13 +390,16 @@ pub(crate) unsafe fn sparsemax_lanes_raw<T: Float>(
     dst_lanes: &Lanes,
 ) -> Result<()> {
     crate::lanes::check_same_lanes(src_lanes, dst_lanes)?;
-    map_lanes_with(src, src_lanes, dst, dst_lanes, |x, out| {
-        // As in topk_lanes: no parallel work inside, so no re-entrant borrow.
-        thread_local! {
-            static CAND: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        CAND.with(|c| sparsemax_row(x, out, &mut c.borrow_mut()))
-    })
+    // SAFETY: `src`'s lanes are readable and `dst`'s writable, pairwise disjoint and disjoint from `src` (this function's contract), as `map_lanes_with` asks.
+    unsafe {
+        map_lanes_with(src, src_lanes, dst, dst_lanes, |x, out| {
+            // As in topk_lanes: no parallel work inside, so no re-entrant borrow.
+            thread_local! {
+                static CAND: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+            }
+            CAND.with(|c| sparsemax_row(x, out, &mut c.borrow_mut()))
+        })
+    }
 }
 
 /// Sparsemax of each row of a row-major batch.
@@ -526,19 +532,22 @@ pub(crate) unsafe fn sigmoid_lanes_raw<T: Float>(
 ) -> Result<()> {
     crate::lanes::check_same_lanes(src_lanes, dst_lanes)?;
     let narrow = std::any::TypeId::of::<T::Compute>() == std::any::TypeId::of::<f32>();
-    map_lanes_with(src, src_lanes, dst, dst_lanes, |x, out| {
-        if narrow {
-            // f32 and f16 results: a vectorisable exp, accurate far beyond f32 rounding.
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = <T::Compute as Real>::from_f64(sigmoid_for_f32(v.to_f64()));
+    // SAFETY: `src`'s lanes are readable and `dst`'s writable, pairwise disjoint and disjoint from `src` (this function's contract), as `map_lanes_with` asks.
+    unsafe {
+        map_lanes_with(src, src_lanes, dst, dst_lanes, |x, out| {
+            if narrow {
+                // f32 and f16 results: a vectorisable exp, accurate far beyond f32 rounding.
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = <T::Compute as Real>::from_f64(sigmoid_for_f32(v.to_f64()));
+                }
+            } else {
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = <T::Compute as Real>::from_f64(sigmoid_f64(v.to_f64()));
+                }
             }
-        } else {
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = <T::Compute as Real>::from_f64(sigmoid_f64(v.to_f64()));
-            }
-        }
-        Ok(())
-    })
+            Ok(())
+        })
+    }
 }
 
 /// Elementwise logistic sigmoid of a slice, overflow-safe, in parallel for large inputs.

@@ -104,10 +104,13 @@ pub(crate) mod exp_f64_poly {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_op_in_unsafe_fn)] // until its blocks are in
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_op_in_unsafe_fn)] // until its blocks are in
 pub(crate) mod avx512;
 #[cfg(target_arch = "aarch64")]
+#[allow(unsafe_op_in_unsafe_fn)] // until its blocks are in
 pub(crate) mod neon;
 
 use crate::element::Real;
@@ -201,29 +204,33 @@ impl<C: Real> BlockWrite<C> {
     /// # Safety
     /// `src` is valid for reads and `dst` for writes of `n` elements, the same or disjoint.
     pub(crate) unsafe fn run(&self, k: &Kernels<C>) {
-        match *self {
-            BlockWrite::Scale {
-                src,
-                dst,
-                n,
-                factor,
-            } => (k.scale_to)(src, dst, n, factor, true),
-            BlockWrite::ExpScale {
-                src,
-                dst,
-                n,
-                m,
-                t,
-                factor,
-            } => (k.exp_scale)(src, dst, n, m, t, factor, true),
-            BlockWrite::Log {
-                src,
-                dst,
-                n,
-                m,
-                t,
-                log_sum,
-            } => (k.write_log_softmax)(src, dst, n, m, t, log_sum, true),
+        // SAFETY: the block's `src` and `dst` are valid for its `n` elements, the same or
+        // disjoint (this function's contract), which is what each kernel asks.
+        unsafe {
+            match *self {
+                BlockWrite::Scale {
+                    src,
+                    dst,
+                    n,
+                    factor,
+                } => (k.scale_to)(src, dst, n, factor, true),
+                BlockWrite::ExpScale {
+                    src,
+                    dst,
+                    n,
+                    m,
+                    t,
+                    factor,
+                } => (k.exp_scale)(src, dst, n, m, t, factor, true),
+                BlockWrite::Log {
+                    src,
+                    dst,
+                    n,
+                    m,
+                    t,
+                    log_sum,
+                } => (k.write_log_softmax)(src, dst, n, m, t, log_sum, true),
+            }
         }
     }
 }
@@ -249,9 +256,13 @@ pub(crate) unsafe fn exp_sum_overlapped<C: Real>(
     ahead: *const C,
     ahead_n: usize,
 ) -> f64 {
-    match k.exp_sum_overlapped {
-        Some(f) => f(src, exps, n, m, t, write, ahead, ahead_n),
-        None => exp_sum_unfused(k, src, exps, n, m, t, write, ahead, ahead_n),
+    // SAFETY: this function's contract is both callees' (`exp_sum_overlapped`'s kernels are
+    // the level's, which only exist on a CPU that has it).
+    unsafe {
+        match k.exp_sum_overlapped {
+            Some(f) => f(src, exps, n, m, t, write, ahead, ahead_n),
+            None => exp_sum_unfused(k, src, exps, n, m, t, write, ahead, ahead_n),
+        }
     }
 }
 
@@ -272,13 +283,18 @@ pub(crate) unsafe fn exp_sum_unfused<C: Real>(
     ahead_n: usize,
 ) -> f64 {
     if let Some(w) = write {
-        w.run(k);
+        // SAFETY: `write` is valid as `BlockWrite::run` asks (this function's contract).
+        unsafe { w.run(k) };
     }
     prefetch(ahead as *const u8, ahead_n * std::mem::size_of::<C>());
-    if exps.is_null() {
-        (k.sum_exp)(std::slice::from_raw_parts(src, n), m, t)
-    } else {
-        (k.exp_store_sum)(src, exps, n, m, t)
+    // SAFETY: `src` is valid for reads of `n` elements, and `exps` (not null here) for writes
+    // of `n`, the same or disjoint (this function's contract).
+    unsafe {
+        if exps.is_null() {
+            (k.sum_exp)(std::slice::from_raw_parts(src, n), m, t)
+        } else {
+            (k.exp_store_sum)(src, exps, n, m, t)
+        }
     }
 }
 
@@ -430,7 +446,8 @@ pub(crate) unsafe fn packed_groups<const LANES: usize>(
     if n < 2 || src_step != n || dst_step != n || temp_step != 0 || count < LANES {
         return 0;
     }
-    let t = *temps;
+    // SAFETY: `count >= LANES >= 1` rows, so temperature 0 is readable (`Kernels::rows`).
+    let t = unsafe { *temps };
     let inv = 1.0 / t;
     if !moderate_temperature(t) {
         return 0;
@@ -439,7 +456,10 @@ pub(crate) unsafe fn packed_groups<const LANES: usize>(
     let rows = PackedRows::<LANES>::new(n);
     let mut first = 0;
     while first + LANES <= count {
-        kernel(op, src.add(first * n), dst.add(first * n), inv, &rows);
+        // SAFETY: rows `first..first + LANES` are among the `count` rows of `n` adjacent
+        // elements (`src_step == dst_step == n`) the caller's contract makes valid; the kernel
+        // runs on this CPU (this function's contract).
+        unsafe { kernel(op, src.add(first * n), dst.add(first * n), inv, &rows) };
         first += LANES;
     }
     first

@@ -88,8 +88,11 @@ pub(crate) unsafe fn exp_store_sum<C: Real>(
         let end = (start + 64).min(n);
         let mut s = 0.0;
         for i in start..end {
-            let e = exp2w(shifted(*src.add(i), m, t));
-            *dst.add(i) = C::from_f64(e);
+            // SAFETY: `i < n`: element `i` of `src` is readable and of `dst` writable (the
+            // caller's contract); when they are the same pointer, `i` is read before written.
+            let e = exp2w(shifted(unsafe { *src.add(i) }, m, t));
+            // SAFETY: as above.
+            unsafe { *dst.add(i) = C::from_f64(e) };
             s += e;
         }
         acc.add(s);
@@ -102,8 +105,11 @@ pub(crate) unsafe fn exp_store_sum<C: Real>(
 /// `dst` is valid for reads and writes of `n` elements.
 pub(crate) unsafe fn scale<C: Real>(dst: *mut C, n: usize, factor: f64) {
     for i in 0..n {
-        let p = dst.add(i);
-        *p = C::from_f64((*p).to_f64() * factor);
+        // SAFETY: `i < n`, and `dst` is valid for reads and writes of `n` elements.
+        unsafe {
+            let p = dst.add(i);
+            *p = C::from_f64((*p).to_f64() * factor);
+        }
     }
 }
 
@@ -119,7 +125,9 @@ pub(crate) unsafe fn scale_to<C: Real>(
     _stream: bool,
 ) {
     for i in 0..n {
-        *dst.add(i) = C::from_f64((*src.add(i)).to_f64() * factor);
+        // SAFETY: `i < n`: element `i` of `src` is readable and of `dst` writable (the
+        // caller's contract); when they are the same pointer, `i` is read before written.
+        unsafe { *dst.add(i) = C::from_f64((*src.add(i)).to_f64() * factor) };
     }
 }
 
@@ -138,8 +146,10 @@ pub(crate) unsafe fn exp_scale<C: Real>(
 ) {
     let m = m.to_f64();
     for i in 0..n {
-        let e = C::from_f64(exp2w(shifted(*src.add(i), m, t)));
-        *dst.add(i) = C::from_f64(e.to_f64() * factor);
+        // SAFETY: `i < n`: element `i` of `src` is readable (the caller's contract).
+        let e = C::from_f64(exp2w(shifted(unsafe { *src.add(i) }, m, t)));
+        // SAFETY: `i < n`: element `i` of `dst` is writable; `src`'s was read first.
+        unsafe { *dst.add(i) = C::from_f64(e.to_f64() * factor) };
     }
 }
 
@@ -156,8 +166,10 @@ pub(crate) unsafe fn write_log_softmax<C: Real>(
 ) {
     let m = m.to_f64();
     for i in 0..n {
-        let (hi, lo) = shifted(*src.add(i), m, t);
-        *dst.add(i) = C::from_f64((hi - log_sum) + lo);
+        // SAFETY: `i < n`: element `i` of `src` is readable (the caller's contract).
+        let (hi, lo) = shifted(unsafe { *src.add(i) }, m, t);
+        // SAFETY: `i < n`: element `i` of `dst` is writable; `src`'s was read first.
+        unsafe { *dst.add(i) = C::from_f64((hi - log_sum) + lo) };
     }
 }
 
@@ -179,24 +191,29 @@ pub(crate) unsafe fn rows<C: Real>(
     store: super::Store,
 ) {
     for r in 0..count {
-        let s = src.add(r * src_step);
-        let d = dst.add(r * dst_step);
-        let t = *temps.add(r * temp_step);
-        let (m, nan) = max(std::slice::from_raw_parts(s, n));
-        if nan || m == C::INFINITY || m == C::NEG_INFINITY {
-            for i in 0..n {
-                *d.add(i) = C::NAN;
+        // SAFETY: `r < count`: row `r` of `src` (`n` elements from `r * src_step`) is readable
+        // and not written during the call unless it is row `r` of `dst`, which is writable, the
+        // same or disjoint; temperature `r` is readable (the `Kernels::rows` contract).
+        unsafe {
+            let s = src.add(r * src_step);
+            let d = dst.add(r * dst_step);
+            let t = *temps.add(r * temp_step);
+            let (m, nan) = max(std::slice::from_raw_parts(s, n));
+            if nan || m == C::INFINITY || m == C::NEG_INFINITY {
+                for i in 0..n {
+                    *d.add(i) = C::NAN;
+                }
+                continue;
             }
-            continue;
-        }
-        match op {
-            crate::row::Op::Softmax => {
-                let total = exp_store_sum(s, d, n, m, t);
-                scale(d, n, 1.0 / total);
-            }
-            crate::row::Op::LogSoftmax => {
-                let total = sum_exp(std::slice::from_raw_parts(s, n), m, t);
-                write_log_softmax(s, d, n, m, t, total.ln(), store == super::Store::Stream);
+            match op {
+                crate::row::Op::Softmax => {
+                    let total = exp_store_sum(s, d, n, m, t);
+                    scale(d, n, 1.0 / total);
+                }
+                crate::row::Op::LogSoftmax => {
+                    let total = sum_exp(std::slice::from_raw_parts(s, n), m, t);
+                    write_log_softmax(s, d, n, m, t, total.ln(), store == super::Store::Stream);
+                }
             }
         }
     }
