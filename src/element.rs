@@ -28,7 +28,7 @@ mod sealed {
 /// bf16::widen(&x, &mut wide);
 /// assert_eq!(wide, [1.5, f32::NEG_INFINITY]);
 /// let mut back = [bf16::ZERO; 2];
-/// bf16::narrow(&[1.0 + 1.0 / 256.0, 3.0e38], &mut back);
+/// bf16::narrow(&[1.0 + 1.0 / 256.0, 3.4e38], &mut back);
 /// assert_eq!(back, [bf16::ONE, bf16::INFINITY]); // a tie rounds to even; past MAX is inf
 /// ```
 pub trait Float: sealed::Sealed + Copy + Send + Sync + Debug + PartialOrd + 'static {

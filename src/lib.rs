@@ -33,6 +33,8 @@ pub mod extras;
 mod interrupt;
 mod kernels;
 pub mod lanes;
+mod layout;
+mod op;
 // The bindings' `out=` checks and `StridedViewMut`'s.
 mod overlap;
 pub(crate) mod parallel;
@@ -44,6 +46,8 @@ mod simd;
 mod softmax;
 mod temperature;
 pub mod view;
+#[cfg(test)]
+mod view_api_tests;
 
 #[cfg(feature = "python")]
 mod python;
@@ -53,11 +57,11 @@ pub use error::{Error, Result};
 pub use interrupt::with_interrupt_check;
 #[doc(hidden)]
 pub use kernels::testing as __kernels;
-pub use lanes::Lanes;
+pub use layout::Lanes;
+pub use op::Op;
 pub use parallel::{
     available_cpus, get_num_threads, set_num_threads, MAX_THREADS, NUM_THREADS_ENV,
 };
-pub use row::Op;
 pub use sampling::{
     filter_logits, filter_logits_batch, filter_logits_rows, sample, sample_batch, sample_rows,
     token_logprobs, token_logprobs_rows, Draws, Histories, LogprobsMode, PerRow, RowParam, Sampler,

@@ -75,13 +75,24 @@ impl SimdLevel {
 /// ```
 pub fn supported_levels() -> Vec<SimdLevel> {
     let mut levels = vec![SimdLevel::Scalar];
-    levels.extend(
-        crate::kernels::vector_levels()
-            .iter()
-            .copied()
-            .filter(|&l| cpu_has(l)),
-    );
+    levels.extend(vector_levels().iter().copied().filter(|&l| cpu_has(l)));
     levels
+}
+
+/// Vector levels the crate has kernels for on this architecture (the CPU may lack some).
+fn vector_levels() -> &'static [SimdLevel] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        &[SimdLevel::Avx2, SimdLevel::Avx512]
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        &[SimdLevel::Neon]
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        &[]
+    }
 }
 
 /// True when the running CPU can execute kernels of `level`.

@@ -3,7 +3,7 @@
 use crate::element::Float;
 use crate::error::{Error, Result};
 use crate::lanes::{logsumexp_lanes_raw, map_lanes_raw, Lanes};
-use crate::row::Op;
+use crate::op::Op;
 use crate::temperature::Temperature;
 
 /// `got == expected`, else a length error naming `name`.
@@ -19,28 +19,7 @@ pub(crate) fn check_len(name: &'static str, got: usize, expected: usize) -> Resu
     }
 }
 
-/// Checks a row-major batch: `len` elements in rows of `row_len`; returns the row count.
-pub(crate) fn rows_of(len: usize, row_len: usize) -> Result<usize> {
-    if row_len == 0 {
-        return if len == 0 {
-            Ok(0)
-        } else {
-            Err(Error::invalid(
-                "row_len",
-                0,
-                "positive for a non-empty input",
-            ))
-        };
-    }
-    if !len.is_multiple_of(row_len) {
-        return Err(Error::invalid(
-            "row_len",
-            row_len,
-            "a divisor of the input's length",
-        ));
-    }
-    Ok(len / row_len)
-}
+use crate::layout::rows_of;
 
 fn map_rows<T: Float>(
     op: Op,

@@ -12,7 +12,7 @@
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
 use crate::extras::exec::{collect_lanes, max_nan, neumaier_sum, rows_of};
-use crate::lanes::Lanes;
+use crate::layout::Lanes;
 use crate::view::StridedView;
 
 /// Smallest temperature [`fit_temperature`] returns.

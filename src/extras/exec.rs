@@ -4,7 +4,7 @@
 
 use crate::element::{is_native, narrow_strided, widen_into_scratch, Float};
 use crate::error::Result;
-use crate::lanes::Lanes;
+use crate::layout::Lanes;
 use crate::parallel::{is_parallel, map_init};
 use crate::shared::SharedPtr;
 
@@ -189,7 +189,7 @@ pub(crate) fn sum_f64<C: crate::Real>(x: &[C]) -> f64 {
     s
 }
 
-pub(crate) use crate::softmax::rows_of;
+pub(crate) use crate::layout::rows_of;
 
 /// Sequential compensated (Neumaier) sum, in order: the same bits whatever produced the terms.
 pub(crate) fn neumaier_sum(values: impl IntoIterator<Item = f64>) -> f64 {

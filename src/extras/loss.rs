@@ -10,7 +10,7 @@
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
 use crate::extras::exec::{collect_lanes, max_nan, neumaier_sum, rows_of, sum_f64};
-use crate::lanes::Lanes;
+use crate::layout::Lanes;
 use crate::temperature::Temperature;
 use crate::view::StridedView;
 

@@ -3,7 +3,7 @@
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
 use crate::extras::exec::{collect_lanes, map_lanes_with, max_nan, rows_of};
-use crate::lanes::Lanes;
+use crate::layout::Lanes;
 use crate::shared::SharedPtr;
 use crate::view::{StridedView, StridedViewMut};
 

@@ -114,7 +114,7 @@ pub(crate) mod avx512;
 pub(crate) mod neon;
 
 use crate::element::Real;
-use crate::row::Op;
+use crate::op::Op;
 use crate::simd::{cpu_has, simd_level, SimdLevel};
 
 /// Elements per block: the unit of within-row parallelism and of deterministic summation.
@@ -490,22 +490,6 @@ impl SumAcc {
     }
 }
 
-/// Vector levels the crate has kernels for on this architecture (the CPU may lack some).
-pub(crate) fn vector_levels() -> &'static [SimdLevel] {
-    #[cfg(target_arch = "x86_64")]
-    {
-        &[SimdLevel::Avx2, SimdLevel::Avx512]
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        &[SimdLevel::Neon]
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        &[]
-    }
-}
-
 /// A compute type with a kernel table per level (a supertrait of [`Real`], unnameable outside).
 pub trait HasKernels: Sized + 'static {
     /// The table of `level`; the scalar table when this CPU lacks `level` or the crate has no
@@ -615,7 +599,7 @@ macro_rules! rows_kernel {
         #[target_feature(enable = $feat)]
         #[allow(clippy::too_many_arguments)]
         pub(crate) unsafe fn $name(
-            op: $crate::row::Op,
+            op: $crate::op::Op,
             src: *const $t,
             src_step: usize,
             dst: *mut $t,
@@ -628,7 +612,7 @@ macro_rules! rows_kernel {
         ) {
             let stream = store == $crate::kernels::Store::Stream;
             let mut scratch =
-                if op == $crate::row::Op::Softmax && store != $crate::kernels::Store::Cached {
+                if op == $crate::op::Op::Softmax && store != $crate::kernels::Store::Cached {
                     $crate::kernels::Scratch::take(n * std::mem::size_of::<$t>())
                 } else {
                     None
@@ -652,7 +636,7 @@ macro_rules! rows_kernel {
                     continue;
                 }
                 match op {
-                    $crate::row::Op::Softmax if store != $crate::kernels::Store::Cached => {
+                    $crate::op::Op::Softmax if store != $crate::kernels::Store::Cached => {
                         if let Some(sc) = scratch.as_mut() {
                             let e = sc.ptr::<$t>();
                             let total = $ess(s, e, n, m, t);
@@ -662,11 +646,11 @@ macro_rules! rows_kernel {
                             $es(s, d, n, m, t, 1.0 / total, true);
                         }
                     }
-                    $crate::row::Op::Softmax => {
+                    $crate::op::Op::Softmax => {
                         let total = $ess(s, d, n, m, t);
                         $scale(d, n, 1.0 / total);
                     }
-                    $crate::row::Op::LogSoftmax => {
+                    $crate::op::Op::LogSoftmax => {
                         let total = $se(std::slice::from_raw_parts(s, n), m, t);
                         $wls(s, d, n, m, t, $ln(total), stream);
                     }
@@ -777,7 +761,7 @@ pub(crate) fn kernels<C: Real>() -> &'static Kernels<C> {
 #[doc(hidden)]
 pub mod testing {
     use crate::element::Real;
-    use crate::row::Op;
+    use crate::op::Op;
     use crate::simd::SimdLevel;
 
     pub use super::Store;

@@ -179,7 +179,7 @@ pub(crate) unsafe fn write_log_softmax<C: Real>(
 /// As [`Kernels::rows`](super::Kernels).
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn rows<C: Real>(
-    op: crate::row::Op,
+    op: crate::op::Op,
     src: *const C,
     src_step: usize,
     dst: *mut C,
@@ -206,11 +206,11 @@ pub(crate) unsafe fn rows<C: Real>(
                 continue;
             }
             match op {
-                crate::row::Op::Softmax => {
+                crate::op::Op::Softmax => {
                     let total = exp_store_sum(s, d, n, m, t);
                     scale(d, n, 1.0 / total);
                 }
-                crate::row::Op::LogSoftmax => {
+                crate::op::Op::LogSoftmax => {
                     let total = sum_exp(std::slice::from_raw_parts(s, n), m, t);
                     write_log_softmax(s, d, n, m, t, total.ln(), store == super::Store::Stream);
                 }

@@ -7,7 +7,7 @@ use super::arrays::{
     FloatArray, Output,
 };
 use crate::lanes::{coalesce, logsumexp_lanes_raw, map_lanes_raw};
-use crate::row::Op;
+use crate::op::Op;
 use crate::shared::SharedPtr;
 
 fn map_impl<'py>(
