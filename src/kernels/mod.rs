@@ -618,41 +618,48 @@ macro_rules! rows_kernel {
                     None
                 };
             for r in 0..count {
-                let s = src.add(r * src_step);
-                let d = dst.add(r * dst_step);
-                let t = *temps.add(r * temp_step);
-                if r + $crate::kernels::ROWS_PREFETCH_AHEAD < count {
-                    $crate::kernels::prefetch(
-                        src.add((r + $crate::kernels::ROWS_PREFETCH_AHEAD) * src_step) as *const u8,
-                        n * std::mem::size_of::<$t>(),
-                    );
-                }
-                let (m, nan) = $max(std::slice::from_raw_parts(s, n));
-                if nan || m == <$t>::INFINITY || m == <$t>::NEG_INFINITY {
-                    // Contract S6: NaN or +inf anywhere, or no entry above -inf.
-                    for i in 0..n {
-                        *d.add(i) = <$t>::NAN;
+                // SAFETY: `r < count`: row `r` of `src` is readable and of `dst` writable, the
+                // same or disjoint, and its temperature readable (this function's contract);
+                // the kernels called below are the level's, whose features the CPU has, and
+                // take exactly such a row.
+                unsafe {
+                    let s = src.add(r * src_step);
+                    let d = dst.add(r * dst_step);
+                    let t = *temps.add(r * temp_step);
+                    if r + $crate::kernels::ROWS_PREFETCH_AHEAD < count {
+                        $crate::kernels::prefetch(
+                            src.add((r + $crate::kernels::ROWS_PREFETCH_AHEAD) * src_step)
+                                as *const u8,
+                            n * std::mem::size_of::<$t>(),
+                        );
                     }
-                    continue;
-                }
-                match op {
-                    $crate::op::Op::Softmax if store != $crate::kernels::Store::Cached => {
-                        if let Some(sc) = scratch.as_mut() {
-                            let e = sc.ptr::<$t>();
-                            let total = $ess(s, e, n, m, t);
-                            $st(e, d, n, 1.0 / total, stream);
-                        } else {
-                            let total = $se(std::slice::from_raw_parts(s, n), m, t);
-                            $es(s, d, n, m, t, 1.0 / total, true);
+                    let (m, nan) = $max(std::slice::from_raw_parts(s, n));
+                    if nan || m == <$t>::INFINITY || m == <$t>::NEG_INFINITY {
+                        // Contract S6: NaN or +inf anywhere, or no entry above -inf.
+                        for i in 0..n {
+                            *d.add(i) = <$t>::NAN;
                         }
+                        continue;
                     }
-                    $crate::op::Op::Softmax => {
-                        let total = $ess(s, d, n, m, t);
-                        $scale(d, n, 1.0 / total);
-                    }
-                    $crate::op::Op::LogSoftmax => {
-                        let total = $se(std::slice::from_raw_parts(s, n), m, t);
-                        $wls(s, d, n, m, t, $ln(total), stream);
+                    match op {
+                        $crate::op::Op::Softmax if store != $crate::kernels::Store::Cached => {
+                            if let Some(sc) = scratch.as_mut() {
+                                let e = sc.ptr::<$t>();
+                                let total = $ess(s, e, n, m, t);
+                                $st(e, d, n, 1.0 / total, stream);
+                            } else {
+                                let total = $se(std::slice::from_raw_parts(s, n), m, t);
+                                $es(s, d, n, m, t, 1.0 / total, true);
+                            }
+                        }
+                        $crate::op::Op::Softmax => {
+                            let total = $ess(s, d, n, m, t);
+                            $scale(d, n, 1.0 / total);
+                        }
+                        $crate::op::Op::LogSoftmax => {
+                            let total = $se(std::slice::from_raw_parts(s, n), m, t);
+                            $wls(s, d, n, m, t, $ln(total), stream);
+                        }
                     }
                 }
             }
