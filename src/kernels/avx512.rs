@@ -3,6 +3,9 @@
 //! Every function here is compiled with `avx512f,avx2,fma` and must only run on a CPU that has
 //! them: the tables at the end are handed out by `kernels_for` only after `cpu_has(Avx512)`.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::arch::x86_64::*;
 
 use super::exp_f32_poly::{F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_ROUND};
@@ -54,10 +57,14 @@ const F32_EXP2_SIXTEENTHS: [f32; 16] = [
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn exp_ps(a: __m512) -> __m512 {
     // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
-    exp_reduced::<false>(
-        _mm512_max_ps(_mm512_set1_ps(F32_ARG_MIN), a),
-        _mm512_setzero_ps(),
-    )
+    // SAFETY: `exp_reduced` requires only avx512f, avx2 and fma, which this function is
+    // compiled with.
+    unsafe {
+        exp_reduced::<false>(
+            _mm512_max_ps(_mm512_set1_ps(F32_ARG_MIN), a),
+            _mm512_setzero_ps(),
+        )
+    }
 }
 
 /// `exp(a + lo)` (LO; else `exp(a)`) for `a` at least [`F32_ARG_MIN`] - 64 (or NaN) and `|lo|`
@@ -88,7 +95,9 @@ unsafe fn exp_reduced<const LO: bool>(a: __m512, lo: __m512) -> __m512 {
     // (F32_ROUND's bits are a multiple of 16), also for k < 0.
     let t = _mm512_permutexvar_ps(
         _mm512_castps_si512(shifted),
-        _mm512_loadu_ps(F32_EXP2_SIXTEENTHS.as_ptr()),
+        // SAFETY: `F32_EXP2_SIXTEENTHS` is an array of exactly the 16 `f32` the load reads
+        // (its temporary lives to the end of the statement).
+        unsafe { _mm512_loadu_ps(F32_EXP2_SIXTEENTHS.as_ptr()) },
     );
     // exp(r) - 1 ~ r + r^2 (1/2 + r/6); then t * exp(r) = t + t (exp(r) - 1), rounded once.
     let p = _mm512_fmadd_ps(_mm512_set1_ps(1.0 / 6.0), r, _mm512_set1_ps(0.5));
@@ -148,6 +157,10 @@ fn mask16(r: usize) -> __mmask16 {
 /// 64-byte-aligned middle is written with non-temporal stores (then `sfence`), so that a large
 /// output does not first read its destination into the cache. Elementwise, so the bits do not
 /// depend on the alignment or on `stream`.
+///
+/// For use in an `unsafe fn` compiled with avx512f whose contract makes `src` (an aligned
+/// `*const f32`) valid for reads and `dst` (an aligned `*mut f32`) for writes of `n` elements,
+/// the same or disjoint. `body` is evaluated outside the macro's unsafe blocks.
 macro_rules! map_ps {
     ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
         let (src, dst, n): (*const f32, *mut f32, usize) = ($src, $dst, $n);
@@ -156,42 +169,63 @@ macro_rules! map_ps {
             let head = (((64 - (dst as usize & 63)) & 63) / 4).min(n);
             if head > 0 {
                 let k = mask16(head);
-                let $x = _mm512_maskz_loadu_ps(k, src);
-                _mm512_mask_storeu_ps(dst, k, $body);
+                // SAFETY: `k` enables the first `head <= n` lanes, all among the `n` elements
+                // `src` is valid for reads of; masked-off lanes are not accessed.
+                let $x = unsafe { _mm512_maskz_loadu_ps(k, src) };
+                let y = $body;
+                // SAFETY: as the load, with `dst` valid for writes of `n`.
+                unsafe { _mm512_mask_storeu_ps(dst, k, y) };
             }
             i = head;
             while i + 32 <= n {
                 let y0 = {
-                    let $x = _mm512_loadu_ps(src.add(i));
+                    // SAFETY: `i + 32 <= n`: the 16 elements from `src + i` are readable.
+                    let $x = unsafe { _mm512_loadu_ps(src.add(i)) };
                     $body
                 };
                 let y1 = {
-                    let $x = _mm512_loadu_ps(src.add(i + 16));
+                    // SAFETY: `i + 32 <= n`: the 16 elements from `src + i + 16` are readable.
+                    let $x = unsafe { _mm512_loadu_ps(src.add(i + 16)) };
                     $body
                 };
-                _mm512_stream_ps(dst.add(i), y0);
-                _mm512_stream_ps(dst.add(i + 16), y1);
+                // SAFETY: `i + 32 <= n`: the 32 elements from `dst + i` are writable. `dst` is
+                // 4-byte aligned, so `dst + head` is 64-byte aligned and so is `dst + i` (`i`
+                // steps by 32 from `head`) and `dst + i + 16`, as non-temporal stores require;
+                // the `_mm_sfence` below orders them before any later access.
+                unsafe {
+                    _mm512_stream_ps(dst.add(i), y0);
+                    _mm512_stream_ps(dst.add(i + 16), y1);
+                }
                 i += 32;
             }
         } else {
             while i + 32 <= n {
                 let y0 = {
-                    let $x = _mm512_loadu_ps(src.add(i));
+                    // SAFETY: `i + 32 <= n`: the 16 elements from `src + i` are readable.
+                    let $x = unsafe { _mm512_loadu_ps(src.add(i)) };
                     $body
                 };
                 let y1 = {
-                    let $x = _mm512_loadu_ps(src.add(i + 16));
+                    // SAFETY: `i + 32 <= n`: the 16 elements from `src + i + 16` are readable.
+                    let $x = unsafe { _mm512_loadu_ps(src.add(i + 16)) };
                     $body
                 };
-                _mm512_storeu_ps(dst.add(i), y0);
-                _mm512_storeu_ps(dst.add(i + 16), y1);
+                // SAFETY: `i + 32 <= n`: the 32 elements from `dst + i` are writable.
+                unsafe {
+                    _mm512_storeu_ps(dst.add(i), y0);
+                    _mm512_storeu_ps(dst.add(i + 16), y1);
+                }
                 i += 32;
             }
         }
         while i < n {
             let k = if n - i >= 16 { 0xFFFF } else { mask16(n - i) };
-            let $x = _mm512_maskz_loadu_ps(k, src.add(i));
-            _mm512_mask_storeu_ps(dst.add(i), k, $body);
+            // SAFETY: `i < n`, and `k` enables only the first `min(16, n - i)` lanes from
+            // `src + i`, all readable; masked-off lanes are not accessed.
+            let $x = unsafe { _mm512_maskz_loadu_ps(k, src.add(i)) };
+            let y = $body;
+            // SAFETY: as the load, the same lanes from `dst + i`, all writable.
+            unsafe { _mm512_mask_storeu_ps(dst.add(i), k, y) };
             i += 16;
         }
         if $stream {
@@ -200,7 +234,7 @@ macro_rules! map_ps {
     }};
 }
 
-/// As `map_ps`, 8 `f64` lanes.
+/// As `map_ps`, 8 `f64` lanes (`src` and `dst` aligned `f64` pointers).
 macro_rules! map_pd {
     ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
         let (src, dst, n): (*const f64, *mut f64, usize) = ($src, $dst, $n);
@@ -209,42 +243,63 @@ macro_rules! map_pd {
             let head = (((64 - (dst as usize & 63)) & 63) / 8).min(n);
             if head > 0 {
                 let k = mask8(head);
-                let $x = _mm512_maskz_loadu_pd(k, src);
-                _mm512_mask_storeu_pd(dst, k, $body);
+                // SAFETY: `k` enables the first `head <= n` lanes, all among the `n` elements
+                // `src` is valid for reads of; masked-off lanes are not accessed.
+                let $x = unsafe { _mm512_maskz_loadu_pd(k, src) };
+                let y = $body;
+                // SAFETY: as the load, with `dst` valid for writes of `n`.
+                unsafe { _mm512_mask_storeu_pd(dst, k, y) };
             }
             i = head;
             while i + 16 <= n {
                 let y0 = {
-                    let $x = _mm512_loadu_pd(src.add(i));
+                    // SAFETY: `i + 16 <= n`: the 8 elements from `src + i` are readable.
+                    let $x = unsafe { _mm512_loadu_pd(src.add(i)) };
                     $body
                 };
                 let y1 = {
-                    let $x = _mm512_loadu_pd(src.add(i + 8));
+                    // SAFETY: `i + 16 <= n`: the 8 elements from `src + i + 8` are readable.
+                    let $x = unsafe { _mm512_loadu_pd(src.add(i + 8)) };
                     $body
                 };
-                _mm512_stream_pd(dst.add(i), y0);
-                _mm512_stream_pd(dst.add(i + 8), y1);
+                // SAFETY: `i + 16 <= n`: the 16 elements from `dst + i` are writable. `dst` is
+                // 8-byte aligned, so `dst + head` is 64-byte aligned and so is `dst + i` (`i`
+                // steps by 16 from `head`) and `dst + i + 8`, as non-temporal stores require;
+                // the `_mm_sfence` below orders them before any later access.
+                unsafe {
+                    _mm512_stream_pd(dst.add(i), y0);
+                    _mm512_stream_pd(dst.add(i + 8), y1);
+                }
                 i += 16;
             }
         } else {
             while i + 16 <= n {
                 let y0 = {
-                    let $x = _mm512_loadu_pd(src.add(i));
+                    // SAFETY: `i + 16 <= n`: the 8 elements from `src + i` are readable.
+                    let $x = unsafe { _mm512_loadu_pd(src.add(i)) };
                     $body
                 };
                 let y1 = {
-                    let $x = _mm512_loadu_pd(src.add(i + 8));
+                    // SAFETY: `i + 16 <= n`: the 8 elements from `src + i + 8` are readable.
+                    let $x = unsafe { _mm512_loadu_pd(src.add(i + 8)) };
                     $body
                 };
-                _mm512_storeu_pd(dst.add(i), y0);
-                _mm512_storeu_pd(dst.add(i + 8), y1);
+                // SAFETY: `i + 16 <= n`: the 16 elements from `dst + i` are writable.
+                unsafe {
+                    _mm512_storeu_pd(dst.add(i), y0);
+                    _mm512_storeu_pd(dst.add(i + 8), y1);
+                }
                 i += 16;
             }
         }
         while i < n {
             let k = if n - i >= 8 { 0xFF } else { mask8(n - i) };
-            let $x = _mm512_maskz_loadu_pd(k, src.add(i));
-            _mm512_mask_storeu_pd(dst.add(i), k, $body);
+            // SAFETY: `i < n`, and `k` enables only the first `min(8, n - i)` lanes from
+            // `src + i`, all readable; masked-off lanes are not accessed.
+            let $x = unsafe { _mm512_maskz_loadu_pd(k, src.add(i)) };
+            let y = $body;
+            // SAFETY: as the load, the same lanes from `dst + i`, all writable.
+            unsafe { _mm512_mask_storeu_pd(dst.add(i), k, y) };
             i += 8;
         }
         if $stream {
@@ -285,7 +340,9 @@ impl ArgF32 {
             m: _mm512_set1_ps(m),
             m64: _mm512_set1_pd(m as f64),
             inv: _mm512_set1_pd(inv),
-            s: InvF32::new(inv),
+            // SAFETY: `InvF32::new` requires only the target features this function is compiled
+            // with (avx512f, avx2, fma).
+            s: unsafe { InvF32::new(inv) },
             fold: f.is_some(),
             neg_mi_hi: _mm512_set1_ps(g.neg_mi_hi),
             neg_mi_lo: _mm512_set1_ps(g.neg_mi_lo),
@@ -331,14 +388,18 @@ fn vector_inv(t: f64) -> bool {
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn exp_arg<const UNIT: bool>(c: ArgF32, x: __m512) -> __m512 {
-    if UNIT {
-        exp_ps(_mm512_sub_ps(x, c.m))
-    } else if c.fold {
-        exp_folded(x, c.x_floor, c.s, c.neg_mi_hi, c.neg_mi_lo)
-    } else {
-        let lo = _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), c.m64), c.inv);
-        let hi = _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), c.m64), c.inv);
-        exp_ps(narrow(lo, hi))
+    // SAFETY: `exp_ps`, `exp_folded`, `lo_pd`, `hi_pd` and `narrow` require only the target
+    // features this function is compiled with (avx512f, avx2, fma).
+    unsafe {
+        if UNIT {
+            exp_ps(_mm512_sub_ps(x, c.m))
+        } else if c.fold {
+            exp_folded(x, c.x_floor, c.s, c.neg_mi_hi, c.neg_mi_lo)
+        } else {
+            let lo = _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), c.m64), c.inv);
+            let hi = _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), c.m64), c.inv);
+            exp_ps(narrow(lo, hi))
+        }
     }
 }
 
@@ -356,7 +417,9 @@ unsafe fn exp_folded(
     let x = _mm512_max_ps(x_floor, x);
     let a = _mm512_fmadd_ps(x, s.hi, neg_mi_hi);
     let lo = _mm512_fmadd_ps(x, s.lo, neg_mi_lo);
-    exp_reduced::<true>(a, lo)
+    // SAFETY: `exp_reduced` requires only the target features this function is compiled with
+    // (avx512f, avx2, fma).
+    unsafe { exp_reduced::<true>(a, lo) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -369,10 +432,15 @@ pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
     let mut nan: __mmask16 = 0;
     let mut i = 0;
     while i + 64 <= n {
-        let v0 = _mm512_loadu_ps(p.add(i));
-        let v1 = _mm512_loadu_ps(p.add(i + 16));
-        let v2 = _mm512_loadu_ps(p.add(i + 32));
-        let v3 = _mm512_loadu_ps(p.add(i + 48));
+        // SAFETY: `i + 64 <= n`: the 64 elements from `p + i` are in `x`.
+        let (v0, v1, v2, v3) = unsafe {
+            (
+                _mm512_loadu_ps(p.add(i)),
+                _mm512_loadu_ps(p.add(i + 16)),
+                _mm512_loadu_ps(p.add(i + 32)),
+                _mm512_loadu_ps(p.add(i + 48)),
+            )
+        };
         // An unordered compare is true exactly when either operand is NaN; MAXPS alone would
         // drop it.
         nan |=
@@ -384,13 +452,16 @@ pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
         i += 64;
     }
     while i + 16 <= n {
-        let v = _mm512_loadu_ps(p.add(i));
+        // SAFETY: `i + 16 <= n`: the 16 elements from `p + i` are in `x`.
+        let v = unsafe { _mm512_loadu_ps(p.add(i)) };
         nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
         m0 = _mm512_max_ps(v, m0);
         i += 16;
     }
     if i < n {
-        let v = _mm512_mask_loadu_ps(ninf, mask16(n - i), p.add(i));
+        // SAFETY: `i < n`, and the mask enables only the `n - i` lanes left in `x`; masked-off
+        // lanes are not accessed.
+        let v = unsafe { _mm512_mask_loadu_ps(ninf, mask16(n - i), p.add(i)) };
         nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
         m0 = _mm512_max_ps(v, m0);
     }
@@ -401,6 +472,10 @@ pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
 
 /// Σ exp(arg(x)) over `n` elements, storing the exps when STORE. Four vectors are added in
 /// `f32` (two roundings), then widened and accumulated in `f64` lanes.
+///
+/// # Safety
+/// `src` valid for reads of `n` elements; with STORE, `dst` valid for writes of `n` (the same
+/// as `src` or disjoint); AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
@@ -409,12 +484,18 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
     n: usize,
     c: ArgF32,
 ) -> f64 {
-    exp_sum_pending_f32::<UNIT, STORE, false>(src, dst, n, c, None, std::ptr::null(), 0)
+    // SAFETY: `src` and `dst` are as `exp_sum_pending_f32` requires (this function's contract),
+    // with no pending write and a null `ahead`, which is only prefetched; it requires only the
+    // target features this function is compiled with.
+    unsafe { exp_sum_pending_f32::<UNIT, STORE, false>(src, dst, n, c, None, std::ptr::null(), 0) }
 }
 
 /// The previous row's output, written with non-temporal stores 64 elements at a time alongside
 /// the next row's exps (so that writing to memory overlaps arithmetic instead of coming in one
 /// burst per row). Elementwise, with the operations `scale_to_f32` / `write_log_f32` use.
+///
+/// Made by [`Pending::start`], whose contract on `src`, `dst` and `n` holds for as long as the
+/// value is used.
 struct Pending {
     log: bool,
     /// `exp(arg(x)) * f` (softmax without kept exps) instead of `x * f`.
@@ -433,65 +514,103 @@ impl Pending {
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn value(&self, x: __m512) -> __m512 {
-        if self.exp {
-            if self.unit {
-                _mm512_mul_ps(exp_arg::<true>(self.c, x), self.f)
+        // SAFETY: `exp_arg` and `log_f32` require only the target features this function is
+        // compiled with (avx512f, avx2, fma).
+        unsafe {
+            if self.exp {
+                if self.unit {
+                    _mm512_mul_ps(exp_arg::<true>(self.c, x), self.f)
+                } else {
+                    _mm512_mul_ps(exp_arg::<false>(self.c, x), self.f)
+                }
+            } else if !self.log {
+                _mm512_mul_ps(x, self.f)
+            } else if self.unit {
+                log_f32::<true>(self.c, self.ls, x)
             } else {
-                _mm512_mul_ps(exp_arg::<false>(self.c, x), self.f)
+                log_f32::<false>(self.c, self.ls, x)
             }
-        } else if !self.log {
-            _mm512_mul_ps(x, self.f)
-        } else if self.unit {
-            log_f32::<true>(self.c, self.ls, x)
-        } else {
-            log_f32::<false>(self.c, self.ls, x)
         }
     }
 
     /// Up to the first 64-byte boundary of `dst`, with normal stores.
+    ///
+    /// # Safety
+    /// `self` as [`Pending::start`] made it, its contract still holding; AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn begin(&mut self) {
         let head = (((64 - (self.dst as usize & 63)) & 63) / 4).min(self.n);
         if head > 0 {
             let k = mask16(head);
-            let x = _mm512_maskz_loadu_ps(k, self.src);
-            _mm512_mask_storeu_ps(self.dst, k, self.value(x));
+            // SAFETY: `k` enables the first `head <= n` lanes, among the `n` elements `src` is
+            // valid for reads and `dst` for writes of (`start`'s contract); masked-off lanes
+            // are not accessed. `value` requires only this function's target features.
+            unsafe {
+                let x = _mm512_maskz_loadu_ps(k, self.src);
+                _mm512_mask_storeu_ps(self.dst, k, self.value(x));
+            }
         }
         self.done = head;
     }
 
+    /// # Safety
+    /// As [`Pending::begin`], which has run.
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn step(&mut self) {
         let i = self.done;
         if i + 64 <= self.n {
             for q in 0..4 {
-                let x = _mm512_loadu_ps(self.src.add(i + 16 * q));
-                _mm512_stream_ps(self.dst.add(i + 16 * q), self.value(x));
+                // SAFETY: `i + 16 q + 16 <= i + 64 <= n`: the 16 elements from `src + i + 16 q`
+                // are readable and those from `dst + i + 16 q` writable (`start`'s contract).
+                // `done` is `begin`'s `head` (which makes `dst + head` 64-byte aligned, `dst`
+                // being 4-byte aligned) plus multiples of 64 elements, so `dst + i + 16 q` is
+                // 64-byte aligned, as the non-temporal store requires; `start`'s contract has
+                // the owner fence after `finish`. `value` requires only this function's
+                // target features.
+                unsafe {
+                    let x = _mm512_loadu_ps(self.src.add(i + 16 * q));
+                    _mm512_stream_ps(self.dst.add(i + 16 * q), self.value(x));
+                }
             }
             self.done = i + 64;
         }
     }
 
+    /// # Safety
+    /// As [`Pending::begin`], which has run.
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn finish(&mut self) {
         while self.done + 64 <= self.n {
-            self.step();
+            // SAFETY: this function's contract is `step`'s.
+            unsafe { self.step() };
         }
         let mut i = self.done;
         while i + 16 <= self.n {
-            _mm512_stream_ps(
-                self.dst.add(i),
-                self.value(_mm512_loadu_ps(self.src.add(i))),
-            );
+            // SAFETY: `i + 16 <= n`: the 16 elements from `src + i` are readable and those from
+            // `dst + i` writable (`start`'s contract). `i` is `begin`'s `head` plus a multiple
+            // of 16 elements, so `dst + i` is 64-byte aligned (as in `step`), as the
+            // non-temporal store requires; `start`'s contract has the owner fence after
+            // `finish`. `value` requires only this function's target features.
+            unsafe {
+                _mm512_stream_ps(
+                    self.dst.add(i),
+                    self.value(_mm512_loadu_ps(self.src.add(i))),
+                );
+            }
             i += 16;
         }
         if i < self.n {
             let k = mask16(self.n - i);
-            let x = _mm512_maskz_loadu_ps(k, self.src.add(i));
-            _mm512_mask_storeu_ps(self.dst.add(i), k, self.value(x));
+            // SAFETY: `i < n`, and `k` enables only the `n - i` lanes left from `src + i`
+            // (readable) and `dst + i` (writable); masked-off lanes are not accessed. `value`
+            // requires only this function's target features.
+            unsafe {
+                let x = _mm512_maskz_loadu_ps(k, self.src.add(i));
+                _mm512_mask_storeu_ps(self.dst.add(i), k, self.value(x));
+            }
         }
         self.done = self.n;
     }
@@ -499,6 +618,11 @@ impl Pending {
 
 /// [`exp_sum_f32`] (the same operations, so the same exps and sum) that with PEND also writes
 /// 64 elements of `pend`'s row per 64 exps, and leaves the rest of that row to its `finish`.
+///
+/// # Safety
+/// `src` valid for reads of `n` elements; with STORE, `dst` valid for writes of `n` (the same
+/// as `src` or disjoint); `pend`, if any, as [`Pending::begin`] requires, its `src` and `dst`
+/// disjoint from `src` and `dst`; `ahead` any pointer (it is only prefetched); AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn exp_sum_pending_f32<const UNIT: bool, const STORE: bool, const PEND: bool>(
@@ -521,46 +645,64 @@ unsafe fn exp_sum_pending_f32<const UNIT: bool, const STORE: bool, const PEND: b
                 _mm_prefetch::<AHEAD_HINT>(ahead.wrapping_add(i + 16 * q) as *const i8);
             }
         }
-        let e0 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i)));
-        let e1 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i + 16)));
-        let e2 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i + 32)));
-        let e3 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i + 48)));
-        if STORE {
-            _mm512_storeu_ps(dst.add(i), e0);
-            _mm512_storeu_ps(dst.add(i + 16), e1);
-            _mm512_storeu_ps(dst.add(i + 32), e2);
-            _mm512_storeu_ps(dst.add(i + 48), e3);
-        }
-        let s = _mm512_add_ps(_mm512_add_ps(e0, e1), _mm512_add_ps(e2, e3));
-        a0 = _mm512_add_pd(a0, lo_pd(s));
-        a1 = _mm512_add_pd(a1, hi_pd(s));
-        if PEND {
-            if let Some(p) = pend.as_mut() {
-                p.step();
+        // SAFETY: `i + 64 <= n`: the 64 elements from `src + i` are readable and, with STORE,
+        // those from `dst + i` writable (# Safety). `pend`'s row is as `step` requires
+        // (# Safety). `exp_arg`, `lo_pd` and `hi_pd` require only the target features this
+        // function is compiled with.
+        unsafe {
+            let e0 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i)));
+            let e1 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i + 16)));
+            let e2 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i + 32)));
+            let e3 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i + 48)));
+            if STORE {
+                _mm512_storeu_ps(dst.add(i), e0);
+                _mm512_storeu_ps(dst.add(i + 16), e1);
+                _mm512_storeu_ps(dst.add(i + 32), e2);
+                _mm512_storeu_ps(dst.add(i + 48), e3);
+            }
+            let s = _mm512_add_ps(_mm512_add_ps(e0, e1), _mm512_add_ps(e2, e3));
+            a0 = _mm512_add_pd(a0, lo_pd(s));
+            a1 = _mm512_add_pd(a1, hi_pd(s));
+            if PEND {
+                if let Some(p) = pend.as_mut() {
+                    p.step();
+                }
             }
         }
         i += 64;
     }
     while i + 16 <= n {
-        let e = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i)));
-        if STORE {
-            _mm512_storeu_ps(dst.add(i), e);
+        // SAFETY: `i + 16 <= n`: the 16 elements from `src + i` are readable and, with STORE,
+        // those from `dst + i` writable (# Safety). `exp_arg`, `lo_pd` and `hi_pd` require only
+        // the target features this function is compiled with.
+        unsafe {
+            let e = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i)));
+            if STORE {
+                _mm512_storeu_ps(dst.add(i), e);
+            }
+            a0 = _mm512_add_pd(a0, lo_pd(e));
+            a1 = _mm512_add_pd(a1, hi_pd(e));
         }
-        a0 = _mm512_add_pd(a0, lo_pd(e));
-        a1 = _mm512_add_pd(a1, hi_pd(e));
         i += 16;
     }
     if i < n {
         let k = mask16(n - i);
-        // Lanes past the end read -inf, whose exp is exactly 0.
-        let e = exp_arg::<UNIT>(c, _mm512_mask_loadu_ps(ninf, k, src.add(i)));
-        if STORE {
-            _mm512_mask_storeu_ps(dst.add(i), k, e);
+        // SAFETY: `i < n`, and `k` enables only the `n - i` lanes left from `src + i`
+        // (readable) and, with STORE, `dst + i` (writable); masked-off lanes are not accessed.
+        // `exp_arg`, `lo_pd` and `hi_pd` require only the target features this function is
+        // compiled with.
+        unsafe {
+            // Lanes past the end read -inf, whose exp is exactly 0.
+            let e = exp_arg::<UNIT>(c, _mm512_mask_loadu_ps(ninf, k, src.add(i)));
+            if STORE {
+                _mm512_mask_storeu_ps(dst.add(i), k, e);
+            }
+            a0 = _mm512_add_pd(a0, lo_pd(e));
+            a1 = _mm512_add_pd(a1, hi_pd(e));
         }
-        a0 = _mm512_add_pd(a0, lo_pd(e));
-        a1 = _mm512_add_pd(a1, hi_pd(e));
     }
-    hsum_pd(_mm512_add_pd(a0, a1))
+    // SAFETY: `hsum_pd` requires only the target features this function is compiled with.
+    unsafe { hsum_pd(_mm512_add_pd(a0, a1)) }
 }
 
 /// The cache level [`exp_sum_overlapped_f32`] asks for: L2 (the block it fetches is as large as
@@ -571,6 +713,13 @@ impl Pending {
     /// A write of `n` elements from `src` to `dst`: `x * factor`, or with `exp`
     /// `exp(arg(x)) * factor`, or with `log` `arg(x) - log_sum`, `arg` as `c` (`unit`: at
     /// temperature one). Writes the elements up to the first 64-byte boundary of `dst` at once.
+    ///
+    /// # Safety
+    /// `src` (an aligned `f32` pointer) valid for reads and `dst` (an aligned `f32` pointer)
+    /// for writes of `n` elements, the same or disjoint, for as long as the result is used;
+    /// `src` not written and `dst` not otherwise accessed until [`Pending::finish`] has run
+    /// and the owner has then called `_mm_sfence` (the non-temporal stores require it);
+    /// AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[allow(clippy::too_many_arguments)]
@@ -597,12 +746,16 @@ impl Pending {
             c,
             ls: _mm512_set1_ps(log_sum as f32),
         };
-        p.begin();
+        // SAFETY: `p` holds this function's `src`, `dst` and `n`, whose contract is `begin`'s.
+        unsafe { p.begin() };
         p
     }
 
     /// `w` as a [`Pending`] (started); `None` for a temperature whose reciprocal is not normal
     /// (which only the plain kernel handles).
+    ///
+    /// # Safety
+    /// `w`'s `src` and `dst` as [`Pending::start`] requires of them; AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn of_block(w: &super::BlockWrite<f32>) -> Option<Pending> {
@@ -634,18 +787,23 @@ impl Pending {
         if !vector_inv(t) {
             return None;
         }
-        let c = ArgF32::new(m, if t == 1.0 { 1.0 } else { 1.0 / t });
-        Some(Pending::start(
-            log,
-            exp,
-            t == 1.0,
-            src,
-            dst,
-            n,
-            factor,
-            c,
-            log_sum,
-        ))
+        // SAFETY: `w`'s `src`, `dst` and `n` are as `start` requires (this function's
+        // contract); `ArgF32::new` and `start` require only the target features this function
+        // is compiled with beyond that.
+        unsafe {
+            let c = ArgF32::new(m, if t == 1.0 { 1.0 } else { 1.0 / t });
+            Some(Pending::start(
+                log,
+                exp,
+                t == 1.0,
+                src,
+                dst,
+                n,
+                factor,
+                c,
+                log_sum,
+            ))
+        }
     }
 }
 
@@ -671,33 +829,52 @@ unsafe fn exp_sum_overlapped_impl(
     // Decided before `of_block` starts writing (a write in place must happen once).
     let mut pend = None;
     if vector_inv(t) {
-        pend = write.and_then(|w| Pending::of_block(w));
+        // SAFETY: `write` is valid as `BlockWrite::run` requires and disjoint from `src` and
+        // `exps` (this function's contract), so nothing else touches its memory here; the
+        // pending write is finished and fenced below (the early return only happens without
+        // one). `of_block` requires only this function's target features beyond that.
+        pend = write.and_then(|w| unsafe { Pending::of_block(w) });
     }
     if !vector_inv(t) || (write.is_some() && pend.is_none()) {
-        return super::exp_sum_unfused(&F32, src, exps, n, m, t, write, ahead, ahead_n);
+        // SAFETY: this function's contract is `exp_sum_unfused`'s, and `F32`'s kernels require
+        // AVX-512F, AVX2 and FMA, which it also requires of the CPU.
+        return unsafe { super::exp_sum_unfused(&F32, src, exps, n, m, t, write, ahead, ahead_n) };
     }
-    let c = ArgF32::new(m, inv);
+    // SAFETY: `ArgF32::new` requires only the target features this function is compiled with.
+    let c = unsafe { ArgF32::new(m, inv) };
     let p = pend.as_mut();
     let store = !exps.is_null();
-    let sum = match (t == 1.0, store) {
-        (true, true) => exp_sum_pending_f32::<true, true, true>(src, exps, n, c, p, ahead, ahead_n),
-        (false, true) => {
-            exp_sum_pending_f32::<false, true, true>(src, exps, n, c, p, ahead, ahead_n)
-        }
-        (true, false) => {
-            exp_sum_pending_f32::<true, false, true>(src, exps, n, c, p, ahead, ahead_n)
-        }
-        (false, false) => {
-            exp_sum_pending_f32::<false, false, true>(src, exps, n, c, p, ahead, ahead_n)
+    // SAFETY: `src` is valid for reads of `n` and, when `store`, `exps` for writes of `n`, the
+    // same or disjoint (this function's contract); `p` was started by `of_block` on `write`,
+    // disjoint from both; `ahead` is only prefetched. `exp_sum_pending_f32` requires only this
+    // function's target features beyond that.
+    let sum = unsafe {
+        match (t == 1.0, store) {
+            (true, true) => {
+                exp_sum_pending_f32::<true, true, true>(src, exps, n, c, p, ahead, ahead_n)
+            }
+            (false, true) => {
+                exp_sum_pending_f32::<false, true, true>(src, exps, n, c, p, ahead, ahead_n)
+            }
+            (true, false) => {
+                exp_sum_pending_f32::<true, false, true>(src, exps, n, c, p, ahead, ahead_n)
+            }
+            (false, false) => {
+                exp_sum_pending_f32::<false, false, true>(src, exps, n, c, p, ahead, ahead_n)
+            }
         }
     };
     if let Some(p) = pend.as_mut() {
-        p.finish();
+        // SAFETY: `p` was started by `of_block` on `write`, whose memory is still as `start`
+        // required; the fence its non-temporal stores need follows.
+        unsafe { p.finish() };
         _mm_sfence();
     }
     sum
 }
 
+/// # Safety
+/// As [`super::exp_sum_overlapped`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn exp_sum_overlapped_f32(
     src: *const f32,
@@ -711,7 +888,7 @@ unsafe fn exp_sum_overlapped_f32(
 ) -> f64 {
     // SAFETY: this function is only reachable through `F32`, which `kernels_for` hands out
     // only on a CPU with AVX-512F; the rest is the caller's contract.
-    exp_sum_overlapped_impl(src, exps, n, m, t, write, ahead, ahead_n)
+    unsafe { exp_sum_overlapped_impl(src, exps, n, m, t, write, ahead, ahead_n) }
 }
 
 /// # Safety
@@ -725,29 +902,39 @@ pub(crate) unsafe fn exp_store_sum_f32(
     m: f32,
     t: f64,
 ) -> f64 {
-    if t == 1.0 {
-        return exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0));
+    // SAFETY: `src` and `dst` are as `exp_sum_f32` (with STORE) and `scalar::exp_store_sum`
+    // require (this function's contract); `exp_sum_f32` and `ArgF32::new` require only the
+    // target features this function is compiled with beyond that.
+    unsafe {
+        if t == 1.0 {
+            return exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0));
+        }
+        let inv = 1.0 / t;
+        if !vector_inv(t) {
+            // Extreme temperatures (see `vector_inv`): the portable twin divides instead.
+            return scalar::exp_store_sum(src, dst, n, m, t);
+        }
+        exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv))
     }
-    let inv = 1.0 / t;
-    if !vector_inv(t) {
-        // Extreme temperatures (see `vector_inv`): the portable twin divides instead.
-        return scalar::exp_store_sum(src, dst, n, m, t);
-    }
-    exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv))
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
 pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
     let (p, n) = (x.as_ptr(), x.len());
-    if t == 1.0 {
-        return exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0));
+    // SAFETY: `p` is valid for reads of the `n` elements of `x`; without STORE `exp_sum_f32`
+    // does not use its null `dst`. `exp_sum_f32` and `ArgF32::new` require only the target
+    // features this function is compiled with beyond that.
+    unsafe {
+        if t == 1.0 {
+            return exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0));
+        }
+        let inv = 1.0 / t;
+        if !vector_inv(t) {
+            return scalar::sum_exp(x, m, t);
+        }
+        exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv))
     }
-    let inv = 1.0 / t;
-    if !vector_inv(t) {
-        return scalar::sum_exp(x, m, t);
-    }
-    exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv))
 }
 
 /// # Safety
@@ -758,24 +945,33 @@ pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
     let f = _mm512_set1_ps(factor as f32);
     let mut i = 0;
     while i + 64 <= n {
-        let v0 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i)), f);
-        let v1 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 16)), f);
-        let v2 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 32)), f);
-        let v3 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 48)), f);
-        _mm512_storeu_ps(dst.add(i), v0);
-        _mm512_storeu_ps(dst.add(i + 16), v1);
-        _mm512_storeu_ps(dst.add(i + 32), v2);
-        _mm512_storeu_ps(dst.add(i + 48), v3);
+        // SAFETY: `i + 64 <= n`: the 64 elements from `dst + i` are readable and writable
+        // (# Safety).
+        unsafe {
+            let v0 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i)), f);
+            let v1 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 16)), f);
+            let v2 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 32)), f);
+            let v3 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 48)), f);
+            _mm512_storeu_ps(dst.add(i), v0);
+            _mm512_storeu_ps(dst.add(i + 16), v1);
+            _mm512_storeu_ps(dst.add(i + 32), v2);
+            _mm512_storeu_ps(dst.add(i + 48), v3);
+        }
         i += 64;
     }
     while i + 16 <= n {
-        _mm512_storeu_ps(dst.add(i), _mm512_mul_ps(_mm512_loadu_ps(dst.add(i)), f));
+        // SAFETY: `i + 16 <= n`: the 16 elements from `dst + i` are readable and writable.
+        unsafe { _mm512_storeu_ps(dst.add(i), _mm512_mul_ps(_mm512_loadu_ps(dst.add(i)), f)) };
         i += 16;
     }
     if i < n {
         let k = mask16(n - i);
-        let v = _mm512_maskz_loadu_ps(k, dst.add(i));
-        _mm512_mask_storeu_ps(dst.add(i), k, _mm512_mul_ps(v, f));
+        // SAFETY: `i < n`, and `k` enables only the `n - i` lanes left from `dst + i`, readable
+        // and writable; masked-off lanes are not accessed.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(k, dst.add(i));
+            _mm512_mask_storeu_ps(dst.add(i), k, _mm512_mul_ps(v, f));
+        }
     }
 }
 
@@ -790,7 +986,9 @@ unsafe fn log_f32<const UNIT: bool>(c: ArgF32, ls: __m512, x: __m512) -> __m512 
     if UNIT {
         _mm512_sub_ps(d, ls)
     } else {
-        log_scaled(d, c.s, ls)
+        // SAFETY: `log_scaled` requires only the target features this function is compiled
+        // with (avx512f, avx2, fma).
+        unsafe { log_scaled(d, c.s, ls) }
     }
 }
 
@@ -805,6 +1003,8 @@ unsafe fn log_scaled(d: __m512, s: InvF32, ls: __m512) -> __m512 {
     _mm512_fmadd_ps(d, s.hi, _mm512_fmsub_ps(clamped, s.lo, ls))
 }
 
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint; AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn write_log_f32<const UNIT: bool>(
@@ -816,9 +1016,14 @@ unsafe fn write_log_f32<const UNIT: bool>(
     stream: bool,
 ) {
     let ls = _mm512_set1_ps(log_sum as f32);
-    map_ps!(src, dst, n, stream, |x| log_f32::<UNIT>(c, ls, x));
+    map_ps!(src, dst, n, stream, |x| {
+        // SAFETY: `log_f32` requires only the target features this function is compiled with.
+        unsafe { log_f32::<UNIT>(c, ls, x) }
+    });
 }
 
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint; AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn exp_scale_f32_impl<const UNIT: bool>(
@@ -830,10 +1035,11 @@ unsafe fn exp_scale_f32_impl<const UNIT: bool>(
     stream: bool,
 ) {
     let f = _mm512_set1_ps(factor as f32);
-    map_ps!(src, dst, n, stream, |x| _mm512_mul_ps(
-        exp_arg::<UNIT>(c, x),
-        f
-    ));
+    map_ps!(src, dst, n, stream, |x| {
+        // SAFETY: `exp_arg` requires only the target features this function is compiled with.
+        let e = unsafe { exp_arg::<UNIT>(c, x) };
+        _mm512_mul_ps(e, f)
+    });
 }
 
 /// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f32` then `scale_f32` give.
@@ -851,15 +1057,22 @@ pub(crate) unsafe fn exp_scale_f32(
     factor: f64,
     stream: bool,
 ) {
-    if t == 1.0 {
-        return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor, stream);
+    // SAFETY: `src` and `dst` are as `exp_scale_f32_impl` and `scalar::exp_store_sum` require
+    // (this function's contract: `n` elements, the same or disjoint); `scale_f32` then reads
+    // and writes the `n` elements of `dst` just written. `exp_scale_f32_impl`, `scale_f32` and
+    // `ArgF32::new` require only the target features this function is compiled with beyond
+    // that.
+    unsafe {
+        if t == 1.0 {
+            return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor, stream);
+        }
+        let inv = 1.0 / t;
+        if !vector_inv(t) {
+            scalar::exp_store_sum(src, dst, n, m, t);
+            return scale_f32(dst, n, factor);
+        }
+        exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor, stream)
     }
-    let inv = 1.0 / t;
-    if !vector_inv(t) {
-        scalar::exp_store_sum(src, dst, n, m, t);
-        return scale_f32(dst, n, factor);
-    }
-    exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor, stream)
 }
 
 /// # Safety
@@ -875,14 +1088,19 @@ pub(crate) unsafe fn write_log_softmax_f32(
     log_sum: f64,
     stream: bool,
 ) {
-    if t == 1.0 {
-        return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum, stream);
+    // SAFETY: `src` and `dst` are as `write_log_f32` and `scalar::write_log_softmax` require
+    // (this function's contract); `write_log_f32` and `ArgF32::new` require only the target
+    // features this function is compiled with beyond that.
+    unsafe {
+        if t == 1.0 {
+            return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum, stream);
+        }
+        let inv = 1.0 / t;
+        if !vector_inv(t) {
+            return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
+        }
+        write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum, stream)
     }
-    let inv = 1.0 / t;
-    if !vector_inv(t) {
-        return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
-    }
-    write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum, stream)
 }
 
 /// dst = src * factor: the bits `scale_f32` gives.
@@ -902,19 +1120,28 @@ pub(crate) unsafe fn scale_to_f32(
     map_ps!(src, dst, n, stream, |x| _mm512_mul_ps(x, f));
 }
 
-rows_kernel!(
-    rows_f32_general,
-    f32,
-    "avx512f,avx2,fma",
-    max_f32_impl,
-    exp_store_sum_f32,
-    sum_exp_f32_impl,
-    scale_f32,
-    scale_to_f32,
-    exp_scale_f32,
-    write_log_softmax_f32,
-    super::row_ln_f32
-);
+/// `rows_f32_general`, from `rows_kernel!`. Its body is in `mod.rs` and has no `unsafe` blocks
+/// (it predates `unsafe_op_in_unsafe_fn` here), so the lint is allowed for this expansion only;
+/// the module exists because an `allow` on the macro call itself is ignored.
+#[allow(unsafe_op_in_unsafe_fn)]
+mod rows_general_f32 {
+    use super::*;
+
+    rows_kernel!(
+        rows_f32_general,
+        f32,
+        "avx512f,avx2,fma",
+        max_f32_impl,
+        exp_store_sum_f32,
+        sum_exp_f32_impl,
+        scale_f32,
+        scale_to_f32,
+        exp_scale_f32,
+        write_log_softmax_f32,
+        crate::kernels::row_ln_f32
+    );
+}
+use rows_general_f32::rows_f32_general;
 
 /// The many-rows kernel. Rows stored one after the other at one temperature, up to
 /// [`PACKED_MAX`](super::PACKED_MAX) elements, go 16 at a time through [`rows_f32_packed`];
@@ -941,56 +1168,82 @@ unsafe fn rows_f32(
     store: super::Store,
 ) {
     if n > super::PACKED_MAX {
-        return rows_f32_long(
-            op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
-        );
+        // SAFETY: this function's contract is `rows_f32_long`'s, and `n > PACKED_MAX > 16`.
+        return unsafe {
+            rows_f32_long(
+                op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
+            )
+        };
     }
     if n == 0 {
         return;
     }
-    let first = super::packed_groups::<16>(
-        op,
-        src,
-        src_step,
-        dst,
-        dst_step,
-        n,
-        count,
-        temps,
-        temp_step,
-        if n > 16 {
-            rows_f32_packed::<true, true>
-        } else {
-            rows_f32_packed::<true, false>
-        },
-        if n > 16 {
-            rows_f32_packed::<false, true>
-        } else {
-            rows_f32_packed::<false, false>
-        },
-    );
+    // SAFETY: this function's contract is `packed_groups`' (`Kernels::rows`), with
+    // `1 <= n <= PACKED_MAX`; `packed_groups` calls the kernels only with `n >= 2`, on whole
+    // groups of 16 rows stored one after the other (`16 n` elements) and a normal reciprocal
+    // temperature, as `rows_f32_packed` requires (LONG exactly when `n > 16`), and they need
+    // AVX-512F, AVX2 and FMA, which this function's contract requires of the CPU.
+    let first = unsafe {
+        super::packed_groups::<16>(
+            op,
+            src,
+            src_step,
+            dst,
+            dst_step,
+            n,
+            count,
+            temps,
+            temp_step,
+            if n > 16 {
+                rows_f32_packed::<true, true>
+            } else {
+                rows_f32_packed::<true, false>
+            },
+            if n > 16 {
+                rows_f32_packed::<false, true>
+            } else {
+                rows_f32_packed::<false, false>
+            },
+        )
+    };
     // The rows the packed kernel left.
     let rest = count - first;
-    let (src, dst, temps) = (
-        src.add(first * src_step),
-        dst.add(first * dst_step),
-        temps.add(first * temp_step),
-    );
+    // SAFETY: `first <= count`. With `first == 0` the pointers stay; else `packed_groups`
+    // took the call, so the rows are stored one after the other (`src_step == dst_step == n`)
+    // at one temperature (`temp_step == 0`), and `first` rows on is row `first` of `src` and
+    // `dst`, or one past the end of the last row.
+    let (src, dst, temps) = unsafe {
+        (
+            src.add(first * src_step),
+            dst.add(first * dst_step),
+            temps.add(first * temp_step),
+        )
+    };
     if n > 16 {
-        return rows_f32_long(
-            op, src, src_step, dst, dst_step, n, rest, temps, temp_step, store,
-        );
+        // SAFETY: the `rest` rows from row `first` are rows of this function's contract, as
+        // `rows_f32_long` requires, and `n > 16`.
+        return unsafe {
+            rows_f32_long(
+                op, src, src_step, dst, dst_step, n, rest, temps, temp_step, store,
+            )
+        };
     }
-    in_groups(
-        src,
-        src_step,
-        dst,
-        dst_step,
-        temps,
-        temp_step,
-        rest,
-        |s, d, t, g| rows_f32_short(op, s, src_step, d, dst_step, n, g, t, temp_step),
-    );
+    // SAFETY: the `rest` rows from row `first` are rows of this function's contract, as
+    // `in_groups` requires. It calls the closure with the first row of up to 16 consecutive
+    // ones among them (`g <= 16`), and `1 <= n <= 16` here, as `rows_f32_short` requires,
+    // whose AVX-512F this function's contract also requires of the CPU.
+    unsafe {
+        in_groups(
+            src,
+            src_step,
+            dst,
+            dst_step,
+            temps,
+            temp_step,
+            rest,
+            |s, d, t, g| rows_f32_short(op, s, src_step, d, dst_step, n, g, t, temp_step),
+        )
+    };
 }
 
 /// Calls `f(src, dst, temps, len)` on `count` rows in groups of up to [`SHORT_GROUP`]
@@ -1013,12 +1266,16 @@ unsafe fn in_groups(
     let mut first = 0;
     while first < count {
         let g = SHORT_GROUP.min(count - first);
-        f(
-            src.add(first * src_step),
-            dst.add(first * dst_step),
-            temps.add(first * temp_step),
-            g,
-        );
+        // SAFETY: `first < count`: these are row `first`'s addresses and its temperature's,
+        // within the rows and temperatures of this function's contract.
+        let (s, d, t) = unsafe {
+            (
+                src.add(first * src_step),
+                dst.add(first * dst_step),
+                temps.add(first * temp_step),
+            )
+        };
+        f(s, d, t, g);
         first += g;
     }
 }
@@ -1043,25 +1300,40 @@ unsafe fn rows_f32_long(
     temp_step: usize,
     store: super::Store,
 ) {
-    let temp = |r: usize| *temps.add(r * temp_step);
+    let temp = |r: usize| {
+        // SAFETY: called only with `r < count`: row `r`'s temperature, readable (this
+        // function's contract).
+        unsafe { *temps.add(r * temp_step) }
+    };
     let vector_temps =
         (0..if temp_step == 0 { count.min(1) } else { count }).all(|r| vector_inv(temp(r)));
     let softmax = op == crate::row::Op::Softmax;
     if n <= MEDIUM_MAX && store == super::Store::Cached && !softmax {
-        in_groups(
-            src,
-            src_step,
-            dst,
-            dst_step,
-            temps,
-            temp_step,
-            count,
-            |s, d, t, g| log_softmax_f32_medium(s, src_step, d, dst_step, n, g, t, temp_step),
-        );
+        // SAFETY: this function's rows, as `in_groups` requires. It calls the closure with the
+        // first row of up to 16 consecutive ones among them (`g <= 16`), and
+        // `17 <= n <= MEDIUM_MAX` here, as `log_softmax_f32_medium` requires, whose AVX-512F
+        // this function's contract also requires of the CPU.
+        unsafe {
+            in_groups(
+                src,
+                src_step,
+                dst,
+                dst_step,
+                temps,
+                temp_step,
+                count,
+                |s, d, t, g| log_softmax_f32_medium(s, src_step, d, dst_step, n, g, t, temp_step),
+            )
+        };
         return;
     }
     if store == super::Store::Cached && vector_temps {
-        return rows_f32_cached(op, src, src_step, dst, dst_step, n, count, temps, temp_step);
+        // SAFETY: this function's contract is `rows_f32_cached`'s, and every temperature has
+        // a normal reciprocal or is 1 (`vector_temps`; with `temp_step == 0` every row reads
+        // the first one).
+        return unsafe {
+            rows_f32_cached(op, src, src_step, dst, dst_step, n, count, temps, temp_step)
+        };
     }
     let mut scratch = if softmax {
         super::Scratch::take(2 * n * std::mem::size_of::<f32>())
@@ -1069,52 +1341,80 @@ unsafe fn rows_f32_long(
         None
     };
     if store != super::Store::Stream || !vector_temps || (softmax && scratch.is_none()) {
-        return rows_f32_general(
-            op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
-        );
+        // SAFETY: this function's contract is `rows_f32_general`'s (`Kernels::rows`, with the
+        // CPU features this function requires too).
+        return unsafe {
+            rows_f32_general(
+                op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
+            )
+        };
     }
     let bufs = scratch.as_mut().map_or([std::ptr::null_mut(); 2], |sc| {
         let p = sc.ptr::<f32>();
-        [p, p.add(n)]
+        // SAFETY: the scratch buffer holds at least `2 n` `f32`, so `p + n` is inside it.
+        [p, unsafe { p.add(n) }]
     });
     let mut pending: Option<Pending> = None;
     for r in 0..count {
-        let s = src.add(r * src_step);
-        let d = dst.add(r * dst_step);
+        // SAFETY: `r < count`: row `r` of `src` and `dst` (this function's contract).
+        let (s, d) = unsafe { (src.add(r * src_step), dst.add(r * dst_step)) };
         let t = temp(r);
         // The row ROWS_PREFETCH_AHEAD rows on is asked for during this row's exp pass, a few
         // lines per loop turn.
         let (ahead, ahead_n) = if r + super::ROWS_PREFETCH_AHEAD < count {
-            (src.add((r + super::ROWS_PREFETCH_AHEAD) * src_step), n)
+            // SAFETY: row `r + ROWS_PREFETCH_AHEAD < count` exists: this is its start.
+            let a = unsafe { src.add((r + super::ROWS_PREFETCH_AHEAD) * src_step) };
+            (a, n)
         } else {
             (std::ptr::null(), 0)
         };
-        let (m, nan) = max_f32_impl(std::slice::from_raw_parts(s, n));
+        // SAFETY: `s` is valid for reads of `n` aligned `f32` (row `r`), nothing writes them
+        // while the slice lives, and `n <= BLOCK` elements are far below `isize::MAX` bytes;
+        // `max_f32_impl` requires only the target features this function is compiled with.
+        let (m, nan) = unsafe { max_f32_impl(std::slice::from_raw_parts(s, n)) };
         if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
             if let Some(p) = pending.as_mut() {
-                p.finish();
+                // SAFETY: `p` is the previous row's, started below on memory that no one
+                // else has accessed since (the rows do not overlap one another); the fence
+                // its non-temporal stores need is at the end of this function.
+                unsafe { p.finish() };
             }
             pending = None;
             // Contract S6.
             for i in 0..n {
-                *d.add(i) = f32::NAN;
+                // SAFETY: `i < n`: in row `r` of `dst`, valid for writes of `n` aligned `f32`.
+                unsafe { *d.add(i) = f32::NAN };
             }
             continue;
         }
         let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
-        let c = ArgF32::new(m, inv);
+        // SAFETY: `ArgF32::new` requires only the target features this function is compiled
+        // with.
+        let c = unsafe { ArgF32::new(m, inv) };
         let e = bufs[r % 2];
         // As `exp_store_sum_f32` (softmax, exps kept) or `sum_exp_f32_impl` (log-softmax).
         let pend = pending.as_mut();
         let (a, an) = (ahead, ahead_n);
-        let total = match (t == 1.0, softmax) {
-            (true, true) => exp_sum_pending_f32::<true, true, true>(s, e, n, c, pend, a, an),
-            (false, true) => exp_sum_pending_f32::<false, true, true>(s, e, n, c, pend, a, an),
-            (true, false) => exp_sum_pending_f32::<true, false, true>(s, e, n, c, pend, a, an),
-            (false, false) => exp_sum_pending_f32::<false, false, true>(s, e, n, c, pend, a, an),
+        // SAFETY: `s` is valid for reads of `n` (row `r`); with STORE (softmax) `e` is one of
+        // the two halves of the scratch buffer, `n` `f32` each, disjoint from every row.
+        // `pend` is the previous row's write, started below: its destination is row `r - 1`
+        // of `dst` and its source that row of `src` or the other half of the buffer, all
+        // disjoint from `s` and `e` (the rows do not overlap one another). `a` is only
+        // prefetched. `exp_sum_pending_f32` requires only this function's target features
+        // beyond that.
+        let total = unsafe {
+            match (t == 1.0, softmax) {
+                (true, true) => exp_sum_pending_f32::<true, true, true>(s, e, n, c, pend, a, an),
+                (false, true) => exp_sum_pending_f32::<false, true, true>(s, e, n, c, pend, a, an),
+                (true, false) => exp_sum_pending_f32::<true, false, true>(s, e, n, c, pend, a, an),
+                (false, false) => {
+                    exp_sum_pending_f32::<false, false, true>(s, e, n, c, pend, a, an)
+                }
+            }
         };
         if let Some(p) = pending.as_mut() {
-            p.finish();
+            // SAFETY: as for the `finish` above.
+            unsafe { p.finish() };
         }
         let ls = if softmax {
             0.0
@@ -1122,20 +1422,20 @@ unsafe fn rows_f32_long(
             super::row_ln_f32(total)
         };
         let src = if softmax { e } else { s };
-        pending = Some(Pending::start(
-            !softmax,
-            false,
-            t == 1.0,
-            src,
-            d,
-            n,
-            1.0 / total,
-            c,
-            ls,
-        ));
+        // SAFETY: `src` is `e` (softmax: its `n` exps just written, and that half of the
+        // buffer is next written two rows on, after this write is finished) or `s` (row `r`
+        // of the source); `d` is row `r` of `dst`, valid for writes of `n`, the same as or
+        // disjoint from `s` and disjoint from `e`. Until the write is finished (during the
+        // next row, or after the loop) only it accesses `d`, and nothing writes `src`; the
+        // fence follows the loop. `start` requires only this function's target features
+        // beyond that.
+        pending = Some(unsafe {
+            Pending::start(!softmax, false, t == 1.0, src, d, n, 1.0 / total, c, ls)
+        });
     }
     if let Some(p) = pending.as_mut() {
-        p.finish();
+        // SAFETY: as for the `finish` in the loop; the fence follows.
+        unsafe { p.finish() };
     }
     _mm_sfence();
 }
@@ -1163,46 +1463,71 @@ unsafe fn rows_f32_cached(
 ) {
     let softmax = op == crate::row::Op::Softmax;
     for r in 0..count {
-        let s = src.add(r * src_step);
-        let d = dst.add(r * dst_step);
-        let t = *temps.add(r * temp_step);
+        // SAFETY: `r < count`: row `r` of `src` and `dst`, and its temperature, readable (this
+        // function's contract).
+        let (s, d, t) = unsafe {
+            (
+                src.add(r * src_step),
+                dst.add(r * dst_step),
+                *temps.add(r * temp_step),
+            )
+        };
         let (a, an) = if r + super::ROWS_PREFETCH_AHEAD < count {
-            (src.add((r + super::ROWS_PREFETCH_AHEAD) * src_step), n)
+            // SAFETY: row `r + ROWS_PREFETCH_AHEAD < count` exists: this is its start.
+            let a = unsafe { src.add((r + super::ROWS_PREFETCH_AHEAD) * src_step) };
+            (a, n)
         } else {
             (std::ptr::null(), 0)
         };
-        let (m, nan) = max_f32_impl(std::slice::from_raw_parts(s, n));
+        // SAFETY: `s` is valid for reads of `n` aligned `f32` (row `r`), nothing writes them
+        // while the slice lives, and `n <= BLOCK` elements are far below `isize::MAX` bytes;
+        // `max_f32_impl` requires only the target features this function is compiled with.
+        let (m, nan) = unsafe { max_f32_impl(std::slice::from_raw_parts(s, n)) };
         if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
             // Contract S6.
             for i in 0..n {
-                *d.add(i) = f32::NAN;
+                // SAFETY: `i < n`: in row `r` of `dst`, valid for writes of `n` aligned `f32`.
+                unsafe { *d.add(i) = f32::NAN };
             }
             continue;
         }
         let unit = t == 1.0;
-        let c = ArgF32::new(m, if unit { 1.0 } else { 1.0 / t });
+        // SAFETY: `ArgF32::new` requires only the target features this function is compiled
+        // with.
+        let c = unsafe { ArgF32::new(m, if unit { 1.0 } else { 1.0 / t }) };
         let none = None;
         if softmax {
             // As `exp_store_sum_f32` then `scale_f32`.
-            let total = if unit {
-                exp_sum_pending_f32::<true, true, false>(s, d, n, c, none, a, an)
-            } else {
-                exp_sum_pending_f32::<false, true, false>(s, d, n, c, none, a, an)
-            };
-            scale_f32(d, n, 1.0 / total);
+            // SAFETY: `s` is valid for reads and `d` for writes of `n` (row `r`), the same or
+            // disjoint; `a` is only prefetched; `scale_f32` then reads and writes the `n`
+            // elements of `d` just written. Both require only this function's target features
+            // beyond that.
+            unsafe {
+                let total = if unit {
+                    exp_sum_pending_f32::<true, true, false>(s, d, n, c, none, a, an)
+                } else {
+                    exp_sum_pending_f32::<false, true, false>(s, d, n, c, none, a, an)
+                };
+                scale_f32(d, n, 1.0 / total);
+            }
         } else {
             // As `sum_exp_f32_impl` then `write_log_softmax_f32`.
             let e = std::ptr::null_mut();
-            let total = if unit {
-                exp_sum_pending_f32::<true, false, false>(s, e, n, c, none, a, an)
-            } else {
-                exp_sum_pending_f32::<false, false, false>(s, e, n, c, none, a, an)
-            };
-            let ls = super::row_ln_f32(total);
-            if unit {
-                write_log_f32::<true>(s, d, n, c, ls, false);
-            } else {
-                write_log_f32::<false>(s, d, n, c, ls, false);
+            // SAFETY: `s` is valid for reads and `d` for writes of `n` (row `r`), the same or
+            // disjoint; without STORE the null `e` is not used; `a` is only prefetched. Both
+            // functions require only this function's target features beyond that.
+            unsafe {
+                let total = if unit {
+                    exp_sum_pending_f32::<true, false, false>(s, e, n, c, none, a, an)
+                } else {
+                    exp_sum_pending_f32::<false, false, false>(s, e, n, c, none, a, an)
+                };
+                let ls = super::row_ln_f32(total);
+                if unit {
+                    write_log_f32::<true>(s, d, n, c, ls, false);
+                } else {
+                    write_log_f32::<false>(s, d, n, c, ls, false);
+                }
             }
         }
     }
@@ -1213,13 +1538,20 @@ const SHORT_GROUP: usize = 16;
 
 /// The lanewise maximum of a row of `16 full` elements and a `tail` (lanes past the row's end
 /// read -inf), as the multi-vector kernels batch it.
+///
+/// # Safety
+/// `p` valid for reads of `16 full` elements and of the lanes `tail` enables after them;
+/// AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn row_lane_max(p: *const f32, full: usize, tail: __mmask16) -> __m512 {
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let mut m = _mm512_mask_loadu_ps(ninf, tail, p.add(16 * full));
+    // SAFETY: the lanes `tail` enables from `p + 16 full` are readable (# Safety); masked-off
+    // lanes are not accessed.
+    let mut m = unsafe { _mm512_mask_loadu_ps(ninf, tail, p.add(16 * full)) };
     for v in 0..full {
-        m = _mm512_max_ps(_mm512_loadu_ps(p.add(16 * v)), m);
+        // SAFETY: `v < full`: the 16 elements from `p + 16 v` are readable (# Safety).
+        m = _mm512_max_ps(unsafe { _mm512_loadu_ps(p.add(16 * v)) }, m);
     }
     m
 }
@@ -1228,6 +1560,10 @@ unsafe fn row_lane_max(p: *const f32, full: usize, tail: __mmask16) -> __m512 {
 /// vectors: each 64 elements add their four values in `f32` first, then whole vectors, then the
 /// `tail` vector, whose lanes past the row's end read `fill` (so that `value` makes them 0).
 /// `hsum_pd` (or [`hsum_of_each`]) of it is the row's sum, with the block kernels' bits.
+///
+/// # Safety
+/// `p` valid for reads of `n` elements; `tail` enables at most the `n % 16` lanes after the
+/// last whole vector; AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn row_sum_halves(
@@ -1240,22 +1576,36 @@ unsafe fn row_sum_halves(
     let (mut a0, mut a1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
     let mut i = 0;
     while i + 64 <= n {
-        let e: [__m512; 4] = std::array::from_fn(|q| value(_mm512_loadu_ps(p.add(i + 16 * q))));
-        let s = _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3]));
-        a0 = _mm512_add_pd(a0, lo_pd(s));
-        a1 = _mm512_add_pd(a1, hi_pd(s));
+        // SAFETY: `i + 64 <= n`: the 16 elements from `p + i + 16 q` are readable for each
+        // `q < 4` (# Safety). `lo_pd` and `hi_pd` require only the target features this
+        // function is compiled with.
+        unsafe {
+            let e: [__m512; 4] = std::array::from_fn(|q| value(_mm512_loadu_ps(p.add(i + 16 * q))));
+            let s = _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3]));
+            a0 = _mm512_add_pd(a0, lo_pd(s));
+            a1 = _mm512_add_pd(a1, hi_pd(s));
+        }
         i += 64;
     }
     while i + 16 <= n {
-        let e = value(_mm512_loadu_ps(p.add(i)));
-        a0 = _mm512_add_pd(a0, lo_pd(e));
-        a1 = _mm512_add_pd(a1, hi_pd(e));
+        // SAFETY: `i + 16 <= n`: the 16 elements from `p + i` are readable (# Safety). `lo_pd`
+        // and `hi_pd` require only the target features this function is compiled with.
+        unsafe {
+            let e = value(_mm512_loadu_ps(p.add(i)));
+            a0 = _mm512_add_pd(a0, lo_pd(e));
+            a1 = _mm512_add_pd(a1, hi_pd(e));
+        }
         i += 16;
     }
     if i < n {
-        let e = value(_mm512_mask_loadu_ps(fill, tail, p.add(i)));
-        a0 = _mm512_add_pd(a0, lo_pd(e));
-        a1 = _mm512_add_pd(a1, hi_pd(e));
+        // SAFETY: `i` is `16 (n / 16)` here, and `tail` enables at most the `n % 16` lanes
+        // from `p + i`, all readable (# Safety); masked-off lanes are not accessed. `lo_pd`
+        // and `hi_pd` require only the target features this function is compiled with.
+        unsafe {
+            let e = value(_mm512_mask_loadu_ps(fill, tail, p.add(i)));
+            a0 = _mm512_add_pd(a0, lo_pd(e));
+            a1 = _mm512_add_pd(a1, hi_pd(e));
+        }
     }
     _mm512_add_pd(a0, a1)
 }
@@ -1298,7 +1648,11 @@ unsafe fn log_softmax_f32_medium(
     let full = n / 16;
     let tail = mask16(n % 16);
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let temp = |j: usize| *temps.add(j * temp_step);
+    let temp = |j: usize| {
+        // SAFETY: called only with `j < count`: row `j`'s temperature, readable (this
+        // function's contract).
+        unsafe { *temps.add(j * temp_step) }
+    };
     let mut inv = [1.0f64; SHORT_GROUP];
     // Rows whose temperature has no normal reciprocal go alone through the block kernels, as
     // their portable fallback requires.
@@ -1314,67 +1668,105 @@ unsafe fn log_softmax_f32_medium(
                 continue;
             }
         }
-        *l = row_lane_max(src.add(j * src_step), full, tail);
+        // SAFETY: `j < count`: row `j` of `src`, valid for reads of its `n = 16 full + n % 16`
+        // elements, the lanes `tail` enables after the whole vectors; `row_lane_max` requires
+        // only this function's target features beyond that.
+        *l = unsafe { row_lane_max(src.add(j * src_step), full, tail) };
     }
     // Exact for rows without NaN whatever the order (a row with NaN is caught below through its
     // sum, as in `rows_f32_short`).
     let mut ms = [0.0f32; SHORT_GROUP];
-    _mm512_storeu_ps(ms.as_mut_ptr(), max_of_each(&lanes));
+    // SAFETY: `ms` holds the 16 `f32` stored; `max_of_each` requires only the target features
+    // this function is compiled with.
+    unsafe { _mm512_storeu_ps(ms.as_mut_ptr(), max_of_each(&lanes)) };
     let mut halves = [_mm512_setzero_pd(); SHORT_GROUP];
     for (j, half) in halves.iter_mut().enumerate().take(count) {
         if alone & (1 << j) != 0 {
             continue;
         }
-        let c = ArgF32::new(ms[j], inv[j]);
+        // SAFETY: `ArgF32::new` requires only the target features this function is compiled
+        // with.
+        let c = unsafe { ArgF32::new(ms[j], inv[j]) };
         let unit = temp(j) == 1.0;
         let exp = |x: __m512| {
-            if unit {
-                exp_arg::<true>(c, x)
-            } else {
-                exp_arg::<false>(c, x)
+            // SAFETY: `exp_arg` requires only the target features this function is compiled
+            // with.
+            unsafe {
+                if unit {
+                    exp_arg::<true>(c, x)
+                } else {
+                    exp_arg::<false>(c, x)
+                }
             }
         };
         // Lanes past the end read -inf, whose exp is exactly 0.
-        *half = row_sum_halves(src.add(j * src_step), n, tail, ninf, exp);
+        // SAFETY: `j < count`: row `j` of `src`, valid for reads of `n` elements, and `tail`
+        // enables its `n % 16` last lanes; `row_sum_halves` requires only this function's
+        // target features beyond that.
+        *half = unsafe { row_sum_halves(src.add(j * src_step), n, tail, ninf, exp) };
     }
-    let (tot_lo, tot_hi) = hsum_of_each(&halves);
+    // SAFETY: `hsum_of_each` requires only the target features this function is compiled
+    // with.
+    let (tot_lo, tot_hi) = unsafe { hsum_of_each(&halves) };
     let mut totals = [0.0f64; SHORT_GROUP];
-    _mm512_storeu_pd(totals.as_mut_ptr(), tot_lo);
-    _mm512_storeu_pd(totals.as_mut_ptr().add(8), tot_hi);
+    // SAFETY: `totals` holds 16 `f64`: the 8 stored from its start and the 8 from its 8th.
+    unsafe {
+        _mm512_storeu_pd(totals.as_mut_ptr(), tot_lo);
+        _mm512_storeu_pd(totals.as_mut_ptr().add(8), tot_hi);
+    }
     // row_ln(sum) of the 16 rows, rounded to f32 as `write_log_f32` rounds it.
     let mut ls = [0.0f32; SHORT_GROUP];
-    _mm512_storeu_ps(
-        ls.as_mut_ptr(),
-        narrow(row_ln_pd(tot_lo), row_ln_pd(tot_hi)),
-    );
+    // SAFETY: `ls` holds the 16 `f32` stored; `narrow` and `row_ln_pd` require only the target
+    // features this function is compiled with.
+    unsafe {
+        _mm512_storeu_ps(
+            ls.as_mut_ptr(),
+            narrow(row_ln_pd(tot_lo), row_ln_pd(tot_hi)),
+        )
+    };
     for j in 0..count {
-        let s = src.add(j * src_step);
-        let d = dst.add(j * dst_step);
+        // SAFETY: `j < count`: row `j` of `src` and `dst` (this function's contract).
+        let (s, d) = unsafe { (src.add(j * src_step), dst.add(j * dst_step)) };
         let t = temp(j);
         if alone & (1 << j) != 0 {
             let op = crate::row::Op::LogSoftmax;
-            rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, super::Store::Cached);
+            // SAFETY: row `j` alone, as `rows_f32_general` (`Kernels::rows`) requires: `s`
+            // valid for reads and `d` for writes of `n` elements, the same or disjoint, at the
+            // positive finite temperature `t` (this function's contract); it requires the
+            // CPU features this function's contract requires too.
+            unsafe { rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, super::Store::Cached) };
             continue;
         }
         let nan = totals[j].is_nan();
-        let c = ArgF32::new(ms[j], inv[j]);
+        // SAFETY: `ArgF32::new` requires only the target features this function is compiled
+        // with.
+        let c = unsafe { ArgF32::new(ms[j], inv[j]) };
         let v = _mm512_set1_ps(ls[j]);
         // Contract S6 for a NaN sum (see `rows_f32_short`), else `write_log_f32`.
         let y = |x: __m512| {
             if nan {
                 _mm512_set1_ps(f32::NAN)
             } else if t == 1.0 {
-                log_f32::<true>(c, v, x)
+                // SAFETY: `log_f32` requires only the target features this function is
+                // compiled with.
+                unsafe { log_f32::<true>(c, v, x) }
             } else {
-                log_f32::<false>(c, v, x)
+                // SAFETY: as above.
+                unsafe { log_f32::<false>(c, v, x) }
             }
         };
         for i in 0..full {
-            _mm512_storeu_ps(d.add(16 * i), y(_mm512_loadu_ps(s.add(16 * i))));
+            // SAFETY: `i < full`: the 16 elements from `s + 16 i` are readable and those from
+            // `d + 16 i` writable (row `j`, `n >= 16 full` elements).
+            unsafe { _mm512_storeu_ps(d.add(16 * i), y(_mm512_loadu_ps(s.add(16 * i)))) };
         }
         if tail != 0 {
-            let x = _mm512_mask_loadu_ps(ninf, tail, s.add(16 * full));
-            _mm512_mask_storeu_ps(d.add(16 * full), tail, y(x));
+            // SAFETY: `tail` enables the `n % 16` lanes from `s + 16 full` and `d + 16 full`,
+            // the end of row `j`, readable and writable; masked-off lanes are not accessed.
+            unsafe {
+                let x = _mm512_mask_loadu_ps(ninf, tail, s.add(16 * full));
+                _mm512_mask_storeu_ps(d.add(16 * full), tail, y(x));
+            }
         }
     }
 }
@@ -1410,7 +1802,8 @@ unsafe fn rows_f32_short(
     // their portable fallback requires.
     let mut alone: u32 = 0;
     for j in 0..count {
-        let t = *temps.add(j * temp_step);
+        // SAFETY: `j < count`: row `j`'s temperature, readable (this function's contract).
+        let t = unsafe { *temps.add(j * temp_step) };
         if t != 1.0 {
             inv[j] = 1.0 / t;
             if !vector_inv(t) {
@@ -1418,60 +1811,95 @@ unsafe fn rows_f32_short(
                 continue;
             }
         }
-        xs[j] = _mm512_mask_loadu_ps(ninf, k, src.add(j * src_step));
+        // SAFETY: `j < count`: row `j` of `src`, valid for reads of its `n` elements, the lanes
+        // `k` enables; masked-off lanes are not accessed.
+        xs[j] = unsafe { _mm512_mask_loadu_ps(ninf, k, src.add(j * src_step)) };
     }
     // Exact for rows without NaN whatever the order (a row with NaN is caught below through its
     // sum).
     let mut ms = [0.0f32; SHORT_GROUP];
-    _mm512_storeu_ps(ms.as_mut_ptr(), max_of_each(&xs));
+    // SAFETY: `ms` holds the 16 `f32` stored; `max_of_each` requires only the target features
+    // this function is compiled with.
+    unsafe { _mm512_storeu_ps(ms.as_mut_ptr(), max_of_each(&xs)) };
     let mut es = [_mm512_setzero_ps(); SHORT_GROUP];
     let mut halves = [_mm512_setzero_pd(); SHORT_GROUP];
     for j in 0..count {
-        let c = ArgF32::new(ms[j], inv[j]);
-        let e = if *temps.add(j * temp_step) == 1.0 {
-            exp_arg::<true>(c, xs[j])
-        } else {
-            exp_arg::<false>(c, xs[j])
-        };
-        es[j] = e;
-        // As the tail step of `exp_sum_f32` starting from zero accumulators.
-        halves[j] = _mm512_add_pd(lo_pd(e), hi_pd(e));
+        // SAFETY: `j < count`: row `j`'s temperature, readable (this function's contract).
+        // `ArgF32::new`, `exp_arg`, `lo_pd` and `hi_pd` require only the target features this
+        // function is compiled with.
+        unsafe {
+            let c = ArgF32::new(ms[j], inv[j]);
+            let e = if *temps.add(j * temp_step) == 1.0 {
+                exp_arg::<true>(c, xs[j])
+            } else {
+                exp_arg::<false>(c, xs[j])
+            };
+            es[j] = e;
+            // As the tail step of `exp_sum_f32` starting from zero accumulators.
+            halves[j] = _mm512_add_pd(lo_pd(e), hi_pd(e));
+        }
     }
-    let (tot_lo, tot_hi) = hsum_of_each(&halves);
+    // SAFETY: `hsum_of_each` requires only the target features this function is compiled
+    // with.
+    let (tot_lo, tot_hi) = unsafe { hsum_of_each(&halves) };
     let mut totals = [0.0f64; SHORT_GROUP];
-    _mm512_storeu_pd(totals.as_mut_ptr(), tot_lo);
-    _mm512_storeu_pd(totals.as_mut_ptr().add(8), tot_hi);
+    // SAFETY: `totals` holds 16 `f64`: the 8 stored from its start and the 8 from its 8th.
+    unsafe {
+        _mm512_storeu_pd(totals.as_mut_ptr(), tot_lo);
+        _mm512_storeu_pd(totals.as_mut_ptr().add(8), tot_hi);
+    }
     // 1 / sum (softmax) or row_ln(sum) (log-softmax) of the 16 rows, in f64 and rounded to f32.
     let (v_lo, v_hi) = match op {
         crate::row::Op::Softmax => {
             let one = _mm512_set1_pd(1.0);
             (_mm512_div_pd(one, tot_lo), _mm512_div_pd(one, tot_hi))
         }
-        crate::row::Op::LogSoftmax => (row_ln_pd(tot_lo), row_ln_pd(tot_hi)),
+        // SAFETY: `row_ln_pd` requires only the target features this function is compiled
+        // with.
+        crate::row::Op::LogSoftmax => unsafe { (row_ln_pd(tot_lo), row_ln_pd(tot_hi)) },
     };
     let mut v = [0.0f64; SHORT_GROUP];
-    _mm512_storeu_pd(v.as_mut_ptr(), v_lo);
-    _mm512_storeu_pd(v.as_mut_ptr().add(8), v_hi);
+    // SAFETY: `v` holds 16 `f64`: the 8 stored from its start and the 8 from its 8th.
+    unsafe {
+        _mm512_storeu_pd(v.as_mut_ptr(), v_lo);
+        _mm512_storeu_pd(v.as_mut_ptr().add(8), v_hi);
+    }
     let mut v32 = [0.0f32; SHORT_GROUP];
-    _mm512_storeu_ps(v32.as_mut_ptr(), narrow(v_lo, v_hi));
+    // SAFETY: `v32` holds the 16 `f32` stored; `narrow` requires only the target features this
+    // function is compiled with.
+    unsafe { _mm512_storeu_ps(v32.as_mut_ptr(), narrow(v_lo, v_hi)) };
     for j in 0..count {
-        let s = src.add(j * src_step);
-        let d = dst.add(j * dst_step);
-        let t = *temps.add(j * temp_step);
+        // SAFETY: `j < count`: row `j` of `src` and `dst`, and its temperature, readable (this
+        // function's contract).
+        let (s, d, t) = unsafe {
+            (
+                src.add(j * src_step),
+                dst.add(j * dst_step),
+                *temps.add(j * temp_step),
+            )
+        };
         if alone & (1 << j) != 0 {
-            rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, super::Store::Cached);
+            // SAFETY: row `j` alone, as `rows_f32_general` (`Kernels::rows`) requires: `s`
+            // valid for reads and `d` for writes of `n` elements, the same or disjoint, at the
+            // positive finite temperature `t` (this function's contract); it requires the
+            // CPU features this function's contract requires too.
+            unsafe { rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, super::Store::Cached) };
             continue;
         }
         if totals[j].is_nan() {
             // Contract S6. A NaN anywhere in the row gives a NaN exp; a +inf gives m = +inf
             // and inf - inf; no entry above -inf gives m = -inf and -inf - -inf. Every other row
             // has exps in [0, 1] and a finite sum.
-            _mm512_mask_storeu_ps(d, k, _mm512_set1_ps(f32::NAN));
+            // SAFETY: `k` enables the `n` lanes of row `j` of `dst`, writable; masked-off
+            // lanes are not accessed.
+            unsafe { _mm512_mask_storeu_ps(d, k, _mm512_set1_ps(f32::NAN)) };
             continue;
         }
         let y = match op {
             crate::row::Op::Softmax => _mm512_mul_ps(es[j], _mm512_set1_ps(v32[j])),
-            crate::row::Op::LogSoftmax => {
+            // SAFETY: `ArgF32::new` and `log_f32` require only the target features this
+            // function is compiled with.
+            crate::row::Op::LogSoftmax => unsafe {
                 let c = ArgF32::new(ms[j], inv[j]);
                 let ls = _mm512_set1_ps(v32[j]);
                 if t == 1.0 {
@@ -1479,9 +1907,11 @@ unsafe fn rows_f32_short(
                 } else {
                     log_f32::<false>(c, ls, xs[j])
                 }
-            }
+            },
         };
-        _mm512_mask_storeu_ps(d, k, y);
+        // SAFETY: `k` enables the `n` lanes of row `j` of `dst`, writable; masked-off lanes are
+        // not accessed.
+        unsafe { _mm512_mask_storeu_ps(d, k, y) };
     }
 }
 
@@ -1517,85 +1947,137 @@ unsafe fn rows_f32_packed<const UNIT: bool, const LONG: bool>(
     // Each row's lanewise maximum over its vectors.
     let mut xs = [ninf; SHORT_GROUP];
     for (r, x) in xs.iter_mut().enumerate() {
-        let p = src.add(r * n);
-        *x = if LONG {
-            row_lane_max(p, full, tail)
-        } else {
-            _mm512_mask_loadu_ps(ninf, k, p)
+        // SAFETY: `r < 16`: row `r`, the `n` elements from `src + r n`, is among the `16 n`
+        // readable ones. LONG reads its `16 full` elements and the `n % 16` lanes `tail`
+        // enables after them; else `k` enables its `n <= 16` lanes (masked-off lanes are not
+        // accessed). `row_lane_max` requires only this function's target features beyond that.
+        *x = unsafe {
+            let p = src.add(r * n);
+            if LONG {
+                row_lane_max(p, full, tail)
+            } else {
+                _mm512_mask_loadu_ps(ninf, k, p)
+            }
         };
     }
-    let m = max_of_each(&xs);
-    let s = InvF32::new(inv);
+    // SAFETY: `max_of_each`, `InvF32::new`, `Folds::none` and `Folds::of_rows` require only the
+    // target features this function is compiled with.
+    let (m, s) = unsafe { (max_of_each(&xs), InvF32::new(inv)) };
     let inv_v = _mm512_set1_pd(inv);
-    let fold = if UNIT {
-        Folds::none()
-    } else {
-        Folds::of_rows(m, inv)
+    // SAFETY: as above.
+    let fold = unsafe {
+        if UNIT {
+            Folds::none()
+        } else {
+            Folds::of_rows(m, inv)
+        }
     };
     // Only the first 16 n floats are written, then read (not zeroed first: for short rows
     // that would cost as much as the exps themselves).
     let mut exps_buf = std::mem::MaybeUninit::<[f32; super::PACKED_MAX * SHORT_GROUP]>::uninit();
     let exps = exps_buf.as_mut_ptr().cast::<f32>();
     for v in 0..n {
-        let row = _mm512_loadu_si512(rows.row_of[v].as_ptr().cast());
-        let x = _mm512_loadu_ps(src.add(16 * v));
+        // SAFETY: `v < n <= PACKED_MAX`: `rows.row_of[v]` holds the 16 `i32` read, and the 16
+        // elements from `src + 16 v` are among the `16 n` readable ones.
+        let (row, x) = unsafe {
+            (
+                _mm512_loadu_si512(rows.row_of[v].as_ptr().cast()),
+                _mm512_loadu_ps(src.add(16 * v)),
+            )
+        };
         let mv = _mm512_permutexvar_ps(row, m);
         // As `exp_arg`, with each lane's row maximum and its row's choice of form.
-        let e = if UNIT {
-            exp_ps(_mm512_sub_ps(x, mv))
-        } else {
-            let widened = || {
-                exp_ps(narrow(
-                    _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
-                    _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
-                ))
-            };
-            if fold.rows == 0xFFFF {
-                fold.exp(row, x, s)
-            } else if fold.rows == 0 {
-                widened()
+        // SAFETY: `exp_ps`, `narrow`, `lo_pd`, `hi_pd` and `Folds::exp` require only the target
+        // features this function is compiled with.
+        let e = unsafe {
+            if UNIT {
+                exp_ps(_mm512_sub_ps(x, mv))
             } else {
-                let lanes = _mm512_permutexvar_ps(row, fold.flags);
-                let lanes = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(lanes, _mm512_setzero_ps());
-                _mm512_mask_blend_ps(lanes, widened(), fold.exp(row, x, s))
+                let widened = || {
+                    exp_ps(narrow(
+                        _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
+                        _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
+                    ))
+                };
+                if fold.rows == 0xFFFF {
+                    fold.exp(row, x, s)
+                } else if fold.rows == 0 {
+                    widened()
+                } else {
+                    let lanes = _mm512_permutexvar_ps(row, fold.flags);
+                    let lanes = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(lanes, _mm512_setzero_ps());
+                    _mm512_mask_blend_ps(lanes, widened(), fold.exp(row, x, s))
+                }
             }
         };
-        _mm512_storeu_ps(exps.add(16 * v), e);
+        // SAFETY: `v < n <= PACKED_MAX`: the 16 `f32` from `exps + 16 v` are inside the
+        // `16 PACKED_MAX` of `exps_buf`.
+        unsafe { _mm512_storeu_ps(exps.add(16 * v), e) };
     }
     let mut halves = [_mm512_setzero_pd(); SHORT_GROUP];
     for (r, h) in halves.iter_mut().enumerate() {
         // As `exp_sum_pending_f32` over the row's exps (zeros past its end, as `exp(-inf)`).
-        let p = exps.add(r * n).cast_const();
+        // SAFETY: `r < 16`: row `r`'s exps, the `n` from `exps + r n`, are among the `16 n`
+        // written above (so initialized) inside `exps_buf`.
+        let p = unsafe { exps.add(r * n).cast_const() };
         if !LONG {
             // Its tail step, from zero accumulators.
-            let e = _mm512_maskz_loadu_ps(k, p);
-            *h = _mm512_add_pd(lo_pd(e), hi_pd(e));
+            // SAFETY: `k` enables the row's `n <= 16` lanes from `p`, written above; masked-off
+            // lanes are not accessed. `lo_pd` and `hi_pd` require only the target features
+            // this function is compiled with.
+            unsafe {
+                let e = _mm512_maskz_loadu_ps(k, p);
+                *h = _mm512_add_pd(lo_pd(e), hi_pd(e));
+            }
             continue;
         }
-        *h = row_sum_halves(p, n, tail, _mm512_setzero_ps(), |e| e);
+        // SAFETY: the `n` exps from `p` were written above; `tail` enables the `n % 16` lanes
+        // after its whole vectors. `row_sum_halves` requires only this function's target
+        // features beyond that.
+        *h = unsafe { row_sum_halves(p, n, tail, _mm512_setzero_ps(), |e| e) };
     }
-    let (tot_lo, tot_hi) = hsum_of_each(&halves);
+    // SAFETY: `hsum_of_each` requires only the target features this function is compiled
+    // with.
+    let (tot_lo, tot_hi) = unsafe { hsum_of_each(&halves) };
     // Contract S6 rows have a NaN sum (see `rows_f32_short`).
     let bad = (_mm512_cmp_pd_mask::<_CMP_UNORD_Q>(tot_lo, tot_lo) as u32)
         | ((_mm512_cmp_pd_mask::<_CMP_UNORD_Q>(tot_hi, tot_hi) as u32) << 8);
     match op {
         crate::row::Op::Softmax => {
             let one = _mm512_set1_pd(1.0);
-            let f = narrow(_mm512_div_pd(one, tot_lo), _mm512_div_pd(one, tot_hi));
+            // SAFETY: `narrow` requires only the target features this function is compiled
+            // with.
+            let f = unsafe { narrow(_mm512_div_pd(one, tot_lo), _mm512_div_pd(one, tot_hi)) };
             for v in 0..n {
-                let row = _mm512_loadu_si512(rows.row_of[v].as_ptr().cast());
-                let e = _mm512_loadu_ps(exps.add(16 * v));
-                let y = _mm512_mul_ps(e, _mm512_permutexvar_ps(row, f));
-                _mm512_storeu_ps(dst.add(16 * v), y);
+                // SAFETY: `v < n <= PACKED_MAX`: `rows.row_of[v]` holds the 16 `i32` read, the
+                // 16 exps from `exps + 16 v` were written above, and the 16 elements from
+                // `dst + 16 v` are among the `16 n` writable ones.
+                unsafe {
+                    let row = _mm512_loadu_si512(rows.row_of[v].as_ptr().cast());
+                    let e = _mm512_loadu_ps(exps.add(16 * v));
+                    let y = _mm512_mul_ps(e, _mm512_permutexvar_ps(row, f));
+                    _mm512_storeu_ps(dst.add(16 * v), y);
+                }
             }
         }
         crate::row::Op::LogSoftmax => {
-            let (ls_lo, ls_hi) = (row_ln_pd(tot_lo), row_ln_pd(tot_hi));
-            let ls32 = narrow(ls_lo, ls_hi);
+            // SAFETY: `row_ln_pd` and `narrow` require only the target features this function
+            // is compiled with.
+            let ls32 = unsafe {
+                let (ls_lo, ls_hi) = (row_ln_pd(tot_lo), row_ln_pd(tot_hi));
+                narrow(ls_lo, ls_hi)
+            };
             for v in 0..n {
-                let row = _mm512_loadu_si512(rows.row_of[v].as_ptr().cast());
-                // Read before the same vector of `dst` is written (`src == dst` allowed).
-                let x = _mm512_loadu_ps(src.add(16 * v));
+                // SAFETY: `v < n <= PACKED_MAX`: `rows.row_of[v]` holds the 16 `i32` read, and
+                // the 16 elements from `src + 16 v` are among the `16 n` readable ones.
+                let (row, x) = unsafe {
+                    (
+                        _mm512_loadu_si512(rows.row_of[v].as_ptr().cast()),
+                        // Read before the same vector of `dst` is written (`src == dst`
+                        // allowed).
+                        _mm512_loadu_ps(src.add(16 * v)),
+                    )
+                };
                 let mv = _mm512_permutexvar_ps(row, m);
                 // As `log_f32`, with each lane's row maximum and logarithm.
                 let d = _mm512_sub_ps(x, mv);
@@ -1603,9 +2085,13 @@ unsafe fn rows_f32_packed<const UNIT: bool, const LONG: bool>(
                 let y = if UNIT {
                     _mm512_sub_ps(d, ls)
                 } else {
-                    log_scaled(d, s, ls)
+                    // SAFETY: `log_scaled` requires only the target features this function is
+                    // compiled with.
+                    unsafe { log_scaled(d, s, ls) }
                 };
-                _mm512_storeu_ps(dst.add(16 * v), y);
+                // SAFETY: `v < n`: the 16 elements from `dst + 16 v` are among the `16 n`
+                // writable ones.
+                unsafe { _mm512_storeu_ps(dst.add(16 * v), y) };
             }
         }
     }
@@ -1614,10 +2100,14 @@ unsafe fn rows_f32_packed<const UNIT: bool, const LONG: bool>(
         let r = rest.trailing_zeros() as usize;
         if LONG {
             for i in 0..n {
-                *dst.add(r * n + i) = f32::NAN;
+                // SAFETY: `r < 16` (a bit of the 16-bit `bad`) and `i < n`: element `r n + i`
+                // is among the `16 n` writable ones of `dst`.
+                unsafe { *dst.add(r * n + i) = f32::NAN };
             }
         } else {
-            _mm512_mask_storeu_ps(dst.add(r * n), k, _mm512_set1_ps(f32::NAN));
+            // SAFETY: `r < 16`: `k` enables row `r`'s `n` lanes from `dst + r n`, among the
+            // `16 n` writable ones; masked-off lanes are not accessed.
+            unsafe { _mm512_mask_storeu_ps(dst.add(r * n), k, _mm512_set1_ps(f32::NAN)) };
         }
         rest &= rest - 1;
     }
@@ -1653,32 +2143,36 @@ impl Folds {
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn of_rows(m: __m512, inv: f64) -> Folds {
-        if inv == 1.0 {
-            // As `FoldedArg::new` (a temperature just off 1 whose reciprocal rounds to 1).
-            return Folds::none();
-        }
-        let inv_v = _mm512_set1_pd(inv);
-        let (mi_lo, mi_hi) = (
-            _mm512_mul_pd(lo_pd(m), inv_v),
-            _mm512_mul_pd(hi_pd(m), inv_v),
-        );
-        let hi = narrow(mi_lo, mi_hi);
-        let lo = narrow(
-            _mm512_sub_pd(mi_lo, lo_pd(hi)),
-            _mm512_sub_pd(mi_hi, hi_pd(hi)),
-        );
-        let gap = _mm512_set1_pd(super::FOLD_FLOOR / inv);
-        let x_floor = narrow(_mm512_sub_pd(lo_pd(m), gap), _mm512_sub_pd(hi_pd(m), gap));
-        // False for NaN, as in `FoldedArg::new`.
-        let limit = _mm512_set1_pd(super::FOLD_LIMIT);
-        let rows = (_mm512_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_abs_pd(mi_lo), limit) as u16)
-            | ((_mm512_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_abs_pd(mi_hi), limit) as u16) << 8);
-        Folds {
-            rows,
-            flags: _mm512_maskz_mov_ps(rows, _mm512_set1_ps(1.0)),
-            neg_mi_hi: negate(hi),
-            neg_mi_lo: negate(lo),
-            x_floor,
+        // SAFETY: `Folds::none`, `lo_pd`, `hi_pd`, `narrow` and `negate` require only the
+        // target features this function is compiled with (avx512f, avx2, fma).
+        unsafe {
+            if inv == 1.0 {
+                // As `FoldedArg::new` (a temperature just off 1 whose reciprocal rounds to 1).
+                return Folds::none();
+            }
+            let inv_v = _mm512_set1_pd(inv);
+            let (mi_lo, mi_hi) = (
+                _mm512_mul_pd(lo_pd(m), inv_v),
+                _mm512_mul_pd(hi_pd(m), inv_v),
+            );
+            let hi = narrow(mi_lo, mi_hi);
+            let lo = narrow(
+                _mm512_sub_pd(mi_lo, lo_pd(hi)),
+                _mm512_sub_pd(mi_hi, hi_pd(hi)),
+            );
+            let gap = _mm512_set1_pd(super::FOLD_FLOOR / inv);
+            let x_floor = narrow(_mm512_sub_pd(lo_pd(m), gap), _mm512_sub_pd(hi_pd(m), gap));
+            // False for NaN, as in `FoldedArg::new`.
+            let limit = _mm512_set1_pd(super::FOLD_LIMIT);
+            let rows = (_mm512_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_abs_pd(mi_lo), limit) as u16)
+                | ((_mm512_cmp_pd_mask::<_CMP_LE_OQ>(_mm512_abs_pd(mi_hi), limit) as u16) << 8);
+            Folds {
+                rows,
+                flags: _mm512_maskz_mov_ps(rows, _mm512_set1_ps(1.0)),
+                neg_mi_hi: negate(hi),
+                neg_mi_lo: negate(lo),
+                x_floor,
+            }
         }
     }
 
@@ -1686,13 +2180,17 @@ impl Folds {
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn exp(&self, row: __m512i, x: __m512, s: InvF32) -> __m512 {
-        exp_folded(
-            x,
-            _mm512_permutexvar_ps(row, self.x_floor),
-            s,
-            _mm512_permutexvar_ps(row, self.neg_mi_hi),
-            _mm512_permutexvar_ps(row, self.neg_mi_lo),
-        )
+        // SAFETY: `exp_folded` requires only the target features this function is compiled
+        // with (avx512f, avx2, fma).
+        unsafe {
+            exp_folded(
+                x,
+                _mm512_permutexvar_ps(row, self.x_floor),
+                s,
+                _mm512_permutexvar_ps(row, self.neg_mi_hi),
+                _mm512_permutexvar_ps(row, self.neg_mi_lo),
+            )
+        }
     }
 }
 
@@ -1904,7 +2402,9 @@ unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: __m512d) -> (__m512d, __m512d) 
     // Near the overflow threshold (|x - m| close to f64::MAX) TwoSum's intermediates overflow
     // and lo is NaN; so is l when d / t overflows. d alone is then the argument (no NaN may
     // reach a result for finite input, contract S5).
-    let lo = finite_or_zero_pd(lo);
+    // SAFETY: `finite_or_zero_pd` requires only the target features this function is compiled
+    // with (avx512f, avx2, fma).
+    let lo = unsafe { finite_or_zero_pd(lo) };
     if UNIT {
         (d, lo)
     } else {
@@ -1913,7 +2413,8 @@ unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: __m512d) -> (__m512d, __m512d) 
             _mm512_fmsub_pd(d, c.inv, h),
             _mm512_fmadd_pd(d, c.inv_lo, _mm512_mul_pd(lo, c.inv)),
         );
-        (h, finite_or_zero_pd(l))
+        // SAFETY: as above.
+        (h, unsafe { finite_or_zero_pd(l) })
     }
 }
 
@@ -1935,10 +2436,15 @@ pub(crate) unsafe fn max_f64_impl(x: &[f64]) -> (f64, bool) {
     let mut nan: __mmask8 = 0;
     let mut i = 0;
     while i + 32 <= n {
-        let v0 = _mm512_loadu_pd(p.add(i));
-        let v1 = _mm512_loadu_pd(p.add(i + 8));
-        let v2 = _mm512_loadu_pd(p.add(i + 16));
-        let v3 = _mm512_loadu_pd(p.add(i + 24));
+        // SAFETY: `i + 32 <= n`: the 32 elements from `p + i` are in `x`.
+        let (v0, v1, v2, v3) = unsafe {
+            (
+                _mm512_loadu_pd(p.add(i)),
+                _mm512_loadu_pd(p.add(i + 8)),
+                _mm512_loadu_pd(p.add(i + 16)),
+                _mm512_loadu_pd(p.add(i + 24)),
+            )
+        };
         nan |=
             _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v0, v1) | _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v2, v3);
         m0 = _mm512_max_pd(v0, m0);
@@ -1948,13 +2454,16 @@ pub(crate) unsafe fn max_f64_impl(x: &[f64]) -> (f64, bool) {
         i += 32;
     }
     while i + 8 <= n {
-        let v = _mm512_loadu_pd(p.add(i));
+        // SAFETY: `i + 8 <= n`: the 8 elements from `p + i` are in `x`.
+        let v = unsafe { _mm512_loadu_pd(p.add(i)) };
         nan |= _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v, v);
         m0 = _mm512_max_pd(v, m0);
         i += 8;
     }
     if i < n {
-        let v = _mm512_mask_loadu_pd(ninf, mask8(n - i), p.add(i));
+        // SAFETY: `i < n`, and the mask enables only the `n - i` lanes left in `x`; masked-off
+        // lanes are not accessed.
+        let v = unsafe { _mm512_mask_loadu_pd(ninf, mask8(n - i), p.add(i)) };
         nan |= _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(v, v);
         m0 = _mm512_max_pd(v, m0);
     }
@@ -1978,6 +2487,10 @@ unsafe fn two_sum_add(s: &mut __m512d, c: &mut __m512d, v: __m512d) {
 
 /// Σ exp(arg(x)), storing the exps when STORE; sums of four vectors are added with
 /// compensation (TwoSum) in each lane.
+///
+/// # Safety
+/// `src` valid for reads of `n` elements; with STORE, `dst` valid for writes of `n` (the same
+/// as `src` or disjoint); AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn exp_sum_f64<const UNIT: bool, const STORE: bool>(
@@ -1990,6 +2503,7 @@ unsafe fn exp_sum_f64<const UNIT: bool, const STORE: bool>(
     let mut s = _mm512_setzero_pd();
     let mut comp = _mm512_setzero_pd();
     let mut i = 0;
+    // Used only inside the unsafe blocks below, whose comments cover its calls.
     macro_rules! e {
         ($x:expr) => {{
             let (h, l) = arg_pd::<UNIT>(c, $x);
@@ -1997,28 +2511,39 @@ unsafe fn exp_sum_f64<const UNIT: bool, const STORE: bool>(
         }};
     }
     while i + 32 <= n {
-        let e0 = e!(_mm512_loadu_pd(src.add(i)));
-        let e1 = e!(_mm512_loadu_pd(src.add(i + 8)));
-        let e2 = e!(_mm512_loadu_pd(src.add(i + 16)));
-        let e3 = e!(_mm512_loadu_pd(src.add(i + 24)));
-        if STORE {
-            _mm512_storeu_pd(dst.add(i), e0);
-            _mm512_storeu_pd(dst.add(i + 8), e1);
-            _mm512_storeu_pd(dst.add(i + 16), e2);
-            _mm512_storeu_pd(dst.add(i + 24), e3);
+        // SAFETY: `i + 32 <= n`: the 32 elements from `src + i` are readable and, with STORE,
+        // those from `dst + i` writable (# Safety). `arg_pd`, `exp_pd` (through `e!`) and
+        // `two_sum_add` require only the target features this function is compiled with.
+        unsafe {
+            let e0 = e!(_mm512_loadu_pd(src.add(i)));
+            let e1 = e!(_mm512_loadu_pd(src.add(i + 8)));
+            let e2 = e!(_mm512_loadu_pd(src.add(i + 16)));
+            let e3 = e!(_mm512_loadu_pd(src.add(i + 24)));
+            if STORE {
+                _mm512_storeu_pd(dst.add(i), e0);
+                _mm512_storeu_pd(dst.add(i + 8), e1);
+                _mm512_storeu_pd(dst.add(i + 16), e2);
+                _mm512_storeu_pd(dst.add(i + 24), e3);
+            }
+            let v = _mm512_add_pd(_mm512_add_pd(e0, e1), _mm512_add_pd(e2, e3));
+            two_sum_add(&mut s, &mut comp, v);
         }
-        let v = _mm512_add_pd(_mm512_add_pd(e0, e1), _mm512_add_pd(e2, e3));
-        two_sum_add(&mut s, &mut comp, v);
         i += 32;
     }
     while i < n {
         let k = if n - i >= 8 { 0xFF } else { mask8(n - i) };
-        // Lanes past the end read -inf, whose exp is exactly 0.
-        let e = e!(_mm512_mask_loadu_pd(ninf, k, src.add(i)));
-        if STORE {
-            _mm512_mask_storeu_pd(dst.add(i), k, e);
+        // SAFETY: `i < n`, and `k` enables only the first `min(8, n - i)` lanes from `src + i`
+        // (readable) and, with STORE, `dst + i` (writable); masked-off lanes are not accessed.
+        // `arg_pd`, `exp_pd` (through `e!`) and `two_sum_add` require only the target features
+        // this function is compiled with.
+        unsafe {
+            // Lanes past the end read -inf, whose exp is exactly 0.
+            let e = e!(_mm512_mask_loadu_pd(ninf, k, src.add(i)));
+            if STORE {
+                _mm512_mask_storeu_pd(dst.add(i), k, e);
+            }
+            two_sum_add(&mut s, &mut comp, e);
         }
-        two_sum_add(&mut s, &mut comp, e);
         i += 8;
     }
     _mm512_reduce_add_pd(s) + _mm512_reduce_add_pd(comp)
@@ -2041,12 +2566,17 @@ pub(crate) unsafe fn exp_store_sum_f64(
     m: f64,
     t: f64,
 ) -> f64 {
-    if t == 1.0 {
-        exp_sum_f64::<true, true>(src, dst, n, ArgF64::new(m, 1.0))
-    } else if vector_temperature(t) {
-        exp_sum_f64::<false, true>(src, dst, n, ArgF64::new(m, t))
-    } else {
-        scalar::exp_store_sum(src, dst, n, m, t)
+    // SAFETY: `src` and `dst` are as `exp_sum_f64` (with STORE) and `scalar::exp_store_sum`
+    // require (this function's contract); `exp_sum_f64` and `ArgF64::new` require only the
+    // target features this function is compiled with beyond that.
+    unsafe {
+        if t == 1.0 {
+            exp_sum_f64::<true, true>(src, dst, n, ArgF64::new(m, 1.0))
+        } else if vector_temperature(t) {
+            exp_sum_f64::<false, true>(src, dst, n, ArgF64::new(m, t))
+        } else {
+            scalar::exp_store_sum(src, dst, n, m, t)
+        }
     }
 }
 
@@ -2054,12 +2584,17 @@ pub(crate) unsafe fn exp_store_sum_f64(
 #[inline]
 pub(crate) unsafe fn sum_exp_f64_impl(x: &[f64], m: f64, t: f64) -> f64 {
     let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut());
-    if t == 1.0 {
-        exp_sum_f64::<true, false>(p, q, n, ArgF64::new(m, 1.0))
-    } else if vector_temperature(t) {
-        exp_sum_f64::<false, false>(p, q, n, ArgF64::new(m, t))
-    } else {
-        scalar::sum_exp(x, m, t)
+    // SAFETY: `p` is valid for reads of the `n` elements of `x`; without STORE `exp_sum_f64`
+    // does not use its null `dst`. `exp_sum_f64` and `ArgF64::new` require only the target
+    // features this function is compiled with beyond that.
+    unsafe {
+        if t == 1.0 {
+            exp_sum_f64::<true, false>(p, q, n, ArgF64::new(m, 1.0))
+        } else if vector_temperature(t) {
+            exp_sum_f64::<false, false>(p, q, n, ArgF64::new(m, t))
+        } else {
+            scalar::sum_exp(x, m, t)
+        }
     }
 }
 
@@ -2071,20 +2606,28 @@ pub(crate) unsafe fn scale_f64(dst: *mut f64, n: usize, factor: f64) {
     let f = _mm512_set1_pd(factor);
     let mut i = 0;
     while i + 32 <= n {
-        let v0 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i)), f);
-        let v1 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i + 8)), f);
-        let v2 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i + 16)), f);
-        let v3 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i + 24)), f);
-        _mm512_storeu_pd(dst.add(i), v0);
-        _mm512_storeu_pd(dst.add(i + 8), v1);
-        _mm512_storeu_pd(dst.add(i + 16), v2);
-        _mm512_storeu_pd(dst.add(i + 24), v3);
+        // SAFETY: `i + 32 <= n`: the 32 elements from `dst + i` are readable and writable
+        // (# Safety).
+        unsafe {
+            let v0 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i)), f);
+            let v1 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i + 8)), f);
+            let v2 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i + 16)), f);
+            let v3 = _mm512_mul_pd(_mm512_loadu_pd(dst.add(i + 24)), f);
+            _mm512_storeu_pd(dst.add(i), v0);
+            _mm512_storeu_pd(dst.add(i + 8), v1);
+            _mm512_storeu_pd(dst.add(i + 16), v2);
+            _mm512_storeu_pd(dst.add(i + 24), v3);
+        }
         i += 32;
     }
     while i < n {
         let k = if n - i >= 8 { 0xFF } else { mask8(n - i) };
-        let v = _mm512_maskz_loadu_pd(k, dst.add(i));
-        _mm512_mask_storeu_pd(dst.add(i), k, _mm512_mul_pd(v, f));
+        // SAFETY: `i < n`, and `k` enables only the first `min(8, n - i)` lanes from `dst + i`,
+        // readable and writable; masked-off lanes are not accessed.
+        unsafe {
+            let v = _mm512_maskz_loadu_pd(k, dst.add(i));
+            _mm512_mask_storeu_pd(dst.add(i), k, _mm512_mul_pd(v, f));
+        }
         i += 8;
     }
 }
@@ -2092,7 +2635,9 @@ pub(crate) unsafe fn scale_f64(dst: *mut f64, n: usize, factor: f64) {
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn log_pd<const UNIT: bool>(c: ArgF64, ls: __m512d, x: __m512d) -> __m512d {
-    let (h, l) = arg_pd::<UNIT>(c, x);
+    // SAFETY: `arg_pd` requires only the target features this function is compiled with
+    // (avx512f, avx2, fma).
+    let (h, l) = unsafe { arg_pd::<UNIT>(c, x) };
     // The low word is NaN when the high one is -inf: drop it there.
     let l = _mm512_maskz_mov_pd(
         _mm512_cmp_pd_mask::<_CMP_GT_OQ>(h, _mm512_set1_pd(f64::NEG_INFINITY)),
@@ -2101,6 +2646,8 @@ unsafe fn log_pd<const UNIT: bool>(c: ArgF64, ls: __m512d, x: __m512d) -> __m512
     _mm512_add_pd(_mm512_sub_pd(h, ls), l)
 }
 
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint; AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn write_log_f64<const UNIT: bool>(
@@ -2112,9 +2659,14 @@ unsafe fn write_log_f64<const UNIT: bool>(
     stream: bool,
 ) {
     let ls = _mm512_set1_pd(log_sum);
-    map_pd!(src, dst, n, stream, |x| log_pd::<UNIT>(c, ls, x));
+    map_pd!(src, dst, n, stream, |x| {
+        // SAFETY: `log_pd` requires only the target features this function is compiled with.
+        unsafe { log_pd::<UNIT>(c, ls, x) }
+    });
 }
 
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint; AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn exp_scale_f64_impl<const UNIT: bool>(
@@ -2127,8 +2679,13 @@ unsafe fn exp_scale_f64_impl<const UNIT: bool>(
 ) {
     let f = _mm512_set1_pd(factor);
     map_pd!(src, dst, n, stream, |x| {
-        let (h, l) = arg_pd::<UNIT>(c, x);
-        _mm512_mul_pd(exp_pd(h, l), f)
+        // SAFETY: `arg_pd` and `exp_pd` require only the target features this function is
+        // compiled with.
+        let e = unsafe {
+            let (h, l) = arg_pd::<UNIT>(c, x);
+            exp_pd(h, l)
+        };
+        _mm512_mul_pd(e, f)
     });
 }
 
@@ -2147,13 +2704,20 @@ pub(crate) unsafe fn exp_scale_f64(
     factor: f64,
     stream: bool,
 ) {
-    if t == 1.0 {
-        exp_scale_f64_impl::<true>(src, dst, n, ArgF64::new(m, 1.0), factor, stream)
-    } else if vector_temperature(t) {
-        exp_scale_f64_impl::<false>(src, dst, n, ArgF64::new(m, t), factor, stream)
-    } else {
-        scalar::exp_store_sum(src, dst, n, m, t);
-        scale_f64(dst, n, factor)
+    // SAFETY: `src` and `dst` are as `exp_scale_f64_impl` and `scalar::exp_store_sum` require
+    // (this function's contract: `n` elements, the same or disjoint); `scale_f64` then reads
+    // and writes the `n` elements of `dst` just written. `exp_scale_f64_impl`, `scale_f64` and
+    // `ArgF64::new` require only the target features this function is compiled with beyond
+    // that.
+    unsafe {
+        if t == 1.0 {
+            exp_scale_f64_impl::<true>(src, dst, n, ArgF64::new(m, 1.0), factor, stream)
+        } else if vector_temperature(t) {
+            exp_scale_f64_impl::<false>(src, dst, n, ArgF64::new(m, t), factor, stream)
+        } else {
+            scalar::exp_store_sum(src, dst, n, m, t);
+            scale_f64(dst, n, factor)
+        }
     }
 }
 
@@ -2170,12 +2734,17 @@ pub(crate) unsafe fn write_log_softmax_f64(
     log_sum: f64,
     stream: bool,
 ) {
-    if t == 1.0 {
-        write_log_f64::<true>(src, dst, n, ArgF64::new(m, 1.0), log_sum, stream)
-    } else if vector_temperature(t) {
-        write_log_f64::<false>(src, dst, n, ArgF64::new(m, t), log_sum, stream)
-    } else {
-        scalar::write_log_softmax(src, dst, n, m, t, log_sum, false)
+    // SAFETY: `src` and `dst` are as `write_log_f64` and `scalar::write_log_softmax` require
+    // (this function's contract); `write_log_f64` and `ArgF64::new` require only the target
+    // features this function is compiled with beyond that.
+    unsafe {
+        if t == 1.0 {
+            write_log_f64::<true>(src, dst, n, ArgF64::new(m, 1.0), log_sum, stream)
+        } else if vector_temperature(t) {
+            write_log_f64::<false>(src, dst, n, ArgF64::new(m, t), log_sum, stream)
+        } else {
+            scalar::write_log_softmax(src, dst, n, m, t, log_sum, false)
+        }
     }
 }
 
@@ -2196,19 +2765,26 @@ pub(crate) unsafe fn scale_to_f64(
     map_pd!(src, dst, n, stream, |x| _mm512_mul_pd(x, f));
 }
 
-rows_kernel!(
-    rows_f64,
-    f64,
-    "avx512f,avx2,fma",
-    max_f64_impl,
-    exp_store_sum_f64,
-    sum_exp_f64_impl,
-    scale_f64,
-    scale_to_f64,
-    exp_scale_f64,
-    write_log_softmax_f64,
-    f64::ln
-);
+/// `rows_f64`, from `rows_kernel!`, allowed `unsafe_op_in_unsafe_fn` as `rows_f32_general` is.
+#[allow(unsafe_op_in_unsafe_fn)]
+mod rows_general_f64 {
+    use super::*;
+
+    rows_kernel!(
+        rows_f64,
+        f64,
+        "avx512f,avx2,fma",
+        max_f64_impl,
+        exp_store_sum_f64,
+        sum_exp_f64_impl,
+        scale_f64,
+        scale_to_f64,
+        exp_scale_f64,
+        write_log_softmax_f64,
+        f64::ln
+    );
+}
+use rows_general_f64::rows_f64;
 
 level_table!(
     /// The AVX-512 table for `f64`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.
