@@ -4,6 +4,9 @@
 //! Every function here is compiled with `avx2,fma` and must only run on a CPU that has them:
 //! the tables at the end are handed out by `kernels_for` only after `cpu_has(Avx2)`.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::arch::x86_64::*;
 
 use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND_BIASED};
@@ -21,7 +24,9 @@ use super::{level_table, rows_kernel, scalar};
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_ps(a: __m256) -> __m256 {
-    exp_parts::<false>(a, _mm256_setzero_ps())
+    // SAFETY: `exp_parts` takes no pointers; it needs only avx2,fma, which this function is
+    // compiled with.
+    unsafe { exp_parts::<false>(a, _mm256_setzero_ps()) }
 }
 
 /// `exp(a + lo)` (LO; else `exp(a)`) for `|lo| <= 2^-10`, flushed to 0 where `a` is below
@@ -79,6 +84,15 @@ unsafe fn narrow(lo: __m256d, hi: __m256d) -> __m256 {
 /// `dst[i] = body(src[i])` over `n` elements, 8 (`f32`) lanes at a time. With `stream`, the
 /// 32-byte-aligned middle is written with non-temporal stores (then `sfence`). Elementwise, so
 /// the bits do not depend on the alignment or on `stream`.
+///
+/// Only invoked in `unsafe fn`s compiled with `avx2,fma` whose `# Safety` gives `src` valid
+/// for reads and `dst` for writes of `n` elements, the same or disjoint: the unsafe blocks
+/// below rely on that (as "the invoking kernel's contract"). The streaming path also relies
+/// on `dst` being `f32`-aligned, which those sections leave implicit: every element pointer
+/// the crate hands to the kernels is (slices; the Python bindings refuse unaligned arrays).
+/// `$body` is evaluated outside the unsafe blocks: an unsafe operation in it has its own
+/// block at the invocation. The order of evaluation is the plain `store(dst.add(i), $body)`'s
+/// (load, destination pointer, body, store), which keeps the generated code unchanged.
 macro_rules! map_ps {
     ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
         let (src, dst, n): (*const f32, *mut f32, usize) = ($src, $dst, $n);
@@ -86,31 +100,61 @@ macro_rules! map_ps {
         if $stream {
             let head = (((32 - (dst as usize & 31)) & 31) / 4).min(n);
             if head > 0 {
-                let $x = load_tail_ps(src, head, 0.0);
-                store_tail_ps(dst, head, $body);
+                // SAFETY: `head <= n`, and `head <= 31 / 4 < 8` as `load_tail_ps` requires: the
+                // `head` elements at `src` are among the `n` readable ones (the invoking
+                // kernel's contract); this code is compiled with avx2,fma, which it requires.
+                let $x = unsafe { load_tail_ps(src, head, 0.0) };
+                let y = $body;
+                // SAFETY: as for the load, the `head < 8` elements at `dst` are among the `n`
+                // writable ones (the invoking kernel's contract).
+                unsafe { store_tail_ps(dst, head, y) };
             }
             i = head;
             while i + 8 <= n {
-                let $x = _mm256_loadu_ps(src.add(i));
-                _mm256_stream_ps(dst.add(i), $body);
+                // SAFETY: `i + 8 <= n`: the 8 elements at `src.add(i)` are among the `n`
+                // readable ones, and `dst.add(i)` is within the `n` elements of `dst` (the
+                // invoking kernel's contract).
+                let ($x, d) = unsafe { (_mm256_loadu_ps(src.add(i)), dst.add(i)) };
+                let y = $body;
+                // SAFETY: `i + 8 <= n`: the 8 elements at `d = dst.add(i)` are among the `n`
+                // writable ones (the invoking kernel's contract). The loop runs only when
+                // `head` was not cut to `n` (else `i == n`), so `dst.add(head)` is the first
+                // 32-byte boundary at or after `dst` (`dst` is `f32`-aligned), and `i - head`
+                // is a multiple of 8: the 32-byte alignment `_mm256_stream_ps` requires. The
+                // `_mm_sfence` after the loop orders these non-temporal stores before any
+                // later access to `dst`.
+                unsafe { _mm256_stream_ps(d, y) };
                 i += 8;
             }
             _mm_sfence();
         } else {
             while i + 8 <= n {
-                let $x = _mm256_loadu_ps(src.add(i));
-                _mm256_storeu_ps(dst.add(i), $body);
+                // SAFETY: `i + 8 <= n`: the 8 elements at `src.add(i)` are among the `n`
+                // readable ones, and `dst.add(i)` is within the `n` elements of `dst` (the
+                // invoking kernel's contract).
+                let ($x, d) = unsafe { (_mm256_loadu_ps(src.add(i)), dst.add(i)) };
+                let y = $body;
+                // SAFETY: `i + 8 <= n`: the 8 elements at `d = dst.add(i)` are among the `n`
+                // writable ones (the invoking kernel's contract).
+                unsafe { _mm256_storeu_ps(d, y) };
                 i += 8;
             }
         }
         if i < n {
-            let $x = load_tail_ps(src.add(i), n - i, 0.0);
-            store_tail_ps(dst.add(i), n - i, $body);
+            // SAFETY: `i < n`, so a loop above ran its test and stopped with `i + 8 > n` (a
+            // `head` cut to `n` leaves `i == n`): `n - i < 8` as `load_tail_ps` requires, the
+            // last `n - i` of the `n` readable elements at `src`; avx2,fma as above. `dst.add(i)`
+            // is within the `n` elements of `dst`.
+            let ($x, d) = unsafe { (load_tail_ps(src.add(i), n - i, 0.0), dst.add(i)) };
+            let y = $body;
+            // SAFETY: as for the load, `d = dst.add(i)`: the last `n - i < 8` of the `n`
+            // writable elements.
+            unsafe { store_tail_ps(d, n - i, y) };
         }
     }};
 }
 
-/// As `map_ps`, 4 `f64` lanes.
+/// As `map_ps`, 4 `f64` lanes (the same contract, `f64`-aligned `dst` for streaming).
 macro_rules! map_pd {
     ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
         let (src, dst, n): (*const f64, *mut f64, usize) = ($src, $dst, $n);
@@ -118,26 +162,56 @@ macro_rules! map_pd {
         if $stream {
             let head = (((32 - (dst as usize & 31)) & 31) / 8).min(n);
             if head > 0 {
-                let $x = load_tail_pd(src, head, 0.0);
-                store_tail_pd(dst, head, $body);
+                // SAFETY: `head <= n`, and `head <= 31 / 8 < 4` as `load_tail_pd` requires: the
+                // `head` elements at `src` are among the `n` readable ones (the invoking
+                // kernel's contract); this code is compiled with avx2,fma, which it requires.
+                let $x = unsafe { load_tail_pd(src, head, 0.0) };
+                let y = $body;
+                // SAFETY: as for the load, the `head < 4` elements at `dst` are among the `n`
+                // writable ones (the invoking kernel's contract).
+                unsafe { store_tail_pd(dst, head, y) };
             }
             i = head;
             while i + 4 <= n {
-                let $x = _mm256_loadu_pd(src.add(i));
-                _mm256_stream_pd(dst.add(i), $body);
+                // SAFETY: `i + 4 <= n`: the 4 elements at `src.add(i)` are among the `n`
+                // readable ones, and `dst.add(i)` is within the `n` elements of `dst` (the
+                // invoking kernel's contract).
+                let ($x, d) = unsafe { (_mm256_loadu_pd(src.add(i)), dst.add(i)) };
+                let y = $body;
+                // SAFETY: `i + 4 <= n`: the 4 elements at `d = dst.add(i)` are among the `n`
+                // writable ones (the invoking kernel's contract). The loop runs only when
+                // `head` was not cut to `n` (else `i == n`), so `dst.add(head)` is the first
+                // 32-byte boundary at or after `dst` (`dst` is `f64`-aligned), and `i - head`
+                // is a multiple of 4: the 32-byte alignment `_mm256_stream_pd` requires. The
+                // `_mm_sfence` after the loop orders these non-temporal stores before any
+                // later access to `dst`.
+                unsafe { _mm256_stream_pd(d, y) };
                 i += 4;
             }
             _mm_sfence();
         } else {
             while i + 4 <= n {
-                let $x = _mm256_loadu_pd(src.add(i));
-                _mm256_storeu_pd(dst.add(i), $body);
+                // SAFETY: `i + 4 <= n`: the 4 elements at `src.add(i)` are among the `n`
+                // readable ones, and `dst.add(i)` is within the `n` elements of `dst` (the
+                // invoking kernel's contract).
+                let ($x, d) = unsafe { (_mm256_loadu_pd(src.add(i)), dst.add(i)) };
+                let y = $body;
+                // SAFETY: `i + 4 <= n`: the 4 elements at `d = dst.add(i)` are among the `n`
+                // writable ones (the invoking kernel's contract).
+                unsafe { _mm256_storeu_pd(d, y) };
                 i += 4;
             }
         }
         if i < n {
-            let $x = load_tail_pd(src.add(i), n - i, 0.0);
-            store_tail_pd(dst.add(i), n - i, $body);
+            // SAFETY: `i < n`, so a loop above ran its test and stopped with `i + 4 > n` (a
+            // `head` cut to `n` leaves `i == n`): `n - i < 4` as `load_tail_pd` requires, the
+            // last `n - i` of the `n` readable elements at `src`; avx2,fma as above. `dst.add(i)`
+            // is within the `n` elements of `dst`.
+            let ($x, d) = unsafe { (load_tail_pd(src.add(i), n - i, 0.0), dst.add(i)) };
+            let y = $body;
+            // SAFETY: as for the load, `d = dst.add(i)`: the last `n - i < 4` of the `n`
+            // writable elements.
+            unsafe { store_tail_pd(d, n - i, y) };
         }
     }};
 }
@@ -183,7 +257,9 @@ impl Folded {
         let x = _mm256_max_ps(self.x_floor, x);
         let a = _mm256_fmadd_ps(x, self.inv_hi, self.neg_mi_hi);
         let lo = _mm256_fmadd_ps(x, self.inv_lo, self.neg_mi_lo);
-        exp_parts::<true>(a, lo)
+        // SAFETY: `exp_parts` takes no pointers; it needs only avx2,fma, which this function is
+        // compiled with.
+        unsafe { exp_parts::<true>(a, lo) }
     }
 }
 
@@ -197,7 +273,9 @@ impl ArgF32 {
             m64: _mm256_set1_pd(m as f64),
             inv: _mm256_set1_pd(inv),
             fold: f.is_some(),
-            folded: Folded::splat(f.unwrap_or_default()),
+            // SAFETY: `Folded::splat` takes no pointers; it needs only avx2,fma, which this
+            // function is compiled with.
+            folded: unsafe { Folded::splat(f.unwrap_or_default()) },
         }
     }
 }
@@ -209,9 +287,13 @@ unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: __m256) -> __m256 {
     if UNIT {
         _mm256_sub_ps(x, c.m)
     } else {
-        let lo = _mm256_mul_pd(_mm256_sub_pd(lo_pd(x), c.m64), c.inv);
-        let hi = _mm256_mul_pd(_mm256_sub_pd(hi_pd(x), c.m64), c.inv);
-        narrow(lo, hi)
+        // SAFETY: `lo_pd`, `hi_pd` and `narrow` take no pointers; they need only avx2,fma,
+        // which this function is compiled with.
+        unsafe {
+            let lo = _mm256_mul_pd(_mm256_sub_pd(lo_pd(x), c.m64), c.inv);
+            let hi = _mm256_mul_pd(_mm256_sub_pd(hi_pd(x), c.m64), c.inv);
+            narrow(lo, hi)
+        }
     }
 }
 
@@ -221,62 +303,104 @@ unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: __m256) -> __m256 {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_arg<const UNIT: bool>(c: ArgF32, x: __m256) -> __m256 {
-    if !UNIT && c.fold {
-        c.folded.exp(x)
-    } else {
-        exp_ps(arg_ps::<UNIT>(c, x))
+    // SAFETY: `Folded::exp`, `exp_ps` and `arg_ps` take no pointers; they need only avx2,fma,
+    // which this function is compiled with.
+    unsafe {
+        if !UNIT && c.fold {
+            c.folded.exp(x)
+        } else {
+            exp_ps(arg_ps::<UNIT>(c, x))
+        }
     }
 }
 
 /// Loads the `r < 8` elements at `p` (nothing past them is touched), padding with `fill`.
 /// Built from 4-, 2- and 1-lane loads: a masked load is slow on some CPUs.
+///
+/// # Safety
+/// `r < 8`; `p` valid for reads of `r` elements; AVX2, FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn load_tail_ps(p: *const f32, r: usize, fill: f32) -> __m256 {
     let f = _mm_set1_ps(fill);
     if r >= 4 {
-        _mm256_set_m128(load_part_ps(p.add(4), r - 4, f), _mm_loadu_ps(p))
+        // SAFETY: `4 <= r < 8` (# Safety): the 4 elements at `p` and the `r - 4 < 4` at
+        // `p.add(4)` (as `load_part_ps` requires) are the `r` readable ones; `load_part_ps`
+        // also needs avx2,fma, which this function is compiled with.
+        unsafe { _mm256_set_m128(load_part_ps(p.add(4), r - 4, f), _mm_loadu_ps(p)) }
     } else {
-        _mm256_set_m128(f, load_part_ps(p, r, f))
+        // SAFETY: `r < 4`: `load_part_ps`'s requirements are this function's (# Safety).
+        unsafe { _mm256_set_m128(f, load_part_ps(p, r, f)) }
     }
 }
 
 /// The `r < 4` elements at `p` over `f`.
+///
+/// # Safety
+/// `r < 4`; `p` valid for reads of `r` elements; AVX2, FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn load_part_ps(p: *const f32, r: usize, f: __m128) -> __m128 {
-    match r {
-        0 => f,
-        1 => _mm_move_ss(f, _mm_load_ss(p)),
-        2 => _mm_castpd_ps(_mm_loadl_pd(_mm_castps_pd(f), p.cast())),
-        _ => _mm_insert_ps::<0x20>(
-            _mm_castpd_ps(_mm_loadl_pd(_mm_castps_pd(f), p.cast())),
-            _mm_load_ss(p.add(2)),
-        ),
+    // SAFETY: the `r < 4` elements at `p` are readable (# Safety): `r == 1` reads element 0,
+    // `r == 2` the 8 bytes of elements 0 and 1, `r == 3` those and element 2 at `p.add(2)`.
+    // `_mm_load_ss` dereferences its `*const f32`: `p` is `f32`-aligned, as the element
+    // pointers the crate hands to the kernels are.
+    // FIXME(soundness): `_mm_loadl_pd` reads through `*const f64` (a plain `*mem_addr` in
+    // `core::arch`), which Rust requires to be 8-byte aligned; `p` is only known to be
+    // `f32`-aligned (row and tail starts fall on any element), so arms 2 and 3 are undefined
+    // behaviour when `p % 8 == 4`, however harmless MOVLPD is on x86.
+    unsafe {
+        match r {
+            0 => f,
+            1 => _mm_move_ss(f, _mm_load_ss(p)),
+            2 => _mm_castpd_ps(_mm_loadl_pd(_mm_castps_pd(f), p.cast())),
+            _ => _mm_insert_ps::<0x20>(
+                _mm_castpd_ps(_mm_loadl_pd(_mm_castps_pd(f), p.cast())),
+                _mm_load_ss(p.add(2)),
+            ),
+        }
     }
 }
 
 /// Stores the first `r < 8` lanes of `v` at `p`, in pieces of 4, 2 and 1 lanes (a masked
 /// store is microcoded and slow on some CPUs).
+///
+/// # Safety
+/// `r < 8`; `p` valid for writes of `r` elements; AVX2, FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn store_tail_ps(p: *mut f32, r: usize, v: __m256) {
+    // Throughout, the `r` elements at `p` are writable (# Safety), `p` and `r` moving together.
     let (mut p, mut r) = (p, r);
     let mut lo = _mm256_castps256_ps128(v);
     if r >= 4 {
-        _mm_storeu_ps(p, lo);
-        lo = _mm256_extractf128_ps::<1>(v);
-        p = p.add(4);
+        // SAFETY: `r >= 4`: the 4 elements at `p` are writable, and `p.add(4)` is within them
+        // or one past the end.
+        unsafe {
+            _mm_storeu_ps(p, lo);
+            lo = _mm256_extractf128_ps::<1>(v);
+            p = p.add(4);
+        }
         r -= 4;
     }
     if r >= 2 {
-        _mm_storel_pd(p.cast(), _mm_castps_pd(lo));
-        lo = _mm_movehl_ps(lo, lo);
-        p = p.add(2);
+        // SAFETY: `r >= 2`: the 2 elements (8 bytes) at `p` are writable, and `p.add(2)` is
+        // within them or one past the end.
+        // FIXME(soundness): `_mm_storel_pd` writes through `*mut f64` (a plain `*mem_addr =`
+        // in `core::arch`), which Rust requires to be 8-byte aligned; `p` is only known to be
+        // `f32`-aligned, so this is undefined behaviour when `p % 8 == 4`, however harmless
+        // MOVLPD is on x86.
+        unsafe {
+            _mm_storel_pd(p.cast(), _mm_castps_pd(lo));
+            lo = _mm_movehl_ps(lo, lo);
+            p = p.add(2);
+        }
         r -= 2;
     }
     if r == 1 {
-        _mm_store_ss(p, lo);
+        // SAFETY: `r == 1`: the element at `p` is writable (and `f32`-aligned, as the element
+        // pointers the crate hands to the kernels are).
+        unsafe { _mm_store_ss(p, lo) };
     }
 }
 
@@ -290,10 +414,15 @@ pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
     let mut nan = _mm256_setzero_ps();
     let mut i = 0;
     while i + 32 <= n {
-        let v0 = _mm256_loadu_ps(p.add(i));
-        let v1 = _mm256_loadu_ps(p.add(i + 8));
-        let v2 = _mm256_loadu_ps(p.add(i + 16));
-        let v3 = _mm256_loadu_ps(p.add(i + 24));
+        // SAFETY: `i + 32 <= n = x.len()`: the 32 elements from `p.add(i)` are in `x`.
+        let (v0, v1, v2, v3) = unsafe {
+            (
+                _mm256_loadu_ps(p.add(i)),
+                _mm256_loadu_ps(p.add(i + 8)),
+                _mm256_loadu_ps(p.add(i + 16)),
+                _mm256_loadu_ps(p.add(i + 24)),
+            )
+        };
         // An unordered compare is true exactly when either operand is NaN; MAXPS alone would
         // drop it.
         nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v0, v1));
@@ -305,16 +434,24 @@ pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
         i += 32;
     }
     while i < n {
-        let v = if n - i >= 8 {
-            _mm256_loadu_ps(p.add(i))
-        } else {
-            load_tail_ps(p.add(i), n - i, f32::NEG_INFINITY)
+        // SAFETY: `i < n = x.len()`: with `n - i >= 8` the 8 elements from `p.add(i)` are in
+        // `x`; else the last `n - i < 8`, which `load_tail_ps` takes (it also needs avx2,fma,
+        // which this function is compiled with).
+        let v = unsafe {
+            if n - i >= 8 {
+                _mm256_loadu_ps(p.add(i))
+            } else {
+                load_tail_ps(p.add(i), n - i, f32::NEG_INFINITY)
+            }
         };
         nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
         m0 = _mm256_max_ps(v, m0);
         i += 8;
     }
-    (hmax_ps(m0, m1, m2, m3), _mm256_movemask_ps(nan) != 0)
+    // SAFETY: `hmax_ps` takes no pointers; it needs only avx2,fma, which this function is
+    // compiled with.
+    let m = unsafe { hmax_ps(m0, m1, m2, m3) };
+    (m, _mm256_movemask_ps(nan) != 0)
 }
 
 /// The largest lane of four NaN-free vectors, in a fixed order.
@@ -337,6 +474,10 @@ unsafe fn hsum_pd(v: __m256d) -> f64 {
 
 /// Σ exp(arg(x)), storing the exps when STORE. Four vectors are added in `f32` (two
 /// roundings), then widened and accumulated in `f64` lanes.
+///
+/// # Safety
+/// `src` valid for reads of `n` elements; with STORE, `dst` valid for writes of `n` (the same
+/// as `src` or disjoint), else unused (it may be null); AVX2, FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
@@ -349,39 +490,57 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
     let mut a1 = _mm256_setzero_pd();
     let mut i = 0;
     while i + 32 <= n {
-        let e0 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i)));
-        let e1 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i + 8)));
-        let e2 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i + 16)));
-        let e3 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i + 24)));
-        if STORE {
-            _mm256_storeu_ps(dst.add(i), e0);
-            _mm256_storeu_ps(dst.add(i + 8), e1);
-            _mm256_storeu_ps(dst.add(i + 16), e2);
-            _mm256_storeu_ps(dst.add(i + 24), e3);
+        // SAFETY: `i + 32 <= n`: the 32 elements from `src.add(i)` are among the `n` readable
+        // ones, and with STORE the 32 from `dst.add(i)` among the `n` writable ones (# Safety;
+        // `dst` is only touched with STORE). `exp_arg`, `lo_pd` and `hi_pd` take no pointers;
+        // they need only avx2,fma, which this function is compiled with.
+        unsafe {
+            let e0 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i)));
+            let e1 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i + 8)));
+            let e2 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i + 16)));
+            let e3 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i + 24)));
+            if STORE {
+                _mm256_storeu_ps(dst.add(i), e0);
+                _mm256_storeu_ps(dst.add(i + 8), e1);
+                _mm256_storeu_ps(dst.add(i + 16), e2);
+                _mm256_storeu_ps(dst.add(i + 24), e3);
+            }
+            let s = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
+            a0 = _mm256_add_pd(a0, lo_pd(s));
+            a1 = _mm256_add_pd(a1, hi_pd(s));
         }
-        let s = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
-        a0 = _mm256_add_pd(a0, lo_pd(s));
-        a1 = _mm256_add_pd(a1, hi_pd(s));
         i += 32;
     }
     while i + 8 <= n {
-        let e = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i)));
-        if STORE {
-            _mm256_storeu_ps(dst.add(i), e);
+        // SAFETY: `i + 8 <= n`: the 8 elements from `src.add(i)` are among the `n` readable
+        // ones, and with STORE the 8 from `dst.add(i)` among the `n` writable ones (# Safety);
+        // the helpers need only avx2,fma, as above.
+        unsafe {
+            let e = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i)));
+            if STORE {
+                _mm256_storeu_ps(dst.add(i), e);
+            }
+            a0 = _mm256_add_pd(a0, lo_pd(e));
+            a1 = _mm256_add_pd(a1, hi_pd(e));
         }
-        a0 = _mm256_add_pd(a0, lo_pd(e));
-        a1 = _mm256_add_pd(a1, hi_pd(e));
         i += 8;
     }
     if i < n {
-        let e = exp_arg::<UNIT>(c, load_tail_ps(src.add(i), n - i, f32::NEG_INFINITY));
-        if STORE {
-            store_tail_ps(dst.add(i), n - i, e);
+        // SAFETY: `i < n` and `i + 8 > n` (the loop above stopped): the last `n - i < 8`
+        // elements of `src` are readable and, with STORE, of `dst` writable (# Safety), as
+        // `load_tail_ps` and `store_tail_ps` require; the helpers need only avx2,fma, as above.
+        unsafe {
+            let e = exp_arg::<UNIT>(c, load_tail_ps(src.add(i), n - i, f32::NEG_INFINITY));
+            if STORE {
+                store_tail_ps(dst.add(i), n - i, e);
+            }
+            a0 = _mm256_add_pd(a0, lo_pd(e));
+            a1 = _mm256_add_pd(a1, hi_pd(e));
         }
-        a0 = _mm256_add_pd(a0, lo_pd(e));
-        a1 = _mm256_add_pd(a1, hi_pd(e));
     }
-    hsum_pd(_mm256_add_pd(a0, a1))
+    // SAFETY: `hsum_pd` takes no pointers; it needs only avx2,fma, which this function is
+    // compiled with.
+    unsafe { hsum_pd(_mm256_add_pd(a0, a1)) }
 }
 
 /// # Safety
@@ -395,14 +554,19 @@ pub(crate) unsafe fn exp_store_sum_f32(
     m: f32,
     t: f64,
 ) -> f64 {
-    if t == 1.0 {
-        return exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0));
+    // SAFETY: this function's contract (# Safety) is what `exp_sum_f32` (with STORE) and
+    // `scalar::exp_store_sum` require of `src`, `dst` and `n`; `exp_sum_f32` and `ArgF32::new`
+    // also need avx2,fma, which this function is compiled with.
+    unsafe {
+        if t == 1.0 {
+            return exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0));
+        }
+        let inv = 1.0 / t;
+        if !inv.is_normal() {
+            return scalar::exp_store_sum(src, dst, n, m, t);
+        }
+        exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv))
     }
-    let inv = 1.0 / t;
-    if !inv.is_normal() {
-        return scalar::exp_store_sum(src, dst, n, m, t);
-    }
-    exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv))
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -410,13 +574,19 @@ pub(crate) unsafe fn exp_store_sum_f32(
 pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
     let (p, n) = (x.as_ptr(), x.len());
     if t == 1.0 {
-        return exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0));
+        // SAFETY: `p` is valid for reads of the `n = x.len()` elements of `x`; without STORE
+        // `exp_sum_f32` does not touch `dst` (null). It and `ArgF32::new` need avx2,fma, which
+        // this function is compiled with.
+        return unsafe {
+            exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0))
+        };
     }
     let inv = 1.0 / t;
     if !inv.is_normal() {
         return scalar::sum_exp(x, m, t);
     }
-    exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv))
+    // SAFETY: as above.
+    unsafe { exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv)) }
 }
 
 /// # Safety
@@ -427,23 +597,35 @@ pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
     let f = _mm256_set1_ps(factor as f32);
     let mut i = 0;
     while i + 32 <= n {
-        let v0 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i)), f);
-        let v1 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i + 8)), f);
-        let v2 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i + 16)), f);
-        let v3 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i + 24)), f);
-        _mm256_storeu_ps(dst.add(i), v0);
-        _mm256_storeu_ps(dst.add(i + 8), v1);
-        _mm256_storeu_ps(dst.add(i + 16), v2);
-        _mm256_storeu_ps(dst.add(i + 24), v3);
+        // SAFETY: `i + 32 <= n`: the 32 elements from `dst.add(i)` are among the `n` readable
+        // and writable ones (# Safety).
+        unsafe {
+            let v0 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i)), f);
+            let v1 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i + 8)), f);
+            let v2 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i + 16)), f);
+            let v3 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i + 24)), f);
+            _mm256_storeu_ps(dst.add(i), v0);
+            _mm256_storeu_ps(dst.add(i + 8), v1);
+            _mm256_storeu_ps(dst.add(i + 16), v2);
+            _mm256_storeu_ps(dst.add(i + 24), v3);
+        }
         i += 32;
     }
     while i + 8 <= n {
-        _mm256_storeu_ps(dst.add(i), _mm256_mul_ps(_mm256_loadu_ps(dst.add(i)), f));
+        // SAFETY: `i + 8 <= n`: the 8 elements from `dst.add(i)` are among the `n` readable
+        // and writable ones (# Safety).
+        unsafe { _mm256_storeu_ps(dst.add(i), _mm256_mul_ps(_mm256_loadu_ps(dst.add(i)), f)) };
         i += 8;
     }
     if i < n {
-        let v = load_tail_ps(dst.add(i), n - i, 0.0);
-        store_tail_ps(dst.add(i), n - i, _mm256_mul_ps(v, f));
+        // SAFETY: `i < n` and `i + 8 > n` (the loop above stopped): the last `n - i < 8` of
+        // the `n` readable and writable elements (# Safety), as `load_tail_ps` and
+        // `store_tail_ps` require; they also need avx2,fma, which this function is compiled
+        // with.
+        unsafe {
+            let v = load_tail_ps(dst.add(i), n - i, 0.0);
+            store_tail_ps(dst.add(i), n - i, _mm256_mul_ps(v, f));
+        }
     }
 }
 
@@ -453,12 +635,19 @@ unsafe fn log_f32<const UNIT: bool>(c: ArgF32, ls: f32, ls64: __m256d, x: __m256
     if UNIT {
         _mm256_sub_ps(_mm256_sub_ps(x, c.m), _mm256_set1_ps(ls))
     } else {
-        let lo = _mm256_fmsub_pd(_mm256_sub_pd(lo_pd(x), c.m64), c.inv, ls64);
-        let hi = _mm256_fmsub_pd(_mm256_sub_pd(hi_pd(x), c.m64), c.inv, ls64);
-        narrow(lo, hi)
+        // SAFETY: `lo_pd`, `hi_pd` and `narrow` take no pointers; they need only avx2,fma,
+        // which this function is compiled with.
+        unsafe {
+            let lo = _mm256_fmsub_pd(_mm256_sub_pd(lo_pd(x), c.m64), c.inv, ls64);
+            let hi = _mm256_fmsub_pd(_mm256_sub_pd(hi_pd(x), c.m64), c.inv, ls64);
+            narrow(lo, hi)
+        }
     }
 }
 
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint; AVX2,
+/// FMA. With `stream`, `dst` must be `f32`-aligned (see `map_ps`).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn write_log_f32<const UNIT: bool>(
@@ -471,9 +660,15 @@ unsafe fn write_log_f32<const UNIT: bool>(
 ) {
     let ls = log_sum as f32;
     let ls64 = _mm256_set1_pd(log_sum);
-    map_ps!(src, dst, n, stream, |x| log_f32::<UNIT>(c, ls, ls64, x));
+    map_ps!(src, dst, n, stream, |x| {
+        // SAFETY: `log_f32` takes no pointers; it needs only avx2,fma, which this function is
+        // compiled with.
+        unsafe { log_f32::<UNIT>(c, ls, ls64, x) }
+    });
 }
 
+/// # Safety
+/// As [`write_log_f32`].
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_scale_f32_impl<const UNIT: bool>(
@@ -485,10 +680,12 @@ unsafe fn exp_scale_f32_impl<const UNIT: bool>(
     stream: bool,
 ) {
     let f = _mm256_set1_ps(factor as f32);
-    map_ps!(src, dst, n, stream, |x| _mm256_mul_ps(
-        exp_arg::<UNIT>(c, x),
-        f
-    ));
+    map_ps!(src, dst, n, stream, |x| {
+        // SAFETY: `exp_arg` takes no pointers; it needs only avx2,fma, which this function is
+        // compiled with.
+        let e = unsafe { exp_arg::<UNIT>(c, x) };
+        _mm256_mul_ps(e, f)
+    });
 }
 
 /// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f32` then `scale_f32` give.
@@ -506,15 +703,23 @@ pub(crate) unsafe fn exp_scale_f32(
     factor: f64,
     stream: bool,
 ) {
-    if t == 1.0 {
-        return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor, stream);
+    // SAFETY: this function's contract (as `exp_store_sum_f32`'s: `src` readable and `dst`
+    // writable for `n`, the same or disjoint) is what `exp_scale_f32_impl` and
+    // `scalar::exp_store_sum` require; `scale_f32` gets `dst`, valid for writes of `n` and
+    // just written by `scalar::exp_store_sum`, so valid for its reads and writes. The
+    // streaming path's `f32`-aligned `dst` is left implicit (see `map_ps`). The AVX2 helpers
+    // need avx2,fma, which this function is compiled with.
+    unsafe {
+        if t == 1.0 {
+            return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor, stream);
+        }
+        let inv = 1.0 / t;
+        if !inv.is_normal() {
+            scalar::exp_store_sum(src, dst, n, m, t);
+            return scale_f32(dst, n, factor);
+        }
+        exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor, stream)
     }
-    let inv = 1.0 / t;
-    if !inv.is_normal() {
-        scalar::exp_store_sum(src, dst, n, m, t);
-        return scale_f32(dst, n, factor);
-    }
-    exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor, stream)
 }
 
 /// # Safety
@@ -530,14 +735,21 @@ pub(crate) unsafe fn write_log_softmax_f32(
     log_sum: f64,
     stream: bool,
 ) {
-    if t == 1.0 {
-        return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum, stream);
+    // SAFETY: this function's contract (as `exp_store_sum_f32`'s: `src` readable and `dst`
+    // writable for `n`, the same or disjoint) is what `write_log_f32` and
+    // `scalar::write_log_softmax` require; the streaming path's `f32`-aligned `dst` is left
+    // implicit (see `map_ps`). The AVX2 helpers need avx2,fma, which this function is compiled
+    // with.
+    unsafe {
+        if t == 1.0 {
+            return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum, stream);
+        }
+        let inv = 1.0 / t;
+        if !inv.is_normal() {
+            return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
+        }
+        write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum, stream)
     }
-    let inv = 1.0 / t;
-    if !inv.is_normal() {
-        return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
-    }
-    write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum, stream)
 }
 
 /// dst = src * factor: the bits `scale_f32` gives.
@@ -557,19 +769,27 @@ pub(crate) unsafe fn scale_to_f32(
     map_ps!(src, dst, n, stream, |x| _mm256_mul_ps(x, f));
 }
 
-rows_kernel!(
-    rows_f32_general,
-    f32,
-    "avx2,fma",
-    max_f32_impl,
-    exp_store_sum_f32,
-    sum_exp_f32_impl,
-    scale_f32,
-    scale_to_f32,
-    exp_scale_f32,
-    write_log_softmax_f32,
-    super::row_ln_f32
-);
+/// [`rows_kernel!`]'s many-rows kernel over this file's `f32` block kernels. The macro's body
+/// (in `kernels/mod.rs`) does its unsafe operations without `unsafe` blocks, which this file's
+/// `deny(unsafe_op_in_unsafe_fn)` rejects: it is expanded in this child module, which allows
+/// that lint (its contract is the macro's `# Safety`).
+#[allow(unsafe_op_in_unsafe_fn)]
+mod rows_f32_general_kernel {
+    super::rows_kernel!(
+        rows_f32_general,
+        f32,
+        "avx2,fma",
+        super::max_f32_impl,
+        super::exp_store_sum_f32,
+        super::sum_exp_f32_impl,
+        super::scale_f32,
+        super::scale_to_f32,
+        super::exp_scale_f32,
+        super::write_log_softmax_f32,
+        super::super::row_ln_f32
+    );
+}
+use rows_f32_general_kernel::rows_f32_general;
 
 /// The many-rows kernel: a row of at most 16 elements is one or two vectors, kept in
 /// registers from load to store, with the operations (so the bits) of the block kernels;
@@ -593,59 +813,104 @@ unsafe fn rows_f32(
     store: super::Store,
 ) {
     if n > 16 || n == 0 {
-        return rows_f32_general(
-            op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
-        );
+        // SAFETY: `rows_f32_general`'s contract (`rows_kernel!`'s `# Safety`) is this
+        // function's, `Kernels::rows`', for the same arguments; it needs avx2,fma, which this
+        // function is compiled with.
+        return unsafe {
+            rows_f32_general(
+                op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
+            )
+        };
     }
-    let first = super::packed_groups::<8>(
-        op,
-        src,
-        src_step,
-        dst,
-        dst_step,
-        n,
-        count,
-        temps,
-        temp_step,
-        rows_f32_packed::<true>,
-        rows_f32_packed::<false>,
-    );
-    let (src, dst, temps) = (
-        src.add(first * src_step),
-        dst.add(first * dst_step),
-        temps.add(first * temp_step),
-    );
+    // SAFETY: `packed_groups` requires `Kernels::rows`' contract, this function's, for the
+    // same arguments, with `n` within what the kernels take and the kernels safe to call on
+    // this CPU. It calls them only for `n >= 2` (and here `n <= 16`), on whole groups of 8
+    // rows stored back to back (`src_step == dst_step == n`, so `8 n` readable and writable
+    // elements from each group's start) at one temperature with a normal reciprocal: the
+    // `# Safety` of `rows_f32_packed`, whose avx2,fma this CPU has (this function runs).
+    let first = unsafe {
+        super::packed_groups::<8>(
+            op,
+            src,
+            src_step,
+            dst,
+            dst_step,
+            n,
+            count,
+            temps,
+            temp_step,
+            rows_f32_packed::<true>,
+            rows_f32_packed::<false>,
+        )
+    };
+    // SAFETY: `first <= count`. `packed_groups` computes rows (`first > 0`) only when they are
+    // stored back to back at one temperature (`src_step == dst_step == n`, `temp_step == 0`):
+    // then `first * n` is at most the end of the `count` rows of `src` and of `dst`, and
+    // `temps` stays put; with `first == 0` no pointer moves.
+    let (src, dst, temps) = unsafe {
+        (
+            src.add(first * src_step),
+            dst.add(first * dst_step),
+            temps.add(first * temp_step),
+        )
+    };
     let count = count - first;
     let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
     // Lanes in the second vector (0 when the row fits in one).
     let n1 = n.saturating_sub(8);
     let n0 = n - n1;
     let load = |p: *const f32, r: usize| {
-        if r == 8 {
-            _mm256_loadu_ps(p)
-        } else {
-            load_tail_ps(p, r, f32::NEG_INFINITY)
+        // SAFETY: every call below passes `p` with `r` readable elements, `1 <= r <= 8`: a
+        // row's first `n0` (`1 <= n <= 16`) or, with `n1 > 0`, last `n1` elements. A full
+        // vector is loaded for `r == 8`, else `load_tail_ps` takes the `r < 8`; it needs
+        // avx2,fma, which this CPU has (the enclosing kernel runs).
+        unsafe {
+            if r == 8 {
+                _mm256_loadu_ps(p)
+            } else {
+                load_tail_ps(p, r, f32::NEG_INFINITY)
+            }
         }
     };
     let store = |p: *mut f32, r: usize, v: __m256| {
-        if r == 8 {
-            _mm256_storeu_ps(p, v)
-        } else {
-            store_tail_ps(p, r, v)
+        // SAFETY: as for `load`, with `r` writable elements at `p` (of a row of `dst`).
+        unsafe {
+            if r == 8 {
+                _mm256_storeu_ps(p, v)
+            } else {
+                store_tail_ps(p, r, v)
+            }
         }
     };
     for r in 0..count {
-        let s = src.add(r * src_step);
-        let d = dst.add(r * dst_step);
-        let t = *temps.add(r * temp_step);
+        // SAFETY: `r` is below the rows left (`count` now excludes the `first` done): row
+        // `first + r` of the caller's, whose `n` elements at `s` are readable and at `d`
+        // writable, and whose temperature `temps.add(r * temp_step)` points to
+        // (`Kernels::rows`).
+        let (s, d, t) = unsafe {
+            (
+                src.add(r * src_step),
+                dst.add(r * dst_step),
+                *temps.add(r * temp_step),
+            )
+        };
         let inv = 1.0 / t;
         if t != 1.0 && !inv.is_normal() {
-            rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, super::Store::Cached);
+            // SAFETY: one row (`count` 1, so the steps are not used) of `n` elements at `s`
+            // (readable) and `d` (writable), the same or disjoint as the caller's rows are; its
+            // temperature at `&t`, positive and finite as the caller's are. `rows_f32_general`
+            // needs avx2,fma, which this function is compiled with.
+            unsafe { rows_f32_general(op, s, 0, d, 0, n, 1, &t, 0, super::Store::Cached) };
             continue;
         }
         // As `max_f32_impl`, `exp_sum_f32` and the write kernels, step by step.
         let x0 = load(s, n0);
-        let x1 = if n1 > 0 { load(s.add(8), n1) } else { ninf };
+        let x1 = if n1 > 0 {
+            // SAFETY: `n1 > 0` means `n > 8`: `s.add(8)` is within the row.
+            load(unsafe { s.add(8) }, n1)
+        } else {
+            ninf
+        };
         let nan = _mm256_or_ps(
             _mm256_cmp_ps::<_CMP_UNORD_Q>(x0, x0),
             _mm256_cmp_ps::<_CMP_UNORD_Q>(x1, x1),
@@ -653,35 +918,51 @@ unsafe fn rows_f32(
         let nan = _mm256_movemask_ps(nan) != 0;
         let m0 = _mm256_max_ps(x0, ninf);
         let m0 = if n1 > 0 { _mm256_max_ps(x1, m0) } else { m0 };
-        let m = hmax_ps(m0, ninf, ninf, ninf);
+        // SAFETY: `hmax_ps` takes no pointers; it needs only avx2,fma, which this function is
+        // compiled with.
+        let m = unsafe { hmax_ps(m0, ninf, ninf, ninf) };
         if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
             // Contract S6.
             let y = _mm256_set1_ps(f32::NAN);
             store(d, n0, y);
             if n1 > 0 {
-                store(d.add(8), n1, y);
+                // SAFETY: `n1 > 0` means `n > 8`: `d.add(8)` is within the row.
+                store(unsafe { d.add(8) }, n1, y);
             }
             continue;
         }
-        let c = ArgF32::new(m, inv);
+        // SAFETY: `ArgF32::new` takes no pointers; it needs only avx2,fma, which this function
+        // is compiled with.
+        let c = unsafe { ArgF32::new(m, inv) };
         let exp = |x: __m256| {
-            if t == 1.0 {
-                exp_arg::<true>(c, x)
-            } else {
-                exp_arg::<false>(c, x)
+            // SAFETY: `exp_arg` takes no pointers; it needs only avx2,fma, which this CPU has
+            // (the enclosing kernel runs).
+            unsafe {
+                if t == 1.0 {
+                    exp_arg::<true>(c, x)
+                } else {
+                    exp_arg::<false>(c, x)
+                }
             }
         };
         let e0 = exp(x0);
-        let (mut a0, mut a1) = (lo_pd(e0), hi_pd(e0));
+        // SAFETY: `lo_pd` and `hi_pd` take no pointers; they need only avx2,fma, which this
+        // function is compiled with.
+        let (mut a0, mut a1) = unsafe { (lo_pd(e0), hi_pd(e0)) };
         let e1 = if n1 > 0 {
             let e1 = exp(x1);
-            a0 = _mm256_add_pd(a0, lo_pd(e1));
-            a1 = _mm256_add_pd(a1, hi_pd(e1));
+            // SAFETY: as above.
+            unsafe {
+                a0 = _mm256_add_pd(a0, lo_pd(e1));
+                a1 = _mm256_add_pd(a1, hi_pd(e1));
+            }
             e1
         } else {
             e0
         };
-        let total = hsum_pd(_mm256_add_pd(a0, a1));
+        // SAFETY: `hsum_pd` takes no pointers; it needs only avx2,fma, which this function is
+        // compiled with.
+        let total = unsafe { hsum_pd(_mm256_add_pd(a0, a1)) };
         let (y0, y1) = match op {
             crate::row::Op::Softmax => {
                 let f = _mm256_set1_ps((1.0 / total) as f32);
@@ -690,22 +971,27 @@ unsafe fn rows_f32(
             crate::row::Op::LogSoftmax => {
                 let ls = super::row_ln_f32(total);
                 let ls64 = _mm256_set1_pd(ls);
-                if t == 1.0 {
-                    (
-                        log_f32::<true>(c, ls as f32, ls64, x0),
-                        log_f32::<true>(c, ls as f32, ls64, x1),
-                    )
-                } else {
-                    (
-                        log_f32::<false>(c, ls as f32, ls64, x0),
-                        log_f32::<false>(c, ls as f32, ls64, x1),
-                    )
+                // SAFETY: `log_f32` takes no pointers; it needs only avx2,fma, which this
+                // function is compiled with.
+                unsafe {
+                    if t == 1.0 {
+                        (
+                            log_f32::<true>(c, ls as f32, ls64, x0),
+                            log_f32::<true>(c, ls as f32, ls64, x1),
+                        )
+                    } else {
+                        (
+                            log_f32::<false>(c, ls as f32, ls64, x0),
+                            log_f32::<false>(c, ls as f32, ls64, x1),
+                        )
+                    }
                 }
             }
         };
         store(d, n0, y0);
         if n1 > 0 {
-            store(d.add(8), n1, y1);
+            // SAFETY: `n1 > 0` means `n > 8`: `d.add(8)` is within the row.
+            store(unsafe { d.add(8) }, n1, y1);
         }
     }
 }
@@ -727,7 +1013,9 @@ impl PackedFolds {
         PackedFolds {
             rows: 0,
             flags: _mm256_setzero_ps(),
-            terms: Folded::splat(super::FoldedArg::default()),
+            // SAFETY: `Folded::splat` takes no pointers; it needs only avx2,fma, which this
+            // function is compiled with.
+            terms: unsafe { Folded::splat(super::FoldedArg::default()) },
         }
     }
 
@@ -736,40 +1024,45 @@ impl PackedFolds {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn of_rows(m: __m256, inv: f64) -> PackedFolds {
-        if inv == 1.0 {
-            // As `FoldedArg::new` (a temperature just off 1 whose reciprocal rounds to 1).
-            return PackedFolds::none();
-        }
-        let inv_v = _mm256_set1_pd(inv);
-        let (mi_lo, mi_hi) = (
-            _mm256_mul_pd(lo_pd(m), inv_v),
-            _mm256_mul_pd(hi_pd(m), inv_v),
-        );
-        let hi = narrow(mi_lo, mi_hi);
-        let lo = narrow(
-            _mm256_sub_pd(mi_lo, lo_pd(hi)),
-            _mm256_sub_pd(mi_hi, hi_pd(hi)),
-        );
-        let gap = _mm256_set1_pd(super::FOLD_FLOOR / inv);
-        let x_floor = narrow(_mm256_sub_pd(lo_pd(m), gap), _mm256_sub_pd(hi_pd(m), gap));
-        // |mi| <= FOLD_LIMIT, false for NaN, as in `FoldedArg::new`.
-        let abs = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
-        let limit = _mm256_set1_pd(super::FOLD_LIMIT);
-        let in_lo = _mm256_cmp_pd::<_CMP_LE_OQ>(_mm256_and_pd(mi_lo, abs), limit);
-        let in_hi = _mm256_cmp_pd::<_CMP_LE_OQ>(_mm256_and_pd(mi_hi, abs), limit);
-        let flags = narrow_mask(in_lo, in_hi);
-        let sign = _mm256_set1_ps(-0.0);
-        let inv_hi = inv as f32;
-        PackedFolds {
-            rows: _mm256_movemask_ps(flags),
-            flags,
-            terms: Folded {
-                inv_hi: _mm256_set1_ps(inv_hi),
-                inv_lo: _mm256_set1_ps((inv - inv_hi as f64) as f32),
-                neg_mi_hi: _mm256_xor_ps(hi, sign),
-                neg_mi_lo: _mm256_xor_ps(lo, sign),
-                x_floor,
-            },
+        // SAFETY: there are no pointers here: the only unsafe operations are calls to this
+        // file's `PackedFolds::none`, `lo_pd`, `hi_pd`, `narrow` and `narrow_mask`, which need
+        // only avx2,fma, which this function is compiled with.
+        unsafe {
+            if inv == 1.0 {
+                // As `FoldedArg::new` (a temperature just off 1 whose reciprocal rounds to 1).
+                return PackedFolds::none();
+            }
+            let inv_v = _mm256_set1_pd(inv);
+            let (mi_lo, mi_hi) = (
+                _mm256_mul_pd(lo_pd(m), inv_v),
+                _mm256_mul_pd(hi_pd(m), inv_v),
+            );
+            let hi = narrow(mi_lo, mi_hi);
+            let lo = narrow(
+                _mm256_sub_pd(mi_lo, lo_pd(hi)),
+                _mm256_sub_pd(mi_hi, hi_pd(hi)),
+            );
+            let gap = _mm256_set1_pd(super::FOLD_FLOOR / inv);
+            let x_floor = narrow(_mm256_sub_pd(lo_pd(m), gap), _mm256_sub_pd(hi_pd(m), gap));
+            // |mi| <= FOLD_LIMIT, false for NaN, as in `FoldedArg::new`.
+            let abs = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+            let limit = _mm256_set1_pd(super::FOLD_LIMIT);
+            let in_lo = _mm256_cmp_pd::<_CMP_LE_OQ>(_mm256_and_pd(mi_lo, abs), limit);
+            let in_hi = _mm256_cmp_pd::<_CMP_LE_OQ>(_mm256_and_pd(mi_hi, abs), limit);
+            let flags = narrow_mask(in_lo, in_hi);
+            let sign = _mm256_set1_ps(-0.0);
+            let inv_hi = inv as f32;
+            PackedFolds {
+                rows: _mm256_movemask_ps(flags),
+                flags,
+                terms: Folded {
+                    inv_hi: _mm256_set1_ps(inv_hi),
+                    inv_lo: _mm256_set1_ps((inv - inv_hi as f64) as f32),
+                    neg_mi_hi: _mm256_xor_ps(hi, sign),
+                    neg_mi_lo: _mm256_xor_ps(lo, sign),
+                    x_floor,
+                },
+            }
         }
     }
 
@@ -833,49 +1126,79 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
     let n0 = n - n1;
     let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
     let load = |p: *const f32, r: usize| {
-        if r == 8 {
-            _mm256_loadu_ps(p)
-        } else {
-            load_tail_ps(p, r, f32::NEG_INFINITY)
+        // SAFETY: every call below passes `p` with `r` readable elements, `1 <= r <= 8`: the
+        // first `n0` or, with `n1 > 0`, the last `n1` elements of one of the 8 rows at `src`
+        // (`2 <= n <= 16`, # Safety). A full vector is loaded for `r == 8`, else
+        // `load_tail_ps` takes the `r < 8`; it needs avx2,fma, which this CPU has (the
+        // enclosing kernel runs).
+        unsafe {
+            if r == 8 {
+                _mm256_loadu_ps(p)
+            } else {
+                load_tail_ps(p, r, f32::NEG_INFINITY)
+            }
         }
     };
     let mut maxima = [ninf; PACKED_GROUP];
     for (r, slot) in maxima.iter_mut().enumerate() {
-        let s = src.add(r * n);
+        // SAFETY: `r < 8`: row `r` is the `n` elements at `src.add(r * n)`, within the `8 n`
+        // readable ones (# Safety).
+        let s = unsafe { src.add(r * n) };
         let m = _mm256_max_ps(load(s, n0), ninf);
         *slot = if n1 > 0 {
-            _mm256_max_ps(load(s.add(8), n1), m)
+            // SAFETY: `n1 > 0` means `n > 8`: `s.add(8)` is within row `r`.
+            _mm256_max_ps(load(unsafe { s.add(8) }, n1), m)
         } else {
             m
         };
     }
     // Exact for rows without NaN whatever the order; a row with NaN, +inf or nothing above
     // -inf has a NaN sum (NaN - m, inf - inf or -inf - -inf), caught below.
-    let m = max_of_each(&maxima);
+    // SAFETY: `max_of_each` takes no pointers; it needs only avx2,fma, which this function is
+    // compiled with.
+    let m = unsafe { max_of_each(&maxima) };
     let inv_v = _mm256_set1_pd(inv);
     // Each row's choice of form and its folded terms, as `ArgF32::new` makes them.
-    let fold = if UNIT {
-        PackedFolds::none()
-    } else {
-        PackedFolds::of_rows(m, inv)
+    // SAFETY: `PackedFolds::none` and `PackedFolds::of_rows` take no pointers; they need only
+    // avx2,fma, which this function is compiled with.
+    let fold = unsafe {
+        if UNIT {
+            PackedFolds::none()
+        } else {
+            PackedFolds::of_rows(m, inv)
+        }
     };
     // 8 spare lanes: the read-back of a row's last vector may run past the group's end.
     let mut exps = [0.0f32; 8 * 16 + 8];
     for v in 0..n {
-        let row = _mm256_loadu_si256(rows.row_of[v].as_ptr().cast());
-        let x = _mm256_loadu_ps(src.add(8 * v));
+        // SAFETY: `rows.row_of[v]` is 8 `i32`s, the 32 bytes read (unaligned); `v < n`: the 8
+        // elements at `src.add(8 * v)` are among the `8 n` readable ones (# Safety).
+        let (row, x) = unsafe {
+            (
+                _mm256_loadu_si256(rows.row_of[v].as_ptr().cast()),
+                _mm256_loadu_ps(src.add(8 * v)),
+            )
+        };
         let mv = _mm256_permutevar8x32_ps(m, row);
         // As `exp_arg`, with each lane's row maximum and its row's choice of form.
-        let folded = || fold.lanes(row).exp(x);
+        // SAFETY: `PackedFolds::lanes` and `Folded::exp` take no pointers; they need only
+        // avx2,fma, which this CPU has (the enclosing kernel runs).
+        let folded = || unsafe { fold.lanes(row).exp(x) };
         // As `arg_ps::<false>`, with `m as f64` per lane.
         let widened = || {
-            exp_ps(narrow(
-                _mm256_mul_pd(_mm256_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
-                _mm256_mul_pd(_mm256_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
-            ))
+            // SAFETY: `exp_ps`, `narrow`, `lo_pd` and `hi_pd` take no pointers; they need only
+            // avx2,fma, which this CPU has (the enclosing kernel runs).
+            unsafe {
+                exp_ps(narrow(
+                    _mm256_mul_pd(_mm256_sub_pd(lo_pd(x), lo_pd(mv)), inv_v),
+                    _mm256_mul_pd(_mm256_sub_pd(hi_pd(x), hi_pd(mv)), inv_v),
+                ))
+            }
         };
         let e = if UNIT {
-            exp_ps(_mm256_sub_ps(x, mv))
+            // SAFETY: `exp_ps` takes no pointers; it needs only avx2,fma, which this function
+            // is compiled with.
+            unsafe { exp_ps(_mm256_sub_ps(x, mv)) }
         } else if fold.rows == 0xFF {
             folded()
         } else if fold.rows == 0 {
@@ -884,38 +1207,58 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
             let lanes = _mm256_permutevar8x32_ps(fold.flags, row);
             _mm256_blendv_ps(widened(), folded(), lanes)
         };
-        _mm256_storeu_ps(exps.as_mut_ptr().add(8 * v), e);
+        // SAFETY: `v < n <= 16`: elements `8 v .. 8 v + 8` of `exps` (136 elements) exist.
+        unsafe { _mm256_storeu_ps(exps.as_mut_ptr().add(8 * v), e) };
     }
-    let (keep0, keep1) = (lanes_below(n0), lanes_below(n1));
+    // SAFETY: `lanes_below` takes no pointers; it needs only avx2,fma, which this function is
+    // compiled with (and `n0, n1 <= 8`, as it expects).
+    let (keep0, keep1) = unsafe { (lanes_below(n0), lanes_below(n1)) };
     let mut sums = [_mm256_setzero_pd(); PACKED_GROUP];
     for (r, slot) in sums.iter_mut().enumerate() {
-        let p = exps.as_ptr().add(r * n);
-        // As the per-row kernel: a0 = lo(e0) (+ lo(e1)), a1 = hi(e0) (+ hi(e1)), a0 + a1.
-        let e0 = _mm256_and_ps(_mm256_loadu_ps(p), keep0);
-        let (mut a0, mut a1) = (lo_pd(e0), hi_pd(e0));
-        if n1 > 0 {
-            let e1 = _mm256_and_ps(_mm256_loadu_ps(p.add(8)), keep1);
-            a0 = _mm256_add_pd(a0, lo_pd(e1));
-            a1 = _mm256_add_pd(a1, hi_pd(e1));
+        // SAFETY: `r < 8`, `n <= 16`: the 8 elements read from `exps.as_ptr().add(r * n)`, and
+        // with `n1 > 0` the 8 after them, end at most at `7 * 16 + 16 = 128`, within `exps`
+        // (136 elements). `lo_pd` and `hi_pd` take no pointers; they need only avx2,fma, which
+        // this function is compiled with.
+        unsafe {
+            let p = exps.as_ptr().add(r * n);
+            // As the per-row kernel: a0 = lo(e0) (+ lo(e1)), a1 = hi(e0) (+ hi(e1)), a0 + a1.
+            let e0 = _mm256_and_ps(_mm256_loadu_ps(p), keep0);
+            let (mut a0, mut a1) = (lo_pd(e0), hi_pd(e0));
+            if n1 > 0 {
+                let e1 = _mm256_and_ps(_mm256_loadu_ps(p.add(8)), keep1);
+                a0 = _mm256_add_pd(a0, lo_pd(e1));
+                a1 = _mm256_add_pd(a1, hi_pd(e1));
+            }
+            *slot = _mm256_add_pd(a0, a1);
         }
-        *slot = _mm256_add_pd(a0, a1);
     }
-    let (tot_lo, tot_hi) = hsum_of_each(&sums);
+    // SAFETY: `hsum_of_each` takes no pointers; it needs only avx2,fma, which this function is
+    // compiled with.
+    let (tot_lo, tot_hi) = unsafe { hsum_of_each(&sums) };
     let mut totals = [0.0f64; PACKED_GROUP];
-    _mm256_storeu_pd(totals.as_mut_ptr(), tot_lo);
-    _mm256_storeu_pd(totals.as_mut_ptr().add(4), tot_hi);
+    // SAFETY: `totals` is 8 `f64`s: lanes 0-3 go to elements 0-3, lanes 4-7 to 4-7.
+    unsafe {
+        _mm256_storeu_pd(totals.as_mut_ptr(), tot_lo);
+        _mm256_storeu_pd(totals.as_mut_ptr().add(4), tot_hi);
+    }
     match op {
         crate::row::Op::Softmax => {
             let mut f = [0.0f32; PACKED_GROUP];
             for (slot, &total) in f.iter_mut().zip(&totals) {
                 *slot = (1.0 / total) as f32;
             }
-            let f = _mm256_loadu_ps(f.as_ptr());
+            // SAFETY: `f` is 8 `f32`s.
+            let f = unsafe { _mm256_loadu_ps(f.as_ptr()) };
             for v in 0..n {
-                let row = _mm256_loadu_si256(rows.row_of[v].as_ptr().cast());
-                let e = _mm256_loadu_ps(exps.as_ptr().add(8 * v));
-                let y = _mm256_mul_ps(e, _mm256_permutevar8x32_ps(f, row));
-                _mm256_storeu_ps(dst.add(8 * v), y);
+                // SAFETY: `rows.row_of[v]` is 8 `i32`s; `v < n <= 16`: elements `8 v .. 8 v + 8`
+                // of `exps` (136 elements) exist, and those of `dst` are among its `8 n`
+                // writable ones (# Safety).
+                unsafe {
+                    let row = _mm256_loadu_si256(rows.row_of[v].as_ptr().cast());
+                    let e = _mm256_loadu_ps(exps.as_ptr().add(8 * v));
+                    let y = _mm256_mul_ps(e, _mm256_permutevar8x32_ps(f, row));
+                    _mm256_storeu_ps(dst.add(8 * v), y);
+                }
             }
         }
         crate::row::Op::LogSoftmax => {
@@ -925,11 +1268,19 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
                 ls[r] = super::row_ln_f32(totals[r]);
                 ls32[r] = ls[r] as f32;
             }
-            let ls32 = _mm256_loadu_ps(ls32.as_ptr());
+            // SAFETY: `ls32` is 8 `f32`s.
+            let ls32 = unsafe { _mm256_loadu_ps(ls32.as_ptr()) };
             for v in 0..n {
-                let row = _mm256_loadu_si256(rows.row_of[v].as_ptr().cast());
-                // Read before the same vector of `dst` is written (`src == dst` allowed).
-                let x = _mm256_loadu_ps(src.add(8 * v));
+                // SAFETY: `rows.row_of[v]` is 8 `i32`s; `v < n`: the 8 elements at
+                // `src.add(8 * v)` are among the `8 n` readable ones (# Safety).
+                let (row, x) = unsafe {
+                    (
+                        _mm256_loadu_si256(rows.row_of[v].as_ptr().cast()),
+                        // Read before the same vector of `dst` is written (`src == dst`
+                        // allowed).
+                        _mm256_loadu_ps(src.add(8 * v)),
+                    )
+                };
                 let mv = _mm256_permutevar8x32_ps(m, row);
                 let y = if UNIT {
                     _mm256_sub_ps(_mm256_sub_ps(x, mv), _mm256_permutevar8x32_ps(ls32, row))
@@ -939,29 +1290,41 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
                     let ls_of = |l: usize| ls[rs[l] as usize];
                     let ls_lo = _mm256_setr_pd(ls_of(0), ls_of(1), ls_of(2), ls_of(3));
                     let ls_hi = _mm256_setr_pd(ls_of(4), ls_of(5), ls_of(6), ls_of(7));
-                    narrow(
-                        _mm256_fmsub_pd(_mm256_sub_pd(lo_pd(x), lo_pd(mv)), inv_v, ls_lo),
-                        _mm256_fmsub_pd(_mm256_sub_pd(hi_pd(x), hi_pd(mv)), inv_v, ls_hi),
-                    )
+                    // SAFETY: `narrow`, `lo_pd` and `hi_pd` take no pointers; they need only
+                    // avx2,fma, which this function is compiled with.
+                    unsafe {
+                        narrow(
+                            _mm256_fmsub_pd(_mm256_sub_pd(lo_pd(x), lo_pd(mv)), inv_v, ls_lo),
+                            _mm256_fmsub_pd(_mm256_sub_pd(hi_pd(x), hi_pd(mv)), inv_v, ls_hi),
+                        )
+                    }
                 };
-                _mm256_storeu_ps(dst.add(8 * v), y);
+                // SAFETY: `v < n`: the 8 elements at `dst.add(8 * v)` are among the `8 n`
+                // writable ones (# Safety).
+                unsafe { _mm256_storeu_ps(dst.add(8 * v), y) };
             }
         }
     }
     for (r, total) in totals.iter().enumerate() {
         if total.is_nan() {
             // Contract S6.
-            let d = dst.add(r * n);
-            let nan = _mm256_set1_ps(f32::NAN);
-            if n0 == 8 {
-                _mm256_storeu_ps(d, nan);
-            } else {
-                store_tail_ps(d, n0, nan);
-            }
-            if n1 == 8 {
-                _mm256_storeu_ps(d.add(8), nan);
-            } else if n1 > 0 {
-                store_tail_ps(d.add(8), n1, nan);
+            // SAFETY: `r < 8`: row `r` is the `n` writable elements at `dst.add(r * n)`
+            // (# Safety): its first `n0` at `d` and, with `n1 > 0` (`n > 8`), its last `n1` at
+            // `d.add(8)`, stored whole when 8, else by `store_tail_ps` (which takes fewer than
+            // 8 and needs avx2,fma, which this function is compiled with).
+            unsafe {
+                let d = dst.add(r * n);
+                let nan = _mm256_set1_ps(f32::NAN);
+                if n0 == 8 {
+                    _mm256_storeu_ps(d, nan);
+                } else {
+                    store_tail_ps(d, n0, nan);
+                }
+                if n1 == 8 {
+                    _mm256_storeu_ps(d.add(8), nan);
+                } else if n1 > 0 {
+                    store_tail_ps(d.add(8), n1, nan);
+                }
             }
         }
     }
@@ -1109,7 +1472,9 @@ unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: __m256d) -> (__m256d, __m256d) 
     // Near the overflow threshold (|x - m| close to f64::MAX) TwoSum's intermediates overflow
     // and lo is NaN; so is l when d / t overflows. d alone is then the argument (no NaN may
     // reach a result for finite input, contract S5).
-    let lo = finite_or_zero_pd(lo);
+    // SAFETY: `finite_or_zero_pd` takes no pointers; it needs only avx2,fma, which this
+    // function is compiled with.
+    let lo = unsafe { finite_or_zero_pd(lo) };
     if UNIT {
         (d, lo)
     } else {
@@ -1118,7 +1483,8 @@ unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: __m256d) -> (__m256d, __m256d) 
             _mm256_fmsub_pd(d, c.inv, h),
             _mm256_fmadd_pd(d, c.inv_lo, _mm256_mul_pd(lo, c.inv)),
         );
-        (h, finite_or_zero_pd(l))
+        // SAFETY: as above.
+        (h, unsafe { finite_or_zero_pd(l) })
     }
 }
 
@@ -1131,32 +1497,52 @@ unsafe fn finite_or_zero_pd(v: __m256d) -> __m256d {
 }
 
 /// Loads the `r < 4` elements at `p` (nothing past them is touched), padding with `fill`.
+///
+/// # Safety
+/// `r < 4`; `p` valid for reads of `r` elements; AVX2, FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn load_tail_pd(p: *const f64, r: usize, fill: f64) -> __m256d {
     let f = _mm_set1_pd(fill);
-    let (lo, hi) = match r {
-        0 => (f, f),
-        1 => (_mm_loadl_pd(f, p), f),
-        2 => (_mm_loadu_pd(p), f),
-        _ => (_mm_loadu_pd(p), _mm_loadl_pd(f, p.add(2))),
+    // SAFETY: the `r < 4` elements at `p` are readable (# Safety): `r == 1` reads element 0,
+    // `r == 2` elements 0 and 1, `r == 3` those and element 2 at `p.add(2)`. `_mm_loadl_pd`
+    // dereferences its `*const f64`: `p` is `f64`-aligned, as the element pointers the crate
+    // hands to the kernels are.
+    let (lo, hi) = unsafe {
+        match r {
+            0 => (f, f),
+            1 => (_mm_loadl_pd(f, p), f),
+            2 => (_mm_loadu_pd(p), f),
+            _ => (_mm_loadu_pd(p), _mm_loadl_pd(f, p.add(2))),
+        }
     };
     _mm256_set_m128d(hi, lo)
 }
 
 /// Stores the first `r < 4` lanes of `v` at `p`, in pieces of 2 and 1 lanes.
+///
+/// # Safety
+/// `r < 4`; `p` valid for writes of `r` elements; AVX2, FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn store_tail_pd(p: *mut f64, r: usize, v: __m256d) {
     let mut lo = _mm256_castpd256_pd128(v);
     let mut p = p;
     if r >= 2 {
-        _mm_storeu_pd(p, lo);
-        lo = _mm256_extractf128_pd::<1>(v);
-        p = p.add(2);
+        // SAFETY: `2 <= r < 4` (# Safety): the 2 elements at `p` are writable, and `p.add(2)`
+        // is within the `r` or one past the end.
+        unsafe {
+            _mm_storeu_pd(p, lo);
+            lo = _mm256_extractf128_pd::<1>(v);
+            p = p.add(2);
+        }
     }
     if r % 2 == 1 {
-        _mm_store_sd(p, lo);
+        // SAFETY: `r` is 1 or 3: the element at `p` (element 0, or element 2 after the move
+        // above) is the last of the `r` writable ones; `_mm_store_sd` dereferences its
+        // `*mut f64`: `f64`-aligned, as the element pointers the crate hands to the kernels
+        // are.
+        unsafe { _mm_store_sd(p, lo) };
     }
 }
 
@@ -1170,10 +1556,15 @@ pub(crate) unsafe fn max_f64_impl(x: &[f64]) -> (f64, bool) {
     let mut nan = _mm256_setzero_pd();
     let mut i = 0;
     while i + 16 <= n {
-        let v0 = _mm256_loadu_pd(p.add(i));
-        let v1 = _mm256_loadu_pd(p.add(i + 4));
-        let v2 = _mm256_loadu_pd(p.add(i + 8));
-        let v3 = _mm256_loadu_pd(p.add(i + 12));
+        // SAFETY: `i + 16 <= n = x.len()`: the 16 elements from `p.add(i)` are in `x`.
+        let (v0, v1, v2, v3) = unsafe {
+            (
+                _mm256_loadu_pd(p.add(i)),
+                _mm256_loadu_pd(p.add(i + 4)),
+                _mm256_loadu_pd(p.add(i + 8)),
+                _mm256_loadu_pd(p.add(i + 12)),
+            )
+        };
         nan = _mm256_or_pd(nan, _mm256_cmp_pd::<_CMP_UNORD_Q>(v0, v1));
         nan = _mm256_or_pd(nan, _mm256_cmp_pd::<_CMP_UNORD_Q>(v2, v3));
         m0 = _mm256_max_pd(v0, m0);
@@ -1183,10 +1574,15 @@ pub(crate) unsafe fn max_f64_impl(x: &[f64]) -> (f64, bool) {
         i += 16;
     }
     while i < n {
-        let v = if n - i >= 4 {
-            _mm256_loadu_pd(p.add(i))
-        } else {
-            load_tail_pd(p.add(i), n - i, f64::NEG_INFINITY)
+        // SAFETY: `i < n = x.len()`: with `n - i >= 4` the 4 elements from `p.add(i)` are in
+        // `x`; else the last `n - i < 4`, which `load_tail_pd` takes (it also needs avx2,fma,
+        // which this function is compiled with).
+        let v = unsafe {
+            if n - i >= 4 {
+                _mm256_loadu_pd(p.add(i))
+            } else {
+                load_tail_pd(p.add(i), n - i, f64::NEG_INFINITY)
+            }
         };
         nan = _mm256_or_pd(nan, _mm256_cmp_pd::<_CMP_UNORD_Q>(v, v));
         m0 = _mm256_max_pd(v, m0);
@@ -1211,6 +1607,9 @@ unsafe fn two_sum_add(s: &mut __m256d, c: &mut __m256d, v: __m256d) {
     *s = t;
 }
 
+/// # Safety
+/// `src` valid for reads of `n` elements; with STORE, `dst` valid for writes of `n` (the same
+/// as `src` or disjoint), else unused (it may be null); AVX2, FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_sum_f64<const UNIT: bool, const STORE: bool>(
@@ -1229,36 +1628,54 @@ unsafe fn exp_sum_f64<const UNIT: bool, const STORE: bool>(
         }};
     }
     while i + 16 <= n {
-        let e0 = e!(_mm256_loadu_pd(src.add(i)));
-        let e1 = e!(_mm256_loadu_pd(src.add(i + 4)));
-        let e2 = e!(_mm256_loadu_pd(src.add(i + 8)));
-        let e3 = e!(_mm256_loadu_pd(src.add(i + 12)));
-        if STORE {
-            _mm256_storeu_pd(dst.add(i), e0);
-            _mm256_storeu_pd(dst.add(i + 4), e1);
-            _mm256_storeu_pd(dst.add(i + 8), e2);
-            _mm256_storeu_pd(dst.add(i + 12), e3);
+        // SAFETY: `i + 16 <= n`: the 16 elements from `src.add(i)` are among the `n` readable
+        // ones, and with STORE the 16 from `dst.add(i)` among the `n` writable ones (# Safety;
+        // `dst` is only touched with STORE). `arg_pd`, `exp_pd` (in `e!`) and `two_sum_add`
+        // take no pointers; they need only avx2,fma, which this function is compiled with.
+        unsafe {
+            let e0 = e!(_mm256_loadu_pd(src.add(i)));
+            let e1 = e!(_mm256_loadu_pd(src.add(i + 4)));
+            let e2 = e!(_mm256_loadu_pd(src.add(i + 8)));
+            let e3 = e!(_mm256_loadu_pd(src.add(i + 12)));
+            if STORE {
+                _mm256_storeu_pd(dst.add(i), e0);
+                _mm256_storeu_pd(dst.add(i + 4), e1);
+                _mm256_storeu_pd(dst.add(i + 8), e2);
+                _mm256_storeu_pd(dst.add(i + 12), e3);
+            }
+            let v = _mm256_add_pd(_mm256_add_pd(e0, e1), _mm256_add_pd(e2, e3));
+            two_sum_add(&mut s, &mut comp, v);
         }
-        let v = _mm256_add_pd(_mm256_add_pd(e0, e1), _mm256_add_pd(e2, e3));
-        two_sum_add(&mut s, &mut comp, v);
         i += 16;
     }
     while i + 4 <= n {
-        let e = e!(_mm256_loadu_pd(src.add(i)));
-        if STORE {
-            _mm256_storeu_pd(dst.add(i), e);
+        // SAFETY: `i + 4 <= n`: the 4 elements from `src.add(i)` are among the `n` readable
+        // ones, and with STORE the 4 from `dst.add(i)` among the `n` writable ones (# Safety);
+        // the helpers need only avx2,fma, as above.
+        unsafe {
+            let e = e!(_mm256_loadu_pd(src.add(i)));
+            if STORE {
+                _mm256_storeu_pd(dst.add(i), e);
+            }
+            two_sum_add(&mut s, &mut comp, e);
         }
-        two_sum_add(&mut s, &mut comp, e);
         i += 4;
     }
     if i < n {
-        let e = e!(load_tail_pd(src.add(i), n - i, f64::NEG_INFINITY));
-        if STORE {
-            store_tail_pd(dst.add(i), n - i, e);
+        // SAFETY: `i < n` and `i + 4 > n` (the loop above stopped): the last `n - i < 4`
+        // elements of `src` are readable and, with STORE, of `dst` writable (# Safety), as
+        // `load_tail_pd` and `store_tail_pd` require; the helpers need only avx2,fma, as above.
+        unsafe {
+            let e = e!(load_tail_pd(src.add(i), n - i, f64::NEG_INFINITY));
+            if STORE {
+                store_tail_pd(dst.add(i), n - i, e);
+            }
+            two_sum_add(&mut s, &mut comp, e);
         }
-        two_sum_add(&mut s, &mut comp, e);
     }
-    hsum_pd(s) + hsum_pd(comp)
+    // SAFETY: `hsum_pd` takes no pointers; it needs only avx2,fma, which this function is
+    // compiled with.
+    unsafe { hsum_pd(s) + hsum_pd(comp) }
 }
 
 #[inline]
@@ -1277,12 +1694,17 @@ pub(crate) unsafe fn exp_store_sum_f64(
     m: f64,
     t: f64,
 ) -> f64 {
-    if t == 1.0 {
-        exp_sum_f64::<true, true>(src, dst, n, ArgF64::new(m, 1.0))
-    } else if vector_temperature(t) {
-        exp_sum_f64::<false, true>(src, dst, n, ArgF64::new(m, t))
-    } else {
-        scalar::exp_store_sum(src, dst, n, m, t)
+    // SAFETY: this function's contract (# Safety) is what `exp_sum_f64` (with STORE) and
+    // `scalar::exp_store_sum` require of `src`, `dst` and `n`; `exp_sum_f64` and `ArgF64::new`
+    // also need avx2,fma, which this function is compiled with.
+    unsafe {
+        if t == 1.0 {
+            exp_sum_f64::<true, true>(src, dst, n, ArgF64::new(m, 1.0))
+        } else if vector_temperature(t) {
+            exp_sum_f64::<false, true>(src, dst, n, ArgF64::new(m, t))
+        } else {
+            scalar::exp_store_sum(src, dst, n, m, t)
+        }
     }
 }
 
@@ -1291,9 +1713,13 @@ pub(crate) unsafe fn exp_store_sum_f64(
 pub(crate) unsafe fn sum_exp_f64_impl(x: &[f64], m: f64, t: f64) -> f64 {
     let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut());
     if t == 1.0 {
-        exp_sum_f64::<true, false>(p, q, n, ArgF64::new(m, 1.0))
+        // SAFETY: `p` is valid for reads of the `n = x.len()` elements of `x`; without STORE
+        // `exp_sum_f64` does not touch `q` (null). It and `ArgF64::new` need avx2,fma, which
+        // this function is compiled with.
+        unsafe { exp_sum_f64::<true, false>(p, q, n, ArgF64::new(m, 1.0)) }
     } else if vector_temperature(t) {
-        exp_sum_f64::<false, false>(p, q, n, ArgF64::new(m, t))
+        // SAFETY: as above.
+        unsafe { exp_sum_f64::<false, false>(p, q, n, ArgF64::new(m, t)) }
     } else {
         scalar::sum_exp(x, m, t)
     }
@@ -1307,30 +1733,44 @@ pub(crate) unsafe fn scale_f64(dst: *mut f64, n: usize, factor: f64) {
     let f = _mm256_set1_pd(factor);
     let mut i = 0;
     while i + 16 <= n {
-        let v0 = _mm256_mul_pd(_mm256_loadu_pd(dst.add(i)), f);
-        let v1 = _mm256_mul_pd(_mm256_loadu_pd(dst.add(i + 4)), f);
-        let v2 = _mm256_mul_pd(_mm256_loadu_pd(dst.add(i + 8)), f);
-        let v3 = _mm256_mul_pd(_mm256_loadu_pd(dst.add(i + 12)), f);
-        _mm256_storeu_pd(dst.add(i), v0);
-        _mm256_storeu_pd(dst.add(i + 4), v1);
-        _mm256_storeu_pd(dst.add(i + 8), v2);
-        _mm256_storeu_pd(dst.add(i + 12), v3);
+        // SAFETY: `i + 16 <= n`: the 16 elements from `dst.add(i)` are among the `n` readable
+        // and writable ones (# Safety).
+        unsafe {
+            let v0 = _mm256_mul_pd(_mm256_loadu_pd(dst.add(i)), f);
+            let v1 = _mm256_mul_pd(_mm256_loadu_pd(dst.add(i + 4)), f);
+            let v2 = _mm256_mul_pd(_mm256_loadu_pd(dst.add(i + 8)), f);
+            let v3 = _mm256_mul_pd(_mm256_loadu_pd(dst.add(i + 12)), f);
+            _mm256_storeu_pd(dst.add(i), v0);
+            _mm256_storeu_pd(dst.add(i + 4), v1);
+            _mm256_storeu_pd(dst.add(i + 8), v2);
+            _mm256_storeu_pd(dst.add(i + 12), v3);
+        }
         i += 16;
     }
     while i + 4 <= n {
-        _mm256_storeu_pd(dst.add(i), _mm256_mul_pd(_mm256_loadu_pd(dst.add(i)), f));
+        // SAFETY: `i + 4 <= n`: the 4 elements from `dst.add(i)` are among the `n` readable
+        // and writable ones (# Safety).
+        unsafe { _mm256_storeu_pd(dst.add(i), _mm256_mul_pd(_mm256_loadu_pd(dst.add(i)), f)) };
         i += 4;
     }
     if i < n {
-        let v = load_tail_pd(dst.add(i), n - i, 0.0);
-        store_tail_pd(dst.add(i), n - i, _mm256_mul_pd(v, f));
+        // SAFETY: `i < n` and `i + 4 > n` (the loop above stopped): the last `n - i < 4` of
+        // the `n` readable and writable elements (# Safety), as `load_tail_pd` and
+        // `store_tail_pd` require; they also need avx2,fma, which this function is compiled
+        // with.
+        unsafe {
+            let v = load_tail_pd(dst.add(i), n - i, 0.0);
+            store_tail_pd(dst.add(i), n - i, _mm256_mul_pd(v, f));
+        }
     }
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn log_pd<const UNIT: bool>(c: ArgF64, ls: __m256d, x: __m256d) -> __m256d {
-    let (h, l) = arg_pd::<UNIT>(c, x);
+    // SAFETY: `arg_pd` takes no pointers; it needs only avx2,fma, which this function is
+    // compiled with.
+    let (h, l) = unsafe { arg_pd::<UNIT>(c, x) };
     // The low word is NaN when the high one is -inf: drop it there.
     let l = _mm256_and_pd(
         _mm256_cmp_pd::<_CMP_GT_OQ>(h, _mm256_set1_pd(f64::NEG_INFINITY)),
@@ -1339,6 +1779,9 @@ unsafe fn log_pd<const UNIT: bool>(c: ArgF64, ls: __m256d, x: __m256d) -> __m256
     _mm256_add_pd(_mm256_sub_pd(h, ls), l)
 }
 
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint; AVX2,
+/// FMA. With `stream`, `dst` must be `f64`-aligned (see `map_ps`).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn write_log_f64<const UNIT: bool>(
@@ -1350,9 +1793,15 @@ unsafe fn write_log_f64<const UNIT: bool>(
     stream: bool,
 ) {
     let ls = _mm256_set1_pd(log_sum);
-    map_pd!(src, dst, n, stream, |x| log_pd::<UNIT>(c, ls, x));
+    map_pd!(src, dst, n, stream, |x| {
+        // SAFETY: `log_pd` takes no pointers; it needs only avx2,fma, which this function is
+        // compiled with.
+        unsafe { log_pd::<UNIT>(c, ls, x) }
+    });
 }
 
+/// # Safety
+/// As [`write_log_f64`].
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_scale_f64_impl<const UNIT: bool>(
@@ -1365,8 +1814,12 @@ unsafe fn exp_scale_f64_impl<const UNIT: bool>(
 ) {
     let f = _mm256_set1_pd(factor);
     map_pd!(src, dst, n, stream, |x| {
-        let (h, l) = arg_pd::<UNIT>(c, x);
-        _mm256_mul_pd(exp_pd(h, l), f)
+        // SAFETY: `arg_pd` and `exp_pd` take no pointers; they need only avx2,fma, which this
+        // function is compiled with.
+        unsafe {
+            let (h, l) = arg_pd::<UNIT>(c, x);
+            _mm256_mul_pd(exp_pd(h, l), f)
+        }
     });
 }
 
@@ -1385,13 +1838,21 @@ pub(crate) unsafe fn exp_scale_f64(
     factor: f64,
     stream: bool,
 ) {
-    if t == 1.0 {
-        exp_scale_f64_impl::<true>(src, dst, n, ArgF64::new(m, 1.0), factor, stream)
-    } else if vector_temperature(t) {
-        exp_scale_f64_impl::<false>(src, dst, n, ArgF64::new(m, t), factor, stream)
-    } else {
-        scalar::exp_store_sum(src, dst, n, m, t);
-        scale_f64(dst, n, factor)
+    // SAFETY: this function's contract (as `exp_store_sum_f64`'s: `src` readable and `dst`
+    // writable for `n`, the same or disjoint) is what `exp_scale_f64_impl` and
+    // `scalar::exp_store_sum` require; `scale_f64` gets `dst`, valid for writes of `n` and
+    // just written by `scalar::exp_store_sum`, so valid for its reads and writes. The
+    // streaming path's `f64`-aligned `dst` is left implicit (see `map_ps`). The AVX2 helpers
+    // need avx2,fma, which this function is compiled with.
+    unsafe {
+        if t == 1.0 {
+            exp_scale_f64_impl::<true>(src, dst, n, ArgF64::new(m, 1.0), factor, stream)
+        } else if vector_temperature(t) {
+            exp_scale_f64_impl::<false>(src, dst, n, ArgF64::new(m, t), factor, stream)
+        } else {
+            scalar::exp_store_sum(src, dst, n, m, t);
+            scale_f64(dst, n, factor)
+        }
     }
 }
 
@@ -1408,12 +1869,19 @@ pub(crate) unsafe fn write_log_softmax_f64(
     log_sum: f64,
     stream: bool,
 ) {
-    if t == 1.0 {
-        write_log_f64::<true>(src, dst, n, ArgF64::new(m, 1.0), log_sum, stream)
-    } else if vector_temperature(t) {
-        write_log_f64::<false>(src, dst, n, ArgF64::new(m, t), log_sum, stream)
-    } else {
-        scalar::write_log_softmax(src, dst, n, m, t, log_sum, false)
+    // SAFETY: this function's contract (as `exp_store_sum_f64`'s: `src` readable and `dst`
+    // writable for `n`, the same or disjoint) is what `write_log_f64` and
+    // `scalar::write_log_softmax` require; the streaming path's `f64`-aligned `dst` is left
+    // implicit (see `map_ps`). The AVX2 helpers need avx2,fma, which this function is compiled
+    // with.
+    unsafe {
+        if t == 1.0 {
+            write_log_f64::<true>(src, dst, n, ArgF64::new(m, 1.0), log_sum, stream)
+        } else if vector_temperature(t) {
+            write_log_f64::<false>(src, dst, n, ArgF64::new(m, t), log_sum, stream)
+        } else {
+            scalar::write_log_softmax(src, dst, n, m, t, log_sum, false)
+        }
     }
 }
 
@@ -1434,19 +1902,26 @@ pub(crate) unsafe fn scale_to_f64(
     map_pd!(src, dst, n, stream, |x| _mm256_mul_pd(x, f));
 }
 
-rows_kernel!(
-    rows_f64,
-    f64,
-    "avx2,fma",
-    max_f64_impl,
-    exp_store_sum_f64,
-    sum_exp_f64_impl,
-    scale_f64,
-    scale_to_f64,
-    exp_scale_f64,
-    write_log_softmax_f64,
-    f64::ln
-);
+/// [`rows_kernel!`]'s many-rows kernel over this file's `f64` block kernels, expanded in a
+/// child module that allows `unsafe_op_in_unsafe_fn` for the reason given at
+/// `rows_f32_general_kernel`.
+#[allow(unsafe_op_in_unsafe_fn)]
+mod rows_f64_kernel {
+    super::rows_kernel!(
+        rows_f64,
+        f64,
+        "avx2,fma",
+        super::max_f64_impl,
+        super::exp_store_sum_f64,
+        super::sum_exp_f64_impl,
+        super::scale_f64,
+        super::scale_to_f64,
+        super::exp_scale_f64,
+        super::write_log_softmax_f64,
+        f64::ln
+    );
+}
+use rows_f64_kernel::rows_f64;
 
 level_table!(
     /// The AVX2 table for `f64`. Only handed out when the CPU has AVX2 and FMA.
