@@ -10,7 +10,7 @@ A heuristic, line-based parser, not a Rust compiler. Its rule:
 * Modules: from src/lib.rs, every `mod NAME;` (src/NAME.rs or src/NAME/mod.rs) and, in a
   directory module, its own `mod NAME;` declarations. `#[cfg(feature = "python")]` modules
   (src/python/) are skipped. A module is *public* when it and all its parents are declared
-  `pub mod` (not `pub(crate)`).
+  `pub mod` (not `pub(crate)`) without `#[doc(hidden)]`.
 * Public items: a top-level (brace depth 0) `pub fn|struct|enum|trait|const|static|type|union`
   (also `pub const fn`, `pub unsafe fn`) in a public module; in a private module, only the ones
   whose name a public module re-exports with `pub use` (`pub use a::b::{X, Y as Z}`). A
@@ -154,7 +154,8 @@ def load_modules(src: Path) -> list[Module]:
             vis = (m.group(1) or "").strip()
             for cand in (dir_ / f"{name}.rs", dir_ / name / "mod.rs"):
                 if cand.exists():
-                    visit(path + (name,), cand, public and vis == "pub", cand.parent
+                    shown = vis == "pub" and not any(a.startswith("#[doc(hidden)]") for a in attrs)
+                    visit(path + (name,), cand, public and shown, cand.parent
                           if cand.name == "mod.rs" else dir_ / name)
                     break
 

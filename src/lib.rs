@@ -31,6 +31,8 @@ mod element;
 mod error;
 pub mod extras;
 mod interrupt;
+#[doc(hidden)]
+pub mod kernel_access;
 mod kernels;
 pub mod lanes;
 mod layout;
@@ -56,7 +58,7 @@ pub use element::{Float, Real};
 pub use error::{Error, Result};
 pub use interrupt::with_interrupt_check;
 #[doc(hidden)]
-pub use kernels::testing as __kernels;
+pub use kernel_access as __kernels;
 pub use layout::Lanes;
 pub use op::Op;
 pub use parallel::{

@@ -769,27 +769,19 @@ pub(crate) unsafe fn scale_to_f32(
     map_ps!(src, dst, n, stream, |x| _mm256_mul_ps(x, f));
 }
 
-/// [`rows_kernel!`]'s many-rows kernel over this file's `f32` block kernels. The macro's body
-/// (in `kernels/mod.rs`) does its unsafe operations without `unsafe` blocks, which this file's
-/// `deny(unsafe_op_in_unsafe_fn)` rejects: it is expanded in this child module, which allows
-/// that lint (its contract is the macro's `# Safety`).
-#[allow(unsafe_op_in_unsafe_fn)]
-mod rows_f32_general_kernel {
-    super::rows_kernel!(
-        rows_f32_general,
-        f32,
-        "avx2,fma",
-        super::max_f32_impl,
-        super::exp_store_sum_f32,
-        super::sum_exp_f32_impl,
-        super::scale_f32,
-        super::scale_to_f32,
-        super::exp_scale_f32,
-        super::write_log_softmax_f32,
-        super::super::row_ln_f32
-    );
-}
-use rows_f32_general_kernel::rows_f32_general;
+rows_kernel!(
+    rows_f32_general,
+    f32,
+    "avx2,fma",
+    max_f32_impl,
+    exp_store_sum_f32,
+    sum_exp_f32_impl,
+    scale_f32,
+    scale_to_f32,
+    exp_scale_f32,
+    write_log_softmax_f32,
+    super::row_ln_f32
+);
 
 /// The many-rows kernel: a row of at most 16 elements is one or two vectors, kept in
 /// registers from load to store, with the operations (so the bits) of the block kernels;
@@ -801,7 +793,7 @@ use rows_f32_general_kernel::rows_f32_general;
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn rows_f32(
-    op: crate::row::Op,
+    op: crate::op::Op,
     src: *const f32,
     src_step: usize,
     dst: *mut f32,
@@ -964,11 +956,11 @@ unsafe fn rows_f32(
         // compiled with.
         let total = unsafe { hsum_pd(_mm256_add_pd(a0, a1)) };
         let (y0, y1) = match op {
-            crate::row::Op::Softmax => {
+            crate::op::Op::Softmax => {
                 let f = _mm256_set1_ps((1.0 / total) as f32);
                 (_mm256_mul_ps(e0, f), _mm256_mul_ps(e1, f))
             }
-            crate::row::Op::LogSoftmax => {
+            crate::op::Op::LogSoftmax => {
                 let ls = super::row_ln_f32(total);
                 let ls64 = _mm256_set1_pd(ls);
                 // SAFETY: `log_f32` takes no pointers; it needs only avx2,fma, which this
@@ -1115,7 +1107,7 @@ unsafe fn lanes_below(r: usize) -> __m256 {
 /// `2 <= rows.n <= 16`; `inv` normal; AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn rows_f32_packed<const UNIT: bool>(
-    op: crate::row::Op,
+    op: crate::op::Op,
     src: *const f32,
     dst: *mut f32,
     inv: f64,
@@ -1242,7 +1234,7 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
         _mm256_storeu_pd(totals.as_mut_ptr().add(4), tot_hi);
     }
     match op {
-        crate::row::Op::Softmax => {
+        crate::op::Op::Softmax => {
             let mut f = [0.0f32; PACKED_GROUP];
             for (slot, &total) in f.iter_mut().zip(&totals) {
                 *slot = (1.0 / total) as f32;
@@ -1261,7 +1253,7 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
                 }
             }
         }
-        crate::row::Op::LogSoftmax => {
+        crate::op::Op::LogSoftmax => {
             let mut ls = [0.0f64; PACKED_GROUP];
             let mut ls32 = [0.0f32; PACKED_GROUP];
             for r in 0..PACKED_GROUP {
@@ -1902,26 +1894,19 @@ pub(crate) unsafe fn scale_to_f64(
     map_pd!(src, dst, n, stream, |x| _mm256_mul_pd(x, f));
 }
 
-/// [`rows_kernel!`]'s many-rows kernel over this file's `f64` block kernels, expanded in a
-/// child module that allows `unsafe_op_in_unsafe_fn` for the reason given at
-/// `rows_f32_general_kernel`.
-#[allow(unsafe_op_in_unsafe_fn)]
-mod rows_f64_kernel {
-    super::rows_kernel!(
-        rows_f64,
-        f64,
-        "avx2,fma",
-        super::max_f64_impl,
-        super::exp_store_sum_f64,
-        super::sum_exp_f64_impl,
-        super::scale_f64,
-        super::scale_to_f64,
-        super::exp_scale_f64,
-        super::write_log_softmax_f64,
-        f64::ln
-    );
-}
-use rows_f64_kernel::rows_f64;
+rows_kernel!(
+    rows_f64,
+    f64,
+    "avx2,fma",
+    max_f64_impl,
+    exp_store_sum_f64,
+    sum_exp_f64_impl,
+    scale_f64,
+    scale_to_f64,
+    exp_scale_f64,
+    write_log_softmax_f64,
+    f64::ln
+);
 
 level_table!(
     /// The AVX2 table for `f64`. Only handed out when the CPU has AVX2 and FMA.

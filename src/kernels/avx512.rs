@@ -1120,28 +1120,19 @@ pub(crate) unsafe fn scale_to_f32(
     map_ps!(src, dst, n, stream, |x| _mm512_mul_ps(x, f));
 }
 
-/// `rows_f32_general`, from `rows_kernel!`. Its body is in `mod.rs` and has no `unsafe` blocks
-/// (it predates `unsafe_op_in_unsafe_fn` here), so the lint is allowed for this expansion only;
-/// the module exists because an `allow` on the macro call itself is ignored.
-#[allow(unsafe_op_in_unsafe_fn)]
-mod rows_general_f32 {
-    use super::*;
-
-    rows_kernel!(
-        rows_f32_general,
-        f32,
-        "avx512f,avx2,fma",
-        max_f32_impl,
-        exp_store_sum_f32,
-        sum_exp_f32_impl,
-        scale_f32,
-        scale_to_f32,
-        exp_scale_f32,
-        write_log_softmax_f32,
-        crate::kernels::row_ln_f32
-    );
-}
-use rows_general_f32::rows_f32_general;
+rows_kernel!(
+    rows_f32_general,
+    f32,
+    "avx512f,avx2,fma",
+    max_f32_impl,
+    exp_store_sum_f32,
+    sum_exp_f32_impl,
+    scale_f32,
+    scale_to_f32,
+    exp_scale_f32,
+    write_log_softmax_f32,
+    super::row_ln_f32
+);
 
 /// The many-rows kernel. Rows stored one after the other at one temperature, up to
 /// [`PACKED_MAX`](super::PACKED_MAX) elements, go 16 at a time through [`rows_f32_packed`];
@@ -1156,7 +1147,7 @@ use rows_general_f32::rows_f32_general;
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn rows_f32(
-    op: crate::row::Op,
+    op: crate::op::Op,
     src: *const f32,
     src_step: usize,
     dst: *mut f32,
@@ -1289,7 +1280,7 @@ unsafe fn in_groups(
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn rows_f32_long(
-    op: crate::row::Op,
+    op: crate::op::Op,
     src: *const f32,
     src_step: usize,
     dst: *mut f32,
@@ -1307,7 +1298,7 @@ unsafe fn rows_f32_long(
     };
     let vector_temps =
         (0..if temp_step == 0 { count.min(1) } else { count }).all(|r| vector_inv(temp(r)));
-    let softmax = op == crate::row::Op::Softmax;
+    let softmax = op == crate::op::Op::Softmax;
     if n <= MEDIUM_MAX && store == super::Store::Cached && !softmax {
         // SAFETY: this function's rows, as `in_groups` requires. It calls the closure with the
         // first row of up to 16 consecutive ones among them (`g <= 16`), and
@@ -1451,7 +1442,7 @@ unsafe fn rows_f32_long(
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn rows_f32_cached(
-    op: crate::row::Op,
+    op: crate::op::Op,
     src: *const f32,
     src_step: usize,
     dst: *mut f32,
@@ -1461,7 +1452,7 @@ unsafe fn rows_f32_cached(
     temps: *const f64,
     temp_step: usize,
 ) {
-    let softmax = op == crate::row::Op::Softmax;
+    let softmax = op == crate::op::Op::Softmax;
     for r in 0..count {
         // SAFETY: `r < count`: row `r` of `src` and `dst`, and its temperature, readable (this
         // function's contract).
@@ -1729,7 +1720,7 @@ unsafe fn log_softmax_f32_medium(
         let (s, d) = unsafe { (src.add(j * src_step), dst.add(j * dst_step)) };
         let t = temp(j);
         if alone & (1 << j) != 0 {
-            let op = crate::row::Op::LogSoftmax;
+            let op = crate::op::Op::LogSoftmax;
             // SAFETY: row `j` alone, as `rows_f32_general` (`Kernels::rows`) requires: `s`
             // valid for reads and `d` for writes of `n` elements, the same or disjoint, at the
             // positive finite temperature `t` (this function's contract); it requires the
@@ -1783,7 +1774,7 @@ unsafe fn log_softmax_f32_medium(
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn rows_f32_short(
-    op: crate::row::Op,
+    op: crate::op::Op,
     src: *const f32,
     src_step: usize,
     dst: *mut f32,
@@ -1850,13 +1841,13 @@ unsafe fn rows_f32_short(
     }
     // 1 / sum (softmax) or row_ln(sum) (log-softmax) of the 16 rows, in f64 and rounded to f32.
     let (v_lo, v_hi) = match op {
-        crate::row::Op::Softmax => {
+        crate::op::Op::Softmax => {
             let one = _mm512_set1_pd(1.0);
             (_mm512_div_pd(one, tot_lo), _mm512_div_pd(one, tot_hi))
         }
         // SAFETY: `row_ln_pd` requires only the target features this function is compiled
         // with.
-        crate::row::Op::LogSoftmax => unsafe { (row_ln_pd(tot_lo), row_ln_pd(tot_hi)) },
+        crate::op::Op::LogSoftmax => unsafe { (row_ln_pd(tot_lo), row_ln_pd(tot_hi)) },
     };
     let mut v = [0.0f64; SHORT_GROUP];
     // SAFETY: `v` holds 16 `f64`: the 8 stored from its start and the 8 from its 8th.
@@ -1896,10 +1887,10 @@ unsafe fn rows_f32_short(
             continue;
         }
         let y = match op {
-            crate::row::Op::Softmax => _mm512_mul_ps(es[j], _mm512_set1_ps(v32[j])),
+            crate::op::Op::Softmax => _mm512_mul_ps(es[j], _mm512_set1_ps(v32[j])),
             // SAFETY: `ArgF32::new` and `log_f32` require only the target features this
             // function is compiled with.
-            crate::row::Op::LogSoftmax => unsafe {
+            crate::op::Op::LogSoftmax => unsafe {
                 let c = ArgF32::new(ms[j], inv[j]);
                 let ls = _mm512_set1_ps(v32[j]);
                 if t == 1.0 {
@@ -1931,7 +1922,7 @@ unsafe fn rows_f32_short(
 /// `2 <= rows.n <= PACKED_MAX`; `inv` normal; AVX-512F.
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn rows_f32_packed<const UNIT: bool, const LONG: bool>(
-    op: crate::row::Op,
+    op: crate::op::Op,
     src: *const f32,
     dst: *mut f32,
     inv: f64,
@@ -2043,7 +2034,7 @@ unsafe fn rows_f32_packed<const UNIT: bool, const LONG: bool>(
     let bad = (_mm512_cmp_pd_mask::<_CMP_UNORD_Q>(tot_lo, tot_lo) as u32)
         | ((_mm512_cmp_pd_mask::<_CMP_UNORD_Q>(tot_hi, tot_hi) as u32) << 8);
     match op {
-        crate::row::Op::Softmax => {
+        crate::op::Op::Softmax => {
             let one = _mm512_set1_pd(1.0);
             // SAFETY: `narrow` requires only the target features this function is compiled
             // with.
@@ -2060,7 +2051,7 @@ unsafe fn rows_f32_packed<const UNIT: bool, const LONG: bool>(
                 }
             }
         }
-        crate::row::Op::LogSoftmax => {
+        crate::op::Op::LogSoftmax => {
             // SAFETY: `row_ln_pd` and `narrow` require only the target features this function
             // is compiled with.
             let ls32 = unsafe {
@@ -2765,26 +2756,19 @@ pub(crate) unsafe fn scale_to_f64(
     map_pd!(src, dst, n, stream, |x| _mm512_mul_pd(x, f));
 }
 
-/// `rows_f64`, from `rows_kernel!`, allowed `unsafe_op_in_unsafe_fn` as `rows_f32_general` is.
-#[allow(unsafe_op_in_unsafe_fn)]
-mod rows_general_f64 {
-    use super::*;
-
-    rows_kernel!(
-        rows_f64,
-        f64,
-        "avx512f,avx2,fma",
-        max_f64_impl,
-        exp_store_sum_f64,
-        sum_exp_f64_impl,
-        scale_f64,
-        scale_to_f64,
-        exp_scale_f64,
-        write_log_softmax_f64,
-        f64::ln
-    );
-}
-use rows_general_f64::rows_f64;
+rows_kernel!(
+    rows_f64,
+    f64,
+    "avx512f,avx2,fma",
+    max_f64_impl,
+    exp_store_sum_f64,
+    sum_exp_f64_impl,
+    scale_f64,
+    scale_to_f64,
+    exp_scale_f64,
+    write_log_softmax_f64,
+    f64::ln
+);
 
 level_table!(
     /// The AVX-512 table for `f64`. Only handed out when the CPU has AVX-512F, AVX2 and FMA.
