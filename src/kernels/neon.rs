@@ -6,6 +6,18 @@
 //! [`super::exp_f64_poly`]), on narrower vectors. A tail shorter than a vector goes through a
 //! stack buffer padded with -inf (for exps) or 0 (for elementwise maps). NEON has no
 //! non-temporal vector store, so `stream` writes with plain stores.
+//!
+//! Every `unsafe fn` here requires a CPU with NEON (besides what its `# Safety` says of its
+//! pointers): the tables are handed out only after `cpu_has(Neon)`. The NEON intrinsics are
+//! `#[target_feature(enable = "neon")]` functions, so calling them from these functions (which
+//! are not compiled with that attribute: most are `#[inline(always)]`) takes an `unsafe` block,
+//! arithmetic on registers included. A pointer a `# Safety` section here calls valid for reads
+//! or writes is also aligned for its element type, as the kernel contracts of `mod.rs` and
+//! `scalar.rs` take for granted (the scalar kernels dereference such pointers; the Python
+//! bindings read arrays in place only when aligned).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::arch::aarch64::*;
 
@@ -17,103 +29,171 @@ use super::{level_table, rows_kernel, scalar};
 /// flushed to exactly 0; NaN propagates.
 #[inline(always)]
 unsafe fn exp_ps(a: float32x4_t) -> float32x4_t {
-    exp_parts::<false>(a, vdupq_n_f32(0.0))
+    // SAFETY: NEON intrinsics and `exp_parts` on registers only, no memory access; the CPU has
+    // NEON, as every function here requires of its caller (module doc).
+    unsafe { exp_parts::<false>(a, vdupq_n_f32(0.0)) }
 }
 
 /// `exp(a + lo)` (LO; else `exp(a)`) for `|lo| <= 2^-10`, with the operations of the AVX2
 /// `exp_parts`.
 #[inline(always)]
 unsafe fn exp_parts<const LO: bool>(a: float32x4_t, lo: float32x4_t) -> float32x4_t {
-    let lim = vdupq_n_f32(F32_FLUSH);
-    // True below the limit, -inf included; false for NaN.
-    let flush = vcltq_f32(a, lim);
-    // FMAX returns NaN when either operand is NaN, so NaN in `a` propagates.
-    let a = vmaxq_f32(lim, a);
-    let whole = if LO { vaddq_f32(a, lo) } else { a };
-    let kr = vfmaq_f32(vdupq_n_f32(F32_ROUND_BIASED), whole, vdupq_n_f32(F32_LOG2E));
-    let k = vsubq_f32(kr, vdupq_n_f32(F32_ROUND_BIASED));
-    let r = vfmsq_f32(a, k, vdupq_n_f32(F32_LN2_HI));
-    let r = vfmsq_f32(r, k, vdupq_n_f32(F32_LN2_LO));
-    let r = if LO { vaddq_f32(r, lo) } else { r };
-    let r2 = vmulq_f32(r, r);
-    let mut p = vdupq_n_f32(F32_P[0]);
-    p = vfmaq_f32(vdupq_n_f32(F32_P[1]), p, r);
-    p = vfmaq_f32(vdupq_n_f32(F32_P[2]), p, r);
-    p = vfmaq_f32(vdupq_n_f32(F32_P[3]), p, r);
-    p = vfmaq_f32(vdupq_n_f32(F32_P[4]), p, r);
-    let y = vaddq_f32(vfmaq_f32(r, p, r2), vdupq_n_f32(1.0));
-    // 2^k from the low bits of `kr`, which hold k + 127 (k in [-126, 127] after the clamp: a
-    // normal number).
-    let bits = vshlq_n_s32::<23>(vreinterpretq_s32_f32(kr));
-    let e = vmulq_f32(y, vreinterpretq_f32_s32(bits));
-    vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(e), flush))
+    // SAFETY: NEON intrinsics on registers only, no memory access; the CPU has NEON, as every
+    // function here requires of its caller (module doc).
+    unsafe {
+        let lim = vdupq_n_f32(F32_FLUSH);
+        // True below the limit, -inf included; false for NaN.
+        let flush = vcltq_f32(a, lim);
+        // FMAX returns NaN when either operand is NaN, so NaN in `a` propagates.
+        let a = vmaxq_f32(lim, a);
+        let whole = if LO { vaddq_f32(a, lo) } else { a };
+        let kr = vfmaq_f32(vdupq_n_f32(F32_ROUND_BIASED), whole, vdupq_n_f32(F32_LOG2E));
+        let k = vsubq_f32(kr, vdupq_n_f32(F32_ROUND_BIASED));
+        let r = vfmsq_f32(a, k, vdupq_n_f32(F32_LN2_HI));
+        let r = vfmsq_f32(r, k, vdupq_n_f32(F32_LN2_LO));
+        let r = if LO { vaddq_f32(r, lo) } else { r };
+        let r2 = vmulq_f32(r, r);
+        let mut p = vdupq_n_f32(F32_P[0]);
+        p = vfmaq_f32(vdupq_n_f32(F32_P[1]), p, r);
+        p = vfmaq_f32(vdupq_n_f32(F32_P[2]), p, r);
+        p = vfmaq_f32(vdupq_n_f32(F32_P[3]), p, r);
+        p = vfmaq_f32(vdupq_n_f32(F32_P[4]), p, r);
+        let y = vaddq_f32(vfmaq_f32(r, p, r2), vdupq_n_f32(1.0));
+        // 2^k from the low bits of `kr`, which hold k + 127 (k in [-126, 127] after the clamp: a
+        // normal number).
+        let bits = vshlq_n_s32::<23>(vreinterpretq_s32_f32(kr));
+        let e = vmulq_f32(y, vreinterpretq_f32_s32(bits));
+        vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(e), flush))
+    }
 }
 
 #[inline(always)]
 unsafe fn lo_pd(v: float32x4_t) -> float64x2_t {
-    vcvt_f64_f32(vget_low_f32(v))
+    // SAFETY: NEON intrinsics on registers only, no memory access; the CPU has NEON, as every
+    // function here requires of its caller (module doc).
+    unsafe { vcvt_f64_f32(vget_low_f32(v)) }
 }
 
 #[inline(always)]
 unsafe fn hi_pd(v: float32x4_t) -> float64x2_t {
-    vcvt_high_f64_f32(v)
+    // SAFETY: NEON intrinsics on registers only, no memory access; the CPU has NEON, as every
+    // function here requires of its caller (module doc).
+    unsafe { vcvt_high_f64_f32(v) }
 }
 
 #[inline(always)]
 unsafe fn narrow(lo: float64x2_t, hi: float64x2_t) -> float32x4_t {
-    vcvt_high_f32_f64(vcvt_f32_f64(lo), hi)
+    // SAFETY: NEON intrinsics on registers only, no memory access; the CPU has NEON, as every
+    // function here requires of its caller (module doc).
+    unsafe { vcvt_high_f32_f64(vcvt_f32_f64(lo), hi) }
 }
 
 /// Loads the `r < 4` elements at `p` (nothing past them is touched), padding with `fill`.
+///
+/// # Safety
+/// `r < 4`; `p` is aligned and valid for reads of `r` elements; NEON.
 #[inline(always)]
 unsafe fn load_tail(p: *const f32, r: usize, fill: f32) -> float32x4_t {
     let mut buf = [fill; 4];
-    std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), r);
-    vld1q_f32(buf.as_ptr())
+    // SAFETY: `p` is aligned and valid for `r` reads (the caller's contract); `buf`, a local
+    // array (so disjoint from `p`), holds `4 > r` elements, which `vld1q_f32` then reads; NEON:
+    // the caller's contract.
+    unsafe {
+        std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), r);
+        vld1q_f32(buf.as_ptr())
+    }
 }
 
 /// Stores the first `r < 4` lanes of `v` at `p`.
+///
+/// # Safety
+/// `r < 4`; `p` is aligned and valid for writes of `r` elements; NEON.
 #[inline(always)]
 unsafe fn store_tail(p: *mut f32, r: usize, v: float32x4_t) {
     let mut buf = [0.0f32; 4];
-    vst1q_f32(buf.as_mut_ptr(), v);
-    std::ptr::copy_nonoverlapping(buf.as_ptr(), p, r);
+    // SAFETY: `vst1q_f32` writes the 4 elements of the local `buf`, of which the first `r < 4`
+    // are copied to `p`, aligned and valid for `r` writes (the caller's contract) and disjoint
+    // from the local `buf`; NEON: the caller's contract.
+    unsafe {
+        vst1q_f32(buf.as_mut_ptr(), v);
+        std::ptr::copy_nonoverlapping(buf.as_ptr(), p, r);
+    }
 }
 
 /// The one element at `p` in lane 0, `fill` in lane 1.
+///
+/// # Safety
+/// `p` is aligned and valid for reading one element; NEON.
 #[inline(always)]
 unsafe fn load_tail_pd(p: *const f64, fill: f64) -> float64x2_t {
-    vsetq_lane_f64::<0>(*p, vdupq_n_f64(fill))
+    // SAFETY: `p` is aligned and valid for one read (the caller's contract); NEON: the
+    // caller's contract.
+    unsafe { vsetq_lane_f64::<0>(*p, vdupq_n_f64(fill)) }
 }
 
 /// `dst[i] = body(src[i])` over `n` elements, `$lanes` lanes at a time (four vectors per loop
 /// turn), the tail (`< $lanes` elements) through `$tail_load` / `$tail_store`. Elementwise,
 /// so `src == dst` is fine.
+///
+/// For use in an `unsafe fn` whose contract makes `src` valid for reads and `dst` for writes
+/// of `n` elements (aligned) and requires NEON. `$load(p)` / `$store(p, v)` read / write the
+/// `$lanes` elements at `p`, `$tail_load(p, r)` / `$tail_store(p, r, v)` the `r < $lanes`
+/// elements at `p`, and need nothing more than that and NEON (`map_ps`, `map_pd`). `$body` is
+/// evaluated outside this macro's `unsafe` blocks, after the store's address is computed and
+/// before the store: the order of `$store(dst.add(j), $body)`.
 macro_rules! map_lanes {
     ($t:ty, $lanes:expr, $load:ident, $store:ident, $tail_load:expr, $tail_store:expr,
      $src:expr, $dst:expr, $n:expr, |$x:ident| $body:expr) => {{
         let (src, dst, n): (*const $t, *mut $t, usize) = ($src, $dst, $n);
         let mut i = 0usize;
         while i + 4 * $lanes <= n {
-            let vs = [
-                $load(src.add(i)),
-                $load(src.add(i + $lanes)),
-                $load(src.add(i + 2 * $lanes)),
-                $load(src.add(i + 3 * $lanes)),
-            ];
+            // SAFETY: `i + 4 * $lanes <= n`, so the four vectors from `src.add(i)` are among
+            // the `n` elements `src` is valid to read (the enclosing function's contract, as
+            // is NEON).
+            let vs = unsafe {
+                [
+                    $load(src.add(i)),
+                    $load(src.add(i + $lanes)),
+                    $load(src.add(i + 2 * $lanes)),
+                    $load(src.add(i + 3 * $lanes)),
+                ]
+            };
             for (q, &$x) in vs.iter().enumerate() {
-                $store(dst.add(i + $lanes * q), $body);
+                // SAFETY: `q < 4` and `i + 4 * $lanes <= n`: `d` is within the `n` elements at
+                // `dst`.
+                let d = unsafe { dst.add(i + $lanes * q) };
+                let v = $body;
+                // SAFETY: the vector at `d` ends by `i + 4 * $lanes <= n`: among the `n`
+                // elements `dst` is valid to write (the enclosing function's contract, as is
+                // NEON).
+                unsafe { $store(d, v) };
             }
             i += 4 * $lanes;
         }
         while i + $lanes <= n {
-            let $x = $load(src.add(i));
-            $store(dst.add(i), $body);
+            // SAFETY: `i + $lanes <= n`: the vector at `src.add(i)` is among the `n` elements
+            // `src` is valid to read (the enclosing function's contract, as is NEON).
+            let $x = unsafe { $load(src.add(i)) };
+            // SAFETY: `i + $lanes <= n`: `d` is within the `n` elements at `dst`.
+            let d = unsafe { dst.add(i) };
+            let v = $body;
+            // SAFETY: `i + $lanes <= n`: the vector at `d` is among the `n` elements `dst` is
+            // valid to write (the enclosing function's contract, as is NEON).
+            unsafe { $store(d, v) };
             i += $lanes;
         }
         if i < n {
-            let $x = $tail_load(src.add(i), n - i);
-            $tail_store(dst.add(i), n - i, $body);
+            // SAFETY: `i < n < i + $lanes` (the loop above ended): `$tail_load` reads the last
+            // `n - i < $lanes` of the `n` elements `src` is valid to read (the enclosing
+            // function's contract, as is NEON).
+            let $x = unsafe { $tail_load(src.add(i), n - i) };
+            // SAFETY: `i < n`: `d` is within the `n` elements at `dst`.
+            let d = unsafe { dst.add(i) };
+            let v = $body;
+            // SAFETY: `$tail_store` writes the `n - i < $lanes` elements at `d`, the last of the
+            // `n` elements `dst` is valid to write (the enclosing function's contract, as is
+            // NEON).
+            unsafe { $tail_store(d, n - i, v) };
         }
     }};
 }
@@ -175,28 +255,36 @@ impl ArgF32 {
     unsafe fn new(m: f32, inv: f64) -> ArgF32 {
         let f = super::FoldedArg::new(m, inv);
         let g = f.unwrap_or_default();
-        ArgF32 {
-            m: vdupq_n_f32(m),
-            m64: vdupq_n_f64(m as f64),
-            inv: vdupq_n_f64(inv),
-            fold: f.is_some(),
-            inv_hi: vdupq_n_f32(g.inv_hi),
-            inv_lo: vdupq_n_f32(g.inv_lo),
-            neg_mi_hi: vdupq_n_f32(g.neg_mi_hi),
-            neg_mi_lo: vdupq_n_f32(g.neg_mi_lo),
-            x_floor: vdupq_n_f32(g.x_floor),
+        // SAFETY: NEON broadcasts into registers, no memory access; the CPU has NEON, as every
+        // function here requires of its caller (module doc).
+        unsafe {
+            ArgF32 {
+                m: vdupq_n_f32(m),
+                m64: vdupq_n_f64(m as f64),
+                inv: vdupq_n_f64(inv),
+                fold: f.is_some(),
+                inv_hi: vdupq_n_f32(g.inv_hi),
+                inv_lo: vdupq_n_f32(g.inv_lo),
+                neg_mi_hi: vdupq_n_f32(g.neg_mi_hi),
+                neg_mi_lo: vdupq_n_f32(g.neg_mi_lo),
+                x_floor: vdupq_n_f32(g.x_floor),
+            }
         }
     }
 }
 
 #[inline(always)]
 unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: float32x4_t) -> float32x4_t {
-    if UNIT {
-        vsubq_f32(x, c.m)
-    } else {
-        let lo = vmulq_f64(vsubq_f64(lo_pd(x), c.m64), c.inv);
-        let hi = vmulq_f64(vsubq_f64(hi_pd(x), c.m64), c.inv);
-        narrow(lo, hi)
+    // SAFETY: NEON intrinsics (and `lo_pd`, `hi_pd`, `narrow`) on registers only, no memory access;
+    // the CPU has NEON, as every function here requires of its caller (module doc).
+    unsafe {
+        if UNIT {
+            vsubq_f32(x, c.m)
+        } else {
+            let lo = vmulq_f64(vsubq_f64(lo_pd(x), c.m64), c.inv);
+            let hi = vmulq_f64(vsubq_f64(hi_pd(x), c.m64), c.inv);
+            narrow(lo, hi)
+        }
     }
 }
 
@@ -204,14 +292,18 @@ unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: float32x4_t) -> float32x4_t {
 /// arithmetic ([`super::FoldedArg`]) where that holds, else [`arg_ps`] in `f64`.
 #[inline(always)]
 unsafe fn exp_arg<const UNIT: bool>(c: ArgF32, x: float32x4_t) -> float32x4_t {
-    if !UNIT && c.fold {
-        // FMAX returns NaN when either operand is NaN, so NaN in `x` propagates.
-        let x = vmaxq_f32(c.x_floor, x);
-        let a = vfmaq_f32(c.neg_mi_hi, x, c.inv_hi);
-        let lo = vfmaq_f32(c.neg_mi_lo, x, c.inv_lo);
-        exp_parts::<true>(a, lo)
-    } else {
-        exp_ps(arg_ps::<UNIT>(c, x))
+    // SAFETY: NEON intrinsics (and `exp_parts`, `exp_ps`, `arg_ps`) on registers only, no memory
+    // access; the CPU has NEON, as every function here requires of its caller (module doc).
+    unsafe {
+        if !UNIT && c.fold {
+            // FMAX returns NaN when either operand is NaN, so NaN in `x` propagates.
+            let x = vmaxq_f32(c.x_floor, x);
+            let a = vfmaq_f32(c.neg_mi_hi, x, c.inv_hi);
+            let lo = vfmaq_f32(c.neg_mi_lo, x, c.inv_lo);
+            exp_parts::<true>(a, lo)
+        } else {
+            exp_ps(arg_ps::<UNIT>(c, x))
+        }
     }
 }
 
@@ -227,24 +319,36 @@ macro_rules! max_impl {
         pub(crate) unsafe fn $name(x: &[$t]) -> ($t, bool) {
             let n = x.len();
             let p = x.as_ptr();
-            let ninf = $dup(<$t>::NEG_INFINITY);
+            // SAFETY: a NEON broadcast into a register; NEON: the caller's contract.
+            let ninf = unsafe { $dup(<$t>::NEG_INFINITY) };
             let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
             let mut i = 0;
             while i + 4 * $lanes <= n {
-                m0 = $max(m0, $load(p.add(i)));
-                m1 = $max(m1, $load(p.add(i + $lanes)));
-                m2 = $max(m2, $load(p.add(i + 2 * $lanes)));
-                m3 = $max(m3, $load(p.add(i + 3 * $lanes)));
+                // SAFETY: `i + 4 * $lanes <= n = x.len()`: the four vectors from `p.add(i)`
+                // lie in `x`; the rest is NEON register arithmetic (NEON: the caller's
+                // contract).
+                unsafe {
+                    m0 = $max(m0, $load(p.add(i)));
+                    m1 = $max(m1, $load(p.add(i + $lanes)));
+                    m2 = $max(m2, $load(p.add(i + 2 * $lanes)));
+                    m3 = $max(m3, $load(p.add(i + 3 * $lanes)));
+                }
                 i += 4 * $lanes;
             }
             while i + $lanes <= n {
-                m0 = $max(m0, $load(p.add(i)));
+                // SAFETY: `i + $lanes <= n = x.len()`: the vector at `p.add(i)` lies in `x`;
+                // NEON: the caller's contract.
+                unsafe { m0 = $max(m0, $load(p.add(i))) };
                 i += $lanes;
             }
             if i < n {
-                m0 = $max(m0, $tail(p.add(i), n - i));
+                // SAFETY: `i < n < i + $lanes` (the loop above ended): `$tail` reads the last
+                // `n - i < $lanes` elements of `x` and nothing past them; NEON: the caller's
+                // contract.
+                unsafe { m0 = $max(m0, $tail(p.add(i), n - i)) };
             }
-            let m = $maxv($max($max(m0, m1), $max(m2, m3)));
+            // SAFETY: NEON register arithmetic; NEON: the caller's contract.
+            let m = unsafe { $maxv($max($max(m0, m1), $max(m2, m3))) };
             if m.is_nan() {
                 return scalar::max(x);
             }
@@ -266,6 +370,10 @@ max_impl!(
 
 /// Σ exp(arg(x)) over `n` elements, storing the exps when STORE. Four vectors are added in
 /// `f32` (two roundings), then widened and accumulated in `f64` lanes, as on AVX2.
+///
+/// # Safety
+/// `src` is valid for reads of `n` elements and, when STORE, `dst` for writes of `n` (aligned;
+/// the same pointer or disjoint); NEON.
 #[inline(always)]
 unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
     src: *const f32,
@@ -273,45 +381,67 @@ unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
     n: usize,
     c: ArgF32,
 ) -> f64 {
-    let mut a0 = vdupq_n_f64(0.0);
-    let mut a1 = vdupq_n_f64(0.0);
+    // SAFETY: a NEON broadcast into a register; NEON: the caller's contract.
+    let mut a0 = unsafe { vdupq_n_f64(0.0) };
+    // SAFETY: a NEON broadcast into a register; NEON: the caller's contract.
+    let mut a1 = unsafe { vdupq_n_f64(0.0) };
     let mut i = 0;
     while i + 16 <= n {
-        let e0 = exp_arg::<UNIT>(c, vld1q_f32(src.add(i)));
-        let e1 = exp_arg::<UNIT>(c, vld1q_f32(src.add(i + 4)));
-        let e2 = exp_arg::<UNIT>(c, vld1q_f32(src.add(i + 8)));
-        let e3 = exp_arg::<UNIT>(c, vld1q_f32(src.add(i + 12)));
-        if STORE {
-            vst1q_f32(dst.add(i), e0);
-            vst1q_f32(dst.add(i + 4), e1);
-            vst1q_f32(dst.add(i + 8), e2);
-            vst1q_f32(dst.add(i + 12), e3);
+        // SAFETY: `i + 16 <= n`: the four vectors from `src.add(i)` are among the `n` elements
+        // `src` is valid to read and, when STORE, those from `dst.add(i)` among the `n` `dst`
+        // is valid to write (the caller's contract); the rest is NEON register arithmetic
+        // (`exp_arg`, `lo_pd`, `hi_pd`, intrinsics; NEON: the caller's contract).
+        unsafe {
+            let e0 = exp_arg::<UNIT>(c, vld1q_f32(src.add(i)));
+            let e1 = exp_arg::<UNIT>(c, vld1q_f32(src.add(i + 4)));
+            let e2 = exp_arg::<UNIT>(c, vld1q_f32(src.add(i + 8)));
+            let e3 = exp_arg::<UNIT>(c, vld1q_f32(src.add(i + 12)));
+            if STORE {
+                vst1q_f32(dst.add(i), e0);
+                vst1q_f32(dst.add(i + 4), e1);
+                vst1q_f32(dst.add(i + 8), e2);
+                vst1q_f32(dst.add(i + 12), e3);
+            }
+            let s = vaddq_f32(vaddq_f32(e0, e1), vaddq_f32(e2, e3));
+            a0 = vaddq_f64(a0, lo_pd(s));
+            a1 = vaddq_f64(a1, hi_pd(s));
         }
-        let s = vaddq_f32(vaddq_f32(e0, e1), vaddq_f32(e2, e3));
-        a0 = vaddq_f64(a0, lo_pd(s));
-        a1 = vaddq_f64(a1, hi_pd(s));
         i += 16;
     }
     while i + 4 <= n {
-        let e = exp_arg::<UNIT>(c, vld1q_f32(src.add(i)));
-        if STORE {
-            vst1q_f32(dst.add(i), e);
+        // SAFETY: `i + 4 <= n`: the vector at `src.add(i)` is among the `n` elements `src` is
+        // valid to read and, when STORE, the one at `dst.add(i)` among the `n` `dst` is valid
+        // to write (the caller's contract); the rest is NEON register arithmetic (NEON: the
+        // caller's contract).
+        unsafe {
+            let e = exp_arg::<UNIT>(c, vld1q_f32(src.add(i)));
+            if STORE {
+                vst1q_f32(dst.add(i), e);
+            }
+            a0 = vaddq_f64(a0, lo_pd(e));
+            a1 = vaddq_f64(a1, hi_pd(e));
         }
-        a0 = vaddq_f64(a0, lo_pd(e));
-        a1 = vaddq_f64(a1, hi_pd(e));
         i += 4;
     }
     if i < n {
         // Lanes past the end read -inf, whose exp is exactly 0.
-        let x = load_tail(src.add(i), n - i, f32::NEG_INFINITY);
-        let e = exp_arg::<UNIT>(c, x);
-        if STORE {
-            store_tail(dst.add(i), n - i, e);
+        // SAFETY: `i < n < i + 4` (the loop above ended): `load_tail` reads the last `n - i < 4`
+        // of the `n` elements `src` is valid to read and, when STORE, `store_tail` writes the
+        // last `n - i` of the `n` `dst` is valid to write (the caller's contract, aligned
+        // pointers included); the rest is NEON register arithmetic (NEON: the caller's
+        // contract).
+        unsafe {
+            let x = load_tail(src.add(i), n - i, f32::NEG_INFINITY);
+            let e = exp_arg::<UNIT>(c, x);
+            if STORE {
+                store_tail(dst.add(i), n - i, e);
+            }
+            a0 = vaddq_f64(a0, lo_pd(e));
+            a1 = vaddq_f64(a1, hi_pd(e));
         }
-        a0 = vaddq_f64(a0, lo_pd(e));
-        a1 = vaddq_f64(a1, hi_pd(e));
     }
-    vaddvq_f64(vaddq_f64(a0, a1))
+    // SAFETY: NEON register arithmetic; NEON: the caller's contract.
+    unsafe { vaddvq_f64(vaddq_f64(a0, a1)) }
 }
 
 /// # Safety
@@ -324,13 +454,18 @@ pub(crate) unsafe fn exp_store_sum_f32(
     t: f64,
 ) -> f64 {
     if t == 1.0 {
-        return exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0));
+        // SAFETY: the caller's contract (`src` readable and `dst` writable for `n`, the same
+        // or disjoint; NEON) is what `exp_sum_f32` with STORE and `ArgF32::new` require.
+        return unsafe { exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0)) };
     }
     let inv = 1.0 / t;
     if !inv.is_normal() {
-        return scalar::exp_store_sum(src, dst, n, m, t);
+        // SAFETY: the caller's contract (`src` readable and `dst` writable for `n`, the same
+        // or disjoint) is what `scalar::exp_store_sum` requires.
+        return unsafe { scalar::exp_store_sum(src, dst, n, m, t) };
     }
-    exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv))
+    // SAFETY: as for `t == 1` above.
+    unsafe { exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv)) }
 }
 
 /// # Safety
@@ -338,25 +473,33 @@ pub(crate) unsafe fn exp_store_sum_f32(
 pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
     let (p, n) = (x.as_ptr(), x.len());
     if t == 1.0 {
-        return exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0));
+        // SAFETY: `p` is the start of the `n` elements of `x` (readable, aligned); without
+        // STORE `exp_sum_f32` does not touch `dst` (null); NEON: the caller's contract.
+        return unsafe {
+            exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0))
+        };
     }
     let inv = 1.0 / t;
     if !inv.is_normal() {
         return scalar::sum_exp(x, m, t);
     }
-    exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv))
+    // SAFETY: as for `t == 1` above.
+    unsafe { exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv)) }
 }
 
 /// # Safety
 /// `dst` valid for reads and writes of `n`; NEON.
 pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
-    scale_to_f32(dst, dst, n, factor, false);
+    // SAFETY: `dst` is valid for reads and writes of `n` (the caller's contract), so as both
+    // `src` and `dst` (the same pointer) it meets `scale_to_f32`'s contract; NEON: the
+    // caller's contract.
+    unsafe { scale_to_f32(dst, dst, n, factor, false) };
 }
 
 /// dst = src * factor, rounded as [`scale_f32`] rounds (it is the same loop).
 ///
 /// # Safety
-/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint; NEON.
 pub(crate) unsafe fn scale_to_f32(
     src: *const f32,
     dst: *mut f32,
@@ -364,8 +507,13 @@ pub(crate) unsafe fn scale_to_f32(
     factor: f64,
     _stream: bool,
 ) {
-    let f = vdupq_n_f32(factor as f32);
-    map_ps!(src, dst, n, |x| vmulq_f32(x, f));
+    // SAFETY: a NEON broadcast into a register; NEON: the caller's contract.
+    let f = unsafe { vdupq_n_f32(factor as f32) };
+    // `map_ps`'s requirements on `src`, `dst` and `n` are this function's.
+    map_ps!(src, dst, n, |x| {
+        // SAFETY: NEON register arithmetic; NEON: the caller's contract.
+        unsafe { vmulq_f32(x, f) }
+    });
 }
 
 #[inline(always)]
@@ -375,17 +523,23 @@ unsafe fn log_f32<const UNIT: bool>(
     ls64: float64x2_t,
     x: float32x4_t,
 ) -> float32x4_t {
-    if UNIT {
-        vsubq_f32(vsubq_f32(x, c.m), vdupq_n_f32(ls))
-    } else {
-        // (x - m) * inv - ls rounded once, as AVX2's FMSUB: the negation of FMLS's
-        // ls - (x - m) * inv.
-        let lo = vnegq_f64(vfmsq_f64(ls64, vsubq_f64(lo_pd(x), c.m64), c.inv));
-        let hi = vnegq_f64(vfmsq_f64(ls64, vsubq_f64(hi_pd(x), c.m64), c.inv));
-        narrow(lo, hi)
+    // SAFETY: NEON intrinsics (and `lo_pd`, `hi_pd`, `narrow`) on registers only, no memory access;
+    // the CPU has NEON, as every function here requires of its caller (module doc).
+    unsafe {
+        if UNIT {
+            vsubq_f32(vsubq_f32(x, c.m), vdupq_n_f32(ls))
+        } else {
+            // (x - m) * inv - ls rounded once, as AVX2's FMSUB: the negation of FMLS's
+            // ls - (x - m) * inv.
+            let lo = vnegq_f64(vfmsq_f64(ls64, vsubq_f64(lo_pd(x), c.m64), c.inv));
+            let hi = vnegq_f64(vfmsq_f64(ls64, vsubq_f64(hi_pd(x), c.m64), c.inv));
+            narrow(lo, hi)
+        }
     }
 }
 
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint; NEON.
 #[inline(always)]
 unsafe fn write_log_f32<const UNIT: bool>(
     src: *const f32,
@@ -395,10 +549,17 @@ unsafe fn write_log_f32<const UNIT: bool>(
     log_sum: f64,
 ) {
     let ls = log_sum as f32;
-    let ls64 = vdupq_n_f64(log_sum);
-    map_ps!(src, dst, n, |x| log_f32::<UNIT>(c, ls, ls64, x));
+    // SAFETY: a NEON broadcast into a register; NEON: the caller's contract.
+    let ls64 = unsafe { vdupq_n_f64(log_sum) };
+    // `map_ps`'s requirements on `src`, `dst` and `n` are this function's.
+    map_ps!(src, dst, n, |x| {
+        // SAFETY: NEON register arithmetic (`log_f32`); NEON: the caller's contract.
+        unsafe { log_f32::<UNIT>(c, ls, ls64, x) }
+    });
 }
 
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint; NEON.
 #[inline(always)]
 unsafe fn exp_scale_f32_impl<const UNIT: bool>(
     src: *const f32,
@@ -407,8 +568,13 @@ unsafe fn exp_scale_f32_impl<const UNIT: bool>(
     c: ArgF32,
     factor: f64,
 ) {
-    let f = vdupq_n_f32(factor as f32);
-    map_ps!(src, dst, n, |x| vmulq_f32(exp_arg::<UNIT>(c, x), f));
+    // SAFETY: a NEON broadcast into a register; NEON: the caller's contract.
+    let f = unsafe { vdupq_n_f32(factor as f32) };
+    // `map_ps`'s requirements on `src`, `dst` and `n` are this function's.
+    map_ps!(src, dst, n, |x| {
+        // SAFETY: NEON register arithmetic (`exp_arg`); NEON: the caller's contract.
+        unsafe { vmulq_f32(exp_arg::<UNIT>(c, x), f) }
+    });
 }
 
 /// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f32` then `scale_f32` give.
@@ -425,14 +591,22 @@ pub(crate) unsafe fn exp_scale_f32(
     _stream: bool,
 ) {
     if t == 1.0 {
-        return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor);
+        // SAFETY: the caller's contract (`src` readable and `dst` writable for `n`, the same
+        // or disjoint; NEON) is `exp_scale_f32_impl`'s; `ArgF32::new` needs only NEON.
+        return unsafe { exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor) };
     }
     let inv = 1.0 / t;
     if !inv.is_normal() {
-        scalar::exp_store_sum(src, dst, n, m, t);
-        return scale_f32(dst, n, factor);
+        // SAFETY: the caller's contract (`src` readable and `dst` writable for `n`, the same
+        // or disjoint) is `scalar::exp_store_sum`'s; it writes all `n` elements of `dst`, which
+        // `scale_f32` then reads and writes back (NEON: the caller's contract).
+        unsafe {
+            scalar::exp_store_sum(src, dst, n, m, t);
+            return scale_f32(dst, n, factor);
+        }
     }
-    exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor)
+    // SAFETY: as for `t == 1` above.
+    unsafe { exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor) }
 }
 
 /// # Safety
@@ -447,28 +621,43 @@ pub(crate) unsafe fn write_log_softmax_f32(
     _stream: bool,
 ) {
     if t == 1.0 {
-        return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum);
+        // SAFETY: the caller's contract (`src` readable and `dst` writable for `n`, the same
+        // or disjoint; NEON) is `write_log_f32`'s; `ArgF32::new` needs only NEON.
+        return unsafe { write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum) };
     }
     let inv = 1.0 / t;
     if !inv.is_normal() {
-        return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
+        // SAFETY: the caller's contract (`src` readable and `dst` writable for `n`, the same
+        // or disjoint) is `scalar::write_log_softmax`'s.
+        return unsafe { scalar::write_log_softmax(src, dst, n, m, t, log_sum, false) };
     }
-    write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum)
+    // SAFETY: as for `t == 1` above.
+    unsafe { write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum) }
 }
 
-rows_kernel!(
-    rows_f32,
-    f32,
-    "neon",
-    max_f32_impl,
-    exp_store_sum_f32,
-    sum_exp_f32_impl,
-    scale_f32,
-    scale_to_f32,
-    exp_scale_f32,
-    write_log_softmax_f32,
-    super::row_ln_f32
-);
+/// The many-rows kernel for `f32`. The body [`rows_kernel`] generates (in `mod.rs`) does its
+/// unsafe operations without `unsafe` blocks, and a lint attribute on a macro call is ignored:
+/// so the call sits in a module exempt from `unsafe_op_in_unsafe_fn` until the macro has
+/// blocks of its own.
+#[allow(unsafe_op_in_unsafe_fn)]
+mod rows_f32_kernel {
+    use super::*;
+
+    rows_kernel!(
+        rows_f32,
+        f32,
+        "neon",
+        max_f32_impl,
+        exp_store_sum_f32,
+        sum_exp_f32_impl,
+        scale_f32,
+        scale_to_f32,
+        exp_scale_f32,
+        write_log_softmax_f32,
+        super::super::row_ln_f32
+    );
+}
+use rows_f32_kernel::rows_f32;
 
 level_table!(
     /// The NEON table for `f32`. Only handed out when the CPU has NEON (every aarch64 CPU).
@@ -493,25 +682,29 @@ level_table!(
 /// flushed to exactly 0; NaN in `hi` propagates.
 #[inline(always)]
 unsafe fn exp_pd(hi: float64x2_t, lo: float64x2_t) -> float64x2_t {
-    let lim = vdupq_n_f64(F64_FLUSH);
-    let ok = vcgeq_f64(hi, lim);
-    let flush = vcltq_f64(hi, lim);
-    let hi = vmaxq_f64(lim, hi);
-    let lo = vreinterpretq_f64_u64(vandq_u64(ok, vreinterpretq_u64_f64(lo)));
-    let kr = vfmaq_f64(vdupq_n_f64(F64_ROUND), hi, vdupq_n_f64(F64_LOG2E));
-    let k = vsubq_f64(kr, vdupq_n_f64(F64_ROUND));
-    let r = vfmsq_f64(hi, k, vdupq_n_f64(F64_LN2_HI));
-    let r = vaddq_f64(r, vfmsq_f64(lo, k, vdupq_n_f64(F64_LN2_LO)));
-    let mut p = vdupq_n_f64(F64_P[0]);
-    for &c in &F64_P[1..] {
-        p = vfmaq_f64(vdupq_n_f64(c), p, r);
+    // SAFETY: NEON intrinsics on registers only, no memory access; the CPU has NEON, as every
+    // function here requires of its caller (module doc).
+    unsafe {
+        let lim = vdupq_n_f64(F64_FLUSH);
+        let ok = vcgeq_f64(hi, lim);
+        let flush = vcltq_f64(hi, lim);
+        let hi = vmaxq_f64(lim, hi);
+        let lo = vreinterpretq_f64_u64(vandq_u64(ok, vreinterpretq_u64_f64(lo)));
+        let kr = vfmaq_f64(vdupq_n_f64(F64_ROUND), hi, vdupq_n_f64(F64_LOG2E));
+        let k = vsubq_f64(kr, vdupq_n_f64(F64_ROUND));
+        let r = vfmsq_f64(hi, k, vdupq_n_f64(F64_LN2_HI));
+        let r = vaddq_f64(r, vfmsq_f64(lo, k, vdupq_n_f64(F64_LN2_LO)));
+        let mut p = vdupq_n_f64(F64_P[0]);
+        for &c in &F64_P[1..] {
+            p = vfmaq_f64(vdupq_n_f64(c), p, r);
+        }
+        let r2 = vmulq_f64(r, r);
+        let y = vaddq_f64(vfmaq_f64(r, p, r2), vdupq_n_f64(1.0));
+        // 2^k (k in [-1022, 1023] after the clamp: a normal number).
+        let bits = vshlq_n_s64::<52>(vaddq_s64(vreinterpretq_s64_f64(kr), vdupq_n_s64(1023)));
+        let e = vmulq_f64(y, vreinterpretq_f64_s64(bits));
+        vreinterpretq_f64_u64(vbicq_u64(vreinterpretq_u64_f64(e), flush))
     }
-    let r2 = vmulq_f64(r, r);
-    let y = vaddq_f64(vfmaq_f64(r, p, r2), vdupq_n_f64(1.0));
-    // 2^k (k in [-1022, 1023] after the clamp: a normal number).
-    let bits = vshlq_n_s64::<52>(vaddq_s64(vreinterpretq_s64_f64(kr), vdupq_n_s64(1023)));
-    let e = vmulq_f64(y, vreinterpretq_f64_s64(bits));
-    vreinterpretq_f64_u64(vbicq_u64(vreinterpretq_u64_f64(e), flush))
 }
 
 #[derive(Clone, Copy)]
@@ -527,11 +720,15 @@ impl ArgF64 {
     unsafe fn new(m: f64, t: f64) -> ArgF64 {
         let inv = 1.0 / t;
         let inv_lo = (-t).mul_add(inv, 1.0) / t;
-        ArgF64 {
-            m: vdupq_n_f64(m),
-            neg_m: vdupq_n_f64(-m),
-            inv: vdupq_n_f64(inv),
-            inv_lo: vdupq_n_f64(inv_lo),
+        // SAFETY: NEON broadcasts into registers, no memory access; the CPU has NEON, as every
+        // function here requires of its caller (module doc).
+        unsafe {
+            ArgF64 {
+                m: vdupq_n_f64(m),
+                neg_m: vdupq_n_f64(-m),
+                inv: vdupq_n_f64(inv),
+                inv_lo: vdupq_n_f64(inv_lo),
+            }
         }
     }
 }
@@ -539,30 +736,38 @@ impl ArgF64 {
 /// `v` where finite, 0 where infinite or NaN.
 #[inline(always)]
 unsafe fn finite_or_zero_pd(v: float64x2_t) -> float64x2_t {
-    let finite = vceqq_f64(vsubq_f64(v, v), vdupq_n_f64(0.0));
-    vreinterpretq_f64_u64(vandq_u64(finite, vreinterpretq_u64_f64(v)))
+    // SAFETY: NEON intrinsics on registers only, no memory access; the CPU has NEON, as every
+    // function here requires of its caller (module doc).
+    unsafe {
+        let finite = vceqq_f64(vsubq_f64(v, v), vdupq_n_f64(0.0));
+        vreinterpretq_f64_u64(vandq_u64(finite, vreinterpretq_u64_f64(v)))
+    }
 }
 
 /// `(x - m) / t` as a double word: `x - m` exactly (TwoSum), times `1/t` carried further; the
 /// operations of the AVX2 `arg_pd`.
 #[inline(always)]
 unsafe fn arg_pd<const UNIT: bool>(c: ArgF64, x: float64x2_t) -> (float64x2_t, float64x2_t) {
-    let d = vsubq_f64(x, c.m);
-    let bb = vsubq_f64(d, x);
-    let lo = vaddq_f64(vsubq_f64(x, vsubq_f64(d, bb)), vsubq_f64(c.neg_m, bb));
-    // Near the overflow threshold TwoSum's intermediates overflow and lo is NaN; so is l when
-    // d / t overflows. d alone is then the argument (contract S5).
-    let lo = finite_or_zero_pd(lo);
-    if UNIT {
-        (d, lo)
-    } else {
-        let h = vmulq_f64(d, c.inv);
-        // d * inv - h rounded once: the negation of FMLS's h - d * inv.
-        let l = vaddq_f64(
-            vnegq_f64(vfmsq_f64(h, d, c.inv)),
-            vfmaq_f64(vmulq_f64(lo, c.inv), d, c.inv_lo),
-        );
-        (h, finite_or_zero_pd(l))
+    // SAFETY: NEON intrinsics (and `finite_or_zero_pd`) on registers only, no memory access; the
+    // CPU has NEON, as every function here requires of its caller (module doc).
+    unsafe {
+        let d = vsubq_f64(x, c.m);
+        let bb = vsubq_f64(d, x);
+        let lo = vaddq_f64(vsubq_f64(x, vsubq_f64(d, bb)), vsubq_f64(c.neg_m, bb));
+        // Near the overflow threshold TwoSum's intermediates overflow and lo is NaN; so is l when
+        // d / t overflows. d alone is then the argument (contract S5).
+        let lo = finite_or_zero_pd(lo);
+        if UNIT {
+            (d, lo)
+        } else {
+            let h = vmulq_f64(d, c.inv);
+            // d * inv - h rounded once: the negation of FMLS's h - d * inv.
+            let l = vaddq_f64(
+                vnegq_f64(vfmsq_f64(h, d, c.inv)),
+                vfmaq_f64(vmulq_f64(lo, c.inv), d, c.inv_lo),
+            );
+            (h, finite_or_zero_pd(l))
+        }
     }
 }
 
@@ -579,15 +784,23 @@ max_impl!(
 
 #[inline(always)]
 unsafe fn two_sum_add(s: &mut float64x2_t, c: &mut float64x2_t, v: float64x2_t) {
-    let t = vaddq_f64(*s, v);
-    let bp = vsubq_f64(t, *s);
-    let err = vaddq_f64(vsubq_f64(*s, vsubq_f64(t, bp)), vsubq_f64(v, bp));
-    *c = vaddq_f64(*c, err);
-    *s = t;
+    // SAFETY: NEON intrinsics on registers and the two `&mut` (safe to use); the CPU has NEON, as
+    // every function here requires of its caller (module doc).
+    unsafe {
+        let t = vaddq_f64(*s, v);
+        let bp = vsubq_f64(t, *s);
+        let err = vaddq_f64(vsubq_f64(*s, vsubq_f64(t, bp)), vsubq_f64(v, bp));
+        *c = vaddq_f64(*c, err);
+        *s = t;
+    }
 }
 
 /// Σ exp(arg(x)), storing the exps when STORE: four vectors added, then into compensated
 /// (TwoSum) lanes, as on AVX2.
+///
+/// # Safety
+/// `src` is valid for reads of `n` elements and, when STORE, `dst` for writes of `n` (aligned;
+/// the same pointer or disjoint); NEON.
 #[inline(always)]
 unsafe fn exp_sum_f64<const UNIT: bool, const STORE: bool>(
     src: *const f64,
@@ -595,48 +808,74 @@ unsafe fn exp_sum_f64<const UNIT: bool, const STORE: bool>(
     n: usize,
     c: ArgF64,
 ) -> f64 {
-    let mut s = vdupq_n_f64(0.0);
-    let mut comp = vdupq_n_f64(0.0);
+    // SAFETY: a NEON broadcast into a register; NEON: the caller's contract.
+    let mut s = unsafe { vdupq_n_f64(0.0) };
+    // SAFETY: a NEON broadcast into a register; NEON: the caller's contract.
+    let mut comp = unsafe { vdupq_n_f64(0.0) };
     let e = |x: float64x2_t| {
-        let (h, l) = arg_pd::<UNIT>(c, x);
-        exp_pd(h, l)
+        // SAFETY: NEON register arithmetic (`arg_pd`, `exp_pd`); NEON: the caller's contract
+        // (the closure does not outlive this call).
+        unsafe {
+            let (h, l) = arg_pd::<UNIT>(c, x);
+            exp_pd(h, l)
+        }
     };
     let mut i = 0;
     while i + 8 <= n {
-        let e0 = e(vld1q_f64(src.add(i)));
-        let e1 = e(vld1q_f64(src.add(i + 2)));
-        let e2 = e(vld1q_f64(src.add(i + 4)));
-        let e3 = e(vld1q_f64(src.add(i + 6)));
-        if STORE {
-            vst1q_f64(dst.add(i), e0);
-            vst1q_f64(dst.add(i + 2), e1);
-            vst1q_f64(dst.add(i + 4), e2);
-            vst1q_f64(dst.add(i + 6), e3);
+        // SAFETY: `i + 8 <= n`: the four vectors from `src.add(i)` are among the `n` elements
+        // `src` is valid to read and, when STORE, those from `dst.add(i)` among the `n` `dst`
+        // is valid to write (the caller's contract); the rest is NEON register arithmetic
+        // (`two_sum_add`, intrinsics; NEON: the caller's contract).
+        unsafe {
+            let e0 = e(vld1q_f64(src.add(i)));
+            let e1 = e(vld1q_f64(src.add(i + 2)));
+            let e2 = e(vld1q_f64(src.add(i + 4)));
+            let e3 = e(vld1q_f64(src.add(i + 6)));
+            if STORE {
+                vst1q_f64(dst.add(i), e0);
+                vst1q_f64(dst.add(i + 2), e1);
+                vst1q_f64(dst.add(i + 4), e2);
+                vst1q_f64(dst.add(i + 6), e3);
+            }
+            two_sum_add(
+                &mut s,
+                &mut comp,
+                vaddq_f64(vaddq_f64(e0, e1), vaddq_f64(e2, e3)),
+            );
         }
-        two_sum_add(
-            &mut s,
-            &mut comp,
-            vaddq_f64(vaddq_f64(e0, e1), vaddq_f64(e2, e3)),
-        );
         i += 8;
     }
     while i + 2 <= n {
-        let v = e(vld1q_f64(src.add(i)));
-        if STORE {
-            vst1q_f64(dst.add(i), v);
+        // SAFETY: `i + 2 <= n`: the vector at `src.add(i)` is among the `n` elements `src` is
+        // valid to read and, when STORE, the one at `dst.add(i)` among the `n` `dst` is valid
+        // to write (the caller's contract); the rest is NEON register arithmetic (NEON: the
+        // caller's contract).
+        unsafe {
+            let v = e(vld1q_f64(src.add(i)));
+            if STORE {
+                vst1q_f64(dst.add(i), v);
+            }
+            two_sum_add(&mut s, &mut comp, v);
         }
-        two_sum_add(&mut s, &mut comp, v);
         i += 2;
     }
     if i < n {
         // The lane past the end reads -inf, whose exp is exactly 0.
-        let v = e(load_tail_pd(src.add(i), f64::NEG_INFINITY));
-        if STORE {
-            *dst.add(i) = vgetq_lane_f64::<0>(v);
+        // SAFETY: `i < n < i + 2` (the loop above ended), so `i = n - 1`: `load_tail_pd` reads
+        // the last of the `n` elements `src` is valid to read and, when STORE, the write goes
+        // to the last of the `n` `dst` is valid to write (the caller's contract, aligned
+        // pointers included); the rest is NEON register arithmetic (NEON: the caller's
+        // contract).
+        unsafe {
+            let v = e(load_tail_pd(src.add(i), f64::NEG_INFINITY));
+            if STORE {
+                *dst.add(i) = vgetq_lane_f64::<0>(v);
+            }
+            two_sum_add(&mut s, &mut comp, v);
         }
-        two_sum_add(&mut s, &mut comp, v);
     }
-    vaddvq_f64(s) + vaddvq_f64(comp)
+    // SAFETY: NEON register arithmetic; NEON: the caller's contract.
+    unsafe { vaddvq_f64(s) + vaddvq_f64(comp) }
 }
 
 /// Temperatures the vector `f64` argument handles: `t` and `1 / t` both normal.
@@ -655,11 +894,16 @@ pub(crate) unsafe fn exp_store_sum_f64(
     t: f64,
 ) -> f64 {
     if t == 1.0 {
-        exp_sum_f64::<true, true>(src, dst, n, ArgF64::new(m, 1.0))
+        // SAFETY: the caller's contract (`src` readable and `dst` writable for `n`, the same
+        // or disjoint; NEON) is what `exp_sum_f64` with STORE and `ArgF64::new` require.
+        unsafe { exp_sum_f64::<true, true>(src, dst, n, ArgF64::new(m, 1.0)) }
     } else if vector_temperature(t) {
-        exp_sum_f64::<false, true>(src, dst, n, ArgF64::new(m, t))
+        // SAFETY: as for `t == 1` above.
+        unsafe { exp_sum_f64::<false, true>(src, dst, n, ArgF64::new(m, t)) }
     } else {
-        scalar::exp_store_sum(src, dst, n, m, t)
+        // SAFETY: the caller's contract (`src` readable and `dst` writable for `n`, the same
+        // or disjoint) is what `scalar::exp_store_sum` requires.
+        unsafe { scalar::exp_store_sum(src, dst, n, m, t) }
     }
 }
 
@@ -668,9 +912,12 @@ pub(crate) unsafe fn exp_store_sum_f64(
 pub(crate) unsafe fn sum_exp_f64_impl(x: &[f64], m: f64, t: f64) -> f64 {
     let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut());
     if t == 1.0 {
-        exp_sum_f64::<true, false>(p, q, n, ArgF64::new(m, 1.0))
+        // SAFETY: `p` is the start of the `n` elements of `x` (readable, aligned); without
+        // STORE `exp_sum_f64` does not touch `q` (null); NEON: the caller's contract.
+        unsafe { exp_sum_f64::<true, false>(p, q, n, ArgF64::new(m, 1.0)) }
     } else if vector_temperature(t) {
-        exp_sum_f64::<false, false>(p, q, n, ArgF64::new(m, t))
+        // SAFETY: as for `t == 1` above.
+        unsafe { exp_sum_f64::<false, false>(p, q, n, ArgF64::new(m, t)) }
     } else {
         scalar::sum_exp(x, m, t)
     }
@@ -679,13 +926,16 @@ pub(crate) unsafe fn sum_exp_f64_impl(x: &[f64], m: f64, t: f64) -> f64 {
 /// # Safety
 /// `dst` valid for reads and writes of `n`; NEON.
 pub(crate) unsafe fn scale_f64(dst: *mut f64, n: usize, factor: f64) {
-    scale_to_f64(dst, dst, n, factor, false);
+    // SAFETY: `dst` is valid for reads and writes of `n` (the caller's contract), so as both
+    // `src` and `dst` (the same pointer) it meets `scale_to_f64`'s contract; NEON: the
+    // caller's contract.
+    unsafe { scale_to_f64(dst, dst, n, factor, false) };
 }
 
 /// dst = src * factor, rounded as [`scale_f64`] rounds (it is the same loop).
 ///
 /// # Safety
-/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint; NEON.
 pub(crate) unsafe fn scale_to_f64(
     src: *const f64,
     dst: *mut f64,
@@ -693,17 +943,26 @@ pub(crate) unsafe fn scale_to_f64(
     factor: f64,
     _stream: bool,
 ) {
-    let f = vdupq_n_f64(factor);
-    map_pd!(src, dst, n, |x| vmulq_f64(x, f));
+    // SAFETY: a NEON broadcast into a register; NEON: the caller's contract.
+    let f = unsafe { vdupq_n_f64(factor) };
+    // `map_pd`'s requirements on `src`, `dst` and `n` are this function's.
+    map_pd!(src, dst, n, |x| {
+        // SAFETY: NEON register arithmetic; NEON: the caller's contract.
+        unsafe { vmulq_f64(x, f) }
+    });
 }
 
 #[inline(always)]
 unsafe fn log_pd<const UNIT: bool>(c: ArgF64, ls: float64x2_t, x: float64x2_t) -> float64x2_t {
-    let (h, l) = arg_pd::<UNIT>(c, x);
-    // The low word is NaN when the high one is -inf: drop it there.
-    let above = vcgtq_f64(h, vdupq_n_f64(f64::NEG_INFINITY));
-    let l = vreinterpretq_f64_u64(vandq_u64(above, vreinterpretq_u64_f64(l)));
-    vaddq_f64(vsubq_f64(h, ls), l)
+    // SAFETY: NEON intrinsics (and `arg_pd`) on registers only, no memory access; the CPU has NEON,
+    // as every function here requires of its caller (module doc).
+    unsafe {
+        let (h, l) = arg_pd::<UNIT>(c, x);
+        // The low word is NaN when the high one is -inf: drop it there.
+        let above = vcgtq_f64(h, vdupq_n_f64(f64::NEG_INFINITY));
+        let l = vreinterpretq_f64_u64(vandq_u64(above, vreinterpretq_u64_f64(l)));
+        vaddq_f64(vsubq_f64(h, ls), l)
+    }
 }
 
 /// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f64` then `scale_f64` give.
@@ -719,24 +978,41 @@ pub(crate) unsafe fn exp_scale_f64(
     factor: f64,
     _stream: bool,
 ) {
-    let f = vdupq_n_f64(factor);
+    // SAFETY: a NEON broadcast into a register; NEON: the caller's contract.
+    let f = unsafe { vdupq_n_f64(factor) };
     let c = if t == 1.0 {
-        ArgF64::new(m, 1.0)
+        // SAFETY: NEON broadcasts; NEON: the caller's contract.
+        unsafe { ArgF64::new(m, 1.0) }
     } else if vector_temperature(t) {
-        ArgF64::new(m, t)
+        // SAFETY: NEON broadcasts; NEON: the caller's contract.
+        unsafe { ArgF64::new(m, t) }
     } else {
-        scalar::exp_store_sum(src, dst, n, m, t);
-        return scale_f64(dst, n, factor);
+        // SAFETY: the caller's contract (`src` readable and `dst` writable for `n`, the same
+        // or disjoint) is `scalar::exp_store_sum`'s; it writes all `n` elements of `dst`, which
+        // `scale_f64` then reads and writes back (NEON: the caller's contract).
+        unsafe {
+            scalar::exp_store_sum(src, dst, n, m, t);
+            return scale_f64(dst, n, factor);
+        }
     };
+    // `map_pd`'s requirements on `src`, `dst` and `n` are this function's.
     if t == 1.0 {
         map_pd!(src, dst, n, |x| {
-            let (h, l) = arg_pd::<true>(c, x);
-            vmulq_f64(exp_pd(h, l), f)
+            // SAFETY: NEON register arithmetic (`arg_pd`, `exp_pd`); NEON: the caller's
+            // contract.
+            unsafe {
+                let (h, l) = arg_pd::<true>(c, x);
+                vmulq_f64(exp_pd(h, l), f)
+            }
         });
     } else {
         map_pd!(src, dst, n, |x| {
-            let (h, l) = arg_pd::<false>(c, x);
-            vmulq_f64(exp_pd(h, l), f)
+            // SAFETY: NEON register arithmetic (`arg_pd`, `exp_pd`); NEON: the caller's
+            // contract.
+            unsafe {
+                let (h, l) = arg_pd::<false>(c, x);
+                vmulq_f64(exp_pd(h, l), f)
+            }
         });
     }
 }
@@ -752,31 +1028,53 @@ pub(crate) unsafe fn write_log_softmax_f64(
     log_sum: f64,
     _stream: bool,
 ) {
-    let ls = vdupq_n_f64(log_sum);
+    // SAFETY: a NEON broadcast into a register; NEON: the caller's contract.
+    let ls = unsafe { vdupq_n_f64(log_sum) };
+    // `map_pd`'s requirements on `src`, `dst` and `n` are this function's.
     if t == 1.0 {
-        let c = ArgF64::new(m, 1.0);
-        map_pd!(src, dst, n, |x| log_pd::<true>(c, ls, x));
+        // SAFETY: NEON broadcasts; NEON: the caller's contract.
+        let c = unsafe { ArgF64::new(m, 1.0) };
+        map_pd!(src, dst, n, |x| {
+            // SAFETY: NEON register arithmetic (`log_pd`); NEON: the caller's contract.
+            unsafe { log_pd::<true>(c, ls, x) }
+        });
     } else if vector_temperature(t) {
-        let c = ArgF64::new(m, t);
-        map_pd!(src, dst, n, |x| log_pd::<false>(c, ls, x));
+        // SAFETY: NEON broadcasts; NEON: the caller's contract.
+        let c = unsafe { ArgF64::new(m, t) };
+        map_pd!(src, dst, n, |x| {
+            // SAFETY: NEON register arithmetic (`log_pd`); NEON: the caller's contract.
+            unsafe { log_pd::<false>(c, ls, x) }
+        });
     } else {
-        scalar::write_log_softmax(src, dst, n, m, t, log_sum, false)
+        // SAFETY: the caller's contract (`src` readable and `dst` writable for `n`, the same
+        // or disjoint) is `scalar::write_log_softmax`'s.
+        unsafe { scalar::write_log_softmax(src, dst, n, m, t, log_sum, false) }
     }
 }
 
-rows_kernel!(
-    rows_f64,
-    f64,
-    "neon",
-    max_f64_impl,
-    exp_store_sum_f64,
-    sum_exp_f64_impl,
-    scale_f64,
-    scale_to_f64,
-    exp_scale_f64,
-    write_log_softmax_f64,
-    f64::ln
-);
+/// The many-rows kernel for `f64`. The body [`rows_kernel`] generates (in `mod.rs`) does its
+/// unsafe operations without `unsafe` blocks, and a lint attribute on a macro call is ignored:
+/// so the call sits in a module exempt from `unsafe_op_in_unsafe_fn` until the macro has
+/// blocks of its own.
+#[allow(unsafe_op_in_unsafe_fn)]
+mod rows_f64_kernel {
+    use super::*;
+
+    rows_kernel!(
+        rows_f64,
+        f64,
+        "neon",
+        max_f64_impl,
+        exp_store_sum_f64,
+        sum_exp_f64_impl,
+        scale_f64,
+        scale_to_f64,
+        exp_scale_f64,
+        write_log_softmax_f64,
+        f64::ln
+    );
+}
+use rows_f64_kernel::rows_f64;
 
 level_table!(
     /// The NEON table for `f64`. Only handed out when the CPU has NEON (every aarch64 CPU).
