@@ -4,9 +4,6 @@
 //! Every function here is compiled with `avx2,fma` and must only run on a CPU that has them:
 //! the tables at the end are handed out by `kernels_for` only after `cpu_has(Avx2)`.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 use std::arch::x86_64::*;
 
 use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND_BIASED};

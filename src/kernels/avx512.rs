@@ -3,9 +3,6 @@
 //! Every function here is compiled with `avx512f,avx2,fma` and must only run on a CPU that has
 //! them: the tables at the end are handed out by `kernels_for` only after `cpu_has(Avx512)`.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 use std::arch::x86_64::*;
 
 use super::exp_f32_poly::{F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_ROUND};

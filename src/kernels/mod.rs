@@ -108,7 +108,6 @@ pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
 #[cfg(target_arch = "aarch64")]
-#[allow(unsafe_op_in_unsafe_fn)] // until its blocks are in
 pub(crate) mod neon;
 
 use crate::element::Real;

@@ -16,9 +16,6 @@
 //! `scalar.rs` take for granted (the scalar kernels dereference such pointers; the Python
 //! bindings read arrays in place only when aligned).
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 use std::arch::aarch64::*;
 
 use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND_BIASED};
@@ -635,29 +632,19 @@ pub(crate) unsafe fn write_log_softmax_f32(
     unsafe { write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum) }
 }
 
-/// The many-rows kernel for `f32`. The body [`rows_kernel`] generates (in `mod.rs`) does its
-/// unsafe operations without `unsafe` blocks, and a lint attribute on a macro call is ignored:
-/// so the call sits in a module exempt from `unsafe_op_in_unsafe_fn` until the macro has
-/// blocks of its own.
-#[allow(unsafe_op_in_unsafe_fn)]
-mod rows_f32_kernel {
-    use super::*;
-
-    rows_kernel!(
-        rows_f32,
-        f32,
-        "neon",
-        max_f32_impl,
-        exp_store_sum_f32,
-        sum_exp_f32_impl,
-        scale_f32,
-        scale_to_f32,
-        exp_scale_f32,
-        write_log_softmax_f32,
-        super::super::row_ln_f32
-    );
-}
-use rows_f32_kernel::rows_f32;
+rows_kernel!(
+    rows_f32,
+    f32,
+    "neon",
+    max_f32_impl,
+    exp_store_sum_f32,
+    sum_exp_f32_impl,
+    scale_f32,
+    scale_to_f32,
+    exp_scale_f32,
+    write_log_softmax_f32,
+    super::row_ln_f32
+);
 
 level_table!(
     /// The NEON table for `f32`. Only handed out when the CPU has NEON (every aarch64 CPU).
@@ -1052,29 +1039,19 @@ pub(crate) unsafe fn write_log_softmax_f64(
     }
 }
 
-/// The many-rows kernel for `f64`. The body [`rows_kernel`] generates (in `mod.rs`) does its
-/// unsafe operations without `unsafe` blocks, and a lint attribute on a macro call is ignored:
-/// so the call sits in a module exempt from `unsafe_op_in_unsafe_fn` until the macro has
-/// blocks of its own.
-#[allow(unsafe_op_in_unsafe_fn)]
-mod rows_f64_kernel {
-    use super::*;
-
-    rows_kernel!(
-        rows_f64,
-        f64,
-        "neon",
-        max_f64_impl,
-        exp_store_sum_f64,
-        sum_exp_f64_impl,
-        scale_f64,
-        scale_to_f64,
-        exp_scale_f64,
-        write_log_softmax_f64,
-        f64::ln
-    );
-}
-use rows_f64_kernel::rows_f64;
+rows_kernel!(
+    rows_f64,
+    f64,
+    "neon",
+    max_f64_impl,
+    exp_store_sum_f64,
+    sum_exp_f64_impl,
+    scale_f64,
+    scale_to_f64,
+    exp_scale_f64,
+    write_log_softmax_f64,
+    f64::ln
+);
 
 level_table!(
     /// The NEON table for `f64`. Only handed out when the CPU has NEON (every aarch64 CPU).
