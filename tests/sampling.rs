@@ -1326,6 +1326,30 @@ fn p7_kept_values_stay_finite_when_x_over_t_overflows() {
     );
 }
 
+/// P15 at a subnormal temperature: masked tokens (`-inf`) among the top alternatives have
+/// log-probability `-inf`, not NaN. Their gap to the maximum is infinite, and the overflow
+/// path `x / T - max / T` gave `-inf + inf` once `max / T` overflowed too (found by the fuzz).
+#[test]
+fn p15_masked_top_alternatives_at_a_subnormal_temperature_are_minus_inf() {
+    let x = [-2.5f64, 4.5, 4.8, -3.8, 3.9, -7.0, -0.3];
+    for mode in [LogprobsMode::Sampled, LogprobsMode::Processed] {
+        let prm = SamplingParams::default()
+            .temperature(5e-324)
+            .allowed_token_ids(vec![3])
+            .top_logprobs(3)
+            .logprobs_mode(mode);
+        let d = sample_batch(&x, 7, &prm, &Histories::new(), &Seed::Fixed(1), true).unwrap();
+        assert_eq!(d.tokens, [3]);
+        assert_eq!(d.top_ids[0], 3);
+        assert_eq!(d.top_logprobs[0], 0.0, "{mode:?}: {d:?}");
+        assert_eq!(
+            d.top_logprobs[1..],
+            [f64::NEG_INFINITY; 2],
+            "{mode:?}: {d:?}"
+        );
+    }
+}
+
 /// P3/P15/P16 with float64 logits of opposite signs near the type's end at a huge temperature:
 /// `x - max` overflows although `(x - max) / T` is about -2. The log-probabilities, min-p's
 /// threshold and token_logprobs used `(x - max) / T` as written and gave NaN or `-inf` (and

@@ -441,6 +441,9 @@ pub(crate) fn scaled_gap(x: f64, m: f64, t: f64) -> f64 {
     let d = x - m;
     if d.is_finite() {
         d / t
+    } else if x == f64::NEG_INFINITY {
+        // Not `x / t - m / t`: with `m / t` overflowing too (a subnormal `t`), `-inf + inf`.
+        f64::NEG_INFINITY
     } else {
         x / t - m / t
     }
