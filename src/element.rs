@@ -83,7 +83,6 @@ pub trait Float: sealed::Sealed + Copy + Send + Sync + Debug + PartialOrd + 'sta
 pub trait Real:
     Float<Compute = Self>
     + Default
-    + crate::kernels::HasKernels
     + std::ops::Add<Output = Self>
     + std::ops::Sub<Output = Self>
     + std::ops::Mul<Output = Self>

@@ -22,12 +22,12 @@ pub fn row_ln<C: Real>(level: SimdLevel, sum: f64) -> f64 {
 
 /// The `max` kernel of `level`.
 pub fn max<C: Real>(level: SimdLevel, x: &[C]) -> (C, bool) {
-    (C::kernels_for(level).max)(x)
+    (crate::kernels::kernels_for::<C>(level).max)(x)
 }
 
 /// The `sum_exp` kernel of `level`; `m` should be the maximum of `x`.
 pub fn sum_exp<C: Real>(level: SimdLevel, x: &[C], m: C, t: f64) -> f64 {
-    (C::kernels_for(level).sum_exp)(x, m, t)
+    (crate::kernels::kernels_for::<C>(level).sum_exp)(x, m, t)
 }
 
 /// The `exp_store_sum` kernel of `level`.
@@ -37,13 +37,21 @@ pub fn sum_exp<C: Real>(level: SimdLevel, x: &[C], m: C, t: f64) -> f64 {
 pub fn exp_store_sum<C: Real>(level: SimdLevel, x: &[C], out: &mut [C], m: C, t: f64) -> f64 {
     assert_eq!(x.len(), out.len());
     // SAFETY: both slices hold x.len() elements and do not overlap (`out` is unique).
-    unsafe { (C::kernels_for(level).exp_store_sum)(x.as_ptr(), out.as_mut_ptr(), x.len(), m, t) }
+    unsafe {
+        (crate::kernels::kernels_for::<C>(level).exp_store_sum)(
+            x.as_ptr(),
+            out.as_mut_ptr(),
+            x.len(),
+            m,
+            t,
+        )
+    }
 }
 
 /// The `scale` kernel of `level`.
 pub fn scale<C: Real>(level: SimdLevel, x: &mut [C], factor: f64) {
     // SAFETY: the slice is valid for reads and writes of its length.
-    unsafe { (C::kernels_for(level).scale)(x.as_mut_ptr(), x.len(), factor) }
+    unsafe { (crate::kernels::kernels_for::<C>(level).scale)(x.as_mut_ptr(), x.len(), factor) }
 }
 
 /// The `exp_scale` kernel of `level`.
@@ -62,7 +70,7 @@ pub fn exp_scale<C: Real>(
     assert_eq!(x.len(), out.len());
     // SAFETY: both slices hold x.len() elements and do not overlap.
     unsafe {
-        (C::kernels_for(level).exp_scale)(
+        (crate::kernels::kernels_for::<C>(level).exp_scale)(
             x.as_ptr(),
             out.as_mut_ptr(),
             x.len(),
@@ -90,7 +98,7 @@ pub fn write_log_softmax<C: Real>(
     assert_eq!(x.len(), out.len());
     // SAFETY: both slices hold x.len() elements and do not overlap.
     unsafe {
-        (C::kernels_for(level).write_log_softmax)(
+        (crate::kernels::kernels_for::<C>(level).write_log_softmax)(
             x.as_ptr(),
             out.as_mut_ptr(),
             x.len(),
@@ -122,7 +130,7 @@ pub fn rows<C: Real>(
     assert!(t.iter().all(|&t| t > 0.0 && t.is_finite()));
     // SAFETY: t.len() rows of n elements each in both slices, one temperature per row.
     unsafe {
-        (C::kernels_for(level).rows)(
+        (crate::kernels::kernels_for::<C>(level).rows)(
             op,
             x.as_ptr(),
             n,
@@ -167,7 +175,7 @@ pub fn rows_at<C: Real>(
     // SAFETY: x.len() / n rows of n elements each in both buffers (the same buffer when
     // in place), one temperature read with step 0.
     unsafe {
-        (C::kernels_for(level).rows)(
+        (crate::kernels::kernels_for::<C>(level).rows)(
             op,
             src,
             n,
@@ -198,7 +206,7 @@ pub fn map_row<C: Real>(
 ) {
     assert_eq!(x.len(), out.len());
     assert!(t > 0.0 && t.is_finite());
-    let k = C::kernels_for(level);
+    let k = crate::kernels::kernels_for::<C>(level);
     // SAFETY: the slices are valid for the call and do not overlap (`out` is borrowed
     // mutably).
     unsafe {
@@ -234,7 +242,7 @@ pub fn map_rows_streamed<C: Real>(
     assert_eq!(x.len(), out.len());
     assert_eq!(x.len(), n * temps.len());
     assert!(temps.iter().all(|&t| t > 0.0 && t.is_finite()));
-    let k = C::kernels_for(level);
+    let k = crate::kernels::kernels_for::<C>(level);
     let src = if in_place {
         out.copy_from_slice(x);
         out.as_ptr()
@@ -252,6 +260,6 @@ pub fn map_rows_streamed<C: Real>(
 
 /// log-sum-exp of one row with the kernels of `level`.
 pub fn logsumexp<C: Real>(level: SimdLevel, x: &[C], parallel: bool) -> C {
-    let k = C::kernels_for(level);
+    let k = crate::kernels::kernels_for::<C>(level);
     crate::row::logsumexp_row_with(k, x, parallel)
 }

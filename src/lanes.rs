@@ -16,7 +16,7 @@ use crate::cache;
 use crate::element::{is_native, narrow_strided, widen_into_scratch, widen_strided, Float, Real};
 use crate::error::{Error, Result};
 use crate::interrupt;
-use crate::kernels::{kernels, prefetch, HasKernels, Store, BLOCK};
+use crate::kernels::{kernels, prefetch, Store, BLOCK};
 use crate::op::Op;
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges, run_shared};
 use crate::row::{logsumexp_row, map_row, map_row_with, map_rows_streamed};
@@ -202,7 +202,7 @@ unsafe fn map_lanes_with_exact<T: Float>(
         // SAFETY: `buf` holds the lane's `n` elements, computed in place.
         unsafe {
             map_row_with(
-                <T::Compute as HasKernels>::kernels_for(SimdLevel::Scalar),
+                crate::kernels::kernels_for::<T::Compute>(SimdLevel::Scalar),
                 op,
                 p,
                 p,

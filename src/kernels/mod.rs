@@ -487,13 +487,6 @@ impl SumAcc {
     }
 }
 
-/// A compute type with a kernel table per level (a supertrait of [`Real`], unnameable outside).
-pub trait HasKernels: Sized + 'static {
-    /// The table of `level`; the scalar table when this CPU lacks `level` or the crate has no
-    /// kernels for it.
-    fn kernels_for(level: SimdLevel) -> &'static Kernels<Self>;
-}
-
 /// Natural log of a row's `f32` exp-sum (`x >= 1`, finite), inlined into the many-rows kernels
 /// of the vector levels: reduction to `m * 2^e` with `m` in [sqrt(1/2), sqrt(2)), then
 /// `ln m = 2 atanh(z)`, `z = (m - 1) / (m + 1)`, `|z| <= 0.1716`, by its series to `z^11`
@@ -726,38 +719,52 @@ macro_rules! scalar_table {
 static SCALAR_F32: Kernels<f32> = scalar_table!(f32);
 static SCALAR_F64: Kernels<f64> = scalar_table!(f64);
 
-impl HasKernels for f32 {
-    fn kernels_for(level: SimdLevel) -> &'static Kernels<f32> {
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &avx512::F32,
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &avx2::F32,
-            #[cfg(target_arch = "aarch64")]
-            SimdLevel::Neon if cpu_has(SimdLevel::Neon) => &neon::F32,
-            _ => &SCALAR_F32,
-        }
+fn f32_table(level: SimdLevel) -> &'static Kernels<f32> {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &avx512::F32,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &avx2::F32,
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon if cpu_has(SimdLevel::Neon) => &neon::F32,
+        _ => &SCALAR_F32,
     }
 }
 
-impl HasKernels for f64 {
-    fn kernels_for(level: SimdLevel) -> &'static Kernels<f64> {
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &avx512::F64,
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &avx2::F64,
-            #[cfg(target_arch = "aarch64")]
-            SimdLevel::Neon if cpu_has(SimdLevel::Neon) => &neon::F64,
-            _ => &SCALAR_F64,
-        }
+fn f64_table(level: SimdLevel) -> &'static Kernels<f64> {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &avx512::F64,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &avx2::F64,
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon if cpu_has(SimdLevel::Neon) => &neon::F64,
+        _ => &SCALAR_F64,
     }
+}
+
+/// The table of `level` for `C`; the scalar table when this CPU lacks `level` or the crate
+/// has no kernels for it. (Chosen by type here, rather than through a trait of `Real`'s, so
+/// that the element types do not depend on the kernels.)
+#[inline]
+pub(crate) fn kernels_for<C: Real>(level: SimdLevel) -> &'static Kernels<C> {
+    use std::any::TypeId;
+    let table: *const Kernels<C> = if TypeId::of::<C>() == TypeId::of::<f32>() {
+        (f32_table(level) as *const Kernels<f32>).cast()
+    } else if TypeId::of::<C>() == TypeId::of::<f64>() {
+        (f64_table(level) as *const Kernels<f64>).cast()
+    } else {
+        unreachable!("Real is sealed: f32 and f64 only")
+    };
+    // SAFETY: `C` is the type whose table was taken (equal `TypeId`s), so the pointer is a
+    // `&'static Kernels<C>` under another name.
+    unsafe { &*table }
 }
 
 /// The kernels of the process's level for `C`.
 #[inline]
 pub(crate) fn kernels<C: Real>() -> &'static Kernels<C> {
-    C::kernels_for(simd_level())
+    kernels_for::<C>(simd_level())
 }
 
 #[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
