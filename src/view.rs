@@ -353,11 +353,11 @@ pub(crate) fn check_matching(src: &Lanes, dst: &Lanes) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn lanes(len: usize, stride: isize, outer: &[(usize, isize)]) -> Lanes {
+    pub(crate) fn lanes(len: usize, stride: isize, outer: &[(usize, isize)]) -> Lanes {
         Lanes {
             len,
             stride,
@@ -365,7 +365,7 @@ mod tests {
         }
     }
 
-    fn bad_param(r: Result<impl std::fmt::Debug>) -> (&'static str, String) {
+    pub(crate) fn bad_param(r: Result<impl std::fmt::Debug>) -> (&'static str, String) {
         match r.unwrap_err() {
             Error::InvalidParameter { name, value, .. } => (name, value),
             e => panic!("not InvalidParameter: {e}"),

@@ -2,7 +2,7 @@
 //! mismatched layouts (contracts S9, R6, R7). Kept apart from `view` so that the views do not
 //! depend on the functions that take them.
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::extras::calibration::{calibration_bins_lanes, calibration_bins_lanes_raw};
 use crate::extras::calibration::{fit_temperature_lanes, fit_temperature_lanes_raw};
 use crate::extras::loss::{cross_entropy_lanes, cross_entropy_lanes_raw, CrossEntropyOptions};
@@ -12,23 +12,9 @@ use crate::lanes::map_lanes_raw;
 use crate::lanes::{logsumexp_lanes, logsumexp_lanes_raw, map_lanes, map_lanes_in_place};
 use crate::layout::Lanes;
 use crate::op::Op;
+use crate::view::tests::{bad_param, lanes};
 use crate::view::{StridedView, StridedViewMut};
 use proptest::prelude::*;
-
-fn lanes(len: usize, stride: isize, outer: &[(usize, isize)]) -> Lanes {
-    Lanes {
-        len,
-        stride,
-        outer: outer.to_vec(),
-    }
-}
-
-fn bad_param(r: Result<impl std::fmt::Debug>) -> (&'static str, String) {
-    match r.unwrap_err() {
-        Error::InvalidParameter { name, value, .. } => (name, value),
-        e => panic!("not InvalidParameter: {e}"),
-    }
-}
 
 #[test]
 fn mismatched_source_and_destination_layouts_are_refused() {
