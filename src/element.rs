@@ -301,7 +301,9 @@ pub(crate) unsafe fn widen_into_scratch<T: Float>(
     buf: &mut Vec<T::Compute>,
     what: &'static str,
 ) -> crate::Result<()> {
-    buf.clear();
+    // Only elements beyond the buffer's current length are filled before the widening
+    // overwrites them all: a reused buffer is written once per lane, not twice.
+    buf.truncate(n);
     crate::scratch::resize(buf, n, T::Compute::default(), what)?;
     // SAFETY: the caller's contract.
     unsafe { widen_strided(p, stride, buf) };

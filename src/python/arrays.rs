@@ -88,6 +88,42 @@ fn is_bf16_bits(arr: &Bound<'_, PyUntypedArray>) -> bool {
     bf16_bits_class(arr.py()).is_ok_and(|cls| arr.get_type().is(cls))
 }
 
+/// Runs `$body` with `$t` bound to the element type of `$dtype`.
+macro_rules! dispatch {
+    ($dtype:expr, $t:ident => $body:expr) => {
+        match $dtype {
+            $crate::python::arrays::Dtype::F32 => {
+                type $t = f32;
+                $body
+            }
+            $crate::python::arrays::Dtype::F64 => {
+                type $t = f64;
+                $body
+            }
+            $crate::python::arrays::Dtype::F16 => {
+                type $t = half::f16;
+                $body
+            }
+            $crate::python::arrays::Dtype::BF16 => {
+                type $t = half::bf16;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// A result array as Python gets it: a 0-d one becomes a NumPy scalar, except bfloat16 bits,
+/// which stay a 0-d array for `Back` to view as bfloat16 (a scalar would lose that they are
+/// bits); any other shape as it is.
+pub(crate) fn result_of<'py>(arr: Bound<'py, PyAny>, dtype: Dtype) -> PyResult<Bound<'py, PyAny>> {
+    let zero_d = arr.cast::<PyUntypedArray>().is_ok_and(|a| a.ndim() == 0);
+    if zero_d && dtype != Dtype::BF16 {
+        return arr.get_item(());
+    }
+    Ok(arr)
+}
+
 /// A new uninitialised C-contiguous array of `T`. Unlike `PyArray::new`, which panics on a
 /// null pointer, a failed allocation is NumPy's own `MemoryError` (contracts R1, R2). Every
 /// caller writes every element before the array is visible to Python.

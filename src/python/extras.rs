@@ -8,37 +8,13 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBool, PyTuple};
 
 use super::arrays::{
-    detach_interruptible, float_arg, new_empty, normalize_axis, parse_per_lane_f64,
-    refuse_self_overlap, repr, shape_str, to_py_err, without, Axis, Dtype, FloatArray,
+    detach_interruptible, dispatch, float_arg, new_empty, normalize_axis, parse_per_lane_f64,
+    refuse_self_overlap, repr, result_of, shape_str, to_py_err, without, Axis, Dtype, FloatArray,
 };
 use super::detached;
 use crate::extras::{self, CrossEntropyOptions, Reduction};
 use crate::lanes::{coalesce, Lanes};
 use crate::shared::SharedPtr;
-
-/// Runs `$body` with `$t` bound to the element type of `$dtype`.
-macro_rules! dispatch {
-    ($dtype:expr, $t:ident => $body:expr) => {
-        match $dtype {
-            Dtype::F32 => {
-                type $t = f32;
-                $body
-            }
-            Dtype::F64 => {
-                type $t = f64;
-                $body
-            }
-            Dtype::F16 => {
-                type $t = half::f16;
-                $body
-            }
-            Dtype::BF16 => {
-                type $t = half::bf16;
-                $body
-            }
-        }
-    };
-}
 
 /// Element strides of a C-contiguous array of `shape`.
 fn c_strides(shape: &[usize]) -> Vec<isize> {
@@ -213,11 +189,7 @@ fn f64_to_array<'py>(
 
 fn f64_to_scalar<'py>(py: Python<'py>, v: f64, dtype: Dtype) -> PyResult<Bound<'py, PyAny>> {
     let arr = f64_to_array(py, vec![v], &[], dtype)?;
-    // bfloat16 bits stay a 0-d array, for `Back` to view as bfloat16.
-    if dtype == Dtype::BF16 {
-        return Ok(arr);
-    }
-    arr.get_item(())
+    result_of(arr, dtype)
 }
 
 /// Fused softmax cross-entropy between logits and integer class labels.

@@ -8,7 +8,9 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
-use super::arrays::{detach_interruptible, repr, shape_str, to_py_err, Dtype, FloatArray};
+use super::arrays::{
+    detach_interruptible, dispatch, repr, result_of, shape_str, to_py_err, FloatArray,
+};
 use super::extras::adapt_input;
 // `verify_draft` reads its arguments with this module's helpers.
 #[path = "verify.rs"]
@@ -875,14 +877,7 @@ fn draw_core(
     detach_interruptible(py, || {
         // SAFETY: `data` is a live C-contiguous array of `n` elements of `dtype`, which the
         // caller keeps alive during the call.
-        unsafe {
-            match dtype {
-                Dtype::F32 => run::<f32>(data.typed(), n, vocab, draw, with_logprobs),
-                Dtype::F64 => run::<f64>(data.typed(), n, vocab, draw, with_logprobs),
-                Dtype::F16 => run::<half::f16>(data.typed(), n, vocab, draw, with_logprobs),
-                Dtype::BF16 => run::<half::bf16>(data.typed(), n, vocab, draw, with_logprobs),
-            }
-        }
+        unsafe { dispatch!(dtype, T => run::<T>(data.typed(), n, vocab, draw, with_logprobs)) }
     })
 }
 
@@ -1334,14 +1329,7 @@ pub(crate) fn filter_logits<'py>(
         // caller keeps alive; `dst` is a fresh C-contiguous array of the same shape and dtype
         // that nothing else sees yet.
         unsafe {
-            match dtype {
-                Dtype::F32 => filter::<f32>(src.typed(), dst.typed(), n, vocab, &params, &h),
-                Dtype::F64 => filter::<f64>(src.typed(), dst.typed(), n, vocab, &params, &h),
-                Dtype::F16 => filter::<half::f16>(src.typed(), dst.typed(), n, vocab, &params, &h),
-                Dtype::BF16 => {
-                    filter::<half::bf16>(src.typed(), dst.typed(), n, vocab, &params, &h)
-                }
-            }
+            dispatch!(dtype, T => filter::<T>(src.typed(), dst.typed(), n, vocab, &params, &h))
         }
     })?;
     deliver(py, out.into_any(), l.back.as_ref(), true)
@@ -1463,56 +1451,19 @@ pub(crate) fn token_logprobs<'py>(
         // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` kept alive by
         // the caller; `dst` a fresh array of `rows` elements of `dtype` nothing else sees.
         unsafe {
-            match dtype {
-                Dtype::F32 => score::<f32>(
-                    src.typed(),
-                    dst.typed(),
-                    n,
-                    vocab,
-                    rows,
-                    &ids,
-                    &temperature,
-                    r,
-                ),
-                Dtype::F64 => score::<f64>(
-                    src.typed(),
-                    dst.typed(),
-                    n,
-                    vocab,
-                    rows,
-                    &ids,
-                    &temperature,
-                    r,
-                ),
-                Dtype::F16 => score::<half::f16>(
-                    src.typed(),
-                    dst.typed(),
-                    n,
-                    vocab,
-                    rows,
-                    &ids,
-                    &temperature,
-                    r,
-                ),
-                Dtype::BF16 => score::<half::bf16>(
-                    src.typed(),
-                    dst.typed(),
-                    n,
-                    vocab,
-                    rows,
-                    &ids,
-                    &temperature,
-                    r,
-                ),
-            }
+            dispatch!(dtype, T => score::<T>(
+                src.typed(),
+                dst.typed(),
+                n,
+                vocab,
+                rows,
+                &ids,
+                &temperature,
+                r,
+            ))
         }
     })?;
-    // A 0-d result is a scalar, except bfloat16 bits (a 0-d array for `Back` to view).
-    let lp = if l.rows_shape.is_empty() && dtype != Dtype::BF16 {
-        out.into_any().get_item(())?
-    } else {
-        out.into_any()
-    };
+    let lp = result_of(out.into_any(), dtype)?;
     let lp = deliver(py, lp, l.back.as_ref(), true)?;
     if !return_ranks {
         return Ok(lp);

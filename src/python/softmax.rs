@@ -3,8 +3,8 @@
 use pyo3::prelude::*;
 
 use super::arrays::{
-    detach_interruptible, keepdims_arg, normalize_axis, parse_per_lane_f64, without, Axis, Dtype,
-    FloatArray, Output,
+    detach_interruptible, dispatch, keepdims_arg, normalize_axis, parse_per_lane_f64, result_of,
+    without, Axis, FloatArray, Output,
 };
 use crate::lanes::{coalesce, logsumexp_lanes_raw, map_lanes_raw};
 use crate::op::Op;
@@ -63,30 +63,14 @@ fn map_impl<'py>(
         // dst_lanes; dst is a fresh array, a non-self-overlapping `out` disjoint from x, or x
         // itself with the same layout (in place).
         unsafe {
-            match dtype {
-                Dtype::F32 => {
-                    map_lanes_raw::<f32>(op, src.typed(), &src_lanes, dst.typed(), &dst_lanes, t)
-                }
-                Dtype::F64 => {
-                    map_lanes_raw::<f64>(op, src.typed(), &src_lanes, dst.typed(), &dst_lanes, t)
-                }
-                Dtype::F16 => map_lanes_raw::<half::f16>(
-                    op,
-                    src.typed(),
-                    &src_lanes,
-                    dst.typed(),
-                    &dst_lanes,
-                    t,
-                ),
-                Dtype::BF16 => map_lanes_raw::<half::bf16>(
-                    op,
-                    src.typed(),
-                    &src_lanes,
-                    dst.typed(),
-                    &dst_lanes,
-                    t,
-                ),
-            }
+            dispatch!(dtype, T => map_lanes_raw::<T>(
+                op,
+                src.typed(),
+                &src_lanes,
+                dst.typed(),
+                &dst_lanes,
+                t,
+            ))
         }
     })?;
     output.finish(py)
@@ -257,34 +241,12 @@ pub(crate) fn logsumexp<'py>(
         // SAFETY: src is a live array laid out as `lanes`; dst is a fresh C-contiguous array of
         // `count` elements that nothing else sees yet.
         unsafe {
-            match dtype {
-                Dtype::F32 => logsumexp_lanes_raw::<f32>(
-                    src.typed(),
-                    &lanes,
-                    std::slice::from_raw_parts_mut(dst.typed(), count),
-                ),
-                Dtype::F64 => logsumexp_lanes_raw::<f64>(
-                    src.typed(),
-                    &lanes,
-                    std::slice::from_raw_parts_mut(dst.typed(), count),
-                ),
-                Dtype::F16 => logsumexp_lanes_raw::<half::f16>(
-                    src.typed(),
-                    &lanes,
-                    std::slice::from_raw_parts_mut(dst.typed(), count),
-                ),
-                Dtype::BF16 => logsumexp_lanes_raw::<half::bf16>(
-                    src.typed(),
-                    &lanes,
-                    std::slice::from_raw_parts_mut(dst.typed(), count),
-                ),
-            }
+            dispatch!(dtype, T => logsumexp_lanes_raw::<T>(
+                src.typed(),
+                &lanes,
+                std::slice::from_raw_parts_mut(dst.typed(), count),
+            ))
         }
     })?;
-    // A 0-d result is a NumPy scalar, except bfloat16 bits, which stay a 0-d array for `Back`
-    // to view as bfloat16 (a scalar would lose that they are bits).
-    if shape.is_empty() && dtype != Dtype::BF16 {
-        return result.get_item(());
-    }
-    Ok(result.into_any())
+    result_of(result.into_any(), dtype)
 }

@@ -12,7 +12,7 @@ use super::{
     as_ndarray, count_param, deliver, float_param, int_values, logits_array, repr, seed_param,
     shape_str,
 };
-use crate::python::arrays::{detach_interruptible, to_py_err, Dtype, FloatArray};
+use crate::python::arrays::{detach_interruptible, dispatch, to_py_err, Dtype, FloatArray};
 use crate::python::extras::adapt_input;
 use crate::sampling::{SamplingParams, Seed};
 use crate::shared::SharedPtr;
@@ -253,42 +253,18 @@ unsafe fn run(
     params: &SamplingParams,
     seed: &Seed,
 ) -> crate::Result<Verified> {
-    macro_rules! with_q {
-        ($t:ty) => {{
-            // SAFETY: as the function's contract says.
-            let xs = unsafe { slice::<$t>(&x.0, x.2) };
-            match q {
-                None => crate::verify_draft::<$t, f32>(xs, ids, None, vocab, k, params, seed),
+    dispatch!(x.1, X => {
+        // SAFETY: as the function's contract says.
+        let xs = unsafe { slice::<X>(&x.0, x.2) };
+        match q {
+            None => crate::verify_draft::<X, f32>(xs, ids, None, vocab, k, params, seed),
+            Some((d, dt, n)) => dispatch!(*dt, Q => {
                 // SAFETY: as the function's contract says.
-                Some((d, dt, n)) => unsafe {
-                    match dt {
-                        Dtype::F32 => {
-                            let qs = slice::<f32>(d, *n);
-                            crate::verify_draft(xs, ids, Some(qs), vocab, k, params, seed)
-                        }
-                        Dtype::F64 => {
-                            let qs = slice::<f64>(d, *n);
-                            crate::verify_draft(xs, ids, Some(qs), vocab, k, params, seed)
-                        }
-                        Dtype::F16 => {
-                            let qs = slice::<half::f16>(d, *n);
-                            crate::verify_draft(xs, ids, Some(qs), vocab, k, params, seed)
-                        }
-                        Dtype::BF16 => {
-                            let qs = slice::<half::bf16>(d, *n);
-                            crate::verify_draft(xs, ids, Some(qs), vocab, k, params, seed)
-                        }
-                    }
-                },
-            }
-        }};
-    }
-    match x.1 {
-        Dtype::F32 => with_q!(f32),
-        Dtype::F64 => with_q!(f64),
-        Dtype::F16 => with_q!(half::f16),
-        Dtype::BF16 => with_q!(half::bf16),
-    }
+                let qs = unsafe { slice::<Q>(d, *n) };
+                crate::verify_draft(xs, ids, Some(qs), vocab, k, params, seed)
+            }),
+        }
+    })
 }
 
 /// The uniforms ``verify_draft`` uses with ``seed`` for ``batch`` sequences of ``k`` drafts:

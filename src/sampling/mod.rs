@@ -219,7 +219,8 @@ fn as_compute<'a, T: Float>(
         // SAFETY: `is_native` says `T` and `T::Compute` are the same type.
         Ok(unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<T::Compute>(), row.len()) })
     } else {
-        conv.clear();
+        // Filled only past its current length: the widening overwrites every element.
+        conv.truncate(row.len());
         crate::scratch::resize(
             conv,
             row.len(),
