@@ -30,6 +30,8 @@
 //! `f64` lanes; `f64` exps are accumulated with TwoSum compensation per lane. Block sums are
 //! combined in block order with Neumaier compensation (`SumAcc`).
 
+pub(crate) mod algo;
+pub(crate) mod isa;
 pub(crate) mod scalar;
 
 /// The constants of the vector levels' `f32` exp. The AVX2 and NEON kernels share all of them
@@ -734,11 +736,11 @@ fn f32_table(level: SimdLevel) -> &'static Kernels<f32> {
 fn f64_table(level: SimdLevel) -> &'static Kernels<f64> {
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &avx512::F64,
+        SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &algo::f64::avx512::F64,
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &avx2::F64,
+        SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &algo::f64::avx2::F64,
         #[cfg(target_arch = "aarch64")]
-        SimdLevel::Neon if cpu_has(SimdLevel::Neon) => &neon::F64,
+        SimdLevel::Neon if cpu_has(SimdLevel::Neon) => &algo::f64::neon::F64,
         _ => &SCALAR_F64,
     }
 }

@@ -1,0 +1,568 @@
+//! The `f64` kernels of the vector levels, over [`Simd`].
+//!
+//! The exp argument `(x - m) / t` is a double word: `x - m` exactly (TwoSum), times `1 / t`
+//! split in two and carried to about 2^-100 relative. Exps are added four vectors at a time,
+//! then into lane sums with TwoSum compensation; the lanes are reduced in the level's order.
+//! Temperatures whose reciprocal is not a normal number go to the scalar kernels.
+
+use crate::kernels::isa::Simd;
+use crate::kernels::scalar;
+
+/// The exp argument's constants for a row: the maximum `m` and `1 / t = inv + inv_lo`.
+#[derive(Clone, Copy)]
+pub(crate) struct ArgF64<S: Simd> {
+    m: S::F64,
+    neg_m: S::F64,
+    inv: S::F64,
+    inv_lo: S::F64,
+}
+
+impl<S: Simd> ArgF64<S> {
+    #[inline(always)]
+    pub(crate) fn new(s: S, m: f64, t: f64) -> ArgF64<S> {
+        let inv = 1.0 / t;
+        // 1/t = inv + inv_lo to about 2^-106 relative.
+        let inv_lo = (-t).mul_add(inv, 1.0) / t;
+        ArgF64 {
+            m: s.splat_f64(m),
+            neg_m: s.splat_f64(-m),
+            inv: s.splat_f64(inv),
+            inv_lo: s.splat_f64(inv_lo),
+        }
+    }
+
+    /// `(x - m) / t` as a double word `(hi, lo)` (`t == 1` when UNIT).
+    #[inline(always)]
+    pub(crate) fn of<const UNIT: bool>(self, s: S, x: S::F64) -> (S::F64, S::F64) {
+        let d = s.sub_f64(x, self.m);
+        let bb = s.sub_f64(d, x);
+        let lo = s.add_f64(s.sub_f64(x, s.sub_f64(d, bb)), s.sub_f64(self.neg_m, bb));
+        // Near the overflow threshold (|x - m| close to f64::MAX) TwoSum's intermediates
+        // overflow and lo is NaN; so is l when d / t overflows. d alone is then the argument
+        // (no NaN may reach a result for finite input, contract S5).
+        let lo = finite_or_zero(s, lo);
+        if UNIT {
+            (d, lo)
+        } else {
+            let h = s.mul_f64(d, self.inv);
+            let l = s.add_f64(
+                s.mul_sub_f64(d, self.inv, h),
+                s.mul_add_f64(d, self.inv_lo, s.mul_f64(lo, self.inv)),
+            );
+            (h, finite_or_zero(s, l))
+        }
+    }
+
+    /// exp((x - m) / t).
+    #[inline(always)]
+    fn exp<const UNIT: bool>(self, s: S, x: S::F64) -> S::F64 {
+        let (h, l) = self.of::<UNIT>(s, x);
+        s.exp_f64(h, l)
+    }
+
+    /// (x - m) / t - log_sum, `ls` holding `log_sum`.
+    #[inline(always)]
+    fn log<const UNIT: bool>(self, s: S, ls: S::F64, x: S::F64) -> S::F64 {
+        let (h, l) = self.of::<UNIT>(s, x);
+        // The low word is NaN when the high one is -inf: drop it there.
+        let l = s.keep_f64(s.gt_f64(h, s.splat_f64(f64::NEG_INFINITY)), l);
+        s.add_f64(s.sub_f64(h, ls), l)
+    }
+}
+
+/// `v` where finite, 0 where infinite or NaN.
+#[inline(always)]
+fn finite_or_zero<S: Simd>(s: S, v: S::F64) -> S::F64 {
+    s.keep_f64(s.eq_f64(s.sub_f64(v, v), s.splat_f64(0.0)), v)
+}
+
+/// True when `t` and `1/t` are normal numbers, so the vector path may multiply by `1/t`.
+#[inline(always)]
+fn vector_temperature(t: f64) -> bool {
+    (1.0 / t).is_normal() && t.is_normal()
+}
+
+/// The largest entry ignoring NaN, and whether there is a NaN: four vector maxima, combined
+/// pairwise, then across lanes. Where the level's maximum propagates NaN, a row whose result
+/// is NaN (rare, and all NaN in the output) is scanned again by the scalar kernel.
+#[inline(always)]
+pub(crate) fn max<S: Simd>(s: S, x: &[f64]) -> (f64, bool) {
+    let (n, p, l) = (x.len(), x.as_ptr(), S::F64_LANES);
+    let ninf = s.splat_f64(f64::NEG_INFINITY);
+    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+    let mut nan = s.none_m64();
+    let mut i = 0;
+    while i + 4 * l <= n {
+        // SAFETY: `i + 4 l <= n = x.len()`: the four vectors from `p.add(i)` are in `x`.
+        let (v0, v1, v2, v3) = unsafe {
+            (
+                s.load_f64(p.add(i)),
+                s.load_f64(p.add(i + l)),
+                s.load_f64(p.add(i + 2 * l)),
+                s.load_f64(p.add(i + 3 * l)),
+            )
+        };
+        if !S::MAX_PROPAGATES_NAN {
+            nan = s.or_m64(nan, s.or_m64(s.unord_f64(v0, v1), s.unord_f64(v2, v3)));
+        }
+        m0 = s.max_f64(v0, m0);
+        m1 = s.max_f64(v1, m1);
+        m2 = s.max_f64(v2, m2);
+        m3 = s.max_f64(v3, m3);
+        i += 4 * l;
+    }
+    while i < n {
+        // SAFETY: `i < n = x.len()`: with `n - i >= l` the vector at `p.add(i)` is in `x`;
+        // else the last `n - i < l` elements, which `load_f64_part` takes.
+        let v = unsafe {
+            if n - i >= l {
+                s.load_f64(p.add(i))
+            } else {
+                s.load_f64_part(p.add(i), n - i, f64::NEG_INFINITY)
+            }
+        };
+        if !S::MAX_PROPAGATES_NAN {
+            nan = s.or_m64(nan, s.unord_f64(v, v));
+        }
+        m0 = s.max_f64(v, m0);
+        i += l;
+    }
+    let m = s.reduce_max_f64(s.max_f64(s.max_f64(m0, m1), s.max_f64(m2, m3)));
+    if S::MAX_PROPAGATES_NAN {
+        if m.is_nan() {
+            return scalar::max(x);
+        }
+        return (m, false);
+    }
+    (m, s.any_m64(nan))
+}
+
+/// Adds `v` to the compensated lane sums (`sum`, `comp`) (TwoSum).
+#[inline(always)]
+fn two_sum_add<S: Simd>(s: S, sum: &mut S::F64, comp: &mut S::F64, v: S::F64) {
+    let t = s.add_f64(*sum, v);
+    let bp = s.sub_f64(t, *sum);
+    let err = s.add_f64(s.sub_f64(*sum, s.sub_f64(t, bp)), s.sub_f64(v, bp));
+    *comp = s.add_f64(*comp, err);
+    *sum = t;
+}
+
+/// Σ exp(arg(x)), storing the exps when STORE.
+///
+/// # Safety
+/// `src` valid for reads of `n` elements; with STORE, `dst` valid for writes of `n` (the same
+/// as `src` or disjoint), else unused (it may be null).
+#[inline(always)]
+unsafe fn exp_sum<S: Simd, const UNIT: bool, const STORE: bool>(
+    s: S,
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    c: ArgF64<S>,
+) -> f64 {
+    let l = S::F64_LANES;
+    let mut sum = s.splat_f64(0.0);
+    let mut comp = s.splat_f64(0.0);
+    let mut i = 0;
+    while i + 4 * l <= n {
+        // SAFETY: `i + 4 l <= n`: the four vectors from `src.add(i)` are among the `n`
+        // readable elements and, with STORE, those from `dst.add(i)` among the `n` writable.
+        unsafe {
+            let e0 = c.exp::<UNIT>(s, s.load_f64(src.add(i)));
+            let e1 = c.exp::<UNIT>(s, s.load_f64(src.add(i + l)));
+            let e2 = c.exp::<UNIT>(s, s.load_f64(src.add(i + 2 * l)));
+            let e3 = c.exp::<UNIT>(s, s.load_f64(src.add(i + 3 * l)));
+            if STORE {
+                s.store_f64(dst.add(i), e0);
+                s.store_f64(dst.add(i + l), e1);
+                s.store_f64(dst.add(i + 2 * l), e2);
+                s.store_f64(dst.add(i + 3 * l), e3);
+            }
+            let v = s.add_f64(s.add_f64(e0, e1), s.add_f64(e2, e3));
+            two_sum_add(s, &mut sum, &mut comp, v);
+        }
+        i += 4 * l;
+    }
+    while i + l <= n {
+        // SAFETY: `i + l <= n`: the vector at `src.add(i)` is readable and, with STORE, the
+        // one at `dst.add(i)` writable.
+        unsafe {
+            let e = c.exp::<UNIT>(s, s.load_f64(src.add(i)));
+            if STORE {
+                s.store_f64(dst.add(i), e);
+            }
+            two_sum_add(s, &mut sum, &mut comp, e);
+        }
+        i += l;
+    }
+    if i < n {
+        // SAFETY: `i < n < i + l` (the loop above stopped): the last `n - i < l` elements of
+        // `src` are readable and, with STORE, of `dst` writable. Lanes past the end read
+        // -inf, whose exp is exactly 0.
+        unsafe {
+            let e = c.exp::<UNIT>(s, s.load_f64_part(src.add(i), n - i, f64::NEG_INFINITY));
+            if STORE {
+                s.store_f64_part(dst.add(i), n - i, e);
+            }
+            two_sum_add(s, &mut sum, &mut comp, e);
+        }
+    }
+    s.reduce_add_f64(sum) + s.reduce_add_f64(comp)
+}
+
+/// `dst[i] = f(src[i])`, a vector at a time. With `stream` (on a level that has non-temporal
+/// stores) the aligned middle is written with them, then fenced, so that a large output is
+/// not first read into the cache. Elementwise, so the bits do not depend on the alignment or
+/// on `stream`.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint.
+#[inline(always)]
+unsafe fn map<S: Simd>(
+    s: S,
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    stream: bool,
+    f: impl Fn(S::F64) -> S::F64,
+) {
+    let l = S::F64_LANES;
+    let mut i = 0;
+    if stream && S::STREAM_ALIGN > 0 {
+        let a = S::STREAM_ALIGN;
+        let head = (((a - (dst as usize & (a - 1))) & (a - 1)) / 8).min(n);
+        if head > 0 {
+            // SAFETY: `head <= n` and `head < a / 8 = l`: the first `head` elements of `src`
+            // are readable and of `dst` writable.
+            unsafe {
+                let y = f(s.load_f64_part(src, head, 0.0));
+                s.store_f64_part(dst, head, y);
+            }
+        }
+        i = head;
+        while i + l <= n {
+            // SAFETY: `i + l <= n`: the vector at `src.add(i)` is readable and at `dst.add(i)`
+            // writable. The loop runs only when `head` was not cut to `n`, so `dst.add(head)`
+            // is the first `a`-byte boundary at or after `dst` (`dst` is `f64`-aligned) and
+            // `i - head` a multiple of `l`: `dst.add(i)` is `a`-byte aligned, as
+            // `stream_f64` requires; the fence below orders the stores before later accesses.
+            unsafe {
+                let y = f(s.load_f64(src.add(i)));
+                s.stream_f64(dst.add(i), y);
+            }
+            i += l;
+        }
+        s.stream_fence();
+    } else {
+        while i + 2 * l <= n {
+            // SAFETY: `i + 2 l <= n`: the two vectors from `src.add(i)` are readable and from
+            // `dst.add(i)` writable.
+            unsafe {
+                let y0 = f(s.load_f64(src.add(i)));
+                let y1 = f(s.load_f64(src.add(i + l)));
+                s.store_f64(dst.add(i), y0);
+                s.store_f64(dst.add(i + l), y1);
+            }
+            i += 2 * l;
+        }
+        while i + l <= n {
+            // SAFETY: `i + l <= n`: the vector at `src.add(i)` is readable, at `dst.add(i)`
+            // writable.
+            unsafe {
+                let y = f(s.load_f64(src.add(i)));
+                s.store_f64(dst.add(i), y);
+            }
+            i += l;
+        }
+    }
+    if i < n {
+        // SAFETY: `i < n < i + l` (a loop above stopped, or `head` was cut to `n` and this
+        // does not run): the last `n - i < l` elements of `src` are readable, of `dst`
+        // writable.
+        unsafe {
+            let y = f(s.load_f64_part(src.add(i), n - i, 0.0));
+            s.store_f64_part(dst.add(i), n - i, y);
+        }
+    }
+}
+
+/// `dst = exp((src - m) / t)`, returning the sum `sum_exp` gives.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint).
+#[inline(always)]
+pub(crate) unsafe fn exp_store_sum<S: Simd>(
+    s: S,
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+) -> f64 {
+    // SAFETY: this function's contract is what `exp_sum` with STORE and
+    // `scalar::exp_store_sum` require.
+    unsafe {
+        if t == 1.0 {
+            exp_sum::<S, true, true>(s, src, dst, n, ArgF64::new(s, m, 1.0))
+        } else if vector_temperature(t) {
+            exp_sum::<S, false, true>(s, src, dst, n, ArgF64::new(s, m, t))
+        } else {
+            scalar::exp_store_sum(src, dst, n, m, t)
+        }
+    }
+}
+
+/// Σ exp((x - m) / t).
+#[inline(always)]
+pub(crate) fn sum_exp<S: Simd>(s: S, x: &[f64], m: f64, t: f64) -> f64 {
+    let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut());
+    if t == 1.0 {
+        // SAFETY: `p` is valid for reads of the `n` elements of `x`; without STORE `exp_sum`
+        // does not touch `q` (null).
+        unsafe { exp_sum::<S, true, false>(s, p, q, n, ArgF64::new(s, m, 1.0)) }
+    } else if vector_temperature(t) {
+        // SAFETY: as above.
+        unsafe { exp_sum::<S, false, false>(s, p, q, n, ArgF64::new(s, m, t)) }
+    } else {
+        scalar::sum_exp(x, m, t)
+    }
+}
+
+/// `dst = src * factor`.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+#[inline(always)]
+pub(crate) unsafe fn scale_to<S: Simd>(
+    s: S,
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    factor: f64,
+    stream: bool,
+) {
+    let f = s.splat_f64(factor);
+    // SAFETY: this function's contract is `map`'s.
+    unsafe { map(s, src, dst, n, stream, |x| s.mul_f64(x, f)) }
+}
+
+/// `dst = exp((src - m) / t) * factor`: the bits `exp_store_sum` then `scale_to` give.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn exp_scale<S: Simd>(
+    s: S,
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+    factor: f64,
+    stream: bool,
+) {
+    let f = s.splat_f64(factor);
+    // SAFETY: this function's contract is what `map` and `scalar::exp_store_sum` require;
+    // `scale_to` then reads and writes the `n` elements of `dst` just written.
+    unsafe {
+        if t == 1.0 {
+            let c = ArgF64::new(s, m, 1.0);
+            map(s, src, dst, n, stream, |x| {
+                s.mul_f64(c.exp::<true>(s, x), f)
+            })
+        } else if vector_temperature(t) {
+            let c = ArgF64::new(s, m, t);
+            map(s, src, dst, n, stream, |x| {
+                s.mul_f64(c.exp::<false>(s, x), f)
+            })
+        } else {
+            scalar::exp_store_sum(src, dst, n, m, t);
+            scale_to(s, dst, dst, n, factor, false)
+        }
+    }
+}
+
+/// `dst = (src - m) / t - log_sum`.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn write_log_softmax<S: Simd>(
+    s: S,
+    src: *const f64,
+    dst: *mut f64,
+    n: usize,
+    m: f64,
+    t: f64,
+    log_sum: f64,
+    stream: bool,
+) {
+    let ls = s.splat_f64(log_sum);
+    // SAFETY: this function's contract is what `map` and `scalar::write_log_softmax` require.
+    unsafe {
+        if t == 1.0 {
+            let c = ArgF64::new(s, m, 1.0);
+            map(s, src, dst, n, stream, |x| c.log::<true>(s, ls, x))
+        } else if vector_temperature(t) {
+            let c = ArgF64::new(s, m, t);
+            map(s, src, dst, n, stream, |x| c.log::<false>(s, ls, x))
+        } else {
+            scalar::write_log_softmax(src, dst, n, m, t, log_sum, false)
+        }
+    }
+}
+
+/// The `f64` kernels and table of one level: `instantiate!(Token, "features")` defines, in
+/// the invoking module, each kernel above inside a function compiled with the level's
+/// features, `rows_f64`, and the table `F64`.
+macro_rules! instantiate {
+    ($isa:ty, $feat:literal) => {
+        use crate::kernels::algo::f64 as algo;
+        use crate::kernels::{level_table, rows_kernel};
+
+        /// The level's token.
+        ///
+        /// # Safety
+        /// Only called from functions compiled with the level's features, which run only on
+        /// a CPU that has them (their tables are handed out by `kernels_for` only then).
+        #[inline(always)]
+        unsafe fn isa() -> $isa {
+            // SAFETY: this function's contract.
+            unsafe { <$isa>::new() }
+        }
+
+        /// # Safety
+        /// The CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn max_f64(x: &[f64]) -> (f64, bool) {
+            // SAFETY: compiled with the level's features (this function's contract).
+            algo::max(unsafe { isa() }, x)
+        }
+
+        /// # Safety
+        /// The CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn sum_exp_f64(x: &[f64], m: f64, t: f64) -> f64 {
+            // SAFETY: as `max_f64`.
+            algo::sum_exp(unsafe { isa() }, x, m, t)
+        }
+
+        /// # Safety
+        /// As `algo::exp_store_sum`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn exp_store_sum_f64(
+            src: *const f64,
+            dst: *mut f64,
+            n: usize,
+            m: f64,
+            t: f64,
+        ) -> f64 {
+            // SAFETY: this function's contract is the callee's; features as `max_f64`.
+            unsafe { algo::exp_store_sum(isa(), src, dst, n, m, t) }
+        }
+
+        /// # Safety
+        /// `dst` valid for reads and writes of `n`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn scale_f64(dst: *mut f64, n: usize, factor: f64) {
+            // SAFETY: `dst` as both `src` and `dst` meets `scale_to`'s contract; features as
+            // `max_f64`.
+            unsafe { algo::scale_to(isa(), dst, dst, n, factor, false) }
+        }
+
+        /// # Safety
+        /// As `algo::scale_to`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn scale_to_f64(
+            src: *const f64,
+            dst: *mut f64,
+            n: usize,
+            factor: f64,
+            stream: bool,
+        ) {
+            // SAFETY: this function's contract is the callee's; features as `max_f64`.
+            unsafe { algo::scale_to(isa(), src, dst, n, factor, stream) }
+        }
+
+        /// # Safety
+        /// As `algo::exp_scale`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn exp_scale_f64(
+            src: *const f64,
+            dst: *mut f64,
+            n: usize,
+            m: f64,
+            t: f64,
+            factor: f64,
+            stream: bool,
+        ) {
+            // SAFETY: this function's contract is the callee's; features as `max_f64`.
+            unsafe { algo::exp_scale(isa(), src, dst, n, m, t, factor, stream) }
+        }
+
+        /// # Safety
+        /// As `algo::write_log_softmax`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn write_log_softmax_f64(
+            src: *const f64,
+            dst: *mut f64,
+            n: usize,
+            m: f64,
+            t: f64,
+            log_sum: f64,
+            stream: bool,
+        ) {
+            // SAFETY: this function's contract is the callee's; features as `max_f64`.
+            unsafe { algo::write_log_softmax(isa(), src, dst, n, m, t, log_sum, stream) }
+        }
+
+        rows_kernel!(
+            rows_f64,
+            f64,
+            $feat,
+            max_f64,
+            exp_store_sum_f64,
+            sum_exp_f64,
+            scale_f64,
+            scale_to_f64,
+            exp_scale_f64,
+            write_log_softmax_f64,
+            f64::ln
+        );
+
+        level_table!(
+            /// The level's table for `f64`. Only handed out when the CPU has its features.
+            F64: f64 {
+                max: max_f64,
+                sum_exp: sum_exp_f64,
+                exp_store_sum: exp_store_sum_f64,
+                scale: scale_f64,
+                scale_to: scale_to_f64,
+                exp_scale: exp_scale_f64,
+                write_log_softmax: write_log_softmax_f64,
+                rows: rows_f64,
+                exp_sum_overlapped: None,
+            }
+        );
+    };
+}
+
+/// The AVX2 + FMA kernels.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    instantiate!(crate::kernels::isa::avx2::Avx2, "avx2,fma");
+}
+
+/// The AVX-512F kernels.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    instantiate!(crate::kernels::isa::avx512::Avx512, "avx512f,avx2,fma");
+}
+
+/// The NEON kernels.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    instantiate!(crate::kernels::isa::neon::Neon, "neon");
+}

@@ -1,0 +1,5 @@
+//! The kernels' algorithms, written once over the primitive layer ([`super::isa::Simd`]) and
+//! instantiated per level inside `#[target_feature]` functions, whose tables `kernels_for`
+//! hands out only on a CPU that has the level.
+
+pub(crate) mod f64;

@@ -1,0 +1,187 @@
+//! [`Simd`] for aarch64 NEON: 2 `f64` lanes in `float64x2_t`, masks as all-ones lanes. NEON
+//! has no non-temporal vector store (`STREAM_ALIGN` is 0: streamed outputs use plain stores),
+//! and its `fmax` propagates NaN.
+//!
+//! NEON is part of the aarch64 baseline, but its intrinsics are `#[target_feature(enable =
+//! "neon")]` functions, so calling them from these methods takes an `unsafe` block, register
+//! arithmetic included.
+
+use std::arch::aarch64::*;
+
+use super::{exp_f64_flushing, Simd};
+
+/// The NEON token.
+#[derive(Clone, Copy)]
+pub(crate) struct Neon(());
+
+impl Neon {
+    /// # Safety
+    /// The CPU has NEON (every aarch64 CPU does).
+    #[inline(always)]
+    pub(crate) unsafe fn new() -> Neon {
+        Neon(())
+    }
+}
+
+/// For the register-only intrinsics below: a `Neon` exists only on a CPU with NEON
+/// (`Neon::new`), all these intrinsics need besides their register operands.
+macro_rules! reg {
+    ($e:expr) => {
+        // SAFETY: see the macro's doc: the CPU has NEON; no memory is accessed.
+        unsafe { $e }
+    };
+}
+
+#[inline(always)]
+fn bits(v: float64x2_t) -> uint64x2_t {
+    reg!(vreinterpretq_u64_f64(v))
+}
+
+#[inline(always)]
+fn float(v: uint64x2_t) -> float64x2_t {
+    reg!(vreinterpretq_f64_u64(v))
+}
+
+impl Simd for Neon {
+    type F64 = float64x2_t;
+    type M64 = uint64x2_t;
+    const F64_LANES: usize = 2;
+    const STREAM_ALIGN: usize = 0;
+    const MAX_PROPAGATES_NAN: bool = true;
+
+    #[inline(always)]
+    fn splat_f64(self, x: f64) -> float64x2_t {
+        reg!(vdupq_n_f64(x))
+    }
+    #[inline(always)]
+    unsafe fn load_f64(self, p: *const f64) -> float64x2_t {
+        // SAFETY: the 2 elements at `p` are readable (# Safety); the CPU has NEON.
+        unsafe { vld1q_f64(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_f64_part(self, p: *const f64, r: usize, fill: f64) -> float64x2_t {
+        let f = self.splat_f64(fill);
+        if r == 0 {
+            return f;
+        }
+        // SAFETY: `r == 1` (`r < 2`, # Safety): the one element at `p` is readable and
+        // aligned; the CPU has NEON.
+        unsafe { vsetq_lane_f64::<0>(*p, f) }
+    }
+    #[inline(always)]
+    unsafe fn store_f64(self, p: *mut f64, v: float64x2_t) {
+        // SAFETY: the 2 elements at `p` are writable (# Safety); the CPU has NEON.
+        unsafe { vst1q_f64(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_f64_part(self, p: *mut f64, r: usize, v: float64x2_t) {
+        if r == 1 {
+            // SAFETY: the one element at `p` is writable and aligned (# Safety).
+            unsafe { *p = vgetq_lane_f64::<0>(v) };
+        }
+    }
+    #[inline(always)]
+    unsafe fn stream_f64(self, p: *mut f64, v: float64x2_t) {
+        // SAFETY: as `store_f64` (# Safety); never called, `STREAM_ALIGN` being 0.
+        unsafe { self.store_f64(p, v) }
+    }
+    #[inline(always)]
+    fn stream_fence(self) {}
+
+    #[inline(always)]
+    fn add_f64(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
+        reg!(vaddq_f64(a, b))
+    }
+    #[inline(always)]
+    fn sub_f64(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
+        reg!(vsubq_f64(a, b))
+    }
+    #[inline(always)]
+    fn mul_f64(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
+        reg!(vmulq_f64(a, b))
+    }
+    #[inline(always)]
+    fn mul_add_f64(self, a: float64x2_t, b: float64x2_t, c: float64x2_t) -> float64x2_t {
+        reg!(vfmaq_f64(c, a, b))
+    }
+    /// The negation of FMLS's `c - a * b`: the same value as x86's FMSUB, but +0 where that
+    /// gives -0 and the other way round (the bits NEON has always given).
+    #[inline(always)]
+    fn mul_sub_f64(self, a: float64x2_t, b: float64x2_t, c: float64x2_t) -> float64x2_t {
+        reg!(vnegq_f64(vfmsq_f64(c, a, b)))
+    }
+    #[inline(always)]
+    fn neg_mul_add_f64(self, a: float64x2_t, b: float64x2_t, c: float64x2_t) -> float64x2_t {
+        reg!(vfmsq_f64(c, a, b))
+    }
+    #[inline(always)]
+    fn max_f64(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
+        reg!(vmaxq_f64(a, b))
+    }
+
+    #[inline(always)]
+    fn eq_f64(self, a: float64x2_t, b: float64x2_t) -> uint64x2_t {
+        reg!(vceqq_f64(a, b))
+    }
+    #[inline(always)]
+    fn gt_f64(self, a: float64x2_t, b: float64x2_t) -> uint64x2_t {
+        reg!(vcgtq_f64(a, b))
+    }
+    #[inline(always)]
+    fn ge_f64(self, a: float64x2_t, b: float64x2_t) -> uint64x2_t {
+        reg!(vcgeq_f64(a, b))
+    }
+    #[inline(always)]
+    fn lt_f64(self, a: float64x2_t, b: float64x2_t) -> uint64x2_t {
+        reg!(vcltq_f64(a, b))
+    }
+    #[inline(always)]
+    fn unord_f64(self, a: float64x2_t, b: float64x2_t) -> uint64x2_t {
+        // Neither `a == a` nor `b == b` ordered-equal: one of them is NaN.
+        reg!({
+            let both = vandq_u64(vceqq_f64(a, a), vceqq_f64(b, b));
+            vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(both)))
+        })
+    }
+    #[inline(always)]
+    fn or_m64(self, a: uint64x2_t, b: uint64x2_t) -> uint64x2_t {
+        reg!(vorrq_u64(a, b))
+    }
+    #[inline(always)]
+    fn none_m64(self) -> uint64x2_t {
+        reg!(vdupq_n_u64(0))
+    }
+    #[inline(always)]
+    fn any_m64(self, m: uint64x2_t) -> bool {
+        reg!(vmaxvq_u32(vreinterpretq_u32_u64(m))) != 0
+    }
+    #[inline(always)]
+    fn keep_f64(self, m: uint64x2_t, v: float64x2_t) -> float64x2_t {
+        float(reg!(vandq_u64(m, bits(v))))
+    }
+    #[inline(always)]
+    fn clear_f64(self, m: uint64x2_t, v: float64x2_t) -> float64x2_t {
+        float(reg!(vbicq_u64(bits(v), m)))
+    }
+
+    #[inline(always)]
+    fn reduce_add_f64(self, v: float64x2_t) -> f64 {
+        reg!(vaddvq_f64(v))
+    }
+    #[inline(always)]
+    fn reduce_max_f64(self, v: float64x2_t) -> f64 {
+        reg!(vmaxvq_f64(v))
+    }
+
+    #[inline(always)]
+    fn pow2_of_rounded_f64(self, kr: float64x2_t) -> float64x2_t {
+        reg!(vreinterpretq_f64_s64(vshlq_n_s64::<52>(vaddq_s64(
+            vreinterpretq_s64_f64(kr),
+            vdupq_n_s64(1023),
+        ))))
+    }
+    #[inline(always)]
+    fn exp_f64(self, hi: float64x2_t, lo: float64x2_t) -> float64x2_t {
+        exp_f64_flushing(self, hi, lo)
+    }
+}
