@@ -6,702 +6,90 @@
 
 use std::arch::x86_64::*;
 
-use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND_BIASED};
-use super::{level_table, rows_kernel, scalar};
+use super::isa::avx2::Avx2;
+use super::isa::{exp_f32_flushing, Simd};
+use super::{level_table, rows_kernel};
+
+/// The AVX2 token.
+///
+/// # Safety
+/// Only called from functions that run on a CPU with AVX2 and FMA (every function here).
+#[inline(always)]
+unsafe fn isa() -> Avx2 {
+    // SAFETY: this function's contract.
+    unsafe { Avx2::new() }
+}
 
 // ---------------------------------------------------------------------------------------------
 // f32
 // ---------------------------------------------------------------------------------------------
 
-/// exp(a). Results below `exp(F32_FLUSH)` (about 1.6e-38, just above the smallest normal
-/// `f32`) are flushed to exactly 0, so no product ever underflows: on x86 an underflowing
-/// multiply takes a microcode assist, which made masked (-inf) entries three times slower.
-/// Probabilities that small are outside the bounds of S8. NaN propagates.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
+/// The polynomial exp of every lane ([`exp_f32_flushing`]).
+///
+/// # Safety
+/// AVX2, FMA.
+#[inline(always)]
 unsafe fn exp_ps(a: __m256) -> __m256 {
-    // SAFETY: `exp_parts` takes no pointers; it needs only avx2,fma, which this function is
-    // compiled with.
-    unsafe { exp_parts::<false>(a, _mm256_setzero_ps()) }
+    // SAFETY: the CPU has AVX2 and FMA (# Safety).
+    let s = unsafe { isa() };
+    exp_f32_flushing::<Avx2, false>(s, a, s.splat_f32(0.0))
 }
 
-/// `exp(a + lo)` (LO; else `exp(a)`) for `|lo| <= 2^-10`, flushed to 0 where `a` is below
-/// `F32_FLUSH`: `k` is rounded from `a + lo`, and `lo` joins the reduced argument after the
-/// Cody-Waite steps, so `r` stays within the polynomial's |r| <= ln2/2 and carries `lo`'s bits.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_parts<const LO: bool>(a: __m256, lo: __m256) -> __m256 {
-    let lim = _mm256_set1_ps(F32_FLUSH);
-    // True below the limit, -inf included; false for NaN.
-    let flush = _mm256_cmp_ps::<_CMP_LT_OQ>(a, lim);
-    // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
-    let a = _mm256_max_ps(lim, a);
-    let whole = if LO { _mm256_add_ps(a, lo) } else { a };
-    let kr = _mm256_fmadd_ps(
-        whole,
-        _mm256_set1_ps(F32_LOG2E),
-        _mm256_set1_ps(F32_ROUND_BIASED),
-    );
-    let k = _mm256_sub_ps(kr, _mm256_set1_ps(F32_ROUND_BIASED));
-    let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(F32_LN2_HI), a);
-    let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(F32_LN2_LO), r);
-    let r = if LO { _mm256_add_ps(r, lo) } else { r };
-    let r2 = _mm256_mul_ps(r, r);
-    let mut p = _mm256_set1_ps(F32_P[0]);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[1]));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[2]));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[3]));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(F32_P[4]));
-    let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
-    // 2^k from the low bits of `kr`, which hold k + 127 (k in [-126, 127] after the clamp: a
-    // normal number).
-    let bits = _mm256_slli_epi32::<23>(_mm256_castps_si256(kr));
-    _mm256_andnot_ps(flush, _mm256_mul_ps(y, _mm256_castsi256_ps(bits)))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma")]
+/// [`Simd::widen_low`].
+///
+/// # Safety
+/// AVX2, FMA.
+#[inline(always)]
 unsafe fn lo_pd(v: __m256) -> __m256d {
-    _mm256_cvtps_pd(_mm256_castps256_ps128(v))
+    // SAFETY: the CPU has AVX2 and FMA (# Safety).
+    unsafe { isa() }.widen_low(v)
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma")]
+/// [`Simd::widen_high`].
+///
+/// # Safety
+/// AVX2, FMA.
+#[inline(always)]
 unsafe fn hi_pd(v: __m256) -> __m256d {
-    _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v))
+    // SAFETY: the CPU has AVX2 and FMA (# Safety).
+    unsafe { isa() }.widen_high(v)
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma")]
+/// [`Simd::narrow`].
+///
+/// # Safety
+/// AVX2, FMA.
+#[inline(always)]
 unsafe fn narrow(lo: __m256d, hi: __m256d) -> __m256 {
-    _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo))
+    // SAFETY: the CPU has AVX2 and FMA (# Safety).
+    unsafe { isa() }.narrow(lo, hi)
 }
 
-/// `dst[i] = body(src[i])` over `n` elements, 8 (`f32`) lanes at a time. With `stream`, the
-/// 32-byte-aligned middle is written with non-temporal stores (then `sfence`). Elementwise, so
-/// the bits do not depend on the alignment or on `stream`.
-///
-/// Only invoked in `unsafe fn`s compiled with `avx2,fma` whose `# Safety` gives `src` valid
-/// for reads and `dst` for writes of `n` elements, the same or disjoint: the unsafe blocks
-/// below rely on that (as "the invoking kernel's contract"). The streaming path also relies
-/// on `dst` being `f32`-aligned, which those sections leave implicit: every element pointer
-/// the crate hands to the kernels is (slices; the Python bindings refuse unaligned arrays).
-/// `$body` is evaluated outside the unsafe blocks: an unsafe operation in it has its own
-/// block at the invocation. The order of evaluation is the plain `store(dst.add(i), $body)`'s
-/// (load, destination pointer, body, store), which keeps the generated code unchanged.
-macro_rules! map_ps {
-    ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
-        let (src, dst, n): (*const f32, *mut f32, usize) = ($src, $dst, $n);
-        let mut i = 0usize;
-        if $stream {
-            let head = (((32 - (dst as usize & 31)) & 31) / 4).min(n);
-            if head > 0 {
-                // SAFETY: `head <= n`, and `head <= 31 / 4 < 8` as `load_tail_ps` requires: the
-                // `head` elements at `src` are among the `n` readable ones (the invoking
-                // kernel's contract); this code is compiled with avx2,fma, which it requires.
-                let $x = unsafe { load_tail_ps(src, head, 0.0) };
-                let y = $body;
-                // SAFETY: as for the load, the `head < 8` elements at `dst` are among the `n`
-                // writable ones (the invoking kernel's contract).
-                unsafe { store_tail_ps(dst, head, y) };
-            }
-            i = head;
-            while i + 8 <= n {
-                // SAFETY: `i + 8 <= n`: the 8 elements at `src.add(i)` are among the `n`
-                // readable ones, and `dst.add(i)` is within the `n` elements of `dst` (the
-                // invoking kernel's contract).
-                let ($x, d) = unsafe { (_mm256_loadu_ps(src.add(i)), dst.add(i)) };
-                let y = $body;
-                // SAFETY: `i + 8 <= n`: the 8 elements at `d = dst.add(i)` are among the `n`
-                // writable ones (the invoking kernel's contract). The loop runs only when
-                // `head` was not cut to `n` (else `i == n`), so `dst.add(head)` is the first
-                // 32-byte boundary at or after `dst` (`dst` is `f32`-aligned), and `i - head`
-                // is a multiple of 8: the 32-byte alignment `_mm256_stream_ps` requires. The
-                // `_mm_sfence` after the loop orders these non-temporal stores before any
-                // later access to `dst`.
-                unsafe { _mm256_stream_ps(d, y) };
-                i += 8;
-            }
-            _mm_sfence();
-        } else {
-            while i + 8 <= n {
-                // SAFETY: `i + 8 <= n`: the 8 elements at `src.add(i)` are among the `n`
-                // readable ones, and `dst.add(i)` is within the `n` elements of `dst` (the
-                // invoking kernel's contract).
-                let ($x, d) = unsafe { (_mm256_loadu_ps(src.add(i)), dst.add(i)) };
-                let y = $body;
-                // SAFETY: `i + 8 <= n`: the 8 elements at `d = dst.add(i)` are among the `n`
-                // writable ones (the invoking kernel's contract).
-                unsafe { _mm256_storeu_ps(d, y) };
-                i += 8;
-            }
-        }
-        if i < n {
-            // SAFETY: `i < n`, so a loop above ran its test and stopped with `i + 8 > n` (a
-            // `head` cut to `n` leaves `i == n`): `n - i < 8` as `load_tail_ps` requires, the
-            // last `n - i` of the `n` readable elements at `src`; avx2,fma as above. `dst.add(i)`
-            // is within the `n` elements of `dst`.
-            let ($x, d) = unsafe { (load_tail_ps(src.add(i), n - i, 0.0), dst.add(i)) };
-            let y = $body;
-            // SAFETY: as for the load, `d = dst.add(i)`: the last `n - i < 8` of the `n`
-            // writable elements.
-            unsafe { store_tail_ps(d, n - i, y) };
-        }
-    }};
-}
-
-#[derive(Clone, Copy)]
-struct ArgF32 {
-    m: __m256,
-    m64: __m256d,
-    inv: __m256d,
-    /// [`super::FoldedArg`] holds: [`exp_arg`] folds the temperature into `f32` arithmetic.
-    fold: bool,
-    folded: Folded,
-}
-
-/// [`super::FoldedArg`]'s terms, one per lane (a lane's row's).
-#[derive(Clone, Copy)]
-struct Folded {
-    inv_hi: __m256,
-    inv_lo: __m256,
-    neg_mi_hi: __m256,
-    neg_mi_lo: __m256,
-    x_floor: __m256,
-}
-
-impl Folded {
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn splat(f: super::FoldedArg) -> Folded {
-        Folded {
-            inv_hi: _mm256_set1_ps(f.inv_hi),
-            inv_lo: _mm256_set1_ps(f.inv_lo),
-            neg_mi_hi: _mm256_set1_ps(f.neg_mi_hi),
-            neg_mi_lo: _mm256_set1_ps(f.neg_mi_lo),
-            x_floor: _mm256_set1_ps(f.x_floor),
-        }
-    }
-
-    /// The folded `exp((x - m) / t)` of every lane.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn exp(&self, x: __m256) -> __m256 {
-        // NaN propagates: MAXPS returns its second operand when either is NaN.
-        let x = _mm256_max_ps(self.x_floor, x);
-        let a = _mm256_fmadd_ps(x, self.inv_hi, self.neg_mi_hi);
-        let lo = _mm256_fmadd_ps(x, self.inv_lo, self.neg_mi_lo);
-        // SAFETY: `exp_parts` takes no pointers; it needs only avx2,fma, which this function is
-        // compiled with.
-        unsafe { exp_parts::<true>(a, lo) }
-    }
-}
-
-impl ArgF32 {
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn new(m: f32, inv: f64) -> ArgF32 {
-        let f = super::FoldedArg::new(m, inv);
-        ArgF32 {
-            m: _mm256_set1_ps(m),
-            m64: _mm256_set1_pd(m as f64),
-            inv: _mm256_set1_pd(inv),
-            fold: f.is_some(),
-            // SAFETY: `Folded::splat` takes no pointers; it needs only avx2,fma, which this
-            // function is compiled with.
-            folded: unsafe { Folded::splat(f.unwrap_or_default()) },
-        }
-    }
-}
-
-/// `x - m` in `f32` when `t == 1` (UNIT), else `(x - m) / t` in `f64` rounded once to `f32`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn arg_ps<const UNIT: bool>(c: ArgF32, x: __m256) -> __m256 {
-    if UNIT {
-        _mm256_sub_ps(x, c.m)
-    } else {
-        // SAFETY: `lo_pd`, `hi_pd` and `narrow` take no pointers; they need only avx2,fma,
-        // which this function is compiled with.
-        unsafe {
-            let lo = _mm256_mul_pd(_mm256_sub_pd(lo_pd(x), c.m64), c.inv);
-            let hi = _mm256_mul_pd(_mm256_sub_pd(hi_pd(x), c.m64), c.inv);
-            narrow(lo, hi)
-        }
-    }
-}
-
-/// `exp((x - m) / t)` of every lane (UNIT: `t` is 1). With a temperature the argument is
-/// within half an ulp (plus 2^-30) of `(x - m) / t`, as `x - m` is at temperature 1: folded
-/// into `f32` arithmetic ([`super::FoldedArg`]) where that holds, else [`arg_ps`] in `f64`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_arg<const UNIT: bool>(c: ArgF32, x: __m256) -> __m256 {
-    // SAFETY: `Folded::exp`, `exp_ps` and `arg_ps` take no pointers; they need only avx2,fma,
-    // which this function is compiled with.
-    unsafe {
-        if !UNIT && c.fold {
-            c.folded.exp(x)
-        } else {
-            exp_ps(arg_ps::<UNIT>(c, x))
-        }
-    }
-}
-
-/// Loads the `r < 8` elements at `p` (nothing past them is touched), padding with `fill`.
-/// Built from 4-, 2- and 1-lane loads: a masked load is slow on some CPUs.
+/// The largest lane of four NaN-free vectors, in a fixed order (the row maximum's).
 ///
 /// # Safety
-/// `r < 8`; `p` valid for reads of `r` elements; AVX2, FMA.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn load_tail_ps(p: *const f32, r: usize, fill: f32) -> __m256 {
-    let f = _mm_set1_ps(fill);
-    if r >= 4 {
-        // SAFETY: `4 <= r < 8` (# Safety): the 4 elements at `p` and the `r - 4 < 4` at
-        // `p.add(4)` (as `load_part_ps` requires) are the `r` readable ones; `load_part_ps`
-        // also needs avx2,fma, which this function is compiled with.
-        unsafe { _mm256_set_m128(load_part_ps(p.add(4), r - 4, f), _mm_loadu_ps(p)) }
-    } else {
-        // SAFETY: `r < 4`: `load_part_ps`'s requirements are this function's (# Safety).
-        unsafe { _mm256_set_m128(f, load_part_ps(p, r, f)) }
-    }
-}
-
-/// The `r < 4` elements at `p` over `f`.
-///
-/// # Safety
-/// `r < 4`; `p` valid for reads of `r` elements; AVX2, FMA.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn load_part_ps(p: *const f32, r: usize, f: __m128) -> __m128 {
-    // SAFETY: the `r < 4` elements at `p` are readable (# Safety): `r == 1` reads element 0,
-    // `r == 2` the 8 bytes of elements 0 and 1, `r == 3` those and element 2 at `p.add(2)`.
-    // `_mm_load_ss` dereferences its `*const f32`: `p` is `f32`-aligned, as the element
-    // pointers the crate hands to the kernels are.
-    // FIXME(soundness): `_mm_loadl_pd` reads through `*const f64` (a plain `*mem_addr` in
-    // `core::arch`), which Rust requires to be 8-byte aligned; `p` is only known to be
-    // `f32`-aligned (row and tail starts fall on any element), so arms 2 and 3 are undefined
-    // behaviour when `p % 8 == 4`, however harmless MOVLPD is on x86.
-    unsafe {
-        match r {
-            0 => f,
-            1 => _mm_move_ss(f, _mm_load_ss(p)),
-            2 => _mm_castpd_ps(_mm_loadl_pd(_mm_castps_pd(f), p.cast())),
-            _ => _mm_insert_ps::<0x20>(
-                _mm_castpd_ps(_mm_loadl_pd(_mm_castps_pd(f), p.cast())),
-                _mm_load_ss(p.add(2)),
-            ),
-        }
-    }
-}
-
-/// Stores the first `r < 8` lanes of `v` at `p`, in pieces of 4, 2 and 1 lanes (a masked
-/// store is microcoded and slow on some CPUs).
-///
-/// # Safety
-/// `r < 8`; `p` valid for writes of `r` elements; AVX2, FMA.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn store_tail_ps(p: *mut f32, r: usize, v: __m256) {
-    // Throughout, the `r` elements at `p` are writable (# Safety), `p` and `r` moving together.
-    let (mut p, mut r) = (p, r);
-    let mut lo = _mm256_castps256_ps128(v);
-    if r >= 4 {
-        // SAFETY: `r >= 4`: the 4 elements at `p` are writable, and `p.add(4)` is within them
-        // or one past the end.
-        unsafe {
-            _mm_storeu_ps(p, lo);
-            lo = _mm256_extractf128_ps::<1>(v);
-            p = p.add(4);
-        }
-        r -= 4;
-    }
-    if r >= 2 {
-        // SAFETY: `r >= 2`: the 2 elements (8 bytes) at `p` are writable, and `p.add(2)` is
-        // within them or one past the end.
-        // FIXME(soundness): `_mm_storel_pd` writes through `*mut f64` (a plain `*mem_addr =`
-        // in `core::arch`), which Rust requires to be 8-byte aligned; `p` is only known to be
-        // `f32`-aligned, so this is undefined behaviour when `p % 8 == 4`, however harmless
-        // MOVLPD is on x86.
-        unsafe {
-            _mm_storel_pd(p.cast(), _mm_castps_pd(lo));
-            lo = _mm_movehl_ps(lo, lo);
-            p = p.add(2);
-        }
-        r -= 2;
-    }
-    if r == 1 {
-        // SAFETY: `r == 1`: the element at `p` is writable (and `f32`-aligned, as the element
-        // pointers the crate hands to the kernels are).
-        unsafe { _mm_store_ss(p, lo) };
-    }
-}
-
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
-    let n = x.len();
-    let p = x.as_ptr();
-    let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
-    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
-    let mut nan = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 32 <= n {
-        // SAFETY: `i + 32 <= n = x.len()`: the 32 elements from `p.add(i)` are in `x`.
-        let (v0, v1, v2, v3) = unsafe {
-            (
-                _mm256_loadu_ps(p.add(i)),
-                _mm256_loadu_ps(p.add(i + 8)),
-                _mm256_loadu_ps(p.add(i + 16)),
-                _mm256_loadu_ps(p.add(i + 24)),
-            )
-        };
-        // An unordered compare is true exactly when either operand is NaN; MAXPS alone would
-        // drop it.
-        nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v0, v1));
-        nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v2, v3));
-        m0 = _mm256_max_ps(v0, m0);
-        m1 = _mm256_max_ps(v1, m1);
-        m2 = _mm256_max_ps(v2, m2);
-        m3 = _mm256_max_ps(v3, m3);
-        i += 32;
-    }
-    while i < n {
-        // SAFETY: `i < n = x.len()`: with `n - i >= 8` the 8 elements from `p.add(i)` are in
-        // `x`; else the last `n - i < 8`, which `load_tail_ps` takes (it also needs avx2,fma,
-        // which this function is compiled with).
-        let v = unsafe {
-            if n - i >= 8 {
-                _mm256_loadu_ps(p.add(i))
-            } else {
-                load_tail_ps(p.add(i), n - i, f32::NEG_INFINITY)
-            }
-        };
-        nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
-        m0 = _mm256_max_ps(v, m0);
-        i += 8;
-    }
-    // SAFETY: `hmax_ps` takes no pointers; it needs only avx2,fma, which this function is
-    // compiled with.
-    let m = unsafe { hmax_ps(m0, m1, m2, m3) };
-    (m, _mm256_movemask_ps(nan) != 0)
-}
-
-/// The largest lane of four NaN-free vectors, in a fixed order.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
+/// AVX2, FMA.
+#[inline(always)]
 unsafe fn hmax_ps(m0: __m256, m1: __m256, m2: __m256, m3: __m256) -> f32 {
-    let m = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
-    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
-    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
-    _mm_cvtss_f32(m)
+    // SAFETY: the CPU has AVX2 and FMA (# Safety).
+    let s = unsafe { isa() };
+    s.reduce_max_f32(s.max_f32(s.max_f32(m0, m1), s.max_f32(m2, m3)))
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma")]
+/// [`Simd::reduce_add_f64`].
+///
+/// # Safety
+/// AVX2, FMA.
+#[inline(always)]
 unsafe fn hsum_pd(v: __m256d) -> f64 {
-    let s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd::<1>(v));
-    _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)))
+    // SAFETY: the CPU has AVX2 and FMA (# Safety).
+    unsafe { isa() }.reduce_add_f64(v)
 }
 
-/// Σ exp(arg(x)), storing the exps when STORE. Four vectors are added in `f32` (two
-/// roundings), then widened and accumulated in `f64` lanes.
-///
-/// # Safety
-/// `src` valid for reads of `n` elements; with STORE, `dst` valid for writes of `n` (the same
-/// as `src` or disjoint), else unused (it may be null); AVX2, FMA.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    c: ArgF32,
-) -> f64 {
-    let mut a0 = _mm256_setzero_pd();
-    let mut a1 = _mm256_setzero_pd();
-    let mut i = 0;
-    while i + 32 <= n {
-        // SAFETY: `i + 32 <= n`: the 32 elements from `src.add(i)` are among the `n` readable
-        // ones, and with STORE the 32 from `dst.add(i)` among the `n` writable ones (# Safety;
-        // `dst` is only touched with STORE). `exp_arg`, `lo_pd` and `hi_pd` take no pointers;
-        // they need only avx2,fma, which this function is compiled with.
-        unsafe {
-            let e0 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i)));
-            let e1 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i + 8)));
-            let e2 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i + 16)));
-            let e3 = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i + 24)));
-            if STORE {
-                _mm256_storeu_ps(dst.add(i), e0);
-                _mm256_storeu_ps(dst.add(i + 8), e1);
-                _mm256_storeu_ps(dst.add(i + 16), e2);
-                _mm256_storeu_ps(dst.add(i + 24), e3);
-            }
-            let s = _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3));
-            a0 = _mm256_add_pd(a0, lo_pd(s));
-            a1 = _mm256_add_pd(a1, hi_pd(s));
-        }
-        i += 32;
-    }
-    while i + 8 <= n {
-        // SAFETY: `i + 8 <= n`: the 8 elements from `src.add(i)` are among the `n` readable
-        // ones, and with STORE the 8 from `dst.add(i)` among the `n` writable ones (# Safety);
-        // the helpers need only avx2,fma, as above.
-        unsafe {
-            let e = exp_arg::<UNIT>(c, _mm256_loadu_ps(src.add(i)));
-            if STORE {
-                _mm256_storeu_ps(dst.add(i), e);
-            }
-            a0 = _mm256_add_pd(a0, lo_pd(e));
-            a1 = _mm256_add_pd(a1, hi_pd(e));
-        }
-        i += 8;
-    }
-    if i < n {
-        // SAFETY: `i < n` and `i + 8 > n` (the loop above stopped): the last `n - i < 8`
-        // elements of `src` are readable and, with STORE, of `dst` writable (# Safety), as
-        // `load_tail_ps` and `store_tail_ps` require; the helpers need only avx2,fma, as above.
-        unsafe {
-            let e = exp_arg::<UNIT>(c, load_tail_ps(src.add(i), n - i, f32::NEG_INFINITY));
-            if STORE {
-                store_tail_ps(dst.add(i), n - i, e);
-            }
-            a0 = _mm256_add_pd(a0, lo_pd(e));
-            a1 = _mm256_add_pd(a1, hi_pd(e));
-        }
-    }
-    // SAFETY: `hsum_pd` takes no pointers; it needs only avx2,fma, which this function is
-    // compiled with.
-    unsafe { hsum_pd(_mm256_add_pd(a0, a1)) }
-}
+type ArgF32 = crate::kernels::algo::f32::ArgF32<Avx2>;
+type Folded = crate::kernels::algo::f32::Folded<Avx2>;
 
-/// # Safety
-/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint); AVX2, FMA.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-pub(crate) unsafe fn exp_store_sum_f32(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    m: f32,
-    t: f64,
-) -> f64 {
-    // SAFETY: this function's contract (# Safety) is what `exp_sum_f32` (with STORE) and
-    // `scalar::exp_store_sum` require of `src`, `dst` and `n`; `exp_sum_f32` and `ArgF32::new`
-    // also need avx2,fma, which this function is compiled with.
-    unsafe {
-        if t == 1.0 {
-            return exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0));
-        }
-        let inv = 1.0 / t;
-        if !inv.is_normal() {
-            return scalar::exp_store_sum(src, dst, n, m, t);
-        }
-        exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv))
-    }
-}
-
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
-    let (p, n) = (x.as_ptr(), x.len());
-    if t == 1.0 {
-        // SAFETY: `p` is valid for reads of the `n = x.len()` elements of `x`; without STORE
-        // `exp_sum_f32` does not touch `dst` (null). It and `ArgF32::new` need avx2,fma, which
-        // this function is compiled with.
-        return unsafe {
-            exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0))
-        };
-    }
-    let inv = 1.0 / t;
-    if !inv.is_normal() {
-        return scalar::sum_exp(x, m, t);
-    }
-    // SAFETY: as above.
-    unsafe { exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv)) }
-}
-
-/// # Safety
-/// `dst` valid for reads and writes of `n`; AVX2, FMA.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
-    let f = _mm256_set1_ps(factor as f32);
-    let mut i = 0;
-    while i + 32 <= n {
-        // SAFETY: `i + 32 <= n`: the 32 elements from `dst.add(i)` are among the `n` readable
-        // and writable ones (# Safety).
-        unsafe {
-            let v0 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i)), f);
-            let v1 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i + 8)), f);
-            let v2 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i + 16)), f);
-            let v3 = _mm256_mul_ps(_mm256_loadu_ps(dst.add(i + 24)), f);
-            _mm256_storeu_ps(dst.add(i), v0);
-            _mm256_storeu_ps(dst.add(i + 8), v1);
-            _mm256_storeu_ps(dst.add(i + 16), v2);
-            _mm256_storeu_ps(dst.add(i + 24), v3);
-        }
-        i += 32;
-    }
-    while i + 8 <= n {
-        // SAFETY: `i + 8 <= n`: the 8 elements from `dst.add(i)` are among the `n` readable
-        // and writable ones (# Safety).
-        unsafe { _mm256_storeu_ps(dst.add(i), _mm256_mul_ps(_mm256_loadu_ps(dst.add(i)), f)) };
-        i += 8;
-    }
-    if i < n {
-        // SAFETY: `i < n` and `i + 8 > n` (the loop above stopped): the last `n - i < 8` of
-        // the `n` readable and writable elements (# Safety), as `load_tail_ps` and
-        // `store_tail_ps` require; they also need avx2,fma, which this function is compiled
-        // with.
-        unsafe {
-            let v = load_tail_ps(dst.add(i), n - i, 0.0);
-            store_tail_ps(dst.add(i), n - i, _mm256_mul_ps(v, f));
-        }
-    }
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn log_f32<const UNIT: bool>(c: ArgF32, ls: f32, ls64: __m256d, x: __m256) -> __m256 {
-    if UNIT {
-        _mm256_sub_ps(_mm256_sub_ps(x, c.m), _mm256_set1_ps(ls))
-    } else {
-        // SAFETY: `lo_pd`, `hi_pd` and `narrow` take no pointers; they need only avx2,fma,
-        // which this function is compiled with.
-        unsafe {
-            let lo = _mm256_fmsub_pd(_mm256_sub_pd(lo_pd(x), c.m64), c.inv, ls64);
-            let hi = _mm256_fmsub_pd(_mm256_sub_pd(hi_pd(x), c.m64), c.inv, ls64);
-            narrow(lo, hi)
-        }
-    }
-}
-
-/// # Safety
-/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint; AVX2,
-/// FMA. With `stream`, `dst` must be `f32`-aligned (see `map_ps`).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn write_log_f32<const UNIT: bool>(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    c: ArgF32,
-    log_sum: f64,
-    stream: bool,
-) {
-    let ls = log_sum as f32;
-    let ls64 = _mm256_set1_pd(log_sum);
-    map_ps!(src, dst, n, stream, |x| {
-        // SAFETY: `log_f32` takes no pointers; it needs only avx2,fma, which this function is
-        // compiled with.
-        unsafe { log_f32::<UNIT>(c, ls, ls64, x) }
-    });
-}
-
-/// # Safety
-/// As [`write_log_f32`].
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_scale_f32_impl<const UNIT: bool>(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    c: ArgF32,
-    factor: f64,
-    stream: bool,
-) {
-    let f = _mm256_set1_ps(factor as f32);
-    map_ps!(src, dst, n, stream, |x| {
-        // SAFETY: `exp_arg` takes no pointers; it needs only avx2,fma, which this function is
-        // compiled with.
-        let e = unsafe { exp_arg::<UNIT>(c, x) };
-        _mm256_mul_ps(e, f)
-    });
-}
-
-/// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f32` then `scale_f32` give.
-///
-/// # Safety
-/// As [`exp_store_sum_f32`].
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-pub(crate) unsafe fn exp_scale_f32(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    m: f32,
-    t: f64,
-    factor: f64,
-    stream: bool,
-) {
-    // SAFETY: this function's contract (as `exp_store_sum_f32`'s: `src` readable and `dst`
-    // writable for `n`, the same or disjoint) is what `exp_scale_f32_impl` and
-    // `scalar::exp_store_sum` require; `scale_f32` gets `dst`, valid for writes of `n` and
-    // just written by `scalar::exp_store_sum`, so valid for its reads and writes. The
-    // streaming path's `f32`-aligned `dst` is left implicit (see `map_ps`). The AVX2 helpers
-    // need avx2,fma, which this function is compiled with.
-    unsafe {
-        if t == 1.0 {
-            return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor, stream);
-        }
-        let inv = 1.0 / t;
-        if !inv.is_normal() {
-            scalar::exp_store_sum(src, dst, n, m, t);
-            return scale_f32(dst, n, factor);
-        }
-        exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor, stream)
-    }
-}
-
-/// # Safety
-/// As [`exp_store_sum_f32`].
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-pub(crate) unsafe fn write_log_softmax_f32(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    m: f32,
-    t: f64,
-    log_sum: f64,
-    stream: bool,
-) {
-    // SAFETY: this function's contract (as `exp_store_sum_f32`'s: `src` readable and `dst`
-    // writable for `n`, the same or disjoint) is what `write_log_f32` and
-    // `scalar::write_log_softmax` require; the streaming path's `f32`-aligned `dst` is left
-    // implicit (see `map_ps`). The AVX2 helpers need avx2,fma, which this function is compiled
-    // with.
-    unsafe {
-        if t == 1.0 {
-            return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum, stream);
-        }
-        let inv = 1.0 / t;
-        if !inv.is_normal() {
-            return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
-        }
-        write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum, stream)
-    }
-}
-
-/// dst = src * factor: the bits `scale_f32` gives.
-///
-/// # Safety
-/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-pub(crate) unsafe fn scale_to_f32(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    factor: f64,
-    stream: bool,
-) {
-    let f = _mm256_set1_ps(factor as f32);
-    map_ps!(src, dst, n, stream, |x| _mm256_mul_ps(x, f));
-}
+crate::kernels::algo::f32::block_kernels!("avx2,fma");
 
 rows_kernel!(
     rows_f32_general,
@@ -788,13 +176,13 @@ unsafe fn rows_f32(
     let load = |p: *const f32, r: usize| {
         // SAFETY: every call below passes `p` with `r` readable elements, `1 <= r <= 8`: a
         // row's first `n0` (`1 <= n <= 16`) or, with `n1 > 0`, last `n1` elements. A full
-        // vector is loaded for `r == 8`, else `load_tail_ps` takes the `r < 8`; it needs
+        // vector is loaded for `r == 8`, else `load_f32_part` takes the `r < 8`; it needs
         // avx2,fma, which this CPU has (the enclosing kernel runs).
         unsafe {
             if r == 8 {
                 _mm256_loadu_ps(p)
             } else {
-                load_tail_ps(p, r, f32::NEG_INFINITY)
+                isa().load_f32_part(p, r, f32::NEG_INFINITY)
             }
         }
     };
@@ -804,7 +192,7 @@ unsafe fn rows_f32(
             if r == 8 {
                 _mm256_storeu_ps(p, v)
             } else {
-                store_tail_ps(p, r, v)
+                isa().store_f32_part(p, r, v)
             }
         }
     };
@@ -859,15 +247,15 @@ unsafe fn rows_f32(
         }
         // SAFETY: `ArgF32::new` takes no pointers; it needs only avx2,fma, which this function
         // is compiled with.
-        let c = unsafe { ArgF32::new(m, inv) };
+        let c = unsafe { ArgF32::new(isa(), m, inv) };
         let exp = |x: __m256| {
             // SAFETY: `exp_arg` takes no pointers; it needs only avx2,fma, which this CPU has
             // (the enclosing kernel runs).
             unsafe {
                 if t == 1.0 {
-                    exp_arg::<true>(c, x)
+                    c.exp::<true>(isa(), x)
                 } else {
-                    exp_arg::<false>(c, x)
+                    c.exp::<false>(isa(), x)
                 }
             }
         };
@@ -902,13 +290,13 @@ unsafe fn rows_f32(
                 unsafe {
                     if t == 1.0 {
                         (
-                            log_f32::<true>(c, ls as f32, ls64, x0),
-                            log_f32::<true>(c, ls as f32, ls64, x1),
+                            c.log::<true>(isa(), ls as f32, ls64, x0),
+                            c.log::<true>(isa(), ls as f32, ls64, x1),
                         )
                     } else {
                         (
-                            log_f32::<false>(c, ls as f32, ls64, x0),
-                            log_f32::<false>(c, ls as f32, ls64, x1),
+                            c.log::<false>(isa(), ls as f32, ls64, x0),
+                            c.log::<false>(isa(), ls as f32, ls64, x1),
                         )
                     }
                 }
@@ -941,7 +329,7 @@ impl PackedFolds {
             flags: _mm256_setzero_ps(),
             // SAFETY: `Folded::splat` takes no pointers; it needs only avx2,fma, which this
             // function is compiled with.
-            terms: unsafe { Folded::splat(super::FoldedArg::default()) },
+            terms: unsafe { Folded::splat(isa(), super::FoldedArg::default()) },
         }
     }
 
@@ -1055,13 +443,13 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
         // SAFETY: every call below passes `p` with `r` readable elements, `1 <= r <= 8`: the
         // first `n0` or, with `n1 > 0`, the last `n1` elements of one of the 8 rows at `src`
         // (`2 <= n <= 16`, # Safety). A full vector is loaded for `r == 8`, else
-        // `load_tail_ps` takes the `r < 8`; it needs avx2,fma, which this CPU has (the
+        // `load_f32_part` takes the `r < 8`; it needs avx2,fma, which this CPU has (the
         // enclosing kernel runs).
         unsafe {
             if r == 8 {
                 _mm256_loadu_ps(p)
             } else {
-                load_tail_ps(p, r, f32::NEG_INFINITY)
+                isa().load_f32_part(p, r, f32::NEG_INFINITY)
             }
         }
     };
@@ -1109,7 +497,7 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
         // As `exp_arg`, with each lane's row maximum and its row's choice of form.
         // SAFETY: `PackedFolds::lanes` and `Folded::exp` take no pointers; they need only
         // avx2,fma, which this CPU has (the enclosing kernel runs).
-        let folded = || unsafe { fold.lanes(row).exp(x) };
+        let folded = || unsafe { fold.lanes(row).exp(isa(), x) };
         // As `arg_ps::<false>`, with `m as f64` per lane.
         let widened = || {
             // SAFETY: `exp_ps`, `narrow`, `lo_pd` and `hi_pd` take no pointers; they need only
@@ -1236,7 +624,7 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
             // Contract S6.
             // SAFETY: `r < 8`: row `r` is the `n` writable elements at `dst.add(r * n)`
             // (# Safety): its first `n0` at `d` and, with `n1 > 0` (`n > 8`), its last `n1` at
-            // `d.add(8)`, stored whole when 8, else by `store_tail_ps` (which takes fewer than
+            // `d.add(8)`, stored whole when 8, else by `store_f32_part` (which takes fewer than
             // 8 and needs avx2,fma, which this function is compiled with).
             unsafe {
                 let d = dst.add(r * n);
@@ -1244,12 +632,12 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
                 if n0 == 8 {
                     _mm256_storeu_ps(d, nan);
                 } else {
-                    store_tail_ps(d, n0, nan);
+                    isa().store_f32_part(d, n0, nan);
                 }
                 if n1 == 8 {
                     _mm256_storeu_ps(d.add(8), nan);
                 } else if n1 > 0 {
-                    store_tail_ps(d.add(8), n1, nan);
+                    isa().store_f32_part(d.add(8), n1, nan);
                 }
             }
         }

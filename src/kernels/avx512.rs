@@ -6,7 +6,19 @@
 use std::arch::x86_64::*;
 
 use super::exp_f32_poly::{F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_ROUND};
+use super::isa::avx512::{mask16, Avx512};
 use super::{level_table, rows_kernel, scalar};
+
+/// The AVX-512 token.
+///
+/// # Safety
+/// Only called from functions that run on a CPU with AVX-512F, AVX2 and FMA (every function
+/// here).
+#[inline(always)]
+unsafe fn isa() -> Avx512 {
+    // SAFETY: this function's contract.
+    unsafe { Avx512::new() }
+}
 
 // ---------------------------------------------------------------------------------------------
 // f32
@@ -143,93 +155,6 @@ unsafe fn hsum_pd(v: __m512d) -> f64 {
     _mm_cvtsd_f64(two) + _mm_cvtsd_f64(_mm_unpackhi_pd(two, two))
 }
 
-#[inline]
-fn mask16(r: usize) -> __mmask16 {
-    debug_assert!(r < 16);
-    ((1u32 << r) - 1) as __mmask16
-}
-
-/// `dst[i] = body(src[i])` over `n` elements, 16 (`f32`) lanes at a time. With `stream`, the
-/// 64-byte-aligned middle is written with non-temporal stores (then `sfence`), so that a large
-/// output does not first read its destination into the cache. Elementwise, so the bits do not
-/// depend on the alignment or on `stream`.
-///
-/// For use in an `unsafe fn` compiled with avx512f whose contract makes `src` (an aligned
-/// `*const f32`) valid for reads and `dst` (an aligned `*mut f32`) for writes of `n` elements,
-/// the same or disjoint. `body` is evaluated outside the macro's unsafe blocks.
-macro_rules! map_ps {
-    ($src:expr, $dst:expr, $n:expr, $stream:expr, |$x:ident| $body:expr) => {{
-        let (src, dst, n): (*const f32, *mut f32, usize) = ($src, $dst, $n);
-        let mut i = 0usize;
-        if $stream {
-            let head = (((64 - (dst as usize & 63)) & 63) / 4).min(n);
-            if head > 0 {
-                let k = mask16(head);
-                // SAFETY: `k` enables the first `head <= n` lanes, all among the `n` elements
-                // `src` is valid for reads of; masked-off lanes are not accessed.
-                let $x = unsafe { _mm512_maskz_loadu_ps(k, src) };
-                let y = $body;
-                // SAFETY: as the load, with `dst` valid for writes of `n`.
-                unsafe { _mm512_mask_storeu_ps(dst, k, y) };
-            }
-            i = head;
-            while i + 32 <= n {
-                let y0 = {
-                    // SAFETY: `i + 32 <= n`: the 16 elements from `src + i` are readable.
-                    let $x = unsafe { _mm512_loadu_ps(src.add(i)) };
-                    $body
-                };
-                let y1 = {
-                    // SAFETY: `i + 32 <= n`: the 16 elements from `src + i + 16` are readable.
-                    let $x = unsafe { _mm512_loadu_ps(src.add(i + 16)) };
-                    $body
-                };
-                // SAFETY: `i + 32 <= n`: the 32 elements from `dst + i` are writable. `dst` is
-                // 4-byte aligned, so `dst + head` is 64-byte aligned and so is `dst + i` (`i`
-                // steps by 32 from `head`) and `dst + i + 16`, as non-temporal stores require;
-                // the `_mm_sfence` below orders them before any later access.
-                unsafe {
-                    _mm512_stream_ps(dst.add(i), y0);
-                    _mm512_stream_ps(dst.add(i + 16), y1);
-                }
-                i += 32;
-            }
-        } else {
-            while i + 32 <= n {
-                let y0 = {
-                    // SAFETY: `i + 32 <= n`: the 16 elements from `src + i` are readable.
-                    let $x = unsafe { _mm512_loadu_ps(src.add(i)) };
-                    $body
-                };
-                let y1 = {
-                    // SAFETY: `i + 32 <= n`: the 16 elements from `src + i + 16` are readable.
-                    let $x = unsafe { _mm512_loadu_ps(src.add(i + 16)) };
-                    $body
-                };
-                // SAFETY: `i + 32 <= n`: the 32 elements from `dst + i` are writable.
-                unsafe {
-                    _mm512_storeu_ps(dst.add(i), y0);
-                    _mm512_storeu_ps(dst.add(i + 16), y1);
-                }
-                i += 32;
-            }
-        }
-        while i < n {
-            let k = if n - i >= 16 { 0xFFFF } else { mask16(n - i) };
-            // SAFETY: `i < n`, and `k` enables only the first `min(16, n - i)` lanes from
-            // `src + i`, all readable; masked-off lanes are not accessed.
-            let $x = unsafe { _mm512_maskz_loadu_ps(k, src.add(i)) };
-            let y = $body;
-            // SAFETY: as the load, the same lanes from `dst + i`, all writable.
-            unsafe { _mm512_mask_storeu_ps(dst.add(i), k, y) };
-            i += 16;
-        }
-        if $stream {
-            _mm_sfence();
-        }
-    }};
-}
-
 /// The exp argument of an `f32` row: `x - m` in `f32` when `t == 1` (UNIT), else `(x - m) / t`
 /// to within half an ulp, in one of two ways (see [`exp_arg`]).
 #[derive(Clone, Copy)]
@@ -341,49 +266,8 @@ unsafe fn exp_folded(
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
 pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
-    let n = x.len();
-    let p = x.as_ptr();
-    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
-    let mut nan: __mmask16 = 0;
-    let mut i = 0;
-    while i + 64 <= n {
-        // SAFETY: `i + 64 <= n`: the 64 elements from `p + i` are in `x`.
-        let (v0, v1, v2, v3) = unsafe {
-            (
-                _mm512_loadu_ps(p.add(i)),
-                _mm512_loadu_ps(p.add(i + 16)),
-                _mm512_loadu_ps(p.add(i + 32)),
-                _mm512_loadu_ps(p.add(i + 48)),
-            )
-        };
-        // An unordered compare is true exactly when either operand is NaN; MAXPS alone would
-        // drop it.
-        nan |=
-            _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v0, v1) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v2, v3);
-        m0 = _mm512_max_ps(v0, m0);
-        m1 = _mm512_max_ps(v1, m1);
-        m2 = _mm512_max_ps(v2, m2);
-        m3 = _mm512_max_ps(v3, m3);
-        i += 64;
-    }
-    while i + 16 <= n {
-        // SAFETY: `i + 16 <= n`: the 16 elements from `p + i` are in `x`.
-        let v = unsafe { _mm512_loadu_ps(p.add(i)) };
-        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-        m0 = _mm512_max_ps(v, m0);
-        i += 16;
-    }
-    if i < n {
-        // SAFETY: `i < n`, and the mask enables only the `n - i` lanes left in `x`; masked-off
-        // lanes are not accessed.
-        let v = unsafe { _mm512_mask_loadu_ps(ninf, mask16(n - i), p.add(i)) };
-        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-        m0 = _mm512_max_ps(v, m0);
-    }
-    // No NaN is left in m0..m3: MAXPS with the new value first keeps the old one on NaN.
-    let m = _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3));
-    (_mm512_reduce_max_ps(m), nan != 0)
+    // SAFETY: compiled with avx512f, which the CPU has (the table's contract).
+    crate::kernels::algo::max::max(unsafe { isa() }, x)
 }
 
 /// Σ exp(arg(x)) over `n` elements, storing the exps when STORE. Four vectors are added in
@@ -858,37 +742,9 @@ pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
 pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
-    let f = _mm512_set1_ps(factor as f32);
-    let mut i = 0;
-    while i + 64 <= n {
-        // SAFETY: `i + 64 <= n`: the 64 elements from `dst + i` are readable and writable
-        // (# Safety).
-        unsafe {
-            let v0 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i)), f);
-            let v1 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 16)), f);
-            let v2 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 32)), f);
-            let v3 = _mm512_mul_ps(_mm512_loadu_ps(dst.add(i + 48)), f);
-            _mm512_storeu_ps(dst.add(i), v0);
-            _mm512_storeu_ps(dst.add(i + 16), v1);
-            _mm512_storeu_ps(dst.add(i + 32), v2);
-            _mm512_storeu_ps(dst.add(i + 48), v3);
-        }
-        i += 64;
-    }
-    while i + 16 <= n {
-        // SAFETY: `i + 16 <= n`: the 16 elements from `dst + i` are readable and writable.
-        unsafe { _mm512_storeu_ps(dst.add(i), _mm512_mul_ps(_mm512_loadu_ps(dst.add(i)), f)) };
-        i += 16;
-    }
-    if i < n {
-        let k = mask16(n - i);
-        // SAFETY: `i < n`, and `k` enables only the `n - i` lanes left from `dst + i`, readable
-        // and writable; masked-off lanes are not accessed.
-        unsafe {
-            let v = _mm512_maskz_loadu_ps(k, dst.add(i));
-            _mm512_mask_storeu_ps(dst.add(i), k, _mm512_mul_ps(v, f));
-        }
-    }
+    // SAFETY: `dst`, readable and writable for `n` (# Safety), is `scale_to`'s `src` and
+    // `dst`; compiled with avx512f, which the CPU has.
+    unsafe { crate::kernels::algo::elementwise::scale_to(isa(), dst, dst, n, factor, false) }
 }
 
 /// `(x - m) * inv - ls` of every lane (UNIT: `inv` is 1). With a temperature, `d = x - m`
@@ -932,10 +788,13 @@ unsafe fn write_log_f32<const UNIT: bool>(
     stream: bool,
 ) {
     let ls = _mm512_set1_ps(log_sum as f32);
-    map_ps!(src, dst, n, stream, |x| {
+    let op = |x| {
         // SAFETY: `log_f32` requires only the target features this function is compiled with.
         unsafe { log_f32::<UNIT>(c, ls, x) }
-    });
+    };
+    // SAFETY: the enclosing kernel's contract (`src` readable and `dst` writable for `n`,
+    // the same or disjoint) is `map`'s; the token's features are the kernel's.
+    unsafe { crate::kernels::algo::elementwise::map(isa(), src, dst, n, stream, op) };
 }
 
 /// # Safety
@@ -951,11 +810,14 @@ unsafe fn exp_scale_f32_impl<const UNIT: bool>(
     stream: bool,
 ) {
     let f = _mm512_set1_ps(factor as f32);
-    map_ps!(src, dst, n, stream, |x| {
+    let op = |x| {
         // SAFETY: `exp_arg` requires only the target features this function is compiled with.
         let e = unsafe { exp_arg::<UNIT>(c, x) };
         _mm512_mul_ps(e, f)
-    });
+    };
+    // SAFETY: the enclosing kernel's contract (`src` readable and `dst` writable for `n`,
+    // the same or disjoint) is `map`'s; the token's features are the kernel's.
+    unsafe { crate::kernels::algo::elementwise::map(isa(), src, dst, n, stream, op) };
 }
 
 /// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f32` then `scale_f32` give.
@@ -1032,8 +894,8 @@ pub(crate) unsafe fn scale_to_f32(
     factor: f64,
     stream: bool,
 ) {
-    let f = _mm512_set1_ps(factor as f32);
-    map_ps!(src, dst, n, stream, |x| _mm512_mul_ps(x, f));
+    // SAFETY: this function's contract is `scale_to`'s; compiled with avx512f.
+    unsafe { crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, stream) }
 }
 
 rows_kernel!(

@@ -5,6 +5,7 @@
 //! then into lane sums with TwoSum compensation; the lanes are reduced in the level's order.
 //! Temperatures whose reciprocal is not a normal number go to the scalar kernels.
 
+use super::elementwise::{map, scale_to, LaneMap};
 use crate::kernels::isa::Simd;
 use crate::kernels::scalar;
 
@@ -82,61 +83,6 @@ fn vector_temperature(t: f64) -> bool {
     (1.0 / t).is_normal() && t.is_normal()
 }
 
-/// The largest entry ignoring NaN, and whether there is a NaN: four vector maxima, combined
-/// pairwise, then across lanes. Where the level's maximum propagates NaN, a row whose result
-/// is NaN (rare, and all NaN in the output) is scanned again by the scalar kernel.
-#[inline(always)]
-pub(crate) fn max<S: Simd>(s: S, x: &[f64]) -> (f64, bool) {
-    let (n, p, l) = (x.len(), x.as_ptr(), S::F64_LANES);
-    let ninf = s.splat_f64(f64::NEG_INFINITY);
-    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
-    let mut nan = s.none_m64();
-    let mut i = 0;
-    while i + 4 * l <= n {
-        // SAFETY: `i + 4 l <= n = x.len()`: the four vectors from `p.add(i)` are in `x`.
-        let (v0, v1, v2, v3) = unsafe {
-            (
-                s.load_f64(p.add(i)),
-                s.load_f64(p.add(i + l)),
-                s.load_f64(p.add(i + 2 * l)),
-                s.load_f64(p.add(i + 3 * l)),
-            )
-        };
-        if !S::MAX_PROPAGATES_NAN {
-            nan = s.or_m64(nan, s.or_m64(s.unord_f64(v0, v1), s.unord_f64(v2, v3)));
-        }
-        m0 = s.max_f64(v0, m0);
-        m1 = s.max_f64(v1, m1);
-        m2 = s.max_f64(v2, m2);
-        m3 = s.max_f64(v3, m3);
-        i += 4 * l;
-    }
-    while i < n {
-        // SAFETY: `i < n = x.len()`: with `n - i >= l` the vector at `p.add(i)` is in `x`;
-        // else the last `n - i < l` elements, which `load_f64_part` takes.
-        let v = unsafe {
-            if n - i >= l {
-                s.load_f64(p.add(i))
-            } else {
-                s.load_f64_part(p.add(i), n - i, f64::NEG_INFINITY)
-            }
-        };
-        if !S::MAX_PROPAGATES_NAN {
-            nan = s.or_m64(nan, s.unord_f64(v, v));
-        }
-        m0 = s.max_f64(v, m0);
-        i += l;
-    }
-    let m = s.reduce_max_f64(s.max_f64(s.max_f64(m0, m1), s.max_f64(m2, m3)));
-    if S::MAX_PROPAGATES_NAN {
-        if m.is_nan() {
-            return scalar::max(x);
-        }
-        return (m, false);
-    }
-    (m, s.any_m64(nan))
-}
-
 /// Adds `v` to the compensated lane sums (`sum`, `comp`) (TwoSum).
 #[inline(always)]
 fn two_sum_add<S: Simd>(s: S, sum: &mut S::F64, comp: &mut S::F64, v: S::F64) {
@@ -210,79 +156,33 @@ unsafe fn exp_sum<S: Simd, const UNIT: bool, const STORE: bool>(
     s.reduce_add_f64(sum) + s.reduce_add_f64(comp)
 }
 
-/// `dst[i] = f(src[i])`, a vector at a time. With `stream` (on a level that has non-temporal
-/// stores) the aligned middle is written with them, then fenced, so that a large output is
-/// not first read into the cache. Elementwise, so the bits do not depend on the alignment or
-/// on `stream`.
-///
-/// # Safety
-/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint.
-#[inline(always)]
-unsafe fn map<S: Simd>(
+/// `exp((x - m) / t) * factor`.
+#[derive(Clone, Copy)]
+struct ExpTimes<S: Simd, const UNIT: bool> {
     s: S,
-    src: *const f64,
-    dst: *mut f64,
-    n: usize,
-    stream: bool,
-    f: impl Fn(S::F64) -> S::F64,
-) {
-    let l = S::F64_LANES;
-    let mut i = 0;
-    if stream && S::STREAM_ALIGN > 0 {
-        let a = S::STREAM_ALIGN;
-        let head = (((a - (dst as usize & (a - 1))) & (a - 1)) / 8).min(n);
-        if head > 0 {
-            // SAFETY: `head <= n` and `head < a / 8 = l`: the first `head` elements of `src`
-            // are readable and of `dst` writable.
-            unsafe {
-                let y = f(s.load_f64_part(src, head, 0.0));
-                s.store_f64_part(dst, head, y);
-            }
-        }
-        i = head;
-        while i + l <= n {
-            // SAFETY: `i + l <= n`: the vector at `src.add(i)` is readable and at `dst.add(i)`
-            // writable. The loop runs only when `head` was not cut to `n`, so `dst.add(head)`
-            // is the first `a`-byte boundary at or after `dst` (`dst` is `f64`-aligned) and
-            // `i - head` a multiple of `l`: `dst.add(i)` is `a`-byte aligned, as
-            // `stream_f64` requires; the fence below orders the stores before later accesses.
-            unsafe {
-                let y = f(s.load_f64(src.add(i)));
-                s.stream_f64(dst.add(i), y);
-            }
-            i += l;
-        }
-        s.stream_fence();
-    } else {
-        while i + 2 * l <= n {
-            // SAFETY: `i + 2 l <= n`: the two vectors from `src.add(i)` are readable and from
-            // `dst.add(i)` writable.
-            unsafe {
-                let y0 = f(s.load_f64(src.add(i)));
-                let y1 = f(s.load_f64(src.add(i + l)));
-                s.store_f64(dst.add(i), y0);
-                s.store_f64(dst.add(i + l), y1);
-            }
-            i += 2 * l;
-        }
-        while i + l <= n {
-            // SAFETY: `i + l <= n`: the vector at `src.add(i)` is readable, at `dst.add(i)`
-            // writable.
-            unsafe {
-                let y = f(s.load_f64(src.add(i)));
-                s.store_f64(dst.add(i), y);
-            }
-            i += l;
-        }
+    c: ArgF64<S>,
+    factor: S::F64,
+}
+
+impl<S: Simd, const UNIT: bool> LaneMap<S::F64> for ExpTimes<S, UNIT> {
+    #[inline(always)]
+    fn apply(&self, x: S::F64) -> S::F64 {
+        self.s.mul_f64(self.c.exp::<UNIT>(self.s, x), self.factor)
     }
-    if i < n {
-        // SAFETY: `i < n < i + l` (a loop above stopped, or `head` was cut to `n` and this
-        // does not run): the last `n - i < l` elements of `src` are readable, of `dst`
-        // writable.
-        unsafe {
-            let y = f(s.load_f64_part(src.add(i), n - i, 0.0));
-            s.store_f64_part(dst.add(i), n - i, y);
-        }
+}
+
+/// `(x - m) / t - log_sum`, `ls` holding `log_sum`.
+#[derive(Clone, Copy)]
+struct LogMinus<S: Simd, const UNIT: bool> {
+    s: S,
+    c: ArgF64<S>,
+    ls: S::F64,
+}
+
+impl<S: Simd, const UNIT: bool> LaneMap<S::F64> for LogMinus<S, UNIT> {
+    #[inline(always)]
+    fn apply(&self, x: S::F64) -> S::F64 {
+        self.c.log::<UNIT>(self.s, self.ls, x)
     }
 }
 
@@ -328,24 +228,6 @@ pub(crate) fn sum_exp<S: Simd>(s: S, x: &[f64], m: f64, t: f64) -> f64 {
     }
 }
 
-/// `dst = src * factor`.
-///
-/// # Safety
-/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
-#[inline(always)]
-pub(crate) unsafe fn scale_to<S: Simd>(
-    s: S,
-    src: *const f64,
-    dst: *mut f64,
-    n: usize,
-    factor: f64,
-    stream: bool,
-) {
-    let f = s.splat_f64(factor);
-    // SAFETY: this function's contract is `map`'s.
-    unsafe { map(s, src, dst, n, stream, |x| s.mul_f64(x, f)) }
-}
-
 /// `dst = exp((src - m) / t) * factor`: the bits `exp_store_sum` then `scale_to` give.
 ///
 /// # Safety
@@ -368,14 +250,24 @@ pub(crate) unsafe fn exp_scale<S: Simd>(
     unsafe {
         if t == 1.0 {
             let c = ArgF64::new(s, m, 1.0);
-            map(s, src, dst, n, stream, |x| {
-                s.mul_f64(c.exp::<true>(s, x), f)
-            })
+            map(
+                s,
+                src,
+                dst,
+                n,
+                stream,
+                ExpTimes::<S, true> { s, c, factor: f },
+            )
         } else if vector_temperature(t) {
             let c = ArgF64::new(s, m, t);
-            map(s, src, dst, n, stream, |x| {
-                s.mul_f64(c.exp::<false>(s, x), f)
-            })
+            map(
+                s,
+                src,
+                dst,
+                n,
+                stream,
+                ExpTimes::<S, false> { s, c, factor: f },
+            )
         } else {
             scalar::exp_store_sum(src, dst, n, m, t);
             scale_to(s, dst, dst, n, factor, false)
@@ -404,10 +296,10 @@ pub(crate) unsafe fn write_log_softmax<S: Simd>(
     unsafe {
         if t == 1.0 {
             let c = ArgF64::new(s, m, 1.0);
-            map(s, src, dst, n, stream, |x| c.log::<true>(s, ls, x))
+            map(s, src, dst, n, stream, LogMinus::<S, true> { s, c, ls })
         } else if vector_temperature(t) {
             let c = ArgF64::new(s, m, t);
-            map(s, src, dst, n, stream, |x| c.log::<false>(s, ls, x))
+            map(s, src, dst, n, stream, LogMinus::<S, false> { s, c, ls })
         } else {
             scalar::write_log_softmax(src, dst, n, m, t, log_sum, false)
         }
@@ -438,7 +330,7 @@ macro_rules! instantiate {
         #[target_feature(enable = $feat)]
         pub(crate) unsafe fn max_f64(x: &[f64]) -> (f64, bool) {
             // SAFETY: compiled with the level's features (this function's contract).
-            algo::max(unsafe { isa() }, x)
+            crate::kernels::algo::max::max(unsafe { isa() }, x)
         }
 
         /// # Safety
@@ -469,7 +361,7 @@ macro_rules! instantiate {
         pub(crate) unsafe fn scale_f64(dst: *mut f64, n: usize, factor: f64) {
             // SAFETY: `dst` as both `src` and `dst` meets `scale_to`'s contract; features as
             // `max_f64`.
-            unsafe { algo::scale_to(isa(), dst, dst, n, factor, false) }
+            unsafe { crate::kernels::algo::elementwise::scale_to(isa(), dst, dst, n, factor, false) }
         }
 
         /// # Safety
@@ -483,7 +375,7 @@ macro_rules! instantiate {
             stream: bool,
         ) {
             // SAFETY: this function's contract is the callee's; features as `max_f64`.
-            unsafe { algo::scale_to(isa(), src, dst, n, factor, stream) }
+            unsafe { crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, stream) }
         }
 
         /// # Safety

@@ -2,4 +2,8 @@
 //! instantiated per level inside `#[target_feature]` functions, whose tables `kernels_for`
 //! hands out only on a CPU that has the level.
 
+pub(crate) mod elementwise;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) mod f32;
 pub(crate) mod f64;
+pub(crate) mod max;

@@ -28,11 +28,155 @@ macro_rules! reg {
 }
 
 impl Simd for Avx2 {
+    type F32 = __m256;
+    type M32 = __m256;
+    const F32_LANES: usize = 8;
     type F64 = __m256d;
     type M64 = __m256d;
     const F64_LANES: usize = 4;
     const STREAM_ALIGN: usize = 32;
     const MAX_PROPAGATES_NAN: bool = false;
+
+    #[inline(always)]
+    fn splat_f32(self, x: f32) -> __m256 {
+        reg!(_mm256_set1_ps(x))
+    }
+    #[inline(always)]
+    unsafe fn load_f32(self, p: *const f32) -> __m256 {
+        // SAFETY: the 8 elements at `p` are readable (# Safety); the CPU has AVX (the token).
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    /// Built from 4-, 2- and 1-lane loads: a masked load is slow on some CPUs.
+    #[inline(always)]
+    unsafe fn load_f32_part(self, p: *const f32, r: usize, fill: f32) -> __m256 {
+        let f = reg!(_mm_set1_ps(fill));
+        if r >= 4 {
+            // SAFETY: `4 <= r < 8` (# Safety): the 4 elements at `p` and the `r - 4 < 4` at
+            // `p.add(4)` are the `r` readable ones.
+            unsafe { _mm256_set_m128(load_quarter(p.add(4), r - 4, f), _mm_loadu_ps(p)) }
+        } else {
+            // SAFETY: `r < 4`: `load_quarter`'s requirements are this function's.
+            unsafe { _mm256_set_m128(f, load_quarter(p, r, f)) }
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_f32(self, p: *mut f32, v: __m256) {
+        // SAFETY: the 8 elements at `p` are writable (# Safety); the CPU has AVX (the token).
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    /// In pieces of 4, 2 and 1 lanes (a masked store is microcoded and slow on some CPUs).
+    #[inline(always)]
+    unsafe fn store_f32_part(self, p: *mut f32, r: usize, v: __m256) {
+        // Throughout, the `r` elements at `p` are writable (# Safety), `p` and `r` moving
+        // together.
+        let (mut p, mut r) = (p, r);
+        let mut lo = reg!(_mm256_castps256_ps128(v));
+        if r >= 4 {
+            // SAFETY: `r >= 4`: the 4 elements at `p` are writable, and `p.add(4)` is within
+            // them or one past the end.
+            unsafe {
+                _mm_storeu_ps(p, lo);
+                lo = _mm256_extractf128_ps::<1>(v);
+                p = p.add(4);
+            }
+            r -= 4;
+        }
+        if r >= 2 {
+            let two = reg!(_mm_cvtsi128_si64(_mm_castps_si128(lo)));
+            // SAFETY: `r >= 2`: the 2 elements (8 bytes) at `p` are writable, written
+            // unaligned (`p` is only `f32`-aligned); `p.add(2)` is within them or one past
+            // the end.
+            unsafe {
+                p.cast::<i64>().write_unaligned(two);
+                p = p.add(2);
+            }
+            lo = reg!(_mm_movehl_ps(lo, lo));
+            r -= 2;
+        }
+        if r == 1 {
+            // SAFETY: `r == 1`: the element at `p` is writable and `f32`-aligned.
+            unsafe { _mm_store_ss(p, lo) };
+        }
+    }
+    #[inline(always)]
+    unsafe fn stream_f32(self, p: *mut f32, v: __m256) {
+        // SAFETY: the 8 elements at `p` are writable and `p` is 32-byte aligned (# Safety).
+        unsafe { _mm256_stream_ps(p, v) }
+    }
+    #[inline(always)]
+    fn mul_f32(self, a: __m256, b: __m256) -> __m256 {
+        reg!(_mm256_mul_ps(a, b))
+    }
+    #[inline(always)]
+    fn max_f32(self, a: __m256, b: __m256) -> __m256 {
+        reg!(_mm256_max_ps(a, b))
+    }
+    #[inline(always)]
+    fn unord_f32(self, a: __m256, b: __m256) -> __m256 {
+        reg!(_mm256_cmp_ps::<_CMP_UNORD_Q>(a, b))
+    }
+    #[inline(always)]
+    fn or_m32(self, a: __m256, b: __m256) -> __m256 {
+        reg!(_mm256_or_ps(a, b))
+    }
+    #[inline(always)]
+    fn none_m32(self) -> __m256 {
+        reg!(_mm256_setzero_ps())
+    }
+    #[inline(always)]
+    fn any_m32(self, m: __m256) -> bool {
+        reg!(_mm256_movemask_ps(m)) != 0
+    }
+    #[inline(always)]
+    fn add_f32(self, a: __m256, b: __m256) -> __m256 {
+        reg!(_mm256_add_ps(a, b))
+    }
+    #[inline(always)]
+    fn sub_f32(self, a: __m256, b: __m256) -> __m256 {
+        reg!(_mm256_sub_ps(a, b))
+    }
+    #[inline(always)]
+    fn mul_add_f32(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+        reg!(_mm256_fmadd_ps(a, b, c))
+    }
+    #[inline(always)]
+    fn neg_mul_add_f32(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+        reg!(_mm256_fnmadd_ps(a, b, c))
+    }
+    #[inline(always)]
+    fn lt_f32(self, a: __m256, b: __m256) -> __m256 {
+        reg!(_mm256_cmp_ps::<_CMP_LT_OQ>(a, b))
+    }
+    #[inline(always)]
+    fn clear_f32(self, m: __m256, v: __m256) -> __m256 {
+        reg!(_mm256_andnot_ps(m, v))
+    }
+    #[inline(always)]
+    fn shift_into_exponent_f32(self, v: __m256) -> __m256 {
+        reg!(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(
+            _mm256_castps_si256(v)
+        )))
+    }
+    #[inline(always)]
+    fn widen_low(self, v: __m256) -> __m256d {
+        reg!(_mm256_cvtps_pd(_mm256_castps256_ps128(v)))
+    }
+    #[inline(always)]
+    fn widen_high(self, v: __m256) -> __m256d {
+        reg!(_mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)))
+    }
+    #[inline(always)]
+    fn narrow(self, lo: __m256d, hi: __m256d) -> __m256 {
+        reg!(_mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)))
+    }
+    #[inline(always)]
+    fn reduce_max_f32(self, v: __m256) -> f32 {
+        reg!({
+            let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+            _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps::<1>(m, m)))
+        })
+    }
 
     #[inline(always)]
     fn splat_f64(self, x: f64) -> __m256d {
@@ -187,5 +331,32 @@ impl Simd for Avx2 {
     #[inline(always)]
     fn exp_f64(self, hi: __m256d, lo: __m256d) -> __m256d {
         exp_f64_flushing(self, hi, lo)
+    }
+}
+
+/// The `r < 4` elements at `p` over `f`: `r == 1` one `f32` load, `r >= 2` the first two as
+/// one unaligned 8-byte read (`p` is only `f32`-aligned), the third inserted.
+///
+/// # Safety
+/// `r < 4`; `p` valid for reads of `r` `f32`s (and `f32`-aligned); AVX2.
+#[inline(always)]
+unsafe fn load_quarter(p: *const f32, r: usize, f: __m128) -> __m128 {
+    // SAFETY: the `r < 4` elements at `p` are readable (# Safety): `r == 1` reads element 0,
+    // `r == 2` the 8 bytes of elements 0 and 1 (unaligned), `r == 3` those and element 2 at
+    // `p.add(2)`; the intrinsics need SSE4.1 at most, which AVX2 implies.
+    unsafe {
+        match r {
+            0 => f,
+            1 => _mm_move_ss(f, _mm_load_ss(p)),
+            _ => {
+                let two = _mm_castsi128_pd(_mm_cvtsi64_si128(p.cast::<i64>().read_unaligned()));
+                let low = _mm_castpd_ps(_mm_move_sd(_mm_castps_pd(f), two));
+                if r == 2 {
+                    low
+                } else {
+                    _mm_insert_ps::<0x20>(low, _mm_load_ss(p.add(2)))
+                }
+            }
+        }
     }
 }

@@ -31,6 +31,13 @@ macro_rules! reg {
     };
 }
 
+/// The first `r < 16` lanes.
+#[inline(always)]
+pub(crate) fn mask16(r: usize) -> __mmask16 {
+    debug_assert!(r < 16);
+    ((1u32 << r) - 1) as __mmask16
+}
+
 /// The first `r < 8` lanes.
 #[inline(always)]
 fn mask8(r: usize) -> __mmask8 {
@@ -39,11 +46,122 @@ fn mask8(r: usize) -> __mmask8 {
 }
 
 impl Simd for Avx512 {
+    type F32 = __m512;
+    type M32 = __mmask16;
+    const F32_LANES: usize = 16;
     type F64 = __m512d;
     type M64 = __mmask8;
     const F64_LANES: usize = 8;
     const STREAM_ALIGN: usize = 64;
     const MAX_PROPAGATES_NAN: bool = false;
+
+    #[inline(always)]
+    fn splat_f32(self, x: f32) -> __m512 {
+        reg!(_mm512_set1_ps(x))
+    }
+    #[inline(always)]
+    unsafe fn load_f32(self, p: *const f32) -> __m512 {
+        // SAFETY: the 16 elements at `p` are readable (# Safety); the CPU has AVX-512F.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_f32_part(self, p: *const f32, r: usize, fill: f32) -> __m512 {
+        // SAFETY: the mask enables only the first `r < 16` lanes, all readable (# Safety);
+        // masked-off lanes are not accessed. The CPU has AVX-512F.
+        unsafe { _mm512_mask_loadu_ps(_mm512_set1_ps(fill), mask16(r), p) }
+    }
+    #[inline(always)]
+    unsafe fn store_f32(self, p: *mut f32, v: __m512) {
+        // SAFETY: the 16 elements at `p` are writable (# Safety); the CPU has AVX-512F.
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_f32_part(self, p: *mut f32, r: usize, v: __m512) {
+        // SAFETY: the mask enables only the first `r < 16` lanes, all writable (# Safety);
+        // masked-off lanes are not accessed. The CPU has AVX-512F.
+        unsafe { _mm512_mask_storeu_ps(p, mask16(r), v) }
+    }
+    #[inline(always)]
+    unsafe fn stream_f32(self, p: *mut f32, v: __m512) {
+        // SAFETY: the 16 elements at `p` are writable and `p` is 64-byte aligned (# Safety).
+        unsafe { _mm512_stream_ps(p, v) }
+    }
+    #[inline(always)]
+    fn mul_f32(self, a: __m512, b: __m512) -> __m512 {
+        reg!(_mm512_mul_ps(a, b))
+    }
+    #[inline(always)]
+    fn max_f32(self, a: __m512, b: __m512) -> __m512 {
+        reg!(_mm512_max_ps(a, b))
+    }
+    #[inline(always)]
+    fn unord_f32(self, a: __m512, b: __m512) -> __mmask16 {
+        reg!(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, b))
+    }
+    #[inline(always)]
+    fn or_m32(self, a: __mmask16, b: __mmask16) -> __mmask16 {
+        a | b
+    }
+    #[inline(always)]
+    fn none_m32(self) -> __mmask16 {
+        0
+    }
+    #[inline(always)]
+    fn any_m32(self, m: __mmask16) -> bool {
+        m != 0
+    }
+    #[inline(always)]
+    fn add_f32(self, a: __m512, b: __m512) -> __m512 {
+        reg!(_mm512_add_ps(a, b))
+    }
+    #[inline(always)]
+    fn sub_f32(self, a: __m512, b: __m512) -> __m512 {
+        reg!(_mm512_sub_ps(a, b))
+    }
+    #[inline(always)]
+    fn mul_add_f32(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        reg!(_mm512_fmadd_ps(a, b, c))
+    }
+    #[inline(always)]
+    fn neg_mul_add_f32(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        reg!(_mm512_fnmadd_ps(a, b, c))
+    }
+    #[inline(always)]
+    fn lt_f32(self, a: __m512, b: __m512) -> __mmask16 {
+        reg!(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b))
+    }
+    #[inline(always)]
+    fn clear_f32(self, m: __mmask16, v: __m512) -> __m512 {
+        reg!(_mm512_maskz_mov_ps(!m, v))
+    }
+    #[inline(always)]
+    fn shift_into_exponent_f32(self, v: __m512) -> __m512 {
+        reg!(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(
+            _mm512_castps_si512(v)
+        )))
+    }
+    #[inline(always)]
+    fn widen_low(self, v: __m512) -> __m512d {
+        reg!(_mm512_cvtps_pd(_mm512_castps512_ps256(v)))
+    }
+    #[inline(always)]
+    fn widen_high(self, v: __m512) -> __m512d {
+        reg!(_mm512_cvtps_pd(_mm256_castpd_ps(
+            _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))
+        )))
+    }
+    #[inline(always)]
+    fn narrow(self, lo: __m512d, hi: __m512d) -> __m512 {
+        reg!({
+            let l = _mm256_castps_pd(_mm512_cvtpd_ps(lo));
+            let h = _mm256_castps_pd(_mm512_cvtpd_ps(hi));
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(l), h))
+        })
+    }
+    #[inline(always)]
+    fn reduce_max_f32(self, v: __m512) -> f32 {
+        reg!(_mm512_reduce_max_ps(v))
+    }
 
     #[inline(always)]
     fn splat_f64(self, x: f64) -> __m512d {

@@ -20,6 +20,7 @@ pub(crate) mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
 
+use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND_BIASED};
 use super::exp_f64_poly::{F64_FLUSH, F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P, F64_ROUND};
 
 /// The vector operations of one instruction-set level (module doc).
@@ -27,6 +28,12 @@ use super::exp_f64_poly::{F64_FLUSH, F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P, F
 /// Lane-wise operations are IEEE operations rounded once (`mul_add_f64` and its kin are fused).
 /// A mask (`M64`) holds one flag per lane.
 pub(crate) trait Simd: Copy {
+    /// A vector of `F32_LANES` `f32`s.
+    type F32: Copy;
+    /// One flag per `f32` lane.
+    type M32: Copy;
+    /// Lanes per `F32` vector.
+    const F32_LANES: usize;
     /// A vector of `F64_LANES` `f64`s.
     type F64: Copy;
     /// One flag per `f64` lane.
@@ -39,6 +46,69 @@ pub(crate) trait Simd: Copy {
     /// Whether `max_f64` gives NaN when an operand is NaN (NEON) rather than its second
     /// operand (x86's `maxpd`, which the row maximum uses to skip NaN).
     const MAX_PROPAGATES_NAN: bool;
+
+    /// Every lane `x`.
+    fn splat_f32(self, x: f32) -> Self::F32;
+    /// The `F32_LANES` elements at `p`.
+    ///
+    /// # Safety
+    /// `p` is valid for reads of `F32_LANES` `f32`s (and `f32`-aligned).
+    unsafe fn load_f32(self, p: *const f32) -> Self::F32;
+    /// The `r` elements at `p` in the first lanes, `fill` in the others; nothing past the `r`
+    /// elements is read.
+    ///
+    /// # Safety
+    /// `r < F32_LANES`; `p` is valid for reads of `r` `f32`s (and `f32`-aligned).
+    unsafe fn load_f32_part(self, p: *const f32, r: usize, fill: f32) -> Self::F32;
+    /// Writes the `F32_LANES` lanes of `v` at `p`.
+    ///
+    /// # Safety
+    /// `p` is valid for writes of `F32_LANES` `f32`s (and `f32`-aligned).
+    unsafe fn store_f32(self, p: *mut f32, v: Self::F32);
+    /// Writes the first `r` lanes of `v` at `p`, nothing past them.
+    ///
+    /// # Safety
+    /// `r < F32_LANES`; `p` is valid for writes of `r` `f32`s (and `f32`-aligned).
+    unsafe fn store_f32_part(self, p: *mut f32, r: usize, v: Self::F32);
+    /// As [`Simd::stream_f64`].
+    ///
+    /// # Safety
+    /// `p` is valid for writes of `F32_LANES` `f32`s and `STREAM_ALIGN`-aligned.
+    unsafe fn stream_f32(self, p: *mut f32, v: Self::F32);
+    /// `a * b`.
+    fn mul_f32(self, a: Self::F32, b: Self::F32) -> Self::F32;
+    /// As [`Simd::max_f64`].
+    fn max_f32(self, a: Self::F32, b: Self::F32) -> Self::F32;
+    /// `a` or `b` is NaN.
+    fn unord_f32(self, a: Self::F32, b: Self::F32) -> Self::M32;
+    /// Either mask's flag.
+    fn or_m32(self, a: Self::M32, b: Self::M32) -> Self::M32;
+    /// No lane flagged.
+    fn none_m32(self) -> Self::M32;
+    /// Whether any lane is flagged.
+    fn any_m32(self, m: Self::M32) -> bool;
+    /// The largest lane, in the level's fixed order (`max_f32`'s rules).
+    fn reduce_max_f32(self, v: Self::F32) -> f32;
+    /// `a + b`.
+    fn add_f32(self, a: Self::F32, b: Self::F32) -> Self::F32;
+    /// `a - b`.
+    fn sub_f32(self, a: Self::F32, b: Self::F32) -> Self::F32;
+    /// `a * b + c`, rounded once.
+    fn mul_add_f32(self, a: Self::F32, b: Self::F32, c: Self::F32) -> Self::F32;
+    /// `c - a * b`, rounded once.
+    fn neg_mul_add_f32(self, a: Self::F32, b: Self::F32, c: Self::F32) -> Self::F32;
+    /// `a < b` (ordered).
+    fn lt_f32(self, a: Self::F32, b: Self::F32) -> Self::M32;
+    /// 0 where `m` is set, `v` elsewhere.
+    fn clear_f32(self, m: Self::M32, v: Self::F32) -> Self::F32;
+    /// The bits of `v` shifted left by 23 (into the exponent field) as an `f32` vector.
+    fn shift_into_exponent_f32(self, v: Self::F32) -> Self::F32;
+    /// The first `F64_LANES` lanes of `v`, widened (exactly).
+    fn widen_low(self, v: Self::F32) -> Self::F64;
+    /// The last `F64_LANES` lanes of `v`, widened (exactly).
+    fn widen_high(self, v: Self::F32) -> Self::F64;
+    /// `lo` then `hi`, each lane rounded to `f32` (the inverse of the widenings).
+    fn narrow(self, lo: Self::F64, hi: Self::F64) -> Self::F32;
 
     /// Every lane `x`.
     fn splat_f64(self, x: f64) -> Self::F64;
@@ -121,6 +191,37 @@ pub(crate) trait Simd: Copy {
     fn exp_f64(self, hi: Self::F64, lo: Self::F64) -> Self::F64;
 }
 
+/// `exp(a + lo)` (LO; else `exp(a)`, `lo` unused) for `|lo| <= 2^-10` by the constants of
+/// [`super::exp_f32_poly`]: `k` is rounded from `a + lo` by adding `F32_ROUND_BIASED`, `lo`
+/// joins the reduced argument after the Cody-Waite steps (so `r` stays within the polynomial's
+/// |r| <= ln2/2 and carries `lo`'s bits), the degree-6 polynomial, a multiplication by `2^k`.
+/// Results below `exp(F32_FLUSH)` (about 1.6e-38, just above the smallest normal `f32`) are
+/// flushed to exactly 0, so no product ever underflows: on x86 an underflowing multiply takes
+/// a microcode assist, which made masked (-inf) entries three times slower. NaN propagates
+/// (the maximum with the limit keeps it: x86's returns its second operand, NEON's NaN).
+#[inline(always)]
+pub(crate) fn exp_f32_flushing<S: Simd, const LO: bool>(s: S, a: S::F32, lo: S::F32) -> S::F32 {
+    let lim = s.splat_f32(F32_FLUSH);
+    // True below the limit, -inf included; false for NaN.
+    let flush = s.lt_f32(a, lim);
+    let a = s.max_f32(lim, a);
+    let whole = if LO { s.add_f32(a, lo) } else { a };
+    let kr = s.mul_add_f32(whole, s.splat_f32(F32_LOG2E), s.splat_f32(F32_ROUND_BIASED));
+    let k = s.sub_f32(kr, s.splat_f32(F32_ROUND_BIASED));
+    let r = s.neg_mul_add_f32(k, s.splat_f32(F32_LN2_HI), a);
+    let r = s.neg_mul_add_f32(k, s.splat_f32(F32_LN2_LO), r);
+    let r = if LO { s.add_f32(r, lo) } else { r };
+    let r2 = s.mul_f32(r, r);
+    let mut p = s.splat_f32(F32_P[0]);
+    for &c in &F32_P[1..] {
+        p = s.mul_add_f32(p, r, s.splat_f32(c));
+    }
+    let y = s.add_f32(s.mul_add_f32(p, r2, r), s.splat_f32(1.0));
+    // 2^k from the low bits of `kr`, which hold k + 127 (k in [-126, 127] after the clamp: a
+    // normal number).
+    s.clear_f32(flush, s.mul_f32(y, s.shift_into_exponent_f32(kr)))
+}
+
 /// exp(hi + lo) by the constants of [`super::exp_f64_poly`]: `k = round(hi / ln 2)` by adding
 /// `F64_ROUND`, Cody-Waite reduction, the Taylor polynomial of degree 12, a multiplication by
 /// `2^k`; results below `exp(F64_FLUSH)` (about 3.3e-308, just above the smallest normal) are
@@ -146,3 +247,183 @@ pub(crate) fn exp_f64_flushing<S: Simd>(s: S, hi: S::F64, lo: S::F64) -> S::F64 
     // 2^k (k in [-1022, 1023] after the clamp: a normal number).
     s.clear_f64(flush, s.mul_f64(y, s.pow2_of_rounded_f64(kr)))
 }
+
+/// An element type of the vector levels: the operations of [`Simd`] on its vectors under one
+/// name, for the algorithms written once for `f32` and `f64` (the row maximum, elementwise
+/// maps).
+pub(crate) trait Lane<S: Simd>: Copy + PartialEq + 'static {
+    /// A vector of `LANES` elements.
+    type V: Copy;
+    /// One flag per lane.
+    type M: Copy;
+    /// Lanes per vector.
+    const LANES: usize;
+    /// -inf.
+    const MINUS_INF: Self;
+    /// 0.
+    const ZERO: Self;
+    /// `x` rounded to this type.
+    fn of_f64(x: f64) -> Self;
+    /// Whether this is NaN.
+    fn nan(self) -> bool;
+    /// [`Simd::splat_f64`].
+    fn splat(s: S, x: Self) -> Self::V;
+    /// [`Simd::load_f64`].
+    ///
+    /// # Safety
+    /// As there.
+    unsafe fn load(s: S, p: *const Self) -> Self::V;
+    /// [`Simd::load_f64_part`].
+    ///
+    /// # Safety
+    /// As there.
+    unsafe fn load_part(s: S, p: *const Self, r: usize, fill: Self) -> Self::V;
+    /// [`Simd::store_f64`].
+    ///
+    /// # Safety
+    /// As there.
+    unsafe fn store(s: S, p: *mut Self, v: Self::V);
+    /// [`Simd::store_f64_part`].
+    ///
+    /// # Safety
+    /// As there.
+    unsafe fn store_part(s: S, p: *mut Self, r: usize, v: Self::V);
+    /// [`Simd::stream_f64`].
+    ///
+    /// # Safety
+    /// As there.
+    unsafe fn stream(s: S, p: *mut Self, v: Self::V);
+    /// [`Simd::mul_f64`].
+    fn mul(s: S, a: Self::V, b: Self::V) -> Self::V;
+    /// [`Simd::max_f64`].
+    fn max(s: S, a: Self::V, b: Self::V) -> Self::V;
+    /// [`Simd::unord_f64`].
+    fn unord(s: S, a: Self::V, b: Self::V) -> Self::M;
+    /// [`Simd::or_m64`].
+    fn or_m(s: S, a: Self::M, b: Self::M) -> Self::M;
+    /// [`Simd::none_m64`].
+    fn none_m(s: S) -> Self::M;
+    /// [`Simd::any_m64`].
+    fn any_m(s: S, m: Self::M) -> bool;
+    /// [`Simd::reduce_max_f64`].
+    fn reduce_max(s: S, v: Self::V) -> Self;
+}
+
+/// `Lane` for `$t` by `Simd`'s methods of suffix `$x`.
+macro_rules! lane {
+    ($t:ident, $v:ident, $m:ident, $lanes:ident, $splat:ident, $load:ident, $load_part:ident,
+     $store:ident, $store_part:ident, $stream:ident, $mul:ident, $max:ident, $unord:ident,
+     $or:ident, $none:ident, $any:ident, $reduce_max:ident) => {
+        impl<S: Simd> Lane<S> for $t {
+            type V = S::$v;
+            type M = S::$m;
+            const LANES: usize = S::$lanes;
+            const MINUS_INF: $t = $t::NEG_INFINITY;
+            const ZERO: $t = 0.0;
+            #[inline(always)]
+            fn of_f64(x: f64) -> $t {
+                x as $t
+            }
+            #[inline(always)]
+            fn nan(self) -> bool {
+                self.is_nan()
+            }
+            #[inline(always)]
+            fn splat(s: S, x: $t) -> S::$v {
+                s.$splat(x)
+            }
+            #[inline(always)]
+            unsafe fn load(s: S, p: *const $t) -> S::$v {
+                // SAFETY: the caller's contract is the method's.
+                unsafe { s.$load(p) }
+            }
+            #[inline(always)]
+            unsafe fn load_part(s: S, p: *const $t, r: usize, fill: $t) -> S::$v {
+                // SAFETY: the caller's contract is the method's.
+                unsafe { s.$load_part(p, r, fill) }
+            }
+            #[inline(always)]
+            unsafe fn store(s: S, p: *mut $t, v: S::$v) {
+                // SAFETY: the caller's contract is the method's.
+                unsafe { s.$store(p, v) }
+            }
+            #[inline(always)]
+            unsafe fn store_part(s: S, p: *mut $t, r: usize, v: S::$v) {
+                // SAFETY: the caller's contract is the method's.
+                unsafe { s.$store_part(p, r, v) }
+            }
+            #[inline(always)]
+            unsafe fn stream(s: S, p: *mut $t, v: S::$v) {
+                // SAFETY: the caller's contract is the method's.
+                unsafe { s.$stream(p, v) }
+            }
+            #[inline(always)]
+            fn mul(s: S, a: S::$v, b: S::$v) -> S::$v {
+                s.$mul(a, b)
+            }
+            #[inline(always)]
+            fn max(s: S, a: S::$v, b: S::$v) -> S::$v {
+                s.$max(a, b)
+            }
+            #[inline(always)]
+            fn unord(s: S, a: S::$v, b: S::$v) -> S::$m {
+                s.$unord(a, b)
+            }
+            #[inline(always)]
+            fn or_m(s: S, a: S::$m, b: S::$m) -> S::$m {
+                s.$or(a, b)
+            }
+            #[inline(always)]
+            fn none_m(s: S) -> S::$m {
+                s.$none()
+            }
+            #[inline(always)]
+            fn any_m(s: S, m: S::$m) -> bool {
+                s.$any(m)
+            }
+            #[inline(always)]
+            fn reduce_max(s: S, v: S::$v) -> $t {
+                s.$reduce_max(v)
+            }
+        }
+    };
+}
+
+lane!(
+    f32,
+    F32,
+    M32,
+    F32_LANES,
+    splat_f32,
+    load_f32,
+    load_f32_part,
+    store_f32,
+    store_f32_part,
+    stream_f32,
+    mul_f32,
+    max_f32,
+    unord_f32,
+    or_m32,
+    none_m32,
+    any_m32,
+    reduce_max_f32
+);
+lane!(
+    f64,
+    F64,
+    M64,
+    F64_LANES,
+    splat_f64,
+    load_f64,
+    load_f64_part,
+    store_f64,
+    store_f64_part,
+    stream_f64,
+    mul_f64,
+    max_f64,
+    unord_f64,
+    or_m64,
+    none_m64,
+    any_m64,
+    reduce_max_f64
+);

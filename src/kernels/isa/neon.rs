@@ -43,11 +43,130 @@ fn float(v: uint64x2_t) -> float64x2_t {
 }
 
 impl Simd for Neon {
+    type F32 = float32x4_t;
+    type M32 = uint32x4_t;
+    const F32_LANES: usize = 4;
     type F64 = float64x2_t;
     type M64 = uint64x2_t;
     const F64_LANES: usize = 2;
     const STREAM_ALIGN: usize = 0;
     const MAX_PROPAGATES_NAN: bool = true;
+
+    #[inline(always)]
+    fn splat_f32(self, x: f32) -> float32x4_t {
+        reg!(vdupq_n_f32(x))
+    }
+    #[inline(always)]
+    unsafe fn load_f32(self, p: *const f32) -> float32x4_t {
+        // SAFETY: the 4 elements at `p` are readable (# Safety); the CPU has NEON.
+        unsafe { vld1q_f32(p) }
+    }
+    /// Through a stack buffer padded with `fill`.
+    #[inline(always)]
+    unsafe fn load_f32_part(self, p: *const f32, r: usize, fill: f32) -> float32x4_t {
+        let mut buf = [fill; 4];
+        // SAFETY: `p` is valid for `r < 4` reads (# Safety); `buf`, a local array (so disjoint
+        // from `p`), holds 4 elements, which `vld1q_f32` then reads; the CPU has NEON.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), r);
+            vld1q_f32(buf.as_ptr())
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_f32(self, p: *mut f32, v: float32x4_t) {
+        // SAFETY: the 4 elements at `p` are writable (# Safety); the CPU has NEON.
+        unsafe { vst1q_f32(p, v) }
+    }
+    /// Through a stack buffer.
+    #[inline(always)]
+    unsafe fn store_f32_part(self, p: *mut f32, r: usize, v: float32x4_t) {
+        let mut buf = [0.0f32; 4];
+        // SAFETY: `vst1q_f32` writes the 4 elements of the local `buf`, of which the first
+        // `r < 4` are copied to `p`, valid for `r` writes (# Safety) and disjoint from `buf`.
+        unsafe {
+            vst1q_f32(buf.as_mut_ptr(), v);
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), p, r);
+        }
+    }
+    #[inline(always)]
+    unsafe fn stream_f32(self, p: *mut f32, v: float32x4_t) {
+        // SAFETY: as `store_f32` (# Safety); never called, `STREAM_ALIGN` being 0.
+        unsafe { self.store_f32(p, v) }
+    }
+    #[inline(always)]
+    fn mul_f32(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        reg!(vmulq_f32(a, b))
+    }
+    #[inline(always)]
+    fn max_f32(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        reg!(vmaxq_f32(a, b))
+    }
+    #[inline(always)]
+    fn unord_f32(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
+        // Neither `a == a` nor `b == b` ordered-equal: one of them is NaN.
+        reg!(vmvnq_u32(vandq_u32(vceqq_f32(a, a), vceqq_f32(b, b))))
+    }
+    #[inline(always)]
+    fn or_m32(self, a: uint32x4_t, b: uint32x4_t) -> uint32x4_t {
+        reg!(vorrq_u32(a, b))
+    }
+    #[inline(always)]
+    fn none_m32(self) -> uint32x4_t {
+        reg!(vdupq_n_u32(0))
+    }
+    #[inline(always)]
+    fn any_m32(self, m: uint32x4_t) -> bool {
+        reg!(vmaxvq_u32(m)) != 0
+    }
+    #[inline(always)]
+    fn add_f32(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        reg!(vaddq_f32(a, b))
+    }
+    #[inline(always)]
+    fn sub_f32(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        reg!(vsubq_f32(a, b))
+    }
+    #[inline(always)]
+    fn mul_add_f32(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        reg!(vfmaq_f32(c, a, b))
+    }
+    #[inline(always)]
+    fn neg_mul_add_f32(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        reg!(vfmsq_f32(c, a, b))
+    }
+    #[inline(always)]
+    fn lt_f32(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
+        reg!(vcltq_f32(a, b))
+    }
+    #[inline(always)]
+    fn clear_f32(self, m: uint32x4_t, v: float32x4_t) -> float32x4_t {
+        reg!(vreinterpretq_f32_u32(vbicq_u32(
+            vreinterpretq_u32_f32(v),
+            m
+        )))
+    }
+    #[inline(always)]
+    fn shift_into_exponent_f32(self, v: float32x4_t) -> float32x4_t {
+        reg!(vreinterpretq_f32_s32(vshlq_n_s32::<23>(
+            vreinterpretq_s32_f32(v)
+        )))
+    }
+    #[inline(always)]
+    fn widen_low(self, v: float32x4_t) -> float64x2_t {
+        reg!(vcvt_f64_f32(vget_low_f32(v)))
+    }
+    #[inline(always)]
+    fn widen_high(self, v: float32x4_t) -> float64x2_t {
+        reg!(vcvt_high_f64_f32(v))
+    }
+    #[inline(always)]
+    fn narrow(self, lo: float64x2_t, hi: float64x2_t) -> float32x4_t {
+        reg!(vcvt_high_f32_f64(vcvt_f32_f64(lo), hi))
+    }
+    #[inline(always)]
+    fn reduce_max_f32(self, v: float32x4_t) -> f32 {
+        reg!(vmaxvq_f32(v))
+    }
 
     #[inline(always)]
     fn splat_f64(self, x: f64) -> float64x2_t {

@@ -1,0 +1,135 @@
+//! Elementwise maps over a row, for `f32` and `f64`.
+
+use crate::kernels::isa::{Lane, Simd};
+
+/// The operation of an elementwise map, on one vector. Its `apply` is `#[inline(always)]`, so
+/// the operation is compiled into the level's `#[target_feature]` function with the loop; a
+/// closure written in a generic algorithm would be compiled without the level's features (and
+/// each intrinsic in it called out of line). A closure written inside a `#[target_feature]`
+/// function inherits them and may be passed as it is.
+pub(crate) trait LaneMap<V> {
+    /// The result for `x`.
+    fn apply(&self, x: V) -> V;
+}
+
+impl<V, F: Fn(V) -> V> LaneMap<V> for F {
+    #[inline(always)]
+    fn apply(&self, x: V) -> V {
+        self(x)
+    }
+}
+
+/// `x * factor`.
+#[derive(Clone, Copy)]
+struct MulBy<S: Simd, E: Lane<S>> {
+    s: S,
+    factor: E::V,
+}
+
+impl<S: Simd, E: Lane<S>> LaneMap<E::V> for MulBy<S, E> {
+    #[inline(always)]
+    fn apply(&self, x: E::V) -> E::V {
+        E::mul(self.s, x, self.factor)
+    }
+}
+
+/// `dst[i] = f(src[i])`, a vector at a time. With `stream` (on a level that has non-temporal
+/// stores) the aligned middle is written with them, then fenced, so that a large output is
+/// not first read into the cache. Elementwise, so the bits do not depend on the alignment or
+/// on `stream`.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint.
+#[inline(always)]
+pub(crate) unsafe fn map<S: Simd, E: Lane<S>>(
+    s: S,
+    src: *const E,
+    dst: *mut E,
+    n: usize,
+    stream: bool,
+    op: impl LaneMap<E::V>,
+) {
+    let (l, size) = (E::LANES, std::mem::size_of::<E>());
+    let mut i = 0;
+    if stream && S::STREAM_ALIGN > 0 {
+        let a = S::STREAM_ALIGN;
+        let head = (((a - (dst as usize & (a - 1))) & (a - 1)) / size).min(n);
+        if head > 0 {
+            // SAFETY: `head <= n` and `head < a / size = l`: the first `head` elements of
+            // `src` are readable and of `dst` writable.
+            unsafe {
+                let y = op.apply(E::load_part(s, src, head, E::ZERO));
+                E::store_part(s, dst, head, y);
+            }
+        }
+        i = head;
+        while i + l <= n {
+            // SAFETY: `i + l <= n`: the vector at `src.add(i)` is readable and at `dst.add(i)`
+            // writable. The loop runs only when `head` was not cut to `n`, so `dst.add(head)`
+            // is the first `a`-byte boundary at or after `dst` (`dst` is aligned for `E`) and
+            // `i - head` a multiple of `l`: `dst.add(i)` is `a`-byte aligned, as `stream`
+            // requires; the fence below orders the stores before later accesses.
+            unsafe {
+                let y = op.apply(E::load(s, src.add(i)));
+                E::stream(s, dst.add(i), y);
+            }
+            i += l;
+        }
+        s.stream_fence();
+    } else {
+        while i + 4 * l <= n {
+            // SAFETY: `i + 4 l <= n`: the four vectors from `src.add(i)` are readable and from
+            // `dst.add(i)` writable.
+            unsafe {
+                let y0 = op.apply(E::load(s, src.add(i)));
+                let y1 = op.apply(E::load(s, src.add(i + l)));
+                let y2 = op.apply(E::load(s, src.add(i + 2 * l)));
+                let y3 = op.apply(E::load(s, src.add(i + 3 * l)));
+                E::store(s, dst.add(i), y0);
+                E::store(s, dst.add(i + l), y1);
+                E::store(s, dst.add(i + 2 * l), y2);
+                E::store(s, dst.add(i + 3 * l), y3);
+            }
+            i += 4 * l;
+        }
+        while i + l <= n {
+            // SAFETY: `i + l <= n`: the vector at `src.add(i)` is readable, at `dst.add(i)`
+            // writable.
+            unsafe {
+                let y = op.apply(E::load(s, src.add(i)));
+                E::store(s, dst.add(i), y);
+            }
+            i += l;
+        }
+    }
+    if i < n {
+        // SAFETY: `i < n < i + l` (a loop above stopped, or `head` was cut to `n` and this
+        // does not run): the last `n - i < l` elements of `src` are readable, of `dst`
+        // writable.
+        unsafe {
+            let y = op.apply(E::load_part(s, src.add(i), n - i, E::ZERO));
+            E::store_part(s, dst.add(i), n - i, y);
+        }
+    }
+}
+
+/// `dst = src * factor` (`factor` rounded to `E` first).
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+#[inline(always)]
+pub(crate) unsafe fn scale_to<S: Simd, E: Lane<S>>(
+    s: S,
+    src: *const E,
+    dst: *mut E,
+    n: usize,
+    factor: f64,
+    stream: bool,
+) {
+    let op = MulBy::<S, E> {
+        s,
+        factor: E::splat(s, E::of_f64(factor)),
+    };
+    // SAFETY: this function's contract is `map`'s.
+    unsafe { map(s, src, dst, n, stream, op) }
+}

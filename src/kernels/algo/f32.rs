@@ -1,0 +1,456 @@
+//! The `f32` block kernels of the levels whose exp is the polynomial one
+//! ([`exp_f32_flushing`]: AVX2 and NEON), over [`Simd`].
+//!
+//! The argument `(x - m) / t`: `x - m` in `f32` at `t == 1`; else folded into `f32`
+//! multiply-adds with `1 / t` and `m / t` split in two `f32`s each ([`FoldedArg`]) where that
+//! holds, or `(x - m) * (1 / t)` in `f64` rounded once to `f32`. Exps are added four vectors
+//! at a time in `f32` (two roundings), then widened and accumulated in two `f64` vectors.
+//! Temperatures whose reciprocal is not a normal number go to the scalar kernels.
+
+use crate::kernels::isa::{exp_f32_flushing, Simd};
+use crate::kernels::{scalar, FoldedArg};
+
+/// [`FoldedArg`]'s terms in every lane.
+#[derive(Clone, Copy)]
+pub(crate) struct Folded<S: Simd> {
+    pub(crate) inv_hi: S::F32,
+    pub(crate) inv_lo: S::F32,
+    pub(crate) neg_mi_hi: S::F32,
+    pub(crate) neg_mi_lo: S::F32,
+    pub(crate) x_floor: S::F32,
+}
+
+impl<S: Simd> Folded<S> {
+    #[inline(always)]
+    pub(crate) fn splat(s: S, f: FoldedArg) -> Folded<S> {
+        Folded {
+            inv_hi: s.splat_f32(f.inv_hi),
+            inv_lo: s.splat_f32(f.inv_lo),
+            neg_mi_hi: s.splat_f32(f.neg_mi_hi),
+            neg_mi_lo: s.splat_f32(f.neg_mi_lo),
+            x_floor: s.splat_f32(f.x_floor),
+        }
+    }
+
+    /// The folded `exp((x - m) / t)` of every lane.
+    #[inline(always)]
+    pub(crate) fn exp(&self, s: S, x: S::F32) -> S::F32 {
+        // NaN propagates (x86's maximum returns its second operand, NEON's NaN).
+        let x = s.max_f32(self.x_floor, x);
+        let a = s.mul_add_f32(x, self.inv_hi, self.neg_mi_hi);
+        let lo = s.mul_add_f32(x, self.inv_lo, self.neg_mi_lo);
+        exp_f32_flushing::<S, true>(s, a, lo)
+    }
+}
+
+/// The exp argument's constants for a row (module doc).
+#[derive(Clone, Copy)]
+pub(crate) struct ArgF32<S: Simd> {
+    m: S::F32,
+    m64: S::F64,
+    inv: S::F64,
+    /// [`FoldedArg`] holds: `exp` folds the temperature into `f32` arithmetic.
+    fold: bool,
+    folded: Folded<S>,
+}
+
+impl<S: Simd> ArgF32<S> {
+    /// `inv`: 1, or a reciprocal temperature that is a normal number.
+    #[inline(always)]
+    pub(crate) fn new(s: S, m: f32, inv: f64) -> ArgF32<S> {
+        let f = FoldedArg::new(m, inv);
+        ArgF32 {
+            m: s.splat_f32(m),
+            m64: s.splat_f64(m as f64),
+            inv: s.splat_f64(inv),
+            fold: f.is_some(),
+            folded: Folded::splat(s, f.unwrap_or_default()),
+        }
+    }
+
+    /// `x - m` in `f32` when `t == 1` (UNIT), else `(x - m) / t` in `f64` rounded once.
+    #[inline(always)]
+    fn arg<const UNIT: bool>(&self, s: S, x: S::F32) -> S::F32 {
+        if UNIT {
+            s.sub_f32(x, self.m)
+        } else {
+            let lo = s.mul_f64(s.sub_f64(s.widen_low(x), self.m64), self.inv);
+            let hi = s.mul_f64(s.sub_f64(s.widen_high(x), self.m64), self.inv);
+            s.narrow(lo, hi)
+        }
+    }
+
+    /// `exp((x - m) / t)` of every lane (UNIT: `t` is 1). With a temperature the argument is
+    /// within half an ulp (plus 2^-30) of `(x - m) / t`, as `x - m` is at temperature 1.
+    #[inline(always)]
+    pub(crate) fn exp<const UNIT: bool>(&self, s: S, x: S::F32) -> S::F32 {
+        if !UNIT && self.fold {
+            self.folded.exp(s, x)
+        } else {
+            exp_f32_flushing::<S, false>(s, self.arg::<UNIT>(s, x), s.splat_f32(0.0))
+        }
+    }
+
+    /// `(x - m) / t - ls`: in `f32` at `t == 1`, else `(x - m) * inv - ls` in `f64` rounded
+    /// once (then to `f32`); `ls64` holds `ls` in `f64`.
+    #[inline(always)]
+    pub(crate) fn log<const UNIT: bool>(&self, s: S, ls: f32, ls64: S::F64, x: S::F32) -> S::F32 {
+        if UNIT {
+            s.sub_f32(s.sub_f32(x, self.m), s.splat_f32(ls))
+        } else {
+            let lo = s.mul_sub_f64(s.sub_f64(s.widen_low(x), self.m64), self.inv, ls64);
+            let hi = s.mul_sub_f64(s.sub_f64(s.widen_high(x), self.m64), self.inv, ls64);
+            s.narrow(lo, hi)
+        }
+    }
+}
+
+/// Σ exp(arg(x)) over `n` elements, storing the exps when STORE (module doc).
+///
+/// # Safety
+/// `src` valid for reads of `n` elements; with STORE, `dst` valid for writes of `n` (the same
+/// as `src` or disjoint), else unused (it may be null).
+#[inline(always)]
+unsafe fn exp_sum<S: Simd, const UNIT: bool, const STORE: bool>(
+    s: S,
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32<S>,
+) -> f64 {
+    let l = S::F32_LANES;
+    let mut a0 = s.splat_f64(0.0);
+    let mut a1 = s.splat_f64(0.0);
+    let mut i = 0;
+    while i + 4 * l <= n {
+        // SAFETY: `i + 4 l <= n`: the four vectors from `src.add(i)` are among the `n`
+        // readable elements and, with STORE, those from `dst.add(i)` among the `n` writable.
+        unsafe {
+            let e0 = c.exp::<UNIT>(s, s.load_f32(src.add(i)));
+            let e1 = c.exp::<UNIT>(s, s.load_f32(src.add(i + l)));
+            let e2 = c.exp::<UNIT>(s, s.load_f32(src.add(i + 2 * l)));
+            let e3 = c.exp::<UNIT>(s, s.load_f32(src.add(i + 3 * l)));
+            if STORE {
+                s.store_f32(dst.add(i), e0);
+                s.store_f32(dst.add(i + l), e1);
+                s.store_f32(dst.add(i + 2 * l), e2);
+                s.store_f32(dst.add(i + 3 * l), e3);
+            }
+            let v = s.add_f32(s.add_f32(e0, e1), s.add_f32(e2, e3));
+            a0 = s.add_f64(a0, s.widen_low(v));
+            a1 = s.add_f64(a1, s.widen_high(v));
+        }
+        i += 4 * l;
+    }
+    while i + l <= n {
+        // SAFETY: `i + l <= n`: the vector at `src.add(i)` is readable and, with STORE, the
+        // one at `dst.add(i)` writable.
+        unsafe {
+            let e = c.exp::<UNIT>(s, s.load_f32(src.add(i)));
+            if STORE {
+                s.store_f32(dst.add(i), e);
+            }
+            a0 = s.add_f64(a0, s.widen_low(e));
+            a1 = s.add_f64(a1, s.widen_high(e));
+        }
+        i += l;
+    }
+    if i < n {
+        // SAFETY: `i < n < i + l` (the loop above stopped): the last `n - i < l` elements of
+        // `src` are readable and, with STORE, of `dst` writable. Lanes past the end read
+        // -inf, whose exp is exactly 0.
+        unsafe {
+            let x = s.load_f32_part(src.add(i), n - i, f32::NEG_INFINITY);
+            let e = c.exp::<UNIT>(s, x);
+            if STORE {
+                s.store_f32_part(dst.add(i), n - i, e);
+            }
+            a0 = s.add_f64(a0, s.widen_low(e));
+            a1 = s.add_f64(a1, s.widen_high(e));
+        }
+    }
+    s.reduce_add_f64(s.add_f64(a0, a1))
+}
+
+/// `exp((x - m) / t) * factor`.
+#[derive(Clone, Copy)]
+struct ExpTimes<S: Simd, const UNIT: bool> {
+    s: S,
+    c: ArgF32<S>,
+    factor: S::F32,
+}
+
+impl<S: Simd, const UNIT: bool> LaneMap<S::F32> for ExpTimes<S, UNIT> {
+    #[inline(always)]
+    fn apply(&self, x: S::F32) -> S::F32 {
+        self.s.mul_f32(self.c.exp::<UNIT>(self.s, x), self.factor)
+    }
+}
+
+/// `(x - m) / t - log_sum`, `ls` and `ls64` holding `log_sum`.
+#[derive(Clone, Copy)]
+struct LogMinus<S: Simd, const UNIT: bool> {
+    s: S,
+    c: ArgF32<S>,
+    ls: f32,
+    ls64: S::F64,
+}
+
+impl<S: Simd, const UNIT: bool> LaneMap<S::F32> for LogMinus<S, UNIT> {
+    #[inline(always)]
+    fn apply(&self, x: S::F32) -> S::F32 {
+        self.c.log::<UNIT>(self.s, self.ls, self.ls64, x)
+    }
+}
+
+/// `dst = exp((src - m) / t)`, returning the sum `sum_exp` gives.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint).
+#[inline(always)]
+pub(crate) unsafe fn exp_store_sum<S: Simd>(
+    s: S,
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+) -> f64 {
+    // SAFETY: this function's contract is what `exp_sum` with STORE and
+    // `scalar::exp_store_sum` require.
+    unsafe {
+        if t == 1.0 {
+            return exp_sum::<S, true, true>(s, src, dst, n, ArgF32::new(s, m, 1.0));
+        }
+        let inv = 1.0 / t;
+        if !inv.is_normal() {
+            return scalar::exp_store_sum(src, dst, n, m, t);
+        }
+        exp_sum::<S, false, true>(s, src, dst, n, ArgF32::new(s, m, inv))
+    }
+}
+
+/// Σ exp((x - m) / t).
+#[inline(always)]
+pub(crate) fn sum_exp<S: Simd>(s: S, x: &[f32], m: f32, t: f64) -> f64 {
+    let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut());
+    if t == 1.0 {
+        // SAFETY: `p` is valid for reads of the `n` elements of `x`; without STORE `exp_sum`
+        // does not touch `q` (null).
+        return unsafe { exp_sum::<S, true, false>(s, p, q, n, ArgF32::new(s, m, 1.0)) };
+    }
+    let inv = 1.0 / t;
+    if !inv.is_normal() {
+        return scalar::sum_exp(x, m, t);
+    }
+    // SAFETY: as above.
+    unsafe { exp_sum::<S, false, false>(s, p, q, n, ArgF32::new(s, m, inv)) }
+}
+
+/// `dst = exp((src - m) / t) * factor`: the bits `exp_store_sum` then `scale_to` give.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn exp_scale<S: Simd>(
+    s: S,
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    factor: f64,
+    stream: bool,
+) {
+    let f = s.splat_f32(factor as f32);
+    // SAFETY: this function's contract is what `map` and `scalar::exp_store_sum` require;
+    // `scale_to` then reads and writes the `n` elements of `dst` just written.
+    unsafe {
+        if t == 1.0 {
+            let c = ArgF32::new(s, m, 1.0);
+            return map(
+                s,
+                src,
+                dst,
+                n,
+                stream,
+                ExpTimes::<S, true> { s, c, factor: f },
+            );
+        }
+        let inv = 1.0 / t;
+        if !inv.is_normal() {
+            scalar::exp_store_sum(src, dst, n, m, t);
+            return scale_to(s, dst, dst, n, factor, false);
+        }
+        let c = ArgF32::new(s, m, inv);
+        map(
+            s,
+            src,
+            dst,
+            n,
+            stream,
+            ExpTimes::<S, false> { s, c, factor: f },
+        )
+    }
+}
+
+/// `dst = (src - m) / t - log_sum`.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn write_log_softmax<S: Simd>(
+    s: S,
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    log_sum: f64,
+    stream: bool,
+) {
+    let (ls, ls64) = (log_sum as f32, s.splat_f64(log_sum));
+    // SAFETY: this function's contract is what `map` and `scalar::write_log_softmax` require.
+    unsafe {
+        if t == 1.0 {
+            let c = ArgF32::new(s, m, 1.0);
+            return map(
+                s,
+                src,
+                dst,
+                n,
+                stream,
+                LogMinus::<S, true> { s, c, ls, ls64 },
+            );
+        }
+        let inv = 1.0 / t;
+        if !inv.is_normal() {
+            return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
+        }
+        let c = ArgF32::new(s, m, inv);
+        map(
+            s,
+            src,
+            dst,
+            n,
+            stream,
+            LogMinus::<S, false> { s, c, ls, ls64 },
+        )
+    }
+}
+
+use super::elementwise::{map, scale_to, LaneMap};
+
+/// The `f32` block kernels of a polynomial-exp level, defined in the invoking module:
+/// `block_kernels!(Token, "features")` gives `max_f32_impl`, `exp_store_sum_f32`,
+/// `sum_exp_f32_impl`, `scale_f32`, `scale_to_f32`, `exp_scale_f32` and
+/// `write_log_softmax_f32`, each compiled with the level's features, for the level's table
+/// and rows kernel. The invoking module defines `unsafe fn isa() -> Token`.
+macro_rules! block_kernels {
+    ($feat:literal) => {
+        /// # Safety
+        /// The CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
+            // SAFETY: compiled with the level's features (this function's contract).
+            crate::kernels::algo::max::max(unsafe { isa() }, x)
+        }
+
+        /// # Safety
+        /// The CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
+            // SAFETY: as `max_f32_impl`.
+            crate::kernels::algo::f32::sum_exp(unsafe { isa() }, x, m, t)
+        }
+
+        /// # Safety
+        /// As `algo::f32::exp_store_sum`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn exp_store_sum_f32(
+            src: *const f32,
+            dst: *mut f32,
+            n: usize,
+            m: f32,
+            t: f64,
+        ) -> f64 {
+            // SAFETY: this function's contract is the callee's; features as `max_f32_impl`.
+            unsafe { crate::kernels::algo::f32::exp_store_sum(isa(), src, dst, n, m, t) }
+        }
+
+        /// # Safety
+        /// `dst` valid for reads and writes of `n`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
+            // SAFETY: `dst` as both `src` and `dst` meets `scale_to`'s contract; features as
+            // `max_f32_impl`.
+            unsafe {
+                crate::kernels::algo::elementwise::scale_to(isa(), dst, dst, n, factor, false)
+            }
+        }
+
+        /// # Safety
+        /// As `algo::elementwise::scale_to`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn scale_to_f32(
+            src: *const f32,
+            dst: *mut f32,
+            n: usize,
+            factor: f64,
+            stream: bool,
+        ) {
+            // SAFETY: this function's contract is the callee's; features as `max_f32_impl`.
+            unsafe {
+                crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, stream)
+            }
+        }
+
+        /// # Safety
+        /// As `algo::f32::exp_scale`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn exp_scale_f32(
+            src: *const f32,
+            dst: *mut f32,
+            n: usize,
+            m: f32,
+            t: f64,
+            factor: f64,
+            stream: bool,
+        ) {
+            // SAFETY: this function's contract is the callee's; features as `max_f32_impl`.
+            unsafe {
+                crate::kernels::algo::f32::exp_scale(isa(), src, dst, n, m, t, factor, stream)
+            }
+        }
+
+        /// # Safety
+        /// As `algo::f32::write_log_softmax`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn write_log_softmax_f32(
+            src: *const f32,
+            dst: *mut f32,
+            n: usize,
+            m: f32,
+            t: f64,
+            log_sum: f64,
+            stream: bool,
+        ) {
+            // SAFETY: this function's contract is the callee's; features as `max_f32_impl`.
+            unsafe {
+                crate::kernels::algo::f32::write_log_softmax(
+                    isa(),
+                    src,
+                    dst,
+                    n,
+                    m,
+                    t,
+                    log_sum,
+                    stream,
+                )
+            }
+        }
+    };
+}
+pub(crate) use block_kernels;

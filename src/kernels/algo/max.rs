@@ -1,0 +1,62 @@
+//! The row maximum, for `f32` and `f64`.
+
+use crate::kernels::isa::{Lane, Simd};
+use crate::kernels::scalar;
+
+/// The largest entry ignoring NaN, and whether there is a NaN: four vector maxima, combined
+/// pairwise, then across lanes. x86's maximum returns its second operand on NaN, so the new
+/// value goes first and NaN is found by unordered compares; where the level's maximum
+/// propagates NaN instead (NEON), a row whose result is NaN (rare, and all NaN in the output)
+/// is scanned again by the scalar kernel.
+#[inline(always)]
+pub(crate) fn max<S: Simd, E: Lane<S> + crate::element::Real>(s: S, x: &[E]) -> (E, bool) {
+    let (n, p, l) = (x.len(), x.as_ptr(), E::LANES);
+    let ninf = E::splat(s, E::MINUS_INF);
+    let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+    let mut nan = E::none_m(s);
+    let mut i = 0;
+    while i + 4 * l <= n {
+        // SAFETY: `i + 4 l <= n = x.len()`: the four vectors from `p.add(i)` are in `x`.
+        let (v0, v1, v2, v3) = unsafe {
+            (
+                E::load(s, p.add(i)),
+                E::load(s, p.add(i + l)),
+                E::load(s, p.add(i + 2 * l)),
+                E::load(s, p.add(i + 3 * l)),
+            )
+        };
+        if !S::MAX_PROPAGATES_NAN {
+            nan = E::or_m(s, nan, E::unord(s, v0, v1));
+            nan = E::or_m(s, nan, E::unord(s, v2, v3));
+        }
+        m0 = E::max(s, v0, m0);
+        m1 = E::max(s, v1, m1);
+        m2 = E::max(s, v2, m2);
+        m3 = E::max(s, v3, m3);
+        i += 4 * l;
+    }
+    while i < n {
+        // SAFETY: `i < n = x.len()`: with `n - i >= l` the vector at `p.add(i)` is in `x`;
+        // else the last `n - i < l` elements, which `load_part` takes.
+        let v = unsafe {
+            if n - i >= l {
+                E::load(s, p.add(i))
+            } else {
+                E::load_part(s, p.add(i), n - i, E::MINUS_INF)
+            }
+        };
+        if !S::MAX_PROPAGATES_NAN {
+            nan = E::or_m(s, nan, E::unord(s, v, v));
+        }
+        m0 = E::max(s, v, m0);
+        i += l;
+    }
+    let m = E::reduce_max(s, E::max(s, E::max(s, m0, m1), E::max(s, m2, m3)));
+    if S::MAX_PROPAGATES_NAN {
+        if m.nan() {
+            return scalar::max(x);
+        }
+        return (m, false);
+    }
+    (m, E::any_m(s, nan))
+}
