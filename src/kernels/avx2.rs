@@ -290,13 +290,13 @@ unsafe fn rows_f32(
                 unsafe {
                     if t == 1.0 {
                         (
-                            c.log::<true>(isa(), ls as f32, ls64, x0),
-                            c.log::<true>(isa(), ls as f32, ls64, x1),
+                            c.log::<true>(isa(), _mm256_set1_ps(ls as f32), ls64, x0),
+                            c.log::<true>(isa(), _mm256_set1_ps(ls as f32), ls64, x1),
                         )
                     } else {
                         (
-                            c.log::<false>(isa(), ls as f32, ls64, x0),
-                            c.log::<false>(isa(), ls as f32, ls64, x1),
+                            c.log::<false>(isa(), _mm256_set1_ps(ls as f32), ls64, x0),
+                            c.log::<false>(isa(), _mm256_set1_ps(ls as f32), ls64, x1),
                         )
                     }
                 }

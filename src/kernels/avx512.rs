@@ -5,9 +5,9 @@
 
 use std::arch::x86_64::*;
 
-use super::exp_f32_poly::{F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_ROUND};
 use super::isa::avx512::{mask16, Avx512};
-use super::{level_table, rows_kernel, scalar};
+use super::isa::Simd;
+use super::{level_table, rows_kernel};
 
 /// The AVX-512 token.
 ///
@@ -24,229 +24,103 @@ unsafe fn isa() -> Avx512 {
 // f32
 // ---------------------------------------------------------------------------------------------
 
-/// Below this the `f32` exp is 0 (exp(-104) already rounds to 0); -inf is clamped here.
-pub(crate) const F32_ARG_MIN: f32 = -110.0;
-
-/// Below this the `f32` exp rounds to exactly 0 (exp(-104) < 2^-150, half the smallest
-/// subnormal), so [`exp_reduced`] gives 0 there without computing.
-const F32_ZERO_BELOW: f32 = -104.0;
-
-/// 2^(j/16) for j in 0..16, each correctly rounded to `f32` (computed with 60-digit decimals).
-const F32_EXP2_SIXTEENTHS: [f32; 16] = [
-    1.0,
-    1.044_273_7,
-    1.090_507_7,
-    1.138_788_6,
-    1.189_207_1,
-    1.241_857_8,
-    1.296_839_6,
-    1.354_255_6,
-    std::f32::consts::SQRT_2,
-    1.476_826_2,
-    1.542_210_8,
-    1.610_490_3,
-    1.681_792_9,
-    1.756_252_2,
-    1.834_008_1,
-    1.915_206_6,
-];
-
-/// exp of every lane. `k = round(16 a / ln 2)`, `r = a - k ln2/16` (Cody-Waite, |r| <= ln2/32),
-/// `exp(a) = 2^floor(k/16) * 2^((k mod 16)/16) * exp(r)`: the middle factor comes from a
-/// 16-entry table in one register (VPERMPS), so `exp(r)` needs only a degree-3 polynomial,
-/// whose truncation error (r^4/24 < 9.2e-9) is under 0.08 ulp. Fewer multiply-adds than the
-/// degree-6 polynomial over |r| <= ln2/2 that AVX2 uses, same accuracy class (the ulp test in
-/// tests/kernels.rs bounds both).
+/// The level's `f32` exp of every lane ([`Simd::exp_f32`]: the 16-entry-table exp).
 ///
-/// 12 vector operations: `k` is rounded by the shifter's addition (fused with the multiply, so
-/// no separate round and no float-to-integer conversion for the table index), and VSCALEFPS
-/// floors its exponent operand itself.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
+/// # Safety
+/// AVX-512F.
+#[inline(always)]
 unsafe fn exp_ps(a: __m512) -> __m512 {
-    // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
-    // SAFETY: `exp_reduced` requires only avx512f, avx2 and fma, which this function is
-    // compiled with.
-    unsafe {
-        exp_reduced::<false>(
-            _mm512_max_ps(_mm512_set1_ps(F32_ARG_MIN), a),
-            _mm512_setzero_ps(),
-        )
-    }
+    // SAFETY: the CPU has AVX-512F (# Safety).
+    unsafe { isa() }.exp_f32(a)
 }
 
-/// `exp(a + lo)` (LO; else `exp(a)`) for `a` at least [`F32_ARG_MIN`] - 64 (or NaN) and `|lo|`
-/// at most 2^-10: `k` is taken from `a` alone and `lo` joins the reduced argument `r`, so
-/// `|r| <= ln2/32 + 2^-10` and the polynomial's truncation error stays under 0.1 ulp.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn exp_reduced<const LO: bool>(a: __m512, lo: __m512) -> __m512 {
-    // Lanes whose exp rounds to 0 anyway (a < -104: exp(a) < 2^-150) are computed at a = 0
-    // and zeroed at the end: VSCALEFPS underflowing to 0 takes a slow microcode path on some
-    // CPUs (3x slower softmax on rows with 10% masked tokens), and masked rows are common.
-    // NaN compares false, so it still propagates.
-    let under = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_set1_ps(F32_ZERO_BELOW));
-    let a = _mm512_mask_mov_ps(a, under, _mm512_setzero_ps());
-    // |16 a / ln 2| < 2^12, far inside the 2^22 within which adding F32_ROUND leaves the
-    // rounded integer in the low mantissa bits.
-    let shifted = _mm512_fmadd_ps(
-        a,
-        _mm512_set1_ps(16.0 * F32_LOG2E),
-        _mm512_set1_ps(F32_ROUND),
-    );
-    let k = _mm512_sub_ps(shifted, _mm512_set1_ps(F32_ROUND));
-    // k * LN2_HI / 16 is exact: LN2_HI has 9 significant bits and |k| < 2^12.
-    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_HI / 16.0), a);
-    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_LO / 16.0), r);
-    let r = if LO { _mm512_add_ps(r, lo) } else { r };
-    // VPERMPS reads the low 4 bits of each index: the shifted float's low bits are k mod 16
-    // (F32_ROUND's bits are a multiple of 16), also for k < 0.
-    let t = _mm512_permutexvar_ps(
-        _mm512_castps_si512(shifted),
-        // SAFETY: `F32_EXP2_SIXTEENTHS` is an array of exactly the 16 `f32` the load reads
-        // (its temporary lives to the end of the statement).
-        unsafe { _mm512_loadu_ps(F32_EXP2_SIXTEENTHS.as_ptr()) },
-    );
-    // exp(r) - 1 ~ r + r^2 (1/2 + r/6); then t * exp(r) = t + t (exp(r) - 1), rounded once.
-    let p = _mm512_fmadd_ps(_mm512_set1_ps(1.0 / 6.0), r, _mm512_set1_ps(0.5));
-    let em1 = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
-    let y = _mm512_fmadd_ps(t, em1, t);
-    // y * 2^floor(k / 16) (VSCALEFPS floors; k / 16 is exact), rounded once (into the
-    // subnormals when k is very negative).
-    _mm512_maskz_mov_ps(
-        !under,
-        _mm512_scalef_ps(y, _mm512_mul_ps(k, _mm512_set1_ps(0.0625))),
-    )
-}
-
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
+/// [`Simd::widen_low`].
+///
+/// # Safety
+/// AVX-512F.
+#[inline(always)]
 unsafe fn lo_pd(v: __m512) -> __m512d {
-    _mm512_cvtps_pd(_mm512_castps512_ps256(v))
+    // SAFETY: the CPU has AVX-512F (# Safety).
+    unsafe { isa() }.widen_low(v)
 }
 
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
+/// [`Simd::widen_high`].
+///
+/// # Safety
+/// AVX-512F.
+#[inline(always)]
 unsafe fn hi_pd(v: __m512) -> __m512d {
-    _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
-        _mm512_castps_pd(v),
-    )))
+    // SAFETY: the CPU has AVX-512F (# Safety).
+    unsafe { isa() }.widen_high(v)
 }
 
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
+/// [`Simd::narrow`].
+///
+/// # Safety
+/// AVX-512F.
+#[inline(always)]
 unsafe fn narrow(lo: __m512d, hi: __m512d) -> __m512 {
-    let l = _mm256_castps_pd(_mm512_cvtpd_ps(lo));
-    let h = _mm256_castps_pd(_mm512_cvtpd_ps(hi));
-    _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(l), h))
+    // SAFETY: the CPU has AVX-512F (# Safety).
+    unsafe { isa() }.narrow(lo, hi)
 }
 
-/// Sum of the 8 lanes in a fixed order: lanes `i + (i + 4)`, then `i + (i + 2)`, then `0 + 1`.
-/// Written out (rather than `_mm512_reduce_add_pd`, whose order is the library's to choose) so
-/// that the column kernel (`columns.rs`) can repeat it lane-wise with the same bits.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
+/// [`Simd::reduce_add_f64`]: lanes `i + (i + 4)`, then `i + (i + 2)`, then `0 + 1`, the order
+/// [`hsum_of_each`] repeats lane-wise.
+///
+/// # Safety
+/// AVX-512F.
+#[inline(always)]
 unsafe fn hsum_pd(v: __m512d) -> f64 {
-    let four = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd::<1>(v));
-    let two = _mm_add_pd(
-        _mm256_castpd256_pd128(four),
-        _mm256_extractf128_pd::<1>(four),
-    );
-    _mm_cvtsd_f64(two) + _mm_cvtsd_f64(_mm_unpackhi_pd(two, two))
+    // SAFETY: the CPU has AVX-512F (# Safety).
+    unsafe { isa() }.reduce_add_f64(v)
 }
 
-/// The exp argument of an `f32` row: `x - m` in `f32` when `t == 1` (UNIT), else `(x - m) / t`
-/// to within half an ulp, in one of two ways (see [`exp_arg`]).
-#[derive(Clone, Copy)]
-struct ArgF32 {
-    m: __m512,
-    m64: __m512d,
-    inv: __m512d,
-    s: InvF32,
-    /// [`super::FoldedArg`] holds: [`exp_arg`] folds the temperature into `f32` arithmetic.
-    fold: bool,
-    neg_mi_hi: __m512,
-    neg_mi_lo: __m512,
-    x_floor: __m512,
-}
+type ArgF32 = crate::kernels::algo::f32::ArgF32<Avx512>;
+type InvF32 = crate::kernels::algo::f32::InvF32<Avx512>;
 
-impl ArgF32 {
-    /// `inv`: 1, or a reciprocal temperature for which [`vector_inv`] holds.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn new(m: f32, inv: f64) -> ArgF32 {
-        let f = super::FoldedArg::new(m, inv);
-        let g = f.unwrap_or_default();
-        ArgF32 {
-            m: _mm512_set1_ps(m),
-            m64: _mm512_set1_pd(m as f64),
-            inv: _mm512_set1_pd(inv),
-            // SAFETY: `InvF32::new` requires only the target features this function is compiled
-            // with (avx512f, avx2, fma).
-            s: unsafe { InvF32::new(inv) },
-            fold: f.is_some(),
-            neg_mi_hi: _mm512_set1_ps(g.neg_mi_hi),
-            neg_mi_lo: _mm512_set1_ps(g.neg_mi_lo),
-            x_floor: _mm512_set1_ps(g.x_floor),
-        }
-    }
-}
-
-/// A reciprocal temperature `inv` as [`log_scaled`] uses it: `hi + lo` (each `f32`, together
-/// within 2^-48 of `inv`), and the difference below which `d * hi` overflows (or `f32::MIN`).
-#[derive(Clone, Copy)]
-struct InvF32 {
-    hi: __m512,
-    lo: __m512,
-    d_floor: __m512,
-}
-
-impl InvF32 {
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn new(inv: f64) -> InvF32 {
-        let hi = inv as f32;
-        InvF32 {
-            hi: _mm512_set1_ps(hi),
-            lo: _mm512_set1_ps((inv - hi as f64) as f32),
-            d_floor: _mm512_set1_ps((f32::MIN as f64 / hi as f64).max(f32::MIN as f64) as f32),
-        }
-    }
-}
-
-/// Whether the `f32` vector kernels take temperature `t` ([`super::moderate_temperature`]: its
-/// reciprocal lies in [2^-100, 2^100], so [`InvF32`]'s parts are normal). Other temperatures
-/// (below 7.9e-31 or above 1.27e30) go through the portable kernels.
+/// Whether the `f32` vector kernels take temperature `t`
+/// ([`crate::kernels::algo::f32::vector_temperature`]).
 #[inline]
 fn vector_inv(t: f64) -> bool {
-    super::moderate_temperature(t)
+    crate::kernels::algo::f32::vector_temperature::<Avx512>(t)
 }
 
-/// `exp((x - m) * inv)` of every lane (UNIT: `inv` is 1). With a temperature the argument is
-/// within half an ulp (plus 2^-30) of `(x - m) / t`, as `x - m` is at temperature 1: folded
-/// into `f32` arithmetic ([`super::FoldedArg`]) where that holds, else `(x - m) * inv` in `f64`,
-/// rounded once to `f32` (10 more operations).
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
+/// `exp((x - m) / t)` of every lane ([`ArgF32::exp`]).
+///
+/// # Safety
+/// AVX-512F.
+#[inline(always)]
 unsafe fn exp_arg<const UNIT: bool>(c: ArgF32, x: __m512) -> __m512 {
-    // SAFETY: `exp_ps`, `exp_folded`, `lo_pd`, `hi_pd` and `narrow` require only the target
-    // features this function is compiled with (avx512f, avx2, fma).
-    unsafe {
-        if UNIT {
-            exp_ps(_mm512_sub_ps(x, c.m))
-        } else if c.fold {
-            exp_folded(x, c.x_floor, c.s, c.neg_mi_hi, c.neg_mi_lo)
-        } else {
-            let lo = _mm512_mul_pd(_mm512_sub_pd(lo_pd(x), c.m64), c.inv);
-            let hi = _mm512_mul_pd(_mm512_sub_pd(hi_pd(x), c.m64), c.inv);
-            exp_ps(narrow(lo, hi))
-        }
-    }
+    // SAFETY: the CPU has AVX-512F (# Safety).
+    c.exp::<UNIT>(unsafe { isa() }, x)
 }
 
-/// The folded `exp((x - m) * inv)` of [`exp_arg`], with `m`'s terms given lane by lane.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
+/// `(x - m) / t - ls` of every lane ([`ArgF32::log`]).
+///
+/// # Safety
+/// AVX-512F.
+#[inline(always)]
+unsafe fn log_f32<const UNIT: bool>(c: ArgF32, ls: __m512, x: __m512) -> __m512 {
+    // SAFETY: the CPU has AVX-512F (# Safety).
+    let s = unsafe { isa() };
+    c.log::<UNIT>(s, ls, s.splat_f64(0.0), x)
+}
+
+/// [`InvF32::log_scaled`].
+///
+/// # Safety
+/// AVX-512F.
+#[inline(always)]
+unsafe fn log_scaled(d: __m512, s: InvF32, ls: __m512) -> __m512 {
+    // SAFETY: the CPU has AVX-512F (# Safety).
+    s.log_scaled(unsafe { isa() }, d, ls)
+}
+
+/// The folded `exp((x - m) * inv)` of [`ArgF32::exp`], with `m`'s terms given lane by lane.
+///
+/// # Safety
+/// AVX-512F.
+#[inline(always)]
 unsafe fn exp_folded(
     x: __m512,
     x_floor: __m512,
@@ -254,40 +128,13 @@ unsafe fn exp_folded(
     neg_mi_hi: __m512,
     neg_mi_lo: __m512,
 ) -> __m512 {
+    // SAFETY: the CPU has AVX-512F (# Safety).
+    let v = unsafe { isa() };
     // NaN propagates: MAXPS returns its second operand when either is NaN.
-    let x = _mm512_max_ps(x_floor, x);
-    let a = _mm512_fmadd_ps(x, s.hi, neg_mi_hi);
-    let lo = _mm512_fmadd_ps(x, s.lo, neg_mi_lo);
-    // SAFETY: `exp_reduced` requires only the target features this function is compiled with
-    // (avx512f, avx2, fma).
-    unsafe { exp_reduced::<true>(a, lo) }
-}
-
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[inline]
-pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
-    // SAFETY: compiled with avx512f, which the CPU has (the table's contract).
-    crate::kernels::algo::max::max(unsafe { isa() }, x)
-}
-
-/// Σ exp(arg(x)) over `n` elements, storing the exps when STORE. Four vectors are added in
-/// `f32` (two roundings), then widened and accumulated in `f64` lanes.
-///
-/// # Safety
-/// `src` valid for reads of `n` elements; with STORE, `dst` valid for writes of `n` (the same
-/// as `src` or disjoint); AVX-512F.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn exp_sum_f32<const UNIT: bool, const STORE: bool>(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    c: ArgF32,
-) -> f64 {
-    // SAFETY: `src` and `dst` are as `exp_sum_pending_f32` requires (this function's contract),
-    // with no pending write and a null `ahead`, which is only prefetched; it requires only the
-    // target features this function is compiled with.
-    unsafe { exp_sum_pending_f32::<UNIT, STORE, false>(src, dst, n, c, None, std::ptr::null(), 0) }
+    let x = v.max_f32(x_floor, x);
+    let a = v.mul_add_f32(x, s.hi, neg_mi_hi);
+    let lo = v.mul_add_f32(x, s.lo, neg_mi_lo);
+    v.exp_f32_near(a, lo)
 }
 
 /// The previous row's output, written with non-temporal stores 64 elements at a time alongside
@@ -591,7 +438,7 @@ impl Pending {
         // contract); `ArgF32::new` and `start` require only the target features this function
         // is compiled with beyond that.
         unsafe {
-            let c = ArgF32::new(m, if t == 1.0 { 1.0 } else { 1.0 / t });
+            let c = ArgF32::new(isa(), m, if t == 1.0 { 1.0 } else { 1.0 / t });
             Some(Pending::start(
                 log,
                 exp,
@@ -641,7 +488,7 @@ unsafe fn exp_sum_overlapped_impl(
         return unsafe { super::exp_sum_unfused(&F32, src, exps, n, m, t, write, ahead, ahead_n) };
     }
     // SAFETY: `ArgF32::new` requires only the target features this function is compiled with.
-    let c = unsafe { ArgF32::new(m, inv) };
+    let c = unsafe { ArgF32::new(isa(), m, inv) };
     let p = pend.as_mut();
     let store = !exps.is_null();
     // SAFETY: `src` is valid for reads of `n` and, when `store`, `exps` for writes of `n`, the
@@ -691,212 +538,7 @@ unsafe fn exp_sum_overlapped_f32(
     unsafe { exp_sum_overlapped_impl(src, exps, n, m, t, write, ahead, ahead_n) }
 }
 
-/// # Safety
-/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint); AVX-512F.
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[inline]
-pub(crate) unsafe fn exp_store_sum_f32(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    m: f32,
-    t: f64,
-) -> f64 {
-    // SAFETY: `src` and `dst` are as `exp_sum_f32` (with STORE) and `scalar::exp_store_sum`
-    // require (this function's contract); `exp_sum_f32` and `ArgF32::new` require only the
-    // target features this function is compiled with beyond that.
-    unsafe {
-        if t == 1.0 {
-            return exp_sum_f32::<true, true>(src, dst, n, ArgF32::new(m, 1.0));
-        }
-        let inv = 1.0 / t;
-        if !vector_inv(t) {
-            // Extreme temperatures (see `vector_inv`): the portable twin divides instead.
-            return scalar::exp_store_sum(src, dst, n, m, t);
-        }
-        exp_sum_f32::<false, true>(src, dst, n, ArgF32::new(m, inv))
-    }
-}
-
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[inline]
-pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
-    let (p, n) = (x.as_ptr(), x.len());
-    // SAFETY: `p` is valid for reads of the `n` elements of `x`; without STORE `exp_sum_f32`
-    // does not use its null `dst`. `exp_sum_f32` and `ArgF32::new` require only the target
-    // features this function is compiled with beyond that.
-    unsafe {
-        if t == 1.0 {
-            return exp_sum_f32::<true, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, 1.0));
-        }
-        let inv = 1.0 / t;
-        if !vector_inv(t) {
-            return scalar::sum_exp(x, m, t);
-        }
-        exp_sum_f32::<false, false>(p, std::ptr::null_mut(), n, ArgF32::new(m, inv))
-    }
-}
-
-/// # Safety
-/// `dst` valid for reads and writes of `n`; AVX-512F.
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[inline]
-pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
-    // SAFETY: `dst`, readable and writable for `n` (# Safety), is `scale_to`'s `src` and
-    // `dst`; compiled with avx512f, which the CPU has.
-    unsafe { crate::kernels::algo::elementwise::scale_to(isa(), dst, dst, n, factor, false) }
-}
-
-/// `(x - m) * inv - ls` of every lane (UNIT: `inv` is 1). With a temperature, `d = x - m`
-/// then `d hi + (d lo - ls)`: three roundings, each within half an ulp of a value no larger
-/// than the result (`ls >= 0` and `d <= 0`), so the error stays under 2e-7 of the result,
-/// well inside contract S8's 2e-6.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn log_f32<const UNIT: bool>(c: ArgF32, ls: __m512, x: __m512) -> __m512 {
-    let d = _mm512_sub_ps(x, c.m);
-    if UNIT {
-        _mm512_sub_ps(d, ls)
-    } else {
-        // SAFETY: `log_scaled` requires only the target features this function is compiled
-        // with (avx512f, avx2, fma).
-        unsafe { log_scaled(d, c.s, ls) }
-    }
-}
-
-/// `d * inv - ls` for `d = x - m` (at most 0, or -inf: a -inf entry, or an overflowed
-/// difference) as [`log_f32`] describes. The small term takes `d` clamped where `d hi` would
-/// overflow (the result is then -inf whatever it adds), so that it stays finite and cannot
-/// meet `d hi`'s infinity with the other sign, or `-inf * 0`.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn log_scaled(d: __m512, s: InvF32, ls: __m512) -> __m512 {
-    let clamped = _mm512_max_ps(d, s.d_floor);
-    _mm512_fmadd_ps(d, s.hi, _mm512_fmsub_ps(clamped, s.lo, ls))
-}
-
-/// # Safety
-/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint; AVX-512F.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn write_log_f32<const UNIT: bool>(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    c: ArgF32,
-    log_sum: f64,
-    stream: bool,
-) {
-    let ls = _mm512_set1_ps(log_sum as f32);
-    let op = |x| {
-        // SAFETY: `log_f32` requires only the target features this function is compiled with.
-        unsafe { log_f32::<UNIT>(c, ls, x) }
-    };
-    // SAFETY: the enclosing kernel's contract (`src` readable and `dst` writable for `n`,
-    // the same or disjoint) is `map`'s; the token's features are the kernel's.
-    unsafe { crate::kernels::algo::elementwise::map(isa(), src, dst, n, stream, op) };
-}
-
-/// # Safety
-/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint; AVX-512F.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn exp_scale_f32_impl<const UNIT: bool>(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    c: ArgF32,
-    factor: f64,
-    stream: bool,
-) {
-    let f = _mm512_set1_ps(factor as f32);
-    let op = |x| {
-        // SAFETY: `exp_arg` requires only the target features this function is compiled with.
-        let e = unsafe { exp_arg::<UNIT>(c, x) };
-        _mm512_mul_ps(e, f)
-    };
-    // SAFETY: the enclosing kernel's contract (`src` readable and `dst` writable for `n`,
-    // the same or disjoint) is `map`'s; the token's features are the kernel's.
-    unsafe { crate::kernels::algo::elementwise::map(isa(), src, dst, n, stream, op) };
-}
-
-/// dst = exp((src - m) / t) * factor: the bits `exp_store_sum_f32` then `scale_f32` give.
-///
-/// # Safety
-/// As [`exp_store_sum_f32`].
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[inline]
-pub(crate) unsafe fn exp_scale_f32(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    m: f32,
-    t: f64,
-    factor: f64,
-    stream: bool,
-) {
-    // SAFETY: `src` and `dst` are as `exp_scale_f32_impl` and `scalar::exp_store_sum` require
-    // (this function's contract: `n` elements, the same or disjoint); `scale_f32` then reads
-    // and writes the `n` elements of `dst` just written. `exp_scale_f32_impl`, `scale_f32` and
-    // `ArgF32::new` require only the target features this function is compiled with beyond
-    // that.
-    unsafe {
-        if t == 1.0 {
-            return exp_scale_f32_impl::<true>(src, dst, n, ArgF32::new(m, 1.0), factor, stream);
-        }
-        let inv = 1.0 / t;
-        if !vector_inv(t) {
-            scalar::exp_store_sum(src, dst, n, m, t);
-            return scale_f32(dst, n, factor);
-        }
-        exp_scale_f32_impl::<false>(src, dst, n, ArgF32::new(m, inv), factor, stream)
-    }
-}
-
-/// # Safety
-/// As [`exp_store_sum_f32`].
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[inline]
-pub(crate) unsafe fn write_log_softmax_f32(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    m: f32,
-    t: f64,
-    log_sum: f64,
-    stream: bool,
-) {
-    // SAFETY: `src` and `dst` are as `write_log_f32` and `scalar::write_log_softmax` require
-    // (this function's contract); `write_log_f32` and `ArgF32::new` require only the target
-    // features this function is compiled with beyond that.
-    unsafe {
-        if t == 1.0 {
-            return write_log_f32::<true>(src, dst, n, ArgF32::new(m, 1.0), log_sum, stream);
-        }
-        let inv = 1.0 / t;
-        if !vector_inv(t) {
-            return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
-        }
-        write_log_f32::<false>(src, dst, n, ArgF32::new(m, inv), log_sum, stream)
-    }
-}
-
-/// dst = src * factor: the bits `scale_f32` gives.
-///
-/// # Safety
-/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[inline]
-pub(crate) unsafe fn scale_to_f32(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    factor: f64,
-    stream: bool,
-) {
-    // SAFETY: this function's contract is `scale_to`'s; compiled with avx512f.
-    unsafe { crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, stream) }
-}
+crate::kernels::algo::f32::block_kernels!("avx512f,avx2,fma");
 
 rows_kernel!(
     rows_f32_general,
@@ -1159,7 +801,7 @@ unsafe fn rows_f32_long(
         let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
         // SAFETY: `ArgF32::new` requires only the target features this function is compiled
         // with.
-        let c = unsafe { ArgF32::new(m, inv) };
+        let c = unsafe { ArgF32::new(isa(), m, inv) };
         let e = bufs[r % 2];
         // As `exp_store_sum_f32` (softmax, exps kept) or `sum_exp_f32_impl` (log-softmax).
         let pend = pending.as_mut();
@@ -1263,7 +905,7 @@ unsafe fn rows_f32_cached(
         let unit = t == 1.0;
         // SAFETY: `ArgF32::new` requires only the target features this function is compiled
         // with.
-        let c = unsafe { ArgF32::new(m, if unit { 1.0 } else { 1.0 / t }) };
+        let c = unsafe { ArgF32::new(isa(), m, if unit { 1.0 } else { 1.0 / t }) };
         let none = None;
         if softmax {
             // As `exp_store_sum_f32` then `scale_f32`.
@@ -1293,9 +935,25 @@ unsafe fn rows_f32_cached(
                 };
                 let ls = super::row_ln_f32(total);
                 if unit {
-                    write_log_f32::<true>(s, d, n, c, ls, false);
+                    crate::kernels::algo::f32::write_log::<Avx512, true>(
+                        isa(),
+                        s,
+                        d,
+                        n,
+                        c,
+                        ls,
+                        false,
+                    );
                 } else {
-                    write_log_f32::<false>(s, d, n, c, ls, false);
+                    crate::kernels::algo::f32::write_log::<Avx512, false>(
+                        isa(),
+                        s,
+                        d,
+                        n,
+                        c,
+                        ls,
+                        false,
+                    );
                 }
             }
         }
@@ -1455,7 +1113,7 @@ unsafe fn log_softmax_f32_medium(
         }
         // SAFETY: `ArgF32::new` requires only the target features this function is compiled
         // with.
-        let c = unsafe { ArgF32::new(ms[j], inv[j]) };
+        let c = unsafe { ArgF32::new(isa(), ms[j], inv[j]) };
         let unit = temp(j) == 1.0;
         let exp = |x: __m512| {
             // SAFETY: `exp_arg` requires only the target features this function is compiled
@@ -1509,7 +1167,7 @@ unsafe fn log_softmax_f32_medium(
         let nan = totals[j].is_nan();
         // SAFETY: `ArgF32::new` requires only the target features this function is compiled
         // with.
-        let c = unsafe { ArgF32::new(ms[j], inv[j]) };
+        let c = unsafe { ArgF32::new(isa(), ms[j], inv[j]) };
         let v = _mm512_set1_ps(ls[j]);
         // Contract S6 for a NaN sum (see `rows_f32_short`), else `write_log_f32`.
         let y = |x: __m512| {
@@ -1597,7 +1255,7 @@ unsafe fn rows_f32_short(
         // `ArgF32::new`, `exp_arg`, `lo_pd` and `hi_pd` require only the target features this
         // function is compiled with.
         unsafe {
-            let c = ArgF32::new(ms[j], inv[j]);
+            let c = ArgF32::new(isa(), ms[j], inv[j]);
             let e = if *temps.add(j * temp_step) == 1.0 {
                 exp_arg::<true>(c, xs[j])
             } else {
@@ -1669,7 +1327,7 @@ unsafe fn rows_f32_short(
             // SAFETY: `ArgF32::new` and `log_f32` require only the target features this
             // function is compiled with.
             crate::op::Op::LogSoftmax => unsafe {
-                let c = ArgF32::new(ms[j], inv[j]);
+                let c = ArgF32::new(isa(), ms[j], inv[j]);
                 let ls = _mm512_set1_ps(v32[j]);
                 if t == 1.0 {
                     log_f32::<true>(c, ls, xs[j])
@@ -1731,7 +1389,7 @@ unsafe fn rows_f32_packed<const UNIT: bool, const LONG: bool>(
     }
     // SAFETY: `max_of_each`, `InvF32::new`, `Folds::none` and `Folds::of_rows` require only the
     // target features this function is compiled with.
-    let (m, s) = unsafe { (max_of_each(&xs), InvF32::new(inv)) };
+    let (m, s) = unsafe { (max_of_each(&xs), InvF32::new(isa(), inv)) };
     let inv_v = _mm512_set1_pd(inv);
     // SAFETY: as above.
     let fold = unsafe {

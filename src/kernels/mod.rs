@@ -316,7 +316,7 @@ pub enum Store {
 /// temperatures the packed short-row kernels, and AVX-512's `f32` kernels, take (the latter
 /// split the reciprocal into `f32` parts, which must be normal). Others take the plain
 /// kernels, which are exact for any temperature.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[inline]
 pub(crate) fn moderate_temperature(t: f64) -> bool {
     t == 1.0 || (1.0 / RECIPROCAL_LIMIT..=RECIPROCAL_LIMIT).contains(&(1.0 / t))

@@ -7,8 +7,8 @@
 //! at a time in `f32` (two roundings), then widened and accumulated in two `f64` vectors.
 //! Temperatures whose reciprocal is not a normal number go to the scalar kernels.
 
-use crate::kernels::isa::{exp_f32_flushing, Simd};
-use crate::kernels::{scalar, FoldedArg};
+use crate::kernels::isa::Simd;
+use crate::kernels::{moderate_temperature, scalar, FoldedArg};
 
 /// [`FoldedArg`]'s terms in every lane.
 #[derive(Clone, Copy)]
@@ -39,7 +39,54 @@ impl<S: Simd> Folded<S> {
         let x = s.max_f32(self.x_floor, x);
         let a = s.mul_add_f32(x, self.inv_hi, self.neg_mi_hi);
         let lo = s.mul_add_f32(x, self.inv_lo, self.neg_mi_lo);
-        exp_f32_flushing::<S, true>(s, a, lo)
+        s.exp_f32_near(a, lo)
+    }
+}
+
+/// A reciprocal temperature `inv` as the `f32` log-softmax of an `F32_LOG_IN_F32` level uses
+/// it: `hi + lo` (each `f32`, together within 2^-48 of `inv`), and the difference below which
+/// `d * hi` overflows (or `f32::MIN`).
+#[derive(Clone, Copy)]
+pub(crate) struct InvF32<S: Simd> {
+    pub(crate) hi: S::F32,
+    pub(crate) lo: S::F32,
+    pub(crate) d_floor: S::F32,
+}
+
+impl<S: Simd> InvF32<S> {
+    #[inline(always)]
+    pub(crate) fn new(s: S, inv: f64) -> InvF32<S> {
+        let hi = inv as f32;
+        InvF32 {
+            hi: s.splat_f32(hi),
+            lo: s.splat_f32((inv - hi as f64) as f32),
+            d_floor: s.splat_f32((f32::MIN as f64 / hi as f64).max(f32::MIN as f64) as f32),
+        }
+    }
+
+    /// `d * inv - ls` for `d = x - m` (at most 0, or -inf: a -inf entry, or an overflowed
+    /// difference): `d hi + (d lo - ls)`, three roundings, each within half an ulp of a value
+    /// no larger than the result (`ls >= 0` and `d <= 0`), so the error stays under 2e-7 of
+    /// the result, well inside contract S8's 2e-6. The small term takes `d` clamped where
+    /// `d hi` would overflow (the result is then -inf whatever it adds), so that it stays
+    /// finite and cannot meet `d hi`'s infinity with the other sign, or `-inf * 0`.
+    #[inline(always)]
+    pub(crate) fn log_scaled(&self, s: S, d: S::F32, ls: S::F32) -> S::F32 {
+        let clamped = s.max_f32(d, self.d_floor);
+        s.mul_add_f32(d, self.hi, s.mul_sub_f32(clamped, self.lo, ls))
+    }
+}
+
+/// Whether the level's `f32` vector kernels take temperature `t`: its reciprocal a normal
+/// number or, on an `F32_LOG_IN_F32` level, moderate ([`moderate_temperature`]: in
+/// [2^-100, 2^100], so [`InvF32`]'s parts are normal). Other temperatures go through the
+/// portable kernels.
+#[inline(always)]
+pub(crate) fn vector_temperature<S: Simd>(t: f64) -> bool {
+    if S::F32_LOG_IN_F32 {
+        moderate_temperature(t)
+    } else {
+        (1.0 / t).is_normal()
     }
 }
 
@@ -49,6 +96,8 @@ pub(crate) struct ArgF32<S: Simd> {
     m: S::F32,
     m64: S::F64,
     inv: S::F64,
+    /// The parts of `1 / t` for the `f32` log-softmax (`F32_LOG_IN_F32` levels only).
+    pub(crate) s: InvF32<S>,
     /// [`FoldedArg`] holds: `exp` folds the temperature into `f32` arithmetic.
     fold: bool,
     folded: Folded<S>,
@@ -63,6 +112,15 @@ impl<S: Simd> ArgF32<S> {
             m: s.splat_f32(m),
             m64: s.splat_f64(m as f64),
             inv: s.splat_f64(inv),
+            s: if S::F32_LOG_IN_F32 {
+                InvF32::new(s, inv)
+            } else {
+                InvF32 {
+                    hi: s.splat_f32(0.0),
+                    lo: s.splat_f32(0.0),
+                    d_floor: s.splat_f32(0.0),
+                }
+            },
             fold: f.is_some(),
             folded: Folded::splat(s, f.unwrap_or_default()),
         }
@@ -87,16 +145,25 @@ impl<S: Simd> ArgF32<S> {
         if !UNIT && self.fold {
             self.folded.exp(s, x)
         } else {
-            exp_f32_flushing::<S, false>(s, self.arg::<UNIT>(s, x), s.splat_f32(0.0))
+            s.exp_f32(self.arg::<UNIT>(s, x))
         }
     }
 
-    /// `(x - m) / t - ls`: in `f32` at `t == 1`, else `(x - m) * inv - ls` in `f64` rounded
-    /// once (then to `f32`); `ls64` holds `ls` in `f64`.
+    /// `(x - m) / t - ls` (`ls` and `ls64` holding `ls`): in `f32` at `t == 1`; else on an
+    /// `F32_LOG_IN_F32` level [`InvF32::log_scaled`] of `x - m`, on the others
+    /// `(x - m) * inv - ls` in `f64` rounded once (then to `f32`).
     #[inline(always)]
-    pub(crate) fn log<const UNIT: bool>(&self, s: S, ls: f32, ls64: S::F64, x: S::F32) -> S::F32 {
+    pub(crate) fn log<const UNIT: bool>(
+        &self,
+        s: S,
+        ls: S::F32,
+        ls64: S::F64,
+        x: S::F32,
+    ) -> S::F32 {
         if UNIT {
-            s.sub_f32(s.sub_f32(x, self.m), s.splat_f32(ls))
+            s.sub_f32(s.sub_f32(x, self.m), ls)
+        } else if S::F32_LOG_IN_F32 {
+            self.s.log_scaled(s, s.sub_f32(x, self.m), ls)
         } else {
             let lo = s.mul_sub_f64(s.sub_f64(s.widen_low(x), self.m64), self.inv, ls64);
             let hi = s.mul_sub_f64(s.sub_f64(s.widen_high(x), self.m64), self.inv, ls64);
@@ -192,7 +259,7 @@ impl<S: Simd, const UNIT: bool> LaneMap<S::F32> for ExpTimes<S, UNIT> {
 struct LogMinus<S: Simd, const UNIT: bool> {
     s: S,
     c: ArgF32<S>,
-    ls: f32,
+    ls: S::F32,
     ls64: S::F64,
 }
 
@@ -223,7 +290,7 @@ pub(crate) unsafe fn exp_store_sum<S: Simd>(
             return exp_sum::<S, true, true>(s, src, dst, n, ArgF32::new(s, m, 1.0));
         }
         let inv = 1.0 / t;
-        if !inv.is_normal() {
+        if !vector_temperature::<S>(t) {
             return scalar::exp_store_sum(src, dst, n, m, t);
         }
         exp_sum::<S, false, true>(s, src, dst, n, ArgF32::new(s, m, inv))
@@ -240,7 +307,7 @@ pub(crate) fn sum_exp<S: Simd>(s: S, x: &[f32], m: f32, t: f64) -> f64 {
         return unsafe { exp_sum::<S, true, false>(s, p, q, n, ArgF32::new(s, m, 1.0)) };
     }
     let inv = 1.0 / t;
-    if !inv.is_normal() {
+    if !vector_temperature::<S>(t) {
         return scalar::sum_exp(x, m, t);
     }
     // SAFETY: as above.
@@ -279,7 +346,7 @@ pub(crate) unsafe fn exp_scale<S: Simd>(
             );
         }
         let inv = 1.0 / t;
-        if !inv.is_normal() {
+        if !vector_temperature::<S>(t) {
             scalar::exp_store_sum(src, dst, n, m, t);
             return scale_to(s, dst, dst, n, factor, false);
         }
@@ -311,32 +378,46 @@ pub(crate) unsafe fn write_log_softmax<S: Simd>(
     log_sum: f64,
     stream: bool,
 ) {
-    let (ls, ls64) = (log_sum as f32, s.splat_f64(log_sum));
-    // SAFETY: this function's contract is what `map` and `scalar::write_log_softmax` require.
+    // SAFETY: this function's contract is what `write_log` and `scalar::write_log_softmax`
+    // require.
     unsafe {
         if t == 1.0 {
             let c = ArgF32::new(s, m, 1.0);
-            return map(
-                s,
-                src,
-                dst,
-                n,
-                stream,
-                LogMinus::<S, true> { s, c, ls, ls64 },
-            );
+            return write_log::<S, true>(s, src, dst, n, c, log_sum, stream);
         }
-        let inv = 1.0 / t;
-        if !inv.is_normal() {
+        if !vector_temperature::<S>(t) {
             return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
         }
-        let c = ArgF32::new(s, m, inv);
+        let c = ArgF32::new(s, m, 1.0 / t);
+        write_log::<S, false>(s, src, dst, n, c, log_sum, stream)
+    }
+}
+
+/// `dst = (src - m) / t - log_sum`, the row's argument `c` given (`t == 1` when UNIT).
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn write_log<S: Simd, const UNIT: bool>(
+    s: S,
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    c: ArgF32<S>,
+    log_sum: f64,
+    stream: bool,
+) {
+    let (ls, ls64) = (s.splat_f32(log_sum as f32), s.splat_f64(log_sum));
+    // SAFETY: this function's contract is `map`'s.
+    unsafe {
         map(
             s,
             src,
             dst,
             n,
             stream,
-            LogMinus::<S, false> { s, c, ls, ls64 },
+            LogMinus::<S, UNIT> { s, c, ls, ls64 },
         )
     }
 }

@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{exp_f64_flushing, Simd};
+use super::{exp_f32_flushing, exp_f64_flushing, Simd};
 
 /// The AVX2 + FMA token.
 #[derive(Clone, Copy)]
@@ -36,6 +36,7 @@ impl Simd for Avx2 {
     const F64_LANES: usize = 4;
     const STREAM_ALIGN: usize = 32;
     const MAX_PROPAGATES_NAN: bool = false;
+    const F32_LOG_IN_F32: bool = false;
 
     #[inline(always)]
     fn splat_f32(self, x: f32) -> __m256 {
@@ -138,6 +139,18 @@ impl Simd for Avx2 {
     #[inline(always)]
     fn mul_add_f32(self, a: __m256, b: __m256, c: __m256) -> __m256 {
         reg!(_mm256_fmadd_ps(a, b, c))
+    }
+    #[inline(always)]
+    fn mul_sub_f32(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+        reg!(_mm256_fmsub_ps(a, b, c))
+    }
+    #[inline(always)]
+    fn exp_f32(self, a: __m256) -> __m256 {
+        exp_f32_flushing::<Self, false>(self, a, self.splat_f32(0.0))
+    }
+    #[inline(always)]
+    fn exp_f32_near(self, a: __m256, lo: __m256) -> __m256 {
+        exp_f32_flushing::<Self, true>(self, a, lo)
     }
     #[inline(always)]
     fn neg_mul_add_f32(self, a: __m256, b: __m256, c: __m256) -> __m256 {

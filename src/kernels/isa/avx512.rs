@@ -4,6 +4,7 @@
 use std::arch::x86_64::*;
 
 use super::Simd;
+use crate::kernels::exp_f32_poly::{F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_ROUND};
 use crate::kernels::exp_f64_poly::{F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P};
 
 /// Below this the `f64` exp is 0 (exp(-746) already rounds to 0); -inf is clamped here.
@@ -45,6 +46,98 @@ fn mask8(r: usize) -> __mmask8 {
     ((1u32 << r) - 1) as __mmask8
 }
 
+/// Below this the `f32` exp is 0 (exp(-104) already rounds to 0); -inf is clamped here.
+pub(crate) const F32_ARG_MIN: f32 = -110.0;
+
+/// Below this the `f32` exp rounds to exactly 0 (exp(-104) < 2^-150, half the smallest
+/// subnormal), so [`exp_reduced`] gives 0 there without computing.
+const F32_ZERO_BELOW: f32 = -104.0;
+
+/// 2^(j/16) for j in 0..16, each correctly rounded to `f32` (computed with 60-digit decimals).
+const F32_EXP2_SIXTEENTHS: [f32; 16] = [
+    1.0,
+    1.044_273_7,
+    1.090_507_7,
+    1.138_788_6,
+    1.189_207_1,
+    1.241_857_8,
+    1.296_839_6,
+    1.354_255_6,
+    std::f32::consts::SQRT_2,
+    1.476_826_2,
+    1.542_210_8,
+    1.610_490_3,
+    1.681_792_9,
+    1.756_252_2,
+    1.834_008_1,
+    1.915_206_6,
+];
+
+/// exp of every lane. `k = round(16 a / ln 2)`, `r = a - k ln2/16` (Cody-Waite, |r| <= ln2/32),
+/// `exp(a) = 2^floor(k/16) * 2^((k mod 16)/16) * exp(r)`: the middle factor comes from a
+/// 16-entry table in one register (VPERMPS), so `exp(r)` needs only a degree-3 polynomial,
+/// whose truncation error (r^4/24 < 9.2e-9) is under 0.08 ulp. Fewer multiply-adds than the
+/// degree-6 polynomial over |r| <= ln2/2 that AVX2 uses, same accuracy class (the ulp test in
+/// tests/kernels.rs bounds both).
+///
+/// 12 vector operations: `k` is rounded by the shifter's addition (fused with the multiply, so
+/// no separate round and no float-to-integer conversion for the table index), and VSCALEFPS
+/// floors its exponent operand itself.
+#[inline(always)]
+fn exp_ps(s: Avx512, a: __m512) -> __m512 {
+    // NaN in `a` propagates: MAXPS returns its second operand when either is NaN.
+    exp_reduced::<false>(
+        s,
+        reg!(_mm512_max_ps(_mm512_set1_ps(F32_ARG_MIN), a)),
+        reg!(_mm512_setzero_ps()),
+    )
+}
+
+/// `exp(a + lo)` (LO; else `exp(a)`) for `a` at least [`F32_ARG_MIN`] - 64 (or NaN) and `|lo|`
+/// at most 2^-10: `k` is taken from `a` alone and `lo` joins the reduced argument `r`, so
+/// `|r| <= ln2/32 + 2^-10` and the polynomial's truncation error stays under 0.1 ulp.
+#[inline(always)]
+pub(crate) fn exp_reduced<const LO: bool>(_s: Avx512, a: __m512, lo: __m512) -> __m512 {
+    // SAFETY: an `Avx512` exists only on a CPU with AVX-512F, AVX2 and FMA; the one load
+    // reads `F32_EXP2_SIXTEENTHS`, an array of exactly the 16 `f32` it reads.
+    unsafe {
+        // Lanes whose exp rounds to 0 anyway (a < -104: exp(a) < 2^-150) are computed at a = 0
+        // and zeroed at the end: VSCALEFPS underflowing to 0 takes a slow microcode path on some
+        // CPUs (3x slower softmax on rows with 10% masked tokens), and masked rows are common.
+        // NaN compares false, so it still propagates.
+        let under = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_set1_ps(F32_ZERO_BELOW));
+        let a = _mm512_mask_mov_ps(a, under, _mm512_setzero_ps());
+        // |16 a / ln 2| < 2^12, far inside the 2^22 within which adding F32_ROUND leaves the
+        // rounded integer in the low mantissa bits.
+        let shifted = _mm512_fmadd_ps(
+            a,
+            _mm512_set1_ps(16.0 * F32_LOG2E),
+            _mm512_set1_ps(F32_ROUND),
+        );
+        let k = _mm512_sub_ps(shifted, _mm512_set1_ps(F32_ROUND));
+        // k * LN2_HI / 16 is exact: LN2_HI has 9 significant bits and |k| < 2^12.
+        let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_HI / 16.0), a);
+        let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(F32_LN2_LO / 16.0), r);
+        let r = if LO { _mm512_add_ps(r, lo) } else { r };
+        // VPERMPS reads the low 4 bits of each index: the shifted float's low bits are k mod 16
+        // (F32_ROUND's bits are a multiple of 16), also for k < 0.
+        let t = _mm512_permutexvar_ps(
+            _mm512_castps_si512(shifted),
+            _mm512_loadu_ps(F32_EXP2_SIXTEENTHS.as_ptr()),
+        );
+        // exp(r) - 1 ~ r + r^2 (1/2 + r/6); then t * exp(r) = t + t (exp(r) - 1), rounded once.
+        let p = _mm512_fmadd_ps(_mm512_set1_ps(1.0 / 6.0), r, _mm512_set1_ps(0.5));
+        let em1 = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+        let y = _mm512_fmadd_ps(t, em1, t);
+        // y * 2^floor(k / 16) (VSCALEFPS floors; k / 16 is exact), rounded once (into the
+        // subnormals when k is very negative).
+        _mm512_maskz_mov_ps(
+            !under,
+            _mm512_scalef_ps(y, _mm512_mul_ps(k, _mm512_set1_ps(0.0625))),
+        )
+    }
+}
+
 impl Simd for Avx512 {
     type F32 = __m512;
     type M32 = __mmask16;
@@ -54,6 +147,7 @@ impl Simd for Avx512 {
     const F64_LANES: usize = 8;
     const STREAM_ALIGN: usize = 64;
     const MAX_PROPAGATES_NAN: bool = false;
+    const F32_LOG_IN_F32: bool = true;
 
     #[inline(always)]
     fn splat_f32(self, x: f32) -> __m512 {
@@ -121,6 +215,18 @@ impl Simd for Avx512 {
     #[inline(always)]
     fn mul_add_f32(self, a: __m512, b: __m512, c: __m512) -> __m512 {
         reg!(_mm512_fmadd_ps(a, b, c))
+    }
+    #[inline(always)]
+    fn mul_sub_f32(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        reg!(_mm512_fmsub_ps(a, b, c))
+    }
+    #[inline(always)]
+    fn exp_f32(self, a: __m512) -> __m512 {
+        exp_ps(self, a)
+    }
+    #[inline(always)]
+    fn exp_f32_near(self, a: __m512, lo: __m512) -> __m512 {
+        exp_reduced::<true>(self, a, lo)
     }
     #[inline(always)]
     fn neg_mul_add_f32(self, a: __m512, b: __m512, c: __m512) -> __m512 {
@@ -269,9 +375,19 @@ impl Simd for Avx512 {
         reg!(_mm512_maskz_mov_pd(!m, v))
     }
 
+    /// Lanes `i + (i + 4)`, then `i + (i + 2)`, then `0 + 1`: written out (rather than
+    /// `_mm512_reduce_add_pd`, whose order is the library's to choose) so that the packed
+    /// kernels can repeat it lane-wise with the same bits.
     #[inline(always)]
     fn reduce_add_f64(self, v: __m512d) -> f64 {
-        reg!(_mm512_reduce_add_pd(v))
+        reg!({
+            let four = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd::<1>(v));
+            let two = _mm_add_pd(
+                _mm256_castpd256_pd128(four),
+                _mm256_extractf128_pd::<1>(four),
+            );
+            _mm_cvtsd_f64(two) + _mm_cvtsd_f64(_mm_unpackhi_pd(two, two))
+        })
     }
     #[inline(always)]
     fn reduce_max_f64(self, v: __m512d) -> f64 {

@@ -46,6 +46,11 @@ pub(crate) trait Simd: Copy {
     /// Whether `max_f64` gives NaN when an operand is NaN (NEON) rather than its second
     /// operand (x86's `maxpd`, which the row maximum uses to skip NaN).
     const MAX_PROPAGATES_NAN: bool;
+    /// How the `f32` log-softmax applies a temperature: in `f32`, with `1 / t` split into two
+    /// `f32`s (AVX-512), or in `f64` (AVX2, NEON). The `f32` way needs both parts normal, so
+    /// the level's `f32` vector kernels then take only moderate temperatures (see
+    /// `algo::f32::vector_temperature`).
+    const F32_LOG_IN_F32: bool;
 
     /// Every lane `x`.
     fn splat_f32(self, x: f32) -> Self::F32;
@@ -95,8 +100,16 @@ pub(crate) trait Simd: Copy {
     fn sub_f32(self, a: Self::F32, b: Self::F32) -> Self::F32;
     /// `a * b + c`, rounded once.
     fn mul_add_f32(self, a: Self::F32, b: Self::F32, c: Self::F32) -> Self::F32;
+    /// `a * b - c`, rounded once.
+    fn mul_sub_f32(self, a: Self::F32, b: Self::F32, c: Self::F32) -> Self::F32;
     /// `c - a * b`, rounded once.
     fn neg_mul_add_f32(self, a: Self::F32, b: Self::F32, c: Self::F32) -> Self::F32;
+    /// The level's `f32` exp of every lane: `-inf` gives exactly 0, NaN propagates.
+    /// [`exp_f32_flushing`] on AVX2 and NEON.
+    fn exp_f32(self, a: Self::F32) -> Self::F32;
+    /// `exp(a + lo)` for `|lo| <= 2^-10` and `a` at least the level's floor for folded
+    /// arguments (`FoldedArg::x_floor`'s, or NaN): the exp of the folded argument.
+    fn exp_f32_near(self, a: Self::F32, lo: Self::F32) -> Self::F32;
     /// `a < b` (ordered).
     fn lt_f32(self, a: Self::F32, b: Self::F32) -> Self::M32;
     /// 0 where `m` is set, `v` elsewhere.

@@ -8,7 +8,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{exp_f64_flushing, Simd};
+use super::{exp_f32_flushing, exp_f64_flushing, Simd};
 
 /// The NEON token.
 #[derive(Clone, Copy)]
@@ -51,6 +51,7 @@ impl Simd for Neon {
     const F64_LANES: usize = 2;
     const STREAM_ALIGN: usize = 0;
     const MAX_PROPAGATES_NAN: bool = true;
+    const F32_LOG_IN_F32: bool = false;
 
     #[inline(always)]
     fn splat_f32(self, x: f32) -> float32x4_t {
@@ -129,6 +130,18 @@ impl Simd for Neon {
     #[inline(always)]
     fn mul_add_f32(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
         reg!(vfmaq_f32(c, a, b))
+    }
+    #[inline(always)]
+    fn mul_sub_f32(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        reg!(vnegq_f32(vfmsq_f32(c, a, b)))
+    }
+    #[inline(always)]
+    fn exp_f32(self, a: float32x4_t) -> float32x4_t {
+        exp_f32_flushing::<Self, false>(self, a, self.splat_f32(0.0))
+    }
+    #[inline(always)]
+    fn exp_f32_near(self, a: float32x4_t, lo: float32x4_t) -> float32x4_t {
+        exp_f32_flushing::<Self, true>(self, a, lo)
     }
     #[inline(always)]
     fn neg_mul_add_f32(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
