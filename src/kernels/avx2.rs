@@ -126,13 +126,27 @@ unsafe fn rows_f32(
     temp_step: usize,
     store: super::Store,
 ) {
-    if n > 16 || n == 0 {
-        // SAFETY: `rows_f32_general`'s contract (`rows_kernel!`'s `# Safety`) is this
-        // function's, `Kernels::rows`', for the same arguments; it needs avx2,fma, which this
-        // function is compiled with.
+    if n == 0 {
+        return;
+    }
+    if n > 16 {
+        // SAFETY: this function's contract is `rows_long`'s (`Kernels::rows`, `n > 16`);
+        // `rows_f32_general` is this level's plain rows kernel, which this CPU can run.
         return unsafe {
-            rows_f32_general(
-                op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
+            crate::kernels::algo::rows::rows_long(
+                isa(),
+                rows_f32_general,
+                None,
+                op,
+                src,
+                src_step,
+                dst,
+                dst_step,
+                n,
+                count,
+                temps,
+                temp_step,
+                store,
             )
         };
     }

@@ -64,17 +64,6 @@ unsafe fn narrow(lo: __m512d, hi: __m512d) -> __m512 {
     unsafe { isa() }.narrow(lo, hi)
 }
 
-/// [`Simd::reduce_add_f64`]: lanes `i + (i + 4)`, then `i + (i + 2)`, then `0 + 1`, the order
-/// [`hsum_of_each`] repeats lane-wise.
-///
-/// # Safety
-/// AVX-512F.
-#[inline(always)]
-unsafe fn hsum_pd(v: __m512d) -> f64 {
-    // SAFETY: the CPU has AVX-512F (# Safety).
-    unsafe { isa() }.reduce_add_f64(v)
-}
-
 type ArgF32 = crate::kernels::algo::f32::ArgF32<Avx512>;
 type InvF32 = crate::kernels::algo::f32::InvF32<Avx512>;
 
@@ -137,391 +126,12 @@ unsafe fn exp_folded(
     v.exp_f32_near(a, lo)
 }
 
-/// The previous row's output, written with non-temporal stores 64 elements at a time alongside
-/// the next row's exps (so that writing to memory overlaps arithmetic instead of coming in one
-/// burst per row). Elementwise, with the operations `scale_to_f32` / `write_log_f32` use.
+/// [`Kernels::exp_sum_overlapped`](super::Kernels) for `f32`
+/// ([`crate::kernels::algo::pending::exp_sum_overlapped`]).
 ///
-/// Made by [`Pending::start`], whose contract on `src`, `dst` and `n` holds for as long as the
-/// value is used.
-struct Pending {
-    log: bool,
-    /// `exp(arg(x)) * f` (softmax without kept exps) instead of `x * f`.
-    exp: bool,
-    unit: bool,
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    done: usize,
-    f: __m512,
-    c: ArgF32,
-    ls: __m512,
-}
-
-impl Pending {
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn value(&self, x: __m512) -> __m512 {
-        // SAFETY: `exp_arg` and `log_f32` require only the target features this function is
-        // compiled with (avx512f, avx2, fma).
-        unsafe {
-            if self.exp {
-                if self.unit {
-                    _mm512_mul_ps(exp_arg::<true>(self.c, x), self.f)
-                } else {
-                    _mm512_mul_ps(exp_arg::<false>(self.c, x), self.f)
-                }
-            } else if !self.log {
-                _mm512_mul_ps(x, self.f)
-            } else if self.unit {
-                log_f32::<true>(self.c, self.ls, x)
-            } else {
-                log_f32::<false>(self.c, self.ls, x)
-            }
-        }
-    }
-
-    /// Up to the first 64-byte boundary of `dst`, with normal stores.
-    ///
-    /// # Safety
-    /// `self` as [`Pending::start`] made it, its contract still holding; AVX-512F.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn begin(&mut self) {
-        let head = (((64 - (self.dst as usize & 63)) & 63) / 4).min(self.n);
-        if head > 0 {
-            let k = mask16(head);
-            // SAFETY: `k` enables the first `head <= n` lanes, among the `n` elements `src` is
-            // valid for reads and `dst` for writes of (`start`'s contract); masked-off lanes
-            // are not accessed. `value` requires only this function's target features.
-            unsafe {
-                let x = _mm512_maskz_loadu_ps(k, self.src);
-                _mm512_mask_storeu_ps(self.dst, k, self.value(x));
-            }
-        }
-        self.done = head;
-    }
-
-    /// # Safety
-    /// As [`Pending::begin`], which has run.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn step(&mut self) {
-        let i = self.done;
-        if i + 64 <= self.n {
-            for q in 0..4 {
-                // SAFETY: `i + 16 q + 16 <= i + 64 <= n`: the 16 elements from `src + i + 16 q`
-                // are readable and those from `dst + i + 16 q` writable (`start`'s contract).
-                // `done` is `begin`'s `head` (which makes `dst + head` 64-byte aligned, `dst`
-                // being 4-byte aligned) plus multiples of 64 elements, so `dst + i + 16 q` is
-                // 64-byte aligned, as the non-temporal store requires; `start`'s contract has
-                // the owner fence after `finish`. `value` requires only this function's
-                // target features.
-                unsafe {
-                    let x = _mm512_loadu_ps(self.src.add(i + 16 * q));
-                    _mm512_stream_ps(self.dst.add(i + 16 * q), self.value(x));
-                }
-            }
-            self.done = i + 64;
-        }
-    }
-
-    /// # Safety
-    /// As [`Pending::begin`], which has run.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn finish(&mut self) {
-        while self.done + 64 <= self.n {
-            // SAFETY: this function's contract is `step`'s.
-            unsafe { self.step() };
-        }
-        let mut i = self.done;
-        while i + 16 <= self.n {
-            // SAFETY: `i + 16 <= n`: the 16 elements from `src + i` are readable and those from
-            // `dst + i` writable (`start`'s contract). `i` is `begin`'s `head` plus a multiple
-            // of 16 elements, so `dst + i` is 64-byte aligned (as in `step`), as the
-            // non-temporal store requires; `start`'s contract has the owner fence after
-            // `finish`. `value` requires only this function's target features.
-            unsafe {
-                _mm512_stream_ps(
-                    self.dst.add(i),
-                    self.value(_mm512_loadu_ps(self.src.add(i))),
-                );
-            }
-            i += 16;
-        }
-        if i < self.n {
-            let k = mask16(self.n - i);
-            // SAFETY: `i < n`, and `k` enables only the `n - i` lanes left from `src + i`
-            // (readable) and `dst + i` (writable); masked-off lanes are not accessed. `value`
-            // requires only this function's target features.
-            unsafe {
-                let x = _mm512_maskz_loadu_ps(k, self.src.add(i));
-                _mm512_mask_storeu_ps(self.dst.add(i), k, self.value(x));
-            }
-        }
-        self.done = self.n;
-    }
-}
-
-/// [`exp_sum_f32`] (the same operations, so the same exps and sum) that with PEND also writes
-/// 64 elements of `pend`'s row per 64 exps, and leaves the rest of that row to its `finish`.
-///
-/// # Safety
-/// `src` valid for reads of `n` elements; with STORE, `dst` valid for writes of `n` (the same
-/// as `src` or disjoint); `pend`, if any, as [`Pending::begin`] requires, its `src` and `dst`
-/// disjoint from `src` and `dst`; `ahead` any pointer (it is only prefetched); AVX-512F.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn exp_sum_pending_f32<const UNIT: bool, const STORE: bool, const PEND: bool>(
-    src: *const f32,
-    dst: *mut f32,
-    n: usize,
-    c: ArgF32,
-    mut pend: Option<&mut Pending>,
-    ahead: *const f32,
-    ahead_n: usize,
-) -> f64 {
-    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let mut a0 = _mm512_setzero_pd();
-    let mut a1 = _mm512_setzero_pd();
-    let mut i = 0;
-    while i + 64 <= n {
-        if i < ahead_n {
-            for q in 0..4 {
-                // A hint: does not fault on any address.
-                _mm_prefetch::<AHEAD_HINT>(ahead.wrapping_add(i + 16 * q) as *const i8);
-            }
-        }
-        // SAFETY: `i + 64 <= n`: the 64 elements from `src + i` are readable and, with STORE,
-        // those from `dst + i` writable (# Safety). `pend`'s row is as `step` requires
-        // (# Safety). `exp_arg`, `lo_pd` and `hi_pd` require only the target features this
-        // function is compiled with.
-        unsafe {
-            let e0 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i)));
-            let e1 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i + 16)));
-            let e2 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i + 32)));
-            let e3 = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i + 48)));
-            if STORE {
-                _mm512_storeu_ps(dst.add(i), e0);
-                _mm512_storeu_ps(dst.add(i + 16), e1);
-                _mm512_storeu_ps(dst.add(i + 32), e2);
-                _mm512_storeu_ps(dst.add(i + 48), e3);
-            }
-            let s = _mm512_add_ps(_mm512_add_ps(e0, e1), _mm512_add_ps(e2, e3));
-            a0 = _mm512_add_pd(a0, lo_pd(s));
-            a1 = _mm512_add_pd(a1, hi_pd(s));
-            if PEND {
-                if let Some(p) = pend.as_mut() {
-                    p.step();
-                }
-            }
-        }
-        i += 64;
-    }
-    while i + 16 <= n {
-        // SAFETY: `i + 16 <= n`: the 16 elements from `src + i` are readable and, with STORE,
-        // those from `dst + i` writable (# Safety). `exp_arg`, `lo_pd` and `hi_pd` require only
-        // the target features this function is compiled with.
-        unsafe {
-            let e = exp_arg::<UNIT>(c, _mm512_loadu_ps(src.add(i)));
-            if STORE {
-                _mm512_storeu_ps(dst.add(i), e);
-            }
-            a0 = _mm512_add_pd(a0, lo_pd(e));
-            a1 = _mm512_add_pd(a1, hi_pd(e));
-        }
-        i += 16;
-    }
-    if i < n {
-        let k = mask16(n - i);
-        // SAFETY: `i < n`, and `k` enables only the `n - i` lanes left from `src + i`
-        // (readable) and, with STORE, `dst + i` (writable); masked-off lanes are not accessed.
-        // `exp_arg`, `lo_pd` and `hi_pd` require only the target features this function is
-        // compiled with.
-        unsafe {
-            // Lanes past the end read -inf, whose exp is exactly 0.
-            let e = exp_arg::<UNIT>(c, _mm512_mask_loadu_ps(ninf, k, src.add(i)));
-            if STORE {
-                _mm512_mask_storeu_ps(dst.add(i), k, e);
-            }
-            a0 = _mm512_add_pd(a0, lo_pd(e));
-            a1 = _mm512_add_pd(a1, hi_pd(e));
-        }
-    }
-    // SAFETY: `hsum_pd` requires only the target features this function is compiled with.
-    unsafe { hsum_pd(_mm512_add_pd(a0, a1)) }
-}
-
-/// The cache level [`exp_sum_overlapped_f32`] asks for: L2 (the block it fetches is as large as
-/// L1).
-const AHEAD_HINT: i32 = _MM_HINT_T1;
-
-impl Pending {
-    /// A write of `n` elements from `src` to `dst`: `x * factor`, or with `exp`
-    /// `exp(arg(x)) * factor`, or with `log` `arg(x) - log_sum`, `arg` as `c` (`unit`: at
-    /// temperature one). Writes the elements up to the first 64-byte boundary of `dst` at once.
-    ///
-    /// # Safety
-    /// `src` (an aligned `f32` pointer) valid for reads and `dst` (an aligned `f32` pointer)
-    /// for writes of `n` elements, the same or disjoint, for as long as the result is used;
-    /// `src` not written and `dst` not otherwise accessed until [`Pending::finish`] has run
-    /// and the owner has then called `_mm_sfence` (the non-temporal stores require it);
-    /// AVX-512F.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn start(
-        log: bool,
-        exp: bool,
-        unit: bool,
-        src: *const f32,
-        dst: *mut f32,
-        n: usize,
-        factor: f64,
-        c: ArgF32,
-        log_sum: f64,
-    ) -> Pending {
-        let mut p = Pending {
-            log,
-            exp,
-            unit,
-            src,
-            dst,
-            n,
-            done: 0,
-            f: _mm512_set1_ps(factor as f32),
-            c,
-            ls: _mm512_set1_ps(log_sum as f32),
-        };
-        // SAFETY: `p` holds this function's `src`, `dst` and `n`, whose contract is `begin`'s.
-        unsafe { p.begin() };
-        p
-    }
-
-    /// `w` as a [`Pending`] (started); `None` for a temperature whose reciprocal is not normal
-    /// (which only the plain kernel handles).
-    ///
-    /// # Safety
-    /// `w`'s `src` and `dst` as [`Pending::start`] requires of them; AVX-512F.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn of_block(w: &super::BlockWrite<f32>) -> Option<Pending> {
-        use super::BlockWrite::*;
-        let (log, exp, src, dst, n, m, t, factor, log_sum) = match *w {
-            Scale {
-                src,
-                dst,
-                n,
-                factor,
-            } => (false, false, src, dst, n, 0.0, 1.0, factor, 0.0),
-            ExpScale {
-                src,
-                dst,
-                n,
-                m,
-                t,
-                factor,
-            } => (false, true, src, dst, n, m, t, factor, 0.0),
-            Log {
-                src,
-                dst,
-                n,
-                m,
-                t,
-                log_sum,
-            } => (true, false, src, dst, n, m, t, 0.0, log_sum),
-        };
-        if !vector_inv(t) {
-            return None;
-        }
-        // SAFETY: `w`'s `src`, `dst` and `n` are as `start` requires (this function's
-        // contract); `ArgF32::new` and `start` require only the target features this function
-        // is compiled with beyond that.
-        unsafe {
-            let c = ArgF32::new(isa(), m, if t == 1.0 { 1.0 } else { 1.0 / t });
-            Some(Pending::start(
-                log,
-                exp,
-                t == 1.0,
-                src,
-                dst,
-                n,
-                factor,
-                c,
-                log_sum,
-            ))
-        }
-    }
-}
-
-/// [`Kernels::exp_sum_overlapped`](super::Kernels) for `f32`: the loop of `exp_sum_f32`, which
-/// also writes 64 elements of `write` ([`Pending`]) and prefetches 64 elements of `ahead` per
-/// 64 exps.
-///
-/// # Safety
-/// As [`super::exp_sum_overlapped`]; AVX-512F.
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn exp_sum_overlapped_impl(
-    src: *const f32,
-    exps: *mut f32,
-    n: usize,
-    m: f32,
-    t: f64,
-    write: Option<&super::BlockWrite<f32>>,
-    ahead: *const f32,
-    ahead_n: usize,
-) -> f64 {
-    let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
-    // Decided before `of_block` starts writing (a write in place must happen once).
-    let mut pend = None;
-    if vector_inv(t) {
-        // SAFETY: `write` is valid as `BlockWrite::run` requires and disjoint from `src` and
-        // `exps` (this function's contract), so nothing else touches its memory here; the
-        // pending write is finished and fenced below (the early return only happens without
-        // one). `of_block` requires only this function's target features beyond that.
-        pend = write.and_then(|w| unsafe { Pending::of_block(w) });
-    }
-    if !vector_inv(t) || (write.is_some() && pend.is_none()) {
-        // SAFETY: this function's contract is `exp_sum_unfused`'s, and `F32`'s kernels require
-        // AVX-512F, AVX2 and FMA, which it also requires of the CPU.
-        return unsafe { super::exp_sum_unfused(&F32, src, exps, n, m, t, write, ahead, ahead_n) };
-    }
-    // SAFETY: `ArgF32::new` requires only the target features this function is compiled with.
-    let c = unsafe { ArgF32::new(isa(), m, inv) };
-    let p = pend.as_mut();
-    let store = !exps.is_null();
-    // SAFETY: `src` is valid for reads of `n` and, when `store`, `exps` for writes of `n`, the
-    // same or disjoint (this function's contract); `p` was started by `of_block` on `write`,
-    // disjoint from both; `ahead` is only prefetched. `exp_sum_pending_f32` requires only this
-    // function's target features beyond that.
-    let sum = unsafe {
-        match (t == 1.0, store) {
-            (true, true) => {
-                exp_sum_pending_f32::<true, true, true>(src, exps, n, c, p, ahead, ahead_n)
-            }
-            (false, true) => {
-                exp_sum_pending_f32::<false, true, true>(src, exps, n, c, p, ahead, ahead_n)
-            }
-            (true, false) => {
-                exp_sum_pending_f32::<true, false, true>(src, exps, n, c, p, ahead, ahead_n)
-            }
-            (false, false) => {
-                exp_sum_pending_f32::<false, false, true>(src, exps, n, c, p, ahead, ahead_n)
-            }
-        }
-    };
-    if let Some(p) = pend.as_mut() {
-        // SAFETY: `p` was started by `of_block` on `write`, whose memory is still as `start`
-        // required; the fence its non-temporal stores need follows.
-        unsafe { p.finish() };
-        _mm_sfence();
-    }
-    sum
-}
-
 /// # Safety
 /// As [`super::exp_sum_overlapped`].
+#[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn exp_sum_overlapped_f32(
     src: *const f32,
@@ -535,7 +145,20 @@ unsafe fn exp_sum_overlapped_f32(
 ) -> f64 {
     // SAFETY: this function is only reachable through `F32`, which `kernels_for` hands out
     // only on a CPU with AVX-512F; the rest is the caller's contract.
-    unsafe { exp_sum_overlapped_impl(src, exps, n, m, t, write, ahead, ahead_n) }
+    unsafe {
+        crate::kernels::algo::pending::exp_sum_overlapped(
+            isa(),
+            &F32,
+            src,
+            exps,
+            n,
+            m,
+            t,
+            write,
+            ahead,
+            ahead_n,
+        )
+    }
 }
 
 crate::kernels::algo::f32::block_kernels!("avx512f,avx2,fma");
@@ -691,9 +314,8 @@ unsafe fn in_groups(
     }
 }
 
-/// Rows of 17 to [`BLOCK`](super::BLOCK) elements: the block kernels row by row (the bits of
-/// `rows_f32_general`), except that with non-temporal output each row's output is written
-/// during the next row's exp pass ([`Pending`]) rather than in one burst after its own.
+/// Rows of 17 to [`BLOCK`](super::BLOCK) elements
+/// ([`crate::kernels::algo::rows::rows_long`], with the medium-row log-softmax kernel).
 ///
 /// # Safety
 /// As [`Kernels::rows`], with `n > 16`.
@@ -711,158 +333,36 @@ unsafe fn rows_f32_long(
     temp_step: usize,
     store: super::Store,
 ) {
-    let temp = |r: usize| {
-        // SAFETY: called only with `r < count`: row `r`'s temperature, readable (this
-        // function's contract).
-        unsafe { *temps.add(r * temp_step) }
-    };
-    let vector_temps =
-        (0..if temp_step == 0 { count.min(1) } else { count }).all(|r| vector_inv(temp(r)));
-    let softmax = op == crate::op::Op::Softmax;
-    if n <= MEDIUM_MAX && store == super::Store::Cached && !softmax {
-        // SAFETY: this function's rows, as `in_groups` requires. It calls the closure with the
-        // first row of up to 16 consecutive ones among them (`g <= 16`), and
-        // `17 <= n <= MEDIUM_MAX` here, as `log_softmax_f32_medium` requires, whose AVX-512F
-        // this function's contract also requires of the CPU.
-        unsafe {
-            in_groups(
-                src,
-                src_step,
-                dst,
-                dst_step,
-                temps,
-                temp_step,
-                count,
-                |s, d, t, g| log_softmax_f32_medium(s, src_step, d, dst_step, n, g, t, temp_step),
-            )
-        };
-        return;
+    // SAFETY: this function's contract is `rows_long`'s; `rows_f32_general` and
+    // `rows_f32_medium` are this level's kernels, which this CPU can run.
+    unsafe {
+        crate::kernels::algo::rows::rows_long(
+            isa(),
+            rows_f32_general,
+            Some((MEDIUM_MAX, rows_f32_medium)),
+            op,
+            src,
+            src_step,
+            dst,
+            dst_step,
+            n,
+            count,
+            temps,
+            temp_step,
+            store,
+        )
     }
-    if store == super::Store::Cached && vector_temps {
-        // SAFETY: this function's contract is `rows_f32_cached`'s, and every temperature has
-        // a normal reciprocal or is 1 (`vector_temps`; with `temp_step == 0` every row reads
-        // the first one).
-        return unsafe {
-            rows_f32_cached(op, src, src_step, dst, dst_step, n, count, temps, temp_step)
-        };
-    }
-    let mut scratch = if softmax {
-        super::Scratch::take(2 * n * std::mem::size_of::<f32>())
-    } else {
-        None
-    };
-    if store != super::Store::Stream || !vector_temps || (softmax && scratch.is_none()) {
-        // SAFETY: this function's contract is `rows_f32_general`'s (`Kernels::rows`, with the
-        // CPU features this function requires too).
-        return unsafe {
-            rows_f32_general(
-                op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
-            )
-        };
-    }
-    let bufs = scratch.as_mut().map_or([std::ptr::null_mut(); 2], |sc| {
-        let p = sc.ptr::<f32>();
-        // SAFETY: the scratch buffer holds at least `2 n` `f32`, so `p + n` is inside it.
-        [p, unsafe { p.add(n) }]
-    });
-    let mut pending: Option<Pending> = None;
-    for r in 0..count {
-        // SAFETY: `r < count`: row `r` of `src` and `dst` (this function's contract).
-        let (s, d) = unsafe { (src.add(r * src_step), dst.add(r * dst_step)) };
-        let t = temp(r);
-        // The row ROWS_PREFETCH_AHEAD rows on is asked for during this row's exp pass, a few
-        // lines per loop turn.
-        let (ahead, ahead_n) = if r + super::ROWS_PREFETCH_AHEAD < count {
-            // SAFETY: row `r + ROWS_PREFETCH_AHEAD < count` exists: this is its start.
-            let a = unsafe { src.add((r + super::ROWS_PREFETCH_AHEAD) * src_step) };
-            (a, n)
-        } else {
-            (std::ptr::null(), 0)
-        };
-        // SAFETY: `s` is valid for reads of `n` aligned `f32` (row `r`), nothing writes them
-        // while the slice lives, and `n <= BLOCK` elements are far below `isize::MAX` bytes;
-        // `max_f32_impl` requires only the target features this function is compiled with.
-        let (m, nan) = unsafe { max_f32_impl(std::slice::from_raw_parts(s, n)) };
-        if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
-            if let Some(p) = pending.as_mut() {
-                // SAFETY: `p` is the previous row's, started below on memory that no one
-                // else has accessed since (the rows do not overlap one another); the fence
-                // its non-temporal stores need is at the end of this function.
-                unsafe { p.finish() };
-            }
-            pending = None;
-            // Contract S6.
-            for i in 0..n {
-                // SAFETY: `i < n`: in row `r` of `dst`, valid for writes of `n` aligned `f32`.
-                unsafe { *d.add(i) = f32::NAN };
-            }
-            continue;
-        }
-        let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
-        // SAFETY: `ArgF32::new` requires only the target features this function is compiled
-        // with.
-        let c = unsafe { ArgF32::new(isa(), m, inv) };
-        let e = bufs[r % 2];
-        // As `exp_store_sum_f32` (softmax, exps kept) or `sum_exp_f32_impl` (log-softmax).
-        let pend = pending.as_mut();
-        let (a, an) = (ahead, ahead_n);
-        // SAFETY: `s` is valid for reads of `n` (row `r`); with STORE (softmax) `e` is one of
-        // the two halves of the scratch buffer, `n` `f32` each, disjoint from every row.
-        // `pend` is the previous row's write, started below: its destination is row `r - 1`
-        // of `dst` and its source that row of `src` or the other half of the buffer, all
-        // disjoint from `s` and `e` (the rows do not overlap one another). `a` is only
-        // prefetched. `exp_sum_pending_f32` requires only this function's target features
-        // beyond that.
-        let total = unsafe {
-            match (t == 1.0, softmax) {
-                (true, true) => exp_sum_pending_f32::<true, true, true>(s, e, n, c, pend, a, an),
-                (false, true) => exp_sum_pending_f32::<false, true, true>(s, e, n, c, pend, a, an),
-                (true, false) => exp_sum_pending_f32::<true, false, true>(s, e, n, c, pend, a, an),
-                (false, false) => {
-                    exp_sum_pending_f32::<false, false, true>(s, e, n, c, pend, a, an)
-                }
-            }
-        };
-        if let Some(p) = pending.as_mut() {
-            // SAFETY: as for the `finish` above.
-            unsafe { p.finish() };
-        }
-        let ls = if softmax {
-            0.0
-        } else {
-            super::row_ln_f32(total)
-        };
-        let src = if softmax { e } else { s };
-        // SAFETY: `src` is `e` (softmax: its `n` exps just written, and that half of the
-        // buffer is next written two rows on, after this write is finished) or `s` (row `r`
-        // of the source); `d` is row `r` of `dst`, valid for writes of `n`, the same as or
-        // disjoint from `s` and disjoint from `e`. Until the write is finished (during the
-        // next row, or after the loop) only it accesses `d`, and nothing writes `src`; the
-        // fence follows the loop. `start` requires only this function's target features
-        // beyond that.
-        pending = Some(unsafe {
-            Pending::start(!softmax, false, t == 1.0, src, d, n, 1.0 / total, c, ls)
-        });
-    }
-    if let Some(p) = pending.as_mut() {
-        // SAFETY: as for the `finish` in the loop; the fence follows.
-        unsafe { p.finish() };
-    }
-    _mm_sfence();
 }
 
-/// Rows of 17 to [`BLOCK`](super::BLOCK) elements with cached output, every temperature's
-/// reciprocal normal: `rows_f32_general`'s operations (softmax: the exps into the output, then
-/// scaled in place; log-softmax: the sum, then one write), so its bits, except that the row
-/// [`ROWS_PREFETCH_AHEAD`](super::ROWS_PREFETCH_AHEAD) rows on is asked for a few lines per
-/// exp loop turn instead of all at once before the row.
+/// Log-softmax of rows of 17 to [`MEDIUM_MAX`] elements, 16 rows at a time
+/// ([`log_softmax_f32_medium`]).
 ///
 /// # Safety
-/// As [`Kernels::rows`], with `n > 16` and `1 / t` normal for every temperature `t != 1`.
+/// As [`Kernels::rows`], with `17 <= n <= MEDIUM_MAX` and `op` log-softmax.
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows_f32_cached(
-    op: crate::op::Op,
+unsafe fn rows_f32_medium(
+    _op: crate::op::Op,
     src: *const f32,
     src_step: usize,
     dst: *mut f32,
@@ -871,93 +371,24 @@ unsafe fn rows_f32_cached(
     count: usize,
     temps: *const f64,
     temp_step: usize,
+    _store: super::Store,
 ) {
-    let softmax = op == crate::op::Op::Softmax;
-    for r in 0..count {
-        // SAFETY: `r < count`: row `r` of `src` and `dst`, and its temperature, readable (this
-        // function's contract).
-        let (s, d, t) = unsafe {
-            (
-                src.add(r * src_step),
-                dst.add(r * dst_step),
-                *temps.add(r * temp_step),
-            )
-        };
-        let (a, an) = if r + super::ROWS_PREFETCH_AHEAD < count {
-            // SAFETY: row `r + ROWS_PREFETCH_AHEAD < count` exists: this is its start.
-            let a = unsafe { src.add((r + super::ROWS_PREFETCH_AHEAD) * src_step) };
-            (a, n)
-        } else {
-            (std::ptr::null(), 0)
-        };
-        // SAFETY: `s` is valid for reads of `n` aligned `f32` (row `r`), nothing writes them
-        // while the slice lives, and `n <= BLOCK` elements are far below `isize::MAX` bytes;
-        // `max_f32_impl` requires only the target features this function is compiled with.
-        let (m, nan) = unsafe { max_f32_impl(std::slice::from_raw_parts(s, n)) };
-        if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
-            // Contract S6.
-            for i in 0..n {
-                // SAFETY: `i < n`: in row `r` of `dst`, valid for writes of `n` aligned `f32`.
-                unsafe { *d.add(i) = f32::NAN };
-            }
-            continue;
-        }
-        let unit = t == 1.0;
-        // SAFETY: `ArgF32::new` requires only the target features this function is compiled
-        // with.
-        let c = unsafe { ArgF32::new(isa(), m, if unit { 1.0 } else { 1.0 / t }) };
-        let none = None;
-        if softmax {
-            // As `exp_store_sum_f32` then `scale_f32`.
-            // SAFETY: `s` is valid for reads and `d` for writes of `n` (row `r`), the same or
-            // disjoint; `a` is only prefetched; `scale_f32` then reads and writes the `n`
-            // elements of `d` just written. Both require only this function's target features
-            // beyond that.
-            unsafe {
-                let total = if unit {
-                    exp_sum_pending_f32::<true, true, false>(s, d, n, c, none, a, an)
-                } else {
-                    exp_sum_pending_f32::<false, true, false>(s, d, n, c, none, a, an)
-                };
-                scale_f32(d, n, 1.0 / total);
-            }
-        } else {
-            // As `sum_exp_f32_impl` then `write_log_softmax_f32`.
-            let e = std::ptr::null_mut();
-            // SAFETY: `s` is valid for reads and `d` for writes of `n` (row `r`), the same or
-            // disjoint; without STORE the null `e` is not used; `a` is only prefetched. Both
-            // functions require only this function's target features beyond that.
-            unsafe {
-                let total = if unit {
-                    exp_sum_pending_f32::<true, false, false>(s, e, n, c, none, a, an)
-                } else {
-                    exp_sum_pending_f32::<false, false, false>(s, e, n, c, none, a, an)
-                };
-                let ls = super::row_ln_f32(total);
-                if unit {
-                    crate::kernels::algo::f32::write_log::<Avx512, true>(
-                        isa(),
-                        s,
-                        d,
-                        n,
-                        c,
-                        ls,
-                        false,
-                    );
-                } else {
-                    crate::kernels::algo::f32::write_log::<Avx512, false>(
-                        isa(),
-                        s,
-                        d,
-                        n,
-                        c,
-                        ls,
-                        false,
-                    );
-                }
-            }
-        }
-    }
+    // SAFETY: this function's rows, as `in_groups` requires. It calls the closure with the
+    // first row of up to 16 consecutive ones among them (`g <= 16`), and
+    // `17 <= n <= MEDIUM_MAX` here, as `log_softmax_f32_medium` requires, whose AVX-512F
+    // this function's contract also requires of the CPU.
+    unsafe {
+        in_groups(
+            src,
+            src_step,
+            dst,
+            dst_step,
+            temps,
+            temp_step,
+            count,
+            |s, d, t, g| log_softmax_f32_medium(s, src_step, d, dst_step, n, g, t, temp_step),
+        )
+    };
 }
 
 /// Rows per group of the short-row kernel: one per `f32` lane of the batched reductions.
@@ -983,10 +414,10 @@ unsafe fn row_lane_max(p: *const f32, full: usize, tail: __mmask16) -> __m512 {
     m
 }
 
-/// `a0 + a1` of `exp_sum_pending_f32` for a row of `n` elements at `p`, over `value` of its
+/// `a0 + a1` of `exp_sum_pending` for a row of `n` elements at `p`, over `value` of its
 /// vectors: each 64 elements add their four values in `f32` first, then whole vectors, then the
 /// `tail` vector, whose lanes past the row's end read `fill` (so that `value` makes them 0).
-/// `hsum_pd` (or [`hsum_of_each`]) of it is the row's sum, with the block kernels' bits.
+/// `reduce_add_f64` (or [`hsum_of_each`]) of it is the row's sum, with the block kernels' bits.
 ///
 /// # Safety
 /// `p` valid for reads of `n` elements; `tail` enables at most the `n % 16` lanes after the
@@ -1051,8 +482,8 @@ const MEDIUM_MAX: usize = 256;
 /// It takes the rows the packed kernel does not: strided rows, per-row temperatures, a call's
 /// last rows, and rows of 65 to [`MEDIUM_MAX`] elements.
 /// Every row keeps the block kernels' bits: the same exps, accumulated in the order
-/// `exp_sum_pending_f32` adds them (each 64 elements first add their four vectors in `f32`),
-/// `hsum_pd`'s additions through [`hsum_of_each`], and
+/// `exp_sum_pending` adds them (each 64 elements first add their four vectors in `f32`),
+/// `reduce_add_f64`'s additions through [`hsum_of_each`], and
 /// `row_ln_f32`'s operations through [`row_ln_pd`]; the maximum is exact whatever the order.
 /// (Softmax gains little this way: its chain is shorter, and the exps must be stored and read
 /// back or computed twice.)
@@ -1443,7 +874,7 @@ unsafe fn rows_f32_packed<const UNIT: bool, const LONG: bool>(
     }
     let mut halves = [_mm512_setzero_pd(); SHORT_GROUP];
     for (r, h) in halves.iter_mut().enumerate() {
-        // As `exp_sum_pending_f32` over the row's exps (zeros past its end, as `exp(-inf)`).
+        // As `exp_sum_pending` over the row's exps (zeros past its end, as `exp(-inf)`).
         // SAFETY: `r < 16`: row `r`'s exps, the `n` from `exps + r n`, are among the `16 n`
         // written above (so initialized) inside `exps_buf`.
         let p = unsafe { exps.add(r * n).cast_const() };
@@ -1677,9 +1108,9 @@ unsafe fn max_of_each(xs: &[__m512; 16]) -> __m512 {
     )
 }
 
-/// [`hsum_pd`] of each of 16 vectors, the same additions in the same order (so the same bits):
+/// [`Simd::reduce_add_f64`] of each of 16 vectors, the same additions in the same order (so the same bits):
 /// rows 0-7 in the lanes of the first result, rows 8-15 in the second. Each level adds the
-/// terms `hsum_pd` adds at that level, for two (then four, then eight) rows per vector.
+/// terms `reduce_add_f64` adds at that level, for two (then four, then eight) rows per vector.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn hsum_of_each(s: &[__m512d; 16]) -> (__m512d, __m512d) {

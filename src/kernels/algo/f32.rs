@@ -172,24 +172,43 @@ impl<S: Simd> ArgF32<S> {
     }
 }
 
+/// What [`exp_sum`] does on each turn of its main loop (four vectors) besides the sum:
+/// nothing for the block kernels; for the streamed schedules, a prefetch of a later block and
+/// a step of another row's pending write ([`super::pending`]). Neither changes the sum's bits.
+pub(crate) trait Turn {
+    /// At the start of the turn over elements `i..i + 4 F32_LANES`.
+    #[inline(always)]
+    fn before(&mut self, _i: usize) {}
+    /// After the turn.
+    #[inline(always)]
+    fn after(&mut self) {}
+}
+
+/// No extra work.
+pub(crate) struct NoTurn;
+
+impl Turn for NoTurn {}
+
 /// Σ exp(arg(x)) over `n` elements, storing the exps when STORE (module doc).
 ///
 /// # Safety
 /// `src` valid for reads of `n` elements; with STORE, `dst` valid for writes of `n` (the same
 /// as `src` or disjoint), else unused (it may be null).
 #[inline(always)]
-unsafe fn exp_sum<S: Simd, const UNIT: bool, const STORE: bool>(
+pub(crate) unsafe fn exp_sum<S: Simd, const UNIT: bool, const STORE: bool, T: Turn>(
     s: S,
     src: *const f32,
     dst: *mut f32,
     n: usize,
     c: ArgF32<S>,
+    turn: &mut T,
 ) -> f64 {
     let l = S::F32_LANES;
     let mut a0 = s.splat_f64(0.0);
     let mut a1 = s.splat_f64(0.0);
     let mut i = 0;
     while i + 4 * l <= n {
+        turn.before(i);
         // SAFETY: `i + 4 l <= n`: the four vectors from `src.add(i)` are among the `n`
         // readable elements and, with STORE, those from `dst.add(i)` among the `n` writable.
         unsafe {
@@ -207,6 +226,7 @@ unsafe fn exp_sum<S: Simd, const UNIT: bool, const STORE: bool>(
             a0 = s.add_f64(a0, s.widen_low(v));
             a1 = s.add_f64(a1, s.widen_high(v));
         }
+        turn.after();
         i += 4 * l;
     }
     while i + l <= n {
@@ -287,13 +307,20 @@ pub(crate) unsafe fn exp_store_sum<S: Simd>(
     // `scalar::exp_store_sum` require.
     unsafe {
         if t == 1.0 {
-            return exp_sum::<S, true, true>(s, src, dst, n, ArgF32::new(s, m, 1.0));
+            return exp_sum::<S, true, true, _>(
+                s,
+                src,
+                dst,
+                n,
+                ArgF32::new(s, m, 1.0),
+                &mut NoTurn,
+            );
         }
         let inv = 1.0 / t;
         if !vector_temperature::<S>(t) {
             return scalar::exp_store_sum(src, dst, n, m, t);
         }
-        exp_sum::<S, false, true>(s, src, dst, n, ArgF32::new(s, m, inv))
+        exp_sum::<S, false, true, _>(s, src, dst, n, ArgF32::new(s, m, inv), &mut NoTurn)
     }
 }
 
@@ -304,14 +331,16 @@ pub(crate) fn sum_exp<S: Simd>(s: S, x: &[f32], m: f32, t: f64) -> f64 {
     if t == 1.0 {
         // SAFETY: `p` is valid for reads of the `n` elements of `x`; without STORE `exp_sum`
         // does not touch `q` (null).
-        return unsafe { exp_sum::<S, true, false>(s, p, q, n, ArgF32::new(s, m, 1.0)) };
+        return unsafe {
+            exp_sum::<S, true, false, _>(s, p, q, n, ArgF32::new(s, m, 1.0), &mut NoTurn)
+        };
     }
     let inv = 1.0 / t;
     if !vector_temperature::<S>(t) {
         return scalar::sum_exp(x, m, t);
     }
     // SAFETY: as above.
-    unsafe { exp_sum::<S, false, false>(s, p, q, n, ArgF32::new(s, m, inv)) }
+    unsafe { exp_sum::<S, false, false, _>(s, p, q, n, ArgF32::new(s, m, inv), &mut NoTurn) }
 }
 
 /// `dst = exp((src - m) / t) * factor`: the bits `exp_store_sum` then `scale_to` give.

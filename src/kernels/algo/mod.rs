@@ -7,3 +7,8 @@ pub(crate) mod elementwise;
 pub(crate) mod f32;
 pub(crate) mod f64;
 pub(crate) mod max;
+/// Used by AVX-512 only so far (its streamed schedules); written for every level.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod pending;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod rows;

@@ -251,6 +251,11 @@ impl Simd for Avx2 {
     }
 
     #[inline(always)]
+    fn prefetch(self, p: *const f32) {
+        // A hint: does not fault on any address.
+        reg!(_mm_prefetch::<_MM_HINT_T1>(p as *const i8))
+    }
+    #[inline(always)]
     fn add_f64(self, a: __m256d, b: __m256d) -> __m256d {
         reg!(_mm256_add_pd(a, b))
     }

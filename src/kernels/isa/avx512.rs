@@ -306,6 +306,11 @@ impl Simd for Avx512 {
     }
 
     #[inline(always)]
+    fn prefetch(self, p: *const f32) {
+        // A hint: does not fault on any address.
+        reg!(_mm_prefetch::<_MM_HINT_T1>(p as *const i8))
+    }
+    #[inline(always)]
     fn add_f64(self, a: __m512d, b: __m512d) -> __m512d {
         reg!(_mm512_add_pd(a, b))
     }

@@ -154,6 +154,11 @@ pub(crate) trait Simd: Copy {
     unsafe fn stream_f64(self, p: *mut f64, v: Self::F64);
     /// Orders the non-temporal stores before every later memory access.
     fn stream_fence(self);
+    /// Asks for the cache line holding `p` to be brought into L2 (a hint: any address, no
+    /// fault; nothing on a level without such a hint). Only the streamed schedules of
+    /// `algo::pending` ask, which no aarch64 level uses yet.
+    #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+    fn prefetch(self, p: *const f32);
 
     /// `a + b`.
     fn add_f64(self, a: Self::F64, b: Self::F64) -> Self::F64;

@@ -221,6 +221,8 @@ impl Simd for Neon {
     fn stream_fence(self) {}
 
     #[inline(always)]
+    fn prefetch(self, _p: *const f32) {}
+    #[inline(always)]
     fn add_f64(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
         reg!(vaddq_f64(a, b))
     }
