@@ -496,11 +496,14 @@ def main() -> int:
 
     print(f"## Duplicated runs (at least {args.min_run} significant lines)\n")
     kdir = os.path.join(src, "kernels")
-    sig = {
-        name: significant_lines(os.path.join(kdir, name))
-        for name in ISA_FILES
-        if os.path.exists(os.path.join(kdir, name))
-    }
+    # Every file named for an ISA, at the top of src/kernels (the level files) or below it
+    # (isa/: the primitive layer), keyed by its path under src/kernels.
+    sig = {}
+    for dirpath, _, names in os.walk(kdir):
+        for name in sorted(names):
+            if name in ISA_FILES:
+                path = os.path.join(dirpath, name)
+                sig[os.path.relpath(path, kdir).replace(os.sep, "/")] = significant_lines(path)
     rows, listing = [], []
     pairs = [("avx2.rs", "avx512.rs")] + [
         (a, b)

@@ -6,10 +6,24 @@
 //! [`BLOCK`] elements go whole through the `rows` kernel, many rows per call (rows of up to 16
 //! elements stay in registers), with the bits the block kernels would give.
 //!
-//! Levels: `scalar` (the portable twin every vector kernel is tested against), and on x86-64
-//! `avx2` (AVX2 + FMA) and `avx512` (AVX-512F), chosen at run time (contract S12). The vector
-//! kernels are compiled with `#[target_feature]`, so a build for the platform baseline carries
-//! them all; a table is only handed out for a level the running CPU has.
+//! Levels: `scalar` (the portable twin every vector kernel is tested against), on x86-64
+//! `avx2` (AVX2 + FMA) and `avx512` (AVX-512F), on aarch64 `neon`, chosen at run time (contract
+//! S12). The vector kernels are compiled with `#[target_feature]`, so a build for the platform
+//! baseline carries them all; a table is only handed out for a level the running CPU has.
+//!
+//! Layers, each using only the ones above it:
+//! - `isa/`: the primitive layer, the only code written per instruction set. The trait
+//!   `isa::Simd` (loads and stores with tails, lane arithmetic, masks, reductions in a fixed
+//!   order, the level's exp) with one implementation per ISA, whose values are tokens that
+//!   exist only on a CPU with the ISA.
+//! - `algo/`: the algorithms, written once over `Simd`: the row maximum and elementwise maps
+//!   (`f32` and `f64`), the `f64` and `f32` block kernels, the streamed schedules (pending
+//!   writes overlapped with the next exp pass, prefetching) and the long-rows schedules; each
+//!   level instantiates them inside `#[target_feature]` functions (`algo::f64::instantiate!`,
+//!   `algo::f32::block_kernels!`), so dispatch happens once per call, through the table.
+//! - `avx2.rs`, `avx512.rs`, `neon.rs`: each level's table, and the many-rows schedules not
+//!   yet written once (AVX2's and AVX-512's packed short rows, AVX-512's short and medium
+//!   rows).
 //!
 //! Every vector kernel computes `exp` the same way: the argument `a = (x - m) / t` (in `f32` when
 //! `t == 1`; else, for `f32` data, folded into `f32` multiply-adds with `m / t` and `1 / t` split
