@@ -103,15 +103,9 @@ pub(crate) unsafe fn rows_long<S: Simd>(
         let t = temp(r);
         // The row ROWS_PREFETCH_AHEAD rows on is asked for during this row's exp pass, a few
         // lines per loop turn.
-        let (ahead, ahead_n) = if r + ROWS_PREFETCH_AHEAD < count {
-            // SAFETY: row `r + ROWS_PREFETCH_AHEAD < count` exists: this is its start.
-            let a = unsafe { src.add((r + ROWS_PREFETCH_AHEAD) * src_step) };
-            (a, n)
-        } else {
-            (std::ptr::null(), 0)
-        };
+        let (ahead, ahead_n) = row_ahead(src, src_step, n, r, count);
         // SAFETY: `s` is valid for reads of `n` aligned `f32` (row `r`), nothing writes them
-        // while the slice lives, and `n <= BLOCK` elements are far below `isize::MAX` bytes;
+        // while the slice lives, and `n <= BLOCK` elements are far below `isize::MAX` bytes.
         let (m, nan) = max(v, unsafe { std::slice::from_raw_parts(s, n) });
         if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
             if let Some(p) = pending.as_mut() {
@@ -206,15 +200,9 @@ pub(crate) unsafe fn rows_cached<S: Simd>(
                 *temps.add(r * temp_step),
             )
         };
-        let (a, an) = if r + ROWS_PREFETCH_AHEAD < count {
-            // SAFETY: row `r + ROWS_PREFETCH_AHEAD < count` exists: this is its start.
-            let a = unsafe { src.add((r + ROWS_PREFETCH_AHEAD) * src_step) };
-            (a, n)
-        } else {
-            (std::ptr::null(), 0)
-        };
+        let (a, an) = row_ahead(src, src_step, n, r, count);
         // SAFETY: `s` is valid for reads of `n` aligned `f32` (row `r`), nothing writes them
-        // while the slice lives, and `n <= BLOCK` elements are far below `isize::MAX` bytes;
+        // while the slice lives, and `n <= BLOCK` elements are far below `isize::MAX` bytes.
         let (m, nan) = max(v, unsafe { std::slice::from_raw_parts(s, n) });
         if nan || m == f32::INFINITY || m == f32::NEG_INFINITY {
             // Contract S6.
@@ -261,5 +249,22 @@ pub(crate) unsafe fn rows_cached<S: Simd>(
                 }
             }
         }
+    }
+}
+
+/// The row `ROWS_PREFETCH_AHEAD` rows after row `r` of the `count` at `src` (a pointer only to
+/// prefetch) and its length, or null and 0 past the last row.
+#[inline(always)]
+fn row_ahead(
+    src: *const f32,
+    src_step: usize,
+    n: usize,
+    r: usize,
+    count: usize,
+) -> (*const f32, usize) {
+    if r + ROWS_PREFETCH_AHEAD < count {
+        (src.wrapping_add((r + ROWS_PREFETCH_AHEAD) * src_step), n)
+    } else {
+        (std::ptr::null(), 0)
     }
 }

@@ -5,27 +5,11 @@ use std::arch::x86_64::*;
 
 use super::{exp_f32_flushing, exp_f64_flushing, Simd};
 
-/// The AVX2 + FMA token.
-#[derive(Clone, Copy)]
-pub(crate) struct Avx2(());
-
-impl Avx2 {
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[inline(always)]
-    pub(crate) unsafe fn new() -> Avx2 {
-        Avx2(())
-    }
-}
-
-/// For the register-only intrinsics below: an `Avx2` exists only on a CPU with AVX2 and FMA
-/// (`Avx2::new`), all these intrinsics need besides their register operands.
-macro_rules! reg {
-    ($e:expr) => {
-        // SAFETY: see the macro's doc: the CPU has AVX2 and FMA; no memory is accessed.
-        unsafe { $e }
-    };
-}
+token!(
+    /// The AVX2 + FMA token.
+    Avx2,
+    "AVX2 and FMA"
+);
 
 impl Simd for Avx2 {
     type F32 = __m256;
@@ -38,10 +22,6 @@ impl Simd for Avx2 {
     const MAX_PROPAGATES_NAN: bool = false;
     const F32_LOG_IN_F32: bool = false;
 
-    #[inline(always)]
-    fn splat_f32(self, x: f32) -> __m256 {
-        reg!(_mm256_set1_ps(x))
-    }
     #[inline(always)]
     unsafe fn load_f32(self, p: *const f32) -> __m256 {
         // SAFETY: the 8 elements at `p` are readable (# Safety); the CPU has AVX (the token).
@@ -105,44 +85,8 @@ impl Simd for Avx2 {
         unsafe { _mm256_stream_ps(p, v) }
     }
     #[inline(always)]
-    fn mul_f32(self, a: __m256, b: __m256) -> __m256 {
-        reg!(_mm256_mul_ps(a, b))
-    }
-    #[inline(always)]
-    fn max_f32(self, a: __m256, b: __m256) -> __m256 {
-        reg!(_mm256_max_ps(a, b))
-    }
-    #[inline(always)]
-    fn unord_f32(self, a: __m256, b: __m256) -> __m256 {
-        reg!(_mm256_cmp_ps::<_CMP_UNORD_Q>(a, b))
-    }
-    #[inline(always)]
-    fn or_m32(self, a: __m256, b: __m256) -> __m256 {
-        reg!(_mm256_or_ps(a, b))
-    }
-    #[inline(always)]
-    fn none_m32(self) -> __m256 {
-        reg!(_mm256_setzero_ps())
-    }
-    #[inline(always)]
     fn any_m32(self, m: __m256) -> bool {
         reg!(_mm256_movemask_ps(m)) != 0
-    }
-    #[inline(always)]
-    fn add_f32(self, a: __m256, b: __m256) -> __m256 {
-        reg!(_mm256_add_ps(a, b))
-    }
-    #[inline(always)]
-    fn sub_f32(self, a: __m256, b: __m256) -> __m256 {
-        reg!(_mm256_sub_ps(a, b))
-    }
-    #[inline(always)]
-    fn mul_add_f32(self, a: __m256, b: __m256, c: __m256) -> __m256 {
-        reg!(_mm256_fmadd_ps(a, b, c))
-    }
-    #[inline(always)]
-    fn mul_sub_f32(self, a: __m256, b: __m256, c: __m256) -> __m256 {
-        reg!(_mm256_fmsub_ps(a, b, c))
     }
     #[inline(always)]
     fn exp_f32(self, a: __m256) -> __m256 {
@@ -153,34 +97,10 @@ impl Simd for Avx2 {
         exp_f32_flushing::<Self, true>(self, a, lo)
     }
     #[inline(always)]
-    fn neg_mul_add_f32(self, a: __m256, b: __m256, c: __m256) -> __m256 {
-        reg!(_mm256_fnmadd_ps(a, b, c))
-    }
-    #[inline(always)]
-    fn lt_f32(self, a: __m256, b: __m256) -> __m256 {
-        reg!(_mm256_cmp_ps::<_CMP_LT_OQ>(a, b))
-    }
-    #[inline(always)]
-    fn clear_f32(self, m: __m256, v: __m256) -> __m256 {
-        reg!(_mm256_andnot_ps(m, v))
-    }
-    #[inline(always)]
     fn shift_into_exponent_f32(self, v: __m256) -> __m256 {
         reg!(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(
             _mm256_castps_si256(v)
         )))
-    }
-    #[inline(always)]
-    fn widen_low(self, v: __m256) -> __m256d {
-        reg!(_mm256_cvtps_pd(_mm256_castps256_ps128(v)))
-    }
-    #[inline(always)]
-    fn widen_high(self, v: __m256) -> __m256d {
-        reg!(_mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)))
-    }
-    #[inline(always)]
-    fn narrow(self, lo: __m256d, hi: __m256d) -> __m256 {
-        reg!(_mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)))
     }
     #[inline(always)]
     fn reduce_max_f32(self, v: __m256) -> f32 {
@@ -191,10 +111,6 @@ impl Simd for Avx2 {
         })
     }
 
-    #[inline(always)]
-    fn splat_f64(self, x: f64) -> __m256d {
-        reg!(_mm256_set1_pd(x))
-    }
     #[inline(always)]
     unsafe fn load_f64(self, p: *const f64) -> __m256d {
         // SAFETY: the 4 elements at `p` are readable (# Safety); the CPU has AVX (the token).
@@ -255,74 +171,10 @@ impl Simd for Avx2 {
         // A hint: does not fault on any address.
         reg!(_mm_prefetch::<_MM_HINT_T1>(p as *const i8))
     }
-    #[inline(always)]
-    fn add_f64(self, a: __m256d, b: __m256d) -> __m256d {
-        reg!(_mm256_add_pd(a, b))
-    }
-    #[inline(always)]
-    fn sub_f64(self, a: __m256d, b: __m256d) -> __m256d {
-        reg!(_mm256_sub_pd(a, b))
-    }
-    #[inline(always)]
-    fn mul_f64(self, a: __m256d, b: __m256d) -> __m256d {
-        reg!(_mm256_mul_pd(a, b))
-    }
-    #[inline(always)]
-    fn mul_add_f64(self, a: __m256d, b: __m256d, c: __m256d) -> __m256d {
-        reg!(_mm256_fmadd_pd(a, b, c))
-    }
-    #[inline(always)]
-    fn mul_sub_f64(self, a: __m256d, b: __m256d, c: __m256d) -> __m256d {
-        reg!(_mm256_fmsub_pd(a, b, c))
-    }
-    #[inline(always)]
-    fn neg_mul_add_f64(self, a: __m256d, b: __m256d, c: __m256d) -> __m256d {
-        reg!(_mm256_fnmadd_pd(a, b, c))
-    }
-    #[inline(always)]
-    fn max_f64(self, a: __m256d, b: __m256d) -> __m256d {
-        reg!(_mm256_max_pd(a, b))
-    }
 
-    #[inline(always)]
-    fn eq_f64(self, a: __m256d, b: __m256d) -> __m256d {
-        reg!(_mm256_cmp_pd::<_CMP_EQ_OQ>(a, b))
-    }
-    #[inline(always)]
-    fn gt_f64(self, a: __m256d, b: __m256d) -> __m256d {
-        reg!(_mm256_cmp_pd::<_CMP_GT_OQ>(a, b))
-    }
-    #[inline(always)]
-    fn ge_f64(self, a: __m256d, b: __m256d) -> __m256d {
-        reg!(_mm256_cmp_pd::<_CMP_GE_OQ>(a, b))
-    }
-    #[inline(always)]
-    fn lt_f64(self, a: __m256d, b: __m256d) -> __m256d {
-        reg!(_mm256_cmp_pd::<_CMP_LT_OQ>(a, b))
-    }
-    #[inline(always)]
-    fn unord_f64(self, a: __m256d, b: __m256d) -> __m256d {
-        reg!(_mm256_cmp_pd::<_CMP_UNORD_Q>(a, b))
-    }
-    #[inline(always)]
-    fn or_m64(self, a: __m256d, b: __m256d) -> __m256d {
-        reg!(_mm256_or_pd(a, b))
-    }
-    #[inline(always)]
-    fn none_m64(self) -> __m256d {
-        reg!(_mm256_setzero_pd())
-    }
     #[inline(always)]
     fn any_m64(self, m: __m256d) -> bool {
         reg!(_mm256_movemask_pd(m)) != 0
-    }
-    #[inline(always)]
-    fn keep_f64(self, m: __m256d, v: __m256d) -> __m256d {
-        reg!(_mm256_and_pd(m, v))
-    }
-    #[inline(always)]
-    fn clear_f64(self, m: __m256d, v: __m256d) -> __m256d {
-        reg!(_mm256_andnot_pd(m, v))
     }
 
     #[inline(always)]
@@ -349,6 +201,42 @@ impl Simd for Avx2 {
     #[inline(always)]
     fn exp_f64(self, hi: __m256d, lo: __m256d) -> __m256d {
         exp_f64_flushing(self, hi, lo)
+    }
+    lanewise! {
+        splat_f32(x: f32) -> __m256 = _mm256_set1_ps(x);
+        mul_f32(a: __m256, b: __m256) -> __m256 = _mm256_mul_ps(a, b);
+        max_f32(a: __m256, b: __m256) -> __m256 = _mm256_max_ps(a, b);
+        unord_f32(a: __m256, b: __m256) -> __m256 = _mm256_cmp_ps::<_CMP_UNORD_Q>(a, b);
+        or_m32(a: __m256, b: __m256) -> __m256 = _mm256_or_ps(a, b);
+        none_m32() -> __m256 = _mm256_setzero_ps();
+        add_f32(a: __m256, b: __m256) -> __m256 = _mm256_add_ps(a, b);
+        sub_f32(a: __m256, b: __m256) -> __m256 = _mm256_sub_ps(a, b);
+        mul_add_f32(a: __m256, b: __m256, c: __m256) -> __m256 = _mm256_fmadd_ps(a, b, c);
+        mul_sub_f32(a: __m256, b: __m256, c: __m256) -> __m256 = _mm256_fmsub_ps(a, b, c);
+        neg_mul_add_f32(a: __m256, b: __m256, c: __m256) -> __m256 = _mm256_fnmadd_ps(a, b, c);
+        lt_f32(a: __m256, b: __m256) -> __m256 = _mm256_cmp_ps::<_CMP_LT_OQ>(a, b);
+        clear_f32(m: __m256, v: __m256) -> __m256 = _mm256_andnot_ps(m, v);
+        widen_low(v: __m256) -> __m256d = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+        widen_high(v: __m256) -> __m256d = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v));
+        narrow(lo: __m256d, hi: __m256d) -> __m256 =
+            _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+        splat_f64(x: f64) -> __m256d = _mm256_set1_pd(x);
+        add_f64(a: __m256d, b: __m256d) -> __m256d = _mm256_add_pd(a, b);
+        sub_f64(a: __m256d, b: __m256d) -> __m256d = _mm256_sub_pd(a, b);
+        mul_f64(a: __m256d, b: __m256d) -> __m256d = _mm256_mul_pd(a, b);
+        mul_add_f64(a: __m256d, b: __m256d, c: __m256d) -> __m256d = _mm256_fmadd_pd(a, b, c);
+        mul_sub_f64(a: __m256d, b: __m256d, c: __m256d) -> __m256d = _mm256_fmsub_pd(a, b, c);
+        neg_mul_add_f64(a: __m256d, b: __m256d, c: __m256d) -> __m256d = _mm256_fnmadd_pd(a, b, c);
+        max_f64(a: __m256d, b: __m256d) -> __m256d = _mm256_max_pd(a, b);
+        eq_f64(a: __m256d, b: __m256d) -> __m256d = _mm256_cmp_pd::<_CMP_EQ_OQ>(a, b);
+        gt_f64(a: __m256d, b: __m256d) -> __m256d = _mm256_cmp_pd::<_CMP_GT_OQ>(a, b);
+        ge_f64(a: __m256d, b: __m256d) -> __m256d = _mm256_cmp_pd::<_CMP_GE_OQ>(a, b);
+        lt_f64(a: __m256d, b: __m256d) -> __m256d = _mm256_cmp_pd::<_CMP_LT_OQ>(a, b);
+        unord_f64(a: __m256d, b: __m256d) -> __m256d = _mm256_cmp_pd::<_CMP_UNORD_Q>(a, b);
+        or_m64(a: __m256d, b: __m256d) -> __m256d = _mm256_or_pd(a, b);
+        none_m64() -> __m256d = _mm256_setzero_pd();
+        keep_f64(m: __m256d, v: __m256d) -> __m256d = _mm256_and_pd(m, v);
+        clear_f64(m: __m256d, v: __m256d) -> __m256d = _mm256_andnot_pd(m, v);
     }
 }
 

@@ -10,27 +10,11 @@ use crate::kernels::exp_f64_poly::{F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P};
 /// Below this the `f64` exp is 0 (exp(-746) already rounds to 0); -inf is clamped here.
 pub(crate) const F64_ARG_MIN: f64 = -760.0;
 
-/// The AVX-512F token (with AVX2 and FMA, which every AVX-512F CPU has).
-#[derive(Clone, Copy)]
-pub(crate) struct Avx512(());
-
-impl Avx512 {
-    /// # Safety
-    /// The CPU has AVX-512F, AVX2 and FMA.
-    #[inline(always)]
-    pub(crate) unsafe fn new() -> Avx512 {
-        Avx512(())
-    }
-}
-
-/// For the register-only intrinsics below: an `Avx512` exists only on a CPU with AVX-512F,
-/// AVX2 and FMA (`Avx512::new`), all these intrinsics need besides their register operands.
-macro_rules! reg {
-    ($e:expr) => {
-        // SAFETY: see the macro's doc: the CPU has AVX-512F; no memory is accessed.
-        unsafe { $e }
-    };
-}
+token!(
+    /// The AVX-512F token (with AVX2 and FMA, which every AVX-512F CPU has).
+    Avx512,
+    "AVX-512F, AVX2 and FMA"
+);
 
 /// The first `r < 16` lanes.
 #[inline(always)]
@@ -150,10 +134,6 @@ impl Simd for Avx512 {
     const F32_LOG_IN_F32: bool = true;
 
     #[inline(always)]
-    fn splat_f32(self, x: f32) -> __m512 {
-        reg!(_mm512_set1_ps(x))
-    }
-    #[inline(always)]
     unsafe fn load_f32(self, p: *const f32) -> __m512 {
         // SAFETY: the 16 elements at `p` are readable (# Safety); the CPU has AVX-512F.
         unsafe { _mm512_loadu_ps(p) }
@@ -181,18 +161,6 @@ impl Simd for Avx512 {
         unsafe { _mm512_stream_ps(p, v) }
     }
     #[inline(always)]
-    fn mul_f32(self, a: __m512, b: __m512) -> __m512 {
-        reg!(_mm512_mul_ps(a, b))
-    }
-    #[inline(always)]
-    fn max_f32(self, a: __m512, b: __m512) -> __m512 {
-        reg!(_mm512_max_ps(a, b))
-    }
-    #[inline(always)]
-    fn unord_f32(self, a: __m512, b: __m512) -> __mmask16 {
-        reg!(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, b))
-    }
-    #[inline(always)]
     fn or_m32(self, a: __mmask16, b: __mmask16) -> __mmask16 {
         a | b
     }
@@ -205,22 +173,6 @@ impl Simd for Avx512 {
         m != 0
     }
     #[inline(always)]
-    fn add_f32(self, a: __m512, b: __m512) -> __m512 {
-        reg!(_mm512_add_ps(a, b))
-    }
-    #[inline(always)]
-    fn sub_f32(self, a: __m512, b: __m512) -> __m512 {
-        reg!(_mm512_sub_ps(a, b))
-    }
-    #[inline(always)]
-    fn mul_add_f32(self, a: __m512, b: __m512, c: __m512) -> __m512 {
-        reg!(_mm512_fmadd_ps(a, b, c))
-    }
-    #[inline(always)]
-    fn mul_sub_f32(self, a: __m512, b: __m512, c: __m512) -> __m512 {
-        reg!(_mm512_fmsub_ps(a, b, c))
-    }
-    #[inline(always)]
     fn exp_f32(self, a: __m512) -> __m512 {
         exp_ps(self, a)
     }
@@ -229,26 +181,10 @@ impl Simd for Avx512 {
         exp_reduced::<true>(self, a, lo)
     }
     #[inline(always)]
-    fn neg_mul_add_f32(self, a: __m512, b: __m512, c: __m512) -> __m512 {
-        reg!(_mm512_fnmadd_ps(a, b, c))
-    }
-    #[inline(always)]
-    fn lt_f32(self, a: __m512, b: __m512) -> __mmask16 {
-        reg!(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b))
-    }
-    #[inline(always)]
-    fn clear_f32(self, m: __mmask16, v: __m512) -> __m512 {
-        reg!(_mm512_maskz_mov_ps(!m, v))
-    }
-    #[inline(always)]
     fn shift_into_exponent_f32(self, v: __m512) -> __m512 {
         reg!(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(
             _mm512_castps_si512(v)
         )))
-    }
-    #[inline(always)]
-    fn widen_low(self, v: __m512) -> __m512d {
-        reg!(_mm512_cvtps_pd(_mm512_castps512_ps256(v)))
     }
     #[inline(always)]
     fn widen_high(self, v: __m512) -> __m512d {
@@ -264,15 +200,7 @@ impl Simd for Avx512 {
             _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(l), h))
         })
     }
-    #[inline(always)]
-    fn reduce_max_f32(self, v: __m512) -> f32 {
-        reg!(_mm512_reduce_max_ps(v))
-    }
 
-    #[inline(always)]
-    fn splat_f64(self, x: f64) -> __m512d {
-        reg!(_mm512_set1_pd(x))
-    }
     #[inline(always)]
     unsafe fn load_f64(self, p: *const f64) -> __m512d {
         // SAFETY: the 8 elements at `p` are readable (# Safety); the CPU has AVX-512F.
@@ -310,55 +238,7 @@ impl Simd for Avx512 {
         // A hint: does not fault on any address.
         reg!(_mm_prefetch::<_MM_HINT_T1>(p as *const i8))
     }
-    #[inline(always)]
-    fn add_f64(self, a: __m512d, b: __m512d) -> __m512d {
-        reg!(_mm512_add_pd(a, b))
-    }
-    #[inline(always)]
-    fn sub_f64(self, a: __m512d, b: __m512d) -> __m512d {
-        reg!(_mm512_sub_pd(a, b))
-    }
-    #[inline(always)]
-    fn mul_f64(self, a: __m512d, b: __m512d) -> __m512d {
-        reg!(_mm512_mul_pd(a, b))
-    }
-    #[inline(always)]
-    fn mul_add_f64(self, a: __m512d, b: __m512d, c: __m512d) -> __m512d {
-        reg!(_mm512_fmadd_pd(a, b, c))
-    }
-    #[inline(always)]
-    fn mul_sub_f64(self, a: __m512d, b: __m512d, c: __m512d) -> __m512d {
-        reg!(_mm512_fmsub_pd(a, b, c))
-    }
-    #[inline(always)]
-    fn neg_mul_add_f64(self, a: __m512d, b: __m512d, c: __m512d) -> __m512d {
-        reg!(_mm512_fnmadd_pd(a, b, c))
-    }
-    #[inline(always)]
-    fn max_f64(self, a: __m512d, b: __m512d) -> __m512d {
-        reg!(_mm512_max_pd(a, b))
-    }
 
-    #[inline(always)]
-    fn eq_f64(self, a: __m512d, b: __m512d) -> __mmask8 {
-        reg!(_mm512_cmp_pd_mask::<_CMP_EQ_OQ>(a, b))
-    }
-    #[inline(always)]
-    fn gt_f64(self, a: __m512d, b: __m512d) -> __mmask8 {
-        reg!(_mm512_cmp_pd_mask::<_CMP_GT_OQ>(a, b))
-    }
-    #[inline(always)]
-    fn ge_f64(self, a: __m512d, b: __m512d) -> __mmask8 {
-        reg!(_mm512_cmp_pd_mask::<_CMP_GE_OQ>(a, b))
-    }
-    #[inline(always)]
-    fn lt_f64(self, a: __m512d, b: __m512d) -> __mmask8 {
-        reg!(_mm512_cmp_pd_mask::<_CMP_LT_OQ>(a, b))
-    }
-    #[inline(always)]
-    fn unord_f64(self, a: __m512d, b: __m512d) -> __mmask8 {
-        reg!(_mm512_cmp_pd_mask::<_CMP_UNORD_Q>(a, b))
-    }
     #[inline(always)]
     fn or_m64(self, a: __mmask8, b: __mmask8) -> __mmask8 {
         a | b
@@ -370,14 +250,6 @@ impl Simd for Avx512 {
     #[inline(always)]
     fn any_m64(self, m: __mmask8) -> bool {
         m != 0
-    }
-    #[inline(always)]
-    fn keep_f64(self, m: __mmask8, v: __m512d) -> __m512d {
-        reg!(_mm512_maskz_mov_pd(m, v))
-    }
-    #[inline(always)]
-    fn clear_f64(self, m: __mmask8, v: __m512d) -> __m512d {
-        reg!(_mm512_maskz_mov_pd(!m, v))
     }
 
     /// Lanes `i + (i + 4)`, then `i + (i + 2)`, then `0 + 1`: written out (rather than
@@ -393,10 +265,6 @@ impl Simd for Avx512 {
             );
             _mm_cvtsd_f64(two) + _mm_cvtsd_f64(_mm_unpackhi_pd(two, two))
         })
-    }
-    #[inline(always)]
-    fn reduce_max_f64(self, v: __m512d) -> f64 {
-        reg!(_mm512_reduce_max_pd(v))
     }
 
     #[inline(always)]
@@ -427,5 +295,36 @@ impl Simd for Avx512 {
             let y = _mm512_add_pd(_mm512_fmadd_pd(p, r2, r), _mm512_set1_pd(1.0));
             _mm512_scalef_pd(y, k)
         })
+    }
+    lanewise! {
+        splat_f32(x: f32) -> __m512 = _mm512_set1_ps(x);
+        mul_f32(a: __m512, b: __m512) -> __m512 = _mm512_mul_ps(a, b);
+        max_f32(a: __m512, b: __m512) -> __m512 = _mm512_max_ps(a, b);
+        unord_f32(a: __m512, b: __m512) -> __mmask16 = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, b);
+        add_f32(a: __m512, b: __m512) -> __m512 = _mm512_add_ps(a, b);
+        sub_f32(a: __m512, b: __m512) -> __m512 = _mm512_sub_ps(a, b);
+        mul_add_f32(a: __m512, b: __m512, c: __m512) -> __m512 = _mm512_fmadd_ps(a, b, c);
+        mul_sub_f32(a: __m512, b: __m512, c: __m512) -> __m512 = _mm512_fmsub_ps(a, b, c);
+        neg_mul_add_f32(a: __m512, b: __m512, c: __m512) -> __m512 = _mm512_fnmadd_ps(a, b, c);
+        lt_f32(a: __m512, b: __m512) -> __mmask16 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b);
+        clear_f32(m: __mmask16, v: __m512) -> __m512 = _mm512_maskz_mov_ps(!m, v);
+        widen_low(v: __m512) -> __m512d = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        reduce_max_f32(v: __m512) -> f32 = _mm512_reduce_max_ps(v);
+        splat_f64(x: f64) -> __m512d = _mm512_set1_pd(x);
+        add_f64(a: __m512d, b: __m512d) -> __m512d = _mm512_add_pd(a, b);
+        sub_f64(a: __m512d, b: __m512d) -> __m512d = _mm512_sub_pd(a, b);
+        mul_f64(a: __m512d, b: __m512d) -> __m512d = _mm512_mul_pd(a, b);
+        mul_add_f64(a: __m512d, b: __m512d, c: __m512d) -> __m512d = _mm512_fmadd_pd(a, b, c);
+        mul_sub_f64(a: __m512d, b: __m512d, c: __m512d) -> __m512d = _mm512_fmsub_pd(a, b, c);
+        neg_mul_add_f64(a: __m512d, b: __m512d, c: __m512d) -> __m512d = _mm512_fnmadd_pd(a, b, c);
+        max_f64(a: __m512d, b: __m512d) -> __m512d = _mm512_max_pd(a, b);
+        eq_f64(a: __m512d, b: __m512d) -> __mmask8 = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(a, b);
+        gt_f64(a: __m512d, b: __m512d) -> __mmask8 = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(a, b);
+        ge_f64(a: __m512d, b: __m512d) -> __mmask8 = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(a, b);
+        lt_f64(a: __m512d, b: __m512d) -> __mmask8 = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(a, b);
+        unord_f64(a: __m512d, b: __m512d) -> __mmask8 = _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(a, b);
+        keep_f64(m: __mmask8, v: __m512d) -> __m512d = _mm512_maskz_mov_pd(m, v);
+        clear_f64(m: __mmask8, v: __m512d) -> __m512d = _mm512_maskz_mov_pd(!m, v);
+        reduce_max_f64(v: __m512d) -> f64 = _mm512_reduce_max_pd(v);
     }
 }

@@ -13,6 +13,49 @@
 //! algorithms are `#[inline(always)]` and generic over `S: Simd`; each level instantiates them
 //! inside `#[target_feature]` functions (see `algo`), where the intrinsics inline.
 
+/// A level's token type, `token!(doc, Name, "the CPU features")`: a zero-sized value whose
+/// `unsafe` constructor requires the features, so that holding one proves them.
+macro_rules! token {
+    ($(#[$doc:meta])* $name:ident, $cpu:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy)]
+        pub(crate) struct $name(());
+
+        impl $name {
+            /// # Safety
+            #[doc = concat!("The CPU has ", $cpu, ".")]
+            #[inline(always)]
+            pub(crate) unsafe fn new() -> $name {
+                $name(())
+            }
+        }
+    };
+}
+
+/// A register-only intrinsic expression in an ISA file. Every use is reached only through a
+/// value of that file's token (a method of it, or a helper only its methods call), which
+/// exists only on a CPU with the level's features: all such intrinsics need besides their
+/// register operands.
+macro_rules! reg {
+    ($e:expr) => {
+        // SAFETY: see the macro's doc: the CPU has the level's features; no memory is accessed.
+        unsafe { $e }
+    };
+}
+
+/// Methods whose body is one register-only intrinsic expression, one per line:
+/// `name(args) -> Ret = expression;` (each `#[inline(always)]`, wrapped in `reg!`).
+macro_rules! lanewise {
+    ($($name:ident($($arg:ident: $t:ty),*) -> $r:ty = $e:expr;)*) => {
+        $(
+            #[inline(always)]
+            fn $name(self, $($arg: $t),*) -> $r {
+                reg!($e)
+            }
+        )*
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]

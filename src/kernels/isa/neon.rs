@@ -10,27 +10,11 @@ use std::arch::aarch64::*;
 
 use super::{exp_f32_flushing, exp_f64_flushing, Simd};
 
-/// The NEON token.
-#[derive(Clone, Copy)]
-pub(crate) struct Neon(());
-
-impl Neon {
-    /// # Safety
-    /// The CPU has NEON (every aarch64 CPU does).
-    #[inline(always)]
-    pub(crate) unsafe fn new() -> Neon {
-        Neon(())
-    }
-}
-
-/// For the register-only intrinsics below: a `Neon` exists only on a CPU with NEON
-/// (`Neon::new`), all these intrinsics need besides their register operands.
-macro_rules! reg {
-    ($e:expr) => {
-        // SAFETY: see the macro's doc: the CPU has NEON; no memory is accessed.
-        unsafe { $e }
-    };
-}
+token!(
+    /// The NEON token.
+    Neon,
+    "NEON (every aarch64 CPU does)"
+);
 
 #[inline(always)]
 fn bits(v: float64x2_t) -> uint64x2_t {
@@ -41,6 +25,12 @@ fn bits(v: float64x2_t) -> uint64x2_t {
 fn float(v: uint64x2_t) -> float64x2_t {
     reg!(vreinterpretq_f64_u64(v))
 }
+
+// Short names for the lane-wise methods below.
+type F4 = float32x4_t;
+type D2 = float64x2_t;
+type M4 = uint32x4_t;
+type M2 = uint64x2_t;
 
 impl Simd for Neon {
     type F32 = float32x4_t;
@@ -53,10 +43,6 @@ impl Simd for Neon {
     const MAX_PROPAGATES_NAN: bool = true;
     const F32_LOG_IN_F32: bool = false;
 
-    #[inline(always)]
-    fn splat_f32(self, x: f32) -> float32x4_t {
-        reg!(vdupq_n_f32(x))
-    }
     #[inline(always)]
     unsafe fn load_f32(self, p: *const f32) -> float32x4_t {
         // SAFETY: the 4 elements at `p` are readable (# Safety); the CPU has NEON.
@@ -95,45 +81,13 @@ impl Simd for Neon {
         unsafe { self.store_f32(p, v) }
     }
     #[inline(always)]
-    fn mul_f32(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        reg!(vmulq_f32(a, b))
-    }
-    #[inline(always)]
-    fn max_f32(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        reg!(vmaxq_f32(a, b))
-    }
-    #[inline(always)]
     fn unord_f32(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
         // Neither `a == a` nor `b == b` ordered-equal: one of them is NaN.
         reg!(vmvnq_u32(vandq_u32(vceqq_f32(a, a), vceqq_f32(b, b))))
     }
     #[inline(always)]
-    fn or_m32(self, a: uint32x4_t, b: uint32x4_t) -> uint32x4_t {
-        reg!(vorrq_u32(a, b))
-    }
-    #[inline(always)]
-    fn none_m32(self) -> uint32x4_t {
-        reg!(vdupq_n_u32(0))
-    }
-    #[inline(always)]
     fn any_m32(self, m: uint32x4_t) -> bool {
         reg!(vmaxvq_u32(m)) != 0
-    }
-    #[inline(always)]
-    fn add_f32(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        reg!(vaddq_f32(a, b))
-    }
-    #[inline(always)]
-    fn sub_f32(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        reg!(vsubq_f32(a, b))
-    }
-    #[inline(always)]
-    fn mul_add_f32(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
-        reg!(vfmaq_f32(c, a, b))
-    }
-    #[inline(always)]
-    fn mul_sub_f32(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
-        reg!(vnegq_f32(vfmsq_f32(c, a, b)))
     }
     #[inline(always)]
     fn exp_f32(self, a: float32x4_t) -> float32x4_t {
@@ -142,14 +96,6 @@ impl Simd for Neon {
     #[inline(always)]
     fn exp_f32_near(self, a: float32x4_t, lo: float32x4_t) -> float32x4_t {
         exp_f32_flushing::<Self, true>(self, a, lo)
-    }
-    #[inline(always)]
-    fn neg_mul_add_f32(self, a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
-        reg!(vfmsq_f32(c, a, b))
-    }
-    #[inline(always)]
-    fn lt_f32(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
-        reg!(vcltq_f32(a, b))
     }
     #[inline(always)]
     fn clear_f32(self, m: uint32x4_t, v: float32x4_t) -> float32x4_t {
@@ -164,27 +110,7 @@ impl Simd for Neon {
             vreinterpretq_s32_f32(v)
         )))
     }
-    #[inline(always)]
-    fn widen_low(self, v: float32x4_t) -> float64x2_t {
-        reg!(vcvt_f64_f32(vget_low_f32(v)))
-    }
-    #[inline(always)]
-    fn widen_high(self, v: float32x4_t) -> float64x2_t {
-        reg!(vcvt_high_f64_f32(v))
-    }
-    #[inline(always)]
-    fn narrow(self, lo: float64x2_t, hi: float64x2_t) -> float32x4_t {
-        reg!(vcvt_high_f32_f64(vcvt_f32_f64(lo), hi))
-    }
-    #[inline(always)]
-    fn reduce_max_f32(self, v: float32x4_t) -> f32 {
-        reg!(vmaxvq_f32(v))
-    }
 
-    #[inline(always)]
-    fn splat_f64(self, x: f64) -> float64x2_t {
-        reg!(vdupq_n_f64(x))
-    }
     #[inline(always)]
     unsafe fn load_f64(self, p: *const f64) -> float64x2_t {
         // SAFETY: the 2 elements at `p` are readable (# Safety); the CPU has NEON.
@@ -223,67 +149,12 @@ impl Simd for Neon {
     #[inline(always)]
     fn prefetch(self, _p: *const f32) {}
     #[inline(always)]
-    fn add_f64(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
-        reg!(vaddq_f64(a, b))
-    }
-    #[inline(always)]
-    fn sub_f64(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
-        reg!(vsubq_f64(a, b))
-    }
-    #[inline(always)]
-    fn mul_f64(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
-        reg!(vmulq_f64(a, b))
-    }
-    #[inline(always)]
-    fn mul_add_f64(self, a: float64x2_t, b: float64x2_t, c: float64x2_t) -> float64x2_t {
-        reg!(vfmaq_f64(c, a, b))
-    }
-    /// The negation of FMLS's `c - a * b`: the same value as x86's FMSUB, but +0 where that
-    /// gives -0 and the other way round (the bits NEON has always given).
-    #[inline(always)]
-    fn mul_sub_f64(self, a: float64x2_t, b: float64x2_t, c: float64x2_t) -> float64x2_t {
-        reg!(vnegq_f64(vfmsq_f64(c, a, b)))
-    }
-    #[inline(always)]
-    fn neg_mul_add_f64(self, a: float64x2_t, b: float64x2_t, c: float64x2_t) -> float64x2_t {
-        reg!(vfmsq_f64(c, a, b))
-    }
-    #[inline(always)]
-    fn max_f64(self, a: float64x2_t, b: float64x2_t) -> float64x2_t {
-        reg!(vmaxq_f64(a, b))
-    }
-
-    #[inline(always)]
-    fn eq_f64(self, a: float64x2_t, b: float64x2_t) -> uint64x2_t {
-        reg!(vceqq_f64(a, b))
-    }
-    #[inline(always)]
-    fn gt_f64(self, a: float64x2_t, b: float64x2_t) -> uint64x2_t {
-        reg!(vcgtq_f64(a, b))
-    }
-    #[inline(always)]
-    fn ge_f64(self, a: float64x2_t, b: float64x2_t) -> uint64x2_t {
-        reg!(vcgeq_f64(a, b))
-    }
-    #[inline(always)]
-    fn lt_f64(self, a: float64x2_t, b: float64x2_t) -> uint64x2_t {
-        reg!(vcltq_f64(a, b))
-    }
-    #[inline(always)]
     fn unord_f64(self, a: float64x2_t, b: float64x2_t) -> uint64x2_t {
         // Neither `a == a` nor `b == b` ordered-equal: one of them is NaN.
         reg!({
             let both = vandq_u64(vceqq_f64(a, a), vceqq_f64(b, b));
             vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(both)))
         })
-    }
-    #[inline(always)]
-    fn or_m64(self, a: uint64x2_t, b: uint64x2_t) -> uint64x2_t {
-        reg!(vorrq_u64(a, b))
-    }
-    #[inline(always)]
-    fn none_m64(self) -> uint64x2_t {
-        reg!(vdupq_n_u64(0))
     }
     #[inline(always)]
     fn any_m64(self, m: uint64x2_t) -> bool {
@@ -299,15 +170,6 @@ impl Simd for Neon {
     }
 
     #[inline(always)]
-    fn reduce_add_f64(self, v: float64x2_t) -> f64 {
-        reg!(vaddvq_f64(v))
-    }
-    #[inline(always)]
-    fn reduce_max_f64(self, v: float64x2_t) -> f64 {
-        reg!(vmaxvq_f64(v))
-    }
-
-    #[inline(always)]
     fn pow2_of_rounded_f64(self, kr: float64x2_t) -> float64x2_t {
         reg!(vreinterpretq_f64_s64(vshlq_n_s64::<52>(vaddq_s64(
             vreinterpretq_s64_f64(kr),
@@ -317,5 +179,40 @@ impl Simd for Neon {
     #[inline(always)]
     fn exp_f64(self, hi: float64x2_t, lo: float64x2_t) -> float64x2_t {
         exp_f64_flushing(self, hi, lo)
+    }
+    lanewise! {
+        splat_f32(x: f32) -> F4 = vdupq_n_f32(x);
+        mul_f32(a: F4, b: F4) -> F4 = vmulq_f32(a, b);
+        max_f32(a: F4, b: F4) -> F4 = vmaxq_f32(a, b);
+        or_m32(a: M4, b: M4) -> M4 = vorrq_u32(a, b);
+        none_m32() -> M4 = vdupq_n_u32(0);
+        add_f32(a: F4, b: F4) -> F4 = vaddq_f32(a, b);
+        sub_f32(a: F4, b: F4) -> F4 = vsubq_f32(a, b);
+        mul_add_f32(a: F4, b: F4, c: F4) -> F4 = vfmaq_f32(c, a, b);
+        mul_sub_f32(a: F4, b: F4, c: F4) -> F4 = vnegq_f32(vfmsq_f32(c, a, b));
+        neg_mul_add_f32(a: F4, b: F4, c: F4) -> F4 = vfmsq_f32(c, a, b);
+        lt_f32(a: F4, b: F4) -> M4 = vcltq_f32(a, b);
+        widen_low(v: F4) -> D2 = vcvt_f64_f32(vget_low_f32(v));
+        widen_high(v: F4) -> D2 = vcvt_high_f64_f32(v);
+        narrow(lo: D2, hi: D2) -> F4 = vcvt_high_f32_f64(vcvt_f32_f64(lo), hi);
+        reduce_max_f32(v: F4) -> f32 = vmaxvq_f32(v);
+        splat_f64(x: f64) -> D2 = vdupq_n_f64(x);
+        add_f64(a: D2, b: D2) -> D2 = vaddq_f64(a, b);
+        sub_f64(a: D2, b: D2) -> D2 = vsubq_f64(a, b);
+        mul_f64(a: D2, b: D2) -> D2 = vmulq_f64(a, b);
+        mul_add_f64(a: D2, b: D2, c: D2) -> D2 = vfmaq_f64(c, a, b);
+        // mul_sub: the negation of FMLS's `c - a b`, the value of x86's FMSUB but +0 where
+        // that gives -0 and the other way round (the bits NEON has always given).
+        mul_sub_f64(a: D2, b: D2, c: D2) -> D2 = vnegq_f64(vfmsq_f64(c, a, b));
+        neg_mul_add_f64(a: D2, b: D2, c: D2) -> D2 = vfmsq_f64(c, a, b);
+        max_f64(a: D2, b: D2) -> D2 = vmaxq_f64(a, b);
+        eq_f64(a: D2, b: D2) -> M2 = vceqq_f64(a, b);
+        gt_f64(a: D2, b: D2) -> M2 = vcgtq_f64(a, b);
+        ge_f64(a: D2, b: D2) -> M2 = vcgeq_f64(a, b);
+        lt_f64(a: D2, b: D2) -> M2 = vcltq_f64(a, b);
+        or_m64(a: M2, b: M2) -> M2 = vorrq_u64(a, b);
+        none_m64() -> M2 = vdupq_n_u64(0);
+        reduce_add_f64(v: D2) -> f64 = vaddvq_f64(v);
+        reduce_max_f64(v: D2) -> f64 = vmaxvq_f64(v);
     }
 }
