@@ -496,8 +496,11 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
             PackedFolds::of_rows(m, inv)
         }
     };
-    // 8 spare lanes: the read-back of a row's last vector may run past the group's end.
-    let mut exps = [0.0f32; 8 * 16 + 8];
+    // The exps of the group, `8 n` written below, then the 8 after them zeroed: the
+    // read-back of a row's last vector may run past the group's end (not the whole buffer
+    // zeroed first: for rows this short that would cost as much as a pass over them).
+    let mut exps_buf = std::mem::MaybeUninit::<[f32; 8 * 16 + 8]>::uninit();
+    let exps = exps_buf.as_mut_ptr().cast::<f32>();
     for v in 0..n {
         // SAFETY: `rows.row_of[v]` is 8 `i32`s, the 32 bytes read (unaligned); `v < n`: the 8
         // elements at `src.add(8 * v)` are among the `8 n` readable ones (# Safety).
@@ -536,19 +539,23 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
             _mm256_blendv_ps(widened(), folded(), lanes)
         };
         // SAFETY: `v < n <= 16`: elements `8 v .. 8 v + 8` of `exps` (136 elements) exist.
-        unsafe { _mm256_storeu_ps(exps.as_mut_ptr().add(8 * v), e) };
+        unsafe { _mm256_storeu_ps(exps.add(8 * v), e) };
     }
+    // SAFETY: `n <= 16`: elements `8 n .. 8 n + 8` of `exps` (136 elements) exist. Now the
+    // first `8 n + 8` are initialized.
+    unsafe { _mm256_storeu_ps(exps.add(8 * n), _mm256_setzero_ps()) };
     // SAFETY: `lanes_below` takes no pointers; it needs only avx2,fma, which this function is
     // compiled with (and `n0, n1 <= 8`, as it expects).
     let (keep0, keep1) = unsafe { (lanes_below(n0), lanes_below(n1)) };
     let mut sums = [_mm256_setzero_pd(); PACKED_GROUP];
     for (r, slot) in sums.iter_mut().enumerate() {
-        // SAFETY: `r < 8`, `n <= 16`: the 8 elements read from `exps.as_ptr().add(r * n)`, and
-        // with `n1 > 0` the 8 after them, end at most at `7 * 16 + 16 = 128`, within `exps`
-        // (136 elements). `lo_pd` and `hi_pd` take no pointers; they need only avx2,fma, which
-        // this function is compiled with.
+        // SAFETY: `r < 8`, `n <= 16`: the 8 elements read from `exps.add(r * n)`, and with
+        // `n1 > 0` (`n > 8`) the 8 after them, end at `7 n + 8 <= 8 n + 8` (`n <= 8`) or at
+        // `7 n + 16 < 8 n + 8` (`n > 8`): among the first `8 n + 8`, initialized above.
+        // `lo_pd` and `hi_pd` take no pointers; they need only avx2,fma, which this function
+        // is compiled with.
         unsafe {
-            let p = exps.as_ptr().add(r * n);
+            let p = exps.cast_const().add(r * n);
             // As the per-row kernel: a0 = lo(e0) (+ lo(e1)), a1 = hi(e0) (+ hi(e1)), a0 + a1.
             let e0 = _mm256_and_ps(_mm256_loadu_ps(p), keep0);
             let (mut a0, mut a1) = (lo_pd(e0), hi_pd(e0));
@@ -583,7 +590,7 @@ unsafe fn rows_f32_packed<const UNIT: bool>(
                 // writable ones (# Safety).
                 unsafe {
                     let row = _mm256_loadu_si256(rows.row_of[v].as_ptr().cast());
-                    let e = _mm256_loadu_ps(exps.as_ptr().add(8 * v));
+                    let e = _mm256_loadu_ps(exps.cast_const().add(8 * v));
                     let y = _mm256_mul_ps(e, _mm256_permutevar8x32_ps(f, row));
                     _mm256_storeu_ps(dst.add(8 * v), y);
                 }
