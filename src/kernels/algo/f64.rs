@@ -12,6 +12,7 @@ use crate::kernels::scalar;
 /// The exp argument's constants for a row: the maximum `m` and `1 / t = inv + inv_lo`.
 #[derive(Clone, Copy)]
 pub(crate) struct ArgF64<S: Simd> {
+    m_scalar: f64,
     m: S::F64,
     neg_m: S::F64,
     inv: S::F64,
@@ -25,6 +26,7 @@ impl<S: Simd> ArgF64<S> {
         // 1/t = inv + inv_lo to about 2^-106 relative.
         let inv_lo = (-t).mul_add(inv, 1.0) / t;
         ArgF64 {
+            m_scalar: m,
             m: s.splat_f64(m),
             neg_m: s.splat_f64(-m),
             inv: s.splat_f64(inv),
@@ -143,10 +145,13 @@ unsafe fn exp_sum<S: Simd, const UNIT: bool, const STORE: bool>(
     }
     if i < n {
         // SAFETY: `i < n < i + l` (the loop above stopped): the last `n - i < l` elements of
-        // `src` are readable and, with STORE, of `dst` writable. Lanes past the end read
-        // -inf, whose exp is exactly 0.
+        // `src` are readable and, with STORE, of `dst` writable. Lanes past the end read the
+        // maximum and are zeroed after the exp (what exp(-inf) gives, without AVX-512's slow
+        // underflowing scale, which made rows shorter than a few vectors several times
+        // slower).
         unsafe {
-            let e = c.exp::<UNIT>(s, s.load_f64_part(src.add(i), n - i, f64::NEG_INFINITY));
+            let x = s.load_f64_part(src.add(i), n - i, c.m_scalar);
+            let e = s.keep_f64(s.first_lanes_m64(n - i), c.exp::<UNIT>(s, x));
             if STORE {
                 s.store_f64_part(dst.add(i), n - i, e);
             }

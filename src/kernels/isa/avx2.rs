@@ -202,6 +202,13 @@ impl Simd for Avx2 {
     fn exp_f64(self, hi: __m256d, lo: __m256d) -> __m256d {
         exp_f64_flushing(self, hi, lo)
     }
+    #[inline(always)]
+    fn first_lanes_m64(self, r: usize) -> __m256d {
+        reg!(_mm256_castsi256_pd(_mm256_cmpgt_epi64(
+            _mm256_set1_epi64x(r as i64),
+            _mm256_set_epi64x(3, 2, 1, 0),
+        )))
+    }
     lanewise! {
         splat_f32(x: f32) -> __m256 = _mm256_set1_ps(x);
         mul_f32(a: __m256, b: __m256) -> __m256 = _mm256_mul_ps(a, b);

@@ -296,6 +296,10 @@ impl Simd for Avx512 {
             _mm512_scalef_pd(y, k)
         })
     }
+    #[inline(always)]
+    fn first_lanes_m64(self, r: usize) -> __mmask8 {
+        mask8(r)
+    }
     lanewise! {
         splat_f32(x: f32) -> __m512 = _mm512_set1_ps(x);
         mul_f32(a: __m512, b: __m512) -> __m512 = _mm512_mul_ps(a, b);

@@ -234,6 +234,8 @@ pub(crate) trait Simd: Copy {
     fn none_m64(self) -> Self::M64;
     /// Whether any lane is flagged.
     fn any_m64(self, m: Self::M64) -> bool;
+    /// The first `r` lanes flagged, `r < F64_LANES`.
+    fn first_lanes_m64(self, r: usize) -> Self::M64;
     /// `v` where `m` is set, 0 elsewhere.
     fn keep_f64(self, m: Self::M64, v: Self::F64) -> Self::F64;
     /// 0 where `m` is set, `v` elsewhere.

@@ -180,6 +180,13 @@ impl Simd for Neon {
     fn exp_f64(self, hi: float64x2_t, lo: float64x2_t) -> float64x2_t {
         exp_f64_flushing(self, hi, lo)
     }
+    #[inline(always)]
+    fn first_lanes_m64(self, r: usize) -> uint64x2_t {
+        reg!(vcltq_u64(
+            vsetq_lane_u64::<1>(1, vdupq_n_u64(0)),
+            vdupq_n_u64(r as u64)
+        ))
+    }
     lanewise! {
         splat_f32(x: f32) -> F4 = vdupq_n_f32(x);
         mul_f32(a: F4, b: F4) -> F4 = vmulq_f32(a, b);
