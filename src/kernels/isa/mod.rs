@@ -490,3 +490,122 @@ lane!(
     any_m64,
     reduce_max_f64
 );
+
+/// The primitives against their definitions, lane by lane, at every level this CPU has:
+/// partial loads and stores at every length and at `f32`-only alignment (nothing past the
+/// `r` elements read or written), the first-lanes mask, widening and narrowing, and the
+/// reductions against a scalar fold in the documented order's result.
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod tests {
+    use super::Simd;
+    use crate::simd::{cpu_has, SimdLevel};
+
+    fn lanes_f32<S: Simd>(s: S, v: S::F32) -> Vec<f32> {
+        let mut out = vec![0.0f32; S::F32_LANES];
+        // SAFETY: `out` holds `F32_LANES` elements.
+        unsafe { s.store_f32(out.as_mut_ptr(), v) };
+        out
+    }
+
+    fn lanes_f64<S: Simd>(s: S, v: S::F64) -> Vec<f64> {
+        let mut out = vec![0.0f64; S::F64_LANES];
+        // SAFETY: `out` holds `F64_LANES` elements.
+        unsafe { s.store_f64(out.as_mut_ptr(), v) };
+        out
+    }
+
+    fn check<S: Simd>(s: S, name: &str) {
+        let (l32, l64) = (S::F32_LANES, S::F64_LANES);
+        let src32: Vec<f32> = (0..2 * l32 + 1).map(|i| i as f32 + 0.5).collect();
+        for off in 0..2 {
+            for r in 0..l32 {
+                // SAFETY: `off + r < 2 l32 + 1` elements of `src32` are readable from `off`.
+                let v = unsafe { s.load_f32_part(src32.as_ptr().add(off), r, -7.0) };
+                let want: Vec<f32> = (0..l32)
+                    .map(|j| if j < r { src32[off + j] } else { -7.0 })
+                    .collect();
+                assert_eq!(
+                    lanes_f32(s, v),
+                    want,
+                    "{name} load_f32_part off={off} r={r}"
+                );
+                let mut dst = vec![99.0f32; l32 + 2];
+                // SAFETY: `dst` holds `l32 + 2 > off + r` elements.
+                unsafe { s.store_f32_part(dst.as_mut_ptr().add(off), r, v) };
+                for (j, &x) in dst.iter().enumerate() {
+                    let want = if j >= off && j < off + r {
+                        src32[j]
+                    } else {
+                        99.0
+                    };
+                    assert_eq!(x, want, "{name} store_f32_part off={off} r={r} j={j}");
+                }
+                let widened = [lanes_f64(s, s.widen_low(v)), lanes_f64(s, s.widen_high(v))];
+                let all: Vec<f32> = widened.concat().iter().map(|&x| x as f32).collect();
+                assert_eq!(all, lanes_f32(s, v), "{name} widen r={r}");
+                let back = s.narrow(s.widen_low(v), s.widen_high(v));
+                assert_eq!(lanes_f32(s, back), lanes_f32(s, v), "{name} narrow r={r}");
+                let m = s.reduce_max_f32(v);
+                let want = lanes_f32(s, v)
+                    .into_iter()
+                    .fold(f32::NEG_INFINITY, f32::max);
+                assert_eq!(m, want, "{name} reduce_max_f32 r={r}");
+            }
+        }
+        let src64: Vec<f64> = (0..2 * l64 + 1).map(|i| i as f64 * 0.25 - 1.0).collect();
+        for r in 0..l64 {
+            // SAFETY: `r < 2 l64 + 1` elements of `src64` are readable.
+            let v = unsafe { s.load_f64_part(src64.as_ptr(), r, 3.0) };
+            let want: Vec<f64> = (0..l64)
+                .map(|j| if j < r { src64[j] } else { 3.0 })
+                .collect();
+            assert_eq!(lanes_f64(s, v), want, "{name} load_f64_part r={r}");
+            let mut dst = vec![99.0f64; l64];
+            // SAFETY: `dst` holds `l64 > r` elements.
+            unsafe { s.store_f64_part(dst.as_mut_ptr(), r, v) };
+            let want: Vec<f64> = (0..l64)
+                .map(|j| if j < r { src64[j] } else { 99.0 })
+                .collect();
+            assert_eq!(dst, want, "{name} store_f64_part r={r}");
+            let kept = s.keep_f64(s.first_lanes_m64(r), s.splat_f64(2.0));
+            let want: Vec<f64> = (0..l64).map(|j| if j < r { 2.0 } else { 0.0 }).collect();
+            assert_eq!(lanes_f64(s, kept), want, "{name} first_lanes_m64 r={r}");
+            // Small integers and halves: every order of additions gives the exact sum.
+            let sum = s.reduce_add_f64(v);
+            assert_eq!(
+                sum,
+                lanes_f64(s, v).iter().sum::<f64>(),
+                "{name} reduce_add r={r}"
+            );
+        }
+    }
+
+    #[test]
+    fn primitives_match_their_definitions_at_every_level() {
+        let mut checked = 0;
+        #[cfg(target_arch = "x86_64")]
+        {
+            if cpu_has(SimdLevel::Avx2) {
+                // SAFETY: the CPU has AVX2 and FMA (just checked).
+                check(unsafe { super::avx2::Avx2::new() }, "avx2");
+                checked += 1;
+            }
+            if cpu_has(SimdLevel::Avx512) {
+                // SAFETY: the CPU has AVX-512F, AVX2 and FMA (just checked).
+                check(unsafe { super::avx512::Avx512::new() }, "avx512");
+                checked += 1;
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if cpu_has(SimdLevel::Neon) {
+                // SAFETY: the CPU has NEON (just checked).
+                check(unsafe { super::neon::Neon::new() }, "neon");
+                checked += 1;
+            }
+        }
+        if checked == 0 {
+            eprintln!("no vector level on this CPU: the scalar kernels have no primitives");
+        }
+    }
+}
