@@ -16,12 +16,12 @@ use crate::cache;
 use crate::element::{is_native, narrow_strided, widen_into_scratch, widen_strided, Float, Real};
 use crate::error::{Error, Result};
 use crate::interrupt;
-use crate::kernels::{kernels, prefetch, Store, BLOCK};
+use crate::kernels::{bf16_kernels_for, kernels, prefetch, Bf16Kernels, Store, BLOCK};
 use crate::op::Op;
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges, run_shared};
-use crate::row::{logsumexp_row, map_row, map_row_with, map_rows_streamed};
+use crate::row::{logsumexp_row, map_row, map_row_bf16, map_row_with, map_rows_streamed};
 use crate::shared::SharedPtr;
-use crate::simd::SimdLevel;
+use crate::simd::{simd_level, SimdLevel};
 use crate::temperature::Temperature;
 use crate::view::{check_matching, StridedView, StridedViewMut};
 
@@ -94,6 +94,14 @@ unsafe fn map_lane<T: Float>(
     parallel_row: bool,
     stream: bool,
 ) -> Result<()> {
+    if src_stride == 1 && dst_stride == 1 && n > BLOCK {
+        if let Some(k) = bf16_kernels_of::<T>().filter(|k| (k.takes)(t)) {
+            // SAFETY: `T` is bfloat16, and the lane's `n` adjacent elements are readable at
+            // `src` and writable at `dst`, the same or disjoint (`map_lanes_raw`).
+            unsafe { map_row_bf16(k, op, src.cast(), dst.cast(), n, t, parallel_row) };
+            return Ok(());
+        }
+    }
     if is_native::<T>() && src_stride == 1 && dst_stride == 1 {
         let k = kernels::<T::Compute>();
         // SAFETY: `T` is its own compute type, and the lane's `n` adjacent elements are
@@ -217,6 +225,15 @@ unsafe fn map_lanes_with_exact<T: Float>(
         unsafe { narrow_strided(&buf, d, dst_lanes.stride) };
     }
     Ok(())
+}
+
+/// The bfloat16 kernels of the process's level when `T` is bfloat16 and the level has them.
+fn bf16_kernels_of<T: Float>() -> Option<&'static Bf16Kernels> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<half::bf16>() {
+        bf16_kernels_for(simd_level())
+    } else {
+        None
+    }
 }
 
 /// Source and destination lay out the same lanes (else a length error naming `out`).
@@ -995,7 +1012,10 @@ pub(crate) unsafe fn map_lanes_raw<T: Float>(
         unsafe { map_lanes_with_exact(op, src, src_lanes, dst, dst_lanes, temperature, &risky) }?;
         return interrupt::status();
     }
-    if !(is_native::<T>() && src_lanes.stride == 1 && dst_lanes.stride == 1) {
+    let adjacent = src_lanes.stride == 1 && dst_lanes.stride == 1;
+    // Long adjacent bfloat16 lanes go lane by lane to the bfloat16 kernels (`map_lane`).
+    let bf16_rows = adjacent && n > BLOCK && bf16_kernels_of::<T>().is_some();
+    if !((is_native::<T>() && adjacent) || bf16_rows) {
         // SAFETY: the caller's contract.
         unsafe { map_tiles(op, src, src_lanes, dst, dst_lanes, temperature) }?;
         return interrupt::status();
@@ -1011,7 +1031,7 @@ pub(crate) unsafe fn map_lanes_raw<T: Float>(
     let (s, d) = (SharedPtr(src as *mut T), SharedPtr(dst));
     let work = n.saturating_mul(count);
     let parallel = is_parallel(work);
-    if stream && n > BLOCK && (!parallel || count >= get_num_threads()) {
+    if stream && !bf16_rows && n > BLOCK && (!parallel || count >= get_num_threads()) {
         // Long rows streamed in runs of consecutive lanes, each row's output written during
         // the next row's first pass.
         let k = kernels::<T::Compute>();

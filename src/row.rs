@@ -20,7 +20,7 @@
 use crate::element::Real;
 use crate::interrupt;
 use crate::kernels::{
-    exp_sum_overlapped, kernels, BlockWrite, Kernels, Scratch, Store, SumAcc, BLOCK,
+    exp_sum_overlapped, kernels, Bf16Kernels, BlockWrite, Kernels, Scratch, Store, SumAcc, BLOCK,
 };
 use crate::parallel::each_shared;
 use crate::shared::SharedPtr;
@@ -306,6 +306,97 @@ pub(crate) unsafe fn map_row_with<C: Real>(
                 });
             }
         }
+    });
+}
+
+/// [`map_row_with`] of a bfloat16 row longer than a block, through a level's bfloat16 kernels
+/// `k` (`k.takes(t)` holds): the same blocks, passes and order of operations on the `f32`
+/// values, each result rounded once to bfloat16 as it is stored, so the bits are those of
+/// `map_row_with` on the widened row, rounded, without a conversion buffer. Softmax keeps its
+/// `f32` exps in a scratch buffer rather than in the bfloat16 output (or, for a row too long
+/// for one, computes them again in pass 2: `exp_scale` gives the bits of the kept exps
+/// scaled).
+///
+/// # Safety
+/// As [`map_row`], for `n > BLOCK` bfloat16 elements.
+pub(crate) unsafe fn map_row_bf16(
+    k: &'static Bf16Kernels,
+    op: Op,
+    src: *const half::bf16,
+    dst: *mut half::bf16,
+    n: usize,
+    t: f64,
+    parallel: bool,
+) {
+    debug_assert!(n > BLOCK && (k.takes)(t));
+    let nb = n_blocks(n);
+    let parallel = parallel && nb > 1;
+    let (s, d) = (SharedPtr(src as *mut half::bf16), SharedPtr(dst));
+    // Softmax keeps the `f32` exps in this thread's scratch buffer (every block's helper writes
+    // its own part of it) for pass 2 to scale; without one (a very long row) pass 2 computes
+    // them again.
+    let mut scratch = if op == Op::Softmax {
+        Scratch::take(n * std::mem::size_of::<f32>())
+    } else {
+        None
+    };
+    let e = SharedPtr(
+        scratch
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |sc| sc.ptr::<f32>()),
+    );
+    with_stats::<f32, ()>(nb, |stats| {
+        each_shared(stats, parallel, |b, st| {
+            // Polled per block, as `map_row_with` (contract R8).
+            if interrupt::poll() {
+                return;
+            }
+            let (start, len) = block(n, b);
+            // SAFETY: block [start, start + len) lies in the row; this shared view ends before
+            // any of the row's output is written (pass 2, or the NaN fill after this pass).
+            let x = unsafe { std::slice::from_raw_parts(s.get().add(start), len) };
+            let (m, nan) = (k.max)(x);
+            st.m = m;
+            st.nan = nan;
+            st.pos_inf = m == f32::INFINITY;
+            if nan || st.pos_inf || m == f32::NEG_INFINITY {
+                return;
+            }
+            st.sum = if e.get().is_null() {
+                (k.sum_exp)(x, m, t)
+            } else {
+                // SAFETY: the buffer holds `n` `f32`s, this block's disjoint from the others'
+                // and from the row.
+                unsafe { (k.exp_store_sum)(x.as_ptr(), e.get().add(start), len, m, t) }
+            };
+        });
+        if interrupt::stopped() {
+            return;
+        }
+        let Ok((mm, total)) = combine(stats, t) else {
+            for i in 0..n {
+                // SAFETY: dst is valid for writes of n.
+                unsafe { *d.get().add(i) = half::bf16::NAN };
+            }
+            return;
+        };
+        let log_sum = total.ln();
+        each_shared(stats, parallel, |b, st| {
+            let (start, len) = block(n, b);
+            // SAFETY: block [start, start + len) of both rows, which this task alone writes;
+            // the source block is the same as the output block or disjoint from it.
+            unsafe {
+                let (x, y) = (s.get().add(start), d.get().add(start));
+                match op {
+                    Op::Softmax if st.sum > 0.0 && !e.get().is_null() => {
+                        (k.scale_to)(e.get().add(start), y, len, st.w / total)
+                    }
+                    Op::Softmax if st.sum > 0.0 => (k.exp_scale)(x, y, len, st.m, t, st.w / total),
+                    Op::Softmax => std::ptr::write_bytes(y, 0, len),
+                    Op::LogSoftmax => (k.write_log_softmax)(x, y, len, mm, t, log_sum),
+                }
+            }
+        });
     });
 }
 

@@ -6,9 +6,9 @@
 use half::bf16;
 use logitkit::lanes::{logsumexp_lanes, map_lanes};
 use logitkit::{
-    filter_logits_batch, log_softmax_rows, logsumexp_rows, sample_batch, set_num_threads,
-    softmax_rows, Float, Histories, Lanes, Op, SamplingParams, Seed, StridedView, StridedViewMut,
-    Temperature,
+    filter_logits_batch, log_softmax_rows, log_softmax_rows_in_place, logsumexp_rows, sample_batch,
+    set_num_threads, softmax_rows, softmax_rows_in_place, Float, Histories, Lanes, Op,
+    SamplingParams, Seed, StridedView, StridedViewMut, Temperature,
 };
 
 mod common;
@@ -208,4 +208,92 @@ fn p7_bf16_filtered_values_stay_finite_in_bfloat16() {
     assert!(out.iter().all(|v| v.is_finite()), "{out:?}");
     assert_eq!(out[0], bf16::ZERO, "the maximum's gap");
     assert!(out[1] < bf16::from_f32(-1e38) && out[2] < bf16::from_f32(-1e38));
+}
+
+/// Long rows go through the bfloat16 kernels (no conversion buffer) where the level has them
+/// and the temperature is one its vector kernels take; every case here must still be the f32
+/// result rounded once: temperatures the vector kernels pass to the portable ones (tiny, huge,
+/// per row mixed with ordinary ones), in place, whole blocks of `-inf` (softmax writes zeros
+/// there), a block whose maximum is far below the row's (weight 0), NaN or `+inf` in one block
+/// only, one row shared by two threads, and lengths one past and one short of whole blocks.
+#[test]
+fn s1_bf16_long_rows_on_every_path_are_one_rounding_of_f32() {
+    const BLOCK: usize = 16 * 1024;
+    let mut rng = Rng(23);
+    let temps = [1.0, 0.7, 1e-35, 1e-310, 1e35, 2.5];
+    for &n in &[BLOCK + 1, 3 * BLOCK - 1, 50_000, 128_256] {
+        let rows = temps.len();
+        let mut x = logits(&mut rng, rows * n, 4.0, false);
+        // Row 1: its second block all -inf; row 2: its first block 200 below the rest; row 3:
+        // NaN in its last block; row 4: +inf in its first block.
+        for v in &mut x[n + BLOCK..n + 2 * BLOCK] {
+            *v = bf16::NEG_INFINITY;
+        }
+        for v in &mut x[2 * n..2 * n + BLOCK] {
+            *v = bf16::from_f32(v.to_f32() - 200.0);
+        }
+        x[4 * n - 1] = bf16::NAN;
+        x[4 * n + 5] = bf16::INFINITY;
+        let x32 = widened(&x);
+        for threads in [1, 2] {
+            set_num_threads(threads).unwrap();
+            for op in [Op::Softmax, Op::LogSoftmax] {
+                let check = |temp: Temperature<'_>, what: &str| {
+                    let (mut got, mut want) = (x.clone(), x32.clone());
+                    let mut out = vec![0.0f32; x.len()];
+                    let mut out16 = vec![bf16::ZERO; x.len()];
+                    match op {
+                        Op::Softmax => {
+                            softmax_rows(&x, &mut out16, n, temp).unwrap();
+                            softmax_rows(&x32, &mut out, n, temp).unwrap();
+                            softmax_rows_in_place(&mut got, n, temp).unwrap();
+                            softmax_rows_in_place(&mut want, n, temp).unwrap();
+                        }
+                        Op::LogSoftmax => {
+                            log_softmax_rows(&x, &mut out16, n, temp).unwrap();
+                            log_softmax_rows(&x32, &mut out, n, temp).unwrap();
+                            log_softmax_rows_in_place(&mut got, n, temp).unwrap();
+                            log_softmax_rows_in_place(&mut want, n, temp).unwrap();
+                        }
+                    }
+                    let ctx = format!("{op:?} {rows}x{n} {what} threads={threads}");
+                    assert_eq!(bits(&out16), rounded(&out), "{ctx}");
+                    assert_eq!(bits(&got), rounded(&want), "{ctx} in place");
+                };
+                check(Temperature::PerRow(&temps), "per-row temperatures");
+                for &t in &temps {
+                    check(Temperature::Scalar(t), &format!("t={t}"));
+                }
+                // One row: two threads share its blocks.
+                let one = |v: &[bf16]| v[..n].to_vec();
+                let (mut got, mut want) = (vec![bf16::ZERO; n], vec![0.0f32; n]);
+                let t = Temperature::Scalar(0.9);
+                match op {
+                    Op::Softmax => {
+                        softmax_rows(&one(&x), &mut got, n, t).unwrap();
+                        softmax_rows(&x32[..n], &mut want, n, t).unwrap();
+                    }
+                    Op::LogSoftmax => {
+                        log_softmax_rows(&one(&x), &mut got, n, t).unwrap();
+                        log_softmax_rows(&x32[..n], &mut want, n, t).unwrap();
+                    }
+                }
+                assert_eq!(bits(&got), rounded(&want), "{op:?} one row of {n}");
+            }
+        }
+    }
+    // A row whose `f32` exps do not fit the 4 MB scratch buffer: softmax computes them twice.
+    let n = (4 << 20) / 4 + 1;
+    let x = logits(&mut rng, n, 4.0, false);
+    let x32 = widened(&x);
+    for t in [1.0, 0.7] {
+        let (mut got, mut want) = (vec![bf16::ZERO; n], vec![0.0f32; n]);
+        softmax_rows(&x, &mut got, n, Temperature::Scalar(t)).unwrap();
+        softmax_rows(&x32, &mut want, n, Temperature::Scalar(t)).unwrap();
+        assert_eq!(
+            bits(&got),
+            rounded(&want),
+            "softmax of one row of {n}, t={t}"
+        );
+    }
 }

@@ -173,6 +173,30 @@ pub struct Kernels<C: 'static> {
     pub exp_sum_overlapped: Option<ExpSumOverlapped<C>>,
 }
 
+/// The `f32` block kernels of one vector level over bfloat16 storage: loads widen in registers
+/// and stores round each result once to bfloat16, so a block's results are the bits the `f32`
+/// kernels give on the widened values, rounded as `convert::f32_to_bf16` rounds, without a
+/// conversion buffer. Only for temperatures `takes` accepts (the others need the portable
+/// kernels, which read `f32`).
+pub(crate) struct Bf16Kernels {
+    /// Whether the kernels below compute at temperature `t`.
+    pub(crate) takes: fn(f64) -> bool,
+    /// As [`Kernels::max`], the maximum widened.
+    pub(crate) max: fn(&[half::bf16]) -> (f32, bool),
+    /// As [`Kernels::sum_exp`].
+    pub(crate) sum_exp: fn(&[half::bf16], f32, f64) -> f64,
+    /// As [`Kernels::exp_store_sum`], the exps in `f32` (a scratch buffer, disjoint).
+    pub(crate) exp_store_sum: unsafe fn(*const half::bf16, *mut f32, usize, f32, f64) -> f64,
+    /// As [`Kernels::scale_to`] from `f32` exps, each product rounded to bfloat16 (never
+    /// streamed; disjoint).
+    pub(crate) scale_to: unsafe fn(*const f32, *mut half::bf16, usize, f64),
+    /// As [`Kernels::exp_scale`] (never streamed).
+    pub(crate) exp_scale: unsafe fn(*const half::bf16, *mut half::bf16, usize, f32, f64, f64),
+    /// As [`Kernels::write_log_softmax`] (never streamed).
+    pub(crate) write_log_softmax:
+        unsafe fn(*const half::bf16, *mut half::bf16, usize, f32, f64, f64),
+}
+
 /// `f(src, exps, n, m, t, write, ahead, ahead_n)`: the sum `sum_exp` gives over the `n`
 /// elements at `src`, storing the exps at `exps` as `exp_store_sum` would unless `exps` is
 /// null; meanwhile does `write` (the same bits as [`BlockWrite::run`]) and asks for the
@@ -756,6 +780,20 @@ fn f64_table(level: SimdLevel) -> &'static Kernels<f64> {
         #[cfg(target_arch = "aarch64")]
         SimdLevel::Neon if cpu_has(SimdLevel::Neon) => &algo::f64::neon::F64,
         _ => &SCALAR_F64,
+    }
+}
+
+/// The bfloat16 kernels of `level`; `None` when this CPU lacks `level` or it is the scalar
+/// one (whose kernels compute in `f64` from `f32` buffers).
+pub(crate) fn bf16_kernels_for(level: SimdLevel) -> Option<&'static Bf16Kernels> {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => Some(&avx512::BF16),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => Some(&avx2::BF16),
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon if cpu_has(SimdLevel::Neon) => Some(&neon::BF16),
+        _ => None,
     }
 }
 

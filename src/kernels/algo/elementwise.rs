@@ -33,33 +33,35 @@ impl<S: Simd, E: Lane<S>> LaneMap<E::V> for MulBy<S, E> {
     }
 }
 
-/// `dst[i] = f(src[i])`, a vector at a time. With `stream` (on a level that has non-temporal
-/// stores) the aligned middle is written with them, then fenced, so that a large output is
-/// not first read into the cache. Elementwise, so the bits do not depend on the alignment or
-/// on `stream`.
+/// `dst[i] = f(src[i])`, a vector at a time, `src` of element type `A` and `dst` of `B` (the
+/// same vectors: `f32` and bfloat16 storage of `f32` lanes may mix). With `stream` (on a level
+/// and output type that have non-temporal stores) the aligned middle is written with them,
+/// then fenced, so that a large output is not first read into the cache. Elementwise, so the
+/// bits do not depend on the alignment or on `stream`.
 ///
 /// # Safety
-/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint.
+/// `src` valid for reads and `dst` for writes of `n` elements, the same (then `A` is `B`) or
+/// disjoint.
 #[inline(always)]
-pub(crate) unsafe fn map<S: Simd, E: Lane<S>>(
+pub(crate) unsafe fn map<S: Simd, A: Lane<S>, B: Lane<S, V = A::V>>(
     s: S,
-    src: *const E,
-    dst: *mut E,
+    src: *const A,
+    dst: *mut B,
     n: usize,
     stream: bool,
-    op: impl LaneMap<E::V>,
+    op: impl LaneMap<A::V>,
 ) {
-    let (l, size) = (E::LANES, std::mem::size_of::<E>());
+    let (l, size) = (A::LANES, std::mem::size_of::<B>());
     let mut i = 0;
-    if stream && S::STREAM_ALIGN > 0 {
+    if stream && B::STREAMS && S::STREAM_ALIGN > 0 {
         let a = S::STREAM_ALIGN;
         let head = (((a - (dst as usize & (a - 1))) & (a - 1)) / size).min(n);
         if head > 0 {
             // SAFETY: `head <= n` and `head < a / size = l`: the first `head` elements of
             // `src` are readable and of `dst` writable.
             unsafe {
-                let y = op.apply(E::load_part(s, src, head, E::ZERO));
-                E::store_part(s, dst, head, y);
+                let y = op.apply(A::load_part(s, src, head, A::ZERO));
+                B::store_part(s, dst, head, y);
             }
         }
         i = head;
@@ -70,8 +72,8 @@ pub(crate) unsafe fn map<S: Simd, E: Lane<S>>(
             // `i - head` a multiple of `l`: `dst.add(i)` is `a`-byte aligned, as `stream`
             // requires; the fence below orders the stores before later accesses.
             unsafe {
-                let y = op.apply(E::load(s, src.add(i)));
-                E::stream(s, dst.add(i), y);
+                let y = op.apply(A::load(s, src.add(i)));
+                B::stream(s, dst.add(i), y);
             }
             i += l;
         }
@@ -81,14 +83,14 @@ pub(crate) unsafe fn map<S: Simd, E: Lane<S>>(
             // SAFETY: `i + 4 l <= n`: the four vectors from `src.add(i)` are readable and from
             // `dst.add(i)` writable.
             unsafe {
-                let y0 = op.apply(E::load(s, src.add(i)));
-                let y1 = op.apply(E::load(s, src.add(i + l)));
-                let y2 = op.apply(E::load(s, src.add(i + 2 * l)));
-                let y3 = op.apply(E::load(s, src.add(i + 3 * l)));
-                E::store(s, dst.add(i), y0);
-                E::store(s, dst.add(i + l), y1);
-                E::store(s, dst.add(i + 2 * l), y2);
-                E::store(s, dst.add(i + 3 * l), y3);
+                let y0 = op.apply(A::load(s, src.add(i)));
+                let y1 = op.apply(A::load(s, src.add(i + l)));
+                let y2 = op.apply(A::load(s, src.add(i + 2 * l)));
+                let y3 = op.apply(A::load(s, src.add(i + 3 * l)));
+                B::store(s, dst.add(i), y0);
+                B::store(s, dst.add(i + l), y1);
+                B::store(s, dst.add(i + 2 * l), y2);
+                B::store(s, dst.add(i + 3 * l), y3);
             }
             i += 4 * l;
         }
@@ -96,8 +98,8 @@ pub(crate) unsafe fn map<S: Simd, E: Lane<S>>(
             // SAFETY: `i + l <= n`: the vector at `src.add(i)` is readable, at `dst.add(i)`
             // writable.
             unsafe {
-                let y = op.apply(E::load(s, src.add(i)));
-                E::store(s, dst.add(i), y);
+                let y = op.apply(A::load(s, src.add(i)));
+                B::store(s, dst.add(i), y);
             }
             i += l;
         }
@@ -107,28 +109,28 @@ pub(crate) unsafe fn map<S: Simd, E: Lane<S>>(
         // does not run): the last `n - i < l` elements of `src` are readable, of `dst`
         // writable.
         unsafe {
-            let y = op.apply(E::load_part(s, src.add(i), n - i, E::ZERO));
-            E::store_part(s, dst.add(i), n - i, y);
+            let y = op.apply(A::load_part(s, src.add(i), n - i, A::ZERO));
+            B::store_part(s, dst.add(i), n - i, y);
         }
     }
 }
 
-/// `dst = src * factor` (`factor` rounded to `E` first).
+/// `dst = src * factor` (`factor` rounded to `A` first; each product rounded to `B`).
 ///
 /// # Safety
-/// `src` valid for reads and `dst` for writes of `n`, the same or disjoint.
+/// `src` valid for reads and `dst` for writes of `n`, the same (then `A` is `B`) or disjoint.
 #[inline(always)]
-pub(crate) unsafe fn scale_to<S: Simd, E: Lane<S>>(
+pub(crate) unsafe fn scale_to<S: Simd, A: Lane<S>, B: Lane<S, V = A::V>>(
     s: S,
-    src: *const E,
-    dst: *mut E,
+    src: *const A,
+    dst: *mut B,
     n: usize,
     factor: f64,
     stream: bool,
 ) {
-    let op = MulBy::<S, E> {
+    let op = MulBy::<S, A> {
         s,
-        factor: E::splat(s, E::of_f64(factor)),
+        factor: A::splat(s, A::of_f64(factor)),
     };
     // SAFETY: this function's contract is `map`'s.
     unsafe { map(s, src, dst, n, stream, op) }

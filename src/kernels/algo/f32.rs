@@ -7,7 +7,7 @@
 //! at a time in `f32` (two roundings), then widened and accumulated in two `f64` vectors.
 //! Temperatures whose reciprocal is not a normal number go to the scalar kernels.
 
-use crate::kernels::isa::Simd;
+use crate::kernels::isa::{Lane, Simd};
 use crate::kernels::{moderate_temperature, scalar, FoldedArg};
 
 /// [`FoldedArg`]'s terms in every lane.
@@ -193,12 +193,19 @@ impl Turn for NoTurn {}
 ///
 /// # Safety
 /// `src` valid for reads of `n` elements; with STORE, `dst` valid for writes of `n` (the same
-/// as `src` or disjoint), else unused (it may be null).
+/// as `src`, then `E` is `D`, or disjoint), else unused (it may be null).
 #[inline(always)]
-pub(crate) unsafe fn exp_sum<S: Simd, const UNIT: bool, const STORE: bool, T: Turn>(
+pub(crate) unsafe fn exp_sum<
+    S: Simd,
+    const UNIT: bool,
+    const STORE: bool,
+    T: Turn,
+    E: Lane<S, V = S::F32>,
+    D: Lane<S, V = S::F32>,
+>(
     s: S,
-    src: *const f32,
-    dst: *mut f32,
+    src: *const E,
+    dst: *mut D,
     n: usize,
     c: ArgF32<S>,
     turn: &mut T,
@@ -212,15 +219,15 @@ pub(crate) unsafe fn exp_sum<S: Simd, const UNIT: bool, const STORE: bool, T: Tu
         // SAFETY: `i + 4 l <= n`: the four vectors from `src.add(i)` are among the `n`
         // readable elements and, with STORE, those from `dst.add(i)` among the `n` writable.
         unsafe {
-            let e0 = c.exp::<UNIT>(s, s.load_f32(src.add(i)));
-            let e1 = c.exp::<UNIT>(s, s.load_f32(src.add(i + l)));
-            let e2 = c.exp::<UNIT>(s, s.load_f32(src.add(i + 2 * l)));
-            let e3 = c.exp::<UNIT>(s, s.load_f32(src.add(i + 3 * l)));
+            let e0 = c.exp::<UNIT>(s, E::load(s, src.add(i)));
+            let e1 = c.exp::<UNIT>(s, E::load(s, src.add(i + l)));
+            let e2 = c.exp::<UNIT>(s, E::load(s, src.add(i + 2 * l)));
+            let e3 = c.exp::<UNIT>(s, E::load(s, src.add(i + 3 * l)));
             if STORE {
-                s.store_f32(dst.add(i), e0);
-                s.store_f32(dst.add(i + l), e1);
-                s.store_f32(dst.add(i + 2 * l), e2);
-                s.store_f32(dst.add(i + 3 * l), e3);
+                D::store(s, dst.add(i), e0);
+                D::store(s, dst.add(i + l), e1);
+                D::store(s, dst.add(i + 2 * l), e2);
+                D::store(s, dst.add(i + 3 * l), e3);
             }
             let v = s.add_f32(s.add_f32(e0, e1), s.add_f32(e2, e3));
             a0 = s.add_f64(a0, s.widen_low(v));
@@ -233,9 +240,9 @@ pub(crate) unsafe fn exp_sum<S: Simd, const UNIT: bool, const STORE: bool, T: Tu
         // SAFETY: `i + l <= n`: the vector at `src.add(i)` is readable and, with STORE, the
         // one at `dst.add(i)` writable.
         unsafe {
-            let e = c.exp::<UNIT>(s, s.load_f32(src.add(i)));
+            let e = c.exp::<UNIT>(s, E::load(s, src.add(i)));
             if STORE {
-                s.store_f32(dst.add(i), e);
+                D::store(s, dst.add(i), e);
             }
             a0 = s.add_f64(a0, s.widen_low(e));
             a1 = s.add_f64(a1, s.widen_high(e));
@@ -247,10 +254,10 @@ pub(crate) unsafe fn exp_sum<S: Simd, const UNIT: bool, const STORE: bool, T: Tu
         // `src` are readable and, with STORE, of `dst` writable. Lanes past the end read
         // -inf, whose exp is exactly 0.
         unsafe {
-            let x = s.load_f32_part(src.add(i), n - i, f32::NEG_INFINITY);
+            let x = E::load_part(s, src.add(i), n - i, E::MINUS_INF);
             let e = c.exp::<UNIT>(s, x);
             if STORE {
-                s.store_f32_part(dst.add(i), n - i, e);
+                D::store_part(s, dst.add(i), n - i, e);
             }
             a0 = s.add_f64(a0, s.widen_low(e));
             a1 = s.add_f64(a1, s.widen_high(e));
@@ -303,44 +310,85 @@ pub(crate) unsafe fn exp_store_sum<S: Simd>(
     m: f32,
     t: f64,
 ) -> f64 {
-    // SAFETY: this function's contract is what `exp_sum` with STORE and
-    // `scalar::exp_store_sum` require.
+    // SAFETY: this function's contract is what the callees require.
     unsafe {
-        if t == 1.0 {
-            return exp_sum::<S, true, true, _>(
-                s,
-                src,
-                dst,
-                n,
-                ArgF32::new(s, m, 1.0),
-                &mut NoTurn,
-            );
-        }
-        let inv = 1.0 / t;
-        if !vector_temperature::<S>(t) {
+        if !vector_takes::<S>(t) {
             return scalar::exp_store_sum(src, dst, n, m, t);
         }
-        exp_sum::<S, false, true, _>(s, src, dst, n, ArgF32::new(s, m, inv), &mut NoTurn)
+        exp_store_sum_vector(s, src, dst, n, m, t)
+    }
+}
+
+/// [`vector_takes`] of the level of `_s`.
+#[inline(always)]
+pub(crate) fn vector_takes_at<S: Simd>(_s: S, t: f64) -> bool {
+    vector_takes::<S>(t)
+}
+
+/// Whether the level's vector kernels compute at temperature `t`: 1, or a
+/// [`vector_temperature`]. At others the `f32` kernels call the portable ones.
+#[inline(always)]
+pub(crate) fn vector_takes<S: Simd>(t: f64) -> bool {
+    t == 1.0 || vector_temperature::<S>(t)
+}
+
+/// `exps = exp((src - m) / t)` in `f32`, returning the sum `sum_exp_vector` gives, for `f32` or
+/// bfloat16 data and a `t` the vector kernels take ([`vector_takes`]).
+///
+/// # Safety
+/// `src` valid for reads and `exps` for writes of `n` (the same pointer, then `E` is `f32`, or
+/// disjoint).
+#[inline(always)]
+pub(crate) unsafe fn exp_store_sum_vector<S: Simd, E: Lane<S, V = S::F32>>(
+    s: S,
+    src: *const E,
+    exps: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+) -> f64 {
+    debug_assert!(vector_takes::<S>(t));
+    // SAFETY: this function's contract is what `exp_sum` with STORE requires.
+    unsafe {
+        if t == 1.0 {
+            exp_sum::<S, true, true, _, _, _>(s, src, exps, n, ArgF32::new(s, m, 1.0), &mut NoTurn)
+        } else {
+            let c = ArgF32::new(s, m, 1.0 / t);
+            exp_sum::<S, false, true, _, _, _>(s, src, exps, n, c, &mut NoTurn)
+        }
     }
 }
 
 /// Σ exp((x - m) / t).
 #[inline(always)]
 pub(crate) fn sum_exp<S: Simd>(s: S, x: &[f32], m: f32, t: f64) -> f64 {
-    let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut());
-    if t == 1.0 {
-        // SAFETY: `p` is valid for reads of the `n` elements of `x`; without STORE `exp_sum`
-        // does not touch `q` (null).
-        return unsafe {
-            exp_sum::<S, true, false, _>(s, p, q, n, ArgF32::new(s, m, 1.0), &mut NoTurn)
-        };
-    }
-    let inv = 1.0 / t;
-    if !vector_temperature::<S>(t) {
+    if !vector_takes::<S>(t) {
         return scalar::sum_exp(x, m, t);
     }
-    // SAFETY: as above.
-    unsafe { exp_sum::<S, false, false, _>(s, p, q, n, ArgF32::new(s, m, inv), &mut NoTurn) }
+    sum_exp_vector(s, x, m, t)
+}
+
+/// Σ exp((x - m) / t) of `f32` or bfloat16 data (computed on the `f32` values), for a `t`
+/// the vector kernels take ([`vector_takes`]).
+#[inline(always)]
+pub(crate) fn sum_exp_vector<S: Simd, E: Lane<S, V = S::F32>>(
+    s: S,
+    x: &[E],
+    m: f32,
+    t: f64,
+) -> f64 {
+    debug_assert!(vector_takes::<S>(t));
+    let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut::<f32>());
+    // SAFETY: `p` is valid for reads of the `n` elements of `x`; without STORE `exp_sum` does
+    // not touch `q` (null).
+    unsafe {
+        if t == 1.0 {
+            exp_sum::<S, true, false, _, _, _>(s, p, q, n, ArgF32::new(s, m, 1.0), &mut NoTurn)
+        } else {
+            let c = ArgF32::new(s, m, 1.0 / t);
+            exp_sum::<S, false, false, _, _, _>(s, p, q, n, c, &mut NoTurn)
+        }
+    }
 }
 
 /// `dst = exp((src - m) / t) * factor`: the bits `exp_store_sum` then `scale_to` give.
@@ -359,35 +407,52 @@ pub(crate) unsafe fn exp_scale<S: Simd>(
     factor: f64,
     stream: bool,
 ) {
-    let f = s.splat_f32(factor as f32);
-    // SAFETY: this function's contract is what `map` and `scalar::exp_store_sum` require;
-    // `scale_to` then reads and writes the `n` elements of `dst` just written.
+    // SAFETY: this function's contract is what the callees require; `scale_to` then reads
+    // and writes the `n` elements of `dst` just written.
+    unsafe {
+        if !vector_takes::<S>(t) {
+            scalar::exp_store_sum(src, dst, n, m, t);
+            return scale_to(s, dst, dst, n, factor, false);
+        }
+        exp_scale_vector(s, src, dst, n, m, t, factor, stream)
+    }
+}
+
+/// [`exp_scale`] of `f32` or bfloat16 data (each result rounded once to the type), for a
+/// `t` the vector kernels take ([`vector_takes`]).
+///
+/// # Safety
+/// As [`exp_scale`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn exp_scale_vector<S: Simd, E: Lane<S, V = S::F32>>(
+    s: S,
+    src: *const E,
+    dst: *mut E,
+    n: usize,
+    m: f32,
+    t: f64,
+    factor: f64,
+    stream: bool,
+) {
+    debug_assert!(vector_takes::<S>(t));
+    let factor = s.splat_f32(factor as f32);
+    // SAFETY: this function's contract is `map`'s.
     unsafe {
         if t == 1.0 {
             let c = ArgF32::new(s, m, 1.0);
-            return map(
+            map(s, src, dst, n, stream, ExpTimes::<S, true> { s, c, factor })
+        } else {
+            let c = ArgF32::new(s, m, 1.0 / t);
+            map(
                 s,
                 src,
                 dst,
                 n,
                 stream,
-                ExpTimes::<S, true> { s, c, factor: f },
-            );
+                ExpTimes::<S, false> { s, c, factor },
+            )
         }
-        let inv = 1.0 / t;
-        if !vector_temperature::<S>(t) {
-            scalar::exp_store_sum(src, dst, n, m, t);
-            return scale_to(s, dst, dst, n, factor, false);
-        }
-        let c = ArgF32::new(s, m, inv);
-        map(
-            s,
-            src,
-            dst,
-            n,
-            stream,
-            ExpTimes::<S, false> { s, c, factor: f },
-        )
     }
 }
 
@@ -407,18 +472,42 @@ pub(crate) unsafe fn write_log_softmax<S: Simd>(
     log_sum: f64,
     stream: bool,
 ) {
-    // SAFETY: this function's contract is what `write_log` and `scalar::write_log_softmax`
-    // require.
+    // SAFETY: this function's contract is what the callees require.
+    unsafe {
+        if !vector_takes::<S>(t) {
+            return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
+        }
+        write_log_softmax_vector(s, src, dst, n, m, t, log_sum, stream)
+    }
+}
+
+/// [`write_log_softmax`] of `f32` or bfloat16 data (each result rounded once to the type),
+/// for a `t` the vector kernels take ([`vector_takes`]).
+///
+/// # Safety
+/// As [`write_log_softmax`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn write_log_softmax_vector<S: Simd, E: Lane<S, V = S::F32>>(
+    s: S,
+    src: *const E,
+    dst: *mut E,
+    n: usize,
+    m: f32,
+    t: f64,
+    log_sum: f64,
+    stream: bool,
+) {
+    debug_assert!(vector_takes::<S>(t));
+    // SAFETY: this function's contract is `write_log`'s.
     unsafe {
         if t == 1.0 {
             let c = ArgF32::new(s, m, 1.0);
-            return write_log::<S, true>(s, src, dst, n, c, log_sum, stream);
+            write_log::<S, true, E>(s, src, dst, n, c, log_sum, stream)
+        } else {
+            let c = ArgF32::new(s, m, 1.0 / t);
+            write_log::<S, false, E>(s, src, dst, n, c, log_sum, stream)
         }
-        if !vector_temperature::<S>(t) {
-            return scalar::write_log_softmax(src, dst, n, m, t, log_sum, false);
-        }
-        let c = ArgF32::new(s, m, 1.0 / t);
-        write_log::<S, false>(s, src, dst, n, c, log_sum, stream)
     }
 }
 
@@ -428,10 +517,10 @@ pub(crate) unsafe fn write_log_softmax<S: Simd>(
 /// `src` valid for reads and `dst` for writes of `n` (same pointer or disjoint).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn write_log<S: Simd, const UNIT: bool>(
+pub(crate) unsafe fn write_log<S: Simd, const UNIT: bool, E: Lane<S, V = S::F32>>(
     s: S,
-    src: *const f32,
-    dst: *mut f32,
+    src: *const E,
+    dst: *mut E,
     n: usize,
     c: ArgF32<S>,
     log_sum: f64,
@@ -561,6 +650,120 @@ macro_rules! block_kernels {
                 )
             }
         }
+
+        /// The level's [`Bf16Kernels`](crate::kernels::Bf16Kernels): its `f32` block
+        /// kernels over bfloat16 storage.
+        pub(crate) static BF16: crate::kernels::Bf16Kernels = {
+            fn takes(t: f64) -> bool {
+                // SAFETY: only reachable through this table, which `bf16_kernels_for` hands
+                // out only when the CPU has the level's features.
+                crate::kernels::algo::f32::vector_takes_at(unsafe { isa() }, t)
+            }
+            #[target_feature(enable = $feat)]
+            unsafe fn max_impl(x: &[half::bf16]) -> (f32, bool) {
+                // SAFETY: compiled with the level's features (the caller's contract).
+                let (m, nan) = crate::kernels::algo::max::max(unsafe { isa() }, x);
+                (m.to_f32(), nan)
+            }
+            fn max(x: &[half::bf16]) -> (f32, bool) {
+                // SAFETY: as `takes`.
+                unsafe { max_impl(x) }
+            }
+            #[target_feature(enable = $feat)]
+            unsafe fn sum_exp_impl(x: &[half::bf16], m: f32, t: f64) -> f64 {
+                // SAFETY: as `max_impl`.
+                crate::kernels::algo::f32::sum_exp_vector(unsafe { isa() }, x, m, t)
+            }
+            fn sum_exp(x: &[half::bf16], m: f32, t: f64) -> f64 {
+                // SAFETY: as `takes`.
+                unsafe { sum_exp_impl(x, m, t) }
+            }
+            /// # Safety
+            /// As `algo::f32::exp_scale_vector`; the CPU has the level's features.
+            #[target_feature(enable = $feat)]
+            unsafe fn exp_scale(
+                src: *const half::bf16,
+                dst: *mut half::bf16,
+                n: usize,
+                m: f32,
+                t: f64,
+                factor: f64,
+            ) {
+                // SAFETY: this function's contract is the callee's.
+                unsafe {
+                    crate::kernels::algo::f32::exp_scale_vector(
+                        isa(),
+                        src,
+                        dst,
+                        n,
+                        m,
+                        t,
+                        factor,
+                        false,
+                    )
+                }
+            }
+            /// # Safety
+            /// As `algo::f32::write_log_softmax_vector`; the CPU has the level's features.
+            #[target_feature(enable = $feat)]
+            unsafe fn write_log_softmax(
+                src: *const half::bf16,
+                dst: *mut half::bf16,
+                n: usize,
+                m: f32,
+                t: f64,
+                log_sum: f64,
+            ) {
+                // SAFETY: this function's contract is the callee's.
+                unsafe {
+                    crate::kernels::algo::f32::write_log_softmax_vector(
+                        isa(),
+                        src,
+                        dst,
+                        n,
+                        m,
+                        t,
+                        log_sum,
+                        false,
+                    )
+                }
+            }
+            /// # Safety
+            /// `src` valid for reads of `n` and `exps` for writes of `n`, disjoint; every entry
+            /// `<= m` or NaN, `m` finite; the CPU has the level's features.
+            #[target_feature(enable = $feat)]
+            unsafe fn exp_store_sum(
+                src: *const half::bf16,
+                exps: *mut f32,
+                n: usize,
+                m: f32,
+                t: f64,
+            ) -> f64 {
+                // SAFETY: this function's contract is the callee's.
+                unsafe {
+                    crate::kernels::algo::f32::exp_store_sum_vector(isa(), src, exps, n, m, t)
+                }
+            }
+            /// # Safety
+            /// `src` valid for reads of `n` and `dst` for writes of `n`, disjoint; the CPU has
+            /// the level's features.
+            #[target_feature(enable = $feat)]
+            unsafe fn scale_to(src: *const f32, dst: *mut half::bf16, n: usize, factor: f64) {
+                // SAFETY: this function's contract is the callee's.
+                unsafe {
+                    crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, false)
+                }
+            }
+            crate::kernels::Bf16Kernels {
+                takes,
+                max,
+                sum_exp,
+                exp_store_sum,
+                scale_to,
+                exp_scale,
+                write_log_softmax,
+            }
+        };
     };
 }
 pub(crate) use block_kernels;

@@ -1,5 +1,6 @@
-//! The row maximum, for `f32` and `f64`.
+//! The row maximum, for `f32`, `f64` and bfloat16.
 
+use crate::element::Real;
 use crate::kernels::isa::{Lane, Simd};
 use crate::kernels::scalar;
 
@@ -9,7 +10,7 @@ use crate::kernels::scalar;
 /// propagates NaN instead (NEON), a row whose result is NaN (rare, and all NaN in the output)
 /// is scanned again by the scalar kernel.
 #[inline(always)]
-pub(crate) fn max<S: Simd, E: Lane<S> + crate::element::Real>(s: S, x: &[E]) -> (E, bool) {
+pub(crate) fn max<S: Simd, E: Lane<S> + ScalarMax>(s: S, x: &[E]) -> (E, bool) {
     let (n, p, l) = (x.len(), x.as_ptr(), E::LANES);
     let ninf = E::splat(s, E::MINUS_INF);
     let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
@@ -54,9 +55,38 @@ pub(crate) fn max<S: Simd, E: Lane<S> + crate::element::Real>(s: S, x: &[E]) -> 
     let m = E::reduce_max(s, E::max(s, E::max(s, m0, m1), E::max(s, m2, m3)));
     if S::MAX_PROPAGATES_NAN {
         if m.nan() {
-            return scalar::max(x);
+            return E::scalar_max(x);
         }
         return (m, false);
     }
     (m, E::any_m(s, nan))
+}
+
+/// The portable kernel's maximum (`scalar::max`'s rules: the first of equal values, NaN
+/// skipped and flagged), for a level whose maximum propagates NaN.
+pub(crate) trait ScalarMax: Sized {
+    /// The largest element ignoring NaN, and whether there is a NaN.
+    fn scalar_max(x: &[Self]) -> (Self, bool);
+}
+
+impl<C: Real> ScalarMax for C {
+    fn scalar_max(x: &[C]) -> (C, bool) {
+        scalar::max(x)
+    }
+}
+
+impl ScalarMax for half::bf16 {
+    /// `scalar::max` of the widened values (exact, so the same element).
+    fn scalar_max(x: &[half::bf16]) -> (half::bf16, bool) {
+        let mut m = f32::NEG_INFINITY;
+        let mut nan = false;
+        for v in x.iter().map(|v| v.to_f32()) {
+            if v > m {
+                m = v;
+            } else if v.is_nan() {
+                nan = true;
+            }
+        }
+        (half::bf16::from_f32(m), nan)
+    }
 }

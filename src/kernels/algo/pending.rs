@@ -279,7 +279,7 @@ pub(crate) unsafe fn exp_sum_pending<S: Simd, const UNIT: bool, const STORE: boo
         ahead_n,
     };
     // SAFETY: this function's contract is `exp_sum`'s.
-    unsafe { exp_sum::<S, UNIT, STORE, _>(s, src, dst, n, c, &mut turn) }
+    unsafe { exp_sum::<S, UNIT, STORE, _, _, _>(s, src, dst, n, c, &mut turn) }
 }
 
 /// [`Kernels::exp_sum_overlapped`] for `f32` on a level with table `k`: the exp sum of a block,

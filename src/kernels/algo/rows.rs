@@ -243,9 +243,9 @@ pub(crate) unsafe fn rows_cached<S: Simd>(
                 };
                 let ls = row_ln_f32(total);
                 if unit {
-                    write_log::<S, true>(v, s, d, n, c, ls, false);
+                    write_log::<S, true, f32>(v, s, d, n, c, ls, false);
                 } else {
-                    write_log::<S, false>(v, s, d, n, c, ls, false);
+                    write_log::<S, false, f32>(v, s, d, n, c, ls, false);
                 }
             }
         }

@@ -66,6 +66,9 @@ pub(crate) mod neon;
 use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F32_ROUND_BIASED};
 use super::exp_f64_poly::{F64_FLUSH, F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P, F64_ROUND};
 
+/// The most `f32` lanes of any level (AVX-512's 16): the size of the tails' stack buffers.
+const MAX_F32_LANES: usize = 16;
+
 /// The vector operations of one instruction-set level (module doc).
 ///
 /// Lane-wise operations are IEEE operations rounded once (`mul_add_f64` and its kin are fused).
@@ -123,6 +126,48 @@ pub(crate) trait Simd: Copy {
     /// # Safety
     /// `p` is valid for writes of `F32_LANES` `f32`s and `STREAM_ALIGN`-aligned.
     unsafe fn stream_f32(self, p: *mut f32, v: Self::F32);
+    /// The `F32_LANES` bfloat16s whose bits are at `p`, widened to `f32` (exactly: each is the
+    /// upper half of its `f32`).
+    ///
+    /// # Safety
+    /// `p` is valid for reads of `F32_LANES` `u16`s.
+    unsafe fn load_bf16(self, p: *const u16) -> Self::F32;
+    /// Every lane of `v` rounded to bfloat16 as `convert::f32_to_bf16` rounds (to nearest
+    /// even; NaN quietened), the bits written at `p`.
+    ///
+    /// # Safety
+    /// `p` is valid for writes of `F32_LANES` `u16`s.
+    unsafe fn store_bf16(self, p: *mut u16, v: Self::F32);
+    /// The `r` bfloat16s at `p` widened in the first lanes, `fill` (bits) in the others;
+    /// nothing past the `r` elements is read. Through a stack buffer: tails only.
+    ///
+    /// # Safety
+    /// `r < F32_LANES`; `p` is valid for reads of `r` `u16`s.
+    #[inline(always)]
+    unsafe fn load_bf16_part(self, p: *const u16, r: usize, fill: u16) -> Self::F32 {
+        let mut buf = [fill; MAX_F32_LANES];
+        // SAFETY: `p` is valid for `r < F32_LANES <= MAX_F32_LANES` reads (# Safety); `buf`
+        // is a local array (disjoint from `p`) of at least `F32_LANES` elements.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), r);
+            self.load_bf16(buf.as_ptr())
+        }
+    }
+    /// The first `r` lanes of `v` rounded as [`Simd::store_bf16`] and written at `p`, nothing
+    /// past them. Through a stack buffer: tails only.
+    ///
+    /// # Safety
+    /// `r < F32_LANES`; `p` is valid for writes of `r` `u16`s.
+    #[inline(always)]
+    unsafe fn store_bf16_part(self, p: *mut u16, r: usize, v: Self::F32) {
+        let mut buf = [0u16; MAX_F32_LANES];
+        // SAFETY: `buf` is a local array of at least `F32_LANES` elements; `p` is valid for
+        // `r < F32_LANES` writes (# Safety) and disjoint from `buf`.
+        unsafe {
+            self.store_bf16(buf.as_mut_ptr(), v);
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), p, r);
+        }
+    }
     /// `a * b`.
     fn mul_f32(self, a: Self::F32, b: Self::F32) -> Self::F32;
     /// As [`Simd::max_f64`].
@@ -321,6 +366,9 @@ pub(crate) trait Lane<S: Simd>: Copy + PartialEq + 'static {
     type M: Copy;
     /// Lanes per vector.
     const LANES: usize;
+    /// Whether `stream` is a non-temporal store (else a plain one; then a streamed map writes
+    /// with `store`).
+    const STREAMS: bool;
     /// -inf.
     const MINUS_INF: Self;
     /// 0.
@@ -381,6 +429,7 @@ macro_rules! lane {
             type V = S::$v;
             type M = S::$m;
             const LANES: usize = S::$lanes;
+            const STREAMS: bool = true;
             const MINUS_INF: $t = $t::NEG_INFINITY;
             const ZERO: $t = 0.0;
             #[inline(always)]
@@ -491,6 +540,86 @@ lane!(
     reduce_max_f64
 );
 
+/// bfloat16 storage of `f32` lanes: loads widen (exactly), stores round as
+/// `convert::f32_to_bf16`, and everything between is `f32` arithmetic. So an algorithm written
+/// for `f32` and run on bfloat16 data computes the `f32` results of the widened values and
+/// rounds each once on the way out, with no conversion buffer.
+impl<S: Simd> Lane<S> for half::bf16 {
+    type V = S::F32;
+    type M = S::M32;
+    const LANES: usize = S::F32_LANES;
+    const STREAMS: bool = false;
+    const MINUS_INF: half::bf16 = half::bf16::NEG_INFINITY;
+    const ZERO: half::bf16 = half::bf16::ZERO;
+    #[inline(always)]
+    fn of_f64(x: f64) -> half::bf16 {
+        half::bf16::from_f64(x)
+    }
+    #[inline(always)]
+    fn nan(self) -> bool {
+        self.is_nan()
+    }
+    #[inline(always)]
+    fn splat(s: S, x: half::bf16) -> S::F32 {
+        s.splat_f32(x.to_f32())
+    }
+    #[inline(always)]
+    unsafe fn load(s: S, p: *const half::bf16) -> S::F32 {
+        // SAFETY: the caller's contract, for the elements' bits.
+        unsafe { s.load_bf16(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn load_part(s: S, p: *const half::bf16, r: usize, fill: half::bf16) -> S::F32 {
+        // SAFETY: as `load`.
+        unsafe { s.load_bf16_part(p.cast(), r, fill.to_bits()) }
+    }
+    #[inline(always)]
+    unsafe fn store(s: S, p: *mut half::bf16, v: S::F32) {
+        // SAFETY: as `load`.
+        unsafe { s.store_bf16(p.cast(), v) }
+    }
+    #[inline(always)]
+    unsafe fn store_part(s: S, p: *mut half::bf16, r: usize, v: S::F32) {
+        // SAFETY: as `load`.
+        unsafe { s.store_bf16_part(p.cast(), r, v) }
+    }
+    /// A plain store (`STREAMS` is false).
+    #[inline(always)]
+    unsafe fn stream(s: S, p: *mut half::bf16, v: S::F32) {
+        // SAFETY: as `load`.
+        unsafe { s.store_bf16(p.cast(), v) }
+    }
+    #[inline(always)]
+    fn mul(s: S, a: S::F32, b: S::F32) -> S::F32 {
+        s.mul_f32(a, b)
+    }
+    #[inline(always)]
+    fn max(s: S, a: S::F32, b: S::F32) -> S::F32 {
+        s.max_f32(a, b)
+    }
+    #[inline(always)]
+    fn unord(s: S, a: S::F32, b: S::F32) -> S::M32 {
+        s.unord_f32(a, b)
+    }
+    #[inline(always)]
+    fn or_m(s: S, a: S::M32, b: S::M32) -> S::M32 {
+        s.or_m32(a, b)
+    }
+    #[inline(always)]
+    fn none_m(s: S) -> S::M32 {
+        s.none_m32()
+    }
+    #[inline(always)]
+    fn any_m(s: S, m: S::M32) -> bool {
+        s.any_m32(m)
+    }
+    /// Exact: the largest lane is a widened bfloat16.
+    #[inline(always)]
+    fn reduce_max(s: S, v: S::F32) -> half::bf16 {
+        half::bf16::from_f32(s.reduce_max_f32(v))
+    }
+}
+
 /// The primitives against their definitions, lane by lane, at every level this CPU has:
 /// partial loads and stores at every length and at `f32`-only alignment (nothing past the
 /// `r` elements read or written), the first-lanes mask, widening and narrowing, and the
@@ -552,6 +681,7 @@ mod tests {
                 assert_eq!(m, want, "{name} reduce_max_f32 r={r}");
             }
         }
+        check_bf16(s, name);
         let src64: Vec<f64> = (0..2 * l64 + 1).map(|i| i as f64 * 0.25 - 1.0).collect();
         for r in 0..l64 {
             // SAFETY: `r < 2 l64 + 1` elements of `src64` are readable.
@@ -577,6 +707,68 @@ mod tests {
                 lanes_f64(s, v).iter().sum::<f64>(),
                 "{name} reduce_add r={r}"
             );
+        }
+    }
+
+    /// bfloat16 loads widen exactly and stores round as `convert::f32_to_bf16` (random bit
+    /// patterns, ties, NaNs, infinities, values next to the largest finite bfloat16); the
+    /// partial ones touch the first `r` elements only.
+    fn check_bf16<S: Simd>(s: S, name: &str) {
+        use crate::convert::{bf16_to_f32, f32_to_bf16};
+        let l = S::F32_LANES;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut vals: Vec<f32> = (0..256 * l)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                f32::from_bits(x as u32)
+            })
+            .collect();
+        for hi in [
+            0x0000u32, 0x3F80, 0x3F81, 0x7F7F, 0x7F80, 0x7FC0, 0x7F81, 0x0080,
+        ] {
+            for lo in [0x0000u32, 0x0001, 0x7FFF, 0x8000, 0x8001, 0xFFFF] {
+                vals.push(f32::from_bits(hi << 16 | lo));
+                vals.push(f32::from_bits((hi | 0x8000) << 16 | lo));
+            }
+        }
+        vals.resize(vals.len().next_multiple_of(l), 1.0);
+        for chunk in vals.chunks_exact(l) {
+            // SAFETY: `chunk` holds `l` elements.
+            let v = unsafe { s.load_f32(chunk.as_ptr()) };
+            let mut out = vec![0u16; l];
+            // SAFETY: `out` holds `l` elements.
+            unsafe { s.store_bf16(out.as_mut_ptr(), v) };
+            let want: Vec<u16> = chunk.iter().map(|&v| f32_to_bf16(v)).collect();
+            assert_eq!(out, want, "{name} store_bf16 of {chunk:?}");
+            // SAFETY: as above.
+            let back = lanes_f32(s, unsafe { s.load_bf16(out.as_ptr()) });
+            let want: Vec<u32> = out.iter().map(|&b| bf16_to_f32(b).to_bits()).collect();
+            let got: Vec<u32> = back.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "{name} load_bf16");
+        }
+        let src: Vec<u16> = (0..2 * l as u16 + 1).map(|i| 0x3F80 + i).collect();
+        for off in 0..2 {
+            for r in 0..l {
+                // SAFETY: `off + r < 2 l + 1` elements of `src` are readable from `off`.
+                let v = unsafe { s.load_bf16_part(src.as_ptr().add(off), r, 0xFF80) };
+                let want: Vec<f32> = (0..l)
+                    .map(|j| bf16_to_f32(if j < r { src[off + j] } else { 0xFF80 }))
+                    .collect();
+                assert_eq!(
+                    lanes_f32(s, v),
+                    want,
+                    "{name} load_bf16_part off={off} r={r}"
+                );
+                let mut dst = vec![7u16; l + 2];
+                // SAFETY: `dst` holds `l + 2 > off + r` elements.
+                unsafe { s.store_bf16_part(dst.as_mut_ptr().add(off), r, v) };
+                for (j, &b) in dst.iter().enumerate() {
+                    let want = if j >= off && j < off + r { src[j] } else { 7 };
+                    assert_eq!(b, want, "{name} store_bf16_part off={off} r={r} j={j}");
+                }
+            }
         }
     }
 

@@ -44,6 +44,25 @@ impl Simd for Neon {
     const F32_LOG_IN_F32: bool = false;
 
     #[inline(always)]
+    unsafe fn load_bf16(self, p: *const u16) -> float32x4_t {
+        // SAFETY: the 4 `u16`s at `p` are readable (# Safety); the CPU has NEON.
+        unsafe { vreinterpretq_f32_u32(vshll_n_u16::<16>(vld1_u16(p))) }
+    }
+    /// `convert::f32_to_bf16` lane-wise, narrowed by a shift (exact: the rounded bits fit).
+    #[inline(always)]
+    unsafe fn store_bf16(self, p: *mut u16, v: float32x4_t) {
+        // SAFETY: the 4 `u16`s at `p` are writable (# Safety); the CPU has NEON.
+        unsafe {
+            let b = vreinterpretq_u32_f32(v);
+            let high = vshrq_n_u32::<16>(b);
+            let bias = vaddq_u32(vandq_u32(high, vdupq_n_u32(1)), vdupq_n_u32(0x7FFF));
+            let rounded = vshrn_n_u32::<16>(vaddq_u32(b, bias));
+            let quiet = vmovn_u32(vorrq_u32(high, vdupq_n_u32(0x40)));
+            let ordered = vmovn_u32(vceqq_f32(v, v));
+            vst1_u16(p, vbsl_u16(ordered, rounded, quiet));
+        }
+    }
+    #[inline(always)]
     unsafe fn load_f32(self, p: *const f32) -> float32x4_t {
         // SAFETY: the 4 elements at `p` are readable (# Safety); the CPU has NEON.
         unsafe { vld1q_f32(p) }
