@@ -98,7 +98,7 @@ unsafe fn map_lane<T: Float>(
         if let Some(k) = bf16_kernels_of::<T>().filter(|k| (k.takes)(t)) {
             // SAFETY: `T` is bfloat16, and the lane's `n` adjacent elements are readable at
             // `src` and writable at `dst`, the same or disjoint (`map_lanes_raw`).
-            unsafe { map_row_bf16(k, op, src.cast(), dst.cast(), n, t, parallel_row) };
+            unsafe { map_row_bf16(k, op, src.cast(), dst.cast(), n, t, parallel_row, stream) };
             return Ok(());
         }
     }

@@ -312,13 +312,15 @@ pub(crate) unsafe fn map_row_with<C: Real>(
 /// [`map_row_with`] of a bfloat16 row longer than a block, through a level's bfloat16 kernels
 /// `k` (`k.takes(t)` holds): the same blocks, passes and order of operations on the `f32`
 /// values, each result rounded once to bfloat16 as it is stored, so the bits are those of
-/// `map_row_with` on the widened row, rounded, without a conversion buffer. Softmax keeps its
+/// `map_row_with` on the widened row, rounded, without a conversion buffer; `stream` as there.
+/// Softmax keeps its
 /// `f32` exps in a scratch buffer rather than in the bfloat16 output (or, for a row too long
 /// for one, computes them again in pass 2: `exp_scale` gives the bits of the kept exps
 /// scaled).
 ///
 /// # Safety
 /// As [`map_row`], for `n > BLOCK` bfloat16 elements.
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn map_row_bf16(
     k: &'static Bf16Kernels,
     op: Op,
@@ -327,6 +329,7 @@ pub(crate) unsafe fn map_row_bf16(
     n: usize,
     t: f64,
     parallel: bool,
+    stream: bool,
 ) {
     debug_assert!(n > BLOCK && (k.takes)(t));
     let nb = n_blocks(n);
@@ -362,13 +365,24 @@ pub(crate) unsafe fn map_row_bf16(
             if nan || st.pos_inf || m == f32::NEG_INFINITY {
                 return;
             }
-            st.sum = if e.get().is_null() {
-                (k.sum_exp)(x, m, t)
+            let exps = if e.get().is_null() {
+                e.get()
             } else {
-                // SAFETY: the buffer holds `n` `f32`s, this block's disjoint from the others'
-                // and from the row.
-                unsafe { (k.exp_store_sum)(x.as_ptr(), e.get().add(start), len, m, t) }
+                // SAFETY: the buffer holds `n` `f32`s; this block's part.
+                unsafe { e.get().add(start) }
             };
+            // On one thread, the next block is this thread's next: ask for it meanwhile.
+            let (ahead, ahead_bytes) = if !parallel && b + 1 < nb {
+                // SAFETY: block `b + 1` starts at `start + len < n`, within the row.
+                let p = unsafe { s.get().add(start + len) };
+                (p as *const u8, 2 * block(n, b + 1).1)
+            } else {
+                (std::ptr::null(), 0)
+            };
+            // SAFETY: the block's `len` elements are readable; `exps`, unless null, is this
+            // block's part of the buffer, disjoint from the others' and from the row; `ahead`
+            // is only prefetched.
+            st.sum = unsafe { (k.exp_sum)(x.as_ptr(), exps, len, m, t, ahead, ahead_bytes) };
         });
         if interrupt::stopped() {
             return;
@@ -389,11 +403,13 @@ pub(crate) unsafe fn map_row_bf16(
                 let (x, y) = (s.get().add(start), d.get().add(start));
                 match op {
                     Op::Softmax if st.sum > 0.0 && !e.get().is_null() => {
-                        (k.scale_to)(e.get().add(start), y, len, st.w / total)
+                        (k.scale_to)(e.get().add(start), y, len, st.w / total, stream)
                     }
-                    Op::Softmax if st.sum > 0.0 => (k.exp_scale)(x, y, len, st.m, t, st.w / total),
+                    Op::Softmax if st.sum > 0.0 => {
+                        (k.exp_scale)(x, y, len, st.m, t, st.w / total, stream)
+                    }
                     Op::Softmax => std::ptr::write_bytes(y, 0, len),
-                    Op::LogSoftmax => (k.write_log_softmax)(x, y, len, mm, t, log_sum),
+                    Op::LogSoftmax => (k.write_log_softmax)(x, y, len, mm, t, log_sum, stream),
                 }
             }
         });

@@ -183,18 +183,20 @@ pub(crate) struct Bf16Kernels {
     pub(crate) takes: fn(f64) -> bool,
     /// As [`Kernels::max`], the maximum widened.
     pub(crate) max: fn(&[half::bf16]) -> (f32, bool),
-    /// As [`Kernels::sum_exp`].
-    pub(crate) sum_exp: fn(&[half::bf16], f32, f64) -> f64,
-    /// As [`Kernels::exp_store_sum`], the exps in `f32` (a scratch buffer, disjoint).
-    pub(crate) exp_store_sum: unsafe fn(*const half::bf16, *mut f32, usize, f32, f64) -> f64,
-    /// As [`Kernels::scale_to`] from `f32` exps, each product rounded to bfloat16 (never
-    /// streamed; disjoint).
-    pub(crate) scale_to: unsafe fn(*const f32, *mut half::bf16, usize, f64),
-    /// As [`Kernels::exp_scale`] (never streamed).
-    pub(crate) exp_scale: unsafe fn(*const half::bf16, *mut half::bf16, usize, f32, f64, f64),
-    /// As [`Kernels::write_log_softmax`] (never streamed).
+    /// `exp_sum(src, exps, n, m, t, ahead, ahead_bytes)`: as [`Kernels::exp_store_sum`], the
+    /// exps in `f32` (a scratch buffer, disjoint), or as [`Kernels::sum_exp`] when `exps` is
+    /// null; meanwhile asks for the `ahead_bytes` bytes at `ahead` to be brought into the
+    /// caches.
+    #[allow(clippy::type_complexity)]
+    pub(crate) exp_sum:
+        unsafe fn(*const half::bf16, *mut f32, usize, f32, f64, *const u8, usize) -> f64,
+    /// As [`Kernels::scale_to`] from `f32` exps, each product rounded to bfloat16 (disjoint).
+    pub(crate) scale_to: unsafe fn(*const f32, *mut half::bf16, usize, f64, bool),
+    /// As [`Kernels::exp_scale`].
+    pub(crate) exp_scale: unsafe fn(*const half::bf16, *mut half::bf16, usize, f32, f64, f64, bool),
+    /// As [`Kernels::write_log_softmax`].
     pub(crate) write_log_softmax:
-        unsafe fn(*const half::bf16, *mut half::bf16, usize, f32, f64, f64),
+        unsafe fn(*const half::bf16, *mut half::bf16, usize, f32, f64, f64, bool),
 }
 
 /// `f(src, exps, n, m, t, write, ahead, ahead_n)`: the sum `sum_exp` gives over the `n`

@@ -54,7 +54,9 @@ pub(crate) unsafe fn map<S: Simd, A: Lane<S>, B: Lane<S, V = A::V>>(
     let (l, size) = (A::LANES, std::mem::size_of::<B>());
     let mut i = 0;
     if stream && B::STREAMS && S::STREAM_ALIGN > 0 {
-        let a = S::STREAM_ALIGN;
+        // A vector of `B` in bytes: `STREAM_ALIGN` for `f32` and `f64`, half that for
+        // bfloat16.
+        let a = l * size;
         let head = (((a - (dst as usize & (a - 1))) & (a - 1)) / size).min(n);
         if head > 0 {
             // SAFETY: `head <= n` and `head < a / size = l`: the first `head` elements of

@@ -189,6 +189,25 @@ pub(crate) struct NoTurn;
 
 impl Turn for NoTurn {}
 
+/// A prefetch of the block at `ahead` (its first `ahead_n` `f32`s' worth of bytes), a turn's
+/// worth per turn, so that the next block's first pass finds it in the cache.
+pub(crate) struct Ahead<S: Simd> {
+    pub(crate) s: S,
+    pub(crate) ahead: *const f32,
+    pub(crate) ahead_n: usize,
+}
+
+impl<S: Simd> Turn for Ahead<S> {
+    #[inline(always)]
+    fn before(&mut self, i: usize) {
+        if i < self.ahead_n {
+            for q in (0..4 * S::F32_LANES).step_by(16) {
+                self.s.prefetch(self.ahead.wrapping_add(i + q));
+            }
+        }
+    }
+}
+
 /// Σ exp(arg(x)) over `n` elements, storing the exps when STORE (module doc).
 ///
 /// # Safety
@@ -347,14 +366,33 @@ pub(crate) unsafe fn exp_store_sum_vector<S: Simd, E: Lane<S, V = S::F32>>(
     m: f32,
     t: f64,
 ) -> f64 {
+    // SAFETY: this function's contract is `exp_sum_with`'s.
+    unsafe { exp_sum_with::<S, true, _, _>(s, src, exps, n, m, t, &mut NoTurn) }
+}
+
+/// [`exp_sum`] of `f32` or bfloat16 data at temperature `t` (one the vector kernels take,
+/// [`vector_takes`]), storing the `f32` exps at `exps` when STORE, with `turn`'s work.
+///
+/// # Safety
+/// As [`exp_sum`] (`src` read as `E`, `exps` written as `f32`).
+#[inline(always)]
+pub(crate) unsafe fn exp_sum_with<S: Simd, const STORE: bool, E: Lane<S, V = S::F32>, T: Turn>(
+    s: S,
+    src: *const E,
+    exps: *mut f32,
+    n: usize,
+    m: f32,
+    t: f64,
+    turn: &mut T,
+) -> f64 {
     debug_assert!(vector_takes::<S>(t));
-    // SAFETY: this function's contract is what `exp_sum` with STORE requires.
+    // SAFETY: this function's contract is `exp_sum`'s.
     unsafe {
         if t == 1.0 {
-            exp_sum::<S, true, true, _, _, _>(s, src, exps, n, ArgF32::new(s, m, 1.0), &mut NoTurn)
+            exp_sum::<S, true, STORE, _, _, _>(s, src, exps, n, ArgF32::new(s, m, 1.0), turn)
         } else {
             let c = ArgF32::new(s, m, 1.0 / t);
-            exp_sum::<S, false, true, _, _, _>(s, src, exps, n, c, &mut NoTurn)
+            exp_sum::<S, false, STORE, _, _, _>(s, src, exps, n, c, turn)
         }
     }
 }
@@ -377,18 +415,10 @@ pub(crate) fn sum_exp_vector<S: Simd, E: Lane<S, V = S::F32>>(
     m: f32,
     t: f64,
 ) -> f64 {
-    debug_assert!(vector_takes::<S>(t));
     let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut::<f32>());
     // SAFETY: `p` is valid for reads of the `n` elements of `x`; without STORE `exp_sum` does
     // not touch `q` (null).
-    unsafe {
-        if t == 1.0 {
-            exp_sum::<S, true, false, _, _, _>(s, p, q, n, ArgF32::new(s, m, 1.0), &mut NoTurn)
-        } else {
-            let c = ArgF32::new(s, m, 1.0 / t);
-            exp_sum::<S, false, false, _, _, _>(s, p, q, n, c, &mut NoTurn)
-        }
-    }
+    unsafe { exp_sum_with::<S, false, _, _>(s, p, q, n, m, t, &mut NoTurn) }
 }
 
 /// `dst = exp((src - m) / t) * factor`: the bits `exp_store_sum` then `scale_to` give.
@@ -669,14 +699,36 @@ macro_rules! block_kernels {
                 // SAFETY: as `takes`.
                 unsafe { max_impl(x) }
             }
+            /// # Safety
+            /// `src` valid for reads of `n` and, unless null, `exps` for writes of `n`,
+            /// disjoint; every entry `<= m` or NaN, `m` finite; `ahead` any pointer (only
+            /// prefetched); the CPU has the level's features.
             #[target_feature(enable = $feat)]
-            unsafe fn sum_exp_impl(x: &[half::bf16], m: f32, t: f64) -> f64 {
-                // SAFETY: as `max_impl`.
-                crate::kernels::algo::f32::sum_exp_vector(unsafe { isa() }, x, m, t)
-            }
-            fn sum_exp(x: &[half::bf16], m: f32, t: f64) -> f64 {
-                // SAFETY: as `takes`.
-                unsafe { sum_exp_impl(x, m, t) }
+            unsafe fn exp_sum(
+                src: *const half::bf16,
+                exps: *mut f32,
+                n: usize,
+                m: f32,
+                t: f64,
+                ahead: *const u8,
+                ahead_bytes: usize,
+            ) -> f64 {
+                use crate::kernels::algo::f32::{exp_sum_with, Ahead};
+                // SAFETY: compiled with the level's features (this function's contract).
+                let s = unsafe { isa() };
+                let mut turn = Ahead {
+                    s,
+                    ahead: ahead.cast(),
+                    ahead_n: ahead_bytes / 4,
+                };
+                // SAFETY: this function's contract is the callee's.
+                unsafe {
+                    if exps.is_null() {
+                        exp_sum_with::<_, false, _, _>(s, src, exps, n, m, t, &mut turn)
+                    } else {
+                        exp_sum_with::<_, true, _, _>(s, src, exps, n, m, t, &mut turn)
+                    }
+                }
             }
             /// # Safety
             /// As `algo::f32::exp_scale_vector`; the CPU has the level's features.
@@ -688,6 +740,7 @@ macro_rules! block_kernels {
                 m: f32,
                 t: f64,
                 factor: f64,
+                stream: bool,
             ) {
                 // SAFETY: this function's contract is the callee's.
                 unsafe {
@@ -699,7 +752,7 @@ macro_rules! block_kernels {
                         m,
                         t,
                         factor,
-                        false,
+                        stream,
                     )
                 }
             }
@@ -713,6 +766,7 @@ macro_rules! block_kernels {
                 m: f32,
                 t: f64,
                 log_sum: f64,
+                stream: bool,
             ) {
                 // SAFETY: this function's contract is the callee's.
                 unsafe {
@@ -724,41 +778,30 @@ macro_rules! block_kernels {
                         m,
                         t,
                         log_sum,
-                        false,
+                        stream,
                     )
-                }
-            }
-            /// # Safety
-            /// `src` valid for reads of `n` and `exps` for writes of `n`, disjoint; every entry
-            /// `<= m` or NaN, `m` finite; the CPU has the level's features.
-            #[target_feature(enable = $feat)]
-            unsafe fn exp_store_sum(
-                src: *const half::bf16,
-                exps: *mut f32,
-                n: usize,
-                m: f32,
-                t: f64,
-            ) -> f64 {
-                // SAFETY: this function's contract is the callee's.
-                unsafe {
-                    crate::kernels::algo::f32::exp_store_sum_vector(isa(), src, exps, n, m, t)
                 }
             }
             /// # Safety
             /// `src` valid for reads of `n` and `dst` for writes of `n`, disjoint; the CPU has
             /// the level's features.
             #[target_feature(enable = $feat)]
-            unsafe fn scale_to(src: *const f32, dst: *mut half::bf16, n: usize, factor: f64) {
+            unsafe fn scale_to(
+                src: *const f32,
+                dst: *mut half::bf16,
+                n: usize,
+                factor: f64,
+                stream: bool,
+            ) {
                 // SAFETY: this function's contract is the callee's.
                 unsafe {
-                    crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, false)
+                    crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, stream)
                 }
             }
             crate::kernels::Bf16Kernels {
                 takes,
                 max,
-                sum_exp,
-                exp_store_sum,
+                exp_sum,
                 scale_to,
                 exp_scale,
                 write_log_softmax,

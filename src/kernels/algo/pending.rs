@@ -4,7 +4,7 @@
 //! a later block prefetched meanwhile. Elementwise writes with the block kernels' operations,
 //! so the bits are theirs however the writes are cut.
 
-use super::f32::{exp_sum, vector_temperature, ArgF32, Turn};
+use super::f32::{exp_sum, vector_temperature, Ahead, ArgF32, Turn};
 use crate::kernels::isa::Simd;
 use crate::kernels::{exp_sum_unfused, BlockWrite, Kernels};
 
@@ -227,20 +227,14 @@ impl<S: Simd> Pending<S> {
 /// The exp sum's extra work per turn: a prefetch of the block at `ahead` (its first `ahead_n`
 /// elements, a turn's worth at a time) and a step of `pend`.
 pub(crate) struct Overlap<'a, S: Simd> {
-    s: S,
     pend: Option<&'a mut Pending<S>>,
-    ahead: *const f32,
-    ahead_n: usize,
+    ahead: Ahead<S>,
 }
 
 impl<S: Simd> Turn for Overlap<'_, S> {
     #[inline(always)]
     fn before(&mut self, i: usize) {
-        if i < self.ahead_n {
-            for q in (0..4 * S::F32_LANES).step_by(16) {
-                self.s.prefetch(self.ahead.wrapping_add(i + q));
-            }
-        }
+        self.ahead.before(i);
     }
 
     #[inline(always)]
@@ -273,10 +267,8 @@ pub(crate) unsafe fn exp_sum_pending<S: Simd, const UNIT: bool, const STORE: boo
     ahead_n: usize,
 ) -> f64 {
     let mut turn = Overlap {
-        s,
         pend,
-        ahead,
-        ahead_n,
+        ahead: Ahead { s, ahead, ahead_n },
     };
     // SAFETY: this function's contract is `exp_sum`'s.
     unsafe { exp_sum::<S, UNIT, STORE, _, _, _>(s, src, dst, n, c, &mut turn) }

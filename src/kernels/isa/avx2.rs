@@ -11,6 +11,23 @@ token!(
     "AVX2 and FMA"
 );
 
+/// Every lane rounded to bfloat16 as `convert::f32_to_bf16` rounds, the 8 bits in order (an
+/// unsigned saturating pack of the two halves: every lane is below 2^16, so it is exact).
+#[inline(always)]
+fn bf16_bits(_s: Avx2, v: __m256) -> __m128i {
+    reg!({
+        let b = _mm256_castps_si256(v);
+        let high = _mm256_srli_epi32::<16>(b);
+        let odd = _mm256_and_si256(high, _mm256_set1_epi32(1));
+        let bias = _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF));
+        let rounded = _mm256_srli_epi32::<16>(_mm256_add_epi32(b, bias));
+        let quiet = _mm256_or_si256(high, _mm256_set1_epi32(0x40));
+        let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+        let r = _mm256_blendv_epi8(rounded, quiet, nan);
+        _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r))
+    })
+}
+
 impl Simd for Avx2 {
     type F32 = __m256;
     type M32 = __m256;
@@ -31,27 +48,16 @@ impl Simd for Avx2 {
             _mm256_castsi256_ps(_mm256_slli_epi32::<16>(wide))
         }
     }
-    /// `convert::f32_to_bf16` lane-wise, then an unsigned saturating pack of the two halves
-    /// (every lane is below 2^16, so the pack is exact and keeps the order).
     #[inline(always)]
     unsafe fn store_bf16(self, p: *mut u16, v: __m256) {
         // SAFETY: the 8 `u16`s (16 bytes) at `p` are writable (# Safety); the CPU has AVX2
         // (the token).
-        unsafe {
-            let b = _mm256_castps_si256(v);
-            let high = _mm256_srli_epi32::<16>(b);
-            let odd = _mm256_and_si256(high, _mm256_set1_epi32(1));
-            let bias = _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF));
-            let rounded = _mm256_srli_epi32::<16>(_mm256_add_epi32(b, bias));
-            let quiet = _mm256_or_si256(high, _mm256_set1_epi32(0x40));
-            let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
-            let r = _mm256_blendv_epi8(rounded, quiet, nan);
-            let lo = _mm256_castsi256_si128(r);
-            _mm_storeu_si128(
-                p.cast(),
-                _mm_packus_epi32(lo, _mm256_extracti128_si256::<1>(r)),
-            );
-        }
+        unsafe { _mm_storeu_si128(p.cast(), bf16_bits(self, v)) }
+    }
+    #[inline(always)]
+    unsafe fn stream_bf16(self, p: *mut u16, v: __m256) {
+        // SAFETY: the 8 `u16`s at `p` are writable and `p` is 16-byte aligned (# Safety).
+        unsafe { _mm_stream_si128(p.cast(), bf16_bits(self, v)) }
     }
     #[inline(always)]
     unsafe fn load_f32(self, p: *const f32) -> __m256 {

@@ -122,6 +122,28 @@ pub(crate) fn exp_reduced<const LO: bool>(_s: Avx512, a: __m512, lo: __m512) -> 
     }
 }
 
+/// Every lane rounded to bfloat16 as `convert::f32_to_bf16` rounds, the 16 bits in order: an
+/// unsigned saturating pack of the two 256-bit halves (every lane is below 2^16, so the pack
+/// is exact) put back in order. Not VPMOVDW: the compiler folds it into its store form, which
+/// is microcoded on AMD's Zen 4 (the store pass took three times as long).
+#[inline(always)]
+fn bf16_bits(_s: Avx512, v: __m512) -> __m256i {
+    reg!({
+        let b = _mm512_castps_si512(v);
+        let high = _mm512_srli_epi32::<16>(b);
+        let odd = _mm512_and_si512(high, _mm512_set1_epi32(1));
+        let bias = _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF));
+        let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(b, bias));
+        let quiet = _mm512_or_si512(high, _mm512_set1_epi32(0x40));
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        let r = _mm512_mask_mov_epi32(rounded, nan, quiet);
+        let lo = _mm512_castsi512_si256(r);
+        let packed = _mm256_packus_epi32(lo, _mm512_extracti64x4_epi64::<1>(r));
+        // The pack interleaves 64-bit quarters: lo 0-3, hi 0-3, lo 4-7, hi 4-7.
+        _mm256_permute4x64_epi64::<0b11_01_10_00>(packed)
+    })
+}
+
 impl Simd for Avx512 {
     type F32 = __m512;
     type M32 = __mmask16;
@@ -169,29 +191,16 @@ impl Simd for Avx512 {
             _mm512_castsi512_ps(_mm512_slli_epi32::<16>(wide))
         }
     }
-    /// `convert::f32_to_bf16` lane-wise, then an unsigned saturating pack of the two 256-bit
-    /// halves (every lane is below 2^16, so the pack is exact) put back in order. Not VPMOVDW:
-    /// the compiler folds it into its store form, which is microcoded on AMD's Zen 4 and
-    /// made the store pass three times slower.
     #[inline(always)]
     unsafe fn store_bf16(self, p: *mut u16, v: __m512) {
         // SAFETY: the 16 `u16`s (32 bytes) at `p` are writable (# Safety); the CPU has
         // AVX-512F.
-        unsafe {
-            let b = _mm512_castps_si512(v);
-            let high = _mm512_srli_epi32::<16>(b);
-            let odd = _mm512_and_si512(high, _mm512_set1_epi32(1));
-            let bias = _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF));
-            let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(b, bias));
-            let quiet = _mm512_or_si512(high, _mm512_set1_epi32(0x40));
-            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-            let r = _mm512_mask_mov_epi32(rounded, nan, quiet);
-            let lo = _mm512_castsi512_si256(r);
-            let packed = _mm256_packus_epi32(lo, _mm512_extracti64x4_epi64::<1>(r));
-            // The pack interleaves 64-bit quarters: lo 0-3, hi 0-3, lo 4-7, hi 4-7.
-            let ordered = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
-            _mm256_storeu_si256(p.cast(), ordered);
-        }
+        unsafe { _mm256_storeu_si256(p.cast(), bf16_bits(self, v)) }
+    }
+    #[inline(always)]
+    unsafe fn stream_bf16(self, p: *mut u16, v: __m512) {
+        // SAFETY: the 16 `u16`s at `p` are writable and `p` is 32-byte aligned (# Safety).
+        unsafe { _mm256_stream_si256(p.cast(), bf16_bits(self, v)) }
     }
     #[inline(always)]
     fn or_m32(self, a: __mmask16, b: __mmask16) -> __mmask16 {

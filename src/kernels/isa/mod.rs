@@ -138,6 +138,13 @@ pub(crate) trait Simd: Copy {
     /// # Safety
     /// `p` is valid for writes of `F32_LANES` `u16`s.
     unsafe fn store_bf16(self, p: *mut u16, v: Self::F32);
+    /// As [`Simd::store_bf16`], with a non-temporal store (`stream_fence` orders it). Only
+    /// called when `STREAM_ALIGN > 0`.
+    ///
+    /// # Safety
+    /// `p` is valid for writes of `F32_LANES` `u16`s and aligned to their size in bytes
+    /// (`2 F32_LANES`).
+    unsafe fn stream_bf16(self, p: *mut u16, v: Self::F32);
     /// The `r` bfloat16s at `p` widened in the first lanes, `fill` (bits) in the others;
     /// nothing past the `r` elements is read. Through a stack buffer: tails only.
     ///
@@ -366,8 +373,7 @@ pub(crate) trait Lane<S: Simd>: Copy + PartialEq + 'static {
     type M: Copy;
     /// Lanes per vector.
     const LANES: usize;
-    /// Whether `stream` is a non-temporal store (else a plain one; then a streamed map writes
-    /// with `store`).
+    /// Whether `stream` is a non-temporal store (else a plain one).
     const STREAMS: bool;
     /// -inf.
     const MINUS_INF: Self;
@@ -548,7 +554,7 @@ impl<S: Simd> Lane<S> for half::bf16 {
     type V = S::F32;
     type M = S::M32;
     const LANES: usize = S::F32_LANES;
-    const STREAMS: bool = false;
+    const STREAMS: bool = true;
     const MINUS_INF: half::bf16 = half::bf16::NEG_INFINITY;
     const ZERO: half::bf16 = half::bf16::ZERO;
     #[inline(always)]
@@ -583,11 +589,10 @@ impl<S: Simd> Lane<S> for half::bf16 {
         // SAFETY: as `load`.
         unsafe { s.store_bf16_part(p.cast(), r, v) }
     }
-    /// A plain store (`STREAMS` is false).
     #[inline(always)]
     unsafe fn stream(s: S, p: *mut half::bf16, v: S::F32) {
         // SAFETY: as `load`.
-        unsafe { s.store_bf16(p.cast(), v) }
+        unsafe { s.stream_bf16(p.cast(), v) }
     }
     #[inline(always)]
     fn mul(s: S, a: S::F32, b: S::F32) -> S::F32 {

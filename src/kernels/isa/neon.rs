@@ -62,6 +62,12 @@ impl Simd for Neon {
             vst1_u16(p, vbsl_u16(ordered, rounded, quiet));
         }
     }
+    /// A plain store: NEON has no non-temporal one (`STREAM_ALIGN` is 0, so never called).
+    #[inline(always)]
+    unsafe fn stream_bf16(self, p: *mut u16, v: float32x4_t) {
+        // SAFETY: the caller's contract is `store_bf16`'s.
+        unsafe { self.store_bf16(p, v) }
+    }
     #[inline(always)]
     unsafe fn load_f32(self, p: *const f32) -> float32x4_t {
         // SAFETY: the 4 elements at `p` are readable (# Safety); the CPU has NEON.
