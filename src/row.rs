@@ -73,6 +73,32 @@ fn with_stats<C: Real, R>(nb: usize, f: impl FnOnce(&mut [BlockStat<C>]) -> R) -
     }
 }
 
+/// When `keep`, this thread's scratch buffer for `n` exps of `C` (`None` for a row too long for
+/// one) and a pointer to it for the blocks' tasks; else null. The pointer is valid while the
+/// buffer is held (moving it does not move its memory).
+fn exps_buffer<C>(keep: bool, n: usize) -> (Option<Scratch>, SharedPtr<C>) {
+    let mut scratch = if keep {
+        Scratch::take(n * std::mem::size_of::<C>())
+    } else {
+        None
+    };
+    let e = scratch
+        .as_mut()
+        .map_or(std::ptr::null_mut(), |sc| sc.ptr::<C>());
+    (scratch, SharedPtr(e))
+}
+
+impl<C: Real> BlockStat<C> {
+    /// Records the block's maximum and NaN flag; whether the block has a finite maximum (and
+    /// so an exp sum to compute).
+    fn set_max(&mut self, (m, nan): (C, bool)) -> bool {
+        self.m = m;
+        self.nan = nan;
+        self.pos_inf = m == C::INFINITY;
+        !(nan || self.pos_inf || m == C::NEG_INFINITY)
+    }
+}
+
 /// exp((mb - mm) / t) for `mb <= mm`, with the argument carried as a double word so that its
 /// rounding does not show in `f64` results.
 fn exp_shift(mb: f64, mm: f64, t: f64) -> f64 {
@@ -181,16 +207,7 @@ pub(crate) unsafe fn map_row_with<C: Real>(
     // Streaming softmax keeps the exps in this thread's scratch buffer (every block's helper
     // writes its own part of it) and streams `exp * factor` out in pass 2; without a buffer
     // (a very long row) it computes the exps again in pass 2.
-    let mut scratch = if stream && op == Op::Softmax {
-        Scratch::take(n * std::mem::size_of::<C>())
-    } else {
-        None
-    };
-    let e = SharedPtr(
-        scratch
-            .as_mut()
-            .map_or(std::ptr::null_mut(), |sc| sc.ptr::<C>()),
-    );
+    let (_scratch, e) = exps_buffer::<C>(stream && op == Op::Softmax, n);
     with_stats::<C, ()>(nb, |stats| {
         each_shared(stats, parallel, |b, st| {
             // A row can be long enough to take seconds: polled per block (contract R8).
@@ -201,15 +218,8 @@ pub(crate) unsafe fn map_row_with<C: Real>(
             // SAFETY: block [start, start + len) lies in the row; blocks are disjoint, and this
             // shared view ends before the block's output is written.
             let x = unsafe { std::slice::from_raw_parts(s.get().add(start), len) };
-            let (m, nan) = (k.max)(x);
-            st.m = m;
-            st.nan = nan;
-            st.pos_inf = m == C::INFINITY;
-            if nan || st.pos_inf {
-                return;
-            }
-            if m == C::NEG_INFINITY {
-                if op == Op::Softmax {
+            if !st.set_max((k.max)(x)) {
+                if op == Op::Softmax && st.m == C::NEG_INFINITY && !st.nan {
                     for i in 0..len {
                         // SAFETY: in the block, which this task alone writes.
                         unsafe { *d.get().add(start + i) = C::default() };
@@ -245,7 +255,7 @@ pub(crate) unsafe fn map_row_with<C: Real>(
                         exps.add(start)
                     },
                     len,
-                    m,
+                    st.m,
                     t,
                     None,
                     ahead,
@@ -338,16 +348,7 @@ pub(crate) unsafe fn map_row_bf16(
     // Softmax keeps the `f32` exps in this thread's scratch buffer (every block's helper writes
     // its own part of it) for pass 2 to scale; without one (a very long row) pass 2 computes
     // them again.
-    let mut scratch = if op == Op::Softmax {
-        Scratch::take(n * std::mem::size_of::<f32>())
-    } else {
-        None
-    };
-    let e = SharedPtr(
-        scratch
-            .as_mut()
-            .map_or(std::ptr::null_mut(), |sc| sc.ptr::<f32>()),
-    );
+    let (_scratch, e) = exps_buffer::<f32>(op == Op::Softmax, n);
     with_stats::<f32, ()>(nb, |stats| {
         each_shared(stats, parallel, |b, st| {
             // Polled per block, as `map_row_with` (contract R8).
@@ -358,13 +359,10 @@ pub(crate) unsafe fn map_row_bf16(
             // SAFETY: block [start, start + len) lies in the row; this shared view ends before
             // any of the row's output is written (pass 2, or the NaN fill after this pass).
             let x = unsafe { std::slice::from_raw_parts(s.get().add(start), len) };
-            let (m, nan) = (k.max)(x);
-            st.m = m;
-            st.nan = nan;
-            st.pos_inf = m == f32::INFINITY;
-            if nan || st.pos_inf || m == f32::NEG_INFINITY {
+            if !st.set_max((k.max)(x)) {
                 return;
             }
+            let m = st.m;
             let exps = if e.get().is_null() {
                 e.get()
             } else {
