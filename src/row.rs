@@ -323,10 +323,9 @@ pub(crate) unsafe fn map_row_with<C: Real>(
 /// `k` (`k.takes(t)` holds): the same blocks, passes and order of operations on the `f32`
 /// values, each result rounded once to bfloat16 as it is stored, so the bits are those of
 /// `map_row_with` on the widened row, rounded, without a conversion buffer; `stream` as there.
-/// Softmax keeps its
-/// `f32` exps in a scratch buffer rather than in the bfloat16 output (or, for a row too long
-/// for one, computes them again in pass 2: `exp_scale` gives the bits of the kept exps
-/// scaled).
+/// Softmax keeps its `f32` exps in a scratch buffer rather than in the bfloat16 output (or, for
+/// a row too long for one, computes them again in pass 2: `exp_scale` gives the bits of the
+/// kept exps scaled).
 ///
 /// # Safety
 /// As [`map_row`], for `n > BLOCK` bfloat16 elements.

@@ -334,7 +334,7 @@ pub(crate) unsafe fn exp_store_sum<S: Simd>(
         if !vector_takes::<S>(t) {
             return scalar::exp_store_sum(src, dst, n, m, t);
         }
-        exp_store_sum_vector(s, src, dst, n, m, t)
+        exp_sum_with::<S, true, _, _>(s, src, dst, n, m, t, &mut NoTurn)
     }
 }
 
@@ -349,25 +349,6 @@ pub(crate) fn vector_takes_at<S: Simd>(_s: S, t: f64) -> bool {
 #[inline(always)]
 pub(crate) fn vector_takes<S: Simd>(t: f64) -> bool {
     t == 1.0 || vector_temperature::<S>(t)
-}
-
-/// `exps = exp((src - m) / t)` in `f32`, returning the sum `sum_exp_vector` gives, for `f32` or
-/// bfloat16 data and a `t` the vector kernels take ([`vector_takes`]).
-///
-/// # Safety
-/// `src` valid for reads and `exps` for writes of `n` (the same pointer, then `E` is `f32`, or
-/// disjoint).
-#[inline(always)]
-pub(crate) unsafe fn exp_store_sum_vector<S: Simd, E: Lane<S, V = S::F32>>(
-    s: S,
-    src: *const E,
-    exps: *mut f32,
-    n: usize,
-    m: f32,
-    t: f64,
-) -> f64 {
-    // SAFETY: this function's contract is `exp_sum_with`'s.
-    unsafe { exp_sum_with::<S, true, _, _>(s, src, exps, n, m, t, &mut NoTurn) }
 }
 
 /// [`exp_sum`] of `f32` or bfloat16 data at temperature `t` (one the vector kernels take,
@@ -403,18 +384,6 @@ pub(crate) fn sum_exp<S: Simd>(s: S, x: &[f32], m: f32, t: f64) -> f64 {
     if !vector_takes::<S>(t) {
         return scalar::sum_exp(x, m, t);
     }
-    sum_exp_vector(s, x, m, t)
-}
-
-/// Σ exp((x - m) / t) of `f32` or bfloat16 data (computed on the `f32` values), for a `t`
-/// the vector kernels take ([`vector_takes`]).
-#[inline(always)]
-pub(crate) fn sum_exp_vector<S: Simd, E: Lane<S, V = S::F32>>(
-    s: S,
-    x: &[E],
-    m: f32,
-    t: f64,
-) -> f64 {
     let (p, n, q) = (x.as_ptr(), x.len(), std::ptr::null_mut::<f32>());
     // SAFETY: `p` is valid for reads of the `n` elements of `x`; without STORE `exp_sum` does
     // not touch `q` (null).
