@@ -3,8 +3,8 @@
 //! A kernel works on one block of a row (at most [`BLOCK`] elements). Rows are cut into blocks
 //! at fixed offsets and block results are combined in block order, so a row's result is the same
 //! bits however many threads share the row (contract S9); see `row.rs`. Rows of at most
-//! [`BLOCK`] elements go whole through the `rows` kernel, many rows per call (rows of up to 16
-//! elements stay in registers), with the bits the block kernels would give.
+//! [`BLOCK`] elements go whole through the `rows` kernel, many rows per call (short rows a group
+//! at a time, `algo::grouped`), with the bits the block kernels would give.
 //!
 //! Levels: `scalar` (the portable twin every vector kernel is tested against), on x86-64
 //! `avx2` (AVX2 + FMA) and `avx512` (AVX-512F), on aarch64 `neon`, chosen at run time (contract
@@ -17,13 +17,11 @@
 //!   order, the level's exp) with one implementation per ISA, whose values are tokens that
 //!   exist only on a CPU with the ISA.
 //! - `algo/`: the algorithms, written once over `Simd`: the row maximum and elementwise maps
-//!   (`f32` and `f64`), the `f64` and `f32` block kernels, the streamed schedules (pending
-//!   writes overlapped with the next exp pass, prefetching) and the long-rows schedules; each
-//!   level instantiates them inside `#[target_feature]` functions (`algo::f64::instantiate!`,
-//!   `algo::f32::block_kernels!`), so dispatch happens once per call, through the table.
-//! - `avx2.rs`, `avx512.rs`, `neon.rs`: each level's table, and the many-rows schedules not
-//!   yet written once (AVX2's and AVX-512's packed short rows, AVX-512's short and medium
-//!   rows).
+//!   (`f32` and `f64`), the `f64` and `f32` block kernels, the grouped short-row kernels
+//!   (packed, short and medium rows), the streamed schedules (pending writes overlapped with
+//!   the next exp pass, prefetching) and the long-rows schedules; each level instantiates them
+//!   inside `#[target_feature]` functions and builds its tables (`algo::f64::instantiate!`,
+//!   `algo::f32::instantiate!`), so dispatch happens once per call, through the table.
 //!
 //! Every vector kernel computes `exp` the same way: the argument `a = (x - m) / t` (in `f32` when
 //! `t == 1`; else, for `f32` data, folded into `f32` multiply-adds with `m / t` and `1 / t` split
@@ -118,13 +116,6 @@ pub(crate) mod exp_f64_poly {
     /// f64).
     pub(crate) const F64_FLUSH: f64 = -708.0;
 }
-
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod avx2;
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512;
-#[cfg(target_arch = "aarch64")]
-pub(crate) mod neon;
 
 use crate::element::Real;
 use crate::op::Op;
@@ -425,85 +416,6 @@ impl FoldedArg {
     }
 }
 
-/// The longest rows a packed kernel takes (the AVX-512 one; the AVX2 one takes up to 16).
-#[cfg(target_arch = "x86_64")]
-pub(crate) const PACKED_MAX: usize = 64;
-
-/// For `LANES` rows of `n` elements (1 to [`PACKED_MAX`]) stored one after the other, as the
-/// packed short-row kernels see them (`n` full vectors of `LANES` lanes): lane `l` of vector
-/// `v` (element `LANES * v + l` of the group) belongs to row `(LANES * v + l) / n`.
-#[cfg(target_arch = "x86_64")]
-pub(crate) struct PackedRows<const LANES: usize> {
-    pub n: usize,
-    pub row_of: [[i32; LANES]; PACKED_MAX],
-}
-
-#[cfg(target_arch = "x86_64")]
-impl<const LANES: usize> PackedRows<LANES> {
-    pub fn new(n: usize) -> PackedRows<LANES> {
-        debug_assert!((1..=PACKED_MAX).contains(&n));
-        let mut row_of = [[0i32; LANES]; PACKED_MAX];
-        for (v, lanes) in row_of.iter_mut().enumerate().take(n) {
-            for (l, row) in lanes.iter_mut().enumerate() {
-                *row = ((LANES * v + l) / n) as i32;
-            }
-        }
-        PackedRows { n, row_of }
-    }
-}
-
-/// A packed short-row kernel: `LANES` rows of `rows.n` elements stored one after the other
-/// from `src` into `dst`, at one temperature whose reciprocal is the `f64` argument.
-#[cfg(target_arch = "x86_64")]
-pub(crate) type PackedKernel<const LANES: usize> =
-    unsafe fn(Op, *const f32, *mut f32, f64, &PackedRows<LANES>);
-
-/// The packed short-row path's share of a many-rows call (the arguments of
-/// [`Kernels::rows`]): when the rows are stored one after the other at one temperature with a
-/// normal reciprocal, the leading whole groups of `LANES` rows go through `unit` (at
-/// temperature one) or `scaled`. Returns how many rows it computed (0 when the call does not
-/// qualify); the rest are the caller's.
-///
-/// # Safety
-/// As [`Kernels::rows`] with `n` within what `unit` and `scaled` take; they are safe to call
-/// on this CPU.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn packed_groups<const LANES: usize>(
-    op: Op,
-    src: *const f32,
-    src_step: usize,
-    dst: *mut f32,
-    dst_step: usize,
-    n: usize,
-    count: usize,
-    temps: *const f64,
-    temp_step: usize,
-    unit: PackedKernel<LANES>,
-    scaled: PackedKernel<LANES>,
-) -> usize {
-    if n < 2 || src_step != n || dst_step != n || temp_step != 0 || count < LANES {
-        return 0;
-    }
-    // SAFETY: `count >= LANES >= 1` rows, so temperature 0 is readable (`Kernels::rows`).
-    let t = unsafe { *temps };
-    let inv = 1.0 / t;
-    if !moderate_temperature(t) {
-        return 0;
-    }
-    let (kernel, inv) = if t == 1.0 { (unit, 1.0) } else { (scaled, inv) };
-    let rows = PackedRows::<LANES>::new(n);
-    let mut first = 0;
-    while first + LANES <= count {
-        // SAFETY: rows `first..first + LANES` are among the `count` rows of `n` adjacent
-        // elements (`src_step == dst_step == n`) the caller's contract makes valid; the kernel
-        // runs on this CPU (this function's contract).
-        unsafe { kernel(op, src.add(first * n), dst.add(first * n), inv, &rows) };
-        first += LANES;
-    }
-    first
-}
-
 /// Compensated (Neumaier) sum of block or chunk partial sums.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct SumAcc {
@@ -764,11 +676,11 @@ static SCALAR_F64: Kernels<f64> = scalar_table!(f64);
 fn f32_table(level: SimdLevel) -> &'static Kernels<f32> {
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &avx512::F32,
+        SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => &algo::f32::avx512::F32,
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &avx2::F32,
+        SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => &algo::f32::avx2::F32,
         #[cfg(target_arch = "aarch64")]
-        SimdLevel::Neon if cpu_has(SimdLevel::Neon) => &neon::F32,
+        SimdLevel::Neon if cpu_has(SimdLevel::Neon) => &algo::f32::neon::F32,
         _ => &SCALAR_F32,
     }
 }
@@ -790,11 +702,11 @@ fn f64_table(level: SimdLevel) -> &'static Kernels<f64> {
 pub(crate) fn bf16_kernels_for(level: SimdLevel) -> Option<&'static Bf16Kernels> {
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => Some(&avx512::BF16),
+        SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => Some(&algo::f32::avx512::BF16),
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => Some(&avx2::BF16),
+        SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => Some(&algo::f32::avx2::BF16),
         #[cfg(target_arch = "aarch64")]
-        SimdLevel::Neon if cpu_has(SimdLevel::Neon) => Some(&neon::BF16),
+        SimdLevel::Neon if cpu_has(SimdLevel::Neon) => Some(&algo::f32::neon::BF16),
         _ => None,
     }
 }

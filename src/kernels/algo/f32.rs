@@ -541,13 +541,125 @@ pub(crate) unsafe fn write_log<S: Simd, const UNIT: bool, E: Lane<S, V = S::F32>
 
 use super::elementwise::{map, scale_to, LaneMap};
 
-/// The `f32` block kernels of a polynomial-exp level, defined in the invoking module:
-/// `block_kernels!(Token, "features")` gives `max_f32_impl`, `exp_store_sum_f32`,
-/// `sum_exp_f32_impl`, `scale_f32`, `scale_to_f32`, `exp_scale_f32` and
-/// `write_log_softmax_f32`, each compiled with the level's features, for the level's table
-/// and rows kernel. The invoking module defines `unsafe fn isa() -> Token`.
-macro_rules! block_kernels {
-    ($feat:literal) => {
+/// A level's `f32` kernels, in the invoking module: `instantiate!(Token, "features",
+/// overlapped)` defines the block kernels (`max_f32_impl`, `exp_store_sum_f32`, ...), the plain
+/// rows kernel `rows_f32_general`, the many-rows kernel `rows_f32` ([`super::grouped::rows`]),
+/// each compiled with the level's features, and the level's tables `F32`
+/// ([`Kernels`](crate::kernels::Kernels); with `exp_sum_overlapped` when `overlapped`) and
+/// `BF16` ([`Bf16Kernels`](crate::kernels::Bf16Kernels)).
+macro_rules! instantiate {
+    ($isa:ty, $feat:literal, $overlapped:literal) => {
+        /// The level's token.
+        ///
+        /// # Safety
+        /// Only called from functions compiled with the level's features, which run only on
+        /// a CPU that has them (the tables are handed out only then).
+        #[inline(always)]
+        unsafe fn isa() -> $isa {
+            // SAFETY: this function's contract.
+            unsafe { <$isa>::new() }
+        }
+
+        crate::kernels::rows_kernel!(
+            rows_f32_general,
+            f32,
+            $feat,
+            max_f32_impl,
+            exp_store_sum_f32,
+            sum_exp_f32_impl,
+            scale_f32,
+            scale_to_f32,
+            exp_scale_f32,
+            write_log_softmax_f32,
+            crate::kernels::row_ln_f32
+        );
+
+        /// # Safety
+        /// As [`Kernels::rows`](crate::kernels::Kernels); the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn rows_f32(
+            op: crate::op::Op,
+            src: *const f32,
+            src_step: usize,
+            dst: *mut f32,
+            dst_step: usize,
+            n: usize,
+            count: usize,
+            temps: *const f64,
+            temp_step: usize,
+            store: crate::kernels::Store,
+        ) {
+            // SAFETY: this function's contract is the callee's; `rows_f32_general` is the
+            // level's plain rows kernel.
+            unsafe {
+                crate::kernels::algo::grouped::rows(
+                    isa(),
+                    rows_f32_general,
+                    op,
+                    src,
+                    src_step,
+                    dst,
+                    dst_step,
+                    n,
+                    count,
+                    temps,
+                    temp_step,
+                    store,
+                )
+            }
+        }
+
+        /// # Safety
+        /// As [`crate::kernels::exp_sum_overlapped`]; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn exp_sum_overlapped_f32(
+            src: *const f32,
+            exps: *mut f32,
+            n: usize,
+            m: f32,
+            t: f64,
+            write: Option<&crate::kernels::BlockWrite<f32>>,
+            ahead: *const f32,
+            ahead_n: usize,
+        ) -> f64 {
+            // SAFETY: this function's contract is the callee's.
+            unsafe {
+                crate::kernels::algo::pending::exp_sum_overlapped(
+                    isa(),
+                    &F32,
+                    src,
+                    exps,
+                    n,
+                    m,
+                    t,
+                    write,
+                    ahead,
+                    ahead_n,
+                )
+            }
+        }
+
+        crate::kernels::level_table!(
+            /// The level's table for `f32`. Only handed out when the CPU has the level.
+            F32: f32 {
+                max: max_f32_impl,
+                sum_exp: sum_exp_f32_impl,
+                exp_store_sum: exp_store_sum_f32,
+                scale: scale_f32,
+                scale_to: scale_to_f32,
+                exp_scale: exp_scale_f32,
+                write_log_softmax: write_log_softmax_f32,
+                rows: rows_f32,
+                exp_sum_overlapped: if $overlapped {
+                    Some(exp_sum_overlapped_f32)
+                } else {
+                    None
+                },
+            }
+        );
+
         /// # Safety
         /// The CPU has the level's features.
         #[target_feature(enable = $feat)]
@@ -778,4 +890,25 @@ macro_rules! block_kernels {
         };
     };
 }
-pub(crate) use block_kernels;
+
+/// The AVX2 kernels (no overlapped exp sum: measured no faster there).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    instantiate!(crate::kernels::isa::avx2::Avx2, "avx2,fma", false);
+}
+
+/// The AVX-512F kernels.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    instantiate!(
+        crate::kernels::isa::avx512::Avx512,
+        "avx512f,avx2,fma",
+        true
+    );
+}
+
+/// The NEON kernels.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    instantiate!(crate::kernels::isa::neon::Neon, "neon", false);
+}

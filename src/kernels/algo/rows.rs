@@ -1,5 +1,5 @@
-//! The many-rows schedules of rows longer than a vector's worth (17 to `BLOCK` elements), for
-//! the levels that have them: rows one after the other with the block kernels' operations (so
+//! The many-rows schedules of rows longer than the grouped kernels take (up to `BLOCK`
+//! elements): rows one after the other with the block kernels' operations (so
 //! their bits), the next rows prefetched a few lines per exp loop turn, and, for outputs
 //! written with non-temporal stores, each row's output written during the next row's exp pass
 //! ([`Pending`]).
@@ -25,18 +25,17 @@ pub(crate) type RowsKernel = unsafe fn(
     Store,
 );
 
-/// Rows of 17 to [`BLOCK`](crate::kernels::BLOCK) elements: the block kernels row by row (the bits of
+/// Rows of up to [`BLOCK`](crate::kernels::BLOCK) elements: the block kernels row by row (the bits of
 /// the level's plain rows kernel, `plain`), except that with non-temporal output each row's output is written
 /// during the next row's exp pass ([`Pending`]) rather than in one burst after its own.
 ///
 /// # Safety
-/// As [`Kernels::rows`](crate::kernels::Kernels), with `n > 16`.
+/// As [`Kernels::rows`](crate::kernels::Kernels).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn rows_long<S: Simd>(
     v: S,
     plain: RowsKernel,
-    medium: Option<(usize, RowsKernel)>,
     op: crate::op::Op,
     src: *const f32,
     src_step: usize,
@@ -56,17 +55,6 @@ pub(crate) unsafe fn rows_long<S: Simd>(
     let vector_temps = (0..if temp_step == 0 { count.min(1) } else { count })
         .all(|r| vector_temperature::<S>(temp(r)));
     let softmax = op == crate::op::Op::Softmax;
-    if let Some((max_n, medium)) = medium {
-        if n <= max_n && store == Store::Cached && !softmax {
-            // SAFETY: this function's contract is the medium kernel's (`Kernels::rows`, rows
-            // of at most `max_n` elements, log-softmax).
-            return unsafe {
-                medium(
-                    op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
-                )
-            };
-        }
-    }
     if store == Store::Cached && vector_temps {
         // SAFETY: this function's contract is `rows_f32_cached`'s, and every temperature has
         // a normal reciprocal or is 1 (`vector_temps`; with `temp_step == 0` every row reads
@@ -167,14 +155,14 @@ pub(crate) unsafe fn rows_long<S: Simd>(
     v.stream_fence();
 }
 
-/// Rows of 17 to [`BLOCK`](crate::kernels::BLOCK) elements with cached output, every temperature's
+/// Rows of up to [`BLOCK`](crate::kernels::BLOCK) elements with cached output, every temperature's
 /// reciprocal normal: the plain rows kernel's operations (softmax: the exps into the output, then
 /// scaled in place; log-softmax: the sum, then one write), so its bits, except that the row
 /// [`ROWS_PREFETCH_AHEAD`](ROWS_PREFETCH_AHEAD) rows on is asked for a few lines per
 /// exp loop turn instead of all at once before the row.
 ///
 /// # Safety
-/// As [`Kernels::rows`](crate::kernels::Kernels), with `n > 16` and `1 / t` normal for every temperature `t != 1`.
+/// As [`Kernels::rows`](crate::kernels::Kernels), with `1 / t` normal for every temperature `t != 1`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn rows_cached<S: Simd>(

@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{exp_f32_flushing, exp_f64_flushing, Simd};
+use super::Simd;
 
 token!(
     /// The AVX2 + FMA token.
@@ -39,31 +39,6 @@ impl Simd for Avx2 {
     const MAX_PROPAGATES_NAN: bool = false;
     const F32_LOG_IN_F32: bool = false;
 
-    #[inline(always)]
-    unsafe fn load_bf16(self, p: *const u16) -> __m256 {
-        // SAFETY: the 8 `u16`s (16 bytes) at `p` are readable (# Safety); the CPU has AVX2
-        // (the token).
-        unsafe {
-            let wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
-            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(wide))
-        }
-    }
-    #[inline(always)]
-    unsafe fn store_bf16(self, p: *mut u16, v: __m256) {
-        // SAFETY: the 8 `u16`s (16 bytes) at `p` are writable (# Safety); the CPU has AVX2
-        // (the token).
-        unsafe { _mm_storeu_si128(p.cast(), bf16_bits(self, v)) }
-    }
-    #[inline(always)]
-    unsafe fn stream_bf16(self, p: *mut u16, v: __m256) {
-        // SAFETY: the 8 `u16`s at `p` are writable and `p` is 16-byte aligned (# Safety).
-        unsafe { _mm_stream_si128(p.cast(), bf16_bits(self, v)) }
-    }
-    #[inline(always)]
-    unsafe fn load_f32(self, p: *const f32) -> __m256 {
-        // SAFETY: the 8 elements at `p` are readable (# Safety); the CPU has AVX (the token).
-        unsafe { _mm256_loadu_ps(p) }
-    }
     /// Built from 4-, 2- and 1-lane loads: a masked load is slow on some CPUs.
     #[inline(always)]
     unsafe fn load_f32_part(self, p: *const f32, r: usize, fill: f32) -> __m256 {
@@ -76,11 +51,6 @@ impl Simd for Avx2 {
             // SAFETY: `r < 4`: `load_quarter`'s requirements are this function's.
             unsafe { _mm256_set_m128(f, load_quarter(p, r, f)) }
         }
-    }
-    #[inline(always)]
-    unsafe fn store_f32(self, p: *mut f32, v: __m256) {
-        // SAFETY: the 8 elements at `p` are writable (# Safety); the CPU has AVX (the token).
-        unsafe { _mm256_storeu_ps(p, v) }
     }
     /// In pieces of 4, 2 and 1 lanes (a masked store is microcoded and slow on some CPUs).
     #[inline(always)]
@@ -117,29 +87,6 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
-    unsafe fn stream_f32(self, p: *mut f32, v: __m256) {
-        // SAFETY: the 8 elements at `p` are writable and `p` is 32-byte aligned (# Safety).
-        unsafe { _mm256_stream_ps(p, v) }
-    }
-    #[inline(always)]
-    fn any_m32(self, m: __m256) -> bool {
-        reg!(_mm256_movemask_ps(m)) != 0
-    }
-    #[inline(always)]
-    fn exp_f32(self, a: __m256) -> __m256 {
-        exp_f32_flushing::<Self, false>(self, a, self.splat_f32(0.0))
-    }
-    #[inline(always)]
-    fn exp_f32_near(self, a: __m256, lo: __m256) -> __m256 {
-        exp_f32_flushing::<Self, true>(self, a, lo)
-    }
-    #[inline(always)]
-    fn shift_into_exponent_f32(self, v: __m256) -> __m256 {
-        reg!(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(
-            _mm256_castps_si256(v)
-        )))
-    }
-    #[inline(always)]
     fn reduce_max_f32(self, v: __m256) -> f32 {
         reg!({
             let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
@@ -148,11 +95,6 @@ impl Simd for Avx2 {
         })
     }
 
-    #[inline(always)]
-    unsafe fn load_f64(self, p: *const f64) -> __m256d {
-        // SAFETY: the 4 elements at `p` are readable (# Safety); the CPU has AVX (the token).
-        unsafe { _mm256_loadu_pd(p) }
-    }
     #[inline(always)]
     unsafe fn load_f64_part(self, p: *const f64, r: usize, fill: f64) -> __m256d {
         let f = reg!(_mm_set1_pd(fill));
@@ -168,11 +110,6 @@ impl Simd for Avx2 {
             }
         };
         reg!(_mm256_set_m128d(hi, lo))
-    }
-    #[inline(always)]
-    unsafe fn store_f64(self, p: *mut f64, v: __m256d) {
-        // SAFETY: the 4 elements at `p` are writable (# Safety); the CPU has AVX (the token).
-        unsafe { _mm256_storeu_pd(p, v) }
     }
     #[inline(always)]
     unsafe fn store_f64_part(self, p: *mut f64, r: usize, v: __m256d) {
@@ -193,26 +130,6 @@ impl Simd for Avx2 {
             unsafe { _mm_store_sd(p, lo) };
         }
     }
-    #[inline(always)]
-    unsafe fn stream_f64(self, p: *mut f64, v: __m256d) {
-        // SAFETY: the 4 elements at `p` are writable and `p` is 32-byte aligned (# Safety).
-        unsafe { _mm256_stream_pd(p, v) }
-    }
-    #[inline(always)]
-    fn stream_fence(self) {
-        reg!(_mm_sfence())
-    }
-
-    #[inline(always)]
-    fn prefetch(self, p: *const f32) {
-        // A hint: does not fault on any address.
-        reg!(_mm_prefetch::<_MM_HINT_T1>(p as *const i8))
-    }
-
-    #[inline(always)]
-    fn any_m64(self, m: __m256d) -> bool {
-        reg!(_mm256_movemask_pd(m)) != 0
-    }
 
     #[inline(always)]
     fn reduce_add_f64(self, v: __m256d) -> f64 {
@@ -229,24 +146,35 @@ impl Simd for Avx2 {
         })
     }
 
-    #[inline(always)]
-    fn pow2_of_rounded_f64(self, kr: __m256d) -> __m256d {
-        reg!(_mm256_castsi256_pd(_mm256_slli_epi64::<52>(
-            _mm256_add_epi64(_mm256_castpd_si256(kr), _mm256_set1_epi64x(1023),)
-        )))
-    }
-    #[inline(always)]
-    fn exp_f64(self, hi: __m256d, lo: __m256d) -> __m256d {
-        exp_f64_flushing(self, hi, lo)
-    }
-    #[inline(always)]
-    fn first_lanes_m64(self, r: usize) -> __m256d {
-        reg!(_mm256_castsi256_pd(_mm256_cmpgt_epi64(
-            _mm256_set1_epi64x(r as i64),
-            _mm256_set_epi64x(3, 2, 1, 0),
-        )))
+    memory! {
+        load_f32(p: *const f32) -> __m256 = _mm256_loadu_ps(p);
+        store_f32(p: *mut f32, v: __m256) = _mm256_storeu_ps(p, v);
+        stream_f32(p: *mut f32, v: __m256) = _mm256_stream_ps(p, v);
+        load_f64(p: *const f64) -> __m256d = _mm256_loadu_pd(p);
+        store_f64(p: *mut f64, v: __m256d) = _mm256_storeu_pd(p, v);
+        stream_f64(p: *mut f64, v: __m256d) = _mm256_stream_pd(p, v);
+        load_idx(p: *const i32) -> __m256i = _mm256_loadu_si256(p.cast());
+        load_bf16(p: *const u16) -> __m256 = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast())),
+        ));
+        store_bf16(p: *mut u16, v: __m256) = _mm_storeu_si128(p.cast(), bf16_bits(Self(()), v));
+        stream_bf16(p: *mut u16, v: __m256) = _mm_stream_si128(p.cast(), bf16_bits(Self(()), v));
     }
     lanewise! {
+        stream_fence() -> () = _mm_sfence();
+        // A hint: does not fault on any address.
+        prefetch(p: *const f32) -> () = _mm_prefetch::<_MM_HINT_T1>(p as *const i8);
+        any_m32(m: __m256) -> bool = _mm256_movemask_ps(m) != 0;
+        any_m64(m: __m256d) -> bool = _mm256_movemask_pd(m) != 0;
+        shift_into_exponent_f32(v: __m256) -> __m256 =
+            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(v)));
+        pow2_of_rounded_f64(kr: __m256d) -> __m256d = _mm256_castsi256_pd(_mm256_slli_epi64::<52>(
+            _mm256_add_epi64(_mm256_castpd_si256(kr), _mm256_set1_epi64x(1023)),
+        ));
+        first_lanes_m64(r: usize) -> __m256d = _mm256_castsi256_pd(_mm256_cmpgt_epi64(
+            _mm256_set1_epi64x(r as i64),
+            _mm256_set_epi64x(3, 2, 1, 0),
+        ));
         splat_f32(x: f32) -> __m256 = _mm256_set1_ps(x);
         mul_f32(a: __m256, b: __m256) -> __m256 = _mm256_mul_ps(a, b);
         max_f32(a: __m256, b: __m256) -> __m256 = _mm256_max_ps(a, b);
@@ -281,6 +209,84 @@ impl Simd for Avx2 {
         none_m64() -> __m256d = _mm256_setzero_pd();
         keep_f64(m: __m256d, v: __m256d) -> __m256d = _mm256_and_pd(m, v);
         clear_f64(m: __m256d, v: __m256d) -> __m256d = _mm256_andnot_pd(m, v);
+        keep_f32(m: __m256, v: __m256) -> __m256 = _mm256_and_ps(m, v);
+        select_f32(m: __m256, a: __m256, b: __m256) -> __m256 = _mm256_blendv_ps(b, a, m);
+        permute_f32(v: __m256, i: __m256i) -> __m256 = _mm256_permutevar8x32_ps(v, i);
+        div_f64(a: __m256d, b: __m256d) -> __m256d = _mm256_div_pd(a, b);
+        select_f64(m: __m256d, a: __m256d, b: __m256d) -> __m256d = _mm256_blendv_pd(b, a, m);
+        first_lanes_m32(r: usize) -> __m256 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+            _mm256_set1_epi32(r as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        ));
+    }
+    type Idx = __m256i;
+    /// The exponent field as an integer in the low mantissa bits of 2^52, less 2^52 + 1023
+    /// (exact); the mantissa bits under the exponent of 1.
+    #[inline(always)]
+    fn split_exponent_f64(self, x: __m256d) -> (__m256d, __m256d) {
+        let two52 = 4_503_599_627_370_496.0f64;
+        reg!({
+            let b = _mm256_castpd_si256(x);
+            let field = _mm256_and_si256(_mm256_srli_epi64::<52>(b), _mm256_set1_epi64x(0x7ff));
+            let biased = _mm256_or_si256(field, _mm256_set1_epi64x(two52.to_bits() as i64));
+            let mant = _mm256_and_si256(b, _mm256_set1_epi64x(0x000f_ffff_ffff_ffff));
+            (
+                _mm256_sub_pd(_mm256_castsi256_pd(biased), _mm256_set1_pd(two52 + 1023.0)),
+                _mm256_castsi256_pd(_mm256_or_si256(mant, _mm256_set1_epi64x(0x3ff << 52))),
+            )
+        })
+    }
+    /// A tree of 7 maxima on full vectors: each level halves every vector's candidates and
+    /// packs two vectors into one (128-bit halves, then pairs within halves), then one
+    /// permutation puts the rows in order.
+    #[inline(always)]
+    fn max_of_each(self, xs: &[__m256; 16]) -> __m256 {
+        reg!({
+            // w[k]: lanes 0-3 candidates of row 2k, 4-7 of row 2k + 1.
+            let w: [__m256; 4] = std::array::from_fn(|k| {
+                let (a, b) = (xs[2 * k], xs[2 * k + 1]);
+                _mm256_max_ps(
+                    _mm256_permute2f128_ps::<0x20>(a, b),
+                    _mm256_permute2f128_ps::<0x31>(a, b),
+                )
+            });
+            // u[k]: half h, lanes 0-1 candidates of row 4k + h, lanes 2-3 of 4k + 2 + h.
+            let u: [__m256; 2] = std::array::from_fn(|k| {
+                let (a, b) = (w[2 * k], w[2 * k + 1]);
+                _mm256_max_ps(
+                    _mm256_shuffle_ps::<0b01_00_01_00>(a, b),
+                    _mm256_shuffle_ps::<0b11_10_11_10>(a, b),
+                )
+            });
+            // Half h, lane i: the maximum of row 2i + h, which goes to lane 4h + i.
+            let r = _mm256_max_ps(
+                _mm256_shuffle_ps::<0b10_00_10_00>(u[0], u[1]),
+                _mm256_shuffle_ps::<0b11_01_11_01>(u[0], u[1]),
+            );
+            _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+        })
+    }
+    /// Each level adds the terms `reduce_add_f64` adds at that level (low half + high half,
+    /// then `0 + 1`), for two, then four rows per vector.
+    #[inline(always)]
+    fn reduce_add_f64_each(self, s: &[__m256d; 16]) -> (__m256d, __m256d) {
+        reg!({
+            // w[k]: lanes 0-1 for row 2k, 2-3 for row 2k + 1.
+            let w: [__m256d; 4] = std::array::from_fn(|k| {
+                let (a, b) = (s[2 * k], s[2 * k + 1]);
+                _mm256_add_pd(
+                    _mm256_permute2f128_pd::<0x20>(a, b),
+                    _mm256_permute2f128_pd::<0x31>(a, b),
+                )
+            });
+            // Lanes for rows 4k, 4k + 2, 4k + 1, 4k + 3, then put in order.
+            let z = |k: usize| {
+                let (a, b) = (w[2 * k], w[2 * k + 1]);
+                let sum = _mm256_add_pd(_mm256_unpacklo_pd(a, b), _mm256_unpackhi_pd(a, b));
+                _mm256_permute4x64_pd::<0b11_01_10_00>(sum)
+            };
+            (z(0), z(1))
+        })
     }
 }
 

@@ -156,142 +156,12 @@ impl Simd for Avx512 {
     const F32_LOG_IN_F32: bool = true;
 
     #[inline(always)]
-    unsafe fn load_f32(self, p: *const f32) -> __m512 {
-        // SAFETY: the 16 elements at `p` are readable (# Safety); the CPU has AVX-512F.
-        unsafe { _mm512_loadu_ps(p) }
-    }
-    #[inline(always)]
-    unsafe fn load_f32_part(self, p: *const f32, r: usize, fill: f32) -> __m512 {
-        // SAFETY: the mask enables only the first `r < 16` lanes, all readable (# Safety);
-        // masked-off lanes are not accessed. The CPU has AVX-512F.
-        unsafe { _mm512_mask_loadu_ps(_mm512_set1_ps(fill), mask16(r), p) }
-    }
-    #[inline(always)]
-    unsafe fn store_f32(self, p: *mut f32, v: __m512) {
-        // SAFETY: the 16 elements at `p` are writable (# Safety); the CPU has AVX-512F.
-        unsafe { _mm512_storeu_ps(p, v) }
-    }
-    #[inline(always)]
-    unsafe fn store_f32_part(self, p: *mut f32, r: usize, v: __m512) {
-        // SAFETY: the mask enables only the first `r < 16` lanes, all writable (# Safety);
-        // masked-off lanes are not accessed. The CPU has AVX-512F.
-        unsafe { _mm512_mask_storeu_ps(p, mask16(r), v) }
-    }
-    #[inline(always)]
-    unsafe fn stream_f32(self, p: *mut f32, v: __m512) {
-        // SAFETY: the 16 elements at `p` are writable and `p` is 64-byte aligned (# Safety).
-        unsafe { _mm512_stream_ps(p, v) }
-    }
-    #[inline(always)]
-    unsafe fn load_bf16(self, p: *const u16) -> __m512 {
-        // SAFETY: the 16 `u16`s (32 bytes) at `p` are readable (# Safety); the CPU has
-        // AVX-512F.
-        unsafe {
-            let wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
-            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(wide))
-        }
-    }
-    #[inline(always)]
-    unsafe fn store_bf16(self, p: *mut u16, v: __m512) {
-        // SAFETY: the 16 `u16`s (32 bytes) at `p` are writable (# Safety); the CPU has
-        // AVX-512F.
-        unsafe { _mm256_storeu_si256(p.cast(), bf16_bits(self, v)) }
-    }
-    #[inline(always)]
-    unsafe fn stream_bf16(self, p: *mut u16, v: __m512) {
-        // SAFETY: the 16 `u16`s at `p` are writable and `p` is 32-byte aligned (# Safety).
-        unsafe { _mm256_stream_si256(p.cast(), bf16_bits(self, v)) }
-    }
-    #[inline(always)]
-    fn or_m32(self, a: __mmask16, b: __mmask16) -> __mmask16 {
-        a | b
-    }
-    #[inline(always)]
-    fn none_m32(self) -> __mmask16 {
-        0
-    }
-    #[inline(always)]
-    fn any_m32(self, m: __mmask16) -> bool {
-        m != 0
-    }
-    #[inline(always)]
-    fn exp_f32(self, a: __m512) -> __m512 {
-        exp_ps(self, a)
-    }
-    #[inline(always)]
-    fn exp_f32_near(self, a: __m512, lo: __m512) -> __m512 {
-        exp_reduced::<true>(self, a, lo)
-    }
-    #[inline(always)]
-    fn shift_into_exponent_f32(self, v: __m512) -> __m512 {
-        reg!(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(
-            _mm512_castps_si512(v)
-        )))
-    }
-    #[inline(always)]
-    fn widen_high(self, v: __m512) -> __m512d {
-        reg!(_mm512_cvtps_pd(_mm256_castpd_ps(
-            _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))
-        )))
-    }
-    #[inline(always)]
     fn narrow(self, lo: __m512d, hi: __m512d) -> __m512 {
         reg!({
             let l = _mm256_castps_pd(_mm512_cvtpd_ps(lo));
             let h = _mm256_castps_pd(_mm512_cvtpd_ps(hi));
             _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(l), h))
         })
-    }
-
-    #[inline(always)]
-    unsafe fn load_f64(self, p: *const f64) -> __m512d {
-        // SAFETY: the 8 elements at `p` are readable (# Safety); the CPU has AVX-512F.
-        unsafe { _mm512_loadu_pd(p) }
-    }
-    #[inline(always)]
-    unsafe fn load_f64_part(self, p: *const f64, r: usize, fill: f64) -> __m512d {
-        // SAFETY: the mask enables only the first `r < 8` lanes, all readable (# Safety);
-        // masked-off lanes are not accessed. The CPU has AVX-512F.
-        unsafe { _mm512_mask_loadu_pd(_mm512_set1_pd(fill), mask8(r), p) }
-    }
-    #[inline(always)]
-    unsafe fn store_f64(self, p: *mut f64, v: __m512d) {
-        // SAFETY: the 8 elements at `p` are writable (# Safety); the CPU has AVX-512F.
-        unsafe { _mm512_storeu_pd(p, v) }
-    }
-    #[inline(always)]
-    unsafe fn store_f64_part(self, p: *mut f64, r: usize, v: __m512d) {
-        // SAFETY: the mask enables only the first `r < 8` lanes, all writable (# Safety);
-        // masked-off lanes are not accessed. The CPU has AVX-512F.
-        unsafe { _mm512_mask_storeu_pd(p, mask8(r), v) }
-    }
-    #[inline(always)]
-    unsafe fn stream_f64(self, p: *mut f64, v: __m512d) {
-        // SAFETY: the 8 elements at `p` are writable and `p` is 64-byte aligned (# Safety).
-        unsafe { _mm512_stream_pd(p, v) }
-    }
-    #[inline(always)]
-    fn stream_fence(self) {
-        reg!(_mm_sfence())
-    }
-
-    #[inline(always)]
-    fn prefetch(self, p: *const f32) {
-        // A hint: does not fault on any address.
-        reg!(_mm_prefetch::<_MM_HINT_T1>(p as *const i8))
-    }
-
-    #[inline(always)]
-    fn or_m64(self, a: __mmask8, b: __mmask8) -> __mmask8 {
-        a | b
-    }
-    #[inline(always)]
-    fn none_m64(self) -> __mmask8 {
-        0
-    }
-    #[inline(always)]
-    fn any_m64(self, m: __mmask8) -> bool {
-        m != 0
     }
 
     /// Lanes `i + (i + 4)`, then `i + (i + 2)`, then `0 + 1`: written out (rather than
@@ -309,12 +179,6 @@ impl Simd for Avx512 {
         })
     }
 
-    #[inline(always)]
-    fn pow2_of_rounded_f64(self, kr: __m512d) -> __m512d {
-        reg!(_mm512_castsi512_pd(_mm512_slli_epi64::<52>(
-            _mm512_add_epi64(_mm512_castpd_si512(kr), _mm512_set1_epi64(1023),)
-        )))
-    }
     /// Rounds `k` with VRNDSCALEPD and scales with VSCALEFPD, which rounds once into the
     /// subnormals (no flush); `hi <= F64_ARG_MIN` (-inf included, whatever `lo`) gives 0.
     #[inline(always)]
@@ -338,11 +202,155 @@ impl Simd for Avx512 {
             _mm512_scalef_pd(y, k)
         })
     }
+    type Idx = __m512i;
+    #[inline(always)]
+    fn split_exponent_f64(self, x: __m512d) -> (__m512d, __m512d) {
+        reg!((
+            _mm512_getexp_pd(x),
+            _mm512_getmant_pd::<_MM_MANT_NORM_1_2, _MM_MANT_SIGN_SRC>(x)
+        ))
+    }
+    /// A tree of 15 maxima on full vectors: each level halves every vector's candidates and
+    /// packs two vectors into one (128-bit blocks, then pairs within blocks), then one
+    /// permutation puts the rows in order.
+    #[inline(always)]
+    fn max_of_each(self, xs: &[__m512; 16]) -> __m512 {
+        reg!({
+            // w[k]: lanes 0-7 candidates of row 2k, 8-15 of row 2k + 1.
+            let w: [__m512; 8] = std::array::from_fn(|k| {
+                let (a, b) = (xs[2 * k], xs[2 * k + 1]);
+                _mm512_max_ps(
+                    _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+                    _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+                )
+            });
+            // u[k]: block q (4 lanes) candidates of row 4k + q.
+            let u: [__m512; 4] = std::array::from_fn(|k| {
+                let (a, b) = (w[2 * k], w[2 * k + 1]);
+                _mm512_max_ps(
+                    _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+                    _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+                )
+            });
+            // t[k]: block q, lanes 0-1 candidates of row 8k + q, lanes 2-3 of 8k + 4 + q.
+            let t: [__m512; 2] = std::array::from_fn(|k| {
+                let (a, b) = (u[2 * k], u[2 * k + 1]);
+                _mm512_max_ps(
+                    _mm512_shuffle_ps::<0b01_00_01_00>(a, b),
+                    _mm512_shuffle_ps::<0b11_10_11_10>(a, b),
+                )
+            });
+            // Block q, lane i: the maximum of row 4i + q, which goes to lane 4q + i.
+            let r = _mm512_max_ps(
+                _mm512_shuffle_ps::<0b10_00_10_00>(t[0], t[1]),
+                _mm512_shuffle_ps::<0b11_01_11_01>(t[0], t[1]),
+            );
+            let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+            _mm512_permutexvar_ps(order, r)
+        })
+    }
+    /// Each level adds the terms `reduce_add_f64` adds at that level (`i + (i + 4)`, then
+    /// `i + (i + 2)`, then `0 + 1`), for two, then four, then eight rows per vector.
+    #[inline(always)]
+    fn reduce_add_f64_each(self, s: &[__m512d; 16]) -> (__m512d, __m512d) {
+        reg!({
+            // w[k]: lanes 0-3 for row 2k, 4-7 for row 2k + 1.
+            let w: [__m512d; 8] = std::array::from_fn(|k| {
+                let (a, b) = (s[2 * k], s[2 * k + 1]);
+                _mm512_add_pd(
+                    _mm512_shuffle_f64x2::<0b01_00_01_00>(a, b),
+                    _mm512_shuffle_f64x2::<0b11_10_11_10>(a, b),
+                )
+            });
+            // y[k]: lanes 2q, 2q + 1 for row 4k + q.
+            let y: [__m512d; 4] = std::array::from_fn(|k| {
+                let (a, b) = (w[2 * k], w[2 * k + 1]);
+                _mm512_add_pd(
+                    _mm512_shuffle_f64x2::<0b10_00_10_00>(a, b),
+                    _mm512_shuffle_f64x2::<0b11_01_11_01>(a, b),
+                )
+            });
+            // Lane 2q: row 8k + q, lane 2q + 1: row 8k + 4 + q, then put in order.
+            let order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+            let z = |k: usize| {
+                let (a, b) = (y[2 * k], y[2 * k + 1]);
+                let sum = _mm512_add_pd(_mm512_unpacklo_pd(a, b), _mm512_unpackhi_pd(a, b));
+                _mm512_permutexvar_pd(order, sum)
+            };
+            (z(0), z(1))
+        })
+    }
+    #[inline(always)]
+    fn or_m32(self, a: __mmask16, b: __mmask16) -> __mmask16 {
+        a | b
+    }
+    #[inline(always)]
+    fn none_m32(self) -> __mmask16 {
+        0
+    }
+    #[inline(always)]
+    fn any_m32(self, m: __mmask16) -> bool {
+        m != 0
+    }
+    #[inline(always)]
+    fn or_m64(self, a: __mmask8, b: __mmask8) -> __mmask8 {
+        a | b
+    }
+    #[inline(always)]
+    fn none_m64(self) -> __mmask8 {
+        0
+    }
+    #[inline(always)]
+    fn any_m64(self, m: __mmask8) -> bool {
+        m != 0
+    }
+    #[inline(always)]
+    fn first_lanes_m32(self, r: usize) -> __mmask16 {
+        ((1u32 << r) - 1) as __mmask16
+    }
     #[inline(always)]
     fn first_lanes_m64(self, r: usize) -> __mmask8 {
         mask8(r)
     }
+    #[inline(always)]
+    fn exp_f32(self, a: __m512) -> __m512 {
+        exp_ps(self, a)
+    }
+    #[inline(always)]
+    fn exp_f32_near(self, a: __m512, lo: __m512) -> __m512 {
+        exp_reduced::<true>(self, a, lo)
+    }
+    memory! {
+        load_f32(p: *const f32) -> __m512 = _mm512_loadu_ps(p);
+        load_f32_part(p: *const f32, r: usize, f: f32) -> __m512 =
+            _mm512_mask_loadu_ps(_mm512_set1_ps(f), mask16(r), p);
+        store_f32(p: *mut f32, v: __m512) = _mm512_storeu_ps(p, v);
+        store_f32_part(p: *mut f32, r: usize, v: __m512) = _mm512_mask_storeu_ps(p, mask16(r), v);
+        stream_f32(p: *mut f32, v: __m512) = _mm512_stream_ps(p, v);
+        load_f64(p: *const f64) -> __m512d = _mm512_loadu_pd(p);
+        load_f64_part(p: *const f64, r: usize, f: f64) -> __m512d =
+            _mm512_mask_loadu_pd(_mm512_set1_pd(f), mask8(r), p);
+        store_f64(p: *mut f64, v: __m512d) = _mm512_storeu_pd(p, v);
+        store_f64_part(p: *mut f64, r: usize, v: __m512d) = _mm512_mask_storeu_pd(p, mask8(r), v);
+        stream_f64(p: *mut f64, v: __m512d) = _mm512_stream_pd(p, v);
+        load_idx(p: *const i32) -> __m512i = _mm512_loadu_si512(p.cast());
+        load_bf16(p: *const u16) -> __m512 = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast())),
+        ));
+        store_bf16(p: *mut u16, v: __m512) = _mm256_storeu_si256(p.cast(), bf16_bits(Self(()), v));
+        stream_bf16(p: *mut u16, v: __m512) = _mm256_stream_si256(p.cast(), bf16_bits(Self(()), v));
+    }
     lanewise! {
+        stream_fence() -> () = _mm_sfence();
+        // A hint: does not fault on any address.
+        prefetch(p: *const f32) -> () = _mm_prefetch::<_MM_HINT_T1>(p as *const i8);
+        shift_into_exponent_f32(v: __m512) -> __m512 =
+            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(v)));
+        widen_high(v: __m512) -> __m512d =
+            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
+        pow2_of_rounded_f64(kr: __m512d) -> __m512d = _mm512_castsi512_pd(_mm512_slli_epi64::<52>(
+            _mm512_add_epi64(_mm512_castpd_si512(kr), _mm512_set1_epi64(1023)),
+        ));
         splat_f32(x: f32) -> __m512 = _mm512_set1_ps(x);
         mul_f32(a: __m512, b: __m512) -> __m512 = _mm512_mul_ps(a, b);
         max_f32(a: __m512, b: __m512) -> __m512 = _mm512_max_ps(a, b);
@@ -372,5 +380,10 @@ impl Simd for Avx512 {
         keep_f64(m: __mmask8, v: __m512d) -> __m512d = _mm512_maskz_mov_pd(m, v);
         clear_f64(m: __mmask8, v: __m512d) -> __m512d = _mm512_maskz_mov_pd(!m, v);
         reduce_max_f64(v: __m512d) -> f64 = _mm512_reduce_max_pd(v);
+        keep_f32(m: __mmask16, v: __m512) -> __m512 = _mm512_maskz_mov_ps(m, v);
+        select_f32(m: __mmask16, a: __m512, b: __m512) -> __m512 = _mm512_mask_blend_ps(m, b, a);
+        permute_f32(v: __m512, i: __m512i) -> __m512 = _mm512_permutexvar_ps(i, v);
+        div_f64(a: __m512d, b: __m512d) -> __m512d = _mm512_div_pd(a, b);
+        select_f64(m: __mmask8, a: __m512d, b: __m512d) -> __m512d = _mm512_mask_blend_pd(m, b, a);
     }
 }

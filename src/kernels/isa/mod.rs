@@ -56,6 +56,22 @@ macro_rules! lanewise {
     };
 }
 
+/// Methods whose body is one intrinsic expression accessing only the memory the method's
+/// `# Safety` makes valid (a whole vector at `p`, or the lanes a mask enables), one per line:
+/// `name(p: P, args) -> Ret = expression;` (each `#[inline(always)]`).
+macro_rules! memory {
+    ($($name:ident($($arg:ident: $t:ty),*) $(-> $r:ty)? = $e:expr;)*) => {
+        $(
+            #[inline(always)]
+            unsafe fn $name(self, $($arg: $t),*) $(-> $r)? {
+                // SAFETY: see the macro's doc: the caller's contract makes the memory valid;
+                // the token proves the CPU features.
+                unsafe { $e }
+            }
+        )*
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -67,7 +83,7 @@ use super::exp_f32_poly::{F32_FLUSH, F32_LN2_HI, F32_LN2_LO, F32_LOG2E, F32_P, F
 use super::exp_f64_poly::{F64_FLUSH, F64_LN2_HI, F64_LN2_LO, F64_LOG2E, F64_P, F64_ROUND};
 
 /// The most `f32` lanes of any level (AVX-512's 16): the size of the tails' stack buffers.
-const MAX_F32_LANES: usize = 16;
+pub(crate) const MAX_F32_LANES: usize = 16;
 
 /// The vector operations of one instruction-set level (module doc).
 ///
@@ -108,9 +124,20 @@ pub(crate) trait Simd: Copy {
     /// The `r` elements at `p` in the first lanes, `fill` in the others; nothing past the `r`
     /// elements is read.
     ///
+    /// Through a stack buffer by default.
+    ///
     /// # Safety
     /// `r < F32_LANES`; `p` is valid for reads of `r` `f32`s (and `f32`-aligned).
-    unsafe fn load_f32_part(self, p: *const f32, r: usize, fill: f32) -> Self::F32;
+    #[inline(always)]
+    unsafe fn load_f32_part(self, p: *const f32, r: usize, fill: f32) -> Self::F32 {
+        let mut buf = [fill; MAX_F32_LANES];
+        // SAFETY: `p` is valid for `r < F32_LANES` reads (# Safety); `buf`, a local array (so
+        // disjoint from `p`), holds at least `F32_LANES` elements.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), r);
+            self.load_f32(buf.as_ptr())
+        }
+    }
     /// Writes the `F32_LANES` lanes of `v` at `p`.
     ///
     /// # Safety
@@ -118,14 +145,29 @@ pub(crate) trait Simd: Copy {
     unsafe fn store_f32(self, p: *mut f32, v: Self::F32);
     /// Writes the first `r` lanes of `v` at `p`, nothing past them.
     ///
+    /// Through a stack buffer by default.
+    ///
     /// # Safety
     /// `r < F32_LANES`; `p` is valid for writes of `r` `f32`s (and `f32`-aligned).
-    unsafe fn store_f32_part(self, p: *mut f32, r: usize, v: Self::F32);
+    #[inline(always)]
+    unsafe fn store_f32_part(self, p: *mut f32, r: usize, v: Self::F32) {
+        let mut buf = [0.0f32; MAX_F32_LANES];
+        // SAFETY: `buf` is a local array of at least `F32_LANES` elements; `p` is valid for
+        // `r < F32_LANES` writes (# Safety) and disjoint from `buf`.
+        unsafe {
+            self.store_f32(buf.as_mut_ptr(), v);
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), p, r);
+        }
+    }
     /// As [`Simd::stream_f64`].
     ///
     /// # Safety
     /// `p` is valid for writes of `F32_LANES` `f32`s and `STREAM_ALIGN`-aligned.
-    unsafe fn stream_f32(self, p: *mut f32, v: Self::F32);
+    #[inline(always)]
+    unsafe fn stream_f32(self, p: *mut f32, v: Self::F32) {
+        // SAFETY: the caller's contract covers `store_f32`'s.
+        unsafe { self.store_f32(p, v) }
+    }
     /// The `F32_LANES` bfloat16s whose bits are at `p`, widened to `f32` (exactly: each is the
     /// upper half of its `f32`).
     ///
@@ -144,7 +186,11 @@ pub(crate) trait Simd: Copy {
     /// # Safety
     /// `p` is valid for writes of `F32_LANES` `u16`s and aligned to their size in bytes
     /// (`2 F32_LANES`).
-    unsafe fn stream_bf16(self, p: *mut u16, v: Self::F32);
+    #[inline(always)]
+    unsafe fn stream_bf16(self, p: *mut u16, v: Self::F32) {
+        // SAFETY: the caller's contract covers `store_bf16`'s.
+        unsafe { self.store_bf16(p, v) }
+    }
     /// The `r` bfloat16s at `p` widened in the first lanes, `fill` (bits) in the others;
     /// nothing past the `r` elements is read. Through a stack buffer: tails only.
     ///
@@ -200,11 +246,17 @@ pub(crate) trait Simd: Copy {
     /// `c - a * b`, rounded once.
     fn neg_mul_add_f32(self, a: Self::F32, b: Self::F32, c: Self::F32) -> Self::F32;
     /// The level's `f32` exp of every lane: `-inf` gives exactly 0, NaN propagates.
-    /// [`exp_f32_flushing`] on AVX2 and NEON.
-    fn exp_f32(self, a: Self::F32) -> Self::F32;
+    /// [`exp_f32_flushing`] by default (AVX2 and NEON).
+    #[inline(always)]
+    fn exp_f32(self, a: Self::F32) -> Self::F32 {
+        exp_f32_flushing::<Self, false>(self, a, self.splat_f32(0.0))
+    }
     /// `exp(a + lo)` for `|lo| <= 2^-10` and `a` at least the level's floor for folded
     /// arguments (`FoldedArg::x_floor`'s, or NaN): the exp of the folded argument.
-    fn exp_f32_near(self, a: Self::F32, lo: Self::F32) -> Self::F32;
+    #[inline(always)]
+    fn exp_f32_near(self, a: Self::F32, lo: Self::F32) -> Self::F32 {
+        exp_f32_flushing::<Self, true>(self, a, lo)
+    }
     /// `a < b` (ordered).
     fn lt_f32(self, a: Self::F32, b: Self::F32) -> Self::M32;
     /// 0 where `m` is set, `v` elsewhere.
@@ -217,6 +269,51 @@ pub(crate) trait Simd: Copy {
     fn widen_high(self, v: Self::F32) -> Self::F64;
     /// `lo` then `hi`, each lane rounded to `f32` (the inverse of the widenings).
     fn narrow(self, lo: Self::F64, hi: Self::F64) -> Self::F32;
+    /// The first `r` lanes flagged, `r <= F32_LANES`.
+    fn first_lanes_m32(self, r: usize) -> Self::M32;
+    /// `v` where `m` is set, 0 elsewhere.
+    fn keep_f32(self, m: Self::M32, v: Self::F32) -> Self::F32;
+    /// `a` where `m` is set, `b` elsewhere.
+    fn select_f32(self, m: Self::M32, a: Self::F32, b: Self::F32) -> Self::F32;
+    /// Lane indices for [`Simd::permute_f32`].
+    type Idx: Copy;
+    /// The `F32_LANES` indices at `p`, each below `F32_LANES`.
+    ///
+    /// # Safety
+    /// `p` is valid for reads of `F32_LANES` `i32`s.
+    unsafe fn load_idx(self, p: *const i32) -> Self::Idx;
+    /// Lane `l`: lane `idx[l]` of `v`.
+    fn permute_f32(self, v: Self::F32, idx: Self::Idx) -> Self::F32;
+    /// Lane `r` (for `r < F32_LANES`): the largest lane of `xs[r]`, for vectors without NaN
+    /// (with NaN, any value). Through [`Simd::reduce_max_f32`] by default; the x86 levels
+    /// reduce the rows together by a tree of shuffles.
+    #[inline(always)]
+    fn max_of_each(self, xs: &[Self::F32; MAX_F32_LANES]) -> Self::F32 {
+        let mut m = [0.0f32; MAX_F32_LANES];
+        for (slot, &x) in m.iter_mut().zip(xs).take(Self::F32_LANES) {
+            *slot = self.reduce_max_f32(x);
+        }
+        // SAFETY: `m` holds `MAX_F32_LANES >= F32_LANES` elements.
+        unsafe { self.load_f32(m.as_ptr()) }
+    }
+    /// [`Simd::reduce_add_f64`] of each of the first `F32_LANES` vectors (so the same bits):
+    /// those of the first `F64_LANES` in the lanes of the first result, the others in the
+    /// second. One by one by default; the x86 levels add the rows together by a tree of
+    /// shuffles, the same additions in the same order.
+    #[inline(always)]
+    fn reduce_add_f64_each(self, v: &[Self::F64; MAX_F32_LANES]) -> (Self::F64, Self::F64) {
+        let mut t = [0.0f64; MAX_F32_LANES];
+        for (slot, &x) in t.iter_mut().zip(v).take(Self::F32_LANES) {
+            *slot = self.reduce_add_f64(x);
+        }
+        // SAFETY: `t` holds `MAX_F32_LANES >= 2 F64_LANES` elements.
+        unsafe {
+            (
+                self.load_f64(t.as_ptr()),
+                self.load_f64(t.as_ptr().add(Self::F64_LANES)),
+            )
+        }
+    }
 
     /// Every lane `x`.
     fn splat_f64(self, x: f64) -> Self::F64;
@@ -244,16 +341,23 @@ pub(crate) trait Simd: Copy {
     /// A non-temporal store of `v` at `p`; [`Simd::stream_fence`] orders it before later
     /// accesses. Only called when `STREAM_ALIGN > 0`.
     ///
+    /// A plain store by default (a level without non-temporal stores).
+    ///
     /// # Safety
     /// `p` is valid for writes of `F64_LANES` `f64`s and `STREAM_ALIGN`-aligned.
-    unsafe fn stream_f64(self, p: *mut f64, v: Self::F64);
+    #[inline(always)]
+    unsafe fn stream_f64(self, p: *mut f64, v: Self::F64) {
+        // SAFETY: the caller's contract covers `store_f64`'s.
+        unsafe { self.store_f64(p, v) }
+    }
     /// Orders the non-temporal stores before every later memory access.
-    fn stream_fence(self);
+    #[inline(always)]
+    fn stream_fence(self) {}
     /// Asks for the cache line holding `p` to be brought into L2 (a hint: any address, no
     /// fault; nothing on a level without such a hint). Only the streamed schedules of
     /// `algo::pending` ask, which no aarch64 level uses yet.
-    #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
-    fn prefetch(self, p: *const f32);
+    #[inline(always)]
+    fn prefetch(self, _p: *const f32) {}
 
     /// `a + b`.
     fn add_f64(self, a: Self::F64, b: Self::F64) -> Self::F64;
@@ -263,6 +367,12 @@ pub(crate) trait Simd: Copy {
     fn mul_f64(self, a: Self::F64, b: Self::F64) -> Self::F64;
     /// `a * b + c`, rounded once.
     fn mul_add_f64(self, a: Self::F64, b: Self::F64, c: Self::F64) -> Self::F64;
+    /// `a / b`.
+    fn div_f64(self, a: Self::F64, b: Self::F64) -> Self::F64;
+    /// `a` where `m` is set, `b` elsewhere.
+    fn select_f64(self, m: Self::M64, a: Self::F64, b: Self::F64) -> Self::F64;
+    /// `(e, m)` with `x = m 2^e`, `m` in [1, 2), for positive normal `x` (exactly).
+    fn split_exponent_f64(self, x: Self::F64) -> (Self::F64, Self::F64);
     /// `a * b - c`, rounded once.
     fn mul_sub_f64(self, a: Self::F64, b: Self::F64, c: Self::F64) -> Self::F64;
     /// `c - a * b`, rounded once.
@@ -302,8 +412,11 @@ pub(crate) trait Simd: Copy {
     /// [-1022, 1023]: the bits of `kr` plus 1023, shifted into the exponent field.
     fn pow2_of_rounded_f64(self, kr: Self::F64) -> Self::F64;
     /// exp(hi + lo), `|lo|` tiny against `|hi|` (a double-word argument); NaN in `hi`
-    /// propagates and `-inf` gives exactly 0. [`exp_f64_flushing`] on AVX2 and NEON.
-    fn exp_f64(self, hi: Self::F64, lo: Self::F64) -> Self::F64;
+    /// propagates and `-inf` gives exactly 0. [`exp_f64_flushing`] by default (AVX2, NEON).
+    #[inline(always)]
+    fn exp_f64(self, hi: Self::F64, lo: Self::F64) -> Self::F64 {
+        exp_f64_flushing(self, hi, lo)
+    }
 }
 
 /// `exp(a + lo)` (LO; else `exp(a)`, `lo` unused) for `|lo| <= 2^-10` by the constants of

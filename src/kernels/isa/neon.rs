@@ -8,7 +8,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{exp_f32_flushing, exp_f64_flushing, Simd};
+use super::Simd;
 
 token!(
     /// The NEON token.
@@ -43,14 +43,21 @@ impl Simd for Neon {
     const MAX_PROPAGATES_NAN: bool = true;
     const F32_LOG_IN_F32: bool = false;
 
-    #[inline(always)]
-    unsafe fn load_bf16(self, p: *const u16) -> float32x4_t {
-        // SAFETY: the 4 `u16`s at `p` are readable (# Safety); the CPU has NEON.
-        unsafe { vreinterpretq_f32_u32(vshll_n_u16::<16>(vld1_u16(p))) }
+    memory! {
+        load_bf16(p: *const u16) -> F4 = vreinterpretq_f32_u32(vshll_n_u16::<16>(vld1_u16(p)));
+        load_f32(p: *const f32) -> F4 = vld1q_f32(p);
+        store_f32(p: *mut f32, v: F4) = vst1q_f32(p, v);
+        load_f64(p: *const f64) -> D2 = vld1q_f64(p);
+        store_f64(p: *mut f64, v: D2) = vst1q_f64(p, v);
+        load_idx(p: *const i32) -> uint8x16_t = vreinterpretq_u8_u32(vmlaq_n_u32(
+            vdupq_n_u32(0x0302_0100),
+            vld1q_u32(p.cast()),
+            0x0404_0404,
+        ));
     }
     /// `convert::f32_to_bf16` lane-wise, narrowed by a shift (exact: the rounded bits fit).
     #[inline(always)]
-    unsafe fn store_bf16(self, p: *mut u16, v: float32x4_t) {
+    unsafe fn store_bf16(self, p: *mut u16, v: F4) {
         // SAFETY: the 4 `u16`s at `p` are writable (# Safety); the CPU has NEON.
         unsafe {
             let b = vreinterpretq_u32_f32(v);
@@ -62,87 +69,8 @@ impl Simd for Neon {
             vst1_u16(p, vbsl_u16(ordered, rounded, quiet));
         }
     }
-    /// A plain store: NEON has no non-temporal one (`STREAM_ALIGN` is 0, so never called).
     #[inline(always)]
-    unsafe fn stream_bf16(self, p: *mut u16, v: float32x4_t) {
-        // SAFETY: the caller's contract is `store_bf16`'s.
-        unsafe { self.store_bf16(p, v) }
-    }
-    #[inline(always)]
-    unsafe fn load_f32(self, p: *const f32) -> float32x4_t {
-        // SAFETY: the 4 elements at `p` are readable (# Safety); the CPU has NEON.
-        unsafe { vld1q_f32(p) }
-    }
-    /// Through a stack buffer padded with `fill`.
-    #[inline(always)]
-    unsafe fn load_f32_part(self, p: *const f32, r: usize, fill: f32) -> float32x4_t {
-        let mut buf = [fill; 4];
-        // SAFETY: `p` is valid for `r < 4` reads (# Safety); `buf`, a local array (so disjoint
-        // from `p`), holds 4 elements, which `vld1q_f32` then reads; the CPU has NEON.
-        unsafe {
-            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), r);
-            vld1q_f32(buf.as_ptr())
-        }
-    }
-    #[inline(always)]
-    unsafe fn store_f32(self, p: *mut f32, v: float32x4_t) {
-        // SAFETY: the 4 elements at `p` are writable (# Safety); the CPU has NEON.
-        unsafe { vst1q_f32(p, v) }
-    }
-    /// Through a stack buffer.
-    #[inline(always)]
-    unsafe fn store_f32_part(self, p: *mut f32, r: usize, v: float32x4_t) {
-        let mut buf = [0.0f32; 4];
-        // SAFETY: `vst1q_f32` writes the 4 elements of the local `buf`, of which the first
-        // `r < 4` are copied to `p`, valid for `r` writes (# Safety) and disjoint from `buf`.
-        unsafe {
-            vst1q_f32(buf.as_mut_ptr(), v);
-            std::ptr::copy_nonoverlapping(buf.as_ptr(), p, r);
-        }
-    }
-    #[inline(always)]
-    unsafe fn stream_f32(self, p: *mut f32, v: float32x4_t) {
-        // SAFETY: as `store_f32` (# Safety); never called, `STREAM_ALIGN` being 0.
-        unsafe { self.store_f32(p, v) }
-    }
-    #[inline(always)]
-    fn unord_f32(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
-        // Neither `a == a` nor `b == b` ordered-equal: one of them is NaN.
-        reg!(vmvnq_u32(vandq_u32(vceqq_f32(a, a), vceqq_f32(b, b))))
-    }
-    #[inline(always)]
-    fn any_m32(self, m: uint32x4_t) -> bool {
-        reg!(vmaxvq_u32(m)) != 0
-    }
-    #[inline(always)]
-    fn exp_f32(self, a: float32x4_t) -> float32x4_t {
-        exp_f32_flushing::<Self, false>(self, a, self.splat_f32(0.0))
-    }
-    #[inline(always)]
-    fn exp_f32_near(self, a: float32x4_t, lo: float32x4_t) -> float32x4_t {
-        exp_f32_flushing::<Self, true>(self, a, lo)
-    }
-    #[inline(always)]
-    fn clear_f32(self, m: uint32x4_t, v: float32x4_t) -> float32x4_t {
-        reg!(vreinterpretq_f32_u32(vbicq_u32(
-            vreinterpretq_u32_f32(v),
-            m
-        )))
-    }
-    #[inline(always)]
-    fn shift_into_exponent_f32(self, v: float32x4_t) -> float32x4_t {
-        reg!(vreinterpretq_f32_s32(vshlq_n_s32::<23>(
-            vreinterpretq_s32_f32(v)
-        )))
-    }
-
-    #[inline(always)]
-    unsafe fn load_f64(self, p: *const f64) -> float64x2_t {
-        // SAFETY: the 2 elements at `p` are readable (# Safety); the CPU has NEON.
-        unsafe { vld1q_f64(p) }
-    }
-    #[inline(always)]
-    unsafe fn load_f64_part(self, p: *const f64, r: usize, fill: f64) -> float64x2_t {
+    unsafe fn load_f64_part(self, p: *const f64, r: usize, fill: f64) -> D2 {
         let f = self.splat_f64(fill);
         if r == 0 {
             return f;
@@ -152,27 +80,12 @@ impl Simd for Neon {
         unsafe { vsetq_lane_f64::<0>(*p, f) }
     }
     #[inline(always)]
-    unsafe fn store_f64(self, p: *mut f64, v: float64x2_t) {
-        // SAFETY: the 2 elements at `p` are writable (# Safety); the CPU has NEON.
-        unsafe { vst1q_f64(p, v) }
-    }
-    #[inline(always)]
-    unsafe fn store_f64_part(self, p: *mut f64, r: usize, v: float64x2_t) {
+    unsafe fn store_f64_part(self, p: *mut f64, r: usize, v: D2) {
         if r == 1 {
             // SAFETY: the one element at `p` is writable and aligned (# Safety).
             unsafe { *p = vgetq_lane_f64::<0>(v) };
         }
     }
-    #[inline(always)]
-    unsafe fn stream_f64(self, p: *mut f64, v: float64x2_t) {
-        // SAFETY: as `store_f64` (# Safety); never called, `STREAM_ALIGN` being 0.
-        unsafe { self.store_f64(p, v) }
-    }
-    #[inline(always)]
-    fn stream_fence(self) {}
-
-    #[inline(always)]
-    fn prefetch(self, _p: *const f32) {}
     #[inline(always)]
     fn unord_f64(self, a: float64x2_t, b: float64x2_t) -> uint64x2_t {
         // Neither `a == a` nor `b == b` ordered-equal: one of them is NaN.
@@ -181,37 +94,7 @@ impl Simd for Neon {
             vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(both)))
         })
     }
-    #[inline(always)]
-    fn any_m64(self, m: uint64x2_t) -> bool {
-        reg!(vmaxvq_u32(vreinterpretq_u32_u64(m))) != 0
-    }
-    #[inline(always)]
-    fn keep_f64(self, m: uint64x2_t, v: float64x2_t) -> float64x2_t {
-        float(reg!(vandq_u64(m, bits(v))))
-    }
-    #[inline(always)]
-    fn clear_f64(self, m: uint64x2_t, v: float64x2_t) -> float64x2_t {
-        float(reg!(vbicq_u64(bits(v), m)))
-    }
 
-    #[inline(always)]
-    fn pow2_of_rounded_f64(self, kr: float64x2_t) -> float64x2_t {
-        reg!(vreinterpretq_f64_s64(vshlq_n_s64::<52>(vaddq_s64(
-            vreinterpretq_s64_f64(kr),
-            vdupq_n_s64(1023),
-        ))))
-    }
-    #[inline(always)]
-    fn exp_f64(self, hi: float64x2_t, lo: float64x2_t) -> float64x2_t {
-        exp_f64_flushing(self, hi, lo)
-    }
-    #[inline(always)]
-    fn first_lanes_m64(self, r: usize) -> uint64x2_t {
-        reg!(vcltq_u64(
-            vsetq_lane_u64::<1>(1, vdupq_n_u64(0)),
-            vdupq_n_u64(r as u64)
-        ))
-    }
     lanewise! {
         splat_f32(x: f32) -> F4 = vdupq_n_f32(x);
         mul_f32(a: F4, b: F4) -> F4 = vmulq_f32(a, b);
@@ -246,5 +129,39 @@ impl Simd for Neon {
         none_m64() -> M2 = vdupq_n_u64(0);
         reduce_add_f64(v: D2) -> f64 = vaddvq_f64(v);
         reduce_max_f64(v: D2) -> f64 = vmaxvq_f64(v);
+        any_m32(m: M4) -> bool = vmaxvq_u32(m) != 0;
+        any_m64(m: M2) -> bool = vmaxvq_u32(vreinterpretq_u32_u64(m)) != 0;
+        keep_f64(m: M2, v: D2) -> D2 = vreinterpretq_f64_u64(vandq_u64(m, bits(v)));
+        clear_f64(m: M2, v: D2) -> D2 = vreinterpretq_f64_u64(vbicq_u64(bits(v), m));
+        clear_f32(m: M4, v: F4) -> F4 = vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(v), m));
+        shift_into_exponent_f32(v: F4) -> F4 = vreinterpretq_f32_s32(vshlq_n_s32::<23>(vreinterpretq_s32_f32(v)));
+        pow2_of_rounded_f64(kr: D2) -> D2 =
+            vreinterpretq_f64_s64(vshlq_n_s64::<52>(vaddq_s64(vreinterpretq_s64_f64(kr), vdupq_n_s64(1023))));
+        first_lanes_m64(r: usize) -> M2 =
+            vcltq_u64(vsetq_lane_u64::<1>(1, vdupq_n_u64(0)), vdupq_n_u64(r as u64));
+        unord_f32(a: F4, b: F4) -> M4 = vmvnq_u32(vandq_u32(vceqq_f32(a, a), vceqq_f32(b, b)));
+        keep_f32(m: M4, v: F4) -> F4 = vreinterpretq_f32_u32(vandq_u32(m, vreinterpretq_u32_f32(v)));
+        select_f32(m: M4, a: F4, b: F4) -> F4 = vbslq_f32(m, a, b);
+        permute_f32(v: F4, i: uint8x16_t) -> F4 =
+            vreinterpretq_f32_u8(vqtbl1q_u8(vreinterpretq_u8_f32(v), i));
+        div_f64(a: D2, b: D2) -> D2 = vdivq_f64(a, b);
+        select_f64(m: M2, a: D2, b: D2) -> D2 = vbslq_f64(m, a, b);
+        first_lanes_m32(r: usize) -> M4 =
+            vcltq_u32(vcombine_u32(vcreate_u32(1 << 32), vcreate_u32(3 << 32 | 2)), vdupq_n_u32(r as u32));
+    }
+    /// Lane `l`'s index `i` as the byte indices `4 i .. 4 i + 4` of the table lookup.
+    type Idx = uint8x16_t;
+    /// The exponent field as an integer in the low mantissa bits of 2^52, less 2^52 + 1023
+    /// (exact); the mantissa bits under the exponent of 1.
+    #[inline(always)]
+    fn split_exponent_f64(self, x: D2) -> (D2, D2) {
+        let two52 = 4_503_599_627_370_496.0f64;
+        let field = reg!(vandq_u64(vshrq_n_u64::<52>(bits(x)), vdupq_n_u64(0x7ff)));
+        let biased = float(reg!(vorrq_u64(field, vdupq_n_u64(two52.to_bits()))));
+        let mant = reg!(vandq_u64(bits(x), vdupq_n_u64(0x000f_ffff_ffff_ffff)));
+        (
+            reg!(vsubq_f64(biased, vdupq_n_f64(two52 + 1023.0))),
+            float(reg!(vorrq_u64(mant, vdupq_n_u64(0x3ff << 52)))),
+        )
     }
 }
