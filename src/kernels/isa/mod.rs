@@ -744,7 +744,7 @@ impl<S: Simd> Lane<S> for half::bf16 {
 /// reductions against a scalar fold in the documented order's result.
 #[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod tests {
-    use super::Simd;
+    use super::{Simd, MAX_F32_LANES};
     use crate::simd::{cpu_has, SimdLevel};
 
     fn lanes_f32<S: Simd>(s: S, v: S::F32) -> Vec<f32> {
@@ -800,6 +800,7 @@ mod tests {
             }
         }
         check_bf16(s, name);
+        check_group(s, name);
         let src64: Vec<f64> = (0..2 * l64 + 1).map(|i| i as f64 * 0.25 - 1.0).collect();
         for r in 0..l64 {
             // SAFETY: `r < 2 l64 + 1` elements of `src64` are readable.
@@ -824,6 +825,116 @@ mod tests {
                 sum,
                 lanes_f64(s, v).iter().sum::<f64>(),
                 "{name} reduce_add r={r}"
+            );
+        }
+    }
+
+    /// The group primitives: masks, selections and permutations lane by lane, the per-row
+    /// reductions against the one-vector ones (bit for bit: the values are not exactly
+    /// summable, so a different order shows), the exponent split, and `row_ln` against
+    /// `row_ln_f32`.
+    fn check_group<S: Simd>(s: S, name: &str) {
+        let (l32, l64) = (S::F32_LANES, S::F64_LANES);
+        let v: Vec<f32> = (0..l32).map(|i| i as f32 * 1.5 - 4.0).collect();
+        let w: Vec<f32> = (0..l32).map(|i| 100.0 + i as f32).collect();
+        // SAFETY: `v` and `w` hold `l32` elements.
+        let (a, b) = unsafe { (s.load_f32(v.as_ptr()), s.load_f32(w.as_ptr())) };
+        for r in 0..=l32 {
+            let m = s.first_lanes_m32(r);
+            let want: Vec<f32> = (0..l32).map(|j| if j < r { v[j] } else { 0.0 }).collect();
+            assert_eq!(
+                lanes_f32(s, s.keep_f32(m, a)),
+                want,
+                "{name} keep_f32 r={r}"
+            );
+            let want: Vec<f32> = (0..l32).map(|j| if j < r { v[j] } else { w[j] }).collect();
+            assert_eq!(
+                lanes_f32(s, s.select_f32(m, a, b)),
+                want,
+                "{name} select_f32 r={r}"
+            );
+        }
+        for r in 0..l64 {
+            let (x, y) = (s.splat_f64(1.0), s.splat_f64(2.0));
+            let got = lanes_f64(s, s.select_f64(s.first_lanes_m64(r), x, y));
+            let want: Vec<f64> = (0..l64).map(|j| if j < r { 1.0 } else { 2.0 }).collect();
+            assert_eq!(got, want, "{name} select_f64 r={r}");
+        }
+        let idx: Vec<i32> = (0..l32).map(|i| ((i * 7 + 3) % l32) as i32).collect();
+        // SAFETY: `idx` holds `l32` indices, each below `l32`.
+        let permuted = lanes_f32(s, s.permute_f32(a, unsafe { s.load_idx(idx.as_ptr()) }));
+        let want: Vec<f32> = idx.iter().map(|&i| v[i as usize]).collect();
+        assert_eq!(permuted, want, "{name} permute_f32");
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let rows: Vec<Vec<f32>> = (0..MAX_F32_LANES)
+            .map(|_| (0..l32).map(|_| (next() * 200.0 - 100.0) as f32).collect())
+            .collect();
+        // SAFETY: every row holds `l32` elements.
+        let xs: [S::F32; MAX_F32_LANES] =
+            std::array::from_fn(|r| unsafe { s.load_f32(rows[r].as_ptr()) });
+        let want: Vec<f32> = (0..l32)
+            .map(|r| rows[r].iter().copied().fold(f32::NEG_INFINITY, f32::max))
+            .collect();
+        assert_eq!(lanes_f32(s, s.max_of_each(&xs)), want, "{name} max_of_each");
+        let sums: Vec<Vec<f64>> = (0..MAX_F32_LANES)
+            .map(|_| {
+                (0..l64)
+                    .map(|_| next() * 10f64.powi((next() * 30.0) as i32 - 15))
+                    .collect()
+            })
+            .collect();
+        // SAFETY: every row holds `l64` elements.
+        let vs: [S::F64; MAX_F32_LANES] =
+            std::array::from_fn(|r| unsafe { s.load_f64(sums[r].as_ptr()) });
+        let (lo, hi) = s.reduce_add_f64_each(&vs);
+        let got: Vec<u64> = [lanes_f64(s, lo), lanes_f64(s, hi)]
+            .concat()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+        let want: Vec<u64> = (0..l32)
+            .map(|r| s.reduce_add_f64(vs[r]).to_bits())
+            .collect();
+        assert_eq!(got, want, "{name} reduce_add_f64_each");
+        for &x in &[
+            1.0,
+            1.5,
+            2.0,
+            3.999,
+            1e-300,
+            7.3e18,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            let (e, m) = s.split_exponent_f64(s.splat_f64(x));
+            let (e, m) = (lanes_f64(s, e)[0], lanes_f64(s, m)[0]);
+            assert!(
+                (1.0..2.0).contains(&m),
+                "{name} split_exponent_f64({x}): m={m}"
+            );
+            let want = ((x.to_bits() >> 52) as i64 - 1023) as f64;
+            assert_eq!(e, want, "{name} split_exponent_f64({x}): e={e}");
+            assert_eq!(
+                m * 2f64.powi(e as i32),
+                x,
+                "{name} split_exponent_f64({x}): m={m}"
+            );
+        }
+        for k in 0..200 {
+            let x = 1.0 + next() * 10f64.powi(k % 8) + k as f64;
+            let got = lanes_f64(s, crate::kernels::algo::grouped::row_ln(s, s.splat_f64(x)));
+            let q = s.div_f64(s.splat_f64(x), s.splat_f64(3.0));
+            assert_eq!(lanes_f64(s, q)[0], x / 3.0, "{name} div_f64");
+            assert_eq!(
+                got[0].to_bits(),
+                crate::kernels::row_ln_f32(x).to_bits(),
+                "{name} row_ln({x})"
             );
         }
     }
