@@ -14,7 +14,8 @@
 //!
 //! Each case is warmed up, then timed as the median of K calls, K chosen from the warm-up so that
 //! the case takes about 0.3 s (0.1 s with `--quick`), at least 5 calls. `FILTER` keeps the cases
-//! whose name contains it (e.g. `f64`, `log_softmax f32 1x`).
+//! whose name contains it (e.g. `f64`, `log_softmax f32 1x`). `AB_EXTRA_F32=4096x100,65536x20`
+//! adds `f32` shapes.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -111,7 +112,14 @@ fn main() {
                 .any(|op| (op.to_string() + &shape).contains(f))
         })
     };
-    for &(rows, n) in SHAPES {
+    // Extra f32 shapes from `AB_EXTRA_F32` ("4096x100,65536x20"), after the issue's.
+    let extra: Vec<(usize, usize)> = std::env::var("AB_EXTRA_F32")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|s| s.split_once('x'))
+        .map(|(r, n)| (r.parse().expect("rows"), n.parse().expect("row length")))
+        .collect();
+    for &(rows, n) in SHAPES.iter().chain(&extra) {
         if wanted("f32", rows, n) {
             let x = logits(rows * n, 0x9E37_79B9_7F4A_7C15);
             run_shape("f32", &x, n, rows, budget_s, filter);

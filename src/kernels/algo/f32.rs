@@ -591,11 +591,12 @@ macro_rules! instantiate {
             store: crate::kernels::Store,
         ) {
             // SAFETY: this function's contract is the callee's; `rows_f32_general` is the
-            // level's plain rows kernel.
+            // level's plain rows kernel and `GROUPED` its group kernels.
             unsafe {
                 crate::kernels::algo::grouped::rows(
                     isa(),
                     rows_f32_general,
+                    &GROUPED,
                     op,
                     src,
                     src_step,
@@ -609,6 +610,111 @@ macro_rules! instantiate {
                 )
             }
         }
+
+        /// # Safety
+        /// As `algo::grouped::packed`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        unsafe fn packed_f32<const UNIT: bool, const LONG: bool>(
+            op: crate::op::Op,
+            src: *const f32,
+            dst: *mut f32,
+            inv: f64,
+            rows: &crate::kernels::algo::grouped::PackedRows,
+            exps: *mut f32,
+        ) {
+            // SAFETY: this function's contract is the callee's.
+            unsafe {
+                crate::kernels::algo::grouped::packed::<_, UNIT, LONG>(
+                    isa(),
+                    op,
+                    src,
+                    dst,
+                    inv,
+                    rows,
+                    exps,
+                )
+            }
+        }
+
+        /// # Safety
+        /// As `algo::grouped::short`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn short_f32<const V: usize>(
+            general: crate::kernels::algo::rows::RowsKernel,
+            op: crate::op::Op,
+            src: *const f32,
+            src_step: usize,
+            dst: *mut f32,
+            dst_step: usize,
+            n: usize,
+            count: usize,
+            temps: *const f64,
+            temp_step: usize,
+        ) {
+            // SAFETY: this function's contract is the callee's.
+            unsafe {
+                crate::kernels::algo::grouped::short::<_, V>(
+                    isa(),
+                    general,
+                    op,
+                    src,
+                    src_step,
+                    dst,
+                    dst_step,
+                    n,
+                    count,
+                    temps,
+                    temp_step,
+                )
+            }
+        }
+
+        /// # Safety
+        /// As `algo::grouped::medium`; the CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn medium_f32(
+            general: crate::kernels::algo::rows::RowsKernel,
+            src: *const f32,
+            src_step: usize,
+            dst: *mut f32,
+            dst_step: usize,
+            n: usize,
+            count: usize,
+            temps: *const f64,
+            temp_step: usize,
+        ) {
+            // SAFETY: this function's contract is the callee's.
+            unsafe {
+                crate::kernels::algo::grouped::medium(
+                    isa(),
+                    general,
+                    src,
+                    src_step,
+                    dst,
+                    dst_step,
+                    n,
+                    count,
+                    temps,
+                    temp_step,
+                )
+            }
+        }
+
+        /// The level's group kernels (only reachable through `F32`, handed out only when the
+        /// CPU has the level). Not inlined into `rows_f32`: see `GroupKernels`.
+        static GROUPED: crate::kernels::algo::grouped::GroupKernels =
+            crate::kernels::algo::grouped::GroupKernels {
+                packed: [
+                    packed_f32::<true, false>,
+                    packed_f32::<true, true>,
+                    packed_f32::<false, false>,
+                    packed_f32::<false, true>,
+                ],
+                short: [short_f32::<1>, short_f32::<2>],
+                medium: medium_f32,
+            };
 
         /// # Safety
         /// As [`crate::kernels::exp_sum_overlapped`]; the CPU has the level's features.

@@ -13,8 +13,12 @@
 //! - longer rows: [`rows_long`].
 //!
 //! (`benches/results/tuning.md`: "avx512 packed rows", "avx512 medium rows".)
+//!
+//! No closure here does vector work: a closure is compiled without the level's target
+//! features, so one that LLVM does not inline calls every intrinsic out of line (38 times
+//! slower, measured); vector steps are `#[inline(always)]` functions and trait methods.
 
-use super::f32::{vector_temperature, ArgF32, Folded, InvF32};
+use super::f32::{vector_temperature, write_log, ArgF32, Folded, InvF32};
 use super::rows::{rows_long, RowsKernel};
 use crate::kernels::isa::{Simd, MAX_F32_LANES as GROUP};
 use crate::kernels::{moderate_temperature, FoldedArg, Store, FOLD_FLOOR, FOLD_LIMIT};
@@ -43,20 +47,39 @@ fn short_max<S: Simd>() -> usize {
 /// same bits).
 #[inline(always)]
 pub(crate) fn row_ln<S: Simd>(s: S, x: S::F64) -> S::F64 {
-    let c = |v: f64| s.splat_f64(v);
     let (e, m) = s.split_exponent_f64(x);
-    let big = s.gt_f64(m, c(std::f64::consts::SQRT_2));
-    let m = s.select_f64(big, s.mul_f64(m, c(0.5)), m);
-    let e = s.select_f64(big, s.add_f64(e, c(1.0)), e);
-    let z = s.div_f64(s.sub_f64(m, c(1.0)), s.add_f64(m, c(1.0)));
+    let c = SplatF64(s);
+    let big = s.gt_f64(m, c.of(std::f64::consts::SQRT_2));
+    let m = s.select_f64(big, s.mul_f64(m, c.of(0.5)), m);
+    let e = s.select_f64(big, s.add_f64(e, c.of(1.0)), e);
+    let z = s.div_f64(s.sub_f64(m, c.of(1.0)), s.add_f64(m, c.of(1.0)));
     let z2 = s.mul_f64(z, z);
-    let p = s.add_f64(c(1.0 / 9.0), s.mul_f64(z2, c(1.0 / 11.0)));
-    let p = s.add_f64(c(1.0 / 7.0), s.mul_f64(z2, p));
-    let p = s.add_f64(c(1.0 / 5.0), s.mul_f64(z2, p));
-    let p = s.add_f64(c(1.0 / 3.0), s.mul_f64(z2, p));
-    let z2x = s.mul_f64(c(2.0), z);
+    let p = s.add_f64(c.of(1.0 / 9.0), s.mul_f64(z2, c.of(1.0 / 11.0)));
+    let p = s.add_f64(c.of(1.0 / 7.0), s.mul_f64(z2, p));
+    let p = s.add_f64(c.of(1.0 / 5.0), s.mul_f64(z2, p));
+    let p = s.add_f64(c.of(1.0 / 3.0), s.mul_f64(z2, p));
+    let z2x = s.mul_f64(c.of(2.0), z);
     let atanh2 = s.add_f64(z2x, s.mul_f64(s.mul_f64(z2x, z2), p));
-    s.add_f64(s.mul_f64(e, c(std::f64::consts::LN_2)), atanh2)
+    s.add_f64(s.mul_f64(e, c.of(std::f64::consts::LN_2)), atanh2)
+}
+
+/// `f64` constants of a level.
+#[derive(Clone, Copy)]
+struct SplatF64<S: Simd>(S);
+
+impl<S: Simd> SplatF64<S> {
+    #[inline(always)]
+    fn of(self, x: f64) -> S::F64 {
+        self.0.splat_f64(x)
+    }
+}
+
+/// 1 in the lanes where `|mi| <= FOLD_LIMIT`, else 0 (NaN: 0; x86's maximum returns its second
+/// operand, NEON's NaN).
+#[inline(always)]
+fn within_fold_limit<S: Simd>(s: S, mi: S::F64) -> S::F64 {
+    let abs = s.max_f64(mi, s.mul_f64(mi, s.splat_f64(-1.0)));
+    s.keep_f64(s.ge_f64(s.splat_f64(FOLD_LIMIT), abs), s.splat_f64(1.0))
 }
 
 /// [`FoldedArg`]'s terms for a group's rows (lane `r`: row `r`), by the same operations on the
@@ -99,14 +122,7 @@ impl<S: Simd> Folds<S> {
         );
         let gap = s.splat_f64(FOLD_FLOOR / inv);
         let x_floor = s.narrow(s.sub_f64(lo_m, gap), s.sub_f64(hi_m, gap));
-        // |mi| <= FOLD_LIMIT, false for NaN (x86's maximum returns its second operand, NEON's
-        // NaN).
-        let (limit, one) = (s.splat_f64(FOLD_LIMIT), s.splat_f64(1.0));
-        let within = |mi| {
-            let abs = s.max_f64(mi, s.mul_f64(mi, s.splat_f64(-1.0)));
-            s.keep_f64(s.ge_f64(limit, abs), one)
-        };
-        let flags = s.narrow(within(mi_lo), within(mi_hi));
+        let flags = s.narrow(within_fold_limit(s, mi_lo), within_fold_limit(s, mi_hi));
         let (zero, one) = (s.splat_f32(0.0), s.splat_f32(1.0));
         let minus = s.splat_f32(-1.0);
         let inv_hi = inv as f32;
@@ -138,36 +154,100 @@ impl<S: Simd> Folds<S> {
     }
 }
 
-/// `a0 + a1` of [`exp_sum`](super::f32::exp_sum) over a row of `n` values: `full(i)` is the
-/// vector of values `i..i + F32_LANES`, `tail(i)` that of the last `n - i < F32_LANES` values,
-/// 0 in its other lanes. [`Simd::reduce_add_f64`] of it is the row's sum with the block
-/// kernels' bits.
-#[inline(always)]
-fn row_sum_halves<S: Simd>(
+/// The values of a row that [`row_sum_halves`] adds.
+trait RowValues<S: Simd> {
+    /// The vector of values `i..i + F32_LANES`.
+    ///
+    /// # Safety
+    /// `i + F32_LANES <= n`.
+    unsafe fn full(&self, i: usize) -> S::F32;
+    /// The last `n - i < F32_LANES` values, 0 in the other lanes.
+    ///
+    /// # Safety
+    /// `i < n < i + F32_LANES`.
+    unsafe fn tail(&self, i: usize) -> S::F32;
+}
+
+/// A row's exps as the packed kernel stores them: `p` valid for reads of a whole vector from
+/// any of them; `tail` the first `n % F32_LANES` lanes (`n` lanes for a row of at most one
+/// vector).
+struct StoredExps<S: Simd> {
     s: S,
+    p: *const f32,
+    tail: S::M32,
+}
+
+impl<S: Simd> RowValues<S> for StoredExps<S> {
+    #[inline(always)]
+    unsafe fn full(&self, i: usize) -> S::F32 {
+        // SAFETY: `i < n`: a whole vector from `p + i` is readable (the struct's invariant).
+        unsafe { self.s.load_f32(self.p.add(i)) }
+    }
+    #[inline(always)]
+    unsafe fn tail(&self, i: usize) -> S::F32 {
+        // SAFETY: as `full` (`i < n`).
+        self.s.keep_f32(self.tail, unsafe { self.full(i) })
+    }
+}
+
+/// The exps of a row of `n` elements at `p` (valid for reads of `n`), `c` its argument (UNIT:
+/// temperature 1).
+struct ExpsOf<S: Simd, const UNIT: bool> {
+    s: S,
+    p: *const f32,
     n: usize,
-    full: impl Fn(usize) -> S::F32,
-    tail: impl Fn(usize) -> S::F32,
-) -> S::F64 {
+    c: ArgF32<S>,
+}
+
+impl<S: Simd, const UNIT: bool> RowValues<S> for ExpsOf<S, UNIT> {
+    #[inline(always)]
+    unsafe fn full(&self, i: usize) -> S::F32 {
+        // SAFETY: `i + F32_LANES <= n` (# Safety): readable.
+        self.c
+            .exp::<UNIT>(self.s, unsafe { self.s.load_f32(self.p.add(i)) })
+    }
+    #[inline(always)]
+    unsafe fn tail(&self, i: usize) -> S::F32 {
+        // SAFETY: the last `n - i < F32_LANES` elements (# Safety); lanes past the end read
+        // -inf, whose exp is exactly 0.
+        let x = unsafe {
+            self.s
+                .load_f32_part(self.p.add(i), self.n - i, f32::NEG_INFINITY)
+        };
+        self.c.exp::<UNIT>(self.s, x)
+    }
+}
+
+/// `a0 + a1` of [`exp_sum`](super::f32::exp_sum) over a row of `n` values.
+/// [`Simd::reduce_add_f64`] of it is the row's sum with the block kernels' bits.
+#[inline(always)]
+fn row_sum_halves<S: Simd>(s: S, n: usize, values: &impl RowValues<S>) -> S::F64 {
     let l = S::F32_LANES;
     let (mut a0, mut a1) = (s.splat_f64(0.0), s.splat_f64(0.0));
-    let mut add = |e: S::F32| {
-        a0 = s.add_f64(a0, s.widen_low(e));
-        a1 = s.add_f64(a1, s.widen_high(e));
-    };
     let mut i = 0;
     while i + 4 * l <= n {
-        let (e0, e1) = (full(i), full(i + l));
-        let (e2, e3) = (full(i + 2 * l), full(i + 3 * l));
-        add(s.add_f32(s.add_f32(e0, e1), s.add_f32(e2, e3)));
+        // SAFETY: `i + 4 l <= n`: four whole vectors.
+        let v = unsafe {
+            let (e0, e1) = (values.full(i), values.full(i + l));
+            let (e2, e3) = (values.full(i + 2 * l), values.full(i + 3 * l));
+            s.add_f32(s.add_f32(e0, e1), s.add_f32(e2, e3))
+        };
+        a0 = s.add_f64(a0, s.widen_low(v));
+        a1 = s.add_f64(a1, s.widen_high(v));
         i += 4 * l;
     }
     while i + l <= n {
-        add(full(i));
+        // SAFETY: `i + l <= n`.
+        let e = unsafe { values.full(i) };
+        a0 = s.add_f64(a0, s.widen_low(e));
+        a1 = s.add_f64(a1, s.widen_high(e));
         i += l;
     }
     if i < n {
-        add(tail(i));
+        // SAFETY: `i < n < i + l` (the loop above stopped).
+        let e = unsafe { values.tail(i) };
+        a0 = s.add_f64(a0, s.widen_low(e));
+        a1 = s.add_f64(a1, s.widen_high(e));
     }
     s.add_f64(a0, a1)
 }
@@ -180,12 +260,8 @@ fn row_sum_halves<S: Simd>(
 unsafe fn lane_max<S: Simd>(s: S, p: *const f32, n: usize) -> S::F32 {
     let l = S::F32_LANES;
     let (full, r) = (n / l, n % l);
-    let mut m = if r > 0 {
-        // SAFETY: the `r < l` elements after the `l full` are readable (# Safety).
-        unsafe { s.load_f32_part(p.add(l * full), r, f32::NEG_INFINITY) }
-    } else {
-        s.splat_f32(f32::NEG_INFINITY)
-    };
+    // SAFETY: the `r < l` elements after the `l full` are readable (# Safety).
+    let mut m = unsafe { s.load_f32_part(p.add(l * full), r, f32::NEG_INFINITY) };
     for v in 0..full {
         // SAFETY: `v < full`: the `l` elements from `p + l v` are readable (# Safety).
         m = s.max_f32(unsafe { s.load_f32(p.add(l * v)) }, m);
@@ -193,30 +269,62 @@ unsafe fn lane_max<S: Simd>(s: S, p: *const f32, n: usize) -> S::F32 {
     m
 }
 
-/// A group's totals in an array (row `r`'s at `r`) and `f(totals)` of its two halves narrowed to
-/// `f32` lanes (row `r` in lane `r`): `1 / total` for softmax, `row_ln(total)` for log-softmax.
-#[inline(always)]
-fn group_factors<S: Simd>(
-    s: S,
-    op: Op,
-    halves: &[S::F64; GROUP],
-) -> ([f64; GROUP], [f64; GROUP], S::F32) {
-    let (lo, hi) = s.reduce_add_f64_each(halves);
-    let one = s.splat_f64(1.0);
-    let (f_lo, f_hi) = match op {
-        Op::Softmax => (s.div_f64(one, lo), s.div_f64(one, hi)),
-        Op::LogSoftmax => (row_ln(s, lo), row_ln(s, hi)),
-    };
-    let (mut totals, mut factors) = ([0.0f64; GROUP], [0.0f64; GROUP]);
-    let h = S::F64_LANES;
-    // SAFETY: each array holds `GROUP >= 2 F64_LANES` elements.
-    unsafe {
-        s.store_f64(totals.as_mut_ptr(), lo);
-        s.store_f64(totals.as_mut_ptr().add(h), hi);
-        s.store_f64(factors.as_mut_ptr(), f_lo);
-        s.store_f64(factors.as_mut_ptr().add(h), f_hi);
+/// A group's totals (row `r` in lane `r` of `lo` then `hi`) and their factors: `1 / total`
+/// for softmax, `row_ln(total)` for log-softmax.
+struct GroupSums<S: Simd> {
+    lo: S::F64,
+    hi: S::F64,
+    f_lo: S::F64,
+    f_hi: S::F64,
+}
+
+impl<S: Simd> GroupSums<S> {
+    #[inline(always)]
+    fn new(s: S, op: Op, halves: &[S::F64; GROUP]) -> GroupSums<S> {
+        let (lo, hi) = s.reduce_add_f64_each(halves);
+        let one = s.splat_f64(1.0);
+        let (f_lo, f_hi) = match op {
+            Op::Softmax => (s.div_f64(one, lo), s.div_f64(one, hi)),
+            Op::LogSoftmax => (row_ln(s, lo), row_ln(s, hi)),
+        };
+        GroupSums { lo, hi, f_lo, f_hi }
     }
-    (totals, factors, s.narrow(f_lo, f_hi))
+
+    /// Whether a row's total is NaN (contract S6, see [`fill_nan`]).
+    #[inline(always)]
+    fn any_nan(&self, s: S) -> bool {
+        s.any_m64(s.or_m64(s.unord_f64(self.lo, self.lo), s.unord_f64(self.hi, self.hi)))
+    }
+
+    /// The totals, row `r`'s at `r`.
+    #[inline(always)]
+    fn totals(&self, s: S) -> [f64; GROUP] {
+        both_halves(s, self.lo, self.hi)
+    }
+
+    /// The factors, row `r`'s at `r`.
+    #[inline(always)]
+    fn factors(&self, s: S) -> [f64; GROUP] {
+        both_halves(s, self.f_lo, self.f_hi)
+    }
+
+    /// The factors rounded to `f32`, row `r`'s in lane `r`.
+    #[inline(always)]
+    fn factors_f32(&self, s: S) -> S::F32 {
+        s.narrow(self.f_lo, self.f_hi)
+    }
+}
+
+/// The lanes of `lo` then `hi` in an array.
+#[inline(always)]
+fn both_halves<S: Simd>(s: S, lo: S::F64, hi: S::F64) -> [f64; GROUP] {
+    let mut out = [0.0f64; GROUP];
+    // SAFETY: `out` holds `GROUP >= 2 F64_LANES` elements.
+    unsafe {
+        s.store_f64(out.as_mut_ptr(), lo);
+        s.store_f64(out.as_mut_ptr().add(S::F64_LANES), hi);
+    }
+    out
 }
 
 /// Lane `r` of `v` for `r < F32_LANES`.
@@ -245,7 +353,7 @@ unsafe fn fill_nan(d: *mut f32, n: usize) {
 /// For a packed group of `F32_LANES` rows of `n` elements (2 to [`PACKED_MAX`]) stored one after
 /// the other: lane `l` of vector `v` (element `F32_LANES v + l`) belongs to row
 /// `(F32_LANES v + l) / n`.
-struct PackedRows {
+pub(crate) struct PackedRows {
     n: usize,
     row_of: [[i32; GROUP]; PACKED_MAX],
 }
@@ -261,6 +369,23 @@ impl PackedRows {
         }
         PackedRows { n, row_of }
     }
+
+    /// The rows of the lanes of vector `v < n`.
+    #[inline(always)]
+    fn idx<S: Simd>(&self, s: S, v: usize) -> S::Idx {
+        assert!(v < self.n);
+        // SAFETY: `v < n <= PACKED_MAX`: `row_of[v]` holds `GROUP >= F32_LANES` indices.
+        unsafe { s.load_idx(self.row_of[v].as_ptr()) }
+    }
+}
+
+/// `exp((x - m) * inv)` with the difference and product in `f64`, rounded once to `f32`
+/// (`ArgF32::exp` where the folded form does not hold), `m` given per lane.
+#[inline(always)]
+fn exp_widened<S: Simd>(s: S, x: S::F32, m: S::F32, inv: S::F64) -> S::F32 {
+    let lo = s.mul_f64(s.sub_f64(s.widen_low(x), s.widen_low(m)), inv);
+    let hi = s.mul_f64(s.sub_f64(s.widen_high(x), s.widen_high(m)), inv);
+    s.exp_f32(s.narrow(lo, hi))
 }
 
 /// `F32_LANES` rows of `rows.n` elements stored one after the other (`n` full vectors), all at
@@ -272,22 +397,32 @@ impl PackedRows {
 ///
 /// # Safety
 /// `src` valid for reads and `dst` for writes of `F32_LANES n` elements, the same or disjoint;
-/// `2 <= n <= packed_max::<S>()`; `inv` moderate.
+/// `2 <= n <= packed_max::<S>()`; `inv` moderate; `exps` valid for writes and reads of
+/// [`EXPS_LEN`] `f32` (its contents on entry do not matter), disjoint from the rows.
 #[inline(always)]
-unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
+pub(crate) unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
     s: S,
     op: Op,
     src: *const f32,
     dst: *mut f32,
     inv: f64,
     rows: &PackedRows,
+    exps: *mut f32,
 ) {
     let (l, n) = (S::F32_LANES, rows.n);
     debug_assert!(LONG == (n > l) && n <= packed_max::<S>());
     let mut xs = [s.splat_f32(f32::NEG_INFINITY); GROUP];
     for (r, x) in xs.iter_mut().enumerate().take(l) {
-        // SAFETY: `r < l`: row `r` is the `n` readable elements from `src + r n` (# Safety).
-        *x = unsafe { lane_max(s, src.add(r * n), n) };
+        // SAFETY: `r < l`: row `r` is the `n` readable elements from `src + r n` (# Safety);
+        // not LONG, they are `n <= l`.
+        *x = unsafe {
+            let p = src.add(r * n);
+            match (LONG, n == l) {
+                (true, _) => lane_max(s, p, n),
+                (false, true) => s.load_f32(p),
+                (false, false) => s.load_f32_part(p, n, f32::NEG_INFINITY),
+            }
+        };
     }
     // Exact for rows without NaN whatever the order (a row with NaN is caught by its sum).
     let m = s.max_of_each(&xs);
@@ -298,80 +433,74 @@ unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
         Folds::of_rows(s, m, inv)
     };
     let zero = s.splat_f32(0.0);
-    // The exps of the group, `l n` of them, then `l` zeros: a row's last vector read back may
-    // run past the group's end (not the whole buffer zeroed: for rows this short that would
-    // cost as much as the exps).
-    let mut exps_buf = std::mem::MaybeUninit::<[f32; PACKED_MAX * GROUP + GROUP]>::uninit();
-    let exps = exps_buf.as_mut_ptr().cast::<f32>();
-    let row_at = |v: usize| {
-        // SAFETY: called with `v < n <= PACKED_MAX`: `row_of[v]` holds `GROUP >= l` indices,
-        // each below `l`.
-        unsafe { s.load_idx(rows.row_of[v].as_ptr()) }
-    };
+    // `exps`: the exps of the group, `l n` of them, then `l` zeros: a row's last vector read
+    // back may run past the group's end (not the whole buffer zeroed: for rows this short
+    // that would cost as much as the exps).
     for v in 0..n {
         // SAFETY: `v < n`: the `l` elements from `src + l v` are among the `l n` readable ones.
-        let (row, x) = (row_at(v), unsafe { s.load_f32(src.add(l * v)) });
+        let (row, x) = (rows.idx(s, v), unsafe { s.load_f32(src.add(l * v)) });
         let mv = s.permute_f32(m, row);
         // As `ArgF32::exp`, with each lane's row maximum and its row's choice of form.
         let e = if UNIT {
             s.exp_f32(s.sub_f32(x, mv))
         } else {
-            let widened = || {
-                let lo = s.mul_f64(s.sub_f64(s.widen_low(x), s.widen_low(mv)), inv_v);
-                let hi = s.mul_f64(s.sub_f64(s.widen_high(x), s.widen_high(mv)), inv_v);
-                s.exp_f32(s.narrow(lo, hi))
-            };
             if fold.all {
                 fold.exp(s, row, x)
             } else if fold.none {
-                widened()
+                exp_widened(s, x, mv, inv_v)
             } else {
                 let folded_rows = s.lt_f32(zero, s.permute_f32(fold.flags, row));
-                s.select_f32(folded_rows, fold.exp(s, row, x), widened())
+                let widened = exp_widened(s, x, mv, inv_v);
+                s.select_f32(folded_rows, fold.exp(s, row, x), widened)
             }
         };
-        // SAFETY: `v < n <= PACKED_MAX`: the `l` from `exps + l v` are inside `exps_buf`.
+        // SAFETY: `v < n <= PACKED_MAX`: the `l` from `exps + l v` are inside `exps`.
         unsafe { s.store_f32(exps.add(l * v), e) };
     }
-    // SAFETY: `n <= PACKED_MAX`: the `l` from `exps + l n` are inside `exps_buf`, whose first
+    // SAFETY: `n <= PACKED_MAX`: the `l` from `exps + l n` are inside `exps`, whose first
     // `l n + l` elements are now written.
     unsafe { s.store_f32(exps.add(l * n), zero) };
     let mut halves = [s.splat_f64(0.0); GROUP];
+    let tail = s.first_lanes_m32(if LONG { n % l } else { n });
     for (r, h) in halves.iter_mut().enumerate().take(l) {
         // SAFETY: `r < l`: row `r`'s exps, from `exps + r n`; a vector read from `i < n` in it
         // ends by `r n + i + l <= l n + l`, among the elements written above.
         let p = unsafe { exps.add(r * n).cast_const() };
-        // SAFETY: called with `i < n`: see `p`.
-        let full = |i: usize| unsafe { s.load_f32(p.add(i)) };
-        let tail = |i: usize| s.keep_f32(s.first_lanes_m32(n - i), full(i));
+        let exps = StoredExps { s, p, tail };
         *h = if LONG {
-            row_sum_halves(s, n, full, tail)
+            row_sum_halves(s, n, &exps)
         } else {
             // As `row_sum_halves` of one vector, from zero accumulators.
-            let e = tail(0);
+            // SAFETY: `0 < n`.
+            let e = unsafe { exps.tail(0) };
             s.add_f64(s.widen_low(e), s.widen_high(e))
         };
     }
-    let (totals, factors, f32s) = group_factors(s, op, &halves);
-    let write = |v: usize, y: S::F32| {
-        // SAFETY: called with `v < n`: the `l` elements from `dst + l v` are among the `l n`
-        // writable ones.
-        unsafe { s.store_f32(dst.add(l * v), y) }
-    };
+    let sums = GroupSums::new(s, op, &halves);
+    let f32s = sums.factors_f32(s);
     match op {
         Op::Softmax => {
             for v in 0..n {
-                // SAFETY: `v < n`: written above.
-                let e = unsafe { s.load_f32(exps.add(l * v)) };
-                write(v, s.mul_f32(e, s.permute_f32(f32s, row_at(v))));
+                // SAFETY: `v < n`: the `l` exps from `exps + l v`, written above; the `l`
+                // elements from `dst + l v` are among the `l n` writable ones.
+                unsafe {
+                    let e = s.load_f32(exps.add(l * v));
+                    let y = s.mul_f32(e, s.permute_f32(f32s, rows.idx(s, v)));
+                    s.store_f32(dst.add(l * v), y);
+                }
             }
         }
         Op::LogSoftmax => {
             let scaled = InvF32::new(s, inv);
+            let factors = if UNIT || S::F32_LOG_IN_F32 {
+                [0.0; GROUP]
+            } else {
+                sums.factors(s)
+            };
             for v in 0..n {
                 // Read before the same vector of `dst` is written (`src == dst` allowed).
                 // SAFETY: `v < n`: among the `l n` readable elements.
-                let (row, x) = (row_at(v), unsafe { s.load_f32(src.add(l * v)) });
+                let (row, x) = (rows.idx(s, v), unsafe { s.load_f32(src.add(l * v)) });
                 let d = s.sub_f32(x, s.permute_f32(m, row));
                 let ls = s.permute_f32(f32s, row);
                 // As `ArgF32::log`, with each lane's row maximum and logarithm.
@@ -398,16 +527,48 @@ unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
                         s.mul_sub_f64(d_hi, inv_v, ls_hi),
                     )
                 };
-                write(v, y);
+                // SAFETY: `v < n`: among the `l n` writable elements.
+                unsafe { s.store_f32(dst.add(l * v), y) };
             }
         }
     }
-    for (r, total) in totals.iter().enumerate().take(l) {
-        if total.is_nan() {
-            // SAFETY: `r < l`: row `r`, the `n` writable elements from `dst + r n`.
-            unsafe { fill_nan(dst.add(r * n), n) };
+    if sums.any_nan(s) {
+        for (r, total) in sums.totals(s).iter().enumerate().take(l) {
+            if total.is_nan() {
+                // SAFETY: `r < l`: row `r`, the `n` writable elements from `dst + r n`.
+                unsafe { fill_nan(dst.add(r * n), n) };
+            }
         }
     }
+}
+
+/// A packed kernel: [`packed`] at a level with its UNIT and LONG.
+pub(crate) type PackedKernel = unsafe fn(Op, *const f32, *mut f32, f64, &PackedRows, *mut f32);
+
+/// The length of the packed kernel's scratch buffer: the exps of a group of the widest level's
+/// longest packed rows, and a vector after them. Allocated once per call (on the stack), not
+/// per group.
+const EXPS_LEN: usize = PACKED_MAX * GROUP + GROUP;
+/// A short-row kernel: [`short`] at a level with its V.
+pub(crate) type ShortKernel =
+    unsafe fn(RowsKernel, Op, *const f32, usize, *mut f32, usize, usize, usize, *const f64, usize);
+/// The medium-row kernel: [`medium`] at a level.
+pub(crate) type MediumKernel =
+    unsafe fn(RowsKernel, *const f32, usize, *mut f32, usize, usize, usize, *const f64, usize);
+
+/// A level's instances of the group kernels, each compiled with the level's features
+/// (`algo::f32::instantiate!`). Separate functions, called through these pointers once per
+/// group, rather than inlined into the many-rows kernel: inlined, the packed kernel measured
+/// 10-20% slower at 65536x10 to 65536x40 (one function holding every path). The pointers pass
+/// through `black_box`, as `#[inline(never)]` did not keep LLVM from inlining a
+/// `#[target_feature]` function read from a constant table.
+pub(crate) struct GroupKernels {
+    /// [`packed`] with (UNIT, LONG) `(true, false)`, `(true, true)`, `(false, false)`,
+    /// `(false, true)`.
+    pub(crate) packed: [PackedKernel; 4],
+    /// [`short`] with V 1 and 2.
+    pub(crate) short: [ShortKernel; 2],
+    pub(crate) medium: MediumKernel,
 }
 
 /// The packed kernel's share of a many-rows call (the arguments of
@@ -420,7 +581,7 @@ unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn packed_groups<S: Simd>(
-    s: S,
+    k: &GroupKernels,
     op: Op,
     src: *const f32,
     src_step: usize,
@@ -443,56 +604,35 @@ unsafe fn packed_groups<S: Simd>(
     }
     let rows = PackedRows::new(n, l);
     let groups = count / l;
-    let inv = 1.0 / t;
-    // SAFETY: every arm: groups of `l` rows of `n` adjacent elements (`src_step == dst_step ==
-    // n`) among the `count` rows # Safety makes valid, at the moderate temperature `t`, with
-    // `2 <= n <= packed_max` and LONG exactly when `n > l`.
-    unsafe {
-        match (t == 1.0, n > l) {
-            (true, false) => for_each_group(src, dst, l * n, groups, |a, b| {
-                packed::<S, true, false>(s, op, a, b, 1.0, &rows)
-            }),
-            (true, true) => for_each_group(src, dst, l * n, groups, |a, b| {
-                packed::<S, true, true>(s, op, a, b, 1.0, &rows)
-            }),
-            (false, false) => for_each_group(src, dst, l * n, groups, |a, b| {
-                packed::<S, false, false>(s, op, a, b, inv, &rows)
-            }),
-            (false, true) => for_each_group(src, dst, l * n, groups, |a, b| {
-                packed::<S, false, true>(s, op, a, b, inv, &rows)
-            }),
+    let kernel = std::hint::black_box(match (t == 1.0, n > l) {
+        (true, false) => k.packed[0],
+        (true, true) => k.packed[1],
+        (false, false) => k.packed[2],
+        (false, true) => k.packed[3],
+    });
+    let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
+    let mut exps = std::mem::MaybeUninit::<[f32; EXPS_LEN]>::uninit();
+    let exps = exps.as_mut_ptr().cast::<f32>();
+    for g in 0..groups {
+        // SAFETY: rows `g l .. g l + l` of `n` adjacent elements (`src_step == dst_step ==
+        // n`) among the `count` rows # Safety makes valid, at the moderate temperature `t`,
+        // with `2 <= n <= packed_max` and LONG exactly when `n > l`; `exps` is the scratch
+        // buffer of `EXPS_LEN`, local.
+        unsafe {
+            let (a, b) = (src.add(g * l * n), dst.add(g * l * n));
+            kernel(op, a, b, inv, &rows, exps)
         }
     }
     groups * l
 }
 
-/// Calls `f` with the start of each of `groups` blocks of `stride` elements from `src` and
-/// `dst`.
-///
-/// # Safety
-/// The `groups stride` elements from `src` and from `dst` are within one allocation each.
-#[inline(always)]
-unsafe fn for_each_group(
-    src: *const f32,
-    dst: *mut f32,
-    stride: usize,
-    groups: usize,
-    mut f: impl FnMut(*const f32, *mut f32),
-) {
-    for g in 0..groups {
-        // SAFETY: `g < groups`: inside the blocks of # Safety.
-        unsafe { f(src.add(g * stride), dst.add(g * stride)) };
-    }
-}
-
-/// Calls `f(src, dst, temps, len)` on `count` rows in groups of up to `F32_LANES` consecutive
-/// rows (the pointers at each group's first row).
-///
-/// # Safety
-/// The rows and their temperatures are as [`Kernels::rows`](crate::kernels::Kernels) requires.
+/// The `(src, dst, temps, len)` of `count` rows in groups of up to `F32_LANES` consecutive
+/// rows (the pointers at each group's first row; wrapping arithmetic, so computing them is
+/// safe; they point into the rows when these are as [`Kernels::rows`](crate::kernels::Kernels)
+/// requires).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn in_groups<S: Simd>(
+fn groups<S: Simd>(
     src: *const f32,
     src_step: usize,
     dst: *mut f32,
@@ -500,23 +640,15 @@ unsafe fn in_groups<S: Simd>(
     temps: *const f64,
     temp_step: usize,
     count: usize,
-    mut f: impl FnMut(*const f32, *mut f32, *const f64, usize),
-) {
-    let mut first = 0;
-    while first < count {
-        let g = S::F32_LANES.min(count - first);
-        // SAFETY: `first < count`: row `first`'s addresses and its temperature's, within those
-        // of # Safety.
-        let (s, d, t) = unsafe {
-            (
-                src.add(first * src_step),
-                dst.add(first * dst_step),
-                temps.add(first * temp_step),
-            )
-        };
-        f(s, d, t, g);
-        first += g;
-    }
+) -> impl Iterator<Item = (*const f32, *mut f32, *const f64, usize)> {
+    (0..count).step_by(S::F32_LANES).map(move |first| {
+        (
+            src.wrapping_add(first * src_step),
+            dst.wrapping_add(first * dst_step),
+            temps.wrapping_add(first * temp_step),
+            S::F32_LANES.min(count - first),
+        )
+    })
 }
 
 /// The group's rows whose temperature the vector kernels take, their reciprocal temperatures
@@ -554,7 +686,7 @@ unsafe fn group_temperatures<S: Simd>(
 /// `(V - 1) F32_LANES < n <= V F32_LANES` and `general` the level's plain rows kernel.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn short<S: Simd, const V: usize>(
+pub(crate) unsafe fn short<S: Simd, const V: usize>(
     s: S,
     general: RowsKernel,
     op: Op,
@@ -591,11 +723,10 @@ unsafe fn short<S: Simd, const V: usize>(
         }
     }
     let ms = lanes_of(s, s.max_of_each(&lanes));
-    let arg = |j: usize| ArgF32::new(s, ms[j], inv[j]);
     let mut es = [[ninf; V]; GROUP];
     let mut halves = [s.splat_f64(0.0); GROUP];
     for j in (0..count).filter(|j| alone & (1 << j) == 0) {
-        let c = arg(j);
+        let c = ArgF32::new(s, ms[j], inv[j]);
         let (mut a0, mut a1) = (s.splat_f64(0.0), s.splat_f64(0.0));
         for (e, &x) in es[j].iter_mut().zip(&xs[j]) {
             *e = if ts[j] == 1.0 {
@@ -609,8 +740,9 @@ unsafe fn short<S: Simd, const V: usize>(
         }
         halves[j] = s.add_f64(a0, a1);
     }
-    let (totals, factors, f32s) = group_factors(s, op, &halves);
-    let f32s = lanes_of(s, f32s);
+    let sums = GroupSums::new(s, op, &halves);
+    let (totals, factors) = (sums.totals(s), sums.factors(s));
+    let f32s = lanes_of(s, sums.factors_f32(s));
     for j in 0..count {
         // SAFETY: `j < count`: row `j` of `src` and `dst` (# Safety).
         let (sp, d) = unsafe { (src.add(j * src_step), dst.add(j * dst_step)) };
@@ -624,7 +756,8 @@ unsafe fn short<S: Simd, const V: usize>(
             unsafe { fill_nan(d, n) };
             continue;
         }
-        let (c, f, f64s) = (arg(j), s.splat_f32(f32s[j]), s.splat_f64(factors[j]));
+        let c = ArgF32::new(s, ms[j], inv[j]);
+        let (f, f64s) = (s.splat_f32(f32s[j]), s.splat_f64(factors[j]));
         for q in 0..V {
             let y = match op {
                 Op::Softmax => s.mul_f32(es[j][q], f),
@@ -655,7 +788,7 @@ unsafe fn short<S: Simd, const V: usize>(
 /// level's plain rows kernel.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn medium<S: Simd>(
+pub(crate) unsafe fn medium<S: Simd>(
     s: S,
     general: RowsKernel,
     src: *const f32,
@@ -668,7 +801,6 @@ unsafe fn medium<S: Simd>(
     temp_step: usize,
 ) {
     let l = S::F32_LANES;
-    let (full, r) = (n / l, n % l);
     debug_assert!(count <= l && n <= MEDIUM_MAX);
     // SAFETY: the `count` temperatures are readable (# Safety).
     let (alone, inv, ts) = unsafe { group_temperatures::<S>(temps, temp_step, count) };
@@ -682,27 +814,18 @@ unsafe fn medium<S: Simd>(
         lanes[j] = unsafe { lane_max(s, row(j).0, n) };
     }
     let ms = lanes_of(s, s.max_of_each(&lanes));
-    let arg = |j: usize| ArgF32::new(s, ms[j], inv[j]);
     let mut halves = [s.splat_f64(0.0); GROUP];
     for j in (0..count).filter(|j| alone & (1 << j) == 0) {
-        let (c, p) = (arg(j), row(j).0);
-        let exp = |x| {
-            if ts[j] == 1.0 {
-                c.exp::<true>(s, x)
-            } else {
-                c.exp::<false>(s, x)
-            }
+        let (c, p) = (ArgF32::new(s, ms[j], inv[j]), row(j).0);
+        // Row `j` of `src`: `n` readable elements.
+        halves[j] = if ts[j] == 1.0 {
+            row_sum_halves(s, n, &ExpsOf::<S, true> { s, p, n, c })
+        } else {
+            row_sum_halves(s, n, &ExpsOf::<S, false> { s, p, n, c })
         };
-        // SAFETY: both: row `j` of `src`, `n` readable elements: whole vectors from `i` with
-        // `i + l <= n`, the `n - i < l` after the last; lanes past the end read -inf, whose
-        // exp is exactly 0.
-        let whole = |i: usize| exp(unsafe { s.load_f32(p.add(i)) });
-        // SAFETY: as `whole`.
-        let tail = |i: usize| exp(unsafe { s.load_f32_part(p.add(i), n - i, f32::NEG_INFINITY) });
-        halves[j] = row_sum_halves(s, n, whole, tail);
     }
-    let (totals, factors, f32s) = group_factors(s, Op::LogSoftmax, &halves);
-    let f32s = lanes_of(s, f32s);
+    let sums = GroupSums::new(s, Op::LogSoftmax, &halves);
+    let (totals, factors) = (sums.totals(s), sums.factors(s));
     for j in 0..count {
         let (sp, d) = row(j);
         if alone & (1 << j) != 0 {
@@ -716,24 +839,13 @@ unsafe fn medium<S: Simd>(
             unsafe { fill_nan(d, n) };
             continue;
         }
-        let (c, ls, ls64) = (arg(j), s.splat_f32(f32s[j]), s.splat_f64(factors[j]));
-        let y = |x| {
+        let c = ArgF32::new(s, ms[j], inv[j]);
+        // SAFETY: row `j` of `src` (readable) and `dst` (writable), the same or disjoint.
+        unsafe {
             if ts[j] == 1.0 {
-                c.log::<true>(s, ls, ls64, x)
+                write_log::<S, true, f32>(s, sp, d, n, c, factors[j], false)
             } else {
-                c.log::<false>(s, ls, ls64, x)
-            }
-        };
-        for i in 0..full {
-            // SAFETY: `i < full`: `l` readable elements from `sp + l i`, writable from `d + l i`
-            // (row `j`).
-            unsafe { s.store_f32(d.add(l * i), y(s.load_f32(sp.add(l * i)))) };
-        }
-        if r > 0 {
-            // SAFETY: the last `r < l` elements of row `j` of `src` and `dst`.
-            unsafe {
-                let x = s.load_f32_part(sp.add(l * full), r, f32::NEG_INFINITY);
-                s.store_f32_part(d.add(l * full), r, y(x));
+                write_log::<S, false, f32>(s, sp, d, n, c, factors[j], false)
             }
         }
     }
@@ -752,6 +864,7 @@ unsafe fn medium<S: Simd>(
 pub(crate) unsafe fn rows<S: Simd>(
     s: S,
     general: RowsKernel,
+    k: &GroupKernels,
     op: Op,
     src: *const f32,
     src_step: usize,
@@ -768,8 +881,8 @@ pub(crate) unsafe fn rows<S: Simd>(
     }
     // SAFETY: # Safety is `packed_groups`'.
     let first = unsafe {
-        packed_groups(
-            s, op, src, src_step, dst, dst_step, n, count, temps, temp_step,
+        packed_groups::<S>(
+            k, op, src, src_step, dst, dst_step, n, count, temps, temp_step,
         )
     };
     let count = count - first;
@@ -784,27 +897,31 @@ pub(crate) unsafe fn rows<S: Simd>(
         )
     };
     let l = S::F32_LANES;
-    // SAFETY: each arm: the `count` rows from row `first` are rows of # Safety; `in_groups`
-    // calls its closure with the first of up to `l` consecutive ones among them, as `short`
-    // and `medium` require (with `n` in their ranges), and `general` is the level's.
-    unsafe {
-        if n <= l {
-            let f = |a, b, t, g| {
-                short::<S, 1>(s, general, op, a, src_step, b, dst_step, n, g, t, temp_step)
-            };
-            in_groups::<S>(src, src_step, dst, dst_step, temps, temp_step, count, f);
-        } else if n <= short_max::<S>() {
-            let f = |a, b, t, g| {
-                short::<S, 2>(s, general, op, a, src_step, b, dst_step, n, g, t, temp_step)
-            };
-            in_groups::<S>(src, src_step, dst, dst_step, temps, temp_step, count, f);
-        } else if n <= MEDIUM_MAX && op == Op::LogSoftmax && store == Store::Cached {
-            let f = |a, b, t, g| medium(s, general, a, src_step, b, dst_step, n, g, t, temp_step);
-            in_groups::<S>(src, src_step, dst, dst_step, temps, temp_step, count, f);
-        } else {
-            rows_long(
-                s, general, op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
-            );
+    let long = n > short_max::<S>()
+        && !(n <= MEDIUM_MAX && op == Op::LogSoftmax && store == Store::Cached);
+    if !long {
+        let (short1, short2) = std::hint::black_box((k.short[0], k.short[1]));
+        let medium = std::hint::black_box(k.medium);
+        for (a, b, t, g) in groups::<S>(src, src_step, dst, dst_step, temps, temp_step, count) {
+            // SAFETY: `a`, `b` and `t` are the first of `g <= l` consecutive rows among the
+            // `count` from row `first`, rows of # Safety, as `short` and `medium` require
+            // (with `n` in their ranges); `general` is the level's plain rows kernel.
+            unsafe {
+                if n <= l {
+                    short1(general, op, a, src_step, b, dst_step, n, g, t, temp_step)
+                } else if n <= short_max::<S>() {
+                    short2(general, op, a, src_step, b, dst_step, n, g, t, temp_step)
+                } else {
+                    medium(general, a, src_step, b, dst_step, n, g, t, temp_step)
+                }
+            }
         }
+        return;
+    }
+    // SAFETY: the `count` rows from row `first` are rows of # Safety.
+    unsafe {
+        rows_long(
+            s, general, op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
+        )
     }
 }
