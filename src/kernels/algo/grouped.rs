@@ -9,7 +9,7 @@
 //!   the elementwise work runs on the packed vectors, each lane getting its row's terms through
 //!   one permutation;
 //! - [`short`]: other rows of up to two vectors, each kept in registers from load to store;
-//! - [`medium`]: log-softmax of other rows of up to [`MEDIUM_MAX`] elements;
+//! - [`medium`]: log-softmax of other rows of up to `medium_max` elements;
 //! - longer rows: [`rows_long`].
 //!
 //! (`benches/results/tuning.md`: "avx512 packed rows", "avx512 medium rows".)
@@ -18,7 +18,7 @@
 //! features, so one that LLVM does not inline calls every intrinsic out of line (38 times
 //! slower, measured); vector steps are `#[inline(always)]` functions and trait methods.
 
-use super::f32::{vector_temperature, write_log, ArgF32, Folded, InvF32};
+use super::f32::{vector_temperature, ArgF32, Folded, InvF32};
 use super::rows::{rows_long, RowsKernel};
 use crate::kernels::isa::{Simd, MAX_F32_LANES as GROUP};
 use crate::kernels::{moderate_temperature, FoldedArg, Store, FOLD_FLOOR, FOLD_LIMIT};
@@ -27,9 +27,14 @@ use crate::op::Op;
 /// The longest rows of the packed kernel: four vectors of the widest level.
 const PACKED_MAX: usize = 4 * GROUP;
 
-/// The longest rows the medium log-softmax kernel takes (16 such rows fill 16 KiB of L1; at 512
-/// and 1000 elements it measured no faster than the block kernels on AVX-512).
-const MEDIUM_MAX: usize = 256;
+/// The longest rows the medium log-softmax kernel takes: 16 vectors (AVX-512: 256 elements, 16
+/// such rows fill 16 KiB of L1; at 512 and 1000 elements it measured no faster than the block
+/// kernels there. AVX2: 128; at 256 it measured 1.2-1.35x the block kernels' time, at 100
+/// 0.76-0.92x).
+#[inline(always)]
+fn medium_max<S: Simd>() -> usize {
+    16 * S::F32_LANES
+}
 
 /// The longest rows of the packed kernel at level `S`: four vectors.
 #[inline(always)]
@@ -778,7 +783,7 @@ pub(crate) unsafe fn short<S: Simd, const V: usize>(
     }
 }
 
-/// Log-softmax of up to `F32_LANES` rows of `short_max < n <= MEDIUM_MAX` elements: the rows'
+/// Log-softmax of up to `F32_LANES` rows of `short_max < n <= medium_max` elements: the rows'
 /// sums batched as in [`short`], each row read three times (maximum, exp sum, write) from L1.
 /// It takes the rows the packed kernel does not: strided rows, per-row temperatures, a call's
 /// last rows, and rows longer than four vectors.
@@ -801,7 +806,7 @@ pub(crate) unsafe fn medium<S: Simd>(
     temp_step: usize,
 ) {
     let l = S::F32_LANES;
-    debug_assert!(count <= l && n <= MEDIUM_MAX);
+    debug_assert!(count <= l && n <= medium_max::<S>());
     // SAFETY: the `count` temperatures are readable (# Safety).
     let (alone, inv, ts) = unsafe { group_temperatures::<S>(temps, temp_step, count) };
     let row = |j: usize| {
@@ -843,10 +848,43 @@ pub(crate) unsafe fn medium<S: Simd>(
         // SAFETY: row `j` of `src` (readable) and `dst` (writable), the same or disjoint.
         unsafe {
             if ts[j] == 1.0 {
-                write_log::<S, true, f32>(s, sp, d, n, c, factors[j], false)
+                write_log_row::<S, true>(s, c, factors[j], sp, d, n)
             } else {
-                write_log::<S, false, f32>(s, sp, d, n, c, factors[j], false)
+                write_log_row::<S, false>(s, c, factors[j], sp, d, n)
             }
+        }
+    }
+}
+
+/// `dst = (src - m) / t - ls` over a row of `n` elements ([`ArgF32::log`], as the block
+/// kernels' `write_log` computes each element), in whole vectors and a tail, without
+/// `write_log`'s alignment and streaming steps (which cost 10-20% on rows this short).
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` elements, the same or disjoint.
+#[inline(always)]
+unsafe fn write_log_row<S: Simd, const UNIT: bool>(
+    s: S,
+    c: ArgF32<S>,
+    ls: f64,
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+) {
+    let (l, ls32, ls64) = (S::F32_LANES, s.splat_f32(ls as f32), s.splat_f64(ls));
+    let (full, r) = (n / l, n % l);
+    for i in 0..full {
+        // SAFETY: `i < full`: `l` elements from `l i`, within the `n` (# Safety).
+        unsafe {
+            let y = c.log::<UNIT>(s, ls32, ls64, s.load_f32(src.add(l * i)));
+            s.store_f32(dst.add(l * i), y);
+        }
+    }
+    if r > 0 {
+        // SAFETY: the last `r < l` elements (# Safety).
+        unsafe {
+            let x = s.load_f32_part(src.add(l * full), r, f32::NEG_INFINITY);
+            s.store_f32_part(dst.add(l * full), r, c.log::<UNIT>(s, ls32, ls64, x));
         }
     }
 }
@@ -854,7 +892,7 @@ pub(crate) unsafe fn medium<S: Simd>(
 /// The many-rows kernel of a vector level ([`Kernels::rows`](crate::kernels::Kernels)): rows of
 /// up to four vectors stored one after the other at one temperature go `F32_LANES` at a time
 /// through [`packed`]; the rest, up to two vectors, through [`short`]; log-softmax rows up to
-/// [`MEDIUM_MAX`] elements with cached output through [`medium`]; other rows through
+/// `medium_max` elements with cached output through [`medium`]; other rows through
 /// [`rows_long`]. `general` is the level's plain rows kernel.
 ///
 /// # Safety
@@ -898,7 +936,7 @@ pub(crate) unsafe fn rows<S: Simd>(
     };
     let l = S::F32_LANES;
     let long = n > short_max::<S>()
-        && !(n <= MEDIUM_MAX && op == Op::LogSoftmax && store == Store::Cached);
+        && !(n <= medium_max::<S>() && op == Op::LogSoftmax && store == Store::Cached);
     if !long {
         let (short1, short2) = std::hint::black_box((k.short[0], k.short[1]));
         let medium = std::hint::black_box(k.medium);
