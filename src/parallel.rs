@@ -148,6 +148,11 @@ pub(crate) fn run_shared(helpers: usize, work: &(dyn Fn() + Sync)) {
     if flag == 0 {
         crew::run(helpers, work);
     } else {
+        // The check runs here once if it is due, before any helper can take the work: were the
+        // helpers to take every chunk (a descheduled caller, as under valgrind), the calling
+        // thread would otherwise never poll, and a stop asked for before the call would go
+        // unseen.
+        crate::interrupt::poll();
         // Helpers see the call's stop flag, so that their polls skip the remaining chunks
         // once the calling thread's check said to stop (the address as an integer, so that the
         // closure is Sync).
@@ -409,6 +414,17 @@ mod tests {
                 "index {i} of {n}, seats {seats:?}"
             );
         }
+    }
+
+    #[test]
+    fn r8_a_shared_call_runs_a_due_check_even_when_the_caller_takes_no_work() {
+        // The caller's share of the work does nothing (as when helpers took every chunk): the
+        // stop asked for before the call is still seen.
+        let stopped = crate::interrupt::with_interrupt_check(&|| true, || {
+            run_shared(1, &|| {});
+            crate::interrupt::stopped()
+        });
+        assert!(stopped);
     }
 
     #[test]
