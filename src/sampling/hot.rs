@@ -148,6 +148,24 @@ multiversion! {
 }
 
 multiversion! {
+    /// The largest of the weights `ws` (non-negative, not NaN; 0 for none), [`LANES`] lanes.
+    fn lane_max(ws: &[C]) -> f64 {
+        let mut acc = [0.0f64; LANES];
+        let mut it = ws.chunks_exact(LANES);
+        for c in &mut it {
+            for l in 0..LANES {
+                let v = c[l].to_f64();
+                acc[l] = if v > acc[l] { v } else { acc[l] };
+            }
+        }
+        for (l, &v) in it.remainder().iter().enumerate() {
+            acc[l] = acc[l].max(v.to_f64());
+        }
+        acc.into_iter().fold(0.0, f64::max)
+    }
+}
+
+multiversion! {
     /// `(Σ w (x - m), count)` over the tokens with a finite `x` (the dynamic temperature's
     /// entropy, contract P26), [`LANES`] lanes, the product masked where `x` is `-inf`.
     fn weighted_gaps(x: &[C], ws: &[C], m: f64) -> (f64, usize) {

@@ -96,23 +96,45 @@ impl<C> Bufs<C> {
     where
         C: Real,
     {
-        let with_ws = self.ws.len() == self.idx.len();
+        self.retain_with(|_, x, _| keep(x.to_f64()));
+    }
+
+    /// Keeps the tokens that `keep(position, logit, weight)` accepts (called once per token,
+    /// in position order; the weight is 0 in a set without weights), in place.
+    ///
+    /// Branch-free: every token is copied to the write position, which moves on only for a
+    /// kept one. Which tokens a filter keeps is close to random in position order, and a
+    /// branch on it was mispredicted about every other token.
+    fn retain_with(&mut self, mut keep: impl FnMut(usize, C, C) -> bool)
+    where
+        C: Real,
+    {
+        let len = self.idx.len();
         let mut n = 0;
-        for i in 0..self.idx.len() {
-            if keep(self.xs[i].to_f64()) {
-                self.idx[n] = self.idx[i];
-                self.xs[n] = self.xs[i];
-                if with_ws {
-                    self.ws[n] = self.ws[i];
-                }
-                n += 1;
+        if self.ws.len() == len {
+            let (idx, xs, ws) = (&mut self.idx[..], &mut self.xs[..len], &mut self.ws[..len]);
+            for i in 0..len {
+                let (id, x, w) = (idx[i], xs[i], ws[i]);
+                let k = keep(i, x, w);
+                // `n <= i`: the token at `n` was read (or is this one).
+                idx[n] = id;
+                xs[n] = x;
+                ws[n] = w;
+                n += usize::from(k);
+            }
+            self.ws.truncate(n);
+        } else {
+            let (idx, xs) = (&mut self.idx[..], &mut self.xs[..len]);
+            for i in 0..len {
+                let (id, x) = (idx[i], xs[i]);
+                let k = keep(i, x, C::default());
+                idx[n] = id;
+                xs[n] = x;
+                n += usize::from(k);
             }
         }
         self.idx.truncate(n);
         self.xs.truncate(n);
-        if with_ws {
-            self.ws.truncate(n);
-        }
     }
 
     /// Adds token `id` (logit `x`, weight `w` when the set has weights).
@@ -421,15 +443,11 @@ fn filter_into<C: Real>(
 
 fn cut_keeper(cut: Cut) -> impl FnMut(f64) -> bool {
     let mut ties = cut.ties;
+    // Without a branch on the comparison (see `Bufs::retain_with`).
     move |x| {
-        if x > cut.value {
-            true
-        } else if x == cut.value && ties > 0 {
-            ties -= 1;
-            true
-        } else {
-            false
-        }
+        let tie = (x == cut.value) & (ties > 0);
+        ties -= usize::from(tie);
+        (x > cut.value) | tie
     }
 }
 
@@ -1006,7 +1024,7 @@ fn nucleus_list<C: Real>(
             // are harmless, fewer would not be.
             let thr = C::from_f64(thr - thr.abs() * 1e-6);
             gather_candidates_at_least(x, ws, thr, &mut ids, &mut cand)?;
-            if z == floor || cand.ws.iter().map(|w| w.to_f64()).sum::<f64>() >= enough {
+            if z == floor || lane_sum(&cand.ws) >= enough {
                 break;
             }
         }
@@ -1040,19 +1058,18 @@ fn gather_candidates_at_least<C: Real>(
     const IDS_BLOCK: usize = 4096;
     crate::scratch::resize(ids, IDS_BLOCK + 64, 0, "the candidates' ids")?;
     let mut vector = true;
-    for (b, xb) in x.chunks(IDS_BLOCK).enumerate() {
+    for (b, (xb, wb)) in x.chunks(IDS_BLOCK).zip(ws.chunks(IDS_BLOCK)).enumerate() {
         let Some(n) = gather_ids_at_least(xb, thr, ids) else {
             vector = false;
             break;
         };
         let base = b * IDS_BLOCK;
         cand.reserve(cand.idx.len() + n, true)?;
-        for &j in &ids[..n] {
-            let j = base + j as usize;
-            cand.idx.push(j);
-            cand.xs.push(x[j]);
-            cand.ws.push(ws[j]);
-        }
+        // Three simple loops rather than one pushing to three vectors: each vectorises.
+        let ids = &ids[..n];
+        cand.idx.extend(ids.iter().map(|&j| base + j as usize));
+        cand.xs.extend(ids.iter().map(|&j| xb[j as usize]));
+        cand.ws.extend(ids.iter().map(|&j| wb[j as usize]));
     }
     if vector {
         return Ok(());

@@ -11,6 +11,7 @@
 use super::{count_at_least, cut_keeper, gather_at_least, min_p_threshold, Bufs, Kept, Work};
 use crate::element::Real;
 use crate::error::Result;
+use crate::sampling::hot::{lane_max, lane_sum};
 use crate::sampling::params::RowCfg;
 use crate::sampling::rng::RowRng;
 
@@ -54,9 +55,10 @@ impl<C: Real> Ctx<'_, C> {
         super::scaled_gap(self.set.xs[i].to_f64(), self.m, self.cfg.t)
     }
 
-    /// The weights' `f64` sum, in position order.
+    /// The weights' `f64` sum (in lanes: a sum in position order is one long chain of
+    /// dependent additions).
     pub fn total(&self) -> f64 {
-        self.set.ws.iter().map(|w| w.to_f64()).sum()
+        lane_sum(&self.set.ws)
     }
 
     /// The entropy (nats) of the kept distribution whose weight sum is `total`:
@@ -75,37 +77,44 @@ impl<C: Real> Ctx<'_, C> {
     /// Keeps the positions `keep(position, weight)` accepts (called once per position, in
     /// order).
     pub fn retain(&mut self, mut keep: impl FnMut(usize, f64) -> bool) {
-        let set = &mut *self.set;
-        let mut n = 0;
-        for i in 0..set.idx.len() {
-            if keep(i, set.ws[i].to_f64()) {
-                set.idx[n] = set.idx[i];
-                set.xs[n] = set.xs[i];
-                set.ws[n] = set.ws[i];
-                n += 1;
-            }
-        }
-        set.idx.truncate(n);
-        set.xs.truncate(n);
-        set.ws.truncate(n);
+        self.set.retain_with(|i, _, w| keep(i, w.to_f64()));
     }
 
     /// Keeps the tokens whose probability `w / total` is `>= thr`; when none is, the tokens
     /// of the largest weight (the most probable token is always kept; equal ones with it, as
     /// Hugging Face's warpers keep them).
     pub fn keep_probability_at_least(&mut self, thr: f64, total: f64) {
-        let top = self
-            .set
-            .ws
-            .iter()
-            .map(|w| w.to_f64())
-            .fold(0.0f64, f64::max);
+        let top = lane_max(&self.set.ws);
         if top / total >= thr {
-            self.retain(|_, w| w / total >= thr);
+            match least_weight_reaching(thr, total) {
+                Some(least) => self.retain(|_, w| w >= least),
+                None => self.retain(|_, w| w / total >= thr),
+            }
         } else {
             self.retain(|_, w| w == top);
         }
     }
+}
+
+/// The least `w >= 0` with `w / total >= thr` (the division rounded, as `f64` does), so that
+/// `w >= least` is `w / total >= thr` for every `w >= 0` (rounded division is monotone) without
+/// a division per token; `None` if it takes more than a few steps of one unit in the last place
+/// from `thr * total` (it never should: that product is within one of it).
+fn least_weight_reaching(thr: f64, total: f64) -> Option<f64> {
+    let reaches = |w: f64| w / total >= thr;
+    let mut w = thr * total;
+    if !(w.is_finite() && w > 0.0 && total.is_finite() && total > 0.0) {
+        return None;
+    }
+    for _ in 0..8 {
+        let below = w.next_down();
+        match (reaches(below), reaches(w)) {
+            (false, true) => return Some(w),
+            (true, _) => w = below,
+            (false, false) => w = w.next_up(),
+        }
+    }
+    None
 }
 
 /// Runs the stages of P20-P23 on the kept set `kept` of row `x` (maximum `m`), whose weights
@@ -196,4 +205,48 @@ fn gather<C: Real>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_weight_reaching;
+
+    /// `w >= least` is `w / total >= thr` at and around the boundary, and for weights spread
+    /// over the range (P22's cutoffs compare without dividing).
+    #[test]
+    fn p22_least_weight_reaching_is_the_division_test() {
+        let mut st = 0x2545_F491_4F6C_DD1Du64;
+        let mut unit = || {
+            st ^= st << 13;
+            st ^= st >> 7;
+            st ^= st << 17;
+            (st >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for _ in 0..20_000 {
+            let thr = unit() * 0.999 + 1e-12;
+            let total = (unit() * 40.0 - 20.0).exp2();
+            let least = least_weight_reaching(thr, total).expect("found within a few steps");
+            assert!(least / total >= thr && least.next_down() / total < thr);
+            let mut w = least;
+            for _ in 0..4 {
+                w = w.next_down();
+            }
+            for _ in 0..9 {
+                assert_eq!(
+                    w >= least,
+                    w / total >= thr,
+                    "thr {thr} total {total} w {w}"
+                );
+                w = w.next_up();
+            }
+            let w = unit() * total;
+            assert_eq!(
+                w >= least,
+                w / total >= thr,
+                "thr {thr} total {total} w {w}"
+            );
+            let w32 = f64::from((unit() * total) as f32);
+            assert_eq!(w32 >= least, w32 / total >= thr);
+        }
+    }
 }
