@@ -148,20 +148,82 @@ multiversion! {
 }
 
 multiversion! {
-    /// The largest of the weights `ws` (non-negative, not NaN; 0 for none), [`LANES`] lanes.
-    fn lane_max(ws: &[C]) -> f64 {
-        let mut acc = [0.0f64; LANES];
-        let mut it = ws.chunks_exact(LANES);
+    /// The smallest and the largest of `vals` (not NaN; `(inf, -inf)` for none), [`LANES`]
+    /// lanes.
+    fn lane_extremes(vals: &[C]) -> (f64, f64) {
+        let mut lo = [f64::INFINITY; LANES];
+        let mut hi = [f64::NEG_INFINITY; LANES];
+        let mut it = vals.chunks_exact(LANES);
         for c in &mut it {
             for l in 0..LANES {
                 let v = c[l].to_f64();
-                acc[l] = if v > acc[l] { v } else { acc[l] };
+                lo[l] = if v < lo[l] { v } else { lo[l] };
+                hi[l] = if v > hi[l] { v } else { hi[l] };
             }
         }
         for (l, &v) in it.remainder().iter().enumerate() {
-            acc[l] = acc[l].max(v.to_f64());
+            lo[l] = lo[l].min(v.to_f64());
+            hi[l] = hi[l].max(v.to_f64());
         }
-        acc.into_iter().fold(0.0, f64::max)
+        (
+            lo.into_iter().fold(f64::INFINITY, f64::min),
+            hi.into_iter().fold(f64::NEG_INFINITY, f64::max),
+        )
+    }
+}
+
+multiversion! {
+    /// `out[i] = (xs[i] - m) / t` in `f64`; `false` (and `out` unspecified) when some
+    /// `xs[i] - m` is not finite, which [`super::select::scaled_gap`] handles.
+    fn scaled_gaps(xs: &[C], m: f64, t: f64, out: &mut [f64]) -> bool {
+        let mut finite = true;
+        for (o, &x) in out.iter_mut().zip(xs) {
+            let d = x.to_f64() - m;
+            finite &= d.is_finite();
+            *o = d / t;
+        }
+        finite
+    }
+}
+
+multiversion! {
+    /// Σ `ws[i] * vals[i]` over the `ws[i] > 0`, [`LANES`] lanes.
+    fn lane_dot(ws: &[C], vals: &[f64]) -> f64 {
+        let mut acc = [0.0f64; LANES];
+        let mut wi = ws.chunks_exact(LANES);
+        let mut vi = vals.chunks_exact(LANES);
+        for (wc, vc) in (&mut wi).zip(&mut vi) {
+            for l in 0..LANES {
+                let w = wc[l].to_f64();
+                acc[l] += if w > 0.0 { w * vc[l] } else { 0.0 };
+            }
+        }
+        for (l, (&w, &v)) in wi.remainder().iter().zip(vi.remainder()).enumerate() {
+            let w = w.to_f64();
+            if w > 0.0 {
+                acc[l] += w * v;
+            }
+        }
+        reduce_lanes(acc)
+    }
+}
+
+multiversion! {
+    /// Σ `(vals[i] - mean)^2`, [`LANES`] lanes.
+    fn lane_squared_deviations(vals: &[C], mean: f64) -> f64 {
+        let mut acc = [0.0f64; LANES];
+        let mut it = vals.chunks_exact(LANES);
+        for c in &mut it {
+            for l in 0..LANES {
+                let d = c[l].to_f64() - mean;
+                acc[l] += d * d;
+            }
+        }
+        for (l, &v) in it.remainder().iter().enumerate() {
+            let d = v.to_f64() - mean;
+            acc[l] += d * d;
+        }
+        reduce_lanes(acc)
     }
 }
 
@@ -949,6 +1011,62 @@ mod tests {
     /// The masked sum against its obviously correct twin (an f64 sum of the kept weights),
     /// for f32 and f64 data, every length up to 300 (all remainders of the vector steps), a
     /// threshold taken from the data (ties) and both comparisons.
+    /// The lane reductions of the kept list's stages (P20-P22) against plain loops: the
+    /// extremes exactly, the sums within the rounding of a different order of additions.
+    #[test]
+    fn p20_p22_lane_reductions_match_plain_loops() {
+        for n in 0..200 {
+            let u = uniforms(2 * n + 1, 77 + n as u64);
+            let ws: Vec<f32> = u[..n]
+                .iter()
+                .map(|&v| if v < 0.1 { 0.0 } else { v as f32 })
+                .collect();
+            let vals: Vec<f64> = u[n..2 * n].iter().map(|&v| v * 50.0 - 40.0).collect();
+            let close = |a: f64, b: f64, what: &str| {
+                assert!(
+                    (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
+                    "{what} n={n}: {a} vs {b}"
+                )
+            };
+            let (lo, hi) = lane_extremes(&vals);
+            assert_eq!(
+                lo,
+                vals.iter().copied().fold(f64::INFINITY, f64::min),
+                "n={n}"
+            );
+            assert_eq!(
+                hi,
+                vals.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                "n={n}"
+            );
+            let dot: f64 = ws
+                .iter()
+                .zip(&vals)
+                .filter(|(&w, _)| w > 0.0)
+                .map(|(&w, &v)| w as f64 * v)
+                .sum();
+            close(lane_dot(&ws, &vals), dot, "dot");
+            let mean = 3.5;
+            let sq: f64 = vals.iter().map(|&v| (v - mean) * (v - mean)).sum();
+            close(
+                lane_squared_deviations(&vals, mean),
+                sq,
+                "squared deviations",
+            );
+            let xs: Vec<f32> = vals.iter().map(|&v| v as f32).collect();
+            let mut out = vec![0.0; n];
+            assert!(scaled_gaps(&xs, 2.0, 0.7, &mut out));
+            for (o, &x) in out.iter().zip(&xs) {
+                assert_eq!(*o, (x as f64 - 2.0) / 0.7);
+            }
+        }
+        let mut out = vec![0.0; 2];
+        assert!(
+            !scaled_gaps(&[f64::MAX, 0.0], -f64::MAX, 1.0, &mut out),
+            "overflowed gap"
+        );
+    }
+
     #[test]
     fn masked_lane_sum_matches_a_plain_f64_sum() {
         for n in 0..300 {

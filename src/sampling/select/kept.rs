@@ -11,7 +11,7 @@
 use super::{count_at_least, cut_keeper, gather_at_least, min_p_threshold, Bufs, Kept, Work};
 use crate::element::Real;
 use crate::error::Result;
-use crate::sampling::hot::{lane_max, lane_sum};
+use crate::sampling::hot::{lane_dot, lane_extremes, lane_sum, scaled_gaps};
 use crate::sampling::params::RowCfg;
 use crate::sampling::rng::RowRng;
 
@@ -61,17 +61,22 @@ impl<C: Real> Ctx<'_, C> {
         lane_sum(&self.set.ws)
     }
 
-    /// The entropy (nats) of the kept distribution whose weight sum is `total`:
-    /// `ln S - sum(w ln w) / S`.
-    pub fn entropy(&self, total: f64) -> f64 {
-        let mut s = 0.0;
-        for i in 0..self.set.ws.len() {
-            let w = self.set.ws[i].to_f64();
-            if w > 0.0 {
-                s += w * self.ln_w(i);
+    /// `ln w` of every position, in order.
+    pub fn ln_ws(&self) -> Result<Vec<f64>> {
+        let xs = &self.set.xs;
+        let mut out = crate::scratch::filled(xs.len(), 0.0, "the kept tokens' ln w")?;
+        if !scaled_gaps(xs, self.m, self.cfg.t, &mut out) {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = self.ln_w(i);
             }
         }
-        total.ln() - s / total
+        Ok(out)
+    }
+
+    /// The entropy (nats) of the kept distribution whose weight sum is `total`, `ln_ws` its
+    /// [`Ctx::ln_ws`]: `ln S - sum(w ln w) / S`.
+    pub fn entropy(&self, total: f64, ln_ws: &[f64]) -> f64 {
+        total.ln() - lane_dot(&self.set.ws, ln_ws) / total
     }
 
     /// Keeps the positions `keep(position, weight)` accepts (called once per position, in
@@ -84,7 +89,7 @@ impl<C: Real> Ctx<'_, C> {
     /// of the largest weight (the most probable token is always kept; equal ones with it, as
     /// Hugging Face's warpers keep them).
     pub fn keep_probability_at_least(&mut self, thr: f64, total: f64) {
-        let top = lane_max(&self.set.ws);
+        let top = lane_extremes(&self.set.ws).1;
         if top / total >= thr {
             match least_weight_reaching(thr, total) {
                 Some(least) => self.retain(|_, w| w >= least),

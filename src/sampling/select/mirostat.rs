@@ -16,8 +16,7 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
         return Ok(());
     };
     let ln_total = ctx.total().ln();
-    let n = ctx.set.idx.len();
-    let lws = crate::scratch::collected(n, (0..n).map(|i| ctx.ln_w(i)), "Mirostat's surprises")?;
+    let lws = ctx.ln_ws()?;
     let surprise = |lw: f64| (ln_total - lw) / std::f64::consts::LN_2;
     if lws.iter().any(|&lw| surprise(lw) <= mu) {
         ctx.retain(|i, _| surprise(lws[i]) <= mu);

@@ -8,6 +8,7 @@
 use super::kept::Ctx;
 use crate::element::Real;
 use crate::error::Result;
+use crate::sampling::hot::{lane_extremes, lane_squared_deviations, lane_sum};
 
 pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     let n_sigma = ctx.cfg.n_sigma;
@@ -15,22 +16,11 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
         return Ok(());
     }
     let count = ctx.set.idx.len();
-    let (mut sum, mut top) = (0.0, f64::NEG_INFINITY);
-    for i in 0..count {
-        let s = ctx.ln_w(i);
-        sum += s;
-        top = top.max(s);
-    }
-    let mean = sum / count as f64;
-    let mut var = 0.0;
-    for i in 0..count {
-        let d = ctx.ln_w(i) - mean;
-        var += d * d;
-    }
-    let sigma = (var / count as f64).sqrt();
+    let lns = ctx.ln_ws()?;
+    let top = lane_extremes(&lns).1;
+    let mean = lane_sum(&lns) / count as f64;
+    let sigma = (lane_squared_deviations(&lns, mean) / count as f64).sqrt();
     let thr = top - n_sigma * sigma;
-    let lns: Vec<f64> =
-        crate::scratch::collected(count, (0..count).map(|i| ctx.ln_w(i)), "top_n_sigma")?;
     ctx.retain(|i, _| lns[i] >= thr);
     Ok(())
 }

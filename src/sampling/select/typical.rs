@@ -14,6 +14,7 @@ use super::kept::Ctx;
 use super::{pick, NB, SORT_MAX};
 use crate::element::Real;
 use crate::error::Result;
+use crate::sampling::hot::{lane_extremes, positions_eq, z_ids};
 
 pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     let p = ctx.cfg.typical;
@@ -22,10 +23,11 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     }
     let n = ctx.set.idx.len();
     let total = ctx.total();
-    let h = ctx.entropy(total);
+    let lns = ctx.ln_ws()?;
+    let h = ctx.entropy(total, &lns);
     let ln_s = total.ln();
     // -ln p = ln S - ln w.
-    let keys = (0..n).map(|i| (ln_s - ctx.ln_w(i) - h).abs());
+    let keys = lns.iter().map(|&l| (ln_s - l - h).abs());
     let keys = crate::scratch::collected(n, keys, "typical_p's keys")?;
     let ws = ctx.set.ws.iter().map(|w| w.to_f64());
     let ws = crate::scratch::collected(n, ws, "typical_p's weights")?;
@@ -63,18 +65,33 @@ pub(crate) struct KeyCut {
 pub(crate) fn prefix_by_key(keys: &[f64], ws: &[f64], target: f64, total: f64) -> Result<KeyCut> {
     let reached = |cum: f64| cum / total >= target;
     let n = keys.len();
-    let mut band = crate::scratch::collected(n, 0..n, "typical_p's band")?;
+    // The first band is every position: its bounds, bucket ids and histogram are taken over
+    // the keys in order (in lanes, without indirection), which is most of the work.
+    let mut band: Vec<usize> = Vec::new();
+    let mut all = true;
     let mut next: Vec<usize> = Vec::new();
     let mut hist = crate::scratch::filled(NB, 0.0f64, "typical_p's histogram")?;
     let mut cum = 0.0;
     let mut stuck = false;
     loop {
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-        for &j in &band {
-            lo = lo.min(keys[j]);
-            hi = hi.max(keys[j]);
-        }
-        if lo == hi {
+        let (lo, hi) = if all {
+            lane_extremes(keys)
+        } else {
+            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+            for &j in &band {
+                lo = lo.min(keys[j]);
+                hi = hi.max(keys[j]);
+            }
+            (lo, hi)
+        };
+        let size = if all { n } else { band.len() };
+        if lo == hi || size <= SORT_MAX || stuck {
+            if all {
+                band = crate::scratch::collected(n, 0..n, "typical_p's band")?;
+            }
+            if lo != hi {
+                return walk_sorted(keys, ws, &band, cum, &reached);
+            }
             // One key: ties go by position, the band's order.
             let mut r = band.len();
             for (i, &j) in band.iter().enumerate() {
@@ -86,23 +103,62 @@ pub(crate) fn prefix_by_key(keys: &[f64], ws: &[f64], target: f64, total: f64) -
             }
             return Ok(KeyCut { value: lo, ties: r });
         }
-        if band.len() <= SORT_MAX || stuck {
-            return walk_sorted(keys, ws, &band, cum, &reached);
-        }
         let scale = NB as f64 / (hi - lo);
-        let bucket = |k: f64| (((k - lo) * scale) as usize).min(NB - 1);
+        let top = (NB - 1) as f64;
+        let bucket = |k: f64| -> usize {
+            // In [0, NB - 1] (NaN, from `0 * inf`, gives 0), as `z_ids` computes it.
+            let b = ((k - lo) * scale).max(0.0).min(top);
+            // SAFETY: `b` is finite and in [0, NB - 1].
+            unsafe { b.to_int_unchecked::<i32>() as usize }
+        };
         hist.iter_mut().for_each(|h| *h = 0.0);
-        for &j in &band {
-            hist[bucket(keys[j])] += ws[j];
-        }
-        let (b, c) = pick(&hist, cum, &reached);
-        cum = c;
         next.clear();
-        crate::scratch::reserve(&mut next, band.len(), "typical_p's band")?;
-        next.extend(band.iter().copied().filter(|&j| bucket(keys[j]) == b));
-        stuck = next.len() >= band.len();
+        if all {
+            let mut ids = crate::scratch::filled(n, 0u16, "typical_p's bucket ids")?;
+            // `(lo - k) * -scale` is `(k - lo) * scale`.
+            z_ids::<f64>(&mut ids, keys, lo, -scale, NB);
+            add_to_histogram(&mut hist, &ids, ws)?;
+            let (b, c) = pick(&hist, cum, &reached);
+            cum = c;
+            if !positions_eq::<f64>(&ids, b as u16, &mut next) {
+                return Err(crate::Error::OutOfMemory {
+                    what: "typical_p's band",
+                    bytes: n.saturating_mul(std::mem::size_of::<usize>()),
+                });
+            }
+            all = false;
+            stuck = next.len() >= n;
+        } else {
+            for &j in &band {
+                hist[bucket(keys[j])] += ws[j];
+            }
+            let (b, c) = pick(&hist, cum, &reached);
+            cum = c;
+            crate::scratch::reserve(&mut next, band.len(), "typical_p's band")?;
+            next.extend(band.iter().copied().filter(|&j| bucket(keys[j]) == b));
+            stuck = next.len() >= band.len();
+        }
         std::mem::swap(&mut band, &mut next);
     }
+}
+
+/// `hist[ids[j]] += ws[j]` for every `j`, in two interleaved histograms added at the end (so
+/// that a run of one bucket does not make each addition wait for the one before).
+fn add_to_histogram(hist: &mut [f64], ids: &[u16], ws: &[f64]) -> Result<()> {
+    let mut h1 = crate::scratch::filled(hist.len(), 0.0f64, "typical_p's histogram")?;
+    let mut pairs = ids.chunks_exact(2).zip(ws.chunks_exact(2));
+    for (i, w) in &mut pairs {
+        hist[i[0] as usize] += w[0];
+        h1[i[1] as usize] += w[1];
+    }
+    if ids.len() % 2 == 1 {
+        let j = ids.len() - 1;
+        hist[ids[j] as usize] += ws[j];
+    }
+    for (a, b) in hist.iter_mut().zip(&h1) {
+        *a += b;
+    }
+    Ok(())
 }
 
 /// Sorts `band` by (key, position) and walks it from `cum` until `reached`.
