@@ -398,65 +398,130 @@ unsafe fn level_masses_avx512(ws: &[f32], xs: &[f32], c: &[f32; LEVELS]) -> [f64
     out
 }
 
-/// The positions `j` with `x[j] >= t`, in order, into `ids` (of length `x.len() + 64` at
-/// least), when there is a vector path for them (f32 logits at AVX-512, rows of fewer than
-/// 2^32 tokens): then returns how many.
-pub(crate) fn gather_ids_at_least<C: Real>(x: &[C], t: C, ids: &mut [u32]) -> Option<usize> {
-    assert!(ids.len() >= x.len() + 64);
+/// A set of tokens as parallel arrays, in row order: positions, logits, weights.
+#[derive(Default)]
+pub(crate) struct Packed<C> {
+    pub ids: Vec<u32>,
+    pub xs: Vec<C>,
+    pub ws: Vec<C>,
+}
+
+/// The tokens with logit `>= t` of a set, in order, into `out` (replacing what it held): the
+/// set is a row (logits `x`, weights `ws`, positions `0..`) or, with `ids`, a packed set of
+/// those positions. `Ok(false)` (and `out` unspecified) when more than `limit` tokens pass, or
+/// when there is no vector path for it (f32 logits at AVX-512, rows of fewer than 2^32
+/// tokens).
+pub(crate) fn compress_at_least<C: Real>(
+    x: &[C],
+    ws: &[C],
+    ids: Option<&[u32]>,
+    t: C,
+    limit: usize,
+    out: &mut Packed<C>,
+) -> crate::Result<bool> {
+    assert!(ws.len() == x.len() && ids.is_none_or(|ids| ids.len() == x.len()));
+    out.ids.clear();
+    out.xs.clear();
+    out.ws.clear();
     #[cfg(target_arch = "x86_64")]
-    if let Some(x32) = as_f32(x) {
+    if let (Some(x32), Some(w32)) = (as_f32(x), as_f32(ws)) {
         if simd_level() == SimdLevel::Avx512
             && std::is_x86_feature_detected!("popcnt")
             && u32::try_from(x.len()).is_ok()
         {
+            // Whole registers are stored at the write position: spare slots for one.
+            let limit = limit.min(x.len());
+            let room = limit + 16;
+            const WHAT: &str = "the candidates";
+            crate::scratch::reserve(&mut out.ids, room, WHAT)?;
+            crate::scratch::reserve(&mut out.xs, room, WHAT)?;
+            crate::scratch::reserve(&mut out.ws, room, WHAT)?;
+            let to = (
+                out.ids.as_mut_ptr(),
+                out.xs.as_mut_ptr().cast::<f32>(),
+                out.ws.as_mut_ptr().cast::<f32>(),
+            );
             // SAFETY: the SIMD level is AVX-512 only on CPUs with AVX-512F, POPCNT was
-            // detected, every position fits in u32, and `ids` holds `x.len() + 64`.
-            return Some(unsafe { gather_ids_avx512(x32, t.to_f64() as f32, x.len(), ids) });
+            // detected, every position fits in u32, each output has room for `limit + 16`
+            // (`C` is `f32`, as `as_f32` found), and `ws` and `ids` are as long as `x`.
+            let n = unsafe { compress_avx512(x32, w32, ids, t.to_f64() as f32, limit, to) };
+            let Some(n) = n else { return Ok(false) };
+            // SAFETY: `compress_avx512` wrote the first `n <= limit` slots of each.
+            unsafe {
+                out.ids.set_len(n);
+                out.xs.set_len(n);
+                out.ws.set_len(n);
+            }
+            return Ok(true);
         }
     }
     // No vector path here (`t` is read only by the x86-64 one).
     let _ = t;
-    None
+    Ok(false)
 }
 
-/// The positions `j` with `x[j] >= t`, in order, into `ids` (of length `count + 64` at least),
-/// at most `count` of them; returns how many. Branch-free: each group of 16 tokens has its hits'
-/// positions compressed into a register stored whole at its write position (hence the spare
-/// slots), which then moves by the number of hits; the write position is carried from one
-/// step of 64 tokens to the next.
+/// [`compress_at_least`] at AVX-512; returns how many tokens it wrote to `to` (positions,
+/// logits, weights), `None` when more than `limit` pass. Branch-free within a group of 16
+/// tokens: its hits are compressed into registers stored whole at the write position, which
+/// then moves by the number of hits. (A compressing store to memory is microcoded and slow on
+/// AMD's Zen 4; into a register it is not.)
+///
+/// # Safety
+/// AVX-512F and POPCNT are available; each pointer of `to` is valid for `limit + 16` writes;
+/// `ws` (and `ids`) are at least as long as `x`, which has fewer than 2^32 tokens.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,popcnt")]
-unsafe fn gather_ids_avx512(x: &[f32], t: f32, count: usize, ids: &mut [u32]) -> usize {
+unsafe fn compress_avx512(
+    x: &[f32],
+    ws: &[f32],
+    ids: Option<&[u32]>,
+    t: f32,
+    limit: usize,
+    to: (*mut u32, *mut f32, *mut f32),
+) -> Option<usize> {
     use std::arch::x86_64::*;
     let tv = _mm512_set1_ps(t);
     let sixteen = _mm512_set1_epi32(16);
-    let mut pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let mut iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     let mut n = 0;
-    let mut it = x.chunks_exact(64);
-    for c in &mut it {
-        let mut off = n;
-        for g in 0..4 {
-            // SAFETY: `c` holds 64 floats; `n <= count`, a step writes at most 64 slots from
-            // `n`, and `ids` holds `count + 64`.
-            unsafe {
-                let v = _mm512_loadu_ps(c.as_ptr().add(16 * g));
-                let m = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, tv);
-                let p = ids.as_mut_ptr().add(off).cast::<__m512i>();
-                _mm512_storeu_si512(p, _mm512_maskz_compress_epi32(m, pos));
-                off += m.count_ones() as usize;
-            }
-            pos = _mm512_add_epi32(pos, sixteen);
+    let groups = x.len() / 16;
+    for g in 0..groups {
+        let at = 16 * g;
+        if n > limit {
+            return None;
         }
-        n = off.min(count);
+        // SAFETY: `at + 16 <= x.len()`, and `ws`, `ids` are as long; `n <= limit`, so the 16
+        // slots written from `n` are within `limit + 16`.
+        unsafe {
+            let v = _mm512_loadu_ps(x.as_ptr().add(at));
+            let w = _mm512_loadu_ps(ws.as_ptr().add(at));
+            let pos = match ids {
+                Some(ids) => _mm512_loadu_si512(ids.as_ptr().add(at).cast()),
+                None => iota,
+            };
+            let m = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, tv);
+            _mm512_storeu_si512(to.0.add(n).cast(), _mm512_maskz_compress_epi32(m, pos));
+            _mm512_storeu_ps(to.1.add(n), _mm512_maskz_compress_ps(m, v));
+            _mm512_storeu_ps(to.2.add(n), _mm512_maskz_compress_ps(m, w));
+            n += m.count_ones() as usize;
+        }
+        iota = _mm512_add_epi32(iota, sixteen);
     }
-    let base = x.len() - it.remainder().len();
-    for (j, &e) in it.remainder().iter().enumerate() {
-        if e >= t && n < count {
-            ids[n] = (base + j) as u32;
+    for j in 16 * groups..x.len() {
+        if x[j] >= t {
+            if n >= limit {
+                return None;
+            }
+            // SAFETY: `n < limit`.
+            unsafe {
+                *to.0.add(n) = ids.map_or(j as u32, |ids| ids[j]);
+                *to.1.add(n) = x[j];
+                *to.2.add(n) = ws[j];
+            }
             n += 1;
         }
     }
-    n
+    (n <= limit).then_some(n)
 }
 
 /// [`level_masses_avx512`] with AVX2: 8 tokens a step, the masks ANDed with the weights.
@@ -963,11 +1028,12 @@ mod tests {
         }
     }
 
-    /// The positions at or above a threshold, gathered branch-free, against a filter, for
-    /// lengths around the step of 64 tokens, densities from none to all, ties, `-inf`.
+    /// The tokens at or above a threshold, compressed branch-free, against a filter, for
+    /// lengths around a group of 16 tokens, densities from none to all, ties, `-inf`; from a
+    /// row and from a packed set.
     #[test]
-    fn gather_ids_match_a_filter() {
-        for n in [0, 1, 63, 64, 65, 200, 1000, 4097] {
+    fn compress_at_least_matches_a_filter() {
+        for n in [0, 1, 15, 16, 17, 63, 64, 65, 200, 1000, 4097] {
             let u = uniforms(n, 5 + n as u64);
             let mut x: Vec<f32> = u
                 .iter()
@@ -976,28 +1042,42 @@ mod tests {
             for j in (2..n).step_by(13) {
                 x[j] = f32::NEG_INFINITY;
             }
+            let ws: Vec<f32> = (0..n).map(|j| j as f32 * 0.5 + 1.0).collect();
+            // A packed set: every third token, with its positions.
+            let sub: Vec<u32> = (0..n as u32).step_by(3).collect();
+            let sub_x: Vec<f32> = sub.iter().map(|&j| x[j as usize]).collect();
+            let sub_w: Vec<f32> = sub.iter().map(|&j| ws[j as usize]).collect();
             for t in [-9.0f32, -8.0, -1.0, 0.0, 6.0, 7.0, 8.0, f32::NEG_INFINITY] {
+                let check = |from: &[u32], out: &Packed<f32>, what: &str| {
+                    let want: Vec<u32> = from
+                        .iter()
+                        .copied()
+                        .filter(|&j| x[j as usize] >= t)
+                        .collect();
+                    assert_eq!(out.ids, want, "{what} n={n} t={t}");
+                    let want_x: Vec<f32> = want.iter().map(|&j| x[j as usize]).collect();
+                    let want_w: Vec<f32> = want.iter().map(|&j| ws[j as usize]).collect();
+                    assert_eq!(out.xs, want_x, "{what} n={n} t={t}");
+                    assert_eq!(out.ws, want_w, "{what} n={n} t={t}");
+                };
+                let all: Vec<u32> = (0..n as u32).collect();
+                let mut out = Packed::default();
+                if compress_at_least(&x, &ws, None, t, n, &mut out).unwrap() {
+                    check(&all, &out, "row");
+                    let k = out.ids.len();
+                    let sub_n = sub.len();
+                    assert!(
+                        compress_at_least(&sub_x, &sub_w, Some(&sub), t, sub_n, &mut out).unwrap()
+                    );
+                    check(&sub, &out, "packed");
+                    // A limit: refused above it, done at it.
+                    if k > 0 {
+                        assert!(!compress_at_least(&x, &ws, None, t, k - 1, &mut out).unwrap());
+                        assert!(compress_at_least(&x, &ws, None, t, k, &mut out).unwrap());
+                        check(&all, &out, "row at its limit");
+                    }
+                }
                 let want: Vec<u32> = (0..n as u32).filter(|&j| x[j as usize] >= t).collect();
-                let mut ids = vec![u32::MAX; n + 64];
-                if let Some(k) = gather_ids_at_least(&x, t, &mut ids) {
-                    assert_eq!(ids[..k], want[..], "dispatched n={n} t={t}");
-                }
-                #[cfg(target_arch = "x86_64")]
-                if std::is_x86_feature_detected!("avx512f")
-                    && std::is_x86_feature_detected!("popcnt")
-                {
-                    let mut ids = vec![u32::MAX; n + 64];
-                    // SAFETY: AVX-512F and POPCNT were detected; `ids` holds `n + 64`.
-                    let k = unsafe { gather_ids_avx512(&x, t, n, &mut ids) };
-                    assert_eq!(ids[..k], want[..], "avx512 n={n} t={t}");
-                    // Capped at `count`, as when the row changed since it was counted.
-                    let cap = want.len() / 2;
-                    let mut ids = vec![u32::MAX; n + 64];
-                    // SAFETY: as above; `ids` holds `cap + 64` at least.
-                    let k = unsafe { gather_ids_avx512(&x, t, cap, &mut ids) };
-                    assert_eq!(k, cap, "avx512 capped n={n} t={t}");
-                    assert_eq!(ids[..k], want[..cap], "avx512 capped n={n} t={t}");
-                }
                 let mut got = Vec::new();
                 for_each_at_least(&x, t, |j| {
                     got.push(j as u32);
@@ -1008,9 +1088,6 @@ mod tests {
         }
     }
 
-    /// The masked sum against its obviously correct twin (an f64 sum of the kept weights),
-    /// for f32 and f64 data, every length up to 300 (all remainders of the vector steps), a
-    /// threshold taken from the data (ties) and both comparisons.
     /// The lane reductions of the kept list's stages (P20-P22) against plain loops: the
     /// extremes exactly, the sums within the rounding of a different order of additions.
     #[test]
@@ -1067,6 +1144,9 @@ mod tests {
         );
     }
 
+    /// The masked sum against its obviously correct twin (an f64 sum of the kept weights),
+    /// for f32 and f64 data, every length up to 300 (all remainders of the vector steps), a
+    /// threshold taken from the data (ties) and both comparisons.
     #[test]
     fn masked_lane_sum_matches_a_plain_f64_sum() {
         for n in 0..300 {

@@ -2,9 +2,8 @@
 //! the inverse-CDF draw. See the module documentation of [`crate::sampling`] for the scheme.
 
 use super::hot::{
-    count_at_least, first_eq, for_each_at_least, gather_at_least, gather_ids_at_least,
-    hits_at_least, lane_sum, level_masses, mask_below, masked_lane_sum, positions_eq, z_ids,
-    LEVELS,
+    compress_at_least, count_at_least, first_eq, for_each_at_least, gather_at_least, hits_at_least,
+    lane_sum, level_masses, mask_below, masked_lane_sum, positions_eq, z_ids, Packed, LEVELS,
 };
 use super::params::RowCfg;
 use crate::element::Real;
@@ -178,8 +177,8 @@ pub(crate) struct Work<C> {
     cmax_of_row: bool,
     sel: Vec<C>,
     ids: Vec<u16>,
-    /// Candidates' positions ([`nucleus_list`]).
-    ids32: Vec<u32>,
+    /// Candidates packed at ln(tau) and at a level ([`nucleus_list`]).
+    packed: (Packed<C>, Packed<C>),
     hist: Vec<f64>,
     /// Split the passes over a row across the crate's threads.
     pub par: bool,
@@ -204,7 +203,7 @@ impl<C> Work<C> {
             + self.seen.footprint()
             + self.row_ws.capacity()
             + self.ids.capacity() / 2
-            + self.ids32.capacity()
+            + 3 * (self.packed.0.ids.capacity() + self.packed.1.ids.capacity())
             + self.cur.idx.capacity()
             + self.alt.idx.capacity()
             + self.cand.idx.capacity()
@@ -1002,30 +1001,68 @@ fn nucleus_list<C: Real>(
     let tau = 0.5 * (1.0 - cfg.p) * total / v as f64;
     // A tighter threshold: the highest of eight levels of the scaled logit, evenly spaced from
     // the maximum down to ln(tau), whose tokens hold p + (1 - p) / 20 of the total (the margin
-    // is for the order of additions). The levels' masses come from one pass, added partly in
-    // f32: the candidates' own mass is checked in f64 and, if short, the candidates are
-    // those of ln(tau), which always hold enough (`x >= mf + T ln(tau)` is `w >= tau` up to
-    // rounding, which the factor 1/2 absorbs).
+    // is for the order of additions). The levels' masses are added partly in f32: the
+    // candidates' own mass is checked in f64 and, if short, the candidates are those of
+    // ln(tau), which always hold enough (`x >= mf + T ln(tau)` is `w >= tau` up to rounding,
+    // which the factor 1/2 absorbs).
     let enough = (cfg.p + 0.05 * (1.0 - cfg.p)) * total;
     let floor = tau.ln();
     let gaps: [f64; LEVELS] = std::array::from_fn(|k| floor * (k + 1) as f64 / LEVELS as f64);
-    let masses = level_masses(ws, x, &gaps.map(|z| mf + cfg.t * z));
-    let lo = gaps
-        .iter()
-        .zip(masses)
-        .find(|&(_, s)| s >= enough)
-        .map_or(floor, |(&z, _)| z);
+    let levels = gaps.map(|z| mf + cfg.t * z);
+    let highest_enough = |masses: [f64; LEVELS]| {
+        gaps.iter()
+            .zip(masses)
+            .find(|&(_, s)| s >= enough)
+            .map_or(floor, |(&z, _)| z)
+    };
+    // Lowered a little, so that it stays at or below the level in `C`: more candidates are
+    // harmless, fewer would not be.
+    let at_least = |z: f64| {
+        let thr = mf + cfg.t * z;
+        C::from_f64(thr - thr.abs() * 1e-6)
+    };
     let mut cand = std::mem::take(&mut w.cand);
-    let mut ids = std::mem::take(&mut w.ids32);
+    let (mut pre, mut sel) = std::mem::take(&mut w.packed);
     let done = (|| {
-        for z in [lo, floor] {
-            let thr = mf + cfg.t * z;
-            // Lowered a little, so that it stays at or below `thr` in `C`: more candidates
-            // are harmless, fewer would not be.
-            let thr = C::from_f64(thr - thr.abs() * 1e-6);
-            gather_candidates_at_least(x, ws, thr, &mut ids, &mut cand)?;
-            if z == floor || lane_sum(&cand.ws) >= enough {
-                break;
+        // Usually a small part of the row is at or above ln(tau): packed first, the levels
+        // are taken over it alone (with vector compression, and while it is under a quarter
+        // of the row).
+        if compress_at_least(x, ws, None, at_least(floor), v / 4, &mut pre)? {
+            let lo = highest_enough(level_masses(&pre.ws, &pre.xs, &levels));
+            let (mut from, mut to) = (&mut pre, &mut sel);
+            if lo != floor
+                && compress_at_least(&from.xs, &from.ws, Some(&from.ids), at_least(lo), v, to)?
+                && lane_sum(&to.ws) >= enough
+            {
+                std::mem::swap(&mut from, &mut to);
+            }
+            let cut = find_cut(&from.xs, Some(&from.ws), mf, zc, cfg.p, total, 0.0, w)?;
+            // When the cut keeps every token equal to its value (ties cut in two are rare),
+            // it is a threshold, compressed as the candidates were.
+            let value = C::from_f64(cut.value);
+            let all_ties = from.xs.iter().filter(|&&x| x == value).count() == cut.ties;
+            let kept =
+                all_ties && compress_at_least(&from.xs, &from.ws, Some(&from.ids), value, v, to)?;
+            let set: &Packed<C> = if kept { to } else { from };
+            cand.clear();
+            cand.reserve(set.ids.len(), true)?;
+            cand.idx.extend(set.ids.iter().map(|&j| j as usize));
+            cand.xs.extend_from_slice(&set.xs);
+            cand.ws.extend_from_slice(&set.ws);
+            if !kept {
+                cand.retain(cut_keeper(cut));
+            }
+            return Ok(());
+        } else {
+            // Too many (or no vector path): the levels over the row. What `pre` holds is let
+            // go, so that the scratch stays a few rows (contract R1).
+            pre = Packed::default();
+            let lo = highest_enough(level_masses(ws, x, &levels));
+            for z in [lo, floor] {
+                gather_candidates_at_least(x, ws, at_least(z), &mut sel, &mut cand)?;
+                if z == floor || lane_sum(&cand.ws) >= enough {
+                    break;
+                }
             }
         }
         let cut = find_cut(&cand.xs, Some(&cand.ws), mf, zc, cfg.p, total, 0.0, w)?;
@@ -1033,7 +1070,7 @@ fn nucleus_list<C: Real>(
         cand.retain(cut_keeper(cut));
         Ok(())
     })();
-    w.ids32 = ids;
+    w.packed = (pre, sel);
     if done.is_ok() {
         // The candidates, cut, are the current set.
         w.cand = std::mem::replace(&mut w.cur, cand);
@@ -1043,37 +1080,35 @@ fn nucleus_list<C: Real>(
     done
 }
 
-/// The tokens of row `x` at or above `thr`, with their weights from `ws`, into `cand` (`ids`:
-/// scratch for their positions).
+/// The tokens of row `x` at or above `thr`, with their weights from `ws`, into `cand`
+/// (`packed`: scratch).
 fn gather_candidates_at_least<C: Real>(
     x: &[C],
     ws: &[C],
     thr: C,
-    ids: &mut Vec<u32>,
+    packed: &mut Packed<C>,
     cand: &mut Bufs<C>,
 ) -> Result<()> {
     cand.clear();
-    // A block of ids at a time: the scratch stays small (contract R1), the candidates grow as
-    // `Vec`s do.
-    const IDS_BLOCK: usize = 4096;
-    crate::scratch::resize(ids, IDS_BLOCK + 64, 0, "the candidates' ids")?;
+    // A block at a time: the scratch stays small (contract R1), the candidates grow as `Vec`s
+    // do.
+    const BLOCK: usize = 4096;
     let mut vector = true;
-    for (b, (xb, wb)) in x.chunks(IDS_BLOCK).zip(ws.chunks(IDS_BLOCK)).enumerate() {
-        let Some(n) = gather_ids_at_least(xb, thr, ids) else {
+    for (b, (xb, wb)) in x.chunks(BLOCK).zip(ws.chunks(BLOCK)).enumerate() {
+        if !compress_at_least(xb, wb, None, thr, xb.len(), packed)? {
             vector = false;
             break;
-        };
-        let base = b * IDS_BLOCK;
-        cand.reserve(cand.idx.len() + n, true)?;
-        // Three simple loops rather than one pushing to three vectors: each vectorises.
-        let ids = &ids[..n];
-        cand.idx.extend(ids.iter().map(|&j| base + j as usize));
-        cand.xs.extend(ids.iter().map(|&j| xb[j as usize]));
-        cand.ws.extend(ids.iter().map(|&j| wb[j as usize]));
+        }
+        cand.reserve(cand.idx.len() + packed.ids.len(), true)?;
+        cand.idx
+            .extend(packed.ids.iter().map(|&j| b * BLOCK + j as usize));
+        cand.xs.extend_from_slice(&packed.xs);
+        cand.ws.extend_from_slice(&packed.ws);
     }
     if vector {
         return Ok(());
     }
+    cand.clear();
     let count = count_at_least(x, thr.to_f64());
     cand.reserve(count, true)?;
     // At most `count` (another thread may write to the row meanwhile: contract R3).
@@ -1386,8 +1421,11 @@ mod tests {
         for case in 0..60 {
             let v = [10, 500, 5000, 70000][case % 4];
             let scale = [0.1, 1.0, 3.0, 8.0, 30.0][case % 5];
+            // Every third case on a coarse grid: ties at the cut, kept whole or in part.
+            let grid = if case % 3 == 2 { 0.25 } else { 0.0 };
             let x: Vec<f32> = (0..v)
-                .map(|_| ((u() + u() + u() - 1.5) * 2.0 * scale) as f32)
+                .map(|_| (u() + u() + u() - 1.5) * 2.0 * scale)
+                .map(|e| if grid > 0.0 { (e / grid).round() * grid } else { e } as f32)
                 .collect();
             let m = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             for &(t, p) in &[
