@@ -188,6 +188,8 @@ pub(crate) struct Work<C> {
     /// What XTC would remove under `filter_logits` with `xtc_probability < 1`: the shift of
     /// their scaled logits and their ids (see [`xtc`]).
     pub soft: (f64, Vec<usize>),
+    /// The stages' buffers.
+    pub stage: kept::StageScratch,
 }
 
 impl<C> Work<C> {

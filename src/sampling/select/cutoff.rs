@@ -16,7 +16,9 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     }
     if eta > 0.0 && ctx.set.idx.len() > 1 {
         let total = ctx.total();
-        let h = ctx.entropy(total, &ctx.ln_ws()?);
+        let lns = ctx.ln_ws()?;
+        let h = ctx.entropy(total, &lns);
+        ctx.keep_ln_ws(lns);
         let bound = eta.min(eta.sqrt() * (-h).exp());
         ctx.keep_probability_at_least(bound, total);
     }

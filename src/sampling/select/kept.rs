@@ -32,6 +32,21 @@ pub(crate) struct Ctx<'a, C> {
     /// Tokens (ids) that XTC removes with probability `xtc_probability < 1` under
     /// `filter_logits`, and the shift of their scaled logits (see [`super::xtc`]).
     pub soft: &'a mut (f64, Vec<usize>),
+    /// Buffers the stages reuse from row to row (allocating them per row, some 200 KB for a
+    /// list of 5,000 tokens, made the allocator return and fault in pages each time).
+    pub scratch: &'a mut StageScratch,
+}
+
+/// Buffers of the stages, kept in [`Work`] between rows.
+#[derive(Default)]
+pub(crate) struct StageScratch {
+    /// `ln w` of the list ([`Ctx::ln_ws`]).
+    pub lns: Vec<f64>,
+    /// typical-p's keys and weights.
+    pub keys: Vec<f64>,
+    pub ws: Vec<f64>,
+    /// typical-p's cut ([`super::typical::prefix_by_key`]).
+    pub cut: super::typical::CutScratch,
 }
 
 /// A stage: narrows `ctx.set` when its parameters are on for the row.
@@ -61,16 +76,24 @@ impl<C: Real> Ctx<'_, C> {
         lane_sum(&self.set.ws)
     }
 
-    /// `ln w` of every position, in order.
-    pub fn ln_ws(&self) -> Result<Vec<f64>> {
+    /// `ln w` of every position, in order, in the scratch's buffer (taken out of it: give it
+    /// back with [`Ctx::keep_ln_ws`]).
+    pub fn ln_ws(&mut self) -> Result<Vec<f64>> {
         let xs = &self.set.xs;
-        let mut out = crate::scratch::filled(xs.len(), 0.0, "the kept tokens' ln w")?;
+        let mut out = std::mem::take(&mut self.scratch.lns);
+        out.clear();
+        crate::scratch::resize(&mut out, xs.len(), 0.0, "the kept tokens' ln w")?;
         if !scaled_gaps(xs, self.m, self.cfg.t, &mut out) {
             for (i, o) in out.iter_mut().enumerate() {
                 *o = self.ln_w(i);
             }
         }
         Ok(out)
+    }
+
+    /// Gives the buffer of [`Ctx::ln_ws`] back to the scratch.
+    pub fn keep_ln_ws(&mut self, lns: Vec<f64>) {
+        self.scratch.lns = lns;
     }
 
     /// The entropy (nats) of the kept distribution whose weight sum is `total`, `ln_ws` its
@@ -145,12 +168,14 @@ pub(crate) fn apply<C: Real>(
     }
     let mut set = std::mem::take(&mut w.cur);
     let mut soft = std::mem::take(&mut w.soft);
+    let mut scratch = std::mem::take(&mut w.stage);
     let mut ctx = Ctx {
         set: &mut set,
         m: m.to_f64(),
         cfg,
         coin,
         soft: &mut soft,
+        scratch: &mut scratch,
     };
     let mut done = Ok(());
     for stage in stages::<C>() {
@@ -164,6 +189,7 @@ pub(crate) fn apply<C: Real>(
     }
     w.cur = set;
     w.soft = soft;
+    w.stage = scratch;
     done.map(|()| Kept::List)
 }
 

@@ -24,5 +24,6 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
         let top = lws.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         ctx.retain(|i, _| lws[i] == top);
     }
+    ctx.keep_ln_ws(lws);
     Ok(())
 }

@@ -22,5 +22,6 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     let sigma = (lane_squared_deviations(&lns, mean) / count as f64).sqrt();
     let thr = top - n_sigma * sigma;
     ctx.retain(|i, _| lns[i] >= thr);
+    ctx.keep_ln_ws(lns);
     Ok(())
 }

@@ -27,11 +27,16 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     let h = ctx.entropy(total, &lns);
     let ln_s = total.ln();
     // -ln p = ln S - ln w.
-    let keys = lns.iter().map(|&l| (ln_s - l - h).abs());
-    let keys = crate::scratch::collected(n, keys, "typical_p's keys")?;
-    let ws = ctx.set.ws.iter().map(|w| w.to_f64());
-    let ws = crate::scratch::collected(n, ws, "typical_p's weights")?;
-    let cut = prefix_by_key(&keys, &ws, p, total)?;
+    let mut keys = std::mem::take(&mut ctx.scratch.keys);
+    keys.clear();
+    let mut ws = std::mem::take(&mut ctx.scratch.ws);
+    ws.clear();
+    crate::scratch::reserve(&mut keys, n, "typical_p's keys")?;
+    crate::scratch::reserve(&mut ws, n, "typical_p's weights")?;
+    keys.extend(lns.iter().map(|&l| (ln_s - l - h).abs()));
+    ws.extend(ctx.set.ws.iter().map(|w| w.to_f64()));
+    ctx.keep_ln_ws(lns);
+    let cut = prefix_by_key(&keys, &ws, p, total, &mut ctx.scratch.cut)?;
     let mut ties = cut.ties;
     ctx.retain(|i, _| {
         let k = keys[i];
@@ -44,7 +49,19 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
             false
         }
     });
+    ctx.scratch.keys = keys;
+    ctx.scratch.ws = ws;
     Ok(())
+}
+
+/// Buffers of [`prefix_by_key`], kept between rows.
+#[derive(Default)]
+pub(crate) struct CutScratch {
+    ids: Vec<u16>,
+    hist: Vec<f64>,
+    hist2: Vec<f64>,
+    band: Vec<usize>,
+    next: Vec<usize>,
 }
 
 /// A prefix of a set in the order (key ascending, position ascending): the positions with
@@ -62,15 +79,28 @@ pub(crate) struct KeyCut {
 /// Histograms of the weights over 2048 linear buckets of the band's key range find the bucket
 /// where `target` is crossed, which becomes the band, until the band holds at most
 /// [`SORT_MAX`] tokens (sorted) or a single key (ties by position).
-pub(crate) fn prefix_by_key(keys: &[f64], ws: &[f64], target: f64, total: f64) -> Result<KeyCut> {
+pub(crate) fn prefix_by_key(
+    keys: &[f64],
+    ws: &[f64],
+    target: f64,
+    total: f64,
+    sc: &mut CutScratch,
+) -> Result<KeyCut> {
     let reached = |cum: f64| cum / total >= target;
     let n = keys.len();
     // The first band is every position: its bounds, bucket ids and histogram are taken over
     // the keys in order (in lanes, without indirection), which is most of the work.
-    let mut band: Vec<usize> = Vec::new();
+    let CutScratch {
+        ids,
+        hist,
+        hist2,
+        band,
+        next,
+    } = sc;
+    band.clear();
     let mut all = true;
-    let mut next: Vec<usize> = Vec::new();
-    let mut hist = crate::scratch::filled(NB, 0.0f64, "typical_p's histogram")?;
+    crate::scratch::resize(hist, NB, 0.0, "typical_p's histogram")?;
+    crate::scratch::resize(hist2, NB, 0.0, "typical_p's histogram")?;
     let mut cum = 0.0;
     let mut stuck = false;
     loop {
@@ -78,7 +108,7 @@ pub(crate) fn prefix_by_key(keys: &[f64], ws: &[f64], target: f64, total: f64) -
             lane_extremes(keys)
         } else {
             let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-            for &j in &band {
+            for &j in band.iter() {
                 lo = lo.min(keys[j]);
                 hi = hi.max(keys[j]);
             }
@@ -87,10 +117,11 @@ pub(crate) fn prefix_by_key(keys: &[f64], ws: &[f64], target: f64, total: f64) -
         let size = if all { n } else { band.len() };
         if lo == hi || size <= SORT_MAX || stuck {
             if all {
-                band = crate::scratch::collected(n, 0..n, "typical_p's band")?;
+                crate::scratch::reserve(band, n, "typical_p's band")?;
+                band.extend(0..n);
             }
             if lo != hi {
-                return walk_sorted(keys, ws, &band, cum, &reached);
+                return walk_sorted(keys, ws, band, cum, &reached);
             }
             // One key: ties go by position, the band's order.
             let mut r = band.len();
@@ -114,13 +145,14 @@ pub(crate) fn prefix_by_key(keys: &[f64], ws: &[f64], target: f64, total: f64) -
         hist.iter_mut().for_each(|h| *h = 0.0);
         next.clear();
         if all {
-            let mut ids = crate::scratch::filled(n, 0u16, "typical_p's bucket ids")?;
+            // Every id is overwritten.
+            crate::scratch::resize(ids, n, 0u16, "typical_p's bucket ids")?;
             // `(lo - k) * -scale` is `(k - lo) * scale`.
-            z_ids::<f64>(&mut ids, keys, lo, -scale, NB);
-            add_to_histogram(&mut hist, &ids, ws)?;
-            let (b, c) = pick(&hist, cum, &reached);
+            z_ids::<f64>(ids, keys, lo, -scale, NB);
+            add_to_histogram(hist, hist2, ids, ws);
+            let (b, c) = pick(hist, cum, &reached);
             cum = c;
-            if !positions_eq::<f64>(&ids, b as u16, &mut next) {
+            if !positions_eq::<f64>(ids, b as u16, next) {
                 return Err(crate::Error::OutOfMemory {
                     what: "typical_p's band",
                     bytes: n.saturating_mul(std::mem::size_of::<usize>()),
@@ -129,23 +161,24 @@ pub(crate) fn prefix_by_key(keys: &[f64], ws: &[f64], target: f64, total: f64) -
             all = false;
             stuck = next.len() >= n;
         } else {
-            for &j in &band {
+            for &j in band.iter() {
                 hist[bucket(keys[j])] += ws[j];
             }
-            let (b, c) = pick(&hist, cum, &reached);
+            let (b, c) = pick(hist, cum, &reached);
             cum = c;
-            crate::scratch::reserve(&mut next, band.len(), "typical_p's band")?;
+            crate::scratch::reserve(next, band.len(), "typical_p's band")?;
             next.extend(band.iter().copied().filter(|&j| bucket(keys[j]) == b));
             stuck = next.len() >= band.len();
         }
-        std::mem::swap(&mut band, &mut next);
+        std::mem::swap(band, next);
     }
 }
 
-/// `hist[ids[j]] += ws[j]` for every `j`, in two interleaved histograms added at the end (so
-/// that a run of one bucket does not make each addition wait for the one before).
-fn add_to_histogram(hist: &mut [f64], ids: &[u16], ws: &[f64]) -> Result<()> {
-    let mut h1 = crate::scratch::filled(hist.len(), 0.0f64, "typical_p's histogram")?;
+/// `hist[ids[j]] += ws[j]` for every `j`, in two interleaved histograms (`h1` zeroed here)
+/// added at the end (so that a run of one bucket does not make each addition wait for the
+/// one before).
+fn add_to_histogram(hist: &mut [f64], h1: &mut [f64], ids: &[u16], ws: &[f64]) {
+    h1.fill(0.0);
     let mut pairs = ids.chunks_exact(2).zip(ws.chunks_exact(2));
     for (i, w) in &mut pairs {
         hist[i[0] as usize] += w[0];
@@ -155,10 +188,9 @@ fn add_to_histogram(hist: &mut [f64], ids: &[u16], ws: &[f64]) -> Result<()> {
         let j = ids.len() - 1;
         hist[ids[j] as usize] += ws[j];
     }
-    for (a, b) in hist.iter_mut().zip(&h1) {
+    for (a, b) in hist.iter_mut().zip(h1.iter()) {
         *a += b;
     }
-    Ok(())
 }
 
 /// Sorts `band` by (key, position) and walks it from `cum` until `reached`.
@@ -234,7 +266,8 @@ mod tests {
             let ws: Vec<f64> = (0..n).map(|_| if u() < 0.05 { 0.0 } else { u() }).collect();
             let total: f64 = ws.iter().sum();
             for &target in &[1e-9, 0.1, 0.5, 0.9, 0.999] {
-                let fast = prefix_by_key(&keys, &ws, target, total).unwrap();
+                let fast =
+                    prefix_by_key(&keys, &ws, target, total, &mut Default::default()).unwrap();
                 let slow = prefix_by_key_sorted(&keys, &ws, target, total);
                 // The kept sets are equal (the band's running sum is added per bucket, which
                 // can differ from the sorted running sum only within rounding of the target).
