@@ -42,9 +42,6 @@ pub(crate) struct Ctx<'a, C> {
 pub(crate) struct StageScratch {
     /// `ln w` of the list ([`Ctx::ln_ws`]).
     pub lns: Vec<f64>,
-    /// typical-p's keys and weights.
-    pub keys: Vec<f64>,
-    pub ws: Vec<f64>,
     /// typical-p's cut ([`super::typical::prefix_by_key`]).
     pub cut: super::typical::CutScratch,
 }

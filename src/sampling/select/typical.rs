@@ -21,22 +21,15 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     if p >= 1.0 {
         return Ok(());
     }
-    let n = ctx.set.idx.len();
     let total = ctx.total();
     let lns = ctx.ln_ws()?;
     let h = ctx.entropy(total, &lns);
     let ln_s = total.ln();
     // -ln p = ln S - ln w.
-    let mut keys = std::mem::take(&mut ctx.scratch.keys);
-    keys.clear();
-    let mut ws = std::mem::take(&mut ctx.scratch.ws);
-    ws.clear();
-    crate::scratch::reserve(&mut keys, n, "typical_p's keys")?;
-    crate::scratch::reserve(&mut ws, n, "typical_p's weights")?;
-    keys.extend(lns.iter().map(|&l| (ln_s - l - h).abs()));
-    ws.extend(ctx.set.ws.iter().map(|w| w.to_f64()));
-    ctx.keep_ln_ws(lns);
-    let cut = prefix_by_key(&keys, &ws, p, total, &mut ctx.scratch.cut)?;
+    // The keys in place of the ln w they come from.
+    let mut keys = lns;
+    keys.iter_mut().for_each(|l| *l = (ln_s - *l - h).abs());
+    let cut = prefix_by_key(&keys, &ctx.set.ws, p, total, &mut ctx.scratch.cut)?;
     let mut ties = cut.ties;
     ctx.retain(|i, _| {
         let k = keys[i];
@@ -49,8 +42,7 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
             false
         }
     });
-    ctx.scratch.keys = keys;
-    ctx.scratch.ws = ws;
+    ctx.keep_ln_ws(keys);
     Ok(())
 }
 
@@ -79,9 +71,9 @@ pub(crate) struct KeyCut {
 /// Histograms of the weights over 2048 linear buckets of the band's key range find the bucket
 /// where `target` is crossed, which becomes the band, until the band holds at most
 /// [`SORT_MAX`] tokens (sorted) or a single key (ties by position).
-pub(crate) fn prefix_by_key(
+pub(crate) fn prefix_by_key<W: Real>(
     keys: &[f64],
-    ws: &[f64],
+    ws: &[W],
     target: f64,
     total: f64,
     sc: &mut CutScratch,
@@ -126,7 +118,7 @@ pub(crate) fn prefix_by_key(
             // One key: ties go by position, the band's order.
             let mut r = band.len();
             for (i, &j) in band.iter().enumerate() {
-                cum += ws[j];
+                cum += ws[j].to_f64();
                 if reached(cum) {
                     r = i + 1;
                     break;
@@ -162,7 +154,7 @@ pub(crate) fn prefix_by_key(
             stuck = next.len() >= n;
         } else {
             for &j in band.iter() {
-                hist[bucket(keys[j])] += ws[j];
+                hist[bucket(keys[j])] += ws[j].to_f64();
             }
             let (b, c) = pick(hist, cum, &reached);
             cum = c;
@@ -177,16 +169,16 @@ pub(crate) fn prefix_by_key(
 /// `hist[ids[j]] += ws[j]` for every `j`, in two interleaved histograms (`h1` zeroed here)
 /// added at the end (so that a run of one bucket does not make each addition wait for the
 /// one before).
-fn add_to_histogram(hist: &mut [f64], h1: &mut [f64], ids: &[u16], ws: &[f64]) {
+fn add_to_histogram<W: Real>(hist: &mut [f64], h1: &mut [f64], ids: &[u16], ws: &[W]) {
     h1.fill(0.0);
     let mut pairs = ids.chunks_exact(2).zip(ws.chunks_exact(2));
     for (i, w) in &mut pairs {
-        hist[i[0] as usize] += w[0];
-        h1[i[1] as usize] += w[1];
+        hist[i[0] as usize] += w[0].to_f64();
+        h1[i[1] as usize] += w[1].to_f64();
     }
     if ids.len() % 2 == 1 {
         let j = ids.len() - 1;
-        hist[ids[j] as usize] += ws[j];
+        hist[ids[j] as usize] += ws[j].to_f64();
     }
     for (a, b) in hist.iter_mut().zip(h1.iter()) {
         *a += b;
@@ -194,9 +186,9 @@ fn add_to_histogram(hist: &mut [f64], h1: &mut [f64], ids: &[u16], ws: &[f64]) {
 }
 
 /// Sorts `band` by (key, position) and walks it from `cum` until `reached`.
-fn walk_sorted(
+fn walk_sorted<W: Real>(
     keys: &[f64],
-    ws: &[f64],
+    ws: &[W],
     band: &[usize],
     mut cum: f64,
     reached: &impl Fn(f64) -> bool,
@@ -217,7 +209,7 @@ fn walk_sorted(
         } else {
             KeyCut { value: k, ties: 1 }
         };
-        cum += ws[j];
+        cum += ws[j].to_f64();
         if reached(cum) {
             break;
         }
