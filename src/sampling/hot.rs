@@ -455,8 +455,8 @@ pub(crate) fn compress_at_least<C: Real>(
             return Ok(true);
         }
     }
-    // No vector path here (`t` is read only by the x86-64 one).
-    let _ = t;
+    // No vector path here (`t` and `limit` are read only by the x86-64 one).
+    let _ = (t, limit);
     Ok(false)
 }
 
