@@ -441,10 +441,16 @@ pub(crate) fn compress_at_least<C: Real>(
                 out.xs.as_mut_ptr().cast::<f32>(),
                 out.ws.as_mut_ptr().cast::<f32>(),
             );
+            let t = t.to_f64() as f32;
             // SAFETY: the SIMD level is AVX-512 only on CPUs with AVX-512F, POPCNT was
             // detected, every position fits in u32, each output has room for `limit + 16`
             // (`C` is `f32`, as `as_f32` found), and `ws` and `ids` are as long as `x`.
-            let n = unsafe { compress_avx512(x32, w32, ids, t.to_f64() as f32, limit, to) };
+            let n = unsafe {
+                match ids {
+                    Some(ids) => compress_avx512::<true>(x32, w32, ids, t, limit, to),
+                    None => compress_avx512::<false>(x32, w32, &[], t, limit, to),
+                }
+            };
             let Some(n) = n else { return Ok(false) };
             // SAFETY: `compress_avx512` wrote the first `n <= limit` slots of each.
             unsafe {
@@ -466,15 +472,21 @@ pub(crate) fn compress_at_least<C: Real>(
 /// then moves by the number of hits. (A compressing store to memory is microcoded and slow on
 /// AMD's Zen 4; into a register it is not.)
 ///
+/// The positions are `ids` for a `PACKED` set, else `0..`. (A const parameter rather than an
+/// `Option`: choosing between a loaded register and a carried one inside the loop made LLVM
+/// fail, "Cannot emit physreg copy instruction", when the doctests were built with thin LTO at
+/// opt-level 0 by `cargo test --release --doc`.)
+///
 /// # Safety
 /// AVX-512F and POPCNT are available; each pointer of `to` is valid for `limit + 16` writes;
-/// `ws` (and `ids`) are at least as long as `x`, which has fewer than 2^32 tokens.
+/// `ws` (and `ids` when `PACKED`) are at least as long as `x`, which has fewer than 2^32
+/// tokens.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,popcnt")]
-unsafe fn compress_avx512(
+unsafe fn compress_avx512<const PACKED: bool>(
     x: &[f32],
     ws: &[f32],
-    ids: Option<&[u32]>,
+    ids: &[u32],
     t: f32,
     limit: usize,
     to: (*mut u32, *mut f32, *mut f32),
@@ -495,9 +507,10 @@ unsafe fn compress_avx512(
         unsafe {
             let v = _mm512_loadu_ps(x.as_ptr().add(at));
             let w = _mm512_loadu_ps(ws.as_ptr().add(at));
-            let pos = match ids {
-                Some(ids) => _mm512_loadu_si512(ids.as_ptr().add(at).cast()),
-                None => iota,
+            let pos = if PACKED {
+                _mm512_loadu_si512(ids.as_ptr().add(at).cast())
+            } else {
+                iota
             };
             let m = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, tv);
             _mm512_storeu_si512(to.0.add(n).cast(), _mm512_maskz_compress_epi32(m, pos));
@@ -514,7 +527,7 @@ unsafe fn compress_avx512(
             }
             // SAFETY: `n < limit`.
             unsafe {
-                *to.0.add(n) = ids.map_or(j as u32, |ids| ids[j]);
+                *to.0.add(n) = if PACKED { ids[j] } else { j as u32 };
                 *to.1.add(n) = x[j];
                 *to.2.add(n) = ws[j];
             }
