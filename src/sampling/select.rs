@@ -136,6 +136,27 @@ impl<C> Bufs<C> {
         self.xs.truncate(n);
     }
 
+    /// Replaces the set with the packed tokens of `set`, their positions offset by `base`.
+    fn assign_packed(&mut self, set: &Packed<C>, base: usize) -> Result<()>
+    where
+        C: Copy,
+    {
+        self.clear();
+        self.append_packed(set, base)
+    }
+
+    /// Appends the packed tokens of `set`, their positions offset by `base`.
+    fn append_packed(&mut self, set: &Packed<C>, base: usize) -> Result<()>
+    where
+        C: Copy,
+    {
+        self.reserve(self.idx.len() + set.ids.len(), true)?;
+        self.idx.extend(set.ids.iter().map(|&j| base + j as usize));
+        self.xs.extend_from_slice(&set.xs);
+        self.ws.extend_from_slice(&set.ws);
+        Ok(())
+    }
+
     /// Adds token `id` (logit `x`, weight `w` when the set has weights).
     #[inline]
     fn push(&mut self, id: usize, x: C, w: Option<C>) -> Result<()> {
@@ -1045,16 +1066,10 @@ fn nucleus_list<C: Real>(
             let all_ties = from.xs.iter().filter(|&&x| x == value).count() == cut.ties;
             let kept =
                 all_ties && compress_at_least(&from.xs, &from.ws, Some(&from.ids), value, v, to)?;
-            let set: &Packed<C> = if kept { to } else { from };
-            cand.clear();
-            cand.reserve(set.ids.len(), true)?;
-            cand.idx.extend(set.ids.iter().map(|&j| j as usize));
-            cand.xs.extend_from_slice(&set.xs);
-            cand.ws.extend_from_slice(&set.ws);
+            cand.assign_packed(if kept { to } else { from }, 0)?;
             if !kept {
                 cand.retain(cut_keeper(cut));
             }
-            return Ok(());
         } else {
             // Too many (or no vector path): the levels over the row. What `pre` holds is let
             // go, so that the scratch stays a few rows (contract R1).
@@ -1066,10 +1081,10 @@ fn nucleus_list<C: Real>(
                     break;
                 }
             }
+            let cut = find_cut(&cand.xs, Some(&cand.ws), mf, zc, cfg.p, total, 0.0, w)?;
+            // In place: a copy would hold the kept list and the candidates at once (R1).
+            cand.retain(cut_keeper(cut));
         }
-        let cut = find_cut(&cand.xs, Some(&cand.ws), mf, zc, cfg.p, total, 0.0, w)?;
-        // In place: a copy would hold the kept list and the candidates at once (R1).
-        cand.retain(cut_keeper(cut));
         Ok(())
     })();
     w.packed = (pre, sel);
@@ -1101,11 +1116,7 @@ fn gather_candidates_at_least<C: Real>(
             vector = false;
             break;
         }
-        cand.reserve(cand.idx.len() + packed.ids.len(), true)?;
-        cand.idx
-            .extend(packed.ids.iter().map(|&j| b * BLOCK + j as usize));
-        cand.xs.extend_from_slice(&packed.xs);
-        cand.ws.extend_from_slice(&packed.ws);
+        cand.append_packed(packed, b * BLOCK)?;
     }
     if vector {
         return Ok(());
