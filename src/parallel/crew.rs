@@ -544,6 +544,14 @@ mod tests {
         if std::env::var_os("LOGITKIT_UNDER_VALGRIND").is_some() {
             return;
         }
+        // Under qemu-user (`make neon` sets this) a forked child hangs now and then inside the
+        // emulator itself when another thread was creating a thread at the fork: a plain C
+        // program doing only that (fork, malloc, _exit while a thread spawns and joins threads)
+        // hung 2 of 3,900 children under qemu-aarch64 7.2 and none of 2,000 natively. The
+        // stress runs natively in `cargo test`, where a hang is ours.
+        if std::env::var_os("LOGITKIT_UNDER_QEMU").is_some() {
+            return;
+        }
         let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         let stop = AtomicBool::new(false);
         let mut hangs = 0;
