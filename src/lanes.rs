@@ -10,16 +10,17 @@
 //! neighbouring lanes came for the rest (R8: 2048x32768 float32 along axis 0 took 1.3 s,
 //! against 0.28 s for NumPy's `exp(x - max) / sum`).
 
+use std::any::TypeId;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cache;
 use crate::element::{is_native, narrow_strided, widen_into_scratch, widen_strided, Float, Real};
 use crate::error::{Error, Result};
 use crate::interrupt;
-use crate::kernels::{bf16_kernels_for, kernels, prefetch, Bf16Kernels, Store, BLOCK};
+use crate::kernels::{kernels, prefetch, HalfRows, Store, BLOCK};
 use crate::op::Op;
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges, run_shared};
-use crate::row::{logsumexp_row, map_row, map_row_bf16, map_row_with, map_rows_streamed};
+use crate::row::{logsumexp_row, map_row, map_row_half, map_row_with, map_rows_streamed};
 use crate::shared::SharedPtr;
 use crate::simd::{simd_level, SimdLevel};
 use crate::temperature::Temperature;
@@ -95,10 +96,9 @@ unsafe fn map_lane<T: Float>(
     stream: bool,
 ) -> Result<()> {
     if src_stride == 1 && dst_stride == 1 && n > BLOCK {
-        if let Some(k) = bf16_kernels_of::<T>().filter(|k| (k.takes)(t)) {
-            // SAFETY: `T` is bfloat16, and the lane's `n` adjacent elements are readable at
-            // `src` and writable at `dst`, the same or disjoint (`map_lanes_raw`).
-            unsafe { map_row_bf16(k, op, src.cast(), dst.cast(), n, t, parallel_row, stream) };
+        // SAFETY: the lane's `n` adjacent elements are readable at `src` and writable at
+        // `dst`, the same or disjoint (`map_lanes_raw`).
+        if unsafe { half_row(op, src, dst, n, t, parallel_row, stream) } {
             return Ok(());
         }
     }
@@ -227,12 +227,58 @@ unsafe fn map_lanes_with_exact<T: Float>(
     Ok(())
 }
 
-/// The bfloat16 kernels of the process's level when `T` is bfloat16 and the level has them.
-fn bf16_kernels_of<T: Float>() -> Option<&'static Bf16Kernels> {
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<half::bf16>() {
-        bf16_kernels_for(simd_level())
-    } else {
-        None
+/// Whether `T` is a 16-bit type (bfloat16, float16) the process's level has kernels for.
+fn has_half_kernels<T: Float>() -> bool {
+    let id = TypeId::of::<T>();
+    let level = simd_level();
+    (id == TypeId::of::<half::bf16>() && half::bf16::kernels_for(level).is_some())
+        || (id == TypeId::of::<half::f16>() && half::f16::kernels_for(level).is_some())
+}
+
+/// [`map_row_half`] of the lane when `T` is a 16-bit type whose kernels the process's level
+/// has and they take `t`; else does nothing and returns false.
+///
+/// # Safety
+/// The `n > BLOCK` adjacent elements at `src` are readable and at `dst` writable, the same or
+/// disjoint.
+#[allow(clippy::too_many_arguments)]
+unsafe fn half_row<T: Float>(
+    op: Op,
+    src: *const T,
+    dst: *mut T,
+    n: usize,
+    t: f64,
+    parallel: bool,
+    stream: bool,
+) -> bool {
+    /// # Safety
+    /// As `half_row`, with `T` being `H`.
+    unsafe fn run<H: HalfRows, T>(
+        op: Op,
+        src: *const T,
+        dst: *mut T,
+        n: usize,
+        t: f64,
+        parallel: bool,
+        stream: bool,
+    ) -> bool {
+        let Some(k) = H::kernels_for(simd_level()).filter(|k| (k.takes)(t)) else {
+            return false;
+        };
+        // SAFETY: `T` is `H` (the caller's contract), so the casts keep the elements.
+        unsafe { map_row_half(k, op, src.cast(), dst.cast(), n, t, parallel, stream) };
+        true
+    }
+    let id = TypeId::of::<T>();
+    // SAFETY: the caller's contract; each branch names `T`'s own type.
+    unsafe {
+        if id == TypeId::of::<half::bf16>() {
+            run::<half::bf16, T>(op, src, dst, n, t, parallel, stream)
+        } else if id == TypeId::of::<half::f16>() {
+            run::<half::f16, T>(op, src, dst, n, t, parallel, stream)
+        } else {
+            false
+        }
     }
 }
 
@@ -1013,9 +1059,9 @@ pub(crate) unsafe fn map_lanes_raw<T: Float>(
         return interrupt::status();
     }
     let adjacent = src_lanes.stride == 1 && dst_lanes.stride == 1;
-    // Long adjacent bfloat16 lanes go lane by lane to the bfloat16 kernels (`map_lane`).
-    let bf16_rows = adjacent && n > BLOCK && bf16_kernels_of::<T>().is_some();
-    if !((is_native::<T>() && adjacent) || bf16_rows) {
+    // Long adjacent 16-bit lanes go lane by lane to their kernels (`map_lane`).
+    let half_rows = adjacent && n > BLOCK && has_half_kernels::<T>();
+    if !((is_native::<T>() && adjacent) || half_rows) {
         // SAFETY: the caller's contract.
         unsafe { map_tiles(op, src, src_lanes, dst, dst_lanes, temperature) }?;
         return interrupt::status();
@@ -1031,7 +1077,7 @@ pub(crate) unsafe fn map_lanes_raw<T: Float>(
     let (s, d) = (SharedPtr(src as *mut T), SharedPtr(dst));
     let work = n.saturating_mul(count);
     let parallel = is_parallel(work);
-    if stream && !bf16_rows && n > BLOCK && (!parallel || count >= get_num_threads()) {
+    if stream && !half_rows && n > BLOCK && (!parallel || count >= get_num_threads()) {
         // Long rows streamed in runs of consecutive lanes, each row's output written during
         // the next row's first pass.
         let k = kernels::<T::Compute>();

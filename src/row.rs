@@ -20,7 +20,8 @@
 use crate::element::Real;
 use crate::interrupt;
 use crate::kernels::{
-    exp_sum_overlapped, kernels, Bf16Kernels, BlockWrite, Kernels, Scratch, Store, SumAcc, BLOCK,
+    exp_sum_overlapped, kernels, BlockWrite, HalfKernels, HalfRows, Kernels, Scratch, Store,
+    SumAcc, BLOCK,
 };
 use crate::parallel::each_shared;
 use crate::shared::SharedPtr;
@@ -319,22 +320,22 @@ pub(crate) unsafe fn map_row_with<C: Real>(
     });
 }
 
-/// [`map_row_with`] of a bfloat16 row longer than a block, through a level's bfloat16 kernels
-/// `k` (`k.takes(t)` holds): the same blocks, passes and order of operations on the `f32`
-/// values, each result rounded once to bfloat16 as it is stored, so the bits are those of
+/// [`map_row_with`] of a 16-bit (`H`: bfloat16, float16) row longer than a block, through a
+/// level's kernels for `H`, `k` (`k.takes(t)` holds): the same blocks, passes and order of operations on the `f32`
+/// values, each result rounded once to `H` as it is stored, so the bits are those of
 /// `map_row_with` on the widened row, rounded, without a conversion buffer; `stream` as there.
-/// Softmax keeps its `f32` exps in a scratch buffer rather than in the bfloat16 output (or, for
+/// Softmax keeps its `f32` exps in a scratch buffer rather than in the 16-bit output (or, for
 /// a row too long for one, computes them again in pass 2: `exp_scale` gives the bits of the
 /// kept exps scaled).
 ///
 /// # Safety
-/// As [`map_row`], for `n > BLOCK` bfloat16 elements.
+/// As [`map_row`], for `n > BLOCK` elements.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn map_row_bf16(
-    k: &'static Bf16Kernels,
+pub(crate) unsafe fn map_row_half<H: HalfRows>(
+    k: &'static HalfKernels<H>,
     op: Op,
-    src: *const half::bf16,
-    dst: *mut half::bf16,
+    src: *const H,
+    dst: *mut H,
     n: usize,
     t: f64,
     parallel: bool,
@@ -343,7 +344,7 @@ pub(crate) unsafe fn map_row_bf16(
     debug_assert!(n > BLOCK && (k.takes)(t));
     let nb = n_blocks(n);
     let parallel = parallel && nb > 1;
-    let (s, d) = (SharedPtr(src as *mut half::bf16), SharedPtr(dst));
+    let (s, d) = (SharedPtr(src as *mut H), SharedPtr(dst));
     // Softmax keeps the `f32` exps in this thread's scratch buffer (every block's helper writes
     // its own part of it) for pass 2 to scale; without one (a very long row) pass 2 computes
     // them again.
@@ -387,7 +388,7 @@ pub(crate) unsafe fn map_row_bf16(
         let Ok((mm, total)) = combine(stats, t) else {
             for i in 0..n {
                 // SAFETY: dst is valid for writes of n.
-                unsafe { *d.get().add(i) = half::bf16::NAN };
+                unsafe { *d.get().add(i) = H::NAN };
             }
             return;
         };

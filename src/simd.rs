@@ -103,6 +103,7 @@ pub fn cpu_has(level: SimdLevel) -> bool {
         SimdLevel::Avx2 => {
             std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
         }
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512 => {

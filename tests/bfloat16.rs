@@ -1,9 +1,10 @@
 //! bfloat16 read natively (issue 22 item 5): every function over `half::bf16` gives the bits of
 //! the same function over the values widened to `f32`, rounded once to bfloat16 (contract S1
 //! and S13's "computed in float32, rounded once"), for every layout, temperature, thread count
-//! and SIMD level; and the conversions themselves are `half`'s.
+//! and SIMD level; and the conversions themselves are `half`'s. The long-row tests run for
+//! float16 (`half::f16`) too, which the same kernels read.
 
-use half::bf16;
+use half::{bf16, f16};
 use logitkit::lanes::{logsumexp_lanes, map_lanes};
 use logitkit::{
     filter_logits_batch, log_softmax_rows, log_softmax_rows_in_place, logsumexp_rows, sample_batch,
@@ -14,31 +15,67 @@ use logitkit::{
 mod common;
 use common::{scaled, Rng};
 
-fn widened(x: &[bf16]) -> Vec<f32> {
-    x.iter().map(|v| v.to_f32()).collect()
+/// The 16-bit types the kernels read natively.
+trait Half: Float<Compute = f32> + Copy + Default + std::fmt::Debug {
+    const NEG_INF: Self;
+    const NAN: Self;
+    const INF: Self;
+    fn of_f32(v: f32) -> Self;
+    fn of_f64(v: f64) -> Self;
+    fn f32(self) -> f32;
+    fn bits(self) -> u16;
 }
 
-fn rounded(x: &[f32]) -> Vec<u16> {
-    x.iter().map(|&v| bf16::from_f32(v).to_bits()).collect()
+macro_rules! half_type {
+    ($t:ty) => {
+        impl Half for $t {
+            const NEG_INF: $t = <$t>::NEG_INFINITY;
+            const NAN: $t = <$t>::NAN;
+            const INF: $t = <$t>::INFINITY;
+            fn of_f32(v: f32) -> $t {
+                <$t>::from_f32(v)
+            }
+            fn of_f64(v: f64) -> $t {
+                <$t>::from_f64(v)
+            }
+            fn f32(self) -> f32 {
+                self.to_f32()
+            }
+            fn bits(self) -> u16 {
+                self.to_bits()
+            }
+        }
+    };
+}
+half_type!(bf16);
+half_type!(f16);
+
+fn widened<H: Half>(x: &[H]) -> Vec<f32> {
+    x.iter().map(|v| v.f32()).collect()
 }
 
-fn bits(x: &[bf16]) -> Vec<u16> {
-    x.iter().map(|v| v.to_bits()).collect()
+/// `half`'s rounding to `H` (bfloat16: the bits `convert::f32_to_bf16` gives, checked below).
+fn rounded<H: Half>(x: &[f32]) -> Vec<u16> {
+    x.iter().map(|&v| H::of_f32(v).bits()).collect()
+}
+
+fn bits<H: Half>(x: &[H]) -> Vec<u16> {
+    x.iter().map(|v| v.bits()).collect()
 }
 
 /// Logits as a model gives them, with some `-inf` (masked) and, for `hostile`, NaN and `+inf`.
-fn logits(rng: &mut Rng, n: usize, scale: f64, hostile: bool) -> Vec<bf16> {
+fn logits<H: Half>(rng: &mut Rng, n: usize, scale: f64, hostile: bool) -> Vec<H> {
     (0..n)
         .map(|_| {
             let u = rng.uniform();
             if u < 0.01 {
-                bf16::NEG_INFINITY
+                H::NEG_INF
             } else if hostile && u < 0.012 {
-                bf16::NAN
+                H::NAN
             } else if hostile && u < 0.013 {
-                bf16::INFINITY
+                H::INF
             } else {
-                bf16::from_f64(rng.normal() * scale)
+                H::of_f64(rng.normal() * scale)
             }
         })
         .collect()
@@ -104,13 +141,17 @@ fn s1_bf16_softmax_family_is_one_rounding_of_f32() {
                             log_softmax_rows(&x32, &mut want, n, temp).unwrap();
                         }
                     }
-                    assert_eq!(bits(&got), rounded(&want), "{op:?} {rows}x{n} t={t}");
+                    assert_eq!(
+                        bits(&got),
+                        rounded::<bf16>(&want),
+                        "{op:?} {rows}x{n} t={t}"
+                    );
                 }
                 let mut got = vec![bf16::ZERO; rows];
                 let mut want = vec![0.0f32; rows];
                 logsumexp_rows(&x, n, &mut got).unwrap();
                 logsumexp_rows(&x32, n, &mut want).unwrap();
-                assert_eq!(bits(&got), rounded(&want), "logsumexp {rows}x{n}");
+                assert_eq!(bits(&got), rounded::<bf16>(&want), "logsumexp {rows}x{n}");
             }
         }
     }
@@ -142,13 +183,21 @@ fn s1_bf16_strided_lanes_and_per_row_temperatures() {
                 Temperature::PerRow(&temps),
             )
             .unwrap();
-            assert_eq!(bits(&got), rounded(&want), "{op:?} columns {n}x{count}");
+            assert_eq!(
+                bits(&got),
+                rounded::<bf16>(&want),
+                "{op:?} columns {n}x{count}"
+            );
         }
         let mut got = vec![bf16::ZERO; count];
         let mut want = vec![0.0f32; count];
         logsumexp_lanes(&StridedView::new(&x, 0, cols.clone()).unwrap(), &mut got).unwrap();
         logsumexp_lanes(&StridedView::new(&x32, 0, cols.clone()).unwrap(), &mut want).unwrap();
-        assert_eq!(bits(&got), rounded(&want), "logsumexp columns {n}x{count}");
+        assert_eq!(
+            bits(&got),
+            rounded::<bf16>(&want),
+            "logsumexp columns {n}x{count}"
+        );
     }
 }
 
@@ -191,7 +240,7 @@ fn p1_bf16_sampling_and_filtering_match_f32_on_the_same_values() {
     let mut want = vec![0.0f32; x.len()];
     filter_logits_batch(&x, vocab, &params, &h, &mut got).unwrap();
     filter_logits_batch(&x32, vocab, &params, &h, &mut want).unwrap();
-    assert_eq!(bits(&got), rounded(&want));
+    assert_eq!(bits(&got), rounded::<bf16>(&want));
 }
 
 #[test]
@@ -218,22 +267,32 @@ fn p7_bf16_filtered_values_stay_finite_in_bfloat16() {
 /// only, one row shared by two threads, and lengths one past and one short of whole blocks.
 #[test]
 fn s1_bf16_long_rows_on_every_path_are_one_rounding_of_f32() {
+    long_rows_on_every_path_are_one_rounding_of_f32::<bf16>();
+}
+
+/// The same for float16, which the same kernels read (the values stay in float16's range).
+#[test]
+fn s1_f16_long_rows_on_every_path_are_one_rounding_of_f32() {
+    long_rows_on_every_path_are_one_rounding_of_f32::<f16>();
+}
+
+fn long_rows_on_every_path_are_one_rounding_of_f32<H: Half>() {
     const BLOCK: usize = 16 * 1024;
     let mut rng = Rng(23);
     let temps = [1.0, 0.7, 1e-35, 1e-310, 1e35, 2.5];
     for &n in &[BLOCK + 1, 3 * BLOCK - 1, 50_000, 128_256] {
         let rows = temps.len();
-        let mut x = logits(&mut rng, rows * n, 4.0, false);
+        let mut x = logits::<H>(&mut rng, rows * n, 4.0, false);
         // Row 1: its second block all -inf; row 2: its first block 200 below the rest; row 3:
         // NaN in its last block; row 4: +inf in its first block.
         for v in &mut x[n + BLOCK..n + 2 * BLOCK] {
-            *v = bf16::NEG_INFINITY;
+            *v = H::NEG_INF;
         }
         for v in &mut x[2 * n..2 * n + BLOCK] {
-            *v = bf16::from_f32(v.to_f32() - 200.0);
+            *v = H::of_f32(v.f32() - 200.0);
         }
-        x[4 * n - 1] = bf16::NAN;
-        x[4 * n + 5] = bf16::INFINITY;
+        x[4 * n - 1] = H::NAN;
+        x[4 * n + 5] = H::INF;
         let x32 = widened(&x);
         for threads in [1, 2] {
             set_num_threads(threads).unwrap();
@@ -241,7 +300,7 @@ fn s1_bf16_long_rows_on_every_path_are_one_rounding_of_f32() {
                 let check = |temp: Temperature<'_>, what: &str| {
                     let (mut got, mut want) = (x.clone(), x32.clone());
                     let mut out = vec![0.0f32; x.len()];
-                    let mut out16 = vec![bf16::ZERO; x.len()];
+                    let mut out16 = vec![H::default(); x.len()];
                     match op {
                         Op::Softmax => {
                             softmax_rows(&x, &mut out16, n, temp).unwrap();
@@ -257,16 +316,16 @@ fn s1_bf16_long_rows_on_every_path_are_one_rounding_of_f32() {
                         }
                     }
                     let ctx = format!("{op:?} {rows}x{n} {what} threads={threads}");
-                    assert_eq!(bits(&out16), rounded(&out), "{ctx}");
-                    assert_eq!(bits(&got), rounded(&want), "{ctx} in place");
+                    assert_eq!(bits(&out16), rounded::<H>(&out), "{ctx}");
+                    assert_eq!(bits(&got), rounded::<H>(&want), "{ctx} in place");
                 };
                 check(Temperature::PerRow(&temps), "per-row temperatures");
                 for &t in &temps {
                     check(Temperature::Scalar(t), &format!("t={t}"));
                 }
                 // One row: two threads share its blocks.
-                let one = |v: &[bf16]| v[..n].to_vec();
-                let (mut got, mut want) = (vec![bf16::ZERO; n], vec![0.0f32; n]);
+                let one = |v: &[H]| v[..n].to_vec();
+                let (mut got, mut want) = (vec![H::default(); n], vec![0.0f32; n]);
                 let t = Temperature::Scalar(0.9);
                 match op {
                     Op::Softmax => {
@@ -278,21 +337,21 @@ fn s1_bf16_long_rows_on_every_path_are_one_rounding_of_f32() {
                         log_softmax_rows(&x32[..n], &mut want, n, t).unwrap();
                     }
                 }
-                assert_eq!(bits(&got), rounded(&want), "{op:?} one row of {n}");
+                assert_eq!(bits(&got), rounded::<H>(&want), "{op:?} one row of {n}");
             }
         }
     }
     // A row whose `f32` exps do not fit the 4 MB scratch buffer: softmax computes them twice.
     let n = (4 << 20) / 4 + 1;
-    let x = logits(&mut rng, n, 4.0, false);
+    let x = logits::<H>(&mut rng, n, 4.0, false);
     let x32 = widened(&x);
     for t in [1.0, 0.7] {
-        let (mut got, mut want) = (vec![bf16::ZERO; n], vec![0.0f32; n]);
+        let (mut got, mut want) = (vec![H::default(); n], vec![0.0f32; n]);
         softmax_rows(&x, &mut got, n, Temperature::Scalar(t)).unwrap();
         softmax_rows(&x32, &mut want, n, Temperature::Scalar(t)).unwrap();
         assert_eq!(
             bits(&got),
-            rounded(&want),
+            rounded::<H>(&want),
             "softmax of one row of {n}, t={t}"
         );
     }
@@ -303,14 +362,23 @@ fn s1_bf16_long_rows_on_every_path_are_one_rounding_of_f32() {
 /// that starts off any vector boundary and rows whose starts drift against it.
 #[test]
 fn s1_bf16_streamed_batches_are_one_rounding_of_f32() {
+    streamed_batches_are_one_rounding_of_f32::<bf16>();
+}
+
+#[test]
+fn s1_f16_streamed_batches_are_one_rounding_of_f32() {
+    streamed_batches_are_one_rounding_of_f32::<f16>();
+}
+
+fn streamed_batches_are_one_rounding_of_f32<H: Half>() {
     let mut rng = Rng(29);
     let (rows, n) = (64, 128_257);
-    let x = logits(&mut rng, rows * n, 4.0, false);
+    let x = logits::<H>(&mut rng, rows * n, 4.0, false);
     let x32 = widened(&x);
     for op in [Op::Softmax, Op::LogSoftmax] {
         for t in [1.0, 0.8] {
             let temp = Temperature::Scalar(t);
-            let mut got = vec![bf16::ZERO; x.len() + 1];
+            let mut got = vec![H::default(); x.len() + 1];
             let mut want = vec![0.0f32; x.len()];
             match op {
                 Op::Softmax => {
@@ -322,7 +390,11 @@ fn s1_bf16_streamed_batches_are_one_rounding_of_f32() {
                     log_softmax_rows(&x32, &mut want, n, temp).unwrap();
                 }
             }
-            assert_eq!(bits(&got[1..]), rounded(&want), "{op:?} {rows}x{n} t={t}");
+            assert_eq!(
+                bits(&got[1..]),
+                rounded::<H>(&want),
+                "{op:?} {rows}x{n} t={t}"
+            );
         }
     }
 }

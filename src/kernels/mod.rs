@@ -164,31 +164,59 @@ pub struct Kernels<C: 'static> {
     pub exp_sum_overlapped: Option<ExpSumOverlapped<C>>,
 }
 
-/// The `f32` block kernels of one vector level over bfloat16 storage: loads widen in registers
-/// and stores round each result once to bfloat16, so a block's results are the bits the `f32`
-/// kernels give on the widened values, rounded as `convert::f32_to_bf16` rounds, without a
-/// conversion buffer. Only for temperatures `takes` accepts (the others need the portable
-/// kernels, which read `f32`).
-pub(crate) struct Bf16Kernels {
+/// The `f32` block kernels of one vector level over 16-bit storage `H` (bfloat16, float16):
+/// loads widen in registers and stores round each result once to `H`, so a block's results are
+/// the bits the `f32` kernels give on the widened values, rounded (as `convert::f32_to_bf16`,
+/// or `half::f16::from_f32`), without a conversion buffer. Only for temperatures `takes`
+/// accepts (the others need the portable kernels, which read `f32`).
+pub(crate) struct HalfKernels<H> {
     /// Whether the kernels below compute at temperature `t`.
     pub(crate) takes: fn(f64) -> bool,
     /// As [`Kernels::max`], the maximum widened.
-    pub(crate) max: fn(&[half::bf16]) -> (f32, bool),
+    pub(crate) max: fn(&[H]) -> (f32, bool),
     /// `exp_sum(src, exps, n, m, t, ahead, ahead_bytes)`: as [`Kernels::exp_store_sum`], the
     /// exps in `f32` (a scratch buffer, disjoint), or as [`Kernels::sum_exp`] when `exps` is
     /// null; meanwhile asks for the `ahead_bytes` bytes at `ahead` to be brought into the
     /// caches.
     #[allow(clippy::type_complexity)]
-    pub(crate) exp_sum:
-        unsafe fn(*const half::bf16, *mut f32, usize, f32, f64, *const u8, usize) -> f64,
-    /// As [`Kernels::scale_to`] from `f32` exps, each product rounded to bfloat16 (disjoint).
-    pub(crate) scale_to: unsafe fn(*const f32, *mut half::bf16, usize, f64, bool),
+    pub(crate) exp_sum: unsafe fn(*const H, *mut f32, usize, f32, f64, *const u8, usize) -> f64,
+    /// As [`Kernels::scale_to`] from `f32` exps, each product rounded to `H` (disjoint).
+    pub(crate) scale_to: unsafe fn(*const f32, *mut H, usize, f64, bool),
     /// As [`Kernels::exp_scale`].
-    pub(crate) exp_scale: unsafe fn(*const half::bf16, *mut half::bf16, usize, f32, f64, f64, bool),
+    pub(crate) exp_scale: unsafe fn(*const H, *mut H, usize, f32, f64, f64, bool),
     /// As [`Kernels::write_log_softmax`].
-    pub(crate) write_log_softmax:
-        unsafe fn(*const half::bf16, *mut half::bf16, usize, f32, f64, f64, bool),
+    pub(crate) write_log_softmax: unsafe fn(*const H, *mut H, usize, f32, f64, f64, bool),
 }
+
+/// A 16-bit storage type with [`HalfKernels`] at the vector levels.
+pub(crate) trait HalfRows: isa::Half {
+    /// The kernels of `level`; `None` when this CPU lacks `level` or it is the scalar one
+    /// (whose kernels compute in `f64` from `f32` buffers).
+    fn kernels_for(level: SimdLevel) -> Option<&'static HalfKernels<Self>>;
+}
+
+macro_rules! half_rows {
+    ($t:ty, $table:ident) => {
+        impl HalfRows for $t {
+            fn kernels_for(level: SimdLevel) -> Option<&'static HalfKernels<$t>> {
+                match level {
+                    #[cfg(target_arch = "x86_64")]
+                    SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => {
+                        Some(&algo::f32::avx512::$table)
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => Some(&algo::f32::avx2::$table),
+                    #[cfg(target_arch = "aarch64")]
+                    SimdLevel::Neon if cpu_has(SimdLevel::Neon) => Some(&algo::f32::neon::$table),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+half_rows!(half::bf16, BF16);
+half_rows!(half::f16, F16);
 
 /// `f(src, exps, n, m, t, write, ahead, ahead_n)`: the sum `sum_exp` gives over the `n`
 /// elements at `src`, storing the exps at `exps` as `exp_store_sum` would unless `exps` is
@@ -694,20 +722,6 @@ fn f64_table(level: SimdLevel) -> &'static Kernels<f64> {
         #[cfg(target_arch = "aarch64")]
         SimdLevel::Neon if cpu_has(SimdLevel::Neon) => &algo::f64::neon::F64,
         _ => &SCALAR_F64,
-    }
-}
-
-/// The bfloat16 kernels of `level`; `None` when this CPU lacks `level` or it is the scalar
-/// one (whose kernels compute in `f64` from `f32` buffers).
-pub(crate) fn bf16_kernels_for(level: SimdLevel) -> Option<&'static Bf16Kernels> {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if cpu_has(SimdLevel::Avx512) => Some(&algo::f32::avx512::BF16),
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 if cpu_has(SimdLevel::Avx2) => Some(&algo::f32::avx2::BF16),
-        #[cfg(target_arch = "aarch64")]
-        SimdLevel::Neon if cpu_has(SimdLevel::Neon) => Some(&algo::f32::neon::BF16),
-        _ => None,
     }
 }
 

@@ -546,7 +546,7 @@ use super::elementwise::{map, scale_to, LaneMap};
 /// rows kernel `rows_f32_general`, the many-rows kernel `rows_f32` ([`super::grouped::rows`]),
 /// each compiled with the level's features, and the level's tables `F32`
 /// ([`Kernels`](crate::kernels::Kernels); with `exp_sum_overlapped` when `overlapped`) and
-/// `BF16` ([`Bf16Kernels`](crate::kernels::Bf16Kernels)).
+/// `BF16` and `F16` ([`HalfKernels`](crate::kernels::HalfKernels), through [`half_table`]).
 macro_rules! instantiate {
     ($isa:ty, $feat:literal, $overlapped:literal) => {
         /// The level's token.
@@ -868,21 +868,29 @@ macro_rules! instantiate {
             }
         }
 
-        /// The level's [`Bf16Kernels`](crate::kernels::Bf16Kernels): its `f32` block
-        /// kernels over bfloat16 storage.
-        pub(crate) static BF16: crate::kernels::Bf16Kernels = {
+        crate::kernels::algo::f32::half_table!(BF16, half::bf16, $feat);
+        crate::kernels::algo::f32::half_table!(F16, half::f16, $feat);
+    };
+}
+
+/// A level's [`HalfKernels`](crate::kernels::HalfKernels) for the 16-bit type `$h`, in the
+/// invoking module (which holds the level's `isa()`): its `f32` block kernels over `$h`
+/// storage, as the static `$name`.
+macro_rules! half_table {
+    ($name:ident, $h:ty, $feat:literal) => {
+        pub(crate) static $name: crate::kernels::HalfKernels<$h> = {
             fn takes(t: f64) -> bool {
-                // SAFETY: only reachable through this table, which `bf16_kernels_for` hands
+                // SAFETY: only reachable through this table, which `HalfRows::kernels_for` hands
                 // out only when the CPU has the level's features.
                 crate::kernels::algo::f32::vector_takes_at(unsafe { isa() }, t)
             }
             #[target_feature(enable = $feat)]
-            unsafe fn max_impl(x: &[half::bf16]) -> (f32, bool) {
+            unsafe fn max_impl(x: &[$h]) -> (f32, bool) {
                 // SAFETY: compiled with the level's features (the caller's contract).
                 let (m, nan) = crate::kernels::algo::max::max(unsafe { isa() }, x);
                 (m.to_f32(), nan)
             }
-            fn max(x: &[half::bf16]) -> (f32, bool) {
+            fn max(x: &[$h]) -> (f32, bool) {
                 // SAFETY: as `takes`.
                 unsafe { max_impl(x) }
             }
@@ -892,7 +900,7 @@ macro_rules! instantiate {
             /// prefetched); the CPU has the level's features.
             #[target_feature(enable = $feat)]
             unsafe fn exp_sum(
-                src: *const half::bf16,
+                src: *const $h,
                 exps: *mut f32,
                 n: usize,
                 m: f32,
@@ -921,8 +929,8 @@ macro_rules! instantiate {
             /// As `algo::f32::exp_scale_vector`; the CPU has the level's features.
             #[target_feature(enable = $feat)]
             unsafe fn exp_scale(
-                src: *const half::bf16,
-                dst: *mut half::bf16,
+                src: *const $h,
+                dst: *mut $h,
                 n: usize,
                 m: f32,
                 t: f64,
@@ -947,8 +955,8 @@ macro_rules! instantiate {
             /// As `algo::f32::write_log_softmax_vector`; the CPU has the level's features.
             #[target_feature(enable = $feat)]
             unsafe fn write_log_softmax(
-                src: *const half::bf16,
-                dst: *mut half::bf16,
+                src: *const $h,
+                dst: *mut $h,
                 n: usize,
                 m: f32,
                 t: f64,
@@ -973,19 +981,13 @@ macro_rules! instantiate {
             /// `src` valid for reads of `n` and `dst` for writes of `n`, disjoint; the CPU has
             /// the level's features.
             #[target_feature(enable = $feat)]
-            unsafe fn scale_to(
-                src: *const f32,
-                dst: *mut half::bf16,
-                n: usize,
-                factor: f64,
-                stream: bool,
-            ) {
+            unsafe fn scale_to(src: *const f32, dst: *mut $h, n: usize, factor: f64, stream: bool) {
                 // SAFETY: this function's contract is the callee's.
                 unsafe {
                     crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, stream)
                 }
             }
-            crate::kernels::Bf16Kernels {
+            crate::kernels::HalfKernels {
                 takes,
                 max,
                 exp_sum,
@@ -996,11 +998,12 @@ macro_rules! instantiate {
         };
     };
 }
+pub(crate) use half_table;
 
 /// The AVX2 kernels (no overlapped exp sum: measured no faster there).
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    instantiate!(crate::kernels::isa::avx2::Avx2, "avx2,fma", false);
+    instantiate!(crate::kernels::isa::avx2::Avx2, "avx2,fma,f16c", false);
 }
 
 /// The AVX-512F kernels.

@@ -449,7 +449,7 @@ macro_rules! instantiate {
 /// The AVX2 + FMA kernels.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    instantiate!(crate::kernels::isa::avx2::Avx2, "avx2,fma");
+    instantiate!(crate::kernels::isa::avx2::Avx2, "avx2,fma,f16c");
 }
 
 /// The AVX-512F kernels.

@@ -75,18 +75,25 @@ impl<C: Real> ScalarMax for C {
     }
 }
 
-impl ScalarMax for half::bf16 {
-    /// `scalar::max` of the widened values (exact, so the same element).
-    fn scalar_max(x: &[half::bf16]) -> (half::bf16, bool) {
-        let mut m = f32::NEG_INFINITY;
-        let mut nan = false;
-        for v in x.iter().map(|v| v.to_f32()) {
-            if v > m {
-                m = v;
-            } else if v.is_nan() {
-                nan = true;
+macro_rules! scalar_max_widened {
+    ($t:ty) => {
+        impl ScalarMax for $t {
+            /// `scalar::max` of the widened values (exact, so the same element).
+            fn scalar_max(x: &[$t]) -> ($t, bool) {
+                let mut m = f32::NEG_INFINITY;
+                let mut nan = false;
+                for v in x.iter().map(|v| v.to_f32()) {
+                    if v > m {
+                        m = v;
+                    } else if v.is_nan() {
+                        nan = true;
+                    }
+                }
+                (<$t>::from_f32(m), nan)
             }
         }
-        (half::bf16::from_f32(m), nan)
-    }
+    };
 }
+
+scalar_max_widened!(half::bf16);
+scalar_max_widened!(half::f16);

@@ -1,4 +1,4 @@
-//! [`Simd`] for x86-64 AVX2 with FMA: 4 `f64` lanes in `__m256d`, masks as all-ones lanes.
+//! [`Simd`] for x86-64 AVX2 with FMA and F16C: 4 `f64` lanes in `__m256d`, masks as all-ones lanes.
 //! A tail shorter than a vector is loaded and stored in pieces of 2 and 1 lanes.
 
 use std::arch::x86_64::*;
@@ -6,9 +6,9 @@ use std::arch::x86_64::*;
 use super::Simd;
 
 token!(
-    /// The AVX2 + FMA token.
+    /// The AVX2 + FMA + F16C token.
     Avx2,
-    "AVX2 and FMA"
+    "AVX2, FMA and F16C"
 );
 
 /// Every lane rounded to bfloat16 as `convert::f32_to_bf16` rounds, the 8 bits in order (an
@@ -159,6 +159,11 @@ impl Simd for Avx2 {
         ));
         store_bf16(p: *mut u16, v: __m256) = _mm_storeu_si128(p.cast(), bf16_bits(Self(()), v));
         stream_bf16(p: *mut u16, v: __m256) = _mm_stream_si128(p.cast(), bf16_bits(Self(()), v));
+        load_f16(p: *const u16) -> __m256 = _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
+        store_f16(p: *mut u16, v: __m256) =
+            _mm_storeu_si128(p.cast(), _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v));
+        stream_f16(p: *mut u16, v: __m256) =
+            _mm_stream_si128(p.cast(), _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v));
     }
     lanewise! {
         stream_fence() -> () = _mm_sfence();

@@ -339,6 +339,11 @@ impl Simd for Avx512 {
         ));
         store_bf16(p: *mut u16, v: __m512) = _mm256_storeu_si256(p.cast(), bf16_bits(Self(()), v));
         stream_bf16(p: *mut u16, v: __m512) = _mm256_stream_si256(p.cast(), bf16_bits(Self(()), v));
+        load_f16(p: *const u16) -> __m512 = _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()));
+        store_f16(p: *mut u16, v: __m512) =
+            _mm256_storeu_si256(p.cast(), _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v));
+        stream_f16(p: *mut u16, v: __m512) =
+            _mm256_stream_si256(p.cast(), _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v));
     }
     lanewise! {
         stream_fence() -> () = _mm_sfence();

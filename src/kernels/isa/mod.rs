@@ -191,35 +191,25 @@ pub(crate) trait Simd: Copy {
         // SAFETY: the caller's contract covers `store_bf16`'s.
         unsafe { self.store_bf16(p, v) }
     }
-    /// The `r` bfloat16s at `p` widened in the first lanes, `fill` (bits) in the others;
-    /// nothing past the `r` elements is read. Through a stack buffer: tails only.
+    /// The `F32_LANES` float16s whose bits are at `p`, widened to `f32` (exactly).
     ///
     /// # Safety
-    /// `r < F32_LANES`; `p` is valid for reads of `r` `u16`s.
-    #[inline(always)]
-    unsafe fn load_bf16_part(self, p: *const u16, r: usize, fill: u16) -> Self::F32 {
-        let mut buf = [fill; MAX_F32_LANES];
-        // SAFETY: `p` is valid for `r < F32_LANES <= MAX_F32_LANES` reads (# Safety); `buf`
-        // is a local array (disjoint from `p`) of at least `F32_LANES` elements.
-        unsafe {
-            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), r);
-            self.load_bf16(buf.as_ptr())
-        }
-    }
-    /// The first `r` lanes of `v` rounded as [`Simd::store_bf16`] and written at `p`, nothing
-    /// past them. Through a stack buffer: tails only.
+    /// `p` is valid for reads of `F32_LANES` `u16`s.
+    unsafe fn load_f16(self, p: *const u16) -> Self::F32;
+    /// Every lane of `v` rounded to float16 as `half::f16::from_f32` rounds (to nearest even,
+    /// overflow to infinity, subnormals kept; NaN quietened), the bits written at `p`.
     ///
     /// # Safety
-    /// `r < F32_LANES`; `p` is valid for writes of `r` `u16`s.
+    /// `p` is valid for writes of `F32_LANES` `u16`s.
+    unsafe fn store_f16(self, p: *mut u16, v: Self::F32);
+    /// As [`Simd::store_f16`], with a non-temporal store, as [`Simd::stream_bf16`].
+    ///
+    /// # Safety
+    /// As [`Simd::stream_bf16`].
     #[inline(always)]
-    unsafe fn store_bf16_part(self, p: *mut u16, r: usize, v: Self::F32) {
-        let mut buf = [0u16; MAX_F32_LANES];
-        // SAFETY: `buf` is a local array of at least `F32_LANES` elements; `p` is valid for
-        // `r < F32_LANES` writes (# Safety) and disjoint from `buf`.
-        unsafe {
-            self.store_bf16(buf.as_mut_ptr(), v);
-            std::ptr::copy_nonoverlapping(buf.as_ptr(), p, r);
-        }
+    unsafe fn stream_f16(self, p: *mut u16, v: Self::F32) {
+        // SAFETY: the caller's contract covers `store_f16`'s.
+        unsafe { self.store_f16(p, v) }
     }
     /// `a * b`.
     fn mul_f32(self, a: Self::F32, b: Self::F32) -> Self::F32;
@@ -659,53 +649,129 @@ lane!(
     reduce_max_f64
 );
 
-/// bfloat16 storage of `f32` lanes: loads widen (exactly), stores round as
-/// `convert::f32_to_bf16`, and everything between is `f32` arithmetic. So an algorithm written
-/// for `f32` and run on bfloat16 data computes the `f32` results of the widened values and
-/// rounds each once on the way out, with no conversion buffer.
-impl<S: Simd> Lane<S> for half::bf16 {
+/// A 16-bit storage format of `f32` lanes (bfloat16, float16): loads widen exactly, stores
+/// round to nearest even (NaN quietened), each with its level's instructions.
+pub(crate) trait Half: Copy + PartialEq + Send + Sync + 'static {
+    const NAN: Self;
+    const NEG_INFINITY: Self;
+    const ZERO: Self;
+    fn from_f64(x: f64) -> Self;
+    fn from_f32(x: f32) -> Self;
+    fn to_f32(self) -> f32;
+    fn to_bits(self) -> u16;
+    /// # Safety
+    /// As [`Simd::load_bf16`].
+    unsafe fn load<S: Simd>(s: S, p: *const u16) -> S::F32;
+    /// # Safety
+    /// As [`Simd::store_bf16`].
+    unsafe fn store<S: Simd>(s: S, p: *mut u16, v: S::F32);
+    /// # Safety
+    /// As [`Simd::stream_bf16`].
+    unsafe fn stream<S: Simd>(s: S, p: *mut u16, v: S::F32);
+}
+
+macro_rules! half_format {
+    ($t:ty, $load:ident, $store:ident, $stream:ident) => {
+        impl Half for $t {
+            const NAN: $t = <$t>::NAN;
+            const NEG_INFINITY: $t = <$t>::NEG_INFINITY;
+            const ZERO: $t = <$t>::ZERO;
+            #[inline(always)]
+            fn from_f64(x: f64) -> $t {
+                <$t>::from_f64(x)
+            }
+            #[inline(always)]
+            fn from_f32(x: f32) -> $t {
+                <$t>::from_f32(x)
+            }
+            #[inline(always)]
+            fn to_f32(self) -> f32 {
+                <$t>::to_f32(self)
+            }
+            #[inline(always)]
+            fn to_bits(self) -> u16 {
+                <$t>::to_bits(self)
+            }
+            #[inline(always)]
+            unsafe fn load<S: Simd>(s: S, p: *const u16) -> S::F32 {
+                // SAFETY: the caller's contract is the method's.
+                unsafe { s.$load(p) }
+            }
+            #[inline(always)]
+            unsafe fn store<S: Simd>(s: S, p: *mut u16, v: S::F32) {
+                // SAFETY: the caller's contract is the method's.
+                unsafe { s.$store(p, v) }
+            }
+            #[inline(always)]
+            unsafe fn stream<S: Simd>(s: S, p: *mut u16, v: S::F32) {
+                // SAFETY: the caller's contract is the method's.
+                unsafe { s.$stream(p, v) }
+            }
+        }
+    };
+}
+
+half_format!(half::bf16, load_bf16, store_bf16, stream_bf16);
+half_format!(half::f16, load_f16, store_f16, stream_f16);
+
+/// 16-bit storage of `f32` lanes: loads widen (exactly), stores round (as
+/// `convert::f32_to_bf16` for bfloat16, as `half::f16::from_f32` for float16), and everything
+/// between is `f32` arithmetic. So an algorithm written for `f32` and run on such data computes
+/// the `f32` results of the widened values and rounds each once on the way out, with no
+/// conversion buffer. Tails go through a stack buffer.
+impl<S: Simd, H: Half> Lane<S> for H {
     type V = S::F32;
     type M = S::M32;
     const LANES: usize = S::F32_LANES;
     const STREAMS: bool = true;
-    const MINUS_INF: half::bf16 = half::bf16::NEG_INFINITY;
-    const ZERO: half::bf16 = half::bf16::ZERO;
+    const MINUS_INF: H = H::NEG_INFINITY;
+    const ZERO: H = H::ZERO;
     #[inline(always)]
-    fn of_f64(x: f64) -> half::bf16 {
-        half::bf16::from_f64(x)
+    fn of_f64(x: f64) -> H {
+        H::from_f64(x)
     }
     #[inline(always)]
     fn nan(self) -> bool {
-        self.is_nan()
+        self.to_f32().is_nan()
     }
     #[inline(always)]
-    fn splat(s: S, x: half::bf16) -> S::F32 {
+    fn splat(s: S, x: H) -> S::F32 {
         s.splat_f32(x.to_f32())
     }
     #[inline(always)]
-    unsafe fn load(s: S, p: *const half::bf16) -> S::F32 {
+    unsafe fn load(s: S, p: *const H) -> S::F32 {
         // SAFETY: the caller's contract, for the elements' bits.
-        unsafe { s.load_bf16(p.cast()) }
+        unsafe { H::load(s, p.cast()) }
     }
     #[inline(always)]
-    unsafe fn load_part(s: S, p: *const half::bf16, r: usize, fill: half::bf16) -> S::F32 {
-        // SAFETY: as `load`.
-        unsafe { s.load_bf16_part(p.cast(), r, fill.to_bits()) }
+    unsafe fn load_part(s: S, p: *const H, r: usize, fill: H) -> S::F32 {
+        let mut buf = [fill.to_bits(); MAX_F32_LANES];
+        // SAFETY: `p` is valid for `r < F32_LANES <= MAX_F32_LANES` reads (the caller's
+        // contract); `buf` is a local array (disjoint from `p`) of at least `F32_LANES`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p.cast::<u16>(), buf.as_mut_ptr(), r);
+            H::load(s, buf.as_ptr())
+        }
     }
     #[inline(always)]
-    unsafe fn store(s: S, p: *mut half::bf16, v: S::F32) {
+    unsafe fn store(s: S, p: *mut H, v: S::F32) {
         // SAFETY: as `load`.
-        unsafe { s.store_bf16(p.cast(), v) }
+        unsafe { H::store(s, p.cast(), v) }
     }
     #[inline(always)]
-    unsafe fn store_part(s: S, p: *mut half::bf16, r: usize, v: S::F32) {
-        // SAFETY: as `load`.
-        unsafe { s.store_bf16_part(p.cast(), r, v) }
+    unsafe fn store_part(s: S, p: *mut H, r: usize, v: S::F32) {
+        let mut buf = [0u16; MAX_F32_LANES];
+        // SAFETY: `buf` is a local array of at least `F32_LANES` elements; `p` is valid for
+        // `r < F32_LANES` writes (the caller's contract) and disjoint from `buf`.
+        unsafe {
+            H::store(s, buf.as_mut_ptr(), v);
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), p.cast::<u16>(), r);
+        }
     }
     #[inline(always)]
-    unsafe fn stream(s: S, p: *mut half::bf16, v: S::F32) {
+    unsafe fn stream(s: S, p: *mut H, v: S::F32) {
         // SAFETY: as `load`.
-        unsafe { s.stream_bf16(p.cast(), v) }
+        unsafe { H::stream(s, p.cast(), v) }
     }
     #[inline(always)]
     fn mul(s: S, a: S::F32, b: S::F32) -> S::F32 {
@@ -731,10 +797,10 @@ impl<S: Simd> Lane<S> for half::bf16 {
     fn any_m(s: S, m: S::M32) -> bool {
         s.any_m32(m)
     }
-    /// Exact: the largest lane is a widened bfloat16.
+    /// Exact: the largest lane is a widened value of the format.
     #[inline(always)]
-    fn reduce_max(s: S, v: S::F32) -> half::bf16 {
-        half::bf16::from_f32(s.reduce_max_f32(v))
+    fn reduce_max(s: S, v: S::F32) -> H {
+        H::from_f32(s.reduce_max_f32(v))
     }
 }
 
@@ -799,7 +865,8 @@ mod tests {
                 assert_eq!(m, want, "{name} reduce_max_f32 r={r}");
             }
         }
-        check_bf16(s, name);
+        check_half::<S, half::bf16>(s, name);
+        check_half::<S, half::f16>(s, name);
         check_group(s, name);
         let src64: Vec<f64> = (0..2 * l64 + 1).map(|i| i as f64 * 0.25 - 1.0).collect();
         for r in 0..l64 {
@@ -939,11 +1006,15 @@ mod tests {
         }
     }
 
-    /// bfloat16 loads widen exactly and stores round as `convert::f32_to_bf16` (random bit
-    /// patterns, ties, NaNs, infinities, values next to the largest finite bfloat16); the
-    /// partial ones touch the first `r` elements only.
-    fn check_bf16<S: Simd>(s: S, name: &str) {
-        use crate::convert::{bf16_to_f32, f32_to_bf16};
+    /// 16-bit loads widen exactly and stores round as the crate's scalar conversions (`Float`'s,
+    /// which the tile path uses: `convert::f32_to_bf16`, `half::f16::from_f32`; random
+    /// bit patterns, ties, NaNs, infinities, values next to the largest finite value and, for
+    /// float16, its subnormals and overflow); the partial ones touch the first `r` elements
+    /// only.
+    fn check_half<S: Simd, H: super::Half + crate::Float<Compute = f32>>(s: S, name: &str) {
+        use super::Lane;
+        let name = format!("{name} {}", std::any::type_name::<H>());
+        let round = |v: f32| H::from_compute(v).to_bits();
         let l = S::F32_LANES;
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut vals: Vec<f32> = (0..256 * l)
@@ -954,10 +1025,25 @@ mod tests {
                 f32::from_bits(x as u32)
             })
             .collect();
+        // bfloat16's edges (the upper 16 bits of an f32) and float16's (65504 and past it,
+        // the smallest subnormal 2^-24 and half of it, the smallest normal 2^-14).
+        let f16_edges = [
+            0x477F_E000u32,
+            0x477F_F000,
+            0x4780_0000,
+            0x3380_0000,
+            0x3300_0000,
+        ];
         for hi in [
             0x0000u32, 0x3F80, 0x3F81, 0x7F7F, 0x7F80, 0x7FC0, 0x7F81, 0x0080,
-        ] {
-            for lo in [0x0000u32, 0x0001, 0x7FFF, 0x8000, 0x8001, 0xFFFF] {
+        ]
+        .into_iter()
+        .chain(f16_edges.iter().map(|b| b >> 16))
+        .chain([0x3880, 0x3300, 0x3280])
+        {
+            for lo in [
+                0x0000u32, 0x0001, 0x0FFF, 0x1000, 0x1001, 0x7FFF, 0x8000, 0x8001, 0xFFFF,
+            ] {
                 vals.push(f32::from_bits(hi << 16 | lo));
                 vals.push(f32::from_bits((hi | 0x8000) << 16 | lo));
             }
@@ -968,34 +1054,41 @@ mod tests {
             let v = unsafe { s.load_f32(chunk.as_ptr()) };
             let mut out = vec![0u16; l];
             // SAFETY: `out` holds `l` elements.
-            unsafe { s.store_bf16(out.as_mut_ptr(), v) };
-            let want: Vec<u16> = chunk.iter().map(|&v| f32_to_bf16(v)).collect();
-            assert_eq!(out, want, "{name} store_bf16 of {chunk:?}");
+            unsafe { H::store(s, out.as_mut_ptr(), v) };
+            let want: Vec<u16> = chunk.iter().map(|&v| round(v)).collect();
+            assert_eq!(out, want, "{name} store of {chunk:?}");
             // SAFETY: as above.
-            let back = lanes_f32(s, unsafe { s.load_bf16(out.as_ptr()) });
-            let want: Vec<u32> = out.iter().map(|&b| bf16_to_f32(b).to_bits()).collect();
+            let back = lanes_f32(s, unsafe { H::load(s, out.as_ptr()) });
+            let widened = |b: u16| {
+                // SAFETY: `H` is a 16-bit type, every bit pattern a value.
+                unsafe { std::mem::transmute_copy::<u16, H>(&b) }.to_compute()
+            };
+            let want: Vec<u32> = out.iter().map(|&b| widened(b).to_bits()).collect();
             let got: Vec<u32> = back.iter().map(|v| v.to_bits()).collect();
-            assert_eq!(got, want, "{name} load_bf16");
+            assert_eq!(got, want, "{name} load");
         }
-        let src: Vec<u16> = (0..2 * l as u16 + 1).map(|i| 0x3F80 + i).collect();
+        let src: Vec<H> = (0..2 * l + 1)
+            .map(|i| H::from_f32(1.0 + i as f32 / 64.0))
+            .collect();
+        let fill = H::NEG_INFINITY;
         for off in 0..2 {
             for r in 0..l {
                 // SAFETY: `off + r < 2 l + 1` elements of `src` are readable from `off`.
-                let v = unsafe { s.load_bf16_part(src.as_ptr().add(off), r, 0xFF80) };
+                let v = unsafe { <H as Lane<S>>::load_part(s, src.as_ptr().add(off), r, fill) };
                 let want: Vec<f32> = (0..l)
-                    .map(|j| bf16_to_f32(if j < r { src[off + j] } else { 0xFF80 }))
+                    .map(|j| if j < r { src[off + j] } else { fill }.to_f32())
                     .collect();
-                assert_eq!(
-                    lanes_f32(s, v),
-                    want,
-                    "{name} load_bf16_part off={off} r={r}"
-                );
-                let mut dst = vec![7u16; l + 2];
+                assert_eq!(lanes_f32(s, v), want, "{name} load_part off={off} r={r}");
+                let mut dst = vec![H::ZERO; l + 2];
                 // SAFETY: `dst` holds `l + 2 > off + r` elements.
-                unsafe { s.store_bf16_part(dst.as_mut_ptr().add(off), r, v) };
+                unsafe { <H as Lane<S>>::store_part(s, dst.as_mut_ptr().add(off), r, v) };
                 for (j, &b) in dst.iter().enumerate() {
-                    let want = if j >= off && j < off + r { src[j] } else { 7 };
-                    assert_eq!(b, want, "{name} store_bf16_part off={off} r={r} j={j}");
+                    let want = if j >= off && j < off + r {
+                        src[j]
+                    } else {
+                        H::ZERO
+                    };
+                    assert!(b == want, "{name} store_part off={off} r={r} j={j}");
                 }
             }
         }

@@ -55,6 +55,31 @@ impl Simd for Neon {
             0x0404_0404,
         ));
     }
+    /// FCVTL (base aarch64; Rust's float16 NEON intrinsics are not stable).
+    #[inline(always)]
+    unsafe fn load_f16(self, p: *const u16) -> F4 {
+        // SAFETY: the 4 `u16`s at `p` are readable (# Safety); the CPU has NEON; the assembly
+        // only reads and writes the two registers named.
+        unsafe {
+            let h = vld1_u16(p);
+            let out: F4;
+            std::arch::asm!("fcvtl {0:v}.4s, {1:v}.4h", out(vreg) out, in(vreg) h,
+                options(pure, nomem, nostack, preserves_flags));
+            out
+        }
+    }
+    /// FCVTN, in the default rounding mode (to nearest even).
+    #[inline(always)]
+    unsafe fn store_f16(self, p: *mut u16, v: F4) {
+        // SAFETY: the 4 `u16`s at `p` are writable (# Safety); the CPU has NEON; the assembly
+        // only reads and writes the two registers named.
+        unsafe {
+            let h: uint16x4_t;
+            std::arch::asm!("fcvtn {0:v}.4h, {1:v}.4s", out(vreg) h, in(vreg) v,
+                options(pure, nomem, nostack, preserves_flags));
+            vst1_u16(p, h);
+        }
+    }
     /// `convert::f32_to_bf16` lane-wise, narrowed by a shift (exact: the rounded bits fit).
     #[inline(always)]
     unsafe fn store_bf16(self, p: *mut u16, v: F4) {
