@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 pub enum SimdLevel {
     /// Portable code, no explicit vector instructions.
     Scalar,
-    /// x86-64 AVX2 with FMA.
+    /// x86-64 AVX2 with FMA and F16C (every AVX2 CPU has both).
     Avx2,
     /// x86-64 AVX-512F.
     Avx512,

@@ -111,6 +111,24 @@ def test_s1_float16_rounded_once_from_float32(func):
     assert np.all(diff <= np.spacing(np.abs(via32).astype(np.float16)).astype(np.float64))
 
 
+@pytest.mark.parametrize("func", MAP_FUNCS)
+@pytest.mark.parametrize("shape", [(3, 40_000), (1, 128_256)])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_s1_float16_long_rows_are_float32_rounded_once_bit_for_bit(func, shape, temperature):
+    """S1: rows longer than 16384 float16s are read by the float32 kernels (widened and
+    rounded in registers): the float32 result on the same values rounded once, bit for bit,
+    with -inf entries, into out= too."""
+    x = rng(5).normal(scale=4, size=shape).astype(np.float16)
+    x[:, ::97] = -np.inf
+    want = func(x.astype(np.float32), temperature=temperature).astype(np.float16)
+    got = func(x, temperature=temperature)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+    out = np.empty_like(x)
+    func(x, temperature=temperature, out=out)
+    np.testing.assert_array_equal(out.view(np.uint16), want.view(np.uint16))
+
+
 def test_s1_float16_logsumexp():
     """S1/S8: float16 logsumexp within one float16 ulp of the exact value."""
     x = rng(4).normal(scale=4, size=(8, 300)).astype(np.float16)
