@@ -257,7 +257,8 @@ fn row_sum_halves<S: Simd>(s: S, n: usize, values: &impl RowValues<S>) -> S::F64
     s.add_f64(a0, a1)
 }
 
-/// The lanewise maximum of the `n` elements at `p` (lanes past the end read -inf).
+/// A vector whose largest lane is the largest of the `n` elements at `p` (every lane holds one
+/// of them or -inf; NaN as `max_f32` passes it on).
 ///
 /// # Safety
 /// `p` is valid for reads of `n` elements.
@@ -265,8 +266,16 @@ fn row_sum_halves<S: Simd>(s: S, n: usize, values: &impl RowValues<S>) -> S::F64
 unsafe fn lane_max<S: Simd>(s: S, p: *const f32, n: usize) -> S::F32 {
     let l = S::F32_LANES;
     let (full, r) = (n / l, n % l);
-    // SAFETY: the `r < l` elements after the `l full` are readable (# Safety).
-    let mut m = unsafe { s.load_f32_part(p.add(l * full), r, f32::NEG_INFINITY) };
+    // A row of at least one vector: its last whole vector, overlapping the others (a maximum
+    // does not mind elements seen twice), rather than a partial load of the rest, which AVX2
+    // assembles in pieces.
+    let mut m = if full > 0 {
+        // SAFETY: `l <= n`: the `l` elements ending at `p + n` are readable (# Safety).
+        unsafe { s.load_f32(p.add(n - l)) }
+    } else {
+        // SAFETY: the `r < l` elements at `p` are readable (# Safety).
+        unsafe { s.load_f32_part(p, r, f32::NEG_INFINITY) }
+    };
     for v in 0..full {
         // SAFETY: `v < full`: the `l` elements from `p + l v` are readable (# Safety).
         m = s.max_f32(unsafe { s.load_f32(p.add(l * v)) }, m);
