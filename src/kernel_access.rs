@@ -226,10 +226,12 @@ pub fn map_row<C: Real>(
 /// `rows` rows of `n` elements one after the other through the streamed many-long-rows
 /// path (each row's output written during the next row's first pass) on this thread with
 /// the kernels of `level`, row `i` at temperature `temps[i]`; in place (on `out`, after
-/// copying `x` there) when `in_place`.
+/// copying `x` there) when `in_place`; softmax keeping its exps for the write when `keep_exps`
+/// (else, where the level can, computing them again there).
 ///
 /// # Panics
 /// If the lengths do not match or a temperature is not positive and finite.
+#[allow(clippy::too_many_arguments)]
 pub fn map_rows_streamed<C: Real>(
     level: SimdLevel,
     op: Op,
@@ -238,6 +240,7 @@ pub fn map_rows_streamed<C: Real>(
     n: usize,
     temps: &[f64],
     in_place: bool,
+    keep_exps: bool,
 ) {
     assert_eq!(x.len(), out.len());
     assert_eq!(x.len(), n * temps.len());
@@ -255,7 +258,7 @@ pub fn map_rows_streamed<C: Real>(
         unsafe { (src.add(i * n), dst.add(i * n), temps[i]) }
     };
     // SAFETY: rows are disjoint; source and destination are the same or disjoint buffers.
-    unsafe { crate::row::map_rows_streamed(k, op, n, temps.len(), row) }
+    unsafe { crate::row::map_rows_streamed(k, op, n, temps.len(), row, keep_exps) }
 }
 
 /// log-sum-exp of one row with the kernels of `level`.

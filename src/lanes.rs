@@ -20,7 +20,9 @@ use crate::interrupt;
 use crate::kernels::{kernels, prefetch, HalfRows, Store, BLOCK};
 use crate::op::Op;
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges, run_shared};
-use crate::row::{logsumexp_row, map_row, map_row_half, map_row_with, map_rows_streamed};
+use crate::row::{
+    keeps_exps, logsumexp_row, map_row, map_row_half, map_row_with, map_rows_streamed,
+};
 use crate::shared::SharedPtr;
 use crate::simd::{simd_level, SimdLevel};
 use crate::temperature::Temperature;
@@ -1095,7 +1097,7 @@ pub(crate) unsafe fn map_lanes_raw<T: Float>(
                 }
             };
             // SAFETY: the caller's contract; the lanes are distinct.
-            unsafe { map_rows_streamed(k, op, n, len, row) };
+            unsafe { map_rows_streamed(k, op, n, len, row, keeps_exps(k)) };
         };
         if parallel {
             let run = (count / (8 * get_num_threads())).clamp(1, STREAMED_RUN_MAX);

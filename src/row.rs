@@ -484,11 +484,27 @@ impl<C: Real> Deferred<C> {
     }
 }
 
+/// Whether streamed softmax with the kernels `k` keeps its exps for the write
+/// ([`map_rows_streamed`]). Always without a fused write kernel (computing them again measured
+/// far slower). With one, it depends on the CPU: on Intel's AVX-512 cores the write computes
+/// them again, hidden under the memory traffic, with one row fewer in the caches (256x152064:
+/// 6.8 ms against 7.4 keeping them); on AMD's Zen 4, whose 512-bit arithmetic takes two passes,
+/// keeping them measured faster (32x128256 and 256x152064: 0.78x the time), so AMD keeps them
+/// (`benches/results/tuning.md`, "row: keeping the exps").
+pub(crate) fn keeps_exps<C>(k: &Kernels<C>) -> bool {
+    k.exp_sum_overlapped.is_none() || crate::simd::cpu_is_amd()
+}
+
 /// [`map_row_with`] with `stream` on `count` rows of `n` elements (`n` > [`BLOCK`]) on this
 /// thread, row `i` from `row(i) = (src, dst, t)`: the same bits for every row, but pass 2 of
 /// each row (its output, written with non-temporal stores) is done during pass 1 of the next,
 /// block `b` during block `b`'s exp pass, which also prefetches the block after it. Reading,
 /// writing and arithmetic then overlap instead of taking turns.
+///
+/// `keep_exps` (softmax only): keep the exps of two rows (the one being read, the one being
+/// written) in a scratch buffer for the write to scale, rather than computing them again in
+/// the write (only possible where the level fuses the write into the exp loop); the same bits
+/// either way. [`keeps_exps`] chooses.
 ///
 /// # Safety
 /// Every row is as [`map_row`] requires, and no row's `dst` overlaps another row's `src` or
@@ -499,15 +515,11 @@ pub(crate) unsafe fn map_rows_streamed<C: Real>(
     n: usize,
     count: usize,
     row: impl Fn(usize) -> (*const C, *mut C, f64),
+    keep_exps: bool,
 ) {
     let nb = n_blocks(n);
     let softmax = op == Op::Softmax;
-    // Softmax keeps the exps of two rows (the one being read, the one being written) in a
-    // scratch buffer, except where the level fuses the write into the exp loop: there the write
-    // computes the exps again, hidden under the memory traffic, and the caches hold one row
-    // fewer; without the fused kernel keeping them is far faster (`benches/results/tuning.md`,
-    // "row: keeping the exps").
-    let keep_exps = softmax && k.exp_sum_overlapped.is_none();
+    let keep_exps = softmax && (keep_exps || k.exp_sum_overlapped.is_none());
     let mut scratch = if keep_exps {
         Scratch::take(2 * n * std::mem::size_of::<C>())
     } else {

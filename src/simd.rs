@@ -118,6 +118,27 @@ pub fn cpu_has(level: SimdLevel) -> bool {
     }
 }
 
+/// Whether the CPU is AMD's (CPUID vendor "AuthenticAMD"): a tuning choice, never a result.
+pub(crate) fn cpu_is_amd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AMD: OnceLock<bool> = OnceLock::new();
+        *AMD.get_or_init(|| {
+            // SAFETY: CPUID exists on every x86-64 CPU (a safe function in newer Rust).
+            #[allow(unused_unsafe)]
+            let r = unsafe { std::arch::x86_64::__cpuid(0) };
+            [r.ebx, r.edx, r.ecx]
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .eq(*b"AuthenticAMD")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The level for a requested name: the requested level if the CPU has it and the crate has
 /// kernels for it, else the best available level not above the request, else the best available.
 fn resolve(requested: Option<&str>) -> SimdLevel {

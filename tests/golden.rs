@@ -527,12 +527,15 @@ fn kern_same<T: El>(
                 let d = digest_els(&out);
                 run.same(format!("{name}: Store::Stream"), d, want);
             } else {
-                k::map_rows_streamed(level, op, x, &mut out, n, &temps, false);
-                let d = digest_els(&out);
-                run.same(format!("{name}: map_rows_streamed"), d, want);
-                k::map_rows_streamed(level, op, x, &mut out, n, &temps, true);
-                let d = digest_els(&out);
-                run.same(format!("{name}: map_rows_streamed in place"), d, want);
+                for keep in [false, true] {
+                    k::map_rows_streamed(level, op, x, &mut out, n, &temps, false, keep);
+                    let d = digest_els(&out);
+                    run.same(format!("{name}: map_rows_streamed keep={keep}"), d, want);
+                    k::map_rows_streamed(level, op, x, &mut out, n, &temps, true, keep);
+                    let d = digest_els(&out);
+                    let what = format!("{name}: map_rows_streamed in place keep={keep}");
+                    run.same(what, d, want);
+                }
             }
         }};
     }

@@ -545,20 +545,25 @@ fn s9_streamed_long_rows_match_map_row_all_levels() {
                     .collect();
                 let x32 = f32_row(&x64);
                 for op in [Op::Softmax, Op::LogSoftmax] {
-                    for (in_place, offset) in [
-                        (false, 0usize),
-                        (false, 3),
-                        (true, 0),
-                        (true, 3),
-                        (false, 5),
+                    // `keep`: softmax keeps its exps for the write, or (where the level
+                    // fuses the write) computes them again there; the same bits either way.
+                    for (in_place, offset, keep) in [
+                        (false, 0usize, false),
+                        (false, 0, true),
+                        (false, 3, true),
+                        (true, 0, false),
+                        (true, 3, true),
+                        (false, 5, false),
                     ] {
-                        let what = format!("{level:?} {op:?} n={n} {seq:?} in_place={in_place}");
+                        let what = format!(
+                            "{level:?} {op:?} n={n} {seq:?} in_place={in_place} keep={keep}"
+                        );
                         let mut out = vec![0.0f32; offset + x32.len()];
                         let got = &mut out[offset..];
-                        k::map_rows_streamed(level, op, &x32, got, n, &temps, in_place);
+                        k::map_rows_streamed(level, op, &x32, got, n, &temps, in_place, keep);
                         let mut out64 = vec![0.0f64; offset + x64.len()];
                         let got64 = &mut out64[offset..];
-                        k::map_rows_streamed(level, op, &x64, got64, n, &temps, in_place);
+                        k::map_rows_streamed(level, op, &x64, got64, n, &temps, in_place, keep);
                         for (r, &t) in temps.iter().enumerate() {
                             let rows = r * n..(r + 1) * n;
                             let mut want = vec![0.0f32; n];
