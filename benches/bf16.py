@@ -17,6 +17,9 @@ alternate round by round, and a contender's time is the median of its per-proces
 Prints a Markdown table per shape, ratios against ``float32``.
 
     python benches/bf16.py [--rounds 5] [--shapes 8x128256,32x128256,256x152064] [--op softmax]
+                           [--dtype bfloat16|float16]
+
+``--dtype float16``: the same with float16 (NumPy's) in place of bfloat16.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import numpy as np, ml_dtypes, logitkit
 logitkit.set_num_threads(2)
 rows, vocab = {rows}, {vocab}
 x32 = (np.random.default_rng(0).standard_normal((rows, vocab)) * 3).astype(np.float32)
-x16 = x32.astype(ml_dtypes.bfloat16)
+x16 = x32.astype({np16})
 x32 = x16.astype(np.float32)  # the same values in both
 o32, o16 = np.empty_like(x32), np.empty_like(x16)
 f = getattr(logitkit, "{op}")
@@ -56,7 +59,7 @@ if "tf(" in call:
         print("null"); sys.exit(0)
     torch.set_num_threads(2)
     t32 = torch.from_numpy(x32)
-    t16 = t32.to(torch.bfloat16)
+    t16 = t32.to(torch.{dtype})
     tf = getattr(torch, "{op}")
 g = eval(call)
 for _ in range(3):
@@ -77,8 +80,10 @@ def main() -> None:
     rounds = int(arg("--rounds", "5"))
     shapes = [tuple(map(int, s.split("x"))) for s in arg("--shapes", "8x128256,32x128256,256x152064").split(",")]
     op = arg("--op", "softmax")
+    dtype = arg("--dtype", "bfloat16")
+    np16 = {"bfloat16": "ml_dtypes.bfloat16", "float16": "np.float16"}[dtype]
     cpus = sorted(os.sched_getaffinity(0))[:2]
-    print(f"`{op}`, 2 threads, {rounds} rounds, each contender in its own process; median of "
+    print(f"`{op}` of {dtype}, 2 threads, {rounds} rounds, each contender in its own process; median of "
           "per-process medians, ratios against logitkit float32")
     print(f"load before: `{subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}`\n")
     for rows, vocab in shapes:
@@ -87,7 +92,7 @@ def main() -> None:
         for r in range(rounds):
             for name in names if r % 2 == 0 else names[::-1]:
                 code = WORKER.format(cpus=set(cpus), rows=rows, vocab=vocab, op=op,
-                                     call=CONTENDERS[name])
+                                     call=CONTENDERS[name], np16=np16, dtype=dtype)
                 res = subprocess.run([sys.executable, "-c", code], capture_output=True,
                                      text=True, check=True)
                 t = json.loads(res.stdout)
@@ -98,12 +103,13 @@ def main() -> None:
         print("| contender | ms | / float32 | per-round ms |")
         print("|---|---|---|---|")
         for name in names:
+            label = name.replace("bfloat16", dtype)
             if not got[name]:
-                print(f"| {name} | n/a | | |")
+                print(f"| {label} | n/a | | |")
                 continue
             m = statistics.median(got[name])
             rs = ", ".join(f"{t * 1e3:.2f}" for t in got[name])
-            print(f"| {name} | {m * 1e3:.2f} | {m / base:.2f} | {rs} |")
+            print(f"| {label} | {m * 1e3:.2f} | {m / base:.2f} | {rs} |")
     print(f"\nload after: `{subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}`")
 
 
