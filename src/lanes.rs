@@ -17,7 +17,7 @@ use crate::cache;
 use crate::element::{is_native, narrow_strided, widen_into_scratch, widen_strided, Float, Real};
 use crate::error::{Error, Result};
 use crate::interrupt;
-use crate::kernels::{kernels, prefetch, HalfRows, Store, BLOCK};
+use crate::kernels::{kernels, prefetch, HalfKernels, HalfRows, Store, BLOCK};
 use crate::op::Op;
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges, run_shared};
 use crate::row::{
@@ -98,9 +98,10 @@ unsafe fn map_lane<T: Float>(
     stream: bool,
 ) -> Result<()> {
     if src_stride == 1 && dst_stride == 1 && n > BLOCK {
-        // SAFETY: the lane's `n` adjacent elements are readable at `src` and writable at
-        // `dst`, the same or disjoint (`map_lanes_raw`).
-        if unsafe { half_row(op, src, dst, n, t, parallel_row, stream) } {
+        if let Some(h) = HalfTable::of::<T>().filter(|h| h.takes(t)) {
+            // SAFETY: the table is `T`'s and takes `t`; the lane's `n` adjacent elements are
+            // readable at `src` and writable at `dst`, the same or disjoint (`map_lanes_raw`).
+            unsafe { h.map_row(op, src, dst, n, t, parallel_row, stream) };
             return Ok(());
         }
     }
@@ -229,33 +230,41 @@ unsafe fn map_lanes_with_exact<T: Float>(
     Ok(())
 }
 
-/// Whether `T` is a 16-bit type (bfloat16, float16) the process's level has kernels for.
-fn has_half_kernels<T: Float>() -> bool {
-    let id = TypeId::of::<T>();
-    let level = simd_level();
-    (id == TypeId::of::<half::bf16>() && half::bf16::kernels_for(level).is_some())
-        || (id == TypeId::of::<half::f16>() && half::f16::kernels_for(level).is_some())
+/// The 16-bit kernels of the process's level for `T`, when `T` is bfloat16 or float16 and the
+/// level has them.
+#[derive(Clone, Copy)]
+enum HalfTable {
+    Bf16(&'static HalfKernels<half::bf16>),
+    F16(&'static HalfKernels<half::f16>),
 }
 
-/// [`map_row_half`] of the lane when `T` is a 16-bit type whose kernels the process's level
-/// has and they take `t`; else does nothing and returns false.
-///
-/// # Safety
-/// The `n > BLOCK` adjacent elements at `src` are readable and at `dst` writable, the same or
-/// disjoint.
-#[allow(clippy::too_many_arguments)]
-unsafe fn half_row<T: Float>(
-    op: Op,
-    src: *const T,
-    dst: *mut T,
-    n: usize,
-    t: f64,
-    parallel: bool,
-    stream: bool,
-) -> bool {
+impl HalfTable {
+    fn of<T: Float>() -> Option<HalfTable> {
+        let (id, level) = (TypeId::of::<T>(), simd_level());
+        if id == TypeId::of::<half::bf16>() {
+            half::bf16::kernels_for(level).map(HalfTable::Bf16)
+        } else if id == TypeId::of::<half::f16>() {
+            half::f16::kernels_for(level).map(HalfTable::F16)
+        } else {
+            None
+        }
+    }
+
+    fn takes(self, t: f64) -> bool {
+        match self {
+            HalfTable::Bf16(k) => (k.takes)(t),
+            HalfTable::F16(k) => (k.takes)(t),
+        }
+    }
+
+    /// [`map_row_half`] of the lane.
+    ///
     /// # Safety
-    /// As `half_row`, with `T` being `H`.
-    unsafe fn run<H: HalfRows, T>(
+    /// `self` is `HalfTable::of::<T>()` and takes `t`; the `n > BLOCK` adjacent elements at
+    /// `src` are readable and at `dst` writable, the same or disjoint.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn map_row<T>(
+        self,
         op: Op,
         src: *const T,
         dst: *mut T,
@@ -263,23 +272,17 @@ unsafe fn half_row<T: Float>(
         t: f64,
         parallel: bool,
         stream: bool,
-    ) -> bool {
-        let Some(k) = H::kernels_for(simd_level()).filter(|k| (k.takes)(t)) else {
-            return false;
-        };
-        // SAFETY: `T` is `H` (the caller's contract), so the casts keep the elements.
-        unsafe { map_row_half(k, op, src.cast(), dst.cast(), n, t, parallel, stream) };
-        true
-    }
-    let id = TypeId::of::<T>();
-    // SAFETY: the caller's contract; each branch names `T`'s own type.
-    unsafe {
-        if id == TypeId::of::<half::bf16>() {
-            run::<half::bf16, T>(op, src, dst, n, t, parallel, stream)
-        } else if id == TypeId::of::<half::f16>() {
-            run::<half::f16, T>(op, src, dst, n, t, parallel, stream)
-        } else {
-            false
+    ) {
+        // SAFETY: `T` is the table's type (# Safety), so the casts keep the elements.
+        unsafe {
+            match self {
+                HalfTable::Bf16(k) => {
+                    map_row_half(k, op, src.cast(), dst.cast(), n, t, parallel, stream)
+                }
+                HalfTable::F16(k) => {
+                    map_row_half(k, op, src.cast(), dst.cast(), n, t, parallel, stream)
+                }
+            }
         }
     }
 }
@@ -1062,7 +1065,7 @@ pub(crate) unsafe fn map_lanes_raw<T: Float>(
     }
     let adjacent = src_lanes.stride == 1 && dst_lanes.stride == 1;
     // Long adjacent 16-bit lanes go lane by lane to their kernels (`map_lane`).
-    let half_rows = adjacent && n > BLOCK && has_half_kernels::<T>();
+    let half_rows = adjacent && n > BLOCK && HalfTable::of::<T>().is_some();
     if !((is_native::<T>() && adjacent) || half_rows) {
         // SAFETY: the caller's contract.
         unsafe { map_tiles(op, src, src_lanes, dst, dst_lanes, temperature) }?;

@@ -321,8 +321,9 @@ pub(crate) unsafe fn map_row_with<C: Real>(
 }
 
 /// [`map_row_with`] of a 16-bit (`H`: bfloat16, float16) row longer than a block, through a
-/// level's kernels for `H`, `k` (`k.takes(t)` holds): the same blocks, passes and order of operations on the `f32`
-/// values, each result rounded once to `H` as it is stored, so the bits are those of
+/// level's kernels for `H`, `k` (`k.takes(t)` holds): the same blocks, passes and order of
+/// operations on the `f32` values, each result rounded once to `H` as it is stored, so the bits
+/// are those of
 /// `map_row_with` on the widened row, rounded, without a conversion buffer; `stream` as there.
 /// Softmax keeps its `f32` exps in a scratch buffer rather than in the 16-bit output (or, for
 /// a row too long for one, computes them again in pass 2: `exp_scale` gives the bits of the
