@@ -30,6 +30,13 @@ pub fn sum_exp<C: Real>(level: SimdLevel, x: &[C], m: C, t: f64) -> f64 {
     (crate::kernels::kernels_for::<C>(level).sum_exp)(x, m, t)
 }
 
+/// The `entropy_sums` kernel of `level` (`total`, `dot`, `finite`); `m` should be the maximum
+/// of `x`.
+pub fn entropy_sums<C: Real>(level: SimdLevel, x: &[C], m: C) -> (f64, f64, usize) {
+    let e = (crate::kernels::kernels_for::<C>(level).entropy_sums)(x, m);
+    (e.total, e.dot, e.finite)
+}
+
 /// The `exp_store_sum` kernel of `level`.
 ///
 /// # Panics

@@ -98,7 +98,7 @@ fn f32_row(x: &[f64]) -> Vec<f32> {
     x.iter().map(|&v| v as f32).collect()
 }
 
-fn widen<C: logitkit::Float>(x: &[C]) -> Vec<f64> {
+fn widen<C: logitkit::Real>(x: &[C]) -> Vec<f64> {
     x.iter().map(|v| v.to_f64()).collect()
 }
 
@@ -258,6 +258,67 @@ fn kernels_match_scalar_twin_f32_all_levels() {
             }
         }
     }
+}
+
+/// P26's one pass at temperature 1: its total is `sum_exp`'s (same bits) at every level, its
+/// count of finite entries exact, its `Σ e (x - m)` within the level's rounding of a float64
+/// reference, for `f32` and `f64` rows with `-inf` entries and every tail length.
+fn check_entropy_sums<C: logitkit::Real>(from: fn(&[f64]) -> Vec<C>, dot_tol: f64) {
+    let mut rng = Rng(26);
+    let mut levels = vector_levels();
+    levels.push(SimdLevel::Scalar);
+    for level in levels {
+        for &n in LENS.iter().filter(|&&n| n > 0) {
+            for (scale, every) in [(5.0, 0), (20.0, 7), (3.0, 2), (1e3, 3)] {
+                let x = from(&random_row(&mut rng, n, scale, every));
+                let ctx = format!("{level:?} n={n} scale={scale} every={every}");
+                let (m, _) = k::max(level, &x);
+                if m == C::from_f64(f64::NEG_INFINITY) {
+                    continue;
+                }
+                let (total, dot, finite) = k::entropy_sums(level, &x, m);
+                let sum = k::sum_exp(level, &x, m, 1.0);
+                assert_eq!(total.to_bits(), sum.to_bits(), "total is sum_exp's {ctx}");
+                let xs = widen(&x);
+                let mf = m.to_f64();
+                let want_finite = xs.iter().filter(|v| v.is_finite()).count();
+                assert_eq!(finite, want_finite, "finite {ctx}");
+                let want: f64 = xs
+                    .iter()
+                    .filter(|v| v.is_finite())
+                    .map(|&v| (v - mf).exp() * (v - mf))
+                    .sum();
+                // Every term is <= 0: the bound is relative to the sum itself, plus what
+                // weights flushed to 0 (`f32` kernels, below F32_FLUSHABLE) leave out.
+                let flushed: f64 = xs
+                    .iter()
+                    .filter(|v| v.is_finite())
+                    .map(|&v| v - mf)
+                    .filter(|g| g.exp() < F32_FLUSHABLE)
+                    .map(|g| -g * g.exp())
+                    .sum();
+                assert!(
+                    (dot - want).abs() <= dot_tol * want.abs() + flushed,
+                    "dot {ctx}: {dot} vs {want}"
+                );
+            }
+        }
+        // The largest gap: a finite entry whose difference from the maximum overflows to
+        // -inf has weight 0 and adds nothing; -inf is not counted.
+        let x = from(&[3e38, -3e38, f64::NEG_INFINITY, 3e38]);
+        let (total, dot, finite) = k::entropy_sums(level, &x, x[0]);
+        assert_eq!(
+            (total, dot, finite),
+            (2.0, 0.0, 3),
+            "{level:?} extreme gaps"
+        );
+    }
+}
+
+#[test]
+fn p26_entropy_sums_match_sum_exp_and_reference_all_levels() {
+    check_entropy_sums::<f32>(f32_row, 2e-6);
+    check_entropy_sums::<f64>(|x| x.to_vec(), 1e-12);
 }
 
 #[test]

@@ -162,6 +162,33 @@ pub struct Kernels<C: 'static> {
     /// Where the level has one: pass 1's exp pass over a block of a streamed row fused with
     /// another row's block write and a prefetch (see [`exp_sum_overlapped`]).
     pub exp_sum_overlapped: Option<ExpSumOverlapped<C>>,
+    /// The [`EntropySums`] of a block with maximum `m`, in one pass.
+    pub entropy_sums: fn(&[C], C) -> EntropySums,
+}
+
+/// What a row's entropy at temperature 1 takes, over a block with maximum `m`: the weights
+/// `e = exp(x - m)` summed (the bits `sum_exp` gives at `t = 1`), `Σ e (x - m)` over the
+/// finite `x`, and how many `x` are finite. The dynamic temperature of contract P26 is
+/// `ln total - dot / total` over `ln finite`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EntropySums {
+    /// Σ e.
+    pub total: f64,
+    /// Σ e (x - m) over the finite `x`.
+    pub dot: f64,
+    /// The number of finite `x`.
+    pub finite: usize,
+}
+
+impl std::ops::Add for EntropySums {
+    type Output = EntropySums;
+    fn add(self, b: EntropySums) -> EntropySums {
+        EntropySums {
+            total: self.total + b.total,
+            dot: self.dot + b.dot,
+            finite: self.finite + b.finite,
+        }
+    }
 }
 
 /// The `f32` block kernels of one vector level over 16-bit storage `H` (bfloat16, float16):
@@ -653,7 +680,8 @@ macro_rules! level_table {
         exp_scale: $es:path,
         write_log_softmax: $wls:path,
         rows: $rows:path,
-        exp_sum_overlapped: $ov:expr $(,)?
+        exp_sum_overlapped: $ov:expr,
+        entropy_sums: $ent:path $(,)?
     }) => {
         $(#[$doc])*
         pub(crate) static $table: $crate::kernels::Kernels<$t> = {
@@ -666,6 +694,10 @@ macro_rules! level_table {
                 // SAFETY: as `max`.
                 unsafe { $se(x, m, t) }
             }
+            fn entropy_sums(x: &[$t], m: $t) -> $crate::kernels::EntropySums {
+                // SAFETY: as `max`.
+                unsafe { $ent(x, m) }
+            }
             $crate::kernels::Kernels {
                 max,
                 sum_exp,
@@ -676,6 +708,7 @@ macro_rules! level_table {
                 write_log_softmax: $wls,
                 rows: $rows,
                 exp_sum_overlapped: $ov,
+                entropy_sums,
             }
         };
     };
@@ -694,6 +727,7 @@ macro_rules! scalar_table {
             write_log_softmax: scalar::write_log_softmax::<$t>,
             rows: scalar::rows::<$t>,
             exp_sum_overlapped: None,
+            entropy_sums: scalar::entropy_sums::<$t>,
         }
     };
 }

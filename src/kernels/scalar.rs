@@ -1,7 +1,7 @@
 //! Portable kernels: the slow, obviously correct twin every vector kernel is tested against.
 //! They compute in `f64` whatever the element type, so `f32` results are rounded once.
 
-use super::SumAcc;
+use super::{EntropySums, SumAcc};
 use crate::element::Real;
 
 pub(crate) fn max<C: Real>(x: &[C]) -> (C, bool) {
@@ -70,6 +70,33 @@ pub(crate) fn sum_exp<C: Real>(x: &[C], m: C, t: f64) -> f64 {
         acc.add(chunk.iter().map(|&v| exp2w(shifted(v, m, t))).sum());
     }
     acc.total()
+}
+
+/// [`EntropySums`] of `x` with maximum `m`, the sums in chunks of 64 as [`sum_exp`] adds
+/// (the same total), in `f64`.
+pub(crate) fn entropy_sums<C: Real>(x: &[C], m: C) -> EntropySums {
+    let m = m.to_f64();
+    let (mut total, mut dot, mut finite) = (SumAcc::default(), SumAcc::default(), 0);
+    for chunk in x.chunks(64) {
+        let (mut t, mut d) = (0.0, 0.0);
+        for &v in chunk {
+            let e = exp2w(shifted(v, m, 1.0));
+            t += e;
+            let v = v.to_f64();
+            // A zero weight adds nothing (and its gap may be -inf).
+            if e > 0.0 {
+                d += e * (v - m);
+            }
+            finite += (v > f64::NEG_INFINITY) as usize;
+        }
+        total.add(t);
+        dot.add(d);
+    }
+    EntropySums {
+        total: total.total(),
+        dot: dot.total(),
+        finite,
+    }
 }
 
 /// # Safety

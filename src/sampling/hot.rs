@@ -228,35 +228,6 @@ multiversion! {
 }
 
 multiversion! {
-    /// `(Σ w (x - m), count)` over the tokens with a finite `x` (the dynamic temperature's
-    /// entropy, contract P26), [`LANES`] lanes, the product masked where `x` is `-inf`.
-    fn weighted_gaps(x: &[C], ws: &[C], m: f64) -> (f64, usize) {
-        let mut acc = [0.0f64; LANES];
-        let mut cnt = [0u32; LANES];
-        let mut xi = x.chunks_exact(LANES);
-        let mut wi = ws.chunks_exact(LANES);
-        for (xv, wv) in (&mut xi).zip(&mut wi) {
-            for l in 0..LANES {
-                let e = xv[l].to_f64();
-                let finite = e > f64::NEG_INFINITY;
-                let g = if finite { e - m } else { 0.0 };
-                acc[l] += wv[l].to_f64() * g;
-                cnt[l] += finite as u32;
-            }
-        }
-        let mut n: usize = cnt.iter().map(|&c| c as usize).sum();
-        for (&e, &w) in xi.remainder().iter().zip(wi.remainder()) {
-            let e = e.to_f64();
-            if e > f64::NEG_INFINITY {
-                acc[0] += w.to_f64() * (e - m);
-                n += 1;
-            }
-        }
-        (reduce_lanes(acc), n)
-    }
-}
-
-multiversion! {
     /// Σ w over the tokens with `x > v` (`x >= v` when `incl`), [`LANES`] lanes, branch-free.
     fn masked_lane_sum(ws: &[C], xs: &[C], v: f64, incl: bool) -> f64 {
         #[inline(always)]

@@ -8,7 +8,7 @@
 //! Temperatures whose reciprocal is not a normal number go to the scalar kernels.
 
 use crate::kernels::isa::{Lane, Simd};
-use crate::kernels::{moderate_temperature, scalar, FoldedArg};
+use crate::kernels::{moderate_temperature, scalar, EntropySums, FoldedArg};
 
 /// [`FoldedArg`]'s terms in every lane.
 #[derive(Clone, Copy)]
@@ -390,6 +390,87 @@ pub(crate) fn sum_exp<S: Simd>(s: S, x: &[f32], m: f32, t: f64) -> f64 {
     unsafe { exp_sum_with::<S, false, _, _>(s, p, q, n, m, t, &mut NoTurn) }
 }
 
+/// One vector's terms of [`entropy_sums`]: its exps, their products with `x - m` (clamped to
+/// `f32::MIN`, so that a `-inf` gap meets only a zero weight) and 1 in its finite lanes.
+#[inline(always)]
+fn entropy_terms<S: Simd>(s: S, v: S::F32, m: S::F32) -> [S::F32; 3] {
+    let floor = s.splat_f32(f32::MIN);
+    let d = s.sub_f32(v, m);
+    let e = s.exp_f32(d);
+    let finite = s.clear_f32(s.lt_f32(v, floor), s.splat_f32(1.0));
+    [e, s.mul_f32(e, s.max_f32(floor, d)), finite]
+}
+
+/// [`EntropySums`] of `x` with maximum `m`: the exps and their sum as [`sum_exp`] at
+/// temperature 1 (the same bits); the products added as the exps are (four vectors at a time
+/// in `f32`, widened into `f64` lane sums); the finite lanes counted in `f32` lanes (exact)
+/// and widened every [`COUNT_RUN`] elements.
+#[inline(always)]
+pub(crate) fn entropy_sums<S: Simd>(s: S, x: &[f32], m: f32) -> EntropySums {
+    /// Elements between two widenings of the finite count: each lane counts at most 2^20,
+    /// exactly in `f32`.
+    const COUNT_RUN: usize = 1 << 20;
+    let (l, n, p, mv) = (S::F32_LANES, x.len(), x.as_ptr(), s.splat_f32(m));
+    let mut acc = [s.splat_f64(0.0); 6];
+    let mut count = s.splat_f32(0.0);
+    let mut i = 0;
+    while i + 4 * l <= n {
+        // SAFETY: `i + 4 l <= n`: the four vectors from `p.add(i)` are in `x`.
+        let (t0, t1, t2, t3) = unsafe {
+            (
+                entropy_terms(s, s.load_f32(p.add(i)), mv),
+                entropy_terms(s, s.load_f32(p.add(i + l)), mv),
+                entropy_terms(s, s.load_f32(p.add(i + 2 * l)), mv),
+                entropy_terms(s, s.load_f32(p.add(i + 3 * l)), mv),
+            )
+        };
+        for k in 0..2 {
+            let v = s.add_f32(s.add_f32(t0[k], t1[k]), s.add_f32(t2[k], t3[k]));
+            widen_add(s, &mut acc, k, v);
+        }
+        count = s.add_f32(
+            count,
+            s.add_f32(s.add_f32(t0[2], t1[2]), s.add_f32(t2[2], t3[2])),
+        );
+        i += 4 * l;
+        if i % COUNT_RUN == 0 {
+            widen_add(s, &mut acc, 2, count);
+            count = s.splat_f32(0.0);
+        }
+    }
+    while i + l <= n {
+        // SAFETY: `i + l <= n`: the vector at `p.add(i)` is in `x`.
+        let [e, g, c] = entropy_terms(s, unsafe { s.load_f32(p.add(i)) }, mv);
+        widen_add(s, &mut acc, 0, e);
+        widen_add(s, &mut acc, 1, g);
+        count = s.add_f32(count, c);
+        i += l;
+    }
+    if i < n {
+        // SAFETY: `i < n < i + l`: the last `n - i < l` elements are in `x`. Lanes past the
+        // end read -inf: no weight, no product, not finite.
+        let v = unsafe { s.load_f32_part(p.add(i), n - i, f32::NEG_INFINITY) };
+        let [e, g, c] = entropy_terms(s, v, mv);
+        widen_add(s, &mut acc, 0, e);
+        widen_add(s, &mut acc, 1, g);
+        count = s.add_f32(count, c);
+    }
+    widen_add(s, &mut acc, 2, count);
+    let lanes = |k: usize| s.reduce_add_f64(s.add_f64(acc[2 * k], acc[2 * k + 1]));
+    EntropySums {
+        total: lanes(0),
+        dot: lanes(1),
+        finite: lanes(2) as usize,
+    }
+}
+
+/// Adds the lanes of `v` to the `f64` lane sums `acc[2 k]` (low half) and `acc[2 k + 1]`.
+#[inline(always)]
+fn widen_add<S: Simd>(s: S, acc: &mut [S::F64; 6], k: usize, v: S::F32) {
+    acc[2 * k] = s.add_f64(acc[2 * k], s.widen_low(v));
+    acc[2 * k + 1] = s.add_f64(acc[2 * k + 1], s.widen_high(v));
+}
+
 /// `dst = exp((src - m) / t) * factor`: the bits `exp_store_sum` then `scale_to` give.
 ///
 /// # Safety
@@ -763,8 +844,20 @@ macro_rules! instantiate {
                 } else {
                     None
                 },
+                entropy_sums: entropy_sums_f32,
             }
         );
+
+        /// # Safety
+        /// The CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn entropy_sums_f32(
+            x: &[f32],
+            m: f32,
+        ) -> crate::kernels::EntropySums {
+            // SAFETY: as `max_f32_impl`.
+            crate::kernels::algo::f32::entropy_sums(unsafe { isa() }, x, m)
+        }
 
         /// # Safety
         /// The CPU has the level's features.

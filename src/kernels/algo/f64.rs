@@ -7,7 +7,7 @@
 
 use super::elementwise::{map, scale_to, LaneMap};
 use crate::kernels::isa::Simd;
-use crate::kernels::scalar;
+use crate::kernels::{scalar, EntropySums};
 
 /// The exp argument's constants for a row: the maximum `m` and `1 / t = inv + inv_lo`.
 #[derive(Clone, Copy)]
@@ -159,6 +159,86 @@ unsafe fn exp_sum<S: Simd, const UNIT: bool, const STORE: bool>(
         }
     }
     s.reduce_add_f64(sum) + s.reduce_add_f64(comp)
+}
+
+/// Lane sums of [`entropy_sums`]: the exps (compensated as [`exp_sum`]'s), the products
+/// `e (x - m)` (`x - m` rounded and clamped to `f64::MIN`, so that a `-inf` gap meets only a
+/// zero weight) and the finite lanes.
+struct EntropyLanes<S: Simd> {
+    sum: S::F64,
+    comp: S::F64,
+    dot: S::F64,
+    finite: S::F64,
+}
+
+impl<S: Simd> EntropyLanes<S> {
+    /// Adds the products and finite lanes of vector `v` (only its lanes `part` flags, when
+    /// given) and returns its exps.
+    #[inline(always)]
+    fn terms(&mut self, s: S, c: ArgF64<S>, v: S::F64, part: Option<S::M64>) -> S::F64 {
+        let floor = s.splat_f64(f64::MIN);
+        let (d, lo) = c.of::<true>(s, v);
+        let mut e = s.exp_f64(d, lo);
+        let mut f = s.clear_f64(s.lt_f64(v, floor), s.splat_f64(1.0));
+        if let Some(keep) = part {
+            (e, f) = (s.keep_f64(keep, e), s.keep_f64(keep, f));
+        }
+        self.dot = s.mul_add_f64(e, s.max_f64(floor, d), self.dot);
+        self.finite = s.add_f64(self.finite, f);
+        e
+    }
+}
+
+/// [`EntropySums`] of `x` with maximum `m`: the exps and their sum as [`sum_exp`] at
+/// temperature 1 (the same bits), the products and finite lanes in plain lane sums.
+#[inline(always)]
+pub(crate) fn entropy_sums<S: Simd>(s: S, x: &[f64], m: f64) -> EntropySums {
+    let (l, n, p) = (S::F64_LANES, x.len(), x.as_ptr());
+    let c = ArgF64::new(s, m, 1.0);
+    let zero = s.splat_f64(0.0);
+    let mut a = EntropyLanes::<S> {
+        sum: zero,
+        comp: zero,
+        dot: zero,
+        finite: zero,
+    };
+    let mut i = 0;
+    while i + 4 * l <= n {
+        // SAFETY: `i + 4 l <= n`: the four vectors from `p.add(i)` are in `x`.
+        let (v0, v1, v2, v3) = unsafe {
+            (
+                s.load_f64(p.add(i)),
+                s.load_f64(p.add(i + l)),
+                s.load_f64(p.add(i + 2 * l)),
+                s.load_f64(p.add(i + 3 * l)),
+            )
+        };
+        let e0 = a.terms(s, c, v0, None);
+        let e1 = a.terms(s, c, v1, None);
+        let e2 = a.terms(s, c, v2, None);
+        let e3 = a.terms(s, c, v3, None);
+        let v = s.add_f64(s.add_f64(e0, e1), s.add_f64(e2, e3));
+        two_sum_add(s, &mut a.sum, &mut a.comp, v);
+        i += 4 * l;
+    }
+    while i + l <= n {
+        // SAFETY: `i + l <= n`: the vector at `p.add(i)` is in `x`.
+        let e = a.terms(s, c, unsafe { s.load_f64(p.add(i)) }, None);
+        two_sum_add(s, &mut a.sum, &mut a.comp, e);
+        i += l;
+    }
+    if i < n {
+        // SAFETY: `i < n < i + l`: the last `n - i < l` elements are in `x`. Lanes past the
+        // end read the maximum and are left out.
+        let v = unsafe { s.load_f64_part(p.add(i), n - i, m) };
+        let e = a.terms(s, c, v, Some(s.first_lanes_m64(n - i)));
+        two_sum_add(s, &mut a.sum, &mut a.comp, e);
+    }
+    EntropySums {
+        total: s.reduce_add_f64(a.sum) + s.reduce_add_f64(a.comp),
+        dot: s.reduce_add_f64(a.dot),
+        finite: s.reduce_add_f64(a.finite) as usize,
+    }
 }
 
 /// `exp((x - m) / t) * factor`.
@@ -441,8 +521,17 @@ macro_rules! instantiate {
                 write_log_softmax: write_log_softmax_f64,
                 rows: rows_f64,
                 exp_sum_overlapped: None,
+                entropy_sums: entropy_sums_f64,
             }
         );
+
+        /// # Safety
+        /// The CPU has the level's features.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn entropy_sums_f64(x: &[f64], m: f64) -> crate::kernels::EntropySums {
+            // SAFETY: as `max_f64`.
+            algo::entropy_sums(unsafe { isa() }, x, m)
+        }
     };
 }
 

@@ -13,12 +13,11 @@
 //! banned tokens among its `n`), here it replaces the fixed temperature, which comes first in
 //! the order of P3, over the whole row.
 
-use super::{exp_weights, Work};
+use super::Work;
 use crate::element::Real;
 use crate::error::Result;
-use crate::kernels::BLOCK;
+use crate::kernels::{kernels, EntropySums, SumAcc, BLOCK};
 use crate::parallel::map_ranges;
-use crate::sampling::hot::weighted_gaps;
 use crate::sampling::params::RowCfg;
 
 /// `cfg` with its temperature made dynamic (unchanged when the range is 0 or `T` is 0).
@@ -26,27 +25,31 @@ pub(crate) fn resolve<C: Real>(x: &[C], m: C, cfg: RowCfg, w: &mut Work<C>) -> R
     if cfg.dyn_range <= 0.0 || cfg.t == 0.0 {
         return Ok(cfg);
     }
-    // Weights at T = 1 in the draw's scratch (overwritten by the selection after).
-    let mut ws = std::mem::take(&mut w.row_ws);
-    let total = exp_weights(x, m, 1.0, &mut ws, w.par);
+    // One pass at T = 1 (nothing stored), a block at a time; the blocks' sums in order.
+    let k = kernels::<C>();
     let mut parts = Vec::new();
-    if total.is_ok() {
-        let mf = m.to_f64();
-        map_ranges(
-            x.len(),
-            BLOCK,
-            &mut parts,
-            w.par && x.len() > BLOCK,
-            |_, r| weighted_gaps(&x[r.clone()], &ws[r], mf),
-        );
+    map_ranges(
+        x.len(),
+        BLOCK,
+        &mut parts,
+        w.par && x.len() > BLOCK,
+        |_, r| (k.entropy_sums)(&x[r], m),
+    );
+    let mut total = SumAcc::default();
+    let mut sums = EntropySums::default();
+    for p in parts {
+        total.add(p.total);
+        sums = sums + p;
     }
-    w.row_ws = ws;
-    let total = total?;
-    let (dot, n) = parts
-        .iter()
-        .fold((0.0, 0usize), |(d, n), &(pd, pn)| (d + pd, n + pn));
     let mut cfg = cfg;
-    cfg.t = temperature(cfg.t, cfg.dyn_range, cfg.dyn_exp, total, dot, n);
+    cfg.t = temperature(
+        cfg.t,
+        cfg.dyn_range,
+        cfg.dyn_exp,
+        total.total(),
+        sums.dot,
+        sums.finite,
+    );
     if !cfg.t.is_finite() {
         // Only when another thread wrote NaN or +inf into the row between the passes (R3).
         return Err(super::changed());
