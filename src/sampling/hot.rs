@@ -419,7 +419,7 @@ pub(crate) fn compress_at_least<C: Real>(
             let n = unsafe {
                 match ids {
                     Some(ids) => compress_avx512::<true>(x32, w32, ids, t, limit, to),
-                    None => compress_avx512::<false>(x32, w32, &[], t, limit, to),
+                    None => positions_avx512(x32, w32, t, limit, to),
                 }
             };
             let Some(n) = n else { return Ok(false) };
@@ -443,10 +443,11 @@ pub(crate) fn compress_at_least<C: Real>(
 /// then moves by the number of hits. (A compressing store to memory is microcoded and slow on
 /// AMD's Zen 4; into a register it is not.)
 ///
-/// The positions are `ids` for a `PACKED` set, else `0..`. (A const parameter rather than an
-/// `Option`: choosing between a loaded register and a carried one inside the loop made LLVM
-/// fail, "Cannot emit physreg copy instruction", when the doctests were built with thin LTO at
-/// opt-level 0 by `cargo test --release --doc`.)
+/// The positions are `ids` for a `PACKED` set, else `0..`. Rows go to [`positions_avx512`]
+/// instead; the row form stays because LLVM fails on the others ("Cannot emit physreg copy
+/// instruction", when the doctests are built with thin LTO at opt-level 0 by `cargo test
+/// --release --doc`): an `Option` choosing between a loaded register and a carried one inside
+/// the loop, and this function for packed sets alone.
 ///
 /// # Safety
 /// AVX-512F and POPCNT are available; each pointer of `to` is valid for `limit + 16` writes;
@@ -506,6 +507,68 @@ unsafe fn compress_avx512<const PACKED: bool>(
         }
     }
     (n <= limit).then_some(n)
+}
+
+/// [`compress_at_least`] of a row at AVX-512; returns how many tokens it wrote to `to`
+/// (positions, logits, weights), `None` when more than `limit` pass. The positions first, from
+/// the bits of the comparisons of 64 tokens at a time (when few pass, as the levels make it,
+/// cheaper than compressing each 16), then their logits and weights.
+///
+/// # Safety
+/// AVX-512F and POPCNT are available; each pointer of `to` is valid for `limit + 16` writes;
+/// `ws` is at least as long as `x`, which has fewer than 2^32 tokens.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,popcnt")]
+unsafe fn positions_avx512(
+    x: &[f32],
+    ws: &[f32],
+    t: f32,
+    limit: usize,
+    to: (*mut u32, *mut f32, *mut f32),
+) -> Option<usize> {
+    use std::arch::x86_64::*;
+    let tv = _mm512_set1_ps(t);
+    let mut n = 0;
+    let mut it = x.chunks_exact(64);
+    let mut base = 0;
+    for c in &mut it {
+        let mut bits = 0u64;
+        for q in 0..4 {
+            // SAFETY: `c` holds 64 floats.
+            let v = unsafe { _mm512_loadu_ps(c.as_ptr().add(16 * q)) };
+            bits |= u64::from(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, tv)) << (16 * q);
+        }
+        if n + bits.count_ones() as usize > limit {
+            return None;
+        }
+        while bits != 0 {
+            // SAFETY: `n < limit` (the step's hits fit, checked above).
+            unsafe { *to.0.add(n) = (base + bits.trailing_zeros() as usize) as u32 };
+            n += 1;
+            bits &= bits - 1;
+        }
+        base += 64;
+    }
+    for (j, &e) in it.remainder().iter().enumerate() {
+        if e >= t {
+            if n >= limit {
+                return None;
+            }
+            // SAFETY: `n < limit`.
+            unsafe { *to.0.add(n) = (base + j) as u32 };
+            n += 1;
+        }
+    }
+    for k in 0..n {
+        // SAFETY: the first `n <= limit` positions are written, each below `x.len()`, which
+        // `ws` is at least as long as; the other outputs have room for them.
+        unsafe {
+            let j = *to.0.add(k) as usize;
+            *to.1.add(k) = *x.get_unchecked(j);
+            *to.2.add(k) = *ws.get_unchecked(j);
+        }
+    }
+    Some(n)
 }
 
 /// [`level_masses_avx512`] with AVX2: 8 tokens a step, the masks ANDed with the weights.

@@ -20,6 +20,7 @@ pub(crate) mod dynatemp;
 pub(crate) mod kept;
 pub(crate) mod mirostat;
 mod nucleus;
+mod sampled;
 pub(crate) mod sigma;
 pub(crate) mod typical;
 pub(crate) mod xtc;
@@ -1020,24 +1021,6 @@ fn nucleus_list<C: Real>(
     w: &mut Work<C>,
 ) -> Result<()> {
     let (v, mf) = (x.len(), m.to_f64());
-    let total = exp_weights(x, m, cfg.t, ws, w.par)?;
-    let tau = 0.5 * (1.0 - cfg.p) * total / v as f64;
-    // A tighter threshold: the highest of eight levels of the scaled logit, evenly spaced from
-    // the maximum down to ln(tau), whose tokens hold p + (1 - p) / 20 of the total (the margin
-    // is for the order of additions). The levels' masses are added partly in f32: the
-    // candidates' own mass is checked in f64 and, if short, the candidates are those of
-    // ln(tau), which always hold enough (`x >= mf + T ln(tau)` is `w >= tau` up to rounding,
-    // which the factor 1/2 absorbs).
-    let enough = (cfg.p + 0.05 * (1.0 - cfg.p)) * total;
-    let floor = tau.ln();
-    let gaps: [f64; LEVELS] = std::array::from_fn(|k| floor * (k + 1) as f64 / LEVELS as f64);
-    let levels = gaps.map(|z| mf + cfg.t * z);
-    let highest_enough = |masses: [f64; LEVELS]| {
-        gaps.iter()
-            .zip(masses)
-            .find(|&(_, s)| s >= enough)
-            .map_or(floor, |(&z, _)| z)
-    };
     // Lowered a little, so that it stays at or below the level in `C`: more candidates are
     // harmless, fewer would not be.
     let at_least = |z: f64| {
@@ -1047,18 +1030,26 @@ fn nucleus_list<C: Real>(
     let mut cand = std::mem::take(&mut w.cand);
     let (mut pre, mut sel) = std::mem::take(&mut w.packed);
     let done = (|| {
-        // Usually a small part of the row is at or above ln(tau): packed first, the levels
-        // are taken over it alone (with vector compression, and while it is under a quarter
-        // of the row).
-        if compress_at_least(x, ws, None, at_least(floor), v / 4, &mut pre)? {
-            let lo = highest_enough(level_masses(&pre.ws, &pre.xs, &levels));
-            let (mut from, mut to) = (&mut pre, &mut sel);
-            if lo != floor
-                && compress_at_least(&from.xs, &from.ws, Some(&from.ids), at_least(lo), v, to)?
-                && lane_sum(&to.ws) >= enough
-            {
-                std::mem::swap(&mut from, &mut to);
-            }
+        let total = exp_weights(x, m, cfg.t, ws, w.par)?;
+        let tau = 0.5 * (1.0 - cfg.p) * total / v as f64;
+        // A tighter threshold: the highest of eight levels of the scaled logit, evenly spaced
+        // from the maximum down to ln(tau), whose tokens hold p + (1 - p) / 20 of the total (the
+        // margin is for the order of additions). The levels' masses are added partly in f32:
+        // the candidates' own mass is checked in f64 and, if short, the candidates are those of
+        // ln(tau), which always hold enough (`x >= mf + T ln(tau)` is `w >= tau` up to
+        // rounding, which the factor 1/2 absorbs).
+        let enough = (cfg.p + 0.05 * (1.0 - cfg.p)) * total;
+        let floor = tau.ln();
+        let gaps: [f64; LEVELS] = std::array::from_fn(|k| floor * (k + 1) as f64 / LEVELS as f64);
+        let levels = gaps.map(|z| mf + cfg.t * z);
+        let highest_enough = |masses: [f64; LEVELS]| {
+            gaps.iter()
+                .zip(masses)
+                .find(|&(_, s)| s >= enough)
+                .map_or(floor, |(&z, _)| z)
+        };
+        // The cut among a packed set `from` that holds enough, into `cand` (`to`: scratch).
+        let mut cut_packed = |from: &mut Packed<C>, to: &mut Packed<C>, cand: &mut Bufs<C>| {
             let cut = find_cut(&from.xs, Some(&from.ws), mf, zc, cfg.p, total, 0.0, w)?;
             // When the cut keeps every token equal to its value (ties cut in two are rare),
             // it is a threshold, compressed as the candidates were.
@@ -1069,6 +1060,31 @@ fn nucleus_list<C: Real>(
             cand.assign_packed(if kept { to } else { from }, 0)?;
             if !kept {
                 cand.retain(cut_keeper(cut));
+            }
+            Ok(())
+        };
+        // Most often a sample of the row shows a level close above the cut: the tokens at or
+        // above it, packed in one pass, if they hold enough (checked exactly: a guess).
+        let level = sampled::sampled_level(x, ws, mf, cfg.t, floor, total - enough, &mut sel)?;
+        if let Some(z) = level {
+            if compress_at_least(x, ws, None, at_least(z), v / 4, &mut pre)?
+                && lane_sum(&pre.ws) >= enough
+            {
+                return cut_packed(&mut pre, &mut sel, &mut cand);
+            }
+        }
+        // Else usually a small part of the row is at or above ln(tau): packed first, the
+        // levels are taken over it alone (with vector compression, and while it is under a
+        // quarter of the row).
+        if compress_at_least(x, ws, None, at_least(floor), v / 4, &mut pre)? {
+            let lo = highest_enough(level_masses(&pre.ws, &pre.xs, &levels));
+            if lo != floor
+                && compress_at_least(&pre.xs, &pre.ws, Some(&pre.ids), at_least(lo), v, &mut sel)?
+                && lane_sum(&sel.ws) >= enough
+            {
+                cut_packed(&mut sel, &mut pre, &mut cand)?;
+            } else {
+                cut_packed(&mut pre, &mut sel, &mut cand)?;
             }
         } else {
             // Too many (or no vector path): the levels over the row. What `pre` holds is let
