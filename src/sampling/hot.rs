@@ -538,15 +538,25 @@ unsafe fn positions_avx512(
             let v = unsafe { _mm512_loadu_ps(c.as_ptr().add(16 * q)) };
             bits |= u64::from(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, tv)) << (16 * q);
         }
-        if n + bits.count_ones() as usize > limit {
+        let hits = bits.count_ones() as usize;
+        if n + hits > limit {
             return None;
         }
+        // The first four slots without a branch (most steps have no more hits when few pass);
+        // slots past the hits are overwritten by the next step or lie past the count.
+        for s in 0..4 {
+            // SAFETY: `n + s < n + 4 <= limit + 4`, within the room of `to.0`.
+            unsafe { *to.0.add(n + s) = (base + bits.trailing_zeros() as usize) as u32 };
+            bits &= bits.wrapping_sub(1);
+        }
+        let mut k = n + 4;
         while bits != 0 {
-            // SAFETY: `n < limit` (the step's hits fit, checked above).
-            unsafe { *to.0.add(n) = (base + bits.trailing_zeros() as usize) as u32 };
-            n += 1;
+            // SAFETY: `k < n + hits <= limit` (the step's hits fit, checked above).
+            unsafe { *to.0.add(k) = (base + bits.trailing_zeros() as usize) as u32 };
+            k += 1;
             bits &= bits - 1;
         }
+        n += hits;
         base += 64;
     }
     for (j, &e) in it.remainder().iter().enumerate() {

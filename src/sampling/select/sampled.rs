@@ -30,17 +30,27 @@ pub(crate) fn sampled_level<C: Real>(
     if v < 64 * SAMPLE_EVERY {
         return Ok(None);
     }
-    sample.xs.clear();
-    sample.ws.clear();
-    let n = v.div_ceil(SAMPLE_EVERY) * SAMPLE_RUN;
-    crate::scratch::reserve(&mut sample.xs, n, "the row's sample")?;
-    crate::scratch::reserve(&mut sample.ws, n, "the row's sample")?;
-    for j in (0..v).step_by(SAMPLE_EVERY) {
-        let end = (j + SAMPLE_RUN).min(v);
-        sample.xs.extend_from_slice(&x[j..end]);
-        sample.ws.extend_from_slice(&ws[j..end]);
+    // Whole runs only (`v` is at least 64 of them): copied as arrays, which compile to a few
+    // vector moves where slices of a run-time length call `memmove`.
+    let runs = (v - SAMPLE_RUN) / SAMPLE_EVERY + 1;
+    let n = runs * SAMPLE_RUN;
+    crate::scratch::resize(&mut sample.xs, n, C::default(), "the row's sample")?;
+    crate::scratch::resize(&mut sample.ws, n, C::default(), "the row's sample")?;
+    let run = |s: &[C], r: usize| -> [C; SAMPLE_RUN] {
+        s[r * SAMPLE_EVERY..][..SAMPLE_RUN]
+            .try_into()
+            .expect("a whole run")
+    };
+    for (r, (xs, wr)) in sample
+        .xs
+        .chunks_exact_mut(SAMPLE_RUN)
+        .zip(sample.ws.chunks_exact_mut(SAMPLE_RUN))
+        .enumerate()
+    {
+        xs.copy_from_slice(&run(x, r));
+        wr.copy_from_slice(&run(ws, r));
     }
-    let scale = v as f64 / sample.xs.len() as f64;
+    let scale = v as f64 / n as f64;
     let sampled = lane_sum(&sample.ws);
     let top = (0.1 * allowed / scale).ln().min(0.0);
     if top.is_nan() || top <= floor {
