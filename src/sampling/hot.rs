@@ -377,11 +377,31 @@ pub(crate) struct Packed<C> {
     pub ws: Vec<C>,
 }
 
+/// Whether [`compress_at_least`] has a vector path for sets of `C` of `n` tokens: f32 logits at
+/// AVX-512 (with POPCNT), fewer than 2^32 tokens.
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    allow(clippy::extra_unused_type_parameters)
+)]
+pub(crate) fn compresses<C: Real>(n: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::any::TypeId::of::<C>() == std::any::TypeId::of::<f32>()
+            && simd_level() == SimdLevel::Avx512
+            && std::is_x86_feature_detected!("popcnt")
+            && u32::try_from(n).is_ok()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = n;
+        false
+    }
+}
+
 /// The tokens with logit `>= t` of a set, in order, into `out` (replacing what it held): the
 /// set is a row (logits `x`, weights `ws`, positions `0..`) or, with `ids`, a packed set of
 /// those positions. `Ok(false)` (and `out` unspecified) when more than `limit` tokens pass, or
-/// when there is no vector path for it (f32 logits at AVX-512, rows of fewer than 2^32
-/// tokens).
+/// when there is no vector path for it ([`compresses`]).
 pub(crate) fn compress_at_least<C: Real>(
     x: &[C],
     ws: &[C],
@@ -396,10 +416,7 @@ pub(crate) fn compress_at_least<C: Real>(
     out.ws.clear();
     #[cfg(target_arch = "x86_64")]
     if let (Some(x32), Some(w32)) = (as_f32(x), as_f32(ws)) {
-        if simd_level() == SimdLevel::Avx512
-            && std::is_x86_feature_detected!("popcnt")
-            && u32::try_from(x.len()).is_ok()
-        {
+        if compresses::<C>(x.len()) {
             // Whole registers are stored at the write position: spare slots for one.
             let limit = limit.min(x.len());
             let room = limit + 16;

@@ -2,8 +2,9 @@
 //! the inverse-CDF draw. See the module documentation of [`crate::sampling`] for the scheme.
 
 use super::hot::{
-    compress_at_least, count_at_least, first_eq, for_each_at_least, gather_at_least, hits_at_least,
-    lane_sum, level_masses, mask_below, masked_lane_sum, positions_eq, z_ids, Packed, LEVELS,
+    compress_at_least, compresses, count_at_least, first_eq, for_each_at_least, gather_at_least,
+    hits_at_least, lane_sum, level_masses, mask_below, masked_lane_sum, positions_eq, z_ids,
+    Packed, LEVELS,
 };
 use super::params::RowCfg;
 use crate::element::Real;
@@ -1065,7 +1066,11 @@ fn nucleus_list<C: Real>(
         };
         // Most often a sample of the row shows a level close above the cut: the tokens at or
         // above it, packed in one pass, if they hold enough (checked exactly: a guess).
-        let level = sampled::sampled_level(x, ws, mf, cfg.t, floor, total - enough, &mut sel)?;
+        let level = if compresses::<C>(v) {
+            sampled::sampled_level(x, ws, mf, cfg.t, floor, total - enough, &mut sel)?
+        } else {
+            None
+        };
         if let Some(z) = level {
             if compress_at_least(x, ws, None, at_least(z), v / 4, &mut pre)?
                 && lane_sum(&pre.ws) >= enough
