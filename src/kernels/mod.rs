@@ -180,17 +180,6 @@ pub struct EntropySums {
     pub finite: usize,
 }
 
-impl std::ops::Add for EntropySums {
-    type Output = EntropySums;
-    fn add(self, b: EntropySums) -> EntropySums {
-        EntropySums {
-            total: self.total + b.total,
-            dot: self.dot + b.dot,
-            finite: self.finite + b.finite,
-        }
-    }
-}
-
 /// The `f32` block kernels of one vector level over 16-bit storage `H` (bfloat16, float16):
 /// loads widen in registers and stores round each result once to `H`, so a block's results are
 /// the bits the `f32` kernels give on the widened values, rounded (as `convert::f32_to_bf16`,

@@ -16,7 +16,7 @@
 use super::Work;
 use crate::element::Real;
 use crate::error::Result;
-use crate::kernels::{kernels, EntropySums, SumAcc, BLOCK};
+use crate::kernels::{kernels, SumAcc, BLOCK};
 use crate::parallel::map_ranges;
 use crate::sampling::params::RowCfg;
 
@@ -35,21 +35,14 @@ pub(crate) fn resolve<C: Real>(x: &[C], m: C, cfg: RowCfg, w: &mut Work<C>) -> R
         w.par && x.len() > BLOCK,
         |_, r| (k.entropy_sums)(&x[r], m),
     );
-    let mut total = SumAcc::default();
-    let mut sums = EntropySums::default();
-    for p in parts {
+    let (mut total, mut dot, mut n) = (SumAcc::default(), 0.0, 0);
+    for p in &parts {
         total.add(p.total);
-        sums = sums + p;
+        dot += p.dot;
+        n += p.finite;
     }
     let mut cfg = cfg;
-    cfg.t = temperature(
-        cfg.t,
-        cfg.dyn_range,
-        cfg.dyn_exp,
-        total.total(),
-        sums.dot,
-        sums.finite,
-    );
+    cfg.t = temperature(cfg.t, cfg.dyn_range, cfg.dyn_exp, total.total(), dot, n);
     if !cfg.t.is_finite() {
         // Only when another thread wrote NaN or +inf into the row between the passes (R3).
         return Err(super::changed());
