@@ -452,6 +452,9 @@ def test_p10_history_forms_are_equivalent():
         lambda h: padded(h).astype(np.int32),
         lambda h: padded(h).astype(np.int16),
         lambda h: tuple(np.array(r, dtype=np.int64) for r in h),
+        # int64 arrays are read in place when contiguous: strided and Fortran-order ones too.
+        lambda h: [np.repeat(np.array(r, dtype=np.int64), 2)[::2] for r in h],
+        lambda h: np.asfortranarray(padded(h)),
         lambda h: [tuple(r) for r in h],
     ]
     for f in forms:
@@ -540,6 +543,9 @@ BAD_HISTORIES = [
     pytest.param([1, 2], [], id="flat-sequence-for-two-rows"),
     pytest.param([1, 2, 3], [], id="flat-sequence-of-three"),
     pytest.param(np.array([[1, -1, 2], [1, 2, 3]]), ["row 0"], id="id-after-padding"),
+    pytest.param([np.array([1, 2]), np.array([3, -7])], ["row 1", "-7"], id="int64-rows-negative"),
+    pytest.param([np.array([0, 9]), np.array([1])], ["row 0", "9"], id="int64-rows-above-V"),
+    pytest.param([np.array([1, -1, 2]), np.array([1])], ["row 0"], id="int64-rows-after-padding"),
 ]
 
 

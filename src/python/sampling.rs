@@ -287,6 +287,15 @@ fn id_list(
     row: Option<usize>,
     padded: bool,
 ) -> PyResult<Vec<u32>> {
+    // The common case, a 1-D int64 array, read in place: the numpy calls of the general path
+    // cost a few microseconds per sequence, which a decoding loop pays at every step.
+    if let Ok(a) = v.cast::<numpy::PyArray1<i64>>() {
+        if let Ok(ro) = a.try_readonly() {
+            if let Ok(s) = ro.as_slice() {
+                return ids_from(name, s.iter().map(|&v| i128::from(v)), row, padded);
+            }
+        }
+    }
     let at = || row.map_or(String::new(), |r| format!(" in row {r}"));
     let values: Vec<i128> = if v.cast::<PyUntypedArray>().is_ok() || !is_array_like(v) {
         let arr = as_ndarray(py, v)?;
@@ -423,15 +432,8 @@ fn histories_param(
                     "{name} must hold one sequence per row of logits ({rows}), got {r}"
                 )));
             }
-            if a.dtype().to_string() != "uint64" {
-                // The common case, read without converting each id twice.
-                let a64 = py
-                    .import("numpy")?
-                    .call_method1("ascontiguousarray", (a, "int64"))?
-                    .cast_into::<numpy::PyArrayDyn<i64>>()?;
-                let ro = a64.readonly();
-                let values = ro.as_slice()?;
-                return (0..r)
+            let ids_of = |values: &[i64]| -> PyResult<Option<Vec<Vec<u32>>>> {
+                (0..r)
                     .map(|i| {
                         let row = &values[i * width..(i + 1) * width];
                         if row.iter().all(|&v| (0..=u32::MAX as i64).contains(&v)) {
@@ -441,7 +443,29 @@ fn histories_param(
                         }
                     })
                     .collect::<PyResult<_>>()
-                    .map(Some);
+                    .map(Some)
+            };
+            // A C-contiguous int64 array, read in place (no numpy call; `as_slice` would also
+            // give a Fortran-order array's memory, column by column).
+            if let Some(a64) = v
+                .cast::<numpy::PyArray2<i64>>()
+                .ok()
+                .filter(|a| a.is_c_contiguous())
+            {
+                if let Ok(ro) = a64.try_readonly() {
+                    if let Ok(values) = ro.as_slice() {
+                        return ids_of(values);
+                    }
+                }
+            }
+            if a.dtype().to_string() != "uint64" {
+                // The common case, read without converting each id twice.
+                let a64 = py
+                    .import("numpy")?
+                    .call_method1("ascontiguousarray", (a, "int64"))?
+                    .cast_into::<numpy::PyArrayDyn<i64>>()?;
+                let ro = a64.readonly();
+                return ids_of(ro.as_slice()?);
             }
             let values = int_values(py, a)?;
             return (0..r)

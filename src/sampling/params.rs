@@ -1125,14 +1125,19 @@ pub(crate) struct RowCfg {
 }
 
 impl RowCfg {
-    /// Whether a stage of P20-P23 (or P25) runs on the kept set of this row.
+    /// Whether a stage of P20-P23 or P25 runs on the kept set of this row.
     #[inline]
     pub fn has_kept_stages(&self) -> bool {
+        self.has_list_stages() || self.mu.is_some()
+    }
+
+    /// Whether a stage of P20-P23 runs on the kept set of this row.
+    #[inline]
+    pub fn has_list_stages(&self) -> bool {
         self.typical < 1.0
             || self.n_sigma > 0.0
             || self.epsilon > 0.0
             || self.eta > 0.0
             || self.xtc_q > 0.0
-            || self.mu.is_some()
     }
 }

@@ -492,10 +492,15 @@ pub(crate) fn scaled_gap(x: f64, m: f64, t: f64) -> f64 {
 }
 
 /// The smallest logit `y` with `exp((y - m) / T) >= mp` (computed in `f64`): min-p keeps
-/// exactly the tokens with logit `>= y`. A binary search over the ordered `f64` bit patterns
-/// between `-inf` (fails, as `mp > 0`) and `m` (passes, as `mp <= 1`).
+/// exactly the tokens with logit `>= y`.
 pub(crate) fn min_p_threshold(m: f64, t: f64, mp: f64) -> f64 {
-    let pass = |y: f64| scaled_gap(y, m, t).exp() >= mp;
+    least_logit_passing(m, |y| scaled_gap(y, m, t).exp() >= mp)
+}
+
+/// The smallest logit `y <= m` that `pass` accepts, for a `pass` that is monotone (a larger
+/// logit passes when a smaller one does) and rejects `-inf`; `m` when even `m` fails. A binary
+/// search over the ordered `f64` bit patterns between them.
+pub(crate) fn least_logit_passing(m: f64, pass: impl Fn(f64) -> bool) -> f64 {
     let key = |y: f64| -> u64 {
         let b = y.to_bits();
         if b >> 63 == 1 {

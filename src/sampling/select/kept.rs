@@ -153,12 +153,19 @@ pub(crate) fn apply<C: Real>(
     w: &mut Work<C>,
 ) -> Result<Kept> {
     w.soft.1.clear();
+    // Mirostat alone on the whole row: its cut is a logit threshold, gathered directly.
+    let mut cfg = cfg;
+    let mut lowest = f64::NEG_INFINITY;
     match kept {
         Kept::Greedy(_) => return Ok(kept),
         Kept::List => {}
         Kept::Row(cut) => {
+            if let (None, Some(mu), false) = (cut, cfg.mu, cfg.has_list_stages()) {
+                lowest = super::mirostat::lowest_logit(m.to_f64(), cfg.t, w.row_total, mu);
+                cfg.mu = None;
+            }
             let mut set = std::mem::take(&mut w.cur);
-            let done = gather(x, m, cfg, cut, &w.row_ws, &mut set);
+            let done = gather(x, m, cfg, cut, lowest, &w.row_ws, &mut set);
             w.cur = set;
             done?;
         }
@@ -190,20 +197,21 @@ pub(crate) fn apply<C: Real>(
     done.map(|()| Kept::List)
 }
 
-/// The tokens of the row that `cut` keeps (every finite token for `None`; min-p's when on),
-/// with their weights from `ws`, into `set`.
+/// The tokens of the row that `cut` keeps (for `None`: every finite token, min-p's when on,
+/// those `>= lowest`), with their weights from `ws`, into `set`.
 fn gather<C: Real>(
     x: &[C],
     m: C,
     cfg: RowCfg,
     cut: Option<super::Cut>,
+    lowest: f64,
     ws: &[C],
     set: &mut Bufs<C>,
 ) -> Result<()> {
     set.clear();
-    if cut.is_none() {
+    let Some(cut) = cut else {
         // Every finite token, or min-p's: a threshold, gathered in vectorised passes.
-        let lowest = if cfg.mp > 0.0 {
+        let floor = if cfg.mp > 0.0 {
             min_p_threshold(m.to_f64(), cfg.t, cfg.mp)
         } else if std::mem::size_of::<C>() == 4 {
             // The lowest finite f32 (f64::MIN would round to -inf).
@@ -211,21 +219,14 @@ fn gather<C: Real>(
         } else {
             f64::MIN
         };
+        let lowest = lowest.max(floor);
         let count = count_at_least(x, lowest);
         set.reserve(count + 1, true)?;
         gather_at_least(x, lowest, count, &mut set.idx, &mut set.xs);
         set.ws.extend(set.idx.iter().map(|&j| ws[j]));
         return Ok(());
-    }
-    let lowest = match cut {
-        Some(_) => f64::NEG_INFINITY,
-        None if cfg.mp > 0.0 => min_p_threshold(m.to_f64(), cfg.t, cfg.mp),
-        None => f64::NEG_INFINITY,
     };
-    let mut keep = cut_keeper(cut.unwrap_or(super::Cut {
-        value: lowest,
-        ties: usize::MAX,
-    }));
+    let mut keep = cut_keeper(cut);
     for (j, &e) in x.iter().enumerate() {
         let ef = e.to_f64();
         if keep(ef) && ef > f64::NEG_INFINITY {

@@ -6,10 +6,31 @@
 //! `2 * tau`) and, after each draw, updates it with the drawn token's surprise under the
 //! truncated, renormalised set: `mu -= eta * (surprise - tau)`. The surprise is computed from
 //! the scaled logits in `f64`: `(ln S - ln w) / ln 2`, `S` the kept weight.
+//!
+//! Mirostat replaces top-k, top-p and min-p, so when no other stage of P20-P23 is on it
+//! truncates the whole row: the surprise falls as the logit grows, so its tokens are those
+//! with a logit at or above a threshold ([`lowest_logit`]), found from the row's weight total
+//! and gathered directly, instead of listing every token of the row first. `S` is then the
+//! row's total as the weight pass added it (per block, with compensation) rather than the
+//! list's: the two differ in the last bits, which decide only for a token whose surprise is
+//! within rounding of `mu`.
 
 use super::kept::Ctx;
 use crate::element::Real;
 use crate::error::Result;
+
+/// A token's surprise `-log2 p` from `ln w` and `ln S`.
+fn surprise(ln_total: f64, lw: f64) -> f64 {
+    (ln_total - lw) / std::f64::consts::LN_2
+}
+
+/// The lowest logit that Mirostat keeps in a row of maximum `m` at temperature `t > 0` whose
+/// weights add up to `total`: the least with surprise `<= mu`, or `m` when even the maximum's
+/// is above `mu` (then the tokens of the largest probability stay).
+pub(super) fn lowest_logit(m: f64, t: f64, total: f64, mu: f64) -> f64 {
+    let ln_total = total.ln();
+    super::least_logit_passing(m, |y| surprise(ln_total, super::scaled_gap(y, m, t)) <= mu)
+}
 
 pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     let Some(mu) = ctx.cfg.mu else {
@@ -17,7 +38,7 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     };
     let ln_total = ctx.total().ln();
     let lws = ctx.ln_ws()?;
-    let surprise = |lw: f64| (ln_total - lw) / std::f64::consts::LN_2;
+    let surprise = |lw: f64| surprise(ln_total, lw);
     if lws.iter().any(|&lw| surprise(lw) <= mu) {
         ctx.retain(|i, _| surprise(lws[i]) <= mu);
     } else {
@@ -26,4 +47,62 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     }
     ctx.keep_ln_ws(lws);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{lowest_logit, surprise};
+    use crate::sampling::select::scaled_gap;
+
+    /// The threshold keeps exactly the tokens whose surprise is at most `mu` (the stage's own
+    /// test, token by token), or those equal to the maximum when even it is above `mu`; rows
+    /// with ties, `-inf`, temperatures and `mu` on both sides of the maximum's surprise.
+    #[test]
+    fn p25_lowest_logit_is_the_surprise_cut() {
+        let mut st = 0x9E37_79B9_7F4A_7C15u64;
+        let mut unit = || {
+            st ^= st << 13;
+            st ^= st >> 7;
+            st ^= st << 17;
+            (st >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut fallbacks = 0;
+        for case in 0..400 {
+            let n = 1 + (unit() * 3000.0) as usize;
+            let spread = [0.5, 3.0, 20.0][case % 3];
+            let x: Vec<f32> = (0..n)
+                .map(|_| match unit() {
+                    u if u < 0.02 => f32::NEG_INFINITY,
+                    // Coarse values make ties, at the maximum too.
+                    u if u < 0.3 => ((unit() * 8.0).floor() * spread) as f32,
+                    _ => ((unit() - 0.5) * 8.0 * spread) as f32,
+                })
+                .chain([1.0f32])
+                .collect();
+            let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let t = [0.3, 0.8, 1.0, 2.5][case % 4];
+            let total: f64 = x.iter().map(|&e| scaled_gap(e as f64, m, t).exp()).sum();
+            let mu = unit() * 2.0 * total.log2().max(1.0);
+            let lowest = lowest_logit(m, t, total, mu);
+            let top_fails = surprise(total.ln(), 0.0) > mu;
+            fallbacks += usize::from(top_fails);
+            for &e in &x {
+                let e = e as f64;
+                let want = if top_fails {
+                    e == m
+                } else {
+                    surprise(total.ln(), scaled_gap(e, m, t)) <= mu
+                };
+                assert_eq!(
+                    e >= lowest,
+                    want,
+                    "case {case}: x {e} lowest {lowest} mu {mu}"
+                );
+            }
+        }
+        assert!(
+            fallbacks > 10 && fallbacks < 390,
+            "both sides of the maximum: {fallbacks}"
+        );
+    }
 }
