@@ -30,6 +30,17 @@ CONTENDERS = {
     "xtc_probability=0.5)",
     "+ dynatemp 0.5 (P26)": "dict(temperature=0.8, top_p=0.95, dynatemp_range=0.5)",
 }
+# DRY (P24) reads the rows' output tokens: the same histories (HISTORY below) with and without
+# it, so that the ratio is the stage's own; the plain baseline is the first row of the table.
+# Mirostat (P25) lives in `Sampler` only: a Sampler with it against a Sampler without it.
+HISTORY_CONTENDERS = {
+    "baseline with histories": BASE,
+    "+ dry 0.8 (P24)": "dict(temperature=0.8, top_p=0.95, dry_multiplier=0.8)",
+}
+SAMPLER_CONTENDERS = {
+    "Sampler T0.8 p0.95": BASE,
+    "+ mirostat 5.0 (P25)": "dict(temperature=0.8, top_p=0.95, mirostat_tau=5.0)",
+}
 # The floors: a call that is not sampling, timed the same way. P26 needs the entropy at
 # temperature 1 before the draw at its own temperature, one more exponential per token: its
 # floor is the baseline plus one exp pass over the row (logsumexp less its max pass, about).
@@ -44,9 +55,15 @@ os.sched_setaffinity(0, {cpus})
 import numpy as np, logitkit
 logitkit.set_num_threads(2)
 rows, vocab = {rows}, {vocab}
-x = (np.random.default_rng(0).standard_normal((rows, vocab)) * 3).astype(np.float32)
+rng = np.random.default_rng(0)
+x = (rng.standard_normal((rows, vocab)) * 3).astype(np.float32)
 out = np.empty_like(x)
+# A chat turn's history per row: 512 output tokens, phrases of 8 repeated from a pool of 16 so
+# that DRY finds repeats to extend (HISTORY).
+pool = rng.integers(0, vocab, size=(16, 8))
+hist = [np.concatenate([pool[i] for i in rng.integers(0, 16, size=64)]) for _ in range(rows)]
 kw = {kw}
+sampler = logitkit.Sampler(seed=1, **kw) if {stateful} else None
 f = {call}
 for _ in range(5):
     f()
@@ -66,6 +83,10 @@ def main() -> None:
     load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     # Each contender: the timed call and its keyword arguments.
     calls = {k: ("lambda: logitkit.sample(x, seed=1, **kw)", v) for k, v in CONTENDERS.items()}
+    calls.update({k: ("lambda: logitkit.sample(x, seed=1, output_tokens=hist, **kw)", v)
+                  for k, v in HISTORY_CONTENDERS.items()})
+    # The sampler's own histories grow by a token per call; mirostat's mu settles in a few.
+    calls.update({k: ("lambda: sampler(x)", v) for k, v in SAMPLER_CONTENDERS.items()})
     calls.update({k: (v, "{}") for k, v in FLOORS.items()})
     got: dict[str, list[float]] = {k: [] for k in calls}
     names = list(calls)
@@ -73,9 +94,12 @@ def main() -> None:
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
             call, kw = calls[name]
-            code = WORKER.format(cpus=set(cpus), rows=rows, vocab=vocab, kw=kw, call=call)
+            code = WORKER.format(cpus=set(cpus), rows=rows, vocab=vocab, kw=kw, call=call,
+                                 stateful=name in SAMPLER_CONTENDERS)
+            # numpy's BLAS threads would otherwise spin beside logitkit's two.
+            env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
             res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                 check=True)
+                                 check=True, env=env)
             got[name].append(json.loads(res.stdout))
     load_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     base = statistics.median(got[names[0]])
@@ -83,12 +107,15 @@ def main() -> None:
           "medians")
     print(f"load before: `{load_before}`  ")
     print(f"load after: `{load_after}`\n")
-    print("| call | µs | / baseline | per-round µs |")
+    print("| call | µs | / its group's baseline | per-round µs |")
     print("|---|---|---|---|")
-    for name in names:
-        m = statistics.median(got[name])
-        rs = ", ".join(f"{t * 1e6:.0f}" for t in got[name])
-        print(f"| {name} | {m * 1e6:.0f} | {m / base:.2f} | {rs} |")
+    # A stage's ratio is to the baseline of its own group (its first row).
+    for group in (CONTENDERS, HISTORY_CONTENDERS, SAMPLER_CONTENDERS, FLOORS):
+        ref = base if group is FLOORS else statistics.median(got[next(iter(group))])
+        for name in group:
+            m = statistics.median(got[name])
+            rs = ", ".join(f"{t * 1e6:.0f}" for t in got[name])
+            print(f"| {name} | {m * 1e6:.0f} | {m / ref:.2f} | {rs} |")
 
 
 if __name__ == "__main__":
