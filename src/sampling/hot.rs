@@ -67,6 +67,16 @@ fn f32_at_least(v: f64) -> f32 {
     }
 }
 
+/// The smallest `C` that is `>= v` (`v` not NaN): `x >= v` is `x >= at_least_in::<C>(v)` for
+/// every `x` of type `C`.
+pub(crate) fn at_least_in<C: Real>(v: f64) -> C {
+    if std::mem::size_of::<C>() == 4 {
+        C::from_f64(f64::from(f32_at_least(v)))
+    } else {
+        C::from_f64(v)
+    }
+}
+
 /// The largest `f32` that is `<= v` (`v` not NaN).
 #[inline(always)]
 fn f32_at_most(v: f64) -> f32 {

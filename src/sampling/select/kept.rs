@@ -11,7 +11,9 @@
 use super::{count_at_least, cut_keeper, gather_at_least, min_p_threshold, Bufs, Kept, Work};
 use crate::element::Real;
 use crate::error::Result;
-use crate::sampling::hot::{lane_dot, lane_extremes, lane_sum, scaled_gaps};
+use crate::sampling::hot::{
+    at_least_in, compress_at_least, lane_dot, lane_extremes, lane_sum, scaled_gaps, Packed,
+};
 use crate::sampling::params::RowCfg;
 use crate::sampling::rng::RowRng;
 
@@ -165,7 +167,7 @@ pub(crate) fn apply<C: Real>(
                 cfg.mu = None;
             }
             let mut set = std::mem::take(&mut w.cur);
-            let done = gather(x, m, cfg, cut, lowest, &w.row_ws, &mut set);
+            let done = gather(x, m, cfg, cut, lowest, &w.row_ws, &mut set, &mut w.packed.0);
             w.cur = set;
             done?;
         }
@@ -198,7 +200,8 @@ pub(crate) fn apply<C: Real>(
 }
 
 /// The tokens of the row that `cut` keeps (for `None`: every finite token, min-p's when on,
-/// those `>= lowest`), with their weights from `ws`, into `set`.
+/// those `>= lowest`), with their weights from `ws`, into `set` (`packed`: scratch).
+#[allow(clippy::too_many_arguments)]
 fn gather<C: Real>(
     x: &[C],
     m: C,
@@ -207,6 +210,7 @@ fn gather<C: Real>(
     lowest: f64,
     ws: &[C],
     set: &mut Bufs<C>,
+    packed: &mut Packed<C>,
 ) -> Result<()> {
     set.clear();
     let Some(cut) = cut else {
@@ -219,6 +223,13 @@ fn gather<C: Real>(
         } else {
             f64::MIN
         };
+        // Mirostat's tokens, usually a few: packed in one pass where there is a vector path
+        // for it (it gives up past a quarter of the row).
+        if lowest > floor
+            && compress_at_least(x, ws, None, at_least_in::<C>(lowest), x.len() / 4, packed)?
+        {
+            return set.assign_packed(packed, 0);
+        }
         let lowest = lowest.max(floor);
         let count = count_at_least(x, lowest);
         set.reserve(count + 1, true)?;
@@ -238,7 +249,54 @@ fn gather<C: Real>(
 
 #[cfg(test)]
 mod tests {
-    use super::least_weight_reaching;
+    use super::{gather, least_weight_reaching, Bufs};
+    use crate::element::Real;
+    use crate::sampling::SamplingParams;
+
+    /// Gathering the tokens at or above a threshold (Mirostat's), packed in one pass where
+    /// there is a vector path, is the filter of every token of the row: rows of several
+    /// lengths with ties, `-inf` and NaN-free noise, thresholds keeping a few tokens to more
+    /// than a quarter of the row (where the packing gives up), `f32` and `f64`.
+    #[test]
+    fn p25_gather_at_a_threshold_is_the_filter_of_the_row() {
+        fn check<C: Real>() {
+            let mut st = 0x2545_F491_4F6C_DD1Du64;
+            let mut unit = || {
+                st ^= st << 13;
+                st ^= st >> 7;
+                st ^= st << 17;
+                (st >> 11) as f64 / (1u64 << 53) as f64
+            };
+            for &n in &[70usize, 1000, 128_256] {
+                let x: Vec<C> = (0..n)
+                    .map(|_| match unit() {
+                        u if u < 0.01 => C::NEG_INFINITY,
+                        u if u < 0.2 => C::from_f64((unit() * 6.0).floor()),
+                        _ => C::from_f64(unit() * 12.0 - 6.0),
+                    })
+                    .collect();
+                let ws: Vec<C> = x
+                    .iter()
+                    .map(|&e| C::from_f64((e.to_f64() - 6.0).exp()))
+                    .collect();
+                let m = x
+                    .iter()
+                    .copied()
+                    .fold(C::NEG_INFINITY, |a, b| if b > a { b } else { a });
+                let cfg = SamplingParams::default().row(0, n);
+                for lowest in [5.999, 5.0, 4.0 + 1e-9, 2.0, -1.0, -5.5] {
+                    let (mut set, mut packed) = (Bufs::default(), Default::default());
+                    gather(&x, m, cfg, None, lowest, &ws, &mut set, &mut packed).unwrap();
+                    let want: Vec<usize> = (0..n).filter(|&j| x[j].to_f64() >= lowest).collect();
+                    assert_eq!(set.idx, want, "n {n} lowest {lowest}");
+                    assert!(set.idx.iter().zip(&set.xs).all(|(&j, &e)| x[j] == e));
+                    assert!(set.idx.iter().zip(&set.ws).all(|(&j, &w)| ws[j] == w));
+                }
+            }
+        }
+        check::<f32>();
+        check::<f64>();
+    }
 
     /// `w >= least` is `w / total >= thr` at and around the boundary, and for weights spread
     /// over the range (P22's cutoffs compare without dividing).
