@@ -4,8 +4,9 @@ and one exp pass over every element, nothing written: the least compute any soft
 
 Each (shape, threads, contender) runs in a process of its own, rounds alternate the
 contenders' order, and a contender's time is the median over rounds of each process's median
-call time. ``np.copyto`` is single-threaded whatever ``--threads`` says. Prints a Markdown
-table of ratios against the copy.
+call time. ``np.copyto`` is single-threaded whatever ``--threads`` says; the "copy with the
+threads" column splits it by rows over that many Python threads (a barrier wait to start and
+one to end each call). Prints a Markdown table of ratios against the single-threaded copy.
 
     python benches/copy_floor.py [--rounds 5] [--shapes 8x128256,32x128256] [--threads 1,2]
 """
@@ -20,11 +21,39 @@ import subprocess
 import sys
 import time
 
-CONTENDERS = ["copy", "logsumexp", "softmax", "log_softmax"]
+import numpy as np
+
+CONTENDERS = ["copy", "copy_threads", "logsumexp", "softmax", "log_softmax"]
+
+
+def threaded_copy(out, x, threads: int):
+    """``np.copyto`` split by rows over ``threads`` Python threads kept waiting on a barrier
+    (numpy releases the GIL while it copies): the copy floor with as many threads as logitkit
+    has, paying two barrier waits per call."""
+    import threading
+
+    if threads == 1:
+        return lambda: np.copyto(out, x)
+    parts = np.array_split(np.arange(x.shape[0]), threads)
+    start, done = threading.Barrier(threads + 1), threading.Barrier(threads + 1)
+
+    def run(rows):
+        while True:
+            start.wait()
+            np.copyto(out[rows[0]:rows[-1] + 1], x[rows[0]:rows[-1] + 1])
+            done.wait()
+
+    for rows in parts:
+        threading.Thread(target=run, args=(rows,), daemon=True).start()
+
+    def call():
+        start.wait()
+        done.wait()
+
+    return call
 
 
 def worker(name: str, rows: int, cols: int, threads: int) -> None:
-    import numpy as np
 
     import logitkit
 
@@ -33,6 +62,7 @@ def worker(name: str, rows: int, cols: int, threads: int) -> None:
     out = np.empty_like(x)
     call = {
         "copy": lambda: np.copyto(out, x),
+        "copy_threads": threaded_copy(out, x, threads) if name == "copy_threads" else None,
         "logsumexp": lambda: logitkit.logsumexp(x, axis=-1),
         "softmax": lambda: logitkit.softmax(x, out=out),
         "log_softmax": lambda: logitkit.log_softmax(x, out=out),
@@ -62,8 +92,9 @@ def main() -> None:
         worker(name, int(rows), int(cols), int(threads))
         return
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    print("| shape | threads | copy ms | logsumexp / copy | softmax / copy | log_softmax / copy |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| shape | threads | copy ms | copy with the threads / copy | logsumexp / copy "
+          "| softmax / copy | log_softmax / copy |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     level = None
     for shape in a.shapes.split(","):
         rows, cols = map(int, shape.split("x"))
