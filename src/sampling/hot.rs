@@ -1030,15 +1030,9 @@ mod tests {
 
     /// Deterministic pseudo-random values in [0, 1).
     fn uniforms(n: usize, seed: u64) -> Vec<f64> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 11) as f64 / (1u64 << 53) as f64
-            })
-            .collect()
+        let mut u =
+            crate::sampling::test_units::units(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        (0..n).map(|_| u()).collect()
     }
 
     /// The processing copy copies every element and finds a NaN or `+inf` wherever it is (in

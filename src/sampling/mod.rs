@@ -164,6 +164,8 @@ mod process;
 mod rng;
 mod select;
 mod stateful;
+#[cfg(test)]
+mod test_units;
 mod verify;
 
 use std::any::Any;

@@ -1450,13 +1450,7 @@ mod tests {
     /// whole row (its slow twin: every token in the order, no candidates).
     #[test]
     fn p20_nucleus_list_is_the_row_cut() {
-        let mut s = 0x2545F4914F6CDD1Du64;
-        let mut u = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut u = crate::sampling::test_units::units(0x2545F4914F6CDD1D);
         for case in 0..60 {
             let v = [10, 500, 5000, 70000][case % 4];
             let scale = [0.1, 1.0, 3.0, 8.0, 30.0][case % 5];

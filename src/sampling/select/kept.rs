@@ -251,6 +251,7 @@ fn gather<C: Real>(
 mod tests {
     use super::{gather, least_weight_reaching, Bufs};
     use crate::element::Real;
+    use crate::sampling::test_units::units;
     use crate::sampling::SamplingParams;
 
     /// Gathering the tokens at or above a threshold (Mirostat's), packed in one pass where
@@ -260,13 +261,7 @@ mod tests {
     #[test]
     fn p25_gather_at_a_threshold_is_the_filter_of_the_row() {
         fn check<C: Real>() {
-            let mut st = 0x2545_F491_4F6C_DD1Du64;
-            let mut unit = || {
-                st ^= st << 13;
-                st ^= st >> 7;
-                st ^= st << 17;
-                (st >> 11) as f64 / (1u64 << 53) as f64
-            };
+            let mut unit = units(0x2545_F491_4F6C_DD1D);
             for &n in &[70usize, 1000, 128_256] {
                 let x: Vec<C> = (0..n)
                     .map(|_| match unit() {
@@ -302,13 +297,7 @@ mod tests {
     /// over the range (P22's cutoffs compare without dividing).
     #[test]
     fn p22_least_weight_reaching_is_the_division_test() {
-        let mut st = 0x2545_F491_4F6C_DD1Du64;
-        let mut unit = || {
-            st ^= st << 13;
-            st ^= st >> 7;
-            st ^= st << 17;
-            (st >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut unit = units(0x2545_F491_4F6C_DD1D);
         for _ in 0..20_000 {
             let thr = unit() * 0.999 + 1e-12;
             let total = (unit() * 40.0 - 20.0).exp2();

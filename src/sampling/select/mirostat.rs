@@ -59,13 +59,7 @@ mod tests {
     /// with ties, `-inf`, temperatures and `mu` on both sides of the maximum's surprise.
     #[test]
     fn p25_lowest_logit_is_the_surprise_cut() {
-        let mut st = 0x9E37_79B9_7F4A_7C15u64;
-        let mut unit = || {
-            st ^= st << 13;
-            st ^= st >> 7;
-            st ^= st << 17;
-            (st >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut unit = crate::sampling::test_units::units(0x9E37_79B9_7F4A_7C15);
         let mut fallbacks = 0;
         for case in 0..400 {
             let n = 1 + (unit() * 3000.0) as usize;

@@ -87,13 +87,7 @@ mod tests {
     /// more than the cut keeps.
     #[test]
     fn p20_sampled_level_holds_the_nucleus_and_little_more() {
-        let mut s = 0x9E37_79B9_7F4A_7C15u64;
-        let mut u = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut u = crate::sampling::test_units::units(0x9E37_79B9_7F4A_7C15);
         let v = 128_256;
         for case in 0..12 {
             // Sums of 12 uniforms (about N(0, sd^2)), every other row with 40 tokens lifted.

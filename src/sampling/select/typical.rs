@@ -228,15 +228,9 @@ pub(crate) fn prefix_by_key_sorted(keys: &[f64], ws: &[f64], target: f64, total:
 mod tests {
     use super::*;
 
-    /// A small deterministic generator (xorshift) for the test's data.
+    /// The test's data for a seed.
     fn gen(seed: u64) -> impl FnMut() -> f64 {
-        let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        }
+        crate::sampling::test_units::units(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1)
     }
 
     #[test]

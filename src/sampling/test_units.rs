@@ -1,0 +1,12 @@
+//! Test data: a small deterministic generator of uniforms for the sampling module's unit tests.
+
+/// Uniforms in `[0, 1)` from an xorshift64 stream started at `state` (not 0): the upper 53 bits
+/// of each step.
+pub(crate) fn units(mut state: u64) -> impl FnMut() -> f64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
