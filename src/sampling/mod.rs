@@ -184,7 +184,7 @@ use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::kernels::{kernels, BLOCK};
-use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges};
+use crate::parallel::{get_num_threads, is_parallel, map_chunks_mut, map_init, map_ranges};
 use crate::shared::SharedPtr;
 use crate::softmax::check_len;
 use history::Source;
@@ -217,27 +217,60 @@ fn as_compute<'a, T: Float>(
     row: &'a [T],
     conv: &'a mut Vec<T::Compute>,
 ) -> Result<&'a [T::Compute]> {
-    if is_native::<T>() {
-        // SAFETY: `is_native` says `T` and `T::Compute` are the same type.
-        Ok(unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<T::Compute>(), row.len()) })
-    } else {
-        // Filled only past its current length: the widening overwrites every element.
-        conv.truncate(row.len());
-        crate::scratch::resize(
-            conv,
-            row.len(),
-            Default::default(),
-            "the row in the compute type",
-        )?;
-        T::widen(row, conv);
-        Ok(conv)
-    }
+    widened(row, conv, false, false).map(|(x, _)| x)
 }
 
+/// [`as_compute`] a block at a time, on the threads when `par`; when `with_max` and the row is
+/// converted here, also its maximum as [`row_max`] gives it (the same blocks), each block's
+/// taken while the block is in cache. A 16-bit row of a batch of one, which the threads share,
+/// was converted by the calling thread alone before its first pass.
+fn widened<'a, T: Float>(
+    row: &'a [T],
+    conv: &'a mut Vec<T::Compute>,
+    par: bool,
+    with_max: bool,
+) -> Result<Widened<'a, T::Compute>> {
+    if is_native::<T>() {
+        // SAFETY: `is_native` says `T` and `T::Compute` are the same type.
+        let x = unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<T::Compute>(), row.len()) };
+        return Ok((x, None));
+    }
+    // Filled only past its current length: the widening overwrites every element.
+    conv.truncate(row.len());
+    crate::scratch::resize(
+        conv,
+        row.len(),
+        Default::default(),
+        "the row in the compute type",
+    )?;
+    let k = kernels::<T::Compute>();
+    let mut blocks: Vec<(T::Compute, bool)> = Vec::new();
+    map_chunks_mut(
+        conv,
+        BLOCK,
+        &mut blocks,
+        par && row.len() > BLOCK,
+        |b, d| {
+            T::widen(&row[b * BLOCK..][..d.len()], d);
+            if with_max {
+                (k.max)(d)
+            } else {
+                Default::default()
+            }
+        },
+    );
+    Ok((conv, with_max.then(|| max_of_blocks(&blocks))))
+}
+
+/// A row's maximum, or what makes the row unusable (P8).
+type RowMax<C> = Result<C, &'static str>;
+
+/// A row in the compute type, and its maximum when [`widened`] took it.
+type Widened<'a, C> = (&'a [C], Option<RowMax<C>>);
+
 /// The maximum of a row, or what makes it unusable (P8).
-fn row_max<C: Real>(x: &[C], par: bool) -> Result<C, &'static str> {
+fn row_max<C: Real>(x: &[C], par: bool) -> RowMax<C> {
     let k = kernels::<C>();
-    let (mut m, mut nan) = (C::NEG_INFINITY, false);
     let mut blocks: Vec<(C, bool)> = Vec::new();
     map_ranges(
         x.len(),
@@ -246,7 +279,13 @@ fn row_max<C: Real>(x: &[C], par: bool) -> Result<C, &'static str> {
         par && x.len() > BLOCK,
         |_, r| (k.max)(&x[r]),
     );
-    for (bm, bn) in blocks {
+    max_of_blocks(&blocks)
+}
+
+/// The row maximum from its blocks' (maximum, has NaN), or what makes the row unusable.
+fn max_of_blocks<C: Real>(blocks: &[(C, bool)]) -> RowMax<C> {
+    let (mut m, mut nan) = (C::NEG_INFINITY, false);
+    for &(bm, bn) in blocks {
         if bm > m {
             m = bm;
         }
@@ -392,15 +431,18 @@ fn with_row<T: Float, R>(
     let mut conv = std::mem::take(&mut w.conv);
     let mut proc = std::mem::take(&mut w.proc);
     let out = (|| {
+        // A converted row's maximum is taken as it is converted (the row's first pass).
+        let mut max_read = None;
         let (x, raw) = if chain.is_empty() {
-            let x = as_compute(row, &mut conv)?;
+            let (x, m) = widened(row, &mut conv, w.par, !wants_chunks)?;
+            max_read = m;
             (x, Some(x))
         } else {
             let mut scratch = std::mem::take(&mut w.seen);
             let mut words = std::mem::take(&mut w.words);
             let processed = match source.ctx(r, row.len(), chain.reads_seen(), w.par, &mut scratch)
             {
-                Ok(ctx) => as_compute(row, &mut conv).and_then(|raw| {
+                Ok(ctx) => widened(row, &mut conv, w.par, false).and_then(|(raw, _)| {
                     let bad = chain.process(r, &ctx, raw, &mut proc, &mut words, w.par)?;
                     Ok((raw, bad))
                 }),
@@ -418,6 +460,8 @@ fn with_row<T: Float, R>(
         let max = if wants_chunks {
             let (m, nan) = row_chunk_maxima(x, w)?;
             classify_row(m, nan)
+        } else if let Some(m) = max_read {
+            m
         } else {
             row_max(x, w.par)
         };
@@ -833,4 +877,55 @@ pub fn filter_logits_rows<T: Float>(
 /// ```
 pub fn filter_logits<T: Float>(logits: &[T], params: &SamplingParams, out: &mut [T]) -> Result<()> {
     filter_logits_rows(logits, logits.len(), params, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{row_max, widened};
+    use crate::element::{Float, Real};
+
+    /// A 16-bit row converted a block at a time (on the threads or not) is the element-wise
+    /// conversion, and the maximum taken while converting is `row_max`'s of the converted row,
+    /// NaN, `+inf` and rows without a finite logit included; a native row is borrowed.
+    #[test]
+    fn p8_widened_rows_and_their_maxima_match_row_max() {
+        fn check<T: Float>() {
+            let mut u = crate::sampling::test_units::units(0x51_7CC1_B727_220A);
+            for n in [1usize, 5, 16_384, 16_385, 40_000] {
+                for bad in [
+                    None,
+                    Some(f64::NAN),
+                    Some(f64::INFINITY),
+                    Some(f64::NEG_INFINITY),
+                ] {
+                    let mut row: Vec<T> = (0..n)
+                        .map(|_| T::from_compute(T::Compute::from_f64(u() * 20.0 - 10.0)))
+                        .collect();
+                    if let Some(b) = bad {
+                        let at = (u() * n as f64) as usize;
+                        if b == f64::NEG_INFINITY {
+                            row.iter_mut()
+                                .for_each(|e| *e = T::from_compute(T::Compute::from_f64(b)));
+                        } else {
+                            row[at] = T::from_compute(T::Compute::from_f64(b));
+                        }
+                    }
+                    for par in [false, true] {
+                        let mut conv = Vec::new();
+                        let (x, m) = widened(&row, &mut conv, par, true).unwrap();
+                        assert!(x.iter().zip(&row).all(
+                            |(a, b)| a.to_f64().to_bits() == b.to_compute().to_f64().to_bits()
+                        ));
+                        assert_eq!(m, Some(row_max(x, par)), "n {n} bad {bad:?} par {par}");
+                    }
+                }
+            }
+        }
+        check::<half::bf16>();
+        check::<half::f16>();
+        let row = [1.0f32, 3.0, 2.0];
+        let mut conv = Vec::new();
+        let (x, m) = widened(&row, &mut conv, true, true).unwrap();
+        assert_eq!((x.as_ptr(), m), (row.as_ptr(), None));
+    }
 }
