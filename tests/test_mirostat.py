@@ -17,13 +17,31 @@ def ref_kept(x, t, mu):
     renormalised probabilities (float64)."""
     z = x.astype(np.float64) / t
     p = np.exp(z - z.max())
-    p /= p.sum()
-    surprise = -np.log2(p)
+    return ref_truncate(p / p.sum(), mu)
+
+
+def ref_truncate(p, mu):
+    """The truncation of probabilities p (0 for tokens already removed): the tokens of surprise
+    <= mu, or the most probable when none is; the kept mask and the renormalised q."""
+    surprise = np.full(p.shape, np.inf)
+    surprise[p > 0] = -np.log2(p[p > 0])
     kept = surprise <= mu
     if not kept.any():
         kept = p == p.max()
     q = np.where(kept, p, 0.0)
     return kept, q / q.sum()
+
+
+def check_draw(out, i, kept, q, v):
+    """Row i of a Sampler's result: a kept token, the kept set and its logprobs (all v asked
+    for), the drawn token's logprob."""
+    tok = int(out.tokens[i])
+    assert kept[tok]
+    lp = np.full(v, -np.inf)
+    lp[out.top_ids[i]] = out.top_logprobs[i]
+    assert np.array_equal(np.isfinite(lp), kept)
+    np.testing.assert_allclose(lp[kept], np.log(q[kept]), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out.logprobs[i], np.log(q[tok]), rtol=0, atol=1e-5)
 
 
 def ref_update(mu, q_tok, tau, eta):
@@ -43,16 +61,33 @@ def test_p25_loop_matches_float64_reference(seed, dtype):
         x = (rng.standard_normal((r, v)) * 3.0).astype(dtype)
         out = s(x)
         for i in range(r):
-            kept, q = ref_kept(x[i], t, mu[i])
-            tok = int(out.tokens[i])
-            assert kept[tok]
             # Top-k, top-p and min-p are replaced: the kept set is Mirostat's.
-            lp = np.full(v, -np.inf)
-            lp[out.top_ids[i]] = out.top_logprobs[i]
-            assert np.array_equal(np.isfinite(lp), kept)
-            np.testing.assert_allclose(lp[kept], np.log(q[kept]), rtol=0, atol=1e-5)
-            np.testing.assert_allclose(out.logprobs[i], np.log(q[tok]), rtol=0, atol=1e-5)
-            mu[i] = ref_update(mu[i], q[tok], tau[i], eta[i])
+            kept, q = ref_kept(x[i], t, mu[i])
+            check_draw(out, i, kept, q, v)
+            mu[i] = ref_update(mu[i], q[int(out.tokens[i])], tau[i], eta[i])
+        np.testing.assert_allclose(s.mirostat_mu, mu, rtol=0, atol=1e-5)
+
+
+def test_p25_after_a_p22_cutoff_matches_float64_reference():
+    """P25 after a P20-P23 stage (epsilon_cutoff): Mirostat truncates the set the cutoff left,
+    its surprise under that set renormalised; kept sets, logprobs and mu against float64."""
+    rng = np.random.default_rng(11)
+    r, v, steps, t, eps = 3, 300, 12, 0.8, 0.004
+    tau, eta = np.array([1.0, 3.0, 6.0]), np.array([0.2, 0.1, 0.3])
+    s = logitkit.Sampler(temperature=t, epsilon_cutoff=eps, mirostat_tau=tau, mirostat_eta=eta,
+                         seed=3, top_logprobs=v)
+    mu = 2.0 * tau
+    for _ in range(steps):
+        x = (rng.standard_normal((r, v)) * 3.0).astype(np.float32)
+        out = s(x)
+        for i in range(r):
+            z = x[i].astype(np.float64) / t
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            first = p >= eps if (p >= eps).any() else p == p.max()
+            kept, q = ref_truncate(np.where(first, p, 0.0) / p[first].sum(), mu[i])
+            check_draw(out, i, kept, q, v)
+            mu[i] = ref_update(mu[i], q[int(out.tokens[i])], tau[i], eta[i])
         np.testing.assert_allclose(s.mirostat_mu, mu, rtol=0, atol=1e-5)
 
 

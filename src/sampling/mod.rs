@@ -220,10 +220,10 @@ fn as_compute<'a, T: Float>(
     widened(row, conv, false, false).map(|(x, _)| x)
 }
 
-/// [`as_compute`] a block at a time, on the threads when `par`; when `with_max` and the row is
-/// converted here, also its maximum as [`row_max`] gives it (the same blocks), each block's
-/// taken while the block is in cache. A 16-bit row of a batch of one, which the threads share,
-/// was converted by the calling thread alone before its first pass.
+/// [`as_compute`] a block at a time, on the threads when `par` (a row whose passes the threads
+/// share shares its conversion too); when `with_max` and the row is converted here, also its
+/// maximum as [`row_max`] gives it (the same blocks), each block's taken while the block is in
+/// cache.
 fn widened<'a, T: Float>(
     row: &'a [T],
     conv: &'a mut Vec<T::Compute>,

@@ -107,6 +107,11 @@ impl<C: Real> Ctx<'_, C> {
         self.set.retain_with(|i, _, w| keep(i, w.to_f64()));
     }
 
+    /// Keeps the tokens whose logit is `>= lowest`.
+    pub fn retain_logits_at_least(&mut self, lowest: f64) {
+        self.set.retain(|x| x >= lowest);
+    }
+
     /// Keeps the tokens whose probability `w / total` is `>= thr`; when none is, the tokens
     /// of the largest weight (the most probable token is always kept; equal ones with it, as
     /// Hugging Face's warpers keep them).
@@ -163,7 +168,8 @@ pub(crate) fn apply<C: Real>(
         Kept::List => {}
         Kept::Row(cut) => {
             if let (None, Some(mu), false) = (cut, cfg.mu, cfg.has_list_stages()) {
-                lowest = super::mirostat::lowest_logit(m.to_f64(), cfg.t, w.row_total, mu);
+                let m = m.to_f64();
+                lowest = super::mirostat::lowest_logit(m, m, cfg.t, w.row_total, mu);
                 cfg.mu = None;
             }
             let mut set = std::mem::take(&mut w.cur);

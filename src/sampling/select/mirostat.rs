@@ -18,34 +18,38 @@
 use super::kept::Ctx;
 use crate::element::Real;
 use crate::error::Result;
+use crate::sampling::hot::lane_extremes;
 
 /// A token's surprise `-log2 p` from `ln w` and `ln S`.
 fn surprise(ln_total: f64, lw: f64) -> f64 {
     (ln_total - lw) / std::f64::consts::LN_2
 }
 
-/// The lowest logit that Mirostat keeps in a row of maximum `m` at temperature `t > 0` whose
-/// weights add up to `total`: the least with surprise `<= mu`, or `m` when even the maximum's
-/// is above `mu` (then the tokens of the largest probability stay).
-pub(super) fn lowest_logit(m: f64, t: f64, total: f64, mu: f64) -> f64 {
+/// The lowest logit that Mirostat keeps of a set whose largest logit is `top`, in a row of
+/// maximum `m` at temperature `t > 0`, the set's weights adding up to `total`: the least with
+/// surprise `<= mu`; when even `top`'s surprise is above `mu`, the least with `top`'s scaled
+/// logit (the tokens of the largest probability stay). The surprise falls as the logit grows,
+/// so the kept tokens are those at or above it.
+pub(super) fn lowest_logit(m: f64, top: f64, t: f64, total: f64, mu: f64) -> f64 {
     let ln_total = total.ln();
-    super::least_logit_passing(m, |y| surprise(ln_total, super::scaled_gap(y, m, t)) <= mu)
+    let gap = |y: f64| super::scaled_gap(y, m, t);
+    let pass = |y: f64| surprise(ln_total, gap(y)) <= mu;
+    if pass(top) {
+        super::least_logit_passing(top, pass)
+    } else {
+        super::least_logit_passing(top, |y| gap(y) >= gap(top))
+    }
 }
 
+/// Mirostat's truncation of the list the stages before it left (the whole row's case is
+/// gathered directly: `kept::apply`).
 pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     let Some(mu) = ctx.cfg.mu else {
         return Ok(());
     };
-    let ln_total = ctx.total().ln();
-    let lws = ctx.ln_ws()?;
-    let surprise = |lw: f64| surprise(ln_total, lw);
-    if lws.iter().any(|&lw| surprise(lw) <= mu) {
-        ctx.retain(|i, _| surprise(lws[i]) <= mu);
-    } else {
-        let top = lws.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        ctx.retain(|i, _| lws[i] == top);
-    }
-    ctx.keep_ln_ws(lws);
+    let top = lane_extremes(&ctx.set.xs).1;
+    let lowest = lowest_logit(ctx.m, top, ctx.cfg.t, ctx.total(), mu);
+    ctx.retain_logits_at_least(lowest);
     Ok(())
 }
 
@@ -54,9 +58,10 @@ mod tests {
     use super::{lowest_logit, surprise};
     use crate::sampling::select::scaled_gap;
 
-    /// The threshold keeps exactly the tokens whose surprise is at most `mu` (the stage's own
-    /// test, token by token), or those equal to the maximum when even it is above `mu`; rows
-    /// with ties, `-inf`, temperatures and `mu` on both sides of the maximum's surprise.
+    /// The threshold keeps exactly the tokens whose surprise is at most `mu` (the definition,
+    /// token by token), or those of the maximum's scaled logit when even its surprise is above
+    /// `mu`; rows with ties, `-inf`, temperatures and `mu` on both sides of the maximum's
+    /// surprise.
     #[test]
     fn p25_lowest_logit_is_the_surprise_cut() {
         let mut unit = crate::sampling::test_units::units(0x9E37_79B9_7F4A_7C15);
@@ -77,13 +82,13 @@ mod tests {
             let t = [0.3, 0.8, 1.0, 2.5][case % 4];
             let total: f64 = x.iter().map(|&e| scaled_gap(e as f64, m, t).exp()).sum();
             let mu = unit() * 2.0 * total.log2().max(1.0);
-            let lowest = lowest_logit(m, t, total, mu);
+            let lowest = lowest_logit(m, m, t, total, mu);
             let top_fails = surprise(total.ln(), 0.0) > mu;
             fallbacks += usize::from(top_fails);
             for &e in &x {
                 let e = e as f64;
                 let want = if top_fails {
-                    e == m
+                    scaled_gap(e, m, t) == 0.0
                 } else {
                     surprise(total.ln(), scaled_gap(e, m, t)) <= mu
                 };
