@@ -14,6 +14,7 @@ fn main() {
     let only = std::env::var("STAGE").ok();
     logitkit::set_num_threads(threads).unwrap();
     let v = 128256;
+    let sd: f64 = std::env::var("SD").map_or(3.0, |s| s.parse().unwrap());
     let mut st = 0x9E37_79B9_7F4A_7C15u64;
     let x: Vec<f32> = (0..v * rows)
         .map(|_| {
@@ -24,7 +25,7 @@ fn main() {
                 st ^= st << 17;
                 s += (st >> 11) as f64 / (1u64 << 53) as f64;
             }
-            ((s - 6.0) * 3.0) as f32
+            ((s - 6.0) * sd) as f32
         })
         .collect();
     let base = SamplingParams::default().temperature(0.8).top_p(0.95);
@@ -38,6 +39,8 @@ fn main() {
         ("dynatemp", base.clone().dynatemp_range(0.5)),
     ];
     let mut tok = vec![0i64; rows];
+    let mut lp = vec![0f64; rows];
+    let want_lp = std::env::var("LP").is_ok();
     let calls = 200;
     let mut res: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     for round in 0..5 {
@@ -48,7 +51,15 @@ fn main() {
             let mut ts = Vec::new();
             for i in 0..calls {
                 let t0 = Instant::now();
-                sample_rows(&x, v, p, &Seed::Fixed(i as u64 + round), &mut tok, None).unwrap();
+                sample_rows(
+                    &x,
+                    v,
+                    p,
+                    &Seed::Fixed(i as u64 + round),
+                    &mut tok,
+                    if want_lp { Some(&mut lp) } else { None },
+                )
+                .unwrap();
                 ts.push(t0.elapsed().as_secs_f64() * 1e6);
             }
             ts.sort_by(f64::total_cmp);

@@ -98,12 +98,17 @@
 //!   with probability `>= p`, so one weight pass and one or two masked passes do it; after six
 //!   rejections (small `p` on a flat row) the cut is found as below. The token's law is exactly
 //!   the nucleus distribution either way, and it does not depend on `return_logprobs` (the
-//!   log-probability's normaliser, the nucleus weight, is found from the cut when asked for).
+//!   log-probability's normaliser, the nucleus weight, is found from the cut when asked for;
+//!   the weights the draw computed are reused for it).
 //! - **top-p, the cut** (for [`filter_logits_rows`], the log-probabilities, and after top-k):
 //!   the weights are computed with the kernel table (the same `exp` kernels as
-//!   softmax, vectorised). On a peaked row, the tokens above the 32nd largest chunk maximum
-//!   usually hold weight `p` already, and the cut is found among them. Otherwise a **bucket
-//!   search** finds the position where the running weight crosses `p`: one pass buckets the
+//!   softmax, vectorised). Every token of the nucleus weighs at least `(1 - p) / (2 V)` of
+//!   the total; a sample of the row (runs of 16 tokens every 256) usually shows a higher
+//!   level of the scaled logit whose tokens hold `p` already, and those tokens (at `f32`
+//!   with AVX-512, while under a quarter of the row) are packed in one vector pass, their
+//!   weight checked exactly, and the cut found among them. Else, on a peaked row, the tokens
+//!   above the 32nd largest chunk maximum usually hold weight `p` already, and the cut is
+//!   found among them. Otherwise a **bucket search** finds the position where the running weight crosses `p`: one pass buckets the
 //!   tokens by `z = (max - x) / T` into 2048 buckets of width 1/32 (the last open-ended) and
 //!   sums their weights per bucket (per block of 16384 tokens, then in block order, so the
 //!   sums do not depend on threads); walking the buckets from the top finds the one bucket

@@ -788,39 +788,22 @@ fn top_p_row<C: Real>(
     let v = x.len();
     let mut cand = std::mem::take(&mut w.cand);
     let cut = (|| {
-        let found = 'found: {
-            // The candidates are at most PEAK_CHUNKS * KCH tokens of weight <= 1: they cannot
-            // hold `p * total` when that is larger.
-            if v.div_ceil(KCH) >= 4 * PEAK_CHUNKS && p * total <= (PEAK_CHUNKS * KCH) as f64 {
-                chunk_maxima(x, &mut w.cmax, w.par)?;
-                let t = kth_largest(&w.cmax, PEAK_CHUNKS, &mut w.sel)?;
-                gather_candidates(x, Some(ws), &w.cmax, t, &mut cand)?;
-                let mass: f64 = cand.ws.iter().map(|e| e.to_f64()).sum();
-                if mass / total >= p {
-                    break 'found Some(find_cut(
-                        &cand.xs,
-                        Some(&cand.ws),
-                        m,
-                        zc,
-                        p,
-                        total,
-                        0.0,
-                        w,
-                    )?);
-                }
-            }
-            None
-        };
-        let cut = match found {
-            Some(cut) => {
+        // The candidates are at most PEAK_CHUNKS * KCH tokens of weight <= 1: they cannot
+        // hold `p * total` when that is larger.
+        if v.div_ceil(KCH) >= 4 * PEAK_CHUNKS && p * total <= (PEAK_CHUNKS * KCH) as f64 {
+            chunk_maxima(x, &mut w.cmax, w.par)?;
+            let t = kth_largest(&w.cmax, PEAK_CHUNKS, &mut w.sel)?;
+            gather_candidates(x, Some(ws), &w.cmax, t, &mut cand)?;
+            let mass: f64 = cand.ws.iter().map(|e| e.to_f64()).sum();
+            if mass / total >= p {
+                let cut = find_cut(&cand.xs, Some(&cand.ws), m, zc, p, total, 0.0, w)?;
                 for j in w.tie_pos.iter_mut() {
                     *j = cand.idx[*j];
                 }
-                cut
+                return Ok(cut);
             }
-            None => find_cut(x, Some(ws), m, zc, p, total, 0.0, w)?,
-        };
-        Ok(cut)
+        }
+        find_cut(x, Some(ws), m, zc, p, total, 0.0, w)
     })();
     w.cand = cand;
     cut
@@ -872,12 +855,16 @@ fn draw_row_cut<C: Real>(
 /// The kept set of one validated row `x` with maximum `m` (finite). With `want_weights`, the
 /// weights of the kept set are computed too (see [`Kept`]). [`CHANGED`] when the row no longer
 /// holds `m`.
+///
+/// `weighed`: `Some(total)` when `w.row_ws` already holds the row's weights at `cfg.t`, as
+/// [`exp_weights_chunked`] gives them, summing to `total` (the top-p draw leaves them there).
 pub(crate) fn select<C: Real>(
     x: &[C],
     m: C,
     cfg: RowCfg,
     w: &mut Work<C>,
     want_weights: bool,
+    weighed: Option<f64>,
 ) -> Result<Kept> {
     let v = x.len();
     if cfg.t == 0.0 || cfg.p == 0.0 || cfg.k == 1 || v == 1 {
@@ -908,20 +895,29 @@ pub(crate) fn select<C: Real>(
             w.alt = Bufs { idx, xs, ws };
             w.cur = alt;
             done?;
-        } else if cfg.has_kept_stages() {
-            // The stages of P20-P23 want the nucleus as a list.
-            let mut ws = std::mem::take(&mut w.row_ws);
-            let done = nucleus_list(x, m, cfg, zc, &mut ws, w);
-            w.row_ws = ws;
-            done?;
-            list = true;
         } else {
-            // The kept set may be most of the row: keep it as a cut of the row.
+            // Usually few tokens are kept: found among candidates as a list. Else, the stages
+            // of P20-P23 want the list all the same; otherwise the kept set may be most of the
+            // row: kept as a cut of the row.
             let mut ws = std::mem::take(&mut w.row_ws);
-            let cut = exp_weights(x, m, cfg.t, &mut ws, w.par)
-                .and_then(|total| top_p_row(x, &ws, total, cfg.p, mf, zc, w));
+            let mut chunks = std::mem::take(&mut w.chunks);
+            let done = (|| {
+                let total = match weighed {
+                    Some(total) => total,
+                    None => exp_weights_chunked(x, m, cfg.t, &mut ws, &mut chunks, w.par)?,
+                };
+                let any = cfg.has_kept_stages();
+                if nucleus_list(x, m, cfg, zc, &ws, total, any, w)? {
+                    return Ok(None);
+                }
+                top_p_row(x, &ws, total, cfg.p, mf, zc, w).map(Some)
+            })();
             w.row_ws = ws;
-            row_cut = Some(cut?);
+            w.chunks = chunks;
+            match done? {
+                None => list = true,
+                Some(cut) => row_cut = Some(cut),
+            }
         }
         have_w = true;
     }
@@ -1010,111 +1006,174 @@ pub(crate) fn select<C: Real>(
     Ok(Kept::Row(row_cut))
 }
 
-/// Top-p's kept set of the row as the list `w.cur` with its weights (for the stages of
-/// P20-P23), the row's weights in `ws`.
+/// The levels [`nucleus_list`] and [`packed_candidates`] look for top-p's candidates at.
 ///
 /// Every token of the nucleus has weight `>= tau = (1 - p) * total / (2 V)`: the tokens below
 /// `tau` weigh less than `(1 - p) * total / 2` together, so the tokens at or above it, a prefix
-/// of the order, already hold more than `p` of the total. Those candidates (usually a small
-/// part of the row) are gathered, and the cut is found among them with the row's total as the
-/// denominator: the same prefix as the cut over the row.
+/// of the order, already hold more than `p` of the total. Tighter: the highest of eight levels
+/// of the scaled logit, evenly spaced from the maximum down to `ln(tau)`, whose tokens hold
+/// `enough = p + (1 - p) / 20` of the total (the margin is for the order of additions). The
+/// levels' masses are added partly in f32: a set's own mass is checked in f64 and, if short,
+/// the set is that of `ln(tau)`, which always holds enough (`x >= m + T ln(tau)` is `w >= tau`
+/// up to rounding, which the factor 1/2 absorbs).
+struct NucleusLevels {
+    /// `ln(tau)`.
+    floor: f64,
+    /// The weight the candidates must hold.
+    enough: f64,
+    gaps: [f64; LEVELS],
+    /// The logits `m + T gap`.
+    levels: [f64; LEVELS],
+}
+
+impl NucleusLevels {
+    fn new(m: f64, t: f64, p: f64, total: f64, v: usize) -> NucleusLevels {
+        let tau = 0.5 * (1.0 - p) * total / v as f64;
+        let floor = tau.ln();
+        let gaps: [f64; LEVELS] = std::array::from_fn(|k| floor * (k + 1) as f64 / LEVELS as f64);
+        NucleusLevels {
+            floor,
+            enough: (p + 0.05 * (1.0 - p)) * total,
+            gaps,
+            levels: gaps.map(|z| m + t * z),
+        }
+    }
+
+    /// The highest level whose mass (in the order of `levels`) is enough; else `ln(tau)`.
+    fn highest_enough(&self, masses: [f64; LEVELS]) -> f64 {
+        self.gaps
+            .iter()
+            .zip(masses)
+            .find(|&(_, s)| s >= self.enough)
+            .map_or(self.floor, |(&z, _)| z)
+    }
+}
+
+/// The logit at or below which gap `z` starts, lowered a little so that it stays at or below
+/// the level in `C`: more candidates are harmless, fewer would not be.
+fn at_least_gap<C: Real>(m: f64, t: f64, z: f64) -> C {
+    let thr = m + t * z;
+    C::from_f64(thr - thr.abs() * 1e-6)
+}
+
+/// The estimated share of a row above which [`packed_candidates`] does not try to pack a
+/// level's tokens (the packing gives up past a quarter of the row).
+const MAX_PACKED_SHARE: f64 = 0.22;
+
+/// Top-p's candidates packed in vector passes (see [`NucleusLevels`]): the tokens of row `x`
+/// (weights `ws`, maximum `m`, temperature `t`) at or above a level, a prefix of the order
+/// that holds at least `p` of `total`, with their positions and weights, into `pre` (`sel`:
+/// scratch). `false` (and `pre` let go, so that the scratch stays a few rows: contract R1)
+/// when there is no vector path or the levels' tokens are over a quarter of the row.
+#[allow(clippy::too_many_arguments)]
+fn packed_candidates<C: Real>(
+    x: &[C],
+    ws: &[C],
+    m: f64,
+    t: f64,
+    lv: &NucleusLevels,
+    total: f64,
+    pre: &mut Packed<C>,
+    sel: &mut Packed<C>,
+) -> Result<bool> {
+    let v = x.len();
+    if !compresses::<C>(v) {
+        return Ok(false);
+    }
+    // Most often a sample of the row shows a level close above the cut: the tokens at or
+    // above it, packed in one pass, if they hold enough (checked exactly: a guess). The
+    // sample (left in `sel`) also shows when a level's tokens are too many to pack (on a flat
+    // row), so that the packing is not tried in vain.
+    let level = sampled::sampled_level(x, ws, m, t, lv.floor, total - lv.enough, sel)?;
+    let too_many = |sample: &Packed<C>, thr: C| {
+        sampled::share_at_least(x, sample, thr).is_some_and(|s| s > MAX_PACKED_SHARE)
+    };
+    if let Some(z) = level {
+        let thr = at_least_gap(m, t, z);
+        if !too_many(sel, thr)
+            && compress_at_least(x, ws, None, thr, v / 4, pre)?
+            && lane_sum(&pre.ws) >= lv.enough
+        {
+            return Ok(true);
+        }
+    }
+    // Else usually a small part of the row is at or above ln(tau): packed first, the levels
+    // are taken over it alone.
+    let thr = at_least_gap(m, t, lv.floor);
+    if too_many(sel, thr) || !compress_at_least(x, ws, None, thr, v / 4, pre)? {
+        *pre = Packed::default();
+        return Ok(false);
+    }
+    let lo = lv.highest_enough(level_masses(&pre.ws, &pre.xs, &lv.levels));
+    if lo != lv.floor
+        && compress_at_least(
+            &pre.xs,
+            &pre.ws,
+            Some(&pre.ids),
+            at_least_gap(m, t, lo),
+            v,
+            sel,
+        )?
+        && lane_sum(&sel.ws) >= lv.enough
+    {
+        std::mem::swap(pre, sel);
+    }
+    Ok(true)
+}
+
+/// Top-p's kept set of the row as the list `w.cur` with its weights, the row's weights `ws`
+/// summing to `total`: the cut is found among candidates (usually a small part of the row;
+/// see [`NucleusLevels`]) with the row's total as the denominator, the same prefix as the cut
+/// over the row. When the candidates are not packed in vector passes (too many, or no vector
+/// path): with `any`, gathered all the same; else `false`, and nothing is kept.
+#[allow(clippy::too_many_arguments)]
 fn nucleus_list<C: Real>(
     x: &[C],
     m: C,
     cfg: RowCfg,
     zc: f64,
-    ws: &mut Vec<C>,
+    ws: &[C],
+    total: f64,
+    any: bool,
     w: &mut Work<C>,
-) -> Result<()> {
+) -> Result<bool> {
     let (v, mf) = (x.len(), m.to_f64());
-    // Lowered a little, so that it stays at or below the level in `C`: more candidates are
-    // harmless, fewer would not be.
-    let at_least = |z: f64| {
-        let thr = mf + cfg.t * z;
-        C::from_f64(thr - thr.abs() * 1e-6)
-    };
     let mut cand = std::mem::take(&mut w.cand);
     let (mut pre, mut sel) = std::mem::take(&mut w.packed);
     let done = (|| {
-        let total = exp_weights(x, m, cfg.t, ws, w.par)?;
-        let tau = 0.5 * (1.0 - cfg.p) * total / v as f64;
-        // A tighter threshold: the highest of eight levels of the scaled logit, evenly spaced
-        // from the maximum down to ln(tau), whose tokens hold p + (1 - p) / 20 of the total (the
-        // margin is for the order of additions). The levels' masses are added partly in f32:
-        // the candidates' own mass is checked in f64 and, if short, the candidates are those of
-        // ln(tau), which always hold enough (`x >= mf + T ln(tau)` is `w >= tau` up to
-        // rounding, which the factor 1/2 absorbs).
-        let enough = (cfg.p + 0.05 * (1.0 - cfg.p)) * total;
-        let floor = tau.ln();
-        let gaps: [f64; LEVELS] = std::array::from_fn(|k| floor * (k + 1) as f64 / LEVELS as f64);
-        let levels = gaps.map(|z| mf + cfg.t * z);
-        let highest_enough = |masses: [f64; LEVELS]| {
-            gaps.iter()
-                .zip(masses)
-                .find(|&(_, s)| s >= enough)
-                .map_or(floor, |(&z, _)| z)
-        };
-        // The cut among a packed set `from` that holds enough, into `cand` (`to`: scratch).
-        let mut cut_packed = |from: &mut Packed<C>, to: &mut Packed<C>, cand: &mut Bufs<C>| {
-            let cut = find_cut(&from.xs, Some(&from.ws), mf, zc, cfg.p, total, 0.0, w)?;
+        let lv = NucleusLevels::new(mf, cfg.t, cfg.p, total, v);
+        if packed_candidates(x, ws, mf, cfg.t, &lv, total, &mut pre, &mut sel)? {
+            let cut = find_cut(&pre.xs, Some(&pre.ws), mf, zc, cfg.p, total, 0.0, w)?;
             // When the cut keeps every token equal to its value (ties cut in two are rare),
             // it is a threshold, compressed as the candidates were.
             let value = C::from_f64(cut.value);
-            let all_ties = from.xs.iter().filter(|&&x| x == value).count() == cut.ties;
-            let kept =
-                all_ties && compress_at_least(&from.xs, &from.ws, Some(&from.ids), value, v, to)?;
-            cand.assign_packed(if kept { to } else { from }, 0)?;
+            let all_ties = pre.xs.iter().filter(|&&x| x == value).count() == cut.ties;
+            let kept = all_ties
+                && compress_at_least(&pre.xs, &pre.ws, Some(&pre.ids), value, v, &mut sel)?;
+            cand.assign_packed(if kept { &sel } else { &pre }, 0)?;
             if !kept {
                 cand.retain(cut_keeper(cut));
             }
-            Ok(())
-        };
-        // Most often a sample of the row shows a level close above the cut: the tokens at or
-        // above it, packed in one pass, if they hold enough (checked exactly: a guess).
-        let level = if compresses::<C>(v) {
-            sampled::sampled_level(x, ws, mf, cfg.t, floor, total - enough, &mut sel)?
-        } else {
-            None
-        };
-        if let Some(z) = level {
-            if compress_at_least(x, ws, None, at_least(z), v / 4, &mut pre)?
-                && lane_sum(&pre.ws) >= enough
-            {
-                return cut_packed(&mut pre, &mut sel, &mut cand);
+            return Ok(true);
+        }
+        if !any {
+            return Ok(false);
+        }
+        // Too many (or no vector path): the levels over the row.
+        let lo = lv.highest_enough(level_masses(ws, x, &lv.levels));
+        for z in [lo, lv.floor] {
+            gather_candidates_at_least(x, ws, at_least_gap(mf, cfg.t, z), &mut sel, &mut cand)?;
+            if z == lv.floor || lane_sum(&cand.ws) >= lv.enough {
+                break;
             }
         }
-        // Else usually a small part of the row is at or above ln(tau): packed first, the
-        // levels are taken over it alone (with vector compression, and while it is under a
-        // quarter of the row).
-        if compress_at_least(x, ws, None, at_least(floor), v / 4, &mut pre)? {
-            let lo = highest_enough(level_masses(&pre.ws, &pre.xs, &levels));
-            if lo != floor
-                && compress_at_least(&pre.xs, &pre.ws, Some(&pre.ids), at_least(lo), v, &mut sel)?
-                && lane_sum(&sel.ws) >= enough
-            {
-                cut_packed(&mut sel, &mut pre, &mut cand)?;
-            } else {
-                cut_packed(&mut pre, &mut sel, &mut cand)?;
-            }
-        } else {
-            // Too many (or no vector path): the levels over the row. What `pre` holds is let
-            // go, so that the scratch stays a few rows (contract R1).
-            pre = Packed::default();
-            let lo = highest_enough(level_masses(ws, x, &levels));
-            for z in [lo, floor] {
-                gather_candidates_at_least(x, ws, at_least(z), &mut sel, &mut cand)?;
-                if z == floor || lane_sum(&cand.ws) >= enough {
-                    break;
-                }
-            }
-            let cut = find_cut(&cand.xs, Some(&cand.ws), mf, zc, cfg.p, total, 0.0, w)?;
-            // In place: a copy would hold the kept list and the candidates at once (R1).
-            cand.retain(cut_keeper(cut));
-        }
-        Ok(())
+        let cut = find_cut(&cand.xs, Some(&cand.ws), mf, zc, cfg.p, total, 0.0, w)?;
+        // In place: a copy would hold the kept list and the candidates at once (R1).
+        cand.retain(cut_keeper(cut));
+        Ok(true)
     })();
     w.packed = (pre, sel);
-    if done.is_ok() {
+    if let Ok(true) = done {
         // The candidates, cut, are the current set.
         w.cand = std::mem::replace(&mut w.cur, cand);
     } else {
@@ -1211,9 +1270,12 @@ pub(crate) fn sample_row<C: Real>(
 ) -> Result<RowDraw> {
     let v = x.len();
     let mut tok = None;
+    let mut weighed = None;
     let staged = cfg.has_kept_stages();
     if !staged && cfg.t > 0.0 && cfg.p > 0.0 && cfg.p < 1.0 && cfg.k >= v && v > 1 {
-        tok = nucleus::draw_nucleus(x, m, cfg, rng, w)?;
+        let total;
+        (tok, total) = nucleus::draw_nucleus(x, m, cfg, rng, w)?;
+        weighed = Some(total);
         if tok.is_some() && !with_logprob {
             return Ok(RowDraw {
                 tok: tok.unwrap_or_default(),
@@ -1223,7 +1285,7 @@ pub(crate) fn sample_row<C: Real>(
             });
         }
     }
-    let mut kept = select(x, m, cfg, w, true)?;
+    let mut kept = select(x, m, cfg, w, true, weighed)?;
     if staged {
         // XTC's coin, when on, is the stream's first uniform: before the draw's.
         kept = kept::apply(x, m, cfg, kept, kept::Coin::Draw(rng), w)?;
@@ -1377,7 +1439,7 @@ pub(crate) fn filter_row<C: Real>(
         e => C::from_f64(scaled_gap(e, mf, t).max(-limit)),
     };
     let staged = cfg.has_kept_stages();
-    let mut kept = select(x, m, cfg, w, staged)?;
+    let mut kept = select(x, m, cfg, w, staged, None)?;
     if staged {
         kept = kept::apply(x, m, cfg, kept, kept::Coin::Filter, w)?;
     }
@@ -1446,8 +1508,9 @@ pub(crate) fn filter_row<C: Real>(
 mod tests {
     use super::*;
 
-    /// The nucleus gathered from candidates (for the stages of P20-P23) is the cut over the
-    /// whole row (its slow twin: every token in the order, no candidates).
+    /// The nucleus gathered for the stages of P20-P23 (from candidates even where they are
+    /// too many to pack) is the kept set of top-p alone (a list of packed candidates, or a
+    /// cut of the row).
     #[test]
     fn p20_nucleus_list_is_the_row_cut() {
         let mut u = crate::sampling::test_units::units(0x2545F4914F6CDD1D);
@@ -1475,7 +1538,8 @@ mod tests {
                 let mut staged = plain;
                 staged.xtc_q = 1e-12;
                 let mut w = Work::<f32>::default();
-                let kept: Vec<usize> = match select(&x, m, plain, &mut w, false).unwrap() {
+                let kept: Vec<usize> = match select(&x, m, plain, &mut w, false, None).unwrap() {
+                    Kept::List => w.cur.idx.clone(),
                     Kept::Row(Some(cut)) => {
                         let mut keep = cut_keeper(cut);
                         (0..v).filter(|&j| keep(x[j] as f64)).collect()
@@ -1484,13 +1548,95 @@ mod tests {
                     k => panic!("{k:?}"),
                 };
                 let mut w2 = Work::<f32>::default();
-                match select(&x, m, staged, &mut w2, true).unwrap() {
+                match select(&x, m, staged, &mut w2, true, None).unwrap() {
                     Kept::List => assert_eq!(w2.cur.idx, kept, "case {case} t {t} p {p}"),
                     Kept::Greedy(i) => assert_eq!(vec![i], kept),
                     k => panic!("{k:?}"),
                 }
             }
         }
+    }
+
+    /// Top-p's kept set as [`select`] finds it (among packed candidates as a list where the
+    /// vector path is, else on a peaked row from chunk maxima, else over the row) is the cut
+    /// over every token of the row (its slow twin, [`find_cut`] over the row), with the same
+    /// kept ties: vocabulary-sized rows flat to peaked (the packing tried, given up on a flat
+    /// row, or skipped), ties at the cut on a coarse grid, `-inf` entries, `f32` and `f64`,
+    /// the weights computed by `select` or given (as the top-p draw leaves them).
+    #[test]
+    fn p3_top_p_kept_set_is_the_cut_over_the_row() {
+        fn check<C: Real>(u: &mut impl FnMut() -> f64) {
+            for case in 0..30 {
+                let v = [128_256, 40_000, 16_500][case % 3];
+                let scale = [0.3, 1.0, 3.0, 8.0, 30.0][case % 5];
+                let grid = if case % 4 == 3 { 0.25 } else { 0.0 };
+                let x: Vec<C> = (0..v)
+                    .map(|_| {
+                        let e = (u() + u() + u() - 1.5) * 2.0 * scale;
+                        let e = if grid > 0.0 {
+                            (e / grid).round() * grid
+                        } else {
+                            e
+                        };
+                        if u() < 0.01 {
+                            C::NEG_INFINITY
+                        } else {
+                            C::from_f64(e)
+                        }
+                    })
+                    .collect();
+                let m = x
+                    .iter()
+                    .copied()
+                    .fold(C::NEG_INFINITY, |a, b| if b > a { b } else { a });
+                for &(t, p) in &[(0.8, 0.95), (1.0, 0.5), (0.5, 0.999), (2.0, 0.1)] {
+                    let ctx = format!("case {case} v {v} scale {scale} t {t} p {p}");
+                    let (mf, zc) = (m.to_f64(), (1.0 / t) * (NB as f64 / Z_SPAN));
+                    let mut w = Work::<C>::default();
+                    let (mut ws, mut chunks) = (Vec::new(), Vec::new());
+                    let total = exp_weights_chunked(&x, m, t, &mut ws, &mut chunks, false).unwrap();
+                    let cut = find_cut(&x, Some(&ws), mf, zc, p, total, 0.0, &mut w).unwrap();
+                    let ties = w.tie_pos.clone();
+                    let want: Vec<usize> = (0..v)
+                        .filter(|&j| {
+                            let e = x[j].to_f64();
+                            e > cut.value
+                                || e == cut.value && (cut.ties == usize::MAX || ties.contains(&j))
+                        })
+                        .collect();
+                    let cfg = crate::SamplingParams::default()
+                        .temperature(t)
+                        .top_p(p)
+                        .row(0, v);
+                    for given in [false, true] {
+                        let mut w = Work::<C>::default();
+                        if given {
+                            w.row_ws = ws.clone();
+                        }
+                        let weighed = given.then_some(total);
+                        let kept = match select(&x, m, cfg, &mut w, true, weighed).unwrap() {
+                            Kept::List => w.cur.idx.clone(),
+                            Kept::Row(Some(cut)) => {
+                                let mut keep = cut_keeper(cut);
+                                let tied = |j: usize| w.tie_pos.contains(&j);
+                                (0..v)
+                                    .filter(|&j| {
+                                        let e = x[j].to_f64();
+                                        keep(e)
+                                            && (e != cut.value || cut.ties == usize::MAX || tied(j))
+                                    })
+                                    .collect()
+                            }
+                            k => panic!("{ctx}: {k:?}"),
+                        };
+                        assert_eq!(kept, want, "{ctx} given {given}");
+                    }
+                }
+            }
+        }
+        let mut u = crate::sampling::test_units::units(0x1234_5678_9ABC_DEF1);
+        check::<f32>(&mut u);
+        check::<f64>(&mut u);
     }
 
     #[test]

@@ -64,15 +64,15 @@ fn sums_before<C: Real>(
 
 /// Draws a token of a validated row `x` (maximum `m`) under `cfg`'s top-p, and its min-p
 /// when set (`cfg` has no top-k and `0 < p < 1`, `T > 0`), with the uniforms of `rng`.
-/// Leaves the row's weights in `w.row_ws`. `None` after [`ROUNDS`] rejections (or when the row
-/// changed meanwhile).
+/// Leaves the row's weights in `w.row_ws` and returns their total with the token: `None`
+/// after [`ROUNDS`] rejections (or when the row changed meanwhile).
 pub(in crate::sampling) fn draw_nucleus<C: Real>(
     x: &[C],
     m: C,
     cfg: RowCfg,
     rng: &mut RowRng,
     w: &mut Work<C>,
-) -> Result<Option<usize>> {
+) -> Result<(Option<usize>, f64)> {
     let mut ws = std::mem::take(&mut w.row_ws);
     let mut chunks = std::mem::take(&mut w.chunks);
     let found = draw(x, m, cfg, rng, &mut ws, &mut chunks, w.par);
@@ -90,7 +90,7 @@ fn draw<C: Real>(
     ws: &mut Vec<C>,
     chunks: &mut Vec<f64>,
     par: bool,
-) -> Result<Option<usize>> {
+) -> Result<(Option<usize>, f64)> {
     let total = exp_weights_chunked(x, m, cfg.t, ws, chunks, par)?;
     let thr = (cfg.mp > 0.0).then(|| min_p_threshold(m.to_f64(), cfg.t, cfg.mp));
     // The current prefix `R`: the row or min-p's tokens, then the tokens before `pivot`.
@@ -121,5 +121,5 @@ fn draw<C: Real>(
         pivot = Some((j, x[j].to_f64()));
         set_total = above;
     }
-    Ok(found)
+    Ok((found, total))
 }

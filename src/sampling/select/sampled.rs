@@ -4,7 +4,7 @@
 
 use crate::element::Real;
 use crate::error::Result;
-use crate::sampling::hot::{lane_sum, level_masses, Packed, LEVELS};
+use crate::sampling::hot::{count_at_least, lane_sum, level_masses, Packed, LEVELS};
 
 /// Tokens in each sampled run, and the distance between runs.
 const SAMPLE_RUN: usize = 16;
@@ -17,6 +17,16 @@ const SAMPLE_EVERY: usize = 256;
 /// and one token under it (scaled up as a sampled one is) at most a tenth. The highest of
 /// eight levels from there down to `floor`, then of eight between it and the level above.
 /// `None` for rows too short to sample, or when no level qualifies.
+/// Rows shorter than this are not sampled.
+const SAMPLED_ROWS: usize = 64 * SAMPLE_EVERY;
+
+/// The estimated share of the tokens of row `x` at or above `thr`, from its sample in
+/// `sample` as [`sampled_level`] left it; `None` for rows too short to sample.
+pub(crate) fn share_at_least<C: Real>(x: &[C], sample: &Packed<C>, thr: C) -> Option<f64> {
+    (x.len() >= SAMPLED_ROWS && !sample.xs.is_empty())
+        .then(|| count_at_least(&sample.xs, thr.to_f64()) as f64 / sample.xs.len() as f64)
+}
+
 pub(crate) fn sampled_level<C: Real>(
     x: &[C],
     ws: &[C],
@@ -27,7 +37,7 @@ pub(crate) fn sampled_level<C: Real>(
     sample: &mut Packed<C>,
 ) -> Result<Option<f64>> {
     let v = x.len();
-    if v < 64 * SAMPLE_EVERY {
+    if v < SAMPLED_ROWS {
         return Ok(None);
     }
     // Whole runs only (`v` is at least 64 of them): copied as arrays, which compile to a few
