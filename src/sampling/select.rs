@@ -856,8 +856,9 @@ fn draw_row_cut<C: Real>(
 /// weights of the kept set are computed too (see [`Kept`]). [`CHANGED`] when the row no longer
 /// holds `m`.
 ///
-/// `weighed`: `Some(total)` when `w.row_ws` already holds the row's weights at `cfg.t`, as
-/// [`exp_weights_chunked`] gives them, summing to `total` (the top-p draw leaves them there).
+/// `weighed`: `Some(total)` when `w.row_ws` already holds the row's weights at `cfg.t`,
+/// summing to `total` (the top-p draw leaves them there, with its chunked total: the same
+/// weights as [`exp_weights`] gives, their sum in another order).
 pub(crate) fn select<C: Real>(
     x: &[C],
     m: C,
@@ -900,11 +901,10 @@ pub(crate) fn select<C: Real>(
             // of P20-P23 want the list all the same; otherwise the kept set may be most of the
             // row: kept as a cut of the row.
             let mut ws = std::mem::take(&mut w.row_ws);
-            let mut chunks = std::mem::take(&mut w.chunks);
             let done = (|| {
                 let total = match weighed {
                     Some(total) => total,
-                    None => exp_weights_chunked(x, m, cfg.t, &mut ws, &mut chunks, w.par)?,
+                    None => exp_weights(x, m, cfg.t, &mut ws, w.par)?,
                 };
                 let any = cfg.has_kept_stages();
                 if nucleus_list(x, m, cfg, zc, &ws, total, any, w)? {
@@ -913,7 +913,6 @@ pub(crate) fn select<C: Real>(
                 top_p_row(x, &ws, total, cfg.p, mf, zc, w).map(Some)
             })();
             w.row_ws = ws;
-            w.chunks = chunks;
             match done? {
                 None => list = true,
                 Some(cut) => row_cut = Some(cut),
@@ -1063,7 +1062,8 @@ const MAX_PACKED_SHARE: f64 = 0.22;
 /// Top-p's candidates packed in vector passes (see [`NucleusLevels`]): the tokens of row `x`
 /// (weights `ws`, maximum `m`, temperature `t`) at or above a level, a prefix of the order
 /// that holds at least `p` of `total`, with their positions and weights, into `pre` (`sel`:
-/// scratch). `false` (and `pre` let go, so that the scratch stays a few rows: contract R1)
+/// scratch); returns the level's gap `z < 0` (the tokens have `x >= m + t z`, a little
+/// lowered). `None` (and `pre` let go, so that the scratch stays a few rows: contract R1)
 /// when there is no vector path or the levels' tokens are over a quarter of the row.
 #[allow(clippy::too_many_arguments)]
 fn packed_candidates<C: Real>(
@@ -1075,10 +1075,10 @@ fn packed_candidates<C: Real>(
     total: f64,
     pre: &mut Packed<C>,
     sel: &mut Packed<C>,
-) -> Result<bool> {
+) -> Result<Option<f64>> {
     let v = x.len();
     if !compresses::<C>(v) {
-        return Ok(false);
+        return Ok(None);
     }
     // Most often a sample of the row shows a level close above the cut: the tokens at or
     // above it, packed in one pass, if they hold enough (checked exactly: a guess). The
@@ -1094,7 +1094,7 @@ fn packed_candidates<C: Real>(
             && compress_at_least(x, ws, None, thr, v / 4, pre)?
             && lane_sum(&pre.ws) >= lv.enough
         {
-            return Ok(true);
+            return Ok(Some(z));
         }
     }
     // Else usually a small part of the row is at or above ln(tau): packed first, the levels
@@ -1102,7 +1102,7 @@ fn packed_candidates<C: Real>(
     let thr = at_least_gap(m, t, lv.floor);
     if too_many(sel, thr) || !compress_at_least(x, ws, None, thr, v / 4, pre)? {
         *pre = Packed::default();
-        return Ok(false);
+        return Ok(None);
     }
     let lo = lv.highest_enough(level_masses(&pre.ws, &pre.xs, &lv.levels));
     if lo != lv.floor
@@ -1117,8 +1117,21 @@ fn packed_candidates<C: Real>(
         && lane_sum(&sel.ws) >= lv.enough
     {
         std::mem::swap(pre, sel);
+        return Ok(Some(lo));
     }
-    Ok(true)
+    Ok(Some(lv.floor))
+}
+
+/// The scale of [`find_cut`]'s first histogram for candidates at or above gap `z < 0`: the
+/// row's (`zc`, buckets of 1/32 in `(m - x) / t`), or finer, so that the candidates' range
+/// spans the buckets and the bucket where `p` is crossed holds few of them.
+fn candidates_zc(zc: f64, t: f64, z: f64) -> f64 {
+    let fine = NB as f64 / (-z * t);
+    if fine.is_finite() {
+        zc.max(fine)
+    } else {
+        zc
+    }
 }
 
 /// Top-p's kept set of the row as the list `w.cur` with its weights, the row's weights `ws`
@@ -1142,7 +1155,8 @@ fn nucleus_list<C: Real>(
     let (mut pre, mut sel) = std::mem::take(&mut w.packed);
     let done = (|| {
         let lv = NucleusLevels::new(mf, cfg.t, cfg.p, total, v);
-        if packed_candidates(x, ws, mf, cfg.t, &lv, total, &mut pre, &mut sel)? {
+        if let Some(z) = packed_candidates(x, ws, mf, cfg.t, &lv, total, &mut pre, &mut sel)? {
+            let zc = candidates_zc(zc, cfg.t, z);
             let cut = find_cut(&pre.xs, Some(&pre.ws), mf, zc, cfg.p, total, 0.0, w)?;
             // When the cut keeps every token equal to its value (ties cut in two are rare),
             // it is a threshold, compressed as the candidates were.
