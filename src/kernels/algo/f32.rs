@@ -655,132 +655,65 @@ macro_rules! instantiate {
             crate::kernels::row_ln_f32
         );
 
-        /// # Safety
-        /// As [`Kernels::rows`](crate::kernels::Kernels); the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn rows_f32(
-            op: crate::op::Op,
-            src: *const f32,
-            src_step: usize,
-            dst: *mut f32,
-            dst_step: usize,
-            n: usize,
-            count: usize,
-            temps: *const f64,
-            temp_step: usize,
-            store: crate::kernels::Store,
-        ) {
-            // SAFETY: this function's contract is the callee's; `rows_f32_general` is the
-            // level's plain rows kernel and `GROUPED` its group kernels.
-            unsafe {
-                crate::kernels::algo::grouped::rows(
-                    isa(),
-                    rows_f32_general,
-                    &GROUPED,
-                    op,
-                    src,
-                    src_step,
-                    dst,
-                    dst_step,
-                    n,
-                    count,
-                    temps,
-                    temp_step,
-                    store,
-                )
-            }
-        }
-
-        /// # Safety
-        /// As `algo::grouped::packed`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        unsafe fn packed_f32<const UNIT: bool, const LONG: bool>(
-            op: crate::op::Op,
-            src: *const f32,
-            dst: *mut f32,
-            inv: f64,
-            rows: &crate::kernels::algo::grouped::PackedRows,
-            exps: *mut f32,
-        ) {
-            // SAFETY: this function's contract is the callee's.
-            unsafe {
-                crate::kernels::algo::grouped::packed::<_, UNIT, LONG>(
-                    isa(),
-                    op,
-                    src,
-                    dst,
-                    inv,
-                    rows,
-                    exps,
-                )
-            }
-        }
-
-        /// # Safety
-        /// As `algo::grouped::short`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn short_f32<const V: usize>(
-            general: crate::kernels::algo::rows::RowsKernel,
-            op: crate::op::Op,
-            src: *const f32,
-            src_step: usize,
-            dst: *mut f32,
-            dst_step: usize,
-            n: usize,
-            count: usize,
-            temps: *const f64,
-            temp_step: usize,
-        ) {
-            // SAFETY: this function's contract is the callee's.
-            unsafe {
-                crate::kernels::algo::grouped::short::<_, V>(
-                    isa(),
-                    general,
-                    op,
-                    src,
-                    src_step,
-                    dst,
-                    dst_step,
-                    n,
-                    count,
-                    temps,
-                    temp_step,
-                )
-            }
-        }
-
-        /// # Safety
-        /// As `algo::grouped::medium`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn medium_f32(
-            general: crate::kernels::algo::rows::RowsKernel,
-            src: *const f32,
-            src_step: usize,
-            dst: *mut f32,
-            dst_step: usize,
-            n: usize,
-            count: usize,
-            temps: *const f64,
-            temp_step: usize,
-        ) {
-            // SAFETY: this function's contract is the callee's.
-            unsafe {
-                crate::kernels::algo::grouped::medium(
-                    isa(),
-                    general,
-                    src,
-                    src_step,
-                    dst,
-                    dst_step,
-                    n,
-                    count,
-                    temps,
-                    temp_step,
-                )
-            }
+        crate::kernels::algo::entry_points! { $feat;
+            // `rows_f32_general` is the level's plain rows kernel and `GROUPED` its group
+            // kernels.
+            fn rows_f32(
+                op: crate::op::Op, src: *const f32, src_step: usize, dst: *mut f32,
+                dst_step: usize, n: usize, count: usize, temps: *const f64, temp_step: usize,
+                store: crate::kernels::Store,
+            ) => crate::kernels::algo::grouped::rows(
+                isa(), rows_f32_general, &GROUPED, op, src, src_step, dst, dst_step, n, count,
+                temps, temp_step, store,
+            );
+            fn packed_f32<const UNIT: bool, const LONG: bool>(
+                op: crate::op::Op, src: *const f32, dst: *mut f32, inv: f64,
+                rows: &crate::kernels::algo::grouped::PackedRows, exps: *mut f32,
+            ) => crate::kernels::algo::grouped::packed::<_, UNIT, LONG>(
+                isa(), op, src, dst, inv, rows, exps,
+            );
+            fn short_f32<const V: usize>(
+                general: crate::kernels::algo::rows::RowsKernel, op: crate::op::Op,
+                src: *const f32, src_step: usize, dst: *mut f32, dst_step: usize, n: usize,
+                count: usize, temps: *const f64, temp_step: usize,
+            ) => crate::kernels::algo::grouped::short::<_, V>(
+                isa(), general, op, src, src_step, dst, dst_step, n, count, temps, temp_step,
+            );
+            fn medium_f32(
+                general: crate::kernels::algo::rows::RowsKernel, src: *const f32,
+                src_step: usize, dst: *mut f32, dst_step: usize, n: usize, count: usize,
+                temps: *const f64, temp_step: usize,
+            ) => crate::kernels::algo::grouped::medium(
+                isa(), general, src, src_step, dst, dst_step, n, count, temps, temp_step,
+            );
+            fn exp_sum_overlapped_f32(
+                src: *const f32, exps: *mut f32, n: usize, m: f32, t: f64,
+                write: Option<&crate::kernels::BlockWrite<f32>>, ahead: *const f32,
+                ahead_n: usize,
+            ) -> f64 => crate::kernels::algo::pending::exp_sum_overlapped(
+                isa(), &F32, src, exps, n, m, t, write, ahead, ahead_n,
+            );
+            fn entropy_sums_f32(x: &[f32], m: f32) -> crate::kernels::EntropySums
+                => crate::kernels::algo::f32::entropy_sums(isa(), x, m);
+            fn max_f32_impl(x: &[f32]) -> (f32, bool) => crate::kernels::algo::max::max(isa(), x);
+            fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64
+                => crate::kernels::algo::f32::sum_exp(isa(), x, m, t);
+            fn exp_store_sum_f32(src: *const f32, dst: *mut f32, n: usize, m: f32, t: f64) -> f64
+                => crate::kernels::algo::f32::exp_store_sum(isa(), src, dst, n, m, t);
+            // `dst` as both `src` and `dst` meets `scale_to`'s contract.
+            fn scale_f32(dst: *mut f32, n: usize, factor: f64)
+                => crate::kernels::algo::elementwise::scale_to(isa(), dst, dst, n, factor, false);
+            fn scale_to_f32(src: *const f32, dst: *mut f32, n: usize, factor: f64, stream: bool)
+                => crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, stream);
+            fn exp_scale_f32(
+                src: *const f32, dst: *mut f32, n: usize, m: f32, t: f64, factor: f64, stream: bool
+            ) => crate::kernels::algo::f32::exp_scale(isa(), src, dst, n, m, t, factor, stream);
+            fn write_log_softmax_f32(
+                src: *const f32, dst: *mut f32, n: usize, m: f32, t: f64, log_sum: f64,
+                stream: bool,
+            ) => crate::kernels::algo::f32::write_log_softmax(
+                isa(), src, dst, n, m, t, log_sum, stream,
+            );
         }
 
         /// The level's group kernels (only reachable through `F32`, handed out only when the
@@ -796,37 +729,6 @@ macro_rules! instantiate {
                 short: [short_f32::<1>, short_f32::<2>],
                 medium: medium_f32,
             };
-
-        /// # Safety
-        /// As [`crate::kernels::exp_sum_overlapped`]; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn exp_sum_overlapped_f32(
-            src: *const f32,
-            exps: *mut f32,
-            n: usize,
-            m: f32,
-            t: f64,
-            write: Option<&crate::kernels::BlockWrite<f32>>,
-            ahead: *const f32,
-            ahead_n: usize,
-        ) -> f64 {
-            // SAFETY: this function's contract is the callee's.
-            unsafe {
-                crate::kernels::algo::pending::exp_sum_overlapped(
-                    isa(),
-                    &F32,
-                    src,
-                    exps,
-                    n,
-                    m,
-                    t,
-                    write,
-                    ahead,
-                    ahead_n,
-                )
-            }
-        }
 
         crate::kernels::level_table!(
             /// The level's table for `f32`. Only handed out when the CPU has the level.
@@ -848,119 +750,6 @@ macro_rules! instantiate {
             }
         );
 
-        /// # Safety
-        /// The CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn entropy_sums_f32(
-            x: &[f32],
-            m: f32,
-        ) -> crate::kernels::EntropySums {
-            // SAFETY: as `max_f32_impl`.
-            crate::kernels::algo::f32::entropy_sums(unsafe { isa() }, x, m)
-        }
-
-        /// # Safety
-        /// The CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn max_f32_impl(x: &[f32]) -> (f32, bool) {
-            // SAFETY: compiled with the level's features (this function's contract).
-            crate::kernels::algo::max::max(unsafe { isa() }, x)
-        }
-
-        /// # Safety
-        /// The CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64 {
-            // SAFETY: as `max_f32_impl`.
-            crate::kernels::algo::f32::sum_exp(unsafe { isa() }, x, m, t)
-        }
-
-        /// # Safety
-        /// As `algo::f32::exp_store_sum`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn exp_store_sum_f32(
-            src: *const f32,
-            dst: *mut f32,
-            n: usize,
-            m: f32,
-            t: f64,
-        ) -> f64 {
-            // SAFETY: this function's contract is the callee's; features as `max_f32_impl`.
-            unsafe { crate::kernels::algo::f32::exp_store_sum(isa(), src, dst, n, m, t) }
-        }
-
-        /// # Safety
-        /// `dst` valid for reads and writes of `n`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn scale_f32(dst: *mut f32, n: usize, factor: f64) {
-            // SAFETY: `dst` as both `src` and `dst` meets `scale_to`'s contract; features as
-            // `max_f32_impl`.
-            unsafe {
-                crate::kernels::algo::elementwise::scale_to(isa(), dst, dst, n, factor, false)
-            }
-        }
-
-        /// # Safety
-        /// As `algo::elementwise::scale_to`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn scale_to_f32(
-            src: *const f32,
-            dst: *mut f32,
-            n: usize,
-            factor: f64,
-            stream: bool,
-        ) {
-            // SAFETY: this function's contract is the callee's; features as `max_f32_impl`.
-            unsafe {
-                crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, stream)
-            }
-        }
-
-        /// # Safety
-        /// As `algo::f32::exp_scale`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn exp_scale_f32(
-            src: *const f32,
-            dst: *mut f32,
-            n: usize,
-            m: f32,
-            t: f64,
-            factor: f64,
-            stream: bool,
-        ) {
-            // SAFETY: this function's contract is the callee's; features as `max_f32_impl`.
-            unsafe {
-                crate::kernels::algo::f32::exp_scale(isa(), src, dst, n, m, t, factor, stream)
-            }
-        }
-
-        /// # Safety
-        /// As `algo::f32::write_log_softmax`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn write_log_softmax_f32(
-            src: *const f32,
-            dst: *mut f32,
-            n: usize,
-            m: f32,
-            t: f64,
-            log_sum: f64,
-            stream: bool,
-        ) {
-            // SAFETY: this function's contract is the callee's; features as `max_f32_impl`.
-            unsafe {
-                crate::kernels::algo::f32::write_log_softmax(
-                    isa(),
-                    src,
-                    dst,
-                    n,
-                    m,
-                    t,
-                    log_sum,
-                    stream,
-                )
-            }
-        }
-
         crate::kernels::algo::f32::half_table!(BF16, half::bf16, $feat);
         crate::kernels::algo::f32::half_table!(F16, half::f16, $feat);
     };
@@ -977,108 +766,46 @@ macro_rules! half_table {
                 // out only when the CPU has the level's features.
                 crate::kernels::algo::f32::vector_takes_at(unsafe { isa() }, t)
             }
-            #[target_feature(enable = $feat)]
-            unsafe fn max_impl(x: &[$h]) -> (f32, bool) {
-                // SAFETY: compiled with the level's features (the caller's contract).
-                let (m, nan) = crate::kernels::algo::max::max(unsafe { isa() }, x);
-                (m.to_f32(), nan)
-            }
-            fn max(x: &[$h]) -> (f32, bool) {
-                // SAFETY: as `takes`.
-                unsafe { max_impl(x) }
-            }
-            /// # Safety
-            /// `src` valid for reads of `n` and, unless null, `exps` for writes of `n`,
-            /// disjoint; every entry `<= m` or NaN, `m` finite; `ahead` any pointer (only
-            /// prefetched); the CPU has the level's features.
-            #[target_feature(enable = $feat)]
-            unsafe fn exp_sum(
-                src: *const $h,
-                exps: *mut f32,
-                n: usize,
-                m: f32,
-                t: f64,
-                ahead: *const u8,
-                ahead_bytes: usize,
-            ) -> f64 {
-                use crate::kernels::algo::f32::{exp_sum_with, Ahead};
-                // SAFETY: compiled with the level's features (this function's contract).
-                let s = unsafe { isa() };
-                let mut turn = Ahead {
-                    s,
-                    ahead: ahead.cast(),
-                    ahead_n: ahead_bytes / 4,
+            crate::kernels::algo::entry_points! { $feat;
+                fn max_impl(x: &[$h]) -> (f32, bool) => {
+                    let (m, nan) = crate::kernels::algo::max::max(isa(), x);
+                    (m.to_f32(), nan)
                 };
-                // SAFETY: this function's contract is the callee's.
-                unsafe {
+                // `src` valid for reads of `n` and, unless null, `exps` for writes of `n`,
+                // disjoint; every entry `<= m` or NaN, `m` finite; `ahead` any pointer (only
+                // prefetched).
+                fn exp_sum(
+                    src: *const $h, exps: *mut f32, n: usize, m: f32, t: f64, ahead: *const u8,
+                    ahead_bytes: usize,
+                ) -> f64 => {
+                    use crate::kernels::algo::f32::{exp_sum_with, Ahead};
+                    let s = isa();
+                    let mut turn = Ahead { s, ahead: ahead.cast(), ahead_n: ahead_bytes / 4 };
                     if exps.is_null() {
                         exp_sum_with::<_, false, _, _>(s, src, exps, n, m, t, &mut turn)
                     } else {
                         exp_sum_with::<_, true, _, _>(s, src, exps, n, m, t, &mut turn)
                     }
-                }
+                };
+                fn exp_scale(
+                    src: *const $h, dst: *mut $h, n: usize, m: f32, t: f64, factor: f64,
+                    stream: bool,
+                ) => crate::kernels::algo::f32::exp_scale_vector(
+                    isa(), src, dst, n, m, t, factor, stream,
+                );
+                fn write_log_softmax(
+                    src: *const $h, dst: *mut $h, n: usize, m: f32, t: f64, log_sum: f64,
+                    stream: bool,
+                ) => crate::kernels::algo::f32::write_log_softmax_vector(
+                    isa(), src, dst, n, m, t, log_sum, stream,
+                );
+                // `src` and `dst` disjoint.
+                fn scale_to(src: *const f32, dst: *mut $h, n: usize, factor: f64, stream: bool)
+                    => crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, stream);
             }
-            /// # Safety
-            /// As `algo::f32::exp_scale_vector`; the CPU has the level's features.
-            #[target_feature(enable = $feat)]
-            unsafe fn exp_scale(
-                src: *const $h,
-                dst: *mut $h,
-                n: usize,
-                m: f32,
-                t: f64,
-                factor: f64,
-                stream: bool,
-            ) {
-                // SAFETY: this function's contract is the callee's.
-                unsafe {
-                    crate::kernels::algo::f32::exp_scale_vector(
-                        isa(),
-                        src,
-                        dst,
-                        n,
-                        m,
-                        t,
-                        factor,
-                        stream,
-                    )
-                }
-            }
-            /// # Safety
-            /// As `algo::f32::write_log_softmax_vector`; the CPU has the level's features.
-            #[target_feature(enable = $feat)]
-            unsafe fn write_log_softmax(
-                src: *const $h,
-                dst: *mut $h,
-                n: usize,
-                m: f32,
-                t: f64,
-                log_sum: f64,
-                stream: bool,
-            ) {
-                // SAFETY: this function's contract is the callee's.
-                unsafe {
-                    crate::kernels::algo::f32::write_log_softmax_vector(
-                        isa(),
-                        src,
-                        dst,
-                        n,
-                        m,
-                        t,
-                        log_sum,
-                        stream,
-                    )
-                }
-            }
-            /// # Safety
-            /// `src` valid for reads of `n` and `dst` for writes of `n`, disjoint; the CPU has
-            /// the level's features.
-            #[target_feature(enable = $feat)]
-            unsafe fn scale_to(src: *const f32, dst: *mut $h, n: usize, factor: f64, stream: bool) {
-                // SAFETY: this function's contract is the callee's.
-                unsafe {
-                    crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, stream)
-                }
+            fn max(x: &[$h]) -> (f32, bool) {
+                // SAFETY: as `takes`.
+                unsafe { max_impl(x) }
             }
             crate::kernels::HalfKernels {
                 takes,

@@ -410,89 +410,24 @@ macro_rules! instantiate {
             unsafe { <$isa>::new() }
         }
 
-        /// # Safety
-        /// The CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn max_f64(x: &[f64]) -> (f64, bool) {
-            // SAFETY: compiled with the level's features (this function's contract).
-            crate::kernels::algo::max::max(unsafe { isa() }, x)
-        }
-
-        /// # Safety
-        /// The CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn sum_exp_f64(x: &[f64], m: f64, t: f64) -> f64 {
-            // SAFETY: as `max_f64`.
-            algo::sum_exp(unsafe { isa() }, x, m, t)
-        }
-
-        /// # Safety
-        /// As `algo::exp_store_sum`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn exp_store_sum_f64(
-            src: *const f64,
-            dst: *mut f64,
-            n: usize,
-            m: f64,
-            t: f64,
-        ) -> f64 {
-            // SAFETY: this function's contract is the callee's; features as `max_f64`.
-            unsafe { algo::exp_store_sum(isa(), src, dst, n, m, t) }
-        }
-
-        /// # Safety
-        /// `dst` valid for reads and writes of `n`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn scale_f64(dst: *mut f64, n: usize, factor: f64) {
-            // SAFETY: `dst` as both `src` and `dst` meets `scale_to`'s contract; features as
-            // `max_f64`.
-            unsafe { crate::kernels::algo::elementwise::scale_to(isa(), dst, dst, n, factor, false) }
-        }
-
-        /// # Safety
-        /// As `algo::scale_to`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn scale_to_f64(
-            src: *const f64,
-            dst: *mut f64,
-            n: usize,
-            factor: f64,
-            stream: bool,
-        ) {
-            // SAFETY: this function's contract is the callee's; features as `max_f64`.
-            unsafe { crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, stream) }
-        }
-
-        /// # Safety
-        /// As `algo::exp_scale`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn exp_scale_f64(
-            src: *const f64,
-            dst: *mut f64,
-            n: usize,
-            m: f64,
-            t: f64,
-            factor: f64,
-            stream: bool,
-        ) {
-            // SAFETY: this function's contract is the callee's; features as `max_f64`.
-            unsafe { algo::exp_scale(isa(), src, dst, n, m, t, factor, stream) }
-        }
-
-        /// # Safety
-        /// As `algo::write_log_softmax`; the CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn write_log_softmax_f64(
-            src: *const f64,
-            dst: *mut f64,
-            n: usize,
-            m: f64,
-            t: f64,
-            log_sum: f64,
-            stream: bool,
-        ) {
-            // SAFETY: this function's contract is the callee's; features as `max_f64`.
-            unsafe { algo::write_log_softmax(isa(), src, dst, n, m, t, log_sum, stream) }
+        crate::kernels::algo::entry_points! { $feat;
+            fn max_f64(x: &[f64]) -> (f64, bool) => crate::kernels::algo::max::max(isa(), x);
+            fn sum_exp_f64(x: &[f64], m: f64, t: f64) -> f64 => algo::sum_exp(isa(), x, m, t);
+            fn exp_store_sum_f64(src: *const f64, dst: *mut f64, n: usize, m: f64, t: f64) -> f64
+                => algo::exp_store_sum(isa(), src, dst, n, m, t);
+            // `dst` as both `src` and `dst` meets `scale_to`'s contract.
+            fn scale_f64(dst: *mut f64, n: usize, factor: f64)
+                => crate::kernels::algo::elementwise::scale_to(isa(), dst, dst, n, factor, false);
+            fn scale_to_f64(src: *const f64, dst: *mut f64, n: usize, factor: f64, stream: bool)
+                => crate::kernels::algo::elementwise::scale_to(isa(), src, dst, n, factor, stream);
+            fn exp_scale_f64(
+                src: *const f64, dst: *mut f64, n: usize, m: f64, t: f64, factor: f64, stream: bool
+            ) => algo::exp_scale(isa(), src, dst, n, m, t, factor, stream);
+            fn write_log_softmax_f64(
+                src: *const f64, dst: *mut f64, n: usize, m: f64, t: f64, log_sum: f64, stream: bool
+            ) => algo::write_log_softmax(isa(), src, dst, n, m, t, log_sum, stream);
+            fn entropy_sums_f64(x: &[f64], m: f64) -> crate::kernels::EntropySums
+                => algo::entropy_sums(isa(), x, m);
         }
 
         rows_kernel!(
@@ -524,14 +459,6 @@ macro_rules! instantiate {
                 entropy_sums: entropy_sums_f64,
             }
         );
-
-        /// # Safety
-        /// The CPU has the level's features.
-        #[target_feature(enable = $feat)]
-        pub(crate) unsafe fn entropy_sums_f64(x: &[f64], m: f64) -> crate::kernels::EntropySums {
-            // SAFETY: as `max_f64`.
-            algo::entropy_sums(unsafe { isa() }, x, m)
-        }
     };
 }
 

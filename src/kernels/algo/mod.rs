@@ -13,3 +13,30 @@ pub(crate) mod max;
 pub(crate) mod pending;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod rows;
+
+/// A level's `#[target_feature]` entry points, in the invoking module (which holds the level's
+/// token constructor `isa()`): each `fn name(params) -> ret => body;` becomes a
+/// `pub(crate) unsafe fn` compiled with the level's features `$feat` whose body (a call of an
+/// algorithm with `isa()`) runs in an `unsafe` block, so that the algorithm inlines into it
+/// with the level's instructions. Each entry's contract: the callee's, and the CPU has the
+/// level's features.
+macro_rules! entry_points {
+    ($feat:literal; $(
+        fn $name:ident $(<$(const $g:ident: $gt:ty),*>)? ($($a:ident: $t:ty),* $(,)?)
+            $(-> $r:ty)? => $body:expr;
+    )*) => {
+        $(
+            /// # Safety
+            /// As the algorithm it calls; the CPU has the level's features.
+            #[target_feature(enable = $feat)]
+            #[allow(clippy::too_many_arguments)]
+            pub(crate) unsafe fn $name $(<$(const $g: $gt),*>)? ($($a: $t),*) $(-> $r)? {
+                // SAFETY: this function's contract is the callee's, and `isa()`'s holds: this
+                // function is compiled with the level's features, which the CPU has (also
+                // this function's contract).
+                unsafe { $body }
+            }
+        )*
+    };
+}
+pub(crate) use entry_points;
