@@ -309,6 +309,9 @@ CHI_CASES = {
     "p22_eps": dict(epsilon_cutoff=0.03),
     "p22_eta": dict(eta_cutoff=0.05),
     "p23": dict(xtc_threshold=0.1, xtc_probability=0.6),
+    # With top-p and no other stage, a row whose coin says no is drawn by top-p's rejection
+    # (no list): the law is still the mixture of both outcomes.
+    "p23_top_p": dict(top_p=0.9, xtc_threshold=0.1, xtc_probability=0.6),
     "p26": dict(dynatemp_range=0.5, dynatemp_exponent=1.5),
     "all": dict(top_p=0.98, typical_p=0.95, epsilon_cutoff=0.005, xtc_threshold=0.15,
                 xtc_probability=0.5, dynatemp_range=0.3),

@@ -67,7 +67,8 @@
 //!    gathered as a list (after top-p: from the candidates above a weight threshold that
 //!    masked sums show to hold the nucleus, so the cut is found among them, not over the row;
 //!    top-p's rejection draw is not used), each stage narrows it, and the draw walks it. XTC's
-//!    coin is the row stream's first uniform, before the draw's. The dynamic temperature
+//!    coin is the row stream's first uniform, before anything else is drawn; when it says no,
+//!    the row is drawn as without XTC (by rejection when no other stage is on). The dynamic temperature
 //!    (P26, `select/dynatemp.rs`) replaces `T` before all of this, from one weight pass and one
 //!    weighted sum over the row.
 //!

@@ -1125,6 +1125,13 @@ pub(crate) struct RowCfg {
 }
 
 impl RowCfg {
+    /// Whether a row of `v` tokens keeps exactly one (temperature 0, top-p 0, top-k 1, or
+    /// `V = 1`): its token is the first maximum, and nothing is drawn.
+    #[inline]
+    pub fn is_greedy(&self, v: usize) -> bool {
+        self.t == 0.0 || self.p == 0.0 || self.k == 1 || v == 1
+    }
+
     /// Whether a stage of P20-P23 or P25 runs on the kept set of this row.
     #[inline]
     pub fn has_kept_stages(&self) -> bool {

@@ -714,7 +714,7 @@ fn chunk_maxima<C: Real>(x: &[C], cmax: &mut Vec<C>, par: bool) -> Result<bool> 
 /// Whether [`select`] will look at the chunk maxima of a row of `v` tokens under `cfg` (top-k
 /// with a small `k`): then the row's maximum is best taken from them, one pass instead of two.
 pub(crate) fn wants_chunk_maxima(cfg: &RowCfg, v: usize) -> bool {
-    let greedy = cfg.t == 0.0 || cfg.p == 0.0 || cfg.k == 1 || v == 1;
+    let greedy = cfg.is_greedy(v);
     !greedy && cfg.k < v && cfg.k.saturating_mul(4) <= v.div_ceil(KCH)
 }
 
@@ -868,7 +868,7 @@ pub(crate) fn select<C: Real>(
     weighed: Option<f64>,
 ) -> Result<Kept> {
     let v = x.len();
-    if cfg.t == 0.0 || cfg.p == 0.0 || cfg.k == 1 || v == 1 {
+    if cfg.is_greedy(v) {
         return first_eq(x, m).map(Kept::Greedy).ok_or_else(changed);
     }
     let mf = m.to_f64();
@@ -1285,6 +1285,17 @@ pub(crate) fn sample_row<C: Real>(
     let v = x.len();
     let mut tok = None;
     let mut weighed = None;
+    // XTC's coin is the stream's first uniform; when it says no, the row is drawn as without
+    // XTC (by rejection, with no list, when no other stage is on).
+    let mut cfg = cfg;
+    let mut coin = kept::Coin::Tossed(false);
+    if cfg.xtc_q > 0.0 && !cfg.is_greedy(v) {
+        let on = rng.uniform() < cfg.xtc_q;
+        coin = kept::Coin::Tossed(on);
+        if !on {
+            cfg.xtc_q = 0.0;
+        }
+    }
     let staged = cfg.has_kept_stages();
     if !staged && cfg.t > 0.0 && cfg.p > 0.0 && cfg.p < 1.0 && cfg.k >= v && v > 1 {
         let total;
@@ -1301,8 +1312,7 @@ pub(crate) fn sample_row<C: Real>(
     }
     let mut kept = select(x, m, cfg, w, true, weighed)?;
     if staged {
-        // XTC's coin, when on, is the stream's first uniform: before the draw's.
-        kept = kept::apply(x, m, cfg, kept, kept::Coin::Draw(rng), w)?;
+        kept = kept::apply(x, m, cfg, kept, coin, w)?;
     }
     if let Kept::Greedy(i) = kept {
         return Ok(RowDraw {

@@ -15,12 +15,12 @@ use crate::sampling::hot::{
     at_least_in, compress_at_least, lane_dot, lane_extremes, lane_sum, scaled_gaps, Packed,
 };
 use crate::sampling::params::RowCfg;
-use crate::sampling::rng::RowRng;
 
-/// Where XTC's coin comes from: a draw's stream, or none (`filter_logits`: both outcomes, as
-/// the law of the drawn token).
-pub(crate) enum Coin<'a> {
-    Draw(&'a mut RowRng),
+/// XTC's coin: tossed by the draw (on the row's stream, before the stages run), or not at all
+/// (`filter_logits`: both outcomes, as the law of the drawn token).
+pub(crate) enum Coin {
+    /// Whether XTC applies to this draw.
+    Tossed(bool),
     Filter,
 }
 
@@ -30,7 +30,7 @@ pub(crate) struct Ctx<'a, C> {
     /// The row's maximum (of the processed logits).
     pub m: f64,
     pub cfg: RowCfg,
-    pub coin: Coin<'a>,
+    pub coin: Coin,
     /// Tokens (ids) that XTC removes with probability `xtc_probability < 1` under
     /// `filter_logits`, and the shift of their scaled logits (see [`super::xtc`]).
     pub soft: &'a mut (f64, Vec<usize>),
@@ -156,7 +156,7 @@ pub(crate) fn apply<C: Real>(
     m: C,
     cfg: RowCfg,
     kept: Kept,
-    coin: Coin<'_>,
+    coin: Coin,
     w: &mut Work<C>,
 ) -> Result<Kept> {
     w.soft.1.clear();

@@ -5,9 +5,10 @@
 //! probabilities, the highest id stays. A token whose weight underflows to 0 does not count
 //! as reaching the threshold (with threshold 0 it would otherwise be the one left).
 //!
-//! The coin: when `xtc_probability > 0` for a row that is not greedy and keeps two tokens or
-//! more, one uniform `u` of the row's stream is drawn before the draw's own uniforms, and XTC
-//! applies when `u < xtc_probability` (so `1` always applies it). `filter_logits` has no
+//! The coin: when `xtc_probability > 0` for a row that is not greedy, one uniform `u` of the
+//! row's stream is drawn first, before anything else is drawn, and XTC applies when
+//! `u < xtc_probability` (so `1` always applies it). When it does not, the row is drawn as
+//! without XTC (top-p by rejection, without listing the nucleus, when no other stage is on). `filter_logits` has no
 //! stream: it returns the law of the drawn token, the mixture of both outcomes. The tokens XTC
 //! would remove keep their scaled logit shifted by
 //! `ln((1 - q) Z') - ln(q Z + (1 - q) Z')` (`Z` the kept weight, `Z'` the weight XTC keeps),
@@ -22,8 +23,8 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     if q <= 0.0 {
         return Ok(());
     }
-    let on = match &mut ctx.coin {
-        Coin::Draw(rng) => rng.uniform() < q,
+    let on = match ctx.coin {
+        Coin::Tossed(on) => on,
         Coin::Filter => true,
     };
     if !on {
@@ -51,7 +52,7 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
         return Ok(());
     }
     let removed = |i: usize, w: f64| reaches(w) && i != least;
-    if q >= 1.0 || matches!(ctx.coin, Coin::Draw(_)) {
+    if q >= 1.0 || matches!(ctx.coin, Coin::Tossed(_)) {
         ctx.retain(|i, w| !removed(i, w));
         return Ok(());
     }
