@@ -55,6 +55,38 @@ pub fn exp_store_sum<C: Real>(level: SimdLevel, x: &[C], out: &mut [C], m: C, t:
     }
 }
 
+/// The `exp_store_chunk_sums` kernel of `level`: the exps into `out` and the sum of each
+/// chunk of `chunk` elements into `sums` (`x.len().div_ceil(chunk)` of them).
+///
+/// # Panics
+/// If the lengths differ, `chunk` is 0 or `sums` has another length.
+pub fn exp_store_chunk_sums<C: Real>(
+    level: SimdLevel,
+    x: &[C],
+    out: &mut [C],
+    m: C,
+    t: f64,
+    chunk: usize,
+    sums: &mut [f64],
+) {
+    assert_eq!(x.len(), out.len());
+    assert!(chunk > 0);
+    assert_eq!(sums.len(), x.len().div_ceil(chunk));
+    // SAFETY: both slices hold x.len() elements and do not overlap (`out` is unique), and
+    // `sums` holds one value per chunk.
+    unsafe {
+        (crate::kernels::kernels_for::<C>(level).exp_store_chunk_sums)(
+            x.as_ptr(),
+            out.as_mut_ptr(),
+            x.len(),
+            m,
+            t,
+            chunk,
+            sums.as_mut_ptr(),
+        )
+    }
+}
+
 /// The `scale` kernel of `level`.
 pub fn scale<C: Real>(level: SimdLevel, x: &mut [C], factor: f64) {
     // SAFETY: the slice is valid for reads and writes of its length.

@@ -1507,3 +1507,44 @@ fn s8_f16_is_f32_result_rounded_once() {
         }
     }
 }
+
+/// One call over chunks is `exp_store_sum` over each chunk: the same exps and, per chunk, the
+/// same sum bits, at every level (the vector ones and the scalar twin), `f32` and `f64`, at
+/// temperature 1, a moderate one and one the vector kernels hand to the scalar ones; chunk
+/// sizes that divide the row, leave a short last chunk, or exceed it.
+#[test]
+fn exp_store_chunk_sums_are_exp_store_sum_per_chunk_all_levels() {
+    fn check<C: logitkit::Real + std::fmt::Debug>(
+        rng: &mut Rng,
+        of: impl Fn(f64) -> C,
+        bits: impl Fn(C) -> u64,
+    ) {
+        for level in supported_levels() {
+            for &n in &[0usize, 1, 17, 1000, 1024, 4097, k::BLOCK] {
+                let x: Vec<C> = random_row(rng, n, 8.0, 9).into_iter().map(&of).collect();
+                let m = k::max(level, &x).0;
+                if n == 0 {
+                    continue;
+                }
+                for t in [1.0, 0.8, 1e-35] {
+                    for chunk in [1024usize, 64, 5000] {
+                        let ctx = format!("{level:?} n={n} t={t} chunk={chunk}");
+                        let mut out = x.clone();
+                        let mut sums = vec![f64::NAN; n.div_ceil(chunk)];
+                        k::exp_store_chunk_sums(level, &x, &mut out, m, t, chunk, &mut sums);
+                        for (c, (xc, oc)) in x.chunks(chunk).zip(out.chunks(chunk)).enumerate() {
+                            let mut want = xc.to_vec();
+                            let s = k::exp_store_sum(level, xc, &mut want, m, t);
+                            assert_eq!(sums[c].to_bits(), s.to_bits(), "sum {c} {ctx}");
+                            let same = oc.iter().zip(&want).all(|(&a, &b)| bits(a) == bits(b));
+                            assert!(same, "exps of chunk {c} {ctx}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut rng = Rng(29);
+    check::<f32>(&mut rng, |v| v as f32, |v| v.to_bits() as u64);
+    check::<f64>(&mut rng, |v| v, f64::to_bits);
+}

@@ -136,6 +136,11 @@ pub struct Kernels<C: 'static> {
     pub sum_exp: fn(&[C], C, f64) -> f64,
     /// dst = exp((src - m) / t), returning the sum as `sum_exp` would. `src == dst` allowed.
     pub exp_store_sum: unsafe fn(*const C, *mut C, usize, C, f64) -> f64,
+    /// `exp_store_chunk_sums(src, dst, n, m, t, chunk, sums)`: as `exp_store_sum` over each
+    /// consecutive chunk of `chunk` elements (the last one shorter), in one call, each chunk's
+    /// sum (the bits `exp_store_sum` gives over it) stored at `sums`, in order.
+    #[allow(clippy::type_complexity)]
+    pub exp_store_chunk_sums: unsafe fn(*const C, *mut C, usize, C, f64, usize, *mut f64),
     /// dst *= factor.
     pub scale: unsafe fn(*mut C, usize, f64),
     /// dst = exp((src - m) / t) * factor, the same bits as `exp_store_sum` then `scale` give
@@ -664,6 +669,7 @@ macro_rules! level_table {
         max: $max:path,
         sum_exp: $se:path,
         exp_store_sum: $ess:path,
+        exp_store_chunk_sums: $escs:path,
         scale: $scale:path,
         scale_to: $st:path,
         exp_scale: $es:path,
@@ -691,6 +697,7 @@ macro_rules! level_table {
                 max,
                 sum_exp,
                 exp_store_sum: $ess,
+                exp_store_chunk_sums: $escs,
                 scale: $scale,
                 scale_to: $st,
                 exp_scale: $es,
@@ -710,6 +717,7 @@ macro_rules! scalar_table {
             max: scalar::max::<$t>,
             sum_exp: scalar::sum_exp::<$t>,
             exp_store_sum: scalar::exp_store_sum::<$t>,
+            exp_store_chunk_sums: scalar::exp_store_chunk_sums::<$t>,
             scale: scalar::scale::<$t>,
             scale_to: scalar::scale_to::<$t>,
             exp_scale: scalar::exp_scale::<$t>,

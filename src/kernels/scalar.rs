@@ -158,6 +158,29 @@ pub(crate) unsafe fn scale_to<C: Real>(
     }
 }
 
+/// [`exp_store_sum`] over each chunk of `chunk` elements, the sums at `sums`
+/// ([`Kernels::exp_store_chunk_sums`](super::Kernels)).
+///
+/// # Safety
+/// As [`exp_store_sum`]; `sums` valid for writes of `n.div_ceil(chunk)` values, `chunk > 0`.
+pub(crate) unsafe fn exp_store_chunk_sums<C: Real>(
+    src: *const C,
+    dst: *mut C,
+    n: usize,
+    m: C,
+    t: f64,
+    chunk: usize,
+    sums: *mut f64,
+) {
+    // SAFETY: each chunk lies within the `n` elements of `src` and `dst` (this function's
+    // contract, which is also `per_chunk`'s).
+    unsafe {
+        super::algo::per_chunk(n, chunk, sums, |i, len| {
+            exp_store_sum(src.add(i), dst.add(i), len, m, t)
+        })
+    }
+}
+
 /// dst = exp((src - m) / t) * factor, rounded as [`exp_store_sum`] then [`scale`] round.
 ///
 /// # Safety

@@ -1236,8 +1236,8 @@ fn gather_candidates_at_least<C: Real>(
     Ok(())
 }
 
-/// [`exp_weights`] one chunk of [`CHUNK`] tokens at a time, keeping the kernel's sum of each
-/// chunk in `chunks`; returns their total.
+/// [`exp_weights`] keeping the kernel's sum of each chunk of [`CHUNK`] tokens in `chunks`
+/// (one kernel call per block); returns their total.
 fn exp_weights_chunked<C: Real>(
     xs: &[C],
     m: C,
@@ -1246,13 +1246,30 @@ fn exp_weights_chunked<C: Real>(
     chunks: &mut Vec<f64>,
     par: bool,
 ) -> Result<f64> {
+    const PER: usize = BLOCK / CHUNK;
     let k = kernels::<C>();
-    crate::scratch::resize(ws, xs.len(), C::default(), "the weights")?;
-    per_chunk_mut(ws, chunks, par, |start, d| {
-        let s = &xs[start..][..d.len()];
-        // SAFETY: `d` and `s` are chunks of equal length of two distinct buffers.
-        unsafe { (k.exp_store_sum)(s.as_ptr(), d.as_mut_ptr(), s.len(), m, t) }
-    })
+    let n = xs.len();
+    crate::scratch::resize(ws, n, C::default(), "the weights")?;
+    chunks.clear();
+    crate::scratch::resize(chunks, n.div_ceil(CHUNK), 0.0, "chunk sums")?;
+    zip_chunks_mut(ws, BLOCK, chunks, PER, par && n > BLOCK, |g, d, sums| {
+        let s = &xs[g * BLOCK..][..d.len()];
+        debug_assert_eq!(sums.len(), d.len().div_ceil(CHUNK));
+        // SAFETY: `d` and `s` are blocks of equal length of two distinct buffers, and `sums`
+        // holds one value per chunk of the block.
+        unsafe {
+            (k.exp_store_chunk_sums)(
+                s.as_ptr(),
+                d.as_mut_ptr(),
+                s.len(),
+                m,
+                t,
+                CHUNK,
+                sums.as_mut_ptr(),
+            )
+        }
+    });
+    Ok(compensated_total(chunks))
 }
 
 /// One row's draw: the token, its log-probability under the kept set (NaN unless asked

@@ -700,6 +700,12 @@ macro_rules! instantiate {
                 => crate::kernels::algo::f32::sum_exp(isa(), x, m, t);
             fn exp_store_sum_f32(src: *const f32, dst: *mut f32, n: usize, m: f32, t: f64) -> f64
                 => crate::kernels::algo::f32::exp_store_sum(isa(), src, dst, n, m, t);
+            fn exp_store_chunk_sums_f32(
+                src: *const f32, dst: *mut f32, n: usize, m: f32, t: f64, chunk: usize,
+                sums: *mut f64,
+            ) => crate::kernels::algo::per_chunk(n, chunk, sums, |i, len| {
+                crate::kernels::algo::f32::exp_store_sum(isa(), src.add(i), dst.add(i), len, m, t)
+            });
             // `dst` as both `src` and `dst` meets `scale_to`'s contract.
             fn scale_f32(dst: *mut f32, n: usize, factor: f64)
                 => crate::kernels::algo::elementwise::scale_to(isa(), dst, dst, n, factor, false);
@@ -736,6 +742,7 @@ macro_rules! instantiate {
                 max: max_f32_impl,
                 sum_exp: sum_exp_f32_impl,
                 exp_store_sum: exp_store_sum_f32,
+                exp_store_chunk_sums: exp_store_chunk_sums_f32,
                 scale: scale_f32,
                 scale_to: scale_to_f32,
                 exp_scale: exp_scale_f32,

@@ -415,6 +415,12 @@ macro_rules! instantiate {
             fn sum_exp_f64(x: &[f64], m: f64, t: f64) -> f64 => algo::sum_exp(isa(), x, m, t);
             fn exp_store_sum_f64(src: *const f64, dst: *mut f64, n: usize, m: f64, t: f64) -> f64
                 => algo::exp_store_sum(isa(), src, dst, n, m, t);
+            fn exp_store_chunk_sums_f64(
+                src: *const f64, dst: *mut f64, n: usize, m: f64, t: f64, chunk: usize,
+                sums: *mut f64,
+            ) => crate::kernels::algo::per_chunk(n, chunk, sums, |i, len| {
+                algo::exp_store_sum(isa(), src.add(i), dst.add(i), len, m, t)
+            });
             // `dst` as both `src` and `dst` meets `scale_to`'s contract.
             fn scale_f64(dst: *mut f64, n: usize, factor: f64)
                 => crate::kernels::algo::elementwise::scale_to(isa(), dst, dst, n, factor, false);
@@ -450,6 +456,7 @@ macro_rules! instantiate {
                 max: max_f64,
                 sum_exp: sum_exp_f64,
                 exp_store_sum: exp_store_sum_f64,
+                exp_store_chunk_sums: exp_store_chunk_sums_f64,
                 scale: scale_f64,
                 scale_to: scale_to_f64,
                 exp_scale: exp_scale_f64,

@@ -14,6 +14,31 @@ pub(crate) mod pending;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod rows;
 
+/// `block(start, len)` for the consecutive chunks of `chunk` elements of `0..n` (the last one
+/// shorter), each result stored at `sums` in order: a kernel over chunks in one call, the
+/// setup of `block`'s kernel (inlined into the caller) shared by the chunks.
+///
+/// # Safety
+/// `sums` is valid for writes of `n.div_ceil(chunk)` values; `chunk > 0`.
+#[inline(always)]
+pub(crate) unsafe fn per_chunk(
+    n: usize,
+    chunk: usize,
+    sums: *mut f64,
+    mut block: impl FnMut(usize, usize) -> f64,
+) {
+    let mut start = 0;
+    let mut k = 0;
+    while start < n {
+        let len = chunk.min(n - start);
+        // SAFETY: chunk `k` starts below `n`, so `k < n.div_ceil(chunk)` (this function's
+        // contract).
+        unsafe { *sums.add(k) = block(start, len) };
+        start += len;
+        k += 1;
+    }
+}
+
 /// A level's `#[target_feature]` entry points, in the invoking module (which holds the level's
 /// token constructor `isa()`): each `fn name(params) -> ret => body;` becomes a
 /// `pub(crate) unsafe fn` compiled with the level's features `$feat` whose body (a call of an
