@@ -584,14 +584,28 @@ fn per_chunk_mut<C: Real>(
     par: bool,
     f: impl Fn(usize, &mut [C]) -> f64 + Sync,
 ) -> Result<f64> {
+    per_block_mut(dst, chunks, par, |start, d, sums| {
+        for (i, (dc, s)) in d.chunks_mut(CHUNK).zip(sums).enumerate() {
+            *s = f(start + i * CHUNK, dc);
+        }
+    })
+}
+
+/// `f(start, block, sums)` over the blocks of [`BLOCK`] elements of `dst` (in parallel with
+/// `par`), `sums` the block's slots in `chunks` (one per chunk of [`CHUNK`]), which `f` fills;
+/// returns their compensated total.
+fn per_block_mut<C: Real>(
+    dst: &mut [C],
+    chunks: &mut Vec<f64>,
+    par: bool,
+    f: impl Fn(usize, &mut [C], &mut [f64]) + Sync,
+) -> Result<f64> {
     const PER: usize = BLOCK / CHUNK;
     let n = dst.len();
     chunks.clear();
     crate::scratch::resize(chunks, n.div_ceil(CHUNK), 0.0, "chunk sums")?;
     zip_chunks_mut(dst, BLOCK, chunks, PER, par && n > BLOCK, |g, d, sums| {
-        for (i, (dc, s)) in d.chunks_mut(CHUNK).zip(sums).enumerate() {
-            *s = f((g * PER + i) * CHUNK, dc);
-        }
+        f(g * BLOCK, d, sums)
     });
     Ok(compensated_total(chunks))
 }
@@ -1246,14 +1260,10 @@ fn exp_weights_chunked<C: Real>(
     chunks: &mut Vec<f64>,
     par: bool,
 ) -> Result<f64> {
-    const PER: usize = BLOCK / CHUNK;
     let k = kernels::<C>();
-    let n = xs.len();
-    crate::scratch::resize(ws, n, C::default(), "the weights")?;
-    chunks.clear();
-    crate::scratch::resize(chunks, n.div_ceil(CHUNK), 0.0, "chunk sums")?;
-    zip_chunks_mut(ws, BLOCK, chunks, PER, par && n > BLOCK, |g, d, sums| {
-        let s = &xs[g * BLOCK..][..d.len()];
+    crate::scratch::resize(ws, xs.len(), C::default(), "the weights")?;
+    per_block_mut(ws, chunks, par, |start, d, sums| {
+        let s = &xs[start..][..d.len()];
         debug_assert_eq!(sums.len(), d.len().div_ceil(CHUNK));
         // SAFETY: `d` and `s` are blocks of equal length of two distinct buffers, and `sums`
         // holds one value per chunk of the block.
@@ -1268,8 +1278,7 @@ fn exp_weights_chunked<C: Real>(
                 sums.as_mut_ptr(),
             )
         }
-    });
-    Ok(compensated_total(chunks))
+    })
 }
 
 /// One row's draw: the token, its log-probability under the kept set (NaN unless asked
