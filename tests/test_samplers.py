@@ -312,6 +312,9 @@ CHI_CASES = {
     # With top-p and no other stage, a row whose coin says no is drawn by top-p's rejection
     # (no list): the law is still the mixture of both outcomes.
     "p23_top_p": dict(top_p=0.9, xtc_threshold=0.1, xtc_probability=0.6),
+    # Epsilon alone after top-p (and min-p) is drawn by top-p's rejection, no list.
+    "p22_eps_top_p": dict(top_p=0.9, epsilon_cutoff=0.03),
+    "p22_eps_top_p_min_p": dict(top_p=0.95, min_p=0.05, epsilon_cutoff=0.02),
     "p26": dict(dynatemp_range=0.5, dynatemp_exponent=1.5),
     "all": dict(top_p=0.98, typical_p=0.95, epsilon_cutoff=0.005, xtc_threshold=0.15,
                 xtc_probability=0.5, dynatemp_range=0.3),
@@ -327,6 +330,26 @@ def test_p20_p26_chi_square_of_sample(name, dtype):
     n = 40000
     toks = logitkit.sample(np.tile(x, (n, 1)), temperature=0.9, seed=123, **kw)
     counts = np.bincount(toks, minlength=12)
+    assert counts[p == 0].sum() == 0
+    nz = p > 0
+    assert stats.chisquare(counts[nz], n * p[nz]).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("eps", [0.052, 0.0545])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_p22_epsilon_by_rejection_chi_square_at_its_bounds(eps, dtype):
+    """Top-p 0.9 keeps the first six (0.93); the 0.05 token is kept at e = 0.052 and removed
+    at 0.0545 (0.05 / 0.93 = 0.0538), and the rejection draw's bounds on the kept weight
+    (0.9 to 1 of the row) cannot tell either way: the kept set decides it. The law is the
+    kept set's all the same."""
+    probs = np.array([0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.03])
+    x = np.log(probs).astype(dtype)
+    kw = dict(temperature=1.0, top_p=0.9, epsilon_cutoff=eps)
+    p = logitkit.softmax(logitkit.filter_logits(x, **kw).astype(np.float64))
+    assert (p[5] > 0) == (eps == 0.052) and p[6] == 0
+    n = 40000
+    toks = logitkit.sample(np.tile(x, (n, 1)), seed=11, **kw)
+    counts = np.bincount(toks, minlength=8)
     assert counts[p == 0].sum() == 0
     nz = p > 0
     assert stats.chisquare(counts[nz], n * p[nz]).pvalue > 1e-4

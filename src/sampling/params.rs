@@ -1138,6 +1138,17 @@ impl RowCfg {
         self.has_list_stages() || self.mu.is_some()
     }
 
+    /// Whether epsilon's cutoff is the only stage of P20-P23 and P25 on this row.
+    #[inline]
+    pub fn is_epsilon_only(&self) -> bool {
+        self.epsilon > 0.0
+            && self.typical >= 1.0
+            && self.n_sigma == 0.0
+            && self.eta == 0.0
+            && self.xtc_q == 0.0
+            && self.mu.is_none()
+    }
+
     /// Whether a stage of P20-P23 runs on the kept set of this row.
     #[inline]
     pub fn has_list_stages(&self) -> bool {

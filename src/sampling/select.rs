@@ -1297,8 +1297,9 @@ pub(crate) struct RowDraw {
 /// log-probability under the kept set and the kept set's size are computed too. The token
 /// does not depend on `with_logprob`.
 ///
-/// Top-p without top-k draws by rejection ([`nucleus`]), which needs no cut; the cut (for the
-/// log-probability's normaliser, or after too many rejections) is found as for every filter.
+/// Top-p without top-k (and epsilon alone after it) draws by rejection ([`nucleus`]), which
+/// needs no cut; the cut (for the log-probability's normaliser, or after too many rejections)
+/// is found as for every filter.
 /// [`CHANGED`] when the row changed under another thread's writes so that nothing is kept.
 pub(crate) fn sample_row<C: Real>(
     x: &[C],
@@ -1323,10 +1324,16 @@ pub(crate) fn sample_row<C: Real>(
         }
     }
     let staged = cfg.has_kept_stages();
-    if !staged && cfg.t > 0.0 && cfg.p > 0.0 && cfg.p < 1.0 && cfg.k >= v && v > 1 {
-        let total;
-        (tok, total) = nucleus::draw_nucleus(x, m, cfg, rng, w)?;
-        weighed = Some(total);
+    let mut undecided = None;
+    if (!staged || cfg.is_epsilon_only())
+        && cfg.t > 0.0
+        && cfg.p > 0.0
+        && cfg.p < 1.0
+        && cfg.k >= v
+        && v > 1
+    {
+        let d = nucleus::draw_nucleus(x, m, cfg, rng, w)?;
+        (tok, undecided, weighed) = (d.tok, d.undecided, Some(d.total));
         if tok.is_some() && !with_logprob {
             return Ok(RowDraw {
                 tok: tok.unwrap_or_default(),
@@ -1347,6 +1354,11 @@ pub(crate) fn sample_row<C: Real>(
             kept: 1,
             listed: false,
         });
+    }
+    // A token epsilon's bounds left undecided is the draw if the kept set holds it; if not,
+    // it is a rejection like the others, and the set is drawn from anew.
+    if let (Some(j), Kept::List) = (undecided, kept) {
+        tok = w.cur.idx.contains(&j).then_some(j);
     }
     let u = if tok.is_some() { 0.0 } else { rng.uniform() };
     let (drawn, total) = match kept {

@@ -24,3 +24,30 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     }
     Ok(())
 }
+
+/// Epsilon's verdict on a token of weight `w` drawn before the kept set is known, from bounds
+/// `lo <= W <= hi` on the kept set's weight `W` (the row's weights, the maximum's weight 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::sampling) enum Verdict {
+    Kept,
+    Removed,
+    /// Within the bounds' margin, or possibly the most probable token, which epsilon keeps
+    /// when no token reaches `e`: decided on the kept set itself.
+    Undecided,
+}
+
+/// The relative margin of [`verdict`]'s bounds: the kept set's total and the bounds are sums
+/// of the same weights in other orders (and `f32` lanes), far closer than this.
+const MARGIN: f64 = 1e-3;
+
+/// Whether `w / W >= eps` for every `W` in `[lo, hi]`, for none, or undecided (see
+/// [`Verdict`]); the same decision as [`Ctx::keep_probability_at_least`] on the kept set.
+pub(in crate::sampling) fn verdict(w: f64, eps: f64, lo: f64, hi: f64) -> Verdict {
+    if w >= eps * hi * (1.0 + MARGIN) {
+        Verdict::Kept
+    } else if w < eps * lo * (1.0 - MARGIN) && w < 1.0 - MARGIN {
+        Verdict::Removed
+    } else {
+        Verdict::Undecided
+    }
+}

@@ -19,9 +19,18 @@
 //! the usual `p` (this is the pivot scheme of FlashInfer's sorting-free top-p sampling). After
 //! [`ROUNDS`] rejections the caller finds the cut instead; either way the token's law is the
 //! nucleus distribution.
+//!
+//! Epsilon's cutoff (P22), when it is the only stage after top-p, is tested the same way: it
+//! keeps the tokens of the nucleus `K` whose weight is at least `e W(K)` (a prefix of `K`),
+//! and `W(K)` lies between the weight `p` of the row (min-p's tokens' weight when lower)
+//! and that of `R`. A token below `e` times the lower bound is rejected without a pass, and
+//! the next draw is from the same `R`; one above `e` times the upper bound is then tested for
+//! `K`. The rare token between the two (about `1 - p` of the log-weight range at the
+//! threshold) is left to the caller, which decides it on the kept set itself.
 
 use super::super::params::RowCfg;
 use super::super::rng::RowRng;
+use super::cutoff::{verdict, Verdict};
 use super::{chunk_sums, exp_weights_chunked, masked_lane_sum, min_p_threshold, walk, Work, CHUNK};
 use crate::element::Real;
 use crate::error::Result;
@@ -29,6 +38,23 @@ use crate::error::Result;
 /// Rejections before the caller falls back to the exact cut (reached only for small `p`
 /// on flat rows, where the weight outside the nucleus is many times its own).
 const ROUNDS: usize = 6;
+
+/// Draws, passes or not, before the caller falls back to the exact kept set: epsilon's
+/// rejections need no pass, but a row whose epsilon keeps little of its weight would reject
+/// most draws.
+const DRAWS: usize = 24;
+
+/// What [`draw_nucleus`] found.
+pub(in crate::sampling) struct NucleusDraw {
+    /// The token; `None` after [`ROUNDS`] rejections, when the row changed meanwhile, or when
+    /// epsilon left a token `undecided`.
+    pub tok: Option<usize>,
+    /// A drawn token whose fate under epsilon only the kept set decides: the draw when the
+    /// set keeps it, else the set is drawn from anew.
+    pub undecided: Option<usize>,
+    /// The total of the row's weights, left in `w.row_ws`.
+    pub total: f64,
+}
 
 /// Whether `i` comes before `j` in the order (logit descending, position ascending), `xj`
 /// being `j`'s logit.
@@ -63,16 +89,15 @@ fn sums_before<C: Real>(
 }
 
 /// Draws a token of a validated row `x` (maximum `m`) under `cfg`'s top-p, and its min-p
-/// when set (`cfg` has no top-k and `0 < p < 1`, `T > 0`), with the uniforms of `rng`.
-/// Leaves the row's weights in `w.row_ws` and returns their total with the token: `None`
-/// after [`ROUNDS`] rejections (or when the row changed meanwhile).
+/// and epsilon when set (`cfg` has no top-k, `0 < p < 1`, `T > 0`, and no other stage),
+/// with the uniforms of `rng`. Leaves the row's weights in `w.row_ws`.
 pub(in crate::sampling) fn draw_nucleus<C: Real>(
     x: &[C],
     m: C,
     cfg: RowCfg,
     rng: &mut RowRng,
     w: &mut Work<C>,
-) -> Result<(Option<usize>, f64)> {
+) -> Result<NucleusDraw> {
     let mut ws = std::mem::take(&mut w.row_ws);
     let mut chunks = std::mem::take(&mut w.chunks);
     let found = draw(x, m, cfg, rng, &mut ws, &mut chunks, w.par);
@@ -90,7 +115,7 @@ fn draw<C: Real>(
     ws: &mut Vec<C>,
     chunks: &mut Vec<f64>,
     par: bool,
-) -> Result<(Option<usize>, f64)> {
+) -> Result<NucleusDraw> {
     let total = exp_weights_chunked(x, m, cfg.t, ws, chunks, par)?;
     let thr = (cfg.mp > 0.0).then(|| min_p_threshold(m.to_f64(), cfg.t, cfg.mp));
     // The current prefix `R`: the row or min-p's tokens, then the tokens before `pivot`.
@@ -100,9 +125,19 @@ fn draw<C: Real>(
             masked_lane_sum(wc, xc, thr, true)
         })?,
     };
+    // The nucleus holds `p` of the row; min-p's tokens are a prefix too, and `K` the shorter.
+    let least_kept = (cfg.p * total).min(set_total);
     let mut pivot: Option<(usize, f64)> = None;
-    let mut found = None;
-    for _ in 0..ROUNDS {
+    let mut found = NucleusDraw {
+        tok: None,
+        undecided: None,
+        total,
+    };
+    let mut passes = 0;
+    for _ in 0..DRAWS {
+        if passes == ROUNDS {
+            break;
+        }
         let u = rng.uniform();
         let j = match pivot {
             None => walk(ws, chunks, set_total, u, |i| {
@@ -113,13 +148,134 @@ fn draw<C: Real>(
         // No token: the row changed under another thread's writes (contract R3); the caller's
         // exact path then gives a token or says so.
         let Some(j) = j else { break };
+        if cfg.epsilon > 0.0 {
+            match verdict(ws[j].to_f64(), cfg.epsilon, least_kept, set_total) {
+                Verdict::Kept => {}
+                // Not kept: neither is any token after it, but the same `R` is drawn from
+                // again rather than shrunk, which would take a pass.
+                Verdict::Removed => continue,
+                Verdict::Undecided => {
+                    found.undecided = Some(j);
+                    break;
+                }
+            }
+        }
+        passes += 1;
         let above = sums_before(x, ws, j, chunks, par)?;
         if above / total < cfg.p {
-            found = Some(j);
+            found.tok = Some(j);
             break;
         }
         pivot = Some((j, x[j].to_f64()));
         set_total = above;
     }
-    Ok((found, total))
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampling::rng::Streams;
+    use crate::{filter_logits_rows, sample_rows, SamplingParams, Seed};
+
+    /// P22 by rejection: with top-p (and min-p) and epsilon alone, every token drawn is in the
+    /// kept set that `filter_logits` computes on the exact path, with and without the
+    /// log-probability (which takes the exact path for its normaliser). Rows from a handful of
+    /// tokens to a vocabulary, flat to peaked, ties on a grid, `-inf`, `f32` and `f64`; one
+    /// row built so that a token sits between epsilon's bounds (undecided) and another below
+    /// them (removed without a pass), both seen in the draw's own verdicts.
+    #[test]
+    fn p22_epsilon_by_rejection_draws_from_the_kept_set() {
+        fn check<C: crate::Float + Real>(
+            x: &[C],
+            t: f64,
+            p: f64,
+            mp: f64,
+            eps: f64,
+            seeds: u64,
+            ctx: &str,
+        ) -> [usize; 3] {
+            let v = x.len();
+            let params = SamplingParams::default()
+                .temperature(t)
+                .top_p(p)
+                .min_p(mp)
+                .epsilon_cutoff(eps);
+            let mut out = vec![C::default(); v];
+            filter_logits_rows(x, v, &params, &mut out).unwrap();
+            let kept: Vec<bool> = out.iter().map(|e| e.to_f64() > f64::NEG_INFINITY).collect();
+            let mut tally = [0; 3];
+            let m = x
+                .iter()
+                .copied()
+                .fold(C::NEG_INFINITY, |a, b| if b > a { b } else { a });
+            for s in 0..seeds {
+                let (mut tok, mut tok_lp, mut lp) = ([0i64], [0i64], [0.0f64]);
+                sample_rows(x, v, &params, &Seed::Fixed(s), &mut tok, None).unwrap();
+                sample_rows(x, v, &params, &Seed::Fixed(s), &mut tok_lp, Some(&mut lp)).unwrap();
+                assert!(kept[tok[0] as usize], "{ctx} seed {s}: {} not kept", tok[0]);
+                assert_eq!(tok, tok_lp, "{ctx} seed {s}");
+                // The draw's own verdicts, on the same stream.
+                let cfg = params.row(0, v);
+                let mut rng = Streams::for_sample(&Seed::Fixed(s)).row(0);
+                let mut w = Work::<C>::default();
+                let d = draw_nucleus(x, m, cfg, &mut rng, &mut w).unwrap();
+                match (d.tok, d.undecided) {
+                    (Some(j), None) => {
+                        assert!(kept[j], "{ctx} seed {s}");
+                        tally[0] += 1;
+                    }
+                    (None, Some(_)) => tally[1] += 1,
+                    _ => tally[2] += 1,
+                }
+            }
+            tally
+        }
+        // Probabilities 0.3 .. 0.03: top-p 0.9 keeps six tokens (0.93). Epsilon 0.052 keeps
+        // the 0.05 one (0.05 / 0.93 >= 0.052) and 0.0545 does not, though the bounds cannot
+        // tell (0.9 e < 0.05 < e); both remove the 0.04 one outright.
+        let probs = [0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.03f64];
+        let x: Vec<f64> = probs.iter().map(|q| q.ln()).collect();
+        for eps in [0.052, 0.0545] {
+            let tally = check(&x, 1.0, 0.9, 0.0, eps, 400, "built");
+            assert!(
+                tally[0] > 100 && tally[1] > 5,
+                "built, eps {eps}: {tally:?}"
+            );
+        }
+        let x32: Vec<f32> = x.iter().map(|&e| e as f32).collect();
+        check(&x32, 1.0, 0.9, 0.05, 0.052, 200, "built f32 min-p");
+        let mut u = crate::sampling::test_units::units(0x1234_5678_9ABC_DEF1);
+        for case in 0..16 {
+            let v = [12, 5000, 70000, 128_256][case % 4];
+            let sd = [0.5, 3.0, 1.0, 8.0][case / 4];
+            let grid = if case % 3 == 1 { 0.25 } else { 0.0 };
+            let x: Vec<f32> = (0..v)
+                .map(|j| {
+                    if j % 97 == 5 {
+                        return f32::NEG_INFINITY;
+                    }
+                    let z = ((0..12).map(|_| u()).sum::<f64>() - 6.0) * sd;
+                    (if grid > 0.0 {
+                        (z / grid).round() * grid
+                    } else {
+                        z
+                    }) as f32
+                })
+                .collect();
+            for (t, p, mp, eps) in [
+                (0.8, 0.95, 0.0, 3e-4),
+                (1.0, 0.9, 0.0, 0.02),
+                (0.7, 0.99, 0.01, 1e-3),
+                (1.2, 0.5, 0.0, 0.3),
+            ] {
+                let ctx = format!("case {case} v {v} sd {sd} t {t} p {p} min-p {mp} eps {eps}");
+                check(&x, t, p, mp, eps, 12, &ctx);
+                if case % 4 == 1 {
+                    let x64: Vec<f64> = x.iter().map(|&e| f64::from(e)).collect();
+                    check(&x64, t, p, mp, eps, 6, &ctx);
+                }
+            }
+        }
+    }
 }
