@@ -36,6 +36,8 @@ fn main() {
         ("epsilon", base.clone().epsilon_cutoff(3e-4)),
         ("eta", base.clone().eta_cutoff(3e-4)),
         ("xtc", base.clone().xtc_threshold(0.1).xtc_probability(0.5)),
+        // The coin always says yes.
+        ("xtc1", base.clone().xtc_threshold(0.1).xtc_probability(1.0)),
         ("dynatemp", base.clone().dynatemp_range(0.5)),
     ];
     let mut tok = vec![0i64; rows];

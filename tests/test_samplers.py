@@ -312,6 +312,10 @@ CHI_CASES = {
     # With top-p and no other stage, a row whose coin says no is drawn by top-p's rejection
     # (no list): the law is still the mixture of both outcomes.
     "p23_top_p": dict(top_p=0.9, xtc_threshold=0.1, xtc_probability=0.6),
+    # With top-p, a row where no token can reach XTC's threshold is drawn by rejection, no list
+    # (whatever the coin says): here the largest probability is 0.48 of the row's weight,
+    # under 0.6 of the least the kept set can weigh (0.9 of it).
+    "p23_top_p_unreachable": dict(top_p=0.9, xtc_threshold=0.6, xtc_probability=0.6),
     # Epsilon alone after top-p (and min-p) is drawn by top-p's rejection, no list.
     "p22_eps_top_p": dict(top_p=0.9, epsilon_cutoff=0.03),
     "p22_eps_top_p_min_p": dict(top_p=0.95, min_p=0.05, epsilon_cutoff=0.02),

@@ -1325,7 +1325,7 @@ pub(crate) fn sample_row<C: Real>(
     }
     let staged = cfg.has_kept_stages();
     let mut undecided = None;
-    if (!staged || cfg.is_epsilon_only())
+    if (!staged || cfg.has_rejection_stage_only())
         && cfg.t > 0.0
         && cfg.p > 0.0
         && cfg.p < 1.0

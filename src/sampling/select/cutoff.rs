@@ -38,7 +38,7 @@ pub(in crate::sampling) enum Verdict {
 
 /// The relative margin of [`verdict`]'s bounds: the kept set's total and the bounds are sums
 /// of the same weights in other orders (and `f32` lanes), far closer than this.
-const MARGIN: f64 = 1e-3;
+pub(in crate::sampling) const MARGIN: f64 = 1e-3;
 
 /// Whether `w / W >= eps` for every `W` in `[lo, hi]`, for none, or undecided (see
 /// [`Verdict`]); the same decision as [`Ctx::keep_probability_at_least`] on the kept set.

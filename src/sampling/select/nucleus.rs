@@ -26,7 +26,9 @@
 //! and that of `R`. A token below `e` times the lower bound is rejected without a pass, and
 //! the next draw is from the same `R`; one above `e` times the upper bound is then tested for
 //! `K`. The rare token between the two (about `1 - p` of the log-weight range at the
-//! threshold) is left to the caller, which decides it on the kept set itself.
+//! threshold) is left to the caller, which decides it on the kept set itself. XTC (P23) alone,
+//! its coin having said yes, is drawn this way when no token can reach its threshold in a set
+//! weighing that lower bound (it then removes nothing); otherwise it is left to the caller.
 
 use super::super::params::RowCfg;
 use super::super::rng::RowRng;
@@ -127,12 +129,17 @@ fn draw<C: Real>(
     };
     // The nucleus holds `p` of the row; min-p's tokens are a prefix too, and `K` the shorter.
     let least_kept = (cfg.p * total).min(set_total);
-    let mut pivot: Option<(usize, f64)> = None;
     let mut found = NucleusDraw {
         tok: None,
         undecided: None,
         total,
     };
+    // XTC on (its coin said yes) removes nothing when no token can reach its threshold; else
+    // the kept set decides, and nothing is drawn here.
+    if cfg.xtc_q > 0.0 && !super::xtc::reaches_none(cfg.xtc_t, least_kept) {
+        return Ok(found);
+    }
+    let mut pivot: Option<(usize, f64)> = None;
     let mut passes = 0;
     for _ in 0..DRAWS {
         if passes == ROUNDS {
@@ -178,6 +185,48 @@ mod tests {
     use crate::sampling::rng::Streams;
     use crate::{filter_logits_rows, sample_rows, SamplingParams, Seed};
 
+    /// Draws `seeds` tokens of row `x` under `params` (top-p with a stage the rejection draw
+    /// takes on) and checks each against the kept set of `filter_logits` (the exact path), with
+    /// and without the log-probability; returns how the draw itself ended, on the same streams:
+    /// [decided, undecided, left to the kept set].
+    fn check<C: crate::Float + Real>(
+        x: &[C],
+        params: &SamplingParams,
+        seeds: u64,
+        ctx: &str,
+    ) -> [usize; 3] {
+        let v = x.len();
+        let mut out = vec![C::default(); v];
+        filter_logits_rows(x, v, params, &mut out).unwrap();
+        let kept: Vec<bool> = out.iter().map(|e| e.to_f64() > f64::NEG_INFINITY).collect();
+        let mut tally = [0; 3];
+        let m = x
+            .iter()
+            .copied()
+            .fold(C::NEG_INFINITY, |a, b| if b > a { b } else { a });
+        for s in 0..seeds {
+            let (mut tok, mut tok_lp, mut lp) = ([0i64], [0i64], [0.0f64]);
+            sample_rows(x, v, params, &Seed::Fixed(s), &mut tok, None).unwrap();
+            sample_rows(x, v, params, &Seed::Fixed(s), &mut tok_lp, Some(&mut lp)).unwrap();
+            assert!(kept[tok[0] as usize], "{ctx} seed {s}: {} not kept", tok[0]);
+            assert_eq!(tok, tok_lp, "{ctx} seed {s}");
+            // The draw's own verdicts, on the same stream.
+            let cfg = params.row(0, v);
+            let mut rng = Streams::for_sample(&Seed::Fixed(s)).row(0);
+            let mut w = Work::<C>::default();
+            let d = draw_nucleus(x, m, cfg, &mut rng, &mut w).unwrap();
+            match (d.tok, d.undecided) {
+                (Some(j), None) => {
+                    assert!(kept[j], "{ctx} seed {s}");
+                    tally[0] += 1;
+                }
+                (None, Some(_)) => tally[1] += 1,
+                _ => tally[2] += 1,
+            }
+        }
+        tally
+    }
+
     /// P22 by rejection: with top-p (and min-p) and epsilon alone, every token drawn is in the
     /// kept set that `filter_logits` computes on the exact path, with and without the
     /// log-probability (which takes the exact path for its normaliser). Rows from a handful of
@@ -186,65 +235,25 @@ mod tests {
     /// them (removed without a pass), both seen in the draw's own verdicts.
     #[test]
     fn p22_epsilon_by_rejection_draws_from_the_kept_set() {
-        fn check<C: crate::Float + Real>(
-            x: &[C],
-            t: f64,
-            p: f64,
-            mp: f64,
-            eps: f64,
-            seeds: u64,
-            ctx: &str,
-        ) -> [usize; 3] {
-            let v = x.len();
-            let params = SamplingParams::default()
-                .temperature(t)
-                .top_p(p)
-                .min_p(mp)
-                .epsilon_cutoff(eps);
-            let mut out = vec![C::default(); v];
-            filter_logits_rows(x, v, &params, &mut out).unwrap();
-            let kept: Vec<bool> = out.iter().map(|e| e.to_f64() > f64::NEG_INFINITY).collect();
-            let mut tally = [0; 3];
-            let m = x
-                .iter()
-                .copied()
-                .fold(C::NEG_INFINITY, |a, b| if b > a { b } else { a });
-            for s in 0..seeds {
-                let (mut tok, mut tok_lp, mut lp) = ([0i64], [0i64], [0.0f64]);
-                sample_rows(x, v, &params, &Seed::Fixed(s), &mut tok, None).unwrap();
-                sample_rows(x, v, &params, &Seed::Fixed(s), &mut tok_lp, Some(&mut lp)).unwrap();
-                assert!(kept[tok[0] as usize], "{ctx} seed {s}: {} not kept", tok[0]);
-                assert_eq!(tok, tok_lp, "{ctx} seed {s}");
-                // The draw's own verdicts, on the same stream.
-                let cfg = params.row(0, v);
-                let mut rng = Streams::for_sample(&Seed::Fixed(s)).row(0);
-                let mut w = Work::<C>::default();
-                let d = draw_nucleus(x, m, cfg, &mut rng, &mut w).unwrap();
-                match (d.tok, d.undecided) {
-                    (Some(j), None) => {
-                        assert!(kept[j], "{ctx} seed {s}");
-                        tally[0] += 1;
-                    }
-                    (None, Some(_)) => tally[1] += 1,
-                    _ => tally[2] += 1,
-                }
-            }
-            tally
-        }
         // Probabilities 0.3 .. 0.03: top-p 0.9 keeps six tokens (0.93). Epsilon 0.052 keeps
         // the 0.05 one (0.05 / 0.93 >= 0.052) and 0.0545 does not, though the bounds cannot
         // tell (0.9 e < 0.05 < e); both remove the 0.04 one outright.
         let probs = [0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.03f64];
         let x: Vec<f64> = probs.iter().map(|q| q.ln()).collect();
         for eps in [0.052, 0.0545] {
-            let tally = check(&x, 1.0, 0.9, 0.0, eps, 400, "built");
+            let params = SamplingParams::default().top_p(0.9).epsilon_cutoff(eps);
+            let tally = check(&x, &params, 400, "built");
             assert!(
                 tally[0] > 100 && tally[1] > 5,
                 "built, eps {eps}: {tally:?}"
             );
         }
         let x32: Vec<f32> = x.iter().map(|&e| e as f32).collect();
-        check(&x32, 1.0, 0.9, 0.05, 0.052, 200, "built f32 min-p");
+        let params = SamplingParams::default()
+            .top_p(0.9)
+            .min_p(0.05)
+            .epsilon_cutoff(0.052);
+        check(&x32, &params, 200, "built f32 min-p");
         let mut u = crate::sampling::test_units::units(0x1234_5678_9ABC_DEF1);
         for case in 0..16 {
             let v = [12, 5000, 70000, 128_256][case % 4];
@@ -270,10 +279,50 @@ mod tests {
                 (1.2, 0.5, 0.0, 0.3),
             ] {
                 let ctx = format!("case {case} v {v} sd {sd} t {t} p {p} min-p {mp} eps {eps}");
-                check(&x, t, p, mp, eps, 12, &ctx);
+                let params = SamplingParams::default()
+                    .temperature(t)
+                    .top_p(p)
+                    .min_p(mp)
+                    .epsilon_cutoff(eps);
+                check(&x, &params, 12, &ctx);
                 if case % 4 == 1 {
                     let x64: Vec<f64> = x.iter().map(|&e| f64::from(e)).collect();
-                    check(&x64, t, p, mp, eps, 6, &ctx);
+                    check(&x64, &params, 6, &ctx);
+                }
+            }
+        }
+    }
+
+    /// P23 with top-p: a row where no token can reach XTC's threshold (the maximum's weight
+    /// below `t` times `p` of the row's) is drawn by top-p's rejection, coin or not; one where
+    /// a token can is left to the kept set. Every token is in `filter_logits`' kept set.
+    #[test]
+    fn p23_xtc_that_no_token_can_reach_is_drawn_by_rejection() {
+        let mut u = crate::sampling::test_units::units(0x0DDB_1A5E_5BAD_5EED);
+        for case in 0..8 {
+            let v = [12, 70000][case % 2];
+            let sd = [0.5, 3.0, 1.0, 8.0][case / 2];
+            let x: Vec<f32> = (0..v)
+                .map(|_| (((0..12).map(|_| u()).sum::<f64>() - 6.0) * sd) as f32)
+                .collect();
+            let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let total: f64 = x.iter().map(|&e| ((e - m) as f64 / 0.9).exp()).sum();
+            for t in [0.05, 0.2, 0.45] {
+                for q in [1.0, 0.5] {
+                    let params = SamplingParams::default()
+                        .temperature(0.9)
+                        .top_p(0.9)
+                        .xtc_threshold(t)
+                        .xtc_probability(q);
+                    let ctx = format!("case {case} v {v} sd {sd} xtc {t} {q}");
+                    let tally = check(&x, &params, 12, &ctx);
+                    // The draw's verdicts (its own stream has no coin: the row as if it said
+                    // yes).
+                    if t * 0.9 * total > 1.01 {
+                        assert_eq!(tally[2], 0, "{ctx}: {tally:?}");
+                    } else if t * 0.9 * total < 0.99 {
+                        assert_eq!(tally[2], 12, "{ctx}: {tally:?}");
+                    }
                 }
             }
         }

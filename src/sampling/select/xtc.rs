@@ -70,3 +70,11 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     ctx.soft.0 = ((1.0 - q) * kept).ln() - (q * total + (1.0 - q) * kept).ln();
     Ok(())
 }
+
+/// Whether no token can reach XTC's threshold `t` in a kept set weighing at least `least`, in
+/// the row's weights (the maximum's is 1, the largest): then XTC removes nothing, whatever the
+/// coin says. With the margin of epsilon's bounds ([`super::cutoff::MARGIN`]).
+pub(in crate::sampling) fn reaches_none(t: f64, least: f64) -> bool {
+    use super::cutoff::MARGIN;
+    1.0 + MARGIN < t * least * (1.0 - MARGIN)
+}
