@@ -319,6 +319,9 @@ CHI_CASES = {
     # Epsilon alone after top-p (and min-p) is drawn by top-p's rejection, no list.
     "p22_eps_top_p": dict(top_p=0.9, epsilon_cutoff=0.03),
     "p22_eps_top_p_min_p": dict(top_p=0.95, min_p=0.05, epsilon_cutoff=0.02),
+    # Eta too: its threshold bounded from the whole row's entropy.
+    "p22_eta_top_p": dict(top_p=0.9, eta_cutoff=0.05),
+    "p22_eta_top_p_min_p": dict(top_p=0.95, min_p=0.05, eta_cutoff=0.02),
     "p26": dict(dynatemp_range=0.5, dynatemp_exponent=1.5),
     "all": dict(top_p=0.98, typical_p=0.95, epsilon_cutoff=0.005, xtc_threshold=0.15,
                 xtc_probability=0.5, dynatemp_range=0.3),
@@ -334,6 +337,26 @@ def test_p20_p26_chi_square_of_sample(name, dtype):
     n = 40000
     toks = logitkit.sample(np.tile(x, (n, 1)), temperature=0.9, seed=123, **kw)
     counts = np.bincount(toks, minlength=12)
+    assert counts[p == 0].sum() == 0
+    nz = p > 0
+    assert stats.chisquare(counts[nz], n * p[nz]).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("eta", [0.072, 0.0755])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_p22_eta_by_rejection_chi_square_at_its_bounds(eta, dtype):
+    """As for epsilon below: the six tokens top-p 0.9 keeps have an entropy that puts eta's
+    threshold at 0.0531 for eta = 0.072 (the 0.05 token, 0.0538 of the six, kept) and at 0.0544
+    for 0.0755 (removed); the bounds the rejection draw takes from the row's entropy cannot
+    tell, and the kept set decides."""
+    probs = np.array([0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.03])
+    x = np.log(probs).astype(dtype)
+    kw = dict(temperature=1.0, top_p=0.9, eta_cutoff=eta)
+    p = logitkit.softmax(logitkit.filter_logits(x, **kw).astype(np.float64))
+    assert (p[5] > 0) == (eta == 0.072) and p[6] == 0
+    n = 40000
+    toks = logitkit.sample(np.tile(x, (n, 1)), seed=12, **kw)
+    counts = np.bincount(toks, minlength=8)
     assert counts[p == 0].sum() == 0
     nz = p > 0
     assert stats.chisquare(counts[nz], n * p[nz]).pvalue > 1e-4

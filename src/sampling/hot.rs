@@ -238,6 +238,58 @@ multiversion! {
 }
 
 multiversion! {
+    /// Σ `w (x - m)` over the tokens with `x >= v` and `w > 0`, [`LANES`] lanes (in f64; for
+    /// f32 data, products and groups of four in f32).
+    fn masked_gap_dot(ws: &[C], xs: &[C], v: f64, m: f64) -> f64 {
+        /// f32 logits and weights: the products in f32, four per lane added in f32 before
+        /// widening, as [`masked_lane_sum`] adds.
+        #[inline(always)]
+        fn run32(ws: &[f32], xs: &[f32], c: f32, m: f32) -> f64 {
+            const STEP: usize = 4 * LANES;
+            let mut acc = [0.0f64; LANES];
+            let mut wi = ws.chunks_exact(STEP);
+            let mut xi = xs.chunks_exact(STEP);
+            for (wv, xv) in (&mut wi).zip(&mut xi) {
+                let mut d = [0.0f32; STEP];
+                for l in 0..STEP {
+                    // `w > 0`: a weight that underflowed never meets an infinite gap.
+                    d[l] = (wv[l] * (xv[l] - m)).keep_if(xv[l] >= c && wv[l] > 0.0);
+                }
+                for l in 0..LANES {
+                    acc[l] += ((d[l] + d[l + LANES]) + (d[l + 2 * LANES] + d[l + 3 * LANES])) as f64;
+                }
+            }
+            for (l, (&w, &x)) in wi.remainder().iter().zip(xi.remainder()).enumerate() {
+                if x >= c && w > 0.0 {
+                    acc[l % LANES] += w as f64 * (x as f64 - m as f64);
+                }
+            }
+            reduce_lanes(acc)
+        }
+        if let (Some(x32), Some(w32)) = (as_f32(xs), as_f32(ws)) {
+            // `m` is an f32 logit; the bound at least the lowest finite f32.
+            return run32(w32, x32, f32_at_least(v).max(f32::MIN), m as f32);
+        }
+        let mut acc = [0.0f64; LANES];
+        let mut wi = ws.chunks_exact(LANES);
+        let mut xi = xs.chunks_exact(LANES);
+        for (wc, xc) in (&mut wi).zip(&mut xi) {
+            for l in 0..LANES {
+                let (w, x) = (wc[l].to_f64(), xc[l].to_f64());
+                acc[l] += if x >= v && w > 0.0 { w * (x - m) } else { 0.0 };
+            }
+        }
+        for (l, (&w, &x)) in wi.remainder().iter().zip(xi.remainder()).enumerate() {
+            let (w, x) = (w.to_f64(), x.to_f64());
+            if x >= v && w > 0.0 {
+                acc[l] += w * (x - m);
+            }
+        }
+        reduce_lanes(acc)
+    }
+}
+
+multiversion! {
     /// Σ w over the tokens with `x > v` (`x >= v` when `incl`), [`LANES`] lanes, branch-free.
     fn masked_lane_sum(ws: &[C], xs: &[C], v: f64, incl: bool) -> f64 {
         #[inline(always)]

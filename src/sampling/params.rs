@@ -1138,14 +1138,17 @@ impl RowCfg {
         self.has_list_stages() || self.mu.is_some()
     }
 
-    /// Whether the only stage of P20-P23 and P25 on this row is epsilon's cutoff or XTC, which
-    /// top-p's rejection draw can take on.
+    /// Whether the only stage of P20-P23 and P25 on this row is epsilon's cutoff, eta's or XTC,
+    /// which top-p's rejection draw can take on.
     #[inline]
     pub fn has_rejection_stage_only(&self) -> bool {
-        (self.epsilon > 0.0) != (self.xtc_q > 0.0)
+        [self.epsilon > 0.0, self.eta > 0.0, self.xtc_q > 0.0]
+            .iter()
+            .filter(|&&on| on)
+            .count()
+            == 1
             && self.typical >= 1.0
             && self.n_sigma == 0.0
-            && self.eta == 0.0
             && self.mu.is_none()
     }
 

@@ -26,16 +26,21 @@
 //! and that of `R`. A token below `e` times the lower bound is rejected without a pass, and
 //! the next draw is from the same `R`; one above `e` times the upper bound is then tested for
 //! `K`. The rare token between the two (about `1 - p` of the log-weight range at the
-//! threshold) is left to the caller, which decides it on the kept set itself. XTC (P23) alone,
+//! threshold) is left to the caller, which decides it on the kept set itself. Eta's cutoff
+//! alone is tested so too, its threshold bounded from the entropy of `R`'s distribution (see
+//! [`eta_bounds`]). XTC (P23) alone,
 //! its coin having said yes, is drawn this way when no token can reach its threshold in a set
 //! weighing that lower bound (it then removes nothing); otherwise it is left to the caller.
 
 use super::super::params::RowCfg;
 use super::super::rng::RowRng;
-use super::cutoff::{verdict, Verdict};
+use super::cutoff::{eta_bounds, verdict, Verdict, MARGIN};
 use super::{chunk_sums, exp_weights_chunked, masked_lane_sum, min_p_threshold, walk, Work, CHUNK};
 use crate::element::Real;
 use crate::error::Result;
+use crate::kernels::BLOCK;
+use crate::parallel::map_ranges;
+use crate::sampling::hot::masked_gap_dot;
 
 /// Rejections before the caller falls back to the exact cut (reached only for small `p`
 /// on flat rows, where the weight outside the nucleus is many times its own).
@@ -139,6 +144,27 @@ fn draw<C: Real>(
     if cfg.xtc_q > 0.0 && !super::xtc::reaches_none(cfg.xtc_t, least_kept) {
         return Ok(found);
     }
+    // Eta's threshold bounded from the entropy of `R`'s distribution (one more pass).
+    let eta = if cfg.eta > 0.0 {
+        let lowest = thr.unwrap_or(f64::MIN);
+        let mf = m.to_f64();
+        let mut parts = Vec::new();
+        map_ranges(
+            x.len(),
+            BLOCK,
+            &mut parts,
+            par && x.len() > BLOCK,
+            |_, r| masked_gap_dot(&ws[r.clone()], &x[r], lowest, mf),
+        );
+        let dot = parts.iter().sum::<f64>() / cfg.t;
+        let h_r = set_total.ln() - dot / set_total;
+        let a_lo = least_kept / set_total * (1.0 - MARGIN);
+        // The nucleus stops at the first token that reaches `p`, of weight at most 1.
+        let a_hi = ((cfg.p * total + 1.0) * (1.0 + MARGIN) / set_total).min(1.0);
+        Some(eta_bounds(cfg.eta, h_r, a_lo, a_hi, x.len()))
+    } else {
+        None
+    };
     let mut pivot: Option<(usize, f64)> = None;
     let mut passes = 0;
     for _ in 0..DRAWS {
@@ -155,8 +181,9 @@ fn draw<C: Real>(
         // No token: the row changed under another thread's writes (contract R3); the caller's
         // exact path then gives a token or says so.
         let Some(j) = j else { break };
-        if cfg.epsilon > 0.0 {
-            match verdict(ws[j].to_f64(), cfg.epsilon, least_kept, set_total) {
+        let bounds = eta.or((cfg.epsilon > 0.0).then_some((cfg.epsilon, cfg.epsilon)));
+        if let Some((lo, hi)) = bounds {
+            match verdict(ws[j].to_f64(), lo * least_kept, hi * set_total) {
                 Verdict::Kept => {}
                 // Not kept: neither is any token after it, but the same `R` is drawn from
                 // again rather than shrunk, which would take a pass.
@@ -227,14 +254,14 @@ mod tests {
         tally
     }
 
-    /// P22 by rejection: with top-p (and min-p) and epsilon alone, every token drawn is in the
+    /// P22 by rejection: with top-p (and min-p) and epsilon or eta alone, every token drawn is in the
     /// kept set that `filter_logits` computes on the exact path, with and without the
     /// log-probability (which takes the exact path for its normaliser). Rows from a handful of
     /// tokens to a vocabulary, flat to peaked, ties on a grid, `-inf`, `f32` and `f64`; one
     /// row built so that a token sits between epsilon's bounds (undecided) and another below
     /// them (removed without a pass), both seen in the draw's own verdicts.
     #[test]
-    fn p22_epsilon_by_rejection_draws_from_the_kept_set() {
+    fn p22_epsilon_and_eta_by_rejection_draw_from_the_kept_set() {
         // Probabilities 0.3 .. 0.03: top-p 0.9 keeps six tokens (0.93). Epsilon 0.052 keeps
         // the 0.05 one (0.05 / 0.93 >= 0.052) and 0.0545 does not, though the bounds cannot
         // tell (0.9 e < 0.05 < e); both remove the 0.04 one outright.
@@ -254,6 +281,13 @@ mod tests {
             .min_p(0.05)
             .epsilon_cutoff(0.052);
         check(&x32, &params, 200, "built f32 min-p");
+        // Eta: the six tokens' entropy puts its threshold at 0.0531 for eta 0.072 (the 0.05
+        // token, 0.0538 of the six, kept) and at 0.0544 for 0.0755 (removed).
+        for eta in [0.072, 0.0755] {
+            let params = SamplingParams::default().top_p(0.9).eta_cutoff(eta);
+            let tally = check(&x, &params, 400, "built eta");
+            assert!(tally[0] > 50 && tally[1] > 5, "built, eta {eta}: {tally:?}");
+        }
         let mut u = crate::sampling::test_units::units(0x1234_5678_9ABC_DEF1);
         for case in 0..16 {
             let v = [12, 5000, 70000, 128_256][case % 4];
@@ -285,9 +319,12 @@ mod tests {
                     .min_p(mp)
                     .epsilon_cutoff(eps);
                 check(&x, &params, 12, &ctx);
+                let eta = params.clone().epsilon_cutoff(0.0).eta_cutoff(eps);
+                check(&x, &eta, 12, &format!("{ctx} (eta)"));
                 if case % 4 == 1 {
                     let x64: Vec<f64> = x.iter().map(|&e| f64::from(e)).collect();
                     check(&x64, &params, 6, &ctx);
+                    check(&x64, &eta, 6, &format!("{ctx} (eta)"));
                 }
             }
         }
