@@ -316,6 +316,9 @@ CHI_CASES = {
     # (whatever the coin says): here the largest probability is 0.48 of the row's weight,
     # under 0.6 of the least the kept set can weigh (0.9 of it).
     "p23_top_p_unreachable": dict(top_p=0.9, xtc_threshold=0.6, xtc_probability=0.6),
+    # Only the largest (0.48) can reach 0.3 of what the kept set weighs at least, the next
+    # (0.21) cannot: XTC, which needs two, removes nothing, found by counting them.
+    "p23_top_p_one_reaches": dict(top_p=0.9, xtc_threshold=0.3, xtc_probability=0.6),
     # Epsilon alone after top-p (and min-p) is drawn by top-p's rejection, no list.
     "p22_eps_top_p": dict(top_p=0.9, epsilon_cutoff=0.03),
     "p22_eps_top_p_min_p": dict(top_p=0.95, min_p=0.05, epsilon_cutoff=0.02),

@@ -28,9 +28,9 @@
 //! `K`. The rare token between the two (about `1 - p` of the log-weight range at the
 //! threshold) is left to the caller, which decides it on the kept set itself. Eta's cutoff
 //! alone is tested so too, its threshold bounded from the entropy of `R`'s distribution (see
-//! [`eta_bounds`]). XTC (P23) alone,
-//! its coin having said yes, is drawn this way when no token can reach its threshold in a set
-//! weighing that lower bound (it then removes nothing); otherwise it is left to the caller.
+//! [`eta_bounds`]). XTC (P23) alone, its coin having said yes, is drawn this way when at most
+//! one token can reach its threshold in a set weighing that lower bound (it then removes
+//! nothing); otherwise it is left to the caller.
 
 use super::super::params::RowCfg;
 use super::super::rng::RowRng;
@@ -139,9 +139,11 @@ fn draw<C: Real>(
         undecided: None,
         total,
     };
-    // XTC on (its coin said yes) removes nothing when no token can reach its threshold; else
-    // the kept set decides, and nothing is drawn here.
-    if cfg.xtc_q > 0.0 && !super::xtc::reaches_none(cfg.xtc_t, least_kept) {
+    // XTC on (its coin said yes) may remove nothing, found from the weight the kept set has at
+    // least; else the kept set decides, and nothing is drawn here.
+    if cfg.xtc_q > 0.0
+        && !super::xtc::removes_none(x, m.to_f64(), cfg.t, cfg.xtc_t, least_kept, par)
+    {
         return Ok(found);
     }
     // Eta's threshold bounded from the entropy of `R`'s distribution (one more pass).
@@ -330,12 +332,13 @@ mod tests {
         }
     }
 
-    /// P23 with top-p: a row where no token can reach XTC's threshold (the maximum's weight
-    /// below `t` times `p` of the row's) is drawn by top-p's rejection, coin or not; one where
-    /// a token can is left to the kept set. Every token is in `filter_logits`' kept set.
+    /// P23 with top-p: a row where at most one token can reach XTC's threshold (in weight, `t`
+    /// times `p` of the row's) is drawn by top-p's rejection, coin or not; one where two can is
+    /// left to the kept set. Every token is in `filter_logits`' kept set.
     #[test]
     fn p23_xtc_that_no_token_can_reach_is_drawn_by_rejection() {
         let mut u = crate::sampling::test_units::units(0x0DDB_1A5E_5BAD_5EED);
+        let (mut decided, mut left, mut by_count) = (0, 0, 0);
         for case in 0..8 {
             let v = [12, 70000][case % 2];
             let sd = [0.5, 3.0, 1.0, 8.0][case / 2];
@@ -355,13 +358,27 @@ mod tests {
                     let tally = check(&x, &params, 12, &ctx);
                     // The draw's verdicts (its own stream has no coin: the row as if it said
                     // yes).
-                    if t * 0.9 * total > 1.01 {
+                    let reach = |f: f64| {
+                        let bar = f * t * 0.9 * total;
+                        x.iter()
+                            .filter(|&&e| ((e - m) as f64 / 0.9).exp() >= bar)
+                            .count()
+                    };
+                    if reach(0.99) <= 1 {
                         assert_eq!(tally[2], 0, "{ctx}: {tally:?}");
-                    } else if t * 0.9 * total < 0.99 {
+                        decided += 1;
+                        by_count += usize::from(t * 0.9 * total < 0.99);
+                    } else if reach(1.01) >= 2 {
                         assert_eq!(tally[2], 12, "{ctx}: {tally:?}");
+                        left += 1;
                     }
                 }
             }
         }
+        // Both kinds of rows, some decided by the count of those that could reach.
+        assert!(
+            decided > 8 && left > 2 && by_count > 0,
+            "{decided} {left} {by_count}"
+        );
     }
 }

@@ -17,6 +17,9 @@
 use super::kept::{Coin, Ctx};
 use crate::element::Real;
 use crate::error::Result;
+use crate::kernels::BLOCK;
+use crate::parallel::map_ranges;
+use crate::sampling::hot::count_at_least;
 
 pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     let q = ctx.cfg.xtc_q;
@@ -71,10 +74,37 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     Ok(())
 }
 
-/// Whether no token can reach XTC's threshold `t` in a kept set weighing at least `least`, in
-/// the row's weights (the maximum's is 1, the largest): then XTC removes nothing, whatever the
-/// coin says. With the margin of epsilon's bounds ([`super::cutoff::MARGIN`]).
-pub(in crate::sampling) fn reaches_none(t: f64, least: f64) -> bool {
+/// Whether XTC (threshold `t`) removes nothing from the kept set of row `x` (maximum `m`,
+/// temperature `temp`, the row's weights relative to the maximum's), which weighs at least
+/// `least`: no token can reach `t`, not even the maximum (weight 1), or (one pass over the
+/// row) at most one can, and XTC needs two. With the margin of epsilon's bounds
+/// ([`super::cutoff::MARGIN`]).
+pub(in crate::sampling) fn removes_none<C: Real>(
+    x: &[C],
+    m: f64,
+    temp: f64,
+    t: f64,
+    least: f64,
+    par: bool,
+) -> bool {
     use super::cutoff::MARGIN;
-    1.0 + MARGIN < t * least * (1.0 - MARGIN)
+    let bar = t * least * (1.0 - MARGIN);
+    if 1.0 + MARGIN < bar {
+        return true;
+    }
+    if bar.is_nan() || bar <= 0.0 {
+        return false;
+    }
+    // The tokens that could reach: their weight at least `bar`, so their logit at least
+    // this (the weights are within far less than the margin of `exp((x - m) / T)`).
+    let lowest = m + temp * (bar * (1.0 - MARGIN)).ln();
+    let mut counts = Vec::new();
+    map_ranges(
+        x.len(),
+        BLOCK,
+        &mut counts,
+        par && x.len() > BLOCK,
+        |_, r| count_at_least(&x[r], lowest),
+    );
+    counts.iter().sum::<usize>() <= 1
 }
