@@ -345,38 +345,22 @@ def test_p20_p26_chi_square_of_sample(name, dtype):
     assert stats.chisquare(counts[nz], n * p[nz]).pvalue > 1e-4
 
 
-@pytest.mark.parametrize("eta", [0.072, 0.0755])
+@pytest.mark.parametrize("stage, value, kept", [
+    ("epsilon_cutoff", 0.052, True), ("epsilon_cutoff", 0.0545, False),
+    ("eta_cutoff", 0.072, True), ("eta_cutoff", 0.0755, False),
+])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_p22_eta_by_rejection_chi_square_at_its_bounds(eta, dtype):
-    """As for epsilon below: the six tokens top-p 0.9 keeps have an entropy that puts eta's
-    threshold at 0.0531 for eta = 0.072 (the 0.05 token, 0.0538 of the six, kept) and at 0.0544
-    for 0.0755 (removed); the bounds the rejection draw takes from the row's entropy cannot
-    tell, and the kept set decides."""
+def test_p22_by_rejection_chi_square_at_its_bounds(stage, value, kept, dtype):
+    """Top-p 0.9 keeps the first six (0.93); the 0.05 token is 0.0538 of them. Epsilon keeps
+    it at 0.052 and removes it at 0.0545; the six's entropy puts eta's threshold at 0.0531
+    for eta 0.072 (kept) and at 0.0544 for 0.0755 (removed). Either way the rejection draw's
+    bounds (the kept weight 0.9 to 1 of the row, eta's entropy from the row's) cannot tell,
+    and the kept set decides it. The law is the kept set's all the same."""
     probs = np.array([0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.03])
     x = np.log(probs).astype(dtype)
-    kw = dict(temperature=1.0, top_p=0.9, eta_cutoff=eta)
+    kw = {"temperature": 1.0, "top_p": 0.9, stage: value}
     p = logitkit.softmax(logitkit.filter_logits(x, **kw).astype(np.float64))
-    assert (p[5] > 0) == (eta == 0.072) and p[6] == 0
-    n = 40000
-    toks = logitkit.sample(np.tile(x, (n, 1)), seed=12, **kw)
-    counts = np.bincount(toks, minlength=8)
-    assert counts[p == 0].sum() == 0
-    nz = p > 0
-    assert stats.chisquare(counts[nz], n * p[nz]).pvalue > 1e-4
-
-
-@pytest.mark.parametrize("eps", [0.052, 0.0545])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_p22_epsilon_by_rejection_chi_square_at_its_bounds(eps, dtype):
-    """Top-p 0.9 keeps the first six (0.93); the 0.05 token is kept at e = 0.052 and removed
-    at 0.0545 (0.05 / 0.93 = 0.0538), and the rejection draw's bounds on the kept weight
-    (0.9 to 1 of the row) cannot tell either way: the kept set decides it. The law is the
-    kept set's all the same."""
-    probs = np.array([0.3, 0.25, 0.15, 0.1, 0.08, 0.05, 0.04, 0.03])
-    x = np.log(probs).astype(dtype)
-    kw = dict(temperature=1.0, top_p=0.9, epsilon_cutoff=eps)
-    p = logitkit.softmax(logitkit.filter_logits(x, **kw).astype(np.float64))
-    assert (p[5] > 0) == (eps == 0.052) and p[6] == 0
+    assert (p[5] > 0) == kept and p[6] == 0
     n = 40000
     toks = logitkit.sample(np.tile(x, (n, 1)), seed=11, **kw)
     counts = np.bincount(toks, minlength=8)
