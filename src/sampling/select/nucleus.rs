@@ -95,9 +95,10 @@ fn sums_before<C: Real>(
     })
 }
 
-/// Draws a token of a validated row `x` (maximum `m`) under `cfg`'s top-p, and its min-p
-/// and epsilon when set (`cfg` has no top-k, `0 < p < 1`, `T > 0`, and no other stage),
-/// with the uniforms of `rng`. Leaves the row's weights in `w.row_ws`.
+/// Draws a token of a validated row `x` (maximum `m`) under `cfg`'s top-p, its min-p when
+/// set, and epsilon, eta or XTC when one of them is the only stage (`cfg` has no top-k,
+/// `0 < p < 1`, `T > 0`), with the uniforms of `rng`. Leaves the row's weights in
+/// `w.row_ws`.
 pub(in crate::sampling) fn draw_nucleus<C: Real>(
     x: &[C],
     m: C,
