@@ -65,10 +65,13 @@
 //!    top-n-sigma, the epsilon and eta cutoffs, XTC, over the kept set with its probabilities
 //!    renormalised (`select/kept.rs`, one file per stage). When one is on, the kept set is
 //!    gathered as a list (after top-p: from the candidates above a weight threshold that
-//!    masked sums show to hold the nucleus, so the cut is found among them, not over the row;
-//!    top-p's rejection draw is not used), each stage narrows it, and the draw walks it. XTC's
-//!    coin is the row stream's first uniform, before anything else is drawn; when it says no,
-//!    the row is drawn as without XTC (by rejection when no other stage is on). The dynamic temperature
+//!    masked sums show to hold the nucleus, so the cut is found among them, not over the row),
+//!    each stage narrows it, and the draw walks it. Epsilon, eta or XTC alone after top-p
+//!    are taken on by top-p's rejection draw instead, from bounds on the kept set's weight
+//!    (`select/nucleus.rs`); a drawn token the bounds cannot decide is decided on the list.
+//!    XTC's coin is the row stream's first uniform, before anything else is drawn; when it
+//!    says no, the row is drawn as without XTC (by rejection when no other stage is on). The
+//!    dynamic temperature
 //!    (P26, `select/dynatemp.rs`) replaces `T` before all of this, from one weight pass and one
 //!    weighted sum over the row.
 //!
