@@ -9,7 +9,7 @@
 //! from the row's maximum and its sum of weights.
 
 use super::params::{LogprobsMode, RowCfg, RowParam};
-use super::select::{scaled_gap, RowDraw, Work};
+use super::select::{scaled_gap, sum_over_blocks, RowDraw, Work};
 use super::{for_rows, plan, row_max, rows_of, top_in_order, RowResult, RowView};
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
@@ -39,11 +39,7 @@ impl Want {
 /// threads), split across the pool when `par`.
 fn ln_sum_exp<C: Real>(x: &[C], m: C, t: f64, par: bool) -> f64 {
     let k = kernels::<C>();
-    let mut sums: Vec<f64> = Vec::new();
-    map_ranges(x.len(), BLOCK, &mut sums, par && x.len() > BLOCK, |_, r| {
-        (k.sum_exp)(&x[r], m, t)
-    });
-    sums.iter().sum::<f64>().ln()
+    sum_over_blocks::<f64>(x.len(), par, |r| (k.sum_exp)(&x[r], m, t)).ln()
 }
 
 /// A distribution over a row: `lp(j) = (x_j - m) / t - ln_total`, for the first `kept`

@@ -523,6 +523,18 @@ pub(crate) fn least_logit_passing(m: f64, pass: impl Fn(f64) -> bool) -> f64 {
     from_key(hi)
 }
 
+/// `f` over the ranges of [`BLOCK`] tokens of `0..n` (split across the pool with `par`), its
+/// results added in block order: the same value whatever the threads.
+pub(crate) fn sum_over_blocks<T: Send + Default + std::iter::Sum>(
+    n: usize,
+    par: bool,
+    f: impl Fn(Range<usize>) -> T + Sync,
+) -> T {
+    let mut parts = Vec::new();
+    map_ranges(n, BLOCK, &mut parts, par && n > BLOCK, |_, r| f(r));
+    parts.into_iter().sum()
+}
+
 /// `ws = exp((xs - m) / t)` through the kernel table, block by block.
 fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>, par: bool) -> Result<f64> {
     let k = kernels::<C>();
@@ -962,11 +974,7 @@ pub(crate) fn select<C: Real>(
             row_cut = Some(t);
             w.alt = alt;
         } else {
-            let mut counts = Vec::new();
-            map_ranges(v, BLOCK, &mut counts, w.par && v > BLOCK, |_, r| {
-                count_at_least(&x[r], thr)
-            });
-            let count: usize = counts.iter().sum();
+            let count: usize = sum_over_blocks(v, w.par, |r| count_at_least(&x[r], thr));
             if want_weights && count * 32 > v {
                 // Many tokens pass: weights over the row, those below the threshold exactly 0
                 // (the exp of -inf), beat copying the tokens. The kernel's chunk sums are then
@@ -1297,7 +1305,7 @@ pub(crate) struct RowDraw {
 /// log-probability under the kept set and the kept set's size are computed too. The token
 /// does not depend on `with_logprob`.
 ///
-/// Top-p without top-k (and epsilon alone after it) draws by rejection ([`nucleus`]), which
+/// Top-p without top-k (and epsilon, eta or XTC alone after it) draws by rejection ([`nucleus`]), which
 /// needs no cut; the cut (for the log-probability's normaliser, or after too many rejections)
 /// is found as for every filter.
 /// [`CHANGED`] when the row changed under another thread's writes so that nothing is kept.
@@ -1355,7 +1363,7 @@ pub(crate) fn sample_row<C: Real>(
             listed: false,
         });
     }
-    // A token epsilon's bounds left undecided is the draw if the kept set holds it; if not,
+    // A token epsilon's or eta's bounds left undecided is the draw if the kept set holds it; if not,
     // it is a rejection like the others, and the set is drawn from anew.
     if let (Some(j), Kept::List) = (undecided, kept) {
         tok = w.cur.idx.contains(&j).then_some(j);

@@ -35,11 +35,12 @@
 use super::super::params::RowCfg;
 use super::super::rng::RowRng;
 use super::cutoff::{eta_bounds, verdict, Verdict, MARGIN};
-use super::{chunk_sums, exp_weights_chunked, masked_lane_sum, min_p_threshold, walk, Work, CHUNK};
+use super::{
+    chunk_sums, exp_weights_chunked, masked_lane_sum, min_p_threshold, sum_over_blocks, walk, Work,
+    CHUNK,
+};
 use crate::element::Real;
 use crate::error::Result;
-use crate::kernels::BLOCK;
-use crate::parallel::map_ranges;
 use crate::sampling::hot::masked_gap_dot;
 
 /// Rejections before the caller falls back to the exact cut (reached only for small `p`
@@ -54,9 +55,9 @@ const DRAWS: usize = 24;
 /// What [`draw_nucleus`] found.
 pub(in crate::sampling) struct NucleusDraw {
     /// The token; `None` after [`ROUNDS`] rejections, when the row changed meanwhile, or when
-    /// epsilon left a token `undecided`.
+    /// epsilon's or eta's bounds left a token `undecided`.
     pub tok: Option<usize>,
-    /// A drawn token whose fate under epsilon only the kept set decides: the draw when the
+    /// A drawn token whose fate under epsilon or eta only the kept set decides: the draw when the
     /// set keeps it, else the set is drawn from anew.
     pub undecided: Option<usize>,
     /// The total of the row's weights, left in `w.row_ws`.
@@ -151,15 +152,9 @@ fn draw<C: Real>(
     let eta = if cfg.eta > 0.0 {
         let lowest = thr.unwrap_or(f64::MIN);
         let mf = m.to_f64();
-        let mut parts = Vec::new();
-        map_ranges(
-            x.len(),
-            BLOCK,
-            &mut parts,
-            par && x.len() > BLOCK,
-            |_, r| masked_gap_dot(&ws[r.clone()], &x[r], lowest, mf),
-        );
-        let dot = parts.iter().sum::<f64>() / cfg.t;
+        let dot = sum_over_blocks(x.len(), par, |r| {
+            masked_gap_dot(&ws[r.clone()], &x[r], lowest, mf)
+        }) / cfg.t;
         let h_r = set_total.ln() - dot / set_total;
         let a_lo = least_kept / set_total * (1.0 - MARGIN);
         // The nucleus stops at the first token that reaches `p`, of weight at most 1.
@@ -168,6 +163,8 @@ fn draw<C: Real>(
     } else {
         None
     };
+    // The stage's threshold, at its lowest and highest.
+    let bounds = eta.or((cfg.epsilon > 0.0).then_some((cfg.epsilon, cfg.epsilon)));
     let mut pivot: Option<(usize, f64)> = None;
     let mut passes = 0;
     for _ in 0..DRAWS {
@@ -184,7 +181,6 @@ fn draw<C: Real>(
         // No token: the row changed under another thread's writes (contract R3); the caller's
         // exact path then gives a token or says so.
         let Some(j) = j else { break };
-        let bounds = eta.or((cfg.epsilon > 0.0).then_some((cfg.epsilon, cfg.epsilon)));
         if let Some((lo, hi)) = bounds {
             match verdict(ws[j].to_f64(), lo * least_kept, hi * set_total) {
                 Verdict::Kept => {}

@@ -17,8 +17,6 @@
 use super::kept::{Coin, Ctx};
 use crate::element::Real;
 use crate::error::Result;
-use crate::kernels::BLOCK;
-use crate::parallel::map_ranges;
 use crate::sampling::hot::count_at_least;
 
 pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
@@ -98,13 +96,5 @@ pub(in crate::sampling) fn removes_none<C: Real>(
     // The tokens that could reach: their weight at least `bar`, so their logit at least
     // this (the weights are within far less than the margin of `exp((x - m) / T)`).
     let lowest = m + temp * (bar * (1.0 - MARGIN)).ln();
-    let mut counts = Vec::new();
-    map_ranges(
-        x.len(),
-        BLOCK,
-        &mut counts,
-        par && x.len() > BLOCK,
-        |_, r| count_at_least(&x[r], lowest),
-    );
-    counts.iter().sum::<usize>() <= 1
+    super::sum_over_blocks(x.len(), par, |r| count_at_least(&x[r], lowest)) <= 1
 }
