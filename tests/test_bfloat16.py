@@ -110,6 +110,36 @@ def test_p18_bfloat16_sampling_equals_float32_on_the_same_values():
     _same_bits(f, logitkit.filter_logits(x32, top_k=40, temperature=0.8).astype(BF16))
 
 
+@pytest.mark.parametrize("shape", [(1, 40_000), (5, 3001), (3, 9)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(temperature=1.0),
+        dict(temperature=0.8, top_p=0.95),
+        dict(temperature=1.3, top_p=0.3),
+        dict(temperature=0.7, top_p=0.9, min_p=0.05),
+    ],
+)
+def test_p18_bfloat16_plain_draws_equal_float32_seed_by_seed(shape, kw):
+    # Rows with only a temperature and top-p are drawn from the bfloat16 logits themselves (no
+    # float32 copy); the tokens are those of the float32 values, for every seed and at 1 and 2
+    # threads. Ties on a coarse grid make the top-p rounds' order by id matter.
+    x = _logits(shape, seed=9)
+    x[:, 1::3] = (np.round(x[:, 1::3].astype(np.float32) * 2) / 2).astype(BF16)
+    x32 = x.astype(np.float32)
+    before = logitkit.get_num_threads()
+    try:
+        for threads in (1, 2):
+            logitkit.set_num_threads(threads)
+            for seed in range(12):
+                seeds = np.arange(shape[0]) * 7 + seed
+                a = logitkit.sample(x, seed=seeds, **kw)
+                b = logitkit.sample(x32, seed=seeds, **kw)
+                np.testing.assert_array_equal(a, b, err_msg=f"threads {threads}, seed {seed}")
+    finally:
+        logitkit.set_num_threads(before)
+
+
 def test_p7_bfloat16_filtered_logits_stay_finite():
     # A bias carries a kept logit past bfloat16's largest finite value: the row is given as
     # gaps from its maximum, so every kept value stays finite in bfloat16.

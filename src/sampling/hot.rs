@@ -312,38 +312,14 @@ multiversion! {
             }
             reduce_lanes(acc)
         }
-        /// f32 weights: 128 tokens a step, four masked weights per lane added in f32 (two
-        /// roundings, as the exp kernels add their exps) before widening: a quarter of the
-        /// conversions and f64 additions.
-        #[inline(always)]
-        fn run32(ws: &[f32], xs: &[f32], keep: impl Fn(f32) -> bool) -> f64 {
-            const STEP: usize = 4 * LANES;
-            let mut acc = [0.0f64; LANES];
-            let mut wi = ws.chunks_exact(STEP);
-            let mut xi = xs.chunks_exact(STEP);
-            for (wv, xv) in (&mut wi).zip(&mut xi) {
-                let mut wm = [0.0f32; STEP];
-                for l in 0..STEP {
-                    wm[l] = wv[l].keep_if(keep(xv[l]));
-                }
-                for l in 0..LANES {
-                    let q = (wm[l] + wm[l + LANES]) + (wm[l + 2 * LANES] + wm[l + 3 * LANES]);
-                    acc[l] += q as f64;
-                }
-            }
-            for (l, (&we, &xe)) in wi.remainder().iter().zip(xi.remainder()).enumerate() {
-                acc[l % LANES] += if keep(xe) { we as f64 } else { 0.0 };
-            }
-            reduce_lanes(acc)
-        }
-        // f32 logits and weights: compare and add as above.
+        // f32 logits and weights: compare and add as `masked_f32_lane_sum`.
         if let (Some(x32), Some(w32)) = (as_f32(xs), as_f32(ws)) {
             return if incl {
                 let c = f32_at_least(v);
-                run32(w32, x32, |e| e >= c)
+                masked_f32_lane_sum(w32, x32, |e| e >= c)
             } else {
                 let c = f32_at_most(v);
-                run32(w32, x32, |e| e > c)
+                masked_f32_lane_sum(w32, x32, |e| e > c)
             };
         }
         // Compare in f32 when the logits are f32 (the same outcome, twice the lanes).
@@ -358,6 +334,51 @@ multiversion! {
             }
             (None, true) => run(ws, xs, |e: C| e.to_f64() >= v),
             (None, false) => run(ws, xs, |e: C| e.to_f64() > v),
+        }
+    }
+}
+
+/// Σ of the f32 weights `ws` whose logit `xs[i]` (f32 or bfloat16) `keep` accepts: 128
+/// tokens a step, four masked weights per lane added in f32 (two roundings, as the exp kernels
+/// add their exps) before widening: a quarter of the conversions and f64 additions.
+#[inline(always)]
+fn masked_f32_lane_sum<X: Copy>(ws: &[f32], xs: &[X], keep: impl Fn(X) -> bool) -> f64 {
+    const STEP: usize = 4 * LANES;
+    let mut acc = [0.0f64; LANES];
+    let mut wi = ws.chunks_exact(STEP);
+    let mut xi = xs.chunks_exact(STEP);
+    for (wv, xv) in (&mut wi).zip(&mut xi) {
+        let mut wm = [0.0f32; STEP];
+        for l in 0..STEP {
+            wm[l] = wv[l].keep_if(keep(xv[l]));
+        }
+        for l in 0..LANES {
+            let q = (wm[l] + wm[l + LANES]) + (wm[l + 2 * LANES] + wm[l + 3 * LANES]);
+            acc[l] += q as f64;
+        }
+    }
+    for (l, (&we, &xe)) in wi.remainder().iter().zip(xi.remainder()).enumerate() {
+        acc[l % LANES] += if keep(xe) { we as f64 } else { 0.0 };
+    }
+    reduce_lanes(acc)
+}
+
+/// A bfloat16 logit as f32 (exact), by its bits: a shift the compiler vectorises.
+#[inline(always)]
+fn bf16_value(b: half::bf16) -> f32 {
+    f32::from_bits(u32::from(b.to_bits()) << 16)
+}
+
+multiversion! {
+    /// [`masked_lane_sum`] over bfloat16 logits, read as they are: the same sum, bit for bit, as
+    /// over their f32 values.
+    fn masked_lane_sum_bf16(ws: &[f32], xs: &[half::bf16], v: f64, incl: bool) -> f64 {
+        if incl {
+            let c = f32_at_least(v);
+            masked_f32_lane_sum(ws, xs, |b| bf16_value(b) >= c)
+        } else {
+            let c = f32_at_most(v);
+            masked_f32_lane_sum(ws, xs, |b| bf16_value(b) > c)
         }
     }
 }

@@ -562,6 +562,9 @@ fn draw_rows<T: Float>(
         n_top,
         mode,
     };
+    // Rows with nothing to process and no log-probability wanted may be drawn from as they
+    // are when bfloat16 (`select::bf16_rows`).
+    let as_stored = chain.is_empty() && !want.logprob && mus.is_none();
     let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let mut cfg = params.row(r, vocab);
         if let Some(mus) = mus {
@@ -571,6 +574,16 @@ fn draw_rows<T: Float>(
             cfg.mu = Some(mus[r]);
         }
         let row = &logits[r * vocab..(r + 1) * vocab];
+        if as_stored {
+            if let Some(tok) = select::bf16_rows::try_draw(row, cfg, &mut streams.row(r), w)? {
+                return Ok(RowResult {
+                    tok: tok as i64,
+                    logprob: f64::NAN,
+                    kept_lp: f64::NAN,
+                    ..Default::default()
+                });
+            }
+        }
         let wants_chunks = wants_chunk_maxima(&cfg, vocab);
         with_row(
             row,

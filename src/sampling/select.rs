@@ -15,6 +15,7 @@ use super::rng::RowRng;
 use crate::kernels::{kernels, SumAcc, BLOCK};
 use crate::parallel::{map_chunks_mut, map_ranges, zip_chunks_mut};
 
+pub(crate) mod bf16_rows;
 pub(crate) mod cutoff;
 mod dist;
 pub(crate) mod dynatemp;
@@ -670,12 +671,12 @@ fn walk<C: Real>(
 
 /// `chunks[c] = sum(c, ws_c, x_c)` over the chunks of [`CHUNK`] tokens of `ws` and `x`;
 /// returns their total, added with compensation in order.
-fn chunk_sums<C: Real>(
-    x: &[C],
+fn chunk_sums<C: Real, X: Sync>(
+    x: &[X],
     ws: &[C],
     chunks: &mut Vec<f64>,
     par: bool,
-    sum: impl Fn(usize, &[C], &[C]) -> f64 + Sync + Send,
+    sum: impl Fn(usize, &[C], &[X]) -> f64 + Sync + Send,
 ) -> Result<f64> {
     per_chunk(x.len(), chunks, par, |r| {
         sum(r.start / CHUNK, &ws[r.clone()], &x[r])

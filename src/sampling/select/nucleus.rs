@@ -39,7 +39,7 @@ use super::{
     chunk_sums, exp_weights_chunked, masked_lane_sum, min_p_threshold, sum_over_blocks, walk, Work,
     CHUNK,
 };
-use crate::element::Real;
+use crate::element::{Float, Real};
 use crate::error::Result;
 use crate::sampling::hot::masked_gap_dot;
 
@@ -67,31 +67,37 @@ pub(in crate::sampling) struct NucleusDraw {
 /// Whether `i` comes before `j` in the order (logit descending, position ascending), `xj`
 /// being `j`'s logit.
 #[inline(always)]
-fn before<C: Real>(x: &[C], i: usize, j: usize, xj: f64) -> bool {
+fn before<X: Float>(x: &[X], i: usize, j: usize, xj: f64) -> bool {
     let xi = x[i].to_f64();
     xi > xj || (xi == xj && i < j)
 }
 
+/// `masked(ws, xs, v, incl)`: Σ of the weights `ws` of the tokens whose logit in `xs` is
+/// `> v` (`>= v` with `incl`), as [`masked_lane_sum`] adds them: that function for logits of
+/// the compute type, [`masked_lane_sum_bf16`](crate::sampling::hot::masked_lane_sum_bf16)
+/// for bfloat16 logits read as they are.
+pub(in crate::sampling) type MaskedSum<C, X> = fn(&[C], &[X], f64, bool) -> f64;
+
 /// Chunk sums of the weights of the tokens before `j` in the order; returns their total.
-fn sums_before<C: Real>(
-    x: &[C],
+fn sums_before<C: Real, X: Float>(
+    x: &[X],
     ws: &[C],
     j: usize,
     chunks: &mut Vec<f64>,
     par: bool,
+    masked: MaskedSum<C, X>,
 ) -> Result<f64> {
     let v = x[j].to_f64();
     chunk_sums(x, ws, chunks, par, |c, wc, xc| {
         let start = c * CHUNK;
         if start + wc.len() <= j {
-            masked_lane_sum(wc, xc, v, true)
+            masked(wc, xc, v, true)
         } else if start > j {
-            masked_lane_sum(wc, xc, v, false)
+            masked(wc, xc, v, false)
         } else {
             // The chunk holding `j`: ties before it count, `j` and the ties after it do not.
             let k = j - start;
-            masked_lane_sum(&wc[..k], &xc[..k], v, true)
-                + masked_lane_sum(&wc[k..], &xc[k..], v, false)
+            masked(&wc[..k], &xc[..k], v, true) + masked(&wc[k..], &xc[k..], v, false)
         }
     })
 }
@@ -128,7 +134,7 @@ fn draw<C: Real>(
     let total = exp_weights_chunked(x, m, cfg.t, ws, chunks, par)?;
     let thr = (cfg.mp > 0.0).then(|| min_p_threshold(m.to_f64(), cfg.t, cfg.mp));
     // The current prefix `R`: the row or min-p's tokens, then the tokens before `pivot`.
-    let mut set_total = match thr {
+    let set_total = match thr {
         None => total,
         Some(thr) => chunk_sums(x, ws, chunks, par, |_, wc, xc| {
             masked_lane_sum(wc, xc, thr, true)
@@ -136,17 +142,16 @@ fn draw<C: Real>(
     };
     // The nucleus holds `p` of the row; min-p's tokens are a prefix too, and `K` the shorter.
     let least_kept = (cfg.p * total).min(set_total);
-    let mut found = NucleusDraw {
-        tok: None,
-        undecided: None,
-        total,
-    };
     // XTC on (its coin said yes) may remove nothing, found from the weight the kept set has at
     // least; else the kept set decides, and nothing is drawn here.
     if cfg.xtc_q > 0.0
         && !super::xtc::removes_none(x, m.to_f64(), cfg.t, cfg.xtc_t, least_kept, par)
     {
-        return Ok(found);
+        return Ok(NucleusDraw {
+            tok: None,
+            undecided: None,
+            total,
+        });
     }
     // Eta's threshold bounded from the entropy of `R`'s distribution (one more pass).
     let eta = if cfg.eta > 0.0 {
@@ -163,8 +168,53 @@ fn draw<C: Real>(
     } else {
         None
     };
-    // The stage's threshold, at its lowest and highest.
-    let bounds = eta.or((cfg.epsilon > 0.0).then_some((cfg.epsilon, cfg.epsilon)));
+    let start = Start {
+        total,
+        set_total,
+        least_kept,
+        thr,
+        // The stage's threshold, at its lowest and highest.
+        bounds: eta.or((cfg.epsilon > 0.0).then_some((cfg.epsilon, cfg.epsilon))),
+    };
+    rounds(x, ws, chunks, cfg.p, start, rng, par, masked_lane_sum::<C>)
+}
+
+/// Where [`rounds`] starts: the row's weights' `total`, the weight `set_total` of the first
+/// prefix `R` (the row, or min-p's tokens, those `>= thr`), the weight the nucleus has at
+/// least, and the bounds of epsilon's or eta's threshold when one is on.
+pub(in crate::sampling) struct Start {
+    pub total: f64,
+    pub set_total: f64,
+    pub least_kept: f64,
+    pub thr: Option<f64>,
+    pub bounds: Option<(f64, f64)>,
+}
+
+/// The rejection rounds of top-p `top_p` over the row's logits `x` and weights `ws` (their
+/// chunk sums in `chunks`), from `start`; `masked` adds the masked weights of a chunk.
+#[allow(clippy::too_many_arguments)]
+pub(in crate::sampling) fn rounds<C: Real, X: Float>(
+    x: &[X],
+    ws: &[C],
+    chunks: &mut Vec<f64>,
+    top_p: f64,
+    start: Start,
+    rng: &mut RowRng,
+    par: bool,
+    masked: MaskedSum<C, X>,
+) -> Result<NucleusDraw> {
+    let Start {
+        total,
+        mut set_total,
+        least_kept,
+        thr,
+        bounds,
+    } = start;
+    let mut found = NucleusDraw {
+        tok: None,
+        undecided: None,
+        total,
+    };
     let mut pivot: Option<(usize, f64)> = None;
     let mut passes = 0;
     for _ in 0..DRAWS {
@@ -194,8 +244,8 @@ fn draw<C: Real>(
             }
         }
         passes += 1;
-        let above = sums_before(x, ws, j, chunks, par)?;
-        if above / total < cfg.p {
+        let above = sums_before(x, ws, j, chunks, par, masked)?;
+        if above / total < top_p {
             found.tok = Some(j);
             break;
         }

@@ -1,0 +1,248 @@
+//! bfloat16 rows drawn from as they are (issue 22, item 5): a row with no processing stage, no
+//! log-probability asked for and no filter but the temperature and top-p is read in bfloat16,
+//! with no f32 copy. Its maximum and weights come from the level's 16-bit kernels (the logits
+//! widened in registers), and top-p's rejection rounds compare the logits widened in
+//! registers too.
+//!
+//! The weights, their chunk sums and the uniforms taken are those the f32 path takes from the
+//! row widened to f32, so the token is the one it draws. Whatever this path does not take is
+//! left to the f32 path: another filter or stage, a row the rounds give up on, an unusable
+//! row (which the f32 path reports), the scalar level, or a temperature the 16-bit kernels do
+//! not take. That path starts over from the row's first uniform and draws the same token this
+//! one would have.
+
+use super::nucleus::{rounds, Start};
+use super::{draw, per_block_mut, Work, CHUNK};
+use crate::element::{Float, Real};
+use crate::error::Result;
+use crate::kernels::{HalfRows, BLOCK};
+use crate::parallel::map_ranges;
+use crate::sampling::hot::masked_lane_sum_bf16;
+use crate::sampling::max_of_blocks;
+use crate::sampling::params::RowCfg;
+use crate::sampling::rng::RowRng;
+use crate::simd::simd_level;
+use half::bf16;
+use std::any::TypeId;
+
+/// Whether `cfg` draws from a row of `v` tokens with nothing but its temperature and top-p.
+fn plain(cfg: &RowCfg, v: usize) -> bool {
+    v > 1
+        && cfg.t > 0.0
+        && cfg.p > 0.0
+        && cfg.k >= v
+        && cfg.mp == 0.0
+        && cfg.dyn_range == 0.0
+        && !cfg.has_kept_stages()
+}
+
+/// The row as bfloat16, when `T` is.
+fn as_bf16<T: Float>(row: &[T]) -> Option<&[bf16]> {
+    (TypeId::of::<T>() == TypeId::of::<bf16>()).then(|| {
+        // SAFETY: `T` is `bf16`.
+        unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<bf16>(), row.len()) }
+    })
+}
+
+/// The scratch as `Work<f32>`, when `C` is `f32`.
+fn as_f32_work<C: Real>(w: &mut Work<C>) -> Option<&mut Work<f32>> {
+    (TypeId::of::<C>() == TypeId::of::<f32>()).then(|| {
+        // SAFETY: `C` is `f32`, so `Work<C>` is `Work<f32>`.
+        unsafe { &mut *(w as *mut Work<C>).cast::<Work<f32>>() }
+    })
+}
+
+/// The token of `row` under `cfg` with the uniforms of `rng`, when the row is bfloat16 and
+/// this path takes it (see the module's documentation); `None` leaves the row to the f32
+/// path, which draws the same token from a fresh stream.
+pub(crate) fn try_draw<T: Float, C: Real>(
+    row: &[T],
+    cfg: RowCfg,
+    rng: &mut RowRng,
+    w: &mut Work<C>,
+) -> Result<Option<usize>> {
+    let (Some(x), Some(w)) = (as_bf16(row), as_f32_work(w)) else {
+        return Ok(None);
+    };
+    let Some(k) = bf16::kernels_for(simd_level()) else {
+        return Ok(None);
+    };
+    if !plain(&cfg, x.len()) || !(k.takes)(cfg.t) {
+        return Ok(None);
+    }
+    let par = w.par && x.len() > BLOCK;
+    let mut blocks = Vec::new();
+    map_ranges(x.len(), BLOCK, &mut blocks, par, |_, r| (k.max)(&x[r]));
+    let Ok(m) = max_of_blocks(&blocks) else {
+        return Ok(None);
+    };
+    let mut ws = std::mem::take(&mut w.row_ws);
+    let mut chunks = std::mem::take(&mut w.chunks);
+    let drawn = (|| {
+        crate::scratch::resize(&mut ws, x.len(), 0.0, "the weights")?;
+        // The f32 path's `exp_store_chunk_sums`: each chunk's weights and their sum as the
+        // level's `exp_store_sum` gives them.
+        let total = per_block_mut(&mut ws, &mut chunks, w.par, |start, d, sums| {
+            for (i, (dc, s)) in d.chunks_mut(CHUNK).zip(sums).enumerate() {
+                let src = &x[start + i * CHUNK..][..dc.len()];
+                // SAFETY: `src` and `dc` are `dc.len()` elements of two distinct buffers; no
+                // prefetch is asked for.
+                *s = unsafe {
+                    (k.exp_sum)(
+                        src.as_ptr(),
+                        dc.as_mut_ptr(),
+                        dc.len(),
+                        m,
+                        cfg.t,
+                        std::ptr::null(),
+                        0,
+                    )
+                };
+            }
+        })?;
+        if cfg.p >= 1.0 {
+            return Ok(draw(&ws, &chunks, total, rng.uniform()));
+        }
+        let start = Start {
+            total,
+            set_total: total,
+            least_kept: cfg.p * total,
+            thr: None,
+            bounds: None,
+        };
+        let found = rounds(
+            x,
+            &ws,
+            &mut chunks,
+            cfg.p,
+            start,
+            rng,
+            w.par,
+            masked_lane_sum_bf16::<f32>,
+        )?;
+        Ok(found.tok)
+    })();
+    w.row_ws = ws;
+    w.chunks = chunks;
+    drawn
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::exp_weights_chunked;
+    use super::*;
+    use crate::sampling::rng::Streams;
+    use crate::simd::SimdLevel;
+    use crate::{sample_rows, SamplingParams, Seed};
+
+    /// bfloat16 rows: flat (every token tied), on a coarse grid (many ties), spread and
+    /// peaked, some with `-inf`; lengths around the chunk and block sizes.
+    fn rows() -> Vec<(String, Vec<bf16>)> {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut out = Vec::new();
+        for v in [2, 7, 1000, 1024, 1025, 3 * BLOCK + 5] {
+            let u: Vec<f64> = (0..v).map(|_| next()).collect();
+            for name in ["flat", "grid", "spread", "peaked"] {
+                let value = |i: usize| match name {
+                    "flat" => 1.5,
+                    "grid" => (u[i] * 8.0).floor() * 0.5,
+                    "spread" if i % 11 == 5 => f64::NEG_INFINITY,
+                    "spread" => 6.0 * u[i] - 3.0,
+                    _ if i % 97 == 3 => 9.0,
+                    _ => 4.0 * u[i],
+                };
+                let row: Vec<bf16> = (0..v).map(|i| bf16::from_f64(value(i))).collect();
+                out.push((format!("{name} {v}"), row));
+            }
+        }
+        out
+    }
+
+    /// A bfloat16 row drawn from as it is gives the token the f32 path gives on its values,
+    /// seed by seed, with the same weights and chunk sums, at top-p 1 and below (the rejection
+    /// rounds compare bfloat16 logits, ties included); rows this path leaves to the f32 path
+    /// get that token too. At the vector levels it takes most rows; at the scalar level none.
+    #[test]
+    fn bf16_rows_draw_the_tokens_of_their_f32_values() {
+        let vector = simd_level() != SimdLevel::Scalar;
+        let (mut taken, mut left) = (0, 0);
+        for (name, xb) in rows() {
+            let x32: Vec<f32> = xb.iter().map(|e| e.to_f32()).collect();
+            let v = xb.len();
+            let seeds = if v > BLOCK { 6 } else { 24 };
+            for (t, p) in [(1.0, 1.0), (0.8, 0.95), (1.3, 0.5), (0.7, 0.05)] {
+                let params = SamplingParams::default().temperature(t).top_p(p);
+                let cfg = params.row(0, v);
+                for s in 0..seeds {
+                    let seed = Seed::Fixed(s);
+                    let (mut want, mut got_b) = ([0i64], [0i64]);
+                    sample_rows(&x32, v, &params, &seed, &mut want, None).unwrap();
+                    sample_rows(&xb, v, &params, &seed, &mut got_b, None).unwrap();
+                    assert_eq!(got_b, want, "{name} T {t} p {p} seed {s}");
+                    let mut w = Work::<f32> {
+                        par: s % 2 == 1,
+                        ..Default::default()
+                    };
+                    let mut rng = Streams::for_sample(&seed).row(0);
+                    let Some(j) = try_draw(&xb, cfg, &mut rng, &mut w).unwrap() else {
+                        left += 1;
+                        continue;
+                    };
+                    taken += 1;
+                    assert_eq!(j as i64, want[0], "{name} T {t} p {p} seed {s}");
+                    if s == 0 {
+                        // The weights and chunk sums are the f32 path's, bit for bit.
+                        let m = x32.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let (mut ws, mut chunks) = (Vec::new(), Vec::new());
+                        exp_weights_chunked(&x32, m, cfg.t, &mut ws, &mut chunks, false).unwrap();
+                        let bits = |a: &[f32]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&w.row_ws), bits(&ws), "{name} T {t}");
+                        if p >= 1.0 {
+                            let cb = |a: &[f64]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(cb(&w.chunks), cb(&chunks), "{name} T {t}");
+                        }
+                    }
+                }
+            }
+        }
+        if vector {
+            assert!(taken > 10 * left, "taken {taken}, left {left}");
+        } else {
+            assert_eq!(taken, 0);
+        }
+    }
+
+    /// What this path does not take: rows of f32, other filters, stages, a temperature of 0.
+    #[test]
+    fn bf16_rows_leave_other_rows_to_the_f32_path() {
+        let xb: Vec<bf16> = (0..300)
+            .map(|i| bf16::from_f32((i % 17) as f32 * 0.25))
+            .collect();
+        let x32: Vec<f32> = xb.iter().map(|e| e.to_f32()).collect();
+        let v = xb.len();
+        let base = SamplingParams::default().temperature(0.9);
+        let mut rng = Streams::for_sample(&Seed::Fixed(1)).row(0);
+        let mut w = Work::<f32>::default();
+        let cfg = base.row(0, v);
+        assert!(try_draw(&x32, cfg, &mut rng, &mut w).unwrap().is_none());
+        for params in [
+            base.clone().top_k(5),
+            base.clone().min_p(0.1),
+            base.clone().top_p(0.9).epsilon_cutoff(1e-3),
+            base.clone().typical_p(0.9),
+            base.clone().dynatemp_range(0.5),
+            base.clone().temperature(0.0),
+            base.clone().top_p(0.0),
+        ] {
+            let cfg = params.row(0, v);
+            let got = try_draw(&xb, cfg, &mut rng, &mut w).unwrap();
+            assert!(got.is_none(), "{params:?}");
+        }
+    }
+}
