@@ -17,9 +17,14 @@ alternate round by round, and a contender's time is the median of its per-proces
 Prints a Markdown table per shape, ratios against ``float32``.
 
     python benches/bf16.py [--rounds 5] [--shapes 8x128256,32x128256,256x152064] [--op softmax]
-                           [--dtype bfloat16|float16]
+                           [--dtype bfloat16|float16] [--threads 2]
 
 ``--dtype float16``: the same with float16 (NumPy's) in place of bfloat16.
+
+``--op sample``: ``logitkit.sample(x, seed=1, **KW)`` with ``--kw "dict(temperature=0.8,
+top_p=0.95)"`` (the default); the contenders are logitkit's float32, bfloat16 and bfloat16
+via a float32 copy, and with ``--baseline PYTHON`` the float32 and bfloat16 calls of another
+install of logitkit (an older build), run by that interpreter.
 """
 
 from __future__ import annotations
@@ -40,11 +45,18 @@ CONTENDERS = {
     "floor: copy bfloat16": "lambda: np.copyto(o16, x16)",
 }
 
+SAMPLE_CONTENDERS = {
+    "float32": "lambda: logitkit.sample(x32, seed=1, **kw)",
+    "bfloat16": "lambda: logitkit.sample(x16, seed=1, **kw)",
+    "bfloat16 via float32 copies": "lambda: logitkit.sample(x16.astype(np.float32), seed=1, **kw)",
+}
+
 WORKER = r"""
 import json, os, statistics, sys, time
 os.sched_setaffinity(0, {cpus})
 import numpy as np, ml_dtypes, logitkit
-logitkit.set_num_threads(2)
+logitkit.set_num_threads({threads})
+kw = {kw}
 rows, vocab = {rows}, {vocab}
 x32 = (np.random.default_rng(0).standard_normal((rows, vocab)) * 3).astype(np.float32)
 x16 = x32.astype({np16})
@@ -57,7 +69,7 @@ if "tf(" in call:
         import torch
     except ImportError:
         print("null"); sys.exit(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads({threads})
     t32 = torch.from_numpy(x32)
     t16 = t32.to(torch.{dtype})
     tf = getattr(torch, "{op}")
@@ -81,19 +93,30 @@ def main() -> None:
     shapes = [tuple(map(int, s.split("x"))) for s in arg("--shapes", "8x128256,32x128256,256x152064").split(",")]
     op = arg("--op", "softmax")
     dtype = arg("--dtype", "bfloat16")
+    threads = int(arg("--threads", "2"))
+    kw = arg("--kw", "dict(temperature=0.8, top_p=0.95)") if op == "sample" else "{}"
     np16 = {"bfloat16": "ml_dtypes.bfloat16", "float16": "np.float16"}[dtype]
-    cpus = sorted(os.sched_getaffinity(0))[:2]
-    print(f"`{op}` of {dtype}, 2 threads, {rounds} rounds, each contender in its own process; median of "
-          "per-process medians, ratios against logitkit float32")
+    cpus = sorted(os.sched_getaffinity(0))[:threads]
+    # name -> (interpreter, call)
+    contenders = {k: (sys.executable, c) for k, c in CONTENDERS.items()}
+    if op == "sample":
+        contenders = {k: (sys.executable, c) for k, c in SAMPLE_CONTENDERS.items()}
+        if "--baseline" in sys.argv:
+            for k in ("float32", "bfloat16"):
+                contenders[f"{k} (baseline build)"] = (arg("--baseline", ""), SAMPLE_CONTENDERS[k])
+    what = f"`{op}` {kw}" if op == "sample" else f"`{op}`"
+    print(f"{what} of {dtype}, {threads} threads, {rounds} rounds, each contender in its own process; "
+          "median of per-process medians, ratios against logitkit float32")
     print(f"load before: `{subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}`\n")
     for rows, vocab in shapes:
-        got: dict[str, list[float]] = {k: [] for k in CONTENDERS}
-        names = list(CONTENDERS)
+        got: dict[str, list[float]] = {k: [] for k in contenders}
+        names = list(contenders)
         for r in range(rounds):
             for name in names if r % 2 == 0 else names[::-1]:
-                code = WORKER.format(cpus=set(cpus), rows=rows, vocab=vocab, op=op,
-                                     call=CONTENDERS[name], np16=np16, dtype=dtype)
-                res = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                python, call = contenders[name]
+                code = WORKER.format(cpus=set(cpus), rows=rows, vocab=vocab, op=op, call=call,
+                                     np16=np16, dtype=dtype, threads=threads, kw=kw)
+                res = subprocess.run([python, "-c", code], capture_output=True,
                                      text=True, check=True)
                 t = json.loads(res.stdout)
                 if t is not None:

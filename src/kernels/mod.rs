@@ -201,6 +201,10 @@ pub(crate) struct HalfKernels<H> {
     /// caches.
     #[allow(clippy::type_complexity)]
     pub(crate) exp_sum: unsafe fn(*const H, *mut f32, usize, f32, f64, *const u8, usize) -> f64,
+    /// As [`Kernels::exp_store_chunk_sums`], the exps in `f32` (disjoint from `src`).
+    #[allow(clippy::type_complexity)]
+    pub(crate) exp_store_chunk_sums:
+        unsafe fn(*const H, *mut f32, usize, f32, f64, usize, *mut f64),
     /// As [`Kernels::scale_to`] from `f32` exps, each product rounded to `H` (disjoint).
     pub(crate) scale_to: unsafe fn(*const f32, *mut H, usize, f64, bool),
     /// As [`Kernels::exp_scale`].

@@ -794,6 +794,15 @@ macro_rules! half_table {
                         exp_sum_with::<_, true, _, _>(s, src, exps, n, m, t, &mut turn)
                     }
                 };
+                // `src` valid for reads and `dst` for writes of `n`, disjoint; `sums` for
+                // writes of `n.div_ceil(chunk)`, `chunk > 0`; entries as for `exp_sum`.
+                fn exp_store_chunk_sums(
+                    src: *const $h, dst: *mut f32, n: usize, m: f32, t: f64, chunk: usize,
+                    sums: *mut f64,
+                ) => crate::kernels::algo::per_chunk(n, chunk, sums, |i, len| {
+                    use crate::kernels::algo::f32::{exp_sum_with, NoTurn};
+                    exp_sum_with::<_, true, _, _>(isa(), src.add(i), dst.add(i), len, m, t, &mut NoTurn)
+                });
                 fn exp_scale(
                     src: *const $h, dst: *mut $h, n: usize, m: f32, t: f64, factor: f64,
                     stream: bool,
@@ -818,6 +827,7 @@ macro_rules! half_table {
                 takes,
                 max,
                 exp_sum,
+                exp_store_chunk_sums,
                 scale_to,
                 exp_scale,
                 write_log_softmax,

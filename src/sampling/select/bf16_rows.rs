@@ -1,6 +1,6 @@
 //! bfloat16 rows drawn from as they are (issue 22, item 5): a row with no processing stage, no
-//! log-probability asked for and no filter but the temperature and top-p is read in bfloat16,
-//! with no f32 copy. Its maximum and weights come from the level's 16-bit kernels (the logits
+//! log-probability asked for and no filter but the temperature and top-p (and min-p with a
+//! top-p below 1) is read in bfloat16, with no f32 copy. Its maximum and weights come from the level's 16-bit kernels (the logits
 //! widened in registers), and top-p's rejection rounds compare the logits widened in
 //! registers too.
 //!
@@ -12,7 +12,7 @@
 //! one would have.
 
 use super::nucleus::{rounds, Start};
-use super::{draw, per_block_mut, Work, CHUNK};
+use super::{chunk_sums, draw, min_p_threshold, per_block_mut, Work, CHUNK};
 use crate::element::{Float, Real};
 use crate::error::Result;
 use crate::kernels::{HalfRows, BLOCK};
@@ -25,13 +25,14 @@ use crate::simd::simd_level;
 use half::bf16;
 use std::any::TypeId;
 
-/// Whether `cfg` draws from a row of `v` tokens with nothing but its temperature and top-p.
+/// Whether `cfg` draws from a row of `v` tokens with nothing but its temperature, top-p, and
+/// min-p under a top-p below 1 (its rejection rounds take min-p on).
 fn plain(cfg: &RowCfg, v: usize) -> bool {
     v > 1
         && cfg.t > 0.0
         && cfg.p > 0.0
         && cfg.k >= v
-        && cfg.mp == 0.0
+        && (cfg.mp == 0.0 || cfg.p < 1.0)
         && cfg.dyn_range == 0.0
         && !cfg.has_kept_stages()
 }
@@ -80,34 +81,40 @@ pub(crate) fn try_draw<T: Float, C: Real>(
     let mut chunks = std::mem::take(&mut w.chunks);
     let drawn = (|| {
         crate::scratch::resize(&mut ws, x.len(), 0.0, "the weights")?;
-        // The f32 path's `exp_store_chunk_sums`: each chunk's weights and their sum as the
-        // level's `exp_store_sum` gives them.
+        // The weights and chunk sums of the f32 path's `exp_store_chunk_sums`.
         let total = per_block_mut(&mut ws, &mut chunks, w.par, |start, d, sums| {
-            for (i, (dc, s)) in d.chunks_mut(CHUNK).zip(sums).enumerate() {
-                let src = &x[start + i * CHUNK..][..dc.len()];
-                // SAFETY: `src` and `dc` are `dc.len()` elements of two distinct buffers; no
-                // prefetch is asked for.
-                *s = unsafe {
-                    (k.exp_sum)(
-                        src.as_ptr(),
-                        dc.as_mut_ptr(),
-                        dc.len(),
-                        m,
-                        cfg.t,
-                        std::ptr::null(),
-                        0,
-                    )
-                };
+            let src = &x[start..][..d.len()];
+            debug_assert_eq!(sums.len(), d.len().div_ceil(CHUNK));
+            // SAFETY: `src` and `d` are blocks of equal length of two distinct buffers, and
+            // `sums` holds one value per chunk of the block.
+            unsafe {
+                (k.exp_store_chunk_sums)(
+                    src.as_ptr(),
+                    d.as_mut_ptr(),
+                    d.len(),
+                    m,
+                    cfg.t,
+                    CHUNK,
+                    sums.as_mut_ptr(),
+                )
             }
         })?;
         if cfg.p >= 1.0 {
             return Ok(draw(&ws, &chunks, total, rng.uniform()));
         }
+        // As `nucleus::draw`: with min-p, the first prefix is its tokens.
+        let thr = (cfg.mp > 0.0).then(|| min_p_threshold(f64::from(m), cfg.t, cfg.mp));
+        let set_total = match thr {
+            None => total,
+            Some(thr) => chunk_sums(x, &ws, &mut chunks, w.par, |_, wc, xc| {
+                masked_lane_sum_bf16::<f32>(wc, xc, thr, true)
+            })?,
+        };
         let start = Start {
             total,
-            set_total: total,
-            least_kept: cfg.p * total,
-            thr: None,
+            set_total,
+            least_kept: (cfg.p * total).min(set_total),
+            thr,
             bounds: None,
         };
         let found = rounds(
@@ -176,8 +183,17 @@ mod tests {
             let x32: Vec<f32> = xb.iter().map(|e| e.to_f32()).collect();
             let v = xb.len();
             let seeds = if v > BLOCK { 6 } else { 24 };
-            for (t, p) in [(1.0, 1.0), (0.8, 0.95), (1.3, 0.5), (0.7, 0.05)] {
-                let params = SamplingParams::default().temperature(t).top_p(p);
+            for (t, p, mp) in [
+                (1.0, 1.0, 0.0),
+                (0.8, 0.95, 0.0),
+                (1.3, 0.5, 0.0),
+                (0.7, 0.05, 0.0),
+                (0.8, 0.95, 0.05),
+                (1.0, 0.9, 0.3),
+                // Only the tokens tied at the maximum pass (all of a flat row).
+                (0.9, 0.5, 1.0),
+            ] {
+                let params = SamplingParams::default().temperature(t).top_p(p).min_p(mp);
                 let cfg = params.row(0, v);
                 for s in 0..seeds {
                     let seed = Seed::Fixed(s);
@@ -203,7 +219,7 @@ mod tests {
                         exp_weights_chunked(&x32, m, cfg.t, &mut ws, &mut chunks, false).unwrap();
                         let bits = |a: &[f32]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(&w.row_ws), bits(&ws), "{name} T {t}");
-                        if p >= 1.0 {
+                        if p >= 1.0 && mp == 0.0 {
                             let cb = |a: &[f64]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
                             assert_eq!(cb(&w.chunks), cb(&chunks), "{name} T {t}");
                         }
@@ -233,6 +249,7 @@ mod tests {
         assert!(try_draw(&x32, cfg, &mut rng, &mut w).unwrap().is_none());
         for params in [
             base.clone().top_k(5),
+            // Min-p without top-p masks the weights: the f32 path's own.
             base.clone().min_p(0.1),
             base.clone().top_p(0.9).epsilon_cutoff(1e-3),
             base.clone().typical_p(0.9),
