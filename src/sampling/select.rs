@@ -1269,15 +1269,47 @@ fn exp_weights_chunked<C: Real>(
     chunks: &mut Vec<f64>,
     par: bool,
 ) -> Result<f64> {
-    let k = kernels::<C>();
+    // SAFETY: the kernel is the table's for this CPU, over logits of `C`.
+    unsafe {
+        exp_weights_chunked_by(
+            xs,
+            m,
+            t,
+            ws,
+            chunks,
+            par,
+            kernels::<C>().exp_store_chunk_sums,
+        )
+    }
+}
+
+/// `exp_store_chunk_sums(src, dst, n, m, t, chunk, sums)` of a kernel table: logits of type
+/// `X` to weights of type `C` (see [`Kernels::exp_store_chunk_sums`](crate::kernels::Kernels)).
+pub(crate) type ExpChunkSums<X, C> = unsafe fn(*const X, *mut C, usize, C, f64, usize, *mut f64);
+
+/// [`exp_weights_chunked`] with the kernel `kernel`, which reads the logits as `X`.
+///
+/// # Safety
+/// `kernel` is the `exp_store_chunk_sums` of a kernel table for this CPU (its other
+/// requirements, on the buffers, are met here).
+pub(crate) unsafe fn exp_weights_chunked_by<X: Sync, C: Real>(
+    xs: &[X],
+    m: C,
+    t: f64,
+    ws: &mut Vec<C>,
+    chunks: &mut Vec<f64>,
+    par: bool,
+    kernel: ExpChunkSums<X, C>,
+) -> Result<f64> {
     crate::scratch::resize(ws, xs.len(), C::default(), "the weights")?;
     per_block_mut(ws, chunks, par, |start, d, sums| {
         let s = &xs[start..][..d.len()];
         debug_assert_eq!(sums.len(), d.len().div_ceil(CHUNK));
-        // SAFETY: `d` and `s` are blocks of equal length of two distinct buffers, and `sums`
-        // holds one value per chunk of the block.
+        // SAFETY: `kernel` is a table's for this CPU (# Safety); `d` and `s` are blocks of
+        // equal length of two distinct buffers, and `sums` holds one value per chunk of the
+        // block.
         unsafe {
-            (k.exp_store_chunk_sums)(
+            kernel(
                 s.as_ptr(),
                 d.as_mut_ptr(),
                 s.len(),

@@ -12,7 +12,7 @@
 //! one would have.
 
 use super::nucleus::{rounds, Start};
-use super::{chunk_sums, draw, min_p_threshold, per_block_mut, Work, CHUNK};
+use super::{chunk_sums, draw, exp_weights_chunked_by, min_p_threshold, Work};
 use crate::element::{Float, Real};
 use crate::error::Result;
 use crate::kernels::{HalfRows, BLOCK};
@@ -80,25 +80,11 @@ pub(crate) fn try_draw<T: Float, C: Real>(
     let mut ws = std::mem::take(&mut w.row_ws);
     let mut chunks = std::mem::take(&mut w.chunks);
     let drawn = (|| {
-        crate::scratch::resize(&mut ws, x.len(), 0.0, "the weights")?;
-        // The weights and chunk sums of the f32 path's `exp_store_chunk_sums`.
-        let total = per_block_mut(&mut ws, &mut chunks, w.par, |start, d, sums| {
-            let src = &x[start..][..d.len()];
-            debug_assert_eq!(sums.len(), d.len().div_ceil(CHUNK));
-            // SAFETY: `src` and `d` are blocks of equal length of two distinct buffers, and
-            // `sums` holds one value per chunk of the block.
-            unsafe {
-                (k.exp_store_chunk_sums)(
-                    src.as_ptr(),
-                    d.as_mut_ptr(),
-                    d.len(),
-                    m,
-                    cfg.t,
-                    CHUNK,
-                    sums.as_mut_ptr(),
-                )
-            }
-        })?;
+        // The f32 path's weights and chunk sums, from the bfloat16 kernels.
+        let kernel = k.exp_store_chunk_sums;
+        // SAFETY: `k` is the table of this CPU's level (`kernels_for` gives no other).
+        let total =
+            unsafe { exp_weights_chunked_by(x, m, cfg.t, &mut ws, &mut chunks, w.par, kernel) }?;
         if cfg.p >= 1.0 {
             return Ok(draw(&ws, &chunks, total, rng.uniform()));
         }
