@@ -7,7 +7,7 @@ use super::hot::{
     Packed, LEVELS,
 };
 use super::params::RowCfg;
-use crate::element::Real;
+use crate::element::{is_native, Float, Real};
 use crate::error::Result;
 use std::ops::Range;
 
@@ -695,8 +695,8 @@ const KCH: usize = 64;
 /// the candidates. Otherwise (large `k`), [`find_cut`] over the row.
 fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) -> Result<()> {
     let nch = x.len().div_ceil(KCH);
-    let mut cur = std::mem::take(&mut w.cur);
     if k.saturating_mul(4) > nch {
+        let mut cur = std::mem::take(&mut w.cur);
         let done = find_cut(x, None, m, zc, k as f64, 1.0, 0.0, w)
             .and_then(|cut| filter_into(x, None, None, cut_keeper(cut), &mut cur));
         w.cur = cur;
@@ -705,8 +705,25 @@ fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) -> Result
     if !w.cmax_of_row {
         chunk_maxima(x, &mut w.cmax, w.par)?;
     }
-    debug_assert_eq!(w.cmax.len(), nch, "chunk maxima of another row");
+    top_k_in_chunks(x, k, m, zc, w)
+}
+
+/// [`top_k`] with a small `k`, from the row's chunk maxima in `w.cmax`; the row `x` read as
+/// `X` (its compute type, or a 16-bit type widened a chunk at a time).
+pub(crate) fn top_k_in_chunks<X: Float<Compute = C>, C: Real>(
+    x: &[X],
+    k: usize,
+    m: f64,
+    zc: f64,
+    w: &mut Work<C>,
+) -> Result<()> {
+    debug_assert_eq!(
+        w.cmax.len(),
+        x.len().div_ceil(KCH),
+        "chunk maxima of another row"
+    );
     let t = kth_largest(&w.cmax, k, &mut w.sel)?;
+    let mut cur = std::mem::take(&mut w.cur);
     let mut cand = std::mem::take(&mut w.cand);
     let done = (|| {
         gather_candidates(x, None, &w.cmax, t, &mut cand)?;
@@ -721,15 +738,24 @@ fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) -> Result
 /// Maxima of the row's chunks of [`KCH`] tokens (ignoring NaN), through the kernel table;
 /// returns whether the row holds NaN.
 fn chunk_maxima<C: Real>(x: &[C], cmax: &mut Vec<C>, par: bool) -> Result<bool> {
+    chunk_maxima_by(x, cmax, par, kernels::<C>().max)
+}
+
+/// [`chunk_maxima`] of a row read as `X`, each chunk's through `max` (a kernel table's).
+pub(crate) fn chunk_maxima_by<X: Sync, C: Real>(
+    x: &[X],
+    cmax: &mut Vec<C>,
+    par: bool,
+    max: fn(&[X]) -> (C, bool),
+) -> Result<bool> {
     const PER: usize = BLOCK / KCH;
     cmax.clear();
     crate::scratch::resize(cmax, x.len().div_ceil(KCH), C::default(), "chunk maxima")?;
-    let kern = kernels::<C>();
     let mut nans = Vec::new();
     map_chunks_mut(cmax, PER, &mut nans, par && x.len() > BLOCK, |g, out| {
         let mut nan = false;
         for (o, c) in out.iter_mut().zip(x[g * BLOCK..].chunks(KCH)) {
-            let (m, n) = (kern.max)(c);
+            let (m, n) = max(c);
             *o = m;
             nan |= n;
         }
@@ -772,18 +798,19 @@ fn kth_largest<C: Real>(vals: &[C], k: usize, sel: &mut Vec<C>) -> Result<C> {
 
 /// The tokens `>= t` (with their weights, if given), scanning only the chunks whose maximum
 /// is `>= t`: all of them, in token order.
-fn gather_candidates<C: Real>(
-    x: &[C],
+fn gather_candidates<X: Float<Compute = C>, C: Real>(
+    x: &[X],
     ws: Option<&[C]>,
     cmax: &[C],
     t: C,
     cand: &mut Bufs<C>,
 ) -> Result<()> {
     cand.clear();
+    let mut widened = [C::default(); KCH];
     for (c, &cm) in cmax.iter().enumerate() {
         if cm >= t {
             let start = c * KCH;
-            let xc = &x[start..(start + KCH).min(x.len())];
+            let xc = chunk_as_compute(&x[start..(start + KCH).min(x.len())], &mut widened);
             // The chunk's few passing tokens from a bit mask, not a branch per token.
             let mut bits = hits_at_least(xc, t);
             while bits != 0 {
@@ -794,6 +821,21 @@ fn gather_candidates<C: Real>(
         }
     }
     Ok(())
+}
+
+/// A chunk of at most [`KCH`] logits as the compute type: itself, or widened into `buf`.
+#[inline]
+fn chunk_as_compute<'a, X: Float<Compute = C>, C: Real>(
+    xc: &'a [X],
+    buf: &'a mut [C; KCH],
+) -> &'a [C] {
+    if is_native::<X>() {
+        // SAFETY: `is_native` says `X` is `C`.
+        unsafe { std::slice::from_raw_parts(xc.as_ptr().cast::<C>(), xc.len()) }
+    } else {
+        X::widen(xc, &mut buf[..xc.len()]);
+        &buf[..xc.len()]
+    }
 }
 
 /// Chunks whose maxima bound the candidates of top-p on a peaked row.
@@ -898,72 +940,43 @@ pub(crate) fn select<C: Real>(
     if cfg.is_greedy(v) {
         return first_eq(x, m).map(Kept::Greedy).ok_or_else(changed);
     }
+    let zc = cut_zc(cfg.t);
+    if cfg.k < v {
+        top_k(x, cfg.k, m.to_f64(), zc, w)?;
+        return narrow_list(m, cfg, zc, w, want_weights);
+    }
     let mf = m.to_f64();
-    let zc = (1.0 / cfg.t) * (NB as f64 / Z_SPAN);
     // The current set: the row restricted by `row_cut`, or the list `w.cur`.
     let mut list = false;
     let mut row_cut: Option<Cut> = None;
     let mut have_w = false;
-    if cfg.k < v {
-        top_k(x, cfg.k, mf, zc, w)?;
-        list = true;
-    }
     if cfg.p < 1.0 {
-        if list {
-            let mut ws = std::mem::take(&mut w.cur.ws);
-            let xs = std::mem::take(&mut w.cur.xs);
-            let idx = std::mem::take(&mut w.cur.idx);
-            let mut alt = std::mem::take(&mut w.alt);
-            let done = (|| {
-                exp_weights(&xs, m, cfg.t, &mut ws, w.par)?;
-                let total = weight_total(&ws, &mut w.chunks, w.par)?;
-                let cut = find_cut(&xs, Some(&ws), mf, zc, cfg.p, total, 0.0, w)?;
-                filter_into(&xs, Some(&idx), Some(&ws), cut_keeper(cut), &mut alt)
-            })();
-            w.alt = Bufs { idx, xs, ws };
-            w.cur = alt;
-            done?;
-        } else {
-            // Usually few tokens are kept: found among candidates as a list. Else, the stages
-            // of P20-P23 want the list all the same; otherwise the kept set may be most of the
-            // row: kept as a cut of the row.
-            let mut ws = std::mem::take(&mut w.row_ws);
-            let done = (|| {
-                let total = match weighed {
-                    Some(total) => total,
-                    None => exp_weights(x, m, cfg.t, &mut ws, w.par)?,
-                };
-                let any = cfg.has_kept_stages();
-                if nucleus_list(x, m, cfg, zc, &ws, total, any, w)? {
-                    return Ok(None);
-                }
-                top_p_row(x, &ws, total, cfg.p, mf, zc, w).map(Some)
-            })();
-            w.row_ws = ws;
-            match done? {
-                None => list = true,
-                Some(cut) => row_cut = Some(cut),
+        // Usually few tokens are kept: found among candidates as a list. Else, the stages of
+        // P20-P23 want the list all the same; otherwise the kept set may be most of the row:
+        // kept as a cut of the row.
+        let mut ws = std::mem::take(&mut w.row_ws);
+        let done = (|| {
+            let total = match weighed {
+                Some(total) => total,
+                None => exp_weights(x, m, cfg.t, &mut ws, w.par)?,
+            };
+            let any = cfg.has_kept_stages();
+            if nucleus_list(x, m, cfg, zc, &ws, total, any, w)? {
+                return Ok(None);
             }
+            top_p_row(x, &ws, total, cfg.p, mf, zc, w).map(Some)
+        })();
+        w.row_ws = ws;
+        match done? {
+            None => list = true,
+            Some(cut) => row_cut = Some(cut),
         }
         have_w = true;
     }
     if cfg.mp > 0.0 {
         let thr = min_p_threshold(mf, cfg.t, cfg.mp);
-        let mut alt = std::mem::take(&mut w.alt);
         if list {
-            let cur = &w.cur;
-            let done = filter_into(
-                &cur.xs,
-                Some(&cur.idx),
-                have_w.then_some(&cur.ws[..]),
-                |x| x >= thr,
-                &mut alt,
-            );
-            if done.is_ok() {
-                std::mem::swap(&mut w.cur, &mut alt);
-            }
-            w.alt = alt;
-            done?;
+            min_p_of_list(thr, have_w, w)?;
         } else if have_w {
             let t = tighter(
                 row_cut,
@@ -973,8 +986,8 @@ pub(crate) fn select<C: Real>(
                 },
             );
             row_cut = Some(t);
-            w.alt = alt;
         } else {
+            let mut alt = std::mem::take(&mut w.alt);
             let count: usize = sum_over_blocks(v, w.par, |r| count_at_least(&x[r], thr));
             if want_weights && count * 32 > v {
                 // Many tokens pass: weights over the row, those below the threshold exactly 0
@@ -1010,13 +1023,7 @@ pub(crate) fn select<C: Real>(
         }
     }
     if list {
-        if want_weights && !have_w {
-            let mut ws = std::mem::take(&mut w.cur.ws);
-            let done = exp_weights(&w.cur.xs, m, cfg.t, &mut ws, w.par);
-            w.cur.ws = ws;
-            done?;
-        }
-        return Ok(Kept::List);
+        return finish_list(m, cfg.t, w, want_weights, have_w);
     }
     if want_weights && !have_w {
         // No filter: the kernel's sums per chunk are the draw's chunk sums.
@@ -1026,6 +1033,79 @@ pub(crate) fn select<C: Real>(
         w.row_total = total?;
     }
     Ok(Kept::Row(row_cut))
+}
+
+/// `zc` of [`find_cut`] at temperature `t`: buckets per unit of scaled logit.
+pub(crate) fn cut_zc(t: f64) -> f64 {
+    (1.0 / t) * (NB as f64 / Z_SPAN)
+}
+
+/// [`select`] after top-k, whose kept set is the list `w.cur`: top-p and min-p on it, then
+/// its weights when wanted.
+pub(crate) fn narrow_list<C: Real>(
+    m: C,
+    cfg: RowCfg,
+    zc: f64,
+    w: &mut Work<C>,
+    want_weights: bool,
+) -> Result<Kept> {
+    let mf = m.to_f64();
+    let have_w = cfg.p < 1.0;
+    if have_w {
+        let mut ws = std::mem::take(&mut w.cur.ws);
+        let xs = std::mem::take(&mut w.cur.xs);
+        let idx = std::mem::take(&mut w.cur.idx);
+        let mut alt = std::mem::take(&mut w.alt);
+        let done = (|| {
+            exp_weights(&xs, m, cfg.t, &mut ws, w.par)?;
+            let total = weight_total(&ws, &mut w.chunks, w.par)?;
+            let cut = find_cut(&xs, Some(&ws), mf, zc, cfg.p, total, 0.0, w)?;
+            filter_into(&xs, Some(&idx), Some(&ws), cut_keeper(cut), &mut alt)
+        })();
+        w.alt = Bufs { idx, xs, ws };
+        w.cur = alt;
+        done?;
+    }
+    if cfg.mp > 0.0 {
+        min_p_of_list(min_p_threshold(mf, cfg.t, cfg.mp), have_w, w)?;
+    }
+    finish_list(m, cfg.t, w, want_weights, have_w)
+}
+
+/// Min-p's threshold `thr` on the list `w.cur` (whose weights are kept along when `have_w`).
+fn min_p_of_list<C: Real>(thr: f64, have_w: bool, w: &mut Work<C>) -> Result<()> {
+    let mut alt = std::mem::take(&mut w.alt);
+    let cur = &w.cur;
+    let done = filter_into(
+        &cur.xs,
+        Some(&cur.idx),
+        have_w.then_some(&cur.ws[..]),
+        |x| x >= thr,
+        &mut alt,
+    );
+    if done.is_ok() {
+        std::mem::swap(&mut w.cur, &mut alt);
+    }
+    w.alt = alt;
+    done
+}
+
+/// The list `w.cur` as the kept set, its weights at temperature `t` computed when wanted and
+/// not yet there.
+fn finish_list<C: Real>(
+    m: C,
+    t: f64,
+    w: &mut Work<C>,
+    want_weights: bool,
+    have_w: bool,
+) -> Result<Kept> {
+    if want_weights && !have_w {
+        let mut ws = std::mem::take(&mut w.cur.ws);
+        let done = exp_weights(&w.cur.xs, m, t, &mut ws, w.par);
+        w.cur.ws = ws;
+        done?;
+    }
+    Ok(Kept::List)
 }
 
 /// The levels [`nucleus_list`] and [`packed_candidates`] look for top-p's candidates at.
@@ -1403,11 +1483,7 @@ pub(crate) fn sample_row<C: Real>(
     }
     let u = if tok.is_some() { 0.0 } else { rng.uniform() };
     let (drawn, total) = match kept {
-        Kept::List => {
-            let total = weight_total(&w.cur.ws, &mut w.chunks, w.par)?;
-            let i = draw(&w.cur.ws, &w.chunks, total, u);
-            (i.map(|i| w.cur.idx[i]), total)
-        }
+        Kept::List => draw_from_list(w, u)?,
         Kept::Row(None) => (draw(&w.row_ws, &w.chunks, w.row_total, u), w.row_total),
         Kept::Row(Some(cut)) => {
             let ties: &[usize] = if cut.ties == usize::MAX {
@@ -1460,6 +1536,14 @@ pub(crate) fn sample_row<C: Real>(
         kept,
         listed,
     })
+}
+
+/// The token of the kept list `w.cur` at uniform `u` (`None`: the row changed, see [`walk`]),
+/// and the list's total weight.
+pub(crate) fn draw_from_list<C: Real>(w: &mut Work<C>, u: f64) -> Result<(Option<usize>, f64)> {
+    let total = weight_total(&w.cur.ws, &mut w.chunks, w.par)?;
+    let i = draw(&w.cur.ws, &w.chunks, total, u);
+    Ok((i.map(|i| w.cur.idx[i]), total))
 }
 
 /// The number of tokens `> v`.

@@ -1,40 +1,46 @@
-//! bfloat16 rows drawn from as they are (issue 22, item 5): a row with no processing stage, no
-//! log-probability asked for and no filter but the temperature and top-p (and min-p with a
-//! top-p below 1) is read in bfloat16, with no f32 copy. Its maximum and weights come from the level's 16-bit kernels (the logits
-//! widened in registers), and top-p's rejection rounds compare the logits widened in
-//! registers too.
+//! bfloat16 rows drawn from as they are (issue 22, item 5): a row with no processing stage and
+//! no log-probability asked for, whose filters are the temperature with top-p (and min-p when
+//! top-p is below 1), or a top-k small enough to be found from the row's chunk maxima (with
+//! top-p and min-p on its list), is read in bfloat16, with no f32 copy of the row:
+//! - its maximum and weights come from the level's 16-bit kernels (the logits widened in
+//!   registers), and top-p's rejection rounds compare the logits widened in registers;
+//! - top-k takes the chunk maxima from those kernels and widens only the chunks that can hold
+//!   the top `k`, after which the f32 path's list code runs unchanged.
 //!
-//! The weights, their chunk sums and the uniforms taken are those the f32 path takes from the
-//! row widened to f32, so the token is the one it draws. Whatever this path does not take is
-//! left to the f32 path: another filter or stage, a row the rounds give up on, an unusable
-//! row (which the f32 path reports), the scalar level, or a temperature the 16-bit kernels do
-//! not take. That path starts over from the row's first uniform and draws the same token this
-//! one would have.
+//! The weights, chunk sums, candidates and uniforms are those the f32 path takes from the row
+//! widened to f32, so the token is the one it draws. Whatever this path does not take is left
+//! to the f32 path: the other filters and stages, a larger top-k, a row the rounds give up on,
+//! an unusable row (which the f32 path reports), the scalar level, or a temperature the 16-bit
+//! kernels do not take. That path starts over from the row's first uniform and draws the same
+//! token this one would have.
 
 use super::nucleus::{rounds, Start};
-use super::{chunk_sums, draw, exp_weights_chunked_by, min_p_threshold, Work};
+use super::{
+    chunk_maxima_by, chunk_sums, cut_zc, draw, draw_from_list, exp_weights_chunked_by,
+    min_p_threshold, narrow_list, top_k_in_chunks, wants_chunk_maxima, Work,
+};
 use crate::element::{Float, Real};
 use crate::error::Result;
 use crate::kernels::{HalfRows, BLOCK};
 use crate::parallel::map_ranges;
 use crate::sampling::hot::masked_lane_sum_bf16;
-use crate::sampling::max_of_blocks;
 use crate::sampling::params::RowCfg;
 use crate::sampling::rng::RowRng;
+use crate::sampling::{classify_row, max_of_blocks};
 use crate::simd::simd_level;
 use half::bf16;
 use std::any::TypeId;
 
-/// Whether `cfg` draws from a row of `v` tokens with nothing but its temperature, top-p, and
-/// min-p under a top-p below 1 (its rejection rounds take min-p on).
-fn plain(cfg: &RowCfg, v: usize) -> bool {
-    v > 1
-        && cfg.t > 0.0
-        && cfg.p > 0.0
-        && cfg.k >= v
-        && (cfg.mp == 0.0 || cfg.p < 1.0)
-        && cfg.dyn_range == 0.0
-        && !cfg.has_kept_stages()
+/// Whether this path draws from a row of `v` tokens under `cfg`: a temperature, and either
+/// top-p (with min-p when top-p is below 1: its rejection rounds take min-p on) or a top-k
+/// small enough to be found from the chunk maxima, with top-p and min-p on its list.
+fn takes(cfg: &RowCfg, v: usize) -> bool {
+    let filters = if cfg.k < v {
+        wants_chunk_maxima(cfg, v)
+    } else {
+        cfg.mp == 0.0 || cfg.p < 1.0
+    };
+    filters && !cfg.is_greedy(v) && cfg.dyn_range == 0.0 && !cfg.has_kept_stages()
 }
 
 /// The row as bfloat16, when `T` is.
@@ -68,8 +74,11 @@ pub(crate) fn try_draw<T: Float, C: Real>(
     let Some(k) = bf16::kernels_for(simd_level()) else {
         return Ok(None);
     };
-    if !plain(&cfg, x.len()) || !(k.takes)(cfg.t) {
+    if !takes(&cfg, x.len()) || !(k.takes)(cfg.t) {
         return Ok(None);
+    }
+    if cfg.k < x.len() {
+        return top_k(x, k.max, cfg, rng, w);
     }
     let par = w.par && x.len() > BLOCK;
     let mut blocks = Vec::new();
@@ -120,6 +129,30 @@ pub(crate) fn try_draw<T: Float, C: Real>(
     drawn
 }
 
+/// [`try_draw`] under a small top-k: as the f32 path, the row's maximum from its chunk
+/// maxima (`max` reads a chunk), the candidates from the chunks that can hold the top `k`
+/// (widened a chunk at a time), then the list's top-p, min-p and draw.
+fn top_k(
+    x: &[bf16],
+    max: fn(&[bf16]) -> (f32, bool),
+    cfg: RowCfg,
+    rng: &mut RowRng,
+    w: &mut Work<f32>,
+) -> Result<Option<usize>> {
+    let nan = chunk_maxima_by(x, &mut w.cmax, w.par, max)?;
+    let m = w
+        .cmax
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    if classify_row(m, nan).is_err() {
+        return Ok(None);
+    }
+    let zc = cut_zc(cfg.t);
+    top_k_in_chunks(x, cfg.k, f64::from(m), zc, w)?;
+    narrow_list(m, cfg, zc, w, true)?;
+    Ok(draw_from_list(w, rng.uniform())?.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::exp_weights_chunked;
@@ -128,8 +161,8 @@ mod tests {
     use crate::simd::SimdLevel;
     use crate::{sample_rows, SamplingParams, Seed};
 
-    /// bfloat16 rows: flat (every token tied), on a coarse grid (many ties), spread and
-    /// peaked, some with `-inf`; lengths around the chunk and block sizes.
+    /// bfloat16 rows: flat (every token tied), on a coarse grid (many ties), spread, peaked
+    /// and with two spikes, some with `-inf`; lengths around the chunk and block sizes.
     fn rows() -> Vec<(String, Vec<bf16>)> {
         let mut s = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
@@ -141,13 +174,16 @@ mod tests {
         let mut out = Vec::new();
         for v in [2, 7, 1000, 1024, 1025, 3 * BLOCK + 5] {
             let u: Vec<f64> = (0..v).map(|_| next()).collect();
-            for name in ["flat", "grid", "spread", "peaked"] {
+            for name in ["flat", "grid", "spread", "peaked", "spiked"] {
                 let value = |i: usize| match name {
                     "flat" => 1.5,
                     "grid" => (u[i] * 8.0).floor() * 0.5,
                     "spread" if i % 11 == 5 => f64::NEG_INFINITY,
                     "spread" => 6.0 * u[i] - 3.0,
-                    _ if i % 97 == 3 => 9.0,
+                    "peaked" if i % 97 == 3 => 9.0,
+                    // Two tokens far above the rest: min-p and top-p cut top-k's list.
+                    "spiked" if i == 1 => 9.0,
+                    "spiked" if i == v / 2 => 8.0,
                     _ => 4.0 * u[i],
                 };
                 let row: Vec<bf16> = (0..v).map(|i| bf16::from_f64(value(i))).collect();
@@ -169,43 +205,60 @@ mod tests {
             let x32: Vec<f32> = xb.iter().map(|e| e.to_f32()).collect();
             let v = xb.len();
             let seeds = if v > BLOCK { 6 } else { 24 };
-            for (t, p, mp) in [
-                (1.0, 1.0, 0.0),
-                (0.8, 0.95, 0.0),
-                (1.3, 0.5, 0.0),
-                (0.7, 0.05, 0.0),
-                (0.8, 0.95, 0.05),
-                (1.0, 0.9, 0.3),
+            for (t, p, mp, k) in [
+                (1.0, 1.0, 0.0, 0),
+                (0.8, 0.95, 0.0, 0),
+                (1.3, 0.5, 0.0, 0),
+                (0.7, 0.05, 0.0, 0),
+                (0.8, 0.95, 0.05, 0),
+                (1.0, 0.9, 0.3, 0),
                 // Only the tokens tied at the maximum pass (all of a flat row).
-                (0.9, 0.5, 1.0),
+                (0.9, 0.5, 1.0, 0),
+                // Top-k from the chunk maxima (rows of 1000 tokens and more), with and
+                // without top-p and min-p on its list.
+                (0.8, 0.95, 0.05, 40),
+                (1.0, 1.0, 0.0, 3),
+                (1.2, 0.6, 0.0, 50),
+                (1.0, 1.0, 0.5, 4),
             ] {
-                let params = SamplingParams::default().temperature(t).top_p(p).min_p(mp);
+                let params = SamplingParams::default()
+                    .temperature(t)
+                    .top_p(p)
+                    .min_p(mp)
+                    .top_k(k);
                 let cfg = params.row(0, v);
                 for s in 0..seeds {
                     let seed = Seed::Fixed(s);
                     let (mut want, mut got_b) = ([0i64], [0i64]);
                     sample_rows(&x32, v, &params, &seed, &mut want, None).unwrap();
                     sample_rows(&xb, v, &params, &seed, &mut got_b, None).unwrap();
-                    assert_eq!(got_b, want, "{name} T {t} p {p} seed {s}");
+                    assert_eq!(got_b, want, "{name} T {t} p {p} mp {mp} k {k} seed {s}");
                     let mut w = Work::<f32> {
                         par: s % 2 == 1,
                         ..Default::default()
                     };
                     let mut rng = Streams::for_sample(&seed).row(0);
+                    // Rows this path does not take are left; of those it takes, only the
+                    // ones whose rounds give up.
+                    let eligible = takes(&cfg, v);
                     let Some(j) = try_draw(&xb, cfg, &mut rng, &mut w).unwrap() else {
-                        left += 1;
+                        left += usize::from(eligible);
                         continue;
                     };
+                    assert!(eligible, "{name} T {t} p {p} mp {mp} k {k}");
                     taken += 1;
-                    assert_eq!(j as i64, want[0], "{name} T {t} p {p} seed {s}");
-                    if s == 0 {
+                    assert_eq!(
+                        j as i64, want[0],
+                        "{name} T {t} p {p} mp {mp} k {k} seed {s}"
+                    );
+                    if s == 0 && k == 0 {
                         // The weights and chunk sums are the f32 path's, bit for bit.
                         let m = x32.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                         let (mut ws, mut chunks) = (Vec::new(), Vec::new());
                         exp_weights_chunked(&x32, m, cfg.t, &mut ws, &mut chunks, false).unwrap();
                         let bits = |a: &[f32]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(&w.row_ws), bits(&ws), "{name} T {t}");
-                        if p >= 1.0 && mp == 0.0 {
+                        if p >= 1.0 && mp == 0.0 && k == 0 {
                             let cb = |a: &[f64]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
                             assert_eq!(cb(&w.chunks), cb(&chunks), "{name} T {t}");
                         }
@@ -234,7 +287,8 @@ mod tests {
         let cfg = base.row(0, v);
         assert!(try_draw(&x32, cfg, &mut rng, &mut w).unwrap().is_none());
         for params in [
-            base.clone().top_k(5),
+            // Too large a top-k for the chunk maxima: the f32 path's cut over the row.
+            base.clone().top_k(100),
             // Min-p without top-p masks the weights: the f32 path's own.
             base.clone().min_p(0.1),
             base.clone().top_p(0.9).epsilon_cutoff(1e-3),
