@@ -80,11 +80,12 @@ neon:
 	LOGITKIT_SIMD=scalar LOGITKIT_GOLDEN_THREADS=1 $(AARCH64_ENV) cargo test -q --release --target $(AARCH64) --test softmax --test fuzz_lanes --test golden
 
 # The Rust tests again under valgrind memcheck: invalid reads or writes in unsafe code fail it.
-# (Valgrind's CPU has no AVX-512, so this covers the scalar and AVX2 paths.)
+# (Valgrind's CPU has no AVX-512, so this covers the scalar and AVX2 paths.) The test binaries
+# run as many at a time as there are CPUs (.ci/valgrind_tests.py), with PROPTEST_CASES=100.
 valgrind:
 	@$(call need,valgrind,valgrind,valgrind); \
 	set -x; \
-	PROPTEST_CASES=100 LOGITKIT_UNDER_VALGRIND=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind -q --error-exitcode=9" cargo test --tests
+	python3 .ci/valgrind_tests.py
 
 # The array libraries of the interop tests (contract S13/P18: tests/test_interop.py; transformers
 # for the Hugging Face adapter, P19), installed in the dev and the wheel-test venvs.
