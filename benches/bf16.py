@@ -131,8 +131,8 @@ def main() -> None:
                 print(f"| {label} | n/a | | |")
                 continue
             m = statistics.median(got[name])
-            rs = ", ".join(f"{t * 1e3:.2f}" for t in got[name])
-            print(f"| {label} | {m * 1e3:.2f} | {m / base:.2f} | {rs} |")
+            rs = ", ".join(f"{t * 1e3:.4f}" for t in got[name])
+            print(f"| {label} | {m * 1e3:.4f} | {m / base:.3f} | {rs} |")
     print(f"\nload after: `{subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}`")
 
 

@@ -1066,15 +1066,28 @@ multiversion! {
     /// slice no longer holds the maximum found in it before: another thread wrote to it
     /// (contract R3).
     fn first_eq(x: &[C], m: C) -> Option<usize> {
-        for (c, chunk) in x.chunks(64).enumerate() {
-            if chunk.iter().fold(false, |a, &e| a | (e == m)) {
-                if let Some(j) = chunk.iter().position(|&e| e == m) {
-                    return Some(c * 64 + j);
-                }
+        first_where(x, |e| e == m)
+    }
+}
+
+multiversion! {
+    /// [`first_eq`] over bfloat16 logits read as they are, `m` widened (compared as floats).
+    fn first_eq_bf16(x: &[half::bf16], m: f32) -> Option<usize> {
+        first_where(x, |e| bf16_value(e) == m)
+    }
+}
+
+/// The first position whose element `hit` accepts, a chunk of 64 tested branch-free first.
+#[inline(always)]
+fn first_where<X: Copy>(x: &[X], hit: impl Fn(X) -> bool) -> Option<usize> {
+    for (c, chunk) in x.chunks(64).enumerate() {
+        if chunk.iter().fold(false, |a, &e| a | hit(e)) {
+            if let Some(j) = chunk.iter().position(|&e| hit(e)) {
+                return Some(c * 64 + j);
             }
         }
-        None
     }
+    None
 }
 
 multiversion! {

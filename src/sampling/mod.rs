@@ -564,7 +564,10 @@ fn draw_rows<T: Float>(
     };
     // Rows with nothing to process and no log-probability wanted may be drawn from as they
     // are when bfloat16 (`select::bf16_rows`).
-    let as_stored = chain.is_empty() && !want.logprob && mus.is_none();
+    let as_stored = select::bf16_rows::stored_as_bf16::<T>()
+        && chain.is_empty()
+        && !want.logprob
+        && mus.is_none();
     let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let mut cfg = params.row(r, vocab);
         if let Some(mus) = mus {

@@ -1,11 +1,12 @@
 //! bfloat16 rows drawn from as they are (issue 22, item 5): a row with no processing stage and
-//! no log-probability asked for, whose filters are the temperature with top-p (and min-p when
-//! top-p is below 1), or a top-k small enough to be found from the row's chunk maxima (with
-//! top-p and min-p on its list), is read in bfloat16, with no f32 copy of the row:
+//! no log-probability asked for, greedy or whose filters are the temperature with top-p (and
+//! min-p when top-p is below 1) or a top-k small enough to be found from the row's chunk
+//! maxima (with top-p and min-p on its list), is read in bfloat16, with no f32 copy of the row:
 //! - its maximum and weights come from the level's 16-bit kernels (the logits widened in
 //!   registers), and top-p's rejection rounds compare the logits widened in registers;
 //! - top-k takes the chunk maxima from those kernels and widens only the chunks that can hold
-//!   the top `k`, after which the f32 path's list code runs unchanged.
+//!   the top `k`, after which the f32 path's list code runs unchanged;
+//! - a greedy row's token is the first at its maximum, compared in registers.
 //!
 //! The weights, chunk sums, candidates and uniforms are those the f32 path takes from the row
 //! widened to f32, so the token is the one it draws. Whatever this path does not take is left
@@ -23,7 +24,7 @@ use crate::element::{Float, Real};
 use crate::error::Result;
 use crate::kernels::{HalfRows, BLOCK};
 use crate::parallel::map_ranges;
-use crate::sampling::hot::masked_lane_sum_bf16;
+use crate::sampling::hot::{first_eq_bf16, masked_lane_sum_bf16};
 use crate::sampling::params::RowCfg;
 use crate::sampling::rng::RowRng;
 use crate::sampling::{classify_row, max_of_blocks};
@@ -31,21 +32,30 @@ use crate::simd::simd_level;
 use half::bf16;
 use std::any::TypeId;
 
-/// Whether this path draws from a row of `v` tokens under `cfg`: a temperature, and either
-/// top-p (with min-p when top-p is below 1: its rejection rounds take min-p on) or a top-k
-/// small enough to be found from the chunk maxima, with top-p and min-p on its list.
+/// Whether this path draws from a row of `v` tokens under `cfg`: greedy, or a temperature
+/// with either top-p (with min-p when top-p is below 1: its rejection rounds take min-p on) or
+/// a top-k small enough to be found from the chunk maxima (top-p and min-p on its list); no
+/// stage of P20-P26.
 fn takes(cfg: &RowCfg, v: usize) -> bool {
-    let filters = if cfg.k < v {
+    if cfg.dyn_range != 0.0 || cfg.has_kept_stages() {
+        false
+    } else if cfg.is_greedy(v) {
+        true
+    } else if cfg.k < v {
         wants_chunk_maxima(cfg, v)
     } else {
         cfg.mp == 0.0 || cfg.p < 1.0
-    };
-    filters && !cfg.is_greedy(v) && cfg.dyn_range == 0.0 && !cfg.has_kept_stages()
+    }
+}
+
+/// Whether rows of `T` may take this path (they are bfloat16).
+pub(crate) fn stored_as_bf16<T: Float>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<bf16>()
 }
 
 /// The row as bfloat16, when `T` is.
 fn as_bf16<T: Float>(row: &[T]) -> Option<&[bf16]> {
-    (TypeId::of::<T>() == TypeId::of::<bf16>()).then(|| {
+    stored_as_bf16::<T>().then(|| {
         // SAFETY: `T` is `bf16`.
         unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<bf16>(), row.len()) }
     })
@@ -74,10 +84,11 @@ pub(crate) fn try_draw<T: Float, C: Real>(
     let Some(k) = bf16::kernels_for(simd_level()) else {
         return Ok(None);
     };
-    if !takes(&cfg, x.len()) || !(k.takes)(cfg.t) {
+    let greedy = cfg.is_greedy(x.len());
+    if !takes(&cfg, x.len()) || !(greedy || (k.takes)(cfg.t)) {
         return Ok(None);
     }
-    if cfg.k < x.len() {
+    if cfg.k < x.len() && !greedy {
         return top_k(x, k.max, cfg, rng, w);
     }
     let par = w.par && x.len() > BLOCK;
@@ -86,6 +97,10 @@ pub(crate) fn try_draw<T: Float, C: Real>(
     let Ok(m) = max_of_blocks(&blocks) else {
         return Ok(None);
     };
+    if greedy {
+        // The first token at the maximum, as `select` finds it.
+        return Ok(first_eq_bf16::<f32>(x, m));
+    }
     let mut ws = std::mem::take(&mut w.row_ws);
     let mut chunks = std::mem::take(&mut w.chunks);
     let drawn = (|| {
@@ -161,8 +176,9 @@ mod tests {
     use crate::simd::SimdLevel;
     use crate::{sample_rows, SamplingParams, Seed};
 
-    /// bfloat16 rows: flat (every token tied), on a coarse grid (many ties), spread, peaked
-    /// and with two spikes, some with `-inf`; lengths around the chunk and block sizes.
+    /// bfloat16 rows: flat (every token tied), on a coarse grid (many ties), spread, peaked,
+    /// with two spikes, and with signed zeros at the maximum, some with `-inf`; lengths around
+    /// the chunk and block sizes.
     fn rows() -> Vec<(String, Vec<bf16>)> {
         let mut s = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
@@ -174,9 +190,11 @@ mod tests {
         let mut out = Vec::new();
         for v in [2, 7, 1000, 1024, 1025, 3 * BLOCK + 5] {
             let u: Vec<f64> = (0..v).map(|_| next()).collect();
-            for name in ["flat", "grid", "spread", "peaked", "spiked"] {
+            for name in ["flat", "grid", "spread", "peaked", "spiked", "zeros"] {
                 let value = |i: usize| match name {
                     "flat" => 1.5,
+                    // The maximum as -0.0 and +0.0, which compare equal.
+                    "zeros" => [-0.0, 0.0, -1.0][i % 3],
                     "grid" => (u[i] * 8.0).floor() * 0.5,
                     "spread" if i % 11 == 5 => f64::NEG_INFINITY,
                     "spread" => 6.0 * u[i] - 3.0,
@@ -220,6 +238,9 @@ mod tests {
                 (1.0, 1.0, 0.0, 3),
                 (1.2, 0.6, 0.0, 50),
                 (1.0, 1.0, 0.5, 4),
+                // Greedy: temperature 0 (ties at the maximum: the first), top-k 1.
+                (0.0, 1.0, 0.0, 0),
+                (0.9, 0.8, 0.0, 1),
             ] {
                 let params = SamplingParams::default()
                     .temperature(t)
@@ -251,7 +272,7 @@ mod tests {
                         j as i64, want[0],
                         "{name} T {t} p {p} mp {mp} k {k} seed {s}"
                     );
-                    if s == 0 && k == 0 {
+                    if s == 0 && k == 0 && t > 0.0 {
                         // The weights and chunk sums are the f32 path's, bit for bit.
                         let m = x32.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                         let (mut ws, mut chunks) = (Vec::new(), Vec::new());
@@ -294,8 +315,9 @@ mod tests {
             base.clone().top_p(0.9).epsilon_cutoff(1e-3),
             base.clone().typical_p(0.9),
             base.clone().dynatemp_range(0.5),
-            base.clone().temperature(0.0),
-            base.clone().top_p(0.0),
+            // Greedy with a stage of P20-P26.
+            base.clone().temperature(0.0).typical_p(0.9),
+            base.clone().top_k(1).dynatemp_range(0.5),
         ] {
             let cfg = params.row(0, v);
             let got = try_draw(&xb, cfg, &mut rng, &mut w).unwrap();
