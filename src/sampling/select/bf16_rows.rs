@@ -17,8 +17,8 @@
 
 use super::nucleus::{rounds, Start};
 use super::{
-    chunk_maxima_by, chunk_sums, cut_zc, draw, draw_from_list, exp_weights_chunked_by,
-    min_p_threshold, narrow_list, top_k_in_chunks, wants_chunk_maxima, Work,
+    chunk_maxima_by, cut_zc, draw, draw_from_list, exp_weights_chunked_by, narrow_list,
+    top_k_in_chunks, wants_chunk_maxima, Work,
 };
 use crate::element::{Float, Real};
 use crate::error::Result;
@@ -113,30 +113,18 @@ pub(crate) fn try_draw<T: Float, C: Real>(
             return Ok(draw(&ws, &chunks, total, rng.uniform()));
         }
         // As `nucleus::draw`: with min-p, the first prefix is its tokens.
-        let thr = (cfg.mp > 0.0).then(|| min_p_threshold(f64::from(m), cfg.t, cfg.mp));
-        let set_total = match thr {
-            None => total,
-            Some(thr) => chunk_sums(x, &ws, &mut chunks, w.par, |_, wc, xc| {
-                masked_lane_sum_bf16::<f32>(wc, xc, thr, true)
-            })?,
-        };
-        let start = Start {
-            total,
-            set_total,
-            least_kept: (cfg.p * total).min(set_total),
-            thr,
-            bounds: None,
-        };
-        let found = rounds(
+        let masked = masked_lane_sum_bf16::<f32>;
+        let start = Start::first(
             x,
             &ws,
             &mut chunks,
-            cfg.p,
-            start,
-            rng,
+            f64::from(m),
+            &cfg,
+            total,
             w.par,
-            masked_lane_sum_bf16::<f32>,
+            masked,
         )?;
+        let found = rounds(x, &ws, &mut chunks, cfg.p, start, rng, w.par, masked)?;
         Ok(found.tok)
     })();
     w.row_ws = ws;

@@ -132,16 +132,22 @@ fn draw<C: Real>(
     par: bool,
 ) -> Result<NucleusDraw> {
     let total = exp_weights_chunked(x, m, cfg.t, ws, chunks, par)?;
-    let thr = (cfg.mp > 0.0).then(|| min_p_threshold(m.to_f64(), cfg.t, cfg.mp));
-    // The current prefix `R`: the row or min-p's tokens, then the tokens before `pivot`.
-    let set_total = match thr {
-        None => total,
-        Some(thr) => chunk_sums(x, ws, chunks, par, |_, wc, xc| {
-            masked_lane_sum(wc, xc, thr, true)
-        })?,
-    };
-    // The nucleus holds `p` of the row; min-p's tokens are a prefix too, and `K` the shorter.
-    let least_kept = (cfg.p * total).min(set_total);
+    let start = Start::first(
+        x,
+        ws,
+        chunks,
+        m.to_f64(),
+        &cfg,
+        total,
+        par,
+        masked_lane_sum::<C>,
+    )?;
+    let Start {
+        set_total,
+        least_kept,
+        thr,
+        ..
+    } = start;
     // XTC on (its coin said yes) may remove nothing, found from the weight the kept set has at
     // least; else the kept set decides, and nothing is drawn here.
     if cfg.xtc_q > 0.0
@@ -169,12 +175,9 @@ fn draw<C: Real>(
         None
     };
     let start = Start {
-        total,
-        set_total,
-        least_kept,
-        thr,
         // The stage's threshold, at its lowest and highest.
         bounds: eta.or((cfg.epsilon > 0.0).then_some((cfg.epsilon, cfg.epsilon))),
+        ..start
     };
     rounds(x, ws, chunks, cfg.p, start, rng, par, masked_lane_sum::<C>)
 }
@@ -188,6 +191,38 @@ pub(in crate::sampling) struct Start {
     pub least_kept: f64,
     pub thr: Option<f64>,
     pub bounds: Option<(f64, f64)>,
+}
+
+impl Start {
+    /// The start of a row (maximum `m`) under `cfg`'s top-p and min-p, its weights `ws`
+    /// summing to `total`: `R` is the row, or min-p's tokens (then their chunk sums are left
+    /// in `chunks`); no stage's bounds.
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::sampling) fn first<C: Real, X: Float>(
+        x: &[X],
+        ws: &[C],
+        chunks: &mut Vec<f64>,
+        m: f64,
+        cfg: &RowCfg,
+        total: f64,
+        par: bool,
+        masked: MaskedSum<C, X>,
+    ) -> Result<Start> {
+        let thr = (cfg.mp > 0.0).then(|| min_p_threshold(m, cfg.t, cfg.mp));
+        let set_total = match thr {
+            None => total,
+            Some(thr) => chunk_sums(x, ws, chunks, par, |_, wc, xc| masked(wc, xc, thr, true))?,
+        };
+        Ok(Start {
+            total,
+            set_total,
+            // The nucleus holds `p` of the row; min-p's tokens are a prefix too, and `K` the
+            // shorter.
+            least_kept: (cfg.p * total).min(set_total),
+            thr,
+            bounds: None,
+        })
+    }
 }
 
 /// The rejection rounds of top-p `top_p` over the row's logits `x` and weights `ws` (their
