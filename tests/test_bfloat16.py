@@ -119,13 +119,15 @@ def test_p18_bfloat16_sampling_equals_float32_on_the_same_values():
         dict(temperature=1.3, top_p=0.3),
         dict(temperature=0.7, top_p=0.9, min_p=0.05),
         dict(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05),
+        dict(min_p=0.05),
+        dict(temperature=0.7, min_p=0.5),
         dict(top_k=2),
         dict(temperature=0.0),
     ],
 )
 def test_p18_bfloat16_plain_draws_equal_float32_seed_by_seed(shape, kw):
-    # Greedy rows, and rows with only a temperature and top-p or a small top-k, are drawn from the bfloat16
-    # logits themselves (no float32 copy); the tokens are those of the float32 values, for
+    # Greedy rows, and rows with only a temperature and top-p, min-p or a small top-k, are
+    # drawn from the bfloat16 logits themselves (no float32 copy); the tokens are those of the float32 values, for
     # every seed and at 1 and 2 threads. Ties on a coarse grid make the order by id matter.
     x = _logits(shape, seed=9)
     x[:, 1::3] = (np.round(x[:, 1::3].astype(np.float32) * 2) / 2).astype(BF16)

@@ -973,23 +973,62 @@ multiversion! {
     }
 }
 
+/// The number of elements `keep` accepts, counted 256 at a time in `u32` lanes.
+#[inline(always)]
+fn count_where<X: Copy>(x: &[X], keep: impl Fn(X) -> bool) -> usize {
+    x.chunks(256)
+        .map(|ch| ch.iter().map(|&e| keep(e) as u32).sum::<u32>() as usize)
+        .sum()
+}
+
 multiversion! {
     /// The number of tokens `>= thr`.
     fn count_at_least(x: &[C], thr: f64) -> usize {
-        let mut n = 0usize;
         if let Some(x32) = as_f32(x) {
             // In f32 for f32 logits: the same outcome, twice the lanes.
             let c = f32_at_least(thr);
-            for ch in x32.chunks(256) {
-                n += ch.iter().map(|&e| (e >= c) as u32).sum::<u32>() as usize;
-            }
-            return n;
+            return count_where(x32, |e| e >= c);
         }
-        for ch in x.chunks(256) {
-            n += ch.iter().map(|e| (e.to_f64() >= thr) as u32).sum::<u32>() as usize;
-        }
-        n
+        count_where(x, |e: C| e.to_f64() >= thr)
     }
+}
+
+multiversion! {
+    /// [`count_at_least`] over bfloat16 logits read as they are.
+    fn count_at_least_bf16(x: &[half::bf16], thr: f64) -> usize {
+        let c = f32_at_least(thr);
+        count_where(x, |b| bf16_value(b) >= c)
+    }
+}
+
+/// The gathering loop of [`gather_at_least`]: appends (from slot `n`) the position and
+/// `value(x[i])` of every `i` whose key `xk[i]` passes `keep`, branch-free (a token passes or
+/// not unpredictably), skipping chunks of 64 without any; returns the new count.
+#[inline(always)]
+fn gather_run<V: Copy, X: Copy, C: Copy>(
+    x: &[V],
+    xk: &[X],
+    keep: impl Fn(X) -> bool,
+    value: impl Fn(V) -> C,
+    mut n: usize,
+    idx: &mut [usize],
+    xs: &mut [C],
+) -> usize {
+    // `count` came from an earlier pass over `x`, which another thread may have written to
+    // since (contract R3): more tokens may pass now, so `n` is capped rather than trusted (the
+    // slot at `last` is spare).
+    let last = idx.len() - 1;
+    for (c, (chunk, ck)) in x.chunks(64).zip(xk.chunks(64)).enumerate() {
+        let hits = ck.iter().map(|&e| keep(e) as u32).sum::<u32>();
+        if hits > 0 {
+            for (j, (&e, &k)) in chunk.iter().zip(ck).enumerate() {
+                idx[n] = c * 64 + j;
+                xs[n] = value(e);
+                n = (n + keep(k) as usize).min(last);
+            }
+        }
+    }
+    n
 }
 
 multiversion! {
@@ -999,39 +1038,34 @@ multiversion! {
         let base = idx.len();
         idx.resize(base + count + 1, 0);
         xs.resize(base + count + 1, C::default());
-        #[inline(always)]
-        fn run<C: Copy, X: Copy>(
-            x: &[C],
-            xk: &[X],
-            keep: impl Fn(X) -> bool,
-            mut n: usize,
-            idx: &mut [usize],
-            xs: &mut [C],
-        ) -> usize {
-            // `count` came from an earlier pass over `x`, which another thread may have
-            // written to since (contract R3): more tokens may pass now, so `n` is capped
-            // rather than trusted (the slot at `last` is spare).
-            let last = idx.len() - 1;
-            for (c, (chunk, ck)) in x.chunks(64).zip(xk.chunks(64)).enumerate() {
-                let hits = ck.iter().map(|&e| keep(e) as u32).sum::<u32>();
-                if hits > 0 {
-                    for (j, (&e, &k)) in chunk.iter().zip(ck).enumerate() {
-                        idx[n] = c * 64 + j;
-                        xs[n] = e;
-                        n = (n + keep(k) as usize).min(last);
-                    }
-                }
-            }
-            n
-        }
         let n = match as_f32(x) {
             // In f32 for f32 logits: the same outcome, twice the lanes.
             Some(x32) => {
                 let c = f32_at_least(thr);
-                run(x, x32, |e| e >= c, base, idx, xs)
+                gather_run(x, x32, |e| e >= c, |e| e, base, idx, xs)
             }
-            None => run(x, x, |e: C| e.to_f64() >= thr, base, idx, xs),
+            None => gather_run(x, x, |e: C| e.to_f64() >= thr, |e| e, base, idx, xs),
         };
+        idx.truncate(n);
+        xs.truncate(n);
+    }
+}
+
+multiversion! {
+    /// [`gather_at_least`] over bfloat16 logits read as they are, appending their f32 values:
+    /// the same list as over the row widened to f32.
+    fn gather_at_least_bf16(
+        x: &[half::bf16],
+        thr: f64,
+        count: usize,
+        idx: &mut Vec<usize>,
+        xs: &mut Vec<f32>,
+    ) {
+        let base = idx.len();
+        idx.resize(base + count + 1, 0);
+        xs.resize(base + count + 1, 0.0);
+        let c = f32_at_least(thr);
+        let n = gather_run(x, x, |b| bf16_value(b) >= c, bf16_value, base, idx, xs);
         idx.truncate(n);
         xs.truncate(n);
     }
@@ -1090,6 +1124,14 @@ fn first_where<X: Copy>(x: &[X], hit: impl Fn(X) -> bool) -> Option<usize> {
     None
 }
 
+/// `out[i] = value(x[i])` where `keep(x[i])`, else `-inf`.
+#[inline(always)]
+fn mask_run<X: Copy>(x: &[X], keep: impl Fn(X) -> bool, value: impl Fn(X) -> f32, out: &mut [f32]) {
+    for (o, &e) in out.iter_mut().zip(x) {
+        *o = if keep(e) { value(e) } else { f32::NEG_INFINITY };
+    }
+}
+
 multiversion! {
     /// `out[i] = x[i]` where `x[i] >= thr`, else `-inf` (so that its weight is exactly 0).
     fn mask_below(x: &[C], thr: f64, out: &mut [C]) {
@@ -1099,14 +1141,20 @@ multiversion! {
             // SAFETY: `C` is f32 (as_f32 said so), and `out` is borrowed mutably here.
             let o32 =
                 unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()) };
-            for (o, &e) in o32.iter_mut().zip(x32) {
-                *o = if e >= c { e } else { f32::NEG_INFINITY };
-            }
+            mask_run(x32, |e| e >= c, |e| e, o32);
             return;
         }
         for (o, &e) in out.iter_mut().zip(x) {
             *o = if e.to_f64() >= thr { e } else { ninf };
         }
+    }
+}
+
+multiversion! {
+    /// [`mask_below`] of bfloat16 logits read as they are, into their f32 values.
+    fn mask_below_bf16(x: &[half::bf16], thr: f64, out: &mut [f32]) {
+        let c = f32_at_least(thr);
+        mask_run(x, |b| bf16_value(b) >= c, bf16_value, out);
     }
 }
 

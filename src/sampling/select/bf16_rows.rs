@@ -17,14 +17,17 @@
 
 use super::nucleus::{rounds, Start};
 use super::{
-    chunk_maxima_by, cut_zc, draw, draw_from_list, exp_weights_chunked_by, narrow_list,
-    top_k_in_chunks, wants_chunk_maxima, Work,
+    changed, chunk_maxima_by, cut_zc, draw, draw_from_list, exp_weights_chunked_by, finish_list,
+    min_p_threshold, narrow_list, per_chunk_mut, sum_over_blocks, top_k_in_chunks,
+    wants_chunk_maxima, Work,
 };
 use crate::element::{Float, Real};
 use crate::error::Result;
-use crate::kernels::{HalfRows, BLOCK};
+use crate::kernels::{kernels, HalfRows, BLOCK};
 use crate::parallel::map_ranges;
-use crate::sampling::hot::{first_eq_bf16, masked_lane_sum_bf16};
+use crate::sampling::hot::{
+    count_at_least_bf16, first_eq_bf16, gather_at_least_bf16, mask_below_bf16, masked_lane_sum_bf16,
+};
 use crate::sampling::params::RowCfg;
 use crate::sampling::rng::RowRng;
 use crate::sampling::{classify_row, max_of_blocks};
@@ -33,9 +36,8 @@ use half::bf16;
 use std::any::TypeId;
 
 /// Whether this path draws from a row of `v` tokens under `cfg`: greedy, or a temperature
-/// with either top-p (with min-p when top-p is below 1: its rejection rounds take min-p on) or
-/// a top-k small enough to be found from the chunk maxima (top-p and min-p on its list); no
-/// stage of P20-P26.
+/// with top-p, min-p or both (top-p's rejection rounds take min-p on), or a top-k small enough
+/// to be found from the chunk maxima (top-p and min-p on its list); no stage of P20-P26.
 fn takes(cfg: &RowCfg, v: usize) -> bool {
     if cfg.dyn_range != 0.0 || cfg.has_kept_stages() {
         false
@@ -44,7 +46,7 @@ fn takes(cfg: &RowCfg, v: usize) -> bool {
     } else if cfg.k < v {
         wants_chunk_maxima(cfg, v)
     } else {
-        cfg.mp == 0.0 || cfg.p < 1.0
+        true
     }
 }
 
@@ -101,6 +103,9 @@ pub(crate) fn try_draw<T: Float, C: Real>(
         // The first token at the maximum, as `select` finds it.
         return Ok(first_eq_bf16::<f32>(x, m));
     }
+    if cfg.p >= 1.0 && cfg.mp > 0.0 {
+        return min_p(x, m, cfg, rng, w).map(Some);
+    }
     let mut ws = std::mem::take(&mut w.row_ws);
     let mut chunks = std::mem::take(&mut w.chunks);
     let drawn = (|| {
@@ -130,6 +135,37 @@ pub(crate) fn try_draw<T: Float, C: Real>(
     w.row_ws = ws;
     w.chunks = chunks;
     drawn
+}
+
+/// [`try_draw`] under min-p alone, as `select` does it over the row widened: the tokens at or
+/// above min-p's threshold counted; when many pass, the row's weights with the others' exactly
+/// 0 (masked and exponentiated a chunk at a time, the chunk widened as it is masked), else the
+/// list of those that pass and their weights; then one uniform draws from them.
+fn min_p(x: &[bf16], m: f32, cfg: RowCfg, rng: &mut RowRng, w: &mut Work<f32>) -> Result<usize> {
+    let v = x.len();
+    let thr = min_p_threshold(f64::from(m), cfg.t, cfg.mp);
+    let count: usize = sum_over_blocks(v, w.par, |r| count_at_least_bf16::<f32>(&x[r], thr));
+    if count * 32 > v {
+        let mut ws = std::mem::take(&mut w.row_ws);
+        let k = kernels::<f32>();
+        let total = crate::scratch::resize(&mut ws, v, 0.0, "the weights").and_then(|()| {
+            per_chunk_mut(&mut ws, &mut w.chunks, w.par, |start, d| {
+                mask_below_bf16::<f32>(&x[start..][..d.len()], thr, d);
+                let p = d.as_mut_ptr();
+                // SAFETY: in place (the kernels allow `src == dst`) over one chunk borrowed
+                // mutably.
+                unsafe { (k.exp_store_sum)(p, p, d.len(), m, cfg.t) }
+            })
+        });
+        w.row_ws = ws;
+        let total = total?;
+        return draw(&w.row_ws, &w.chunks, total, rng.uniform()).ok_or_else(changed);
+    }
+    w.cur.clear();
+    w.cur.reserve(count + 1, false)?;
+    gather_at_least_bf16::<f32>(x, thr, count, &mut w.cur.idx, &mut w.cur.xs);
+    finish_list(m, cfg.t, w, true, false)?;
+    draw_from_list(w, rng.uniform())?.0.ok_or_else(changed)
 }
 
 /// [`try_draw`] under a small top-k: as the f32 path, the row's maximum from its chunk
@@ -226,6 +262,11 @@ mod tests {
                 (1.0, 1.0, 0.0, 3),
                 (1.2, 0.6, 0.0, 50),
                 (1.0, 1.0, 0.5, 4),
+                // Min-p alone: many tokens pass (the row's weights, masked) or few (a list).
+                (1.0, 1.0, 0.05, 0),
+                (0.8, 1.0, 0.3, 0),
+                (0.7, 1.0, 0.9, 0),
+                (1.1, 1.0, 1.0, 0),
                 // Greedy: temperature 0 (ties at the maximum: the first), top-k 1.
                 (0.0, 1.0, 0.0, 0),
                 (0.9, 0.8, 0.0, 1),
@@ -260,15 +301,32 @@ mod tests {
                         j as i64, want[0],
                         "{name} T {t} p {p} mp {mp} k {k} seed {s}"
                     );
-                    if s == 0 && k == 0 && t > 0.0 {
+                    let bits = |a: &[f32]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
+                    let cb = |a: &[f64]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
+                    if s == 0 && k == 0 && t > 0.0 && p >= 1.0 && mp > 0.0 {
+                        // Min-p alone: the kept set and its weights are `select`'s over the
+                        // row widened, bit for bit.
+                        let m = x32.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let mut w32 = Work::<f32>::default();
+                        match super::super::select(&x32, m, cfg, &mut w32, true, None).unwrap() {
+                            super::super::Kept::Row(None) => {
+                                assert_eq!(bits(&w.row_ws), bits(&w32.row_ws), "{name} mp {mp}");
+                                assert_eq!(cb(&w.chunks), cb(&w32.chunks), "{name} mp {mp}");
+                            }
+                            super::super::Kept::List => {
+                                assert_eq!(w.cur.idx, w32.cur.idx, "{name} mp {mp}");
+                                assert_eq!(bits(&w.cur.xs), bits(&w32.cur.xs), "{name} mp {mp}");
+                                assert_eq!(bits(&w.cur.ws), bits(&w32.cur.ws), "{name} mp {mp}");
+                            }
+                            other => panic!("{name} mp {mp}: {other:?}"),
+                        }
+                    } else if s == 0 && k == 0 && t > 0.0 {
                         // The weights and chunk sums are the f32 path's, bit for bit.
                         let m = x32.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                         let (mut ws, mut chunks) = (Vec::new(), Vec::new());
                         exp_weights_chunked(&x32, m, cfg.t, &mut ws, &mut chunks, false).unwrap();
-                        let bits = |a: &[f32]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(&w.row_ws), bits(&ws), "{name} T {t}");
                         if p >= 1.0 && mp == 0.0 && k == 0 {
-                            let cb = |a: &[f64]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
                             assert_eq!(cb(&w.chunks), cb(&chunks), "{name} T {t}");
                         }
                     }
@@ -298,8 +356,6 @@ mod tests {
         for params in [
             // Too large a top-k for the chunk maxima: the f32 path's cut over the row.
             base.clone().top_k(100),
-            // Min-p without top-p masks the weights: the f32 path's own.
-            base.clone().min_p(0.1),
             base.clone().top_p(0.9).epsilon_cutoff(1e-3),
             base.clone().typical_p(0.9),
             base.clone().dynatemp_range(0.5),
