@@ -125,12 +125,14 @@ def test_p18_bfloat16_sampling_equals_float32_on_the_same_values():
         dict(temperature=0.0),
     ],
 )
-def test_p18_bfloat16_plain_draws_equal_float32_seed_by_seed(shape, kw):
+@pytest.mark.parametrize("dtype", [BF16, np.dtype(np.float16)], ids=["bfloat16", "float16"])
+def test_p18_bfloat16_plain_draws_equal_float32_seed_by_seed(shape, kw, dtype):
     # Greedy rows, and rows with only a temperature and top-p, min-p or a small top-k, are
-    # drawn from the bfloat16 logits themselves (no float32 copy); the tokens are those of the float32 values, for
-    # every seed and at 1 and 2 threads. Ties on a coarse grid make the order by id matter.
-    x = _logits(shape, seed=9)
-    x[:, 1::3] = (np.round(x[:, 1::3].astype(np.float32) * 2) / 2).astype(BF16)
+    # drawn from the bfloat16 or float16 logits themselves (no float32 copy); the tokens are
+    # those of the float32 values, for every seed and at 1 and 2 threads. Ties on a coarse
+    # grid make the order by id matter.
+    x = _logits(shape, seed=9).astype(np.float32).astype(dtype)
+    x[:, 1::3] = (np.round(x[:, 1::3].astype(np.float32) * 2) / 2).astype(dtype)
     x32 = x.astype(np.float32)
     before = logitkit.get_num_threads()
     try:

@@ -10,6 +10,37 @@ use crate::simd::{simd_level, SimdLevel};
 /// Defines `pub(crate) fn $name` over `C: Real` that runs `$body` compiled for the crate's SIMD
 /// level: AVX-512F, AVX2 + FMA, or the baseline.
 macro_rules! multiversion {
+    // With a 16-bit storage type `H` besides the compute type.
+    ($(#[$m:meta])* fn $name:ident<H>($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        #[allow(clippy::extra_unused_type_parameters)]
+        pub(crate) fn $name<C: Real, H: $crate::sampling::hot::Stored16>($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::extra_unused_type_parameters)]
+            fn imp<C: Real, H: $crate::sampling::hot::Stored16>($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::extra_unused_type_parameters)]
+            unsafe fn avx2<C: Real, H: $crate::sampling::hot::Stored16>($($arg: $ty),*) $(-> $ret)? {
+                imp::<C, H>($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            #[allow(clippy::extra_unused_type_parameters)]
+            unsafe fn avx512<C: Real, H: $crate::sampling::hot::Stored16>($($arg: $ty),*) $(-> $ret)? {
+                imp::<C, H>($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            match simd_level() {
+                // SAFETY: the SIMD level is AVX-512 only on CPUs with AVX-512F, AVX2 and FMA.
+                SimdLevel::Avx512 => return unsafe { avx512::<C, H>($($arg),*) },
+                // SAFETY: the SIMD level is AVX2 only on CPUs with AVX2 and FMA.
+                SimdLevel::Avx2 => return unsafe { avx2::<C, H>($($arg),*) },
+                _ => {}
+            }
+            imp::<C, H>($($arg),*)
+        }
+    };
     ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
         #[allow(clippy::extra_unused_type_parameters)]
@@ -363,22 +394,46 @@ fn masked_f32_lane_sum<X: Copy>(ws: &[f32], xs: &[X], keep: impl Fn(X) -> bool) 
     reduce_lanes(acc)
 }
 
-/// A bfloat16 logit as f32 (exact), by its bits: a shift the compiler vectorises.
-#[inline(always)]
-fn bf16_value(b: half::bf16) -> f32 {
-    f32::from_bits(u32::from(b.to_bits()) << 16)
+/// A 16-bit logit type sampling reads as it is stored (`select::in_place`).
+pub(crate) trait Stored16: Copy + Send + Sync + 'static {
+    /// The value as f32 (exact), from the bits, in operations the compiler vectorises.
+    fn value(self) -> f32;
+}
+
+impl Stored16 for half::bf16 {
+    #[inline(always)]
+    fn value(self) -> f32 {
+        f32::from_bits(u32::from(self.to_bits()) << 16)
+    }
+}
+
+impl Stored16 for half::f16 {
+    /// The exponent and mantissa moved to f32's places, then scaled by 2^112 (the bias
+    /// difference; exact, subnormals included); infinities and NaNs get f32's top exponent.
+    #[inline(always)]
+    fn value(self) -> f32 {
+        let h = u32::from(self.to_bits());
+        let em = (h & 0x7fff) << 13;
+        let finite = (f32::from_bits(em) * f32::from_bits(0x7780_0000)).to_bits();
+        let bits = if em >= 0x7c00 << 13 {
+            em | 0x7f80_0000
+        } else {
+            finite
+        };
+        f32::from_bits(bits | (h & 0x8000) << 16)
+    }
 }
 
 multiversion! {
-    /// [`masked_lane_sum`] over bfloat16 logits, read as they are: the same sum, bit for bit, as
+    /// [`masked_lane_sum`] over 16-bit logits read as they are: the same sum, bit for bit, as
     /// over their f32 values.
-    fn masked_lane_sum_bf16(ws: &[f32], xs: &[half::bf16], v: f64, incl: bool) -> f64 {
+    fn masked_lane_sum_half<H>(ws: &[f32], xs: &[H], v: f64, incl: bool) -> f64 {
         if incl {
             let c = f32_at_least(v);
-            masked_f32_lane_sum(ws, xs, |b| bf16_value(b) >= c)
+            masked_f32_lane_sum(ws, xs, |b| b.value() >= c)
         } else {
             let c = f32_at_most(v);
-            masked_f32_lane_sum(ws, xs, |b| bf16_value(b) > c)
+            masked_f32_lane_sum(ws, xs, |b| b.value() > c)
         }
     }
 }
@@ -994,10 +1049,10 @@ multiversion! {
 }
 
 multiversion! {
-    /// [`count_at_least`] over bfloat16 logits read as they are.
-    fn count_at_least_bf16(x: &[half::bf16], thr: f64) -> usize {
+    /// [`count_at_least`] over 16-bit logits read as they are.
+    fn count_at_least_half<H>(x: &[H], thr: f64) -> usize {
         let c = f32_at_least(thr);
-        count_where(x, |b| bf16_value(b) >= c)
+        count_where(x, |b| b.value() >= c)
     }
 }
 
@@ -1052,10 +1107,10 @@ multiversion! {
 }
 
 multiversion! {
-    /// [`gather_at_least`] over bfloat16 logits read as they are, appending their f32 values:
+    /// [`gather_at_least`] over 16-bit logits read as they are, appending their f32 values:
     /// the same list as over the row widened to f32.
-    fn gather_at_least_bf16(
-        x: &[half::bf16],
+    fn gather_at_least_half<H>(
+        x: &[H],
         thr: f64,
         count: usize,
         idx: &mut Vec<usize>,
@@ -1065,7 +1120,7 @@ multiversion! {
         idx.resize(base + count + 1, 0);
         xs.resize(base + count + 1, 0.0);
         let c = f32_at_least(thr);
-        let n = gather_run(x, x, |b| bf16_value(b) >= c, bf16_value, base, idx, xs);
+        let n = gather_run(x, x, |b| b.value() >= c, H::value, base, idx, xs);
         idx.truncate(n);
         xs.truncate(n);
     }
@@ -1105,9 +1160,9 @@ multiversion! {
 }
 
 multiversion! {
-    /// [`first_eq`] over bfloat16 logits read as they are, `m` widened (compared as floats).
-    fn first_eq_bf16(x: &[half::bf16], m: f32) -> Option<usize> {
-        first_where(x, |e| bf16_value(e) == m)
+    /// [`first_eq`] over 16-bit logits read as they are, `m` widened (compared as floats).
+    fn first_eq_half<H>(x: &[H], m: f32) -> Option<usize> {
+        first_where(x, |e| e.value() == m)
     }
 }
 
@@ -1151,16 +1206,40 @@ multiversion! {
 }
 
 multiversion! {
-    /// [`mask_below`] of bfloat16 logits read as they are, into their f32 values.
-    fn mask_below_bf16(x: &[half::bf16], thr: f64, out: &mut [f32]) {
+    /// [`mask_below`] of 16-bit logits read as they are, into their f32 values.
+    fn mask_below_half<H>(x: &[H], thr: f64, out: &mut [f32]) {
         let c = f32_at_least(thr);
-        mask_run(x, |b| bf16_value(b) >= c, bf16_value, out);
+        mask_run(x, |b| b.value() >= c, H::value, out);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Stored16::value` is the exact f32 value of every bfloat16 and float16 (subnormals,
+    /// signed zeros, infinities included; NaN stays NaN).
+    #[test]
+    fn stored16_values_are_exact_for_every_bit_pattern() {
+        for b in 0..=u16::MAX {
+            for (got, want) in [
+                (
+                    half::bf16::from_bits(b).value(),
+                    half::bf16::from_bits(b).to_f32(),
+                ),
+                (
+                    half::f16::from_bits(b).value(),
+                    half::f16::from_bits(b).to_f32(),
+                ),
+            ] {
+                if want.is_nan() {
+                    assert!(got.is_nan(), "{b:#06x}: {got}");
+                } else {
+                    assert_eq!(got.to_bits(), want.to_bits(), "{b:#06x}: {got} {want}");
+                }
+            }
+        }
+    }
 
     /// Deterministic pseudo-random values in [0, 1).
     fn uniforms(n: usize, seed: u64) -> Vec<f64> {

@@ -563,8 +563,8 @@ fn draw_rows<T: Float>(
         mode,
     };
     // Rows with nothing to process and no log-probability wanted may be drawn from as they
-    // are when bfloat16 (`select::bf16_rows`).
-    let as_stored = select::bf16_rows::stored_as_bf16::<T>()
+    // are when bfloat16 or float16 (`select::in_place`).
+    let as_stored = select::in_place::stored_as_16_bits::<T>()
         && chain.is_empty()
         && !want.logprob
         && mus.is_none();
@@ -578,7 +578,7 @@ fn draw_rows<T: Float>(
         }
         let row = &logits[r * vocab..(r + 1) * vocab];
         if as_stored {
-            if let Some(tok) = select::bf16_rows::try_draw(row, cfg, &mut streams.row(r), w)? {
+            if let Some(tok) = select::in_place::try_draw(row, cfg, &mut streams.row(r), w)? {
                 return Ok(RowResult {
                     tok: tok as i64,
                     logprob: f64::NAN,

@@ -15,10 +15,10 @@ use super::rng::RowRng;
 use crate::kernels::{kernels, SumAcc, BLOCK};
 use crate::parallel::{map_chunks_mut, map_ranges, zip_chunks_mut};
 
-pub(crate) mod bf16_rows;
 pub(crate) mod cutoff;
 mod dist;
 pub(crate) mod dynatemp;
+pub(crate) mod in_place;
 pub(crate) mod kept;
 pub(crate) mod mirostat;
 mod nucleus;

@@ -74,8 +74,8 @@ fn before<X: Float>(x: &[X], i: usize, j: usize, xj: f64) -> bool {
 
 /// `masked(ws, xs, v, incl)`: Σ of the weights `ws` of the tokens whose logit in `xs` is
 /// `> v` (`>= v` with `incl`), as [`masked_lane_sum`] adds them: that function for logits of
-/// the compute type, [`masked_lane_sum_bf16`](crate::sampling::hot::masked_lane_sum_bf16)
-/// for bfloat16 logits read as they are.
+/// the compute type, [`masked_lane_sum_half`](crate::sampling::hot::masked_lane_sum_half)
+/// for 16-bit logits read as they are.
 pub(in crate::sampling) type MaskedSum<C, X> = fn(&[C], &[X], f64, bool) -> f64;
 
 /// Chunk sums of the weights of the tokens before `j` in the order; returns their total.

@@ -1,9 +1,12 @@
-//! bfloat16 rows drawn from as they are (issue 22, item 5): a row with no processing stage and
-//! no log-probability asked for, greedy or whose filters are the temperature with top-p (and
-//! min-p when top-p is below 1) or a top-k small enough to be found from the row's chunk
-//! maxima (with top-p and min-p on its list), is read in bfloat16, with no f32 copy of the row:
+//! bfloat16 and float16 rows drawn from as they are (issue 22, item 5): a row with no
+//! processing stage and no log-probability asked for, greedy or whose filters are the
+//! temperature with top-p, min-p or both, or a top-k small enough to be found from the row's
+//! chunk maxima (with top-p and min-p on its list), is read in its 16-bit type, with no f32
+//! copy of the row:
 //! - its maximum and weights come from the level's 16-bit kernels (the logits widened in
 //!   registers), and top-p's rejection rounds compare the logits widened in registers;
+//! - min-p alone counts the tokens at its threshold on the 16-bit logits, then masks the row
+//!   a chunk at a time (widened as it is masked) or gathers the tokens that pass;
 //! - top-k takes the chunk maxima from those kernels and widens only the chunks that can hold
 //!   the top `k`, after which the f32 path's list code runs unchanged;
 //! - a greedy row's token is the first at its maximum, compared in registers.
@@ -26,14 +29,20 @@ use crate::error::Result;
 use crate::kernels::{kernels, HalfRows, BLOCK};
 use crate::parallel::map_ranges;
 use crate::sampling::hot::{
-    count_at_least_bf16, first_eq_bf16, gather_at_least_bf16, mask_below_bf16, masked_lane_sum_bf16,
+    count_at_least_half, first_eq_half, gather_at_least_half, mask_below_half,
+    masked_lane_sum_half, Stored16,
 };
 use crate::sampling::params::RowCfg;
 use crate::sampling::rng::RowRng;
 use crate::sampling::{classify_row, max_of_blocks};
 use crate::simd::simd_level;
-use half::bf16;
+use half::{bf16, f16};
 use std::any::TypeId;
+
+/// A 16-bit type this path reads: kernels that widen it in registers, and its value by bits.
+trait InPlace: HalfRows + Stored16 + Float<Compute = f32> {}
+impl InPlace for bf16 {}
+impl InPlace for f16 {}
 
 /// Whether this path draws from a row of `v` tokens under `cfg`: greedy, or a temperature
 /// with top-p, min-p or both (top-p's rejection rounds take min-p on), or a top-k small enough
@@ -50,16 +59,16 @@ fn takes(cfg: &RowCfg, v: usize) -> bool {
     }
 }
 
-/// Whether rows of `T` may take this path (they are bfloat16).
-pub(crate) fn stored_as_bf16<T: Float>() -> bool {
-    TypeId::of::<T>() == TypeId::of::<bf16>()
+/// Whether rows of `T` may take this path (they are bfloat16 or float16).
+pub(crate) fn stored_as_16_bits<T: Float>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<bf16>() || TypeId::of::<T>() == TypeId::of::<f16>()
 }
 
-/// The row as bfloat16, when `T` is.
-fn as_bf16<T: Float>(row: &[T]) -> Option<&[bf16]> {
-    stored_as_bf16::<T>().then(|| {
-        // SAFETY: `T` is `bf16`.
-        unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<bf16>(), row.len()) }
+/// The row as `H`, when `T` is `H`.
+fn as_stored<T: Float, H: InPlace>(row: &[T]) -> Option<&[H]> {
+    (TypeId::of::<T>() == TypeId::of::<H>()).then(|| {
+        // SAFETY: `T` is `H`.
+        unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<H>(), row.len()) }
     })
 }
 
@@ -71,19 +80,35 @@ fn as_f32_work<C: Real>(w: &mut Work<C>) -> Option<&mut Work<f32>> {
     })
 }
 
-/// The token of `row` under `cfg` with the uniforms of `rng`, when the row is bfloat16 and
-/// this path takes it (see the module's documentation); `None` leaves the row to the f32
-/// path, which draws the same token from a fresh stream.
+/// The token of `row` under `cfg` with the uniforms of `rng`, when the row is bfloat16 or
+/// float16 and this path takes it (see the module's documentation); `None` leaves the row to
+/// the f32 path, which draws the same token from a fresh stream.
 pub(crate) fn try_draw<T: Float, C: Real>(
     row: &[T],
     cfg: RowCfg,
     rng: &mut RowRng,
     w: &mut Work<C>,
 ) -> Result<Option<usize>> {
-    let (Some(x), Some(w)) = (as_bf16(row), as_f32_work(w)) else {
+    let Some(w) = as_f32_work(w) else {
         return Ok(None);
     };
-    let Some(k) = bf16::kernels_for(simd_level()) else {
+    if let Some(x) = as_stored::<T, bf16>(row) {
+        draw_stored(x, cfg, rng, w)
+    } else if let Some(x) = as_stored::<T, f16>(row) {
+        draw_stored(x, cfg, rng, w)
+    } else {
+        Ok(None)
+    }
+}
+
+/// [`try_draw`] of a row of `H`.
+fn draw_stored<H: InPlace>(
+    x: &[H],
+    cfg: RowCfg,
+    rng: &mut RowRng,
+    w: &mut Work<f32>,
+) -> Result<Option<usize>> {
+    let Some(k) = H::kernels_for(simd_level()) else {
         return Ok(None);
     };
     let greedy = cfg.is_greedy(x.len());
@@ -101,7 +126,7 @@ pub(crate) fn try_draw<T: Float, C: Real>(
     };
     if greedy {
         // The first token at the maximum, as `select` finds it.
-        return Ok(first_eq_bf16::<f32>(x, m));
+        return Ok(first_eq_half::<f32, H>(x, m));
     }
     if cfg.p >= 1.0 && cfg.mp > 0.0 {
         return min_p(x, m, cfg, rng, w).map(Some);
@@ -109,7 +134,7 @@ pub(crate) fn try_draw<T: Float, C: Real>(
     let mut ws = std::mem::take(&mut w.row_ws);
     let mut chunks = std::mem::take(&mut w.chunks);
     let drawn = (|| {
-        // The f32 path's weights and chunk sums, from the bfloat16 kernels.
+        // The f32 path's weights and chunk sums, from the 16-bit kernels.
         let kernel = k.exp_store_chunk_sums;
         // SAFETY: `k` is the table of this CPU's level (`kernels_for` gives no other).
         let total =
@@ -118,7 +143,7 @@ pub(crate) fn try_draw<T: Float, C: Real>(
             return Ok(draw(&ws, &chunks, total, rng.uniform()));
         }
         // As `nucleus::draw`: with min-p, the first prefix is its tokens.
-        let masked = masked_lane_sum_bf16::<f32>;
+        let masked = masked_lane_sum_half::<f32, H>;
         let start = Start::first(
             x,
             &ws,
@@ -141,16 +166,22 @@ pub(crate) fn try_draw<T: Float, C: Real>(
 /// above min-p's threshold counted; when many pass, the row's weights with the others' exactly
 /// 0 (masked and exponentiated a chunk at a time, the chunk widened as it is masked), else the
 /// list of those that pass and their weights; then one uniform draws from them.
-fn min_p(x: &[bf16], m: f32, cfg: RowCfg, rng: &mut RowRng, w: &mut Work<f32>) -> Result<usize> {
+fn min_p<H: InPlace>(
+    x: &[H],
+    m: f32,
+    cfg: RowCfg,
+    rng: &mut RowRng,
+    w: &mut Work<f32>,
+) -> Result<usize> {
     let v = x.len();
     let thr = min_p_threshold(f64::from(m), cfg.t, cfg.mp);
-    let count: usize = sum_over_blocks(v, w.par, |r| count_at_least_bf16::<f32>(&x[r], thr));
+    let count: usize = sum_over_blocks(v, w.par, |r| count_at_least_half::<f32, H>(&x[r], thr));
     if count * 32 > v {
         let mut ws = std::mem::take(&mut w.row_ws);
         let k = kernels::<f32>();
         let total = crate::scratch::resize(&mut ws, v, 0.0, "the weights").and_then(|()| {
             per_chunk_mut(&mut ws, &mut w.chunks, w.par, |start, d| {
-                mask_below_bf16::<f32>(&x[start..][..d.len()], thr, d);
+                mask_below_half::<f32, H>(&x[start..][..d.len()], thr, d);
                 let p = d.as_mut_ptr();
                 // SAFETY: in place (the kernels allow `src == dst`) over one chunk borrowed
                 // mutably.
@@ -163,7 +194,7 @@ fn min_p(x: &[bf16], m: f32, cfg: RowCfg, rng: &mut RowRng, w: &mut Work<f32>) -
     }
     w.cur.clear();
     w.cur.reserve(count + 1, false)?;
-    gather_at_least_bf16::<f32>(x, thr, count, &mut w.cur.idx, &mut w.cur.xs);
+    gather_at_least_half::<f32, H>(x, thr, count, &mut w.cur.idx, &mut w.cur.xs);
     finish_list(m, cfg.t, w, true, false)?;
     draw_from_list(w, rng.uniform())?.0.ok_or_else(changed)
 }
@@ -171,9 +202,9 @@ fn min_p(x: &[bf16], m: f32, cfg: RowCfg, rng: &mut RowRng, w: &mut Work<f32>) -
 /// [`try_draw`] under a small top-k: as the f32 path, the row's maximum from its chunk
 /// maxima (`max` reads a chunk), the candidates from the chunks that can hold the top `k`
 /// (widened a chunk at a time), then the list's top-p, min-p and draw.
-fn top_k(
-    x: &[bf16],
-    max: fn(&[bf16]) -> (f32, bool),
+fn top_k<H: InPlace>(
+    x: &[H],
+    max: fn(&[H]) -> (f32, bool),
     cfg: RowCfg,
     rng: &mut RowRng,
     w: &mut Work<f32>,
@@ -200,10 +231,10 @@ mod tests {
     use crate::simd::SimdLevel;
     use crate::{sample_rows, SamplingParams, Seed};
 
-    /// bfloat16 rows: flat (every token tied), on a coarse grid (many ties), spread, peaked,
+    /// 16-bit rows: flat (every token tied), on a coarse grid (many ties), spread, peaked,
     /// with two spikes, and with signed zeros at the maximum, some with `-inf`; lengths around
     /// the chunk and block sizes.
-    fn rows() -> Vec<(String, Vec<bf16>)> {
+    fn rows<H: InPlace>() -> Vec<(String, Vec<H>)> {
         let mut s = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
             s ^= s << 13;
@@ -228,23 +259,29 @@ mod tests {
                     "spiked" if i == v / 2 => 8.0,
                     _ => 4.0 * u[i],
                 };
-                let row: Vec<bf16> = (0..v).map(|i| bf16::from_f64(value(i))).collect();
+                let row: Vec<H> = (0..v).map(|i| H::from_compute(value(i) as f32)).collect();
                 out.push((format!("{name} {v}"), row));
             }
         }
         out
     }
 
-    /// A bfloat16 row drawn from as it is gives the token the f32 path gives on its values,
-    /// seed by seed, with the same weights and chunk sums, at top-p 1 and below (the rejection
-    /// rounds compare bfloat16 logits, ties included); rows this path leaves to the f32 path
-    /// get that token too. At the vector levels it takes most rows; at the scalar level none.
+    /// A bfloat16 or float16 row drawn from as it is gives the token the f32 path gives on its
+    /// values, seed by seed, with the same weights and chunk sums, at top-p 1 and below (the
+    /// rejection rounds compare 16-bit logits, ties included); rows this path leaves to the f32
+    /// path get that token too. At the vector levels it takes most rows; at the scalar level
+    /// none.
     #[test]
-    fn bf16_rows_draw_the_tokens_of_their_f32_values() {
+    fn half_rows_draw_the_tokens_of_their_f32_values() {
+        draw_the_tokens_of_their_f32_values::<bf16>();
+        draw_the_tokens_of_their_f32_values::<f16>();
+    }
+
+    fn draw_the_tokens_of_their_f32_values<H: InPlace>() {
         let vector = simd_level() != SimdLevel::Scalar;
         let (mut taken, mut left) = (0, 0);
-        for (name, xb) in rows() {
-            let x32: Vec<f32> = xb.iter().map(|e| e.to_f32()).collect();
+        for (name, xb) in rows::<H>() {
+            let x32: Vec<f32> = xb.iter().map(|e| e.to_compute()).collect();
             let v = xb.len();
             let seeds = if v > BLOCK { 6 } else { 24 };
             for (t, p, mp, k) in [
@@ -342,11 +379,16 @@ mod tests {
 
     /// What this path does not take: rows of f32, other filters, stages, a temperature of 0.
     #[test]
-    fn bf16_rows_leave_other_rows_to_the_f32_path() {
-        let xb: Vec<bf16> = (0..300)
-            .map(|i| bf16::from_f32((i % 17) as f32 * 0.25))
+    fn half_rows_leave_other_rows_to_the_f32_path() {
+        leave_other_rows_to_the_f32_path::<bf16>();
+        leave_other_rows_to_the_f32_path::<f16>();
+    }
+
+    fn leave_other_rows_to_the_f32_path<H: InPlace>() {
+        let xb: Vec<H> = (0..300)
+            .map(|i| H::from_compute((i % 17) as f32 * 0.25))
             .collect();
-        let x32: Vec<f32> = xb.iter().map(|e| e.to_f32()).collect();
+        let x32: Vec<f32> = xb.iter().map(|e| e.to_compute()).collect();
         let v = xb.len();
         let base = SamplingParams::default().temperature(0.9);
         let mut rng = Streams::for_sample(&Seed::Fixed(1)).row(0);
