@@ -994,18 +994,9 @@ pub(crate) fn select<C: Real>(
                 // (the exp of -inf), beat copying the tokens. The kernel's chunk sums are then
                 // the draw's, and `Kept::Row(None)` draws from them.
                 let mut ws = std::mem::take(&mut w.row_ws);
-                let k = kernels::<C>();
-                let total = crate::scratch::resize(&mut ws, v, C::default(), "the weights")
-                    .and_then(|()| {
-                        // Masked and exponentiated one chunk at a time, while the chunk is in cache.
-                        per_chunk_mut(&mut ws, &mut w.chunks, w.par, |start, d| {
-                            mask_below(&x[start..][..d.len()], thr, d);
-                            let p = d.as_mut_ptr();
-                            // SAFETY: in place (the kernels allow `src == dst`) over one chunk
-                            // borrowed mutably.
-                            unsafe { (k.exp_store_sum)(p, p, d.len(), m, cfg.t) }
-                        })
-                    });
+                let total = masked_weights(v, m, cfg.t, &mut ws, &mut w.chunks, w.par, |at, d| {
+                    mask_below(&x[at..][..d.len()], thr, d)
+                });
                 w.row_ws = ws;
                 w.alt = alt;
                 w.row_total = total?;
@@ -1033,6 +1024,29 @@ pub(crate) fn select<C: Real>(
         w.row_total = total?;
     }
     Ok(Kept::Row(row_cut))
+}
+
+/// The weights of a row of `v` tokens whose logits `mask(start, chunk)` writes into each
+/// chunk of `ws` (`-inf` for the tokens min-p removes, so that their weight is exactly 0),
+/// exponentiated in place while the chunk is in cache; the kernel's sum per chunk in
+/// `chunks`; returns their total.
+fn masked_weights<C: Real>(
+    v: usize,
+    m: C,
+    t: f64,
+    ws: &mut Vec<C>,
+    chunks: &mut Vec<f64>,
+    par: bool,
+    mask: impl Fn(usize, &mut [C]) + Sync,
+) -> Result<f64> {
+    let k = kernels::<C>();
+    crate::scratch::resize(ws, v, C::default(), "the weights")?;
+    per_chunk_mut(ws, chunks, par, |start, d| {
+        mask(start, d);
+        let p = d.as_mut_ptr();
+        // SAFETY: in place (the kernels allow `src == dst`) over one chunk borrowed mutably.
+        unsafe { (k.exp_store_sum)(p, p, d.len(), m, t) }
+    })
 }
 
 /// `zc` of [`find_cut`] at temperature `t`: buckets per unit of scaled logit.

@@ -21,12 +21,12 @@
 use super::nucleus::{rounds, Start};
 use super::{
     changed, chunk_maxima_by, cut_zc, draw, draw_from_list, exp_weights_chunked_by, finish_list,
-    min_p_threshold, narrow_list, per_chunk_mut, sum_over_blocks, top_k_in_chunks,
+    masked_weights, min_p_threshold, narrow_list, sum_over_blocks, top_k_in_chunks,
     wants_chunk_maxima, Work,
 };
 use crate::element::{Float, Real};
 use crate::error::Result;
-use crate::kernels::{kernels, HalfRows, BLOCK};
+use crate::kernels::{HalfRows, BLOCK};
 use crate::parallel::map_ranges;
 use crate::sampling::hot::{
     count_at_least_half, first_eq_half, gather_at_least_half, mask_below_half,
@@ -178,15 +178,8 @@ fn min_p<H: InPlace>(
     let count: usize = sum_over_blocks(v, w.par, |r| count_at_least_half::<f32, H>(&x[r], thr));
     if count * 32 > v {
         let mut ws = std::mem::take(&mut w.row_ws);
-        let k = kernels::<f32>();
-        let total = crate::scratch::resize(&mut ws, v, 0.0, "the weights").and_then(|()| {
-            per_chunk_mut(&mut ws, &mut w.chunks, w.par, |start, d| {
-                mask_below_half::<f32, H>(&x[start..][..d.len()], thr, d);
-                let p = d.as_mut_ptr();
-                // SAFETY: in place (the kernels allow `src == dst`) over one chunk borrowed
-                // mutably.
-                unsafe { (k.exp_store_sum)(p, p, d.len(), m, cfg.t) }
-            })
+        let total = masked_weights(v, m, cfg.t, &mut ws, &mut w.chunks, w.par, |at, d| {
+            mask_below_half::<f32, H>(&x[at..][..d.len()], thr, d)
         });
         w.row_ws = ws;
         let total = total?;
