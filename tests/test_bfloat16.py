@@ -128,9 +128,10 @@ def test_p18_bfloat16_sampling_equals_float32_on_the_same_values():
 @pytest.mark.parametrize("dtype", [BF16, np.dtype(np.float16)], ids=["bfloat16", "float16"])
 def test_p18_bfloat16_plain_draws_equal_float32_seed_by_seed(shape, kw, dtype):
     # Greedy rows, and rows with only a temperature and top-p, min-p or a small top-k, are
-    # drawn from the bfloat16 or float16 logits themselves (no float32 copy); the tokens are
-    # those of the float32 values, for every seed and at 1 and 2 threads. Ties on a coarse
-    # grid make the order by id matter.
+    # drawn from the bfloat16 or float16 logits themselves (no float32 copy), with or without
+    # log-probabilities; the tokens and log-probabilities are those of the float32 values,
+    # for every seed and at 1 and 2 threads. Ties on a coarse grid make the order by id
+    # matter.
     x = _logits(shape, seed=9).astype(np.float32).astype(dtype)
     x[:, 1::3] = (np.round(x[:, 1::3].astype(np.float32) * 2) / 2).astype(dtype)
     x32 = x.astype(np.float32)
@@ -143,6 +144,12 @@ def test_p18_bfloat16_plain_draws_equal_float32_seed_by_seed(shape, kw, dtype):
                 a = logitkit.sample(x, seed=seeds, **kw)
                 b = logitkit.sample(x32, seed=seeds, **kw)
                 np.testing.assert_array_equal(a, b, err_msg=f"threads {threads}, seed {seed}")
+                # With the drawn tokens' log-probabilities (read in place too, but under
+                # top-p's rejection draw): the same tokens and the same bits.
+                a, a_lp = logitkit.sample(x, seed=seeds, return_logprobs=True, **kw)
+                b, b_lp = logitkit.sample(x32, seed=seeds, return_logprobs=True, **kw)
+                np.testing.assert_array_equal(a, b)
+                np.testing.assert_array_equal(a_lp, b_lp)
     finally:
         logitkit.set_num_threads(before)
 

@@ -562,11 +562,12 @@ fn draw_rows<T: Float>(
         n_top,
         mode,
     };
-    // Rows with nothing to process and no log-probability wanted may be drawn from as they
-    // are when bfloat16 or float16 (`select::in_place`).
+    // Rows with nothing to process, and no log-probability wanted but the drawn token's under
+    // its kept set, may be drawn from as they are when bfloat16 or float16
+    // (`select::in_place`).
     let as_stored = select::in_place::stored_as_16_bits::<T>()
         && chain.is_empty()
-        && !want.logprob
+        && (!want.logprob || (want.n_top == 0 && want.mode == LogprobsMode::Sampled))
         && mus.is_none();
     let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let mut cfg = params.row(r, vocab);
@@ -578,10 +579,11 @@ fn draw_rows<T: Float>(
         }
         let row = &logits[r * vocab..(r + 1) * vocab];
         if as_stored {
-            if let Some(tok) = select::in_place::try_draw(row, cfg, &mut streams.row(r), w)? {
+            let rng = &mut streams.row(r);
+            if let Some((tok, lp)) = select::in_place::try_draw(row, cfg, rng, want.logprob, w)? {
                 return Ok(RowResult {
                     tok: tok as i64,
-                    logprob: f64::NAN,
+                    logprob: lp,
                     kept_lp: f64::NAN,
                     ..Default::default()
                 });

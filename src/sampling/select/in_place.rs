@@ -21,7 +21,7 @@
 use super::nucleus::{rounds, Start};
 use super::{
     changed, chunk_maxima_by, cut_zc, draw, draw_from_list, exp_weights_chunked_by, finish_list,
-    masked_weights, min_p_threshold, narrow_list, sum_over_blocks, top_k_in_chunks,
+    masked_weights, min_p_threshold, narrow_list, scaled_gap, sum_over_blocks, top_k_in_chunks,
     wants_chunk_maxima, Work,
 };
 use crate::element::{Float, Real};
@@ -80,24 +80,45 @@ fn as_f32_work<C: Real>(w: &mut Work<C>) -> Option<&mut Work<f32>> {
     })
 }
 
-/// The token of `row` under `cfg` with the uniforms of `rng`, when the row is bfloat16 or
-/// float16 and this path takes it (see the module's documentation); `None` leaves the row to
-/// the f32 path, which draws the same token from a fresh stream.
+/// The token of `row` under `cfg` with the uniforms of `rng`, and with `logprob` its
+/// log-probability under the kept set (as `sample_row` gives it; NaN without), when the row is
+/// bfloat16 or float16 and this path takes it (see the module's documentation); `None` leaves
+/// the row to the f32 path, which draws the same token from a fresh stream.
 pub(crate) fn try_draw<T: Float, C: Real>(
     row: &[T],
     cfg: RowCfg,
     rng: &mut RowRng,
+    logprob: bool,
     w: &mut Work<C>,
-) -> Result<Option<usize>> {
+) -> Result<Option<(usize, f64)>> {
     let Some(w) = as_f32_work(w) else {
         return Ok(None);
     };
-    if let Some(x) = as_stored::<T, bf16>(row) {
-        draw_stored(x, cfg, rng, w)
+    let drawn = if let Some(x) = as_stored::<T, bf16>(row) {
+        draw_stored(x, cfg, rng, logprob, w)?
     } else if let Some(x) = as_stored::<T, f16>(row) {
-        draw_stored(x, cfg, rng, w)
+        draw_stored(x, cfg, rng, logprob, w)?
     } else {
-        Ok(None)
+        None
+    };
+    Ok(drawn.map(|d| (d.tok, if logprob { d.logprob } else { f64::NAN })))
+}
+
+/// A row's token, and its log-probability under the kept set.
+struct Drawn {
+    tok: usize,
+    logprob: f64,
+}
+
+impl Drawn {
+    /// Token `tok` of `x` (maximum `m`) drawn from a kept set of weight `total` at
+    /// temperature `t`: its log-probability as `sample_row` computes it.
+    fn from_set<H: InPlace>(x: &[H], tok: usize, m: f32, t: f64, total: f64) -> Drawn {
+        let gap = scaled_gap(f64::from(x[tok].value()), f64::from(m), t);
+        Drawn {
+            tok,
+            logprob: gap - total.ln(),
+        }
     }
 }
 
@@ -106,8 +127,9 @@ fn draw_stored<H: InPlace>(
     x: &[H],
     cfg: RowCfg,
     rng: &mut RowRng,
+    logprob: bool,
     w: &mut Work<f32>,
-) -> Result<Option<usize>> {
+) -> Result<Option<Drawn>> {
     let Some(k) = H::kernels_for(simd_level()) else {
         return Ok(None);
     };
@@ -118,6 +140,11 @@ fn draw_stored<H: InPlace>(
     if cfg.k < x.len() && !greedy {
         return top_k(x, k.max, cfg, rng, w);
     }
+    // Top-p's rejection draw finds no total for the log-probability: the f32 path lists the
+    // kept set for it.
+    if logprob && !greedy && cfg.p < 1.0 {
+        return Ok(None);
+    }
     let par = w.par && x.len() > BLOCK;
     let mut blocks = Vec::new();
     map_ranges(x.len(), BLOCK, &mut blocks, par, |_, r| (k.max)(&x[r]));
@@ -125,8 +152,9 @@ fn draw_stored<H: InPlace>(
         return Ok(None);
     };
     if greedy {
-        // The first token at the maximum, as `select` finds it.
-        return Ok(first_eq_half::<f32, H>(x, m));
+        // The first token at the maximum, as `select` finds it; its kept set is itself.
+        let tok = first_eq_half::<f32, H>(x, m);
+        return Ok(tok.map(|tok| Drawn { tok, logprob: 0.0 }));
     }
     if cfg.p >= 1.0 && cfg.mp > 0.0 {
         return min_p(x, m, cfg, rng, w).map(Some);
@@ -140,7 +168,8 @@ fn draw_stored<H: InPlace>(
         let total =
             unsafe { exp_weights_chunked_by(x, m, cfg.t, &mut ws, &mut chunks, w.par, kernel) }?;
         if cfg.p >= 1.0 {
-            return Ok(draw(&ws, &chunks, total, rng.uniform()));
+            let tok = draw(&ws, &chunks, total, rng.uniform());
+            return Ok(tok.map(|tok| Drawn::from_set(x, tok, m, cfg.t, total)));
         }
         // As `nucleus::draw`: with min-p, the first prefix is its tokens.
         let masked = masked_lane_sum_half::<f32, H>;
@@ -155,7 +184,10 @@ fn draw_stored<H: InPlace>(
             masked,
         )?;
         let found = rounds(x, &ws, &mut chunks, cfg.p, start, rng, w.par, masked)?;
-        Ok(found.tok)
+        Ok(found.tok.map(|tok| Drawn {
+            tok,
+            logprob: f64::NAN,
+        }))
     })();
     w.row_ws = ws;
     w.chunks = chunks;
@@ -172,7 +204,7 @@ fn min_p<H: InPlace>(
     cfg: RowCfg,
     rng: &mut RowRng,
     w: &mut Work<f32>,
-) -> Result<usize> {
+) -> Result<Drawn> {
     let v = x.len();
     let thr = min_p_threshold(f64::from(m), cfg.t, cfg.mp);
     let count: usize = sum_over_blocks(v, w.par, |r| count_at_least_half::<f32, H>(&x[r], thr));
@@ -183,13 +215,16 @@ fn min_p<H: InPlace>(
         });
         w.row_ws = ws;
         let total = total?;
-        return draw(&w.row_ws, &w.chunks, total, rng.uniform()).ok_or_else(changed);
+        let tok = draw(&w.row_ws, &w.chunks, total, rng.uniform()).ok_or_else(changed)?;
+        return Ok(Drawn::from_set(x, tok, m, cfg.t, total));
     }
     w.cur.clear();
     w.cur.reserve(count + 1, false)?;
     gather_at_least_half::<f32, H>(x, thr, count, &mut w.cur.idx, &mut w.cur.xs);
     finish_list(m, cfg.t, w, true, false)?;
-    draw_from_list(w, rng.uniform())?.0.ok_or_else(changed)
+    let (tok, total) = draw_from_list(w, rng.uniform())?;
+    let tok = tok.ok_or_else(changed)?;
+    Ok(Drawn::from_set(x, tok, m, cfg.t, total))
 }
 
 /// [`try_draw`] under a small top-k: as the f32 path, the row's maximum from its chunk
@@ -201,7 +236,7 @@ fn top_k<H: InPlace>(
     cfg: RowCfg,
     rng: &mut RowRng,
     w: &mut Work<f32>,
-) -> Result<Option<usize>> {
+) -> Result<Option<Drawn>> {
     let nan = chunk_maxima_by(x, &mut w.cmax, w.par, max)?;
     let m = w
         .cmax
@@ -213,7 +248,8 @@ fn top_k<H: InPlace>(
     let zc = cut_zc(cfg.t);
     top_k_in_chunks(x, cfg.k, f64::from(m), zc, w)?;
     narrow_list(m, cfg, zc, w, true)?;
-    Ok(draw_from_list(w, rng.uniform())?.0)
+    let (tok, total) = draw_from_list(w, rng.uniform())?;
+    Ok(tok.map(|tok| Drawn::from_set(x, tok, m, cfg.t, total)))
 }
 
 #[cfg(test)]
@@ -310,18 +346,24 @@ mod tests {
                 for s in 0..seeds {
                     let seed = Seed::Fixed(s);
                     let (mut want, mut got_b) = ([0i64], [0i64]);
-                    sample_rows(&x32, v, &params, &seed, &mut want, None).unwrap();
-                    sample_rows(&xb, v, &params, &seed, &mut got_b, None).unwrap();
+                    let (mut want_lp, mut got_lp) = ([0f64], [0f64]);
+                    sample_rows(&x32, v, &params, &seed, &mut want, Some(&mut want_lp)).unwrap();
+                    sample_rows(&xb, v, &params, &seed, &mut got_b, Some(&mut got_lp)).unwrap();
                     assert_eq!(got_b, want, "{name} T {t} p {p} mp {mp} k {k} seed {s}");
+                    assert_eq!(got_lp[0].to_bits(), want_lp[0].to_bits(), "{name} seed {s}");
                     let mut w = Work::<f32> {
                         par: s % 2 == 1,
                         ..Default::default()
                     };
                     let mut rng = Streams::for_sample(&seed).row(0);
-                    // Rows this path does not take are left; of those it takes, only the
-                    // ones whose rounds give up.
-                    let eligible = takes(&cfg, v);
-                    let Some(j) = try_draw(&xb, cfg, &mut rng, &mut w).unwrap() else {
+                    // Rows this path does not take are left (with a log-probability, those
+                    // top-p's rejection draws); of those it takes, only the ones whose rounds
+                    // give up.
+                    let logprob = s % 3 != 1;
+                    let rejection = !cfg.is_greedy(v) && cfg.k >= v && cfg.p < 1.0;
+                    let eligible = takes(&cfg, v) && !(logprob && rejection);
+                    let drawn = try_draw(&xb, cfg, &mut rng, logprob, &mut w).unwrap();
+                    let Some((j, lp)) = drawn else {
                         left += usize::from(eligible);
                         continue;
                     };
@@ -331,6 +373,12 @@ mod tests {
                         j as i64, want[0],
                         "{name} T {t} p {p} mp {mp} k {k} seed {s}"
                     );
+                    // The log-probability is the f32 path's, bit for bit; NaN when not asked.
+                    if logprob {
+                        assert_eq!(lp.to_bits(), want_lp[0].to_bits(), "{name} T {t} k {k}");
+                    } else {
+                        assert!(lp.is_nan());
+                    }
                     let bits = |a: &[f32]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
                     let cb = |a: &[f64]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
                     if s == 0 && k == 0 && t > 0.0 && p >= 1.0 && mp > 0.0 {
@@ -387,7 +435,9 @@ mod tests {
         let mut rng = Streams::for_sample(&Seed::Fixed(1)).row(0);
         let mut w = Work::<f32>::default();
         let cfg = base.row(0, v);
-        assert!(try_draw(&x32, cfg, &mut rng, &mut w).unwrap().is_none());
+        assert!(try_draw(&x32, cfg, &mut rng, false, &mut w)
+            .unwrap()
+            .is_none());
         for params in [
             // Too large a top-k for the chunk maxima: the f32 path's cut over the row.
             base.clone().top_k(100),
@@ -399,7 +449,16 @@ mod tests {
             base.clone().top_k(1).dynatemp_range(0.5),
         ] {
             let cfg = params.row(0, v);
-            let got = try_draw(&xb, cfg, &mut rng, &mut w).unwrap();
+            let got = try_draw(&xb, cfg, &mut rng, false, &mut w).unwrap();
+            assert!(got.is_none(), "{params:?}");
+        }
+        // With a log-probability, top-p's rejection draw is left to the f32 path too.
+        for params in [base.clone().top_p(0.9), base.clone().top_p(0.9).min_p(0.1)] {
+            let cfg = params.row(0, v);
+            assert!(try_draw(&xb, cfg, &mut rng, false, &mut w)
+                .unwrap()
+                .is_some());
+            let got = try_draw(&xb, cfg, &mut rng, true, &mut w).unwrap();
             assert!(got.is_none(), "{params:?}");
         }
     }
