@@ -3,6 +3,10 @@ logitkit (two Python interpreters), each run in a process of its own, the two al
 round by round; medians of per-process medians.
 
     python benches/ab_sampling.py OLD_PYTHON NEW_PYTHON [--rounds 5]
+
+Environment: AB_SHAPES=1x128256,8x128256 (rows x vocab) picks the shapes; AB_DIST=bounded
+draws the logits as (sum of four uniforms - 2) * 6 (light tails: min-p 0.05 keeps a few
+thousand tokens of 128256) in place of N(0, 9).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ CASES = {
 }
 SHAPES = [(1, 32000), (1, 128256), (8, 128256), (64, 32000)]
 import os
+# AB_DIST=bounded: logits (sum of four uniforms - 2) * 6 in place of N(0, 9).
+BOUNDED = os.environ.get("AB_DIST") == "bounded"
 if os.environ.get("AB_SHAPES"):
     SHAPES = [tuple(map(int, s.split("x"))) for s in os.environ["AB_SHAPES"].split(",")]
 
@@ -29,7 +35,12 @@ import json, statistics, sys, time
 import numpy as np, logitkit
 logitkit.set_num_threads(2)
 rows, vocab = {rows}, {vocab}
-x = (np.random.default_rng(0).standard_normal((rows, vocab)) * 3).astype(np.float32)
+rng = np.random.default_rng(0)
+if {bounded}:
+    # Light tails: thousands of tokens near the maximum (min-p keeps 1-3% of the row).
+    x = ((rng.random((4, rows, vocab)).sum(axis=0) - 2.0) * 6).astype(np.float32)
+else:
+    x = (rng.standard_normal((rows, vocab)) * 3).astype(np.float32)
 out = {{}}
 for name, kw in {cases}.items():
     kw = eval(kw)
@@ -51,7 +62,7 @@ def main() -> None:
     print("| shape | call | before µs | after µs | after / before |")
     print("|---|---|---|---|---|")
     for rows, vocab in SHAPES:
-        code = WORKER.format(rows=rows, vocab=vocab, cases=repr(CASES))
+        code = WORKER.format(rows=rows, vocab=vocab, cases=repr(CASES), bounded=BOUNDED)
         got = {"old": [], "new": []}
         for r in range(rounds):
             order = [("old", old), ("new", new)] if r % 2 == 0 else [("new", new), ("old", old)]

@@ -186,6 +186,42 @@ fn f32_exp_tol(reference: f64, a: f64) -> f64 {
     }
 }
 
+/// The row maximum at every alignment of the row (the vector kernels start from an aligned
+/// address on long rows, after a partial first vector): the scalar twin's value and NaN flag,
+/// with the maximum or a NaN in that first part, in the body or in the tail.
+#[test]
+fn max_matches_scalar_twin_at_every_alignment_all_levels() {
+    fn check<C: logitkit::Real + std::fmt::Debug>(of: impl Fn(f64) -> C) {
+        let mut rng = Rng(7);
+        for level in vector_levels() {
+            for n in [1, 15, 127, 128, 129, 1000, 16_384 + 7] {
+                let base = random_row(&mut rng, n + 16, 4.0, 5);
+                for off in 0..16 {
+                    for (what, at) in [("none", usize::MAX), ("head", 1), ("body", n / 2)]
+                        .into_iter()
+                        .chain([("tail", n.saturating_sub(1))])
+                    {
+                        for special in [f64::NAN, 50.0] {
+                            let mut buf: Vec<C> = base.iter().map(|&v| of(v)).collect();
+                            if at < n {
+                                buf[off + at] = of(special);
+                            }
+                            let x = &buf[off..off + n];
+                            let (m, nan) = k::max(level, x);
+                            let (ms, nans) = k::max(SimdLevel::Scalar, x);
+                            let ctx = format!("{level:?} n={n} off={off} {what} {special}");
+                            assert_eq!(nan, nans, "{ctx}");
+                            assert!(m == ms, "{ctx}: {m:?} vs {ms:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    check(|v| v as f32);
+    check(|v| v);
+}
+
 #[test]
 fn kernels_match_scalar_twin_f32_all_levels() {
     let mut rng = Rng(1);

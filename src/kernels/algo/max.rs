@@ -4,8 +4,8 @@ use crate::element::Real;
 use crate::kernels::isa::{Lane, Simd};
 use crate::kernels::scalar;
 
-/// The largest entry ignoring NaN, and whether there is a NaN: four vector maxima, combined
-/// pairwise, then across lanes. x86's maximum returns its second operand on NaN, so the new
+/// The largest entry ignoring NaN, and whether there is a NaN: four vector maxima (from an
+/// aligned address on long rows), combined pairwise, then across lanes. x86's maximum returns its second operand on NaN, so the new
 /// value goes first and NaN is found by unordered compares; where the level's maximum
 /// propagates NaN instead (NEON), a row whose result is NaN (rare, and all NaN in the output)
 /// is scanned again by the scalar kernel.
@@ -16,6 +16,19 @@ pub(crate) fn max<S: Simd, E: Lane<S> + ScalarMax>(s: S, x: &[E]) -> (E, bool) {
     let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
     let mut nan = E::none_m(s);
     let mut i = 0;
+    // The elements before the first whole vector's worth of aligned bytes, alone, so that the
+    // loads below do not straddle cache lines (measured 1.4x slower from L1 and L2 when they
+    // do). The maximum, and whether there is a NaN, do not depend on the order.
+    let head = p.align_offset(l * std::mem::size_of::<E>());
+    if 0 < head && head < l && 8 * l <= n {
+        // SAFETY: `head < l <= n` elements from `p`, in `x`.
+        let v = unsafe { E::load_part(s, p, head, E::MINUS_INF) };
+        if !S::MAX_PROPAGATES_NAN {
+            nan = E::or_m(s, nan, E::unord(s, v, v));
+        }
+        m0 = E::max(s, v, m0);
+        i = head;
+    }
     while i + 4 * l <= n {
         // SAFETY: `i + 4 l <= n = x.len()`: the four vectors from `p.add(i)` are in `x`.
         let (v0, v1, v2, v3) = unsafe {
