@@ -23,13 +23,20 @@ v = 128256
 row = ((np.random.default_rng(0).random((4, v)).sum(axis=0) - 2.0) * 6).astype(np.float32)
 buf, obuf = np.empty(v + 64, np.float32), np.empty(v + 64, np.float32)
 first = lambda b: (-(b.ctypes.data % 64) // 4) % 16
+ONLY = __import__("os").environ.get("ALIGN_CALLS")
 calls = {
     "greedy": lambda x, o: logitkit.sample(x[None], seed=1, temperature=0.0),
     "T0.8 p0.95": lambda x, o: logitkit.sample(x[None], seed=1, temperature=0.8, top_p=0.95),
     "min_p 0.05": lambda x, o: logitkit.sample(x[None], seed=1, min_p=0.05),
+    "T0.8 p0.95 logprobs": lambda x, o: logitkit.sample(x[None], seed=1, temperature=0.8,
+                                                        top_p=0.95, return_logprobs=True),
+    "T0.8 p0.95 sigma 1": lambda x, o: logitkit.sample(x[None], seed=1, temperature=0.8,
+                                                       top_p=0.95, top_n_sigma=1.0),
     "logsumexp": lambda x, o: logitkit.logsumexp(x),
     "softmax": lambda x, o: logitkit.softmax(x, out=o),
 }
+if ONLY:
+    calls = {k: f for k, f in calls.items() if k in ONLY.split(",")}
 out = {}
 for shift in (0, 4):
     b, ob = first(buf) + shift, first(obuf) + shift

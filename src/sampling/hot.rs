@@ -684,8 +684,21 @@ unsafe fn positions_avx512(
     use std::arch::x86_64::*;
     let tv = _mm512_set1_ps(t);
     let mut n = 0;
-    let mut it = x.chunks_exact(64);
-    let mut base = 0;
+    // The tokens before the first 64-byte boundary alone: the loads below then do not
+    // straddle cache lines.
+    let head = unaligned_head(x);
+    for (j, &e) in x[..head].iter().enumerate() {
+        if e >= t {
+            if n >= limit {
+                return None;
+            }
+            // SAFETY: `n < limit`.
+            unsafe { *to.0.add(n) = j as u32 };
+            n += 1;
+        }
+    }
+    let mut it = x[head..].chunks_exact(64);
+    let mut base = head;
     for c in &mut it {
         let mut bits = 0u64;
         for q in 0..4 {
@@ -1473,16 +1486,22 @@ mod tests {
     /// row and from a packed set.
     #[test]
     fn compress_at_least_matches_a_filter() {
-        for n in [0, 1, 15, 16, 17, 63, 64, 65, 200, 1000, 4097] {
+        // At several alignments of the row: the row pass takes the part before its first
+        // 64-byte boundary alone.
+        for (n, off) in [0, 1, 15, 16, 17, 63, 64, 65, 200, 1000, 4097]
+            .into_iter()
+            .flat_map(|n| [0, 1, 7, 15].map(|off| (n, off)))
+        {
             let u = uniforms(n, 5 + n as u64);
-            let mut x: Vec<f32> = u
-                .iter()
-                .map(|&v| ((v * 16.0).floor() - 8.0) as f32)
-                .collect();
+            let mut xv: Vec<f32> = vec![0.0; off];
+            xv.extend(u.iter().map(|&v| ((v * 16.0).floor() - 8.0) as f32));
             for j in (2..n).step_by(13) {
-                x[j] = f32::NEG_INFINITY;
+                xv[off + j] = f32::NEG_INFINITY;
             }
-            let ws: Vec<f32> = (0..n).map(|j| j as f32 * 0.5 + 1.0).collect();
+            let x = &xv[off..];
+            let mut wv: Vec<f32> = vec![0.0; off];
+            wv.extend((0..n).map(|j| j as f32 * 0.5 + 1.0));
+            let ws = &wv[off..];
             // A packed set: every third token, with its positions.
             let sub: Vec<u32> = (0..n as u32).step_by(3).collect();
             let sub_x: Vec<f32> = sub.iter().map(|&j| x[j as usize]).collect();
@@ -1502,7 +1521,7 @@ mod tests {
                 };
                 let all: Vec<u32> = (0..n as u32).collect();
                 let mut out = Packed::default();
-                if compress_at_least(&x, &ws, None, t, n, &mut out).unwrap() {
+                if compress_at_least(x, ws, None, t, n, &mut out).unwrap() {
                     check(&all, &out, "row");
                     let k = out.ids.len();
                     let sub_n = sub.len();
@@ -1512,14 +1531,14 @@ mod tests {
                     check(&sub, &out, "packed");
                     // A limit: refused above it, done at it.
                     if k > 0 {
-                        assert!(!compress_at_least(&x, &ws, None, t, k - 1, &mut out).unwrap());
-                        assert!(compress_at_least(&x, &ws, None, t, k, &mut out).unwrap());
+                        assert!(!compress_at_least(x, ws, None, t, k - 1, &mut out).unwrap());
+                        assert!(compress_at_least(x, ws, None, t, k, &mut out).unwrap());
                         check(&all, &out, "row at its limit");
                     }
                 }
                 let want: Vec<u32> = (0..n as u32).filter(|&j| x[j as usize] >= t).collect();
                 let mut got = Vec::new();
-                for_each_at_least(&x, t, |j| {
+                for_each_at_least(x, t, |j| {
                     got.push(j as u32);
                     true
                 });
