@@ -1,8 +1,9 @@
 //! bfloat16 and float16 rows drawn from as they are (issue 22, item 5): a row with no
-//! processing stage and no log-probability asked for, greedy or whose filters are the
-//! temperature with top-p, min-p or both, or a top-k small enough to be found from the row's
-//! chunk maxima (with top-p and min-p on its list), is read in its 16-bit type, with no f32
-//! copy of the row:
+//! processing stage, greedy or whose filters are the temperature with top-p, min-p or both, or
+//! a top-k small enough to be found from the row's chunk maxima (with top-p and min-p on its
+//! list), is read in its 16-bit type, with no f32 copy of the row. No log-probability may be
+//! asked for but the drawn token's under its kept set, and that one not under top-p's
+//! rejection draw (which finds no total: the f32 path lists the kept set for it). The row:
 //! - its maximum and weights come from the level's 16-bit kernels (the logits widened in
 //!   registers), and top-p's rejection rounds compare the logits widened in registers;
 //! - min-p alone counts the tokens at its threshold on the 16-bit logits, then masks the row
