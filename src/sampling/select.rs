@@ -989,7 +989,7 @@ pub(crate) fn select<C: Real>(
         } else {
             let mut alt = std::mem::take(&mut w.alt);
             let count: usize = sum_over_blocks(v, w.par, |r| count_at_least(&x[r], thr));
-            if want_weights && count * 32 > v {
+            if want_weights && min_p_masks_row(count, v) {
                 // Many tokens pass: weights over the row, those below the threshold exactly 0
                 // (the exp of -inf), beat copying the tokens. The kernel's chunk sums are then
                 // the draw's, and `Kept::Row(None)` draws from them.
@@ -1024,6 +1024,12 @@ pub(crate) fn select<C: Real>(
         w.row_total = total?;
     }
     Ok(Kept::Row(row_cut))
+}
+
+/// Whether min-p alone, `count` of `v` tokens passing, draws from the row's weights with the
+/// others' masked to 0 (many pass: cheaper than copying them) rather than from a list of them.
+fn min_p_masks_row(count: usize, v: usize) -> bool {
+    count * 32 > v
 }
 
 /// The weights of a row of `v` tokens whose logits `mask(start, chunk)` writes into each

@@ -5,10 +5,10 @@ use crate::kernels::isa::{Lane, Simd};
 use crate::kernels::scalar;
 
 /// The largest entry ignoring NaN, and whether there is a NaN: four vector maxima (from an
-/// aligned address on long rows), combined pairwise, then across lanes. x86's maximum returns its second operand on NaN, so the new
-/// value goes first and NaN is found by unordered compares; where the level's maximum
-/// propagates NaN instead (NEON), a row whose result is NaN (rare, and all NaN in the output)
-/// is scanned again by the scalar kernel.
+/// aligned address on long rows), combined pairwise, then across lanes. x86's maximum returns
+/// its second operand on NaN, so the new value goes first and NaN is found by unordered
+/// compares; where the level's maximum propagates NaN instead (NEON), a row whose result is
+/// NaN (rare, and all NaN in the output) is scanned again by the scalar kernel.
 #[inline(always)]
 pub(crate) fn max<S: Simd, E: Lane<S> + ScalarMax>(s: S, x: &[E]) -> (E, bool) {
     let (n, p, l) = (x.len(), x.as_ptr(), E::LANES);

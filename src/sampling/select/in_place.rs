@@ -22,8 +22,8 @@
 use super::nucleus::{rounds, Start};
 use super::{
     changed, chunk_maxima_by, cut_zc, draw, draw_from_list, exp_weights_chunked_by, finish_list,
-    masked_weights, min_p_threshold, narrow_list, scaled_gap, sum_over_blocks, top_k_in_chunks,
-    wants_chunk_maxima, Work,
+    masked_weights, min_p_masks_row, min_p_threshold, narrow_list, scaled_gap, sum_over_blocks,
+    top_k_in_chunks, wants_chunk_maxima, Work,
 };
 use crate::element::{Float, Real};
 use crate::error::Result;
@@ -209,7 +209,7 @@ fn min_p<H: InPlace>(
     let v = x.len();
     let thr = min_p_threshold(f64::from(m), cfg.t, cfg.mp);
     let count: usize = sum_over_blocks(v, w.par, |r| count_at_least_half::<f32, H>(&x[r], thr));
-    if count * 32 > v {
+    if min_p_masks_row(count, v) {
         let mut ws = std::mem::take(&mut w.row_ws);
         let total = masked_weights(v, m, cfg.t, &mut ws, &mut w.chunks, w.par, |at, d| {
             mask_below_half::<f32, H>(&x[at..][..d.len()], thr, d)
