@@ -154,6 +154,74 @@ def test_p18_bfloat16_plain_draws_equal_float32_seed_by_seed(shape, kw, dtype):
         logitkit.set_num_threads(before)
 
 
+@pytest.mark.parametrize("shape", [(1, 40_000), (3, 5001)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        # Few seen tokens: each penalised one by one after the copy.
+        dict(repetition_penalty=1.3, frequency_penalty=0.4, presence_penalty=0.2, hist=50),
+        # Many: the penalties applied during the copy, from each token's mark.
+        dict(repetition_penalty=1.3, frequency_penalty=0.4, presence_penalty=0.2, hist=6000),
+        dict(repetition_penalty=0.8, hist=6000, top_logprobs=4),
+        dict(logit_bias={3: 2.5, 17: -1.0}, repetition_penalty=1.2, hist=6000),
+        dict(allowed_token_ids=list(range(0, 3000, 3)), min_p=0.02),
+        dict(bad_words=[[5], [7, 9]], min_tokens=2, stop_token_ids=[11], hist=40),
+        dict(repetition_penalty=1.1, hist=6000, logprobs_mode="processed", top_logprobs=2),
+        dict(repetition_penalty=1.1, hist=6000, logprobs_mode="raw", top_logprobs=2),
+    ],
+    ids=lambda kw: ",".join(kw),
+)
+@pytest.mark.parametrize("dtype", [BF16, np.dtype(np.float16)], ids=["bfloat16", "float16"])
+def test_p18_processed_16_bit_rows_equal_float32_seed_by_seed(shape, kw, dtype):
+    # A row with masks, a bias or penalties is converted to float32 as it is processed (a
+    # piece at a time, no converted copy of the row): the tokens, log-probabilities and
+    # alternatives equal those of the float32 values, at 1 and 2 threads, in every mode.
+    kw = dict(kw)
+    hist = kw.pop("hist", 0)
+    x = _logits(shape, seed=21).astype(np.float32).astype(dtype)
+    x32 = x.astype(np.float32)
+    rng = np.random.default_rng(5)
+    out = [rng.integers(0, shape[1], size=hist) for _ in range(shape[0])]
+    extra = dict(output_tokens=out) if hist else {}
+    lp = dict(return_logprobs=True) if "top_logprobs" in kw or "logprobs_mode" in kw else {}
+    before = logitkit.get_num_threads()
+    try:
+        for threads in (1, 2):
+            logitkit.set_num_threads(threads)
+            for seed in range(6):
+                seeds = np.arange(shape[0]) * 5 + seed
+                args = dict(temperature=0.9, seed=seeds, **kw, **extra, **lp)
+                a, b = logitkit.sample(x, **args), logitkit.sample(x32, **args)
+                if not lp:
+                    np.testing.assert_array_equal(a, b, err_msg=f"threads {threads}")
+                    continue
+                np.testing.assert_array_equal(a.tokens, b.tokens)
+                np.testing.assert_array_equal(a.logprobs, b.logprobs)
+                if "top_logprobs" in kw:
+                    np.testing.assert_array_equal(a.top_logprobs, b.top_logprobs)
+                    np.testing.assert_array_equal(a.top_ids, b.top_ids)
+                    np.testing.assert_array_equal(a.ranks, b.ranks)
+    finally:
+        logitkit.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("dtype", [BF16, np.dtype(np.float16)], ids=["bfloat16", "float16"])
+def test_p8_processed_16_bit_rows_name_their_problem(bad, dtype):
+    # A NaN or +inf anywhere in a processed 16-bit row (the last piece too) is the error the
+    # float32 row gives.
+    for at in (0, 2047, 2048, 39_999):
+        x = np.zeros((2, 40_000), dtype=np.float32)
+        x[1, at] = bad
+        kw = dict(repetition_penalty=1.2, output_tokens=[[1, 2], [3]])
+        with pytest.raises(ValueError) as want:
+            logitkit.sample(x, **kw)
+        with pytest.raises(ValueError) as got:
+            logitkit.sample(x.astype(dtype), **kw)
+        assert str(got.value) == str(want.value)
+        assert "row 1" in str(got.value)
+
+
 def test_p7_bfloat16_filtered_logits_stay_finite():
     # A bias carries a kept logit past bfloat16's largest finite value: the row is given as
     # gaps from its maximum, so every kept value stays finite in bfloat16.

@@ -57,9 +57,13 @@ impl<C: Real> Dist<'_, C> {
         scaled_gap(self.x[j].to_f64(), self.m.to_f64(), self.t) - self.ln_total
     }
 
-    /// The number of tokens at least as probable as `j` (`j` kept).
-    fn rank(&self, j: usize) -> i64 {
-        (count_at_least(self.x, self.x[j].to_f64()).min(self.kept)) as i64
+    /// The number of tokens at least as probable as `j` (`j` kept), counted block by block
+    /// on the threads when `par`: each thread counts the blocks it wrote in the row's earlier
+    /// passes (a converted or processed row), so no block moves between the cores.
+    fn rank(&self, j: usize, par: bool) -> i64 {
+        let xj = self.x[j].to_f64();
+        let count: usize = sum_over_blocks(self.x.len(), par, |r| count_at_least(&self.x[r], xj));
+        count.min(self.kept) as i64
     }
 
     /// The `n` most probable tokens, by log-probability descending then id ascending.
@@ -190,7 +194,7 @@ pub(super) fn report<C: Real>(
         res.logprob = dist.logprob(d.tok);
     }
     if want.n_top > 0 {
-        res.rank = dist.rank(d.tok);
+        res.rank = dist.rank(d.tok, w.par);
         res.top = dist.top(want.n_top, w)?;
     }
     Ok(res)

@@ -449,21 +449,34 @@ fn with_row<T: Float, R>(
         } else {
             let mut scratch = std::mem::take(&mut w.seen);
             let mut words = std::mem::take(&mut w.words);
+            // The row is converted only when the row as passed in is read again: processing
+            // reads a 16-bit row as it is, converting it a piece at a time.
             let processed = match source.ctx(r, row.len(), chain.reads_seen(), w.par, &mut scratch)
             {
-                Ok(ctx) => widened(row, &mut conv, w.par, false).and_then(|(raw, _)| {
-                    let bad = chain.process(r, &ctx, raw, &mut proc, &mut words, w.par)?;
-                    Ok((raw, bad))
-                }),
+                Ok(ctx) if need_raw => {
+                    widened(row, &mut conv, w.par, false).and_then(|(raw, _)| {
+                        let bad = chain.process(r, &ctx, raw, &mut proc, &mut words, w.par)?;
+                        Ok((Some(raw), bad))
+                    })
+                }
+                Ok(ctx) => chain
+                    .process(r, &ctx, row, &mut proc, &mut words, w.par)
+                    .map(|bad| (None, bad)),
                 Err(e) => Err(e),
             };
             w.seen = scratch;
             w.words = words;
             let (raw, bad) = processed?;
             if bad {
+                // What is wrong with the row as passed in (converted now if it was not).
+                let mut conv_bad = Vec::new();
+                let raw = match raw {
+                    Some(raw) => raw,
+                    None => widened(row, &mut conv_bad, w.par, false)?.0,
+                };
                 return Err(bad_row(row_max(raw, w.par).err().unwrap_or("contains NaN")));
             }
-            (&proc[..], need_raw.then_some(raw))
+            (&proc[..], raw)
         };
         // Top-k with a small k wants the row's chunk maxima: its maximum then comes from them.
         let max = if wants_chunks {

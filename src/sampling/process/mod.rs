@@ -21,11 +21,11 @@ mod min_tokens;
 mod repetition;
 
 use super::history::RowCtx;
-use super::hot::{ban_unset, copy_checked, copy_marked};
+use super::hot::{ban_unset, copy_checked, copy_marked, frequency_marked, repetition_marked};
 use super::params::SamplingParams;
-use crate::element::Real;
+use crate::element::{is_native, Float, Real};
 use crate::error::Result;
-use crate::kernels::BLOCK;
+use crate::kernels::{kernels, BLOCK};
 use crate::parallel::map_chunks_mut;
 
 /// One processing stage: changes a row's logits in place.
@@ -130,15 +130,15 @@ impl<'p, C: Real> Chain<'p, C> {
         self.reads_seen
     }
 
-    /// Row `row` processed into `z`: copied from `x` with every mask applied on the way (the
-    /// blocks shared across the pool when `par`), then every other stage in order. Returns
-    /// whether `x` holds NaN or `+inf` (then `z` is not processed further), or that memory for
-    /// `z` was refused.
-    pub fn process(
+    /// Row `row` processed into `z`: copied from `x` (as stored: a 16-bit row is converted on
+    /// the way) with every mask applied on the way (the blocks shared across the pool when
+    /// `par`), then every other stage in order. Returns whether `x` holds NaN or `+inf` (then
+    /// `z` is not processed further), or that memory for `z` was refused.
+    pub fn process<T: Float<Compute = C>>(
         &self,
         row: usize,
         ctx: &RowCtx<'_>,
-        x: &[C],
+        x: &[T],
         z: &mut Vec<C>,
         words: &mut Vec<u32>,
         par: bool,
@@ -181,10 +181,8 @@ impl<'p, C: Real> Chain<'p, C> {
         let mut bad = Vec::new();
         map_chunks_mut(z, BLOCK, &mut bad, par && x.len() > BLOCK, |b, d| {
             let (src, start) = (&x[b * BLOCK..][..d.len()], b * BLOCK);
-            let bad = match fused {
-                Some(marks) => copy_marked(src, d, &marks[start..][..d.len()], ops.0, ops.1),
-                None => copy_checked(src, d),
-            };
+            let marked = fused.map(|marks| (&marks[start..][..d.len()], ops.0, ops.1));
+            let bad = copy_block(src, d, marked);
             if let Some(m) = mask {
                 ban_unset(d, m, start / 32);
             }
@@ -200,6 +198,49 @@ impl<'p, C: Real> Chain<'p, C> {
         }
         Ok(false)
     }
+}
+
+/// Penalties applied while a block is copied: the block's marks, the repetition penalty, the
+/// frequency and presence penalties (see [`MarkOp`]).
+type Marked<'a, C> = (&'a [u32], Option<C>, Option<(C, C)>);
+
+/// The logits of a row's block `src` copied into `d` as the compute type, with the penalties
+/// of `marked` applied on the way; whether `src` holds NaN or `+inf`. A 16-bit block is
+/// widened a piece at a time, each piece checked and penalised while it is in the first-level
+/// cache: the row is read once, with no converted copy of the whole row (the same operations
+/// on the same values as [`copy_marked`] over the row widened, so the same bits).
+fn copy_block<T: Float<Compute = C>, C: Real>(
+    src: &[T],
+    d: &mut [C],
+    marked: Option<Marked<'_, C>>,
+) -> bool {
+    if is_native::<T>() {
+        // SAFETY: `is_native` says `T` and `C` are the same type.
+        let src = unsafe { std::slice::from_raw_parts(src.as_ptr().cast::<C>(), src.len()) };
+        return match marked {
+            Some((marks, rep, freq)) => copy_marked(src, d, marks, rep, freq),
+            None => copy_checked(src, d),
+        };
+    }
+    // 8 KiB of f32: the piece stays in the first-level cache between its passes.
+    const PIECE: usize = 2048;
+    let k = kernels::<C>();
+    let mut bad = false;
+    for (i, (s, p)) in src.chunks(PIECE).zip(d.chunks_mut(PIECE)).enumerate() {
+        T::widen(s, p);
+        let (m, nan) = (k.max)(p);
+        bad |= nan || m == C::INFINITY;
+        if let Some((marks, rep, freq)) = marked {
+            let marks = &marks[i * PIECE..][..p.len()];
+            if let Some(r) = rep {
+                repetition_marked(p, marks, r);
+            }
+            if let Some((f, pres)) = freq {
+                frequency_marked(p, marks, f, pres);
+            }
+        }
+    }
+    bad
 }
 
 /// `f(z block, marks block)` over the row's blocks, shared across the pool when `par`.
