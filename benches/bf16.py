@@ -22,7 +22,8 @@ Prints a Markdown table per shape, ratios against ``float32``.
 ``--dtype float16``: the same with float16 (NumPy's) in place of bfloat16.
 
 ``--op sample``: ``logitkit.sample(x, seed=1, **KW)`` with ``--kw "dict(temperature=0.8,
-top_p=0.95)"`` (the default); the contenders are logitkit's float32, bfloat16 and bfloat16
+top_p=0.95)"`` (the default; it may name ``rows`` and ``vocab``, e.g. ``output_tokens=
+[np.arange(64)] * rows``); the contenders are logitkit's float32, bfloat16 and bfloat16
 via a float32 copy, and with ``--baseline PYTHON`` the float32 and bfloat16 calls of another
 install of logitkit (an older build), run by that interpreter.
 """
@@ -56,8 +57,8 @@ import json, os, statistics, sys, time
 os.sched_setaffinity(0, {cpus})
 import numpy as np, ml_dtypes, logitkit
 logitkit.set_num_threads({threads})
-kw = {kw}
 rows, vocab = {rows}, {vocab}
+kw = {kw}  # may name `rows` and `vocab` (histories, one per row)
 x32 = (np.random.default_rng(0).standard_normal((rows, vocab)) * 3).astype(np.float32)
 x16 = x32.astype({np16})
 x32 = x16.astype(np.float32)  # the same values in both

@@ -549,47 +549,80 @@ pub(crate) fn compress_at_least<C: Real>(
     out: &mut Packed<C>,
 ) -> crate::Result<bool> {
     assert!(ws.len() == x.len() && ids.is_none_or(|ids| ids.len() == x.len()));
-    out.ids.clear();
-    out.xs.clear();
-    out.ws.clear();
     #[cfg(target_arch = "x86_64")]
     if let (Some(x32), Some(w32)) = (as_f32(x), as_f32(ws)) {
         if compresses::<C>(x.len()) {
-            // Whole registers are stored at the write position: spare slots for one.
-            let limit = limit.min(x.len());
-            let room = limit + 16;
-            const WHAT: &str = "the candidates";
-            crate::scratch::reserve(&mut out.ids, room, WHAT)?;
-            crate::scratch::reserve(&mut out.xs, room, WHAT)?;
-            crate::scratch::reserve(&mut out.ws, room, WHAT)?;
-            let to = (
-                out.ids.as_mut_ptr(),
-                out.xs.as_mut_ptr().cast::<f32>(),
-                out.ws.as_mut_ptr().cast::<f32>(),
-            );
             let t = t.to_f64() as f32;
-            // SAFETY: the SIMD level is AVX-512 only on CPUs with AVX-512F, POPCNT was
-            // detected, every position fits in u32, each output has room for `limit + 16`
-            // (`C` is `f32`, as `as_f32` found), and `ws` and `ids` are as long as `x`.
-            let n = unsafe {
-                match ids {
-                    Some(ids) => compress_avx512::<true>(x32, w32, ids, t, limit, to),
-                    None => positions_avx512(x32, w32, t, limit, to),
-                }
-            };
-            let Some(n) = n else { return Ok(false) };
-            // SAFETY: `compress_avx512` wrote the first `n <= limit` slots of each.
-            unsafe {
-                out.ids.set_len(n);
-                out.xs.set_len(n);
-                out.ws.set_len(n);
-            }
-            return Ok(true);
+            return packed_into(out, limit.min(x.len()), |to, limit| match ids {
+                // SAFETY: the SIMD level is AVX-512 only on CPUs with AVX-512F, POPCNT was
+                // detected, every position fits in u32 (`compresses`), `to` has room for
+                // `limit + 16` (`packed_into`), and `ws` and `ids` are as long as `x`.
+                Some(ids) => unsafe { compress_avx512::<true>(x32, w32, ids, t, limit, to) },
+                // SAFETY: as above.
+                None => unsafe { positions_avx512(x32, w32, t, limit, to) },
+            });
         }
     }
     // No vector path here (`t` and `limit` are read only by the x86-64 one).
-    let _ = (t, limit);
+    let _ = (t, limit, ids, out);
     Ok(false)
+}
+
+/// [`compress_at_least`] of a row of 16-bit logits (positions `0..`, weights `ws`), compared
+/// as their f32 values, which are packed: the set and order it gives the row widened to f32.
+pub(crate) fn compress_half_at_least<H: Stored16 + Lanes16>(
+    x: &[H],
+    ws: &[f32],
+    t: f32,
+    limit: usize,
+    out: &mut Packed<f32>,
+) -> crate::Result<bool> {
+    assert!(ws.len() == x.len());
+    #[cfg(target_arch = "x86_64")]
+    if compresses::<f32>(x.len()) {
+        return packed_into(out, limit.min(x.len()), |to, limit| {
+            // SAFETY: as in `compress_at_least`.
+            unsafe { positions_avx512(x, ws, t, limit, to) }
+        });
+    }
+    let _ = (t, limit, out);
+    Ok(false)
+}
+
+/// `out` filled by `fill(to, limit)`, which writes the positions, logits and weights of at most
+/// `limit` tokens through `to` (whole registers: up to 16 slots past the last) and returns
+/// their number, `None` when more pass; `Ok(false)` then. The room is reserved here (R1).
+#[cfg(target_arch = "x86_64")]
+fn packed_into<C: Real>(
+    out: &mut Packed<C>,
+    limit: usize,
+    fill: impl FnOnce((*mut u32, *mut f32, *mut f32), usize) -> Option<usize>,
+) -> crate::Result<bool> {
+    assert!(std::mem::size_of::<C>() == 4);
+    out.ids.clear();
+    out.xs.clear();
+    out.ws.clear();
+    // Whole registers are stored at the write position: spare slots for one.
+    let room = limit + 16;
+    const WHAT: &str = "the candidates";
+    crate::scratch::reserve(&mut out.ids, room, WHAT)?;
+    crate::scratch::reserve(&mut out.xs, room, WHAT)?;
+    crate::scratch::reserve(&mut out.ws, room, WHAT)?;
+    let to = (
+        out.ids.as_mut_ptr(),
+        out.xs.as_mut_ptr().cast::<f32>(),
+        out.ws.as_mut_ptr().cast::<f32>(),
+    );
+    let Some(n) = fill(to, limit) else {
+        return Ok(false);
+    };
+    // SAFETY: `fill` wrote the first `n <= limit` slots of each (`C` is 4 bytes: f32).
+    unsafe {
+        out.ids.set_len(n);
+        out.xs.set_len(n);
+        out.ws.set_len(n);
+    }
+    Ok(true)
 }
 
 /// [`compress_at_least`] at AVX-512; returns how many tokens it wrote to `to` (positions,
@@ -674,8 +707,8 @@ unsafe fn compress_avx512<const PACKED: bool>(
 /// `ws` is at least as long as `x`, which has fewer than 2^32 tokens.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,popcnt")]
-unsafe fn positions_avx512(
-    x: &[f32],
+unsafe fn positions_avx512<X: Lanes16>(
+    x: &[X],
     ws: &[f32],
     t: f32,
     limit: usize,
@@ -688,7 +721,7 @@ unsafe fn positions_avx512(
     // straddle cache lines.
     let head = unaligned_head(x);
     for (j, &e) in x[..head].iter().enumerate() {
-        if e >= t {
+        if e.f32_value() >= t {
             if n >= limit {
                 return None;
             }
@@ -702,8 +735,8 @@ unsafe fn positions_avx512(
     for c in &mut it {
         let mut bits = 0u64;
         for q in 0..4 {
-            // SAFETY: `c` holds 64 floats.
-            let v = unsafe { _mm512_loadu_ps(c.as_ptr().add(16 * q)) };
+            // SAFETY: `c` holds 64 logits; AVX-512F is enabled here.
+            let v = unsafe { X::load16(c.as_ptr().add(16 * q)) };
             bits |= u64::from(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, tv)) << (16 * q);
         }
         let hits = bits.count_ones() as usize;
@@ -728,7 +761,7 @@ unsafe fn positions_avx512(
         base += 64;
     }
     for (j, &e) in it.remainder().iter().enumerate() {
-        if e >= t {
+        if e.f32_value() >= t {
             if n >= limit {
                 return None;
             }
@@ -742,11 +775,74 @@ unsafe fn positions_avx512(
         // `ws` is at least as long as; the other outputs have room for them.
         unsafe {
             let j = *to.0.add(k) as usize;
-            *to.1.add(k) = *x.get_unchecked(j);
+            *to.1.add(k) = x.get_unchecked(j).f32_value();
             *to.2.add(k) = *ws.get_unchecked(j);
         }
     }
     Some(n)
+}
+
+/// Logits the row's packing pass reads (`positions_avx512`): f32, or a 16-bit type widened in
+/// registers.
+pub(crate) trait Lanes16: Copy {
+    /// The 16 logits from `p` as f32 (exact).
+    ///
+    /// # Safety
+    /// AVX-512F is available; the 16 elements from `p` are readable.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
+
+    /// The logit as f32 (exact).
+    #[cfg(target_arch = "x86_64")]
+    fn f32_value(self) -> f32;
+}
+
+impl Lanes16 for f32 {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const f32) -> std::arch::x86_64::__m512 {
+        // SAFETY: the caller's contract.
+        unsafe { std::arch::x86_64::_mm512_loadu_ps(p) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn f32_value(self) -> f32 {
+        self
+    }
+}
+
+impl Lanes16 for half::bf16 {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const half::bf16) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's contract: AVX-512F, 16 elements of 2 bytes readable from `p`.
+        unsafe {
+            let bits = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(bits))
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn f32_value(self) -> f32 {
+        self.value()
+    }
+}
+
+impl Lanes16 for half::f16 {
+    /// `vcvtph2ps`: exact, subnormals included (NaNs come out quiet, and compare as NaN).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const half::f16) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's contract: AVX-512F, 16 elements of 2 bytes readable from `p`.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn f32_value(self) -> f32 {
+        self.value()
+    }
 }
 
 /// [`level_masses_avx512`] with AVX2: 8 tokens a step, the masks ANDed with the weights.
@@ -1506,7 +1602,7 @@ mod tests {
             let sub: Vec<u32> = (0..n as u32).step_by(3).collect();
             let sub_x: Vec<f32> = sub.iter().map(|&j| x[j as usize]).collect();
             let sub_w: Vec<f32> = sub.iter().map(|&j| ws[j as usize]).collect();
-            for t in [-9.0f32, -8.0, -1.0, 0.0, 6.0, 7.0, 8.0, f32::NEG_INFINITY] {
+            for t in [-9.0f32, -8.0, -2.5, -1.0, 0.0, 0.5, 6.0, 7.0, 8.0, f32::NEG_INFINITY] {
                 let check = |from: &[u32], out: &Packed<f32>, what: &str| {
                     let want: Vec<u32> = from
                         .iter()
@@ -1534,6 +1630,23 @@ mod tests {
                         assert!(!compress_at_least(x, ws, None, t, k - 1, &mut out).unwrap());
                         assert!(compress_at_least(x, ws, None, t, k, &mut out).unwrap());
                         check(&all, &out, "row at its limit");
+                    }
+                }
+                // The same row as bfloat16 and float16 (its values are exact in both), packed
+                // by the pass that widens them in registers.
+                if compresses::<f32>(n) {
+                    let mut out = Packed::default();
+                    let xb: Vec<half::bf16> = xv.iter().map(|&e| half::bf16::from_f32(e)).collect();
+                    let xh: Vec<half::f16> = xv.iter().map(|&e| half::f16::from_f32(e)).collect();
+                    assert!(compress_half_at_least(&xb[off..], ws, t, n, &mut out).unwrap());
+                    check(&all, &out, "bfloat16 row");
+                    assert!(compress_half_at_least(&xh[off..], ws, t, n, &mut out).unwrap());
+                    check(&all, &out, "float16 row");
+                    let k = out.ids.len();
+                    if k > 0 {
+                        assert!(
+                            !compress_half_at_least(&xb[off..], ws, t, k - 1, &mut out).unwrap()
+                        );
                     }
                 }
                 let want: Vec<u32> = (0..n as u32).filter(|&j| x[j as usize] >= t).collect();

@@ -14,12 +14,14 @@ use std::ops::Range;
 use super::rng::RowRng;
 use crate::kernels::{kernels, SumAcc, BLOCK};
 use crate::parallel::{map_chunks_mut, map_ranges, zip_chunks_mut};
+use logit_row::LogitRow;
 
 pub(crate) mod cutoff;
 mod dist;
 pub(crate) mod dynatemp;
 pub(crate) mod in_place;
 pub(crate) mod kept;
+mod logit_row;
 pub(crate) mod mirostat;
 mod nucleus;
 mod sampled;
@@ -1189,8 +1191,8 @@ const MAX_PACKED_SHARE: f64 = 0.22;
 /// lowered). `None` (and `pre` let go, so that the scratch stays a few rows: contract R1)
 /// when there is no vector path or the levels' tokens are over a quarter of the row.
 #[allow(clippy::too_many_arguments)]
-fn packed_candidates<C: Real>(
-    x: &[C],
+fn packed_candidates<C: Real, X: LogitRow<C> + ?Sized>(
+    x: &X,
     ws: &[C],
     m: f64,
     t: f64,
@@ -1214,7 +1216,7 @@ fn packed_candidates<C: Real>(
     if let Some(z) = level {
         let thr = at_least_gap(m, t, z);
         if !too_many(sel, thr)
-            && compress_at_least(x, ws, None, thr, v / 4, pre)?
+            && x.compress_at_least(ws, thr, v / 4, pre)?
             && lane_sum(&pre.ws) >= lv.enough
         {
             return Ok(Some(z));
@@ -1223,7 +1225,7 @@ fn packed_candidates<C: Real>(
     // Else usually a small part of the row is at or above ln(tau): packed first, the levels
     // are taken over it alone.
     let thr = at_least_gap(m, t, lv.floor);
-    if too_many(sel, thr) || !compress_at_least(x, ws, None, thr, v / 4, pre)? {
+    if too_many(sel, thr) || !x.compress_at_least(ws, thr, v / 4, pre)? {
         *pre = Packed::default();
         return Ok(None);
     }
@@ -1261,10 +1263,11 @@ fn candidates_zc(zc: f64, t: f64, z: f64) -> f64 {
 /// summing to `total`: the cut is found among candidates (usually a small part of the row;
 /// see [`NucleusLevels`]) with the row's total as the denominator, the same prefix as the cut
 /// over the row. When the candidates are not packed in vector passes (too many, or no vector
-/// path): with `any`, gathered all the same; else `false`, and nothing is kept.
+/// path): with `any`, gathered all the same (from a row stored as `C`); else `false`, and
+/// nothing is kept.
 #[allow(clippy::too_many_arguments)]
-fn nucleus_list<C: Real>(
-    x: &[C],
+fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
+    x: &X,
     m: C,
     cfg: RowCfg,
     zc: f64,
@@ -1273,7 +1276,7 @@ fn nucleus_list<C: Real>(
     any: bool,
     w: &mut Work<C>,
 ) -> Result<bool> {
-    let (v, mf) = (x.len(), m.to_f64());
+    let (v, mf) = (LogitRow::len(x), m.to_f64());
     let mut cand = std::mem::take(&mut w.cand);
     let (mut pre, mut sel) = std::mem::take(&mut w.packed);
     let done = (|| {
@@ -1293,9 +1296,9 @@ fn nucleus_list<C: Real>(
             }
             return Ok(true);
         }
-        if !any {
+        let (true, Some(x)) = (any, x.as_compute()) else {
             return Ok(false);
-        }
+        };
         // Too many (or no vector path): the levels over the row.
         let lo = lv.highest_enough(level_masses(ws, x, &lv.levels));
         for z in [lo, lv.floor] {

@@ -2,19 +2,22 @@
 //! processing stage, greedy or whose filters are the temperature with top-p, min-p or both, or
 //! a top-k small enough to be found from the row's chunk maxima (with top-p and min-p on its
 //! list), is read in its 16-bit type, with no f32 copy of the row. No log-probability may be
-//! asked for but the drawn token's under its kept set, and that one not under top-p's
-//! rejection draw (which finds no total: the f32 path lists the kept set for it). The row:
+//! asked for but the drawn token's under its kept set. The row:
 //! - its maximum and weights come from the level's 16-bit kernels (the logits widened in
 //!   registers), and top-p's rejection rounds compare the logits widened in registers;
 //! - min-p alone counts the tokens at its threshold on the 16-bit logits, then masks the row
 //!   a chunk at a time (widened as it is masked) or gathers the tokens that pass;
 //! - top-k takes the chunk maxima from those kernels and widens only the chunks that can hold
 //!   the top `k`, after which the f32 path's list code runs unchanged;
-//! - a greedy row's token is the first at its maximum, compared in registers.
+//! - a greedy row's token is the first at its maximum, compared in registers;
+//! - under top-p's rejection draw, which finds no total for the log-probability, the kept set
+//!   is listed as the f32 path lists it: candidates counted and gathered from the 16-bit
+//!   logits ([`super::logit_row`]), the cut found among them.
 //!
 //! The weights, chunk sums, candidates and uniforms are those the f32 path takes from the row
 //! widened to f32, so the token is the one it draws. Whatever this path does not take is left
 //! to the f32 path: the other filters and stages, a larger top-k, a row the rounds give up on,
+//! a kept set too large to list from packed candidates (the f32 path then cuts the row),
 //! an unusable row (which the f32 path reports), the scalar level, or a temperature the 16-bit
 //! kernels do not take. That path starts over from the row's first uniform and draws the same
 //! token this one would have.
@@ -22,16 +25,16 @@
 use super::nucleus::{rounds, Start};
 use super::{
     changed, chunk_maxima_by, cut_zc, draw, draw_from_list, exp_weights_chunked_by, finish_list,
-    masked_weights, min_p_masks_row, min_p_threshold, narrow_list, scaled_gap, sum_over_blocks,
-    top_k_in_chunks, wants_chunk_maxima, Work,
+    masked_weights, min_p_masks_row, min_p_of_list, min_p_threshold, narrow_list, nucleus_list,
+    scaled_gap, sum_over_blocks, top_k_in_chunks, wants_chunk_maxima, weight_total, Work,
 };
 use crate::element::{Float, Real};
 use crate::error::Result;
 use crate::kernels::{HalfRows, BLOCK};
 use crate::parallel::map_ranges;
 use crate::sampling::hot::{
-    count_at_least_half, first_eq_half, gather_at_least_half, mask_below_half,
-    masked_lane_sum_half, Stored16,
+    compresses, count_at_least_half, first_eq_half, gather_at_least_half, mask_below_half,
+    masked_lane_sum_half, Lanes16, Stored16,
 };
 use crate::sampling::params::RowCfg;
 use crate::sampling::rng::RowRng;
@@ -41,7 +44,7 @@ use half::{bf16, f16};
 use std::any::TypeId;
 
 /// A 16-bit type this path reads: kernels that widen it in registers, and its value by bits.
-trait InPlace: HalfRows + Stored16 + Float<Compute = f32> {}
+trait InPlace: HalfRows + Stored16 + Lanes16 + Float<Compute = f32> {}
 impl InPlace for bf16 {}
 impl InPlace for f16 {}
 
@@ -141,9 +144,9 @@ fn draw_stored<H: InPlace>(
     if cfg.k < x.len() && !greedy {
         return top_k(x, k.max, cfg, rng, w);
     }
-    // Top-p's rejection draw finds no total for the log-probability: the f32 path lists the
-    // kept set for it.
-    if logprob && !greedy && cfg.p < 1.0 {
+    // Top-p's rejection draw finds no total for the log-probability: the kept set is listed
+    // for it from packed candidates, which need the vector path (else the f32 path lists it).
+    if logprob && !greedy && cfg.p < 1.0 && !compresses::<f32>(x.len()) {
         return Ok(None);
     }
     let par = w.par && x.len() > BLOCK;
@@ -185,14 +188,43 @@ fn draw_stored<H: InPlace>(
             masked,
         )?;
         let found = rounds(x, &ws, &mut chunks, cfg.p, start, rng, w.par, masked)?;
-        Ok(found.tok.map(|tok| Drawn {
-            tok,
-            logprob: f64::NAN,
-        }))
+        match found.tok {
+            Some(tok) if logprob => listed_logprob(x, m, cfg, &ws, &mut chunks, total, tok, w),
+            tok => Ok(tok.map(|tok| Drawn {
+                tok,
+                logprob: f64::NAN,
+            })),
+        }
     })();
     w.row_ws = ws;
     w.chunks = chunks;
     drawn
+}
+
+/// Token `tok`, drawn by top-p's rejection rounds from row `x` (maximum `m`, weights `ws`
+/// summing to `total`), with its log-probability under the kept set as `sample_row` computes
+/// it: the nucleus listed from candidates packed off the 16-bit row ([`nucleus_list`]), min-p
+/// applied to the list, and the list's total weight (`chunks`: scratch). `None` when the
+/// candidates are too many to pack: the f32 path then lists them.
+#[allow(clippy::too_many_arguments)]
+fn listed_logprob<H: InPlace>(
+    x: &[H],
+    m: f32,
+    cfg: RowCfg,
+    ws: &[f32],
+    chunks: &mut Vec<f64>,
+    total: f64,
+    tok: usize,
+    w: &mut Work<f32>,
+) -> Result<Option<Drawn>> {
+    if !nucleus_list(x, m, cfg, cut_zc(cfg.t), ws, total, false, w)? {
+        return Ok(None);
+    }
+    if cfg.mp > 0.0 {
+        min_p_of_list(min_p_threshold(f64::from(m), cfg.t, cfg.mp), true, w)?;
+    }
+    let kept = weight_total(&w.cur.ws, chunks, w.par)?;
+    Ok(Some(Drawn::from_set(x, tok, m, cfg.t, kept)))
 }
 
 /// [`try_draw`] under min-p alone, as `select` does it over the row widened: the tokens at or
@@ -310,6 +342,9 @@ mod tests {
     fn draw_the_tokens_of_their_f32_values<H: InPlace>() {
         let vector = simd_level() != SimdLevel::Scalar;
         let (mut taken, mut left) = (0, 0);
+        // Listed rows (top-p with a log-probability) taken: those whose candidates `select`
+        // packs over the row widened (its kept set is then a list).
+        let mut taken_listed = 0;
         for (name, xb) in rows::<H>() {
             let x32: Vec<f32> = xb.iter().map(|e| e.to_compute()).collect();
             let v = xb.len();
@@ -358,17 +393,35 @@ mod tests {
                     };
                     let mut rng = Streams::for_sample(&seed).row(0);
                     // Rows this path does not take are left (with a log-probability, those
-                    // top-p's rejection draws); of those it takes, only the ones whose rounds
-                    // give up.
+                    // top-p's rejection draws when there is no vector path to pack their
+                    // candidates); of those it takes, only the ones whose rounds give up or
+                    // whose candidates are too many to pack.
                     let logprob = s % 3 != 1;
                     let rejection = !cfg.is_greedy(v) && cfg.k >= v && cfg.p < 1.0;
-                    let eligible = takes(&cfg, v) && !(logprob && rejection);
+                    let listed = logprob && rejection;
+                    let eligible = takes(&cfg, v) && (!listed || compresses::<f32>(v));
                     let drawn = try_draw(&xb, cfg, &mut rng, logprob, &mut w).unwrap();
+                    let bits = |a: &[f32]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
+                    let m = x32.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut w32 = Work::<f32>::default();
+                    let packs = listed
+                        && eligible
+                        && super::super::select(&x32, m, cfg, &mut w32, true, None).unwrap()
+                            == super::super::Kept::List;
                     let Some((j, lp)) = drawn else {
-                        left += usize::from(eligible);
+                        left += usize::from(eligible && (!listed || packs));
                         continue;
                     };
                     assert!(eligible, "{name} T {t} p {p} mp {mp} k {k}");
+                    if listed {
+                        // Top-p's kept set, listed for the log-probability (min-p on the list),
+                        // is `select`'s over the row widened, bit for bit.
+                        assert!(packs, "{name} T {t} p {p} mp {mp}: listed, f32 did not");
+                        assert_eq!(w.cur.idx, w32.cur.idx, "{name} T {t} p {p} mp {mp}");
+                        assert_eq!(bits(&w.cur.xs), bits(&w32.cur.xs), "{name} p {p}");
+                        assert_eq!(bits(&w.cur.ws), bits(&w32.cur.ws), "{name} p {p}");
+                        taken_listed += 1;
+                    }
                     taken += 1;
                     assert_eq!(
                         j as i64, want[0],
@@ -380,7 +433,6 @@ mod tests {
                     } else {
                         assert!(lp.is_nan());
                     }
-                    let bits = |a: &[f32]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
                     let cb = |a: &[f64]| a.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
                     if s == 0 && k == 0 && t > 0.0 && p >= 1.0 && mp > 0.0 {
                         // Min-p alone: the kept set and its weights are `select`'s over the
@@ -415,7 +467,10 @@ mod tests {
         if vector {
             assert!(taken > 10 * left, "taken {taken}, left {left}");
         } else {
-            assert_eq!(taken, 0);
+            assert_eq!(taken + taken_listed, 0);
+        }
+        if compresses::<f32>(1 << 20) {
+            assert!(taken_listed > 100, "listed: taken {taken_listed}");
         }
     }
 

@@ -2,12 +2,12 @@
 //! sample of the row's weights, so that one pass packs few more tokens than the cut keeps.
 //! A guess: the caller checks that the packed tokens hold enough of the row's mass.
 
+use super::logit_row::{LogitRow, RUN as SAMPLE_RUN};
 use crate::element::Real;
 use crate::error::Result;
 use crate::sampling::hot::{count_at_least, lane_sum, level_masses, Packed, LEVELS};
 
-/// Tokens in each sampled run, and the distance between runs.
-const SAMPLE_RUN: usize = 16;
+/// The distance between sampled runs of [`SAMPLE_RUN`] tokens.
 const SAMPLE_EVERY: usize = 256;
 
 /// A scaled-logit gap `z < 0` such that the tokens with `x >= m + t z` very likely weigh all
@@ -22,13 +22,17 @@ const SAMPLED_ROWS: usize = 64 * SAMPLE_EVERY;
 
 /// The estimated share of the tokens of row `x` at or above `thr`, from its sample in
 /// `sample` as [`sampled_level`] left it; `None` for rows too short to sample.
-pub(crate) fn share_at_least<C: Real>(x: &[C], sample: &Packed<C>, thr: C) -> Option<f64> {
+pub(crate) fn share_at_least<C: Real, X: LogitRow<C> + ?Sized>(
+    x: &X,
+    sample: &Packed<C>,
+    thr: C,
+) -> Option<f64> {
     (x.len() >= SAMPLED_ROWS && !sample.xs.is_empty())
         .then(|| count_at_least(&sample.xs, thr.to_f64()) as f64 / sample.xs.len() as f64)
 }
 
-pub(crate) fn sampled_level<C: Real>(
-    x: &[C],
+pub(crate) fn sampled_level<C: Real, X: LogitRow<C> + ?Sized>(
+    x: &X,
     ws: &[C],
     m: f64,
     t: f64,
@@ -40,25 +44,19 @@ pub(crate) fn sampled_level<C: Real>(
     if v < SAMPLED_ROWS {
         return Ok(None);
     }
-    // Whole runs only (`v` is at least 64 of them): copied as arrays, which compile to a few
-    // vector moves where slices of a run-time length call `memmove`.
+    // Whole runs only (`v` is at least 64 of them), copied as arrays.
     let runs = (v - SAMPLE_RUN) / SAMPLE_EVERY + 1;
     let n = runs * SAMPLE_RUN;
     crate::scratch::resize(&mut sample.xs, n, C::default(), "the row's sample")?;
     crate::scratch::resize(&mut sample.ws, n, C::default(), "the row's sample")?;
-    let run = |s: &[C], r: usize| -> [C; SAMPLE_RUN] {
-        s[r * SAMPLE_EVERY..][..SAMPLE_RUN]
-            .try_into()
-            .expect("a whole run")
-    };
     for (r, (xs, wr)) in sample
         .xs
         .chunks_exact_mut(SAMPLE_RUN)
         .zip(sample.ws.chunks_exact_mut(SAMPLE_RUN))
         .enumerate()
     {
-        xs.copy_from_slice(&run(x, r));
-        wr.copy_from_slice(&run(ws, r));
+        xs.copy_from_slice(&x.run(r * SAMPLE_EVERY));
+        wr.copy_from_slice(&ws.run(r * SAMPLE_EVERY));
     }
     let scale = v as f64 / n as f64;
     let sampled = lane_sum(&sample.ws);
@@ -132,7 +130,7 @@ mod tests {
                 let ws32: Vec<f32> = ws.iter().map(|&w| w as f32).collect();
                 let mut sample = Packed::default();
                 let ctx = format!("case {case} sd {sd} t {t} p {p}");
-                let z = sampled_level(&x, &ws32, m, t, floor, total - enough, &mut sample)
+                let z = sampled_level(&x[..], &ws32, m, t, floor, total - enough, &mut sample)
                     .unwrap()
                     .unwrap_or_else(|| panic!("no level: {ctx}"));
                 let thr = m + t * z;
