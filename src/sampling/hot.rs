@@ -1602,7 +1602,18 @@ mod tests {
             let sub: Vec<u32> = (0..n as u32).step_by(3).collect();
             let sub_x: Vec<f32> = sub.iter().map(|&j| x[j as usize]).collect();
             let sub_w: Vec<f32> = sub.iter().map(|&j| ws[j as usize]).collect();
-            for t in [-9.0f32, -8.0, -2.5, -1.0, 0.0, 0.5, 6.0, 7.0, 8.0, f32::NEG_INFINITY] {
+            for t in [
+                -9.0f32,
+                -8.0,
+                -2.5,
+                -1.0,
+                0.0,
+                0.5,
+                6.0,
+                7.0,
+                8.0,
+                f32::NEG_INFINITY,
+            ] {
                 let check = |from: &[u32], out: &Packed<f32>, what: &str| {
                     let want: Vec<u32> = from
                         .iter()

@@ -14,7 +14,7 @@ use std::ops::Range;
 use super::rng::RowRng;
 use crate::kernels::{kernels, SumAcc, BLOCK};
 use crate::parallel::{map_chunks_mut, map_ranges, zip_chunks_mut};
-use logit_row::LogitRow;
+use logit_row::{compress_row_at_least, LogitRow};
 
 pub(crate) mod cutoff;
 mod dist;
@@ -1200,6 +1200,7 @@ fn packed_candidates<C: Real, X: LogitRow<C> + ?Sized>(
     total: f64,
     pre: &mut Packed<C>,
     sel: &mut Packed<C>,
+    par: bool,
 ) -> Result<Option<f64>> {
     let v = x.len();
     if !compresses::<C>(v) {
@@ -1216,7 +1217,7 @@ fn packed_candidates<C: Real, X: LogitRow<C> + ?Sized>(
     if let Some(z) = level {
         let thr = at_least_gap(m, t, z);
         if !too_many(sel, thr)
-            && x.compress_at_least(ws, thr, v / 4, pre)?
+            && compress_row_at_least(x, ws, thr, v / 4, pre, par)?
             && lane_sum(&pre.ws) >= lv.enough
         {
             return Ok(Some(z));
@@ -1225,7 +1226,7 @@ fn packed_candidates<C: Real, X: LogitRow<C> + ?Sized>(
     // Else usually a small part of the row is at or above ln(tau): packed first, the levels
     // are taken over it alone.
     let thr = at_least_gap(m, t, lv.floor);
-    if too_many(sel, thr) || !x.compress_at_least(ws, thr, v / 4, pre)? {
+    if too_many(sel, thr) || !compress_row_at_least(x, ws, thr, v / 4, pre, par)? {
         *pre = Packed::default();
         return Ok(None);
     }
@@ -1281,7 +1282,8 @@ fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
     let (mut pre, mut sel) = std::mem::take(&mut w.packed);
     let done = (|| {
         let lv = NucleusLevels::new(mf, cfg.t, cfg.p, total, v);
-        if let Some(z) = packed_candidates(x, ws, mf, cfg.t, &lv, total, &mut pre, &mut sel)? {
+        if let Some(z) = packed_candidates(x, ws, mf, cfg.t, &lv, total, &mut pre, &mut sel, w.par)?
+        {
             let zc = candidates_zc(zc, cfg.t, z);
             let cut = find_cut(&pre.xs, Some(&pre.ws), mf, zc, cfg.p, total, 0.0, w)?;
             // When the cut keeps every token equal to its value (ties cut in two are rare),
