@@ -7,6 +7,8 @@ type, and equal to the float32 computation on the same (exactly widened) values 
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,23 @@ def _logits(shape, seed=0, scale=3.0):
     x = (rng.normal(size=shape) * scale).astype(np.float32)
     x.flat[:: max(1, x.size // 7)] = -np.inf  # masked tokens
     return x.astype(BF16)
+
+
+@contextlib.contextmanager
+def _threads_restored():
+    # The caller's thread count comes back when the block ends, however it ends.
+    before = logitkit.get_num_threads()
+    try:
+        yield
+    finally:
+        logitkit.set_num_threads(before)
+
+
+def _at_1_and_2_threads():
+    # Within `_threads_restored`: sets each thread count a test runs at.
+    for threads in (1, 2):
+        logitkit.set_num_threads(threads)
+        yield threads
 
 
 def _bits(a):
@@ -135,23 +154,19 @@ def test_p18_bfloat16_plain_draws_equal_float32_seed_by_seed(shape, kw, dtype):
     x = _logits(shape, seed=9).astype(np.float32).astype(dtype)
     x[:, 1::3] = (np.round(x[:, 1::3].astype(np.float32) * 2) / 2).astype(dtype)
     x32 = x.astype(np.float32)
-    before = logitkit.get_num_threads()
-    try:
-        for threads in (1, 2):
-            logitkit.set_num_threads(threads)
+    with _threads_restored():
+        for threads in _at_1_and_2_threads():
             for seed in range(12):
                 seeds = np.arange(shape[0]) * 7 + seed
                 a = logitkit.sample(x, seed=seeds, **kw)
                 b = logitkit.sample(x32, seed=seeds, **kw)
                 np.testing.assert_array_equal(a, b, err_msg=f"threads {threads}, seed {seed}")
-                # With the drawn tokens' log-probabilities (read in place too, but under
-                # top-p's rejection draw): the same tokens and the same bits.
+                # With the drawn tokens' log-probabilities (read in place too, top-p's kept set
+                # listed from the 16-bit logits): the same tokens and the same bits.
                 a, a_lp = logitkit.sample(x, seed=seeds, return_logprobs=True, **kw)
                 b, b_lp = logitkit.sample(x32, seed=seeds, return_logprobs=True, **kw)
                 np.testing.assert_array_equal(a, b)
                 np.testing.assert_array_equal(a_lp, b_lp)
-    finally:
-        logitkit.set_num_threads(before)
 
 
 @pytest.mark.parametrize("shape", [(1, 40_000), (3, 5001)])
@@ -184,10 +199,8 @@ def test_p18_processed_16_bit_rows_equal_float32_seed_by_seed(shape, kw, dtype):
     out = [rng.integers(0, shape[1], size=hist) for _ in range(shape[0])]
     extra = dict(output_tokens=out) if hist else {}
     lp = dict(return_logprobs=True) if "top_logprobs" in kw or "logprobs_mode" in kw else {}
-    before = logitkit.get_num_threads()
-    try:
-        for threads in (1, 2):
-            logitkit.set_num_threads(threads)
+    with _threads_restored():
+        for threads in _at_1_and_2_threads():
             for seed in range(6):
                 seeds = np.arange(shape[0]) * 5 + seed
                 args = dict(temperature=0.9, seed=seeds, **kw, **extra, **lp)
@@ -201,8 +214,6 @@ def test_p18_processed_16_bit_rows_equal_float32_seed_by_seed(shape, kw, dtype):
                     np.testing.assert_array_equal(a.top_logprobs, b.top_logprobs)
                     np.testing.assert_array_equal(a.top_ids, b.top_ids)
                     np.testing.assert_array_equal(a.ranks, b.ranks)
-    finally:
-        logitkit.set_num_threads(before)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
