@@ -700,7 +700,8 @@ unsafe fn compress_avx512<const PACKED: bool>(
 /// [`compress_at_least`] of a row at AVX-512; returns how many tokens it wrote to `to`
 /// (positions, logits, weights), `None` when more than `limit` pass. The positions first, from
 /// the bits of the comparisons of 64 tokens at a time (when few pass, as the levels make it,
-/// cheaper than compressing each 16), then their logits and weights.
+/// cheaper than compressing each 16), then their logits (as f32: a 16-bit row is widened in
+/// registers, see [`Lanes16`]) and weights.
 ///
 /// # Safety
 /// AVX-512F and POPCNT are available; each pointer of `to` is valid for `limit + 16` writes;

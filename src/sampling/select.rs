@@ -1189,7 +1189,8 @@ const MAX_PACKED_SHARE: f64 = 0.22;
 /// that holds at least `p` of `total`, with their positions and weights, into `pre` (`sel`:
 /// scratch); returns the level's gap `z < 0` (the tokens have `x >= m + t z`, a little
 /// lowered). `None` (and `pre` let go, so that the scratch stays a few rows: contract R1)
-/// when there is no vector path or the levels' tokens are over a quarter of the row.
+/// when there is no vector path or the levels' tokens are over a quarter of the row. The row
+/// is read as stored (see [`LogitRow`]), packed a block at a time on the threads when `par`.
 #[allow(clippy::too_many_arguments)]
 fn packed_candidates<C: Real, X: LogitRow<C> + ?Sized>(
     x: &X,

@@ -11,8 +11,8 @@
 //!   the top `k`, after which the f32 path's list code runs unchanged;
 //! - a greedy row's token is the first at its maximum, compared in registers;
 //! - under top-p's rejection draw, which finds no total for the log-probability, the kept set
-//!   is listed as the f32 path lists it: candidates counted and gathered from the 16-bit
-//!   logits ([`super::logit_row`]), the cut found among them.
+//!   is listed as the f32 path lists it: candidates packed off the 16-bit logits, widened in
+//!   registers ([`super::logit_row`]), the cut found among them.
 //!
 //! The weights, chunk sums, candidates and uniforms are those the f32 path takes from the row
 //! widened to f32, so the token is the one it draws. Whatever this path does not take is left
