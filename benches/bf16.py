@@ -26,6 +26,9 @@ top_p=0.95)"`` (the default; it may name ``rows`` and ``vocab``, e.g. ``output_t
 [np.arange(64)] * rows``); the contenders are logitkit's float32, bfloat16 and bfloat16
 via a float32 copy, and with ``--baseline PYTHON`` the float32 and bfloat16 calls of another
 install of logitkit (an older build), run by that interpreter.
+
+``--op token_logprobs``: ``logitkit.token_logprobs(x, ids, **KW)`` (prompt scoring, one random
+id per row; ``--kw`` defaults to ``dict()``), with the same contenders and ``--baseline``.
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ SAMPLE_CONTENDERS = {
     "bfloat16 via float32 copies": "lambda: logitkit.sample(x16.astype(np.float32), seed=1, **kw)",
 }
 
+SCORE_CONTENDERS = {
+    "float32": "lambda: logitkit.token_logprobs(x32, ids, **kw)",
+    "bfloat16": "lambda: logitkit.token_logprobs(x16, ids, **kw)",
+    "bfloat16 via float32 copies": "lambda: logitkit.token_logprobs(x16.astype(np.float32), ids, **kw)",
+}
+
 WORKER = r"""
 import json, os, statistics, sys, time
 os.sched_setaffinity(0, {cpus})
@@ -63,6 +72,7 @@ x32 = (np.random.default_rng(0).standard_normal((rows, vocab)) * 3).astype(np.fl
 x16 = x32.astype({np16})
 x32 = x16.astype(np.float32)  # the same values in both
 o32, o16 = np.empty_like(x32), np.empty_like(x16)
+ids = np.random.default_rng(1).integers(0, vocab, rows)
 f = getattr(logitkit, "{op}")
 call = "{call}"
 if "tf(" in call:
@@ -95,17 +105,19 @@ def main() -> None:
     op = arg("--op", "softmax")
     dtype = arg("--dtype", "bfloat16")
     threads = int(arg("--threads", "2"))
-    kw = arg("--kw", "dict(temperature=0.8, top_p=0.95)") if op == "sample" else "{}"
+    kw = {"sample": arg("--kw", "dict(temperature=0.8, top_p=0.95)"),
+          "token_logprobs": arg("--kw", "dict()")}.get(op, "{}")
     np16 = {"bfloat16": "ml_dtypes.bfloat16", "float16": "np.float16"}[dtype]
     cpus = sorted(os.sched_getaffinity(0))[:threads]
     # name -> (interpreter, call)
     contenders = {k: (sys.executable, c) for k, c in CONTENDERS.items()}
-    if op == "sample":
-        contenders = {k: (sys.executable, c) for k, c in SAMPLE_CONTENDERS.items()}
+    calls = {"sample": SAMPLE_CONTENDERS, "token_logprobs": SCORE_CONTENDERS}.get(op)
+    if calls is not None:
+        contenders = {k: (sys.executable, c) for k, c in calls.items()}
         if "--baseline" in sys.argv:
             for k in ("float32", "bfloat16"):
-                contenders[f"{k} (baseline build)"] = (arg("--baseline", ""), SAMPLE_CONTENDERS[k])
-    what = f"`{op}` {kw}" if op == "sample" else f"`{op}`"
+                contenders[f"{k} (baseline build)"] = (arg("--baseline", ""), calls[k])
+    what = f"`{op}` {kw}" if calls is not None else f"`{op}`"
     print(f"{what} of {dtype}, {threads} threads, {rounds} rounds, each contender in its own process; "
           "median of per-process medians, ratios against logitkit float32")
     print(f"load before: `{subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}`\n")

@@ -241,3 +241,33 @@ def test_p7_bfloat16_filtered_logits_stay_finite():
     assert f.dtype == BF16
     assert np.isfinite(f.astype(np.float32)).all()
     assert float(f[0, 0]) == 0.0
+
+
+@pytest.mark.parametrize("shape", [(40, 300), (5, 40_000)])
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 2.5, "per-row"])
+@pytest.mark.parametrize("dtype", [BF16, np.dtype(np.float16)], ids=["bfloat16", "float16"])
+def test_p16_16_bit_token_logprobs_equal_float32_rounded(shape, temperature, dtype):
+    # Prompt scoring reads a 16-bit row as it is (no float32 copy): the log-probabilities are
+    # those of the float32 values rounded once to the input's dtype, bit for bit, and the ranks
+    # the same, at 1 and 2 threads; rows with NaN, +inf or no finite logit give NaN as float32
+    # rows do.
+    rows, vocab = shape
+    x = _logits(shape, seed=16).astype(np.float32).astype(dtype)
+    x[1, vocab - 1] = np.nan
+    x[2, 0] = np.inf
+    x[0, :] = -np.inf
+    x32 = x.astype(np.float32)
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, vocab, size=rows)
+    ids[3] = int(np.argmax(x32[3]))
+    t = rng.uniform(0.3, 3.0, size=rows) if temperature == "per-row" else temperature
+    with _threads_restored():
+        for threads in _at_1_and_2_threads():
+            lp, ranks = logitkit.token_logprobs(x, ids, temperature=t, return_ranks=True)
+            lp32, ranks32 = logitkit.token_logprobs(x32, ids, temperature=t, return_ranks=True)
+            assert lp.dtype == dtype
+            want = lp32.astype(dtype)
+            np.testing.assert_array_equal(lp.view(np.uint16), want.view(np.uint16),
+                                          err_msg=f"threads {threads}")
+            np.testing.assert_array_equal(ranks, ranks32)
+            assert np.isnan(lp[:3].astype(np.float32)).all() and ranks[3] == 1

@@ -17,7 +17,10 @@ use crate::kernels::{kernels, BLOCK};
 use crate::parallel::map_ranges;
 use crate::softmax::check_len;
 
-use super::hot::count_at_least;
+use super::hot::{count_at_least, count_at_least_half, Stored16};
+use super::select::in_place::as_stored;
+use crate::kernels::HalfRows;
+use crate::simd::simd_level;
 
 /// What a call reports beyond the token.
 pub(super) struct Want {
@@ -254,16 +257,16 @@ pub fn token_logprobs_rows<T: Float>(
     }
     let with_rank = ranks.is_some();
     let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
+        let (row, j, t) = (
+            &logits[r * vocab..(r + 1) * vocab],
+            token_ids[r] as usize,
+            temperature.get(r),
+        );
+        if let Some(res) = score_stored(row, j, t, with_rank, w.par) {
+            return Ok(res);
+        }
         let mut conv = std::mem::take(&mut w.conv);
-        let res = super::as_compute(&logits[r * vocab..(r + 1) * vocab], &mut conv).map(|x| {
-            score(
-                x,
-                token_ids[r] as usize,
-                temperature.get(r),
-                with_rank,
-                w.par,
-            )
-        });
+        let res = super::as_compute(row, &mut conv).map(|x| score(x, j, t, with_rank, w.par));
         w.conv = conv;
         res
     })?;
@@ -288,41 +291,112 @@ pub fn token_logprobs_rows<T: Float>(
 pub(super) fn score<C: Real>(x: &[C], j: usize, t: f64, with_rank: bool, par: bool) -> (f64, i64) {
     let k = kernels::<C>();
     let xj = x[j].to_f64();
-    let mut blocks: Vec<(C, bool, f64, usize)> = Vec::new();
-    map_ranges(
-        x.len(),
-        BLOCK,
-        &mut blocks,
-        par && x.len() > BLOCK,
-        |_, r| {
+    score_by_blocks(x.len(), xj, t, par, |r| {
+        let b = &x[r];
+        let (m, nan) = (k.max)(b);
+        let s = if usable(m.to_f64(), nan) {
+            (k.sum_exp)(b, m, t)
+        } else {
+            0.0
+        };
+        let count = if with_rank { count_at_least(b, xj) } else { 0 };
+        (m.to_f64(), nan, s, count)
+    })
+}
+
+/// [`score`] of a bfloat16 or float16 row read as it is (issue 22, item 5): the same blocks,
+/// the same bits, from the level's 16-bit kernels (the logits widened in registers) instead of
+/// a float32 copy of the row; `None` for any other `T`, or when the level has no 16-bit
+/// kernels or they do not take `t`.
+fn score_stored<T: Float>(
+    row: &[T],
+    j: usize,
+    t: f64,
+    with_rank: bool,
+    par: bool,
+) -> Option<(f64, i64)> {
+    fn of<H: HalfRows + Stored16>(
+        x: &[H],
+        j: usize,
+        t: f64,
+        rank: bool,
+        par: bool,
+    ) -> Option<(f64, i64)> {
+        let k = H::kernels_for(simd_level()).filter(|k| (k.takes)(t))?;
+        let xj = f64::from(x[j].value());
+        Some(score_by_blocks(x.len(), xj, t, par, |r| {
             let b = &x[r];
             let (m, nan) = (k.max)(b);
-            let s = if nan || m == C::NEG_INFINITY || m == C::INFINITY {
-                0.0
+            let s = if usable(f64::from(m), nan) {
+                // SAFETY: `k` is this CPU's level's table (`kernels_for` gives no other); the
+                // block's elements are readable, each `<= m` or NaN, `m` finite; a null
+                // `exps` stores nothing and a null `ahead` prefetches nothing.
+                unsafe {
+                    (k.exp_sum)(
+                        b.as_ptr(),
+                        std::ptr::null_mut(),
+                        b.len(),
+                        m,
+                        t,
+                        std::ptr::null(),
+                        0,
+                    )
+                }
             } else {
-                (k.sum_exp)(b, m, t)
+                0.0
             };
-            (m, nan, s, if with_rank { count_at_least(b, xj) } else { 0 })
-        },
-    );
+            let count = if rank {
+                count_at_least_half::<f32, H>(b, xj)
+            } else {
+                0
+            };
+            (f64::from(m), nan, s, count)
+        }))
+    }
+    if let Some(x) = as_stored::<T, half::bf16>(row) {
+        of(x, j, t, with_rank, par)
+    } else if let Some(x) = as_stored::<T, half::f16>(row) {
+        of(x, j, t, with_rank, par)
+    } else {
+        None
+    }
+}
+
+/// Whether a block with maximum `m` (and NaN or not) has a sum of weights: no NaN, and a
+/// finite maximum.
+fn usable(m: f64, nan: bool) -> bool {
+    !nan && m.is_finite()
+}
+
+/// [`score`] from `block(range)`, one block's maximum (widened), whether it holds NaN, its
+/// `Σ exp((x - max) / t)` (0 unless [`usable`]) and its count of logits `>= xj`, each block
+/// on the threads when `par`, combined in order.
+fn score_by_blocks(
+    n: usize,
+    xj: f64,
+    t: f64,
+    par: bool,
+    block: impl Fn(std::ops::Range<usize>) -> (f64, bool, f64, usize) + Sync,
+) -> (f64, i64) {
+    let mut blocks: Vec<(f64, bool, f64, usize)> = Vec::new();
+    map_ranges(n, BLOCK, &mut blocks, par && n > BLOCK, |_, r| block(r));
     let rank = blocks.iter().map(|b| b.3).sum::<usize>() as i64;
-    let (mut m, mut nan) = (C::NEG_INFINITY, false);
+    let (mut m, mut nan) = (f64::NEG_INFINITY, false);
     for &(bm, bn, _, _) in &blocks {
         if bm > m {
             m = bm;
         }
         nan |= bn;
     }
-    if nan || m == C::INFINITY || m == C::NEG_INFINITY {
+    if !usable(m, nan) {
         return (f64::NAN, rank);
     }
-    let mf = m.to_f64();
     let total: f64 = blocks
         .iter()
-        .filter(|b| b.0 != C::NEG_INFINITY)
-        .map(|b| b.2 * scaled_gap(b.0.to_f64(), mf, t).exp())
+        .filter(|b| b.0 != f64::NEG_INFINITY)
+        .map(|b| b.2 * scaled_gap(b.0, m, t).exp())
         .sum();
-    (scaled_gap(xj, mf, t) - total.ln(), rank)
+    (scaled_gap(xj, m, t) - total.ln(), rank)
 }
 
 /// [`token_logprobs_rows`] of one vector: `log_softmax(logits / temperature)[token]`.

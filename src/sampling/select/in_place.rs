@@ -69,7 +69,7 @@ pub(crate) fn stored_as_16_bits<T: Float>() -> bool {
 }
 
 /// The row as `H`, when `T` is `H`.
-fn as_stored<T: Float, H: InPlace>(row: &[T]) -> Option<&[H]> {
+pub(crate) fn as_stored<T: Float, H: Float>(row: &[T]) -> Option<&[H]> {
     (TypeId::of::<T>() == TypeId::of::<H>()).then(|| {
         // SAFETY: `T` is `H`.
         unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<H>(), row.len()) }
