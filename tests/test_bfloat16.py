@@ -148,7 +148,8 @@ def test_p18_bfloat16_sampling_equals_float32_on_the_same_values():
 def test_p18_bfloat16_plain_draws_equal_float32_seed_by_seed(shape, kw, dtype):
     # Greedy rows, and rows with only a temperature and top-p, min-p or a small top-k, are
     # drawn from the bfloat16 or float16 logits themselves (no float32 copy), with or without
-    # log-probabilities; the tokens and log-probabilities are those of the float32 values,
+    # log-probabilities and alternatives; the tokens and log-probabilities are those of the
+    # float32 values,
     # for every seed and at 1 and 2 threads. Ties on a coarse grid make the order by id
     # matter.
     x = _logits(shape, seed=9).astype(np.float32).astype(dtype)
@@ -167,6 +168,15 @@ def test_p18_bfloat16_plain_draws_equal_float32_seed_by_seed(shape, kw, dtype):
                 b, b_lp = logitkit.sample(x32, seed=seeds, return_logprobs=True, **kw)
                 np.testing.assert_array_equal(a, b)
                 np.testing.assert_array_equal(a_lp, b_lp)
+                # With alternatives (found in place when few enough for the chunk maxima: 1 and
+                # 5 at 40000 tokens, 1 at 3001; else from a float32 copy): the same ranks,
+                # alternatives and their log-probabilities, removed tokens padded by id.
+                for n in sorted({min(n, shape[1]) for n in (1, 5, 40)}):
+                    a = logitkit.sample(x, seed=seeds, top_logprobs=n, **kw)
+                    b = logitkit.sample(x32, seed=seeds, top_logprobs=n, **kw)
+                    for field in ("tokens", "logprobs", "ranks", "top_ids", "top_logprobs"):
+                        np.testing.assert_array_equal(getattr(a, field), getattr(b, field),
+                                                      err_msg=f"{field}, top {n}, seed {seed}")
 
 
 @pytest.mark.parametrize("shape", [(1, 40_000), (3, 5001)])

@@ -87,7 +87,7 @@ impl<C: Real> Dist<'_, C> {
 
 /// Fills `top` up to `n` entries with the removed tokens (probability 0) of a row of `v`
 /// tokens, by id: those not in `kept` (ids in increasing order).
-fn pad_with_removed(top: &mut Vec<(i64, f64)>, kept: &[usize], v: usize, n: usize) {
+pub(crate) fn pad_with_removed(top: &mut Vec<(i64, f64)>, kept: &[usize], v: usize, n: usize) {
     let mut it = kept.iter().peekable();
     for j in 0..v {
         if top.len() >= n {

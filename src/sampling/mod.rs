@@ -575,12 +575,14 @@ fn draw_rows<T: Float>(
         n_top,
         mode,
     };
-    // Rows with nothing to process, and no log-probability wanted but the drawn token's under
-    // its kept set, may be drawn from as they are when bfloat16 or float16
-    // (`select::in_place`).
+    // Rows with nothing to process, and no log-probability wanted but under the kept set (the
+    // drawn token's, and alternatives few enough to find from chunk maxima), may be drawn from
+    // as they are when bfloat16 or float16 (`select::in_place`).
     let as_stored = select::in_place::stored_as_16_bits::<T>()
         && chain.is_empty()
-        && (!want.logprob || (want.n_top == 0 && want.mode == LogprobsMode::Sampled))
+        && (!want.logprob
+            || (want.mode == LogprobsMode::Sampled
+                && (want.n_top == 0 || select::in_place::lists_alternatives(want.n_top, vocab))))
         && mus.is_none();
     let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let mut cfg = params.row(r, vocab);
@@ -593,12 +595,19 @@ fn draw_rows<T: Float>(
         let row = &logits[r * vocab..(r + 1) * vocab];
         if as_stored {
             let rng = &mut streams.row(r);
-            if let Some((tok, lp)) = select::in_place::try_draw(row, cfg, rng, want.logprob, w)? {
+            if let Some(d) = select::in_place::try_draw(row, cfg, rng, want.logprob, w)? {
+                let (rank, top) = if want.n_top > 0 {
+                    let t = if cfg.t == 0.0 { 1.0 } else { cfg.t };
+                    select::in_place::alternatives(row, &d, t, want.n_top, w)?
+                } else {
+                    (0, Vec::new())
+                };
                 return Ok(RowResult {
-                    tok: tok as i64,
-                    logprob: lp,
+                    tok: d.tok as i64,
+                    logprob: d.logprob,
+                    rank,
+                    top,
                     kept_lp: f64::NAN,
-                    ..Default::default()
                 });
             }
         }

@@ -26,7 +26,8 @@ use super::nucleus::{rounds, Start};
 use super::{
     changed, chunk_maxima_by, cut_zc, draw, draw_from_list, exp_weights_chunked_by, finish_list,
     masked_weights, min_p_masks_row, min_p_of_list, min_p_threshold, narrow_list, nucleus_list,
-    scaled_gap, sum_over_blocks, top_k_in_chunks, wants_chunk_maxima, weight_total, Work,
+    scaled_gap, sum_over_blocks, top_k_in_chunks, wants_chunk_maxima, weight_total, Work, KCH, NB,
+    Z_SPAN,
 };
 use crate::element::{Float, Real};
 use crate::error::Result;
@@ -36,6 +37,7 @@ use crate::sampling::hot::{
     compresses, count_at_least_half, first_eq_half, gather_at_least_half, mask_below_half,
     masked_lane_sum_half, Lanes16, Stored16,
 };
+use crate::sampling::logprobs::pad_with_removed;
 use crate::sampling::params::RowCfg;
 use crate::sampling::rng::RowRng;
 use crate::sampling::{classify_row, max_of_blocks};
@@ -94,7 +96,7 @@ pub(crate) fn try_draw<T: Float, C: Real>(
     rng: &mut RowRng,
     logprob: bool,
     w: &mut Work<C>,
-) -> Result<Option<(usize, f64)>> {
+) -> Result<Option<Drawn>> {
     let Some(w) = as_f32_work(w) else {
         return Ok(None);
     };
@@ -105,25 +107,153 @@ pub(crate) fn try_draw<T: Float, C: Real>(
     } else {
         None
     };
-    Ok(drawn.map(|d| (d.tok, if logprob { d.logprob } else { f64::NAN })))
+    Ok(drawn.map(|d| Drawn {
+        logprob: if logprob { d.logprob } else { f64::NAN },
+        ..d
+    }))
 }
 
-/// A row's token, and its log-probability under the kept set.
-struct Drawn {
-    tok: usize,
-    logprob: f64,
+/// A row's token, its log-probability under the kept set, and what the report's alternatives
+/// need of the draw.
+pub(crate) struct Drawn {
+    pub(crate) tok: usize,
+    pub(crate) logprob: f64,
+    /// The row's maximum.
+    m: f32,
+    kept: KeptSet,
+}
+
+/// Where the kept set of a row drawn here is (it is a prefix of the order: logit descending,
+/// id ascending).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum KeptSet {
+    /// The drawn token alone (greedy).
+    One,
+    /// The first `n` tokens of the row's order; `n` is large (every token, or min-p's many).
+    Row(usize),
+    /// The list in `Work::cur`.
+    List,
+    /// Not listed: top-p's rejection draw without a log-probability.
+    Unlisted,
 }
 
 impl Drawn {
     /// Token `tok` of `x` (maximum `m`) drawn from a kept set of weight `total` at
     /// temperature `t`: its log-probability as `sample_row` computes it.
-    fn from_set<H: InPlace>(x: &[H], tok: usize, m: f32, t: f64, total: f64) -> Drawn {
+    fn from_set<H: InPlace>(
+        x: &[H],
+        tok: usize,
+        m: f32,
+        t: f64,
+        total: f64,
+        kept: KeptSet,
+    ) -> Drawn {
         let gap = scaled_gap(f64::from(x[tok].value()), f64::from(m), t);
         Drawn {
             tok,
             logprob: gap - total.ln(),
+            m,
+            kept,
         }
     }
+}
+
+/// Whether the `n` most probable alternatives of a row of `v` tokens drawn here can be found
+/// as the f32 path finds them from its row (the top-k selection from chunk maxima, which the
+/// f32 path uses for this `n` too).
+pub(crate) fn lists_alternatives(n: usize, v: usize) -> bool {
+    n.saturating_mul(4) <= v.div_ceil(KCH)
+}
+
+/// The rank of the token `d` drew from `row` and the `n` most probable tokens with their
+/// log-probabilities under the kept set at temperature `t` (`cfg.t`, or 1 when greedy), as
+/// the f32 path's report gives them from the row widened (`lists_alternatives(n, len)`, the
+/// row bfloat16 or float16 and drawn by [`try_draw`] with a log-probability, `w` as it left
+/// it).
+pub(crate) fn alternatives<T: Float, C: Real>(
+    row: &[T],
+    d: &Drawn,
+    t: f64,
+    n: usize,
+    w: &mut Work<C>,
+) -> Result<(i64, Vec<(i64, f64)>)> {
+    let w = as_f32_work(w).expect("drawn by try_draw, whose rows are f32 work");
+    if let Some(x) = as_stored::<T, bf16>(row) {
+        alternatives_of(x, d, t, n, w)
+    } else {
+        let x = as_stored::<T, f16>(row).expect("drawn by try_draw, from 16 bits");
+        alternatives_of(x, d, t, n, w)
+    }
+}
+
+/// [`alternatives`] of a row of `H`: the rank counts the row's tokens at least as probable
+/// (at most the kept set's size); the alternatives are the kept set's first `n` in the order
+/// (the list's first `n`, or the row's top `n` from its chunk maxima), then removed tokens by
+/// id.
+fn alternatives_of<H: InPlace>(
+    x: &[H],
+    d: &Drawn,
+    t: f64,
+    n: usize,
+    w: &mut Work<f32>,
+) -> Result<(i64, Vec<(i64, f64)>)> {
+    let v = x.len();
+    let (m, xt) = (f64::from(d.m), f64::from(x[d.tok].value()));
+    let ln_total = scaled_gap(xt, m, t) - d.logprob;
+    let kept = match d.kept {
+        KeptSet::One => 1,
+        KeptSet::Row(count) => count,
+        KeptSet::List => w.cur.idx.len(),
+        KeptSet::Unlisted => unreachable!("drawn with a log-probability, so listed"),
+    };
+    let n = n.min(v);
+    let first = n.min(kept);
+    let greedy = [d.tok];
+    let mut at_max = [0];
+    let ids: &[usize] = match d.kept {
+        KeptSet::One => &greedy,
+        KeptSet::List => &w.cur.idx,
+        KeptSet::Row(_) if first == 0 => &[],
+        KeptSet::Row(_) if first == 1 => {
+            at_max[0] = first_eq_half::<f32, H>(x, d.m).ok_or_else(changed)?;
+            &at_max
+        }
+        KeptSet::Row(_) | KeptSet::Unlisted => {
+            let k = H::kernels_for(simd_level()).expect("drawn by try_draw, which has them");
+            chunk_maxima_by(x, &mut w.cmax, w.par, k.max)?;
+            top_k_in_chunks(x, first, m, NB as f64 / Z_SPAN, w)?;
+            &w.cur.idx
+        }
+    };
+    // Ordered by logits read once, as `top_in_order` orders them; of a long list only the
+    // first `first` are sorted.
+    let keys = ids.iter().map(|&j| (f64::from(x[j].value()) + 0.0, j));
+    let mut keyed = crate::scratch::collected(ids.len(), keys, "top_logprobs order")?;
+    // The row's tokens at least as probable as the drawn one, at most the kept set: those of
+    // a listed set itself, as the set is a prefix of the order and holds the drawn token.
+    let count = match d.kept {
+        KeptSet::Row(_) => sum_over_blocks(v, w.par, |r| count_at_least_half::<f32, H>(&x[r], xt)),
+        _ => keyed.iter().filter(|k| k.0 >= xt).count(),
+    };
+    let rank = count.min(kept) as i64;
+    let order = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if first < keyed.len() {
+        keyed.select_nth_unstable_by(first, order);
+        keyed.truncate(first);
+    }
+    keyed.sort_by(order);
+    let items = keyed
+        .iter()
+        .take(first)
+        .map(|&(e, j)| (j as i64, scaled_gap(e, m, t) - ln_total));
+    let mut top = crate::scratch::collected(n, items, "top_logprobs")?;
+    if n > top.len() {
+        // Fewer kept than asked for (a short list, or one token).
+        let mut kept_ids = crate::scratch::collected(ids.len(), ids.iter().copied(), "kept ids")?;
+        kept_ids.sort_unstable();
+        pad_with_removed(&mut top, &kept_ids, v, n);
+    }
+    Ok((rank, top))
 }
 
 /// [`try_draw`] of a row of `H`.
@@ -158,7 +288,12 @@ fn draw_stored<H: InPlace>(
     if greedy {
         // The first token at the maximum, as `select` finds it; its kept set is itself.
         let tok = first_eq_half::<f32, H>(x, m);
-        return Ok(tok.map(|tok| Drawn { tok, logprob: 0.0 }));
+        return Ok(tok.map(|tok| Drawn {
+            tok,
+            logprob: 0.0,
+            m,
+            kept: KeptSet::One,
+        }));
     }
     if cfg.p >= 1.0 && cfg.mp > 0.0 {
         return min_p(x, m, cfg, rng, w).map(Some);
@@ -173,7 +308,8 @@ fn draw_stored<H: InPlace>(
             unsafe { exp_weights_chunked_by(x, m, cfg.t, &mut ws, &mut chunks, w.par, kernel) }?;
         if cfg.p >= 1.0 {
             let tok = draw(&ws, &chunks, total, rng.uniform());
-            return Ok(tok.map(|tok| Drawn::from_set(x, tok, m, cfg.t, total)));
+            let kept = KeptSet::Row(x.len());
+            return Ok(tok.map(|tok| Drawn::from_set(x, tok, m, cfg.t, total, kept)));
         }
         // As `nucleus::draw`: with min-p, the first prefix is its tokens.
         let masked = masked_lane_sum_half::<f32, H>;
@@ -193,6 +329,8 @@ fn draw_stored<H: InPlace>(
             tok => Ok(tok.map(|tok| Drawn {
                 tok,
                 logprob: f64::NAN,
+                m,
+                kept: KeptSet::Unlisted,
             })),
         }
     })();
@@ -224,7 +362,7 @@ fn listed_logprob<H: InPlace>(
         min_p_of_list(min_p_threshold(f64::from(m), cfg.t, cfg.mp), true, w)?;
     }
     let kept = weight_total(&w.cur.ws, chunks, w.par)?;
-    Ok(Some(Drawn::from_set(x, tok, m, cfg.t, kept)))
+    Ok(Some(Drawn::from_set(x, tok, m, cfg.t, kept, KeptSet::List)))
 }
 
 /// [`try_draw`] under min-p alone, as `select` does it over the row widened: the tokens at or
@@ -249,7 +387,14 @@ fn min_p<H: InPlace>(
         w.row_ws = ws;
         let total = total?;
         let tok = draw(&w.row_ws, &w.chunks, total, rng.uniform()).ok_or_else(changed)?;
-        return Ok(Drawn::from_set(x, tok, m, cfg.t, total));
+        return Ok(Drawn::from_set(
+            x,
+            tok,
+            m,
+            cfg.t,
+            total,
+            KeptSet::Row(count),
+        ));
     }
     w.cur.clear();
     w.cur.reserve(count + 1, false)?;
@@ -257,7 +402,7 @@ fn min_p<H: InPlace>(
     finish_list(m, cfg.t, w, true, false)?;
     let (tok, total) = draw_from_list(w, rng.uniform())?;
     let tok = tok.ok_or_else(changed)?;
-    Ok(Drawn::from_set(x, tok, m, cfg.t, total))
+    Ok(Drawn::from_set(x, tok, m, cfg.t, total, KeptSet::List))
 }
 
 /// [`try_draw`] under a small top-k: as the f32 path, the row's maximum from its chunk
@@ -282,7 +427,7 @@ fn top_k<H: InPlace>(
     top_k_in_chunks(x, cfg.k, f64::from(m), zc, w)?;
     narrow_list(m, cfg, zc, w, true)?;
     let (tok, total) = draw_from_list(w, rng.uniform())?;
-    Ok(tok.map(|tok| Drawn::from_set(x, tok, m, cfg.t, total)))
+    Ok(tok.map(|tok| Drawn::from_set(x, tok, m, cfg.t, total, KeptSet::List)))
 }
 
 #[cfg(test)]
@@ -408,7 +553,12 @@ mod tests {
                         && eligible
                         && super::super::select(&x32, m, cfg, &mut w32, true, None).unwrap()
                             == super::super::Kept::List;
-                    let Some((j, lp)) = drawn else {
+                    let Some(Drawn {
+                        tok: j,
+                        logprob: lp,
+                        ..
+                    }) = drawn
+                    else {
                         left += usize::from(eligible && (!listed || packs));
                         continue;
                     };
