@@ -87,7 +87,7 @@ impl<C: Real> Dist<'_, C> {
 
 /// Fills `top` up to `n` entries with the removed tokens (probability 0) of a row of `v`
 /// tokens, by id: those not in `kept` (ids in increasing order).
-pub(crate) fn pad_with_removed(top: &mut Vec<(i64, f64)>, kept: &[usize], v: usize, n: usize) {
+fn pad_with_removed(top: &mut Vec<(i64, f64)>, kept: &[usize], v: usize, n: usize) {
     let mut it = kept.iter().peekable();
     for j in 0..v {
         if top.len() >= n {
@@ -101,29 +101,41 @@ pub(crate) fn pad_with_removed(top: &mut Vec<(i64, f64)>, kept: &[usize], v: usi
     }
 }
 
-/// Rank and most probable tokens of a draw from the kept list `kept` (token ids in increasing
-/// order) of row `x`, `tok` having log-probability `lp` at temperature `t`.
-fn listed_top<C: Real>(
-    x: &[C],
+/// Rank and most probable tokens of a draw from a kept set held as a list of token ids
+/// (`kept`, in any order, holding the drawn token, whose logit is `xt`), `logit(j)` being
+/// token `j`'s logit in a row of `v` tokens and `logprob(e, j)` the log-probability of kept
+/// token `j`, `e` its logit as read for the order (`-0.0` read as `0.0`). The rank counts the kept tokens at least as probable as the drawn one, or is
+/// `rank` when given; the `n` alternatives are the kept tokens by logit descending then id
+/// ascending (only the first `n` are ordered), then the removed tokens by id.
+pub(crate) fn list_report(
     kept: &[usize],
-    tok: usize,
-    lp: f64,
-    t: f64,
+    logit: impl Fn(usize) -> f64,
+    xt: f64,
+    rank: Option<usize>,
+    v: usize,
     n: usize,
+    logprob: impl Fn(f64, usize) -> f64,
 ) -> Result<(i64, Vec<(i64, f64)>)> {
-    let xt = x[tok].to_f64();
-    let rank = kept.iter().filter(|&&j| x[j].to_f64() >= xt).count() as i64;
-    let keys = kept.iter().map(|&j| (x[j].to_f64() + 0.0, j));
+    // Keyed by logits read once: a comparison that read the row again could see another
+    // thread's writes and contradict an earlier one (contract R3). `-0.0` is taken as `0.0`.
+    let keys = kept.iter().map(|&j| (logit(j) + 0.0, j));
     let mut keyed = crate::scratch::collected(kept.len(), keys, "top_logprobs order")?;
-    keyed.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let n = n.min(x.len());
-    // lp(j) = lp + (x_j - x_tok) / t.
-    let items = keyed
-        .iter()
-        .take(n)
-        .map(|&(e, j)| (j as i64, lp + scaled_gap(e, xt, t)));
+    let rank = rank.unwrap_or_else(|| keyed.iter().filter(|k| k.0 >= xt).count()) as i64;
+    let n = n.min(v);
+    let order = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if n < keyed.len() {
+        keyed.select_nth_unstable_by(n, order);
+        keyed.truncate(n);
+    }
+    keyed.sort_unstable_by(order);
+    let items = keyed.iter().map(|&(e, j)| (j as i64, logprob(e, j)));
     let mut top = crate::scratch::collected(n, items, "top_logprobs")?;
-    pad_with_removed(&mut top, kept, x.len(), n);
+    if n > top.len() {
+        // Fewer kept than asked for: a short list, which padding wants by id.
+        let mut ids = crate::scratch::collected(kept.len(), kept.iter().copied(), "kept ids")?;
+        ids.sort_unstable();
+        pad_with_removed(&mut top, &ids, v, n);
+    }
     Ok((rank, top))
 }
 
@@ -145,9 +157,25 @@ pub(super) fn report<C: Real>(
     }
     let v = view.x.len();
     let filtered = cfg.k < v || cfg.p < 1.0 || cfg.mp > 0.0 || cfg.has_kept_stages();
-    if d.listed && want.mode == LogprobsMode::Sampled && want.n_top > 0 {
-        // The kept set of P20-P23 (the list in `w.cur`) need not be a prefix of the order.
-        let (rank, top) = listed_top(view.x, &w.cur.idx, d.tok, d.logprob, cfg.t, want.n_top)?;
+    if d.in_list && want.mode == LogprobsMode::Sampled && want.n_top > 0 {
+        // The kept set is the list in `w.cur`. After a stage of P20-P23 it need not be a prefix
+        // of the order: each alternative's log-probability is then taken from the drawn
+        // token's, lp(j) = lp + (x_j - x_tok) / t.
+        let (x, xt) = (view.x, view.x[d.tok].to_f64());
+        let t = if cfg.t == 0.0 { 1.0 } else { cfg.t };
+        let (m, ln_total) = (
+            view.max.to_f64(),
+            scaled_gap(xt, view.max.to_f64(), t) - d.logprob,
+        );
+        let (rank, top) = if d.listed {
+            let lp = |e, _| d.logprob + scaled_gap(e, xt, cfg.t);
+            list_report(&w.cur.idx, |j| x[j].to_f64(), xt, None, v, want.n_top, lp)?
+        } else {
+            // A prefix of the order holding the drawn token: the row's tokens at least as
+            // probable as it, capped at the kept set's size, are the kept set's own.
+            let lp = |_, j: usize| scaled_gap(x[j].to_f64(), m, t) - ln_total;
+            list_report(&w.cur.idx, |j| x[j].to_f64(), xt, None, v, want.n_top, lp)?
+        };
         res.rank = rank;
         res.top = top;
         return Ok(res);

@@ -1438,6 +1438,8 @@ pub(crate) struct RowDraw {
     /// The kept set is the list in `Work::cur`, after a stage of P20-P23 (it need not be a
     /// prefix of the order (logit descending, id ascending)).
     pub listed: bool,
+    /// The kept set is the list in `Work::cur` (after a stage or not).
+    pub in_list: bool,
 }
 
 /// Draws one token of a validated row with the uniforms of `rng`. With `with_logprob`, the
@@ -1487,6 +1489,7 @@ pub(crate) fn sample_row<C: Real>(
                 logprob: f64::NAN,
                 kept: 0,
                 listed: false,
+                in_list: false,
             });
         }
     }
@@ -1500,6 +1503,7 @@ pub(crate) fn sample_row<C: Real>(
             logprob: 0.0,
             kept: 1,
             listed: false,
+            in_list: false,
         });
     }
     // A token epsilon's or eta's bounds left undecided is the draw if the kept set holds it; if not,
@@ -1522,13 +1526,15 @@ pub(crate) fn sample_row<C: Real>(
         Kept::Greedy(_) => unreachable!(),
     };
     let tok = tok.or(drawn).ok_or_else(changed)?;
-    let listed = staged && kept == Kept::List;
+    let in_list = kept == Kept::List;
+    let listed = staged && in_list;
     if !with_logprob {
         return Ok(RowDraw {
             tok,
             logprob: f64::NAN,
             kept: 0,
             listed,
+            in_list,
         });
     }
     let kept = match kept {
@@ -1561,6 +1567,7 @@ pub(crate) fn sample_row<C: Real>(
         logprob,
         kept,
         listed,
+        in_list,
     })
 }
 

@@ -37,7 +37,7 @@ use crate::sampling::hot::{
     compresses, count_at_least_half, first_eq_half, gather_at_least_half, mask_below_half,
     masked_lane_sum_half, Lanes16, Stored16,
 };
-use crate::sampling::logprobs::pad_with_removed;
+use crate::sampling::logprobs::list_report;
 use crate::sampling::params::RowCfg;
 use crate::sampling::rng::RowRng;
 use crate::sampling::{classify_row, max_of_blocks};
@@ -206,53 +206,31 @@ fn alternatives_of<H: InPlace>(
         KeptSet::List => w.cur.idx.len(),
         KeptSet::Unlisted => unreachable!("drawn with a log-probability, so listed"),
     };
-    let n = n.min(v);
-    let first = n.min(kept);
+    let first = n.min(v).min(kept);
     let greedy = [d.tok];
     let mut at_max = [0];
-    let ids: &[usize] = match d.kept {
-        KeptSet::One => &greedy,
-        KeptSet::List => &w.cur.idx,
-        KeptSet::Row(_) if first == 0 => &[],
-        KeptSet::Row(_) if first == 1 => {
-            at_max[0] = first_eq_half::<f32, H>(x, d.m).ok_or_else(changed)?;
-            &at_max
-        }
+    let logit = |j: usize| f64::from(x[j].value());
+    let logprob = |_, j| scaled_gap(logit(j), m, t) - ln_total;
+    let (ids, rank): (&[usize], _) = match d.kept {
+        KeptSet::One => (&greedy, None),
+        // A prefix of the order holding the drawn token: the row's tokens at least as probable
+        // as it, capped at the kept set's size, are the kept set's own.
+        KeptSet::List => (&w.cur.idx, None),
         KeptSet::Row(_) | KeptSet::Unlisted => {
-            let k = H::kernels_for(simd_level()).expect("drawn by try_draw, which has them");
-            chunk_maxima_by(x, &mut w.cmax, w.par, k.max)?;
-            top_k_in_chunks(x, first, m, NB as f64 / Z_SPAN, w)?;
-            &w.cur.idx
+            let count = sum_over_blocks(v, w.par, |r| count_at_least_half::<f32, H>(&x[r], xt));
+            let ids = if first == 1 {
+                at_max[0] = first_eq_half::<f32, H>(x, d.m).ok_or_else(changed)?;
+                &at_max[..]
+            } else {
+                let k = H::kernels_for(simd_level()).expect("drawn by try_draw, which has them");
+                chunk_maxima_by(x, &mut w.cmax, w.par, k.max)?;
+                top_k_in_chunks(x, first, m, NB as f64 / Z_SPAN, w)?;
+                &w.cur.idx
+            };
+            (ids, Some(count.min(kept)))
         }
     };
-    // Ordered by logits read once, as `top_in_order` orders them; of a long list only the
-    // first `first` are sorted.
-    let keys = ids.iter().map(|&j| (f64::from(x[j].value()) + 0.0, j));
-    let mut keyed = crate::scratch::collected(ids.len(), keys, "top_logprobs order")?;
-    // The row's tokens at least as probable as the drawn one, at most the kept set: those of
-    // a listed set itself, as the set is a prefix of the order and holds the drawn token.
-    let count = match d.kept {
-        KeptSet::Row(_) => sum_over_blocks(v, w.par, |r| count_at_least_half::<f32, H>(&x[r], xt)),
-        _ => keyed.iter().filter(|k| k.0 >= xt).count(),
-    };
-    let rank = count.min(kept) as i64;
-    let order = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    if first < keyed.len() {
-        keyed.select_nth_unstable_by(first, order);
-        keyed.truncate(first);
-    }
-    keyed.sort_by(order);
-    let items = keyed
-        .iter()
-        .take(first)
-        .map(|&(e, j)| (j as i64, scaled_gap(e, m, t) - ln_total));
-    let mut top = crate::scratch::collected(n, items, "top_logprobs")?;
-    if n > top.len() {
-        // Fewer kept than asked for (a short list, or one token).
-        let mut kept_ids = crate::scratch::collected(ids.len(), ids.iter().copied(), "kept ids")?;
-        kept_ids.sort_unstable();
-        pad_with_removed(&mut top, &kept_ids, v, n);
-    }
+    let (rank, top) = list_report(ids, logit, xt, rank, v, n, logprob)?;
     Ok((rank, top))
 }
 
