@@ -445,3 +445,90 @@ pub fn token_logprobs<T: Float>(logits: &[T], token: i64, temperature: f64) -> R
     )?;
     Ok(out[0])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampling::rng::Streams;
+    use crate::sampling::select::{sample_row, RowDraw};
+    use crate::{SamplingParams, Seed};
+
+    /// A draw whose kept set is a list (top-p, min-p, top-k; no stage) reports, from the
+    /// list, the rank and alternatives its row gives: the tokens at least as probable counted
+    /// over the row, the row's top `n` selected from it, removed tokens padded by id. Bit for
+    /// bit, over rows with and without ties, alternatives fewer and more than the kept set.
+    #[test]
+    fn p15_listed_kept_sets_report_what_their_rows_give() {
+        let mut u = crate::sampling::test_units::units(0x2F0E_94A1_77C3_5D19);
+        let mut listed = 0;
+        for v in [3000usize, 40_000, 128_256] {
+            for grid in [false, true] {
+                let x: Vec<f32> = (0..v)
+                    .map(|_| {
+                        let g = ((u() + u() + u() - 1.5) * 6.0) as f32;
+                        if grid {
+                            (g * 2.0).round() / 2.0
+                        } else {
+                            g
+                        }
+                    })
+                    .collect();
+                let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let view = RowView {
+                    x: &x,
+                    max: m,
+                    raw: Some(&x),
+                };
+                for (t, p, mp, k) in [
+                    (0.8, 0.95, 0.0, 0),
+                    (1.0, 0.5, 0.0, 0),
+                    (0.7, 0.05, 0.0, 0),
+                    (1.0, 1.0, 0.3, 0),
+                    (0.8, 0.9, 0.0, 40),
+                    (1.0, 1.0, 0.0, 2),
+                ] {
+                    let params = SamplingParams::default()
+                        .temperature(t)
+                        .top_p(p)
+                        .min_p(mp)
+                        .top_k(k);
+                    let cfg = params.row(0, v);
+                    for s in 0..3 {
+                        for n in [1, 5, 60] {
+                            let mut w = Work::<f32>::default();
+                            let mut rng = Streams::for_sample(&Seed::Fixed(s)).row(0);
+                            let d = sample_row(&x, m, cfg, &mut rng, true, &mut w).unwrap();
+                            if !d.in_list {
+                                continue;
+                            }
+                            listed += 1;
+                            let want = Want {
+                                logprob: true,
+                                n_top: n,
+                                mode: LogprobsMode::Sampled,
+                            };
+                            // From the list first: the row's report selects into `w.cur`.
+                            let got = report(&view, cfg, d, &want, &mut w).unwrap();
+                            let by_row = RowDraw {
+                                in_list: false,
+                                ..d
+                            };
+                            let exp = report(&view, cfg, by_row, &want, &mut w).unwrap();
+                            let case = format!("v {v} grid {grid} T {t} p {p} mp {mp} k {k} n {n}");
+                            assert_eq!(got.rank, exp.rank, "{case}");
+                            let bits = |r: &RowResult| {
+                                r.top
+                                    .iter()
+                                    .map(|&(j, lp)| (j, lp.to_bits()))
+                                    .collect::<Vec<_>>()
+                            };
+                            assert_eq!(bits(&got), bits(&exp), "{case}");
+                            assert_eq!(got.logprob.to_bits(), exp.logprob.to_bits(), "{case}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(listed > 100, "listed draws: {listed}");
+    }
+}
