@@ -2,7 +2,8 @@
 //! processing stage, greedy or whose filters are the temperature with top-p, min-p or both, or
 //! a top-k small enough to be found from the row's chunk maxima (with top-p and min-p on its
 //! list), is read in its 16-bit type, with no f32 copy of the row. No log-probability may be
-//! asked for but the drawn token's under its kept set. The row:
+//! asked for but under the kept set: the drawn token's, and its rank and alternatives when
+//! they are few enough for the chunk-maxima selection ([`alternatives`]). The row:
 //! - its maximum and weights come from the level's 16-bit kernels (the logits widened in
 //!   registers), and top-p's rejection rounds compare the logits widened in registers;
 //! - min-p alone counts the tokens at its threshold on the 16-bit logits, then masks the row
