@@ -451,7 +451,7 @@ mod tests {
     use super::*;
     use crate::sampling::rng::Streams;
     use crate::sampling::select::{sample_row, RowDraw};
-    use crate::{SamplingParams, Seed};
+    use crate::Seed;
 
     /// A draw whose kept set is a list (top-p, min-p, top-k; no stage) reports, from the
     /// list, the rank and alternatives its row gives: the tokens at least as probable counted
@@ -487,11 +487,7 @@ mod tests {
                     (0.8, 0.9, 0.0, 40),
                     (1.0, 1.0, 0.0, 2),
                 ] {
-                    let params = SamplingParams::default()
-                        .temperature(t)
-                        .top_p(p)
-                        .min_p(mp)
-                        .top_k(k);
+                    let params = crate::sampling::test_units::filters(t, p, mp, k);
                     let cfg = params.row(0, v);
                     for s in 0..3 {
                         for n in [1, 5, 60] {

@@ -10,3 +10,12 @@ pub(crate) fn units(mut state: u64) -> impl FnMut() -> f64 {
         (state >> 11) as f64 / (1u64 << 53) as f64
     }
 }
+
+/// Sampling parameters with temperature `t`, top-p `p`, min-p `mp` and top-k `k` (0 = off).
+pub(crate) fn filters(t: f64, p: f64, mp: f64, k: i64) -> crate::SamplingParams {
+    crate::SamplingParams::default()
+        .temperature(t)
+        .top_p(p)
+        .min_p(mp)
+        .top_k(k)
+}

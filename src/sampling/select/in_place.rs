@@ -497,11 +497,7 @@ mod tests {
                 (0.0, 1.0, 0.0, 0),
                 (0.9, 0.8, 0.0, 1),
             ] {
-                let params = SamplingParams::default()
-                    .temperature(t)
-                    .top_p(p)
-                    .min_p(mp)
-                    .top_k(k);
+                let params = crate::sampling::test_units::filters(t, p, mp, k);
                 let cfg = params.row(0, v);
                 for s in 0..seeds {
                     let seed = Seed::Fixed(s);
