@@ -104,9 +104,10 @@ fn pad_with_removed(top: &mut Vec<(i64, f64)>, kept: &[usize], v: usize, n: usiz
 /// Rank and most probable tokens of a draw from a kept set held as a list of token ids
 /// (`kept`, in any order, holding the drawn token, whose logit is `xt`), `logit(j)` being
 /// token `j`'s logit in a row of `v` tokens and `logprob(e, j)` the log-probability of kept
-/// token `j`, `e` its logit as read for the order (`-0.0` read as `0.0`). The rank counts the kept tokens at least as probable as the drawn one, or is
-/// `rank` when given; the `n` alternatives are the kept tokens by logit descending then id
-/// ascending (only the first `n` are ordered), then the removed tokens by id.
+/// token `j`, `e` its logit as read for the order (`-0.0` read as `0.0`). The rank counts the
+/// kept tokens at least as probable as the drawn one, or is `rank` when given; the `n`
+/// alternatives are the kept tokens by logit descending then id ascending (only the first `n`
+/// are ordered), then the removed tokens by id.
 pub(crate) fn list_report(
     kept: &[usize],
     logit: impl Fn(usize) -> f64,
