@@ -132,6 +132,10 @@ pub struct Kernels<C: 'static> {
     /// Largest entry ignoring NaN (`-inf` for an empty or all `-inf` block), and whether any
     /// entry is NaN.
     pub max: fn(&[C]) -> (C, bool),
+    /// `chunk_maxima(x, chunk, out)`: `max` of each consecutive chunk of `chunk` elements of
+    /// `x` (the last one shorter) into `out` (`x.len().div_ceil(chunk)` of them; panics
+    /// otherwise), in one call; whether any chunk holds NaN.
+    pub chunk_maxima: fn(&[C], usize, &mut [C]) -> bool,
     /// Σ exp((x - m) / t), accumulated at least as precisely as `f64` pairwise summation.
     pub sum_exp: fn(&[C], C, f64) -> f64,
     /// dst = exp((src - m) / t), returning the sum as `sum_exp` would. `src == dst` allowed.
@@ -195,6 +199,8 @@ pub(crate) struct HalfKernels<H> {
     pub(crate) takes: fn(f64) -> bool,
     /// As [`Kernels::max`], the maximum widened.
     pub(crate) max: fn(&[H]) -> (f32, bool),
+    /// As [`Kernels::chunk_maxima`], the maxima widened.
+    pub(crate) chunk_maxima: fn(&[H], usize, &mut [f32]) -> bool,
     /// `exp_sum(src, exps, n, m, t, ahead, ahead_bytes)`: as [`Kernels::exp_store_sum`], the
     /// exps in `f32` (a scratch buffer, disjoint), or as [`Kernels::sum_exp`] when `exps` is
     /// null; meanwhile asks for the `ahead_bytes` bytes at `ahead` to be brought into the
@@ -671,6 +677,7 @@ pub(crate) use rows_kernel;
 macro_rules! level_table {
     ($(#[$doc:meta])* $table:ident: $t:ty {
         max: $max:path,
+        chunk_maxima: $cm:path,
         sum_exp: $se:path,
         exp_store_sum: $ess:path,
         exp_store_chunk_sums: $escs:path,
@@ -689,6 +696,10 @@ macro_rules! level_table {
                 // when the CPU has the level's features.
                 unsafe { $max(x) }
             }
+            fn chunk_maxima(x: &[$t], chunk: usize, out: &mut [$t]) -> bool {
+                // SAFETY: as `max`.
+                unsafe { $cm(x, chunk, out) }
+            }
             fn sum_exp(x: &[$t], m: $t, t: f64) -> f64 {
                 // SAFETY: as `max`.
                 unsafe { $se(x, m, t) }
@@ -699,6 +710,7 @@ macro_rules! level_table {
             }
             $crate::kernels::Kernels {
                 max,
+                chunk_maxima,
                 sum_exp,
                 exp_store_sum: $ess,
                 exp_store_chunk_sums: $escs,
@@ -719,6 +731,7 @@ macro_rules! scalar_table {
     ($t:ty) => {
         Kernels::<$t> {
             max: scalar::max::<$t>,
+            chunk_maxima: |x, chunk, out| algo::chunk_maxima(x, chunk, out, scalar::max::<$t>),
             sum_exp: scalar::sum_exp::<$t>,
             exp_store_sum: scalar::exp_store_sum::<$t>,
             exp_store_chunk_sums: scalar::exp_store_chunk_sums::<$t>,

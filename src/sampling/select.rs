@@ -740,28 +740,24 @@ pub(crate) fn top_k_in_chunks<X: Float<Compute = C>, C: Real>(
 /// Maxima of the row's chunks of [`KCH`] tokens (ignoring NaN), through the kernel table;
 /// returns whether the row holds NaN.
 fn chunk_maxima<C: Real>(x: &[C], cmax: &mut Vec<C>, par: bool) -> Result<bool> {
-    chunk_maxima_by(x, cmax, par, kernels::<C>().max)
+    chunk_maxima_by(x, cmax, par, kernels::<C>().chunk_maxima)
 }
 
-/// [`chunk_maxima`] of a row read as `X`, each chunk's through `max` (a kernel table's).
+/// [`chunk_maxima`] of a row read as `X`, a block at a time through `chunk_maxima` (a kernel
+/// table's).
 pub(crate) fn chunk_maxima_by<X: Sync, C: Real>(
     x: &[X],
     cmax: &mut Vec<C>,
     par: bool,
-    max: fn(&[X]) -> (C, bool),
+    chunk_maxima: fn(&[X], usize, &mut [C]) -> bool,
 ) -> Result<bool> {
     const PER: usize = BLOCK / KCH;
     cmax.clear();
     crate::scratch::resize(cmax, x.len().div_ceil(KCH), C::default(), "chunk maxima")?;
     let mut nans = Vec::new();
     map_chunks_mut(cmax, PER, &mut nans, par && x.len() > BLOCK, |g, out| {
-        let mut nan = false;
-        for (o, c) in out.iter_mut().zip(x[g * BLOCK..].chunks(KCH)) {
-            let (m, n) = max(c);
-            *o = m;
-            nan |= n;
-        }
-        nan
+        let block = &x[g * BLOCK..(g * BLOCK + BLOCK).min(x.len())];
+        chunk_maxima(block, KCH, out)
     });
     Ok(nans.iter().any(|&n| n))
 }

@@ -696,6 +696,8 @@ macro_rules! instantiate {
             fn entropy_sums_f32(x: &[f32], m: f32) -> crate::kernels::EntropySums
                 => crate::kernels::algo::f32::entropy_sums(isa(), x, m);
             fn max_f32_impl(x: &[f32]) -> (f32, bool) => crate::kernels::algo::max::max(isa(), x);
+            fn chunk_maxima_f32(x: &[f32], chunk: usize, out: &mut [f32]) -> bool
+                => crate::kernels::algo::max::chunk_maxima(isa(), x, chunk, out, |m| m);
             fn sum_exp_f32_impl(x: &[f32], m: f32, t: f64) -> f64
                 => crate::kernels::algo::f32::sum_exp(isa(), x, m, t);
             fn exp_store_sum_f32(src: *const f32, dst: *mut f32, n: usize, m: f32, t: f64) -> f64
@@ -740,6 +742,7 @@ macro_rules! instantiate {
             /// The level's table for `f32`. Only handed out when the CPU has the level.
             F32: f32 {
                 max: max_f32_impl,
+                chunk_maxima: chunk_maxima_f32,
                 sum_exp: sum_exp_f32_impl,
                 exp_store_sum: exp_store_sum_f32,
                 exp_store_chunk_sums: exp_store_chunk_sums_f32,
@@ -778,6 +781,8 @@ macro_rules! half_table {
                     let (m, nan) = crate::kernels::algo::max::max(isa(), x);
                     (m.to_f32(), nan)
                 };
+                fn chunk_maxima_impl(x: &[$h], chunk: usize, out: &mut [f32]) -> bool
+                    => crate::kernels::algo::max::chunk_maxima(isa(), x, chunk, out, |m| m.to_f32());
                 // `src` valid for reads of `n` and, unless null, `exps` for writes of `n`,
                 // disjoint; every entry `<= m` or NaN, `m` finite; `ahead` any pointer (only
                 // prefetched).
@@ -823,9 +828,14 @@ macro_rules! half_table {
                 // SAFETY: as `takes`.
                 unsafe { max_impl(x) }
             }
+            fn chunk_maxima(x: &[$h], chunk: usize, out: &mut [f32]) -> bool {
+                // SAFETY: as `takes`.
+                unsafe { chunk_maxima_impl(x, chunk, out) }
+            }
             crate::kernels::HalfKernels {
                 takes,
                 max,
+                chunk_maxima,
                 exp_sum,
                 exp_store_chunk_sums,
                 scale_to,

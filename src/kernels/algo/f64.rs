@@ -412,6 +412,10 @@ macro_rules! instantiate {
 
         crate::kernels::algo::entry_points! { $feat;
             fn max_f64(x: &[f64]) -> (f64, bool) => crate::kernels::algo::max::max(isa(), x);
+            fn chunk_maxima_f64(x: &[f64], chunk: usize, out: &mut [f64]) -> bool
+                => crate::kernels::algo::chunk_maxima(x, chunk, out, |c| {
+                    crate::kernels::algo::max::max(isa(), c)
+                });
             fn sum_exp_f64(x: &[f64], m: f64, t: f64) -> f64 => algo::sum_exp(isa(), x, m, t);
             fn exp_store_sum_f64(src: *const f64, dst: *mut f64, n: usize, m: f64, t: f64) -> f64
                 => algo::exp_store_sum(isa(), src, dst, n, m, t);
@@ -454,6 +458,7 @@ macro_rules! instantiate {
             /// The level's table for `f64`. Only handed out when the CPU has its features.
             F64: f64 {
                 max: max_f64,
+                chunk_maxima: chunk_maxima_f64,
                 sum_exp: sum_exp_f64,
                 exp_store_sum: exp_store_sum_f64,
                 exp_store_chunk_sums: exp_store_chunk_sums_f64,

@@ -39,6 +39,29 @@ pub(crate) unsafe fn per_chunk(
     }
 }
 
+/// `max(chunk)` of each consecutive chunk of `chunk` elements of `x` (the last one shorter)
+/// into `out`, one per chunk; whether any chunk holds NaN. One call for a row's chunks: on
+/// chunks of a few vectors, a kernel call per chunk costs about as much as the chunk's loads.
+///
+/// # Panics
+/// If `out.len()` is not `x.len().div_ceil(chunk)`, or `chunk` is 0.
+#[inline(always)]
+pub(crate) fn chunk_maxima<E, O>(
+    x: &[E],
+    chunk: usize,
+    out: &mut [O],
+    mut max: impl FnMut(&[E]) -> (O, bool),
+) -> bool {
+    assert_eq!(out.len(), x.len().div_ceil(chunk), "one maximum per chunk");
+    let mut nan = false;
+    for (o, c) in out.iter_mut().zip(x.chunks(chunk)) {
+        let (m, n) = max(c);
+        *o = m;
+        nan |= n;
+    }
+    nan
+}
+
 /// A level's `#[target_feature]` entry points, in the invoking module (which holds the level's
 /// token constructor `isa()`): each `fn name(params) -> ret => body;` becomes a
 /// `pub(crate) unsafe fn` compiled with the level's features `$feat` whose body (a call of an

@@ -224,7 +224,7 @@ fn alternatives_of<H: InPlace>(
                 &at_max[..]
             } else {
                 let k = H::kernels_for(simd_level()).expect("drawn by try_draw, which has them");
-                chunk_maxima_by(x, &mut w.cmax, w.par, k.max)?;
+                chunk_maxima_by(x, &mut w.cmax, w.par, k.chunk_maxima)?;
                 top_k_in_chunks(x, first, m, NB as f64 / Z_SPAN, w)?;
                 &w.cur.idx
             };
@@ -251,7 +251,7 @@ fn draw_stored<H: InPlace>(
         return Ok(None);
     }
     if cfg.k < x.len() && !greedy {
-        return top_k(x, k.max, cfg, rng, w);
+        return top_k(x, k.chunk_maxima, cfg, rng, w);
     }
     // Top-p's rejection draw finds no total for the log-probability: the kept set is listed
     // for it from packed candidates, which need the vector path (else the f32 path lists it).
@@ -385,16 +385,16 @@ fn min_p<H: InPlace>(
 }
 
 /// [`try_draw`] under a small top-k: as the f32 path, the row's maximum from its chunk
-/// maxima (`max` reads a chunk), the candidates from the chunks that can hold the top `k`
+/// maxima (`chunk_maxima`, a kernel table's), the candidates from the chunks that can hold the top `k`
 /// (widened a chunk at a time), then the list's top-p, min-p and draw.
 fn top_k<H: InPlace>(
     x: &[H],
-    max: fn(&[H]) -> (f32, bool),
+    chunk_maxima: fn(&[H], usize, &mut [f32]) -> bool,
     cfg: RowCfg,
     rng: &mut RowRng,
     w: &mut Work<f32>,
 ) -> Result<Option<Drawn>> {
-    let nan = chunk_maxima_by(x, &mut w.cmax, w.par, max)?;
+    let nan = chunk_maxima_by(x, &mut w.cmax, w.par, chunk_maxima)?;
     let m = w
         .cmax
         .iter()
