@@ -32,7 +32,7 @@ use super::{
 };
 use crate::element::{Float, Real};
 use crate::error::Result;
-use crate::kernels::{HalfRows, BLOCK};
+use crate::kernels::{kernels, HalfRows, BLOCK};
 use crate::parallel::map_ranges;
 use crate::sampling::hot::{
     compresses, count_at_least_half, first_eq_half, gather_at_least_half, mask_below_half,
@@ -395,10 +395,7 @@ fn top_k<H: InPlace>(
     w: &mut Work<f32>,
 ) -> Result<Option<Drawn>> {
     let nan = chunk_maxima_by(x, &mut w.cmax, w.par, chunk_maxima)?;
-    let m = w
-        .cmax
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    let m = (kernels::<f32>().max)(&w.cmax).0;
     if classify_row(m, nan).is_err() {
         return Ok(None);
     }
