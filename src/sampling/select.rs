@@ -783,18 +783,36 @@ pub(crate) fn row_chunk_maxima<C: Real>(x: &[C], w: &mut Work<C>) -> Result<(C, 
 /// The maxima of `k` disjoint groups are `k` values at least as large as the smallest of
 /// them, so the `k` largest are all at least that: the selection runs over the values that
 /// reach it (a few times `k` of the 2000 chunk maxima of a 128256-token row), where a
-/// selection over all of them mispredicts about every other comparison.
+/// selection over all of them mispredicts about every other comparison. Group `j` holds the
+/// values at `j`, `j + k`, `j + 2k`, ...: their maxima are lane-wise maxima of consecutive
+/// runs of `k` values, which vectorise.
 fn kth_largest<C: Real>(vals: &[C], k: usize, sel: &mut Vec<C>) -> Result<C> {
-    let group = vals.len() / k;
-    let max = kernels::<C>().max;
-    let floor = vals
-        .chunks_exact(group)
-        .take(k)
-        .map(|g| max(g).0)
-        .fold(C::INFINITY, |a, b| if b < a { b } else { a });
     sel.clear();
     crate::scratch::reserve(sel, vals.len(), "chunk maxima")?;
-    sel.extend(vals.iter().filter(|&&v| v >= floor));
+    sel.extend_from_slice(&vals[..k]);
+    for run in vals[k..].chunks_exact(k) {
+        for (g, &v) in sel.iter_mut().zip(run) {
+            *g = if v > *g { v } else { *g };
+        }
+    }
+    let floor = sel
+        .iter()
+        .fold(C::INFINITY, |a, &b| if b < a { b } else { a });
+    if vals.len() / k >= 16 {
+        // Most values fail: a branch per value is well predicted.
+        sel.clear();
+        sel.extend(vals.iter().filter(|&&v| v >= floor));
+    } else {
+        // Groups of fewer than 16 make a low floor: about a third of the values fail, in no
+        // predictable pattern, so no branch.
+        sel.resize(vals.len(), C::default());
+        let mut len = 0;
+        for &v in vals {
+            sel[len] = v;
+            len += usize::from(v >= floor);
+        }
+        sel.truncate(len);
+    }
     let (_, &mut t, _) = sel.select_nth_unstable_by(k - 1, |a, b| {
         b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal)
     });
