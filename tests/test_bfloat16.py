@@ -281,3 +281,38 @@ def test_p16_16_bit_token_logprobs_equal_float32_rounded(shape, temperature, dty
                                           err_msg=f"threads {threads}")
             np.testing.assert_array_equal(ranks, ranks32)
             assert np.isnan(lp[:3].astype(np.float32)).all() and ranks[3] == 1
+
+
+class _ArrayLike:
+    """An object that is not an ndarray but gives one: it reaches ``_coerce.adapt`` itself."""
+
+    def __init__(self, a):
+        self._a = a
+
+    def __array__(self, dtype=None, copy=None):
+        return self._a
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: logitkit.softmax(x, temperature=0.7),
+        lambda x: logitkit.log_softmax(x),
+        lambda x: logitkit.logsumexp(x, axis=-1),
+        lambda x: logitkit.sample(x, temperature=0.8, top_k=5, seed=3, return_logprobs=True),
+        lambda x: logitkit.sample(x, seed=3, top_logprobs=2),
+        lambda x: logitkit.token_logprobs(x, np.array([1, 2, 0])),
+    ],
+)
+def test_s13_bfloat16_ndarray_shortcut_equals_adapt(call):
+    # ml_dtypes ndarrays are adapted natively (without calling `_coerce.adapt`); the results
+    # must be those of `adapt`'s own path, which an array-like object still takes.
+    x = _logits((3, 40))
+    fast, slow = call(x), call(_ArrayLike(x))
+    fast = fast if isinstance(fast, tuple) else (fast,)
+    slow = slow if isinstance(slow, tuple) else (slow,)
+    assert len(fast) == len(slow)
+    for f, s in zip(fast, slow):
+        assert type(f) is type(s)
+        assert np.asarray(f).dtype == np.asarray(s).dtype
+        np.testing.assert_array_equal(np.asarray(f).view(np.uint8), np.asarray(s).view(np.uint8))

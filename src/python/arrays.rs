@@ -78,7 +78,7 @@ impl Dtype {
 }
 
 /// `logitkit._coerce.BFloat16Bits`, the marker type of bfloat16 bits.
-fn bf16_bits_class(py: Python<'_>) -> PyResult<&Bound<'_, pyo3::types::PyType>> {
+pub(crate) fn bf16_bits_class(py: Python<'_>) -> PyResult<&Bound<'_, pyo3::types::PyType>> {
     static CLASS: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
     CLASS.import(py, "logitkit._coerce", "BFloat16Bits")
 }
