@@ -2,9 +2,9 @@
 //! the inverse-CDF draw. See the module documentation of [`crate::sampling`] for the scheme.
 
 use super::hot::{
-    compress_at_least, compresses, count_at_least, first_eq, for_each_at_least, gather_at_least,
-    hits_at_least, lane_sum, level_masses, mask_below, masked_lane_sum, positions_eq, z_ids,
-    Packed, LEVELS,
+    at_least_in, compress_at_least, compresses, count_at_least, first_eq, for_each_at_least,
+    gather_at_least, hits_at_least, lane_sum, level_masses, mask_below, masked_lane_sum,
+    positions_eq, z_ids, Packed, LEVELS,
 };
 use super::params::RowCfg;
 use crate::element::{is_native, Float, Real};
@@ -101,6 +101,46 @@ impl<C> Bufs<C> {
         C: Real,
     {
         self.retain_with(|_, x, _| keep(x.to_f64()));
+    }
+
+    /// Keeps the tokens whose logit is `>= lowest` (not NaN), in place. When few stay, a
+    /// vector scan finds them (their positions into `pos`, scratch) and only they are moved;
+    /// [`Bufs::retain_with`] moves every token.
+    fn retain_at_least(&mut self, lowest: f64, pos: &mut Vec<usize>) -> Result<()>
+    where
+        C: Real,
+    {
+        let len = self.idx.len();
+        let n = count_at_least(&self.xs, lowest);
+        if n == len {
+            return Ok(());
+        }
+        if n * 8 > len {
+            self.retain(|x| x >= lowest);
+            return Ok(());
+        }
+        pos.clear();
+        crate::scratch::reserve(pos, n, "the kept tokens")?;
+        for_each_at_least(&self.xs, at_least_in::<C>(lowest), |j| {
+            pos.push(j);
+            pos.len() < n
+        });
+        let with_ws = self.ws.len() == len;
+        // Positions ascend and `k <= j`: each token moves down over one already read.
+        for (k, &j) in pos.iter().enumerate() {
+            self.idx[k] = self.idx[j];
+            self.xs[k] = self.xs[j];
+            if with_ws {
+                self.ws[k] = self.ws[j];
+            }
+        }
+        let kept = pos.len();
+        self.idx.truncate(kept);
+        self.xs.truncate(kept);
+        if with_ws {
+            self.ws.truncate(kept);
+        }
+        Ok(())
     }
 
     /// Keeps the tokens that `keep(position, logit, weight)` accepts (called once per token,
@@ -1776,6 +1816,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `retain_at_least`, which moves only the kept tokens when few stay, keeps what the
+    /// branch-free pass over every token keeps: `f32` and `f64` sets with and without
+    /// weights, ties and `-inf`, thresholds keeping none, a few, most and all, at lengths
+    /// around the vector widths.
+    #[test]
+    fn p21_retain_at_least_is_the_pass_over_every_token() {
+        fn check<C: Real>(u: &mut impl FnMut() -> f64) {
+            let mut pos = Vec::new();
+            for len in [0usize, 1, 7, 15, 16, 17, 63, 64, 65, 300, 4961] {
+                for with_ws in [false, true] {
+                    let mut set = Bufs::<C>::default();
+                    for j in 0..len {
+                        let x = match u() {
+                            r if r < 0.02 => C::NEG_INFINITY,
+                            r if r < 0.3 => C::from_f64((u() * 8.0).floor()),
+                            _ => C::from_f64(u() * 20.0 - 10.0),
+                        };
+                        let w = with_ws.then(|| C::from_f64(u()));
+                        set.push(3 * j + 1, x, w).unwrap();
+                    }
+                    for lowest in [f64::INFINITY, 9.5, 7.0, 6.0 + 1e-12, 3.0, -9.9, -1e300] {
+                        let mut fast = Bufs {
+                            idx: set.idx.clone(),
+                            xs: set.xs.clone(),
+                            ws: set.ws.clone(),
+                        };
+                        let mut slow = Bufs {
+                            idx: set.idx.clone(),
+                            xs: set.xs.clone(),
+                            ws: set.ws.clone(),
+                        };
+                        fast.retain_at_least(lowest, &mut pos).unwrap();
+                        slow.retain(|x| x >= lowest);
+                        let ctx = format!("len {len} ws {with_ws} lowest {lowest}");
+                        assert_eq!(fast.idx, slow.idx, "{ctx}");
+                        assert!(fast.xs.iter().zip(&slow.xs).all(|(a, b)| a == b), "{ctx}");
+                        assert_eq!(fast.xs.len(), slow.xs.len(), "{ctx}");
+                        assert!(fast.ws.iter().zip(&slow.ws).all(|(a, b)| a == b), "{ctx}");
+                        assert_eq!(fast.ws.len(), slow.ws.len(), "{ctx}");
+                    }
+                }
+            }
+        }
+        let mut u = crate::sampling::test_units::units(0x9E37_79B9_7F4A_7C15);
+        check::<f32>(&mut u);
+        check::<f64>(&mut u);
     }
 
     /// The nucleus gathered for the stages of P20-P23 (from candidates even where they are

@@ -46,6 +46,8 @@ pub(crate) struct StageScratch {
     pub lns: Vec<f64>,
     /// typical-p's cut ([`super::typical::prefix_by_key`]).
     pub cut: super::typical::CutScratch,
+    /// The kept positions of [`Ctx::retain_logits_at_least`].
+    pub pos: Vec<usize>,
 }
 
 /// A stage: narrows `ctx.set` when its parameters are on for the row.
@@ -107,9 +109,9 @@ impl<C: Real> Ctx<'_, C> {
         self.set.retain_with(|i, _, w| keep(i, w.to_f64()));
     }
 
-    /// Keeps the tokens whose logit is `>= lowest`.
-    pub fn retain_logits_at_least(&mut self, lowest: f64) {
-        self.set.retain(|x| x >= lowest);
+    /// Keeps the tokens whose logit is `>= lowest` (not NaN).
+    pub fn retain_logits_at_least(&mut self, lowest: f64) -> Result<()> {
+        self.set.retain_at_least(lowest, &mut self.scratch.pos)
     }
 
     /// Keeps the tokens whose probability `w / total` is `>= thr`; when none is, the tokens

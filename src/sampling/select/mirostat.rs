@@ -49,8 +49,7 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     };
     let top = lane_extremes(&ctx.set.xs).1;
     let lowest = lowest_logit(ctx.m, top, ctx.cfg.t, ctx.total(), mu);
-    ctx.retain_logits_at_least(lowest);
-    Ok(())
+    ctx.retain_logits_at_least(lowest)
 }
 
 #[cfg(test)]
