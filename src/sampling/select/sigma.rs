@@ -25,8 +25,8 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     let (m, t) = (ctx.m, ctx.cfg.t);
     let sigma = (lane_squared_deviations(xs, mean) / count).sqrt() / t;
     let thr = scaled_gap(top, m, t) - n_sigma * sigma;
-    // An infinite spread keeps every token.
-    if !(thr > f64::NEG_INFINITY) {
+    // An infinite spread (or a NaN from one) keeps every token.
+    if thr.is_nan() || thr == f64::NEG_INFINITY {
         return Ok(());
     }
     let lowest = least_logit_passing(m, |y| scaled_gap(y, m, t) >= thr);
