@@ -7,18 +7,19 @@ use crate::element::Real;
 use crate::error::Result;
 use crate::sampling::hot::{count_at_least, lane_sum, level_masses, Packed, LEVELS};
 
-/// The distance between sampled runs of [`SAMPLE_RUN`] tokens.
-const SAMPLE_EVERY: usize = 256;
+/// The distance between sampled runs of [`SAMPLE_RUN`] tokens in a row of `v`: 256, or 512
+/// from 65536 tokens on (still 128 runs or more; a vocabulary of 128256 is sampled in half
+/// the time, and its levels hold the nucleus as well).
+fn sample_every(v: usize) -> usize {
+    if v >= 65_536 {
+        512
+    } else {
+        256
+    }
+}
 
-/// A scaled-logit gap `z < 0` such that the tokens with `x >= m + t z` very likely weigh all
-/// but `allowed` of the row's weights `ws` (`x`'s at temperature `t`, maximum `m`), by a sample
-/// of the row (runs of [`SAMPLE_RUN`] tokens every [`SAMPLE_EVERY`], copied into `sample`): a
-/// level qualifies when the sample, scaled up, puts under it at most four fifths of `allowed`,
-/// and one token under it (scaled up as a sampled one is) at most a tenth. The highest of
-/// eight levels from there down to `floor`, then of eight between it and the level above.
-/// `None` for rows too short to sample, or when no level qualifies.
 /// Rows shorter than this are not sampled.
-const SAMPLED_ROWS: usize = 64 * SAMPLE_EVERY;
+const SAMPLED_ROWS: usize = 64 * 256;
 
 /// The estimated share of the tokens of row `x` at or above `thr`, from its sample in
 /// `sample` as [`sampled_level`] left it; `None` for rows too short to sample.
@@ -31,6 +32,13 @@ pub(crate) fn share_at_least<C: Real, X: LogitRow<C> + ?Sized>(
         .then(|| count_at_least(&sample.xs, thr.to_f64()) as f64 / sample.xs.len() as f64)
 }
 
+/// A scaled-logit gap `z < 0` such that the tokens with `x >= m + t z` very likely weigh all
+/// but `allowed` of the row's weights `ws` (`x`'s at temperature `t`, maximum `m`), by a sample
+/// of the row (runs of [`SAMPLE_RUN`] tokens every [`sample_every`], copied into `sample`): a
+/// level qualifies when the sample, scaled up, puts under it at most four fifths of `allowed`,
+/// and one token under it (scaled up as a sampled one is) at most a tenth. The highest of
+/// eight levels from there down to `floor`, then of eight between it and the level above.
+/// `None` for rows too short to sample, or when no level qualifies.
 pub(crate) fn sampled_level<C: Real, X: LogitRow<C> + ?Sized>(
     x: &X,
     ws: &[C],
@@ -45,7 +53,8 @@ pub(crate) fn sampled_level<C: Real, X: LogitRow<C> + ?Sized>(
         return Ok(None);
     }
     // Whole runs only (`v` is at least 64 of them), copied as arrays.
-    let runs = (v - SAMPLE_RUN) / SAMPLE_EVERY + 1;
+    let every = sample_every(v);
+    let runs = (v - SAMPLE_RUN) / every + 1;
     let n = runs * SAMPLE_RUN;
     crate::scratch::resize(&mut sample.xs, n, C::default(), "the row's sample")?;
     crate::scratch::resize(&mut sample.ws, n, C::default(), "the row's sample")?;
@@ -55,8 +64,8 @@ pub(crate) fn sampled_level<C: Real, X: LogitRow<C> + ?Sized>(
         .zip(sample.ws.chunks_exact_mut(SAMPLE_RUN))
         .enumerate()
     {
-        xs.copy_from_slice(&x.run(r * SAMPLE_EVERY));
-        wr.copy_from_slice(&ws.run(r * SAMPLE_EVERY));
+        xs.copy_from_slice(&x.run(r * every));
+        wr.copy_from_slice(&ws.run(r * every));
     }
     let scale = v as f64 / n as f64;
     let sampled = lane_sum(&sample.ws);
@@ -90,14 +99,16 @@ pub(crate) fn sampled_level<C: Real, X: LogitRow<C> + ?Sized>(
 mod tests {
     use super::*;
 
-    /// The guess is what makes the nucleus list fast: on vocabulary-sized rows, flat or
+    /// The guess is what makes the nucleus list fast: on vocabulary-sized rows (32000 and
+    /// 128256 tokens), flat or
     /// peaked, a level qualifies, the tokens at or above it hold enough, and they are not many
     /// more than the cut keeps.
     #[test]
     fn p20_sampled_level_holds_the_nucleus_and_little_more() {
         let mut u = crate::sampling::test_units::units(0x9E37_79B9_7F4A_7C15);
-        let v = 128_256;
-        for case in 0..12 {
+        for case in 0..24 {
+            // Both sample spacings: every 256 tokens (32000) and every 512 (128256).
+            let v = [128_256, 32_000][case / 12];
             // Sums of 12 uniforms (about N(0, sd^2)), every other row with 40 tokens lifted.
             let sd = [1.0, 3.0, 5.0][case % 3];
             let x: Vec<f32> = (0..v)
