@@ -100,9 +100,8 @@ mod tests {
     use super::*;
 
     /// The guess is what makes the nucleus list fast: on vocabulary-sized rows (32000 and
-    /// 128256 tokens), flat or
-    /// peaked, a level qualifies, the tokens at or above it hold enough, and they are not many
-    /// more than the cut keeps.
+    /// 128256 tokens), flat or peaked, a level qualifies, the tokens at or above it hold
+    /// enough, and they are not many more than the cut keeps.
     #[test]
     fn p20_sampled_level_holds_the_nucleus_and_little_more() {
         let mut u = crate::sampling::test_units::units(0x9E37_79B9_7F4A_7C15);
