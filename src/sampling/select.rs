@@ -246,8 +246,6 @@ pub(crate) struct Work<C> {
     /// Candidates packed at ln(tau) and at a level ([`nucleus_list`]).
     packed: (Packed<C>, Packed<C>),
     hist: Vec<f64>,
-    /// [`find_cut`]'s second histogram of a single block.
-    hist2: Vec<f64>,
     /// Split the passes over a row across the crate's threads.
     pub par: bool,
     /// The total weight of the row when `chunks` holds its chunk sums (no filter).
@@ -345,7 +343,10 @@ fn find_cut<C: Real>(
         crate::scratch::resize(&mut w.ids, n, 0, "the cut's bucket ids")?;
         // Per block of BLOCK tokens, two interleaved histograms (so that runs of one bucket
         // do not serialise), added in block order: the same sums whatever the threads.
-        let fill = |h0: &mut [f64], h1: &mut [f64], ids: &[u16], start: usize| {
+        let hist_block = |(b, ids): (usize, &[u16])| -> Option<Vec<f64>> {
+            let start = b * BLOCK;
+            let mut h = crate::scratch::filled(2 * NB, 0.0f64, "histograms").ok()?;
+            let (h0, h1) = h.split_at_mut(NB);
             let mut pairs = ids.chunks_exact(2);
             let mut j = start;
             for pr in &mut pairs {
@@ -359,41 +360,25 @@ fn find_cut<C: Real>(
             for (a, &b) in h0.iter_mut().zip(h1.iter()) {
                 *a += b;
             }
+            h.truncate(NB);
+            Some(h)
         };
-        if n <= BLOCK {
-            // One block: its histograms in the scratch (added to zeros, the sums are the
-            // same), with no buffer per block.
-            z_ids(&mut w.ids, xs, m, zc, NB);
-            let mut h1 = std::mem::take(&mut w.hist2);
-            h1.clear();
-            h1.resize(NB, 0.0);
-            fill(&mut w.hist, &mut h1, &w.ids, 0);
-            w.hist2 = h1;
-        } else {
-            let hist_block = |(b, ids): (usize, &[u16])| -> Option<Vec<f64>> {
-                let mut h = crate::scratch::filled(2 * NB, 0.0f64, "histograms").ok()?;
-                let (h0, h1) = h.split_at_mut(NB);
-                fill(h0, h1, ids, b * BLOCK);
-                h.truncate(NB);
-                Some(h)
+        let par = w.par && n > BLOCK;
+        zip_chunks_mut(&mut w.ids, BLOCK, &mut [(); 0], 0, par, |b, ids, _| {
+            z_ids(ids, &xs[b * BLOCK..][..ids.len()], m, zc, NB)
+        });
+        let mut blocks: Vec<Option<Vec<f64>>> = Vec::new();
+        let ids = &w.ids;
+        map_ranges(n, BLOCK, &mut blocks, par, |b, r| hist_block((b, &ids[r])));
+        for h in &blocks {
+            let Some(h) = h else {
+                return Err(crate::Error::OutOfMemory {
+                    what: "histograms",
+                    bytes: 2 * NB * std::mem::size_of::<f64>(),
+                });
             };
-            let par = w.par;
-            zip_chunks_mut(&mut w.ids, BLOCK, &mut [(); 0], 0, par, |b, ids, _| {
-                z_ids(ids, &xs[b * BLOCK..][..ids.len()], m, zc, NB)
-            });
-            let mut blocks: Vec<Option<Vec<f64>>> = Vec::new();
-            let ids = &w.ids;
-            map_ranges(n, BLOCK, &mut blocks, par, |b, r| hist_block((b, &ids[r])));
-            for h in &blocks {
-                let Some(h) = h else {
-                    return Err(crate::Error::OutOfMemory {
-                        what: "histograms",
-                        bytes: 2 * NB * std::mem::size_of::<f64>(),
-                    });
-                };
-                for (t, &b) in w.hist.iter_mut().zip(h) {
-                    *t += b;
-                }
+            for (t, &b) in w.hist.iter_mut().zip(h) {
+                *t += b;
             }
         }
         let (b, c) = pick(&w.hist, cum, &reached);
