@@ -169,6 +169,43 @@ fn p20_to_p23_match_the_full_sort_reference() {
     }
 }
 
+/// Top-n-sigma, the first stage on, is applied to the kept set of top-p (or of every finite
+/// token) before that set is listed: its statistics by masked passes over packed candidates
+/// (peaked rows) or over the row (flat rows, where the set is most of it). Vocabulary-sized
+/// f32 rows flat to peaked, some tokens banned: the kept set is the full-sort reference's, and
+/// the drawn token is in it with the reference's log-probability.
+#[test]
+fn p21_top_n_sigma_on_vocabulary_rows_matches_the_full_sort_reference() {
+    let mut rng = Rng(21);
+    let v = 128_256;
+    for (case, &scale) in [0.5, 1.0, 2.0, 4.0].iter().enumerate() {
+        let mut x32: Vec<f32> = row(&mut rng, v, scale).iter().map(|&e| e as f32).collect();
+        x32[case * 1000..][..500].fill(f32::NEG_INFINITY);
+        let x: Vec<f64> = x32.iter().map(|&e| f64::from(e)).collect();
+        for &top_p in &[1.0, 0.95, 0.5] {
+            for &n in &[0.5, 1.5] {
+                let params = SamplingParams::default()
+                    .temperature(0.8)
+                    .top_p(top_p)
+                    .top_n_sigma(n);
+                let mut out = vec![0.0f32; v];
+                filter_logits(&x32, &params, &mut out).unwrap();
+                let want = reference(&x, 0.8, top_p, "sigma", n);
+                let got: Vec<bool> = out.iter().map(|e| e.is_finite()).collect();
+                let what = format!("scale {scale} top_p {top_p} n {n}");
+                assert_eq!(got, want, "{what}");
+                let z: Vec<f64> = x.iter().map(|e| e / 0.8).collect();
+                let p = probs_of(&z, &want);
+                let d = sample_batch(&x32, v, &params, &Histories::new(), &Seed::Fixed(7), true)
+                    .unwrap();
+                let tok = d.tokens[0] as usize;
+                assert!(want[tok], "{what}");
+                assert!((d.logprobs[0] - p[tok].ln()).abs() < 1e-4, "{what}");
+            }
+        }
+    }
+}
+
 #[test]
 fn p20_to_p23_draws_stay_in_the_kept_set_and_no_row_is_empty() {
     let mut rng = Rng(2);

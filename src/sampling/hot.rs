@@ -269,6 +269,53 @@ multiversion! {
 }
 
 multiversion! {
+    /// The number and the Σ of the values `>= floor`, [`LANES`] lanes (branch-free; the
+    /// others count as 0).
+    fn lane_count_sum_at_least(vals: &[C], floor: f64) -> (usize, f64) {
+        let (mut n, mut acc) = ([0.0f64; LANES], [0.0f64; LANES]);
+        let mut it = vals.chunks_exact(LANES);
+        for c in &mut it {
+            for l in 0..LANES {
+                let v = c[l].to_f64();
+                let on = v >= floor;
+                n[l] += if on { 1.0 } else { 0.0 };
+                acc[l] += if on { v } else { 0.0 };
+            }
+        }
+        for (l, &v) in it.remainder().iter().enumerate() {
+            let v = v.to_f64();
+            if v >= floor {
+                n[l] += 1.0;
+                acc[l] += v;
+            }
+        }
+        (reduce_lanes(n) as usize, reduce_lanes(acc))
+    }
+}
+
+multiversion! {
+    /// Σ `(v - mean)^2` over the values `v >= floor`, [`LANES`] lanes.
+    fn lane_squared_deviations_at_least(vals: &[C], mean: f64, floor: f64) -> f64 {
+        let mut acc = [0.0f64; LANES];
+        let mut it = vals.chunks_exact(LANES);
+        for c in &mut it {
+            for l in 0..LANES {
+                let v = c[l].to_f64();
+                let d = v - mean;
+                acc[l] += if v >= floor { d * d } else { 0.0 };
+            }
+        }
+        for (l, &v) in it.remainder().iter().enumerate() {
+            let v = v.to_f64();
+            if v >= floor {
+                acc[l] += (v - mean) * (v - mean);
+            }
+        }
+        reduce_lanes(acc)
+    }
+}
+
+multiversion! {
     /// Σ `w (x - m)` over the tokens with `x >= v` and `w > 0`, [`LANES`] lanes (in f64; for
     /// f32 data, products and groups of four in f32).
     fn masked_gap_dot(ws: &[C], xs: &[C], v: f64, m: f64) -> f64 {
@@ -1288,23 +1335,24 @@ multiversion! {
 }
 
 multiversion! {
-    /// Appends the positions `j` with `ids[j] == b`, skipping chunks of 64 without any; false
-    /// (and `out` incomplete) when the memory for them is refused (contract R1).
+    /// Appends the positions `j` with `ids[j] == b`, a chunk of 64 at a time as a bit mask
+    /// (the comparisons vectorise; a flat row's cut bucket has hits in most chunks, which a
+    /// branch-free scalar walk of every chunk with one made the cut's slowest step); false (and
+    /// `out` incomplete) when the memory for them is refused (contract R1).
     fn positions_eq(ids: &[u16], b: u16, out: &mut Vec<usize>) -> bool {
-        let mut buf = [0usize; 65];
         for (c, chunk) in ids.chunks(64).enumerate() {
-            let hits = chunk.iter().map(|&id| (id == b) as u32).sum::<u32>();
-            if hits > 0 {
-                // Branch-free within the chunk: a token matches or not unpredictably.
-                let mut n = 0;
-                for (j, &id) in chunk.iter().enumerate() {
-                    buf[n.min(64)] = c * 64 + j;
-                    n += (id == b) as usize;
-                }
-                if out.try_reserve(n).is_err() {
+            let mut bits = 0u64;
+            for (j, &id) in chunk.iter().enumerate() {
+                bits |= u64::from(id == b) << j;
+            }
+            if bits != 0 {
+                if out.try_reserve(bits.count_ones() as usize).is_err() {
                     return false;
                 }
-                out.extend_from_slice(&buf[..n]);
+                while bits != 0 {
+                    out.push(c * 64 + bits.trailing_zeros() as usize);
+                    bits &= bits - 1;
+                }
             }
         }
         true

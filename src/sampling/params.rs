@@ -1152,6 +1152,14 @@ impl RowCfg {
             && self.mu.is_none()
     }
 
+    /// Whether top-n-sigma is the first stage of P20-P23 on this row (typical-p, which comes
+    /// before it, off): then it is a threshold over top-k/top-p/min-p's kept set, applied
+    /// before that set is listed.
+    #[inline]
+    pub fn sigma_leads(&self) -> bool {
+        self.n_sigma > 0.0 && self.typical >= 1.0
+    }
+
     /// Whether a stage of P20-P23 runs on the kept set of this row.
     #[inline]
     pub fn has_list_stages(&self) -> bool {

@@ -994,10 +994,15 @@ fn draw_row_cut<C: Real>(
 /// `weighed`: `Some(total)` when `w.row_ws` already holds the row's weights at `cfg.t`,
 /// summing to `total` (the top-p draw leaves them there, with its chunked total: the same
 /// weights as [`exp_weights`] gives, their sum in another order).
+///
+/// Top-n-sigma, when it leads the stages of P20-P23, is applied here to the kept set before
+/// it is listed, and switched off in `cfg` for [`kept::apply`]: its statistics over the set
+/// then take masked passes over the candidates or the row, with no list of the set (on a
+/// flat row, most of it).
 pub(crate) fn select<C: Real>(
     x: &[C],
     m: C,
-    cfg: RowCfg,
+    cfg: &mut RowCfg,
     w: &mut Work<C>,
     want_weights: bool,
     weighed: Option<f64>,
@@ -1009,7 +1014,7 @@ pub(crate) fn select<C: Real>(
     let zc = cut_zc(cfg.t);
     if cfg.k < v {
         top_k(x, cfg.k, m.to_f64(), zc, w)?;
-        return narrow_list(m, cfg, zc, w, want_weights);
+        return narrow_list(m, *cfg, zc, w, want_weights);
     }
     let mf = m.to_f64();
     // The current set: the row restricted by `row_cut`, or the list `w.cur`.
@@ -1082,6 +1087,20 @@ pub(crate) fn select<C: Real>(
     if list {
         return finish_list(m, cfg.t, w, want_weights, have_w);
     }
+    if cfg.sigma_leads() {
+        // The kept set is every finite token, or those the cut keeps.
+        let cut = row_cut.unwrap_or(Cut {
+            value: lowest_finite::<C>(),
+            ties: usize::MAX,
+        });
+        if let Some(lowest) = sigma::least_kept_of_cut(x, cut, mf, cfg) {
+            row_cut = Some(Cut {
+                value: lowest,
+                ties: usize::MAX,
+            });
+        }
+        cfg.n_sigma = 0.0;
+    }
     if want_weights && !have_w {
         // No filter: the kernel's sums per chunk are the draw's chunk sums.
         let mut ws = std::mem::take(&mut w.row_ws);
@@ -1090,6 +1109,16 @@ pub(crate) fn select<C: Real>(
         w.row_total = total?;
     }
     Ok(Kept::Row(row_cut))
+}
+
+/// The lowest finite value of `C`, in `f64` (`x >= it` is `x` finite and not NaN).
+pub(crate) fn lowest_finite<C: Real>() -> f64 {
+    if std::mem::size_of::<C>() == 4 {
+        // f64::MIN would round to -inf.
+        f64::from(f32::MIN)
+    } else {
+        f64::MIN
+    }
 }
 
 /// Whether min-p alone, `count` of `v` tokens passing, draws from the row's weights with the
@@ -1330,12 +1359,14 @@ fn candidates_zc(zc: f64, t: f64, z: f64) -> f64 {
 /// see [`NucleusLevels`]) with the row's total as the denominator, the same prefix as the cut
 /// over the row. When the candidates are not packed in vector passes (too many, or no vector
 /// path): with `any`, gathered all the same (from a row stored as `C`); else `false`, and
-/// nothing is kept.
+/// nothing is kept. Top-n-sigma, when it leads the stages, is applied to the candidates'
+/// kept set before it is listed (and switched off in `cfg`); when they are not packed, the
+/// list is not made for it (`false`: see [`select`]).
 #[allow(clippy::too_many_arguments)]
 fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
     x: &X,
     m: C,
-    cfg: RowCfg,
+    cfg: &mut RowCfg,
     zc: f64,
     ws: &[C],
     total: f64,
@@ -1351,6 +1382,20 @@ fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
         {
             let zc = candidates_zc(zc, cfg.t, z);
             let cut = find_cut(&pre.xs, Some(&pre.ws), mf, zc, cfg.p, total, 0.0, w)?;
+            if cfg.sigma_leads() {
+                let lowest = sigma::least_kept_of_cut(&pre.xs, cut, mf, cfg);
+                cfg.n_sigma = 0.0;
+                if let Some(lowest) = lowest {
+                    let at = at_least_in::<C>(lowest);
+                    let kept =
+                        compress_at_least(&pre.xs, &pre.ws, Some(&pre.ids), at, v, &mut sel)?;
+                    cand.assign_packed(if kept { &sel } else { &pre }, 0)?;
+                    if !kept {
+                        cand.retain(|x| x >= lowest);
+                    }
+                    return Ok(true);
+                }
+            }
             // When the cut keeps every token equal to its value (ties cut in two are rare),
             // it is a threshold, compressed as the candidates were.
             let value = C::from_f64(cut.value);
@@ -1363,7 +1408,7 @@ fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
             }
             return Ok(true);
         }
-        let (true, Some(x)) = (any, x.as_compute()) else {
+        let (true, Some(x), false) = (any, x.as_compute(), cfg.sigma_leads()) else {
             return Ok(false);
         };
         // Too many (or no vector path): the levels over the row.
@@ -1557,7 +1602,7 @@ pub(crate) fn sample_row<C: Real>(
             });
         }
     }
-    let mut kept = select(x, m, cfg, w, true, weighed)?;
+    let mut kept = select(x, m, &mut cfg, w, true, weighed)?;
     if staged {
         kept = kept::apply(x, m, cfg, kept, coin, w)?;
     }
@@ -1723,7 +1768,8 @@ pub(crate) fn filter_row<C: Real>(
         e => C::from_f64(scaled_gap(e, mf, t).max(-limit)),
     };
     let staged = cfg.has_kept_stages();
-    let mut kept = select(x, m, cfg, w, staged, None)?;
+    let mut cfg = cfg;
+    let mut kept = select(x, m, &mut cfg, w, staged, None)?;
     if staged {
         kept = kept::apply(x, m, cfg, kept, kept::Coin::Filter, w)?;
     }
@@ -1896,17 +1942,18 @@ mod tests {
                 let mut staged = plain;
                 staged.xtc_q = 1e-12;
                 let mut w = Work::<f32>::default();
-                let kept: Vec<usize> = match select(&x, m, plain, &mut w, false, None).unwrap() {
-                    Kept::List => w.cur.idx.clone(),
-                    Kept::Row(Some(cut)) => {
-                        let mut keep = cut_keeper(cut);
-                        (0..v).filter(|&j| keep(x[j] as f64)).collect()
-                    }
-                    Kept::Greedy(i) => vec![i],
-                    k => panic!("{k:?}"),
-                };
+                let kept: Vec<usize> =
+                    match select(&x, m, &mut { plain }, &mut w, false, None).unwrap() {
+                        Kept::List => w.cur.idx.clone(),
+                        Kept::Row(Some(cut)) => {
+                            let mut keep = cut_keeper(cut);
+                            (0..v).filter(|&j| keep(x[j] as f64)).collect()
+                        }
+                        Kept::Greedy(i) => vec![i],
+                        k => panic!("{k:?}"),
+                    };
                 let mut w2 = Work::<f32>::default();
-                match select(&x, m, staged, &mut w2, true, None).unwrap() {
+                match select(&x, m, &mut { staged }, &mut w2, true, None).unwrap() {
                     Kept::List => assert_eq!(w2.cur.idx, kept, "case {case} t {t} p {p}"),
                     Kept::Greedy(i) => assert_eq!(vec![i], kept),
                     k => panic!("{k:?}"),
@@ -1972,7 +2019,8 @@ mod tests {
                             w.row_ws = ws.clone();
                         }
                         let weighed = given.then_some(total);
-                        let kept = match select(&x, m, cfg, &mut w, true, weighed).unwrap() {
+                        let kept = match select(&x, m, &mut { cfg }, &mut w, true, weighed).unwrap()
+                        {
                             Kept::List => w.cur.idx.clone(),
                             Kept::Row(Some(cut)) => {
                                 let mut keep = cut_keeper(cut);

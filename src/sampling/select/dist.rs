@@ -42,7 +42,9 @@ impl KeptDist {
     /// set with weights. [`CHANGED`](super::CHANGED) when the row changed under another
     /// thread's writes so that nothing is kept.
     pub(crate) fn of<C: Real>(x: &[C], m: C, cfg: RowCfg, w: &mut Work<C>) -> Result<KeptDist> {
-        let d = match select(x, m, cfg, w, true, None)? {
+        // No stage of P20-P23 is on for a target distribution (`verify_draft` refuses them).
+        let mut cfg = cfg;
+        let d = match select(x, m, &mut cfg, w, true, None)? {
             Kept::Greedy(a) => return Ok(KeptDist::Point(a)),
             Kept::List => KeptDist::List {
                 total: weight_total(&w.cur.ws, &mut w.chunks, w.par)?,

@@ -334,7 +334,9 @@ fn listed_logprob<H: InPlace>(
     tok: usize,
     w: &mut Work<f32>,
 ) -> Result<Option<Drawn>> {
-    if !nucleus_list(x, m, cfg, cut_zc(cfg.t), ws, total, false, w)? {
+    // No stage is on here (see `takes`): the list is top-p's alone.
+    let (mut cfg, zc) = (cfg, cut_zc(cfg.t));
+    if !nucleus_list(x, m, &mut cfg, zc, ws, total, false, w)? {
         return Ok(None);
     }
     if cfg.mp > 0.0 {
@@ -523,7 +525,8 @@ mod tests {
                     let mut w32 = Work::<f32>::default();
                     let packs = listed
                         && eligible
-                        && super::super::select(&x32, m, cfg, &mut w32, true, None).unwrap()
+                        && super::super::select(&x32, m, &mut { cfg }, &mut w32, true, None)
+                            .unwrap()
                             == super::super::Kept::List;
                     let Some(Drawn {
                         tok: j,
@@ -561,7 +564,9 @@ mod tests {
                         // row widened, bit for bit.
                         let m = x32.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                         let mut w32 = Work::<f32>::default();
-                        match super::super::select(&x32, m, cfg, &mut w32, true, None).unwrap() {
+                        match super::super::select(&x32, m, &mut { cfg }, &mut w32, true, None)
+                            .unwrap()
+                        {
                             super::super::Kept::Row(None) => {
                                 assert_eq!(bits(&w.row_ws), bits(&w32.row_ws), "{name} mp {mp}");
                                 assert_eq!(cb(&w.chunks), cb(&w32.chunks), "{name} mp {mp}");

@@ -6,9 +6,13 @@
 //! maximum), and each stage on for the row narrows the list. The kept set after top-p is
 //! usually small, so the stages cost little next to the weights of the row. Probabilities are
 //! the weights over their `f64` sum, and `ln w` is `(x - m) / T` in `f64`. Each stage is one
-//! file and one line of [`STAGES`]; none leaves the list empty.
+//! file and one line of [`STAGES`]; none leaves the list empty. Top-n-sigma, when it is the
+//! first stage on, has already been applied by [`select`](super::select), to the kept set
+//! before it was listed (see [`super::sigma::least_kept_of_cut`]).
 
-use super::{count_at_least, cut_keeper, gather_at_least, min_p_threshold, Bufs, Kept, Work};
+use super::{
+    count_at_least, cut_keeper, gather_at_least, lowest_finite, min_p_threshold, Bufs, Kept, Work,
+};
 use crate::element::Real;
 use crate::error::Result;
 use crate::sampling::hot::{
@@ -207,8 +211,8 @@ pub(crate) fn apply<C: Real>(
     done.map(|()| Kept::List)
 }
 
-/// The tokens of the row that `cut` keeps (for `None`: every finite token, min-p's when on,
-/// those `>= lowest`), with their weights from `ws`, into `set` (`packed`: scratch).
+/// The tokens of the row that `cut` keeps (for `None`: every finite token, min-p's when on),
+/// those `>= lowest` of them, with their weights from `ws`, into `set` (`packed`: scratch).
 #[allow(clippy::too_many_arguments)]
 fn gather<C: Real>(
     x: &[C],
@@ -221,37 +225,35 @@ fn gather<C: Real>(
     packed: &mut Packed<C>,
 ) -> Result<()> {
     set.clear();
-    let Some(cut) = cut else {
-        // Every finite token, or min-p's: a threshold, gathered in vectorised passes.
-        let floor = if cfg.mp > 0.0 {
-            min_p_threshold(m.to_f64(), cfg.t, cfg.mp)
-        } else if std::mem::size_of::<C>() == 4 {
-            // The lowest finite f32 (f64::MIN would round to -inf).
-            f64::from(f32::MIN)
-        } else {
-            f64::MIN
-        };
-        // Mirostat's tokens, usually a few: packed in one pass where there is a vector path
-        // for it (it gives up past a quarter of the row).
-        if lowest > floor
-            && compress_at_least(x, ws, None, at_least_in::<C>(lowest), x.len() / 4, packed)?
-        {
-            return set.assign_packed(packed, 0);
+    // A threshold (every finite token, min-p's, or a cut that keeps its ties) is gathered in
+    // vectorised passes.
+    let floor = match cut {
+        Some(cut) if cut.ties != usize::MAX => {
+            let mut keep = cut_keeper(cut);
+            for (j, &e) in x.iter().enumerate() {
+                let ef = e.to_f64();
+                if keep(ef) && ef > f64::NEG_INFINITY && ef >= lowest {
+                    set.push(j, e, Some(ws[j]))?;
+                }
+            }
+            return Ok(());
         }
-        let lowest = lowest.max(floor);
-        let count = count_at_least(x, lowest);
-        set.reserve(count + 1, true)?;
-        gather_at_least(x, lowest, count, &mut set.idx, &mut set.xs);
-        set.ws.extend(set.idx.iter().map(|&j| ws[j]));
-        return Ok(());
+        Some(cut) => cut.value.max(lowest_finite::<C>()),
+        None if cfg.mp > 0.0 => min_p_threshold(m.to_f64(), cfg.t, cfg.mp),
+        None => lowest_finite::<C>(),
     };
-    let mut keep = cut_keeper(cut);
-    for (j, &e) in x.iter().enumerate() {
-        let ef = e.to_f64();
-        if keep(ef) && ef > f64::NEG_INFINITY {
-            set.push(j, e, Some(ws[j]))?;
-        }
+    // A cut's tokens or Mirostat's, usually a few: packed in one pass where there is a vector
+    // path for it (it gives up past a quarter of the row, as every finite token or min-p's
+    // often are).
+    let few = cut.is_some() || lowest > floor;
+    let lowest = lowest.max(floor);
+    if few && compress_at_least(x, ws, None, at_least_in::<C>(lowest), x.len() / 4, packed)? {
+        return set.assign_packed(packed, 0);
     }
+    let count = count_at_least(x, lowest);
+    set.reserve(count + 1, true)?;
+    gather_at_least(x, lowest, count, &mut set.idx, &mut set.xs);
+    set.ws.extend(set.idx.iter().map(|&j| ws[j]));
     Ok(())
 }
 

@@ -8,27 +8,157 @@
 //! comparison each.
 
 use super::kept::Ctx;
-use super::{least_logit_passing, scaled_gap};
+use super::{least_logit_passing, scaled_gap, Cut};
 use crate::element::Real;
 use crate::error::Result;
-use crate::sampling::hot::{lane_extremes, lane_squared_deviations, lane_sum};
+use crate::sampling::hot::{
+    lane_count_sum_at_least, lane_extremes, lane_squared_deviations,
+    lane_squared_deviations_at_least, lane_sum,
+};
+use crate::sampling::params::RowCfg;
 
 pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
-    let n_sigma = ctx.cfg.n_sigma;
-    if n_sigma <= 0.0 {
+    if ctx.cfg.n_sigma <= 0.0 {
         return Ok(());
     }
     let xs = &ctx.set.xs;
-    let count = xs.len() as f64;
+    let count = xs.len();
     let top = lane_extremes(xs).1;
-    let mean = lane_sum(xs) / count;
-    let (m, t) = (ctx.m, ctx.cfg.t);
-    let sigma = (lane_squared_deviations(xs, mean) / count).sqrt() / t;
-    let thr = scaled_gap(top, m, t) - n_sigma * sigma;
-    // An infinite spread (or a NaN from one) keeps every token.
-    if thr.is_nan() || thr == f64::NEG_INFINITY {
-        return Ok(());
+    let mean = lane_sum(xs) / count as f64;
+    let squares = lane_squared_deviations(xs, mean);
+    match least_kept(top, count, squares, ctx.m, &ctx.cfg) {
+        Some(lowest) => ctx.retain_logits_at_least(lowest),
+        None => Ok(()),
     }
-    let lowest = least_logit_passing(m, |y| scaled_gap(y, m, t) >= thr);
-    ctx.retain_logits_at_least(lowest)
+}
+
+/// The least logit top-n-sigma keeps of a set of `count` logits whose greatest is `top`,
+/// `squares` the Σ of their squared deviations from their mean; `None` when it keeps
+/// every token (an infinite spread, or a NaN from one).
+fn least_kept(top: f64, count: usize, squares: f64, m: f64, cfg: &RowCfg) -> Option<f64> {
+    let t = cfg.t;
+    let sigma = (squares / count as f64).sqrt() / t;
+    let thr = scaled_gap(top, m, t) - cfg.n_sigma * sigma;
+    if thr.is_nan() || thr == f64::NEG_INFINITY {
+        return None;
+    }
+    Some(least_logit_passing(m, |y| scaled_gap(y, m, t) >= thr))
+}
+
+/// Top-n-sigma on a kept set before it is listed: the tokens of `xs` (a row, or candidates
+/// holding the kept set) that `cut` keeps, `m` the greatest of them. The least logit it keeps
+/// when that removes tokens (the kept set is then every token of `xs` at or above it), `None`
+/// when it keeps them all. The statistics are masked passes over `xs`: on a flat row the kept
+/// set is most of the row, and a list of it costs many times the passes.
+pub(crate) fn least_kept_of_cut<C: Real>(xs: &[C], cut: Cut, m: f64, cfg: &RowCfg) -> Option<f64> {
+    // The kept ties, all equal to the cut's value, are added apart from the masked passes.
+    let (floor, ties) = if cut.ties == usize::MAX {
+        (cut.value, 0)
+    } else {
+        (cut.value.next_up(), cut.ties)
+    };
+    let (above, mut sum) = lane_count_sum_at_least(xs, floor);
+    let count = above + ties;
+    if count == 0 {
+        return None;
+    }
+    if ties > 0 {
+        sum += ties as f64 * cut.value;
+    }
+    let mean = sum / count as f64;
+    let mut squares = lane_squared_deviations_at_least(xs, mean, floor);
+    if ties > 0 {
+        squares += ties as f64 * (cut.value - mean) * (cut.value - mean);
+    }
+    least_kept(m, count, squares, m, cfg).filter(|&lowest| lowest > cut.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_kept_of_cut;
+    use crate::element::Real;
+    use crate::sampling::select::Cut;
+    use crate::sampling::test_units::units;
+    use crate::SamplingParams;
+
+    /// Top-n-sigma on a kept set given as a cut of a larger set (masked passes, the ties added
+    /// apart) keeps what it keeps on the set listed (plain `f64` sums over the kept tokens):
+    /// continuous and gridded values (ties at the cut), cuts that keep every tie, some or
+    /// none of them, `n` from small (few kept) to large (every token kept: `None`), `f32` and
+    /// `f64`, lengths around the lanes.
+    #[test]
+    fn p21_sigma_of_a_cut_is_sigma_of_the_kept_list() {
+        fn check<C: Real>(unit: &mut impl FnMut() -> f64) {
+            for case in 0..600 {
+                let n = [1, 7, 8, 9, 100, 1000, 5003][case % 7];
+                let grid = case % 3 == 0;
+                let xs: Vec<C> = (0..n)
+                    .map(|_| {
+                        let e = (unit() + unit() + unit()) * 4.0 - 6.0;
+                        C::from_f64(if grid { (e * 4.0).round() / 4.0 } else { e })
+                    })
+                    .collect();
+                let m = xs
+                    .iter()
+                    .map(|e| e.to_f64())
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let value = xs[(unit() * n as f64) as usize].to_f64();
+                let equal = xs.iter().filter(|e| e.to_f64() == value).count();
+                let ties = match case % 4 {
+                    0 => usize::MAX,
+                    1 => equal,
+                    _ => (unit() * (equal + 1) as f64) as usize,
+                };
+                let cut = Cut { value, ties };
+                let mut left = ties;
+                let kept: Vec<f64> = xs
+                    .iter()
+                    .map(|e| e.to_f64())
+                    .filter(|&e| {
+                        let tie = e == value && left > 0;
+                        left -= usize::from(tie);
+                        e > value || tie
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    continue;
+                }
+                let n_sigma = [0.1, 0.7, 1.5, 40.0][case % 4];
+                let t = [0.5, 1.0, 1.7][case % 3];
+                let cfg = SamplingParams::default()
+                    .temperature(t)
+                    .top_n_sigma(n_sigma)
+                    .row(0, n);
+                let count = kept.len() as f64;
+                let mean = kept.iter().sum::<f64>() / count;
+                let sd =
+                    (kept.iter().map(|e| (e - mean) * (e - mean)).sum::<f64>() / count).sqrt() / t;
+                let top = kept.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let thr = (top - m) / t - n_sigma * sd;
+                // Tokens within rounding of the bound may go either way.
+                if kept.iter().any(|&e| ((e - m) / t - thr).abs() < 1e-9) {
+                    continue;
+                }
+                let want: Vec<f64> = kept
+                    .iter()
+                    .cloned()
+                    .filter(|&e| (e - m) / t >= thr)
+                    .collect();
+                let got: Vec<f64> = match least_kept_of_cut(&xs, cut, top, &cfg) {
+                    Some(lowest) => {
+                        assert!(lowest > value, "case {case}");
+                        xs.iter()
+                            .map(|e| e.to_f64())
+                            .filter(|&e| e >= lowest)
+                            .collect()
+                    }
+                    None => kept.clone(),
+                };
+                assert_eq!(got, want, "case {case} n {n} cut {cut:?}");
+            }
+        }
+        let mut unit = units(0x9E37_79B9_7F4A_7C15);
+        check::<f32>(&mut unit);
+        check::<f64>(&mut unit);
+    }
 }
