@@ -41,11 +41,15 @@ SAMPLER_CONTENDERS = {
     "Sampler T0.8 p0.95": BASE,
     "+ mirostat 5.0 (P25)": "dict(temperature=0.8, top_p=0.95, mirostat_tau=5.0)",
 }
-# The floors: a call that is not sampling, timed the same way. P26 needs the entropy at
-# temperature 1 before the draw at its own temperature, one more exponential per token: its
-# floor is the baseline plus one exp pass over the row (logsumexp less its max pass, about).
+# The floors, timed the same way. P26 needs the entropy at temperature 1 before the draw at
+# its own temperature, one more exponential per token: its floor is the baseline plus one exp
+# pass over the row (logsumexp less its max pass, about). Typical-p needs top-p's exact kept
+# set and its entropy, where the baseline draws by rejection with no cut: the call with
+# log-probabilities, which finds that cut, is its floor.
 FLOORS = {
     "floor: logsumexp (max + one exp pass)": "lambda: logitkit.logsumexp(x, axis=-1)",
+    "floor: top-p's exact cut (baseline, return_logprobs=True)":
+    "lambda: logitkit.sample(x, seed=1, temperature=0.8, top_p=0.95, return_logprobs=True)",
     "floor: copy of the logits": "lambda: np.copyto(out, x)",
 }
 

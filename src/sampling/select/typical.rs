@@ -31,16 +31,13 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     keys.iter_mut().for_each(|l| *l = (ln_s - *l - h).abs());
     let cut = prefix_by_key(&keys, &ctx.set.ws, p, total, &mut ctx.scratch.cut)?;
     let mut ties = cut.ties;
+    // Without a branch on the key: on a flat row the kept band is most of a long list, and
+    // which tokens fall in it is unpredictable.
     ctx.retain(|i, _| {
         let k = keys[i];
-        if k < cut.value {
-            true
-        } else if k == cut.value && ties > 0 {
-            ties -= 1;
-            true
-        } else {
-            false
-        }
+        let tie = (k == cut.value) & (ties > 0);
+        ties -= usize::from(tie);
+        (k < cut.value) | tie
     });
     ctx.keep_ln_ws(keys);
     Ok(())
