@@ -66,7 +66,10 @@
 //!    renormalised (`select/kept.rs`, one file per stage). When one is on, the kept set is
 //!    gathered as a list (after top-p: from the candidates above a weight threshold that
 //!    masked sums show to hold the nucleus, so the cut is found among them, not over the row),
-//!    each stage narrows it, and the draw walks it. Epsilon, eta or XTC alone after top-p
+//!    each stage narrows it, and the draw walks it. Top-n-sigma, when it is the first stage
+//!    on, is a threshold over the kept set before that set is listed: its statistics come
+//!    from masked passes over the candidates, or over the row when they are too many to pack
+//!    (a flat row), and only the tokens at or above its bound are listed. Epsilon, eta or XTC alone after top-p
 //!    are taken on by top-p's rejection draw instead, from bounds on the kept set's weight
 //!    (`select/nucleus.rs`); a drawn token the bounds cannot decide is decided on the list.
 //!    XTC's coin is the row stream's first uniform, before anything else is drawn; when it
