@@ -818,37 +818,37 @@ unsafe fn positions_avx512<X: Lanes16>(
             n += 1;
         }
     }
-    // Sixteen at a time by gathers, while positions fit the gathers' signed offsets.
+    // Sixteen at a time by gathers, while positions fit the gathers' signed offsets: the
+    // weights, and the logits of an f32 row (an `X` of 4 bytes: `Lanes16` has no other).
     let gathered = if x.len() <= i32::MAX as usize {
         n / 16 * 16
     } else {
         0
     };
+    let logits_gathered = std::mem::size_of::<X>() == 4;
     for k in (0..gathered).step_by(16) {
-        // SAFETY: as below, for the 16 positions from `k < gathered <= n`; they are below
-        // `x.len() <= i32::MAX`, so read as `i32` they stay positive, and an `X` of 4 bytes is
-        // an f32 (`Lanes16` has no other).
+        // SAFETY: the 16 positions from `k < gathered <= n` are written, each below
+        // `x.len() <= i32::MAX` (so read as `i32` they stay positive), which `ws` is at least
+        // as long as; the outputs have room for `n` values.
         unsafe {
             let at = _mm512_loadu_si512(to.0.add(k).cast());
             _mm512_storeu_ps(to.2.add(k), _mm512_i32gather_ps::<4>(at, ws.as_ptr()));
-            if std::mem::size_of::<X>() == 4 {
+            if logits_gathered {
                 let xv = _mm512_i32gather_ps::<4>(at, x.as_ptr().cast::<f32>());
                 _mm512_storeu_ps(to.1.add(k), xv);
-            } else {
-                for i in k..k + 16 {
-                    *to.1.add(i) = x.get_unchecked(*to.0.add(i) as usize).f32_value();
-                }
             }
         }
     }
+    // The rest one by one (a 16-bit row's logits all of them, widened).
+    let logits_from = if logits_gathered { gathered } else { 0 };
+    for k in logits_from..n {
+        // SAFETY: the first `n <= limit` positions are written, each below `x.len()`; the
+        // logits' output has room for them.
+        unsafe { *to.1.add(k) = x.get_unchecked(*to.0.add(k) as usize).f32_value() };
+    }
     for k in gathered..n {
-        // SAFETY: the first `n <= limit` positions are written, each below `x.len()`, which
-        // `ws` is at least as long as; the other outputs have room for them.
-        unsafe {
-            let j = *to.0.add(k) as usize;
-            *to.1.add(k) = x.get_unchecked(j).f32_value();
-            *to.2.add(k) = *ws.get_unchecked(j);
-        }
+        // SAFETY: as above; `ws` is at least as long as `x`.
+        unsafe { *to.2.add(k) = *ws.get_unchecked(*to.0.add(k) as usize) };
     }
     Some(n)
 }

@@ -1884,17 +1884,13 @@ mod tests {
                         let w = with_ws.then(|| C::from_f64(u()));
                         set.push(3 * j + 1, x, w).unwrap();
                     }
+                    let copy = || Bufs {
+                        idx: set.idx.clone(),
+                        xs: set.xs.clone(),
+                        ws: set.ws.clone(),
+                    };
                     for lowest in [f64::INFINITY, 9.5, 7.0, 6.0 + 1e-12, 3.0, -9.9, -1e300] {
-                        let mut fast = Bufs {
-                            idx: set.idx.clone(),
-                            xs: set.xs.clone(),
-                            ws: set.ws.clone(),
-                        };
-                        let mut slow = Bufs {
-                            idx: set.idx.clone(),
-                            xs: set.xs.clone(),
-                            ws: set.ws.clone(),
-                        };
+                        let (mut fast, mut slow) = (copy(), copy());
                         fast.retain_at_least(lowest, &mut pos).unwrap();
                         slow.retain(|x| x >= lowest);
                         let ctx = format!("len {len} ws {with_ws} lowest {lowest}");

@@ -12,14 +12,17 @@ use crate::sampling::hot::{count_at_least, lane_sum, level_masses, Packed, LEVEL
 /// the time, and its levels hold the nucleus as well).
 fn sample_every(v: usize) -> usize {
     if v >= 65_536 {
-        512
+        2 * SHORT_ROW_SPACING
     } else {
-        256
+        SHORT_ROW_SPACING
     }
 }
 
-/// Rows shorter than this are not sampled.
-const SAMPLED_ROWS: usize = 64 * 256;
+/// The distance between sampled runs in rows of fewer than 65536 tokens.
+const SHORT_ROW_SPACING: usize = 256;
+
+/// Rows shorter than this are not sampled: 64 runs at the spacing of short rows.
+const SAMPLED_ROWS: usize = 64 * SHORT_ROW_SPACING;
 
 /// The estimated share of the tokens of row `x` at or above `thr`, from its sample in
 /// `sample` as [`sampled_level`] left it; `None` for rows too short to sample.
