@@ -37,6 +37,18 @@ fn entropy(p: &[f64]) -> f64 {
 
 /// Top-p then one stage, by the book (full sorts, `f64`).
 fn reference(x: &[f64], t: f64, top_p: f64, stage: &str, v: f64) -> Vec<bool> {
+    reference_with_min_p(x, t, top_p, 0.0, stage, v)
+}
+
+/// Top-p, min-p (`min_p` 0: off), then one stage, by the book.
+fn reference_with_min_p(
+    x: &[f64],
+    t: f64,
+    top_p: f64,
+    min_p: f64,
+    stage: &str,
+    v: f64,
+) -> Vec<bool> {
     let z: Vec<f64> = x.iter().map(|e| e / t).collect();
     let n = x.len();
     let mut kept: Vec<bool> = x.iter().map(|e| e.is_finite()).collect();
@@ -59,6 +71,16 @@ fn reference(x: &[f64], t: f64, top_p: f64, stage: &str, v: f64) -> Vec<bool> {
             }
         }
         kept = new;
+    }
+    if min_p > 0.0 {
+        // p >= min_p * max p, in scaled logits (the ratio does not depend on renormalising).
+        let top = (0..n)
+            .filter(|&j| kept[j])
+            .map(|j| z[j])
+            .fold(NEG, f64::max);
+        for j in 0..n {
+            kept[j] &= z[j] >= top + min_p.ln();
+        }
     }
     let p = probs_of(&z, &kept);
     let pk: Vec<f64> = (0..n).filter(|&j| kept[j]).map(|j| p[j]).collect();
@@ -173,26 +195,31 @@ fn p20_to_p23_match_the_full_sort_reference() {
 /// token) before that set is listed: its statistics by masked passes over packed candidates
 /// (peaked rows) or over the row (flat rows, where the set is most of it). Vocabulary-sized
 /// f32 rows flat to peaked, some tokens banned: the kept set is the full-sort reference's, and
-/// the drawn token is in it with the reference's log-probability.
+/// the drawn token is in it with the reference's log-probability. With min-p on, top-n-sigma's
+/// statistics are those of the set after min-p (P3's order, then P20-P23).
 #[test]
 fn p21_top_n_sigma_on_vocabulary_rows_matches_the_full_sort_reference() {
     let mut rng = Rng(21);
     let v = 128_256;
-    for (case, &scale) in [0.5, 1.0, 2.0, 4.0].iter().enumerate() {
+    for (case, &scale) in [0.5, 1.0, 2.0, 3.0, 4.0].iter().enumerate() {
         let mut x32: Vec<f32> = row(&mut rng, v, scale).iter().map(|&e| e as f32).collect();
         x32[case * 1000..][..500].fill(f32::NEG_INFINITY);
         let x: Vec<f64> = x32.iter().map(|&e| f64::from(e)).collect();
-        for &top_p in &[1.0, 0.95, 0.5] {
+        for (&top_p, &min_p) in [1.0, 0.95, 0.5, 0.95, 0.95, 0.99, 1.0]
+            .iter()
+            .zip(&[0.0, 0.0, 0.0, 0.02, 0.05, 0.2, 0.02])
+        {
             for &n in &[0.5, 1.5] {
                 let params = SamplingParams::default()
                     .temperature(0.8)
                     .top_p(top_p)
+                    .min_p(min_p)
                     .top_n_sigma(n);
                 let mut out = vec![0.0f32; v];
                 filter_logits(&x32, &params, &mut out).unwrap();
-                let want = reference(&x, 0.8, top_p, "sigma", n);
+                let want = reference_with_min_p(&x, 0.8, top_p, min_p, "sigma", n);
                 let got: Vec<bool> = out.iter().map(|e| e.is_finite()).collect();
-                let what = format!("scale {scale} top_p {top_p} n {n}");
+                let what = format!("scale {scale} top_p {top_p} min_p {min_p} n {n}");
                 assert_eq!(got, want, "{what}");
                 let z: Vec<f64> = x.iter().map(|e| e / 0.8).collect();
                 let p = probs_of(&z, &want);

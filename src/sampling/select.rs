@@ -1383,7 +1383,22 @@ fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
             let zc = candidates_zc(zc, cfg.t, z);
             let cut = find_cut(&pre.xs, Some(&pre.ws), mf, zc, cfg.p, total, 0.0, w)?;
             if cfg.sigma_leads() {
-                let lowest = sigma::least_kept_of_cut(&pre.xs, cut, mf, cfg);
+                // Over the kept set after min-p, which comes before it (the two cuts keep
+                // prefixes of the same order); min-p's filter of the list later keeps every
+                // token then listed.
+                let kept = if cfg.mp > 0.0 {
+                    let thr = min_p_threshold(mf, cfg.t, cfg.mp);
+                    tighter(
+                        Some(cut),
+                        Cut {
+                            value: thr,
+                            ties: usize::MAX,
+                        },
+                    )
+                } else {
+                    cut
+                };
+                let lowest = sigma::least_kept_of_cut(&pre.xs, kept, mf, cfg);
                 cfg.n_sigma = 0.0;
                 if let Some(lowest) = lowest {
                     let at = at_least_in::<C>(lowest);
