@@ -1354,14 +1354,37 @@ fn candidates_zc(zc: f64, t: f64, z: f64) -> f64 {
     }
 }
 
+/// Top-n-sigma, leading the stages, on the kept set that candidates `xs` hold at top-p's `cut`
+/// and min-p's threshold when on (min-p comes first, and the two cuts keep prefixes of the
+/// same order): the least logit it keeps, `None` when it keeps them all (see
+/// [`sigma::least_kept_of_cut`]). Switches it off in `cfg`. Min-p's filter of the list later
+/// keeps every token at or above that logit.
+fn sigma_of_candidates<C: Real>(xs: &[C], cut: Cut, m: f64, cfg: &mut RowCfg) -> Option<f64> {
+    let kept = if cfg.mp > 0.0 {
+        let thr = min_p_threshold(m, cfg.t, cfg.mp);
+        tighter(
+            Some(cut),
+            Cut {
+                value: thr,
+                ties: usize::MAX,
+            },
+        )
+    } else {
+        cut
+    };
+    let lowest = sigma::least_kept_of_cut(xs, kept, m, cfg);
+    cfg.n_sigma = 0.0;
+    lowest
+}
+
 /// Top-p's kept set of the row as the list `w.cur` with its weights, the row's weights `ws`
 /// summing to `total`: the cut is found among candidates (usually a small part of the row;
 /// see [`NucleusLevels`]) with the row's total as the denominator, the same prefix as the cut
 /// over the row. When the candidates are not packed in vector passes (too many, or no vector
 /// path): with `any`, gathered all the same (from a row stored as `C`); else `false`, and
 /// nothing is kept. Top-n-sigma, when it leads the stages, is applied to the candidates'
-/// kept set before it is listed (and switched off in `cfg`); when they are not packed, the
-/// list is not made for it (`false`: see [`select`]).
+/// kept set before it is listed (and switched off in `cfg`); when they are over a quarter of
+/// the row, the list is not made for it (`false`: see [`select`]).
 #[allow(clippy::too_many_arguments)]
 fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
     x: &X,
@@ -1383,24 +1406,7 @@ fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
             let zc = candidates_zc(zc, cfg.t, z);
             let cut = find_cut(&pre.xs, Some(&pre.ws), mf, zc, cfg.p, total, 0.0, w)?;
             if cfg.sigma_leads() {
-                // Over the kept set after min-p, which comes before it (the two cuts keep
-                // prefixes of the same order); min-p's filter of the list later keeps every
-                // token then listed.
-                let kept = if cfg.mp > 0.0 {
-                    let thr = min_p_threshold(mf, cfg.t, cfg.mp);
-                    tighter(
-                        Some(cut),
-                        Cut {
-                            value: thr,
-                            ties: usize::MAX,
-                        },
-                    )
-                } else {
-                    cut
-                };
-                let lowest = sigma::least_kept_of_cut(&pre.xs, kept, mf, cfg);
-                cfg.n_sigma = 0.0;
-                if let Some(lowest) = lowest {
+                if let Some(lowest) = sigma_of_candidates(&pre.xs, cut, mf, cfg) {
                     let at = at_least_in::<C>(lowest);
                     let kept =
                         compress_at_least(&pre.xs, &pre.ws, Some(&pre.ids), at, v, &mut sel)?;
@@ -1423,9 +1429,15 @@ fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
             }
             return Ok(true);
         }
-        let (true, Some(x), false) = (any, x.as_compute(), cfg.sigma_leads()) else {
+        let (true, Some(x)) = (any, x.as_compute()) else {
             return Ok(false);
         };
+        // Top-n-sigma's set on a flat row is most of it: taken over the row, with no list
+        // (see `select`).
+        let floor = at_least_gap::<C>(mf, cfg.t, lv.floor).to_f64();
+        if cfg.sigma_leads() && count_at_least(x, floor) > v / 4 {
+            return Ok(false);
+        }
         // Too many (or no vector path): the levels over the row.
         let lo = lv.highest_enough(level_masses(ws, x, &lv.levels));
         for z in [lo, lv.floor] {
@@ -1436,7 +1448,13 @@ fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
         }
         let cut = find_cut(&cand.xs, Some(&cand.ws), mf, zc, cfg.p, total, 0.0, w)?;
         // In place: a copy would hold the kept list and the candidates at once (R1).
-        cand.retain(cut_keeper(cut));
+        match cfg
+            .sigma_leads()
+            .then(|| sigma_of_candidates(&cand.xs, cut, mf, cfg))
+        {
+            Some(Some(lowest)) => cand.retain(|x| x >= lowest),
+            _ => cand.retain(cut_keeper(cut)),
+        }
         Ok(true)
     })();
     w.packed = (pre, sel);
