@@ -1334,28 +1334,90 @@ multiversion! {
     }
 }
 
+/// Appends the positions `j` with `vals[j] >= t`, a chunk of 64 at a time as a bit mask
+/// (as [`positions_eq`]; for f32 at the x86 levels, eight comparisons of eight); false (and
+/// `out` incomplete) when the memory for them is refused (contract R1).
+pub(crate) fn positions_at_least<C: Real>(vals: &[C], t: C, out: &mut Vec<usize>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v32) = as_f32(vals) {
+        if matches!(simd_level(), SimdLevel::Avx512 | SimdLevel::Avx2) {
+            // SAFETY: both levels are only on CPUs with AVX2.
+            return unsafe { positions_at_least_avx2(v32, t.to_f64() as f32, out) };
+        }
+    }
+    let bits_of = |chunk: &[C]| {
+        let mut bits = 0u64;
+        for (j, &v) in chunk.iter().enumerate() {
+            bits |= u64::from(v >= t) << j;
+        }
+        bits
+    };
+    positions_of_bits(vals.chunks(64).map(bits_of), out)
+}
+
+/// [`positions_at_least`] of f32 values with AVX2.
+///
+/// # Safety
+/// AVX2 is available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn positions_at_least_avx2(vals: &[f32], t: f32, out: &mut Vec<usize>) -> bool {
+    use std::arch::x86_64::*;
+    let tv = _mm256_set1_ps(t);
+    let bits_of = |chunk: &[f32]| -> u64 {
+        if chunk.len() < 64 {
+            let mut bits = 0u64;
+            for (j, &v) in chunk.iter().enumerate() {
+                bits |= u64::from(v >= t) << j;
+            }
+            return bits;
+        }
+        let mut bits = 0u64;
+        for k in 0..8 {
+            // SAFETY: the chunk holds 64 floats; AVX2 is enabled here.
+            let ge = unsafe {
+                let v = _mm256_loadu_ps(chunk.as_ptr().add(8 * k));
+                _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(v, tv))
+            };
+            bits |= u64::from(ge as u8) << (8 * k);
+        }
+        bits
+    };
+    positions_of_bits(vals.chunks(64).map(bits_of), out)
+}
+
+/// Appends `64 c + j` for each set bit `j` of the `c`-th mask; false when the memory for them
+/// is refused.
+#[inline(always)]
+fn positions_of_bits(masks: impl Iterator<Item = u64>, out: &mut Vec<usize>) -> bool {
+    for (c, mut bits) in masks.enumerate() {
+        if bits != 0 {
+            if out.try_reserve(bits.count_ones() as usize).is_err() {
+                return false;
+            }
+            while bits != 0 {
+                out.push(c * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
+    }
+    true
+}
+
 multiversion! {
     /// Appends the positions `j` with `ids[j] == b`, a chunk of 64 at a time as a bit mask
     /// (the comparisons vectorise; a flat row's cut bucket has hits in most chunks, which a
     /// branch-free scalar walk of every chunk with one made the cut's slowest step); false (and
     /// `out` incomplete) when the memory for them is refused (contract R1).
     fn positions_eq(ids: &[u16], b: u16, out: &mut Vec<usize>) -> bool {
-        for (c, chunk) in ids.chunks(64).enumerate() {
+        let bits_of = |chunk: &[u16]| {
             let mut bits = 0u64;
             for (j, &id) in chunk.iter().enumerate() {
                 bits |= u64::from(id == b) << j;
             }
-            if bits != 0 {
-                if out.try_reserve(bits.count_ones() as usize).is_err() {
-                    return false;
-                }
-                while bits != 0 {
-                    out.push(c * 64 + bits.trailing_zeros() as usize);
-                    bits &= bits - 1;
-                }
-            }
-        }
-        true
+            bits
+        };
+        positions_of_bits(ids.chunks(64).map(bits_of), out)
     }
 }
 
@@ -1647,6 +1709,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The positions at or above a threshold (bit masks of 64, eight AVX2 comparisons for
+    /// f32) are those of a filter: lengths around 64 and 8, thresholds keeping none to all,
+    /// ties, `-inf`, f32 and f64.
+    #[test]
+    fn positions_at_least_is_the_filter() {
+        fn check<C: Real>(u: &mut impl FnMut() -> f64) {
+            for n in [0usize, 1, 7, 8, 9, 63, 64, 65, 127, 129, 1000, 4099] {
+                let vals: Vec<C> = (0..n)
+                    .map(|_| match u() {
+                        r if r < 0.05 => C::NEG_INFINITY,
+                        r if r < 0.4 => C::from_f64((u() * 6.0).floor()),
+                        _ => C::from_f64(u() * 12.0 - 6.0),
+                    })
+                    .collect();
+                for t in [7.0, 5.0, 2.0, 0.5, -5.9, f64::NEG_INFINITY] {
+                    let t = C::from_f64(t);
+                    let mut got = vec![usize::MAX];
+                    assert!(positions_at_least(&vals, t, &mut got));
+                    let want: Vec<usize> = std::iter::once(usize::MAX)
+                        .chain((0..n).filter(|&j| vals[j] >= t))
+                        .collect();
+                    assert_eq!(got, want, "n {n} t {}", t.to_f64());
+                }
+            }
+        }
+        let mut u = crate::sampling::test_units::units(0x2545_F491_4F6C_DD1D);
+        check::<f32>(&mut u);
+        check::<f64>(&mut u);
     }
 
     /// The tokens at or above a threshold, compressed branch-free, against a filter, for

@@ -4,7 +4,7 @@
 use super::hot::{
     at_least_in, compress_at_least, compresses, count_at_least, first_eq, for_each_at_least,
     gather_at_least, hits_at_least, lane_sum, level_masses, mask_below, masked_lane_sum,
-    positions_eq, z_ids, Packed, LEVELS,
+    positions_at_least, positions_eq, z_ids, Packed, LEVELS,
 };
 use super::params::RowCfg;
 use crate::element::{is_native, Float, Real};
@@ -1429,7 +1429,7 @@ fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
             }
             return Ok(true);
         }
-        let (true, Some(x)) = (any, x.as_compute()) else {
+        let Some(x) = x.as_compute() else {
             return Ok(false);
         };
         // Top-n-sigma's set on a flat row is most of it: taken over the row, with no list
@@ -1438,14 +1438,37 @@ fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
         if cfg.sigma_leads() && count_at_least(x, floor) > v / 4 {
             return Ok(false);
         }
-        // Too many (or no vector path): the levels over the row.
-        let lo = lv.highest_enough(level_masses(ws, x, &lv.levels));
-        for z in [lo, lv.floor] {
-            gather_candidates_at_least(x, ws, at_least_gap(mf, cfg.t, z), &mut sel, &mut cand)?;
-            if z == lv.floor || lane_sum(&cand.ws) >= lv.enough {
-                break;
+        // Too many, or no vector path for the packing. Without one, the sample's level first,
+        // as the packing takes it, when the sample shows few tokens at or above it (then even
+        // without `any`: a cut among them costs less than one over the row): the levels over
+        // the row are coarser, and every token they hold is gathered one by one.
+        let mut from = None;
+        if !compresses::<C>(v) {
+            let allowed = total - lv.enough;
+            if let Some(z) = sampled::sampled_level(x, ws, mf, cfg.t, lv.floor, allowed, &mut sel)?
+            {
+                let thr = at_least_gap(mf, cfg.t, z);
+                let few = sampled::share_at_least(x, &sel, thr)
+                    .is_some_and(|share| share <= MAX_PACKED_SHARE);
+                if few || any {
+                    gather_candidates_at_least(x, ws, thr, &mut sel, &mut cand)?;
+                    from = (lane_sum(&cand.ws) >= lv.enough).then_some(z);
+                }
             }
         }
+        if from.is_none() {
+            if !any {
+                return Ok(false);
+            }
+            let lo = lv.highest_enough(level_masses(ws, x, &lv.levels));
+            for z in [lo, lv.floor] {
+                gather_candidates_at_least(x, ws, at_least_gap(mf, cfg.t, z), &mut sel, &mut cand)?;
+                if z == lv.floor || lane_sum(&cand.ws) >= lv.enough {
+                    break;
+                }
+            }
+        }
+        let zc = from.map_or(zc, |z| candidates_zc(zc, cfg.t, z));
         let cut = find_cut(&cand.xs, Some(&cand.ws), mf, zc, cfg.p, total, 0.0, w)?;
         // In place: a copy would hold the kept list and the candidates at once (R1).
         match cfg
@@ -1494,16 +1517,16 @@ fn gather_candidates_at_least<C: Real>(
     cand.clear();
     let count = count_at_least(x, thr.to_f64());
     cand.reserve(count, true)?;
+    if !positions_at_least(x, thr, &mut cand.idx) {
+        return Err(crate::Error::OutOfMemory {
+            what: "the candidates",
+            bytes: count.saturating_mul(std::mem::size_of::<usize>()),
+        });
+    }
     // At most `count` (another thread may write to the row meanwhile: contract R3).
-    for_each_at_least(x, thr, |j| {
-        if cand.idx.len() == count {
-            return false;
-        }
-        cand.idx.push(j);
-        cand.xs.push(x[j]);
-        cand.ws.push(ws[j]);
-        true
-    });
+    cand.idx.truncate(count);
+    cand.xs.extend(cand.idx.iter().map(|&j| x[j]));
+    cand.ws.extend(cand.idx.iter().map(|&j| ws[j]));
     Ok(())
 }
 
