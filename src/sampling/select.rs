@@ -1381,9 +1381,8 @@ fn sigma_of_candidates<C: Real>(xs: &[C], cut: Cut, m: f64, cfg: &mut RowCfg) ->
 /// summing to `total`: the cut is found among candidates (usually a small part of the row;
 /// see [`NucleusLevels`]) with the row's total as the denominator, the same prefix as the cut
 /// over the row. When the candidates are not packed in vector passes (too many, or no vector
-/// path), they are gathered from a row stored as `C`: without a vector path, those at the
-/// sample's level when it shows few; else, with `any`, those of the levels over the row; else
-/// `false`, and nothing is kept. Top-n-sigma, when it leads the stages, is applied to the candidates'
+/// path): with `any`, gathered all the same from a row stored as `C` (without a vector path,
+/// those at the sample's level first); else `false`, and nothing is kept. Top-n-sigma, when it leads the stages, is applied to the candidates'
 /// kept set before it is listed (and switched off in `cfg`); when they are over a quarter of
 /// the row, the list is not made for it (`false`: see [`select`]).
 #[allow(clippy::too_many_arguments)]
@@ -1430,7 +1429,7 @@ fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
             }
             return Ok(true);
         }
-        let Some(x) = x.as_compute() else {
+        let (true, Some(x)) = (any, x.as_compute()) else {
             return Ok(false);
         };
         // Top-n-sigma's set on a flat row is most of it: taken over the row, with no list
@@ -1440,27 +1439,18 @@ fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
             return Ok(false);
         }
         // Too many, or no vector path for the packing. Without one, the sample's level first,
-        // as the packing takes it, when the sample shows few tokens at or above it (then even
-        // without `any`: a cut among them costs less than one over the row): the levels over
-        // the row are coarser, and every token they hold is gathered one by one.
+        // as the packing takes it: the levels over the row are coarser, and every token they
+        // hold is gathered.
         let mut from = None;
         if !compresses::<C>(v) {
             let allowed = total - lv.enough;
             if let Some(z) = sampled::sampled_level(x, ws, mf, cfg.t, lv.floor, allowed, &mut sel)?
             {
-                let thr = at_least_gap(mf, cfg.t, z);
-                let few = sampled::share_at_least(x, &sel, thr)
-                    .is_some_and(|share| share <= MAX_PACKED_SHARE);
-                if few || any {
-                    gather_candidates_at_least(x, ws, thr, &mut sel, &mut cand)?;
-                    from = (lane_sum(&cand.ws) >= lv.enough).then_some(z);
-                }
+                gather_candidates_at_least(x, ws, at_least_gap(mf, cfg.t, z), &mut sel, &mut cand)?;
+                from = (lane_sum(&cand.ws) >= lv.enough).then_some(z);
             }
         }
         if from.is_none() {
-            if !any {
-                return Ok(false);
-            }
             let lo = lv.highest_enough(level_masses(ws, x, &lv.levels));
             for z in [lo, lv.floor] {
                 gather_candidates_at_least(x, ws, at_least_gap(mf, cfg.t, z), &mut sel, &mut cand)?;
