@@ -1382,9 +1382,10 @@ fn sigma_of_candidates<C: Real>(xs: &[C], cut: Cut, m: f64, cfg: &mut RowCfg) ->
 /// see [`NucleusLevels`]) with the row's total as the denominator, the same prefix as the cut
 /// over the row. When the candidates are not packed in vector passes (too many, or no vector
 /// path): with `any`, gathered all the same from a row stored as `C` (without a vector path,
-/// those at the sample's level first); else `false`, and nothing is kept. Top-n-sigma, when it leads the stages, is applied to the candidates'
-/// kept set before it is listed (and switched off in `cfg`); when they are over a quarter of
-/// the row, the list is not made for it (`false`: see [`select`]).
+/// those at the sample's level first); else `false`, and nothing is kept. Top-n-sigma, when
+/// it leads the stages, is applied to the candidates' kept set before it is listed (and
+/// switched off in `cfg`); when they are over a quarter of the row, the list is not made for
+/// it (`false`: see [`select`]).
 #[allow(clippy::too_many_arguments)]
 fn nucleus_list<C: Real, X: LogitRow<C> + ?Sized>(
     x: &X,
