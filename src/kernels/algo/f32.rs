@@ -668,9 +668,10 @@ macro_rules! instantiate {
             );
             fn packed_f32<const UNIT: bool, const LONG: bool>(
                 op: crate::op::Op, src: *const f32, dst: *mut f32, inv: f64,
-                rows: &crate::kernels::algo::grouped::PackedRows, exps: *mut f32,
+                rows: &crate::kernels::algo::grouped::PackedRows, groups: usize,
+                exps: *mut f32,
             ) => crate::kernels::algo::grouped::packed::<_, UNIT, LONG>(
-                isa(), op, src, dst, inv, rows, exps,
+                isa(), op, src, dst, inv, rows, groups, exps,
             );
             fn short_f32<const V: usize>(
                 general: crate::kernels::algo::rows::RowsKernel, op: crate::op::Op,

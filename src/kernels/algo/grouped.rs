@@ -223,15 +223,19 @@ impl<S: Simd, const UNIT: bool> RowValues<S> for ExpsOf<S, UNIT> {
     }
 }
 
-/// `a0 + a1` of [`exp_sum`](super::f32::exp_sum) over a row of `n` values.
-/// [`Simd::reduce_add_f64`] of it is the row's sum with the block kernels' bits.
+/// `a0 + a1` of [`exp_sum`](super::f32::exp_sum) over a row of `n` values, `full = n /
+/// F32_LANES` of them whole vectors. [`Simd::reduce_add_f64`] of it is the row's sum with the
+/// block kernels' bits. (Callers that can pass `full` as a constant should, as the packed kernel
+/// does through `by_whole_vectors!`: loops of a few steps whose count is only known at run time
+/// measured much slower there, `benches/results/kernels-ab.md`.)
 #[inline(always)]
-fn row_sum_halves<S: Simd>(s: S, n: usize, values: &impl RowValues<S>) -> S::F64 {
+fn row_sum_halves<S: Simd>(s: S, n: usize, full: usize, values: &impl RowValues<S>) -> S::F64 {
     let l = S::F32_LANES;
+    debug_assert_eq!(full, n / l);
     let (mut a0, mut a1) = (s.splat_f64(0.0), s.splat_f64(0.0));
     let mut i = 0;
-    while i + 4 * l <= n {
-        // SAFETY: `i + 4 l <= n`: four whole vectors.
+    for _ in 0..full / 4 {
+        // SAFETY: `i + 4 l <= full l <= n`: four whole vectors.
         let v = unsafe {
             let (e0, e1) = (values.full(i), values.full(i + l));
             let (e2, e3) = (values.full(i + 2 * l), values.full(i + 3 * l));
@@ -241,15 +245,15 @@ fn row_sum_halves<S: Simd>(s: S, n: usize, values: &impl RowValues<S>) -> S::F64
         a1 = s.add_f64(a1, s.widen_high(v));
         i += 4 * l;
     }
-    while i + l <= n {
-        // SAFETY: `i + l <= n`.
+    for _ in 0..full % 4 {
+        // SAFETY: `i + l <= full l <= n`.
         let e = unsafe { values.full(i) };
         a0 = s.add_f64(a0, s.widen_low(e));
         a1 = s.add_f64(a1, s.widen_high(e));
         i += l;
     }
     if i < n {
-        // SAFETY: `i < n < i + l` (the loop above stopped).
+        // SAFETY: `i = full l`, so `i < n < i + l`.
         let e = unsafe { values.tail(i) };
         a0 = s.add_f64(a0, s.widen_low(e));
         a1 = s.add_f64(a1, s.widen_high(e));
@@ -263,9 +267,10 @@ fn row_sum_halves<S: Simd>(s: S, n: usize, values: &impl RowValues<S>) -> S::F64
 /// # Safety
 /// `p` is valid for reads of `n` elements.
 #[inline(always)]
-unsafe fn lane_max<S: Simd>(s: S, p: *const f32, n: usize) -> S::F32 {
+unsafe fn lane_max<S: Simd>(s: S, p: *const f32, n: usize, full: usize) -> S::F32 {
     let l = S::F32_LANES;
-    let (full, r) = (n / l, n % l);
+    debug_assert_eq!(full, n / l);
+    let r = n % l;
     // A row of at least one vector: its last whole vector, overlapping the others (a maximum
     // does not mind elements seen twice), rather than a partial load of the rest, which AVX2
     // assembles in pieces.
@@ -402,18 +407,38 @@ fn exp_widened<S: Simd>(s: S, x: S::F32, m: S::F32, inv: S::F64) -> S::F32 {
     s.exp_f32(s.narrow(lo, hi))
 }
 
-/// `F32_LANES` rows of `rows.n` elements stored one after the other (`n` full vectors), all at
-/// one temperature (`inv` its reciprocal; UNIT: temperature 1; LONG: `n > F32_LANES`). The
-/// exps, the scaling and the log-softmax outputs run on the `n` packed vectors, each lane
-/// getting its row's maximum, form and factor through one permutation; a row's exps are read
-/// back from a scratch copy (0 past the row's end, as `exp(-inf)` gives) and summed in the block
-/// kernels' order.
+/// `$f($args.., full)` with `full` the row's count of whole vectors `$whole` (LONG rows of the
+/// packed kernel: 1 to 4) written as a constant in each arm, so that the loops over a row's
+/// vectors have fixed trip counts once inlined; 0 when not LONG.
+macro_rules! by_whole_vectors {
+    ($long:expr, $whole:expr, $f:path, ($($arg:expr),*)) => {
+        match $whole {
+            _ if !$long => $f($($arg,)* 0),
+            1 => $f($($arg,)* 1),
+            2 => $f($($arg,)* 2),
+            3 => $f($($arg,)* 3),
+            _ => $f($($arg,)* 4),
+        }
+    };
+}
+
+/// `groups` groups of `F32_LANES` rows of `rows.n` elements each, stored one after the other
+/// (`n` full vectors a group), all at one temperature (`inv` its reciprocal; UNIT: temperature
+/// 1; LONG: `n > F32_LANES`). The exps, the scaling and the log-softmax outputs run on the `n`
+/// packed vectors, each lane getting its row's maximum, form and factor through one
+/// permutation; a row's exps are read back from a scratch copy (0 past the row's end, as
+/// `exp(-inf)` gives) and summed in the block kernels' order.
+///
+/// A group's exps are read back only after the next group's are computed: read at once, a
+/// row that does not start on a vector boundary overlaps two stores still in flight, and such
+/// a load waits until both reach the cache (`benches/results/kernels-ab.md`).
 ///
 /// # Safety
-/// `src` valid for reads and `dst` for writes of `F32_LANES n` elements, the same or disjoint;
-/// `2 <= n <= packed_max::<S>()`; `inv` moderate; `exps` valid for writes and reads of
-/// [`EXPS_LEN`] `f32` (its contents on entry do not matter), disjoint from the rows.
+/// `src` valid for reads and `dst` for writes of `groups F32_LANES n` elements, the same or
+/// disjoint; `2 <= n <= packed_max::<S>()`; `inv` moderate; `exps` valid for writes and reads
+/// of `2 EXPS_LEN` `f32` (its contents on entry do not matter), disjoint from the rows.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
     s: S,
     op: Op,
@@ -421,23 +446,67 @@ pub(crate) unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
     dst: *mut f32,
     inv: f64,
     rows: &PackedRows,
+    groups: usize,
     exps: *mut f32,
 ) {
+    if groups == 0 {
+        return;
+    }
+    let group = S::F32_LANES * rows.n;
+    if !LONG && rows.n == S::F32_LANES {
+        // Rows of one whole vector are read back on vector boundaries: nothing to wait for
+        // (and deferring measured slower).
+        for g in 0..groups {
+            let a = g * group;
+            // SAFETY: group `g < groups`: the `group` elements from `src + a` and `dst + a`
+            // (# Safety); its exps in the first half of `exps`, written before they are read.
+            unsafe {
+                let m = packed_exps::<S, UNIT, LONG>(s, src.add(a), inv, rows, exps);
+                packed_finish::<S, UNIT, LONG>(s, op, src.add(a), dst.add(a), inv, rows, m, exps);
+            }
+        }
+        return;
+    }
+    // Group `g`'s exps go to half `g % 2` of `exps`; they are read before the next write there
+    // (for group `g + 2`).
+    let buffer = |g: usize| exps.wrapping_add((g % 2) * EXPS_LEN);
+    // SAFETY: group 0 (`groups > 0`): the `group` elements from `src` (# Safety).
+    let mut m = unsafe { packed_exps::<S, UNIT, LONG>(s, src, inv, rows, buffer(0)) };
+    for g in 1..groups {
+        // SAFETY: group `g < groups`: the `group` elements from `src + g group`.
+        let next =
+            unsafe { packed_exps::<S, UNIT, LONG>(s, src.add(g * group), inv, rows, buffer(g)) };
+        let (a, b) = ((g - 1) * group, buffer(g - 1));
+        // SAFETY: group `g - 1`: the `group` elements from `src + a` and `dst + a`; its exps in
+        // `b`, written by the last call but one of `packed_exps`, whose maxima are `m`.
+        unsafe { packed_finish::<S, UNIT, LONG>(s, op, src.add(a), dst.add(a), inv, rows, m, b) };
+        m = next;
+    }
+    // (The last group's finish is written out here rather than as a last turn of the loop
+    // above, with the `packed_exps` call under a condition: that measured 1.1x slower.)
+    let (a, b) = ((groups - 1) * group, buffer(groups - 1));
+    // SAFETY: the last group, as above.
+    unsafe { packed_finish::<S, UNIT, LONG>(s, op, src.add(a), dst.add(a), inv, rows, m, b) };
+}
+
+/// [`packed`]'s first half for one group (`src`: its `F32_LANES n` elements): the exps into
+/// `exps` (valid for [`EXPS_LEN`]), then `F32_LANES` zeros; returns the rows' maxima, row `r`'s
+/// in lane `r`.
+///
+/// # Safety
+/// As [`packed`] for one group.
+#[inline(always)]
+unsafe fn packed_exps<S: Simd, const UNIT: bool, const LONG: bool>(
+    s: S,
+    src: *const f32,
+    inv: f64,
+    rows: &PackedRows,
+    exps: *mut f32,
+) -> S::F32 {
     let (l, n) = (S::F32_LANES, rows.n);
     debug_assert!(LONG == (n > l) && n <= packed_max::<S>());
-    let mut xs = [s.splat_f32(f32::NEG_INFINITY); GROUP];
-    for (r, x) in xs.iter_mut().enumerate().take(l) {
-        // SAFETY: `r < l`: row `r` is the `n` readable elements from `src + r n` (# Safety);
-        // not LONG, they are `n <= l`.
-        *x = unsafe {
-            let p = src.add(r * n);
-            match (LONG, n == l) {
-                (true, _) => lane_max(s, p, n),
-                (false, true) => s.load_f32(p),
-                (false, false) => s.load_f32_part(p, n, f32::NEG_INFINITY),
-            }
-        };
-    }
+    // SAFETY: # Safety.
+    let xs = unsafe { by_whole_vectors!(LONG, n / l, packed_lane_maxima::<S, LONG>, (s, src, n)) };
     // Exact for rows without NaN whatever the order (a row with NaN is caught by its sum).
     let m = s.max_of_each(&xs);
     let inv_v = s.splat_f64(inv);
@@ -474,22 +543,32 @@ pub(crate) unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
     // SAFETY: `n <= PACKED_MAX`: the `l` from `exps + l n` are inside `exps`, whose first
     // `l n + l` elements are now written.
     unsafe { s.store_f32(exps.add(l * n), zero) };
-    let mut halves = [s.splat_f64(0.0); GROUP];
-    let tail = s.first_lanes_m32(if LONG { n % l } else { n });
-    for (r, h) in halves.iter_mut().enumerate().take(l) {
-        // SAFETY: `r < l`: row `r`'s exps, from `exps + r n`; a vector read from `i < n` in it
-        // ends by `r n + i + l <= l n + l`, among the elements written above.
-        let p = unsafe { exps.add(r * n).cast_const() };
-        let exps = StoredExps { s, p, tail };
-        *h = if LONG {
-            row_sum_halves(s, n, &exps)
-        } else {
-            // As `row_sum_halves` of one vector, from zero accumulators.
-            // SAFETY: `0 < n`.
-            let e = unsafe { exps.tail(0) };
-            s.add_f64(s.widen_low(e), s.widen_high(e))
-        };
-    }
+    m
+}
+
+/// [`packed`]'s second half for one group (`src`, `dst`: its `F32_LANES n` elements): the sums
+/// of the exps [`packed_exps`] wrote into `exps` and the outputs; `m` the rows' maxima it
+/// returned.
+///
+/// # Safety
+/// As [`packed`] for one group; `exps` as [`packed_exps`] left it.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn packed_finish<S: Simd, const UNIT: bool, const LONG: bool>(
+    s: S,
+    op: Op,
+    src: *const f32,
+    dst: *mut f32,
+    inv: f64,
+    rows: &PackedRows,
+    m: S::F32,
+    exps: *mut f32,
+) {
+    let (l, n) = (S::F32_LANES, rows.n);
+    let inv_v = s.splat_f64(inv);
+    let exps = exps.cast_const();
+    // SAFETY: the exps are written as `packed_halves` requires (# Safety).
+    let halves = unsafe { by_whole_vectors!(LONG, n / l, packed_halves::<S, LONG>, (s, exps, n)) };
     let sums = GroupSums::new(s, op, &halves);
     let f32s = sums.factors_f32(s);
     match op {
@@ -556,8 +635,70 @@ pub(crate) unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
     }
 }
 
+/// [`lane_max`] of each row of a packed group (row `r` at `r`), the group's `F32_LANES n`
+/// elements at `src`; `full = n / F32_LANES` when LONG.
+///
+/// # Safety
+/// `src` is valid for reads of `F32_LANES n` elements.
+#[inline(always)]
+unsafe fn packed_lane_maxima<S: Simd, const LONG: bool>(
+    s: S,
+    src: *const f32,
+    n: usize,
+    full: usize,
+) -> [S::F32; GROUP] {
+    let l = S::F32_LANES;
+    let mut xs = [s.splat_f32(f32::NEG_INFINITY); GROUP];
+    for (r, x) in xs.iter_mut().enumerate().take(l) {
+        // SAFETY: `r < l`: row `r` is the `n` readable elements from `src + r n` (# Safety);
+        // not LONG, they are `n <= l`.
+        *x = unsafe {
+            let p = src.add(r * n);
+            match (LONG, n == l) {
+                (true, _) => lane_max(s, p, n, full),
+                (false, true) => s.load_f32(p),
+                (false, false) => s.load_f32_part(p, n, f32::NEG_INFINITY),
+            }
+        };
+    }
+    xs
+}
+
+/// [`row_sum_halves`] of each row of a packed group (row `r` at `r`), from the group's exps
+/// at `exps`; `full = n / F32_LANES` when LONG.
+///
+/// # Safety
+/// `exps` holds the `F32_LANES n` exps of the group's rows, then `F32_LANES` zeros.
+#[inline(always)]
+unsafe fn packed_halves<S: Simd, const LONG: bool>(
+    s: S,
+    exps: *const f32,
+    n: usize,
+    full: usize,
+) -> [S::F64; GROUP] {
+    let l = S::F32_LANES;
+    let mut halves = [s.splat_f64(0.0); GROUP];
+    let tail = s.first_lanes_m32(if LONG { n % l } else { n });
+    for (r, h) in halves.iter_mut().enumerate().take(l) {
+        // SAFETY: `r < l`: row `r`'s exps, from `exps + r n`; a vector read from `i < n` in it
+        // ends by `r n + i + l <= l n + l`, among the elements # Safety makes readable.
+        let p = unsafe { exps.add(r * n) };
+        let exps = StoredExps { s, p, tail };
+        *h = if LONG {
+            row_sum_halves(s, n, full, &exps)
+        } else {
+            // As `row_sum_halves` of one vector, from zero accumulators.
+            // SAFETY: `0 < n`.
+            let e = unsafe { exps.tail(0) };
+            s.add_f64(s.widen_low(e), s.widen_high(e))
+        };
+    }
+    halves
+}
+
 /// A packed kernel: [`packed`] at a level with its UNIT and LONG.
-pub(crate) type PackedKernel = unsafe fn(Op, *const f32, *mut f32, f64, &PackedRows, *mut f32);
+pub(crate) type PackedKernel =
+    unsafe fn(Op, *const f32, *mut f32, f64, &PackedRows, usize, *mut f32);
 
 /// The length of the packed kernel's scratch buffer: the exps of a group of the widest level's
 /// longest packed rows, and a vector after them. Allocated once per call (on the stack), not
@@ -625,18 +766,22 @@ unsafe fn packed_groups<S: Simd>(
         (false, true) => k.packed[3],
     });
     let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
-    let mut exps = std::mem::MaybeUninit::<[f32; EXPS_LEN]>::uninit();
-    let exps = exps.as_mut_ptr().cast::<f32>();
-    for g in 0..groups {
-        // SAFETY: rows `g l .. g l + l` of `n` adjacent elements (`src_step == dst_step ==
-        // n`) among the `count` rows # Safety makes valid, at the moderate temperature `t`,
-        // with `2 <= n <= packed_max` and LONG exactly when `n > l`; `exps` is the scratch
-        // buffer of `EXPS_LEN`, local.
-        unsafe {
-            let (a, b) = (src.add(g * l * n), dst.add(g * l * n));
-            kernel(op, a, b, inv, &rows, exps)
-        }
-    }
+    let mut exps = std::mem::MaybeUninit::<[f32; 2 * EXPS_LEN]>::uninit();
+    // SAFETY: the `groups l` rows from `src` and `dst`, `n` adjacent elements each (`src_step
+    // == dst_step == n`), among the `count` rows # Safety makes valid, at the moderate
+    // temperature `t`, with `2 <= n <= packed_max` and LONG exactly when `n > l`; `exps` is
+    // the scratch buffer of `2 EXPS_LEN`, local.
+    unsafe {
+        kernel(
+            op,
+            src,
+            dst,
+            inv,
+            &rows,
+            groups,
+            exps.as_mut_ptr().cast::<f32>(),
+        )
+    };
     groups * l
 }
 
@@ -825,7 +970,7 @@ pub(crate) unsafe fn medium<S: Simd>(
     let mut lanes = [s.splat_f32(f32::NEG_INFINITY); GROUP];
     for j in (0..count).filter(|j| alone & (1 << j) == 0) {
         // SAFETY: row `j` of `src`, `n` readable elements.
-        lanes[j] = unsafe { lane_max(s, row(j).0, n) };
+        lanes[j] = unsafe { lane_max(s, row(j).0, n, n / S::F32_LANES) };
     }
     let ms = lanes_of(s, s.max_of_each(&lanes));
     let mut halves = [s.splat_f64(0.0); GROUP];
@@ -833,9 +978,9 @@ pub(crate) unsafe fn medium<S: Simd>(
         let (c, p) = (ArgF32::new(s, ms[j], inv[j]), row(j).0);
         // Row `j` of `src`: `n` readable elements.
         halves[j] = if ts[j] == 1.0 {
-            row_sum_halves(s, n, &ExpsOf::<S, true> { s, p, n, c })
+            row_sum_halves(s, n, n / S::F32_LANES, &ExpsOf::<S, true> { s, p, n, c })
         } else {
-            row_sum_halves(s, n, &ExpsOf::<S, false> { s, p, n, c })
+            row_sum_halves(s, n, n / S::F32_LANES, &ExpsOf::<S, false> { s, p, n, c })
         };
     }
     let sums = GroupSums::new(s, Op::LogSoftmax, &halves);
