@@ -63,30 +63,12 @@ fn main() {
             };
             let level = levels[li];
             let t = &mut times[li];
-            t[0].push(time(|| {
-                rows_at(
-                    level,
-                    Op::Softmax,
-                    &x,
-                    &mut out,
-                    len,
-                    1.0,
-                    false,
-                    Store::Cached,
-                )
-            }));
-            t[1].push(time(|| {
-                rows_at(
-                    level,
-                    Op::LogSoftmax,
-                    &x,
-                    &mut out,
-                    len,
-                    1.0,
-                    false,
-                    Store::Cached,
-                )
-            }));
+            for (k, op) in [Op::Softmax, Op::LogSoftmax].into_iter().enumerate() {
+                let (x, out) = (&x, &mut out);
+                t[k].push(time(|| {
+                    rows_at(level, op, x, out, len, 1.0, false, Store::Cached)
+                }));
+            }
             t[2].push(time(|| {
                 std::hint::black_box(exp_store_sum(level, &x, &mut out, 5.0, 1.0));
             }));
