@@ -5,9 +5,9 @@
 //! [`Simd::reduce_add_f64_each`], [`row_ln`]). Every row gets the bits the block kernels give it
 //! (the same operations on the same values in the same order; the maximum is exact whatever
 //! the order), so a row's result does not depend on its neighbours (contract S9):
-//! - [`packed`]: rows stored one after the other at one temperature, up to four vectors each;
-//!   the elementwise work runs on the packed vectors, each lane getting its row's terms through
-//!   one permutation;
+//! - [`packed`]: rows stored one after the other at one temperature, up to eight vectors and
+//!   [`PACKED_MAX`] elements each; the elementwise work runs on the packed vectors, each lane
+//!   getting its row's terms through one permutation;
 //! - [`short`]: other rows of up to two vectors, each kept in registers from load to store;
 //! - [`medium`]: log-softmax of other rows of up to `medium_max` elements;
 //! - longer rows: [`rows_long`].
@@ -36,10 +36,10 @@ fn medium_max<S: Simd>() -> usize {
     16 * S::F32_LANES
 }
 
-/// The longest rows of the packed kernel at level `S`: four vectors.
+/// The longest rows of the packed kernel at level `S`: eight vectors, at most [`PACKED_MAX`].
 #[inline(always)]
 fn packed_max<S: Simd>() -> usize {
-    4 * S::F32_LANES
+    (8 * S::F32_LANES).min(PACKED_MAX)
 }
 
 /// The longest rows of the short kernel at level `S`: two vectors, at most [`GROUP`] elements.
@@ -408,7 +408,7 @@ fn exp_widened<S: Simd>(s: S, x: S::F32, m: S::F32, inv: S::F64) -> S::F32 {
 }
 
 /// `$f($args.., full)` with `full` the row's count of whole vectors `$whole` (LONG rows of the
-/// packed kernel: 1 to 4) written as a constant in each arm, so that the loops over a row's
+/// packed kernel: 1 to 8) written as a constant in each arm, so that the loops over a row's
 /// vectors have fixed trip counts once inlined; 0 when not LONG.
 macro_rules! by_whole_vectors {
     ($long:expr, $whole:expr, $f:path, ($($arg:expr),*)) => {
@@ -417,7 +417,11 @@ macro_rules! by_whole_vectors {
             1 => $f($($arg,)* 1),
             2 => $f($($arg,)* 2),
             3 => $f($($arg,)* 3),
-            _ => $f($($arg,)* 4),
+            4 => $f($($arg,)* 4),
+            5 => $f($($arg,)* 5),
+            6 => $f($($arg,)* 6),
+            7 => $f($($arg,)* 7),
+            _ => $f($($arg,)* 8),
         }
     };
 }
@@ -1044,7 +1048,7 @@ unsafe fn write_log_row<S: Simd, const UNIT: bool>(
 }
 
 /// The many-rows kernel of a vector level ([`Kernels::rows`](crate::kernels::Kernels)): rows of
-/// up to four vectors stored one after the other at one temperature go `F32_LANES` at a time
+/// up to `packed_max` elements stored one after the other at one temperature go `F32_LANES` at a time
 /// through [`packed`]; the rest, up to two vectors, through [`short`]; log-softmax rows up to
 /// `medium_max` elements with cached output through [`medium`]; other rows through
 /// [`rows_long`]. `general` is the level's plain rows kernel.
