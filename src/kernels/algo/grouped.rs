@@ -704,9 +704,9 @@ unsafe fn packed_halves<S: Simd, const LONG: bool>(
 pub(crate) type PackedKernel =
     unsafe fn(Op, *const f32, *mut f32, f64, &PackedRows, usize, *mut f32);
 
-/// The length of the packed kernel's scratch buffer: the exps of a group of the widest level's
-/// longest packed rows, and a vector after them. Allocated once per call (on the stack), not
-/// per group.
+/// The length of each half of the packed kernel's scratch buffer (one half per group in flight,
+/// see [`packed`]): the exps of a group of the widest level's longest packed rows, and a vector
+/// after them. Allocated once per call (on the stack), not per group.
 const EXPS_LEN: usize = PACKED_MAX * GROUP + GROUP;
 /// A short-row kernel: [`short`] at a level with its V.
 pub(crate) type ShortKernel =
