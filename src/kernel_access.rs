@@ -169,18 +169,17 @@ pub fn rows<C: Real>(
     assert!(t.iter().all(|&t| t > 0.0 && t.is_finite()));
     // SAFETY: t.len() rows of n elements each in both slices, one temperature per row.
     unsafe {
-        (crate::kernels::kernels_for::<C>(level).rows)(
-            op,
-            x.as_ptr(),
-            n,
-            out.as_mut_ptr(),
-            n,
-            n,
-            t.len(),
-            t.as_ptr(),
-            1,
-            store,
-        )
+        let batch = crate::kernels::RowBatch {
+            temp_step: 1,
+            ..crate::kernels::RowBatch::adjacent(
+                x.as_ptr(),
+                out.as_mut_ptr(),
+                n,
+                t.len(),
+                t.as_ptr(),
+            )
+        };
+        (crate::kernels::kernels_for::<C>(level).rows)(op, batch, store)
     }
 }
 
@@ -214,18 +213,8 @@ pub fn rows_at<C: Real>(
     // SAFETY: x.len() / n rows of n elements each in both buffers (the same buffer when
     // in place), one temperature read with step 0.
     unsafe {
-        (crate::kernels::kernels_for::<C>(level).rows)(
-            op,
-            src,
-            n,
-            out.as_mut_ptr(),
-            n,
-            n,
-            x.len() / n,
-            &t,
-            0,
-            store,
-        )
+        let batch = crate::kernels::RowBatch::adjacent(src, out.as_mut_ptr(), n, x.len() / n, &t);
+        (crate::kernels::kernels_for::<C>(level).rows)(op, batch, store)
     }
 }
 

@@ -17,7 +17,7 @@ use crate::cache;
 use crate::element::{is_native, narrow_strided, widen_into_scratch, widen_strided, Float, Real};
 use crate::error::{Error, Result};
 use crate::interrupt;
-use crate::kernels::{kernels, prefetch, HalfKernels, HalfRows, Store, BLOCK};
+use crate::kernels::{kernels, prefetch, HalfKernels, HalfRows, RowBatch, Store, BLOCK};
 use crate::op::Op;
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges, run_shared};
 use crate::row::{
@@ -796,7 +796,17 @@ unsafe fn map_tiles<T: Float>(
                         (temps.as_ptr(), 1)
                     }
                 };
-                (k.rows)(op, b, p, b, p, n, w, tp, tstep, Store::Cached);
+                let batch = RowBatch {
+                    src: b,
+                    src_step: p,
+                    dst: b,
+                    dst_step: p,
+                    n,
+                    count: w,
+                    temps: tp,
+                    temp_step: tstep,
+                };
+                (k.rows)(op, batch, Store::Cached);
             } else {
                 for r in 0..w {
                     let t = temperature.get(tile_lane(&tile, steps, r));
@@ -899,18 +909,17 @@ unsafe fn map_row_runs<C: Real>(
         // SAFETY: rows first..first + count are in the caller's layout, and so are their
         // temperatures; chunks are disjoint.
         unsafe {
-            (k.rows)(
-                op,
-                s.get().add(first * rows.src_step),
-                rows.src_step,
-                d.get().add(first * rows.dst_step),
-                rows.dst_step,
+            let batch = RowBatch {
+                src: s.get().add(first * rows.src_step),
+                src_step: rows.src_step,
+                dst: d.get().add(first * rows.dst_step),
+                dst_step: rows.dst_step,
                 n,
                 count,
-                tp.get().add(first * temp_step),
+                temps: tp.get().add(first * temp_step),
                 temp_step,
-                store,
-            )
+            };
+            (k.rows)(op, batch, store)
         }
     };
     let work = n.saturating_mul(rows.count);

@@ -20,8 +20,8 @@
 use crate::element::Real;
 use crate::interrupt;
 use crate::kernels::{
-    exp_sum_overlapped, kernels, BlockWrite, HalfKernels, HalfRows, Kernels, Scratch, Store,
-    SumAcc, BLOCK,
+    exp_sum_overlapped, kernels, BlockWrite, HalfKernels, HalfRows, Kernels, RowBatch, Scratch,
+    Store, SumAcc, BLOCK,
 };
 use crate::parallel::each_shared;
 use crate::shared::SharedPtr;
@@ -199,7 +199,7 @@ pub(crate) unsafe fn map_row_with<C: Real>(
         let store = if stream { Store::Stream } else { Store::Cached };
         // SAFETY: one row of `n` elements, readable at `src` and writable at `dst`, the same
         // or disjoint (this function's contract); one temperature at `&t`.
-        unsafe { (k.rows)(op, src, 0, dst, 0, n, 1, &t, 0, store) };
+        unsafe { (k.rows)(op, RowBatch::adjacent(src, dst, n, 1, &t), store) };
         return;
     }
     let nb = n_blocks(n);

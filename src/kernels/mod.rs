@@ -157,22 +157,91 @@ pub struct Kernels<C: 'static> {
     /// dst = (src - m) / t - log_sum; `stream` as for `exp_scale`. `src == dst` allowed.
     pub write_log_softmax: unsafe fn(*const C, *mut C, usize, C, f64, f64, bool),
     /// Whole rows of at most [`BLOCK`] elements, one call for many rows (the short-row path):
-    /// `rows(op, src, src_step, dst, dst_step, n, count, temps, temp_step, store)` computes
-    /// `op` of the `count` rows of `n` elements at `src + i * src_step` into
-    /// `dst + i * dst_step`, row `i` at temperature `*temps.add(i * temp_step)`, contract S6
+    /// `rows(op, batch, store)` computes `op` of each row of the [`RowBatch`], contract S6
     /// included. A row's result is the
     /// same bits as `max`, then `exp_store_sum` and `scale` by `1 / sum` (softmax) or `sum_exp`
     /// and `write_log_softmax` with `ln(sum)` (log-softmax) would give, `ln` being `f64::ln`
     /// except in the `f32` kernels of the vector levels, which use `row_ln_f32`. See [`Store`]
     /// for the ways the output may be written (without a scratch buffer, `Stream` takes
     /// `sum_exp`, then `exp_scale`). The bits are the same on every path.
-    #[allow(clippy::type_complexity)]
-    pub rows: unsafe fn(Op, *const C, usize, *mut C, usize, usize, usize, *const f64, usize, Store),
+    pub rows: unsafe fn(Op, RowBatch<C>, Store),
     /// Where the level has one: pass 1's exp pass over a block of a streamed row fused with
     /// another row's block write and a prefetch (see [`exp_sum_overlapped`]).
     pub exp_sum_overlapped: Option<ExpSumOverlapped<C>>,
     /// The [`EntropySums`] of a block with maximum `m`, in one pass.
     pub entropy_sums: fn(&[C], C) -> EntropySums,
+}
+
+/// `count` rows of `n` elements for [`Kernels::rows`]: row `r` is read at `src + r * src_step`
+/// and written at `dst + r * dst_step`, at the temperature `*temps.add(r * temp_step)`
+/// (`temp_step` 0: one temperature for every row). The pointer arithmetic of its methods wraps,
+/// so they are safe; what they give points into the rows when the batch is as
+/// [`Kernels::rows`] requires and `r < count`.
+#[derive(Debug, Clone, Copy)]
+pub struct RowBatch<C> {
+    pub src: *const C,
+    pub src_step: usize,
+    pub dst: *mut C,
+    pub dst_step: usize,
+    pub n: usize,
+    pub count: usize,
+    pub temps: *const f64,
+    pub temp_step: usize,
+}
+
+impl<C> RowBatch<C> {
+    /// `count` rows stored back to back (`n` apart, in `src` and `dst` alike), every one at the
+    /// temperature at `t`.
+    pub(crate) fn adjacent(
+        src: *const C,
+        dst: *mut C,
+        n: usize,
+        count: usize,
+        t: *const f64,
+    ) -> Self {
+        RowBatch {
+            src,
+            src_step: n,
+            dst,
+            dst_step: n,
+            n,
+            count,
+            temps: t,
+            temp_step: 0,
+        }
+    }
+
+    /// Row `r`'s source and destination.
+    #[inline(always)]
+    pub(crate) fn row(&self, r: usize) -> (*const C, *mut C) {
+        (
+            self.src.wrapping_add(r * self.src_step),
+            self.dst.wrapping_add(r * self.dst_step),
+        )
+    }
+
+    /// Row `r`'s temperature.
+    ///
+    /// # Safety
+    /// `r < count`, and the batch's temperatures are readable.
+    #[inline(always)]
+    pub(crate) unsafe fn temp(&self, r: usize) -> f64 {
+        // SAFETY: temperature `r < count` is readable (# Safety).
+        unsafe { *self.temps.add(r * self.temp_step) }
+    }
+
+    /// Up to `len` rows from row `first` (`first <= count`).
+    #[inline(always)]
+    pub(crate) fn rows(self, first: usize, len: usize) -> Self {
+        let (src, dst) = self.row(first);
+        RowBatch {
+            src,
+            dst,
+            temps: self.temps.wrapping_add(first * self.temp_step),
+            count: len.min(self.count - first),
+            ..self
+        }
+    }
 }
 
 /// What a row's entropy at temperature 1 takes, over a block with maximum `m`: the weights
@@ -600,19 +669,12 @@ macro_rules! rows_kernel {
         /// `dst` for writes of `n` elements, each the same as or disjoint from the other; every
         /// temperature read is positive and finite; the CPU has the level's features.
         #[target_feature(enable = $feat)]
-        #[allow(clippy::too_many_arguments)]
         pub(crate) unsafe fn $name(
             op: $crate::op::Op,
-            src: *const $t,
-            src_step: usize,
-            dst: *mut $t,
-            dst_step: usize,
-            n: usize,
-            count: usize,
-            temps: *const f64,
-            temp_step: usize,
+            b: $crate::kernels::RowBatch<$t>,
             store: $crate::kernels::Store,
         ) {
+            let n = b.n;
             let stream = store == $crate::kernels::Store::Stream;
             let mut scratch =
                 if op == $crate::op::Op::Softmax && store != $crate::kernels::Store::Cached {
@@ -620,19 +682,17 @@ macro_rules! rows_kernel {
                 } else {
                     None
                 };
-            for r in 0..count {
+            for r in 0..b.count {
                 // SAFETY: `r < count`: row `r` of `src` is readable and of `dst` writable, the
                 // same or disjoint, and its temperature readable (this function's contract);
                 // the kernels called below are the level's, whose features the CPU has, and
                 // take exactly such a row.
                 unsafe {
-                    let s = src.add(r * src_step);
-                    let d = dst.add(r * dst_step);
-                    let t = *temps.add(r * temp_step);
-                    if r + $crate::kernels::ROWS_PREFETCH_AHEAD < count {
+                    let (s, d) = b.row(r);
+                    let t = b.temp(r);
+                    if r + $crate::kernels::ROWS_PREFETCH_AHEAD < b.count {
                         $crate::kernels::prefetch(
-                            src.add((r + $crate::kernels::ROWS_PREFETCH_AHEAD) * src_step)
-                                as *const u8,
+                            b.row(r + $crate::kernels::ROWS_PREFETCH_AHEAD).0 as *const u8,
                             n * std::mem::size_of::<$t>(),
                         );
                     }

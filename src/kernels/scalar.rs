@@ -227,27 +227,15 @@ pub(crate) unsafe fn write_log_softmax<C: Real>(
 ///
 /// # Safety
 /// As [`Kernels::rows`](super::Kernels).
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn rows<C: Real>(
-    op: crate::op::Op,
-    src: *const C,
-    src_step: usize,
-    dst: *mut C,
-    dst_step: usize,
-    n: usize,
-    count: usize,
-    temps: *const f64,
-    temp_step: usize,
-    store: super::Store,
-) {
-    for r in 0..count {
+pub(crate) unsafe fn rows<C: Real>(op: crate::op::Op, b: super::RowBatch<C>, store: super::Store) {
+    let n = b.n;
+    for r in 0..b.count {
         // SAFETY: `r < count`: row `r` of `src` (`n` elements from `r * src_step`) is readable
         // and not written during the call unless it is row `r` of `dst`, which is writable, the
         // same or disjoint; temperature `r` is readable (the `Kernels::rows` contract).
         unsafe {
-            let s = src.add(r * src_step);
-            let d = dst.add(r * dst_step);
-            let t = *temps.add(r * temp_step);
+            let (s, d) = b.row(r);
+            let t = b.temp(r);
             let (m, nan) = max(std::slice::from_raw_parts(s, n));
             if nan || m == C::INFINITY || m == C::NEG_INFINITY {
                 for i in 0..n {

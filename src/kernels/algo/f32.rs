@@ -659,12 +659,9 @@ macro_rules! instantiate {
             // `rows_f32_general` is the level's plain rows kernel and `GROUPED` its group
             // kernels.
             fn rows_f32(
-                op: crate::op::Op, src: *const f32, src_step: usize, dst: *mut f32,
-                dst_step: usize, n: usize, count: usize, temps: *const f64, temp_step: usize,
-                store: crate::kernels::Store,
+                op: crate::op::Op, b: crate::kernels::RowBatch<f32>, store: crate::kernels::Store,
             ) => crate::kernels::algo::grouped::rows(
-                isa(), rows_f32_general, &GROUPED, op, src, src_step, dst, dst_step, n, count,
-                temps, temp_step, store,
+                isa(), rows_f32_general, &GROUPED, op, b, store,
             );
             fn packed_f32<const UNIT: bool, const LONG: bool>(
                 op: crate::op::Op, src: *const f32, dst: *mut f32, inv: f64,
@@ -675,18 +672,11 @@ macro_rules! instantiate {
             );
             fn short_f32<const V: usize>(
                 general: crate::kernels::algo::rows::RowsKernel, op: crate::op::Op,
-                src: *const f32, src_step: usize, dst: *mut f32, dst_step: usize, n: usize,
-                count: usize, temps: *const f64, temp_step: usize,
-            ) => crate::kernels::algo::grouped::short::<_, V>(
-                isa(), general, op, src, src_step, dst, dst_step, n, count, temps, temp_step,
-            );
+                b: crate::kernels::RowBatch<f32>,
+            ) => crate::kernels::algo::grouped::short::<_, V>(isa(), general, op, b);
             fn medium_f32(
-                general: crate::kernels::algo::rows::RowsKernel, src: *const f32,
-                src_step: usize, dst: *mut f32, dst_step: usize, n: usize, count: usize,
-                temps: *const f64, temp_step: usize,
-            ) => crate::kernels::algo::grouped::medium(
-                isa(), general, src, src_step, dst, dst_step, n, count, temps, temp_step,
-            );
+                general: crate::kernels::algo::rows::RowsKernel, b: crate::kernels::RowBatch<f32>,
+            ) => crate::kernels::algo::grouped::medium(isa(), general, b);
             fn exp_sum_overlapped_f32(
                 src: *const f32, exps: *mut f32, n: usize, m: f32, t: f64,
                 write: Option<&crate::kernels::BlockWrite<f32>>, ahead: *const f32,

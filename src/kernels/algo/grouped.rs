@@ -21,7 +21,7 @@
 use super::f32::{vector_temperature, ArgF32, Folded, InvF32};
 use super::rows::{rows_long, RowsKernel};
 use crate::kernels::isa::{Simd, MAX_F32_LANES as GROUP};
-use crate::kernels::{moderate_temperature, FoldedArg, Store, FOLD_FLOOR, FOLD_LIMIT};
+use crate::kernels::{moderate_temperature, FoldedArg, RowBatch, Store, FOLD_FLOOR, FOLD_LIMIT};
 use crate::op::Op;
 
 /// The longest rows of the packed kernel: four vectors of the widest level.
@@ -709,11 +709,9 @@ pub(crate) type PackedKernel =
 /// after them. Allocated once per call (on the stack), not per group.
 const EXPS_LEN: usize = PACKED_MAX * GROUP + GROUP;
 /// A short-row kernel: [`short`] at a level with its V.
-pub(crate) type ShortKernel =
-    unsafe fn(RowsKernel, Op, *const f32, usize, *mut f32, usize, usize, usize, *const f64, usize);
+pub(crate) type ShortKernel = unsafe fn(RowsKernel, Op, RowBatch<f32>);
 /// The medium-row kernel: [`medium`] at a level.
-pub(crate) type MediumKernel =
-    unsafe fn(RowsKernel, *const f32, usize, *mut f32, usize, usize, usize, *const f64, usize);
+pub(crate) type MediumKernel = unsafe fn(RowsKernel, RowBatch<f32>);
 
 /// A level's instances of the group kernels, each compiled with the level's features
 /// (`algo::f32::instantiate!`). Separate functions, called through these pointers once per
@@ -738,31 +736,19 @@ pub(crate) struct GroupKernels {
 /// # Safety
 /// As [`Kernels::rows`](crate::kernels::Kernels).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn packed_groups<S: Simd>(
-    k: &GroupKernels,
-    op: Op,
-    src: *const f32,
-    src_step: usize,
-    dst: *mut f32,
-    dst_step: usize,
-    n: usize,
-    count: usize,
-    temps: *const f64,
-    temp_step: usize,
-) -> usize {
-    let l = S::F32_LANES;
-    let adjacent = src_step == n && dst_step == n && temp_step == 0;
-    if !(2..=packed_max::<S>()).contains(&n) || !adjacent || count < l {
+unsafe fn packed_groups<S: Simd>(k: &GroupKernels, op: Op, b: RowBatch<f32>) -> usize {
+    let (l, n) = (S::F32_LANES, b.n);
+    let adjacent = b.src_step == n && b.dst_step == n && b.temp_step == 0;
+    if !(2..=packed_max::<S>()).contains(&n) || !adjacent || b.count < l {
         return 0;
     }
     // SAFETY: `count >= l >= 1` rows, so temperature 0 is readable (# Safety).
-    let t = unsafe { *temps };
+    let t = unsafe { b.temp(0) };
     if !moderate_temperature(t) {
         return 0;
     }
     let rows = PackedRows::new(n, l);
-    let groups = count / l;
+    let groups = b.count / l;
     let kernel = std::hint::black_box(match (t == 1.0, n > l) {
         (true, false) => k.packed[0],
         (true, true) => k.packed[1],
@@ -778,8 +764,8 @@ unsafe fn packed_groups<S: Simd>(
     unsafe {
         kernel(
             op,
-            src,
-            dst,
+            b.src,
+            b.dst,
             inv,
             &rows,
             groups,
@@ -789,47 +775,18 @@ unsafe fn packed_groups<S: Simd>(
     groups * l
 }
 
-/// The `(src, dst, temps, len)` of `count` rows in groups of up to `F32_LANES` consecutive
-/// rows (the pointers at each group's first row; wrapping arithmetic, so computing them is
-/// safe; they point into the rows when these are as [`Kernels::rows`](crate::kernels::Kernels)
-/// requires).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn groups<S: Simd>(
-    src: *const f32,
-    src_step: usize,
-    dst: *mut f32,
-    dst_step: usize,
-    temps: *const f64,
-    temp_step: usize,
-    count: usize,
-) -> impl Iterator<Item = (*const f32, *mut f32, *const f64, usize)> {
-    (0..count).step_by(S::F32_LANES).map(move |first| {
-        (
-            src.wrapping_add(first * src_step),
-            dst.wrapping_add(first * dst_step),
-            temps.wrapping_add(first * temp_step),
-            S::F32_LANES.min(count - first),
-        )
-    })
-}
-
 /// The group's rows whose temperature the vector kernels take, their reciprocal temperatures
 /// (1 at temperature 1) and temperatures; the others (bit `j` of the mask) go alone through the
 /// level's plain rows kernel, as its portable fallback requires.
 ///
 /// # Safety
-/// `temps` valid for reads of the `count` temperatures `temp_step` apart.
+/// `b`'s temperatures are readable.
 #[inline(always)]
-unsafe fn group_temperatures<S: Simd>(
-    temps: *const f64,
-    temp_step: usize,
-    count: usize,
-) -> (u32, [f64; GROUP], [f64; GROUP]) {
+unsafe fn group_temperatures<S: Simd>(b: &RowBatch<f32>) -> (u32, [f64; GROUP], [f64; GROUP]) {
     let (mut alone, mut inv, mut ts) = (0u32, [1.0f64; GROUP], [1.0f64; GROUP]);
-    for j in 0..count {
+    for j in 0..b.count {
         // SAFETY: `j < count` (# Safety).
-        let t = unsafe { *temps.add(j * temp_step) };
+        let t = unsafe { b.temp(j) };
         ts[j] = t;
         if t != 1.0 {
             inv[j] = 1.0 / t;
@@ -848,25 +805,17 @@ unsafe fn group_temperatures<S: Simd>(
 /// As [`Kernels::rows`](crate::kernels::Kernels), with `count <= F32_LANES`,
 /// `(V - 1) F32_LANES < n <= V F32_LANES` and `general` the level's plain rows kernel.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn short<S: Simd, const V: usize>(
     s: S,
     general: RowsKernel,
     op: Op,
-    src: *const f32,
-    src_step: usize,
-    dst: *mut f32,
-    dst_step: usize,
-    n: usize,
-    count: usize,
-    temps: *const f64,
-    temp_step: usize,
+    b: RowBatch<f32>,
 ) {
-    let l = S::F32_LANES;
+    let (l, n, count) = (S::F32_LANES, b.n, b.count);
     let last = n - (V - 1) * l;
     debug_assert!(count <= l && (1..=l).contains(&last));
     // SAFETY: the `count` temperatures are readable (# Safety).
-    let (alone, inv, ts) = unsafe { group_temperatures::<S>(temps, temp_step, count) };
+    let (alone, inv, ts) = unsafe { group_temperatures::<S>(&b) };
     let ninf = s.splat_f32(f32::NEG_INFINITY);
     let mut xs = [[ninf; V]; GROUP];
     let mut lanes = [ninf; GROUP];
@@ -875,7 +824,7 @@ pub(crate) unsafe fn short<S: Simd, const V: usize>(
             // SAFETY: `j < count`: row `j` of `src`, `n` readable elements: vector `q < V - 1`
             // whole, the last one's `last` lanes.
             *x = unsafe {
-                let p = src.add(j * src_step + q * l);
+                let p = b.row(j).0.add(q * l);
                 if q + 1 < V || last == l {
                     s.load_f32(p)
                 } else {
@@ -907,11 +856,11 @@ pub(crate) unsafe fn short<S: Simd, const V: usize>(
     let (totals, factors) = (sums.totals(s), sums.factors(s));
     let f32s = lanes_of(s, sums.factors_f32(s));
     for j in 0..count {
-        // SAFETY: `j < count`: row `j` of `src` and `dst` (# Safety).
-        let (sp, d) = unsafe { (src.add(j * src_step), dst.add(j * dst_step)) };
+        // `j < count`: row `j` of `src` and `dst` (# Safety).
+        let (sp, d) = b.row(j);
         if alone & (1 << j) != 0 {
             // SAFETY: row `j` alone, as `general` (`Kernels::rows`) requires.
-            unsafe { general(op, sp, 0, d, 0, n, 1, &ts[j], 0, Store::Cached) };
+            unsafe { general(op, RowBatch::adjacent(sp, d, n, 1, &ts[j]), Store::Cached) };
             continue;
         }
         if totals[j].is_nan() {
@@ -950,27 +899,13 @@ pub(crate) unsafe fn short<S: Simd, const V: usize>(
 /// As [`Kernels::rows`](crate::kernels::Kernels), with `count <= F32_LANES` and `general` the
 /// level's plain rows kernel.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn medium<S: Simd>(
-    s: S,
-    general: RowsKernel,
-    src: *const f32,
-    src_step: usize,
-    dst: *mut f32,
-    dst_step: usize,
-    n: usize,
-    count: usize,
-    temps: *const f64,
-    temp_step: usize,
-) {
-    let l = S::F32_LANES;
+pub(crate) unsafe fn medium<S: Simd>(s: S, general: RowsKernel, b: RowBatch<f32>) {
+    let (l, n, count) = (S::F32_LANES, b.n, b.count);
     debug_assert!(count <= l && n <= medium_max::<S>());
     // SAFETY: the `count` temperatures are readable (# Safety).
-    let (alone, inv, ts) = unsafe { group_temperatures::<S>(temps, temp_step, count) };
-    let row = |j: usize| {
-        // SAFETY: called with `j < count`: row `j` of `src` and `dst` (# Safety).
-        unsafe { (src.add(j * src_step), dst.add(j * dst_step)) }
-    };
+    let (alone, inv, ts) = unsafe { group_temperatures::<S>(&b) };
+    // Called with `j < count`: row `j` of `src` and `dst` (# Safety).
+    let row = |j: usize| b.row(j);
     let mut lanes = [s.splat_f32(f32::NEG_INFINITY); GROUP];
     for j in (0..count).filter(|j| alone & (1 << j) == 0) {
         // SAFETY: row `j` of `src`, `n` readable elements.
@@ -994,7 +929,7 @@ pub(crate) unsafe fn medium<S: Simd>(
         if alone & (1 << j) != 0 {
             let op = Op::LogSoftmax;
             // SAFETY: row `j` alone, as `general` (`Kernels::rows`) requires.
-            unsafe { general(op, sp, 0, d, 0, n, 1, &ts[j], 0, Store::Cached) };
+            unsafe { general(op, RowBatch::adjacent(sp, d, n, 1, &ts[j]), Store::Cached) };
             continue;
         }
         if totals[j].is_nan() {
@@ -1056,68 +991,45 @@ unsafe fn write_log_row<S: Simd, const UNIT: bool>(
 /// # Safety
 /// As [`Kernels::rows`](crate::kernels::Kernels).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn rows<S: Simd>(
     s: S,
     general: RowsKernel,
     k: &GroupKernels,
     op: Op,
-    src: *const f32,
-    src_step: usize,
-    dst: *mut f32,
-    dst_step: usize,
-    n: usize,
-    count: usize,
-    temps: *const f64,
-    temp_step: usize,
+    b: RowBatch<f32>,
     store: Store,
 ) {
+    let n = b.n;
     if n == 0 {
         return;
     }
     // SAFETY: # Safety is `packed_groups`'.
-    let first = unsafe {
-        packed_groups::<S>(
-            k, op, src, src_step, dst, dst_step, n, count, temps, temp_step,
-        )
-    };
-    let count = count - first;
-    // SAFETY: `first <= count`: with `first == 0` no pointer moves; else the rows are stored
-    // one after the other at one temperature (`temp_step == 0`), and row `first` is within or
-    // one past the end of the rows.
-    let (src, dst, temps) = unsafe {
-        (
-            src.add(first * src_step),
-            dst.add(first * dst_step),
-            temps.add(first * temp_step),
-        )
-    };
+    let first = unsafe { packed_groups::<S>(k, op, b) };
+    // `first <= count`: the rows the packed kernel left.
+    let b = b.rows(first, b.count);
     let l = S::F32_LANES;
     let long = n > short_max::<S>()
         && !(n <= medium_max::<S>() && op == Op::LogSoftmax && store == Store::Cached);
     if !long {
         let (short1, short2) = std::hint::black_box((k.short[0], k.short[1]));
         let medium = std::hint::black_box(k.medium);
-        for (a, b, t, g) in groups::<S>(src, src_step, dst, dst_step, temps, temp_step, count) {
-            // SAFETY: `a`, `b` and `t` are the first of `g <= l` consecutive rows among the
-            // `count` from row `first`, rows of # Safety, as `short` and `medium` require
-            // (with `n` in their ranges); `general` is the level's plain rows kernel.
+        for first in (0..b.count).step_by(l) {
+            let g = b.rows(first, l);
+            // SAFETY: `g` is up to `l` consecutive rows among the `count` from row `first`,
+            // rows of # Safety, as `short` and `medium` require (with `n` in their ranges);
+            // `general` is the level's plain rows kernel.
             unsafe {
                 if n <= l {
-                    short1(general, op, a, src_step, b, dst_step, n, g, t, temp_step)
+                    short1(general, op, g)
                 } else if n <= short_max::<S>() {
-                    short2(general, op, a, src_step, b, dst_step, n, g, t, temp_step)
+                    short2(general, op, g)
                 } else {
-                    medium(general, a, src_step, b, dst_step, n, g, t, temp_step)
+                    medium(general, g)
                 }
             }
         }
         return;
     }
     // SAFETY: the `count` rows from row `first` are rows of # Safety.
-    unsafe {
-        rows_long(
-            s, general, op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
-        )
-    }
+    unsafe { rows_long(s, general, op, b, store) }
 }

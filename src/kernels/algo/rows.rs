@@ -9,21 +9,10 @@ use super::f32::{vector_temperature, write_log, ArgF32};
 use super::max::max;
 use super::pending::{exp_sum_pending, Pending};
 use crate::kernels::isa::Simd;
-use crate::kernels::{row_ln_f32, Scratch, Store, ROWS_PREFETCH_AHEAD};
+use crate::kernels::{row_ln_f32, RowBatch, Scratch, Store, ROWS_PREFETCH_AHEAD};
 
 /// A level's many-rows kernel ([`Kernels::rows`](crate::kernels::Kernels)'s type).
-pub(crate) type RowsKernel = unsafe fn(
-    crate::op::Op,
-    *const f32,
-    usize,
-    *mut f32,
-    usize,
-    usize,
-    usize,
-    *const f64,
-    usize,
-    Store,
-);
+pub(crate) type RowsKernel = unsafe fn(crate::op::Op, RowBatch<f32>, Store);
 
 /// Rows of up to [`BLOCK`](crate::kernels::BLOCK) elements: the block kernels row by row (the bits of
 /// the level's plain rows kernel, `plain`), except that with non-temporal output each row's output is written
@@ -32,38 +21,31 @@ pub(crate) type RowsKernel = unsafe fn(
 /// # Safety
 /// As [`Kernels::rows`](crate::kernels::Kernels).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn rows_long<S: Simd>(
     v: S,
     plain: RowsKernel,
     op: crate::op::Op,
-    src: *const f32,
-    src_step: usize,
-    dst: *mut f32,
-    dst_step: usize,
-    n: usize,
-    count: usize,
-    temps: *const f64,
-    temp_step: usize,
+    b: RowBatch<f32>,
     store: Store,
 ) {
+    let (n, count) = (b.n, b.count);
     let temp = |r: usize| {
         // SAFETY: called only with `r < count`: row `r`'s temperature, readable (this
         // function's contract).
-        unsafe { *temps.add(r * temp_step) }
+        unsafe { b.temp(r) }
     };
-    let vector_temps = (0..if temp_step == 0 { count.min(1) } else { count })
+    let vector_temps = (0..if b.temp_step == 0 {
+        count.min(1)
+    } else {
+        count
+    })
         .all(|r| vector_temperature::<S>(temp(r)));
     let softmax = op == crate::op::Op::Softmax;
     if store == Store::Cached && vector_temps {
         // SAFETY: this function's contract is `rows_f32_cached`'s, and every temperature has
         // a normal reciprocal or is 1 (`vector_temps`; with `temp_step == 0` every row reads
         // the first one).
-        return unsafe {
-            rows_cached(
-                v, op, src, src_step, dst, dst_step, n, count, temps, temp_step,
-            )
-        };
+        return unsafe { rows_cached(v, op, b) };
     }
     let mut scratch = if softmax {
         Scratch::take(2 * n * std::mem::size_of::<f32>())
@@ -73,11 +55,7 @@ pub(crate) unsafe fn rows_long<S: Simd>(
     if store != Store::Stream || !vector_temps || (softmax && scratch.is_none()) {
         // SAFETY: this function's contract is `rows_f32_general`'s (`Kernels::rows`, with the
         // CPU features this function requires too).
-        return unsafe {
-            plain(
-                op, src, src_step, dst, dst_step, n, count, temps, temp_step, store,
-            )
-        };
+        return unsafe { plain(op, b, store) };
     }
     let bufs = scratch.as_mut().map_or([std::ptr::null_mut(); 2], |sc| {
         let p = sc.ptr::<f32>();
@@ -86,12 +64,12 @@ pub(crate) unsafe fn rows_long<S: Simd>(
     });
     let mut pending: Option<Pending<S>> = None;
     for r in 0..count {
-        // SAFETY: `r < count`: row `r` of `src` and `dst` (this function's contract).
-        let (s, d) = unsafe { (src.add(r * src_step), dst.add(r * dst_step)) };
+        // Row `r < count` of `src` and `dst` (this function's contract).
+        let (s, d) = b.row(r);
         let t = temp(r);
         // The row ROWS_PREFETCH_AHEAD rows on is asked for during this row's exp pass, a few
         // lines per loop turn.
-        let (ahead, ahead_n) = row_ahead(src, src_step, n, r, count);
+        let (ahead, ahead_n) = row_ahead(&b, r);
         // SAFETY: `s` is valid for reads of `n` aligned `f32` (row `r`), nothing writes them
         // while the slice lives, and `n <= BLOCK` elements are far below `isize::MAX` bytes.
         let (m, nan) = max(v, unsafe { std::slice::from_raw_parts(s, n) });
@@ -164,31 +142,14 @@ pub(crate) unsafe fn rows_long<S: Simd>(
 /// # Safety
 /// As [`Kernels::rows`](crate::kernels::Kernels), with `1 / t` normal for every temperature `t != 1`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn rows_cached<S: Simd>(
-    v: S,
-    op: crate::op::Op,
-    src: *const f32,
-    src_step: usize,
-    dst: *mut f32,
-    dst_step: usize,
-    n: usize,
-    count: usize,
-    temps: *const f64,
-    temp_step: usize,
-) {
-    let softmax = op == crate::op::Op::Softmax;
-    for r in 0..count {
-        // SAFETY: `r < count`: row `r` of `src` and `dst`, and its temperature, readable (this
-        // function's contract).
-        let (s, d, t) = unsafe {
-            (
-                src.add(r * src_step),
-                dst.add(r * dst_step),
-                *temps.add(r * temp_step),
-            )
-        };
-        let (a, an) = row_ahead(src, src_step, n, r, count);
+pub(crate) unsafe fn rows_cached<S: Simd>(v: S, op: crate::op::Op, b: RowBatch<f32>) {
+    let (softmax, n) = (op == crate::op::Op::Softmax, b.n);
+    for r in 0..b.count {
+        // Row `r < count` of `src` and `dst` (this function's contract).
+        let (s, d) = b.row(r);
+        // SAFETY: `r < count`: its temperature is readable (this function's contract).
+        let t = unsafe { b.temp(r) };
+        let (a, an) = row_ahead(&b, r);
         // SAFETY: `s` is valid for reads of `n` aligned `f32` (row `r`), nothing writes them
         // while the slice lives, and `n <= BLOCK` elements are far below `isize::MAX` bytes.
         let (m, nan) = max(v, unsafe { std::slice::from_raw_parts(s, n) });
@@ -240,18 +201,12 @@ pub(crate) unsafe fn rows_cached<S: Simd>(
     }
 }
 
-/// The row `ROWS_PREFETCH_AHEAD` rows after row `r` of the `count` at `src` (a pointer only to
+/// The source of the row `ROWS_PREFETCH_AHEAD` rows after row `r` of `b` (a pointer only to
 /// prefetch) and its length, or null and 0 past the last row.
 #[inline(always)]
-fn row_ahead(
-    src: *const f32,
-    src_step: usize,
-    n: usize,
-    r: usize,
-    count: usize,
-) -> (*const f32, usize) {
-    if r + ROWS_PREFETCH_AHEAD < count {
-        (src.wrapping_add((r + ROWS_PREFETCH_AHEAD) * src_step), n)
+fn row_ahead(b: &RowBatch<f32>, r: usize) -> (*const f32, usize) {
+    if r + ROWS_PREFETCH_AHEAD < b.count {
+        (b.row(r + ROWS_PREFETCH_AHEAD).0, b.n)
     } else {
         (std::ptr::null(), 0)
     }
