@@ -562,6 +562,19 @@ fn pitch<C>(n: usize) -> usize {
     (lines | 1) * line
 }
 
+/// How [`gather`] and [`scatter`] take a tile's lanes of `n` elements `stride` apart (`step_a`
+/// apart along the tile's first dimension) to or from buffer rows `pitch` apart: as one run of
+/// `lanes n` elements when the lanes lie back to back both in memory and in the buffer, else a
+/// lane at a time. Returns the number of runs and their length.
+fn runs(stride: isize, step_a: isize, n: usize, shape: TileShape, pitch: usize) -> (usize, usize) {
+    let lanes = shape.lanes();
+    if stride == 1 && shape.across == 1 && step_a == n as isize && pitch == n {
+        (1, lanes * n)
+    } else {
+        (lanes, n)
+    }
+}
+
 /// Copies a tile's lanes of `n` elements (elements `stride` apart; `shape` lanes, `steps`
 /// apart along each tile dimension) from `src` into the rows of `buf` (`pitch` apart),
 /// converted to the compute type. Polls for an interruption as it goes, and stops early (the
@@ -581,16 +594,18 @@ unsafe fn gather<T: Float>(
     let lanes = shape.lanes();
     debug_assert!(buf.len() >= (lanes - 1) * pitch + n);
     if stride == 1 || lanes == 1 {
-        for r in 0..lanes {
+        let (runs, len) = runs(stride, step_a, n, shape, pitch);
+        for r in 0..runs {
             let (a, b) = (r / shape.across, r % shape.across);
             let p = src.wrapping_offset(a as isize * step_a + b as isize * step_b);
-            let row = &mut buf[r * pitch..r * pitch + n];
+            let row = &mut buf[r * pitch..r * pitch + len];
             for (c, part) in row.chunks_mut(POLL_POSITIONS * 256).enumerate() {
-                if interrupt::poll() {
+                if lane_poll(r, c, len) {
                     return;
                 }
-                // SAFETY: `part` is the piece of lane `r` from position `c * POLL_POSITIONS *
-                // 256`, whose elements are readable (this function's contract).
+                // SAFETY: `part` is the piece of lane `r` (of the run of lanes from lane 0)
+                // from position `c * POLL_POSITIONS * 256`, whose elements are readable (this
+                // function's contract).
                 unsafe {
                     widen_strided(
                         p.offset((c * POLL_POSITIONS * 256) as isize * stride),
@@ -653,16 +668,18 @@ unsafe fn scatter<T: Float>(
     let lanes = shape.lanes();
     debug_assert!(buf.len() >= (lanes - 1) * pitch + n);
     if stride == 1 || lanes == 1 {
-        for r in 0..lanes {
+        let (runs, len) = runs(stride, step_a, n, shape, pitch);
+        for r in 0..runs {
             let (a, b) = (r / shape.across, r % shape.across);
             let p = dst.wrapping_offset(a as isize * step_a + b as isize * step_b);
-            let row = &buf[r * pitch..r * pitch + n];
+            let row = &buf[r * pitch..r * pitch + len];
             for (c, part) in row.chunks(POLL_POSITIONS * 256).enumerate() {
-                if interrupt::poll() {
+                if lane_poll(r, c, len) {
                     return;
                 }
-                // SAFETY: `part` is the piece of lane `r` from position `c * POLL_POSITIONS *
-                // 256`, whose elements are writable (this function's contract).
+                // SAFETY: `part` is the piece of lane `r` (of the run of lanes from lane 0)
+                // from position `c * POLL_POSITIONS * 256`, whose elements are writable (this
+                // function's contract).
                 unsafe {
                     narrow_strided(
                         part,
@@ -718,6 +735,19 @@ const GATHER_AHEAD: isize = 8;
 /// which a poll per tile let through.
 const POLL_POSITIONS: usize = 256;
 
+/// Whether to stop before piece `c` (of `POLL_POSITIONS * 256` elements) of lane `r` of a
+/// tile's contiguous lanes of `n` elements: polls each piece after a lane's first, and a lane's
+/// first piece about every 16k elements of lanes (as [`interrupt::poll_at`]), so that short lanes
+/// do not read the clock for each.
+#[inline]
+fn lane_poll(r: usize, c: usize, n: usize) -> bool {
+    if c == 0 {
+        interrupt::poll_at(r, n)
+    } else {
+        interrupt::poll()
+    }
+}
+
 /// A thread's buffers for tiles: the lanes, and their temperatures.
 type TileScratch<C> = (Vec<C>, Vec<f64>);
 
@@ -748,7 +778,13 @@ unsafe fn map_tiles<T: Float>(
     );
     let steps = tiles.steps();
     let (along, across) = steps;
-    let p = pitch::<T::Compute>(n);
+    // Contiguous lanes are gathered and scattered a lane at a time, so the buffer's rows need
+    // no padding; back to back, short ones take the packed kernel.
+    let p = if src_lanes.stride == 1 && dst_lanes.stride == 1 {
+        n
+    } else {
+        pitch::<T::Compute>(n)
+    };
     let k = kernels::<T::Compute>();
     let parallel = is_parallel(n.saturating_mul(count));
     // Fewer tiles than threads: share each long lane's blocks instead.

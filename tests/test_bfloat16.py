@@ -76,6 +76,24 @@ def test_s1_bfloat16_results_are_float32_rounded_once(shape, temperature):
     _same_bits(logitkit.logsumexp(x), logitkit.logsumexp(x32).astype(BF16))
 
 
+@pytest.mark.parametrize("shape", [(70_001, 10), (3_001, 33), (40, 7)])
+@pytest.mark.parametrize("dtype", [BF16, np.dtype(np.float16)])
+def test_s1_many_short_16_bit_rows_equal_float32_rounded_once(shape, dtype):
+    # Rows back to back are widened a tile at a time in one run and computed by the packed
+    # kernel there; the bits must still be those of float32 rounded, at any thread count and
+    # temperature.
+    x = _logits(shape, seed=shape[1]).astype(np.float32).astype(dtype)
+    x32 = x.astype(np.float32)
+    with _threads_restored():
+        for _ in _at_1_and_2_threads():
+            for t in (1.0, 0.6):
+                for f in (logitkit.softmax, logitkit.log_softmax):
+                    got = f(x, temperature=t)
+                    assert got.dtype == dtype
+                    want = f(x32, temperature=t).astype(dtype)
+                    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
 @pytest.mark.parametrize("axis", [0, 1, None])
 def test_s2_bfloat16_strided_views_and_axes(axis):
     base = _logits((30, 64), seed=3)
