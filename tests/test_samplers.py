@@ -101,7 +101,7 @@ def ref_dynatemp(x, T, rng_, exp_):
     nz = p[p > 0]
     H = -(nz * np.log(nz)).sum()
     norm = min(max(H / np.log(n), 0.0), 1.0)
-    lo, hi = max(0.0, T - rng_), T + rng_
+    lo, hi = max(0.0, T - rng_), min(T + rng_, np.finfo(np.float64).max)  # documented cap
     return lo + (hi - lo) * norm**exp_
 
 
@@ -182,6 +182,21 @@ def test_p26_dynatemp_zero_temperature_is_greedy_and_range_zero_is_fixed():
     peaked = np.array([0.0, 2000.0, 0.0])
     assert logitkit.filter_logits(peaked, temperature=0.5, dynatemp_range=0.5).tolist() == [
         NEG, 2000.0, NEG]
+
+
+def test_p26_dynatemp_temperature_and_range_summing_past_the_largest_double():
+    # T + r overflows: hi is the largest finite temperature, and the row comes out (nearly)
+    # flat, not as an error (R2) nor as a report of another thread's write (R3).
+    x = np.array([0.0, 1.0, 2.0])
+    for T, r in [(1e308, 1e308), (1.7e308, 1e308)]:
+        out = logitkit.filter_logits(x, temperature=T, dynatemp_range=r)
+        Td = ref_dynatemp(x, T, r, 1.0)
+        assert np.isfinite(Td) and Td > 1e307
+        np.testing.assert_allclose(out, x / Td, rtol=1e-12)
+        assert 0 <= int(logitkit.sample(x, temperature=T, dynatemp_range=r, seed=0)) < 3
+        tok, lp = logitkit.sample(np.stack([x, x]), temperature=T, dynatemp_range=r, seed=1,
+                                  return_logprobs=True)
+        np.testing.assert_allclose(lp, np.log(1 / 3), rtol=1e-9)
 
 
 def test_p26_dynatemp_with_filters_and_logprobs():

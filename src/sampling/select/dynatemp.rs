@@ -1,7 +1,8 @@
 //! Dynamic temperature (contract P26; llama.cpp's entropy-scaled `temp_ext`): with
 //! `dynatemp_range` `r > 0` and temperature `T > 0`, a row's temperature is
 //!
-//! `lo + (hi - lo) * (H / ln n) ^ dynatemp_exponent`, `lo = max(0, T - r)`, `hi = T + r`,
+//! `lo + (hi - lo) * (H / ln n) ^ dynatemp_exponent`, `lo = max(0, T - r)`, `hi = T + r`
+//! (at most `f64::MAX`),
 //!
 //! `H` the entropy (nats) of the row's distribution at temperature 1 (after the processing of
 //! P11-P13) and `n` the number of its finite logits. It takes the place of `T` for the row's
@@ -66,6 +67,7 @@ pub(crate) fn temperature(
     let h = total.ln() - dot / total;
     let norm = (h / (n as f64).ln()).clamp(0.0, 1.0);
     let lo = (t - range).max(0.0);
-    let hi = t + range;
+    // Two valid values can sum past f64::MAX: the largest finite temperature stands for it.
+    let hi = (t + range).min(f64::MAX);
     lo + (hi - lo) * norm.powf(exponent)
 }
