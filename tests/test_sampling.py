@@ -545,6 +545,25 @@ def test_p8_empty_vocabulary_or_0d_logits(x, words):
 
 
 @pytest.mark.parametrize(
+    "bad",
+    [np.array([1 + 1j, 2]), np.array(["a", "b"]), [[1.0, 2.0], [3.0]]],
+    ids=["complex", "strings", "ragged"],
+)
+def test_p18_unreadable_logits_are_a_type_error_naming_logits(bad):
+    calls = [lambda: lk.sample(bad, seed=0), lambda: lk.filter_logits(bad),
+             lambda: lk.token_logprobs(bad, 0), lambda: lk.Sampler(seed=0)(bad)]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"^logits must be a real numeric array"):
+            call()
+
+
+def test_p18_torch_logits_off_the_cpu_are_named_logits():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"^logits is a torch tensor on meta.*logits\.cpu\(\)"):
+        lk.sample(torch.empty(3, device="meta"), seed=0)
+
+
+@pytest.mark.parametrize(
     "bad, problem",
     [(np.nan, "contains NaN"), (np.inf, "contains +inf")],
 )

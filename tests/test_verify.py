@@ -574,6 +574,15 @@ def test_v4_bad_shapes(change, match):
         lk.verify_draft(x, d, draft_probs=q, seed=0)
 
 
+def test_v4_unreadable_arrays_are_a_type_error_naming_the_argument():
+    """V4 with P18's wording: an array that is not real numbers -> TypeError naming it."""
+    x, d, q = _case()
+    with pytest.raises(TypeError, match=r"^target_logits must be a real numeric array"):
+        lk.verify_draft(x.astype(complex), d, draft_probs=q, seed=0)
+    with pytest.raises(TypeError, match=r"^draft_probs must be a real numeric array"):
+        lk.verify_draft(x, d, draft_probs=q.astype(str), seed=0)
+
+
 @pytest.mark.parametrize("bad_id", [-1, 6, 2**40])
 def test_v4_draft_ids_outside_the_vocabulary(bad_id):
     """V4: an id outside [0, V) -> ValueError naming draft_tokens, the row and the id."""

@@ -27,11 +27,11 @@ def _bits_of_bf16(a: np.ndarray) -> BFloat16Bits:
 
 
 
-def as_float_array(x: Any) -> np.ndarray:
+def as_float_array(x: Any, name: str = "x") -> np.ndarray:
     """Return ``x`` as an aligned native-byte-order float16, float32 or float64 ndarray.
 
     Integers and bool become float64. Complex, object, string, datetime and structured data,
-    and float types other than float16/32/64, raise ``TypeError``.
+    and float types other than float16/32/64, raise ``TypeError`` naming the argument ``name``.
     """
     if isinstance(x, BFloat16Bits):
         # Unaligned or byte-swapped bits: an aligned native copy, still bits.
@@ -39,12 +39,12 @@ def as_float_array(x: Any) -> np.ndarray:
     try:
         a = np.asarray(x)
     except (TypeError, ValueError) as e:
-        raise TypeError(f"x must be a real numeric array, got {type(x).__name__}: {e}") from None
+        raise TypeError(f"{name} must be a real numeric array, got {type(x).__name__}: {e}") from None
     kind = a.dtype.kind
     if kind == "f":
         if a.dtype.itemsize not in (2, 4, 8):
             raise TypeError(
-                f"x has dtype {a.dtype}, which logitkit does not compute in; "
+                f"{name} has dtype {a.dtype}, which logitkit does not compute in; "
                 "convert to float64 first"
             )
         odd_strides = any(s % a.itemsize for s, n in zip(a.strides, a.shape) if n > 1)
@@ -53,7 +53,7 @@ def as_float_array(x: Any) -> np.ndarray:
         return a
     if kind in "biu":
         return a.astype(np.float64)
-    raise TypeError(f"x must be a real numeric array, got dtype {a.dtype}")
+    raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,11 +187,12 @@ def _bf16_dtype() -> Any:
     return np.dtype(ml_dtypes.bfloat16)
 
 
-def _read_torch(x: Any) -> tuple:
+def _read_torch(x: Any, name: str) -> tuple:
     t = x.detach()
     if t.device.type != "cpu":
         raise TypeError(
-            f"x is a torch tensor on {t.device}; logitkit computes on the CPU: pass x.cpu()"
+            f"{name} is a torch tensor on {t.device}; logitkit computes on the CPU: "
+            f"pass {name}.cpu()"
         )
     import torch
 
@@ -206,11 +207,13 @@ def _read_torch(x: Any) -> tuple:
     try:
         return t.numpy(), Back("torch")
     except (TypeError, RuntimeError) as e:
-        raise TypeError(f"x must be a real numeric tensor, got {t.dtype}: {e}") from None
+        raise TypeError(f"{name} must be a real numeric tensor, got {t.dtype}: {e}") from None
 
 
-def adapt(x: Any) -> Tuple[Any, Optional[Back]]:
+def adapt(x: Any, name: str = "x") -> Tuple[Any, Optional[Back]]:
     """``(array, back)``: what the native functions read, and how results go back (S13, P18).
+
+    ``name`` is the argument's name in the caller's signature, for the errors it raises.
 
     - NumPy arrays other than bfloat16, lists, tuples and Python scalars: ``(x, None)``
       unchanged (the native code coerces them; results are NumPy).
@@ -229,7 +232,7 @@ def adapt(x: Any) -> Tuple[Any, Optional[Back]]:
     if isinstance(x, (list, tuple, float, int, bool)):
         return x, None
     if _is_torch_tensor(x):
-        return _read_torch(x)
+        return _read_torch(x, name)
     jax = _is_jax_array(x)
     if isinstance(x, np.ndarray):
         a = x
@@ -237,12 +240,14 @@ def adapt(x: Any) -> Tuple[Any, Optional[Back]]:
         try:
             a = np.asarray(x)
         except (TypeError, ValueError) as e:
-            raise TypeError(f"x must be a real numeric array, got {type(x).__name__}: {e}") from None
+            raise TypeError(
+                f"{name} must be a real numeric array, got {type(x).__name__}: {e}"
+            ) from None
     elif hasattr(x, "__dlpack__"):
         try:
             a = np.from_dlpack(x)
         except (TypeError, ValueError, RuntimeError, BufferError) as e:
-            raise TypeError(f"cannot read {type(x).__name__} through DLPack: {e}") from None
+            raise TypeError(f"cannot read {name} ({type(x).__name__}) through DLPack: {e}") from None
     else:
         return x, None
     bf16 = a.dtype if _is_bfloat16(a.dtype) else None

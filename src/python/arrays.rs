@@ -202,8 +202,13 @@ impl<'py> FloatArray<'py> {
     }
 
     /// `x` as a float array (contract S1): float16/32/64 read in place when aligned and native;
-    /// integers and bool converted to float64; anything else is a `TypeError`.
-    pub(crate) fn coerce(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<FloatArray<'py>> {
+    /// integers and bool converted to float64; anything else is a `TypeError` naming the
+    /// argument `name`.
+    pub(crate) fn coerce(
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        name: &str,
+    ) -> PyResult<FloatArray<'py>> {
         if let Ok(arr) = x.cast::<PyUntypedArray>() {
             if let Some(v) = FloatArray::view(arr) {
                 return Ok(v);
@@ -211,7 +216,7 @@ impl<'py> FloatArray<'py> {
         }
         static COERCE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let f = COERCE.import(py, "logitkit._coerce", "as_float_array")?;
-        let arr = f.call1((x,))?.cast_into::<PyUntypedArray>()?;
+        let arr = f.call1((x, name))?.cast_into::<PyUntypedArray>()?;
         FloatArray::view(&arr)
             .ok_or_else(|| PyTypeError::new_err("internal: coercion gave an unusable array"))
     }

@@ -240,8 +240,8 @@ pub(crate) fn cross_entropy<'py>(
     #[pyo3(from_py_with = ignore_index_arg)] ignore_index: Option<i64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let reduction = Reduction::parse(&reduction).map_err(to_py_err)?;
-    let (logits, back) = adapt_input(py, logits)?;
-    let mut xa = FloatArray::coerce(py, &logits)?;
+    let (logits, back) = adapt_input(py, logits, "logits")?;
+    let mut xa = FloatArray::coerce(py, &logits, "logits")?;
     let k = int_axis(py, "cross_entropy", axis, xa.shape.len())?;
     let outer = without(&xa.shape, k);
     let labels = parse_labels(py, labels, &outer)?;
@@ -309,8 +309,8 @@ pub(crate) fn fit_temperature<'py>(
     labels: &Bound<'py, PyAny>,
     axis: Option<Axis>,
 ) -> PyResult<f64> {
-    let (logits, _) = adapt_input(py, logits)?;
-    let mut xa = FloatArray::coerce(py, &logits)?;
+    let (logits, _) = adapt_input(py, logits, "logits")?;
+    let mut xa = FloatArray::coerce(py, &logits, "logits")?;
     let k = int_axis(py, "fit_temperature", axis, xa.shape.len())?;
     let outer = without(&xa.shape, k);
     let labels = parse_labels(py, labels, &outer)?;
@@ -348,8 +348,8 @@ fn bins_impl<'py>(
             "n_bins must be an integer in [1, 1048576], got {n_bins}"
         )));
     }
-    let (probs, _) = adapt_input(py, probs)?;
-    let mut xa = FloatArray::coerce(py, &probs)?;
+    let (probs, _) = adapt_input(py, probs, "probs")?;
+    let mut xa = FloatArray::coerce(py, &probs, "probs")?;
     let k = int_axis(py, func, axis, xa.shape.len())?;
     let outer = without(&xa.shape, k);
     let labels = parse_labels(py, labels, &outer)?;
@@ -504,8 +504,8 @@ pub(crate) fn topk<'py>(
     k: &Bound<'py, PyAny>,
     axis: Option<Axis>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let (x, back) = adapt_input(py, x)?;
-    let mut xa = FloatArray::coerce(py, &x)?;
+    let (x, back) = adapt_input(py, x, "x")?;
+    let mut xa = FloatArray::coerce(py, &x, "x")?;
     let axis = normalize_axis(py, axis, xa.shape.len())?;
     let len = match axis {
         Some(a) => xa.shape[a],
@@ -610,8 +610,8 @@ pub(crate) fn sparsemax<'py>(
     x: &Bound<'py, PyAny>,
     axis: Option<Axis>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (x, back) = adapt_input(py, x)?;
-    let xa = FloatArray::coerce(py, &x)?;
+    let (x, back) = adapt_input(py, x, "x")?;
+    let xa = FloatArray::coerce(py, &x, "x")?;
     let axis = normalize_axis(py, axis, xa.shape.len())?;
     let r = map_fresh(py, xa, axis, |dtype, src, sl, dst, dl| {
         // SAFETY: src is a live array laid out as `sl`; dst a fresh array laid out as `dl`.
@@ -644,8 +644,8 @@ pub(crate) fn sparsemax<'py>(
 #[pyfunction]
 #[pyo3(text_signature = "(x)")]
 pub(crate) fn sigmoid<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let (x, back) = adapt_input(py, x)?;
-    let xa = FloatArray::coerce(py, &x)?;
+    let (x, back) = adapt_input(py, x, "x")?;
+    let xa = FloatArray::coerce(py, &x, "x")?;
     let ndim = xa.shape.len();
     // Elementwise: the last axis as lanes, or the whole array when that is one even run.
     let axis = if ndim == 0 || xa.lanes(None).is_some() {
@@ -695,9 +695,11 @@ pub(crate) fn sigmoid<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<B
 /// bfloat16 go through `logitkit._coerce.adapt`; float16/32/64 ndarrays, lists and scalars never
 /// do. Returns the input to compute on and, unless results stay NumPy, the `_coerce.Back` that
 /// takes them to the input's array type (rounding to bfloat16 when the input was bfloat16).
+/// `name`: the argument's name, for the errors.
 pub(crate) fn adapt_input<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
+    name: &str,
 ) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
     if let Ok(a) = x.cast::<PyUntypedArray>() {
         if FloatArray::view(a).is_some() {
@@ -709,7 +711,7 @@ pub(crate) fn adapt_input<'py>(
     }
     static ADAPT: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
     let f = ADAPT.import(py, "logitkit._coerce", "adapt")?;
-    let r = f.call1((x,))?.cast_into::<PyTuple>()?;
+    let r = f.call1((x, name))?.cast_into::<PyTuple>()?;
     let back = r.get_item(1)?;
     Ok((r.get_item(0)?, (!back.is_none()).then_some(back)))
 }
@@ -764,7 +766,7 @@ pub(crate) fn run_adapted<'py>(
     out: Option<&Bound<'py, PyAny>>,
     f: impl FnOnce(&Bound<'py, PyAny>, Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (x, back) = adapt_input(py, x)?;
+    let (x, back) = adapt_input(py, x, "x")?;
     let Some(back) = back else {
         return f(&x, out);
     };

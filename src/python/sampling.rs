@@ -28,7 +28,7 @@ fn logits_array<'py>(
     py: Python<'py>,
     logits: &Bound<'py, PyAny>,
 ) -> PyResult<(FloatArray<'py>, Vec<usize>, usize)> {
-    let mut xa = FloatArray::coerce(py, logits)?;
+    let mut xa = FloatArray::coerce(py, logits, "logits")?;
     let Some((&vocab, rows_shape)) = xa.shape.split_last() else {
         return Err(PyValueError::new_err(
             "logits must have at least one dimension (the vocabulary), got a 0-d array",
@@ -879,7 +879,7 @@ struct Logits<'py> {
 }
 
 fn read_logits<'py>(py: Python<'py>, logits: &Bound<'py, PyAny>) -> PyResult<Logits<'py>> {
-    let (x, back) = adapt_input(py, logits)?;
+    let (x, back) = adapt_input(py, logits, "logits")?;
     let (arr, rows_shape, vocab) = logits_array(py, &x)?;
     Ok(Logits {
         arr,

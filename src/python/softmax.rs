@@ -18,7 +18,7 @@ fn map_impl<'py>(
     temperature: Option<&Bound<'py, PyAny>>,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut xa = FloatArray::coerce(py, x)?;
+    let mut xa = FloatArray::coerce(py, x, "x")?;
     let axis = normalize_axis(py, axis, xa.shape.len())?;
     let outer_shape = axis.map(|k| without(&xa.shape, k)).unwrap_or_default();
     let temps = parse_per_lane_f64(py, "temperature", temperature, 1.0, &outer_shape)?;
@@ -203,13 +203,13 @@ pub(crate) fn logsumexp<'py>(
     axis: Option<Axis>,
     #[pyo3(from_py_with = keepdims_arg)] keepdims: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (x, back) = super::extras::adapt_input(py, x)?;
+    let (x, back) = super::extras::adapt_input(py, x, "x")?;
     if let Some(back) = back {
         // torch/JAX input or bfloat16: computed on the NumPy view (bfloat16 in float32), the
         // result (0-d included) taken back to the input's array type, rounded once for bfloat16.
         return back.call1((logsumexp(py, &x, axis, keepdims)?,));
     }
-    let mut xa = FloatArray::coerce(py, &x)?;
+    let mut xa = FloatArray::coerce(py, &x, "x")?;
     let ndim = xa.shape.len();
     let axis = normalize_axis(py, axis, ndim)?;
     let lanes = match xa.lanes(axis) {

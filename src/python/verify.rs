@@ -28,8 +28,8 @@ fn float_arg<'py>(
     ndim: usize,
     what: &str,
 ) -> PyResult<(FloatArray<'py>, Option<Bound<'py, PyAny>>)> {
-    let (x, back) = adapt_input(py, v)?;
-    let arr = FloatArray::coerce(py, &x)?;
+    let (x, back) = adapt_input(py, v, name)?;
+    let arr = FloatArray::coerce(py, &x, name)?;
     if arr.shape.len() != ndim {
         return Err(PyValueError::new_err(format!(
             "{name} must have shape {what}, got shape {}",
