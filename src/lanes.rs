@@ -552,14 +552,19 @@ fn tile_lane(tile: &Tile, (along, across): (Steps, Steps), r: usize) -> usize {
     tile.lane + a * along.lane + b * across.lane
 }
 
-/// Row pitch of a tile's buffer: the lane length rounded up to an odd number of 64-byte lines.
-/// A gather or scatter fills or drains the rows side by side; rows an even number of lines
-/// apart would share cache sets (all of them, at a multiple of 4 KiB, as 1000 floats rounded
-/// to 1024 were), and evict each other's lines before they are complete.
-fn pitch<C>(n: usize) -> usize {
+/// Row pitch of a tile's buffer for lanes of `n` elements (`contiguous`: adjacent elements on
+/// both sides). A strided gather or scatter fills or drains the rows side by side; rows an
+/// even number of lines apart would share cache sets (all of them, at a multiple of 4 KiB, as
+/// 1000 floats rounded to 1024 were), and evict each other's lines before they are complete:
+/// such rows are rounded up to an odd number of 64-byte lines. Lanes of at most a line share
+/// lines instead, and contiguous lanes are copied a lane at a time: both take no padding, and
+/// rows back to back take the many-rows kernel's packed path when they are short.
+fn pitch<C>(n: usize, contiguous: bool) -> usize {
     let line = (64 / std::mem::size_of::<C>()).max(1);
-    let lines = n.div_ceil(line);
-    (lines | 1) * line
+    if contiguous || n <= line {
+        return n;
+    }
+    (n.div_ceil(line) | 1) * line
 }
 
 /// How [`gather`] and [`scatter`] take a tile's lanes of `n` elements `stride` apart (`step_a`
@@ -778,13 +783,7 @@ unsafe fn map_tiles<T: Float>(
     );
     let steps = tiles.steps();
     let (along, across) = steps;
-    // Contiguous lanes are gathered and scattered a lane at a time, so the buffer's rows need
-    // no padding; back to back, short ones take the packed kernel.
-    let p = if src_lanes.stride == 1 && dst_lanes.stride == 1 {
-        n
-    } else {
-        pitch::<T::Compute>(n)
-    };
+    let p = pitch::<T::Compute>(n, src_lanes.stride == 1 && dst_lanes.stride == 1);
     let k = kernels::<T::Compute>();
     let parallel = is_parallel(n.saturating_mul(count));
     // Fewer tiles than threads: share each long lane's blocks instead.
@@ -1314,7 +1313,7 @@ unsafe fn logsumexp_tiles<T: Float>(src: *const T, src_lanes: &Lanes, out: &mut 
     );
     let steps = tiles.steps();
     let (along, across) = steps;
-    let p = pitch::<T::Compute>(n);
+    let p = pitch::<T::Compute>(n, src_lanes.stride == 1);
     let parallel = is_parallel(n.saturating_mul(count));
     let parallel_row = parallel && tiles.count < get_num_threads() && n > BLOCK;
     let (s, o) = (SharedPtr(src as *mut T), SharedPtr(out.as_mut_ptr()));
