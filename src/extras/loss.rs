@@ -154,7 +154,9 @@ fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64, buf: &mut Vec<C>) 
     } else {
         buf.extend(x.iter().map(|&v| C::from_f64((v.to_f64() - m) / t)));
     }
-    let lse = crate::logsumexp::<C>(buf).to_f64();
+    // The row kernel `logsumexp` itself goes through, without its per-call checks and poll
+    // (rows are polled by the caller): the same bits.
+    let lse = crate::row::logsumexp_row(buf, crate::parallel::is_parallel(buf.len())).to_f64();
     // The label's term exactly, not through the rounded buffer.
     let nll = lse - (x[label].to_f64() - m) / t;
     if eps == 0.0 {
