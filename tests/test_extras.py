@@ -381,6 +381,26 @@ def test_ece_matches_reference(n_bins):
     assert np.all(np.isnan(conf[~filled]))
 
 
+@pytest.mark.parametrize("n_bins", [3, 7, 10, 15, 1000])
+def test_calibration_bins_edges_are_exact(n_bins):
+    # Bin b holds the confidences in (b / n_bins, (b + 1) / n_bins], edges taken exactly: a
+    # confidence one ulp past an edge is in the bin above even when conf * n_bins rounds onto it.
+    from fractions import Fraction
+
+    confs = []
+    for b in range(1, n_bins):
+        edge = b / n_bins
+        confs += [np.nextafter(edge, 0.0), edge, np.nextafter(edge, 1.0)]
+    confs = [c for c in confs if 0.5 < c <= 1.0]  # the maximum of two probabilities
+    p = np.array([[c, 1.0 - c] for c in confs])
+    count, _, _ = calibration_bins(p, np.zeros(len(confs), int), n_bins)
+    want = np.zeros(n_bins, np.int64)
+    for c in confs:
+        f = Fraction(float(c)) * n_bins
+        want[max(0, -(-f.numerator // f.denominator) - 1)] += 1  # ceil(c n) - 1, exactly
+    np.testing.assert_array_equal(count, want)
+
+
 def test_ece_ties_and_errors():
     # argmax ties: the lowest index is the prediction.
     assert expected_calibration_error([[0.5, 0.5]], [0]) == 0.5

@@ -435,7 +435,7 @@ pub(crate) unsafe fn calibration_bins_lanes_raw<T: Float>(
     };
     let mut sums: Vec<Vec<f64>> = crate::scratch::filled(n_bins, Vec::new(), "calibration bins")?;
     for (conf, ok) in per_row {
-        let b = ((conf * n_bins as f64).ceil() - 1.0).clamp(0.0, (n_bins - 1) as f64) as usize;
+        let b = bin_of(conf, n_bins);
         bins.count[b] += 1;
         bins.correct[b] += ok as u64;
         sums[b].push(conf);
@@ -444,6 +444,22 @@ pub(crate) unsafe fn calibration_bins_lanes_raw<T: Float>(
         *s = neumaier_sum(v);
     }
     Ok(bins)
+}
+
+/// The bin of a confidence `conf` in [0, 1] among `n` equal-width bins: the `b` with
+/// `b / n < conf <= (b + 1) / n`, exactly (bin 0 takes 0 too). `conf * n` is rounded, which can
+/// carry a confidence just past an edge onto it; the exact `conf * n - edge`, whose sign one
+/// fused multiply-add keeps, settles which side it lies on.
+fn bin_of(conf: f64, n: usize) -> usize {
+    let nf = n as f64;
+    let b = ((conf * nf).ceil() - 1.0).clamp(0.0, nf - 1.0) as usize;
+    if b + 1 < n && conf.mul_add(nf, -((b + 1) as f64)) > 0.0 {
+        b + 1
+    } else if b > 0 && conf.mul_add(nf, -(b as f64)) <= 0.0 {
+        b - 1
+    } else {
+        b
+    }
 }
 
 /// Reliability bins of a row-major batch of probability vectors (`probs.len() / row_len` rows,
