@@ -149,3 +149,26 @@ def test_p19_sampling_with_the_processor_draws_from_logitkits_distribution():
 def test_p19_unknown_parameter_is_a_type_error():
     with pytest.raises(TypeError, match="seed"):
         LogitsProcessor(seed=3)
+
+
+def test_p19_a_reused_processor_starts_over_on_a_new_prompt():
+    # A new prompt one token longer than the last input_ids is not a continuation of them:
+    # its tokens are prompt tokens (no frequency penalty), as with a fresh processor.
+    torch = pytest.importorskip("torch")
+    from logitkit.transformers import LogitsProcessor
+
+    scores = torch.zeros(1, 6)
+    used = LogitsProcessor(frequency_penalty=1.0)
+    used(torch.tensor([[0, 1]]), scores)
+    continued = used(torch.tensor([[0, 1, 2]]), scores)
+    assert continued.tolist() == [[0, 0, -1, 0, 0, 0]]  # token 2 was generated
+    fresh = LogitsProcessor(frequency_penalty=1.0)(torch.tensor([[3, 3, 4, 5]]), scores)
+    assert fresh.tolist() == [[0.0] * 6]
+    assert used(torch.tensor([[3, 3, 4, 5]]), scores).tolist() == fresh.tolist()
+    # A batch of two: a continuation needs every row to extend its own previous ids.
+    two = LogitsProcessor(frequency_penalty=1.0)
+    z2 = torch.zeros(2, 6)
+    two(torch.tensor([[0, 1], [2, 3]]), z2)
+    assert two(torch.tensor([[0, 1, 4], [2, 3, 5]]), z2).tolist() == [
+        [0, 0, 0, 0, -1, 0], [0, 0, 0, 0, 0, -1]]
+    assert two(torch.tensor([[0, 1, 4, 5], [2, 1, 5, 5]]), z2).tolist() == [[0.0] * 6] * 2

@@ -52,8 +52,9 @@ class LogitsProcessor:
     scores :func:`logitkit.filter_logits` gives: each kept token's processed logit divided by
     the temperature, removed tokens ``-inf``. The histories come from ``input_ids``: the
     prompt is what the first call sees (its length is kept), the output tokens are what was
-    appended since. A call whose ``input_ids`` did not grow by exactly one token starts a new
-    generation (a new prompt), so one processor can serve several ``generate`` calls in turn.
+    appended since. A call whose ``input_ids`` are not the previous call's with one token
+    appended starts a new generation (a new prompt), so one processor can serve several
+    ``generate`` calls in turn.
 
     Parameters
     ----------
@@ -98,14 +99,22 @@ class LogitsProcessor:
             )
         self.params = params
         self._prompt_len: int | None = None
-        self._last_len = -1
+        self._last_ids: np.ndarray | None = None
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         ids = np.asarray(input_ids.detach().cpu() if hasattr(input_ids, "detach") else input_ids)
         length = ids.shape[-1]
-        if self._prompt_len is None or length != self._last_len + 1:
+        last = self._last_ids
+        continues = (
+            last is not None
+            and ids.shape[:-1] == last.shape[:-1]
+            and length == last.shape[-1] + 1
+            and np.array_equal(ids[..., :-1], last)
+        )
+        if not continues:
             self._prompt_len = length
-        self._last_len = length
+        # A copy: the caller may reuse the buffer behind input_ids.
+        self._last_ids = np.array(ids)
         out = filter_logits(
             scores,
             prompt_tokens=ids[:, : self._prompt_len],
