@@ -402,3 +402,26 @@ def test_p18_jax_sampling_results_are_jax():
     f = logitkit.filter_logits(jnp.asarray(x), top_k=3)
     assert isinstance(f, jax.Array)
     np.testing.assert_array_equal(np.asarray(f), logitkit.filter_logits(x, top_k=3))
+
+
+def test_s4_p2_per_row_parameters_as_torch_tensors_equal_numpy_arrays():
+    # Per-vector temperatures (S4) and per-row sampling parameters and seeds (P2, P5) given as
+    # CPU tensors are read as the NumPy arrays they convert to; wrong dtypes stay errors.
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([[0.0, 1.0, 2.0], [3.0, 5.0, 4.0]])
+    t = [1.0, 2.0]
+    assert torch.equal(logitkit.softmax(x, temperature=torch.tensor(t)),
+                       logitkit.softmax(x, temperature=np.array(t)))
+    assert torch.equal(logitkit.log_softmax(x.T, axis=0, temperature=torch.tensor(t)),
+                       logitkit.log_softmax(x.T, axis=0, temperature=np.array(t)))
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+    kw = dict(temperature=[0.5, 1.0, 2.0], top_k=[1, 5, 0], min_p=[0.0, 0.1, 0.2], seed=[1, 2, 3])
+    as_np = {k: np.array(v) for k, v in kw.items()}
+    as_torch = {k: torch.tensor(v) for k, v in kw.items()}
+    assert torch.equal(logitkit.sample(logits, **as_torch), logitkit.sample(logits, **as_np))
+    assert torch.equal(logitkit.filter_logits(logits, **{k: v for k, v in as_torch.items() if k != "seed"}),
+                       logitkit.filter_logits(logits, **{k: v for k, v in as_np.items() if k != "seed"}))
+    with pytest.raises(TypeError, match="temperature"):
+        logitkit.softmax(x, temperature=torch.tensor([True, False]))
+    with pytest.raises(ValueError, match="top_k"):
+        logitkit.sample(logits, top_k=torch.tensor([1.5, 2.0, 3.0]))

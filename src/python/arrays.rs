@@ -422,6 +422,26 @@ pub(crate) fn shape_str(shape: &[usize]) -> String {
     }
 }
 
+/// Whether `v` is an array of another library that NumPy reads (`__array__` or
+/// `__array_interface__`: torch tensors, JAX arrays, ...), and not a NumPy scalar. Parameters
+/// given per row or per vector take these as NumPy arrays (`numpy.asarray`).
+pub(crate) fn exports_array(v: &Bound<'_, PyAny>) -> bool {
+    if v.cast::<PyUntypedArray>().is_ok()
+        || v.cast::<PyList>().is_ok()
+        || v.cast::<PyTuple>().is_ok()
+    {
+        return false;
+    }
+    let numpy_scalar = v
+        .py()
+        .import("numpy")
+        .and_then(|np| v.is_instance(&np.getattr("generic")?))
+        .unwrap_or(false);
+    !numpy_scalar
+        && (v.hasattr("__array__").unwrap_or(false)
+            || v.hasattr("__array_interface__").unwrap_or(false))
+}
+
 /// Reads a per-vector parameter: a real number, or an array of real numbers broadcastable to
 /// `outer_shape` (contracts S4, R7). Complex, string, bool and other non-numeric values (scalars
 /// or arrays) are a `TypeError` naming `name`; an integer too large for a float is a
@@ -463,7 +483,8 @@ pub(crate) fn parse_per_lane_f64(
     let array_like = v.cast::<PyUntypedArray>().is_ok()
         || v.cast::<PyList>().is_ok()
         || v.cast::<PyTuple>().is_ok()
-        || v.is_instance(&np.getattr("generic")?)?;
+        || v.is_instance(&np.getattr("generic")?)?
+        || exports_array(v);
     if !array_like {
         // Other scalars (Decimal, Fraction, 0-d tensors): through `__float__`.
         if v.hasattr("__float__")? {

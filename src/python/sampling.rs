@@ -9,7 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
 use super::arrays::{
-    detach_interruptible, dispatch, repr, result_of, shape_str, to_py_err, FloatArray,
+    detach_interruptible, dispatch, exports_array, repr, result_of, shape_str, to_py_err,
+    FloatArray,
 };
 use super::extras::adapt_input;
 // `verify_draft` reads its arguments with this module's helpers.
@@ -95,7 +96,7 @@ fn float_param(
             repr(v)
         ))
     };
-    if !is_array_like(v) {
+    if !is_array_like(v) && !exports_array(v) {
         if v.cast::<PyFloat>().is_ok() || v.cast::<PyInt>().is_ok() || v.hasattr("__float__")? {
             return v
                 .extract::<f64>()
@@ -195,7 +196,7 @@ fn int_param(
         // Any k >= V disables top-k; negative values are kept (and refused by validation).
         k.clamp(i64::MIN as i128, i64::MAX as i128) as i64
     };
-    if !is_array_like(v) {
+    if !is_array_like(v) && !exports_array(v) {
         return int_scalar(v)
             .map(|k| RowParam::All(clamp(k)))
             .map_err(|_| bad(repr(v)));
@@ -231,7 +232,7 @@ fn seed_param(
     };
     let bad = || PyValueError::new_err(format!("seed must be {what}, got {}", repr(v)));
     let one = |s: i128| u64::try_from(s).map_err(|_| bad());
-    if !is_array_like(v) {
+    if !is_array_like(v) && !exports_array(v) {
         return int_scalar(v)
             .map_err(|_| bad())
             .and_then(one)
