@@ -194,8 +194,12 @@ def test_cross_entropy_axis_and_strides():
     )
     with pytest.raises(AxisError):
         cross_entropy(x, y, axis=3)
-    with pytest.raises(ValueError, match="axis"):
+    # R7: None is of the wrong type for the class axis.
+    with pytest.raises(TypeError, match="axis"):
         cross_entropy(x, y, axis=None)
+    for f in (fit_temperature, expected_calibration_error, calibration_bins):
+        with pytest.raises(TypeError, match="axis"):
+            f(np.full((2, 3), 1 / 3), [0, 1], axis=None)
 
 
 def test_cross_entropy_dtypes():
@@ -406,9 +410,15 @@ def test_ece_ties_and_errors():
     assert expected_calibration_error([[0.5, 0.5]], [0]) == 0.5
     assert expected_calibration_error([[0.5, 0.5]], [1]) == 0.5
     assert expected_calibration_error(np.zeros((0, 3)), np.zeros(0, int)) == 0.0
-    for bad in [0, -1, 2.5, True, 2**20 + 1, 10**12]:
+    for bad in [0, -1, 2**20 + 1, 10**12]:
         with pytest.raises(ValueError, match="n_bins"):
             expected_calibration_error([[0.5, 0.5]], [0], bad)
+    # R7: a count that is not an integer is of the wrong type.
+    for bad in [2.5, 3.0, True, "3"]:
+        with pytest.raises(TypeError, match="n_bins"):
+            expected_calibration_error([[0.5, 0.5]], [0], bad)
+        with pytest.raises(TypeError, match="n_bins"):
+            calibration_bins([[0.5, 0.5]], [0], bad)
     with pytest.raises(ValueError, match="probs row 0"):
         expected_calibration_error([[np.nan, 0.5]], [0])
 
@@ -448,9 +458,14 @@ def test_topk_axes_strides_and_none():
 
 
 def test_topk_errors():
-    for bad in [-1, 6, 2.0, True]:
+    for bad in [-1, 6, 2**70]:
         with pytest.raises(ValueError, match="k must be"):
             topk(np.zeros(5), bad)
+    # R7: a count that is not an integer is of the wrong type.
+    for bad in [2.0, np.float64(1.0), True, np.True_, "1", None]:
+        with pytest.raises(TypeError, match="k must be"):
+            topk(np.zeros(5), bad)
+    assert topk(np.arange(5.0), np.int64(2))[1].tolist() == [4, 3]
     with pytest.raises(AxisError):
         topk(np.zeros(5), 1, axis=1)
     with pytest.raises(TypeError):

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBool, PyTuple};
 
 use super::arrays::{
-    bf16_bits_class, detach_interruptible, dispatch, float_arg, new_empty, normalize_axis,
+    bf16_bits_class, detach_interruptible, dispatch, float_arg, is_bool, new_empty, normalize_axis,
     parse_per_lane_f64, refuse_self_overlap, repr, result_of, shape_str, to_py_err, without, Axis,
     Dtype, FloatArray,
 };
@@ -83,10 +83,11 @@ fn ignore_index_arg(v: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
     })
 }
 
-/// Requires an integer axis (these functions reduce along one).
+/// Requires an integer axis (these functions reduce along one): `None` is of the wrong type
+/// for them (contract R7).
 fn int_axis(py: Python<'_>, func: &str, axis: Option<Axis>, ndim: usize) -> PyResult<usize> {
     let Some(a) = axis else {
-        return Err(PyValueError::new_err(format!(
+        return Err(PyTypeError::new_err(format!(
             "axis must be an integer for {func} (the class axis), got None"
         )));
     };
@@ -141,13 +142,20 @@ fn parse_labels(
 /// A Python int >= 0 (not bool), named `name` in errors.
 fn parse_count(v: &Bound<'_, PyAny>, name: &str, what: &str) -> PyResult<usize> {
     let bad = || PyValueError::new_err(format!("{name} must be {what}, got {}", repr(v)));
-    if v.cast::<PyBool>().is_ok() {
-        return Err(bad());
-    }
-    let i = v
-        .call_method0("__index__")
-        .and_then(|i| i.extract::<i64>())
-        .map_err(|_| bad())?;
+    // Contract R7: a count that is not an integer (a float, a bool, a string, None) is of the
+    // wrong type; an integer out of range is a bad value.
+    let index = if is_bool(v) {
+        None
+    } else {
+        v.call_method0("__index__").ok()
+    };
+    let Some(i) = index else {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be {what}, got {}",
+            repr(v)
+        )));
+    };
+    let i = i.extract::<i64>().map_err(|_| bad())?;
     usize::try_from(i).map_err(|_| bad())
 }
 
