@@ -545,6 +545,20 @@ def test_p8_empty_vocabulary_or_0d_logits(x, words):
 
 
 @pytest.mark.parametrize(
+    "kwargs",
+    [dict(temperature=True), dict(top_p=False), dict(min_p=np.array([True, False])),
+     dict(typical_p=np.True_), dict(temperature="0.5")],
+    ids=["bool-temperature", "bool-top_p", "bool-array-min_p", "numpy-bool", "string"],
+)
+def test_r7_float_parameters_of_the_wrong_type_are_type_errors(kwargs):
+    (name,) = kwargs
+    for call in (lambda: lk.sample(np.zeros((2, 4)), seed=0, **kwargs),
+                 lambda: lk.filter_logits(np.zeros((2, 4)), **kwargs)):
+        with pytest.raises(TypeError, match=rf"^{name} must be a float"):
+            call()
+
+
+@pytest.mark.parametrize(
     "bad",
     [np.array([1 + 1j, 2]), np.array(["a", "b"]), [[1.0, 2.0], [3.0]]],
     ids=["complex", "strings", "ragged"],

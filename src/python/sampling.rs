@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
 use super::arrays::{
-    detach_interruptible, dispatch, exports_array, repr, result_of, shape_str, to_py_err,
+    detach_interruptible, dispatch, exports_array, is_bool, repr, result_of, shape_str, to_py_err,
     FloatArray,
 };
 use super::extras::adapt_input;
@@ -96,6 +96,10 @@ fn float_param(
             repr(v)
         ))
     };
+    // Contract R7: a bool is of the wrong type, however Python lets it pass for a number.
+    if is_bool(v) {
+        return Err(type_err());
+    }
     if !is_array_like(v) && !exports_array(v) {
         if v.cast::<PyFloat>().is_ok() || v.cast::<PyInt>().is_ok() || v.hasattr("__float__")? {
             return v
@@ -107,7 +111,7 @@ fn float_param(
     }
     let arr = as_ndarray(py, v)?;
     let kind: char = arr.dtype().kind().into();
-    if !"fiub".contains(kind) {
+    if !"fiu".contains(kind) {
         return Err(type_err());
     }
     let arr = arr
