@@ -484,6 +484,11 @@ elif kind == "cross_entropy":
     from logitkit.loss import cross_entropy
     x = np.broadcast_to(row[:, None], (4096, 1 << 22))
     call = lambda: cross_entropy(x, np.zeros(1 << 22, dtype=np.int64), axis=0)
+elif kind == "calibration":
+    # 2**32 probabilities of a broadcast view (no memory), each checked and compared.
+    from logitkit.calibration import expected_calibration_error
+    p = np.broadcast_to(np.float32(1 / 1024), (1 << 22, 1024))
+    call = lambda: expected_calibration_error(p, np.broadcast_to(np.int64(3), (1 << 22,)))
 else:
     # 1 GiB of float16 along axis 0 (strided lanes, converted to float32 and back): seconds.
     x = np.tile(row.astype(np.float16), (16384, 8))
@@ -505,7 +510,7 @@ print("ok", flush=True)
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("kind", ["softmax", "logsumexp", "cross_entropy"])
+@pytest.mark.parametrize("kind", ["softmax", "logsumexp", "cross_entropy", "calibration"])
 def test_r8_ctrl_c_interrupts_a_long_call_within_a_second(kind, threads):
     """R8: SIGINT sent to a process inside a long logitkit call (seconds uninterrupted) raises
     KeyboardInterrupt within 1 s of the signal, and the process keeps working afterwards. The

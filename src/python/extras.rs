@@ -12,7 +12,6 @@ use super::arrays::{
     parse_per_lane_f64, refuse_self_overlap, repr, result_of, shape_str, to_py_err, without, Axis,
     Dtype, FloatArray,
 };
-use super::detached;
 use crate::extras::{self, CrossEntropyOptions, Reduction};
 use crate::lanes::{coalesce, Lanes};
 use crate::shared::SharedPtr;
@@ -363,18 +362,18 @@ fn bins_impl<'py>(
     let labels = parse_labels(py, labels, &outer)?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
     let (src, dtype) = (SharedPtr(xa.data), xa.dtype);
-    detached(py, || {
+    // Interruptible (contract R8); a bad row is named here, as `probs`'.
+    detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
-        dispatch!(dtype, T => unsafe {
+        let r = dispatch!(dtype, T => unsafe {
             extras::calibration_bins_lanes_raw::<T>(src.typed(), &lanes, &labels, n_bins)
-        })
-    })?
-    .map_err(|e| match e {
-        crate::Error::InvalidRow { row, problem } => {
-            PyValueError::new_err(format!("probs row {row} {problem}"))
+        });
+        match r {
+            Err(crate::Error::InvalidRow { row, problem }) => Ok(Err((row, problem))),
+            r => r.map(Ok),
         }
-        e => to_py_err(e),
-    })
+    })?
+    .map_err(|(row, problem)| PyValueError::new_err(format!("probs row {row} {problem}")))
 }
 
 /// Expected calibration error over equal-width confidence bins.
