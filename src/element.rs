@@ -305,7 +305,16 @@ pub(crate) unsafe fn widen_into_scratch<T: Float>(
     // overwrites them all: a reused buffer is written once per lane, not twice.
     buf.truncate(n);
     crate::scratch::resize(buf, n, T::Compute::default(), what)?;
-    // SAFETY: the caller's contract.
-    unsafe { widen_strided(p, stride, buf) };
+    // A long lane is copied a piece at a time, with a poll for an interruption between pieces
+    // (contract R8).
+    const PIECE: usize = 1 << 20;
+    for (c, part) in buf.chunks_mut(PIECE).enumerate() {
+        if c > 0 && crate::interrupt::poll() {
+            return Err(crate::Error::Interrupted);
+        }
+        // SAFETY: the caller's contract: the piece's elements, from element `c PIECE` of the
+        // lane, are readable.
+        unsafe { widen_strided(p.offset((c * PIECE) as isize * stride), stride, part) };
+    }
     Ok(())
 }

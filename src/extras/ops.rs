@@ -52,6 +52,9 @@ fn rank_key<C: Real>(v: C, i: usize) -> u128 {
     ((!ordered as u128) << 64) | i as u128
 }
 
+/// Elements of one lane between polls for an interruption (contract R8: a single long lane).
+const POLL_ELEMS: usize = 1 << 16;
+
 /// The positions of the `k` largest entries of `x`, best first (ties: lower index first).
 ///
 /// Scratch is O(k) (contract R1): for large `k`, the candidates' keys stream through a buffer
@@ -73,6 +76,9 @@ fn top_indices<C: Real>(
         idx.sort_unstable_by(|&a, &b| rank(x, a, b));
         let mut worst = x[idx[k - 1]];
         for (i, &v) in x.iter().enumerate().skip(k) {
+            if i % POLL_ELEMS == 0 && crate::interrupt::poll() {
+                return Err(Error::Interrupted);
+            }
             // A later index never beats an equal value: only strictly better entries enter.
             if greater(v, worst) {
                 let pos = idx.partition_point(|&j| !greater(v, x[j]));
@@ -90,18 +96,23 @@ fn top_indices<C: Real>(
     crate::scratch::reserve(keys, cap, "top-k candidates")?;
     crate::scratch::reserve(idx, k, "top-k positions")?;
     let mut bar = u128::MAX;
-    for (i, &v) in x.iter().enumerate() {
-        let key = rank_key(v, i);
-        if key < bar {
-            if keys.len() == cap {
-                keys.select_nth_unstable(k - 1);
-                keys.truncate(k);
-                bar = keys[k - 1];
-                if key >= bar {
-                    continue;
+    for (c, piece) in x.chunks(POLL_ELEMS).enumerate() {
+        if c > 0 && crate::interrupt::poll() {
+            return Err(Error::Interrupted);
+        }
+        for (j, &v) in piece.iter().enumerate() {
+            let key = rank_key(v, c * POLL_ELEMS + j);
+            if key < bar {
+                if keys.len() == cap {
+                    keys.select_nth_unstable(k - 1);
+                    keys.truncate(k);
+                    bar = keys[k - 1];
+                    if key >= bar {
+                        continue;
+                    }
                 }
+                keys.push(key);
             }
-            keys.push(key);
         }
     }
     if keys.len() > k {
