@@ -386,23 +386,22 @@ def test_ece_matches_reference(n_bins):
 
 
 @pytest.mark.parametrize("n_bins", [3, 7, 10, 15, 1000])
-def test_calibration_bins_edges_are_exact(n_bins):
-    # Bin b holds the confidences in (b / n_bins, (b + 1) / n_bins], edges taken exactly: a
-    # confidence one ulp past an edge is in the bin above even when conf * n_bins rounds onto it.
-    from fractions import Fraction
-
+def test_calibration_bins_edges_are_the_float64_divisions(n_bins):
+    # Bin b holds the confidences in (b / n_bins, (b + 1) / n_bins], each edge the float64
+    # division: a confidence one ulp past an edge is in the bin above even when conf * n_bins
+    # rounds onto the edge, and 0.9 itself is in the bin ending at 0.9.
+    edges = [b / n_bins for b in range(n_bins + 1)]
     confs = []
     for b in range(1, n_bins):
-        edge = b / n_bins
-        confs += [np.nextafter(edge, 0.0), edge, np.nextafter(edge, 1.0)]
-    confs = [c for c in confs if 0.5 < c <= 1.0]  # the maximum of two probabilities
+        confs += [np.nextafter(edges[b], 0.0), edges[b], np.nextafter(edges[b], 1.0)]
+    confs = [c for c in confs if 0.5 < c <= 1.0] + [1.0]  # the maximum of two probabilities
     p = np.array([[c, 1.0 - c] for c in confs])
     count, _, _ = calibration_bins(p, np.zeros(len(confs), int), n_bins)
     want = np.zeros(n_bins, np.int64)
     for c in confs:
-        f = Fraction(float(c)) * n_bins
-        want[max(0, -(-f.numerator // f.denominator) - 1)] += 1  # ceil(c n) - 1, exactly
+        want[next(b for b in range(n_bins) if edges[b] < c <= edges[b + 1])] += 1
     np.testing.assert_array_equal(count, want)
+    assert calibration_bins([[0.9, 0.1]], [0], 10)[0].tolist() == [0] * 8 + [1, 0]
 
 
 def test_ece_ties_and_errors():

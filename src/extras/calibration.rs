@@ -288,8 +288,8 @@ pub fn fit_temperature<T: Float>(
 }
 
 /// Reliability statistics in equal-width confidence bins: bin `b` of `n` holds the rows whose
-/// confidence (largest probability) lies in `(b / n, (b + 1) / n]` (a confidence of 0 goes to
-/// the first bin, above 1 to the last).
+/// confidence (largest probability) lies in `(b / n, (b + 1) / n]`, each edge the `f64`
+/// division (a confidence of 0 goes to the first bin, above 1 to the last).
 ///
 /// ```
 /// use logitkit::extras::{calibration_bins, CalibrationBins};
@@ -447,15 +447,17 @@ pub(crate) unsafe fn calibration_bins_lanes_raw<T: Float>(
 }
 
 /// The bin of a confidence `conf` in [0, 1] among `n` equal-width bins: the `b` with
-/// `b / n < conf <= (b + 1) / n`, exactly (bin 0 takes 0 too). `conf * n` is rounded, which can
-/// carry a confidence just past an edge onto it; the exact `conf * n - edge`, whose sign one
-/// fused multiply-add keeps, settles which side it lies on.
+/// `edge(b) < conf <= edge(b + 1)`, `edge(b)` the float64 `b / n` (so that 0.9 is in the bin
+/// that ends at 0.9, as NumPy's edges would have it; bin 0 takes 0 too). `ceil(conf * n) - 1`
+/// is the bin but for the rounding of `conf * n`, which can carry a confidence just past an
+/// edge onto it: one comparison with each of its edges settles it.
 fn bin_of(conf: f64, n: usize) -> usize {
     let nf = n as f64;
     let b = ((conf * nf).ceil() - 1.0).clamp(0.0, nf - 1.0) as usize;
-    if b + 1 < n && conf.mul_add(nf, -((b + 1) as f64)) > 0.0 {
+    let edge = |b: usize| b as f64 / nf;
+    if b + 1 < n && conf > edge(b + 1) {
         b + 1
-    } else if b > 0 && conf.mul_add(nf, -(b as f64)) <= 0.0 {
+    } else if b > 0 && conf <= edge(b) {
         b - 1
     } else {
         b

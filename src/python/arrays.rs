@@ -2,7 +2,7 @@
 //! temperatures (S4), and memory layouts turned into [`Lanes`].
 
 use numpy::npyffi::NPY_TYPES;
-use numpy::{PyArray, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{PyArray, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -544,10 +544,19 @@ pub(crate) fn parse_per_lane_f64(
         })?;
     let flat = np
         .call_method1("ascontiguousarray", (b,))?
-        .call_method0("ravel")?;
-    Ok(Temps::PerLane(
-        flat.call_method0("tolist")?.extract::<Vec<f64>>()?,
-    ))
+        .call_method0("ravel")?
+        .cast_into::<numpy::PyArray1<f64>>()?;
+    // Read as the f64 slice it is (8 bytes a vector), not through a list of Python floats
+    // (about 40 bytes a vector at its peak: contract R1).
+    let ro = flat.try_readonly()?;
+    let values = ro
+        .as_slice()
+        .map_err(|e| PyValueError::new_err(format!("{name}: {e}")))?;
+    let mut v = Vec::new();
+    crate::scratch::reserve(&mut v, values.len(), "the per-vector temperatures")
+        .map_err(to_py_err)?;
+    v.extend_from_slice(values);
+    Ok(Temps::PerLane(v))
 }
 
 /// `repr(v)`, abbreviated when long (contract R7: a huge value is not echoed whole).

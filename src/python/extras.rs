@@ -386,7 +386,8 @@ fn bins_impl<'py>(
 /// labels : array_like of int
 ///     Class indices, shape ``probs.shape`` without ``axis``.
 /// n_bins : int, default 15
-///     Bin ``b`` holds confidences in ``(b/n_bins, (b+1)/n_bins]``.
+///     Bin ``b`` holds confidences in ``(b/n_bins, (b+1)/n_bins]``, each edge the float64
+///     division (so 0.9 is in the bin ending at 0.9).
 /// axis : int, default -1
 ///     The class axis.
 ///
