@@ -351,6 +351,10 @@ pub(crate) fn is_bool(v: &Bound<'_, PyAny>) -> bool {
     if v.cast::<PyBool>().is_ok() {
         return true;
     }
+    // Python floats and ints are not NumPy bools: no type name lookup for them.
+    if v.cast::<PyFloat>().is_ok() || v.cast::<PyInt>().is_ok() {
+        return false;
+    }
     let t = v.get_type();
     let module = t.module().map(|m| m.to_string()).unwrap_or_default();
     let name = t.name().map(|n| n.to_string()).unwrap_or_default();
@@ -426,20 +430,24 @@ pub(crate) fn shape_str(shape: &[usize]) -> String {
 /// `__array_interface__`: torch tensors, JAX arrays, ...), and not a NumPy scalar. Parameters
 /// given per row or per vector take these as NumPy arrays (`numpy.asarray`).
 pub(crate) fn exports_array(v: &Bound<'_, PyAny>) -> bool {
-    if v.cast::<PyUntypedArray>().is_ok()
+    // Python numbers (the common case, on every sampling call) and the array types the callers
+    // read themselves answer without an attribute lookup.
+    if v.cast::<PyFloat>().is_ok()
+        || v.cast::<PyInt>().is_ok()
+        || v.cast::<PyUntypedArray>().is_ok()
         || v.cast::<PyList>().is_ok()
         || v.cast::<PyTuple>().is_ok()
     {
         return false;
     }
-    let numpy_scalar = v
-        .py()
-        .import("numpy")
-        .and_then(|np| v.is_instance(&np.getattr("generic")?))
-        .unwrap_or(false);
-    !numpy_scalar
-        && (v.hasattr("__array__").unwrap_or(false)
-            || v.hasattr("__array_interface__").unwrap_or(false))
+    let exports = v.hasattr("__array__").unwrap_or(false)
+        || v.hasattr("__array_interface__").unwrap_or(false);
+    exports
+        && !v
+            .py()
+            .import("numpy")
+            .and_then(|np| v.is_instance(&np.getattr("generic")?))
+            .unwrap_or(false)
 }
 
 /// Reads a per-vector parameter: a real number, or an array of real numbers broadcastable to

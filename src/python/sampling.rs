@@ -96,6 +96,10 @@ fn float_param(
             repr(v)
         ))
     };
+    // The common case first: a Python float.
+    if let Ok(f) = v.cast::<PyFloat>() {
+        return Ok(RowParam::All(f.value()));
+    }
     // Contract R7: a bool is of the wrong type, however Python lets it pass for a number.
     if is_bool(v) {
         return Err(type_err());
