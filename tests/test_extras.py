@@ -823,3 +823,14 @@ def test_property_layouts_match_contiguous_references(xa, data):
         rel = 2e-6 if x.dtype == np.float32 else 1e-13
         assert np.all(np.abs(got.astype(LD) - want) <= rel * np.maximum(1, np.abs(want)))
     np.testing.assert_array_equal(sigmoid(x), sigmoid(np.ascontiguousarray(x)))
+
+
+@pytest.mark.parametrize("n, k", [(200_000, 5), (200_000, 64), (65_537, 3), (131_072, 1), (70_000, 65_540)])
+def test_topk_long_lanes_with_ties_across_poll_pieces(n, k):
+    # One lane longer than topk's poll piece (2**16 entries), many ties: the same ranking
+    # (value descending, then index ascending) as a stable sort.
+    x = np.random.default_rng(n + k).integers(0, 50, n).astype(np.float64)
+    v, i = topk(x, k)
+    want = np.lexsort((np.arange(n), -x))[:k]
+    np.testing.assert_array_equal(i, want)
+    np.testing.assert_array_equal(v, x[want])

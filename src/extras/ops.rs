@@ -75,16 +75,23 @@ fn top_indices<C: Real>(
         idx.extend(0..k);
         idx.sort_unstable_by(|&a, &b| rank(x, a, b));
         let mut worst = x[idx[k - 1]];
-        for (i, &v) in x.iter().enumerate().skip(k) {
-            if i % POLL_ELEMS == 0 && crate::interrupt::poll() {
+        for (c, piece) in x.chunks(POLL_ELEMS).enumerate() {
+            if c > 0 && crate::interrupt::poll() {
                 return Err(Error::Interrupted);
             }
-            // A later index never beats an equal value: only strictly better entries enter.
-            if greater(v, worst) {
-                let pos = idx.partition_point(|&j| !greater(v, x[j]));
-                idx.pop();
-                idx.insert(pos, i);
-                worst = x[idx[k - 1]];
+            // Entries from `k` on (the first `k` are the start).
+            let from = k.saturating_sub(c * POLL_ELEMS).min(piece.len());
+            let base = c * POLL_ELEMS + from;
+            for (j, &v) in piece[from..].iter().enumerate() {
+                let i = base + j;
+                // A later index never beats an equal value: only strictly better entries
+                // enter.
+                if greater(v, worst) {
+                    let pos = idx.partition_point(|&j| !greater(v, x[j]));
+                    idx.pop();
+                    idx.insert(pos, i);
+                    worst = x[idx[k - 1]];
+                }
             }
         }
         return Ok(());

@@ -105,7 +105,7 @@ fn float_param(
         return Err(type_err());
     }
     if !is_array_like(v) && !exports_array(v) {
-        if v.cast::<PyFloat>().is_ok() || v.cast::<PyInt>().is_ok() || v.hasattr("__float__")? {
+        if v.cast::<PyInt>().is_ok() || v.hasattr("__float__")? {
             return v
                 .extract::<f64>()
                 .map(RowParam::All)
