@@ -134,6 +134,10 @@ impl Lanes {
     /// ```
     #[inline]
     pub fn offset(&self, mut lane: usize) -> isize {
+        if let [(_, stride)] = self.outer[..] {
+            // One outer dimension (the usual case after coalescing): no division.
+            return lane as isize * stride;
+        }
         let mut off = 0isize;
         for &(extent, stride) in self.outer.iter().rev() {
             off += (lane % extent) as isize * stride;

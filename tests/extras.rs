@@ -2,9 +2,10 @@
 //! calibration error, top-k, sparsemax, sigmoid.
 
 use logitkit::extras::{
-    calibration_bins, cross_entropy, cross_entropy_rows, expected_calibration_error,
-    fit_temperature, reduce_losses, sigmoid, sparsemax, sparsemax_rows, topk, topk_lanes,
-    topk_rows, CrossEntropyOptions, Reduction, T_MAX, T_MIN,
+    calibration_bins, calibration_bins_lanes, cross_entropy, cross_entropy_lanes,
+    cross_entropy_rows, expected_calibration_error, fit_temperature, fit_temperature_lanes,
+    reduce_losses, sigmoid, sigmoid_lanes, sparsemax, sparsemax_lanes, sparsemax_rows, topk,
+    topk_lanes, topk_rows, CrossEntropyOptions, Reduction, T_MAX, T_MIN,
 };
 use logitkit::{Error, Lanes, StridedView, StridedViewMut, Temperature};
 
@@ -582,4 +583,150 @@ fn sigmoid_f32_is_correctly_rounded_on_a_dense_grid() {
         h.map(|v| v.to_f32()),
         [0.04742, 0.5, 0.9995].map(|v: f32| half::f16::from_f32(v).to_f32())
     );
+}
+
+/// Short strided lanes are gathered a block of lanes at a time (up to 64 elements per lane, 4096
+/// elements per block): every lane-form extra over column-major storage, with lane counts that
+/// cross the block boundaries, gives the bits of the same lanes stored row by row, at one
+/// thread and at two.
+#[test]
+fn s9_short_strided_lanes_match_contiguous_lanes_bitwise() {
+    let mut rng = Lcg(77);
+    for &n in &[1usize, 2, 3, 7, 64, 65] {
+        let rows = 3 * (4096 / n) + 5;
+        let x: Vec<f64> = (0..rows * n).map(|_| 4.0 * rng.normal()).collect();
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        // Column-major: element (r, j) at j * rows + r.
+        let mut xf = vec![0.0f32; rows * n];
+        for r in 0..rows {
+            for j in 0..n {
+                xf[j * rows + r] = x32[r * n + j];
+            }
+        }
+        let labels: Vec<i64> = (0..rows).map(|_| rng.below(n) as i64).collect();
+        let c_lanes = Lanes::rows(rows, n);
+        let f_lanes = Lanes::from_strided(&[rows, n], &[1, rows as isize], 1);
+        let c = StridedView::new(&x32, 0, c_lanes.clone()).unwrap();
+        let f = StridedView::new(&xf, 0, f_lanes.clone()).unwrap();
+        let opts = CrossEntropyOptions {
+            label_smoothing: 0.1,
+            ..Default::default()
+        };
+        let probs: Vec<f32> = {
+            let mut p = vec![0.0f32; rows * n];
+            logitkit::softmax_rows(&x32, &mut p, n, 1.0.into()).unwrap();
+            p
+        };
+        let mut pf = vec![0.0f32; rows * n];
+        for r in 0..rows {
+            for j in 0..n {
+                pf[j * rows + r] = probs[r * n + j];
+            }
+        }
+        for threads in [1, 2] {
+            logitkit::set_num_threads(threads).unwrap();
+            let (mut lc, mut lf) = (vec![0.0; rows], vec![0.0; rows]);
+            cross_entropy_lanes(&c, &labels, &opts, &mut lc).unwrap();
+            cross_entropy_lanes(&f, &labels, &opts, &mut lf).unwrap();
+            assert_eq!(
+                bits(&lc),
+                bits(&lf),
+                "cross_entropy n={n} threads={threads}"
+            );
+            for k in [1, 2.min(n), n] {
+                let out = Lanes::rows(rows, k);
+                let (mut vc, mut ic) = (vec![0.0f32; rows * k], vec![0i64; rows * k]);
+                let (mut vf, mut i_f) = (vc.clone(), ic.clone());
+                topk_lanes(
+                    &c,
+                    k,
+                    &mut StridedViewMut::new(&mut vc, 0, out.clone()).unwrap(),
+                    &mut StridedViewMut::new(&mut ic, 0, out.clone()).unwrap(),
+                )
+                .unwrap();
+                topk_lanes(
+                    &f,
+                    k,
+                    &mut StridedViewMut::new(&mut vf, 0, out.clone()).unwrap(),
+                    &mut StridedViewMut::new(&mut i_f, 0, out).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(
+                    (&vc, &ic),
+                    (&vf, &i_f),
+                    "topk k={k} n={n} threads={threads}"
+                );
+                let want: Vec<i64> = (0..rows)
+                    .flat_map(|r| {
+                        let row: Vec<f64> =
+                            x32[r * n..(r + 1) * n].iter().map(|&v| v as f64).collect();
+                        ref_topk(&row, k).into_iter().map(|i| i as i64)
+                    })
+                    .collect();
+                assert_eq!(ic, want, "topk k={k} n={n} against the reference");
+            }
+            // Sparsemax and sigmoid, into column-major outputs (a strided write) and
+            // row-major ones.
+            for (name, op) in [
+                ("sparsemax", sparsemax_lanes::<f32> as LaneOp),
+                ("sigmoid", sigmoid_lanes::<f32> as LaneOp),
+            ] {
+                let mut oc = vec![0.0f32; rows * n];
+                op(
+                    &c,
+                    &mut StridedViewMut::new(&mut oc, 0, c_lanes.clone()).unwrap(),
+                )
+                .unwrap();
+                let mut of = vec![0.0f32; rows * n];
+                op(
+                    &f,
+                    &mut StridedViewMut::new(&mut of, 0, f_lanes.clone()).unwrap(),
+                )
+                .unwrap();
+                let mut ofc = vec![0.0f32; rows * n];
+                op(
+                    &f,
+                    &mut StridedViewMut::new(&mut ofc, 0, c_lanes.clone()).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(oc, ofc, "{name} n={n} threads={threads}");
+                for r in 0..rows {
+                    for j in 0..n {
+                        assert_eq!(
+                            of[j * rows + r].to_bits(),
+                            oc[r * n + j].to_bits(),
+                            "{name}"
+                        );
+                    }
+                }
+            }
+            let pc = StridedView::new(&probs, 0, c_lanes.clone()).unwrap();
+            let pfv = StridedView::new(&pf, 0, f_lanes.clone()).unwrap();
+            let (bc, bf) = (
+                calibration_bins_lanes(&pc, &labels, 10).unwrap(),
+                calibration_bins_lanes(&pfv, &labels, 10).unwrap(),
+            );
+            assert_eq!(bc.count, bf.count, "calibration n={n}");
+            assert_eq!(bits(&bc.confidence_sum), bits(&bf.confidence_sum));
+            assert_eq!(bc.correct, bf.correct);
+            if n > 1 {
+                let (tc, tf) = (
+                    fit_temperature_lanes(&c, &labels).unwrap(),
+                    fit_temperature_lanes(&f, &labels).unwrap(),
+                );
+                assert_eq!(
+                    tc.temperature.to_bits(),
+                    tf.temperature.to_bits(),
+                    "fit n={n}"
+                );
+            }
+        }
+    }
+    logitkit::set_num_threads(logitkit::available_cpus()).unwrap();
+}
+
+type LaneOp = fn(&StridedView<'_, f32>, &mut StridedViewMut<'_, f32>) -> logitkit::Result<()>;
+
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
 }

@@ -8,85 +8,182 @@ use crate::layout::Lanes;
 use crate::parallel::{is_parallel, map_init};
 use crate::shared::SharedPtr;
 
-/// Reads lane `i` of `src` as a contiguous compute-type slice, gathering into `buf` if needed
-/// (an error when `buf` cannot grow to the lane, contract R1).
-///
-/// # Safety
-/// Every element of lane `i` is valid for reads and not written during the borrow.
-#[inline]
-pub(crate) unsafe fn read_lane<'a, T: Float>(
-    src: *const T,
-    lanes: &Lanes,
-    i: usize,
-    buf: &'a mut Vec<T::Compute>,
-) -> Result<&'a [T::Compute]> {
-    let n = lanes.len;
-    // SAFETY: lane `i`'s first element is readable (the caller's contract), so its offset is
-    // within the allocation.
-    let p = unsafe { src.offset(lanes.offset(i)) };
-    if is_native::<T>() && (lanes.stride == 1 || n <= 1) {
-        // SAFETY: T is its own compute type and the lane's n elements are adjacent, readable
-        // and not written during the borrow (the caller's contract).
-        return Ok(unsafe { std::slice::from_raw_parts(p as *const T::Compute, n) });
-    }
-    // SAFETY: the lane's `n` elements, `stride` apart from `p`, are readable (the contract).
-    unsafe { widen_into_scratch(p, lanes.stride, n, buf, "a lane's copy")? };
-    Ok(buf)
-}
+/// Strided lanes of at most this many elements are gathered a block of lanes at a time: one
+/// pass over each position of the block's lanes (neighbouring lanes are usually neighbours in
+/// memory, so the pass reads whole cache lines) instead of a call per lane.
+const GATHERED_LANE_MAX: usize = 64;
 
-/// Writes `vals` to lane `i` of `dst`.
-///
-/// # Safety
-/// Every element of lane `i` of `dst` is valid for writes and accessed by nobody else.
-#[inline]
-pub(crate) unsafe fn write_lane<T: Float>(
-    dst: *mut T,
-    lanes: &Lanes,
-    i: usize,
-    vals: &[T::Compute],
-) {
-    // SAFETY: the elements of lane `i` of `dst` are valid for writes and accessed by nobody
-    // else (the caller's contract).
-    unsafe { narrow_strided(vals, dst.offset(lanes.offset(i)), lanes.stride) };
-}
+/// Elements per block of gathered lanes (16 KiB of `f32`: the block stays in L1 while its lanes
+/// are computed). Ctrl-C is polled once per block.
+const GATHER_BLOCK_ELEMS: usize = 4096;
 
 /// Lanes per parallel task: whole lanes, at least ~8k elements' worth.
 fn min_lanes(len: usize) -> usize {
     (8 * 1024 / len.max(1)).max(1)
 }
 
-/// `f(i, lane_i, scratch)` for every lane, results in lane order, or the first lane's error
-/// (in lane order). Parallel over lanes when large. `scratch` is a buffer owned by the running task (never a thread-local: a task waiting
-/// on nested parallel work may run another lane on the same thread).
+/// A task's buffers: gathered lanes, one block's lane offsets, and the scratch handed to the
+/// per-lane closure. Owned by the running task, never a thread-local: a task waiting on nested
+/// parallel work may run another task's lanes on the same thread.
+struct LaneBufs<C> {
+    gather: Vec<C>,
+    offsets: Vec<isize>,
+    scratch: Vec<C>,
+}
+
+impl<C> Default for LaneBufs<C> {
+    fn default() -> Self {
+        LaneBufs {
+            gather: Vec::new(),
+            offsets: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+/// `f(i, lane i as a contiguous compute-type slice)` for the lanes `range` of `src`, in order,
+/// stopping at the first error. A lane is read in place when it is its own compute-type slice;
+/// short strided lanes are gathered a block at a time ([`GATHERED_LANE_MAX`]); longer ones one
+/// at a time. Polls for an interruption about every 16k elements.
+///
+/// # Safety
+/// Every element of the lanes `range` of `src` is valid for reads and not written during the
+/// call.
+unsafe fn each_lane<T: Float>(
+    src: *const T,
+    lanes: &Lanes,
+    range: std::ops::Range<usize>,
+    gather: &mut Vec<T::Compute>,
+    offsets: &mut Vec<isize>,
+    mut f: impl FnMut(usize, &[T::Compute]) -> Result<()>,
+) -> Result<()> {
+    let (n, stride) = (lanes.len, lanes.stride);
+    if is_native::<T>() && (stride == 1 || n <= 1) {
+        for i in range {
+            if crate::interrupt::poll_at(i, n) {
+                return Err(crate::Error::Interrupted);
+            }
+            // SAFETY: T is its own compute type and lane i's n elements are adjacent, readable
+            // and not written during the borrow (the caller's contract).
+            let x = unsafe {
+                std::slice::from_raw_parts(src.offset(lanes.offset(i)) as *const T::Compute, n)
+            };
+            f(i, x)?;
+        }
+        return Ok(());
+    }
+    if n > GATHERED_LANE_MAX {
+        for i in range {
+            if crate::interrupt::poll_at(i, n) {
+                return Err(crate::Error::Interrupted);
+            }
+            // SAFETY: lane i's `n` elements, `stride` apart from its offset, are readable (the
+            // caller's contract).
+            unsafe {
+                widen_into_scratch(
+                    src.offset(lanes.offset(i)),
+                    stride,
+                    n,
+                    gather,
+                    "a lane's copy",
+                )?
+            };
+            f(i, gather)?;
+        }
+        return Ok(());
+    }
+    let per_block = GATHER_BLOCK_ELEMS / n;
+    let mut first = range.start;
+    while first < range.end {
+        if crate::interrupt::poll() {
+            return Err(crate::Error::Interrupted);
+        }
+        let b = per_block.min(range.end - first);
+        let lane_offsets = (first..first + b).map(|i| lanes.offset(i));
+        crate::scratch::refill(offsets, b, lane_offsets, "a block's lane offsets")?;
+        gather.clear();
+        crate::scratch::resize(gather, b * n, T::Compute::default(), "a block of lanes")?;
+        // Position by position, lane by lane: the reads of one position walk neighbouring
+        // lanes, usually adjacent in memory.
+        for j in 0..n {
+            let step = j as isize * stride;
+            for (l, &off) in offsets.iter().enumerate() {
+                // SAFETY: element j of lane first + l is readable (the caller's contract).
+                gather[l * n + j] = unsafe { *src.offset(off + step) }.to_compute();
+            }
+        }
+        for (l, x) in gather.chunks_exact(n).enumerate() {
+            f(first + l, x)?;
+        }
+        first += b;
+    }
+    Ok(())
+}
+
+/// `out[i] = f(i, lane_i, scratch)` for every lane, or the first lane's error (in lane order;
+/// `out` then partly written). Parallel over lanes when large. `scratch` is a buffer owned by
+/// the running task.
 ///
 /// # Safety
 /// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
-pub(crate) unsafe fn collect_lanes<T: Float, R: Send>(
+pub(crate) unsafe fn lanes_into<T: Float, R: Send>(
+    src: *const T,
+    lanes: &Lanes,
+    out: &mut [R],
+    f: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> Result<R> + Sync,
+) -> Result<()> {
+    let count = lanes.count();
+    debug_assert_eq!(out.len(), count);
+    let per_task = min_lanes(lanes.len);
+    let (s, base) = (SharedPtr(src as *mut T), out.as_mut_ptr() as usize);
+    let task = |bufs: &mut LaneBufs<T::Compute>, c: usize| {
+        let range = c * per_task..((c + 1) * per_task).min(count);
+        let LaneBufs {
+            gather,
+            offsets,
+            scratch,
+        } = bufs;
+        // SAFETY: the caller's contract; the range's lanes are in bounds, and the range's
+        // entries of `out` (which outlives the call) are written by this task alone.
+        unsafe {
+            each_lane(
+                s.get() as *const T,
+                lanes,
+                range,
+                gather,
+                offsets,
+                |i, x| {
+                    *(base as *mut R).add(i) = f(i, x, scratch)?;
+                    Ok(())
+                },
+            )
+        }
+    };
+    let work = lanes.len.saturating_mul(count).max(count);
+    map_init(
+        count.div_ceil(per_task),
+        1,
+        is_parallel(work),
+        LaneBufs::default,
+        task,
+    )?
+    .into_iter()
+    .collect()
+}
+
+/// [`lanes_into`] into a new vector: the results in lane order.
+///
+/// # Safety
+/// As [`lanes_into`].
+pub(crate) unsafe fn collect_lanes<T: Float, R: Send + Clone + Default>(
     src: *const T,
     lanes: &Lanes,
     f: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
-    let count = lanes.count();
-    let s = SharedPtr(src as *mut T);
-    let one = |i: usize, bufs: &mut (Vec<T::Compute>, Vec<T::Compute>)| {
-        if crate::interrupt::poll_at(i, lanes.len) {
-            return Err(crate::Error::Interrupted);
-        }
-        let (gather, scratch) = bufs;
-        // SAFETY: the caller's contract; lane i is in bounds.
-        let x = unsafe { read_lane(s.get() as *const T, lanes, i, gather) }?;
-        f(i, x, scratch)
-    };
-    let work = lanes.len.saturating_mul(count).max(count);
-    map_init(
-        count,
-        min_lanes(lanes.len),
-        is_parallel(work),
-        || (Vec::new(), Vec::new()),
-        |bufs, i| one(i, bufs),
-    )?
-    .into_iter()
-    .collect()
+    let mut out = crate::scratch::filled(lanes.count(), R::default(), "per-lane results")?;
+    // SAFETY: the caller's contract.
+    unsafe { lanes_into(src, lanes, &mut out, f) }?;
+    Ok(out)
 }
 
 /// `f(x_lane, out_lane)` for every lane of `src` into the matching lane of `dst` (same lane
@@ -109,37 +206,46 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
     if n == 0 || count == 0 {
         return Ok(());
     }
+    let per_task = min_lanes(n);
     let (s, d) = (SharedPtr(src as *mut T), SharedPtr(dst));
-    let one = |i: usize, bufs: &mut (Vec<T::Compute>, Vec<T::Compute>)| {
-        if crate::interrupt::poll_at(i, n) {
-            return Err(crate::Error::Interrupted);
-        }
-        let (inb, outb) = bufs;
-        // SAFETY: the caller's contract: lane i of src is readable, lane i of dst writable and
-        // touched by this task only.
+    let in_place = is_native::<T>() && dst_lanes.stride == 1;
+    let task = |bufs: &mut LaneBufs<T::Compute>, c: usize| {
+        let range = c * per_task..((c + 1) * per_task).min(count);
+        let LaneBufs {
+            gather,
+            offsets,
+            scratch,
+        } = bufs;
+        // SAFETY: the caller's contract: the range's lanes of src are readable, of dst writable
+        // and touched by this task only.
         unsafe {
-            let x = read_lane(s.get() as *const T, src_lanes, i, inb)?;
-            if is_native::<T>() && dst_lanes.stride == 1 {
-                let o = std::slice::from_raw_parts_mut(
-                    d.get().offset(dst_lanes.offset(i)) as *mut T::Compute,
-                    n,
-                );
-                f(x, o)
-            } else {
-                outb.clear();
-                crate::scratch::resize(outb, n, x[0], "a lane's result")?;
-                f(x, outb)?;
-                write_lane(d.get(), dst_lanes, i, outb);
-                Ok(())
-            }
+            each_lane(
+                s.get() as *const T,
+                src_lanes,
+                range,
+                gather,
+                offsets,
+                |i, x| {
+                    let p = d.get().offset(dst_lanes.offset(i));
+                    if in_place {
+                        f(x, std::slice::from_raw_parts_mut(p as *mut T::Compute, n))
+                    } else {
+                        scratch.clear();
+                        crate::scratch::resize(scratch, n, x[0], "a lane's result")?;
+                        f(x, scratch)?;
+                        narrow_strided(scratch, p, dst_lanes.stride);
+                        Ok(())
+                    }
+                },
+            )
         }
     };
     map_init(
-        count,
-        min_lanes(n),
+        count.div_ceil(per_task),
+        1,
         is_parallel(n.saturating_mul(count)),
-        || (Vec::new(), Vec::new()),
-        |bufs, i| one(i, bufs),
+        LaneBufs::default,
+        task,
     )?
     .into_iter()
     .collect()
@@ -149,6 +255,17 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
 /// accumulators, so that the compiler vectorises it; exact, so the grouping does not matter.
 #[inline]
 pub(crate) fn max_nan<C: crate::Real>(x: &[C]) -> (C, bool) {
+    if x.len() < 8 {
+        // Short lanes (many of them in a call): one pass, no accumulators to set up and merge.
+        let (mut m, mut nan) = (C::NEG_INFINITY, false);
+        for &v in x {
+            nan |= v.is_nan();
+            if v > m {
+                m = v;
+            }
+        }
+        return (m, nan);
+    }
     let mut acc = [C::NEG_INFINITY; 8];
     let mut nan = [false; 8];
     let chunks = x.chunks_exact(8);

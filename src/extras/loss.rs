@@ -9,7 +9,7 @@
 
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
-use crate::extras::exec::{collect_lanes, max_nan, neumaier_sum, rows_of, sum_f64};
+use crate::extras::exec::{lanes_into, max_nan, neumaier_sum, rows_of, sum_f64};
 use crate::layout::Lanes;
 use crate::temperature::Temperature;
 use crate::view::StridedView;
@@ -154,9 +154,7 @@ fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64, buf: &mut Vec<C>) 
     } else {
         buf.extend(x.iter().map(|&v| C::from_f64((v.to_f64() - m) / t)));
     }
-    // The row kernel `logsumexp` itself goes through, without its per-call checks and poll
-    // (rows are polled by the caller): the same bits.
-    let lse = crate::row::logsumexp_row(buf, crate::parallel::is_parallel(buf.len())).to_f64();
+    let lse = scaled_logsumexp(buf);
     // The label's term exactly, not through the rounded buffer.
     let nll = lse - (x[label].to_f64() - m) / t;
     if eps == 0.0 {
@@ -164,6 +162,18 @@ fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64, buf: &mut Vec<C>) 
     }
     let mean = sum_f64(buf) / x.len() as f64;
     Ok((1.0 - eps) * nll + eps * (lse - mean))
+}
+
+/// logsumexp of a row whose maximum is 0 (`x - max`, scaled): the bits of the public
+/// `logsumexp`, through its row kernels without their per-call checks and poll (rows are
+/// polled by the caller). A row of a block or less skips the maximum pass: the maximum is known,
+/// and `0 + ln(sum)` is `ln(sum)` (the sum is at least 1, so its log is not -0).
+fn scaled_logsumexp<C: Real>(buf: &[C]) -> f64 {
+    if buf.len() <= crate::kernels::BLOCK {
+        let total = (crate::kernels::kernels::<C>().sum_exp)(buf, C::default(), 1.0);
+        return C::from_f64(total.ln()).to_f64();
+    }
+    crate::row::logsumexp_row(buf, crate::parallel::is_parallel(buf.len())).to_f64()
 }
 
 /// Per-lane cross-entropy over strided lanes: `losses[i]` is lane `i`'s loss (0 where
@@ -222,18 +232,16 @@ pub(crate) unsafe fn cross_entropy_lanes_raw<T: Float>(
     opts.check(count)?;
     check_labels(labels, lanes.len, opts.ignore_index)?;
     let eps = opts.label_smoothing;
-    // SAFETY: every lane of `src` is readable and not written during the call (this function's contract), as `collect_lanes` asks.
-    let per_lane = unsafe {
-        collect_lanes(src, lanes, |i, x, scratch| {
+    // SAFETY: every lane of `src` is readable and not written during the call (this function's contract), as `lanes_into` asks.
+    unsafe {
+        lanes_into(src, lanes, losses, |i, x, scratch| {
             let y = labels[i];
             if Some(y) == opts.ignore_index {
                 return Ok(0.0);
             }
             row_loss(x, y as usize, opts.temperature.get(i), eps, scratch)
         })
-    }?;
-    losses.copy_from_slice(&per_lane);
-    Ok(())
+    }
 }
 
 /// Per-row cross-entropy of a row-major batch (`logits.len() / row_len` rows, one label each)

@@ -55,6 +55,39 @@ fn rank_key<C: Real>(v: C, i: usize) -> u128 {
 /// Elements of one lane between polls for an interruption (contract R8: a single long lane).
 const POLL_ELEMS: usize = 1 << 16;
 
+/// The position of the first top-ranked entry of a non-empty `x` (the top-1 of
+/// [`top_indices`], without its buffers: the common `k = 1` on many short lanes).
+#[inline(always)]
+fn best_index<C: Real>(x: &[C]) -> Result<usize> {
+    let mut best = (0, x[0]);
+    if x.len() <= POLL_ELEMS {
+        x.iter()
+            .enumerate()
+            .for_each(|(j, &v)| keep_better(&mut best, j, v));
+        return Ok(best.0);
+    }
+    for (c, piece) in x.chunks(POLL_ELEMS).enumerate() {
+        if c > 0 && crate::interrupt::poll() {
+            return Err(Error::Interrupted);
+        }
+        let base = c * POLL_ELEMS;
+        piece
+            .iter()
+            .enumerate()
+            .for_each(|(j, &v)| keep_better(&mut best, base + j, v));
+    }
+    Ok(best.0)
+}
+
+/// `best = (j, v)` when `v` ranks above `best.1`, by selects, not a branch: on short lanes of
+/// random values a branch is mispredicted half the time.
+#[inline(always)]
+fn keep_better<C: Real>(best: &mut (usize, C), j: usize, v: C) {
+    let better = greater(v, best.1);
+    best.0 = if better { j } else { best.0 };
+    best.1 = if better { v } else { best.1 };
+}
+
 /// The positions of the `k` largest entries of `x`, best first (ties: lower index first).
 ///
 /// Scratch is O(k) (contract R1): for large `k`, the candidates' keys stream through a buffer
@@ -69,6 +102,10 @@ fn top_indices<C: Real>(
     idx.clear();
     let n = x.len();
     if k == 0 {
+        return Ok(());
+    }
+    if k == 1 {
+        idx.push(best_index(x)?);
         return Ok(());
     }
     if k <= SMALL_K && k < n {
@@ -233,6 +270,15 @@ pub(crate) unsafe fn topk_lanes_raw<T: Float>(
     }
     let (v, ix) = (SharedPtr(values), SharedPtr(indices));
     let per_lane = |i: usize, x: &[T::Compute], _: &mut Vec<T::Compute>| {
+        if k == 1 {
+            let p = best_index(x)?;
+            // SAFETY: lane i of the outputs is in bounds and written by this task only.
+            unsafe {
+                *v.get().offset(value_lanes.offset(i)) = T::from_compute(x[p]);
+                *ix.get().offset(index_lanes.offset(i)) = p as i64;
+            }
+            return Ok(());
+        }
         // A thread-local is safe here: nothing in this closure waits on parallel work, so the
         // thread cannot start another lane while the buffers are borrowed.
         thread_local! {
