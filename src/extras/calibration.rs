@@ -11,7 +11,7 @@
 
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
-use crate::extras::exec::{collect_lanes, max_nan, neumaier_sum, rows_of};
+use crate::extras::exec::{collect_lanes, max_nan, neumaier_sum, rows_of, Neumaier};
 use crate::layout::Lanes;
 use crate::view::StridedView;
 
@@ -405,27 +405,19 @@ pub(crate) unsafe fn calibration_bins_lanes_raw<T: Float>(
     // SAFETY: every lane of `src` is readable and not written during the call (this function's contract), as `collect_lanes` asks.
     let per_row = unsafe {
         collect_lanes(src, lanes, |i, x, _| {
-            let mut best = 0usize;
-            for (j, &v) in x.iter().enumerate() {
-                if v.is_nan() {
-                    return Err(Error::InvalidRow {
-                        row: i,
-                        problem: "holds NaN",
-                    });
-                }
-                // Contract R7: probabilities outside [0, 1] (infinities included) are refused.
-                if !(0.0..=1.0).contains(&v.to_f64()) {
-                    return Err(Error::InvalidParameter {
-                        name: "probs",
-                        value: format!("{v:?} (row {i}, position {j})"),
-                        expected: "probabilities in [0, 1]",
-                    });
-                }
-                if v > x[best] {
-                    best = j;
-                }
+            // Contract R7: NaN and probabilities outside [0, 1] (infinities included) are
+            // refused. Checked in one pass over the lane first: on the valid lanes (all but
+            // an error's) the scan below then has no branch to mispredict.
+            if !x.iter().all(|&v| (0.0..=1.0).contains(&v.to_f64())) {
+                return Err(bad_probability(x, i));
             }
-            Ok((x[best].to_f64(), best as i64 == labels[i]))
+            let (mut best, mut top) = (0usize, x[0]);
+            for (j, &v) in x.iter().enumerate() {
+                let better = v > top;
+                best = if better { j } else { best };
+                top = if better { v } else { top };
+            }
+            Ok((top.to_f64(), best as i64 == labels[i]))
         })
     }?;
     let mut bins = CalibrationBins {
@@ -433,33 +425,72 @@ pub(crate) unsafe fn calibration_bins_lanes_raw<T: Float>(
         confidence_sum: crate::scratch::filled(n_bins, 0.0, "calibration bins")?,
         correct: crate::scratch::filled(n_bins, 0, "calibration bins")?,
     };
-    let mut sums: Vec<Vec<f64>> = crate::scratch::filled(n_bins, Vec::new(), "calibration bins")?;
+    // Each bin's confidences summed in row order, as they come.
+    let mut sums = crate::scratch::filled(n_bins, Neumaier::default(), "calibration bins")?;
+    let edges = Edges::new(n_bins)?;
     for (conf, ok) in per_row {
-        let b = bin_of(conf, n_bins);
+        let b = edges.bin_of(conf);
         bins.count[b] += 1;
         bins.correct[b] += ok as u64;
-        sums[b].push(conf);
+        sums[b].add(conf);
     }
-    for (s, v) in bins.confidence_sum.iter_mut().zip(sums) {
-        *s = neumaier_sum(v);
+    for (s, acc) in bins.confidence_sum.iter_mut().zip(sums) {
+        *s = acc.value();
     }
     Ok(bins)
 }
 
-/// The bin of a confidence `conf` in [0, 1] among `n` equal-width bins: the `b` with
-/// `edge(b) < conf <= edge(b + 1)`, `edge(b)` the float64 `b / n` (so that 0.9 is in the bin
-/// that ends at 0.9, as NumPy's edges would have it; bin 0 takes 0 too). `ceil(conf * n) - 1`
-/// is the bin but for the rounding of `conf * n`, which can carry a confidence just past an
-/// edge onto it: one comparison with each of its edges settles it.
-fn bin_of(conf: f64, n: usize) -> usize {
-    let nf = n as f64;
-    let b = ((conf * nf).ceil() - 1.0).clamp(0.0, nf - 1.0) as usize;
-    let edge = |b: usize| b as f64 / nf;
-    if b + 1 < n && conf > edge(b + 1) {
-        b + 1
-    } else if b > 0 && conf <= edge(b) {
-        b - 1
-    } else {
+/// The error for a lane holding NaN or a value outside [0, 1]: the first such entry.
+#[cold]
+fn bad_probability<C: Real>(x: &[C], row: usize) -> Error {
+    let (j, v) = x
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.is_nan() || !(0.0..=1.0).contains(&v.to_f64()))
+        .map(|(j, &v)| (j, v))
+        .unwrap_or((0, x[0]));
+    if v.is_nan() {
+        return Error::InvalidRow {
+            row,
+            problem: "holds NaN",
+        };
+    }
+    Error::InvalidParameter {
+        name: "probs",
+        value: format!("{v:?} (row {row}, position {j})"),
+        expected: "probabilities in [0, 1]",
+    }
+}
+
+/// The edges of `n` equal-width bins of [0, 1], for [`Edges::bin_of`].
+struct Edges {
+    /// `edge[b] = b / n` in float64, `b` in `0..=n`.
+    edge: Vec<f64>,
+}
+
+impl Edges {
+    fn new(n: usize) -> Result<Edges> {
+        let nf = n as f64;
+        let edge = crate::scratch::collected(n + 1, (0..=n).map(|b| b as f64 / nf), "bin edges")?;
+        Ok(Edges { edge })
+    }
+
+    /// The bin of a confidence `conf` in [0, 1] among `n` equal-width bins: the `b` with
+    /// `edge(b) < conf <= edge(b + 1)`, `edge(b)` the float64 `b / n` (so that 0.9 is in the bin
+    /// that ends at 0.9, as NumPy's edges would have it; bin 0 takes 0 too). `ceil(conf * n) - 1`
+    /// is the bin but for the rounding of `conf * n`, which can carry a confidence just past an
+    /// edge onto it. `conf * n` truncated (no libm `ceil` call) starts within a bin or two of
+    /// it, and comparisons with the edges settle it.
+    #[inline]
+    fn bin_of(&self, conf: f64) -> usize {
+        let n = self.edge.len() - 1;
+        let mut b = ((conf * n as f64) as usize).min(n - 1);
+        while b + 1 < n && conf > self.edge[b + 1] {
+            b += 1;
+        }
+        while b > 0 && conf <= self.edge[b] {
+            b -= 1;
+        }
         b
     }
 }
@@ -502,4 +533,46 @@ pub fn expected_calibration_error<T: Float>(
     n_bins: usize,
 ) -> Result<f64> {
     Ok(calibration_bins(probs, row_len, labels, n_bins)?.expected_calibration_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defining property: `edge(b) < conf <= edge(b + 1)`, bin 0 also taking 0.
+    fn check(edges: &Edges, conf: f64) {
+        let n = edges.edge.len() - 1;
+        let b = edges.bin_of(conf);
+        assert!(b < n, "conf {conf:e}, n {n}: bin {b}");
+        let lower_ok = conf > edges.edge[b] || (b == 0 && conf >= 0.0);
+        assert!(
+            lower_ok && conf <= edges.edge[b + 1],
+            "conf {conf:e}, n {n}: bin {b}"
+        );
+    }
+
+    #[test]
+    fn bin_of_meets_its_definition_at_and_beside_every_edge() {
+        let mut seed = 12345u64;
+        for n in (1..=64).chain([100, 1000, 4097, MAX_BINS]) {
+            let edges = Edges::new(n).unwrap();
+            let probe: Vec<usize> = if n <= 4097 {
+                (0..=n).collect()
+            } else {
+                (0..=n).step_by(997).chain([n - 1, n]).collect()
+            };
+            for b in probe {
+                let e = edges.edge[b];
+                for conf in [e, e.next_down(), e.next_up(), e.next_up().next_up()] {
+                    if (0.0..=1.0).contains(&conf) {
+                        check(&edges, conf);
+                    }
+                }
+            }
+            for _ in 0..2000 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                check(&edges, (seed >> 11) as f64 / (1u64 << 53) as f64);
+            }
+        }
+    }
 }

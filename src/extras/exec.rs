@@ -310,20 +310,36 @@ pub(crate) use crate::layout::rows_of;
 
 /// Sequential compensated (Neumaier) sum, in order: the same bits whatever produced the terms.
 pub(crate) fn neumaier_sum(values: impl IntoIterator<Item = f64>) -> f64 {
-    let (mut sum, mut comp) = (0.0f64, 0.0f64);
-    for v in values {
-        let t = sum + v;
-        if sum.abs() >= v.abs() {
-            comp += (sum - t) + v;
+    let mut acc = Neumaier::default();
+    values.into_iter().for_each(|v| acc.add(v));
+    acc.value()
+}
+
+/// A running [`neumaier_sum`]: terms added one at a time, in order.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Neumaier {
+    sum: f64,
+    comp: f64,
+}
+
+impl Neumaier {
+    #[inline]
+    pub(crate) fn add(&mut self, v: f64) {
+        let t = self.sum + v;
+        if self.sum.abs() >= v.abs() {
+            self.comp += (self.sum - t) + v;
         } else {
-            comp += (v - t) + sum;
+            self.comp += (v - t) + self.sum;
         }
-        sum = t;
+        self.sum = t;
     }
-    // An infinite or NaN term makes the compensation NaN; the plain sum is then the answer.
-    if sum.is_finite() {
-        sum + comp
-    } else {
-        sum
+
+    pub(crate) fn value(self) -> f64 {
+        // An infinite or NaN term makes the compensation NaN; the plain sum is then the answer.
+        if self.sum.is_finite() {
+            self.sum + self.comp
+        } else {
+            self.sum
+        }
     }
 }
