@@ -15,6 +15,8 @@ thread, so the 1-thread ratio is the fair one).
 
     python benches/layouts.py [--rounds 3] [--threads 1 2] [--quick] [--out benches/results]
         [--baseline DIR]   # also time the logitkit package found in DIR (e.g. an older build)
+        [--extras]         # the extras (cross_entropy, topk, sparsemax, sigmoid, calibration)
+                           # on many short lanes instead, each against NumPy's softmax
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ import time
 from pathlib import Path
 
 FUNCS = ["softmax", "log_softmax", "logsumexp"]
+
+# --extras: R8 bounds every function by NumPy's softmax expression on the same layout, so
+# each of these is compared with that one NumPy time. topk takes k = 1 and k = 2,
+# cross_entropy per-lane losses, expected_calibration_error the softmax of the input.
+EXTRAS = ["cross_entropy", "topk k=1", "topk k=2", "sparsemax", "sigmoid", "expected_calibration_error"]
 
 # name -> (base shape, order, view slices or None, axis). float32.
 LAYOUTS = {
@@ -49,6 +56,16 @@ LAYOUTS = {
     "C 3072x8192 [::3, ::2] axis=0": ((3072, 8192), "C", (slice(None, None, 3), slice(None, None, 2)), 0),
     "C 2048x4096 [:, ::-1] axis=0": ((2048, 4096), "C", (slice(None), slice(None, None, -1)), 0),
 }
+
+# Many short lanes: where a fixed cost per lane shows.
+EXTRAS_LAYOUTS = {
+    "F 1048576x2 axis=-1": ((1 << 20, 2), "F", None, -1),
+    "C 1048576x2 axis=-1": ((1 << 20, 2), "C", None, -1),
+    "C 3x1048576 axis=0": ((3, 1 << 20), "C", None, 0),
+    "F 100000x16 axis=-1": ((100000, 16), "F", None, -1),
+    "C 100000x16 axis=-1": ((100000, 16), "C", None, -1),
+}
+LAYOUTS.update(EXTRAS_LAYOUTS)
 
 QUICK = [
     "C 2048x4096 axis=0",
@@ -88,18 +105,47 @@ def numpy_funcs(axis):
     return {"softmax": softmax, "log_softmax": log_softmax, "logsumexp": logsumexp}
 
 
-def worker(contender: str, layout: str, threads: int, budget: float) -> None:
+def extras_funcs(x, axis):
+    """The extras as functions of ``x`` (labels and probabilities prepared here, untimed)."""
+    import numpy as np
+
+    import logitkit
+    from logitkit.calibration import expected_calibration_error
+    from logitkit.loss import cross_entropy
+    from logitkit.ops import sigmoid, sparsemax, topk
+
+    n = x.shape[axis]
+    rest = tuple(s for d, s in enumerate(x.shape) if d != axis % x.ndim)
+    labels = np.random.default_rng(1).integers(0, n, size=rest)
+    probs = logitkit.softmax(x, axis=axis)
+    return {
+        "cross_entropy": lambda a: cross_entropy(a, labels, axis=axis, reduction="none"),
+        "topk k=1": lambda a: topk(a, 1, axis=axis),
+        "topk k=2": lambda a: topk(a, min(2, n), axis=axis),
+        "sparsemax": lambda a: sparsemax(a, axis=axis),
+        "sigmoid": sigmoid,
+        "expected_calibration_error": lambda a: expected_calibration_error(probs, labels, axis=axis),
+    }
+
+
+def worker(contender: str, layout: str, threads: int, budget: float, names) -> None:
     """Prints {func: median seconds per call} for one contender on one layout."""
     x, axis = make_input(layout)
     if contender == "numpy":
         funcs = numpy_funcs(axis)
+        if names is EXTRAS:
+            # One NumPy time (its softmax) serves as every extra's reference.
+            names, funcs = ["softmax"], {"softmax": funcs["softmax"]}
     else:
         import logitkit
 
         logitkit.set_num_threads(threads)
-        funcs = {f: (lambda g: lambda a: g(a, axis))(getattr(logitkit, f)) for f in FUNCS}
+        if names is EXTRAS:
+            funcs = extras_funcs(x, axis)
+        else:
+            funcs = {f: (lambda g: lambda a: g(a, axis))(getattr(logitkit, f)) for f in FUNCS}
     res = {}
-    for name in FUNCS:
+    for name in names:
         f = funcs[name]
         f(x)
         times = []
@@ -112,13 +158,13 @@ def worker(contender: str, layout: str, threads: int, budget: float) -> None:
     print(json.dumps(res))
 
 
-def measure(contenders, layout, rounds, budget):
+def measure(contenders, layout, rounds, budget, extras=False):
     """{contender: {func: median over rounds}}; `contenders` maps a name to (kind, threads,
     extra PYTHONPATH or None)."""
     base_env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1",
                     OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     names = list(contenders)
-    got = {n: {f: [] for f in FUNCS} for n in names}
+    got = {n: {} for n in names}
     for r in range(rounds):
         for n in names if r % 2 == 0 else names[::-1]:
             kind, threads, path = contenders[n]
@@ -126,11 +172,12 @@ def measure(contenders, layout, rounds, budget):
             if path:
                 env["PYTHONPATH"] = path + os.pathsep + env.get("PYTHONPATH", "")
             out = subprocess.run(
-                [sys.executable, __file__, "--worker", kind, layout, str(threads), str(budget)],
+                [sys.executable, __file__, "--worker", kind, layout, str(threads), str(budget),
+                 "extras" if extras else "family"],
                 capture_output=True, text=True, env=env, check=True,
             )
             for f, t in json.loads(out.stdout.strip().splitlines()[-1]).items():
-                got[n][f].append(t)
+                got[n].setdefault(f, []).append(t)
     return {n: {f: statistics.median(v) for f, v in fs.items()} for n, fs in got.items()}
 
 
@@ -143,13 +190,16 @@ def main() -> None:
     p.add_argument("--layouts", nargs="+", default=None, help="names from LAYOUTS")
     p.add_argument("--baseline", default=None, help="a folder holding another logitkit build")
     p.add_argument("--out", default=None, help="folder to write layouts.md into")
-    p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--extras", action="store_true", help="the extras on many short lanes")
+    p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
-        kind, layout, threads, budget = a.worker
-        worker(kind, layout, int(threads), float(budget))
+        kind, layout, threads, budget, which = a.worker
+        worker(kind, layout, int(threads), float(budget), EXTRAS if which == "extras" else FUNCS)
         return
-    layouts = a.layouts or (QUICK if a.quick else list(LAYOUTS))
+    funcs = EXTRAS if a.extras else FUNCS
+    family = [name for name in LAYOUTS if name not in EXTRAS_LAYOUTS]
+    layouts = a.layouts or (QUICK if a.quick else list(EXTRAS_LAYOUTS) if a.extras else family)
     contenders = {"numpy": ("numpy", 1, None)}
     for t in a.threads:
         contenders[f"logitkit {t}t"] = ("logitkit", t, None)
@@ -161,6 +211,7 @@ def main() -> None:
         f"logitkit {logitkit.__version__}, SIMD {logitkit.simd_level()}, {os.cpu_count()} CPUs; "
         f"float32; each contender in its own process, {a.rounds} rounds alternating the order, "
         "median of medians; ratio = logitkit time / NumPy time (R8 bound: <= 2)"
+        + ("; NumPy time: its softmax expression on the same layout" if a.extras else "")
     )
     cols = [n for n in contenders if n != "numpy"]
     lines = [head, "", "| layout | function | NumPy ms | "
@@ -169,9 +220,9 @@ def main() -> None:
     print(lines[0], flush=True)
     worst = {c: 0.0 for c in cols}
     for layout in layouts:
-        t = measure(contenders, layout, a.rounds, a.budget)
-        for f in FUNCS:
-            ref = t["numpy"][f]
+        t = measure(contenders, layout, a.rounds, a.budget, a.extras)
+        for f in funcs:
+            ref = t["numpy"]["softmax" if a.extras else f]
             cells = []
             for c in cols:
                 ratio = t[c][f] / ref
@@ -183,8 +234,9 @@ def main() -> None:
     print(lines[-1])
     if a.out:
         Path(a.out).mkdir(parents=True, exist_ok=True)
-        (Path(a.out) / "layouts.md").write_text("\n".join(lines) + "\n")
-        print(f"wrote {Path(a.out) / 'layouts.md'}")
+        name = "layouts-extras.md" if a.extras else "layouts.md"
+        (Path(a.out) / name).write_text("\n".join(lines) + "\n")
+        print(f"wrote {Path(a.out) / name}")
 
 
 if __name__ == "__main__":

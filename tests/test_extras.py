@@ -834,3 +834,17 @@ def test_topk_long_lanes_with_ties_across_poll_pieces(n, k):
     want = np.lexsort((np.arange(n), -x))[:k]
     np.testing.assert_array_equal(i, want)
     np.testing.assert_array_equal(v, x[want])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, "bfloat16"])
+def test_r2_empty_class_axis_with_every_label_ignored(dtype):
+    # No class to read, every row ignored: no lane is read, no panic (R2), whatever the dtype.
+    if dtype == "bfloat16":
+        ml_dtypes = pytest.importorskip("ml_dtypes")
+        dtype = ml_dtypes.bfloat16
+    x = np.zeros((4, 0), dtype=dtype)
+    losses = cross_entropy(x, np.full(4, -100), reduction="none", ignore_index=-100)
+    np.testing.assert_array_equal(losses, np.zeros(4))
+    x3 = np.zeros((3, 0, 2), dtype=dtype)
+    losses = cross_entropy(x3, np.full((3, 2), -100), axis=1, reduction="none", ignore_index=-100)
+    np.testing.assert_array_equal(losses, np.zeros((3, 2)))

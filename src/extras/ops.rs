@@ -104,11 +104,7 @@ fn top_indices<C: Real>(
     if k == 0 {
         return Ok(());
     }
-    if k == 1 {
-        idx.push(best_index(x)?);
-        return Ok(());
-    }
-    if k <= SMALL_K && k < n {
+    if k <= SMALL_K {
         idx.extend(0..k);
         idx.sort_unstable_by(|&a, &b| rank(x, a, b));
         let mut worst = x[idx[k - 1]];
