@@ -372,15 +372,20 @@ fn ref_topk(x: &[f64], k: usize) -> Vec<usize> {
 #[test]
 fn topk_matches_full_sort_with_ties_and_nan() {
     let mut rng = Lcg(11);
-    for &n in &[1usize, 7, 100, 5000] {
+    // 20 and 32: short lanes ranked whole when k is at least half of them.
+    for &n in &[1usize, 7, 20, 32, 100, 5000] {
         // Few distinct values: many ties.
         let mut x: Vec<f64> = (0..n).map(|_| (rng.normal() * 3.0).round()).collect();
         if n > 10 {
             x[3] = f64::NAN;
             x[n - 1] = f64::INFINITY;
             x[n / 2] = f64::NEG_INFINITY;
+            x[5] = f64::NAN;
+            // -0.0 and 0.0 are equal: index order.
+            x[7] = -0.0;
+            x[8] = 0.0;
         }
-        for &k in &[0usize, 1, 2, 10, 64, 65, 300, n] {
+        for &k in &[0usize, 1, 2, 10, 16, 64, 65, 300, n] {
             if k > n {
                 continue;
             }

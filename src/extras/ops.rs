@@ -34,6 +34,10 @@ fn rank<C: Real>(x: &[C], a: usize, b: usize) -> std::cmp::Ordering {
 /// linear-time selection (introselect) over an index buffer then sorts the first `k`.
 const SMALL_K: usize = 64;
 
+/// Lanes up to this long, when `k` is at least half of them, are ranked whole by their keys
+/// ([`rank_key`]), on the stack: there the sorted buffer would take most entries in.
+const TINY_LANE: usize = 32;
+
 /// An integer whose ascending order is the ranking: value descending (NaN above every number,
 /// -0.0 equal to +0.0), then index ascending. Exact for every f32 and f64 value.
 #[inline(always)]
@@ -102,6 +106,22 @@ fn top_indices<C: Real>(
     idx.clear();
     let n = x.len();
     if k == 0 {
+        return Ok(());
+    }
+    if n <= TINY_LANE && 2 * k >= n {
+        // A whole short lane ranked at once: its keys sorted on the stack (no buffer, and
+        // integer comparisons instead of the sorted buffer's branches on the values).
+        let mut keys = [0u128; TINY_LANE];
+        for (j, (key, &v)) in keys.iter_mut().zip(x).enumerate() {
+            *key = rank_key(v, j);
+        }
+        let keys = &mut keys[..n];
+        keys.sort_unstable();
+        idx.extend(
+            keys[..k]
+                .iter()
+                .map(|&key| (key & u64::MAX as u128) as usize),
+        );
         return Ok(());
     }
     if k <= SMALL_K {
