@@ -655,15 +655,13 @@ pub(crate) fn sigmoid<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<B
     let (x, back) = adapt_input(py, x, "x")?;
     let xa = FloatArray::coerce(py, &x, "x")?;
     let ndim = xa.shape.len();
-    // Elementwise: the whole array when that is one even run, else lanes along the densest
-    // axis (an F-order array's first, not its last: short lanes far apart there).
+    // Elementwise: the last axis as lanes, or the whole array when that is one even run.
+    // (Not the densest axis: the output is C-order, so along another axis each lane would be
+    // computed whole into a buffer and written strided, with no Ctrl-C check inside it.)
     let axis = if ndim == 0 || xa.lanes(None).is_some() {
         None
     } else {
-        (0..ndim)
-            .filter(|&d| xa.shape[d] > 1)
-            .min_by_key(|&d| (xa.strides[d].unsigned_abs(), std::cmp::Reverse(d)))
-            .or(Some(ndim - 1))
+        Some(ndim - 1)
     };
     let r = map_fresh(py, xa, axis, |dtype, src, sl, dst, dl| {
         if axis.is_none() && sl.count() == 1 && sl.len > 4096 {
