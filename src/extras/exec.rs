@@ -124,22 +124,20 @@ unsafe fn each_lane<T: Float>(
     Ok(())
 }
 
-/// `out[i] = f(i, lane_i, scratch)` for every lane, or the first lane's error (in lane order;
-/// `out` then partly written). Parallel over lanes when large. `scratch` is a buffer owned by
-/// the running task.
+/// `visit(i, lane_i, scratch)` for every lane, in tasks of whole lanes shared among the
+/// threads when the call is large; the first error in lane order. `scratch` is a buffer owned
+/// by the running task.
 ///
 /// # Safety
 /// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
-pub(crate) unsafe fn lanes_into<T: Float, R: Send>(
+unsafe fn visit_lanes<T: Float>(
     src: *const T,
     lanes: &Lanes,
-    out: &mut [R],
-    f: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> Result<R> + Sync,
+    visit: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> Result<()> + Sync,
 ) -> Result<()> {
     let count = lanes.count();
-    debug_assert_eq!(out.len(), count);
     let per_task = min_lanes(lanes.len);
-    let (s, base) = (SharedPtr(src as *mut T), out.as_mut_ptr() as usize);
+    let s = SharedPtr(src as *mut T);
     let task = |bufs: &mut LaneBufs<T::Compute>, c: usize| {
         let range = c * per_task..((c + 1) * per_task).min(count);
         let LaneBufs {
@@ -147,8 +145,7 @@ pub(crate) unsafe fn lanes_into<T: Float, R: Send>(
             offsets,
             scratch,
         } = bufs;
-        // SAFETY: the caller's contract; the range's lanes are in bounds, and the range's
-        // entries of `out` (which outlives the call) are written by this task alone.
+        // SAFETY: the caller's contract; the range's lanes are in bounds.
         unsafe {
             each_lane(
                 s.get() as *const T,
@@ -156,10 +153,7 @@ pub(crate) unsafe fn lanes_into<T: Float, R: Send>(
                 range,
                 gather,
                 offsets,
-                |i, x| {
-                    *(base as *mut R).add(i) = f(i, x, scratch)?;
-                    Ok(())
-                },
+                |i, x| visit(i, x, scratch),
             )
         }
     };
@@ -173,6 +167,29 @@ pub(crate) unsafe fn lanes_into<T: Float, R: Send>(
     )?
     .into_iter()
     .collect()
+}
+
+/// `out[i] = f(i, lane_i, scratch)` for every lane, or the first lane's error (in lane order;
+/// `out` then partly written). Parallel over lanes when large.
+///
+/// # Safety
+/// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+pub(crate) unsafe fn lanes_into<T: Float, R: Send>(
+    src: *const T,
+    lanes: &Lanes,
+    out: &mut [R],
+    f: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> Result<R> + Sync,
+) -> Result<()> {
+    assert_eq!(out.len(), lanes.count(), "one result per lane");
+    let base = out.as_mut_ptr() as usize;
+    // SAFETY: the caller's contract; entry i of `out` (one per lane, and `out` outlives the
+    // call) is written by the task visiting lane i alone.
+    unsafe {
+        visit_lanes(src, lanes, |i, x, scratch| {
+            *(base as *mut R).add(i) = f(i, x, scratch)?;
+            Ok(())
+        })
+    }
 }
 
 /// [`lanes_into`] into a new vector: the results in lane order.
@@ -205,54 +222,28 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
 ) -> Result<()> {
     debug_assert_eq!(src_lanes.len, dst_lanes.len);
     debug_assert_eq!(src_lanes.count(), dst_lanes.count());
-    let count = src_lanes.count();
     let n = src_lanes.len;
-    if n == 0 || count == 0 {
+    if n == 0 || src_lanes.count() == 0 {
         return Ok(());
     }
-    let per_task = min_lanes(n);
-    let (s, d) = (SharedPtr(src as *mut T), SharedPtr(dst));
+    let d = SharedPtr(dst);
     let in_place = is_native::<T>() && dst_lanes.stride == 1;
-    let task = |bufs: &mut LaneBufs<T::Compute>, c: usize| {
-        let range = c * per_task..((c + 1) * per_task).min(count);
-        let LaneBufs {
-            gather,
-            offsets,
-            scratch,
-        } = bufs;
-        // SAFETY: the caller's contract: the range's lanes of src are readable, of dst writable
-        // and touched by this task only.
-        unsafe {
-            each_lane(
-                s.get() as *const T,
-                src_lanes,
-                range,
-                gather,
-                offsets,
-                |i, x| {
-                    let p = d.get().offset(dst_lanes.offset(i));
-                    if in_place {
-                        f(x, std::slice::from_raw_parts_mut(p as *mut T::Compute, n))
-                    } else {
-                        scratch.clear();
-                        crate::scratch::resize(scratch, n, x[0], "a lane's result")?;
-                        f(x, scratch)?;
-                        narrow_strided(scratch, p, dst_lanes.stride);
-                        Ok(())
-                    }
-                },
-            )
-        }
-    };
-    map_init(
-        count.div_ceil(per_task),
-        1,
-        is_parallel(n.saturating_mul(count)),
-        LaneBufs::default,
-        task,
-    )?
-    .into_iter()
-    .collect()
+    // SAFETY: the caller's contract: every lane of src is readable, and lane i of dst writable
+    // and touched only by the task visiting lane i.
+    unsafe {
+        visit_lanes(src, src_lanes, |i, x, scratch| {
+            let p = d.get().offset(dst_lanes.offset(i));
+            if in_place {
+                f(x, std::slice::from_raw_parts_mut(p as *mut T::Compute, n))
+            } else {
+                scratch.clear();
+                crate::scratch::resize(scratch, n, x[0], "a lane's result")?;
+                f(x, scratch)?;
+                narrow_strided(scratch, p, dst_lanes.stride);
+                Ok(())
+            }
+        })
+    }
 }
 
 /// The maximum of `x` ignoring NaN, and whether any entry is NaN. Eight independent
