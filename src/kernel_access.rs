@@ -294,3 +294,29 @@ pub fn logsumexp<C: Real>(level: SimdLevel, x: &[C], parallel: bool) -> C {
     let k = crate::kernels::kernels_for::<C>(level);
     crate::row::logsumexp_row_with(k, x, parallel)
 }
+
+/// Each row's maximum and exp-sum at temperature 1 with the kernels of `level`, for the rows of
+/// `n` elements stored one after the other in `x` (see `row_sums` in the kernels).
+///
+/// # Panics
+/// Unless `x` holds `maxima.len()` rows of `1..=BLOCK` elements and `totals` as many entries.
+pub fn row_sums<C: Real>(
+    level: SimdLevel,
+    x: &[C],
+    n: usize,
+    maxima: &mut [C],
+    totals: &mut [f64],
+) {
+    let k = crate::kernels::kernels_for::<C>(level);
+    crate::kernels::row_sums(k, x, n, maxima, totals)
+}
+
+/// [`logsumexp`] of each row of `n` elements stored one after the other in `x`, many rows a
+/// kernel call, with the kernels of `level`.
+///
+/// # Panics
+/// Unless `x` holds `out.len()` rows of `1..=BLOCK` elements.
+pub fn logsumexp_rows<C: Real>(level: SimdLevel, x: &[C], n: usize, out: &mut [C]) {
+    let k = crate::kernels::kernels_for::<C>(level);
+    crate::row::logsumexp_rows_with(k, x, n, out)
+}

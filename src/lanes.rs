@@ -21,7 +21,8 @@ use crate::kernels::{kernels, prefetch, HalfKernels, HalfRows, RowBatch, Store, 
 use crate::op::Op;
 use crate::parallel::{get_num_threads, is_parallel, map_init, map_ranges, run_shared};
 use crate::row::{
-    keeps_exps, logsumexp_row, map_row, map_row_half, map_row_with, map_rows_streamed,
+    keeps_exps, logsumexp_row, logsumexp_rows_with, map_row, map_row_half, map_row_with,
+    map_rows_streamed,
 };
 use crate::shared::SharedPtr;
 use crate::simd::{simd_level, SimdLevel};
@@ -1290,6 +1291,10 @@ pub(crate) unsafe fn logsumexp_lanes_raw<T: Float>(
     interrupt::status()
 }
 
+/// Lanes up to this long take [`logsumexp_rows_with`]: its grouped kernels take rows of up to
+/// four vectors of the widest level.
+const GROUPED_LANE_MAX: usize = 64;
+
 /// [`logsumexp_lanes_raw`] a tile at a time ([`Tiles`]; `out` is laid out as the lane numbering).
 /// Each lane goes through [`logsumexp_row`] as a contiguous lane does: the same bits.
 ///
@@ -1313,7 +1318,9 @@ unsafe fn logsumexp_tiles<T: Float>(src: *const T, src_lanes: &Lanes, out: &mut 
     );
     let steps = tiles.steps();
     let (along, across) = steps;
-    let p = pitch::<T::Compute>(n, src_lanes.stride == 1);
+    // Short lanes back to back in the buffer, for `logsumexp_rows_with`'s grouped kernels.
+    let grouped = n <= GROUPED_LANE_MAX;
+    let p = pitch::<T::Compute>(n, src_lanes.stride == 1 || grouped);
     let parallel = is_parallel(n.saturating_mul(count));
     let parallel_row = parallel && tiles.count < get_num_threads() && n > BLOCK;
     let (s, o) = (SharedPtr(src as *mut T), SharedPtr(out.as_mut_ptr()));
@@ -1343,7 +1350,20 @@ unsafe fn logsumexp_tiles<T: Float>(src: *const T, src_lanes: &Lanes, out: &mut 
             if interrupt::stopped() {
                 return;
             }
-            for r in 0..tile.shape.lanes() {
+            let lanes = tile.shape.lanes();
+            if grouped {
+                let mut results = [<T::Compute as Default>::default(); 256];
+                for first in (0..lanes).step_by(results.len()) {
+                    let c = results.len().min(lanes - first);
+                    let rows = &buf[first * n..(first + c) * n];
+                    logsumexp_rows_with(kernels(), rows, n, &mut results[..c]);
+                    for (r, &v) in results[..c].iter().enumerate() {
+                        *o.get().add(tile_lane(&tile, steps, first + r)) = T::from_compute(v);
+                    }
+                }
+                return;
+            }
+            for r in 0..lanes {
                 let v = logsumexp_row(&buf[r * p..r * p + n], parallel_row);
                 *o.get().add(tile_lane(&tile, steps, r)) = T::from_compute(v);
             }

@@ -20,8 +20,8 @@
 use crate::element::Real;
 use crate::interrupt;
 use crate::kernels::{
-    exp_sum_overlapped, kernels, BlockWrite, HalfKernels, HalfRows, Kernels, RowBatch, Scratch,
-    Store, SumAcc, BLOCK,
+    exp_sum_overlapped, kernels, row_sums, BlockWrite, HalfKernels, HalfRows, Kernels, RowBatch,
+    Scratch, Store, SumAcc, BLOCK,
 };
 use crate::parallel::each_shared;
 use crate::shared::SharedPtr;
@@ -654,6 +654,36 @@ pub(crate) unsafe fn map_rows_streamed<C: Real>(
 /// log(Σ exp(x)) of one row (contract S6 for non-finite entries; `-inf` for an empty row).
 pub(crate) fn logsumexp_row<C: Real>(x: &[C], parallel: bool) -> C {
     logsumexp_row_with(kernels::<C>(), x, parallel)
+}
+
+/// [`logsumexp_row_with`] of each row of `n` elements (`1 <= n <= BLOCK`) stored one after the
+/// other in `x`, row `r`'s into `out[r]`: the same bits, with the rows' sums taken many rows
+/// per kernel call ([`row_sums`]), where one row's call would cost more than its elements.
+///
+/// # Panics
+/// Unless `x` holds `out.len()` rows.
+pub(crate) fn logsumexp_rows_with<C: Real>(
+    k: &'static Kernels<C>,
+    x: &[C],
+    n: usize,
+    out: &mut [C],
+) {
+    const CHUNK: usize = 256;
+    assert_eq!(x.len(), n * out.len(), "one result per row");
+    let mut maxima = [C::default(); CHUNK];
+    let mut totals = [0.0f64; CHUNK];
+    for (xs, outs) in x.chunks(CHUNK * n).zip(out.chunks_mut(CHUNK)) {
+        let count = outs.len();
+        row_sums(k, xs, n, &mut maxima[..count], &mut totals[..count]);
+        for (r, o) in outs.iter_mut().enumerate() {
+            *o = if totals[r].is_nan() {
+                // Contract S6's rows: their maximum decides.
+                logsumexp_row_with(k, &xs[r * n..(r + 1) * n], false)
+            } else {
+                C::from_f64(maxima[r].to_f64() + totals[r].ln())
+            };
+        }
+    }
 }
 
 /// [`logsumexp_row`] with the kernels of a given table.

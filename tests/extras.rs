@@ -7,6 +7,7 @@ use logitkit::extras::{
     reduce_losses, sigmoid, sigmoid_lanes, sparsemax, sparsemax_lanes, sparsemax_rows, topk,
     topk_lanes, topk_rows, CrossEntropyOptions, Reduction, T_MAX, T_MIN,
 };
+use logitkit::lanes::logsumexp_lanes;
 use logitkit::{Error, Lanes, StridedView, StridedViewMut, Temperature};
 
 /// Deterministic pseudo-random numbers (LCG), no rand dependency.
@@ -591,7 +592,7 @@ fn sigmoid_f32_is_correctly_rounded_on_a_dense_grid() {
 }
 
 /// Short strided lanes are gathered a block of lanes at a time (up to 64 elements per lane, 4096
-/// elements per block): every lane-form extra over column-major storage, with lane counts that
+/// elements per block): every lane-form extra and `logsumexp_lanes` over column-major storage, with lane counts that
 /// cross the block boundaries, gives the bits of the same lanes stored row by row, at one
 /// thread and at two.
 #[test]
@@ -638,6 +639,33 @@ fn s9_short_strided_lanes_match_contiguous_lanes_bitwise() {
                 bits(&lf),
                 "cross_entropy n={n} threads={threads}"
             );
+            // logsumexp, with contract S6's lanes (NaN, +inf, all -inf) among the others.
+            let (mut special_c, mut special_f) = (x32.clone(), xf.clone());
+            for (r, v) in [
+                (3usize, f32::NAN),
+                (40, f32::INFINITY),
+                (41, f32::NEG_INFINITY),
+            ] {
+                for j in 0..n {
+                    if j == 0 || v == f32::NEG_INFINITY {
+                        special_c[r * n + j] = v;
+                        special_f[j * rows + r] = v;
+                    }
+                }
+            }
+            let sc = StridedView::new(&special_c, 0, c_lanes.clone()).unwrap();
+            let sf = StridedView::new(&special_f, 0, f_lanes.clone()).unwrap();
+            let (mut lse_c, mut lse_f) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+            logsumexp_lanes(&sc, &mut lse_c).unwrap();
+            logsumexp_lanes(&sf, &mut lse_f).unwrap();
+            let lse_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                lse_bits(&lse_c),
+                lse_bits(&lse_f),
+                "logsumexp n={n} threads={threads}"
+            );
+            assert!(lse_c[3].is_nan() && lse_c[40] == f32::INFINITY);
+            assert_eq!(lse_c[41], f32::NEG_INFINITY);
             for k in [1, 2.min(n), n] {
                 let out = Lanes::rows(rows, k);
                 let (mut vc, mut ic) = (vec![0.0f32; rows * k], vec![0i64; rows * k]);

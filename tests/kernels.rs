@@ -494,6 +494,71 @@ fn rows_kernel_matches_block_kernels_all_levels() {
     }
 }
 
+/// Many short rows' maxima and exp-sums in one call (`row_sums`, and `logsumexp_rows` on it):
+/// the packed groups of 16 or 8 rows stored one after the other and the rows they leave over
+/// give every row the bits of the block kernels (`max`, then `sum_exp` at temperature 1) and
+/// of one row's logsumexp (contract S9), and a NaN sum exactly for contract S6's rows (NaN,
+/// +inf, all -inf), whatever their place among the rows.
+#[test]
+fn s9_row_sums_match_block_kernels_all_levels() {
+    let mut rng = Rng(29);
+    for level in supported_levels() {
+        for n in (1usize..=70).chain([127, 128, 129, 300]) {
+            for count in [1usize, 15, 16, 17, 48, 53] {
+                for scale in [4.0, 40.0] {
+                    let mut x = f32_row(&random_row(&mut rng, n * count, scale, 7));
+                    for (r, special) in [(2usize, f32::NAN), (5, f32::INFINITY), (16, f32::NAN)] {
+                        if r < count {
+                            x[r * n + (r % n)] = special;
+                        }
+                    }
+                    if count > 9 {
+                        x[9 * n..10 * n].fill(f32::NEG_INFINITY);
+                    }
+                    if count > 20 {
+                        x[20 * n..21 * n].fill(-0.0);
+                        x[21 * n..22 * n].fill(f32::MAX);
+                    }
+                    let (mut maxima, mut totals) = (vec![0f32; count], vec![0f64; count]);
+                    k::row_sums(level, &x, n, &mut maxima, &mut totals);
+                    let mut lse = vec![0f32; count];
+                    k::logsumexp_rows(level, &x, n, &mut lse);
+                    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                    let (mut maxima64, mut totals64) = (vec![0f64; count], vec![0f64; count]);
+                    k::row_sums(level, &x64, n, &mut maxima64, &mut totals64);
+                    let mut lse64 = vec![0f64; count];
+                    k::logsumexp_rows(level, &x64, n, &mut lse64);
+                    for r in 0..count {
+                        let what = format!("{level:?} n={n} count={count} row {r}");
+                        let row = &x[r * n..(r + 1) * n];
+                        let (m, nan) = k::max(level, row);
+                        let special = nan || m.is_infinite();
+                        assert_eq!(totals[r].is_nan(), special, "{what}");
+                        assert_eq!(totals64[r].is_nan(), special, "{what} f64");
+                        if !special {
+                            assert_eq!(maxima[r], m, "{what}");
+                            let want = k::sum_exp(level, row, m, 1.0);
+                            assert_eq!(totals[r].to_bits(), want.to_bits(), "{what}");
+                            let row64 = &x64[r * n..(r + 1) * n];
+                            let want64 = k::sum_exp(level, row64, m as f64, 1.0);
+                            assert_eq!(maxima64[r], m as f64, "{what} f64");
+                            assert_eq!(totals64[r].to_bits(), want64.to_bits(), "{what} f64");
+                        }
+                        let want = k::logsumexp(level, row, false);
+                        assert_eq!(lse[r].to_bits(), want.to_bits(), "{what}: logsumexp");
+                        let want64 = k::logsumexp(level, &x64[r * n..(r + 1) * n], false);
+                        assert_eq!(
+                            lse64[r].to_bits(),
+                            want64.to_bits(),
+                            "{what}: f64 logsumexp"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The many-rows kernels at one temperature for the whole call: the packed short-row paths
 /// (16 or 8 rows stored one after the other) and the groups they leave over, and rows longer
 /// than 16 with cached or streamed output (streaming writes each row during the next row's exp

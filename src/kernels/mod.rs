@@ -170,6 +170,55 @@ pub struct Kernels<C: 'static> {
     pub exp_sum_overlapped: Option<ExpSumOverlapped<C>>,
     /// The [`EntropySums`] of a block with maximum `m`, in one pass.
     pub entropy_sums: fn(&[C], C) -> EntropySums,
+    /// Where the level has one: [`row_sums`] of the leading rows of a call, as many as it takes
+    /// (it returns how many), from `(src, n, count, maxima, totals)`.
+    pub packed_sums: Option<PackedSums<C>>,
+}
+
+/// The type of [`Kernels::packed_sums`].
+pub type PackedSums<C> = unsafe fn(*const C, usize, usize, *mut C, *mut f64) -> usize;
+
+/// Each row's maximum and the sum of its exps at temperature 1, for the rows of `n` elements
+/// (`1 <= n <= BLOCK`) stored one after the other in `x`, row `r`'s at `maxima[r]` and
+/// `totals[r]`: the bits `max` and then `sum_exp(row, max, 1.0)` give. `totals[r]` is NaN
+/// exactly when the row holds a NaN or a +inf, or no entry above -inf (contract S6), and
+/// `maxima[r]` is then unspecified. Many short rows in one call: the vector levels' `f32`
+/// kernels take them a group at a time.
+///
+/// # Panics
+/// Unless `x` holds `maxima.len()` rows and `totals` as many entries.
+pub(crate) fn row_sums<C: Real>(
+    k: &Kernels<C>,
+    x: &[C],
+    n: usize,
+    maxima: &mut [C],
+    totals: &mut [f64],
+) {
+    let count = maxima.len();
+    assert!(x.len() == n * count && totals.len() == count && (1..=BLOCK).contains(&n));
+    let done = match k.packed_sums {
+        // SAFETY: `x` holds the `count` rows of `n` elements, `maxima` and `totals` `count`
+        // entries (asserted), as the kernel's contract (`grouped::sums`) requires.
+        Some(f) => unsafe {
+            f(
+                x.as_ptr(),
+                n,
+                count,
+                maxima.as_mut_ptr(),
+                totals.as_mut_ptr(),
+            )
+        },
+        None => 0,
+    };
+    for (r, row) in x.chunks_exact(n).enumerate().skip(done) {
+        let (m, nan) = (k.max)(row);
+        maxima[r] = m;
+        totals[r] = if nan || m == C::INFINITY || m == C::NEG_INFINITY {
+            f64::NAN
+        } else {
+            (k.sum_exp)(row, m, 1.0)
+        };
+    }
 }
 
 /// `count` rows of `n` elements for [`Kernels::rows`]: row `r` is read at `src + r * src_step`
@@ -747,7 +796,8 @@ macro_rules! level_table {
         write_log_softmax: $wls:path,
         rows: $rows:path,
         exp_sum_overlapped: $ov:expr,
-        entropy_sums: $ent:path $(,)?
+        entropy_sums: $ent:path,
+        packed_sums: $ps:expr $(,)?
     }) => {
         $(#[$doc])*
         pub(crate) static $table: $crate::kernels::Kernels<$t> = {
@@ -781,6 +831,7 @@ macro_rules! level_table {
                 rows: $rows,
                 exp_sum_overlapped: $ov,
                 entropy_sums,
+                packed_sums: $ps,
             }
         };
     };
@@ -802,6 +853,7 @@ macro_rules! scalar_table {
             rows: scalar::rows::<$t>,
             exp_sum_overlapped: None,
             entropy_sums: scalar::entropy_sums::<$t>,
+            packed_sums: None,
         }
     };
 }

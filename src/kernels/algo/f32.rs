@@ -670,6 +670,17 @@ macro_rules! instantiate {
             ) => crate::kernels::algo::grouped::packed::<_, UNIT, LONG>(
                 isa(), op, src, dst, inv, rows, groups, exps,
             );
+            fn sums_f32<const LONG: bool>(
+                src: *const f32, rows: &crate::kernels::algo::grouped::PackedRows, groups: usize,
+                maxima: *mut f32, totals: *mut f64, exps: *mut f32,
+            ) => crate::kernels::algo::grouped::packed_sums::<_, LONG>(
+                isa(), src, rows, groups, maxima, totals, exps,
+            );
+            fn packed_sums_f32(
+                src: *const f32, n: usize, count: usize, maxima: *mut f32, totals: *mut f64,
+            ) -> usize => crate::kernels::algo::grouped::sums::<$isa>(
+                &GROUPED, src, n, count, maxima, totals,
+            );
             fn short_f32<const V: usize>(
                 general: crate::kernels::algo::rows::RowsKernel, op: crate::op::Op,
                 b: crate::kernels::RowBatch<f32>,
@@ -725,6 +736,7 @@ macro_rules! instantiate {
                     packed_f32::<false, false>,
                     packed_f32::<false, true>,
                 ],
+                sums: [sums_f32::<false>, sums_f32::<true>],
                 short: [short_f32::<1>, short_f32::<2>],
                 medium: medium_f32,
             };
@@ -748,6 +760,7 @@ macro_rules! instantiate {
                     None
                 },
                 entropy_sums: entropy_sums_f32,
+                packed_sums: Some(packed_sums_f32),
             }
         );
 

@@ -469,6 +469,7 @@ macro_rules! instantiate {
                 rows: rows_f64,
                 exp_sum_overlapped: None,
                 entropy_sums: entropy_sums_f64,
+                packed_sums: None,
             }
         );
     };

@@ -426,16 +426,77 @@ macro_rules! by_whole_vectors {
     };
 }
 
+/// What [`each_group`] makes of a packed group once its maxima and exps are known.
+trait GroupOutput<S: Simd> {
+    /// Group `g`'s outputs: `m` its rows' maxima (row `r`'s in lane `r`), `exps` as
+    /// [`packed_exps`] left them.
+    ///
+    /// # Safety
+    /// `g` is one of the groups of the [`each_group`] call; `exps` as [`packed_exps`] left it.
+    unsafe fn finish(&self, s: S, g: usize, m: S::F32, exps: *const f32);
+}
+
+/// [`packed`]'s output: `op` of each row, written to `dst`.
+struct Written<'a, const UNIT: bool, const LONG: bool> {
+    op: Op,
+    src: *const f32,
+    dst: *mut f32,
+    inv: f64,
+    rows: &'a PackedRows,
+}
+
+impl<S: Simd, const UNIT: bool, const LONG: bool> GroupOutput<S> for Written<'_, UNIT, LONG> {
+    #[inline(always)]
+    unsafe fn finish(&self, s: S, g: usize, m: S::F32, exps: *const f32) {
+        let a = g * S::F32_LANES * self.rows.n;
+        // SAFETY: group `g`: the `F32_LANES n` elements from `src + a` and `dst + a` ([`packed`]'s
+        // # Safety); its exps and maxima as `packed_finish` takes them (# Safety).
+        unsafe {
+            packed_finish::<S, UNIT, LONG>(
+                s,
+                self.op,
+                self.src.add(a),
+                self.dst.add(a),
+                self.inv,
+                self.rows,
+                m,
+                exps,
+            )
+        };
+    }
+}
+
+/// [`packed_sums`]' output: each row's maximum and sum, at `maxima` and `totals`.
+struct Sums<'a, const LONG: bool> {
+    maxima: *mut f32,
+    totals: *mut f64,
+    rows: &'a PackedRows,
+}
+
+impl<S: Simd, const LONG: bool> GroupOutput<S> for Sums<'_, LONG> {
+    #[inline(always)]
+    unsafe fn finish(&self, s: S, g: usize, m: S::F32, exps: *const f32) {
+        let (l, n) = (S::F32_LANES, self.rows.n);
+        // SAFETY: the exps are written as `packed_halves` requires (# Safety); group `g`'s `l`
+        // maxima and totals are among the writable ones ([`packed_sums`]' # Safety), and
+        // `l = 2 F64_LANES`.
+        unsafe {
+            let halves = by_whole_vectors!(LONG, n / l, packed_halves::<S, LONG>, (s, exps, n));
+            let (lo, hi) = s.reduce_add_f64_each(&halves);
+            s.store_f32(self.maxima.add(g * l), m);
+            s.store_f64(self.totals.add(g * l), lo);
+            s.store_f64(self.totals.add(g * l + S::F64_LANES), hi);
+        }
+    }
+}
+
 /// `groups` groups of `F32_LANES` rows of `rows.n` elements each, stored one after the other
 /// (`n` full vectors a group), all at one temperature (`inv` its reciprocal; UNIT: temperature
-/// 1; LONG: `n > F32_LANES`). The exps, the scaling and the log-softmax outputs run on the `n`
-/// packed vectors, each lane getting its row's maximum, form and factor through one
-/// permutation; a row's exps are read back from a scratch copy (0 past the row's end, as
-/// `exp(-inf)` gives) and summed in the block kernels' order.
-///
-/// A group's exps are read back only after the next group's are computed: read at once, a
-/// row that does not start on a vector boundary overlaps two stores still in flight, and such
-/// a load waits until both reach the cache (`benches/results/kernels-ab.md`).
+/// 1; LONG: `n > F32_LANES`): softmax or log-softmax (`op`) of each row into `dst`. The exps,
+/// the scaling and the log-softmax outputs run on the `n` packed vectors, each lane getting its
+/// row's maximum, form and factor through one permutation; a row's exps are read back from a
+/// scratch copy (0 past the row's end, as `exp(-inf)` gives) and summed in the block kernels'
+/// order.
 ///
 /// # Safety
 /// `src` valid for reads and `dst` for writes of `groups F32_LANES n` elements, the same or
@@ -453,6 +514,64 @@ pub(crate) unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
     groups: usize,
     exps: *mut f32,
 ) {
+    let out = Written::<UNIT, LONG> {
+        op,
+        src,
+        dst,
+        inv,
+        rows,
+    };
+    // SAFETY: # Safety, which `Written` needs of `src` and `dst`.
+    unsafe { each_group::<S, UNIT, LONG>(s, src, inv, rows, groups, exps, &out) };
+}
+
+/// Each row's maximum and its exps' sum at temperature 1 ([`Kernels::row_sums`](
+/// crate::kernels::Kernels)'s values, the same bits) for `groups` groups of `F32_LANES` rows of
+/// `rows.n` elements stored one after the other (LONG: `n > F32_LANES`), row `r`'s at
+/// `maxima + r` and `totals + r`.
+///
+/// # Safety
+/// `src` valid for reads of `groups F32_LANES n` elements, `maxima` and `totals` for writes of
+/// `groups F32_LANES` values; `2 <= n <= packed_max::<S>()`; `exps` as for [`packed`].
+#[inline(always)]
+pub(crate) unsafe fn packed_sums<S: Simd, const LONG: bool>(
+    s: S,
+    src: *const f32,
+    rows: &PackedRows,
+    groups: usize,
+    maxima: *mut f32,
+    totals: *mut f64,
+    exps: *mut f32,
+) {
+    let out = Sums::<LONG> {
+        maxima,
+        totals,
+        rows,
+    };
+    // SAFETY: # Safety, which `Sums` needs of `maxima` and `totals`.
+    unsafe { each_group::<S, true, LONG>(s, src, 1.0, rows, groups, exps, &out) };
+}
+
+/// [`packed_exps`] of each group, then `out`'s finish of it.
+///
+/// A group's exps are read back only after the next group's are computed: read at once, a
+/// row that does not start on a vector boundary overlaps two stores still in flight, and such
+/// a load waits until both reach the cache (`benches/results/kernels-ab.md`).
+///
+/// # Safety
+/// `src` valid for reads of `groups F32_LANES n` elements; `2 <= n <= packed_max::<S>()`;
+/// `inv` moderate; `exps` as for [`packed`]; `out` takes each of the `groups` groups.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn each_group<S: Simd, const UNIT: bool, const LONG: bool>(
+    s: S,
+    src: *const f32,
+    inv: f64,
+    rows: &PackedRows,
+    groups: usize,
+    exps: *mut f32,
+    out: &impl GroupOutput<S>,
+) {
     if groups == 0 {
         return;
     }
@@ -461,12 +580,11 @@ pub(crate) unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
         // Rows of one whole vector are read back on vector boundaries: nothing to wait for
         // (and deferring measured slower).
         for g in 0..groups {
-            let a = g * group;
-            // SAFETY: group `g < groups`: the `group` elements from `src + a` and `dst + a`
-            // (# Safety); its exps in the first half of `exps`, written before they are read.
+            // SAFETY: group `g < groups`: the `group` elements from `src + g group` (# Safety);
+            // its exps in the first half of `exps`, written before they are read.
             unsafe {
-                let m = packed_exps::<S, UNIT, LONG>(s, src.add(a), inv, rows, exps);
-                packed_finish::<S, UNIT, LONG>(s, op, src.add(a), dst.add(a), inv, rows, m, exps);
+                let m = packed_exps::<S, UNIT, LONG>(s, src.add(g * group), inv, rows, exps);
+                out.finish(s, g, m, exps);
             }
         }
         return;
@@ -480,17 +598,15 @@ pub(crate) unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
         // SAFETY: group `g < groups`: the `group` elements from `src + g group`.
         let next =
             unsafe { packed_exps::<S, UNIT, LONG>(s, src.add(g * group), inv, rows, buffer(g)) };
-        let (a, b) = ((g - 1) * group, buffer(g - 1));
-        // SAFETY: group `g - 1`: the `group` elements from `src + a` and `dst + a`; its exps in
-        // `b`, written by the last call but one of `packed_exps`, whose maxima are `m`.
-        unsafe { packed_finish::<S, UNIT, LONG>(s, op, src.add(a), dst.add(a), inv, rows, m, b) };
+        // SAFETY: group `g - 1`: its exps in `buffer(g - 1)`, written by the last call but one
+        // of `packed_exps`, whose maxima are `m`.
+        unsafe { out.finish(s, g - 1, m, buffer(g - 1)) };
         m = next;
     }
     // (The last group's finish is written out here rather than as a last turn of the loop
     // above, with the `packed_exps` call under a condition: that measured 1.1x slower.)
-    let (a, b) = ((groups - 1) * group, buffer(groups - 1));
     // SAFETY: the last group, as above.
-    unsafe { packed_finish::<S, UNIT, LONG>(s, op, src.add(a), dst.add(a), inv, rows, m, b) };
+    unsafe { out.finish(s, groups - 1, m, buffer(groups - 1)) };
 }
 
 /// [`packed`]'s first half for one group (`src`: its `F32_LANES n` elements): the exps into
@@ -566,11 +682,10 @@ unsafe fn packed_finish<S: Simd, const UNIT: bool, const LONG: bool>(
     inv: f64,
     rows: &PackedRows,
     m: S::F32,
-    exps: *mut f32,
+    exps: *const f32,
 ) {
     let (l, n) = (S::F32_LANES, rows.n);
     let inv_v = s.splat_f64(inv);
-    let exps = exps.cast_const();
     // SAFETY: the exps are written as `packed_halves` requires (# Safety).
     let halves = unsafe { by_whole_vectors!(LONG, n / l, packed_halves::<S, LONG>, (s, exps, n)) };
     let sums = GroupSums::new(s, op, &halves);
@@ -708,6 +823,9 @@ pub(crate) type PackedKernel =
 /// see [`packed`]): the exps of a group of the widest level's longest packed rows, and a vector
 /// after them. Allocated once per call (on the stack), not per group.
 const EXPS_LEN: usize = PACKED_MAX * GROUP + GROUP;
+/// A packed sums kernel: [`packed_sums`] at a level with its LONG.
+pub(crate) type SumsKernel =
+    unsafe fn(*const f32, &PackedRows, usize, *mut f32, *mut f64, *mut f32);
 /// A short-row kernel: [`short`] at a level with its V.
 pub(crate) type ShortKernel = unsafe fn(RowsKernel, Op, RowBatch<f32>);
 /// The medium-row kernel: [`medium`] at a level.
@@ -723,6 +841,8 @@ pub(crate) struct GroupKernels {
     /// [`packed`] with (UNIT, LONG) `(true, false)`, `(true, true)`, `(false, false)`,
     /// `(false, true)`.
     pub(crate) packed: [PackedKernel; 4],
+    /// [`packed_sums`] with LONG `false`, `true`.
+    pub(crate) sums: [SumsKernel; 2],
     /// [`short`] with V 1 and 2.
     pub(crate) short: [ShortKernel; 2],
     pub(crate) medium: MediumKernel,
@@ -769,6 +889,46 @@ unsafe fn packed_groups<S: Simd>(k: &GroupKernels, op: Op, b: RowBatch<f32>) -> 
             inv,
             &rows,
             groups,
+            exps.as_mut_ptr().cast::<f32>(),
+        )
+    };
+    groups * l
+}
+
+/// [`Kernels::packed_sums`](crate::kernels::Kernels) at level `S`: the leading whole groups of
+/// `F32_LANES` rows through [`packed_sums`] when `2 <= n <= packed_max`; returns how many rows
+/// it computed (0 when `n` is out of that range).
+///
+/// # Safety
+/// `src` valid for reads of `count n` elements, `maxima` and `totals` for writes of `count`
+/// values.
+#[inline(always)]
+pub(crate) unsafe fn sums<S: Simd>(
+    k: &GroupKernels,
+    src: *const f32,
+    n: usize,
+    count: usize,
+    maxima: *mut f32,
+    totals: *mut f64,
+) -> usize {
+    let l = S::F32_LANES;
+    if !(2..=packed_max::<S>()).contains(&n) || count < l {
+        return 0;
+    }
+    let rows = PackedRows::new(n, l);
+    let groups = count / l;
+    let kernel = std::hint::black_box(k.sums[usize::from(n > l)]);
+    let mut exps = std::mem::MaybeUninit::<[f32; 2 * EXPS_LEN]>::uninit();
+    // SAFETY: the first `groups l <= count` rows of `n` elements from `src`, and as many values
+    // at `maxima` and `totals` (# Safety), with `2 <= n <= packed_max` and LONG exactly when
+    // `n > l`; `exps` is the scratch buffer of `2 EXPS_LEN`, local.
+    unsafe {
+        kernel(
+            src,
+            &rows,
+            groups,
+            maxima,
+            totals,
             exps.as_mut_ptr().cast::<f32>(),
         )
     };
