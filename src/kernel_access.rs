@@ -295,8 +295,8 @@ pub fn logsumexp<C: Real>(level: SimdLevel, x: &[C], parallel: bool) -> C {
     crate::row::logsumexp_row_with(k, x, parallel)
 }
 
-/// Each row's maximum and exp-sum at temperature 1 with the kernels of `level`, for the rows of
-/// `n` elements stored one after the other in `x` (see `row_sums` in the kernels).
+/// Each row's maximum and exp-sum at temperature `t` with the kernels of `level`, for the rows
+/// of `n` elements stored one after the other in `x` (see `row_sums` in the kernels).
 ///
 /// # Panics
 /// Unless `x` holds `maxima.len()` rows of `1..=BLOCK` elements and `totals` as many entries.
@@ -304,11 +304,12 @@ pub fn row_sums<C: Real>(
     level: SimdLevel,
     x: &[C],
     n: usize,
+    t: f64,
     maxima: &mut [C],
     totals: &mut [f64],
 ) {
     let k = crate::kernels::kernels_for::<C>(level);
-    crate::kernels::row_sums(k, x, n, maxima, totals)
+    crate::kernels::row_sums(k, x, n, t, maxima, totals)
 }
 
 /// [`logsumexp`] of each row of `n` elements stored one after the other in `x`, many rows a

@@ -674,7 +674,7 @@ pub(crate) fn logsumexp_rows_with<C: Real>(
     let mut totals = [0.0f64; CHUNK];
     for (xs, outs) in x.chunks(CHUNK * n).zip(out.chunks_mut(CHUNK)) {
         let count = outs.len();
-        row_sums(k, xs, n, &mut maxima[..count], &mut totals[..count]);
+        row_sums(k, xs, n, 1.0, &mut maxima[..count], &mut totals[..count]);
         for (r, o) in outs.iter_mut().enumerate() {
             *o = if totals[r].is_nan() {
                 // Contract S6's rows: their maximum decides.
@@ -688,21 +688,36 @@ pub(crate) fn logsumexp_rows_with<C: Real>(
 
 /// [`logsumexp_row`] with the kernels of a given table.
 pub(crate) fn logsumexp_row_with<C: Real>(k: &'static Kernels<C>, x: &[C], parallel: bool) -> C {
+    match max_and_sum_exp(k, x, 1.0, parallel) {
+        Ok((m, total)) => C::from_f64(m.to_f64() + total.ln()),
+        Err((true, _)) => C::NAN,
+        Err((false, true)) => C::INFINITY,
+        Err((false, false)) => C::NEG_INFINITY,
+    }
+}
+
+/// A row's maximum `m` and Σ exp((x - m) / t) over it (`t` positive and finite), through the
+/// kernels of `k`, a block at a time beyond [`BLOCK`] elements (`parallel`: the blocks shared
+/// with the crate's threads); for contract S6's rows, `Err((nan, pos_inf))`: a NaN, else a
+/// +inf, else no entry above -inf (an empty row included). Rows of up to a block get the bits
+/// of [`row_sums`].
+pub(crate) fn max_and_sum_exp<C: Real>(
+    k: &'static Kernels<C>,
+    x: &[C],
+    t: f64,
+    parallel: bool,
+) -> Result<(C, f64), (bool, bool)> {
     let n = x.len();
     if n <= BLOCK {
         let (m, nan) = (k.max)(x);
-        if nan {
-            return C::NAN;
+        if nan || m == C::INFINITY || m == C::NEG_INFINITY {
+            return Err((nan, m == C::INFINITY));
         }
-        if m == C::INFINITY || m == C::NEG_INFINITY {
-            return m;
-        }
-        let total = (k.sum_exp)(x, m, 1.0);
-        return C::from_f64(m.to_f64() + total.ln());
+        return Ok((m, (k.sum_exp)(x, m, t)));
     }
     let nb = n_blocks(n);
     let parallel = parallel && nb > 1;
-    with_stats::<C, C>(nb, |stats| {
+    with_stats::<C, _>(nb, |stats| {
         each_shared(stats, parallel, |b, st| {
             if interrupt::poll() {
                 return;
@@ -714,17 +729,12 @@ pub(crate) fn logsumexp_row_with<C: Real>(k: &'static Kernels<C>, x: &[C], paral
             st.nan = nan;
             st.pos_inf = m == C::INFINITY;
             if !nan && m != C::INFINITY && m != C::NEG_INFINITY {
-                st.sum = (k.sum_exp)(xb, m, 1.0);
+                st.sum = (k.sum_exp)(xb, m, t);
             }
         });
         if interrupt::stopped() {
-            return C::NAN;
+            return Err((true, false));
         }
-        match combine(stats, 1.0) {
-            Err((true, _)) => C::NAN,
-            Err((false, true)) => C::INFINITY,
-            Err((false, false)) => C::NEG_INFINITY,
-            Ok((mm, total)) => C::from_f64(mm.to_f64() + total.ln()),
-        }
+        combine(stats, t)
     })
 }

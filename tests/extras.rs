@@ -84,6 +84,50 @@ fn cross_entropy_matches_reference_f64_and_f32() {
     }
 }
 
+/// Many short rows at one temperature take their sums a packed group of rows per kernel call;
+/// at one temperature per row, a row at a time (contract S9: the same bits either way), with
+/// contract S6's rows (NaN, +inf, all -inf) and ignored labels among them, at temperatures the
+/// packed kernels take and one they leave to the block kernels (2e-35).
+#[test]
+fn s9_cross_entropy_grouped_rows_match_row_by_row_bitwise() {
+    let mut rng = Lcg(91);
+    for n in [2usize, 3, 7, 16, 17, 33, 64, 65] {
+        let rows = 301;
+        let (mut x, mut y) = batch(&mut rng, rows, n, 6.0);
+        x[3 * n] = f64::NAN;
+        x[20 * n + n - 1] = f64::INFINITY;
+        x[40 * n..41 * n].fill(f64::NEG_INFINITY);
+        y[7] = -100;
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let x16: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f64(v)).collect();
+        for t in [1.0, 0.7, 2e-35] {
+            let each = vec![t; rows];
+            for eps in [0.0, 0.1] {
+                let opts = |temperature| CrossEntropyOptions {
+                    temperature,
+                    label_smoothing: eps,
+                    ignore_index: Some(-100),
+                };
+                let (one, per_row) = (opts(Temperature::Scalar(t)), opts((&each).into()));
+                let what = format!("n={n} t={t} eps={eps}");
+                let run = |opts: &CrossEntropyOptions<'_>| {
+                    let mut out = [vec![0.0; rows], vec![0.0; rows], vec![0.0; rows]];
+                    cross_entropy_rows(&x, n, &y, opts, &mut out[0]).unwrap();
+                    cross_entropy_rows(&x32, n, &y, opts, &mut out[1]).unwrap();
+                    cross_entropy_rows(&x16, n, &y, opts, &mut out[2]).unwrap();
+                    out.map(|v| bits(&v))
+                };
+                let (a, b) = (run(&one), run(&per_row));
+                assert_eq!(a, b, "{what}");
+                let f32_losses: Vec<f64> = a[1].iter().map(|&u| f64::from_bits(u)).collect();
+                assert!(f32_losses[3].is_nan() && f32_losses[20].is_nan(), "{what}");
+                assert!(f32_losses[40].is_nan() && f32_losses[7] == 0.0, "{what}");
+                assert!(f32_losses[8].is_finite(), "{what}");
+            }
+        }
+    }
+}
+
 #[test]
 fn cross_entropy_reductions_and_ignore_index_follow_pytorch() {
     let x = [1.0f64, 2.0, 3.0, 0.0, 0.0, 0.0, 5.0, -1.0, 0.5];

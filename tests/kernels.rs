@@ -496,9 +496,10 @@ fn rows_kernel_matches_block_kernels_all_levels() {
 
 /// Many short rows' maxima and exp-sums in one call (`row_sums`, and `logsumexp_rows` on it):
 /// the packed groups of 16 or 8 rows stored one after the other and the rows they leave over
-/// give every row the bits of the block kernels (`max`, then `sum_exp` at temperature 1) and
-/// of one row's logsumexp (contract S9), and a NaN sum exactly for contract S6's rows (NaN,
-/// +inf, all -inf), whatever their place among the rows.
+/// give every row the bits of the block kernels (`max`, then `sum_exp`) at every temperature
+/// (2e-35: one the packed kernels leave to the block kernels), and of one row's logsumexp
+/// (contract S9), and a NaN sum exactly for contract S6's rows (NaN, +inf, all -inf), whatever
+/// their place among the rows.
 #[test]
 fn s9_row_sums_match_block_kernels_all_levels() {
     let mut rng = Rng(29);
@@ -519,32 +520,39 @@ fn s9_row_sums_match_block_kernels_all_levels() {
                         x[20 * n..21 * n].fill(-0.0);
                         x[21 * n..22 * n].fill(f32::MAX);
                     }
-                    let (mut maxima, mut totals) = (vec![0f32; count], vec![0f64; count]);
-                    k::row_sums(level, &x, n, &mut maxima, &mut totals);
+                    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                    for t in [1.0, 0.7, 3.0, 2e-35] {
+                        let what = format!("{level:?} n={n} count={count} t={t}");
+                        let (mut maxima, mut totals) = (vec![0f32; count], vec![0f64; count]);
+                        k::row_sums(level, &x, n, t, &mut maxima, &mut totals);
+                        let (mut maxima64, mut totals64) = (vec![0f64; count], vec![0f64; count]);
+                        k::row_sums(level, &x64, n, t, &mut maxima64, &mut totals64);
+                        for r in 0..count {
+                            let row = &x[r * n..(r + 1) * n];
+                            let (m, nan) = k::max(level, row);
+                            let special = nan || m.is_infinite();
+                            assert_eq!(totals[r].is_nan(), special, "{what} row {r}");
+                            assert_eq!(totals64[r].is_nan(), special, "{what} row {r} f64");
+                            if special {
+                                continue;
+                            }
+                            assert_eq!(maxima[r], m, "{what} row {r}");
+                            let want = k::sum_exp(level, row, m, t);
+                            assert_eq!(totals[r].to_bits(), want.to_bits(), "{what} row {r}");
+                            let row64 = &x64[r * n..(r + 1) * n];
+                            let want64 = k::sum_exp(level, row64, m as f64, t);
+                            assert_eq!(maxima64[r], m as f64, "{what} row {r} f64");
+                            let got64 = totals64[r].to_bits();
+                            assert_eq!(got64, want64.to_bits(), "{what} row {r} f64");
+                        }
+                    }
                     let mut lse = vec![0f32; count];
                     k::logsumexp_rows(level, &x, n, &mut lse);
-                    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-                    let (mut maxima64, mut totals64) = (vec![0f64; count], vec![0f64; count]);
-                    k::row_sums(level, &x64, n, &mut maxima64, &mut totals64);
                     let mut lse64 = vec![0f64; count];
                     k::logsumexp_rows(level, &x64, n, &mut lse64);
                     for r in 0..count {
                         let what = format!("{level:?} n={n} count={count} row {r}");
-                        let row = &x[r * n..(r + 1) * n];
-                        let (m, nan) = k::max(level, row);
-                        let special = nan || m.is_infinite();
-                        assert_eq!(totals[r].is_nan(), special, "{what}");
-                        assert_eq!(totals64[r].is_nan(), special, "{what} f64");
-                        if !special {
-                            assert_eq!(maxima[r], m, "{what}");
-                            let want = k::sum_exp(level, row, m, 1.0);
-                            assert_eq!(totals[r].to_bits(), want.to_bits(), "{what}");
-                            let row64 = &x64[r * n..(r + 1) * n];
-                            let want64 = k::sum_exp(level, row64, m as f64, 1.0);
-                            assert_eq!(maxima64[r], m as f64, "{what} f64");
-                            assert_eq!(totals64[r].to_bits(), want64.to_bits(), "{what} f64");
-                        }
-                        let want = k::logsumexp(level, row, false);
+                        let want = k::logsumexp(level, &x[r * n..(r + 1) * n], false);
                         assert_eq!(lse[r].to_bits(), want.to_bits(), "{what}: logsumexp");
                         let want64 = k::logsumexp(level, &x64[r * n..(r + 1) * n], false);
                         assert_eq!(

@@ -96,6 +96,34 @@ unsafe fn each_lane<T: Float>(
         }
         return Ok(());
     }
+    // SAFETY: the caller's contract, with `1 <= n <= GATHERED_LANE_MAX` (checked above).
+    unsafe {
+        each_block(src, lanes, range, gather, offsets, |first, block| {
+            for (l, x) in block.chunks_exact(n).enumerate() {
+                f(first + l, x)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `f(first, block)` for consecutive blocks of the lanes `range` of `src`, in order, stopping
+/// at the first error: `block` holds lanes `first..first + block.len() / n` back to back in the
+/// compute type, gathered a block at a time ([`GATHER_BLOCK_ELEMS`] elements). Polls for an
+/// interruption once per block.
+///
+/// # Safety
+/// As [`each_lane`]; lanes of `1 <= n <= GATHERED_LANE_MAX` elements.
+unsafe fn each_block<T: Float>(
+    src: *const T,
+    lanes: &Lanes,
+    range: std::ops::Range<usize>,
+    gather: &mut Vec<T::Compute>,
+    offsets: &mut Vec<isize>,
+    mut f: impl FnMut(usize, &[T::Compute]) -> Result<()>,
+) -> Result<()> {
+    let (n, stride) = (lanes.len, lanes.stride);
+    debug_assert!((1..=GATHERED_LANE_MAX).contains(&n));
     let per_block = GATHER_BLOCK_ELEMS / n;
     let mut first = range.start;
     while first < range.end {
@@ -116,9 +144,7 @@ unsafe fn each_lane<T: Float>(
                 gather[l * n + j] = unsafe { *src.offset(off + step) }.to_compute();
             }
         }
-        for (l, x) in gather.chunks_exact(n).enumerate() {
-            f(first + l, x)?;
-        }
+        f(first, gather)?;
         first += b;
     }
     Ok(())
@@ -135,11 +161,8 @@ unsafe fn visit_lanes<T: Float>(
     lanes: &Lanes,
     visit: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> Result<()> + Sync,
 ) -> Result<()> {
-    let count = lanes.count();
-    let per_task = min_lanes(lanes.len);
     let s = SharedPtr(src as *mut T);
-    let task = |bufs: &mut LaneBufs<T::Compute>, c: usize| {
-        let range = c * per_task..((c + 1) * per_task).min(count);
+    in_tasks(lanes, |bufs: &mut LaneBufs<T::Compute>, range| {
         let LaneBufs {
             gather,
             offsets,
@@ -156,17 +179,74 @@ unsafe fn visit_lanes<T: Float>(
                 |i, x| visit(i, x, scratch),
             )
         }
-    };
+    })
+}
+
+/// `task(bufs, range)` for consecutive ranges of the lanes, together all of them, shared among
+/// the threads when the call is large (ranges of at least ~8k elements' worth); the first error
+/// in lane order. `bufs` are owned by the running task.
+fn in_tasks<C: Default + Send>(
+    lanes: &Lanes,
+    task: impl Fn(&mut LaneBufs<C>, std::ops::Range<usize>) -> Result<()> + Sync,
+) -> Result<()> {
+    let count = lanes.count();
+    let per_task = min_lanes(lanes.len);
     let work = lanes.len.saturating_mul(count).max(count);
     map_init(
         count.div_ceil(per_task),
         1,
         is_parallel(work),
         LaneBufs::default,
-        task,
+        |bufs, c| task(bufs, c * per_task..((c + 1) * per_task).min(count)),
     )?
     .into_iter()
     .collect()
+}
+
+/// `f(first, block, results)` for consecutive blocks of short lanes (`1 <= n <=
+/// GATHERED_LANE_MAX` elements): `block` holds lanes `first..first + results.len()` back to back
+/// in the compute type, and `results` is their part of `out`; the first error in lane order
+/// (`out` then partly written). Parallel over blocks when large. For computations that take
+/// many lanes per call.
+///
+/// # Safety
+/// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+pub(crate) unsafe fn blocks_into<T: Float, R: Send>(
+    src: *const T,
+    lanes: &Lanes,
+    out: &mut [R],
+    f: impl Fn(usize, &[T::Compute], &mut [R]) -> Result<()> + Sync,
+) -> Result<()> {
+    let n = lanes.len;
+    assert!(out.len() == lanes.count() && (1..=GATHERED_LANE_MAX).contains(&n));
+    let (s, base) = (SharedPtr(src as *mut T), out.as_mut_ptr() as usize);
+    in_tasks(lanes, |bufs: &mut LaneBufs<T::Compute>, range| {
+        // SAFETY: the caller's contract; the range's lanes are in bounds. Entries `first..first
+        // + block.len() / n` of `out` (one per lane, `out` outliving the call) belong to the
+        // block's lanes, visited by this task alone.
+        unsafe {
+            each_block(
+                s.get() as *const T,
+                lanes,
+                range,
+                &mut bufs.gather,
+                &mut bufs.offsets,
+                |first, block| {
+                    let results = (base as *mut R).add(first);
+                    f(
+                        first,
+                        block,
+                        std::slice::from_raw_parts_mut(results, block.len() / n),
+                    )
+                },
+            )
+        }
+    })
+}
+
+/// Whether [`blocks_into`] takes lanes of `n` elements.
+pub(crate) fn takes_blocks(n: usize) -> bool {
+    (1..=GATHERED_LANE_MAX).contains(&n)
 }
 
 /// `out[i] = f(i, lane_i, scratch)` for every lane, or the first lane's error (in lane order;
@@ -281,24 +361,6 @@ pub(crate) fn max_nan<C: crate::Real>(x: &[C]) -> (C, bool) {
         }
     }
     (m, any_nan)
-}
-
-/// Σ x as f64 with eight accumulators (vectorisable; a fixed order, so deterministic).
-#[inline]
-pub(crate) fn sum_f64<C: crate::Real>(x: &[C]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for j in 0..8 {
-            acc[j] += c[j].to_f64();
-        }
-    }
-    let mut s = acc.iter().sum::<f64>();
-    for &v in rest {
-        s += v.to_f64();
-    }
-    s
 }
 
 pub(crate) use crate::layout::rows_of;

@@ -9,8 +9,10 @@
 
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
-use crate::extras::exec::{lanes_into, max_nan, neumaier_sum, rows_of, sum_f64};
+use crate::extras::exec::{blocks_into, lanes_into, neumaier_sum, rows_of, takes_blocks};
+use crate::kernels::{kernels, row_sums};
 use crate::layout::Lanes;
+use crate::row::max_and_sum_exp;
 use crate::temperature::Temperature;
 use crate::view::StridedView;
 
@@ -138,42 +140,89 @@ fn check_labels(labels: &[i64], classes: usize, ignore: Option<i64>) -> Result<u
 }
 
 /// The loss of one row (`x` in the compute type), label already checked.
-fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64, buf: &mut Vec<C>) -> Result<f64> {
-    let (m, nan) = max_nan(x);
-    if nan || m == C::INFINITY || m == C::NEG_INFINITY {
-        return Ok(f64::NAN);
+fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64) -> f64 {
+    let parallel = crate::parallel::is_parallel(x.len());
+    match max_and_sum_exp(kernels::<C>(), x, t, parallel) {
+        Ok((m, total)) => loss_from_sums(x, label, t, eps, m.to_f64(), total),
+        Err(_) => f64::NAN,
     }
-    let m = m.to_f64();
-    // z_i - max(z) = (x_i - m) / t <= 0: no overflow, and logsumexp of it lies in [0, ln C].
-    // x_i - m is exact in f64 for f32/f16 input; one rounding to the compute type follows.
-    buf.clear();
-    crate::scratch::reserve(buf, x.len(), "the scaled row")?;
-    let inv_t = 1.0 / t;
-    if inv_t.is_finite() {
-        buf.extend(x.iter().map(|&v| C::from_f64((v.to_f64() - m) * inv_t)));
-    } else {
-        buf.extend(x.iter().map(|&v| C::from_f64((v.to_f64() - m) / t)));
-    }
-    let lse = scaled_logsumexp(buf);
-    // The label's term exactly, not through the rounded buffer.
-    let nll = lse - (x[label].to_f64() - m) / t;
-    if eps == 0.0 {
-        return Ok(nll);
-    }
-    let mean = sum_f64(buf) / x.len() as f64;
-    Ok((1.0 - eps) * nll + eps * (lse - mean))
 }
 
-/// logsumexp of a row whose maximum is 0 (`x - max`, scaled): the bits of the public
-/// `logsumexp`, through its row kernels without their per-call checks and poll (rows are
-/// polled by the caller). A row of a block or less skips the maximum pass: the maximum is known,
-/// and `0 + ln(sum)` is `ln(sum)` (the sum is at least 1, so its log is not -0).
-fn scaled_logsumexp<C: Real>(buf: &[C]) -> f64 {
-    if buf.len() <= crate::kernels::BLOCK {
-        let total = (crate::kernels::kernels::<C>().sum_exp)(buf, C::default(), 1.0);
-        return C::from_f64(total.ln()).to_f64();
+/// The loss of a row from its maximum `m` and `total = Σ exp((x - m) / t)` (a finite
+/// `m`; label already checked). `ln(total)` is logsumexp of `z - max z` (`z = x / t`), in [0,
+/// ln C]; the label's term is exact, not through a rounded probability.
+fn loss_from_sums<C: Real>(x: &[C], label: usize, t: f64, eps: f64, m: f64, total: f64) -> f64 {
+    let lse = total.ln();
+    let nll = lse - (x[label].to_f64() - m) / t;
+    if eps == 0.0 {
+        return nll;
     }
-    crate::row::logsumexp_row(buf, crate::parallel::is_parallel(buf.len())).to_f64()
+    let mean = shifted_sum(x, m, t) / x.len() as f64;
+    (1.0 - eps) * nll + eps * (lse - mean)
+}
+
+/// Σ (x - m) / t in `f64` with eight accumulators (vectorisable; a fixed order, so
+/// deterministic).
+#[inline]
+fn shifted_sum<C: Real>(x: &[C], m: f64, t: f64) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for j in 0..8 {
+            acc[j] += (c[j].to_f64() - m) / t;
+        }
+    }
+    let mut s = acc.iter().sum::<f64>();
+    for &v in rest {
+        s += (v.to_f64() - m) / t;
+    }
+    s
+}
+
+/// Per-row losses of a block of rows of `n` elements stored one after the other (`first` the
+/// first row's number), into `losses`: the rows' sums many rows per kernel call at one
+/// temperature ([`row_sums`]), else row by row, with the bits of [`row_loss`] either way.
+fn block_losses<C: Real>(
+    first: usize,
+    block: &[C],
+    n: usize,
+    labels: &[i64],
+    opts: &CrossEntropyOptions<'_>,
+    losses: &mut [f64],
+) {
+    const CHUNK: usize = 256;
+    let k = kernels::<C>();
+    let (mut maxima, mut totals) = ([C::default(); CHUNK], [0.0f64; CHUNK]);
+    for (c, (rows, outs)) in block
+        .chunks(CHUNK * n)
+        .zip(losses.chunks_mut(CHUNK))
+        .enumerate()
+    {
+        let (first, count) = (first + c * CHUNK, outs.len());
+        let (maxima, totals) = (&mut maxima[..count], &mut totals[..count]);
+        match opts.temperature {
+            Temperature::Scalar(t) => row_sums(k, rows, n, t, maxima, totals),
+            Temperature::PerRow(ts) => {
+                for (r, row) in rows.chunks_exact(n).enumerate() {
+                    (maxima[r], totals[r]) =
+                        max_and_sum_exp(k, row, ts[first + r], false).unwrap_or((C::NAN, f64::NAN));
+                }
+            }
+        }
+        for (r, (o, row)) in outs.iter_mut().zip(rows.chunks_exact(n)).enumerate() {
+            let y = labels[first + r];
+            *o = if Some(y) == opts.ignore_index {
+                0.0
+            } else if totals[r].is_nan() {
+                f64::NAN
+            } else {
+                let t = opts.temperature.get(first + r);
+                let m = maxima[r].to_f64();
+                loss_from_sums(row, y as usize, t, opts.label_smoothing, m, totals[r])
+            };
+        }
+    }
 }
 
 /// Per-lane cross-entropy over strided lanes: `losses[i]` is lane `i`'s loss (0 where
@@ -231,15 +280,26 @@ pub(crate) unsafe fn cross_entropy_lanes_raw<T: Float>(
     }
     opts.check(count)?;
     check_labels(labels, lanes.len, opts.ignore_index)?;
+    let n = lanes.len;
+    if takes_blocks(n) {
+        // SAFETY: every lane of `src` is readable and not written during the call (this
+        // function's contract), as `blocks_into` asks.
+        return unsafe {
+            blocks_into(src, lanes, losses, |first, block, out| {
+                block_losses(first, block, n, labels, opts, out);
+                Ok(())
+            })
+        };
+    }
     let eps = opts.label_smoothing;
-    // SAFETY: every lane of `src` is readable and not written during the call (this function's contract), as `lanes_into` asks.
+    // SAFETY: as above, for `lanes_into`.
     unsafe {
-        lanes_into(src, lanes, losses, |i, x, scratch| {
+        lanes_into(src, lanes, losses, |i, x, _| {
             let y = labels[i];
             if Some(y) == opts.ignore_index {
                 return Ok(0.0);
             }
-            row_loss(x, y as usize, opts.temperature.get(i), eps, scratch)
+            Ok(row_loss(x, y as usize, opts.temperature.get(i), eps))
         })
     }
 }

@@ -171,19 +171,19 @@ pub struct Kernels<C: 'static> {
     /// The [`EntropySums`] of a block with maximum `m`, in one pass.
     pub entropy_sums: fn(&[C], C) -> EntropySums,
     /// Where the level has one: [`row_sums`] of the leading rows of a call, as many as it takes
-    /// (it returns how many), from `(src, n, count, maxima, totals)`.
+    /// (it returns how many), from `(src, n, count, t, maxima, totals)`.
     pub packed_sums: Option<PackedSums<C>>,
 }
 
 /// The type of [`Kernels::packed_sums`].
-pub type PackedSums<C> = unsafe fn(*const C, usize, usize, *mut C, *mut f64) -> usize;
+pub type PackedSums<C> = unsafe fn(*const C, usize, usize, f64, *mut C, *mut f64) -> usize;
 
-/// Each row's maximum and the sum of its exps at temperature 1, for the rows of `n` elements
-/// (`1 <= n <= BLOCK`) stored one after the other in `x`, row `r`'s at `maxima[r]` and
-/// `totals[r]`: the bits `max` and then `sum_exp(row, max, 1.0)` give. `totals[r]` is NaN
-/// exactly when the row holds a NaN or a +inf, or no entry above -inf (contract S6), and
-/// `maxima[r]` is then unspecified. Many short rows in one call: the vector levels' `f32`
-/// kernels take them a group at a time.
+/// Each row's maximum and the sum of its exps at temperature `t` (positive, finite), for the
+/// rows of `n` elements (`1 <= n <= BLOCK`) stored one after the other in `x`, row `r`'s at
+/// `maxima[r]` and `totals[r]`: the bits `max` and then `sum_exp(row, max, t)` give.
+/// `totals[r]` is NaN exactly when the row holds a NaN or a +inf, or no entry above -inf
+/// (contract S6), and `maxima[r]` is then unspecified. Many short rows in one call: the vector
+/// levels' `f32` kernels take them a group at a time.
 ///
 /// # Panics
 /// Unless `x` holds `maxima.len()` rows and `totals` as many entries.
@@ -191,6 +191,7 @@ pub(crate) fn row_sums<C: Real>(
     k: &Kernels<C>,
     x: &[C],
     n: usize,
+    t: f64,
     maxima: &mut [C],
     totals: &mut [f64],
 ) {
@@ -204,6 +205,7 @@ pub(crate) fn row_sums<C: Real>(
                 x.as_ptr(),
                 n,
                 count,
+                t,
                 maxima.as_mut_ptr(),
                 totals.as_mut_ptr(),
             )
@@ -216,7 +218,7 @@ pub(crate) fn row_sums<C: Real>(
         totals[r] = if nan || m == C::INFINITY || m == C::NEG_INFINITY {
             f64::NAN
         } else {
-            (k.sum_exp)(row, m, 1.0)
+            (k.sum_exp)(row, m, t)
         };
     }
 }

@@ -670,16 +670,17 @@ macro_rules! instantiate {
             ) => crate::kernels::algo::grouped::packed::<_, UNIT, LONG>(
                 isa(), op, src, dst, inv, rows, groups, exps,
             );
-            fn sums_f32<const LONG: bool>(
-                src: *const f32, rows: &crate::kernels::algo::grouped::PackedRows, groups: usize,
-                maxima: *mut f32, totals: *mut f64, exps: *mut f32,
-            ) => crate::kernels::algo::grouped::packed_sums::<_, LONG>(
-                isa(), src, rows, groups, maxima, totals, exps,
+            fn sums_f32<const UNIT: bool, const LONG: bool>(
+                src: *const f32, inv: f64, rows: &crate::kernels::algo::grouped::PackedRows,
+                groups: usize, maxima: *mut f32, totals: *mut f64, exps: *mut f32,
+            ) => crate::kernels::algo::grouped::packed_sums::<_, UNIT, LONG>(
+                isa(), src, inv, rows, groups, maxima, totals, exps,
             );
             fn packed_sums_f32(
-                src: *const f32, n: usize, count: usize, maxima: *mut f32, totals: *mut f64,
+                src: *const f32, n: usize, count: usize, t: f64, maxima: *mut f32,
+                totals: *mut f64,
             ) -> usize => crate::kernels::algo::grouped::sums::<$isa>(
-                &GROUPED, src, n, count, maxima, totals,
+                &GROUPED, src, n, count, t, maxima, totals,
             );
             fn short_f32<const V: usize>(
                 general: crate::kernels::algo::rows::RowsKernel, op: crate::op::Op,
@@ -736,7 +737,12 @@ macro_rules! instantiate {
                     packed_f32::<false, false>,
                     packed_f32::<false, true>,
                 ],
-                sums: [sums_f32::<false>, sums_f32::<true>],
+                sums: [
+                    sums_f32::<true, false>,
+                    sums_f32::<true, true>,
+                    sums_f32::<false, false>,
+                    sums_f32::<false, true>,
+                ],
                 short: [short_f32::<1>, short_f32::<2>],
                 medium: medium_f32,
             };

@@ -525,18 +525,21 @@ pub(crate) unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
     unsafe { each_group::<S, UNIT, LONG>(s, src, inv, rows, groups, exps, &out) };
 }
 
-/// Each row's maximum and its exps' sum at temperature 1 ([`Kernels::row_sums`](
-/// crate::kernels::Kernels)'s values, the same bits) for `groups` groups of `F32_LANES` rows of
-/// `rows.n` elements stored one after the other (LONG: `n > F32_LANES`), row `r`'s at
-/// `maxima + r` and `totals + r`.
+/// Each row's maximum and its exps' sum ([`row_sums`](crate::kernels::row_sums)'s values, the
+/// same bits) for `groups` groups of `F32_LANES` rows of `rows.n` elements stored one after the
+/// other, at one temperature (`inv` its reciprocal; UNIT: temperature 1; LONG: `n >
+/// F32_LANES`), row `r`'s at `maxima + r` and `totals + r`.
 ///
 /// # Safety
 /// `src` valid for reads of `groups F32_LANES n` elements, `maxima` and `totals` for writes of
-/// `groups F32_LANES` values; `2 <= n <= packed_max::<S>()`; `exps` as for [`packed`].
+/// `groups F32_LANES` values; `2 <= n <= packed_max::<S>()`; `inv` moderate; `exps` as for
+/// [`packed`].
 #[inline(always)]
-pub(crate) unsafe fn packed_sums<S: Simd, const LONG: bool>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn packed_sums<S: Simd, const UNIT: bool, const LONG: bool>(
     s: S,
     src: *const f32,
+    inv: f64,
     rows: &PackedRows,
     groups: usize,
     maxima: *mut f32,
@@ -549,7 +552,7 @@ pub(crate) unsafe fn packed_sums<S: Simd, const LONG: bool>(
         rows,
     };
     // SAFETY: # Safety, which `Sums` needs of `maxima` and `totals`.
-    unsafe { each_group::<S, true, LONG>(s, src, 1.0, rows, groups, exps, &out) };
+    unsafe { each_group::<S, UNIT, LONG>(s, src, inv, rows, groups, exps, &out) };
 }
 
 /// [`packed_exps`] of each group, then `out`'s finish of it.
@@ -825,7 +828,7 @@ pub(crate) type PackedKernel =
 const EXPS_LEN: usize = PACKED_MAX * GROUP + GROUP;
 /// A packed sums kernel: [`packed_sums`] at a level with its LONG.
 pub(crate) type SumsKernel =
-    unsafe fn(*const f32, &PackedRows, usize, *mut f32, *mut f64, *mut f32);
+    unsafe fn(*const f32, f64, &PackedRows, usize, *mut f32, *mut f64, *mut f32);
 /// A short-row kernel: [`short`] at a level with its V.
 pub(crate) type ShortKernel = unsafe fn(RowsKernel, Op, RowBatch<f32>);
 /// The medium-row kernel: [`medium`] at a level.
@@ -841,8 +844,8 @@ pub(crate) struct GroupKernels {
     /// [`packed`] with (UNIT, LONG) `(true, false)`, `(true, true)`, `(false, false)`,
     /// `(false, true)`.
     pub(crate) packed: [PackedKernel; 4],
-    /// [`packed_sums`] with LONG `false`, `true`.
-    pub(crate) sums: [SumsKernel; 2],
+    /// [`packed_sums`] with (UNIT, LONG) as for `packed`.
+    pub(crate) sums: [SumsKernel; 4],
     /// [`short`] with V 1 and 2.
     pub(crate) short: [ShortKernel; 2],
     pub(crate) medium: MediumKernel,
@@ -896,8 +899,8 @@ unsafe fn packed_groups<S: Simd>(k: &GroupKernels, op: Op, b: RowBatch<f32>) -> 
 }
 
 /// [`Kernels::packed_sums`](crate::kernels::Kernels) at level `S`: the leading whole groups of
-/// `F32_LANES` rows through [`packed_sums`] when `2 <= n <= packed_max`; returns how many rows
-/// it computed (0 when `n` is out of that range).
+/// `F32_LANES` rows through [`packed_sums`] when `2 <= n <= packed_max` and `t` is moderate;
+/// returns how many rows it computed (0 when the call does not qualify).
 ///
 /// # Safety
 /// `src` valid for reads of `count n` elements, `maxima` and `totals` for writes of `count`
@@ -908,23 +911,27 @@ pub(crate) unsafe fn sums<S: Simd>(
     src: *const f32,
     n: usize,
     count: usize,
+    t: f64,
     maxima: *mut f32,
     totals: *mut f64,
 ) -> usize {
     let l = S::F32_LANES;
-    if !(2..=packed_max::<S>()).contains(&n) || count < l {
+    if !(2..=packed_max::<S>()).contains(&n) || count < l || !moderate_temperature(t) {
         return 0;
     }
     let rows = PackedRows::new(n, l);
     let groups = count / l;
-    let kernel = std::hint::black_box(k.sums[usize::from(n > l)]);
+    let kernel = std::hint::black_box(k.sums[usize::from(t != 1.0) * 2 + usize::from(n > l)]);
+    let inv = if t == 1.0 { 1.0 } else { 1.0 / t };
     let mut exps = std::mem::MaybeUninit::<[f32; 2 * EXPS_LEN]>::uninit();
     // SAFETY: the first `groups l <= count` rows of `n` elements from `src`, and as many values
-    // at `maxima` and `totals` (# Safety), with `2 <= n <= packed_max` and LONG exactly when
-    // `n > l`; `exps` is the scratch buffer of `2 EXPS_LEN`, local.
+    // at `maxima` and `totals` (# Safety), at the moderate temperature `t`, with `2 <= n <=
+    // packed_max`, UNIT exactly when `t == 1` and LONG exactly when `n > l`; `exps` is the
+    // scratch buffer of `2 EXPS_LEN`, local.
     unsafe {
         kernel(
             src,
+            inv,
             &rows,
             groups,
             maxima,
