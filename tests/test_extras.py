@@ -539,6 +539,23 @@ def test_sigmoid_accuracy_and_overflow():
     np.testing.assert_array_equal(sigmoid(big), ref_sigmoid(big).astype(np.float64).astype(np.float32))
 
 
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_sigmoid_keeps_memory_order_of_fortran_input(dtype):
+    # Elementwise: like NumPy's ufuncs, a Fortran-ordered input gives a Fortran-ordered result,
+    # computed in one pass over memory (R8), with the values of the C-ordered computation.
+    x = np.asfortranarray((rng(4).normal(size=(5003, 3, 2)) * 8).astype(dtype))
+    got = sigmoid(x)
+    assert got.flags.f_contiguous and not got.flags.c_contiguous and got.flags.owndata
+    want = sigmoid(np.ascontiguousarray(x))
+    assert want.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+    assert np.negative(x).flags.f_contiguous  # NumPy's own order for this input
+    # Strided Fortran runs (every other column of an F array) are not one run: C order.
+    xs = np.asfortranarray(x[:, :, :1].repeat(4, axis=2))[:, :, ::2]
+    np.testing.assert_array_equal(sigmoid(xs), sigmoid(np.ascontiguousarray(xs)))
+    assert sigmoid(np.asfortranarray(np.zeros((0, 3), dtype))).shape == (0, 3)
+
 # --------------------------------------------------------------------------------------------
 # Inputs: torch, JAX, DLPack, bfloat16
 # --------------------------------------------------------------------------------------------

@@ -66,11 +66,21 @@ impl Dtype {
         py: Python<'py>,
         shape: &[usize],
     ) -> PyResult<Bound<'py, PyUntypedArray>> {
+        self.empty_in(py, shape, false)
+    }
+
+    /// [`Dtype::empty`], Fortran-contiguous when `fortran`.
+    pub(crate) fn empty_in<'py>(
+        self,
+        py: Python<'py>,
+        shape: &[usize],
+        fortran: bool,
+    ) -> PyResult<Bound<'py, PyUntypedArray>> {
         match self {
-            Dtype::F16 => new_empty::<half::f16>(py, shape),
-            Dtype::F32 => new_empty::<f32>(py, shape),
-            Dtype::F64 => new_empty::<f64>(py, shape),
-            Dtype::BF16 => Ok(new_empty::<u16>(py, shape)?
+            Dtype::F16 => new_empty_in::<half::f16>(py, shape, fortran),
+            Dtype::F32 => new_empty_in::<f32>(py, shape, fortran),
+            Dtype::F64 => new_empty_in::<f64>(py, shape, fortran),
+            Dtype::BF16 => Ok(new_empty_in::<u16>(py, shape, fortran)?
                 .call_method1("view", (bf16_bits_class(py)?,))?
                 .cast_into::<PyUntypedArray>()?),
         }
@@ -131,12 +141,23 @@ pub(crate) fn new_empty<'py, T: numpy::Element>(
     py: Python<'py>,
     shape: &[usize],
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
-    use numpy::npyffi::{self, npy_intp, PY_ARRAY_API};
+    new_empty_in::<T>(py, shape, false)
+}
+
+/// [`new_empty`], Fortran-contiguous when `fortran`.
+fn new_empty_in<'py, T: numpy::Element>(
+    py: Python<'py>,
+    shape: &[usize],
+    fortran: bool,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    use numpy::npyffi::{self, npy_intp, NPY_ARRAY_F_CONTIGUOUS, PY_ARRAY_API};
     let mut dims: Vec<npy_intp> = shape.iter().map(|&d| d as npy_intp).collect();
+    let flags = if fortran { NPY_ARRAY_F_CONTIGUOUS } else { 0 };
     // SAFETY: the descriptor reference is handed to (and stolen by) PyArray_NewFromDescr; the
     // dims pointer is valid for `dims.len()` entries for the call; null strides and data ask
-    // NumPy for a fresh C-contiguous buffer. The result is a new reference or null with a
-    // Python error set, which `from_owned_ptr_or_err` turns into that error.
+    // NumPy for a fresh buffer, Fortran-contiguous when `flags` says so, else C-contiguous. The
+    // result is a new reference or null with a Python error set, which `from_owned_ptr_or_err`
+    // turns into that error.
     unsafe {
         let ptr = PY_ARRAY_API.PyArray_NewFromDescr(
             py,
@@ -146,7 +167,7 @@ pub(crate) fn new_empty<'py, T: numpy::Element>(
             dims.as_mut_ptr(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
-            0,
+            flags,
             std::ptr::null_mut(),
         );
         Ok(Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked::<PyUntypedArray>())
@@ -279,6 +300,14 @@ impl<'py> FloatArray<'py> {
             }),
         }
     }
+}
+
+/// The whole array as one evenly spaced run in Fortran order (first index fastest), if it is
+/// one: `single_lane` of the axes reversed.
+pub(crate) fn fortran_run(shape: &[usize], strides: &[isize]) -> Option<(usize, isize)> {
+    let shape: Vec<usize> = shape.iter().rev().copied().collect();
+    let strides: Vec<isize> = strides.iter().rev().copied().collect();
+    single_lane(&shape, &strides)
 }
 
 /// The whole array as one evenly spaced run in C order, if it is one.

@@ -8,9 +8,9 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBool, PyTuple};
 
 use super::arrays::{
-    bf16_bits_class, detach_interruptible, dispatch, float_arg, is_bool, new_empty, normalize_axis,
-    parse_per_lane_f64, refuse_self_overlap, repr, result_of, shape_str, to_py_err, without, Axis,
-    Dtype, FloatArray,
+    bf16_bits_class, detach_interruptible, dispatch, float_arg, fortran_run, is_bool, new_empty,
+    normalize_axis, parse_per_lane_f64, refuse_self_overlap, repr, result_of, shape_str, to_py_err,
+    without, Axis, Dtype, FloatArray,
 };
 use crate::extras::{self, CrossEntropyOptions, Reduction};
 use crate::lanes::{coalesce, Lanes};
@@ -641,8 +641,9 @@ pub(crate) fn sparsemax<'py>(
 /// -------
 /// ndarray
 ///     A new array of ``x``'s shape, computed in float64 (within 2 ulp of the exact value) and
-///     rounded once, so float32 and float16 results are correctly rounded but for rare ties. ``exp`` only sees non-positive
-///     arguments: no overflow and no warning for any input. In ``x``'s array type.
+///     rounded once, so float32 and float16 results are correctly rounded but for rare ties.
+///     ``exp`` only sees non-positive arguments: no overflow and no warning for any input. In
+///     ``x``'s array type; Fortran-ordered when ``x`` is (as NumPy's ufuncs), else C-ordered.
 ///
 /// Examples
 /// --------
@@ -655,6 +656,22 @@ pub(crate) fn sigmoid<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<B
     let (x, back) = adapt_input(py, x, "x")?;
     let xa = FloatArray::coerce(py, &x, "x")?;
     let ndim = xa.shape.len();
+    if xa.lanes(None).is_none() {
+        if let Some((len, stride)) = fortran_run(&xa.shape, &xa.strides) {
+            // Elementwise, so in memory order: a Fortran-ordered input gives a Fortran-ordered
+            // result, as NumPy's ufuncs do, and both are one run.
+            let out = xa.dtype.empty_in(py, &xa.shape, true)?;
+            let target = FloatArray::view(&out).expect("fresh array");
+            let (src, dst, dtype) = (SharedPtr(xa.data), SharedPtr(target.data), xa.dtype);
+            let sl = Lanes {
+                len,
+                stride,
+                outer: vec![(1, 0)],
+            };
+            detach_interruptible(py, || sigmoid_run(dtype, src, &sl, dst))?;
+            return apply_back(out.into_any(), back);
+        }
+    }
     // Elementwise: the last axis as lanes, or the whole array when that is one even run.
     // (Not the densest axis: the output is C-order, so along another axis each lane would be
     // computed whole into a buffer and written strided, with no Ctrl-C check inside it.)
@@ -664,33 +681,8 @@ pub(crate) fn sigmoid<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<B
         Some(ndim - 1)
     };
     let r = map_fresh(py, xa, axis, |dtype, src, sl, dst, dl| {
-        if axis.is_none() && sl.count() == 1 && sl.len > 4096 {
-            // One long run: cut it into rows so that threads can share it.
-            let rows = sl.len / 4096;
-            let full = rows * 4096;
-            let (a, b) = (
-                Lanes {
-                    len: 4096,
-                    stride: sl.stride,
-                    outer: vec![(rows, 4096 * sl.stride)],
-                },
-                Lanes::rows(rows, 4096),
-            );
-            let rest = sl.len - full;
-            // SAFETY: the first `full` elements of each run, laid out as `a` and `b`.
-            dispatch!(dtype, T => unsafe {
-                extras::sigmoid_lanes_raw::<T>(src.typed(), &a, dst.typed(), &b)?;
-                if rest > 0 {
-                    let ta = Lanes { len: rest, stride: sl.stride, outer: vec![(1, 0)] };
-                    extras::sigmoid_lanes_raw::<T>(
-                        src.typed::<T>().offset(full as isize * sl.stride),
-                        &ta,
-                        dst.typed::<T>().add(full),
-                        &Lanes::rows(1, rest),
-                    )?;
-                }
-                Ok(())
-            })
+        if axis.is_none() && sl.count() == 1 {
+            sigmoid_run(dtype, src, sl, dst)
         } else {
             // SAFETY: src is a live array laid out as `sl`; dst a fresh array laid out as `dl`.
             dispatch!(dtype, T => unsafe {
@@ -699,6 +691,43 @@ pub(crate) fn sigmoid<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<B
         }
     })?;
     apply_back(r, back)
+}
+
+/// Sigmoid of one evenly spaced run `sl` of `src` into the contiguous `dst` of its length,
+/// cut into rows of 4096 that threads can share (and Ctrl-C can stop between).
+fn sigmoid_run(
+    dtype: Dtype,
+    src: SharedPtr<u8>,
+    sl: &Lanes,
+    dst: SharedPtr<u8>,
+) -> crate::Result<()> {
+    const ROW: usize = 4096;
+    let rows = sl.len / ROW;
+    let full = rows * ROW;
+    let rest = sl.len - full;
+    let a = Lanes {
+        len: ROW,
+        stride: sl.stride,
+        outer: vec![(rows, ROW as isize * sl.stride)],
+    };
+    // SAFETY: `src` is a live array holding the run `sl` and `dst` a fresh array of its
+    // length: the first `full` elements as rows `a` and `Lanes::rows(rows, ROW)`, then the
+    // last `rest`.
+    dispatch!(dtype, T => unsafe {
+        if rows > 0 {
+            extras::sigmoid_lanes_raw::<T>(src.typed(), &a, dst.typed(), &Lanes::rows(rows, ROW))?;
+        }
+        if rest > 0 {
+            let ta = Lanes { len: rest, stride: sl.stride, outer: vec![(1, 0)] };
+            extras::sigmoid_lanes_raw::<T>(
+                src.typed::<T>().offset(full as isize * sl.stride),
+                &ta,
+                dst.typed::<T>().add(full),
+                &Lanes::rows(1, rest),
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// Input adapters (issue 6, contract S13): torch tensors, JAX arrays, DLPack producers and
