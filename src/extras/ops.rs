@@ -56,6 +56,39 @@ fn rank_key<C: Real>(v: C, i: usize) -> u128 {
     ((!ordered as u128) << 64) | i as u128
 }
 
+/// Whether a lane of `n` entries is ranked whole on the stack ([`rank_whole`]) for its top `k`.
+#[inline(always)]
+fn ranks_whole(n: usize, k: usize) -> bool {
+    n <= TINY_LANE && 2 * k >= n
+}
+
+/// The [`rank_key`]s of a short lane (at most [`TINY_LANE`] entries) sorted, in `keys`: no
+/// buffer, and integer comparisons instead of the sorted buffer's branches on the values.
+#[inline(always)]
+fn rank_whole<'a, C: Real>(x: &[C], keys: &'a mut [u128; TINY_LANE]) -> &'a [u128] {
+    for (j, (key, &v)) in keys.iter_mut().zip(x).enumerate() {
+        *key = rank_key(v, j);
+    }
+    let keys = &mut keys[..x.len()];
+    // Insertion sort: the lanes are short, and it inlines where the library sort is a call.
+    for i in 1..keys.len() {
+        let key = keys[i];
+        let mut j = i;
+        while j > 0 && keys[j - 1] > key {
+            keys[j] = keys[j - 1];
+            j -= 1;
+        }
+        keys[j] = key;
+    }
+    keys
+}
+
+/// The lane position a [`rank_key`] holds.
+#[inline(always)]
+fn key_index(key: u128) -> usize {
+    (key & u64::MAX as u128) as usize
+}
+
 /// Elements of one lane between polls for an interruption (contract R8: a single long lane).
 const POLL_ELEMS: usize = 1 << 16;
 
@@ -108,19 +141,12 @@ fn top_indices<C: Real>(
     if k == 0 {
         return Ok(());
     }
-    if n <= TINY_LANE && 2 * k >= n {
-        // A whole short lane ranked at once: its keys sorted on the stack (no buffer, and
-        // integer comparisons instead of the sorted buffer's branches on the values).
+    if ranks_whole(n, k) {
         let mut keys = [0u128; TINY_LANE];
-        for (j, (key, &v)) in keys.iter_mut().zip(x).enumerate() {
-            *key = rank_key(v, j);
-        }
-        let keys = &mut keys[..n];
-        keys.sort_unstable();
         idx.extend(
-            keys[..k]
+            rank_whole(x, &mut keys)[..k]
                 .iter()
-                .map(|&key| (key & u64::MAX as u128) as usize),
+                .map(|&key| key_index(key)),
         );
         return Ok(());
     }
@@ -292,6 +318,19 @@ pub(crate) unsafe fn topk_lanes_raw<T: Float>(
             unsafe {
                 *v.get().offset(value_lanes.offset(i)) = T::from_compute(x[p]);
                 *ix.get().offset(index_lanes.offset(i)) = p as i64;
+            }
+            return Ok(());
+        }
+        if ranks_whole(x.len(), k) {
+            let mut keys = [0u128; TINY_LANE];
+            let (voff, ioff) = (value_lanes.offset(i), index_lanes.offset(i));
+            for (j, &key) in rank_whole(x, &mut keys)[..k].iter().enumerate() {
+                let (p, j) = (key_index(key), j as isize);
+                // SAFETY: lane i of the outputs is in bounds and written by this task only.
+                unsafe {
+                    *v.get().offset(voff + j * value_lanes.stride) = T::from_compute(x[p]);
+                    *ix.get().offset(ioff + j * index_lanes.stride) = p as i64;
+                }
             }
             return Ok(());
         }
