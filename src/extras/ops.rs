@@ -440,16 +440,63 @@ pub fn topk<T: Float>(x: &[T], k: usize) -> Result<(Vec<T>, Vec<i64>)> {
 
 /// Sparsemax of one vector in the compute type: the Euclidean projection onto the simplex.
 fn sparsemax_row<C: Real>(x: &[C], out: &mut [C], cand: &mut Vec<f64>) -> Result<()> {
-    let (m, nan) = max_nan(x);
-    if nan || m == C::INFINITY || m == C::NEG_INFINITY {
-        out.iter_mut().for_each(|o| *o = C::NAN);
+    let Some(m) = sparsemax_max(x, out) else {
         return Ok(());
-    }
-    let m = m.to_f64();
+    };
     // tau >= max - 1, so only entries within 1 of the maximum can be in the support.
     let near = || x.iter().map(|&v| v.to_f64() - m).filter(|&d| d > -1.0);
     crate::scratch::refill(cand, near().count(), near(), "sparsemax candidates")?;
     cand.sort_unstable_by(|a, b| b.total_cmp(a));
+    sparsemax_write(x, out, m, cand);
+    Ok(())
+}
+
+/// Lanes up to this long keep their sparsemax candidates on the stack ([`sparsemax_short`]).
+const SPARSEMAX_SHORT: usize = 64;
+
+/// [`sparsemax_row`] of a lane of at most [`SPARSEMAX_SHORT`] entries: the candidates on the
+/// stack, sorted by an inlined insertion sort (the same total order, so the same bits), no
+/// buffer.
+fn sparsemax_short<C: Real>(x: &[C], out: &mut [C]) {
+    let Some(m) = sparsemax_max(x, out) else {
+        return;
+    };
+    let mut buf = [0.0f64; SPARSEMAX_SHORT];
+    let mut count = 0;
+    for &v in x {
+        // Kept when within 1 of the maximum, without a branch: `count` only moves then.
+        let d = v.to_f64() - m;
+        buf[count] = d;
+        count += usize::from(d > -1.0);
+    }
+    let cand = &mut buf[..count];
+    for i in 1..cand.len() {
+        let z = cand[i];
+        let mut j = i;
+        while j > 0 && cand[j - 1].total_cmp(&z).is_lt() {
+            cand[j] = cand[j - 1];
+            j -= 1;
+        }
+        cand[j] = z;
+    }
+    sparsemax_write(x, out, m, cand);
+}
+
+/// The lane's maximum in `f64`, or `None` after filling `out` with NaN (contract S6's lanes:
+/// NaN or `+inf` anywhere, or no entry above `-inf`).
+#[inline(always)]
+fn sparsemax_max<C: Real>(x: &[C], out: &mut [C]) -> Option<f64> {
+    let (m, nan) = max_nan(x);
+    if nan || m == C::INFINITY || m == C::NEG_INFINITY {
+        out.iter_mut().for_each(|o| *o = C::NAN);
+        return None;
+    }
+    Some(m.to_f64())
+}
+
+/// The projection from the candidates `x - m > -1`, sorted in descending order.
+#[inline(always)]
+fn sparsemax_write<C: Real>(x: &[C], out: &mut [C], m: f64, cand: &[f64]) {
     let (mut sum, mut k, mut support_sum) = (0.0f64, 0usize, 0.0f64);
     for (j, &z) in cand.iter().enumerate() {
         sum += z;
@@ -462,7 +509,6 @@ fn sparsemax_row<C: Real>(x: &[C], out: &mut [C], cand: &mut Vec<f64>) -> Result
     for (o, &v) in out.iter_mut().zip(x) {
         *o = C::from_f64((v.to_f64() - m - tau).max(0.0));
     }
-    Ok(())
 }
 
 /// Sparsemax (Martins & Astudillo 2016) along strided lanes: `dst`'s lane `i` is the Euclidean
@@ -512,6 +558,10 @@ pub(crate) unsafe fn sparsemax_lanes_raw<T: Float>(
     // SAFETY: `src`'s lanes are readable and `dst`'s writable, pairwise disjoint and disjoint from `src` (this function's contract), as `map_lanes_with` asks.
     unsafe {
         map_lanes_with(src, src_lanes, dst, dst_lanes, |x, out| {
+            if x.len() <= SPARSEMAX_SHORT {
+                sparsemax_short(x, out);
+                return Ok(());
+            }
             // As in topk_lanes: no parallel work inside, so no re-entrant borrow.
             thread_local! {
                 static CAND: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -705,4 +755,49 @@ pub fn sigmoid<T: Float>(x: &[T], out: &mut [T]) -> Result<()> {
         };
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stack path of short lanes gives the bits of the buffered path, on lanes with ties,
+    /// signed zeros, entries just within and beyond 1 of the maximum, `-inf`, and S6's lanes.
+    #[test]
+    fn sparsemax_short_lanes_match_the_buffered_path_bitwise() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let specials = [0.0, -0.0, 1.0, -1.0, 0.5, f64::NEG_INFINITY, 1e-300];
+        for n in 1..=SPARSEMAX_SHORT {
+            for case in 0..40 {
+                let x: Vec<f64> = (0..n)
+                    .map(|j| match (case + j) % 5 {
+                        0 => specials[(case * 7 + j) % specials.len()],
+                        1 => (next() * 4.0).round() / 4.0,
+                        _ => next() * 3.0 - 1.5,
+                    })
+                    .collect();
+                let mut x = x;
+                if case == 39 {
+                    x[n / 2] = f64::NAN;
+                }
+                let (mut a, mut b) = (vec![7.0; n], vec![7.0; n]);
+                sparsemax_short(&x, &mut a);
+                sparsemax_row(&x, &mut b, &mut Vec::new()).unwrap();
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "n={n} case={case} x={x:?}");
+                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                let (mut a, mut b) = (vec![7.0f32; n], vec![7.0f32; n]);
+                sparsemax_short(&x32, &mut a);
+                sparsemax_row(&x32, &mut b, &mut Vec::new()).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "f32 n={n} case={case}");
+            }
+        }
+    }
 }

@@ -94,11 +94,11 @@ fn int_axis(py: Python<'_>, func: &str, axis: Option<Axis>, ndim: usize) -> PyRe
 }
 
 /// Labels (contract-style: integers only) as an int64 vector of shape `expected`.
-fn parse_labels(
-    py: Python<'_>,
-    labels: &Bound<'_, PyAny>,
+fn parse_labels<'py>(
+    py: Python<'py>,
+    labels: &Bound<'py, PyAny>,
     expected: &[usize],
-) -> PyResult<Vec<i64>> {
+) -> PyResult<numpy::PyReadonlyArrayDyn<'py, i64>> {
     let np = py.import("numpy")?;
     let arr = np
         .call_method1("asarray", (labels,))
@@ -133,9 +133,9 @@ fn parse_labels(
         (arr,),
         Some(&[("dtype", "int64")].into_py_dict(py)?),
     )?;
-    let c = c.cast_into::<PyArray<i64, numpy::IxDyn>>()?;
-    let ro = c.readonly();
-    Ok(ro.as_slice()?.to_vec())
+    // A C-contiguous int64 array is read where it is (`ascontiguousarray` returns it as is),
+    // as the logits are: no copy of millions of labels.
+    Ok(c.cast_into::<PyArray<i64, numpy::IxDyn>>()?.readonly())
 }
 
 /// A Python int >= 0 (not bool), named `name` in errors.
@@ -252,6 +252,7 @@ pub(crate) fn cross_entropy<'py>(
     let k = int_axis(py, "cross_entropy", axis, xa.shape.len())?;
     let outer = without(&xa.shape, k);
     let labels = parse_labels(py, labels, &outer)?;
+    let labels = labels.as_slice()?;
     let temps = parse_per_lane_f64(py, "temperature", temperature, 1.0, &outer)?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
     let (src, dtype) = (SharedPtr(xa.data), xa.dtype);
@@ -264,13 +265,13 @@ pub(crate) fn cross_entropy<'py>(
     detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         dispatch!(dtype, T => unsafe {
-            extras::cross_entropy_lanes_raw::<T>(src.typed(), &lanes, &labels, &opts, &mut losses)
+            extras::cross_entropy_lanes_raw::<T>(src.typed(), &lanes, labels, &opts, &mut losses)
         })
     })?;
     let result = match reduction {
         Reduction::None => f64_to_array(py, losses, &outer, dtype)?,
         r => {
-            let v = extras::reduce_losses(&losses, &labels, ignore_index, r);
+            let v = extras::reduce_losses(&losses, labels, ignore_index, r);
             f64_to_scalar(py, v, dtype)?
         }
     };
@@ -321,12 +322,13 @@ pub(crate) fn fit_temperature<'py>(
     let k = int_axis(py, "fit_temperature", axis, xa.shape.len())?;
     let outer = without(&xa.shape, k);
     let labels = parse_labels(py, labels, &outer)?;
+    let labels = labels.as_slice()?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
     let (src, dtype) = (SharedPtr(xa.data), xa.dtype);
     let fit = detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         dispatch!(dtype, T => unsafe {
-            extras::fit_temperature_lanes_raw::<T>(src.typed(), &lanes, &labels)
+            extras::fit_temperature_lanes_raw::<T>(src.typed(), &lanes, labels)
         })
     })?;
     if fit.at_bound {
@@ -360,13 +362,14 @@ fn bins_impl<'py>(
     let k = int_axis(py, func, axis, xa.shape.len())?;
     let outer = without(&xa.shape, k);
     let labels = parse_labels(py, labels, &outer)?;
+    let labels = labels.as_slice()?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
     let (src, dtype) = (SharedPtr(xa.data), xa.dtype);
     // Interruptible (contract R8); a bad row is named here, as `probs`'.
     detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
         let r = dispatch!(dtype, T => unsafe {
-            extras::calibration_bins_lanes_raw::<T>(src.typed(), &lanes, &labels, n_bins)
+            extras::calibration_bins_lanes_raw::<T>(src.typed(), &lanes, labels, n_bins)
         });
         match r {
             Err(crate::Error::InvalidRow { row, problem }) => Ok(Err((row, problem))),
