@@ -113,7 +113,8 @@ fn row_terms<C: Real>(x: &[C], label: usize, beta: f64) -> (f64, f64, f64) {
         s1 += e * d;
         s2 += e * d * d;
     }
-    let dy = x[label].to_f64() - m;
+    // `get`: the labels were checked, but another thread may write them during the call (R3).
+    let dy = x.get(label).map_or(f64::NAN, |v| v.to_f64()) - m;
     let mean = s1 / s0;
     let var = (s2 / s0 - mean * mean).max(0.0);
     (s0.ln() - beta * dy, mean - dy, var)
@@ -128,13 +129,18 @@ fn check_rows<C: Real>(x: &[C], label: usize, row: usize) -> Result<()> {
             problem: "holds NaN or +inf",
         });
     }
-    if x[label] == C::NEG_INFINITY {
-        return Err(Error::InvalidRow {
+    // `get`: the labels were checked, but another thread may write them during the call (R3).
+    match x.get(label) {
+        None => Err(Error::InvalidRow {
+            row,
+            problem: "has a label out of range (written during the call)",
+        }),
+        Some(&v) if v == C::NEG_INFINITY => Err(Error::InvalidRow {
             row,
             problem: "has -inf at its label (infinite loss at every temperature)",
-        });
+        }),
+        Some(_) => Ok(()),
     }
-    Ok(())
 }
 
 /// [`fit_temperature`] over strided lanes (one row per lane, `labels[i]` for lane `i`).

@@ -153,7 +153,8 @@ fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64) -> f64 {
 /// ln C]; the label's term is exact, not through a rounded probability.
 fn loss_from_sums<C: Real>(x: &[C], label: usize, t: f64, eps: f64, m: f64, total: f64) -> f64 {
     let lse = total.ln();
-    let nll = lse - (x[label].to_f64() - m) / t;
+    // `get`: the labels were checked, but another thread may write them during the call (R3).
+    let nll = lse - (x.get(label).map_or(f64::NAN, |v| v.to_f64()) - m) / t;
     if eps == 0.0 {
         return nll;
     }

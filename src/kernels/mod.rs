@@ -180,8 +180,9 @@ pub type PackedSums<C> = unsafe fn(*const C, usize, usize, f64, *mut C, *mut f64
 
 /// Each row's maximum and the sum of its exps at temperature `t` (positive, finite), for the
 /// rows of `n` elements (`1 <= n <= BLOCK`) stored one after the other in `x`, row `r`'s at
-/// `maxima[r]` and `totals[r]`: the bits `max` and then `sum_exp(row, max, t)` give.
-/// `totals[r]` is NaN exactly when the row holds a NaN or a +inf, or no entry above -inf
+/// `maxima[r]` and `totals[r]`: the value `max` gives (a maximum made of zeros may carry
+/// either sign, which changes no exp) and the bits `sum_exp(row, max, t)` gives. `totals[r]`
+/// is NaN exactly when the row holds a NaN or a +inf, or no entry above -inf
 /// (contract S6), and `maxima[r]` is then unspecified. Many short rows in one call: the vector
 /// levels' `f32` kernels take them a group at a time.
 ///

@@ -525,8 +525,8 @@ pub(crate) unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
     unsafe { each_group::<S, UNIT, LONG>(s, src, inv, rows, groups, exps, &out) };
 }
 
-/// Each row's maximum and its exps' sum ([`row_sums`](crate::kernels::row_sums)'s values, the
-/// same bits) for `groups` groups of `F32_LANES` rows of `rows.n` elements stored one after the
+/// Each row's maximum and its exps' sum ([`row_sums`](crate::kernels::row_sums)'s values: the
+/// sums' bits, the maximum's value) for `groups` groups of `F32_LANES` rows of `rows.n` elements stored one after the
 /// other, at one temperature (`inv` its reciprocal; UNIT: temperature 1; LONG: `n >
 /// F32_LANES`), row `r`'s at `maxima + r` and `totals + r`.
 ///
