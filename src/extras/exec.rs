@@ -62,7 +62,7 @@ unsafe fn each_lane<T: Float>(
         // Not a pointer cast: a float16 pointer need not be aligned for the f32 it computes in.
         return range.into_iter().try_for_each(|i| f(i, &[]));
     }
-    if is_native::<T>() && (stride == 1 || n == 1) {
+    if reads_in_place::<T>(lanes) {
         for i in range {
             if crate::interrupt::poll_at(i, n) {
                 return Err(crate::Error::Interrupted);
@@ -133,8 +133,11 @@ unsafe fn each_block<T: Float>(
         let b = per_block.min(range.end - first);
         let lane_offsets = (first..first + b).map(|i| lanes.offset(i));
         crate::scratch::refill(offsets, b, lane_offsets, "a block's lane offsets")?;
-        gather.clear();
-        crate::scratch::resize(gather, b * n, T::Compute::default(), "a block of lanes")?;
+        if gather.len() != b * n {
+            // Sized once per task but for the last block: every element is written below.
+            gather.clear();
+            crate::scratch::resize(gather, b * n, T::Compute::default(), "a block of lanes")?;
+        }
         // Position by position, lane by lane: the reads of one position walk neighbouring
         // lanes, usually adjacent in memory.
         for j in 0..n {
@@ -308,6 +311,10 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
     }
     let d = SharedPtr(dst);
     let in_place = is_native::<T>() && dst_lanes.stride == 1;
+    if !in_place && takes_blocks(n) && !reads_in_place::<T>(src_lanes) {
+        // SAFETY: the caller's contract.
+        return unsafe { map_blocks(src, src_lanes, dst, dst_lanes, f) };
+    }
     // SAFETY: the caller's contract: every lane of src is readable, and lane i of dst writable
     // and touched only by the task visiting lane i.
     unsafe {
@@ -324,6 +331,61 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
             }
         })
     }
+}
+
+/// [`map_lanes_with`] for short lanes read by gathering and written strided: a block of lanes
+/// at a time, as [`each_block`] reads them, results into one buffer per block (not a buffer
+/// and a call per lane) and written back from there.
+///
+/// # Safety
+/// As [`map_lanes_with`]; lanes of `1 <= n <= GATHERED_LANE_MAX` elements.
+unsafe fn map_blocks<T: Float>(
+    src: *const T,
+    src_lanes: &Lanes,
+    dst: *mut T,
+    dst_lanes: &Lanes,
+    f: impl Fn(&[T::Compute], &mut [T::Compute]) -> Result<()> + Sync,
+) -> Result<()> {
+    let (n, stride) = (src_lanes.len, dst_lanes.stride);
+    let (s, d) = (SharedPtr(src as *mut T), SharedPtr(dst));
+    in_tasks(src_lanes, |bufs: &mut LaneBufs<T::Compute>, range| {
+        let LaneBufs {
+            gather,
+            offsets,
+            scratch,
+        } = bufs;
+        // SAFETY: the caller's contract; the range's lanes are in bounds.
+        unsafe {
+            each_block(
+                s.get() as *const T,
+                src_lanes,
+                range,
+                gather,
+                offsets,
+                |first, block| {
+                    scratch.clear();
+                    crate::scratch::resize(scratch, block.len(), block[0], "a block's results")?;
+                    for (x, out) in block.chunks_exact(n).zip(scratch.chunks_exact_mut(n)) {
+                        f(x, out)?;
+                    }
+                    for (l, lane) in scratch.chunks_exact(n).enumerate() {
+                        let p = d.get().offset(dst_lanes.offset(first + l));
+                        for (j, &v) in lane.iter().enumerate() {
+                            // SAFETY: element j of lane first + l of `dst` is writable and
+                            // touched by this task alone (the caller's contract).
+                            *p.offset(j as isize * stride) = T::from_compute(v);
+                        }
+                    }
+                    Ok(())
+                },
+            )
+        }
+    })
+}
+
+/// Whether [`each_lane`] reads the lanes in place: each is its own compute-type slice.
+fn reads_in_place<T: Float>(lanes: &Lanes) -> bool {
+    is_native::<T>() && (lanes.stride == 1 || lanes.len == 1)
 }
 
 /// The maximum of `x` ignoring NaN, and whether any entry is NaN. Eight independent

@@ -42,24 +42,60 @@ const TINY_LANE: usize = 32;
 /// -0.0 equal to +0.0), then index ascending. Exact for every f32 and f64 value.
 #[inline(always)]
 fn rank_key<C: Real>(v: C, i: usize) -> u128 {
-    let f = v.to_f64();
-    let ordered: u64 = if f.is_nan() {
-        u64::MAX
-    } else {
-        let bits = (if f == 0.0 { 0.0f64 } else { f }).to_bits();
-        if bits >> 63 == 1 {
-            !bits
-        } else {
-            bits | (1 << 63)
-        }
-    };
+    // `+ 0.0` turns -0.0 into +0.0 and changes nothing else. No branch on the sign or on NaN:
+    // random signs would mispredict.
+    let bits = (v.to_f64() + 0.0).to_bits();
+    let flip = ((bits as i64 >> 63) as u64) | (1 << 63);
+    let ordered = if v.is_nan() { u64::MAX } else { bits ^ flip };
     ((!ordered as u128) << 64) | i as u128
 }
 
-/// Whether a lane of `n` entries is ranked whole on the stack ([`rank_whole`]) for its top `k`.
+/// Lanes up to this long whose `k` is at most [`FEW_K`] keep their best `k` keys in registers
+/// ([`best_few`]).
+const FEW_LANE: usize = 64;
+
+/// See [`FEW_LANE`].
+const FEW_K: usize = 8;
+
+/// The lanes handled on the stack by [`stack_top`]: the [`rank_key`]s of their top `k`, best
+/// first, without a buffer.
 #[inline(always)]
-fn ranks_whole(n: usize, k: usize) -> bool {
-    n <= TINY_LANE && 2 * k >= n
+fn on_stack(n: usize, k: usize) -> bool {
+    (n <= FEW_LANE && k <= FEW_K) || (n <= TINY_LANE && 2 * k >= n)
+}
+
+/// The sorted [`rank_key`]s of the best `k` entries of a lane that is [`on_stack`], in `keys`.
+#[inline(always)]
+fn stack_top<'a, C: Real>(x: &[C], k: usize, keys: &'a mut [u128; TINY_LANE]) -> &'a [u128] {
+    macro_rules! few {
+        ($($k:literal)*) => {
+            match k {
+                $($k => {
+                    let best: &mut [u128; $k] = (&mut keys[..$k]).try_into().unwrap();
+                    best_few(x, best);
+                    &keys[..$k]
+                })*
+                _ => &rank_whole(x, keys)[..k],
+            }
+        };
+    }
+    few!(1 2 3 4 5 6 7 8)
+}
+
+/// The `K` best [`rank_key`]s of `x` (`K <= x.len()`), sorted, by selects: each entry is
+/// carried down the slots, swapping with every slot it beats. On short lanes of random values
+/// the sorted buffer's branches are mispredicted on most entries; this has no branch on values.
+#[inline(always)]
+fn best_few<C: Real, const K: usize>(x: &[C], best: &mut [u128; K]) {
+    *best = [u128::MAX; K];
+    for (j, &v) in x.iter().enumerate() {
+        let mut carry = rank_key(v, j);
+        for slot in best.iter_mut() {
+            let kept = *slot;
+            *slot = kept.min(carry);
+            carry = kept.max(carry);
+        }
+    }
 }
 
 /// The [`rank_key`]s of a short lane (at most [`TINY_LANE`] entries) sorted, in `keys`: no
@@ -141,15 +177,6 @@ fn top_indices<C: Real>(
     if k == 0 {
         return Ok(());
     }
-    if ranks_whole(n, k) {
-        let mut keys = [0u128; TINY_LANE];
-        idx.extend(
-            rank_whole(x, &mut keys)[..k]
-                .iter()
-                .map(|&key| key_index(key)),
-        );
-        return Ok(());
-    }
     if k <= SMALL_K {
         idx.extend(0..k);
         idx.sort_unstable_by(|&a, &b| rank(x, a, b));
@@ -206,7 +233,7 @@ fn top_indices<C: Real>(
         keys.truncate(k);
     }
     keys.sort_unstable();
-    idx.extend(keys.iter().map(|&key| (key & u64::MAX as u128) as usize));
+    idx.extend(keys.iter().map(|&key| key_index(key)));
     Ok(())
 }
 
@@ -321,10 +348,10 @@ pub(crate) unsafe fn topk_lanes_raw<T: Float>(
             }
             return Ok(());
         }
-        if ranks_whole(x.len(), k) {
+        if on_stack(x.len(), k) {
             let mut keys = [0u128; TINY_LANE];
             let (voff, ioff) = (value_lanes.offset(i), index_lanes.offset(i));
-            for (j, &key) in rank_whole(x, &mut keys)[..k].iter().enumerate() {
+            for (j, &key) in stack_top(x, k, &mut keys).iter().enumerate() {
                 let (p, j) = (key_index(key), j as isize);
                 // SAFETY: lane i of the outputs is in bounds and written by this task only.
                 unsafe {
@@ -455,20 +482,19 @@ fn sparsemax_row<C: Real>(x: &[C], out: &mut [C], cand: &mut Vec<f64>) -> Result
 const SPARSEMAX_SHORT: usize = 64;
 
 /// [`sparsemax_row`] of a lane of at most [`SPARSEMAX_SHORT`] entries: the candidates on the
-/// stack, sorted by an inlined insertion sort (the same total order, so the same bits), no
-/// buffer.
+/// stack, sorted in the same order (so with the same bits), no buffer.
 fn sparsemax_short<C: Real>(x: &[C], out: &mut [C]) {
     let Some(m) = sparsemax_max(x, out) else {
         return;
     };
-    let mut buf = [0.0f64; SPARSEMAX_SHORT];
-    let mut count = 0;
-    for &v in x {
-        // Kept when within 1 of the maximum, without a branch: `count` only moves then.
-        let d = v.to_f64() - m;
-        buf[count] = d;
-        count += usize::from(d > -1.0);
+    match x.len() {
+        0..=2 => return sparsemax_few::<C, 2, 3>(x, out, m),
+        3..=4 => return sparsemax_few::<C, 4, 5>(x, out, m),
+        5..=8 => return sparsemax_few::<C, 8, 9>(x, out, m),
+        _ => {}
     }
+    let mut buf = [0.0f64; SPARSEMAX_SHORT];
+    let count = sparsemax_candidates(x, m, &mut buf);
     let cand = &mut buf[..count];
     for i in 1..cand.len() {
         let z = cand[i];
@@ -480,6 +506,54 @@ fn sparsemax_short<C: Real>(x: &[C], out: &mut [C]) {
         cand[j] = z;
     }
     sparsemax_write(x, out, m, cand);
+}
+
+/// The candidates `x - m > -1` at the start of `buf`, in lane order, and their count. The slot
+/// after them holds whatever entry came last, or is untouched.
+#[inline(always)]
+fn sparsemax_candidates<C: Real>(x: &[C], m: f64, buf: &mut [f64]) -> usize {
+    let mut count = 0;
+    for &v in x {
+        // Kept when within 1 of the maximum, without a branch: `count` only moves then.
+        let d = v.to_f64() - m;
+        buf[count] = d;
+        count += usize::from(d > -1.0);
+    }
+    count
+}
+
+/// [`sparsemax_short`] for lanes of at most `N` entries (`P = N + 1`), without a branch on the
+/// values (on many short lanes of random values, the number of candidates and their order
+/// would mispredict): the candidates, padded with `-inf`, go through a sorting network of
+/// `min`/`max`, and the support scan runs over all `N` (a padding entry fails its test).
+///
+/// The candidates are finite and at most 0; `min`/`max` may order `-0.0` and `+0.0` either way,
+/// which changes no sum, so the bits are those of [`sparsemax_write`] over the sorted
+/// candidates.
+#[inline(always)]
+fn sparsemax_few<C: Real, const N: usize, const P: usize>(x: &[C], out: &mut [C], m: f64) {
+    let mut z = [f64::NEG_INFINITY; P];
+    let count = sparsemax_candidates(x, m, &mut z);
+    z[count] = f64::NEG_INFINITY;
+    for pass in 0..N {
+        for j in 0..N - 1 - pass {
+            let (a, b) = (z[j], z[j + 1]);
+            z[j] = if a < b { b } else { a };
+            z[j + 1] = if a < b { a } else { b };
+        }
+    }
+    let (mut sum, mut k, mut support_sum) = (0.0f64, 0usize, 0.0f64);
+    for (j, &zj) in z[..N].iter().enumerate() {
+        sum += zj;
+        // False at the padding: `sum` is -inf there, and so is the left side.
+        let inside = 1.0 + (j + 1) as f64 * zj > sum;
+        k = if inside { j + 1 } else { k };
+        support_sum = if inside { sum } else { support_sum };
+    }
+    let tau = (support_sum - 1.0) / k as f64;
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = C::from_f64((v.to_f64() - m - tau).max(0.0));
+    }
 }
 
 /// The lane's maximum in `f64`, or `None` after filling `out` with NaN (contract S6's lanes:
@@ -760,6 +834,57 @@ pub fn sigmoid<T: Float>(x: &[T], out: &mut [T]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stack path of short lanes ([`stack_top`]: the selects of [`best_few`] for small `k`,
+    /// the whole-lane sort for larger ones) ranks as the sorted buffer of [`top_indices`] does,
+    /// on lanes with ties, signed zeros, NaN and infinities, in f64 and f32.
+    #[test]
+    fn stack_top_matches_the_sorted_buffer() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let specials = [0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.0];
+        let mut checked = 0;
+        for n in 1..=FEW_LANE {
+            for k in 1..=n {
+                if !on_stack(n, k) {
+                    continue;
+                }
+                for case in 0..12 {
+                    let x: Vec<f64> = (0..n)
+                        .map(|j| match (case + 3 * j) % 4 {
+                            // Zeros of both signs tie for the top.
+                            _ if case >= 10 => [-0.0, 0.0, -1.0][(j + case) % 3],
+                            0 => specials[(case + j) % specials.len()],
+                            1 => (next() * 4.0).round(),
+                            _ => next() * 2.0 - 1.0,
+                        })
+                        .collect();
+                    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                    let (mut idx, mut keys) = (Vec::new(), Vec::new());
+                    let mut stack = [0u128; TINY_LANE];
+                    top_indices(&x, k, &mut idx, &mut keys).unwrap();
+                    let got: Vec<usize> = stack_top(&x, k, &mut stack)
+                        .iter()
+                        .map(|&key| key_index(key))
+                        .collect();
+                    assert_eq!(got, idx, "n={n} k={k} x={x:?}");
+                    top_indices(&x32, k, &mut idx, &mut keys).unwrap();
+                    let got: Vec<usize> = stack_top(&x32, k, &mut stack)
+                        .iter()
+                        .map(|&key| key_index(key))
+                        .collect();
+                    assert_eq!(got, idx, "f32 n={n} k={k} x={x32:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 4000, "{checked} lanes checked");
+    }
 
     /// The stack path of short lanes gives the bits of the buffered path, on lanes with ties,
     /// signed zeros, entries just within and beyond 1 of the maximum, `-inf`, and S6's lanes.
