@@ -290,8 +290,9 @@ pub(crate) unsafe fn collect_lanes<T: Float, R: Send + Clone + Default>(
     Ok(out)
 }
 
-/// `f(x_lane, out_lane)` for every lane of `src` into the matching lane of `dst` (same lane
-/// length), or the first lane's error. Parallel over lanes when large.
+/// `f(x, out)` over the lanes of `src` into the matching lanes of `dst` (same lane length `n`),
+/// or the first error: `x` and `out` hold one or more whole lanes back to back (`n` elements
+/// each; short gathered lanes come a block at a time). Parallel over lanes when large.
 ///
 /// # Safety
 /// Every element of every lane of `src` is valid for reads, and of `dst` for writes; `dst`'s
@@ -311,7 +312,7 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
     }
     let d = SharedPtr(dst);
     let in_place = is_native::<T>() && dst_lanes.stride == 1;
-    if !in_place && takes_blocks(n) && !reads_in_place::<T>(src_lanes) {
+    if takes_blocks(n) && !reads_in_place::<T>(src_lanes) {
         // SAFETY: the caller's contract.
         return unsafe { map_blocks(src, src_lanes, dst, dst_lanes, f) };
     }
@@ -333,9 +334,8 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
     }
 }
 
-/// [`map_lanes_with`] for short lanes read by gathering and written strided: a block of lanes
-/// at a time, as [`each_block`] reads them, results into one buffer per block (not a buffer
-/// and a call per lane) and written back from there.
+/// [`map_lanes_with`] for short lanes read by gathering: a block of lanes at a time, as
+/// [`each_block`] reads them, in one call of `f` into one buffer, written back from there.
 ///
 /// # Safety
 /// As [`map_lanes_with`]; lanes of `1 <= n <= GATHERED_LANE_MAX` elements.
@@ -365,9 +365,7 @@ unsafe fn map_blocks<T: Float>(
                 |first, block| {
                     scratch.clear();
                     crate::scratch::resize(scratch, block.len(), block[0], "a block's results")?;
-                    for (x, out) in block.chunks_exact(n).zip(scratch.chunks_exact_mut(n)) {
-                        f(x, out)?;
-                    }
+                    f(block, scratch)?;
                     for (l, lane) in scratch.chunks_exact(n).enumerate() {
                         let p = d.get().offset(dst_lanes.offset(first + l));
                         for (j, &v) in lane.iter().enumerate() {

@@ -483,18 +483,22 @@ const SPARSEMAX_SHORT: usize = 64;
 
 /// [`sparsemax_row`] of a lane of at most [`SPARSEMAX_SHORT`] entries: the candidates on the
 /// stack, sorted in the same order (so with the same bits), no buffer.
-fn sparsemax_short<C: Real>(x: &[C], out: &mut [C]) {
+///
+/// `buf` is scratch, passed in so that many lanes share one (zeroing it per lane showed).
+fn sparsemax_short<C: Real>(x: &[C], out: &mut [C], buf: &mut [f64; SPARSEMAX_SHORT]) {
+    if sparsemax_fixed(x, out, x.len()) {
+        return;
+    }
     let Some(m) = sparsemax_max(x, out) else {
         return;
     };
-    match x.len() {
-        0..=2 => return sparsemax_few::<C, 2, 3>(x, out, m),
-        3..=4 => return sparsemax_few::<C, 4, 5>(x, out, m),
-        5..=8 => return sparsemax_few::<C, 8, 9>(x, out, m),
-        _ => {}
+    let mut count = 0;
+    for &v in x {
+        // Kept when within 1 of the maximum, without a branch: `count` only moves then.
+        let d = v.to_f64() - m;
+        buf[count] = d;
+        count += usize::from(d > -1.0);
     }
-    let mut buf = [0.0f64; SPARSEMAX_SHORT];
-    let count = sparsemax_candidates(x, m, &mut buf);
     let cand = &mut buf[..count];
     for i in 1..cand.len() {
         let z = cand[i];
@@ -508,51 +512,67 @@ fn sparsemax_short<C: Real>(x: &[C], out: &mut [C]) {
     sparsemax_write(x, out, m, cand);
 }
 
-/// The candidates `x - m > -1` at the start of `buf`, in lane order, and their count. The slot
-/// after them holds whatever entry came last, or is untouched.
+/// Sparsemax of the lanes of `n` entries held back to back in `x`, into `out`, when `n` is at
+/// most 8 ([`sparsemax_lanes_of`]); else `false`, nothing written.
 #[inline(always)]
-fn sparsemax_candidates<C: Real>(x: &[C], m: f64, buf: &mut [f64]) -> usize {
-    let mut count = 0;
-    for &v in x {
-        // Kept when within 1 of the maximum, without a branch: `count` only moves then.
-        let d = v.to_f64() - m;
-        buf[count] = d;
-        count += usize::from(d > -1.0);
+fn sparsemax_fixed<C: Real>(x: &[C], out: &mut [C], n: usize) -> bool {
+    match n {
+        1 => sparsemax_lanes_of::<C, 1>(x, out),
+        2 => sparsemax_lanes_of::<C, 2>(x, out),
+        3 => sparsemax_lanes_of::<C, 3>(x, out),
+        4 => sparsemax_lanes_of::<C, 4>(x, out),
+        5 => sparsemax_lanes_of::<C, 5>(x, out),
+        6 => sparsemax_lanes_of::<C, 6>(x, out),
+        7 => sparsemax_lanes_of::<C, 7>(x, out),
+        8 => sparsemax_lanes_of::<C, 8>(x, out),
+        _ => return false,
     }
-    count
+    true
 }
 
-/// [`sparsemax_short`] for lanes of at most `N` entries (`P = N + 1`), without a branch on the
-/// values (on many short lanes of random values, the number of candidates and their order
-/// would mispredict): the candidates, padded with `-inf`, go through a sorting network of
-/// `min`/`max`, and the support scan runs over all `N` (a padding entry fails its test).
+/// Sparsemax of lanes of `N` entries back to back, without a branch on the values (on many
+/// short lanes of random values, the number of candidates and their order would mispredict):
+/// entries that are not candidates become `-inf`, a sorting network of `min`/`max` orders them,
+/// the support scan uses selects (`-inf` fails its test), and contract S6's lanes are chosen
+/// by a select at the end.
 ///
-/// The candidates are finite and at most 0; `min`/`max` may order `-0.0` and `+0.0` either way,
-/// which changes no sum, so the bits are those of [`sparsemax_write`] over the sorted
-/// candidates.
+/// The same operations as [`sparsemax_short`]'s, in the same order, so the same bits: the
+/// candidates are finite and at most 0, and `min`/`max` ordering `-0.0` and `+0.0` either way
+/// changes no sum.
 #[inline(always)]
-fn sparsemax_few<C: Real, const N: usize, const P: usize>(x: &[C], out: &mut [C], m: f64) {
-    let mut z = [f64::NEG_INFINITY; P];
-    let count = sparsemax_candidates(x, m, &mut z);
-    z[count] = f64::NEG_INFINITY;
-    for pass in 0..N {
-        for j in 0..N - 1 - pass {
-            let (a, b) = (z[j], z[j + 1]);
-            z[j] = if a < b { b } else { a };
-            z[j + 1] = if a < b { a } else { b };
+fn sparsemax_lanes_of<C: Real, const N: usize>(x: &[C], out: &mut [C]) {
+    for (x, out) in x.chunks_exact(N).zip(out.chunks_exact_mut(N)) {
+        let (mut m, mut nan) = (C::NEG_INFINITY, false);
+        for &v in x {
+            nan |= v.is_nan();
+            m = if v > m { v } else { m };
         }
-    }
-    let (mut sum, mut k, mut support_sum) = (0.0f64, 0usize, 0.0f64);
-    for (j, &zj) in z[..N].iter().enumerate() {
-        sum += zj;
-        // False at the padding: `sum` is -inf there, and so is the left side.
-        let inside = 1.0 + (j + 1) as f64 * zj > sum;
-        k = if inside { j + 1 } else { k };
-        support_sum = if inside { sum } else { support_sum };
-    }
-    let tau = (support_sum - 1.0) / k as f64;
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = C::from_f64((v.to_f64() - m - tau).max(0.0));
+        let bad = nan | (m == C::INFINITY) | (m == C::NEG_INFINITY);
+        let m = m.to_f64();
+        let mut z = [0.0f64; N];
+        for (zj, &v) in z.iter_mut().zip(x) {
+            let d = v.to_f64() - m;
+            *zj = if d > -1.0 { d } else { f64::NEG_INFINITY };
+        }
+        for pass in 0..N {
+            for j in 0..N - 1 - pass {
+                let (a, b) = (z[j], z[j + 1]);
+                z[j] = if a < b { b } else { a };
+                z[j + 1] = if a < b { a } else { b };
+            }
+        }
+        let (mut sum, mut k, mut support_sum) = (0.0f64, 0usize, 0.0f64);
+        for (j, &zj) in z.iter().enumerate() {
+            sum += zj;
+            let inside = 1.0 + (j + 1) as f64 * zj > sum;
+            k = if inside { j + 1 } else { k };
+            support_sum = if inside { sum } else { support_sum };
+        }
+        let tau = (support_sum - 1.0) / k as f64;
+        for (o, &v) in out.iter_mut().zip(x) {
+            let p = C::from_f64((v.to_f64() - m - tau).max(0.0));
+            *o = if bad { C::NAN } else { p };
+        }
     }
 }
 
@@ -632,8 +652,15 @@ pub(crate) unsafe fn sparsemax_lanes_raw<T: Float>(
     // SAFETY: `src`'s lanes are readable and `dst`'s writable, pairwise disjoint and disjoint from `src` (this function's contract), as `map_lanes_with` asks.
     unsafe {
         map_lanes_with(src, src_lanes, dst, dst_lanes, |x, out| {
-            if x.len() <= SPARSEMAX_SHORT {
-                sparsemax_short(x, out);
+            let n = src_lanes.len;
+            if sparsemax_fixed(x, out, n) {
+                return Ok(());
+            }
+            if n <= SPARSEMAX_SHORT {
+                let mut buf = [0.0; SPARSEMAX_SHORT];
+                for (x, out) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+                    sparsemax_short(x, out, &mut buf);
+                }
                 return Ok(());
             }
             // As in topk_lanes: no parallel work inside, so no re-entrant borrow.
@@ -911,14 +938,20 @@ mod tests {
                 if case == 39 {
                     x[n / 2] = f64::NAN;
                 }
+                if case == 38 {
+                    x[n - 1] = f64::INFINITY;
+                }
+                if case == 37 {
+                    x.iter_mut().for_each(|v| *v = f64::NEG_INFINITY);
+                }
                 let (mut a, mut b) = (vec![7.0; n], vec![7.0; n]);
-                sparsemax_short(&x, &mut a);
+                sparsemax_short(&x, &mut a, &mut [0.0; SPARSEMAX_SHORT]);
                 sparsemax_row(&x, &mut b, &mut Vec::new()).unwrap();
                 let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&a), bits(&b), "n={n} case={case} x={x:?}");
                 let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
                 let (mut a, mut b) = (vec![7.0f32; n], vec![7.0f32; n]);
-                sparsemax_short(&x32, &mut a);
+                sparsemax_short(&x32, &mut a, &mut [0.0; SPARSEMAX_SHORT]);
                 sparsemax_row(&x32, &mut b, &mut Vec::new()).unwrap();
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&a), bits(&b), "f32 n={n} case={case}");
