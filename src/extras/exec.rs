@@ -222,26 +222,48 @@ pub(crate) unsafe fn blocks_into<T: Float, R: Send>(
 ) -> Result<()> {
     let n = lanes.len;
     assert!(out.len() == lanes.count() && (1..=GATHERED_LANE_MAX).contains(&n));
-    let (s, base) = (SharedPtr(src as *mut T), out.as_mut_ptr() as usize);
+    let base = out.as_mut_ptr() as usize;
+    // SAFETY: the caller's contract. Entries `first..first + block.len() / n` of `out` (one
+    // per lane, `out` outliving the call) belong to the block's lanes, visited by one task.
+    unsafe {
+        in_blocks(src, lanes, |_, first, block| {
+            let results = (base as *mut R).add(first);
+            f(
+                first,
+                block,
+                std::slice::from_raw_parts_mut(results, block.len() / n),
+            )
+        })
+    }
+}
+
+/// `f(scratch, first, block)` for the blocks of short lanes that [`each_block`] gathers, in
+/// tasks shared among the threads when the call is large ([`in_tasks`]); `scratch` is a buffer
+/// owned by the running task.
+///
+/// # Safety
+/// As [`each_block`], for every lane of `src`.
+unsafe fn in_blocks<T: Float>(
+    src: *const T,
+    lanes: &Lanes,
+    f: impl Fn(&mut Vec<T::Compute>, usize, &[T::Compute]) -> Result<()> + Sync,
+) -> Result<()> {
+    let s = SharedPtr(src as *mut T);
     in_tasks(lanes, |bufs: &mut LaneBufs<T::Compute>, range| {
-        // SAFETY: the caller's contract; the range's lanes are in bounds. Entries `first..first
-        // + block.len() / n` of `out` (one per lane, `out` outliving the call) belong to the
-        // block's lanes, visited by this task alone.
+        let LaneBufs {
+            gather,
+            offsets,
+            scratch,
+        } = bufs;
+        // SAFETY: the caller's contract; the range's lanes are in bounds.
         unsafe {
             each_block(
                 s.get() as *const T,
                 lanes,
                 range,
-                &mut bufs.gather,
-                &mut bufs.offsets,
-                |first, block| {
-                    let results = (base as *mut R).add(first);
-                    f(
-                        first,
-                        block,
-                        std::slice::from_raw_parts_mut(results, block.len() / n),
-                    )
-                },
+                gather,
+                offsets,
+                |first, block| f(scratch, first, block),
             )
         }
     })
@@ -346,39 +368,24 @@ unsafe fn map_blocks<T: Float>(
     dst_lanes: &Lanes,
     f: impl Fn(&[T::Compute], &mut [T::Compute]) -> Result<()> + Sync,
 ) -> Result<()> {
-    let (n, stride) = (src_lanes.len, dst_lanes.stride);
-    let (s, d) = (SharedPtr(src as *mut T), SharedPtr(dst));
-    in_tasks(src_lanes, |bufs: &mut LaneBufs<T::Compute>, range| {
-        let LaneBufs {
-            gather,
-            offsets,
-            scratch,
-        } = bufs;
-        // SAFETY: the caller's contract; the range's lanes are in bounds.
-        unsafe {
-            each_block(
-                s.get() as *const T,
-                src_lanes,
-                range,
-                gather,
-                offsets,
-                |first, block| {
-                    scratch.clear();
-                    crate::scratch::resize(scratch, block.len(), block[0], "a block's results")?;
-                    f(block, scratch)?;
-                    for (l, lane) in scratch.chunks_exact(n).enumerate() {
-                        let p = d.get().offset(dst_lanes.offset(first + l));
-                        for (j, &v) in lane.iter().enumerate() {
-                            // SAFETY: element j of lane first + l of `dst` is writable and
-                            // touched by this task alone (the caller's contract).
-                            *p.offset(j as isize * stride) = T::from_compute(v);
-                        }
-                    }
-                    Ok(())
-                },
-            )
-        }
-    })
+    let (n, stride, d) = (src_lanes.len, dst_lanes.stride, SharedPtr(dst));
+    // SAFETY: the caller's contract.
+    unsafe {
+        in_blocks(src, src_lanes, |scratch, first, block| {
+            scratch.clear();
+            crate::scratch::resize(scratch, block.len(), block[0], "a block's results")?;
+            f(block, scratch)?;
+            for (l, lane) in scratch.chunks_exact(n).enumerate() {
+                let p = d.get().offset(dst_lanes.offset(first + l));
+                for (j, &v) in lane.iter().enumerate() {
+                    // SAFETY: element j of lane first + l of `dst` is writable and touched by
+                    // this task alone (the caller's contract).
+                    *p.offset(j as isize * stride) = T::from_compute(v);
+                }
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Whether [`each_lane`] reads the lanes in place: each is its own compute-type slice.

@@ -862,18 +862,36 @@ pub fn sigmoid<T: Float>(x: &[T], out: &mut [T]) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Uniform numbers in [0, 1) from a linear congruential generator seeded with `state`.
+    fn uniform(mut state: u64) -> impl FnMut() -> f64 {
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// The positions [`stack_top`] ranks first.
+    fn stack_ranks<C: Real>(x: &[C], k: usize) -> Vec<usize> {
+        let mut stack = [0u128; TINY_LANE];
+        let top = stack_top(x, k, &mut stack);
+        top.iter().map(|&key| key_index(key)).collect()
+    }
+
+    /// The positions [`top_indices`] ranks first.
+    fn buffer_ranks<C: Real>(x: &[C], k: usize) -> Vec<usize> {
+        let mut idx = Vec::new();
+        top_indices(x, k, &mut idx, &mut Vec::new()).unwrap();
+        idx
+    }
+
     /// The stack path of short lanes ([`stack_top`]: the selects of [`best_few`] for small `k`,
     /// the whole-lane sort for larger ones) ranks as the sorted buffer of [`top_indices`] does,
     /// on lanes with ties, signed zeros, NaN and infinities, in f64 and f32.
     #[test]
     fn stack_top_matches_the_sorted_buffer() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(0x2545_F491_4F6C_DD1D);
         let specials = [0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.0];
         let mut checked = 0;
         for n in 1..=FEW_LANE {
@@ -892,20 +910,8 @@ mod tests {
                         })
                         .collect();
                     let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                    let (mut idx, mut keys) = (Vec::new(), Vec::new());
-                    let mut stack = [0u128; TINY_LANE];
-                    top_indices(&x, k, &mut idx, &mut keys).unwrap();
-                    let got: Vec<usize> = stack_top(&x, k, &mut stack)
-                        .iter()
-                        .map(|&key| key_index(key))
-                        .collect();
-                    assert_eq!(got, idx, "n={n} k={k} x={x:?}");
-                    top_indices(&x32, k, &mut idx, &mut keys).unwrap();
-                    let got: Vec<usize> = stack_top(&x32, k, &mut stack)
-                        .iter()
-                        .map(|&key| key_index(key))
-                        .collect();
-                    assert_eq!(got, idx, "f32 n={n} k={k} x={x32:?}");
+                    assert_eq!(stack_ranks(&x, k), buffer_ranks(&x, k), "n={n} k={k} {x:?}");
+                    assert_eq!(stack_ranks(&x32, k), buffer_ranks(&x32, k), "f32 {x32:?}");
                     checked += 1;
                 }
             }
@@ -917,13 +923,7 @@ mod tests {
     /// signed zeros, entries just within and beyond 1 of the maximum, `-inf`, and S6's lanes.
     #[test]
     fn sparsemax_short_lanes_match_the_buffered_path_bitwise() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(0x9E37_79B9_7F4A_7C15);
         let specials = [0.0, -0.0, 1.0, -1.0, 0.5, f64::NEG_INFINITY, 1e-300];
         for n in 1..=SPARSEMAX_SHORT {
             for case in 0..40 {
