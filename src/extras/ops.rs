@@ -484,7 +484,8 @@ const SPARSEMAX_SHORT: usize = 64;
 /// [`sparsemax_row`] of a lane of at most [`SPARSEMAX_SHORT`] entries: the candidates on the
 /// stack, sorted in the same order (so with the same bits), no buffer.
 ///
-/// `buf` is scratch, passed in so that many lanes share one (zeroing it per lane showed).
+/// `buf` is scratch from the caller, so that many lanes share one: zeroing 512 bytes per
+/// lane would cost more than the sort.
 fn sparsemax_short<C: Real>(x: &[C], out: &mut [C], buf: &mut [f64; SPARSEMAX_SHORT]) {
     if sparsemax_fixed(x, out, x.len()) {
         return;
