@@ -11,7 +11,7 @@
 
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
-use crate::extras::exec::{collect_lanes, max_nan, neumaier_sum, rows_of, Neumaier};
+use crate::extras::exec::{collect_lanes, label_value, max_nan, neumaier_sum, rows_of, Neumaier};
 use crate::layout::Lanes;
 use crate::view::StridedView;
 
@@ -113,8 +113,7 @@ fn row_terms<C: Real>(x: &[C], label: usize, beta: f64) -> (f64, f64, f64) {
         s1 += e * d;
         s2 += e * d * d;
     }
-    // `get`: the labels were checked, but another thread may write them during the call (R3).
-    let dy = x.get(label).map_or(f64::NAN, |v| v.to_f64()) - m;
+    let dy = label_value(x, label) - m;
     let mean = s1 / s0;
     let var = (s2 / s0 - mean * mean).max(0.0);
     (s0.ln() - beta * dy, mean - dy, var)

@@ -393,6 +393,13 @@ fn reads_in_place<T: Float>(lanes: &Lanes) -> bool {
     is_native::<T>() && (lanes.stride == 1 || lanes.len == 1)
 }
 
+/// Entry `label` of a lane in `f64`, or NaN when it is out of range: the labels were checked,
+/// but another thread may write them during the call (contract R3), so no index panics.
+#[inline]
+pub(crate) fn label_value<C: crate::Real>(x: &[C], label: usize) -> f64 {
+    x.get(label).map_or(f64::NAN, |v| v.to_f64())
+}
+
 /// The maximum of `x` ignoring NaN, and whether any entry is NaN. Eight independent
 /// accumulators, so that the compiler vectorises it; exact, so the grouping does not matter.
 #[inline]

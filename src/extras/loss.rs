@@ -9,7 +9,9 @@
 
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
-use crate::extras::exec::{blocks_into, lanes_into, neumaier_sum, rows_of, takes_blocks};
+use crate::extras::exec::{
+    blocks_into, label_value, lanes_into, neumaier_sum, rows_of, takes_blocks,
+};
 use crate::kernels::{kernels, row_sums};
 use crate::layout::Lanes;
 use crate::row::max_and_sum_exp;
@@ -153,8 +155,7 @@ fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64) -> f64 {
 /// ln C]; the label's term is exact, not through a rounded probability.
 fn loss_from_sums<C: Real>(x: &[C], label: usize, t: f64, eps: f64, m: f64, total: f64) -> f64 {
     let lse = total.ln();
-    // `get`: the labels were checked, but another thread may write them during the call (R3).
-    let nll = lse - (x.get(label).map_or(f64::NAN, |v| v.to_f64()) - m) / t;
+    let nll = lse - (label_value(x, label) - m) / t;
     if eps == 0.0 {
         return nll;
     }

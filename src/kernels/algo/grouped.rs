@@ -526,9 +526,9 @@ pub(crate) unsafe fn packed<S: Simd, const UNIT: bool, const LONG: bool>(
 }
 
 /// Each row's maximum and its exps' sum ([`row_sums`](crate::kernels::row_sums)'s values: the
-/// sums' bits, the maximum's value) for `groups` groups of `F32_LANES` rows of `rows.n` elements stored one after the
-/// other, at one temperature (`inv` its reciprocal; UNIT: temperature 1; LONG: `n >
-/// F32_LANES`), row `r`'s at `maxima + r` and `totals + r`.
+/// sums' bits, the maximum's value) for `groups` groups of `F32_LANES` rows of `rows.n`
+/// elements stored one after the other, at one temperature (`inv` its reciprocal; UNIT:
+/// temperature 1; LONG: `n > F32_LANES`), row `r`'s at `maxima + r` and `totals + r`.
 ///
 /// # Safety
 /// `src` valid for reads of `groups F32_LANES n` elements, `maxima` and `totals` for writes of
