@@ -64,30 +64,37 @@ fn on_stack(n: usize, k: usize) -> bool {
     (n <= FEW_LANE && k <= FEW_K) || (n <= TINY_LANE && 2 * k >= n)
 }
 
-/// The sorted [`rank_key`]s of the best `k` entries of a lane that is [`on_stack`], in `keys`.
+/// `emit(j, key)` for the [`rank_key`]s of the best `k` entries of a lane that is
+/// [`on_stack`], best first (`j = 0..k`). The keys live in an array of exactly `k` (or, for a
+/// lane ranked whole, [`TINY_LANE`]) on this function's stack: a lane of millions of short
+/// lanes costs no buffer to zero.
 #[inline(always)]
-fn stack_top<'a, C: Real>(x: &[C], k: usize, keys: &'a mut [u128; TINY_LANE]) -> &'a [u128] {
+fn stack_top<C: Real>(x: &[C], k: usize, mut emit: impl FnMut(usize, u128)) {
     macro_rules! few {
         ($($k:literal)*) => {
             match k {
                 $($k => {
-                    let best: &mut [u128; $k] = (&mut keys[..$k]).try_into().unwrap();
-                    best_few(x, best);
-                    &keys[..$k]
+                    let mut best = [u128::MAX; $k];
+                    best_few(x, &mut best);
+                    best.iter().enumerate().for_each(|(j, &key)| emit(j, key));
                 })*
-                _ => &rank_whole(x, keys)[..k],
+                _ => {
+                    let mut keys = [0u128; TINY_LANE];
+                    let keys = rank_whole(x, &mut keys);
+                    keys[..k].iter().enumerate().for_each(|(j, &key)| emit(j, key));
+                }
             }
         };
     }
     few!(1 2 3 4 5 6 7 8)
 }
 
-/// The `K` best [`rank_key`]s of `x` (`K <= x.len()`), sorted, by selects: each entry is
+/// The `K` best [`rank_key`]s of `x` (`K <= x.len()`), sorted, into `best` (which starts all
+/// `u128::MAX`), by selects: each entry is
 /// carried down the slots, swapping with every slot it beats. On short lanes of random values
 /// the sorted buffer's branches are mispredicted on most entries; this has no branch on values.
 #[inline(always)]
 fn best_few<C: Real, const K: usize>(x: &[C], best: &mut [u128; K]) {
-    *best = [u128::MAX; K];
     for (j, &v) in x.iter().enumerate() {
         let mut carry = rank_key(v, j);
         for slot in best.iter_mut() {
@@ -349,16 +356,15 @@ pub(crate) unsafe fn topk_lanes_raw<T: Float>(
             return Ok(());
         }
         if on_stack(x.len(), k) {
-            let mut keys = [0u128; TINY_LANE];
             let (voff, ioff) = (value_lanes.offset(i), index_lanes.offset(i));
-            for (j, &key) in stack_top(x, k, &mut keys).iter().enumerate() {
+            stack_top(x, k, |j, key| {
                 let (p, j) = (key_index(key), j as isize);
                 // SAFETY: lane i of the outputs is in bounds and written by this task only.
                 unsafe {
                     *v.get().offset(voff + j * value_lanes.stride) = T::from_compute(x[p]);
                     *ix.get().offset(ioff + j * index_lanes.stride) = p as i64;
                 }
-            }
+            });
             return Ok(());
         }
         // A thread-local is safe here: nothing in this closure waits on parallel work, so the
@@ -875,9 +881,9 @@ mod tests {
 
     /// The positions [`stack_top`] ranks first.
     fn stack_ranks<C: Real>(x: &[C], k: usize) -> Vec<usize> {
-        let mut stack = [0u128; TINY_LANE];
-        let top = stack_top(x, k, &mut stack);
-        top.iter().map(|&key| key_index(key)).collect()
+        let mut ranks = vec![usize::MAX; k];
+        stack_top(x, k, |j, key| ranks[j] = key_index(key));
+        ranks
     }
 
     /// The positions [`top_indices`] ranks first.
