@@ -468,9 +468,14 @@ def test_r4_fork_while_other_threads_are_inside_logitkit_never_hangs_the_child()
 # "finished"). On KeyboardInterrupt it prints the CLOCK_MONOTONIC time it caught it (the same
 # clock as the parent's time.monotonic()), then checks that logitkit still gives right answers.
 R8_CHILD = r"""
-import sys, time
+import signal, sys, time
 import numpy as np
 import logitkit as lk
+
+# Python installs its Ctrl-C handler only when SIGINT is not ignored at start-up, and a job
+# started in the background by a shell without job control (as CI runners may start it)
+# inherits SIGINT ignored. What is tested is logitkit under Python's handler, so install it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 kind, threads = sys.argv[1], int(sys.argv[2])
 lk.set_num_threads(threads)
