@@ -153,19 +153,21 @@ unsafe fn each_block<T: Float>(
     Ok(())
 }
 
-/// `visit(i, lane_i, scratch)` for every lane, in tasks of whole lanes shared among the
+/// `visit(i, lane_i, scratch)` for the lanes `range`, in tasks of whole lanes shared among the
 /// threads when the call is large; the first error in lane order. `scratch` is a buffer owned
 /// by the running task.
 ///
 /// # Safety
-/// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+/// Every element of the lanes `range` of `src` is valid for reads and nobody writes it during
+/// the call.
 unsafe fn visit_lanes<T: Float>(
     src: *const T,
     lanes: &Lanes,
+    range: std::ops::Range<usize>,
     visit: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> Result<()> + Sync,
 ) -> Result<()> {
     let s = SharedPtr(src as *mut T);
-    in_tasks(lanes, |bufs: &mut LaneBufs<T::Compute>, range| {
+    in_tasks(lanes, range, |bufs: &mut LaneBufs<T::Compute>, range| {
         let LaneBufs {
             gather,
             offsets,
@@ -185,14 +187,15 @@ unsafe fn visit_lanes<T: Float>(
     })
 }
 
-/// `task(bufs, range)` for consecutive ranges of the lanes, together all of them, shared among
-/// the threads when the call is large (ranges of at least ~8k elements' worth); the first error
-/// in lane order. `bufs` are owned by the running task.
+/// `task(bufs, range)` for consecutive ranges of the lanes `all`, together all of them, shared
+/// among the threads when the call is large (ranges of at least ~8k elements' worth); the first
+/// error in lane order. `bufs` are owned by the running task.
 fn in_tasks<C: Default + Send>(
     lanes: &Lanes,
+    all: std::ops::Range<usize>,
     task: impl Fn(&mut LaneBufs<C>, std::ops::Range<usize>) -> Result<()> + Sync,
 ) -> Result<()> {
-    let count = lanes.count();
+    let (first, count) = (all.start, all.len());
     let per_task = min_lanes(lanes.len);
     let work = lanes.len.saturating_mul(count).max(count);
     map_init(
@@ -200,7 +203,12 @@ fn in_tasks<C: Default + Send>(
         1,
         is_parallel(work),
         LaneBufs::default,
-        |bufs, c| task(bufs, c * per_task..((c + 1) * per_task).min(count)),
+        |bufs, c| {
+            task(
+                bufs,
+                first + c * per_task..first + ((c + 1) * per_task).min(count),
+            )
+        },
     )?
     .into_iter()
     .collect()
@@ -249,24 +257,28 @@ unsafe fn in_blocks<T: Float>(
     f: impl Fn(&mut Vec<T::Compute>, usize, &[T::Compute]) -> Result<()> + Sync,
 ) -> Result<()> {
     let s = SharedPtr(src as *mut T);
-    in_tasks(lanes, |bufs: &mut LaneBufs<T::Compute>, range| {
-        let LaneBufs {
-            gather,
-            offsets,
-            scratch,
-        } = bufs;
-        // SAFETY: the caller's contract; the range's lanes are in bounds.
-        unsafe {
-            each_block(
-                s.get() as *const T,
-                lanes,
-                range,
+    in_tasks(
+        lanes,
+        0..lanes.count(),
+        |bufs: &mut LaneBufs<T::Compute>, range| {
+            let LaneBufs {
                 gather,
                 offsets,
-                |first, block| f(scratch, first, block),
-            )
-        }
-    })
+                scratch,
+            } = bufs;
+            // SAFETY: the caller's contract; the range's lanes are in bounds.
+            unsafe {
+                each_block(
+                    s.get() as *const T,
+                    lanes,
+                    range,
+                    gather,
+                    offsets,
+                    |first, block| f(scratch, first, block),
+                )
+            }
+        },
+    )
 }
 
 /// Whether [`blocks_into`] takes lanes of `n` elements.
@@ -285,13 +297,34 @@ pub(crate) unsafe fn lanes_into<T: Float, R: Send>(
     out: &mut [R],
     f: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> Result<R> + Sync,
 ) -> Result<()> {
-    assert_eq!(out.len(), lanes.count(), "one result per lane");
-    let base = out.as_mut_ptr() as usize;
-    // SAFETY: the caller's contract; entry i of `out` (one per lane, and `out` outlives the
-    // call) is written by the task visiting lane i alone.
+    // SAFETY: the caller's contract.
+    unsafe { lane_range_into(src, lanes, 0..lanes.count(), out, f) }
+}
+
+/// [`lanes_into`] for the lanes `range` only: `out[i - range.start] = f(i, lane_i, scratch)`.
+/// For a caller that takes the results a range at a time, from a buffer that stays in the
+/// caches, instead of one result per lane of a large call in memory.
+///
+/// # Safety
+/// Every element of the lanes `range` of `src` is valid for reads and nobody writes it during
+/// the call.
+pub(crate) unsafe fn lane_range_into<T: Float, R: Send>(
+    src: *const T,
+    lanes: &Lanes,
+    range: std::ops::Range<usize>,
+    out: &mut [R],
+    f: impl Fn(usize, &[T::Compute], &mut Vec<T::Compute>) -> Result<R> + Sync,
+) -> Result<()> {
+    assert!(
+        out.len() == range.len() && range.end <= lanes.count(),
+        "one result per lane of the range"
+    );
+    let (base, first) = (out.as_mut_ptr() as usize, range.start);
+    // SAFETY: the caller's contract; entry i - first of `out` (one per lane of the range, and
+    // `out` outlives the call) is written by the task visiting lane i alone.
     unsafe {
-        visit_lanes(src, lanes, |i, x, scratch| {
-            *(base as *mut R).add(i) = f(i, x, scratch)?;
+        visit_lanes(src, lanes, range, |i, x, scratch| {
+            *(base as *mut R).add(i - first) = f(i, x, scratch)?;
             Ok(())
         })
     }
@@ -341,7 +374,7 @@ pub(crate) unsafe fn map_lanes_with<T: Float>(
     // SAFETY: the caller's contract: every lane of src is readable, and lane i of dst writable
     // and touched only by the task visiting lane i.
     unsafe {
-        visit_lanes(src, src_lanes, |i, x, scratch| {
+        visit_lanes(src, src_lanes, 0..src_lanes.count(), |i, x, scratch| {
             let p = d.get().offset(dst_lanes.offset(i));
             if in_place {
                 f(x, std::slice::from_raw_parts_mut(p as *mut T::Compute, n))
