@@ -63,7 +63,8 @@ rust-test:
 # SKIPPED and the reason instead of failing.
 # The golden outputs run on one thread for minutes at each level, so they run beside the
 # other tests (two runs at once, the golden ones' output printed when both are done) rather
-# than leaving a core idle: about two minutes less.
+# than leaving a core idle: about two minutes less. A background job ignores Ctrl-C (no job
+# control in a recipe), so the recipe stops it, and everything it started, on its way out.
 AARCH64 := aarch64-unknown-linux-gnu
 AARCH64_ENV := LOGITKIT_UNDER_QEMU=1 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
@@ -82,9 +83,11 @@ neon:
 	cargo clippy --target $(AARCH64) --all-targets --features python -- -D warnings; \
 	$(AARCH64_ENV) cargo test --release --target $(AARCH64) --tests --no-run; \
 	log=$$(mktemp); \
+	stop() { for c in $$(pgrep -P $$1); do stop $$c; done; kill $$1 2>/dev/null || true; }; \
 	{ LOGITKIT_GOLDEN_THREADS=1 $(AARCH64_ENV) cargo test -q --release --target $(AARCH64) --test golden \
 	  && LOGITKIT_SIMD=scalar LOGITKIT_GOLDEN_THREADS=1 $(AARCH64_ENV) cargo test -q --release --target $(AARCH64) --test softmax --test fuzz_lanes --test golden; \
 	} > "$$log" 2>&1 & golden=$$!; \
+	trap 'stop $$golden; rm -f "$$log"' EXIT; trap 'exit 130' INT TERM; \
 	rest=0; $(AARCH64_ENV) cargo test --release --target $(AARCH64) --tests -- --skip $(GOLDEN_TEST) || rest=$$?; \
 	gold=0; wait $$golden || gold=$$?; \
 	echo "== neon: the golden outputs (neon, then the scalar level), exit $$gold"; cat "$$log"; rm -f "$$log"; \

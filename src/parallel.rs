@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 
 mod crew;
 
+pub(crate) use crew::WAKE_MIN_WORK;
+
 /// Environment variable that overrides the default thread count when the crate first needs it.
 ///
 /// ```

@@ -49,9 +49,18 @@ pub const T_MAX: f64 = 1e6;
 /// ```
 pub const MAX_BINS: usize = 1 << 20;
 
-/// Rows whose (confidence, correct) are computed before they are binned: 256 KiB of results,
-/// which stay in the caches.
+/// Rows whose (confidence, correct) are computed before they are binned: at least this many
+/// (256 KiB of results), and enough for a range to be worth sharing among the threads
+/// ([`bin_range`]).
 const BIN_RANGE: usize = 1 << 14;
+
+/// Rows per range of [`calibration_bins_lanes_raw`] for rows of `n` probabilities: a range
+/// touches enough elements to wake the helper threads, as one call over all the rows did, so
+/// a large call still runs its rows in parallel. At most 4 MiB of results (`n = 1`), whatever
+/// the number of rows (R1).
+fn bin_range(n: usize) -> usize {
+    BIN_RANGE.max(crate::parallel::WAKE_MIN_WORK / n.max(1))
+}
 
 /// Tolerance on `ln T` at which the search stops.
 ///
@@ -422,13 +431,13 @@ pub(crate) unsafe fn calibration_bins_lanes_raw<T: Float>(
     // Each bin's confidences summed in row order, as they come.
     let mut sums = crate::scratch::filled(n_bins, Neumaier::default(), "calibration bins")?;
     let edges = Edges::new(n_bins)?;
-    // The rows' (confidence, correct) a range of rows at a time, from a buffer that stays in
-    // the caches (R1): over a million short rows, writing them all to memory and reading them
-    // back took a fifth of the call.
+    // The rows' (confidence, correct) a range of rows at a time (R1: scratch that does not
+    // grow with the number of rows), binned in row order as before.
+    let per_range = bin_range(lanes.len);
     let mut per_row =
-        crate::scratch::filled(count.min(BIN_RANGE), (0.0, false), "per-row results")?;
-    for first in (0..count).step_by(BIN_RANGE) {
-        let range = first..(first + BIN_RANGE).min(count);
+        crate::scratch::filled(count.min(per_range), (0.0, false), "per-row results")?;
+    for first in (0..count).step_by(per_range) {
+        let range = first..(first + per_range).min(count);
         let per_row = &mut per_row[..range.len()];
         // SAFETY: every lane of `src` is readable and not written during the call (this
         // function's contract), as `lane_range_into` asks.

@@ -53,7 +53,7 @@ fn spin_window() -> Duration {
 /// A call touching at least this many elements wakes helpers that are not polling. Waking one
 /// costs the caller a system call and the helper its wake-up latency, more than a smaller
 /// call can gain from a second thread (`benches/results/tuning.md`, "WAKE_MIN_WORK").
-const WAKE_MIN_WORK: usize = 1 << 18;
+pub(crate) const WAKE_MIN_WORK: usize = 1 << 18;
 
 /// After its polling window a helper naps for this long at a time (woken by its own timer, so
 /// no caller pays for waking it) and goes back to polling if calls were made meanwhile: after a
