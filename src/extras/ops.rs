@@ -90,9 +90,9 @@ fn stack_top<C: Real>(x: &[C], k: usize, mut emit: impl FnMut(usize, u128)) {
 }
 
 /// The `K` best [`rank_key`]s of `x` (`K <= x.len()`), sorted, into `best` (which starts all
-/// `u128::MAX`), by selects: each entry is
-/// carried down the slots, swapping with every slot it beats. On short lanes of random values
-/// the sorted buffer's branches are mispredicted on most entries; this has no branch on values.
+/// `u128::MAX`), by selects: each entry is carried down the slots, swapping with every slot it
+/// beats. On short lanes of random values the sorted buffer's branches are mispredicted on most
+/// entries; this has no branch on values.
 #[inline(always)]
 fn best_few<C: Real, const K: usize>(x: &[C], best: &mut [u128; K]) {
     for (j, &v) in x.iter().enumerate() {
