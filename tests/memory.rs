@@ -122,6 +122,33 @@ fn r1_calibration_bins_take_scratch_independent_of_the_row_count() {
 }
 
 #[test]
+fn r1_fit_temperature_takes_scratch_independent_of_the_row_count() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    logitkit::set_num_threads(1).unwrap();
+    // Rows of 16 logits. Each evaluation of the search kept three f64 terms per row until it
+    // summed them (24 bytes a row: 393 KB, then 1.6 MB here); a range of rows at a time, the
+    // same for both counts.
+    let classes = 16;
+    let scratch = |rows: usize| {
+        let x = logits(rows * classes, 5);
+        let labels: Vec<i64> = (0..rows as i64).map(|i| (i * 7) % classes as i64).collect();
+        let mut fit = None;
+        let peak = scratch_peak(|| {
+            fit = Some(logitkit::extras::fit_temperature(&x, classes, &labels).unwrap());
+        });
+        let fit = fit.unwrap();
+        assert!(fit.nll_after <= fit.nll_before && fit.evaluations >= 3);
+        eprintln!("fit_temperature over {rows} rows: {peak} bytes of scratch");
+        peak
+    };
+    let (fewer, more) = (scratch(1 << 14), scratch(1 << 16));
+    assert!(
+        more <= fewer + (16 << 10) && more <= 1 << 20,
+        "fit_temperature scratch grows with the rows: {fewer} bytes for 2^14, {more} for 2^16"
+    );
+}
+
+#[test]
 fn r1_filter_logits_takes_a_few_rows_of_scratch_per_thread() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     logitkit::set_num_threads(1).unwrap();

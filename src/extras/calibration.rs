@@ -49,17 +49,44 @@ pub const T_MAX: f64 = 1e6;
 /// ```
 pub const MAX_BINS: usize = 1 << 20;
 
-/// Rows whose (confidence, correct) are computed before they are binned: at least this many
-/// (256 KiB of results), and enough for a range to be worth sharing among the threads
-/// ([`bin_range`]).
-const BIN_RANGE: usize = 1 << 14;
+/// Rows whose per-row results are computed before they are consumed in row order: at least
+/// this many, and enough for a range to be worth sharing among the threads ([`range_rows`]).
+const MIN_RANGE_ROWS: usize = 1 << 14;
 
-/// Rows per range of [`calibration_bins_lanes_raw`] for rows of `n` probabilities: a range
-/// touches enough elements to wake the helper threads, as one call over all the rows did, so
-/// a large call still runs its rows in parallel. At most 4 MiB of results (`n = 1`), whatever
-/// the number of rows (R1).
-fn bin_range(n: usize) -> usize {
-    BIN_RANGE.max(crate::parallel::WAKE_MIN_WORK / n.max(1))
+/// Rows per range of [`in_row_order`] for rows of `n` elements: a range touches enough elements
+/// to wake the helper threads, as one call over all the rows did, so a large call still runs
+/// its rows in parallel. At most 4 MiB of 16-byte results (`n = 1`), whatever the number of
+/// rows (R1).
+fn range_rows(n: usize) -> usize {
+    MIN_RANGE_ROWS.max(crate::parallel::WAKE_MIN_WORK / n.max(1))
+}
+
+/// `row(i, lane_i)` for every lane, computed a range of lanes at a time (in parallel within a
+/// range when it is large) and handed to `take` in lane order, or the first error. The results
+/// go through one buffer of at most [`range_rows`] entries, not one per row (R1), and `take`
+/// sees them in the same order as a pass over a vector of all of them would.
+///
+/// # Safety
+/// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
+unsafe fn in_row_order<T: Float, R: Send + Clone>(
+    src: *const T,
+    lanes: &Lanes,
+    fill: R,
+    row: impl Fn(usize, &[T::Compute]) -> Result<R> + Sync,
+    mut take: impl FnMut(&R),
+) -> Result<()> {
+    let count = lanes.count();
+    let per_range = range_rows(lanes.len);
+    let mut results = crate::scratch::filled(count.min(per_range), fill, "per-row results")?;
+    for first in (0..count).step_by(per_range) {
+        let range = first..(first + per_range).min(count);
+        let results = &mut results[..range.len()];
+        // SAFETY: every lane of `src` is readable and not written during the call (this
+        // function's contract), as `lane_range_into` asks.
+        unsafe { lane_range_into(src, lanes, range, results, |i, x, _| row(i, x)) }?;
+        results.iter().for_each(&mut take);
+    }
+    Ok(())
 }
 
 /// Tolerance on `ln T` at which the search stops.
@@ -215,17 +242,28 @@ pub(crate) unsafe fn fit_temperature_lanes_raw<T: Float>(
     let mut eval = |u: f64| {
         evaluations += 1;
         let beta = u.exp();
-        // SAFETY: every lane of `src` is readable and not written during the call (this function's contract), as `collect_lanes` asks.
-        let terms = unsafe {
-            collect_lanes(src, lanes, |i, x, _| {
-                Ok(row_terms(x, labels[i] as usize, beta))
-            })
+        // Each term summed over the rows in row order (the same bits at any thread count).
+        let mut sums = [Neumaier::default(); 3];
+        // SAFETY: every lane of `src` is readable and not written during the call (this
+        // function's contract), as `in_row_order` asks.
+        unsafe {
+            in_row_order(
+                src,
+                lanes,
+                (0.0, 0.0, 0.0),
+                |i, x| Ok(row_terms(x, labels[i] as usize, beta)),
+                |&(nll, g, var)| {
+                    sums[0].add(nll);
+                    sums[1].add(g);
+                    sums[2].add(var);
+                },
+            )
         }?;
         let n = count as f64;
         Ok::<_, Error>((
-            neumaier_sum(terms.iter().map(|t| t.0)) / n,
-            neumaier_sum(terms.iter().map(|t| t.1)) / n,
-            beta * neumaier_sum(terms.iter().map(|t| t.2)) / n,
+            sums[0].value() / n,
+            sums[1].value() / n,
+            beta * sums[2].value() / n,
         ))
     };
     // u = ln(beta) = -ln(T).
@@ -431,18 +469,14 @@ pub(crate) unsafe fn calibration_bins_lanes_raw<T: Float>(
     // Each bin's confidences summed in row order, as they come.
     let mut sums = crate::scratch::filled(n_bins, Neumaier::default(), "calibration bins")?;
     let edges = Edges::new(n_bins)?;
-    // The rows' (confidence, correct) a range of rows at a time (R1: scratch that does not
-    // grow with the number of rows), binned in row order as before.
-    let per_range = bin_range(lanes.len);
-    let mut per_row =
-        crate::scratch::filled(count.min(per_range), (0.0, false), "per-row results")?;
-    for first in (0..count).step_by(per_range) {
-        let range = first..(first + per_range).min(count);
-        let per_row = &mut per_row[..range.len()];
-        // SAFETY: every lane of `src` is readable and not written during the call (this
-        // function's contract), as `lane_range_into` asks.
-        unsafe {
-            lane_range_into(src, lanes, range, per_row, |i, x, _| {
+    // SAFETY: every lane of `src` is readable and not written during the call (this function's
+    // contract), as `in_row_order` asks.
+    unsafe {
+        in_row_order(
+            src,
+            lanes,
+            (0.0, false),
+            |i, x| {
                 // Contract R7: NaN and probabilities outside [0, 1] (infinities included) are
                 // refused. Checked in one pass over the lane first: on the valid lanes (all but
                 // an error's) the scan below then has no branch to mispredict.
@@ -456,15 +490,15 @@ pub(crate) unsafe fn calibration_bins_lanes_raw<T: Float>(
                     top = if better { v } else { top };
                 }
                 Ok((top.to_f64(), best as i64 == labels[i]))
-            })
-        }?;
-        for &(conf, ok) in per_row.iter() {
-            let b = edges.bin_of(conf);
-            bins.count[b] += 1;
-            bins.correct[b] += ok as u64;
-            sums[b].add(conf);
-        }
-    }
+            },
+            |&(conf, ok)| {
+                let b = edges.bin_of(conf);
+                bins.count[b] += 1;
+                bins.correct[b] += ok as u64;
+                sums[b].add(conf);
+            },
+        )
+    }?;
     for (s, acc) in bins.confidence_sum.iter_mut().zip(sums) {
         *s = acc.value();
     }
