@@ -62,7 +62,8 @@ fn range_rows(n: usize) -> usize {
 }
 
 /// `row(i, lane_i)` for every lane, computed a range of lanes at a time (in parallel within a
-/// range when it is large) and handed to `take` in lane order, or the first error. The results
+/// range when it is large) and handed to `take` a range at a time, in lane order, or the first
+/// error. The results
 /// go through one buffer of at most [`range_rows`] entries, not one per row (R1), and `take`
 /// sees them in the same order as a pass over a vector of all of them would.
 ///
@@ -73,7 +74,7 @@ unsafe fn in_row_order<T: Float, R: Send + Clone>(
     lanes: &Lanes,
     fill: R,
     row: impl Fn(usize, &[T::Compute]) -> Result<R> + Sync,
-    mut take: impl FnMut(&R),
+    mut take: impl FnMut(&[R]),
 ) -> Result<()> {
     let count = lanes.count();
     let per_range = range_rows(lanes.len);
@@ -84,7 +85,7 @@ unsafe fn in_row_order<T: Float, R: Send + Clone>(
         // SAFETY: every lane of `src` is readable and not written during the call (this
         // function's contract), as `lane_range_into` asks.
         unsafe { lane_range_into(src, lanes, range, results, |i, x, _| row(i, x)) }?;
-        results.iter().for_each(&mut take);
+        take(results);
     }
     Ok(())
 }
@@ -252,10 +253,12 @@ pub(crate) unsafe fn fit_temperature_lanes_raw<T: Float>(
                 lanes,
                 (0.0, 0.0, 0.0),
                 |i, x| Ok(row_terms(x, labels[i] as usize, beta)),
-                |&(nll, g, var)| {
-                    sums[0].add(nll);
-                    sums[1].add(g);
-                    sums[2].add(var);
+                |terms| {
+                    for &(nll, g, var) in terms {
+                        sums[0].add(nll);
+                        sums[1].add(g);
+                        sums[2].add(var);
+                    }
                 },
             )
         }?;
@@ -491,11 +494,14 @@ pub(crate) unsafe fn calibration_bins_lanes_raw<T: Float>(
                 }
                 Ok((top.to_f64(), best as i64 == labels[i]))
             },
-            |&(conf, ok)| {
-                let b = edges.bin_of(conf);
-                bins.count[b] += 1;
-                bins.correct[b] += ok as u64;
-                sums[b].add(conf);
+            |results| {
+                let (count, correct) = (&mut bins.count[..], &mut bins.correct[..]);
+                for &(conf, ok) in results {
+                    let b = edges.bin_of(conf);
+                    count[b] += 1;
+                    correct[b] += ok as u64;
+                    sums[b].add(conf);
+                }
             },
         )
     }?;
@@ -548,12 +554,19 @@ impl Edges {
     /// it, and comparisons with the edges settle it.
     #[inline]
     fn bin_of(&self, conf: f64) -> usize {
+        debug_assert!(
+            (0.0..=1.0).contains(&conf) || conf.is_nan(),
+            "confidence {conf}"
+        );
         let n = self.edge.len() - 1;
         let mut b = ((conf * n as f64) as usize).min(n - 1);
-        while b + 1 < n && conf > self.edge[b + 1] {
+        // Each test is one branch on a bool computed without branching (no `&&`): a branch on
+        // `b + 1 < n` alone would follow the row's bin, and mispredict with random bins. The
+        // last edge is exactly 1.0, so a confidence in [0, 1] never moves past bin n - 1.
+        while conf > self.edge[b + 1] {
             b += 1;
         }
-        while b > 0 && conf <= self.edge[b] {
+        while (b > 0) & (conf <= self.edge[b]) {
             b -= 1;
         }
         b
