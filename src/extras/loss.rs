@@ -14,7 +14,7 @@ use crate::extras::exec::{
 };
 use crate::kernels::{kernels, row_sums};
 use crate::layout::Lanes;
-use crate::row::max_and_sum_exp;
+use crate::row::{ln_grouped, max_and_sum_exp};
 use crate::temperature::Temperature;
 use crate::view::StridedView;
 
@@ -145,16 +145,15 @@ fn check_labels(labels: &[i64], classes: usize, ignore: Option<i64>) -> Result<u
 fn row_loss<C: Real>(x: &[C], label: usize, t: f64, eps: f64) -> f64 {
     let parallel = crate::parallel::is_parallel(x.len());
     match max_and_sum_exp(kernels::<C>(), x, t, parallel) {
-        Ok((m, total)) => loss_from_sums(x, label, t, eps, m.to_f64(), total),
+        Ok((m, total)) => loss_from_sums(x, label, t, eps, m.to_f64(), total.ln()),
         Err(_) => f64::NAN,
     }
 }
 
-/// The loss of a row from its maximum `m` and `total = Σ exp((x - m) / t)` (a finite
-/// `m`; label already checked). `ln(total)` is logsumexp of `z - max z` (`z = x / t`), in [0,
-/// ln C]; the label's term is exact, not through a rounded probability.
-fn loss_from_sums<C: Real>(x: &[C], label: usize, t: f64, eps: f64, m: f64, total: f64) -> f64 {
-    let lse = total.ln();
+/// The loss of a row from its maximum `m` and `lse = ln Σ exp((x - m) / t)` (a finite `m`;
+/// label already checked). `lse` is logsumexp of `z - max z` (`z = x / t`), in [0, ln C]; the
+/// label's term is exact, not through a rounded probability.
+fn loss_from_sums<C: Real>(x: &[C], label: usize, t: f64, eps: f64, m: f64, lse: f64) -> f64 {
     let nll = lse - (label_value(x, label) - m) / t;
     if eps == 0.0 {
         return nll;
@@ -212,16 +211,18 @@ fn block_losses<C: Real>(
                 }
             }
         }
+        let log_sums = totals;
+        ln_grouped(log_sums);
         for (r, (o, row)) in outs.iter_mut().zip(rows.chunks_exact(n)).enumerate() {
             let y = labels[first + r];
             *o = if Some(y) == opts.ignore_index {
                 0.0
-            } else if totals[r].is_nan() {
+            } else if log_sums[r].is_nan() {
                 f64::NAN
             } else {
                 let t = opts.temperature.get(first + r);
                 let m = maxima[r].to_f64();
-                loss_from_sums(row, y as usize, t, opts.label_smoothing, m, totals[r])
+                loss_from_sums(row, y as usize, t, opts.label_smoothing, m, log_sums[r])
             };
         }
     }
