@@ -36,3 +36,9 @@ pub fn scaled(n: usize) -> usize {
         _ => n,
     }
 }
+
+/// True under `make valgrind`: memcheck checks memory, not numbers, so a test may keep one case
+/// per code path there instead of every size and temperature it checks natively.
+pub fn under_valgrind() -> bool {
+    std::env::var_os("LOGITKIT_UNDER_VALGRIND").is_some()
+}

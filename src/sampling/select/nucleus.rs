@@ -390,6 +390,11 @@ mod tests {
                     }) as f32
                 })
                 .collect();
+            // Under valgrind (`make valgrind` sets the variable), not the longest rows: the rows
+            // of 70000 take the same long-row paths.
+            if v == 128_256 && std::env::var_os("LOGITKIT_UNDER_VALGRIND").is_some() {
+                continue;
+            }
             for (t, p, mp, eps) in [
                 (0.8, 0.95, 0.0, 3e-4),
                 (1.0, 0.9, 0.0, 0.02),
