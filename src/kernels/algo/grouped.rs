@@ -477,6 +477,21 @@ impl<S: Simd, const LONG: bool> GroupOutput<S> for Sums<'_, LONG> {
     #[inline(always)]
     unsafe fn finish(&self, s: S, g: usize, m: S::F32, exps: *const f32) {
         let (l, n) = (S::F32_LANES, self.rows.n);
+        if !LONG && n == 2 {
+            // Each row's sum is its two exps' sum whatever the order of `packed_halves` (its
+            // other terms are exact zeros): added here, without that reduction.
+            for r in 0..l {
+                // SAFETY: row `r < l`'s two exps, among the group's `l n` (# Safety); its total
+                // is among the writable ones ([`packed_sums`]' # Safety).
+                unsafe {
+                    let (a, b) = (*exps.add(2 * r), *exps.add(2 * r + 1));
+                    *self.totals.add(g * l + r) = f64::from(a) + f64::from(b);
+                }
+            }
+            // SAFETY: group `g`'s `l` maxima are writable ([`packed_sums`]' # Safety).
+            unsafe { s.store_f32(self.maxima.add(g * l), m) };
+            return;
+        }
         // SAFETY: the exps are written as `packed_halves` requires (# Safety); group `g`'s `l`
         // maxima and totals are among the writable ones ([`packed_sums`]' # Safety), and
         // `l = 2 F64_LANES`.
