@@ -792,8 +792,10 @@ mod tests {
             let v: Vec<f64> = (0..len)
                 .map(|i| match i % 7 {
                     0 => {
-                        let e = edges[(i / 7) % edges.len()];
-                        [e, e.next_down(), e.next_up()][(i / 7) % 3]
+                        // Every edge itself and its two neighbours, in turn.
+                        let k = i / 7;
+                        let e = edges[k % edges.len()];
+                        [e, e.next_down(), e.next_up()][(k / edges.len()) % 3]
                     }
                     1 => special[(i / 7) % special.len()],
                     2 => 1.0 + next() * 0.1,

@@ -1090,7 +1090,7 @@ fn level_notes(level: &str) {
 /// this architecture and SIMD level (the golden outputs issue 22's kernel rewrite must keep).
 #[test]
 fn s9_s12_golden_outputs_match_recording_at_1_and_2_threads() {
-    if std::env::var_os("LOGITKIT_UNDER_VALGRIND").is_some() {
+    if common::under_valgrind() {
         eprintln!("golden: skipped under valgrind (memcheck checks memory, not bits)");
         return;
     }

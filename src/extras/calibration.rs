@@ -55,17 +55,16 @@ const MIN_RANGE_ROWS: usize = 1 << 14;
 
 /// Rows per range of [`in_row_order`] for rows of `n` elements: a range touches enough elements
 /// to wake the helper threads, as one call over all the rows did, so a large call still runs
-/// its rows in parallel. At most 4 MiB of 16-byte results (`n = 1`), whatever the number of
-/// rows (R1).
+/// its rows in parallel. At most 2^18 results (`n = 1`; 4 MiB of the bins' 16-byte results, 6
+/// MiB of `fit_temperature`'s 24-byte ones), whatever the number of rows (R1).
 fn range_rows(n: usize) -> usize {
     MIN_RANGE_ROWS.max(crate::parallel::WAKE_MIN_WORK / n.max(1))
 }
 
 /// `row(i, lane_i)` for every lane, computed a range of lanes at a time (in parallel within a
 /// range when it is large) and handed to `take` a range at a time, in lane order, or the first
-/// error. The results
-/// go through one buffer of at most [`range_rows`] entries, not one per row (R1), and `take`
-/// sees them in the same order as a pass over a vector of all of them would.
+/// error. The results go through one buffer of at most [`range_rows`] entries, not one per row
+/// (R1), and `take` sees them in the same order as a pass over a vector of all of them would.
 ///
 /// # Safety
 /// Every element of every lane of `src` is valid for reads and nobody writes it during the call.
@@ -351,7 +350,7 @@ pub fn fit_temperature<T: Float>(
 
 /// Reliability statistics in equal-width confidence bins: bin `b` of `n` holds the rows whose
 /// confidence (largest probability) lies in `(b / n, (b + 1) / n]`, each edge the `f64`
-/// division (a confidence of 0 goes to the first bin, above 1 to the last).
+/// division (a confidence of 0 goes to the first bin).
 ///
 /// ```
 /// use logitkit::extras::{calibration_bins, CalibrationBins};
@@ -554,16 +553,13 @@ impl Edges {
     /// it, and comparisons with the edges settle it.
     #[inline]
     fn bin_of(&self, conf: f64) -> usize {
-        debug_assert!(
-            (0.0..=1.0).contains(&conf) || conf.is_nan(),
-            "confidence {conf}"
-        );
         let n = self.edge.len() - 1;
         let mut b = ((conf * n as f64) as usize).min(n - 1);
-        // Each test is one branch on a bool computed without branching (no `&&`): a branch on
-        // `b + 1 < n` alone would follow the row's bin, and mispredict with random bins. The
-        // last edge is exactly 1.0, so a confidence in [0, 1] never moves past bin n - 1.
-        while conf > self.edge[b + 1] {
+        // The edge test comes first, and the downward test is one branch on a bool computed
+        // without branching: a branch on `b + 1 < n` alone follows the row's bin, and
+        // mispredicts with random bins. The bound still holds if another thread writes a value
+        // above 1 after the row's check (contract R3).
+        while conf > self.edge[b + 1] && b + 1 < n {
             b += 1;
         }
         while (b > 0) & (conf <= self.edge[b]) {
@@ -627,6 +623,21 @@ mod tests {
             lower_ok && conf <= edges.edge[b + 1],
             "conf {conf:e}, n {n}: bin {b}"
         );
+    }
+
+    /// A row is checked before its maximum is read; another thread may write it in between
+    /// (contract R3). Whatever comes then, the bin stays in range: no panic.
+    #[test]
+    fn r3_bin_of_stays_in_range_for_values_written_after_the_check() {
+        for n in [1, 2, 15, 1000, MAX_BINS] {
+            let edges = Edges::new(n).unwrap();
+            for conf in [1.0f64.next_up(), 1.5, 2.0, 1e300, f64::INFINITY] {
+                assert_eq!(edges.bin_of(conf), n - 1, "n {n}, confidence {conf}");
+            }
+            for conf in [-0.0f64, -1e-300, -1.0, f64::NEG_INFINITY, f64::NAN] {
+                assert_eq!(edges.bin_of(conf), 0, "n {n}, confidence {conf}");
+            }
+        }
     }
 
     #[test]
