@@ -51,6 +51,13 @@ pub mod view;
 #[cfg(test)]
 mod view_api_tests;
 
+/// True under `make valgrind`, which sets `LOGITKIT_UNDER_VALGRIND`: memcheck checks memory, not
+/// numbers, so a unit test may keep one case per code path there.
+#[cfg(test)]
+pub(crate) fn under_valgrind() -> bool {
+    std::env::var_os("LOGITKIT_UNDER_VALGRIND").is_some()
+}
+
 #[cfg(feature = "python")]
 mod python;
 

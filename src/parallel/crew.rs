@@ -541,7 +541,7 @@ mod tests {
         const SIGKILL: i32 = 9;
         // Under valgrind (`make valgrind` sets this) threads run one at a time, so the spinning
         // thread starves the forking one for minutes; the fork stress runs in `cargo test`.
-        if std::env::var_os("LOGITKIT_UNDER_VALGRIND").is_some() {
+        if crate::under_valgrind() {
             return;
         }
         // Under qemu-user (`make neon` sets this) a forked child hangs now and then inside the

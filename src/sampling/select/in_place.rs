@@ -473,9 +473,9 @@ mod tests {
             let v = xb.len();
             // Under valgrind (`make valgrind` sets the variable), the long rows with two seeds:
             // one each way of `par` and of the log-probability.
-            let seeds = match (v > BLOCK, std::env::var_os("LOGITKIT_UNDER_VALGRIND")) {
-                (true, Some(_)) => 2,
-                (true, None) => 6,
+            let seeds = match (v > BLOCK, crate::under_valgrind()) {
+                (true, true) => 2,
+                (true, false) => 6,
                 (false, _) => 24,
             };
             for (t, p, mp, k) in [

@@ -392,7 +392,7 @@ mod tests {
                 .collect();
             // Under valgrind (`make valgrind` sets the variable), not the longest rows: the rows
             // of 70000 take the same long-row paths.
-            if v == 128_256 && std::env::var_os("LOGITKIT_UNDER_VALGRIND").is_some() {
+            if v == 128_256 && crate::under_valgrind() {
                 continue;
             }
             for (t, p, mp, eps) in [
