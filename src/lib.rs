@@ -36,6 +36,7 @@ pub mod kernel_access;
 mod kernels;
 pub mod lanes;
 mod layout;
+mod ln;
 mod op;
 // The bindings' `out=` checks and `StridedViewMut`'s.
 mod overlap;

@@ -23,6 +23,7 @@ use crate::kernels::{
     exp_sum_overlapped, kernels, row_sums, BlockWrite, HalfKernels, HalfRows, Kernels, RowBatch,
     Scratch, Store, SumAcc, BLOCK,
 };
+use crate::ln::ln_in_place;
 use crate::parallel::each_shared;
 use crate::shared::SharedPtr;
 
@@ -676,7 +677,7 @@ pub(crate) fn logsumexp_rows_with<C: Real>(
         let count = outs.len();
         row_sums(k, xs, n, 1.0, &mut maxima[..count], &mut totals[..count]);
         let log_sums = &mut totals[..count];
-        ln_grouped(log_sums);
+        ln_in_place(log_sums);
         for (r, o) in outs.iter_mut().enumerate() {
             *o = if log_sums[r].is_nan() {
                 // Contract S6's rows: their maximum decides.
@@ -684,31 +685,6 @@ pub(crate) fn logsumexp_rows_with<C: Real>(
             } else {
                 C::from_f64(maxima[r].to_f64() + log_sums[r])
             };
-        }
-    }
-}
-
-/// `ln` of every entry of `v` in place, with the bits of `f64::ln`, taking the entries near 1
-/// first and the others after them. glibc's `log` takes a path of its own for arguments in
-/// `[1 - 2^-4, 1 + 0x1.09p-4)`, and the exp-sums of short rows (in `[1, n]`) fall on both sides
-/// of that bound at random, so one call after another in row order mispredicts its branch
-/// about half the time (ln of random sums in (1, 2]: 6.1 ns a call in row order, 4.6 grouped).
-/// Which side an entry counts as only decides the order of the calls, never a result.
-pub(crate) fn ln_grouped(v: &mut [f64]) {
-    const CHUNK: usize = 256;
-    const NEAR_ONE: std::ops::Range<f64> = 0.9375..1.064697265625;
-    let (mut near, mut far) = ([0u16; CHUNK], [0u16; CHUNK]);
-    for chunk in v.chunks_mut(CHUNK) {
-        // Both lists get every index; only one of them counts it (no branch on the value).
-        let (mut a, mut b) = (0, 0);
-        for (i, &x) in chunk.iter().enumerate() {
-            let is_near = NEAR_ONE.contains(&x);
-            (near[a], far[b]) = (i as u16, i as u16);
-            a += is_near as usize;
-            b += !is_near as usize;
-        }
-        for &i in near[..a].iter().chain(&far[..b]) {
-            chunk[i as usize] = chunk[i as usize].ln();
         }
     }
 }
@@ -764,53 +740,4 @@ pub(crate) fn max_and_sum_exp<C: Real>(
         }
         combine(stats, t)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ln_grouped;
-
-    #[test]
-    fn ln_grouped_gives_the_bits_of_ln_in_place() {
-        let mut seed = 99u64;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let edges = [
-            0.9375f64,
-            1.064697265625,
-            1.0,
-            0.0,
-            -1.0,
-            f64::MIN_POSITIVE / 3.0,
-        ];
-        let special = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX];
-        for len in [0, 1, 2, 255, 256, 257, 1000] {
-            let v: Vec<f64> = (0..len)
-                .map(|i| match i % 7 {
-                    0 => {
-                        // Every edge itself and its two neighbours, in turn.
-                        let k = i / 7;
-                        let e = edges[k % edges.len()];
-                        [e, e.next_down(), e.next_up()][(k / edges.len()) % 3]
-                    }
-                    1 => special[(i / 7) % special.len()],
-                    2 => 1.0 + next() * 0.1,
-                    _ => 1.0 + next() * 64.0,
-                })
-                .collect();
-            let mut got = v.clone();
-            ln_grouped(&mut got);
-            for (i, (&x, &g)) in v.iter().zip(&got).enumerate() {
-                assert_eq!(
-                    g.to_bits(),
-                    x.ln().to_bits(),
-                    "entry {i} of {len}: ln({x:e})"
-                );
-            }
-        }
-    }
 }

@@ -14,7 +14,8 @@ use crate::extras::exec::{
 };
 use crate::kernels::{kernels, row_sums};
 use crate::layout::Lanes;
-use crate::row::{ln_grouped, max_and_sum_exp};
+use crate::ln::ln_in_place;
+use crate::row::max_and_sum_exp;
 use crate::temperature::Temperature;
 use crate::view::StridedView;
 
@@ -212,7 +213,7 @@ fn block_losses<C: Real>(
             }
         }
         let log_sums = totals;
-        ln_grouped(log_sums);
+        ln_in_place(log_sums);
         for (r, (o, row)) in outs.iter_mut().zip(rows.chunks_exact(n)).enumerate() {
             let y = labels[first + r];
             *o = if Some(y) == opts.ignore_index {
