@@ -26,18 +26,41 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
     let top = lane_extremes(xs).1;
     let mean = lane_sum(xs) / count as f64;
     let squares = lane_squared_deviations(xs, mean);
-    match least_kept(top, count, squares, ctx.m, &ctx.cfg) {
+    let sd = deviation(count, squares, || xs.iter().map(|x| x.to_f64()));
+    match least_kept(top, sd, ctx.m, &ctx.cfg) {
         Some(lowest) => ctx.retain_logits_at_least(lowest),
         None => Ok(()),
     }
 }
 
-/// The least logit top-n-sigma keeps of a set of `count` logits whose greatest is `top`,
-/// `squares` the Σ of their squared deviations from their mean; `None` when it keeps
-/// every token (an infinite spread, or a NaN from one).
-fn least_kept(top: f64, count: usize, squares: f64, m: f64, cfg: &RowCfg) -> Option<f64> {
+/// The population standard deviation of `count` finite logits from `squares`, the Σ of their
+/// squared deviations from their mean (or of whatever `values` returns: those logits, for when
+/// that overflows).
+fn deviation<I: Iterator<Item = f64>>(count: usize, squares: f64, values: impl Fn() -> I) -> f64 {
+    if squares.is_finite() {
+        return (squares / count as f64).sqrt();
+    }
+    // Deviations beyond about 1e154 (float64 logits) overflow the squares, and a sum of logits
+    // near f64::MAX the mean: both are taken again over the logits scaled by 2^-600 (exact,
+    // but for logits so small that they are nothing beside such a spread), the result scaled
+    // back (to +inf only for a deviation beyond f64::MAX: every token kept).
+    let (down, up) = (
+        f64::from_bits((1023 - 600) << 52),
+        f64::from_bits((1023 + 600) << 52),
+    );
+    let mean = values().map(|x| x * down).sum::<f64>() / count as f64;
+    let squares = values()
+        .map(|x| (x * down - mean) * (x * down - mean))
+        .sum::<f64>();
+    (squares / count as f64).sqrt() * up
+}
+
+/// The least logit top-n-sigma keeps of a set of logits whose greatest is `top`, `sd` their
+/// population standard deviation; `None` when it keeps every token (an infinite spread, or a
+/// NaN from one).
+fn least_kept(top: f64, sd: f64, m: f64, cfg: &RowCfg) -> Option<f64> {
     let t = cfg.t;
-    let sigma = (squares / count as f64).sqrt() / t;
+    let sigma = sd / t;
     let thr = scaled_gap(top, m, t) - cfg.n_sigma * sigma;
     if thr.is_nan() || thr == f64::NEG_INFINITY {
         return None;
@@ -70,7 +93,12 @@ pub(crate) fn least_kept_of_cut<C: Real>(xs: &[C], cut: Cut, m: f64, cfg: &RowCf
     if ties > 0 {
         squares += ties as f64 * (cut.value - mean) * (cut.value - mean);
     }
-    least_kept(m, count, squares, m, cfg).filter(|&lowest| lowest > cut.value)
+    let kept = || {
+        let above = xs.iter().map(|x| x.to_f64()).filter(move |&x| x >= floor);
+        above.chain(std::iter::repeat_n(cut.value, ties))
+    };
+    let sd = deviation(count, squares, kept);
+    least_kept(m, sd, m, cfg).filter(|&lowest| lowest > cut.value)
 }
 
 #[cfg(test)]
@@ -160,5 +188,48 @@ mod tests {
         let mut unit = units(0x9E37_79B9_7F4A_7C15);
         check::<f32>(&mut unit);
         check::<f64>(&mut unit);
+    }
+
+    /// Found by a review: float64 logits spread beyond about 1e154 overflowed the squared
+    /// deviations, and top-n-sigma kept every token.
+    #[test]
+    fn p21_a_spread_beyond_1e154_does_not_overflow() {
+        use crate::sampling::filter_logits;
+        for scale in [1.0, 1e150, 1e155, 1e160, 1e200, 1e300, 5e307] {
+            for (row, want) in [
+                (vec![1.0, -1.0, 0.0], vec![0]),
+                (vec![1.0, 0.9, -1.0, -0.8, 0.0], vec![0, 1]),
+                (vec![3.0, 2.9, 2.95, -3.0], vec![0, 1, 2]),
+            ] {
+                let x: Vec<f64> = row.iter().map(|v| v * scale).collect();
+                // The kept list's statistics (`apply`).
+                let params = SamplingParams::default().top_n_sigma(1.0);
+                let mut out = x.clone();
+                filter_logits(&x, &params, &mut out).unwrap();
+                let kept: Vec<usize> = (0..x.len())
+                    .filter(|&i| out[i] > f64::NEG_INFINITY)
+                    .collect();
+                assert_eq!(kept, want, "scale {scale:e}, row {row:?}");
+                // The masked passes over a cut that keeps every token.
+                let least = x.iter().cloned().fold(f64::INFINITY, f64::min);
+                let cut = Cut {
+                    value: least,
+                    ties: usize::MAX,
+                };
+                let cfg = params.row(0, x.len());
+                let lowest = least_kept_of_cut(&x, cut, x[0], &cfg).expect("removes tokens");
+                let kept: Vec<usize> = (0..x.len()).filter(|&i| x[i] >= lowest).collect();
+                assert_eq!(kept, want, "scale {scale:e}, row {row:?}, masked");
+            }
+        }
+        // Logits at both ends of the range: a deviation of f64::MAX, and a bound below
+        // -f64::MAX for n = 2.5 (every token kept).
+        let x = [f64::MAX, -f64::MAX];
+        for (n, want) in [(0.5, [true, false]), (2.5, [true, true])] {
+            let mut out = x;
+            let params = SamplingParams::default().top_n_sigma(n);
+            filter_logits(&x, &params, &mut out).unwrap();
+            assert_eq!(out.map(|v| v > f64::NEG_INFINITY), want, "n {n}: {out:?}");
+        }
     }
 }
