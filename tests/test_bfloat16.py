@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import logitkit
+import logitkit.ops
 from logitkit import _coerce
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
@@ -334,3 +335,88 @@ def test_s13_bfloat16_ndarray_shortcut_equals_adapt(call):
         assert type(f) is type(s)
         assert np.asarray(f).dtype == np.asarray(s).dtype
         np.testing.assert_array_equal(np.asarray(f).view(np.uint8), np.asarray(s).view(np.uint8))
+
+
+def _unaligned(values, dtype=BF16):
+    # The values at an odd address: a view one byte into a buffer.
+    buf = np.zeros(np.dtype(dtype).itemsize * len(values) + 1, np.uint8)
+    x = buf[1:].view(dtype)
+    x[...] = values
+    assert not x.flags.aligned
+    return x
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: logitkit.softmax(x),
+        lambda x: logitkit.log_softmax(x, temperature=0.5),
+        lambda x: logitkit.logsumexp(x, axis=None),
+        lambda x: logitkit.ops.sigmoid(x),
+        lambda x: logitkit.sample(x, seed=1, return_logprobs=True),
+        lambda x: logitkit.filter_logits(x, top_k=2),
+    ],
+)
+def test_s1_unaligned_bfloat16_is_read_as_an_aligned_copy(call):
+    # Found by a review: contiguous bfloat16 at an odd address raised "internal: coercion
+    # gave an unusable array" (the copy for alignment kept the address).
+    values = [1.0, 2.0, -3.5, 4.0, 0.25, -np.inf, 7.0]
+    x = _unaligned(values)
+    got, want = call(x), call(np.array(values, BF16))
+    got = got if isinstance(got, tuple) else (got,)
+    want = want if isinstance(want, tuple) else (want,)
+    for g, w in zip(got, want):
+        g, w = np.atleast_1d(np.asarray(g)), np.atleast_1d(np.asarray(w))
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g.view(np.uint8), w.view(np.uint8))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: [ml_dtypes.bfloat16(v) for v in a[0]],
+        lambda a: tuple(ml_dtypes.bfloat16(v) for v in a[0]),
+        lambda a: [row for row in a],
+        lambda a: [[ml_dtypes.bfloat16(v) for v in row] for row in a],
+    ],
+)
+def test_s1_lists_of_bfloat16_give_what_their_array_gives(make):
+    a = _logits((2, 9), seed=11)
+    x = make(a)
+    want_input = np.asarray(x)
+    assert want_input.dtype == BF16
+    got = logitkit.softmax(x)
+    want = logitkit.softmax(want_input)
+    assert got.dtype == BF16  # S13: bfloat16 in, bfloat16 out
+    _same_bits(got, want)
+
+
+@pytest.mark.parametrize("kind", ["ml_dtypes", "scalar", "torch", "jax", "list"])
+def test_s4_a_bfloat16_temperature_is_taken_as_its_float_values(kind):
+    x = np.random.default_rng(2).normal(size=(2, 6))
+    t16 = np.array([0.75, 2.0], BF16)
+    if kind == "ml_dtypes":
+        t, want_t = t16, t16.astype(np.float64)
+    elif kind == "scalar":
+        t, want_t = t16[1], 2.0
+    elif kind == "list":
+        t, want_t = list(t16), t16.astype(np.float64)
+    elif kind == "torch":
+        torch = pytest.importorskip("torch")
+        t, want_t = torch.tensor([0.75, 2.0], dtype=torch.bfloat16), t16.astype(np.float64)
+    else:
+        jnp = pytest.importorskip("jax.numpy")
+        t, want_t = jnp.asarray(t16), t16.astype(np.float64)
+    want_rows = np.broadcast_to(np.asarray(want_t, np.float64), (2,))
+    np.testing.assert_array_equal(
+        logitkit.softmax(x, temperature=t), logitkit.softmax(x, temperature=want_rows)
+    )
+    labels = np.array([1, 4])
+    from logitkit.loss import cross_entropy
+
+    assert cross_entropy(x, labels, temperature=t, reduction="none").tolist() == cross_entropy(
+        x, labels, temperature=want_rows, reduction="none"
+    ).tolist()
+    assert np.array_equal(
+        logitkit.sample(x, temperature=t, seed=4), logitkit.sample(x, temperature=want_rows, seed=4)
+    )

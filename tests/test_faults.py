@@ -329,6 +329,23 @@ def test_r7_huge_integer_temperature_is_a_short_value_error(temperature):
 
 
 @pytest.mark.parametrize(
+    "labels",
+    [[2**63, 0], [0, 2**64], (2**63 + 5, 1), [[0], [-(2**63) - 1]], [0, 10**600]],
+    ids=repr,
+)
+def test_r7_labels_beyond_int64_are_a_short_value_error(labels):
+    """R7: Python ints outside int64 among the labels are out of range (ValueError naming
+    ``labels``), not a wrong type: NumPy makes float64 or object arrays of them, and the labels
+    used to be refused as "got dtype float64". Found by a review."""
+    from logitkit.loss import cross_entropy
+
+    x = np.zeros((2, 3)) if np.ndim(labels) == 1 else np.zeros((2, 1, 3))
+    with pytest.raises(ValueError, match="labels must be class indices") as info:
+        cross_entropy(x, labels)
+    assert len(str(info.value)) < 120, str(info.value)
+
+
+@pytest.mark.parametrize(
     "temperature",
     [2, 2.0, np.float32(2), np.int64(2), np.float16(2), [2.0, 2.0], (2, 2), np.array([2, 2], np.uint8),
      np.array([2.0, 2.0], dtype=object), np.array([2, 2], dtype=object), np.longdouble(2)],

@@ -34,8 +34,9 @@ def as_float_array(x: Any, name: str = "x") -> np.ndarray:
     and float types other than float16/32/64, raise ``TypeError`` naming the argument ``name``.
     """
     if isinstance(x, BFloat16Bits):
-        # Unaligned or byte-swapped bits: an aligned native copy, still bits.
-        return np.ascontiguousarray(x.view(np.ndarray), dtype=np.uint16).view(BFloat16Bits)
+        # Unaligned or byte-swapped bits: an aligned native copy, still bits (a fresh array:
+        # ``ascontiguousarray`` would return contiguous unaligned bits as they are).
+        return np.array(x.view(np.ndarray), dtype=np.uint16, order="C").view(BFloat16Bits)
     try:
         a = np.asarray(x)
     except (TypeError, ValueError) as e:
@@ -210,13 +211,36 @@ def _read_torch(x: Any, name: str) -> tuple:
         raise TypeError(f"{name} must be a real numeric tensor, got {t.dtype}: {e}") from None
 
 
+def _first_leaf(x: Any) -> Any:
+    """The first item of a nested list or tuple that is neither (``x`` itself if it is none)."""
+    while isinstance(x, (list, tuple)) and x:
+        x = x[0]
+    return x
+
+
+def bfloat16_as_float32(v: Any) -> Optional[np.ndarray]:
+    """The values of a bfloat16 array or scalar of any kind (``ml_dtypes``, torch, JAX, or a
+    list of them) as a float32 ndarray (exact: bfloat16 is float32's upper half), or None when
+    ``v`` is not bfloat16. For parameters given per row, such as a temperature (contract S4)."""
+    try:
+        a, _ = adapt(v)
+    except TypeError:
+        return None
+    if not isinstance(a, BFloat16Bits):
+        return None
+    wide = a.view(np.ndarray).astype(np.uint32)
+    wide <<= 16  # in place: a 0-d array stays an array
+    return wide.view(np.float32)
+
+
 def adapt(x: Any, name: str = "x") -> Tuple[Any, Optional[Back]]:
     """``(array, back)``: what the native functions read, and how results go back (S13, P18).
 
     ``name`` is the argument's name in the caller's signature, for the errors it raises.
 
     - NumPy arrays other than bfloat16, lists, tuples and Python scalars: ``(x, None)``
-      unchanged (the native code coerces them; results are NumPy).
+      unchanged (the native code coerces them; results are NumPy), except lists and tuples
+      of bfloat16 values, which are taken as the bfloat16 array NumPy makes of them.
     - torch CPU tensors: ``x.detach().numpy()``, which shares the tensor's memory (no copy), so
       tensors that require grad work too; ``back`` makes CPU tensors (``Back("torch")``).
       Tensors on another device raise ``TypeError``.
@@ -229,6 +253,12 @@ def adapt(x: Any, name: str = "x") -> Tuple[Any, Optional[Back]]:
       type, whatever optional packages are installed.
     Anything else is returned unchanged with ``back = None``.
     """
+    if isinstance(x, (list, tuple)) and _is_bfloat16(getattr(_first_leaf(x), "dtype", None)):
+        # bfloat16 values in a list: as the array ``numpy.asarray`` makes of it (S1, S13).
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name} must be a real numeric array, got {type(x).__name__}: {e}") from None
     if isinstance(x, (list, tuple, float, int, bool)):
         return x, None
     if _is_torch_tensor(x):

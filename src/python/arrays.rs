@@ -532,10 +532,15 @@ pub(crate) fn parse_per_lane_f64(
         }
         return Err(wrong_type(repr(v)));
     }
-    let arr = np
-        .call_method1("asarray", (v,))
-        .map_err(|_| wrong_type(repr(v)))?
-        .cast_into::<PyUntypedArray>()?;
+    let arr = match np.call_method1("asarray", (v,)) {
+        Ok(a) => a.cast_into::<PyUntypedArray>()?,
+        // A torch bfloat16 tensor, which NumPy cannot read.
+        Err(_) => bfloat16_values(py, v)?.ok_or_else(|| wrong_type(repr(v)))?,
+    };
+    let arr = match bfloat16_values(py, &arr)? {
+        Some(values) => values,
+        None => arr,
+    };
     let arr = match arr.dtype().kind() {
         b'f' | b'i' | b'u' => np
             .call_method(
@@ -594,6 +599,31 @@ pub(crate) fn parse_per_lane_f64(
         .map_err(to_py_err)?;
     v.extend_from_slice(values);
     Ok(Temps::PerLane(v))
+}
+
+/// The values of `v` as a float32 ndarray when `v` is bfloat16 of any kind (an `ml_dtypes`
+/// array or scalar, a torch tensor, a JAX array), else `None`: per-row parameters, such as a
+/// temperature, take bfloat16 as they take float16 (contract S4). Only a NumPy array of an
+/// `ml_dtypes` dtype or another library's array can be one, so other values answer here.
+pub(crate) fn bfloat16_values<'py>(
+    py: Python<'py>,
+    v: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyUntypedArray>>> {
+    if let Ok(a) = v.cast::<PyUntypedArray>() {
+        if a.dtype().kind() != b'V' {
+            return Ok(None);
+        }
+    } else if !exports_array(v) {
+        return Ok(None);
+    }
+    static VALUES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let f = VALUES.import(py, "logitkit._coerce", "bfloat16_as_float32")?;
+    let r = f.call1((v,))?;
+    Ok(if r.is_none() {
+        None
+    } else {
+        Some(r.cast_into::<PyUntypedArray>()?)
+    })
 }
 
 /// `repr(v)`, abbreviated when long (contract R7: a huge value is not echoed whole).

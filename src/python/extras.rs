@@ -5,7 +5,7 @@
 use numpy::{PyArray, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyRuntimeWarning, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{IntoPyDict, PyBool, PyTuple};
+use pyo3::types::{IntoPyDict, PyBool, PyInt, PyList, PyTuple};
 
 use super::arrays::{
     bf16_bits_class, detach_interruptible, dispatch, float_arg, fortran_run, is_bool, new_empty,
@@ -93,6 +93,34 @@ fn int_axis(py: Python<'_>, func: &str, axis: Option<Axis>, ndim: usize) -> PyRe
     Ok(normalize_axis(py, Some(a), ndim)?.expect("an int axis"))
 }
 
+/// When `labels` is a list or tuple of Python ints (nested or not) one of which does not fit
+/// int64: the first such.
+fn int_outside_i64<'py>(
+    py: Python<'py>,
+    labels: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if labels.cast::<PyList>().is_err() && labels.cast::<PyTuple>().is_err() {
+        return Ok(None);
+    }
+    let np = py.import("numpy")?;
+    let Ok(objects) = np.call_method(
+        "asarray",
+        (labels,),
+        Some(&[("dtype", "object")].into_py_dict(py)?),
+    ) else {
+        return Ok(None);
+    };
+    let items = objects.call_method0("ravel")?.call_method0("tolist")?;
+    let items = items.cast::<PyList>()?;
+    let all_ints = items
+        .iter()
+        .all(|v| v.cast::<PyInt>().is_ok() && v.cast::<PyBool>().is_err());
+    if !all_ints {
+        return Ok(None);
+    }
+    Ok(items.iter().find(|v| v.extract::<i64>().is_err()))
+}
+
 /// Labels (contract-style: integers only) as an int64 vector of shape `expected`.
 fn parse_labels<'py>(
     py: Python<'py>,
@@ -105,6 +133,16 @@ fn parse_labels<'py>(
         .map_err(|e| PyTypeError::new_err(format!("labels must be an integer array: {e}")))?
         .cast_into::<PyUntypedArray>()?;
     let kind = arr.dtype().kind();
+    if kind == b'f' || kind == b'O' {
+        // Python ints outside int64 make NumPy pick float64 or object: a value out of range
+        // (contract R7), not a wrong type.
+        if let Some(big) = int_outside_i64(py, labels)? {
+            return Err(PyValueError::new_err(format!(
+                "labels must be class indices in [0, n_classes), got {}",
+                repr(&big)
+            )));
+        }
+    }
     if kind != b'i' && kind != b'u' {
         return Err(PyTypeError::new_err(format!(
             "labels must be an integer array (class indices), got dtype {}",

@@ -9,8 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
 use super::arrays::{
-    detach_interruptible, dispatch, exports_array, is_bool, repr, result_of, shape_str, to_py_err,
-    FloatArray,
+    bfloat16_values, detach_interruptible, dispatch, exports_array, is_bool, repr, result_of,
+    shape_str, to_py_err, FloatArray,
 };
 use super::extras::adapt_input;
 // `verify_draft` reads its arguments with this module's helpers.
@@ -113,7 +113,15 @@ fn float_param(
         }
         return Err(type_err());
     }
-    let arr = as_ndarray(py, v)?;
+    let arr = match as_ndarray(py, v) {
+        Ok(a) => a,
+        // A torch bfloat16 tensor, which NumPy cannot read.
+        Err(_) => bfloat16_values(py, v)?.ok_or_else(type_err)?,
+    };
+    let arr = match bfloat16_values(py, &arr)? {
+        Some(values) => values,
+        None => arr,
+    };
     let kind: char = arr.dtype().kind().into();
     if !"fiu".contains(kind) {
         return Err(type_err());
