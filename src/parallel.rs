@@ -326,6 +326,65 @@ pub(crate) fn map_init<S, R: Send>(
     crate::scratch::collected(count, results, WHAT)
 }
 
+/// The results of a function over the chunks of a range, in chunk order: inline when there is
+/// one chunk. Rows of at most one block, the common case, then take no heap allocation, which
+/// could fail (and abort the process) once a call's results hold all the memory there is
+/// (contract R1).
+pub(crate) enum Chunks<R> {
+    One([R; 1]),
+    Many(Vec<R>),
+}
+
+impl<R> Chunks<R> {
+    /// The results added in chunk order.
+    pub(crate) fn sum<T: std::iter::Sum<R>>(self) -> T {
+        match self {
+            Chunks::One(one) => one.into_iter().sum(),
+            Chunks::Many(many) => many.into_iter().sum(),
+        }
+    }
+}
+
+impl<R> std::ops::Deref for Chunks<R> {
+    type Target = [R];
+    fn deref(&self) -> &[R] {
+        match self {
+            Chunks::One(one) => one,
+            Chunks::Many(many) => many,
+        }
+    }
+}
+
+/// [`map_ranges`] into a [`Chunks`].
+pub(crate) fn ranges_mapped<R: Send + Default>(
+    n: usize,
+    chunk: usize,
+    parallel: bool,
+    f: impl Fn(usize, Range<usize>) -> R + Sync,
+) -> Chunks<R> {
+    if 0 < n && n <= chunk {
+        return Chunks::One([f(0, 0..n)]);
+    }
+    let mut out = Vec::new();
+    map_ranges(n, chunk, &mut out, parallel, f);
+    Chunks::Many(out)
+}
+
+/// [`map_chunks_mut`] into a [`Chunks`].
+pub(crate) fn chunks_mapped_mut<D: Send, R: Send + Default>(
+    dst: &mut [D],
+    chunk: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [D]) -> R + Sync,
+) -> Chunks<R> {
+    if !dst.is_empty() && dst.len() <= chunk {
+        return Chunks::One([f(0, dst)]);
+    }
+    let mut out = Vec::new();
+    map_chunks_mut(dst, chunk, &mut out, parallel, f);
+    Chunks::Many(out)
+}
+
 /// `out[c] = f(c, c * chunk..(c * chunk + chunk).min(n))` for the chunks of `0..n`, shared as
 /// [`each_shared`] shares items.
 pub(crate) fn map_ranges<R: Send + Default>(

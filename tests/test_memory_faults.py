@@ -35,6 +35,7 @@ X = rng.standard_normal((4, 1 << 20)).astype(np.float32) * 3
 X16 = X.astype(np.float16)
 LABELS = np.array([0, 5, 7, 9])
 PROBS = lk.softmax(X)
+MANY = rng.standard_normal((1 << 18, 2)).astype(np.float32)  # rows of per-row work, 2 MB
 
 def vm_bytes():
     with open("/proc/self/status") as f:
@@ -105,6 +106,14 @@ CALLS = {
         " prompt_tokens=[[1, 2], [3], [4], [5]], seed=1)"
     ),
     "sampler": "lambda: lk.Sampler(top_p=0.8, seed=3)(X)",
+    # Many short rows (found by a review: each row's small allocations, and the Sampler's row
+    # states, aborted the process once the call's results held the memory there was).
+    "sample_many_rows_top_logprobs": "lambda: tuple(lk.sample(MANY, top_logprobs=2, seed=1))",
+    "sample_many_rows_dynatemp": (
+        "lambda: tuple(lk.sample(MANY, dynatemp_range=0.5, return_logprobs=True, seed=1))"
+    ),
+    "sampler_many_rows": "lambda: lk.Sampler(seed=3, mirostat_tau=3.0)(MANY)",
+    "token_logprobs_many_rows": "lambda: lk.token_logprobs(MANY, np.zeros(1 << 18, np.int64))",
     "filter_logits": "lambda: lk.filter_logits(X, top_p=0.9, allowed_token_ids=list(range(0, 1 << 20, 3)))",
     "filter_logits_f16": "lambda: lk.filter_logits(X16, top_k=200000, temperature=0.7)",
     "token_logprobs": "lambda: lk.token_logprobs(X16, LABELS)",
@@ -138,6 +147,30 @@ def test_r1_refused_memory_is_a_memory_error_and_the_process_goes_on(name):
         f"stderr: {proc.stderr[-4000:]}"
     )
     assert "PanicException" not in proc.stderr
+    assert "memory allocation" not in proc.stderr
+
+
+@pytest.mark.parametrize("limit_gb, rows", [(0.6, 1 << 22), (0.75, 1 << 22), (0.5, 1 << 21)])
+def test_r1_millions_of_rows_with_top_logprobs_under_a_limit_never_abort(limit_gb, rows):
+    """R1: millions of 2-token rows with top_logprobs under an address-space limit that the
+    call's results nearly fill. Found by a review: each row's small allocations (the list of
+    its blocks for its maximum and its rank) aborted the process at 0.6 GB and 4M rows
+    ("memory allocation of 32 bytes failed"); the call must return or raise MemoryError."""
+    code = f"""
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, ({int(limit_gb * 2**30)}, {int(limit_gb * 2**30)}))
+    import numpy as np, logitkit as lk
+    logits = np.broadcast_to(np.float32(0), ({rows}, 2))
+    try:
+        tok = lk.sample(logits, seed=1, top_logprobs=2).tokens
+        assert tok.shape == ({rows},)
+        print("returned")
+    except MemoryError:
+        print("MemoryError")
+    """
+    proc = run_python(code, env={"RUST_BACKTRACE": "0"}, timeout=120)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert proc.stdout.strip() in ("returned", "MemoryError"), proc.stdout
     assert "memory allocation" not in proc.stderr
 
 

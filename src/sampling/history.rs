@@ -224,6 +224,18 @@ impl RowState {
         }
     }
 
+    /// Room for `n` more ids in the history, so that as many [`push`](Self::push)es allocate
+    /// nothing; an error (nothing else changed) when the memory is refused (contract R1).
+    pub fn reserve(&mut self, n: usize) -> crate::error::Result<()> {
+        let refused = || crate::error::Error::OutOfMemory {
+            what: "a sampler row's history",
+            bytes: n.saturating_mul(std::mem::size_of::<(u32, u32)>() + 16),
+        };
+        self.output.try_reserve(n).map_err(|_| refused())?;
+        self.seen.try_reserve(n).map_err(|_| refused())?;
+        self.slot.try_reserve(n).map_err(|_| refused())
+    }
+
     pub fn push(&mut self, id: u32) {
         self.output.push(id);
         self.id_bound = self.id_bound.max(id as usize + 1);

@@ -14,7 +14,7 @@ use super::{for_rows, plan, row_max, rows_of, top_in_order, RowResult, RowView};
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, BLOCK};
-use crate::parallel::map_ranges;
+use crate::parallel::ranges_mapped;
 use crate::softmax::check_len;
 
 use super::hot::{count_at_least, count_at_least_half, Stored16};
@@ -407,11 +407,10 @@ fn score_by_blocks(
     par: bool,
     block: impl Fn(std::ops::Range<usize>) -> (f64, bool, f64, usize) + Sync,
 ) -> (f64, i64) {
-    let mut blocks: Vec<(f64, bool, f64, usize)> = Vec::new();
-    map_ranges(n, BLOCK, &mut blocks, par && n > BLOCK, |_, r| block(r));
+    let blocks = ranges_mapped(n, BLOCK, par && n > BLOCK, |_, r| block(r));
     let rank = blocks.iter().map(|b| b.3).sum::<usize>() as i64;
     let (mut m, mut nan) = (f64::NEG_INFINITY, false);
-    for &(bm, bn, _, _) in &blocks {
+    for &(bm, bn, _, _) in blocks.iter() {
         if bm > m {
             m = bm;
         }

@@ -196,7 +196,7 @@ use crate::element::{is_native, Float, Real};
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::kernels::{kernels, BLOCK};
-use crate::parallel::{get_num_threads, is_parallel, map_chunks_mut, map_init, map_ranges};
+use crate::parallel::{chunks_mapped_mut, get_num_threads, is_parallel, map_init, ranges_mapped};
 use crate::shared::SharedPtr;
 use crate::softmax::check_len;
 use history::Source;
@@ -256,21 +256,14 @@ fn widened<'a, T: Float>(
         "the row in the compute type",
     )?;
     let k = kernels::<T::Compute>();
-    let mut blocks: Vec<(T::Compute, bool)> = Vec::new();
-    map_chunks_mut(
-        conv,
-        BLOCK,
-        &mut blocks,
-        par && row.len() > BLOCK,
-        |b, d| {
-            T::widen(&row[b * BLOCK..][..d.len()], d);
-            if with_max {
-                (k.max)(d)
-            } else {
-                Default::default()
-            }
-        },
-    );
+    let blocks = chunks_mapped_mut(conv, BLOCK, par && row.len() > BLOCK, |b, d| {
+        T::widen(&row[b * BLOCK..][..d.len()], d);
+        if with_max {
+            (k.max)(d)
+        } else {
+            Default::default()
+        }
+    });
     Ok((conv, with_max.then(|| max_of_blocks(&blocks))))
 }
 
@@ -283,14 +276,9 @@ type Widened<'a, C> = (&'a [C], Option<RowMax<C>>);
 /// The maximum of a row, or what makes it unusable (P8).
 fn row_max<C: Real>(x: &[C], par: bool) -> RowMax<C> {
     let k = kernels::<C>();
-    let mut blocks: Vec<(C, bool)> = Vec::new();
-    map_ranges(
-        x.len(),
-        BLOCK,
-        &mut blocks,
-        par && x.len() > BLOCK,
-        |_, r| (k.max)(&x[r]),
-    );
+    let blocks = ranges_mapped(x.len(), BLOCK, par && x.len() > BLOCK, |_, r| {
+        (k.max)(&x[r])
+    });
     max_of_blocks(&blocks)
 }
 

@@ -13,7 +13,9 @@ use std::ops::Range;
 
 use super::rng::RowRng;
 use crate::kernels::{kernels, SumAcc, BLOCK};
-use crate::parallel::{map_chunks_mut, map_ranges, zip_chunks_mut};
+use crate::parallel::{
+    chunks_mapped_mut, map_chunks_mut, map_ranges, ranges_mapped, zip_chunks_mut,
+};
 use logit_row::{compress_row_at_least, LogitRow};
 
 pub(crate) mod cutoff;
@@ -573,9 +575,7 @@ pub(crate) fn sum_over_blocks<T: Send + Default + std::iter::Sum>(
     par: bool,
     f: impl Fn(Range<usize>) -> T + Sync,
 ) -> T {
-    let mut parts = Vec::new();
-    map_ranges(n, BLOCK, &mut parts, par && n > BLOCK, |_, r| f(r));
-    parts.into_iter().sum()
+    ranges_mapped(n, BLOCK, par && n > BLOCK, |_, r| f(r)).sum()
 }
 
 /// `ws = exp((xs - m) / t)` through the kernel table, block by block.
@@ -583,8 +583,7 @@ fn exp_weights<C: Real>(xs: &[C], m: C, t: f64, ws: &mut Vec<C>, par: bool) -> R
     let k = kernels::<C>();
     // Every element is overwritten: no need to clear.
     crate::scratch::resize(ws, xs.len(), C::default(), "the weights")?;
-    let mut sums = Vec::new();
-    map_chunks_mut(ws, BLOCK, &mut sums, par && xs.len() > BLOCK, |b, d| {
+    let sums = chunks_mapped_mut(ws, BLOCK, par && xs.len() > BLOCK, |b, d| {
         let s = &xs[b * BLOCK..][..d.len()];
         // SAFETY: `d` and `s` are blocks of equal length of two distinct buffers.
         unsafe { (k.exp_store_sum)(s.as_ptr(), d.as_mut_ptr(), s.len(), m, t) }

@@ -295,15 +295,27 @@ impl Sampler {
                 }
             }
         }
-        let rows = self
-            .rows
-            .get_or_insert_with(|| vec![RowState::default(); tokens.len()]);
-        for (r, toks) in rows.iter_mut().zip(tokens) {
-            for &t in toks {
-                r.push(t);
+        let known = self.rows.is_some();
+        let mut rows = match self.rows.take() {
+            Some(rows) => rows,
+            None => fresh_states(tokens.len())?,
+        };
+        // Room first, so that refused memory fails the call with nothing changed (R1).
+        let reserved = rows
+            .iter_mut()
+            .zip(tokens)
+            .try_for_each(|(r, toks)| r.reserve(toks.len()));
+        if reserved.is_ok() {
+            for (r, toks) in rows.iter_mut().zip(tokens) {
+                for &t in toks {
+                    r.push(t);
+                }
             }
         }
-        Ok(())
+        if reserved.is_ok() || known {
+            self.rows = Some(rows);
+        }
+        reserved
     }
 
     /// Draws one token per row and appends it to the row's history: [`Draws`] as
@@ -338,10 +350,10 @@ impl Sampler {
         let rows = rows_of(logits.len(), vocab)?;
         self.check_rows(rows)?;
         let known = self.rows.is_some();
-        let mut states = self
-            .rows
-            .take()
-            .unwrap_or_else(|| vec![RowState::default(); rows]);
+        let mut states = match self.rows.take() {
+            Some(states) => states,
+            None => fresh_states(rows)?,
+        };
         let drawn = (|| {
             for s in &mut states {
                 s.prepare(vocab)?;
@@ -356,11 +368,12 @@ impl Sampler {
             let mus = match &self.mirostat {
                 Some(m) => {
                     check_mirostat(&m.tau, &m.eta, Some(rows))?;
-                    Some(if m.mu.len() == rows {
-                        m.mu.clone()
+                    let mus = if m.mu.len() == rows {
+                        crate::scratch::collected(rows, m.mu.iter().copied(), MUS)?
                     } else {
-                        (0..rows).map(|r| 2.0 * m.tau.get(r)).collect()
-                    })
+                        crate::scratch::collected(rows, (0..rows).map(|r| 2.0 * m.tau.get(r)), MUS)?
+                    };
+                    Some(mus)
                 }
                 None => None,
             };
@@ -374,6 +387,11 @@ impl Sampler {
                 with_logprobs,
                 mus.as_deref(),
             )?;
+            // Room in every row's history first: a refused allocation fails the call with
+            // nothing changed (R1), before Mirostat's state moves on.
+            for s in &mut states {
+                s.reserve(1)?;
+            }
             if let (Some(m), Some(mut mus)) = (&mut self.mirostat, mus) {
                 for (r, (mu, lp)) in mus.iter_mut().zip(&lps).enumerate() {
                     let surprise = -lp / std::f64::consts::LN_2;
@@ -423,4 +441,15 @@ impl Sampler {
         write_draws(&d, tokens, logprobs);
         Ok(())
     }
+}
+/// What the sampler's Mirostat `mu`s are called in an allocation error.
+const MUS: &str = "Mirostat's mu of each row";
+
+/// The state of `rows` rows that have drawn nothing yet, or an error if the memory for it is
+/// refused (contract R1: never an abort).
+fn fresh_states(rows: usize) -> Result<Vec<RowState>> {
+    let mut states = Vec::new();
+    crate::scratch::reserve(&mut states, rows, "the sampler's row states")?;
+    states.resize(rows, RowState::default());
+    Ok(states)
 }

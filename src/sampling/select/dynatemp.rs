@@ -18,7 +18,7 @@ use super::Work;
 use crate::element::Real;
 use crate::error::Result;
 use crate::kernels::{kernels, SumAcc, BLOCK};
-use crate::parallel::map_ranges;
+use crate::parallel::ranges_mapped;
 use crate::sampling::params::RowCfg;
 
 /// `cfg` with its temperature made dynamic (unchanged when the range is 0 or `T` is 0).
@@ -28,16 +28,11 @@ pub(crate) fn resolve<C: Real>(x: &[C], m: C, cfg: RowCfg, w: &mut Work<C>) -> R
     }
     // One pass at T = 1 (nothing stored), a block at a time; the blocks' sums in order.
     let k = kernels::<C>();
-    let mut parts = Vec::new();
-    map_ranges(
-        x.len(),
-        BLOCK,
-        &mut parts,
-        w.par && x.len() > BLOCK,
-        |_, r| (k.entropy_sums)(&x[r], m),
-    );
+    let parts = ranges_mapped(x.len(), BLOCK, w.par && x.len() > BLOCK, |_, r| {
+        (k.entropy_sums)(&x[r], m)
+    });
     let (mut total, mut dot, mut n) = (SumAcc::default(), 0.0, 0);
-    for p in &parts {
+    for p in parts.iter() {
         total.add(p.total);
         dot += p.dot;
         n += p.finite;

@@ -33,7 +33,7 @@ use super::{
 use crate::element::{Float, Real};
 use crate::error::Result;
 use crate::kernels::{kernels, HalfRows, BLOCK};
-use crate::parallel::map_ranges;
+use crate::parallel::ranges_mapped;
 use crate::sampling::hot::{
     compresses, count_at_least_half, first_eq_half, gather_at_least_half, mask_below_half,
     masked_lane_sum_half, Lanes16, Stored16,
@@ -259,8 +259,7 @@ fn draw_stored<H: InPlace>(
         return Ok(None);
     }
     let par = w.par && x.len() > BLOCK;
-    let mut blocks = Vec::new();
-    map_ranges(x.len(), BLOCK, &mut blocks, par, |_, r| (k.max)(&x[r]));
+    let blocks = ranges_mapped(x.len(), BLOCK, par, |_, r| (k.max)(&x[r]));
     let Ok(m) = max_of_blocks(&blocks) else {
         return Ok(None);
     };
