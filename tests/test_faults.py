@@ -511,6 +511,15 @@ elif kind == "calibration":
     from logitkit.calibration import expected_calibration_error
     p = np.broadcast_to(np.float32(1 / 1024), (1 << 22, 1024))
     call = lambda: expected_calibration_error(p, np.broadcast_to(np.int64(3), (1 << 22,)))
+elif kind == "verify_draft":
+    # Two sequences of 120 positions of 2**20 tokens, every draft accepted (each position is
+    # drawn under top-k): seconds, and each sequence alone takes them (found by a review:
+    # Ctrl-C was seen only between sequences, 1.7-2 s late). 960 MB.
+    B, K, V = 2, 119, 1 << 20
+    tl = np.empty((B, K + 1, V), np.float32)
+    np.random.default_rng(1).standard_normal(out=tl, dtype=np.float32)
+    tl[:, :, 0] = 50.0
+    call = lambda: lk.verify_draft(tl, np.zeros((B, K), np.int64), top_k=500_000, seed=0)
 else:
     # 1 GiB of float16 along axis 0 (strided lanes, converted to float32 and back): seconds.
     x = np.tile(row.astype(np.float16), (16384, 8))
@@ -532,7 +541,7 @@ print("ok", flush=True)
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("kind", ["softmax", "logsumexp", "cross_entropy", "calibration"])
+@pytest.mark.parametrize("kind", ["softmax", "logsumexp", "cross_entropy", "calibration", "verify_draft"])
 def test_r8_ctrl_c_interrupts_a_long_call_within_a_second(kind, threads):
     """R8: SIGINT sent to a process inside a long logitkit call (seconds uninterrupted) raises
     KeyboardInterrupt within 1 s of the signal, and the process keeps working afterwards. The
@@ -946,3 +955,29 @@ def test_p7_filter_logits_float16_docstring_states_the_choice():
     """P7: the docstring says what happens when logit / temperature overflows the dtype."""
     doc = lk.filter_logits.__doc__
     assert "(logit - max) / temperature" in doc and "65504" in doc
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(top_k=1.5), dict(min_tokens=1.5, stop_token_ids=[1]), dict(dry_allowed_length=1.5),
+     dict(dry_penalty_last_n=2.5), dict(seed=np.array(["a", "b"])),
+     dict(min_tokens=np.array(["a", "b"]), stop_token_ids=[1]), dict(top_k=np.array([1.5, 2.0]))],
+    ids=repr,
+)
+def test_r7_non_integer_counts_are_type_errors_and_value_errors(kw):
+    """R7: a count that is not an integer is a TypeError naming it; P8 asks a ValueError of
+    top_k: the error is both (``_coerce.NotAnIntegerError``). Found by a review: min_tokens,
+    the DRY counts and seeds raised plain ValueErrors."""
+    x = np.zeros((2, 5), np.float32)
+    name = next(iter(kw))
+    with pytest.raises(TypeError, match=name) as info:
+        lk.sample(x, **kw)
+    assert isinstance(info.value, ValueError)
+
+
+def test_r7_out_of_range_integers_stay_plain_value_errors():
+    x = np.zeros((2, 5), np.float32)
+    for kw in (dict(top_k=-1), dict(seed=-1), dict(seed=2**64)):
+        with pytest.raises(ValueError) as info:
+            lk.sample(x, **kw)
+        assert not isinstance(info.value, TypeError), kw

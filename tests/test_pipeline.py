@@ -2072,3 +2072,41 @@ def test_p17_accept_refuses_ids_outside_the_last_vocabulary_and_appends_nothing(
     s.accept([[1], [4]])
     s(np.zeros((2, 5)))
     assert [len(o) for o in s.output_tokens] == [3, 3]
+
+
+def test_p11_a_byte_swapped_int32_bitmask_is_read_by_value():
+    # Found by a review: '>i4' was refused as "not int32" (big-endian logits were accepted).
+    x = np.zeros((2, 64), np.float32)
+    words = np.array([[6, 0], [9, 1 << 31]], np.int64)
+    native = lk.filter_logits(x, token_bitmask=words.astype("<i4"))
+    swapped = lk.filter_logits(x, token_bitmask=words.astype(">i4"))
+    np.testing.assert_array_equal(native, swapped)
+    assert np.isfinite(native[0]).sum() == 2 and np.isfinite(native[1]).sum() == 3
+
+
+@pytest.mark.parametrize("name", ["temperature", "top_p", "min_p", "presence_penalty"])
+@pytest.mark.parametrize("kind", ["requires_grad", "bfloat16"])
+def test_p2_per_row_torch_tensors_numpy_cannot_read_are_taken_by_value(name, kind):
+    # Found by a review: torch's own TypeError/RuntimeError leaked out.
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(3).standard_normal((2, 50)).astype(np.float32)
+    values = {"temperature": [0.5, 2.0], "top_p": [0.5, 0.875], "min_p": [0.0, 0.25],
+              "presence_penalty": [0.5, 1.5]}[name]
+    if kind == "requires_grad":
+        t = torch.tensor(values, dtype=torch.float32, requires_grad=True)
+    else:
+        t = torch.tensor(values, dtype=torch.bfloat16)
+    want = np.asarray(values, np.float64)
+    if kind == "bfloat16":
+        want = t.float().numpy().astype(np.float64)
+    extra = {"output_tokens": [[1, 2], [3]]} if name == "presence_penalty" else {}
+    got = lk.filter_logits(x, **{name: t}, **extra)
+    np.testing.assert_array_equal(got, lk.filter_logits(x, **{name: want}, **extra))
+
+
+def test_p10_sampler_accept_with_the_wrong_row_count_names_tokens():
+    # Found by a review: the message named "logits rows", which accept() does not take.
+    s = lk.Sampler(seed=0)
+    s(np.zeros((3, 5), np.float32))
+    with pytest.raises(ValueError, match=r"^tokens \(one sequence per row of the sampler\) has length 2, expected 3"):
+        s.accept([1, 2])

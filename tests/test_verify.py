@@ -639,3 +639,11 @@ def test_v4_bad_parameters(kw, match):
     x, d, q = _case()
     with pytest.raises(ValueError, match=match):
         lk.verify_draft(x, d, draft_probs=q, **kw)
+
+
+@pytest.mark.parametrize("bad", [2**64 - 1, 2**63 + 5])
+def test_v4_a_uint64_draft_id_beyond_int64_is_named_as_it_is(bad):
+    # Found by a review: the message showed int64's bound (9223372036854775807) instead.
+    tl = np.zeros((1, 2, 5), np.float32)
+    with pytest.raises(ValueError, match=f"draft_tokens row 0 has token id {bad} at position 0"):
+        lk.verify_draft(tl, np.array([[bad]], np.uint64), seed=0)

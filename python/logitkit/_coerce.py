@@ -12,6 +12,13 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 
+class NotAnIntegerError(TypeError, ValueError):
+    """A count, seed or token-id parameter that is not an integer (``top_k=1.5``, a string
+    array): a ``TypeError``, as contract R7 has wrong types, and a ``ValueError`` too, as
+    contract P8 has a ``top_k`` that is not an integer (NumPy's ``AxisError`` is a ``ValueError``
+    and an ``IndexError`` alike). Out-of-range integers stay plain ``ValueError``s."""
+
+
 class BFloat16Bits(np.ndarray):
     """bfloat16 values held as their bits: a uint16 view (no copy) of a bfloat16 array.
 
@@ -231,6 +238,26 @@ def bfloat16_as_float32(v: Any) -> Optional[np.ndarray]:
     wide = a.view(np.ndarray).astype(np.uint32)
     wide <<= 16  # in place: a 0-d array stays an array
     return wide.view(np.float32)
+
+
+def param_array(v: Any) -> Optional[np.ndarray]:
+    """The values of a parameter given as a CPU torch tensor that ``numpy.asarray`` cannot read
+    (one that requires grad, or of bfloat16, widened exactly to float32) as a NumPy array, or
+    None for anything else (per-row parameters, contract P2; the caller then names the
+    parameter in a ``TypeError``)."""
+    if not _is_torch_tensor(v):
+        return None
+    t = v.detach()
+    if t.device.type != "cpu":
+        return None
+    import torch
+
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    try:
+        return t.numpy()
+    except (TypeError, RuntimeError):
+        return None
 
 
 def adapt(x: Any, name: str = "x") -> Tuple[Any, Optional[Back]]:

@@ -534,8 +534,17 @@ pub(crate) fn parse_per_lane_f64(
     }
     let arr = match np.call_method1("asarray", (v,)) {
         Ok(a) => a.cast_into::<PyUntypedArray>()?,
-        // A torch bfloat16 tensor, which NumPy cannot read.
-        Err(_) => bfloat16_values(py, v)?.ok_or_else(|| wrong_type(repr(v)))?,
+        // A torch tensor NumPy cannot read (of bfloat16, or one that requires grad).
+        Err(_) => {
+            static PARAM_ARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            let a = PARAM_ARRAY
+                .import(py, "logitkit._coerce", "param_array")?
+                .call1((v,))?;
+            if a.is_none() {
+                return Err(wrong_type(repr(v)));
+            }
+            a.cast_into::<PyUntypedArray>()?
+        }
     };
     let arr = match bfloat16_values(py, &arr)? {
         Some(values) => values,

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use numpy::{PyArray, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple, PyType};
 
 use super::arrays::{
     bfloat16_values, detach_interruptible, dispatch, exports_array, is_bool, repr, result_of,
@@ -62,9 +62,29 @@ fn is_array_like(v: &Bound<'_, PyAny>) -> bool {
 }
 
 /// `v` as an ndarray (via `numpy.asarray`).
-fn as_ndarray<'py>(py: Python<'py>, v: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArray>> {
-    let a = py.import("numpy")?.call_method1("asarray", (v,))?;
-    Ok(a.cast_into::<PyUntypedArray>()?)
+/// `numpy.asarray(v)` of parameter `name`; another library's array that NumPy cannot read
+/// (a torch tensor that requires grad, or of bfloat16) as the NumPy array of its values
+/// (`_coerce.param_array`), else a `TypeError` naming `name` (P2, R7).
+pub(crate) fn as_ndarray<'py>(
+    py: Python<'py>,
+    v: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    match py.import("numpy")?.call_method1("asarray", (v,)) {
+        Ok(a) => Ok(a.cast_into::<PyUntypedArray>()?),
+        Err(e) => {
+            static PARAM_ARRAY: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+            let f = PARAM_ARRAY.import(py, "logitkit._coerce", "param_array")?;
+            let a = f.call1((v,))?;
+            if a.is_none() {
+                return Err(PyTypeError::new_err(format!(
+                    "{name} must be an array NumPy can read, got {}: {e}",
+                    repr(v)
+                )));
+            }
+            Ok(a.cast_into::<PyUntypedArray>()?)
+        }
+    }
 }
 
 fn check_shape(name: &str, arr: &Bound<'_, PyUntypedArray>, rows_shape: &[usize]) -> PyResult<()> {
@@ -113,11 +133,7 @@ fn float_param(
         }
         return Err(type_err());
     }
-    let arr = match as_ndarray(py, v) {
-        Ok(a) => a,
-        // A torch bfloat16 tensor, which NumPy cannot read.
-        Err(_) => bfloat16_values(py, v)?.ok_or_else(type_err)?,
-    };
+    let arr = as_ndarray(py, v, name).map_err(|_| type_err())?;
     let arr = match bfloat16_values(py, &arr)? {
         Some(values) => values,
         None => arr,
@@ -166,17 +182,35 @@ fn int_array(
     what: &'static str,
     v: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<i128>> {
+    let py = arr.py();
     let kind: char = arr.dtype().kind().into();
     if kind != 'i' && kind != 'u' {
-        return Err(PyValueError::new_err(format!(
-            "{name} must be {what}, got {} (dtype {})",
-            repr(v),
-            arr.dtype()
-        )));
+        return Err(not_an_integer(
+            py,
+            format!(
+                "{name} must be {what}, got {} (dtype {})",
+                repr(v),
+                arr.dtype()
+            ),
+        ));
     }
     let flat = arr.call_method0("ravel")?.call_method0("tolist")?;
     flat.extract::<Vec<i128>>()
-        .map_err(|_| PyValueError::new_err(format!("{name} must be {what}, got {}", repr(v))))
+        .map_err(|_| not_an_integer(py, format!("{name} must be {what}, got {}", repr(v))))
+}
+
+/// The error for a count, seed or id parameter that is not an integer (a float, a string
+/// array): `_coerce.NotAnIntegerError`, a `TypeError` (contract R7) that is also a `ValueError`
+/// (what P8 asks of a `top_k` that is not an integer).
+fn not_an_integer(py: Python<'_>, msg: String) -> PyErr {
+    static CLS: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let cls = CLS
+        .import(py, "logitkit._coerce", "NotAnIntegerError")
+        .and_then(|c| Ok(c.cast::<PyType>()?.clone()));
+    match cls {
+        Ok(cls) => PyErr::from_type(cls, msg),
+        Err(e) => e,
+    }
 }
 
 /// An integer count (`top_k`, `min_tokens`): an integer `>= 0`, or an integer array of shape
@@ -207,7 +241,7 @@ fn int_param(
     let Some(v) = v else {
         return Ok(RowParam::All(default));
     };
-    let bad = |shown: String| PyValueError::new_err(format!("{name} must be {what}, got {shown}"));
+    let bad = |shown: String| not_an_integer(py, format!("{name} must be {what}, got {shown}"));
     let clamp = |k: i128| -> i64 {
         // Any k >= V disables top-k; negative values are kept (and refused by validation).
         k.clamp(i64::MIN as i128, i64::MAX as i128) as i64
@@ -217,7 +251,7 @@ fn int_param(
             .map(|k| RowParam::All(clamp(k)))
             .map_err(|_| bad(repr(v)));
     }
-    let arr = as_ndarray(py, v)?;
+    let arr = as_ndarray(py, v, name)?;
     if arr.ndim() == 0 {
         let item = arr.call_method0("item")?;
         return int_scalar(&item)
@@ -246,19 +280,21 @@ fn seed_param(
     } else {
         "None or an integer in [0, 2**64)"
     };
-    let bad = || PyValueError::new_err(format!("seed must be {what}, got {}", repr(v)));
+    let msg = || format!("seed must be {what}, got {}", repr(v));
+    // An integer outside [0, 2**64) is a ValueError, anything else a TypeError (R7).
+    let bad = || PyValueError::new_err(msg());
     let one = |s: i128| u64::try_from(s).map_err(|_| bad());
     if !is_array_like(v) && !exports_array(v) {
         return int_scalar(v)
-            .map_err(|_| bad())
+            .map_err(|_| not_an_integer(py, msg()))
             .and_then(one)
             .map(Seed::Fixed);
     }
-    let arr = as_ndarray(py, v)?;
+    let arr = as_ndarray(py, v, "seed")?;
     if arr.ndim() == 0 {
         let item = arr.call_method0("item")?;
         return int_scalar(&item)
-            .map_err(|_| bad())
+            .map_err(|_| not_an_integer(py, msg()))
             .and_then(one)
             .map(Seed::Fixed);
     }
@@ -315,7 +351,7 @@ fn id_list(
     }
     let at = || row.map_or(String::new(), |r| format!(" in row {r}"));
     let values: Vec<i128> = if v.cast::<PyUntypedArray>().is_ok() || !is_array_like(v) {
-        let arr = as_ndarray(py, v)?;
+        let arr = as_ndarray(py, v, name)?;
         let kind: char = arr.dtype().kind().into();
         if !"iu".contains(kind) || arr.ndim() != 1 {
             return Err(PyValueError::new_err(format!(
@@ -402,9 +438,13 @@ fn is_nested(v: &Bound<'_, PyAny>) -> PyResult<bool> {
 }
 
 /// The items of a per-row sequence (rows of a 2-D array, or a list's items).
-fn row_items<'py>(py: Python<'py>, v: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+fn row_items<'py>(
+    py: Python<'py>,
+    v: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
     if v.cast::<PyUntypedArray>().is_ok() && !is_array_like_list(v) {
-        let arr = as_ndarray(py, v)?;
+        let arr = as_ndarray(py, v, name)?;
         let kind: char = arr.dtype().kind().into();
         if !"iu".contains(kind) {
             return Ok(vec![v.clone()]);
@@ -494,7 +534,7 @@ fn histories_param(
                 .map(Some);
         }
     }
-    let items = row_items(py, v)?;
+    let items = row_items(py, v, name)?;
     if items.len() != rows {
         return Err(PyValueError::new_err(format!(
             "{name} must hold one sequence per row of logits ({rows}), got {}",
@@ -553,7 +593,7 @@ fn allowed_param(
     if !is_nested(v)? {
         return Ok(Some(PerRow::All(id_list(py, NAME, v, None, false)?)));
     }
-    let rows = row_items(py, v)?
+    let rows = row_items(py, v, NAME)?
         .iter()
         .enumerate()
         .map(|(r, item)| {
@@ -577,7 +617,18 @@ fn bitmask_param(
     let Some(v) = v.filter(|v| !v.is_none()) else {
         return Ok(None);
     };
-    let arr = as_ndarray(py, v)?;
+    let mut arr = as_ndarray(py, v, NAME)?;
+    let descr = arr.dtype();
+    if b"iu".contains(&descr.kind())
+        && descr.itemsize() == 4
+        && descr.is_native_byteorder() == Some(false)
+    {
+        // Byte-swapped 32-bit words: their values in native order (as logits are copied).
+        let native = descr.call_method1("newbyteorder", ("=",))?;
+        arr = arr
+            .call_method1("astype", (native,))?
+            .cast_into::<PyUntypedArray>()?;
+    }
     let dtype = arr.dtype().to_string();
     if dtype != "int32" && dtype != "uint32" {
         return Err(PyTypeError::new_err(format!(
@@ -1451,7 +1502,7 @@ pub(crate) fn token_logprobs<'py>(
     let l = read_logits(py, logits)?;
     let rows: usize = l.rows_shape.iter().product();
     let temperature = float_param(py, "temperature", temperature, 1.0, Some(&l.rows_shape))?;
-    let ids_arr = as_ndarray(py, token_ids)?;
+    let ids_arr = as_ndarray(py, token_ids, "token_ids")?;
     let kind: char = ids_arr.dtype().kind().into();
     if !"iu".contains(kind) {
         return Err(PyValueError::new_err(format!(
@@ -1559,13 +1610,13 @@ fn accepted_rows(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>
         )?]);
     }
     if is_nested(v)? {
-        return row_items(py, v)?
+        return row_items(py, v, "tokens")?
             .iter()
             .enumerate()
             .map(|(r, item)| id_list(py, "tokens", item, Some(r), false))
             .collect();
     }
-    let arr = as_ndarray(py, v)?;
+    let arr = as_ndarray(py, v, "tokens")?;
     if arr.ndim() == 0 {
         let item = arr.call_method0("item")?;
         return Ok(vec![id_list(
@@ -1691,12 +1742,16 @@ pub(crate) struct Sampler {
     n_top: usize,
 }
 
-fn row_shape_of(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<usize>>> {
+fn row_shape_of(
+    py: Python<'_>,
+    name: &str,
+    v: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<Vec<usize>>> {
     let Some(v) = v else { return Ok(None) };
     if !is_array_like(v) {
         return Ok(None);
     }
-    let arr = as_ndarray(py, v)?;
+    let arr = as_ndarray(py, v, name)?;
     Ok((arr.ndim() > 0).then(|| arr.shape().to_vec()))
 }
 
@@ -1788,7 +1843,7 @@ impl Sampler {
         let params = args.params(py, None)?;
         let mut shapes = Vec::new();
         for (name, v) in args.per_row() {
-            if let Some(s) = row_shape_of(py, v)? {
+            if let Some(s) = row_shape_of(py, name, v)? {
                 shapes.push((name, s));
             }
         }
@@ -1804,7 +1859,7 @@ impl Sampler {
             ("mirostat_tau", tau.as_ref()),
             ("mirostat_eta", mirostat_eta.as_ref()),
         ] {
-            if let Some(s) = row_shape_of(py, v)? {
+            if let Some(s) = row_shape_of(py, name, v)? {
                 shapes.push((name, s));
             }
         }
@@ -1821,7 +1876,7 @@ impl Sampler {
         }
         if let Some(p) = prompt_tokens.filter(|p| !p.is_none()) {
             let prompts = if is_nested(p)? {
-                row_items(py, p)?
+                row_items(py, p, "prompt_tokens")?
                     .iter()
                     .enumerate()
                     .map(|(r, item)| id_list(py, "prompt_tokens", item, Some(r), true))

@@ -47,8 +47,12 @@ fn float_arg<'py>(
 }
 
 /// `draft_tokens`: an integer array of shape `(B, K)` (an empty one of any numeric dtype).
-fn draft_tokens_arg(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<(Vec<usize>, Vec<i64>)> {
-    let arr = as_ndarray(py, v)?;
+fn draft_tokens_arg(
+    py: Python<'_>,
+    v: &Bound<'_, PyAny>,
+    vocab: usize,
+) -> PyResult<(Vec<usize>, Vec<i64>)> {
+    let arr = as_ndarray(py, v, "draft_tokens")?;
     let kind: char = arr.dtype().kind().into();
     let size: usize = arr.shape().iter().product();
     if !("iu".contains(kind) || (size == 0 && "fb".contains(kind))) {
@@ -68,10 +72,24 @@ fn draft_tokens_arg(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<(Vec<usize
     let ids = if size == 0 {
         Vec::new()
     } else {
-        int_values(py, &arr)?
-            .into_iter()
-            .map(|i| i.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
-            .collect()
+        let wide = int_values(py, &arr)?;
+        // An id beyond int64 (uint64 input) is named as it is, not as int64's bound (V4).
+        let k = shape[1].max(1);
+        if let Some((i, id)) = wide
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| i64::try_from(id).is_err())
+        {
+            return Err(to_py_err(crate::Error::InvalidSequence {
+                name: "draft_tokens",
+                row: i / k,
+                problem: format!(
+                    "has token id {id} at position {}, outside [0, {vocab})",
+                    i % k
+                ),
+            }));
+        }
+        wide.into_iter().map(|i| i as i64).collect()
     };
     Ok((shape, ids))
 }
@@ -179,7 +197,7 @@ pub(crate) fn verify_draft<'py>(
         )));
     }
     let k = k1 - 1;
-    let (tshape, ids) = draft_tokens_arg(py, draft_tokens)?;
+    let (tshape, ids) = draft_tokens_arg(py, draft_tokens, vocab)?;
     if tshape != [b, k] {
         return Err(PyValueError::new_err(format!(
             "draft_tokens has shape {}, expected {} to go with target_logits of shape {}",

@@ -160,7 +160,7 @@ impl Sampler {
     /// assert!(s.with_prompts(vec![vec![], vec![]]).is_err());
     /// ```
     pub fn with_prompts(mut self, prompts: Vec<Vec<u32>>) -> Result<Sampler> {
-        self.check_rows(prompts.len())?;
+        self.check_rows(prompts.len(), "prompts (one per row of the sampler)")?;
         self.rows = Some(prompts.into_iter().map(RowState::new).collect());
         Ok(self)
     }
@@ -255,10 +255,11 @@ impl Sampler {
         }
     }
 
-    fn check_rows(&self, rows: usize) -> Result<()> {
+    /// `rows` against the sampler's row count, `name` what gave them (for the error).
+    fn check_rows(&self, rows: usize, name: &'static str) -> Result<()> {
         match self.rows() {
             Some(have) if have != rows => Err(Error::LengthMismatch {
-                name: "logits rows (the sampler's row count)",
+                name,
                 got: rows,
                 expected: have,
             }),
@@ -287,7 +288,7 @@ impl Sampler {
     /// assert_eq!(s.output_tokens(0), &[1, 2]);
     /// ```
     pub fn accept(&mut self, tokens: &[Vec<u32>]) -> Result<()> {
-        self.check_rows(tokens.len())?;
+        self.check_rows(tokens.len(), "tokens (one sequence per row of the sampler)")?;
         if let Some(vocab) = self.vocab {
             for (r, toks) in tokens.iter().enumerate() {
                 if let Some(&id) = toks.iter().find(|&&t| t as usize >= vocab) {
@@ -348,7 +349,7 @@ impl Sampler {
         with_logprobs: bool,
     ) -> Result<Draws> {
         let rows = rows_of(logits.len(), vocab)?;
-        self.check_rows(rows)?;
+        self.check_rows(rows, "logits rows (the sampler's row count)")?;
         let known = self.rows.is_some();
         let mut states = match self.rows.take() {
             Some(states) => states,

@@ -530,6 +530,11 @@ impl<T: Float, Q: Float> Seq<'_, T, Q> {
         let k = ctx.k;
         let mut emitted = None;
         for i in 0..=k {
+            // A sequence of many long positions takes seconds: Ctrl-C is seen between its
+            // positions (R8), not only between sequences.
+            if i > 0 && crate::interrupt::poll_at(i, ctx.vocab) {
+                return Err(crate::Error::Interrupted);
+            }
             if i < k {
                 if let Some(p) = self.softmax_prob(ctx, i, w) {
                     if self.accepts(ctx, i, p?, u) {
