@@ -17,8 +17,14 @@
 //! differs). Elsewhere, and for every argument outside the positive normal range, each entry
 //! goes through `f64::ln`: the results are its bits whichever way is taken.
 
+// The replica is compiled everywhere (its probe is tested everywhere) but taken only on
+// x86-64, whose glibc build it repeats.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
+#[cfg(target_arch = "x86_64")]
 use std::sync::OnceLock;
 
+#[cfg(target_arch = "x86_64")]
 use crate::simd::{simd_level, SimdLevel};
 
 /// Entries per call of a vector chunk function.
@@ -282,17 +288,20 @@ type ChunkLn = unsafe fn(&[f64], &mut [f64]) -> bool;
 
 /// The vector chunk function of the process's level, if it has one and it passed the probe.
 fn vector_ln() -> Option<ChunkLn> {
-    static MATCHES_LIBM: OnceLock<bool> = OnceLock::new();
-    let chunk: ChunkLn = match simd_level() {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => chunk_ln_avx512,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => chunk_ln_avx2,
-        _ => return None,
-    };
-    MATCHES_LIBM
-        .get_or_init(|| probe_matches_libm(chunk))
-        .then_some(chunk)
+    #[cfg(target_arch = "x86_64")]
+    {
+        static MATCHES_LIBM: OnceLock<bool> = OnceLock::new();
+        let chunk: ChunkLn = match simd_level() {
+            SimdLevel::Avx512 => chunk_ln_avx512,
+            SimdLevel::Avx2 => chunk_ln_avx2,
+            _ => return None,
+        };
+        MATCHES_LIBM
+            .get_or_init(|| probe_matches_libm(chunk))
+            .then_some(chunk)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
 }
 
 /// Arguments whose glibc `log` is not the correctly rounded result (found by comparing with
