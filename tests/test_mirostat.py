@@ -226,3 +226,15 @@ def test_p25_sample_and_filter_logits_do_not_accept_it():
         logitkit.sample([0.0, 1.0], mirostat_tau=3.0)
     with pytest.raises(TypeError, match="mirostat_eta"):
         logitkit.filter_logits([0.0, 1.0], mirostat_eta=0.1)
+
+
+def test_p25_mu_saturates_within_the_finite_doubles():
+    # Found by a review: mirostat_eta=1e308 made mu -inf, then NaN (greedy for good).
+    s = logitkit.Sampler(mirostat_tau=2.0, mirostat_eta=1e308, seed=0)
+    x = np.log([0.5, 0.25, 0.125, 0.0625, 0.0625])
+    drawn = set()
+    for _ in range(40):
+        drawn.add(int(s(x)))
+        mu = np.asarray(s.mirostat_mu)
+        assert np.all(np.isfinite(mu)), mu
+    assert len(drawn) > 1  # not stuck on the most probable token

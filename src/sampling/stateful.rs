@@ -396,7 +396,11 @@ impl Sampler {
             if let (Some(m), Some(mut mus)) = (&mut self.mirostat, mus) {
                 for (r, (mu, lp)) in mus.iter_mut().zip(&lps).enumerate() {
                     let surprise = -lp / std::f64::consts::LN_2;
-                    *mu -= m.eta.get(r) * (surprise - m.tau.get(r));
+                    // Saturates within the finite doubles: a huge eta, or a drawn token of
+                    // probability 0 (another thread writing the logits, R3), would otherwise
+                    // make it infinite and then NaN, greedy for good.
+                    let next = *mu - m.eta.get(r) * (surprise - m.tau.get(r));
+                    *mu = if next.is_nan() { *mu } else { next.clamp(-f64::MAX, f64::MAX) };
                 }
                 m.mu = mus;
             }
