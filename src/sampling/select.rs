@@ -738,8 +738,11 @@ fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) -> Result
     let nch = x.len().div_ceil(KCH);
     if k.saturating_mul(4) > nch {
         let mut cur = std::mem::take(&mut w.cur);
+        // A large k over a huge row is seconds of passes: Ctrl-C is seen between them (R8).
         let done = find_cut(x, None, m, zc, k as f64, 1.0, 0.0, w)
-            .and_then(|cut| filter_into(x, None, None, cut_keeper(cut), &mut cur));
+            .and_then(|cut| interrupted().map(|()| cut))
+            .and_then(|cut| filter_into(x, None, None, cut_keeper(cut), &mut cur))
+            .and_then(|()| interrupted());
         w.cur = cur;
         return done;
     }
@@ -747,6 +750,14 @@ fn top_k<C: Real>(x: &[C], k: usize, m: f64, zc: f64, w: &mut Work<C>) -> Result
         chunk_maxima(x, &mut w.cmax, w.par)?;
     }
     top_k_in_chunks(x, k, m, zc, w)
+}
+
+/// `Err(Interrupted)` when the call was told to stop (polls, see [`crate::interrupt`]).
+fn interrupted() -> Result<()> {
+    if crate::interrupt::poll() {
+        return Err(crate::Error::Interrupted);
+    }
+    Ok(())
 }
 
 /// [`top_k`] with a small `k`, from the row's chunk maxima in `w.cmax`; the row `x` read as

@@ -400,7 +400,11 @@ impl Sampler {
                     // probability 0 (another thread writing the logits, R3), would otherwise
                     // make it infinite and then NaN, greedy for good.
                     let next = *mu - m.eta.get(r) * (surprise - m.tau.get(r));
-                    *mu = if next.is_nan() { *mu } else { next.clamp(-f64::MAX, f64::MAX) };
+                    *mu = if next.is_nan() {
+                        *mu
+                    } else {
+                        next.clamp(-f64::MAX, f64::MAX)
+                    };
                 }
                 m.mu = mus;
             }
