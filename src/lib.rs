@@ -48,6 +48,8 @@ mod shared;
 mod simd;
 mod softmax;
 mod temperature;
+#[cfg(test)]
+mod test_rng;
 pub mod view;
 #[cfg(test)]
 mod view_api_tests;

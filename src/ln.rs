@@ -440,20 +440,10 @@ fn ln_grouped(v: &mut [f64]) {
 mod tests {
     use super::*;
 
-    /// A seeded generator of uniform values in [0, 1).
-    fn uniform(mut seed: u64) -> impl FnMut() -> f64 {
-        move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
-
     /// Edges of both paths and of the range [`takes`], non-finite values, and random arguments
     /// near 1, in [1, 65) and across the exponents, in turn, `len` of them.
     fn arguments(len: usize, seed: u64) -> Vec<f64> {
-        let mut next = uniform(seed);
+        let mut next = crate::test_rng::lcg_uniform(seed);
         let edges = [
             0.9375f64,
             1.064697265625,

@@ -869,15 +869,7 @@ pub fn sigmoid<T: Float>(x: &[T], out: &mut [T]) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// Uniform numbers in [0, 1) from a linear congruential generator seeded with `state`.
-    fn uniform(mut state: u64) -> impl FnMut() -> f64 {
-        move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::test_rng::lcg_uniform as uniform;
 
     /// The positions [`stack_top`] ranks first.
     fn stack_ranks<C: Real>(x: &[C], k: usize) -> Vec<usize> {

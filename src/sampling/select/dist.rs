@@ -330,13 +330,7 @@ mod tests {
 
     #[test]
     fn v2_residual_kernel_matches_the_plain_sum() {
-        let mut s = 1u64;
-        let mut next = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = crate::test_rng::lcg_uniform(1);
         for n in [0, 1, 15, 16, 17, 1000, 1024] {
             let ws: Vec<f32> = (0..n).map(|_| next() as f32).collect();
             let qs: Vec<f32> = (0..n).map(|_| (next() * 0.01) as f32).collect();
