@@ -61,10 +61,10 @@ fn is_array_like(v: &Bound<'_, PyAny>) -> bool {
     v.cast::<PyUntypedArray>().is_ok() || v.cast::<PyList>().is_ok() || v.cast::<PyTuple>().is_ok()
 }
 
-/// `v` as an ndarray (via `numpy.asarray`).
 /// `numpy.asarray(v)` of parameter `name`; another library's array that NumPy cannot read
 /// (a torch tensor that requires grad, or of bfloat16) as the NumPy array of its values
-/// (`_coerce.param_array`), else a `TypeError` naming `name` (P2, R7).
+/// (`_coerce.param_array`), else NumPy's error with `name` in its message: a `ValueError` (a
+/// ragged list) stays one, anything else is a `TypeError` (P2, R7).
 pub(crate) fn as_ndarray<'py>(
     py: Python<'py>,
     v: &Bound<'py, PyAny>,
@@ -77,10 +77,15 @@ pub(crate) fn as_ndarray<'py>(
             let f = PARAM_ARRAY.import(py, "logitkit._coerce", "param_array")?;
             let a = f.call1((v,))?;
             if a.is_none() {
-                return Err(PyTypeError::new_err(format!(
+                let msg = format!(
                     "{name} must be an array NumPy can read, got {}: {e}",
                     repr(v)
-                )));
+                );
+                return Err(if e.is_instance_of::<PyValueError>(py) {
+                    PyValueError::new_err(msg)
+                } else {
+                    PyTypeError::new_err(msg)
+                });
             }
             Ok(a.cast_into::<PyUntypedArray>()?)
         }
