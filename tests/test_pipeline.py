@@ -2110,3 +2110,39 @@ def test_p10_sampler_accept_with_the_wrong_row_count_names_tokens():
     s(np.zeros((3, 5), np.float32))
     with pytest.raises(ValueError, match=r"^tokens \(one sequence per row of the sampler\) has length 2, expected 3"):
         s.accept([1, 2])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_p18_evenly_spaced_rows_are_read_in_place_with_the_same_draws(dtype):
+    """logits[:, -1, :] of a (batch, positions, V) array (rows 2V apart), a broadcast row
+    (stride 0) and a reversed batch (negative stride, copied) give the draws of their
+    C-contiguous copies; the evenly spaced ones are not copied (P18, R1)."""
+    import tracemalloc
+
+    if dtype == "bfloat16":
+        ml_dtypes = pytest.importorskip("ml_dtypes")
+        dt = np.dtype(ml_dtypes.bfloat16)
+    else:
+        dt = np.dtype(dtype)
+    rng = np.random.default_rng(7)
+    full = (rng.standard_normal((16, 2, 5000)) * 3).astype(dt)
+    views = [full[:, -1, :], full[:, 0, :], np.broadcast_to(full[0, 0], (5, 5000)), full[::-1, 1, :]]
+    kw = dict(temperature=0.8, top_p=0.9, seed=3, return_logprobs=True)
+    for v in views:
+        c = np.ascontiguousarray(v)
+        got, want = lk.sample(v, **kw), lk.sample(c, **kw)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+        s1, s2 = lk.Sampler(top_k=50, seed=9), lk.Sampler(top_k=50, seed=9)
+        for _ in range(3):
+            np.testing.assert_array_equal(s1(v), s2(c))
+    # No copy of the evenly spaced rows: far less allocated than the view holds.
+    big = (rng.standard_normal((64, 2, 20000))).astype(np.float32)[:, -1, :]
+    lk.sample(big, seed=1)
+    tracemalloc.start()
+    try:
+        lk.sample(big, seed=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < big.nbytes // 8, (peak, big.nbytes)

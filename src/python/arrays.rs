@@ -311,7 +311,7 @@ pub(crate) fn fortran_run(shape: &[usize], strides: &[isize]) -> Option<(usize, 
 }
 
 /// The whole array as one evenly spaced run in C order, if it is one.
-fn single_lane(shape: &[usize], strides: &[isize]) -> Option<(usize, isize)> {
+pub(crate) fn single_lane(shape: &[usize], strides: &[isize]) -> Option<(usize, isize)> {
     let size: usize = shape.iter().product();
     if size <= 1 {
         return Some((size, 1));

@@ -10,7 +10,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, P
 
 use super::arrays::{
     bfloat16_values, detach_interruptible, dispatch, exports_array, is_bool, repr, result_of,
-    shape_str, to_py_err, FloatArray,
+    shape_str, single_lane, to_py_err, FloatArray,
 };
 use super::extras::adapt_input;
 // `verify_draft` reads its arguments with this module's helpers.
@@ -28,7 +28,8 @@ use crate::shared::SharedPtr;
 fn logits_array<'py>(
     py: Python<'py>,
     logits: &Bound<'py, PyAny>,
-) -> PyResult<(FloatArray<'py>, Vec<usize>, usize)> {
+    strided_rows: bool,
+) -> PyResult<(FloatArray<'py>, Vec<usize>, usize, usize)> {
     let mut xa = FloatArray::coerce(py, logits, "logits")?;
     let Some((&vocab, rows_shape)) = xa.shape.split_last() else {
         return Err(PyValueError::new_err(
@@ -51,10 +52,22 @@ fn logits_array<'py>(
         }
         want *= n as isize;
     }
-    if !contiguous {
-        xa = xa.copy(py)?;
+    if contiguous {
+        return Ok((xa, rows_shape, vocab, vocab));
     }
-    Ok((xa, rows_shape, vocab))
+    // Contiguous rows evenly spaced at a non-negative stride (`logits[:, -1, :]` of a
+    // (batch, positions, vocabulary) array): read where they are, when the caller can.
+    let nd = xa.shape.len();
+    let inner = vocab == 1 || xa.strides[nd - 1] == 1;
+    if strided_rows && inner {
+        if let Some((_, stride)) = single_lane(&xa.shape[..nd - 1], &xa.strides[..nd - 1]) {
+            if stride >= 0 {
+                return Ok((xa, rows_shape, vocab, stride as usize));
+            }
+        }
+    }
+    xa = xa.copy(py)?;
+    Ok((xa, rows_shape, vocab, vocab))
 }
 
 fn is_array_like(v: &Bound<'_, PyAny>) -> bool {
@@ -948,16 +961,25 @@ struct Logits<'py> {
     arr: FloatArray<'py>,
     rows_shape: Vec<usize>,
     vocab: usize,
+    /// Elements from one row's start to the next's (`vocab` unless read with `strided_rows`).
+    row_stride: usize,
     back: Option<Bound<'py, PyAny>>,
 }
 
-fn read_logits<'py>(py: Python<'py>, logits: &Bound<'py, PyAny>) -> PyResult<Logits<'py>> {
+/// The logits of a sampling call; with `strided_rows`, evenly spaced contiguous rows are read
+/// where they are (`row_stride`), else every layout but C-contiguous is copied.
+fn read_logits<'py>(
+    py: Python<'py>,
+    logits: &Bound<'py, PyAny>,
+    strided_rows: bool,
+) -> PyResult<Logits<'py>> {
     let (x, back) = adapt_input(py, logits, "logits")?;
-    let (arr, rows_shape, vocab) = logits_array(py, &x)?;
+    let (arr, rows_shape, vocab, row_stride) = logits_array(py, &x, strided_rows)?;
     Ok(Logits {
         arr,
         rows_shape,
         vocab,
+        row_stride,
         back,
     })
 }
@@ -969,39 +991,54 @@ fn draw_core(
     draw: &Draw<'_>,
     with_logprobs: bool,
 ) -> PyResult<Draws> {
-    let n = l.arr.size();
-    let (data, dtype, vocab) = (SharedPtr(l.arr.data), l.arr.dtype, l.vocab);
+    let rows: usize = l.rows_shape.iter().product();
+    let (data, dtype, vocab, stride) = (SharedPtr(l.arr.data), l.arr.dtype, l.vocab, l.row_stride);
+    // The elements from the first row's start to the last row's end.
+    let span = if rows == 0 || l.arr.size() == 0 {
+        0
+    } else {
+        (rows - 1) * stride + vocab
+    };
     detach_interruptible(py, || {
-        // SAFETY: `data` is a live C-contiguous array of `n` elements of `dtype`, which the
-        // caller keeps alive during the call.
-        unsafe { dispatch!(dtype, T => run::<T>(data.typed(), n, vocab, draw, with_logprobs)) }
+        // SAFETY: `data` is a live array of `dtype` whose `rows` rows of `vocab` contiguous
+        // elements start `stride` elements apart (`read_logits`), so its `span` elements from
+        // `data` are readable; the caller keeps it alive during the call.
+        unsafe {
+            dispatch!(dtype, T => run::<T>(data.typed(), span, rows, vocab, stride, draw, with_logprobs))
+        }
     })
 }
 
 /// # Safety
-/// `data` points to `n` readable elements of `T` that stay alive during the call.
+/// `data` points to `span` readable elements of `T` that stay alive during the call.
 unsafe fn run<T: crate::Float>(
     data: *const T,
-    n: usize,
+    span: usize,
+    rows: usize,
     vocab: usize,
+    stride: usize,
     draw: &Draw<'_>,
     with_logprobs: bool,
 ) -> crate::Result<Draws> {
-    let x = if n == 0 {
+    let x = if span == 0 {
         &[][..]
     } else {
         // SAFETY: as the function's contract says.
-        unsafe { std::slice::from_raw_parts(data, n) }
+        unsafe { std::slice::from_raw_parts(data, span) }
+    };
+    let x = if span == 0 {
+        crate::sampling::Rows::contiguous(x, vocab)?
+    } else {
+        crate::sampling::Rows::strided(x, rows, vocab, stride)?
     };
     match draw {
         Draw::Seed(params, seed, h) => {
-            crate::sample_batch(x, vocab, params, h, seed, with_logprobs)
+            crate::sampling::sample_batch_of(x, params, h, seed, with_logprobs)
         }
-        Draw::Sampler(s) => {
-            s.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .sample_batch(x, vocab, with_logprobs)
-        }
+        Draw::Sampler(s) => s
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sample_batch_of(x, with_logprobs),
     }
 }
 
@@ -1249,7 +1286,7 @@ pub(crate) fn sample<'py>(
     prompt_tokens: Option<&Bound<'py, PyAny>>,
     output_tokens: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let l = read_logits(py, logits)?;
+    let l = read_logits(py, logits, true)?;
     let args = Args {
         temperature,
         top_k,
@@ -1383,7 +1420,7 @@ pub(crate) fn filter_logits<'py>(
     prompt_tokens: Option<&Bound<'py, PyAny>>,
     output_tokens: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let l = read_logits(py, logits)?;
+    let l = read_logits(py, logits, false)?;
     let args = Args {
         temperature,
         top_k,
@@ -1504,7 +1541,7 @@ pub(crate) fn token_logprobs<'py>(
     temperature: Option<&Bound<'py, PyAny>>,
     return_ranks: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let l = read_logits(py, logits)?;
+    let l = read_logits(py, logits, false)?;
     let rows: usize = l.rows_shape.iter().product();
     let temperature = float_param(py, "temperature", temperature, 1.0, Some(&l.rows_shape))?;
     let ids_arr = as_ndarray(py, token_ids, "token_ids")?;
@@ -1908,7 +1945,7 @@ impl Sampler {
         logits: &Bound<'py, PyAny>,
         #[pyo3(from_py_with = super::arrays::return_logprobs_arg)] return_logprobs: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let l = read_logits(py, logits)?;
+        let l = read_logits(py, logits, true)?;
         for (name, s) in &self.shapes {
             if *s != l.rows_shape {
                 return Err(PyValueError::new_err(format!(

@@ -42,7 +42,7 @@ fn float_arg<'py>(
             shape_str(&arr.shape)
         )));
     }
-    let (arr, _, _) = logits_array(py, arr.arr.as_any())?;
+    let (arr, _, _, _) = logits_array(py, arr.arr.as_any(), false)?;
     Ok((arr, back))
 }
 

@@ -223,6 +223,61 @@ fn rows_of(len: usize, vocab: usize) -> Result<usize> {
     Ok(len / vocab)
 }
 
+/// A batch of rows of logits read where they are: row `r` is `data[r * stride..][..vocab]`.
+/// A row-major batch has `stride == vocab`; rows taken out of a larger array (the last
+/// position of each sequence, `logits[:, -1, :]`) have a larger stride and are not copied
+/// (contracts R1, P18).
+#[derive(Clone, Copy)]
+pub(crate) struct Rows<'a, T> {
+    data: &'a [T],
+    count: usize,
+    vocab: usize,
+    stride: usize,
+}
+
+impl<'a, T> Rows<'a, T> {
+    /// The rows of a row-major batch of `vocab` tokens each.
+    pub(crate) fn contiguous(data: &'a [T], vocab: usize) -> Result<Self> {
+        let count = rows_of(data.len(), vocab)?;
+        Ok(Rows {
+            data,
+            count,
+            vocab,
+            stride: vocab,
+        })
+    }
+
+    /// `count` rows of `vocab` tokens, row `r` at `data[r * stride..]`; `data` must hold the
+    /// last of them.
+    pub(crate) fn strided(
+        data: &'a [T],
+        count: usize,
+        vocab: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        rows_of(vocab, vocab)?;
+        let span = match count {
+            0 => 0,
+            _ => (count - 1)
+                .checked_mul(stride)
+                .and_then(|s| s.checked_add(vocab))
+                .unwrap_or(usize::MAX),
+        };
+        check_len("logits", data.len().min(span), span)?;
+        Ok(Rows {
+            data,
+            count,
+            vocab,
+            stride,
+        })
+    }
+
+    /// Row `r < count`.
+    pub(crate) fn row(&self, r: usize) -> &'a [T] {
+        &self.data[r * self.stride..][..self.vocab]
+    }
+}
+
 /// The row as the compute type: borrowed when `T` is its own compute type, else converted
 /// into `conv`.
 fn as_compute<'a, T: Float>(
@@ -549,15 +604,14 @@ struct RowResult {
 /// each row's `mu` replaces top-k, top-p and min-p, and the drawn tokens' log-probabilities
 /// under their kept sets are returned too (otherwise an empty vector).
 fn draw_rows<T: Float>(
-    logits: &[T],
-    vocab: usize,
+    logits: Rows<'_, T>,
     params: &SamplingParams,
     source: Source<'_>,
     streams: &Streams<'_>,
     with_logprob: bool,
     mus: Option<&[f64]>,
 ) -> Result<(Draws, Vec<f64>)> {
-    let rows = rows_of(logits.len(), vocab)?;
+    let (rows, vocab) = (logits.count, logits.vocab);
     let chain = Chain::<T::Compute>::build(params, vocab)?;
     let n_top = params.top_logprobs;
     let mode = params.logprobs_mode;
@@ -583,7 +637,7 @@ fn draw_rows<T: Float>(
             cfg.mp = 0.0;
             cfg.mu = Some(mus[r]);
         }
-        let row = &logits[r * vocab..(r + 1) * vocab];
+        let row = logits.row(r);
         if as_stored {
             let rng = &mut streams.row(r);
             if let Some(d) = select::in_place::try_draw(row, cfg, rng, want.logprob, w)? {
@@ -742,12 +796,29 @@ pub fn sample_batch<T: Float>(
     seed: &Seed,
     with_logprobs: bool,
 ) -> Result<Draws> {
-    let rows = rows_of(logits.len(), vocab)?;
+    sample_batch_of(
+        Rows::contiguous(logits, vocab)?,
+        params,
+        histories,
+        seed,
+        with_logprobs,
+    )
+}
+
+/// [`sample_batch`] of rows read where they are.
+pub(crate) fn sample_batch_of<T: Float>(
+    logits: Rows<'_, T>,
+    params: &SamplingParams,
+    histories: &Histories<'_>,
+    seed: &Seed,
+    with_logprobs: bool,
+) -> Result<Draws> {
+    let (rows, vocab) = (logits.count, logits.vocab);
     check_seed(seed, rows)?;
     let source = Source::Call(*histories);
     check_call(params, rows, vocab, &source)?;
     let streams = Streams::for_sample(seed);
-    draw_rows(logits, vocab, params, source, &streams, with_logprobs, None).map(|(d, _)| d)
+    draw_rows(logits, params, source, &streams, with_logprobs, None).map(|(d, _)| d)
 }
 
 /// Samples one token per row of a row-major batch of logits (`logits.len() / vocab` rows of

@@ -4,7 +4,7 @@
 use super::history::{bad_id, RowState, Source};
 use super::params::{check_mirostat, RowParam, SamplingParams};
 use super::rng::{os_bytes, Streams};
-use super::{check_call, check_outputs, draw_rows, rows_of, write_draws, Draws};
+use super::{check_call, check_outputs, draw_rows, rows_of, write_draws, Draws, Rows};
 use crate::element::Float;
 use crate::error::{Error, Result};
 
@@ -348,7 +348,16 @@ impl Sampler {
         vocab: usize,
         with_logprobs: bool,
     ) -> Result<Draws> {
-        let rows = rows_of(logits.len(), vocab)?;
+        self.sample_batch_of(Rows::contiguous(logits, vocab)?, with_logprobs)
+    }
+
+    /// [`sample_batch`](Self::sample_batch) of rows read where they are.
+    pub(crate) fn sample_batch_of<T: Float>(
+        &mut self,
+        logits: Rows<'_, T>,
+        with_logprobs: bool,
+    ) -> Result<Draws> {
+        let (rows, vocab) = (logits.count, logits.vocab);
         self.check_rows(rows, "logits rows (the sampler's row count)")?;
         let known = self.rows.is_some();
         let mut states = match self.rows.take() {
@@ -381,7 +390,6 @@ impl Sampler {
             let streams = Streams::for_sampler(self.seed, self.calls);
             let (d, lps) = draw_rows(
                 logits,
-                vocab,
                 &self.params,
                 source,
                 &streams,
