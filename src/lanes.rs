@@ -565,7 +565,8 @@ fn pitch<C>(n: usize, contiguous: bool) -> usize {
     if contiguous || n <= line {
         return n;
     }
-    (n.div_ceil(line) | 1) * line
+    // Saturates: a lane that long is refused when its buffer is allocated.
+    (n.div_ceil(line) | 1).saturating_mul(line)
 }
 
 /// How [`gather`] and [`scatter`] take a tile's lanes of `n` elements `stride` apart (`step_a`

@@ -330,3 +330,25 @@ fn two_dimensional_tiles_give_contiguous_bits() {
         check_other_out_layout(&buf, &c_order, &f_order, 1, op, &temps).unwrap();
     }
 }
+
+/// R2: a lane of a broadcast view (stride 0) too long for any tile is an error, never a panic.
+/// Found by a review: at `len = usize::MAX` the tile's row pitch overflowed (a panic in debug,
+/// a gather past the buffer's end, caught by its bounds check, in release).
+#[test]
+fn r2_a_lane_too_long_for_a_tile_is_an_error() {
+    fn check<T: logitkit::Float + Default + Copy>() {
+        let x = [T::default(); 16];
+        for len in [usize::MAX, usize::MAX - 1, usize::MAX - 15, 1 << 63] {
+            let lanes = Lanes {
+                len,
+                stride: 0,
+                outer: vec![(1, 0)],
+            };
+            let v = StridedView::new(&x, 0, lanes).expect("a broadcast lane is a valid view");
+            let mut out = [T::default(); 1];
+            assert!(logsumexp_lanes(&v, &mut out).is_err(), "len {len}");
+        }
+    }
+    check::<f32>();
+    check::<f64>();
+}

@@ -339,12 +339,14 @@ pub fn cross_entropy_rows<T: Float>(
 /// Combines per-row losses as PyTorch does: `Sum` adds them, `Mean` divides the sum by the
 /// number of rows whose label is not `ignore_index` (NaN when there are none). Sums are
 /// compensated and taken in row order, so the result does not depend on the thread count.
-/// `Reduction::None` is not a single number: this returns the sum for it.
+/// `Reduction::None` is not a single number: this returns the sum for it. `losses` and
+/// `labels` go row by row: lengths that differ give NaN (there is no count to divide by).
 ///
 /// ```
 /// use logitkit::extras::{reduce_losses, Reduction};
 /// let mean = reduce_losses(&[1.0, 0.0, 3.0], &[0, -100, 2], Some(-100), Reduction::Mean);
 /// assert_eq!(mean, 2.0);
+/// assert!(reduce_losses(&[1.0, 2.0], &[0], None, Reduction::Mean).is_nan());
 /// ```
 pub fn reduce_losses(
     losses: &[f64],
@@ -352,6 +354,9 @@ pub fn reduce_losses(
     ignore_index: Option<i64>,
     reduction: Reduction,
 ) -> f64 {
+    if losses.len() != labels.len() {
+        return f64::NAN;
+    }
     let sum = neumaier_sum(losses.iter().copied());
     match reduction {
         Reduction::Mean => {
