@@ -55,7 +55,8 @@ def test_softmax_axis_none(capsys):
     "args, message",
     [
         (["softmax", "--input", "missing.npy"], "no such file"),
-        (["softmax"], "no logits"),
+        (["softmax"], "no logits: give values (logitkit softmax 1 2 3)"),
+        (["sample"], "no logits: give values (logitkit sample 1 2 3)"),
         (["softmax", "1", "2", "--temperature", "0"], "temperature"),
         (["softmax", "1", "2", "--axis", "x"], "--axis"),
         (["softmax", "1", "2", "--axis", "3"], "axis 3 is out of bounds"),

@@ -961,7 +961,9 @@ def test_p7_filter_logits_float16_docstring_states_the_choice():
     "kw",
     [dict(top_k=1.5), dict(min_tokens=1.5, stop_token_ids=[1]), dict(dry_allowed_length=1.5),
      dict(dry_penalty_last_n=2.5), dict(seed=np.array(["a", "b"])),
-     dict(min_tokens=np.array(["a", "b"]), stop_token_ids=[1]), dict(top_k=np.array([1.5, 2.0]))],
+     dict(min_tokens=np.array(["a", "b"]), stop_token_ids=[1]), dict(top_k=np.array([1.5, 2.0])),
+     dict(top_logprobs=1.5), dict(stop_token_ids=[1.5], min_tokens=1), dict(allowed_token_ids=[1.5]),
+     dict(allowed_token_ids=np.array([1.5]))],
     ids=repr,
 )
 def test_r7_non_integer_counts_are_type_errors_and_value_errors(kw):
@@ -981,3 +983,13 @@ def test_r7_out_of_range_integers_stay_plain_value_errors():
         with pytest.raises(ValueError) as info:
             lk.sample(x, **kw)
         assert not isinstance(info.value, TypeError), kw
+
+
+def test_r7_token_logprobs_non_integer_ids_and_a_non_bool_return_ranks_name_themselves():
+    x = np.zeros((2, 4))
+    with pytest.raises(TypeError, match="token_ids") as info:
+        lk.token_logprobs(x, [1.5, 1])
+    assert isinstance(info.value, ValueError)
+    for bad in (1, None, "yes"):
+        with pytest.raises(TypeError, match="return_ranks must be a bool"):
+            lk.token_logprobs(x, [1, 1], return_ranks=bad)

@@ -252,19 +252,19 @@ class Sampler:
 def cross_entropy(
     logits: ArrayLike,
     labels: ArrayLike,
-    axis: Optional[int] = -1,
+    axis: int = -1,
     *,
     temperature: Union[float, ArrayLike] = 1.0,
     reduction: Literal["mean", "sum", "none"] = "mean",
     label_smoothing: float = 0.0,
     ignore_index: Optional[int] = None,
 ) -> Union[NDArray[_Float], _Float]: ...
-def fit_temperature(logits: ArrayLike, labels: ArrayLike, axis: Optional[int] = -1) -> float: ...
+def fit_temperature(logits: ArrayLike, labels: ArrayLike, axis: int = -1) -> float: ...
 def expected_calibration_error(
-    probs: ArrayLike, labels: ArrayLike, n_bins: int = 15, axis: Optional[int] = -1
+    probs: ArrayLike, labels: ArrayLike, n_bins: int = 15, axis: int = -1
 ) -> float: ...
 def calibration_bins(
-    probs: ArrayLike, labels: ArrayLike, n_bins: int = 15, axis: Optional[int] = -1
+    probs: ArrayLike, labels: ArrayLike, n_bins: int = 15, axis: int = -1
 ) -> Tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]: ...
 def topk(
     x: ArrayLike, k: int, axis: Optional[int] = -1

@@ -149,7 +149,8 @@ def _read_logits(args: argparse.Namespace) -> np.ndarray:
             raise ValueError("give logits either as values or with --input, not both")
         return _load_npy(args.input)
     if not args.values:
-        raise ValueError("no logits: give values (logitkit softmax 1 2 3) or --input FILE.npy")
+        command = getattr(args, "command", None) or "softmax"
+        raise ValueError(f"no logits: give values (logitkit {command} 1 2 3) or --input FILE.npy")
     return np.asarray(args.values, dtype=np.float64)
 
 

@@ -372,11 +372,16 @@ fn id_list(
         let arr = as_ndarray(py, v, name)?;
         let kind: char = arr.dtype().kind().into();
         if !"iu".contains(kind) || arr.ndim() != 1 {
-            return Err(PyValueError::new_err(format!(
+            let msg = format!(
                 "{name} must hold 1-D sequences of integer token ids{}, got {}",
                 at(),
                 repr(v)
-            )));
+            );
+            return Err(if "iu".contains(kind) {
+                PyValueError::new_err(msg)
+            } else {
+                not_an_integer(py, msg)
+            });
         }
         int_values(py, &arr)?
     } else {
@@ -384,11 +389,14 @@ fn id_list(
         for item in v.try_iter()? {
             let item = item?;
             let id = int_scalar(&item).map_err(|_| {
-                PyValueError::new_err(format!(
-                    "{name} must hold integer token ids{}, got {}",
-                    at(),
-                    repr(&item)
-                ))
+                not_an_integer(
+                    py,
+                    format!(
+                        "{name} must hold integer token ids{}, got {}",
+                        at(),
+                        repr(&item)
+                    ),
+                )
             })?;
             crate::scratch::push(&mut out, id, "token ids").map_err(to_py_err)?;
         }
@@ -781,11 +789,20 @@ fn bias_param(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<PerRow<Bias>>> {
     Ok(Some(PerRow::Rows(rows)))
 }
 
+/// `return_ranks` of `token_logprobs`: a bool, named in the message (R7), as `return_logprobs`.
+fn return_ranks_arg(v: &Bound<'_, PyAny>) -> PyResult<bool> {
+    v.extract::<bool>()
+        .map_err(|_| PyTypeError::new_err(format!("return_ranks must be a bool, got {}", repr(v))))
+}
+
 /// `top_logprobs` (P15): an integer `>= 0` (checked against `V` by the core).
 fn top_logprobs_param(v: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
     let Some(v) = v else { return Ok(0) };
     let n = int_scalar(v).map_err(|_| {
-        PyTypeError::new_err(format!("top_logprobs must be an integer, got {}", repr(v)))
+        not_an_integer(
+            v.py(),
+            format!("top_logprobs must be an integer, got {}", repr(v)),
+        )
     })?;
     usize::try_from(n).map_err(|_| {
         PyValueError::new_err(format!(
@@ -1539,7 +1556,7 @@ pub(crate) fn token_logprobs<'py>(
     logits: &Bound<'py, PyAny>,
     token_ids: &Bound<'py, PyAny>,
     temperature: Option<&Bound<'py, PyAny>>,
-    return_ranks: bool,
+    #[pyo3(from_py_with = return_ranks_arg)] return_ranks: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let l = read_logits(py, logits, false)?;
     let rows: usize = l.rows_shape.iter().product();
@@ -1547,10 +1564,13 @@ pub(crate) fn token_logprobs<'py>(
     let ids_arr = as_ndarray(py, token_ids, "token_ids")?;
     let kind: char = ids_arr.dtype().kind().into();
     if !"iu".contains(kind) {
-        return Err(PyValueError::new_err(format!(
-            "token_ids must be integer token ids, got {}",
-            repr(token_ids)
-        )));
+        return Err(not_an_integer(
+            py,
+            format!(
+                "token_ids must be integer token ids, got {}",
+                repr(token_ids)
+            ),
+        ));
     }
     if ids_arr.shape() != l.rows_shape.as_slice() {
         return Err(PyValueError::new_err(format!(
