@@ -2115,8 +2115,9 @@ def test_p10_sampler_accept_with_the_wrong_row_count_names_tokens():
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
 def test_p18_evenly_spaced_rows_are_read_in_place_with_the_same_draws(dtype):
     """logits[:, -1, :] of a (batch, positions, V) array (rows 2V apart), a broadcast row
-    (stride 0) and a reversed batch (negative stride, copied) give the draws of their
-    C-contiguous copies; the evenly spaced ones are not copied (P18, R1)."""
+    (stride 0) and a reversed batch (negative stride, copied) give the draws, filtered logits
+    and token log-probabilities of their C-contiguous copies; the evenly spaced ones are not
+    copied (P18, R1)."""
     import tracemalloc
 
     if dtype == "bfloat16":
@@ -2136,13 +2137,20 @@ def test_p18_evenly_spaced_rows_are_read_in_place_with_the_same_draws(dtype):
         s1, s2 = lk.Sampler(top_k=50, seed=9), lk.Sampler(top_k=50, seed=9)
         for _ in range(3):
             np.testing.assert_array_equal(s1(v), s2(c))
+        np.testing.assert_array_equal(
+            lk.filter_logits(v, top_k=7, temperature=0.5), lk.filter_logits(c, top_k=7, temperature=0.5)
+        )
+        ids = np.arange(len(v)) % 5000
+        for g, w in zip(lk.token_logprobs(v, ids, return_ranks=True), lk.token_logprobs(c, ids, return_ranks=True)):
+            np.testing.assert_array_equal(g, w)
     # No copy of the evenly spaced rows: far less allocated than the view holds.
     big = (rng.standard_normal((64, 2, 20000))).astype(np.float32)[:, -1, :]
-    lk.sample(big, seed=1)
-    tracemalloc.start()
-    try:
-        lk.sample(big, seed=1)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < big.nbytes // 8, (peak, big.nbytes)
+    for call in (lambda: lk.sample(big, seed=1), lambda: lk.token_logprobs(big, np.zeros(64, np.int64))):
+        call()
+        tracemalloc.start()
+        try:
+            call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < big.nbytes // 8, (peak, big.nbytes)

@@ -1001,6 +1001,50 @@ fn read_logits<'py>(
     })
 }
 
+/// Where the core reads the rows of [`Logits`]: their first element, the elements from there
+/// to the last row's end, and the row count, length and stride (in elements).
+#[derive(Clone, Copy)]
+struct RowSpan {
+    data: SharedPtr<u8>,
+    span: usize,
+    rows: usize,
+    vocab: usize,
+    stride: usize,
+}
+
+impl RowSpan {
+    fn of(l: &Logits<'_>) -> RowSpan {
+        let rows: usize = l.rows_shape.iter().product();
+        let span = if rows == 0 || l.arr.size() == 0 {
+            0
+        } else {
+            (rows - 1) * l.row_stride + l.vocab
+        };
+        RowSpan {
+            data: SharedPtr(l.arr.data),
+            span,
+            rows,
+            vocab: l.vocab,
+            stride: l.row_stride,
+        }
+    }
+
+    /// The rows as the core takes them.
+    ///
+    /// # Safety
+    /// The logits `self` was made `of` are alive, of element type `T`, and not written during
+    /// `'a` (their `rows` rows of `vocab` contiguous elements start `stride` elements apart
+    /// from `data`: `read_logits`).
+    unsafe fn rows<'a, T>(self) -> crate::Result<crate::sampling::Rows<'a, T>> {
+        if self.span == 0 {
+            return crate::sampling::Rows::contiguous(&[], self.vocab);
+        }
+        // SAFETY: the `span` elements from `data` are readable, as the contract says.
+        let x = unsafe { std::slice::from_raw_parts(self.data.get().cast::<T>(), self.span) };
+        crate::sampling::Rows::strided(x, self.rows, self.vocab, self.stride)
+    }
+}
+
 /// Runs the draw with the GIL released.
 fn draw_core(
     py: Python<'_>,
@@ -1008,46 +1052,19 @@ fn draw_core(
     draw: &Draw<'_>,
     with_logprobs: bool,
 ) -> PyResult<Draws> {
-    let rows: usize = l.rows_shape.iter().product();
-    let (data, dtype, vocab, stride) = (SharedPtr(l.arr.data), l.arr.dtype, l.vocab, l.row_stride);
-    // The elements from the first row's start to the last row's end.
-    let span = if rows == 0 || l.arr.size() == 0 {
-        0
-    } else {
-        (rows - 1) * stride + vocab
-    };
+    let (span, dtype) = (RowSpan::of(l), l.arr.dtype);
     detach_interruptible(py, || {
-        // SAFETY: `data` is a live array of `dtype` whose `rows` rows of `vocab` contiguous
-        // elements start `stride` elements apart (`read_logits`), so its `span` elements from
-        // `data` are readable; the caller keeps it alive during the call.
-        unsafe {
-            dispatch!(dtype, T => run::<T>(data.typed(), span, rows, vocab, stride, draw, with_logprobs))
-        }
+        // SAFETY: `span` is of live logits of `dtype`, which the caller keeps alive and nothing
+        // writes during the call.
+        unsafe { dispatch!(dtype, T => run::<T>(span.rows::<T>()?, draw, with_logprobs)) }
     })
 }
 
-/// # Safety
-/// `data` points to `span` readable elements of `T` that stay alive during the call.
-unsafe fn run<T: crate::Float>(
-    data: *const T,
-    span: usize,
-    rows: usize,
-    vocab: usize,
-    stride: usize,
+fn run<T: crate::Float>(
+    x: crate::sampling::Rows<'_, T>,
     draw: &Draw<'_>,
     with_logprobs: bool,
 ) -> crate::Result<Draws> {
-    let x = if span == 0 {
-        &[][..]
-    } else {
-        // SAFETY: as the function's contract says.
-        unsafe { std::slice::from_raw_parts(data, span) }
-    };
-    let x = if span == 0 {
-        crate::sampling::Rows::contiguous(x, vocab)?
-    } else {
-        crate::sampling::Rows::strided(x, rows, vocab, stride)?
-    };
     match draw {
         Draw::Seed(params, seed, h) => {
             crate::sampling::sample_batch_of(x, params, h, seed, with_logprobs)
@@ -1437,7 +1454,7 @@ pub(crate) fn filter_logits<'py>(
     prompt_tokens: Option<&Bound<'py, PyAny>>,
     output_tokens: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let l = read_logits(py, logits, false)?;
+    let l = read_logits(py, logits, true)?;
     let args = Args {
         temperature,
         top_k,
@@ -1471,44 +1488,38 @@ pub(crate) fn filter_logits<'py>(
     let owned = CallHistories::read(py, prompt_tokens, output_tokens, &l.rows_shape)?;
     let h = owned.view();
     let n = l.arr.size();
-    let vocab = l.vocab;
     let out = l.arr.dtype.empty(py, &l.arr.shape)?;
     let dst = SharedPtr(FloatArray::view(&out).expect("fresh array").data);
-    let (src, dtype) = (SharedPtr(l.arr.data), l.arr.dtype);
+    let (span, dtype) = (RowSpan::of(&l), l.arr.dtype);
     detach_interruptible(py, || {
-        // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` that the
-        // caller keeps alive; `dst` is a fresh C-contiguous array of the same shape and dtype
+        // SAFETY: `span` is of live logits of `dtype` that the caller keeps alive and nothing
+        // writes; `dst` is a fresh C-contiguous array of their shape and dtype (`n` elements)
         // that nothing else sees yet.
         unsafe {
-            dispatch!(dtype, T => filter::<T>(src.typed(), dst.typed(), n, vocab, &params, &h))
+            dispatch!(dtype, T => filter::<T>(span.rows::<T>()?, dst.typed(), n, &params, &h))
         }
     })?;
     deliver(py, out.into_any(), l.back.as_ref(), true)
 }
 
 /// # Safety
-/// `src` points to `n` readable and `dst` to `n` writable elements of `T`, not overlapping,
-/// which nothing else writes during the call.
+/// `dst` points to `n` writable elements of `T` (`x`'s rows, row-major), apart from `x`,
+/// which nothing else reads or writes during the call.
 unsafe fn filter<T: crate::Float>(
-    src: *const T,
+    x: crate::sampling::Rows<'_, T>,
     dst: *mut T,
     n: usize,
-    vocab: usize,
     params: &SamplingParams,
     h: &Histories<'_>,
 ) -> crate::Result<()> {
-    if n == 0 {
-        return crate::filter_logits_batch::<T>(&[], vocab, params, h, &mut []);
-    }
-    // SAFETY: as the function's contract says.
-    let (x, out) = unsafe {
-        (
-            std::slice::from_raw_parts(src, n),
-            std::slice::from_raw_parts_mut(dst, n),
-        )
+    let out = if n == 0 {
+        &mut [][..]
+    } else {
+        // SAFETY: as the function's contract says.
+        unsafe { std::slice::from_raw_parts_mut(dst, n) }
     };
     // Kept values stay finite in the logits' own dtype, bfloat16 included (P7).
-    crate::filter_logits_batch(x, vocab, params, h, out)
+    crate::sampling::filter_logits_batch_of(x, params, h, out)
 }
 
 /// The log-probability of given tokens: ``log_softmax(logits / temperature)`` at
@@ -1558,7 +1569,7 @@ pub(crate) fn token_logprobs<'py>(
     temperature: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = return_ranks_arg)] return_ranks: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let l = read_logits(py, logits, false)?;
+    let l = read_logits(py, logits, true)?;
     let rows: usize = l.rows_shape.iter().product();
     let temperature = float_param(py, "temperature", temperature, 1.0, Some(&l.rows_shape))?;
     let ids_arr = as_ndarray(py, token_ids, "token_ids")?;
@@ -1599,17 +1610,15 @@ pub(crate) fn token_logprobs<'py>(
     let out = dtype.empty(py, &l.rows_shape)?;
     let dst = SharedPtr(FloatArray::view(&out).expect("fresh array").data);
     let mut ranks = vec![0i64; if return_ranks { rows } else { 0 }];
-    let (src, n, vocab) = (SharedPtr(l.arr.data), l.arr.size(), l.vocab);
+    let span = RowSpan::of(&l);
     detach_interruptible(py, || {
         let r = return_ranks.then_some(&mut ranks[..]);
-        // SAFETY: `src` is a live C-contiguous array of `n` elements of `dtype` kept alive by
-        // the caller; `dst` a fresh array of `rows` elements of `dtype` nothing else sees.
+        // SAFETY: `span` is of live logits of `dtype` kept alive by the caller, which nothing
+        // writes; `dst` a fresh array of `rows` elements of `dtype` nothing else sees.
         unsafe {
             dispatch!(dtype, T => score::<T>(
-                src.typed(),
+                span.rows::<T>()?,
                 dst.typed(),
-                n,
-                vocab,
                 rows,
                 &ids,
                 &temperature,
@@ -1632,31 +1641,23 @@ pub(crate) fn token_logprobs<'py>(
 }
 
 /// # Safety
-/// `src` points to `n` readable and `dst` to `rows` writable elements of `T`, not
-/// overlapping, which nothing else writes during the call.
-#[allow(clippy::too_many_arguments)]
+/// `dst` points to `rows` writable elements of `T`, apart from `x`, which nothing else reads
+/// or writes during the call.
 unsafe fn score<T: crate::Float>(
-    src: *const T,
+    x: crate::sampling::Rows<'_, T>,
     dst: *mut T,
-    n: usize,
-    vocab: usize,
     rows: usize,
     ids: &[i64],
     temperature: &RowParam<f64>,
     ranks: Option<&mut [i64]>,
 ) -> crate::Result<()> {
-    let (x, out) = if n == 0 {
-        (&[][..], &mut [][..])
+    let out = if rows == 0 {
+        &mut [][..]
     } else {
         // SAFETY: as the function's contract says.
-        unsafe {
-            (
-                std::slice::from_raw_parts(src, n),
-                std::slice::from_raw_parts_mut(dst, rows),
-            )
-        }
+        unsafe { std::slice::from_raw_parts_mut(dst, rows) }
     };
-    crate::token_logprobs_rows(x, vocab, ids, temperature.clone(), out, ranks)
+    crate::sampling::token_logprobs_of(x, ids, temperature.clone(), out, ranks)
 }
 
 /// Rows of token ids for `accept`: one token per row (an int, or a 1-D sequence of R ints),

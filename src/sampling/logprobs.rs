@@ -10,7 +10,7 @@
 
 use super::params::{LogprobsMode, RowCfg, RowParam};
 use super::select::{scaled_gap, sum_over_blocks, RowDraw, Work};
-use super::{for_rows, plan, row_max, rows_of, top_in_order, RowResult, RowView};
+use super::{for_rows, plan, row_max, top_in_order, RowResult, RowView};
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, BLOCK};
@@ -261,7 +261,19 @@ pub fn token_logprobs_rows<T: Float>(
     out: &mut [T],
     ranks: Option<&mut [i64]>,
 ) -> Result<()> {
-    let rows = rows_of(logits.len(), vocab)?;
+    let logits = super::Rows::contiguous(logits, vocab)?;
+    token_logprobs_of(logits, token_ids, temperature, out, ranks)
+}
+
+/// [`token_logprobs_rows`] of rows read where they are.
+pub(crate) fn token_logprobs_of<T: Float>(
+    logits: super::Rows<'_, T>,
+    token_ids: &[i64],
+    temperature: RowParam<f64>,
+    out: &mut [T],
+    ranks: Option<&mut [i64]>,
+) -> Result<()> {
+    let (rows, vocab) = (logits.count, logits.vocab);
     check_len("token_ids", token_ids.len(), rows)?;
     check_len("out", out.len(), rows)?;
     if let Some(r) = &ranks {
@@ -286,11 +298,7 @@ pub fn token_logprobs_rows<T: Float>(
     }
     let with_rank = ranks.is_some();
     let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
-        let (row, j, t) = (
-            &logits[r * vocab..(r + 1) * vocab],
-            token_ids[r] as usize,
-            temperature.get(r),
-        );
+        let (row, j, t) = (logits.row(r), token_ids[r] as usize, temperature.get(r));
         if let Some(res) = score_stored(row, j, t, with_rank, w.par) {
             return Ok(res);
         }

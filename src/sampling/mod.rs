@@ -184,6 +184,8 @@ use std::any::Any;
 use std::cell::RefCell;
 
 pub use history::Histories;
+#[cfg(feature = "python")]
+pub(crate) use logprobs::token_logprobs_of;
 pub use logprobs::{token_logprobs, token_logprobs_rows};
 #[cfg(feature = "python")]
 pub(crate) use params::check_mirostat;
@@ -248,7 +250,8 @@ impl<'a, T> Rows<'a, T> {
     }
 
     /// `count` rows of `vocab` tokens, row `r` at `data[r * stride..]`; `data` must hold the
-    /// last of them.
+    /// last of them. (The Python bindings' way to read rows out of a larger array.)
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
     pub(crate) fn strided(
         data: &'a [T],
         count: usize,
@@ -926,8 +929,19 @@ pub fn filter_logits_batch<T: Float>(
     histories: &Histories<'_>,
     out: &mut [T],
 ) -> Result<()> {
-    let rows = rows_of(logits.len(), vocab)?;
-    check_len("out", out.len(), logits.len())?;
+    let logits = Rows::contiguous(logits, vocab)?;
+    filter_logits_batch_of(logits, params, histories, out)
+}
+
+/// [`filter_logits_batch`] of rows read where they are (`out` row-major).
+pub(crate) fn filter_logits_batch_of<T: Float>(
+    logits: Rows<'_, T>,
+    params: &SamplingParams,
+    histories: &Histories<'_>,
+    out: &mut [T],
+) -> Result<()> {
+    let (rows, vocab) = (logits.count, logits.vocab);
+    check_len("out", out.len(), rows * vocab)?;
     let source = Source::Call(*histories);
     check_call(params, rows, vocab, &source)?;
     let chain = Chain::<T::Compute>::build(params, vocab)?;
@@ -935,7 +949,7 @@ pub fn filter_logits_batch<T: Float>(
     let limit = T::MAX_FINITE;
     let dst = SharedPtr(out.as_mut_ptr());
     let filtered = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
-        let row = &logits[r * vocab..(r + 1) * vocab];
+        let row = logits.row(r);
         // SAFETY: row r of `out` (which holds rows * vocab elements, borrowed mutably for the
         // call) is written by this task only.
         let out_row = unsafe { std::slice::from_raw_parts_mut(dst.get().add(r * vocab), vocab) };
