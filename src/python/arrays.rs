@@ -534,6 +534,8 @@ pub(crate) fn parse_per_lane_f64(
     }
     let arr = match np.call_method1("asarray", (v,)) {
         Ok(a) => a.cast_into::<PyUntypedArray>()?,
+        // MemoryError, KeyboardInterrupt and the like go on as they are.
+        Err(e) if !super::sampling::refused_conversion(py, &e) => return Err(e),
         // A torch tensor NumPy cannot read (of bfloat16, or one that requires grad).
         Err(_) => {
             static PARAM_ARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();

@@ -74,6 +74,15 @@ fn is_array_like(v: &Bound<'_, PyAny>) -> bool {
     v.cast::<PyUntypedArray>().is_ok() || v.cast::<PyList>().is_ok() || v.cast::<PyTuple>().is_ok()
 }
 
+/// Whether `e` is a conversion's refusal (`TypeError`, `ValueError` or `RuntimeError`, as NumPy
+/// and torch raise them), not an error to pass on as it is (`MemoryError`, `KeyboardInterrupt`).
+pub(crate) fn refused_conversion(py: Python<'_>, e: &PyErr) -> bool {
+    use pyo3::exceptions::PyRuntimeError;
+    e.is_instance_of::<PyTypeError>(py)
+        || e.is_instance_of::<PyValueError>(py)
+        || e.is_instance_of::<PyRuntimeError>(py)
+}
+
 /// `numpy.asarray(v)` of parameter `name`; another library's array that NumPy cannot read
 /// (a torch tensor that requires grad, or of bfloat16) as the NumPy array of its values
 /// (`_coerce.param_array`), else NumPy's error with `name` in its message: a `ValueError` (a
@@ -85,6 +94,9 @@ pub(crate) fn as_ndarray<'py>(
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
     match py.import("numpy")?.call_method1("asarray", (v,)) {
         Ok(a) => Ok(a.cast_into::<PyUntypedArray>()?),
+        // Only a refusal to convert (torch raises TypeError or RuntimeError) is looked at
+        // again; MemoryError, KeyboardInterrupt and the like go on as they are.
+        Err(e) if !refused_conversion(py, &e) => Err(e),
         Err(e) => {
             static PARAM_ARRAY: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
             let f = PARAM_ARRAY.import(py, "logitkit._coerce", "param_array")?;
@@ -151,7 +163,12 @@ fn float_param(
         }
         return Err(type_err());
     }
-    let arr = as_ndarray(py, v, name).map_err(|_| type_err())?;
+    let arr = match as_ndarray(py, v, name) {
+        Ok(arr) => arr,
+        // Its own message for a value that is no array of floats; other errors as they are.
+        Err(e) if e.is_instance_of::<PyTypeError>(py) => return Err(type_err()),
+        Err(e) => return Err(e),
+    };
     let arr = match bfloat16_values(py, &arr)? {
         Some(values) => values,
         None => arr,

@@ -227,8 +227,8 @@ fn rows_of(len: usize, vocab: usize) -> Result<usize> {
 
 /// A batch of rows of logits read where they are: row `r` is `data[r * stride..][..vocab]`.
 /// A row-major batch has `stride == vocab`; rows taken out of a larger array (the last
-/// position of each sequence, `logits[:, -1, :]`) have a larger stride and are not copied
-/// (contracts R1, P18).
+/// position of each sequence, `logits[:, -1, :]`, at a larger stride; a broadcast row, at
+/// stride 0; overlapping rows, below `vocab`: all read-only) are not copied (R1, P18).
 #[derive(Clone, Copy)]
 pub(crate) struct Rows<'a, T> {
     data: &'a [T],

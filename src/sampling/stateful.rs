@@ -404,9 +404,13 @@ impl Sampler {
             if let (Some(m), Some(mut mus)) = (&mut self.mirostat, mus) {
                 for (r, (mu, lp)) in mus.iter_mut().zip(&lps).enumerate() {
                     let surprise = -lp / std::f64::consts::LN_2;
-                    // Saturates within the finite doubles: a huge eta, or a drawn token of
-                    // probability 0 (another thread writing the logits, R3), would otherwise
-                    // make it infinite and then NaN, greedy for good.
+                    if !surprise.is_finite() {
+                        // A drawn token of probability 0 (another thread wrote the logits
+                        // during the call, R3) says nothing of the target: mu is kept.
+                        continue;
+                    }
+                    // Saturates within the finite doubles: a huge eta would otherwise make it
+                    // infinite, then NaN.
                     let next = *mu - m.eta.get(r) * (surprise - m.tau.get(r));
                     *mu = if next.is_nan() {
                         *mu

@@ -61,6 +61,15 @@ fn deviation<I: Iterator<Item = f64>>(count: usize, squares: f64, values: impl F
 fn least_kept(top: f64, sd: f64, m: f64, cfg: &RowCfg) -> Option<f64> {
     let t = cfg.t;
     let sigma = sd / t;
+    if sigma == f64::INFINITY && sd.is_finite() {
+        // A tiny temperature overflows the scaled spread though the logits' is finite: the
+        // same bound in logit units, `y - m >= (top - m) - n * sd` (T > 0 scales both sides).
+        let thr = (top - m) - cfg.n_sigma * sd;
+        if thr.is_nan() || thr == f64::NEG_INFINITY {
+            return None;
+        }
+        return Some(least_logit_passing(m, |y| y - m >= thr));
+    }
     let thr = scaled_gap(top, m, t) - cfg.n_sigma * sigma;
     if thr.is_nan() || thr == f64::NEG_INFINITY {
         return None;
@@ -220,6 +229,22 @@ mod tests {
                 let lowest = least_kept_of_cut(&x, cut, x[0], &cfg).expect("removes tokens");
                 let kept: Vec<usize> = (0..x.len()).filter(|&i| x[i] >= lowest).collect();
                 assert_eq!(kept, want, "scale {scale:e}, row {row:?}, masked");
+            }
+        }
+        // A temperature so small that the scaled deviation overflows (found by a review):
+        // the same tokens as at T = 1.
+        for t in [5e-324, 1e-300] {
+            for (row, want) in [
+                (vec![1.0, 0.0, -1.0], vec![0]),
+                (vec![1e9, 0.9e9, -1e9, -0.8e9, 0.0], vec![0, 1]),
+            ] {
+                let params = SamplingParams::default().top_n_sigma(1.0).temperature(t);
+                let mut out = row.clone();
+                filter_logits(&row, &params, &mut out).unwrap();
+                let kept: Vec<usize> = (0..row.len())
+                    .filter(|&i| out[i] > f64::NEG_INFINITY)
+                    .collect();
+                assert_eq!(kept, want, "T {t:e}, row {row:?}");
             }
         }
         // Logits at both ends of the range: a deviation of f64::MAX, and a bound below
