@@ -532,21 +532,11 @@ pub(crate) fn parse_per_lane_f64(
         }
         return Err(wrong_type(repr(v)));
     }
-    let arr = match np.call_method1("asarray", (v,)) {
-        Ok(a) => a.cast_into::<PyUntypedArray>()?,
-        // MemoryError, KeyboardInterrupt and the like go on as they are.
-        Err(e) if !super::sampling::refused_conversion(py, &e) => return Err(e),
-        // A torch tensor NumPy cannot read (of bfloat16, or one that requires grad).
-        Err(_) => {
-            static PARAM_ARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-            let a = PARAM_ARRAY
-                .import(py, "logitkit._coerce", "param_array")?
-                .call1((v,))?;
-            if a.is_none() {
-                return Err(wrong_type(repr(v)));
-            }
-            a.cast_into::<PyUntypedArray>()?
-        }
+    let arr = match as_ndarray(py, v, name) {
+        Ok(arr) => arr,
+        // Its own message for a value that is no array of numbers; other errors as they are.
+        Err(e) if refused_conversion(py, &e) => return Err(wrong_type(repr(v))),
+        Err(e) => return Err(e),
     };
     let arr = match bfloat16_values(py, &arr)? {
         Some(values) => values,
@@ -612,24 +602,63 @@ pub(crate) fn parse_per_lane_f64(
     Ok(Temps::PerLane(v))
 }
 
-/// The values of `v` as a float32 ndarray when `v` is bfloat16 of any kind (an `ml_dtypes`
-/// array or scalar, a torch tensor, a JAX array), else `None`: per-row parameters, such as a
-/// temperature, take bfloat16 as they take float16 (contract S4). Only a NumPy array of an
-/// `ml_dtypes` dtype or another library's array can be one, so other values answer here.
-pub(crate) fn bfloat16_values<'py>(
+/// Whether `e` is a conversion's refusal (`TypeError`, `ValueError` or `RuntimeError`, as NumPy
+/// and torch raise them), not an error to pass on as it is (`MemoryError`, `KeyboardInterrupt`).
+pub(crate) fn refused_conversion(py: Python<'_>, e: &PyErr) -> bool {
+    use pyo3::exceptions::PyRuntimeError;
+    e.is_instance_of::<PyTypeError>(py)
+        || e.is_instance_of::<PyValueError>(py)
+        || e.is_instance_of::<PyRuntimeError>(py)
+}
+
+/// `numpy.asarray(v)` of parameter `name`; another library's array that NumPy cannot read
+/// (a torch tensor that requires grad, or of bfloat16) as the NumPy array of its values
+/// (`_coerce.param_array`), else NumPy's error with `name` in its message: a `ValueError` (a
+/// ragged list) stays one, anything else is a `TypeError` (P2, R7).
+pub(crate) fn as_ndarray<'py>(
     py: Python<'py>,
     v: &Bound<'py, PyAny>,
-) -> PyResult<Option<Bound<'py, PyUntypedArray>>> {
-    if let Ok(a) = v.cast::<PyUntypedArray>() {
-        if a.dtype().kind() != b'V' {
-            return Ok(None);
+    name: &str,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    match py.import("numpy")?.call_method1("asarray", (v,)) {
+        Ok(a) => Ok(a.cast_into::<PyUntypedArray>()?),
+        // Only a refusal to convert (torch raises TypeError or RuntimeError) is looked at
+        // again; MemoryError, KeyboardInterrupt and the like go on as they are.
+        Err(e) if !refused_conversion(py, &e) => Err(e),
+        Err(e) => {
+            static PARAM_ARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            let f = PARAM_ARRAY.import(py, "logitkit._coerce", "param_array")?;
+            let a = f.call1((v,))?;
+            if a.is_none() {
+                let msg = format!(
+                    "{name} must be an array NumPy can read, got {}: {e}",
+                    repr(v)
+                );
+                return Err(if e.is_instance_of::<PyValueError>(py) {
+                    PyValueError::new_err(msg)
+                } else {
+                    PyTypeError::new_err(msg)
+                });
+            }
+            Ok(a.cast_into::<PyUntypedArray>()?)
         }
-    } else if !exports_array(v) {
+    }
+}
+
+/// The values of `arr` as a float32 ndarray when it is of NumPy's bfloat16 (`ml_dtypes`, as
+/// `numpy.asarray` makes of JAX's too), else `None`: per-row parameters, such as a
+/// temperature, take bfloat16 as they take float16 (contract S4). (torch's are widened by
+/// [`as_ndarray`].)
+pub(crate) fn bfloat16_values<'py>(
+    py: Python<'py>,
+    arr: &Bound<'py, PyUntypedArray>,
+) -> PyResult<Option<Bound<'py, PyUntypedArray>>> {
+    if arr.dtype().kind() != b'V' {
         return Ok(None);
     }
     static VALUES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let f = VALUES.import(py, "logitkit._coerce", "bfloat16_as_float32")?;
-    let r = f.call1((v,))?;
+    let r = f.call1((arr,))?;
     Ok(if r.is_none() {
         None
     } else {

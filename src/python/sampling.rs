@@ -9,8 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple, PyType};
 
 use super::arrays::{
-    bfloat16_values, detach_interruptible, dispatch, exports_array, is_bool, repr, result_of,
-    shape_str, single_lane, to_py_err, FloatArray,
+    as_ndarray, bfloat16_values, detach_interruptible, dispatch, exports_array, is_bool, repr,
+    result_of, shape_str, single_lane, to_py_err, FloatArray,
 };
 use super::extras::adapt_input;
 // `verify_draft` reads its arguments with this module's helpers.
@@ -72,49 +72,6 @@ fn logits_array<'py>(
 
 fn is_array_like(v: &Bound<'_, PyAny>) -> bool {
     v.cast::<PyUntypedArray>().is_ok() || v.cast::<PyList>().is_ok() || v.cast::<PyTuple>().is_ok()
-}
-
-/// Whether `e` is a conversion's refusal (`TypeError`, `ValueError` or `RuntimeError`, as NumPy
-/// and torch raise them), not an error to pass on as it is (`MemoryError`, `KeyboardInterrupt`).
-pub(crate) fn refused_conversion(py: Python<'_>, e: &PyErr) -> bool {
-    use pyo3::exceptions::PyRuntimeError;
-    e.is_instance_of::<PyTypeError>(py)
-        || e.is_instance_of::<PyValueError>(py)
-        || e.is_instance_of::<PyRuntimeError>(py)
-}
-
-/// `numpy.asarray(v)` of parameter `name`; another library's array that NumPy cannot read
-/// (a torch tensor that requires grad, or of bfloat16) as the NumPy array of its values
-/// (`_coerce.param_array`), else NumPy's error with `name` in its message: a `ValueError` (a
-/// ragged list) stays one, anything else is a `TypeError` (P2, R7).
-pub(crate) fn as_ndarray<'py>(
-    py: Python<'py>,
-    v: &Bound<'py, PyAny>,
-    name: &str,
-) -> PyResult<Bound<'py, PyUntypedArray>> {
-    match py.import("numpy")?.call_method1("asarray", (v,)) {
-        Ok(a) => Ok(a.cast_into::<PyUntypedArray>()?),
-        // Only a refusal to convert (torch raises TypeError or RuntimeError) is looked at
-        // again; MemoryError, KeyboardInterrupt and the like go on as they are.
-        Err(e) if !refused_conversion(py, &e) => Err(e),
-        Err(e) => {
-            static PARAM_ARRAY: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-            let f = PARAM_ARRAY.import(py, "logitkit._coerce", "param_array")?;
-            let a = f.call1((v,))?;
-            if a.is_none() {
-                let msg = format!(
-                    "{name} must be an array NumPy can read, got {}: {e}",
-                    repr(v)
-                );
-                return Err(if e.is_instance_of::<PyValueError>(py) {
-                    PyValueError::new_err(msg)
-                } else {
-                    PyTypeError::new_err(msg)
-                });
-            }
-            Ok(a.cast_into::<PyUntypedArray>()?)
-        }
-    }
 }
 
 fn check_shape(name: &str, arr: &Bound<'_, PyUntypedArray>, rows_shape: &[usize]) -> PyResult<()> {

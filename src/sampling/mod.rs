@@ -258,7 +258,8 @@ impl<'a, T> Rows<'a, T> {
         vocab: usize,
         stride: usize,
     ) -> Result<Self> {
-        rows_of(vocab, vocab)?;
+        let count_of_one = rows_of(vocab, vocab)?; // refuses `vocab == 0`, as for any batch
+        debug_assert_eq!(count_of_one, 1);
         let span = match count {
             0 => 0,
             _ => (count - 1)
@@ -266,7 +267,13 @@ impl<'a, T> Rows<'a, T> {
                 .and_then(|s| s.checked_add(vocab))
                 .unwrap_or(usize::MAX),
         };
-        check_len("logits", data.len().min(span), span)?;
+        if data.len() < span {
+            return Err(Error::LengthMismatch {
+                name: "logits",
+                got: data.len(),
+                expected: span,
+            });
+        }
         Ok(Rows {
             data,
             count,
@@ -941,7 +948,7 @@ pub(crate) fn filter_logits_batch_of<T: Float>(
     out: &mut [T],
 ) -> Result<()> {
     let (rows, vocab) = (logits.count, logits.vocab);
-    check_len("out", out.len(), rows * vocab)?;
+    check_len("out", out.len(), rows.saturating_mul(vocab))?;
     let source = Source::Call(*histories);
     check_call(params, rows, vocab, &source)?;
     let chain = Chain::<T::Compute>::build(params, vocab)?;
