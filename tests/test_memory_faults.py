@@ -36,6 +36,9 @@ X16 = X.astype(np.float16)
 LABELS = np.array([0, 5, 7, 9])
 PROBS = lk.softmax(X)
 MANY = rng.standard_normal((1 << 18, 2)).astype(np.float32)  # rows of per-row work, 2 MB
+WIDE = rng.standard_normal((1 << 13, 256)).astype(np.float32)  # rows of 256 tokens, 8 MB
+TARGET = rng.standard_normal((1 << 16, 2, 4)).astype(np.float32)  # one-token drafts, 2 MB
+DRAFT_PROBS = np.full((1 << 16, 1, 4), 0.25, np.float32)
 
 def vm_bytes():
     with open("/proc/self/status") as f:
@@ -111,6 +114,25 @@ CALLS = {
     "sample_many_rows_top_logprobs": "lambda: tuple(lk.sample(MANY, top_logprobs=2, seed=1))",
     "sample_many_rows_dynatemp": (
         "lambda: tuple(lk.sample(MANY, dynatemp_range=0.5, return_logprobs=True, seed=1))"
+    ),
+    # The same for the per-row flags of the top-k maxima, the processing chain and V4's
+    # draft-probability check.
+    "sample_many_rows_small_top_k": "lambda: lk.sample(WIDE, top_k=2, seed=1)",
+    "sample_many_rows_bias": "lambda: lk.sample(MANY, logit_bias={1: 0.5}, seed=1)",
+    "verify_many_rows": (
+        "lambda: tuple(lk.verify_draft(TARGET, np.zeros((1 << 16, 1), np.int64),"
+        " draft_probs=DRAFT_PROBS, seed=1))"
+    ),
+    # Per-row parameters, seeds, ranks and losses: arrays of one value a row.
+    "sample_many_rows_per_row_params": (
+        "lambda: lk.sample(MANY, temperature=np.full(1 << 18, 0.7), top_k=np.full(1 << 18, 2),"
+        " seed=np.arange(1 << 18))"
+    ),
+    "token_logprobs_ranks_many_rows": (
+        "lambda: tuple(lk.token_logprobs(MANY, np.zeros(1 << 18, np.int64), return_ranks=True))"
+    ),
+    "cross_entropy_many_rows": (
+        "lambda: loss.cross_entropy(MANY, np.zeros(1 << 18, np.int64), reduction='none')"
     ),
     "sampler_many_rows": "lambda: lk.Sampler(seed=3, mirostat_tau=3.0)(MANY)",
     "token_logprobs_many_rows": "lambda: lk.token_logprobs(MANY, np.zeros(1 << 18, np.int64))",

@@ -294,7 +294,8 @@ pub(crate) fn cross_entropy<'py>(
     let temps = parse_per_lane_f64(py, "temperature", temperature, 1.0, &outer)?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
     let (src, dtype) = (SharedPtr(xa.data), xa.dtype);
-    let mut losses = vec![0.0f64; labels.len()];
+    let mut losses =
+        crate::scratch::filled(labels.len(), 0.0f64, "the losses").map_err(to_py_err)?;
     let opts = CrossEntropyOptions {
         temperature: temps.as_core(),
         label_smoothing,

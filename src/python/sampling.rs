@@ -143,8 +143,15 @@ fn float_param(
     if let Some(s) = rows_shape {
         check_shape(name, &arr, s)?;
     }
-    let flat = arr.call_method0("ravel")?.call_method0("tolist")?;
-    Ok(RowParam::PerRow(flat.extract::<Vec<f64>>()?))
+    let a = py
+        .import("numpy")?
+        .call_method1("ascontiguousarray", (&arr,))?
+        .cast_into::<numpy::PyArrayDyn<f64>>()?;
+    let ro = a.readonly();
+    let values = ro.as_slice()?;
+    crate::scratch::collected(values.len(), values.iter().copied(), "per-row values")
+        .map(RowParam::PerRow)
+        .map_err(to_py_err)
 }
 
 /// An integer scalar (Python int or NumPy integer, not bool), clamped to `i64`; `Err(())` when
@@ -186,9 +193,7 @@ fn int_array(
             ),
         ));
     }
-    let flat = arr.call_method0("ravel")?.call_method0("tolist")?;
-    flat.extract::<Vec<i128>>()
-        .map_err(|_| not_an_integer(py, format!("{name} must be {what}, got {}", repr(v))))
+    int_values(py, arr)
 }
 
 /// The error for a count, seed or id parameter that is not an integer (a float, a string
@@ -254,7 +259,10 @@ fn int_param(
     if let Some(s) = rows_shape {
         check_shape(name, &arr, s)?;
     }
-    Ok(RowParam::PerRow(values.into_iter().map(clamp).collect()))
+    let n = values.len();
+    crate::scratch::collected(n, values.into_iter().map(clamp), "per-row values")
+        .map(RowParam::PerRow)
+        .map_err(to_py_err)
 }
 
 /// `seed`: `None` (OS entropy), an integer in `[0, 2**64)`, or (when `per_row` is allowed) an
@@ -295,11 +303,12 @@ fn seed_param(
     };
     let values = int_array("seed", &arr, what, v)?;
     check_shape("seed", &arr, s)?;
-    values
-        .into_iter()
-        .map(one)
-        .collect::<PyResult<Vec<u64>>>()
-        .map(Seed::PerRow)
+    let mut seeds = Vec::new();
+    crate::scratch::reserve(&mut seeds, values.len(), "per-row seeds").map_err(to_py_err)?;
+    for v in values {
+        seeds.push(one(v)?);
+    }
+    Ok(Seed::PerRow(seeds))
 }
 
 /// The values of an integer ndarray, C order (one copy, no Python objects; uint64 values
@@ -642,7 +651,8 @@ fn bitmask_param(
             .call_method1("view", ("uint32",))?
             .cast_into::<numpy::PyArrayDyn<u32>>()?;
         let ro = a.readonly();
-        ro.as_slice()?.to_vec()
+        let s = ro.as_slice()?;
+        crate::scratch::collected(s.len(), s.iter().copied(), "the bitmask").map_err(to_py_err)?
     };
     match arr.ndim() {
         1 => Ok(Some(TokenBitmask::all_rows(words))),
@@ -1576,14 +1586,16 @@ pub(crate) fn token_logprobs<'py>(
             abbreviate(*id)
         )));
     }
-    let ids: Vec<i64> = ids
+    let n = ids.len();
+    let narrowed = ids
         .into_iter()
-        .map(|i| i.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
-        .collect();
+        .map(|i| i.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
+    let ids = crate::scratch::collected(n, narrowed, "token ids").map_err(to_py_err)?;
     let dtype = l.arr.dtype;
     let out = dtype.empty(py, &l.rows_shape)?;
     let dst = SharedPtr(FloatArray::view(&out).expect("fresh array").data);
-    let mut ranks = vec![0i64; if return_ranks { rows } else { 0 }];
+    let mut ranks = crate::scratch::filled(if return_ranks { rows } else { 0 }, 0i64, "the ranks")
+        .map_err(to_py_err)?;
     let span = RowSpan::of(&l);
     detach_interruptible(py, || {
         let r = return_ranks.then_some(&mut ranks[..]);

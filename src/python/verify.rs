@@ -89,7 +89,12 @@ fn draft_tokens_arg(
                 ),
             }));
         }
-        wide.into_iter().map(|i| i as i64).collect()
+        crate::scratch::collected(
+            wide.len(),
+            wide.into_iter().map(|i| i as i64),
+            "draft tokens",
+        )
+        .map_err(to_py_err)?
     };
     Ok((shape, ids))
 }

@@ -804,8 +804,7 @@ pub(crate) fn chunk_maxima_by<X: Sync, C: Real>(
     const PER: usize = BLOCK / KCH;
     cmax.clear();
     crate::scratch::resize(cmax, x.len().div_ceil(KCH), C::default(), "chunk maxima")?;
-    let mut nans = Vec::new();
-    map_chunks_mut(cmax, PER, &mut nans, par && x.len() > BLOCK, |g, out| {
+    let nans = chunks_mapped_mut(cmax, PER, par && x.len() > BLOCK, |g, out| {
         let block = &x[g * BLOCK..(g * BLOCK + BLOCK).min(x.len())];
         chunk_maxima(block, KCH, out)
     });

@@ -39,7 +39,7 @@ use super::select::{first_bad_prob, wants_chunk_maxima, Draft, KeptDist, Work};
 use super::{as_compute, check_seed, for_rows, plan, rows_of, with_row, Histories, Plan, Seed};
 use crate::element::Float;
 use crate::error::{Error, Result};
-use crate::parallel::{is_parallel, map_ranges};
+use crate::parallel::{is_parallel, ranges_mapped};
 use crate::softmax::check_len;
 
 /// What [`verify_draft`] returns (contract V1).
@@ -566,12 +566,10 @@ impl<T: Float, Q: Float> Seq<'_, T, Q> {
     /// Checks one position's draft probabilities (V4): finite and `>= 0`, and not 0 at the
     /// draft token.
     fn check_probs(&self, q: &[Q], i: usize, par: bool) -> Result<()> {
-        let mut firsts: Vec<Option<usize>> = Vec::new();
         let n = q.len();
-        map_ranges(
+        let firsts = ranges_mapped(
             n,
             crate::kernels::BLOCK,
-            &mut firsts,
             par && n > crate::kernels::BLOCK,
             |_, r| first_bad_prob(&q[r.clone()]).map(|j| r.start + j),
         );
@@ -580,10 +578,10 @@ impl<T: Float, Q: Float> Seq<'_, T, Q> {
             row: self.b,
             problem,
         };
-        if let Some(j) = firsts.into_iter().flatten().next() {
+        if let Some(j) = firsts.iter().flatten().next() {
             return Err(bad(format!(
                 "holds {} for token {j} at position {i}: draft probabilities must be finite and >= 0",
-                q[j].to_f64()
+                q[*j].to_f64()
             )));
         }
         let x = self.drafts[i] as usize;

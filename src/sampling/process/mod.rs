@@ -26,7 +26,7 @@ use super::params::SamplingParams;
 use crate::element::{is_native, Float, Real};
 use crate::error::Result;
 use crate::kernels::{kernels, BLOCK};
-use crate::parallel::map_chunks_mut;
+use crate::parallel::{chunks_mapped_mut, map_chunks_mut};
 
 /// One processing stage: changes a row's logits in place.
 ///
@@ -178,8 +178,7 @@ impl<'p, C: Real> Chain<'p, C> {
         if z.len() != x.len() {
             crate::scratch::resize(z, x.len(), C::default(), "the processed row")?;
         }
-        let mut bad = Vec::new();
-        map_chunks_mut(z, BLOCK, &mut bad, par && x.len() > BLOCK, |b, d| {
+        let bad = chunks_mapped_mut(z, BLOCK, par && x.len() > BLOCK, |b, d| {
             let (src, start) = (&x[b * BLOCK..][..d.len()], b * BLOCK);
             let marked = fused.map(|marks| (&marks[start..][..d.len()], ops.0, ops.1));
             let bad = copy_block(src, d, marked);
