@@ -172,3 +172,68 @@ def test_p19_a_reused_processor_starts_over_on_a_new_prompt():
     assert two(torch.tensor([[0, 1, 4], [2, 3, 5]]), z2).tolist() == [
         [0, 0, 0, 0, -1, 0], [0, 0, 0, 0, 0, -1]]
     assert two(torch.tensor([[0, 1, 4, 5], [2, 1, 5, 5]]), z2).tolist() == [[0.0] * 6] * 2
+
+
+def test_p19_beam_search_keeps_the_prompt_length_of_the_first_call():
+    """Beam search reorders and duplicates rows: the generated tokens stay output tokens
+    (found by a review: the prompt length was taken again at every step, so frequency
+    penalties, min_tokens and bad-word prefixes saw no output)."""
+    proc = LogitsProcessor(frequency_penalty=1.0)
+    z = torch.zeros((2, 6))
+    proc(torch.tensor([[0, 1, 2], [3, 4, 5]]), z.clone())
+    proc(torch.tensor([[0, 1, 2, 5], [3, 4, 5, 1]]), z.clone())
+    swapped = proc(torch.tensor([[3, 4, 5, 1, 2], [0, 1, 2, 5, 5]]), z.clone())
+    assert swapped.tolist() == [[0, -1, -1, 0, 0, 0], [0, 0, 0, 0, 0, -2]]
+
+
+def test_p19_several_tokens_appended_at_once_are_output_tokens():
+    # Assisted and prompt-lookup decoding append several tokens at once, and roll back.
+    proc = LogitsProcessor(min_tokens=3, stop_token_ids=[5])
+    s = torch.zeros((1, 6))
+    assert proc(torch.tensor([[0, 1]]), s.clone())[0, 5] == float("-inf")
+    assert proc(torch.tensor([[0, 1, 2, 3, 4]]), s.clone()).tolist() == [[0.0] * 6]
+    assert proc(torch.tensor([[0, 1, 2, 3]]), s.clone())[0, 5] == float("-inf")
+
+
+def test_p19_reset_starts_a_new_generation():
+    proc = LogitsProcessor(frequency_penalty=1.0)
+    z = torch.zeros((1, 4))
+    proc(torch.tensor([[0, 1]]), z)
+    assert proc(torch.tensor([[0, 1, 2]]), z).tolist() == [[0, 0, -1, 0]]
+    proc.reset()
+    assert proc(torch.tensor([[0, 1, 2]]), z).tolist() == [[0.0] * 4]
+    assert proc(torch.tensor([[0, 1, 2, 2]]), z).tolist() == [[0, 0, -1, 0]]
+
+
+class _Recording(LogitsProcessor):
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.calls = []
+
+    def __call__(self, input_ids, scores):
+        out = super().__call__(input_ids, scores)
+        self.calls.append((input_ids.clone(), scores.clone(), out.clone()))
+        return out
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [dict(num_beams=3, num_return_sequences=2), dict(prompt_lookup_num_tokens=3)],
+    ids=["beam_search", "prompt_lookup"],
+)
+def test_p19_generate_modes_see_the_histories_of_the_first_prompt(mode):
+    """Every call inside generate gives what filter_logits gives with the true prompt length."""
+    model = tiny_gpt2()
+    prompt = torch.tensor([[5, 17, 23, 5, 17, 23, 42, 8]])
+    params = dict(frequency_penalty=0.7, presence_penalty=0.3, repetition_penalty=1.3,
+                  min_tokens=4, stop_token_ids=[1], bad_words=[[17, 23]])
+    proc = _Recording(**params)
+    model.generate(prompt, logits_processor=[proc], max_new_tokens=8, do_sample=False,
+                   pad_token_id=1, **mode)
+    p = prompt.shape[1]
+    assert len(proc.calls) >= 2
+    assert max(ids.shape[1] for ids, _, _ in proc.calls) > p + 1
+    for ids, scores, out in proc.calls:
+        want = logitkit.filter_logits(scores.numpy(), prompt_tokens=ids[:, :p].numpy(),
+                                      output_tokens=ids[:, p:].numpy(), **params)
+        np.testing.assert_array_equal(out.numpy(), want)

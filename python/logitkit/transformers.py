@@ -52,9 +52,14 @@ class LogitsProcessor:
     scores :func:`logitkit.filter_logits` gives: each kept token's processed logit divided by
     the temperature, removed tokens ``-inf``. The histories come from ``input_ids``: the
     prompt is what the first call sees (its length is kept), the output tokens are what was
-    appended since. A call whose ``input_ids`` are not the previous call's with one token
-    appended starts a new generation (a new prompt), so one processor can serve several
-    ``generate`` calls in turn.
+    appended since. Later calls keep that prompt length while they can belong to the same
+    generation: the same number of rows, each starting with one of the first call's rows. So
+    beam search (which reorders and duplicates rows) and assisted or prompt-lookup decoding
+    (which append several tokens at once and roll back) count the generated tokens as output.
+    A call that cannot belong to it starts a new generation (a new prompt), so one processor
+    can serve several ``generate`` calls in turn; call :meth:`reset` before a ``generate``
+    whose prompts start with the previous prompts (a chat's next turn), which would otherwise
+    be read as a continuation.
 
     Parameters
     ----------
@@ -99,22 +104,44 @@ class LogitsProcessor:
             )
         self.params = params
         self._prompt_len: int | None = None
-        self._last_ids: np.ndarray | None = None
+        self._prompts: set[bytes] = set()
+        self._rows = 0
+
+    def reset(self) -> None:
+        """Forget the prompt: the next call starts a new generation.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from logitkit.transformers import LogitsProcessor
+        >>> proc = LogitsProcessor(frequency_penalty=1.0)
+        >>> _ = proc(torch.tensor([[0, 1]]), torch.zeros(1, 4))
+        >>> proc(torch.tensor([[0, 1, 2]]), torch.zeros(1, 4)).tolist()  # 2 was generated
+        [[0.0, 0.0, -1.0, 0.0]]
+        >>> proc.reset()
+        >>> proc(torch.tensor([[0, 1, 2]]), torch.zeros(1, 4)).tolist()  # a new prompt
+        [[0.0, 0.0, 0.0, 0.0]]
+        """
+        self._prompt_len = None
+        self._prompts = set()
+        self._rows = 0
+
+    def _continues(self, ids: np.ndarray) -> bool:
+        p = self._prompt_len
+        return (
+            p is not None
+            and ids.shape[0] == self._rows
+            and ids.shape[-1] >= p
+            and all(row[:p].tobytes() in self._prompts for row in ids)
+        )
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         ids = np.asarray(input_ids.detach().cpu() if hasattr(input_ids, "detach") else input_ids)
-        length = ids.shape[-1]
-        last = self._last_ids
-        continues = (
-            last is not None
-            and ids.shape[:-1] == last.shape[:-1]
-            and length == last.shape[-1] + 1
-            and np.array_equal(ids[..., :-1], last)
-        )
-        if not continues:
-            self._prompt_len = length
-        # A copy: the caller may reuse the buffer behind input_ids.
-        self._last_ids = np.array(ids)
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1, ids.shape[-1])
+        if not self._continues(ids):
+            self._prompt_len = ids.shape[-1]
+            self._prompts = {row.tobytes() for row in ids}
+            self._rows = ids.shape[0]
         out = filter_logits(
             scores,
             prompt_tokens=ids[:, : self._prompt_len],
