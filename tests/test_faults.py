@@ -993,3 +993,29 @@ def test_r7_token_logprobs_non_integer_ids_and_a_non_bool_return_ranks_name_them
     for bad in (1, None, "yes"):
         with pytest.raises(TypeError, match="return_ranks must be a bool"):
             lk.token_logprobs(x, [1, 1], return_ranks=bad)
+
+
+HUGE_IDS = {
+    "allowed_token_ids": (lambda x: lk.filter_logits(x, allowed_token_ids=[10**400]), "10000000000000000000... (401 digits)"),
+    "stop_token_ids": (lambda x: lk.filter_logits(x, min_tokens=1, stop_token_ids=[2**130]), str(2**130)),
+    "bad_words": (lambda x: lk.filter_logits(x, bad_words=[[1, -(2**128)]]), str(-(2**128))),
+    "top_k": (lambda x: lk.filter_logits(x, top_k=-(10**400)), "-10000000000000000000... (401 digits)"),
+    "min_tokens": (lambda x: lk.filter_logits(x, min_tokens=np.array(-(2**70), dtype=object), stop_token_ids=[1]), str(-(2**70))),
+    "top_logprobs": (lambda x: lk.sample(x, top_logprobs=2**130), str(2**130)),
+    "token_ids": (lambda x: lk.token_logprobs(x, 2**64), str(2**64)),
+    "token_ids ": (lambda x: lk.token_logprobs(np.stack([x, x]), [1, -(2**70)]), str(-(2**70))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HUGE_IDS))
+def test_r7_integers_beyond_int64_are_named_as_given(name):
+    """R7: a token id or count beyond the native integers is a ValueError that names the
+    parameter and shows the value given (found by a review: values beyond 2**127 were shown
+    as 2**127 - 1, counts below -2**63 as -2**63, and token_ids beyond uint64 raised a
+    NotAnIntegerError)."""
+    call, shown = HUGE_IDS[name]
+    with pytest.raises(ValueError) as info:
+        call(np.zeros(5, np.float32))
+    msg = str(info.value)
+    assert not isinstance(info.value, TypeError), msg
+    assert name.strip() in msg and shown in msg, msg

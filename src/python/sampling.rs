@@ -9,8 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple, PyType};
 
 use super::arrays::{
-    as_ndarray, bfloat16_values, detach_interruptible, dispatch, exports_array, is_bool, repr,
-    result_of, shape_str, single_lane, to_py_err, FloatArray,
+    abbreviate, as_ndarray, bfloat16_values, detach_interruptible, dispatch, exports_array,
+    is_bool, repr, result_of, shape_str, single_lane, to_py_err, FloatArray,
 };
 use super::extras::adapt_input;
 // `verify_draft` reads its arguments with this module's helpers.
@@ -243,17 +243,21 @@ fn int_param(
         // Any k >= V disables top-k; negative values are kept (and refused by validation).
         k.clamp(i64::MIN as i128, i64::MAX as i128) as i64
     };
+    // A value below i64 is refused here, shown as given (the core would see it clamped).
+    let scalar = |item: &Bound<'_, PyAny>| match int_scalar(item) {
+        Err(()) => Err(bad(repr(v))),
+        Ok(k) if k < i64::MIN as i128 => Err(PyValueError::new_err(format!(
+            "{name} must be {what}, got {}",
+            abbreviate(&repr(item))
+        ))),
+        Ok(k) => Ok(RowParam::All(clamp(k))),
+    };
     if !is_array_like(v) && !exports_array(v) {
-        return int_scalar(v)
-            .map(|k| RowParam::All(clamp(k)))
-            .map_err(|_| bad(repr(v)));
+        return scalar(v);
     }
     let arr = as_ndarray(py, v, name)?;
     if arr.ndim() == 0 {
-        let item = arr.call_method0("item")?;
-        return int_scalar(&item)
-            .map(|k| RowParam::All(clamp(k)))
-            .map_err(|_| bad(repr(v)));
+        return scalar(&arr.call_method0("item")?);
     }
     let values = int_array(name, &arr, what, v)?;
     if let Some(s) = rows_shape {
@@ -381,6 +385,14 @@ fn id_list(
                     ),
                 )
             })?;
+            if id == i128::MAX || id == i128::MIN {
+                // Beyond i128 (saturated): shown as given.
+                return Err(PyValueError::new_err(format!(
+                    "{name} must hold token ids in [0, V){}, got token id {}",
+                    at(),
+                    abbreviate(&repr(&item))
+                )));
+            }
             crate::scratch::push(&mut out, id, "token ids").map_err(to_py_err)?;
         }
         out
@@ -407,7 +419,7 @@ fn ids_from(
             let what = if ended {
                 format!("token id {id} after -1 padding")
             } else {
-                format!("token id {}", abbreviate(id))
+                format!("token id {id}")
             };
             return Err(PyValueError::new_err(format!(
                 "{name} must hold token ids in [0, V){}, got {what}{}",
@@ -422,16 +434,6 @@ fn ids_from(
         crate::scratch::push(&mut ids, id as u32, "token ids").map_err(to_py_err)?;
     }
     Ok(ids)
-}
-
-/// A huge integer shortened for a message.
-fn abbreviate(v: i128) -> String {
-    let s = v.to_string();
-    if s.len() > 24 {
-        format!("{}...({} digits)", &s[..20], s.len())
-    } else {
-        s
-    }
 }
 
 /// Whether `v` is a sequence whose items are themselves sequences (or None): per-row data.
@@ -791,7 +793,7 @@ fn top_logprobs_param(v: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
     usize::try_from(n).map_err(|_| {
         PyValueError::new_err(format!(
             "top_logprobs must be an integer in [0, V], got {}",
-            abbreviate(n)
+            abbreviate(&repr(v))
         ))
     })
 }
@@ -1558,6 +1560,19 @@ pub(crate) fn token_logprobs<'py>(
     let temperature = float_param(py, "temperature", temperature, 1.0, Some(&l.rows_shape))?;
     let ids_arr = as_ndarray(py, token_ids, "token_ids")?;
     let kind: char = ids_arr.dtype().kind().into();
+    if kind == 'O' {
+        // Python ints beyond int64 and uint64 (NumPy keeps them as objects): out of range.
+        for item in ids_arr.call_method0("ravel")?.try_iter()? {
+            let item = item?;
+            if int_scalar(&item).is_ok() && (item.lt(0)? || item.ge(l.vocab)?) {
+                return Err(PyValueError::new_err(format!(
+                    "token_ids must be token ids in [0, V) for the logits' vocabulary V = {}, got token id {}",
+                    l.vocab,
+                    abbreviate(&repr(&item))
+                )));
+            }
+        }
+    }
     if !"iu".contains(kind) {
         return Err(not_an_integer(
             py,
@@ -1581,9 +1596,8 @@ pub(crate) fn token_logprobs<'py>(
         .find(|(_, &id)| id < 0 || id >= l.vocab as i128)
     {
         return Err(PyValueError::new_err(format!(
-            "token_ids must be token ids in [0, V) for the logits' vocabulary V = {}, got token id {} in row {row}",
+            "token_ids must be token ids in [0, V) for the logits' vocabulary V = {}, got token id {id} in row {row}",
             l.vocab,
-            abbreviate(*id)
         )));
     }
     let n = ids.len();
