@@ -588,6 +588,7 @@ R3_WRITER = r"""
 import sys, threading, time
 import numpy as np
 import logitkit as lk
+from logitkit import loss, ops
 
 scenario, dtype, secs = SCENARIO, np.dtype(DTYPE), SECONDS
 # One long row (its passes split across the threads) for the top-p paths, else a few rows.
@@ -619,6 +620,13 @@ calls = {
     ],
     "sampler": [lambda: sampler(x, return_logprobs=True)],
     "softmax": [lambda: lk.softmax(x), lambda: lk.log_softmax(x), lambda: lk.logsumexp(x)],
+    "extras": [
+        lambda: ops.topk(x, 5),
+        lambda: ops.topk(x, 64),
+        lambda: ops.topk(x, 300),
+        lambda: ops.sparsemax(x),
+        lambda: loss.cross_entropy(x, [0, 1, 2]),
+    ],
 }[scenario]
 stop = threading.Event()
 
@@ -644,6 +652,10 @@ def writer():
             flat[i[0]] = np.inf if k % 128 == 32 else np.nan
         if k % 64 == 63:
             flat[:] = clean_flat
+        if scenario == "extras" and k % 2:
+            # Whole rows of one value and back: a row's ranking changes under the reader.
+            x[k % rows, :] = k % 7
+            x[k % rows, :] = clean[k % rows]
         k += 1
 
 def tokens_in_range(res):
@@ -690,6 +702,7 @@ sys.exit(1 if bad else 0)
         ("sampler", "float32"),
         ("sampler", "float64"),
         ("softmax", "float32"),
+        ("extras", "float32"),
     ],
 )
 def test_r3_concurrent_writer_gives_a_result_or_value_error(scenario, dtype):
@@ -699,7 +712,8 @@ def test_r3_concurrent_writer_gives_a_result_or_value_error(scenario, dtype):
     raise ValueError, for a second of calls. Before the fix this hung in the top-k/top-p cut
     (a +inf in the band left every token in one bucket, forever) and raised PanicException
     ("a set with a positive total has a kept token", "no NaN in a validated row", an index out
-    of bounds in the min-p gather, "the maximum is in the row"). A hang fails by the timeout."""
+    of bounds in the min-p gather, "the maximum is in the row"). A hang fails by the timeout. The extras: topk with k up to 64
+    panicked ("insertion index should be <= len": its sorted buffer re-read the input)."""
     code = (
         R3_WRITER.replace("SCENARIO", repr(scenario))
         .replace("DTYPE", repr(dtype))

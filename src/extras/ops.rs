@@ -18,15 +18,16 @@ fn greater<C: Real>(a: C, b: C) -> bool {
     }
 }
 
+/// The ranking of `(value, index)` pairs: value descending (NaN first), then index ascending.
 #[inline(always)]
-fn rank<C: Real>(x: &[C], a: usize, b: usize) -> std::cmp::Ordering {
+fn rank<C: Real>(a: &(C, usize), b: &(C, usize)) -> std::cmp::Ordering {
     use std::cmp::Ordering;
-    if greater(x[a], x[b]) {
+    if greater(a.0, b.0) {
         Ordering::Less
-    } else if greater(x[b], x[a]) {
+    } else if greater(b.0, a.0) {
         Ordering::Greater
     } else {
-        a.cmp(&b)
+        a.1.cmp(&b.1)
     }
 }
 
@@ -185,9 +186,15 @@ fn top_indices<C: Real>(
         return Ok(());
     }
     if k <= SMALL_K {
-        idx.extend(0..k);
-        idx.sort_unstable_by(|&a, &b| rank(x, a, b));
-        let mut worst = x[idx[k - 1]];
+        // Each value is read once and kept beside its position: another thread writing `x`
+        // (contract R3) then gives some ranking, never an inconsistent one (re-reading `x`
+        // could put an insertion point past the end).
+        let mut top = [(C::default(), 0usize); SMALL_K];
+        let top = &mut top[..k];
+        for (i, slot) in top.iter_mut().enumerate() {
+            *slot = (x[i], i);
+        }
+        top.sort_unstable_by(rank);
         for (c, piece) in x.chunks(POLL_ELEMS).enumerate() {
             if c > 0 && crate::interrupt::poll() {
                 return Err(Error::Interrupted);
@@ -196,17 +203,16 @@ fn top_indices<C: Real>(
             let from = k.saturating_sub(c * POLL_ELEMS).min(piece.len());
             let base = c * POLL_ELEMS + from;
             for (j, &v) in piece[from..].iter().enumerate() {
-                let i = base + j;
                 // A later index never beats an equal value: only strictly better entries
                 // enter.
-                if greater(v, worst) {
-                    let pos = idx.partition_point(|&j| !greater(v, x[j]));
-                    idx.pop();
-                    idx.insert(pos, i);
-                    worst = x[idx[k - 1]];
+                if greater(v, top[k - 1].0) {
+                    let pos = top.partition_point(|p| !greater(v, p.0));
+                    top.copy_within(pos..k - 1, pos + 1);
+                    top[pos] = (v, base + j);
                 }
             }
         }
+        idx.extend(top.iter().map(|p| p.1));
         return Ok(());
     }
     // Larger k: packed integer keys (their ascending order is the ranking, index included, so
