@@ -648,6 +648,98 @@ fn s9_rows_one_temperature_match_block_kernels_all_levels() {
     }
 }
 
+/// One `f64` row through the block kernels (`max`, then `exp_store_sum` and `scale`, or
+/// `sum_exp` and `write_log_softmax`): the bits every row of a many-rows call must get.
+fn by_block_kernels_f64(level: SimdLevel, op: Op, xr: &[f64], t: f64) -> Vec<u64> {
+    let n = xr.len();
+    let (m, nan) = k::max(level, xr);
+    let mut out = vec![0.0f64; n];
+    if nan || m.is_infinite() {
+        out.fill(f64::NAN);
+    } else if op == Op::Softmax {
+        let s = k::exp_store_sum(level, xr, &mut out, m, t);
+        k::scale(level, &mut out, 1.0 / s);
+    } else {
+        let s = k::sum_exp(level, xr, m, t);
+        k::write_log_softmax(level, xr, &mut out, m, t, k::row_ln::<f64>(level, s), false);
+    }
+    out.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Short `f64` rows (`n` up to 10, across one vector's lanes), many at a time: the packed
+/// groups (`F64_LANES` rows laid across the lanes), the groups they leave to the row kernel
+/// (mixed temperatures: 1 among others, or one the vector kernels do not take) and the rows
+/// after the last group give every row the bits of the block kernels (contract S9), with the
+/// contract S6 rows (NaN, +inf, all -inf), signed zeros, values near f64::MAX and subnormals
+/// among them, in place or not.
+#[test]
+fn s9_short_f64_rows_match_block_kernels_all_levels() {
+    let mut rng = Rng(41);
+    let temp_sets: [&[f64]; 5] = [
+        &[1.0],
+        &[0.5],
+        &[3.0, 0.7, 1e-3],
+        &[1.0, 0.5],
+        &[2.0, 1e308],
+    ];
+    for level in supported_levels() {
+        for n in 1usize..=10 {
+            for count in [1usize, 2, 3, 4, 5, 8, 9, 16, 17, 40] {
+                for scale in [4.0, 40.0, 700.0] {
+                    let mut x = random_row(&mut rng, n * count, scale, 7);
+                    let specials = [
+                        (2usize, f64::NAN),
+                        (5, f64::INFINITY),
+                        (11, f64::MAX),
+                        (12, -f64::MAX),
+                        (14, 5e-324),
+                    ];
+                    for (r, special) in specials {
+                        if r < count {
+                            x[r * n + (r % n)] = special;
+                        }
+                    }
+                    if count > 9 {
+                        x[9 * n..10 * n].fill(f64::NEG_INFINITY);
+                    }
+                    if count > 20 {
+                        x[20 * n..21 * n].fill(-0.0);
+                        x[20 * n] = 0.0;
+                        x[22 * n..23 * n].fill(-f64::MAX);
+                        x[22 * n] = f64::MAX;
+                    }
+                    for temps in temp_sets {
+                        let t: Vec<f64> = (0..count).map(|i| temps[i % temps.len()]).collect();
+                        for op in [Op::Softmax, Op::LogSoftmax] {
+                            for store in [k::Store::Cached, k::Store::Stream] {
+                                let mut out = vec![0.0f64; n * count];
+                                k::rows(level, op, &x, &mut out, n, &t, store);
+                                let mut at = vec![0.0f64; n * count];
+                                k::rows_at(level, op, &x, &mut at, n, t[0], true, store);
+                                for r in 0..count {
+                                    let what = format!(
+                                        "{level:?} {op:?} {store:?} n={n} count={count} \
+                                         scale={scale} t={} row {r}",
+                                        t[r]
+                                    );
+                                    let xr = &x[r * n..(r + 1) * n];
+                                    let bits = |v: &[f64]| -> Vec<u64> {
+                                        v[r * n..(r + 1) * n].iter().map(|v| v.to_bits()).collect()
+                                    };
+                                    let want = by_block_kernels_f64(level, op, xr, t[r]);
+                                    assert_eq!(bits(&out), want, "{what}");
+                                    let want = by_block_kernels_f64(level, op, xr, t[0]);
+                                    assert_eq!(bits(&at), want, "{what} (in place, t[0])");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What a row of [`s9_streamed_long_rows_match_map_row_all_levels`] holds.
 #[derive(Clone, Copy, Debug)]
 enum LongRow {

@@ -7,7 +7,8 @@
 
 use super::elementwise::{map, scale_to, LaneMap};
 use crate::kernels::isa::Simd;
-use crate::kernels::{scalar, EntropySums};
+use crate::kernels::{scalar, EntropySums, RowBatch};
+use crate::op::Op;
 
 /// The exp argument's constants for a row: the maximum `m` and `1 / t = inv + inv_lo`.
 #[derive(Clone, Copy)]
@@ -391,6 +392,261 @@ pub(crate) unsafe fn write_log_softmax<S: Simd>(
     }
 }
 
+/// The most rows a group of [`short_rows`] holds: the widest level's `F64_LANES`.
+const MAX_F64_LANES: usize = 8;
+
+/// The groups of [`short_rows`] whose log-sums are taken together (vectorised `ln`).
+const LN_GROUPS: usize = 32;
+
+/// Softmax or log-softmax of rows of `n <= F64_LANES` elements, `F64_LANES` rows at a time
+/// laid across the lanes (lane `q` of vector `j`: element `j` of row `q`), so that short rows
+/// (`(1M, 2)` along either axis order) share each vector operation instead of taking one
+/// each. Each row gets the bits of the row kernel (`max`, then `exp_store_sum` and `scale`,
+/// or `sum_exp`, `f64::ln` and `write_log_softmax`): the same lane-wise operations on the same
+/// values, and its sum added in the order of `reduce_add_f64` (halving), where the zeros of
+/// the lanes past a row's end change nothing; the logarithms of [`LN_GROUPS`] groups' sums are
+/// taken together by [`crate::ln::ln_in_place`] (the bits of `f64::ln`). Groups whose
+/// temperatures do not all take one vector path (1, or a vector temperature other than 1),
+/// and the rows after the last whole group, go to `each` (the level's row-by-row kernel).
+///
+/// # Safety
+/// As [`Kernels::rows`](crate::kernels::Kernels) for `b`; `each` may be called with any part
+/// of `b`.
+#[inline(always)]
+pub(crate) unsafe fn short_rows<S: Simd>(
+    s: S,
+    op: Op,
+    b: RowBatch<f64>,
+    each: impl Fn(RowBatch<f64>),
+) {
+    let l = S::F64_LANES;
+    if b.n > l || b.n == 0 || b.count < l || l > MAX_F64_LANES {
+        return each(b);
+    }
+    let whole = b.count / l * l;
+    let mut sums = [0.0f64; LN_GROUPS * MAX_F64_LANES];
+    for first in (0..whole).step_by(LN_GROUPS * l) {
+        let groups = (whole - first) / l;
+        let groups = groups.min(LN_GROUPS);
+        // Which vector path each group takes: Some(UNIT), or None (row by row).
+        let mut unit = [None; LN_GROUPS];
+        for (g, path) in unit.iter_mut().enumerate().take(groups) {
+            let r0 = first + g * l;
+            let mut t = [1.0f64; MAX_F64_LANES];
+            for (q, slot) in t.iter_mut().enumerate().take(l) {
+                // SAFETY: `r0 + q < count` (# Safety).
+                *slot = unsafe { b.temp(r0 + q) };
+            }
+            let t = &t[..l];
+            *path = if t.iter().all(|&t| t == 1.0) {
+                Some(true)
+            } else if t.iter().all(|&t| t != 1.0 && vector_temperature(t)) {
+                Some(false)
+            } else {
+                None
+            };
+            let sums = &mut sums[g * l..(g + 1) * l];
+            // SAFETY: rows `r0..r0 + l` are rows of `b` (# Safety).
+            unsafe {
+                match *path {
+                    Some(true) => short_group::<S, true>(s, op, &b, r0, sums),
+                    Some(false) => short_group::<S, false>(s, op, &b, r0, sums),
+                    None => each(b.rows(r0, l)),
+                }
+            }
+        }
+        if op == Op::LogSoftmax {
+            crate::ln::ln_in_place(&mut sums[..groups * l]);
+            for (g, path) in unit.iter().enumerate().take(groups) {
+                let (r0, ls) = (first + g * l, &sums[g * l..(g + 1) * l]);
+                // SAFETY: as above.
+                unsafe {
+                    match *path {
+                        Some(true) => write_short_logs::<S, true>(s, &b, r0, ls),
+                        Some(false) => write_short_logs::<S, false>(s, &b, r0, ls),
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+    if whole < b.count {
+        each(b.rows(whole, b.count - whole));
+    }
+}
+
+/// Rows `r0..r0 + F64_LANES` of `b` laid across the lanes (every row read before any is
+/// written, so in place works): `x[j]` lane `q` is element `j` of row `r0 + q` (0 past `n`),
+/// and the row maxima; `bad[q]` for contract S6's rows (NaN or +inf anywhere, or no entry
+/// above -inf: the row kernel's test).
+///
+/// # Safety
+/// Rows `r0..r0 + F64_LANES` are rows of `b`, readable as [`short_rows`] says.
+#[inline(always)]
+unsafe fn short_rows_across<S: Simd>(
+    s: S,
+    b: &RowBatch<f64>,
+    r0: usize,
+) -> ([S::F64; MAX_F64_LANES], S::F64, [bool; MAX_F64_LANES]) {
+    let (l, n) = (S::F64_LANES, b.n);
+    let mut xs = [[0.0f64; MAX_F64_LANES]; MAX_F64_LANES];
+    let mut bad = [false; MAX_F64_LANES];
+    for q in 0..l {
+        let src = b.row(r0 + q).0;
+        for (j, col) in xs.iter_mut().enumerate().take(n) {
+            // SAFETY: `j < n`: element `j` of row `r0 + q` is readable (# Safety).
+            col[q] = unsafe { *src.add(j) };
+            bad[q] |= col[q].is_nan();
+        }
+    }
+    // SAFETY: each `xs[j]` holds `MAX_F64_LANES >= F64_LANES` elements.
+    let x: [S::F64; MAX_F64_LANES] = std::array::from_fn(|j| unsafe { s.load_f64(xs[j].as_ptr()) });
+    let mut m = x[0];
+    for &v in &x[1..n] {
+        m = s.max_f64(m, v);
+    }
+    let mut ms = [0.0f64; MAX_F64_LANES];
+    // SAFETY: `ms` holds `F64_LANES` elements.
+    unsafe { s.store_f64(ms.as_mut_ptr(), m) };
+    for q in 0..l {
+        bad[q] |= ms[q].is_infinite();
+    }
+    (x, m, bad)
+}
+
+/// [`ArgF64::new`] lane by lane: maxima `m`, the temperatures of rows `r0..` of `b` (all 1
+/// when UNIT).
+///
+/// # Safety
+/// Rows `r0..r0 + F64_LANES` are rows of `b`.
+#[inline(always)]
+unsafe fn short_rows_arg<S: Simd, const UNIT: bool>(
+    s: S,
+    b: &RowBatch<f64>,
+    r0: usize,
+    m: S::F64,
+) -> ArgF64<S> {
+    let (mut inv, mut inv_lo) = ([1.0f64; MAX_F64_LANES], [0.0f64; MAX_F64_LANES]);
+    if !UNIT {
+        for q in 0..S::F64_LANES {
+            // SAFETY: `r0 + q < count` (# Safety).
+            let t = unsafe { b.temp(r0 + q) };
+            inv[q] = 1.0 / t;
+            inv_lo[q] = (-t).mul_add(inv[q], 1.0) / t;
+        }
+    }
+    // SAFETY: `inv` and `inv_lo` hold `F64_LANES` elements.
+    unsafe {
+        ArgF64 {
+            m_scalar: 0.0,
+            m,
+            neg_m: s.mul_f64(m, s.splat_f64(-1.0)),
+            inv: s.load_f64(inv.as_ptr()),
+            inv_lo: s.load_f64(inv_lo.as_ptr()),
+        }
+    }
+}
+
+/// Element `j` of rows `r0..r0 + F64_LANES` of `b` from lane `q` of `out[j]` (NaN for the
+/// `bad` rows).
+///
+/// # Safety
+/// Rows `r0..r0 + F64_LANES` are rows of `b`, writable as [`short_rows`] says.
+#[inline(always)]
+unsafe fn short_rows_write<S: Simd>(
+    s: S,
+    b: &RowBatch<f64>,
+    r0: usize,
+    out: &[S::F64; MAX_F64_LANES],
+    bad: &[bool; MAX_F64_LANES],
+) {
+    let (l, n) = (S::F64_LANES, b.n);
+    let mut os = [[0.0f64; MAX_F64_LANES]; MAX_F64_LANES];
+    for j in 0..n {
+        // SAFETY: `os[j]` holds `F64_LANES` elements.
+        unsafe { s.store_f64(os[j].as_mut_ptr(), out[j]) };
+    }
+    for q in 0..l {
+        let dst = b.row(r0 + q).1;
+        for (j, col) in os.iter().enumerate().take(n) {
+            let v = if bad[q] { f64::NAN } else { col[q] };
+            // SAFETY: `j < n`: element `j` of row `r0 + q` is writable (# Safety).
+            unsafe { *dst.add(j) = v };
+        }
+    }
+}
+
+/// Rows `r0..r0 + F64_LANES` of `b` at temperatures all 1 (UNIT) or none 1 and each a vector
+/// temperature: their exp-sums into `sums` and, for softmax, their probabilities written.
+///
+/// # Safety
+/// As [`short_rows`], and the rows are rows of `b`.
+#[inline(always)]
+unsafe fn short_group<S: Simd, const UNIT: bool>(
+    s: S,
+    op: Op,
+    b: &RowBatch<f64>,
+    r0: usize,
+    sums: &mut [f64],
+) {
+    let (l, n) = (S::F64_LANES, b.n);
+    // SAFETY: the rows are rows of `b` (# Safety).
+    let (x, m, bad) = unsafe { short_rows_across(s, b, r0) };
+    // SAFETY: as above.
+    let c = unsafe { short_rows_arg::<S, UNIT>(s, b, r0, m) };
+    let e: [S::F64; MAX_F64_LANES] = std::array::from_fn(|j| {
+        if j < n {
+            c.exp::<UNIT>(s, x[j])
+        } else {
+            s.splat_f64(0.0)
+        }
+    });
+    let mut acc = e;
+    let mut half = l / 2;
+    while half >= 1 {
+        for i in 0..half.min(n) {
+            if i + half < n {
+                acc[i] = s.add_f64(acc[i], acc[i + half]);
+            }
+        }
+        half /= 2;
+    }
+    let total = acc[0];
+    debug_assert!(sums.len() >= l);
+    // SAFETY: `sums` holds `F64_LANES` elements.
+    unsafe { s.store_f64(sums.as_mut_ptr(), total) };
+    if op == Op::Softmax {
+        let factor = s.div_f64(s.splat_f64(1.0), total);
+        let out = std::array::from_fn(|j| s.mul_f64(e[j], factor));
+        // SAFETY: as above.
+        unsafe { short_rows_write(s, b, r0, &out, &bad) };
+    }
+}
+
+/// The log-probabilities of rows `r0..r0 + F64_LANES` of `b` from their exp-sums' logarithms
+/// `ls` (of [`short_group`] with the same UNIT).
+///
+/// # Safety
+/// As [`short_group`].
+#[inline(always)]
+unsafe fn write_short_logs<S: Simd, const UNIT: bool>(
+    s: S,
+    b: &RowBatch<f64>,
+    r0: usize,
+    ls: &[f64],
+) {
+    // SAFETY: the rows are rows of `b` (# Safety).
+    let (x, m, bad) = unsafe { short_rows_across(s, b, r0) };
+    // SAFETY: as above.
+    let c = unsafe { short_rows_arg::<S, UNIT>(s, b, r0, m) };
+    debug_assert!(ls.len() >= S::F64_LANES);
+    // SAFETY: `ls` holds `F64_LANES` elements.
+    let ls = unsafe { s.load_f64(ls.as_ptr()) };
+    let out = std::array::from_fn(|j| c.log::<UNIT>(s, ls, x[j]));
+    // SAFETY: as above.
+    unsafe { short_rows_write(s, b, r0, &out, &bad) };
+}
+
 /// The `f64` kernels and table of one level: `instantiate!(Token, "features")` defines, in
 /// the invoking module, each kernel above inside a function compiled with the level's
 /// features, `rows_f64`, and the table `F64`.
@@ -441,7 +697,7 @@ macro_rules! instantiate {
         }
 
         rows_kernel!(
-            rows_f64,
+            rows_each_f64,
             f64,
             $feat,
             max_f64,
@@ -453,6 +709,19 @@ macro_rules! instantiate {
             write_log_softmax_f64,
             f64::ln
         );
+
+        /// # Safety
+        /// As [`Kernels::rows`](crate::kernels::Kernels).
+        #[target_feature(enable = $feat)]
+        unsafe fn rows_f64(
+            op: crate::op::Op,
+            b: crate::kernels::RowBatch<f64>,
+            store: crate::kernels::Store,
+        ) {
+            // SAFETY: this function's contract is `short_rows`' and, for any part of `b`,
+            // `rows_each_f64`'s.
+            unsafe { algo::short_rows(isa(), op, b, |part| rows_each_f64(op, part, store)) }
+        }
 
         level_table!(
             /// The level's table for `f64`. Only handed out when the CPU has its features.
