@@ -547,3 +547,44 @@ def test_p20_p26_defaults_change_nothing():
         np.testing.assert_array_equal(a[1], b[1])
         np.testing.assert_array_equal(logitkit.filter_logits(x, **kw),
                                       logitkit.filter_logits(x, **kw, **defaults))
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [dict(top_k=4), dict(top_k=40), dict(top_p=float(np.nextafter(1.0, 0.0)))],
+    ids=["top_k_4", "top_k_40", "top_p_below_1"],
+)
+def test_p21_a_cut_past_the_finite_logits_keeps_top_n_sigma_on(cut):
+    """P21: when top-k or top-p keeps every finite logit and reaches into the -inf ones (a mask
+    leaving fewer than k tokens), top-n-sigma is taken over the finite logits, as without the
+    cut. Found by a review: the -inf ties made the mean -inf and sigma NaN, and every token was
+    kept (top-n-sigma silently off)."""
+    x = np.array([0.0, -np.inf, -np.inf, 5.0, 1.0])
+    want = logitkit.filter_logits(x, top_n_sigma=0.5)
+    assert np.isfinite(want).sum() == 1
+    np.testing.assert_array_equal(logitkit.filter_logits(x, top_n_sigma=0.5, **cut), want)
+    tokens = logitkit.sample(np.broadcast_to(x, (2000, 5)), top_n_sigma=0.5, seed=1, **cut)
+    assert (tokens == 3).all()
+    z = np.random.default_rng(0).normal(size=1000) * 3
+    allowed = list(range(0, 20, 2))
+    if cut.get("top_k", len(z)) <= len(allowed):
+        return  # this top-k cuts among the allowed tokens: a smaller set, another spread
+    want = logitkit.filter_logits(z, top_n_sigma=1.0, allowed_token_ids=allowed)
+    got = logitkit.filter_logits(z, top_n_sigma=1.0, allowed_token_ids=allowed, **cut)
+    np.testing.assert_array_equal(got, want)
+    sampler = logitkit.Sampler(top_n_sigma=1.0, allowed_token_ids=allowed, seed=2, **cut)
+    assert np.isin(sampler(np.broadcast_to(z, (500, 1000))), np.flatnonzero(np.isfinite(want))).all()
+
+
+def test_p21_top_p_just_below_1_keeps_top_n_sigma_on():
+    """P21: top_p = nextafter(1, 0) never reaches p over a row with -inf tokens, so its cut
+    runs into them; top-n-sigma still applies (found by a review: every finite token was kept,
+    and sample drew tokens top-n-sigma removes)."""
+    x = np.array([-np.inf, 4.00478516729051, 0.37703838502493114, -1.2663881803844534,
+                  -np.inf, -2.182292235238391, -2.555360332773216, 1.2608229815364638])
+    p1 = float(np.nextafter(1.0, 0.0))
+    want = logitkit.filter_logits(x, top_n_sigma=0.7)
+    assert np.flatnonzero(np.isfinite(want)).tolist() == [1]
+    np.testing.assert_array_equal(logitkit.filter_logits(x, top_n_sigma=0.7, top_p=p1), want)
+    drawn = logitkit.sample(np.broadcast_to(x, (5000, 8)), top_n_sigma=0.7, top_p=p1, seed=0)
+    assert (drawn == 1).all()

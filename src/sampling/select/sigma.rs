@@ -22,11 +22,28 @@ pub(super) fn apply<C: Real>(ctx: &mut Ctx<'_, C>) -> Result<()> {
         return Ok(());
     }
     let xs = &ctx.set.xs;
-    let count = xs.len();
-    let top = lane_extremes(xs).1;
-    let mean = lane_sum(xs) / count as f64;
-    let squares = lane_squared_deviations(xs, mean);
-    let sd = deviation(count, squares, || xs.iter().map(|x| x.to_f64()));
+    let (low, top) = lane_extremes(xs);
+    let (count, sd) = if low == f64::NEG_INFINITY {
+        // Top-k or top-p reaching past the finite logits lists -inf ones too: they have
+        // probability 0 and are not part of the spread (their -inf would make it NaN, and
+        // every token would be kept).
+        let (count, sum) = lane_count_sum_at_least(xs, f64::MIN);
+        let mean = sum / count as f64;
+        let squares = lane_squared_deviations_at_least(xs, mean, f64::MIN);
+        let finite = || xs.iter().map(|x| x.to_f64()).filter(|&x| x >= f64::MIN);
+        (count, deviation(count, squares, finite))
+    } else {
+        let count = xs.len();
+        let mean = lane_sum(xs) / count as f64;
+        let squares = lane_squared_deviations(xs, mean);
+        (
+            count,
+            deviation(count, squares, || xs.iter().map(|x| x.to_f64())),
+        )
+    };
+    if count == 0 {
+        return Ok(());
+    }
     match least_kept(top, sd, ctx.m, &ctx.cfg) {
         Some(lowest) => ctx.retain_logits_at_least(lowest),
         None => Ok(()),
@@ -83,8 +100,12 @@ fn least_kept(top: f64, sd: f64, m: f64, cfg: &RowCfg) -> Option<f64> {
 /// when it keeps them all. The statistics are masked passes over `xs`: on a flat row the kept
 /// set is most of the row, and a list of it costs many times the passes.
 pub(crate) fn least_kept_of_cut<C: Real>(xs: &[C], cut: Cut, m: f64, cfg: &RowCfg) -> Option<f64> {
-    // The kept ties, all equal to the cut's value, are added apart from the masked passes.
-    let (floor, ties) = if cut.ties == usize::MAX {
+    // The kept ties, all equal to the cut's value, are added apart from the masked passes. A
+    // cut at -inf (top-k or top-p reaching past the finite logits) keeps every finite logit and
+    // no -inf one: those have probability 0 and are not in the set whose spread is taken.
+    let (floor, ties) = if cut.value == f64::NEG_INFINITY {
+        (f64::MIN, 0)
+    } else if cut.ties == usize::MAX {
         (cut.value, 0)
     } else {
         (cut.value.next_up(), cut.ties)
@@ -117,6 +138,23 @@ mod tests {
     use crate::sampling::select::Cut;
     use crate::sampling::test_units::units;
     use crate::SamplingParams;
+
+    /// A cut at -inf (top-k or top-p reaching past the finite logits, with some -inf tokens
+    /// kept as ties, or all of them) is the set of the finite logits.
+    #[test]
+    fn p21_a_cut_at_minus_inf_is_the_finite_logits() {
+        let xs = [0.0f64, f64::NEG_INFINITY, f64::NEG_INFINITY, 5.0, 1.0];
+        let cfg = SamplingParams::default().top_n_sigma(0.5).row(0, xs.len());
+        for ties in [0, 1, 2, usize::MAX] {
+            let cut = Cut {
+                value: f64::NEG_INFINITY,
+                ties,
+            };
+            // sigma of {0, 5, 1} is 2.16: the bound 5 - 1.08 keeps 5 alone.
+            let lowest = least_kept_of_cut(&xs, cut, 5.0, &cfg).expect("a bound");
+            assert!(lowest > 1.0 && lowest <= 5.0, "ties {ties}: {lowest}");
+        }
+    }
 
     /// Top-n-sigma on a kept set given as a cut of a larger set (masked passes, the ties added
     /// apart) keeps what it keeps on the set listed (plain `f64` sums over the kept tokens):
