@@ -17,6 +17,7 @@ thread, so the 1-thread ratio is the fair one).
         [--baseline DIR]   # also time the logitkit package found in DIR (e.g. an older build)
         [--extras]         # the extras (cross_entropy, topk, sparsemax, sigmoid, calibration)
                            # on many short lanes instead, each against NumPy's softmax
+        [--dtype float64]  # the input dtype (default float32); results in layouts-float64.md
 """
 
 from __future__ import annotations
@@ -76,12 +77,12 @@ QUICK = [
 ]
 
 
-def make_input(layout: str):
+def make_input(layout: str, dtype: str = "float32"):
     import numpy as np
 
     shape, order, view, axis = LAYOUTS[layout]
     rng = np.random.default_rng(0)
-    x = np.asarray((rng.standard_normal(shape, dtype=np.float32) * 3), order=order)
+    x = np.asarray((rng.standard_normal(shape, dtype=np.float32) * 3).astype(dtype), order=order)
     if view is not None:
         x = x[view]
     return x, axis
@@ -128,9 +129,9 @@ def extras_funcs(x, axis):
     }
 
 
-def worker(contender: str, layout: str, threads: int, budget: float, names) -> None:
+def worker(contender: str, layout: str, threads: int, budget: float, names, dtype: str) -> None:
     """Prints {func: median seconds per call} for one contender on one layout."""
-    x, axis = make_input(layout)
+    x, axis = make_input(layout, dtype)
     if contender == "numpy":
         funcs = numpy_funcs(axis)
         if names is EXTRAS:
@@ -158,7 +159,7 @@ def worker(contender: str, layout: str, threads: int, budget: float, names) -> N
     print(json.dumps(res))
 
 
-def measure(contenders, layout, rounds, budget, extras=False):
+def measure(contenders, layout, rounds, budget, extras=False, dtype="float32"):
     """{contender: {func: median over rounds}}; `contenders` maps a name to (kind, threads,
     extra PYTHONPATH or None)."""
     base_env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1",
@@ -173,7 +174,7 @@ def measure(contenders, layout, rounds, budget, extras=False):
                 env["PYTHONPATH"] = path + os.pathsep + env.get("PYTHONPATH", "")
             out = subprocess.run(
                 [sys.executable, __file__, "--worker", kind, layout, str(threads), str(budget),
-                 "extras" if extras else "family"],
+                 "extras" if extras else "family", dtype],
                 capture_output=True, text=True, env=env, check=True,
             )
             for f, t in json.loads(out.stdout.strip().splitlines()[-1]).items():
@@ -191,11 +192,13 @@ def main() -> None:
     p.add_argument("--baseline", default=None, help="a folder holding another logitkit build")
     p.add_argument("--out", default=None, help="folder to write layouts.md into")
     p.add_argument("--extras", action="store_true", help="the extras on many short lanes")
-    p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
-        kind, layout, threads, budget, which = a.worker
-        worker(kind, layout, int(threads), float(budget), EXTRAS if which == "extras" else FUNCS)
+        kind, layout, threads, budget, which, dtype = a.worker
+        worker(kind, layout, int(threads), float(budget), EXTRAS if which == "extras" else FUNCS,
+               dtype)
         return
     funcs = EXTRAS if a.extras else FUNCS
     family = [name for name in LAYOUTS if name not in EXTRAS_LAYOUTS]
@@ -209,7 +212,7 @@ def main() -> None:
 
     head = (
         f"logitkit {logitkit.__version__}, SIMD {logitkit.simd_level()}, {os.cpu_count()} CPUs; "
-        f"float32; each contender in its own process, {a.rounds} rounds alternating the order, "
+        f"{a.dtype}; each contender in its own process, {a.rounds} rounds alternating the order, "
         "median of medians; ratio = logitkit time / NumPy time (R8 bound: <= 2)"
         + ("; NumPy time: its softmax expression on the same layout" if a.extras else "")
     )
@@ -220,7 +223,7 @@ def main() -> None:
     print(lines[0], flush=True)
     worst = {c: 0.0 for c in cols}
     for layout in layouts:
-        t = measure(contenders, layout, a.rounds, a.budget, a.extras)
+        t = measure(contenders, layout, a.rounds, a.budget, a.extras, a.dtype)
         for f in funcs:
             ref = t["numpy"]["softmax" if a.extras else f]
             cells = []
@@ -235,6 +238,8 @@ def main() -> None:
     if a.out:
         Path(a.out).mkdir(parents=True, exist_ok=True)
         name = "layouts-extras.md" if a.extras else "layouts.md"
+        if a.dtype != "float32":
+            name = name.replace(".md", f"-{a.dtype}.md")
         (Path(a.out) / name).write_text("\n".join(lines) + "\n")
         print(f"wrote {Path(a.out) / name}")
 

@@ -499,8 +499,13 @@ unsafe fn short_rows_across<S: Simd>(
             bad[q] |= col[q].is_nan();
         }
     }
-    // SAFETY: each `xs[j]` holds `MAX_F64_LANES >= F64_LANES` elements.
-    let x: [S::F64; MAX_F64_LANES] = std::array::from_fn(|j| unsafe { s.load_f64(xs[j].as_ptr()) });
+    // Loops, not `array::from_fn`, here and below: its closure is not inlined into the
+    // caller's `target_feature` function, and the intrinsics became calls.
+    let mut x = [s.splat_f64(0.0); MAX_F64_LANES];
+    for (v, col) in x.iter_mut().zip(&xs).take(n) {
+        // SAFETY: `col` holds `MAX_F64_LANES >= F64_LANES` elements.
+        *v = unsafe { s.load_f64(col.as_ptr()) };
+    }
     let mut m = x[0];
     for &v in &x[1..n] {
         m = s.max_f64(m, v);
@@ -576,6 +581,86 @@ unsafe fn short_rows_write<S: Simd>(
     }
 }
 
+/// The exps of the `n` vectors `x` of rows laid across the lanes (0 past `n`) and the rows'
+/// sums, added in the order of `reduce_add_f64` (halving), as the row kernels' `exp_sum` adds
+/// a row of at most one vector: the zeros of the lanes past a row's end change nothing.
+#[inline(always)]
+fn short_rows_exps<S: Simd, const UNIT: bool>(
+    s: S,
+    x: &[S::F64; MAX_F64_LANES],
+    c: ArgF64<S>,
+    n: usize,
+) -> ([S::F64; MAX_F64_LANES], S::F64) {
+    let mut e = [s.splat_f64(0.0); MAX_F64_LANES];
+    for (v, &x) in e.iter_mut().zip(x).take(n) {
+        *v = c.exp::<UNIT>(s, x);
+    }
+    let mut acc = e;
+    let mut half = S::F64_LANES / 2;
+    while half >= 1 {
+        for i in 0..half.min(n) {
+            if i + half < n {
+                acc[i] = s.add_f64(acc[i], acc[i + half]);
+            }
+        }
+        half /= 2;
+    }
+    (e, acc[0])
+}
+
+/// [`row_sums`](crate::kernels::row_sums) of the leading rows of `count` rows of `n` elements
+/// stored back to back at `src`, at temperature `t`, `F64_LANES` rows at a time laid across
+/// the lanes as [`short_rows`] lays them: each row's maximum and exp-sum (NaN for contract
+/// S6's rows) with the bits of `max` and `sum_exp`. Returns how many rows it took: the whole
+/// groups, or none when `n > F64_LANES` or `t` is not a vector temperature.
+///
+/// # Safety
+/// `src` holds `count` rows of `n` elements; `maxima` and `totals` are writable for `count`.
+#[inline(always)]
+pub(crate) unsafe fn short_sums<S: Simd>(
+    s: S,
+    src: *const f64,
+    n: usize,
+    count: usize,
+    t: f64,
+    maxima: *mut f64,
+    totals: *mut f64,
+) -> usize {
+    let l = S::F64_LANES;
+    if n > l || n == 0 || l > MAX_F64_LANES || !(t == 1.0 || vector_temperature(t)) {
+        return 0;
+    }
+    let b = RowBatch::adjacent(src, std::ptr::null_mut(), n, count, &t);
+    let whole = count / l * l;
+    for r0 in (0..whole).step_by(l) {
+        // SAFETY: rows `r0..r0 + l` are among the `count` readable rows (# Safety); the batch's
+        // one temperature, `t`, is read with step 0.
+        let (x, m, bad) = unsafe { short_rows_across(s, &b, r0) };
+        let total = if t == 1.0 {
+            // SAFETY: as above.
+            let c = unsafe { short_rows_arg::<S, true>(s, &b, r0, m) };
+            short_rows_exps::<S, true>(s, &x, c, n).1
+        } else {
+            // SAFETY: as above.
+            let c = unsafe { short_rows_arg::<S, false>(s, &b, r0, m) };
+            short_rows_exps::<S, false>(s, &x, c, n).1
+        };
+        let nan = s.splat_f64(f64::NAN);
+        let mut bad_lanes = [0.0f64; MAX_F64_LANES];
+        for (q, v) in bad_lanes.iter_mut().enumerate().take(l) {
+            *v = if bad[q] { 1.0 } else { 0.0 };
+        }
+        // SAFETY: `bad_lanes` holds `F64_LANES` elements; `maxima` and `totals` are writable
+        // at rows `r0..r0 + l` (# Safety).
+        unsafe {
+            let bad = s.eq_f64(s.load_f64(bad_lanes.as_ptr()), s.splat_f64(1.0));
+            s.store_f64(totals.add(r0), s.select_f64(bad, nan, total));
+            s.store_f64(maxima.add(r0), m);
+        }
+    }
+    whole
+}
+
 /// Rows `r0..r0 + F64_LANES` of `b` at temperatures all 1 (UNIT) or none 1 and each a vector
 /// temperature: their exp-sums into `sums` and, for softmax, their probabilities written.
 ///
@@ -594,30 +679,16 @@ unsafe fn short_group<S: Simd, const UNIT: bool>(
     let (x, m, bad) = unsafe { short_rows_across(s, b, r0) };
     // SAFETY: as above.
     let c = unsafe { short_rows_arg::<S, UNIT>(s, b, r0, m) };
-    let e: [S::F64; MAX_F64_LANES] = std::array::from_fn(|j| {
-        if j < n {
-            c.exp::<UNIT>(s, x[j])
-        } else {
-            s.splat_f64(0.0)
-        }
-    });
-    let mut acc = e;
-    let mut half = l / 2;
-    while half >= 1 {
-        for i in 0..half.min(n) {
-            if i + half < n {
-                acc[i] = s.add_f64(acc[i], acc[i + half]);
-            }
-        }
-        half /= 2;
-    }
-    let total = acc[0];
+    let (e, total) = short_rows_exps::<S, UNIT>(s, &x, c, n);
     debug_assert!(sums.len() >= l);
     // SAFETY: `sums` holds `F64_LANES` elements.
     unsafe { s.store_f64(sums.as_mut_ptr(), total) };
     if op == Op::Softmax {
         let factor = s.div_f64(s.splat_f64(1.0), total);
-        let out = std::array::from_fn(|j| s.mul_f64(e[j], factor));
+        let mut out = e;
+        for v in out.iter_mut().take(n) {
+            *v = s.mul_f64(*v, factor);
+        }
         // SAFETY: as above.
         unsafe { short_rows_write(s, b, r0, &out, &bad) };
     }
@@ -642,7 +713,10 @@ unsafe fn write_short_logs<S: Simd, const UNIT: bool>(
     debug_assert!(ls.len() >= S::F64_LANES);
     // SAFETY: `ls` holds `F64_LANES` elements.
     let ls = unsafe { s.load_f64(ls.as_ptr()) };
-    let out = std::array::from_fn(|j| c.log::<UNIT>(s, ls, x[j]));
+    let mut out = x;
+    for v in out.iter_mut().take(b.n) {
+        *v = c.log::<UNIT>(s, ls, *v);
+    }
     // SAFETY: as above.
     unsafe { short_rows_write(s, b, r0, &out, &bad) };
 }
@@ -694,6 +768,10 @@ macro_rules! instantiate {
             ) => algo::write_log_softmax(isa(), src, dst, n, m, t, log_sum, stream);
             fn entropy_sums_f64(x: &[f64], m: f64) -> crate::kernels::EntropySums
                 => algo::entropy_sums(isa(), x, m);
+            fn packed_sums_f64(
+                src: *const f64, n: usize, count: usize, t: f64, maxima: *mut f64,
+                totals: *mut f64,
+            ) -> usize => algo::short_sums(isa(), src, n, count, t, maxima, totals);
         }
 
         rows_kernel!(
@@ -738,7 +816,7 @@ macro_rules! instantiate {
                 rows: rows_f64,
                 exp_sum_overlapped: None,
                 entropy_sums: entropy_sums_f64,
-                packed_sums: None,
+                packed_sums: Some(packed_sums_f64),
             }
         );
     };
