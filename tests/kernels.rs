@@ -495,9 +495,10 @@ fn rows_kernel_matches_block_kernels_all_levels() {
 }
 
 /// Many short rows' maxima and exp-sums in one call (`row_sums`, and `logsumexp_rows` on it):
-/// the packed groups of 16 or 8 rows stored one after the other and the rows they leave over
-/// give every row the bits of the block kernels (`max`, then `sum_exp`) at every temperature
-/// (2e-35: one the packed kernels leave to the block kernels), and of one row's logsumexp
+/// the packed groups of 16 or 8 rows stored one after the other (`f64`: rows of up to
+/// `F64_LANES`, that many at a time) and the rows they leave over give every row the bits of
+/// the block kernels (`max`, then `sum_exp`) at every temperature (2e-35: one the `f32` packed
+/// kernels leave to the block kernels), and of one row's logsumexp
 /// (contract S9), and a NaN sum exactly for contract S6's rows (NaN, +inf, all -inf), whatever
 /// their place among the rows.
 #[test]
@@ -521,7 +522,8 @@ fn s9_row_sums_match_block_kernels_all_levels() {
                         x[21 * n..22 * n].fill(f32::MAX);
                     }
                     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-                    for t in [1.0, 0.7, 3.0, 2e-35] {
+                    // 1e-310 (subnormal): one the float64 packed sums leave to the block kernels.
+                    for t in [1.0, 0.7, 3.0, 2e-35, 1e-310] {
                         let what = format!("{level:?} n={n} count={count} t={t}");
                         let (mut maxima, mut totals) = (vec![0f32; count], vec![0f64; count]);
                         k::row_sums(level, &x, n, t, &mut maxima, &mut totals);

@@ -363,6 +363,22 @@ def test_sample_top_logprobs_output_goes_to_exactly_the_path(tmp_path):
         assert saved["top_ids"].tolist() == [[0, 2]]
 
 
+def test_sample_top_logprobs_output_keeps_the_rows_shape(tmp_path):
+    """``--top-logprobs N -o FILE`` keeps ``logits.shape[:-1]`` (and ``+ (N,)`` for the
+    alternatives), as ``sample()`` and the ``--logprobs`` archive do for rows of more than one
+    dimension (found by a review: the rows were flattened)."""
+    x = np.random.default_rng(2).standard_normal((2, 3, 7)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "top.npz"
+    r = run("sample", "-i", str(tmp_path / "x.npy"), "-s", "3", "--top-logprobs", "2", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    want = logitkit.sample(x, seed=3, top_logprobs=2)
+    with np.load(out) as saved:
+        assert saved["tokens"].shape == (2, 3) and saved["top_ids"].shape == (2, 3, 2)
+        for name in ("tokens", "logprobs", "ranks", "top_ids", "top_logprobs"):
+            np.testing.assert_array_equal(saved[name], np.asarray(getattr(want, name)))
+
+
 def test_help_documents_the_logprobs_file_format():
     r = run("sample", "--help")
     assert r.returncode == 0

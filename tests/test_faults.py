@@ -1033,3 +1033,17 @@ def test_r7_integers_beyond_int64_are_named_as_given(name):
     msg = str(info.value)
     assert not isinstance(info.value, TypeError), msg
     assert name.strip() in msg and shown in msg, msg
+
+
+def test_r7_big_endian_uint64_values_are_read_as_they_are():
+    """Seeds, per-row counts and token ids given as big-endian uint64 arrays are the same values
+    as native ones (found by a review: '>u8' was cast to int64, so 2**63 and above wrapped to
+    negative numbers and were refused or shown negative)."""
+    x = np.random.default_rng(0).standard_normal((2, 10))
+    seeds = np.array([2**63, 1], dtype=np.uint64)
+    np.testing.assert_array_equal(lk.sample(x, seed=seeds.astype(">u8")), lk.sample(x, seed=seeds))
+    k = np.array([2**63 + 5, 3], dtype=np.uint64)
+    want = lk.filter_logits(x, top_k=k)
+    np.testing.assert_array_equal(lk.filter_logits(x, top_k=k.astype(">u8")), want)
+    with pytest.raises(ValueError, match=f"token id {2**63 + 1} in row 0"):
+        lk.token_logprobs(x, np.array([2**63 + 1, 1], dtype=">u8"))

@@ -2154,3 +2154,18 @@ def test_p18_evenly_spaced_rows_are_read_in_place_with_the_same_draws(dtype):
         finally:
             tracemalloc.stop()
         assert peak < big.nbytes // 8, (peak, big.nbytes)
+
+
+def test_p17_ids_accepted_before_the_first_call_are_checked_at_it():
+    """P17: before its first call a Sampler knows no vocabulary, so accept() takes any id; the
+    call that finds one outside [0, V) raises a ValueError naming the sampler's history and how
+    to clear it, changes nothing, and reset() makes the sampler usable again."""
+    s = lk.Sampler(seed=1)
+    s.accept([100])
+    logits = np.zeros((1, 8), np.float32)
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"output_tokens must be .*\(the sampler's history; reset\(\) clears it\), got token id 100 in row 0"):
+            s(logits)
+    assert s.output_tokens == [[100]]
+    s.reset()
+    assert 0 <= int(s(logits)[0]) < 8

@@ -301,8 +301,14 @@ def _print_top(result, args: argparse.Namespace, out) -> int:
     top_ids = np.asarray(result.top_ids).reshape(-1, n)
     top_lp = np.asarray(result.top_logprobs).reshape(-1, n)
     if args.output is not None:
-        _save_npz(args.output, tokens=tokens, logprobs=logprobs, ranks=ranks, top_ids=top_ids,
-                  top_logprobs=top_lp)
+        # The rows' shape (at least 1-D), as the .npy and --logprobs outputs keep it, and the
+        # alternatives along a last axis.
+        rows = np.atleast_1d(np.asarray(result.tokens)).shape
+        _save_npz(args.output, tokens=np.asarray(result.tokens).reshape(rows),
+                  logprobs=np.asarray(result.logprobs).reshape(rows),
+                  ranks=np.asarray(result.ranks).reshape(rows),
+                  top_ids=np.asarray(result.top_ids).reshape(rows + (n,)),
+                  top_logprobs=np.asarray(result.top_logprobs).reshape(rows + (n,)))
         print(f"wrote {tokens.size} token ids with their top {n} alternatives to {args.output} "
               "(.npz: tokens, logprobs, ranks, top_ids, top_logprobs)", file=out)
         return 0

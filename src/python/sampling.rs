@@ -248,7 +248,7 @@ fn int_param(
         Err(()) => Err(bad(repr(v))),
         Ok(k) if k < i64::MIN as i128 => Err(PyValueError::new_err(format!(
             "{name} must be {what}, got {}",
-            abbreviate(&repr(item))
+            abbreviate(&shown(item))
         ))),
         Ok(k) => Ok(RowParam::All(clamp(k))),
     };
@@ -315,17 +315,25 @@ fn seed_param(
     Ok(Seed::PerRow(seeds))
 }
 
+/// An integer as `str` shows it (`-5`, where `repr` of a NumPy scalar gives `np.int64(-5)`).
+fn shown(v: &Bound<'_, PyAny>) -> String {
+    v.str().map_or_else(|_| repr(v), |s| s.to_string())
+}
+
 /// The values of an integer ndarray, C order (one copy, no Python objects; uint64 values
 /// beyond int64 kept exact).
 fn int_values(py: Python<'_>, arr: &Bound<'_, PyUntypedArray>) -> PyResult<Vec<i128>> {
     let np = py.import("numpy")?;
-    if arr.dtype().to_string() == "uint64" {
+    // Any byte order: a big-endian uint64 array is named `>u8`, not `uint64`.
+    let dtype = arr.dtype();
+    let kind: char = dtype.kind().into();
+    if kind == 'u' && dtype.itemsize() == 8 {
         let a = np
             .call_method1("ascontiguousarray", (arr, "uint64"))?
             .cast_into::<numpy::PyArrayDyn<u64>>()?;
         let ro = a.readonly();
         let s = ro.as_slice()?;
-        return crate::scratch::collected(s.len(), s.iter().map(|&v| v as i128), "token ids")
+        return crate::scratch::collected(s.len(), s.iter().map(|&v| v as i128), "integers")
             .map_err(to_py_err);
     }
     let a = np
@@ -333,7 +341,7 @@ fn int_values(py: Python<'_>, arr: &Bound<'_, PyUntypedArray>) -> PyResult<Vec<i
         .cast_into::<numpy::PyArrayDyn<i64>>()?;
     let ro = a.readonly();
     let s = ro.as_slice()?;
-    crate::scratch::collected(s.len(), s.iter().map(|&v| v as i128), "token ids").map_err(to_py_err)
+    crate::scratch::collected(s.len(), s.iter().map(|&v| v as i128), "integers").map_err(to_py_err)
 }
 
 /// A sequence of token ids (a list, tuple or 1-D integer array); negative ids are refused
@@ -388,9 +396,14 @@ fn id_list(
             if id == i128::MAX || id == i128::MIN {
                 // Beyond i128 (saturated): shown as given.
                 return Err(PyValueError::new_err(format!(
-                    "{name} must hold token ids in [0, V){}, got token id {}",
-                    at(),
-                    abbreviate(&repr(&item))
+                    "{name} must hold token ids in [0, V){}, got token id {}{}",
+                    if padded {
+                        " (padded on the right with -1)"
+                    } else {
+                        ""
+                    },
+                    abbreviate(&shown(&item)),
+                    at()
                 )));
             }
             crate::scratch::push(&mut out, id, "token ids").map_err(to_py_err)?;
@@ -793,7 +806,7 @@ fn top_logprobs_param(v: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
     usize::try_from(n).map_err(|_| {
         PyValueError::new_err(format!(
             "top_logprobs must be an integer in [0, V], got {}",
-            abbreviate(&repr(v))
+            abbreviate(&shown(v))
         ))
     })
 }
@@ -1568,7 +1581,7 @@ pub(crate) fn token_logprobs<'py>(
                 return Err(PyValueError::new_err(format!(
                     "token_ids must be token ids in [0, V) for the logits' vocabulary V = {}, got token id {}",
                     l.vocab,
-                    abbreviate(&repr(&item))
+                    abbreviate(&shown(&item))
                 )));
             }
         }

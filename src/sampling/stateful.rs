@@ -370,7 +370,21 @@ impl Sampler {
             }
             for (r, s) in states.iter().enumerate() {
                 if let Some((name, id)) = s.id_beyond(vocab) {
-                    return Err(bad_id(name, r, id as i128, vocab));
+                    // Ids accepted before the first call (no vocabulary to check them against
+                    // then) or drawn over a larger vocabulary: named as the sampler's history.
+                    return Err(match bad_id(name, r, id as i128, vocab) {
+                        Error::InvalidParameter {
+                            name: "output_tokens",
+                            value,
+                            ..
+                        } => Error::InvalidParameter {
+                            name: "output_tokens",
+                            value,
+                            expected: "token ids in [0, V) for the logits' vocabulary V (the \
+                                       sampler's history; reset() clears it)",
+                        },
+                        other => other,
+                    });
                 }
             }
             let source = Source::Kept(&states);
