@@ -412,14 +412,19 @@ def test_ece_ties_and_errors():
     for bad in [0, -1, 2**20 + 1, 10**12]:
         with pytest.raises(ValueError, match="n_bins"):
             expected_calibration_error([[0.5, 0.5]], [0], bad)
-    # R7: a count that is not an integer is of the wrong type.
-    for bad in [2.5, 3.0, True, "3"]:
+    # R7: a count that is not an integer is of the wrong type (None too: 15 is the default,
+    # not what None stands for; found by a review, None was taken as 15).
+    for bad in [2.5, 3.0, True, "3", None]:
         with pytest.raises(TypeError, match="n_bins"):
             expected_calibration_error([[0.5, 0.5]], [0], bad)
         with pytest.raises(TypeError, match="n_bins"):
             calibration_bins([[0.5, 0.5]], [0], bad)
     with pytest.raises(ValueError, match="probs row 0"):
         expected_calibration_error([[np.nan, 0.5]], [0])
+    # A labels shape that does not fit names the input it is compared with.
+    for f in (expected_calibration_error, calibration_bins):
+        with pytest.raises(ValueError, match="the shape of probs without the class axis"):
+            f([[0.9, 0.1]], [0, 1])
 
 
 # --------------------------------------------------------------------------------------------

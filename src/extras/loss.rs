@@ -4,8 +4,9 @@
 //! Per row, with `z = x / T` and `C` classes: `nll = logsumexp(z) - z[label]` and, with label
 //! smoothing `ε`, `loss = (1 - ε) * nll + ε * (logsumexp(z) - mean(z))` (PyTorch's formula:
 //! the smoothed target puts `1 - ε + ε / C` on the label and `ε / C` elsewhere). Everything is
-//! computed relative to the row's maximum in `f64`, so no finite input overflows, and the log of
-//! a rounded probability is never taken.
+//! computed relative to the row's maximum in `f64` (but the exp-sum: the softmax kernels',
+//! with exps in the compute type, summed in `f64`), so no finite input overflows, and the log
+//! of a rounded probability is never taken.
 
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};

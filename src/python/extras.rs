@@ -121,11 +121,13 @@ fn int_outside_i64<'py>(
     Ok(items.iter().find(|v| v.extract::<i64>().is_err()))
 }
 
-/// Labels (contract-style: integers only) as an int64 vector of shape `expected`.
+/// Labels (contract-style: integers only) as an int64 vector of shape `expected`, the shape of
+/// the input named `of` without its class axis.
 fn parse_labels<'py>(
     py: Python<'py>,
     labels: &Bound<'py, PyAny>,
     expected: &[usize],
+    of: &str,
 ) -> PyResult<numpy::PyReadonlyArrayDyn<'py, i64>> {
     let np = py.import("numpy")?;
     let arr = np
@@ -151,7 +153,7 @@ fn parse_labels<'py>(
     }
     if arr.shape() != expected {
         return Err(PyValueError::new_err(format!(
-            "labels has shape {}, expected {} (the logits' shape without the class axis)",
+            "labels has shape {}, expected {} (the shape of {of} without the class axis)",
             shape_str(arr.shape()),
             shape_str(expected)
         )));
@@ -262,7 +264,10 @@ fn f64_to_scalar<'py>(py: Python<'py>, v: f64, dtype: Dtype) -> PyResult<Bound<'
 /// -------
 /// scalar or ndarray
 ///     A NumPy scalar of the logits' result dtype for ``"mean"``/``"sum"``, else an array of
-///     ``labels``' shape. Computed in float64 relative to each vector's maximum and rounded once.
+///     ``labels``' shape. Computed in float64 from each vector's maximum and its exp-sum, then
+///     rounded once; the exp-sum is the softmax kernels' (float32 exps, summed in float64, for
+///     float32, float16 and bfloat16 logits), so float32 losses are within a few float32 ulps
+///     of the exact value (the ``log_softmax`` accuracy of S8).
 ///     In the logits' array type (a 0-d tensor for torch logits, a JAX array for JAX logits).
 ///
 /// Examples
@@ -289,7 +294,7 @@ pub(crate) fn cross_entropy<'py>(
     let mut xa = FloatArray::coerce(py, &logits, "logits")?;
     let k = int_axis(py, "cross_entropy", axis, xa.shape.len())?;
     let outer = without(&xa.shape, k);
-    let labels = parse_labels(py, labels, &outer)?;
+    let labels = parse_labels(py, labels, &outer, "logits")?;
     let labels = labels.as_slice()?;
     let temps = parse_per_lane_f64(py, "temperature", temperature, 1.0, &outer)?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
@@ -360,7 +365,7 @@ pub(crate) fn fit_temperature<'py>(
     let mut xa = FloatArray::coerce(py, &logits, "logits")?;
     let k = int_axis(py, "fit_temperature", axis, xa.shape.len())?;
     let outer = without(&xa.shape, k);
-    let labels = parse_labels(py, labels, &outer)?;
+    let labels = parse_labels(py, labels, &outer, "logits")?;
     let labels = labels.as_slice()?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
     let (src, dtype) = (SharedPtr(xa.data), xa.dtype);
@@ -382,25 +387,31 @@ pub(crate) fn fit_temperature<'py>(
     Ok(fit.temperature)
 }
 
-fn bins_impl<'py>(
-    py: Python<'py>,
-    probs: &Bound<'py, PyAny>,
-    labels: &Bound<'py, PyAny>,
-    n_bins: &Bound<'py, PyAny>,
-    axis: Option<Axis>,
-    func: &str,
-) -> PyResult<extras::CalibrationBins> {
-    let n_bins = parse_count(n_bins, "n_bins", "an integer in [1, 1048576]")?;
+/// `n_bins` of the calibration functions: an integer in `[1, MAX_BINS]` (R7: `None`, a float
+/// or a bool is a `TypeError`; the default, 15, is the signature's).
+fn n_bins_arg(v: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let n_bins = parse_count(v, "n_bins", "an integer in [1, 1048576]")?;
     if n_bins == 0 || n_bins > extras::MAX_BINS {
         return Err(PyValueError::new_err(format!(
             "n_bins must be an integer in [1, 1048576], got {n_bins}"
         )));
     }
+    Ok(n_bins)
+}
+
+fn bins_impl<'py>(
+    py: Python<'py>,
+    probs: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    n_bins: usize,
+    axis: Option<Axis>,
+    func: &str,
+) -> PyResult<extras::CalibrationBins> {
     let (probs, _) = adapt_input(py, probs, "probs")?;
     let mut xa = FloatArray::coerce(py, &probs, "probs")?;
     let k = int_axis(py, func, axis, xa.shape.len())?;
     let outer = without(&xa.shape, k);
-    let labels = parse_labels(py, labels, &outer)?;
+    let labels = parse_labels(py, labels, &outer, "probs")?;
     let labels = labels.as_slice()?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
     let (src, dtype) = (SharedPtr(xa.data), xa.dtype);
@@ -445,16 +456,14 @@ fn bins_impl<'py>(
 /// >>> round(expected_calibration_error(probs, [0, 1, 1], n_bins=2), 4)  # |2/3 - 2.3/3|
 /// 0.1
 #[pyfunction]
-#[pyo3(signature = (probs, labels, n_bins=None, axis=Some(Axis::LAST)), text_signature = "(probs, labels, n_bins=15, axis=-1)")]
+#[pyo3(signature = (probs, labels, n_bins=15, axis=Some(Axis::LAST)), text_signature = "(probs, labels, n_bins=15, axis=-1)")]
 pub(crate) fn expected_calibration_error<'py>(
     py: Python<'py>,
     probs: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
-    n_bins: Option<&Bound<'py, PyAny>>,
+    #[pyo3(from_py_with = n_bins_arg)] n_bins: usize,
     axis: Option<Axis>,
 ) -> PyResult<f64> {
-    let fifteen = 15i64.into_pyobject(py)?.into_any();
-    let n_bins = n_bins.unwrap_or(&fifteen);
     let bins = bins_impl(
         py,
         probs,
@@ -481,16 +490,14 @@ pub(crate) fn expected_calibration_error<'py>(
 /// >>> count.tolist(), confidence.round(2).tolist(), accuracy.tolist()
 /// ([0, 3], [nan, 0.77], [nan, 0.6666666666666666])
 #[pyfunction]
-#[pyo3(signature = (probs, labels, n_bins=None, axis=Some(Axis::LAST)), text_signature = "(probs, labels, n_bins=15, axis=-1)")]
+#[pyo3(signature = (probs, labels, n_bins=15, axis=Some(Axis::LAST)), text_signature = "(probs, labels, n_bins=15, axis=-1)")]
 pub(crate) fn calibration_bins<'py>(
     py: Python<'py>,
     probs: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
-    n_bins: Option<&Bound<'py, PyAny>>,
+    #[pyo3(from_py_with = n_bins_arg)] n_bins: usize,
     axis: Option<Axis>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let fifteen = 15i64.into_pyobject(py)?.into_any();
-    let n_bins = n_bins.unwrap_or(&fifteen);
     let b = bins_impl(py, probs, labels, n_bins, axis, "calibration_bins")?;
     let conf: Vec<f64> = b
         .confidence_sum
