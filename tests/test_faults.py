@@ -1047,3 +1047,10 @@ def test_r7_big_endian_uint64_values_are_read_as_they_are():
     np.testing.assert_array_equal(lk.filter_logits(x, top_k=k.astype(">u8")), want)
     with pytest.raises(ValueError, match=f"token id {2**63 + 1} in row 0"):
         lk.token_logprobs(x, np.array([2**63 + 1, 1], dtype=">u8"))
+    hist = np.array([[1, 2], [3, 3]], dtype=np.uint64)
+    want = lk.filter_logits(x, frequency_penalty=0.5, output_tokens=hist)
+    got = lk.filter_logits(x, frequency_penalty=0.5, output_tokens=hist.astype(">u8"))
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match=f"token id {2**63 + 2}"):
+        lk.filter_logits(x, frequency_penalty=0.5,
+                         output_tokens=np.array([[1, 2**63 + 2], [3, 3]], dtype=">u8"))

@@ -143,15 +143,25 @@ fn float_param(
     if let Some(s) = rows_shape {
         check_shape(name, &arr, s)?;
     }
-    let a = py
+    contiguous_values::<f64, _>(&arr, "float64", "per-row values", |v| v).map(RowParam::PerRow)
+}
+
+/// The values of the array `arr` in C order as `T` (`numpy.ascontiguousarray(arr, dtype)`,
+/// `dtype` naming `T`), each through `f`, in a vector reserved fallibly (R1).
+fn contiguous_values<T: numpy::Element + Copy, U>(
+    arr: &Bound<'_, PyAny>,
+    dtype: &str,
+    what: &'static str,
+    f: impl Fn(T) -> U,
+) -> PyResult<Vec<U>> {
+    let a = arr
+        .py()
         .import("numpy")?
-        .call_method1("ascontiguousarray", (&arr,))?
-        .cast_into::<numpy::PyArrayDyn<f64>>()?;
+        .call_method1("ascontiguousarray", (arr, dtype))?
+        .cast_into::<numpy::PyArrayDyn<T>>()?;
     let ro = a.readonly();
-    let values = ro.as_slice()?;
-    crate::scratch::collected(values.len(), values.iter().copied(), "per-row values")
-        .map(RowParam::PerRow)
-        .map_err(to_py_err)
+    let s = ro.as_slice()?;
+    crate::scratch::collected(s.len(), s.iter().map(|&v| f(v)), what).map_err(to_py_err)
 }
 
 /// An integer scalar (Python int or NumPy integer, not bool), clamped to `i64`; `Err(())` when
@@ -193,7 +203,7 @@ fn int_array(
             ),
         ));
     }
-    int_values(py, arr)
+    int_values(arr)
 }
 
 /// The error for a count, seed or id parameter that is not an integer (a float, a string
@@ -320,28 +330,21 @@ fn shown(v: &Bound<'_, PyAny>) -> String {
     v.str().map_or_else(|_| repr(v), |s| s.to_string())
 }
 
-/// The values of an integer ndarray, C order (one copy, no Python objects; uint64 values
-/// beyond int64 kept exact).
-fn int_values(py: Python<'_>, arr: &Bound<'_, PyUntypedArray>) -> PyResult<Vec<i128>> {
-    let np = py.import("numpy")?;
-    // Any byte order: a big-endian uint64 array is named `>u8`, not `uint64`.
+/// Whether `arr` holds uint64 values, in any byte order (a big-endian one is named `>u8`, not
+/// `uint64`): the integers an int64 conversion would wrap.
+fn is_uint64(arr: &Bound<'_, PyUntypedArray>) -> bool {
     let dtype = arr.dtype();
     let kind: char = dtype.kind().into();
-    if kind == 'u' && dtype.itemsize() == 8 {
-        let a = np
-            .call_method1("ascontiguousarray", (arr, "uint64"))?
-            .cast_into::<numpy::PyArrayDyn<u64>>()?;
-        let ro = a.readonly();
-        let s = ro.as_slice()?;
-        return crate::scratch::collected(s.len(), s.iter().map(|&v| v as i128), "integers")
-            .map_err(to_py_err);
+    kind == 'u' && dtype.itemsize() == 8
+}
+
+/// The values of an integer ndarray, C order (one copy, no Python objects; uint64 values
+/// beyond int64 kept exact).
+fn int_values(arr: &Bound<'_, PyUntypedArray>) -> PyResult<Vec<i128>> {
+    if is_uint64(arr) {
+        return contiguous_values::<u64, _>(arr, "uint64", "integers", i128::from);
     }
-    let a = np
-        .call_method1("ascontiguousarray", (arr, "int64"))?
-        .cast_into::<numpy::PyArrayDyn<i64>>()?;
-    let ro = a.readonly();
-    let s = ro.as_slice()?;
-    crate::scratch::collected(s.len(), s.iter().map(|&v| v as i128), "integers").map_err(to_py_err)
+    contiguous_values::<i64, _>(arr, "int64", "integers", i128::from)
 }
 
 /// A sequence of token ids (a list, tuple or 1-D integer array); negative ids are refused
@@ -378,7 +381,7 @@ fn id_list(
                 not_an_integer(py, msg)
             });
         }
-        int_values(py, &arr)?
+        int_values(&arr)?
     } else {
         let mut out = Vec::new();
         for item in v.try_iter()? {
@@ -539,7 +542,7 @@ fn histories_param(
                     }
                 }
             }
-            if a.dtype().to_string() != "uint64" {
+            if !is_uint64(a) {
                 // The common case, read without converting each id twice.
                 let a64 = py
                     .import("numpy")?
@@ -548,7 +551,7 @@ fn histories_param(
                 let ro = a64.readonly();
                 return ids_of(ro.as_slice()?);
             }
-            let values = int_values(py, a)?;
+            let values = int_values(a)?;
             return (0..r)
                 .map(|i| {
                     let row = values[i * width..(i + 1) * width].iter().copied();
@@ -659,16 +662,9 @@ fn bitmask_param(
             "{NAME} must be an int32 or uint32 array, got dtype {dtype}"
         )));
     }
-    let words: Vec<u32> = {
-        let a = py
-            .import("numpy")?
-            .call_method1("ascontiguousarray", (&arr,))?
-            .call_method1("view", ("uint32",))?
-            .cast_into::<numpy::PyArrayDyn<u32>>()?;
-        let ro = a.readonly();
-        let s = ro.as_slice()?;
-        crate::scratch::collected(s.len(), s.iter().copied(), "the bitmask").map_err(to_py_err)?
-    };
+    // int32 words as the uint32 words of the same bits.
+    let words = arr.call_method1("view", ("uint32",))?;
+    let words = contiguous_values::<u32, _>(&words, "uint32", "the bitmask", |w| w)?;
     match arr.ndim() {
         1 => Ok(Some(TokenBitmask::all_rows(words))),
         2 => {
@@ -1602,7 +1598,7 @@ pub(crate) fn token_logprobs<'py>(
             shape_str(&l.rows_shape)
         )));
     }
-    let ids: Vec<i128> = int_values(py, &ids_arr)?;
+    let ids: Vec<i128> = int_values(&ids_arr)?;
     if let Some((row, id)) = ids
         .iter()
         .enumerate()

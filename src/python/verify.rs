@@ -72,7 +72,7 @@ fn draft_tokens_arg(
     let ids = if size == 0 {
         Vec::new()
     } else {
-        let wide = int_values(py, &arr)?;
+        let wide = int_values(&arr)?;
         // An id beyond int64 (uint64 input) is named as it is, not as int64's bound (V4).
         let k = shape[1].max(1);
         if let Some((i, id)) = wide
