@@ -197,6 +197,55 @@ def test_v1_lists_and_non_contiguous_inputs():
         assert (r[0] == a[0]).all() and (r[1] == a[1]).all()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_v1_p18_last_positions_of_longer_sequences_are_read_in_place(dtype):
+    """V1, P18: ``logits[:, -(K + 1):, :]`` of a (B, L, V) array (sequences L V apart, positions
+    V apart), a reversed batch, a broadcast sequence, transposed positions and a draft_probs
+    slice give the tokens of their C-contiguous copies, at every thread count's plan; the
+    evenly spaced grids are read without a copy."""
+    import tracemalloc
+
+    if dtype == "bfloat16":
+        ml_dtypes = pytest.importorskip("ml_dtypes")
+        dt = np.dtype(ml_dtypes.bfloat16)
+    else:
+        dt = np.dtype(dtype)
+    rng = np.random.default_rng(11)
+    b, length, k, v = 5, 9, 3, 700
+    full = (rng.standard_normal((b, length, v)) * 3).astype(dt)
+    drafts = rng.integers(0, v, size=(b, k))
+    q_full = rng.random((b, length, v)).astype(dt) + 0.01
+    views = [
+        (full[:, -(k + 1):, :], q_full[:, 2:2 + k, :]),
+        (full[::-1, -(k + 1):, :], q_full[::-1, :k, :]),
+        (np.broadcast_to(full[0, :k + 1], (b, k + 1, v)), None),
+        (full[:, -(k + 1):, :].transpose(1, 0, 2)[:, :b].transpose(1, 0, 2), None),
+        (full[:, 1:k + 2, :], np.swapaxes(np.swapaxes(q_full[:, :k], 0, 1).copy(), 0, 1)),
+    ]
+    for params in (dict(temperature=0.8, top_p=0.9), dict(temperature=0.0), dict()):
+        for x, q in views:
+            want = lk.verify_draft(np.ascontiguousarray(x), drafts,
+                                   draft_probs=None if q is None else np.ascontiguousarray(q),
+                                   seed=[4, 5, 6, 7, 8], **params)
+            got = lk.verify_draft(x, drafts, draft_probs=q, seed=[4, 5, 6, 7, 8], **params)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+    # No copy of the last positions: far less allocated than the grid holds.
+    big = rng.standard_normal((8, 16, 20000)).astype(np.float32)
+    x, qs = big[:, -5:, :], np.abs(big[:, :4, :]) + 0.1
+    ids = rng.integers(0, 20000, size=(8, 4))
+    for call in (lambda: lk.verify_draft(x, ids, seed=1),
+                 lambda: lk.verify_draft(x, ids, draft_probs=qs, seed=1, top_k=50)):
+        call()
+        tracemalloc.start()
+        try:
+            call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < x.nbytes // 8, (peak, x.nbytes)
+
+
 # --------------------------------------------------------------------------------------------
 # V3 exactness: chi-square tests of each emitted token given the accepted prefix
 # --------------------------------------------------------------------------------------------

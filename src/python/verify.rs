@@ -9,41 +9,92 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::{
-    as_ndarray, count_param, deliver, float_param, int_values, logits_array, repr, seed_param,
-    shape_str,
+    as_ndarray, count_param, deliver, float_param, int_values, repr, seed_param, shape_str,
 };
 use crate::python::arrays::{detach_interruptible, dispatch, to_py_err, Dtype, FloatArray};
 use crate::python::extras::adapt_input;
+use crate::sampling::verify::{verify_draft_of, Grid};
 use crate::sampling::{SamplingParams, Seed};
 use crate::shared::SharedPtr;
 use crate::Verified;
 
-/// A float array argument (`target_logits`, `draft_probs`) read as the sampling functions read
-/// logits (P18), C-contiguous, of exactly `ndim` dimensions; with the function that takes
-/// results back to its array type.
-fn float_arg<'py>(
+/// A float array argument (`target_logits`, `draft_probs`) of shape `(B, P, V)`, read as the
+/// sampling functions read logits (P18): where it is when each row's `V` elements are
+/// contiguous and the rows lie at non-negative strides (the last positions of a longer
+/// sequence, `logits[:, -(K + 1):, :]`), else copied; with the function that takes results
+/// back to its array type.
+fn grid_arg<'py>(
     py: Python<'py>,
-    name: &str,
+    name: &'static str,
     v: &Bound<'py, PyAny>,
-    ndim: usize,
     what: &str,
-) -> PyResult<(FloatArray<'py>, Option<Bound<'py, PyAny>>)> {
+) -> PyResult<(GridSpan, FloatArray<'py>, Option<Bound<'py, PyAny>>)> {
     let (x, back) = adapt_input(py, v, name)?;
-    let arr = FloatArray::coerce(py, &x, name)?;
-    if arr.shape.len() != ndim {
-        return Err(PyValueError::new_err(format!(
+    let mut arr = FloatArray::coerce(py, &x, name)?;
+    let shape: [usize; 3] = arr.shape.as_slice().try_into().map_err(|_| {
+        PyValueError::new_err(format!(
             "{name} must have shape {what}, got shape {}",
             shape_str(&arr.shape)
-        )));
-    }
-    if ndim > 0 && arr.shape[ndim - 1] == 0 {
+        ))
+    })?;
+    if shape[2] == 0 {
         return Err(PyValueError::new_err(format!(
             "{name} must have a non-empty last axis (V >= 1), got shape {}",
-            shape_str(&arr.shape)
+            shape_str(&shape)
         )));
     }
-    let (arr, _, _, _) = logits_array(py, arr.arr.as_any(), false)?;
-    Ok((arr, back))
+    // A stride matters only along an axis longer than 1.
+    let used = |d: usize| if shape[d] > 1 { arr.strides[d] } else { 0 };
+    let strides = match (used(0), used(1), used(2)) {
+        (b, p, 0 | 1) if b >= 0 && p >= 0 => [b as usize, p as usize],
+        _ => {
+            arr = arr.copy(py)?;
+            [shape[1] * shape[2], shape[2]]
+        }
+    };
+    let span = if arr.size() == 0 {
+        0
+    } else {
+        (shape[0] - 1) * strides[0] + (shape[1] - 1) * strides[1] + shape[2]
+    };
+    let grid = GridSpan {
+        name,
+        data: SharedPtr(arr.data),
+        dtype: arr.dtype,
+        shape,
+        strides,
+        span,
+    };
+    Ok((grid, arr, back))
+}
+
+/// Where the core reads a [`grid_arg`]: its first element, the elements from there to the
+/// last row's end, its shape and the strides (in elements) of its first two axes.
+struct GridSpan {
+    name: &'static str,
+    data: SharedPtr<u8>,
+    dtype: Dtype,
+    shape: [usize; 3],
+    strides: [usize; 2],
+    span: usize,
+}
+
+impl GridSpan {
+    /// The grid as the core takes it.
+    ///
+    /// # Safety
+    /// The array `self` was made of is alive, of element type `T`, and not written during
+    /// `'a`.
+    unsafe fn grid<'a, T>(&self) -> crate::Result<Grid<'a, T>> {
+        let data = if self.span == 0 {
+            &[]
+        } else {
+            // SAFETY: the `span` elements from `data` are the array's, readable, as the
+            // contract says.
+            unsafe { std::slice::from_raw_parts(self.data.typed::<T>(), self.span) }
+        };
+        Grid::strided(self.name, data, self.shape, self.strides)
+    }
 }
 
 /// `draft_tokens`: an integer array of shape `(B, K)` (an empty one of any numeric dtype).
@@ -193,8 +244,8 @@ pub(crate) fn verify_draft<'py>(
     min_p: Option<Bound<'py, PyAny>>,
     seed: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let (x, back) = float_arg(py, "target_logits", target_logits, 3, "(B, K + 1, V)")?;
-    let (b, k1, vocab) = (x.shape[0], x.shape[1], x.shape[2]);
+    let (x, _x_alive, back) = grid_arg(py, "target_logits", target_logits, "(B, K + 1, V)")?;
+    let [b, k1, vocab] = x.shape;
     if k1 == 0 {
         return Err(PyValueError::new_err(format!(
             "target_logits must have shape (B, K + 1, V) with K + 1 >= 1 positions, got shape {}",
@@ -214,7 +265,7 @@ pub(crate) fn verify_draft<'py>(
     let q = match draft_probs.filter(|v| !v.is_none()) {
         None => None,
         Some(v) => {
-            let (q, _) = float_arg(py, "draft_probs", v, 3, "(B, K, V)")?;
+            let (q, q_alive, _) = grid_arg(py, "draft_probs", v, "(B, K, V)")?;
             if q.shape != [b, k, vocab] {
                 return Err(PyValueError::new_err(format!(
                     "draft_probs has shape {}, expected {} to go with target_logits of shape {}",
@@ -223,7 +274,7 @@ pub(crate) fn verify_draft<'py>(
                     shape_str(&x.shape)
                 )));
             }
-            Some(q)
+            Some((q, q_alive))
         }
     };
     let rows = [b];
@@ -236,12 +287,11 @@ pub(crate) fn verify_draft<'py>(
         ..SamplingParams::default()
     };
     let seed = seed_param(py, seed, rs)?;
-    let xs = (SharedPtr(x.data), x.dtype, x.size());
-    let qs = q.as_ref().map(|q| (SharedPtr(q.data), q.dtype, q.size()));
+    let qs = q.as_ref().map(|(q, _)| q);
     let r = detach_interruptible(py, || {
-        // SAFETY: both arrays are live C-contiguous arrays of their dtype and size, kept alive
-        // by this function during the call.
-        unsafe { run(&xs, qs.as_ref(), &ids, vocab, k, &params, &seed) }
+        // SAFETY: both grids are of arrays of their dtype kept alive by this function during
+        // the call (`_x_alive`, `q_alive`).
+        unsafe { run(&x, qs, &ids, &params, &seed) }
     })?;
     let tokens = PyArray::from_vec(py, r.tokens).reshape(vec![b, k1])?;
     let num = PyArray::from_vec(py, r.num_tokens);
@@ -250,41 +300,26 @@ pub(crate) fn verify_draft<'py>(
     PyTuple::new(py, [tokens, num])
 }
 
-/// A slice of `n` elements of `T` at `data`.
-///
-/// # Safety
-/// `data` points to `n` readable elements of `T` alive during the call.
-unsafe fn slice<'a, T>(data: &SharedPtr<u8>, n: usize) -> &'a [T] {
-    if n == 0 {
-        &[]
-    } else {
-        // SAFETY: as the function's contract says.
-        unsafe { std::slice::from_raw_parts(data.typed::<T>(), n) }
-    }
-}
-
 /// Dispatches on the two dtypes.
 ///
 /// # Safety
-/// Each `(data, dtype, n)` is a live C-contiguous array of `n` elements of `dtype`.
+/// Each grid is of a live array of its dtype, not written during the call.
 unsafe fn run(
-    x: &(SharedPtr<u8>, Dtype, usize),
-    q: Option<&(SharedPtr<u8>, Dtype, usize)>,
+    x: &GridSpan,
+    q: Option<&GridSpan>,
     ids: &[i64],
-    vocab: usize,
-    k: usize,
     params: &SamplingParams,
     seed: &Seed,
 ) -> crate::Result<Verified> {
-    dispatch!(x.1, X => {
+    dispatch!(x.dtype, X => {
         // SAFETY: as the function's contract says.
-        let xs = unsafe { slice::<X>(&x.0, x.2) };
+        let xs = unsafe { x.grid::<X>()? };
         match q {
-            None => crate::verify_draft::<X, f32>(xs, ids, None, vocab, k, params, seed),
-            Some((d, dt, n)) => dispatch!(*dt, Q => {
+            None => verify_draft_of::<X, f32>(xs, ids, None, params, seed),
+            Some(q) => dispatch!(q.dtype, Q => {
                 // SAFETY: as the function's contract says.
-                let qs = unsafe { slice::<Q>(d, *n) };
-                crate::verify_draft(xs, ids, Some(qs), vocab, k, params, seed)
+                let qs = unsafe { q.grid::<Q>()? };
+                verify_draft_of(xs, ids, Some(qs), params, seed)
             }),
         }
     })

@@ -178,7 +178,7 @@ mod select;
 mod stateful;
 #[cfg(test)]
 mod test_units;
-mod verify;
+pub(crate) mod verify;
 
 use std::any::Any;
 use std::cell::RefCell;

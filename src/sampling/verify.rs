@@ -36,7 +36,9 @@ use super::params::SamplingParams;
 use super::process::Chain;
 use super::rng::Streams;
 use super::select::{first_bad_prob, wants_chunk_maxima, Draft, KeptDist, Work};
-use super::{as_compute, check_seed, for_rows, plan, rows_of, with_row, Histories, Plan, Seed};
+use super::{
+    as_compute, check_seed, for_rows, plan, rows_of, with_row, Histories, Plan, Rows, Seed,
+};
 use crate::element::Float;
 use crate::error::{Error, Result};
 use crate::parallel::{is_parallel, ranges_mapped};
@@ -145,9 +147,113 @@ pub fn verify_draft<T: Float, Q: Float>(
         ));
     }
     let batch = rows / k1;
+    let target = Grid::contiguous(target_logits, batch, k1, vocab);
+    let probs = match draft_probs {
+        Some(q) => {
+            check_len("draft_probs", q.len(), batch * k * vocab)?;
+            Some(Grid::contiguous(q, batch, k, vocab))
+        }
+        None => None,
+    };
+    verify_draft_of(target, draft_tokens, probs, params, seed)
+}
+
+/// Rows of `vocab` contiguous elements in a `(B, P)` grid, read where they are: row `(b, i)`
+/// is `data[b * seq_stride + i * pos_stride..][..vocab]`. The last positions of a longer
+/// sequence of logits (`logits[:, -(K + 1):, :]`) are such a grid, read without a copy (P18).
+#[derive(Clone, Copy)]
+pub(crate) struct Grid<'a, T> {
+    data: &'a [T],
+    seqs: usize,
+    positions: usize,
+    vocab: usize,
+    seq_stride: usize,
+    pos_stride: usize,
+}
+
+impl<'a, T> Grid<'a, T> {
+    /// The grid of a row-major `(seqs, positions, vocab)` array (`data` of that length).
+    fn contiguous(data: &'a [T], seqs: usize, positions: usize, vocab: usize) -> Self {
+        Grid {
+            data,
+            seqs,
+            positions,
+            vocab,
+            seq_stride: positions * vocab,
+            pos_stride: vocab,
+        }
+    }
+
+    /// The grid of `seqs x positions` rows of `vocab >= 1` elements at the given strides (in
+    /// elements); `data` must hold the last row.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
+    pub(crate) fn strided(
+        name: &'static str,
+        data: &'a [T],
+        [seqs, positions, vocab]: [usize; 3],
+        [seq_stride, pos_stride]: [usize; 2],
+    ) -> Result<Self> {
+        rows_of(vocab, vocab)?;
+        let span = if seqs == 0 || positions == 0 {
+            Some(0)
+        } else {
+            (seqs - 1)
+                .checked_mul(seq_stride)
+                .and_then(|a| (positions - 1).checked_mul(pos_stride)?.checked_add(a))
+                .and_then(|a| a.checked_add(vocab))
+        };
+        let span = span.unwrap_or(usize::MAX);
+        if data.len() < span {
+            return Err(Error::LengthMismatch {
+                name,
+                got: data.len(),
+                expected: span,
+            });
+        }
+        Ok(Grid {
+            data,
+            seqs,
+            positions,
+            vocab,
+            seq_stride,
+            pos_stride,
+        })
+    }
+
+    /// Sequence `b < seqs`'s rows.
+    fn seq(&self, b: usize) -> Rows<'a, T> {
+        Rows {
+            data: self.data.get(b * self.seq_stride..).unwrap_or(&[]),
+            count: self.positions,
+            vocab: self.vocab,
+            stride: self.pos_stride,
+        }
+    }
+}
+
+/// [`verify_draft`] over grids read where they are: `target` of `B x (K + 1)` rows,
+/// `draft_probs` of `B x K` rows of the same vocabulary.
+pub(crate) fn verify_draft_of<T: Float, Q: Float>(
+    target: Grid<'_, T>,
+    draft_tokens: &[i64],
+    draft_probs: Option<Grid<'_, Q>>,
+    params: &SamplingParams,
+    seed: &Seed,
+) -> Result<Verified> {
+    let (batch, k1, vocab) = (target.seqs, target.positions, target.vocab);
+    let k = k1
+        .checked_sub(1)
+        .ok_or_else(|| Error::invalid("target_logits", "0 positions", "K + 1 >= 1 positions"))?;
     check_len("draft_tokens", draft_tokens.len(), batch * k)?;
-    if let Some(q) = draft_probs {
-        check_len("draft_probs", q.len(), batch * k * vocab)?;
+    if let Some(q) = &draft_probs {
+        let shape = |g: &Grid<'_, Q>| [g.seqs, g.positions, g.vocab];
+        if shape(q) != [batch, k, vocab] {
+            return Err(Error::invalid(
+                "draft_probs",
+                format!("{:?} rows", shape(q)),
+                "B x K rows of the target's vocabulary",
+            ));
+        }
     }
     params.validate(batch)?;
     let chain = Chain::<T::Compute>::build(params, vocab)?;
@@ -196,9 +302,9 @@ pub fn verify_draft<T: Float, Q: Float>(
     };
     let seq = |b: usize| Seq {
         b,
-        logits: &target_logits[b * per_seq..(b + 1) * per_seq],
+        logits: target.seq(b),
         drafts: &draft_tokens[b * k..(b + 1) * k],
-        probs: draft_probs.map(|q| &q[b * k * vocab..(b + 1) * k * vocab]),
+        probs: draft_probs.map(|q| q.seq(b)),
     };
     let uniforms = |b: usize| {
         let mut rng = streams.row(b);
@@ -320,20 +426,17 @@ struct Ctx<'a, C> {
 struct Seq<'a, T, Q> {
     b: usize,
     /// Its `K + 1` rows of target logits.
-    logits: &'a [T],
+    logits: Rows<'a, T>,
     /// Its `K` draft tokens (checked to lie in `[0, vocab)`).
     drafts: &'a [i64],
     /// Its `K` rows of draft probabilities.
-    probs: Option<&'a [Q]>,
+    probs: Option<Rows<'a, Q>>,
 }
 
 impl<T: Float, Q: Float> Seq<'_, T, Q> {
     /// Position `i`'s draft probabilities.
     fn q(&self, ctx: &Ctx<'_, T::Compute>, i: usize) -> Option<&[Q]> {
-        let v = ctx.vocab;
-        self.probs
-            .filter(|_| i < ctx.k)
-            .map(|q| &q[i * v..(i + 1) * v])
+        self.probs.filter(|_| i < ctx.k).map(|q| q.row(i))
     }
 
     /// Runs `f` on position `i`'s distribution `p_i` (after checking the position's draft
@@ -350,7 +453,7 @@ impl<T: Float, Q: Float> Seq<'_, T, Q> {
         if let Some(q) = self.q(ctx, i).filter(|_| check_q) {
             self.check_probs(q, i, w.par)?;
         }
-        let row = &self.logits[i * v..(i + 1) * v];
+        let row = self.logits.row(i);
         let flat = b * (k + 1) + i;
         let at = |e: Error| match e {
             Error::InvalidRow { problem, .. } => Error::InvalidSequence {
@@ -441,7 +544,7 @@ impl<T: Float, Q: Float> Seq<'_, T, Q> {
             if let Some(q) = self.q(ctx, i) {
                 self.check_probs(q, i, w.par)?;
             }
-            let row = &self.logits[i * v..(i + 1) * v];
+            let row = self.logits.row(i);
             let mut conv = std::mem::take(&mut w.conv);
             let lp = as_compute(row, &mut conv)
                 .map(|x| score(x, self.drafts[i] as usize, cfg.t, false, w.par).0);
