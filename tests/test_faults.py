@@ -977,7 +977,9 @@ def test_p7_filter_logits_float16_docstring_states_the_choice():
      dict(dry_penalty_last_n=2.5), dict(seed=np.array(["a", "b"])),
      dict(min_tokens=np.array(["a", "b"]), stop_token_ids=[1]), dict(top_k=np.array([1.5, 2.0])),
      dict(top_logprobs=1.5), dict(stop_token_ids=[1.5], min_tokens=1), dict(allowed_token_ids=[1.5]),
-     dict(allowed_token_ids=np.array([1.5]))],
+     dict(allowed_token_ids=np.array([1.5])), dict(prompt_tokens=np.array([["a"], ["b"]])),
+     dict(output_tokens=np.array([[0.5], [1.5]])), dict(logit_bias={1.5: 1.0}),
+     dict(logit_bias=[{"a": 1.0}, None])],
     ids=repr,
 )
 def test_r7_non_integer_counts_are_type_errors_and_value_errors(kw):
@@ -989,6 +991,19 @@ def test_r7_non_integer_counts_are_type_errors_and_value_errors(kw):
     with pytest.raises(TypeError, match=name) as info:
         lk.sample(x, **kw)
     assert isinstance(info.value, ValueError)
+
+
+def test_r7_wrong_types_of_sampler_seeds_draft_tokens_and_biases_are_type_errors():
+    """R7 (found by a review: plain ValueErrors): a Sampler's seed given as a list, string draft
+    tokens, a bias that is not a number."""
+    with pytest.raises(TypeError, match=r"seed must be None or an integer.*\[1, 2\]") as info:
+        lk.Sampler(seed=[1, 2])
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(TypeError, match="draft_tokens must be integer token ids") as info:
+        lk.verify_draft(np.zeros((1, 2, 3)), np.array([["a"]]))
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(TypeError, match=r"logit_bias must map token ids to finite floats.*'x'"):
+        lk.sample(np.zeros(3), logit_bias={1: "x"})
 
 
 def test_r7_out_of_range_integers_stay_plain_value_errors():
@@ -1018,6 +1033,8 @@ HUGE_IDS = {
     "top_logprobs": (lambda x: lk.sample(x, top_logprobs=2**130), str(2**130)),
     "token_ids": (lambda x: lk.token_logprobs(x, 2**64), str(2**64)),
     "token_ids ": (lambda x: lk.token_logprobs(np.stack([x, x]), [1, -(2**70)]), str(-(2**70))),
+    "logit_bias": (lambda x: lk.sample(x, logit_bias={10**400: 1.0}), "10000000000000000000... (401 digits)"),
+    "draft_tokens": (lambda x: lk.verify_draft(np.stack([x, x, x])[None], [[1, 10**400]]), "10000000000000000000... (401 digits) at position 1"),
 }
 
 

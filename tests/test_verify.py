@@ -221,6 +221,10 @@ def test_v1_p18_last_positions_of_longer_sequences_are_read_in_place(dtype):
         (np.broadcast_to(full[0, :k + 1], (b, k + 1, v)), None),
         (full[:, -(k + 1):, :].transpose(1, 0, 2)[:, :b].transpose(1, 0, 2), None),
         (full[:, 1:k + 2, :], np.swapaxes(np.swapaxes(q_full[:, :k], 0, 1).copy(), 0, 1)),
+        # A broadcast vocabulary axis (stride 0): copied (a review found it read past the
+        # array's end).
+        (np.broadcast_to(full[:, :k + 1, :1], (b, k + 1, v)), np.broadcast_to(q_full[:, :k, :1], (b, k, v))),
+        (full[:, -(k + 1):, ::-1], q_full[:, 1:k + 1, ::-1]),
     ]
     for params in (dict(temperature=0.8, top_p=0.9), dict(temperature=0.0), dict()):
         for x, q in views:

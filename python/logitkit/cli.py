@@ -388,7 +388,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="logitkit", description="Fast, exact softmax and friends for NumPy.")
     p.add_argument("--version", action="version", version=f"logitkit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="show softmax at a few temperatures on an embedded example")
+    sub.add_parser(
+        "demo",
+        help="softmax at a few temperatures on an embedded example, then text from the bundled"
+        " bigram model under five sampling settings",
+    )
     s = sub.add_parser("softmax", help="softmax (or --log: log-softmax) of logits given as values or a .npy file")
     s.add_argument("values", nargs="*", type=float, help="logits, e.g. 4.1 1.0 2.3")
     s.add_argument("-i", "--input", help="read logits from this .npy file")
@@ -450,7 +454,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Returns
     -------
     int
-        0 on success, 2 for a usage or input error (a one-line message on stderr), 1 when
+        0 on success, 2 for a usage or input error (a message on stderr: one line for bad
+        input, argparse's usage lines then one line for a bad command line), 1 when
         stdout was closed before everything was written (``| head``).
     """
     _tolerate_unencodable_output()

@@ -76,8 +76,10 @@ class LogitsProcessor:
 
     Notes
     -----
-    Leave ``generate``'s own warpers off (``do_sample=False``, or ``top_k=0``,
-    ``temperature=1.0``, ``top_p=1.0``) so that they do not apply a second time. Unlike Hugging
+    Call ``generate`` with ``do_sample=True`` and its own warpers off (``top_k=0``,
+    ``temperature=1.0``, ``top_p=1.0``) so that they do not apply a second time: with
+    ``do_sample=False`` it takes the argmax of the processed scores, which is greedy decoding
+    whatever the temperature, top-p or XTC given here. Unlike Hugging
     Face's ``NoBadWordsLogitsProcessor``, a bad word's prefix is matched against the generated
     tokens only, not the prompt (contract P11).
 

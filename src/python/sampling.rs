@@ -313,7 +313,7 @@ fn seed_param(
             .map(Seed::Fixed);
     }
     let Some(s) = rows_shape else {
-        return Err(bad());
+        return Err(not_an_integer(py, msg()));
     };
     let values = int_array("seed", &arr, what, v)?;
     check_shape("seed", &arr, s)?;
@@ -499,10 +499,13 @@ fn histories_param(
     if let Ok(a) = v.cast::<PyUntypedArray>() {
         let kind: char = a.dtype().kind().into();
         if !"iu".contains(kind) {
-            return Err(PyValueError::new_err(format!(
-                "{name} must be integer token ids, got an array of dtype {}",
-                a.dtype()
-            )));
+            return Err(not_an_integer(
+                py,
+                format!(
+                    "{name} must be integer token ids, got an array of dtype {}",
+                    a.dtype()
+                ),
+            ));
         }
     }
     if rows_shape.is_empty() && !is_nested(v)? {
@@ -725,8 +728,10 @@ fn bad_words_param(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec
 /// One row's `(token id, bias)` pairs.
 type Bias = Vec<(u32, f64)>;
 
-/// One `{token_id: bias}` mapping.
-fn bias_map(v: &Bound<'_, PyAny>) -> PyResult<Vec<(u32, f64)>> {
+/// One `{token_id: bias}` mapping: a key that is not an integer is a [`not_an_integer`]
+/// error, one out of range a `ValueError`, a bias that is not a real number a `TypeError`
+/// (R7).
+fn bias_map(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<(u32, f64)>> {
     let d = v.cast::<PyMapping>().map_err(|_| {
         PyTypeError::new_err(format!(
             "logit_bias must be a mapping {{token_id: bias}} or a sequence of them, got {}",
@@ -736,33 +741,30 @@ fn bias_map(v: &Bound<'_, PyAny>) -> PyResult<Vec<(u32, f64)>> {
     let mut out = Vec::with_capacity(d.len()?);
     for item in d.items()?.iter() {
         let (k, b): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
-        let id = int_scalar(&k)
-            .ok()
-            .filter(|&i| (0..=u32::MAX as i128).contains(&i))
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "logit_bias must map token ids in [0, V) to biases, got key {}",
-                    repr(&k)
-                ))
-            })?;
+        let msg = |shown: String| {
+            format!("logit_bias must map token ids in [0, V) to biases, got key {shown}")
+        };
+        let id = int_scalar(&k).map_err(|_| not_an_integer(py, msg(repr(&k))))?;
+        let id =
+            u32::try_from(id).map_err(|_| PyValueError::new_err(msg(abbreviate(&shown(&k)))))?;
         let bias: f64 = b.extract().map_err(|_| {
-            PyValueError::new_err(format!(
+            PyTypeError::new_err(format!(
                 "logit_bias must map token ids to finite floats or -inf, got {{{id}: {}}}",
                 repr(&b)
             ))
         })?;
-        out.push((id as u32, bias));
+        out.push((id, bias));
     }
     Ok(out)
 }
 
 /// `logit_bias` (P12): a mapping for every row, or a sequence of R mappings (or `None`).
-fn bias_param(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<PerRow<Bias>>> {
+fn bias_param(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<PerRow<Bias>>> {
     let Some(v) = v.filter(|v| !v.is_none()) else {
         return Ok(None);
     };
     if v.cast::<PyMapping>().is_ok() {
-        return Ok(Some(PerRow::All(bias_map(v)?)));
+        return Ok(Some(PerRow::All(bias_map(py, v)?)));
     }
     if !is_array_like(v) {
         return Err(PyTypeError::new_err(format!(
@@ -777,7 +779,7 @@ fn bias_param(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<PerRow<Bias>>> {
             if item.is_none() {
                 Ok(None)
             } else {
-                bias_map(&item).map(Some)
+                bias_map(py, &item).map(Some)
             }
         })
         .collect::<PyResult<_>>()?;
@@ -906,7 +908,7 @@ impl<'py> Args<'py> {
             bad_words: bad_words_param(py, self.bad_words.as_ref())?,
             min_tokens: count_param(py, "min_tokens", self.min_tokens.as_ref(), rows_shape)?,
             stop_token_ids: stop,
-            logit_bias: bias_param(self.logit_bias.as_ref())?,
+            logit_bias: bias_param(py, self.logit_bias.as_ref())?,
             repetition_penalty: f("repetition_penalty", &self.repetition_penalty, 1.0)?,
             frequency_penalty: f("frequency_penalty", &self.frequency_penalty, 0.0)?,
             presence_penalty: f("presence_penalty", &self.presence_penalty, 0.0)?,
@@ -1535,8 +1537,9 @@ unsafe fn filter<T: crate::Float>(
 /// Returns
 /// -------
 /// logprobs : ndarray, shape ``logits.shape[:-1]``
-///     In the dtype ``log_softmax`` gives (float32 for float32, ...); a 0-d array... for 1-D
-///     logits a NumPy scalar. Rows holding NaN or ``+inf`` give NaN, as ``log_softmax``.
+///     In the dtype ``log_softmax`` gives (float32 for float32, ...). For 1-D logits a NumPy
+///     scalar (a 0-d tensor or array for torch or JAX logits). Rows holding NaN or ``+inf``
+///     give NaN, as ``log_softmax``.
 /// (logprobs, ranks)
 ///     With ``return_ranks=True``; ranks are int64.
 ///

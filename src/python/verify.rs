@@ -9,7 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::{
-    as_ndarray, count_param, deliver, float_param, int_values, repr, seed_param, shape_str,
+    abbreviate, as_ndarray, count_param, deliver, float_param, int_scalar, int_values,
+    not_an_integer, repr, seed_param, shape_str, shown,
 };
 use crate::python::arrays::{detach_interruptible, dispatch, to_py_err, Dtype, FloatArray};
 use crate::python::extras::adapt_input;
@@ -43,10 +44,12 @@ fn grid_arg<'py>(
             shape_str(&shape)
         )));
     }
-    // A stride matters only along an axis longer than 1.
+    // A stride matters only along an axis longer than 1; a row's elements must be adjacent
+    // (a stride of 1, or a single element).
     let used = |d: usize| if shape[d] > 1 { arr.strides[d] } else { 0 };
-    let strides = match (used(0), used(1), used(2)) {
-        (b, p, 0 | 1) if b >= 0 && p >= 0 => [b as usize, p as usize],
+    let dense_rows = shape[2] == 1 || arr.strides[2] == 1;
+    let strides = match (used(0), used(1)) {
+        (b, p) if dense_rows && b >= 0 && p >= 0 => [b as usize, p as usize],
         _ => {
             arr = arr.copy(py)?;
             [shape[1] * shape[2], shape[2]]
@@ -106,12 +109,34 @@ fn draft_tokens_arg(
     let arr = as_ndarray(py, v, "draft_tokens")?;
     let kind: char = arr.dtype().kind().into();
     let size: usize = arr.shape().iter().product();
+    if kind == 'O' && arr.ndim() == 2 {
+        // Python ints beyond int64 and uint64 (NumPy keeps them as objects): out of range,
+        // named where they are (V4).
+        let k = arr.shape()[1].max(1);
+        for (i, item) in arr.call_method0("ravel")?.try_iter()?.enumerate() {
+            let item = item?;
+            if int_scalar(&item).is_ok() && (item.lt(0)? || item.ge(vocab)?) {
+                return Err(to_py_err(crate::Error::InvalidSequence {
+                    name: "draft_tokens",
+                    row: i / k,
+                    problem: format!(
+                        "has token id {} at position {}, outside [0, {vocab})",
+                        abbreviate(&shown(&item)),
+                        i % k
+                    ),
+                }));
+            }
+        }
+    }
     if !("iu".contains(kind) || (size == 0 && "fb".contains(kind))) {
-        return Err(PyValueError::new_err(format!(
-            "draft_tokens must be integer token ids of shape (B, K), got {} (dtype {})",
-            repr(v),
-            arr.dtype()
-        )));
+        return Err(not_an_integer(
+            py,
+            format!(
+                "draft_tokens must be integer token ids of shape (B, K), got {} (dtype {})",
+                abbreviate(&repr(v)),
+                arr.dtype()
+            ),
+        ));
     }
     if arr.ndim() != 2 {
         return Err(PyValueError::new_err(format!(
