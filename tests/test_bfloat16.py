@@ -420,3 +420,39 @@ def test_s4_a_bfloat16_temperature_is_taken_as_its_float_values(kind):
     assert np.array_equal(
         logitkit.sample(x, temperature=t, seed=4), logitkit.sample(x, temperature=want_rows, seed=4)
     )
+
+
+def test_s1_big_endian_bfloat16_is_read_and_written_as_its_values():
+    """S1, S3 (found by a review): bfloat16 in the other byte order was read as native bits
+    (softmax of [0.5, 4, 1] gave -6.75e-13 three times) and written as native bits into an
+    `out=` in that order. It is now swapped into a native copy, as '>f4' is."""
+    x = _logits((3, 257), seed=5)
+    big = x.byteswap().view(BF16.newbyteorder(">"))
+    np.testing.assert_array_equal(big.astype(np.float32), x.astype(np.float32))
+    for f in (logitkit.softmax, logitkit.log_softmax, logitkit.logsumexp, logitkit.ops.sigmoid):
+        np.testing.assert_array_equal(np.asarray(f(big)).astype(np.float32),
+                                      np.asarray(f(x)).astype(np.float32), err_msg=f.__name__)
+    assert (logitkit.sample(big, temperature=0.0) == logitkit.sample(x, temperature=0.0)).all()
+    ids = np.array([1, 2, 3])
+    np.testing.assert_array_equal(logitkit.token_logprobs(big, ids), logitkit.token_logprobs(x, ids))
+    for src in (x, big):
+        out = np.empty(x.shape, BF16.newbyteorder(">"))
+        assert logitkit.softmax(src, out=out) is out
+        np.testing.assert_array_equal(out.astype(np.float32), logitkit.softmax(x).astype(np.float32))
+
+
+def test_s13_zero_d_bfloat16_stays_0_d_and_reductions_give_scalars():
+    """S13 (found by a review): softmax of a 0-d bfloat16 array gave a bfloat16 scalar where
+    every other dtype gives a 0-d array; reductions to one value still give a NumPy scalar."""
+    zero_d = np.array(0.5, BF16)
+    calls = [lambda v: logitkit.softmax(v, axis=None), lambda v: logitkit.log_softmax(v, axis=None),
+             logitkit.ops.sigmoid, lambda v: logitkit.ops.sparsemax(v, axis=None)]
+    for f in calls:
+        r = f(zero_d)
+        assert type(r) is np.ndarray and r.shape == () and r.dtype == BF16, type(r)
+        want = f(np.array(0.5, np.float32))
+        assert type(want) is np.ndarray and float(r) == float(want.astype(BF16))
+    row = np.array([0.5, 4.0, 1.0], BF16)
+    for r in (logitkit.logsumexp(row), logitkit.token_logprobs(row, 1)):
+        assert isinstance(r, np.generic) and r.dtype == BF16, type(r)
+    assert isinstance(logitkit.logsumexp(np.float32(row)), np.generic)

@@ -318,6 +318,23 @@ def test_s13_jax_0d_and_integers():
     np.testing.assert_allclose(np.asarray(r), logitkit.softmax(np.arange(4)), rtol=1e-6)
 
 
+def test_s13_jax_without_x64_gets_32_bit_integers_and_floats():
+    """S13 as docs/behaviour.md states it: without jax_enable_x64 JAX holds no 64-bit types, so
+    tokens and counts come back int32 and log-probabilities float32, with the values NumPy
+    input gets."""
+    jax = pytest.importorskip("jax")
+    if jax.config.jax_enable_x64:
+        pytest.skip("jax_enable_x64 is on")
+    x = np.random.default_rng(2).normal(size=(3, 50)).astype(np.float32)
+    tok, lp = logitkit.sample(jax.numpy.asarray(x), seed=4, return_logprobs=True)
+    want_tok, want_lp = logitkit.sample(x, seed=4, return_logprobs=True)
+    assert tok.dtype == jax.numpy.int32 and lp.dtype == jax.numpy.float32
+    np.testing.assert_array_equal(np.asarray(tok), want_tok)
+    np.testing.assert_array_equal(np.asarray(lp), want_lp.astype(np.float32))
+    toks, n = logitkit.verify_draft(jax.numpy.asarray(x[:, None, :]), np.zeros((3, 0), np.int64), seed=1)
+    assert toks.dtype == n.dtype == jax.numpy.int32 and np.asarray(n).tolist() == [1, 1, 1]
+
+
 # --------------------------------------------------------------------------------------------
 # ml_dtypes bfloat16 ndarrays: NumPy bfloat16 out
 # --------------------------------------------------------------------------------------------

@@ -28,6 +28,12 @@ class BFloat16Bits(np.ndarray):
     """
 
 
+class BFloat16Scalar(BFloat16Bits):
+    """The bits of a bfloat16 reduction to one value (``logsumexp`` of a vector, ``token_logprobs``
+    of one row): ``Back`` gives NumPy input a NumPy scalar of it, as NumPy's own reductions do,
+    where a 0-d ``BFloat16Bits`` (``softmax`` of a 0-d array) stays a 0-d array (S13)."""
+
+
 def _bits_of_bf16(a: np.ndarray) -> BFloat16Bits:
     """A ``BFloat16Bits`` view of the bfloat16 ndarray ``a`` (same memory and strides)."""
     return a.view(np.uint16).view(BFloat16Bits)
@@ -168,8 +174,9 @@ class Back:
 
     def _from_bits(self, bits: "BFloat16Bits") -> Any:
         """A native result of bfloat16 bits as bfloat16 in the input's array type (no rounding:
-        the native code rounded once); a 0-d result stays 0-d for torch and JAX and becomes a
-        scalar for NumPy, as the other results."""
+        the native code rounded once); a 0-d result stays 0-d for torch and JAX, and for NumPy
+        but for a reduction to one value (``BFloat16Scalar``), which becomes a NumPy scalar, as
+        the other dtypes' results."""
         raw = bits.view(np.ndarray)
         if self.kind == "torch":
             import torch
@@ -183,7 +190,7 @@ class Back:
             import jax.numpy as jnp
 
             return jnp.asarray(a)
-        return a if a.ndim else a[()]
+        return a[()] if isinstance(bits, BFloat16Scalar) else a
 
 
 def _bf16_dtype() -> Any:
@@ -309,6 +316,11 @@ def adapt(x: Any, name: str = "x") -> Tuple[Any, Optional[Back]]:
         return x, None
     bf16 = a.dtype if _is_bfloat16(a.dtype) else None
     if bf16 is not None:
+        if not bf16.isnative:
+            # Bits in the other byte order (rare): swapped into a native copy, as NumPy's own
+            # functions read '>f4', not read as they lie.
+            bf16 = bf16.newbyteorder("=")
+            a = a.astype(bf16)
         a = _bits_of_bf16(a)
     if jax:
         return a, Back("jax", bfloat16=bf16 is not None, np_bf16=bf16)
@@ -336,7 +348,8 @@ def _bf16_out_bits(out: Any) -> Any:
     """The bits of a bfloat16 ``out`` (ndarray or CPU torch tensor) for the native code to
     write in place, or None for anything else (``copy_to_out`` then says what is wrong)."""
     if isinstance(out, np.ndarray) and _is_bfloat16(out.dtype):
-        return _bits_of_bf16(out)
+        # In the other byte order the native bits would land swapped: `copy_to_out` then.
+        return _bits_of_bf16(out) if out.dtype.isnative else None
     if _is_torch_tensor(out):
         import torch
 
@@ -386,7 +399,7 @@ def copy_to_out(out: Any, result: np.ndarray) -> Any:
     if not out.flags.writeable:
         raise ValueError("out is read-only; pass a writeable array")
     if isinstance(result, BFloat16Bits):
-        np.copyto(out, result.view(np.ndarray).view(out.dtype))
+        np.copyto(out, result.view(np.ndarray).view(out.dtype.newbyteorder("=")))
     else:
         np.copyto(out, np.asarray(result).astype(out.dtype))
     return out

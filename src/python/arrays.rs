@@ -123,15 +123,20 @@ macro_rules! dispatch {
 }
 pub(crate) use dispatch;
 
-/// A result array as Python gets it: a 0-d one becomes a NumPy scalar, except bfloat16 bits,
-/// which stay a 0-d array for `Back` to view as bfloat16 (a scalar would lose that they are
-/// bits); any other shape as it is.
+/// A reduction's result array as Python gets it: a 0-d one becomes a NumPy scalar, except
+/// bfloat16 bits, which become a 0-d `logitkit._coerce.BFloat16Scalar` for `Back` to view as
+/// a bfloat16 scalar (a scalar here would lose that they are bits); any other shape as it is.
 pub(crate) fn result_of<'py>(arr: Bound<'py, PyAny>, dtype: Dtype) -> PyResult<Bound<'py, PyAny>> {
     let zero_d = arr.cast::<PyUntypedArray>().is_ok_and(|a| a.ndim() == 0);
-    if zero_d && dtype != Dtype::BF16 {
+    if !zero_d {
+        return Ok(arr);
+    }
+    if dtype != Dtype::BF16 {
         return arr.get_item(());
     }
-    Ok(arr)
+    static CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let cls = CLASS.import(arr.py(), "logitkit._coerce", "BFloat16Scalar")?;
+    arr.call_method1("view", (cls,))
 }
 
 /// A new uninitialised C-contiguous array of `T`. Unlike `PyArray::new`, which panics on a
