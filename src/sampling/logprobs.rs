@@ -13,8 +13,9 @@ use super::select::{scaled_gap, sum_over_blocks, RowDraw, Work};
 use super::{for_rows, plan, row_max, top_in_order, RowResult, RowView};
 use crate::element::{Float, Real};
 use crate::error::{Error, Result};
-use crate::kernels::{kernels, BLOCK};
-use crate::parallel::ranges_mapped;
+use crate::kernels::{kernels, row_sums, BLOCK};
+use crate::ln::ln_in_place;
+use crate::parallel::{chunks_mapped_mut, is_parallel, ranges_mapped};
 use crate::softmax::check_len;
 
 use super::hot::{count_at_least, count_at_least_half, Stored16};
@@ -297,6 +298,9 @@ pub(crate) fn token_logprobs_of<T: Float>(
         return Err(super::history::bad_id("token_ids", row, id as i128, vocab));
     }
     let with_rank = ranks.is_some();
+    if let (RowParam::All(t), true) = (&temperature, short_rows(&logits)) {
+        return short_rows_scored(logits, token_ids, *t, out, ranks);
+    }
     let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let (row, j, t) = (logits.row(r), token_ids[r] as usize, temperature.get(r));
         if let Some(res) = score_stored(row, j, t, with_rank, w.par) {
@@ -314,6 +318,82 @@ pub(crate) fn token_logprobs_of<T: Float>(
     if let Some(ranks) = ranks {
         for (o, &(_, rank)) in ranks.iter_mut().zip(&results) {
             *o = rank;
+        }
+    }
+    Ok(())
+}
+
+/// Rows at most this long, stored one after the other, are scored [`SHORT_ROWS_CHUNK`] at a time
+/// by [`short_rows_scored`] rather than one by one: the work of a row of a few logits is less
+/// than a call's per-row cost (contract R8: `token_logprobs` of a million rows of 2 took 20
+/// times NumPy's softmax over them).
+const SHORT_ROW_MAX: usize = 256;
+
+/// How many short rows one kernel call sums.
+const SHORT_ROWS_CHUNK: usize = 256;
+
+/// Whether [`short_rows_scored`] takes the rows.
+fn short_rows<T>(logits: &super::Rows<'_, T>) -> bool {
+    logits.vocab <= SHORT_ROW_MAX && logits.stride == logits.vocab
+}
+
+/// [`token_logprobs_of`] of short adjacent rows at one temperature (`t`, checked), with the
+/// bits [`score`] gives each row: the rows' maxima and sums of exps from [`row_sums`] (the
+/// bits of the row kernels, many rows per call), their logs from [`ln_in_place`] (the bits of
+/// `f64::ln`), chunks of rows on the threads.
+fn short_rows_scored<T: Float>(
+    logits: super::Rows<'_, T>,
+    token_ids: &[i64],
+    t: f64,
+    out: &mut [T],
+    ranks: Option<&mut [i64]>,
+) -> Result<()> {
+    let (rows, n) = (logits.count, logits.vocab);
+    let x = &logits.data[..rows * n];
+    let par = is_parallel(rows * n);
+    let failures = chunks_mapped_mut(out, SHORT_ROWS_CHUNK, par, |c, outs| {
+        let first = c * SHORT_ROWS_CHUNK;
+        let mut conv = Vec::new();
+        let xs = match super::as_compute(&x[first * n..][..outs.len() * n], &mut conv) {
+            Ok(xs) => xs,
+            Err(e) => return Some(e),
+        };
+        let k = kernels::<T::Compute>();
+        let mut maxima = [<T::Compute as Real>::NAN; SHORT_ROWS_CHUNK];
+        let mut ln_totals = [0.0f64; SHORT_ROWS_CHUNK];
+        let (maxima, ln_totals) = (&mut maxima[..outs.len()], &mut ln_totals[..outs.len()]);
+        row_sums(k, xs, n, t, maxima, ln_totals);
+        ln_in_place(ln_totals);
+        for (r, (o, row)) in outs.iter_mut().zip(xs.chunks_exact(n)).enumerate() {
+            let xj = row[token_ids[first + r] as usize].to_f64();
+            let lp = if ln_totals[r].is_nan() {
+                f64::NAN
+            } else {
+                scaled_gap(xj, maxima[r].to_f64(), t) - ln_totals[r]
+            };
+            *o = T::from_compute(<T::Compute as Real>::from_f64(lp));
+        }
+        None
+    });
+    if let Some(e) = failures.iter().flatten().next() {
+        return Err(e.clone());
+    }
+    if let Some(ranks) = ranks {
+        let failures = chunks_mapped_mut(ranks, SHORT_ROWS_CHUNK, par, |c, outs| {
+            let first = c * SHORT_ROWS_CHUNK;
+            let mut conv = Vec::new();
+            let xs = match super::as_compute(&x[first * n..][..outs.len() * n], &mut conv) {
+                Ok(xs) => xs,
+                Err(e) => return Some(e),
+            };
+            for (r, (o, row)) in outs.iter_mut().zip(xs.chunks_exact(n)).enumerate() {
+                let xj = row[token_ids[first + r] as usize].to_f64();
+                *o = count_at_least(row, xj) as i64;
+            }
+            None
+        });
+        if let Some(e) = failures.iter().flatten().next() {
+            return Err(e.clone());
         }
     }
     Ok(())
@@ -460,6 +540,57 @@ mod tests {
     use crate::sampling::rng::Streams;
     use crate::sampling::select::{sample_row, RowDraw};
     use crate::Seed;
+
+    /// Short adjacent rows scored many at a time give each row the bits of [`score`], one row
+    /// at a time: rows with -inf, NaN, +inf, all -inf, ±0, ties, huge spans; f32 and f64,
+    /// every row length up to [`SHORT_ROW_MAX`] tried here, temperatures the packed kernels
+    /// take and ones they leave to the row kernels.
+    fn short_rows_match_scoring_row_by_row<C: Float + Real>() {
+        let mut u = crate::sampling::test_units::units(0x51A7_0C0F_FEE1_2345);
+        for n in [1usize, 2, 3, 5, 8, 9, 16, 17, 33, 100, 256] {
+            let rows = 700;
+            let x: Vec<C> = (0..rows * n)
+                .map(|i| {
+                    let v = match (i / n) % 11 {
+                        0 => [f64::NEG_INFINITY, 0.0, -0.0][i % 3],
+                        1 => [f64::NAN, 1.0][i % 2],
+                        2 => [f64::INFINITY, 1.0][i % 2],
+                        3 => f64::NEG_INFINITY,
+                        4 => [3e38, -3e38][i % 2],
+                        5 => (u() * 4.0).floor(),
+                        _ => (u() - 0.5) * 40.0,
+                    };
+                    C::from_f64(v)
+                })
+                .collect();
+            let ids: Vec<i64> = (0..rows).map(|_| (u() * n as f64) as i64).collect();
+            for t in [1.0, 0.7, 3.0, 1e-30, 1e30, 5e-324] {
+                let mut out = vec![C::from_f64(0.0); rows];
+                let mut ranks = vec![0i64; rows];
+                let logits = super::super::Rows::contiguous(&x, n).unwrap();
+                assert!(short_rows(&logits));
+                token_logprobs_of(logits, &ids, t.into(), &mut out, Some(&mut ranks)).unwrap();
+                for r in 0..rows {
+                    let row = &x[r * n..][..n];
+                    let (lp, rank) = score(row, ids[r] as usize, t, true, false);
+                    let want = C::from_f64(lp);
+                    assert!(
+                        out[r].to_f64().to_bits() == want.to_f64().to_bits()
+                            || (lp.is_nan() && out[r].to_f64().is_nan()),
+                        "n {n} t {t} row {r}: {} vs {lp}",
+                        out[r].to_f64()
+                    );
+                    assert_eq!(ranks[r], rank, "n {n} t {t} row {r}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn p16_short_rows_match_scoring_row_by_row() {
+        short_rows_match_scoring_row_by_row::<f32>();
+        short_rows_match_scoring_row_by_row::<f64>();
+    }
 
     /// A draw whose kept set is a list (top-p, min-p, top-k; no stage) reports, from the
     /// list, the rank and alternatives its row gives: the tokens at least as probable counted
