@@ -1071,3 +1071,42 @@ def test_r7_big_endian_uint64_values_are_read_as_they_are():
     with pytest.raises(ValueError, match=f"token id {2**63 + 2}"):
         lk.filter_logits(x, frequency_penalty=0.5,
                          output_tokens=np.array([[1, 2**63 + 2], [3, 3]], dtype=">u8"))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda: lk.sample(np.zeros(3), top_p=np.complex128(0.5)),
+     lambda: lk.filter_logits(np.zeros(3), min_p=np.complex64(0.1)),
+     lambda: lk.Sampler(temperature=np.complex128(0.7)),
+     lambda: lk.token_logprobs(np.zeros(3), 1, temperature=np.complex64(2)),
+     lambda: lk.verify_draft(np.zeros((1, 1, 3)), np.zeros((1, 0), np.int64), temperature=np.complex128(1))],
+)
+def test_r7_complex_numpy_scalars_are_type_errors_for_float_parameters(call):
+    """R7 (found by a review): a NumPy complex scalar passed its `__float__` (the imaginary
+    part dropped with only a ComplexWarning) where softmax refuses it."""
+    with pytest.raises(TypeError, match=r"must be a float or an array of floats, got np\.complex"):
+        call()
+
+
+@pytest.mark.parametrize("name", ["prompt_tokens", "output_tokens"])
+def test_r7_a_scalar_history_is_a_type_error_naming_it(name):
+    """R7 (found by a review): `prompt_tokens=5` raised "'int' object is not iterable"; ranges
+    and other iterables of ids still work."""
+    with pytest.raises(TypeError, match=f"{name} must be a sequence of token ids.*got 5"):
+        lk.sample(np.zeros((2, 3)), **{name: 5})
+    x = np.zeros(5)
+    kw = dict(repetition_penalty=2.0, temperature=0.0)
+    assert lk.filter_logits(x, **{name: range(2)}, **kw).tolist() == lk.filter_logits(x, **{name: [0, 1]}, **kw).tolist()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda: lk.sample(np.zeros(3), seed=10**5000), lambda: lk.sample(np.zeros(3), top_k=-(10**5000)),
+     lambda: lk.set_num_threads(10**5000), lambda: lk.token_logprobs(np.zeros(3), 10**5000)],
+)
+def test_r7_integers_python_will_not_print_are_shown_by_their_size(call):
+    """R7 (found by a review): integers of more than 4300 digits, which Python refuses to turn
+    into text, were shown as "<unprintable>"."""
+    with pytest.raises(ValueError) as info:
+        call()
+    assert "<an integer of 16610 bits>" in str(info.value) and "unprintable" not in str(info.value)

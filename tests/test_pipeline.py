@@ -2169,3 +2169,25 @@ def test_p17_ids_accepted_before_the_first_call_are_checked_at_it():
     assert s.output_tokens == [[100]]
     s.reset()
     assert 0 <= int(s(logits)[0]) < 8
+
+
+def test_p17_accept_takes_the_tokens_of_a_batch_of_several_dimensions():
+    """P17 (found by a review): for logits of shape (B, S, V) a Sampler returns tokens of shape
+    (B, S); `accept` refused them as B per-row sequences. They are one token per row, in the
+    rows' order; per-row sequences (first axis = the row count) keep their meaning."""
+    x = np.random.default_rng(3).normal(size=(3, 4, 10)).astype(np.float32)
+    s = lk.Sampler(seed=1, repetition_penalty=1.5)
+    t = s(x)
+    assert t.shape == (3, 4)
+    s.accept(t)
+    s.accept(t.tolist())
+    hist = s.output_tokens
+    assert len(hist) == 12
+    flat = t.reshape(-1)
+    for r in range(12):
+        assert hist[r].tolist() == [flat[r]] * 3
+    # A (12, 2) array is two tokens for each of the 12 rows.
+    s.accept(np.stack([flat, flat], axis=1))
+    assert all(len(h) == 5 for h in s.output_tokens)
+    with pytest.raises(ValueError, match="tokens"):
+        s.accept(np.zeros((2, 3), np.int64))

@@ -237,3 +237,28 @@ def test_p19_generate_modes_see_the_histories_of_the_first_prompt(mode):
         want = logitkit.filter_logits(scores.numpy(), prompt_tokens=ids[:, :p].numpy(),
                                       output_tokens=ids[:, p:].numpy(), **params)
         np.testing.assert_array_equal(out.numpy(), want)
+
+
+def test_p19_generate_from_inputs_embeds_and_bad_input_ids():
+    """P19 (found by a review): `generate(inputs_embeds=...)` passes input_ids of shape
+    (batch, 0), which the processor failed to reshape; every generated token is then output
+    (no prompt), as with the embeddings' own ids given as prompt-less rows. input_ids that are
+    not integers are a TypeError naming them (R7), not truncated."""
+    model = tiny_gpt2()
+    prompt = torch.tensor([[5, 17, 23, 42, 8], [9, 9, 30, 31, 60]])
+    embeds = model.get_input_embeddings()(prompt)
+    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=1)
+    proc = LogitsProcessor(repetition_penalty=1.3)
+    out = model.generate(inputs_embeds=embeds, logits_processor=[proc], **kw)
+    assert out.shape == (2, 6)
+    # The same steps by hand: the processor saw each generated prefix as output.
+    scores = torch.zeros((2, V))
+    first = proc(torch.zeros((2, 0), dtype=torch.long), scores)
+    torch.testing.assert_close(first, scores)
+    second = proc(out[:, :1], scores + 1.0)
+    want = logitkit.filter_logits((scores + 1.0).numpy(), output_tokens=out[:, :1].numpy(),
+                                  repetition_penalty=1.3)
+    torch.testing.assert_close(second, torch.as_tensor(want))
+    for bad in (torch.zeros((2, 3)), np.array([["a", "b"]]), torch.tensor(3)):
+        with pytest.raises(TypeError, match="input_ids must be integer token ids"):
+            LogitsProcessor(repetition_penalty=1.3)(bad, scores)

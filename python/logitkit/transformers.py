@@ -139,7 +139,14 @@ class LogitsProcessor:
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         ids = np.asarray(input_ids.detach().cpu() if hasattr(input_ids, "detach") else input_ids)
-        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1, ids.shape[-1])
+        if ids.ndim == 0 or ids.dtype.kind not in "iu":
+            raise TypeError(
+                "input_ids must be integer token ids of shape (batch, length), got an array of "
+                f"shape {ids.shape} and dtype {ids.dtype}"
+            )
+        # (batch, 0) when `generate` starts from `inputs_embeds`: every row's prompt is empty.
+        rows = int(np.prod(ids.shape[:-1], dtype=np.int64))
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(rows, ids.shape[-1])
         if not self._continues(ids):
             self._prompt_len = ids.shape[-1]
             self._prompts = {row.tobytes() for row in ids}

@@ -676,8 +676,23 @@ pub(crate) fn repr(v: &Bound<'_, PyAny>) -> String {
     let r = v
         .repr()
         .map(|r| r.to_string())
-        .unwrap_or_else(|_| "<unprintable>".into());
+        .unwrap_or_else(|_| unprintable(v));
     abbreviate(&r)
+}
+
+/// What a value Python will not print is shown as: an integer of more digits than Python
+/// converts to text (`sys.set_int_max_str_digits`, 4300 by default) by its sign and size.
+fn unprintable(v: &Bound<'_, PyAny>) -> String {
+    match v
+        .call_method0("bit_length")
+        .and_then(|b| b.extract::<u64>())
+    {
+        Ok(bits) => {
+            let sign = if v.lt(0).unwrap_or(false) { "-" } else { "" };
+            format!("{sign}<an integer of {bits} bits>")
+        }
+        Err(_) => "<unprintable>".into(),
+    }
 }
 
 /// An integer of more than 40 digits as its first 20 and its digit count; anything else longer

@@ -70,6 +70,12 @@ fn logits_array<'py>(
     Ok((xa, rows_shape, vocab, vocab))
 }
 
+/// Whether `v` is a NumPy scalar (`numpy.generic`: `np.float32(1)`, `np.complex128(1)`).
+fn is_numpy_scalar(v: &Bound<'_, PyAny>) -> PyResult<bool> {
+    static GENERIC: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    v.is_instance(GENERIC.import(v.py(), "numpy", "generic")?)
+}
+
 fn is_array_like(v: &Bound<'_, PyAny>) -> bool {
     v.cast::<PyUntypedArray>().is_ok() || v.cast::<PyList>().is_ok() || v.cast::<PyTuple>().is_ok()
 }
@@ -111,7 +117,9 @@ fn float_param(
     if is_bool(v) {
         return Err(type_err());
     }
-    if !is_array_like(v) && !exports_array(v) {
+    // NumPy scalars go the arrays' way, which knows their dtype: a complex one has a
+    // `__float__` that drops the imaginary part with only a warning (R7).
+    if !is_array_like(v) && !exports_array(v) && !is_numpy_scalar(v)? {
         if v.cast::<PyInt>().is_ok() || v.hasattr("__float__")? {
             return v
                 .extract::<f64>()
@@ -507,6 +515,12 @@ fn histories_param(
                 ),
             ));
         }
+    } else if v.try_iter().is_err() && !exports_array(v) {
+        // A scalar (`prompt_tokens=5`): not a sequence of ids (R7).
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a sequence of token ids (one per row of logits for a batch), got {}",
+            abbreviate(&repr(v))
+        )));
     }
     if rows_shape.is_empty() && !is_nested(v)? {
         return Ok(Some(vec![id_list(py, name, v, None, true)?]));
@@ -1674,7 +1688,26 @@ unsafe fn score<T: crate::Float>(
 
 /// Rows of token ids for `accept`: one token per row (an int, or a 1-D sequence of R ints),
 /// or a sequence of R per-row sequences.
-fn accepted_rows(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
+fn accepted_rows(
+    py: Python<'_>,
+    v: &Bound<'_, PyAny>,
+    rows: Option<usize>,
+) -> PyResult<Vec<Vec<u32>>> {
+    // The tokens of a batch of several dimensions (what the sampler returned for logits of
+    // shape (B, S, V)): one token per row, in the rows' order, when they are `rows` ids whose
+    // first axis is not the row count (which would make them per-row sequences).
+    if let Some(r) = rows {
+        if let Ok(arr) = as_ndarray(py, v, "tokens") {
+            let shape = arr.shape();
+            if shape.len() >= 2 && shape.iter().product::<usize>() == r && shape[0] != r {
+                let flat = arr.call_method0("ravel")?;
+                return Ok(id_list(py, "tokens", &flat, None, false)?
+                    .into_iter()
+                    .map(|t| vec![t])
+                    .collect());
+            }
+        }
+    }
     if !is_array_like(v) && v.cast::<PyUntypedArray>().is_err() {
         return Ok(vec![id_list(
             py,
@@ -2006,7 +2039,8 @@ impl Sampler {
     /// ValueError
     ///     For a negative id or a row count other than the sampler's.
     fn accept(&self, py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<()> {
-        let rows = accepted_rows(py, tokens)?;
+        let known = self.lock().rows();
+        let rows = accepted_rows(py, tokens, known)?;
         self.lock().accept(&rows).map_err(to_py_err)
     }
 
