@@ -520,6 +520,18 @@ elif kind == "verify_draft":
     np.random.default_rng(1).standard_normal(out=tl, dtype=np.float32)
     tl[:, :, 0] = 50.0
     call = lambda: lk.verify_draft(tl, np.zeros((B, K), np.int64), top_k=500_000, seed=0)
+elif kind == "token_logprobs":
+    # 60M rows of 2 logits, scored 256 rows per kernel call (found by a review: the path
+    # polled for no interruption, and a poll elsewhere could swallow it): seconds.
+    x = np.zeros((60_000_000, 2), np.float32)
+    call = lambda: lk.token_logprobs(x, np.zeros(60_000_000, np.int64), return_ranks=True)
+elif kind == "copied":
+    # 1 GiB of F-order logits, which sampling copies to C order first (a transposing copy of
+    # seconds, found by a review: Ctrl-C was seen only when it ended, 9-17 s for 2 GiB).
+    base = np.empty((32768, 8192), np.float32)
+    base[...] = np.random.default_rng(2).standard_normal(8192, dtype=np.float32)
+    x = base.T
+    call = lambda: lk.sample(x, temperature=0.0)
 else:
     # 1 GiB of float16 along axis 0 (strided lanes, converted to float32 and back): seconds.
     x = np.tile(row.astype(np.float16), (16384, 8))
@@ -541,7 +553,9 @@ print("ok", flush=True)
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("kind", ["softmax", "logsumexp", "cross_entropy", "calibration", "verify_draft"])
+@pytest.mark.parametrize(
+    "kind", ["softmax", "logsumexp", "cross_entropy", "calibration", "verify_draft", "copied", "token_logprobs"]
+)
 def test_r8_ctrl_c_interrupts_a_long_call_within_a_second(kind, threads):
     """R8: SIGINT sent to a process inside a long logitkit call (seconds uninterrupted) raises
     KeyboardInterrupt within 1 s of the signal, and the process keeps working afterwards. The
@@ -1002,8 +1016,11 @@ def test_r7_wrong_types_of_sampler_seeds_draft_tokens_and_biases_are_type_errors
     with pytest.raises(TypeError, match="draft_tokens must be integer token ids") as info:
         lk.verify_draft(np.zeros((1, 2, 3)), np.array([["a"]]))
     assert isinstance(info.value, ValueError)
-    with pytest.raises(TypeError, match=r"logit_bias must map token ids to finite floats.*'x'"):
-        lk.sample(np.zeros(3), logit_bias={1: "x"})
+    for bias, shown in (("x", "'x'"), (np.complex128(1 + 5j), "complex"), (None, "None")):
+        with pytest.raises(TypeError, match=r"logit_bias must map token ids to finite floats.*" + shown) as info:
+            lk.sample(np.zeros(3), logit_bias={1: bias})
+        # P12: a bad bias is a ValueError too.
+        assert isinstance(info.value, ValueError)
 
 
 def test_r7_out_of_range_integers_stay_plain_value_errors():
@@ -1092,8 +1109,9 @@ def test_r7_complex_numpy_scalars_are_type_errors_for_float_parameters(call):
 def test_r7_a_scalar_history_is_a_type_error_naming_it(name):
     """R7 (found by a review): `prompt_tokens=5` raised "'int' object is not iterable"; ranges
     and other iterables of ids still work."""
-    with pytest.raises(TypeError, match=f"{name} must be a sequence of token ids.*got 5"):
-        lk.sample(np.zeros((2, 3)), **{name: 5})
+    for v in (5, np.array(5), np.int64(5)):
+        with pytest.raises(TypeError, match=f"{name} must be a sequence of token ids.*got .*5"):
+            lk.sample(np.zeros((2, 3)), **{name: v})
     x = np.zeros(5)
     kw = dict(repetition_penalty=2.0, temperature=0.0)
     assert lk.filter_logits(x, **{name: range(2)}, **kw).tolist() == lk.filter_logits(x, **{name: [0, 1]}, **kw).tolist()

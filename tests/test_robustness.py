@@ -267,3 +267,26 @@ def test_s3_fuzz_layouts_and_out_aliasing(rows, cols, layout, axis, dtype, fn, s
         assert_logs_close(got, want)
     else:
         assert_probs_close(got, want, axis=axis)
+
+
+def test_r8_slab_copies_are_the_bits_of_numpy_copies():
+    """The copy made before reading an array it cannot read in place (`_coerce.c_copy`, in
+    slabs so that Ctrl-C is seen, R8) is C-contiguous with the bits, dtype and array subclass
+    of NumPy's own C copy, for every axis it may cut along."""
+    from logitkit import _coerce
+
+    rng = np.random.default_rng(5)
+    old = _coerce._COPY_SLAB_BYTES
+    _coerce._COPY_SLAB_BYTES = 512
+    try:
+        base = rng.standard_normal((7, 50, 33)).astype(np.float32)
+        base.flat[::17] = np.nan
+        views = [base.transpose(2, 0, 1), base[:, ::-3, :], np.asfortranarray(base), base[:1].transpose(1, 2, 0),
+                 np.broadcast_to(base[0, 0], (300, 33)), base.astype(np.float16)[::2].T,
+                 base.view(np.uint16)[:, :, ::2].T.view(_coerce.BFloat16Bits)]
+        for v in views:
+            got, want = _coerce.c_copy(v), v.copy(order="C")
+            assert got.flags.c_contiguous and type(got) is type(want) and got.dtype == want.dtype
+            assert got.shape == want.shape and got.tobytes() == want.tobytes()
+    finally:
+        _coerce._COPY_SLAB_BYTES = old

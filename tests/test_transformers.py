@@ -259,6 +259,15 @@ def test_p19_generate_from_inputs_embeds_and_bad_input_ids():
     want = logitkit.filter_logits((scores + 1.0).numpy(), output_tokens=out[:, :1].numpy(),
                                   repetition_penalty=1.3)
     torch.testing.assert_close(second, torch.as_tensor(want))
+    # The next generate's prompt is a prompt again, not output of the empty one (found by a
+    # review: an empty prompt started every row, so the next call continued it).
+    counted = LogitsProcessor(frequency_penalty=1.0, min_tokens=2, stop_token_ids=[0])
+    counted(torch.zeros((2, 0), dtype=torch.long), scores)
+    counted(out[:, :2], scores)
+    later = counted(prompt, scores)
+    fresh = LogitsProcessor(frequency_penalty=1.0, min_tokens=2, stop_token_ids=[0])(prompt, scores)
+    torch.testing.assert_close(later, fresh)
+    assert later[0, 0] == -float("inf")
     for bad in (torch.zeros((2, 3)), np.array([["a", "b"]]), torch.tensor(3)):
         with pytest.raises(TypeError, match="input_ids must be integer token ids"):
             LogitsProcessor(repetition_penalty=1.3)(bad, scores)

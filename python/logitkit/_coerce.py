@@ -19,6 +19,12 @@ class NotAnIntegerError(TypeError, ValueError):
     and an ``IndexError`` alike). Out-of-range integers stay plain ``ValueError``s."""
 
 
+class NotARealNumberError(TypeError, ValueError):
+    """A value of a mapping parameter that is not a real number (a ``logit_bias`` bias given as
+    a string or a complex number): a ``TypeError``, as contract R7 has wrong types, and a
+    ``ValueError`` too, as contract P12 has a bad bias."""
+
+
 class BFloat16Bits(np.ndarray):
     """bfloat16 values held as their bits: a uint16 view (no copy) of a bfloat16 array.
 
@@ -32,6 +38,29 @@ class BFloat16Scalar(BFloat16Bits):
     """The bits of a bfloat16 reduction to one value (``logsumexp`` of a vector, ``token_logprobs``
     of one row): ``Back`` gives NumPy input a NumPy scalar of it, as NumPy's own reductions do,
     where a 0-d ``BFloat16Bits`` (``softmax`` of a 0-d array) stays a 0-d array (S13)."""
+
+
+# A copy moves this many bytes between checks for Ctrl-C (contract R8).
+_COPY_SLAB_BYTES = 1 << 24
+
+
+def c_copy(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``a`` (same dtype and array subclass, same bits), made a slab of
+    about ``_COPY_SLAB_BYTES`` at a time along its longest axis: NumPy checks no signal inside
+    one copy, and a transposing copy of gigabytes takes seconds, so a Ctrl-C (contract R8) is
+    seen between slabs. The slabs are taken along the first axis long enough to give them, so
+    that each is one block of the output."""
+    if a.ndim == 0 or a.nbytes <= _COPY_SLAB_BYTES:
+        return a.copy(order="C")
+    out = np.empty_like(a, order="C")
+    slabs = -(-a.nbytes // _COPY_SLAB_BYTES)
+    axis = next((d for d, n in enumerate(a.shape) if n >= slabs), int(np.argmax(a.shape)))
+    step = max(1, a.shape[axis] * _COPY_SLAB_BYTES // a.nbytes)
+    index = [slice(None)] * a.ndim
+    for start in range(0, a.shape[axis], step):
+        index[axis] = slice(start, start + step)
+        out[tuple(index)] = a[tuple(index)]
+    return out
 
 
 def _bits_of_bf16(a: np.ndarray) -> BFloat16Bits:

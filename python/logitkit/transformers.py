@@ -108,6 +108,7 @@ class LogitsProcessor:
         self._prompt_len: int | None = None
         self._prompts: set[bytes] = set()
         self._rows = 0
+        self._last = np.zeros((0, 0), np.int64)
 
     def reset(self) -> None:
         """Forget the prompt: the next call starts a new generation.
@@ -127,15 +128,25 @@ class LogitsProcessor:
         self._prompt_len = None
         self._prompts = set()
         self._rows = 0
+        self._last = np.zeros((0, 0), np.int64)
 
     def _continues(self, ids: np.ndarray) -> bool:
         p = self._prompt_len
-        return (
+        if not (
             p is not None
             and ids.shape[0] == self._rows
             and ids.shape[-1] >= p
             and all(row[:p].tobytes() in self._prompts for row in ids)
-        )
+        ):
+            return False
+        if p > 0:
+            return True
+        # An empty prompt (`generate(inputs_embeds=...)`) starts every row: the call continues
+        # that generation only if each row agrees with one of the last call's rows as far as
+        # both go (a next `generate`'s prompt does not).
+        m = min(ids.shape[-1], self._last.shape[-1])
+        seen = {row[:m].tobytes() for row in self._last}
+        return all(row[:m].tobytes() in seen for row in ids)
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         ids = np.asarray(input_ids.detach().cpu() if hasattr(input_ids, "detach") else input_ids)
@@ -151,6 +162,8 @@ class LogitsProcessor:
             self._prompt_len = ids.shape[-1]
             self._prompts = {row.tobytes() for row in ids}
             self._rows = ids.shape[0]
+        if self._prompt_len == 0:
+            self._last = ids.copy()
         out = filter_logits(
             scores,
             prompt_tokens=ids[:, : self._prompt_len],

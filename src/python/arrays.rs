@@ -288,8 +288,11 @@ impl<'py> FloatArray<'py> {
 
     /// A C-contiguous copy.
     pub(crate) fn copy(&self, py: Python<'py>) -> PyResult<FloatArray<'py>> {
-        let _ = py;
-        let c = self.arr.call_method1("copy", ("C",))?;
+        // A slab at a time, so that Ctrl-C is seen during a long copy (R8).
+        static C_COPY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let c = C_COPY
+            .import(py, "logitkit._coerce", "c_copy")?
+            .call1((&self.arr,))?;
         Ok(FloatArray::view(&c.cast_into::<PyUntypedArray>()?).expect("a fresh copy is readable"))
     }
 

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use numpy::{PyArray, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple, PyType};
+use pyo3::types::{
+    PyBool, PyComplex, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple, PyType,
+};
 
 use super::arrays::{
     abbreviate, as_ndarray, bfloat16_values, detach_interruptible, dispatch, exports_array,
@@ -219,8 +221,25 @@ fn int_array(
 /// (what P8 asks of a `top_k` that is not an integer).
 fn not_an_integer(py: Python<'_>, msg: String) -> PyErr {
     static CLS: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-    let cls = CLS
-        .import(py, "logitkit._coerce", "NotAnIntegerError")
+    coerce_error(py, &CLS, "NotAnIntegerError", msg)
+}
+
+/// The error for a bias that is not a real number: `_coerce.NotARealNumberError`, a
+/// `TypeError` (R7) that is also a `ValueError` (P12's bad bias).
+fn not_a_real_number(py: Python<'_>, msg: String) -> PyErr {
+    static CLS: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    coerce_error(py, &CLS, "NotARealNumberError", msg)
+}
+
+/// An error of the exception class `name` of `logitkit._coerce`.
+fn coerce_error(
+    py: Python<'_>,
+    cls: &pyo3::sync::PyOnceLock<Py<PyAny>>,
+    name: &str,
+    msg: String,
+) -> PyErr {
+    let cls = cls
+        .import(py, "logitkit._coerce", name)
         .and_then(|c| Ok(c.cast::<PyType>()?.clone()));
     match cls {
         Ok(cls) => PyErr::from_type(cls, msg),
@@ -515,8 +534,10 @@ fn histories_param(
                 ),
             ));
         }
-    } else if v.try_iter().is_err() && !exports_array(v) {
-        // A scalar (`prompt_tokens=5`): not a sequence of ids (R7).
+    }
+    let zero_d = v.getattr("ndim").and_then(|n| n.extract::<usize>()).ok() == Some(0);
+    if zero_d || (v.try_iter().is_err() && !exports_array(v)) {
+        // A scalar (`prompt_tokens=5`, a 0-d array or tensor): not a sequence of ids (R7).
         return Err(PyTypeError::new_err(format!(
             "{name} must be a sequence of token ids (one per row of logits for a batch), got {}",
             abbreviate(&repr(v))
@@ -761,12 +782,23 @@ fn bias_map(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<(u32, f64)>> {
         let id = int_scalar(&k).map_err(|_| not_an_integer(py, msg(repr(&k))))?;
         let id =
             u32::try_from(id).map_err(|_| PyValueError::new_err(msg(abbreviate(&shown(&k)))))?;
-        let bias: f64 = b.extract().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "logit_bias must map token ids to finite floats or -inf, got {{{id}: {}}}",
-                repr(&b)
-            ))
-        })?;
+        let bad = || {
+            not_a_real_number(
+                py,
+                format!(
+                    "logit_bias must map token ids to finite floats or -inf, got {{{id}: {}}}",
+                    repr(&b)
+                ),
+            )
+        };
+        // A complex NumPy scalar has a `__float__` that drops its imaginary part.
+        let complex = b.is_instance_of::<PyComplex>()
+            || (is_numpy_scalar(&b)?
+                && b.getattr("dtype")?.getattr("kind")?.extract::<char>()? == 'c');
+        if complex {
+            return Err(bad());
+        }
+        let bias: f64 = b.extract().map_err(|_| bad())?;
         out.push((id, bias));
     }
     Ok(out)
@@ -1615,22 +1647,27 @@ pub(crate) fn token_logprobs<'py>(
             shape_str(&l.rows_shape)
         )));
     }
-    let ids: Vec<i128> = int_values(&ids_arr)?;
-    if let Some((row, id)) = ids
-        .iter()
-        .enumerate()
-        .find(|(_, &id)| id < 0 || id >= l.vocab as i128)
-    {
-        return Err(PyValueError::new_err(format!(
-            "token_ids must be token ids in [0, V) for the logits' vocabulary V = {}, got token id {id} in row {row}",
-            l.vocab,
-        )));
-    }
-    let n = ids.len();
-    let narrowed = ids
-        .into_iter()
-        .map(|i| i.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
-    let ids = crate::scratch::collected(n, narrowed, "token ids").map_err(to_py_err)?;
+    let in_range = |ids: &mut dyn Iterator<Item = i128>| -> PyResult<()> {
+        match ids.enumerate().find(|&(_, id)| id < 0 || id >= l.vocab as i128) {
+            Some((row, id)) => Err(PyValueError::new_err(format!(
+                "token_ids must be token ids in [0, V) for the logits' vocabulary V = {}, got token id {id} in row {row}",
+                l.vocab,
+            ))),
+            None => Ok(()),
+        }
+    };
+    let ids: Vec<i64> = if is_uint64(&ids_arr) {
+        // Values past int64 are out of range, and named as given.
+        let wide = int_values(&ids_arr)?;
+        in_range(&mut wide.iter().copied())?;
+        let narrowed = wide.into_iter().map(|i| i as i64);
+        crate::scratch::collected(rows, narrowed, "token ids").map_err(to_py_err)?
+    } else {
+        // Read as int64 once (tens of millions of ids are common in scoring).
+        let ids = contiguous_values::<i64, _>(&ids_arr, "int64", "token ids", |v| v)?;
+        in_range(&mut ids.iter().map(|&v| i128::from(v)))?;
+        ids
+    };
     let dtype = l.arr.dtype;
     let out = dtype.empty(py, &l.rows_shape)?;
     let dst = SharedPtr(FloatArray::view(&out).expect("fresh array").data);

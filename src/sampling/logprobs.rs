@@ -352,6 +352,11 @@ fn short_rows_scored<T: Float>(
     let x = &logits.data[..rows * n];
     let par = is_parallel(rows * n);
     let failures = chunks_mapped_mut(out, SHORT_ROWS_CHUNK, par, |c, outs| {
+        // A call over tens of millions of rows takes seconds: Ctrl-C is seen between chunks
+        // (R8), and reported (a poll may have taken Python's exception).
+        if crate::interrupt::poll_at(c, SHORT_ROWS_CHUNK * n) {
+            return Some(Error::Interrupted);
+        }
         let first = c * SHORT_ROWS_CHUNK;
         let mut conv = Vec::new();
         let xs = match super::as_compute(&x[first * n..][..outs.len() * n], &mut conv) {
@@ -380,6 +385,9 @@ fn short_rows_scored<T: Float>(
     }
     if let Some(ranks) = ranks {
         let failures = chunks_mapped_mut(ranks, SHORT_ROWS_CHUNK, par, |c, outs| {
+            if crate::interrupt::poll_at(c, SHORT_ROWS_CHUNK * n) {
+                return Some(Error::Interrupted);
+            }
             let first = c * SHORT_ROWS_CHUNK;
             let mut conv = Vec::new();
             let xs = match super::as_compute(&x[first * n..][..outs.len() * n], &mut conv) {
@@ -396,7 +404,7 @@ fn short_rows_scored<T: Float>(
             return Err(e.clone());
         }
     }
-    Ok(())
+    crate::interrupt::status()
 }
 
 /// `(log_softmax(x / t)[j], rank of j)`; the rank counts every token whose logit is at
