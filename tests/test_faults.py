@@ -523,8 +523,9 @@ elif kind == "verify_draft":
 elif kind == "token_logprobs":
     # 60M rows of 2 logits, scored 256 rows per kernel call (found by a review: the path
     # polled for no interruption, and a poll elsewhere could swallow it): seconds.
-    x = np.zeros((60_000_000, 2), np.float32)
-    call = lambda: lk.token_logprobs(x, np.zeros(60_000_000, np.int64), return_ranks=True)
+    x = np.ones((60_000_000, 2), np.float32)
+    ids = np.ones(60_000_000, np.int64)
+    call = lambda: lk.token_logprobs(x, ids)
 elif kind == "copied":
     # 1 GiB of F-order logits, which sampling copies to C order first (a transposing copy of
     # seconds, found by a review: Ctrl-C was seen only when it ended, 9-17 s for 2 GiB).
