@@ -271,3 +271,18 @@ class DLPackOnly:
 
     def __dlpack_device__(self):
         return self._a.__dlpack_device__()
+
+
+def traced_peak(call) -> int:
+    """The peak of the memory Python's allocators (NumPy's included) hand out during a second
+    `call()` (the first warms caches and lazy imports up), for checks that an input is read
+    where it is, not copied."""
+    import tracemalloc
+
+    call()
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

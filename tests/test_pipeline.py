@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 import logitkit as lk
+from conftest import traced_peak
 
 NEG = -np.inf
 MODES = ["sampled", "processed", "raw"]
@@ -2118,8 +2119,6 @@ def test_p18_evenly_spaced_rows_are_read_in_place_with_the_same_draws(dtype):
     (stride 0) and a reversed batch (negative stride, copied) give the draws, filtered logits
     and token log-probabilities of their C-contiguous copies; the evenly spaced ones are not
     copied (P18, R1)."""
-    import tracemalloc
-
     if dtype == "bfloat16":
         ml_dtypes = pytest.importorskip("ml_dtypes")
         dt = np.dtype(ml_dtypes.bfloat16)
@@ -2146,13 +2145,7 @@ def test_p18_evenly_spaced_rows_are_read_in_place_with_the_same_draws(dtype):
     # No copy of the evenly spaced rows: far less allocated than the view holds.
     big = (rng.standard_normal((64, 2, 20000))).astype(np.float32)[:, -1, :]
     for call in (lambda: lk.sample(big, seed=1), lambda: lk.token_logprobs(big, np.zeros(64, np.int64))):
-        call()
-        tracemalloc.start()
-        try:
-            call()
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        peak = traced_peak(call)
         assert peak < big.nbytes // 8, (peak, big.nbytes)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import logitkit as lk
 from logitkit._native import _verify_draft_uniforms
-from conftest import run_python
+from conftest import run_python, traced_peak
 from test_sampling import chi2_sf, ref_kept_probs
 
 # --------------------------------------------------------------------------------------------
@@ -203,8 +203,6 @@ def test_v1_p18_last_positions_of_longer_sequences_are_read_in_place(dtype):
     V apart), a reversed batch, a broadcast sequence, transposed positions and a draft_probs
     slice give the tokens of their C-contiguous copies, at every thread count's plan; the
     evenly spaced grids are read without a copy."""
-    import tracemalloc
-
     if dtype == "bfloat16":
         ml_dtypes = pytest.importorskip("ml_dtypes")
         dt = np.dtype(ml_dtypes.bfloat16)
@@ -240,13 +238,7 @@ def test_v1_p18_last_positions_of_longer_sequences_are_read_in_place(dtype):
     ids = rng.integers(0, 20000, size=(8, 4))
     for call in (lambda: lk.verify_draft(x, ids, seed=1),
                  lambda: lk.verify_draft(x, ids, draft_probs=qs, seed=1, top_k=50)):
-        call()
-        tracemalloc.start()
-        try:
-            call()
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        peak = traced_peak(call)
         assert peak < x.nbytes // 8, (peak, x.nbytes)
 
 

@@ -352,14 +352,9 @@ fn short_rows_scored<T: Float>(
     let x = &logits.data[..rows * n];
     let par = is_parallel(rows * n);
     let failures = chunks_mapped_mut(out, SHORT_ROWS_CHUNK, par, |c, outs| {
-        // A call over tens of millions of rows takes seconds: Ctrl-C is seen between chunks
-        // (R8), and reported (a poll may have taken Python's exception).
-        if crate::interrupt::poll_at(c, SHORT_ROWS_CHUNK * n) {
-            return Some(Error::Interrupted);
-        }
         let first = c * SHORT_ROWS_CHUNK;
         let mut conv = Vec::new();
-        let xs = match super::as_compute(&x[first * n..][..outs.len() * n], &mut conv) {
+        let xs = match chunk_rows(x, n, c, outs.len(), &mut conv) {
             Ok(xs) => xs,
             Err(e) => return Some(e),
         };
@@ -385,12 +380,9 @@ fn short_rows_scored<T: Float>(
     }
     if let Some(ranks) = ranks {
         let failures = chunks_mapped_mut(ranks, SHORT_ROWS_CHUNK, par, |c, outs| {
-            if crate::interrupt::poll_at(c, SHORT_ROWS_CHUNK * n) {
-                return Some(Error::Interrupted);
-            }
             let first = c * SHORT_ROWS_CHUNK;
             let mut conv = Vec::new();
-            let xs = match super::as_compute(&x[first * n..][..outs.len() * n], &mut conv) {
+            let xs = match chunk_rows(x, n, c, outs.len(), &mut conv) {
                 Ok(xs) => xs,
                 Err(e) => return Some(e),
             };
@@ -405,6 +397,23 @@ fn short_rows_scored<T: Float>(
         }
     }
     crate::interrupt::status()
+}
+
+/// The `count` rows of chunk `c` of [`short_rows_scored`] (rows of `n` in `x`) as the compute
+/// type, converted into `conv` when `T` is not its own; `Err(Interrupted)` once Ctrl-C was
+/// seen (R8: a call over tens of millions of rows takes seconds, and a poll may have taken
+/// Python's exception, so it must be reported).
+fn chunk_rows<'a, T: Float>(
+    x: &'a [T],
+    n: usize,
+    c: usize,
+    count: usize,
+    conv: &'a mut Vec<T::Compute>,
+) -> Result<&'a [T::Compute]> {
+    if crate::interrupt::poll_at(c, SHORT_ROWS_CHUNK * n) {
+        return Err(Error::Interrupted);
+    }
+    super::as_compute(&x[c * SHORT_ROWS_CHUNK * n..][..count * n], conv)
 }
 
 /// `(log_softmax(x / t)[j], rank of j)`; the rank counts every token whose logit is at
