@@ -692,3 +692,13 @@ def test_v4_a_uint64_draft_id_beyond_int64_is_named_as_it_is(bad):
     tl = np.zeros((1, 2, 5), np.float32)
     with pytest.raises(ValueError, match=f"draft_tokens row 0 has token id {bad} at position 0"):
         lk.verify_draft(tl, np.array([[bad]], np.uint64), seed=0)
+
+
+@pytest.mark.parametrize("batch, k, exc", [(-1, 1, ValueError), (10**30, 1, ValueError), (1, -2, ValueError),
+                                           (1.5, 1, TypeError), (1, "a", TypeError)])
+def test_r7_verify_draft_uniforms_counts_name_themselves(batch, k, exc):
+    """R7 (found by a review): negative or huge counts raised pyo3's OverflowError, naming
+    nothing."""
+    name = "batch" if batch != 1 else "k"
+    with pytest.raises(exc, match=f"{name} must be an integer >= 0"):
+        _verify_draft_uniforms(0, batch, k)

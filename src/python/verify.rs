@@ -363,9 +363,19 @@ unsafe fn run(
 pub(crate) fn _verify_draft_uniforms<'py>(
     py: Python<'py>,
     seed: &Bound<'py, PyAny>,
-    batch: usize,
-    k: usize,
+    batch: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    // Counts named in their errors (R7), not pyo3's OverflowError.
+    let count = |name: &str, v: &Bound<'py, PyAny>| -> PyResult<usize> {
+        let msg = |shown: String| format!("{name} must be an integer >= 0, got {shown}");
+        let i = int_scalar(v).map_err(|_| not_an_integer(py, msg(repr(v))))?;
+        usize::try_from(i)
+            .ok()
+            .filter(|&n| n < usize::MAX)
+            .ok_or_else(|| PyValueError::new_err(msg(abbreviate(&shown(v)))))
+    };
+    let (batch, k) = (count("batch", batch)?, count("k", k)?);
     let rows = [batch];
     let seed = seed_param(py, Some(seed), Some(&rows[..]))?;
     let u = crate::verify_draft_uniforms(&seed, batch, k).map_err(to_py_err)?;
