@@ -764,8 +764,8 @@ fn bad_words_param(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec
 type Bias = Vec<(u32, f64)>;
 
 /// One `{token_id: bias}` mapping: a key that is not an integer is a [`not_an_integer`]
-/// error, one out of range a `ValueError`, a bias that is not a real number a `TypeError`
-/// (R7).
+/// error, one out of range a `ValueError`, a bias that is not a real number (a complex one
+/// included) a [`not_a_real_number`] error (R7, P12).
 fn bias_map(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<(u32, f64)>> {
     let d = v.cast::<PyMapping>().map_err(|_| {
         PyTypeError::new_err(format!(

@@ -15,7 +15,7 @@ use crate::element::{Float, Real};
 use crate::error::{Error, Result};
 use crate::kernels::{kernels, row_sums, BLOCK};
 use crate::ln::ln_in_place;
-use crate::parallel::{chunks_mapped_mut, is_parallel, ranges_mapped};
+use crate::parallel::{is_parallel, ranges_mapped, zip_chunks_mut};
 use crate::softmax::check_len;
 
 use super::hot::{count_at_least, count_at_least_half, Stored16};
@@ -351,50 +351,54 @@ fn short_rows_scored<T: Float>(
     let (rows, n) = (logits.count, logits.vocab);
     let x = &logits.data[..rows * n];
     let par = is_parallel(rows * n);
-    let failures = chunks_mapped_mut(out, SHORT_ROWS_CHUNK, par, |c, outs| {
-        let first = c * SHORT_ROWS_CHUNK;
-        let mut conv = Vec::new();
-        let xs = match chunk_rows(x, n, c, outs.len(), &mut conv) {
-            Ok(xs) => xs,
-            Err(e) => return Some(e),
-        };
-        let k = kernels::<T::Compute>();
-        let mut maxima = [<T::Compute as Real>::NAN; SHORT_ROWS_CHUNK];
-        let mut ln_totals = [0.0f64; SHORT_ROWS_CHUNK];
-        let (maxima, ln_totals) = (&mut maxima[..outs.len()], &mut ln_totals[..outs.len()]);
-        row_sums(k, xs, n, t, maxima, ln_totals);
-        ln_in_place(ln_totals);
-        for (r, (o, row)) in outs.iter_mut().zip(xs.chunks_exact(n)).enumerate() {
-            let xj = row[token_ids[first + r] as usize].to_f64();
-            let lp = if ln_totals[r].is_nan() {
-                f64::NAN
-            } else {
-                scaled_gap(xj, maxima[r].to_f64(), t) - ln_totals[r]
-            };
-            *o = T::from_compute(<T::Compute as Real>::from_f64(lp));
-        }
-        None
-    });
-    if let Some(e) = failures.iter().flatten().next() {
-        return Err(e.clone());
-    }
-    if let Some(ranks) = ranks {
-        let failures = chunks_mapped_mut(ranks, SHORT_ROWS_CHUNK, par, |c, outs| {
+    // One pass writes both outputs (without ranks, their chunks are empty).
+    let (ranks, rank_chunk) = match ranks {
+        Some(r) => (r, SHORT_ROWS_CHUNK),
+        None => (&mut [][..], 0),
+    };
+    let failure = std::sync::Mutex::new(None);
+    zip_chunks_mut(
+        out,
+        SHORT_ROWS_CHUNK,
+        ranks,
+        rank_chunk,
+        par,
+        |c, outs, ranks| {
             let first = c * SHORT_ROWS_CHUNK;
             let mut conv = Vec::new();
             let xs = match chunk_rows(x, n, c, outs.len(), &mut conv) {
                 Ok(xs) => xs,
-                Err(e) => return Some(e),
+                Err(e) => {
+                    failure
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
+                    return;
+                }
             };
+            let k = kernels::<T::Compute>();
+            let mut maxima = [<T::Compute as Real>::NAN; SHORT_ROWS_CHUNK];
+            let mut ln_totals = [0.0f64; SHORT_ROWS_CHUNK];
+            let (maxima, ln_totals) = (&mut maxima[..outs.len()], &mut ln_totals[..outs.len()]);
+            row_sums(k, xs, n, t, maxima, ln_totals);
+            ln_in_place(ln_totals);
             for (r, (o, row)) in outs.iter_mut().zip(xs.chunks_exact(n)).enumerate() {
+                let xj = row[token_ids[first + r] as usize].to_f64();
+                let lp = if ln_totals[r].is_nan() {
+                    f64::NAN
+                } else {
+                    scaled_gap(xj, maxima[r].to_f64(), t) - ln_totals[r]
+                };
+                *o = T::from_compute(<T::Compute as Real>::from_f64(lp));
+            }
+            for (r, (o, row)) in ranks.iter_mut().zip(xs.chunks_exact(n)).enumerate() {
                 let xj = row[token_ids[first + r] as usize].to_f64();
                 *o = count_at_least(row, xj) as i64;
             }
-            None
-        });
-        if let Some(e) = failures.iter().flatten().next() {
-            return Err(e.clone());
-        }
+        },
+    );
+    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
     }
     crate::interrupt::status()
 }
