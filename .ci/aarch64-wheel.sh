@@ -60,4 +60,16 @@ cd tests
 py -c "import logitkit, sys; assert '.aarch64/site' in logitkit.__file__, logitkit.__file__; print('testing', logitkit.__file__)"
 py cpu_smoke.py neon
 LOGITKIT_SIMD=scalar py cpu_smoke.py scalar
-py -m pytest -q -p no:cacheprovider --rootdir=.. test_softmax.py test_softmax_properties.py
+# Two shards at once (tests/conftest.py), one per core: qemu-user runs one Python thread at a
+# time, and the suite took ~5 minutes of CI in one process. Each shard's output is printed when
+# both are done; the step fails when either does.
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+for i in 0 1; do
+  LOGITKIT_TEST_SHARD=$i/2 py -m pytest -q -p no:cacheprovider --rootdir=.. \
+    test_softmax.py test_softmax_properties.py > "$logs/$i" 2>&1 &
+done
+status=0
+for i in 0 1; do wait -n || status=$?; done
+for i in 0 1; do echo "== aarch64 pytest, shard $i/2"; cat "$logs/$i"; done
+exit $status

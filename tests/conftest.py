@@ -28,6 +28,24 @@ F64_LOG = 1e-13
 
 
 # --------------------------------------------------------------------------------------------
+# Sharding (slow emulated runs: .ci/aarch64-wheel.sh runs two shards at once, one per core)
+# --------------------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ``LOGITKIT_TEST_SHARD=i/n``, keeps every n-th collected test from the i-th (0-based):
+    neighbouring parametrizations of one slow test land in different shards."""
+    shard = os.environ.get("LOGITKIT_TEST_SHARD")
+    if not shard:
+        return
+    i, n = (int(v) for v in shard.split("/"))
+    if not 0 <= i < n:
+        raise pytest.UsageError(f"LOGITKIT_TEST_SHARD must be i/n with 0 <= i < n, got {shard!r}")
+    config.hook.pytest_deselected(items=[t for k, t in enumerate(items) if k % n != i])
+    items[:] = [t for k, t in enumerate(items) if k % n == i]
+
+
+# --------------------------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------------------------
 

@@ -520,11 +520,14 @@ elif kind == "verify_draft":
     np.random.default_rng(1).standard_normal(out=tl, dtype=np.float32)
     tl[:, :, 0] = 50.0
     call = lambda: lk.verify_draft(tl, np.zeros((B, K), np.int64), top_k=500_000, seed=0)
-elif kind == "token_logprobs":
+elif kind.startswith("token_logprobs"):
     # 60M rows of 2 logits, scored 256 rows per kernel call (found by a review: the path
-    # polled for no interruption, and a poll elsewhere could swallow it): seconds.
+    # polled for no interruption, and a poll elsewhere could swallow it): seconds. With
+    # "token_logprobs_setup" the signal comes while the ids (uint64) are copied and checked:
+    # 1.05 s with the GIL held and no check for signals (int64: 0.65 s, 2 s on a loaded
+    # machine, which made the test above fail now and then).
     x = np.ones((60_000_000, 2), np.float32)
-    ids = np.ones(60_000_000, np.int64)
+    ids = np.ones(60_000_000, np.uint64 if kind.endswith("_setup") else np.int64)
     call = lambda: lk.token_logprobs(x, ids)
 elif kind == "copied":
     # 1 GiB of F-order logits, which sampling copies to C order first (a transposing copy of
@@ -555,7 +558,9 @@ print("ok", flush=True)
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(
-    "kind", ["softmax", "logsumexp", "cross_entropy", "calibration", "verify_draft", "copied", "token_logprobs"]
+    "kind",
+    ["softmax", "logsumexp", "cross_entropy", "calibration", "verify_draft", "copied", "token_logprobs",
+     "token_logprobs_setup"],
 )
 def test_r8_ctrl_c_interrupts_a_long_call_within_a_second(kind, threads):
     """R8: SIGINT sent to a process inside a long logitkit call (seconds uninterrupted) raises
@@ -573,8 +578,8 @@ def test_r8_ctrl_c_interrupts_a_long_call_within_a_second(kind, threads):
         ready, _, _ = select.select([proc.stdout], [], [], 120)
         assert ready, "the child never got ready"
         assert proc.stdout.readline().strip() == "ready"
-        # Well inside the call (it takes seconds), then the signal.
-        time.sleep(0.5)
+        # Well inside the call (it takes seconds), or inside its set-up, then the signal.
+        time.sleep(0.02 if kind.endswith("_setup") else 0.5)
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)

@@ -171,8 +171,18 @@ fn contiguous_values<T: numpy::Element + Copy, U>(
         .cast_into::<numpy::PyArrayDyn<T>>()?;
     let ro = a.readonly();
     let s = ro.as_slice()?;
-    crate::scratch::collected(s.len(), s.iter().map(|&v| f(v)), what).map_err(to_py_err)
+    let mut values = Vec::new();
+    crate::scratch::reserve(&mut values, s.len(), what).map_err(to_py_err)?;
+    for part in s.chunks(SIGNAL_CHECK_EVERY) {
+        arr.py().check_signals()?;
+        values.extend(part.iter().map(|&v| f(v)));
+    }
+    Ok(values)
 }
+
+/// Elements a set-up loop holding the GIL handles between two checks for Ctrl-C (R8: copying
+/// and checking 60 million token ids takes most of a second, longer on a loaded machine).
+const SIGNAL_CHECK_EVERY: usize = 1 << 20;
 
 /// An integer scalar (Python int or NumPy integer, not bool), clamped to `i64`; `Err(())` when
 /// `v` is not an integer.
@@ -1648,20 +1658,25 @@ pub(crate) fn token_logprobs<'py>(
         )));
     }
     let in_range = |ids: &mut dyn Iterator<Item = i128>| -> PyResult<()> {
-        match ids.enumerate().find(|&(_, id)| id < 0 || id >= l.vocab as i128) {
-            Some((row, id)) => Err(PyValueError::new_err(format!(
-                "token_ids must be token ids in [0, V) for the logits' vocabulary V = {}, got token id {id} in row {row}",
-                l.vocab,
-            ))),
-            None => Ok(()),
+        for (row, id) in ids.enumerate() {
+            if row % SIGNAL_CHECK_EVERY == 0 {
+                py.check_signals()?;
+            }
+            if id < 0 || id >= l.vocab as i128 {
+                return Err(PyValueError::new_err(format!(
+                    "token_ids must be token ids in [0, V) for the logits' vocabulary V = {}, got token id {id} in row {row}",
+                    l.vocab,
+                )));
+            }
         }
+        Ok(())
     };
     let ids: Vec<i64> = if is_uint64(&ids_arr) {
         // Values past int64 are out of range, and named as given.
-        let wide = int_values(&ids_arr)?;
-        in_range(&mut wide.iter().copied())?;
-        let narrowed = wide.into_iter().map(|i| i as i64);
-        crate::scratch::collected(rows, narrowed, "token ids").map_err(to_py_err)?
+        let wide = contiguous_values::<u64, _>(&ids_arr, "uint64", "token ids", |v| v)?;
+        in_range(&mut wide.iter().map(|&v| i128::from(v)))?;
+        // Each below V, so below 2^63; collected in place (same size and alignment).
+        wide.into_iter().map(|v| v as i64).collect()
     } else {
         // Read as int64 once (tens of millions of ids are common in scoring).
         let ids = contiguous_values::<i64, _>(&ids_arr, "int64", "token ids", |v| v)?;
