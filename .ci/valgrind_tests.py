@@ -6,7 +6,7 @@ left all but one core idle (the step took 10+ minutes of CI's 45).
 
 Builds the test binaries with `cargo test --tests --no-run`, then runs each one as `cargo test`
 would (from the crate's root, no arguments) under `valgrind -q --error-exitcode=9`, with
-PROPTEST_CASES=100 and LOGITKIT_UNDER_VALGRIND=1. Each binary's output is printed when it ends,
+PROPTEST_CASES=64 and LOGITKIT_UNDER_VALGRIND=1. Each binary's output is printed when it ends,
 with its time; the exit status is 1 when any of them failed.
 """
 
@@ -44,7 +44,7 @@ def test_binaries() -> list[str]:
 
 
 def run(binary: str) -> tuple[str, int, str, float]:
-    env = dict(os.environ, PROPTEST_CASES="100", LOGITKIT_UNDER_VALGRIND="1")
+    env = dict(os.environ, PROPTEST_CASES="64", LOGITKIT_UNDER_VALGRIND="1")
     t0 = time.monotonic()
     res = subprocess.run(
         ["valgrind", "-q", "--error-exitcode=9", binary],

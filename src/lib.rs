@@ -61,6 +61,14 @@ pub(crate) fn under_valgrind() -> bool {
     std::env::var_os("LOGITKIT_UNDER_VALGRIND").is_some()
 }
 
+/// True under valgrind or qemu-user (`make neon` sets `LOGITKIT_UNDER_QEMU`), where every case
+/// takes ~50 times as long: a unit test may keep one case per code path there (the native run
+/// has them all).
+#[cfg(test)]
+pub(crate) fn emulated() -> bool {
+    under_valgrind() || std::env::var_os("LOGITKIT_UNDER_QEMU").is_some()
+}
+
 #[cfg(feature = "python")]
 mod python;
 

@@ -516,11 +516,7 @@ mod tests {
             (SimdLevel::Avx2, chunk_ln_avx2),
             (SimdLevel::Avx512, chunk_ln_avx512),
         ];
-        let many = if crate::under_valgrind() {
-            2_000
-        } else {
-            400_000
-        };
+        let many = if crate::emulated() { 2_000 } else { 400_000 };
         let args = arguments(many, 7);
         if !glibc_whose_log_is_replicated() {
             // Another libm (or glibc with another `log`): the probe may refuse the replica,

@@ -13,7 +13,7 @@ use logitkit::{
 };
 
 mod common;
-use common::{scaled, under_valgrind, Rng};
+use common::{emulated, scaled, Rng};
 
 /// The 16-bit types the kernels read natively.
 trait Half: Float<Compute = f32> + Copy + Default + std::fmt::Debug {
@@ -280,8 +280,9 @@ fn long_rows_on_every_path_are_one_rounding_of_f32<H: Half>() {
     const BLOCK: usize = 16 * 1024;
     let mut rng = Rng(23);
     let temps = [1.0, 0.7, 1e-35, 1e-310, 1e35, 2.5];
-    // Under valgrind, the block edges only: the longer rows take the same paths, in more blocks.
-    let lengths: &[usize] = if under_valgrind() {
+    // Under valgrind or qemu, the block edges only: the longer rows take the same paths, in
+    // more blocks.
+    let lengths: &[usize] = if emulated() {
         &[BLOCK + 1, 3 * BLOCK - 1]
     } else {
         &[BLOCK + 1, 3 * BLOCK - 1, 50_000, 128_256]
@@ -381,13 +382,9 @@ fn streamed_batches_are_one_rounding_of_f32<H: Half>() {
     let (rows, n) = (64, 128_257);
     let x = logits::<H>(&mut rng, rows * n, 4.0, false);
     let x32 = widened(&x);
-    // Under valgrind, one temperature (the general one): its loads and stores are those of the
-    // other.
-    let temps: &[f64] = if under_valgrind() {
-        &[0.8]
-    } else {
-        &[1.0, 0.8]
-    };
+    // Under valgrind or qemu, one temperature (the general one): its loads and stores are
+    // those of the other.
+    let temps: &[f64] = if emulated() { &[0.8] } else { &[1.0, 0.8] };
     for op in [Op::Softmax, Op::LogSoftmax] {
         for &t in temps {
             let temp = Temperature::Scalar(t);

@@ -42,3 +42,10 @@ pub fn scaled(n: usize) -> usize {
 pub fn under_valgrind() -> bool {
     std::env::var_os("LOGITKIT_UNDER_VALGRIND").is_some()
 }
+
+/// True under valgrind or qemu-user (`make neon` sets `LOGITKIT_UNDER_QEMU`), where every case
+/// takes ~50 times as long: a test may keep one case per code path there (the native run has
+/// them all).
+pub fn emulated() -> bool {
+    under_valgrind() || std::env::var_os("LOGITKIT_UNDER_QEMU").is_some()
+}

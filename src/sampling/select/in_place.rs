@@ -470,9 +470,9 @@ mod tests {
         for (name, xb) in rows::<H>() {
             let x32: Vec<f32> = xb.iter().map(|e| e.to_compute()).collect();
             let v = xb.len();
-            // Under valgrind (`make valgrind` sets the variable), the long rows with two seeds:
-            // one each way of `par` and of the log-probability.
-            let seeds = match (v > BLOCK, crate::under_valgrind()) {
+            // Under valgrind or qemu, the long rows with two seeds: one each way of `par` and of
+            // the log-probability.
+            let seeds = match (v > BLOCK, crate::emulated()) {
                 (true, true) => 2,
                 (true, false) => 6,
                 (false, _) => 24,
