@@ -384,3 +384,17 @@ def test_help_documents_the_logprobs_file_format():
     assert r.returncode == 0
     text = " ".join(r.stdout.split())
     assert ".npz" in text and "tokens" in text and "logprobs" in text
+
+
+def test_closed_stdout_exits_with_1_and_no_traceback():
+    """Found by a review (2026-12-07): started with stdout closed (``>&-``), the CLI died with an
+    AttributeError traceback (``sys.stdout`` is None then)."""
+    for args in (["demo"], ["softmax", "1", "2"]):
+        # The shell closes stdout (`>&-`) and execs the interpreter (no preexec_fn: a fork of
+        # this process, which may run JAX's threads, is unsafe).
+        r = subprocess.run(
+            ["sh", "-c", 'exec "$0" -m logitkit "$@" >&-', sys.executable, *args],
+            stderr=subprocess.PIPE, timeout=60,
+        )
+        assert r.returncode == 1, r.stderr
+        assert b"Traceback" not in r.stderr and b"stdout is closed" in r.stderr

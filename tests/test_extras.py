@@ -870,3 +870,27 @@ def test_r2_empty_class_axis_with_every_label_ignored(dtype):
     x3 = np.zeros((3, 0, 2), dtype=dtype)
     losses = cross_entropy(x3, np.full((3, 2), -100), axis=1, reduction="none", ignore_index=-100)
     np.testing.assert_array_equal(losses, np.zeros((3, 2)))
+
+
+def test_cli_calibrate_plot_writes_exactly_the_path_given(tmp_path):
+    """Found by a review (2026-12-07): a path without an extension was written with ``.png``
+    appended (and a directory's name with it beside the directory), reported as written."""
+    pytest.importorskip("matplotlib")
+    x, y = logits_labels(n=100, c=3, dtype=np.float32)
+    np.save(tmp_path / "l.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    args = ["calibrate", str(tmp_path / "l.npy"), str(tmp_path / "y.npy"), "--plot"]
+    r = run_cli(*args, str(tmp_path / "diag"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "diag").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "diag.png").exists()
+    r = run_cli(*args, str(tmp_path / "diag.svg"))
+    assert r.returncode == 0, r.stderr
+    assert b"<svg" in (tmp_path / "diag.svg").read_bytes()[:1000]
+    (tmp_path / "plots").mkdir()
+    r = run_cli(*args, str(tmp_path / "plots"))
+    assert r.returncode == 2 and "plots" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "plots.png").exists()
+    path = tmp_path / "rd"
+    reliability_diagram(logitkit.softmax(x), y, n_bins=5, path=str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

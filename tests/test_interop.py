@@ -442,3 +442,125 @@ def test_s4_p2_per_row_parameters_as_torch_tensors_equal_numpy_arrays():
         logitkit.softmax(x, temperature=torch.tensor([True, False]))
     with pytest.raises(ValueError, match="top_k"):
         logitkit.sample(logits, top_k=torch.tensor([1.5, 2.0, 3.0]))
+
+
+# --------------------------------------------------------------------------------------------
+# Found by a review (2026-12-07, night): token ids, seeds and flags of other array libraries
+# --------------------------------------------------------------------------------------------
+
+
+def test_p17_p18_sampler_takes_torch_and_jax_token_ids_as_numpy_ones():
+    """A Sampler's own torch output fed back to ``accept`` (and JAX ids, and (R, 1) tensors)
+    was refused as "not integers"; torch/JAX prompts of shape (R, L) or lists of 1-D tensors
+    were refused though ``sample`` took them."""
+    torch = pytest.importorskip("torch")
+    x = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+    kw = dict(temperature=0.9, repetition_penalty=1.3, seed=5)
+
+    def histories(s):
+        return [h.tolist() for h in s.output_tokens]
+
+    for prompts in (torch.tensor([[1, 2], [3, 4]]), [torch.tensor([1, 2]), torch.tensor([3, 4])]):
+        s = logitkit.Sampler(prompt_tokens=prompts, **kw)
+        ref = logitkit.Sampler(prompt_tokens=np.array([[1, 2], [3, 4]]), **kw)
+        assert s(x).tolist() == ref(x).tolist()
+    s = logitkit.Sampler(seed=0)
+    tok = s(x)
+    assert isinstance(tok, torch.Tensor)
+    s.accept(tok)
+    s.accept(torch.tensor([[5], [6]]))
+    assert histories(s) == [[tok[0].item(), tok[0].item(), 5], [tok[1].item(), tok[1].item(), 6]]
+    jnp = pytest.importorskip("jax.numpy")
+    s.accept(jnp.array([7, 6]))
+    assert [h[-1] for h in histories(s)] == [7, 6]
+    js = logitkit.Sampler(prompt_tokens=jnp.array([[1, 2], [3, 4]]), **kw)
+    assert np.asarray(js(np.asarray(x))).tolist() == logitkit.Sampler(
+        prompt_tokens=[[1, 2], [3, 4]], **kw)(np.asarray(x)).tolist()
+
+
+def test_p11_per_row_token_lists_of_torch_tensors_equal_numpy_ones():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(1).normal(size=(2, 8)).astype(np.float32)
+    for name, torch_value, numpy_value in (
+        ("allowed_token_ids", [torch.tensor([1, 2]), torch.tensor([3])], [np.array([1, 2]), np.array([3])]),
+        ("bad_words", [torch.tensor([1]), torch.tensor([2, 5])], [[1], [2, 5]]),
+        ("prompt_tokens", [torch.tensor([1, 1]), torch.tensor([4])], [[1, 1], [4]]),
+    ):
+        extra = dict(repetition_penalty=2.0) if name == "prompt_tokens" else {}
+        got = logitkit.filter_logits(x, **{name: torch_value}, **extra)
+        want = logitkit.filter_logits(x, **{name: numpy_value}, **extra)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_p5_per_row_seeds_past_2_63_in_a_list():
+    """NumPy reads ``[2**64 - 1, 0]`` as float64: such seed lists were refused as not integers."""
+    x = np.zeros((2, 3), np.float32)
+    for seeds in ([2**64 - 1, 0], [2**63, 1]):
+        got = logitkit.sample(x, seed=seeds, return_logprobs=True)
+        want = logitkit.sample(x, seed=np.array(seeds, np.uint64), return_logprobs=True)
+        assert [a.tolist() for a in got] == [a.tolist() for a in want]
+    tl = np.zeros((2, 3, 4), np.float32)
+    got = logitkit.verify_draft(tl, np.zeros((2, 2), np.int64), seed=[2**64 - 1, 0])
+    want = logitkit.verify_draft(tl, np.zeros((2, 2), np.int64), seed=np.array([2**64 - 1, 0], np.uint64))
+    assert [a.tolist() for a in got] == [a.tolist() for a in want]
+    with pytest.raises(ValueError, match=r"seed must be"):
+        logitkit.sample(x, seed=[2**64, 0])
+    with pytest.raises(ValueError, match=r"seed has shape \(3,\)"):
+        logitkit.sample(x, seed=[2**63, 1, 2])
+
+
+@pytest.mark.parametrize("call", [
+    lambda: logitkit.sample(np.zeros((2, 3)), temperature=2**1024),
+    lambda: logitkit.sample(np.zeros((2, 3)), top_p=2**1024),
+    lambda: logitkit.filter_logits(np.zeros((2, 3)), min_p=-(2**1100)),
+    lambda: logitkit.token_logprobs(np.zeros((2, 3)), [0, 1], temperature=2**1024),
+    lambda: logitkit.Sampler(temperature=2**1024),
+])
+def test_r7_integers_too_large_for_a_float_are_out_of_range(call):
+    """R7: out-of-range integers of any size are a ValueError (they were a TypeError in the
+    sampling functions, a ValueError in softmax)."""
+    with pytest.raises(ValueError, match="too large for a float"):
+        call()
+
+
+def test_r7_bad_words_of_bools_are_refused():
+    with pytest.raises(TypeError, match="bad_words must hold integer token ids"):
+        logitkit.filter_logits(np.zeros((1, 4)), bad_words=[[True]])
+    with pytest.raises(TypeError, match="bad_words"):
+        logitkit.filter_logits(np.zeros((1, 4)), bad_words=[[1, False]])
+
+
+def test_r7_a_torch_bool_is_no_integer():
+    """torch's 0-d ``tensor(True)`` has an ``__index__`` (1): it passed as axis, k and counts."""
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(True)
+    x = np.random.default_rng(2).normal(size=(2, 3))
+    for call in (
+        lambda: logitkit.softmax(x, axis=t),
+        lambda: logitkit.logsumexp(x, axis=t),
+        lambda: topk(x, t),
+        lambda: logitkit.sample(x, top_logprobs=t, seed=0),
+        lambda: cross_entropy(x, [0, 1], ignore_index=t),
+        lambda: calibration_bins(logitkit.softmax(x), [0, 1], n_bins=t),
+    ):
+        with pytest.raises(TypeError):
+            call()
+    before = logitkit.get_num_threads()
+    with pytest.raises(ValueError, match="n must be an integer"):
+        logitkit.set_num_threads(t)
+    assert logitkit.get_num_threads() == before
+
+
+def test_s3_torch_out_with_a_lazy_sign():
+    """A torch ``out=`` with its negative bit set (``c.conj().imag``) was refused blaming its
+    dtype (float32) or raised torch's RuntimeError (bfloat16)."""
+    torch = pytest.importorskip("torch")
+    im = torch.randn(2, 3, dtype=torch.complex64).conj().imag
+    assert im.is_neg()
+    with pytest.raises(ValueError, match="negative or conjugate bit"):
+        logitkit.softmax(torch.randn(2, 3), out=im)
+    x = torch.randn(2, 3).bfloat16()
+    out = torch.empty(2, 3, dtype=torch.bfloat16)._neg_view()
+    got = logitkit.softmax(x, out=out)
+    assert got is out
+    assert torch.equal(out.resolve_neg(), logitkit.softmax(x))

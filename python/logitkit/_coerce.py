@@ -382,7 +382,12 @@ def _bf16_out_bits(out: Any) -> Any:
     if _is_torch_tensor(out):
         import torch
 
-        if out.dtype == torch.bfloat16 and out.device.type == "cpu" and not out.requires_grad:
+        if (
+            out.dtype == torch.bfloat16
+            and out.device.type == "cpu"
+            and not out.requires_grad
+            and not _lazy_sign(out)
+        ):
             return out.view(torch.int16).numpy().view(np.uint16).view(BFloat16Bits)
     return None
 
@@ -392,10 +397,21 @@ def _torch_out_view(out: Any) -> np.ndarray:
         raise ValueError(f"out is a torch tensor on {out.device}; pass a CPU tensor")
     if out.requires_grad:
         raise ValueError("out is a torch tensor that requires grad; out= does not support autograd")
+    if _lazy_sign(out):
+        raise ValueError(
+            "out is a torch tensor with its negative or conjugate bit set (a lazy view, such as "
+            "x.conj().imag), which cannot be written in place; pass out.resolve_neg()"
+        )
     try:
         return out.numpy()
     except (TypeError, RuntimeError):
         raise TypeError(f"out has dtype {out.dtype}, which logitkit cannot write into") from None
+
+
+def _lazy_sign(t: Any) -> bool:
+    """Whether torch tensor ``t`` has its negative or conjugate bit set: its memory holds the
+    values with the other sign, so it has no NumPy view to write into."""
+    return bool(getattr(t, "is_neg", lambda: False)() or getattr(t, "is_conj", lambda: False)())
 
 
 def copy_to_out(out: Any, result: np.ndarray) -> Any:

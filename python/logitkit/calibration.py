@@ -41,7 +41,8 @@ def reliability_diagram(
     probs, labels, n_bins
         As for :func:`calibration_bins`.
     path : str, optional
-        Where to save the figure (any format matplotlib writes).
+        Where to save the figure: this path, in the format its extension names (any that
+        matplotlib writes; PNG when it has none).
     ax : matplotlib Axes, optional
         Where to draw; a new figure when ``None``.
     label : str, optional
@@ -93,5 +94,14 @@ def reliability_diagram(
     ax.set_ylabel("accuracy")
     ax.legend(loc="upper left")
     if path is not None:
-        ax.figure.savefig(path, dpi=120, bbox_inches="tight")
+        ax.figure.savefig(path, format=_image_format(path), dpi=120, bbox_inches="tight")
     return ax
+
+
+def _image_format(path: str) -> str:
+    """The image format to write ``path`` in: its extension's, PNG when it has none. Given to
+    ``savefig`` explicitly, so that the file is ``path`` itself (matplotlib appends ``.png`` to
+    a path without an extension when left to choose)."""
+    import os
+
+    return os.path.splitext(os.fspath(path))[1][1:].lower() or "png"

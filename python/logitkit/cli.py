@@ -323,7 +323,12 @@ def run_calibrate(args: argparse.Namespace, out=None) -> int:
     temperature and prints it with the NLL and ECE before and after."""
     import warnings
 
-    from .calibration import expected_calibration_error, fit_temperature, reliability_diagram
+    from .calibration import (
+        _image_format,
+        expected_calibration_error,
+        fit_temperature,
+        reliability_diagram,
+    )
     from .loss import cross_entropy
 
     out = out or sys.stdout
@@ -367,7 +372,7 @@ def run_calibrate(args: argparse.Namespace, out=None) -> int:
         axes[0].set_title("before")
         axes[1].set_title("after temperature scaling")
         try:
-            fig.savefig(args.plot, dpi=120, bbox_inches="tight")
+            fig.savefig(args.plot, format=_image_format(args.plot), dpi=120, bbox_inches="tight")
         except OSError as e:
             raise ValueError(f"cannot write {args.plot}: {e}") from None
         plt.close(fig)
@@ -458,6 +463,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         input, argparse's usage lines then one line for a bad command line), 1 when
         stdout was closed before everything was written (``| head``).
     """
+    if sys.stdout is None:
+        # Started with stdout closed (`>&-`): nowhere to write, as when a reader went away.
+        if sys.stderr is not None:
+            print("logitkit: stdout is closed", file=sys.stderr)
+        return 1
     _tolerate_unencodable_output()
     try:
         code = _run(sys.argv[1:] if argv is None else list(argv))

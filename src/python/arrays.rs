@@ -395,7 +395,12 @@ pub(crate) fn is_bool(v: &Bound<'_, PyAny>) -> bool {
     let t = v.get_type();
     let module = t.module().map(|m| m.to_string()).unwrap_or_default();
     let name = t.name().map(|n| n.to_string()).unwrap_or_default();
-    module == "numpy" && (name == "bool" || name == "bool_")
+    if module == "numpy" && (name == "bool" || name == "bool_") {
+        return true;
+    }
+    // A tensor of bools (torch's 0-d `tensor(True)` has an `__index__` that gives 1).
+    v.getattr("dtype")
+        .is_ok_and(|d| matches!(d.to_string().as_str(), "bool" | "torch.bool"))
 }
 
 /// Normalises `axis` against `ndim` (contract S2), raising NumPy's `AxisError`, whose message

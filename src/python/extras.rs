@@ -70,7 +70,7 @@ fn ignore_index_arg(v: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
             repr(v)
         ))
     };
-    if v.cast::<PyBool>().is_ok() {
+    if is_bool(v) {
         return Err(wrong_type());
     }
     let i = v.call_method0("__index__").map_err(|_| wrong_type())?;

@@ -10,7 +10,6 @@ use std::ffi::CString;
 
 use pyo3::exceptions::{PyRuntimeError, PyRuntimeWarning, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBool;
 
 /// Sets the number of threads logitkit uses.
 ///
@@ -40,7 +39,7 @@ fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
             arrays::repr(n)
         ))
     };
-    if n.cast::<PyBool>().is_ok() {
+    if arrays::is_bool(n) {
         return Err(bad());
     }
     let v = n

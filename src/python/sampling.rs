@@ -79,7 +79,31 @@ fn is_numpy_scalar(v: &Bound<'_, PyAny>) -> PyResult<bool> {
 }
 
 fn is_array_like(v: &Bound<'_, PyAny>) -> bool {
-    v.cast::<PyUntypedArray>().is_ok() || v.cast::<PyList>().is_ok() || v.cast::<PyTuple>().is_ok()
+    v.cast::<PyUntypedArray>().is_ok()
+        || v.cast::<PyList>().is_ok()
+        || v.cast::<PyTuple>().is_ok()
+        || is_foreign_sequence(v)
+}
+
+/// Another library's array of at least one dimension (a torch tensor, a JAX array).
+fn is_foreign_sequence(v: &Bound<'_, PyAny>) -> bool {
+    exports_array(v)
+        && v.getattr("ndim")
+            .and_then(|n| n.extract::<usize>())
+            .is_ok_and(|n| n >= 1)
+}
+
+/// `v` as a NumPy array when it is another library's array, else `v`: the token id
+/// parameters then read a torch tensor (a `Sampler`'s own output, say) as they read NumPy's.
+fn numpy_if_foreign<'py>(
+    py: Python<'py>,
+    v: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    if is_foreign_sequence(v) {
+        return Ok(as_ndarray(py, v, name)?.into_any());
+    }
+    Ok(v.clone())
 }
 
 fn check_shape(name: &str, arr: &Bound<'_, PyUntypedArray>, rows_shape: &[usize]) -> PyResult<()> {
@@ -122,7 +146,16 @@ fn float_param(
     // NumPy scalars go the arrays' way, which knows their dtype: a complex one has a
     // `__float__` that drops the imaginary part with only a warning (R7).
     if !is_array_like(v) && !exports_array(v) && !is_numpy_scalar(v)? {
-        if v.cast::<PyInt>().is_ok() || v.hasattr("__float__")? {
+        if v.cast::<PyInt>().is_ok() {
+            // An integer too large for a float is out of range, not of the wrong type (R7).
+            return v.extract::<f64>().map(RowParam::All).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "{name} must be a finite float, got {} (too large for a float)",
+                    repr(v)
+                ))
+            });
+        }
+        if v.hasattr("__float__")? {
             return v
                 .extract::<f64>()
                 .map(RowParam::All)
@@ -187,7 +220,7 @@ const SIGNAL_CHECK_EVERY: usize = 1 << 20;
 /// An integer scalar (Python int or NumPy integer, not bool), clamped to `i64`; `Err(())` when
 /// `v` is not an integer.
 fn int_scalar(v: &Bound<'_, PyAny>) -> Result<i128, ()> {
-    if v.cast::<PyBool>().is_ok() || v.cast::<PyFloat>().is_ok() {
+    if v.cast::<PyFloat>().is_ok() || is_bool(v) {
         return Err(());
     }
     // The common case, a Python int that fits: no `__index__` call.
@@ -341,6 +374,28 @@ fn seed_param(
             .and_then(one)
             .map(Seed::Fixed);
     }
+    if let (true, Some([n])) = (is_array_like_list(v), rows_shape) {
+        // A flat list of Python ints, read one by one: NumPy reads ints of 2**63 and more
+        // mixed with smaller ones as float64.
+        let items: Vec<Bound<'_, PyAny>> = v.try_iter()?.collect::<PyResult<_>>()?;
+        if items
+            .iter()
+            .all(|i| i.cast::<PyInt>().is_ok() && !is_bool(i))
+        {
+            if items.len() != *n {
+                return Err(PyValueError::new_err(format!(
+                    "seed has shape ({},), expected a scalar or shape ({n},) (one value per row of logits)",
+                    items.len()
+                )));
+            }
+            let mut seeds = Vec::new();
+            crate::scratch::reserve(&mut seeds, items.len(), "per-row seeds").map_err(to_py_err)?;
+            for item in &items {
+                seeds.push(int_scalar(item).map_err(|_| bad()).and_then(one)?);
+            }
+            return Ok(Seed::PerRow(seeds));
+        }
+    }
     let arr = as_ndarray(py, v, "seed")?;
     if arr.ndim() == 0 {
         let item = arr.call_method0("item")?;
@@ -393,6 +448,7 @@ fn id_list(
     row: Option<usize>,
     padded: bool,
 ) -> PyResult<Vec<u32>> {
+    let v = &numpy_if_foreign(py, v, name)?;
     // The common case, a 1-D int64 array, read in place: the numpy calls of the general path
     // cost a few microseconds per sequence, which a decoding loop pays at every step.
     if let Ok(a) = v.cast::<numpy::PyArray1<i64>>() {
@@ -532,6 +588,7 @@ fn histories_param(
     let Some(v) = v.filter(|v| !v.is_none()) else {
         return Ok(None);
     };
+    let v = &numpy_if_foreign(py, v, name)?;
     let rows: usize = rows_shape.iter().product();
     if let Ok(a) = v.cast::<PyUntypedArray>() {
         let kind: char = a.dtype().kind().into();
@@ -732,6 +789,15 @@ fn bitmask_param(
     }
 }
 
+/// Whether a sequence of sequences holds a bool (which extracts as an integer).
+fn has_bool_item(v: &Bound<'_, PyAny>) -> bool {
+    let Ok(rows) = v.try_iter() else { return false };
+    rows.flatten().any(|row| {
+        row.try_iter()
+            .is_ok_and(|mut items| items.any(|t| t.is_ok_and(|t| t.cast::<PyBool>().is_ok())))
+    })
+}
+
 /// `bad_words` (P11): a sequence of non-empty token id sequences.
 fn bad_words_param(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u32>>> {
     let Some(v) = v.filter(|v| !v.is_none()) else {
@@ -743,12 +809,15 @@ fn bad_words_param(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec
             repr(v)
         )));
     }
-    // The common case, lists of Python ints, read in one go.
+    let v = &numpy_if_foreign(py, v, "bad_words")?;
+    // The common case, lists of Python ints, read in one go (a bool reads as an int there,
+    // and is refused by the general path below: R7).
     if let Ok(lists) = v.extract::<Vec<Vec<i64>>>() {
         if lists
             .iter()
             .flatten()
             .all(|&t| (0..=u32::MAX as i64).contains(&t))
+            && !has_bool_item(v)
         {
             return Ok(lists
                 .into_iter()
@@ -1745,6 +1814,7 @@ fn accepted_rows(
     v: &Bound<'_, PyAny>,
     rows: Option<usize>,
 ) -> PyResult<Vec<Vec<u32>>> {
+    let v = &numpy_if_foreign(py, v, "tokens")?;
     // The tokens of a batch of several dimensions (what the sampler returned for logits of
     // shape (B, S, V)): one token per row, in the rows' order, when they are `rows` ids whose
     // first axis is not the row count (which would make them per-row sequences).
