@@ -95,7 +95,7 @@ neon:
 	trap 'stop $$golden; rm -f "$$log"' EXIT; trap 'exit 130' INT TERM; \
 	rest=0; $(AARCH64_ENV) cargo test --release --target $(AARCH64) --tests -- --skip $(GOLDEN_TEST) || rest=$$?; \
 	gold=0; wait $$golden || gold=$$?; \
-	echo "== neon: the golden outputs (neon, then the scalar level), exit $$gold"; cat "$$log"; rm -f "$$log"; \
+	echo "== neon: the golden outputs (neon), then the contract tests at the scalar level, exit $$gold"; cat "$$log"; rm -f "$$log"; \
 	[ $$rest = 0 ] && [ $$gold = 0 ]
 
 # The Rust tests again under valgrind memcheck: invalid reads or writes in unsafe code fail it.

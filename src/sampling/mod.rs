@@ -431,7 +431,7 @@ fn for_rows<C: Real, R: Send>(
     rows: usize,
     vocab: usize,
     f: impl Fn(usize, &mut Work<C>) -> R + Sync + Send,
-) -> Result<Vec<R>> {
+) -> Result<impl ExactSizeIterator<Item = R>> {
     let g = |r: usize, w: &mut Work<C>| (!interrupt::poll_at(r, vocab)).then(|| f(r, w));
     let done: Vec<Option<R>> = match plan {
         Plan::Serial => with_work(|w| {
@@ -459,10 +459,11 @@ fn for_rows<C: Real, R: Send>(
         })?,
     };
     interrupt::status()?;
-    let results = done
+    // Taken as they are: a second vector of the results (a million of them for as many short
+    // rows) is an allocation and a pass that no caller needs.
+    Ok(done
         .into_iter()
-        .map(|r| r.expect("rows are skipped only when interrupted"));
-    crate::scratch::collected(rows, results, ROW_RESULTS)
+        .map(|r| r.expect("rows are skipped only when interrupted")))
 }
 
 const ROW_RESULTS: &str = "the results of a call's rows";

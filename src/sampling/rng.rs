@@ -125,17 +125,24 @@ impl Streams<'_> {
         Streams::Keyed(key(s, n, TAG_SAMPLER))
     }
 
-    /// Row `row`'s stream.
+    /// Row `row`'s key and stream number.
+    fn key_of(&self, row: usize) -> ([u8; 32], u64) {
+        match self {
+            Streams::Keyed(k) => (*k, row as u64),
+            Streams::PerRow(ss) => (key(ss[row], 0, TAG_SAMPLE), 0),
+            Streams::PerRowTagged(ss, tag) => (key(ss[row], 0, tag), 0),
+        }
+    }
+
+    /// Row `row`'s stream (its ChaCha20 state is set up when the first uniform is drawn: a
+    /// greedy row draws none).
     pub(crate) fn row(&self, row: usize) -> RowRng {
-        RowRng(match self {
-            Streams::Keyed(k) => {
-                let mut r = ChaCha20Rng::from_seed(*k);
-                r.set_stream(row as u64);
-                r
-            }
-            Streams::PerRow(ss) => ChaCha20Rng::from_seed(key(ss[row], 0, TAG_SAMPLE)),
-            Streams::PerRowTagged(ss, tag) => ChaCha20Rng::from_seed(key(ss[row], 0, tag)),
-        })
+        let (key, stream) = self.key_of(row);
+        RowRng {
+            key,
+            stream,
+            rng: None,
+        }
     }
 
     /// Row `row`'s first uniform (see [`RowRng::uniform`]).
@@ -145,13 +152,28 @@ impl Streams<'_> {
     }
 }
 
-/// The uniforms of one row, in stream order.
-pub(crate) struct RowRng(ChaCha20Rng);
+/// The uniforms of one row, in stream order; the generator is set up at the first draw.
+pub(crate) struct RowRng {
+    key: [u8; 32],
+    stream: u64,
+    rng: Option<ChaCha20Rng>,
+}
 
 impl RowRng {
     /// The next uniform in `[0, 1)`: the top 53 bits of the stream's next 64-bit word.
     pub(crate) fn uniform(&mut self) -> f64 {
-        (self.0.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let (key, stream) = (self.key, self.stream);
+        self.rng
+            .get_or_insert_with(|| {
+                let mut r = ChaCha20Rng::from_seed(key);
+                r.set_stream(stream);
+                r
+            })
+            .next_u64()
     }
 }
 
@@ -175,6 +197,40 @@ mod tests {
             assert!((0.0..1.0).contains(&u[i]));
             for j in 0..i {
                 assert_ne!(u[i], u[j]);
+            }
+        }
+    }
+
+    /// `rand_chacha`'s generator for row `row` of `streams`, set up at once.
+    fn reference(streams: &Streams<'_>, row: usize) -> ChaCha20Rng {
+        let (k, s) = streams.key_of(row);
+        let mut r = ChaCha20Rng::from_seed(k);
+        r.set_stream(s);
+        r
+    }
+
+    #[test]
+    fn p5_rows_draw_rand_chachas_streams() {
+        let seeds: Vec<u64> = (0..5u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        let calls = [
+            Streams::for_sample(&Seed::Fixed(7)),
+            Streams::for_sampler(3, 1 << 40),
+            Streams::PerRow(&seeds),
+            Streams::PerRowTagged(&seeds, TAG_VERIFY),
+        ];
+        for streams in &calls {
+            for row in [0, 1, 4] {
+                let (mut want, mut got) = (reference(streams, row), streams.row(row));
+                // Into the generator's second refill.
+                for i in 0..70 {
+                    assert_eq!(
+                        got.next_u64(),
+                        want.next_u64(),
+                        "{streams:?} row {row} word {i}"
+                    );
+                }
             }
         }
     }

@@ -327,16 +327,19 @@ pub(crate) fn verify_draft_of<T: Float, Q: Float>(
                 Ok((stop, u))
             })
             .collect::<Result<Vec<_>>>()?;
-        for_rows::<T::Compute, _>(plan(batch, vocab), batch, vocab, |b, w| {
+        let emitted = for_rows::<T::Compute, _>(plan(batch, vocab), batch, vocab, |b, w| {
             let (stop, u) = &stops[b];
             let seq = seq(b);
             let t = seq.emit(&ctx, *stop, u[k], w)?;
             seq.tokens(&ctx, *stop, t)
-        })?
+        })?;
+        crate::scratch::collected(batch, emitted, "the sequences' results")?
     } else {
-        for_rows::<T::Compute, _>(verify_plan(batch, k1, vocab), batch, per_seq, |b, w| {
-            seq(b).run(&ctx, &uniforms(b)?, w)
-        })?
+        let run =
+            for_rows::<T::Compute, _>(verify_plan(batch, k1, vocab), batch, per_seq, |b, w| {
+                seq(b).run(&ctx, &uniforms(b)?, w)
+            })?;
+        crate::scratch::collected(batch, run, "the sequences' results")?
     };
     let mut out = Verified::default();
     crate::scratch::reserve(&mut out.tokens, batch * k1, "the emitted tokens")?;
