@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Started first: the longest under valgrind (so that the last to start are short ones).
-SLOW_FIRST = ("bfloat16", "logitkit", "sampling", "softmax", "golden")
+SLOW_FIRST = ("logitkit", "kernels", "bfloat16", "sampling", "samplers", "fuzz_lanes")
 
 
 def test_binaries() -> list[str]:
