@@ -356,7 +356,7 @@ fn short_rows_scored<T: Float>(
         Some(r) => (r, SHORT_ROWS_CHUNK),
         None => (&mut [][..], 0),
     };
-    let failure = std::sync::Mutex::new(None);
+    let failed = crate::scratch::FirstError::default();
     zip_chunks_mut(
         out,
         SHORT_ROWS_CHUNK,
@@ -368,13 +368,7 @@ fn short_rows_scored<T: Float>(
             let mut conv = Vec::new();
             let xs = match chunk_rows(x, n, c, outs.len(), &mut conv) {
                 Ok(xs) => xs,
-                Err(e) => {
-                    failure
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(e);
-                    return;
-                }
+                Err(e) => return failed.set(e),
             };
             let k = kernels::<T::Compute>();
             let mut maxima = [<T::Compute as Real>::NAN; SHORT_ROWS_CHUNK];
@@ -397,9 +391,7 @@ fn short_rows_scored<T: Float>(
             }
         },
     );
-    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
+    failed.into_result()?;
     crate::interrupt::status()
 }
 
