@@ -168,6 +168,7 @@
 //! shrinking. A row whose values changed so that the earlier passes no longer hold gives
 //! either a token of the row or [`Error::InvalidRow`] ("changed while it was being read").
 
+mod chacha_lanes;
 mod history;
 pub(crate) mod hot;
 mod logprobs;
@@ -203,7 +204,7 @@ use crate::shared::SharedPtr;
 use crate::softmax::check_len;
 use history::Source;
 use process::Chain;
-use rng::Streams;
+use rng::{FirstWords, Streams};
 use select::{filter_row, row_chunk_maxima, sample_row, top_in_order, wants_chunk_maxima, Work};
 
 /// Rows in the batch: `len / vocab`.
@@ -640,6 +641,7 @@ fn draw_rows<T: Float>(
             || (want.mode == LogprobsMode::Sampled
                 && (want.n_top == 0 || select::in_place::lists_alternatives(want.n_top, vocab))))
         && mus.is_none();
+    let firsts = FirstWords::new(streams, rows)?;
     let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let mut cfg = params.row(r, vocab);
         if let Some(mus) = mus {
@@ -650,7 +652,7 @@ fn draw_rows<T: Float>(
         }
         let row = logits.row(r);
         if as_stored {
-            let rng = &mut streams.row(r);
+            let rng = &mut firsts.row(r);
             if let Some(d) = select::in_place::try_draw(row, cfg, rng, want.logprob, w)? {
                 let (rank, top) = if want.n_top > 0 {
                     let t = if cfg.t == 0.0 { 1.0 } else { cfg.t };
@@ -677,7 +679,7 @@ fn draw_rows<T: Float>(
             want.needs_raw(),
             w,
             |view, w| {
-                let mut rng = streams.row(r);
+                let mut rng = firsts.row(r);
                 let cfg = select::dynatemp::resolve(view.x, view.max, cfg, w)?;
                 let lp = want.logprob || mus.is_some();
                 let d = sample_row(view.x, view.max, cfg, &mut rng, lp, w)?;

@@ -19,6 +19,10 @@
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use std::sync::OnceLock;
+
+use super::chacha_lanes::{first_words, LANES};
+use crate::error::Result;
 
 /// Where a sampling call's randomness comes from (contract P5).
 ///
@@ -136,11 +140,13 @@ impl Streams<'_> {
 
     /// Row `row`'s stream (its ChaCha20 state is set up when the first uniform is drawn: a
     /// greedy row draws none).
-    pub(crate) fn row(&self, row: usize) -> RowRng {
+    pub(crate) fn row(&self, row: usize) -> RowRng<'static> {
         let (key, stream) = self.key_of(row);
         RowRng {
             key,
             stream,
+            first: None,
+            words: 0,
             rng: None,
         }
     }
@@ -152,25 +158,84 @@ impl Streams<'_> {
     }
 }
 
-/// The uniforms of one row, in stream order; the generator is set up at the first draw.
-pub(crate) struct RowRng {
+/// The first words of the streams of a call's `rows` rows, computed [`LANES`] rows at a time
+/// when the first of them draws (a row drawing one word is most rows; their streams are
+/// independent, so the lanes of a vector register take one each).
+pub(crate) struct FirstWords<'s> {
+    streams: &'s Streams<'s>,
+    rows: usize,
+    groups: Vec<OnceLock<[u64; LANES]>>,
+}
+
+impl<'s> FirstWords<'s> {
+    /// Room for the first words of `rows` rows of `streams` (contract R1 when refused).
+    pub(crate) fn new(streams: &'s Streams<'s>, rows: usize) -> Result<Self> {
+        let groups = crate::scratch::filled(
+            rows.div_ceil(LANES),
+            OnceLock::new(),
+            "the rows' first random words",
+        )?;
+        Ok(FirstWords {
+            streams,
+            rows,
+            groups,
+        })
+    }
+
+    /// Row `row`'s stream, as [`Streams::row`], its first word taken from here.
+    pub(crate) fn row(&self, row: usize) -> RowRng<'_> {
+        RowRng {
+            first: Some((self, row)),
+            ..self.streams.row(row)
+        }
+    }
+
+    fn word(&self, row: usize) -> u64 {
+        let group = row / LANES;
+        self.groups[group].get_or_init(|| {
+            let mut keys = [[0u32; 8]; LANES];
+            let mut streams = [0u64; LANES];
+            for (l, (k, s)) in keys.iter_mut().zip(&mut streams).enumerate() {
+                // Lanes past the last row repeat it.
+                let (key, stream) = self.streams.key_of((group * LANES + l).min(self.rows - 1));
+                for (w, b) in k.iter_mut().zip(key.chunks_exact(4)) {
+                    *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+                *s = stream;
+            }
+            first_words(&keys, &streams)
+        })[row % LANES]
+    }
+}
+
+/// The uniforms of one row, in stream order; the generator is set up at the first draw that
+/// [`FirstWords`] does not answer.
+pub(crate) struct RowRng<'s> {
     key: [u8; 32],
     stream: u64,
+    first: Option<(&'s FirstWords<'s>, usize)>,
+    /// Words of the stream already drawn when `rng` is set up.
+    words: u128,
     rng: Option<ChaCha20Rng>,
 }
 
-impl RowRng {
+impl RowRng<'_> {
     /// The next uniform in `[0, 1)`: the top 53 bits of the stream's next 64-bit word.
     pub(crate) fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     fn next_u64(&mut self) -> u64 {
-        let (key, stream) = (self.key, self.stream);
+        if let Some((firsts, row)) = self.first.take() {
+            self.words = 2;
+            return firsts.word(row);
+        }
+        let (key, stream, words) = (self.key, self.stream, self.words);
         self.rng
             .get_or_insert_with(|| {
                 let mut r = ChaCha20Rng::from_seed(key);
                 r.set_stream(stream);
+                r.set_word_pos(words);
                 r
             })
             .next_u64()
@@ -221,15 +286,19 @@ mod tests {
             Streams::PerRowTagged(&seeds, TAG_VERIFY),
         ];
         for streams in &calls {
+            // Five rows: a group of LANES with three lanes past the end.
+            let firsts = FirstWords::new(streams, 5).unwrap();
             for row in [0, 1, 4] {
-                let (mut want, mut got) = (reference(streams, row), streams.row(row));
-                // Into the generator's second refill.
-                for i in 0..70 {
-                    assert_eq!(
-                        got.next_u64(),
-                        want.next_u64(),
-                        "{streams:?} row {row} word {i}"
-                    );
+                for (how, mut got) in [("row", streams.row(row)), ("first", firsts.row(row))] {
+                    let mut want = reference(streams, row);
+                    // Into the generator's second refill.
+                    for i in 0..70 {
+                        assert_eq!(
+                            got.next_u64(),
+                            want.next_u64(),
+                            "{streams:?} {how} row {row} word {i}"
+                        );
+                    }
                 }
             }
         }
