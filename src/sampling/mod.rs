@@ -641,7 +641,9 @@ fn draw_rows<T: Float>(
             || (want.mode == LogprobsMode::Sampled
                 && (want.n_top == 0 || select::in_place::lists_alternatives(want.n_top, vocab))))
         && mus.is_none();
-    let firsts = FirstWords::new(streams, rows)?;
+    // Greedy rows draw nothing: no room for their first words.
+    let drawing = params.temperature != params::RowParam::All(0.0);
+    let firsts = FirstWords::new(streams, if drawing { rows } else { 0 })?;
     let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
         let mut cfg = params.row(r, vocab);
         if let Some(mus) = mus {

@@ -182,11 +182,18 @@ impl<'s> FirstWords<'s> {
         })
     }
 
-    /// Row `row`'s stream, as [`Streams::row`], its first word taken from here.
+    /// Row `row`'s stream, as [`Streams::row`], its first word taken from here (past the
+    /// `rows` this was made for, set up as `Streams::row` sets it up).
     pub(crate) fn row(&self, row: usize) -> RowRng<'_> {
+        // Built in place: a copy of the other's would move the generator's room (a few
+        // hundred bytes) for every row.
+        let (key, stream) = self.streams.key_of(row);
         RowRng {
-            first: Some((self, row)),
-            ..self.streams.row(row)
+            key,
+            stream,
+            first: (row < self.rows).then_some((self, row)),
+            words: 0,
+            rng: None,
         }
     }
 
@@ -215,7 +222,7 @@ pub(crate) struct RowRng<'s> {
     stream: u64,
     first: Option<(&'s FirstWords<'s>, usize)>,
     /// Words of the stream already drawn when `rng` is set up.
-    words: u128,
+    words: u8,
     rng: Option<ChaCha20Rng>,
 }
 
@@ -235,7 +242,7 @@ impl RowRng<'_> {
             .get_or_insert_with(|| {
                 let mut r = ChaCha20Rng::from_seed(key);
                 r.set_stream(stream);
-                r.set_word_pos(words);
+                r.set_word_pos(words.into());
                 r
             })
             .next_u64()
@@ -288,8 +295,13 @@ mod tests {
         for streams in &calls {
             // Five rows: a group of LANES with three lanes past the end.
             let firsts = FirstWords::new(streams, 5).unwrap();
+            let none = FirstWords::new(streams, 0).unwrap();
             for row in [0, 1, 4] {
-                for (how, mut got) in [("row", streams.row(row)), ("first", firsts.row(row))] {
+                for (how, mut got) in [
+                    ("row", streams.row(row)),
+                    ("first", firsts.row(row)),
+                    ("past the rows", none.row(row)),
+                ] {
                     let mut want = reference(streams, row);
                     // Into the generator's second refill.
                     for i in 0..70 {
