@@ -2116,9 +2116,9 @@ def test_p10_sampler_accept_with_the_wrong_row_count_names_tokens():
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
 def test_p18_evenly_spaced_rows_are_read_in_place_with_the_same_draws(dtype):
     """logits[:, -1, :] of a (batch, positions, V) array (rows 2V apart), a broadcast row
-    (stride 0) and a reversed batch (negative stride, copied) give the draws, filtered logits
-    and token log-probabilities of their C-contiguous copies; the evenly spaced ones are not
-    copied (P18, R1)."""
+    (stride 0) and a reversed batch (negative stride, each row copied as it is read) give the
+    draws, filtered logits and token log-probabilities of their C-contiguous copies; the evenly
+    spaced ones are not copied (P18, R1)."""
     if dtype == "bfloat16":
         ml_dtypes = pytest.importorskip("ml_dtypes")
         dt = np.dtype(ml_dtypes.bfloat16)
@@ -2147,6 +2147,66 @@ def test_p18_evenly_spaced_rows_are_read_in_place_with_the_same_draws(dtype):
     for call in (lambda: lk.sample(big, seed=1), lambda: lk.token_logprobs(big, np.zeros(64, np.int64))):
         peak = traced_peak(call)
         assert peak < big.nbytes // 8, (peak, big.nbytes)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_r1_rows_of_any_layout_are_read_a_row_at_a_time_with_the_same_draws(dtype):
+    """R1, R8: logits whose rows' elements are not adjacent (Fortran order, a transposed
+    batch, a reversed or every-other vocabulary, a (V, B) array's transpose) give the draws,
+    Sampler draws, filtered logits and token log-probabilities of their C-contiguous copies,
+    and the sampling functions copy each row as they read it, not the whole array."""
+    if dtype == "bfloat16":
+        ml_dtypes = pytest.importorskip("ml_dtypes")
+        dt = np.dtype(ml_dtypes.bfloat16)
+    else:
+        dt = np.dtype(dtype)
+    rng = np.random.default_rng(11)
+    x3 = (rng.standard_normal((3, 4, 37)) * 3).astype(dt)
+    x2 = (rng.standard_normal((9, 6)) * 3).astype(dt)
+    views = [
+        np.asfortranarray(x3),
+        np.asfortranarray(x2),
+        np.ascontiguousarray(x2.T).T,
+        np.ascontiguousarray(np.swapaxes(x3, 0, 1)).swapaxes(0, 1),
+        np.ascontiguousarray(x3[..., ::-1])[..., ::-1],
+        np.ascontiguousarray(x2[::-1, ::-1])[::-1, ::-1],
+        np.repeat(x3, 2, axis=-1)[..., ::2],
+        np.asfortranarray(x2[:, :1]),  # V = 1
+    ]
+    for v in views:
+        c = np.ascontiguousarray(v)
+        assert not v.flags.c_contiguous or v.shape[-1] == 1
+        rows = c.shape[:-1]
+        for kw in (
+            dict(temperature=0.0),
+            dict(temperature=0.8, top_p=0.9, seed=3, return_logprobs=True, top_logprobs=min(2, c.shape[-1])),
+            dict(temperature=1.2, min_p=0.05, seed=np.arange(np.prod(rows), dtype=np.uint64).reshape(rows)),
+        ):
+            got, want = lk.sample(v, **kw), lk.sample(c, **kw)
+            for g, w in zip(got if isinstance(got, tuple) else [got], want if isinstance(want, tuple) else [want]):
+                np.testing.assert_array_equal(g, w)
+        s1, s2 = lk.Sampler(top_k=3, seed=9), lk.Sampler(top_k=3, seed=9)
+        for _ in range(2):
+            np.testing.assert_array_equal(s1(v), s2(c))
+        hist = [[0, 0]] * len(c) if c.ndim == 2 else None  # a penalty: a processed row
+        fkw = dict(top_k=2, temperature=0.5, repetition_penalty=1.3, output_tokens=hist)
+        np.testing.assert_array_equal(lk.filter_logits(v, **fkw), lk.filter_logits(c, **fkw))
+        ids = (np.arange(np.prod(rows)) % c.shape[-1]).reshape(rows)
+        for g, w in zip(lk.token_logprobs(v, ids, return_ranks=True), lk.token_logprobs(c, ids, return_ranks=True)):
+            np.testing.assert_array_equal(g, w)
+    # No copy of the array: far less allocated than it holds.
+    big = np.asfortranarray(rng.standard_normal((2048, 512)).astype(np.float32))
+    calls = (
+        lambda: lk.sample(big, seed=1),
+        lambda: lk.filter_logits(big, top_p=0.5),
+        lambda: lk.token_logprobs(big, np.zeros(2048, np.int64)),
+        lambda: lk.Sampler(seed=2)(big),
+    )
+    for call in calls:
+        peak = traced_peak(call)
+        # filter_logits returns a new array of the logits' size; the others a row's worth.
+        allowed = big.nbytes + big.nbytes // 8 if call is calls[1] else big.nbytes // 8
+        assert peak < allowed, (peak, big.nbytes)
 
 
 def test_p17_ids_accepted_before_the_first_call_are_checked_at_it():
@@ -2184,3 +2244,30 @@ def test_p17_accept_takes_the_tokens_of_a_batch_of_several_dimensions():
     assert all(len(h) == 5 for h in s.output_tokens)
     with pytest.raises(ValueError, match="tokens"):
         s.accept(np.zeros((2, 3), np.int64))
+
+
+NUMERIC_PARAMS = dict(
+    temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, min_tokens=0, repetition_penalty=1.0,
+    frequency_penalty=0.0, presence_penalty=0.0, typical_p=1.0, top_n_sigma=0.0,
+    epsilon_cutoff=0.0, eta_cutoff=0.0, xtc_threshold=0.1, xtc_probability=0.0,
+    dynatemp_range=0.0, dynatemp_exponent=1.0, dry_multiplier=0.0, dry_base=1.75,
+    dry_allowed_length=2, dry_penalty_last_n=-1,
+)
+
+
+@pytest.mark.parametrize("name", sorted(NUMERIC_PARAMS))
+def test_p2_none_for_a_numeric_parameter_is_its_default(name):
+    """P2 (documented choice): `None` for a numeric parameter means its default, as for
+    `temperature`; a `None` inside a per-row list is a TypeError naming the parameter."""
+    x = np.random.default_rng(5).standard_normal((2, 9)).astype(np.float32)
+    hist = [[1, 2, 1, 2, 1], [3]]
+    on = dict(output_tokens=hist, xtc_probability=0.5, dry_multiplier=0.8, dynatemp_range=0.3)
+    for base in ({}, on):
+        default = {**base, name: base.get(name, NUMERIC_PARAMS[name])}
+        with_none = {**default, name: None}
+        if name in base:
+            continue  # the parameter is set by `on`: None would turn it off
+        np.testing.assert_array_equal(lk.filter_logits(x, **with_none), lk.filter_logits(x, **default))
+        np.testing.assert_array_equal(lk.sample(x, seed=4, **with_none), lk.sample(x, seed=4, **default))
+    with pytest.raises(TypeError, match=name):
+        lk.filter_logits(x, **{name: [NUMERIC_PARAMS[name], None]})

@@ -271,3 +271,28 @@ def test_p19_generate_from_inputs_embeds_and_bad_input_ids():
     for bad in (torch.zeros((2, 3)), np.array([["a", "b"]]), torch.tensor(3)):
         with pytest.raises(TypeError, match="input_ids must be integer token ids"):
             LogitsProcessor(repetition_penalty=1.3)(bad, scores)
+
+
+def test_p3_ties_differ_from_hugging_faces_warpers_as_documented():
+    """P3 (docs/behaviour.md): among tied tokens, logitkit's top-k keeps exactly k and top-p the
+    lower ids; Hugging Face's TopKLogitsWarper keeps every token tied with the k-th and its
+    TopPLogitsWarper the higher ids. Without ties, both give the same kept sets."""
+    from transformers import TopKLogitsWarper
+
+    def hf_kept(warper, x):
+        return np.isfinite(warper(None, torch.from_numpy(np.asarray(x, np.float32))[None])[0].numpy())
+
+    x = [1.0, 2.0, 2.0, 0.0]
+    assert np.flatnonzero(np.isfinite(logitkit.filter_logits(x, top_k=1))).tolist() == [1]
+    assert np.flatnonzero(hf_kept(TopKLogitsWarper(1), x)).tolist() == [1, 2]
+    z = [0.0] * 4
+    assert np.flatnonzero(np.isfinite(logitkit.filter_logits(z, top_p=0.5))).tolist() == [0, 1]
+    assert np.flatnonzero(hf_kept(TopPLogitsWarper(0.5), z)).tolist() == [2, 3]
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        r = rng.standard_normal(V).astype(np.float32)
+        for ours, theirs in (
+            (dict(top_k=5), TopKLogitsWarper(5)),
+            (dict(top_p=0.7), TopPLogitsWarper(0.7)),
+        ):
+            np.testing.assert_array_equal(np.isfinite(logitkit.filter_logits(r, **ours)), hf_kept(theirs, r))

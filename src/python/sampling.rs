@@ -25,13 +25,14 @@ use crate::sampling::{
 };
 use crate::shared::SharedPtr;
 
-/// The logits as a C-contiguous float array of at least one dimension and `V >= 1` (P1, P8).
-/// Returns the array, the rows' shape (`logits.shape[:-1]`) and `V`.
+/// The logits as a float array of at least one dimension and `V >= 1` (P1, P8), read where
+/// they are when the caller can (`strided_rows`), else C-contiguous. Returns the array, the
+/// rows' shape (`logits.shape[:-1]`), `V` and where the rows are.
 fn logits_array<'py>(
     py: Python<'py>,
     logits: &Bound<'py, PyAny>,
     strided_rows: bool,
-) -> PyResult<(FloatArray<'py>, Vec<usize>, usize, usize)> {
+) -> PyResult<(FloatArray<'py>, Vec<usize>, usize, RowLayout)> {
     let mut xa = FloatArray::coerce(py, logits, "logits")?;
     let Some((&vocab, rows_shape)) = xa.shape.split_last() else {
         return Err(PyValueError::new_err(
@@ -55,7 +56,7 @@ fn logits_array<'py>(
         want *= n as isize;
     }
     if contiguous {
-        return Ok((xa, rows_shape, vocab, vocab));
+        return Ok((xa, rows_shape, vocab, RowLayout::Rows(vocab)));
     }
     // Contiguous rows evenly spaced at a non-negative stride (`logits[:, -1, :]` of a
     // (batch, positions, vocabulary) array): read where they are, when the caller can.
@@ -64,12 +65,57 @@ fn logits_array<'py>(
     if strided_rows && inner {
         if let Some((_, stride)) = single_lane(&xa.shape[..nd - 1], &xa.strides[..nd - 1]) {
             if stride >= 0 {
-                return Ok((xa, rows_shape, vocab, stride as usize));
+                return Ok((xa, rows_shape, vocab, RowLayout::Rows(stride as usize)));
             }
         }
     }
+    // Any other layout (F order, negative strides, a transposed batch): each row is copied as
+    // it is read, one row per thread at a time (R1), not the whole array.
+    if strided_rows && xa.size() > 0 {
+        let dims: Vec<(usize, isize)> = xa.shape[..nd - 1]
+            .iter()
+            .zip(&xa.strides)
+            .map(|(&n, &s)| (n, if n > 1 { s } else { 0 }))
+            .collect();
+        let step = if vocab > 1 { xa.strides[nd - 1] } else { 0 };
+        // From the lowest element the array reads to the highest, in elements.
+        let (mut base, mut span) = (0usize, 1usize);
+        for (n, s) in dims.iter().copied().chain([(vocab, step)]) {
+            let reach = (n - 1) * s.unsigned_abs();
+            if s < 0 {
+                base += reach;
+            }
+            span += reach;
+        }
+        return Ok((
+            xa,
+            rows_shape,
+            vocab,
+            RowLayout::Scattered {
+                base,
+                span,
+                dims,
+                step,
+            },
+        ));
+    }
     xa = xa.copy(py)?;
-    Ok((xa, rows_shape, vocab, vocab))
+    Ok((xa, rows_shape, vocab, RowLayout::Rows(vocab)))
+}
+
+/// Where the rows of [`Logits`] are, in elements.
+enum RowLayout {
+    /// Contiguous rows, this far apart.
+    Rows(usize),
+    /// Rows whose elements are not adjacent ([`crate::sampling::Scattered`]): `span` elements
+    /// from the lowest read to the highest; element 0 of row 0 is `base` of them from the
+    /// lowest.
+    Scattered {
+        base: usize,
+        span: usize,
+        dims: Vec<(usize, isize)>,
+        step: isize,
+    },
 }
 
 /// Whether `v` is a NumPy scalar (`numpy.generic`: `np.float32(1)`, `np.complex128(1)`).
@@ -1100,8 +1146,8 @@ struct Logits<'py> {
     arr: FloatArray<'py>,
     rows_shape: Vec<usize>,
     vocab: usize,
-    /// Elements from one row's start to the next's (`vocab` unless read with `strided_rows`).
-    row_stride: usize,
+    /// Where the rows are (contiguous rows `vocab` apart unless read with `strided_rows`).
+    layout: RowLayout,
     back: Option<Bound<'py, PyAny>>,
 }
 
@@ -1113,41 +1159,63 @@ fn read_logits<'py>(
     strided_rows: bool,
 ) -> PyResult<Logits<'py>> {
     let (x, back) = adapt_input(py, logits, "logits")?;
-    let (arr, rows_shape, vocab, row_stride) = logits_array(py, &x, strided_rows)?;
+    let (arr, rows_shape, vocab, layout) = logits_array(py, &x, strided_rows)?;
     Ok(Logits {
         arr,
         rows_shape,
         vocab,
-        row_stride,
+        layout,
         back,
     })
 }
 
-/// Where the core reads the rows of [`Logits`]: their first element, the elements from there
-/// to the last row's end, and the row count, length and stride (in elements).
+/// Where the core reads the rows of [`Logits`]: the lowest element they read, the elements
+/// from there to the highest, and the row count, length and layout.
 #[derive(Clone, Copy)]
-struct RowSpan {
+struct RowSpan<'l> {
     data: SharedPtr<u8>,
     span: usize,
     rows: usize,
     vocab: usize,
     stride: usize,
+    scattered: Option<crate::sampling::Scattered<'l>>,
 }
 
-impl RowSpan {
-    fn of(l: &Logits<'_>) -> RowSpan {
+impl RowSpan<'_> {
+    fn of<'l>(l: &'l Logits<'_>) -> RowSpan<'l> {
         let rows: usize = l.rows_shape.iter().product();
-        let span = if rows == 0 || l.arr.size() == 0 {
-            0
-        } else {
-            (rows - 1) * l.row_stride + l.vocab
-        };
-        RowSpan {
-            data: SharedPtr(l.arr.data),
-            span,
-            rows,
-            vocab: l.vocab,
-            stride: l.row_stride,
+        let empty = rows == 0 || l.arr.size() == 0;
+        match &l.layout {
+            RowLayout::Rows(stride) => RowSpan {
+                data: SharedPtr(l.arr.data),
+                span: if empty {
+                    0
+                } else {
+                    (rows - 1) * stride + l.vocab
+                },
+                rows,
+                vocab: l.vocab,
+                stride: *stride,
+                scattered: None,
+            },
+            RowLayout::Scattered {
+                base,
+                span,
+                dims,
+                step,
+            } => RowSpan {
+                // `base` elements below element 0: the array's lowest (`logits_array`).
+                data: SharedPtr(l.arr.data.wrapping_sub(base * l.arr.dtype.itemsize())),
+                span: if empty { 0 } else { *span },
+                rows,
+                vocab: l.vocab,
+                stride: l.vocab,
+                scattered: Some(crate::sampling::Scattered {
+                    base: *base,
+                    dims,
+                    step: *step,
+                }),
+            },
         }
     }
 
@@ -1155,15 +1223,20 @@ impl RowSpan {
     ///
     /// # Safety
     /// The logits `self` was made `of` are alive, of element type `T`, and not written during
-    /// `'a` (their `rows` rows of `vocab` contiguous elements start `stride` elements apart
-    /// from `data`: `read_logits`).
-    unsafe fn rows<'a, T>(self) -> crate::Result<crate::sampling::Rows<'a, T>> {
+    /// `'a`: the `span` elements from `data` are readable (`read_logits`).
+    unsafe fn rows<'a, T>(self) -> crate::Result<crate::sampling::Rows<'a, T>>
+    where
+        Self: 'a,
+    {
         if self.span == 0 {
             return crate::sampling::Rows::contiguous(&[], self.vocab);
         }
         // SAFETY: the `span` elements from `data` are readable, as the contract says.
         let x = unsafe { std::slice::from_raw_parts(self.data.get().cast::<T>(), self.span) };
-        crate::sampling::Rows::strided(x, self.rows, self.vocab, self.stride)
+        match self.scattered {
+            Some(at) => crate::sampling::Rows::scattered(x, self.vocab, at),
+            None => crate::sampling::Rows::strided(x, self.rows, self.vocab, self.stride),
+        }
     }
 }
 

@@ -302,14 +302,16 @@ pub(crate) fn token_logprobs_of<T: Float>(
         return short_rows_scored(logits, token_ids, *t, out, ranks);
     }
     let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
-        let (row, j, t) = (logits.row(r), token_ids[r] as usize, temperature.get(r));
-        if let Some(res) = score_stored(row, j, t, with_rank, w.par) {
-            return Ok(res);
-        }
-        let mut conv = std::mem::take(&mut w.conv);
-        let res = super::as_compute(row, &mut conv).map(|x| score(x, j, t, with_rank, w.par));
-        w.conv = conv;
-        res
+        let (j, t) = (token_ids[r] as usize, temperature.get(r));
+        logits.with_row_at(r, |row| {
+            if let Some(res) = score_stored(row, j, t, with_rank, w.par) {
+                return Ok(res);
+            }
+            let mut conv = std::mem::take(&mut w.conv);
+            let res = super::as_compute(row, &mut conv).map(|x| score(x, j, t, with_rank, w.par));
+            w.conv = conv;
+            res
+        })
     })?;
     let results = results.into_iter().collect::<Result<Vec<_>>>()?;
     for (o, &(lp, _)) in out.iter_mut().zip(&results) {
@@ -334,7 +336,7 @@ const SHORT_ROWS_CHUNK: usize = 256;
 
 /// Whether [`short_rows_scored`] takes the rows.
 fn short_rows<T>(logits: &super::Rows<'_, T>) -> bool {
-    logits.vocab <= SHORT_ROW_MAX && logits.stride == logits.vocab
+    logits.vocab <= SHORT_ROW_MAX && logits.stride == logits.vocab && logits.scattered.is_none()
 }
 
 /// [`token_logprobs_of`] of short adjacent rows at one temperature (`t`, checked), with the

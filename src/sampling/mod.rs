@@ -229,13 +229,59 @@ fn rows_of(len: usize, vocab: usize) -> Result<usize> {
 /// A batch of rows of logits read where they are: row `r` is `data[r * stride..][..vocab]`.
 /// A row-major batch has `stride == vocab`; rows taken out of a larger array (the last
 /// position of each sequence, `logits[:, -1, :]`, at a larger stride; a broadcast row, at
-/// stride 0; overlapping rows, below `vocab`: all read-only) are not copied (R1, P18).
+/// stride 0; overlapping rows, below `vocab`: all read-only) are not copied (R1, P18). Rows
+/// whose elements are not adjacent (an F-order array) are [`Scattered`]: each is copied when
+/// it is read, one row per thread at a time (R1).
 #[derive(Clone, Copy)]
 pub(crate) struct Rows<'a, T> {
     data: &'a [T],
     count: usize,
     vocab: usize,
     stride: usize,
+    scattered: Option<Scattered<'a>>,
+}
+
+/// Where the rows' elements are when they are not adjacent: the row at index `(i_0, i_1, ...)`
+/// of the leading dimensions `dims` (`(length, stride)`, C order) starts at
+/// `base + sum(i_d * stride_d)` of the data, and its elements are `step` apart.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scattered<'a> {
+    pub(crate) base: usize,
+    pub(crate) dims: &'a [(usize, isize)],
+    pub(crate) step: isize,
+}
+
+impl Scattered<'_> {
+    /// The offsets of the first and the last element any of `count` rows of `vocab` reads,
+    /// or `None` when one falls outside `0..=isize::MAX`.
+    fn extent(&self, vocab: usize) -> Option<(isize, isize)> {
+        let base = isize::try_from(self.base).ok()?;
+        let (mut lo, mut hi) = (base, base);
+        let axes = self.dims.iter().copied().chain([(vocab, self.step)]);
+        for (n, s) in axes {
+            let reach = isize::try_from(n.checked_sub(1)?).ok()?.checked_mul(s)?;
+            if reach < 0 {
+                lo = lo.checked_add(reach)?;
+            } else {
+                hi = hi.checked_add(reach)?;
+            }
+        }
+        Some((lo, hi))
+    }
+
+    /// Row `r`'s first element.
+    fn start(&self, mut r: usize) -> usize {
+        let mut at = self.base as isize;
+        if let [(_, s)] = self.dims {
+            // One leading dimension (an F-order matrix): no division.
+            return (at + r as isize * s) as usize;
+        }
+        for &(n, s) in self.dims.iter().rev() {
+            at += (r % n) as isize * s;
+            r /= n;
+        }
+        at as usize
+    }
 }
 
 impl<'a, T> Rows<'a, T> {
@@ -247,6 +293,7 @@ impl<'a, T> Rows<'a, T> {
             count,
             vocab,
             stride: vocab,
+            scattered: None,
         })
     }
 
@@ -280,12 +327,85 @@ impl<'a, T> Rows<'a, T> {
             count,
             vocab,
             stride,
+            scattered: None,
         })
     }
 
-    /// Row `r < count`.
+    /// The rows of the leading dimensions of `at`, `vocab` elements each, read out of `data`
+    /// (which must hold every element they read).
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
+    pub(crate) fn scattered(data: &'a [T], vocab: usize, at: Scattered<'a>) -> Result<Self> {
+        rows_of(vocab, vocab)?;
+        let count = at
+            .dims
+            .iter()
+            .try_fold(1usize, |c, &(n, _)| c.checked_mul(n))
+            .unwrap_or(usize::MAX);
+        let fits = match at.extent(vocab) {
+            _ if count == 0 => true,
+            Some((lo, hi)) => lo >= 0 && (hi as usize) < data.len(),
+            None => false,
+        };
+        if !fits {
+            return Err(Error::LengthMismatch {
+                name: "logits",
+                got: data.len(),
+                expected: at
+                    .extent(vocab)
+                    .map_or(usize::MAX, |(_, hi)| hi as usize + 1),
+            });
+        }
+        Ok(Rows {
+            data,
+            count,
+            vocab,
+            stride: vocab,
+            scattered: Some(at),
+        })
+    }
+
+    /// Row `r < count` of rows that are not [`Scattered`].
     pub(crate) fn row(&self, r: usize) -> &'a [T] {
+        debug_assert!(
+            self.scattered.is_none(),
+            "scattered rows are read with `with_row_at`"
+        );
         &self.data[r * self.stride..][..self.vocab]
+    }
+}
+
+const SCATTERED_ROW: &str = "a row of scattered logits";
+
+impl<T: Copy + 'static> Rows<'_, T> {
+    /// Runs `f` on row `r < count`: the row where it is, or (scattered rows) a copy of it in
+    /// this thread's buffer.
+    pub(crate) fn with_row_at<R>(&self, r: usize, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+        let Some(at) = self.scattered else {
+            return f(self.row(r));
+        };
+        thread_local! {
+            static GATHERED: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+        }
+        // Taken out while `f` runs, so that a call inside it gets a buffer of its own.
+        let mut buf: Box<Vec<T>> = GATHERED
+            .with(|c| c.borrow_mut().take())
+            .and_then(|b| b.downcast().ok())
+            .unwrap_or_default();
+        let (start, n, step) = (at.start(r), self.vocab, at.step);
+        // The elements lowest first, `step` apart (`extent` checked that they are in `data`).
+        let low = (start as isize + step.min(0) * (n as isize - 1)) as usize;
+        let elems = self.data[low..]
+            .iter()
+            .step_by(step.unsigned_abs().max(1))
+            .take(n);
+        let res = if step < 0 {
+            crate::scratch::refill(&mut buf, n, elems.rev().copied(), SCATTERED_ROW)
+        } else {
+            crate::scratch::refill(&mut buf, n, elems.copied(), SCATTERED_ROW)
+        }
+        .and_then(|()| f(&buf));
+        GATHERED.with(|c| *c.borrow_mut() = Some(buf));
+        res
     }
 }
 
@@ -644,7 +764,7 @@ fn draw_rows<T: Float>(
     // Greedy rows draw nothing: no room for their first words.
     let drawing = params.temperature != params::RowParam::All(0.0);
     let firsts = FirstWords::new(streams, if drawing { rows } else { 0 })?;
-    let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
+    let draw_row = |row: &[T], r: usize, w: &mut Work<T::Compute>| -> Result<RowResult> {
         let mut cfg = params.row(r, vocab);
         if let Some(mus) = mus {
             cfg.k = vocab;
@@ -652,7 +772,6 @@ fn draw_rows<T: Float>(
             cfg.mp = 0.0;
             cfg.mu = Some(mus[r]);
         }
-        let row = logits.row(r);
         if as_stored {
             let rng = &mut firsts.row(r);
             if let Some(d) = select::in_place::try_draw(row, cfg, rng, want.logprob, w)? {
@@ -691,6 +810,9 @@ fn draw_rows<T: Float>(
                 Ok(res)
             },
         )
+    };
+    let results = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
+        logits.with_row_at(r, |row| draw_row(row, r, w))
     })?;
     let mut draws = Draws::with_capacity(rows, with_logprob || n_top > 0, n_top)?;
     let mut kept_lps = Vec::new();
@@ -960,8 +1082,7 @@ pub(crate) fn filter_logits_batch_of<T: Float>(
     // Kept values stay finite in `T` (P7), whose range may be narrower than the compute type's.
     let limit = T::MAX_FINITE;
     let dst = SharedPtr(out.as_mut_ptr());
-    let filtered = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
-        let row = logits.row(r);
+    let filter_one = |row: &[T], r: usize, w: &mut Work<T::Compute>| -> Result<()> {
         // SAFETY: row r of `out` (which holds rows * vocab elements, borrowed mutably for the
         // call) is written by this task only.
         let out_row = unsafe { std::slice::from_raw_parts_mut(dst.get().add(r * vocab), vocab) };
@@ -981,6 +1102,9 @@ pub(crate) fn filter_logits_batch_of<T: Float>(
                 Ok(())
             }
         })
+    };
+    let filtered = for_rows::<T::Compute, _>(plan(rows, vocab), rows, vocab, |r, w| {
+        logits.with_row_at(r, |row| filter_one(row, r, w))
     })?;
     filtered.into_iter().collect()
 }
@@ -1018,8 +1142,68 @@ pub fn filter_logits<T: Float>(logits: &[T], params: &SamplingParams, out: &mut 
 
 #[cfg(test)]
 mod tests {
-    use super::{row_max, widened};
+    use super::{row_max, widened, Rows, Scattered};
     use crate::element::{Float, Real};
+
+    /// R1: scattered rows (here a (2, 3, 4) array stored with its axes reversed, then the
+    /// vocabulary read backwards) are read element by element, in row order over the leading
+    /// dimensions; a layout reaching outside the data is refused.
+    #[test]
+    fn r1_scattered_rows_read_their_elements_in_order() {
+        // Element (i, j, k) of the logical array is 100 i + 10 j + k, stored at k*6 + j*2 + i.
+        let mut data = vec![0.0f32; 24];
+        for (i, j, k) in
+            (0..2).flat_map(|i| (0..3).flat_map(move |j| (0..4).map(move |k| (i, j, k))))
+        {
+            data[k * 6 + j * 2 + i] = (100 * i + 10 * j + k) as f32;
+        }
+        let dims = [(2usize, 1isize), (3, 2)];
+        let rows = Rows::scattered(
+            &data,
+            4,
+            Scattered {
+                base: 0,
+                dims: &dims,
+                step: 6,
+            },
+        )
+        .unwrap();
+        assert_eq!(rows.count, 6);
+        for r in 0..6 {
+            let (i, j) = (r / 3, r % 3);
+            let want: Vec<f32> = (0..4).map(|k| (100 * i + 10 * j + k) as f32).collect();
+            let got = rows.with_row_at(r, |row| Ok(row.to_vec())).unwrap();
+            assert_eq!(got, want, "row {r}");
+        }
+        // The vocabulary backwards: element k at the offset of 3 - k.
+        let back = Rows::scattered(
+            &data,
+            4,
+            Scattered {
+                base: 18,
+                dims: &dims,
+                step: -6,
+            },
+        )
+        .unwrap();
+        let got = back.with_row_at(4, |row| Ok(row.to_vec())).unwrap();
+        assert_eq!(got, [113.0, 112.0, 111.0, 110.0]);
+        // One element too far, either way.
+        for (base, step) in [(0, 7), (17, -6)] {
+            let at = Scattered {
+                base,
+                dims: &dims,
+                step,
+            };
+            assert!(Rows::scattered(&data, 4, at).is_err(), "{at:?}");
+        }
+        // A call inside the row's own gets a buffer of its own.
+        let nested = rows
+            .with_row_at(0, |a| rows.with_row_at(5, |b| Ok((a.to_vec(), b.to_vec()))))
+            .unwrap();
+        assert_eq!(nested.0, [0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(nested.1, [120.0, 121.0, 122.0, 123.0]);
+    }
 
     /// A 16-bit row converted a block at a time (on the threads or not) is the element-wise
     /// conversion, and the maximum taken while converting is `row_max`'s of the converted row,

@@ -227,6 +227,7 @@ impl<'a, T> Grid<'a, T> {
             count: self.positions,
             vocab: self.vocab,
             stride: self.pos_stride,
+            scattered: None,
         }
     }
 }
