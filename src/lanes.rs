@@ -32,7 +32,8 @@ use crate::view::{check_matching, StridedView, StridedViewMut};
 pub use crate::layout::Lanes;
 
 /// Merges outer dimensions that are one in both layouts (same lane numbering), so that lane
-/// offsets cost one multiply in the common case.
+/// offsets cost one multiply in the common case. Layouts whose outer extents differ (another
+/// lane numbering) are left as they are.
 ///
 /// ```
 /// use logitkit::lanes::coalesce;
@@ -46,9 +47,16 @@ pub use crate::layout::Lanes;
 /// assert_eq!(src.outer, vec![(6, 4)]);
 /// assert_eq!(dst.outer, vec![(6, 4)]);
 /// assert_eq!((0..6).map(|i| src.offset(i)).collect::<Vec<_>>(), before);
+/// // Different lane numberings: unchanged.
+/// let (mut a, mut b) = (Lanes::rows(3, 2), Lanes::rows(4, 2));
+/// coalesce(&mut a, &mut b);
+/// assert_eq!((a, b), (Lanes::rows(3, 2), Lanes::rows(4, 2)));
 /// ```
 pub fn coalesce(a: &mut Lanes, b: &mut Lanes) {
-    debug_assert!(a.outer_extents().eq(b.outer_extents()));
+    if !a.outer_extents().eq(b.outer_extents()) {
+        // Not the same lane numbering: nothing can be merged in both.
+        return;
+    }
     let mut ao: Vec<(usize, isize)> = Vec::with_capacity(a.outer.len());
     let mut bo: Vec<(usize, isize)> = Vec::with_capacity(b.outer.len());
     for (&(e, sa), &(_, sb)) in a.outer.iter().zip(&b.outer) {
@@ -56,7 +64,10 @@ pub fn coalesce(a: &mut Lanes, b: &mut Lanes) {
             continue;
         }
         match (ao.last_mut(), bo.last_mut()) {
-            (Some(la), Some(lb)) if la.1 == sa * e as isize && lb.1 == sb * e as isize => {
+            (Some(la), Some(lb))
+                if Some(la.1) == sa.checked_mul(e as isize)
+                    && Some(lb.1) == sb.checked_mul(e as isize) =>
+            {
                 la.0 *= e;
                 la.1 = sa;
                 lb.0 *= e;

@@ -117,7 +117,11 @@ impl Lanes {
     /// assert_eq!(Lanes::from_strided(&[0, 5], &[5, 1], 1).count(), 0);
     /// ```
     pub fn count(&self) -> usize {
-        self.outer.iter().map(|&(e, _)| e).product()
+        // Saturating: a layout of more lanes than `usize` counts describes no array (the
+        // views' constructors refuse it).
+        self.outer
+            .iter()
+            .fold(1usize, |n, &(e, _)| n.saturating_mul(e))
     }
 
     /// Offset, in elements, of the first element of lane `lane` (C order over `outer`).
@@ -132,6 +136,12 @@ impl Lanes {
     /// let reversed = Lanes::from_strided(&[3, 2], &[-2, 1], 1);
     /// assert_eq!(reversed.offset(2), -4);
     /// ```
+    ///
+    /// # Panics
+    /// If `lane >= self.count()` on a layout with an outer extent of 0 (it has no lanes; the
+    /// remainder by 0 panics). Other lanes past the end wrap around as the extents do, and an
+    /// offset beyond `isize` overflows (a panic in debug builds): both are the caller's to
+    /// avoid, as the views' constructors do.
     #[inline]
     pub fn offset(&self, mut lane: usize) -> isize {
         if let [(_, stride)] = self.outer[..] {

@@ -807,3 +807,42 @@ type LaneOp = fn(&StridedView<'_, f32>, &mut StridedViewMut<'_, f32>) -> logitki
 fn bits(v: &[f64]) -> Vec<u64> {
     v.iter().map(|x| x.to_bits()).collect()
 }
+
+/// R7: a NaN probability is named as `probs`, with its row and position, as the other bad
+/// probabilities are (it was reported as a row of "logits", a parameter these do not have).
+#[test]
+fn r7_calibration_names_probs_for_nan() {
+    let e = calibration_bins(&[f32::NAN, 0.5, 0.2, 0.8], 2, &[0, 1], 10).unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidParameter { name: "probs", .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("NaN (row 0, position 0)"), "{e}");
+    let e = expected_calibration_error(&[0.5f32, 0.5, 0.2, f32::NAN], 2, &[0, 1], 10).unwrap_err();
+    assert!(e.to_string().contains("NaN (row 1, position 1)"), "{e}");
+}
+
+/// R2: the public layout helpers do not panic on layouts no array has: a lane count beyond
+/// `usize` saturates, and `coalesce` leaves layouts it cannot merge (other lane numberings,
+/// strides whose product overflows) as they are.
+#[test]
+fn r2_layout_helpers_take_layouts_no_array_has() {
+    use logitkit::lanes::coalesce;
+    let huge = Lanes {
+        len: 3,
+        stride: 1,
+        outer: vec![(usize::MAX, 0), (2, 0)],
+    };
+    assert_eq!(huge.count(), usize::MAX);
+    let (mut a, mut b) = (Lanes::rows(3, 2), Lanes::rows(4, 2));
+    coalesce(&mut a, &mut b);
+    assert_eq!((a, b), (Lanes::rows(3, 2), Lanes::rows(4, 2)));
+    let wide = Lanes {
+        len: 1,
+        stride: 1,
+        outer: vec![(2, 1), (2, isize::MAX)],
+    };
+    let (mut a, mut b) = (wide.clone(), wide.clone());
+    coalesce(&mut a, &mut b);
+    assert_eq!((a.count(), b.count()), (4, 4));
+}

@@ -1382,3 +1382,38 @@ fn p15_logprobs_of_f64_logits_whose_gap_overflows() {
     let lp = logitkit::token_logprobs(&x, 1, t).unwrap();
     assert!((lp - want[1]).abs() < 1e-12, "{lp}");
 }
+
+/// R7: the functions of one vector name their own parameters: `logits` for an empty vector
+/// (they take no `vocab`), `token` for `token_logprobs`' id; a bitmask's rows past its end
+/// ban every token instead of panicking (R2).
+#[test]
+fn r7_one_vector_functions_name_their_own_parameters() {
+    let name = |e: Error| match e {
+        Error::InvalidParameter { name, .. } => name,
+        e => panic!("not a parameter error: {e}"),
+    };
+    let empty: [f32; 0] = [];
+    let p = SamplingParams::default();
+    assert_eq!(
+        name(sample(&empty, &p, &Seed::Fixed(0)).unwrap_err()),
+        "logits"
+    );
+    assert_eq!(
+        name(filter_logits(&empty, &p, &mut []).unwrap_err()),
+        "logits"
+    );
+    assert_eq!(
+        name(logitkit::token_logprobs(&empty, 0, 1.0).unwrap_err()),
+        "logits"
+    );
+    let e = logitkit::token_logprobs(&[1.0f32, 2.0], 5, 1.0).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("token must be token ids in [0, V)"),
+        "{e}"
+    );
+    assert!(e.to_string().ends_with("got 5"), "{e}");
+    let mask = logitkit::TokenBitmask::per_row(vec![1, 2], 2, 1).unwrap();
+    assert!(!mask.allows(5, 0));
+    assert!(mask.row(2).is_empty());
+}

@@ -419,7 +419,7 @@ def test_ece_ties_and_errors():
             expected_calibration_error([[0.5, 0.5]], [0], bad)
         with pytest.raises(TypeError, match="n_bins"):
             calibration_bins([[0.5, 0.5]], [0], bad)
-    with pytest.raises(ValueError, match="probs row 0"):
+    with pytest.raises(ValueError, match=r"^probs must be probabilities in \[0, 1\], got NaN \(row 0, position 0\)"):
         expected_calibration_error([[np.nan, 0.5]], [0])
     # A labels shape that does not fit names the input it is compared with.
     for f in (expected_calibration_error, calibration_bins):

@@ -190,11 +190,12 @@ def test_cli_output_to_a_missing_directory_is_a_clean_error(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [1.5, np.inf, -np.inf, -0.25, 1 + 1e-9])
+@pytest.mark.parametrize("bad", [1.5, np.inf, -np.inf, -0.25, 1 + 1e-9, np.nan])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_r7_calibration_refuses_probabilities_outside_0_1(bad, dtype):
     """R7: ECE and calibration_bins raise ValueError naming ``probs`` for a probability above
-    1, below 0 or infinite (they returned an ECE above 1, or inf)."""
+    1, below 0, infinite or NaN (they returned an ECE above 1, or inf; NaN was reported as a
+    row of "logits", a parameter they do not have)."""
     from logitkit.calibration import calibration_bins, expected_calibration_error
 
     p = np.array([[0.3, 0.7], [bad, 0.1]], dtype=dtype)
@@ -204,6 +205,7 @@ def test_r7_calibration_refuses_probabilities_outside_0_1(bad, dtype):
         with pytest.raises(ValueError, match="probs") as info:
             f(p, [1, 0])
         assert "[0, 1]" in str(info.value)
+        assert "logits" not in str(info.value) and "row 1, position 0" in str(info.value)
         with pytest.raises(ValueError, match="probs"):
             f(p.T, [1, 0], axis=0)
 

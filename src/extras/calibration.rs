@@ -414,8 +414,8 @@ impl CalibrationBins {
 ///
 /// # Errors
 /// As [`calibration_bins`]: a length error naming `labels` unless it has one label per lane,
-/// errors naming `n_bins`, `labels` or `probs` for values out of range, and
-/// [`Error::InvalidRow`] for a row holding NaN.
+/// errors naming `n_bins`, `labels` or `probs` for values out of range (`probs` for NaN too,
+/// with its row and position).
 ///
 /// ```
 /// use logitkit::extras::{calibration_bins, calibration_bins_lanes};
@@ -510,7 +510,8 @@ pub(crate) unsafe fn calibration_bins_lanes_raw<T: Float>(
     Ok(bins)
 }
 
-/// The error for a lane holding NaN or a value outside [0, 1]: the first such entry.
+/// The error for a lane holding NaN or a value outside [0, 1]: the first such entry, named
+/// `probs` with its row and position (NaN as the other bad values: the function has no logits).
 #[cold]
 fn bad_probability<C: Real>(x: &[C], row: usize) -> Error {
     let (j, v) = x
@@ -519,12 +520,6 @@ fn bad_probability<C: Real>(x: &[C], row: usize) -> Error {
         .find(|(_, v)| v.is_nan() || !(0.0..=1.0).contains(&v.to_f64()))
         .map(|(j, &v)| (j, v))
         .unwrap_or((0, x[0]));
-    if v.is_nan() {
-        return Error::InvalidRow {
-            row,
-            problem: "holds NaN",
-        };
-    }
     Error::InvalidParameter {
         name: "probs",
         value: format!("{v:?} (row {row}, position {j})"),

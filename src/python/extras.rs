@@ -415,18 +415,13 @@ fn bins_impl<'py>(
     let labels = labels.as_slice()?;
     let lanes = input_lanes(py, &mut xa, Some(k))?;
     let (src, dtype) = (SharedPtr(xa.data), xa.dtype);
-    // Interruptible (contract R8); a bad row is named here, as `probs`'.
+    // Interruptible (contract R8).
     detach_interruptible(py, || {
         // SAFETY: src is a live array laid out as `lanes`, only read.
-        let r = dispatch!(dtype, T => unsafe {
+        dispatch!(dtype, T => unsafe {
             extras::calibration_bins_lanes_raw::<T>(src.typed(), &lanes, labels, n_bins)
-        });
-        match r {
-            Err(crate::Error::InvalidRow { row, problem }) => Ok(Err((row, problem))),
-            r => r.map(Ok),
-        }
-    })?
-    .map_err(|(row, problem)| PyValueError::new_err(format!("probs row {row} {problem}")))
+        })
+    })
 }
 
 /// Expected calibration error over equal-width confidence bins.

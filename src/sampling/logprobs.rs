@@ -537,6 +537,7 @@ fn score_by_blocks(
 /// assert!((lp - 0.5f64.ln()).abs() < 1e-15);
 /// ```
 pub fn token_logprobs<T: Float>(logits: &[T], token: i64, temperature: f64) -> Result<T> {
+    super::one_vector(logits.len())?;
     let mut out = [T::from_compute(<T::Compute as Real>::NAN)];
     token_logprobs_rows(
         logits,
@@ -545,7 +546,20 @@ pub fn token_logprobs<T: Float>(logits: &[T], token: i64, temperature: f64) -> R
         temperature.into(),
         &mut out,
         None,
-    )?;
+    )
+    .map_err(|e| match e {
+        // This function's parameter is `token`, one id.
+        Error::InvalidParameter {
+            name: "token_ids",
+            expected,
+            ..
+        } => Error::InvalidParameter {
+            name: "token",
+            value: token.to_string(),
+            expected,
+        },
+        e => e,
+    })?;
     Ok(out[0])
 }
 

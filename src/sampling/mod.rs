@@ -207,6 +207,18 @@ use process::Chain;
 use rng::{FirstWords, Streams};
 use select::{filter_row, row_chunk_maxima, sample_row, top_in_order, wants_chunk_maxima, Work};
 
+/// The error for an empty vector given to a function of one vector (which has no `vocab`).
+fn one_vector(logits_len: usize) -> Result<()> {
+    if logits_len == 0 {
+        return Err(Error::invalid(
+            "logits",
+            "an empty slice",
+            "non-empty (at least one token)",
+        ));
+    }
+    Ok(())
+}
+
 /// Rows in the batch: `len / vocab`.
 fn rows_of(len: usize, vocab: usize) -> Result<usize> {
     if vocab == 0 {
@@ -1025,6 +1037,7 @@ fn write_draws(d: &Draws, tokens: &mut [i64], logprobs: Option<&mut [f64]>) {
 /// assert_eq!((tok, lp), (1, 0.0));
 /// ```
 pub fn sample<T: Float>(logits: &[T], params: &SamplingParams, seed: &Seed) -> Result<(i64, f64)> {
+    one_vector(logits.len())?;
     let (mut tok, mut lp) = ([0i64], [0.0f64]);
     sample_rows(logits, logits.len(), params, seed, &mut tok, Some(&mut lp))?;
     Ok((tok[0], lp[0]))
@@ -1137,6 +1150,7 @@ pub fn filter_logits_rows<T: Float>(
 /// assert_eq!(out, [f64::NEG_INFINITY, 2.0, f64::NEG_INFINITY]);
 /// ```
 pub fn filter_logits<T: Float>(logits: &[T], params: &SamplingParams, out: &mut [T]) -> Result<()> {
+    one_vector(logits.len())?;
     filter_logits_rows(logits, logits.len(), params, out)
 }
 

@@ -277,12 +277,14 @@ impl TokenBitmask {
     /// assert_eq!(per_row.row(1), &[3, 4]);
     /// let shared = TokenBitmask::all_rows(vec![9]);
     /// assert_eq!(shared.row(0), shared.row(5)); // the same words for every row
+    /// assert!(per_row.row(2).is_empty()); // past the rows: no words
     /// ```
     pub fn row(&self, row: usize) -> &[u32] {
-        if self.rows.is_some() {
-            &self.words[row * self.width..][..self.width]
-        } else {
-            &self.words
+        match self.rows {
+            // Past the mask's rows: no words, so every token is banned (no panic).
+            Some(rows) if row >= rows => &[],
+            Some(_) => &self.words[row * self.width..][..self.width],
+            None => &self.words,
         }
     }
 
@@ -295,6 +297,8 @@ impl TokenBitmask {
     /// assert!(mask.allows(0, 37));
     /// assert!(!mask.allows(0, 5));
     /// assert!(!mask.allows(0, 64)); // beyond the mask: banned
+    /// let per_row = TokenBitmask::per_row(vec![1, 2], 2, 1).unwrap();
+    /// assert!(!per_row.allows(5, 0)); // past the mask's rows: banned
     /// ```
     pub fn allows(&self, row: usize, j: usize) -> bool {
         self.row(row)

@@ -143,7 +143,11 @@ impl Sampler {
         self.mirostat.as_ref().map_or(&[][..], |m| &m.mu[..])
     }
 
-    /// Sets each row's prompt tokens, which fixes the row count.
+    /// Sets each row's prompt tokens, which fixes the row count. Meant for a sampler that
+    /// has not drawn yet: it replaces each row's history, so a sampler that has drawn forgets
+    /// its rows' output tokens (the penalties and DRY then see the new prompt alone), while
+    /// its call count, and with it its place in the seed's streams (P6), and Mirostat's `mu`
+    /// stay. [`Sampler::reset`] restarts everything.
     ///
     /// # Errors
     /// When the row count is already fixed by an earlier call and differs.
@@ -157,7 +161,11 @@ impl Sampler {
     /// let d = s.sample_batch(&[2.0f32, 1.0, 0.0], 3, false).unwrap();
     /// assert_eq!(d.tokens, [1]); // 2 / 4 < 1
     /// // The row count is fixed now: prompts for 2 rows are refused.
-    /// assert!(s.with_prompts(vec![vec![], vec![]]).is_err());
+    /// assert!(s.clone().with_prompts(vec![vec![], vec![]]).is_err());
+    /// // New prompts after a draw: the output tokens are gone, the call count stays.
+    /// let s = s.with_prompts(vec![vec![2]]).unwrap();
+    /// assert!(s.output_tokens(0).is_empty());
+    /// assert_eq!(s.calls(), 1);
     /// ```
     pub fn with_prompts(mut self, prompts: Vec<Vec<u32>>) -> Result<Sampler> {
         self.check_rows(prompts.len(), "prompts (one per row of the sampler)")?;
