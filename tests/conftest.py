@@ -81,6 +81,13 @@ def run_python(code: str, env: dict | None = None, timeout: float = 60.0):
 # --------------------------------------------------------------------------------------------
 
 
+def float_dtype(name: str) -> np.dtype:
+    """The NumPy dtype named `name`; bfloat16 from ml_dtypes (the test is skipped without it)."""
+    if name == "bfloat16":
+        return np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+    return np.dtype(name)
+
+
 def result_dtype(x) -> np.dtype:
     """S1: the result dtype for input ``x``."""
     a = np.asarray(x)

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 import logitkit as lk
-from conftest import traced_peak
+from conftest import float_dtype, traced_peak
 
 NEG = -np.inf
 MODES = ["sampled", "processed", "raw"]
@@ -2119,11 +2119,7 @@ def test_p18_evenly_spaced_rows_are_read_in_place_with_the_same_draws(dtype):
     (stride 0) and a reversed batch (negative stride, each row copied as it is read) give the
     draws, filtered logits and token log-probabilities of their C-contiguous copies; the evenly
     spaced ones are not copied (P18, R1)."""
-    if dtype == "bfloat16":
-        ml_dtypes = pytest.importorskip("ml_dtypes")
-        dt = np.dtype(ml_dtypes.bfloat16)
-    else:
-        dt = np.dtype(dtype)
+    dt = float_dtype(dtype)
     rng = np.random.default_rng(7)
     full = (rng.standard_normal((16, 2, 5000)) * 3).astype(dt)
     views = [full[:, -1, :], full[:, 0, :], np.broadcast_to(full[0, 0], (5, 5000)), full[::-1, 1, :]]
@@ -2155,11 +2151,7 @@ def test_r1_rows_of_any_layout_are_read_a_row_at_a_time_with_the_same_draws(dtyp
     batch, a reversed or every-other vocabulary, a (V, B) array's transpose) give the draws,
     Sampler draws, filtered logits and token log-probabilities of their C-contiguous copies,
     and the sampling functions copy each row as they read it, not the whole array."""
-    if dtype == "bfloat16":
-        ml_dtypes = pytest.importorskip("ml_dtypes")
-        dt = np.dtype(ml_dtypes.bfloat16)
-    else:
-        dt = np.dtype(dtype)
+    dt = float_dtype(dtype)
     rng = np.random.default_rng(11)
     x3 = (rng.standard_normal((3, 4, 37)) * 3).astype(dt)
     x2 = (rng.standard_normal((9, 6)) * 3).astype(dt)

@@ -15,7 +15,7 @@ import pytest
 
 import logitkit as lk
 from logitkit._native import _verify_draft_uniforms
-from conftest import run_python, traced_peak
+from conftest import float_dtype, run_python, traced_peak
 from test_sampling import chi2_sf, ref_kept_probs
 
 # --------------------------------------------------------------------------------------------
@@ -203,11 +203,7 @@ def test_v1_p18_last_positions_of_longer_sequences_are_read_in_place(dtype):
     V apart), a reversed batch, a broadcast sequence, transposed positions and a draft_probs
     slice give the tokens of their C-contiguous copies, at every thread count's plan; the
     evenly spaced grids are read without a copy."""
-    if dtype == "bfloat16":
-        ml_dtypes = pytest.importorskip("ml_dtypes")
-        dt = np.dtype(ml_dtypes.bfloat16)
-    else:
-        dt = np.dtype(dtype)
+    dt = float_dtype(dtype)
     rng = np.random.default_rng(11)
     b, length, k, v = 5, 9, 3, 700
     full = (rng.standard_normal((b, length, v)) * 3).astype(dt)

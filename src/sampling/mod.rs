@@ -396,13 +396,10 @@ impl<T: Copy + 'static> Rows<'_, T> {
             return f(self.row(r));
         };
         thread_local! {
-            static GATHERED: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+            static GATHERED: Cached = const { RefCell::new(None) };
         }
         // Taken out while `f` runs, so that a call inside it gets a buffer of its own.
-        let mut buf: Box<Vec<T>> = GATHERED
-            .with(|c| c.borrow_mut().take())
-            .and_then(|b| b.downcast().ok())
-            .unwrap_or_default();
+        let mut buf: Box<Vec<T>> = take_cached(&GATHERED);
         let (start, n, step) = (at.start(r), self.vocab, at.step);
         // The elements lowest first, `step` apart (`extent` checked that they are in `data`).
         let low = (start as isize + step.min(0) * (n as isize - 1)) as usize;
@@ -505,16 +502,24 @@ fn classify_row<C: Real>(m: C, nan: bool) -> Result<C, &'static str> {
     }
 }
 
+/// A thread's value kept between calls, of whichever type last put it there.
+type Cached = RefCell<Option<Box<dyn Any>>>;
+
+/// The value `cache` holds when it is a `V`, else a new one; the cache is left empty.
+fn take_cached<V: Default + 'static>(cache: &'static std::thread::LocalKey<Cached>) -> Box<V> {
+    cache
+        .with(|c| c.borrow_mut().take())
+        .and_then(|b| b.downcast().ok())
+        .unwrap_or_default()
+}
+
 /// Runs `f` with this thread's scratch for compute type `C` (kept between calls, so that
 /// sampling a row allocates nothing in the steady state).
 fn with_work<C: Real, R>(f: impl FnOnce(&mut Work<C>) -> R) -> R {
     thread_local! {
-        static CACHE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+        static CACHE: Cached = const { RefCell::new(None) };
     }
-    let mut w: Box<Work<C>> = CACHE
-        .with(|c| c.borrow_mut().take())
-        .and_then(|b| b.downcast().ok())
-        .unwrap_or_default();
+    let mut w: Box<Work<C>> = take_cached(&CACHE);
     let r = f(&mut w);
     // Keep the scratch for the next call, unless a huge row made it huge.
     if w.footprint() <= 1 << 24 {
