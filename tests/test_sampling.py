@@ -618,3 +618,35 @@ def test_sampler_call_is_documented():
     for section in ("Parameters\n----------", "Methods\n-------", "Attributes\n----------",
                     "Notes\n-----", "Examples\n--------"):
         assert section in doc, section
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_p3_p9_top_k_over_rows_of_ties_keeps_the_lowest_ids(dtype):
+    """P3, P9: top-k over long rows where at least k tokens share the maximum (all zeros, two
+    values, a few maxima over -inf) keeps the k lowest ids at the maximum, as a full sort by
+    (value descending, id) does; these rows take a path of their own (the first k ties,
+    found without gathering every chunk that holds the maximum)."""
+    if dtype == "bfloat16":
+        dt = np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+    else:
+        dt = np.dtype(dtype)
+    rng = np.random.default_rng(12)
+    v = 20000
+    few = np.full(v, -np.inf)
+    few[rng.integers(0, v, 300)] = 2.0
+    masked = np.zeros(v)
+    masked[:10] = -np.inf
+    rows = [np.zeros(v), np.where(rng.random(v) < 0.5, 1.0, 0.0), np.round(rng.standard_normal(v)), few, masked]
+    for x in rows:
+        x = x.astype(dt)
+        order = np.lexsort((np.arange(v), -x.astype(np.float64)))
+        for k in (1, 2, 50, 64, 200):
+            want = np.zeros(v, bool)
+            want[order[:k]] = True
+            want &= np.isfinite(x.astype(np.float64))
+            np.testing.assert_array_equal(np.isfinite(lk.filter_logits(x, top_k=k)), want, err_msg=f"k={k}")
+            toks, lps = lk.sample(np.stack([x, x]), top_k=k, seed=[3, 4], return_logprobs=True)
+            assert want[toks].all()
+            kept = x.astype(np.float64)[want]
+            lse = kept.max() + np.log(np.exp(kept - kept.max()).sum())
+            np.testing.assert_allclose(lps, x.astype(np.float64)[toks] - lse, rtol=1e-6)

@@ -775,10 +775,17 @@ pub(crate) fn top_k_in_chunks<X: Float<Compute = C>, C: Real>(
         "chunk maxima of another row"
     );
     let t = kth_largest(&w.cmax, k, &mut w.sel)?;
+    // At least k chunks reach the row's maximum (a row of equal logits, say): the kept set is
+    // the first k tokens at the maximum (ties go to lower ids), gathered alone, not every
+    // token of every chunk that holds the maximum and then cut.
+    let at_max = !w.cmax.iter().any(|&c| c > t);
     let mut cur = std::mem::take(&mut w.cur);
     let mut cand = std::mem::take(&mut w.cand);
     let done = (|| {
-        gather_candidates(x, None, &w.cmax, t, &mut cand)?;
+        if at_max {
+            return gather_candidates(x, None, &w.cmax, t, k, &mut cur);
+        }
+        gather_candidates(x, None, &w.cmax, t, usize::MAX, &mut cand)?;
         let cut = find_cut(&cand.xs, None, m, zc, k as f64, 1.0, 0.0, w)?;
         filter_into(&cand.xs, Some(&cand.idx), None, cut_keeper(cut), &mut cur)
     })();
@@ -869,12 +876,13 @@ fn kth_largest<C: Real>(vals: &[C], k: usize, sel: &mut Vec<C>) -> Result<C> {
 }
 
 /// The tokens `>= t` (with their weights, if given), scanning only the chunks whose maximum
-/// is `>= t`: all of them, in token order.
+/// is `>= t`: in token order, the first `at_most` of them.
 fn gather_candidates<X: Float<Compute = C>, C: Real>(
     x: &[X],
     ws: Option<&[C]>,
     cmax: &[C],
     t: C,
+    at_most: usize,
     cand: &mut Bufs<C>,
 ) -> Result<()> {
     cand.clear();
@@ -890,6 +898,9 @@ fn gather_candidates<X: Float<Compute = C>, C: Real>(
         // The chunk's few passing tokens from a bit mask, not a branch per token.
         let mut bits = hits_at_least(xc, t);
         while bits != 0 {
+            if cand.idx.len() == at_most {
+                return Ok(());
+            }
             let j = bits.trailing_zeros() as usize;
             bits &= bits - 1;
             cand.push(start + j, xc[j], ws.map(|ws| ws[start + j]))?;
@@ -937,7 +948,7 @@ fn top_p_row<C: Real>(
         if v.div_ceil(KCH) >= 4 * PEAK_CHUNKS && p * total <= (PEAK_CHUNKS * KCH) as f64 {
             chunk_maxima(x, &mut w.cmax, w.par)?;
             let t = kth_largest(&w.cmax, PEAK_CHUNKS, &mut w.sel)?;
-            gather_candidates(x, Some(ws), &w.cmax, t, &mut cand)?;
+            gather_candidates(x, Some(ws), &w.cmax, t, usize::MAX, &mut cand)?;
             let mass: f64 = cand.ws.iter().map(|e| e.to_f64()).sum();
             if mass / total >= p {
                 let cut = find_cut(&cand.xs, Some(&cand.ws), m, zc, p, total, 0.0, w)?;
