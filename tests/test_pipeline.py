@@ -2164,6 +2164,9 @@ def test_r1_rows_of_any_layout_are_read_a_row_at_a_time_with_the_same_draws(dtyp
         np.ascontiguousarray(x2[::-1, ::-1])[::-1, ::-1],
         np.repeat(x3, 2, axis=-1)[..., ::2],
         np.asfortranarray(x2[:, :1]),  # V = 1
+        np.broadcast_to(x2[:, :1], x2.shape),  # one value along the vocabulary (stride 0)
+        np.broadcast_to(x3[0, 0, 0], x3.shape),  # one value everywhere
+        x3[1, 2, ::-2],  # one row, every other token backwards
     ]
     for v in views:
         c = np.ascontiguousarray(v)
@@ -2172,7 +2175,7 @@ def test_r1_rows_of_any_layout_are_read_a_row_at_a_time_with_the_same_draws(dtyp
         for kw in (
             dict(temperature=0.0),
             dict(temperature=0.8, top_p=0.9, seed=3, return_logprobs=True, top_logprobs=min(2, c.shape[-1])),
-            dict(temperature=1.2, min_p=0.05, seed=np.arange(np.prod(rows), dtype=np.uint64).reshape(rows)),
+            dict(temperature=1.2, min_p=0.05, seed=np.arange(int(np.prod(rows)), dtype=np.uint64).reshape(rows)),
         ):
             got, want = lk.sample(v, **kw), lk.sample(c, **kw)
             for g, w in zip(got if isinstance(got, tuple) else [got], want if isinstance(want, tuple) else [want]):
@@ -2183,7 +2186,7 @@ def test_r1_rows_of_any_layout_are_read_a_row_at_a_time_with_the_same_draws(dtyp
         hist = [[0, 0]] * len(c) if c.ndim == 2 else None  # a penalty: a processed row
         fkw = dict(top_k=2, temperature=0.5, repetition_penalty=1.3, output_tokens=hist)
         np.testing.assert_array_equal(lk.filter_logits(v, **fkw), lk.filter_logits(c, **fkw))
-        ids = (np.arange(np.prod(rows)) % c.shape[-1]).reshape(rows)
+        ids = (np.arange(int(np.prod(rows))) % c.shape[-1]).reshape(rows)
         for g, w in zip(lk.token_logprobs(v, ids, return_ranks=True), lk.token_logprobs(c, ids, return_ranks=True)):
             np.testing.assert_array_equal(g, w)
     # No copy of the array: far less allocated than it holds.

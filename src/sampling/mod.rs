@@ -407,7 +407,11 @@ impl<T: Copy + 'static> Rows<'_, T> {
             .iter()
             .step_by(step.unsigned_abs().max(1))
             .take(n);
-        let res = if step < 0 {
+        let res = if step == 0 {
+            // A broadcast vocabulary: one element, repeated.
+            let one = self.data[start];
+            crate::scratch::refill(&mut buf, n, std::iter::repeat_n(one, n), SCATTERED_ROW)
+        } else if step < 0 {
             crate::scratch::refill(&mut buf, n, elems.rev().copied(), SCATTERED_ROW)
         } else {
             crate::scratch::refill(&mut buf, n, elems.copied(), SCATTERED_ROW)
@@ -1207,6 +1211,19 @@ mod tests {
         .unwrap();
         let got = back.with_row_at(4, |row| Ok(row.to_vec())).unwrap();
         assert_eq!(got, [113.0, 112.0, 111.0, 110.0]);
+        // A broadcast vocabulary (step 0): element (1, 2, 3) four times.
+        let one = Rows::scattered(
+            &data,
+            4,
+            Scattered {
+                base: 18,
+                dims: &dims,
+                step: 0,
+            },
+        )
+        .unwrap();
+        let got = one.with_row_at(5, |row| Ok(row.to_vec())).unwrap();
+        assert_eq!(got, [123.0; 4]);
         // One element too far, either way.
         for (base, step) in [(0, 7), (17, -6)] {
             let at = Scattered {
