@@ -74,7 +74,7 @@ fn index_range(base: usize, lanes: &Lanes, data_len: usize) -> Result<Option<(i1
 
 /// Checks that every element (or, for empty lanes, every lane start) lies inside a slice of
 /// `data_len` elements.
-fn check_bounds(base: usize, lanes: &Lanes, data_len: usize) -> Result<()> {
+pub(crate) fn check_bounds(base: usize, lanes: &Lanes, data_len: usize) -> Result<()> {
     let Some((lo, hi)) = index_range(base, lanes, data_len)? else {
         return Ok(());
     };

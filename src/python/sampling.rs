@@ -24,6 +24,7 @@ use crate::sampling::{
     TokenBitmask,
 };
 use crate::shared::SharedPtr;
+use crate::Lanes;
 
 /// The logits as a float array of at least one dimension and `V >= 1` (P1, P8), read where
 /// they are when the caller can (`strided_rows`), else C-contiguous. Returns the array, the
@@ -72,15 +73,10 @@ fn logits_array<'py>(
     // Any other layout (F order, negative strides, a transposed batch): each row is copied as
     // it is read, one row per thread at a time (R1), not the whole array.
     if strided_rows && xa.size() > 0 {
-        let dims: Vec<(usize, isize)> = xa.shape[..nd - 1]
-            .iter()
-            .zip(&xa.strides)
-            .map(|(&n, &s)| (n, if n > 1 { s } else { 0 }))
-            .collect();
-        let step = if vocab > 1 { xa.strides[nd - 1] } else { 0 };
+        let lanes = Lanes::from_strided(&xa.shape, &xa.strides, nd - 1);
         // From the lowest element the array reads to the highest, in elements.
         let (mut base, mut span) = (0usize, 1usize);
-        for (n, s) in dims.iter().copied().chain([(vocab, step)]) {
+        for (&n, &s) in xa.shape.iter().zip(&xa.strides) {
             let reach = (n - 1) * s.unsigned_abs();
             if s < 0 {
                 base += reach;
@@ -91,12 +87,7 @@ fn logits_array<'py>(
             xa,
             rows_shape,
             vocab,
-            RowLayout::Scattered {
-                base,
-                span,
-                dims,
-                step,
-            },
+            RowLayout::Scattered { base, span, lanes },
         ));
     }
     xa = xa.copy(py)?;
@@ -113,8 +104,7 @@ enum RowLayout {
     Scattered {
         base: usize,
         span: usize,
-        dims: Vec<(usize, isize)>,
-        step: isize,
+        lanes: Lanes,
     },
 }
 
@@ -1198,23 +1188,14 @@ impl RowSpan<'_> {
                 stride: *stride,
                 scattered: None,
             },
-            RowLayout::Scattered {
-                base,
-                span,
-                dims,
-                step,
-            } => RowSpan {
+            RowLayout::Scattered { base, span, lanes } => RowSpan {
                 // `base` elements below element 0: the array's lowest (`logits_array`).
                 data: SharedPtr(l.arr.data.wrapping_sub(base * l.arr.dtype.itemsize())),
                 span: if empty { 0 } else { *span },
                 rows,
                 vocab: l.vocab,
                 stride: l.vocab,
-                scattered: Some(crate::sampling::Scattered {
-                    base: *base,
-                    dims,
-                    step: *step,
-                }),
+                scattered: Some(crate::sampling::Scattered { base: *base, lanes }),
             },
         }
     }
@@ -1234,7 +1215,7 @@ impl RowSpan<'_> {
         // SAFETY: the `span` elements from `data` are readable, as the contract says.
         let x = unsafe { std::slice::from_raw_parts(self.data.get().cast::<T>(), self.span) };
         match self.scattered {
-            Some(at) => crate::sampling::Rows::scattered(x, self.vocab, at),
+            Some(at) => crate::sampling::Rows::scattered(x, at),
             None => crate::sampling::Rows::strided(x, self.rows, self.vocab, self.stride),
         }
     }

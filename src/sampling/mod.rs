@@ -253,47 +253,12 @@ pub(crate) struct Rows<'a, T> {
     scattered: Option<Scattered<'a>>,
 }
 
-/// Where the rows' elements are when they are not adjacent: the row at index `(i_0, i_1, ...)`
-/// of the leading dimensions `dims` (`(length, stride)`, C order) starts at
-/// `base + sum(i_d * stride_d)` of the data, and its elements are `step` apart.
+/// Where the rows' elements are when they are not adjacent: row `r` is lane `r` of `lanes`
+/// (the vocabulary its lanes, the leading dimensions in C order), from index `base`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Scattered<'a> {
     pub(crate) base: usize,
-    pub(crate) dims: &'a [(usize, isize)],
-    pub(crate) step: isize,
-}
-
-impl Scattered<'_> {
-    /// The offsets of the first and the last element any of `count` rows of `vocab` reads,
-    /// or `None` when one falls outside `0..=isize::MAX`.
-    fn extent(&self, vocab: usize) -> Option<(isize, isize)> {
-        let base = isize::try_from(self.base).ok()?;
-        let (mut lo, mut hi) = (base, base);
-        let axes = self.dims.iter().copied().chain([(vocab, self.step)]);
-        for (n, s) in axes {
-            let reach = isize::try_from(n.checked_sub(1)?).ok()?.checked_mul(s)?;
-            if reach < 0 {
-                lo = lo.checked_add(reach)?;
-            } else {
-                hi = hi.checked_add(reach)?;
-            }
-        }
-        Some((lo, hi))
-    }
-
-    /// Row `r`'s first element.
-    fn start(&self, mut r: usize) -> usize {
-        let mut at = self.base as isize;
-        if let [(_, s)] = self.dims {
-            // One leading dimension (an F-order matrix): no division.
-            return (at + r as isize * s) as usize;
-        }
-        for &(n, s) in self.dims.iter().rev() {
-            at += (r % n) as isize * s;
-            r /= n;
-        }
-        at as usize
-    }
+    pub(crate) lanes: &'a crate::Lanes,
 }
 
 impl<'a, T> Rows<'a, T> {
@@ -343,33 +308,16 @@ impl<'a, T> Rows<'a, T> {
         })
     }
 
-    /// The rows of the leading dimensions of `at`, `vocab` elements each, read out of `data`
-    /// (which must hold every element they read).
+    /// The lanes of `at` as rows, read out of `data` (which must hold every element they
+    /// read: [`crate::StridedView`]'s check).
     #[cfg_attr(not(feature = "python"), allow(dead_code))]
-    pub(crate) fn scattered(data: &'a [T], vocab: usize, at: Scattered<'a>) -> Result<Self> {
+    pub(crate) fn scattered(data: &'a [T], at: Scattered<'a>) -> Result<Self> {
+        let vocab = at.lanes.len;
         rows_of(vocab, vocab)?;
-        let count = at
-            .dims
-            .iter()
-            .try_fold(1usize, |c, &(n, _)| c.checked_mul(n))
-            .unwrap_or(usize::MAX);
-        let fits = match at.extent(vocab) {
-            _ if count == 0 => true,
-            Some((lo, hi)) => lo >= 0 && (hi as usize) < data.len(),
-            None => false,
-        };
-        if !fits {
-            return Err(Error::LengthMismatch {
-                name: "logits",
-                got: data.len(),
-                expected: at
-                    .extent(vocab)
-                    .map_or(usize::MAX, |(_, hi)| hi as usize + 1),
-            });
-        }
+        crate::view::check_bounds(at.base, at.lanes, data.len())?;
         Ok(Rows {
             data,
-            count,
+            count: at.lanes.count(),
             vocab,
             stride: vocab,
             scattered: Some(at),
@@ -400,7 +348,8 @@ impl<T: Copy + 'static> Rows<'_, T> {
         }
         // Taken out while `f` runs, so that a call inside it gets a buffer of its own.
         let mut buf: Box<Vec<T>> = take_cached(&GATHERED);
-        let (start, n, step) = (at.start(r), self.vocab, at.step);
+        let start = (at.base as isize + at.lanes.offset(r)) as usize;
+        let (n, step) = (self.vocab, at.lanes.stride);
         // The elements lowest first, `step` apart (`extent` checked that they are in `data`).
         let low = (start as isize + step.min(0) * (n as isize - 1)) as usize;
         let elems = self.data[low..]
@@ -1180,17 +1129,14 @@ mod tests {
         {
             data[k * 6 + j * 2 + i] = (100 * i + 10 * j + k) as f32;
         }
-        let dims = [(2usize, 1isize), (3, 2)];
-        let rows = Rows::scattered(
-            &data,
-            4,
-            Scattered {
-                base: 0,
-                dims: &dims,
-                step: 6,
-            },
-        )
-        .unwrap();
+        let lanes = |stride| crate::Lanes {
+            len: 4,
+            stride,
+            outer: vec![(2, 1), (3, 2)],
+        };
+        let (fwd, back, one) = (lanes(6), lanes(-6), lanes(0));
+        let at = |base, lanes| Scattered { base, lanes };
+        let rows = Rows::scattered(&data, at(0, &fwd)).unwrap();
         assert_eq!(rows.count, 6);
         for r in 0..6 {
             let (i, j) = (r / 3, r % 3);
@@ -1199,39 +1145,21 @@ mod tests {
             assert_eq!(got, want, "row {r}");
         }
         // The vocabulary backwards: element k at the offset of 3 - k.
-        let back = Rows::scattered(
-            &data,
-            4,
-            Scattered {
-                base: 18,
-                dims: &dims,
-                step: -6,
-            },
-        )
-        .unwrap();
-        let got = back.with_row_at(4, |row| Ok(row.to_vec())).unwrap();
+        let got = Rows::scattered(&data, at(18, &back))
+            .unwrap()
+            .with_row_at(4, |row| Ok(row.to_vec()))
+            .unwrap();
         assert_eq!(got, [113.0, 112.0, 111.0, 110.0]);
         // A broadcast vocabulary (step 0): element (1, 2, 3) four times.
-        let one = Rows::scattered(
-            &data,
-            4,
-            Scattered {
-                base: 18,
-                dims: &dims,
-                step: 0,
-            },
-        )
-        .unwrap();
-        let got = one.with_row_at(5, |row| Ok(row.to_vec())).unwrap();
+        let got = Rows::scattered(&data, at(18, &one))
+            .unwrap()
+            .with_row_at(5, |row| Ok(row.to_vec()))
+            .unwrap();
         assert_eq!(got, [123.0; 4]);
         // One element too far, either way.
-        for (base, step) in [(0, 7), (17, -6)] {
-            let at = Scattered {
-                base,
-                dims: &dims,
-                step,
-            };
-            assert!(Rows::scattered(&data, 4, at).is_err(), "{at:?}");
+        let far = lanes(7);
+        for (base, l) in [(0, &far), (17, &back)] {
+            assert!(Rows::scattered(&data, at(base, l)).is_err(), "{base} {l:?}");
         }
         // A call inside the row's own gets a buffer of its own.
         let nested = rows
