@@ -563,7 +563,7 @@ pub(crate) struct Packed<C> {
 }
 
 /// Whether [`compress_at_least`] has a vector path for sets of `C` of `n` tokens: f32 logits at
-/// AVX-512 (with POPCNT), fewer than 2^32 tokens.
+/// AVX-512 or AVX2 (see [`packing`]), fewer than 2^32 tokens.
 #[cfg_attr(
     not(target_arch = "x86_64"),
     allow(clippy::extra_unused_type_parameters)
@@ -572,14 +572,34 @@ pub(crate) fn compresses<C: Real>(n: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::any::TypeId::of::<C>() == std::any::TypeId::of::<f32>()
-            && simd_level() == SimdLevel::Avx512
-            && std::is_x86_feature_detected!("popcnt")
+            && packing().is_some()
             && u32::try_from(n).is_ok()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = n;
         false
+    }
+}
+
+/// The instructions the packing passes use at this SIMD level, if they have a path for it:
+/// AVX-512F with POPCNT, or AVX2 with POPCNT and F16C (F16C widens float16 rows).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Packing {
+    Avx512,
+    Avx2,
+}
+
+#[cfg(target_arch = "x86_64")]
+fn packing() -> Option<Packing> {
+    if !std::is_x86_feature_detected!("popcnt") {
+        return None;
+    }
+    match simd_level() {
+        SimdLevel::Avx512 => Some(Packing::Avx512),
+        SimdLevel::Avx2 if std::is_x86_feature_detected!("f16c") => Some(Packing::Avx2),
+        _ => None,
     }
 }
 
@@ -600,13 +620,23 @@ pub(crate) fn compress_at_least<C: Real>(
     if let (Some(x32), Some(w32)) = (as_f32(x), as_f32(ws)) {
         if compresses::<C>(x.len()) {
             let t = t.to_f64() as f32;
-            return packed_into(out, limit.min(x.len()), |to, limit| match ids {
-                // SAFETY: the SIMD level is AVX-512 only on CPUs with AVX-512F, POPCNT was
-                // detected, every position fits in u32 (`compresses`), `to` has room for
-                // `limit + 16` (`packed_into`), and `ws` and `ids` are as long as `x`.
-                Some(ids) => unsafe { compress_avx512::<true>(x32, w32, ids, t, limit, to) },
+            let level = packing();
+            return packed_into(out, limit.min(x.len()), |to, limit| match (level, ids) {
+                // SAFETY: `packing` gave the level only on CPUs with its instructions (the
+                // SIMD level is AVX-512 or AVX2 only on CPUs with them), every position fits
+                // in u32 (`compresses`), `to` has room for `limit + 16` (`packed_into`), and
+                // `ws` and `ids` are as long as `x`.
+                (Some(Packing::Avx512), Some(ids)) => unsafe {
+                    compress_avx512::<true>(x32, w32, ids, t, limit, to)
+                },
                 // SAFETY: as above.
-                None => unsafe { positions_avx512(x32, w32, t, limit, to) },
+                (Some(Packing::Avx512), None) => unsafe {
+                    positions_avx512(x32, w32, t, limit, to)
+                },
+                // SAFETY: as above.
+                (_, Some(ids)) => unsafe { compress_avx2(x32, w32, ids, t, limit, to) },
+                // SAFETY: as above.
+                (_, None) => unsafe { positions_avx2(x32, w32, t, limit, to) },
             });
         }
     }
@@ -627,9 +657,12 @@ pub(crate) fn compress_half_at_least<H: Stored16 + Lanes16>(
     assert!(ws.len() == x.len());
     #[cfg(target_arch = "x86_64")]
     if compresses::<f32>(x.len()) {
-        return packed_into(out, limit.min(x.len()), |to, limit| {
+        let level = packing();
+        return packed_into(out, limit.min(x.len()), |to, limit| match level {
             // SAFETY: as in `compress_at_least`.
-            unsafe { positions_avx512(x, ws, t, limit, to) }
+            Some(Packing::Avx512) => unsafe { positions_avx512(x, ws, t, limit, to) },
+            // SAFETY: as in `compress_at_least`.
+            _ => unsafe { positions_avx2(x, ws, t, limit, to) },
         });
     }
     let _ = (t, limit, out);
@@ -745,10 +778,9 @@ unsafe fn compress_avx512<const PACKED: bool>(
 }
 
 /// [`compress_at_least`] of a row at AVX-512; returns how many tokens it wrote to `to`
-/// (positions, logits, weights), `None` when more than `limit` pass. The positions first, from
-/// the bits of the comparisons of 64 tokens at a time (when few pass, as the levels make it,
-/// cheaper than compressing each 16), then their logits (as f32: a 16-bit row is widened in
-/// registers, see [`Lanes16`]) and weights.
+/// (positions, logits, weights), `None` when more than `limit` pass. The positions first
+/// ([`hit_positions`]), then their logits (as f32: a 16-bit row is widened in registers, see
+/// [`Lanes16`]) and weights, sixteen at a time by gathers.
 ///
 /// # Safety
 /// AVX-512F and POPCNT are available; each pointer of `to` is valid for `limit + 16` writes;
@@ -764,60 +796,18 @@ unsafe fn positions_avx512<X: Lanes16>(
 ) -> Option<usize> {
     use std::arch::x86_64::*;
     let tv = _mm512_set1_ps(t);
-    let mut n = 0;
-    // The tokens before the first 64-byte boundary alone: the loads below then do not
-    // straddle cache lines.
-    let head = unaligned_head(x);
-    for (j, &e) in x[..head].iter().enumerate() {
-        if e.f32_value() >= t {
-            if n >= limit {
-                return None;
-            }
-            // SAFETY: `n < limit`.
-            unsafe { *to.0.add(n) = j as u32 };
-            n += 1;
-        }
-    }
-    let mut it = x[head..].chunks_exact(64);
-    let mut base = head;
-    for c in &mut it {
+    let bits_of = |c: *const X| {
         let mut bits = 0u64;
         for q in 0..4 {
-            // SAFETY: `c` holds 64 logits; AVX-512F is enabled here.
-            let v = unsafe { X::load16(c.as_ptr().add(16 * q)) };
+            // SAFETY: `hit_positions` hands out chunks of 64 readable logits; AVX-512F is
+            // enabled here.
+            let v = unsafe { X::load16(c.add(16 * q)) };
             bits |= u64::from(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, tv)) << (16 * q);
         }
-        let hits = bits.count_ones() as usize;
-        if n + hits > limit {
-            return None;
-        }
-        // The first four slots without a branch (most steps have no more hits when few pass);
-        // slots past the hits are overwritten by the next step or lie past the count.
-        for s in 0..4 {
-            // SAFETY: `n + s < n + 4 <= limit + 4`, within the room of `to.0`.
-            unsafe { *to.0.add(n + s) = (base + bits.trailing_zeros() as usize) as u32 };
-            bits &= bits.wrapping_sub(1);
-        }
-        let mut k = n + 4;
-        while bits != 0 {
-            // SAFETY: `k < n + hits <= limit` (the step's hits fit, checked above).
-            unsafe { *to.0.add(k) = (base + bits.trailing_zeros() as usize) as u32 };
-            k += 1;
-            bits &= bits - 1;
-        }
-        n += hits;
-        base += 64;
-    }
-    for (j, &e) in it.remainder().iter().enumerate() {
-        if e.f32_value() >= t {
-            if n >= limit {
-                return None;
-            }
-            // SAFETY: `n < limit`.
-            unsafe { *to.0.add(n) = (base + j) as u32 };
-            n += 1;
-        }
-    }
+        bits
+    };
+    // SAFETY: the caller's contract.
+    let n = unsafe { hit_positions(x, t, limit, to.0, bits_of) }?;
     // Sixteen at a time by gathers, while positions fit the gathers' signed offsets: the
     // weights, and the logits of an f32 row (an `X` of 4 bytes: `Lanes16` has no other).
     let gathered = if x.len() <= i32::MAX as usize {
@@ -839,22 +829,232 @@ unsafe fn positions_avx512<X: Lanes16>(
             }
         }
     }
-    // The rest one by one (a 16-bit row's logits all of them, widened).
-    let logits_from = if logits_gathered { gathered } else { 0 };
-    for k in logits_from..n {
-        // SAFETY: the first `n <= limit` positions are written, each below `x.len()`; the
-        // logits' output has room for them.
-        unsafe { *to.1.add(k) = x.get_unchecked(*to.0.add(k) as usize).f32_value() };
+    // SAFETY: the first `n` positions are written, each below `x.len()`; `ws` is at least as
+    // long as `x`; the outputs have room for `n` values.
+    unsafe {
+        gather_hits(
+            x,
+            ws,
+            n,
+            if logits_gathered { gathered } else { 0 },
+            gathered,
+            to,
+        )
+    };
+    Some(n)
+}
+
+/// [`positions_avx512`] at AVX2: the comparisons eight at a time, the gathers one by one
+/// (AVX2's gather instructions measured no faster than loads on the AMD CPUs it runs on).
+///
+/// # Safety
+/// AVX2, F16C and POPCNT are available; as [`positions_avx512`] otherwise.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c,popcnt")]
+unsafe fn positions_avx2<X: Lanes16>(
+    x: &[X],
+    ws: &[f32],
+    t: f32,
+    limit: usize,
+    to: (*mut u32, *mut f32, *mut f32),
+) -> Option<usize> {
+    use std::arch::x86_64::*;
+    let tv = _mm256_set1_ps(t);
+    let bits_of = |c: *const X| {
+        let mut bits = 0u64;
+        for q in 0..8 {
+            // SAFETY: `hit_positions` hands out chunks of 64 readable logits; AVX2 and F16C
+            // are enabled here.
+            let v = unsafe { X::load8(c.add(8 * q)) };
+            let ge = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(v, tv));
+            bits |= u64::from(ge as u8) << (8 * q);
+        }
+        bits
+    };
+    // SAFETY: the caller's contract.
+    let n = unsafe { hit_positions(x, t, limit, to.0, bits_of) }?;
+    // SAFETY: as in `positions_avx512`.
+    unsafe { gather_hits(x, ws, n, 0, 0, to) };
+    Some(n)
+}
+
+/// The positions of the tokens of `x` at or above `t`, written from `to`; their number, `None`
+/// when more than `limit` pass. The positions come from the bits of the comparisons of 64
+/// tokens at a time (`bits_of`, reading 64 logits from a pointer; when few pass, as the levels
+/// make it, cheaper than compressing each vector); the tokens before the first 64-byte
+/// boundary and after the last whole chunk are compared one by one.
+///
+/// # Safety
+/// `to` is valid for `limit + 4` writes; `bits_of` may be called with the start of any 64
+/// consecutive logits of `x`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn hit_positions<X: Lanes16>(
+    x: &[X],
+    t: f32,
+    limit: usize,
+    to: *mut u32,
+    bits_of: impl Fn(*const X) -> u64,
+) -> Option<usize> {
+    let mut n = 0;
+    // The tokens before the first 64-byte boundary alone: the loads below then do not
+    // straddle cache lines.
+    let head = unaligned_head(x);
+    for (j, &e) in x[..head].iter().enumerate() {
+        if e.f32_value() >= t {
+            if n >= limit {
+                return None;
+            }
+            // SAFETY: `n < limit`.
+            unsafe { *to.add(n) = j as u32 };
+            n += 1;
+        }
     }
-    for k in gathered..n {
-        // SAFETY: as above; `ws` is at least as long as `x`.
-        unsafe { *to.2.add(k) = *ws.get_unchecked(*to.0.add(k) as usize) };
+    let mut it = x[head..].chunks_exact(64);
+    let mut base = head;
+    for c in &mut it {
+        let mut bits = bits_of(c.as_ptr());
+        let hits = bits.count_ones() as usize;
+        if n + hits > limit {
+            return None;
+        }
+        // The first four slots without a branch (most steps have no more hits when few pass);
+        // slots past the hits are overwritten by the next step or lie past the count.
+        for s in 0..4 {
+            // SAFETY: `n + s < n + 4 <= limit + 4`, within the room of `to`.
+            unsafe { *to.add(n + s) = (base + bits.trailing_zeros() as usize) as u32 };
+            bits &= bits.wrapping_sub(1);
+        }
+        let mut k = n + 4;
+        while bits != 0 {
+            // SAFETY: `k < n + hits <= limit` (the step's hits fit, checked above).
+            unsafe { *to.add(k) = (base + bits.trailing_zeros() as usize) as u32 };
+            k += 1;
+            bits &= bits - 1;
+        }
+        n += hits;
+        base += 64;
+    }
+    for (j, &e) in it.remainder().iter().enumerate() {
+        if e.f32_value() >= t {
+            if n >= limit {
+                return None;
+            }
+            // SAFETY: `n < limit`.
+            unsafe { *to.add(n) = (base + j) as u32 };
+            n += 1;
+        }
     }
     Some(n)
 }
 
-/// Logits the row's packing pass reads (`positions_avx512`): f32, or a 16-bit type widened in
-/// registers.
+/// The logits (widened to f32) of the hits `logits_from..n` and the weights of the hits
+/// `weights_from..n`, whose positions `to.0` holds, into `to.1` and `to.2`.
+///
+/// # Safety
+/// The first `n` slots of `to.0` hold positions below `x.len()`, and `ws` is at least as long
+/// as `x`; `to.1` and `to.2` are valid for `n` writes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn gather_hits<X: Lanes16>(
+    x: &[X],
+    ws: &[f32],
+    n: usize,
+    logits_from: usize,
+    weights_from: usize,
+    to: (*mut u32, *mut f32, *mut f32),
+) {
+    for k in logits_from..n {
+        // SAFETY: the caller's contract.
+        unsafe { *to.1.add(k) = x.get_unchecked(*to.0.add(k) as usize).f32_value() };
+    }
+    for k in weights_from..n {
+        // SAFETY: the caller's contract.
+        unsafe { *to.2.add(k) = *ws.get_unchecked(*to.0.add(k) as usize) };
+    }
+}
+
+/// For each mask of eight comparisons, the positions of its set bits in order, one byte each
+/// (unused bytes 0): the lane indices that move a vector's hits to its front.
+#[cfg(target_arch = "x86_64")]
+const LEFT_PACK: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut entry, mut k, mut bit) = (0u64, 0, 0);
+        while bit < 8 {
+            if (mask >> bit) & 1 == 1 {
+                entry |= (bit as u64) << (8 * k);
+                k += 1;
+            }
+            bit += 1;
+        }
+        table[mask] = entry;
+        mask += 1;
+    }
+    table
+};
+
+/// [`compress_at_least`] of a packed set at AVX2, as [`compress_avx512`] does it: branch-free
+/// within a group of 8 tokens, whose hits are moved to the front of the registers (by a
+/// permutation read from [`LEFT_PACK`]) stored whole at the write position, which then moves by
+/// the number of hits.
+///
+/// # Safety
+/// AVX2 and POPCNT are available; each pointer of `to` is valid for `limit + 16` writes; `ws`
+/// and `ids` are at least as long as `x`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn compress_avx2(
+    x: &[f32],
+    ws: &[f32],
+    ids: &[u32],
+    t: f32,
+    limit: usize,
+    to: (*mut u32, *mut f32, *mut f32),
+) -> Option<usize> {
+    use std::arch::x86_64::*;
+    let tv = _mm256_set1_ps(t);
+    let mut n = 0;
+    let groups = x.len() / 8;
+    for g in 0..groups {
+        let at = 8 * g;
+        if n > limit {
+            return None;
+        }
+        // SAFETY: `at + 8 <= x.len()`, and `ws`, `ids` are as long; `n <= limit`, so the 8
+        // slots written from `n` are within `limit + 16`.
+        unsafe {
+            let v = _mm256_loadu_ps(x.as_ptr().add(at));
+            let w = _mm256_loadu_ps(ws.as_ptr().add(at));
+            let pos = _mm256_loadu_si256(ids.as_ptr().add(at).cast());
+            let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(v, tv)) as u8;
+            let perm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(LEFT_PACK[usize::from(m)] as i64));
+            _mm256_storeu_si256(to.0.add(n).cast(), _mm256_permutevar8x32_epi32(pos, perm));
+            _mm256_storeu_ps(to.1.add(n), _mm256_permutevar8x32_ps(v, perm));
+            _mm256_storeu_ps(to.2.add(n), _mm256_permutevar8x32_ps(w, perm));
+            n += m.count_ones() as usize;
+        }
+    }
+    for j in 8 * groups..x.len() {
+        if x[j] >= t {
+            if n >= limit {
+                return None;
+            }
+            // SAFETY: `n < limit`.
+            unsafe {
+                *to.0.add(n) = ids[j];
+                *to.1.add(n) = x[j];
+                *to.2.add(n) = ws[j];
+            }
+            n += 1;
+        }
+    }
+    (n <= limit).then_some(n)
+}
+
+/// Logits the row's packing passes read (`positions_avx512`, `positions_avx2`): f32, or a
+/// 16-bit type widened in registers.
 pub(crate) trait Lanes16: Copy {
     /// The 16 logits from `p` as f32 (exact).
     ///
@@ -862,6 +1062,13 @@ pub(crate) trait Lanes16: Copy {
     /// AVX-512F is available; the 16 elements from `p` are readable.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
+
+    /// The 8 logits from `p` as f32 (exact).
+    ///
+    /// # Safety
+    /// AVX2 and F16C are available; the 8 elements from `p` are readable.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
 
     /// The logit as f32 (exact).
     #[cfg(target_arch = "x86_64")]
@@ -874,6 +1081,12 @@ impl Lanes16 for f32 {
     unsafe fn load16(p: *const f32) -> std::arch::x86_64::__m512 {
         // SAFETY: the caller's contract.
         unsafe { std::arch::x86_64::_mm512_loadu_ps(p) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const f32) -> std::arch::x86_64::__m256 {
+        // SAFETY: the caller's contract.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
@@ -895,6 +1108,16 @@ impl Lanes16 for half::bf16 {
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
+    unsafe fn load8(p: *const half::bf16) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's contract: AVX2, 8 elements of 2 bytes readable from `p`.
+        unsafe {
+            let bits = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(bits))
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
     fn f32_value(self) -> f32 {
         self.value()
     }
@@ -908,6 +1131,14 @@ impl Lanes16 for half::f16 {
         use std::arch::x86_64::*;
         // SAFETY: the caller's contract: AVX-512F, 16 elements of 2 bytes readable from `p`.
         unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+    /// `vcvtph2ps` as [`Lanes16::load16`] (F16C).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const half::f16) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's contract: F16C, 8 elements of 2 bytes readable from `p`.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
@@ -1741,14 +1972,31 @@ mod tests {
         check::<f64>(&mut u);
     }
 
+    /// The packing passes have a path at both x86 vector levels (on a CPU with the level's
+    /// instructions), so that the filter test below runs the level's own code.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn packing_has_a_path_at_both_x86_vector_levels() {
+        let level = simd_level();
+        let path = compresses::<f32>(1000);
+        match level {
+            SimdLevel::Avx512 => assert!(path && packing() == Some(Packing::Avx512)),
+            SimdLevel::Avx2 if std::is_x86_feature_detected!("f16c") => {
+                assert!(path && packing() == Some(Packing::Avx2))
+            }
+            _ => assert!(!path),
+        }
+        assert!(!compresses::<f64>(1000));
+    }
+
     /// The tokens at or above a threshold, compressed branch-free, against a filter, for
-    /// lengths around a group of 16 tokens, densities from none to all, ties, `-inf`; from a
+    /// lengths around a group of 8 and of 16 tokens, densities from none to all, ties, `-inf`; from a
     /// row and from a packed set.
     #[test]
     fn compress_at_least_matches_a_filter() {
         // At several alignments of the row: the row pass takes the part before its first
         // 64-byte boundary alone.
-        for (n, off) in [0, 1, 15, 16, 17, 63, 64, 65, 200, 1000, 4097]
+        for (n, off) in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 200, 1000, 4097]
             .into_iter()
             .flat_map(|n| [0, 1, 7, 15].map(|off| (n, off)))
         {
