@@ -620,23 +620,23 @@ pub(crate) fn compress_at_least<C: Real>(
     if let (Some(x32), Some(w32)) = (as_f32(x), as_f32(ws)) {
         if compresses::<C>(x.len()) {
             let t = t.to_f64() as f32;
-            let level = packing();
+            let Some(level) = packing() else {
+                return Ok(false);
+            };
             return packed_into(out, limit.min(x.len()), |to, limit| match (level, ids) {
-                // SAFETY: `packing` gave the level only on CPUs with its instructions (the
-                // SIMD level is AVX-512 or AVX2 only on CPUs with them), every position fits
-                // in u32 (`compresses`), `to` has room for `limit + 16` (`packed_into`), and
-                // `ws` and `ids` are as long as `x`.
-                (Some(Packing::Avx512), Some(ids)) => unsafe {
+                // SAFETY: `packing` gives a level only on CPUs with its instructions (the SIMD
+                // level is AVX-512 or AVX2 only on CPUs with them, and POPCNT and F16C were
+                // detected), every position fits in u32 (`compresses`), `to` has room for
+                // `limit + 16` (`packed_into`), and `ws` and `ids` are as long as `x`.
+                (Packing::Avx512, Some(ids)) => unsafe {
                     compress_avx512::<true>(x32, w32, ids, t, limit, to)
                 },
                 // SAFETY: as above.
-                (Some(Packing::Avx512), None) => unsafe {
-                    positions_avx512(x32, w32, t, limit, to)
-                },
+                (Packing::Avx512, None) => unsafe { positions_avx512(x32, w32, t, limit, to) },
                 // SAFETY: as above.
-                (_, Some(ids)) => unsafe { compress_avx2(x32, w32, ids, t, limit, to) },
+                (Packing::Avx2, Some(ids)) => unsafe { compress_avx2(x32, w32, ids, t, limit, to) },
                 // SAFETY: as above.
-                (_, None) => unsafe { positions_avx2(x32, w32, t, limit, to) },
+                (Packing::Avx2, None) => unsafe { positions_avx2(x32, w32, t, limit, to) },
             });
         }
     }
@@ -656,13 +656,12 @@ pub(crate) fn compress_half_at_least<H: Stored16 + Lanes16>(
 ) -> crate::Result<bool> {
     assert!(ws.len() == x.len());
     #[cfg(target_arch = "x86_64")]
-    if compresses::<f32>(x.len()) {
-        let level = packing();
+    if let (true, Some(level)) = (compresses::<f32>(x.len()), packing()) {
         return packed_into(out, limit.min(x.len()), |to, limit| match level {
             // SAFETY: as in `compress_at_least`.
-            Some(Packing::Avx512) => unsafe { positions_avx512(x, ws, t, limit, to) },
+            Packing::Avx512 => unsafe { positions_avx512(x, ws, t, limit, to) },
             // SAFETY: as in `compress_at_least`.
-            _ => unsafe { positions_avx2(x, ws, t, limit, to) },
+            Packing::Avx2 => unsafe { positions_avx2(x, ws, t, limit, to) },
         });
     }
     let _ = (t, limit, out);
@@ -1001,7 +1000,7 @@ const LEFT_PACK: [u64; 256] = {
 /// the number of hits.
 ///
 /// # Safety
-/// AVX2 and POPCNT are available; each pointer of `to` is valid for `limit + 16` writes; `ws`
+/// AVX2 and POPCNT are available; each pointer of `to` is valid for `limit + 8` writes; `ws`
 /// and `ids` are at least as long as `x`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,popcnt")]
@@ -1023,7 +1022,7 @@ unsafe fn compress_avx2(
             return None;
         }
         // SAFETY: `at + 8 <= x.len()`, and `ws`, `ids` are as long; `n <= limit`, so the 8
-        // slots written from `n` are within `limit + 16`.
+        // slots written from `n` are within `limit + 8`.
         unsafe {
             let v = _mm256_loadu_ps(x.as_ptr().add(at));
             let w = _mm256_loadu_ps(ws.as_ptr().add(at));
@@ -1970,6 +1969,156 @@ mod tests {
         let mut u = crate::sampling::test_units::units(0x2545_F491_4F6C_DD1D);
         check::<f32>(&mut u);
         check::<f64>(&mut u);
+    }
+
+    /// The x86 packing levels this CPU has, whatever the process's SIMD level.
+    #[cfg(target_arch = "x86_64")]
+    fn packings_here() -> Vec<Packing> {
+        let has = |f: &str| match f {
+            "avx512f" => std::is_x86_feature_detected!("avx512f"),
+            "avx2" => std::is_x86_feature_detected!("avx2"),
+            "f16c" => std::is_x86_feature_detected!("f16c"),
+            _ => std::is_x86_feature_detected!("popcnt"),
+        };
+        let mut levels = Vec::new();
+        if has("avx512f") && has("popcnt") {
+            levels.push(Packing::Avx512);
+        }
+        if has("avx2") && has("f16c") && has("popcnt") {
+            levels.push(Packing::Avx2);
+        }
+        levels
+    }
+
+    /// One packing pass over a row, by its limit.
+    #[cfg(target_arch = "x86_64")]
+    type RowPass<'a> = dyn Fn(usize) -> Option<Packed<f32>> + 'a;
+
+    /// A row's tokens at or above `t` by `level`'s own pass; `None` past `limit`.
+    #[cfg(target_arch = "x86_64")]
+    fn pack_row<X: Lanes16>(
+        level: Packing,
+        x: &[X],
+        ws: &[f32],
+        t: f32,
+        limit: usize,
+    ) -> Option<Packed<f32>> {
+        let mut out = Packed::default();
+        let done = packed_into(&mut out, limit.min(x.len()), |to, limit| match level {
+            // SAFETY: `packings_here` detected the level's instructions; `packed_into` gives
+            // room for `limit + 16`; `ws` is as long as `x`, which is short.
+            Packing::Avx512 => unsafe { positions_avx512(x, ws, t, limit, to) },
+            // SAFETY: as above.
+            Packing::Avx2 => unsafe { positions_avx2(x, ws, t, limit, to) },
+        });
+        done.unwrap().then_some(out)
+    }
+
+    /// A packed set's tokens at or above `t` by `level`'s own pass; `None` past `limit`.
+    #[cfg(target_arch = "x86_64")]
+    fn pack_set(
+        level: Packing,
+        x: &[f32],
+        ws: &[f32],
+        ids: &[u32],
+        t: f32,
+        limit: usize,
+    ) -> Option<Packed<f32>> {
+        let mut out = Packed::default();
+        let done = packed_into(&mut out, limit.min(x.len()), |to, limit| match level {
+            // SAFETY: as in `pack_row`; `ids` is as long as `x`.
+            Packing::Avx512 => unsafe { compress_avx512::<true>(x, ws, ids, t, limit, to) },
+            // SAFETY: as above.
+            Packing::Avx2 => unsafe { compress_avx2(x, ws, ids, t, limit, to) },
+        });
+        done.unwrap().then_some(out)
+    }
+
+    /// Every packing pass this CPU has, called directly (so an AVX-512 CPU tests the AVX2 ones
+    /// too), against a filter: rows of f32, bfloat16 and float16 at several alignments, packed
+    /// sets of lengths around 8 and 16 (every token, every second, every third), values with
+    /// NaN, +inf, -inf and -0.0, and the limit (refused one below the count, done at it).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn packing_passes_of_every_level_match_a_filter() {
+        let lens = [
+            0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 127, 128, 129, 200, 1000, 4097,
+        ];
+        for level in packings_here() {
+            for (n, off) in lens
+                .into_iter()
+                .flat_map(|n| [0, 1, 7, 15].map(|off| (n, off)))
+            {
+                let u = uniforms(n, 11 + n as u64);
+                let mut xv: Vec<f32> = vec![0.0; off];
+                xv.extend(u.iter().enumerate().map(|(j, &v)| match j % 23 {
+                    3 => f32::NAN,
+                    8 => f32::INFINITY,
+                    13 => f32::NEG_INFINITY,
+                    17 => -0.0,
+                    _ => ((v * 16.0).floor() - 8.0) as f32,
+                }));
+                let x = &xv[off..];
+                let ws: Vec<f32> = (0..n).map(|j| j as f32 * 0.25 + 1.0).collect();
+                let xb: Vec<half::bf16> = xv.iter().map(|&e| half::bf16::from_f32(e)).collect();
+                let xh: Vec<half::f16> = xv.iter().map(|&e| half::f16::from_f32(e)).collect();
+                for t in [
+                    f32::NEG_INFINITY,
+                    -8.0,
+                    -2.5,
+                    -0.0,
+                    0.0,
+                    0.5,
+                    7.0,
+                    f32::INFINITY,
+                ] {
+                    let what = format!("{level:?} n={n} off={off} t={t}");
+                    let want_of = |from: &[u32]| -> Vec<u32> {
+                        from.iter()
+                            .copied()
+                            .filter(|&j| x[j as usize] >= t)
+                            .collect()
+                    };
+                    let check = |got: &Packed<f32>, want: &[u32], set: &str| {
+                        assert_eq!(got.ids, want, "{what} {set}");
+                        let wx: Vec<u32> = want.iter().map(|&j| x[j as usize].to_bits()).collect();
+                        let gx: Vec<u32> = got.xs.iter().map(|e| e.to_bits()).collect();
+                        assert_eq!(gx, wx, "{what} {set}");
+                        let ww: Vec<f32> = want.iter().map(|&j| ws[j as usize]).collect();
+                        assert_eq!(got.ws, ww, "{what} {set}");
+                    };
+                    let all: Vec<u32> = (0..n as u32).collect();
+                    let want = want_of(&all);
+                    let k = want.len();
+                    let rows: [(&str, &RowPass); 3] = [
+                        ("f32 row", &|l| pack_row(level, x, &ws, t, l)),
+                        ("bfloat16 row", &|l| pack_row(level, &xb[off..], &ws, t, l)),
+                        ("float16 row", &|l| pack_row(level, &xh[off..], &ws, t, l)),
+                    ];
+                    for (set, pack) in rows {
+                        check(&pack(k).expect("at its limit"), &want, set);
+                        check(&pack(n).expect("under its limit"), &want, set);
+                        if k > 0 {
+                            assert!(pack(k - 1).is_none(), "{what} {set} over its limit");
+                        }
+                    }
+                    for step in [1, 2, 3] {
+                        let sub: Vec<u32> = (0..n as u32).step_by(step).collect();
+                        let sub_x: Vec<f32> = sub.iter().map(|&j| x[j as usize]).collect();
+                        let sub_w: Vec<f32> = sub.iter().map(|&j| ws[j as usize]).collect();
+                        let want = want_of(&sub);
+                        let k = want.len();
+                        let pack = |l| pack_set(level, &sub_x, &sub_w, &sub, t, l);
+                        let set = format!("packed set, step {step}");
+                        check(&pack(k).expect("at its limit"), &want, &set);
+                        check(&pack(sub.len()).expect("under its limit"), &want, &set);
+                        if k > 0 {
+                            assert!(pack(k - 1).is_none(), "{what} {set} over its limit");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The packing passes have a path at both x86 vector levels (on a CPU with the level's

@@ -112,7 +112,7 @@
 //!   softmax, vectorised). Every token of the nucleus weighs at least `(1 - p) / (2 V)` of
 //!   the total; a sample of the row (runs of 16 tokens every 256) usually shows a higher
 //!   level of the scaled logit whose tokens hold `p` already, and those tokens (at `f32`
-//!   with AVX-512, while under a quarter of the row) are packed in one vector pass, their
+//!   with AVX-512 or AVX2, while under a quarter of the row) are packed in one vector pass, their
 //!   weight checked exactly, and the cut found among them. Else, on a peaked row, the tokens
 //!   above the 32nd largest chunk maximum usually hold weight `p` already, and the cut is
 //!   found among them. Otherwise a **bucket search** finds the position where the running weight crosses `p`: one pass buckets the
