@@ -563,7 +563,7 @@ pub(crate) struct Packed<C> {
 }
 
 /// Whether [`compress_at_least`] has a vector path for sets of `C` of `n` tokens: f32 logits at
-/// AVX-512 or AVX2 (see [`packing`]), fewer than 2^32 tokens.
+/// AVX-512 or AVX2 (see [`packing_for`]), fewer than 2^32 tokens.
 #[cfg_attr(
     not(target_arch = "x86_64"),
     allow(clippy::extra_unused_type_parameters)
@@ -571,9 +571,7 @@ pub(crate) struct Packed<C> {
 pub(crate) fn compresses<C: Real>(n: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::any::TypeId::of::<C>() == std::any::TypeId::of::<f32>()
-            && packing().is_some()
-            && u32::try_from(n).is_ok()
+        std::any::TypeId::of::<C>() == std::any::TypeId::of::<f32>() && packing_for(n).is_some()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -591,9 +589,11 @@ enum Packing {
     Avx2,
 }
 
+/// The packing level for a set of `n` f32 tokens: `None` at a level without a path, or when
+/// positions would not fit in u32.
 #[cfg(target_arch = "x86_64")]
-fn packing() -> Option<Packing> {
-    if !std::is_x86_feature_detected!("popcnt") {
+fn packing_for(n: usize) -> Option<Packing> {
+    if !std::is_x86_feature_detected!("popcnt") || u32::try_from(n).is_err() {
         return None;
     }
     match simd_level() {
@@ -618,15 +618,12 @@ pub(crate) fn compress_at_least<C: Real>(
     assert!(ws.len() == x.len() && ids.is_none_or(|ids| ids.len() == x.len()));
     #[cfg(target_arch = "x86_64")]
     if let (Some(x32), Some(w32)) = (as_f32(x), as_f32(ws)) {
-        if compresses::<C>(x.len()) {
+        if let Some(level) = packing_for(x.len()) {
             let t = t.to_f64() as f32;
-            let Some(level) = packing() else {
-                return Ok(false);
-            };
             return packed_into(out, limit.min(x.len()), |to, limit| match (level, ids) {
-                // SAFETY: `packing` gives a level only on CPUs with its instructions (the SIMD
-                // level is AVX-512 or AVX2 only on CPUs with them, and POPCNT and F16C were
-                // detected), every position fits in u32 (`compresses`), `to` has room for
+                // SAFETY: `packing_for` gives a level only on CPUs with its instructions (the
+                // SIMD level is AVX-512 or AVX2 only on CPUs with them, and POPCNT and F16C were
+                // detected) and when every position fits in u32, `to` has room for
                 // `limit + 16` (`packed_into`), and `ws` and `ids` are as long as `x`.
                 (Packing::Avx512, Some(ids)) => unsafe {
                     compress_avx512::<true>(x32, w32, ids, t, limit, to)
@@ -656,7 +653,7 @@ pub(crate) fn compress_half_at_least<H: Stored16 + Lanes16>(
 ) -> crate::Result<bool> {
     assert!(ws.len() == x.len());
     #[cfg(target_arch = "x86_64")]
-    if let (true, Some(level)) = (compresses::<f32>(x.len()), packing()) {
+    if let Some(level) = packing_for(x.len()) {
         return packed_into(out, limit.min(x.len()), |to, limit| match level {
             // SAFETY: as in `compress_at_least`.
             Packing::Avx512 => unsafe { positions_avx512(x, ws, t, limit, to) },
@@ -859,22 +856,35 @@ unsafe fn positions_avx2<X: Lanes16>(
 ) -> Option<usize> {
     use std::arch::x86_64::*;
     let tv = _mm256_set1_ps(t);
-    let bits_of = |c: *const X| {
-        let mut bits = 0u64;
-        for q in 0..8 {
-            // SAFETY: `hit_positions` hands out chunks of 64 readable logits; AVX2 and F16C
-            // are enabled here.
-            let v = unsafe { X::load8(c.add(8 * q)) };
-            let ge = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(v, tv));
-            bits |= u64::from(ge as u8) << (8 * q);
-        }
-        bits
-    };
+    // SAFETY: `hit_positions` hands out chunks of 64 readable logits; AVX2 and F16C are
+    // enabled here.
+    let bits_of = |c: *const X| unsafe { at_least_bits_avx2(c, tv) };
     // SAFETY: the caller's contract.
     let n = unsafe { hit_positions(x, t, limit, to.0, bits_of) }?;
     // SAFETY: as in `positions_avx512`.
     unsafe { gather_hits(x, ws, n, 0, 0, to) };
     Some(n)
+}
+
+/// Bit `j` set when logit `j` of the 64 from `c` is `>= t` (`tv`: `t` in every lane), from
+/// eight AVX2 comparisons.
+///
+/// # Safety
+/// AVX2 (and F16C for float16) is available; the 64 logits from `c` are readable.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn at_least_bits_avx2<X: Lanes16>(c: *const X, tv: std::arch::x86_64::__m256) -> u64 {
+    use std::arch::x86_64::*;
+    let mut bits = 0u64;
+    for q in 0..8 {
+        // SAFETY: the caller's contract.
+        let ge = unsafe {
+            let v = X::load8(c.add(8 * q));
+            _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(v, tv))
+        };
+        bits |= u64::from(ge as u8) << (8 * q);
+    }
+    bits
 }
 
 /// The positions of the tokens of `x` at or above `t`, written from `to`; their number, `None`
@@ -1602,16 +1612,8 @@ unsafe fn positions_at_least_avx2(vals: &[f32], t: f32, out: &mut Vec<usize>) ->
             }
             return bits;
         }
-        let mut bits = 0u64;
-        for k in 0..8 {
-            // SAFETY: the chunk holds 64 floats; AVX2 is enabled here.
-            let ge = unsafe {
-                let v = _mm256_loadu_ps(chunk.as_ptr().add(8 * k));
-                _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(v, tv))
-            };
-            bits |= u64::from(ge as u8) << (8 * k);
-        }
-        bits
+        // SAFETY: the chunk holds 64 floats; AVX2 is enabled here.
+        unsafe { at_least_bits_avx2(chunk.as_ptr(), tv) }
     };
     positions_of_bits(vals.chunks(64).map(bits_of), out)
 }
@@ -2129,9 +2131,9 @@ mod tests {
         let level = simd_level();
         let path = compresses::<f32>(1000);
         match level {
-            SimdLevel::Avx512 => assert!(path && packing() == Some(Packing::Avx512)),
+            SimdLevel::Avx512 => assert!(path && packing_for(1000) == Some(Packing::Avx512)),
             SimdLevel::Avx2 if std::is_x86_feature_detected!("f16c") => {
-                assert!(path && packing() == Some(Packing::Avx2))
+                assert!(path && packing_for(1000) == Some(Packing::Avx2))
             }
             _ => assert!(!path),
         }
