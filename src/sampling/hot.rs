@@ -756,21 +756,19 @@ unsafe fn compress_avx512<const PACKED: bool>(
         }
         iota = _mm512_add_epi32(iota, sixteen);
     }
-    for j in 16 * groups..x.len() {
-        if x[j] >= t {
-            if n >= limit {
-                return None;
-            }
-            // SAFETY: `n < limit`.
-            unsafe {
-                *to.0.add(n) = if PACKED { ids[j] } else { j as u32 };
-                *to.1.add(n) = x[j];
-                *to.2.add(n) = ws[j];
-            }
-            n += 1;
-        }
+    // SAFETY: `to` has room for `limit` (# Safety); `ws` and `ids` are as long as `x`.
+    unsafe {
+        compress_tail(
+            x,
+            ws,
+            |j| if PACKED { ids[j] } else { j as u32 },
+            t,
+            16 * groups,
+            n,
+            limit,
+            to,
+        )
     }
-    (n <= limit).then_some(n)
 }
 
 /// [`compress_at_least`] of a row at AVX-512; returns how many tokens it wrote to `to`
@@ -1045,14 +1043,37 @@ unsafe fn compress_avx2(
             n += m.count_ones() as usize;
         }
     }
-    for j in 8 * groups..x.len() {
+    // SAFETY: as in `compress_avx512`.
+    unsafe { compress_tail(x, ws, |j| ids[j], t, 8 * groups, n, limit, to) }
+}
+
+/// The compressing passes' last tokens, from `from` on, one by one after the `n` the vector
+/// steps wrote: their count, `None` when more than `limit` pass in all (as `n > limit`).
+///
+/// # Safety
+/// Each pointer of `to` is valid for `limit` writes; `ws` is as long as `x`, and `id_of` takes
+/// every position of `x`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn compress_tail(
+    x: &[f32],
+    ws: &[f32],
+    id_of: impl Fn(usize) -> u32,
+    t: f32,
+    from: usize,
+    mut n: usize,
+    limit: usize,
+    to: (*mut u32, *mut f32, *mut f32),
+) -> Option<usize> {
+    for j in from..x.len() {
         if x[j] >= t {
             if n >= limit {
                 return None;
             }
             // SAFETY: `n < limit`.
             unsafe {
-                *to.0.add(n) = ids[j];
+                *to.0.add(n) = id_of(j);
                 *to.1.add(n) = x[j];
                 *to.2.add(n) = ws[j];
             }
